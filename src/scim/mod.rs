@@ -1,0 +1,12 @@
+//! The SCIM protocol core: schemas, filters, paths, PATCH, projection and validation.
+//! Pure functions over `serde_json::Value`; nothing here does I/O.
+
+pub mod error;
+pub mod filter;
+pub mod patch;
+pub mod path;
+pub mod projection;
+pub mod render;
+pub mod resource;
+pub mod schema;
+pub mod sort;

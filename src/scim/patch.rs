@@ -1,0 +1,609 @@
+//! The PATCH engine (RFC 7644 §3.5.2) with the IdP dialects of idp-notes §1: operation names
+//! in any case, no-path values with dotted and URN keys, value-filter paths that create the
+//! entry they name, member removal by value list. Operations apply in order to a copy; any
+//! error discards the copy, so a request is all or nothing.
+//!
+//! Group membership is not materialised here: a group may have a million members, so member
+//! changes come out as `MemberOp`s for the store to apply key by key.
+
+use serde_json::{Map, Value};
+
+use super::error::{ScimError, ScimResult};
+use super::filter::{self, CompValue, CompareOp, Filter};
+use super::path::{self, Parsed, Path};
+use super::resource::{
+    self, Body, Ignored, Input, SetMode, container, container_mut, drop_empty_extension,
+};
+use super::schema::{Kind, PATCH_OP};
+
+pub const MAX_OPERATIONS: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpKind {
+    Add,
+    Replace,
+    Remove,
+}
+
+#[derive(Debug, Clone)]
+pub struct Operation {
+    pub op: OpKind,
+    pub path: Option<String>,
+    pub value: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum MemberOp {
+    /// Add these members (`{"value", "type"?}`); adding a present member is a no-op.
+    Add(Vec<Value>),
+    /// Remove these ids; removing an absent one is a no-op.
+    Remove(Vec<String>),
+    /// Remove the members matching an element filter on `members`.
+    RemoveWhere(Filter),
+    Clear,
+}
+
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub body: Body,
+    pub member_ops: Vec<MemberOp>,
+    pub ignored: Ignored,
+}
+
+/// Parse a PatchOp request body.
+pub fn parse_request(raw: &Value) -> ScimResult<Vec<Operation>> {
+    let Value::Object(obj) = raw else {
+        return Err(ScimError::invalid_syntax(
+            "a PATCH body must be a JSON object with \"schemas\" and \"Operations\"",
+        ));
+    };
+    let field = |n: &str| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v);
+    if let Some(schemas) = field("schemas") {
+        let ok = schemas
+            .as_array()
+            .is_some_and(|a| a.iter().any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(PATCH_OP))));
+        if !ok {
+            return Err(ScimError::invalid_value(format!(
+                "a PATCH body's \"schemas\" must contain \"{PATCH_OP}\""
+            )));
+        }
+    }
+    let ops = match field("Operations") {
+        Some(Value::Array(a)) => a,
+        Some(Value::Object(_)) => std::slice::from_ref(field("Operations").unwrap_or(&Value::Null)),
+        _ => {
+            return Err(ScimError::invalid_value(
+                "a PATCH body needs an \"Operations\" array",
+            ));
+        }
+    };
+    if ops.is_empty() {
+        return Err(ScimError::invalid_value("\"Operations\" is empty"));
+    }
+    if ops.len() > MAX_OPERATIONS {
+        return Err(ScimError::new(
+            400,
+            Some(super::error::ScimType::TooMany),
+            format!("a PATCH may hold at most {MAX_OPERATIONS} operations, got {}", ops.len()),
+        ));
+    }
+    ops.iter().enumerate().map(|(i, o)| parse_op(i, o)).collect()
+}
+
+fn parse_op(i: usize, raw: &Value) -> ScimResult<Operation> {
+    let Value::Object(o) = raw else {
+        return Err(ScimError::invalid_value(format!("operation {i} must be an object")));
+    };
+    let field = |n: &str| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v);
+    let op = match field("op").and_then(Value::as_str).map(str::to_ascii_lowercase).as_deref() {
+        Some("add") => OpKind::Add,
+        Some("replace") => OpKind::Replace,
+        Some("remove") => OpKind::Remove,
+        Some(other) => {
+            return Err(ScimError::invalid_value(format!(
+                "operation {i}: unknown op \"{other}\" (expected add, replace or remove)"
+            )));
+        }
+        None => {
+            return Err(ScimError::invalid_value(format!(
+                "operation {i} needs an \"op\" of add, replace or remove"
+            )));
+        }
+    };
+    let path = match field("path") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.trim().is_empty() => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            return Err(ScimError::invalid_path(format!("operation {i}: \"path\" must be a string")));
+        }
+    };
+    let value = field("value").filter(|v| !v.is_null()).cloned();
+    if op != OpKind::Remove && value.is_none() {
+        return Err(ScimError::invalid_value(format!(
+            "operation {i} ({}) needs a \"value\"",
+            if op == OpKind::Add { "add" } else { "replace" }
+        )));
+    }
+    Ok(Operation { op, path, value })
+}
+
+/// Apply `ops` to a copy of `body` (the resource `id`, of `kind`).
+pub fn apply(kind: Kind, id: &str, body: &Body, ops: &[Operation]) -> ScimResult<Outcome> {
+    let mut input = Input {
+        body: body.clone(),
+        ..Input::default()
+    };
+    let mut member_ops = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        apply_one(kind, id, op, &mut input, &mut member_ops)
+            .map_err(|e| ScimError { detail: format!("operation {i}: {}", e.detail), ..e })?;
+    }
+    resource::check_required(kind, &input.body)?;
+    Ok(Outcome {
+        body: input.body,
+        member_ops,
+        ignored: input.ignored,
+    })
+}
+
+fn mode(op: OpKind) -> SetMode {
+    if op == OpKind::Add { SetMode::Add } else { SetMode::Replace }
+}
+
+fn apply_one(
+    kind: Kind,
+    id: &str,
+    op: &Operation,
+    input: &mut Input,
+    member_ops: &mut Vec<MemberOp>,
+) -> ScimResult<()> {
+    let Some(raw_path) = &op.path else {
+        return apply_no_path(kind, id, op, input, member_ops);
+    };
+    let p = match path::parse(kind, raw_path)? {
+        Parsed::Unknown(u) => {
+            input.ignored.attributes.push(u);
+            return Ok(());
+        }
+        Parsed::Known(p) => p,
+    };
+    if p.attr.ext.is_none() && p.attr.def.name == "id" {
+        return check_id(id, op.value.as_ref());
+    }
+    if kind == Kind::Group && p.attr.ext.is_none() && p.attr.def.name == "members" {
+        return member_op(op, &p, member_ops);
+    }
+    if p.filter.is_some() {
+        return filtered(op, &p, input);
+    }
+    match op.op {
+        OpKind::Add | OpKind::Replace => {
+            let value = op.value.as_ref().unwrap_or(&Value::Null);
+            resource::apply_key(kind, raw_path.trim(), value, input, mode(op.op))
+        }
+        OpKind::Remove => {
+            remove_plain(&p, op.value.as_ref(), &mut input.body);
+            Ok(())
+        }
+    }
+}
+
+fn apply_no_path(
+    kind: Kind,
+    id: &str,
+    op: &Operation,
+    input: &mut Input,
+    member_ops: &mut Vec<MemberOp>,
+) -> ScimResult<()> {
+    if op.op == OpKind::Remove {
+        return Err(ScimError::no_target(
+            "a remove operation needs a \"path\" naming what to remove",
+        ));
+    }
+    let Some(Value::Object(obj)) = &op.value else {
+        return Err(ScimError::invalid_value(
+            "an add or replace without a \"path\" needs an object \"value\"",
+        ));
+    };
+    for (k, v) in obj {
+        if k.eq_ignore_ascii_case("schemas") || k.eq_ignore_ascii_case("meta") {
+            continue;
+        }
+        if k.eq_ignore_ascii_case("id") {
+            // Okta re-sends the group's own id with every rename.
+            check_id(id, Some(v))?;
+            continue;
+        }
+        resource::apply_key(kind, k, v, input, mode(op.op))?;
+        if let Some(members) = input.members.take() {
+            if op.op == OpKind::Replace {
+                member_ops.push(MemberOp::Clear);
+            }
+            if !members.is_empty() {
+                member_ops.push(MemberOp::Add(members));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_id(id: &str, value: Option<&Value>) -> ScimResult<()> {
+    match value {
+        Some(Value::String(s)) if s == id => Ok(()),
+        None | Some(Value::Null) => Ok(()),
+        Some(_) => Err(ScimError::mutability(
+            "\"id\" is assigned by the server and cannot be changed",
+        )),
+    }
+}
+
+fn member_op(op: &Operation, p: &Path, out: &mut Vec<MemberOp>) -> ScimResult<()> {
+    if p.sub.is_some() {
+        return Err(ScimError::invalid_path(
+            "member sub-attributes cannot be changed; add or remove the member instead",
+        ));
+    }
+    match (op.op, &p.filter) {
+        (OpKind::Add, None) => {
+            let m = resource::normalize_members(op.value.as_ref().unwrap_or(&Value::Null))?;
+            out.push(MemberOp::Add(m));
+        }
+        (OpKind::Replace, None) => {
+            let m = resource::normalize_members(op.value.as_ref().unwrap_or(&Value::Null))?;
+            out.push(MemberOp::Clear);
+            out.push(MemberOp::Add(m));
+        }
+        (OpKind::Remove, None) => match &op.value {
+            // Entra and JumpCloud: remove only the listed members, never the whole group.
+            Some(v) => {
+                let ids = resource::normalize_members(v)?
+                    .into_iter()
+                    .filter_map(|m| m["value"].as_str().map(str::to_string))
+                    .collect();
+                out.push(MemberOp::Remove(ids));
+            }
+            None => out.push(MemberOp::Clear),
+        },
+        (OpKind::Remove, Some(f)) => match value_eq_ids(f) {
+            Some(ids) => out.push(MemberOp::Remove(ids)),
+            None => out.push(MemberOp::RemoveWhere(f.clone())),
+        },
+        (_, Some(_)) => {
+            return Err(ScimError::invalid_path(
+                "members can be added or replaced only without a value filter",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `value eq "a" or value eq "b"` → the ids, so removal is by key rather than by scan.
+fn value_eq_ids(f: &Filter) -> Option<Vec<String>> {
+    match f {
+        Filter::Compare { path, op: CompareOp::Eq, value: CompValue::Str(s) }
+            if path.name == "value" && path.sub.is_none() =>
+        {
+            Some(vec![s.clone()])
+        }
+        Filter::Or(a, b) => {
+            let mut ids = value_eq_ids(a)?;
+            ids.extend(value_eq_ids(b)?);
+            Some(ids)
+        }
+        _ => None,
+    }
+}
+
+/// Remove an attribute, a sub-attribute, or (with a value list) the listed entries of a
+/// multi-valued attribute.
+fn remove_plain(p: &Path, value: Option<&Value>, body: &mut Body) {
+    let c = container_mut(body, p.attr);
+    match (p.sub, value) {
+        (Some(sd), _) => {
+            if let Some(Value::Object(m)) = c.get_mut(p.attr.def.name) {
+                m.remove(sd.name);
+                if m.is_empty() {
+                    c.remove(p.attr.def.name);
+                }
+            } else if let Some(Value::Array(list)) = c.get_mut(p.attr.def.name) {
+                for el in list.iter_mut() {
+                    if let Value::Object(m) = el {
+                        m.remove(sd.name);
+                    }
+                }
+                list.retain(|el| el.as_object().is_some_and(|m| !m.is_empty()));
+                if list.is_empty() {
+                    c.remove(p.attr.def.name);
+                }
+            }
+        }
+        (None, Some(v)) if p.attr.def.multi_valued => {
+            let listed: Vec<Value> = match v {
+                Value::Array(a) => a.clone(),
+                other => vec![other.clone()],
+            };
+            let values: Vec<&Value> = listed
+                .iter()
+                .map(|x| x.get("value").unwrap_or(x))
+                .collect();
+            if let Some(Value::Array(list)) = c.get_mut(p.attr.def.name) {
+                list.retain(|el| !values.contains(&el.get("value").unwrap_or(el)));
+                if list.is_empty() {
+                    c.remove(p.attr.def.name);
+                }
+            }
+        }
+        (None, _) => {
+            c.remove(p.attr.def.name);
+        }
+    }
+    drop_empty_extension(body, p.attr);
+}
+
+/// Operations on `attr[filter]` and `attr[filter].sub` of a multi-valued complex attribute.
+fn filtered(op: &Operation, p: &Path, input: &mut Input) -> ScimResult<()> {
+    let Some(f) = &p.filter else { return Ok(()) };
+    let def = p.attr.def;
+    let mut list: Vec<Value> = container(&input.body, p.attr)
+        .and_then(|c| c.get(def.name))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let hits: Vec<usize> = (0..list.len())
+        .filter(|&i| filter::matches_element(f, def, &list[i]))
+        .collect();
+    match op.op {
+        OpKind::Remove => {
+            for &i in hits.iter().rev() {
+                match p.sub {
+                    Some(sd) => {
+                        if let Value::Object(m) = &mut list[i] {
+                            m.remove(sd.name);
+                        }
+                    }
+                    None => {
+                        list.remove(i);
+                    }
+                }
+            }
+        }
+        OpKind::Add | OpKind::Replace => {
+            let value = op.value.as_ref().unwrap_or(&Value::Null);
+            let patch: Map<String, Value> = match p.sub {
+                Some(sd) => {
+                    let label = format!("{}.{}", def.name, sd.name);
+                    let mut m = Map::new();
+                    m.insert(
+                        sd.name.to_string(),
+                        resource::normalize_simple(sd, value, &label)?.unwrap_or(Value::Null),
+                    );
+                    m
+                }
+                None => match resource::normalize_single(def, value)? {
+                    Some(Value::Object(m)) => m,
+                    _ => {
+                        return Err(ScimError::invalid_value(format!(
+                            "the value for \"{}\" with a filter must be an object of its sub-attributes",
+                            def.name
+                        )));
+                    }
+                },
+            };
+            if hits.is_empty() {
+                // Entra adds `emails[type eq "work"].value` when no work email exists yet:
+                // create the entry the filter describes, so there is exactly one.
+                let Some(mut entry) = entry_from_filter(f) else {
+                    return Err(ScimError::no_target(format!(
+                        "no entry of \"{}\" matches the path's filter",
+                        def.name
+                    )));
+                };
+                for (k, v) in &patch {
+                    if !v.is_null() {
+                        entry.insert(k.clone(), v.clone());
+                    }
+                }
+                list.push(Value::Object(entry));
+            }
+            for &i in &hits {
+                if let Value::Object(m) = &mut list[i] {
+                    if op.op == OpKind::Replace && p.sub.is_none() {
+                        m.clear();
+                    }
+                    for (k, v) in &patch {
+                        if v.is_null() {
+                            m.remove(k);
+                        } else {
+                            m.insert(k.clone(), v.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    list.retain(|el| el.as_object().is_some_and(|m| !m.is_empty()));
+    // Re-run normalisation so `primary` stays unique.
+    let normalized = resource::normalize_attr(def, &Value::Array(list))?;
+    let c = container_mut(&mut input.body, p.attr);
+    match normalized {
+        Some(v) => {
+            c.insert(def.name.to_string(), v);
+        }
+        None => {
+            c.remove(def.name);
+        }
+    }
+    drop_empty_extension(&mut input.body, p.attr);
+    Ok(())
+}
+
+/// `type eq "work" and primary eq true` → `{"type":"work","primary":true}`; `None` when the
+/// filter is anything but a conjunction of equalities.
+fn entry_from_filter(f: &Filter) -> Option<Map<String, Value>> {
+    match f {
+        Filter::Compare { path, op: CompareOp::Eq, value } if path.sub.is_none() => {
+            let v = match value {
+                CompValue::Str(s) => Value::String(s.clone()),
+                CompValue::Bool(b) => Value::Bool(*b),
+                CompValue::Num(n) => serde_json::Number::from_f64(*n).map(Value::Number)?,
+                CompValue::Null => return None,
+            };
+            Some(Map::from_iter([(path.name.clone(), v)]))
+        }
+        Filter::And(a, b) => {
+            let mut m = entry_from_filter(a)?;
+            m.extend(entry_from_filter(b)?);
+            Some(m)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scim::schema::ENTERPRISE_SCHEMA;
+    use serde_json::json;
+
+    fn body(v: Value) -> Body {
+        match v {
+            Value::Object(m) => m,
+            _ => panic!("object"),
+        }
+    }
+
+    fn run(kind: Kind, b: Value, ops: Value) -> ScimResult<Outcome> {
+        let req = json!({"schemas": [PATCH_OP], "Operations": ops});
+        let ops = parse_request(&req)?;
+        apply(kind, "ID1", &body(b), &ops)
+    }
+
+    fn user() -> Value {
+        json!({"userName": "bjensen", "active": true,
+            "emails": [{"value": "b@work", "type": "work", "primary": true},
+                       {"value": "b@home", "type": "home"}],
+            "name": {"givenName": "Barbara", "familyName": "Jensen"}})
+    }
+
+    #[test]
+    fn entra_capitalised_ops_and_string_booleans() {
+        let out = run(Kind::User, user(), json!([
+            {"op": "Replace", "path": "active", "value": "False"},
+            {"op": "Add", "path": "nickName", "value": "Babs"}])).unwrap();
+        assert_eq!(out.body["active"], json!(false));
+        assert_eq!(out.body["nickName"], json!("Babs"));
+        let e = run(Kind::User, user(), json!([{"op": "Replace", "path": "active", "value": "nope"}]))
+            .unwrap_err();
+        assert_eq!(e.scim_type, Some(crate::scim::error::ScimType::InvalidValue));
+    }
+
+    #[test]
+    fn entra_no_path_replace_with_dotted_and_urn_keys() {
+        let out = run(Kind::User, user(), json!([{"op": "replace", "value": {
+            "displayName": "Bjfe", "name.givenName": "Kkom", "name.familyName": "Unua",
+            (format!("{ENTERPRISE_SCHEMA}:employeeNumber")): "Aklq"}}])).unwrap();
+        assert_eq!(out.body["name"], json!({"givenName": "Kkom", "familyName": "Unua"}));
+        assert_eq!(out.body[ENTERPRISE_SCHEMA]["employeeNumber"], json!("Aklq"));
+        assert_eq!(out.body["displayName"], json!("Bjfe"));
+    }
+
+    #[test]
+    fn work_email_value_filter_updates_or_creates_exactly_one() {
+        for op in ["Replace", "Add"] {
+            let out = run(Kind::User, user(), json!([
+                {"op": op, "path": "emails[type eq \"work\"].value", "value": "new@work"}])).unwrap();
+            let emails = out.body["emails"].as_array().unwrap();
+            assert_eq!(emails.len(), 2);
+            assert_eq!(emails[0], json!({"value": "new@work", "type": "work", "primary": true}));
+        }
+        let out = run(Kind::User, json!({"userName": "u"}), json!([
+            {"op": "Add", "path": "emails[type eq \"work\"].value", "value": "x@work"}])).unwrap();
+        assert_eq!(out.body["emails"], json!([{"type": "work", "value": "x@work"}]));
+        let again = apply(Kind::User, "ID1", &out.body, &parse_request(&json!({"Operations": [
+            {"op": "Add", "path": "emails[type eq \"work\"].value", "value": "y@work"}]})).unwrap())
+            .unwrap();
+        assert_eq!(again.body["emails"], json!([{"type": "work", "value": "y@work"}]));
+    }
+
+    #[test]
+    fn manager_as_bare_string_becomes_object() {
+        let out = run(Kind::User, user(), json!([{"op": "add",
+            "path": format!("{ENTERPRISE_SCHEMA}:manager"), "value": "2c2f6fb8"}])).unwrap();
+        assert_eq!(out.body[ENTERPRISE_SCHEMA]["manager"], json!({"value": "2c2f6fb8"}));
+    }
+
+    #[test]
+    fn complex_replace_merges_and_multi_add_appends() {
+        let out = run(Kind::User, user(), json!([
+            {"op": "replace", "path": "name", "value": {"familyName": "J"}},
+            {"op": "add", "path": "emails", "value": [{"value": "c@other", "type": "other"}]}]))
+            .unwrap();
+        assert_eq!(out.body["name"], json!({"givenName": "Barbara", "familyName": "J"}));
+        assert_eq!(out.body["emails"].as_array().unwrap().len(), 3);
+        let out = run(Kind::User, user(), json!([
+            {"op": "replace", "path": "emails", "value": [{"value": "only@x"}]}])).unwrap();
+        assert_eq!(out.body["emails"], json!([{"value": "only@x"}]));
+    }
+
+    #[test]
+    fn remove_forms() {
+        let out = run(Kind::User, user(), json!([
+            {"op": "remove", "path": "emails[type eq \"home\"]"},
+            {"op": "remove", "path": "name.givenName"}])).unwrap();
+        assert_eq!(out.body["emails"].as_array().unwrap().len(), 1);
+        assert_eq!(out.body["name"], json!({"familyName": "Jensen"}));
+        let e = run(Kind::User, user(), json!([{"op": "remove"}])).unwrap_err();
+        assert_eq!(e.scim_type, Some(crate::scim::error::ScimType::NoTarget));
+        let e = run(Kind::User, user(), json!([{"op": "remove", "path": "userName"}])).unwrap_err();
+        assert!(e.detail.contains("userName"));
+    }
+
+    #[test]
+    fn atomic_all_or_nothing() {
+        let original = body(user());
+        let ops = parse_request(&json!({"Operations": [
+            {"op": "replace", "path": "displayName", "value": "X"},
+            {"op": "replace", "path": "emails[type eq]", "value": "x"}]})).unwrap();
+        assert!(apply(Kind::User, "ID1", &original, &ops).is_err());
+        assert_eq!(Value::Object(original), user());
+    }
+
+    #[test]
+    fn id_must_match_and_unknown_ops_fail() {
+        assert!(run(Kind::Group, json!({"displayName": "G"}), json!([
+            {"op": "replace", "value": {"id": "ID1", "displayName": "G2"}}])).is_ok());
+        let e = run(Kind::Group, json!({"displayName": "G"}), json!([
+            {"op": "replace", "value": {"id": "OTHER"}}])).unwrap_err();
+        assert_eq!(e.scim_type, Some(crate::scim::error::ScimType::Mutability));
+        assert!(run(Kind::User, user(), json!([{"op": "move", "path": "x"}])).is_err());
+    }
+
+    #[test]
+    fn member_operations_come_out_as_key_changes() {
+        let g = json!({"displayName": "G"});
+        let out = run(Kind::Group, g.clone(), json!([
+            {"op": "remove", "path": "members[value eq \"a\"]"},
+            {"op": "Remove", "path": "members", "value": [{"value": "b"}]},
+            {"op": "add", "path": "members", "value": [{"value": "c", "display": "x"}]},
+            {"op": "remove", "path": "members"}])).unwrap();
+        assert_eq!(out.member_ops, vec![
+            MemberOp::Remove(vec!["a".into()]),
+            MemberOp::Remove(vec!["b".into()]),
+            MemberOp::Add(vec![json!({"value": "c"})]),
+            MemberOp::Clear,
+        ]);
+        let out = run(Kind::Group, g, json!([
+            {"op": "replace", "value": {"members": [{"value": "d"}], "displayName": "H"}}])).unwrap();
+        assert_eq!(out.member_ops, vec![MemberOp::Clear, MemberOp::Add(vec![json!({"value": "d"})])]);
+        assert_eq!(out.body["displayName"], json!("H"));
+    }
+
+    #[test]
+    fn unknown_paths_are_ignored_and_reported() {
+        let out = run(Kind::User, user(), json!([
+            {"op": "replace", "path": "urn:acme:2.0:User:shoe", "value": "9"}])).unwrap();
+        assert_eq!(Value::Object(out.body), user());
+        assert_eq!(out.ignored.attributes, vec!["urn:acme:2.0:User:shoe".to_string()]);
+    }
+}

@@ -1,0 +1,230 @@
+//! `attributes` / `excludedAttributes` (RFC 7644 §3.4.2.5) and the `returned` rules:
+//! `id` and `schemas` always come back, writeOnly attributes never do.
+
+use serde_json::{Map, Value};
+
+use super::schema::{Kind, Returned, resolve, split_urn};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Sel {
+    ext: Option<&'static str>,
+    name: &'static str,
+    sub: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Projection {
+    include: Option<Vec<Sel>>,
+    exclude: Vec<Sel>,
+    /// `attributes` named a whole extension URN.
+    include_ext: Vec<&'static str>,
+    exclude_ext: Vec<&'static str>,
+}
+
+impl Projection {
+    /// Unknown names are ignored: a projection only narrows what is returned, so there is
+    /// nothing to protect by failing.
+    pub fn parse(kind: Kind, attributes: Option<&str>, excluded: Option<&str>) -> Projection {
+        let mut p = Projection::default();
+        if let Some(a) = attributes.filter(|a| !a.trim().is_empty()) {
+            let mut inc = Vec::new();
+            for item in split_list(a) {
+                match parse_sel(kind, item) {
+                    Some(Ok(s)) => inc.push(s),
+                    Some(Err(ext)) => p.include_ext.push(ext),
+                    None => {}
+                }
+            }
+            p.include = Some(inc);
+        }
+        if let Some(e) = excluded {
+            for item in split_list(e) {
+                match parse_sel(kind, item) {
+                    Some(Ok(s)) => p.exclude.push(s),
+                    Some(Err(ext)) => p.exclude_ext.push(ext),
+                    None => {}
+                }
+            }
+        }
+        p
+    }
+
+    /// Whether the top-level attribute `name` (core) will be in the output, so callers can
+    /// skip computing it (a group's members, a user's groups).
+    pub fn wants(&self, name: &str) -> bool {
+        let hit = |s: &Sel| s.ext.is_none() && s.name == name;
+        if self.exclude.iter().any(|s| hit(s) && s.sub.is_none()) {
+            return false;
+        }
+        match &self.include {
+            Some(inc) => inc.iter().any(hit),
+            None => true,
+        }
+    }
+
+    pub fn apply(&self, kind: Kind, resource: &mut Map<String, Value>) {
+        if let Some(inc) = &self.include {
+            let keep_top = |key: &str| {
+                key == "schemas"
+                    || key == "id"
+                    || inc.iter().any(|s| s.ext.is_none() && s.name == key)
+            };
+            resource.retain(|k, v| {
+                if let Some(ext) = kind.extension(k) {
+                    if self.include_ext.contains(&ext.id) {
+                        return true;
+                    }
+                    if let Value::Object(m) = v {
+                        m.retain(|ek, ev| keep_sub(inc, Some(ext.id), ek, ev));
+                        return !m.is_empty();
+                    }
+                    return false;
+                }
+                keep_top(k)
+            });
+            for s in inc.iter().filter(|s| s.ext.is_none() && s.sub.is_some()) {
+                if inc.iter().any(|o| o.ext.is_none() && o.name == s.name && o.sub.is_none()) {
+                    continue;
+                }
+                narrow(resource.get_mut(s.name), inc, None, s.name);
+            }
+        }
+        for s in &self.exclude {
+            if s.ext.is_none() && s.name == "id" {
+                continue;
+            }
+            let target = match s.ext {
+                None => Some(&mut *resource),
+                Some(u) => resource.get_mut(u).and_then(Value::as_object_mut),
+            };
+            let Some(t) = target else { continue };
+            match s.sub {
+                None => {
+                    t.remove(s.name);
+                }
+                Some(sub) => match t.get_mut(s.name) {
+                    Some(Value::Object(m)) => {
+                        m.remove(sub);
+                    }
+                    Some(Value::Array(a)) => a.iter_mut().for_each(|el| {
+                        if let Value::Object(m) = el {
+                            m.remove(sub);
+                        }
+                    }),
+                    _ => {}
+                },
+            }
+        }
+        for ext in &self.exclude_ext {
+            resource.remove(*ext);
+        }
+        resource.retain(|k, v| !v.as_object().is_some_and(|m| m.is_empty()) || k == "meta");
+    }
+}
+
+fn keep_sub(inc: &[Sel], ext: Option<&'static str>, key: &str, v: &mut Value) -> bool {
+    let sels: Vec<&Sel> = inc.iter().filter(|s| s.ext == ext && s.name == key).collect();
+    if sels.is_empty() {
+        return false;
+    }
+    if sels.iter().any(|s| s.sub.is_none()) {
+        return true;
+    }
+    narrow(Some(v), inc, ext, key);
+    true
+}
+
+/// Keep only the selected sub-attributes of a complex (or multi-valued complex) value.
+fn narrow(v: Option<&mut Value>, inc: &[Sel], ext: Option<&'static str>, name: &str) {
+    let subs: Vec<&str> = inc
+        .iter()
+        .filter(|s| s.ext == ext && s.name == name)
+        .filter_map(|s| s.sub)
+        .collect();
+    let keep = |m: &mut Map<String, Value>| m.retain(|k, _| subs.contains(&k.as_str()));
+    match v {
+        Some(Value::Object(m)) => keep(m),
+        Some(Value::Array(a)) => a.iter_mut().for_each(|el| {
+            if let Value::Object(m) = el {
+                keep(m)
+            }
+        }),
+        _ => {}
+    }
+}
+
+fn split_list(s: &str) -> impl Iterator<Item = &str> {
+    s.split(',').map(str::trim).filter(|x| !x.is_empty())
+}
+
+/// `Ok(selection)`, or `Err(urn)` when the item is a whole extension URN.
+fn parse_sel(kind: Kind, item: &str) -> Option<Result<Sel, &'static str>> {
+    if let Some(ext) = kind.extension(item) {
+        return Some(Err(ext.id));
+    }
+    // `emails[type eq "work"]` in `attributes` (Microsoft's reference tests): select `emails`.
+    let item = item.split('[').next().unwrap_or(item);
+    let (urn, rest) = split_urn(kind, item);
+    let (name, sub) = match rest.split_once('.') {
+        Some((n, s)) => (n, Some(s)),
+        None => (rest, None),
+    };
+    let attr = resolve(kind, urn, name)?;
+    if attr.def.returned == Returned::Never {
+        return None;
+    }
+    let sub = match sub {
+        Some(s) => Some(attr.def.sub(s)?.name),
+        None => None,
+    };
+    Some(Ok(Sel {
+        ext: attr.ext,
+        name: attr.def.name,
+        sub,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scim::schema::ENTERPRISE_SCHEMA;
+    use serde_json::json;
+
+    fn res() -> Map<String, Value> {
+        json!({"schemas": ["s"], "id": "1", "userName": "u",
+            "name": {"givenName": "G", "familyName": "F"},
+            "emails": [{"value": "a", "type": "work"}],
+            "meta": {"resourceType": "User"},
+            (ENTERPRISE_SCHEMA): {"department": "D", "costCenter": "C"}})
+        .as_object()
+        .cloned()
+        .unwrap()
+    }
+
+    #[test]
+    fn attributes_keeps_only_selection_plus_id_and_schemas() {
+        let p = Projection::parse(
+            Kind::User,
+            Some(&format!("USERNAME, name.familyName, emails.value, {ENTERPRISE_SCHEMA}:department")),
+            None,
+        );
+        let mut r = res();
+        p.apply(Kind::User, &mut r);
+        assert_eq!(Value::Object(r), json!({"schemas": ["s"], "id": "1", "userName": "u",
+            "name": {"familyName": "F"}, "emails": [{"value": "a"}],
+            (ENTERPRISE_SCHEMA): {"department": "D"}}));
+    }
+
+    #[test]
+    fn excluded_attributes_never_drop_id() {
+        let p = Projection::parse(Kind::User, None, Some("id,emails,name.givenName"));
+        let mut r = res();
+        p.apply(Kind::User, &mut r);
+        assert_eq!(r["id"], json!("1"));
+        assert!(!r.contains_key("emails"));
+        assert_eq!(r["name"], json!({"familyName": "F"}));
+        assert!(!Projection::parse(Kind::Group, None, Some("members")).wants("members"));
+        assert!(Projection::parse(Kind::Group, None, None).wants("members"));
+        assert!(!Projection::parse(Kind::Group, Some("displayName"), None).wants("members"));
+    }
+}

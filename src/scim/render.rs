@@ -1,0 +1,83 @@
+//! The wire form of a stored resource: `schemas`, `id`, attributes and `meta`, with the
+//! computed `members` / `groups` lists when they were read.
+
+use serde_json::{Map, Value, json};
+
+use super::resource::Body;
+use super::schema::Kind;
+
+/// A resource as read from the store.
+#[derive(Debug, Clone)]
+pub struct Resource {
+    pub kind: Kind,
+    pub id: String,
+    pub body: Body,
+    pub created: String,
+    pub modified: String,
+    pub version: u64,
+    /// Group members (`{"value","type"}`) or a user's groups (`{"value","display"}`), when read.
+    pub refs: Option<Vec<Value>>,
+}
+
+impl Resource {
+    /// Weak ETag; also `meta.version`.
+    pub fn etag(&self) -> String {
+        format!("W/\"{}\"", self.version)
+    }
+
+    pub fn location(&self, base: &str) -> String {
+        format!("{base}/{}/{}", self.kind.endpoint(), self.id)
+    }
+
+    /// `base` is the SCIM base URL the client used (…/scim/v2), for `meta.location` and `$ref`.
+    pub fn to_json(&self, base: &str) -> Map<String, Value> {
+        let kind = self.kind;
+        let mut schemas = vec![Value::String(kind.schema().id.to_string())];
+        for ext in kind.extensions() {
+            if self.body.contains_key(ext.id) {
+                schemas.push(Value::String(ext.id.to_string()));
+            }
+        }
+        let mut out = Map::new();
+        out.insert("schemas".into(), Value::Array(schemas));
+        out.insert("id".into(), Value::String(self.id.clone()));
+        for (k, v) in &self.body {
+            out.insert(k.clone(), v.clone());
+        }
+        if kind == Kind::User && !out.contains_key("active") {
+            // Okta's SPEC test reads `active` from every user; absent means active.
+            out.insert("active".into(), Value::Bool(true));
+        }
+        if let Some(refs) = &self.refs {
+            let name = if kind == Kind::Group { "members" } else { "groups" };
+            let list = refs
+                .iter()
+                .map(|r| {
+                    let mut r = r.clone();
+                    if let (Some(id), Some(m)) = (r["value"].as_str().map(str::to_string), r.as_object_mut()) {
+                        let ep = match m.get("type").and_then(Value::as_str) {
+                            Some("Group") => "Groups",
+                            Some("User") => "Users",
+                            _ if kind == Kind::User => "Groups",
+                            _ => "Users",
+                        };
+                        m.insert("$ref".into(), Value::String(format!("{base}/{ep}/{id}")));
+                    }
+                    r
+                })
+                .collect();
+            out.insert(name.into(), Value::Array(list));
+        }
+        out.insert(
+            "meta".into(),
+            json!({
+                "resourceType": kind.as_str(),
+                "created": self.created,
+                "lastModified": self.modified,
+                "location": self.location(base),
+                "version": self.etag(),
+            }),
+        );
+        out
+    }
+}

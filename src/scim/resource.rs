@@ -1,0 +1,561 @@
+//! Turning what a client sends into the canonical stored form, and checking it against the
+//! schema. IdPs are sloppy in known ways (idp-notes §8): attribute names in any case, `null`
+//! for absent, booleans as strings, a single object where an array belongs, the manager as a
+//! bare string, unknown attributes and schema URNs. Those are normalised here, once, for POST,
+//! PUT and PATCH alike. What would lose data (a wrong type, a missing required attribute) is a
+//! 400 `invalidValue`.
+
+use serde_json::{Map, Value};
+
+use super::error::{ScimError, ScimResult};
+use super::schema::{AttrDef, AttrRef, AttrType, Kind, Mutability, resolve, split_urn};
+
+/// Canonical resource body: core attributes at the top level, extension attributes in an
+/// object under their URN. Never holds `id`, `meta`, `schemas`, `groups`, `password`, or
+/// (for groups) `members`: those are kept apart by the store.
+pub type Body = Map<String, Value>;
+
+/// What normalisation dropped, so the caller can log it per tenant.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Ignored {
+    pub attributes: Vec<String>,
+    pub schemas: Vec<String>,
+}
+
+impl Ignored {
+    pub fn is_empty(&self) -> bool {
+        self.attributes.is_empty() && self.schemas.is_empty()
+    }
+    fn attr(&mut self, name: &str) {
+        if !self.attributes.iter().any(|a| a == name) {
+            self.attributes.push(name.to_string());
+        }
+    }
+}
+
+/// A client-written resource after normalisation.
+#[derive(Debug, Default)]
+pub struct Input {
+    pub body: Body,
+    /// `members` of a Group as given (each `{"value", "type"?}`), `None` when absent.
+    pub members: Option<Vec<Value>>,
+    /// `id` as the client sent it, to check against the path id on PUT.
+    pub id: Option<String>,
+    pub ignored: Ignored,
+}
+
+/// Normalise a POST/PUT body.
+pub fn normalize(kind: Kind, raw: &Value) -> ScimResult<Input> {
+    let Value::Object(obj) = raw else {
+        return Err(ScimError::invalid_syntax(format!(
+            "the request body must be a JSON object describing a {}",
+            kind.as_str()
+        )));
+    };
+    let mut input = Input::default();
+    for (key, value) in obj {
+        if key.eq_ignore_ascii_case("schemas") {
+            note_unknown_schemas(kind, value, &mut input.ignored);
+            continue;
+        }
+        if key.eq_ignore_ascii_case("id") {
+            input.id = value.as_str().map(str::to_string);
+            continue;
+        }
+        apply_key(kind, key, value, &mut input, SetMode::Replace)?;
+    }
+    check_required(kind, &input.body)?;
+    Ok(input)
+}
+
+fn note_unknown_schemas(kind: Kind, value: &Value, ignored: &mut Ignored) {
+    let known = |u: &str| {
+        u.eq_ignore_ascii_case(kind.schema().id) || kind.extension(u).is_some()
+    };
+    for s in value.as_array().into_iter().flatten() {
+        if let Some(u) = s.as_str().filter(|u| !known(u)) {
+            ignored.schemas.push(u.to_string());
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetMode {
+    /// PUT/POST and PATCH replace: complex values merge (§3.5.2.3), multi-valued ones replace.
+    Replace,
+    /// PATCH add: multi-valued values are appended.
+    Add,
+}
+
+/// Apply one top-level key of a body (or of a PATCH no-path value) to `input`. The key may be
+/// a plain attribute name, an extension URN holding an object, a URN-qualified attribute, or a
+/// dotted `attr.sub` path (Entra sends the last two in no-path PATCH values).
+pub fn apply_key(
+    kind: Kind,
+    key: &str,
+    value: &Value,
+    input: &mut Input,
+    mode: SetMode,
+) -> ScimResult<()> {
+    if let Some(ext) = kind.extension(key) {
+        match value {
+            Value::Null => {
+                input.body.remove(ext.id);
+            }
+            Value::Object(inner) => {
+                for (k, v) in inner {
+                    let qualified = format!("{}:{k}", ext.id);
+                    apply_key(kind, &qualified, v, input, mode)?;
+                }
+            }
+            _ => {
+                return Err(ScimError::invalid_value(format!(
+                    "\"{key}\" must be an object holding the extension's attributes"
+                )));
+            }
+        }
+        return Ok(());
+    }
+    let (urn, rest) = split_urn(kind, key);
+    let (name, sub) = match rest.split_once('.') {
+        Some((n, s)) => (n, Some(s)),
+        None => (rest, None),
+    };
+    let Some(attr) = resolve(kind, urn, name) else {
+        input.ignored.attr(key);
+        return Ok(());
+    };
+    if kind == Kind::Group && attr.def.name == "members" && attr.ext.is_none() {
+        if sub.is_some() {
+            input.ignored.attr(key);
+            return Ok(());
+        }
+        let list = normalize_members(value)?;
+        match (mode, &mut input.members) {
+            (SetMode::Add, Some(existing)) => existing.extend(list),
+            _ => input.members = Some(list),
+        }
+        return Ok(());
+    }
+    if matches!(attr.def.mutability, Mutability::ReadOnly) {
+        // id, meta, groups: readOnly, and IdPs echo them back (Okta's PUT); ignore quietly.
+        return Ok(());
+    }
+    if attr.def.mutability == Mutability::WriteOnly {
+        // password: accepted and never stored, so it can never be returned or leaked.
+        return Ok(());
+    }
+    let sub_def = match sub {
+        None => None,
+        Some(s) => match attr.def.sub(s) {
+            Some(d) if attr.def.is_complex() && !attr.def.multi_valued => Some(d),
+            _ => {
+                input.ignored.attr(key);
+                return Ok(());
+            }
+        },
+    };
+    let container = container_mut(&mut input.body, attr);
+    match sub_def {
+        Some(sd) => {
+            let v = normalize_simple(sd, value, &format!("{}.{}", attr.def.name, sd.name))?;
+            let entry = container
+                .entry(attr.def.name.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !entry.is_object() {
+                *entry = Value::Object(Map::new());
+            }
+            if let Value::Object(m) = entry {
+                set_or_remove(m, sd.name, v);
+                if m.is_empty() {
+                    container.remove(attr.def.name);
+                }
+            }
+        }
+        None => {
+            let v = normalize_attr(attr.def, value)?;
+            match (v, mode) {
+                (None, _) => {
+                    container.remove(attr.def.name);
+                }
+                (Some(Value::Array(new)), SetMode::Add) if attr.def.multi_valued => {
+                    let entry = container
+                        .entry(attr.def.name.to_string())
+                        .or_insert_with(|| Value::Array(Vec::new()));
+                    if let Value::Array(list) = entry {
+                        for item in new {
+                            if !list.contains(&item) {
+                                list.push(item);
+                            }
+                        }
+                        fix_primary(list);
+                    }
+                }
+                (Some(Value::Object(new)), _) if !attr.def.multi_valued => {
+                    // Complex single-valued: merge sub-attributes (RFC 7644 §3.5.2.3).
+                    let entry = container
+                        .entry(attr.def.name.to_string())
+                        .or_insert_with(|| Value::Object(Map::new()));
+                    if !entry.is_object() {
+                        *entry = Value::Object(Map::new());
+                    }
+                    if let Value::Object(m) = entry {
+                        for (k, v) in new {
+                            m.insert(k, v);
+                        }
+                    }
+                }
+                (Some(v), _) => {
+                    container.insert(attr.def.name.to_string(), v);
+                }
+            }
+        }
+    }
+    drop_empty_extension(&mut input.body, attr);
+    Ok(())
+}
+
+/// The object an attribute lives in: the body itself, or its extension object.
+pub fn container_mut(body: &mut Body, attr: AttrRef) -> &mut Body {
+    match attr.ext {
+        None => body,
+        Some(urn) => {
+            let e = body
+                .entry(urn.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !e.is_object() {
+                *e = Value::Object(Map::new());
+            }
+            match e {
+                Value::Object(m) => m,
+                _ => unreachable!("set to an object above"),
+            }
+        }
+    }
+}
+
+pub fn container(body: &Body, attr: AttrRef) -> Option<&Body> {
+    match attr.ext {
+        None => Some(body),
+        Some(urn) => body.get(urn).and_then(Value::as_object),
+    }
+}
+
+pub fn drop_empty_extension(body: &mut Body, attr: AttrRef) {
+    if let Some(urn) = attr.ext
+        && body.get(urn).and_then(Value::as_object).is_some_and(Map::is_empty)
+    {
+        body.remove(urn);
+    }
+}
+
+fn set_or_remove(m: &mut Body, name: &str, v: Option<Value>) {
+    match v {
+        Some(v) => {
+            m.insert(name.to_string(), v);
+        }
+        None => {
+            m.remove(name);
+        }
+    }
+}
+
+/// Normalise the value of a whole attribute. `None` means "absent" (null, empty string,
+/// empty list or object).
+pub fn normalize_attr(def: &'static AttrDef, value: &Value) -> ScimResult<Option<Value>> {
+    if def.multi_valued {
+        let items: Vec<&Value> = match value {
+            Value::Null => return Ok(None),
+            Value::Array(a) => a.iter().collect(),
+            // A single object where a list belongs (OneLogin's emails): read it as a list of one.
+            other => vec![other],
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            if let Some(v) = normalize_single(def, item)? {
+                out.push(v);
+            }
+        }
+        fix_primary(&mut out);
+        return Ok(if out.is_empty() {
+            None
+        } else {
+            Some(Value::Array(out))
+        });
+    }
+    normalize_single(def, value)
+}
+
+/// Normalise one value of `def` (one element when multi-valued).
+pub fn normalize_single(def: &'static AttrDef, value: &Value) -> ScimResult<Option<Value>> {
+    if !def.is_complex() {
+        return normalize_simple(def, value, def.name);
+    }
+    let obj = match value {
+        Value::Null => return Ok(None),
+        Value::Object(o) => o,
+        // The manager as a bare id string (Entra), or a multi-valued entry given as its value.
+        Value::String(s) if def.sub("value").is_some() => {
+            return Ok(if s.trim().is_empty() {
+                None
+            } else {
+                Some(Value::Object(Map::from_iter([(
+                    "value".to_string(),
+                    Value::String(s.clone()),
+                )])))
+            });
+        }
+        other => {
+            return Err(ScimError::invalid_value(format!(
+                "attribute \"{}\" must be a complex object, got {}",
+                def.name,
+                type_name(other)
+            )));
+        }
+    };
+    let mut out = Map::new();
+    for (k, v) in obj {
+        let Some(sd) = def.sub(k) else { continue };
+        if let Some(nv) = normalize_simple(sd, v, &format!("{}.{}", def.name, sd.name))? {
+            out.insert(sd.name.to_string(), nv);
+        }
+    }
+    // A manager (or any entry) whose `value` is empty means "none" (OneLogin templates send
+    // `{"value":"","displayName":" "}` for an unset manager).
+    if def.sub("value").is_some() && !def.multi_valued && !out.contains_key("value") {
+        return Ok(None);
+    }
+    Ok(if out.is_empty() {
+        None
+    } else {
+        Some(Value::Object(out))
+    })
+}
+
+/// Normalise a simple (non-complex) value, naming `label` in errors.
+pub fn normalize_simple(def: &AttrDef, value: &Value, label: &str) -> ScimResult<Option<Value>> {
+    let bad = |what: &str| {
+        ScimError::invalid_value(format!(
+            "attribute \"{label}\" must be {what}, got {}",
+            type_name(value)
+        ))
+    };
+    match (def.ty, value) {
+        (_, Value::Null) => Ok(None),
+        (AttrType::Boolean, Value::Bool(b)) => Ok(Some(Value::Bool(*b))),
+        (AttrType::Boolean, Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" => Ok(Some(Value::Bool(true))),
+            "false" => Ok(Some(Value::Bool(false))),
+            _ => Err(ScimError::invalid_value(format!(
+                "attribute \"{label}\" must be a boolean (true or false), got the string \"{s}\""
+            ))),
+        },
+        (AttrType::Boolean, _) => Err(bad("a boolean")),
+        (AttrType::Integer, Value::Number(n)) if n.is_i64() || n.is_u64() => {
+            Ok(Some(value.clone()))
+        }
+        (AttrType::Integer, Value::String(s)) => s
+            .trim()
+            .parse::<i64>()
+            .map(|i| Some(Value::from(i)))
+            .map_err(|_| bad("an integer")),
+        (AttrType::Integer, _) => Err(bad("an integer")),
+        (AttrType::Decimal, Value::Number(_)) => Ok(Some(value.clone())),
+        (AttrType::Decimal, Value::String(s)) => s
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(|n| Some(Value::Number(n)))
+            .ok_or_else(|| bad("a decimal number")),
+        (AttrType::Decimal, _) => Err(bad("a decimal number")),
+        (AttrType::DateTime, Value::String(s)) => {
+            if s.is_empty() {
+                return Ok(None);
+            }
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map(|_| Some(value.clone()))
+                .map_err(|_| {
+                    ScimError::invalid_value(format!(
+                        "attribute \"{label}\" must be an RFC 3339 date-time such as \
+                         2024-05-01T12:00:00Z, got \"{s}\""
+                    ))
+                })
+        }
+        (AttrType::DateTime, _) => Err(bad("an RFC 3339 date-time string")),
+        (AttrType::String | AttrType::Reference | AttrType::Binary, Value::String(s)) => {
+            // An empty string from an IdP template means "not set".
+            Ok(if s.is_empty() { None } else { Some(value.clone()) })
+        }
+        // A number or boolean where a string belongs is unambiguous: keep its text.
+        (AttrType::String, Value::Number(n)) => Ok(Some(Value::String(n.to_string()))),
+        (AttrType::String, Value::Bool(b)) => Ok(Some(Value::String(b.to_string()))),
+        (AttrType::String | AttrType::Reference | AttrType::Binary, _) => Err(bad("a string")),
+        (AttrType::Complex, _) => Err(bad("a complex object")),
+    }
+}
+
+/// At most one entry may carry `primary: true` (RFC 7643 §2.4): keep the first.
+fn fix_primary(list: &mut [Value]) {
+    let mut seen = false;
+    for item in list.iter_mut() {
+        if let Some(Value::Bool(p)) = item.get_mut("primary") {
+            if *p && seen {
+                *p = false;
+            }
+            seen |= *p;
+        }
+    }
+}
+
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Group members as given: a list of `{"value": id, "type"?: "User"|"Group"}` (a bare id
+/// string is read as `{"value": id}`).
+pub fn normalize_members(value: &Value) -> ScimResult<Vec<Value>> {
+    let items: Vec<&Value> = match value {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(a) => a.iter().collect(),
+        other => vec![other],
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let (id, ty) = match item {
+            Value::String(s) => (s.as_str(), None),
+            Value::Object(o) => {
+                let field = |n: &str| {
+                    o.iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                        .map(|(_, v)| v)
+                };
+                let Some(Value::String(id)) = field("value") else {
+                    return Err(ScimError::invalid_value(
+                        "each group member needs a \"value\" holding the member's id",
+                    ));
+                };
+                let ty = match field("type") {
+                    Some(Value::String(t)) if t.eq_ignore_ascii_case("user") => Some("User"),
+                    Some(Value::String(t)) if t.eq_ignore_ascii_case("group") => Some("Group"),
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(t)) if t.is_empty() => None,
+                    Some(other) => {
+                        return Err(ScimError::invalid_value(format!(
+                            "member type must be \"User\" or \"Group\", got {other}"
+                        )));
+                    }
+                };
+                (id.as_str(), ty)
+            }
+            other => {
+                return Err(ScimError::invalid_value(format!(
+                    "a group member must be an object with a \"value\", got {}",
+                    type_name(other)
+                )));
+            }
+        };
+        let mut m = Map::new();
+        m.insert("value".into(), Value::String(id.to_string()));
+        if let Some(t) = ty {
+            m.insert("type".into(), Value::String(t.into()));
+        }
+        out.push(Value::Object(m));
+    }
+    Ok(out)
+}
+
+/// Required attributes must be present after every write.
+pub fn check_required(kind: Kind, body: &Body) -> ScimResult<()> {
+    for def in kind.schema().attributes {
+        if def.required && !body.contains_key(def.name) {
+            return Err(ScimError::invalid_value(format!(
+                "missing required attribute \"{}\" for a {}",
+                def.name,
+                kind.as_str()
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scim::schema::ENTERPRISE_SCHEMA;
+    use serde_json::json;
+
+    #[test]
+    fn normalises_idp_sloppiness() {
+        let raw = json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:scim:schemas:core:2.0"],
+            "UserName": "a@b.c", "id": null, "title": null, "ACTIVE": "True",
+            "emails": {"Value": "a@b.c", "Primary": true, "type": "work"},
+            "meta": {"created": "04-12-2018 00:00:00"}, "groups": [], "password": "x",
+            "adreses": [1],
+            (ENTERPRISE_SCHEMA): {"Department": "Ops", "manager": "m-1"},
+        });
+        let got = normalize(Kind::User, &raw).unwrap();
+        assert_eq!(
+            Value::Object(got.body),
+            json!({
+                "userName": "a@b.c", "active": true,
+                "emails": [{"value": "a@b.c", "primary": true, "type": "work"}],
+                (ENTERPRISE_SCHEMA): {"department": "Ops", "manager": {"value": "m-1"}},
+            })
+        );
+        assert_eq!(got.ignored.attributes, vec!["adreses".to_string()]);
+        assert_eq!(got.ignored.schemas, vec!["urn:scim:schemas:core:2.0".to_string()]);
+    }
+
+    #[test]
+    fn rejects_what_would_lose_data() {
+        let e = normalize(Kind::User, &json!({"userName": "a", "active": "yes"})).unwrap_err();
+        assert_eq!(e.scim_type, Some(crate::scim::error::ScimType::InvalidValue));
+        assert!(e.detail.contains("active"), "{}", e.detail);
+        let e = normalize(Kind::User, &json!({"name": {"givenName": "x"}})).unwrap_err();
+        assert!(e.detail.contains("userName"));
+        let e = normalize(Kind::User, &json!({"userName": {"x": 1}})).unwrap_err();
+        assert_eq!(e.status, 400);
+        let e = normalize(Kind::Group, &json!({"members": []})).unwrap_err();
+        assert!(e.detail.contains("displayName"));
+        assert!(normalize(Kind::User, &json!([1])).is_err());
+    }
+
+    #[test]
+    fn dotted_and_urn_keys_are_paths() {
+        let raw = json!({"userName": "u", "name.givenName": "G",
+            (format!("{ENTERPRISE_SCHEMA}:employeeNumber")): 42});
+        let got = normalize(Kind::User, &raw).unwrap();
+        assert_eq!(got.body["name"], json!({"givenName": "G"}));
+        assert_eq!(got.body[ENTERPRISE_SCHEMA], json!({"employeeNumber": "42"}));
+    }
+
+    #[test]
+    fn only_one_primary_and_empty_manager_is_none() {
+        let raw = json!({"userName": "u",
+            "emails": [{"value": "a", "primary": true}, {"value": "b", "primary": "true"}],
+            (ENTERPRISE_SCHEMA): {"manager": {"value": "", "displayName": " "}}});
+        let got = normalize(Kind::User, &raw).unwrap();
+        assert_eq!(got.body["emails"][1]["primary"], json!(false));
+        assert!(!got.body.contains_key(ENTERPRISE_SCHEMA));
+    }
+
+    #[test]
+    fn group_members_are_kept_apart() {
+        let raw = json!({"displayName": "G", "members": [{"value": "1", "type": "user"}, "2"]});
+        let got = normalize(Kind::Group, &raw).unwrap();
+        assert!(!got.body.contains_key("members"));
+        assert_eq!(
+            got.members.unwrap(),
+            vec![json!({"value": "1", "type": "User"}), json!({"value": "2"})]
+        );
+    }
+}

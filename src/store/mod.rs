@@ -1,0 +1,216 @@
+//! Storage: one redb file, one writer thread that group-commits, MVCC readers on the blocking
+//! pool. Only this module knows redb's tables.
+//!
+//! Write path: a request becomes a job that first does every check with reads inside the
+//! shared write transaction and only then writes. A job that fails a check writes nothing and
+//! gets its own error, so it cannot spoil the other jobs of its batch. The batch commits once
+//! with `Durability::Immediate`, and nobody is answered before that commit returns.
+
+mod ops;
+pub mod tables;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::scim::error::{ScimError, ScimResult};
+
+pub use ops::{ListPage, ListQuery, SortSpec};
+
+/// Most jobs committed together; bounds the latency one commit adds to its first request.
+const MAX_BATCH: usize = 256;
+/// Queued jobs before senders wait: back-pressure instead of unbounded memory.
+const QUEUE: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: redb::Error,
+    },
+    #[error(
+        "the database {path} has layout version {found}, newer than this scimd understands \
+         ({supported}); upgrade scimd"
+    )]
+    TooNew {
+        path: String,
+        found: u64,
+        supported: u64,
+    },
+    #[error("cannot start the writer thread: {0}")]
+    Thread(std::io::Error),
+}
+
+type Responder = Box<dyn FnOnce(Result<(), ScimError>) + Send>;
+type Job = Box<dyn FnOnce(&WriteTransaction) -> Result<Responder, redb::Error> + Send>;
+
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    jobs: mpsc::Sender<Job>,
+}
+
+fn unavailable() -> ScimError {
+    ScimError::new(
+        503,
+        None,
+        "the database is unavailable; the request was not applied, retry later",
+    )
+}
+
+fn storage_failed(e: &redb::Error) -> ScimError {
+    tracing::error!(error = %e, "storage operation failed");
+    unavailable()
+}
+
+impl Store {
+    /// Open (or create) the database file, run migrations, and start the writer thread.
+    pub fn open(path: &Path, cache_bytes: usize) -> Result<Store, StoreError> {
+        let open_err = |source: redb::Error| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .map_err(|e| open_err(e.into()))?;
+        let found = ops::init_schema(&db).map_err(open_err)?;
+        if found > tables::SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: path.display().to_string(),
+                found,
+                supported: tables::SCHEMA_VERSION,
+            });
+        }
+        let db = Arc::new(db);
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let wdb = db.clone();
+        std::thread::Builder::new()
+            .name("scimd-writer".into())
+            .spawn(move || writer(wdb, rx))
+            .map_err(StoreError::Thread)?;
+        Ok(Store { db, jobs: tx })
+    }
+
+    /// Run `f` in the shared write transaction and answer once its batch is durable.
+    pub async fn write<T, F>(&self, f: F) -> ScimResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<ScimResult<T>, redb::Error> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |txn| {
+            let result = f(txn)?;
+            Ok(Box::new(move |committed: Result<(), ScimError>| {
+                let _ = tx.send(committed.and(result));
+            }))
+        });
+        self.jobs.send(job).await.map_err(|_| unavailable())?;
+        // A dropped responder means the batch was abandoned: nothing of it was committed.
+        rx.await.unwrap_or_else(|_| Err(unavailable()))
+    }
+
+    /// Run `f` in a read snapshot on the blocking pool.
+    pub async fn read<T, F>(&self, f: F) -> ScimResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&ReadTransaction) -> Result<ScimResult<T>, redb::Error> + Send + 'static,
+    {
+        let db = self.db.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read().map_err(redb::Error::from)?;
+            f(&txn)
+        })
+        .await;
+        match res {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => Err(storage_failed(&e)),
+            Err(join) => {
+                tracing::error!(error = %join, "read task failed");
+                Err(ScimError::new(500, None, "internal error while reading"))
+            }
+        }
+    }
+}
+
+fn writer(db: Arc<Database>, mut rx: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        run_batch(&db, &mut batch);
+    }
+    tracing::debug!("writer stopped: all senders gone");
+}
+
+fn run_batch(db: &Database, batch: &mut Vec<Job>) {
+    let mut txn = match db.begin_write() {
+        Ok(t) => t,
+        Err(e) => {
+            storage_failed(&e.into());
+            batch.clear(); // dropping the jobs drops their senders: each caller gets 503
+            return;
+        }
+    };
+    // Quick repair keeps recovery after a crash fast at a million users; group commit pays
+    // for its extra fsync.
+    txn.set_quick_repair(true);
+    let mut responders: Vec<Responder> = Vec::with_capacity(batch.len());
+    let mut failed = false;
+    for job in batch.drain(..) {
+        if failed {
+            continue; // dropped: its caller gets 503
+        }
+        match catch_unwind(AssertUnwindSafe(|| job(&txn))) {
+            Ok(Ok(r)) => responders.push(r),
+            Ok(Err(e)) => {
+                storage_failed(&e);
+                failed = true;
+            }
+            Err(_) => {
+                tracing::error!("a write job panicked; its batch is rolled back");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        if let Err(e) = txn.abort() {
+            storage_failed(&e.into());
+        }
+        for r in responders {
+            r(Err(unavailable()));
+        }
+        return;
+    }
+    match txn.commit() {
+        Ok(()) => responders.into_iter().for_each(|r| r(Ok(()))),
+        Err(e) => {
+            storage_failed(&e.into());
+            responders.into_iter().for_each(|r| r(Err(unavailable())));
+        }
+    }
+}
+
+/// The UUIDv7 of a new resource: ordered by creation, so listing by key is stable.
+pub fn new_id() -> u128 {
+    uuid::Uuid::now_v7().as_u128()
+}
+
+pub fn format_id(id: u128) -> String {
+    uuid::Uuid::from_u128(id).hyphenated().to_string()
+}
+
+/// Any string a client sends as an id; anything that is not one of ours is simply not found.
+pub fn parse_id(s: &str) -> Option<u128> {
+    uuid::Uuid::try_parse(s).ok().map(|u| u.as_u128())
+}

@@ -1,0 +1,834 @@
+//! Resource operations over the tables: create, replace, patch, delete, get, list, with
+//! index maintenance and membership in both directions.
+
+use std::collections::BTreeSet;
+
+use redb::{
+    MultimapTable, ReadTransaction, ReadableMultimapTable, ReadableTable, Table,
+    WriteTransaction,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::tables::*;
+use super::{Store, format_id, new_id, parse_id};
+use crate::scim::error::{ScimError, ScimResult};
+use crate::scim::filter::{self, CompValue, CompareOp, Filter};
+use crate::scim::patch::{self, MemberOp, Operation};
+use crate::scim::render::Resource;
+use crate::scim::resource::{Body, Ignored, Input};
+pub use crate::scim::sort::SortSpec;
+use crate::scim::schema::Kind;
+
+type R<T> = Result<ScimResult<T>, redb::Error>;
+
+#[derive(Serialize, Deserialize)]
+struct Record {
+    body: Body,
+    created: String,
+    modified: String,
+    version: u64,
+}
+
+impl Record {
+    fn into_resource(self, kind: Kind, id: u128) -> Resource {
+        Resource {
+            kind,
+            id: format_id(id),
+            body: self.body,
+            created: self.created,
+            modified: self.modified,
+            version: self.version,
+            refs: None,
+        }
+    }
+}
+
+fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn encode(r: &Record) -> Vec<u8> {
+    serde_json::to_vec(r).unwrap_or_default()
+}
+
+fn decode(bytes: &[u8]) -> Option<Record> {
+    serde_json::from_slice(bytes).ok()
+}
+
+/// Create tables on first open and record the layout version; returns the version found.
+pub(super) fn init_schema(db: &redb::Database) -> Result<u64, redb::Error> {
+    let txn = db.begin_write()?;
+    let found = {
+        let mut meta = txn.open_table(META)?;
+        let found = meta.get("schema_version")?.map(|v| v.value());
+        if found.is_none() {
+            meta.insert("schema_version", SCHEMA_VERSION)?;
+        }
+        txn.open_table(RESOURCES)?;
+        txn.open_table(COUNTS)?;
+        txn.open_table(USERNAME_USERID)?;
+        txn.open_multimap_table(EXTERNALID_ID)?;
+        txn.open_multimap_table(EMAIL_USERID)?;
+        txn.open_multimap_table(DISPLAYNAME_ID)?;
+        txn.open_table(GROUPID_MEMBERID)?;
+        txn.open_table(MEMBERID_GROUPID)?;
+        found.unwrap_or(SCHEMA_VERSION)
+    };
+    txn.commit()?;
+    Ok(found)
+}
+
+/// The index entries a resource body produces.
+#[derive(Debug, Default, PartialEq)]
+struct Keys {
+    username: Option<String>,
+    external_id: Option<String>,
+    emails: BTreeSet<String>,
+    display: Option<String>,
+}
+
+fn keys(kind: Kind, body: &Body) -> Keys {
+    let s = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+    let mut k = Keys {
+        external_id: s("externalId"),
+        display: s("displayName").map(|d| d.to_lowercase()),
+        ..Keys::default()
+    };
+    if kind == Kind::User {
+        k.username = s("userName").map(|u| u.to_lowercase());
+        for e in body.get("emails").and_then(Value::as_array).into_iter().flatten() {
+            if let Some(v) = e.get("value").and_then(Value::as_str) {
+                k.emails.insert(v.to_lowercase());
+            }
+        }
+    }
+    k
+}
+
+/// The tables one write job uses.
+struct W<'t> {
+    res: Table<'t, (&'static str, u8, u128), &'static [u8]>,
+    counts: Table<'t, (&'static str, u8), u64>,
+    usernames: Table<'t, (&'static str, &'static str), u128>,
+    ext_ids: MultimapTable<'t, (&'static str, u8, &'static str), u128>,
+    emails: MultimapTable<'t, (&'static str, &'static str), u128>,
+    names: MultimapTable<'t, (&'static str, u8, &'static str), u128>,
+    members: Table<'t, (&'static str, u128, u128), u8>,
+    member_of: Table<'t, (&'static str, u128, u128), ()>,
+}
+
+impl<'t> W<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<W<'t>, redb::Error> {
+        Ok(W {
+            res: txn.open_table(RESOURCES)?,
+            counts: txn.open_table(COUNTS)?,
+            usernames: txn.open_table(USERNAME_USERID)?,
+            ext_ids: txn.open_multimap_table(EXTERNALID_ID)?,
+            emails: txn.open_multimap_table(EMAIL_USERID)?,
+            names: txn.open_multimap_table(DISPLAYNAME_ID)?,
+            members: txn.open_table(GROUPID_MEMBERID)?,
+            member_of: txn.open_table(MEMBERID_GROUPID)?,
+        })
+    }
+
+    fn load(&self, t: &str, kind: Kind, id: u128) -> Result<Option<Record>, redb::Error> {
+        Ok(self.res.get((t, kind.code(), id))?.and_then(|g| decode(g.value())))
+    }
+
+    /// 409 when another resource holds this userName or group displayName. The detail names
+    /// the holder's id so an IdP retrying a timed-out create can link to it.
+    fn check_unique(&self, t: &str, kind: Kind, k: &Keys, me: Option<u128>) -> R<()> {
+        if let Some(u) = &k.username
+            && let Some(other) = self.usernames.get((t, u.as_str()))?.map(|g| g.value())
+            && Some(other) != me
+        {
+            return Ok(Err(ScimError::uniqueness(format!(
+                "userName is already taken (case-insensitively) by the user with id {}",
+                format_id(other)
+            ))));
+        }
+        if kind == Kind::Group
+            && let Some(d) = &k.display
+        {
+            for other in self.names.get((t, kind.code(), d.as_str()))? {
+                let other = other?.value();
+                if Some(other) != me {
+                    return Ok(Err(ScimError::uniqueness(format!(
+                        "displayName is already taken (case-insensitively) by the group with id {}",
+                        format_id(other)
+                    ))));
+                }
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    fn index(&mut self, t: &str, kind: Kind, id: u128, old: &Keys, new: &Keys) -> Result<(), redb::Error> {
+        let c = kind.code();
+        if old.username != new.username {
+            if let Some(u) = &old.username {
+                self.usernames.remove((t, u.as_str()))?;
+            }
+            if let Some(u) = &new.username {
+                self.usernames.insert((t, u.as_str()), id)?;
+            }
+        }
+        if old.external_id != new.external_id {
+            if let Some(x) = &old.external_id {
+                self.ext_ids.remove((t, c, x.as_str()), id)?;
+            }
+            if let Some(x) = &new.external_id {
+                self.ext_ids.insert((t, c, x.as_str()), id)?;
+            }
+        }
+        if old.display != new.display {
+            if let Some(x) = &old.display {
+                self.names.remove((t, c, x.as_str()), id)?;
+            }
+            if let Some(x) = &new.display {
+                self.names.insert((t, c, x.as_str()), id)?;
+            }
+        }
+        for e in old.emails.difference(&new.emails) {
+            self.emails.remove((t, e.as_str()), id)?;
+        }
+        for e in new.emails.difference(&old.emails) {
+            self.emails.insert((t, e.as_str()), id)?;
+        }
+        Ok(())
+    }
+
+    fn bump_count(&mut self, t: &str, kind: Kind, up: bool) -> Result<(), redb::Error> {
+        let n = self.counts.get((t, kind.code()))?.map(|g| g.value()).unwrap_or(0);
+        let n = if up { n + 1 } else { n.saturating_sub(1) };
+        self.counts.insert((t, kind.code()), n)?;
+        Ok(())
+    }
+
+    fn put(&mut self, t: &str, kind: Kind, id: u128, rec: &Record) -> Result<(), redb::Error> {
+        self.res.insert((t, kind.code(), id), encode(rec).as_slice())?;
+        Ok(())
+    }
+
+    /// Kind of an existing resource in this tenant, if any.
+    fn kind_of(&self, t: &str, id: u128) -> Result<Option<Kind>, redb::Error> {
+        for k in [Kind::User, Kind::Group] {
+            if self.res.get((t, k.code(), id))?.is_some() {
+                return Ok(Some(k));
+            }
+        }
+        Ok(None)
+    }
+
+    fn member_ids(&self, t: &str, g: u128) -> Result<Vec<(u128, u8)>, redb::Error> {
+        let mut out = Vec::new();
+        for e in self.members.range((t, g, 0u128)..=(t, g, u128::MAX))? {
+            let (k, v) = e?;
+            out.push((k.value().2, v.value()));
+        }
+        Ok(out)
+    }
+
+    fn unlink(&mut self, t: &str, g: u128, m: u128) -> Result<bool, redb::Error> {
+        let had = self.members.remove((t, g, m))?.is_some();
+        self.member_of.remove((t, m, g))?;
+        Ok(had)
+    }
+
+    /// Remove every membership row that mentions `id`, as group or as member.
+    fn unlink_all(&mut self, t: &str, id: u128) -> Result<(), redb::Error> {
+        for (m, _) in self.member_ids(t, id)? {
+            self.unlink(t, id, m)?;
+        }
+        let mut groups = Vec::new();
+        for e in self.member_of.range((t, id, 0u128)..=(t, id, u128::MAX))? {
+            groups.push(e?.0.value().2);
+        }
+        for g in groups {
+            self.unlink(t, g, id)?;
+            self.touch(t, Kind::Group, g)?;
+        }
+        Ok(())
+    }
+
+    /// A membership change is a change of the group: bump its version and lastModified.
+    fn touch(&mut self, t: &str, kind: Kind, id: u128) -> Result<(), redb::Error> {
+        if let Some(mut rec) = self.load(t, kind, id)? {
+            rec.version += 1;
+            rec.modified = now();
+            self.put(t, kind, id, &rec)?;
+        }
+        Ok(())
+    }
+}
+
+/// A membership change resolved to concrete ids during the check phase.
+enum Change {
+    Add(u128, Kind),
+    Remove(u128),
+    Clear,
+}
+
+/// Check phase for member operations: every added member must exist in the tenant, and a
+/// group cannot contain itself. Reads only.
+fn plan_members(w: &W, t: &str, g: u128, ops: &[MemberOp]) -> R<Vec<Change>> {
+    let mut out = Vec::new();
+    for op in ops {
+        match op {
+            MemberOp::Clear => out.push(Change::Clear),
+            MemberOp::Add(list) => {
+                for m in list {
+                    let raw = m["value"].as_str().unwrap_or_default();
+                    let Some(id) = parse_id(raw) else {
+                        return Ok(Err(no_member(raw)));
+                    };
+                    if id == g {
+                        return Ok(Err(ScimError::invalid_value(
+                            "a group cannot be a member of itself",
+                        )));
+                    }
+                    let Some(kind) = w.kind_of(t, id)? else {
+                        return Ok(Err(no_member(raw)));
+                    };
+                    if let Some(ty) = m.get("type").and_then(Value::as_str)
+                        && ty != kind.as_str()
+                    {
+                        return Ok(Err(ScimError::invalid_value(format!(
+                            "member {raw} is a {}, not a {ty}",
+                            kind.as_str()
+                        ))));
+                    }
+                    out.push(Change::Add(id, kind));
+                }
+            }
+            // Removing an unknown or absent member is a no-op: IdPs re-send removals.
+            MemberOp::Remove(ids) => out.extend(ids.iter().filter_map(|s| parse_id(s)).map(Change::Remove)),
+            MemberOp::RemoveWhere(f) => {
+                let def = Kind::Group.schema().attr("members");
+                for (m, code) in w.member_ids(t, g)? {
+                    let el = member_json(m, code);
+                    if def.is_some_and(|d| filter::matches_element(f, d, &el)) {
+                        out.push(Change::Remove(m));
+                    }
+                }
+            }
+        }
+    }
+    Ok(Ok(out))
+}
+
+fn no_member(raw: &str) -> ScimError {
+    ScimError::invalid_value(format!(
+        "member \"{raw}\" is not a User or Group of this tenant; provision it first"
+    ))
+}
+
+fn member_json(id: u128, code: u8) -> Value {
+    let ty = if code == Kind::Group.code() { "Group" } else { "User" };
+    serde_json::json!({"value": format_id(id), "type": ty})
+}
+
+/// Write phase for member changes; returns whether anything changed.
+fn apply_members(w: &mut W, t: &str, g: u128, changes: &[Change]) -> Result<bool, redb::Error> {
+    let mut changed = false;
+    for c in changes {
+        match c {
+            Change::Clear => {
+                for (m, _) in w.member_ids(t, g)? {
+                    changed |= w.unlink(t, g, m)?;
+                }
+            }
+            Change::Add(m, kind) => {
+                if w.members.insert((t, g, *m), kind.code())?.is_none() {
+                    w.member_of.insert((t, *m, g), ())?;
+                    changed = true;
+                }
+            }
+            Change::Remove(m) => changed |= w.unlink(t, g, *m)?,
+        }
+    }
+    Ok(changed)
+}
+
+/// The computed reference list: a group's members, or a user's groups.
+fn read_refs<M, O, N>(res: &N, members: &M, member_of: &O, t: &str, kind: Kind, id: u128) -> Result<Vec<Value>, redb::Error>
+where
+    M: ReadableTable<(&'static str, u128, u128), u8>,
+    O: ReadableTable<(&'static str, u128, u128), ()>,
+    N: ReadableTable<(&'static str, u8, u128), &'static [u8]>,
+{
+    let mut out = Vec::new();
+    match kind {
+        Kind::Group => {
+            for e in members.range((t, id, 0u128)..=(t, id, u128::MAX))? {
+                let (k, v) = e?;
+                out.push(member_json(k.value().2, v.value()));
+            }
+        }
+        Kind::User => {
+            for e in member_of.range((t, id, 0u128)..=(t, id, u128::MAX))? {
+                let g = e?.0.value().2;
+                let mut entry = Map::new();
+                entry.insert("value".into(), Value::String(format_id(g)));
+                if let Some(rec) = res.get((t, Kind::Group.code(), g))?.and_then(|r| decode(r.value()))
+                    && let Some(d) = rec.body.get("displayName")
+                {
+                    entry.insert("display".into(), d.clone());
+                }
+                entry.insert("type".into(), Value::String("direct".into()));
+                out.push(Value::Object(entry));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn not_found(kind: Kind, id: &str) -> ScimError {
+    ScimError::not_found(format!("no {} with id \"{id}\" in this tenant", kind.as_str()))
+}
+
+/// `If-Match`: `*` or any listed ETag equal to the current one passes.
+fn precondition(if_match: Option<&str>, version: u64) -> ScimResult<()> {
+    let Some(h) = if_match else { return Ok(()) };
+    let current = format!("\"{version}\"");
+    let ok = h.split(',').map(str::trim).any(|tag| {
+        tag == "*" || tag.trim_start_matches("W/") == current
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(ScimError::new(
+            412,
+            None,
+            format!("the resource has changed: its current version is W/{current}"),
+        ))
+    }
+}
+
+/// The request data of a list or search.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub filter: Option<Filter>,
+    pub sort: Option<SortSpec>,
+    /// 1-based.
+    pub start_index: u64,
+    pub count: u64,
+    /// Read each result's members/groups.
+    pub with_refs: bool,
+}
+
+pub struct ListPage {
+    pub total: u64,
+    pub start_index: u64,
+    pub items: Vec<Resource>,
+}
+
+/// Ids an index can produce for a filter, or `None` when only a scan can answer.
+fn plan<RT>(rt: &RT, t: &str, kind: Kind, f: &Filter) -> Result<Option<BTreeSet<u128>>, redb::Error>
+where
+    RT: IndexReader,
+{
+    Ok(match f {
+        Filter::And(a, b) => match plan(rt, t, kind, a)? {
+            Some(ids) => Some(ids),
+            None => plan(rt, t, kind, b)?,
+        },
+        Filter::Or(a, b) => match (plan(rt, t, kind, a)?, plan(rt, t, kind, b)?) {
+            (Some(mut x), Some(y)) => {
+                x.extend(y);
+                Some(x)
+            }
+            _ => None,
+        },
+        Filter::Compare { path, op: CompareOp::Eq, value: CompValue::Str(v) } if path.urn.is_none() => {
+            match (kind, path.name.as_str(), path.sub.as_deref()) {
+                (_, "id", None) => Some(parse_id(v).into_iter().collect()),
+                (Kind::User, "userName", None) => Some(rt.username(t, &v.to_lowercase())?.into_iter().collect()),
+                (_, "externalId", None) => Some(rt.external_id(t, kind, v)?),
+                (_, "displayName", None) => Some(rt.display(t, kind, &v.to_lowercase())?),
+                (Kind::User, "emails", Some("value") | None) => Some(rt.email(t, &v.to_lowercase())?),
+                (Kind::Group, "members", Some("value") | None) => Some(rt.groups_of(t, v)?),
+                _ => None,
+            }
+        }
+        Filter::ValuePath { path, filter } if path.urn.is_none() => {
+            match (kind, path.name.as_str(), element_value_eq(filter)) {
+                (Kind::User, "emails", Some(v)) => Some(rt.email(t, &v.to_lowercase())?),
+                (Kind::Group, "members", Some(v)) => Some(rt.groups_of(t, v)?),
+                _ => None,
+            }
+        }
+        _ => None,
+    })
+}
+
+/// `value eq "x"` somewhere in a conjunction inside a value path.
+fn element_value_eq(f: &Filter) -> Option<&str> {
+    match f {
+        Filter::Compare { path, op: CompareOp::Eq, value: CompValue::Str(v) } if path.name == "value" => Some(v),
+        Filter::And(a, b) => element_value_eq(a).or_else(|| element_value_eq(b)),
+        _ => None,
+    }
+}
+
+fn mentions(f: &Filter, name: &str) -> bool {
+    match f {
+        Filter::And(a, b) | Filter::Or(a, b) => mentions(a, name) || mentions(b, name),
+        Filter::Not(a) => mentions(a, name),
+        Filter::Compare { path, .. } | Filter::Present(path) => path.urn.is_none() && path.name == name,
+        Filter::ValuePath { path, .. } => path.urn.is_none() && path.name == name,
+    }
+}
+
+/// Index look-ups shared by the read path.
+trait IndexReader {
+    fn username(&self, t: &str, u: &str) -> Result<Option<u128>, redb::Error>;
+    fn external_id(&self, t: &str, kind: Kind, x: &str) -> Result<BTreeSet<u128>, redb::Error>;
+    fn display(&self, t: &str, kind: Kind, d: &str) -> Result<BTreeSet<u128>, redb::Error>;
+    fn email(&self, t: &str, e: &str) -> Result<BTreeSet<u128>, redb::Error>;
+    fn groups_of(&self, t: &str, member: &str) -> Result<BTreeSet<u128>, redb::Error>;
+}
+
+struct ReadSide {
+    res: redb::ReadOnlyTable<(&'static str, u8, u128), &'static [u8]>,
+    counts: redb::ReadOnlyTable<(&'static str, u8), u64>,
+    usernames: redb::ReadOnlyTable<(&'static str, &'static str), u128>,
+    ext_ids: redb::ReadOnlyMultimapTable<(&'static str, u8, &'static str), u128>,
+    emails: redb::ReadOnlyMultimapTable<(&'static str, &'static str), u128>,
+    names: redb::ReadOnlyMultimapTable<(&'static str, u8, &'static str), u128>,
+    members: redb::ReadOnlyTable<(&'static str, u128, u128), u8>,
+    member_of: redb::ReadOnlyTable<(&'static str, u128, u128), ()>,
+}
+
+fn collect_multi<I>(it: I) -> Result<BTreeSet<u128>, redb::Error>
+where
+    I: Iterator<Item = Result<redb::AccessGuard<'static, u128>, redb::StorageError>>,
+{
+    let mut out = BTreeSet::new();
+    for v in it {
+        out.insert(v?.value());
+    }
+    Ok(out)
+}
+
+impl IndexReader for ReadSide {
+    fn username(&self, t: &str, u: &str) -> Result<Option<u128>, redb::Error> {
+        Ok(self.usernames.get((t, u))?.map(|g| g.value()))
+    }
+    fn external_id(&self, t: &str, kind: Kind, x: &str) -> Result<BTreeSet<u128>, redb::Error> {
+        collect_multi(self.ext_ids.get((t, kind.code(), x))?)
+    }
+    fn display(&self, t: &str, kind: Kind, d: &str) -> Result<BTreeSet<u128>, redb::Error> {
+        collect_multi(self.names.get((t, kind.code(), d))?)
+    }
+    fn email(&self, t: &str, e: &str) -> Result<BTreeSet<u128>, redb::Error> {
+        collect_multi(self.emails.get((t, e))?)
+    }
+    fn groups_of(&self, t: &str, member: &str) -> Result<BTreeSet<u128>, redb::Error> {
+        let Some(m) = parse_id(member) else { return Ok(BTreeSet::new()) };
+        let mut out = BTreeSet::new();
+        for e in self.member_of.range((t, m, 0u128)..=(t, m, u128::MAX))? {
+            out.insert(e?.0.value().2);
+        }
+        Ok(out)
+    }
+}
+
+impl ReadSide {
+    fn open(txn: &ReadTransaction) -> Result<ReadSide, redb::Error> {
+        Ok(ReadSide {
+            res: txn.open_table(RESOURCES)?,
+            counts: txn.open_table(COUNTS)?,
+            usernames: txn.open_table(USERNAME_USERID)?,
+            ext_ids: txn.open_multimap_table(EXTERNALID_ID)?,
+            emails: txn.open_multimap_table(EMAIL_USERID)?,
+            names: txn.open_multimap_table(DISPLAYNAME_ID)?,
+            members: txn.open_table(GROUPID_MEMBERID)?,
+            member_of: txn.open_table(MEMBERID_GROUPID)?,
+        })
+    }
+
+    fn refs(&self, t: &str, kind: Kind, id: u128) -> Result<Vec<Value>, redb::Error> {
+        read_refs(&self.res, &self.members, &self.member_of, t, kind, id)
+    }
+
+    /// The JSON a filter is evaluated on: the stored body plus what the filter may ask for.
+    fn filter_view(&self, t: &str, kind: Kind, id: u128, rec: &Record, f: &Filter) -> Result<Value, redb::Error> {
+        let mut m = rec.body.clone();
+        m.insert("id".into(), Value::String(format_id(id)));
+        m.insert(
+            "meta".into(),
+            serde_json::json!({"resourceType": kind.as_str(), "created": rec.created,
+                "lastModified": rec.modified, "version": format!("W/\"{}\"", rec.version)}),
+        );
+        if kind == Kind::Group && mentions(f, "members") {
+            m.insert("members".into(), Value::Array(self.refs(t, kind, id)?));
+        }
+        if kind == Kind::User && mentions(f, "groups") {
+            m.insert("groups".into(), Value::Array(self.refs(t, kind, id)?));
+        }
+        Ok(Value::Object(m))
+    }
+}
+
+impl Store {
+    pub async fn create(&self, tenant: String, kind: Kind, input: Input) -> ScimResult<Resource> {
+        self.write(move |txn| {
+            let mut w = W::open(txn)?;
+            let t = tenant.as_str();
+            let k = keys(kind, &input.body);
+            if let Err(e) = w.check_unique(t, kind, &k, None)? {
+                return Ok(Err(e));
+            }
+            let id = new_id();
+            let changes = match &input.members {
+                Some(list) => match plan_members(&w, t, id, &[MemberOp::Add(list.clone())])? {
+                    Ok(c) => c,
+                    Err(e) => return Ok(Err(e)),
+                },
+                None => Vec::new(),
+            };
+            let stamp = now();
+            let rec = Record { body: input.body, created: stamp.clone(), modified: stamp, version: 1 };
+            w.put(t, kind, id, &rec)?;
+            w.index(t, kind, id, &Keys::default(), &k)?;
+            w.bump_count(t, kind, true)?;
+            apply_members(&mut w, t, id, &changes)?;
+            let refs = read_refs(&w.res, &w.members, &w.member_of, t, kind, id)?;
+            let mut r = rec.into_resource(kind, id);
+            r.refs = Some(refs);
+            Ok(Ok(r))
+        })
+        .await
+    }
+
+    pub async fn replace(&self, tenant: String, kind: Kind, id: String, input: Input, if_match: Option<String>) -> ScimResult<Resource> {
+        self.write(move |txn| {
+            let mut w = W::open(txn)?;
+            let t = tenant.as_str();
+            let Some(nid) = parse_id(&id) else { return Ok(Err(not_found(kind, &id))) };
+            let Some(old) = w.load(t, kind, nid)? else { return Ok(Err(not_found(kind, &id))) };
+            if let Err(e) = precondition(if_match.as_deref(), old.version) {
+                return Ok(Err(e));
+            }
+            if input.id.as_deref().is_some_and(|given| given != id) {
+                return Ok(Err(ScimError::mutability(format!(
+                    "the body's id \"{}\" differs from the id in the URL",
+                    input.id.as_deref().unwrap_or_default()
+                ))));
+            }
+            let new_keys = keys(kind, &input.body);
+            if let Err(e) = w.check_unique(t, kind, &new_keys, Some(nid))? {
+                return Ok(Err(e));
+            }
+            let changes = match &input.members {
+                Some(list) => {
+                    let ops = [MemberOp::Clear, MemberOp::Add(list.clone())];
+                    match plan_members(&w, t, nid, &ops)? {
+                        Ok(c) => c,
+                        Err(e) => return Ok(Err(e)),
+                    }
+                }
+                // A PUT of a group without `members` empties it (PUT replaces the resource).
+                None if kind == Kind::Group => vec![Change::Clear],
+                None => Vec::new(),
+            };
+            let members_changed = apply_members(&mut w, t, nid, &changes)?;
+            let rec = if old.body != input.body || members_changed {
+                let old_keys = keys(kind, &old.body);
+                let rec = Record { body: input.body, created: old.created, modified: now(), version: old.version + 1 };
+                w.put(t, kind, nid, &rec)?;
+                w.index(t, kind, nid, &old_keys, &new_keys)?;
+                rec
+            } else {
+                old
+            };
+            let refs = read_refs(&w.res, &w.members, &w.member_of, t, kind, nid)?;
+            let mut r = rec.into_resource(kind, nid);
+            r.refs = Some(refs);
+            Ok(Ok(r))
+        })
+        .await
+    }
+
+    /// Apply PATCH operations. The returned resource carries refs only for users (a group's
+    /// member list may be huge; callers read it separately when asked for).
+    pub async fn patch(&self, tenant: String, kind: Kind, id: String, ops: Vec<Operation>, if_match: Option<String>) -> ScimResult<(Resource, Ignored)> {
+        self.write(move |txn| {
+            let mut w = W::open(txn)?;
+            let t = tenant.as_str();
+            let Some(nid) = parse_id(&id) else { return Ok(Err(not_found(kind, &id))) };
+            let Some(old) = w.load(t, kind, nid)? else { return Ok(Err(not_found(kind, &id))) };
+            if let Err(e) = precondition(if_match.as_deref(), old.version) {
+                return Ok(Err(e));
+            }
+            let out = match patch::apply(kind, &id, &old.body, &ops) {
+                Ok(o) => o,
+                Err(e) => return Ok(Err(e)),
+            };
+            let new_keys = keys(kind, &out.body);
+            if let Err(e) = w.check_unique(t, kind, &new_keys, Some(nid))? {
+                return Ok(Err(e));
+            }
+            let changes = match plan_members(&w, t, nid, &out.member_ops)? {
+                Ok(c) => c,
+                Err(e) => return Ok(Err(e)),
+            };
+            let members_changed = apply_members(&mut w, t, nid, &changes)?;
+            // A PATCH that changes nothing (Okta re-sends the same rename with every
+            // membership push) keeps its version.
+            let rec = if old.body != out.body || members_changed {
+                let old_keys = keys(kind, &old.body);
+                let rec = Record { body: out.body, created: old.created, modified: now(), version: old.version + 1 };
+                w.put(t, kind, nid, &rec)?;
+                w.index(t, kind, nid, &old_keys, &new_keys)?;
+                rec
+            } else {
+                old
+            };
+            let mut r = rec.into_resource(kind, nid);
+            if kind == Kind::User {
+                r.refs = Some(read_refs(&w.res, &w.members, &w.member_of, t, kind, nid)?);
+            }
+            Ok(Ok((r, out.ignored)))
+        })
+        .await
+    }
+
+    pub async fn delete(&self, tenant: String, kind: Kind, id: String, if_match: Option<String>) -> ScimResult<()> {
+        self.write(move |txn| {
+            let mut w = W::open(txn)?;
+            let t = tenant.as_str();
+            let Some(nid) = parse_id(&id) else { return Ok(Err(not_found(kind, &id))) };
+            let Some(old) = w.load(t, kind, nid)? else { return Ok(Err(not_found(kind, &id))) };
+            if let Err(e) = precondition(if_match.as_deref(), old.version) {
+                return Ok(Err(e));
+            }
+            w.res.remove((t, kind.code(), nid))?;
+            w.index(t, kind, nid, &keys(kind, &old.body), &Keys::default())?;
+            w.bump_count(t, kind, false)?;
+            w.unlink_all(t, nid)?;
+            Ok(Ok(()))
+        })
+        .await
+    }
+
+    pub async fn get(&self, tenant: String, kind: Kind, id: String, with_refs: bool) -> ScimResult<Resource> {
+        self.read(move |txn| {
+            let r = ReadSide::open(txn)?;
+            let t = tenant.as_str();
+            let Some(nid) = parse_id(&id) else { return Ok(Err(not_found(kind, &id))) };
+            let Some(rec) = r.res.get((t, kind.code(), nid))?.and_then(|g| decode(g.value())) else {
+                return Ok(Err(not_found(kind, &id)));
+            };
+            let mut res = rec.into_resource(kind, nid);
+            if with_refs {
+                res.refs = Some(r.refs(t, kind, nid)?);
+            }
+            Ok(Ok(res))
+        })
+        .await
+    }
+
+    pub async fn list(&self, tenant: String, kind: Kind, q: ListQuery) -> ScimResult<ListPage> {
+        self.read(move |txn| {
+            let r = ReadSide::open(txn)?;
+            let t = tenant.as_str();
+            let start = q.start_index.max(1);
+            let skip = usize::try_from(start - 1).unwrap_or(usize::MAX);
+            let count = usize::try_from(q.count).unwrap_or(usize::MAX);
+            let range = (t, kind.code(), 0u128)..=(t, kind.code(), u128::MAX);
+            // Fast path: no filter, no sort → the count table and one ordered range read.
+            if q.filter.is_none() && q.sort.is_none() {
+                let total = r.counts.get((t, kind.code()))?.map(|g| g.value()).unwrap_or(0);
+                let mut items = Vec::new();
+                if count > 0 {
+                    for e in r.res.range(range)?.skip(skip).take(count) {
+                        let (k, v) = e?;
+                        if let Some(rec) = decode(v.value()) {
+                            items.push(rec.into_resource(kind, k.value().2));
+                        }
+                    }
+                }
+                return finish(&r, t, kind, total, start, items, q.with_refs);
+            }
+            let mut hits: Vec<(u128, Record)> = Vec::new();
+            let planned = match &q.filter {
+                Some(f) => plan(&r, t, kind, f)?,
+                None => None,
+            };
+            let keep = |id: u128, rec: &Record| -> Result<bool, redb::Error> {
+                Ok(match &q.filter {
+                    Some(f) => filter::matches(f, kind, &r.filter_view(t, kind, id, rec, f)?),
+                    None => true,
+                })
+            };
+            match planned {
+                Some(ids) => {
+                    for id in ids {
+                        if let Some(rec) = r.res.get((t, kind.code(), id))?.and_then(|g| decode(g.value()))
+                            && keep(id, &rec)?
+                        {
+                            hits.push((id, rec));
+                        }
+                    }
+                }
+                None => {
+                    for e in r.res.range(range)? {
+                        let (k, v) = e?;
+                        let id = k.value().2;
+                        if let Some(rec) = decode(v.value())
+                            && keep(id, &rec)?
+                        {
+                            hits.push((id, rec));
+                        }
+                    }
+                }
+            }
+            if let Some(s) = &q.sort {
+                let mut keyed: Vec<_> = hits
+                    .into_iter()
+                    .map(|(id, rec)| (s.key(&format_id(id), &rec.created, &rec.modified, &rec.body), id, rec))
+                    .collect();
+                // Missing values sort last in either order; ties keep creation order.
+                keyed.sort_by(|a, b| {
+                    let ord = match (&a.0, &b.0) {
+                        (Some(x), Some(y)) => {
+                            let o = x.partial_cmp(y).unwrap_or(std::cmp::Ordering::Equal);
+                            if s.descending { o.reverse() } else { o }
+                        }
+                        (Some(_), None) => std::cmp::Ordering::Less,
+                        (None, Some(_)) => std::cmp::Ordering::Greater,
+                        (None, None) => std::cmp::Ordering::Equal,
+                    };
+                    ord.then(a.1.cmp(&b.1))
+                });
+                hits = keyed.into_iter().map(|(_, id, rec)| (id, rec)).collect();
+            }
+            let total = hits.len() as u64;
+            let items = hits
+                .into_iter()
+                .skip(skip)
+                .take(count)
+                .map(|(id, rec)| rec.into_resource(kind, id))
+                .collect();
+            finish(&r, t, kind, total, start, items, q.with_refs)
+        })
+        .await
+    }
+}
+
+fn finish(r: &ReadSide, t: &str, kind: Kind, total: u64, start: u64, mut items: Vec<Resource>, with_refs: bool) -> R<ListPage> {
+    if with_refs {
+        for it in items.iter_mut() {
+            if let Some(id) = parse_id(&it.id) {
+                it.refs = Some(r.refs(t, kind, id)?);
+            }
+        }
+    }
+    Ok(Ok(ListPage { total, start_index: start, items }))
+}
+

@@ -1,0 +1,40 @@
+//! Every redb table scimd keeps, named `key_value`. Tenants are keyed by their configured
+//! name; resource ids are UUIDv7 as `u128`, so key order is creation order.
+
+use redb::{MultimapTableDefinition, TableDefinition};
+
+/// `schema_version` → the on-disk layout version.
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// (tenant, kind, id) → the resource record (JSON: body without members, meta).
+pub const RESOURCES: TableDefinition<(&str, u8, u128), &[u8]> =
+    TableDefinition::new("tenant_kind_id_resource");
+
+/// (tenant, kind) → number of resources, so an unfiltered list knows `totalResults`.
+pub const COUNTS: TableDefinition<(&str, u8), u64> = TableDefinition::new("tenant_kind_count");
+
+/// (tenant, lower(userName)) → user id. Unique.
+pub const USERNAME_USERID: TableDefinition<(&str, &str), u128> =
+    TableDefinition::new("tenant_username_userid");
+
+/// (tenant, kind, externalId) → ids. Exact match: externalId is caseExact.
+pub const EXTERNALID_ID: MultimapTableDefinition<(&str, u8, &str), u128> =
+    MultimapTableDefinition::new("tenant_kind_externalid_id");
+
+/// (tenant, lower(email value)) → user ids.
+pub const EMAIL_USERID: MultimapTableDefinition<(&str, &str), u128> =
+    MultimapTableDefinition::new("tenant_email_userid");
+
+/// (tenant, kind, lower(displayName)) → ids; at most one per name for groups.
+pub const DISPLAYNAME_ID: MultimapTableDefinition<(&str, u8, &str), u128> =
+    MultimapTableDefinition::new("tenant_kind_displayname_id");
+
+/// (tenant, group, member) → member kind code.
+pub const GROUPID_MEMBERID: TableDefinition<(&str, u128, u128), u8> =
+    TableDefinition::new("tenant_groupid_memberid");
+
+/// (tenant, member, group) → (): the mirror of `GROUPID_MEMBERID`.
+pub const MEMBERID_GROUPID: TableDefinition<(&str, u128, u128), ()> =
+    TableDefinition::new("tenant_memberid_groupid");
+
+pub const SCHEMA_VERSION: u64 = 1;
