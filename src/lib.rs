@@ -1,4 +1,9 @@
 //! scimd: a SCIM 2.0 service provider for Users and Groups, stored in one redb file.
 
+pub mod auth;
+pub mod config;
+pub mod http;
 pub mod scim;
+pub mod server;
 pub mod store;
+pub mod tls;

@@ -1,1 +1,157 @@
-fn main() {}
+//! The `scimd` command line: serve, check-config, token. Only argument handling lives here.
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use scimd::config::Config;
+use scimd::server::Server;
+
+#[derive(Parser)]
+#[command(name = "scimd", version, about = "SCIM 2.0 provisioning endpoint for Okta, Entra ID, OneLogin and JumpCloud")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the SCIM server.
+    Serve {
+        /// Configuration file (TOML).
+        #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and exit (non-zero when it has problems).
+    CheckConfig {
+        #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
+        config: PathBuf,
+    },
+    /// Print a new bearer token and the config line holding its hash.
+    Token {
+        /// Name shown in logs for requests made with this token.
+        #[arg(long, default_value = "idp")]
+        name: String,
+        /// Instead of making a token, read one from standard input and print its hash.
+        #[arg(long)]
+        hash_stdin: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => serve(config),
+        Command::CheckConfig { config } => match Config::load(&config) {
+            Ok(cfg) => {
+                println!(
+                    "{}: OK ({} tenant{}, listening on {})",
+                    config.display(),
+                    cfg.tenants.len(),
+                    if cfg.tenants.len() == 1 { "" } else { "s" },
+                    cfg.server.listen
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Token { name, hash_stdin } => token(&name, hash_stdin),
+    }
+}
+
+fn token(name: &str, hash_stdin: bool) -> ExitCode {
+    if hash_stdin {
+        let mut s = String::new();
+        if std::io::stdin().read_to_string(&mut s).is_err() {
+            eprintln!("cannot read the token from standard input");
+            return ExitCode::FAILURE;
+        }
+        println!("{}", scimd::auth::hex(&scimd::auth::digest(s.trim())));
+        return ExitCode::SUCCESS;
+    }
+    let tok = match scimd::auth::generate_token() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("cannot read random bytes from the operating system: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let hash = scimd::auth::hex(&scimd::auth::digest(&tok));
+    println!("Token (give it to the IdP; it is shown only now and stored nowhere):");
+    println!("  {tok}");
+    println!();
+    println!("Add this line to the tenant's tokens list in the config file:");
+    println!("  {{ name = \"{name}\", sha256 = \"{hash}\" }}");
+    ExitCode::SUCCESS
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn serve(path: PathBuf) -> ExitCode {
+    let cfg = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&cfg.log.level);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let server = match Server::bind(cfg.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cannot start: {e}");
+                eprintln!("scimd: cannot start: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let addr = server.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let scheme = if cfg.server.plain_http { "http" } else { "https" };
+        let base = cfg
+            .server
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("{scheme}://{addr}"));
+        tracing::info!(%addr, tenants = cfg.tenants.len(), "scimd {} listening", env!("CARGO_PKG_VERSION"));
+        eprintln!("scimd {} listening on {addr}", env!("CARGO_PKG_VERSION"));
+        eprintln!("  SCIM Base URL: {}/scim/v2  (or {}/tenants/NAME/scim/v2)", base.trim_end_matches('/'), base.trim_end_matches('/'));
+        if let Some(fp) = &server.fingerprint {
+            eprintln!("  TLS certificate SHA-256 fingerprint: {fp}");
+        }
+        server.serve(shutdown_signal()).await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop scimd with SIGKILL");
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,395 @@
+//! Configuration: a TOML file read through figment, with `SCIMD_`-prefixed environment
+//! variables overriding server, TLS, storage and log keys (tenants come from the file only,
+//! so there is one place an admin audits). Every problem is reported with its key path.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub tls: TlsConfig,
+    pub storage: StorageConfig,
+    pub log: LogConfig,
+    pub tenants: BTreeMap<String, TenantConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            tls: TlsConfig::default(),
+            storage: StorageConfig::default(),
+            log: LogConfig::default(),
+            tenants: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address and port to listen on.
+    pub listen: String,
+    /// The URL IdPs use (scheme, host, port), for `meta.location`; from the Host header if unset.
+    pub public_url: Option<String>,
+    /// Serve plain HTTP instead of TLS. Refused unless `listen` is a loopback address.
+    pub plain_http: bool,
+    /// Largest request body accepted, in bytes (413 above it).
+    pub max_body_bytes: usize,
+    /// Largest page a list or search returns (`filter.maxResults`).
+    pub max_results: u64,
+    /// Most simultaneous connections; further ones wait in the kernel backlog.
+    pub max_connections: usize,
+    /// Seconds a client may take to send request headers (and to finish a TLS handshake).
+    pub header_timeout_secs: u64,
+    /// Seconds a whole request may take, body included.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8443".into(),
+            public_url: None,
+            plain_http: false,
+            max_body_bytes: 1024 * 1024,
+            max_results: 1000,
+            max_connections: 1024,
+            header_timeout_secs: 15,
+            request_timeout_secs: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain (leaf first).
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+    /// Generate a self-signed certificate in the state directory on first start (evaluation).
+    pub self_signed: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// State directory: holds `scimd.redb` and, with `tls.self_signed`, `tls/`.
+    pub dir: PathBuf,
+    /// redb page cache, in MiB.
+    pub cache_mb: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            dir: PathBuf::from("/var/lib/scimd"),
+            cache_mb: 64,
+        }
+    }
+}
+
+impl StorageConfig {
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.join("scimd.redb")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug` or `trace` (RUST_LOG overrides).
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Shown in logs instead of the token.
+    pub name: String,
+    /// Lower-case hex SHA-256 of the token (`scimd token` prints it).
+    pub sha256: String,
+}
+
+/// Everything wrong with a configuration, one line per problem.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration {}:\n{}", file.display(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub problems: Vec<String>,
+}
+
+impl Config {
+    /// Read `path`, apply `SCIMD_` environment overrides, and validate.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let fail = |problems: Vec<String>| ConfigError {
+            file: path.to_path_buf(),
+            problems,
+        };
+        // figment's file provider quietly yields nothing for a missing file; check first.
+        if let Err(e) = std::fs::read(path) {
+            return Err(fail(vec![format!("cannot read the file: {e}")]));
+        }
+        let fig = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file_exact(path))
+            .merge(
+                Env::prefixed("SCIMD_")
+                    .split("__")
+                    .filter(|k| !k.as_str().starts_with("tenants")),
+            );
+        let mut cfg: Config = fig.extract().map_err(|e| fail(figment_problems(e)))?;
+        // Relative paths in the file are relative to the file, so the same config works
+        // whatever directory scimd is started from.
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.storage.dir = absolutize(base, &cfg.storage.dir);
+        cfg.tls.cert = cfg.tls.cert.as_deref().map(|p| absolutize(base, p));
+        cfg.tls.key = cfg.tls.key.as_deref().map(|p| absolutize(base, p));
+        let problems = cfg.problems();
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(fail(problems))
+        }
+    }
+
+    /// Semantic checks; every problem names its key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        match self.server.listen.parse::<SocketAddr>() {
+            Err(_) => p.push(format!(
+                "server.listen: \"{}\" is not an address:port such as 0.0.0.0:8443",
+                self.server.listen
+            )),
+            Ok(a) if self.server.plain_http && !a.ip().is_loopback() => p.push(format!(
+                "server.plain_http: plain HTTP is only allowed on a loopback address, and \
+                 server.listen is {a}; use TLS or listen on 127.0.0.1"
+            )),
+            Ok(_) => {}
+        }
+        if let Some(u) = &self.server.public_url
+            && !(u.starts_with("https://") || u.starts_with("http://"))
+        {
+            p.push(format!(
+                "server.public_url: \"{u}\" must start with https:// (e.g. https://scim.corp.example:8443)"
+            ));
+        }
+        if self.server.max_results == 0 {
+            p.push("server.max_results: must be at least 1".into());
+        }
+        if self.server.max_body_bytes < 1024 {
+            p.push("server.max_body_bytes: must be at least 1024".into());
+        }
+        if !self.server.plain_http {
+            match (&self.tls.cert, &self.tls.key, self.tls.self_signed) {
+                (Some(_), Some(_), true) => p.push(
+                    "tls.self_signed: set either tls.cert and tls.key, or tls.self_signed = true, not both"
+                        .into(),
+                ),
+                (Some(c), Some(k), false) => {
+                    for (key, path) in [("tls.cert", c), ("tls.key", k)] {
+                        if let Err(e) = std::fs::File::open(path) {
+                            p.push(format!("{key}: cannot read {}: {e}", path.display()));
+                        }
+                    }
+                }
+                (None, None, true) => {}
+                (None, None, false) => p.push(
+                    "tls: no certificate configured; set tls.cert and tls.key to PEM files, or \
+                     tls.self_signed = true for evaluation"
+                        .into(),
+                ),
+                (Some(_), None, _) => p.push("tls.key: missing (tls.cert is set)".into()),
+                (None, Some(_), _) => p.push("tls.cert: missing (tls.key is set)".into()),
+            }
+        }
+        if self.tenants.is_empty() {
+            p.push(
+                "tenants: no tenant configured; add a [tenants.NAME] table with a token \
+                 (`scimd token` prints one)"
+                    .into(),
+            );
+        }
+        let mut hashes = HashSet::new();
+        for (name, t) in &self.tenants {
+            if !valid_tenant_name(name) {
+                p.push(format!(
+                    "tenants.{name}: tenant names may hold only a-z, 0-9, '-' and '_' (1 to 64 characters)"
+                ));
+            }
+            if t.tokens.is_empty() {
+                p.push(format!(
+                    "tenants.{name}.tokens: the tenant has no token; add one with `scimd token`"
+                ));
+            }
+            let mut names = HashSet::new();
+            for (i, tok) in t.tokens.iter().enumerate() {
+                let key = format!("tenants.{name}.tokens[{i}]");
+                if tok.name.trim().is_empty() {
+                    p.push(format!("{key}.name: must not be empty"));
+                } else if !names.insert(tok.name.as_str()) {
+                    p.push(format!("{key}.name: \"{}\" is used twice in this tenant", tok.name));
+                }
+                let h = &tok.sha256;
+                if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    p.push(format!(
+                        "{key}.sha256: expected 64 hex characters (got {}); generate a token and its hash with `scimd token`",
+                        h.len()
+                    ));
+                } else if !hashes.insert(h.to_ascii_lowercase()) {
+                    p.push(format!(
+                        "{key}.sha256: the same token is configured more than once; each token must belong to one tenant"
+                    ));
+                }
+            }
+        }
+        p
+    }
+}
+
+pub fn valid_tenant_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 64
+        && n
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn absolutize(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+fn figment_problems(err: figment::Error) -> Vec<String> {
+    err.into_iter()
+        .map(|e| {
+            let key = e
+                .path
+                .iter()
+                .filter(|s| s.as_str() != "default")
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(".");
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| match &m.source {
+                    Some(figment::Source::File(_)) => " (in the file)".to_string(),
+                    _ if m.name.contains("environment") => " (from an SCIMD_ environment variable)".to_string(),
+                    _ => String::new(),
+                })
+                .unwrap_or_default();
+            let kind = e.kind.to_string();
+            if key.is_empty() {
+                format!("{kind}{source}")
+            } else {
+                format!("{key}: {kind}{source}")
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+[tls]
+self_signed = true
+[storage]
+dir = "data"
+[tenants.acme]
+tokens = [{ name = "okta", sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08" }]
+"#;
+
+    #[test]
+    fn loads_and_env_overrides_server_keys() {
+        Jail::expect_with(|jail| {
+            jail.create_file("scimd.toml", GOOD)?;
+            jail.set_env("SCIMD_SERVER__MAX_RESULTS", "50");
+            let cfg = Config::load(Path::new("scimd.toml")).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.server.max_results, 50);
+            assert!(cfg.storage.dir.ends_with("data"));
+            assert_eq!(cfg.tenants["acme"].tokens[0].name, "okta");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        Jail::expect_with(|jail| {
+            let cases = [
+                (GOOD.replace("self_signed = true", "self_signed = true\ncolour = 1"), "colour"),
+                (GOOD.replace("listen = \"127.0.0.1:0\"", "listen = 5"), "server.listen"),
+                (GOOD.replace("tokens = [", "tokens = [] #"), "tenants.acme.tokens"),
+                (GOOD.replace("9f86", "zz"), "tenants.acme.tokens[0].sha256"),
+                (GOOD.replace("self_signed = true", "cert = \"nope.pem\"\nkey = \"nope.key\""), "tls.cert: cannot read"),
+                (GOOD.replace("[tls]", "[server2]"), "server2"),
+                (GOOD.replace("tenants.acme", "tenants.Acme"), "tenants.Acme"),
+            ];
+            for (text, needle) in cases {
+                jail.create_file("bad.toml", &text)?;
+                let err = Config::load(Path::new("bad.toml")).expect_err(needle).to_string();
+                assert!(err.contains(needle), "{needle} not in: {err}");
+            }
+            let err = Config::load(Path::new("missing.toml")).expect_err("missing").to_string();
+            assert!(err.contains("cannot read the file"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        let mut c: Config = toml_cfg(GOOD);
+        c.server.plain_http = true;
+        c.server.listen = "0.0.0.0:8080".into();
+        assert!(c.problems().iter().any(|p| p.starts_with("server.plain_http")));
+        c.server.listen = "127.0.0.1:8080".into();
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+    }
+
+    fn toml_cfg(s: &str) -> Config {
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(s))
+            .extract()
+            .expect("valid")
+    }
+
+    #[test]
+    fn example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+        let cfg = Config::load(&path).expect("config.example.toml must load");
+        assert!(cfg.tls.self_signed);
+        assert!(cfg.tenants.contains_key("demo"));
+    }
+}

@@ -1,0 +1,245 @@
+//! HTTP: routing, authentication, body limits, request parsing, and rendering of responses
+//! and errors. Knows the SCIM core and the store's API, never redb's tables.
+
+mod discovery;
+mod handlers;
+pub mod query;
+pub mod response;
+pub mod router;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Body;
+use serde_json::Value;
+
+use crate::auth::{Principal, Tokens};
+use crate::config::Config;
+use crate::scim::error::{ScimError, ScimResult};
+use crate::store::Store;
+use response::Resp;
+use router::{Endpoint, Route};
+
+/// What a reload may replace: tenants, tokens and limits.
+pub struct Runtime {
+    pub config: Config,
+    pub tokens: Tokens,
+}
+
+impl Runtime {
+    pub fn new(config: Config) -> Runtime {
+        Runtime {
+            tokens: Tokens::from_config(&config),
+            config,
+        }
+    }
+}
+
+pub struct App {
+    pub store: Store,
+    runtime: RwLock<Arc<Runtime>>,
+    scheme: &'static str,
+}
+
+/// Everything a handler needs about one request.
+pub struct Ctx {
+    pub principal: Principal,
+    /// SCIM base URL as the client knows it, e.g. `https://host:8443/scim/v2`.
+    pub base: String,
+    pub rt: Arc<Runtime>,
+    pub query: query::Query,
+    pub if_match: Option<String>,
+    pub if_none_match: Option<String>,
+}
+
+impl App {
+    pub fn new(store: Store, config: Config) -> App {
+        let scheme = if config.server.plain_http { "http" } else { "https" };
+        App {
+            store,
+            runtime: RwLock::new(Arc::new(Runtime::new(config))),
+            scheme,
+        }
+    }
+
+    pub fn runtime(&self) -> Arc<Runtime> {
+        match self.runtime.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Serve one request. Never fails: every problem becomes a SCIM error response.
+    pub async fn handle<B>(self: Arc<Self>, req: Request<B>, peer: SocketAddr) -> Resp
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let route = router::route(req.uri().path());
+        let template = route.as_ref().map(|r| template(&r.endpoint)).unwrap_or("other");
+        let allow = route.as_ref().map(|r| allowed(&r.endpoint));
+        let (resp, who) = match self.dispatch(req, route).await {
+            Ok((r, who)) => (r, who),
+            Err(e) if e.status == 405 => {
+                let r = response::error(&e);
+                (response::with_header(r, header::ALLOW, allow.unwrap_or("GET")), None)
+            }
+            Err(e) => (response::error(&e), None),
+        };
+        let status = resp.status().as_u16();
+        tracing::info!(
+            target: "scimd::request",
+            %peer,
+            method = %method,
+            path = template,
+            status,
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            tenant = who.as_ref().map(|p: &Principal| p.tenant.as_str()).unwrap_or("-"),
+            token = who.as_ref().map(|p| p.token_name.as_str()).unwrap_or("-"),
+            "request"
+        );
+        resp
+    }
+
+    async fn dispatch<B>(&self, req: Request<B>, route: Option<Route>) -> ScimResult<(Resp, Option<Principal>)>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let Some(route) = route else {
+            return Err(ScimError::not_found(format!(
+                "no such endpoint: {}; the SCIM base URL is /scim/v2 (or /tenants/NAME/scim/v2)",
+                req.uri().path()
+            )));
+        };
+        let rt = self.runtime();
+        let base = self.base_url(&req, &rt, &route);
+        let query = query::Query::parse(req.uri().query())?;
+        let method = req.method().clone();
+        // Discovery describes the server, not a tenant's data: no token needed.
+        if matches!(
+            route.endpoint,
+            Endpoint::ServiceProviderConfig | Endpoint::ResourceTypes | Endpoint::ResourceType(_) | Endpoint::Schemas | Endpoint::Schema(_)
+        ) {
+            if method != Method::GET {
+                return Err(method_not_allowed(&method, "GET"));
+            }
+            let limits = discovery::Limits {
+                max_results: rt.config.server.max_results,
+                max_body_bytes: rt.config.server.max_body_bytes,
+            };
+            let v = match &route.endpoint {
+                Endpoint::ServiceProviderConfig => discovery::service_provider_config(&base, &limits),
+                Endpoint::ResourceTypes => discovery::resource_types(&base),
+                Endpoint::ResourceType(id) => discovery::resource_type_by_id(&base, id)?,
+                Endpoint::Schemas => discovery::schemas(&base),
+                Endpoint::Schema(id) => discovery::schema_by_id(&base, id)?,
+                _ => Value::Null,
+            };
+            return Ok((response::json(200, &v), None));
+        }
+        let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let Some(principal) = rt.tokens.authenticate(auth, route.tenant.as_deref()) else {
+            let detail = if auth.is_none() {
+                "missing Authorization header; send \"Authorization: Bearer <token>\""
+            } else {
+                "the bearer token is not valid for this tenant"
+            };
+            return Err(ScimError::new(401, None, detail));
+        };
+        let header_str = |n: header::HeaderName| req.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let if_match = header_str(header::IF_MATCH);
+        let if_none_match = header_str(header::IF_NONE_MATCH);
+        let body = if matches!(method, Method::POST | Method::PUT | Method::PATCH) {
+            Some(self.read_body(req, &rt).await?)
+        } else {
+            None
+        };
+        let ctx = Ctx { principal: principal.clone(), base, rt, query, if_match, if_none_match };
+        let resp = handlers::endpoint(self, &ctx, &method, &route.endpoint, body).await?;
+        Ok((resp, Some(principal)))
+    }
+
+    fn base_url<B>(&self, req: &Request<B>, rt: &Runtime, route: &Route) -> String {
+        if let Some(p) = &rt.config.server.public_url {
+            return format!("{}{}", p.trim_end_matches('/'), route.prefix);
+        }
+        let host = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string))
+            .unwrap_or_else(|| rt.config.server.listen.clone());
+        format!("{}://{host}{}", self.scheme, route.prefix)
+    }
+
+    async fn read_body<B>(&self, req: Request<B>, rt: &Runtime) -> ScimResult<Value>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let max = rt.config.server.max_body_bytes;
+        let too_large = || ScimError::new(413, None, format!("the request body is larger than the server's limit of {max} bytes"));
+        if let Some(len) = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+            && len > max as u64
+        {
+            return Err(too_large());
+        }
+        let timeout = Duration::from_secs(rt.config.server.request_timeout_secs);
+        let collected = tokio::time::timeout(timeout, Limited::new(req.into_body(), max).collect()).await;
+        let bytes = match collected {
+            Err(_) => return Err(ScimError::new(408, None, "the request body did not arrive in time")),
+            Ok(Err(e)) => {
+                if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                    return Err(too_large());
+                }
+                return Err(ScimError::invalid_syntax("the request body could not be read"));
+            }
+            Ok(Ok(c)) => c.to_bytes(),
+        };
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ScimError::invalid_syntax("the request body is empty; a JSON object was expected"));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ScimError::invalid_syntax(format!("the request body is not valid JSON: {e}")))
+    }
+}
+
+pub fn method_not_allowed(method: &Method, allowed: &str) -> ScimError {
+    ScimError::new(405, None, format!("{method} is not supported here; allowed: {allowed}"))
+}
+
+fn allowed(e: &Endpoint) -> &'static str {
+    match e {
+        Endpoint::Collection(_) => "GET, POST",
+        Endpoint::Resource(..) => "GET, PUT, PATCH, DELETE",
+        Endpoint::Search(_) => "POST",
+        _ => "GET",
+    }
+}
+
+/// The endpoint as a template for logs: never an id or a tenant's data.
+fn template(e: &Endpoint) -> &'static str {
+    match e {
+        Endpoint::Collection(k) => match k {
+            crate::scim::schema::Kind::User => "/Users",
+            crate::scim::schema::Kind::Group => "/Groups",
+        },
+        Endpoint::Resource(k, _) => match k {
+            crate::scim::schema::Kind::User => "/Users/{id}",
+            crate::scim::schema::Kind::Group => "/Groups/{id}",
+        },
+        Endpoint::Search(_) => "/.search",
+        Endpoint::ServiceProviderConfig => "/ServiceProviderConfig",
+        Endpoint::ResourceTypes | Endpoint::ResourceType(_) => "/ResourceTypes",
+        Endpoint::Schemas | Endpoint::Schema(_) => "/Schemas",
+        Endpoint::Me => "/Me",
+        Endpoint::Bulk => "/Bulk",
+        Endpoint::Unknown => "unknown",
+    }
+}

@@ -1,0 +1,101 @@
+//! URL → endpoint. Two forms: `/scim/v2/...` (tenant from the token) and
+//! `/tenants/{tenant}/scim/v2/...` (tenant named, the token must belong to it).
+
+use crate::scim::schema::Kind;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    Collection(Kind),
+    Resource(Kind, String),
+    Search(Option<Kind>),
+    ServiceProviderConfig,
+    ResourceTypes,
+    ResourceType(String),
+    Schemas,
+    Schema(String),
+    Me,
+    Bulk,
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The tenant named in the URL, if the tenant form was used.
+    pub tenant: Option<String>,
+    /// The path prefix up to and including `/scim/v2`, to build `meta.location`.
+    pub prefix: String,
+    pub endpoint: Endpoint,
+}
+
+/// `None` when the path is not under a SCIM prefix at all.
+pub fn route(path: &str) -> Option<Route> {
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let (tenant, rest) = match segs.as_slice() {
+        ["scim", "v2", rest @ ..] => (None, rest),
+        ["tenants", t, "scim", "v2", rest @ ..] => (Some(decode(t)), rest),
+        _ => return None,
+    };
+    let prefix = match &tenant {
+        None => "/scim/v2".to_string(),
+        Some(t) => format!("/tenants/{t}/scim/v2"),
+    };
+    let kind = |s: &str| {
+        if s.eq_ignore_ascii_case("Users") {
+            Some(Kind::User)
+        } else if s.eq_ignore_ascii_case("Groups") {
+            Some(Kind::Group)
+        } else {
+            None
+        }
+    };
+    let is = |s: &str, name: &str| s.eq_ignore_ascii_case(name);
+    let endpoint = match rest {
+        [".search"] => Endpoint::Search(None),
+        [c] if kind(c).is_some() => Endpoint::Collection(kind(c).unwrap_or(Kind::User)),
+        [c, ".search"] if kind(c).is_some() => Endpoint::Search(kind(c)),
+        [c, id] if kind(c).is_some() => Endpoint::Resource(kind(c).unwrap_or(Kind::User), decode(id)),
+        [s] if is(s, "ServiceProviderConfig") || is(s, "ServiceProviderConfigs") => {
+            Endpoint::ServiceProviderConfig
+        }
+        [s] if is(s, "ResourceTypes") => Endpoint::ResourceTypes,
+        [s, id] if is(s, "ResourceTypes") => Endpoint::ResourceType(decode(id)),
+        [s] if is(s, "Schemas") => Endpoint::Schemas,
+        [s, id] if is(s, "Schemas") => Endpoint::Schema(decode(id)),
+        [s, ..] if is(s, "Me") => Endpoint::Me,
+        [s] if is(s, "Bulk") => Endpoint::Bulk,
+        _ => Endpoint::Unknown,
+    };
+    Some(Route {
+        tenant,
+        prefix,
+        endpoint,
+    })
+}
+
+fn decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_url_forms_and_every_endpoint() {
+        let r = route("/scim/v2/Users").unwrap();
+        assert_eq!((r.tenant, r.endpoint), (None, Endpoint::Collection(Kind::User)));
+        let r = route("/tenants/acme/scim/v2/Groups/abc/").unwrap();
+        assert_eq!(r.tenant.as_deref(), Some("acme"));
+        assert_eq!(r.prefix, "/tenants/acme/scim/v2");
+        assert_eq!(r.endpoint, Endpoint::Resource(Kind::Group, "abc".into()));
+        assert_eq!(route("/scim/v2/.search").unwrap().endpoint, Endpoint::Search(None));
+        assert_eq!(route("/scim/v2/users/.search").unwrap().endpoint, Endpoint::Search(Some(Kind::User)));
+        assert_eq!(route("/scim/v2/Schemas/urn:x").unwrap().endpoint, Endpoint::Schema("urn:x".into()));
+        assert_eq!(route("/scim/v2/Me").unwrap().endpoint, Endpoint::Me);
+        assert_eq!(route("/scim/v2/Users/a/b").unwrap().endpoint, Endpoint::Unknown);
+        assert_eq!(route("/scim/v2/Users/a%2Fb").unwrap().endpoint, Endpoint::Resource(Kind::User, "a/b".into()));
+        assert!(route("/other").is_none());
+    }
+}

@@ -1,0 +1,200 @@
+//! The listener: TLS (or loopback-only plain HTTP), hyper connections with timeouts and a
+//! connection cap, and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::Config;
+use crate::http::App;
+use crate::store::{Store, StoreError};
+use crate::tls::{self, TlsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Tls(#[from] TlsError),
+    #[error("tls: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("storage.dir: cannot create {path}: {source}")]
+    StateDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("server.listen: cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A bound, ready server; `serve` runs it.
+pub struct Server {
+    listener: TcpListener,
+    acceptor: Option<TlsAcceptor>,
+    app: Arc<App>,
+    config: Config,
+    /// SHA-256 fingerprint of the served certificate, if TLS.
+    pub fingerprint: Option<String>,
+}
+
+impl Server {
+    /// Open the database, load (or make) the certificate and bind the listener. When this
+    /// returns, the server can accept connections.
+    pub async fn bind(config: Config) -> Result<Server, StartError> {
+        let dir = &config.storage.dir;
+        std::fs::create_dir_all(dir).map_err(|source| StartError::StateDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        restrict_dir(dir);
+        let (acceptor, fingerprint) = if config.server.plain_http {
+            (None, None)
+        } else {
+            let (cert, key) = match (&config.tls.cert, &config.tls.key) {
+                (Some(c), Some(k)) => (c.clone(), k.clone()),
+                _ => tls::ensure_self_signed(dir)?,
+            };
+            let loaded = tls::load_pem(&cert, &key)?;
+            let sc = tls::server_config(loaded.key)?;
+            (Some(TlsAcceptor::from(Arc::new(sc))), Some(loaded.fingerprint))
+        };
+        let store = Store::open(&config.storage.db_path(), config.storage.cache_mb * 1024 * 1024)?;
+        let listener = TcpListener::bind(&config.server.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.server.listen.clone(),
+                source,
+            })?;
+        let app = Arc::new(App::new(store, config.clone()));
+        Ok(Server {
+            listener,
+            acceptor,
+            app,
+            config,
+            fingerprint,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Accept connections until `shutdown` resolves, then let open requests finish (bounded).
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) {
+        let Server {
+            listener,
+            acceptor,
+            app,
+            config,
+            ..
+        } = self;
+        let header_timeout = Duration::from_secs(config.server.header_timeout_secs);
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .max_buf_size(64 * 1024);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(64)
+            .max_header_list_size(64 * 1024)
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(20));
+        let builder = Arc::new(builder);
+        let limit = Arc::new(Semaphore::new(config.server.max_connections));
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            // Take a connection slot before accepting: under overload the kernel backlog
+            // queues new connections instead of our memory.
+            let permit = tokio::select! {
+                p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                _ = &mut shutdown => break,
+            };
+            let (tcp, peer) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = &mut shutdown => break,
+            };
+            let _ = tcp.set_nodelay(true);
+            let app = app.clone();
+            let builder = builder.clone();
+            let acceptor = acceptor.clone();
+            let watcher = graceful.watcher();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let svc = service_fn(move |req| {
+                    let app = app.clone();
+                    async move { Ok::<_, std::convert::Infallible>(app.handle(req, peer).await) }
+                });
+                match acceptor {
+                    Some(acc) => {
+                        // The handshake runs in the connection's task under a deadline, so a
+                        // silent client holds only its own slot.
+                        let tls = match tokio::time::timeout(header_timeout, acc.accept(tcp)).await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                        let conn = builder.serve_connection(TokioIo::new(tls), svc).into_owned();
+                        if let Err(e) = watcher.watch(conn).await {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                    }
+                    None => {
+                        let conn = builder.serve_connection(TokioIo::new(tcp), svc).into_owned();
+                        if let Err(e) = watcher.watch(conn).await {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                    }
+                }
+            });
+        }
+        drop(listener);
+        tracing::info!("shutting down: no new connections, finishing open requests");
+        tokio::select! {
+            _ = graceful.shutdown() => {}
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {
+                tracing::warn!("open connections did not finish within 30 s; closing them");
+            }
+        }
+    }
+}
+
+/// The state directory holds the database and possibly a private key: owner only.
+fn restrict_dir(dir: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Err(e) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot restrict the state directory to its owner");
+        }
+    }
+}
