@@ -146,7 +146,15 @@ impl Server {
                 let _permit = permit;
                 let svc = service_fn(move |req| {
                     let app = app.clone();
-                    async move { Ok::<_, std::convert::Infallible>(app.handle(req, peer).await) }
+                    async move {
+                        // Own task per request: a panic in a handler becomes a 500 for that
+                        // request instead of a dropped connection.
+                        let resp = match tokio::spawn(app.handle(req, peer)).await {
+                            Ok(r) => r,
+                            Err(e) => internal_error(&e),
+                        };
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
                 });
                 match acceptor {
                     Some(acc) => {
@@ -197,4 +205,14 @@ fn restrict_dir(dir: &std::path::Path) {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot restrict the state directory to its owner");
         }
     }
+}
+
+fn internal_error(e: &tokio::task::JoinError) -> crate::http::response::Resp {
+    let error_id = uuid::Uuid::new_v4().simple().to_string();
+    tracing::error!(%error_id, error = %e, "request handler failed");
+    crate::http::response::error(&crate::scim::error::ScimError::new(
+        500,
+        None,
+        format!("internal error (id {error_id}); the request was not applied if it was a write that failed before its commit"),
+    ))
 }

@@ -1,1 +1,16 @@
+//! Integration tests: the real server over TLS on 127.0.0.1:0, driven by a real HTTPS
+//! client. One binary for all of them (faster to build on two cores).
 
+mod harness;
+
+mod auth;
+mod discovery;
+mod errors;
+mod etags;
+mod filters;
+mod groups;
+mod lists;
+mod patch;
+mod startup;
+mod users;
+mod writes;

@@ -1,0 +1,199 @@
+//! One helper that starts the real server in-process on 127.0.0.1:0 over TLS, with a temp
+//! state directory and a certificate made for the test, and a real HTTPS client trusting it.
+
+use std::path::PathBuf;
+
+use reqwest::header::HeaderMap;
+use reqwest::{Certificate, Method};
+use scimd::auth::{digest, hex};
+use scimd::config::{Config, TenantConfig, TokenConfig};
+use scimd::server::Server;
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+/// Tenant `acme`'s token (the IdP).
+pub const ACME: &str = "acme-okta-token";
+/// Tenant `globex`'s token.
+pub const GLOBEX: &str = "globex-entra-token";
+
+pub struct Srv {
+    /// `https://127.0.0.1:PORT`
+    pub url: String,
+    pub client: reqwest::Client,
+    pub dir: TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub struct Res {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Res {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    /// `id` of the returned resource.
+    pub fn id(&self) -> String {
+        self.body["id"].as_str().expect("response has an id").to_string()
+    }
+}
+
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut cfg = Config::default();
+    cfg.server.listen = "127.0.0.1:0".into();
+    cfg.tls.self_signed = true;
+    cfg.storage.dir = dir.join("state");
+    cfg.storage.cache_mb = 16;
+    for (tenant, name, tok) in [("acme", "okta", ACME), ("globex", "entra", GLOBEX)] {
+        cfg.tenants.insert(
+            tenant.into(),
+            TenantConfig {
+                display_name: None,
+                tokens: vec![TokenConfig { name: name.into(), sha256: hex(&digest(tok)) }],
+            },
+        );
+    }
+    cfg
+}
+
+impl Srv {
+    pub async fn start() -> Srv {
+        Srv::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(change: impl FnOnce(&mut Config)) -> Srv {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut cfg = test_config(dir.path());
+        change(&mut cfg);
+        Srv::start_config(dir, cfg).await
+    }
+
+    pub async fn start_config(dir: TempDir, cfg: Config) -> Srv {
+        assert!(cfg.problems().is_empty(), "test config invalid: {:?}", cfg.problems());
+        let server = Server::bind(cfg.clone()).await.expect("server starts");
+        let addr = server.local_addr().expect("bound");
+        let cert_path: PathBuf = cfg.tls.cert.clone().unwrap_or_else(|| cfg.storage.dir.join("tls/cert.pem"));
+        let pem = std::fs::read(&cert_path).expect("certificate written");
+        let client = reqwest::Client::builder()
+            .tls_certs_only([Certificate::from_pem(&pem).expect("pem")])
+            .no_proxy()
+            .build()
+            .expect("client");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(async move {
+            let _ = rx.await;
+        }));
+        Srv {
+            // `localhost` matches the self-signed certificate's names.
+            url: format!("https://localhost:{}", addr.port()),
+            client,
+            dir,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub async fn stop(mut self) -> TempDir {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+        // The writer thread lets go of the database once its last sender is dropped.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    /// `https://localhost:PORT/scim/v2`
+    pub fn base(&self) -> String {
+        format!("{}/scim/v2", self.url)
+    }
+
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Res {
+        self.call_with(method, path, token, body, &[]).await
+    }
+
+    pub async fn call_with(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>, headers: &[(&str, &str)]) -> Res {
+        let url = if path.starts_with("http") { path.to_string() } else if path.starts_with("/tenants") || path.starts_with("/scim") { format!("{}{path}", self.url) } else { format!("{}{path}", self.base()) };
+        let mut rb = self.client.request(method, url);
+        if let Some(t) = token {
+            rb = rb.header("Authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        if let Some(b) = body {
+            rb = rb.header("Content-Type", "application/scim+json").body(b.to_string());
+        }
+        let resp = rb.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.expect("body");
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned())) };
+        Res { status, headers, body }
+    }
+
+    /// Calls as tenant `acme`.
+    pub async fn get(&self, path: &str) -> Res {
+        self.call(Method::GET, path, Some(ACME), None).await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> Res {
+        self.call(Method::POST, path, Some(ACME), Some(body)).await
+    }
+    pub async fn put(&self, path: &str, body: Value) -> Res {
+        self.call(Method::PUT, path, Some(ACME), Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, ops: Value) -> Res {
+        let body = serde_json::json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": ops});
+        self.call(Method::PATCH, path, Some(ACME), Some(body)).await
+    }
+    pub async fn delete(&self, path: &str) -> Res {
+        self.call(Method::DELETE, path, Some(ACME), None).await
+    }
+
+    /// Create a user with the given userName (and a work email equal to it).
+    pub async fn user(&self, user_name: &str) -> String {
+        let r = self.post("/Users", serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": user_name,
+            "name": {"givenName": "Given", "familyName": "Family"},
+            "emails": [{"value": user_name, "type": "work", "primary": true}],
+            "active": true,
+        })).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.id()
+    }
+
+    pub async fn group(&self, name: &str, members: &[&str]) -> String {
+        let members: Vec<Value> = members.iter().map(|m| serde_json::json!({"value": m})).collect();
+        let r = self.post("/Groups", serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": name, "members": members,
+        })).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.id()
+    }
+}
+
+/// Assert an RFC 7644 error body with this status and scimType.
+pub fn assert_error(r: &Res, status: u16, scim_type: Option<&str>) {
+    assert_eq!(r.status, status, "body: {}", r.body);
+    assert_eq!(r.body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error", "{}", r.body);
+    assert_eq!(r.body["status"], status.to_string(), "{}", r.body);
+    assert!(r.body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{}", r.body);
+    match scim_type {
+        Some(t) => assert_eq!(r.body["scimType"], t, "{}", r.body),
+        None => assert!(r.body.get("scimType").is_none(), "{}", r.body),
+    }
+    assert!(r.header("content-type").is_some_and(|c| c.starts_with("application/scim+json")));
+}
+
+pub fn total(r: &Res) -> u64 {
+    r.body["totalResults"].as_u64().expect("totalResults is an integer")
+}

@@ -1,0 +1,91 @@
+//! Start-up: TLS from PEM files or self-signed (reused across restarts), ALPN, persistence.
+
+use reqwest::{Certificate, Method};
+use scimd::server::Server;
+
+use crate::harness::{ACME, Srv, test_config};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_signed_certificate_is_made_once_and_reused_with_the_data() {
+    let s = Srv::start().await;
+    let id = s.user("persist@example.com").await;
+    let cert_before = std::fs::read(s.dir.path().join("state/tls/cert.pem")).unwrap();
+    let dir = s.stop().await;
+    let cfg = test_config(dir.path());
+    let s = Srv::start_config(dir, cfg).await;
+    let cert_after = std::fs::read(s.dir.path().join("state/tls/cert.pem")).unwrap();
+    assert_eq!(cert_before, cert_after, "the self-signed certificate must be reused");
+    let r = s.get(&format!("/Users/{id}")).await;
+    assert_eq!(r.status, 200, "data must survive a restart: {}", r.body);
+    assert_eq!(r.body["userName"], "persist@example.com");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_a_pem_certificate_and_key_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = dir.path().join("fullchain.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let mut cfg = test_config(dir.path());
+    cfg.tls.self_signed = false;
+    cfg.tls.cert = Some(cert.clone());
+    cfg.tls.key = Some(key);
+    let s = Srv::start_config(dir, cfg).await;
+    assert_eq!(s.get("/Users").await.status, 200);
+    // The state directory holds no generated certificate in this mode.
+    assert!(!s.dir.path().join("state/tls/cert.pem").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negotiates_h2_and_accepts_tls12_and_http1() {
+    let s = Srv::start().await;
+    let r = s.client.get(format!("{}/Users", s.base())).bearer_auth(ACME).send().await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2, "ALPN should pick h2");
+    let pem = std::fs::read(s.dir.path().join("state/tls/cert.pem")).unwrap();
+    let c12 = reqwest::Client::builder()
+        .tls_certs_only([Certificate::from_pem(&pem).unwrap()])
+        .max_tls_version(reqwest::tls::Version::TLS_1_2)
+        .http1_only()
+        .no_proxy()
+        .build()
+        .unwrap();
+    let r = c12.get(format!("{}/Users", s.base())).bearer_auth(ACME).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.version(), reqwest::Version::HTTP_11);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_client_gets_no_answer_from_the_tls_port() {
+    let s = Srv::start().await;
+    let plain = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = s.base().replace("https://", "http://");
+    let r = plain.get(format!("{url}/Users")).bearer_auth(ACME).send().await;
+    assert!(r.is_err() || r.is_ok_and(|r| r.status() != 200), "plain HTTP must not be served on the TLS port");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_on_loopback_when_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path());
+    cfg.server.plain_http = true;
+    cfg.tls.self_signed = false;
+    let server = Server::bind(cfg).await.unwrap();
+    let port = server.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(async move {
+        let _ = rx.await;
+    }));
+    let r = reqwest::Client::builder().no_proxy().build().unwrap()
+        .request(Method::GET, format!("http://127.0.0.1:{port}/scim/v2/Users"))
+        .bearer_auth(ACME)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["totalResults"], 0);
+    let _ = tx.send(());
+    task.await.unwrap();
+}
