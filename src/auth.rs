@@ -73,7 +73,11 @@ impl Tokens {
 
     /// The principal for an `Authorization` header value, if it holds a known Bearer token
     /// (and, with a tenant in the URL, one of that tenant's tokens).
-    pub fn authenticate(&self, header: Option<&str>, url_tenant: Option<&str>) -> Option<Principal> {
+    pub fn authenticate(
+        &self,
+        header: Option<&str>,
+        url_tenant: Option<&str>,
+    ) -> Option<Principal> {
         let value = header?.trim();
         let (scheme, token) = value.split_once(' ')?;
         if !scheme.eq_ignore_ascii_case("bearer") {
@@ -139,6 +143,9 @@ mod tests {
         let b = generate_token().unwrap();
         assert!(a.starts_with("scimd_") && a.len() >= 48, "{a}");
         assert_ne!(a, b);
-        assert_eq!(hex(&digest("test")), "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
+        assert_eq!(
+            hex(&digest("test")),
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+        );
     }
 }

@@ -10,7 +10,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -18,18 +18,6 @@ pub struct Config {
     pub storage: StorageConfig,
     pub log: LogConfig,
     pub tenants: BTreeMap<String, TenantConfig>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            tls: TlsConfig::default(),
-            storage: StorageConfig::default(),
-            log: LogConfig::default(),
-            tenants: BTreeMap::new(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -252,7 +240,10 @@ impl Config {
                 if tok.name.trim().is_empty() {
                     p.push(format!("{key}.name: must not be empty"));
                 } else if !names.insert(tok.name.as_str()) {
-                    p.push(format!("{key}.name: \"{}\" is used twice in this tenant", tok.name));
+                    p.push(format!(
+                        "{key}.name: \"{}\" is used twice in this tenant",
+                        tok.name
+                    ));
                 }
                 let h = &tok.sha256;
                 if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -274,8 +265,7 @@ impl Config {
 pub fn valid_tenant_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 64
-        && n
-            .bytes()
+        && n.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
@@ -302,7 +292,9 @@ fn figment_problems(err: figment::Error) -> Vec<String> {
                 .as_ref()
                 .map(|m| match &m.source {
                     Some(figment::Source::File(_)) => " (in the file)".to_string(),
-                    _ if m.name.contains("environment") => " (from an SCIMD_ environment variable)".to_string(),
+                    _ if m.name.contains("environment") => {
+                        " (from an SCIMD_ environment variable)".to_string()
+                    }
                     _ => String::new(),
                 })
                 .unwrap_or_default();
@@ -317,6 +309,7 @@ fn figment_problems(err: figment::Error) -> Vec<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
 mod tests {
     use super::*;
     use figment::Jail;
@@ -349,20 +342,39 @@ tokens = [{ name = "okta", sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0
     fn errors_name_the_key() {
         Jail::expect_with(|jail| {
             let cases = [
-                (GOOD.replace("self_signed = true", "self_signed = true\ncolour = 1"), "colour"),
-                (GOOD.replace("listen = \"127.0.0.1:0\"", "listen = 5"), "server.listen"),
-                (GOOD.replace("tokens = [", "tokens = [] #"), "tenants.acme.tokens"),
+                (
+                    GOOD.replace("self_signed = true", "self_signed = true\ncolour = 1"),
+                    "colour",
+                ),
+                (
+                    GOOD.replace("listen = \"127.0.0.1:0\"", "listen = 5"),
+                    "server.listen",
+                ),
+                (
+                    GOOD.replace("tokens = [", "tokens = [] #"),
+                    "tenants.acme.tokens",
+                ),
                 (GOOD.replace("9f86", "zz"), "tenants.acme.tokens[0].sha256"),
-                (GOOD.replace("self_signed = true", "cert = \"nope.pem\"\nkey = \"nope.key\""), "tls.cert: cannot read"),
+                (
+                    GOOD.replace(
+                        "self_signed = true",
+                        "cert = \"nope.pem\"\nkey = \"nope.key\"",
+                    ),
+                    "tls.cert: cannot read",
+                ),
                 (GOOD.replace("[tls]", "[server2]"), "server2"),
                 (GOOD.replace("tenants.acme", "tenants.Acme"), "tenants.Acme"),
             ];
             for (text, needle) in cases {
                 jail.create_file("bad.toml", &text)?;
-                let err = Config::load(Path::new("bad.toml")).expect_err(needle).to_string();
+                let err = Config::load(Path::new("bad.toml"))
+                    .expect_err(needle)
+                    .to_string();
                 assert!(err.contains(needle), "{needle} not in: {err}");
             }
-            let err = Config::load(Path::new("missing.toml")).expect_err("missing").to_string();
+            let err = Config::load(Path::new("missing.toml"))
+                .expect_err("missing")
+                .to_string();
             assert!(err.contains("cannot read the file"), "{err}");
             Ok(())
         });
@@ -373,7 +385,11 @@ tokens = [{ name = "okta", sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0
         let mut c: Config = toml_cfg(GOOD);
         c.server.plain_http = true;
         c.server.listen = "0.0.0.0:8080".into();
-        assert!(c.problems().iter().any(|p| p.starts_with("server.plain_http")));
+        assert!(
+            c.problems()
+                .iter()
+                .any(|p| p.starts_with("server.plain_http"))
+        );
         c.server.listen = "127.0.0.1:8080".into();
         assert!(c.problems().is_empty(), "{:?}", c.problems());
     }

@@ -9,7 +9,11 @@ use scimd::config::Config;
 use scimd::server::Server;
 
 #[derive(Parser)]
-#[command(name = "scimd", version, about = "SCIM 2.0 provisioning endpoint for Okta, Entra ID, OneLogin and JumpCloud")]
+#[command(
+    name = "scimd",
+    version,
+    about = "SCIM 2.0 provisioning endpoint for Okta, Entra ID, OneLogin and JumpCloud"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -108,7 +112,10 @@ fn serve(path: PathBuf) -> ExitCode {
         }
     };
     init_logging(&cfg.log.level);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
@@ -145,7 +152,10 @@ fn serve(path: PathBuf) -> ExitCode {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers; stop scimd with SIGKILL");
         std::future::pending::<()>().await;
         return;

@@ -69,9 +69,15 @@ impl Server {
             };
             let loaded = tls::load_pem(&cert, &key)?;
             let sc = tls::server_config(loaded.key)?;
-            (Some(TlsAcceptor::from(Arc::new(sc))), Some(loaded.fingerprint))
+            (
+                Some(TlsAcceptor::from(Arc::new(sc))),
+                Some(loaded.fingerprint),
+            )
         };
-        let store = Store::open(&config.storage.db_path(), config.storage.cache_mb * 1024 * 1024)?;
+        let store = Store::open(
+            &config.storage.db_path(),
+            config.storage.cache_mb * 1024 * 1024,
+        )?;
         let listener = TcpListener::bind(&config.server.listen)
             .await
             .map_err(|source| StartError::Bind {
@@ -160,7 +166,8 @@ impl Server {
                     Some(acc) => {
                         // The handshake runs in the connection's task under a deadline, so a
                         // silent client holds only its own slot.
-                        let tls = match tokio::time::timeout(header_timeout, acc.accept(tcp)).await {
+                        let tls = match tokio::time::timeout(header_timeout, acc.accept(tcp)).await
+                        {
                             Ok(Ok(s)) => s,
                             Ok(Err(e)) => {
                                 tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -171,13 +178,17 @@ impl Server {
                                 return;
                             }
                         };
-                        let conn = builder.serve_connection(TokioIo::new(tls), svc).into_owned();
+                        let conn = builder
+                            .serve_connection(TokioIo::new(tls), svc)
+                            .into_owned();
                         if let Err(e) = watcher.watch(conn).await {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
                         }
                     }
                     None => {
-                        let conn = builder.serve_connection(TokioIo::new(tcp), svc).into_owned();
+                        let conn = builder
+                            .serve_connection(TokioIo::new(tcp), svc)
+                            .into_owned();
                         if let Err(e) = watcher.watch(conn).await {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
                         }
@@ -213,6 +224,8 @@ fn internal_error(e: &tokio::task::JoinError) -> crate::http::response::Resp {
     crate::http::response::error(&crate::scim::error::ScimError::new(
         500,
         None,
-        format!("internal error (id {error_id}); the request was not applied if it was a write that failed before its commit"),
+        format!(
+            "internal error (id {error_id}); the request was not applied if it was a write that failed before its commit"
+        ),
     ))
 }

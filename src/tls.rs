@@ -86,7 +86,11 @@ pub fn ensure_self_signed(dir: &Path) -> Result<(PathBuf, PathBuf), TlsError> {
         reason,
     };
     std::fs::create_dir_all(&tls_dir).map_err(|e| fail(e.to_string()))?;
-    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
     if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
         let h = h.trim();
         if !h.is_empty() && !names.iter().any(|n| n == h) {
@@ -94,7 +98,8 @@ pub fn ensure_self_signed(dir: &Path) -> Result<(PathBuf, PathBuf), TlsError> {
         }
     }
     let ck = rcgen::generate_simple_self_signed(names).map_err(|e| fail(e.to_string()))?;
-    write_private(&key, ck.signing_key.serialize_pem().as_bytes()).map_err(|e| fail(e.to_string()))?;
+    write_private(&key, ck.signing_key.serialize_pem().as_bytes())
+        .map_err(|e| fail(e.to_string()))?;
     std::fs::write(&cert, ck.cert.pem()).map_err(|e| fail(e.to_string()))?;
     Ok((cert, key))
 }

@@ -63,7 +63,12 @@ fn list(items: Vec<Value>) -> Value {
 }
 
 pub fn resource_types(base: &str) -> Value {
-    list([Kind::User, Kind::Group].iter().map(|k| resource_type(*k, base)).collect())
+    list(
+        [Kind::User, Kind::Group]
+            .iter()
+            .map(|k| resource_type(*k, base))
+            .collect(),
+    )
 }
 
 pub fn resource_type_by_id(base: &str, id: &str) -> Result<Value, ScimError> {
@@ -71,7 +76,11 @@ pub fn resource_type_by_id(base: &str, id: &str) -> Result<Value, ScimError> {
         .into_iter()
         .find(|k| k.as_str().eq_ignore_ascii_case(id))
         .map(|k| resource_type(k, base))
-        .ok_or_else(|| ScimError::not_found(format!("no resource type \"{id}\"; there are User and Group")))
+        .ok_or_else(|| {
+            ScimError::not_found(format!(
+                "no resource type \"{id}\"; there are User and Group"
+            ))
+        })
 }
 
 const SCHEMAS: [&SchemaDef; 3] = [&USER, &ENTERPRISE_USER, &GROUP];

@@ -16,10 +16,18 @@ use crate::scim::schema::{Kind, LIST_RESPONSE, SEARCH_REQUEST};
 use crate::scim::sort::SortSpec;
 use crate::store::ListQuery;
 
-pub async fn endpoint(app: &App, ctx: &Ctx, method: &Method, ep: &Endpoint, body: Option<Value>) -> ScimResult<Resp> {
+pub async fn endpoint(
+    app: &App,
+    ctx: &Ctx,
+    method: &Method,
+    ep: &Endpoint,
+    body: Option<Value>,
+) -> ScimResult<Resp> {
     let body = body.unwrap_or(Value::Null);
     match (ep, method) {
-        (Endpoint::Collection(k), &Method::GET) => list(app, ctx, &[*k], params_from_query(ctx)).await,
+        (Endpoint::Collection(k), &Method::GET) => {
+            list(app, ctx, &[*k], params_from_query(ctx)).await
+        }
         (Endpoint::Collection(k), &Method::POST) => create(app, ctx, *k, &body).await,
         (Endpoint::Collection(_), m) => Err(method_not_allowed(m, "GET, POST")),
         (Endpoint::Search(k), &Method::POST) => {
@@ -36,13 +44,25 @@ pub async fn endpoint(app: &App, ctx: &Ctx, method: &Method, ep: &Endpoint, body
         (Endpoint::Resource(k, id), &Method::PATCH) => patch(app, ctx, *k, id, &body).await,
         (Endpoint::Resource(k, id), &Method::DELETE) => {
             let t = ctx.principal.tenant.clone();
-            app.store.delete(t, *k, id.clone(), ctx.if_match.clone()).await?;
+            app.store
+                .delete(t, *k, id.clone(), ctx.if_match.clone())
+                .await?;
             Ok(response::empty(204))
         }
         (Endpoint::Resource(..), m) => Err(method_not_allowed(m, "GET, PUT, PATCH, DELETE")),
-        (Endpoint::Me, _) => Err(ScimError::new(501, None, "/Me is not supported: tokens belong to provisioning clients, not to users")),
-        (Endpoint::Bulk, _) => Err(ScimError::new(501, None, "bulk operations are not supported (see /ServiceProviderConfig)")),
-        _ => Err(ScimError::not_found("no such SCIM endpoint; see /ResourceTypes for what this server offers")),
+        (Endpoint::Me, _) => Err(ScimError::new(
+            501,
+            None,
+            "/Me is not supported: tokens belong to provisioning clients, not to users",
+        )),
+        (Endpoint::Bulk, _) => Err(ScimError::new(
+            501,
+            None,
+            "bulk operations are not supported (see /ServiceProviderConfig)",
+        )),
+        _ => Err(ScimError::not_found(
+            "no such SCIM endpoint; see /ResourceTypes for what this server offers",
+        )),
     }
 }
 
@@ -54,7 +74,11 @@ fn render(ctx: &Ctx, r: &Resource, proj: &Projection) -> Map<String, Value> {
 }
 
 fn projection(ctx: &Ctx, kind: Kind) -> Projection {
-    Projection::parse(kind, ctx.query.get("attributes"), ctx.query.get("excludedAttributes"))
+    Projection::parse(
+        kind,
+        ctx.query.get("attributes"),
+        ctx.query.get("excludedAttributes"),
+    )
 }
 
 fn resource_response(status: u16, ctx: &Ctx, r: &Resource, proj: &Projection) -> Resp {
@@ -84,18 +108,34 @@ fn log_ignored(ctx: &Ctx, kind: Kind, ignored: &Ignored) {
 async fn create(app: &App, ctx: &Ctx, kind: Kind, body: &Value) -> ScimResult<Resp> {
     let input = resource::normalize(kind, body)?;
     log_ignored(ctx, kind, &input.ignored);
-    let r = app.store.create(ctx.principal.tenant.clone(), kind, input).await?;
+    let r = app
+        .store
+        .create(ctx.principal.tenant.clone(), kind, input)
+        .await?;
     Ok(resource_response(201, ctx, &r, &projection(ctx, kind)))
 }
 
 async fn get(app: &App, ctx: &Ctx, kind: Kind, id: &str) -> ScimResult<Resp> {
     let proj = projection(ctx, kind);
-    let refs = proj.wants(if kind == Kind::Group { "members" } else { "groups" });
-    let r = app.store.get(ctx.principal.tenant.clone(), kind, id.to_string(), refs).await?;
+    let refs = proj.wants(if kind == Kind::Group {
+        "members"
+    } else {
+        "groups"
+    });
+    let r = app
+        .store
+        .get(ctx.principal.tenant.clone(), kind, id.to_string(), refs)
+        .await?;
     if let Some(inm) = &ctx.if_none_match {
         let etag = r.etag();
-        if inm.split(',').map(str::trim).any(|t| t == "*" || t == etag || t.trim_start_matches("W/") == etag.trim_start_matches("W/")) {
-            return Ok(response::with_header(response::empty(304), header::ETAG, &etag));
+        if inm.split(',').map(str::trim).any(|t| {
+            t == "*" || t == etag || t.trim_start_matches("W/") == etag.trim_start_matches("W/")
+        }) {
+            return Ok(response::with_header(
+                response::empty(304),
+                header::ETAG,
+                &etag,
+            ));
         }
     }
     Ok(resource_response(200, ctx, &r, &proj))
@@ -104,7 +144,16 @@ async fn get(app: &App, ctx: &Ctx, kind: Kind, id: &str) -> ScimResult<Resp> {
 async fn replace(app: &App, ctx: &Ctx, kind: Kind, id: &str, body: &Value) -> ScimResult<Resp> {
     let input = resource::normalize(kind, body)?;
     log_ignored(ctx, kind, &input.ignored);
-    let r = app.store.replace(ctx.principal.tenant.clone(), kind, id.to_string(), input, ctx.if_match.clone()).await?;
+    let r = app
+        .store
+        .replace(
+            ctx.principal.tenant.clone(),
+            kind,
+            id.to_string(),
+            input,
+            ctx.if_match.clone(),
+        )
+        .await?;
     Ok(resource_response(200, ctx, &r, &projection(ctx, kind)))
 }
 
@@ -114,14 +163,24 @@ async fn replace(app: &App, ctx: &Ctx, kind: Kind, id: &str, body: &Value) -> Sc
 async fn patch(app: &App, ctx: &Ctx, kind: Kind, id: &str, body: &Value) -> ScimResult<Resp> {
     let ops = patch::parse_request(body)?;
     let t = ctx.principal.tenant.clone();
-    let (r, ignored) = app.store.patch(t.clone(), kind, id.to_string(), ops, ctx.if_match.clone()).await?;
+    let (r, ignored) = app
+        .store
+        .patch(t.clone(), kind, id.to_string(), ops, ctx.if_match.clone())
+        .await?;
     log_ignored(ctx, kind, &ignored);
     if kind == Kind::Group {
         if !ctx.query.has_any(&["attributes", "excludedAttributes"]) {
-            return Ok(response::with_header(response::empty(204), header::ETAG, &r.etag()));
+            return Ok(response::with_header(
+                response::empty(204),
+                header::ETAG,
+                &r.etag(),
+            ));
         }
         let proj = projection(ctx, kind);
-        let r = app.store.get(t, kind, id.to_string(), proj.wants("members")).await?;
+        let r = app
+            .store
+            .get(t, kind, id.to_string(), proj.wants("members"))
+            .await?;
         return Ok(resource_response(200, ctx, &r, &proj));
     }
     Ok(resource_response(200, ctx, &r, &projection(ctx, kind)))
@@ -142,10 +201,9 @@ pub struct ListParams {
 fn int_param(name: &str, v: Option<&str>) -> ScimResult<Option<i64>> {
     match v.map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(None),
-        Some(s) => s
-            .parse::<i64>()
-            .map(Some)
-            .map_err(|_| ScimError::invalid_value(format!("{name} must be an integer, got \"{s}\""))),
+        Some(s) => s.parse::<i64>().map(Some).map_err(|_| {
+            ScimError::invalid_value(format!("{name} must be an integer, got \"{s}\""))
+        }),
     }
 }
 
@@ -164,28 +222,53 @@ fn params_from_query(ctx: &Ctx) -> ScimResult<ListParams> {
 
 fn params_from_search(body: &Value) -> ScimResult<ListParams> {
     let Value::Object(o) = body else {
-        return Err(ScimError::invalid_syntax("a search body must be a JSON object (a SearchRequest)"));
+        return Err(ScimError::invalid_syntax(
+            "a search body must be a JSON object (a SearchRequest)",
+        ));
     };
-    let field = |n: &str| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v);
+    let field = |n: &str| {
+        o.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v)
+    };
     if let Some(s) = field("schemas")
-        && !s.as_array().is_some_and(|a| a.iter().any(|x| x.as_str().is_some_and(|x| x.eq_ignore_ascii_case(SEARCH_REQUEST))))
+        && !s.as_array().is_some_and(|a| {
+            a.iter().any(|x| {
+                x.as_str()
+                    .is_some_and(|x| x.eq_ignore_ascii_case(SEARCH_REQUEST))
+            })
+        })
     {
-        return Err(ScimError::invalid_value(format!("a search body's \"schemas\" must contain \"{SEARCH_REQUEST}\"")));
+        return Err(ScimError::invalid_value(format!(
+            "a search body's \"schemas\" must contain \"{SEARCH_REQUEST}\""
+        )));
     }
     let text = |n: &str| -> ScimResult<Option<String>> {
         match field(n) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(Value::Array(a)) => Ok(Some(a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))),
-            Some(_) => Err(ScimError::invalid_value(format!("\"{n}\" must be a string"))),
+            Some(Value::Array(a)) => Ok(Some(
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )),
+            Some(_) => Err(ScimError::invalid_value(format!(
+                "\"{n}\" must be a string"
+            ))),
         }
     };
     let int = |n: &str| -> ScimResult<Option<i64>> {
         match field(n) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(x)) => x.as_i64().map(Some).ok_or_else(|| ScimError::invalid_value(format!("\"{n}\" must be an integer"))),
+            Some(Value::Number(x)) => x
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| ScimError::invalid_value(format!("\"{n}\" must be an integer"))),
             Some(Value::String(s)) => int_param(n, Some(s)),
-            Some(_) => Err(ScimError::invalid_value(format!("\"{n}\" must be an integer"))),
+            Some(_) => Err(ScimError::invalid_value(format!(
+                "\"{n}\" must be an integer"
+            ))),
         }
     };
     Ok(ListParams {
@@ -201,7 +284,12 @@ fn params_from_search(body: &Value) -> ScimResult<ListParams> {
 
 /// List or search one or both resource types. Pages are 1-based; `startIndex < 1` reads as 1,
 /// a negative `count` as 0, and a `count` above `maxResults` is capped (RFC 7644 §3.4.2.4).
-async fn list(app: &App, ctx: &Ctx, kinds: &[Kind], params: ScimResult<ListParams>) -> ScimResult<Resp> {
+async fn list(
+    app: &App,
+    ctx: &Ctx,
+    kinds: &[Kind],
+    params: ScimResult<ListParams>,
+) -> ScimResult<Resp> {
     let p = params?;
     let max = ctx.rt.config.server.max_results;
     let start = p.start_index.unwrap_or(1).max(1) as u64;
@@ -222,14 +310,17 @@ async fn list(app: &App, ctx: &Ctx, kinds: &[Kind], params: ScimResult<ListParam
             _ => None,
         };
         let sort = match &p.sort_by {
-            Some(s) if !s.trim().is_empty() => Some(SortSpec::parse(kind, s, p.sort_order.as_deref())?),
+            Some(s) if !s.trim().is_empty() => {
+                Some(SortSpec::parse(kind, s, p.sort_order.as_deref())?)
+            }
             _ => None,
         };
         let proj = Projection::parse(kind, p.attributes.as_deref(), p.excluded.as_deref());
         plans.push((kind, f, sort, proj));
     }
     if plans.is_empty() {
-        return Err(first_err.unwrap_or_else(|| ScimError::invalid_filter("the filter matches no resource type")));
+        return Err(first_err
+            .unwrap_or_else(|| ScimError::invalid_filter("the filter matches no resource type")));
     }
     let mut total = 0u64;
     let mut resources = Vec::new();
@@ -238,9 +329,22 @@ async fn list(app: &App, ctx: &Ctx, kinds: &[Kind], params: ScimResult<ListParam
     let mut offset = start - 1;
     let mut remaining = count;
     for (kind, f, sort, proj) in plans {
-        let with_refs = proj.wants(if kind == Kind::Group { "members" } else { "groups" });
-        let q = ListQuery { filter: f, sort, start_index: offset + 1, count: remaining, with_refs };
-        let page = app.store.list(ctx.principal.tenant.clone(), kind, q).await?;
+        let with_refs = proj.wants(if kind == Kind::Group {
+            "members"
+        } else {
+            "groups"
+        });
+        let q = ListQuery {
+            filter: f,
+            sort,
+            start_index: offset + 1,
+            count: remaining,
+            with_refs,
+        };
+        let page = app
+            .store
+            .list(ctx.principal.tenant.clone(), kind, q)
+            .await?;
         total += page.total;
         offset = offset.saturating_sub(page.total);
         remaining -= page.items.len() as u64;

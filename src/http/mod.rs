@@ -58,7 +58,11 @@ pub struct Ctx {
 
 impl App {
     pub fn new(store: Store, config: Config) -> App {
-        let scheme = if config.server.plain_http { "http" } else { "https" };
+        let scheme = if config.server.plain_http {
+            "http"
+        } else {
+            "https"
+        };
         App {
             store,
             runtime: RwLock::new(Arc::new(Runtime::new(config))),
@@ -82,13 +86,19 @@ impl App {
         let started = Instant::now();
         let method = req.method().clone();
         let route = router::route(req.uri().path());
-        let template = route.as_ref().map(|r| template(&r.endpoint)).unwrap_or("other");
+        let template = route
+            .as_ref()
+            .map(|r| template(&r.endpoint))
+            .unwrap_or("other");
         let allow = route.as_ref().map(|r| allowed(&r.endpoint));
         let (resp, who) = match self.dispatch(req, route).await {
             Ok((r, who)) => (r, who),
             Err(e) if e.status == 405 => {
                 let r = response::error(&e);
-                (response::with_header(r, header::ALLOW, allow.unwrap_or("GET")), None)
+                (
+                    response::with_header(r, header::ALLOW, allow.unwrap_or("GET")),
+                    None,
+                )
             }
             Err(e) => (response::error(&e), None),
         };
@@ -107,7 +117,11 @@ impl App {
         resp
     }
 
-    async fn dispatch<B>(&self, req: Request<B>, route: Option<Route>) -> ScimResult<(Resp, Option<Principal>)>
+    async fn dispatch<B>(
+        &self,
+        req: Request<B>,
+        route: Option<Route>,
+    ) -> ScimResult<(Resp, Option<Principal>)>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -125,7 +139,11 @@ impl App {
         // Discovery describes the server, not a tenant's data: no token needed.
         if matches!(
             route.endpoint,
-            Endpoint::ServiceProviderConfig | Endpoint::ResourceTypes | Endpoint::ResourceType(_) | Endpoint::Schemas | Endpoint::Schema(_)
+            Endpoint::ServiceProviderConfig
+                | Endpoint::ResourceTypes
+                | Endpoint::ResourceType(_)
+                | Endpoint::Schemas
+                | Endpoint::Schema(_)
         ) {
             if method != Method::GET {
                 return Err(method_not_allowed(&method, "GET"));
@@ -135,7 +153,9 @@ impl App {
                 max_body_bytes: rt.config.server.max_body_bytes,
             };
             let v = match &route.endpoint {
-                Endpoint::ServiceProviderConfig => discovery::service_provider_config(&base, &limits),
+                Endpoint::ServiceProviderConfig => {
+                    discovery::service_provider_config(&base, &limits)
+                }
                 Endpoint::ResourceTypes => discovery::resource_types(&base),
                 Endpoint::ResourceType(id) => discovery::resource_type_by_id(&base, id)?,
                 Endpoint::Schemas => discovery::schemas(&base),
@@ -144,7 +164,10 @@ impl App {
             };
             return Ok((response::json(200, &v), None));
         }
-        let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let auth = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
         let Some(principal) = rt.tokens.authenticate(auth, route.tenant.as_deref()) else {
             let detail = if auth.is_none() {
                 "missing Authorization header; send \"Authorization: Bearer <token>\""
@@ -153,7 +176,12 @@ impl App {
             };
             return Err(ScimError::new(401, None, detail));
         };
-        let header_str = |n: header::HeaderName| req.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let header_str = |n: header::HeaderName| {
+            req.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
         let if_match = header_str(header::IF_MATCH);
         let if_none_match = header_str(header::IF_NONE_MATCH);
         let body = if matches!(method, Method::POST | Method::PUT | Method::PATCH) {
@@ -161,7 +189,14 @@ impl App {
         } else {
             None
         };
-        let ctx = Ctx { principal: principal.clone(), base, rt, query, if_match, if_none_match };
+        let ctx = Ctx {
+            principal: principal.clone(),
+            base,
+            rt,
+            query,
+            if_match,
+            if_none_match,
+        };
         let resp = handlers::endpoint(self, &ctx, &method, &route.endpoint, body).await?;
         Ok((resp, Some(principal)))
     }
@@ -174,7 +209,12 @@ impl App {
             .uri()
             .authority()
             .map(|a| a.as_str().to_string())
-            .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string))
+            .or_else(|| {
+                req.headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_string)
+            })
             .unwrap_or_else(|| rt.config.server.listen.clone());
         format!("{}://{host}{}", self.scheme, route.prefix)
     }
@@ -185,33 +225,62 @@ impl App {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let max = rt.config.server.max_body_bytes;
-        let too_large = || ScimError::new(413, None, format!("the request body is larger than the server's limit of {max} bytes"));
-        if let Some(len) = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+        let too_large = || {
+            ScimError::new(
+                413,
+                None,
+                format!("the request body is larger than the server's limit of {max} bytes"),
+            )
+        };
+        if let Some(len) = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
             && len > max as u64
         {
             return Err(too_large());
         }
         let timeout = Duration::from_secs(rt.config.server.request_timeout_secs);
-        let collected = tokio::time::timeout(timeout, Limited::new(req.into_body(), max).collect()).await;
+        let collected =
+            tokio::time::timeout(timeout, Limited::new(req.into_body(), max).collect()).await;
         let bytes = match collected {
-            Err(_) => return Err(ScimError::new(408, None, "the request body did not arrive in time")),
+            Err(_) => {
+                return Err(ScimError::new(
+                    408,
+                    None,
+                    "the request body did not arrive in time",
+                ));
+            }
             Ok(Err(e)) => {
-                if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
                     return Err(too_large());
                 }
-                return Err(ScimError::invalid_syntax("the request body could not be read"));
+                return Err(ScimError::invalid_syntax(
+                    "the request body could not be read",
+                ));
             }
             Ok(Ok(c)) => c.to_bytes(),
         };
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ScimError::invalid_syntax("the request body is empty; a JSON object was expected"));
+            return Err(ScimError::invalid_syntax(
+                "the request body is empty; a JSON object was expected",
+            ));
         }
-        serde_json::from_slice(&bytes).map_err(|e| ScimError::invalid_syntax(format!("the request body is not valid JSON: {e}")))
+        serde_json::from_slice(&bytes).map_err(|e| {
+            ScimError::invalid_syntax(format!("the request body is not valid JSON: {e}"))
+        })
     }
 }
 
 pub fn method_not_allowed(method: &Method, allowed: &str) -> ScimError {
-    ScimError::new(405, None, format!("{method} is not supported here; allowed: {allowed}"))
+    ScimError::new(
+        405,
+        None,
+        format!("{method} is not supported here; allowed: {allowed}"),
+    )
 }
 
 fn allowed(e: &Endpoint) -> &'static str {

@@ -37,7 +37,9 @@ fn decode(s: &str) -> ScimResult<String> {
     percent_encoding::percent_decode_str(&spaced)
         .decode_utf8()
         .map(|c| c.into_owned())
-        .map_err(|_| ScimError::invalid_value("the query string is not valid UTF-8 after percent-decoding"))
+        .map_err(|_| {
+            ScimError::invalid_value("the query string is not valid UTF-8 after percent-decoding")
+        })
 }
 
 #[cfg(test)]
@@ -50,7 +52,12 @@ mod tests {
         assert_eq!(q.get("FILTER"), Some("userName eq \"a@b.c\""));
         assert_eq!(q.get("startindex"), Some("1"));
         assert!(Query::parse(Some("")).unwrap().get("x").is_none());
-        assert!(Query::parse(Some("aadOptscim062020")).unwrap().get("aadOptscim062020").is_some());
+        assert!(
+            Query::parse(Some("aadOptscim062020"))
+                .unwrap()
+                .get("aadOptscim062020")
+                .is_some()
+        );
         assert!(Query::parse(Some("f=%ff")).is_err());
     }
 }

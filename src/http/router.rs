@@ -53,7 +53,9 @@ pub fn route(path: &str) -> Option<Route> {
         [".search"] => Endpoint::Search(None),
         [c] if kind(c).is_some() => Endpoint::Collection(kind(c).unwrap_or(Kind::User)),
         [c, ".search"] if kind(c).is_some() => Endpoint::Search(kind(c)),
-        [c, id] if kind(c).is_some() => Endpoint::Resource(kind(c).unwrap_or(Kind::User), decode(id)),
+        [c, id] if kind(c).is_some() => {
+            Endpoint::Resource(kind(c).unwrap_or(Kind::User), decode(id))
+        }
         [s] if is(s, "ServiceProviderConfig") || is(s, "ServiceProviderConfigs") => {
             Endpoint::ServiceProviderConfig
         }
@@ -85,17 +87,35 @@ mod tests {
     #[test]
     fn both_url_forms_and_every_endpoint() {
         let r = route("/scim/v2/Users").unwrap();
-        assert_eq!((r.tenant, r.endpoint), (None, Endpoint::Collection(Kind::User)));
+        assert_eq!(
+            (r.tenant, r.endpoint),
+            (None, Endpoint::Collection(Kind::User))
+        );
         let r = route("/tenants/acme/scim/v2/Groups/abc/").unwrap();
         assert_eq!(r.tenant.as_deref(), Some("acme"));
         assert_eq!(r.prefix, "/tenants/acme/scim/v2");
         assert_eq!(r.endpoint, Endpoint::Resource(Kind::Group, "abc".into()));
-        assert_eq!(route("/scim/v2/.search").unwrap().endpoint, Endpoint::Search(None));
-        assert_eq!(route("/scim/v2/users/.search").unwrap().endpoint, Endpoint::Search(Some(Kind::User)));
-        assert_eq!(route("/scim/v2/Schemas/urn:x").unwrap().endpoint, Endpoint::Schema("urn:x".into()));
+        assert_eq!(
+            route("/scim/v2/.search").unwrap().endpoint,
+            Endpoint::Search(None)
+        );
+        assert_eq!(
+            route("/scim/v2/users/.search").unwrap().endpoint,
+            Endpoint::Search(Some(Kind::User))
+        );
+        assert_eq!(
+            route("/scim/v2/Schemas/urn:x").unwrap().endpoint,
+            Endpoint::Schema("urn:x".into())
+        );
         assert_eq!(route("/scim/v2/Me").unwrap().endpoint, Endpoint::Me);
-        assert_eq!(route("/scim/v2/Users/a/b").unwrap().endpoint, Endpoint::Unknown);
-        assert_eq!(route("/scim/v2/Users/a%2Fb").unwrap().endpoint, Endpoint::Resource(Kind::User, "a/b".into()));
+        assert_eq!(
+            route("/scim/v2/Users/a/b").unwrap().endpoint,
+            Endpoint::Unknown
+        );
+        assert_eq!(
+            route("/scim/v2/Users/a%2Fb").unwrap().endpoint,
+            Endpoint::Resource(Kind::User, "a/b".into())
+        );
         assert!(route("/other").is_none());
     }
 }

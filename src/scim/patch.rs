@@ -57,11 +57,16 @@ pub fn parse_request(raw: &Value) -> ScimResult<Vec<Operation>> {
             "a PATCH body must be a JSON object with \"schemas\" and \"Operations\"",
         ));
     };
-    let field = |n: &str| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v);
+    let field = |n: &str| {
+        obj.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v)
+    };
     if let Some(schemas) = field("schemas") {
-        let ok = schemas
-            .as_array()
-            .is_some_and(|a| a.iter().any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(PATCH_OP))));
+        let ok = schemas.as_array().is_some_and(|a| {
+            a.iter()
+                .any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(PATCH_OP)))
+        });
         if !ok {
             return Err(ScimError::invalid_value(format!(
                 "a PATCH body's \"schemas\" must contain \"{PATCH_OP}\""
@@ -84,18 +89,34 @@ pub fn parse_request(raw: &Value) -> ScimResult<Vec<Operation>> {
         return Err(ScimError::new(
             400,
             Some(super::error::ScimType::TooMany),
-            format!("a PATCH may hold at most {MAX_OPERATIONS} operations, got {}", ops.len()),
+            format!(
+                "a PATCH may hold at most {MAX_OPERATIONS} operations, got {}",
+                ops.len()
+            ),
         ));
     }
-    ops.iter().enumerate().map(|(i, o)| parse_op(i, o)).collect()
+    ops.iter()
+        .enumerate()
+        .map(|(i, o)| parse_op(i, o))
+        .collect()
 }
 
 fn parse_op(i: usize, raw: &Value) -> ScimResult<Operation> {
     let Value::Object(o) = raw else {
-        return Err(ScimError::invalid_value(format!("operation {i} must be an object")));
+        return Err(ScimError::invalid_value(format!(
+            "operation {i} must be an object"
+        )));
     };
-    let field = |n: &str| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v);
-    let op = match field("op").and_then(Value::as_str).map(str::to_ascii_lowercase).as_deref() {
+    let field = |n: &str| {
+        o.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v)
+    };
+    let op = match field("op")
+        .and_then(Value::as_str)
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         Some("add") => OpKind::Add,
         Some("replace") => OpKind::Replace,
         Some("remove") => OpKind::Remove,
@@ -115,7 +136,9 @@ fn parse_op(i: usize, raw: &Value) -> ScimResult<Operation> {
         Some(Value::String(s)) if s.trim().is_empty() => None,
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => {
-            return Err(ScimError::invalid_path(format!("operation {i}: \"path\" must be a string")));
+            return Err(ScimError::invalid_path(format!(
+                "operation {i}: \"path\" must be a string"
+            )));
         }
     };
     let value = field("value").filter(|v| !v.is_null()).cloned();
@@ -136,8 +159,10 @@ pub fn apply(kind: Kind, id: &str, body: &Body, ops: &[Operation]) -> ScimResult
     };
     let mut member_ops = Vec::new();
     for (i, op) in ops.iter().enumerate() {
-        apply_one(kind, id, op, &mut input, &mut member_ops)
-            .map_err(|e| ScimError { detail: format!("operation {i}: {}", e.detail), ..e })?;
+        apply_one(kind, id, op, &mut input, &mut member_ops).map_err(|e| ScimError {
+            detail: format!("operation {i}: {}", e.detail),
+            ..e
+        })?;
     }
     resource::check_required(kind, &input.body)?;
     Ok(Outcome {
@@ -148,7 +173,11 @@ pub fn apply(kind: Kind, id: &str, body: &Body, ops: &[Operation]) -> ScimResult
 }
 
 fn mode(op: OpKind) -> SetMode {
-    if op == OpKind::Add { SetMode::Add } else { SetMode::Replace }
+    if op == OpKind::Add {
+        SetMode::Add
+    } else {
+        SetMode::Replace
+    }
 }
 
 fn apply_one(
@@ -281,11 +310,11 @@ fn member_op(op: &Operation, p: &Path, out: &mut Vec<MemberOp>) -> ScimResult<()
 /// `value eq "a" or value eq "b"` → the ids, so removal is by key rather than by scan.
 fn value_eq_ids(f: &Filter) -> Option<Vec<String>> {
     match f {
-        Filter::Compare { path, op: CompareOp::Eq, value: CompValue::Str(s) }
-            if path.name == "value" && path.sub.is_none() =>
-        {
-            Some(vec![s.clone()])
-        }
+        Filter::Compare {
+            path,
+            op: CompareOp::Eq,
+            value: CompValue::Str(s),
+        } if path.name == "value" && path.sub.is_none() => Some(vec![s.clone()]),
         Filter::Or(a, b) => {
             let mut ids = value_eq_ids(a)?;
             ids.extend(value_eq_ids(b)?);
@@ -323,10 +352,7 @@ fn remove_plain(p: &Path, value: Option<&Value>, body: &mut Body) {
                 Value::Array(a) => a.clone(),
                 other => vec![other.clone()],
             };
-            let values: Vec<&Value> = listed
-                .iter()
-                .map(|x| x.get("value").unwrap_or(x))
-                .collect();
+            let values: Vec<&Value> = listed.iter().map(|x| x.get("value").unwrap_or(x)).collect();
             if let Some(Value::Array(list)) = c.get_mut(p.attr.def.name) {
                 list.retain(|el| !values.contains(&el.get("value").unwrap_or(el)));
                 if list.is_empty() {
@@ -442,7 +468,11 @@ fn filtered(op: &Operation, p: &Path, input: &mut Input) -> ScimResult<()> {
 /// filter is anything but a conjunction of equalities.
 fn entry_from_filter(f: &Filter) -> Option<Map<String, Value>> {
     match f {
-        Filter::Compare { path, op: CompareOp::Eq, value } if path.sub.is_none() => {
+        Filter::Compare {
+            path,
+            op: CompareOp::Eq,
+            value,
+        } if path.sub.is_none() => {
             let v = match value {
                 CompValue::Str(s) => Value::String(s.clone()),
                 CompValue::Bool(b) => Value::Bool(*b),
@@ -488,22 +518,42 @@ mod tests {
 
     #[test]
     fn entra_capitalised_ops_and_string_booleans() {
-        let out = run(Kind::User, user(), json!([
+        let out = run(
+            Kind::User,
+            user(),
+            json!([
             {"op": "Replace", "path": "active", "value": "False"},
-            {"op": "Add", "path": "nickName", "value": "Babs"}])).unwrap();
+            {"op": "Add", "path": "nickName", "value": "Babs"}]),
+        )
+        .unwrap();
         assert_eq!(out.body["active"], json!(false));
         assert_eq!(out.body["nickName"], json!("Babs"));
-        let e = run(Kind::User, user(), json!([{"op": "Replace", "path": "active", "value": "nope"}]))
-            .unwrap_err();
-        assert_eq!(e.scim_type, Some(crate::scim::error::ScimType::InvalidValue));
+        let e = run(
+            Kind::User,
+            user(),
+            json!([{"op": "Replace", "path": "active", "value": "nope"}]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.scim_type,
+            Some(crate::scim::error::ScimType::InvalidValue)
+        );
     }
 
     #[test]
     fn entra_no_path_replace_with_dotted_and_urn_keys() {
-        let out = run(Kind::User, user(), json!([{"op": "replace", "value": {
+        let out = run(
+            Kind::User,
+            user(),
+            json!([{"op": "replace", "value": {
             "displayName": "Bjfe", "name.givenName": "Kkom", "name.familyName": "Unua",
-            (format!("{ENTERPRISE_SCHEMA}:employeeNumber")): "Aklq"}}])).unwrap();
-        assert_eq!(out.body["name"], json!({"givenName": "Kkom", "familyName": "Unua"}));
+            (format!("{ENTERPRISE_SCHEMA}:employeeNumber")): "Aklq"}}]),
+        )
+        .unwrap();
+        assert_eq!(
+            out.body["name"],
+            json!({"givenName": "Kkom", "familyName": "Unua"})
+        );
         assert_eq!(out.body[ENTERPRISE_SCHEMA]["employeeNumber"], json!("Aklq"));
         assert_eq!(out.body["displayName"], json!("Bjfe"));
     }
@@ -511,51 +561,106 @@ mod tests {
     #[test]
     fn work_email_value_filter_updates_or_creates_exactly_one() {
         for op in ["Replace", "Add"] {
-            let out = run(Kind::User, user(), json!([
-                {"op": op, "path": "emails[type eq \"work\"].value", "value": "new@work"}])).unwrap();
+            let out = run(
+                Kind::User,
+                user(),
+                json!([
+                {"op": op, "path": "emails[type eq \"work\"].value", "value": "new@work"}]),
+            )
+            .unwrap();
             let emails = out.body["emails"].as_array().unwrap();
             assert_eq!(emails.len(), 2);
-            assert_eq!(emails[0], json!({"value": "new@work", "type": "work", "primary": true}));
+            assert_eq!(
+                emails[0],
+                json!({"value": "new@work", "type": "work", "primary": true})
+            );
         }
-        let out = run(Kind::User, json!({"userName": "u"}), json!([
-            {"op": "Add", "path": "emails[type eq \"work\"].value", "value": "x@work"}])).unwrap();
-        assert_eq!(out.body["emails"], json!([{"type": "work", "value": "x@work"}]));
-        let again = apply(Kind::User, "ID1", &out.body, &parse_request(&json!({"Operations": [
-            {"op": "Add", "path": "emails[type eq \"work\"].value", "value": "y@work"}]})).unwrap())
-            .unwrap();
-        assert_eq!(again.body["emails"], json!([{"type": "work", "value": "y@work"}]));
+        let out = run(
+            Kind::User,
+            json!({"userName": "u"}),
+            json!([
+            {"op": "Add", "path": "emails[type eq \"work\"].value", "value": "x@work"}]),
+        )
+        .unwrap();
+        assert_eq!(
+            out.body["emails"],
+            json!([{"type": "work", "value": "x@work"}])
+        );
+        let again = apply(
+            Kind::User,
+            "ID1",
+            &out.body,
+            &parse_request(&json!({"Operations": [
+            {"op": "Add", "path": "emails[type eq \"work\"].value", "value": "y@work"}]}))
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            again.body["emails"],
+            json!([{"type": "work", "value": "y@work"}])
+        );
     }
 
     #[test]
     fn manager_as_bare_string_becomes_object() {
-        let out = run(Kind::User, user(), json!([{"op": "add",
-            "path": format!("{ENTERPRISE_SCHEMA}:manager"), "value": "2c2f6fb8"}])).unwrap();
-        assert_eq!(out.body[ENTERPRISE_SCHEMA]["manager"], json!({"value": "2c2f6fb8"}));
+        let out = run(
+            Kind::User,
+            user(),
+            json!([{"op": "add",
+            "path": format!("{ENTERPRISE_SCHEMA}:manager"), "value": "2c2f6fb8"}]),
+        )
+        .unwrap();
+        assert_eq!(
+            out.body[ENTERPRISE_SCHEMA]["manager"],
+            json!({"value": "2c2f6fb8"})
+        );
     }
 
     #[test]
     fn complex_replace_merges_and_multi_add_appends() {
-        let out = run(Kind::User, user(), json!([
+        let out = run(
+            Kind::User,
+            user(),
+            json!([
             {"op": "replace", "path": "name", "value": {"familyName": "J"}},
-            {"op": "add", "path": "emails", "value": [{"value": "c@other", "type": "other"}]}]))
-            .unwrap();
-        assert_eq!(out.body["name"], json!({"givenName": "Barbara", "familyName": "J"}));
+            {"op": "add", "path": "emails", "value": [{"value": "c@other", "type": "other"}]}]),
+        )
+        .unwrap();
+        assert_eq!(
+            out.body["name"],
+            json!({"givenName": "Barbara", "familyName": "J"})
+        );
         assert_eq!(out.body["emails"].as_array().unwrap().len(), 3);
-        let out = run(Kind::User, user(), json!([
-            {"op": "replace", "path": "emails", "value": [{"value": "only@x"}]}])).unwrap();
+        let out = run(
+            Kind::User,
+            user(),
+            json!([
+            {"op": "replace", "path": "emails", "value": [{"value": "only@x"}]}]),
+        )
+        .unwrap();
         assert_eq!(out.body["emails"], json!([{"value": "only@x"}]));
     }
 
     #[test]
     fn remove_forms() {
-        let out = run(Kind::User, user(), json!([
+        let out = run(
+            Kind::User,
+            user(),
+            json!([
             {"op": "remove", "path": "emails[type eq \"home\"]"},
-            {"op": "remove", "path": "name.givenName"}])).unwrap();
+            {"op": "remove", "path": "name.givenName"}]),
+        )
+        .unwrap();
         assert_eq!(out.body["emails"].as_array().unwrap().len(), 1);
         assert_eq!(out.body["name"], json!({"familyName": "Jensen"}));
         let e = run(Kind::User, user(), json!([{"op": "remove"}])).unwrap_err();
         assert_eq!(e.scim_type, Some(crate::scim::error::ScimType::NoTarget));
-        let e = run(Kind::User, user(), json!([{"op": "remove", "path": "userName"}])).unwrap_err();
+        let e = run(
+            Kind::User,
+            user(),
+            json!([{"op": "remove", "path": "userName"}]),
+        )
+        .unwrap_err();
         assert!(e.detail.contains("userName"));
     }
 
@@ -564,17 +669,30 @@ mod tests {
         let original = body(user());
         let ops = parse_request(&json!({"Operations": [
             {"op": "replace", "path": "displayName", "value": "X"},
-            {"op": "replace", "path": "emails[type eq]", "value": "x"}]})).unwrap();
+            {"op": "replace", "path": "emails[type eq]", "value": "x"}]}))
+        .unwrap();
         assert!(apply(Kind::User, "ID1", &original, &ops).is_err());
         assert_eq!(Value::Object(original), user());
     }
 
     #[test]
     fn id_must_match_and_unknown_ops_fail() {
-        assert!(run(Kind::Group, json!({"displayName": "G"}), json!([
-            {"op": "replace", "value": {"id": "ID1", "displayName": "G2"}}])).is_ok());
-        let e = run(Kind::Group, json!({"displayName": "G"}), json!([
-            {"op": "replace", "value": {"id": "OTHER"}}])).unwrap_err();
+        assert!(
+            run(
+                Kind::Group,
+                json!({"displayName": "G"}),
+                json!([
+            {"op": "replace", "value": {"id": "ID1", "displayName": "G2"}}])
+            )
+            .is_ok()
+        );
+        let e = run(
+            Kind::Group,
+            json!({"displayName": "G"}),
+            json!([
+            {"op": "replace", "value": {"id": "OTHER"}}]),
+        )
+        .unwrap_err();
         assert_eq!(e.scim_type, Some(crate::scim::error::ScimType::Mutability));
         assert!(run(Kind::User, user(), json!([{"op": "move", "path": "x"}])).is_err());
     }
@@ -582,28 +700,52 @@ mod tests {
     #[test]
     fn member_operations_come_out_as_key_changes() {
         let g = json!({"displayName": "G"});
-        let out = run(Kind::Group, g.clone(), json!([
+        let out = run(
+            Kind::Group,
+            g.clone(),
+            json!([
             {"op": "remove", "path": "members[value eq \"a\"]"},
             {"op": "Remove", "path": "members", "value": [{"value": "b"}]},
             {"op": "add", "path": "members", "value": [{"value": "c", "display": "x"}]},
-            {"op": "remove", "path": "members"}])).unwrap();
-        assert_eq!(out.member_ops, vec![
-            MemberOp::Remove(vec!["a".into()]),
-            MemberOp::Remove(vec!["b".into()]),
-            MemberOp::Add(vec![json!({"value": "c"})]),
-            MemberOp::Clear,
-        ]);
-        let out = run(Kind::Group, g, json!([
-            {"op": "replace", "value": {"members": [{"value": "d"}], "displayName": "H"}}])).unwrap();
-        assert_eq!(out.member_ops, vec![MemberOp::Clear, MemberOp::Add(vec![json!({"value": "d"})])]);
+            {"op": "remove", "path": "members"}]),
+        )
+        .unwrap();
+        assert_eq!(
+            out.member_ops,
+            vec![
+                MemberOp::Remove(vec!["a".into()]),
+                MemberOp::Remove(vec!["b".into()]),
+                MemberOp::Add(vec![json!({"value": "c"})]),
+                MemberOp::Clear,
+            ]
+        );
+        let out = run(
+            Kind::Group,
+            g,
+            json!([
+            {"op": "replace", "value": {"members": [{"value": "d"}], "displayName": "H"}}]),
+        )
+        .unwrap();
+        assert_eq!(
+            out.member_ops,
+            vec![MemberOp::Clear, MemberOp::Add(vec![json!({"value": "d"})])]
+        );
         assert_eq!(out.body["displayName"], json!("H"));
     }
 
     #[test]
     fn unknown_paths_are_ignored_and_reported() {
-        let out = run(Kind::User, user(), json!([
-            {"op": "replace", "path": "urn:acme:2.0:User:shoe", "value": "9"}])).unwrap();
+        let out = run(
+            Kind::User,
+            user(),
+            json!([
+            {"op": "replace", "path": "urn:acme:2.0:User:shoe", "value": "9"}]),
+        )
+        .unwrap();
         assert_eq!(Value::Object(out.body), user());
-        assert_eq!(out.ignored.attributes, vec!["urn:acme:2.0:User:shoe".to_string()]);
+        assert_eq!(
+            out.ignored.attributes,
+            vec!["urn:acme:2.0:User:shoe".to_string()]
+        );
     }
 }

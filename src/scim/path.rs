@@ -100,9 +100,8 @@ pub fn parse(kind: Kind, raw: &str) -> ScimResult<Parsed> {
                     attr.def.name
                 )));
             }
-            let f = filter::parse_element_filter(attr.def, text).map_err(|e| {
-                ScimError::invalid_path(format!("\"{raw}\": {}", e.detail))
-            })?;
+            let f = filter::parse_element_filter(attr.def, text)
+                .map_err(|e| ScimError::invalid_path(format!("\"{raw}\": {}", e.detail)))?;
             Some(f)
         }
     };
@@ -112,7 +111,8 @@ pub fn parse(kind: Kind, raw: &str) -> ScimResult<Parsed> {
 fn valid_name(n: &str) -> bool {
     n == "$ref"
         || (n.starts_with(|c: char| c.is_ascii_alphabetic())
-            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
 }
 
 /// Index of the `]` closing a value filter, skipping brackets inside quoted strings.
@@ -148,7 +148,10 @@ mod tests {
         let p = known(Kind::User, "userName");
         assert_eq!(p.attr.def.name, "userName");
         let p = known(Kind::User, "NAME.givenname");
-        assert_eq!((p.attr.def.name, p.sub.unwrap().name), ("name", "givenName"));
+        assert_eq!(
+            (p.attr.def.name, p.sub.unwrap().name),
+            ("name", "givenName")
+        );
         let p = known(Kind::User, "emails[type eq \"work\"].value");
         assert!(p.filter.is_some());
         assert_eq!(p.sub.unwrap().name, "value");
@@ -156,13 +159,19 @@ mod tests {
         assert!(p.filter.is_some() && p.sub.is_none());
         let p = known(Kind::User, &format!("{ENTERPRISE_SCHEMA}:manager"));
         assert_eq!(p.attr.ext, Some(ENTERPRISE_SCHEMA));
-        let p = known(Kind::User, "urn:ietf:params:scim:schemas:core:2.0:User:displayName");
+        let p = known(
+            Kind::User,
+            "urn:ietf:params:scim:schemas:core:2.0:User:displayName",
+        );
         assert!(p.attr.ext.is_none());
     }
 
     #[test]
     fn unknown_attributes_are_reported_not_fatal() {
-        assert!(matches!(parse(Kind::User, "foo").unwrap(), Parsed::Unknown(_)));
+        assert!(matches!(
+            parse(Kind::User, "foo").unwrap(),
+            Parsed::Unknown(_)
+        ));
         assert!(matches!(
             parse(Kind::User, "urn:acme:ext:2.0:User:shoeSize").unwrap(),
             Parsed::Unknown(_)
@@ -182,7 +191,11 @@ mod tests {
             "name.",
         ] {
             let e = parse(Kind::User, bad).unwrap_err();
-            assert_eq!(e.scim_type, Some(crate::scim::error::ScimType::InvalidPath), "{bad}");
+            assert_eq!(
+                e.scim_type,
+                Some(crate::scim::error::ScimType::InvalidPath),
+                "{bad}"
+            );
         }
     }
 }

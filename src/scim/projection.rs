@@ -83,7 +83,10 @@ impl Projection {
                 keep_top(k)
             });
             for s in inc.iter().filter(|s| s.ext.is_none() && s.sub.is_some()) {
-                if inc.iter().any(|o| o.ext.is_none() && o.name == s.name && o.sub.is_none()) {
+                if inc
+                    .iter()
+                    .any(|o| o.ext.is_none() && o.name == s.name && o.sub.is_none())
+                {
                     continue;
                 }
                 narrow(resource.get_mut(s.name), inc, None, s.name);
@@ -123,7 +126,10 @@ impl Projection {
 }
 
 fn keep_sub(inc: &[Sel], ext: Option<&'static str>, key: &str, v: &mut Value) -> bool {
-    let sels: Vec<&Sel> = inc.iter().filter(|s| s.ext == ext && s.name == key).collect();
+    let sels: Vec<&Sel> = inc
+        .iter()
+        .filter(|s| s.ext == ext && s.name == key)
+        .collect();
     if sels.is_empty() {
         return false;
     }
@@ -205,14 +211,19 @@ mod tests {
     fn attributes_keeps_only_selection_plus_id_and_schemas() {
         let p = Projection::parse(
             Kind::User,
-            Some(&format!("USERNAME, name.familyName, emails.value, {ENTERPRISE_SCHEMA}:department")),
+            Some(&format!(
+                "USERNAME, name.familyName, emails.value, {ENTERPRISE_SCHEMA}:department"
+            )),
             None,
         );
         let mut r = res();
         p.apply(Kind::User, &mut r);
-        assert_eq!(Value::Object(r), json!({"schemas": ["s"], "id": "1", "userName": "u",
+        assert_eq!(
+            Value::Object(r),
+            json!({"schemas": ["s"], "id": "1", "userName": "u",
             "name": {"familyName": "F"}, "emails": [{"value": "a"}],
-            (ENTERPRISE_SCHEMA): {"department": "D"}}));
+            (ENTERPRISE_SCHEMA): {"department": "D"}})
+        );
     }
 
     #[test]

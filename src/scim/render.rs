@@ -49,12 +49,18 @@ impl Resource {
             out.insert("active".into(), Value::Bool(true));
         }
         if let Some(refs) = &self.refs {
-            let name = if kind == Kind::Group { "members" } else { "groups" };
+            let name = if kind == Kind::Group {
+                "members"
+            } else {
+                "groups"
+            };
             let list = refs
                 .iter()
                 .map(|r| {
                     let mut r = r.clone();
-                    if let (Some(id), Some(m)) = (r["value"].as_str().map(str::to_string), r.as_object_mut()) {
+                    if let (Some(id), Some(m)) =
+                        (r["value"].as_str().map(str::to_string), r.as_object_mut())
+                    {
                         let ep = match m.get("type").and_then(Value::as_str) {
                             Some("Group") => "Groups",
                             Some("User") => "Users",

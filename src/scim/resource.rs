@@ -69,9 +69,7 @@ pub fn normalize(kind: Kind, raw: &Value) -> ScimResult<Input> {
 }
 
 fn note_unknown_schemas(kind: Kind, value: &Value, ignored: &mut Ignored) {
-    let known = |u: &str| {
-        u.eq_ignore_ascii_case(kind.schema().id) || kind.extension(u).is_some()
-    };
+    let known = |u: &str| u.eq_ignore_ascii_case(kind.schema().id) || kind.extension(u).is_some();
     for s in value.as_array().into_iter().flatten() {
         if let Some(u) = s.as_str().filter(|u| !known(u)) {
             ignored.schemas.push(u.to_string());
@@ -243,7 +241,10 @@ pub fn container(body: &Body, attr: AttrRef) -> Option<&Body> {
 
 pub fn drop_empty_extension(body: &mut Body, attr: AttrRef) {
     if let Some(urn) = attr.ext
-        && body.get(urn).and_then(Value::as_object).is_some_and(Map::is_empty)
+        && body
+            .get(urn)
+            .and_then(Value::as_object)
+            .is_some_and(Map::is_empty)
     {
         body.remove(urn);
     }
@@ -385,7 +386,11 @@ pub fn normalize_simple(def: &AttrDef, value: &Value, label: &str) -> ScimResult
         (AttrType::DateTime, _) => Err(bad("an RFC 3339 date-time string")),
         (AttrType::String | AttrType::Reference | AttrType::Binary, Value::String(s)) => {
             // An empty string from an IdP template means "not set".
-            Ok(if s.is_empty() { None } else { Some(value.clone()) })
+            Ok(if s.is_empty() {
+                None
+            } else {
+                Some(value.clone())
+            })
         }
         // A number or boolean where a string belongs is unambiguous: keep its text.
         (AttrType::String, Value::Number(n)) => Ok(Some(Value::String(n.to_string()))),
@@ -512,13 +517,19 @@ mod tests {
             })
         );
         assert_eq!(got.ignored.attributes, vec!["adreses".to_string()]);
-        assert_eq!(got.ignored.schemas, vec!["urn:scim:schemas:core:2.0".to_string()]);
+        assert_eq!(
+            got.ignored.schemas,
+            vec!["urn:scim:schemas:core:2.0".to_string()]
+        );
     }
 
     #[test]
     fn rejects_what_would_lose_data() {
         let e = normalize(Kind::User, &json!({"userName": "a", "active": "yes"})).unwrap_err();
-        assert_eq!(e.scim_type, Some(crate::scim::error::ScimType::InvalidValue));
+        assert_eq!(
+            e.scim_type,
+            Some(crate::scim::error::ScimType::InvalidValue)
+        );
         assert!(e.detail.contains("active"), "{}", e.detail);
         let e = normalize(Kind::User, &json!({"name": {"givenName": "x"}})).unwrap_err();
         assert!(e.detail.contains("userName"));

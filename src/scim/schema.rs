@@ -239,35 +239,48 @@ const fn multi_complex(name: &'static str, d: &'static str, subs: &'static [Attr
 
 const EMAIL_SUBS: &[AttrDef] = &[
     AttrDef::s("value", "Email address for the User."),
-    AttrDef::s("display", "A human-readable name, primarily used for display purposes."),
+    AttrDef::s(
+        "display",
+        "A human-readable name, primarily used for display purposes.",
+    ),
     AttrDef::s("type", "A label indicating the attribute's function.").canonical(TYPE_WHP),
     AttrDef::b("primary", "Whether this is the primary email address."),
 ];
 const PHONE_SUBS: &[AttrDef] = &[
     AttrDef::s("value", "Phone number of the User."),
-    AttrDef::s("display", "A human-readable name, primarily used for display purposes."),
-    AttrDef::s("type", "A label indicating the attribute's function.").canonical(&[
-        "work", "home", "mobile", "fax", "pager", "other",
-    ]),
+    AttrDef::s(
+        "display",
+        "A human-readable name, primarily used for display purposes.",
+    ),
+    AttrDef::s("type", "A label indicating the attribute's function.")
+        .canonical(&["work", "home", "mobile", "fax", "pager", "other"]),
     AttrDef::b("primary", "Whether this is the primary phone number."),
 ];
 const IMS_SUBS: &[AttrDef] = &[
     AttrDef::s("value", "Instant messaging address for the User."),
-    AttrDef::s("display", "A human-readable name, primarily used for display purposes."),
-    AttrDef::s("type", "A label indicating the attribute's function.").canonical(&[
-        "aim", "gtalk", "icq", "xmpp", "msn", "skype", "qq", "yahoo",
-    ]),
+    AttrDef::s(
+        "display",
+        "A human-readable name, primarily used for display purposes.",
+    ),
+    AttrDef::s("type", "A label indicating the attribute's function.")
+        .canonical(&["aim", "gtalk", "icq", "xmpp", "msn", "skype", "qq", "yahoo"]),
     AttrDef::b("primary", "Whether this is the primary address."),
 ];
 const PHOTO_SUBS: &[AttrDef] = &[
     AttrDef::r("value", &["external"], "URL of a photo of the User.").exact(),
-    AttrDef::s("display", "A human-readable name, primarily used for display purposes."),
+    AttrDef::s(
+        "display",
+        "A human-readable name, primarily used for display purposes.",
+    ),
     AttrDef::s("type", "A label indicating the attribute's function.")
         .canonical(&["photo", "thumbnail"]),
     AttrDef::b("primary", "Whether this is the primary photo."),
 ];
 const ADDRESS_SUBS: &[AttrDef] = &[
-    AttrDef::s("formatted", "The full mailing address, formatted for display."),
+    AttrDef::s(
+        "formatted",
+        "The full mailing address, formatted for display.",
+    ),
     AttrDef::s("streetAddress", "The full street address component."),
     AttrDef::s("locality", "The city or locality component."),
     AttrDef::s("region", "The state or region component."),
@@ -286,13 +299,23 @@ const USER_GROUP_SUBS: &[AttrDef] = &[
 ];
 const VALUE_SUBS: &[AttrDef] = &[
     AttrDef::s("value", "The value of the entry."),
-    AttrDef::s("display", "A human-readable name, primarily used for display purposes."),
+    AttrDef::s(
+        "display",
+        "A human-readable name, primarily used for display purposes.",
+    ),
     AttrDef::s("type", "A label indicating the attribute's function."),
     AttrDef::b("primary", "Whether this is the primary value."),
 ];
 const CERT_SUBS: &[AttrDef] = &[
-    AttrDef::new("value", AttrType::Binary, "The value of an X.509 certificate."),
-    AttrDef::s("display", "A human-readable name, primarily used for display purposes."),
+    AttrDef::new(
+        "value",
+        AttrType::Binary,
+        "The value of an X.509 certificate.",
+    ),
+    AttrDef::s(
+        "display",
+        "A human-readable name, primarily used for display purposes.",
+    ),
     AttrDef::s("type", "A label indicating the attribute's function."),
     AttrDef::b("primary", "Whether this is the primary certificate."),
 ];
@@ -312,7 +335,11 @@ pub const COMMON_ATTRS: &[AttrDef] = &[
         .mutability(ReadOnly)
         .returned(Returned::Always)
         .unique(),
-    AttrDef::s("externalId", "Identifier assigned by the provisioning client.").exact(),
+    AttrDef::s(
+        "externalId",
+        "Identifier assigned by the provisioning client.",
+    )
+    .exact(),
     AttrDef::complex("meta", META_SUBS, "Resource metadata.").mutability(ReadOnly),
 ];
 const META_SUBS: &[AttrDef] = &[
@@ -344,16 +371,30 @@ pub static USER: SchemaDef = SchemaDef {
     name: "User",
     description: "User Account",
     attributes: &[
-        AttrDef::s("userName", "Unique identifier for the User, used to authenticate.")
-            .required()
-            .unique(),
+        AttrDef::s(
+            "userName",
+            "Unique identifier for the User, used to authenticate.",
+        )
+        .required()
+        .unique(),
         AttrDef::complex("name", NAME_SUBS, "The components of the user's real name."),
         AttrDef::s("displayName", "The name of the User, suitable for display."),
         AttrDef::s("nickName", "The casual way to address the user."),
-        AttrDef::r("profileUrl", &["external"], "A URI to the User's online profile.").exact(),
+        AttrDef::r(
+            "profileUrl",
+            &["external"],
+            "A URI to the User's online profile.",
+        )
+        .exact(),
         AttrDef::s("title", "The user's title, such as \"Vice President\"."),
-        AttrDef::s("userType", "The relationship between the organization and the user."),
-        AttrDef::s("preferredLanguage", "The User's preferred written or spoken language."),
+        AttrDef::s(
+            "userType",
+            "The relationship between the organization and the user.",
+        ),
+        AttrDef::s(
+            "preferredLanguage",
+            "The User's preferred written or spoken language.",
+        ),
         AttrDef::s("locale", "The User's default location."),
         AttrDef::s("timezone", "The User's time zone in IANA format."),
         AttrDef::b("active", "The User's administrative status."),
@@ -374,14 +415,19 @@ pub static USER: SchemaDef = SchemaDef {
         .mutability(ReadOnly),
         multi_complex("entitlements", "Entitlements of the User.", VALUE_SUBS),
         multi_complex("roles", "Roles of the User.", VALUE_SUBS),
-        multi_complex("x509Certificates", "X.509 certificates issued to the User.",
+        multi_complex(
+            "x509Certificates",
+            "X.509 certificates issued to the User.",
             CERT_SUBS,
         ),
     ],
 };
 
 const MANAGER_SUBS: &[AttrDef] = &[
-    AttrDef::s("value", "The id of the SCIM resource representing the User's manager."),
+    AttrDef::s(
+        "value",
+        "The id of the SCIM resource representing the User's manager.",
+    ),
     AttrDef::r("$ref", &["User"], "The URI of the manager's SCIM resource."),
     AttrDef::s("displayName", "The displayName of the User's manager.").mutability(ReadOnly),
 ];
@@ -391,7 +437,10 @@ pub static ENTERPRISE_USER: SchemaDef = SchemaDef {
     name: "EnterpriseUser",
     description: "Enterprise User",
     attributes: &[
-        AttrDef::s("employeeNumber", "Numeric or alphanumeric identifier assigned to a person."),
+        AttrDef::s(
+            "employeeNumber",
+            "Numeric or alphanumeric identifier assigned to a person.",
+        ),
         AttrDef::s("costCenter", "Identifies the name of a cost center."),
         AttrDef::s("organization", "Identifies the name of an organization."),
         AttrDef::s("division", "Identifies the name of a division."),
@@ -402,8 +451,12 @@ pub static ENTERPRISE_USER: SchemaDef = SchemaDef {
 
 const MEMBER_SUBS: &[AttrDef] = &[
     AttrDef::s("value", "Identifier of the member of this Group.").mutability(Immutable),
-    AttrDef::r("$ref", &["User", "Group"], "The URI of the member resource.")
-        .mutability(Immutable),
+    AttrDef::r(
+        "$ref",
+        &["User", "Group"],
+        "The URI of the member resource.",
+    )
+    .mutability(Immutable),
     AttrDef::s("display", "A human-readable name of the member.").mutability(ReadOnly),
     AttrDef::s("type", "The type of the member.")
         .canonical(&["User", "Group"])
@@ -501,7 +554,10 @@ pub fn resolve(kind: Kind, urn: Option<&str>, name: &str) -> Option<AttrRef> {
 /// schema known for `kind`; an unknown URN-looking prefix is returned as such so callers can
 /// report it.
 pub fn split_urn(kind: Kind, path: &str) -> (Option<&str>, &str) {
-    if !path.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:")) {
+    if !path
+        .get(..4)
+        .is_some_and(|p| p.eq_ignore_ascii_case("urn:"))
+    {
         return (None, path);
     }
     let known = std::iter::once(kind.schema().id).chain(kind.extensions().iter().map(|s| s.id));
@@ -532,7 +588,11 @@ mod tests {
         let a = resolve(Kind::User, None, "USERNAME").unwrap();
         assert_eq!(a.def.name, "userName");
         assert!(a.ext.is_none());
-        let e = resolve(Kind::User, Some(&ENTERPRISE_SCHEMA.to_uppercase()), "department");
+        let e = resolve(
+            Kind::User,
+            Some(&ENTERPRISE_SCHEMA.to_uppercase()),
+            "department",
+        );
         assert_eq!(e.unwrap().ext, Some(ENTERPRISE_SCHEMA));
         assert!(resolve(Kind::Group, None, "userName").is_none());
         assert_eq!(resolve(Kind::Group, None, "ID").unwrap().def.name, "id");
@@ -545,13 +605,19 @@ mod tests {
             split_urn(Kind::User, &p),
             (Some(ENTERPRISE_SCHEMA), "manager.value")
         );
-        assert_eq!(split_urn(Kind::User, "name.givenName"), (None, "name.givenName"));
+        assert_eq!(
+            split_urn(Kind::User, "name.givenName"),
+            (None, "name.givenName")
+        );
         assert_eq!(
             split_urn(Kind::User, "urn:x:y:Foo:bar"),
             (Some("urn:x:y:Foo"), "bar")
         );
         let core = format!("{USER_SCHEMA}:userName");
-        assert_eq!(split_urn(Kind::User, &core), (Some(USER_SCHEMA), "userName"));
+        assert_eq!(
+            split_urn(Kind::User, &core),
+            (Some(USER_SCHEMA), "userName")
+        );
     }
 
     #[test]

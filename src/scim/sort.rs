@@ -27,7 +27,8 @@ impl SortSpec {
             Some((n, s)) => (n, Some(s)),
             None => (rest, None),
         };
-        let unknown = || ScimError::invalid_value(format!("sortBy: unknown attribute \"{sort_by}\""));
+        let unknown =
+            || ScimError::invalid_value(format!("sortBy: unknown attribute \"{sort_by}\""));
         let attr = resolve(kind, urn, name).ok_or_else(unknown)?;
         let sub = match sub {
             Some(s) => Some(attr.def.sub(s).ok_or_else(unknown)?),
@@ -45,7 +46,11 @@ impl SortSpec {
                 )));
             }
         };
-        Ok(SortSpec { attr, sub, descending })
+        Ok(SortSpec {
+            attr,
+            sub,
+            descending,
+        })
     }
 
     /// `id` and `meta.*` live outside the body; the caller passes them in `extra`.

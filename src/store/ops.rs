@@ -4,8 +4,7 @@
 use std::collections::BTreeSet;
 
 use redb::{
-    MultimapTable, ReadTransaction, ReadableMultimapTable, ReadableTable, Table,
-    WriteTransaction,
+    MultimapTable, ReadTransaction, ReadableMultimapTable, ReadableTable, Table, WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -17,8 +16,8 @@ use crate::scim::filter::{self, CompValue, CompareOp, Filter};
 use crate::scim::patch::{self, MemberOp, Operation};
 use crate::scim::render::Resource;
 use crate::scim::resource::{Body, Ignored, Input};
-pub use crate::scim::sort::SortSpec;
 use crate::scim::schema::Kind;
+pub use crate::scim::sort::SortSpec;
 
 type R<T> = Result<ScimResult<T>, redb::Error>;
 
@@ -99,7 +98,12 @@ fn keys(kind: Kind, body: &Body) -> Keys {
     };
     if kind == Kind::User {
         k.username = s("userName").map(|u| u.to_lowercase());
-        for e in body.get("emails").and_then(Value::as_array).into_iter().flatten() {
+        for e in body
+            .get("emails")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if let Some(v) = e.get("value").and_then(Value::as_str) {
                 k.emails.insert(v.to_lowercase());
             }
@@ -135,7 +139,10 @@ impl<'t> W<'t> {
     }
 
     fn load(&self, t: &str, kind: Kind, id: u128) -> Result<Option<Record>, redb::Error> {
-        Ok(self.res.get((t, kind.code(), id))?.and_then(|g| decode(g.value())))
+        Ok(self
+            .res
+            .get((t, kind.code(), id))?
+            .and_then(|g| decode(g.value())))
     }
 
     /// 409 when another resource holds this userName or group displayName. The detail names
@@ -166,7 +173,14 @@ impl<'t> W<'t> {
         Ok(Ok(()))
     }
 
-    fn index(&mut self, t: &str, kind: Kind, id: u128, old: &Keys, new: &Keys) -> Result<(), redb::Error> {
+    fn index(
+        &mut self,
+        t: &str,
+        kind: Kind,
+        id: u128,
+        old: &Keys,
+        new: &Keys,
+    ) -> Result<(), redb::Error> {
         let c = kind.code();
         if old.username != new.username {
             if let Some(u) = &old.username {
@@ -202,14 +216,19 @@ impl<'t> W<'t> {
     }
 
     fn bump_count(&mut self, t: &str, kind: Kind, up: bool) -> Result<(), redb::Error> {
-        let n = self.counts.get((t, kind.code()))?.map(|g| g.value()).unwrap_or(0);
+        let n = self
+            .counts
+            .get((t, kind.code()))?
+            .map(|g| g.value())
+            .unwrap_or(0);
         let n = if up { n + 1 } else { n.saturating_sub(1) };
         self.counts.insert((t, kind.code()), n)?;
         Ok(())
     }
 
     fn put(&mut self, t: &str, kind: Kind, id: u128, rec: &Record) -> Result<(), redb::Error> {
-        self.res.insert((t, kind.code(), id), encode(rec).as_slice())?;
+        self.res
+            .insert((t, kind.code(), id), encode(rec).as_slice())?;
         Ok(())
     }
 
@@ -305,7 +324,9 @@ fn plan_members(w: &W, t: &str, g: u128, ops: &[MemberOp]) -> R<Vec<Change>> {
                 }
             }
             // Removing an unknown or absent member is a no-op: IdPs re-send removals.
-            MemberOp::Remove(ids) => out.extend(ids.iter().filter_map(|s| parse_id(s)).map(Change::Remove)),
+            MemberOp::Remove(ids) => {
+                out.extend(ids.iter().filter_map(|s| parse_id(s)).map(Change::Remove))
+            }
             MemberOp::RemoveWhere(f) => {
                 let def = Kind::Group.schema().attr("members");
                 for (m, code) in w.member_ids(t, g)? {
@@ -327,7 +348,11 @@ fn no_member(raw: &str) -> ScimError {
 }
 
 fn member_json(id: u128, code: u8) -> Value {
-    let ty = if code == Kind::Group.code() { "Group" } else { "User" };
+    let ty = if code == Kind::Group.code() {
+        "Group"
+    } else {
+        "User"
+    };
     serde_json::json!({"value": format_id(id), "type": ty})
 }
 
@@ -354,7 +379,14 @@ fn apply_members(w: &mut W, t: &str, g: u128, changes: &[Change]) -> Result<bool
 }
 
 /// The computed reference list: a group's members, or a user's groups.
-fn read_refs<M, O, N>(res: &N, members: &M, member_of: &O, t: &str, kind: Kind, id: u128) -> Result<Vec<Value>, redb::Error>
+fn read_refs<M, O, N>(
+    res: &N,
+    members: &M,
+    member_of: &O,
+    t: &str,
+    kind: Kind,
+    id: u128,
+) -> Result<Vec<Value>, redb::Error>
 where
     M: ReadableTable<(&'static str, u128, u128), u8>,
     O: ReadableTable<(&'static str, u128, u128), ()>,
@@ -373,7 +405,9 @@ where
                 let g = e?.0.value().2;
                 let mut entry = Map::new();
                 entry.insert("value".into(), Value::String(format_id(g)));
-                if let Some(rec) = res.get((t, Kind::Group.code(), g))?.and_then(|r| decode(r.value()))
+                if let Some(rec) = res
+                    .get((t, Kind::Group.code(), g))?
+                    .and_then(|r| decode(r.value()))
                     && let Some(d) = rec.body.get("displayName")
                 {
                     entry.insert("display".into(), d.clone());
@@ -387,16 +421,20 @@ where
 }
 
 fn not_found(kind: Kind, id: &str) -> ScimError {
-    ScimError::not_found(format!("no {} with id \"{id}\" in this tenant", kind.as_str()))
+    ScimError::not_found(format!(
+        "no {} with id \"{id}\" in this tenant",
+        kind.as_str()
+    ))
 }
 
 /// `If-Match`: `*` or any listed ETag equal to the current one passes.
 fn precondition(if_match: Option<&str>, version: u64) -> ScimResult<()> {
     let Some(h) = if_match else { return Ok(()) };
     let current = format!("\"{version}\"");
-    let ok = h.split(',').map(str::trim).any(|tag| {
-        tag == "*" || tag.trim_start_matches("W/") == current
-    });
+    let ok = h
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.trim_start_matches("W/") == current);
     if ok {
         Ok(())
     } else {
@@ -443,17 +481,21 @@ where
             }
             _ => None,
         },
-        Filter::Compare { path, op: CompareOp::Eq, value: CompValue::Str(v) } if path.urn.is_none() => {
-            match (kind, path.name.as_str(), path.sub.as_deref()) {
-                (_, "id", None) => Some(parse_id(v).into_iter().collect()),
-                (Kind::User, "userName", None) => Some(rt.username(t, &v.to_lowercase())?.into_iter().collect()),
-                (_, "externalId", None) => Some(rt.external_id(t, kind, v)?),
-                (_, "displayName", None) => Some(rt.display(t, kind, &v.to_lowercase())?),
-                (Kind::User, "emails", Some("value") | None) => Some(rt.email(t, &v.to_lowercase())?),
-                (Kind::Group, "members", Some("value") | None) => Some(rt.groups_of(t, v)?),
-                _ => None,
+        Filter::Compare {
+            path,
+            op: CompareOp::Eq,
+            value: CompValue::Str(v),
+        } if path.urn.is_none() => match (kind, path.name.as_str(), path.sub.as_deref()) {
+            (_, "id", None) => Some(parse_id(v).into_iter().collect()),
+            (Kind::User, "userName", None) => {
+                Some(rt.username(t, &v.to_lowercase())?.into_iter().collect())
             }
-        }
+            (_, "externalId", None) => Some(rt.external_id(t, kind, v)?),
+            (_, "displayName", None) => Some(rt.display(t, kind, &v.to_lowercase())?),
+            (Kind::User, "emails", Some("value") | None) => Some(rt.email(t, &v.to_lowercase())?),
+            (Kind::Group, "members", Some("value") | None) => Some(rt.groups_of(t, v)?),
+            _ => None,
+        },
         Filter::ValuePath { path, filter } if path.urn.is_none() => {
             match (kind, path.name.as_str(), element_value_eq(filter)) {
                 (Kind::User, "emails", Some(v)) => Some(rt.email(t, &v.to_lowercase())?),
@@ -468,7 +510,11 @@ where
 /// `value eq "x"` somewhere in a conjunction inside a value path.
 fn element_value_eq(f: &Filter) -> Option<&str> {
     match f {
-        Filter::Compare { path, op: CompareOp::Eq, value: CompValue::Str(v) } if path.name == "value" => Some(v),
+        Filter::Compare {
+            path,
+            op: CompareOp::Eq,
+            value: CompValue::Str(v),
+        } if path.name == "value" => Some(v),
         Filter::And(a, b) => element_value_eq(a).or_else(|| element_value_eq(b)),
         _ => None,
     }
@@ -478,7 +524,9 @@ fn mentions(f: &Filter, name: &str) -> bool {
     match f {
         Filter::And(a, b) | Filter::Or(a, b) => mentions(a, name) || mentions(b, name),
         Filter::Not(a) => mentions(a, name),
-        Filter::Compare { path, .. } | Filter::Present(path) => path.urn.is_none() && path.name == name,
+        Filter::Compare { path, .. } | Filter::Present(path) => {
+            path.urn.is_none() && path.name == name
+        }
         Filter::ValuePath { path, .. } => path.urn.is_none() && path.name == name,
     }
 }
@@ -528,7 +576,9 @@ impl IndexReader for ReadSide {
         collect_multi(self.emails.get((t, e))?)
     }
     fn groups_of(&self, t: &str, member: &str) -> Result<BTreeSet<u128>, redb::Error> {
-        let Some(m) = parse_id(member) else { return Ok(BTreeSet::new()) };
+        let Some(m) = parse_id(member) else {
+            return Ok(BTreeSet::new());
+        };
         let mut out = BTreeSet::new();
         for e in self.member_of.range((t, m, 0u128)..=(t, m, u128::MAX))? {
             out.insert(e?.0.value().2);
@@ -556,7 +606,14 @@ impl ReadSide {
     }
 
     /// The JSON a filter is evaluated on: the stored body plus what the filter may ask for.
-    fn filter_view(&self, t: &str, kind: Kind, id: u128, rec: &Record, f: &Filter) -> Result<Value, redb::Error> {
+    fn filter_view(
+        &self,
+        t: &str,
+        kind: Kind,
+        id: u128,
+        rec: &Record,
+        f: &Filter,
+    ) -> Result<Value, redb::Error> {
         let mut m = rec.body.clone();
         m.insert("id".into(), Value::String(format_id(id)));
         m.insert(
@@ -592,7 +649,12 @@ impl Store {
                 None => Vec::new(),
             };
             let stamp = now();
-            let rec = Record { body: input.body, created: stamp.clone(), modified: stamp, version: 1 };
+            let rec = Record {
+                body: input.body,
+                created: stamp.clone(),
+                modified: stamp,
+                version: 1,
+            };
             w.put(t, kind, id, &rec)?;
             w.index(t, kind, id, &Keys::default(), &k)?;
             w.bump_count(t, kind, true)?;
@@ -605,12 +667,23 @@ impl Store {
         .await
     }
 
-    pub async fn replace(&self, tenant: String, kind: Kind, id: String, input: Input, if_match: Option<String>) -> ScimResult<Resource> {
+    pub async fn replace(
+        &self,
+        tenant: String,
+        kind: Kind,
+        id: String,
+        input: Input,
+        if_match: Option<String>,
+    ) -> ScimResult<Resource> {
         self.write(move |txn| {
             let mut w = W::open(txn)?;
             let t = tenant.as_str();
-            let Some(nid) = parse_id(&id) else { return Ok(Err(not_found(kind, &id))) };
-            let Some(old) = w.load(t, kind, nid)? else { return Ok(Err(not_found(kind, &id))) };
+            let Some(nid) = parse_id(&id) else {
+                return Ok(Err(not_found(kind, &id)));
+            };
+            let Some(old) = w.load(t, kind, nid)? else {
+                return Ok(Err(not_found(kind, &id)));
+            };
             if let Err(e) = precondition(if_match.as_deref(), old.version) {
                 return Ok(Err(e));
             }
@@ -639,7 +712,12 @@ impl Store {
             let members_changed = apply_members(&mut w, t, nid, &changes)?;
             let rec = if old.body != input.body || members_changed {
                 let old_keys = keys(kind, &old.body);
-                let rec = Record { body: input.body, created: old.created, modified: now(), version: old.version + 1 };
+                let rec = Record {
+                    body: input.body,
+                    created: old.created,
+                    modified: now(),
+                    version: old.version + 1,
+                };
                 w.put(t, kind, nid, &rec)?;
                 w.index(t, kind, nid, &old_keys, &new_keys)?;
                 rec
@@ -656,12 +734,23 @@ impl Store {
 
     /// Apply PATCH operations. The returned resource carries refs only for users (a group's
     /// member list may be huge; callers read it separately when asked for).
-    pub async fn patch(&self, tenant: String, kind: Kind, id: String, ops: Vec<Operation>, if_match: Option<String>) -> ScimResult<(Resource, Ignored)> {
+    pub async fn patch(
+        &self,
+        tenant: String,
+        kind: Kind,
+        id: String,
+        ops: Vec<Operation>,
+        if_match: Option<String>,
+    ) -> ScimResult<(Resource, Ignored)> {
         self.write(move |txn| {
             let mut w = W::open(txn)?;
             let t = tenant.as_str();
-            let Some(nid) = parse_id(&id) else { return Ok(Err(not_found(kind, &id))) };
-            let Some(old) = w.load(t, kind, nid)? else { return Ok(Err(not_found(kind, &id))) };
+            let Some(nid) = parse_id(&id) else {
+                return Ok(Err(not_found(kind, &id)));
+            };
+            let Some(old) = w.load(t, kind, nid)? else {
+                return Ok(Err(not_found(kind, &id)));
+            };
             if let Err(e) = precondition(if_match.as_deref(), old.version) {
                 return Ok(Err(e));
             }
@@ -682,7 +771,12 @@ impl Store {
             // membership push) keeps its version.
             let rec = if old.body != out.body || members_changed {
                 let old_keys = keys(kind, &old.body);
-                let rec = Record { body: out.body, created: old.created, modified: now(), version: old.version + 1 };
+                let rec = Record {
+                    body: out.body,
+                    created: old.created,
+                    modified: now(),
+                    version: old.version + 1,
+                };
                 w.put(t, kind, nid, &rec)?;
                 w.index(t, kind, nid, &old_keys, &new_keys)?;
                 rec
@@ -698,12 +792,22 @@ impl Store {
         .await
     }
 
-    pub async fn delete(&self, tenant: String, kind: Kind, id: String, if_match: Option<String>) -> ScimResult<()> {
+    pub async fn delete(
+        &self,
+        tenant: String,
+        kind: Kind,
+        id: String,
+        if_match: Option<String>,
+    ) -> ScimResult<()> {
         self.write(move |txn| {
             let mut w = W::open(txn)?;
             let t = tenant.as_str();
-            let Some(nid) = parse_id(&id) else { return Ok(Err(not_found(kind, &id))) };
-            let Some(old) = w.load(t, kind, nid)? else { return Ok(Err(not_found(kind, &id))) };
+            let Some(nid) = parse_id(&id) else {
+                return Ok(Err(not_found(kind, &id)));
+            };
+            let Some(old) = w.load(t, kind, nid)? else {
+                return Ok(Err(not_found(kind, &id)));
+            };
             if let Err(e) = precondition(if_match.as_deref(), old.version) {
                 return Ok(Err(e));
             }
@@ -716,12 +820,24 @@ impl Store {
         .await
     }
 
-    pub async fn get(&self, tenant: String, kind: Kind, id: String, with_refs: bool) -> ScimResult<Resource> {
+    pub async fn get(
+        &self,
+        tenant: String,
+        kind: Kind,
+        id: String,
+        with_refs: bool,
+    ) -> ScimResult<Resource> {
         self.read(move |txn| {
             let r = ReadSide::open(txn)?;
             let t = tenant.as_str();
-            let Some(nid) = parse_id(&id) else { return Ok(Err(not_found(kind, &id))) };
-            let Some(rec) = r.res.get((t, kind.code(), nid))?.and_then(|g| decode(g.value())) else {
+            let Some(nid) = parse_id(&id) else {
+                return Ok(Err(not_found(kind, &id)));
+            };
+            let Some(rec) = r
+                .res
+                .get((t, kind.code(), nid))?
+                .and_then(|g| decode(g.value()))
+            else {
                 return Ok(Err(not_found(kind, &id)));
             };
             let mut res = rec.into_resource(kind, nid);
@@ -743,7 +859,11 @@ impl Store {
             let range = (t, kind.code(), 0u128)..=(t, kind.code(), u128::MAX);
             // Fast path: no filter, no sort → the count table and one ordered range read.
             if q.filter.is_none() && q.sort.is_none() {
-                let total = r.counts.get((t, kind.code()))?.map(|g| g.value()).unwrap_or(0);
+                let total = r
+                    .counts
+                    .get((t, kind.code()))?
+                    .map(|g| g.value())
+                    .unwrap_or(0);
                 let mut items = Vec::new();
                 if count > 0 {
                     for e in r.res.range(range)?.skip(skip).take(count) {
@@ -769,7 +889,10 @@ impl Store {
             match planned {
                 Some(ids) => {
                     for id in ids {
-                        if let Some(rec) = r.res.get((t, kind.code(), id))?.and_then(|g| decode(g.value()))
+                        if let Some(rec) = r
+                            .res
+                            .get((t, kind.code(), id))?
+                            .and_then(|g| decode(g.value()))
                             && keep(id, &rec)?
                         {
                             hits.push((id, rec));
@@ -791,7 +914,13 @@ impl Store {
             if let Some(s) = &q.sort {
                 let mut keyed: Vec<_> = hits
                     .into_iter()
-                    .map(|(id, rec)| (s.key(&format_id(id), &rec.created, &rec.modified, &rec.body), id, rec))
+                    .map(|(id, rec)| {
+                        (
+                            s.key(&format_id(id), &rec.created, &rec.modified, &rec.body),
+                            id,
+                            rec,
+                        )
+                    })
                     .collect();
                 // Missing values sort last in either order; ties keep creation order.
                 keyed.sort_by(|a, b| {
@@ -821,7 +950,15 @@ impl Store {
     }
 }
 
-fn finish(r: &ReadSide, t: &str, kind: Kind, total: u64, start: u64, mut items: Vec<Resource>, with_refs: bool) -> R<ListPage> {
+fn finish(
+    r: &ReadSide,
+    t: &str,
+    kind: Kind,
+    total: u64,
+    start: u64,
+    mut items: Vec<Resource>,
+    with_refs: bool,
+) -> R<ListPage> {
     if with_refs {
         for it in items.iter_mut() {
             if let Some(id) = parse_id(&it.id) {
@@ -829,6 +966,9 @@ fn finish(r: &ReadSide, t: &str, kind: Kind, total: u64, start: u64, mut items: 
             }
         }
     }
-    Ok(Ok(ListPage { total, start_index: start, items }))
+    Ok(Ok(ListPage {
+        total,
+        start_index: start,
+        items,
+    }))
 }
-

@@ -11,13 +11,34 @@ async fn missing_or_wrong_token_is_401_with_challenge_and_scim_body() {
     for token in [None, Some("wrong"), Some("")] {
         let r = s.call(Method::GET, "/Users", token, None).await;
         assert_error(&r, 401, None);
-        assert!(r.header("www-authenticate").is_some_and(|h| h.starts_with("Bearer")), "{:?}", r.headers);
+        assert!(
+            r.header("www-authenticate")
+                .is_some_and(|h| h.starts_with("Bearer")),
+            "{:?}",
+            r.headers
+        );
     }
     // Basic credentials are not a bearer token.
-    let r = s.call_with(Method::GET, "/Users", None, None, &[("Authorization", "Basic YWNtZTpva3Rh")]).await;
+    let r = s
+        .call_with(
+            Method::GET,
+            "/Users",
+            None,
+            None,
+            &[("Authorization", "Basic YWNtZTpva3Rh")],
+        )
+        .await;
     assert_error(&r, 401, None);
     // The scheme name is case-insensitive (RFC 7235).
-    let r = s.call_with(Method::GET, "/Users", None, None, &[("Authorization", &format!("bearer {ACME}"))]).await;
+    let r = s
+        .call_with(
+            Method::GET,
+            "/Users",
+            None,
+            None,
+            &[("Authorization", &format!("bearer {ACME}"))],
+        )
+        .await;
     assert_eq!(r.status, 200);
 }
 
@@ -25,7 +46,9 @@ async fn missing_or_wrong_token_is_401_with_challenge_and_scim_body() {
 async fn unauthenticated_write_creates_nothing() {
     let s = Srv::start().await;
     let body = json!({"userName": "intruder"});
-    let r = s.call(Method::POST, "/Users", Some("nope"), Some(body)).await;
+    let r = s
+        .call(Method::POST, "/Users", Some("nope"), Some(body))
+        .await;
     assert_error(&r, 401, None);
     assert_eq!(total(&s.get("/Users").await), 0);
 }
@@ -34,12 +57,38 @@ async fn unauthenticated_write_creates_nothing() {
 async fn tenant_url_needs_that_tenants_token() {
     let s = Srv::start().await;
     let id = s.user("a@acme.test").await;
-    let r = s.call(Method::GET, &format!("/tenants/acme/scim/v2/Users/{id}"), Some(ACME), None).await;
+    let r = s
+        .call(
+            Method::GET,
+            &format!("/tenants/acme/scim/v2/Users/{id}"),
+            Some(ACME),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert!(r.body["meta"]["location"].as_str().unwrap().contains("/tenants/acme/scim/v2/Users/"));
-    let r = s.call(Method::GET, &format!("/tenants/acme/scim/v2/Users/{id}"), Some(GLOBEX), None).await;
+    assert!(
+        r.body["meta"]["location"]
+            .as_str()
+            .unwrap()
+            .contains("/tenants/acme/scim/v2/Users/")
+    );
+    let r = s
+        .call(
+            Method::GET,
+            &format!("/tenants/acme/scim/v2/Users/{id}"),
+            Some(GLOBEX),
+            None,
+        )
+        .await;
     assert_error(&r, 401, None);
-    let r = s.call(Method::GET, "/tenants/nosuch/scim/v2/Users", Some(ACME), None).await;
+    let r = s
+        .call(
+            Method::GET,
+            "/tenants/nosuch/scim/v2/Users",
+            Some(ACME),
+            None,
+        )
+        .await;
     assert_error(&r, 401, None);
 }
 
@@ -48,22 +97,57 @@ async fn tenants_never_see_each_others_data() {
     let s = Srv::start().await;
     let uid = s.user("shared@example.com").await;
     let gid = s.group("Shared", &[&uid]).await;
-    for path in ["/Users", "/Groups", "/Users?filter=userName%20eq%20%22shared@example.com%22"] {
+    for path in [
+        "/Users",
+        "/Groups",
+        "/Users?filter=userName%20eq%20%22shared@example.com%22",
+    ] {
         let r = s.call(Method::GET, path, Some(GLOBEX), None).await;
         assert_eq!(total(&r), 0, "{path}: {}", r.body);
     }
     for (kind, id) in [("Users", &uid), ("Groups", &gid)] {
         let path = format!("/{kind}/{id}");
-        assert_error(&s.call(Method::GET, &path, Some(GLOBEX), None).await, 404, None);
-        assert_error(&s.call(Method::DELETE, &path, Some(GLOBEX), None).await, 404, None);
-        let r = s.call(Method::PATCH, &path, Some(GLOBEX), Some(json!({"Operations": [{"op": "replace", "path": "displayName", "value": "x"}]}))).await;
+        assert_error(
+            &s.call(Method::GET, &path, Some(GLOBEX), None).await,
+            404,
+            None,
+        );
+        assert_error(
+            &s.call(Method::DELETE, &path, Some(GLOBEX), None).await,
+            404,
+            None,
+        );
+        let r = s
+            .call(
+                Method::PATCH,
+                &path,
+                Some(GLOBEX),
+                Some(
+                    json!({"Operations": [{"op": "replace", "path": "displayName", "value": "x"}]}),
+                ),
+            )
+            .await;
         assert_error(&r, 404, None);
     }
     // The same userName may exist in both tenants.
-    let r = s.call(Method::POST, "/Users", Some(GLOBEX), Some(json!({"userName": "shared@example.com"}))).await;
+    let r = s
+        .call(
+            Method::POST,
+            "/Users",
+            Some(GLOBEX),
+            Some(json!({"userName": "shared@example.com"})),
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.body);
     // And globex cannot add acme's user to its group.
-    let r = s.call(Method::POST, "/Groups", Some(GLOBEX), Some(json!({"displayName": "G", "members": [{"value": uid}]}))).await;
+    let r = s
+        .call(
+            Method::POST,
+            "/Groups",
+            Some(GLOBEX),
+            Some(json!({"displayName": "G", "members": [{"value": uid}]})),
+        )
+        .await;
     assert_error(&r, 400, Some("invalidValue"));
     assert_eq!(s.get(&format!("/Users/{uid}")).await.status, 200);
 }

@@ -10,7 +10,10 @@ async fn service_provider_config_states_the_truth() {
     let r = s.get("/ServiceProviderConfig").await;
     assert_eq!(r.status, 200);
     let b = &r.body;
-    assert_eq!(b["schemas"], json!(["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"]));
+    assert_eq!(
+        b["schemas"],
+        json!(["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"])
+    );
     assert_eq!(b["patch"]["supported"], true);
     assert_eq!(b["bulk"]["supported"], false);
     assert_eq!(b["filter"]["supported"], true);
@@ -21,7 +24,12 @@ async fn service_provider_config_states_the_truth() {
     assert_eq!(b["authenticationSchemes"][0]["type"], "oauthbearertoken");
     assert_eq!(b["bulk"]["maxPayloadSize"], 1024 * 1024);
     // No token needed to discover.
-    assert_eq!(s.call(reqwest::Method::GET, "/ServiceProviderConfig", None, None).await.status, 200);
+    assert_eq!(
+        s.call(reqwest::Method::GET, "/ServiceProviderConfig", None, None)
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,19 +38,67 @@ async fn resource_types_and_schemas_list_and_by_id() {
     let r = s.get("/ResourceTypes").await;
     assert_eq!(r.body["totalResults"], 2);
     let user = &r.body["Resources"][0];
-    assert_eq!((user["id"].as_str(), user["endpoint"].as_str()), (Some("User"), Some("/Users")));
-    assert_eq!(user["schemaExtensions"][0]["schema"], "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User");
-    assert_eq!(s.get("/ResourceTypes/Group").await.body["endpoint"], "/Groups");
+    assert_eq!(
+        (user["id"].as_str(), user["endpoint"].as_str()),
+        (Some("User"), Some("/Users"))
+    );
+    assert_eq!(
+        user["schemaExtensions"][0]["schema"],
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    );
+    assert_eq!(
+        s.get("/ResourceTypes/Group").await.body["endpoint"],
+        "/Groups"
+    );
     assert_error(&s.get("/ResourceTypes/Widget").await, 404, None);
     let r = s.get("/Schemas").await;
-    assert_eq!(r.body["schemas"], json!(["urn:ietf:params:scim:api:messages:2.0:ListResponse"]));
-    let ids: Vec<&str> = r.body["Resources"].as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User", "urn:ietf:params:scim:schemas:core:2.0:Group"]);
-    let u = s.get("/Schemas/urn:ietf:params:scim:schemas:core:2.0:User").await;
-    let un = u.body["attributes"].as_array().unwrap().iter().find(|a| a["name"] == "userName").unwrap().clone();
-    assert_eq!((un["required"].as_bool(), un["caseExact"].as_bool(), un["uniqueness"].as_str()), (Some(true), Some(false), Some("server")));
-    let pw = u.body["attributes"].as_array().unwrap().iter().find(|a| a["name"] == "password").unwrap().clone();
-    assert_eq!((pw["mutability"].as_str(), pw["returned"].as_str()), (Some("writeOnly"), Some("never")));
+    assert_eq!(
+        r.body["schemas"],
+        json!(["urn:ietf:params:scim:api:messages:2.0:ListResponse"])
+    );
+    let ids: Vec<&str> = r.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "urn:ietf:params:scim:schemas:core:2.0:User",
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User",
+            "urn:ietf:params:scim:schemas:core:2.0:Group"
+        ]
+    );
+    let u = s
+        .get("/Schemas/urn:ietf:params:scim:schemas:core:2.0:User")
+        .await;
+    let un = u.body["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "userName")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            un["required"].as_bool(),
+            un["caseExact"].as_bool(),
+            un["uniqueness"].as_str()
+        ),
+        (Some(true), Some(false), Some("server"))
+    );
+    let pw = u.body["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "password")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (pw["mutability"].as_str(), pw["returned"].as_str()),
+        (Some("writeOnly"), Some("never"))
+    );
     assert_error(&s.get("/Schemas/urn:nope").await, 404, None);
     // No nulls anywhere (Entra: "if a value isn't present, don't send null values").
     assert!(!s.get("/Schemas").await.body.to_string().contains("null"));

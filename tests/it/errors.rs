@@ -6,34 +6,69 @@ use serde_json::json;
 
 use crate::harness::{ACME, Srv, assert_error, total};
 
-async fn raw(s: &Srv, method: Method, path: &str, body: &str, content_type: &str) -> crate::harness::Res {
-    let resp = s.client.request(method, format!("{}{path}", s.base())).bearer_auth(ACME)
-        .header("Content-Type", content_type).body(body.to_string()).send().await.unwrap();
+async fn raw(
+    s: &Srv,
+    method: Method,
+    path: &str,
+    body: &str,
+    content_type: &str,
+) -> crate::harness::Res {
+    let resp = s
+        .client
+        .request(method, format!("{}{path}", s.base()))
+        .bearer_auth(ACME)
+        .header("Content-Type", content_type)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = resp.json().await.unwrap_or(serde_json::Value::Null);
-    crate::harness::Res { status, headers, body }
+    crate::harness::Res {
+        status,
+        headers,
+        body,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_bodies_are_invalid_syntax() {
     let s = Srv::start().await;
-    for body in ["{\"userName\": ", "{\"acve\": tre}", "", "   ", "[1,2]", "\"just a string\"", "{\"a\":\u{0}}"] {
+    for body in [
+        "{\"userName\": ",
+        "{\"acve\": tre}",
+        "",
+        "   ",
+        "[1,2]",
+        "\"just a string\"",
+        "{\"a\":\u{0}}",
+    ] {
         let r = raw(&s, Method::POST, "/Users", body, "application/scim+json").await;
         assert_error(&r, 400, Some("invalidSyntax"));
     }
     let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
-    assert_error(&raw(&s, Method::POST, "/Users", &deep, "application/json").await, 400, Some("invalidSyntax"));
+    assert_error(
+        &raw(&s, Method::POST, "/Users", &deep, "application/json").await,
+        400,
+        Some("invalidSyntax"),
+    );
     assert_eq!(total(&s.get("/Users").await), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_types_and_missing_required_are_invalid_value() {
     let s = Srv::start().await;
-    for body in [json!({"name": {"givenName": "no userName"}}), json!({"userName": 5.5e300, "active": "yes"}),
-        json!({"userName": "a", "active": "yes"}), json!({"userName": ["a"]}), json!({"userName": "a", "name": "flat"}),
-        json!({"userName": "a", "emails": [{"value": {"nested": 1}}]}), json!({"userName": "a", "emails": [{"primary": "sometimes"}]}),
-        json!({"userName": "a", "meta": {}, "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": "flat"})] {
+    for body in [
+        json!({"name": {"givenName": "no userName"}}),
+        json!({"userName": 5.5e300, "active": "yes"}),
+        json!({"userName": "a", "active": "yes"}),
+        json!({"userName": ["a"]}),
+        json!({"userName": "a", "name": "flat"}),
+        json!({"userName": "a", "emails": [{"value": {"nested": 1}}]}),
+        json!({"userName": "a", "emails": [{"primary": "sometimes"}]}),
+        json!({"userName": "a", "meta": {}, "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": "flat"}),
+    ] {
         let r = s.post("/Users", body.clone()).await;
         assert_error(&r, 400, Some("invalidValue"));
     }
@@ -43,10 +78,24 @@ async fn wrong_types_and_missing_required_are_invalid_value() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn application_json_is_accepted_and_responses_are_scim_json() {
     let s = Srv::start().await;
-    let r = raw(&s, Method::POST, "/Users", "{\"userName\":\"json@x\"}", "application/json").await;
+    let r = raw(
+        &s,
+        Method::POST,
+        "/Users",
+        "{\"userName\":\"json@x\"}",
+        "application/json",
+    )
+    .await;
     assert_eq!(r.status, 201);
     assert_eq!(r.header("content-type"), Some("application/scim+json"));
-    let r = raw(&s, Method::POST, "/Users", "{\"userName\":\"json2@x\"}", "application/scim+json; charset=utf-8").await;
+    let r = raw(
+        &s,
+        Method::POST,
+        "/Users",
+        "{\"userName\":\"json2@x\"}",
+        "application/scim+json; charset=utf-8",
+    )
+    .await;
     assert_eq!(r.status, 201);
 }
 
@@ -56,18 +105,32 @@ async fn bodies_over_the_limit_are_413() {
     let big = json!({"userName": "big", "displayName": "x".repeat(10_000)});
     assert_error(&s.post("/Users", big).await, 413, None);
     // Without Content-Length (chunked), the limit holds too.
-    let stream = futures_stream("{\"userName\":\"big2\",\"displayName\":\"".to_string() + &"y".repeat(10_000) + "\"}");
-    let resp = s.client.post(format!("{}/Users", s.base())).bearer_auth(ACME).header("Content-Type", "application/scim+json")
-        .body(reqwest::Body::wrap_stream(stream)).send().await.unwrap();
+    let stream = futures_stream(
+        "{\"userName\":\"big2\",\"displayName\":\"".to_string() + &"y".repeat(10_000) + "\"}",
+    );
+    let resp = s
+        .client
+        .post(format!("{}/Users", s.base()))
+        .bearer_auth(ACME)
+        .header("Content-Type", "application/scim+json")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 413);
     assert_eq!(total(&s.get("/Users").await), 0);
 }
 
-fn futures_stream(s: String) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
+fn futures_stream(
+    s: String,
+) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
     struct Once(Option<Vec<u8>>);
     impl futures_core::Stream for Once {
         type Item = Result<Vec<u8>, std::io::Error>;
-        fn poll_next(mut self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
             std::task::Poll::Ready(self.0.take().map(Ok))
         }
     }
@@ -81,13 +144,34 @@ async fn wrong_method_unknown_endpoint_and_me() {
     assert_error(&r, 405, None);
     assert_eq!(r.header("allow"), Some("GET, POST"));
     let id = s.user("m@x").await;
-    let r = s.call(Method::POST, &format!("/Users/{id}"), Some(ACME), Some(json!({}))).await;
+    let r = s
+        .call(
+            Method::POST,
+            &format!("/Users/{id}"),
+            Some(ACME),
+            Some(json!({})),
+        )
+        .await;
     assert_error(&r, 405, None);
     assert_eq!(r.header("allow"), Some("GET, PUT, PATCH, DELETE"));
-    assert_error(&s.call(Method::POST, "/ServiceProviderConfig", Some(ACME), Some(json!({}))).await, 405, None);
+    assert_error(
+        &s.call(
+            Method::POST,
+            "/ServiceProviderConfig",
+            Some(ACME),
+            Some(json!({})),
+        )
+        .await,
+        405,
+        None,
+    );
     assert_error(&s.get("/Widgets").await, 404, None);
     assert_error(&s.get("/Users/a/b").await, 404, None);
-    assert_error(&s.call(Method::GET, "/nothing/here", Some(ACME), None).await, 404, None);
+    assert_error(
+        &s.call(Method::GET, "/nothing/here", Some(ACME), None).await,
+        404,
+        None,
+    );
     assert_error(&s.get("/Me").await, 501, None);
     assert_error(&s.post("/Bulk", json!({})).await, 501, None);
 }

@@ -13,26 +13,72 @@ async fn if_none_match_gives_304_and_if_match_guards_writes() {
     let r = s.get(&p).await;
     let v1 = r.header("etag").unwrap().to_string();
     assert_eq!(r.body["meta"]["version"], v1.as_str());
-    let r = s.call_with(Method::GET, &p, Some(ACME), None, &[("If-None-Match", &v1)]).await;
+    let r = s
+        .call_with(Method::GET, &p, Some(ACME), None, &[("If-None-Match", &v1)])
+        .await;
     assert_eq!(r.status, 304);
     assert_eq!(r.header("etag"), Some(v1.as_str()));
     // A write with the current version works and changes the version.
-    let r = s.call_with(Method::PATCH, &p, Some(ACME), Some(json!({"Operations": [{"op": "replace", "path": "nickName", "value": "n"}]})), &[("If-Match", &v1)]).await;
+    let r = s
+        .call_with(
+            Method::PATCH,
+            &p,
+            Some(ACME),
+            Some(json!({"Operations": [{"op": "replace", "path": "nickName", "value": "n"}]})),
+            &[("If-Match", &v1)],
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let v2 = r.header("etag").unwrap().to_string();
     assert_ne!(v1, v2);
-    let r = s.call_with(Method::GET, &p, Some(ACME), None, &[("If-None-Match", &v1)]).await;
+    let r = s
+        .call_with(Method::GET, &p, Some(ACME), None, &[("If-None-Match", &v1)])
+        .await;
     assert_eq!(r.status, 200, "a stale If-None-Match gets the resource");
     // Stale If-Match: 412 on PUT, PATCH and DELETE, and nothing changes.
     let put = json!({"userName": "etag@x", "nickName": "other"});
-    assert_error(&s.call_with(Method::PUT, &p, Some(ACME), Some(put.clone()), &[("If-Match", &v1)]).await, 412, None);
-    assert_error(&s.call_with(Method::PATCH, &p, Some(ACME), Some(json!({"Operations": [{"op": "remove", "path": "nickName"}]})), &[("If-Match", &v1)]).await, 412, None);
-    assert_error(&s.call_with(Method::DELETE, &p, Some(ACME), None, &[("If-Match", &v1)]).await, 412, None);
+    assert_error(
+        &s.call_with(
+            Method::PUT,
+            &p,
+            Some(ACME),
+            Some(put.clone()),
+            &[("If-Match", &v1)],
+        )
+        .await,
+        412,
+        None,
+    );
+    assert_error(
+        &s.call_with(
+            Method::PATCH,
+            &p,
+            Some(ACME),
+            Some(json!({"Operations": [{"op": "remove", "path": "nickName"}]})),
+            &[("If-Match", &v1)],
+        )
+        .await,
+        412,
+        None,
+    );
+    assert_error(
+        &s.call_with(Method::DELETE, &p, Some(ACME), None, &[("If-Match", &v1)])
+            .await,
+        412,
+        None,
+    );
     assert_eq!(s.get(&p).await.body["nickName"], "n");
-    let r = s.call_with(Method::PUT, &p, Some(ACME), Some(put), &[("If-Match", "*")]).await;
+    let r = s
+        .call_with(Method::PUT, &p, Some(ACME), Some(put), &[("If-Match", "*")])
+        .await;
     assert_eq!(r.status, 200);
     let v3 = r.header("etag").unwrap().to_string();
-    assert_eq!(s.call_with(Method::DELETE, &p, Some(ACME), None, &[("If-Match", &v3)]).await.status, 204);
+    assert_eq!(
+        s.call_with(Method::DELETE, &p, Some(ACME), None, &[("If-Match", &v3)])
+            .await
+            .status,
+        204
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,7 +87,12 @@ async fn unchanged_writes_keep_the_version() {
     let g = s.group("Stable", &[]).await;
     let p = format!("/Groups/{g}");
     let v1 = s.get(&p).await.body["meta"]["version"].clone();
-    let r = s.patch(&p, json!([{"op": "replace", "value": {"id": g, "displayName": "Stable"}}])).await;
+    let r = s
+        .patch(
+            &p,
+            json!([{"op": "replace", "value": {"id": g, "displayName": "Stable"}}]),
+        )
+        .await;
     assert_eq!(r.status, 204);
     assert_eq!(s.get(&p).await.body["meta"]["version"], v1);
 }

@@ -7,7 +7,12 @@ use crate::harness::{Srv, assert_error, total};
 async fn ids(s: &Srv, query: &str) -> Vec<String> {
     let r = s.get(&format!("/Users?{query}")).await;
     assert_eq!(r.status, 200, "{query}: {}", r.body);
-    let mut v: Vec<String> = r.body["Resources"].as_array().unwrap().iter().map(|u| u["userName"].as_str().unwrap().to_string()).collect();
+    let mut v: Vec<String> = r.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["userName"].as_str().unwrap().to_string())
+        .collect();
     v.sort();
     v
 }
@@ -19,21 +24,44 @@ async fn the_rfc_operators_and_idp_encodings() {
     s.post("/Users", json!({"userName": "alice@example.com", "externalId": "Ext-1", "title": "Engineer",
         "name": {"familyName": "Smith"}, "emails": [{"value": "alice@example.com", "type": "work"}, {"value": "a@home.org", "type": "home"}],
         ent: {"employeeNumber": "100"}})).await;
-    s.post("/Users", json!({"userName": "bob@example.org", "externalId": "ext-2", "active": false,
-        "name": {"familyName": "Jones"}, "emails": [{"value": "bob@example.org", "type": "work"}]})).await;
+    s.post(
+        "/Users",
+        json!({"userName": "bob@example.org", "externalId": "ext-2", "active": false,
+        "name": {"familyName": "Jones"}, "emails": [{"value": "bob@example.org", "type": "work"}]}),
+    )
+    .await;
     s.post("/Users", json!({"userName": "carol&co (and) @example.com", "emails": [{"value": "c@x.io", "type": "other"}]})).await;
-    let all = ["alice@example.com", "bob@example.org", "carol&co (and) @example.com"];
+    let all = [
+        "alice@example.com",
+        "bob@example.org",
+        "carol&co (and) @example.com",
+    ];
     let ent_filter = format!("filter={ent}:employeeNumber eq \"100\"");
     let cases: Vec<(&str, Vec<&str>)> = vec![
         ("filter=userName+eq+%22ALICE%40example.com%22", vec![all[0]]),
-        ("filter=userName%20eq%20%22alice@example.com%22&startIndex=1&count=100", vec![all[0]]),
-        ("filter=userName eq \"carol%26co (and) @example.com\"&", vec![all[2]]),
+        (
+            "filter=userName%20eq%20%22alice@example.com%22&startIndex=1&count=100",
+            vec![all[0]],
+        ),
+        (
+            "filter=userName eq \"carol%26co (and) @example.com\"&",
+            vec![all[2]],
+        ),
         ("filter=externalId eq \"ext-1\"", vec![]),
         ("filter=externalId eq \"Ext-1\"", vec![all[0]]),
         ("filter=emails.value eq \"BOB@example.org\"", vec![all[1]]),
-        ("filter=emails[type eq \"work\" and value co \"@example.com\"]", vec![all[0]]),
-        ("filter=emails[type eq \"work\"].value eq \"alice@example.com\"", vec![all[0]]),
-        ("filter=userName ne \"alice@example.com\"", vec![all[1], all[2]]),
+        (
+            "filter=emails[type eq \"work\" and value co \"@example.com\"]",
+            vec![all[0]],
+        ),
+        (
+            "filter=emails[type eq \"work\"].value eq \"alice@example.com\"",
+            vec![all[0]],
+        ),
+        (
+            "filter=userName ne \"alice@example.com\"",
+            vec![all[1], all[2]],
+        ),
         ("filter=userName co \"example\"", all.to_vec()),
         ("filter=userName sw \"Bo\"", vec![all[1]]),
         ("filter=userName ew \".org\"", vec![all[1]]),
@@ -41,11 +69,23 @@ async fn the_rfc_operators_and_idp_encodings() {
         ("filter=name.familyName gt \"K\"", vec![all[0]]),
         ("filter=name.familyName le \"Jones\"", vec![all[1]]),
         ("filter=active eq false", vec![all[1]]),
-        ("filter=not (active eq false) and name.familyName pr", vec![all[0]]),
-        ("filter=(userName sw \"a\" or userName sw \"c\") and not (title pr)", vec![all[2]]),
+        (
+            "filter=not (active eq false) and name.familyName pr",
+            vec![all[0]],
+        ),
+        (
+            "filter=(userName sw \"a\" or userName sw \"c\") and not (title pr)",
+            vec![all[2]],
+        ),
         (&ent_filter, vec![all[0]]),
-        ("filter=urn:ietf:params:scim:schemas:core:2.0:User:userName eq \"bob@example.org\"", vec![all[1]]),
-        ("filter=meta.lastModified gt \"2015-10-10T14:38:21.8617979-07:00\"", all.to_vec()),
+        (
+            "filter=urn:ietf:params:scim:schemas:core:2.0:User:userName eq \"bob@example.org\"",
+            vec![all[1]],
+        ),
+        (
+            "filter=meta.lastModified gt \"2015-10-10T14:38:21.8617979-07:00\"",
+            all.to_vec(),
+        ),
         ("filter=meta.created lt \"2015-10-10T14:38:21Z\"", vec![]),
         ("filter=USERNAME EQ \"bob@example.org\"", vec![all[1]]),
     ];
@@ -59,10 +99,15 @@ async fn the_rfc_operators_and_idp_encodings() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_lookup_is_an_empty_list_not_404() {
     let s = Srv::start().await;
-    let r = s.get("/Users?filter=userName+eq+%22d0a0c1bd-5e0a-4d0e-9d2e-4b3c7a2f1e55%22").await;
+    let r = s
+        .get("/Users?filter=userName+eq+%22d0a0c1bd-5e0a-4d0e-9d2e-4b3c7a2f1e55%22")
+        .await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.body, json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
-        "totalResults": 0, "itemsPerPage": 0, "startIndex": 1, "Resources": []}));
+    assert_eq!(
+        r.body,
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+        "totalResults": 0, "itemsPerPage": 0, "startIndex": 1, "Resources": []})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,21 +116,35 @@ async fn group_filters_by_name_and_member() {
     let u = s.user("m@x").await;
     let g = s.group("Sales & Marketing", &[&u]).await;
     s.group("Other", &[]).await;
-    let r = s.get("/Groups?filter=displayName+eq+%22sales+%26+marketing%22&excludedAttributes=members").await;
+    let r = s
+        .get("/Groups?filter=displayName+eq+%22sales+%26+marketing%22&excludedAttributes=members")
+        .await;
     assert_eq!(total(&r), 1);
     assert_eq!(r.body["Resources"][0]["id"], g.as_str());
     assert!(r.body["Resources"][0].get("members").is_none());
-    let r = s.get(&format!("/Groups?filter=members.value eq \"{u}\"")).await;
+    let r = s
+        .get(&format!("/Groups?filter=members.value eq \"{u}\""))
+        .await;
     assert_eq!(total(&r), 1);
-    let r = s.get(&format!("/Groups?filter=members[value eq \"{u}\"]")).await;
+    let r = s
+        .get(&format!("/Groups?filter=members[value eq \"{u}\"]"))
+        .await;
     assert_eq!(total(&r), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_filters_are_400_invalid_filter() {
     let s = Srv::start().await;
-    for f in ["userName eq", "userName xx \"a\"", "(userName eq \"a\"", "userName eq \"a", "shoeSize eq \"9\"",
-        "name.shoe eq \"x\"", "userName eq \"a\" garbage", "emails[type eq \"work\""] {
+    for f in [
+        "userName eq",
+        "userName xx \"a\"",
+        "(userName eq \"a\"",
+        "userName eq \"a",
+        "shoeSize eq \"9\"",
+        "name.shoe eq \"x\"",
+        "userName eq \"a\" garbage",
+        "emails[type eq \"work\"",
+    ] {
         let r = s.get(&format!("/Users?filter={}", urlencode(f))).await;
         assert_error(&r, 400, Some("invalidFilter"));
     }
@@ -95,5 +154,13 @@ async fn bad_filters_are_400_invalid_filter() {
 }
 
 fn urlencode(s: &str) -> String {
-    s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }

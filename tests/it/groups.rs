@@ -5,7 +5,12 @@ use serde_json::json;
 use crate::harness::{Srv, assert_error, total};
 
 fn member_ids(body: &serde_json::Value) -> Vec<String> {
-    let mut v: Vec<String> = body["members"].as_array().expect("members").iter().map(|m| m["value"].as_str().unwrap().to_string()).collect();
+    let mut v: Vec<String> = body["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| m["value"].as_str().unwrap().to_string())
+        .collect();
     v.sort();
     v
 }
@@ -23,13 +28,27 @@ async fn group_with_user_and_group_members_and_computed_user_groups() {
     let mut want = vec![u1.clone(), inner.clone()];
     want.sort();
     assert_eq!(member_ids(&r.body), want);
-    let m = r.body["members"].as_array().unwrap().iter().find(|m| m["value"] == inner.as_str()).unwrap().clone();
+    let m = r.body["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["value"] == inner.as_str())
+        .unwrap()
+        .clone();
     assert_eq!(m["type"], "Group");
-    assert!(m["$ref"].as_str().unwrap().ends_with(&format!("/Groups/{inner}")));
+    assert!(
+        m["$ref"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/Groups/{inner}"))
+    );
     assert_eq!(r.body["externalId"], "ext-1");
     let u = s.get(&format!("/Users/{u1}")).await;
-    assert_eq!(u.body["groups"], json!([{"value": outer, "display": "Outer", "type": "direct",
-        "$ref": format!("{}/Groups/{outer}", s.base())}]));
+    assert_eq!(
+        u.body["groups"],
+        json!([{"value": outer, "display": "Outer", "type": "direct",
+        "$ref": format!("{}/Groups/{outer}", s.base())}])
+    );
     let g = s.get(&format!("/Groups/{outer}")).await;
     assert_eq!(member_ids(&g.body), want);
 }
@@ -39,12 +58,26 @@ async fn members_must_exist_and_a_group_cannot_hold_itself() {
     let s = Srv::start().await;
     let r = s.post("/Groups", json!({"displayName": "G", "members": [{"value": "01a203fb-9d8a-77b6-beb8-99c9f8d5ccc9"}]})).await;
     assert_error(&r, 400, Some("invalidValue"));
-    assert_eq!(total(&s.get("/Groups").await), 0, "a rejected create stores nothing");
+    assert_eq!(
+        total(&s.get("/Groups").await),
+        0,
+        "a rejected create stores nothing"
+    );
     let u = s.user("typed@x").await;
-    let r = s.post("/Groups", json!({"displayName": "G", "members": [{"value": u, "type": "Group"}]})).await;
+    let r = s
+        .post(
+            "/Groups",
+            json!({"displayName": "G", "members": [{"value": u, "type": "Group"}]}),
+        )
+        .await;
     assert_error(&r, 400, Some("invalidValue"));
     let g = s.group("Self", &[]).await;
-    let r = s.patch(&format!("/Groups/{g}"), json!([{"op": "add", "path": "members", "value": [{"value": g}]}])).await;
+    let r = s
+        .patch(
+            &format!("/Groups/{g}"),
+            json!([{"op": "add", "path": "members", "value": [{"value": g}]}]),
+        )
+        .await;
     assert_error(&r, 400, Some("invalidValue"));
 }
 
@@ -52,16 +85,32 @@ async fn members_must_exist_and_a_group_cannot_hold_itself() {
 async fn display_name_is_unique_case_insensitively() {
     let s = Srv::start().await;
     let g = s.group("Engineering", &[]).await;
-    let r = s.post("/Groups", json!({"displayName": "ENGINEERING"})).await;
+    let r = s
+        .post("/Groups", json!({"displayName": "ENGINEERING"}))
+        .await;
     assert_error(&r, 409, Some("uniqueness"));
     assert!(r.body["detail"].as_str().unwrap().contains(&g));
     let other = s.group("Sales", &[]).await;
-    let r = s.patch(&format!("/Groups/{other}"), json!([{"op": "replace", "path": "displayName", "value": "engineering"}])).await;
+    let r = s
+        .patch(
+            &format!("/Groups/{other}"),
+            json!([{"op": "replace", "path": "displayName", "value": "engineering"}]),
+        )
+        .await;
     assert_error(&r, 409, Some("uniqueness"));
     // Okta re-sends the unchanged name with its own id on every push: not a conflict.
-    let r = s.patch(&format!("/Groups/{g}"), json!([{"op": "replace", "value": {"id": g, "displayName": "Engineering"}}])).await;
+    let r = s
+        .patch(
+            &format!("/Groups/{g}"),
+            json!([{"op": "replace", "value": {"id": g, "displayName": "Engineering"}}]),
+        )
+        .await;
     assert_eq!(r.status, 204, "{}", r.body);
-    assert_error(&s.post("/Groups", json!({"members": []})).await, 400, Some("invalidValue"));
+    assert_error(
+        &s.post("/Groups", json!({"members": []})).await,
+        400,
+        Some("invalidValue"),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,8 +124,14 @@ async fn deleting_a_user_removes_it_from_every_group() {
     assert_eq!(s.delete(&format!("/Users/{a}")).await.status, 204);
     let after = s.get(&format!("/Groups/{g1}")).await;
     assert_eq!(member_ids(&after.body), vec![b.clone()]);
-    assert_ne!(after.body["meta"]["version"], before.body["meta"]["version"], "the group changed");
-    assert_eq!(s.get(&format!("/Groups/{g2}")).await.body["members"], json!([]));
+    assert_ne!(
+        after.body["meta"]["version"], before.body["meta"]["version"],
+        "the group changed"
+    );
+    assert_eq!(
+        s.get(&format!("/Groups/{g2}")).await.body["members"],
+        json!([])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,8 +141,14 @@ async fn deleting_a_group_removes_its_membership_rows() {
     let inner = s.group("Inner", &[&a]).await;
     let outer = s.group("Outer", &[&inner]).await;
     assert_eq!(s.delete(&format!("/Groups/{inner}")).await.status, 204);
-    assert_eq!(s.get(&format!("/Users/{a}")).await.body["groups"], json!([]));
-    assert_eq!(s.get(&format!("/Groups/{outer}")).await.body["members"], json!([]));
+    assert_eq!(
+        s.get(&format!("/Users/{a}")).await.body["groups"],
+        json!([])
+    );
+    assert_eq!(
+        s.get(&format!("/Groups/{outer}")).await.body["members"],
+        json!([])
+    );
     assert_error(&s.get(&format!("/Groups/{inner}")).await, 404, None);
     // A group of the same name can be made again.
     s.group("Inner", &[]).await;
@@ -99,16 +160,32 @@ async fn excluded_members_and_put_replacing_the_member_list() {
     let a = s.user("a@x").await;
     let b = s.user("b@x").await;
     let g = s.group("G", &[&a]).await;
-    let r = s.get(&format!("/Groups/{g}?excludedAttributes=members")).await;
+    let r = s
+        .get(&format!("/Groups/{g}?excludedAttributes=members"))
+        .await;
     assert_eq!(r.status, 200);
     assert!(r.body.get("members").is_none(), "{}", r.body);
     assert_eq!(r.body["displayName"], "G");
     let r = s.get("/Groups?excludedAttributes=members").await;
     assert!(r.body["Resources"][0].get("members").is_none());
-    let r = s.put(&format!("/Groups/{g}"), json!({"displayName": "G2", "members": [{"value": b}]})).await;
+    let r = s
+        .put(
+            &format!("/Groups/{g}"),
+            json!({"displayName": "G2", "members": [{"value": b}]}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(member_ids(&r.body), vec![b.clone()]);
-    assert_eq!(s.get(&format!("/Users/{a}")).await.body["groups"], json!([]));
-    let r = s.put(&format!("/Groups/{g}"), json!({"displayName": "G2"})).await;
-    assert_eq!(r.body["members"], json!([]), "PUT without members empties the group");
+    assert_eq!(
+        s.get(&format!("/Users/{a}")).await.body["groups"],
+        json!([])
+    );
+    let r = s
+        .put(&format!("/Groups/{g}"), json!({"displayName": "G2"}))
+        .await;
+    assert_eq!(
+        r.body["members"],
+        json!([]),
+        "PUT without members empties the group"
+    );
 }

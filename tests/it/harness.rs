@@ -38,7 +38,10 @@ impl Res {
     }
     /// `id` of the returned resource.
     pub fn id(&self) -> String {
-        self.body["id"].as_str().expect("response has an id").to_string()
+        self.body["id"]
+            .as_str()
+            .expect("response has an id")
+            .to_string()
     }
 }
 
@@ -53,7 +56,10 @@ pub fn test_config(dir: &std::path::Path) -> Config {
             tenant.into(),
             TenantConfig {
                 display_name: None,
-                tokens: vec![TokenConfig { name: name.into(), sha256: hex(&digest(tok)) }],
+                tokens: vec![TokenConfig {
+                    name: name.into(),
+                    sha256: hex(&digest(tok)),
+                }],
             },
         );
     }
@@ -73,10 +79,18 @@ impl Srv {
     }
 
     pub async fn start_config(dir: TempDir, cfg: Config) -> Srv {
-        assert!(cfg.problems().is_empty(), "test config invalid: {:?}", cfg.problems());
+        assert!(
+            cfg.problems().is_empty(),
+            "test config invalid: {:?}",
+            cfg.problems()
+        );
         let server = Server::bind(cfg.clone()).await.expect("server starts");
         let addr = server.local_addr().expect("bound");
-        let cert_path: PathBuf = cfg.tls.cert.clone().unwrap_or_else(|| cfg.storage.dir.join("tls/cert.pem"));
+        let cert_path: PathBuf = cfg
+            .tls
+            .cert
+            .clone()
+            .unwrap_or_else(|| cfg.storage.dir.join("tls/cert.pem"));
         let pem = std::fs::read(&cert_path).expect("certificate written");
         let client = reqwest::Client::builder()
             .tls_certs_only([Certificate::from_pem(&pem).expect("pem")])
@@ -115,12 +129,31 @@ impl Srv {
         format!("{}/scim/v2", self.url)
     }
 
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Res {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Res {
         self.call_with(method, path, token, body, &[]).await
     }
 
-    pub async fn call_with(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>, headers: &[(&str, &str)]) -> Res {
-        let url = if path.starts_with("http") { path.to_string() } else if path.starts_with("/tenants") || path.starts_with("/scim") { format!("{}{path}", self.url) } else { format!("{}{path}", self.base()) };
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Res {
+        let url = if path.starts_with("http") {
+            path.to_string()
+        } else if path.starts_with("/tenants") || path.starts_with("/scim") {
+            format!("{}{path}", self.url)
+        } else {
+            format!("{}{path}", self.base())
+        };
         let mut rb = self.client.request(method, url);
         if let Some(t) = token {
             rb = rb.header("Authorization", format!("Bearer {t}"));
@@ -129,14 +162,25 @@ impl Srv {
             rb = rb.header(*k, *v);
         }
         if let Some(b) = body {
-            rb = rb.header("Content-Type", "application/scim+json").body(b.to_string());
+            rb = rb
+                .header("Content-Type", "application/scim+json")
+                .body(b.to_string());
         }
         let resp = rb.send().await.expect("request sent");
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let bytes = resp.bytes().await.expect("body");
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned())) };
-        Res { status, headers, body }
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Res {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// Calls as tenant `acme`.
@@ -159,23 +203,36 @@ impl Srv {
 
     /// Create a user with the given userName (and a work email equal to it).
     pub async fn user(&self, user_name: &str) -> String {
-        let r = self.post("/Users", serde_json::json!({
-            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-            "userName": user_name,
-            "name": {"givenName": "Given", "familyName": "Family"},
-            "emails": [{"value": user_name, "type": "work", "primary": true}],
-            "active": true,
-        })).await;
+        let r = self
+            .post(
+                "/Users",
+                serde_json::json!({
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                    "userName": user_name,
+                    "name": {"givenName": "Given", "familyName": "Family"},
+                    "emails": [{"value": user_name, "type": "work", "primary": true}],
+                    "active": true,
+                }),
+            )
+            .await;
         assert_eq!(r.status, 201, "{}", r.body);
         r.id()
     }
 
     pub async fn group(&self, name: &str, members: &[&str]) -> String {
-        let members: Vec<Value> = members.iter().map(|m| serde_json::json!({"value": m})).collect();
-        let r = self.post("/Groups", serde_json::json!({
-            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-            "displayName": name, "members": members,
-        })).await;
+        let members: Vec<Value> = members
+            .iter()
+            .map(|m| serde_json::json!({"value": m}))
+            .collect();
+        let r = self
+            .post(
+                "/Groups",
+                serde_json::json!({
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                    "displayName": name, "members": members,
+                }),
+            )
+            .await;
         assert_eq!(r.status, 201, "{}", r.body);
         r.id()
     }
@@ -184,16 +241,29 @@ impl Srv {
 /// Assert an RFC 7644 error body with this status and scimType.
 pub fn assert_error(r: &Res, status: u16, scim_type: Option<&str>) {
     assert_eq!(r.status, status, "body: {}", r.body);
-    assert_eq!(r.body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error", "{}", r.body);
+    assert_eq!(
+        r.body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error",
+        "{}",
+        r.body
+    );
     assert_eq!(r.body["status"], status.to_string(), "{}", r.body);
-    assert!(r.body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{}", r.body);
+    assert!(
+        r.body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{}",
+        r.body
+    );
     match scim_type {
         Some(t) => assert_eq!(r.body["scimType"], t, "{}", r.body),
         None => assert!(r.body.get("scimType").is_none(), "{}", r.body),
     }
-    assert!(r.header("content-type").is_some_and(|c| c.starts_with("application/scim+json")));
+    assert!(
+        r.header("content-type")
+            .is_some_and(|c| c.starts_with("application/scim+json"))
+    );
 }
 
 pub fn total(r: &Res) -> u64 {
-    r.body["totalResults"].as_u64().expect("totalResults is an integer")
+    r.body["totalResults"]
+        .as_u64()
+        .expect("totalResults is an integer")
 }

@@ -5,7 +5,12 @@ use serde_json::{Value, json};
 use crate::harness::{Srv, assert_error, total};
 
 fn names(r: &crate::harness::Res) -> Vec<String> {
-    r.body["Resources"].as_array().unwrap().iter().map(|u| u["userName"].as_str().unwrap_or("").to_string()).collect()
+    r.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["userName"].as_str().unwrap_or("").to_string())
+        .collect()
 }
 
 async fn seed(s: &Srv, n: usize) -> Vec<String> {
@@ -22,8 +27,18 @@ async fn pages_are_one_based_stable_and_disjoint() {
     seed(&s, 7).await;
     let r = s.get("/Users?startIndex=1&count=2").await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.body["schemas"], json!(["urn:ietf:params:scim:api:messages:2.0:ListResponse"]));
-    assert_eq!((total(&r), r.body["itemsPerPage"].as_u64(), r.body["startIndex"].as_u64()), (7, Some(2), Some(1)));
+    assert_eq!(
+        r.body["schemas"],
+        json!(["urn:ietf:params:scim:api:messages:2.0:ListResponse"])
+    );
+    assert_eq!(
+        (
+            total(&r),
+            r.body["itemsPerPage"].as_u64(),
+            r.body["startIndex"].as_u64()
+        ),
+        (7, Some(2), Some(1))
+    );
     let mut all = Vec::new();
     for start in [1, 3, 5, 7] {
         let r = s.get(&format!("/Users?startIndex={start}&count=2")).await;
@@ -32,7 +47,14 @@ async fn pages_are_one_based_stable_and_disjoint() {
     let expected: Vec<String> = (0..7).map(|i| format!("user{i:02}@x")).collect();
     assert_eq!(all, expected, "creation order, no overlap, nothing missing");
     let r = s.get("/Users?startIndex=0&count=-5").await;
-    assert_eq!((r.body["startIndex"].as_u64(), r.body["itemsPerPage"].as_u64(), total(&r)), (Some(1), Some(0), 7));
+    assert_eq!(
+        (
+            r.body["startIndex"].as_u64(),
+            r.body["itemsPerPage"].as_u64(),
+            total(&r)
+        ),
+        (Some(1), Some(0), 7)
+    );
     let r = s.get("/Users?count=0").await;
     assert_eq!(r.body["Resources"], json!([]));
     assert_eq!(total(&r), 7);
@@ -58,7 +80,12 @@ async fn count_is_capped_at_max_results() {
 async fn sorts_by_attribute_both_ways() {
     let s = Srv::start().await;
     for (u, family) in [("b@x", "Zed"), ("a@x", "Mid"), ("c@x", "alpha")] {
-        let r = s.post("/Users", json!({"userName": u, "name": {"familyName": family}})).await;
+        let r = s
+            .post(
+                "/Users",
+                json!({"userName": u, "name": {"familyName": family}}),
+            )
+            .await;
         assert_eq!(r.status, 201);
     }
     s.post("/Users", json!({"userName": "d@x"})).await;
@@ -66,11 +93,25 @@ async fn sorts_by_attribute_both_ways() {
     assert_eq!(names(&r), ["a@x", "b@x", "c@x", "d@x"]);
     let r = s.get("/Users?sortBy=userName&sortOrder=descending").await;
     assert_eq!(names(&r), ["d@x", "c@x", "b@x", "a@x"]);
-    let r = s.get("/Users?sortBy=name.familyName&count=2&startIndex=2").await;
-    assert_eq!(names(&r), ["a@x", "b@x"], "alpha < Mid < Zed case-insensitively, missing last");
+    let r = s
+        .get("/Users?sortBy=name.familyName&count=2&startIndex=2")
+        .await;
+    assert_eq!(
+        names(&r),
+        ["a@x", "b@x"],
+        "alpha < Mid < Zed case-insensitively, missing last"
+    );
     assert_eq!(total(&r), 4);
-    assert_error(&s.get("/Users?sortBy=shoeSize").await, 400, Some("invalidValue"));
-    assert_error(&s.get("/Users?sortBy=userName&sortOrder=sideways").await, 400, Some("invalidValue"));
+    assert_error(
+        &s.get("/Users?sortBy=shoeSize").await,
+        400,
+        Some("invalidValue"),
+    );
+    assert_error(
+        &s.get("/Users?sortBy=userName&sortOrder=sideways").await,
+        400,
+        Some("invalidValue"),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,8 +123,15 @@ async fn attributes_and_excluded_attributes_in_lists_and_gets() {
     assert_eq!(u["id"], id.as_str());
     assert_eq!(u["userName"], "proj@x");
     assert_eq!(u["emails"], json!([{"value": "proj@x"}]));
-    assert!(u.get("name").is_none() && u.get("meta").is_none() && u.get("groups").is_none(), "{u}");
-    let r = s.get(&format!("/Users/{id}?excludedAttributes=emails,name.givenName,id")).await;
+    assert!(
+        u.get("name").is_none() && u.get("meta").is_none() && u.get("groups").is_none(),
+        "{u}"
+    );
+    let r = s
+        .get(&format!(
+            "/Users/{id}?excludedAttributes=emails,name.givenName,id"
+        ))
+        .await;
     assert!(r.body.get("emails").is_none());
     assert_eq!(r.body["name"], json!({"familyName": "Family"}));
     assert_eq!(r.body["id"], id.as_str(), "id is always returned");
@@ -96,23 +144,39 @@ async fn post_search_on_collections_and_root() {
     let s = Srv::start().await;
     seed(&s, 3).await;
     let g = s.group("Searchers", &[]).await;
-    let req = |f: Value| json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": f,
-        "attributes": ["userName", "displayName"], "startIndex": 1, "count": 10});
-    let r = s.post("/Users/.search", req(json!("userName sw \"user0\""))).await;
+    let req = |f: Value| {
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": f,
+        "attributes": ["userName", "displayName"], "startIndex": 1, "count": 10})
+    };
+    let r = s
+        .post("/Users/.search", req(json!("userName sw \"user0\"")))
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(total(&r), 3);
     assert!(r.body["Resources"][0].get("emails").is_none());
-    let r = s.post("/Groups/.search", req(json!("displayName eq \"Searchers\""))).await;
+    let r = s
+        .post(
+            "/Groups/.search",
+            req(json!("displayName eq \"Searchers\"")),
+        )
+        .await;
     assert_eq!(r.body["Resources"][0]["id"], g.as_str());
     // At the root both types are searched.
-    let r = s.post("/.search", json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]})).await;
+    let r = s
+        .post(
+            "/.search",
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]}),
+        )
+        .await;
     assert_eq!(total(&r), 4);
     let r = s.post("/.search", json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "startIndex": 3, "count": 2})).await;
     assert_eq!(r.body["Resources"].as_array().unwrap().len(), 2);
     assert_eq!(r.body["Resources"][1]["id"], g.as_str());
     let r = s.post("/.search", json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": "displayName eq \"Searchers\""})).await;
     assert_eq!(total(&r), 1);
-    let r = s.post("/Users/.search", json!({"schemas": ["urn:wrong"]})).await;
+    let r = s
+        .post("/Users/.search", json!({"schemas": ["urn:wrong"]}))
+        .await;
     assert_error(&r, 400, Some("invalidValue"));
     assert_error(&s.get("/Users/.search").await, 405, None);
 }

@@ -1,6 +1,8 @@
 //! Integration tests: the real server over TLS on 127.0.0.1:0, driven by a real HTTPS
 //! client. One binary for all of them (faster to build on two cores).
 
+#![allow(clippy::unwrap_used)] // test helpers fail loudly by design
+
 mod harness;
 
 mod auth;

@@ -20,13 +20,22 @@ async fn user_patch_returns_200_with_the_change() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["active"], false);
     assert_eq!(r.body["nickName"], "Babs");
-    assert_eq!(r.body["emails"], json!([{"value": "new@x", "type": "work", "primary": true}]));
-    assert_eq!(r.body[ENT]["manager"], json!({"value": "2c2f6fb8-254f-492e-b7fe-c09c5a61c8a2"}));
+    assert_eq!(
+        r.body["emails"],
+        json!([{"value": "new@x", "type": "work", "primary": true}])
+    );
+    assert_eq!(
+        r.body[ENT]["manager"],
+        json!({"value": "2c2f6fb8-254f-492e-b7fe-c09c5a61c8a2"})
+    );
     assert_eq!(r.body[ENT]["employeeNumber"], "Aklq");
     assert_eq!(r.body["name"]["givenName"], "Kkom");
     assert_eq!(r.body["name"]["familyName"], "Family");
     assert_ne!(r.body["meta"]["version"], before.body["meta"]["version"]);
-    assert_ne!(r.body["meta"]["lastModified"], before.body["meta"]["lastModified"]);
+    assert_ne!(
+        r.body["meta"]["lastModified"],
+        before.body["meta"]["lastModified"]
+    );
     assert_eq!(s.get(&format!("/Users/{id}")).await.body, r.body);
     // The new email is what lookups find now.
     let f = s.get("/Users?filter=emails.value%20eq%20%22new@x%22").await;
@@ -38,16 +47,26 @@ async fn a_failing_operation_leaves_the_resource_untouched() {
     let s = Srv::start().await;
     let id = s.user("atomic@x").await;
     let before = s.get(&format!("/Users/{id}")).await;
-    let r = s.patch(&format!("/Users/{id}"), json!([
+    let r = s
+        .patch(
+            &format!("/Users/{id}"),
+            json!([
         {"op": "replace", "path": "displayName", "value": "Changed"},
-        {"op": "replace", "path": "active", "value": "maybe"}])).await;
+        {"op": "replace", "path": "active", "value": "maybe"}]),
+        )
+        .await;
     assert_error(&r, 400, Some("invalidValue"));
     assert_eq!(s.get(&format!("/Users/{id}")).await.body, before.body);
     // A later op that collides on userName rolls back the earlier ones too.
     s.user("taken@x").await;
-    let r = s.patch(&format!("/Users/{id}"), json!([
+    let r = s
+        .patch(
+            &format!("/Users/{id}"),
+            json!([
         {"op": "replace", "path": "displayName", "value": "Changed"},
-        {"op": "replace", "path": "userName", "value": "TAKEN@x"}])).await;
+        {"op": "replace", "path": "userName", "value": "TAKEN@x"}]),
+        )
+        .await;
     assert_error(&r, 409, Some("uniqueness"));
     assert_eq!(s.get(&format!("/Users/{id}")).await.body, before.body);
 }
@@ -58,17 +77,82 @@ async fn patch_errors_have_the_rfc_scim_types() {
     let id = s.user("err@x").await;
     let p = format!("/Users/{id}");
     let before = s.get(&p).await;
-    assert_error(&s.patch(&p, json!([{"op": "remove"}])).await, 400, Some("noTarget"));
-    assert_error(&s.patch(&p, json!([{"op": "replace", "path": "emails[type eq \"work\"", "value": "x"}])).await, 400, Some("invalidPath"));
-    assert_error(&s.patch(&p, json!([{"op": "replace", "path": "emails[type co \"zz\"].value", "value": "x@y"}])).await, 400, Some("noTarget"));
-    assert_error(&s.patch(&p, json!([{"op": "move", "path": "userName", "value": "x"}])).await, 400, Some("invalidValue"));
-    assert_error(&s.patch(&p, json!([{"op": "replace", "path": "id", "value": "other"}])).await, 400, Some("mutability"));
-    assert_error(&s.patch(&p, json!([{"op": "remove", "path": "userName"}])).await, 400, Some("invalidValue"));
-    assert_error(&s.patch(&p, json!([{"op": "add", "path": "nickName"}])).await, 400, Some("invalidValue"));
-    let r = s.call(reqwest::Method::PATCH, &p, Some(crate::harness::ACME), Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"]}))).await;
+    assert_error(
+        &s.patch(&p, json!([{"op": "remove"}])).await,
+        400,
+        Some("noTarget"),
+    );
+    assert_error(
+        &s.patch(
+            &p,
+            json!([{"op": "replace", "path": "emails[type eq \"work\"", "value": "x"}]),
+        )
+        .await,
+        400,
+        Some("invalidPath"),
+    );
+    assert_error(
+        &s.patch(
+            &p,
+            json!([{"op": "replace", "path": "emails[type co \"zz\"].value", "value": "x@y"}]),
+        )
+        .await,
+        400,
+        Some("noTarget"),
+    );
+    assert_error(
+        &s.patch(
+            &p,
+            json!([{"op": "move", "path": "userName", "value": "x"}]),
+        )
+        .await,
+        400,
+        Some("invalidValue"),
+    );
+    assert_error(
+        &s.patch(
+            &p,
+            json!([{"op": "replace", "path": "id", "value": "other"}]),
+        )
+        .await,
+        400,
+        Some("mutability"),
+    );
+    assert_error(
+        &s.patch(&p, json!([{"op": "remove", "path": "userName"}]))
+            .await,
+        400,
+        Some("invalidValue"),
+    );
+    assert_error(
+        &s.patch(&p, json!([{"op": "add", "path": "nickName"}]))
+            .await,
+        400,
+        Some("invalidValue"),
+    );
+    let r = s
+        .call(
+            reqwest::Method::PATCH,
+            &p,
+            Some(crate::harness::ACME),
+            Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"]})),
+        )
+        .await;
     assert_error(&r, 400, Some("invalidValue"));
-    assert_error(&s.patch("/Users/01a203fb-9d8a-77b6-beb8-99c9f8d5ccc9", json!([{"op": "remove", "path": "nickName"}])).await, 404, None);
-    assert_eq!(s.get(&p).await.body, before.body, "no failed PATCH changed anything");
+    assert_error(
+        &s.patch(
+            "/Users/01a203fb-9d8a-77b6-beb8-99c9f8d5ccc9",
+            json!([{"op": "remove", "path": "nickName"}]),
+        )
+        .await,
+        404,
+        None,
+    );
+    assert_eq!(
+        s.get(&p).await.body,
+        before.body,
+        "no failed PATCH changed anything"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,12 +162,22 @@ async fn group_membership_patches_touch_only_the_named_members() {
     let g = s.group("Team", &[&users[0], &users[1], &users[2]]).await;
     let p = format!("/Groups/{g}");
     let members = |r: &crate::harness::Res| {
-        let mut v: Vec<String> = r.body["members"].as_array().unwrap().iter().map(|m| m["value"].as_str().unwrap().to_string()).collect();
+        let mut v: Vec<String> = r.body["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["value"].as_str().unwrap().to_string())
+            .collect();
         v.sort();
         v
     };
     // Entra without the flag: remove by value list, only those.
-    let r = s.patch(&p, json!([{"op": "Remove", "path": "members", "value": [{"value": users[0]}]}])).await;
+    let r = s
+        .patch(
+            &p,
+            json!([{"op": "Remove", "path": "members", "value": [{"value": users[0]}]}]),
+        )
+        .await;
     assert_eq!(r.status, 204, "{}", r.body);
     let mut want = vec![users[1].clone(), users[2].clone()];
     want.sort();
@@ -103,10 +197,20 @@ async fn group_membership_patches_touch_only_the_named_members() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["members"].as_array().unwrap().len(), 3);
     // Replace all, then remove all.
-    let r = s.patch(&p, json!([{"op": "replace", "path": "members", "value": [{"value": users[0]}]}])).await;
+    let r = s
+        .patch(
+            &p,
+            json!([{"op": "replace", "path": "members", "value": [{"value": users[0]}]}]),
+        )
+        .await;
     assert_eq!(r.status, 204);
     assert_eq!(members(&s.get(&p).await), vec![users[0].clone()]);
-    assert_eq!(s.patch(&p, json!([{"op": "remove", "path": "members"}])).await.status, 204);
+    assert_eq!(
+        s.patch(&p, json!([{"op": "remove", "path": "members"}]))
+            .await
+            .status,
+        204
+    );
     assert_eq!(s.get(&p).await.body["members"], json!([]));
 }
 

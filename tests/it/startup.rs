@@ -14,7 +14,10 @@ async fn self_signed_certificate_is_made_once_and_reused_with_the_data() {
     let cfg = test_config(dir.path());
     let s = Srv::start_config(dir, cfg).await;
     let cert_after = std::fs::read(s.dir.path().join("state/tls/cert.pem")).unwrap();
-    assert_eq!(cert_before, cert_after, "the self-signed certificate must be reused");
+    assert_eq!(
+        cert_before, cert_after,
+        "the self-signed certificate must be reused"
+    );
     let r = s.get(&format!("/Users/{id}")).await;
     assert_eq!(r.status, 200, "data must survive a restart: {}", r.body);
     assert_eq!(r.body["userName"], "persist@example.com");
@@ -41,7 +44,13 @@ async fn serves_a_pem_certificate_and_key_from_files() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn negotiates_h2_and_accepts_tls12_and_http1() {
     let s = Srv::start().await;
-    let r = s.client.get(format!("{}/Users", s.base())).bearer_auth(ACME).send().await.unwrap();
+    let r = s
+        .client
+        .get(format!("{}/Users", s.base()))
+        .bearer_auth(ACME)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.version(), reqwest::Version::HTTP_2, "ALPN should pick h2");
     let pem = std::fs::read(s.dir.path().join("state/tls/cert.pem")).unwrap();
     let c12 = reqwest::Client::builder()
@@ -51,7 +60,12 @@ async fn negotiates_h2_and_accepts_tls12_and_http1() {
         .no_proxy()
         .build()
         .unwrap();
-    let r = c12.get(format!("{}/Users", s.base())).bearer_auth(ACME).send().await.unwrap();
+    let r = c12
+        .get(format!("{}/Users", s.base()))
+        .bearer_auth(ACME)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.version(), reqwest::Version::HTTP_11);
 }
@@ -61,8 +75,15 @@ async fn plain_http_client_gets_no_answer_from_the_tls_port() {
     let s = Srv::start().await;
     let plain = reqwest::Client::builder().no_proxy().build().unwrap();
     let url = s.base().replace("https://", "http://");
-    let r = plain.get(format!("{url}/Users")).bearer_auth(ACME).send().await;
-    assert!(r.is_err() || r.is_ok_and(|r| r.status() != 200), "plain HTTP must not be served on the TLS port");
+    let r = plain
+        .get(format!("{url}/Users"))
+        .bearer_auth(ACME)
+        .send()
+        .await;
+    assert!(
+        r.is_err() || r.is_ok_and(|r| r.status() != 200),
+        "plain HTTP must not be served on the TLS port"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,8 +98,14 @@ async fn plain_http_on_loopback_when_asked_for() {
     let task = tokio::spawn(server.serve(async move {
         let _ = rx.await;
     }));
-    let r = reqwest::Client::builder().no_proxy().build().unwrap()
-        .request(Method::GET, format!("http://127.0.0.1:{port}/scim/v2/Users"))
+    let r = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .request(
+            Method::GET,
+            format!("http://127.0.0.1:{port}/scim/v2/Users"),
+        )
         .bearer_auth(ACME)
         .send()
         .await

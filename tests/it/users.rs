@@ -39,14 +39,29 @@ async fn create_returns_201_location_etag_and_every_attribute_but_password() {
     let b = &r.body;
     let id = r.id();
     assert_eq!(r.header("location"), b["meta"]["location"].as_str());
-    assert!(b["meta"]["location"].as_str().unwrap().ends_with(&format!("/scim/v2/Users/{id}")));
+    assert!(
+        b["meta"]["location"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/scim/v2/Users/{id}"))
+    );
     assert_eq!(r.header("etag"), b["meta"]["version"].as_str());
     assert!(r.header("etag").unwrap().starts_with("W/\""));
-    assert!(r.header("content-type").unwrap().starts_with("application/scim+json"));
+    assert!(
+        r.header("content-type")
+            .unwrap()
+            .starts_with("application/scim+json")
+    );
     assert_eq!(b["meta"]["resourceType"], "User");
     assert!(b["meta"]["created"].as_str().unwrap().contains('T'));
-    assert!(b.get("password").is_none(), "password must never be returned");
-    assert_eq!(b["schemas"], json!(["urn:ietf:params:scim:schemas:core:2.0:User", ENT]));
+    assert!(
+        b.get("password").is_none(),
+        "password must never be returned"
+    );
+    assert_eq!(
+        b["schemas"],
+        json!(["urn:ietf:params:scim:schemas:core:2.0:User", ENT])
+    );
     let mut expected = full_user();
     for k in ["schemas", "password", "groups"] {
         expected.as_object_mut().unwrap().remove(k);
@@ -64,8 +79,13 @@ async fn create_returns_201_location_etag_and_every_attribute_but_password() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_attributes_from_the_client_are_ignored() {
     let s = Srv::start().await;
-    let r = s.post("/Users", json!({"userName": "ro", "id": "client-chosen",
-        "meta": {"created": "04-12-2018 00:00:00", "version": "v1.0"}, "groups": [{"value": "x"}]})).await;
+    let r = s
+        .post(
+            "/Users",
+            json!({"userName": "ro", "id": "client-chosen",
+        "meta": {"created": "04-12-2018 00:00:00", "version": "v1.0"}, "groups": [{"value": "x"}]}),
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_ne!(r.id(), "client-chosen");
     assert_ne!(r.body["meta"]["created"], "04-12-2018 00:00:00");
@@ -76,11 +96,19 @@ async fn read_only_attributes_from_the_client_are_ignored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attribute_names_are_case_insensitive_and_stored_canonically() {
     let s = Srv::start().await;
-    let r = s.post("/Users", json!({"USERNAME": "ci", "Emails": [{"Value": "ci@x", "Primary": true}],
-        ENT: {"Department": "Ops"}, "NAME": {"GIVENNAME": "G"}})).await;
+    let r = s
+        .post(
+            "/Users",
+            json!({"USERNAME": "ci", "Emails": [{"Value": "ci@x", "Primary": true}],
+        ENT: {"Department": "Ops"}, "NAME": {"GIVENNAME": "G"}}),
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.body["userName"], "ci");
-    assert_eq!(r.body["emails"], json!([{"value": "ci@x", "primary": true}]));
+    assert_eq!(
+        r.body["emails"],
+        json!([{"value": "ci@x", "primary": true}])
+    );
     assert_eq!(r.body[ENT]["department"], "Ops");
     assert_eq!(r.body["name"]["givenName"], "G");
 }
@@ -92,13 +120,27 @@ async fn username_is_unique_case_insensitively_and_conflict_names_the_holder() {
     for name in ["Dup@Example.com", "DUP@EXAMPLE.COM", "dup@example.com"] {
         let r = s.post("/Users", json!({"userName": name})).await;
         assert_error(&r, 409, Some("uniqueness"));
-        assert!(r.body["detail"].as_str().unwrap().contains(&id), "detail names the existing id: {}", r.body);
+        assert!(
+            r.body["detail"].as_str().unwrap().contains(&id),
+            "detail names the existing id: {}",
+            r.body
+        );
     }
     // A rename onto a taken name is a conflict too; onto its own name (other case) is fine.
     let other = s.user("other@example.com").await;
-    let r = s.put(&format!("/Users/{other}"), json!({"userName": "DUP@example.com"})).await;
+    let r = s
+        .put(
+            &format!("/Users/{other}"),
+            json!({"userName": "DUP@example.com"}),
+        )
+        .await;
     assert_error(&r, 409, Some("uniqueness"));
-    let r = s.put(&format!("/Users/{id}"), json!({"userName": "dup@example.com"})).await;
+    let r = s
+        .put(
+            &format!("/Users/{id}"),
+            json!({"userName": "dup@example.com"}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
@@ -118,7 +160,10 @@ async fn put_replaces_clears_omitted_attributes_and_ignores_okta_extras() {
         "name": {"familyName": "Doe", "givenName": "Jane"}, "groups": []})).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["userName"], "jane.doe@example.com");
-    assert!(r.body.get("title").is_none(), "omitted attributes are cleared");
+    assert!(
+        r.body.get("title").is_none(),
+        "omitted attributes are cleared"
+    );
     assert!(r.body.get(ENT).is_none());
     assert!(r.body.get("password").is_none());
     assert_eq!(r.body["meta"]["created"], created.body["meta"]["created"]);
@@ -130,13 +175,47 @@ async fn put_replaces_clears_omitted_attributes_and_ignores_okta_extras() {
 async fn put_rules_unknown_id_missing_username_and_other_id() {
     let s = Srv::start().await;
     let id = s.user("p@x").await;
-    assert_error(&s.put("/Users/010101001010101011001010101011", json!({"userName": "a"})).await, 404, None);
-    assert_error(&s.put("/Users/01a203fb-9d8a-77b6-beb8-99c9f8d5ccc9", json!({"userName": "a"})).await, 404, None);
-    assert_error(&s.put(&format!("/Users/{id}"), json!({"displayName": "no userName"})).await, 400, Some("invalidValue"));
-    let r = s.put(&format!("/Users/{id}"), json!({"id": "01a203fb-9d8a-77b6-beb8-99c9f8d5ccc9", "userName": "p@x"})).await;
+    assert_error(
+        &s.put(
+            "/Users/010101001010101011001010101011",
+            json!({"userName": "a"}),
+        )
+        .await,
+        404,
+        None,
+    );
+    assert_error(
+        &s.put(
+            "/Users/01a203fb-9d8a-77b6-beb8-99c9f8d5ccc9",
+            json!({"userName": "a"}),
+        )
+        .await,
+        404,
+        None,
+    );
+    assert_error(
+        &s.put(
+            &format!("/Users/{id}"),
+            json!({"displayName": "no userName"}),
+        )
+        .await,
+        400,
+        Some("invalidValue"),
+    );
+    let r = s
+        .put(
+            &format!("/Users/{id}"),
+            json!({"id": "01a203fb-9d8a-77b6-beb8-99c9f8d5ccc9", "userName": "p@x"}),
+        )
+        .await;
     assert_error(&r, 400, Some("mutability"));
     // An unknown attribute is ignored (Microsoft's reference: "adreses" → 200).
-    let r = s.put(&format!("/Users/{id}"), json!({"userName": "p@x", "adreses": [{"x": 1}]})).await;
+    let r = s
+        .put(
+            &format!("/Users/{id}"),
+            json!({"userName": "p@x", "adreses": [{"x": 1}]}),
+        )
+        .await;
     assert_eq!(r.status, 200);
     assert!(r.body.get("adreses").is_none());
 }
@@ -150,7 +229,9 @@ async fn delete_is_204_then_gone_everywhere() {
     assert_eq!(r.body, Value::Null);
     assert_error(&s.get(&format!("/Users/{id}")).await, 404, None);
     assert_error(&s.delete(&format!("/Users/{id}")).await, 404, None);
-    let r = s.get("/Users?filter=userName%20eq%20%22gone@example.com%22").await;
+    let r = s
+        .get("/Users?filter=userName%20eq%20%22gone@example.com%22")
+        .await;
     assert_eq!(r.body["totalResults"], 0);
     // The userName is free again.
     assert_ne!(s.user("gone@example.com").await, id);
@@ -159,9 +240,21 @@ async fn delete_is_204_then_gone_everywhere() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_ids_of_any_shape_are_404_with_scim_body() {
     let s = Srv::start().await;
-    for id in ["010101001010101011001010101011", "00919288221112222", "not-a-uuid", "01a203fb-9d8a-77b6-beb8-99c9f8d5ccc9"] {
+    for id in [
+        "010101001010101011001010101011",
+        "00919288221112222",
+        "not-a-uuid",
+        "01a203fb-9d8a-77b6-beb8-99c9f8d5ccc9",
+    ] {
         for m in [Method::GET, Method::DELETE] {
-            let r = s.call(m.clone(), &format!("/Users/{id}"), Some(crate::harness::ACME), None).await;
+            let r = s
+                .call(
+                    m.clone(),
+                    &format!("/Users/{id}"),
+                    Some(crate::harness::ACME),
+                    None,
+                )
+                .await;
             assert_error(&r, 404, None);
         }
     }
@@ -170,8 +263,13 @@ async fn unknown_ids_of_any_shape_are_404_with_scim_body() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_ascii_round_trips_and_values_are_stored_as_sent() {
     let s = Srv::start().await;
-    let r = s.post("/Users", json!({"userName": "zoë@exämple.com", "name": {"familyName": "Ñúñez 山田"},
-        "phoneNumbers": [{"value": "55555555555"}]})).await;
+    let r = s
+        .post(
+            "/Users",
+            json!({"userName": "zoë@exämple.com", "name": {"familyName": "Ñúñez 山田"},
+        "phoneNumbers": [{"value": "55555555555"}]}),
+        )
+        .await;
     assert_eq!(r.status, 201);
     let g = s.get(&format!("/Users/{}", r.id())).await;
     assert_eq!(g.body["userName"], "zoë@exämple.com");

@@ -13,12 +13,22 @@ async fn concurrent_creates_each_get_their_own_answer_and_survive_restart() {
     let mut tasks = Vec::new();
     // 40 distinct users, and 10 requests that collide pairwise on a userName.
     for i in 0..60 {
-        let name = if i < 40 { format!("c{i}@x") } else { format!("dup{}@x", i % 10) };
+        let name = if i < 40 {
+            format!("c{i}@x")
+        } else {
+            format!("dup{}@x", i % 10)
+        };
         let client = s.client.clone();
         let url = format!("{}/Users", s.base());
         tasks.push(tokio::spawn(async move {
-            let r = client.post(url).bearer_auth(crate::harness::ACME).header("Content-Type", "application/scim+json")
-                .body(json!({"userName": name}).to_string()).send().await.unwrap();
+            let r = client
+                .post(url)
+                .bearer_auth(crate::harness::ACME)
+                .header("Content-Type", "application/scim+json")
+                .body(json!({"userName": name}).to_string())
+                .send()
+                .await
+                .unwrap();
             let status = r.status().as_u16();
             let body: serde_json::Value = r.json().await.unwrap();
             (name, status, body)
@@ -41,7 +51,11 @@ async fn concurrent_creates_each_get_their_own_answer_and_survive_restart() {
             other => panic!("unexpected {other}: {body}"),
         }
     }
-    assert_eq!(created.len(), 50, "40 distinct + one winner per duplicated name");
+    assert_eq!(
+        created.len(),
+        50,
+        "40 distinct + one winner per duplicated name"
+    );
     assert_eq!(conflicts, 10);
     let dir = s.stop().await;
     let cfg = test_config(dir.path());
