@@ -113,6 +113,12 @@ pub struct TenantConfig {
     pub display_name: Option<String>,
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
+    /// Requests per second this tenant may make; over it, 429 with Retry-After. Off when unset.
+    #[serde(default)]
+    pub rate_limit: Option<f64>,
+    /// Requests allowed in a burst above the rate (default: one second's worth, at least 1).
+    #[serde(default)]
+    pub rate_burst: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -232,6 +238,13 @@ impl Config {
             if t.tokens.is_empty() {
                 p.push(format!(
                     "tenants.{name}.tokens: the tenant has no token; add one with `scimd token`"
+                ));
+            }
+            if let Some(r) = t.rate_limit
+                && !(r.is_finite() && r > 0.0)
+            {
+                p.push(format!(
+                    "tenants.{name}.rate_limit: must be a positive number of requests per second (remove it for no limit)"
                 ));
             }
             let mut names = HashSet::new();

@@ -3,6 +3,7 @@
 
 mod discovery;
 mod handlers;
+mod limit;
 pub mod query;
 pub mod response;
 pub mod router;
@@ -41,6 +42,7 @@ impl Runtime {
 
 pub struct App {
     pub store: Store,
+    limiter: limit::Limiter,
     runtime: RwLock<Arc<Runtime>>,
     scheme: &'static str,
 }
@@ -65,6 +67,7 @@ impl App {
         };
         App {
             store,
+            limiter: limit::Limiter::default(),
             runtime: RwLock::new(Arc::new(Runtime::new(config))),
             scheme,
         }
@@ -176,6 +179,31 @@ impl App {
             };
             return Err(ScimError::new(401, None, detail));
         };
+        if let Some(t) = rt.config.tenants.get(&principal.tenant)
+            && let Some(rate) = t.rate_limit
+        {
+            let burst = t.rate_burst.map(f64::from).unwrap_or(rate.ceil()).max(1.0);
+            if let Err(wait) = self
+                .limiter
+                .check(&principal.tenant, rate, burst, Instant::now())
+            {
+                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+                let e = ScimError::new(
+                    429,
+                    None,
+                    format!(
+                        "tenant {} is over its rate limit of {rate} requests per second; retry after {secs} s",
+                        principal.tenant
+                    ),
+                );
+                let resp = response::with_header(
+                    response::error(&e),
+                    header::RETRY_AFTER,
+                    &secs.to_string(),
+                );
+                return Ok((resp, Some(principal)));
+            }
+        }
         let header_str = |n: header::HeaderName| {
             req.headers()
                 .get(n)

@@ -55,11 +55,11 @@ pub fn test_config(dir: &std::path::Path) -> Config {
         cfg.tenants.insert(
             tenant.into(),
             TenantConfig {
-                display_name: None,
                 tokens: vec![TokenConfig {
                     name: name.into(),
                     sha256: hex(&digest(tok)),
                 }],
+                ..TenantConfig::default()
             },
         );
     }

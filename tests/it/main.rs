@@ -6,11 +6,13 @@
 mod harness;
 
 mod auth;
+mod cli;
 mod discovery;
 mod errors;
 mod etags;
 mod filters;
 mod groups;
+mod limits;
 mod lists;
 mod patch;
 mod startup;

@@ -1,0 +1,68 @@
+//! Per-tenant request rate limiting (token buckets), off unless a tenant sets `rate_limit`.
+//! IdPs honour 429 with Retry-After (Okta retries after it; Entra retries failed objects).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+#[derive(Debug, Default)]
+pub struct Limiter {
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+impl Limiter {
+    /// Take one request from `tenant`'s bucket. `Err(wait)` when it is empty.
+    pub fn check(&self, tenant: &str, rate: f64, burst: f64, now: Instant) -> Result<(), Duration> {
+        let mut map = match self.buckets.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        let b = map.entry(tenant.to_string()).or_insert(Bucket {
+            tokens: burst,
+            last: now,
+        });
+        let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * rate).min(burst);
+        b.last = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - b.tokens) / rate))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allows_the_burst_then_refills_at_the_rate() {
+        let l = Limiter::default();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(l.check("a", 2.0, 3.0, t0).is_ok());
+        }
+        let wait = l.check("a", 2.0, 3.0, t0).unwrap_err();
+        assert!((wait.as_secs_f64() - 0.5).abs() < 1e-9, "{wait:?}");
+        assert!(
+            l.check("b", 2.0, 3.0, t0).is_ok(),
+            "tenants are independent"
+        );
+        assert!(
+            l.check("a", 2.0, 3.0, t0 + Duration::from_millis(500))
+                .is_ok()
+        );
+        assert!(
+            l.check("a", 2.0, 3.0, t0 + Duration::from_millis(500))
+                .is_err()
+        );
+    }
+}
