@@ -748,4 +748,80 @@ mod tests {
             vec!["urn:acme:2.0:User:shoe".to_string()]
         );
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn email() -> impl Strategy<Value = String> {
+            "[a-z]{1,8}@[a-z]{1,6}\\.(com|org)"
+        }
+
+        fn user_body() -> impl Strategy<Value = Value> {
+            (
+                "[a-z]{1,10}",
+                proptest::collection::vec((email(), prop_oneof!["work", "home", "other"]), 0..4),
+                proptest::option::of("[A-Za-z ]{1,12}"),
+            )
+                .prop_map(|(u, emails, title)| {
+                    let mut b = json!({"userName": u});
+                    let list: Vec<Value> = emails
+                        .into_iter()
+                        .map(|(v, t)| json!({"value": v, "type": t}))
+                        .collect();
+                    if !list.is_empty() {
+                        b["emails"] = Value::Array(list);
+                    }
+                    if let Some(t) = title {
+                        b["title"] = json!(t);
+                    }
+                    b
+                })
+        }
+
+        fn patch(b: &Body, ops: Value) -> ScimResult<Outcome> {
+            apply(
+                Kind::User,
+                "ID1",
+                b,
+                &parse_request(&json!({"Operations": ops}))?,
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn add_then_remove_an_email_restores_the_user(b in user_body(), e in email()) {
+                let start = body(b);
+                let present = start.get("emails").and_then(Value::as_array)
+                    .is_some_and(|l| l.iter().any(|x| x["value"] == e.as_str()));
+                prop_assume!(!present);
+                let added = patch(&start, json!([{"op": "add", "path": "emails", "value": [{"value": e}]}])).unwrap();
+                prop_assert_ne!(&added.body, &start);
+                let back = patch(&added.body, json!([{"op": "remove", "path": format!("emails[value eq \"{e}\"]")}])).unwrap();
+                prop_assert_eq!(back.body, start);
+            }
+
+            #[test]
+            fn replacing_with_current_values_changes_nothing(b in user_body()) {
+                let start = body(b);
+                let mut ops = Vec::new();
+                for (k, v) in &start {
+                    ops.push(json!({"op": "replace", "path": k, "value": v}));
+                }
+                ops.push(json!({"op": "replace", "value": Value::Object(start.clone())}));
+                let out = patch(&start, Value::Array(ops)).unwrap();
+                prop_assert_eq!(out.body, start);
+            }
+
+            #[test]
+            fn a_failing_last_op_never_leaks_earlier_ones(b in user_body(), t in "[a-z]{1,8}") {
+                let start = body(b);
+                let r = patch(&start, json!([{"op": "replace", "path": "title", "value": t},
+                    {"op": "replace", "path": "active", "value": "perhaps"}]));
+                prop_assert!(r.is_err());
+            }
+        }
+    }
 }

@@ -214,3 +214,54 @@ pub fn format_id(id: u128) -> String {
 pub fn parse_id(s: &str) -> Option<u128> {
     uuid::Uuid::try_parse(s).ok().map(|u| u.as_u128())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redb::{Database, TableDefinition};
+
+    #[test]
+    fn records_its_layout_version_and_refuses_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let store = Store::open(&path, 1 << 20).unwrap();
+        drop(store);
+        // The writer thread exits once its channel closes; wait for it to release the file.
+        let db = (0..100)
+            .find_map(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                Database::create(&path).ok()
+            })
+            .expect("database released");
+        let meta: TableDefinition<&str, u64> = TableDefinition::new("meta");
+        {
+            let r = db.begin_read().unwrap();
+            let t = r.open_table(meta).unwrap();
+            assert_eq!(
+                t.get("schema_version").unwrap().unwrap().value(),
+                tables::SCHEMA_VERSION
+            );
+        }
+        let w = db.begin_write().unwrap();
+        w.open_table(meta)
+            .unwrap()
+            .insert("schema_version", 99)
+            .unwrap();
+        w.commit().unwrap();
+        drop(db);
+        match Store::open(&path, 1 << 20) {
+            Err(StoreError::TooNew { found: 99, .. }) => {}
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("a newer layout must be refused"),
+        }
+    }
+
+    #[test]
+    fn ids_round_trip_and_anything_else_is_not_an_id() {
+        let id = new_id();
+        assert_eq!(parse_id(&format_id(id)), Some(id));
+        assert!(new_id() > id, "ids are ordered by creation");
+        assert_eq!(parse_id("010101001010101011001010101011"), None);
+        assert_eq!(parse_id("../etc/passwd"), None);
+    }
+}

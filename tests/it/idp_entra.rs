@@ -15,7 +15,13 @@ async fn entra(s: &Srv, method: Method, path: &str, body: Option<serde_json::Val
 }
 
 async fn entra_patch(s: &Srv, path: &str, ops: serde_json::Value) -> Res {
-    entra(s, Method::PATCH, path, Some(json!({"schemas": [PATCH_OP], "Operations": ops}))).await
+    entra(
+        s,
+        Method::PATCH,
+        path,
+        Some(json!({"schemas": [PATCH_OP], "Operations": ops})),
+    )
+    .await
 }
 
 /// §3.1: Test Connection looks up a random GUID and needs an empty ListResponse.
@@ -24,12 +30,21 @@ async fn entra_connection() {
     let s = Srv::start().await;
     // The flag rides on the Tenant URL as an empty query parameter.
     for q in ["", "aadOptscim062020&"] {
-        let r = entra(&s, Method::GET, &format!("/Users?{q}filter=userName+eq+%22f3b5a2d1-6c0e-4b8a-9d7e-1a2b3c4d5e6f%22"), None).await;
+        let r = entra(
+            &s,
+            Method::GET,
+            &format!("/Users?{q}filter=userName+eq+%22f3b5a2d1-6c0e-4b8a-9d7e-1a2b3c4d5e6f%22"),
+            None,
+        )
+        .await;
         assert_eq!(r.status, 200);
         assert_eq!(r.header("content-type"), Some("application/scim+json"));
         assert_eq!((total(&r), r.body["Resources"].clone()), (0, json!([])));
     }
-    assert_eq!(entra(&s, Method::GET, "/Groups?count=1", None).await.status, 200);
+    assert_eq!(
+        entra(&s, Method::GET, "/Groups?count=1", None).await.status,
+        200
+    );
 }
 
 /// §3.3–3.6: create (with the tutorial's explicit nulls), the PATCH dialects, manager,
@@ -46,12 +61,23 @@ async fn entra_user_lifecycle_both_dialects() {
         ENT: {"department": null, "manager": null}}))).await;
     assert_eq!(r.status, 201, "{}", r.body);
     let id = r.id();
-    assert!(r.body.get("title").is_none() && r.body.get("roles").is_none(), "nulls mean absent: {}", r.body);
+    assert!(
+        r.body.get("title").is_none() && r.body.get("roles").is_none(),
+        "nulls mean absent: {}",
+        r.body
+    );
     let p = format!("/Users/{id}");
     // Matching by externalId, userName and the work email (§3.2).
-    for f in ["externalId+eq+%220a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef%22", "userName eq \"test_user_00aa00aa@testuser.com\"",
-        "emails[type eq \"work\"].value eq \"Test_User_11bb11bb@testuser.com\""] {
-        assert_eq!(total(&entra(&s, Method::GET, &format!("/Users?filter={f}"), None).await), 1, "{f}");
+    for f in [
+        "externalId+eq+%220a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef%22",
+        "userName eq \"test_user_00aa00aa@testuser.com\"",
+        "emails[type eq \"work\"].value eq \"Test_User_11bb11bb@testuser.com\"",
+    ] {
+        assert_eq!(
+            total(&entra(&s, Method::GET, &format!("/Users?filter={f}"), None).await),
+            1,
+            "{f}"
+        );
     }
     // Without the flag: capitalised ops, one op per attribute, a string boolean.
     let r = entra_patch(&s, &p, json!([
@@ -63,39 +89,128 @@ async fn entra_user_lifecycle_both_dialects() {
         {"op": "Replace", "path": format!("{ENT}:employeeNumber"), "value": "Aklq"},
         {"op": "Add", "path": "nickName", "value": "Babs"}])).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.body["emails"], json!([{"primary": true, "type": "work", "value": "updatedEmail@microsoft.com"}]));
-    assert_eq!((r.body["name"]["givenName"].as_str(), r.body["name"]["familyName"].as_str()), (Some("Kkom"), Some("updatedFamilyName")));
-    assert_eq!(r.body["name"]["formatted"], "givenName familyName", "unspecified sub-attributes unchanged");
-    assert_eq!((r.body["externalId"].as_str(), r.body[ENT]["employeeNumber"].as_str()), (Some("ext-2"), Some("Aklq")));
+    assert_eq!(
+        r.body["emails"],
+        json!([{"primary": true, "type": "work", "value": "updatedEmail@microsoft.com"}])
+    );
+    assert_eq!(
+        (
+            r.body["name"]["givenName"].as_str(),
+            r.body["name"]["familyName"].as_str()
+        ),
+        (Some("Kkom"), Some("updatedFamilyName"))
+    );
+    assert_eq!(
+        r.body["name"]["formatted"], "givenName familyName",
+        "unspecified sub-attributes unchanged"
+    );
+    assert_eq!(
+        (
+            r.body["externalId"].as_str(),
+            r.body[ENT]["employeeNumber"].as_str()
+        ),
+        (Some("ext-2"), Some("Aklq"))
+    );
     // With the flag: one no-path replace with dotted and URN keys.
     let r = entra_patch(&s, &p, json!([
         {"op": "replace", "path": "emails[type eq \"work\"].value", "value": "flag@microsoft.com"},
         {"op": "replace", "value": {"displayName": "Flagged", "name.givenName": "G2", "name.familyName": "F2", (format!("{ENT}:employeeNumber")): "E2"}}])).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!((r.body["displayName"].as_str(), r.body["name"]["givenName"].as_str(), r.body[ENT]["employeeNumber"].as_str()), (Some("Flagged"), Some("G2"), Some("E2")));
-    assert_eq!(r.body["emails"].as_array().unwrap().len(), 1, "never a second work email");
+    assert_eq!(
+        (
+            r.body["displayName"].as_str(),
+            r.body["name"]["givenName"].as_str(),
+            r.body[ENT]["employeeNumber"].as_str()
+        ),
+        (Some("Flagged"), Some("G2"), Some("E2"))
+    );
+    assert_eq!(
+        r.body["emails"].as_array().unwrap().len(),
+        1,
+        "never a second work email"
+    );
     // Add on the work email replaces its value (a field report, §3.4).
-    let r = entra_patch(&s, &p, json!([{"op": "Replace", "path": "title", "value": "tester"},
-        {"op": "Add", "path": "emails[type eq \"work\"].value", "value": "added@microsoft.com"}])).await;
-    assert_eq!(r.body["emails"], json!([{"primary": true, "type": "work", "value": "added@microsoft.com"}]));
+    let r = entra_patch(
+        &s,
+        &p,
+        json!([{"op": "Replace", "path": "title", "value": "tester"},
+        {"op": "Add", "path": "emails[type eq \"work\"].value", "value": "added@microsoft.com"}]),
+    )
+    .await;
+    assert_eq!(
+        r.body["emails"],
+        json!([{"primary": true, "type": "work", "value": "added@microsoft.com"}])
+    );
     assert_eq!(r.body["title"], "tester");
     // The manager as a bare string, returned as an object (§3.6).
-    let manager = entra(&s, Method::POST, "/Users", Some(json!({"userName": "boss@testuser.com"}))).await.id();
-    let r = entra_patch(&s, &p, json!([{"op": "add", "path": format!("{ENT}:manager"), "value": manager}])).await;
+    let manager = entra(
+        &s,
+        Method::POST,
+        "/Users",
+        Some(json!({"userName": "boss@testuser.com"})),
+    )
+    .await
+    .id();
+    let r = entra_patch(
+        &s,
+        &p,
+        json!([{"op": "add", "path": format!("{ENT}:manager"), "value": manager}]),
+    )
+    .await;
     assert_eq!(r.body[ENT]["manager"], json!({"value": manager}));
-    assert_eq!(entra(&s, Method::GET, &p, None).await.body[ENT]["manager"]["value"], manager.as_str());
+    assert_eq!(
+        entra(&s, Method::GET, &p, None).await.body[ENT]["manager"]["value"],
+        manager.as_str()
+    );
     // Userame replace (Postman collection) and disable with "False", then with false.
-    let r = entra_patch(&s, &p, json!([{"op": "Replace", "path": "userName", "value": "5b50642d@testuser.com"}])).await;
+    let r = entra_patch(
+        &s,
+        &p,
+        json!([{"op": "Replace", "path": "userName", "value": "5b50642d@testuser.com"}]),
+    )
+    .await;
     assert_eq!(r.body["userName"], "5b50642d@testuser.com");
-    for (value, expect) in [(json!("False"), false), (json!("True"), true), (json!(false), false), (json!("false"), false), (json!("TRUE"), true)] {
-        let r = entra_patch(&s, &p, json!([{"op": "Replace", "path": "active", "value": value}])).await;
+    for (value, expect) in [
+        (json!("False"), false),
+        (json!("True"), true),
+        (json!(false), false),
+        (json!("false"), false),
+        (json!("TRUE"), true),
+    ] {
+        let r = entra_patch(
+            &s,
+            &p,
+            json!([{"op": "Replace", "path": "active", "value": value}]),
+        )
+        .await;
         assert_eq!(r.body["active"], expect, "{value}");
     }
-    let r = entra_patch(&s, &p, json!([{"op": "Replace", "path": "active", "value": "Nope"}])).await;
+    let r = entra_patch(
+        &s,
+        &p,
+        json!([{"op": "Replace", "path": "active", "value": "Nope"}]),
+    )
+    .await;
     assert_error(&r, 400, Some("invalidValue"));
     // Disabled users stay readable and findable; hard delete after 30 days is a DELETE.
-    entra_patch(&s, &p, json!([{"op": "Replace", "path": "active", "value": "False"}])).await;
-    assert_eq!(total(&entra(&s, Method::GET, "/Users?filter=userName eq \"5b50642d@testuser.com\"", None).await), 1);
+    entra_patch(
+        &s,
+        &p,
+        json!([{"op": "Replace", "path": "active", "value": "False"}]),
+    )
+    .await;
+    assert_eq!(
+        total(
+            &entra(
+                &s,
+                Method::GET,
+                "/Users?filter=userName eq \"5b50642d@testuser.com\"",
+                None
+            )
+            .await
+        ),
+        1
+    );
     assert_eq!(entra(&s, Method::DELETE, &p, None).await.status, 204);
     assert_error(&entra(&s, Method::GET, &p, None).await, 404, None);
 }
@@ -107,7 +222,11 @@ async fn entra_groups() {
     let users: Vec<String> = {
         let mut v = Vec::new();
         for n in ["g1@contoso.com", "g2@contoso.com", "g3@contoso.com"] {
-            v.push(entra(&s, Method::POST, "/Users", Some(json!({"userName": n}))).await.id());
+            v.push(
+                entra(&s, Method::POST, "/Users", Some(json!({"userName": n})))
+                    .await
+                    .id(),
+            );
         }
         v
     };
@@ -118,29 +237,92 @@ async fn entra_groups() {
     assert_eq!(r.body["members"], json!([]));
     let g = r.id();
     let p = format!("/Groups/{g}");
-    let r = entra(&s, Method::GET, &format!("{p}?excludedAttributes=members"), None).await;
+    let r = entra(
+        &s,
+        Method::GET,
+        &format!("{p}?excludedAttributes=members"),
+        None,
+    )
+    .await;
     assert!(r.body.get("members").is_none());
-    let r = entra(&s, Method::GET, "/Groups?excludedAttributes=members&filter=displayName eq \"displayName\"", None).await;
+    let r = entra(
+        &s,
+        Method::GET,
+        "/Groups?excludedAttributes=members&filter=displayName eq \"displayName\"",
+        None,
+    )
+    .await;
     assert_eq!(total(&r), 1);
     assert!(r.body["Resources"][0].get("members").is_none());
     assert_eq!(entra_patch(&s, &p, json!([{"op": "Replace", "path": "displayName", "value": "1879db59-3bdf-4490-ad68-ab880a269474updatedDisplayName"}])).await.status, 204);
     // Several memberships in one PATCH, `$ref: null` as Entra sends it.
-    let adds: Vec<_> = users.iter().map(|u| json!({"$ref": null, "value": u})).collect();
-    assert_eq!(entra_patch(&s, &p, json!([{"op": "Add", "path": "members", "value": adds}])).await.status, 204);
+    let adds: Vec<_> = users
+        .iter()
+        .map(|u| json!({"$ref": null, "value": u}))
+        .collect();
+    assert_eq!(
+        entra_patch(
+            &s,
+            &p,
+            json!([{"op": "Add", "path": "members", "value": adds}])
+        )
+        .await
+        .status,
+        204
+    );
     // Without the flag: remove by value list, only the listed member.
-    let r = entra_patch(&s, &p, json!([{"op": "Remove", "path": "members", "value": [{"$ref": null, "value": users[0]}]}])).await;
+    let r = entra_patch(
+        &s,
+        &p,
+        json!([{"op": "Remove", "path": "members", "value": [{"$ref": null, "value": users[0]}]}]),
+    )
+    .await;
     assert_eq!(r.status, 204);
     let r = entra(&s, Method::GET, &p, None).await;
-    assert_eq!(r.body["members"].as_array().unwrap().len(), 2, "only the listed member goes: {}", r.body);
+    assert_eq!(
+        r.body["members"].as_array().unwrap().len(),
+        2,
+        "only the listed member goes: {}",
+        r.body
+    );
     // With the flag: a value filter.
-    assert_eq!(entra_patch(&s, &p, json!([{"op": "remove", "path": format!("members[value eq \"{}\"]", users[1])}])).await.status, 204);
+    assert_eq!(
+        entra_patch(
+            &s,
+            &p,
+            json!([{"op": "remove", "path": format!("members[value eq \"{}\"]", users[1])}])
+        )
+        .await
+        .status,
+        204
+    );
     let r = entra(&s, Method::GET, &p, None).await;
-    assert_eq!(r.body["members"], json!([{"value": users[2], "type": "User", "$ref": format!("{}/Users/{}", s.base(), users[2])}]));
+    assert_eq!(
+        r.body["members"],
+        json!([{"value": users[2], "type": "User", "$ref": format!("{}/Users/{}", s.base(), users[2])}])
+    );
     // A deactivated member stays a member (§3.5).
-    entra_patch(&s, &format!("/Users/{}", users[2]), json!([{"op": "Replace", "path": "active", "value": "False"}])).await;
-    assert_eq!(entra(&s, Method::GET, &p, None).await.body["members"].as_array().unwrap().len(), 1);
+    entra_patch(
+        &s,
+        &format!("/Users/{}", users[2]),
+        json!([{"op": "Replace", "path": "active", "value": "False"}]),
+    )
+    .await;
+    assert_eq!(
+        entra(&s, Method::GET, &p, None).await.body["members"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     // displayName is unique; a second group of that name is a conflict.
-    let r = entra(&s, Method::POST, "/Groups", Some(json!({"displayName": "1879DB59-3bdf-4490-ad68-ab880a269474updatedDisplayName"}))).await;
+    let r = entra(
+        &s,
+        Method::POST,
+        "/Groups",
+        Some(json!({"displayName": "1879DB59-3bdf-4490-ad68-ab880a269474updatedDisplayName"})),
+    )
+    .await;
     assert_error(&r, 409, Some("uniqueness"));
     assert_eq!(entra(&s, Method::DELETE, &p, None).await.status, 204);
 }
@@ -156,25 +338,83 @@ async fn entra_reference_collection() {
     assert_eq!(r.body["active"], true);
     assert_eq!(r.body["emails"][0]["primary"], true);
     assert_eq!(r.body[ENT]["department"], "bob");
-    assert_error(&entra(&s, Method::POST, "/Users", Some(json!({"displayName": "no userName"}))).await, 400, Some("invalidValue"));
-    let resp = s.client.post(format!("{}/Users", s.base())).bearer_auth(GLOBEX).header("Content-Type", "application/scim+json")
-        .body("{\"userName\": \"x\", \"acve\": tre}").send().await.unwrap();
+    assert_error(
+        &entra(
+            &s,
+            Method::POST,
+            "/Users",
+            Some(json!({"displayName": "no userName"})),
+        )
+        .await,
+        400,
+        Some("invalidValue"),
+    );
+    let resp = s
+        .client
+        .post(format!("{}/Users", s.base()))
+        .bearer_auth(GLOBEX)
+        .header("Content-Type", "application/scim+json")
+        .body("{\"userName\": \"x\", \"acve\": tre}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 400);
-    let r = entra(&s, Method::POST, "/Users", Some(json!({"userName": "UserName123"}))).await;
+    let r = entra(
+        &s,
+        Method::POST,
+        "/Users",
+        Some(json!({"userName": "UserName123"})),
+    )
+    .await;
     assert_error(&r, 409, Some("uniqueness"));
-    let id = r.body["detail"].as_str().unwrap().rsplit(' ').next().unwrap().to_string();
-    for f in ["DisplayName+eq+%22BobIsAmazing%22", "userName sw O", "name.FamilyName eq Employee and (emails.Value co bob.com or emails.Value co example.org)",
-        "meta.Created gt 2015-10-10T14:38:21.8617979-07:00"] {
+    let id = r.body["detail"]
+        .as_str()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    for f in [
+        "DisplayName+eq+%22BobIsAmazing%22",
+        "userName sw O",
+        "name.FamilyName eq Employee and (emails.Value co bob.com or emails.Value co example.org)",
+        "meta.Created gt 2015-10-10T14:38:21.8617979-07:00",
+    ] {
         let r = entra(&s, Method::GET, &format!("/Users?filter={f}"), None).await;
         assert_eq!(r.status, 200, "{f}: {}", r.body);
         let want = u64::from(!f.starts_with("userName sw O"));
         assert_eq!(total(&r), want, "{f}");
     }
-    let r = entra(&s, Method::GET, "/Users?attributes=emails%5Btype+eq+%22work%22%5D", None).await;
-    assert_eq!(r.body["Resources"][0]["emails"][0]["value"], "testing@bob.com");
-    let r = entra(&s, Method::PUT, &format!("/Users/{id}"), Some(json!({"userName": "UserName123", "adreses": [{"x": 1}]}))).await;
+    let r = entra(
+        &s,
+        Method::GET,
+        "/Users?attributes=emails%5Btype+eq+%22work%22%5D",
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.body["Resources"][0]["emails"][0]["value"],
+        "testing@bob.com"
+    );
+    let r = entra(
+        &s,
+        Method::PUT,
+        &format!("/Users/{id}"),
+        Some(json!({"userName": "UserName123", "adreses": [{"x": 1}]})),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_error(&entra(&s, Method::PUT, &format!("/Users/{id}"), Some(json!({"displayName": "x"}))).await, 400, Some("invalidValue"));
+    assert_error(
+        &entra(
+            &s,
+            Method::PUT,
+            &format!("/Users/{id}"),
+            Some(json!({"displayName": "x"})),
+        )
+        .await,
+        400,
+        Some("invalidValue"),
+    );
     let r = entra(&s, Method::GET, "/Users?startIndex=1&count=2", None).await;
     assert_eq!(r.body["itemsPerPage"], 2.min(total(&r)));
 }

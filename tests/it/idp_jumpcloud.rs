@@ -23,18 +23,47 @@ async fn jumpcloud_connection_and_groups() {
     let r = s.get("/Groups?filter=displayName eq \"Engineering\"").await;
     assert_eq!(r.body["Resources"][0]["id"], existing.as_str());
     let p = format!("/Groups/{existing}");
-    assert_eq!(s.patch(&p, json!([{"op": "add", "path": "members", "value": [{"value": b}]}])).await.status, 204);
-    let r = s.patch(&p, json!([{"op": "remove", "path": "members", "value": [{"value": a}]}])).await;
+    assert_eq!(
+        s.patch(
+            &p,
+            json!([{"op": "add", "path": "members", "value": [{"value": b}]}])
+        )
+        .await
+        .status,
+        204
+    );
+    let r = s
+        .patch(
+            &p,
+            json!([{"op": "remove", "path": "members", "value": [{"value": a}]}]),
+        )
+        .await;
     assert_eq!(r.status, 204);
     let r = s.get(&p).await;
     assert_eq!(r.body["members"].as_array().unwrap().len(), 1);
     assert_eq!(r.body["members"][0]["value"], b.as_str());
     // Renaming is supported; deactivation keeps the user findable.
-    assert_eq!(s.patch(&p, json!([{"op": "replace", "path": "displayName", "value": "Engineering EU"}])).await.status, 204);
-    let r = s.patch(&format!("/Users/{b}"), json!([{"op": "replace", "path": "active", "value": false}])).await;
+    assert_eq!(
+        s.patch(
+            &p,
+            json!([{"op": "replace", "path": "displayName", "value": "Engineering EU"}])
+        )
+        .await
+        .status,
+        204
+    );
+    let r = s
+        .patch(
+            &format!("/Users/{b}"),
+            json!([{"op": "replace", "path": "active", "value": false}]),
+        )
+        .await;
     assert_eq!(r.body["active"], false);
     assert_eq!(total(&s.get("/Users?filter=active eq false").await), 1);
     // Managed groups deleted in JumpCloud are deleted here.
     assert_eq!(s.delete(&p).await.status, 204);
-    assert_eq!(s.get(&format!("/Users/{b}")).await.body["groups"], json!([]));
+    assert_eq!(
+        s.get(&format!("/Users/{b}")).await.body["groups"],
+        json!([])
+    );
 }

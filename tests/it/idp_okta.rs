@@ -13,13 +13,19 @@ const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn okta_connection_test() {
     let s = Srv::start().await;
-    for path in ["/Users?startIndex=1&count=2", "/Groups?startIndex=1&count=100"] {
+    for path in [
+        "/Users?startIndex=1&count=2",
+        "/Groups?startIndex=1&count=100",
+    ] {
         let r = s.get(path).await;
         assert_eq!(r.status, 200, "{path}");
         for k in ["totalResults", "startIndex", "itemsPerPage"] {
             assert!(r.body[k].is_u64(), "{k} must be a JSON integer: {}", r.body);
         }
-        assert_eq!(r.body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:ListResponse");
+        assert_eq!(
+            r.body["schemas"][0],
+            "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+        );
     }
 }
 
@@ -41,21 +47,36 @@ async fn okta_spec_test() {
     let id = first["id"].as_str().unwrap().to_string();
     let r = s.get(&format!("/Users/{id}")).await;
     assert_eq!((r.status, r.body["id"].as_str()), (200, Some(id.as_str())));
-    let r = s.get("/Users?filter=userName eq \"abcdefgh@atko.com\"").await;
+    let r = s
+        .get("/Users?filter=userName eq \"abcdefgh@atko.com\"")
+        .await;
     assert_eq!((r.status, total(&r)), (200, 0));
     let r = s.get("/Users/010101001010101011001010101011").await;
     assert_error(&r, 404, None);
     let random = "Runscope300Hfluaklab151@atko.com";
-    assert_eq!(total(&s.get(&format!("/Users?filter=userName eq \"{random}\"")).await), 0);
+    assert_eq!(
+        total(
+            &s.get(&format!("/Users?filter=userName eq \"{random}\""))
+                .await
+        ),
+        0
+    );
     let body = json!({"schemas": [USER], "userName": random,
         "name": {"givenName": "Runscope300", "familyName": "Hfluaklab151"},
         "emails": [{"primary": true, "value": random, "type": "work"}],
         "displayName": "Runscope300 Hfluaklab151", "active": true});
     // The create step sends Content-Type: application/json.
     let create = || async {
-        let resp = s.client.post(format!("{}/Users", s.base())).bearer_auth(crate::harness::ACME)
-            .header("Content-Type", "application/json").header("Accept", "application/scim+json; charset=utf-8")
-            .body(body.to_string()).send().await.unwrap();
+        let resp = s
+            .client
+            .post(format!("{}/Users", s.base()))
+            .bearer_auth(crate::harness::ACME)
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/scim+json; charset=utf-8")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
         let status = resp.status().as_u16();
         (status, resp.json::<Value>().await.unwrap())
     };
@@ -64,19 +85,43 @@ async fn okta_spec_test() {
     assert_eq!(created["active"], true);
     assert_eq!(created["name"]["givenName"], "Runscope300");
     assert_eq!(created["name"]["familyName"], "Hfluaklab151");
-    assert!(created["schemas"].as_array().unwrap().contains(&json!(USER)));
+    assert!(
+        created["schemas"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(USER))
+    );
     assert_eq!(created["userName"], random);
     let new_id = created["id"].as_str().unwrap();
     let r = s.get(&format!("/Users/{new_id}")).await;
-    assert_eq!((r.body["userName"].as_str(), r.body["name"]["givenName"].as_str()), (Some(random), Some("Runscope300")));
+    assert_eq!(
+        (
+            r.body["userName"].as_str(),
+            r.body["name"]["givenName"].as_str()
+        ),
+        (Some(random), Some("Runscope300"))
+    );
     let (status, dup) = create().await;
     assert_eq!(status, 409, "{dup}");
     // Upper-cased userName: 200, and it finds the same user (caseExact false).
-    let r = s.get(&format!("/Users?filter=userName eq \"{}\"", random.to_uppercase())).await;
+    let r = s
+        .get(&format!(
+            "/Users?filter=userName eq \"{}\"",
+            random.to_uppercase()
+        ))
+        .await;
     assert_eq!((r.status, total(&r)), (200, 1));
     let r = s.get("/Groups").await;
     assert_eq!(r.status, 200);
-    let r = s.call_with(Method::GET, &format!("/Users?filter=userName eq \"{random}\""), None, None, &[("Authorization", "non-token")]).await;
+    let r = s
+        .call_with(
+            Method::GET,
+            &format!("/Users?filter=userName eq \"{random}\""),
+            None,
+            None,
+            &[("Authorization", "non-token")],
+        )
+        .await;
     assert_error(&r, 401, None);
     assert_error(&s.get("/Users/00919288221112222").await, 404, None);
 }
@@ -85,21 +130,39 @@ async fn okta_spec_test() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn okta_user_lifecycle() {
     let s = Srv::start().await;
-    let r = s.get("/Users?filter=userName%20eq%20%22test.user%40okta.local%22&startIndex=1&count=100").await;
-    assert_eq!(r.body, json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
-        "totalResults": 0, "itemsPerPage": 0, "startIndex": 1, "Resources": []}));
-    let r = s.post("/Users", json!({"schemas": [USER], "userName": "test.user@okta.local",
+    let r = s
+        .get("/Users?filter=userName%20eq%20%22test.user%40okta.local%22&startIndex=1&count=100")
+        .await;
+    assert_eq!(
+        r.body,
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+        "totalResults": 0, "itemsPerPage": 0, "startIndex": 1, "Resources": []})
+    );
+    let r = s
+        .post(
+            "/Users",
+            json!({"schemas": [USER], "userName": "test.user@okta.local",
         "name": {"givenName": "Test", "familyName": "User"},
         "emails": [{"primary": true, "value": "test.user@okta.local", "type": "work"}],
         "displayName": "Test User", "locale": "en-US", "externalId": "00ujl29u0le5T6Aj10h7",
-        "groups": [], "password": "1mz050nq", "active": true})).await;
+        "groups": [], "password": "1mz050nq", "active": true}),
+        )
+        .await;
     assert_eq!(r.status, 201);
     assert!(r.body.get("password").is_none());
     let id = r.id();
     // The older page's `+` form finds it; so does Okta's alternative externalId lookup.
-    let r = s.get("/Users?filter=userName+eq+%22test.user%40okta.local%22&startIndex=1&count=100").await;
+    let r = s
+        .get("/Users?filter=userName+eq+%22test.user%40okta.local%22&startIndex=1&count=100")
+        .await;
     assert_eq!(r.body["Resources"][0]["id"], id.as_str());
-    assert_eq!(total(&s.get("/Users?filter=externalId eq \"00ujl29u0le5T6Aj10h7\"").await), 1);
+    assert_eq!(
+        total(
+            &s.get("/Users?filter=externalId eq \"00ujl29u0le5T6Aj10h7\"")
+                .await
+        ),
+        1
+    );
     // PUT with the whole object, Okta's own meta with non-ISO dates, password and groups.
     let r = s.put(&format!("/Users/{id}"), json!({"id": id, "externalId": "00ujl29u0le5T6Aj10h7",
         "meta": {"resourceType": "User", "created": "04-12-2018 00:00:00", "lastModified": "04-12-2018 00:00:00", "version": "v1.0"},
@@ -110,21 +173,48 @@ async fn okta_user_lifecycle() {
     assert_eq!(r.body["name"]["givenName"], "Renamed");
     assert_ne!(r.body["meta"]["created"], "04-12-2018 00:00:00");
     assert!(r.body.get("password").is_none());
-    assert_eq!(s.get(&format!("/Users/{id}")).await.body["displayName"], "Test Renamed");
+    assert_eq!(
+        s.get(&format!("/Users/{id}")).await.body["displayName"],
+        "Test Renamed"
+    );
     // A group membership survives deactivation, and the user stays readable and findable.
     let g = s.group("Okta Group", &[&id]).await;
     let deactivate = |active: bool| json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"active": active}}]});
-    let r = s.call(Method::PATCH, &format!("/Users/{id}"), Some(crate::harness::ACME), Some(deactivate(false))).await;
+    let r = s
+        .call(
+            Method::PATCH,
+            &format!("/Users/{id}"),
+            Some(crate::harness::ACME),
+            Some(deactivate(false)),
+        )
+        .await;
     assert_eq!((r.status, r.body["active"].as_bool()), (200, Some(false)));
     assert_eq!(s.get(&format!("/Users/{id}")).await.body["active"], false);
-    let r = s.get("/Users?filter=userName eq \"test.user@okta.local\"").await;
+    let r = s
+        .get("/Users?filter=userName eq \"test.user@okta.local\"")
+        .await;
     assert_eq!(r.body["Resources"][0]["active"], false);
-    assert_eq!(s.get(&format!("/Groups/{g}")).await.body["members"][0]["value"], id.as_str());
-    let r = s.call(Method::PATCH, &format!("/Users/{id}"), Some(crate::harness::ACME), Some(deactivate(true))).await;
+    assert_eq!(
+        s.get(&format!("/Groups/{g}")).await.body["members"][0]["value"],
+        id.as_str()
+    );
+    let r = s
+        .call(
+            Method::PATCH,
+            &format!("/Users/{id}"),
+            Some(crate::harness::ACME),
+            Some(deactivate(true)),
+        )
+        .await;
     assert_eq!(r.body["active"], true);
     assert_eq!(r.body["groups"][0]["value"], g.as_str());
     // AIW apps deactivate with a PUT instead; a password push is accepted and never echoed.
-    let r = s.patch(&format!("/Users/{id}"), json!([{"op": "replace", "value": {"password": "n3wP4ss"}}])).await;
+    let r = s
+        .patch(
+            &format!("/Users/{id}"),
+            json!([{"op": "replace", "value": {"password": "n3wP4ss"}}]),
+        )
+        .await;
     assert_eq!(r.status, 200);
     assert!(r.body.get("password").is_none());
 }
@@ -134,14 +224,28 @@ async fn okta_user_lifecycle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn okta_group_push() {
     let s = Srv::start().await;
-    let u: Vec<String> = create_users(&s, &["a@okta.local", "b@okta.local", "c@okta.local", "d@okta.local"]).await;
+    let u: Vec<String> = create_users(
+        &s,
+        &[
+            "a@okta.local",
+            "b@okta.local",
+            "c@okta.local",
+            "d@okta.local",
+        ],
+    )
+    .await;
     let r = s.get("/Groups?filter=displayName eq \"Test SCIMv2\"").await;
     assert_eq!(total(&r), 0);
     let r = s.post("/Groups", json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Test SCIMv2", "members": []})).await;
     assert_eq!(r.status, 201);
     assert_eq!(r.body["members"], json!([]));
     let g = r.id();
-    assert_eq!(s.get("/Groups?filter=displayName eq \"Test SCIMv2\"").await.body["Resources"][0]["id"], g.as_str());
+    assert_eq!(
+        s.get("/Groups?filter=displayName eq \"Test SCIMv2\"")
+            .await
+            .body["Resources"][0]["id"],
+        g.as_str()
+    );
     let path = format!("/Groups/{g}");
     let rename = json!({"op": "replace", "value": {"id": g, "displayName": "Test SCIMv2"}});
     let r = s.patch(&path, json!([rename, {"op": "add", "path": "members", "value": [
@@ -154,12 +258,22 @@ async fn okta_group_push() {
     assert!(r.status == 200 || r.status == 204);
     assert_eq!(members(&s, &g).await, sorted(&[&u[2], &u[3]]));
     // Retries: removing a non-member and re-adding a member are no-op successes.
-    let r = s.patch(&path, json!([{"op": "remove", "path": format!("members[value eq \"{}\"]", u[0])},
-        {"op": "add", "path": "members", "value": [{"value": u[3]}]}])).await;
+    let r = s
+        .patch(
+            &path,
+            json!([{"op": "remove", "path": format!("members[value eq \"{}\"]", u[0])},
+        {"op": "add", "path": "members", "value": [{"value": u[3]}]}]),
+        )
+        .await;
     assert_eq!(r.status, 204);
     assert_eq!(members(&s, &g).await, sorted(&[&u[2], &u[3]]));
     // A rename with a changed name.
-    let r = s.patch(&path, json!([{"op": "replace", "value": {"id": g, "displayName": "Renamed SCIMv2"}}])).await;
+    let r = s
+        .patch(
+            &path,
+            json!([{"op": "replace", "value": {"id": g, "displayName": "Renamed SCIMv2"}}]),
+        )
+        .await;
     assert_eq!(r.status, 204);
     assert_eq!(s.get(&path).await.body["displayName"], "Renamed SCIMv2");
     // A full push replaces every member; AIW apps PUT the group with members.
@@ -172,7 +286,10 @@ async fn okta_group_push() {
     // Unlink with "Delete the group in the target app".
     assert_eq!(s.delete(&path).await.status, 204);
     assert_error(&s.get(&path).await, 404, None);
-    assert_eq!(s.get(&format!("/Users/{}", u[3])).await.body["groups"], json!([]));
+    assert_eq!(
+        s.get(&format!("/Users/{}", u[3])).await.body["groups"],
+        json!([])
+    );
 }
 
 async fn create_users(s: &Srv, names: &[&str]) -> Vec<String> {
@@ -185,7 +302,12 @@ async fn create_users(s: &Srv, names: &[&str]) -> Vec<String> {
 
 async fn members(s: &Srv, g: &str) -> Vec<String> {
     let r = s.get(&format!("/Groups/{g}")).await;
-    let mut v: Vec<String> = r.body["members"].as_array().unwrap().iter().map(|m| m["value"].as_str().unwrap().to_string()).collect();
+    let mut v: Vec<String> = r.body["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["value"].as_str().unwrap().to_string())
+        .collect();
     v.sort();
     v
 }
@@ -202,7 +324,9 @@ async fn okta_import_pages() {
     let s = Srv::start_with(|c| c.server.max_results = 100).await;
     let mut created = Vec::new();
     for i in 0..205 {
-        let r = s.post("/Users", json!({"userName": format!("imp{i}@okta.local")})).await;
+        let r = s
+            .post("/Users", json!({"userName": format!("imp{i}@okta.local")}))
+            .await;
         created.push(r.id());
     }
     let mut seen = Vec::new();
