@@ -8,7 +8,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::Config;
+use crate::config::{Config, Scope};
 
 /// A new token: `scimd_` and 32 random bytes, base64url. The prefix lets secret scanners
 /// recognise a leaked token.
@@ -46,6 +46,7 @@ fn unhex(s: &str) -> Option<[u8; 32]> {
 pub struct Principal {
     pub tenant: String,
     pub token_name: String,
+    pub scope: Scope,
 }
 
 /// Token digests of every tenant, built from the configuration.
@@ -63,6 +64,7 @@ impl Tokens {
                     let p = Principal {
                         tenant: tenant.clone(),
                         token_name: tok.name.clone(),
+                        scope: tok.scope,
                     };
                     by_digest.insert(d, (d.to_vec(), p));
                 }
@@ -98,10 +100,6 @@ impl Tokens {
             _ => Some(p.clone()),
         }
     }
-
-    pub fn tenant_exists(&self, name: &str) -> bool {
-        self.by_digest.values().any(|(_, p)| p.tenant == name)
-    }
 }
 
 #[cfg(test)]
@@ -119,6 +117,7 @@ mod tests {
                 .push(TokenConfig {
                     name: name.to_string(),
                     sha256: hex(&digest(tok)),
+                    scope: Scope::Provision,
                 });
         }
         c

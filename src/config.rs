@@ -29,6 +29,8 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// Serve plain HTTP instead of TLS. Refused unless `listen` is a loopback address.
     pub plain_http: bool,
+    /// Where `/sso/login_redirect` sends people when their tenant sets no `login_redirect_url`.
+    pub login_redirect_url: Option<String>,
     /// Largest request body accepted, in bytes (413 above it).
     pub max_body_bytes: usize,
     /// Largest page a list or search returns (`filter.maxResults`).
@@ -47,6 +49,7 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8443".into(),
             public_url: None,
             plain_http: false,
+            login_redirect_url: None,
             max_body_bytes: 1024 * 1024,
             max_results: 1000,
             max_connections: 1024,
@@ -119,6 +122,9 @@ pub struct TenantConfig {
     /// Requests allowed in a burst above the rate (default: one second's worth, at least 1).
     #[serde(default)]
     pub rate_burst: Option<u32>,
+    /// Where `/tenants/NAME/sso/login_redirect` sends people (the application's login page).
+    #[serde(default)]
+    pub login_redirect_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -128,6 +134,17 @@ pub struct TokenConfig {
     pub name: String,
     /// Lower-case hex SHA-256 of the token (`scimd token` prints it).
     pub sha256: String,
+    /// `provision` (default): full SCIM access. `read`: GET, `.search`; every write is 403.
+    #[serde(default)]
+    pub scope: Scope,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    #[default]
+    Provision,
+    Read,
 }
 
 /// Everything wrong with a configuration, one line per problem.
@@ -192,6 +209,11 @@ impl Config {
                 "server.public_url: \"{u}\" must start with https:// (e.g. https://scim.corp.example:8443)"
             ));
         }
+        check_redirect(
+            "server.login_redirect_url",
+            self.server.login_redirect_url.as_deref(),
+            &mut p,
+        );
         if self.server.max_results == 0 {
             p.push("server.max_results: must be at least 1".into());
         }
@@ -240,6 +262,11 @@ impl Config {
                     "tenants.{name}.tokens: the tenant has no token; add one with `scimd token`"
                 ));
             }
+            check_redirect(
+                &format!("tenants.{name}.login_redirect_url"),
+                t.login_redirect_url.as_deref(),
+                &mut p,
+            );
             if let Some(r) = t.rate_limit
                 && !(r.is_finite() && r > 0.0)
             {
@@ -272,6 +299,21 @@ impl Config {
             }
         }
         p
+    }
+}
+
+/// A redirect target must be an absolute http(s) URL with a host and nothing that could
+/// break out of the Location header.
+fn check_redirect(key: &str, url: Option<&str>, p: &mut Vec<String>) {
+    let Some(u) = url else { return };
+    let rest = u
+        .strip_prefix("https://")
+        .or_else(|| u.strip_prefix("http://"));
+    let host_ok = rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'));
+    if !host_ok || u.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        p.push(format!(
+            "{key}: \"{u}\" must be an absolute https:// URL such as https://app.example.com/login"
+        ));
     }
 }
 

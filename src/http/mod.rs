@@ -7,6 +7,7 @@ mod limit;
 pub mod query;
 pub mod response;
 pub mod router;
+mod sso;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -88,6 +89,12 @@ impl App {
     {
         let started = Instant::now();
         let method = req.method().clone();
+        if let Some(tenant) = sso::match_path(req.uri().path()) {
+            let resp = sso::handle(req, tenant, &self.runtime()).await;
+            tracing::info!(target: "scimd::request", %peer, method = %method, path = "/sso/login_redirect",
+                status = resp.status().as_u16(), latency_ms = started.elapsed().as_secs_f64() * 1000.0, "request");
+            return resp;
+        }
         let route = router::route(req.uri().path());
         let template = route
             .as_ref()
@@ -179,6 +186,20 @@ impl App {
             };
             return Err(ScimError::new(401, None, detail));
         };
+        let search = matches!(route.endpoint, Endpoint::Search(_));
+        if principal.scope == crate::config::Scope::Read
+            && (matches!(method, Method::PUT | Method::PATCH | Method::DELETE)
+                || (method == Method::POST && !search))
+        {
+            return Err(ScimError::new(
+                403,
+                None,
+                format!(
+                    "the token \"{}\" has scope read; writes need a token with scope provision",
+                    principal.token_name
+                ),
+            ));
+        }
         if let Some(t) = rt.config.tenants.get(&principal.tenant)
             && let Some(rate) = t.rate_limit
         {

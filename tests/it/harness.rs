@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use reqwest::header::HeaderMap;
 use reqwest::{Certificate, Method};
 use scimd::auth::{digest, hex};
-use scimd::config::{Config, TenantConfig, TokenConfig};
+use scimd::config::{Config, Scope, TenantConfig, TokenConfig};
 use scimd::server::Server;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -58,6 +58,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
                 tokens: vec![TokenConfig {
                     name: name.into(),
                     sha256: hex(&digest(tok)),
+                    scope: Scope::Provision,
                 }],
                 ..TenantConfig::default()
             },

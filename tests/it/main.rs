@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod app_side;
 mod auth;
 mod cli;
 mod discovery;

@@ -1,0 +1,102 @@
+//! The stub SAML endpoint: IdP portals post a SAML response to the app's Consumer (ACS) URL;
+//! scimd only sends the person on to the application's login page. The posted body is read
+//! (bounded) and thrown away unread; the target comes from the configuration alone, never
+//! from the request, so there is no open redirect.
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body;
+
+use super::Runtime;
+use super::response::Resp;
+
+/// Largest form body accepted (SAML responses are a few KiB; signed ones with certificates
+/// stay well under this).
+const MAX_FORM: usize = 256 * 1024;
+
+/// `Some(tenant)` (`None` inside for the server-wide form) when `path` is the endpoint.
+pub fn match_path(path: &str) -> Option<Option<String>> {
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segs.as_slice() {
+        ["sso", "login_redirect"] => Some(None),
+        ["tenants", t, "sso", "login_redirect"] => Some(Some(t.to_string())),
+        _ => None,
+    }
+}
+
+fn text(status: StatusCode, msg: &str) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(msg.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+pub async fn handle<B>(req: Request<B>, tenant: Option<String>, rt: &Runtime) -> Resp
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if req.method() != Method::GET && req.method() != Method::POST {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "use GET or POST\n");
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+        return r;
+    }
+    if req.method() == Method::POST {
+        let timeout = std::time::Duration::from_secs(rt.config.server.request_timeout_secs);
+        let body =
+            tokio::time::timeout(timeout, Limited::new(req.into_body(), MAX_FORM).collect()).await;
+        if !matches!(body, Ok(Ok(_))) {
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the form body is too large or did not arrive\n",
+            );
+        }
+    }
+    let target = match &tenant {
+        Some(t) => rt.config.tenants.get(t).and_then(|tc| {
+            tc.login_redirect_url
+                .clone()
+                .or_else(|| rt.config.server.login_redirect_url.clone())
+        }),
+        None => rt.config.server.login_redirect_url.clone(),
+    };
+    let Some(target) = target else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "no login redirect is configured here: set login_redirect_url in [tenants.NAME] \
+             (or in [server] for /sso/login_redirect)\n",
+        );
+    };
+    let mut r = text(StatusCode::SEE_OTHER, "");
+    match HeaderValue::from_str(&target) {
+        Ok(v) => {
+            r.headers_mut().insert(header::LOCATION, v);
+            r
+        }
+        Err(_) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the configured login_redirect_url is not a valid header value\n",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_both_forms_only() {
+        assert_eq!(match_path("/sso/login_redirect"), Some(None));
+        assert_eq!(
+            match_path("/tenants/acme/sso/login_redirect/"),
+            Some(Some("acme".into()))
+        );
+        assert_eq!(match_path("/sso/login_redirect/x"), None);
+        assert_eq!(match_path("/scim/v2/Users"), None);
+    }
+}
