@@ -125,6 +125,12 @@ pub struct TenantConfig {
     /// Where `/tenants/NAME/sso/login_redirect` sends people (the application's login page).
     #[serde(default)]
     pub login_redirect_url: Option<String>,
+    /// Change-feed events kept for this tenant (oldest trimmed first). Default 100000.
+    #[serde(default)]
+    pub events_max_count: Option<u64>,
+    /// Change-feed events older than this many days are trimmed. Default: no age limit.
+    #[serde(default)]
+    pub events_max_age_days: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -43,13 +43,14 @@ pub async fn endpoint(
         (Endpoint::Resource(k, id), &Method::PUT) => replace(app, ctx, *k, id, &body).await,
         (Endpoint::Resource(k, id), &Method::PATCH) => patch(app, ctx, *k, id, &body).await,
         (Endpoint::Resource(k, id), &Method::DELETE) => {
-            let t = ctx.principal.tenant.clone();
             app.store
-                .delete(t, *k, id.clone(), ctx.if_match.clone())
+                .delete(ctx.actor(), *k, id.clone(), ctx.if_match.clone())
                 .await?;
             Ok(response::empty(204))
         }
         (Endpoint::Resource(..), m) => Err(method_not_allowed(m, "GET, PUT, PATCH, DELETE")),
+        (Endpoint::Events, &Method::GET) => events(app, ctx).await,
+        (Endpoint::Events, m) => Err(method_not_allowed(m, "GET")),
         (Endpoint::Me, _) => Err(ScimError::new(
             501,
             None,
@@ -108,10 +109,7 @@ fn log_ignored(ctx: &Ctx, kind: Kind, ignored: &Ignored) {
 async fn create(app: &App, ctx: &Ctx, kind: Kind, body: &Value) -> ScimResult<Resp> {
     let input = resource::normalize(kind, body)?;
     log_ignored(ctx, kind, &input.ignored);
-    let r = app
-        .store
-        .create(ctx.principal.tenant.clone(), kind, input)
-        .await?;
+    let r = app.store.create(ctx.actor(), kind, input).await?;
     Ok(resource_response(201, ctx, &r, &projection(ctx, kind)))
 }
 
@@ -147,7 +145,7 @@ async fn replace(app: &App, ctx: &Ctx, kind: Kind, id: &str, body: &Value) -> Sc
     let r = app
         .store
         .replace(
-            ctx.principal.tenant.clone(),
+            ctx.actor(),
             kind,
             id.to_string(),
             input,
@@ -165,7 +163,7 @@ async fn patch(app: &App, ctx: &Ctx, kind: Kind, id: &str, body: &Value) -> Scim
     let t = ctx.principal.tenant.clone();
     let (r, ignored) = app
         .store
-        .patch(t.clone(), kind, id.to_string(), ops, ctx.if_match.clone())
+        .patch(ctx.actor(), kind, id.to_string(), ops, ctx.if_match.clone())
         .await?;
     log_ignored(ctx, kind, &ignored);
     if kind == Kind::Group {
@@ -360,4 +358,23 @@ async fn list(
         "Resources": resources,
     });
     Ok(response::json(200, &body))
+}
+
+/// `GET /tenants/{tenant}/events?after=SEQ&limit=N`: the change feed, oldest first.
+async fn events(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
+    let after = int_param("after", ctx.query.get("after"))?
+        .unwrap_or(0)
+        .max(0) as u64;
+    let limit = int_param("limit", ctx.query.get("limit"))?
+        .unwrap_or(100)
+        .clamp(0, 1000) as usize;
+    let (events, last) = app
+        .store
+        .events(ctx.principal.tenant.clone(), after, limit)
+        .await?;
+    let next = events.last().map(|e| e.seq).unwrap_or(after);
+    Ok(response::json(
+        200,
+        &json!({"tenant": ctx.principal.tenant, "events": events, "next_after": next, "last_seq": last}),
+    ))
 }

@@ -59,6 +59,23 @@ pub struct Ctx {
     pub if_none_match: Option<String>,
 }
 
+impl Ctx {
+    /// Who is writing, for the change feed.
+    pub fn actor(&self) -> crate::store::Actor {
+        let t = self.rt.config.tenants.get(&self.principal.tenant);
+        let mut retention = crate::store::Retention::default();
+        if let Some(n) = t.and_then(|t| t.events_max_count) {
+            retention.max_count = n;
+        }
+        retention.max_age_secs = t.and_then(|t| t.events_max_age_days).map(|d| d * 86_400);
+        crate::store::Actor {
+            tenant: self.principal.tenant.clone(),
+            token: self.principal.token_name.clone(),
+            retention,
+        }
+    }
+}
+
 impl App {
     pub fn new(store: Store, config: Config) -> App {
         let scheme = if config.server.plain_http {
@@ -358,6 +375,7 @@ fn template(e: &Endpoint) -> &'static str {
         Endpoint::Schemas | Endpoint::Schema(_) => "/Schemas",
         Endpoint::Me => "/Me",
         Endpoint::Bulk => "/Bulk",
+        Endpoint::Events => "/tenants/{tenant}/events",
         Endpoint::Unknown => "unknown",
     }
 }

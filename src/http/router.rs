@@ -15,6 +15,8 @@ pub enum Endpoint {
     Schema(String),
     Me,
     Bulk,
+    /// `/tenants/{tenant}/events`: the change feed (not SCIM).
+    Events,
     Unknown,
 }
 
@@ -30,6 +32,13 @@ pub struct Route {
 /// `None` when the path is not under a SCIM prefix at all.
 pub fn route(path: &str) -> Option<Route> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if let ["tenants", t, "events"] = segs.as_slice() {
+        return Some(Route {
+            tenant: Some(decode(t)),
+            prefix: format!("/tenants/{t}"),
+            endpoint: Endpoint::Events,
+        });
+    }
     let (tenant, rest) = match segs.as_slice() {
         ["scim", "v2", rest @ ..] => (None, rest),
         ["tenants", t, "scim", "v2", rest @ ..] => (Some(decode(t)), rest),

@@ -6,6 +6,7 @@
 //! gets its own error, so it cannot spoil the other jobs of its batch. The batch commits once
 //! with `Durability::Immediate`, and nobody is answered before that commit returns.
 
+mod events;
 mod ops;
 pub mod tables;
 
@@ -18,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::scim::error::{ScimError, ScimResult};
 
+pub use events::{Actor, Event, Retention};
 pub use ops::{ListPage, ListQuery, SortSpec};
 
 /// Most jobs committed together; bounds the latency one commit adds to its first request.

@@ -9,6 +9,7 @@ use redb::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::events::{self, Actor, Event, NewEvent};
 use super::tables::*;
 use super::{Store, format_id, new_id, parse_id};
 use crate::scim::error::{ScimError, ScimResult};
@@ -74,6 +75,8 @@ pub(super) fn init_schema(db: &redb::Database) -> Result<u64, redb::Error> {
         txn.open_multimap_table(DISPLAYNAME_ID)?;
         txn.open_table(GROUPID_MEMBERID)?;
         txn.open_table(MEMBERID_GROUPID)?;
+        txn.open_table(EVENTS)?;
+        txn.open_table(EVENT_SEQ)?;
         found.unwrap_or(SCHEMA_VERSION)
     };
     txn.commit()?;
@@ -122,6 +125,8 @@ struct W<'t> {
     names: MultimapTable<'t, (&'static str, u8, &'static str), u128>,
     members: Table<'t, (&'static str, u128, u128), u8>,
     member_of: Table<'t, (&'static str, u128, u128), ()>,
+    events: events::EventTable<'t>,
+    seqs: events::SeqTable<'t>,
 }
 
 impl<'t> W<'t> {
@@ -135,7 +140,74 @@ impl<'t> W<'t> {
             names: txn.open_multimap_table(DISPLAYNAME_ID)?,
             members: txn.open_table(GROUPID_MEMBERID)?,
             member_of: txn.open_table(MEMBERID_GROUPID)?,
+            events: txn.open_table(EVENTS)?,
+            seqs: txn.open_table(EVENT_SEQ)?,
         })
+    }
+
+    fn emit(
+        &mut self,
+        actor: &Actor,
+        kind: &'static str,
+        id: u128,
+        member: Option<u128>,
+        attributes: Vec<String>,
+    ) -> Result<(), redb::Error> {
+        let new = NewEvent {
+            kind,
+            resource_id: format_id(id),
+            member_id: member.map(format_id),
+            attributes,
+        };
+        events::append(&mut self.events, &mut self.seqs, actor, new)
+    }
+
+    /// Write an updated body (if anything changed) and its events; returns the record now
+    /// stored.
+    fn update(
+        &mut self,
+        actor: &Actor,
+        kind: Kind,
+        id: u128,
+        old: Record,
+        body: Body,
+        members_changed: bool,
+    ) -> Result<Record, redb::Error> {
+        if old.body == body && !members_changed {
+            // Nothing changed (Okta re-sends the same rename with every membership push):
+            // the version stays.
+            return Ok(old);
+        }
+        let t = actor.tenant.as_str();
+        let attrs = events::changed_attributes(&old.body, &body);
+        if !attrs.is_empty() {
+            let ev = events::update_kind(kind, &old.body, &body);
+            self.emit(actor, ev, id, None, attrs)?;
+        }
+        let (old_keys, new_keys) = (keys(kind, &old.body), keys(kind, &body));
+        let rec = Record {
+            body,
+            created: old.created,
+            modified: now(),
+            version: old.version + 1,
+        };
+        self.put(t, kind, id, &rec)?;
+        self.index(t, kind, id, &old_keys, &new_keys)?;
+        Ok(rec)
+    }
+
+    /// The resource a write targets: it must exist and pass `If-Match`.
+    fn existing(&self, t: &str, kind: Kind, id: &str, if_match: Option<&str>) -> R<(u128, Record)> {
+        let Some(nid) = parse_id(id) else {
+            return Ok(Err(not_found(kind, id)));
+        };
+        let Some(old) = self.load(t, kind, nid)? else {
+            return Ok(Err(not_found(kind, id)));
+        };
+        if let Err(e) = precondition(if_match, old.version) {
+            return Ok(Err(e));
+        }
+        Ok(Ok((nid, old)))
     }
 
     fn load(&self, t: &str, kind: Kind, id: u128) -> Result<Option<Record>, redb::Error> {
@@ -258,7 +330,8 @@ impl<'t> W<'t> {
     }
 
     /// Remove every membership row that mentions `id`, as group or as member.
-    fn unlink_all(&mut self, t: &str, id: u128) -> Result<(), redb::Error> {
+    fn unlink_all(&mut self, actor: &Actor, id: u128) -> Result<(), redb::Error> {
+        let t = actor.tenant.as_str();
         for (m, _) in self.member_ids(t, id)? {
             self.unlink(t, id, m)?;
         }
@@ -269,6 +342,7 @@ impl<'t> W<'t> {
         for g in groups {
             self.unlink(t, g, id)?;
             self.touch(t, Kind::Group, g)?;
+            self.emit(actor, "group.member_removed", g, Some(id), Vec::new())?;
         }
         Ok(())
     }
@@ -356,23 +430,52 @@ fn member_json(id: u128, code: u8) -> Value {
     serde_json::json!({"value": format_id(id), "type": ty})
 }
 
-/// Write phase for member changes; returns whether anything changed.
-fn apply_members(w: &mut W, t: &str, g: u128, changes: &[Change]) -> Result<bool, redb::Error> {
-    let mut changed = false;
+/// Write phase for member changes, with one event per member that really joined or left;
+/// returns whether anything changed.
+fn apply_members(
+    w: &mut W,
+    actor: &Actor,
+    g: u128,
+    changes: &[Change],
+) -> Result<bool, redb::Error> {
+    let t = actor.tenant.as_str();
+    // Net effect per member: a Clear followed by re-adding a member is no change for it.
+    let mut net: std::collections::BTreeMap<u128, bool> = std::collections::BTreeMap::new();
+    let mut was: std::collections::BTreeMap<u128, bool> = std::collections::BTreeMap::new();
     for c in changes {
         match c {
             Change::Clear => {
                 for (m, _) in w.member_ids(t, g)? {
-                    changed |= w.unlink(t, g, m)?;
+                    was.entry(m).or_insert(true);
+                    w.unlink(t, g, m)?;
+                    net.insert(m, false);
                 }
             }
             Change::Add(m, kind) => {
-                if w.members.insert((t, g, *m), kind.code())?.is_none() {
+                let existed = w.members.insert((t, g, *m), kind.code())?.is_some();
+                was.entry(*m).or_insert(existed);
+                if !existed {
                     w.member_of.insert((t, *m, g), ())?;
-                    changed = true;
                 }
+                net.insert(*m, true);
             }
-            Change::Remove(m) => changed |= w.unlink(t, g, *m)?,
+            Change::Remove(m) => {
+                let existed = w.unlink(t, g, *m)?;
+                was.entry(*m).or_insert(existed);
+                net.insert(*m, false);
+            }
+        }
+    }
+    let mut changed = false;
+    for (m, now_in) in net {
+        if was.get(&m).copied().unwrap_or(false) != now_in {
+            changed = true;
+            let ev = if now_in {
+                "group.member_added"
+            } else {
+                "group.member_removed"
+            };
+            w.emit(actor, ev, g, Some(m), Vec::new())?;
         }
     }
     Ok(changed)
@@ -632,10 +735,10 @@ impl ReadSide {
 }
 
 impl Store {
-    pub async fn create(&self, tenant: String, kind: Kind, input: Input) -> ScimResult<Resource> {
+    pub async fn create(&self, actor: Actor, kind: Kind, input: Input) -> ScimResult<Resource> {
         self.write(move |txn| {
             let mut w = W::open(txn)?;
-            let t = tenant.as_str();
+            let t = actor.tenant.as_str();
             let k = keys(kind, &input.body);
             if let Err(e) = w.check_unique(t, kind, &k, None)? {
                 return Ok(Err(e));
@@ -649,6 +752,7 @@ impl Store {
                 None => Vec::new(),
             };
             let stamp = now();
+            let attrs = events::changed_attributes(&Body::new(), &input.body);
             let rec = Record {
                 body: input.body,
                 created: stamp.clone(),
@@ -658,7 +762,13 @@ impl Store {
             w.put(t, kind, id, &rec)?;
             w.index(t, kind, id, &Keys::default(), &k)?;
             w.bump_count(t, kind, true)?;
-            apply_members(&mut w, t, id, &changes)?;
+            let ev = if kind == Kind::User {
+                "user.created"
+            } else {
+                "group.created"
+            };
+            w.emit(&actor, ev, id, None, attrs)?;
+            apply_members(&mut w, &actor, id, &changes)?;
             let refs = read_refs(&w.res, &w.members, &w.member_of, t, kind, id)?;
             let mut r = rec.into_resource(kind, id);
             r.refs = Some(refs);
@@ -669,7 +779,7 @@ impl Store {
 
     pub async fn replace(
         &self,
-        tenant: String,
+        actor: Actor,
         kind: Kind,
         id: String,
         input: Input,
@@ -677,53 +787,32 @@ impl Store {
     ) -> ScimResult<Resource> {
         self.write(move |txn| {
             let mut w = W::open(txn)?;
-            let t = tenant.as_str();
-            let Some(nid) = parse_id(&id) else {
-                return Ok(Err(not_found(kind, &id)));
+            let t = actor.tenant.as_str();
+            let (nid, old) = match w.existing(t, kind, &id, if_match.as_deref())? {
+                Ok(x) => x,
+                Err(e) => return Ok(Err(e)),
             };
-            let Some(old) = w.load(t, kind, nid)? else {
-                return Ok(Err(not_found(kind, &id)));
-            };
-            if let Err(e) = precondition(if_match.as_deref(), old.version) {
-                return Ok(Err(e));
-            }
             if input.id.as_deref().is_some_and(|given| given != id) {
                 return Ok(Err(ScimError::mutability(format!(
                     "the body's id \"{}\" differs from the id in the URL",
                     input.id.as_deref().unwrap_or_default()
                 ))));
             }
-            let new_keys = keys(kind, &input.body);
-            if let Err(e) = w.check_unique(t, kind, &new_keys, Some(nid))? {
+            if let Err(e) = w.check_unique(t, kind, &keys(kind, &input.body), Some(nid))? {
                 return Ok(Err(e));
             }
-            let changes = match &input.members {
-                Some(list) => {
-                    let ops = [MemberOp::Clear, MemberOp::Add(list.clone())];
-                    match plan_members(&w, t, nid, &ops)? {
-                        Ok(c) => c,
-                        Err(e) => return Ok(Err(e)),
-                    }
-                }
+            let ops = match &input.members {
+                Some(list) => vec![MemberOp::Clear, MemberOp::Add(list.clone())],
                 // A PUT of a group without `members` empties it (PUT replaces the resource).
-                None if kind == Kind::Group => vec![Change::Clear],
+                None if kind == Kind::Group => vec![MemberOp::Clear],
                 None => Vec::new(),
             };
-            let members_changed = apply_members(&mut w, t, nid, &changes)?;
-            let rec = if old.body != input.body || members_changed {
-                let old_keys = keys(kind, &old.body);
-                let rec = Record {
-                    body: input.body,
-                    created: old.created,
-                    modified: now(),
-                    version: old.version + 1,
-                };
-                w.put(t, kind, nid, &rec)?;
-                w.index(t, kind, nid, &old_keys, &new_keys)?;
-                rec
-            } else {
-                old
+            let changes = match plan_members(&w, t, nid, &ops)? {
+                Ok(c) => c,
+                Err(e) => return Ok(Err(e)),
             };
+            let members_changed = apply_members(&mut w, &actor, nid, &changes)?;
+            let rec = w.update(&actor, kind, nid, old, input.body, members_changed)?;
             let refs = read_refs(&w.res, &w.members, &w.member_of, t, kind, nid)?;
             let mut r = rec.into_resource(kind, nid);
             r.refs = Some(refs);
@@ -736,7 +825,7 @@ impl Store {
     /// member list may be huge; callers read it separately when asked for).
     pub async fn patch(
         &self,
-        tenant: String,
+        actor: Actor,
         kind: Kind,
         id: String,
         ops: Vec<Operation>,
@@ -744,45 +833,24 @@ impl Store {
     ) -> ScimResult<(Resource, Ignored)> {
         self.write(move |txn| {
             let mut w = W::open(txn)?;
-            let t = tenant.as_str();
-            let Some(nid) = parse_id(&id) else {
-                return Ok(Err(not_found(kind, &id)));
+            let t = actor.tenant.as_str();
+            let (nid, old) = match w.existing(t, kind, &id, if_match.as_deref())? {
+                Ok(x) => x,
+                Err(e) => return Ok(Err(e)),
             };
-            let Some(old) = w.load(t, kind, nid)? else {
-                return Ok(Err(not_found(kind, &id)));
-            };
-            if let Err(e) = precondition(if_match.as_deref(), old.version) {
-                return Ok(Err(e));
-            }
             let out = match patch::apply(kind, &id, &old.body, &ops) {
                 Ok(o) => o,
                 Err(e) => return Ok(Err(e)),
             };
-            let new_keys = keys(kind, &out.body);
-            if let Err(e) = w.check_unique(t, kind, &new_keys, Some(nid))? {
+            if let Err(e) = w.check_unique(t, kind, &keys(kind, &out.body), Some(nid))? {
                 return Ok(Err(e));
             }
             let changes = match plan_members(&w, t, nid, &out.member_ops)? {
                 Ok(c) => c,
                 Err(e) => return Ok(Err(e)),
             };
-            let members_changed = apply_members(&mut w, t, nid, &changes)?;
-            // A PATCH that changes nothing (Okta re-sends the same rename with every
-            // membership push) keeps its version.
-            let rec = if old.body != out.body || members_changed {
-                let old_keys = keys(kind, &old.body);
-                let rec = Record {
-                    body: out.body,
-                    created: old.created,
-                    modified: now(),
-                    version: old.version + 1,
-                };
-                w.put(t, kind, nid, &rec)?;
-                w.index(t, kind, nid, &old_keys, &new_keys)?;
-                rec
-            } else {
-                old
-            };
+            let members_changed = apply_members(&mut w, &actor, nid, &changes)?;
+            let rec = w.update(&actor, kind, nid, old, out.body, members_changed)?;
             let mut r = rec.into_resource(kind, nid);
             if kind == Kind::User {
                 r.refs = Some(read_refs(&w.res, &w.members, &w.member_of, t, kind, nid)?);
@@ -794,28 +862,55 @@ impl Store {
 
     pub async fn delete(
         &self,
-        tenant: String,
+        actor: Actor,
         kind: Kind,
         id: String,
         if_match: Option<String>,
     ) -> ScimResult<()> {
         self.write(move |txn| {
             let mut w = W::open(txn)?;
-            let t = tenant.as_str();
-            let Some(nid) = parse_id(&id) else {
-                return Ok(Err(not_found(kind, &id)));
+            let t = actor.tenant.as_str();
+            let (nid, old) = match w.existing(t, kind, &id, if_match.as_deref())? {
+                Ok(x) => x,
+                Err(e) => return Ok(Err(e)),
             };
-            let Some(old) = w.load(t, kind, nid)? else {
-                return Ok(Err(not_found(kind, &id)));
-            };
-            if let Err(e) = precondition(if_match.as_deref(), old.version) {
-                return Ok(Err(e));
-            }
             w.res.remove((t, kind.code(), nid))?;
             w.index(t, kind, nid, &keys(kind, &old.body), &Keys::default())?;
             w.bump_count(t, kind, false)?;
-            w.unlink_all(t, nid)?;
+            w.unlink_all(&actor, nid)?;
+            let ev = if kind == Kind::User {
+                "user.deleted"
+            } else {
+                "group.deleted"
+            };
+            w.emit(&actor, ev, nid, None, Vec::new())?;
             Ok(Ok(()))
+        })
+        .await
+    }
+
+    /// Events of a tenant after `after`, oldest first, at most `limit`.
+    pub async fn events(
+        &self,
+        tenant: String,
+        after: u64,
+        limit: usize,
+    ) -> ScimResult<(Vec<Event>, u64)> {
+        self.read(move |txn| {
+            let table = txn.open_table(EVENTS)?;
+            let seqs = txn.open_table(EVENT_SEQ)?;
+            let t = tenant.as_str();
+            let last = seqs.get(t)?.map(|g| g.value()).unwrap_or(0);
+            let mut out = Vec::new();
+            if limit > 0 && after < u64::MAX {
+                for e in table.range((t, after + 1)..=(t, u64::MAX))?.take(limit) {
+                    let (_, v) = e?;
+                    if let Ok(ev) = serde_json::from_slice::<Event>(v.value()) {
+                        out.push(ev);
+                    }
+                }
+            }
+            Ok(Ok((out, last)))
         })
         .await
     }

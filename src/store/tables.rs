@@ -38,3 +38,9 @@ pub const MEMBERID_GROUPID: TableDefinition<(&str, u128, u128), ()> =
     TableDefinition::new("tenant_memberid_groupid");
 
 pub const SCHEMA_VERSION: u64 = 1;
+
+/// (tenant, seq) → event JSON (ids and attribute names only).
+pub const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("tenant_seq_event");
+
+/// tenant → last event sequence number.
+pub const EVENT_SEQ: TableDefinition<&str, u64> = TableDefinition::new("tenant_eventseq");

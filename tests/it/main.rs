@@ -11,6 +11,7 @@ mod cli;
 mod discovery;
 mod errors;
 mod etags;
+mod events;
 mod filters;
 mod groups;
 mod idp_entra;

@@ -1,0 +1,171 @@
+//! The change feed: every committed change appends events in the same transaction, with a
+//! per-tenant sequence number. Events carry ids and attribute names, never personal values.
+
+use redb::{ReadableTable, Table};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::scim::resource::Body;
+use crate::scim::schema::Kind;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Event {
+    pub seq: u64,
+    pub time: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub resource_id: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub member_id: Option<String>,
+    pub token: String,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub attributes: Vec<String>,
+}
+
+/// Who wrote, and how long their tenant keeps events.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub tenant: String,
+    pub token: String,
+    pub retention: Retention,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Most events kept per tenant.
+    pub max_count: u64,
+    /// Oldest event kept, in seconds; `None` keeps events of any age.
+    pub max_age_secs: Option<u64>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            max_count: 100_000,
+            max_age_secs: None,
+        }
+    }
+}
+
+/// Names of the attributes that differ between two bodies; extension attributes as
+/// `urn:...:name`.
+pub fn changed_attributes(old: &Body, new: &Body) -> Vec<String> {
+    let mut out = Vec::new();
+    let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    for k in keys {
+        let (a, b) = (old.get(k), new.get(k));
+        if a == b {
+            continue;
+        }
+        match (a, b) {
+            (Some(Value::Object(x)), Some(Value::Object(y))) if k.starts_with("urn:") => {
+                let sub: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                out.extend(
+                    sub.into_iter()
+                        .filter(|s| x.get(*s) != y.get(*s))
+                        .map(|s| format!("{k}:{s}")),
+                );
+            }
+            (Some(Value::Object(x)), None) | (None, Some(Value::Object(x)))
+                if k.starts_with("urn:") =>
+            {
+                out.extend(x.keys().map(|s| format!("{k}:{s}")));
+            }
+            _ => out.push(k.clone()),
+        }
+    }
+    out
+}
+
+/// The event type of an update: deactivation and reactivation are told apart for users.
+pub fn update_kind(kind: Kind, old: &Body, new: &Body) -> &'static str {
+    if kind == Kind::Group {
+        return "group.updated";
+    }
+    let active = |b: &Body| b.get("active") != Some(&Value::Bool(false));
+    match (active(old), active(new)) {
+        (true, false) => "user.deactivated",
+        (false, true) => "user.reactivated",
+        _ => "user.updated",
+    }
+}
+
+pub type EventTable<'t> = Table<'t, (&'static str, u64), &'static [u8]>;
+pub type SeqTable<'t> = Table<'t, &'static str, u64>;
+
+/// An event before it has a sequence number and time.
+pub struct NewEvent {
+    pub kind: &'static str,
+    pub resource_id: String,
+    pub member_id: Option<String>,
+    pub attributes: Vec<String>,
+}
+
+/// Append one event and trim what retention no longer keeps.
+pub fn append(
+    events: &mut EventTable,
+    seqs: &mut SeqTable,
+    actor: &Actor,
+    new: NewEvent,
+) -> Result<(), redb::Error> {
+    let now = time::OffsetDateTime::now_utc();
+    let now_unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+    let t = actor.tenant.as_str();
+    let seq = seqs.get(t)?.map(|g| g.value()).unwrap_or(0) + 1;
+    seqs.insert(t, seq)?;
+    let ev = Event {
+        seq,
+        time: now
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        kind: new.kind.to_string(),
+        resource_id: new.resource_id,
+        member_id: new.member_id,
+        token: actor.token.clone(),
+        attributes: new.attributes,
+    };
+    let bytes = serde_json::to_vec(&ev).unwrap_or_default();
+    events.insert((t, seq), bytes.as_slice())?;
+    // Trim from the oldest end; each append removes at most a bounded number of entries.
+    let floor = seq.saturating_sub(actor.retention.max_count);
+    trim_tenant(events, actor, seq, floor, now_unix)
+}
+
+fn trim_tenant(
+    events: &mut EventTable,
+    actor: &Actor,
+    seq: u64,
+    floor: u64,
+    now_unix: u64,
+) -> Result<(), redb::Error> {
+    let t = actor.tenant.as_str();
+    let mut doomed = Vec::new();
+    for e in events.range((t, 0u64)..(t, seq))? {
+        let (k, v) = e?;
+        let s = k.value().1;
+        let too_old = actor.retention.max_age_secs.is_some_and(|age| {
+            serde_json::from_slice::<Event>(v.value())
+                .ok()
+                .and_then(|e| parse_unix(&e.time))
+                .is_some_and(|t0| now_unix.saturating_sub(t0) > age)
+        });
+        if s <= floor || too_old {
+            doomed.push(s);
+        } else {
+            break;
+        }
+        if doomed.len() >= 64 {
+            break;
+        }
+    }
+    for s in doomed {
+        events.remove((t, s))?;
+    }
+    Ok(())
+}
+
+fn parse_unix(s: &str) -> Option<u64> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .and_then(|t| u64::try_from(t.unix_timestamp()).ok())
+}

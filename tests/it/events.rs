@@ -1,0 +1,148 @@
+//! The change feed: every committed change in order, ids and attribute names only.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::harness::{ACME, GLOBEX, Srv};
+
+async fn feed(s: &Srv, token: &str, tenant: &str, query: &str) -> Value {
+    let r = s
+        .call(
+            Method::GET,
+            &format!("/tenants/{tenant}/events{query}"),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_sequence_is_recorded_in_order_without_personal_data() {
+    let s = Srv::start().await;
+    let u = s.user("private.person@secret.example").await;
+    let v = s.user("other.person@secret.example").await;
+    s.patch(
+        &format!("/Users/{u}"),
+        json!([{"op": "replace", "path": "title", "value": "Boss"}]),
+    )
+    .await;
+    s.patch(
+        &format!("/Users/{u}"),
+        json!([{"op": "replace", "path": "active", "value": false}]),
+    )
+    .await;
+    s.patch(
+        &format!("/Users/{u}"),
+        json!([{"op": "replace", "path": "active", "value": true}]),
+    )
+    .await;
+    let g = s.group("Secret Club", &[&u]).await;
+    s.patch(
+        &format!("/Groups/{g}"),
+        json!([{"op": "add", "path": "members", "value": [{"value": v}, {"value": u}]}]),
+    )
+    .await;
+    s.patch(
+        &format!("/Groups/{g}"),
+        json!([{"op": "remove", "path": format!("members[value eq \"{u}\"]")}]),
+    )
+    .await;
+    // A rejected write and a no-op write leave no event.
+    assert_eq!(
+        s.post(
+            "/Users",
+            json!({"userName": "PRIVATE.person@secret.example"})
+        )
+        .await
+        .status,
+        409
+    );
+    s.patch(
+        &format!("/Groups/{g}"),
+        json!([{"op": "replace", "path": "displayName", "value": "Secret Club"}]),
+    )
+    .await;
+    s.delete(&format!("/Users/{v}")).await;
+    s.delete(&format!("/Groups/{g}")).await;
+    let body = feed(&s, ACME, "acme", "").await;
+    let events = body["events"].as_array().unwrap();
+    let got: Vec<(String, String, Option<String>)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_string(),
+                e["resource_id"].as_str().unwrap().to_string(),
+                e["member_id"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    let want = vec![
+        ("user.created", &u, None),
+        ("user.created", &v, None),
+        ("user.updated", &u, None),
+        ("user.deactivated", &u, None),
+        ("user.reactivated", &u, None),
+        ("group.created", &g, None),
+        ("group.member_added", &g, Some(&u)),
+        ("group.member_added", &g, Some(&v)),
+        ("group.member_removed", &g, Some(&u)),
+        ("group.member_removed", &g, Some(&v)),
+        ("user.deleted", &v, None),
+        ("group.deleted", &g, None),
+    ];
+    let want: Vec<(String, String, Option<String>)> = want
+        .into_iter()
+        .map(|(t, id, m)| (t.to_string(), id.clone(), m.cloned()))
+        .collect();
+    assert_eq!(got, want);
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] > w[0]), "{seqs:?}");
+    assert_eq!(body["last_seq"], *seqs.last().unwrap());
+    assert_eq!(events[2]["attributes"], json!(["title"]));
+    assert_eq!(events[3]["attributes"], json!(["active"]));
+    assert!(events.iter().all(|e| e["token"] == "okta"));
+    assert!(
+        events
+            .iter()
+            .all(|e| e["time"].as_str().unwrap().contains('T'))
+    );
+    let text = body.to_string();
+    for secret in ["private.person", "secret.example", "Secret Club", "Boss"] {
+        assert!(!text.contains(secret), "events leak {secret}");
+    }
+    // Paging.
+    let page = feed(&s, ACME, "acme", &format!("?after={}&limit=2", seqs[3])).await;
+    let p: Vec<u64> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(p, seqs[4..6].to_vec());
+    assert_eq!(page["next_after"], seqs[5]);
+    // Other tenants see only their own feed, and only with their own token.
+    assert_eq!(feed(&s, GLOBEX, "globex", "").await["events"], json!([]));
+    let r = s
+        .call(Method::GET, "/tenants/acme/events", Some(GLOBEX), None)
+        .await;
+    assert_eq!(r.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_the_newest_events() {
+    let s =
+        Srv::start_with(|c| c.tenants.get_mut("acme").unwrap().events_max_count = Some(3)).await;
+    for i in 0..6 {
+        s.user(&format!("r{i}@x")).await;
+    }
+    let body = feed(&s, ACME, "acme", "").await;
+    let seqs: Vec<u64> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![4, 5, 6]);
+}
