@@ -125,6 +125,9 @@ pub struct TenantConfig {
     /// Where `/tenants/NAME/sso/login_redirect` sends people (the application's login page).
     #[serde(default)]
     pub login_redirect_url: Option<String>,
+    /// Paid-plan settings; without them the plan endpoints answer 404.
+    #[serde(default)]
+    pub plan: Option<PlanConfig>,
     /// Change-feed events kept for this tenant (oldest trimmed first). Default 100000.
     #[serde(default)]
     pub events_max_count: Option<u64>,
@@ -151,6 +154,37 @@ pub enum Scope {
     #[default]
     Provision,
     Read,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PlanConfig {
+    /// The plan's name, shown in answers and errors.
+    pub name: String,
+    /// Up to this many active provisioned users the tenant is in testing mode.
+    #[serde(default = "default_threshold")]
+    pub test_threshold: u64,
+    /// Paid seats; unset means unlimited.
+    #[serde(default)]
+    pub seats: Option<u64>,
+    /// What a create or reactivation beyond `seats` does: `reject` (403) or `free`.
+    #[serde(default)]
+    pub on_seat_limit: SeatLimitPolicy,
+    /// userNames or emails of people on the paid plan before provisioning was switched on.
+    #[serde(default)]
+    pub existing_members: Vec<String>,
+}
+
+fn default_threshold() -> u64 {
+    10
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SeatLimitPolicy {
+    #[default]
+    Reject,
+    Free,
 }
 
 /// Everything wrong with a configuration, one line per problem.
@@ -279,6 +313,14 @@ impl Config {
                 p.push(format!(
                     "tenants.{name}.rate_limit: must be a positive number of requests per second (remove it for no limit)"
                 ));
+            }
+            if let Some(plan) = &t.plan {
+                if plan.name.trim().is_empty() {
+                    p.push(format!("tenants.{name}.plan.name: must not be empty"));
+                }
+                if plan.seats == Some(0) {
+                    p.push(format!("tenants.{name}.plan.seats: must be at least 1 (remove it for unlimited seats)"));
+                }
             }
             let mut names = HashSet::new();
             for (i, tok) in t.tokens.iter().enumerate() {

@@ -50,7 +50,11 @@ pub async fn endpoint(
         }
         (Endpoint::Resource(..), m) => Err(method_not_allowed(m, "GET, PUT, PATCH, DELETE")),
         (Endpoint::Events, &Method::GET) => events(app, ctx).await,
-        (Endpoint::Events, m) => Err(method_not_allowed(m, "GET")),
+        (Endpoint::Plan, &Method::GET) => plan_summary(app, ctx).await,
+        (Endpoint::PlanMembers, &Method::GET) => plan_members(app, ctx).await,
+        (Endpoint::Events | Endpoint::Plan | Endpoint::PlanMembers, m) => {
+            Err(method_not_allowed(m, "GET"))
+        }
         (Endpoint::Me, _) => Err(ScimError::new(
             501,
             None,
@@ -376,5 +380,78 @@ async fn events(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
     Ok(response::json(
         200,
         &json!({"tenant": ctx.principal.tenant, "events": events, "next_after": next, "last_seq": last}),
+    ))
+}
+
+fn plan_rules(ctx: &Ctx) -> ScimResult<std::sync::Arc<crate::store::plan::PlanRules>> {
+    ctx.rt
+        .plans
+        .get(&ctx.principal.tenant)
+        .cloned()
+        .ok_or_else(|| {
+            ScimError::not_found(format!(
+                "tenant {} has no plan; add a [tenants.{}.plan] table to the configuration",
+                ctx.principal.tenant, ctx.principal.tenant
+            ))
+        })
+}
+
+/// `GET /tenants/{tenant}/plan`: the plan's settings, mode and counts.
+async fn plan_summary(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
+    let rules = plan_rules(ctx)?;
+    let s = app
+        .store
+        .plan_summary(ctx.principal.tenant.clone(), rules.clone())
+        .await?;
+    Ok(response::json(
+        200,
+        &json!({
+            "tenant": ctx.principal.tenant,
+            "plan": rules.name,
+            "mode": s.mode,
+            "test_threshold": rules.test_threshold,
+            "seats": rules.seats,
+            "on_seat_limit": rules.on_seat_limit,
+            "active_provisioned": s.active_provisioned,
+            "counts": {"paid": s.paid, "free": s.free, "deactivated": s.deactivated},
+        }),
+    ))
+}
+
+/// `GET /tenants/{tenant}/plan/members?status=paid|free|deactivated&startIndex=&count=`.
+async fn plan_members(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
+    use crate::store::plan::Status;
+    let rules = plan_rules(ctx)?;
+    let status = match ctx
+        .query
+        .get("status")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("") => None,
+        Some("paid") => Some(Status::Paid),
+        Some("free") => Some(Status::Free),
+        Some("deactivated") => Some(Status::Deactivated),
+        Some(other) => {
+            return Err(ScimError::invalid_value(format!(
+                "status must be paid, free or deactivated, got \"{other}\""
+            )));
+        }
+    };
+    let max = ctx.rt.config.server.max_results;
+    let start = int_param("startIndex", ctx.query.get("startIndex"))?
+        .unwrap_or(1)
+        .max(1) as u64;
+    let count = int_param("count", ctx.query.get("count"))?
+        .map(|c| c.max(0) as u64)
+        .unwrap_or(max)
+        .min(max);
+    let (total, entries) = app
+        .store
+        .plan_members(ctx.principal.tenant.clone(), rules, status, start, count)
+        .await?;
+    Ok(response::json(
+        200,
+        &json!({"totalResults": total, "startIndex": start, "itemsPerPage": entries.len(), "members": entries}),
     ))
 }

@@ -23,6 +23,7 @@ use crate::auth::{Principal, Tokens};
 use crate::config::Config;
 use crate::scim::error::{ScimError, ScimResult};
 use crate::store::Store;
+use crate::store::plan::{PlanRules, SeatPolicy};
 use response::Resp;
 use router::{Endpoint, Route};
 
@@ -30,14 +31,42 @@ use router::{Endpoint, Route};
 pub struct Runtime {
     pub config: Config,
     pub tokens: Tokens,
+    pub plans: std::collections::HashMap<String, Arc<PlanRules>>,
 }
 
 impl Runtime {
     pub fn new(config: Config) -> Runtime {
+        let plans = config
+            .tenants
+            .iter()
+            .filter_map(|(name, t)| {
+                t.plan
+                    .as_ref()
+                    .map(|p| (name.clone(), Arc::new(plan_rules(p))))
+            })
+            .collect();
         Runtime {
             tokens: Tokens::from_config(&config),
             config,
+            plans,
         }
+    }
+}
+
+pub fn plan_rules(p: &crate::config::PlanConfig) -> PlanRules {
+    PlanRules {
+        name: p.name.clone(),
+        test_threshold: p.test_threshold,
+        seats: p.seats,
+        on_seat_limit: match p.on_seat_limit {
+            crate::config::SeatLimitPolicy::Reject => SeatPolicy::Reject,
+            crate::config::SeatLimitPolicy::Free => SeatPolicy::Free,
+        },
+        existing_members: p
+            .existing_members
+            .iter()
+            .map(|m| m.trim().to_lowercase())
+            .collect(),
     }
 }
 
@@ -72,6 +101,7 @@ impl Ctx {
             tenant: self.principal.tenant.clone(),
             token: self.principal.token_name.clone(),
             retention,
+            plan: self.rt.plans.get(&self.principal.tenant).cloned(),
         }
     }
 }
@@ -376,6 +406,8 @@ fn template(e: &Endpoint) -> &'static str {
         Endpoint::Me => "/Me",
         Endpoint::Bulk => "/Bulk",
         Endpoint::Events => "/tenants/{tenant}/events",
+        Endpoint::Plan => "/tenants/{tenant}/plan",
+        Endpoint::PlanMembers => "/tenants/{tenant}/plan/members",
         Endpoint::Unknown => "unknown",
     }
 }

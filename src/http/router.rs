@@ -17,6 +17,9 @@ pub enum Endpoint {
     Bulk,
     /// `/tenants/{tenant}/events`: the change feed (not SCIM).
     Events,
+    /// `/tenants/{tenant}/plan` and `/tenants/{tenant}/plan/members`.
+    Plan,
+    PlanMembers,
     Unknown,
 }
 
@@ -32,11 +35,17 @@ pub struct Route {
 /// `None` when the path is not under a SCIM prefix at all.
 pub fn route(path: &str) -> Option<Route> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    if let ["tenants", t, "events"] = segs.as_slice() {
+    let app_endpoint = match segs.as_slice() {
+        ["tenants", t, "events"] => Some((t, Endpoint::Events)),
+        ["tenants", t, "plan"] => Some((t, Endpoint::Plan)),
+        ["tenants", t, "plan", "members"] => Some((t, Endpoint::PlanMembers)),
+        _ => None,
+    };
+    if let Some((t, endpoint)) = app_endpoint {
         return Some(Route {
             tenant: Some(decode(t)),
             prefix: format!("/tenants/{t}"),
-            endpoint: Endpoint::Events,
+            endpoint,
         });
     }
     let (tenant, rest) = match segs.as_slice() {

@@ -20,6 +20,11 @@ pub struct Event {
     pub token: String,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub attributes: Vec<String>,
+    /// `plan.changed`: the mode before and after.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub to: Option<String>,
 }
 
 /// Who wrote, and how long their tenant keeps events.
@@ -28,6 +33,7 @@ pub struct Actor {
     pub tenant: String,
     pub token: String,
     pub retention: Retention,
+    pub plan: Option<std::sync::Arc<super::plan::PlanRules>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -99,6 +105,7 @@ pub struct NewEvent {
     pub resource_id: String,
     pub member_id: Option<String>,
     pub attributes: Vec<String>,
+    pub from_to: Option<(String, String)>,
 }
 
 /// Append one event and trim what retention no longer keeps.
@@ -123,6 +130,8 @@ pub fn append(
         member_id: new.member_id,
         token: actor.token.clone(),
         attributes: new.attributes,
+        from: new.from_to.as_ref().map(|f| f.0.clone()),
+        to: new.from_to.map(|f| f.1),
     };
     let bytes = serde_json::to_vec(&ev).unwrap_or_default();
     events.insert((t, seq), bytes.as_slice())?;

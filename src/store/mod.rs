@@ -8,6 +8,7 @@
 
 mod events;
 mod ops;
+pub mod plan;
 pub mod tables;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -20,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::scim::error::{ScimError, ScimResult};
 
 pub use events::{Actor, Event, Retention};
-pub use ops::{ListPage, ListQuery, SortSpec};
+pub use ops::{ListPage, ListQuery, PlanEntry, PlanSummary, SortSpec};
 
 /// Most jobs committed together; bounds the latency one commit adds to its first request.
 const MAX_BATCH: usize = 256;

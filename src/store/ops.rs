@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::events::{self, Actor, Event, NewEvent};
+use super::plan::{self, Mode, Seat};
 use super::tables::*;
 use super::{Store, format_id, new_id, parse_id};
 use crate::scim::error::{ScimError, ScimResult};
@@ -77,6 +78,7 @@ pub(super) fn init_schema(db: &redb::Database) -> Result<u64, redb::Error> {
         txn.open_table(MEMBERID_GROUPID)?;
         txn.open_table(EVENTS)?;
         txn.open_table(EVENT_SEQ)?;
+        txn.open_table(OVERFLOW_USERID)?;
         found.unwrap_or(SCHEMA_VERSION)
     };
     txn.commit()?;
@@ -127,6 +129,7 @@ struct W<'t> {
     member_of: Table<'t, (&'static str, u128, u128), ()>,
     events: events::EventTable<'t>,
     seqs: events::SeqTable<'t>,
+    overflow: Table<'t, (&'static str, u128), ()>,
 }
 
 impl<'t> W<'t> {
@@ -142,7 +145,79 @@ impl<'t> W<'t> {
             member_of: txn.open_table(MEMBERID_GROUPID)?,
             events: txn.open_table(EVENTS)?,
             seqs: txn.open_table(EVENT_SEQ)?,
+            overflow: txn.open_table(OVERFLOW_USERID)?,
         })
+    }
+
+    /// Check phase for a user write: the seat a user becoming active gets, or the refusal.
+    fn seat_check(&mut self, actor: &Actor, was_active: bool, now_active: bool) -> R<Option<Seat>> {
+        if was_active || !now_active {
+            return Ok(Ok(None));
+        }
+        match plan::seat_for_new_active(actor.plan.as_deref(), &self.counts, &actor.tenant)? {
+            Ok(seat) => Ok(Ok(Some(seat))),
+            Err(e) => {
+                // Refused writes change no resource, but the feed says a seat was refused.
+                self.emit_plan(actor, "plan.seat_rejected", None, None)?;
+                Ok(Err(e))
+            }
+        }
+    }
+
+    fn emit_plan(
+        &mut self,
+        actor: &Actor,
+        kind: &'static str,
+        id: Option<u128>,
+        from_to: Option<(String, String)>,
+    ) -> Result<(), redb::Error> {
+        let new = NewEvent {
+            kind,
+            resource_id: id.map(format_id).unwrap_or_default(),
+            member_id: None,
+            attributes: Vec::new(),
+            from_to,
+        };
+        events::append(&mut self.events, &mut self.seqs, actor, new)
+    }
+
+    /// Write phase: move the plan counters for a user going from `was` to `now` active
+    /// (`None`: the user does not exist on that side), and record a mode switch.
+    fn plan_transition(
+        &mut self,
+        actor: &Actor,
+        id: u128,
+        was: Option<bool>,
+        now: Option<bool>,
+        seat: Option<Seat>,
+    ) -> Result<(), redb::Error> {
+        let t = actor.tenant.as_str();
+        let before = plan::seated(&self.counts, t)?;
+        let was_active = was.unwrap_or(false);
+        let now_active = now.unwrap_or(false);
+        if was_active && !now_active {
+            plan::add(&mut self.counts, t, plan::ACTIVE, -1)?;
+            if self.overflow.remove((t, id))?.is_some() {
+                plan::add(&mut self.counts, t, plan::OVERFLOW, -1)?;
+            }
+        }
+        if !was_active && now_active {
+            plan::add(&mut self.counts, t, plan::ACTIVE, 1)?;
+            if seat == Some(Seat::Overflow) {
+                self.overflow.insert((t, id), ())?;
+                plan::add(&mut self.counts, t, plan::OVERFLOW, 1)?;
+                self.emit_plan(actor, "plan.placed_on_free", Some(id), None)?;
+            }
+        }
+        if let Some(rules) = actor.plan.clone() {
+            let after = plan::seated(&self.counts, t)?;
+            let (m0, m1) = (rules.mode(before), rules.mode(after));
+            if m0 != m1 {
+                let name = |m: Mode| format!("{m:?}").to_lowercase();
+                self.emit_plan(actor, "plan.changed", None, Some((name(m0), name(m1))))?;
+            }
+        }
+        Ok(())
     }
 
     fn emit(
@@ -158,6 +233,7 @@ impl<'t> W<'t> {
             resource_id: format_id(id),
             member_id: member.map(format_id),
             attributes,
+            from_to: None,
         };
         events::append(&mut self.events, &mut self.seqs, actor, new)
     }
@@ -652,6 +728,7 @@ struct ReadSide {
     names: redb::ReadOnlyMultimapTable<(&'static str, u8, &'static str), u128>,
     members: redb::ReadOnlyTable<(&'static str, u128, u128), u8>,
     member_of: redb::ReadOnlyTable<(&'static str, u128, u128), ()>,
+    overflow: redb::ReadOnlyTable<(&'static str, u128), ()>,
 }
 
 fn collect_multi<I>(it: I) -> Result<BTreeSet<u128>, redb::Error>
@@ -701,6 +778,7 @@ impl ReadSide {
             names: txn.open_multimap_table(DISPLAYNAME_ID)?,
             members: txn.open_table(GROUPID_MEMBERID)?,
             member_of: txn.open_table(MEMBERID_GROUPID)?,
+            overflow: txn.open_table(OVERFLOW_USERID)?,
         })
     }
 
@@ -751,6 +829,11 @@ impl Store {
                 },
                 None => Vec::new(),
             };
+            let active = kind == Kind::User && plan::is_active(&input.body);
+            let seat = match w.seat_check(&actor, false, active)? {
+                Ok(s) => s,
+                Err(e) => return Ok(Err(e)),
+            };
             let stamp = now();
             let attrs = events::changed_attributes(&Body::new(), &input.body);
             let rec = Record {
@@ -768,6 +851,9 @@ impl Store {
                 "group.created"
             };
             w.emit(&actor, ev, id, None, attrs)?;
+            if kind == Kind::User {
+                w.plan_transition(&actor, id, None, Some(active), seat)?;
+            }
             apply_members(&mut w, &actor, id, &changes)?;
             let refs = read_refs(&w.res, &w.members, &w.member_of, t, kind, id)?;
             let mut r = rec.into_resource(kind, id);
@@ -811,8 +897,16 @@ impl Store {
                 Ok(c) => c,
                 Err(e) => return Ok(Err(e)),
             };
+            let activity = (plan::is_active(&old.body), plan::is_active(&input.body));
+            let seat = match w.seat_check(&actor, activity.0, activity.1 && kind == Kind::User)? {
+                Ok(s) => s,
+                Err(e) => return Ok(Err(e)),
+            };
             let members_changed = apply_members(&mut w, &actor, nid, &changes)?;
             let rec = w.update(&actor, kind, nid, old, input.body, members_changed)?;
+            if kind == Kind::User {
+                w.plan_transition(&actor, nid, Some(activity.0), Some(activity.1), seat)?;
+            }
             let refs = read_refs(&w.res, &w.members, &w.member_of, t, kind, nid)?;
             let mut r = rec.into_resource(kind, nid);
             r.refs = Some(refs);
@@ -849,8 +943,16 @@ impl Store {
                 Ok(c) => c,
                 Err(e) => return Ok(Err(e)),
             };
+            let activity = (plan::is_active(&old.body), plan::is_active(&out.body));
+            let seat = match w.seat_check(&actor, activity.0, activity.1 && kind == Kind::User)? {
+                Ok(s) => s,
+                Err(e) => return Ok(Err(e)),
+            };
             let members_changed = apply_members(&mut w, &actor, nid, &changes)?;
             let rec = w.update(&actor, kind, nid, old, out.body, members_changed)?;
+            if kind == Kind::User {
+                w.plan_transition(&actor, nid, Some(activity.0), Some(activity.1), seat)?;
+            }
             let mut r = rec.into_resource(kind, nid);
             if kind == Kind::User {
                 r.refs = Some(read_refs(&w.res, &w.members, &w.member_of, t, kind, nid)?);
@@ -878,6 +980,9 @@ impl Store {
             w.index(t, kind, nid, &keys(kind, &old.body), &Keys::default())?;
             w.bump_count(t, kind, false)?;
             w.unlink_all(&actor, nid)?;
+            if kind == Kind::User {
+                w.plan_transition(&actor, nid, Some(plan::is_active(&old.body)), None, None)?;
+            }
             let ev = if kind == Kind::User {
                 "user.deleted"
             } else {
@@ -1066,4 +1171,178 @@ fn finish(
         start_index: start,
         items,
     }))
+}
+
+/// A tenant's plan as counted now.
+#[derive(Debug, serde::Serialize)]
+pub struct PlanSummary {
+    pub mode: Mode,
+    pub paid: u64,
+    pub free: u64,
+    pub deactivated: u64,
+    pub active_provisioned: u64,
+}
+
+/// One person on the plan list.
+#[derive(Debug, serde::Serialize)]
+pub struct PlanEntry {
+    pub id: Option<String>,
+    #[serde(rename = "userName")]
+    pub user_name: String,
+    pub emails: Vec<String>,
+    pub status: plan::Status,
+    pub existing_member: bool,
+}
+
+impl ReadSide {
+    fn plan_ctx(
+        &self,
+        t: &str,
+        rules: &plan::PlanRules,
+    ) -> Result<(Mode, BTreeSet<u128>, Vec<String>), redb::Error> {
+        let mode = rules.mode(plan::seated(&self.counts, t)?);
+        let mut matched = BTreeSet::new();
+        let mut unmatched = Vec::new();
+        for m in &rules.existing_members {
+            let ids = plan::matches_of(&self.usernames, &self.emails, t, m)?;
+            if ids.is_empty() {
+                unmatched.push(m.clone());
+            }
+            matched.extend(ids);
+        }
+        Ok((mode, matched, unmatched))
+    }
+
+    fn overflowed(&self, t: &str, id: u128) -> Result<bool, redb::Error> {
+        Ok(self.overflow.get((t, id))?.is_some())
+    }
+}
+
+impl Store {
+    pub async fn plan_summary(
+        &self,
+        tenant: String,
+        rules: std::sync::Arc<plan::PlanRules>,
+    ) -> ScimResult<PlanSummary> {
+        self.read(move |txn| {
+            let r = ReadSide::open(txn)?;
+            let t = tenant.as_str();
+            let total = plan::count(&r.counts, t, Kind::User.code())?;
+            let active = plan::count(&r.counts, t, plan::ACTIVE)?;
+            let overflow = plan::count(&r.counts, t, plan::OVERFLOW)?;
+            let (mode, matched, unmatched) = r.plan_ctx(t, &rules)?;
+            let mut s = PlanSummary {
+                mode,
+                paid: active - overflow.min(active),
+                free: overflow,
+                deactivated: total.saturating_sub(active),
+                active_provisioned: active,
+            };
+            if mode == Mode::Testing {
+                for id in matched {
+                    let Some(rec) = r
+                        .res
+                        .get((t, Kind::User.code(), id))?
+                        .and_then(|g| decode(g.value()))
+                    else {
+                        continue;
+                    };
+                    if !plan::is_active(&rec.body) {
+                        s.deactivated -= 1;
+                        s.paid += 1;
+                    } else if r.overflowed(t, id)? {
+                        s.free -= 1;
+                        s.paid += 1;
+                    }
+                }
+            }
+            match mode {
+                Mode::Testing => s.paid += unmatched.len() as u64,
+                Mode::Enforced => s.free += unmatched.len() as u64,
+            }
+            Ok(Ok(s))
+        })
+        .await
+    }
+
+    /// People with `status` (all when `None`), paged: (total, entries).
+    pub async fn plan_members(
+        &self,
+        tenant: String,
+        rules: std::sync::Arc<plan::PlanRules>,
+        status: Option<plan::Status>,
+        start_index: u64,
+        count: u64,
+    ) -> ScimResult<(u64, Vec<PlanEntry>)> {
+        self.read(move |txn| {
+            let r = ReadSide::open(txn)?;
+            let t = tenant.as_str();
+            let (mode, matched, unmatched) = r.plan_ctx(t, &rules)?;
+            let skip = start_index.max(1) - 1;
+            let mut total = 0u64;
+            let mut out = Vec::new();
+            let mut take = |e: PlanEntry, out: &mut Vec<PlanEntry>| {
+                if status.is_none_or(|s| s == e.status) {
+                    if total >= skip && (out.len() as u64) < count {
+                        out.push(e);
+                    }
+                    total += 1;
+                }
+            };
+            let range = (t, Kind::User.code(), 0u128)..=(t, Kind::User.code(), u128::MAX);
+            for e in r.res.range(range)? {
+                let (k, v) = e?;
+                let id = k.value().2;
+                let Some(rec) = decode(v.value()) else {
+                    continue;
+                };
+                let existing = matched.contains(&id);
+                let st = plan::user_status(
+                    mode,
+                    plan::is_active(&rec.body),
+                    r.overflowed(t, id)?,
+                    existing,
+                );
+                let emails = rec
+                    .body
+                    .get("emails")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| e.get("value").and_then(Value::as_str).map(str::to_string))
+                    .collect();
+                let user_name = rec
+                    .body
+                    .get("userName")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                take(
+                    PlanEntry {
+                        id: Some(format_id(id)),
+                        user_name,
+                        emails,
+                        status: st,
+                        existing_member: existing,
+                    },
+                    &mut out,
+                );
+            }
+            for m in unmatched {
+                let st = plan::unmatched_status(mode);
+                take(
+                    PlanEntry {
+                        id: None,
+                        user_name: m,
+                        emails: Vec::new(),
+                        status: st,
+                        existing_member: true,
+                    },
+                    &mut out,
+                );
+            }
+            Ok(Ok((total, out)))
+        })
+        .await
+    }
 }

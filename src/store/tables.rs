@@ -44,3 +44,7 @@ pub const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("te
 
 /// tenant → last event sequence number.
 pub const EVENT_SEQ: TableDefinition<&str, u64> = TableDefinition::new("tenant_eventseq");
+
+/// (tenant, user) → (): active users placed on the free plan by the seat limit.
+pub const OVERFLOW_USERID: TableDefinition<(&str, u128), ()> =
+    TableDefinition::new("tenant_overflow_userid");

@@ -21,6 +21,7 @@ mod idp_onelogin;
 mod limits;
 mod lists;
 mod patch;
+mod plan;
 mod startup;
 mod users;
 mod writes;

@@ -1,0 +1,266 @@
+//! Paid-plan membership: testing and enforced modes, existing members, seats.
+
+use reqwest::Method;
+use scimd::config::{PlanConfig, SeatLimitPolicy};
+use serde_json::{Value, json};
+
+use crate::harness::{ACME, Srv, assert_error, total};
+
+async fn plan_srv(threshold: u64, seats: Option<u64>, policy: SeatLimitPolicy) -> Srv {
+    Srv::start_with(move |c| {
+        c.tenants.get_mut("acme").unwrap().plan = Some(PlanConfig {
+            name: "Business".into(),
+            test_threshold: threshold,
+            seats,
+            on_seat_limit: policy,
+            existing_members: vec!["Veteran@Example.com".into(), "founder".into()],
+        });
+    })
+    .await
+}
+
+async fn summary(s: &Srv) -> Value {
+    let r = s
+        .call(Method::GET, "/tenants/acme/plan", Some(ACME), None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+}
+
+fn counts(v: &Value) -> (String, u64, u64, u64) {
+    (
+        v["mode"].as_str().unwrap().to_string(),
+        v["counts"]["paid"].as_u64().unwrap(),
+        v["counts"]["free"].as_u64().unwrap(),
+        v["counts"]["deactivated"].as_u64().unwrap(),
+    )
+}
+
+async fn members(s: &Srv, query: &str) -> Value {
+    let r = s
+        .call(
+            Method::GET,
+            &format!("/tenants/acme/plan/members{query}"),
+            Some(ACME),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+}
+
+async fn plan_events(s: &Srv) -> Vec<Value> {
+    let r = s
+        .call(
+            Method::GET,
+            "/tenants/acme/events?limit=1000",
+            Some(ACME),
+            None,
+        )
+        .await;
+    r.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"].as_str().unwrap().starts_with("plan."))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threshold_boundary_both_ways_and_existing_members() {
+    let s = plan_srv(3, None, SeatLimitPolicy::Reject).await;
+    let v = summary(&s).await;
+    assert_eq!(
+        (v["plan"].as_str(), v["test_threshold"].as_u64()),
+        (Some("Business"), Some(3))
+    );
+    assert_eq!(
+        counts(&v),
+        ("testing".into(), 2, 0, 0),
+        "existing members keep their seats"
+    );
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(s.user(&format!("u{i}@example.com")).await);
+    }
+    assert_eq!(
+        counts(&summary(&s).await),
+        ("testing".into(), 5, 0, 0),
+        "exactly the threshold is still testing"
+    );
+    ids.push(s.user("u3@example.com").await);
+    assert_eq!(
+        counts(&summary(&s).await),
+        ("enforced".into(), 4, 2, 0),
+        "one more enforces: existing members move to free"
+    );
+    let free = members(&s, "?status=free").await;
+    let names: Vec<&str> = free["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["userName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["veteran@example.com", "founder"]);
+    assert!(free["members"][0]["id"].is_null());
+    // Deactivating one goes back to testing; the deactivated user is counted as such.
+    s.patch(
+        &format!("/Users/{}", ids[3]),
+        json!([{"op": "replace", "path": "active", "value": false}]),
+    )
+    .await;
+    assert_eq!(counts(&summary(&s).await), ("testing".into(), 5, 0, 1));
+    let ev = plan_events(&s).await;
+    let changes: Vec<(String, String)> = ev
+        .iter()
+        .filter(|e| e["type"] == "plan.changed")
+        .map(|e| {
+            (
+                e["from"].as_str().unwrap().into(),
+                e["to"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("testing".to_string(), "enforced".to_string()),
+            ("enforced".into(), "testing".into())
+        ]
+    );
+    // A provisioned existing member is a paid user like any other once enforced.
+    s.patch(
+        &format!("/Users/{}", ids[3]),
+        json!([{"op": "replace", "path": "active", "value": true}]),
+    )
+    .await;
+    let vet = s.user("VETERAN@example.com").await;
+    assert_eq!(counts(&summary(&s).await), ("enforced".into(), 5, 1, 0));
+    let paid = members(&s, "?status=paid").await;
+    assert_eq!(total_of(&paid), 5);
+    assert!(
+        paid["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == vet.as_str() && m["existing_member"] == true)
+    );
+    // Deleting users changes the counts too.
+    s.delete(&format!("/Users/{vet}")).await;
+    s.delete(&format!("/Users/{}", ids[0])).await;
+    assert_eq!(counts(&summary(&s).await), ("testing".into(), 5, 0, 0));
+    // Paging never returns more than asked.
+    let page = members(&s, "?startIndex=2&count=2").await;
+    assert_eq!(
+        (total_of(&page), page["members"].as_array().unwrap().len()),
+        (5, 2)
+    );
+}
+
+fn total_of(v: &Value) -> u64 {
+    v["totalResults"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seats_reject_creates_and_reactivations_beyond_the_limit() {
+    let s = plan_srv(10, Some(2), SeatLimitPolicy::Reject).await;
+    let a = s.user("a@x").await;
+    s.user("b@x").await;
+    let r = s.post("/Users", json!({"userName": "c@x"})).await;
+    assert_error(&r, 403, None);
+    let d = r.body["detail"].as_str().unwrap();
+    assert!(d.contains("Business") && d.contains('2'), "{d}");
+    assert_eq!(
+        total(&s.get("/Users").await),
+        2,
+        "the refused user is not stored"
+    );
+    // An inactive user takes no seat; reactivating beyond the limit is refused.
+    let c = s
+        .post("/Users", json!({"userName": "c@x", "active": false}))
+        .await;
+    assert_eq!(c.status, 201);
+    let r = s
+        .patch(
+            &format!("/Users/{}", c.id()),
+            json!([{"op": "replace", "path": "active", "value": true}]),
+        )
+        .await;
+    assert_error(&r, 403, None);
+    assert_eq!(
+        s.get(&format!("/Users/{}", c.id())).await.body["active"],
+        false
+    );
+    s.patch(
+        &format!("/Users/{a}"),
+        json!([{"op": "replace", "path": "active", "value": "False"}]),
+    )
+    .await;
+    let r = s
+        .patch(
+            &format!("/Users/{}", c.id()),
+            json!([{"op": "replace", "path": "active", "value": true}]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "a freed seat can be taken: {}", r.body);
+    let ev = plan_events(&s).await;
+    assert_eq!(
+        ev.iter()
+            .filter(|e| e["type"] == "plan.seat_rejected")
+            .count(),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seats_free_policy_stores_the_user_on_free() {
+    let s = plan_srv(10, Some(1), SeatLimitPolicy::Free).await;
+    s.user("a@x").await;
+    let b = s.user("b@x").await;
+    assert_eq!(counts(&summary(&s).await), ("testing".into(), 3, 1, 0));
+    let free = members(&s, "?status=free").await;
+    assert_eq!(free["members"][0]["id"], b.as_str());
+    let ev = plan_events(&s).await;
+    assert_eq!(
+        ev.iter()
+            .filter(|e| e["type"] == "plan.placed_on_free" && e["resource_id"] == b.as_str())
+            .count(),
+        1
+    );
+    // Deactivated, the overflow user is simply deactivated.
+    s.patch(
+        &format!("/Users/{b}"),
+        json!([{"op": "replace", "path": "active", "value": false}]),
+    )
+    .await;
+    assert_eq!(counts(&summary(&s).await), ("testing".into(), 3, 0, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_plan_is_404_and_bad_status_is_400() {
+    let s = Srv::start().await;
+    let r = s
+        .call(Method::GET, "/tenants/acme/plan", Some(ACME), None)
+        .await;
+    assert_error(&r, 404, None);
+    let s = plan_srv(3, None, SeatLimitPolicy::Reject).await;
+    let r = s
+        .call(
+            Method::GET,
+            "/tenants/acme/plan/members?status=gold",
+            Some(ACME),
+            None,
+        )
+        .await;
+    assert_error(&r, 400, Some("invalidValue"));
+    let r = s
+        .call(
+            Method::GET,
+            "/tenants/acme/plan",
+            Some(crate::harness::GLOBEX),
+            None,
+        )
+        .await;
+    assert_error(&r, 401, None);
+}
