@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod config_edit;
 pub mod http;
 pub mod scim;
 pub mod server;

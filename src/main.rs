@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use scimd::config::Config;
+use scimd::config::{Config, Scope};
 use scimd::server::Server;
 
 #[derive(Parser)]
@@ -32,14 +32,41 @@ enum Command {
         #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
         config: PathBuf,
     },
-    /// Print a new bearer token and the config line holding its hash.
+    /// Make a new bearer token. With --tenant, add it to that tenant in the config file;
+    /// without, print it and the config line holding its hash.
     Token {
         /// Name shown in logs for requests made with this token.
         #[arg(long, default_value = "idp")]
         name: String,
+        /// Add the token to this tenant in the config file (keeps comments and layout).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// `provision` (full SCIM) or `read` (GET and search only).
+        #[arg(long, default_value = "provision")]
+        scope: String,
+        #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
+        config: PathBuf,
         /// Instead of making a token, read one from standard input and print its hash.
         #[arg(long)]
         hash_stdin: bool,
+    },
+    /// Manage tenants in the config file.
+    Tenant {
+        #[command(subcommand)]
+        action: TenantAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantAction {
+    /// Add a tenant with a fresh provisioning token, and print its Base URL and token.
+    Add {
+        name: String,
+        #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
+        config: PathBuf,
+        /// Name of the first token (shown in logs).
+        #[arg(long, default_value = "idp")]
+        token_name: String,
     },
 }
 
@@ -63,7 +90,79 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Token { name, hash_stdin } => token(&name, hash_stdin),
+        Command::Token {
+            name,
+            tenant,
+            scope,
+            config,
+            hash_stdin,
+        } => {
+            let scope = match scope.as_str() {
+                "provision" => Scope::Provision,
+                "read" => Scope::Read,
+                other => {
+                    eprintln!("--scope must be provision or read, not {other}");
+                    return ExitCode::from(2);
+                }
+            };
+            match tenant {
+                Some(t) => match scimd::config_edit::add_token(&config, &t, &name, scope) {
+                    Ok(tok) => {
+                        println!(
+                            "Added token \"{name}\" ({scope:?}) to tenant {t} in {}.",
+                            config.display()
+                        );
+                        println!("Token (shown only now; scimd keeps only its hash):");
+                        println!("  {tok}");
+                        println!("Restart scimd to load it.");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("{e}");
+                        ExitCode::from(2)
+                    }
+                },
+                None => token(&name, hash_stdin),
+            }
+        }
+        Command::Tenant {
+            action:
+                TenantAction::Add {
+                    name,
+                    config,
+                    token_name,
+                },
+        } => match scimd::config_edit::add_tenant(&config, &name, &token_name) {
+            Ok(tok) => {
+                let base = Config::load(&config)
+                    .ok()
+                    .map(|c| {
+                        c.server.public_url.clone().unwrap_or_else(|| {
+                            let scheme = if c.server.plain_http { "http" } else { "https" };
+                            format!("{scheme}://{}", c.server.listen)
+                        })
+                    })
+                    .unwrap_or_default();
+                println!(
+                    "Added tenant {name} to {}. Restart scimd to load it.",
+                    config.display()
+                );
+                println!();
+                println!("Paste these two values into your identity provider:");
+                println!(
+                    "  Base URL:     {}/tenants/{name}/scim/v2",
+                    base.trim_end_matches('/')
+                );
+                println!("  Bearer token: {tok}");
+                println!();
+                println!("The token is shown only now; scimd keeps only its SHA-256.");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
     }
 }
 

@@ -99,3 +99,86 @@ fn token_prints_a_token_and_the_matching_config_line() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), hash);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_add_prints_values_that_work_against_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scimd.toml");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml"),
+        &path,
+    )
+    .unwrap();
+    let out = scimd()
+        .args(["tenant", "add", "acme", "--token-name", "okta", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("Base URL:     https://127.0.0.1:8443/tenants/acme/scim/v2"),
+        "{text}"
+    );
+    let token = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Bearer token: "))
+        .unwrap()
+        .to_string();
+    // A second token with read scope for the application.
+    let out = scimd()
+        .args([
+            "token", "--tenant", "acme", "--name", "app", "--scope", "read", "--config",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reader = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("scimd_")
+                .map(|t| format!("scimd_{t}"))
+        })
+        .unwrap();
+
+    let mut cfg = scimd::config::Config::load(&path).unwrap();
+    cfg.server.listen = "127.0.0.1:0".into();
+    let s = crate::harness::Srv::start_config(dir, cfg).await;
+    let r = s
+        .call(
+            reqwest::Method::GET,
+            "/tenants/acme/scim/v2/Users",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = s
+        .call(
+            reqwest::Method::POST,
+            "/tenants/acme/scim/v2/Users",
+            Some(&reader),
+            Some(serde_json::json!({"userName": "x"})),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    let r = s
+        .call(
+            reqwest::Method::GET,
+            "/tenants/acme/scim/v2/Users",
+            Some(&reader),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+}
