@@ -128,6 +128,10 @@ pub struct TenantConfig {
     /// Paid-plan settings; without them the plan endpoints answer 404.
     #[serde(default)]
     pub plan: Option<PlanConfig>,
+    /// Attribute paths the IdP sets at creation only; its later changes to them are ignored
+    /// (the application owns them afterwards), and the change feed says so.
+    #[serde(default)]
+    pub create_only: Vec<String>,
     /// Change-feed events kept for this tenant (oldest trimmed first). Default 100000.
     #[serde(default)]
     pub events_max_count: Option<u64>,
@@ -313,6 +317,16 @@ impl Config {
                 p.push(format!(
                     "tenants.{name}.rate_limit: must be a positive number of requests per second (remove it for no limit)"
                 ));
+            }
+            for (i, path) in t.create_only.iter().enumerate() {
+                if !matches!(
+                    crate::scim::path::parse(crate::scim::schema::Kind::User, path),
+                    Ok(crate::scim::path::Parsed::Known(ref k)) if k.filter.is_none()
+                ) {
+                    p.push(format!(
+                        "tenants.{name}.create_only[{i}]: \"{path}\" is not a User attribute path (e.g. timezone or name.givenName)"
+                    ));
+                }
             }
             if let Some(plan) = &t.plan {
                 if plan.name.trim().is_empty() {

@@ -32,6 +32,7 @@ pub struct Runtime {
     pub config: Config,
     pub tokens: Tokens,
     pub plans: std::collections::HashMap<String, Arc<PlanRules>>,
+    pub create_only: std::collections::HashMap<String, Arc<Vec<String>>>,
 }
 
 impl Runtime {
@@ -45,10 +46,16 @@ impl Runtime {
                     .map(|p| (name.clone(), Arc::new(plan_rules(p))))
             })
             .collect();
+        let create_only = config
+            .tenants
+            .iter()
+            .map(|(name, t)| (name.clone(), Arc::new(t.create_only.clone())))
+            .collect();
         Runtime {
             tokens: Tokens::from_config(&config),
             config,
             plans,
+            create_only,
         }
     }
 }
@@ -102,6 +109,12 @@ impl Ctx {
             token: self.principal.token_name.clone(),
             retention,
             plan: self.rt.plans.get(&self.principal.tenant).cloned(),
+            create_only: self
+                .rt
+                .create_only
+                .get(&self.principal.tenant)
+                .cloned()
+                .unwrap_or_default(),
         }
     }
 }

@@ -477,6 +477,72 @@ pub fn normalize_members(value: &Value) -> ScimResult<Vec<Value>> {
     Ok(out)
 }
 
+/// Put back the values `old` has at each of `paths` (attribute paths such as `timezone`,
+/// `name.givenName` or `urn:...:User:costCenter`) into `new`. Returns the paths whose
+/// change was undone. Used for create-only attributes: the IdP sets them once, and later
+/// changes from it are ignored.
+pub fn keep_from_old(kind: Kind, old: &Body, new: &mut Body, paths: &[String]) -> Vec<String> {
+    let mut undone = Vec::new();
+    for p in paths {
+        let (urn, rest) = split_urn(kind, p);
+        let (name, sub) = match rest.split_once('.') {
+            Some((n, s)) => (n, Some(s)),
+            None => (rest, None),
+        };
+        let Some(attr) = resolve(kind, urn, name) else {
+            continue;
+        };
+        let sub = match sub {
+            Some(s) => match attr.def.sub(s) {
+                Some(d) => Some(d.name),
+                None => continue,
+            },
+            None => None,
+        };
+        let get = |b: &Body| -> Option<Value> {
+            let v = container(b, attr)?.get(attr.def.name)?;
+            match sub {
+                Some(s) => v.get(s).cloned(),
+                None => Some(v.clone()),
+            }
+        };
+        let (was, now) = (get(old), get(new));
+        if was == now {
+            continue;
+        }
+        undone.push(p.clone());
+        let c = container_mut(new, attr);
+        match (sub, was) {
+            (None, Some(v)) => {
+                c.insert(attr.def.name.to_string(), v);
+            }
+            (None, None) => {
+                c.remove(attr.def.name);
+            }
+            (Some(s), was) => {
+                let entry = c
+                    .entry(attr.def.name.to_string())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if let Value::Object(m) = entry {
+                    match was {
+                        Some(v) => {
+                            m.insert(s.to_string(), v);
+                        }
+                        None => {
+                            m.remove(s);
+                        }
+                    }
+                    if m.is_empty() {
+                        c.remove(attr.def.name);
+                    }
+                }
+            }
+        }
+        drop_empty_extension(new, attr);
+    }
+    undone
+}
+
 /// Required attributes must be present after every write.
 pub fn check_required(kind: Kind, body: &Body) -> ScimResult<()> {
     for def in kind.schema().attributes {
@@ -557,6 +623,36 @@ mod tests {
         let got = normalize(Kind::User, &raw).unwrap();
         assert_eq!(got.body["emails"][1]["primary"], json!(false));
         assert!(!got.body.contains_key(ENTERPRISE_SCHEMA));
+    }
+
+    #[test]
+    fn create_only_values_are_put_back() {
+        let old = normalize(
+            Kind::User,
+            &json!({"userName": "u", "timezone": "Europe/Paris",
+            "name": {"givenName": "A"}, (ENTERPRISE_SCHEMA): {"costCenter": "1"}}),
+        )
+        .unwrap()
+        .body;
+        let mut new = normalize(
+            Kind::User,
+            &json!({"userName": "u2", "timezone": "UTC",
+            "name": {"givenName": "B"}}),
+        )
+        .unwrap()
+        .body;
+        let paths = vec![
+            "timezone".to_string(),
+            "name.givenName".into(),
+            format!("{ENTERPRISE_SCHEMA}:costCenter"),
+            "title".into(),
+        ];
+        let undone = keep_from_old(Kind::User, &old, &mut new, &paths);
+        assert_eq!(undone.len(), 3);
+        assert_eq!(new["timezone"], json!("Europe/Paris"));
+        assert_eq!(new["userName"], json!("u2"));
+        assert_eq!(new["name"]["givenName"], json!("A"));
+        assert_eq!(new[ENTERPRISE_SCHEMA]["costCenter"], json!("1"));
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct Actor {
     pub token: String,
     pub retention: Retention,
     pub plan: Option<std::sync::Arc<super::plan::PlanRules>>,
+    /// Attribute paths whose changes after creation are ignored.
+    pub create_only: std::sync::Arc<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -17,7 +17,7 @@ use crate::scim::error::{ScimError, ScimResult};
 use crate::scim::filter::{self, CompValue, CompareOp, Filter};
 use crate::scim::patch::{self, MemberOp, Operation};
 use crate::scim::render::Resource;
-use crate::scim::resource::{Body, Ignored, Input};
+use crate::scim::resource::{self, Body, Ignored, Input};
 use crate::scim::schema::Kind;
 pub use crate::scim::sort::SortSpec;
 
@@ -246,9 +246,16 @@ impl<'t> W<'t> {
         kind: Kind,
         id: u128,
         old: Record,
-        body: Body,
+        mut body: Body,
         members_changed: bool,
     ) -> Result<Record, redb::Error> {
+        let undone = match kind {
+            Kind::User => resource::keep_from_old(kind, &old.body, &mut body, &actor.create_only),
+            Kind::Group => Vec::new(),
+        };
+        if !undone.is_empty() {
+            self.emit(actor, "user.create_only_ignored", id, None, undone)?;
+        }
         if old.body == body && !members_changed {
             // Nothing changed (Okta re-sends the same rename with every membership push):
             // the version stays.

@@ -165,3 +165,130 @@ async fn unconfigured_login_redirect_is_404() {
             .contains("no login redirect is configured")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_only_attributes_are_set_once_then_ignored_and_reported() {
+    let s = Srv::start_with(|c| {
+        c.tenants.get_mut("acme").unwrap().create_only =
+            vec!["timezone".into(), "name.givenName".into()]
+    })
+    .await;
+    let r = s.post("/Users", json!({"userName": "tz@x", "timezone": "Europe/Paris", "name": {"givenName": "Ann", "familyName": "Lee"}})).await;
+    assert_eq!(r.status, 201);
+    let id = r.id();
+    let r = s.patch(&format!("/Users/{id}"), json!([{"op": "replace", "path": "timezone", "value": "UTC"},
+        {"op": "replace", "path": "name.givenName", "value": "Bea"}, {"op": "replace", "path": "title", "value": "Dev"}])).await;
+    assert_eq!(r.status, 200, "ignored, not rejected");
+    assert_eq!(
+        (
+            r.body["timezone"].as_str(),
+            r.body["name"]["givenName"].as_str(),
+            r.body["title"].as_str()
+        ),
+        (Some("Europe/Paris"), Some("Ann"), Some("Dev"))
+    );
+    let r = s
+        .put(
+            &format!("/Users/{id}"),
+            json!({"userName": "tz@x", "name": {"familyName": "Lee"}}),
+        )
+        .await;
+    assert_eq!(
+        (
+            r.body["timezone"].as_str(),
+            r.body["name"]["givenName"].as_str()
+        ),
+        (Some("Europe/Paris"), Some("Ann"))
+    );
+    let feed = s
+        .call(
+            Method::GET,
+            "/tenants/acme/events",
+            Some(crate::harness::ACME),
+            None,
+        )
+        .await;
+    let ignored: Vec<&serde_json::Value> = feed.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "user.create_only_ignored")
+        .collect();
+    assert_eq!(ignored.len(), 2);
+    assert_eq!(
+        ignored[0]["attributes"],
+        json!(["timezone", "name.givenName"])
+    );
+    assert!(
+        !feed.body.to_string().contains("UTC"),
+        "no values in events"
+    );
+}
+
+/// Erasure: deactivate → anonymize → delete leaves nothing retrievable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_person_for_real_leaves_nothing_retrievable() {
+    let s = Srv::start().await;
+    let id = s.user("erase.me@private.example").await;
+    let g = s.group("Team", &[&id]).await;
+    let p = format!("/Users/{id}");
+    assert_eq!(
+        s.patch(
+            &p,
+            json!([{"op": "replace", "path": "active", "value": false}])
+        )
+        .await
+        .status,
+        200
+    );
+    let r = s
+        .put(
+            &p,
+            json!({"userName": format!("anonymized-{id}"), "active": false}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "an inactive user can be updated: {}", r.body);
+    assert_eq!(
+        s.patch(
+            &p,
+            json!([{"op": "replace", "path": "displayName", "value": "x"}])
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(s.delete(&p).await.status, 204);
+    assert_error(&s.get(&p).await, 404, None);
+    for f in [
+        "userName eq \"erase.me@private.example\"",
+        "emails.value eq \"erase.me@private.example\"",
+        &format!("id eq \"{id}\""),
+    ] {
+        assert_eq!(total(&s.get(&format!("/Users?filter={f}")).await), 0, "{f}");
+    }
+    assert_eq!(
+        total(
+            &s.get(&format!("/Groups?filter=members.value eq \"{id}\""))
+                .await
+        ),
+        0
+    );
+    assert_eq!(
+        s.get(&format!("/Groups/{g}")).await.body["members"],
+        json!([])
+    );
+    let all = s.post("/.search", json!({})).await;
+    assert!(!all.body.to_string().contains("erase.me"));
+    let feed = s
+        .call(
+            Method::GET,
+            "/tenants/acme/events?limit=1000",
+            Some(crate::harness::ACME),
+            None,
+        )
+        .await;
+    assert!(
+        !feed.body.to_string().contains("erase.me"),
+        "the feed holds no personal data"
+    );
+}
