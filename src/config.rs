@@ -41,6 +41,8 @@ pub struct ServerConfig {
     pub header_timeout_secs: u64,
     /// Seconds a whole request may take, body included.
     pub request_timeout_secs: u64,
+    /// On SIGTERM, seconds open requests get to finish before connections are closed.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +57,7 @@ impl Default for ServerConfig {
             max_connections: 1024,
             header_timeout_secs: 15,
             request_timeout_secs: 60,
+            shutdown_grace_secs: 30,
         }
     }
 }
@@ -99,12 +102,15 @@ impl StorageConfig {
 pub struct LogConfig {
     /// `error`, `warn`, `info`, `debug` or `trace` (RUST_LOG overrides).
     pub level: String,
+    /// `text` (one plain line per event; no colours unless on a terminal) or `json`.
+    pub format: String,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: "info".into(),
+            format: "text".into(),
         }
     }
 }
@@ -258,6 +264,12 @@ impl Config {
             self.server.login_redirect_url.as_deref(),
             &mut p,
         );
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            p.push(format!(
+                "log.format: must be \"text\" or \"json\", got \"{}\"",
+                self.log.format
+            ));
+        }
         if self.server.max_results == 0 {
             p.push("server.max_results: must be at least 1".into());
         }

@@ -192,14 +192,24 @@ fn token(name: &str, hash_stdin: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn init_logging(level: &str) {
+fn init_logging(level: &str, format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        // journald adds its own timestamps and shows escape codes as text: plain lines there.
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
+
+fn notify(states: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
 }
 
 fn serve(path: PathBuf) -> ExitCode {
@@ -210,7 +220,7 @@ fn serve(path: PathBuf) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&cfg.log.level);
+    init_logging(&cfg.log.level, &cfg.log.format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -230,37 +240,87 @@ fn serve(path: PathBuf) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        // Signal handlers go in before anyone is told we listen, so an early SIGHUP or
+        // SIGTERM is handled rather than killing the process.
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(hup), Ok(term), Ok(int)) = (
+            signal(SignalKind::hangup()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            eprintln!("scimd: cannot install signal handlers");
+            return ExitCode::FAILURE;
+        };
         let addr = server.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let scheme = if cfg.server.plain_http { "http" } else { "https" };
-        let base = cfg
-            .server
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("{scheme}://{addr}"));
+        let base = cfg.server.public_url.clone().unwrap_or_else(|| format!("{scheme}://{addr}"));
+        let base = base.trim_end_matches('/');
         tracing::info!(%addr, tenants = cfg.tenants.len(), "scimd {} listening", env!("CARGO_PKG_VERSION"));
         eprintln!("scimd {} listening on {addr}", env!("CARGO_PKG_VERSION"));
-        eprintln!("  SCIM Base URL: {}/scim/v2  (or {}/tenants/NAME/scim/v2)", base.trim_end_matches('/'), base.trim_end_matches('/'));
+        eprintln!("  SCIM Base URL: {base}/scim/v2  (or {base}/tenants/NAME/scim/v2)");
         if let Some(fp) = &server.fingerprint {
             eprintln!("  TLS certificate SHA-256 fingerprint: {fp}");
         }
-        server.serve(shutdown_signal()).await;
+        let reloader = server.reloader();
+        // Ready only now: the database is open and the listener bound.
+        notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("serving")]);
+        tokio::spawn(watch_signals_and_certs(path, reloader, hup));
+        server.serve(shutdown_signal(term, int)).await;
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop scimd with SIGKILL");
-        std::future::pending::<()>().await;
-        return;
-    };
+/// SIGHUP re-reads the configuration and certificate; certificate files renewed on disk are
+/// picked up within 30 s. A broken new configuration or certificate is refused and the old
+/// one stays in force.
+async fn watch_signals_and_certs(
+    path: PathBuf,
+    reloader: scimd::server::Reloader,
+    mut hup: tokio::signal::unix::Signal,
+) {
+    let mut stamp = reloader.cert_stamp();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                notify(&[sd_notify::NotifyState::Reloading, sd_notify::NotifyState::monotonic_usec_now().unwrap_or(sd_notify::NotifyState::Status("reloading"))]);
+                match Config::load(&path).map_err(|e| e.to_string()).and_then(|c| reloader.apply(c)) {
+                    Ok(notes) => {
+                        for n in notes {
+                            tracing::info!("reload: {n}");
+                        }
+                        tracing::info!("configuration reloaded");
+                        notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("serving")]);
+                    }
+                    Err(e) => {
+                        tracing::error!("reload refused, the previous configuration stays in force: {e}");
+                        notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("reload failed; previous configuration in force")]);
+                    }
+                }
+                stamp = reloader.cert_stamp();
+            }
+            _ = tick.tick() => {
+                let now = reloader.cert_stamp();
+                if now.is_some() && now != stamp {
+                    match reloader.reload_cert() {
+                        Ok(fp) => tracing::info!(fingerprint = %fp, "certificate files changed: new certificate in use"),
+                        Err(e) => tracing::error!("certificate files changed but cannot be used; keeping the old certificate: {e}"),
+                    }
+                    stamp = now;
+                }
+            }
+        }
+    }
+}
+
+async fn shutdown_signal(
+    mut term: tokio::signal::unix::Signal,
+    mut int: tokio::signal::unix::Signal,
+) {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = int.recv() => tracing::info!("SIGINT received"),
     }
+    notify(&[sd_notify::NotifyState::Stopping]);
 }

@@ -48,6 +48,102 @@ pub struct Server {
     config: Config,
     /// SHA-256 fingerprint of the served certificate, if TLS.
     pub fingerprint: Option<String>,
+    certs: Option<Arc<tls::CertResolver>>,
+}
+
+/// The certificate and key files a configuration serves.
+fn cert_paths(config: &Config) -> Result<(std::path::PathBuf, std::path::PathBuf), TlsError> {
+    match (&config.tls.cert, &config.tls.key) {
+        (Some(c), Some(k)) => Ok((c.clone(), k.clone())),
+        _ => tls::ensure_self_signed(&config.storage.dir),
+    }
+}
+
+/// Applies a reloaded configuration to a running server: tenants, tokens, plans, limits and
+/// the certificate change live; the listen address and storage need a restart.
+#[derive(Clone)]
+pub struct Reloader {
+    app: Arc<App>,
+    certs: Option<Arc<tls::CertResolver>>,
+    running: Config,
+}
+
+impl Reloader {
+    /// Validate and apply `new`. On error nothing changes. Returns notes for the log.
+    pub fn apply(&self, new: Config) -> Result<Vec<String>, String> {
+        let mut notes = Vec::new();
+        let loaded = match &self.certs {
+            Some(_) if !new.server.plain_http => {
+                let (cert, key) = cert_paths(&new).map_err(|e| e.to_string())?;
+                Some(tls::load_pem(&cert, &key).map_err(|e| e.to_string())?)
+            }
+            _ => None,
+        };
+        let r = &self.running;
+        for (what, changed) in [
+            ("server.listen", new.server.listen != r.server.listen),
+            (
+                "server.plain_http",
+                new.server.plain_http != r.server.plain_http,
+            ),
+            ("storage", new.storage != r.storage),
+            (
+                "server.max_connections",
+                new.server.max_connections != r.server.max_connections,
+            ),
+            (
+                "server.header_timeout_secs",
+                new.server.header_timeout_secs != r.server.header_timeout_secs,
+            ),
+        ] {
+            if changed {
+                notes.push(format!("{what} changed: takes effect after a restart"));
+            }
+        }
+        if let (Some(resolver), Some(l)) = (&self.certs, loaded) {
+            notes.push(format!("serving certificate {}", l.fingerprint));
+            resolver.set(l.key);
+        }
+        let old = self.app.runtime();
+        for t in new
+            .tenants
+            .keys()
+            .filter(|t| !old.config.tenants.contains_key(*t))
+        {
+            notes.push(format!("tenant {t} added"));
+        }
+        for t in old
+            .config
+            .tenants
+            .keys()
+            .filter(|t| !new.tenants.contains_key(*t))
+        {
+            notes.push(format!("tenant {t} removed"));
+        }
+        self.app.set_runtime(new);
+        Ok(notes)
+    }
+
+    /// Reload only the certificate (files renewed on disk); returns its fingerprint.
+    pub fn reload_cert(&self) -> Result<String, String> {
+        let Some(resolver) = &self.certs else {
+            return Ok("plain HTTP: no certificate".into());
+        };
+        let cfg = self.app.runtime().config.clone();
+        let (cert, key) = cert_paths(&cfg).map_err(|e| e.to_string())?;
+        let l = tls::load_pem(&cert, &key).map_err(|e| e.to_string())?;
+        resolver.set(l.key);
+        Ok(l.fingerprint)
+    }
+
+    /// Modification times of the served certificate files, to notice renewals.
+    pub fn cert_stamp(&self) -> Option<(std::time::SystemTime, std::time::SystemTime)> {
+        self.certs.as_ref()?;
+        let cfg = self.app.runtime().config.clone();
+        let (c, k) = (cfg.tls.cert.as_ref()?, cfg.tls.key.as_ref()?);
+        let m = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        Some((m(c)?, m(k)?))
+    }
 }
 
 impl Server {
@@ -60,18 +156,17 @@ impl Server {
             source,
         })?;
         restrict_dir(dir);
-        let (acceptor, fingerprint) = if config.server.plain_http {
-            (None, None)
+        let (acceptor, fingerprint, certs) = if config.server.plain_http {
+            (None, None, None)
         } else {
-            let (cert, key) = match (&config.tls.cert, &config.tls.key) {
-                (Some(c), Some(k)) => (c.clone(), k.clone()),
-                _ => tls::ensure_self_signed(dir)?,
-            };
+            let (cert, key) = cert_paths(&config)?;
             let loaded = tls::load_pem(&cert, &key)?;
-            let sc = tls::server_config(loaded.key)?;
+            let resolver = Arc::new(tls::CertResolver::new(loaded.key));
+            let sc = tls::server_config(resolver.clone())?;
             (
                 Some(TlsAcceptor::from(Arc::new(sc))),
                 Some(loaded.fingerprint),
+                Some(resolver),
             )
         };
         let store = Store::open(
@@ -91,7 +186,17 @@ impl Server {
             app,
             config,
             fingerprint,
+            certs,
         })
+    }
+
+    /// What SIGHUP and the certificate watcher use to apply a new configuration.
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            app: self.app.clone(),
+            certs: self.certs.clone(),
+            running: self.config.clone(),
+        }
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -200,8 +305,8 @@ impl Server {
         tracing::info!("shutting down: no new connections, finishing open requests");
         tokio::select! {
             _ = graceful.shutdown() => {}
-            _ = tokio::time::sleep(Duration::from_secs(30)) => {
-                tracing::warn!("open connections did not finish within 30 s; closing them");
+            _ = tokio::time::sleep(Duration::from_secs(config.server.shutdown_grace_secs)) => {
+                tracing::warn!(grace_secs = config.server.shutdown_grace_secs, "open connections did not finish in time; closing them");
             }
         }
     }

@@ -118,12 +118,47 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
-pub fn server_config(key: Arc<CertifiedKey>) -> Result<ServerConfig, rustls::Error> {
+/// The served certificate, swappable while running: new handshakes see the new one, open
+/// connections keep theirs.
+#[derive(Debug)]
+pub struct CertResolver {
+    current: std::sync::RwLock<Arc<CertifiedKey>>,
+}
+
+impl CertResolver {
+    pub fn new(key: Arc<CertifiedKey>) -> CertResolver {
+        CertResolver {
+            current: std::sync::RwLock::new(key),
+        }
+    }
+
+    pub fn set(&self, key: Arc<CertifiedKey>) {
+        match self.current.write() {
+            Ok(mut g) => *g = key,
+            Err(p) => *p.into_inner() = key,
+        }
+    }
+
+    fn get(&self) -> Arc<CertifiedKey> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+}
+
+impl rustls::server::ResolvesServerCert for CertResolver {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.get())
+    }
+}
+
+pub fn server_config(resolver: Arc<CertResolver>) -> Result<ServerConfig, rustls::Error> {
     let provider = Arc::new(aws_lc_rs::default_provider());
     let mut cfg = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(key)));
+        .with_cert_resolver(resolver);
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
 }

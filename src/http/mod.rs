@@ -134,6 +134,15 @@ impl App {
         }
     }
 
+    /// Swap in a new configuration; requests already running keep the one they started with.
+    pub fn set_runtime(&self, config: Config) {
+        let rt = Arc::new(Runtime::new(config));
+        match self.runtime.write() {
+            Ok(mut g) => *g = rt,
+            Err(p) => *p.into_inner() = rt,
+        }
+    }
+
     pub fn runtime(&self) -> Arc<Runtime> {
         match self.runtime.read() {
             Ok(g) => g.clone(),
@@ -149,6 +158,9 @@ impl App {
     {
         let started = Instant::now();
         let method = req.method().clone();
+        if req.uri().path() == "/healthz" {
+            return self.health().await;
+        }
         if let Some(tenant) = sso::match_path(req.uri().path()) {
             let resp = sso::handle(req, tenant, &self.runtime()).await;
             tracing::info!(target: "scimd::request", %peer, method = %method, path = "/sso/login_redirect",
@@ -308,6 +320,22 @@ impl App {
         };
         let resp = handlers::endpoint(self, &ctx, &method, &route.endpoint, body).await?;
         Ok((resp, Some(principal)))
+    }
+
+    /// `GET /healthz`: no token; 200 when the database answers a read, else 503.
+    async fn health(&self) -> Resp {
+        let ok = self.store.check().await.is_ok();
+        let body = serde_json::json!({
+            "status": if ok { "ok" } else { "unavailable" },
+            "version": env!("CARGO_PKG_VERSION"),
+            "database": if ok { "ok" } else { "cannot be read" },
+        });
+        let mut r = response::json(if ok { 200 } else { 503 }, &body);
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        r
     }
 
     fn base_url<B>(&self, req: &Request<B>, rt: &Runtime, route: &Route) -> String {

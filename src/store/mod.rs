@@ -204,6 +204,18 @@ fn run_batch(db: &Database, batch: &mut Vec<Job>) {
     }
 }
 
+impl Store {
+    /// A cheap read of the layout version: proves the database answers.
+    pub async fn check(&self) -> ScimResult<u64> {
+        self.read(|txn| {
+            let t = txn.open_table(tables::META)?;
+            let v = t.get("schema_version")?.map(|g| g.value()).unwrap_or(0);
+            Ok(Ok(v))
+        })
+        .await
+    }
+}
+
 /// The UUIDv7 of a new resource: ordered by creation, so listing by key is stable.
 pub fn new_id() -> u128 {
     uuid::Uuid::now_v7().as_u128()

@@ -22,6 +22,7 @@ mod limits;
 mod lists;
 mod patch;
 mod plan;
+mod process;
 mod startup;
 mod users;
 mod writes;
