@@ -219,9 +219,15 @@ impl Config {
         let fig = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file_exact(path))
             .merge(
-                Env::prefixed("SCIMD_")
-                    .split("__")
-                    .filter(|k| !k.as_str().starts_with("tenants")),
+                // Only the sections that may be overridden: tenants stay file-only, and
+                // unrelated SCIMD_* variables in the environment are not config keys.
+                Env::prefixed("SCIMD_").split("__").filter(|k| {
+                    let section = k.as_str().split(['.', '_']).next().unwrap_or("");
+                    matches!(
+                        section.to_ascii_lowercase().as_str(),
+                        "server" | "tls" | "storage" | "log"
+                    )
+                }),
             );
         let mut cfg: Config = fig.extract().map_err(|e| fail(figment_problems(e)))?;
         // Relative paths in the file are relative to the file, so the same config works
@@ -459,10 +465,13 @@ tokens = [{ name = "okta", sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0
         Jail::expect_with(|jail| {
             jail.create_file("scimd.toml", GOOD)?;
             jail.set_env("SCIMD_SERVER__MAX_RESULTS", "50");
+            jail.set_env("SCIMD_UNRELATED", "x");
+            jail.set_env("SCIMD_TENANTS__EVIL__TOKENS", "[]");
             let cfg = Config::load(Path::new("scimd.toml")).map_err(|e| e.to_string())?;
             assert_eq!(cfg.server.max_results, 50);
             assert!(cfg.storage.dir.ends_with("data"));
             assert_eq!(cfg.tenants["acme"].tokens[0].name, "okta");
+            assert_eq!(cfg.tenants.len(), 1, "tenants come from the file only");
             Ok(())
         });
     }

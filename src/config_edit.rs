@@ -49,11 +49,17 @@ fn save(path: &Path, doc: &DocumentMut) -> Result<(), EditError> {
     if let Some(perms) = perms {
         let _ = std::fs::set_permissions(&tmp, perms);
     }
-    if let Err(e) = Config::load(&tmp) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(EditError::Invalid(format!(
-            "the edited file would not be valid, nothing was changed:\n{e}"
-        )));
+    // Only problems in the tenants are ours to refuse: a certificate that is not in place
+    // yet must not stop an admin from adding the first tenant.
+    if let Err(mut e) = Config::load(&tmp) {
+        e.problems
+            .retain(|p| p.starts_with("tenants") || !p.contains(": "));
+        if !e.problems.is_empty() {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(EditError::Invalid(format!(
+                "the edited file would not be valid, nothing was changed:\n{e}"
+            )));
+        }
     }
     std::fs::rename(&tmp, path).map_err(|e| EditError::Write(p, e))
 }
@@ -179,5 +185,28 @@ mod tests {
                 .contains("used twice")
         );
         assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn the_packaged_config_takes_a_first_tenant_before_certificates_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scimd.toml");
+        std::fs::copy(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/scimd.toml"),
+            &path,
+        )
+        .unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("tls.cert: cannot read") && err.contains("no tenant configured"),
+            "{err}"
+        );
+        add_tenant(&path, "acme", "okta").unwrap();
+        let err = Config::load(&path).unwrap_err();
+        assert!(
+            err.problems.iter().all(|p| p.starts_with("tls.")),
+            "{:?}",
+            err.problems
+        );
     }
 }

@@ -20,6 +20,7 @@ mod idp_okta;
 mod idp_onelogin;
 mod limits;
 mod lists;
+mod packaging;
 mod patch;
 mod plan;
 mod process;

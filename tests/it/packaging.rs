@@ -1,0 +1,117 @@
+//! The systemd unit and the Debian package. Tools that are missing on a machine make the
+//! check say so and skip; CI installs them (see .ci/run).
+
+use std::process::Command;
+
+const UNIT: &str = include_str!("../../packaging/debian/scimd.service");
+
+fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn systemd_unit_verifies_and_is_rated_ok_or_better() {
+    if !have("systemd-analyze") {
+        eprintln!("SKIPPED: systemd-analyze is not installed");
+        return;
+    }
+    for needed in [
+        "Type=notify",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "Restart=on-failure",
+        "User=scimd",
+        "StateDirectory=scimd",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
+        "SystemCallFilter=@system-service",
+        "MemoryDenyWriteExecute=yes",
+        "RestrictAddressFamilies=",
+    ] {
+        assert!(UNIT.contains(needed), "unit lacks {needed}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let unit = dir.path().join("scimd.service");
+    std::fs::write(
+        &unit,
+        UNIT.replace("/usr/bin/scimd", env!("CARGO_BIN_EXE_scimd")),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "systemd-analyze verify: {text}");
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes"])
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let score: f64 = line
+        .split("scimd.service: ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(score <= 4.0, "exposure {score} is worse than OK: {line}");
+}
+
+#[test]
+fn debian_package_has_binary_unit_conffile_and_scripts() {
+    let Ok(deb) = std::env::var("DEB_UNDER_TEST") else {
+        eprintln!("SKIPPED: set DEB_UNDER_TEST to a package built by `cargo deb` (.ci/run does)");
+        return;
+    };
+    let contents = Command::new("dpkg-deb")
+        .args(["-c", &deb])
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&contents.stdout);
+    for path in [
+        "./usr/bin/scimd",
+        "./usr/lib/systemd/system/scimd.service",
+        "./etc/scimd/scimd.toml",
+        "./usr/share/doc/scimd/README.md",
+    ] {
+        assert!(
+            list.contains(path),
+            "{path} missing from the package:\n{list}"
+        );
+    }
+    let ctl = tempfile::tempdir().unwrap();
+    assert!(
+        Command::new("dpkg-deb")
+            .arg("-e")
+            .arg(&deb)
+            .arg(ctl.path())
+            .status()
+            .unwrap()
+            .success()
+    );
+    let conffiles = std::fs::read_to_string(ctl.path().join("conffiles")).unwrap();
+    assert_eq!(conffiles.trim(), "/etc/scimd/scimd.toml");
+    let postinst = std::fs::read_to_string(ctl.path().join("postinst")).unwrap();
+    assert!(postinst.contains("adduser --system") && postinst.contains("/var/lib/scimd"));
+    assert!(postinst.contains("Next steps") && postinst.contains("scimd tenant add"));
+    let control = std::fs::read_to_string(ctl.path().join("control")).unwrap();
+    assert!(control.contains("Package: scimd") && control.contains("adduser"));
+    // The packaged config is the production one: real certificate paths, no demo tenant.
+    let conf =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/scimd.toml"))
+            .unwrap();
+    assert!(
+        conf.contains("cert = \"/etc/scimd/tls/fullchain.pem\"")
+            && !conf.contains("[tenants.demo]")
+    );
+}
