@@ -1,0 +1,426 @@
+//! End-to-end benchmark: starts the release `scimd` binary on 127.0.0.1 with a fresh data
+//! directory and a self-signed certificate, loads N users and a group of M members over
+//! HTTPS, then runs each scenario for a bounded time with concurrent clients and prints
+//! req/s, p50/p99 latency and the server's RSS. Never a pass/fail on timing.
+//!
+//!     cargo bench --bench scale -- --users 10000 --members 1000 --seconds 5 --clients 64
+//!
+//! Loopback only; every loop is bounded by a deadline.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const TOKEN: &str = "bench-token";
+
+struct Args {
+    users: usize,
+    members: usize,
+    seconds: u64,
+    clients: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        users: 10_000,
+        members: 1_000,
+        seconds: 5,
+        clients: 64,
+    };
+    let v: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < v.len() {
+        let next = || v.get(i + 1).and_then(|x| x.parse().ok());
+        match v[i].as_str() {
+            "--users" => a.users = next().unwrap_or(a.users),
+            "--members" => a.members = next().unwrap_or(a.members),
+            "--seconds" => a.seconds = next().map(|x: usize| x as u64).unwrap_or(a.seconds),
+            "--clients" => a.clients = next().unwrap_or(a.clients),
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    a
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+    client: reqwest::Client,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server() -> Server {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let hash = scimd::auth::hex(&scimd::auth::digest(TOKEN));
+    let cfg = dir.path().join("scimd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nmax_results = 1000\n[tls]\nself_signed = true\n[storage]\ndir = \"{}\"\ncache_mb = 64\n[log]\nlevel = \"warn\"\n[tenants.bench]\ntokens = [{{ name = \"bench\", sha256 = \"{hash}\" }}]\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scimd"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("scimd starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.split(" listening on ").nth(1) {
+                let _ = tx.send(addr.trim().to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("scimd listening");
+    let port = addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let pem = std::fs::read(dir.path().join("state/tls/cert.pem")).expect("cert");
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("pem")])
+        .http1_only()
+        .no_proxy()
+        .pool_max_idle_per_host(1024)
+        .build()
+        .expect("client");
+    Server {
+        child,
+        port,
+        _dir: dir,
+        client,
+    }
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(|l| l.to_string())
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|k| k.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+#[derive(Clone)]
+enum Req {
+    Get(String),
+    Post(String, Value),
+    Patch(String, Value),
+}
+
+struct Outcome {
+    count: usize,
+    errors: usize,
+    secs: f64,
+    lat_us: Vec<u32>,
+}
+
+/// Run `make(i)` requests from `clients` tasks until `secs` pass (or `limit` requests).
+async fn run<F>(
+    base: &str,
+    client: &reqwest::Client,
+    clients: usize,
+    secs: u64,
+    limit: Option<usize>,
+    make: F,
+) -> Outcome
+where
+    F: Fn(usize) -> Req + Send + Sync + 'static,
+{
+    let make = Arc::new(make);
+    let counter = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (make, counter, client, base) = (
+            make.clone(),
+            counter.clone(),
+            client.clone(),
+            base.to_string(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0;
+            while Instant::now() < deadline {
+                let i = counter.fetch_add(1, Ordering::Relaxed);
+                if limit.is_some_and(|l| i >= l) {
+                    break;
+                }
+                let t0 = Instant::now();
+                let rb = match make(i) {
+                    Req::Get(p) => client.get(format!("{base}{p}")),
+                    Req::Post(p, b) => client
+                        .post(format!("{base}{p}"))
+                        .header("Content-Type", "application/scim+json")
+                        .body(b.to_string()),
+                    Req::Patch(p, b) => client
+                        .patch(format!("{base}{p}"))
+                        .header("Content-Type", "application/scim+json")
+                        .body(b.to_string()),
+                };
+                match rb.bearer_auth(TOKEN).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                    }
+                    _ => errors += 1,
+                }
+                lat.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
+            }
+            (lat, errors)
+        }));
+    }
+    let mut lat_us = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        if let Ok((l, e)) = t.await {
+            lat_us.extend(l);
+            errors += e;
+        }
+    }
+    lat_us.sort_unstable();
+    Outcome {
+        count: lat_us.len(),
+        errors,
+        secs: start.elapsed().as_secs_f64(),
+        lat_us,
+    }
+}
+
+fn pct(v: &[u32], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v[((v.len() - 1) as f64 * p) as usize] as f64 / 1000.0
+}
+
+fn report(name: &str, o: &Outcome, rss: f64) {
+    println!(
+        "| {name:<44} | {:>9.0} | {:>8.2} | {:>8.2} | {:>6} | {:>7.1} |",
+        o.count as f64 / o.secs,
+        pct(&o.lat_us, 0.5),
+        pct(&o.lat_us, 0.99),
+        o.errors,
+        rss
+    );
+}
+
+fn user(i: usize) -> Value {
+    json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": format!("user{i}@bench.example"),
+        "externalId": format!("ext-{i}"), "name": {"givenName": "Bench", "familyName": format!("User{i}")},
+        "emails": [{"value": format!("user{i}@bench.example"), "type": "work", "primary": true}], "active": true})
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let a = args();
+    let s = start_server();
+    let pid = s.child.id();
+    let base = format!("https://localhost:{}/scim/v2", s.port);
+    println!(
+        "scimd-bench: users={} members={} seconds={} clients={}",
+        a.users, a.members, a.seconds, a.clients
+    );
+    println!(
+        "| {:<44} | {:>9} | {:>8} | {:>8} | {:>6} | {:>7} |",
+        "scenario", "req/s", "p50 ms", "p99 ms", "errors", "RSS MiB"
+    );
+    println!(
+        "|{:-<46}|{:-<11}|{:-<10}|{:-<10}|{:-<8}|{:-<9}|",
+        "", "", "", "", "", ""
+    );
+
+    // Load: creates with concurrent clients, durable before each 201.
+    let load = run(&base, &s.client, a.clients, 24 * 3600, Some(a.users), |i| {
+        Req::Post("/Users".into(), user(i))
+    })
+    .await;
+    report(
+        &format!("POST /Users (load {} users)", a.users),
+        &load,
+        rss_mib(pid),
+    );
+    // Ids in creation order, read back by paging.
+    let mut ids: Vec<String> = Vec::with_capacity(a.users);
+    let mut start = 1;
+    while ids.len() < a.users {
+        let r: Value = s
+            .client
+            .get(format!(
+                "{base}/Users?startIndex={start}&count=1000&attributes=id"
+            ))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json");
+        let page = r["Resources"].as_array().cloned().unwrap_or_default();
+        if page.is_empty() {
+            break;
+        }
+        ids.extend(
+            page.iter()
+                .filter_map(|u| u["id"].as_str().map(str::to_string)),
+        );
+        start += 1000;
+    }
+    let ids = Arc::new(ids);
+    let n = ids.len().max(1);
+
+    // A group of M members, filled in PATCH batches of 1000.
+    let g: Value = s
+        .client
+        .post(format!("{base}/Groups"))
+        .bearer_auth(TOKEN)
+        .header("Content-Type", "application/scim+json")
+        .body(json!({"displayName": "Big Group"}).to_string())
+        .send()
+        .await
+        .expect("group")
+        .json()
+        .await
+        .expect("json");
+    let gid = g["id"].as_str().expect("group id").to_string();
+    let m = a.members.min(n.saturating_sub(100));
+    for chunk in ids[..m].chunks(1000) {
+        let members: Vec<Value> = chunk.iter().map(|id| json!({"value": id})).collect();
+        let r = s
+            .client
+            .patch(format!("{base}/Groups/{gid}"))
+            .bearer_auth(TOKEN)
+            .header("Content-Type", "application/scim+json")
+            .body(
+                json!({"Operations": [{"op": "add", "path": "members", "value": members}]})
+                    .to_string(),
+            )
+            .send()
+            .await
+            .expect("patch");
+        assert!(
+            r.status().is_success(),
+            "member load failed: {}",
+            r.status()
+        );
+    }
+    let secs = a.seconds;
+    let c = a.clients;
+    let mut results: HashMap<&str, Outcome> = HashMap::new();
+    let i2 = ids.clone();
+    results.insert(
+        "get",
+        run(&base, &s.client, c, secs, None, move |i| {
+            Req::Get(format!("/Users/{}", i2[(i * 7919) % n]))
+        })
+        .await,
+    );
+    report("GET /Users/{id}", &results["get"], rss_mib(pid));
+    let o = run(&base, &s.client, c, secs, None, move |i| {
+        Req::Get(format!(
+            "/Users?filter=userName%20eq%20%22user{}%40bench.example%22",
+            (i * 7919) % n
+        ))
+    })
+    .await;
+    report("filter userName eq", &o, rss_mib(pid));
+    let o = run(&base, &s.client, c, secs, None, move |i| {
+        Req::Get(format!(
+            "/Users?filter=emails%5Bvalue%20eq%20%22user{}%40bench.example%22%5D",
+            (i * 7919) % n
+        ))
+    })
+    .await;
+    report("filter emails[value eq]", &o, rss_mib(pid));
+    let o = run(&base, &s.client, c, secs, None, move |i| {
+        Req::Get(format!(
+            "/Users?filter=externalId%20eq%20%22ext-{}%22",
+            (i * 7919) % n
+        ))
+    })
+    .await;
+    report("filter externalId eq", &o, rss_mib(pid));
+    let o = run(&base, &s.client, c, secs, None, |_| {
+        Req::Get(
+            "/Groups?filter=displayName%20eq%20%22Big%20Group%22&excludedAttributes=members".into(),
+        )
+    })
+    .await;
+    report("filter displayName eq (excl. members)", &o, rss_mib(pid));
+    let last = n.saturating_sub(99).max(1);
+    let o = run(&base, &s.client, c, secs, None, move |_| {
+        Req::Get(format!("/Users?startIndex={last}&count=100"))
+    })
+    .await;
+    report("last page of 100 (startIndex)", &o, rss_mib(pid));
+    // Membership changes: add then remove users outside the group, one member per PATCH.
+    let outside: Vec<String> = ids[m..].to_vec();
+    let gp = format!("/Groups/{gid}");
+    let o = run(&base, &s.client, c, secs, None, move |i| {
+        let id = &outside[(i / 2) % outside.len()];
+        if i % 2 == 0 {
+            Req::Patch(gp.clone(), json!({"Operations": [{"op": "add", "path": "members", "value": [{"value": id}]}]}))
+        } else {
+            Req::Patch(gp.clone(), json!({"Operations": [{"op": "remove", "path": format!("members[value eq \"{id}\"]")}]}))
+        }
+    })
+    .await;
+    report(
+        &format!("PATCH add/remove 1 member (group of {m})"),
+        &o,
+        rss_mib(pid),
+    );
+    let gp = format!("/Groups/{gid}?excludedAttributes=members");
+    let o = run(&base, &s.client, c, secs, None, move |_| {
+        Req::Get(gp.clone())
+    })
+    .await;
+    report("GET group excludedAttributes=members", &o, rss_mib(pid));
+    let gp = format!("/Groups/{gid}");
+    let o = run(&base, &s.client, c.min(8), secs, None, move |_| {
+        Req::Get(gp.clone())
+    })
+    .await;
+    report(&format!("GET group with {m} members"), &o, rss_mib(pid));
+    let o = run(&base, &s.client, c, secs, None, move |i| {
+        Req::Post("/Users".into(), user(10_000_000 + i))
+    })
+    .await;
+    report(
+        &format!("POST /Users ({} clients, at {} users)", c, n),
+        &o,
+        rss_mib(pid),
+    );
+}
