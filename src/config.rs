@@ -131,6 +131,9 @@ pub struct TenantConfig {
     /// Where `/tenants/NAME/sso/login_redirect` sends people (the application's login page).
     #[serde(default)]
     pub login_redirect_url: Option<String>,
+    /// Schema extensions this tenant's Users or Groups carry (`[[tenants.NAME.extensions]]`).
+    #[serde(default)]
+    pub extensions: Vec<ExtensionConfig>,
     /// Paid-plan settings; without them the plan endpoints answer 404.
     #[serde(default)]
     pub plan: Option<PlanConfig>,
@@ -195,6 +198,144 @@ pub enum SeatLimitPolicy {
     #[default]
     Reject,
     Free,
+}
+
+/// A schema extension declared in the configuration (RFC 7643 §7 characteristics).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionConfig {
+    /// The schema URN, e.g. `urn:ietf:params:scim:schemas:extension:acme:2.0:User`.
+    pub urn: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// `User` (default) or `Group`.
+    #[serde(default = "default_resource")]
+    pub resource: String,
+    pub attributes: Vec<AttributeConfig>,
+}
+
+fn default_resource() -> String {
+    "User".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeConfig {
+    pub name: String,
+    /// string, boolean, integer, decimal, dateTime, reference, binary or complex.
+    #[serde(rename = "type", default = "default_type")]
+    pub ty: String,
+    #[serde(default)]
+    pub multi_valued: bool,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub case_exact: bool,
+    /// readWrite (default), readOnly, immutable or writeOnly.
+    #[serde(default = "default_mutability")]
+    pub mutability: String,
+    /// default (default), always, request or never.
+    #[serde(default = "default_returned")]
+    pub returned: String,
+    /// none (default) or server.
+    #[serde(default = "default_uniqueness")]
+    pub uniqueness: String,
+    #[serde(default)]
+    pub canonical_values: Vec<String>,
+    #[serde(default)]
+    pub reference_types: Vec<String>,
+    #[serde(default)]
+    pub description: String,
+    /// For `complex`: its sub-attributes (which cannot be complex themselves).
+    #[serde(default)]
+    pub sub_attributes: Vec<AttributeConfig>,
+}
+
+fn default_type() -> String {
+    "string".into()
+}
+fn default_mutability() -> String {
+    "readWrite".into()
+}
+fn default_returned() -> String {
+    "default".into()
+}
+fn default_uniqueness() -> String {
+    "none".into()
+}
+
+fn check_attribute(key: &str, a: &AttributeConfig, nested: bool, p: &mut Vec<String>) {
+    let valid = a.name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && a.name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !valid {
+        p.push(format!(
+            "{key}.name: \"{}\" is not a SCIM attribute name (letters, digits, '-' and '_')",
+            a.name
+        ));
+    }
+    let types = [
+        "string",
+        "boolean",
+        "integer",
+        "decimal",
+        "dateTime",
+        "reference",
+        "binary",
+        "complex",
+    ];
+    if !types.contains(&a.ty.as_str()) {
+        p.push(format!(
+            "{key}.type: \"{}\" is not one of {}",
+            a.ty,
+            types.join(", ")
+        ));
+    }
+    if a.ty == "complex" && nested {
+        p.push(format!(
+            "{key}.type: a sub-attribute cannot be complex (RFC 7643 §2.3.8)"
+        ));
+    }
+    if a.ty == "complex" && a.sub_attributes.is_empty() {
+        p.push(format!(
+            "{key}.sub_attributes: a complex attribute needs sub-attributes"
+        ));
+    }
+    if a.ty != "complex" && !a.sub_attributes.is_empty() {
+        p.push(format!(
+            "{key}.sub_attributes: only a complex attribute has sub-attributes"
+        ));
+    }
+    for (field, v, allowed) in [
+        (
+            "mutability",
+            &a.mutability,
+            &["readWrite", "readOnly", "immutable", "writeOnly"][..],
+        ),
+        (
+            "returned",
+            &a.returned,
+            &["default", "always", "request", "never"][..],
+        ),
+        ("uniqueness", &a.uniqueness, &["none", "server"][..]),
+    ] {
+        if !allowed.contains(&v.as_str()) {
+            p.push(format!(
+                "{key}.{field}: \"{v}\" is not one of {}",
+                allowed.join(", ")
+            ));
+        }
+    }
+    if a.uniqueness == "server" && (a.ty == "complex" || a.multi_valued || nested) {
+        p.push(format!(
+            "{key}.uniqueness: only single-valued top-level attributes can be unique"
+        ));
+    }
+    for (i, sub) in a.sub_attributes.iter().enumerate() {
+        check_attribute(&format!("{key}.sub_attributes[{i}]"), sub, true, p);
+    }
 }
 
 /// Everything wrong with a configuration, one line per problem.
@@ -344,6 +485,43 @@ impl Config {
                     p.push(format!(
                         "tenants.{name}.create_only[{i}]: \"{path}\" is not a User attribute path (e.g. timezone or name.givenName)"
                     ));
+                }
+            }
+            let mut urns = HashSet::new();
+            for (i, e) in t.extensions.iter().enumerate() {
+                let key = format!("tenants.{name}.extensions[{i}]");
+                let builtin = [
+                    crate::scim::schema::USER_SCHEMA,
+                    crate::scim::schema::GROUP_SCHEMA,
+                    crate::scim::schema::ENTERPRISE_SCHEMA,
+                ];
+                if !e.urn.starts_with("urn:") || e.urn.contains(char::is_whitespace) {
+                    p.push(format!("{key}.urn: \"{}\" must be a URN such as urn:ietf:params:scim:schemas:extension:acme:2.0:User", e.urn));
+                } else if builtin.iter().any(|b| b.eq_ignore_ascii_case(&e.urn)) {
+                    p.push(format!("{key}.urn: \"{}\" is a built-in schema", e.urn));
+                } else if !urns.insert(e.urn.to_ascii_lowercase()) {
+                    p.push(format!("{key}.urn: \"{}\" is declared twice", e.urn));
+                }
+                if e.resource != "User" && e.resource != "Group" {
+                    p.push(format!(
+                        "{key}.resource: must be \"User\" or \"Group\", got \"{}\"",
+                        e.resource
+                    ));
+                }
+                if e.attributes.is_empty() {
+                    p.push(format!(
+                        "{key}.attributes: an extension needs at least one attribute"
+                    ));
+                }
+                let mut names = HashSet::new();
+                for (j, a) in e.attributes.iter().enumerate() {
+                    check_attribute(&format!("{key}.attributes[{j}]"), a, false, &mut p);
+                    if !names.insert(a.name.to_ascii_lowercase()) {
+                        p.push(format!(
+                            "{key}.attributes[{j}].name: \"{}\" is declared twice",
+                            a.name
+                        ));
+                    }
                 }
             }
             if let Some(plan) = &t.plan {
@@ -516,6 +694,27 @@ tokens = [{ name = "okta", sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0
             assert!(err.contains("cannot read the file"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn extension_declarations_are_checked() {
+        let text = format!(
+            "{GOOD}\n[[tenants.acme.extensions]]\nurn = \"not-a-urn\"\nname = \"X\"\nresource = \"Widget\"\n\
+             [[tenants.acme.extensions.attributes]]\nname = \"a\"\ntype = \"float\"\n\
+             [[tenants.acme.extensions.attributes]]\nname = \"c\"\ntype = \"complex\"\n\
+             [[tenants.acme.extensions.attributes.sub_attributes]]\nname = \"d\"\ntype = \"complex\"\nuniqueness = \"global\"\n"
+        );
+        let c = toml_cfg(&text);
+        let p = c.problems().join("\n");
+        for needle in [
+            "tenants.acme.extensions[0].urn",
+            "tenants.acme.extensions[0].resource",
+            "tenants.acme.extensions[0].attributes[0].type: \"float\"",
+            "attributes[1].sub_attributes[0].type: a sub-attribute cannot be complex",
+            "attributes[1].sub_attributes[0].uniqueness",
+        ] {
+            assert!(p.contains(needle), "{needle} not in {p}");
+        }
     }
 
     #[test]

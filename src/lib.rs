@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod config;
 pub mod config_edit;
+pub mod extensions;
 pub mod http;
 pub mod scim;
 pub mod server;

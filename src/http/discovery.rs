@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use crate::scim::error::ScimError;
 use crate::scim::patch::MAX_OPERATIONS;
-use crate::scim::schema::{ENTERPRISE_USER, GROUP, Kind, LIST_RESPONSE, SchemaDef, USER};
+use crate::scim::schema::{GROUP, Kind, LIST_RESPONSE, Rt, SchemaDef, USER};
 
 pub struct Limits {
     pub max_results: u64,
@@ -31,7 +31,7 @@ pub fn service_provider_config(base: &str, l: &Limits) -> Value {
     })
 }
 
-fn resource_type(kind: Kind, base: &str) -> Value {
+fn resource_type(kind: Rt, base: &str) -> Value {
     let ext: Vec<Value> = kind
         .extensions()
         .iter()
@@ -62,17 +62,12 @@ fn list(items: Vec<Value>) -> Value {
     })
 }
 
-pub fn resource_types(base: &str) -> Value {
-    list(
-        [Kind::User, Kind::Group]
-            .iter()
-            .map(|k| resource_type(*k, base))
-            .collect(),
-    )
+pub fn resource_types(base: &str, types: [Rt; 2]) -> Value {
+    list(types.iter().map(|k| resource_type(*k, base)).collect())
 }
 
-pub fn resource_type_by_id(base: &str, id: &str) -> Result<Value, ScimError> {
-    [Kind::User, Kind::Group]
+pub fn resource_type_by_id(base: &str, types: [Rt; 2], id: &str) -> Result<Value, ScimError> {
+    types
         .into_iter()
         .find(|k| k.as_str().eq_ignore_ascii_case(id))
         .map(|k| resource_type(k, base))
@@ -83,14 +78,21 @@ pub fn resource_type_by_id(base: &str, id: &str) -> Result<Value, ScimError> {
         })
 }
 
-const SCHEMAS: [&SchemaDef; 3] = [&USER, &ENTERPRISE_USER, &GROUP];
-
-pub fn schemas(base: &str) -> Value {
-    list(SCHEMAS.iter().map(|s| s.to_json(base)).collect())
+/// Every schema a tenant's resources use: the core ones and all extensions.
+fn all_schemas(types: [Rt; 2]) -> Vec<&'static SchemaDef> {
+    let mut v: Vec<&'static SchemaDef> = vec![&USER];
+    v.extend(types[0].extensions().iter().copied());
+    v.push(&GROUP);
+    v.extend(types[1].extensions().iter().copied());
+    v
 }
 
-pub fn schema_by_id(base: &str, id: &str) -> Result<Value, ScimError> {
-    SCHEMAS
+pub fn schemas(base: &str, types: [Rt; 2]) -> Value {
+    list(all_schemas(types).iter().map(|s| s.to_json(base)).collect())
+}
+
+pub fn schema_by_id(base: &str, types: [Rt; 2], id: &str) -> Result<Value, ScimError> {
+    all_schemas(types)
         .iter()
         .find(|s| s.id.eq_ignore_ascii_case(id))
         .map(|s| s.to_json(base))

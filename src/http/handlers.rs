@@ -44,7 +44,7 @@ pub async fn endpoint(
         (Endpoint::Resource(k, id), &Method::PATCH) => patch(app, ctx, *k, id, &body).await,
         (Endpoint::Resource(k, id), &Method::DELETE) => {
             app.store
-                .delete(ctx.actor(), *k, id.clone(), ctx.if_match.clone())
+                .delete(ctx.actor(), ctx.rt(*k), id.clone(), ctx.if_match.clone())
                 .await?;
             Ok(response::empty(204))
         }
@@ -74,13 +74,13 @@ pub async fn endpoint(
 /// Render one resource with the request's projection.
 fn render(ctx: &Ctx, r: &Resource, proj: &Projection) -> Map<String, Value> {
     let mut m = r.to_json(&ctx.base);
-    proj.apply(r.kind, &mut m);
+    proj.apply(ctx.rt(r.kind), &mut m);
     m
 }
 
 fn projection(ctx: &Ctx, kind: Kind) -> Projection {
     Projection::parse(
-        kind,
+        ctx.rt(kind),
         ctx.query.get("attributes"),
         ctx.query.get("excludedAttributes"),
     )
@@ -111,9 +111,9 @@ fn log_ignored(ctx: &Ctx, kind: Kind, ignored: &Ignored) {
 }
 
 async fn create(app: &App, ctx: &Ctx, kind: Kind, body: &Value) -> ScimResult<Resp> {
-    let input = resource::normalize(kind, body)?;
+    let input = resource::normalize(ctx.rt(kind), body)?;
     log_ignored(ctx, kind, &input.ignored);
-    let r = app.store.create(ctx.actor(), kind, input).await?;
+    let r = app.store.create(ctx.actor(), ctx.rt(kind), input).await?;
     Ok(resource_response(201, ctx, &r, &projection(ctx, kind)))
 }
 
@@ -144,13 +144,13 @@ async fn get(app: &App, ctx: &Ctx, kind: Kind, id: &str) -> ScimResult<Resp> {
 }
 
 async fn replace(app: &App, ctx: &Ctx, kind: Kind, id: &str, body: &Value) -> ScimResult<Resp> {
-    let input = resource::normalize(kind, body)?;
+    let input = resource::normalize(ctx.rt(kind), body)?;
     log_ignored(ctx, kind, &input.ignored);
     let r = app
         .store
         .replace(
             ctx.actor(),
-            kind,
+            ctx.rt(kind),
             id.to_string(),
             input,
             ctx.if_match.clone(),
@@ -167,7 +167,13 @@ async fn patch(app: &App, ctx: &Ctx, kind: Kind, id: &str, body: &Value) -> Scim
     let t = ctx.principal.tenant.clone();
     let (r, ignored) = app
         .store
-        .patch(ctx.actor(), kind, id.to_string(), ops, ctx.if_match.clone())
+        .patch(
+            ctx.actor(),
+            ctx.rt(kind),
+            id.to_string(),
+            ops,
+            ctx.if_match.clone(),
+        )
         .await?;
     log_ignored(ctx, kind, &ignored);
     if kind == Kind::Group {
@@ -300,7 +306,7 @@ async fn list(
     let mut first_err = None;
     for &kind in kinds {
         let f = match &p.filter {
-            Some(text) if !text.trim().is_empty() => match filter::parse_for(kind, text) {
+            Some(text) if !text.trim().is_empty() => match filter::parse_for(ctx.rt(kind), text) {
                 Ok(f) => Some(f),
                 // At the root, a filter naming one type's attributes selects that type.
                 Err(e) if kinds.len() > 1 => {
@@ -313,11 +319,11 @@ async fn list(
         };
         let sort = match &p.sort_by {
             Some(s) if !s.trim().is_empty() => {
-                Some(SortSpec::parse(kind, s, p.sort_order.as_deref())?)
+                Some(SortSpec::parse(ctx.rt(kind), s, p.sort_order.as_deref())?)
             }
             _ => None,
         };
-        let proj = Projection::parse(kind, p.attributes.as_deref(), p.excluded.as_deref());
+        let proj = Projection::parse(ctx.rt(kind), p.attributes.as_deref(), p.excluded.as_deref());
         plans.push((kind, f, sort, proj));
     }
     if plans.is_empty() {
@@ -345,7 +351,7 @@ async fn list(
         };
         let page = app
             .store
-            .list(ctx.principal.tenant.clone(), kind, q)
+            .list(ctx.principal.tenant.clone(), ctx.rt(kind), q)
             .await?;
         total += page.total;
         offset = offset.saturating_sub(page.total);

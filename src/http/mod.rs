@@ -22,6 +22,7 @@ use serde_json::Value;
 use crate::auth::{Principal, Tokens};
 use crate::config::Config;
 use crate::scim::error::{ScimError, ScimResult};
+use crate::scim::schema::{Kind, Rt};
 use crate::store::Store;
 use crate::store::plan::{PlanRules, SeatPolicy};
 use response::Resp;
@@ -32,6 +33,8 @@ pub struct Runtime {
     pub config: Config,
     pub tokens: Tokens,
     pub plans: std::collections::HashMap<String, Arc<PlanRules>>,
+    /// Each tenant's User and Group types with its schema extensions.
+    pub types: std::collections::HashMap<String, (Rt, Rt)>,
     pub create_only: std::collections::HashMap<String, Arc<Vec<String>>>,
 }
 
@@ -51,7 +54,17 @@ impl Runtime {
             .iter()
             .map(|(name, t)| (name.clone(), Arc::new(t.create_only.clone())))
             .collect();
+        let types = config
+            .tenants
+            .iter()
+            .map(|(name, t)| {
+                let user = crate::extensions::resource_type(Kind::User, t);
+                let group = crate::extensions::resource_type(Kind::Group, t);
+                (name.clone(), (user, group))
+            })
+            .collect();
         Runtime {
+            types,
             tokens: Tokens::from_config(&config),
             config,
             plans,
@@ -95,7 +108,22 @@ pub struct Ctx {
     pub if_none_match: Option<String>,
 }
 
+impl Runtime {
+    /// `kind` as `tenant` sees it (its schema extensions included).
+    pub fn rt(&self, tenant: Option<&str>, kind: Kind) -> Rt {
+        match tenant.and_then(|t| self.types.get(t)) {
+            Some((u, _)) if kind == Kind::User => *u,
+            Some((_, g)) => *g,
+            None => kind.into(),
+        }
+    }
+}
+
 impl Ctx {
+    pub fn rt(&self, kind: Kind) -> Rt {
+        self.rt.rt(Some(&self.principal.tenant), kind)
+    }
+
     /// Who is writing, for the change feed.
     pub fn actor(&self) -> crate::store::Actor {
         let t = self.rt.config.tenants.get(&self.principal.tenant);
@@ -234,14 +262,28 @@ impl App {
                 max_results: rt.config.server.max_results,
                 max_body_bytes: rt.config.server.max_body_bytes,
             };
+            // Discovery needs no token; a tenant's own extensions show when the URL names the
+            // tenant or a valid token is presented.
+            let auth = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            let tenant = route
+                .tenant
+                .clone()
+                .or_else(|| rt.tokens.authenticate(auth, None).map(|p| p.tenant));
+            let types = [
+                rt.rt(tenant.as_deref(), Kind::User),
+                rt.rt(tenant.as_deref(), Kind::Group),
+            ];
             let v = match &route.endpoint {
                 Endpoint::ServiceProviderConfig => {
                     discovery::service_provider_config(&base, &limits)
                 }
-                Endpoint::ResourceTypes => discovery::resource_types(&base),
-                Endpoint::ResourceType(id) => discovery::resource_type_by_id(&base, id)?,
-                Endpoint::Schemas => discovery::schemas(&base),
-                Endpoint::Schema(id) => discovery::schema_by_id(&base, id)?,
+                Endpoint::ResourceTypes => discovery::resource_types(&base, types),
+                Endpoint::ResourceType(id) => discovery::resource_type_by_id(&base, types, id)?,
+                Endpoint::Schemas => discovery::schemas(&base, types),
+                Endpoint::Schema(id) => discovery::schema_by_id(&base, types, id)?,
                 _ => Value::Null,
             };
             return Ok((response::json(200, &v), None));

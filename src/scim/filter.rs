@@ -9,7 +9,7 @@ use std::fmt;
 use serde_json::Value;
 
 use super::error::{ScimError, ScimResult};
-use super::schema::{AttrDef, AttrType, Kind, resolve};
+use super::schema::{AttrDef, AttrType, Rt, resolve};
 
 pub const MAX_FILTER_LEN: usize = 8192;
 pub const MAX_DEPTH: usize = 32;
@@ -424,7 +424,7 @@ pub fn parse(input: &str) -> ScimResult<Filter> {
 /// What a path's names are resolved against.
 #[derive(Clone, Copy)]
 enum Scope {
-    Resource(Kind),
+    Resource(Rt),
     Element(&'static AttrDef),
 }
 
@@ -554,7 +554,8 @@ fn resolve_filter(scope: Scope, f: &Filter) -> ScimResult<Filter> {
 
 /// Parse and resolve every attribute path against `kind`'s schema, rewriting names to their
 /// canonical case (`urn` is kept only for extension attributes).
-pub fn parse_for(kind: Kind, input: &str) -> ScimResult<Filter> {
+pub fn parse_for(kind: impl Into<Rt>, input: &str) -> ScimResult<Filter> {
+    let kind: Rt = kind.into();
     resolve_filter(Scope::Resource(kind), &parse(input)?)
 }
 
@@ -702,7 +703,8 @@ fn eval(scope: Scope, f: &Filter, obj: &Value) -> bool {
 
 /// Evaluate a resolved filter against a resource's JSON (core attributes at the top level,
 /// extension attributes under their URN, `id` and `meta` included by the caller).
-pub fn matches(f: &Filter, kind: Kind, resource: &Value) -> bool {
+pub fn matches(f: &Filter, kind: impl Into<Rt>, resource: &Value) -> bool {
+    let kind: Rt = kind.into();
     eval(Scope::Resource(kind), f, resource)
 }
 
@@ -755,7 +757,7 @@ impl fmt::Display for Filter {
 mod tests {
     use super::*;
     use crate::scim::error::ScimType;
-    use crate::scim::schema::{ENTERPRISE_SCHEMA, USER_SCHEMA};
+    use crate::scim::schema::{ENTERPRISE_SCHEMA, Kind, USER_SCHEMA};
     use serde_json::json;
 
     fn user() -> Value {

@@ -14,7 +14,7 @@ use super::path::{self, Parsed, Path};
 use super::resource::{
     self, Body, Ignored, Input, SetMode, container, container_mut, drop_empty_extension,
 };
-use super::schema::{Kind, PATCH_OP};
+use super::schema::{Kind, PATCH_OP, Rt};
 
 pub const MAX_OPERATIONS: usize = 1000;
 
@@ -152,7 +152,8 @@ fn parse_op(i: usize, raw: &Value) -> ScimResult<Operation> {
 }
 
 /// Apply `ops` to a copy of `body` (the resource `id`, of `kind`).
-pub fn apply(kind: Kind, id: &str, body: &Body, ops: &[Operation]) -> ScimResult<Outcome> {
+pub fn apply(kind: impl Into<Rt>, id: &str, body: &Body, ops: &[Operation]) -> ScimResult<Outcome> {
+    let kind: Rt = kind.into();
     let mut input = Input {
         body: body.clone(),
         ..Input::default()
@@ -181,7 +182,7 @@ fn mode(op: OpKind) -> SetMode {
 }
 
 fn apply_one(
-    kind: Kind,
+    kind: Rt,
     id: &str,
     op: &Operation,
     input: &mut Input,
@@ -219,7 +220,7 @@ fn apply_one(
 }
 
 fn apply_no_path(
-    kind: Kind,
+    kind: Rt,
     id: &str,
     op: &Operation,
     input: &mut Input,

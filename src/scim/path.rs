@@ -3,7 +3,7 @@
 
 use super::error::{ScimError, ScimResult};
 use super::filter::{self, Filter};
-use super::schema::{AttrDef, AttrRef, Kind, resolve, split_urn};
+use super::schema::{AttrDef, AttrRef, Rt, resolve, split_urn};
 
 pub const MAX_PATH_LEN: usize = 1024;
 
@@ -23,7 +23,8 @@ pub enum Parsed {
     Unknown(String),
 }
 
-pub fn parse(kind: Kind, raw: &str) -> ScimResult<Parsed> {
+pub fn parse(kind: impl Into<Rt>, raw: &str) -> ScimResult<Parsed> {
+    let kind: Rt = kind.into();
     let s = raw.trim();
     if s.is_empty() {
         return Err(ScimError::invalid_path("the PATCH path is empty"));
@@ -134,7 +135,7 @@ fn closing_bracket(s: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scim::schema::ENTERPRISE_SCHEMA;
+    use crate::scim::schema::{ENTERPRISE_SCHEMA, Kind};
 
     fn known(kind: Kind, s: &str) -> Path {
         match parse(kind, s).unwrap() {

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::schema::{Kind, Returned, resolve, split_urn};
+use super::schema::{Returned, Rt, resolve, split_urn};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Sel {
@@ -24,7 +24,12 @@ pub struct Projection {
 impl Projection {
     /// Unknown names are ignored: a projection only narrows what is returned, so there is
     /// nothing to protect by failing.
-    pub fn parse(kind: Kind, attributes: Option<&str>, excluded: Option<&str>) -> Projection {
+    pub fn parse(
+        kind: impl Into<Rt>,
+        attributes: Option<&str>,
+        excluded: Option<&str>,
+    ) -> Projection {
+        let kind: Rt = kind.into();
         let mut p = Projection::default();
         if let Some(a) = attributes.filter(|a| !a.trim().is_empty()) {
             let mut inc = Vec::new();
@@ -62,7 +67,8 @@ impl Projection {
         }
     }
 
-    pub fn apply(&self, kind: Kind, resource: &mut Map<String, Value>) {
+    pub fn apply(&self, kind: impl Into<Rt>, resource: &mut Map<String, Value>) {
+        let kind: Rt = kind.into();
         if let Some(inc) = &self.include {
             let keep_top = |key: &str| {
                 key == "schemas"
@@ -164,7 +170,7 @@ fn split_list(s: &str) -> impl Iterator<Item = &str> {
 }
 
 /// `Ok(selection)`, or `Err(urn)` when the item is a whole extension URN.
-fn parse_sel(kind: Kind, item: &str) -> Option<Result<Sel, &'static str>> {
+fn parse_sel(kind: Rt, item: &str) -> Option<Result<Sel, &'static str>> {
     if let Some(ext) = kind.extension(item) {
         return Some(Err(ext.id));
     }
@@ -193,7 +199,7 @@ fn parse_sel(kind: Kind, item: &str) -> Option<Result<Sel, &'static str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scim::schema::ENTERPRISE_SCHEMA;
+    use crate::scim::schema::{ENTERPRISE_SCHEMA, Kind};
     use serde_json::json;
 
     fn res() -> Map<String, Value> {

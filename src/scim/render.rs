@@ -32,10 +32,11 @@ impl Resource {
     /// `base` is the SCIM base URL the client used (…/scim/v2), for `meta.location` and `$ref`.
     pub fn to_json(&self, base: &str) -> Map<String, Value> {
         let kind = self.kind;
+        // Extension objects are the body's URN keys (normalisation keeps only known ones).
         let mut schemas = vec![Value::String(kind.schema().id.to_string())];
-        for ext in kind.extensions() {
-            if self.body.contains_key(ext.id) {
-                schemas.push(Value::String(ext.id.to_string()));
+        for (k, v) in &self.body {
+            if k.starts_with("urn:") && v.is_object() {
+                schemas.push(Value::String(k.clone()));
             }
         }
         let mut out = Map::new();

@@ -8,7 +8,7 @@
 use serde_json::{Map, Value};
 
 use super::error::{ScimError, ScimResult};
-use super::schema::{AttrDef, AttrRef, AttrType, Kind, Mutability, resolve, split_urn};
+use super::schema::{AttrDef, AttrRef, AttrType, Kind, Mutability, Rt, resolve, split_urn};
 
 /// Canonical resource body: core attributes at the top level, extension attributes in an
 /// object under their URN. Never holds `id`, `meta`, `schemas`, `groups`, `password`, or
@@ -45,7 +45,8 @@ pub struct Input {
 }
 
 /// Normalise a POST/PUT body.
-pub fn normalize(kind: Kind, raw: &Value) -> ScimResult<Input> {
+pub fn normalize(kind: impl Into<Rt>, raw: &Value) -> ScimResult<Input> {
+    let kind: Rt = kind.into();
     let Value::Object(obj) = raw else {
         return Err(ScimError::invalid_syntax(format!(
             "the request body must be a JSON object describing a {}",
@@ -68,7 +69,8 @@ pub fn normalize(kind: Kind, raw: &Value) -> ScimResult<Input> {
     Ok(input)
 }
 
-fn note_unknown_schemas(kind: Kind, value: &Value, ignored: &mut Ignored) {
+fn note_unknown_schemas(kind: impl Into<Rt>, value: &Value, ignored: &mut Ignored) {
+    let kind: Rt = kind.into();
     let known = |u: &str| u.eq_ignore_ascii_case(kind.schema().id) || kind.extension(u).is_some();
     for s in value.as_array().into_iter().flatten() {
         if let Some(u) = s.as_str().filter(|u| !known(u)) {
@@ -89,12 +91,13 @@ pub enum SetMode {
 /// a plain attribute name, an extension URN holding an object, a URN-qualified attribute, or a
 /// dotted `attr.sub` path (Entra sends the last two in no-path PATCH values).
 pub fn apply_key(
-    kind: Kind,
+    kind: impl Into<Rt>,
     key: &str,
     value: &Value,
     input: &mut Input,
     mode: SetMode,
 ) -> ScimResult<()> {
+    let kind: Rt = kind.into();
     if let Some(ext) = kind.extension(key) {
         match value {
             Value::Null => {
@@ -481,7 +484,13 @@ pub fn normalize_members(value: &Value) -> ScimResult<Vec<Value>> {
 /// `name.givenName` or `urn:...:User:costCenter`) into `new`. Returns the paths whose
 /// change was undone. Used for create-only attributes: the IdP sets them once, and later
 /// changes from it are ignored.
-pub fn keep_from_old(kind: Kind, old: &Body, new: &mut Body, paths: &[String]) -> Vec<String> {
+pub fn keep_from_old(
+    kind: impl Into<Rt>,
+    old: &Body,
+    new: &mut Body,
+    paths: &[String],
+) -> Vec<String> {
+    let kind: Rt = kind.into();
     let mut undone = Vec::new();
     for p in paths {
         let (urn, rest) = split_urn(kind, p);
@@ -544,7 +553,8 @@ pub fn keep_from_old(kind: Kind, old: &Body, new: &mut Body, paths: &[String]) -
 }
 
 /// Required attributes must be present after every write.
-pub fn check_required(kind: Kind, body: &Body) -> ScimResult<()> {
+pub fn check_required(kind: impl Into<Rt>, body: &Body) -> ScimResult<()> {
+    let kind: Rt = kind.into();
     for def in kind.schema().attributes {
         if def.required && !body.contains_key(def.name) {
             return Err(ScimError::invalid_value(format!(
@@ -552,6 +562,17 @@ pub fn check_required(kind: Kind, body: &Body) -> ScimResult<()> {
                 def.name,
                 kind.as_str()
             )));
+        }
+    }
+    for ext in kind.extensions() {
+        let inner = body.get(ext.id).and_then(Value::as_object);
+        for def in ext.attributes.iter().filter(|d| d.required) {
+            if !inner.is_some_and(|m| m.contains_key(def.name)) {
+                return Err(ScimError::invalid_value(format!(
+                    "missing required attribute \"{}:{}\"",
+                    ext.id, def.name
+                )));
+            }
         }
     }
     Ok(())

@@ -522,6 +522,53 @@ impl Kind {
     }
 }
 
+/// A resource type as one tenant sees it: the kind and its schema extensions (the enterprise
+/// extension plus any the tenant declares). Compares equal to its `Kind`.
+#[derive(Debug, Clone, Copy)]
+pub struct Rt {
+    pub kind: Kind,
+    pub ext: &'static [&'static SchemaDef],
+}
+
+impl From<Kind> for Rt {
+    fn from(kind: Kind) -> Rt {
+        Rt {
+            kind,
+            ext: kind.extensions(),
+        }
+    }
+}
+
+impl PartialEq<Kind> for Rt {
+    fn eq(&self, other: &Kind) -> bool {
+        self.kind == *other
+    }
+}
+
+impl Rt {
+    pub fn as_str(self) -> &'static str {
+        self.kind.as_str()
+    }
+    pub fn endpoint(self) -> &'static str {
+        self.kind.endpoint()
+    }
+    pub fn schema(self) -> &'static SchemaDef {
+        self.kind.schema()
+    }
+    pub fn code(self) -> u8 {
+        self.kind.code()
+    }
+    pub fn extensions(self) -> &'static [&'static SchemaDef] {
+        self.ext
+    }
+    pub fn extension(self, urn: &str) -> Option<&'static SchemaDef> {
+        self.ext
+            .iter()
+            .copied()
+            .find(|s| s.id.eq_ignore_ascii_case(urn))
+    }
+}
+
 /// Where an attribute lives in the stored JSON: at the top level or inside an extension object.
 #[derive(Debug, Clone, Copy)]
 pub struct AttrRef {
@@ -532,7 +579,8 @@ pub struct AttrRef {
 
 /// Resolve a top-level attribute name, optionally URN-qualified (`urn:...:User:userName` or
 /// `urn:...:enterprise:2.0:User:department`), to its canonical definition.
-pub fn resolve(kind: Kind, urn: Option<&str>, name: &str) -> Option<AttrRef> {
+pub fn resolve(kind: impl Into<Rt>, urn: Option<&str>, name: &str) -> Option<AttrRef> {
+    let kind: Rt = kind.into();
     match urn {
         None => find(COMMON_ATTRS, name)
             .or_else(|| kind.schema().attr(name))
@@ -553,7 +601,8 @@ pub fn resolve(kind: Kind, urn: Option<&str>, name: &str) -> Option<AttrRef> {
 /// Split `urn:...:Schema:attr.sub` into (urn, rest). The URN is the longest prefix naming a
 /// schema known for `kind`; an unknown URN-looking prefix is returned as such so callers can
 /// report it.
-pub fn split_urn(kind: Kind, path: &str) -> (Option<&str>, &str) {
+pub fn split_urn(kind: impl Into<Rt>, path: &str) -> (Option<&str>, &str) {
+    let kind: Rt = kind.into();
     if !path
         .get(..4)
         .is_some_and(|p| p.eq_ignore_ascii_case("urn:"))

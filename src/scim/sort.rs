@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::error::{ScimError, ScimResult};
 use super::resource::{Body, container};
-use super::schema::{AttrDef, AttrRef, AttrType, Kind, resolve, split_urn};
+use super::schema::{AttrDef, AttrRef, AttrType, Rt, resolve, split_urn};
 
 #[derive(Debug, Clone)]
 pub struct SortSpec {
@@ -21,7 +21,12 @@ pub enum SortKey {
 }
 
 impl SortSpec {
-    pub fn parse(kind: Kind, sort_by: &str, sort_order: Option<&str>) -> ScimResult<SortSpec> {
+    pub fn parse(
+        kind: impl Into<Rt>,
+        sort_by: &str,
+        sort_order: Option<&str>,
+    ) -> ScimResult<SortSpec> {
+        let kind: Rt = kind.into();
         let (urn, rest) = split_urn(kind, sort_by.trim());
         let (name, sub) = match rest.split_once('.') {
             Some((n, s)) => (n, Some(s)),

@@ -18,7 +18,7 @@ use crate::scim::filter::{self, CompValue, CompareOp, Filter};
 use crate::scim::patch::{self, MemberOp, Operation};
 use crate::scim::render::Resource;
 use crate::scim::resource::{self, Body, Ignored, Input};
-use crate::scim::schema::Kind;
+use crate::scim::schema::{Kind, Rt};
 pub use crate::scim::sort::SortSpec;
 
 type R<T> = Result<ScimResult<T>, redb::Error>;
@@ -79,6 +79,7 @@ pub(super) fn init_schema(db: &redb::Database) -> Result<u64, redb::Error> {
         txn.open_table(EVENTS)?;
         txn.open_table(EVENT_SEQ)?;
         txn.open_table(OVERFLOW_USERID)?;
+        txn.open_table(UNIQUE_ID)?;
         found.unwrap_or(SCHEMA_VERSION)
     };
     txn.commit()?;
@@ -92,15 +93,38 @@ struct Keys {
     external_id: Option<String>,
     emails: BTreeSet<String>,
     display: Option<String>,
+    /// ("urn:...:attr", value) of declared extension attributes with `uniqueness: server`.
+    unique: BTreeSet<(String, String)>,
 }
 
-fn keys(kind: Kind, body: &Body) -> Keys {
+fn keys(rt: impl Into<Rt>, body: &Body) -> Keys {
+    let rt: Rt = rt.into();
+    let kind = rt.kind;
     let s = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
     let mut k = Keys {
         external_id: s("externalId"),
         display: s("displayName").map(|d| d.to_lowercase()),
         ..Keys::default()
     };
+    for ext in rt.extensions() {
+        let Some(inner) = body.get(ext.id).and_then(Value::as_object) else {
+            continue;
+        };
+        for def in ext
+            .attributes
+            .iter()
+            .filter(|d| d.uniqueness == crate::scim::schema::Uniqueness::Server)
+        {
+            let v = match inner.get(def.name) {
+                Some(Value::String(s)) if def.case_exact => s.clone(),
+                Some(Value::String(s)) => s.to_lowercase(),
+                Some(Value::Number(n)) => n.to_string(),
+                Some(Value::Bool(b)) => b.to_string(),
+                _ => continue,
+            };
+            k.unique.insert((format!("{}:{}", ext.id, def.name), v));
+        }
+    }
     if kind == Kind::User {
         k.username = s("userName").map(|u| u.to_lowercase());
         for e in body
@@ -130,6 +154,7 @@ struct W<'t> {
     events: events::EventTable<'t>,
     seqs: events::SeqTable<'t>,
     overflow: Table<'t, (&'static str, u128), ()>,
+    unique: Table<'t, (&'static str, u8, &'static str, &'static str), u128>,
 }
 
 impl<'t> W<'t> {
@@ -146,6 +171,7 @@ impl<'t> W<'t> {
             events: txn.open_table(EVENTS)?,
             seqs: txn.open_table(EVENT_SEQ)?,
             overflow: txn.open_table(OVERFLOW_USERID)?,
+            unique: txn.open_table(UNIQUE_ID)?,
         })
     }
 
@@ -243,14 +269,15 @@ impl<'t> W<'t> {
     fn update(
         &mut self,
         actor: &Actor,
-        kind: Kind,
+        rt: Rt,
         id: u128,
         old: Record,
         mut body: Body,
         members_changed: bool,
     ) -> Result<Record, redb::Error> {
+        let kind = rt.kind;
         let undone = match kind {
-            Kind::User => resource::keep_from_old(kind, &old.body, &mut body, &actor.create_only),
+            Kind::User => resource::keep_from_old(rt, &old.body, &mut body, &actor.create_only),
             Kind::Group => Vec::new(),
         };
         if !undone.is_empty() {
@@ -267,7 +294,7 @@ impl<'t> W<'t> {
             let ev = events::update_kind(kind, &old.body, &body);
             self.emit(actor, ev, id, None, attrs)?;
         }
-        let (old_keys, new_keys) = (keys(kind, &old.body), keys(kind, &body));
+        let (old_keys, new_keys) = (keys(rt, &old.body), keys(rt, &body));
         let rec = Record {
             body,
             created: old.created,
@@ -312,6 +339,20 @@ impl<'t> W<'t> {
                 format_id(other)
             ))));
         }
+        for (attr, v) in &k.unique {
+            if let Some(other) = self
+                .unique
+                .get((t, kind.code(), attr.as_str(), v.as_str()))?
+                .map(|g| g.value())
+                && Some(other) != me
+            {
+                return Ok(Err(ScimError::uniqueness(format!(
+                    "{attr} is already taken by the {} with id {}",
+                    kind.as_str(),
+                    format_id(other)
+                ))));
+            }
+        }
         if kind == Kind::Group
             && let Some(d) = &k.display
         {
@@ -337,6 +378,12 @@ impl<'t> W<'t> {
         new: &Keys,
     ) -> Result<(), redb::Error> {
         let c = kind.code();
+        for (a, v) in old.unique.difference(&new.unique) {
+            self.unique.remove((t, c, a.as_str(), v.as_str()))?;
+        }
+        for (a, v) in new.unique.difference(&old.unique) {
+            self.unique.insert((t, c, a.as_str(), v.as_str()), id)?;
+        }
         if old.username != new.username {
             if let Some(u) = &old.username {
                 self.usernames.remove((t, u.as_str()))?;
@@ -820,11 +867,12 @@ impl ReadSide {
 }
 
 impl Store {
-    pub async fn create(&self, actor: Actor, kind: Kind, input: Input) -> ScimResult<Resource> {
+    pub async fn create(&self, actor: Actor, rt: Rt, input: Input) -> ScimResult<Resource> {
         self.write(move |txn| {
+            let kind = rt.kind;
             let mut w = W::open(txn)?;
             let t = actor.tenant.as_str();
-            let k = keys(kind, &input.body);
+            let k = keys(rt, &input.body);
             if let Err(e) = w.check_unique(t, kind, &k, None)? {
                 return Ok(Err(e));
             }
@@ -873,12 +921,13 @@ impl Store {
     pub async fn replace(
         &self,
         actor: Actor,
-        kind: Kind,
+        rt: Rt,
         id: String,
         input: Input,
         if_match: Option<String>,
     ) -> ScimResult<Resource> {
         self.write(move |txn| {
+            let kind = rt.kind;
             let mut w = W::open(txn)?;
             let t = actor.tenant.as_str();
             let (nid, old) = match w.existing(t, kind, &id, if_match.as_deref())? {
@@ -891,7 +940,7 @@ impl Store {
                     input.id.as_deref().unwrap_or_default()
                 ))));
             }
-            if let Err(e) = w.check_unique(t, kind, &keys(kind, &input.body), Some(nid))? {
+            if let Err(e) = w.check_unique(t, kind, &keys(rt, &input.body), Some(nid))? {
                 return Ok(Err(e));
             }
             let ops = match &input.members {
@@ -910,7 +959,7 @@ impl Store {
                 Err(e) => return Ok(Err(e)),
             };
             let members_changed = apply_members(&mut w, &actor, nid, &changes)?;
-            let rec = w.update(&actor, kind, nid, old, input.body, members_changed)?;
+            let rec = w.update(&actor, rt, nid, old, input.body, members_changed)?;
             if kind == Kind::User {
                 w.plan_transition(&actor, nid, Some(activity.0), Some(activity.1), seat)?;
             }
@@ -927,23 +976,24 @@ impl Store {
     pub async fn patch(
         &self,
         actor: Actor,
-        kind: Kind,
+        rt: Rt,
         id: String,
         ops: Vec<Operation>,
         if_match: Option<String>,
     ) -> ScimResult<(Resource, Ignored)> {
         self.write(move |txn| {
+            let kind = rt.kind;
             let mut w = W::open(txn)?;
             let t = actor.tenant.as_str();
             let (nid, old) = match w.existing(t, kind, &id, if_match.as_deref())? {
                 Ok(x) => x,
                 Err(e) => return Ok(Err(e)),
             };
-            let out = match patch::apply(kind, &id, &old.body, &ops) {
+            let out = match patch::apply(rt, &id, &old.body, &ops) {
                 Ok(o) => o,
                 Err(e) => return Ok(Err(e)),
             };
-            if let Err(e) = w.check_unique(t, kind, &keys(kind, &out.body), Some(nid))? {
+            if let Err(e) = w.check_unique(t, kind, &keys(rt, &out.body), Some(nid))? {
                 return Ok(Err(e));
             }
             let changes = match plan_members(&w, t, nid, &out.member_ops)? {
@@ -956,7 +1006,7 @@ impl Store {
                 Err(e) => return Ok(Err(e)),
             };
             let members_changed = apply_members(&mut w, &actor, nid, &changes)?;
-            let rec = w.update(&actor, kind, nid, old, out.body, members_changed)?;
+            let rec = w.update(&actor, rt, nid, old, out.body, members_changed)?;
             if kind == Kind::User {
                 w.plan_transition(&actor, nid, Some(activity.0), Some(activity.1), seat)?;
             }
@@ -972,11 +1022,12 @@ impl Store {
     pub async fn delete(
         &self,
         actor: Actor,
-        kind: Kind,
+        rt: Rt,
         id: String,
         if_match: Option<String>,
     ) -> ScimResult<()> {
         self.write(move |txn| {
+            let kind = rt.kind;
             let mut w = W::open(txn)?;
             let t = actor.tenant.as_str();
             let (nid, old) = match w.existing(t, kind, &id, if_match.as_deref())? {
@@ -984,7 +1035,7 @@ impl Store {
                 Err(e) => return Ok(Err(e)),
             };
             w.res.remove((t, kind.code(), nid))?;
-            w.index(t, kind, nid, &keys(kind, &old.body), &Keys::default())?;
+            w.index(t, kind, nid, &keys(rt, &old.body), &Keys::default())?;
             w.bump_count(t, kind, false)?;
             w.unlink_all(&actor, nid)?;
             if kind == Kind::User {
@@ -1056,7 +1107,8 @@ impl Store {
         .await
     }
 
-    pub async fn list(&self, tenant: String, kind: Kind, q: ListQuery) -> ScimResult<ListPage> {
+    pub async fn list(&self, tenant: String, rt: Rt, q: ListQuery) -> ScimResult<ListPage> {
+        let kind = rt.kind;
         self.read(move |txn| {
             let r = ReadSide::open(txn)?;
             let t = tenant.as_str();
@@ -1089,7 +1141,7 @@ impl Store {
             };
             let keep = |id: u128, rec: &Record| -> Result<bool, redb::Error> {
                 Ok(match &q.filter {
-                    Some(f) => filter::matches(f, kind, &r.filter_view(t, kind, id, rec, f)?),
+                    Some(f) => filter::matches(f, rt, &r.filter_view(t, kind, id, rec, f)?),
                     None => true,
                 })
             };

@@ -48,3 +48,7 @@ pub const EVENT_SEQ: TableDefinition<&str, u64> = TableDefinition::new("tenant_e
 /// (tenant, user) → (): active users placed on the free plan by the seat limit.
 pub const OVERFLOW_USERID: TableDefinition<(&str, u128), ()> =
     TableDefinition::new("tenant_overflow_userid");
+
+/// (tenant, kind, "urn:attr", value) → id: unique attributes of declared extensions.
+pub const UNIQUE_ID: TableDefinition<(&str, u8, &str, &str), u128> =
+    TableDefinition::new("tenant_kind_attr_value_id");

@@ -12,6 +12,7 @@ mod discovery;
 mod errors;
 mod etags;
 mod events;
+mod extensions;
 mod filters;
 mod groups;
 mod idp_entra;

@@ -1,0 +1,260 @@
+//! Schema extensions declared per tenant in the configuration, end to end.
+
+use reqwest::Method;
+use scimd::config::{AttributeConfig, ExtensionConfig};
+use serde_json::{Value, json};
+
+use crate::harness::{GLOBEX, Srv, assert_error, total};
+
+const EXT: &str = "urn:ietf:params:scim:schemas:extension:acme:2.0:User";
+const GEXT: &str = "urn:ietf:params:scim:schemas:extension:acme:2.0:Group";
+
+fn attr(name: &str, ty: &str) -> AttributeConfig {
+    AttributeConfig {
+        name: name.into(),
+        ty: ty.into(),
+        multi_valued: false,
+        required: false,
+        case_exact: false,
+        mutability: "readWrite".into(),
+        returned: "default".into(),
+        uniqueness: "none".into(),
+        canonical_values: vec![],
+        reference_types: vec![],
+        description: format!("{name} of the person"),
+        sub_attributes: vec![],
+    }
+}
+
+async fn srv() -> Srv {
+    Srv::start_with(|c| {
+        let mut badge = attr("badge", "string");
+        badge.uniqueness = "server".into();
+        let mut skills = attr("skills", "string");
+        skills.multi_valued = true;
+        let mut desk = attr("desk", "complex");
+        desk.sub_attributes = vec![attr("building", "string"), attr("floor", "integer")];
+        c.tenants.get_mut("acme").unwrap().extensions = vec![
+            ExtensionConfig {
+                urn: EXT.into(),
+                name: "AcmeUser".into(),
+                description: "Acme's own fields".into(),
+                resource: "User".into(),
+                attributes: vec![
+                    attr("weight", "decimal"),
+                    badge,
+                    attr("onboarded", "boolean"),
+                    attr("start", "dateTime"),
+                    skills,
+                    desk,
+                ],
+            },
+            ExtensionConfig {
+                urn: GEXT.into(),
+                name: "AcmeGroup".into(),
+                description: String::new(),
+                resource: "Group".into(),
+                attributes: vec![attr("costCode", "string")],
+            },
+        ];
+    })
+    .await
+}
+
+fn person(name: &str, weight: f64, badge: &str) -> Value {
+    json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", EXT], "userName": name,
+        EXT: {"weight": weight, "badge": badge, "onboarded": "True", "start": "2024-03-01T09:00:00Z",
+              "skills": ["rust", "scim"], "desk": {"building": "B2", "floor": "3"}}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_extensions_are_discoverable_for_their_tenant_only() {
+    let s = srv().await;
+    let r = s
+        .call(Method::GET, "/tenants/acme/scim/v2/Schemas", None, None)
+        .await;
+    let ext = r.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == EXT)
+        .cloned()
+        .expect("declared schema listed");
+    let badge = ext["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "badge")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            badge["type"].as_str(),
+            badge["uniqueness"].as_str(),
+            badge["caseExact"].as_bool()
+        ),
+        (Some("string"), Some("server"), Some(false))
+    );
+    let desk = ext["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "desk")
+        .unwrap()
+        .clone();
+    assert_eq!(desk["subAttributes"][1]["type"], "integer");
+    assert_eq!(
+        s.get(&format!("/Schemas/{EXT}")).await.body["name"],
+        "AcmeUser",
+        "the token's tenant decides too"
+    );
+    let rt = s
+        .call(
+            Method::GET,
+            "/tenants/acme/scim/v2/ResourceTypes/User",
+            None,
+            None,
+        )
+        .await;
+    let exts: Vec<&str> = rt.body["schemaExtensions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["schema"].as_str().unwrap())
+        .collect();
+    assert!(exts.contains(&EXT), "{exts:?}");
+    let g = s
+        .call(
+            Method::GET,
+            "/tenants/acme/scim/v2/ResourceTypes/Group",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(g.body["schemaExtensions"][0]["schema"], GEXT);
+    // Other tenants and the anonymous form see only the built-in schemas.
+    let r = s
+        .call(Method::GET, "/tenants/globex/scim/v2/Schemas", None, None)
+        .await;
+    assert_eq!(total(&r), 3);
+    assert_error(
+        &s.call(Method::GET, &format!("/Schemas/{EXT}"), Some(GLOBEX), None)
+            .await,
+        404,
+        None,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extension_values_are_validated_stored_filtered_sorted_and_patched() {
+    let s = srv().await;
+    let r = s.post("/Users", person("heavy@x", 92.5, "B-1")).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(
+        r.body["schemas"],
+        json!(["urn:ietf:params:scim:schemas:core:2.0:User", EXT])
+    );
+    assert_eq!(
+        r.body[EXT],
+        json!({"weight": 92.5, "badge": "B-1", "onboarded": true, "start": "2024-03-01T09:00:00Z",
+        "skills": ["rust", "scim"], "desk": {"building": "B2", "floor": 3}})
+    );
+    let heavy = r.id();
+    assert_eq!(
+        s.post("/Users", person("light@x", 61.0, "B-2"))
+            .await
+            .status,
+        201
+    );
+    // Wrong types are 400 invalidValue naming the attribute; nothing is stored.
+    for (field, bad) in [
+        ("weight", json!("heavy")),
+        ("onboarded", json!("maybe")),
+        ("start", json!("yesterday")),
+        ("desk", json!({"floor": "third"})),
+    ] {
+        let mut body = person("bad@x", 1.0, "B-9");
+        body[EXT][field] = bad;
+        let r = s.post("/Users", body).await;
+        assert_error(&r, 400, Some("invalidValue"));
+        assert!(
+            r.body["detail"].as_str().unwrap().contains(field),
+            "{}",
+            r.body
+        );
+    }
+    // uniqueness: server, case-insensitively.
+    let r = s.post("/Users", person("dup@x", 70.0, "b-1")).await;
+    assert_error(&r, 409, Some("uniqueness"));
+    assert!(r.body["detail"].as_str().unwrap().contains(&heavy));
+    assert_eq!(total(&s.get("/Users").await), 2);
+    // Filter and sort on them.
+    let r = s.get(&format!("/Users?filter={EXT}:weight gt 70")).await;
+    assert_eq!(
+        (total(&r), r.body["Resources"][0]["userName"].as_str()),
+        (1, Some("heavy@x"))
+    );
+    let r = s
+        .get(&format!(
+            "/Users?filter={EXT}:desk.floor eq 3 and {EXT}:onboarded eq true"
+        ))
+        .await;
+    assert_eq!(total(&r), 2);
+    let r = s.get(&format!("/Users?sortBy={EXT}:weight")).await;
+    let order: Vec<&str> = r.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["userName"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["light@x", "heavy@x"]);
+    // PATCH by URN-qualified path.
+    let r = s
+        .patch(
+            &format!("/Users/{heavy}"),
+            json!([{"op": "replace", "path": format!("{EXT}:weight"), "value": 88},
+        {"op": "add", "path": format!("{EXT}:skills"), "value": ["go"]},
+        {"op": "replace", "path": format!("{EXT}:desk.floor"), "value": 4}]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        (
+            r.body[EXT]["weight"].as_f64(),
+            r.body[EXT]["desk"]["floor"].as_i64()
+        ),
+        (Some(88.0), Some(4))
+    );
+    assert_eq!(r.body[EXT]["skills"], json!(["rust", "scim", "go"]));
+    let r = s
+        .patch(
+            &format!("/Users/{heavy}"),
+            json!([{"op": "replace", "path": format!("{EXT}:weight"), "value": "lots"}]),
+        )
+        .await;
+    assert_error(&r, 400, Some("invalidValue"));
+    // Projection by URN.
+    let r = s
+        .get(&format!("/Users/{heavy}?attributes={EXT}:badge"))
+        .await;
+    assert_eq!(r.body[EXT], json!({"badge": "B-1"}));
+    // Group extension.
+    let r = s
+        .post(
+            "/Groups",
+            json!({"displayName": "Finance", GEXT: {"costCode": "F-100"}}),
+        )
+        .await;
+    assert_eq!(r.body[GEXT]["costCode"], "F-100");
+    // Another tenant's writes of these attributes are unknown to it: ignored.
+    let r = s
+        .call(
+            Method::POST,
+            "/Users",
+            Some(GLOBEX),
+            Some(person("other@x", 1.0, "B-1")),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    assert!(r.body.get(EXT).is_none());
+}
