@@ -1,5 +1,6 @@
 //! scimd: a SCIM 2.0 service provider for Users and Groups, stored in one redb file.
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod config_edit;

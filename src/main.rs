@@ -50,6 +50,17 @@ enum Command {
         #[arg(long)]
         hash_stdin: bool,
     },
+    /// Print a tenant's paid-plan summary (works while the daemon runs).
+    Plan {
+        tenant: String,
+        #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
+        config: PathBuf,
+    },
+    /// Print the version, tenants and their user and group counts.
+    Status {
+        #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
+        config: PathBuf,
+    },
     /// Manage tenants in the config file.
     Tenant {
         #[command(subcommand)]
@@ -125,6 +136,11 @@ fn main() -> ExitCode {
                 None => token(&name, hash_stdin),
             }
         }
+        Command::Plan { tenant, config } => admin(
+            &config,
+            serde_json::json!({"cmd": "plan", "tenant": tenant}),
+        ),
+        Command::Status { config } => admin(&config, serde_json::json!({"cmd": "status"})),
         Command::Tenant {
             action:
                 TenantAction::Add {
@@ -163,6 +179,80 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+    }
+}
+
+/// Ask the running daemon over its admin socket, or read the database directly when no
+/// daemon runs.
+fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCode {
+    let cfg = match Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        eprintln!("cannot start the async runtime");
+        return ExitCode::FAILURE;
+    };
+    let answer = rt.block_on(async {
+        if let Some(a) = scimd::admin::ask(&scimd::admin::socket_path(&cfg), &req).await {
+            return Ok(a);
+        }
+        let store = scimd::store::Store::open(&cfg.storage.db_path(), 16 << 20)
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(scimd::admin::answer(&store, &cfg, &req).await)
+    });
+    match answer {
+        Ok(a) if a["ok"] == true => {
+            print_answer(&a);
+            ExitCode::SUCCESS
+        }
+        Ok(a) => {
+            eprintln!("{}", a["error"].as_str().unwrap_or("failed"));
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_answer(a: &serde_json::Value) {
+    if let Some(plan) = a["plan"].as_str() {
+        println!("tenant:      {}", a["tenant"].as_str().unwrap_or_default());
+        println!("plan:        {plan}");
+        println!(
+            "mode:        {} (test threshold {})",
+            a["mode"].as_str().unwrap_or_default(),
+            a["test_threshold"]
+        );
+        let seats = if a["seats"].is_null() {
+            "unlimited".to_string()
+        } else {
+            a["seats"].to_string()
+        };
+        println!("seats:       {seats}");
+        println!("paid:        {}", a["paid"]);
+        println!("free:        {}", a["free"]);
+        println!("deactivated: {}", a["deactivated"]);
+        return;
+    }
+    println!(
+        "scimd {} (listen {})",
+        a["version"].as_str().unwrap_or_default(),
+        a["listen"].as_str().unwrap_or_default()
+    );
+    for (name, t) in a["tenants"].as_object().into_iter().flatten() {
+        println!(
+            "  tenant {name}: {} users, {} groups",
+            t["users"], t["groups"]
+        );
     }
 }
 

@@ -180,6 +180,10 @@ impl Server {
                 source,
             })?;
         let app = Arc::new(App::new(store, config.clone()));
+        let sock = crate::admin::socket_path(&config);
+        if let Err(e) = crate::admin::listen(app.clone(), &sock) {
+            tracing::warn!(path = %sock.display(), error = %e, "admin socket unavailable; console commands need the daemon stopped");
+        }
         Ok(Server {
             listener,
             acceptor,

@@ -1052,6 +1052,15 @@ impl Store {
         .await
     }
 
+    /// Number of resources of a kind in a tenant.
+    pub async fn count(&self, tenant: String, kind: Kind) -> ScimResult<u64> {
+        self.read(move |txn| {
+            let c = txn.open_table(COUNTS)?;
+            Ok(Ok(plan::count(&c, &tenant, kind.code())?))
+        })
+        .await
+    }
+
     /// Events of a tenant after `after`, oldest first, at most `limit`.
     pub async fn events(
         &self,

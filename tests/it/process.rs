@@ -174,3 +174,56 @@ async fn sighup_reloads_tokens_keeps_connections_and_refuses_broken_configs() {
     let status = p.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_and_status_at_the_console_while_running_and_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("scimd.toml");
+    let text = config_text(dir.path(), &token_line("okta", "tok"))
+        + "[tenants.acme.plan]\nname = \"Business\"\ntest_threshold = 1\nexisting_members = [\"old@x\"]\n";
+    std::fs::write(&cfg, text).unwrap();
+    let mut p = Proc::start(&cfg);
+    for u in ["a@x", "b@x"] {
+        let r = p
+            .client
+            .post(format!("https://localhost:{}/scim/v2/Users", p.port))
+            .bearer_auth("tok")
+            .header("Content-Type", "application/scim+json")
+            .body(format!("{{\"userName\":\"{u}\"}}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_scimd"))
+            .args(args)
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let plan = run(&["plan", "acme"]);
+    assert!(
+        plan.contains("mode:        enforced")
+            && plan.contains("paid:        2")
+            && plan.contains("free:        1"),
+        "{plan}"
+    );
+    let status = run(&["status"]);
+    assert!(
+        status.contains("tenant acme: 2 users, 0 groups"),
+        "{status}"
+    );
+    kill(p.child.id(), "-TERM");
+    assert!(p.child.wait().unwrap().success());
+    // With the daemon stopped, the same command reads the database itself.
+    let plan = run(&["plan", "acme"]);
+    assert!(plan.contains("paid:        2"), "{plan}");
+}
