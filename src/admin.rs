@@ -47,8 +47,8 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
     }
 }
 
-/// Serve the admin socket until the process ends.
-pub fn listen(app: Arc<App>, path: &Path) -> std::io::Result<()> {
+/// Serve the admin socket until the returned task is aborted.
+pub fn listen(app: Arc<App>, path: &Path) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
     #[cfg(unix)]
@@ -56,7 +56,7 @@ pub fn listen(app: Arc<App>, path: &Path) -> std::io::Result<()> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     }
-    tokio::spawn(async move {
+    Ok(tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
@@ -76,8 +76,7 @@ pub fn listen(app: Arc<App>, path: &Path) -> std::io::Result<()> {
                 }
             });
         }
-    });
-    Ok(())
+    }))
 }
 
 /// Ask the running daemon; `None` when no daemon listens on the socket.

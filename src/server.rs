@@ -49,6 +49,7 @@ pub struct Server {
     /// SHA-256 fingerprint of the served certificate, if TLS.
     pub fingerprint: Option<String>,
     certs: Option<Arc<tls::CertResolver>>,
+    admin: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// The certificate and key files a configuration serves.
@@ -181,7 +182,8 @@ impl Server {
             })?;
         let app = Arc::new(App::new(store, config.clone()));
         let sock = crate::admin::socket_path(&config);
-        if let Err(e) = crate::admin::listen(app.clone(), &sock) {
+        let admin = crate::admin::listen(app.clone(), &sock);
+        if let Err(e) = &admin {
             tracing::warn!(path = %sock.display(), error = %e, "admin socket unavailable; console commands need the daemon stopped");
         }
         Ok(Server {
@@ -191,6 +193,7 @@ impl Server {
             config,
             fingerprint,
             certs,
+            admin: admin.ok(),
         })
     }
 
@@ -214,6 +217,7 @@ impl Server {
             acceptor,
             app,
             config,
+            admin,
             ..
         } = self;
         let header_timeout = Duration::from_secs(config.server.header_timeout_secs);
@@ -306,6 +310,10 @@ impl Server {
             });
         }
         drop(listener);
+        if let Some(a) = admin {
+            a.abort();
+            let _ = std::fs::remove_file(crate::admin::socket_path(&config));
+        }
         tracing::info!("shutting down: no new connections, finishing open requests");
         tokio::select! {
             _ = graceful.shutdown() => {}

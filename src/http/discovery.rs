@@ -19,6 +19,14 @@ pub fn service_provider_config(base: &str, l: &Limits) -> Value {
         "filter": {"supported": true, "maxResults": l.max_results},
         "changePassword": {"supported": false},
         "sort": {"supported": true},
+        "pagination": {
+            "cursor": true,
+            "index": true,
+            "defaultPaginationMethod": "index",
+            "defaultPageSize": l.max_results,
+            "maxPageSize": l.max_results,
+            "cursorTimeout": 86400,
+        },
         "etag": {"supported": true},
         "authenticationSchemes": [{
             "type": "oauthbearertoken",

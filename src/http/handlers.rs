@@ -204,6 +204,8 @@ pub struct ListParams {
     count: Option<i64>,
     attributes: Option<String>,
     excluded: Option<String>,
+    /// RFC 9865 cursor; `Some("")` asks for the first page in cursor mode.
+    cursor: Option<String>,
 }
 
 fn int_param(name: &str, v: Option<&str>) -> ScimResult<Option<i64>> {
@@ -225,6 +227,7 @@ fn params_from_query(ctx: &Ctx) -> ScimResult<ListParams> {
         count: int_param("count", q.get("count"))?,
         attributes: q.get("attributes").map(str::to_string),
         excluded: q.get("excludedAttributes").map(str::to_string),
+        cursor: q.get("cursor").map(str::to_string),
     })
 }
 
@@ -287,6 +290,7 @@ fn params_from_search(body: &Value) -> ScimResult<ListParams> {
         count: int("count")?,
         attributes: text("attributes")?,
         excluded: text("excludedAttributes")?,
+        cursor: text("cursor")?,
     })
 }
 
@@ -302,6 +306,22 @@ async fn list(
     let max = ctx.rt.config.server.max_results;
     let start = p.start_index.unwrap_or(1).max(1) as u64;
     let count = p.count.map(|c| c.max(0) as u64).unwrap_or(max).min(max);
+    let after = match &p.cursor {
+        None => None,
+        Some(c) => {
+            if kinds.len() > 1 {
+                return Err(ScimError::invalid_value(
+                    "cursor paging is per resource type: use /Users or /Groups",
+                ));
+            }
+            if p.sort_by.as_deref().is_some_and(|s| !s.trim().is_empty()) {
+                return Err(ScimError::invalid_value(
+                    "cursor paging returns resources in creation order; drop sortBy or use startIndex",
+                ));
+            }
+            Some(decode_cursor(c)?)
+        }
+    };
     let mut plans = Vec::new();
     let mut first_err = None;
     for &kind in kinds {
@@ -334,6 +354,7 @@ async fn list(
     let mut resources = Vec::new();
     // Across types the order is all Users, then all Groups: compute each type's share of
     // the requested window.
+    let mut next = None;
     let mut offset = start - 1;
     let mut remaining = count;
     for (kind, f, sort, proj) in plans {
@@ -348,25 +369,34 @@ async fn list(
             start_index: offset + 1,
             count: remaining,
             with_refs,
+            after,
         };
         let page = app
             .store
             .list(ctx.principal.tenant.clone(), ctx.rt(kind), q)
             .await?;
         total += page.total;
+        next = next.or(page.next);
         offset = offset.saturating_sub(page.total);
         remaining -= page.items.len() as u64;
         for r in &page.items {
             resources.push(Value::Object(render(ctx, r, &proj)));
         }
     }
-    let body = json!({
+    let mut body = json!({
         "schemas": [LIST_RESPONSE],
         "totalResults": total,
         "itemsPerPage": resources.len(),
         "startIndex": start,
         "Resources": resources,
     });
+    if after.is_some() {
+        let o = body.as_object_mut().expect("object literal");
+        o.remove("startIndex");
+        if let Some(n) = next {
+            o.insert("nextCursor".into(), Value::String(encode_cursor(n)));
+        }
+    }
     Ok(response::json(200, &body))
 }
 
@@ -460,4 +490,29 @@ async fn plan_members(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
         200,
         &json!({"totalResults": total, "startIndex": start, "itemsPerPage": entries.len(), "members": entries}),
     ))
+}
+
+/// Cursors are the last returned id, base64url: opaque to clients, valid until that
+/// resource's successors change, and never a scan to resume.
+fn encode_cursor(id: u128) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.to_be_bytes())
+}
+
+fn decode_cursor(c: &str) -> ScimResult<u128> {
+    use base64::Engine;
+    if c.trim().is_empty() {
+        return Ok(0);
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c.trim())
+        .ok()
+        .and_then(|b| <[u8; 16]>::try_from(b.as_slice()).ok())
+        .map(u128::from_be_bytes)
+        .ok_or_else(|| {
+            ScimError::bad(
+                crate::scim::error::ScimType::InvalidCursor,
+                format!("\"{c}\" is not a cursor this server issued"),
+            )
+        })
 }

@@ -689,11 +689,15 @@ pub struct ListQuery {
     pub count: u64,
     /// Read each result's members/groups.
     pub with_refs: bool,
+    /// Cursor paging (RFC 9865): results after this id, in id order; `Some(0)` from the start.
+    pub after: Option<u128>,
 }
 
 pub struct ListPage {
     pub total: u64,
     pub start_index: u64,
+    /// With cursor paging, the id to continue after when there are more results.
+    pub next: Option<u128>,
     pub items: Vec<Resource>,
 }
 
@@ -1133,7 +1137,24 @@ impl Store {
                     .map(|g| g.value())
                     .unwrap_or(0);
                 let mut items = Vec::new();
-                if count > 0 {
+                let mut next = None;
+                if let Some(after) = q.after {
+                    // One ordered range read from the cursor: as cheap on the last page as
+                    // on the first.
+                    if after < u128::MAX {
+                        let from = (t, kind.code(), after + 1)..=(t, kind.code(), u128::MAX);
+                        for e in r.res.range(from)?.take(count.saturating_add(1)) {
+                            let (k, v) = e?;
+                            if items.len() == count {
+                                next = items.last().and_then(|x: &Resource| parse_id(&x.id));
+                                break;
+                            }
+                            if let Some(rec) = decode(v.value()) {
+                                items.push(rec.into_resource(kind, k.value().2));
+                            }
+                        }
+                    }
+                } else if count > 0 {
                     for e in r.res.range(range)?.skip(skip).take(count) {
                         let (k, v) = e?;
                         if let Some(rec) = decode(v.value()) {
@@ -1141,7 +1162,18 @@ impl Store {
                         }
                     }
                 }
-                return finish(&r, t, kind, total, start, items, q.with_refs);
+                return finish(
+                    &r,
+                    t,
+                    kind,
+                    ListPage {
+                        total,
+                        start_index: start,
+                        next,
+                        items,
+                    },
+                    q.with_refs,
+                );
             }
             let mut hits: Vec<(u128, Record)> = Vec::new();
             let planned = match &q.filter {
@@ -1206,39 +1238,54 @@ impl Store {
                 hits = keyed.into_iter().map(|(_, id, rec)| (id, rec)).collect();
             }
             let total = hits.len() as u64;
-            let items = hits
-                .into_iter()
-                .skip(skip)
-                .take(count)
-                .map(|(id, rec)| rec.into_resource(kind, id))
-                .collect();
-            finish(&r, t, kind, total, start, items, q.with_refs)
+            let mut next = None;
+            let items = match q.after {
+                Some(after) => {
+                    let mut rest = hits.into_iter().filter(|(id, _)| *id > after);
+                    let page: Vec<Resource> = rest
+                        .by_ref()
+                        .take(count)
+                        .map(|(id, rec)| rec.into_resource(kind, id))
+                        .collect();
+                    if rest.next().is_some() {
+                        next = page.last().and_then(|x| parse_id(&x.id));
+                    }
+                    page
+                }
+                None => hits
+                    .into_iter()
+                    .skip(skip)
+                    .take(count)
+                    .map(|(id, rec)| rec.into_resource(kind, id))
+                    .collect(),
+            };
+            finish(
+                &r,
+                t,
+                kind,
+                ListPage {
+                    total,
+                    start_index: start,
+                    next,
+                    items,
+                },
+                q.with_refs,
+            )
         })
         .await
     }
 }
 
-fn finish(
-    r: &ReadSide,
-    t: &str,
-    kind: Kind,
-    total: u64,
-    start: u64,
-    mut items: Vec<Resource>,
-    with_refs: bool,
-) -> R<ListPage> {
+/// Read each listed resource's members or groups when they will be returned.
+fn finish(r: &ReadSide, t: &str, kind: Kind, mut page: ListPage, with_refs: bool) -> R<ListPage> {
     if with_refs {
-        for it in items.iter_mut() {
+        for it in page.items.iter_mut() {
             if let Some(id) = parse_id(&it.id) {
                 it.refs = Some(r.refs(t, kind, id)?);
             }
         }
     }
-    Ok(Ok(ListPage {
-        total,
-        start_index: start,
-        items,
-    }))
+    Ok(Ok(page))
 }
 
 /// A tenant's plan as counted now.

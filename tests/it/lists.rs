@@ -1,5 +1,7 @@
 //! Listing: pagination, sorting, projection, and `.search`.
 
+use std::collections::HashSet;
+
 use serde_json::{Value, json};
 
 use crate::harness::{Srv, assert_error, total};
@@ -179,4 +181,71 @@ async fn post_search_on_collections_and_root() {
         .await;
     assert_error(&r, 400, Some("invalidValue"));
     assert_error(&s.get("/Users/.search").await, 405, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursor_paging_returns_each_resource_once_while_writes_happen() {
+    let s = Srv::start().await;
+    let initial = seed(&s, 25).await;
+    let mut seen: Vec<String> = Vec::new();
+    let mut cursor = String::new();
+    let mut added = Vec::new();
+    for round in 0.. {
+        let r = s.get(&format!("/Users?count=10&cursor={cursor}")).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.body.get("startIndex").is_none());
+        seen.extend(
+            r.body["Resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u["id"].as_str().unwrap().to_string()),
+        );
+        // Writes between pages: a new user, and a deletion of one already seen.
+        added.push(s.user(&format!("late{round}@x")).await);
+        if round == 0 {
+            assert_eq!(
+                s.delete(&format!("/Users/{}", initial[0])).await.status,
+                204
+            );
+        }
+        match r.body["nextCursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
+        assert!(round < 20, "paging must end");
+    }
+    let unique: HashSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "no resource twice");
+    for id in &initial {
+        assert!(seen.contains(id), "{id} missing");
+    }
+    // Users created while paging come after the cursor and are returned too.
+    assert!(added[..added.len() - 1].iter().all(|id| seen.contains(id)));
+    let r = s.get("/Users?cursor=not-a-cursor").await;
+    assert_error(&r, 400, Some("invalidCursor"));
+    assert_error(
+        &s.get("/Users?cursor=&sortBy=userName").await,
+        400,
+        Some("invalidValue"),
+    );
+    let spc = s.get("/ServiceProviderConfig").await;
+    assert_eq!(spc.body["pagination"]["cursor"], true);
+    // Filtered cursor paging.
+    let r = s
+        .get("/Users?filter=userName%20sw%20%22user%22&count=20&cursor=")
+        .await;
+    assert_eq!(r.body["Resources"].as_array().unwrap().len(), 20);
+    let next = r.body["nextCursor"].as_str().unwrap().to_string();
+    let r = s
+        .get(&format!(
+            "/Users?filter=userName%20sw%20%22user%22&count=20&cursor={next}"
+        ))
+        .await;
+    assert_eq!(
+        r.body["Resources"].as_array().unwrap().len(),
+        4,
+        "24 users remain after one deletion"
+    );
+    assert!(r.body.get("nextCursor").is_none());
 }
