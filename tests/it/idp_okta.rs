@@ -208,7 +208,8 @@ async fn okta_user_lifecycle() {
         .await;
     assert_eq!(r.body["active"], true);
     assert_eq!(r.body["groups"][0]["value"], g.as_str());
-    // AIW apps deactivate with a PUT instead; a password push is accepted and never echoed.
+    // A password push is accepted and never echoed. Inferred shape: the sources do not print
+    // Okta's password PATCH body (idp-notes §2.5); the catalog's suite sends this one.
     let r = s
         .patch(
             &format!("/Users/{id}"),
@@ -257,7 +258,8 @@ async fn okta_group_push() {
         {"op": "add", "path": "members", "value": [{"value": u[3], "display": "d@okta.local"}, {"value": u[2], "display": "c@okta.local"}]}])).await;
     assert!(r.status == 200 || r.status == 204);
     assert_eq!(members(&s, &g).await, sorted(&[&u[2], &u[3]]));
-    // Retries: removing a non-member and re-adding a member are no-op successes.
+    // Retries: removing a non-member and re-adding a member are no-op successes. Inferred
+    // (idp-notes §2.6): pushes are re-sent, so both must succeed without duplicates.
     let r = s
         .patch(
             &path,
