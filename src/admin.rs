@@ -43,7 +43,26 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
                 Err(e) => json!({"ok": false, "error": e.detail}),
             }
         }
-        _ => json!({"ok": false, "error": "unknown command; use status or plan"}),
+        Some("backup") => {
+            let Some(to) = req["to"].as_str() else {
+                return json!({"ok": false, "error": "backup needs a destination file"});
+            };
+            match store.backup(PathBuf::from(to)).await {
+                Ok(rows) => json!({"ok": true, "backup": to, "rows": rows}),
+                Err(e) => json!({"ok": false, "error": format!("backup failed: {e}")}),
+            }
+        }
+        Some("verify") => {
+            let types = crate::http::Runtime::new(cfg.clone()).types;
+            match store.verify(types).await {
+                Ok(problems) => {
+                    json!({"ok": problems.is_empty(), "verify": true, "problems": problems,
+                    "error": "the database has inconsistencies (listed above)"})
+                }
+                Err(e) => json!({"ok": false, "error": format!("verify failed: {e}")}),
+            }
+        }
+        _ => json!({"ok": false, "error": "unknown command; use status, plan, backup or verify"}),
     }
 }
 

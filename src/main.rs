@@ -61,6 +61,25 @@ enum Command {
         #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
         config: PathBuf,
     },
+    /// Write a consistent copy of the database to FILE (while the daemon keeps serving).
+    Backup {
+        #[arg(long)]
+        to: PathBuf,
+        #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
+        config: PathBuf,
+    },
+    /// Replace the database with a backup. Refuses while the daemon runs.
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
+        config: PathBuf,
+    },
+    /// Check every index against the resources, membership both ways, counters and events.
+    Verify {
+        #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
+        config: PathBuf,
+    },
     /// Manage tenants in the config file.
     Tenant {
         #[command(subcommand)]
@@ -141,6 +160,12 @@ fn main() -> ExitCode {
             serde_json::json!({"cmd": "plan", "tenant": tenant}),
         ),
         Command::Status { config } => admin(&config, serde_json::json!({"cmd": "status"})),
+        Command::Backup { to, config } => {
+            let to = std::path::absolute(&to).unwrap_or(to);
+            admin(&config, serde_json::json!({"cmd": "backup", "to": to}))
+        }
+        Command::Verify { config } => admin(&config, serde_json::json!({"cmd": "verify"})),
+        Command::Restore { from, config } => restore(&config, &from),
         Command::Tenant {
             action:
                 TenantAction::Add {
@@ -213,6 +238,9 @@ fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(a) => {
+            for p in a["problems"].as_array().into_iter().flatten() {
+                eprintln!("  - {}", p.as_str().unwrap_or_default());
+            }
             eprintln!("{}", a["error"].as_str().unwrap_or("failed"));
             ExitCode::FAILURE
         }
@@ -223,7 +251,59 @@ fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCode {
     }
 }
 
+fn restore(config: &std::path::Path, from: &std::path::Path) -> ExitCode {
+    let cfg = match Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return ExitCode::FAILURE;
+    };
+    let sock = scimd::admin::socket_path(&cfg);
+    if rt
+        .block_on(scimd::admin::ask(
+            &sock,
+            &serde_json::json!({"cmd": "status"}),
+        ))
+        .is_some()
+    {
+        eprintln!("scimd is running on this database; stop it first (systemctl stop scimd)");
+        return ExitCode::FAILURE;
+    }
+    match scimd::store::restore(from, &cfg.storage.db_path()) {
+        Ok(kept) => {
+            println!(
+                "restored {} from {}",
+                cfg.storage.db_path().display(),
+                from.display()
+            );
+            if let Some(k) = kept {
+                println!("the previous database was kept as {}", k.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn print_answer(a: &serde_json::Value) {
+    if let Some(to) = a["backup"].as_str() {
+        println!("backup written to {to} ({} rows)", a["rows"]);
+        return;
+    }
+    if a["verify"] == true {
+        println!("verify: no mismatches");
+        return;
+    }
     if let Some(plan) = a["plan"].as_str() {
         println!("tenant:      {}", a["tenant"].as_str().unwrap_or_default());
         println!("plan:        {plan}");

@@ -6,10 +6,12 @@
 //! gets its own error, so it cannot spoil the other jobs of its batch. The batch commits once
 //! with `Durability::Immediate`, and nobody is answered before that commit returns.
 
+mod backup;
 mod events;
 mod ops;
 pub mod plan;
 pub mod tables;
+mod verify;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
@@ -20,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::scim::error::{ScimError, ScimResult};
 
+pub use backup::restore;
 pub use events::{Actor, Event, Retention};
 pub use ops::{ListPage, ListQuery, PlanEntry, PlanSummary, SortSpec};
 
@@ -47,6 +50,12 @@ pub enum StoreError {
     },
     #[error("cannot start the writer thread: {0}")]
     Thread(std::io::Error),
+    #[error("cannot write {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 type Responder = Box<dyn FnOnce(Result<(), ScimError>) + Send>;

@@ -24,8 +24,8 @@ pub use crate::scim::sort::SortSpec;
 type R<T> = Result<ScimResult<T>, redb::Error>;
 
 #[derive(Serialize, Deserialize)]
-struct Record {
-    body: Body,
+pub(super) struct Record {
+    pub(super) body: Body,
     created: String,
     modified: String,
     version: u64,
@@ -55,7 +55,7 @@ fn encode(r: &Record) -> Vec<u8> {
     serde_json::to_vec(r).unwrap_or_default()
 }
 
-fn decode(bytes: &[u8]) -> Option<Record> {
+pub(super) fn decode(bytes: &[u8]) -> Option<Record> {
     serde_json::from_slice(bytes).ok()
 }
 
@@ -88,16 +88,16 @@ pub(super) fn init_schema(db: &redb::Database) -> Result<u64, redb::Error> {
 
 /// The index entries a resource body produces.
 #[derive(Debug, Default, PartialEq)]
-struct Keys {
-    username: Option<String>,
-    external_id: Option<String>,
-    emails: BTreeSet<String>,
-    display: Option<String>,
+pub(super) struct Keys {
+    pub(super) username: Option<String>,
+    pub(super) external_id: Option<String>,
+    pub(super) emails: BTreeSet<String>,
+    pub(super) display: Option<String>,
     /// ("urn:...:attr", value) of declared extension attributes with `uniqueness: server`.
-    unique: BTreeSet<(String, String)>,
+    pub(super) unique: BTreeSet<(String, String)>,
 }
 
-fn keys(rt: impl Into<Rt>, body: &Body) -> Keys {
+pub(super) fn keys(rt: impl Into<Rt>, body: &Body) -> Keys {
     let rt: Rt = rt.into();
     let kind = rt.kind;
     let s = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);

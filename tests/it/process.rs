@@ -227,3 +227,158 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
     let plan = run(&["plan", "acme"]);
     assert!(plan.contains("paid:        2"), "{plan}");
 }
+
+fn scimd_cmd(cfg: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_scimd"))
+        .args(args)
+        .arg("--config")
+        .arg(cfg)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_during_writes_restore_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("scimd.toml");
+    std::fs::write(&cfg, config_text(dir.path(), &token_line("okta", "tok"))).unwrap();
+    let mut p = Proc::start(&cfg);
+    let url = format!("https://localhost:{}/scim/v2/Users", p.port);
+    let create = |client: reqwest::Client, url: String, name: String| async move {
+        let r = client
+            .post(url)
+            .bearer_auth("tok")
+            .header("Content-Type", "application/scim+json")
+            .body(format!("{{\"userName\":\"{name}\"}}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let v: serde_json::Value = r.json().await.unwrap();
+        v["id"].as_str().unwrap().to_string()
+    };
+    let mut before = Vec::new();
+    for i in 0..50 {
+        before.push(create(p.client.clone(), url.clone(), format!("pre{i}@x")).await);
+    }
+    let g = p
+        .client
+        .post(format!("https://localhost:{}/scim/v2/Groups", p.port))
+        .bearer_auth("tok")
+        .header("Content-Type", "application/scim+json")
+        .body(
+            serde_json::json!({"displayName": "G", "members": [{"value": before[0]}]}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(g.status(), 201);
+    // Writes keep going while the backup is taken.
+    let writer = {
+        let (client, url) = (p.client.clone(), url.clone());
+        tokio::spawn(async move {
+            for i in 0..100 {
+                create(client.clone(), url.clone(), format!("during{i}@x")).await;
+            }
+        })
+    };
+    let backup = dir.path().join("backup.redb");
+    let out = scimd_cmd(&cfg, &["backup", "--to", backup.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    writer.await.unwrap();
+    let out = scimd_cmd(&cfg, &["verify"]);
+    assert!(
+        out.status.success(),
+        "live verify: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Restore refuses while the daemon runs.
+    let out = scimd_cmd(&cfg, &["restore", "--from", backup.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stop it first"));
+    kill(p.child.id(), "-TERM");
+    assert!(p.child.wait().unwrap().success());
+    let out = scimd_cmd(&cfg, &["restore", "--from", backup.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = scimd_cmd(&cfg, &["verify"]);
+    assert!(
+        out.status.success(),
+        "verify after restore: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = Proc::start(&cfg);
+    for id in &before {
+        assert_eq!(
+            p.status(&format!("/scim/v2/Users/{id}"), "tok").await,
+            200,
+            "acknowledged before the backup"
+        );
+    }
+    let g: serde_json::Value = p
+        .client
+        .get(format!(
+            "https://localhost:{}/scim/v2/Groups?filter=displayName%20eq%20%22G%22",
+            p.port
+        ))
+        .bearer_auth("tok")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(g["Resources"][0]["members"][0]["value"], before[0].as_str());
+    drop(p);
+}
+
+#[test]
+fn verify_reports_a_broken_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("scimd.toml");
+    std::fs::write(&cfg, config_text(dir.path(), &token_line("okta", "tok"))).unwrap();
+    std::fs::create_dir_all(dir.path().join("state")).unwrap();
+    // A database with one userName index entry pointing at no user.
+    {
+        let store =
+            scimd::store::Store::open(&dir.path().join("state/scimd.redb"), 1 << 20).unwrap();
+        drop(store);
+    }
+    // The writer thread lets go of the file once its queue closes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let db = loop {
+        match redb::Database::create(dir.path().join("state/scimd.redb")) {
+            Ok(db) => break db,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::yield_now();
+            }
+            Err(e) => panic!("database not released: {e}"),
+        }
+    };
+    let w = db.begin_write().unwrap();
+    {
+        let def: redb::TableDefinition<(&str, &str), u128> =
+            redb::TableDefinition::new("tenant_username_userid");
+        w.open_table(def)
+            .unwrap()
+            .insert(("acme", "ghost@x"), 42u128)
+            .unwrap();
+    }
+    w.commit().unwrap();
+    drop(db);
+    let out = scimd_cmd(&cfg, &["verify"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("userName index: stale") && err.contains("ghost@x"),
+        "{err}"
+    );
+}

@@ -1,0 +1,150 @@
+//! Consistent copies of the database while it serves: every table is copied from one read
+//! snapshot into a new file, which is checked and then renamed into place. Also the
+//! integrity check behind `scimd verify`.
+
+use std::path::Path;
+
+use redb::{
+    Database, Key, MultimapTableDefinition, ReadTransaction, ReadableDatabase,
+    ReadableMultimapTable, ReadableTable, TableDefinition, Value, WriteTransaction,
+};
+
+use super::tables::*;
+use super::{Store, StoreError};
+
+fn copy<K: Key + 'static, V: Value + 'static>(
+    r: &ReadTransaction,
+    w: &WriteTransaction,
+    def: TableDefinition<K, V>,
+) -> Result<u64, redb::Error> {
+    let src = r.open_table(def)?;
+    let mut dst = w.open_table(def)?;
+    let mut n = 0;
+    for e in src.iter()? {
+        let (k, v) = e?;
+        dst.insert(k.value(), v.value())?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn copy_multi<K: Key + 'static, V: Key + 'static>(
+    r: &ReadTransaction,
+    w: &WriteTransaction,
+    def: MultimapTableDefinition<K, V>,
+) -> Result<u64, redb::Error> {
+    let src = r.open_multimap_table(def)?;
+    let mut dst = w.open_multimap_table(def)?;
+    let mut n = 0;
+    for e in src.iter()? {
+        let (k, vals) = e?;
+        for v in vals {
+            dst.insert(k.value(), v?.value())?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Copy everything `r` sees into a new database at `to`; returns the number of rows.
+pub fn copy_all(r: &ReadTransaction, to: &Path) -> Result<u64, StoreError> {
+    let fail = |source: redb::Error| StoreError::Open {
+        path: to.display().to_string(),
+        source,
+    };
+    let tmp = to.with_extension("partial");
+    let _ = std::fs::remove_file(&tmp);
+    let db = Database::create(&tmp).map_err(|e| fail(e.into()))?;
+    let w = db.begin_write().map_err(|e| fail(e.into()))?;
+    let rows = (|| -> Result<u64, redb::Error> {
+        let mut n = 0;
+        n += copy(r, &w, META)?;
+        n += copy(r, &w, RESOURCES)?;
+        n += copy(r, &w, COUNTS)?;
+        n += copy(r, &w, USERNAME_USERID)?;
+        n += copy_multi(r, &w, EXTERNALID_ID)?;
+        n += copy_multi(r, &w, EMAIL_USERID)?;
+        n += copy_multi(r, &w, DISPLAYNAME_ID)?;
+        n += copy(r, &w, GROUPID_MEMBERID)?;
+        n += copy(r, &w, MEMBERID_GROUPID)?;
+        n += copy(r, &w, EVENTS)?;
+        n += copy(r, &w, EVENT_SEQ)?;
+        n += copy(r, &w, OVERFLOW_USERID)?;
+        n += copy(r, &w, UNIQUE_ID)?;
+        Ok(n)
+    })()
+    .map_err(fail)?;
+    w.commit().map_err(|e| fail(e.into()))?;
+    drop(db);
+    std::fs::rename(&tmp, to).map_err(|e| StoreError::Io {
+        path: to.display().to_string(),
+        source: e,
+    })?;
+    Ok(rows)
+}
+
+impl Store {
+    /// Write a consistent snapshot of the database to `to` while writes continue.
+    pub async fn backup(&self, to: std::path::PathBuf) -> Result<u64, String> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let r = db.begin_read().map_err(|e| e.to_string())?;
+            copy_all(&r, &to).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}
+
+/// Put the backup at `from` in place of the database at `db`. The backup must open as a
+/// scimd database of a layout this version reads. Returns where the old file was kept.
+pub fn restore(from: &Path, db: &Path) -> Result<Option<std::path::PathBuf>, String> {
+    {
+        let check = Database::open(from)
+            .map_err(|e| format!("{} is not a usable database: {e}", from.display()))?;
+        let r = check.begin_read().map_err(|e| e.to_string())?;
+        let meta = r
+            .open_table(META)
+            .map_err(|e| format!("{} is not a scimd backup: {e}", from.display()))?;
+        let v = meta
+            .get("schema_version")
+            .map_err(|e| e.to_string())?
+            .map(|g| g.value());
+        match v {
+            Some(v) if v <= SCHEMA_VERSION => {}
+            Some(v) => {
+                return Err(format!(
+                    "{} has layout version {v}; this scimd reads up to {SCHEMA_VERSION}",
+                    from.display()
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "{} is not a scimd backup (no layout version)",
+                    from.display()
+                ));
+            }
+        }
+    }
+    // Fails while a server holds the database.
+    if db.exists() {
+        drop(
+            Database::open(db)
+                .map_err(|e| format!("cannot take {}: {e} (is scimd running?)", db.display()))?,
+        );
+    }
+    let tmp = db.with_extension("restoring");
+    std::fs::copy(from, &tmp).map_err(|e| format!("cannot copy to {}: {e}", tmp.display()))?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| e.to_string())?;
+    let kept = if db.exists() {
+        let old = db.with_extension("before-restore");
+        std::fs::rename(db, &old).map_err(|e| e.to_string())?;
+        Some(old)
+    } else {
+        None
+    };
+    std::fs::rename(&tmp, db).map_err(|e| e.to_string())?;
+    Ok(kept)
+}
