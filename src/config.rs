@@ -31,6 +31,8 @@ pub struct ServerConfig {
     pub plain_http: bool,
     /// Where `/sso/login_redirect` sends people when their tenant sets no `login_redirect_url`.
     pub login_redirect_url: Option<String>,
+    /// SHA-256 hex of the bearer token that may read `/metrics`; without it `/metrics` is off.
+    pub metrics_token_sha256: Option<String>,
     /// Largest request body accepted, in bytes (413 above it).
     pub max_body_bytes: usize,
     /// Largest page a list or search returns (`filter.maxResults`).
@@ -52,6 +54,7 @@ impl Default for ServerConfig {
             public_url: None,
             plain_http: false,
             login_redirect_url: None,
+            metrics_token_sha256: None,
             max_body_bytes: 1024 * 1024,
             max_results: 1000,
             max_connections: 1024,
@@ -416,6 +419,11 @@ impl Config {
                 "log.format: must be \"text\" or \"json\", got \"{}\"",
                 self.log.format
             ));
+        }
+        if let Some(h) = &self.server.metrics_token_sha256
+            && (h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            p.push("server.metrics_token_sha256: expected 64 hex characters (`scimd token --name metrics` prints one)".into());
         }
         if self.server.max_results == 0 {
             p.push("server.max_results: must be at least 1".into());

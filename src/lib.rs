@@ -6,6 +6,7 @@ pub mod config;
 pub mod config_edit;
 pub mod extensions;
 pub mod http;
+pub mod metrics;
 pub mod scim;
 pub mod server;
 pub mod store;

@@ -92,6 +92,7 @@ pub fn plan_rules(p: &crate::config::PlanConfig) -> PlanRules {
 
 pub struct App {
     pub store: Store,
+    pub metrics: crate::metrics::HttpMetrics,
     limiter: limit::Limiter,
     runtime: RwLock<Arc<Runtime>>,
     scheme: &'static str,
@@ -156,6 +157,7 @@ impl App {
         };
         App {
             store,
+            metrics: crate::metrics::HttpMetrics::default(),
             limiter: limit::Limiter::default(),
             runtime: RwLock::new(Arc::new(Runtime::new(config))),
             scheme,
@@ -189,6 +191,9 @@ impl App {
         if req.uri().path() == "/healthz" {
             return self.health().await;
         }
+        if req.uri().path() == "/metrics" {
+            return self.metrics_page(&req).await;
+        }
         if let Some(tenant) = sso::match_path(req.uri().path()) {
             let resp = sso::handle(req, tenant, &self.runtime()).await;
             tracing::info!(target: "scimd::request", %peer, method = %method, path = "/sso/login_redirect",
@@ -213,6 +218,19 @@ impl App {
             Err(e) => (response::error(&e), None),
         };
         let status = resp.status().as_u16();
+        if status == 401 {
+            self.metrics
+                .auth_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let tenant = who.as_ref().map(|p| p.tenant.as_str()).unwrap_or("-");
+        self.metrics.record(
+            template,
+            method.as_str(),
+            status,
+            tenant,
+            started.elapsed().as_secs_f64(),
+        );
         tracing::info!(
             target: "scimd::request",
             %peer,
@@ -362,6 +380,66 @@ impl App {
         };
         let resp = handlers::endpoint(self, &ctx, &method, &route.endpoint, body).await?;
         Ok((resp, Some(principal)))
+    }
+
+    /// `GET /metrics`: Prometheus text, for the holder of `server.metrics_token_sha256`.
+    async fn metrics_page<B>(&self, req: &Request<B>) -> Resp {
+        let rt = self.runtime();
+        let Some(want) = rt.config.server.metrics_token_sha256.clone() else {
+            return response::error(&ScimError::not_found(
+                "metrics are off: set server.metrics_token_sha256",
+            ));
+        };
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(|t| crate::auth::digest(t.trim()));
+        let ok = given.is_some_and(|d| {
+            use subtle::ConstantTimeEq;
+            bool::from(
+                crate::auth::hex(&d)
+                    .as_bytes()
+                    .ct_eq(want.to_ascii_lowercase().as_bytes()),
+            )
+        });
+        if !ok {
+            return response::error(&ScimError::new(
+                401,
+                None,
+                "the metrics token is missing or wrong",
+            ));
+        }
+        let mut out = String::new();
+        self.metrics.render(&mut out);
+        self.store.metrics.render(&mut out);
+        out.push_str("# TYPE scimd_database_bytes gauge\n");
+        out.push_str(&format!(
+            "scimd_database_bytes {}\n",
+            self.store.file_size()
+        ));
+        out.push_str(
+            "# HELP scimd_resources Users and groups per tenant.\n# TYPE scimd_resources gauge\n",
+        );
+        for tenant in rt.config.tenants.keys() {
+            for kind in [Kind::User, Kind::Group] {
+                let n = self.store.count(tenant.clone(), kind).await.unwrap_or(0);
+                out.push_str(&format!(
+                    "scimd_resources{{tenant=\"{tenant}\",kind=\"{}\"}} {n}\n",
+                    kind.as_str()
+                ));
+            }
+        }
+        let mut r = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(out)));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        r
     }
 
     /// `GET /healthz`: no token; 200 when the database answers a read, else 503.

@@ -65,6 +65,8 @@ type Job = Box<dyn FnOnce(&WriteTransaction) -> Result<Responder, redb::Error> +
 pub struct Store {
     db: Arc<Database>,
     jobs: mpsc::Sender<Job>,
+    pub metrics: Arc<crate::metrics::StoreMetrics>,
+    path: std::path::PathBuf,
 }
 
 fn unavailable() -> ScimError {
@@ -102,11 +104,18 @@ impl Store {
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel(QUEUE);
         let wdb = db.clone();
+        let metrics = Arc::new(crate::metrics::StoreMetrics::default());
+        let wm = metrics.clone();
         std::thread::Builder::new()
             .name("scimd-writer".into())
-            .spawn(move || writer(wdb, rx))
+            .spawn(move || writer(wdb, rx, wm))
             .map_err(StoreError::Thread)?;
-        Ok(Store { db, jobs: tx })
+        Ok(Store {
+            db,
+            jobs: tx,
+            metrics,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Run `f` in the shared write transaction and answer once its batch is durable.
@@ -150,7 +159,11 @@ impl Store {
     }
 }
 
-fn writer(db: Arc<Database>, mut rx: mpsc::Receiver<Job>) {
+fn writer(
+    db: Arc<Database>,
+    mut rx: mpsc::Receiver<Job>,
+    metrics: Arc<crate::metrics::StoreMetrics>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -160,12 +173,13 @@ fn writer(db: Arc<Database>, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        run_batch(&db, &mut batch);
+        metrics.batch_size.observe(batch.len() as f64);
+        run_batch(&db, &mut batch, &metrics);
     }
     tracing::debug!("writer stopped: all senders gone");
 }
 
-fn run_batch(db: &Database, batch: &mut Vec<Job>) {
+fn run_batch(db: &Database, batch: &mut Vec<Job>, metrics: &crate::metrics::StoreMetrics) {
     let mut txn = match db.begin_write() {
         Ok(t) => t,
         Err(e) => {
@@ -204,9 +218,17 @@ fn run_batch(db: &Database, batch: &mut Vec<Job>) {
         }
         return;
     }
-    match txn.commit() {
+    let started = std::time::Instant::now();
+    let committed = txn.commit();
+    metrics
+        .commit_seconds
+        .observe(started.elapsed().as_secs_f64());
+    match committed {
         Ok(()) => responders.into_iter().for_each(|r| r(Ok(()))),
         Err(e) => {
+            metrics
+                .commit_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             storage_failed(&e.into());
             responders.into_iter().for_each(|r| r(Err(unavailable())));
         }
@@ -214,6 +236,11 @@ fn run_batch(db: &Database, batch: &mut Vec<Job>) {
 }
 
 impl Store {
+    /// Size of the database file in bytes.
+    pub fn file_size(&self) -> u64 {
+        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+    }
+
     /// A cheap read of the layout version: proves the database answers.
     pub async fn check(&self) -> ScimResult<u64> {
         self.read(|txn| {

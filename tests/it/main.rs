@@ -21,6 +21,7 @@ mod idp_okta;
 mod idp_onelogin;
 mod limits;
 mod lists;
+mod ops;
 mod packaging;
 mod patch;
 mod plan;

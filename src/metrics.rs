@@ -1,0 +1,206 @@
+//! Prometheus text metrics: counters and histograms kept in memory, rendered on scrape.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A fixed-bucket histogram (upper bounds), safe to update from any thread.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    buckets: Vec<AtomicU64>,
+    count: AtomicU64,
+    /// Sum in micro-units (µs for seconds, or the raw value ×1e6).
+    sum_micro: AtomicU64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_micro: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, v: f64) {
+        for (i, b) in self.bounds.iter().enumerate() {
+            if v <= *b {
+                self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micro
+            .fetch_add((v * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (i, b) in self.bounds.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {}",
+                self.buckets[i].load(Ordering::Relaxed)
+            );
+        }
+        let n = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {n}");
+        let wrap = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(
+            out,
+            "{name}_sum{wrap} {}",
+            self.sum_micro.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count{wrap} {n}");
+    }
+}
+
+const LATENCY: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+const BATCH: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
+/// Storage-side metrics, updated by the writer thread.
+#[derive(Debug)]
+pub struct StoreMetrics {
+    pub batch_size: Histogram,
+    pub commit_seconds: Histogram,
+    pub commit_failures: AtomicU64,
+}
+
+impl Default for StoreMetrics {
+    fn default() -> Self {
+        StoreMetrics {
+            batch_size: Histogram::new(BATCH),
+            commit_seconds: Histogram::new(LATENCY),
+            commit_failures: AtomicU64::new(0),
+        }
+    }
+}
+
+/// HTTP-side metrics.
+#[derive(Debug, Default)]
+pub struct HttpMetrics {
+    requests: Mutex<BTreeMap<(&'static str, String, u16, String), u64>>,
+    latency: Mutex<BTreeMap<&'static str, Histogram>>,
+    pub auth_failures: AtomicU64,
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl HttpMetrics {
+    pub fn record(
+        &self,
+        endpoint: &'static str,
+        method: &str,
+        status: u16,
+        tenant: &str,
+        seconds: f64,
+    ) {
+        let mut r = match self.requests.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *r.entry((endpoint, method.to_string(), status, tenant.to_string()))
+            .or_default() += 1;
+        drop(r);
+        let mut l = match self.latency.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        l.entry(endpoint)
+            .or_insert_with(|| Histogram::new(LATENCY))
+            .observe(seconds);
+    }
+
+    pub fn render(&self, out: &mut String) {
+        out.push_str("# HELP scimd_requests_total Requests by endpoint template, method, status and tenant.\n");
+        out.push_str("# TYPE scimd_requests_total counter\n");
+        let r = match self.requests.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        for ((e, m, s, t), n) in r.iter() {
+            let _ = writeln!(
+                out,
+                "scimd_requests_total{{endpoint=\"{}\",method=\"{}\",status=\"{s}\",tenant=\"{}\"}} {n}",
+                escape(e),
+                escape(m),
+                escape(t)
+            );
+        }
+        drop(r);
+        out.push_str(
+            "# HELP scimd_request_duration_seconds Request latency by endpoint template.\n",
+        );
+        out.push_str("# TYPE scimd_request_duration_seconds histogram\n");
+        let l = match self.latency.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        for (e, h) in l.iter() {
+            h.render(
+                out,
+                "scimd_request_duration_seconds",
+                &format!("endpoint=\"{}\"", escape(e)),
+            );
+        }
+        out.push_str(
+            "# HELP scimd_auth_failures_total Requests refused for a missing or wrong token.\n",
+        );
+        out.push_str("# TYPE scimd_auth_failures_total counter\n");
+        let _ = writeln!(
+            out,
+            "scimd_auth_failures_total {}",
+            self.auth_failures.load(Ordering::Relaxed)
+        );
+    }
+}
+
+impl StoreMetrics {
+    pub fn render(&self, out: &mut String) {
+        out.push_str("# HELP scimd_write_batch_size Requests committed together in one durable transaction.\n");
+        out.push_str("# TYPE scimd_write_batch_size histogram\n");
+        self.batch_size.render(out, "scimd_write_batch_size", "");
+        out.push_str("# HELP scimd_commit_duration_seconds Time of one durable commit.\n");
+        out.push_str("# TYPE scimd_commit_duration_seconds histogram\n");
+        self.commit_seconds
+            .render(out, "scimd_commit_duration_seconds", "");
+        out.push_str("# TYPE scimd_commit_failures_total counter\n");
+        let _ = writeln!(
+            out,
+            "scimd_commit_failures_total {}",
+            self.commit_failures.load(Ordering::Relaxed)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let h = Histogram::new(&[1.0, 10.0]);
+        h.observe(0.5);
+        h.observe(5.0);
+        h.observe(50.0);
+        let mut s = String::new();
+        h.render(&mut s, "x", "a=\"b\"");
+        assert!(s.contains("x_bucket{a=\"b\",le=\"1\"} 1"), "{s}");
+        assert!(s.contains("x_bucket{a=\"b\",le=\"10\"} 2"));
+        assert!(s.contains("x_bucket{a=\"b\",le=\"+Inf\"} 3"));
+        assert!(s.contains("x_count{a=\"b\"} 3"));
+        assert!(s.contains("x_sum{a=\"b\"} 55.5"));
+    }
+}

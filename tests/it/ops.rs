@@ -1,0 +1,75 @@
+//! Health and metrics.
+
+use reqwest::Method;
+use scimd::auth::{digest, hex};
+
+use crate::harness::Srv;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_needs_no_token_and_metrics_need_theirs() {
+    let s =
+        Srv::start_with(|c| c.server.metrics_token_sha256 = Some(hex(&digest("metrics-token"))))
+            .await;
+    let r = s
+        .client
+        .get(format!("{}/healthz", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        (body["status"].as_str(), body["version"].as_str()),
+        (Some("ok"), Some(env!("CARGO_PKG_VERSION")))
+    );
+    s.user("m@x").await;
+    assert_eq!(
+        s.call(Method::GET, "/Users", Some("wrong"), None)
+            .await
+            .status,
+        401
+    );
+    let r = s
+        .client
+        .get(format!("{}/metrics", s.url))
+        .bearer_auth("nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = s
+        .client
+        .get(format!("{}/metrics", s.url))
+        .bearer_auth("metrics-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    for needle in [
+        "scimd_requests_total{endpoint=\"/Users\",method=\"POST\",status=\"201\",tenant=\"acme\"} 1",
+        "scimd_requests_total{endpoint=\"/Users\",method=\"GET\",status=\"401\",tenant=\"-\"} 1",
+        "scimd_request_duration_seconds_bucket{endpoint=\"/Users\",le=\"+Inf\"} 2",
+        "scimd_auth_failures_total 1",
+        "scimd_write_batch_size_count",
+        "scimd_commit_duration_seconds_count",
+        "scimd_resources{tenant=\"acme\",kind=\"User\"} 1",
+        "scimd_resources{tenant=\"globex\",kind=\"User\"} 0",
+        "scimd_database_bytes ",
+    ] {
+        assert!(text.contains(needle), "{needle} not in:\n{text}");
+    }
+    assert!(!text.contains("acme-okta-token"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_off_without_a_token() {
+    let s = Srv::start().await;
+    let r = s
+        .client
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
