@@ -84,10 +84,13 @@ impl Default for StoreMetrics {
     }
 }
 
+/// (endpoint template, method, status, tenant).
+type RequestKey = (&'static str, String, u16, String);
+
 /// HTTP-side metrics.
 #[derive(Debug, Default)]
 pub struct HttpMetrics {
-    requests: Mutex<BTreeMap<(&'static str, String, u16, String), u64>>,
+    requests: Mutex<BTreeMap<RequestKey, u64>>,
     latency: Mutex<BTreeMap<&'static str, Histogram>>,
     pub auth_failures: AtomicU64,
 }
