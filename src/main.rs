@@ -80,6 +80,22 @@ enum Command {
         #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
         config: PathBuf,
     },
+    /// Write a tenant's users and groups as SCIM JSON Lines to standard output.
+    Export {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
+        config: PathBuf,
+    },
+    /// Load SCIM JSON Lines written by `scimd export` into a tenant, keeping ids.
+    Import {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
+        config: PathBuf,
+    },
     /// Manage tenants in the config file.
     Tenant {
         #[command(subcommand)]
@@ -160,10 +176,13 @@ fn main() -> ExitCode {
             serde_json::json!({"cmd": "plan", "tenant": tenant}),
         ),
         Command::Status { config } => admin(&config, serde_json::json!({"cmd": "status"})),
-        Command::Backup { to, config } => {
-            let to = std::path::absolute(&to).unwrap_or(to);
-            admin(&config, serde_json::json!({"cmd": "backup", "to": to}))
-        }
+        Command::Backup { to, config } => backup(&config, &to),
+        Command::Export { tenant, config } => export(&config, &tenant),
+        Command::Import {
+            tenant,
+            from,
+            config,
+        } => import(&config, &tenant, &from),
         Command::Verify { config } => admin(&config, serde_json::json!({"cmd": "verify"})),
         Command::Restore { from, config } => restore(&config, &from),
         Command::Tenant {
@@ -251,6 +270,143 @@ fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCode {
     }
 }
 
+fn load_or_exit(config: &std::path::Path) -> Result<(Config, tokio::runtime::Runtime), ExitCode> {
+    let cfg = Config::load(config).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|_| ExitCode::FAILURE)?;
+    Ok((cfg, rt))
+}
+
+/// The daemon's answer lines, or the same work done on the database directly.
+fn run_admin(
+    cfg: &Config,
+    rt: &tokio::runtime::Runtime,
+    req: serde_json::Value,
+    body: Vec<String>,
+) -> Result<Vec<String>, String> {
+    rt.block_on(async {
+        if let Some(lines) =
+            scimd::admin::converse(&scimd::admin::socket_path(cfg), &req, &body).await
+        {
+            return Ok(lines);
+        }
+        std::fs::create_dir_all(&cfg.storage.dir)
+            .map_err(|e| format!("cannot create {}: {e}", cfg.storage.dir.display()))?;
+        let store = scimd::store::Store::open(&cfg.storage.db_path(), 16 << 20)
+            .map_err(|e| e.to_string())?;
+        let tenant = req["tenant"].as_str().unwrap_or_default().to_string();
+        let mut out = Vec::new();
+        let end = match req["cmd"].as_str() {
+            Some("export") => {
+                match scimd::admin::export(&store, cfg, &tenant, |l| out.push(l)).await {
+                    Ok(n) => serde_json::json!({"ok": true, "exported": n}),
+                    Err(e) => serde_json::json!({"ok": false, "error": e}),
+                }
+            }
+            Some("import") => match scimd::admin::import(&store, cfg, &tenant, body).await {
+                Ok(n) => serde_json::json!({"ok": true, "imported": n}),
+                Err(e) => serde_json::json!({"ok": false, "error": e}),
+            },
+            _ => scimd::admin::answer(&store, cfg, &req).await,
+        };
+        out.push(end.to_string());
+        Ok(out)
+    })
+}
+
+fn finish_admin(
+    result: Result<Vec<String>, String>,
+    mut each: impl FnMut(&str),
+) -> Result<serde_json::Value, ExitCode> {
+    let lines = result.map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::FAILURE
+    })?;
+    let (last, rest) = lines.split_last().ok_or(ExitCode::FAILURE)?;
+    rest.iter().for_each(|l| each(l));
+    let end: serde_json::Value = serde_json::from_str(last).unwrap_or_default();
+    if end["ok"] != true {
+        eprintln!("{}", end["error"].as_str().unwrap_or("failed"));
+        return Err(ExitCode::FAILURE);
+    }
+    Ok(end)
+}
+
+fn backup(config: &std::path::Path, to: &std::path::Path) -> ExitCode {
+    let (cfg, rt) = match load_or_exit(config) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    let end = match finish_admin(
+        run_admin(&cfg, &rt, serde_json::json!({"cmd": "backup"}), Vec::new()),
+        |_| {},
+    ) {
+        Ok(e) => e,
+        Err(c) => return c,
+    };
+    let made = std::path::PathBuf::from(end["backup"].as_str().unwrap_or_default());
+    if let Err(e) = std::fs::copy(&made, to).and_then(|_| std::fs::File::open(to)?.sync_all()) {
+        eprintln!(
+            "the backup is at {} but cannot be copied to {}: {e}",
+            made.display(),
+            to.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let _ = std::fs::remove_file(&made);
+    println!("backup written to {} ({} rows)", to.display(), end["rows"]);
+    ExitCode::SUCCESS
+}
+
+fn export(config: &std::path::Path, tenant: &str) -> ExitCode {
+    let (cfg, rt) = match load_or_exit(config) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    let req = serde_json::json!({"cmd": "export", "tenant": tenant});
+    match finish_admin(run_admin(&cfg, &rt, req, Vec::new()), |l| println!("{l}")) {
+        Ok(end) => {
+            eprintln!("exported {} resources of tenant {tenant}", end["exported"]);
+            ExitCode::SUCCESS
+        }
+        Err(c) => c,
+    }
+}
+
+fn import(config: &std::path::Path, tenant: &str, from: &std::path::Path) -> ExitCode {
+    let (cfg, rt) = match load_or_exit(config) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    let body: Vec<String> = match std::fs::read_to_string(from) {
+        Ok(t) => t
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect(),
+        Err(e) => {
+            eprintln!("cannot read {}: {e}", from.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let req = serde_json::json!({"cmd": "import", "tenant": tenant});
+    match finish_admin(run_admin(&cfg, &rt, req, body), |_| {}) {
+        Ok(end) => {
+            println!(
+                "imported {} resources into tenant {tenant}",
+                end["imported"]
+            );
+            ExitCode::SUCCESS
+        }
+        Err(c) => c,
+    }
+}
+
 fn restore(config: &std::path::Path, from: &std::path::Path) -> ExitCode {
     let cfg = match Config::load(config) {
         Ok(c) => c,
@@ -296,10 +452,6 @@ fn restore(config: &std::path::Path, from: &std::path::Path) -> ExitCode {
 }
 
 fn print_answer(a: &serde_json::Value) {
-    if let Some(to) = a["backup"].as_str() {
-        println!("backup written to {to} ({} rows)", a["rows"]);
-        return;
-    }
     if a["verify"] == true {
         println!("verify: no mismatches");
         return;

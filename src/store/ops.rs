@@ -872,6 +872,17 @@ impl ReadSide {
 
 impl Store {
     pub async fn create(&self, actor: Actor, rt: Rt, input: Input) -> ScimResult<Resource> {
+        self.create_as(actor, rt, input, None).await
+    }
+
+    /// Create with a given id (import from another host); 409 when the id is taken.
+    pub async fn create_as(
+        &self,
+        actor: Actor,
+        rt: Rt,
+        input: Input,
+        given: Option<u128>,
+    ) -> ScimResult<Resource> {
         self.write(move |txn| {
             let kind = rt.kind;
             let mut w = W::open(txn)?;
@@ -880,7 +891,16 @@ impl Store {
             if let Err(e) = w.check_unique(t, kind, &k, None)? {
                 return Ok(Err(e));
             }
-            let id = new_id();
+            let id = match given {
+                Some(id) if w.kind_of(t, id)?.is_some() => {
+                    return Ok(Err(ScimError::uniqueness(format!(
+                        "id {} already exists",
+                        format_id(id)
+                    ))));
+                }
+                Some(id) => id,
+                None => new_id(),
+            };
             let changes = match &input.members {
                 Some(list) => match plan_members(&w, t, id, &[MemberOp::Add(list.clone())])? {
                     Ok(c) => c,

@@ -37,6 +37,13 @@ fn kill(pid: u32, sig: &str) {
     assert!(ok, "kill {sig} {pid}");
 }
 
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Proc {
     fn start(config: &std::path::Path) -> Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_scimd"))
@@ -381,4 +388,138 @@ fn verify_reports_a_broken_index() {
         err.contains("userName index: stale") && err.contains("ghost@x"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_then_import_into_an_empty_host_gives_the_same_resources() {
+    let a_dir = tempfile::tempdir().unwrap();
+    let a_cfg = a_dir.path().join("scimd.toml");
+    std::fs::write(
+        &a_cfg,
+        config_text(a_dir.path(), &token_line("okta", "tok")),
+    )
+    .unwrap();
+    let p = Proc::start(&a_cfg);
+    let post = |path: &str, body: serde_json::Value| {
+        let (client, url) = (
+            p.client.clone(),
+            format!("https://localhost:{}/scim/v2{path}", p.port),
+        );
+        async move {
+            let r = client
+                .post(url)
+                .bearer_auth("tok")
+                .header("Content-Type", "application/scim+json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+            r.json::<serde_json::Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let u1 = post("/Users", serde_json::json!({"userName": "ann@x", "name": {"givenName": "Ann"}, "emails": [{"value": "ann@x", "primary": true}],
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Ops"}})).await;
+    let u2 = post(
+        "/Users",
+        serde_json::json!({"userName": "bob@x", "active": false}),
+    )
+    .await;
+    let inner = post(
+        "/Groups",
+        serde_json::json!({"displayName": "Inner", "members": [{"value": u2}]}),
+    )
+    .await;
+    post(
+        "/Groups",
+        serde_json::json!({"displayName": "Outer", "members": [{"value": u1}, {"value": inner}]}),
+    )
+    .await;
+    let snapshot = |p: &Proc| {
+        let (client, port) = (p.client.clone(), p.port);
+        async move {
+            let mut all = Vec::new();
+            for kind in ["Users", "Groups"] {
+                let v: serde_json::Value = client
+                    .get(format!("https://localhost:{port}/scim/v2/{kind}?sortBy=id"))
+                    .bearer_auth("tok")
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                for mut r in v["Resources"].as_array().unwrap().clone() {
+                    r.as_object_mut().unwrap().remove("meta");
+                    if let Some(m) = r.get_mut("members").and_then(|m| m.as_array_mut()) {
+                        m.sort_by(|a, b| a["value"].as_str().cmp(&b["value"].as_str()));
+                    }
+                    all.push(r);
+                }
+            }
+            // `$ref`s carry the host's address; the rest must be identical.
+            serde_json::Value::Array(all)
+                .to_string()
+                .replace(&format!("localhost:{port}"), "HOST")
+        }
+    };
+    let before = snapshot(&p).await;
+    let out = scimd_cmd(&a_cfg, &["export", "--tenant", "acme"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(lines.lines().count(), 4);
+    drop(p);
+
+    let b_dir = tempfile::tempdir().unwrap();
+    let b_cfg = b_dir.path().join("scimd.toml");
+    std::fs::write(
+        &b_cfg,
+        config_text(b_dir.path(), &token_line("okta", "tok")),
+    )
+    .unwrap();
+    let file = b_dir.path().join("acme.jsonl");
+    std::fs::write(&file, lines).unwrap();
+    let out = scimd_cmd(
+        &b_cfg,
+        &[
+            "import",
+            "--tenant",
+            "acme",
+            "--from",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("imported 4"));
+    let q = Proc::start(&b_cfg);
+    assert_eq!(snapshot(&q).await, before);
+    // Importing again refuses the taken ids.
+    let out = scimd_cmd(
+        &b_cfg,
+        &[
+            "import",
+            "--tenant",
+            "acme",
+            "--from",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 1: "),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(q);
 }
