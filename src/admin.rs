@@ -63,7 +63,38 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
                 Err(e) => json!({"ok": false, "error": format!("verify failed: {e}")}),
             }
         }
-        _ => json!({"ok": false, "error": "unknown command; use status, plan, backup or verify"}),
+        Some("list") => {
+            let tenant = req["tenant"].as_str().unwrap_or_default().to_string();
+            if !cfg.tenants.contains_key(&tenant) {
+                return json!({"ok": false, "error": format!("no tenant {tenant} in the configuration")});
+            }
+            let kind = if req["kind"] == "Group" { Kind::Group } else { Kind::User };
+            let rt = crate::http::Runtime::new(cfg.clone()).rt(Some(&tenant), kind);
+            let filter = match req["filter"].as_str().filter(|f| !f.trim().is_empty()) {
+                Some(f) => match crate::scim::filter::parse_for(rt, f) {
+                    Ok(f) => Some(f),
+                    Err(e) => return json!({"ok": false, "error": e.detail}),
+                },
+                None => None,
+            };
+            let limit = req["limit"].as_u64().unwrap_or(1000);
+            let q = crate::store::ListQuery { filter, count: limit, start_index: 1, ..Default::default() };
+            match store.list(tenant, rt, q).await {
+                Ok(page) => {
+                    let items: Vec<Value> = page
+                        .items
+                        .iter()
+                        .map(|r| {
+                            let name = r.body.get(if kind == Kind::User { "userName" } else { "displayName" });
+                            json!({"id": r.id, "name": name, "active": r.body.get("active").cloned().unwrap_or(Value::Bool(true))})
+                        })
+                        .collect();
+                    json!({"ok": true, "list": items, "total": page.total})
+                }
+                Err(e) => json!({"ok": false, "error": e.detail}),
+            }
+        }
+        _ => json!({"ok": false, "error": "unknown command; use status, plan, list, backup or verify"}),
     }
 }
 

@@ -347,6 +347,8 @@ fn check_attribute(key: &str, a: &AttributeConfig, nested: bool, p: &mut Vec<Str
 pub struct ConfigError {
     pub file: PathBuf,
     pub problems: Vec<String>,
+    /// The configuration as read, when only the semantic checks failed.
+    pub parsed: Option<Box<Config>>,
 }
 
 impl Config {
@@ -355,6 +357,7 @@ impl Config {
         let fail = |problems: Vec<String>| ConfigError {
             file: path.to_path_buf(),
             problems,
+            parsed: None,
         };
         // figment's file provider quietly yields nothing for a missing file; check first.
         if let Err(e) = std::fs::read(path) {
@@ -384,7 +387,7 @@ impl Config {
         if problems.is_empty() {
             Ok(cfg)
         } else {
-            Err(fail(problems))
+            Err(ConfigError { problems, parsed: Some(Box::new(cfg)), ..fail(Vec::new()) })
         }
     }
 

@@ -44,10 +44,16 @@ fn load(path: &Path) -> Result<DocumentMut, EditError> {
 fn save(path: &Path, doc: &DocumentMut) -> Result<(), EditError> {
     let p = path.display().to_string();
     let tmp = path.with_extension("toml.new");
-    let perms = std::fs::metadata(path).map(|m| m.permissions()).ok();
+    let meta = std::fs::metadata(path).ok();
     std::fs::write(&tmp, doc.to_string()).map_err(|e| EditError::Write(p.clone(), e))?;
-    if let Some(perms) = perms {
-        let _ = std::fs::set_permissions(&tmp, perms);
+    // The replacement keeps the original's mode and owner (root:scimd 0640 when packaged).
+    if let Some(m) = meta {
+        let _ = std::fs::set_permissions(&tmp, m.permissions());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let _ = std::os::unix::fs::chown(&tmp, Some(m.uid()), Some(m.gid()));
+        }
     }
     // Only problems in the tenants are ours to refuse: a certificate that is not in place
     // yet must not stop an admin from adding the first tenant.

@@ -96,10 +96,41 @@ enum Command {
         #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
         config: PathBuf,
     },
+    /// List a tenant's users (works while the daemon runs).
+    Users {
+        #[command(subcommand)]
+        action: ListAction,
+    },
+    /// List a tenant's groups (works while the daemon runs).
+    Groups {
+        #[command(subcommand)]
+        action: ListAction,
+    },
+    /// Print the manual page (roff) generated from these definitions.
+    Man,
+    /// Print shell completions for bash, zsh, fish, elvish or powershell.
+    Completions { shell: clap_complete::Shell },
     /// Manage tenants in the config file.
     Tenant {
         #[command(subcommand)]
         action: TenantAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ListAction {
+    /// Print id, name and status, one per line.
+    List {
+        #[arg(long)]
+        tenant: String,
+        /// A SCIM filter, e.g. 'userName sw "a"' or 'active eq false'.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Most lines printed.
+        #[arg(long, default_value_t = 1000)]
+        limit: u64,
+        #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
+        config: PathBuf,
     },
 }
 
@@ -160,7 +191,7 @@ fn main() -> ExitCode {
                         );
                         println!("Token (shown only now; scimd keeps only its hash):");
                         println!("  {tok}");
-                        println!("Restart scimd to load it.");
+                        println!("Load it with `systemctl reload scimd` (or SIGHUP).");
                         ExitCode::SUCCESS
                     }
                     Err(e) => {
@@ -183,6 +214,24 @@ fn main() -> ExitCode {
             from,
             config,
         } => import(&config, &tenant, &from),
+        Command::Users { action: ListAction::List { tenant, filter, limit, config } } => {
+            admin(&config, serde_json::json!({"cmd": "list", "kind": "User", "tenant": tenant, "filter": filter, "limit": limit}))
+        }
+        Command::Groups { action: ListAction::List { tenant, filter, limit, config } } => {
+            admin(&config, serde_json::json!({"cmd": "list", "kind": "Group", "tenant": tenant, "filter": filter, "limit": limit}))
+        }
+        Command::Man => {
+            let man = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            match man.render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::FAILURE,
+            }
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "scimd", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
         Command::Verify { config } => admin(&config, serde_json::json!({"cmd": "verify"})),
         Command::Restore { from, config } => restore(&config, &from),
         Command::Tenant {
@@ -194,8 +243,9 @@ fn main() -> ExitCode {
                 },
         } => match scimd::config_edit::add_tenant(&config, &name, &token_name) {
             Ok(tok) => {
+                // The file may still lack a certificate; the URL is known regardless.
                 let base = Config::load(&config)
-                    .ok()
+                    .map_or_else(|e| e.parsed.map(|c| *c), Some)
                     .map(|c| {
                         c.server.public_url.clone().unwrap_or_else(|| {
                             let scheme = if c.server.plain_http { "http" } else { "https" };
@@ -204,7 +254,7 @@ fn main() -> ExitCode {
                     })
                     .unwrap_or_default();
                 println!(
-                    "Added tenant {name} to {}. Restart scimd to load it.",
+                    "Added tenant {name} to {}. Load it with `systemctl reload scimd` (or SIGHUP).",
                     config.display()
                 );
                 println!();
@@ -452,6 +502,14 @@ fn restore(config: &std::path::Path, from: &std::path::Path) -> ExitCode {
 }
 
 fn print_answer(a: &serde_json::Value) {
+    if let Some(items) = a["list"].as_array() {
+        for it in items {
+            let state = if it["active"] == false { "inactive" } else { "active" };
+            println!("{}  {}  {state}", it["id"].as_str().unwrap_or_default(), it["name"].as_str().unwrap_or_default());
+        }
+        eprintln!("{} of {} shown", items.len(), a["total"]);
+        return;
+    }
     if a["verify"] == true {
         println!("verify: no mismatches");
         return;

@@ -138,6 +138,16 @@ pub fn restore(from: &Path, db: &Path) -> Result<Option<std::path::PathBuf>, Str
     std::fs::File::open(&tmp)
         .and_then(|f| f.sync_all())
         .map_err(|e| e.to_string())?;
+    // The restored file belongs to whoever owned the database it replaces (the service user),
+    // owner-only, whoever runs the command.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        if let Ok(m) = std::fs::metadata(db) {
+            let _ = std::os::unix::fs::chown(&tmp, Some(m.uid()), Some(m.gid()));
+        }
+        let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600));
+    }
     let kept = if db.exists() {
         let old = db.with_extension("before-restore");
         std::fs::rename(db, &old).map_err(|e| e.to_string())?;

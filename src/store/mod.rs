@@ -93,6 +93,12 @@ impl Store {
             .set_cache_size(cache_bytes)
             .create(path)
             .map_err(|e| open_err(e.into()))?;
+        // Owner-only, whatever the umask: the file holds the whole directory.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
         let found = ops::init_schema(&db).map_err(open_err)?;
         if found > tables::SCHEMA_VERSION {
             return Err(StoreError::TooNew {

@@ -83,6 +83,10 @@ fn debian_package_has_binary_unit_conffile_and_scripts() {
         "./usr/lib/systemd/system/scimd.service",
         "./etc/scimd/scimd.toml",
         "./usr/share/doc/scimd/README.md",
+        "./usr/share/doc/scimd/operations.md",
+        "./usr/share/man/man1/scimd.1",
+        "./usr/share/bash-completion/completions/scimd",
+        "./usr/share/zsh/vendor-completions/_scimd",
     ] {
         assert!(
             list.contains(path),
