@@ -68,7 +68,11 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
             if !cfg.tenants.contains_key(&tenant) {
                 return json!({"ok": false, "error": format!("no tenant {tenant} in the configuration")});
             }
-            let kind = if req["kind"] == "Group" { Kind::Group } else { Kind::User };
+            let kind = if req["kind"] == "Group" {
+                Kind::Group
+            } else {
+                Kind::User
+            };
             let rt = crate::http::Runtime::new(cfg.clone()).rt(Some(&tenant), kind);
             let filter = match req["filter"].as_str().filter(|f| !f.trim().is_empty()) {
                 Some(f) => match crate::scim::filter::parse_for(rt, f) {
@@ -78,7 +82,12 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
                 None => None,
             };
             let limit = req["limit"].as_u64().unwrap_or(1000);
-            let q = crate::store::ListQuery { filter, count: limit, start_index: 1, ..Default::default() };
+            let q = crate::store::ListQuery {
+                filter,
+                count: limit,
+                start_index: 1,
+                ..Default::default()
+            };
             match store.list(tenant, rt, q).await {
                 Ok(page) => {
                     let items: Vec<Value> = page
@@ -94,7 +103,9 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
                 Err(e) => json!({"ok": false, "error": e.detail}),
             }
         }
-        _ => json!({"ok": false, "error": "unknown command; use status, plan, list, backup or verify"}),
+        _ => {
+            json!({"ok": false, "error": "unknown command; use status, plan, list, backup or verify"})
+        }
     }
 }
 

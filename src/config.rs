@@ -387,7 +387,11 @@ impl Config {
         if problems.is_empty() {
             Ok(cfg)
         } else {
-            Err(ConfigError { problems, parsed: Some(Box::new(cfg)), ..fail(Vec::new()) })
+            Err(ConfigError {
+                problems,
+                parsed: Some(Box::new(cfg)),
+                ..fail(Vec::new())
+            })
         }
     }
 

@@ -214,12 +214,30 @@ fn main() -> ExitCode {
             from,
             config,
         } => import(&config, &tenant, &from),
-        Command::Users { action: ListAction::List { tenant, filter, limit, config } } => {
-            admin(&config, serde_json::json!({"cmd": "list", "kind": "User", "tenant": tenant, "filter": filter, "limit": limit}))
-        }
-        Command::Groups { action: ListAction::List { tenant, filter, limit, config } } => {
-            admin(&config, serde_json::json!({"cmd": "list", "kind": "Group", "tenant": tenant, "filter": filter, "limit": limit}))
-        }
+        Command::Users {
+            action:
+                ListAction::List {
+                    tenant,
+                    filter,
+                    limit,
+                    config,
+                },
+        } => admin(
+            &config,
+            serde_json::json!({"cmd": "list", "kind": "User", "tenant": tenant, "filter": filter, "limit": limit}),
+        ),
+        Command::Groups {
+            action:
+                ListAction::List {
+                    tenant,
+                    filter,
+                    limit,
+                    config,
+                },
+        } => admin(
+            &config,
+            serde_json::json!({"cmd": "list", "kind": "Group", "tenant": tenant, "filter": filter, "limit": limit}),
+        ),
         Command::Man => {
             let man = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
             match man.render(&mut std::io::stdout()) {
@@ -504,8 +522,16 @@ fn restore(config: &std::path::Path, from: &std::path::Path) -> ExitCode {
 fn print_answer(a: &serde_json::Value) {
     if let Some(items) = a["list"].as_array() {
         for it in items {
-            let state = if it["active"] == false { "inactive" } else { "active" };
-            println!("{}  {}  {state}", it["id"].as_str().unwrap_or_default(), it["name"].as_str().unwrap_or_default());
+            let state = if it["active"] == false {
+                "inactive"
+            } else {
+                "active"
+            };
+            println!(
+                "{}  {}  {state}",
+                it["id"].as_str().unwrap_or_default(),
+                it["name"].as_str().unwrap_or_default()
+            );
         }
         eprintln!("{} of {} shown", items.len(), a["total"]);
         return;

@@ -224,7 +224,14 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
         "{plan}"
     );
     let status = run(&["status"]);
-    let users = run(&["users", "list", "--tenant", "acme", "--filter", "userName eq \"b@x\""]);
+    let users = run(&[
+        "users",
+        "list",
+        "--tenant",
+        "acme",
+        "--filter",
+        "userName eq \"b@x\"",
+    ]);
     assert_eq!(users.lines().count(), 1, "{users}");
     assert!(users.contains("b@x  active"), "{users}");
     let groups = run(&["groups", "list", "--tenant", "acme"]);
