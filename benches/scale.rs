@@ -26,13 +26,23 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        users: 10_000,
-        members: 1_000,
-        seconds: 5,
-        clients: 64,
-    };
     let v: Vec<String> = std::env::args().collect();
+    // `cargo test --all-targets` runs this binary without `--bench`: a tiny smoke run then.
+    let mut a = if v.iter().any(|x| x == "--bench") {
+        Args {
+            users: 10_000,
+            members: 1_000,
+            seconds: 5,
+            clients: 64,
+        }
+    } else {
+        Args {
+            users: 200,
+            members: 50,
+            seconds: 1,
+            clients: 8,
+        }
+    };
     let mut i = 1;
     while i < v.len() {
         let next = || v.get(i + 1).and_then(|x| x.parse().ok());
