@@ -247,6 +247,16 @@ fn report(name: &str, o: &Outcome, rss: f64) {
     );
 }
 
+/// scimd's cursor for "after this id" (base64url of the UUID's 16 bytes).
+fn cursor_of(id: &str) -> String {
+    use base64::Engine;
+    let hex: String = id.chars().filter(|c| *c != '-').collect();
+    let bytes: Vec<u8> = (0..16)
+        .filter_map(|i| u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).ok())
+        .collect();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 fn user(i: usize) -> Value {
     json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": format!("user{i}@bench.example"),
         "externalId": format!("ext-{i}"), "name": {"givenName": "Bench", "familyName": format!("User{i}")},
@@ -284,12 +294,12 @@ async fn main() {
     );
     // Ids in creation order, read back by paging.
     let mut ids: Vec<String> = Vec::with_capacity(a.users);
-    let mut start = 1;
-    while ids.len() < a.users {
+    let mut cursor = String::new();
+    loop {
         let r: Value = s
             .client
             .get(format!(
-                "{base}/Users?startIndex={start}&count=1000&attributes=id"
+                "{base}/Users?cursor={cursor}&count=1000&attributes=id"
             ))
             .bearer_auth(TOKEN)
             .send()
@@ -299,14 +309,14 @@ async fn main() {
             .await
             .expect("json");
         let page = r["Resources"].as_array().cloned().unwrap_or_default();
-        if page.is_empty() {
-            break;
-        }
         ids.extend(
             page.iter()
                 .filter_map(|u| u["id"].as_str().map(str::to_string)),
         );
-        start += 1000;
+        match r["nextCursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
     }
     let ids = Arc::new(ids);
     let n = ids.len().max(1);
@@ -395,6 +405,22 @@ async fn main() {
     })
     .await;
     report("last page of 100 (startIndex)", &o, rss_mib(pid));
+    // The cursor that fetches the last 100 users (the id just before them).
+    let before_last = if n > 100 {
+        ids[n - 101].clone()
+    } else {
+        String::new()
+    };
+    let cursor = if before_last.is_empty() {
+        String::new()
+    } else {
+        cursor_of(&before_last)
+    };
+    let o = run(&base, &s.client, c, secs, None, move |_| {
+        Req::Get(format!("/Users?count=100&cursor={cursor}"))
+    })
+    .await;
+    report("last page of 100 (cursor)", &o, rss_mib(pid));
     // Membership changes: add then remove users outside the group, one member per PATCH.
     let outside: Vec<String> = ids[m..].to_vec();
     let gp = format!("/Groups/{gid}");
