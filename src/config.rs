@@ -65,7 +65,7 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// PEM certificate chain (leaf first).
@@ -74,6 +74,13 @@ pub struct TlsConfig {
     pub key: Option<PathBuf>,
     /// Generate a self-signed certificate in the state directory on first start (evaluation).
     pub self_signed: bool,
+    /// Seconds between checks for renewed certificate files (0: only on SIGHUP).
+    #[serde(default = "default_watch")]
+    pub watch_secs: u64,
+}
+
+fn default_watch() -> u64 {
+    30
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -201,6 +208,17 @@ pub enum SeatLimitPolicy {
     #[default]
     Reject,
     Free,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: None,
+            key: None,
+            self_signed: false,
+            watch_secs: default_watch(),
+        }
+    }
 }
 
 /// A schema extension declared in the configuration (RFC 7643 §7 characteristics).

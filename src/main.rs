@@ -686,7 +686,8 @@ async fn watch_signals_and_certs(
     mut hup: tokio::signal::unix::Signal,
 ) {
     let mut stamp = reloader.cert_stamp();
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+    let every = reloader.watch_secs();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(every.max(1)));
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -706,7 +707,7 @@ async fn watch_signals_and_certs(
                 }
                 stamp = reloader.cert_stamp();
             }
-            _ = tick.tick() => {
+            _ = tick.tick(), if every > 0 => {
                 let now = reloader.cert_stamp();
                 if now.is_some() && now != stamp {
                     match reloader.reload_cert() {

@@ -137,6 +137,11 @@ impl Reloader {
         Ok(l.fingerprint)
     }
 
+    /// How often to look for renewed certificate files (0: never).
+    pub fn watch_secs(&self) -> u64 {
+        self.app.runtime().config.tls.watch_secs
+    }
+
     /// Modification times of the served certificate files, to notice renewals.
     pub fn cert_stamp(&self) -> Option<(std::time::SystemTime, std::time::SystemTime)> {
         self.certs.as_ref()?;

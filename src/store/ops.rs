@@ -80,6 +80,19 @@ pub(super) fn init_schema(db: &redb::Database) -> Result<u64, redb::Error> {
         txn.open_table(EVENT_SEQ)?;
         txn.open_table(OVERFLOW_USERID)?;
         txn.open_table(UNIQUE_ID)?;
+        if let Some(v) = found
+            && v < SCHEMA_VERSION
+        {
+            // Migrations run here, in this one transaction, one version step at a time:
+            // a crash part-way leaves the old layout intact. Layout 1 is the first release,
+            // so there is no step yet.
+            tracing::info!(
+                from = v,
+                to = SCHEMA_VERSION,
+                "migrating the database layout"
+            );
+            meta.insert("schema_version", SCHEMA_VERSION)?;
+        }
         found.unwrap_or(SCHEMA_VERSION)
     };
     txn.commit()?;

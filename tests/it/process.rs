@@ -535,3 +535,140 @@ async fn export_then_import_into_an_empty_host_gives_the_same_resources() {
     );
     drop(q);
 }
+
+fn write_cert(dir: &std::path::Path) -> Vec<u8> {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    // Key first, then the certificate: the watcher sees both files change.
+    std::fs::write(dir.join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("cert.pem"), ck.cert.pem()).unwrap();
+    ck.cert.der().to_vec()
+}
+
+async fn served_cert(port: u16, trust: &[Vec<u8>]) -> Vec<u8> {
+    let certs: Vec<reqwest::Certificate> = trust
+        .iter()
+        .map(|d| reqwest::Certificate::from_der(d).unwrap())
+        .collect();
+    let c = reqwest::Client::builder()
+        .tls_certs_only(certs)
+        .tls_info(true)
+        .no_proxy()
+        .build()
+        .unwrap();
+    let r = c
+        .get(format!("https://localhost:{port}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    r.extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|i| i.peer_certificate())
+        .unwrap()
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewed_certificate_files_are_served_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    let first = write_cert(&tls);
+    let cfg = dir.path().join("scimd.toml");
+    let text = config_text(dir.path(), &token_line("okta", "tok")).replace(
+        "self_signed = true",
+        &format!(
+            "cert = \"{}\"\nkey = \"{}\"\nwatch_secs = 1",
+            tls.join("cert.pem").display(),
+            tls.join("key.pem").display()
+        ),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    // Proc::start trusts state/tls/cert.pem: put the served certificate there too.
+    std::fs::create_dir_all(dir.path().join("state/tls")).unwrap();
+    std::fs::copy(tls.join("cert.pem"), dir.path().join("state/tls/cert.pem")).unwrap();
+    let p = Proc::start(&cfg);
+    assert_eq!(served_cert(p.port, std::slice::from_ref(&first)).await, first);
+    std::thread::sleep(Duration::from_millis(1100)); // a newer modification time than the first files
+    let second = write_cert(&tls);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while served_cert(p.port, &[first.clone(), second.clone()]).await != second {
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate was not picked up:\n{}",
+            p.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A broken renewal is refused; the last good certificate stays.
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(tls.join("cert.pem"), "not a certificate").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !p
+        .log()
+        .contains("cannot be used; keeping the old certificate")
+    {
+        assert!(Instant::now() < deadline, "{}", p.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(served_cert(p.port, &[first, second.clone()]).await, second);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_writes_keeps_every_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("scimd.toml");
+    std::fs::write(&cfg, config_text(dir.path(), &token_line("okta", "tok"))).unwrap();
+    let mut p = Proc::start(&cfg);
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let (client, url, acked) = (
+            p.client.clone(),
+            format!("https://localhost:{}/scim/v2/Users", p.port),
+            acked.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            for i in 0..10_000 {
+                let r = client
+                    .post(&url)
+                    .bearer_auth("tok")
+                    .header("Content-Type", "application/scim+json")
+                    .body(format!("{{\"userName\":\"w{w}-{i}@x\"}}"))
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status() == 201 => {
+                        let v: serde_json::Value = match r.json().await {
+                            Ok(v) => v,
+                            Err(_) => break,
+                        };
+                        acked
+                            .lock()
+                            .unwrap()
+                            .push(v["id"].as_str().unwrap().to_string());
+                    }
+                    _ => break,
+                }
+            }
+        }));
+    }
+    while acked.lock().unwrap().len() < 200 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    kill(p.child.id(), "-TERM");
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let status = p.child.wait().unwrap();
+    assert!(status.success(), "{status:?}: {}", p.log());
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 200);
+    let q = Proc::start(&cfg);
+    for id in &acked {
+        assert_eq!(
+            q.status(&format!("/scim/v2/Users/{id}"), "tok").await,
+            200,
+            "acknowledged write {id} lost"
+        );
+    }
+}
