@@ -381,6 +381,19 @@ impl Config {
         if let Err(e) = std::fs::read(path) {
             return Err(fail(vec![format!("cannot read the file: {e}")]));
         }
+        // Whoever can write the file decides who may provision: refuse a file anyone can edit.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(m) = std::fs::metadata(path)
+                && m.permissions().mode() & 0o002 != 0
+            {
+                return Err(fail(vec![format!(
+                    "the file is writable by every user, so anyone could add a token; run `chmod o-w {}`",
+                    path.display()
+                )]));
+            }
+        }
         let fig = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file_exact(path))
             .merge(

@@ -11,6 +11,8 @@ struct Bucket {
     last: Instant,
 }
 
+const MAX_KEYS: usize = 100_000;
+
 #[derive(Debug, Default)]
 pub struct Limiter {
     buckets: Mutex<HashMap<String, Bucket>>,
@@ -23,6 +25,11 @@ impl Limiter {
             Ok(m) => m,
             Err(p) => p.into_inner(),
         };
+        // Bounded: a spray of source addresses cannot grow the map without limit; losing the
+        // buckets only forgives some failures.
+        if map.len() >= MAX_KEYS && !map.contains_key(tenant) {
+            map.clear();
+        }
         let b = map.entry(tenant.to_string()).or_insert(Bucket {
             tokens: burst,
             last: now,

@@ -90,8 +90,13 @@ pub fn plan_rules(p: &crate::config::PlanConfig) -> PlanRules {
     }
 }
 
+/// Failed authentications allowed per source address: a burst, then one every 3 s.
+const AUTH_FAIL_BURST: f64 = 20.0;
+const AUTH_FAIL_RATE: f64 = 1.0 / 3.0;
+
 pub struct App {
     pub store: Store,
+    auth_failures: limit::Limiter,
     pub metrics: crate::metrics::HttpMetrics,
     limiter: limit::Limiter,
     runtime: RwLock<Arc<Runtime>>,
@@ -157,6 +162,7 @@ impl App {
         };
         App {
             store,
+            auth_failures: limit::Limiter::default(),
             metrics: crate::metrics::HttpMetrics::default(),
             limiter: limit::Limiter::default(),
             runtime: RwLock::new(Arc::new(Runtime::new(config))),
@@ -206,7 +212,7 @@ impl App {
             .map(|r| template(&r.endpoint))
             .unwrap_or("other");
         let allow = route.as_ref().map(|r| allowed(&r.endpoint));
-        let (resp, who) = match self.dispatch(req, route).await {
+        let (resp, who) = match self.dispatch(req, route, peer).await {
             Ok((r, who)) => (r, who),
             Err(e) if e.status == 405 => {
                 let r = response::error(&e);
@@ -249,6 +255,7 @@ impl App {
         &self,
         req: Request<B>,
         route: Option<Route>,
+        peer: SocketAddr,
     ) -> ScimResult<(Resp, Option<Principal>)>
     where
         B: Body<Data = Bytes> + Send + 'static,
@@ -316,6 +323,30 @@ impl App {
             } else {
                 "the bearer token is not valid for this tenant"
             };
+            // Only failures are charged, per source address: a valid token is never slowed
+            // down, even from an address shared with a misconfigured neighbour.
+            if let Err(wait) = self.auth_failures.check(
+                &peer.ip().to_string(),
+                AUTH_FAIL_RATE,
+                AUTH_FAIL_BURST,
+                Instant::now(),
+            ) {
+                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+                tracing::warn!(%peer, "repeated authentication failures; throttling this address");
+                let e = ScimError::new(
+                    429,
+                    None,
+                    format!(
+                        "too many failed authentications from this address; retry after {secs} s"
+                    ),
+                );
+                let resp = response::with_header(
+                    response::error(&e),
+                    header::RETRY_AFTER,
+                    &secs.to_string(),
+                );
+                return Ok((resp, None));
+            }
             return Err(ScimError::new(401, None, detail));
         };
         let search = matches!(route.endpoint, Endpoint::Search(_));

@@ -151,3 +151,26 @@ async fn tenants_never_see_each_others_data() {
     assert_error(&r, 400, Some("invalidValue"));
     assert_eq!(s.get(&format!("/Users/{uid}")).await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_failures_are_throttled_without_locking_out_a_valid_token() {
+    let s = Srv::start().await;
+    let mut statuses = Vec::new();
+    for i in 0..25 {
+        let r = s
+            .call(Method::GET, "/Users", Some(&format!("guess-{i}")), None)
+            .await;
+        statuses.push(r.status);
+        if r.status == 429 {
+            assert_error(&r, 429, None);
+            let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+            assert!(wait >= 1);
+        }
+    }
+    assert!(statuses[..20].iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(statuses[20..].iter().all(|s| *s == 429), "{statuses:?}");
+    // The valid token from the same address is never slowed down.
+    for _ in 0..5 {
+        assert_eq!(s.get("/Users").await.status, 200);
+    }
+}

@@ -587,7 +587,10 @@ async fn renewed_certificate_files_are_served_without_a_restart() {
     std::fs::create_dir_all(dir.path().join("state/tls")).unwrap();
     std::fs::copy(tls.join("cert.pem"), dir.path().join("state/tls/cert.pem")).unwrap();
     let p = Proc::start(&cfg);
-    assert_eq!(served_cert(p.port, std::slice::from_ref(&first)).await, first);
+    assert_eq!(
+        served_cert(p.port, std::slice::from_ref(&first)).await,
+        first
+    );
     std::thread::sleep(Duration::from_millis(1100)); // a newer modification time than the first files
     let second = write_cert(&tls);
     let deadline = Instant::now() + Duration::from_secs(15);
