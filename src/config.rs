@@ -734,6 +734,20 @@ tokens = [{ name = "okta", sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0
                     .to_string();
                 assert!(err.contains(needle), "{needle} not in: {err}");
             }
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                jail.create_file("open.toml", GOOD)?;
+                std::fs::set_permissions("open.toml", std::fs::Permissions::from_mode(0o666))
+                    .map_err(|e| e.to_string())?;
+                let err = Config::load(Path::new("open.toml"))
+                    .expect_err("world-writable")
+                    .to_string();
+                assert!(
+                    err.contains("writable by every user") && err.contains("chmod o-w"),
+                    "{err}"
+                );
+            }
             let err = Config::load(Path::new("missing.toml"))
                 .expect_err("missing")
                 .to_string();
