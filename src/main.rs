@@ -297,19 +297,9 @@ fn main() -> ExitCode {
 /// Ask the running daemon over its admin socket, or read the database directly when no
 /// daemon runs.
 fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCode {
-    let cfg = match Config::load(config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        eprintln!("cannot start the async runtime");
-        return ExitCode::FAILURE;
+    let (cfg, rt) = match load_or_exit(config) {
+        Ok(x) => x,
+        Err(c) => return c,
     };
     let answer = rt.block_on(async {
         if let Some(a) = scimd::admin::ask(&scimd::admin::socket_path(&cfg), &req).await {
@@ -476,18 +466,9 @@ fn import(config: &std::path::Path, tenant: &str, from: &std::path::Path) -> Exi
 }
 
 fn restore(config: &std::path::Path, from: &std::path::Path) -> ExitCode {
-    let cfg = match Config::load(config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        return ExitCode::FAILURE;
+    let (cfg, rt) = match load_or_exit(config) {
+        Ok(x) => x,
+        Err(c) => return c,
     };
     let sock = scimd::admin::socket_path(&cfg);
     if rt

@@ -319,6 +319,37 @@ impl<'t> W<'t> {
         Ok(rec)
     }
 
+    /// The rest of a PUT or PATCH once the new body is known: check the member changes and
+    /// the plan's seats (reads only), then write members, body, indexes, events and plan
+    /// counters.
+    fn commit_change(
+        &mut self,
+        actor: &Actor,
+        rt: Rt,
+        id: u128,
+        old: Record,
+        body: Body,
+        member_ops: &[MemberOp],
+    ) -> R<Record> {
+        let t = actor.tenant.as_str();
+        let changes = match plan_members(self, t, id, member_ops)? {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        let activity = (plan::is_active(&old.body), plan::is_active(&body));
+        let is_user = rt.kind == Kind::User;
+        let seat = match self.seat_check(actor, activity.0, activity.1 && is_user)? {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        let members_changed = apply_members(self, actor, id, &changes)?;
+        let rec = self.update(actor, rt, id, old, body, members_changed)?;
+        if is_user {
+            self.plan_transition(actor, id, Some(activity.0), Some(activity.1), seat)?;
+        }
+        Ok(Ok(rec))
+    }
+
     /// The resource a write targets: it must exist and pass `If-Match`.
     fn existing(&self, t: &str, kind: Kind, id: &str, if_match: Option<&str>) -> R<(u128, Record)> {
         let Some(nid) = parse_id(id) else {
@@ -986,20 +1017,10 @@ impl Store {
                 None if kind == Kind::Group => vec![MemberOp::Clear],
                 None => Vec::new(),
             };
-            let changes = match plan_members(&w, t, nid, &ops)? {
-                Ok(c) => c,
+            let rec = match w.commit_change(&actor, rt, nid, old, input.body, &ops)? {
+                Ok(r) => r,
                 Err(e) => return Ok(Err(e)),
             };
-            let activity = (plan::is_active(&old.body), plan::is_active(&input.body));
-            let seat = match w.seat_check(&actor, activity.0, activity.1 && kind == Kind::User)? {
-                Ok(s) => s,
-                Err(e) => return Ok(Err(e)),
-            };
-            let members_changed = apply_members(&mut w, &actor, nid, &changes)?;
-            let rec = w.update(&actor, rt, nid, old, input.body, members_changed)?;
-            if kind == Kind::User {
-                w.plan_transition(&actor, nid, Some(activity.0), Some(activity.1), seat)?;
-            }
             let refs = read_refs(&w.res, &w.members, &w.member_of, t, kind, nid)?;
             let mut r = rec.into_resource(kind, nid);
             r.refs = Some(refs);
@@ -1033,20 +1054,10 @@ impl Store {
             if let Err(e) = w.check_unique(t, kind, &keys(rt, &out.body), Some(nid))? {
                 return Ok(Err(e));
             }
-            let changes = match plan_members(&w, t, nid, &out.member_ops)? {
-                Ok(c) => c,
+            let rec = match w.commit_change(&actor, rt, nid, old, out.body, &out.member_ops)? {
+                Ok(r) => r,
                 Err(e) => return Ok(Err(e)),
             };
-            let activity = (plan::is_active(&old.body), plan::is_active(&out.body));
-            let seat = match w.seat_check(&actor, activity.0, activity.1 && kind == Kind::User)? {
-                Ok(s) => s,
-                Err(e) => return Ok(Err(e)),
-            };
-            let members_changed = apply_members(&mut w, &actor, nid, &changes)?;
-            let rec = w.update(&actor, rt, nid, old, out.body, members_changed)?;
-            if kind == Kind::User {
-                w.plan_transition(&actor, nid, Some(activity.0), Some(activity.1), seat)?;
-            }
             let mut r = rec.into_resource(kind, nid);
             if kind == Kind::User {
                 r.refs = Some(read_refs(&w.res, &w.members, &w.member_of, t, kind, nid)?);
