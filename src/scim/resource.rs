@@ -552,6 +552,15 @@ pub fn keep_from_old(
     undone
 }
 
+/// The `value` of each of a user's emails.
+pub fn email_values(body: &Body) -> impl Iterator<Item = &str> {
+    body.get("emails")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.get("value").and_then(Value::as_str))
+}
+
 /// Required attributes must be present after every write.
 pub fn check_required(kind: impl Into<Rt>, body: &Body) -> ScimResult<()> {
     let kind: Rt = kind.into();

@@ -140,16 +140,8 @@ pub(super) fn keys(rt: impl Into<Rt>, body: &Body) -> Keys {
     }
     if kind == Kind::User {
         k.username = s("userName").map(|u| u.to_lowercase());
-        for e in body
-            .get("emails")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(v) = e.get("value").and_then(Value::as_str) {
-                k.emails.insert(v.to_lowercase());
-            }
-        }
+        k.emails
+            .extend(resource::email_values(body).map(str::to_lowercase));
     }
     k
 }

@@ -157,16 +157,7 @@ pub fn is_existing_member(rules: &PlanRules, body: &Body) -> bool {
     if let Some(u) = body.get("userName").and_then(Value::as_str) {
         names.insert(u.to_lowercase());
     }
-    for e in body
-        .get("emails")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        if let Some(v) = e.get("value").and_then(Value::as_str) {
-            names.insert(v.to_lowercase());
-        }
-    }
+    names.extend(crate::scim::resource::email_values(body).map(str::to_lowercase));
     rules.existing_members.iter().any(|m| names.contains(m))
 }
 
