@@ -118,6 +118,9 @@ async fn create(app: &App, ctx: &Ctx, kind: Kind, body: &Value) -> ScimResult<Re
 }
 
 async fn get(app: &App, ctx: &Ctx, kind: Kind, id: &str) -> ScimResult<Resp> {
+    if kind == Kind::Group && !ctx.query.has_any(&["attributes", "excludedAttributes"]) {
+        return get_group_streamed(app, ctx, id).await;
+    }
     let proj = projection(ctx, kind);
     let refs = proj.wants(if kind == Kind::Group {
         "members"
@@ -141,6 +144,70 @@ async fn get(app: &App, ctx: &Ctx, kind: Kind, id: &str) -> ScimResult<Resp> {
         }
     }
     Ok(resource_response(200, ctx, &r, &proj))
+}
+
+/// A group with all its members, streamed: the member list is read in batches and written
+/// as it is read, so a group of a million costs no more memory than a group of ten.
+async fn get_group_streamed(app: &App, ctx: &Ctx, id: &str) -> ScimResult<Resp> {
+    let r = app
+        .store
+        .get(
+            ctx.principal.tenant.clone(),
+            Kind::Group,
+            id.to_string(),
+            false,
+        )
+        .await?;
+    let etag = r.etag();
+    if let Some(inm) = &ctx.if_none_match
+        && inm
+            .split(',')
+            .map(str::trim)
+            .any(|t| t == "*" || t.trim_start_matches("W/") == etag.trim_start_matches("W/"))
+    {
+        return Ok(response::with_header(
+            response::empty(304),
+            header::ETAG,
+            &etag,
+        ));
+    }
+    let mut head = serde_json::to_string(&Value::Object(r.to_json(&ctx.base))).unwrap_or_default();
+    head.pop(); // the closing brace: members follow
+    head.push_str(",\"members\":[");
+    let gid = crate::store::parse_id(&r.id).unwrap_or_default();
+    let mut batches = app.store.member_batches(ctx.principal.tenant.clone(), gid);
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+    let base = ctx.base.clone();
+    tokio::spawn(async move {
+        if tx.send(head.into()).await.is_err() {
+            return;
+        }
+        let mut first = true;
+        while let Some(batch) = batches.recv().await {
+            let mut chunk = String::with_capacity(batch.len() * 120);
+            for (m, kind) in batch {
+                if !first {
+                    chunk.push(',');
+                }
+                first = false;
+                chunk.push_str(&crate::scim::render::member_fragment(
+                    &base,
+                    &crate::store::format_id(m),
+                    kind,
+                ));
+            }
+            if tx.send(chunk.into()).await.is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(bytes::Bytes::from_static(b"]}")).await;
+    });
+    let mut resp = http::Response::new(response::Body::Stream(rx));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(response::SCIM_JSON),
+    );
+    Ok(response::with_header(resp, header::ETAG, &etag))
 }
 
 async fn replace(app: &App, ctx: &Ctx, kind: Kind, id: &str, body: &Value) -> ScimResult<Resp> {

@@ -465,7 +465,7 @@ impl App {
                 ));
             }
         }
-        let mut r = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(out)));
+        let mut r = http::Response::new(response::Body::full(out));
         r.headers_mut().insert(
             header::CONTENT_TYPE,
             http::HeaderValue::from_static("text/plain; version=0.0.4"),

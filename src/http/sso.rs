@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Body;
 
 use super::Runtime;
@@ -26,7 +26,7 @@ pub fn match_path(path: &str) -> Option<Option<String>> {
 }
 
 fn text(status: StatusCode, msg: &str) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(msg.to_string())));
+    let mut r = Response::new(super::response::Body::full(msg.to_string()));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -6,6 +6,16 @@ use serde_json::{Map, Value, json};
 use super::resource::Body;
 use super::schema::Kind;
 
+/// One group member as JSON text (for streamed member lists).
+pub fn member_fragment(base: &str, id: &str, kind: Kind) -> String {
+    let ep = kind.endpoint();
+    let r = serde_json::to_string(&format!("{base}/{ep}/{id}")).unwrap_or_default();
+    format!(
+        "{{\"value\":\"{id}\",\"type\":\"{}\",\"$ref\":{r}}}",
+        kind.as_str()
+    )
+}
+
 /// A resource as read from the store.
 #[derive(Debug, Clone)]
 pub struct Resource {

@@ -1497,3 +1497,45 @@ impl Store {
         .await
     }
 }
+
+impl Store {
+    /// A group's members in id order, in batches, from one read snapshot on the blocking
+    /// pool; the producer waits while the consumer is behind, so memory stays bounded.
+    pub fn member_batches(
+        &self,
+        tenant: String,
+        group: u128,
+    ) -> tokio::sync::mpsc::Receiver<Vec<(u128, Kind)>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let run = || -> Result<(), redb::Error> {
+                let txn = redb::ReadableDatabase::begin_read(&*db)?;
+                let members = txn.open_table(GROUPID_MEMBERID)?;
+                let t = tenant.as_str();
+                let mut batch = Vec::with_capacity(1024);
+                for e in members.range((t, group, 0u128)..=(t, group, u128::MAX))? {
+                    let (k, v) = e?;
+                    let kind = if v.value() == Kind::Group.code() {
+                        Kind::Group
+                    } else {
+                        Kind::User
+                    };
+                    batch.push((k.value().2, kind));
+                    if batch.len() == 1024 && tx.blocking_send(std::mem::take(&mut batch)).is_err()
+                    {
+                        return Ok(()); // the client went away
+                    }
+                }
+                if !batch.is_empty() {
+                    let _ = tx.blocking_send(batch);
+                }
+                Ok(())
+            };
+            if let Err(e) = run() {
+                tracing::error!(error = %e, "reading group members failed");
+            }
+        });
+        rx
+    }
+}

@@ -189,3 +189,68 @@ async fn excluded_members_and_put_replacing_the_member_list() {
         "PUT without members empties the group"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_group_is_streamed_whole_and_valid() {
+    let s = Srv::start().await;
+    // More members than one streamed batch (1024), created concurrently (group commit).
+    let mut tasks = Vec::new();
+    for w in 0..16 {
+        let (client, url) = (s.client.clone(), format!("{}/Users", s.base()));
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for i in 0..80 {
+                let r = client
+                    .post(&url)
+                    .bearer_auth(crate::harness::ACME)
+                    .header("Content-Type", "application/scim+json")
+                    .body(json!({"userName": format!("big{w}-{i}@x")}).to_string())
+                    .send()
+                    .await
+                    .unwrap();
+                let v: serde_json::Value = r.json().await.unwrap();
+                mine.push(v["id"].as_str().unwrap().to_string());
+            }
+            mine
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.extend(t.await.unwrap());
+    }
+    let g = s.group("Everyone", &[]).await;
+    for chunk in ids.chunks(1000) {
+        let members: Vec<serde_json::Value> = chunk.iter().map(|id| json!({"value": id})).collect();
+        let r = s
+            .patch(
+                &format!("/Groups/{g}"),
+                json!([{"op": "add", "path": "members", "value": members}]),
+            )
+            .await;
+        assert_eq!(r.status, 204);
+    }
+    let r = s.get(&format!("/Groups/{g}")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["displayName"], "Everyone");
+    let mut got = member_ids(&r.body);
+    let mut want = ids.clone();
+    want.sort();
+    got.dedup();
+    assert_eq!(
+        got, want,
+        "every member exactly once, in a parseable document"
+    );
+    assert_eq!(r.body["members"][0]["type"], "User");
+    let etag = r.header("etag").unwrap().to_string();
+    assert_eq!(r.body["meta"]["version"], etag.as_str());
+    let r = s
+        .call_with(
+            reqwest::Method::GET,
+            &format!("/Groups/{g}"),
+            Some(crate::harness::ACME),
+            None,
+            &[("If-None-Match", &etag)],
+        )
+        .await;
+    assert_eq!(r.status, 304);
+}
