@@ -153,7 +153,9 @@ pub fn listen(app: Arc<App>, path: &Path) -> std::io::Result<tokio::task::JoinHa
                                 }
                                 body.push(l);
                             }
-                            let end = match import(&app.store, &cfg, &tenant, body).await {
+                            let end = match import(&app.store, &cfg, &tenant, body, &mut |_, _| {})
+                                .await
+                            {
                                 Ok(n) => json!({"ok": true, "imported": n}),
                                 Err(e) => json!({"ok": false, "error": e}),
                             };
@@ -271,6 +273,7 @@ pub async fn import(
     cfg: &Config,
     tenant: &str,
     lines: Vec<String>,
+    progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<u64, String> {
     let Some(tc) = cfg.tenants.get(tenant) else {
         return Err(format!("no tenant {tenant} in the configuration"));
@@ -283,8 +286,9 @@ pub async fn import(
         plan: rt.plans.get(tenant).cloned(),
         create_only: Arc::new(tc.create_only.clone()),
     };
+    // Check every line first, so a bad file is refused before anything is written.
     let mut memberships = Vec::new();
-    let mut n = 0;
+    let mut parsed = Vec::new();
     for (i, line) in lines
         .iter()
         .enumerate()
@@ -305,11 +309,29 @@ pub async fn import(
         if let Some(m) = input.members.take().filter(|m| !m.is_empty()) {
             memberships.push((id, m));
         }
-        store
-            .create_as(actor.clone(), rt.rt(Some(tenant), kind), input, Some(id))
-            .await
-            .map_err(|e| format!("line {}: {}", i + 1, e.detail))?;
-        n += 1;
+        parsed.push((i + 1, kind, id, input));
+    }
+    // Creates go out 256 at a time so the writer commits them in shared batches.
+    let total = parsed.len() as u64;
+    let mut n = 0;
+    let mut pending = parsed.into_iter().peekable();
+    while pending.peek().is_some() {
+        let mut window = Vec::new();
+        for (line, kind, id, input) in pending.by_ref().take(256) {
+            let (store, actor, rt) = (store.clone(), actor.clone(), rt.rt(Some(tenant), kind));
+            window.push((
+                line,
+                tokio::spawn(async move { store.create_as(actor, rt, input, Some(id)).await }),
+            ));
+        }
+        for (line, task) in window {
+            match task.await {
+                Ok(Ok(_)) => n += 1,
+                Ok(Err(e)) => return Err(format!("line {line}: {}", e.detail)),
+                Err(e) => return Err(format!("line {line}: {e}")),
+            }
+        }
+        progress(n, total);
     }
     for (gid, members) in memberships {
         let op = crate::scim::patch::Operation {

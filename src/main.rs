@@ -366,15 +366,36 @@ fn run_admin(
                     Err(e) => serde_json::json!({"ok": false, "error": e}),
                 }
             }
-            Some("import") => match scimd::admin::import(&store, cfg, &tenant, body).await {
-                Ok(n) => serde_json::json!({"ok": true, "imported": n}),
-                Err(e) => serde_json::json!({"ok": false, "error": e}),
-            },
+            Some("import") => {
+                match scimd::admin::import(&store, cfg, &tenant, body, &mut show_progress).await {
+                    Ok(n) => serde_json::json!({"ok": true, "imported": n}),
+                    Err(e) => serde_json::json!({"ok": false, "error": e}),
+                }
+            }
             _ => scimd::admin::answer(&store, cfg, &req).await,
         };
         out.push(end.to_string());
         Ok(out)
     })
+}
+
+/// `done/total` on one terminal line, rewritten in place; nothing when not on a terminal.
+fn show_progress(done: u64, total: u64) {
+    if std::io::stderr().is_terminal() {
+        const WIDTH: u64 = 30;
+        let filled = (done * WIDTH)
+            .checked_div(total)
+            .unwrap_or(WIDTH)
+            .min(WIDTH);
+        eprint!(
+            "\r[{}{}] {done}/{total}",
+            "#".repeat(filled as usize),
+            " ".repeat((WIDTH - filled) as usize)
+        );
+        if done == total {
+            eprintln!();
+        }
+    }
 }
 
 fn finish_admin(
@@ -427,7 +448,15 @@ fn export(config: &std::path::Path, tenant: &str) -> ExitCode {
         Err(c) => return c,
     };
     let req = serde_json::json!({"cmd": "export", "tenant": tenant});
-    match finish_admin(run_admin(&cfg, &rt, req, Vec::new()), |l| println!("{l}")) {
+    let mut n = 0u64;
+    let each = |l: &str| {
+        println!("{l}");
+        n += 1;
+        if n.is_multiple_of(1000) && std::io::stderr().is_terminal() {
+            eprint!("\rexported {n}");
+        }
+    };
+    match finish_admin(run_admin(&cfg, &rt, req, Vec::new()), each) {
         Ok(end) => {
             eprintln!("exported {} resources of tenant {tenant}", end["exported"]);
             ExitCode::SUCCESS
