@@ -346,8 +346,6 @@ fn internal_error(e: &tokio::task::JoinError) -> crate::http::response::Resp {
     crate::http::response::error(&crate::scim::error::ScimError::new(
         500,
         None,
-        format!(
-            "internal error (id {error_id}); the request was not applied if it was a write that failed before its commit"
-        ),
+        format!("internal error (id {error_id} in the server log)"),
     ))
 }

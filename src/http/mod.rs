@@ -230,9 +230,19 @@ impl App {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         let tenant = who.as_ref().map(|p| p.tenant.as_str()).unwrap_or("-");
+        // Only standard methods become labels, so clients cannot grow the series count.
+        let method_label = match method {
+            Method::GET
+            | Method::POST
+            | Method::PUT
+            | Method::PATCH
+            | Method::DELETE
+            | Method::HEAD => method.as_str(),
+            _ => "OTHER",
+        };
         self.metrics.record(
             template,
-            method.as_str(),
+            method_label,
             status,
             tenant,
             started.elapsed().as_secs_f64(),
