@@ -8,6 +8,7 @@ mod harness;
 mod app_side;
 mod auth;
 mod cli;
+mod crash;
 mod discovery;
 mod errors;
 mod etags;
