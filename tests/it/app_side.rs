@@ -84,6 +84,12 @@ async fn read_scope_reads_and_is_refused_every_write() {
         s.get(&format!("/Groups/{gid}")).await.body["displayName"],
         "G"
     );
+    // The application's read token also reads the change feed.
+    let feed = s
+        .call(Method::GET, "/tenants/acme/events", Some(READER), None)
+        .await;
+    assert_eq!(feed.status, 200);
+    assert!(!feed.body["events"].as_array().unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
