@@ -153,9 +153,23 @@ pub fn listen(app: Arc<App>, path: &Path) -> std::io::Result<tokio::task::JoinHa
                                 }
                                 body.push(l);
                             }
-                            let end = match import(&app.store, &cfg, &tenant, body, &mut |_, _| {})
-                                .await
-                            {
+                            // Progress lines go out while the import runs, so the console
+                            // can draw its bar.
+                            let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel();
+                            let store = app.store.clone();
+                            let work = async move {
+                                let mut progress = move |done: u64, total: u64| {
+                                    let _ = ptx.send(json!({"progress": [done, total]}));
+                                };
+                                import(&store, &cfg, &tenant, body, &mut progress).await
+                            };
+                            let forward = async {
+                                while let Some(p) = prx.recv().await {
+                                    let _ = w.write_all(format!("{p}\n").as_bytes()).await;
+                                }
+                            };
+                            let (res, ()) = tokio::join!(work, forward);
+                            let end = match res {
                                 Ok(n) => json!({"ok": true, "imported": n}),
                                 Err(e) => json!({"ok": false, "error": e}),
                             };
@@ -177,8 +191,14 @@ pub fn listen(app: Arc<App>, path: &Path) -> std::io::Result<tokio::task::JoinHa
 const END: &str = "{\"end\":true}";
 
 /// Run `req` on the daemon, sending `body` lines after it (import); returns every line the
-/// daemon answers up to its final status line. `None` when no daemon listens.
-pub async fn converse(path: &Path, req: &Value, body: &[String]) -> Option<Vec<String>> {
+/// daemon answers up to its final status line, except progress lines, which go to
+/// `progress`. `None` when no daemon listens.
+pub async fn converse(
+    path: &Path,
+    req: &Value,
+    body: &[String],
+    progress: &mut dyn FnMut(u64, u64),
+) -> Option<Vec<String>> {
     let stream = UnixStream::connect(path).await.ok()?;
     let (r, mut w) = stream.into_split();
     let mut out = format!("{req}\n");
@@ -194,7 +214,21 @@ pub async fn converse(path: &Path, req: &Value, body: &[String]) -> Option<Vec<S
     let mut lines = BufReader::new(r).lines();
     let mut got = Vec::new();
     while let Ok(Some(l)) = lines.next_line().await {
-        let last = serde_json::from_str::<Value>(&l).is_ok_and(|v| v.get("ok").is_some());
+        let v = serde_json::from_str::<Value>(&l).unwrap_or_default();
+        if let [Some(done), Some(total)] = v["progress"]
+            .as_array()
+            .map(|p| {
+                [
+                    p.first().and_then(Value::as_u64),
+                    p.get(1).and_then(Value::as_u64),
+                ]
+            })
+            .unwrap_or_default()
+        {
+            progress(done, total);
+            continue;
+        }
+        let last = v.get("ok").is_some();
         got.push(l);
         if last {
             break;

@@ -348,8 +348,13 @@ fn run_admin(
     body: Vec<String>,
 ) -> Result<Vec<String>, String> {
     rt.block_on(async {
-        if let Some(lines) =
-            scimd::admin::converse(&scimd::admin::socket_path(cfg), &req, &body).await
+        if let Some(lines) = scimd::admin::converse(
+            &scimd::admin::socket_path(cfg),
+            &req,
+            &body,
+            &mut show_progress,
+        )
+        .await
         {
             return Ok(lines);
         }

@@ -211,6 +211,11 @@ impl Server {
         }
     }
 
+    /// The storage fault switch (for tests that play a failing disk).
+    pub fn storage_faults(&self) -> crate::store::Faults {
+        self.app.store.faults()
+    }
+
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }

@@ -6,6 +6,7 @@
 //! gets its own error, so it cannot spoil the other jobs of its batch. The batch commits once
 //! with `Durability::Immediate`, and nobody is answered before that commit returns.
 
+mod backend;
 mod backup;
 mod events;
 mod ops;
@@ -14,14 +15,15 @@ pub mod tables;
 mod verify;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::scim::error::{ScimError, ScimResult};
 
+pub use backend::{Fault, Faults};
 pub use backup::restore;
 pub use events::{Actor, Event, Retention};
 pub use ops::{ListPage, ListQuery, PlanEntry, PlanSummary, SortSpec};
@@ -61,12 +63,52 @@ pub enum StoreError {
 type Responder = Box<dyn FnOnce(Result<(), ScimError>) + Send>;
 type Job = Box<dyn FnOnce(&WriteTransaction) -> Result<Responder, redb::Error> + Send>;
 
+/// The open database, or none while it is being reopened after a storage failure.
+struct Shared {
+    db: RwLock<Option<Arc<Database>>>,
+    path: PathBuf,
+    cache_bytes: usize,
+    faults: Faults,
+}
+
+impl Shared {
+    fn current(&self) -> Option<Arc<Database>> {
+        self.db.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// After an I/O error redb refuses all further work (`PreviousIo`) until the file is
+    /// opened again, which repairs it to its last commit.
+    fn retire(&self) {
+        *self.db.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    fn open_db(&self) -> Result<Database, redb::Error> {
+        let backend = backend::Backend::open(&self.path, self.faults.clone())
+            .map_err(|e| redb::Error::from(redb::StorageError::from(e)))?;
+        Ok(Database::builder()
+            .set_cache_size(self.cache_bytes)
+            .create_with_backend(backend)?)
+    }
+
+    /// The database, reopening it if it was retired. Fails while the fault persists or a
+    /// reader still holds the old handle; the next write or read retries.
+    fn reopen(&self) -> Result<Arc<Database>, redb::Error> {
+        let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(db) = slot.as_ref() {
+            return Ok(db.clone());
+        }
+        let db = Arc::new(self.open_db()?);
+        tracing::warn!(path = %self.path.display(), "database reopened after a storage failure");
+        *slot = Some(db.clone());
+        Ok(db)
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    shared: Arc<Shared>,
     jobs: mpsc::Sender<Job>,
     pub metrics: Arc<crate::metrics::StoreMetrics>,
-    path: std::path::PathBuf,
 }
 
 fn unavailable() -> ScimError {
@@ -85,14 +127,26 @@ fn storage_failed(e: &redb::Error) -> ScimError {
 impl Store {
     /// Open (or create) the database file, run migrations, and start the writer thread.
     pub fn open(path: &Path, cache_bytes: usize) -> Result<Store, StoreError> {
+        Store::open_with_faults(path, cache_bytes, Faults::default())
+    }
+
+    /// As `open`, with a fault switch the caller may flip (tests).
+    pub fn open_with_faults(
+        path: &Path,
+        cache_bytes: usize,
+        faults: Faults,
+    ) -> Result<Store, StoreError> {
         let open_err = |source: redb::Error| StoreError::Open {
             path: path.display().to_string(),
             source,
         };
-        let db = Database::builder()
-            .set_cache_size(cache_bytes)
-            .create(path)
-            .map_err(|e| open_err(e.into()))?;
+        let shared = Shared {
+            db: RwLock::new(None),
+            path: path.to_path_buf(),
+            cache_bytes,
+            faults,
+        };
+        let db = shared.open_db().map_err(open_err)?;
         // Owner-only, whatever the umask: the file holds the whole directory.
         #[cfg(unix)]
         {
@@ -107,21 +161,41 @@ impl Store {
                 supported: tables::SCHEMA_VERSION,
             });
         }
-        let db = Arc::new(db);
+        *shared.db.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(db));
+        let shared = Arc::new(shared);
         let (tx, rx) = mpsc::channel(QUEUE);
-        let wdb = db.clone();
+        let ws = shared.clone();
         let metrics = Arc::new(crate::metrics::StoreMetrics::default());
         let wm = metrics.clone();
         std::thread::Builder::new()
             .name("scimd-writer".into())
-            .spawn(move || writer(wdb, rx, wm))
+            .spawn(move || writer(ws, rx, wm))
             .map_err(StoreError::Thread)?;
         Ok(Store {
-            db,
+            shared,
             jobs: tx,
             metrics,
-            path: path.to_path_buf(),
         })
+    }
+
+    /// The fault switch of this store's backend.
+    pub fn faults(&self) -> Faults {
+        self.shared.faults.clone()
+    }
+
+    /// The open database for a read; when it is down, ask the writer to reopen it (so reads
+    /// alone bring it back) and answer 503.
+    fn db(&self) -> ScimResult<Arc<Database>> {
+        self.shared.current().ok_or_else(|| {
+            self.nudge();
+            unavailable()
+        })
+    }
+
+    /// An empty job: the writer reopens the database before running any batch.
+    fn nudge(&self) {
+        let job: Job = Box::new(|_| Ok(Box::new(|_| {})));
+        let _ = self.jobs.try_send(job);
     }
 
     /// Run `f` in the shared write transaction and answer once its batch is durable.
@@ -148,7 +222,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&ReadTransaction) -> Result<ScimResult<T>, redb::Error> + Send + 'static,
     {
-        let db = self.db.clone();
+        let db = self.db()?;
         let res = tokio::task::spawn_blocking(move || {
             let txn = db.begin_read().map_err(redb::Error::from)?;
             f(&txn)
@@ -156,7 +230,12 @@ impl Store {
         .await;
         match res {
             Ok(Ok(r)) => r,
-            Ok(Err(e)) => Err(storage_failed(&e)),
+            Ok(Err(e)) => {
+                if matches!(e, redb::Error::PreviousIo) {
+                    self.nudge();
+                }
+                Err(storage_failed(&e))
+            }
             Err(join) => {
                 tracing::error!(error = %join, "read task failed");
                 Err(ScimError::new(500, None, "internal error while reading"))
@@ -165,12 +244,16 @@ impl Store {
     }
 }
 
+/// Least time between two attempts to reopen a failed database.
+const REOPEN_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
 fn writer(
-    db: Arc<Database>,
+    shared: Arc<Shared>,
     mut rx: mpsc::Receiver<Job>,
     metrics: Arc<crate::metrics::StoreMetrics>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut last_reopen: Option<std::time::Instant> = None;
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -179,25 +262,49 @@ fn writer(
                 Err(_) => break,
             }
         }
+        let db = match shared.current() {
+            Some(db) => db,
+            None if last_reopen.is_some_and(|t| t.elapsed() < REOPEN_EVERY) => {
+                batch.clear(); // each caller gets 503
+                continue;
+            }
+            None => {
+                last_reopen = Some(std::time::Instant::now());
+                match shared.reopen() {
+                    Ok(db) => db,
+                    Err(e) => {
+                        tracing::error!(error = %e, "the database cannot be reopened yet");
+                        batch.clear();
+                        continue;
+                    }
+                }
+            }
+        };
         metrics.batch_size.observe(batch.len() as f64);
-        run_batch(&db, &mut batch, &metrics);
+        let storage_ok = run_batch(&db, &mut batch, &metrics);
+        drop(db);
+        if !storage_ok {
+            shared.retire();
+        }
     }
     tracing::debug!("writer stopped: all senders gone");
 }
 
-fn run_batch(db: &Database, batch: &mut Vec<Job>, metrics: &crate::metrics::StoreMetrics) {
+/// Runs one batch; false when storage failed (the database must be reopened).
+fn run_batch(db: &Database, batch: &mut Vec<Job>, metrics: &crate::metrics::StoreMetrics) -> bool {
     let mut txn = match db.begin_write() {
         Ok(t) => t,
         Err(e) => {
             storage_failed(&e.into());
             batch.clear(); // dropping the jobs drops their senders: each caller gets 503
-            return;
+            return false;
         }
     };
     // Quick repair keeps recovery after a crash fast at a million users; group commit pays
     // for its extra fsync.
     txn.set_quick_repair(true);
     let mut responders: Vec<Responder> = Vec::with_capacity(batch.len());
+    let mut storage_ok = true;
     let mut failed = false;
     for job in batch.drain(..) {
         if failed {
@@ -207,6 +314,7 @@ fn run_batch(db: &Database, batch: &mut Vec<Job>, metrics: &crate::metrics::Stor
             Ok(Ok(r)) => responders.push(r),
             Ok(Err(e)) => {
                 storage_failed(&e);
+                storage_ok = false;
                 failed = true;
             }
             Err(_) => {
@@ -218,11 +326,12 @@ fn run_batch(db: &Database, batch: &mut Vec<Job>, metrics: &crate::metrics::Stor
     if failed {
         if let Err(e) = txn.abort() {
             storage_failed(&e.into());
+            storage_ok = false;
         }
         for r in responders {
             r(Err(unavailable()));
         }
-        return;
+        return storage_ok;
     }
     let started = std::time::Instant::now();
     let committed = txn.commit();
@@ -230,13 +339,17 @@ fn run_batch(db: &Database, batch: &mut Vec<Job>, metrics: &crate::metrics::Stor
         .commit_seconds
         .observe(started.elapsed().as_secs_f64());
     match committed {
-        Ok(()) => responders.into_iter().for_each(|r| r(Ok(()))),
+        Ok(()) => {
+            responders.into_iter().for_each(|r| r(Ok(())));
+            true
+        }
         Err(e) => {
             metrics
                 .commit_failures
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             storage_failed(&e.into());
             responders.into_iter().for_each(|r| r(Err(unavailable())));
+            false
         }
     }
 }
@@ -244,11 +357,14 @@ fn run_batch(db: &Database, batch: &mut Vec<Job>, metrics: &crate::metrics::Stor
 impl Store {
     /// Size of the database file in bytes.
     pub fn file_size(&self) -> u64 {
-        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+        std::fs::metadata(&self.shared.path)
+            .map(|m| m.len())
+            .unwrap_or(0)
     }
 
     /// A cheap read of the layout version: proves the database answers.
     pub async fn check(&self) -> ScimResult<u64> {
+        self.db()?;
         self.read(|txn| {
             let t = txn.open_table(tables::META)?;
             let v = t.get("schema_version")?.map(|g| g.value()).unwrap_or(0);

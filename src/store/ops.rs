@@ -1507,8 +1507,12 @@ impl Store {
         group: u128,
     ) -> tokio::sync::mpsc::Receiver<Vec<(u128, Kind)>> {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let db = self.db.clone();
+        let db = self.db();
         tokio::task::spawn_blocking(move || {
+            let db = match db {
+                Ok(db) => db,
+                Err(_) => return, // the receiver sees the stream end early
+            };
             let run = || -> Result<(), redb::Error> {
                 let txn = redb::ReadableDatabase::begin_read(&*db)?;
                 let members = txn.open_table(GROUPID_MEMBERID)?;

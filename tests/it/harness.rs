@@ -22,6 +22,8 @@ pub struct Srv {
     pub url: String,
     pub client: reqwest::Client,
     pub dir: TempDir,
+    /// Flip to make the database's disk fail.
+    pub faults: scimd::store::Faults,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -87,6 +89,7 @@ impl Srv {
         );
         let server = Server::bind(cfg.clone()).await.expect("server starts");
         let addr = server.local_addr().expect("bound");
+        let faults = server.storage_faults();
         let cert_path: PathBuf = cfg
             .tls
             .cert
@@ -107,6 +110,7 @@ impl Srv {
             url: format!("https://localhost:{}", addr.port()),
             client,
             dir,
+            faults,
             shutdown: Some(tx),
             task: Some(task),
         }

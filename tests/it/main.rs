@@ -14,6 +14,7 @@ mod errors;
 mod etags;
 mod events;
 mod extensions;
+mod faults;
 mod filters;
 mod groups;
 mod idp_entra;

@@ -675,3 +675,105 @@ async fn sigterm_during_writes_keeps_every_acknowledged_write() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_through_the_daemon_draws_a_progress_bar_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("scimd.toml");
+    std::fs::write(&cfg, config_text(dir.path(), &token_line("okta", "tok"))).unwrap();
+    let p = Proc::start(&cfg);
+    // 600 lines: three windows of creates, so three progress updates.
+    let lines: String = (0..600)
+        .map(|i| {
+            let id = uuid::Uuid::now_v7();
+            format!(
+                "{}\n",
+                serde_json::json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                    "id": id.to_string(), "userName": format!("u{i}@x")})
+            )
+        })
+        .collect();
+    let file = dir.path().join("in.jsonl");
+    std::fs::write(&file, lines).unwrap();
+    // `script` gives the command a terminal, as an admin at the console has.
+    let cmd = format!(
+        "{} import --tenant acme --from {} --config {}",
+        env!("CARGO_BIN_EXE_scimd"),
+        file.display(),
+        cfg.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for step in ["256/600", "512/600", "600/600"] {
+        assert!(text.contains(step), "no {step} in {text:?}");
+    }
+    assert!(text.contains(&format!("[{}]", "#".repeat(30))), "{text:?}");
+    assert!(text.contains("imported 600 resources"), "{text:?}");
+    // It went through the running daemon (the file is locked by it), and all 600 are there.
+    let total: serde_json::Value = p
+        .client
+        .get(format!(
+            "https://localhost:{}/scim/v2/Users?count=0",
+            p.port
+        ))
+        .bearer_auth("tok")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(total["totalResults"], 600);
+    // Without a terminal there is no bar, only the result.
+    let out = scimd_cmd(&cfg, &["export", "--tenant", "acme"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 600);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_one_object_per_request_without_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("scimd.toml");
+    let text = config_text(dir.path(), &token_line("okta", "sekrit-json-token"))
+        .replace("level = \"info\"", "level = \"info\"\nformat = \"json\"");
+    std::fs::write(&cfg, text).unwrap();
+    let p = Proc::start(&cfg);
+    assert_eq!(p.status("/scim/v2/Users", "sekrit-json-token").await, 200);
+    assert_eq!(p.status("/scim/v2/Users", "wrong-token").await, 401);
+    // The request line is logged after the answer is sent; give it a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let requests = loop {
+        let log = p.log();
+        let found: Vec<serde_json::Value> = log
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+            .filter(|v: &serde_json::Value| v["fields"]["message"] == "request")
+            .collect();
+        if found.len() >= 2 || Instant::now() > deadline {
+            assert!(
+                !log.contains("sekrit-json-token"),
+                "token in the log: {log}"
+            );
+            assert!(!log.contains("\u{1b}["), "colour codes in the log");
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(requests.len() >= 2, "{requests:?}");
+    let ok = requests
+        .iter()
+        .find(|v| v["fields"]["status"] == 200)
+        .expect("a 200 line");
+    assert_eq!(ok["level"], "INFO");
+    assert_eq!(ok["fields"]["method"], "GET");
+    assert_eq!(ok["fields"]["path"], "/Users", "the path template");
+    assert_eq!(ok["fields"]["tenant"], "acme");
+    assert_eq!(ok["fields"]["token_name"], "okta");
+    assert!(ok["fields"]["latency_ms"].as_f64().is_some(), "{ok}");
+    assert!(ok["timestamp"].is_string(), "{ok}");
+    assert!(requests.iter().any(|v| v["fields"]["status"] == 401));
+}

@@ -1,0 +1,137 @@
+//! The file under redb, with a fault switch. In production the switch stays off and costs one
+//! atomic load per I/O; tests turn it on to prove that a failing disk gets 503s, a `/healthz`
+//! that says so, no lost acknowledged write, and recovery once the disk is back.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use redb::backends::FileBackend;
+use redb::{BackendError, StorageBackend};
+
+/// What the disk does wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Every write fails with EIO.
+    WriteFails,
+    /// Every fsync fails with EIO.
+    SyncFails,
+    /// Writes and growing the file fail with ENOSPC.
+    DiskFull,
+}
+
+/// A shared switch: every backend opened with it fails the same way while a fault is set.
+#[derive(Clone, Debug, Default)]
+pub struct Faults(Arc<AtomicU8>);
+
+impl Faults {
+    pub fn set(&self, fault: Option<Fault>) {
+        let code = match fault {
+            None => 0,
+            Some(Fault::WriteFails) => 1,
+            Some(Fault::SyncFails) => 2,
+            Some(Fault::DiskFull) => 3,
+        };
+        self.0.store(code, Ordering::SeqCst);
+    }
+
+    fn get(&self) -> Option<Fault> {
+        match self.0.load(Ordering::Relaxed) {
+            1 => Some(Fault::WriteFails),
+            2 => Some(Fault::SyncFails),
+            3 => Some(Fault::DiskFull),
+            _ => None,
+        }
+    }
+}
+
+fn eio() -> io::Error {
+    io::Error::other("injected I/O error")
+}
+
+fn enospc() -> io::Error {
+    io::Error::from_raw_os_error(28) // ENOSPC: "No space left on device"
+}
+
+#[derive(Debug)]
+pub struct Backend {
+    inner: FileBackend,
+    faults: Faults,
+}
+
+impl Backend {
+    pub fn open(path: &Path, faults: Faults) -> io::Result<Backend> {
+        let file: File = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        let inner = FileBackend::new(file).map_err(|e| io::Error::other(e.to_string()))?;
+        Ok(Backend { inner, faults })
+    }
+}
+
+impl StorageBackend for Backend {
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        self.inner.read(offset, out)
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        if self.faults.get() == Some(Fault::DiskFull) && len > self.inner.len()? {
+            return Err(enospc());
+        }
+        self.inner.set_len(len)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        if self.faults.get() == Some(Fault::SyncFails) {
+            return Err(eio());
+        }
+        self.inner.sync_data()
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        match self.faults.get() {
+            Some(Fault::WriteFails) => Err(eio()),
+            Some(Fault::DiskFull) => Err(enospc()),
+            _ => self.inner.write(offset, data),
+        }
+    }
+
+    fn close(&self) -> io::Result<()> {
+        self.inner.close()
+    }
+
+    // Locks pass straight through: a second scimd on the same file must still be refused.
+    fn try_lock_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<bool, BackendError> {
+        self.inner.try_lock_range(s, e)
+    }
+
+    fn try_lock_shared_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<bool, BackendError> {
+        self.inner.try_lock_shared_range(s, e)
+    }
+
+    fn lock_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<(), BackendError> {
+        self.inner.lock_range(s, e)
+    }
+
+    fn lock_shared_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<(), BackendError> {
+        self.inner.lock_shared_range(s, e)
+    }
+
+    fn unlock_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<(), BackendError> {
+        self.inner.unlock_range(s, e)
+    }
+
+    fn query_lock_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<bool, BackendError> {
+        self.inner.query_lock_range(s, e)
+    }
+}

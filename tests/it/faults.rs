@@ -1,0 +1,130 @@
+//! A failing disk under the real server: every write answers 503 with a SCIM error (never a
+//! hang, never a panic), `/healthz` says so, the process stays up, and once the disk is back
+//! the database is reopened with every acknowledged write and none of the failed ones.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use scimd::store::Fault;
+use serde_json::json;
+
+use crate::harness::{ACME, Res, Srv, assert_error, total};
+
+/// Any request must be answered within this long, fault or not.
+const ANSWER_WITHIN: Duration = Duration::from_secs(15);
+
+async fn within<F: std::future::Future<Output = Res>>(what: &str, f: F) -> Res {
+    tokio::time::timeout(ANSWER_WITHIN, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no answer within {ANSWER_WITHIN:?}"))
+}
+
+async fn health(s: &Srv) -> Res {
+    let url = format!("{}/healthz", s.url);
+    within("healthz", s.call(Method::GET, &url, None, None)).await
+}
+
+fn new_user(name: &str) -> serde_json::Value {
+    json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name, "active": true})
+}
+
+async fn survives(fault: Fault) {
+    let s = Srv::start().await;
+    let mut kept = Vec::new();
+    for i in 0..5 {
+        kept.push((
+            format!("kept{i}@x.example"),
+            s.user(&format!("kept{i}@x.example")).await,
+        ));
+    }
+    let group = s.group("staff", &[&kept[0].1]).await;
+
+    s.faults.set(Some(fault));
+    let r = within("create", s.post("/Users", new_user("lost@x.example"))).await;
+    assert_error(&r, 503, None);
+    let r = within(
+        "patch",
+        s.patch(
+            &format!("/Groups/{group}"),
+            json!([{"op": "add", "path": "members", "value": [{"value": kept[1].1}]}]),
+        ),
+    )
+    .await;
+    assert_error(&r, 503, None);
+    let r = within("delete", s.delete(&format!("/Users/{}", kept[2].1))).await;
+    assert_error(&r, 503, None);
+    let h = health(&s).await;
+    assert_eq!(h.status, 503, "{fault:?}: {}", h.body);
+    assert_eq!(h.body["database"], "cannot be read");
+    // Reads are refused too while the file waits for repair, with a SCIM error, not a hang.
+    let r = within("get", s.get(&format!("/Users/{}", kept[0].1))).await;
+    assert_error(&r, 503, None);
+    // Still down a while later: recovery needs the disk back, not just time.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(health(&s).await.status, 503, "{fault:?}");
+
+    s.faults.set(None);
+    let mut healthy = false;
+    for _ in 0..50 {
+        if health(&s).await.status == 200 {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        healthy,
+        "{fault:?}: /healthz never came back after the fault cleared"
+    );
+
+    for (name, id) in &kept {
+        let r = s.get(&format!("/Users/{id}")).await;
+        assert_eq!(
+            r.status, 200,
+            "{fault:?}: acknowledged {name} lost: {}",
+            r.body
+        );
+        assert_eq!(r.body["userName"], name.as_str());
+    }
+    let r = s
+        .get("/Users?filter=userName%20eq%20%22lost@x.example%22")
+        .await;
+    assert_eq!(total(&r), 0, "{fault:?}: a create answered 503 was kept");
+    let r = s.get(&format!("/Groups/{group}")).await;
+    assert_eq!(
+        r.body["members"].as_array().map(Vec::len),
+        Some(1),
+        "{fault:?}: {}",
+        r.body
+    );
+    assert_eq!(s.get("/Users").await.body["totalResults"], 5);
+
+    // Writes work again.
+    let r = s.post("/Users", new_user("after@x.example")).await;
+    assert_eq!(r.status, 201, "{fault:?}: {}", r.body);
+    let r = s
+        .call(
+            Method::GET,
+            "/Users?filter=userName%20eq%20%22after@x.example%22",
+            Some(ACME),
+            None,
+        )
+        .await;
+    assert_eq!(total(&r), 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn failed_writes_answer_503_and_recover() {
+    survives(Fault::WriteFails).await;
+}
+
+#[tokio::test]
+async fn failed_fsync_answers_503_and_recovers() {
+    survives(Fault::SyncFails).await;
+}
+
+#[tokio::test]
+async fn full_disk_answers_503_and_recovers() {
+    survives(Fault::DiskFull).await;
+}
