@@ -255,7 +255,7 @@ impl App {
             status,
             latency_ms = started.elapsed().as_secs_f64() * 1000.0,
             tenant = who.as_ref().map(|p: &Principal| p.tenant.as_str()).unwrap_or("-"),
-            token = who.as_ref().map(|p| p.token_name.as_str()).unwrap_or("-"),
+            token_name = who.as_ref().map(|p| p.token_name.as_str()).unwrap_or("-"),
             "request"
         );
         resp

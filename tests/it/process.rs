@@ -164,7 +164,7 @@ async fn sighup_reloads_tokens_keeps_connections_and_refuses_broken_configs() {
         log.contains("path=\"/Users\"") || log.contains("path=/Users"),
         "{log}"
     );
-    assert!(log.contains("token=\"new\""), "{log}");
+    assert!(log.contains("token_name=\"new\""), "{log}");
     // Every request, before and after both reloads, went over the one keep-alive connection.
     let peers: std::collections::HashSet<&str> = log
         .lines()
