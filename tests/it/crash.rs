@@ -11,7 +11,17 @@ use std::time::{Duration, Instant};
 use scimd::auth::{digest, hex};
 use serde_json::{Value, json};
 
-fn start(cfg: &std::path::Path, state: &std::path::Path) -> (Child, u16, reqwest::Client) {
+/// Kills the server when dropped, so a failed assertion does not leave it running.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(cfg: &std::path::Path, state: &std::path::Path) -> (Killed, u16, reqwest::Client) {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(env!("CARGO_BIN_EXE_scimd"))
         .args(["serve", "--config"])
@@ -39,7 +49,7 @@ fn start(cfg: &std::path::Path, state: &std::path::Path) -> (Child, u16, reqwest
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
-    (child, port, client)
+    (Killed(child), port, client)
 }
 
 #[derive(Default)]
@@ -51,6 +61,8 @@ struct Acked {
     delete_sent: HashSet<String>,
     /// id → the title its last acknowledged PATCH set.
     titled: std::collections::HashMap<String, String>,
+    /// Users that got a PATCH answered 400: its valid first operation must not be kept.
+    refused: HashSet<String>,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,6 +120,16 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_write() {
                             acked.lock().unwrap().titled.insert(id.clone(), title);
                         }
                     }
+                    if i % 7 == 0 {
+                        // One good operation, then one with a value of the wrong type: the whole PATCH
+                        // is refused, and its first half must never become durable.
+                        let Ok(r) = client.patch(format!("{base}/Users/{id}")).bearer_auth("tok").header("Content-Type", "application/scim+json")
+                            .body(json!({"Operations": [{"op": "replace", "path": "title", "value": "refused"},
+                                {"op": "replace", "path": "active", "value": "maybe"}]}).to_string()).send().await else { break };
+                        if r.status() == 400 {
+                            acked.lock().unwrap().refused.insert(id.clone());
+                        }
+                    }
                     if i % 5 == 0 {
                         acked.lock().unwrap().delete_sent.insert(id.clone());
                         let Ok(r) = client.delete(format!("{base}/Users/{id}")).bearer_auth("tok").send().await else { break };
@@ -119,8 +141,8 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_write() {
             }));
         }
         tokio::time::sleep(Duration::from_millis(40 + rand() % 300)).await;
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        child.0.kill().unwrap(); // SIGKILL
+        child.0.wait().unwrap();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         for t in tasks {
             let _ = t.await;
@@ -137,7 +159,7 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_write() {
         );
     }
     // Then every acknowledged effect must be there.
-    let (mut child, port, client) = start(&cfg, &state);
+    let (child, port, client) = start(&cfg, &state);
     let base = format!("https://localhost:{port}/scim/v2");
     let mut present: std::collections::HashMap<String, Value> = std::collections::HashMap::new();
     let mut cursor = String::new();
@@ -186,12 +208,19 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_write() {
             );
         }
     }
+    for id in &acked.refused {
+        if let Some(u) = present.get(id) {
+            assert_ne!(u["title"], "refused", "refused PATCH of {id} was kept");
+        }
+    }
+    assert!(!acked.refused.is_empty(), "the refused PATCH was exercised");
     eprintln!(
-        "{kills} kills: {} creates, {} patches, {} deletes acknowledged; all present",
+        "{kills} kills: {} creates, {} patches, {} deletes acknowledged, {} PATCHes refused; \
+         all acknowledged effects present, no refused one",
         acked.created.len(),
         acked.titled.len(),
-        acked.deleted.len()
+        acked.deleted.len(),
+        acked.refused.len()
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
 }
