@@ -522,6 +522,18 @@ impl App {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        if let Some(ct) = req.headers().get(header::CONTENT_TYPE)
+            && !is_json(ct.as_bytes())
+        {
+            return Err(ScimError::new(
+                415,
+                None,
+                format!(
+                    "the body must be JSON (Content-Type: application/scim+json), not {}",
+                    String::from_utf8_lossy(ct.as_bytes())
+                ),
+            ));
+        }
         let max = rt.config.server.max_body_bytes;
         let too_large = || {
             ScimError::new(
@@ -567,10 +579,20 @@ impl App {
                 "the request body is empty; a JSON object was expected",
             ));
         }
-        serde_json::from_slice(&bytes).map_err(|e| {
+        crate::scim::json::parse(&bytes).map_err(|e| {
             ScimError::invalid_syntax(format!("the request body is not valid JSON: {e}"))
         })
     }
+}
+
+/// `application/scim+json`, `application/json`, any other `+json` type, with any
+/// parameters. A missing Content-Type is let through: some clients omit it, and the body is
+/// checked as JSON anyway.
+fn is_json(ct: &[u8]) -> bool {
+    let ct = String::from_utf8_lossy(ct).to_ascii_lowercase();
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 pub fn method_not_allowed(method: &Method, allowed: &str) -> ScimError {

@@ -173,9 +173,15 @@ fn lex(input: &str) -> ScimResult<Vec<(usize, Tok)>> {
                 }
                 out.push((i, Tok::Str(s)));
             }
+            c if c.is_control() => {
+                return Err(err(i, format!("control character U+{:04X}", c as u32)));
+            }
             _ => {
                 let mut w = String::new();
                 while let Some(&(_, c)) = it.peek() {
+                    if c.is_control() && !c.is_whitespace() {
+                        return Err(err(i, format!("control character U+{:04X}", c as u32)));
+                    }
                     if c.is_whitespace() || matches!(c, '(' | ')' | '[' | ']' | '"') {
                         break;
                     }

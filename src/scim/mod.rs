@@ -3,6 +3,8 @@
 
 pub mod error;
 pub mod filter;
+pub mod invariants;
+pub mod json;
 pub mod patch;
 pub mod path;
 pub mod projection;

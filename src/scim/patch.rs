@@ -68,7 +68,7 @@ pub fn parse_request(raw: &Value) -> ScimResult<Vec<Operation>> {
                 .any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(PATCH_OP)))
         });
         if !ok {
-            return Err(ScimError::invalid_value(format!(
+            return Err(ScimError::invalid_syntax(format!(
                 "a PATCH body's \"schemas\" must contain \"{PATCH_OP}\""
             )));
         }
@@ -77,13 +77,13 @@ pub fn parse_request(raw: &Value) -> ScimResult<Vec<Operation>> {
         Some(Value::Array(a)) => a,
         Some(Value::Object(_)) => std::slice::from_ref(field("Operations").unwrap_or(&Value::Null)),
         _ => {
-            return Err(ScimError::invalid_value(
+            return Err(ScimError::invalid_syntax(
                 "a PATCH body needs an \"Operations\" array",
             ));
         }
     };
     if ops.is_empty() {
-        return Err(ScimError::invalid_value("\"Operations\" is empty"));
+        return Err(ScimError::invalid_syntax("\"Operations\" is empty"));
     }
     if ops.len() > MAX_OPERATIONS {
         return Err(ScimError::new(
@@ -103,7 +103,7 @@ pub fn parse_request(raw: &Value) -> ScimResult<Vec<Operation>> {
 
 fn parse_op(i: usize, raw: &Value) -> ScimResult<Operation> {
     let Value::Object(o) = raw else {
-        return Err(ScimError::invalid_value(format!(
+        return Err(ScimError::invalid_syntax(format!(
             "operation {i} must be an object"
         )));
     };
@@ -121,12 +121,12 @@ fn parse_op(i: usize, raw: &Value) -> ScimResult<Operation> {
         Some("replace") => OpKind::Replace,
         Some("remove") => OpKind::Remove,
         Some(other) => {
-            return Err(ScimError::invalid_value(format!(
+            return Err(ScimError::invalid_syntax(format!(
                 "operation {i}: unknown op \"{other}\" (expected add, replace or remove)"
             )));
         }
         None => {
-            return Err(ScimError::invalid_value(format!(
+            return Err(ScimError::invalid_syntax(format!(
                 "operation {i} needs an \"op\" of add, replace or remove"
             )));
         }

@@ -272,3 +272,114 @@ pub fn total(r: &Res) -> u64 {
         .as_u64()
         .expect("totalResults is an integer")
 }
+
+/// A request written byte for byte over TLS, for what an HTTP client library would refuse
+/// to send or would tidy up (raw paths, odd headers, bodies that never finish).
+pub mod wire {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio_rustls::TlsConnector;
+    use tokio_rustls::client::TlsStream;
+
+    pub struct Answer {
+        pub status: u16,
+        pub head: String,
+        pub body: serde_json::Value,
+    }
+
+    /// The client configuration trusting this server's certificate, with these versions.
+    pub fn client_config(
+        s: &super::Srv,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> rustls::ClientConfig {
+        let pem = std::fs::read(s.dir.path().join("state/tls/cert.pem")).expect("cert");
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(&pem) {
+            roots.add(c.expect("pem")).expect("root");
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth()
+    }
+
+    pub fn port(s: &super::Srv) -> u16 {
+        s.url.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    pub async fn connect(s: &super::Srv) -> TlsStream<TcpStream> {
+        let cfg = client_config(s, &[&rustls::version::TLS13, &rustls::version::TLS12]);
+        let tcp = TcpStream::connect(("127.0.0.1", port(s))).await.unwrap();
+        TlsConnector::from(Arc::new(cfg))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .expect("TLS handshake")
+    }
+
+    /// Everything the server sends until it closes, or until `wait` passes.
+    pub async fn read_all(conn: &mut TlsStream<TcpStream>, wait: Duration) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(wait, async {
+            let mut buf = [0u8; 8192];
+            loop {
+                match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => out.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await;
+        out
+    }
+
+    pub fn parse(raw: &[u8]) -> Answer {
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("no HTTP answer: {:?}", String::from_utf8_lossy(raw)));
+        let head = String::from_utf8_lossy(&raw[..split]).to_string();
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("status line: {head}"));
+        let mut body = raw[split + 4..].to_vec();
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            let mut plain = Vec::new();
+            let mut rest = &body[..];
+            while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+                let size =
+                    usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap().trim(), 16)
+                        .unwrap();
+                if size == 0 {
+                    break;
+                }
+                plain.extend_from_slice(&rest[eol + 2..eol + 2 + size]);
+                rest = &rest[eol + 4 + size..];
+            }
+            body = plain;
+        }
+        let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        Answer { status, head, body }
+    }
+
+    /// Send `request` (a whole HTTP/1.1 request, bytes as given) and read the answer.
+    pub async fn send(s: &super::Srv, request: &[u8]) -> Answer {
+        let mut conn = connect(s).await;
+        // The server may answer (413, 431) and close before the whole request is written.
+        if conn.write_all(request).await.is_ok() {
+            let _ = conn.flush().await;
+        }
+        let raw = read_all(&mut conn, Duration::from_secs(20)).await;
+        parse(&raw)
+    }
+}

@@ -107,7 +107,7 @@ async fn patch_errors_have_the_rfc_scim_types() {
         )
         .await,
         400,
-        Some("invalidValue"),
+        Some("invalidSyntax"),
     );
     assert_error(
         &s.patch(
@@ -138,7 +138,7 @@ async fn patch_errors_have_the_rfc_scim_types() {
             Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"]})),
         )
         .await;
-    assert_error(&r, 400, Some("invalidValue"));
+    assert_error(&r, 400, Some("invalidSyntax"));
     assert_error(
         &s.patch(
             "/Users/01a203fb-9d8a-77b6-beb8-99c9f8d5ccc9",

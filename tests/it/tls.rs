@@ -1,0 +1,119 @@
+//! Only TLS 1.2 and 1.3 with modern suites: an old client and a plain-HTTP client are
+//! refused before any HTTP is spoken.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::harness::{Srv, wire};
+
+/// A ClientHello as a TLS 1.0 or 1.1 client sends it: no `supported_versions` extension, and
+/// the suites of that era.
+fn legacy_client_hello(minor: u8) -> Vec<u8> {
+    let mut body = vec![3, minor];
+    body.extend_from_slice(&[0x5a; 32]); // random
+    body.push(0); // no session id
+    // The old CBC suites, and one GCM suite the server has, so the version is what fails.
+    let suites: [u16; 5] = [0xc02f, 0xc014, 0xc00a, 0x0035, 0x002f];
+    body.extend_from_slice(&((suites.len() * 2) as u16).to_be_bytes());
+    for s in suites {
+        body.extend_from_slice(&s.to_be_bytes());
+    }
+    body.extend_from_slice(&[1, 0]); // null compression
+    let mut ext = Vec::new();
+    ext.extend_from_slice(&[0x00, 0x0a, 0x00, 0x06, 0x00, 0x04, 0x00, 0x17, 0x00, 0x18]); // groups
+    ext.extend_from_slice(&[0x00, 0x0b, 0x00, 0x02, 0x01, 0x00]); // point formats
+    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    body.extend_from_slice(&ext);
+    let mut hs = vec![1];
+    hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    hs.extend_from_slice(&body);
+    let mut rec = vec![0x16, 3, 1];
+    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+    rec.extend_from_slice(&hs);
+    rec
+}
+
+async fn exchange(s: &Srv, bytes: &[u8]) -> Vec<u8> {
+    let mut tcp = TcpStream::connect(("127.0.0.1", wire::port(s)))
+        .await
+        .unwrap();
+    tcp.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut out)).await;
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_1_0_and_1_1_clients_get_a_fatal_alert() {
+    let s = Srv::start().await;
+    for minor in [1u8, 2] {
+        let answer = exchange(&s, &legacy_client_hello(minor)).await;
+        assert!(answer.len() >= 7, "TLS 1.{}: {answer:?}", minor - 1);
+        assert_eq!(
+            answer[0],
+            0x15,
+            "TLS 1.{}: an alert record, not a ServerHello: {answer:?}",
+            minor - 1
+        );
+        // A fatal alert: rustls says handshake_failure (40); protocol_version (70) would do.
+        assert_eq!(answer[5], 2, "fatal: {answer:?}");
+        assert!(
+            matches!(answer[6], 40 | 70),
+            "TLS 1.{}: {answer:?}",
+            minor - 1
+        );
+        assert!(!answer.contains(&0x16), "no handshake record follows");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_is_refused() {
+    let s = Srv::start().await;
+    let answer = exchange(&s, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(!text.contains("HTTP/"), "plain HTTP was answered: {text}");
+    assert!(
+        !text.contains("version"),
+        "nothing of the server leaks: {text}"
+    );
+    assert!(
+        answer.is_empty() || answer[0] == 0x15,
+        "an alert or nothing: {answer:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_1_2_and_1_3_work_with_forward_secret_aead_suites() {
+    let s = Srv::start().await;
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let cfg = wire::client_config(&s, &[version]);
+        let tcp = TcpStream::connect(("127.0.0.1", wire::port(&s)))
+            .await
+            .unwrap();
+        let mut conn = TlsConnector::from(Arc::new(cfg))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .expect("handshake");
+        let (_, session) = conn.get_ref();
+        assert_eq!(session.protocol_version(), Some(version.version));
+        let suite = format!("{:?}", session.negotiated_cipher_suite().unwrap().suite());
+        assert!(
+            suite.contains("GCM") || suite.contains("CHACHA20_POLY1305"),
+            "{suite}"
+        );
+        if version.version == rustls::ProtocolVersion::TLSv1_2 {
+            assert!(suite.starts_with("TLS_ECDHE_"), "forward secrecy: {suite}");
+        }
+        conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let a = wire::parse(&wire::read_all(&mut conn, Duration::from_secs(5)).await);
+        assert_eq!(a.status, 200);
+        assert_eq!(a.body["status"], "ok");
+    }
+}
