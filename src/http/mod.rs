@@ -290,23 +290,33 @@ impl App {
                 | Endpoint::Schemas
                 | Endpoint::Schema(_)
         ) {
-            if method != Method::GET {
-                return Err(method_not_allowed(&method, "GET"));
-            }
             let limits = discovery::Limits {
                 max_results: rt.config.server.max_results,
                 max_body_bytes: rt.config.server.max_body_bytes,
             };
-            // Discovery needs no token; a tenant's own extensions show when the URL names the
-            // tenant or a valid token is presented.
+            // Discovery needs no token, but a tenant's own extensions are its business: they
+            // show only to that tenant's token, and another tenant's token is refused.
             let auth = req
                 .headers()
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok());
-            let tenant = route
-                .tenant
-                .clone()
-                .or_else(|| rt.tokens.authenticate(auth, None).map(|p| p.tenant));
+            let tenant = match (&route.tenant, auth) {
+                (Some(t), Some(_)) => match rt.tokens.authenticate(auth, Some(t)) {
+                    Some(p) => Some(p.tenant),
+                    None => {
+                        return Err(ScimError::new(
+                            401,
+                            None,
+                            "the bearer token is not valid for this tenant",
+                        ));
+                    }
+                },
+                (Some(_), None) => None,
+                (None, _) => rt.tokens.authenticate(auth, None).map(|p| p.tenant),
+            };
+            if method != Method::GET {
+                return Err(method_not_allowed(&method, "GET"));
+            }
             let types = [
                 rt.rt(tenant.as_deref(), Kind::User),
                 rt.rt(tenant.as_deref(), Kind::Group),

@@ -4,7 +4,7 @@ use reqwest::Method;
 use scimd::config::{AttributeConfig, ExtensionConfig};
 use serde_json::{Value, json};
 
-use crate::harness::{GLOBEX, Srv, assert_error, total};
+use crate::harness::{ACME, GLOBEX, Srv, assert_error, total};
 
 const EXT: &str = "urn:ietf:params:scim:schemas:extension:acme:2.0:User";
 const GEXT: &str = "urn:ietf:params:scim:schemas:extension:acme:2.0:Group";
@@ -70,8 +70,30 @@ fn person(name: &str, weight: f64, badge: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declared_extensions_are_discoverable_for_their_tenant_only() {
     let s = srv().await;
+    // Without a token, even the tenant's own URL shows only the built-in schemas.
     let r = s
         .call(Method::GET, "/tenants/acme/scim/v2/Schemas", None, None)
+        .await;
+    assert_eq!(total(&r), 3);
+    // Another tenant's token is refused there.
+    assert_error(
+        &s.call(
+            Method::GET,
+            "/tenants/acme/scim/v2/Schemas",
+            Some(GLOBEX),
+            None,
+        )
+        .await,
+        401,
+        None,
+    );
+    let r = s
+        .call(
+            Method::GET,
+            "/tenants/acme/scim/v2/Schemas",
+            Some(ACME),
+            None,
+        )
         .await;
     let ext = r.body["Resources"]
         .as_array()
@@ -112,7 +134,7 @@ async fn declared_extensions_are_discoverable_for_their_tenant_only() {
         .call(
             Method::GET,
             "/tenants/acme/scim/v2/ResourceTypes/User",
-            None,
+            Some(ACME),
             None,
         )
         .await;
@@ -127,7 +149,7 @@ async fn declared_extensions_are_discoverable_for_their_tenant_only() {
         .call(
             Method::GET,
             "/tenants/acme/scim/v2/ResourceTypes/Group",
-            None,
+            Some(ACME),
             None,
         )
         .await;

@@ -22,6 +22,7 @@ mod idp_entra;
 mod idp_jumpcloud;
 mod idp_okta;
 mod idp_onelogin;
+mod isolation;
 mod limits;
 mod lists;
 mod ops;
