@@ -37,6 +37,12 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Largest page a list or search returns (`filter.maxResults`).
     pub max_results: u64,
+    /// Longest filter accepted, in bytes (400 `invalidFilter` above it).
+    pub max_filter_length: usize,
+    /// Deepest nesting of parentheses, `not` and brackets in a filter.
+    pub max_filter_depth: usize,
+    /// Most operations in one PATCH request (400 `tooMany` above it).
+    pub max_patch_operations: usize,
     /// Most simultaneous connections; further ones wait in the kernel backlog.
     pub max_connections: usize,
     /// Seconds a client may take to send request headers (and to finish a TLS handshake).
@@ -57,6 +63,9 @@ impl Default for ServerConfig {
             metrics_token_sha256: None,
             max_body_bytes: 1024 * 1024,
             max_results: 1000,
+            max_filter_length: crate::scim::filter::MAX_FILTER_LEN,
+            max_filter_depth: crate::scim::filter::MAX_DEPTH,
+            max_patch_operations: crate::scim::patch::MAX_OPERATIONS,
             max_connections: 1024,
             header_timeout_secs: 15,
             request_timeout_secs: 60,
@@ -465,6 +474,15 @@ impl Config {
         }
         if self.server.max_results == 0 {
             p.push("server.max_results: must be at least 1".into());
+        }
+        if self.server.max_filter_length < 64 {
+            p.push("server.max_filter_length: must be at least 64".into());
+        }
+        if !(1..=256).contains(&self.server.max_filter_depth) {
+            p.push("server.max_filter_depth: must be between 1 and 256".into());
+        }
+        if self.server.max_patch_operations == 0 {
+            p.push("server.max_patch_operations: must be at least 1".into());
         }
         if self.server.max_body_bytes < 1024 {
             p.push("server.max_body_bytes: must be at least 1024".into());

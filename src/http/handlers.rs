@@ -230,7 +230,7 @@ async fn replace(app: &App, ctx: &Ctx, kind: Kind, id: &str, body: &Value) -> Sc
 /// §3.5.2 allows) unless the client asked for attributes, because its member list can be
 /// large and rendering it would make a one-member change cost as much as the whole group.
 async fn patch(app: &App, ctx: &Ctx, kind: Kind, id: &str, body: &Value) -> ScimResult<Resp> {
-    let ops = patch::parse_request(body)?;
+    let ops = patch::parse_request_with(body, ctx.rt.config.server.max_patch_operations)?;
     let t = ctx.principal.tenant.clone();
     let (r, ignored) = app
         .store
@@ -393,15 +393,17 @@ async fn list(
     let mut first_err = None;
     for &kind in kinds {
         let f = match &p.filter {
-            Some(text) if !text.trim().is_empty() => match filter::parse_for(ctx.rt(kind), text) {
-                Ok(f) => Some(f),
-                // At the root, a filter naming one type's attributes selects that type.
-                Err(e) if kinds.len() > 1 => {
-                    first_err.get_or_insert(e);
-                    continue;
+            Some(text) if !text.trim().is_empty() => {
+                match filter::parse_for_with(ctx.rt(kind), text, filter_limits(ctx)) {
+                    Ok(f) => Some(f),
+                    // At the root, a filter naming one type's attributes selects that type.
+                    Err(e) if kinds.len() > 1 => {
+                        first_err.get_or_insert(e);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
-            },
+            }
             _ => None,
         };
         let sort = match &p.sort_by {
@@ -582,4 +584,11 @@ fn decode_cursor(c: &str) -> ScimResult<u128> {
                 format!("\"{c}\" is not a cursor this server issued"),
             )
         })
+}
+
+fn filter_limits(ctx: &Ctx) -> filter::Limits {
+    filter::Limits {
+        max_len: ctx.rt.config.server.max_filter_length,
+        max_depth: ctx.rt.config.server.max_filter_depth,
+    }
 }

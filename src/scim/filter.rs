@@ -14,6 +14,23 @@ use super::schema::{AttrDef, AttrType, Rt, resolve};
 pub const MAX_FILTER_LEN: usize = 8192;
 pub const MAX_DEPTH: usize = 32;
 
+/// How long and how deeply nested a filter may be (`server.max_filter_length`,
+/// `server.max_filter_depth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_len: usize,
+    pub max_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_len: MAX_FILTER_LEN,
+            max_depth: MAX_DEPTH,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttrPath {
     pub urn: Option<String>,
@@ -202,6 +219,7 @@ struct Parser {
     toks: Vec<(usize, Tok)>,
     pos: usize,
     end: usize,
+    max_depth: usize,
 }
 
 impl Parser {
@@ -236,10 +254,10 @@ impl Parser {
     }
 
     fn unary(&mut self, depth: usize) -> ScimResult<Filter> {
-        if depth >= MAX_DEPTH {
+        if depth >= self.max_depth {
             return Err(err(
                 self.at(),
-                format!("nested deeper than {MAX_DEPTH} levels"),
+                format!("nested deeper than {} levels", self.max_depth),
             ));
         }
         if self.keyword("not") {
@@ -402,10 +420,16 @@ fn parse_path(word: &str) -> Option<AttrPath> {
 
 /// Syntax only: any attribute names are accepted.
 pub fn parse(input: &str) -> ScimResult<Filter> {
-    if input.len() > MAX_FILTER_LEN {
+    parse_with(input, Limits::default())
+}
+
+/// As `parse`, within `limits`.
+pub fn parse_with(input: &str, limits: Limits) -> ScimResult<Filter> {
+    if input.len() > limits.max_len {
         return Err(ScimError::invalid_filter(format!(
-            "the filter is {} characters long; the limit is {MAX_FILTER_LEN}",
-            input.len()
+            "the filter is {} characters long; the limit is {}",
+            input.len(),
+            limits.max_len
         )));
     }
     let toks = lex(input)?;
@@ -416,6 +440,7 @@ pub fn parse(input: &str) -> ScimResult<Filter> {
         toks,
         pos: 0,
         end: input.len(),
+        max_depth: limits.max_depth,
     };
     let f = p.or(0)?;
     if p.pos < p.toks.len() {
@@ -561,8 +586,13 @@ fn resolve_filter(scope: Scope, f: &Filter) -> ScimResult<Filter> {
 /// Parse and resolve every attribute path against `kind`'s schema, rewriting names to their
 /// canonical case (`urn` is kept only for extension attributes).
 pub fn parse_for(kind: impl Into<Rt>, input: &str) -> ScimResult<Filter> {
+    parse_for_with(kind, input, Limits::default())
+}
+
+/// As `parse_for`, within `limits`.
+pub fn parse_for_with(kind: impl Into<Rt>, input: &str, limits: Limits) -> ScimResult<Filter> {
     let kind: Rt = kind.into();
-    resolve_filter(Scope::Resource(kind), &parse(input)?)
+    resolve_filter(Scope::Resource(kind), &parse_with(input, limits)?)
 }
 
 /// Parse a filter relative to one element of the complex attribute `def` (PATCH paths such

@@ -52,6 +52,11 @@ pub struct Outcome {
 
 /// Parse a PatchOp request body.
 pub fn parse_request(raw: &Value) -> ScimResult<Vec<Operation>> {
+    parse_request_with(raw, MAX_OPERATIONS)
+}
+
+/// As `parse_request`, allowing at most `max_ops` operations (`server.max_patch_operations`).
+pub fn parse_request_with(raw: &Value, max_ops: usize) -> ScimResult<Vec<Operation>> {
     let Value::Object(obj) = raw else {
         return Err(ScimError::invalid_syntax(
             "a PATCH body must be a JSON object with \"schemas\" and \"Operations\"",
@@ -85,12 +90,12 @@ pub fn parse_request(raw: &Value) -> ScimResult<Vec<Operation>> {
     if ops.is_empty() {
         return Err(ScimError::invalid_syntax("\"Operations\" is empty"));
     }
-    if ops.len() > MAX_OPERATIONS {
+    if ops.len() > max_ops {
         return Err(ScimError::new(
             400,
             Some(super::error::ScimType::TooMany),
             format!(
-                "a PATCH may hold at most {MAX_OPERATIONS} operations, got {}",
+                "a PATCH may hold at most {max_ops} operations, got {}",
                 ops.len()
             ),
         ));

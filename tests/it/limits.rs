@@ -1,6 +1,8 @@
-//! Per-tenant rate limits: 429 with Retry-After, other tenants unaffected.
+//! Limits: per-tenant rate limits (429 with Retry-After, other tenants unaffected), and the
+//! configurable filter and PATCH limits.
 
 use reqwest::Method;
+use serde_json::json;
 
 use crate::harness::{GLOBEX, Srv, assert_error};
 
@@ -27,4 +29,53 @@ async fn a_tenant_over_its_rate_gets_429_with_retry_after() {
             200
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filter_and_patch_limits_follow_the_config_and_are_advertised() {
+    let s = Srv::start_with(|c| {
+        c.server.max_filter_length = 64;
+        c.server.max_filter_depth = 3;
+        c.server.max_patch_operations = 2;
+    })
+    .await;
+    let id = s.user("lim@x").await;
+    let long = format!("userName eq \"{}\"", "a".repeat(60));
+    let r = s
+        .get(&format!(
+            "/Users?filter={}",
+            long.replace(' ', "%20").replace('"', "%22")
+        ))
+        .await;
+    crate::harness::assert_error(&r, 400, Some("invalidFilter"));
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the limit is 64")
+    );
+    let deep = "((((userName%20eq%20%22a%22))))";
+    crate::harness::assert_error(
+        &s.get(&format!("/Users?filter={deep}")).await,
+        400,
+        Some("invalidFilter"),
+    );
+    let shallow = "((userName%20eq%20%22lim@x%22))";
+    assert_eq!(
+        crate::harness::total(&s.get(&format!("/Users?filter={shallow}")).await),
+        1
+    );
+    let op = json!({"op": "replace", "path": "title", "value": "t"});
+    let r = s.patch(&format!("/Users/{id}"), json!([op, op, op])).await;
+    crate::harness::assert_error(&r, 400, Some("tooMany"));
+    assert_eq!(
+        s.patch(&format!("/Users/{id}"), json!([op, op]))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        s.get("/ServiceProviderConfig").await.body["maxPatchOperations"],
+        2
+    );
 }
