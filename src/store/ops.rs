@@ -769,6 +769,19 @@ where
             (Kind::Group, "members", Some("value") | None) => Some(rt.groups_of(t, v)?),
             _ => None,
         },
+        // The index holds lower-cased userNames, the same folding `sw` compares with, so the
+        // keys that start with the lower-cased prefix are exactly the matches.
+        Filter::Compare {
+            path,
+            op: CompareOp::Sw,
+            value: CompValue::Str(v),
+        } if path.urn.is_none()
+            && kind == Kind::User
+            && path.name == "userName"
+            && path.sub.is_none() =>
+        {
+            Some(rt.username_prefix(t, &v.to_lowercase())?)
+        }
         Filter::ValuePath { path, filter } if path.urn.is_none() => {
             match (kind, path.name.as_str(), element_value_eq(filter)) {
                 (Kind::User, "emails", Some(v)) => Some(rt.email(t, &v.to_lowercase())?),
@@ -807,6 +820,7 @@ fn mentions(f: &Filter, name: &str) -> bool {
 /// Index look-ups shared by the read path.
 trait IndexReader {
     fn username(&self, t: &str, u: &str) -> Result<Option<u128>, redb::Error>;
+    fn username_prefix(&self, t: &str, prefix: &str) -> Result<BTreeSet<u128>, redb::Error>;
     fn external_id(&self, t: &str, kind: Kind, x: &str) -> Result<BTreeSet<u128>, redb::Error>;
     fn display(&self, t: &str, kind: Kind, d: &str) -> Result<BTreeSet<u128>, redb::Error>;
     fn email(&self, t: &str, e: &str) -> Result<BTreeSet<u128>, redb::Error>;
@@ -839,6 +853,18 @@ where
 impl IndexReader for ReadSide {
     fn username(&self, t: &str, u: &str) -> Result<Option<u128>, redb::Error> {
         Ok(self.usernames.get((t, u))?.map(|g| g.value()))
+    }
+    fn username_prefix(&self, t: &str, prefix: &str) -> Result<BTreeSet<u128>, redb::Error> {
+        let mut out = BTreeSet::new();
+        for e in self.usernames.range((t, prefix)..)? {
+            let (k, v) = e?;
+            let (kt, name) = k.value();
+            if kt != t || !name.starts_with(prefix) {
+                break;
+            }
+            out.insert(v.value());
+        }
+        Ok(out)
     }
     fn external_id(&self, t: &str, kind: Kind, x: &str) -> Result<BTreeSet<u128>, redb::Error> {
         collect_multi(self.ext_ids.get((t, kind.code(), x))?)

@@ -31,6 +31,18 @@ async fn the_rfc_operators_and_idp_encodings() {
     )
     .await;
     s.post("/Users", json!({"userName": "carol&co (and) @example.com", "emails": [{"value": "c@x.io", "type": "other"}]})).await;
+    // Another tenant's names share the prefixes: an index range must stop at the tenant.
+    for name in ["bob@globex.example", "zed@globex.example"] {
+        let r = s
+            .call(
+                reqwest::Method::POST,
+                "/Users",
+                Some(crate::harness::GLOBEX),
+                Some(json!({"userName": name})),
+            )
+            .await;
+        assert_eq!(r.status, 201);
+    }
     let all = [
         "alice@example.com",
         "bob@example.org",
@@ -64,6 +76,10 @@ async fn the_rfc_operators_and_idp_encodings() {
         ),
         ("filter=userName co \"example\"", all.to_vec()),
         ("filter=userName sw \"Bo\"", vec![all[1]]),
+        ("filter=userName sw \"BOB@EXAMPLE.\"", vec![all[1]]),
+        ("filter=userName sw \"\"", all.to_vec()),
+        ("filter=userName sw \"z\"", vec![]),
+        ("filter=userName sw \"alice\" and active eq false", vec![]),
         ("filter=userName ew \".org\"", vec![all[1]]),
         ("filter=title pr", vec![all[0]]),
         ("filter=name.familyName gt \"K\"", vec![all[0]]),
