@@ -642,8 +642,11 @@ fn serve(path: PathBuf) -> ExitCode {
         }
     };
     init_logging(&cfg.log.level, &cfg.log.format);
+    // Reads run on the blocking pool; bounding it bounds the memory a burst of slow readers
+    // can pin (each holds a read snapshot and its buffers).
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(64)
         .build()
     {
         Ok(rt) => rt,
