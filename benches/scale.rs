@@ -5,6 +5,10 @@
 //!
 //!     cargo bench --bench scale -- --users 10000 --members 1000 --seconds 5 --clients 64
 //!
+//! `--cache-mb N` sets the server's `storage.cache_mb` (default: the config default). The same
+//! binary, run with `--hello-server`, is the baseline: hyper on the same TLS configuration,
+//! answering every request with a fixed body, in its own process like scimd.
+//!
 //! Loopback only; every loop is bounded by a deadline.
 
 use std::collections::HashMap;
@@ -23,6 +27,7 @@ struct Args {
     members: usize,
     seconds: u64,
     clients: usize,
+    cache_mb: Option<usize>,
 }
 
 fn args() -> Args {
@@ -34,6 +39,7 @@ fn args() -> Args {
             members: 1_000,
             seconds: 5,
             clients: 64,
+            cache_mb: None,
         }
     } else {
         Args {
@@ -41,6 +47,7 @@ fn args() -> Args {
             members: 50,
             seconds: 1,
             clients: 8,
+            cache_mb: None,
         }
     };
     let mut i = 1;
@@ -51,6 +58,7 @@ fn args() -> Args {
             "--members" => a.members = next().unwrap_or(a.members),
             "--seconds" => a.seconds = next().map(|x: usize| x as u64).unwrap_or(a.seconds),
             "--clients" => a.clients = next().unwrap_or(a.clients),
+            "--cache-mb" => a.cache_mb = next(),
             _ => {
                 i += 1;
                 continue;
@@ -75,24 +83,36 @@ impl Drop for Server {
     }
 }
 
-fn start_server() -> Server {
+/// Write the config into a fresh directory.
+fn prepare(cache_mb: Option<usize>) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
     let hash = scimd::auth::hex(&scimd::auth::digest(TOKEN));
     let cfg = dir.path().join("scimd.toml");
+    let cache = cache_mb
+        .map(|c| format!("cache_mb = {c}\n"))
+        .unwrap_or_default();
     std::fs::write(
         &cfg,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nmax_results = 1000\n[tls]\nself_signed = true\n[storage]\ndir = \"{}\"\ncache_mb = 64\n[log]\nlevel = \"warn\"\n[tenants.bench]\ntokens = [{{ name = \"bench\", sha256 = \"{hash}\" }}]\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\nmax_results = 1000\n[tls]\nself_signed = true\n[storage]\ndir = \"{}\"\n{cache}[log]\nlevel = \"warn\"\n[tenants.bench]\ntokens = [{{ name = \"bench\", sha256 = \"{hash}\" }}]\n",
             dir.path().join("state").display()
         ),
     )
     .expect("config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_scimd"))
-        .args(["serve", "--config"])
-        .arg(&cfg)
+    (dir, cfg)
+}
+
+/// Start `program args` and wait for its "listening on ADDR" line; returns the child, the
+/// port and how long it took to be ready.
+fn spawn_listening(program: &std::path::Path, args: &[&std::ffi::OsStr]) -> (Child, u16, Duration) {
+    let started = Instant::now();
+    let mut child = Command::new(program)
+        .args(args)
+        // As the systemd unit sets it.
+        .env("MALLOC_ARENA_MAX", "2")
         .stderr(Stdio::piped())
         .spawn()
-        .expect("scimd starts");
+        .expect("server starts");
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -103,27 +123,100 @@ fn start_server() -> Server {
         }
     });
     let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("scimd listening");
+        .recv_timeout(Duration::from_secs(120))
+        .expect("server listening");
+    let ready = started.elapsed();
     let port = addr
         .rsplit(':')
         .next()
         .and_then(|p| p.parse().ok())
         .expect("port");
-    let pem = std::fs::read(dir.path().join("state/tls/cert.pem")).expect("cert");
-    let client = reqwest::Client::builder()
+    (child, port, ready)
+}
+
+fn client_for(cert: &std::path::Path) -> reqwest::Client {
+    let pem = std::fs::read(cert).expect("cert");
+    reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("pem")])
         .http1_only()
         .no_proxy()
         .pool_max_idle_per_host(1024)
         .build()
-        .expect("client");
-    Server {
-        child,
-        port,
-        _dir: dir,
-        client,
-    }
+        .expect("client")
+}
+
+fn start_server(dir: tempfile::TempDir, cfg: &std::path::Path) -> (Server, Duration) {
+    let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_scimd"));
+    let (child, port, ready) = spawn_listening(
+        &bin,
+        &["serve".as_ref(), "--config".as_ref(), cfg.as_os_str()],
+    );
+    let client = client_for(&dir.path().join("state/tls/cert.pem"));
+    (
+        Server {
+            child,
+            port,
+            _dir: dir,
+            client,
+        },
+        ready,
+    )
+}
+
+/// The baseline server: hyper over the same rustls configuration scimd builds, one fixed
+/// answer for every request. Runs until killed.
+fn hello_server(dir: &std::path::Path) {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let (cert, key) = scimd::tls::ensure_self_signed(dir).expect("certificate");
+        let loaded = scimd::tls::load_pem(&cert, &key).expect("load");
+        let resolver = Arc::new(scimd::tls::CertResolver::new(loaded.key));
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(
+            scimd::tls::server_config(resolver).expect("tls config"),
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        eprintln!(
+            "hello listening on {}",
+            listener.local_addr().expect("addr")
+        );
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                        Bytes::from_static(b"{\"hello\":\"world\"}"),
+                    )))
+                });
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+}
+
+/// Start the baseline in its own process (this binary with `--hello-server DIR`).
+fn start_hello(dir: &std::path::Path) -> (Child, reqwest::Client, String) {
+    let me = std::env::current_exe().expect("own path");
+    let (child, port, _) = spawn_listening(&me, &["--hello-server".as_ref(), dir.as_os_str()]);
+    let client = client_for(&dir.join("tls/cert.pem"));
+    (child, client, format!("https://localhost:{port}"))
 }
 
 fn rss_mib(pid: u32) -> f64 {
@@ -263,10 +356,25 @@ fn user(i: usize) -> Value {
         "emails": [{"value": format!("user{i}@bench.example"), "type": "work", "primary": true}], "active": true})
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let a = args();
-    let s = start_server();
+fn main() {
+    let v: Vec<String> = std::env::args().collect();
+    if let Some(i) = v.iter().position(|x| x == "--hello-server") {
+        hello_server(std::path::Path::new(
+            v.get(i + 1).expect("--hello-server DIR"),
+        ));
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(bench(args()));
+}
+
+async fn bench(a: Args) {
+    let (dir, cfg) = prepare(a.cache_mb);
+    let (mut s, _) = start_server(dir, &cfg);
     let pid = s.child.id();
     let base = format!("https://localhost:{}/scim/v2", s.port);
     println!(
@@ -368,6 +476,20 @@ async fn main() {
         .await,
     );
     report("GET /Users/{id}", &results["get"], rss_mib(pid));
+    let hello_dir = tempfile::tempdir().expect("temp dir");
+    let (mut hello, hello_client, hello_url) = start_hello(hello_dir.path());
+    let o = run(&hello_url, &hello_client, c, secs, None, |_| {
+        Req::Get("/hello".into())
+    })
+    .await;
+    report("baseline: hyper hello, same TLS", &o, rss_mib(hello.id()));
+    let _ = hello.kill();
+    let _ = hello.wait();
+    println!(
+        "|   GET by id = {:.0}% of the baseline's rate {:>66}|",
+        100.0 * results["get"].count as f64 / results["get"].secs / (o.count as f64 / o.secs),
+        ""
+    );
     let o = run(&base, &s.client, c, secs, None, move |i| {
         Req::Get(format!(
             "/Users?filter=userName%20eq%20%22user{}%40bench.example%22",
@@ -376,6 +498,17 @@ async fn main() {
     })
     .await;
     report("filter userName eq", &o, rss_mib(pid));
+    // Prefixes with one digit fewer than the largest number: each matches 11 users at most
+    // (user1234 matches user1234 and user12340..user12349), whatever N is.
+    let (lo, hi) = (n / 100, (n / 10).max(n / 100 + 1));
+    let o = run(&base, &s.client, c, secs, None, move |i| {
+        Req::Get(format!(
+            "/Users?filter=userName%20sw%20%22user{}%22",
+            lo + (i * 7919) % (hi - lo)
+        ))
+    })
+    .await;
+    report("filter userName sw (at most 11 hits)", &o, rss_mib(pid));
     let o = run(&base, &s.client, c, secs, None, move |i| {
         Req::Get(format!(
             "/Users?filter=emails%5Bvalue%20eq%20%22user{}%40bench.example%22%5D",
@@ -438,6 +571,20 @@ async fn main() {
         &o,
         rss_mib(pid),
     );
+    // The same one at a time: the latency of one durable change with nothing to share its
+    // commit with.
+    let outside: Vec<String> = ids[m..].to_vec();
+    let gp = format!("/Groups/{gid}");
+    let o = run(&base, &s.client, 1, secs, None, move |i| {
+        let id = &outside[(i / 2) % outside.len()];
+        if i % 2 == 0 {
+            Req::Patch(gp.clone(), json!({"Operations": [{"op": "add", "path": "members", "value": [{"value": id}]}]}))
+        } else {
+            Req::Patch(gp.clone(), json!({"Operations": [{"op": "remove", "path": format!("members[value eq \"{id}\"]")}]}))
+        }
+    })
+    .await;
+    report("  the same, 1 client", &o, rss_mib(pid));
     let gp = format!("/Groups/{gid}?excludedAttributes=members");
     let o = run(&base, &s.client, c, secs, None, move |_| {
         Req::Get(gp.clone())
@@ -458,5 +605,54 @@ async fn main() {
         &format!("POST /Users ({} clients, at {} users)", c, n),
         &o,
         rss_mib(pid),
+    );
+    // Cold start: stop (SIGTERM), start again on the same data, time to READY and to the
+    // first answered request.
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = s.child.wait();
+    let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_scimd"));
+    let (child, port, ready) = spawn_listening(
+        &bin,
+        &["serve".as_ref(), "--config".as_ref(), cfg.as_os_str()],
+    );
+    let t0 = Instant::now();
+    let first = loop {
+        let r = s
+            .client
+            .get(format!(
+                "https://localhost:{port}/scim/v2/Users/{}",
+                ids[n / 2]
+            ))
+            .bearer_auth(TOKEN)
+            .send()
+            .await;
+        if r.is_ok_and(|r| r.status().is_success()) {
+            break ready + t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no answer after restart"
+        );
+    };
+    s.child = child;
+    println!(
+        "| {:<44} | {:>9} | {:>8.1} | {:>8} | {:>6} | {:>7.1} |",
+        format!("cold start at {n} users: ms to READY"),
+        "",
+        ready.as_secs_f64() * 1000.0,
+        "",
+        "",
+        rss_mib(s.child.id())
+    );
+    println!(
+        "| {:<44} | {:>9} | {:>8.1} | {:>8} | {:>6} | {:>7} |",
+        "  ms to the first GET answered",
+        "",
+        first.as_secs_f64() * 1000.0,
+        "",
+        "",
+        ""
     );
 }
