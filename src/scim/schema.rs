@@ -613,7 +613,9 @@ pub fn split_urn(kind: impl Into<Rt>, path: &str) -> (Option<&str>, &str) {
     for id in known {
         // `get`, not indexing: the prefix may end inside a multi-byte character.
         if path.len() > id.len()
-            && path.get(..id.len()).is_some_and(|p| p.eq_ignore_ascii_case(id))
+            && path
+                .get(..id.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(id))
             && path.as_bytes()[id.len()] == b':'
         {
             return (Some(&path[..id.len()]), &path[id.len() + 1..]);

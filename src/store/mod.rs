@@ -126,16 +126,8 @@ fn storage_failed(e: &redb::Error) -> ScimError {
 
 impl Store {
     /// Open (or create) the database file, run migrations, and start the writer thread.
+    /// Its storage backend has a fault switch (`faults()`), off unless a test flips it.
     pub fn open(path: &Path, cache_bytes: usize) -> Result<Store, StoreError> {
-        Store::open_with_faults(path, cache_bytes, Faults::default())
-    }
-
-    /// As `open`, with a fault switch the caller may flip (tests).
-    pub fn open_with_faults(
-        path: &Path,
-        cache_bytes: usize,
-        faults: Faults,
-    ) -> Result<Store, StoreError> {
         let open_err = |source: redb::Error| StoreError::Open {
             path: path.display().to_string(),
             source,
@@ -144,7 +136,7 @@ impl Store {
             db: RwLock::new(None),
             path: path.to_path_buf(),
             cache_bytes,
-            faults,
+            faults: Faults::default(),
         };
         let db = shared.open_db().map_err(open_err)?;
         // Owner-only, whatever the umask: the file holds the whole directory.
