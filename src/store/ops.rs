@@ -827,16 +827,22 @@ trait IndexReader {
     fn groups_of(&self, t: &str, member: &str) -> Result<BTreeSet<u128>, redb::Error>;
 }
 
-struct ReadSide {
-    res: redb::ReadOnlyTable<(&'static str, u8, u128), &'static [u8]>,
-    counts: redb::ReadOnlyTable<(&'static str, u8), u64>,
-    usernames: redb::ReadOnlyTable<(&'static str, &'static str), u128>,
-    ext_ids: redb::ReadOnlyMultimapTable<(&'static str, u8, &'static str), u128>,
-    emails: redb::ReadOnlyMultimapTable<(&'static str, &'static str), u128>,
-    names: redb::ReadOnlyMultimapTable<(&'static str, u8, &'static str), u128>,
-    members: redb::ReadOnlyTable<(&'static str, u128, u128), u8>,
-    member_of: redb::ReadOnlyTable<(&'static str, u128, u128), ()>,
-    overflow: redb::ReadOnlyTable<(&'static str, u128), ()>,
+type ResTable = redb::ReadOnlyTable<(&'static str, u8, u128), &'static [u8]>;
+
+/// The read side of one snapshot. Tables open on first use: a GET by id needs one or two of
+/// them, and opening all nine costs more than the lookup itself.
+struct ReadSide<'t> {
+    txn: &'t ReadTransaction,
+    res: std::cell::OnceCell<ResTable>,
+    counts: std::cell::OnceCell<redb::ReadOnlyTable<(&'static str, u8), u64>>,
+    usernames: std::cell::OnceCell<redb::ReadOnlyTable<(&'static str, &'static str), u128>>,
+    ext_ids:
+        std::cell::OnceCell<redb::ReadOnlyMultimapTable<(&'static str, u8, &'static str), u128>>,
+    emails: std::cell::OnceCell<redb::ReadOnlyMultimapTable<(&'static str, &'static str), u128>>,
+    names: std::cell::OnceCell<redb::ReadOnlyMultimapTable<(&'static str, u8, &'static str), u128>>,
+    members: std::cell::OnceCell<redb::ReadOnlyTable<(&'static str, u128, u128), u8>>,
+    member_of: std::cell::OnceCell<redb::ReadOnlyTable<(&'static str, u128, u128), ()>>,
+    overflow: std::cell::OnceCell<redb::ReadOnlyTable<(&'static str, u128), ()>>,
 }
 
 fn collect_multi<I>(it: I) -> Result<BTreeSet<u128>, redb::Error>
@@ -850,13 +856,13 @@ where
     Ok(out)
 }
 
-impl IndexReader for ReadSide {
+impl IndexReader for ReadSide<'_> {
     fn username(&self, t: &str, u: &str) -> Result<Option<u128>, redb::Error> {
-        Ok(self.usernames.get((t, u))?.map(|g| g.value()))
+        Ok(self.usernames()?.get((t, u))?.map(|g| g.value()))
     }
     fn username_prefix(&self, t: &str, prefix: &str) -> Result<BTreeSet<u128>, redb::Error> {
         let mut out = BTreeSet::new();
-        for e in self.usernames.range((t, prefix)..)? {
+        for e in self.usernames()?.range((t, prefix)..)? {
             let (k, v) = e?;
             let (kt, name) = k.value();
             if kt != t || !name.starts_with(prefix) {
@@ -867,43 +873,128 @@ impl IndexReader for ReadSide {
         Ok(out)
     }
     fn external_id(&self, t: &str, kind: Kind, x: &str) -> Result<BTreeSet<u128>, redb::Error> {
-        collect_multi(self.ext_ids.get((t, kind.code(), x))?)
+        collect_multi(self.ext_ids()?.get((t, kind.code(), x))?)
     }
     fn display(&self, t: &str, kind: Kind, d: &str) -> Result<BTreeSet<u128>, redb::Error> {
-        collect_multi(self.names.get((t, kind.code(), d))?)
+        collect_multi(self.names()?.get((t, kind.code(), d))?)
     }
     fn email(&self, t: &str, e: &str) -> Result<BTreeSet<u128>, redb::Error> {
-        collect_multi(self.emails.get((t, e))?)
+        collect_multi(self.emails()?.get((t, e))?)
     }
     fn groups_of(&self, t: &str, member: &str) -> Result<BTreeSet<u128>, redb::Error> {
         let Some(m) = parse_id(member) else {
             return Ok(BTreeSet::new());
         };
         let mut out = BTreeSet::new();
-        for e in self.member_of.range((t, m, 0u128)..=(t, m, u128::MAX))? {
+        for e in self.member_of()?.range((t, m, 0u128)..=(t, m, u128::MAX))? {
             out.insert(e?.0.value().2);
         }
         Ok(out)
     }
 }
 
-impl ReadSide {
-    fn open(txn: &ReadTransaction) -> Result<ReadSide, redb::Error> {
+impl<'t> ReadSide<'t> {
+    fn open(txn: &'t ReadTransaction) -> Result<ReadSide<'t>, redb::Error> {
         Ok(ReadSide {
-            res: txn.open_table(RESOURCES)?,
-            counts: txn.open_table(COUNTS)?,
-            usernames: txn.open_table(USERNAME_USERID)?,
-            ext_ids: txn.open_multimap_table(EXTERNALID_ID)?,
-            emails: txn.open_multimap_table(EMAIL_USERID)?,
-            names: txn.open_multimap_table(DISPLAYNAME_ID)?,
-            members: txn.open_table(GROUPID_MEMBERID)?,
-            member_of: txn.open_table(MEMBERID_GROUPID)?,
-            overflow: txn.open_table(OVERFLOW_USERID)?,
+            txn,
+            res: std::cell::OnceCell::new(),
+            counts: std::cell::OnceCell::new(),
+            usernames: std::cell::OnceCell::new(),
+            ext_ids: std::cell::OnceCell::new(),
+            emails: std::cell::OnceCell::new(),
+            names: std::cell::OnceCell::new(),
+            members: std::cell::OnceCell::new(),
+            member_of: std::cell::OnceCell::new(),
+            overflow: std::cell::OnceCell::new(),
         })
     }
 
+    fn res(&self) -> Result<&ResTable, redb::Error> {
+        if let Some(t) = self.res.get() {
+            return Ok(t);
+        }
+        let t = self.txn.open_table(RESOURCES)?;
+        Ok(self.res.get_or_init(|| t))
+    }
+
+    fn counts(&self) -> Result<&redb::ReadOnlyTable<(&'static str, u8), u64>, redb::Error> {
+        if let Some(t) = self.counts.get() {
+            return Ok(t);
+        }
+        let t = self.txn.open_table(COUNTS)?;
+        Ok(self.counts.get_or_init(|| t))
+    }
+
+    fn usernames(
+        &self,
+    ) -> Result<&redb::ReadOnlyTable<(&'static str, &'static str), u128>, redb::Error> {
+        if let Some(t) = self.usernames.get() {
+            return Ok(t);
+        }
+        let t = self.txn.open_table(USERNAME_USERID)?;
+        Ok(self.usernames.get_or_init(|| t))
+    }
+
+    fn ext_ids(
+        &self,
+    ) -> Result<&redb::ReadOnlyMultimapTable<(&'static str, u8, &'static str), u128>, redb::Error>
+    {
+        if let Some(t) = self.ext_ids.get() {
+            return Ok(t);
+        }
+        let t = self.txn.open_multimap_table(EXTERNALID_ID)?;
+        Ok(self.ext_ids.get_or_init(|| t))
+    }
+
+    fn emails(
+        &self,
+    ) -> Result<&redb::ReadOnlyMultimapTable<(&'static str, &'static str), u128>, redb::Error> {
+        if let Some(t) = self.emails.get() {
+            return Ok(t);
+        }
+        let t = self.txn.open_multimap_table(EMAIL_USERID)?;
+        Ok(self.emails.get_or_init(|| t))
+    }
+
+    fn names(
+        &self,
+    ) -> Result<&redb::ReadOnlyMultimapTable<(&'static str, u8, &'static str), u128>, redb::Error>
+    {
+        if let Some(t) = self.names.get() {
+            return Ok(t);
+        }
+        let t = self.txn.open_multimap_table(DISPLAYNAME_ID)?;
+        Ok(self.names.get_or_init(|| t))
+    }
+
+    fn members(&self) -> Result<&redb::ReadOnlyTable<(&'static str, u128, u128), u8>, redb::Error> {
+        if let Some(t) = self.members.get() {
+            return Ok(t);
+        }
+        let t = self.txn.open_table(GROUPID_MEMBERID)?;
+        Ok(self.members.get_or_init(|| t))
+    }
+
+    fn member_of(
+        &self,
+    ) -> Result<&redb::ReadOnlyTable<(&'static str, u128, u128), ()>, redb::Error> {
+        if let Some(t) = self.member_of.get() {
+            return Ok(t);
+        }
+        let t = self.txn.open_table(MEMBERID_GROUPID)?;
+        Ok(self.member_of.get_or_init(|| t))
+    }
+
+    fn overflow(&self) -> Result<&redb::ReadOnlyTable<(&'static str, u128), ()>, redb::Error> {
+        if let Some(t) = self.overflow.get() {
+            return Ok(t);
+        }
+        let t = self.txn.open_table(OVERFLOW_USERID)?;
+        Ok(self.overflow.get_or_init(|| t))
+    }
+
     fn refs(&self, t: &str, kind: Kind, id: u128) -> Result<Vec<Value>, redb::Error> {
-        read_refs(&self.res, &self.members, &self.member_of, t, kind, id)
+        read_refs(self.res()?, self.members()?, self.member_of()?, t, kind, id)
     }
 
     /// The JSON a filter is evaluated on: the stored body plus what the filter may ask for.
@@ -1167,7 +1258,7 @@ impl Store {
                 return Ok(Err(not_found(kind, &id)));
             };
             let Some(rec) = r
-                .res
+                .res()?
                 .get((t, kind.code(), nid))?
                 .and_then(|g| decode(g.value()))
             else {
@@ -1194,7 +1285,7 @@ impl Store {
             // Fast path: no filter, no sort → the count table and one ordered range read.
             if q.filter.is_none() && q.sort.is_none() {
                 let total = r
-                    .counts
+                    .counts()?
                     .get((t, kind.code()))?
                     .map(|g| g.value())
                     .unwrap_or(0);
@@ -1205,7 +1296,7 @@ impl Store {
                     // on the first.
                     if after < u128::MAX {
                         let from = (t, kind.code(), after + 1)..=(t, kind.code(), u128::MAX);
-                        for e in r.res.range(from)?.take(count.saturating_add(1)) {
+                        for e in r.res()?.range(from)?.take(count.saturating_add(1)) {
                             let (k, v) = e?;
                             if items.len() == count {
                                 next = items.last().and_then(|x: &Resource| parse_id(&x.id));
@@ -1217,7 +1308,7 @@ impl Store {
                         }
                     }
                 } else if count > 0 {
-                    for e in r.res.range(range)?.skip(skip).take(count) {
+                    for e in r.res()?.range(range)?.skip(skip).take(count) {
                         let (k, v) = e?;
                         if let Some(rec) = decode(v.value()) {
                             items.push(rec.into_resource(kind, k.value().2));
@@ -1252,7 +1343,7 @@ impl Store {
                 Some(ids) => {
                     for id in ids {
                         if let Some(rec) = r
-                            .res
+                            .res()?
                             .get((t, kind.code(), id))?
                             .and_then(|g| decode(g.value()))
                             && keep(id, &rec)?
@@ -1262,7 +1353,7 @@ impl Store {
                     }
                 }
                 None => {
-                    for e in r.res.range(range)? {
+                    for e in r.res()?.range(range)? {
                         let (k, v) = e?;
                         let id = k.value().2;
                         if let Some(rec) = decode(v.value())
@@ -1339,7 +1430,13 @@ impl Store {
 }
 
 /// Read each listed resource's members or groups when they will be returned.
-fn finish(r: &ReadSide, t: &str, kind: Kind, mut page: ListPage, with_refs: bool) -> R<ListPage> {
+fn finish(
+    r: &ReadSide<'_>,
+    t: &str,
+    kind: Kind,
+    mut page: ListPage,
+    with_refs: bool,
+) -> R<ListPage> {
     if with_refs {
         for it in page.items.iter_mut() {
             if let Some(id) = parse_id(&it.id) {
@@ -1371,17 +1468,17 @@ pub struct PlanEntry {
     pub existing_member: bool,
 }
 
-impl ReadSide {
+impl ReadSide<'_> {
     fn plan_ctx(
         &self,
         t: &str,
         rules: &plan::PlanRules,
     ) -> Result<(Mode, BTreeSet<u128>, Vec<String>), redb::Error> {
-        let mode = rules.mode(plan::seated(&self.counts, t)?);
+        let mode = rules.mode(plan::seated(self.counts()?, t)?);
         let mut matched = BTreeSet::new();
         let mut unmatched = Vec::new();
         for m in &rules.existing_members {
-            let ids = plan::matches_of(&self.usernames, &self.emails, t, m)?;
+            let ids = plan::matches_of(self.usernames()?, self.emails()?, t, m)?;
             if ids.is_empty() {
                 unmatched.push(m.clone());
             }
@@ -1391,7 +1488,7 @@ impl ReadSide {
     }
 
     fn overflowed(&self, t: &str, id: u128) -> Result<bool, redb::Error> {
-        Ok(self.overflow.get((t, id))?.is_some())
+        Ok(self.overflow()?.get((t, id))?.is_some())
     }
 }
 
@@ -1404,9 +1501,9 @@ impl Store {
         self.read(move |txn| {
             let r = ReadSide::open(txn)?;
             let t = tenant.as_str();
-            let total = plan::count(&r.counts, t, Kind::User.code())?;
-            let active = plan::count(&r.counts, t, plan::ACTIVE)?;
-            let overflow = plan::count(&r.counts, t, plan::OVERFLOW)?;
+            let total = plan::count(r.counts()?, t, Kind::User.code())?;
+            let active = plan::count(r.counts()?, t, plan::ACTIVE)?;
+            let overflow = plan::count(r.counts()?, t, plan::OVERFLOW)?;
             let (mode, matched, unmatched) = r.plan_ctx(t, &rules)?;
             let mut s = PlanSummary {
                 mode,
@@ -1418,7 +1515,7 @@ impl Store {
             if mode == Mode::Testing {
                 for id in matched {
                     let Some(rec) = r
-                        .res
+                        .res()?
                         .get((t, Kind::User.code(), id))?
                         .and_then(|g| decode(g.value()))
                     else {
@@ -1467,7 +1564,7 @@ impl Store {
                 }
             };
             let range = (t, Kind::User.code(), 0u128)..=(t, Kind::User.code(), u128::MAX);
-            for e in r.res.range(range)? {
+            for e in r.res()?.range(range)? {
                 let (k, v) = e?;
                 let id = k.value().2;
                 let Some(rec) = decode(v.value()) else {
