@@ -776,11 +776,29 @@ impl fmt::Display for CompValue {
     }
 }
 
+/// Printed with only the parentheses the grammar needs (`and` binds tighter than `or`, both
+/// group to the left), so that printing never nests deeper than the parsed text did and the
+/// result always parses back within the same depth limit.
 impl fmt::Display for Filter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let grouped = |x: &Filter, f: &mut fmt::Formatter<'_>, paren: bool| {
+            if paren {
+                write!(f, "({x})")
+            } else {
+                write!(f, "{x}")
+            }
+        };
         match self {
-            Filter::And(a, b) => write!(f, "({a} and {b})"),
-            Filter::Or(a, b) => write!(f, "({a} or {b})"),
+            Filter::And(a, b) => {
+                grouped(a, f, matches!(**a, Filter::Or(..)))?;
+                f.write_str(" and ")?;
+                grouped(b, f, matches!(**b, Filter::Or(..) | Filter::And(..)))
+            }
+            Filter::Or(a, b) => {
+                grouped(a, f, false)?;
+                f.write_str(" or ")?;
+                grouped(b, f, matches!(**b, Filter::Or(..)))
+            }
             Filter::Not(a) => write!(f, "not ({a})"),
             Filter::Compare { path, op, value } => write!(f, "{path} {} {value}", op.as_str()),
             Filter::Present(p) => write!(f, "{p} pr"),
