@@ -1328,7 +1328,13 @@ impl Store {
                     q.with_refs,
                 );
             }
+            // Without a sort, only the requested page is kept while every match is counted.
             let mut hits: Vec<(u128, Record)> = Vec::new();
+            let mut window = q.sort.is_none().then(|| Window::new(skip, count, q.after));
+            let mut push = |id: u128, rec: Record| match &mut window {
+                Some(w) => w.offer(id, rec),
+                None => hits.push((id, rec)),
+            };
             let planned = match &q.filter {
                 Some(f) => plan(&r, t, kind, f)?,
                 None => None,
@@ -1348,7 +1354,7 @@ impl Store {
                             .and_then(|g| decode(g.value()))
                             && keep(id, &rec)?
                         {
-                            hits.push((id, rec));
+                            push(id, rec);
                         }
                     }
                 }
@@ -1359,10 +1365,34 @@ impl Store {
                         if let Some(rec) = decode(v.value())
                             && keep(id, &rec)?
                         {
-                            hits.push((id, rec));
+                            push(id, rec);
                         }
                     }
                 }
+            }
+            if let Some(w) = window {
+                let next = if w.more {
+                    w.items.last().map(|(id, _)| *id)
+                } else {
+                    None
+                };
+                let items = w
+                    .items
+                    .into_iter()
+                    .map(|(id, rec)| rec.into_resource(kind, id))
+                    .collect();
+                return finish(
+                    &r,
+                    t,
+                    kind,
+                    ListPage {
+                        total: w.total,
+                        start_index: start,
+                        next,
+                        items,
+                    },
+                    q.with_refs,
+                );
             }
             if let Some(s) = &q.sort {
                 let mut keyed: Vec<_> = hits
@@ -1426,6 +1456,44 @@ impl Store {
             )
         })
         .await
+    }
+}
+
+/// One page of matches, offered in id order, and the count of all of them: a filter that
+/// matches a million resources costs a page of memory, not a million records.
+struct Window {
+    skip: usize,
+    count: usize,
+    after: Option<u128>,
+    total: u64,
+    items: Vec<(u128, Record)>,
+    /// A match after the page exists (for the cursor to continue).
+    more: bool,
+}
+
+impl Window {
+    fn new(skip: usize, count: usize, after: Option<u128>) -> Window {
+        Window {
+            skip,
+            count,
+            after,
+            total: 0,
+            items: Vec::new(),
+            more: false,
+        }
+    }
+
+    fn offer(&mut self, id: u128, rec: Record) {
+        self.total += 1;
+        match self.after {
+            Some(after) if id <= after => {}
+            Some(_) if self.items.len() == self.count => self.more = true,
+            Some(_) => self.items.push((id, rec)),
+            None if self.total as usize > self.skip && self.items.len() < self.count => {
+                self.items.push((id, rec))
+            }
+            None => {}
+        }
     }
 }
 

@@ -249,3 +249,49 @@ async fn cursor_paging_returns_each_resource_once_while_writes_happen() {
     );
     assert!(r.body.get("nextCursor").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_of_a_scanned_filter_are_the_right_slice_of_all_matches() {
+    let s = Srv::start().await;
+    let ids = seed(&s, 12).await;
+    // Every third user gets a title: a filter no index serves.
+    let titled: Vec<&String> = ids.iter().step_by(3).collect();
+    for id in &titled {
+        let r = s
+            .patch(
+                &format!("/Users/{id}"),
+                json!([{"op": "replace", "path": "title", "value": "Chief"}]),
+            )
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    let q = "/Users?filter=title%20eq%20%22Chief%22";
+    let r = s.get(&format!("{q}&startIndex=2&count=2")).await;
+    assert_eq!(total(&r), 4);
+    assert_eq!(r.body["itemsPerPage"], 2);
+    assert_eq!(r.body["startIndex"], 2);
+    let got: Vec<&str> = r.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, vec![titled[1].as_str(), titled[2].as_str()]);
+    assert_eq!(
+        total(&s.get(&format!("{q}&startIndex=4&count=10")).await),
+        4
+    );
+    assert_eq!(
+        s.get(&format!("{q}&startIndex=5&count=10")).await.body["Resources"]
+            .as_array()
+            .map(Vec::len),
+        Some(0)
+    );
+    // The same by cursor, three at a time.
+    let r = s.get(&format!("{q}&count=3&cursor=")).await;
+    assert_eq!(total(&r), 4);
+    let next = r.body["nextCursor"].as_str().expect("more").to_string();
+    let r = s.get(&format!("{q}&count=3&cursor={next}")).await;
+    assert_eq!(r.body["Resources"][0]["id"], titled[3].as_str());
+    assert!(r.body.get("nextCursor").is_none());
+}
