@@ -1329,11 +1329,16 @@ impl Store {
                 );
             }
             // Without a sort, only the requested page is kept while every match is counted.
-            let mut hits: Vec<(u128, Record)> = Vec::new();
+            // With a sort, only each match's sort key is kept; the page is read again after.
+            let mut keyed = Vec::new();
             let mut window = q.sort.is_none().then(|| Window::new(skip, count, q.after));
-            let mut push = |id: u128, rec: Record| match &mut window {
-                Some(w) => w.offer(id, rec),
-                None => hits.push((id, rec)),
+            let mut push = |id: u128, rec: Record| match (&mut window, &q.sort) {
+                (Some(w), _) => w.offer(id, rec),
+                (None, Some(s)) => keyed.push((
+                    s.key(&format_id(id), &rec.created, &rec.modified, &rec.body),
+                    id,
+                )),
+                (None, None) => {}
             };
             let planned = match &q.filter {
                 Some(f) => plan(&r, t, kind, f)?,
@@ -1395,16 +1400,6 @@ impl Store {
                 );
             }
             if let Some(s) = &q.sort {
-                let mut keyed: Vec<_> = hits
-                    .into_iter()
-                    .map(|(id, rec)| {
-                        (
-                            s.key(&format_id(id), &rec.created, &rec.modified, &rec.body),
-                            id,
-                            rec,
-                        )
-                    })
-                    .collect();
                 // Missing values sort last in either order; ties keep creation order.
                 keyed.sort_by(|a, b| {
                     let ord = match (&a.0, &b.0) {
@@ -1418,30 +1413,20 @@ impl Store {
                     };
                     ord.then(a.1.cmp(&b.1))
                 });
-                hits = keyed.into_iter().map(|(_, id, rec)| (id, rec)).collect();
             }
-            let total = hits.len() as u64;
-            let mut next = None;
-            let items = match q.after {
-                Some(after) => {
-                    let mut rest = hits.into_iter().filter(|(id, _)| *id > after);
-                    let page: Vec<Resource> = rest
-                        .by_ref()
-                        .take(count)
-                        .map(|(id, rec)| rec.into_resource(kind, id))
-                        .collect();
-                    if rest.next().is_some() {
-                        next = page.last().and_then(|x| parse_id(&x.id));
-                    }
-                    page
+            // Cursors and sorting do not mix (refused earlier), so this is index paging.
+            let total = keyed.len() as u64;
+            let next = None;
+            let mut items = Vec::new();
+            for (_, id) in keyed.into_iter().skip(skip).take(count) {
+                if let Some(rec) = r
+                    .res()?
+                    .get((t, kind.code(), id))?
+                    .and_then(|g| decode(g.value()))
+                {
+                    items.push(rec.into_resource(kind, id));
                 }
-                None => hits
-                    .into_iter()
-                    .skip(skip)
-                    .take(count)
-                    .map(|(id, rec)| rec.into_resource(kind, id))
-                    .collect(),
-            };
+            }
             finish(
                 &r,
                 t,
