@@ -9,6 +9,10 @@
 //! binary, run with `--hello-server`, is the baseline: hyper on the same TLS configuration,
 //! answering every request with a fixed body, in its own process like scimd.
 //!
+//! `--data DIR` keeps the data directory in DIR instead of a temporary one; run again with the
+//! same DIR and N, the load is skipped (the users and the group are already there), which
+//! makes repeated runs at a million users take minutes less.
+//!
 //! Loopback only; every loop is bounded by a deadline.
 
 use std::collections::HashMap;
@@ -28,6 +32,7 @@ struct Args {
     seconds: u64,
     clients: usize,
     cache_mb: Option<usize>,
+    data: Option<std::path::PathBuf>,
 }
 
 fn args() -> Args {
@@ -40,6 +45,7 @@ fn args() -> Args {
             seconds: 5,
             clients: 64,
             cache_mb: None,
+            data: None,
         }
     } else {
         Args {
@@ -48,6 +54,7 @@ fn args() -> Args {
             seconds: 1,
             clients: 8,
             cache_mb: None,
+            data: None,
         }
     };
     let mut i = 1;
@@ -59,6 +66,7 @@ fn args() -> Args {
             "--seconds" => a.seconds = next().map(|x: usize| x as u64).unwrap_or(a.seconds),
             "--clients" => a.clients = next().unwrap_or(a.clients),
             "--cache-mb" => a.cache_mb = next(),
+            "--data" => a.data = v.get(i + 1).map(std::path::PathBuf::from),
             _ => {
                 i += 1;
                 continue;
@@ -72,7 +80,7 @@ fn args() -> Args {
 struct Server {
     child: Child,
     port: u16,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
     client: reqwest::Client,
 }
 
@@ -83,11 +91,28 @@ impl Drop for Server {
     }
 }
 
-/// Write the config into a fresh directory.
-fn prepare(cache_mb: Option<usize>) -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().expect("temp dir");
+/// Write the config into `data` (kept) or a fresh temporary directory (removed at the end).
+fn prepare(
+    cache_mb: Option<usize>,
+    data: Option<&std::path::Path>,
+) -> (
+    Option<tempfile::TempDir>,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    let (tmp, root) = match data {
+        Some(d) => {
+            std::fs::create_dir_all(d).expect("data directory");
+            (None, d.to_path_buf())
+        }
+        None => {
+            let t = tempfile::tempdir().expect("temp dir");
+            let root = t.path().to_path_buf();
+            (Some(t), root)
+        }
+    };
     let hash = scimd::auth::hex(&scimd::auth::digest(TOKEN));
-    let cfg = dir.path().join("scimd.toml");
+    let cfg = root.join("scimd.toml");
     let cache = cache_mb
         .map(|c| format!("cache_mb = {c}\n"))
         .unwrap_or_default();
@@ -95,11 +120,11 @@ fn prepare(cache_mb: Option<usize>) -> (tempfile::TempDir, std::path::PathBuf) {
         &cfg,
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nmax_results = 1000\n[tls]\nself_signed = true\n[storage]\ndir = \"{}\"\n{cache}[log]\nlevel = \"warn\"\n[tenants.bench]\ntokens = [{{ name = \"bench\", sha256 = \"{hash}\" }}]\n",
-            dir.path().join("state").display()
+            root.join("state").display()
         ),
     )
     .expect("config");
-    (dir, cfg)
+    (tmp, root, cfg)
 }
 
 /// Start `program args` and wait for its "listening on ADDR" line; returns the child, the
@@ -145,13 +170,17 @@ fn client_for(cert: &std::path::Path) -> reqwest::Client {
         .expect("client")
 }
 
-fn start_server(dir: tempfile::TempDir, cfg: &std::path::Path) -> (Server, Duration) {
+fn start_server(
+    dir: Option<tempfile::TempDir>,
+    root: &std::path::Path,
+    cfg: &std::path::Path,
+) -> (Server, Duration) {
     let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_scimd"));
     let (child, port, ready) = spawn_listening(
         &bin,
         &["serve".as_ref(), "--config".as_ref(), cfg.as_os_str()],
     );
-    let client = client_for(&dir.path().join("state/tls/cert.pem"));
+    let client = client_for(&root.join("state/tls/cert.pem"));
     (
         Server {
             child,
@@ -356,6 +385,57 @@ fn user(i: usize) -> Value {
         "emails": [{"value": format!("user{i}@bench.example"), "type": "work", "primary": true}], "active": true})
 }
 
+/// Create "Big Group" and add `members` in PATCH batches of 1000; returns its id.
+async fn create_group(s: &Server, base: &str, members: &[String]) -> String {
+    let g: Value = s
+        .client
+        .post(format!("{base}/Groups"))
+        .bearer_auth(TOKEN)
+        .header("Content-Type", "application/scim+json")
+        .body(json!({"displayName": "Big Group"}).to_string())
+        .send()
+        .await
+        .expect("group")
+        .json()
+        .await
+        .expect("json");
+    let gid = g["id"].as_str().expect("group id").to_string();
+    for chunk in members.chunks(1000) {
+        let members: Vec<Value> = chunk.iter().map(|id| json!({"value": id})).collect();
+        let r = s
+            .client
+            .patch(format!("{base}/Groups/{gid}"))
+            .bearer_auth(TOKEN)
+            .header("Content-Type", "application/scim+json")
+            .body(
+                json!({"Operations": [{"op": "add", "path": "members", "value": members}]})
+                    .to_string(),
+            )
+            .send()
+            .await
+            .expect("patch");
+        assert!(
+            r.status().is_success(),
+            "member load failed: {}",
+            r.status()
+        );
+    }
+    gid
+}
+
+/// GET `url` with the bench token and parse the answer.
+async fn get_json(s: &Server, url: &str) -> Value {
+    s.client
+        .get(url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json")
+}
+
 fn main() {
     let v: Vec<String> = std::env::args().collect();
     if let Some(i) = v.iter().position(|x| x == "--hello-server") {
@@ -373,8 +453,8 @@ fn main() {
 }
 
 async fn bench(a: Args) {
-    let (dir, cfg) = prepare(a.cache_mb);
-    let (mut s, _) = start_server(dir, &cfg);
+    let (dir, root, cfg) = prepare(a.cache_mb, a.data.as_deref());
+    let (mut s, _) = start_server(dir, &root, &cfg);
     let pid = s.child.id();
     let base = format!("https://localhost:{}/scim/v2", s.port);
     println!(
@@ -390,16 +470,28 @@ async fn bench(a: Args) {
         "", "", "", "", "", ""
     );
 
-    // Load: creates with concurrent clients, durable before each 201.
-    let load = run(&base, &s.client, a.clients, 24 * 3600, Some(a.users), |i| {
-        Req::Post("/Users".into(), user(i))
-    })
-    .await;
-    report(
-        &format!("POST /Users (load {} users)", a.users),
-        &load,
-        rss_mib(pid),
-    );
+    // Load: creates with concurrent clients, durable before each 201 (skipped when a kept
+    // data directory already holds them).
+    let have = get_json(&s, &format!("{base}/Users?count=0")).await["totalResults"]
+        .as_u64()
+        .unwrap_or(0) as usize;
+    if have >= a.users {
+        println!(
+            "| {:<44} | {:>9} |",
+            format!("(load skipped: {have} users kept)"),
+            ""
+        );
+    } else {
+        let load = run(&base, &s.client, a.clients, 24 * 3600, Some(a.users), |i| {
+            Req::Post("/Users".into(), user(i))
+        })
+        .await;
+        report(
+            &format!("POST /Users (load {} users)", a.users),
+            &load,
+            rss_mib(pid),
+        );
+    }
     // Ids in creation order, read back by paging.
     let mut ids: Vec<String> = Vec::with_capacity(a.users);
     let mut cursor = String::new();
@@ -428,44 +520,28 @@ async fn bench(a: Args) {
     }
     let ids = Arc::new(ids);
     let n = ids.len().max(1);
+    // Name-based lookups pick among the N loaded users (a kept directory also holds the
+    // users created by earlier runs' last scenario).
+    let named = a.users.min(n).max(1);
 
-    // A group of M members, filled in PATCH batches of 1000.
-    let g: Value = s
-        .client
-        .post(format!("{base}/Groups"))
-        .bearer_auth(TOKEN)
-        .header("Content-Type", "application/scim+json")
-        .body(json!({"displayName": "Big Group"}).to_string())
-        .send()
-        .await
-        .expect("group")
-        .json()
-        .await
-        .expect("json");
-    let gid = g["id"].as_str().expect("group id").to_string();
+    // A group of M members, filled in PATCH batches of 1000 (kept from an earlier run when
+    // the data directory is reused).
     let m = a.members.min(n.saturating_sub(100));
-    for chunk in ids[..m].chunks(1000) {
-        let members: Vec<Value> = chunk.iter().map(|id| json!({"value": id})).collect();
-        let r = s
-            .client
-            .patch(format!("{base}/Groups/{gid}"))
-            .bearer_auth(TOKEN)
-            .header("Content-Type", "application/scim+json")
-            .body(
-                json!({"Operations": [{"op": "add", "path": "members", "value": members}]})
-                    .to_string(),
-            )
-            .send()
-            .await
-            .expect("patch");
-        assert!(
-            r.status().is_success(),
-            "member load failed: {}",
-            r.status()
-        );
-    }
+    let found = get_json(
+        &s,
+        &format!(
+            "{base}/Groups?filter=displayName%20eq%20%22Big%20Group%22&excludedAttributes=members"
+        ),
+    )
+    .await;
+    let gid = match found["Resources"][0]["id"].as_str() {
+        Some(id) => id.to_string(),
+        None => create_group(&s, &base, &ids[..m]).await,
+    };
     let secs = a.seconds;
     let c = a.clients;
+    // Numbers no earlier run used, for the users created by the last scenario.
+    let fresh = 10_000_000 * (1 + n / 1_000);
     let mut results: HashMap<&str, Outcome> = HashMap::new();
     let i2 = ids.clone();
     results.insert(
@@ -493,14 +569,14 @@ async fn bench(a: Args) {
     let o = run(&base, &s.client, c, secs, None, move |i| {
         Req::Get(format!(
             "/Users?filter=userName%20eq%20%22user{}%40bench.example%22",
-            (i * 7919) % n
+            (i * 7919) % named
         ))
     })
     .await;
     report("filter userName eq", &o, rss_mib(pid));
     // Prefixes with one digit fewer than the largest number: each matches 11 users at most
     // (user1234 matches user1234 and user12340..user12349), whatever N is.
-    let (lo, hi) = (n / 100, (n / 10).max(n / 100 + 1));
+    let (lo, hi) = (named / 100, (named / 10).max(named / 100 + 1));
     let o = run(&base, &s.client, c, secs, None, move |i| {
         Req::Get(format!(
             "/Users?filter=userName%20sw%20%22user{}%22",
@@ -512,7 +588,7 @@ async fn bench(a: Args) {
     let o = run(&base, &s.client, c, secs, None, move |i| {
         Req::Get(format!(
             "/Users?filter=emails%5Bvalue%20eq%20%22user{}%40bench.example%22%5D",
-            (i * 7919) % n
+            (i * 7919) % named
         ))
     })
     .await;
@@ -520,7 +596,7 @@ async fn bench(a: Args) {
     let o = run(&base, &s.client, c, secs, None, move |i| {
         Req::Get(format!(
             "/Users?filter=externalId%20eq%20%22ext-{}%22",
-            (i * 7919) % n
+            (i * 7919) % named
         ))
     })
     .await;
@@ -598,7 +674,7 @@ async fn bench(a: Args) {
     .await;
     report(&format!("GET group with {m} members"), &o, rss_mib(pid));
     let o = run(&base, &s.client, c, secs, None, move |i| {
-        Req::Post("/Users".into(), user(10_000_000 + i))
+        Req::Post("/Users".into(), user(fresh + i))
     })
     .await;
     report(

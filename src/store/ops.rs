@@ -743,10 +743,18 @@ where
     RT: IndexReader,
 {
     Ok(match f {
-        Filter::And(a, b) => match plan(rt, t, kind, a)? {
-            Some(ids) => Some(ids),
-            None => plan(rt, t, kind, b)?,
-        },
+        Filter::And(a, b) => {
+            // The side a point lookup answers goes first: it yields the fewest ids.
+            let (x, y) = if !is_point(kind, a) && is_point(kind, b) {
+                (b, a)
+            } else {
+                (a, b)
+            };
+            match plan(rt, t, kind, x)? {
+                Some(ids) => Some(ids),
+                None => plan(rt, t, kind, y)?,
+            }
+        }
         Filter::Or(a, b) => match (plan(rt, t, kind, a)?, plan(rt, t, kind, b)?) {
             (Some(mut x), Some(y)) => {
                 x.extend(y);
@@ -791,6 +799,35 @@ where
         }
         _ => None,
     })
+}
+
+/// A filter an index answers with a handful of ids (an `eq` on a unique or near-unique
+/// attribute, or a conjunction holding one): cheap enough to read without leaving the
+/// runtime thread. `sw` and membership can match millions and are not point reads.
+fn is_point(kind: Kind, f: &Filter) -> bool {
+    match f {
+        Filter::And(a, b) => is_point(kind, a) || is_point(kind, b),
+        Filter::Compare {
+            path,
+            op: CompareOp::Eq,
+            value: CompValue::Str(_),
+        } => {
+            path.urn.is_none()
+                && matches!(
+                    (kind, path.name.as_str(), path.sub.as_deref()),
+                    (_, "id" | "externalId" | "displayName", None)
+                        | (Kind::User, "userName", None)
+                        | (Kind::User, "emails", Some("value") | None)
+                )
+        }
+        Filter::ValuePath { path, filter } => {
+            kind == Kind::User
+                && path.urn.is_none()
+                && path.name == "emails"
+                && element_value_eq(filter).is_some()
+        }
+        _ => false,
+    }
 }
 
 /// `value eq "x"` somewhere in a conjunction inside a value path.
@@ -1251,7 +1288,7 @@ impl Store {
         id: String,
         with_refs: bool,
     ) -> ScimResult<Resource> {
-        self.read(move |txn| {
+        let read = move |txn: &ReadTransaction| {
             let r = ReadSide::open(txn)?;
             let t = tenant.as_str();
             let Some(nid) = parse_id(&id) else {
@@ -1269,13 +1306,21 @@ impl Store {
                 res.refs = Some(r.refs(t, kind, nid)?);
             }
             Ok(Ok(res))
-        })
-        .await
+        };
+        // A group's members can be millions: that read goes to the pool.
+        if with_refs && kind == Kind::Group {
+            self.read(read).await
+        } else {
+            self.read_now(read)
+        }
     }
 
     pub async fn list(&self, tenant: String, rt: Rt, q: ListQuery) -> ScimResult<ListPage> {
         let kind = rt.kind;
-        self.read(move |txn| {
+        let inline = q.sort.is_none()
+            && q.filter.as_ref().is_some_and(|f| is_point(kind, f))
+            && !(q.with_refs && kind == Kind::Group);
+        let read = move |txn: &ReadTransaction| {
             let r = ReadSide::open(txn)?;
             let t = tenant.as_str();
             let start = q.start_index.max(1);
@@ -1439,8 +1484,12 @@ impl Store {
                 },
                 q.with_refs,
             )
-        })
-        .await
+        };
+        if inline {
+            self.read_now(read)
+        } else {
+            self.read(read).await
+        }
     }
 }
 

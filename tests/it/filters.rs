@@ -80,6 +80,20 @@ async fn the_rfc_operators_and_idp_encodings() {
         ("filter=userName sw \"\"", all.to_vec()),
         ("filter=userName sw \"z\"", vec![]),
         ("filter=userName sw \"alice\" and active eq false", vec![]),
+        // A range term and a point term: the point lookup is planned first, the range term
+        // still filters.
+        (
+            "filter=userName sw \"a\" and externalId eq \"Ext-1\"",
+            vec![all[0]],
+        ),
+        (
+            "filter=userName sw \"b\" and externalId eq \"Ext-1\"",
+            vec![],
+        ),
+        (
+            "filter=userName sw \"\" and emails[value eq \"c@x.io\"]",
+            vec![all[2]],
+        ),
         ("filter=userName ew \".org\"", vec![all[1]]),
         ("filter=title pr", vec![all[0]]),
         ("filter=name.familyName gt \"K\"", vec![all[0]]),
