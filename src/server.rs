@@ -331,6 +331,11 @@ impl Server {
                 tracing::warn!(grace_secs = config.server.shutdown_grace_secs, "open connections did not finish in time; closing them");
             }
         }
+        // Batches commit without redb's allocator record; writing it now makes the next
+        // start quick even if the machine goes down before the process has fully exited.
+        if let Err(e) = app.store.checkpoint().await {
+            tracing::warn!(error = %e.detail, "no checkpoint at shutdown; the next start repairs the file");
+        }
     }
 }
 

@@ -72,9 +72,10 @@ pub async fn endpoint(
 }
 
 /// Render one resource with the request's projection.
-fn render(ctx: &Ctx, r: &Resource, proj: &Projection) -> Map<String, Value> {
-    let mut m = r.to_json(&ctx.base);
-    proj.apply(ctx.rt(r.kind), &mut m);
+fn render(ctx: &Ctx, r: Resource, proj: &Projection) -> Map<String, Value> {
+    let kind = r.kind;
+    let mut m = r.into_json(&ctx.base);
+    proj.apply(ctx.rt(kind), &mut m);
     m
 }
 
@@ -86,11 +87,12 @@ fn projection(ctx: &Ctx, kind: Kind) -> Projection {
     )
 }
 
-fn resource_response(status: u16, ctx: &Ctx, r: &Resource, proj: &Projection) -> Resp {
+fn resource_response(status: u16, ctx: &Ctx, r: Resource, proj: &Projection) -> Resp {
+    let (etag, location) = (r.etag(), r.location(&ctx.base));
     let resp = response::json(status, &Value::Object(render(ctx, r, proj)));
-    let resp = response::with_header(resp, header::ETAG, &r.etag());
+    let resp = response::with_header(resp, header::ETAG, &etag);
     if status == 201 {
-        response::with_header(resp, header::LOCATION, &r.location(&ctx.base))
+        response::with_header(resp, header::LOCATION, &location)
     } else {
         resp
     }
@@ -114,7 +116,7 @@ async fn create(app: &App, ctx: &Ctx, kind: Kind, body: &Value) -> ScimResult<Re
     let input = resource::normalize(ctx.rt(kind), body)?;
     log_ignored(ctx, kind, &input.ignored);
     let r = app.store.create(ctx.actor(), ctx.rt(kind), input).await?;
-    Ok(resource_response(201, ctx, &r, &projection(ctx, kind)))
+    Ok(resource_response(201, ctx, r, &projection(ctx, kind)))
 }
 
 async fn get(app: &App, ctx: &Ctx, kind: Kind, id: &str) -> ScimResult<Resp> {
@@ -143,7 +145,7 @@ async fn get(app: &App, ctx: &Ctx, kind: Kind, id: &str) -> ScimResult<Resp> {
             ));
         }
     }
-    Ok(resource_response(200, ctx, &r, &proj))
+    Ok(resource_response(200, ctx, r, &proj))
 }
 
 /// A group with all its members, streamed: the member list is read in batches and written
@@ -223,7 +225,7 @@ async fn replace(app: &App, ctx: &Ctx, kind: Kind, id: &str, body: &Value) -> Sc
             ctx.if_match.clone(),
         )
         .await?;
-    Ok(resource_response(200, ctx, &r, &projection(ctx, kind)))
+    Ok(resource_response(200, ctx, r, &projection(ctx, kind)))
 }
 
 /// PATCH answers 200 with the user. A group answers 204 (what Entra expects, and RFC 7644
@@ -256,9 +258,9 @@ async fn patch(app: &App, ctx: &Ctx, kind: Kind, id: &str, body: &Value) -> Scim
             .store
             .get(t, kind, id.to_string(), proj.wants("members"))
             .await?;
-        return Ok(resource_response(200, ctx, &r, &proj));
+        return Ok(resource_response(200, ctx, r, &proj));
     }
-    Ok(resource_response(200, ctx, &r, &projection(ctx, kind)))
+    Ok(resource_response(200, ctx, r, &projection(ctx, kind)))
 }
 
 /// List parameters, from a query string or a SearchRequest body.
@@ -448,7 +450,7 @@ async fn list(
         next = next.or(page.next);
         offset = offset.saturating_sub(page.total);
         remaining -= page.items.len() as u64;
-        for r in &page.items {
+        for r in page.items {
             resources.push(Value::Object(render(ctx, r, &proj)));
         }
     }

@@ -69,6 +69,8 @@ struct Shared {
     path: PathBuf,
     cache_bytes: usize,
     faults: Faults,
+    /// Set by a job of the running batch: commit this batch with the allocator record.
+    record_allocator: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -151,6 +153,7 @@ impl Store {
             path: path.to_path_buf(),
             cache_bytes,
             faults: Faults::default(),
+            record_allocator: Default::default(),
         };
         let db = shared.open_db().map_err(open_err)?;
         // Owner-only, whatever the umask: the file holds the whole directory.
@@ -220,6 +223,19 @@ impl Store {
         self.jobs.send(job).await.map_err(|_| unavailable())?;
         // A dropped responder means the batch was abandoned: nothing of it was committed.
         rx.await.unwrap_or_else(|_| Err(unavailable()))
+    }
+
+    /// Commit with the allocator state recorded, so that the next start, even after a
+    /// crash, needs no full repair (called at shutdown; the idle checkpoint does the same).
+    pub async fn checkpoint(&self) -> ScimResult<()> {
+        let shared = self.shared.clone();
+        self.write(move |_| {
+            shared
+                .record_allocator
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            Ok(Ok(()))
+        })
+        .await
     }
 
     /// Run `f` in a read snapshot on the blocking pool: for reads that may visit many
@@ -356,7 +372,13 @@ fn writer(shared: &Shared, rx: &mut mpsc::Receiver<Job>, metrics: &crate::metric
             }
         };
         metrics.batch_size.observe(batch.len() as f64);
-        let storage_ok = run_batch(&db, &mut batch, metrics, idle.is_none());
+        let storage_ok = run_batch(
+            &db,
+            &mut batch,
+            metrics,
+            idle.is_none(),
+            &shared.record_allocator,
+        );
         drop(db);
         if storage_ok {
             checkpoint_due = true;
@@ -392,6 +414,7 @@ fn run_batch(
     batch: &mut Vec<Job>,
     metrics: &crate::metrics::StoreMetrics,
     quick_repair: bool,
+    record_allocator: &std::sync::atomic::AtomicBool,
 ) -> bool {
     let mut txn = match db.begin_write() {
         Ok(t) => t,
@@ -405,7 +428,6 @@ fn run_batch(
     // that first fsync fails the previous commit stays in force and a write answered 503 is
     // never found later. Group commit shares both fsyncs across the batch.
     txn.set_two_phase_commit(true);
-    txn.set_quick_repair(quick_repair);
     let mut responders: Vec<Responder> = Vec::with_capacity(batch.len());
     let mut storage_ok = true;
     let mut failed = false;
@@ -436,6 +458,10 @@ fn run_batch(
         }
         return storage_ok;
     }
+    // Read after the jobs ran: a checkpoint job in this batch asks for the record.
+    txn.set_quick_repair(
+        quick_repair || record_allocator.swap(false, std::sync::atomic::Ordering::Relaxed),
+    );
     let started = std::time::Instant::now();
     let committed = txn.commit();
     metrics
@@ -587,6 +613,13 @@ mod tests {
                 .unwrap()
                 .value(),
             1
+        );
+        // At shutdown there is no idle moment to wait for: an explicit checkpoint.
+        put(2);
+        rt.block_on(store.checkpoint()).unwrap();
+        assert!(
+            !copy_needs_full_repair(&path, 3),
+            "an explicit checkpoint records the allocator state at once"
         );
     }
 

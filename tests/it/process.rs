@@ -674,6 +674,12 @@ async fn sigterm_during_writes_keeps_every_acknowledged_write() {
             "acknowledged write {id} lost"
         );
     }
+    // A clean stop records the allocator state: the next start opens without a repair.
+    assert!(
+        !q.log().contains("not closed cleanly"),
+        "a stop by SIGTERM left a file that needed repair: {}",
+        q.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
