@@ -105,7 +105,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             dir: PathBuf::from("/var/lib/scimd"),
-            cache_mb: 64,
+            cache_mb: 16,
         }
     }
 }

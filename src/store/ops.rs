@@ -801,6 +801,9 @@ where
     })
 }
 
+/// The longest page read without leaving the runtime thread (about a millisecond of work).
+const INLINE_PAGE: u64 = 200;
+
 /// A filter an index answers with a handful of ids (an `eq` on a unique or near-unique
 /// attribute, or a conjunction holding one): cheap enough to read without leaving the
 /// runtime thread. `sw` and membership can match millions and are not point reads.
@@ -1317,8 +1320,14 @@ impl Store {
 
     pub async fn list(&self, tenant: String, rt: Rt, q: ListQuery) -> ScimResult<ListPage> {
         let kind = rt.kind;
+        // Point lookups, and short pages read by cursor or near the start, stay on the
+        // runtime thread; deep offsets, scans and sorts go to the pool. Groups with members
+        // always go to the pool (a group can have a million).
+        let short_page = q.filter.is_none()
+            && q.count <= INLINE_PAGE
+            && (q.after.is_some() || q.start_index <= INLINE_PAGE);
         let inline = q.sort.is_none()
-            && q.filter.as_ref().is_some_and(|f| is_point(kind, f))
+            && (short_page || q.filter.as_ref().is_some_and(|f| is_point(kind, f)))
             && !(q.with_refs && kind == Kind::Group);
         let read = move |txn: &ReadTransaction| {
             let r = ReadSide::open(txn)?;
