@@ -353,9 +353,5 @@ fn restrict_dir(dir: &std::path::Path) {
 fn internal_error(e: &tokio::task::JoinError) -> crate::http::response::Resp {
     let error_id = uuid::Uuid::new_v4().simple().to_string();
     tracing::error!(%error_id, error = %e, "request handler failed");
-    crate::http::response::error(&crate::scim::error::ScimError::new(
-        500,
-        None,
-        format!("internal error (id {error_id} in the server log)"),
-    ))
+    crate::http::response::error(&crate::scim::error::ScimError::internal(&error_id))
 }

@@ -55,6 +55,14 @@ impl ScimError {
             detail: detail.into(),
         }
     }
+    /// A 500 that names where to look in the server log and nothing of the internals.
+    pub fn internal(error_id: &str) -> Self {
+        Self::new(
+            500,
+            None,
+            format!("internal error (id {error_id} in the server log)"),
+        )
+    }
     pub fn bad(scim_type: ScimType, detail: impl Into<String>) -> Self {
         Self::new(400, Some(scim_type), detail)
     }

@@ -21,6 +21,9 @@ pub enum Fault {
     SyncFails,
     /// Writes and growing the file fail with ENOSPC.
     DiskFull,
+    /// Not the disk: the store's read and write entry points panic, as a bug in a request's
+    /// code would (proves a panic costs one request a 500 and nothing else).
+    Panics,
 }
 
 /// A shared switch: every backend opened with it fails the same way while a fault is set.
@@ -34,6 +37,7 @@ impl Faults {
             Some(Fault::WriteFails) => 1,
             Some(Fault::SyncFails) => 2,
             Some(Fault::DiskFull) => 3,
+            Some(Fault::Panics) => 4,
         };
         self.0.store(code, Ordering::SeqCst);
     }
@@ -43,7 +47,15 @@ impl Faults {
             1 => Some(Fault::WriteFails),
             2 => Some(Fault::SyncFails),
             3 => Some(Fault::DiskFull),
+            4 => Some(Fault::Panics),
             _ => None,
+        }
+    }
+
+    /// Panic here when the switch says so.
+    pub(crate) fn panic_if_set(&self, at: &str) {
+        if self.get() == Some(Fault::Panics) {
+            panic!("injected panic in {at} (fault switch)");
         }
     }
 }

@@ -214,10 +214,16 @@ impl Store {
         F: FnOnce(&WriteTransaction) -> Result<ScimResult<T>, redb::Error> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
+        let faults = self.shared.faults.clone();
         let job: Job = Box::new(move |txn| {
+            let mut guard = PanicAnswer(Some(tx));
+            faults.panic_if_set("a write");
             let result = f(txn)?;
+            let tx = guard.0.take();
             Ok(Box::new(move |committed: Result<(), ScimError>| {
-                let _ = tx.send(committed.and(result));
+                if let Some(tx) = tx {
+                    let _ = tx.send(committed.and(result));
+                }
             }))
         });
         self.jobs.send(job).await.map_err(|_| unavailable())?;
@@ -269,6 +275,7 @@ impl Store {
         F: FnOnce(&ReadTransaction) -> Result<ScimResult<T>, redb::Error>,
     {
         let db = self.db()?;
+        self.shared.faults.panic_if_set("a read");
         let r = db
             .begin_read()
             .map_err(redb::Error::from)
@@ -283,6 +290,22 @@ impl Store {
             }
             Err(storage_failed(&e))
         })
+    }
+}
+
+/// Answers a write's caller 500 (with an id to find in the log) if its job panics; the
+/// writer then rolls the batch back and the other callers in it get 503 and may retry.
+struct PanicAnswer<T>(Option<oneshot::Sender<ScimResult<T>>>);
+
+impl<T> Drop for PanicAnswer<T> {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Some(tx) = self.0.take()
+        {
+            let error_id = uuid::Uuid::new_v4().simple().to_string();
+            tracing::error!(%error_id, "a write panicked; its batch is rolled back");
+            let _ = tx.send(Err(ScimError::internal(&error_id)));
+        }
     }
 }
 

@@ -128,3 +128,60 @@ async fn failed_fsync_answers_503_and_recovers() {
 async fn full_disk_answers_503_and_recovers() {
     survives(Fault::DiskFull).await;
 }
+
+/// A panic (here injected where a bug would be: the store's read and write entry points) costs
+/// its own request a 500 with an error id and no internals, and nothing else: the process
+/// and the writer go on, nothing of the panicking write is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_costs_its_request_a_500_and_nothing_else() {
+    let s = Srv::start().await;
+    let alice = s.user("alice@x.example").await;
+    let group = s.group("staff", &[&alice]).await;
+    s.faults.set(Some(Fault::Panics));
+    let bob_body = new_user("bob@x.example");
+    let answers = [
+        within("get", s.get(&format!("/Users/{alice}"))).await,
+        within("create", s.post("/Users", bob_body)).await,
+        within(
+            "patch",
+            s.patch(
+                &format!("/Groups/{group}"),
+                json!([{"op": "remove", "path": "members"}]),
+            ),
+        )
+        .await,
+    ];
+    let mut ids = std::collections::HashSet::new();
+    for r in &answers {
+        assert_error(r, 500, None);
+        let detail = r.body["detail"].as_str().unwrap_or_default();
+        let id = detail
+            .strip_prefix("internal error (id ")
+            .and_then(|d| d.strip_suffix(" in the server log)"))
+            .unwrap_or_else(|| panic!("no error id in {detail:?}"));
+        assert_eq!(id.len(), 32, "{detail}");
+        assert!(ids.insert(id.to_string()), "each panic has its own id");
+        assert!(
+            !r.body.to_string().contains("injected"),
+            "internals leaked: {}",
+            r.body
+        );
+    }
+    s.faults.set(None);
+    // Still up, nothing of the panicking writes kept, and writes work.
+    let r = s.get(&format!("/Groups/{group}")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["members"][0]["value"], alice.as_str(), "{}", r.body);
+    let r = s
+        .call(
+            Method::GET,
+            "/Users?filter=userName%20eq%20%22bob@x.example%22",
+            Some(ACME),
+            None,
+        )
+        .await;
+    assert_eq!(total(&r), 0, "a create that panicked was kept");
+    let r = s.post("/Users", new_user("bob@x.example")).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    s.stop().await;
+}
