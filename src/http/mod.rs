@@ -203,7 +203,7 @@ impl App {
         if let Some(tenant) = sso::match_path(req.uri().path()) {
             let resp = sso::handle(req, tenant, &self.runtime()).await;
             tracing::info!(target: "scimd::request", %peer, method = %method, path = "/sso/login_redirect",
-                status = resp.status().as_u16(), latency_ms = started.elapsed().as_secs_f64() * 1000.0, "request");
+                status = resp.status().as_u16(), latency_ms = started.elapsed().as_micros() as f64 / 1000.0, "request");
             return resp;
         }
         let route = router::route(req.uri().path());
@@ -253,7 +253,7 @@ impl App {
             method = %method,
             path = template,
             status,
-            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            latency_ms = started.elapsed().as_micros() as f64 / 1000.0,
             tenant = who.as_ref().map(|p: &Principal| p.tenant.as_str()).unwrap_or("-"),
             token_name = who.as_ref().map(|p| p.token_name.as_str()).unwrap_or("-"),
             "request"

@@ -780,6 +780,12 @@ async fn json_logs_carry_one_object_per_request_without_the_token() {
     assert_eq!(ok["fields"]["tenant"], "acme");
     assert_eq!(ok["fields"]["token_name"], "okta");
     assert!(ok["fields"]["latency_ms"].as_f64().is_some(), "{ok}");
+    // Microsecond resolution, not float noise like 1.5380770000000001.
+    let latency = ok["fields"]["latency_ms"].to_string();
+    assert!(
+        latency.split('.').nth(1).is_none_or(|d| d.len() <= 3),
+        "{latency}"
+    );
     assert!(ok["timestamp"].is_string(), "{ok}");
     assert!(requests.iter().any(|v| v["fields"]["status"] == 401));
 }
