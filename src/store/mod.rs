@@ -135,6 +135,13 @@ fn unavailable() -> ScimError {
     )
 }
 
+/// Log `what` under a fresh error id and answer 500 naming only that id.
+fn internal(what: &str) -> ScimError {
+    let error_id = uuid::Uuid::new_v4().simple().to_string();
+    tracing::error!(%error_id, "{what}");
+    ScimError::internal(&error_id)
+}
+
 fn storage_failed(e: &redb::Error) -> ScimError {
     tracing::error!(error = %e, "storage operation failed");
     unavailable()
@@ -216,14 +223,11 @@ impl Store {
         let (tx, rx) = oneshot::channel();
         let faults = self.shared.faults.clone();
         let job: Job = Box::new(move |txn| {
-            let mut guard = PanicAnswer(Some(tx));
+            let answer = PanicAnswer(Some(tx));
             faults.panic_if_set("a write");
             let result = f(txn)?;
-            let tx = guard.0.take();
             Ok(Box::new(move |committed: Result<(), ScimError>| {
-                if let Some(tx) = tx {
-                    let _ = tx.send(committed.and(result));
-                }
+                answer.send(committed.and(result))
             }))
         });
         self.jobs.send(job).await.map_err(|_| unavailable())?;
@@ -252,17 +256,16 @@ impl Store {
         F: FnOnce(&ReadTransaction) -> Result<ScimResult<T>, redb::Error> + Send + 'static,
     {
         let db = self.db()?;
+        let faults = self.shared.faults.clone();
         let res = tokio::task::spawn_blocking(move || {
+            faults.panic_if_set("a read");
             let txn = db.begin_read().map_err(redb::Error::from)?;
             f(&txn)
         })
         .await;
         match res {
             Ok(r) => self.settle(r),
-            Err(join) => {
-                tracing::error!(error = %join, "read task failed");
-                Err(ScimError::new(500, None, "internal error while reading"))
-            }
+            Err(_) => Err(internal("a read panicked")),
         }
     }
 
@@ -297,14 +300,20 @@ impl Store {
 /// writer then rolls the batch back and the other callers in it get 503 and may retry.
 struct PanicAnswer<T>(Option<oneshot::Sender<ScimResult<T>>>);
 
+impl<T> PanicAnswer<T> {
+    fn send(mut self, r: ScimResult<T>) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(r);
+        }
+    }
+}
+
 impl<T> Drop for PanicAnswer<T> {
     fn drop(&mut self) {
         if std::thread::panicking()
             && let Some(tx) = self.0.take()
         {
-            let error_id = uuid::Uuid::new_v4().simple().to_string();
-            tracing::error!(%error_id, "a write panicked; its batch is rolled back");
-            let _ = tx.send(Err(ScimError::internal(&error_id)));
+            let _ = tx.send(Err(internal("a write panicked; its batch is rolled back")));
         }
     }
 }
@@ -357,8 +366,9 @@ fn writer(shared: &Shared, rx: &mut mpsc::Receiver<Job>, metrics: &crate::metric
                     Ok(j) => j,
                     Err(_) => {
                         checkpoint_due = false;
+                        // An empty batch committed with the record.
                         if let Some(db) = shared.current()
-                            && !checkpoint(&db)
+                            && !run_batch(&db, &mut batch, metrics, true, &shared.record_allocator)
                         {
                             shared.retire();
                         }
@@ -410,25 +420,6 @@ fn writer(shared: &Shared, rx: &mut mpsc::Receiver<Job>, metrics: &crate::metric
         }
     }
     tracing::debug!("writer stopped: all senders gone");
-}
-
-/// An empty commit that records the allocator state (redb's quick repair), so that a crash
-/// from now on reopens without walking the whole file. False when storage failed.
-fn checkpoint(db: &Database) -> bool {
-    let done = db
-        .begin_write()
-        .map_err(redb::Error::from)
-        .and_then(|mut txn| {
-            txn.set_quick_repair(true);
-            txn.commit().map_err(redb::Error::from)
-        });
-    match done {
-        Ok(()) => true,
-        Err(e) => {
-            storage_failed(&e);
-            false
-        }
-    }
 }
 
 /// Runs one batch; false when storage failed (the database must be reopened).

@@ -141,6 +141,8 @@ async fn a_panic_costs_its_request_a_500_and_nothing_else() {
     let bob_body = new_user("bob@x.example");
     let answers = [
         within("get", s.get(&format!("/Users/{alice}"))).await,
+        // A scan: read on the blocking pool rather than in the request's task.
+        within("scan", s.get("/Users?filter=title%20pr")).await,
         within("create", s.post("/Users", bob_body)).await,
         within(
             "patch",
