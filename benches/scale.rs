@@ -133,8 +133,6 @@ fn spawn_listening(program: &std::path::Path, args: &[&std::ffi::OsStr]) -> (Chi
     let started = Instant::now();
     let mut child = Command::new(program)
         .args(args)
-        // As the systemd unit sets it.
-        .env("MALLOC_ARENA_MAX", "2")
         .stderr(Stdio::piped())
         .spawn()
         .expect("server starts");

@@ -16,9 +16,9 @@ mod verify;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
-use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
+use redb::{Database, ReadableDatabase, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::scim::error::{ScimError, ScimResult};
@@ -65,6 +65,9 @@ type Job = Box<dyn FnOnce(&WriteTransaction) -> Result<Responder, redb::Error> +
 
 /// The open database, or none while it is being reopened after a storage failure.
 struct Shared {
+    /// The snapshot reads share until the next commit (declared first: dropped before the
+    /// database).
+    snapshot: Mutex<Snapshot>,
     db: RwLock<Option<Arc<Database>>>,
     path: PathBuf,
     cache_bytes: usize,
@@ -73,14 +76,61 @@ struct Shared {
     record_allocator: std::sync::atomic::AtomicBool,
 }
 
+/// Beginning a read transaction and opening its tables costs as much as a point lookup, so
+/// reads share the latest snapshot. Every commit bumps `generation` and drops the shared
+/// one; a snapshot begun under an older generation may predate that commit and is never
+/// shared, so a read that starts after a write was answered always sees it.
+#[derive(Default)]
+struct Snapshot {
+    generation: u64,
+    shared: Option<Arc<ops::ReadSide>>,
+}
+
 impl Shared {
     fn current(&self) -> Option<Arc<Database>> {
         self.db.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    fn snapshot_slot(&self) -> std::sync::MutexGuard<'_, Snapshot> {
+        self.snapshot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The latest committed snapshot.
+    fn snapshot(&self, db: &Database) -> Result<Arc<ops::ReadSide>, redb::Error> {
+        let generation = {
+            let slot = self.snapshot_slot();
+            if let Some(s) = &slot.shared {
+                return Ok(s.clone());
+            }
+            slot.generation
+        };
+        let fresh = Arc::new(ops::ReadSide::new(db.begin_read()?));
+        self.share(generation, &fresh);
+        Ok(fresh)
+    }
+
+    /// Offer a snapshot begun under `generation` for sharing: refused if a commit came since.
+    fn share(&self, generation: u64, fresh: &Arc<ops::ReadSide>) {
+        let mut slot = self.snapshot_slot();
+        if slot.generation == generation && slot.shared.is_none() {
+            slot.shared = Some(fresh.clone());
+        }
+    }
+
+    /// Called after every commit, before anyone is told of it.
+    fn committed(&self) {
+        let old = {
+            let mut slot = self.snapshot_slot();
+            slot.generation += 1;
+            slot.shared.take()
+        };
+        drop(old); // outside the lock: ending a read transaction takes redb's own lock
+    }
+
     /// After an I/O error redb refuses all further work (`PreviousIo`) until the file is
     /// opened again, which repairs it to its last commit.
     fn retire(&self) {
+        self.committed(); // the shared snapshot must not keep the old handle alive
         *self.db.write().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
@@ -156,6 +206,7 @@ impl Store {
             source,
         };
         let shared = Shared {
+            snapshot: Mutex::default(),
             db: RwLock::new(None),
             path: path.to_path_buf(),
             cache_bytes,
@@ -250,17 +301,16 @@ impl Store {
 
     /// Run `f` in a read snapshot on the blocking pool: for reads that may visit many
     /// records (scans, pages, member lists).
-    pub async fn read<T, F>(&self, f: F) -> ScimResult<T>
+    async fn read<T, F>(&self, f: F) -> ScimResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&ReadTransaction) -> Result<ScimResult<T>, redb::Error> + Send + 'static,
+        F: FnOnce(&ops::ReadSide) -> Result<ScimResult<T>, redb::Error> + Send + 'static,
     {
         let db = self.db()?;
-        let faults = self.shared.faults.clone();
+        let shared = self.shared.clone();
         let res = tokio::task::spawn_blocking(move || {
-            faults.panic_if_set("a read");
-            let txn = db.begin_read().map_err(redb::Error::from)?;
-            f(&txn)
+            shared.faults.panic_if_set("a read");
+            f(&*shared.snapshot(&db)?)
         })
         .await;
         match res {
@@ -273,16 +323,13 @@ impl Store {
     /// two and the records they name). These take microseconds from redb's cache or the
     /// OS page cache, less than the hand-off to a pool thread and back, and keeping them on
     /// the runtime's few threads keeps the allocator uncontended.
-    pub fn read_now<T, F>(&self, f: F) -> ScimResult<T>
+    fn read_now<T, F>(&self, f: F) -> ScimResult<T>
     where
-        F: FnOnce(&ReadTransaction) -> Result<ScimResult<T>, redb::Error>,
+        F: FnOnce(&ops::ReadSide) -> Result<ScimResult<T>, redb::Error>,
     {
         let db = self.db()?;
         self.shared.faults.panic_if_set("a read");
-        let r = db
-            .begin_read()
-            .map_err(redb::Error::from)
-            .and_then(|txn| f(&txn));
+        let r = self.shared.snapshot(&db).and_then(|r| f(&r));
         self.settle(r)
     }
 
@@ -368,7 +415,7 @@ fn writer(shared: &Shared, rx: &mut mpsc::Receiver<Job>, metrics: &crate::metric
                         checkpoint_due = false;
                         // An empty batch committed with the record.
                         if let Some(db) = shared.current()
-                            && !run_batch(&db, &mut batch, metrics, true, &shared.record_allocator)
+                            && !run_batch(shared, &db, &mut batch, metrics, true)
                         {
                             shared.retire();
                         }
@@ -405,13 +452,7 @@ fn writer(shared: &Shared, rx: &mut mpsc::Receiver<Job>, metrics: &crate::metric
             }
         };
         metrics.batch_size.observe(batch.len() as f64);
-        let storage_ok = run_batch(
-            &db,
-            &mut batch,
-            metrics,
-            idle.is_none(),
-            &shared.record_allocator,
-        );
+        let storage_ok = run_batch(shared, &db, &mut batch, metrics, idle.is_none());
         drop(db);
         if storage_ok {
             checkpoint_due = true;
@@ -424,11 +465,11 @@ fn writer(shared: &Shared, rx: &mut mpsc::Receiver<Job>, metrics: &crate::metric
 
 /// Runs one batch; false when storage failed (the database must be reopened).
 fn run_batch(
+    shared: &Shared,
     db: &Database,
     batch: &mut Vec<Job>,
     metrics: &crate::metrics::StoreMetrics,
     quick_repair: bool,
-    record_allocator: &std::sync::atomic::AtomicBool,
 ) -> bool {
     let mut txn = match db.begin_write() {
         Ok(t) => t,
@@ -474,7 +515,10 @@ fn run_batch(
     }
     // Read after the jobs ran: a checkpoint job in this batch asks for the record.
     txn.set_quick_repair(
-        quick_repair || record_allocator.swap(false, std::sync::atomic::Ordering::Relaxed),
+        quick_repair
+            || shared
+                .record_allocator
+                .swap(false, std::sync::atomic::Ordering::Relaxed),
     );
     let started = std::time::Instant::now();
     let committed = txn.commit();
@@ -483,6 +527,7 @@ fn run_batch(
         .observe(started.elapsed().as_secs_f64());
     match committed {
         Ok(()) => {
+            shared.committed();
             responders.into_iter().for_each(|r| r(Ok(())));
             true
         }
@@ -508,8 +553,8 @@ impl Store {
     /// A cheap read of the layout version: proves the database answers.
     pub async fn check(&self) -> ScimResult<u64> {
         self.db()?;
-        self.read(|txn| {
-            let t = txn.open_table(tables::META)?;
+        self.read(|r| {
+            let t = r.txn().open_table(tables::META)?;
             let v = t.get("schema_version")?.map(|g| g.value()).unwrap_or(0);
             Ok(Ok(v))
         })
@@ -570,6 +615,49 @@ mod tests {
             Err(e) => panic!("wrong error: {e}"),
             Ok(_) => panic!("a newer layout must be refused"),
         }
+    }
+
+    #[test]
+    fn reads_share_a_snapshot_until_a_commit_and_never_one_older_than_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb"), 1 << 20).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let table: TableDefinition<u64, u64> = TableDefinition::new("snapshot_test");
+        let put = |k: u64| {
+            rt.block_on(store.write(move |txn| {
+                txn.open_table(table)?.insert(k, k)?;
+                Ok(Ok(()))
+            }))
+            .unwrap()
+        };
+        let sees = |r: &ops::ReadSide, k: u64| {
+            r.txn()
+                .open_table(table)
+                .is_ok_and(|t| t.get(k).unwrap().is_some())
+        };
+        put(1);
+        let shared = &store.shared;
+        let db = shared.current().unwrap();
+        let a = shared.snapshot(&db).unwrap();
+        assert!(
+            Arc::ptr_eq(&a, &shared.snapshot(&db).unwrap()),
+            "shared until a commit"
+        );
+        put(2);
+        let b = shared.snapshot(&db).unwrap();
+        assert!(!Arc::ptr_eq(&a, &b), "a commit retires the shared snapshot");
+        assert!(sees(&b, 2) && !sees(&a, 2));
+        // A snapshot begun before a commit and offered after it is not shared.
+        let before = shared.snapshot_slot().generation;
+        let stale = Arc::new(ops::ReadSide::new(db.begin_read().unwrap()));
+        put(3);
+        shared.share(before, &stale);
+        let c = shared.snapshot(&db).unwrap();
+        assert!(!Arc::ptr_eq(&stale, &c));
+        assert!(sees(&c, 3) && !sees(&stale, 3));
     }
 
     /// A copy of the file taken while the store runs is what a crash would leave; whether

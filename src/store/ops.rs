@@ -833,6 +833,35 @@ fn is_point(kind: Kind, f: &Filter) -> bool {
     }
 }
 
+/// A filter whose index lookup yields exactly its matches: the index folds case as the
+/// filter compares, so the records it names need no second evaluation. (`id` is left out: an
+/// upper-case id parses, but `id` is caseExact.)
+fn index_exact(kind: Kind, f: &Filter) -> bool {
+    match f {
+        Filter::Compare {
+            path,
+            op: CompareOp::Eq,
+            value: CompValue::Str(_),
+        } => {
+            path.urn.is_none()
+                && matches!(
+                    (kind, path.name.as_str(), path.sub.as_deref()),
+                    (_, "externalId" | "displayName", None)
+                        | (Kind::User, "userName", None)
+                        | (Kind::User, "emails", Some("value") | None)
+                )
+        }
+        Filter::ValuePath { path, filter } => {
+            kind == Kind::User
+                && path.urn.is_none()
+                && path.name == "emails"
+                && matches!(&**filter, Filter::Compare { path: p, op: CompareOp::Eq, value: CompValue::Str(_) }
+                    if p.name == "value" && p.sub.is_none() && p.urn.is_none())
+        }
+        _ => false,
+    }
+}
+
 /// `value eq "x"` somewhere in a conjunction inside a value path.
 fn element_value_eq(f: &Filter) -> Option<&str> {
     match f {
@@ -870,19 +899,21 @@ trait IndexReader {
 type ResTable = redb::ReadOnlyTable<(&'static str, u8, u128), &'static [u8]>;
 
 /// The read side of one snapshot. Tables open on first use: a GET by id needs one or two of
-/// them, and opening all nine costs more than the lookup itself.
-struct ReadSide<'t> {
-    txn: &'t ReadTransaction,
-    res: std::cell::OnceCell<ResTable>,
-    counts: std::cell::OnceCell<redb::ReadOnlyTable<(&'static str, u8), u64>>,
-    usernames: std::cell::OnceCell<redb::ReadOnlyTable<(&'static str, &'static str), u128>>,
+/// them, and opening all nine costs more than the lookup itself. The store shares one
+/// snapshot among all reads until the next commit, so each table opens once per commit
+/// rather than once per request.
+pub(super) struct ReadSide {
+    txn: ReadTransaction,
+    res: std::sync::OnceLock<ResTable>,
+    counts: std::sync::OnceLock<redb::ReadOnlyTable<(&'static str, u8), u64>>,
+    usernames: std::sync::OnceLock<redb::ReadOnlyTable<(&'static str, &'static str), u128>>,
     ext_ids:
-        std::cell::OnceCell<redb::ReadOnlyMultimapTable<(&'static str, u8, &'static str), u128>>,
-    emails: std::cell::OnceCell<redb::ReadOnlyMultimapTable<(&'static str, &'static str), u128>>,
-    names: std::cell::OnceCell<redb::ReadOnlyMultimapTable<(&'static str, u8, &'static str), u128>>,
-    members: std::cell::OnceCell<redb::ReadOnlyTable<(&'static str, u128, u128), u8>>,
-    member_of: std::cell::OnceCell<redb::ReadOnlyTable<(&'static str, u128, u128), ()>>,
-    overflow: std::cell::OnceCell<redb::ReadOnlyTable<(&'static str, u128), ()>>,
+        std::sync::OnceLock<redb::ReadOnlyMultimapTable<(&'static str, u8, &'static str), u128>>,
+    emails: std::sync::OnceLock<redb::ReadOnlyMultimapTable<(&'static str, &'static str), u128>>,
+    names: std::sync::OnceLock<redb::ReadOnlyMultimapTable<(&'static str, u8, &'static str), u128>>,
+    members: std::sync::OnceLock<redb::ReadOnlyTable<(&'static str, u128, u128), u8>>,
+    member_of: std::sync::OnceLock<redb::ReadOnlyTable<(&'static str, u128, u128), ()>>,
+    overflow: std::sync::OnceLock<redb::ReadOnlyTable<(&'static str, u128), ()>>,
 }
 
 fn collect_multi<I>(it: I) -> Result<BTreeSet<u128>, redb::Error>
@@ -896,7 +927,7 @@ where
     Ok(out)
 }
 
-impl IndexReader for ReadSide<'_> {
+impl IndexReader for ReadSide {
     fn username(&self, t: &str, u: &str) -> Result<Option<u128>, redb::Error> {
         Ok(self.usernames()?.get((t, u))?.map(|g| g.value()))
     }
@@ -933,20 +964,24 @@ impl IndexReader for ReadSide<'_> {
     }
 }
 
-impl<'t> ReadSide<'t> {
-    fn open(txn: &'t ReadTransaction) -> Result<ReadSide<'t>, redb::Error> {
-        Ok(ReadSide {
+impl ReadSide {
+    pub(super) fn new(txn: ReadTransaction) -> ReadSide {
+        ReadSide {
             txn,
-            res: std::cell::OnceCell::new(),
-            counts: std::cell::OnceCell::new(),
-            usernames: std::cell::OnceCell::new(),
-            ext_ids: std::cell::OnceCell::new(),
-            emails: std::cell::OnceCell::new(),
-            names: std::cell::OnceCell::new(),
-            members: std::cell::OnceCell::new(),
-            member_of: std::cell::OnceCell::new(),
-            overflow: std::cell::OnceCell::new(),
-        })
+            res: std::sync::OnceLock::new(),
+            counts: std::sync::OnceLock::new(),
+            usernames: std::sync::OnceLock::new(),
+            ext_ids: std::sync::OnceLock::new(),
+            emails: std::sync::OnceLock::new(),
+            names: std::sync::OnceLock::new(),
+            members: std::sync::OnceLock::new(),
+            member_of: std::sync::OnceLock::new(),
+            overflow: std::sync::OnceLock::new(),
+        }
+    }
+
+    pub(super) fn txn(&self) -> &ReadTransaction {
+        &self.txn
     }
 
     fn res(&self) -> Result<&ResTable, redb::Error> {
@@ -1251,8 +1286,8 @@ impl Store {
 
     /// Number of resources of a kind in a tenant.
     pub async fn count(&self, tenant: String, kind: Kind) -> ScimResult<u64> {
-        self.read(move |txn| {
-            let c = txn.open_table(COUNTS)?;
+        self.read(move |r: &ReadSide| {
+            let c = r.txn().open_table(COUNTS)?;
             Ok(Ok(plan::count(&c, &tenant, kind.code())?))
         })
         .await
@@ -1265,9 +1300,9 @@ impl Store {
         after: u64,
         limit: usize,
     ) -> ScimResult<(Vec<Event>, u64)> {
-        self.read(move |txn| {
-            let table = txn.open_table(EVENTS)?;
-            let seqs = txn.open_table(EVENT_SEQ)?;
+        self.read(move |r: &ReadSide| {
+            let table = r.txn().open_table(EVENTS)?;
+            let seqs = r.txn().open_table(EVENT_SEQ)?;
             let t = tenant.as_str();
             let last = seqs.get(t)?.map(|g| g.value()).unwrap_or(0);
             let mut out = Vec::new();
@@ -1291,8 +1326,7 @@ impl Store {
         id: String,
         with_refs: bool,
     ) -> ScimResult<Resource> {
-        let read = move |txn: &ReadTransaction| {
-            let r = ReadSide::open(txn)?;
+        let read = move |r: &ReadSide| {
             let t = tenant.as_str();
             let Some(nid) = parse_id(&id) else {
                 return Ok(Err(not_found(kind, &id)));
@@ -1329,8 +1363,7 @@ impl Store {
         let inline = q.sort.is_none()
             && (short_page || q.filter.as_ref().is_some_and(|f| is_point(kind, f)))
             && !(q.with_refs && kind == Kind::Group);
-        let read = move |txn: &ReadTransaction| {
-            let r = ReadSide::open(txn)?;
+        let read = move |r: &ReadSide| {
             let t = tenant.as_str();
             let start = q.start_index.max(1);
             let skip = usize::try_from(start - 1).unwrap_or(usize::MAX);
@@ -1370,7 +1403,7 @@ impl Store {
                     }
                 }
                 return finish(
-                    &r,
+                    r,
                     t,
                     kind,
                     ListPage {
@@ -1395,13 +1428,16 @@ impl Store {
                 (None, None) => {}
             };
             let planned = match &q.filter {
-                Some(f) => plan(&r, t, kind, f)?,
+                Some(f) => plan(r, t, kind, f)?,
                 None => None,
             };
+            let exact = q.filter.as_ref().is_some_and(|f| index_exact(kind, f));
             let keep = |id: u128, rec: &Record| -> Result<bool, redb::Error> {
                 Ok(match &q.filter {
-                    Some(f) => filter::matches(f, rt, &r.filter_view(t, kind, id, rec, f)?),
-                    None => true,
+                    Some(f) if !exact => {
+                        filter::matches(f, rt, &r.filter_view(t, kind, id, rec, f)?)
+                    }
+                    _ => true,
                 })
             };
             match planned {
@@ -1441,7 +1477,7 @@ impl Store {
                     .map(|(id, rec)| rec.into_resource(kind, id))
                     .collect();
                 return finish(
-                    &r,
+                    r,
                     t,
                     kind,
                     ListPage {
@@ -1482,7 +1518,7 @@ impl Store {
                 }
             }
             finish(
-                &r,
+                r,
                 t,
                 kind,
                 ListPage {
@@ -1541,13 +1577,7 @@ impl Window {
 }
 
 /// Read each listed resource's members or groups when they will be returned.
-fn finish(
-    r: &ReadSide<'_>,
-    t: &str,
-    kind: Kind,
-    mut page: ListPage,
-    with_refs: bool,
-) -> R<ListPage> {
+fn finish(r: &ReadSide, t: &str, kind: Kind, mut page: ListPage, with_refs: bool) -> R<ListPage> {
     if with_refs {
         for it in page.items.iter_mut() {
             if let Some(id) = parse_id(&it.id) {
@@ -1579,7 +1609,7 @@ pub struct PlanEntry {
     pub existing_member: bool,
 }
 
-impl ReadSide<'_> {
+impl ReadSide {
     fn plan_ctx(
         &self,
         t: &str,
@@ -1609,8 +1639,7 @@ impl Store {
         tenant: String,
         rules: std::sync::Arc<plan::PlanRules>,
     ) -> ScimResult<PlanSummary> {
-        self.read(move |txn| {
-            let r = ReadSide::open(txn)?;
+        self.read(move |r: &ReadSide| {
             let t = tenant.as_str();
             let total = plan::count(r.counts()?, t, Kind::User.code())?;
             let active = plan::count(r.counts()?, t, plan::ACTIVE)?;
@@ -1659,8 +1688,7 @@ impl Store {
         start_index: u64,
         count: u64,
     ) -> ScimResult<(u64, Vec<PlanEntry>)> {
-        self.read(move |txn| {
-            let r = ReadSide::open(txn)?;
+        self.read(move |r: &ReadSide| {
             let t = tenant.as_str();
             let (mode, matched, unmatched) = r.plan_ctx(t, &rules)?;
             let skip = start_index.max(1) - 1;
