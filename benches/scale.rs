@@ -81,14 +81,172 @@ struct Server {
     child: Child,
     port: u16,
     _dir: Option<tempfile::TempDir>,
+    /// For setting up (loading ids, creating the group): convenience over speed.
     client: reqwest::Client,
+    /// For the measured scenarios.
+    target: Target,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // SIGTERM, as systemd stops it: a kept data directory then reopens without repair.
+        let stopped = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while stopped && Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Where the measured scenarios send their requests. The load generator is deliberately
+/// lean (one kept-alive TLS connection per client, requests written as prepared bytes,
+/// responses read by their framing alone) so that the figures measure the server rather
+/// than the client; it costs about what `wrk` does per request.
+#[derive(Clone)]
+struct Target {
+    port: u16,
+    prefix: String,
+    tls: tokio_rustls::TlsConnector,
+}
+
+impl Target {
+    fn new(port: u16, prefix: &str, cert: &std::path::Path) -> Target {
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pki_types::CertificateDer::pem_file_iter(cert).expect("certificate") {
+            roots.add(c.expect("pem")).expect("trusted root");
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Target {
+            port,
+            prefix: prefix.to_string(),
+            tls: tokio_rustls::TlsConnector::from(Arc::new(cfg)),
+        }
+    }
+
+    async fn connect(&self) -> std::io::Result<Conn> {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
+        tcp.set_nodelay(true)?;
+        let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+        Ok(Conn {
+            tls: self.tls.connect(name, tcp).await?,
+            buf: Vec::with_capacity(16 * 1024),
+        })
+    }
+
+    fn request(&self, req: Req) -> Vec<u8> {
+        let (method, path, body) = match req {
+            Req::Get(p) => ("GET", p, None),
+            Req::Post(p, b) => ("POST", p, Some(b.to_string())),
+            Req::Patch(p, b) => ("PATCH", p, Some(b.to_string())),
+        };
+        let mut out = format!(
+            "{method} {}{path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\n",
+            self.prefix
+        );
+        match body {
+            Some(b) => {
+                out.push_str(&format!(
+                    "Content-Type: application/scim+json\r\nContent-Length: {}\r\n\r\n",
+                    b.len()
+                ));
+                out.push_str(&b);
+            }
+            None => out.push_str("\r\n"),
+        }
+        out.into_bytes()
+    }
+}
+
+struct Conn {
+    tls: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    /// Send one request and read its whole response (fixed length or chunked, never kept
+    /// whole in memory); returns the status.
+    async fn exchange(&mut self, req: &[u8]) -> std::io::Result<u16> {
+        use tokio::io::AsyncWriteExt;
+        self.tls.write_all(req).await?;
+        let head_end = loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            self.fill().await?;
+        };
+        let head = String::from_utf8_lossy(&self.buf[..head_end]).to_ascii_lowercase();
+        let status: u16 = head.get(9..12).and_then(|x| x.parse().ok()).unwrap_or(0);
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        self.buf.drain(..head_end);
+        match length {
+            Some(n) => self.skip(n).await?,
+            None if head.contains("transfer-encoding: chunked") => loop {
+                let line_end = loop {
+                    if let Some(i) = find(&self.buf, b"\r\n") {
+                        break i;
+                    }
+                    self.fill().await?;
+                };
+                let size = std::str::from_utf8(&self.buf[..line_end])
+                    .ok()
+                    .and_then(|l| usize::from_str_radix(l.split(';').next()?.trim(), 16).ok())
+                    .ok_or_else(|| std::io::Error::other("bad chunk size"))?;
+                self.buf.drain(..line_end + 2);
+                // The chunk and its CRLF; the last chunk is followed by an empty trailer line.
+                self.skip(size + 2).await?;
+                if size == 0 {
+                    break;
+                }
+            },
+            None => {}
+        }
+        Ok(status)
+    }
+
+    async fn fill(&mut self) -> std::io::Result<()> {
+        use tokio::io::AsyncReadExt;
+        if self.buf.capacity() - self.buf.len() < 8192 {
+            self.buf.reserve(16 * 1024);
+        }
+        if self.tls.read_buf(&mut self.buf).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(())
+    }
+
+    /// Consume `n` bytes of body without keeping them.
+    async fn skip(&mut self, mut n: usize) -> std::io::Result<()> {
+        loop {
+            let have = self.buf.len().min(n);
+            self.buf.drain(..have);
+            n -= have;
+            if n == 0 {
+                return Ok(());
+            }
+            self.fill().await?;
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Write the config into `data` (kept) or a fresh temporary directory (removed at the end).
@@ -178,13 +336,15 @@ fn start_server(
         &bin,
         &["serve".as_ref(), "--config".as_ref(), cfg.as_os_str()],
     );
-    let client = client_for(&root.join("state/tls/cert.pem"));
+    let cert = root.join("state/tls/cert.pem");
+    let client = client_for(&cert);
     (
         Server {
             child,
             port,
             _dir: dir,
             client,
+            target: Target::new(port, "/scim/v2", &cert),
         },
         ready,
     )
@@ -239,11 +399,10 @@ fn hello_server(dir: &std::path::Path) {
 }
 
 /// Start the baseline in its own process (this binary with `--hello-server DIR`).
-fn start_hello(dir: &std::path::Path) -> (Child, reqwest::Client, String) {
+fn start_hello(dir: &std::path::Path) -> (Child, Target) {
     let me = std::env::current_exe().expect("own path");
     let (child, port, _) = spawn_listening(&me, &["--hello-server".as_ref(), dir.as_os_str()]);
-    let client = client_for(&dir.join("tls/cert.pem"));
-    (child, client, format!("https://localhost:{port}"))
+    (child, Target::new(port, "", &dir.join("tls/cert.pem")))
 }
 
 fn rss_mib(pid: u32) -> f64 {
@@ -279,8 +438,7 @@ struct Outcome {
 
 /// Run `make(i)` requests from `clients` tasks until `secs` pass (or `limit` requests).
 async fn run<F>(
-    base: &str,
-    client: &reqwest::Client,
+    target: &Target,
     clients: usize,
     secs: u64,
     limit: Option<usize>,
@@ -295,37 +453,32 @@ where
     let deadline = start + Duration::from_secs(secs);
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let (make, counter, client, base) = (
-            make.clone(),
-            counter.clone(),
-            client.clone(),
-            base.to_string(),
-        );
+        let (make, counter, target) = (make.clone(), counter.clone(), target.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0;
+            let mut conn = None;
             while Instant::now() < deadline {
                 let i = counter.fetch_add(1, Ordering::Relaxed);
                 if limit.is_some_and(|l| i >= l) {
                     break;
                 }
+                let req = target.request(make(i));
                 let t0 = Instant::now();
-                let rb = match make(i) {
-                    Req::Get(p) => client.get(format!("{base}{p}")),
-                    Req::Post(p, b) => client
-                        .post(format!("{base}{p}"))
-                        .header("Content-Type", "application/scim+json")
-                        .body(b.to_string()),
-                    Req::Patch(p, b) => client
-                        .patch(format!("{base}{p}"))
-                        .header("Content-Type", "application/scim+json")
-                        .body(b.to_string()),
+                if conn.is_none() {
+                    conn = target.connect().await.ok();
+                }
+                let status = match conn.as_mut() {
+                    Some(c) => c.exchange(&req).await.ok(),
+                    None => None,
                 };
-                match rb.bearer_auth(TOKEN).send().await {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
+                match status {
+                    Some(s) if (200..300).contains(&s) => {}
+                    Some(_) => errors += 1,
+                    None => {
+                        errors += 1;
+                        conn = None; // reconnect for the next request
                     }
-                    _ => errors += 1,
                 }
                 lat.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
             }
@@ -480,7 +633,7 @@ async fn bench(a: Args) {
             ""
         );
     } else {
-        let load = run(&base, &s.client, a.clients, 24 * 3600, Some(a.users), |i| {
+        let load = run(&s.target, a.clients, 24 * 3600, Some(a.users), |i| {
             Req::Post("/Users".into(), user(i))
         })
         .await;
@@ -544,18 +697,15 @@ async fn bench(a: Args) {
     let i2 = ids.clone();
     results.insert(
         "get",
-        run(&base, &s.client, c, secs, None, move |i| {
+        run(&s.target, c, secs, None, move |i| {
             Req::Get(format!("/Users/{}", i2[(i * 7919) % n]))
         })
         .await,
     );
     report("GET /Users/{id}", &results["get"], rss_mib(pid));
     let hello_dir = tempfile::tempdir().expect("temp dir");
-    let (mut hello, hello_client, hello_url) = start_hello(hello_dir.path());
-    let o = run(&hello_url, &hello_client, c, secs, None, |_| {
-        Req::Get("/hello".into())
-    })
-    .await;
+    let (mut hello, hello_target) = start_hello(hello_dir.path());
+    let o = run(&hello_target, c, secs, None, |_| Req::Get("/hello".into())).await;
     report("baseline: hyper hello, same TLS", &o, rss_mib(hello.id()));
     let _ = hello.kill();
     let _ = hello.wait();
@@ -564,7 +714,7 @@ async fn bench(a: Args) {
         100.0 * results["get"].count as f64 / results["get"].secs / (o.count as f64 / o.secs),
         ""
     );
-    let o = run(&base, &s.client, c, secs, None, move |i| {
+    let o = run(&s.target, c, secs, None, move |i| {
         Req::Get(format!(
             "/Users?filter=userName%20eq%20%22user{}%40bench.example%22",
             (i * 7919) % named
@@ -575,7 +725,7 @@ async fn bench(a: Args) {
     // Prefixes with one digit fewer than the largest number: each matches 11 users at most
     // (user1234 matches user1234 and user12340..user12349), whatever N is.
     let (lo, hi) = (named / 100, (named / 10).max(named / 100 + 1));
-    let o = run(&base, &s.client, c, secs, None, move |i| {
+    let o = run(&s.target, c, secs, None, move |i| {
         Req::Get(format!(
             "/Users?filter=userName%20sw%20%22user{}%22",
             lo + (i * 7919) % (hi - lo)
@@ -583,7 +733,7 @@ async fn bench(a: Args) {
     })
     .await;
     report("filter userName sw (at most 11 hits)", &o, rss_mib(pid));
-    let o = run(&base, &s.client, c, secs, None, move |i| {
+    let o = run(&s.target, c, secs, None, move |i| {
         Req::Get(format!(
             "/Users?filter=emails%5Bvalue%20eq%20%22user{}%40bench.example%22%5D",
             (i * 7919) % named
@@ -591,7 +741,7 @@ async fn bench(a: Args) {
     })
     .await;
     report("filter emails[value eq]", &o, rss_mib(pid));
-    let o = run(&base, &s.client, c, secs, None, move |i| {
+    let o = run(&s.target, c, secs, None, move |i| {
         Req::Get(format!(
             "/Users?filter=externalId%20eq%20%22ext-{}%22",
             (i * 7919) % named
@@ -599,7 +749,7 @@ async fn bench(a: Args) {
     })
     .await;
     report("filter externalId eq", &o, rss_mib(pid));
-    let o = run(&base, &s.client, c, secs, None, |_| {
+    let o = run(&s.target, c, secs, None, |_| {
         Req::Get(
             "/Groups?filter=displayName%20eq%20%22Big%20Group%22&excludedAttributes=members".into(),
         )
@@ -607,7 +757,7 @@ async fn bench(a: Args) {
     .await;
     report("filter displayName eq (excl. members)", &o, rss_mib(pid));
     let last = n.saturating_sub(99).max(1);
-    let o = run(&base, &s.client, c, secs, None, move |_| {
+    let o = run(&s.target, c, secs, None, move |_| {
         Req::Get(format!("/Users?startIndex={last}&count=100"))
     })
     .await;
@@ -623,7 +773,7 @@ async fn bench(a: Args) {
     } else {
         cursor_of(&before_last)
     };
-    let o = run(&base, &s.client, c, secs, None, move |_| {
+    let o = run(&s.target, c, secs, None, move |_| {
         Req::Get(format!("/Users?count=100&cursor={cursor}"))
     })
     .await;
@@ -631,7 +781,7 @@ async fn bench(a: Args) {
     // Membership changes: add then remove users outside the group, one member per PATCH.
     let outside: Vec<String> = ids[m..].to_vec();
     let gp = format!("/Groups/{gid}");
-    let o = run(&base, &s.client, c, secs, None, move |i| {
+    let o = run(&s.target, c, secs, None, move |i| {
         let id = &outside[(i / 2) % outside.len()];
         if i % 2 == 0 {
             Req::Patch(gp.clone(), json!({"Operations": [{"op": "add", "path": "members", "value": [{"value": id}]}]}))
@@ -649,7 +799,7 @@ async fn bench(a: Args) {
     // commit with.
     let outside: Vec<String> = ids[m..].to_vec();
     let gp = format!("/Groups/{gid}");
-    let o = run(&base, &s.client, 1, secs, None, move |i| {
+    let o = run(&s.target, 1, secs, None, move |i| {
         let id = &outside[(i / 2) % outside.len()];
         if i % 2 == 0 {
             Req::Patch(gp.clone(), json!({"Operations": [{"op": "add", "path": "members", "value": [{"value": id}]}]}))
@@ -660,10 +810,7 @@ async fn bench(a: Args) {
     .await;
     report("  the same, 1 client", &o, rss_mib(pid));
     let gp = format!("/Groups/{gid}?excludedAttributes=members");
-    let o = run(&base, &s.client, c, secs, None, move |_| {
-        Req::Get(gp.clone())
-    })
-    .await;
+    let o = run(&s.target, c, secs, None, move |_| Req::Get(gp.clone())).await;
     report("GET group excludedAttributes=members", &o, rss_mib(pid));
     // The PATCH scenarios' adds and removes of one id run on different clients, so a few
     // adds can outlive their removes: count what the group holds now.
@@ -671,12 +818,12 @@ async fn bench(a: Args) {
         .as_array()
         .map_or(0, Vec::len);
     let gp = format!("/Groups/{gid}");
-    let o = run(&base, &s.client, c.min(8), secs, None, move |_| {
+    let o = run(&s.target, c.min(8), secs, None, move |_| {
         Req::Get(gp.clone())
     })
     .await;
     report(&format!("GET group with {held} members"), &o, rss_mib(pid));
-    let o = run(&base, &s.client, c, secs, None, move |i| {
+    let o = run(&s.target, c, secs, None, move |i| {
         Req::Post("/Users".into(), user(fresh + i))
     })
     .await;

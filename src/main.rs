@@ -648,11 +648,12 @@ fn serve(path: PathBuf) -> ExitCode {
         }
     };
     init_logging(&cfg.log.level, &cfg.log.format);
-    // Reads run on the blocking pool; bounding it bounds the memory a burst of slow readers
-    // can pin (each holds a read snapshot and its buffers).
+    // Long reads run on the blocking pool. They are CPU work on pages the OS has cached, so
+    // a few threads per core keep the cores busy; each thread more holds its own allocator
+    // heap, and 64 of them under a burst of scans tripled the resident memory.
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .max_blocking_threads(64)
+        .max_blocking_threads(8)
         .build()
     {
         Ok(rt) => rt,

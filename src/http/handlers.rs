@@ -120,8 +120,19 @@ async fn create(app: &App, ctx: &Ctx, kind: Kind, body: &Value) -> ScimResult<Re
 }
 
 async fn get(app: &App, ctx: &Ctx, kind: Kind, id: &str) -> ScimResult<Resp> {
-    if kind == Kind::Group && !ctx.query.has_any(&["attributes", "excludedAttributes"]) {
+    let projected = ctx.query.has_any(&["attributes", "excludedAttributes"]);
+    if kind == Kind::Group && !projected {
         return get_group_streamed(app, ctx, id).await;
+    }
+    if !projected && ctx.if_none_match.is_none() {
+        let s = app
+            .store
+            .get_stored(ctx.principal.tenant.clone(), kind, id.to_string(), true)
+            .await?;
+        if let Some((body, etag)) = s.default_json(&ctx.base) {
+            let resp = response::json_bytes(200, body);
+            return Ok(response::with_header(resp, header::ETAG, &etag));
+        }
     }
     let proj = projection(ctx, kind);
     let refs = proj.wants(if kind == Kind::Group {

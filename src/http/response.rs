@@ -59,7 +59,11 @@ impl HttpBody for Body {
 pub const SCIM_JSON: &str = "application/scim+json";
 
 pub fn json(status: u16, body: &Value) -> Resp {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    json_bytes(status, serde_json::to_vec(body).unwrap_or_default())
+}
+
+/// A JSON body already written.
+pub fn json_bytes(status: u16, bytes: Vec<u8>) -> Resp {
     let mut r = Response::new(Body::full(bytes));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     r.headers_mut()
