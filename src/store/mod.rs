@@ -26,7 +26,7 @@ use crate::scim::error::{ScimError, ScimResult};
 pub use backend::{Fault, Faults};
 pub use backup::restore;
 pub use events::{Actor, Event, Retention};
-pub use ops::{ListPage, ListQuery, PlanEntry, PlanSummary, SortSpec};
+pub use ops::{ListPage, ListQuery, PlanEntry, PlanSummary, SortSpec, StoredPage};
 
 /// Most jobs committed together; bounds the latency one commit adds to its first request.
 const MAX_BATCH: usize = 256;

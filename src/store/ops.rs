@@ -737,6 +737,13 @@ pub struct ListPage {
     pub items: Vec<Resource>,
 }
 
+/// A page of resources as stored text (see `Stored`).
+pub struct StoredPage {
+    pub total: u64,
+    pub next: Option<u128>,
+    pub items: Vec<Stored>,
+}
+
 /// Ids an index can produce for a filter, or `None` when only a scan can answer.
 fn plan<RT>(rt: &RT, t: &str, kind: Kind, f: &Filter) -> Result<Option<BTreeSet<u128>>, redb::Error>
 where
@@ -1578,18 +1585,18 @@ impl Store {
 
 /// One page of matches, offered in id order, and the count of all of them: a filter that
 /// matches a million resources costs a page of memory, not a million records.
-struct Window {
+struct Window<T> {
     skip: usize,
     count: usize,
     after: Option<u128>,
     total: u64,
-    items: Vec<(u128, Record)>,
+    items: Vec<(u128, T)>,
     /// A match after the page exists (for the cursor to continue).
     more: bool,
 }
 
-impl Window {
-    fn new(skip: usize, count: usize, after: Option<u128>) -> Window {
+impl<T> Window<T> {
+    fn new(skip: usize, count: usize, after: Option<u128>) -> Window<T> {
         Window {
             skip,
             count,
@@ -1600,7 +1607,7 @@ impl Window {
         }
     }
 
-    fn offer(&mut self, id: u128, rec: Record) {
+    fn offer(&mut self, id: u128, rec: T) {
         self.total += 1;
         match self.after {
             Some(after) if id <= after => {}
@@ -1611,6 +1618,56 @@ impl Window {
             }
             None => {}
         }
+    }
+}
+
+impl Store {
+    /// A page of an exact point filter's matches as stored text, or `None` when the query is
+    /// not one (the caller lists the ordinary way). This is the lookup IdPs make before
+    /// every create, so it skips decoding records only to print them again.
+    pub fn list_stored(
+        &self,
+        tenant: &str,
+        kind: Kind,
+        q: &ListQuery,
+    ) -> Option<ScimResult<StoredPage>> {
+        let f = q.filter.as_ref()?;
+        if q.sort.is_some() || !index_exact(kind, f) || (q.with_refs && kind == Kind::Group) {
+            return None;
+        }
+        Some(self.read_now(|r| {
+            let t = tenant;
+            let skip = usize::try_from(q.start_index.max(1) - 1).unwrap_or(usize::MAX);
+            let count = usize::try_from(q.count).unwrap_or(usize::MAX);
+            let mut w = Window::new(skip, count, q.after);
+            for id in plan(r, t, kind, f)?.unwrap_or_default() {
+                if let Some(g) = r.res()?.get((t, kind.code(), id))? {
+                    w.offer(id, g.value().to_vec());
+                }
+            }
+            let next = match w.more {
+                true => w.items.last().map(|(id, _)| *id),
+                false => None,
+            };
+            let mut items = Vec::with_capacity(w.items.len());
+            for (id, record) in w.items {
+                let refs = match q.with_refs {
+                    true => Some(r.refs(t, kind, id)?),
+                    false => None,
+                };
+                items.push(Stored {
+                    kind,
+                    id: format_id(id),
+                    record,
+                    refs,
+                });
+            }
+            Ok(Ok(StoredPage {
+                total: w.total,
+                next,
+                items,
+            }))
+        }))
     }
 }
 
