@@ -5,6 +5,11 @@
 //!
 //!     cargo bench --bench scale -- --users 10000 --members 1000 --seconds 5 --clients 64
 //!
+//! The measured requests go through a deliberately lean client (`Target`): one kept-alive TLS
+//! connection per client and prepared request bytes, so that, like `wrk`, it costs little
+//! beside the server on the same cores. Setting up (reading ids back, filling the group) uses
+//! reqwest.
+//!
 //! `--cache-mb N` sets the server's `storage.cache_mb` (default: the config default). The same
 //! binary, run with `--hello-server`, is the baseline: hyper on the same TLS configuration,
 //! answering every request with a fixed body, in its own process like scimd.
