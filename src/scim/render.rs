@@ -67,9 +67,30 @@ struct StoredView<'a> {
     version: u64,
 }
 
-/// Top-level attributes in stored order. Names must be free of JSON escapes (attribute
-/// names are); a record that has one is rendered the ordinary way.
-struct Fields<'a>(Vec<(&'a str, &'a serde_json::value::RawValue)>);
+/// Top-level attributes in stored order.
+struct Fields<'a>(Vec<(Key<'a>, &'a serde_json::value::RawValue)>);
+
+/// An attribute name, borrowed from the record unless it holds a JSON escape.
+struct Key<'a>(std::borrow::Cow<'a, str>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Key<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = Key<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'a>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'a>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
+    }
+}
 
 impl<'de: 'a, 'a> serde::Deserialize<'de> for Fields<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -98,7 +119,7 @@ impl Stored {
     /// The same JSON `Resource::into_json` gives with the default projection, written from
     /// the stored text: a GET by id is mostly this, and parsing the record into a tree only
     /// to print it again was a fifth of its cost. `None` when the record cannot be read
-    /// this way (the caller decodes it instead); the ETag is returned beside the body.
+    /// this way (it is not JSON: decoding would fail too); the ETag is returned beside it.
     pub fn default_json(self, base: &str) -> Option<(Vec<u8>, String)> {
         use std::io::Write;
         let v: StoredView = serde_json::from_slice(&self.record).ok()?;
@@ -108,19 +129,19 @@ impl Stored {
         let mut out = Vec::with_capacity(self.record.len() + 512);
         let _ = write!(out, "{{\"schemas\":[{}", text(kind.schema().id));
         let is_object = |r: &serde_json::value::RawValue| r.get().starts_with('{');
-        for (k, r) in &v.body.0 {
+        for (Key(k), r) in &v.body.0 {
             if k.starts_with("urn:") && is_object(r) {
                 let _ = write!(out, ",{}", text(k));
             }
         }
         let _ = write!(out, "],\"id\":{}", text(&self.id));
         let mut active = false;
-        for (k, r) in &v.body.0 {
+        for (Key(k), r) in &v.body.0 {
             // As the projection does: an emptied object is left out.
-            if r.get() == "{}" || *k == "schemas" || *k == "id" {
+            if r.get() == "{}" || k == "schemas" || k == "id" {
                 continue;
             }
-            active |= *k == "active";
+            active |= k == "active";
             let _ = write!(out, ",{}:{}", text(k), r.get());
         }
         if kind == Kind::User && !active {

@@ -105,14 +105,19 @@ impl Shared {
             slot.generation
         };
         let fresh = Arc::new(ops::ReadSide::new(db.begin_read()?));
-        self.share(generation, &fresh);
+        self.share(db, generation, &fresh);
         Ok(fresh)
     }
 
-    /// Offer a snapshot begun under `generation` for sharing: refused if a commit came since.
-    fn share(&self, generation: u64, fresh: &Arc<ops::ReadSide>) {
+    /// Offer a snapshot of `db` begun under `generation` for sharing: refused if a commit
+    /// came since, or if `db` was retired (a shared snapshot would keep the old handle open
+    /// and the file locked against its reopening).
+    fn share(&self, db: &Database, generation: u64, fresh: &Arc<ops::ReadSide>) {
         let mut slot = self.snapshot_slot();
-        if slot.generation == generation && slot.shared.is_none() {
+        let current = self
+            .current()
+            .is_some_and(|d| std::ptr::eq(Arc::as_ptr(&d), db));
+        if current && slot.generation == generation && slot.shared.is_none() {
             slot.shared = Some(fresh.clone());
         }
     }
@@ -130,8 +135,10 @@ impl Shared {
     /// After an I/O error redb refuses all further work (`PreviousIo`) until the file is
     /// opened again, which repairs it to its last commit.
     fn retire(&self) {
-        self.committed(); // the shared snapshot must not keep the old handle alive
         *self.db.write().unwrap_or_else(|p| p.into_inner()) = None;
+        // Then drop the shared snapshot: `share` refuses one of a retired handle, so none
+        // can be installed after this.
+        self.committed();
     }
 
     fn open_db(&self) -> Result<Database, redb::Error> {
@@ -654,10 +661,18 @@ mod tests {
         let before = shared.snapshot_slot().generation;
         let stale = Arc::new(ops::ReadSide::new(db.begin_read().unwrap()));
         put(3);
-        shared.share(before, &stale);
+        shared.share(&db, before, &stale);
         let c = shared.snapshot(&db).unwrap();
         assert!(!Arc::ptr_eq(&stale, &c));
         assert!(sees(&c, 3) && !sees(&stale, 3));
+        // Nor is one of a retired handle: it would hold the file against its reopening.
+        let generation = shared.snapshot_slot().generation;
+        let old = Arc::new(ops::ReadSide::new(db.begin_read().unwrap()));
+        shared.retire();
+        let now = shared.snapshot_slot().generation;
+        shared.share(&db, now, &old);
+        assert!(shared.snapshot_slot().shared.is_none());
+        assert!(shared.snapshot_slot().generation > generation);
     }
 
     /// A copy of the file taken while the store runs is what a crash would leave; whether

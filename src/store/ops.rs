@@ -1916,7 +1916,8 @@ mod tests {
         let bodies = [
             serde_json::json!({"userName": "a\"q\"\n名前", "active": false,
                 "name": {"givenName": "Ann", "familyName": "Lee"}, "score": 1.5,
-                "emails": [{"value": "a@x", "primary": true}], ent: {"employeeNumber": "7"}}),
+                "emails": [{"value": "a@x", "primary": true}], ent: {"employeeNumber": "7"},
+                "odd \"name\"": 1}),
             // No `active` (rendered true) and an emptied extension object (left out, but
             // still named in `schemas`).
             serde_json::json!({"userName": "b", ent: {}}),
