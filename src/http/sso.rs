@@ -17,6 +17,10 @@ const MAX_FORM: usize = 256 * 1024;
 
 /// `Some(tenant)` (`None` inside for the server-wide form) when `path` is the endpoint.
 pub fn match_path(path: &str) -> Option<Option<String>> {
+    // Asked of every request: most are SCIM paths, answered without splitting them.
+    if !path.trim_end_matches('/').ends_with("login_redirect") {
+        return None;
+    }
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segs.as_slice() {
         ["sso", "login_redirect"] => Some(None),
