@@ -124,7 +124,7 @@ async fn get(app: &App, ctx: &Ctx, kind: Kind, id: &str) -> ScimResult<Resp> {
     if kind == Kind::Group && !projected {
         return get_group_streamed(app, ctx, id).await;
     }
-    if !projected && ctx.if_none_match.is_none() {
+    if !projected && ctx.if_none_match.is_none() && !ctx.rt(kind).hides_attributes() {
         let s = app
             .store
             .get_stored(ctx.principal.tenant.clone(), kind, id.to_string(), true)
@@ -184,10 +184,11 @@ async fn get_group_streamed(app: &App, ctx: &Ctx, id: &str) -> ScimResult<Resp> 
             &etag,
         ));
     }
-    let mut head = serde_json::to_string(&Value::Object(r.to_json(&ctx.base))).unwrap_or_default();
+    let gid = crate::store::parse_id(&r.id).unwrap_or_default();
+    let head = render(ctx, r, &Projection::default());
+    let mut head = serde_json::to_string(&Value::Object(head)).unwrap_or_default();
     head.pop(); // the closing brace: members follow
     head.push_str(",\"members\":[");
-    let gid = crate::store::parse_id(&r.id).unwrap_or_default();
     let mut batches = app.store.member_batches(ctx.principal.tenant.clone(), gid);
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
     let base = ctx.base.clone();
@@ -435,6 +436,7 @@ async fn list(
     if let [(kind, Some(f), None, _)] = plans.as_slice()
         && p.attributes.is_none()
         && p.excluded.is_none()
+        && !ctx.rt(*kind).hides_attributes()
     {
         let q = ListQuery {
             filter: Some(f.clone()),

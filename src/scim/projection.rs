@@ -127,6 +127,26 @@ impl Projection {
         for ext in &self.exclude_ext {
             resource.remove(*ext);
         }
+        // RFC 7643 §7: `never` attributes are never returned, `request` ones only when named.
+        for ext in kind.extensions() {
+            for def in ext.attributes.iter() {
+                let named = || {
+                    self.include_ext.contains(&ext.id)
+                        || self.include.as_ref().is_some_and(|inc| {
+                            inc.iter()
+                                .any(|s| s.ext == Some(ext.id) && s.name == def.name)
+                        })
+                };
+                let hide = match def.returned {
+                    Returned::Never => true,
+                    Returned::Request => !named(),
+                    _ => false,
+                };
+                if hide && let Some(Value::Object(m)) = resource.get_mut(ext.id) {
+                    m.remove(def.name);
+                }
+            }
+        }
         resource.retain(|k, v| !v.as_object().is_some_and(|m| m.is_empty()) || k == "meta");
     }
 }

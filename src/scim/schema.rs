@@ -561,6 +561,15 @@ impl Rt {
     pub fn extensions(self) -> &'static [&'static SchemaDef] {
         self.ext
     }
+    /// Whether an extension declares attributes returned only on request or never: a
+    /// stored resource must pass through the projection to lose them.
+    pub fn hides_attributes(self) -> bool {
+        self.ext.iter().any(|s| {
+            s.attributes
+                .iter()
+                .any(|a| matches!(a.returned, Returned::Never | Returned::Request))
+        })
+    }
     pub fn extension(self, urn: &str) -> Option<&'static SchemaDef> {
         self.ext
             .iter()

@@ -280,3 +280,53 @@ async fn extension_values_are_validated_stored_filtered_sorted_and_patched() {
     assert_eq!(r.status, 201);
     assert!(r.body.get(EXT).is_none());
 }
+
+/// RFC 7643 §7: an extension attribute declared `returned = "never"` is stored but never
+/// returned; one declared `"request"` only when `attributes` names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_and_request_attributes_stay_out_of_answers_unless_asked() {
+    let s = Srv::start_with(|c| {
+        let mut pin = attr("pin", "string");
+        pin.returned = "never".into();
+        let mut note = attr("note", "string");
+        note.returned = "request".into();
+        c.tenants.get_mut("acme").unwrap().extensions = vec![ExtensionConfig {
+            urn: EXT.into(),
+            name: "AcmeUser".into(),
+            description: String::new(),
+            resource: "User".into(),
+            attributes: vec![pin, note, attr("badge", "string")],
+        }];
+    })
+    .await;
+    let r = s
+        .post(
+            "/Users",
+            json!({"userName": "hid@x", "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", EXT],
+                EXT: {"pin": "1234", "note": "n", "badge": "b"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let shown = |v: &Value| {
+        (
+            v[EXT].get("pin").cloned(),
+            v[EXT].get("note").cloned(),
+            v[EXT]["badge"].clone(),
+        )
+    };
+    assert_eq!(shown(&r.body), (None, None, json!("b")));
+    let got = s.get(&format!("/Users/{id}")).await;
+    assert_eq!(shown(&got.body), (None, None, json!("b")));
+    let found = s.get("/Users?filter=userName%20eq%20%22hid@x%22").await;
+    assert_eq!(total(&found), 1);
+    assert_eq!(shown(&found.body["Resources"][0]), (None, None, json!("b")));
+    let asked = s
+        .get(&format!("/Users/{id}?attributes={EXT}:note,{EXT}:pin"))
+        .await;
+    assert_eq!(asked.body[EXT].get("note"), Some(&json!("n")));
+    assert!(asked.body[EXT].get("pin").is_none());
+    let whole = s.get(&format!("/Users/{id}?attributes={EXT}")).await;
+    assert_eq!(whole.body[EXT].get("note"), Some(&json!("n")));
+    assert!(whole.body[EXT].get("pin").is_none());
+}
