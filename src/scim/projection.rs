@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::schema::{Returned, Rt, resolve, split_urn};
+use super::schema::{AttrDef, Returned, Rt, resolve, split_urn};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Sel {
@@ -129,21 +129,45 @@ impl Projection {
         }
         // RFC 7643 §7: `never` attributes are never returned, `request` ones only when named.
         for ext in kind.extensions() {
+            let named = |name: &str, sub: Option<&str>| {
+                self.include_ext.contains(&ext.id)
+                    || self.include.as_ref().is_some_and(|inc| {
+                        inc.iter()
+                            .any(|s| s.ext == Some(ext.id) && s.name == name && s.sub == sub)
+                    })
+            };
+            let hide = |def: &AttrDef, parent: Option<&str>| match def.returned {
+                Returned::Never => true,
+                Returned::Request => !match parent {
+                    None => named(def.name, None),
+                    Some(p) => named(p, Some(def.name)),
+                },
+                _ => false,
+            };
+            let Some(Value::Object(m)) = resource.get_mut(ext.id) else {
+                continue;
+            };
             for def in ext.attributes.iter() {
-                let named = || {
-                    self.include_ext.contains(&ext.id)
-                        || self.include.as_ref().is_some_and(|inc| {
-                            inc.iter()
-                                .any(|s| s.ext == Some(ext.id) && s.name == def.name)
-                        })
-                };
-                let hide = match def.returned {
-                    Returned::Never => true,
-                    Returned::Request => !named(),
-                    _ => false,
-                };
-                if hide && let Some(Value::Object(m)) = resource.get_mut(ext.id) {
+                if hide(def, None) {
                     m.remove(def.name);
+                    continue;
+                }
+                for sub in def
+                    .sub_attributes
+                    .iter()
+                    .filter(|s| hide(s, Some(def.name)))
+                {
+                    match m.get_mut(def.name) {
+                        Some(Value::Object(o)) => {
+                            o.remove(sub.name);
+                        }
+                        Some(Value::Array(a)) => a.iter_mut().for_each(|el| {
+                            if let Value::Object(o) = el {
+                                o.remove(sub.name);
+                            }
+                        }),
+                        _ => {}
+                    }
                 }
             }
         }

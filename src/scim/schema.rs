@@ -564,10 +564,11 @@ impl Rt {
     /// Whether an extension declares attributes returned only on request or never: a
     /// stored resource must pass through the projection to lose them.
     pub fn hides_attributes(self) -> bool {
+        let hidden = |a: &AttrDef| matches!(a.returned, Returned::Never | Returned::Request);
         self.ext.iter().any(|s| {
             s.attributes
                 .iter()
-                .any(|a| matches!(a.returned, Returned::Never | Returned::Request))
+                .any(|a| hidden(a) || a.sub_attributes.iter().any(hidden))
         })
     }
     pub fn extension(self, urn: &str) -> Option<&'static SchemaDef> {

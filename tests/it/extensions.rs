@@ -290,12 +290,18 @@ async fn never_and_request_attributes_stay_out_of_answers_unless_asked() {
         pin.returned = "never".into();
         let mut note = attr("note", "string");
         note.returned = "request".into();
+        let mut number = attr("number", "string");
+        number.returned = "never".into();
+        let mut expiry = attr("expiry", "string");
+        expiry.returned = "request".into();
+        let mut card = attr("card", "complex");
+        card.sub_attributes = vec![number, expiry, attr("label", "string")];
         c.tenants.get_mut("acme").unwrap().extensions = vec![ExtensionConfig {
             urn: EXT.into(),
             name: "AcmeUser".into(),
             description: String::new(),
             resource: "User".into(),
-            attributes: vec![pin, note, attr("badge", "string")],
+            attributes: vec![pin, note, attr("badge", "string"), card],
         }];
     })
     .await;
@@ -303,7 +309,8 @@ async fn never_and_request_attributes_stay_out_of_answers_unless_asked() {
         .post(
             "/Users",
             json!({"userName": "hid@x", "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", EXT],
-                EXT: {"pin": "1234", "note": "n", "badge": "b"}}),
+                EXT: {"pin": "1234", "note": "n", "badge": "b",
+                    "card": {"number": "4111", "expiry": "12/30", "label": "work"}}}),
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
@@ -318,6 +325,7 @@ async fn never_and_request_attributes_stay_out_of_answers_unless_asked() {
     assert_eq!(shown(&r.body), (None, None, json!("b")));
     let got = s.get(&format!("/Users/{id}")).await;
     assert_eq!(shown(&got.body), (None, None, json!("b")));
+    assert_eq!(got.body[EXT]["card"], json!({"label": "work"}));
     let found = s.get("/Users?filter=userName%20eq%20%22hid@x%22").await;
     assert_eq!(total(&found), 1);
     assert_eq!(shown(&found.body["Resources"][0]), (None, None, json!("b")));
@@ -326,6 +334,10 @@ async fn never_and_request_attributes_stay_out_of_answers_unless_asked() {
         .await;
     assert_eq!(asked.body[EXT].get("note"), Some(&json!("n")));
     assert!(asked.body[EXT].get("pin").is_none());
+    let card = s
+        .get(&format!("/Users/{id}?attributes={EXT}:card.expiry"))
+        .await;
+    assert_eq!(card.body[EXT]["card"], json!({"expiry": "12/30"}));
     let whole = s.get(&format!("/Users/{id}?attributes={EXT}")).await;
     assert_eq!(whole.body[EXT].get("note"), Some(&json!("n")));
     assert!(whole.body[EXT].get("pin").is_none());
