@@ -121,20 +121,22 @@ impl Stored {
     /// to print it again was a fifth of its cost. `None` when the record cannot be read
     /// this way (it is not JSON: decoding would fail too); the ETag is returned beside it.
     pub fn default_json(self, base: &str) -> Option<(Vec<u8>, String)> {
-        use std::io::Write;
         let v: StoredView = serde_json::from_slice(&self.record).ok()?;
         let kind = self.kind;
         let etag = format!("W/\"{}\"", v.version);
-        let text = |s: &str| serde_json::to_string(s).unwrap_or_default();
         let mut out = Vec::with_capacity(self.record.len() + 512);
-        let _ = write!(out, "{{\"schemas\":[{}", text(kind.schema().id));
-        let is_object = |r: &serde_json::value::RawValue| r.get().starts_with('{');
+        // Strings are escaped straight into the output (writing to a Vec cannot fail).
+        let put = |out: &mut Vec<u8>, raw: &str, s: &str| {
+            out.extend_from_slice(raw.as_bytes());
+            let _ = serde_json::to_writer(&mut *out, s);
+        };
+        put(&mut out, "{\"schemas\":[", kind.schema().id);
         for (Key(k), r) in &v.body.0 {
-            if k.starts_with("urn:") && is_object(r) {
-                let _ = write!(out, ",{}", text(k));
+            if k.starts_with("urn:") && r.get().starts_with('{') {
+                put(&mut out, ",", k);
             }
         }
-        let _ = write!(out, "],\"id\":{}", text(&self.id));
+        put(&mut out, "],\"id\":", &self.id);
         let mut active = false;
         for (Key(k), r) in &v.body.0 {
             // As the projection does: an emptied object is left out.
@@ -142,24 +144,29 @@ impl Stored {
                 continue;
             }
             active |= k == "active";
-            let _ = write!(out, ",{}:{}", text(k), r.get());
+            put(&mut out, ",", k);
+            out.push(b':');
+            out.extend_from_slice(r.get().as_bytes());
         }
         if kind == Kind::User && !active {
             out.extend_from_slice(b",\"active\":true");
         }
         if let Some(refs) = self.refs {
-            let list = serde_json::to_string(&ref_list(kind, refs, base)).ok()?;
-            let _ = write!(out, ",\"{}\":{list}", refs_name(kind));
+            out.extend_from_slice(format!(",\"{}\":", refs_name(kind)).as_bytes());
+            serde_json::to_writer(&mut out, &ref_list(kind, refs, base)).ok()?;
         }
-        let location = text(&format!("{base}/{}/{}", kind.endpoint(), self.id));
-        let _ = write!(
-            out,
-            ",\"meta\":{{\"resourceType\":\"{}\",\"created\":{},\"lastModified\":{},\"location\":{location},\"version\":{}}}}}",
-            kind.as_str(),
-            v.created.get(),
-            v.modified.get(),
-            text(&etag)
+        put(&mut out, ",\"meta\":{\"resourceType\":", kind.as_str());
+        out.extend_from_slice(b",\"created\":");
+        out.extend_from_slice(v.created.get().as_bytes());
+        out.extend_from_slice(b",\"lastModified\":");
+        out.extend_from_slice(v.modified.get().as_bytes());
+        put(
+            &mut out,
+            ",\"location\":",
+            &format!("{base}/{}/{}", kind.endpoint(), self.id),
         );
+        put(&mut out, ",\"version\":", &etag);
+        out.extend_from_slice(b"}}");
         Some((out, etag))
     }
 }

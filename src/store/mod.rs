@@ -624,22 +624,32 @@ mod tests {
         }
     }
 
-    #[test]
-    fn reads_share_a_snapshot_until_a_commit_and_never_one_older_than_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.redb"), 1 << 20).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap();
-        let table: TableDefinition<u64, u64> = TableDefinition::new("snapshot_test");
-        let put = |k: u64| {
+            .unwrap()
+    }
+
+    /// Writes `k → k` into `table` through the store's writer, from a plain test.
+    fn putter<'s>(store: &'s Store, table: &'static str) -> impl Fn(u64) + 's {
+        let rt = runtime();
+        let table: TableDefinition<u64, u64> = TableDefinition::new(table);
+        move |k| {
             rt.block_on(store.write(move |txn| {
                 txn.open_table(table)?.insert(k, k)?;
                 Ok(Ok(()))
             }))
             .unwrap()
-        };
+        }
+    }
+
+    #[test]
+    fn reads_share_a_snapshot_until_a_commit_and_never_one_older_than_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb"), 1 << 20).unwrap();
+        let put = putter(&store, "snapshot_test");
+        let table: TableDefinition<u64, u64> = TableDefinition::new("snapshot_test");
         let sees = |r: &ops::ReadSide, k: u64| {
             r.txn()
                 .open_table(table)
@@ -695,18 +705,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
         let store = Store::open(&path, 1 << 20).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let put = putter(&store, "checkpoint_test");
         let table: TableDefinition<u64, u64> = TableDefinition::new("checkpoint_test");
-        let put = |k: u64| {
-            rt.block_on(store.write(move |txn| {
-                txn.open_table(table)?.insert(k, k)?;
-                Ok(Ok(()))
-            }))
-            .unwrap()
-        };
+        let rt = runtime();
         // Settle the start-up commits first.
         std::thread::sleep(CHECKPOINT_IDLE * 3);
         put(1);

@@ -817,55 +817,40 @@ const INLINE_PAGE: u64 = 200;
 fn is_point(kind: Kind, f: &Filter) -> bool {
     match f {
         Filter::And(a, b) => is_point(kind, a) || is_point(kind, b),
-        Filter::Compare {
-            path,
-            op: CompareOp::Eq,
-            value: CompValue::Str(_),
-        } => {
-            path.urn.is_none()
-                && matches!(
-                    (kind, path.name.as_str(), path.sub.as_deref()),
-                    (_, "id" | "externalId" | "displayName", None)
-                        | (Kind::User, "userName", None)
-                        | (Kind::User, "emails", Some("value") | None)
-                )
-        }
-        Filter::ValuePath { path, filter } => {
-            kind == Kind::User
-                && path.urn.is_none()
-                && path.name == "emails"
-                && element_value_eq(filter).is_some()
-        }
-        _ => false,
+        _ => indexed_eq(kind, f).is_some(),
     }
 }
 
-/// A filter whose index lookup yields exactly its matches: the index folds case as the
-/// filter compares, so the records it names need no second evaluation. (`id` is left out: an
-/// upper-case id parses, but `id` is caseExact.)
+/// A filter whose index lookup yields exactly its matches, so the records it names need no
+/// second evaluation.
 fn index_exact(kind: Kind, f: &Filter) -> bool {
+    indexed_eq(kind, f) == Some(true)
+}
+
+/// An `eq` that an attribute's own index answers: `Some(exact)`, exact when the index folds
+/// case as the filter compares. (`id` is not exact: an upper-case id parses, but `id` is
+/// caseExact.) A value path is exact only when `value eq` is its one condition.
+fn indexed_eq(kind: Kind, f: &Filter) -> Option<bool> {
     match f {
         Filter::Compare {
             path,
             op: CompareOp::Eq,
             value: CompValue::Str(_),
-        } => {
-            path.urn.is_none()
-                && matches!(
-                    (kind, path.name.as_str(), path.sub.as_deref()),
-                    (_, "externalId" | "displayName", None)
-                        | (Kind::User, "userName", None)
-                        | (Kind::User, "emails", Some("value") | None)
-                )
+        } if path.urn.is_none() => match (kind, path.name.as_str(), path.sub.as_deref()) {
+            (_, "id", None) => Some(false),
+            (_, "externalId" | "displayName", None)
+            | (Kind::User, "userName", None)
+            | (Kind::User, "emails", Some("value") | None) => Some(true),
+            _ => None,
+        },
+        Filter::ValuePath { path, filter }
+            if kind == Kind::User && path.urn.is_none() && path.name == "emails" =>
+        {
+            element_value_eq(filter)?;
+            Some(matches!(&**filter, Filter::Compare { path: p, .. }
+                if p.sub.is_none() && p.urn.is_none()))
         }
-        Filter::ValuePath { path, filter } => {
-            kind == Kind::User
-                && path.urn.is_none()
-                && path.name == "emails"
-                && matches!(&**filter, Filter::Compare { path: p, op: CompareOp::Eq, value: CompValue::Str(_) }
-                    if p.name == "value" && p.sub.is_none() && p.urn.is_none())
-        }
-        _ => false,
+        _ => None,
     }
 }
 
