@@ -71,6 +71,7 @@ pub fn copy_all(r: &ReadTransaction, to: &Path) -> Result<u64, StoreError> {
         n += copy(r, &w, EVENT_SEQ)?;
         n += copy(r, &w, OVERFLOW_USERID)?;
         n += copy(r, &w, UNIQUE_ID)?;
+        n += copy(r, &w, RANKS)?;
         Ok(n)
     })()
     .map_err(fail)?;

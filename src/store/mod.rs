@@ -11,6 +11,7 @@ mod backup;
 mod events;
 mod ops;
 pub mod plan;
+mod ranks;
 pub mod tables;
 mod verify;
 
@@ -586,7 +587,9 @@ pub fn parse_id(s: &str) -> Option<u128> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scim::schema::Kind;
     use redb::{Database, TableDefinition};
+    use std::collections::HashMap;
 
     #[test]
     fn records_its_layout_version_and_refuses_a_newer_one() {
@@ -738,6 +741,115 @@ mod tests {
         assert!(
             !copy_needs_full_repair(&path, 3),
             "an explicit checkpoint records the allocator state at once"
+        );
+    }
+
+    /// Every startIndex page, as (total, ids), for `n` users and one past the end.
+    fn every_page(store: &Store, rt: &tokio::runtime::Runtime, n: u64) -> Vec<(u64, Vec<u128>)> {
+        (1..=n + 2)
+            .map(|start| {
+                let q = ListQuery {
+                    start_index: start,
+                    count: 3,
+                    ..ListQuery::default()
+                };
+                let page = rt
+                    .block_on(store.list("t".into(), Kind::User.into(), q))
+                    .unwrap();
+                let ids = page
+                    .items
+                    .iter()
+                    .map(|r| parse_id(&r.id).unwrap())
+                    .collect();
+                (page.total, ids)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn deep_start_index_pages_match_the_id_order_and_a_layout_1_file_is_counted_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let store = Store::open(&path, 1 << 20).unwrap();
+        let rt = runtime();
+        let actor = Actor {
+            tenant: "t".into(),
+            token: "test".into(),
+            retention: Retention::default(),
+            plan: None,
+            create_only: Arc::new(Vec::new()),
+        };
+        // Imported ids (kept from another host) spread over every prefix level, and ids
+        // made here, many in the same millisecond.
+        let mut x: u128 = 0x2545_f491_4f6c_dd1d_9e37_79b9_7f4a_7c15;
+        let mut ids = Vec::new();
+        for i in 0..40u128 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let ms: u128 = 1_700_000_000_000 + (i % 4) * 3_600_000 + i % 3;
+            ids.push(if i % 2 == 0 {
+                x
+            } else {
+                (ms << 80) | (x >> 48)
+            });
+        }
+        for (i, id) in ids.iter().enumerate() {
+            let body = serde_json::json!({"userName": format!("u{i}")});
+            let input = crate::scim::resource::normalize(Kind::User, &body).unwrap();
+            rt.block_on(store.create_as(actor.clone(), Kind::User.into(), input, Some(*id)))
+                .unwrap();
+        }
+        for i in 0..20 {
+            let body = serde_json::json!({"userName": format!("v{i}")});
+            let input = crate::scim::resource::normalize(Kind::User, &body).unwrap();
+            let r = rt
+                .block_on(store.create(actor.clone(), Kind::User.into(), input))
+                .unwrap();
+            ids.push(parse_id(&r.id).unwrap());
+        }
+        // Deletes take resources out of the counts.
+        for id in ids.iter().step_by(7) {
+            rt.block_on(store.delete(actor.clone(), Kind::User.into(), format_id(*id), None))
+                .unwrap();
+        }
+        let mut live: Vec<u128> = ids
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 7 != 0)
+            .map(|(_, id)| *id)
+            .collect();
+        live.sort_unstable();
+        let n = live.len() as u64;
+        let want: Vec<(u64, Vec<u128>)> = (0..n as usize + 2)
+            .map(|skip| (n, live.iter().skip(skip).take(3).copied().collect()))
+            .collect();
+        assert_eq!(every_page(&store, &rt, n), want);
+        assert_eq!(
+            rt.block_on(store.verify(HashMap::new())).unwrap(),
+            Vec::<String>::new()
+        );
+        // The same file as layout 1 left it: no position counts.
+        drop(store);
+        let db = (0..100)
+            .find_map(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                Database::create(&path).ok()
+            })
+            .expect("database released");
+        let w = db.begin_write().unwrap();
+        assert!(w.delete_table(tables::RANKS).unwrap());
+        w.open_table(tables::META)
+            .unwrap()
+            .insert("schema_version", 1)
+            .unwrap();
+        w.commit().unwrap();
+        drop(db);
+        let store = Store::open(&path, 1 << 20).unwrap();
+        assert_eq!(every_page(&store, &rt, n), want);
+        assert_eq!(
+            rt.block_on(store.verify(HashMap::new())).unwrap(),
+            Vec::<String>::new()
         );
     }
 

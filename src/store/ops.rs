@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use super::events::{self, Actor, Event, NewEvent};
 use super::plan::{self, Mode, Seat};
+use super::ranks;
 use super::tables::*;
 use super::{Store, format_id, new_id, parse_id};
 use crate::scim::error::{ScimError, ScimResult};
@@ -80,17 +81,24 @@ pub(super) fn init_schema(db: &redb::Database) -> Result<u64, redb::Error> {
         txn.open_table(EVENT_SEQ)?;
         txn.open_table(OVERFLOW_USERID)?;
         txn.open_table(UNIQUE_ID)?;
+        let mut ranks_table = txn.open_table(RANKS)?;
         if let Some(v) = found
             && v < SCHEMA_VERSION
         {
             // Migrations run here, in this one transaction, one version step at a time:
-            // a crash part-way leaves the old layout intact. Layout 1 is the first release,
-            // so there is no step yet.
+            // a crash part-way leaves the old layout intact.
             tracing::info!(
                 from = v,
                 to = SCHEMA_VERSION,
                 "migrating the database layout"
             );
+            if v < 2 {
+                let n = ranks::rebuild(&txn.open_table(RESOURCES)?, &mut ranks_table)?;
+                tracing::info!(
+                    counts = n,
+                    "layout 2: counted resources for startIndex paging"
+                );
+            }
             meta.insert("schema_version", SCHEMA_VERSION)?;
         }
         found.unwrap_or(SCHEMA_VERSION)
@@ -160,6 +168,7 @@ struct W<'t> {
     seqs: events::SeqTable<'t>,
     overflow: Table<'t, (&'static str, u128), ()>,
     unique: Table<'t, (&'static str, u8, &'static str, &'static str), u128>,
+    ranks: Table<'t, ranks::RankKey, u64>,
 }
 
 impl<'t> W<'t> {
@@ -177,6 +186,7 @@ impl<'t> W<'t> {
             seqs: txn.open_table(EVENT_SEQ)?,
             overflow: txn.open_table(OVERFLOW_USERID)?,
             unique: txn.open_table(UNIQUE_ID)?,
+            ranks: txn.open_table(RANKS)?,
         })
     }
 
@@ -453,7 +463,9 @@ impl<'t> W<'t> {
         Ok(())
     }
 
-    fn bump_count(&mut self, t: &str, kind: Kind, up: bool) -> Result<(), redb::Error> {
+    /// Count a resource in or out: its kind's total and its position counts.
+    fn bump_count(&mut self, t: &str, kind: Kind, id: u128, up: bool) -> Result<(), redb::Error> {
+        ranks::bump(&mut self.ranks, t, kind.code(), id, up)?;
         let n = self
             .counts
             .get((t, kind.code()))?
@@ -1143,7 +1155,7 @@ impl Store {
             };
             w.put(t, kind, id, &rec)?;
             w.index(t, kind, id, &Keys::default(), &k)?;
-            w.bump_count(t, kind, true)?;
+            w.bump_count(t, kind, id, true)?;
             let ev = if kind == Kind::User {
                 "user.created"
             } else {
@@ -1260,7 +1272,7 @@ impl Store {
             };
             w.res.remove((t, kind.code(), nid))?;
             w.index(t, kind, nid, &keys(rt, &old.body), &Keys::default())?;
-            w.bump_count(t, kind, false)?;
+            w.bump_count(t, kind, nid, false)?;
             w.unlink_all(&actor, nid)?;
             if kind == Kind::User {
                 w.plan_transition(&actor, nid, Some(plan::is_active(&old.body)), None, None)?;
@@ -1425,7 +1437,19 @@ impl Store {
                         }
                     }
                 } else if count > 0 {
-                    for e in r.res()?.range(range)?.skip(skip).take(count) {
+                    // A deep offset starts at the prefix the position counts point to, so
+                    // the last page costs about what the first does.
+                    let (from, rest) = match skip {
+                        0 => (0, 0),
+                        _ => {
+                            let ranks = r.txn().open_table(RANKS)?;
+                            ranks::locate(&ranks, t, kind.code(), skip as u64)?
+                                .unwrap_or((u128::MAX, u64::MAX))
+                        }
+                    };
+                    let range = (t, kind.code(), from)..=(t, kind.code(), u128::MAX);
+                    let rest = usize::try_from(rest).unwrap_or(usize::MAX);
+                    for e in r.res()?.range(range)?.skip(rest).take(count) {
                         let (k, v) = e?;
                         if let Some(rec) = decode(v.value()) {
                             items.push(rec.into_resource(kind, k.value().2));

@@ -37,7 +37,13 @@ pub const GROUPID_MEMBERID: TableDefinition<(&str, u128, u128), u8> =
 pub const MEMBERID_GROUPID: TableDefinition<(&str, u128, u128), ()> =
     TableDefinition::new("tenant_memberid_groupid");
 
-pub const SCHEMA_VERSION: u64 = 1;
+/// Layout 2 added `RANKS`.
+pub const SCHEMA_VERSION: u64 = 2;
+
+/// (tenant, kind, level, id prefix) → how many resources have ids under that prefix
+/// (`ranks.rs`: finds a deep `startIndex` page without stepping over everything before it).
+pub const RANKS: TableDefinition<(&str, u8, u8, u64), u64> =
+    TableDefinition::new("tenant_kind_level_prefix_count");
 
 /// (tenant, seq) → event JSON (ids and attribute names only).
 pub const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("tenant_seq_event");

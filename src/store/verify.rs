@@ -1,5 +1,5 @@
 //! `scimd verify`: every index against the resources, membership in both directions, the
-//! counters, and the event sequence. Reads one snapshot; reports each mismatch.
+//! counters, the position counts, and the event sequence. Reads one snapshot; reports each mismatch.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -7,6 +7,7 @@ use redb::{ReadableDatabase, ReadableMultimapTable, ReadableTable};
 
 use super::ops::{decode, keys};
 use super::plan;
+use super::ranks;
 use super::tables::*;
 use super::{Store, format_id};
 use crate::scim::schema::{Kind, Rt};
@@ -137,6 +138,17 @@ fn check(
         have.insert((t.to_string(), c, a.to_string(), val.to_string(), v.value()));
     }
     diff("unique-attribute index", &want_unique, &have, &mut bad);
+    // Position counts: recounted from the resources, which `exists` holds in key order.
+    let want: BTreeSet<_> = ranks::expected(exists.iter().map(|(t, c, id)| (t.as_str(), *c, *id)))
+        .into_iter()
+        .collect();
+    let mut have = BTreeSet::new();
+    for e in r.open_table(RANKS)?.iter()? {
+        let (k, v) = e?;
+        let (t, c, l, p) = k.value();
+        have.insert(((t.to_string(), c, l, p), v.value()));
+    }
+    diff("position counts", &want, &have, &mut bad);
     // Membership: mirrors of each other, between existing resources.
     let mut down = BTreeSet::new();
     for e in members.iter()? {
