@@ -1396,12 +1396,10 @@ impl Store {
 
     pub async fn list(&self, tenant: String, rt: Rt, q: ListQuery) -> ScimResult<ListPage> {
         let kind = rt.kind;
-        // Point lookups, and short pages read by cursor or near the start, stay on the
-        // runtime thread; deep offsets, scans and sorts go to the pool. Groups with members
-        // always go to the pool (a group can have a million).
-        let short_page = q.filter.is_none()
-            && q.count <= INLINE_PAGE
-            && (q.after.is_some() || q.start_index <= INLINE_PAGE);
+        // Point lookups and short unfiltered pages (by cursor, or by startIndex at any depth:
+        // the position counts find it) stay on the runtime thread; scans and sorts go to the
+        // pool. Groups with members always go to the pool (a group can have a million).
+        let short_page = q.filter.is_none() && q.count <= INLINE_PAGE;
         let inline = q.sort.is_none()
             && (short_page || q.filter.as_ref().is_some_and(|f| is_point(kind, f)))
             && !(q.with_refs && kind == Kind::Group);
