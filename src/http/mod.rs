@@ -247,17 +247,32 @@ impl App {
             tenant,
             started.elapsed().as_secs_f64(),
         );
-        tracing::info!(
-            target: "scimd::request",
-            %peer,
-            method = %method,
-            path = template,
-            status,
-            latency_ms = started.elapsed().as_micros() as f64 / 1000.0,
-            tenant = who.as_ref().map(|p: &Principal| p.tenant.as_str()).unwrap_or("-"),
-            token_name = who.as_ref().map(|p| p.token_name.as_str()).unwrap_or("-"),
-            "request"
-        );
+        // Every change and every refusal at info; reads that succeed at debug. An IdP's sync
+        // cycle is mostly lookups, thousands a second: at info they would cost ~15% of the
+        // read rate and run into journald's rate limit, which then drops the lines that
+        // matter (writes, errors) along with them.
+        let read = matches!(method, Method::GET | Method::HEAD) || template.ends_with(".search");
+        macro_rules! request_line {
+            ($level:expr) => {
+                tracing::event!(
+                    target: "scimd::request",
+                    $level,
+                    %peer,
+                    method = %method,
+                    path = template,
+                    status,
+                    latency_ms = started.elapsed().as_micros() as f64 / 1000.0,
+                    tenant = who.as_ref().map(|p: &Principal| p.tenant.as_str()).unwrap_or("-"),
+                    token_name = who.as_ref().map(|p| p.token_name.as_str()).unwrap_or("-"),
+                    "request"
+                )
+            };
+        }
+        if read && status < 400 {
+            request_line!(tracing::Level::DEBUG);
+        } else {
+            request_line!(tracing::Level::INFO);
+        }
         resp
     }
 

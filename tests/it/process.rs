@@ -118,9 +118,12 @@ impl Proc {
 async fn sighup_reloads_tokens_keeps_connections_and_refuses_broken_configs() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("scimd.toml");
+    // Successful reads log at debug: this filter turns their lines on (as documented).
+    let verbose =
+        |text: String| text.replace("level = \"info\"", "level = \"info,scimd::request=debug\"");
     std::fs::write(
         &cfg,
-        config_text(dir.path(), &token_line("old", "old-token")),
+        verbose(config_text(dir.path(), &token_line("old", "old-token"))),
     )
     .unwrap();
     let mut p = Proc::start(&cfg);
@@ -138,7 +141,7 @@ async fn sighup_reloads_tokens_keeps_connections_and_refuses_broken_configs() {
     // New token list: the new token works, the old one is refused, on the same connection pool.
     std::fs::write(
         &cfg,
-        config_text(dir.path(), &token_line("new", "new-token")),
+        verbose(config_text(dir.path(), &token_line("new", "new-token"))),
     )
     .unwrap();
     kill(p.child.id(), "-HUP");
@@ -749,6 +752,16 @@ async fn json_logs_carry_one_object_per_request_without_the_token() {
     let p = Proc::start(&cfg);
     assert_eq!(p.status("/scim/v2/Users", "sekrit-json-token").await, 200);
     assert_eq!(p.status("/scim/v2/Users", "wrong-token").await, 401);
+    let created = p
+        .client
+        .post(format!("https://localhost:{}/scim/v2/Users", p.port))
+        .bearer_auth("sekrit-json-token")
+        .header("Content-Type", "application/scim+json")
+        .body(r#"{"userName": "ann@example.com"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
     // The request line is logged after the answer is sent; give it a moment.
     let deadline = Instant::now() + Duration::from_secs(5);
     let requests = loop {
@@ -770,12 +783,17 @@ async fn json_logs_carry_one_object_per_request_without_the_token() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(requests.len() >= 2, "{requests:?}");
+    // At info: the change and the refusal, not the successful read.
+    assert!(
+        !requests.iter().any(|v| v["fields"]["status"] == 200),
+        "{requests:?}"
+    );
     let ok = requests
         .iter()
-        .find(|v| v["fields"]["status"] == 200)
-        .expect("a 200 line");
+        .find(|v| v["fields"]["status"] == 201)
+        .expect("a 201 line");
     assert_eq!(ok["level"], "INFO");
-    assert_eq!(ok["fields"]["method"], "GET");
+    assert_eq!(ok["fields"]["method"], "POST");
     assert_eq!(ok["fields"]["path"], "/Users", "the path template");
     assert_eq!(ok["fields"]["tenant"], "acme");
     assert_eq!(ok["fields"]["token_name"], "okta");
