@@ -622,8 +622,12 @@ fn token(name: &str, hash_stdin: bool) -> ExitCode {
 }
 
 fn init_logging(level: &str, format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // rustls warns on every connection whose client sends an IP address as SNI (what a Base
+    // URL like https://10.0.0.5:8443/... makes clients do): the client's quirk, not the admin's
+    // problem, and one line per connection.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("rustls::msgs::handshake=error,{level}"))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
