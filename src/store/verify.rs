@@ -1,5 +1,6 @@
 //! `scimd verify`: every index against the resources, membership in both directions, the
-//! counters, the position counts, and the event sequence. Reads one snapshot; reports each mismatch.
+//! counters, the position counts, and the event sequence. Reads one snapshot; reports each
+//! mismatch.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
