@@ -14,7 +14,7 @@ use crate::scim::render::Resource;
 use crate::scim::resource::{self, Ignored};
 use crate::scim::schema::{Kind, LIST_RESPONSE, SEARCH_REQUEST};
 use crate::scim::sort::SortSpec;
-use crate::store::ListQuery;
+use crate::store::{ListQuery, PlanCursor, PlanFrom};
 
 pub async fn endpoint(
     app: &App,
@@ -589,7 +589,8 @@ async fn plan_summary(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
     ))
 }
 
-/// `GET /tenants/{tenant}/plan/members?status=paid|free|deactivated&startIndex=&count=`.
+/// `GET /tenants/{tenant}/plan/members?status=paid|free|deactivated&startIndex=&count=`, or
+/// `&cursor=` (empty for the first page) and then each answer's `nextCursor`.
 async fn plan_members(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
     use crate::store::plan::Status;
     let rules = plan_rules(ctx)?;
@@ -617,13 +618,52 @@ async fn plan_members(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
         .map(|c| c.max(0) as u64)
         .unwrap_or(max)
         .min(max);
-    let (total, entries) = app
+    let from = match ctx.query.get("cursor") {
+        Some(c) => PlanFrom::After(decode_plan_cursor(c)?),
+        None => PlanFrom::Index(start),
+    };
+    let page = app
         .store
-        .plan_members(ctx.principal.tenant.clone(), rules, status, start, count)
+        .plan_members(ctx.principal.tenant.clone(), rules, status, from, count)
         .await?;
-    Ok(response::json(
-        200,
-        &json!({"totalResults": total, "startIndex": start, "itemsPerPage": entries.len(), "members": entries}),
+    let mut body = json!({"totalResults": page.total, "itemsPerPage": page.entries.len(), "members": page.entries});
+    match (from, page.next) {
+        (PlanFrom::Index(start), _) => body["startIndex"] = json!(start),
+        (PlanFrom::After(_), Some(next)) => body["nextCursor"] = json!(encode_plan_cursor(next)),
+        (PlanFrom::After(_), None) => {}
+    }
+    Ok(response::json(200, &body))
+}
+
+/// Plan-list cursors: a user's id (16 bytes) or a place among the unmatched existing
+/// members (4 bytes), base64url.
+fn encode_plan_cursor(c: PlanCursor) -> String {
+    use base64::Engine;
+    let e = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    match c {
+        PlanCursor::Start => String::new(),
+        PlanCursor::User(id) => e.encode(id.to_be_bytes()),
+        PlanCursor::Tail(i) => e.encode(u32::try_from(i).unwrap_or(u32::MAX).to_be_bytes()),
+    }
+}
+
+fn decode_plan_cursor(c: &str) -> ScimResult<PlanCursor> {
+    use base64::Engine;
+    if c.trim().is_empty() {
+        return Ok(PlanCursor::Start);
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c.trim())
+        .unwrap_or_default();
+    if let Ok(b) = <[u8; 16]>::try_from(bytes.as_slice()) {
+        return Ok(PlanCursor::User(u128::from_be_bytes(b)));
+    }
+    if let Ok(b) = <[u8; 4]>::try_from(bytes.as_slice()) {
+        return Ok(PlanCursor::Tail(u32::from_be_bytes(b) as usize));
+    }
+    Err(ScimError::bad(
+        crate::scim::error::ScimType::InvalidCursor,
+        format!("\"{c}\" is not a cursor this server issued"),
     ))
 }
 

@@ -27,7 +27,10 @@ use crate::scim::error::{ScimError, ScimResult};
 pub use backend::{Fault, Faults};
 pub use backup::restore;
 pub use events::{Actor, Event, Retention};
-pub use ops::{ListPage, ListQuery, PlanEntry, PlanSummary, SortSpec, StoredPage};
+pub use ops::{
+    ListPage, ListQuery, PlanCursor, PlanEntry, PlanFrom, PlanPage, PlanSummary, SortSpec,
+    StoredPage,
+};
 
 /// Most jobs committed together; bounds the latency one commit adds to its first request.
 const MAX_BATCH: usize = 256;
@@ -851,6 +854,62 @@ mod tests {
             rt.block_on(store.verify(HashMap::new())).unwrap(),
             Vec::<String>::new()
         );
+    }
+
+    #[test]
+    fn plan_cursor_pages_read_a_bounded_number_of_users_and_miss_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb"), 1 << 20).unwrap();
+        let rt = runtime();
+        let actor = Actor {
+            tenant: "t".into(),
+            token: "test".into(),
+            retention: Retention::default(),
+            plan: None,
+            create_only: Arc::new(Vec::new()),
+        };
+        let mut inactive = Vec::new();
+        for i in 0..12 {
+            let body = serde_json::json!({"userName": format!("u{i}"), "active": i % 6 != 5});
+            let input = crate::scim::resource::normalize(Kind::User, &body).unwrap();
+            let r = rt
+                .block_on(store.create(actor.clone(), Kind::User.into(), input))
+                .unwrap();
+            if i % 6 == 5 {
+                inactive.push(r.id);
+            }
+        }
+        let rules = Arc::new(plan::PlanRules {
+            name: "p".into(),
+            test_threshold: 0,
+            seats: None,
+            on_seat_limit: plan::SeatPolicy::Reject,
+            existing_members: Vec::new(),
+        });
+        let mut cursor = PlanCursor::Start;
+        let (mut seen, mut pages, mut empty) = (Vec::new(), 0, 0);
+        loop {
+            let page = rt
+                .block_on(store.plan_members(
+                    "t".into(),
+                    rules.clone(),
+                    Some(plan::Status::Deactivated),
+                    PlanFrom::After(cursor),
+                    10,
+                ))
+                .unwrap();
+            assert_eq!(page.total, 2);
+            pages += 1;
+            empty += usize::from(page.entries.is_empty());
+            seen.extend(page.entries.into_iter().map(|e| e.id.unwrap()));
+            match page.next {
+                Some(c) => cursor = c,
+                None => break,
+            }
+        }
+        assert_eq!(seen, inactive);
+        // 12 users read 4 at a time: three pages, one of them without a match.
+        assert_eq!((pages, empty), (3, 1));
     }
 
     #[test]

@@ -1711,7 +1711,152 @@ pub struct PlanEntry {
     pub existing_member: bool,
 }
 
+/// Where a page of the plan list starts: a 1-based position, or after a cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanFrom {
+    Index(u64),
+    After(PlanCursor),
+}
+
+/// A place in the plan list (users in id order, then the unmatched existing members).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanCursor {
+    Start,
+    /// After this user.
+    User(u128),
+    /// At this entry of the existing members no user matches.
+    Tail(usize),
+}
+
+pub struct PlanPage {
+    pub total: u64,
+    pub entries: Vec<PlanEntry>,
+    /// By cursor: where the next page starts, while the list may go on.
+    pub next: Option<PlanCursor>,
+}
+
+/// Most users one cursor page of the plan list reads (a few milliseconds of work), so that a
+/// status few users have costs short pages rather than a scan of the tenant. (Tiny in unit
+/// tests, to show the short pages.)
+const PLAN_SCAN: usize = if cfg!(test) { 4 } else { 5_000 };
+
 impl ReadSide {
+    /// Paid, free and deactivated counts from the counters; only the existing members are
+    /// looked at one by one (testing mode keeps them paid).
+    fn plan_counts(
+        &self,
+        t: &str,
+        mode: Mode,
+        matched: &BTreeSet<u128>,
+        unmatched: usize,
+    ) -> Result<PlanSummary, redb::Error> {
+        let total = plan::count(self.counts()?, t, Kind::User.code())?;
+        let active = plan::count(self.counts()?, t, plan::ACTIVE)?;
+        let overflow = plan::count(self.counts()?, t, plan::OVERFLOW)?;
+        let mut s = PlanSummary {
+            mode,
+            paid: active - overflow.min(active),
+            free: overflow,
+            deactivated: total.saturating_sub(active),
+            active_provisioned: active,
+        };
+        if mode == Mode::Testing {
+            for &id in matched {
+                let Some(rec) = self
+                    .res()?
+                    .get((t, Kind::User.code(), id))?
+                    .and_then(|g| decode(g.value()))
+                else {
+                    continue;
+                };
+                if !plan::is_active(&rec.body) {
+                    s.deactivated = s.deactivated.saturating_sub(1);
+                    s.paid += 1;
+                } else if self.overflowed(t, id)? {
+                    s.free = s.free.saturating_sub(1);
+                    s.paid += 1;
+                }
+            }
+        }
+        match mode {
+            Mode::Testing => s.paid += unmatched as u64,
+            Mode::Enforced => s.free += unmatched as u64,
+        }
+        Ok(s)
+    }
+
+    /// The users a plan list page may hold, in id order from `first`, until `visit` says
+    /// stop: for `free`, only those the seat limit placed there (their own index); else all.
+    fn plan_users(
+        &self,
+        t: &str,
+        status: Option<plan::Status>,
+        first: u128,
+        mut visit: impl FnMut(u128, &[u8]) -> Result<bool, redb::Error>,
+    ) -> Result<(), redb::Error> {
+        let user = Kind::User.code();
+        if status == Some(plan::Status::Free) {
+            for e in self.overflow()?.range((t, first)..=(t, u128::MAX))? {
+                let id = e?.0.value().1;
+                if let Some(g) = self.res()?.get((t, user, id))?
+                    && !visit(id, g.value())?
+                {
+                    break;
+                }
+            }
+        } else {
+            for e in self.res()?.range((t, user, first)..=(t, user, u128::MAX))? {
+                let (k, v) = e?;
+                if !visit(k.value().2, v.value())? {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A stored user as an entry of the plan list (`None` when the record does not decode).
+    fn plan_entry(
+        &self,
+        t: &str,
+        mode: Mode,
+        matched: &BTreeSet<u128>,
+        id: u128,
+        bytes: &[u8],
+    ) -> Result<Option<PlanEntry>, redb::Error> {
+        let Some(rec) = decode(bytes) else {
+            return Ok(None);
+        };
+        let existing = matched.contains(&id);
+        let status = plan::user_status(
+            mode,
+            plan::is_active(&rec.body),
+            self.overflowed(t, id)?,
+            existing,
+        );
+        let emails = rec
+            .body
+            .get("emails")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.get("value").and_then(Value::as_str).map(str::to_string))
+            .collect();
+        let user_name = rec
+            .body
+            .get("userName")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        Ok(Some(PlanEntry {
+            id: Some(format_id(id)),
+            user_name,
+            emails,
+            status,
+            existing_member: existing,
+        }))
+    }
+
     fn plan_ctx(
         &self,
         t: &str,
@@ -1743,120 +1888,133 @@ impl Store {
     ) -> ScimResult<PlanSummary> {
         self.read(move |r: &ReadSide| {
             let t = tenant.as_str();
-            let total = plan::count(r.counts()?, t, Kind::User.code())?;
-            let active = plan::count(r.counts()?, t, plan::ACTIVE)?;
-            let overflow = plan::count(r.counts()?, t, plan::OVERFLOW)?;
             let (mode, matched, unmatched) = r.plan_ctx(t, &rules)?;
-            let mut s = PlanSummary {
-                mode,
-                paid: active - overflow.min(active),
-                free: overflow,
-                deactivated: total.saturating_sub(active),
-                active_provisioned: active,
-            };
-            if mode == Mode::Testing {
-                for id in matched {
-                    let Some(rec) = r
-                        .res()?
-                        .get((t, Kind::User.code(), id))?
-                        .and_then(|g| decode(g.value()))
-                    else {
-                        continue;
-                    };
-                    if !plan::is_active(&rec.body) {
-                        s.deactivated -= 1;
-                        s.paid += 1;
-                    } else if r.overflowed(t, id)? {
-                        s.free -= 1;
-                        s.paid += 1;
-                    }
-                }
-            }
-            match mode {
-                Mode::Testing => s.paid += unmatched.len() as u64,
-                Mode::Enforced => s.free += unmatched.len() as u64,
-            }
-            Ok(Ok(s))
+            Ok(Ok(r.plan_counts(t, mode, &matched, unmatched.len())?))
         })
         .await
     }
 
-    /// People with `status` (all when `None`), paged: (total, entries).
+    /// A page of the people with `status` (all when `None`): users in id order, then the
+    /// existing members no user matches. Totals come from the counters, never a scan. By
+    /// cursor, a page reads at most `PLAN_SCAN` users, so a status few users have may give
+    /// short (even empty) pages with a `next` cursor; `next` is `None` at the end.
     pub async fn plan_members(
         &self,
         tenant: String,
         rules: std::sync::Arc<plan::PlanRules>,
         status: Option<plan::Status>,
-        start_index: u64,
+        from: PlanFrom,
         count: u64,
-    ) -> ScimResult<(u64, Vec<PlanEntry>)> {
+    ) -> ScimResult<PlanPage> {
         self.read(move |r: &ReadSide| {
             let t = tenant.as_str();
+            let user = Kind::User.code();
             let (mode, matched, unmatched) = r.plan_ctx(t, &rules)?;
-            let skip = start_index.max(1) - 1;
-            let mut total = 0u64;
-            let mut out = Vec::new();
-            let mut take = |e: PlanEntry, out: &mut Vec<PlanEntry>| {
-                if status.is_none_or(|s| s == e.status) {
-                    if total >= skip && (out.len() as u64) < count {
-                        out.push(e);
-                    }
-                    total += 1;
-                }
+            let s = r.plan_counts(t, mode, &matched, unmatched.len())?;
+            let total = match status {
+                None => s.paid + s.free + s.deactivated,
+                Some(plan::Status::Paid) => s.paid,
+                Some(plan::Status::Free) => s.free,
+                Some(plan::Status::Deactivated) => s.deactivated,
             };
-            let range = (t, Kind::User.code(), 0u128)..=(t, Kind::User.code(), u128::MAX);
-            for e in r.res()?.range(range)? {
-                let (k, v) = e?;
-                let id = k.value().2;
-                let Some(rec) = decode(v.value()) else {
-                    continue;
-                };
-                let existing = matched.contains(&id);
-                let st = plan::user_status(
-                    mode,
-                    plan::is_active(&rec.body),
-                    r.overflowed(t, id)?,
-                    existing,
-                );
-                let emails = rec
-                    .body
-                    .get("emails")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|e| e.get("value").and_then(Value::as_str).map(str::to_string))
-                    .collect();
-                let user_name = rec
-                    .body
-                    .get("userName")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
-                take(
-                    PlanEntry {
-                        id: Some(format_id(id)),
-                        user_name,
-                        emails,
-                        status: st,
-                        existing_member: existing,
-                    },
-                    &mut out,
-                );
+            let count = usize::try_from(count).unwrap_or(usize::MAX);
+            let wanted = |e: &PlanEntry| status.is_none_or(|s| s == e.status);
+            let tail = |m: &String| PlanEntry {
+                id: None,
+                user_name: m.clone(),
+                emails: Vec::new(),
+                status: plan::unmatched_status(mode),
+                existing_member: true,
+            };
+            let mut entries = Vec::new();
+            let mut next = None;
+            match from {
+                PlanFrom::Index(start) => {
+                    let mut skip = start.max(1) - 1;
+                    let mut first = Some(0u128);
+                    if status.is_none() && skip > 0 {
+                        // Every user is listed: the position counts find the start.
+                        let ranks = r.txn().open_table(RANKS)?;
+                        match ranks::locate(&ranks, t, user, skip)? {
+                            Some((f, rest)) => (first, skip) = (Some(f), rest),
+                            None => {
+                                let users = plan::count(r.counts()?, t, user)?;
+                                (first, skip) = (None, skip.saturating_sub(users));
+                            }
+                        }
+                    }
+                    if let Some(first) = first.filter(|_| count > 0) {
+                        r.plan_users(t, status, first, |id, bytes| {
+                            if entries.len() == count {
+                                return Ok(false);
+                            }
+                            if let Some(entry) = r.plan_entry(t, mode, &matched, id, bytes)?
+                                && wanted(&entry)
+                            {
+                                match skip {
+                                    0 => entries.push(entry),
+                                    _ => skip -= 1,
+                                }
+                            }
+                            Ok(true)
+                        })?;
+                    }
+                    for m in &unmatched {
+                        let e = tail(m);
+                        if entries.len() == count || !wanted(&e) {
+                            continue;
+                        }
+                        match skip {
+                            0 => entries.push(e),
+                            _ => skip -= 1,
+                        }
+                    }
+                }
+                PlanFrom::After(c) if count > 0 => {
+                    let (first, tail_from) = match c {
+                        PlanCursor::Start => (Some(0), 0),
+                        PlanCursor::User(id) => (id.checked_add(1), 0),
+                        PlanCursor::Tail(i) => (None, i),
+                    };
+                    if let Some(first) = first.filter(|_| total > 0) {
+                        let mut last = None;
+                        let mut scanned = 0;
+                        r.plan_users(t, status, first, |id, bytes| {
+                            if entries.len() == count || scanned == PLAN_SCAN {
+                                next = last.map(PlanCursor::User);
+                                return Ok(false);
+                            }
+                            scanned += 1;
+                            last = Some(id);
+                            if let Some(entry) = r.plan_entry(t, mode, &matched, id, bytes)?
+                                && wanted(&entry)
+                            {
+                                entries.push(entry);
+                            }
+                            Ok(true)
+                        })?;
+                    }
+                    if next.is_none() {
+                        for (i, m) in unmatched.iter().enumerate().skip(tail_from) {
+                            let e = tail(m);
+                            if !wanted(&e) {
+                                continue;
+                            }
+                            if entries.len() == count {
+                                next = Some(PlanCursor::Tail(i));
+                                break;
+                            }
+                            entries.push(e);
+                        }
+                    }
+                }
+                PlanFrom::After(_) => {}
             }
-            for m in unmatched {
-                let st = plan::unmatched_status(mode);
-                take(
-                    PlanEntry {
-                        id: None,
-                        user_name: m,
-                        emails: Vec::new(),
-                        status: st,
-                        existing_member: true,
-                    },
-                    &mut out,
-                );
-            }
-            Ok(Ok((total, out)))
+            Ok(Ok(PlanPage {
+                total,
+                entries,
+                next,
+            }))
         })
         .await
     }

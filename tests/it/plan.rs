@@ -264,3 +264,103 @@ async fn no_plan_is_404_and_bad_status_is_400() {
         .await;
     assert_error(&r, 401, None);
 }
+
+/// Every way of paging the plan list gives the same entries: one big page, `startIndex`
+/// pages, and cursor pages; totals match the summary; in testing and enforced mode, with
+/// paid, free (over the seat limit), deactivated and unmatched existing members.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_list_pages_by_index_and_cursor_agree_with_the_summary() {
+    for (threshold, seats) in [(100, None), (1, Some(3))] {
+        let s = plan_srv(threshold, seats, SeatLimitPolicy::Free).await;
+        s.user("veteran@example.com").await;
+        let mut ids = Vec::new();
+        for i in 0..7 {
+            ids.push(s.user(&format!("u{i}@x")).await);
+        }
+        for i in 0..3 {
+            let r = s
+                .post(
+                    "/Users",
+                    json!({"userName": format!("off{i}@x"), "active": false}),
+                )
+                .await;
+            assert_eq!(r.status, 201);
+        }
+        s.patch(
+            &format!("/Users/{}", ids[1]),
+            json!([{"op": "replace", "path": "active", "value": false}]),
+        )
+        .await;
+        let sum = summary(&s).await;
+        let mode = sum["mode"].as_str().unwrap().to_string();
+        // Testing: 7 active users and the unmatched "founder" paid, 4 deactivated. With 3
+        // seats: 5 creates went over the limit (free); deactivating u1 leaves 2 seated, past
+        // the threshold of 1, so enforced: "founder" is free too.
+        let want_counts = match seats {
+            None => ("testing".to_string(), 8, 0, 4),
+            Some(_) => ("enforced".to_string(), 2, 6, 4),
+        };
+        assert_eq!(counts(&sum), want_counts, "{sum}");
+        let everyone = members(&s, "?count=1000").await["members"].clone();
+        for status in ["", "paid", "free", "deactivated"] {
+            let q = if status.is_empty() {
+                String::new()
+            } else {
+                format!("status={status}&")
+            };
+            let all = members(&s, &format!("?{q}count=1000")).await;
+            let want: Vec<Value> = all["members"].as_array().unwrap().clone();
+            let expected_total = match status {
+                "" => ["paid", "free", "deactivated"]
+                    .iter()
+                    .map(|k| sum["counts"][k].as_u64().unwrap())
+                    .sum(),
+                k => sum["counts"][k].as_u64().unwrap(),
+            };
+            assert_eq!(total_of(&all), expected_total, "{mode} {status}");
+            assert_eq!(want.len() as u64, expected_total, "{mode} {status}: {all}");
+            // A status's list is the whole list's entries with that status, in order.
+            let filtered: Vec<Value> = everyone
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| status.is_empty() || m["status"] == status)
+                .cloned()
+                .collect();
+            assert_eq!(want, filtered, "{mode} {status}");
+            let mut by_index = Vec::new();
+            let mut start = 1;
+            while start <= want.len() + 1 {
+                let p = members(&s, &format!("?{q}startIndex={start}&count=3")).await;
+                assert_eq!(p["startIndex"], start);
+                by_index.extend(p["members"].as_array().unwrap().iter().cloned());
+                start += 3;
+            }
+            assert_eq!(by_index, want, "{mode} {status} by startIndex");
+            let mut by_cursor = Vec::new();
+            let mut cursor = String::new();
+            for _ in 0..50 {
+                let p = members(&s, &format!("?{q}count=3&cursor={cursor}")).await;
+                let page = p["members"].as_array().unwrap();
+                assert!(page.len() <= 3);
+                assert!(p.get("startIndex").is_none(), "{p}");
+                assert_eq!(total_of(&p), expected_total);
+                by_cursor.extend(page.iter().cloned());
+                match p["nextCursor"].as_str() {
+                    Some(c) => cursor = c.to_string(),
+                    None => break,
+                }
+            }
+            assert_eq!(by_cursor, want, "{mode} {status} by cursor");
+        }
+        let r = s
+            .call(
+                Method::GET,
+                "/tenants/acme/plan/members?cursor=not-ours",
+                Some(ACME),
+                None,
+            )
+            .await;
+        assert_error(&r, 400, Some("invalidCursor"));
+    }
+}
