@@ -452,6 +452,8 @@ async fn list(
     }
     let mut total = 0u64;
     let mut resources = Vec::new();
+    // Groups whose members go out: (place in `resources`, id, projection if it narrows them).
+    let mut groups = Vec::new();
     // Across types the order is all Users, then all Groups: compute each type's share of
     // the requested window.
     let mut next = None;
@@ -468,7 +470,8 @@ async fn list(
             sort,
             start_index: offset + 1,
             count: remaining,
-            with_refs,
+            // A group's members are streamed below, never read into one list.
+            with_refs: with_refs && kind == Kind::User,
             after,
         };
         let page = app
@@ -480,8 +483,17 @@ async fn list(
         offset = offset.saturating_sub(page.total);
         remaining -= page.items.len() as u64;
         for r in page.items {
+            if with_refs && kind == Kind::Group {
+                let narrowed = proj.narrows("members").then(|| proj.clone());
+                groups.push((resources.len(), crate::store::parse_id(&r.id), narrowed));
+            }
             resources.push(Value::Object(render(ctx, r, &proj)));
         }
+    }
+    if !groups.is_empty() {
+        return Ok(streamed_list(
+            app, ctx, total, start, after, next, resources, groups,
+        ));
     }
     let mut body = json!({
         "schemas": [LIST_RESPONSE],
@@ -498,6 +510,110 @@ async fn list(
         }
     }
     Ok(response::json(200, &body))
+}
+
+/// A list page holding groups with their members: written as it is read, each group's members
+/// in batches (as `get_group_streamed` does), so a page with a group of a million costs no
+/// more memory than one with a group of ten.
+#[allow(clippy::too_many_arguments)]
+fn streamed_list(
+    app: &App,
+    ctx: &Ctx,
+    total: u64,
+    start: u64,
+    after: Option<u128>,
+    next: Option<u128>,
+    resources: Vec<Value>,
+    groups: Vec<(usize, Option<u128>, Option<Projection>)>,
+) -> Resp {
+    let mut head = format!(
+        "{{\"schemas\":[\"{LIST_RESPONSE}\"],\"totalResults\":{total},\"itemsPerPage\":{}",
+        resources.len()
+    );
+    if after.is_none() {
+        head.push_str(&format!(",\"startIndex\":{start}"));
+    }
+    head.push_str(",\"Resources\":[");
+    let mut tail = String::from("]");
+    if let (Some(_), Some(n)) = (after, next) {
+        tail.push_str(&format!(",\"nextCursor\":\"{}\"", encode_cursor(n)));
+    }
+    tail.push('}');
+    let (store, tenant, base) = (
+        app.store.clone(),
+        ctx.principal.tenant.clone(),
+        ctx.base.clone(),
+    );
+    let group_rt = ctx.rt(Kind::Group);
+    let mut groups = groups.into_iter().peekable();
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+    tokio::spawn(async move {
+        if tx.send(head.into()).await.is_err() {
+            return;
+        }
+        for (i, item) in resources.into_iter().enumerate() {
+            let mut text = if i > 0 {
+                String::from(",")
+            } else {
+                String::new()
+            };
+            text.push_str(&serde_json::to_string(&item).unwrap_or_default());
+            let Some((_, gid, narrowed)) = groups.next_if(|g| g.0 == i) else {
+                if tx.send(text.into()).await.is_err() {
+                    return;
+                }
+                continue;
+            };
+            text.pop(); // the closing brace: members follow
+            text.push_str(",\"members\":[");
+            if tx.send(text.into()).await.is_err() {
+                return;
+            }
+            let mut batches = store.member_batches(tenant.clone(), gid.unwrap_or_default());
+            let mut first = true;
+            while let Some(batch) = batches.recv().await {
+                let mut chunk = String::with_capacity(batch.len() * 120);
+                let mut push = |fragment: &str| {
+                    if !first {
+                        chunk.push(',');
+                    }
+                    first = false;
+                    chunk.push_str(fragment);
+                };
+                let fragments = batch.into_iter().map(|(m, kind)| {
+                    crate::scim::render::member_fragment(&base, &crate::store::format_id(m), kind)
+                });
+                match &narrowed {
+                    None => fragments.for_each(|f| push(&f)),
+                    Some(proj) => {
+                        let members: Vec<Value> = fragments
+                            .filter_map(|f| serde_json::from_str(&f).ok())
+                            .collect();
+                        let mut m = Map::new();
+                        m.insert("members".into(), Value::Array(members));
+                        proj.apply(group_rt, &mut m);
+                        if let Some(Value::Array(a)) = m.remove("members") {
+                            a.iter()
+                                .for_each(|v| push(&serde_json::to_string(v).unwrap_or_default()));
+                        }
+                    }
+                }
+                if tx.send(chunk.into()).await.is_err() {
+                    return;
+                }
+            }
+            if tx.send(bytes::Bytes::from_static(b"]}")).await.is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(tail.into()).await;
+    });
+    let mut resp = http::Response::new(response::Body::Stream(rx));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(response::SCIM_JSON),
+    );
+    resp
 }
 
 /// A list response written from stored text; the same document `list` builds. A record that

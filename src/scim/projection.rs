@@ -67,6 +67,19 @@ impl Projection {
         }
     }
 
+    /// Whether the output keeps only some sub-attributes of the core attribute `name`
+    /// (`attributes=members.value`, `excludedAttributes=members.display`), so that its
+    /// values cannot be written out as they are.
+    pub fn narrows(&self, name: &str) -> bool {
+        let sub = |s: &Sel| s.ext.is_none() && s.name == name && s.sub.is_some();
+        let whole = |s: &Sel| s.ext.is_none() && s.name == name && s.sub.is_none();
+        self.exclude.iter().any(sub)
+            || self
+                .include
+                .as_ref()
+                .is_some_and(|inc| inc.iter().any(sub) && !inc.iter().any(whole))
+    }
+
     pub fn apply(&self, kind: impl Into<Rt>, resource: &mut Map<String, Value>) {
         let kind: Rt = kind.into();
         if let Some(inc) = &self.include {

@@ -254,3 +254,73 @@ async fn a_large_group_is_streamed_whole_and_valid() {
         .await;
     assert_eq!(r.status, 304);
 }
+
+/// A list page holding groups carries each group's members as `GET /Groups/{id}` does (they
+/// are streamed, not read into one list): several groups, an empty one, a nested group, a
+/// member projection, cursor paging, and a search across both types.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_lists_carry_every_member_as_a_single_get_does() {
+    let s = Srv::start().await;
+    let mut users = Vec::new();
+    for i in 0..1200 {
+        users.push(s.user(&format!("m{i}@x")).await);
+    }
+    let refs: Vec<&str> = users.iter().map(String::as_str).collect();
+    let big = s.group("Big", &refs).await;
+    let empty = s.group("Empty", &[]).await;
+    let nested = s.group("Nested", &[&big, refs[0]]).await;
+    let single = |id: String| {
+        let s = &s;
+        async move { s.get(&format!("/Groups/{id}")).await.body }
+    };
+    let want = [
+        single(big.clone()).await,
+        single(empty.clone()).await,
+        single(nested.clone()).await,
+    ];
+    assert_eq!(member_ids(&want[0]).len(), 1200);
+    let list = s.get("/Groups?count=10").await;
+    assert_eq!(list.status, 200);
+    assert_eq!(total(&list), 3);
+    assert_eq!(list.body["Resources"].as_array().unwrap().as_slice(), &want);
+    // By cursor, one group a page.
+    let mut cursor = String::new();
+    let mut seen = Vec::new();
+    loop {
+        let r = s.get(&format!("/Groups?count=1&cursor={cursor}")).await;
+        seen.extend(r.body["Resources"].as_array().unwrap().iter().cloned());
+        match r.body["nextCursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, want);
+    // Only the members' values: projected member by member.
+    let r = s
+        .get("/Groups?attributes=members.value&filter=displayName eq \"Nested\"")
+        .await;
+    let ms = r.body["Resources"][0]["members"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let mut vals: Vec<serde_json::Value> = vec![json!({"value": big}), json!({"value": refs[0]})];
+    vals.sort_by_key(|v| v["value"].as_str().unwrap().to_string());
+    let mut ms_sorted = ms.clone();
+    ms_sorted.sort_by_key(|v| v["value"].as_str().unwrap().to_string());
+    assert_eq!(ms_sorted, vals);
+    // A search over both types: users first, then groups with their members.
+    let r = s
+        .post(
+            "/.search",
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                   "startIndex": 1199, "count": 4}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(total(&r), 1203);
+    let page = r.body["Resources"].as_array().unwrap();
+    assert_eq!(page.len(), 4);
+    assert_eq!(page[1]["userName"], "m1199@x");
+    assert_eq!(&page[2], &want[0]);
+    assert_eq!(&page[3], &want[1]);
+}
