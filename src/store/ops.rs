@@ -879,6 +879,48 @@ fn element_value_eq(f: &Filter) -> Option<&str> {
     }
 }
 
+/// The member ids a group filter asks about, when all it asks is whether given ids are
+/// members (`members.value eq "x"`, `members[value eq "x"]`) or whether there are any
+/// (`members pr`): `(ids, any)`. `None` when it looks at members in another way. A view
+/// holding just those members (and one, for `pr`) gives every such filter the answer the
+/// whole member list gives.
+fn member_probes(f: &Filter) -> Option<(Vec<&str>, bool)> {
+    fn walk<'f>(f: &'f Filter, ids: &mut Vec<&'f str>, any: &mut bool) -> bool {
+        let members = |p: &filter::AttrPath| p.urn.is_none() && p.name == "members";
+        match f {
+            Filter::And(a, b) | Filter::Or(a, b) => walk(a, ids, any) && walk(b, ids, any),
+            Filter::Not(a) => walk(a, ids, any),
+            Filter::Compare {
+                path,
+                op: CompareOp::Eq,
+                value: CompValue::Str(v),
+            } if members(path) && path.sub.as_deref() == Some("value") => {
+                ids.push(v);
+                true
+            }
+            Filter::Present(path) if members(path) && path.sub.is_none() => {
+                *any = true;
+                true
+            }
+            Filter::ValuePath { path, filter } if members(path) => match &**filter {
+                Filter::Compare {
+                    path: p,
+                    op: CompareOp::Eq,
+                    value: CompValue::Str(v),
+                } if p.urn.is_none() && p.name == "value" && p.sub.is_none() => {
+                    ids.push(v);
+                    true
+                }
+                _ => false,
+            },
+            Filter::Compare { path, .. } | Filter::Present(path) => !members(path),
+            Filter::ValuePath { .. } => true,
+        }
+    }
+    let (mut ids, mut any) = (Vec::new(), false);
+    walk(f, &mut ids, &mut any).then_some((ids, any))
+}
+
 fn mentions(f: &Filter, name: &str) -> bool {
     match f {
         Filter::And(a, b) | Filter::Or(a, b) => mentions(a, name) || mentions(b, name),
@@ -1093,7 +1135,28 @@ impl ReadSide {
                 "lastModified": rec.modified, "version": format!("W/\"{}\"", rec.version)}),
         );
         if kind == Kind::Group && mentions(f, "members") {
-            m.insert("members".into(), Value::Array(self.refs(t, kind, id)?));
+            // Asking whether given users are members, or whether there are any, takes point
+            // reads; only other questions about members read the whole list.
+            let members = match member_probes(f) {
+                Some((ids, any)) => {
+                    let mut found = Vec::new();
+                    for m in ids.into_iter().filter_map(parse_id) {
+                        if let Some(k) = self.members()?.get((t, id, m))? {
+                            found.push(member_json(m, k.value()));
+                        }
+                    }
+                    if any && found.is_empty() {
+                        let range = (t, id, 0u128)..=(t, id, u128::MAX);
+                        if let Some(e) = self.members()?.range(range)?.next() {
+                            let (k, v) = e?;
+                            found.push(member_json(k.value().2, v.value()));
+                        }
+                    }
+                    found
+                }
+                None => self.refs(t, kind, id)?,
+            };
+            m.insert("members".into(), Value::Array(members));
         }
         if kind == Kind::User && mentions(f, "groups") {
             m.insert("groups".into(), Value::Array(self.refs(t, kind, id)?));

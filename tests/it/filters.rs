@@ -162,6 +162,78 @@ async fn group_filters_by_name_and_member() {
     assert_eq!(total(&r), 1);
 }
 
+/// Membership questions (is x a member, are there any) are answered by point reads of the
+/// member index; their answers must be what the whole member list gives, under `not`, `or`
+/// and `and`, for members, non-members, empty groups and ids in upper case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_filters_give_the_answers_of_the_whole_member_list() {
+    let s = Srv::start().await;
+    let (a, b, c) = (
+        s.user("a@x").await,
+        s.user("b@x").await,
+        s.user("c@x").await,
+    );
+    let ab = s.group("AB", &[&a, &b]).await;
+    let only_c = s.group("C", &[&c]).await;
+    let empty = s.group("Empty", &[]).await;
+    let outer = s.group("Outer", &[&ab]).await;
+    let names = |r: &crate::harness::Res| {
+        let mut v: Vec<String> = r.body["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["displayName"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (format!("members.value eq \"{a}\""), vec!["AB"]),
+        (format!("members[value eq \"{c}\"]"), vec!["C"]),
+        (format!("members.value eq \"{ab}\""), vec!["Outer"]),
+        // members.value is caseExact false (RFC 7643 §8.7.1).
+        (
+            format!("members.value eq \"{}\"", a.to_uppercase()),
+            vec!["AB"],
+        ),
+        ("members pr".into(), vec!["AB", "C", "Outer"]),
+        ("not (members pr)".into(), vec!["Empty"]),
+        (
+            format!("members.value eq \"{a}\" or members.value eq \"{c}\""),
+            vec!["AB", "C"],
+        ),
+        (
+            format!("not (members.value eq \"{a}\")"),
+            vec!["C", "Empty", "Outer"],
+        ),
+        (
+            format!("members pr and not (members[value eq \"{c}\"])"),
+            vec!["AB", "Outer"],
+        ),
+        (
+            format!("displayName sw \"A\" and members[value eq \"{b}\"]"),
+            vec!["AB"],
+        ),
+        // Not a membership question: the whole list is read (`ne` on a multi-valued
+        // attribute holds when no value equals).
+        (
+            format!("members.value ne \"{a}\""),
+            vec!["C", "Empty", "Outer"],
+        ),
+    ];
+    for (f, want) in cases {
+        let r = s
+            .get(&format!(
+                "/Groups?excludedAttributes=members&filter={}",
+                urlencode(&f)
+            ))
+            .await;
+        assert_eq!(r.status, 200, "{f}: {}", r.body);
+        assert_eq!(names(&r), want, "{f}");
+    }
+    let _ = (only_c, empty, outer);
+}
+
 /// An exact index lookup is answered from the stored text; a filter that needs evaluating is
 /// answered by decoding. Both must give the same document, cursor and membership included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
