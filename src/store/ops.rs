@@ -820,6 +820,44 @@ where
     })
 }
 
+/// A match's place in a sorted list. Missing values sort last in either order; ties keep
+/// creation order (ids are time-ordered).
+struct Ranked {
+    key: Option<crate::scim::sort::SortKey>,
+    id: u128,
+    descending: bool,
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        let ord = match (&self.key, &other.key) {
+            (Some(x), Some(y)) => {
+                let o = x.partial_cmp(y).unwrap_or(Ordering::Equal);
+                if self.descending { o.reverse() } else { o }
+            }
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        };
+        ord.then(self.id.cmp(&other.id))
+    }
+}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+
+impl Eq for Ranked {}
+
 /// The longest page read without leaving the runtime thread (about a millisecond of work).
 const INLINE_PAGE: u64 = 200;
 
@@ -1531,15 +1569,29 @@ impl Store {
                 );
             }
             // Without a sort, only the requested page is kept while every match is counted.
-            // With a sort, only each match's sort key is kept; the page is read again after.
-            let mut keyed = Vec::new();
+            // With a sort, only the sort keys of the best `skip + count` matches are kept (a
+            // bounded heap), and the page is read again after.
+            let keep_best = skip.saturating_add(count);
+            let mut best = std::collections::BinaryHeap::new();
+            let mut sorted_total = 0u64;
             let mut window = q.sort.is_none().then(|| Window::new(skip, count, q.after));
             let mut push = |id: u128, rec: Record| match (&mut window, &q.sort) {
                 (Some(w), _) => w.offer(id, rec),
-                (None, Some(s)) => keyed.push((
-                    s.key(&format_id(id), &rec.created, &rec.modified, &rec.body),
-                    id,
-                )),
+                (None, Some(s)) => {
+                    sorted_total += 1;
+                    if keep_best == 0 {
+                        return;
+                    }
+                    let key = s.key(&format_id(id), &rec.created, &rec.modified, &rec.body);
+                    best.push(Ranked {
+                        key,
+                        id,
+                        descending: s.descending,
+                    });
+                    if best.len() > keep_best {
+                        best.pop();
+                    }
+                }
                 (None, None) => {}
             };
             let planned = match &q.filter {
@@ -1604,26 +1656,11 @@ impl Store {
                     q.with_refs,
                 );
             }
-            if let Some(s) = &q.sort {
-                // Missing values sort last in either order; ties keep creation order.
-                keyed.sort_by(|a, b| {
-                    let ord = match (&a.0, &b.0) {
-                        (Some(x), Some(y)) => {
-                            let o = x.partial_cmp(y).unwrap_or(std::cmp::Ordering::Equal);
-                            if s.descending { o.reverse() } else { o }
-                        }
-                        (Some(_), None) => std::cmp::Ordering::Less,
-                        (None, Some(_)) => std::cmp::Ordering::Greater,
-                        (None, None) => std::cmp::Ordering::Equal,
-                    };
-                    ord.then(a.1.cmp(&b.1))
-                });
-            }
             // Cursors and sorting do not mix (refused earlier), so this is index paging.
-            let total = keyed.len() as u64;
+            let total = sorted_total;
             let next = None;
             let mut items = Vec::new();
-            for (_, id) in keyed.into_iter().skip(skip).take(count) {
+            for Ranked { id, .. } in best.into_sorted_vec().into_iter().skip(skip).take(count) {
                 if let Some(rec) = r
                     .res()?
                     .get((t, kind.code(), id))?

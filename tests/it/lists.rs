@@ -104,6 +104,39 @@ async fn sorts_by_attribute_both_ways() {
         "alpha < Mid < Zed case-insensitively, missing last"
     );
     assert_eq!(total(&r), 4);
+    // Ties keep creation order and missing values go last, in both orders; every page is
+    // its slice of the whole sorted list (only the best startIndex-1+count are kept).
+    for (u, family) in [("e@x", "Mid"), ("f@x", "mid"), ("g@x", "Zed")] {
+        s.post(
+            "/Users",
+            json!({"userName": u, "name": {"familyName": family}}),
+        )
+        .await;
+    }
+    s.post("/Users", json!({"userName": "h@x"})).await;
+    for (order, want) in [
+        (
+            "ascending",
+            ["c@x", "a@x", "e@x", "f@x", "b@x", "g@x", "d@x", "h@x"],
+        ),
+        (
+            "descending",
+            ["b@x", "g@x", "a@x", "e@x", "f@x", "c@x", "d@x", "h@x"],
+        ),
+    ] {
+        let q = format!("/Users?sortBy=name.familyName&sortOrder={order}");
+        assert_eq!(names(&s.get(&q).await), want, "{order}");
+        for count in 1..=3 {
+            for start in 1..=9 {
+                let r = s
+                    .get(&format!("{q}&startIndex={start}&count={count}"))
+                    .await;
+                let page: Vec<&str> = want.iter().skip(start - 1).take(count).copied().collect();
+                assert_eq!(names(&r), page, "{order} startIndex={start} count={count}");
+                assert_eq!(total(&r), 8);
+            }
+        }
+    }
     assert_error(
         &s.get("/Users?sortBy=shoeSize").await,
         400,
