@@ -59,6 +59,11 @@ impl SortSpec {
     }
 
     /// `id` and `meta.*` live outside the body; the caller passes them in `extra`.
+    /// Whether this sorts by the core attribute `name` itself (not a sub-attribute).
+    pub fn is_core(&self, name: &str) -> bool {
+        self.attr.ext.is_none() && self.attr.def.name == name && self.sub.is_none()
+    }
+
     pub fn key(&self, id: &str, created: &str, modified: &str, body: &Body) -> Option<SortKey> {
         let def = self.sub.unwrap_or(self.attr.def);
         let v: Value = match (self.attr.ext, self.attr.def.name, self.sub.map(|s| s.name)) {

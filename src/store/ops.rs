@@ -1568,6 +1568,38 @@ impl Store {
                     q.with_refs,
                 );
             }
+            // All users by userName: the userName index holds them in that order (lower-cased,
+            // as sort keys of a caseExact=false attribute are; userName is unique and always
+            // there), so a page is a walk of the index, not a sort of every user.
+            if let (None, Some(s), Kind::User) = (&q.filter, &q.sort, kind)
+                && s.is_core("userName")
+            {
+                let total = plan::count(r.counts()?, t, kind.code())?;
+                let past = format!("{t}\0");
+                let names = r.usernames()?.range((t, "")..(past.as_str(), ""))?;
+                let names: Box<dyn Iterator<Item = _>> = match s.descending {
+                    false => Box::new(names),
+                    true => Box::new(names.rev()),
+                };
+                let mut items = Vec::new();
+                for e in names.skip(skip).take(count) {
+                    let id = e?.1.value();
+                    if let Some(rec) = r
+                        .res()?
+                        .get((t, kind.code(), id))?
+                        .and_then(|g| decode(g.value()))
+                    {
+                        items.push(rec.into_resource(kind, id));
+                    }
+                }
+                let page = ListPage {
+                    total,
+                    start_index: start,
+                    next: None,
+                    items,
+                };
+                return finish(r, t, kind, page, q.with_refs);
+            }
             // Without a sort, only the requested page is kept while every match is counted.
             // With a sort, only the sort keys of the best `skip + count` matches are kept (a
             // bounded heap), and the page is read again after.

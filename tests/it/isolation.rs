@@ -98,6 +98,11 @@ async fn acme_never_sees_or_touches_globex() {
             "/Users?filter=externalId%20eq%20%22gx-1%22".into(),
             "/Users?filter=emails.value%20eq%20%22secret@globex%22".into(),
             "/Groups?filter=displayName%20eq%20%22GlobexOnly%22".into(),
+            // Paths served by index walks and position counts, not by filtering.
+            "/Users?sortBy=userName".into(),
+            "/Users?sortBy=userName&sortOrder=descending".into(),
+            "/Users?startIndex=2&count=5".into(),
+            "/Groups?count=5&startIndex=2".into(),
             format!("/Groups?filter=members%5Bvalue%20eq%20%22{ub}%22%5D"),
             "/ServiceProviderConfig".into(),
             "/Schemas".into(),
