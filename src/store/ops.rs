@@ -874,7 +874,21 @@ fn is_point(kind: Kind, f: &Filter) -> bool {
 /// A filter whose index lookup yields exactly its matches, so the records it names need no
 /// second evaluation.
 fn index_exact(kind: Kind, f: &Filter) -> bool {
-    indexed_eq(kind, f) == Some(true)
+    match f {
+        // The userName index holds lower-cased names, and `sw` on a caseExact=false attribute
+        // compares lower-cased values: the prefix range is exactly the matches.
+        Filter::Compare {
+            path,
+            op: CompareOp::Sw,
+            value: CompValue::Str(_),
+        } => {
+            kind == Kind::User
+                && path.urn.is_none()
+                && path.name == "userName"
+                && path.sub.is_none()
+        }
+        _ => indexed_eq(kind, f) == Some(true),
+    }
 }
 
 /// An `eq` that an attribute's own index answers: `Some(exact)`, exact when the index folds
@@ -1626,6 +1640,40 @@ impl Store {
                 }
                 (None, None) => {}
             };
+            // `userName sw`: count the prefix range of the userName index and keep only the
+            // page's ids (the smallest, as lists are in id order), however many match.
+            if let (Some(prefix), None) = (user_name_prefix(kind, q.filter.as_ref()), &q.sort) {
+                let keep = match q.after {
+                    Some(_) => count.saturating_add(1),
+                    None => skip.saturating_add(count),
+                };
+                let mut best = std::collections::BinaryHeap::new();
+                let mut total = 0u64;
+                for e in r.usernames()?.range((t, prefix.as_str())..)? {
+                    let (k, v) = e?;
+                    let (kt, name) = k.value();
+                    if kt != t || !name.starts_with(&prefix) {
+                        break;
+                    }
+                    total += 1;
+                    let id = v.value();
+                    if keep == 0 || q.after.is_some_and(|a| id <= a) {
+                        continue;
+                    }
+                    best.push(id);
+                    if best.len() > keep {
+                        best.pop();
+                    }
+                }
+                let ids = best.into_sorted_vec();
+                let (page, more) = match q.after {
+                    Some(_) => (ids.iter().take(count).copied().collect(), ids.len() > count),
+                    None => (ids.iter().skip(skip).take(count).copied().collect(), false),
+                };
+                let page: Vec<u128> = page;
+                let page = r.read_page(t, kind, &page, more, total, start)?;
+                return finish(r, t, kind, page, q.with_refs);
+            }
             let planned = match &q.filter {
                 Some(f) => plan(r, t, kind, f)?,
                 None => None,
@@ -1640,6 +1688,12 @@ impl Store {
                 })
             };
             match planned {
+                // Exactly the matches, in id order: count them and read only the page.
+                Some(ids) if exact && q.sort.is_none() => {
+                    let (page, more) = page_of(&ids, skip, count, q.after);
+                    let page = r.read_page(t, kind, &page, more, ids.len() as u64, start)?;
+                    return finish(r, t, kind, page, q.with_refs);
+                }
                 Some(ids) => {
                     for id in ids {
                         if let Some(rec) = r
@@ -1722,6 +1776,48 @@ impl Store {
     }
 }
 
+/// The lower-cased prefix of a `userName sw "..."` filter on users.
+fn user_name_prefix(kind: Kind, f: Option<&Filter>) -> Option<String> {
+    match f? {
+        Filter::Compare {
+            path,
+            op: CompareOp::Sw,
+            value: CompValue::Str(v),
+        } if kind == Kind::User
+            && path.urn.is_none()
+            && path.name == "userName"
+            && path.sub.is_none() =>
+        {
+            Some(v.to_lowercase())
+        }
+        _ => None,
+    }
+}
+
+/// The page of a set of ids (in id order) that `Window` would keep, and whether more follow
+/// it by cursor.
+fn page_of(
+    ids: &BTreeSet<u128>,
+    skip: usize,
+    count: usize,
+    after: Option<u128>,
+) -> (Vec<u128>, bool) {
+    use std::ops::Bound::{Excluded, Unbounded};
+    match after {
+        Some(a) => {
+            let mut page: Vec<u128> = ids
+                .range((Excluded(a), Unbounded))
+                .take(count.saturating_add(1))
+                .copied()
+                .collect();
+            let more = page.len() > count;
+            page.truncate(count);
+            (page, more)
+        }
+        None => (ids.iter().skip(skip).take(count).copied().collect(), false),
+    }
+}
+
 /// One page of matches, offered in id order, and the count of all of them: a filter that
 /// matches a million resources costs a page of memory, not a million records.
 struct Window<T> {
@@ -1771,7 +1867,12 @@ impl Store {
         q: &ListQuery,
     ) -> Option<ScimResult<StoredPage>> {
         let f = q.filter.as_ref()?;
-        if q.sort.is_some() || !index_exact(kind, f) || (q.with_refs && kind == Kind::Group) {
+        // It runs on the runtime thread: point lookups only (an exact `sw` can match millions).
+        if q.sort.is_some()
+            || !index_exact(kind, f)
+            || !is_point(kind, f)
+            || (q.with_refs && kind == Kind::Group)
+        {
             return None;
         }
         Some(self.read_now(|r| {
@@ -1915,6 +2016,35 @@ impl ReadSide {
             Mode::Enforced => s.free += unmatched as u64,
         }
         Ok(s)
+    }
+
+    /// A list page of the resources `ids` (in id order), with the cursor to continue after
+    /// the last when `more`.
+    fn read_page(
+        &self,
+        t: &str,
+        kind: Kind,
+        ids: &[u128],
+        more: bool,
+        total: u64,
+        start: u64,
+    ) -> Result<ListPage, redb::Error> {
+        let mut items = Vec::with_capacity(ids.len());
+        for &id in ids {
+            if let Some(rec) = self
+                .res()?
+                .get((t, kind.code(), id))?
+                .and_then(|g| decode(g.value()))
+            {
+                items.push(rec.into_resource(kind, id));
+            }
+        }
+        Ok(ListPage {
+            total,
+            start_index: start,
+            next: more.then(|| ids.last().copied()).flatten(),
+            items,
+        })
     }
 
     /// The users a plan list page may hold, in id order from `first`, until `visit` says
@@ -2256,15 +2386,23 @@ mod tests {
         assert!(exact(Kind::User, r#"emails.value eq "a@x""#));
         assert!(exact(Kind::User, r#"externalId eq "e1""#));
         assert!(exact(Kind::Group, r#"displayName eq "Ops""#));
+        // The userName index's prefix range is exactly what `sw` matches (both lower-cased),
+        // though it is no point lookup.
+        assert!(exact(Kind::User, r#"userName sw "A""#));
+        assert!(!is_point(
+            Kind::User,
+            &filter::parse_for(Kind::User, r#"userName sw "a""#).unwrap()
+        ));
         // id is caseExact but parses in upper case; a conjunction or a second condition in
-        // the value path needs the evaluation; `sw` is not a point.
+        // the value path needs the evaluation; other `sw` filters are evaluated.
         assert!(!exact(Kind::User, r#"id eq "x""#));
         assert!(!exact(Kind::User, r#"userName eq "a" and active eq true"#));
         assert!(!exact(
             Kind::User,
             r#"emails[type eq "work" and value eq "a@x"]"#
         ));
-        assert!(!exact(Kind::User, r#"userName sw "a""#));
+        assert!(!exact(Kind::User, r#"emails.value sw "a""#));
+        assert!(!exact(Kind::Group, r#"displayName sw "a""#));
         assert!(!exact(Kind::Group, r#"members[value eq "x"]"#));
     }
 }

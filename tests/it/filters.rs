@@ -248,7 +248,19 @@ async fn exact_lookups_answer_what_evaluated_filters_answer() {
     let id = u.body["id"].as_str().unwrap().to_string();
     s.group("Ops", &[&id]).await;
     s.user("other@x.io").await;
+    for name in [
+        "Dan\u{e9}@x.io",
+        "dANIEL@x.io",
+        "danny@x.io",
+        "Zed@x.io",
+        "\u{c9}mile@x.io",
+    ] {
+        s.user(name).await;
+    }
     for (exact, evaluated) in [
+        ("userName sw \"DAN\"", "userName sw \"DAN\" and userName pr"),
+        ("userName sw \"\u{e9}\"", "userName sw \"\u{e9}\" and id pr"),
+        ("userName sw \"q\"", "userName sw \"q\" and id pr"),
         (
             "userName eq \"dana@X.io\"",
             "userName eq \"dana@X.io\" and userName pr",
@@ -267,8 +279,10 @@ async fn exact_lookups_answer_what_evaluated_filters_answer() {
             "",
             "&count=0",
             "&startIndex=2",
+            "&startIndex=2&count=2",
             "&cursor=",
             "&count=0&cursor=",
+            "&count=2&cursor=",
         ] {
             let a = s
                 .get(&format!("/Users?filter={}{page}", urlencode(exact)))
