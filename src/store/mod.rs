@@ -913,6 +913,92 @@ mod tests {
     }
 
     #[test]
+    fn verify_names_each_kind_of_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let store = Store::open(&path, 1 << 20).unwrap();
+        let rt = runtime();
+        let actor = Actor {
+            tenant: "t".into(),
+            token: "test".into(),
+            retention: Retention::default(),
+            plan: None,
+            create_only: Arc::new(Vec::new()),
+        };
+        let make = |kind: Kind, body: serde_json::Value| {
+            let input = crate::scim::resource::normalize(kind, &body).unwrap();
+            let r = rt
+                .block_on(store.create(actor.clone(), kind.into(), input))
+                .unwrap();
+            parse_id(&r.id).unwrap()
+        };
+        let ann = make(
+            Kind::User,
+            serde_json::json!({"userName": "Ann@x", "externalId": "e1",
+                "emails": [{"value": "ann@x"}]}),
+        );
+        let bob = make(Kind::User, serde_json::json!({"userName": "bob@x"}));
+        let g = make(
+            Kind::Group,
+            serde_json::json!({"displayName": "Ops", "members": [{"value": format_id(ann)}]}),
+        );
+        assert_eq!(
+            rt.block_on(store.verify(HashMap::new())).unwrap(),
+            Vec::<String>::new()
+        );
+        drop(store);
+        let db = (0..100)
+            .find_map(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                Database::create(&path).ok()
+            })
+            .expect("database released");
+        let (user, group) = (Kind::User.code(), Kind::Group.code());
+        let w = db.begin_write().unwrap();
+        {
+            let mut t = w.open_table(tables::USERNAME_USERID).unwrap();
+            t.remove(("t", "ann@x")).unwrap();
+            t.insert(("t", "ghost"), 42).unwrap();
+            let mut t = w.open_multimap_table(tables::EMAIL_USERID).unwrap();
+            t.insert(("t", "zed@x"), bob).unwrap();
+            let mut t = w.open_multimap_table(tables::EXTERNALID_ID).unwrap();
+            t.remove(("t", user, "e1"), ann).unwrap();
+            let mut t = w.open_multimap_table(tables::DISPLAYNAME_ID).unwrap();
+            t.insert(("t", group, "ghosts"), 7).unwrap();
+            let mut t = w.open_table(tables::MEMBERID_GROUPID).unwrap();
+            t.remove(("t", ann, g)).unwrap();
+            t.insert(("t", bob, g), ()).unwrap();
+            let mut t = w.open_table(tables::RANKS).unwrap();
+            t.insert(("t", user, 0, 5), 3).unwrap();
+            let (lo, _) = ranks::id_range(3, (bob >> 80) as u64);
+            assert_eq!(lo >> 80, bob >> 80);
+            t.insert(("t", user, 3, (bob >> 80) as u64), 9).unwrap();
+            let mut t = w.open_table(tables::COUNTS).unwrap();
+            t.insert(("t", user), 99).unwrap();
+        }
+        w.commit().unwrap();
+        drop(db);
+        let store = Store::open(&path, 1 << 20).unwrap();
+        let found = rt.block_on(store.verify(HashMap::new())).unwrap();
+        let text = found.join("\n");
+        for want in [
+            "userName index: missing (\"t\", \"ann@x\"".to_string(),
+            "userName index: stale (\"t\", \"ghost\", 42)".to_string(),
+            format!("email index: stale (\"t\", \"zed@x\", {bob})"),
+            format!("externalId index: missing (\"t\", {user}, \"e1\", {ann})"),
+            format!("displayName index: stale (\"t\", {group}, \"ghosts\", 7)"),
+            format!("membership (group → member vs member → group): missing (\"t\", {g}, {ann})"),
+            format!("membership (group → member vs member → group): stale (\"t\", {g}, {bob})"),
+            format!("position counts: stale (\"t\", {user}, 0, 5) (3)"),
+            "holds Some(9), not 1".to_string(),
+            format!("t: counter {user} is 99 but there are 2"),
+        ] {
+            assert!(text.contains(&want), "{want} not in:\n{text}");
+        }
+        assert_eq!(found.len(), 10, "{text}");
+    }
+
+    #[test]
     fn ids_round_trip_and_anything_else_is_not_an_id() {
         let id = new_id();
         assert_eq!(parse_id(&format_id(id)), Some(id));

@@ -9,8 +9,6 @@
 //! The counts are kept by the same write transaction that creates or deletes the resource, so
 //! they can never disagree with it; `verify` recounts them.
 
-use std::collections::BTreeMap;
-
 use redb::{ReadableTable, StorageError, Table};
 
 /// Key of one count: (tenant, kind code, level, id prefix).
@@ -50,6 +48,13 @@ pub fn bump(
         }
     }
     Ok(())
+}
+
+/// The ids a count at `level` for `prefix` covers (first and last).
+pub fn id_range(level: u8, prefix: u64) -> (u128, u128) {
+    let shift = 128 - BITS * (u32::from(level) + 1);
+    let lo = u128::from(prefix) << shift;
+    (lo, lo | ((1u128 << shift) - 1))
 }
 
 /// Where the resource at 0-based position `skip` (in id order) is found: the first id of the
@@ -158,27 +163,28 @@ pub fn rebuild(
     }
 }
 
-/// The counts as a map, for `verify` to compare with the table.
-pub fn expected<'a>(
-    keys: impl Iterator<Item = (&'a str, u8, u128)>,
-) -> BTreeMap<(String, u8, u8, u64), u64> {
-    let mut want = BTreeMap::new();
-    let mut runs = Runs::new(|(t, k, l, p): (&str, u8, u8, u64), n| {
-        want.insert((t.to_string(), k, l, p), n);
-    });
-    for (t, k, id) in keys {
-        runs.push(t, k, id);
-    }
-    runs.finish();
-    want
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition};
+    use std::collections::BTreeMap;
 
     const T: redb::TableDefinition<RankKey, u64> = TableDefinition::new("ranks");
+
+    /// The counts as a map.
+    fn expected<'a>(
+        keys: impl Iterator<Item = (&'a str, u8, u128)>,
+    ) -> BTreeMap<(String, u8, u8, u64), u64> {
+        let mut want = BTreeMap::new();
+        let mut runs = Runs::new(|(t, k, l, p): (&str, u8, u8, u64), n| {
+            want.insert((t.to_string(), k, l, p), n);
+        });
+        for (t, k, id) in keys {
+            runs.push(t, k, id);
+        }
+        runs.finish();
+        want
+    }
 
     fn db() -> redb::Database {
         redb::Database::builder()

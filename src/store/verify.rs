@@ -2,11 +2,11 @@
 //! counters, the position counts, and the event sequence. Reads one snapshot; reports each
 //! mismatch.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
-use redb::{ReadableDatabase, ReadableMultimapTable, ReadableTable};
+use redb::{ReadableDatabase, ReadableMultimapTable, ReadableTable, ReadableTableMetadata};
 
-use super::ops::{decode, keys};
+use super::ops::{Keys, decode, keys};
 use super::plan;
 use super::ranks;
 use super::tables::*;
@@ -30,6 +30,40 @@ impl Store {
     }
 }
 
+/// Which index an entry belongs to, for counting and for naming what is wrong.
+#[derive(Clone, Copy)]
+enum Index {
+    UserName,
+    ExternalId,
+    Email,
+    DisplayName,
+    Unique,
+}
+
+impl Index {
+    const ALL: [Index; 5] = [
+        Index::UserName,
+        Index::ExternalId,
+        Index::Email,
+        Index::DisplayName,
+        Index::Unique,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Index::UserName => "userName index",
+            Index::ExternalId => "externalId index",
+            Index::Email => "email index",
+            Index::DisplayName => "displayName index",
+            Index::Unique => "unique-attribute index",
+        }
+    }
+}
+
+/// Checks in passes over the tables with point reads, holding per-tenant counters and never
+/// a table's contents: verifying a million users costs the daemon no more memory than
+/// serving them. Each index entry the resources call for is looked up; an index that then
+/// holds more entries than that (or missed one) is walked again to name its stale entries.
 fn check(
     db: &redb::Database,
     types: &HashMap<String, (Rt, Rt)>,
@@ -47,20 +81,71 @@ fn check(
     let seqs = r.open_table(EVENT_SEQ)?;
     let overflow = r.open_table(OVERFLOW_USERID)?;
     let unique = r.open_table(UNIQUE_ID)?;
+    let position = r.open_table(RANKS)?;
     let mut bad = Vec::new();
-    // What the resources say the indexes must hold.
-    let mut want_user: BTreeSet<(String, String, u128)> = BTreeSet::new();
-    let mut want_ext: BTreeSet<(String, u8, String, u128)> = BTreeSet::new();
-    let mut want_email: BTreeSet<(String, String, u128)> = BTreeSet::new();
-    let mut want_name: BTreeSet<(String, u8, String, u128)> = BTreeSet::new();
-    let mut want_unique: BTreeSet<(String, u8, String, String, u128)> = BTreeSet::new();
+    let rt_of = |t: &str, kind: Kind| -> Rt {
+        types
+            .get(t)
+            .map(|(u, g)| if kind == Kind::User { *u } else { *g })
+            .unwrap_or(kind.into())
+    };
+    // The index keys of the resource (t, code, id), if it exists and decodes.
+    let keys_of = |t: &str, code: u8, id: u128| -> Result<Option<Keys>, redb::Error> {
+        let Some(kind) = kind_of(code) else {
+            return Ok(None);
+        };
+        Ok(res
+            .get((t, code, id))?
+            .and_then(|g| decode(g.value()))
+            .map(|rec| keys(rt_of(t, kind), &rec.body)))
+    };
+    let multi_has = |m: &redb::ReadOnlyMultimapTable<(&'static str, &'static str), u128>,
+                     k: (&str, &str),
+                     id: u128|
+     -> Result<bool, redb::Error> {
+        for v in m.get(k)? {
+            if v?.value() == id {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    };
+    let multi3_has = |m: &redb::ReadOnlyMultimapTable<(&'static str, u8, &'static str), u128>,
+                      k: (&str, u8, &str),
+                      id: u128|
+     -> Result<bool, redb::Error> {
+        for v in m.get(k)? {
+            if v?.value() == id {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    };
+    // Pass 1: every resource, its index entries, counters and position counts.
+    let mut want = [0u64; 5];
+    let mut missed = [false; 5];
     let mut n: BTreeMap<(String, u8), u64> = BTreeMap::new();
     let mut active: BTreeMap<String, u64> = BTreeMap::new();
-    let mut exists: BTreeSet<(String, u8, u128)> = BTreeSet::new();
+    let mut rank_entries = 0u64;
+    let mut rank_wrong: Vec<String> = Vec::new();
+    let mut rank_err = None;
+    let mut runs = ranks::Runs::new(|k: (&str, u8, u8, u64), c| match position.get(k) {
+        Ok(have) => {
+            rank_entries += 1;
+            let have = have.map(|g| g.value());
+            if have != Some(c) {
+                let key = (k.0.to_string(), k.1, k.2, k.3);
+                rank_wrong.push(format!("position counts: {key:?} holds {have:?}, not {c}"));
+            }
+        }
+        Err(e) => {
+            rank_err.get_or_insert(e);
+        }
+    });
     for e in res.iter()? {
         let (k, v) = e?;
         let (t, code, id) = k.value();
-        let t = t.to_string();
+        runs.push(t, code, id);
         let Some(kind) = kind_of(code) else {
             bad.push(format!(
                 "{t}: resource {} has unknown kind code {code}",
@@ -72,113 +157,180 @@ fn check(
             bad.push(format!("{t}: resource {} does not decode", format_id(id)));
             continue;
         };
-        exists.insert((t.clone(), code, id));
-        *n.entry((t.clone(), code)).or_default() += 1;
+        *n.entry((t.to_string(), code)).or_default() += 1;
         if kind == Kind::User && plan::is_active(&rec.body) {
-            *active.entry(t.clone()).or_default() += 1;
+            *active.entry(t.to_string()).or_default() += 1;
         }
-        let rt = types
-            .get(&t)
-            .map(|(u, g)| if kind == Kind::User { *u } else { *g })
-            .unwrap_or(kind.into());
-        let ks = keys(rt, &rec.body);
+        let ks = keys(rt_of(t, kind), &rec.body);
+        let mut expect = |i: Index, present: bool, what: String| {
+            want[i as usize] += 1;
+            if !present {
+                missed[i as usize] = true;
+                bad.push(format!("{}: missing {what}", i.name()));
+            }
+        };
         if let Some(u) = ks.username {
-            want_user.insert((t.clone(), u, id));
+            let present = usernames.get((t, u.as_str()))?.map(|g| g.value()) == Some(id);
+            expect(Index::UserName, present, format!("{:?}", (t, u, id)));
         }
         if let Some(x) = ks.external_id {
-            want_ext.insert((t.clone(), code, x, id));
+            let present = multi3_has(&ext_ids, (t, code, x.as_str()), id)?;
+            expect(
+                Index::ExternalId,
+                present,
+                format!("{:?}", (t, code, x, id)),
+            );
         }
         for m in ks.emails {
-            want_email.insert((t.clone(), m, id));
+            let present = multi_has(&emails, (t, m.as_str()), id)?;
+            expect(Index::Email, present, format!("{:?}", (t, m, id)));
         }
         if let Some(d) = ks.display {
-            want_name.insert((t.clone(), code, d, id));
+            let present = multi3_has(&names, (t, code, d.as_str()), id)?;
+            expect(
+                Index::DisplayName,
+                present,
+                format!("{:?}", (t, code, d, id)),
+            );
         }
         for (a, val) in ks.unique {
-            want_unique.insert((t.clone(), code, a, val, id));
+            let present = unique
+                .get((t, code, a.as_str(), val.as_str()))?
+                .map(|g| g.value())
+                == Some(id);
+            expect(
+                Index::Unique,
+                present,
+                format!("{:?}", (t, code, a, val, id)),
+            );
         }
     }
-    let mut have_user = BTreeSet::new();
-    for e in usernames.iter()? {
-        let (k, v) = e?;
-        let (t, u) = k.value();
-        have_user.insert((t.to_string(), u.to_string(), v.value()));
+    runs.finish();
+    if let Some(e) = rank_err {
+        return Err(e.into());
     }
-    diff("userName index", &want_user, &have_user, &mut bad);
-    let mut have = BTreeSet::new();
-    for e in ext_ids.iter()? {
-        let (k, vals) = e?;
-        let (t, c, x) = k.value();
-        for v in vals {
-            have.insert((t.to_string(), c, x.to_string(), v?.value()));
+    bad.append(&mut rank_wrong);
+    // Stale position counts: more entries than the resources call for.
+    if position.len()? != rank_entries {
+        for e in position.iter()? {
+            let (k, v) = e?;
+            let (t, code, level, prefix) = k.value();
+            let (lo, hi) = ranks::id_range(level, prefix);
+            let mut c = 0u64;
+            for x in res.range((t, code, lo)..=(t, code, hi))? {
+                x?;
+                c += 1;
+            }
+            if c == 0 {
+                let key = (t.to_string(), code, level, prefix);
+                bad.push(format!("position counts: stale {key:?} ({})", v.value()));
+            }
         }
     }
-    diff("externalId index", &want_ext, &have, &mut bad);
-    let mut have = BTreeSet::new();
-    for e in emails.iter()? {
-        let (k, vals) = e?;
-        let (t, m) = k.value();
-        for v in vals {
-            have.insert((t.to_string(), m.to_string(), v?.value()));
+    // Pass 2, only for an index that holds entries no resource calls for (or missed one):
+    // name its stale entries.
+    let have = [
+        usernames.len()?,
+        ext_ids.len()?,
+        emails.len()?,
+        names.len()?,
+        unique.len()?,
+    ];
+    for i in Index::ALL {
+        if have[i as usize] == want[i as usize] && !missed[i as usize] {
+            continue;
+        }
+        let mut stale = |what: String| bad.push(format!("{}: stale {what}", i.name()));
+        match i {
+            Index::UserName => {
+                for e in usernames.iter()? {
+                    let (k, v) = e?;
+                    let ((t, u), id) = (k.value(), v.value());
+                    let code = Kind::User.code();
+                    if keys_of(t, code, id)?.and_then(|k| k.username).as_deref() != Some(u) {
+                        stale(format!("{:?}", (t, u, id)));
+                    }
+                }
+            }
+            Index::ExternalId | Index::DisplayName => {
+                let table = if matches!(i, Index::ExternalId) {
+                    &ext_ids
+                } else {
+                    &names
+                };
+                for e in table.iter()? {
+                    let (k, vals) = e?;
+                    let (t, code, x) = k.value();
+                    for v in vals {
+                        let id = v?.value();
+                        let ks = keys_of(t, code, id)?;
+                        let ok = ks.is_some_and(|k| match i {
+                            Index::ExternalId => k.external_id.as_deref() == Some(x),
+                            _ => k.display.as_deref() == Some(x),
+                        });
+                        if !ok {
+                            stale(format!("{:?}", (t, code, x, id)));
+                        }
+                    }
+                }
+            }
+            Index::Email => {
+                for e in emails.iter()? {
+                    let (k, vals) = e?;
+                    let (t, m) = k.value();
+                    for v in vals {
+                        let id = v?.value();
+                        let code = Kind::User.code();
+                        if !keys_of(t, code, id)?.is_some_and(|k| k.emails.contains(m)) {
+                            stale(format!("{:?}", (t, m, id)));
+                        }
+                    }
+                }
+            }
+            Index::Unique => {
+                for e in unique.iter()? {
+                    let (k, v) = e?;
+                    let ((t, code, a, val), id) = (k.value(), v.value());
+                    let pair = (a.to_string(), val.to_string());
+                    if !keys_of(t, code, id)?.is_some_and(|k| k.unique.contains(&pair)) {
+                        stale(format!("{:?}", (t, code, a, val, id)));
+                    }
+                }
+            }
         }
     }
-    diff("email index", &want_email, &have, &mut bad);
-    let mut have = BTreeSet::new();
-    for e in names.iter()? {
-        let (k, vals) = e?;
-        let (t, c, d) = k.value();
-        for v in vals {
-            have.insert((t.to_string(), c, d.to_string(), v?.value()));
-        }
-    }
-    diff("displayName index", &want_name, &have, &mut bad);
-    let mut have = BTreeSet::new();
-    for e in unique.iter()? {
-        let (k, v) = e?;
-        let (t, c, a, val) = k.value();
-        have.insert((t.to_string(), c, a.to_string(), val.to_string(), v.value()));
-    }
-    diff("unique-attribute index", &want_unique, &have, &mut bad);
-    // Position counts: recounted from the resources, which `exists` holds in key order.
-    let want: BTreeSet<_> = ranks::expected(exists.iter().map(|(t, c, id)| (t.as_str(), *c, *id)))
-        .into_iter()
-        .collect();
-    let mut have = BTreeSet::new();
-    for e in r.open_table(RANKS)?.iter()? {
-        let (k, v) = e?;
-        let (t, c, l, p) = k.value();
-        have.insert(((t.to_string(), c, l, p), v.value()));
-    }
-    diff("position counts", &want, &have, &mut bad);
     // Membership: mirrors of each other, between existing resources.
-    let mut down = BTreeSet::new();
+    let what = "membership (group → member vs member → group)";
+    let mut down = 0u64;
+    let mut mirror_missed = false;
     for e in members.iter()? {
         let (k, v) = e?;
         let (t, g, m) = k.value();
-        if !exists.contains(&(t.to_string(), Kind::Group.code(), g)) {
+        down += 1;
+        if res.get((t, Kind::Group.code(), g))?.is_none() {
             bad.push(format!("{t}: membership of missing group {}", format_id(g)));
         }
-        if !exists.contains(&(t.to_string(), v.value(), m)) {
+        if res.get((t, v.value(), m))?.is_none() {
             bad.push(format!(
                 "{t}: group {} lists missing member {}",
                 format_id(g),
                 format_id(m)
             ));
         }
-        down.insert((t.to_string(), g, m));
+        if member_of.get((t, m, g))?.is_none() {
+            mirror_missed = true;
+            bad.push(format!("{what}: missing {:?}", (t, g, m)));
+        }
     }
-    let mut up = BTreeSet::new();
-    for e in member_of.iter()? {
-        let (k, _) = e?;
-        let (t, m, g) = k.value();
-        up.insert((t.to_string(), g, m));
+    if member_of.len()? != down || mirror_missed {
+        for e in member_of.iter()? {
+            let (k, _) = e?;
+            let (t, m, g) = k.value();
+            if members.get((t, g, m))?.is_none() {
+                bad.push(format!("{what}: stale {:?}", (t, g, m)));
+            }
+        }
     }
-    diff(
-        "membership (group → member vs member → group)",
-        &down,
-        &up,
-        &mut bad,
-    );
     // Counters.
     for e in counts.iter()? {
         let (k, v) = e?;
@@ -220,18 +372,4 @@ fn check(
         }
     }
     Ok(bad)
-}
-
-fn diff<T: Ord + std::fmt::Debug>(
-    what: &str,
-    want: &BTreeSet<T>,
-    have: &BTreeSet<T>,
-    bad: &mut Vec<String>,
-) {
-    for x in want.difference(have) {
-        bad.push(format!("{what}: missing {x:?}"));
-    }
-    for x in have.difference(want) {
-        bad.push(format!("{what}: stale {x:?}"));
-    }
 }
