@@ -193,26 +193,10 @@ async fn get_group_streamed(app: &App, ctx: &Ctx, id: &str) -> ScimResult<Resp> 
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
     let base = ctx.base.clone();
     tokio::spawn(async move {
-        if tx.send(head.into()).await.is_err() {
+        if tx.send(head.into()).await.is_err()
+            || !send_members(&tx, &mut batches, &base, None).await
+        {
             return;
-        }
-        let mut first = true;
-        while let Some(batch) = batches.recv().await {
-            let mut chunk = String::with_capacity(batch.len() * 120);
-            for (m, kind) in batch {
-                if !first {
-                    chunk.push(',');
-                }
-                first = false;
-                chunk.push_str(&crate::scim::render::member_fragment(
-                    &base,
-                    &crate::store::format_id(m),
-                    kind,
-                ));
-            }
-            if tx.send(chunk.into()).await.is_err() {
-                return;
-            }
         }
         let _ = tx.send(bytes::Bytes::from_static(b"]}")).await;
     });
@@ -512,6 +496,50 @@ async fn list(
     Ok(response::json(200, &body))
 }
 
+/// Write a group's members, batch by batch, as the elements of a JSON array (the caller
+/// writes the brackets), projected member by member when a projection narrows them. False
+/// when the client has gone.
+async fn send_members(
+    tx: &tokio::sync::mpsc::Sender<bytes::Bytes>,
+    batches: &mut tokio::sync::mpsc::Receiver<Vec<(u128, Kind)>>,
+    base: &str,
+    narrowed: Option<(&Projection, crate::scim::schema::Rt)>,
+) -> bool {
+    let mut first = true;
+    while let Some(batch) = batches.recv().await {
+        let mut chunk = String::with_capacity(batch.len() * 120);
+        let mut push = |fragment: &str| {
+            if !first {
+                chunk.push(',');
+            }
+            first = false;
+            chunk.push_str(fragment);
+        };
+        let fragments = batch.into_iter().map(|(m, kind)| {
+            crate::scim::render::member_fragment(base, &crate::store::format_id(m), kind)
+        });
+        match narrowed {
+            None => fragments.for_each(|f| push(&f)),
+            Some((proj, rt)) => {
+                let members: Vec<Value> = fragments
+                    .filter_map(|f| serde_json::from_str(&f).ok())
+                    .collect();
+                let mut m = Map::new();
+                m.insert("members".into(), Value::Array(members));
+                proj.apply(rt, &mut m);
+                if let Some(Value::Array(a)) = m.remove("members") {
+                    a.iter()
+                        .for_each(|v| push(&serde_json::to_string(v).unwrap_or_default()));
+                }
+            }
+        }
+        if tx.send(chunk.into()).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
 /// A list page holding groups with their members: written as it is read, each group's members
 /// in batches (as `get_group_streamed` does), so a page with a group of a million costs no
 /// more memory than one with a group of ten.
@@ -570,39 +598,10 @@ fn streamed_list(
                 return;
             }
             let mut batches = store.member_batches(tenant.clone(), gid.unwrap_or_default());
-            let mut first = true;
-            while let Some(batch) = batches.recv().await {
-                let mut chunk = String::with_capacity(batch.len() * 120);
-                let mut push = |fragment: &str| {
-                    if !first {
-                        chunk.push(',');
-                    }
-                    first = false;
-                    chunk.push_str(fragment);
-                };
-                let fragments = batch.into_iter().map(|(m, kind)| {
-                    crate::scim::render::member_fragment(&base, &crate::store::format_id(m), kind)
-                });
-                match &narrowed {
-                    None => fragments.for_each(|f| push(&f)),
-                    Some(proj) => {
-                        let members: Vec<Value> = fragments
-                            .filter_map(|f| serde_json::from_str(&f).ok())
-                            .collect();
-                        let mut m = Map::new();
-                        m.insert("members".into(), Value::Array(members));
-                        proj.apply(group_rt, &mut m);
-                        if let Some(Value::Array(a)) = m.remove("members") {
-                            a.iter()
-                                .for_each(|v| push(&serde_json::to_string(v).unwrap_or_default()));
-                        }
-                    }
-                }
-                if tx.send(chunk.into()).await.is_err() {
-                    return;
-                }
-            }
-            if tx.send(bytes::Bytes::from_static(b"]}")).await.is_err() {
+            let narrowed = narrowed.as_ref().map(|p| (p, group_rt));
+            if !send_members(&tx, &mut batches, &base, narrowed).await
+                || tx.send(bytes::Bytes::from_static(b"]}")).await.is_err()
+            {
                 return;
             }
         }

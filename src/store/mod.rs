@@ -600,13 +600,7 @@ mod tests {
         let path = dir.path().join("s.redb");
         let store = Store::open(&path, 1 << 20).unwrap();
         drop(store);
-        // The writer thread exits once its channel closes; wait for it to release the file.
-        let db = (0..100)
-            .find_map(|_| {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-                Database::create(&path).ok()
-            })
-            .expect("database released");
+        let db = raw(&path);
         let meta: TableDefinition<&str, u64> = TableDefinition::new("meta");
         {
             let r = db.begin_read().unwrap();
@@ -747,6 +741,57 @@ mod tests {
         );
     }
 
+    /// The database file itself, once a dropped store's writer thread has let go of it.
+    fn raw(path: &Path) -> Database {
+        (0..100)
+            .find_map(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                Database::create(path).ok()
+            })
+            .expect("database released")
+    }
+
+    fn assert_clean(store: &Store, rt: &tokio::runtime::Runtime) {
+        assert_eq!(
+            rt.block_on(store.verify(HashMap::new())).unwrap(),
+            Vec::<String>::new()
+        );
+    }
+
+    /// A store at `path` with a runtime to drive it, writing as tenant "t".
+    struct Fixture {
+        store: Store,
+        rt: tokio::runtime::Runtime,
+        actor: Actor,
+    }
+
+    impl Fixture {
+        fn open(path: &Path) -> Fixture {
+            Fixture {
+                store: Store::open(path, 1 << 20).unwrap(),
+                rt: runtime(),
+                actor: Actor {
+                    tenant: "t".into(),
+                    token: "test".into(),
+                    retention: Retention::default(),
+                    plan: None,
+                    create_only: Arc::new(Vec::new()),
+                },
+            }
+        }
+
+        /// Create a resource (with the given id when `id` is set); its id.
+        fn create(&self, kind: Kind, body: serde_json::Value, id: Option<u128>) -> u128 {
+            let input = crate::scim::resource::normalize(kind, &body).unwrap();
+            let actor = self.actor.clone();
+            let r = self
+                .rt
+                .block_on(self.store.create_as(actor, kind.into(), input, id))
+                .unwrap();
+            parse_id(&r.id).unwrap()
+        }
+    }
+
     /// Every startIndex page, as (total, ids), for `n` users and one past the end.
     fn every_page(store: &Store, rt: &tokio::runtime::Runtime, n: u64) -> Vec<(u64, Vec<u128>)> {
         (1..=n + 2)
@@ -773,15 +818,7 @@ mod tests {
     fn deep_start_index_pages_match_the_id_order_and_a_layout_1_file_is_counted_on_open() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
-        let store = Store::open(&path, 1 << 20).unwrap();
-        let rt = runtime();
-        let actor = Actor {
-            tenant: "t".into(),
-            token: "test".into(),
-            retention: Retention::default(),
-            plan: None,
-            create_only: Arc::new(Vec::new()),
-        };
+        let f = Fixture::open(&path);
         // Imported ids (kept from another host) spread over every prefix level, and ids
         // made here, many in the same millisecond.
         let mut x: u128 = 0x2545_f491_4f6c_dd1d_9e37_79b9_7f4a_7c15;
@@ -798,20 +835,21 @@ mod tests {
             });
         }
         for (i, id) in ids.iter().enumerate() {
-            let body = serde_json::json!({"userName": format!("u{i}")});
-            let input = crate::scim::resource::normalize(Kind::User, &body).unwrap();
-            rt.block_on(store.create_as(actor.clone(), Kind::User.into(), input, Some(*id)))
-                .unwrap();
+            f.create(
+                Kind::User,
+                serde_json::json!({"userName": format!("u{i}")}),
+                Some(*id),
+            );
         }
         for i in 0..20 {
-            let body = serde_json::json!({"userName": format!("v{i}")});
-            let input = crate::scim::resource::normalize(Kind::User, &body).unwrap();
-            let r = rt
-                .block_on(store.create(actor.clone(), Kind::User.into(), input))
-                .unwrap();
-            ids.push(parse_id(&r.id).unwrap());
+            ids.push(f.create(
+                Kind::User,
+                serde_json::json!({"userName": format!("v{i}")}),
+                None,
+            ));
         }
         // Deletes take resources out of the counts.
+        let Fixture { store, rt, actor } = f;
         for id in ids.iter().step_by(7) {
             rt.block_on(store.delete(actor.clone(), Kind::User.into(), format_id(*id), None))
                 .unwrap();
@@ -828,18 +866,10 @@ mod tests {
             .map(|skip| (n, live.iter().skip(skip).take(3).copied().collect()))
             .collect();
         assert_eq!(every_page(&store, &rt, n), want);
-        assert_eq!(
-            rt.block_on(store.verify(HashMap::new())).unwrap(),
-            Vec::<String>::new()
-        );
+        assert_clean(&store, &rt);
         // The same file as layout 1 left it: no position counts.
         drop(store);
-        let db = (0..100)
-            .find_map(|_| {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-                Database::create(&path).ok()
-            })
-            .expect("database released");
+        let db = raw(&path);
         let w = db.begin_write().unwrap();
         assert!(w.delete_table(tables::RANKS).unwrap());
         w.open_table(tables::META)
@@ -850,35 +880,22 @@ mod tests {
         drop(db);
         let store = Store::open(&path, 1 << 20).unwrap();
         assert_eq!(every_page(&store, &rt, n), want);
-        assert_eq!(
-            rt.block_on(store.verify(HashMap::new())).unwrap(),
-            Vec::<String>::new()
-        );
+        assert_clean(&store, &rt);
     }
 
     #[test]
     fn plan_cursor_pages_read_a_bounded_number_of_users_and_miss_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.redb"), 1 << 20).unwrap();
-        let rt = runtime();
-        let actor = Actor {
-            tenant: "t".into(),
-            token: "test".into(),
-            retention: Retention::default(),
-            plan: None,
-            create_only: Arc::new(Vec::new()),
-        };
+        let f = Fixture::open(&dir.path().join("s.redb"));
         let mut inactive = Vec::new();
         for i in 0..12 {
             let body = serde_json::json!({"userName": format!("u{i}"), "active": i % 6 != 5});
-            let input = crate::scim::resource::normalize(Kind::User, &body).unwrap();
-            let r = rt
-                .block_on(store.create(actor.clone(), Kind::User.into(), input))
-                .unwrap();
+            let id = f.create(Kind::User, body, None);
             if i % 6 == 5 {
-                inactive.push(r.id);
+                inactive.push(format_id(id));
             }
         }
+        let Fixture { store, rt, .. } = f;
         let rules = Arc::new(plan::PlanRules {
             name: "p".into(),
             test_threshold: 0,
@@ -916,22 +933,8 @@ mod tests {
     fn verify_names_each_kind_of_damage() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
-        let store = Store::open(&path, 1 << 20).unwrap();
-        let rt = runtime();
-        let actor = Actor {
-            tenant: "t".into(),
-            token: "test".into(),
-            retention: Retention::default(),
-            plan: None,
-            create_only: Arc::new(Vec::new()),
-        };
-        let make = |kind: Kind, body: serde_json::Value| {
-            let input = crate::scim::resource::normalize(kind, &body).unwrap();
-            let r = rt
-                .block_on(store.create(actor.clone(), kind.into(), input))
-                .unwrap();
-            parse_id(&r.id).unwrap()
-        };
+        let f = Fixture::open(&path);
+        let make = |kind: Kind, body: serde_json::Value| f.create(kind, body, None);
         let ann = make(
             Kind::User,
             serde_json::json!({"userName": "Ann@x", "externalId": "e1",
@@ -942,17 +945,10 @@ mod tests {
             Kind::Group,
             serde_json::json!({"displayName": "Ops", "members": [{"value": format_id(ann)}]}),
         );
-        assert_eq!(
-            rt.block_on(store.verify(HashMap::new())).unwrap(),
-            Vec::<String>::new()
-        );
+        let Fixture { store, rt, .. } = f;
+        assert_clean(&store, &rt);
         drop(store);
-        let db = (0..100)
-            .find_map(|_| {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-                Database::create(&path).ok()
-            })
-            .expect("database released");
+        let db = raw(&path);
         let (user, group) = (Kind::User.code(), Kind::Group.code());
         let w = db.begin_write().unwrap();
         {

@@ -30,6 +30,20 @@ impl Store {
     }
 }
 
+/// Whether the multimap holds `id` under `key`.
+fn holds<'a, K: redb::Key + 'static>(
+    m: &redb::ReadOnlyMultimapTable<K, u128>,
+    key: impl std::borrow::Borrow<K::SelfType<'a>>,
+    id: u128,
+) -> Result<bool, redb::Error> {
+    for v in m.get(key)? {
+        if v?.value() == id {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Which index an entry belongs to, for counting and for naming what is wrong.
 #[derive(Clone, Copy)]
 enum Index {
@@ -99,28 +113,6 @@ fn check(
             .and_then(|g| decode(g.value()))
             .map(|rec| keys(rt_of(t, kind), &rec.body)))
     };
-    let multi_has = |m: &redb::ReadOnlyMultimapTable<(&'static str, &'static str), u128>,
-                     k: (&str, &str),
-                     id: u128|
-     -> Result<bool, redb::Error> {
-        for v in m.get(k)? {
-            if v?.value() == id {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    };
-    let multi3_has = |m: &redb::ReadOnlyMultimapTable<(&'static str, u8, &'static str), u128>,
-                      k: (&str, u8, &str),
-                      id: u128|
-     -> Result<bool, redb::Error> {
-        for v in m.get(k)? {
-            if v?.value() == id {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    };
     // Pass 1: every resource, its index entries, counters and position counts.
     let mut want = [0u64; 5];
     let mut missed = [false; 5];
@@ -174,7 +166,7 @@ fn check(
             expect(Index::UserName, present, format!("{:?}", (t, u, id)));
         }
         if let Some(x) = ks.external_id {
-            let present = multi3_has(&ext_ids, (t, code, x.as_str()), id)?;
+            let present = holds(&ext_ids, (t, code, x.as_str()), id)?;
             expect(
                 Index::ExternalId,
                 present,
@@ -182,11 +174,11 @@ fn check(
             );
         }
         for m in ks.emails {
-            let present = multi_has(&emails, (t, m.as_str()), id)?;
+            let present = holds(&emails, (t, m.as_str()), id)?;
             expect(Index::Email, present, format!("{:?}", (t, m, id)));
         }
         if let Some(d) = ks.display {
-            let present = multi3_has(&names, (t, code, d.as_str()), id)?;
+            let present = holds(&names, (t, code, d.as_str()), id)?;
             expect(
                 Index::DisplayName,
                 present,
