@@ -1595,23 +1595,12 @@ impl Store {
                     false => Box::new(names),
                     true => Box::new(names.rev()),
                 };
-                let mut items = Vec::new();
-                for e in names.skip(skip).take(count) {
-                    let id = e?.1.value();
-                    if let Some(rec) = r
-                        .res()?
-                        .get((t, kind.code(), id))?
-                        .and_then(|g| decode(g.value()))
-                    {
-                        items.push(rec.into_resource(kind, id));
-                    }
-                }
-                let page = ListPage {
-                    total,
-                    start_index: start,
-                    next: None,
-                    items,
-                };
+                let ids = names
+                    .skip(skip)
+                    .take(count)
+                    .map(|e| e.map(|(_, v)| v.value()))
+                    .collect::<Result<Vec<u128>, _>>()?;
+                let page = r.read_page(t, kind, &ids, false, total, start)?;
                 return finish(r, t, kind, page, q.with_refs);
             }
             // Without a sort, only the requested page is kept while every match is counted.
@@ -1666,11 +1655,10 @@ impl Store {
                     }
                 }
                 let ids = best.into_sorted_vec();
-                let (page, more) = match q.after {
+                let (page, more): (Vec<u128>, bool) = match q.after {
                     Some(_) => (ids.iter().take(count).copied().collect(), ids.len() > count),
                     None => (ids.iter().skip(skip).take(count).copied().collect(), false),
                 };
-                let page: Vec<u128> = page;
                 let page = r.read_page(t, kind, &page, more, total, start)?;
                 return finish(r, t, kind, page, q.with_refs);
             }
