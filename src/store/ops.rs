@@ -794,6 +794,7 @@ where
             (_, "displayName", None) => Some(rt.display(t, kind, &v.to_lowercase())?),
             (Kind::User, "emails", Some("value") | None) => Some(rt.email(t, &v.to_lowercase())?),
             (Kind::Group, "members", Some("value") | None) => Some(rt.groups_of(t, v)?),
+            (Kind::User, "groups", Some("value") | None) => Some(rt.users_in(t, v)?),
             _ => None,
         },
         // The index holds lower-cased userNames, the same folding `sw` compares with, so the
@@ -813,6 +814,7 @@ where
             match (kind, path.name.as_str(), element_value_eq(filter)) {
                 (Kind::User, "emails", Some(v)) => Some(rt.email(t, &v.to_lowercase())?),
                 (Kind::Group, "members", Some(v)) => Some(rt.groups_of(t, v)?),
+                (Kind::User, "groups", Some(v)) => Some(rt.users_in(t, v)?),
                 _ => None,
             }
         }
@@ -992,6 +994,7 @@ trait IndexReader {
     fn display(&self, t: &str, kind: Kind, d: &str) -> Result<BTreeSet<u128>, redb::Error>;
     fn email(&self, t: &str, e: &str) -> Result<BTreeSet<u128>, redb::Error>;
     fn groups_of(&self, t: &str, member: &str) -> Result<BTreeSet<u128>, redb::Error>;
+    fn users_in(&self, t: &str, group: &str) -> Result<BTreeSet<u128>, redb::Error>;
 }
 
 type ResTable = redb::ReadOnlyTable<(&'static str, u8, u128), &'static [u8]>;
@@ -1057,6 +1060,17 @@ impl IndexReader for ReadSide {
         let mut out = BTreeSet::new();
         for e in self.member_of()?.range((t, m, 0u128)..=(t, m, u128::MAX))? {
             out.insert(e?.0.value().2);
+        }
+        Ok(out)
+    }
+
+    fn users_in(&self, t: &str, group: &str) -> Result<BTreeSet<u128>, redb::Error> {
+        let mut out = BTreeSet::new();
+        if let Some(g) = parse_id(group) {
+            self.direct_users(t, g, |id| {
+                out.insert(id);
+                true
+            })?;
         }
         Ok(out)
     }
@@ -1629,6 +1643,33 @@ impl Store {
                 }
                 (None, None) => {}
             };
+            // Users in a group (`groups.value eq "g"`, `groups[value eq "g"]`): the group's
+            // member index holds them in id order, so the page is read straight off it while
+            // the rest are counted, however large the group.
+            if let (Some(g), None) = (group_of_users(kind, q.filter.as_ref()), &q.sort) {
+                let mut page = Vec::new();
+                let (mut total, mut more) = (0u64, false);
+                let mut seen = 0usize;
+                if let Some(g) = parse_id(g) {
+                    r.direct_users(t, g, |id| {
+                        total += 1;
+                        match q.after {
+                            Some(a) if id <= a => {}
+                            Some(_) if page.len() == count => more = true,
+                            Some(_) => page.push(id),
+                            None => {
+                                seen += 1;
+                                if seen > skip && page.len() < count {
+                                    page.push(id);
+                                }
+                            }
+                        }
+                        true
+                    })?;
+                }
+                let page = r.read_page(t, kind, &page, more, total, start)?;
+                return finish(r, t, kind, page, q.with_refs);
+            }
             // `userName sw`: count the prefix range of the userName index and keep only the
             // page's ids (the smallest, as lists are in id order), however many match.
             if let (Some(prefix), None) = (user_name_prefix(kind, q.filter.as_ref()), &q.sort) {
@@ -1761,6 +1802,38 @@ impl Store {
         } else {
             self.read(read).await
         }
+    }
+}
+
+/// The group of a `groups.value eq "g"` or `groups[value eq "g"]` filter on users, whose
+/// matches are exactly the group's direct user members (`groups.value` is caseExact false,
+/// and an id in any case parses to the same member).
+fn group_of_users(kind: Kind, f: Option<&Filter>) -> Option<&str> {
+    if kind != Kind::User {
+        return None;
+    }
+    match f? {
+        Filter::Compare {
+            path,
+            op: CompareOp::Eq,
+            value: CompValue::Str(v),
+        } if path.urn.is_none()
+            && path.name == "groups"
+            && path.sub.as_deref() == Some("value") =>
+        {
+            Some(v)
+        }
+        Filter::ValuePath { path, filter } if path.urn.is_none() && path.name == "groups" => {
+            match &**filter {
+                Filter::Compare {
+                    path: p,
+                    op: CompareOp::Eq,
+                    value: CompValue::Str(v),
+                } if p.urn.is_none() && p.name == "value" && p.sub.is_none() => Some(v),
+                _ => None,
+            }
+        }
+        _ => None,
     }
 }
 
@@ -2004,6 +2077,23 @@ impl ReadSide {
             Mode::Enforced => s.free += unmatched as u64,
         }
         Ok(s)
+    }
+
+    /// The users directly in group `g`, in id order, until `visit` says stop (a user's
+    /// `groups` lists its direct memberships).
+    fn direct_users(
+        &self,
+        t: &str,
+        g: u128,
+        mut visit: impl FnMut(u128) -> bool,
+    ) -> Result<(), redb::Error> {
+        for e in self.members()?.range((t, g, 0u128)..=(t, g, u128::MAX))? {
+            let (k, v) = e?;
+            if v.value() == Kind::User.code() && !visit(k.value().2) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// A list page of the resources `ids` (in id order), with the cursor to continue after

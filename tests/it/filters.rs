@@ -234,6 +234,94 @@ async fn membership_filters_give_the_answers_of_the_whole_member_list() {
     let _ = (only_c, empty, outer);
 }
 
+/// The users of a group are read off the group's member index; the answer must be what
+/// evaluating `groups` on every user gives: direct members only, users only, any id case,
+/// every page and cursor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_of_a_group_come_from_its_member_index_as_evaluation_would_give() {
+    let s = Srv::start().await;
+    let mut users = Vec::new();
+    for i in 0..7 {
+        users.push(s.user(&format!("g{i}@x")).await);
+    }
+    let inner = s.group("Inner", &[&users[5]]).await;
+    let refs: Vec<&str> = users[..5].iter().map(String::as_str).collect();
+    let mut with_inner = refs.clone();
+    with_inner.push(&inner);
+    let g = s.group("G", &with_inner).await;
+    for (fast, evaluated) in [
+        (
+            format!("groups.value eq \"{g}\""),
+            format!("groups.value eq \"{g}\" and id pr"),
+        ),
+        (
+            format!("groups[value eq \"{g}\"]"),
+            format!("groups[value eq \"{g}\"] and id pr"),
+        ),
+        (
+            format!("groups.value eq \"{}\"", g.to_uppercase()),
+            format!("groups.value eq \"{}\" and id pr", g.to_uppercase()),
+        ),
+        (
+            format!("groups.value eq \"{inner}\""),
+            format!("groups.value eq \"{inner}\" and id pr"),
+        ),
+        (
+            "groups.value eq \"nope\"".to_string(),
+            "groups.value eq \"nope\" and id pr".to_string(),
+        ),
+    ] {
+        for page in [
+            "",
+            "&count=0",
+            "&startIndex=3&count=2",
+            "&cursor=&count=2",
+            "&startIndex=9",
+        ] {
+            let a = s
+                .get(&format!("/Users?filter={}{page}", urlencode(&fast)))
+                .await;
+            let b = s
+                .get(&format!("/Users?filter={}{page}", urlencode(&evaluated)))
+                .await;
+            assert_eq!(a.status, 200, "{fast}{page}: {}", a.body);
+            assert_eq!(a.body, b.body, "{fast}{page}");
+        }
+    }
+    // Direct members only: the nested group's user is not in G's list.
+    let r = s
+        .get(&format!(
+            "/Users?filter={}",
+            urlencode(&format!("groups.value eq \"{g}\""))
+        ))
+        .await;
+    assert_eq!(total(&r), 5);
+    // A cursor walk, two at a time, sees each member once.
+    let mut cursor = String::new();
+    let mut seen = Vec::new();
+    loop {
+        let q = format!("groups.value eq \"{g}\"");
+        let r = s
+            .get(&format!(
+                "/Users?filter={}&count=2&cursor={cursor}",
+                urlencode(&q)
+            ))
+            .await;
+        seen.extend(
+            r.body["Resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u["id"].as_str().unwrap().to_string()),
+        );
+        match r.body["nextCursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, users[..5].to_vec());
+}
+
 /// An exact index lookup is answered from the stored text; a filter that needs evaluating is
 /// answered by decoding. Both must give the same document, cursor and membership included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -100,6 +100,7 @@ async fn acme_never_sees_or_touches_globex() {
             "/Groups?filter=displayName%20eq%20%22GlobexOnly%22".into(),
             // Paths served by index walks and position counts, not by filtering.
             "/Users?sortBy=userName".into(),
+            format!("/Users?filter=groups.value%20eq%20%22{gb}%22"),
             "/Users?sortBy=userName&sortOrder=descending".into(),
             "/Users?startIndex=2&count=5".into(),
             "/Groups?count=5&startIndex=2".into(),
