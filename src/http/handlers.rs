@@ -754,32 +754,26 @@ async fn plan_members(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
 /// members (4 bytes), base64url.
 fn encode_plan_cursor(c: PlanCursor) -> String {
     use base64::Engine;
-    let e = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
     match c {
         PlanCursor::Start => String::new(),
-        PlanCursor::User(id) => e.encode(id.to_be_bytes()),
-        PlanCursor::Tail(i) => e.encode(u32::try_from(i).unwrap_or(u32::MAX).to_be_bytes()),
+        PlanCursor::User(id) => encode_cursor(id),
+        PlanCursor::Tail(i) => base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(u32::try_from(i).unwrap_or(u32::MAX).to_be_bytes()),
     }
 }
 
 fn decode_plan_cursor(c: &str) -> ScimResult<PlanCursor> {
-    use base64::Engine;
     if c.trim().is_empty() {
         return Ok(PlanCursor::Start);
     }
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(c.trim())
-        .unwrap_or_default();
+    let bytes = cursor_bytes(c);
     if let Ok(b) = <[u8; 16]>::try_from(bytes.as_slice()) {
         return Ok(PlanCursor::User(u128::from_be_bytes(b)));
     }
     if let Ok(b) = <[u8; 4]>::try_from(bytes.as_slice()) {
         return Ok(PlanCursor::Tail(u32::from_be_bytes(b) as usize));
     }
-    Err(ScimError::bad(
-        crate::scim::error::ScimType::InvalidCursor,
-        format!("\"{c}\" is not a cursor this server issued"),
-    ))
+    Err(not_a_cursor(c))
 }
 
 /// Cursors are the last returned id, base64url: opaque to clients, valid until that
@@ -790,21 +784,27 @@ fn encode_cursor(id: u128) -> String {
 }
 
 fn decode_cursor(c: &str) -> ScimResult<u128> {
-    use base64::Engine;
     if c.trim().is_empty() {
         return Ok(0);
     }
+    <[u8; 16]>::try_from(cursor_bytes(c).as_slice())
+        .map(u128::from_be_bytes)
+        .map_err(|_| not_a_cursor(c))
+}
+
+/// A cursor's bytes (empty when it is not base64url).
+fn cursor_bytes(c: &str) -> Vec<u8> {
+    use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(c.trim())
-        .ok()
-        .and_then(|b| <[u8; 16]>::try_from(b.as_slice()).ok())
-        .map(u128::from_be_bytes)
-        .ok_or_else(|| {
-            ScimError::bad(
-                crate::scim::error::ScimType::InvalidCursor,
-                format!("\"{c}\" is not a cursor this server issued"),
-            )
-        })
+        .unwrap_or_default()
+}
+
+fn not_a_cursor(c: &str) -> ScimError {
+    ScimError::bad(
+        crate::scim::error::ScimType::InvalidCursor,
+        format!("\"{c}\" is not a cursor this server issued"),
+    )
 }
 
 fn filter_limits(ctx: &Ctx) -> filter::Limits {

@@ -1069,7 +1069,6 @@ impl IndexReader for ReadSide {
         if let Some(g) = parse_id(group) {
             self.direct_users(t, g, |id| {
                 out.insert(id);
-                true
             })?;
         }
         Ok(out)
@@ -1566,14 +1565,9 @@ impl Store {
                 } else if count > 0 {
                     // A deep offset starts at the prefix the position counts point to, so
                     // the last page costs about what the first does.
-                    let (from, rest) = match skip {
-                        0 => (0, 0),
-                        _ => {
-                            let ranks = r.txn().open_table(RANKS)?;
-                            ranks::locate(&ranks, t, kind.code(), skip as u64)?
-                                .unwrap_or((u128::MAX, u64::MAX))
-                        }
-                    };
+                    let (from, rest) = r
+                        .position(t, kind, skip as u64)?
+                        .unwrap_or((u128::MAX, u64::MAX));
                     let range = (t, kind.code(), from)..=(t, kind.code(), u128::MAX);
                     let rest = usize::try_from(rest).unwrap_or(usize::MAX);
                     for e in r.res()?.range(range)?.skip(rest).take(count) {
@@ -1647,27 +1641,12 @@ impl Store {
             // member index holds them in id order, so the page is read straight off it while
             // the rest are counted, however large the group.
             if let (Some(g), None) = (group_of_users(kind, q.filter.as_ref()), &q.sort) {
-                let mut page = Vec::new();
-                let (mut total, mut more) = (0u64, false);
-                let mut seen = 0usize;
+                let mut w = Window::new(skip, count, q.after);
                 if let Some(g) = parse_id(g) {
-                    r.direct_users(t, g, |id| {
-                        total += 1;
-                        match q.after {
-                            Some(a) if id <= a => {}
-                            Some(_) if page.len() == count => more = true,
-                            Some(_) => page.push(id),
-                            None => {
-                                seen += 1;
-                                if seen > skip && page.len() < count {
-                                    page.push(id);
-                                }
-                            }
-                        }
-                        true
-                    })?;
+                    r.direct_users(t, g, |id| w.offer(id, ()))?;
                 }
-                let page = r.read_page(t, kind, &page, more, total, start)?;
+                let page: Vec<u128> = w.items.iter().map(|(id, _)| *id).collect();
+                let page = r.read_page(t, kind, &page, w.more, w.total, start)?;
                 return finish(r, t, kind, page, q.with_refs);
             }
             // `userName sw`: count the prefix range of the userName index and keep only the
@@ -1719,8 +1698,10 @@ impl Store {
             match planned {
                 // Exactly the matches, in id order: count them and read only the page.
                 Some(ids) if exact && q.sort.is_none() => {
-                    let (page, more) = page_of(&ids, skip, count, q.after);
-                    let page = r.read_page(t, kind, &page, more, ids.len() as u64, start)?;
+                    let mut w = Window::new(skip, count, q.after);
+                    ids.iter().for_each(|&id| w.offer(id, ()));
+                    let page: Vec<u128> = w.items.iter().map(|(id, _)| *id).collect();
+                    let page = r.read_page(t, kind, &page, w.more, w.total, start)?;
                     return finish(r, t, kind, page, q.with_refs);
                 }
                 Some(ids) => {
@@ -1772,30 +1753,15 @@ impl Store {
                 );
             }
             // Cursors and sorting do not mix (refused earlier), so this is index paging.
-            let total = sorted_total;
-            let next = None;
-            let mut items = Vec::new();
-            for Ranked { id, .. } in best.into_sorted_vec().into_iter().skip(skip).take(count) {
-                if let Some(rec) = r
-                    .res()?
-                    .get((t, kind.code(), id))?
-                    .and_then(|g| decode(g.value()))
-                {
-                    items.push(rec.into_resource(kind, id));
-                }
-            }
-            finish(
-                r,
-                t,
-                kind,
-                ListPage {
-                    total,
-                    start_index: start,
-                    next,
-                    items,
-                },
-                q.with_refs,
-            )
+            let ids: Vec<u128> = best
+                .into_sorted_vec()
+                .into_iter()
+                .skip(skip)
+                .take(count)
+                .map(|x| x.id)
+                .collect();
+            let page = r.read_page(t, kind, &ids, false, sorted_total, start)?;
+            finish(r, t, kind, page, q.with_refs)
         };
         if inline {
             self.read_now(read)
@@ -1852,30 +1818,6 @@ fn user_name_prefix(kind: Kind, f: Option<&Filter>) -> Option<String> {
             Some(v.to_lowercase())
         }
         _ => None,
-    }
-}
-
-/// The page of a set of ids (in id order) that `Window` would keep, and whether more follow
-/// it by cursor.
-fn page_of(
-    ids: &BTreeSet<u128>,
-    skip: usize,
-    count: usize,
-    after: Option<u128>,
-) -> (Vec<u128>, bool) {
-    use std::ops::Bound::{Excluded, Unbounded};
-    match after {
-        Some(a) => {
-            let mut page: Vec<u128> = ids
-                .range((Excluded(a), Unbounded))
-                .take(count.saturating_add(1))
-                .copied()
-                .collect();
-            let more = page.len() > count;
-            page.truncate(count);
-            (page, more)
-        }
-        None => (ids.iter().skip(skip).take(count).copied().collect(), false),
     }
 }
 
@@ -2079,18 +2021,28 @@ impl ReadSide {
         Ok(s)
     }
 
-    /// The users directly in group `g`, in id order, until `visit` says stop (a user's
-    /// `groups` lists its direct memberships).
+    /// Where the resource of `kind` at 0-based position `skip` (in id order) is found: see
+    /// `ranks::locate`. A skip of 0 needs no counts.
+    fn position(&self, t: &str, kind: Kind, skip: u64) -> Result<Option<(u128, u64)>, redb::Error> {
+        if skip == 0 {
+            return Ok(Some((0, 0)));
+        }
+        let ranks = self.txn.open_table(RANKS)?;
+        Ok(ranks::locate(&ranks, t, kind.code(), skip)?)
+    }
+
+    /// The users directly in group `g`, in id order (a user's `groups` lists its direct
+    /// memberships).
     fn direct_users(
         &self,
         t: &str,
         g: u128,
-        mut visit: impl FnMut(u128) -> bool,
+        mut visit: impl FnMut(u128),
     ) -> Result<(), redb::Error> {
         for e in self.members()?.range((t, g, 0u128)..=(t, g, u128::MAX))? {
             let (k, v) = e?;
-            if v.value() == Kind::User.code() && !visit(k.value().2) {
-                break;
+            if v.value() == Kind::User.code() {
+                visit(k.value().2);
             }
         }
         Ok(())
@@ -2274,8 +2226,7 @@ impl Store {
                     let mut first = Some(0u128);
                     if status.is_none() && skip > 0 {
                         // Every user is listed: the position counts find the start.
-                        let ranks = r.txn().open_table(RANKS)?;
-                        match ranks::locate(&ranks, t, user, skip)? {
+                        match r.position(t, Kind::User, skip)? {
                             Some((f, rest)) => (first, skip) = (Some(f), rest),
                             None => {
                                 let users = plan::count(r.counts()?, t, user)?;
