@@ -192,6 +192,21 @@ impl Srv {
     pub async fn get(&self, path: &str) -> Res {
         self.call(Method::GET, path, Some(ACME), None).await
     }
+
+    /// Every resource of a list, by following `nextCursor` from the first page; `path`
+    /// already has a query (it gets `&cursor=`). Each page must answer 200.
+    pub async fn walk(&self, path: &str) -> Vec<Value> {
+        let (mut all, mut cursor) = (Vec::new(), String::new());
+        loop {
+            let r = self.get(&format!("{path}&cursor={cursor}")).await;
+            assert_eq!(r.status, 200, "{path}: {}", r.body);
+            all.extend(r.body["Resources"].as_array().unwrap().iter().cloned());
+            match r.body["nextCursor"].as_str() {
+                Some(c) => cursor = c.to_string(),
+                None => return all,
+            }
+        }
+    }
     pub async fn post(&self, path: &str, body: Value) -> Res {
         self.call(Method::POST, path, Some(ACME), Some(body)).await
     }
