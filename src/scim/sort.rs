@@ -21,6 +21,11 @@ pub enum SortKey {
 }
 
 impl SortSpec {
+    /// The top-level attribute (core name, or extension URN) the sort key is read from.
+    pub fn top_key(&self) -> &'static str {
+        self.attr.ext.unwrap_or(self.attr.def.name)
+    }
+
     pub fn parse(
         kind: impl Into<Rt>,
         sort_by: &str,

@@ -12,6 +12,7 @@ mod events;
 mod ops;
 pub mod plan;
 mod ranks;
+mod skim;
 pub mod tables;
 mod verify;
 

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use super::events::{self, Actor, Event, NewEvent};
 use super::plan::{self, Mode, Seat};
 use super::ranks;
+use super::skim::{Skimmed, skim};
 use super::tables::*;
 use super::{Store, format_id, new_id, parse_id};
 use crate::scim::error::{ScimError, ScimResult};
@@ -975,6 +976,20 @@ fn member_probes(f: &Filter) -> Option<(Vec<&str>, bool)> {
     walk(f, &mut ids, &mut any).then_some((ids, any))
 }
 
+/// The top-level attributes (core names, or extension URNs) a resolved filter reads.
+fn filter_keys<'f>(f: &'f Filter, out: &mut Vec<&'f str>) {
+    match f {
+        Filter::And(a, b) | Filter::Or(a, b) => {
+            filter_keys(a, out);
+            filter_keys(b, out);
+        }
+        Filter::Not(a) => filter_keys(a, out),
+        Filter::Compare { path, .. } | Filter::Present(path) | Filter::ValuePath { path, .. } => {
+            out.push(path.urn.as_deref().unwrap_or(&path.name))
+        }
+    }
+}
+
 fn mentions(f: &Filter, name: &str) -> bool {
     match f {
         Filter::And(a, b) | Filter::Or(a, b) => mentions(a, name) || mentions(b, name),
@@ -1184,21 +1199,26 @@ impl ReadSide {
     }
 
     /// The JSON a filter is evaluated on: the stored body plus what the filter may ask for.
+    /// `rec` holds (at least) the attributes `filter_keys` names.
     fn filter_view(
         &self,
         t: &str,
         kind: Kind,
         id: u128,
-        rec: &Record,
+        rec: &Skimmed,
         f: &Filter,
     ) -> Result<Value, redb::Error> {
         let mut m = rec.body.clone();
-        m.insert("id".into(), Value::String(format_id(id)));
-        m.insert(
-            "meta".into(),
-            serde_json::json!({"resourceType": kind.as_str(), "created": rec.created,
-                "lastModified": rec.modified, "version": format!("W/\"{}\"", rec.version)}),
-        );
+        if mentions(f, "id") {
+            m.insert("id".into(), Value::String(format_id(id)));
+        }
+        if mentions(f, "meta") {
+            m.insert(
+                "meta".into(),
+                serde_json::json!({"resourceType": kind.as_str(), "created": rec.created,
+                    "lastModified": rec.modified, "version": format!("W/\"{}\"", rec.version)}),
+            );
+        }
         if kind == Kind::Group && mentions(f, "members") {
             // Asking whether given users are members, or whether there are any, takes point
             // reads; only other questions about members read the whole list.
@@ -1618,8 +1638,8 @@ impl Store {
             let mut best = std::collections::BinaryHeap::new();
             let mut sorted_total = 0u64;
             let mut window = q.sort.is_none().then(|| Window::new(skip, count, q.after));
-            let mut push = |id: u128, rec: Record| match (&mut window, &q.sort) {
-                (Some(w), _) => w.offer(id, rec),
+            let mut push = |id: u128, rec: Skimmed| match (&mut window, &q.sort) {
+                (Some(w), _) => w.offer(id, ()),
                 (None, Some(s)) => {
                     sorted_total += 1;
                     if keep_best == 0 {
@@ -1687,7 +1707,16 @@ impl Store {
                 None => None,
             };
             let exact = q.filter.as_ref().is_some_and(|f| index_exact(kind, f));
-            let keep = |id: u128, rec: &Record| -> Result<bool, redb::Error> {
+            // Each record is read for the attributes the filter and the sort look at only;
+            // the page's records are read whole after.
+            let mut wanted = Vec::new();
+            if let Some(f) = &q.filter {
+                filter_keys(f, &mut wanted);
+            }
+            if let Some(s) = &q.sort {
+                wanted.push(s.top_key());
+            }
+            let keep = |id: u128, rec: &Skimmed| -> Result<bool, redb::Error> {
                 Ok(match &q.filter {
                     Some(f) if !exact => {
                         filter::matches(f, rt, &r.filter_view(t, kind, id, rec, f)?)
@@ -1709,7 +1738,7 @@ impl Store {
                         if let Some(rec) = r
                             .res()?
                             .get((t, kind.code(), id))?
-                            .and_then(|g| decode(g.value()))
+                            .and_then(|g| skim(g.value(), &wanted))
                             && keep(id, &rec)?
                         {
                             push(id, rec);
@@ -1720,7 +1749,7 @@ impl Store {
                     for e in r.res()?.range(range)? {
                         let (k, v) = e?;
                         let id = k.value().2;
-                        if let Some(rec) = decode(v.value())
+                        if let Some(rec) = skim(v.value(), &wanted)
                             && keep(id, &rec)?
                         {
                             push(id, rec);
@@ -1729,28 +1758,9 @@ impl Store {
                 }
             }
             if let Some(w) = window {
-                let next = if w.more {
-                    w.items.last().map(|(id, _)| *id)
-                } else {
-                    None
-                };
-                let items = w
-                    .items
-                    .into_iter()
-                    .map(|(id, rec)| rec.into_resource(kind, id))
-                    .collect();
-                return finish(
-                    r,
-                    t,
-                    kind,
-                    ListPage {
-                        total: w.total,
-                        start_index: start,
-                        next,
-                        items,
-                    },
-                    q.with_refs,
-                );
+                let page: Vec<u128> = w.items.iter().map(|(id, _)| *id).collect();
+                let page = r.read_page(t, kind, &page, w.more, w.total, start)?;
+                return finish(r, t, kind, page, q.with_refs);
             }
             // Cursors and sorting do not mix (refused earlier), so this is index paging.
             let ids: Vec<u128> = best

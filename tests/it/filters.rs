@@ -118,12 +118,28 @@ async fn the_rfc_operators_and_idp_encodings() {
         ),
         ("filter=meta.created lt \"2015-10-10T14:38:21Z\"", vec![]),
         ("filter=USERNAME EQ \"bob@example.org\"", vec![all[1]]),
+        ("filter=id pr and not (title pr)", vec![all[1], all[2]]),
     ];
     for (q, want) in cases {
         let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
         want.sort();
         assert_eq!(ids(&s, q).await, want, "{q}");
     }
+    // Scans read only what the filter and the sort name; the page still comes back whole.
+    let r = s
+        .get("/Users?filter=userName co \"example\"&sortBy=meta.created&sortOrder=descending")
+        .await;
+    let names: Vec<&str> = r.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["userName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [all[2], all[1], all[0]]);
+    let alice = &r.body["Resources"][2];
+    assert_eq!(alice["emails"][1]["value"], "a@home.org");
+    assert_eq!(alice[ent]["employeeNumber"], "100");
+    assert_eq!(alice["meta"]["version"], "W/\"1\"");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
