@@ -12,6 +12,7 @@ mod events;
 mod ops;
 pub mod plan;
 mod ranks;
+mod scans;
 mod skim;
 pub mod tables;
 mod verify;
@@ -882,6 +883,76 @@ mod tests {
         let store = Store::open(&path, 1 << 20).unwrap();
         assert_eq!(every_page(&store, &rt, n), want);
         assert_clean(&store, &rt);
+    }
+
+    #[test]
+    fn scanned_filter_pages_reuse_their_count_only_within_a_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = Fixture::open(&dir.path().join("s.redb"));
+        let mut odd = Vec::new();
+        for i in 0..31 {
+            let title = if i % 2 == 1 { "odd" } else { "even" };
+            let id = f.create(
+                Kind::User,
+                serde_json::json!({"userName": format!("u{i}"), "title": title}),
+                None,
+            );
+            if i % 2 == 1 {
+                odd.push(id);
+            }
+        }
+        let filter = crate::scim::filter::parse_for(Kind::User, "title eq \"odd\"").unwrap();
+        let list = |start_index: u64, after: Option<u128>| {
+            let q = ListQuery {
+                filter: Some(filter.clone()),
+                start_index,
+                count: 3,
+                after,
+                ..ListQuery::default()
+            };
+            let page =
+                f.rt.block_on(f.store.list("t".into(), Kind::User.into(), q))
+                    .unwrap();
+            let ids: Vec<u128> = page
+                .items
+                .iter()
+                .map(|r| parse_id(&r.id).unwrap())
+                .collect();
+            (page.total, ids, page.next)
+        };
+        // Every startIndex page, twice: the first counts, the rest start at a bookmark
+        // (every 4th match in unit tests), in any order of pages.
+        let n = odd.len() as u64;
+        for start in (1..=n + 2).chain((1..=n + 2).rev()) {
+            let want: Vec<u128> = odd
+                .iter()
+                .skip(start as usize - 1)
+                .take(3)
+                .copied()
+                .collect();
+            assert_eq!(list(start, None), (n, want, None), "startIndex {start}");
+        }
+        // By cursor, with a write between two pages: the write ends the snapshot, so the
+        // next page counts again and sees the new match.
+        let (mut seen, mut after, mut pages) = (Vec::new(), 0u128, 0);
+        loop {
+            let (total, ids, next) = list(1, Some(after));
+            assert_eq!(total, n + u64::from(pages >= 2), "page {pages}");
+            seen.extend(ids);
+            pages += 1;
+            if pages == 2 {
+                odd.push(f.create(
+                    Kind::User,
+                    serde_json::json!({"userName": "late", "title": "ODD"}),
+                    None,
+                ));
+            }
+            match next {
+                Some(next) => after = next,
+                None => break,
+            }
+        }
+        assert_eq!(seen, odd);
     }
 
     #[test]

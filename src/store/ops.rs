@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use super::events::{self, Actor, Event, NewEvent};
 use super::plan::{self, Mode, Seat};
 use super::ranks;
+use super::scans::{Scan, ScanMemo};
 use super::skim::{Skimmed, skim};
 use super::tables::*;
 use super::{Store, format_id, new_id, parse_id};
@@ -1030,6 +1031,7 @@ pub(super) struct ReadSide {
     members: std::sync::OnceLock<redb::ReadOnlyTable<(&'static str, u128, u128), u8>>,
     member_of: std::sync::OnceLock<redb::ReadOnlyTable<(&'static str, u128, u128), ()>>,
     overflow: std::sync::OnceLock<redb::ReadOnlyTable<(&'static str, u128), ()>>,
+    scans: ScanMemo,
 }
 
 fn collect_multi<I>(it: I) -> Result<BTreeSet<u128>, redb::Error>
@@ -1103,6 +1105,7 @@ impl ReadSide {
             members: std::sync::OnceLock::new(),
             member_of: std::sync::OnceLock::new(),
             overflow: std::sync::OnceLock::new(),
+            scans: ScanMemo::default(),
         }
     }
 
@@ -1724,6 +1727,10 @@ impl Store {
                     _ => true,
                 })
             };
+            if let (None, None, Some(f)) = (&planned, &q.sort, &q.filter) {
+                let page = r.scan_page(t, rt, f, &wanted, (skip, count, q.after), start)?;
+                return finish(r, t, kind, page, q.with_refs);
+            }
             match planned {
                 // Exactly the matches, in id order: count them and read only the page.
                 Some(ids) if exact && q.sort.is_none() => {
@@ -1987,6 +1994,70 @@ pub struct PlanPage {
 const PLAN_SCAN: usize = if cfg!(test) { 4 } else { 5_000 };
 
 impl ReadSide {
+    /// A page of a filter no index answers, in id order. The first page of a query in a
+    /// snapshot evaluates every record, as it must count them; the next pages of the same
+    /// query in the same snapshot start at a bookmark and stop once full.
+    fn scan_page(
+        &self,
+        t: &str,
+        rt: Rt,
+        f: &Filter,
+        wanted: &[&str],
+        (skip, count, after): (usize, usize, Option<u128>),
+        start: u64,
+    ) -> Result<ListPage, redb::Error> {
+        let kind = rt.kind;
+        let code = kind.code();
+        let matches = |id: u128, v: &[u8]| -> Result<bool, redb::Error> {
+            Ok(match skim(v, wanted) {
+                Some(rec) => filter::matches(f, rt, &self.filter_view(t, kind, id, &rec, f)?),
+                None => false,
+            })
+        };
+        let key = format!("{t}\0{code}\0{:p}\0{f:?}", rt.ext.as_ptr());
+        let Some(scan) = self.scans.get(&key) else {
+            let mut w = Window::new(skip, count, after);
+            let mut scan = Scan::default();
+            for e in self.res()?.range((t, code, 0u128)..=(t, code, u128::MAX))? {
+                let (k, v) = e?;
+                let id = k.value().2;
+                if matches(id, v.value())? {
+                    w.offer(id, ());
+                    scan.count(id);
+                }
+            }
+            self.scans.put(key, scan);
+            let page: Vec<u128> = w.items.iter().map(|(id, _)| *id).collect();
+            return self.read_page(t, kind, &page, w.more, w.total, start);
+        };
+        // The total is known: read from where the page starts until it is full.
+        let from = match after {
+            Some(a) => a
+                .checked_add(1)
+                .map(|from| (from, Window::new(0, count, after))),
+            None => scan
+                .seek(skip as u64)
+                .map(|(from, rest)| (from, Window::new(rest, count, None))),
+        };
+        let mut page = Vec::new();
+        let mut more = false;
+        if let (Some((from, mut w)), true) = (from, count > 0) {
+            for e in self.res()?.range((t, code, from)..=(t, code, u128::MAX))? {
+                let (k, v) = e?;
+                let id = k.value().2;
+                if matches(id, v.value())? {
+                    w.offer(id, ());
+                }
+                if w.more || (after.is_none() && w.items.len() == count) {
+                    break;
+                }
+            }
+            page = w.items.iter().map(|(id, _)| *id).collect();
+            more = w.more;
+        }
+        self.read_page(t, kind, &page, more, scan.total, start)
+    }
+
     /// Paid, free and deactivated counts from the counters; only the existing members are
     /// looked at one by one (testing mode keeps them paid).
     fn plan_counts(
