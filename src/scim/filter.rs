@@ -744,6 +744,64 @@ pub fn matches(f: &Filter, kind: impl Into<Rt>, resource: &Value) -> bool {
     eval(Scope::Resource(kind), f, resource)
 }
 
+/// The conditions of `f` on the multi-valued attribute `name` (a core attribute), each of
+/// which can be decided a part of its values at a time (see `every_part`).
+pub fn conditions_on<'f>(f: &'f Filter, name: &str, out: &mut Vec<&'f Filter>) {
+    match f {
+        Filter::And(a, b) | Filter::Or(a, b) => {
+            conditions_on(a, name, out);
+            conditions_on(b, name, out);
+        }
+        Filter::Not(a) => conditions_on(a, name, out),
+        Filter::Compare { path, .. } | Filter::Present(path) | Filter::ValuePath { path, .. } => {
+            if path.urn.is_none() && path.name == name {
+                out.push(f)
+            }
+        }
+    }
+}
+
+/// How a condition on a multi-valued attribute follows from parts of its values: `ne` and
+/// `eq null` hold only if they hold on every part (true), the others if they hold on some
+/// part (false). An attribute with no values counts as one empty part.
+pub fn every_part(condition: &Filter) -> bool {
+    match condition {
+        Filter::Compare {
+            op: CompareOp::Ne,
+            value,
+            ..
+        } => *value != CompValue::Null,
+        Filter::Compare {
+            op: CompareOp::Eq,
+            value: CompValue::Null,
+            ..
+        } => true,
+        _ => false,
+    }
+}
+
+/// Evaluate like `matches`, except that the conditions `decided` names (by address, as
+/// `conditions_on` gives them) take the given answer.
+pub fn matches_deciding(
+    f: &Filter,
+    kind: impl Into<Rt>,
+    resource: &Value,
+    decided: &[(&Filter, bool)],
+) -> bool {
+    fn go(scope: Scope, f: &Filter, obj: &Value, decided: &[(&Filter, bool)]) -> bool {
+        if let Some((_, answer)) = decided.iter().find(|(c, _)| std::ptr::eq(*c, f)) {
+            return *answer;
+        }
+        match f {
+            Filter::And(a, b) => go(scope, a, obj, decided) && go(scope, b, obj, decided),
+            Filter::Or(a, b) => go(scope, a, obj, decided) || go(scope, b, obj, decided),
+            Filter::Not(a) => !go(scope, a, obj, decided),
+            leaf => eval(scope, leaf, obj),
+        }
+    }
+    go(Scope::Resource(kind.into()), f, resource, decided)
+}
+
 /// Evaluate a resolved element filter against one element of `def`.
 pub fn matches_element(f: &Filter, def: &'static AttrDef, element: &Value) -> bool {
     eval(Scope::Element(def), f, element)
@@ -826,6 +884,59 @@ mod tests {
     fn m(filter: &str) -> bool {
         let f = parse_for(Kind::User, filter).unwrap_or_else(|e| panic!("{filter}: {e}"));
         matches(&f, Kind::User, &user())
+    }
+
+    #[test]
+    fn conditions_on_members_decided_part_by_part_agree_with_the_whole_list() {
+        let members: Vec<Value> = ["u1", "u2", "g1", "u3", "g2"]
+            .iter()
+            .map(|v| json!({"value": v, "type": if v.starts_with('g') { "Group" } else { "User" }}))
+            .collect();
+        let filters = [
+            "members.type eq \"Group\"",
+            "members.type ne \"Group\"",
+            "members.type ne \"Robot\"",
+            "members.value co \"3\" and not (members.value eq \"u9\")",
+            "members[type eq \"User\" and value sw \"u\"] or displayName eq \"x\"",
+            "members.type eq \"User\" and members.type eq \"Group\"",
+            "members eq null",
+            "members ne null",
+            "members.value gt null",
+            "not (members pr) or displayName pr",
+        ];
+        let whole = |list: &[Value]| json!({"displayName": "d", "members": list});
+        for text in filters {
+            let f = parse_for(Kind::Group, text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            let mut conditions = Vec::new();
+            conditions_on(&f, "members", &mut conditions);
+            assert!(!conditions.is_empty(), "{text}");
+            for list in [&members[..], &members[..1], &[]] {
+                for part in [1, 2, 5] {
+                    let mut decided: Vec<(&Filter, bool)> =
+                        conditions.iter().map(|c| (*c, every_part(c))).collect();
+                    let parts: Vec<&[Value]> = match list.is_empty() {
+                        true => vec![list],
+                        false => list.chunks(part).collect(),
+                    };
+                    for chunk in parts {
+                        for (c, answer) in decided.iter_mut() {
+                            let here = matches(c, Kind::Group, &json!({ "members": chunk }));
+                            match every_part(c) {
+                                true => *answer &= here,
+                                false => *answer |= here,
+                            }
+                        }
+                    }
+                    let body = json!({"displayName": "d"});
+                    assert_eq!(
+                        matches_deciding(&f, Kind::Group, &body, &decided),
+                        matches(&f, Kind::Group, &whole(list)),
+                        "{text} on {} members in parts of {part}",
+                        list.len()
+                    );
+                }
+            }
+        }
     }
 
     fn bad(filter: &str) -> ScimError {

@@ -26,6 +26,9 @@ pub use crate::scim::sort::SortSpec;
 
 type R<T> = Result<ScimResult<T>, redb::Error>;
 
+/// Members read at a time from a group's member list, when it is streamed or searched.
+const MEMBER_BATCH: usize = 1024;
+
 #[derive(Serialize, Deserialize)]
 pub(super) struct Record {
     pub(super) body: Body,
@@ -1201,16 +1204,18 @@ impl ReadSide {
         read_refs(self.res()?, self.members()?, self.member_of()?, t, kind, id)
     }
 
-    /// The JSON a filter is evaluated on: the stored body plus what the filter may ask for.
-    /// `rec` holds (at least) the attributes `filter_keys` names.
-    fn filter_view(
+    /// Whether resource `id`, whose record `rec` holds (at least) the attributes
+    /// `filter_keys` names, matches `f`: evaluated on the stored body plus what the filter
+    /// asks for.
+    fn satisfies(
         &self,
         t: &str,
-        kind: Kind,
+        rt: Rt,
         id: u128,
         rec: &Skimmed,
         f: &Filter,
-    ) -> Result<Value, redb::Error> {
+    ) -> Result<bool, redb::Error> {
+        let kind = rt.kind;
         let mut m = rec.body.clone();
         if mentions(f, "id") {
             m.insert("id".into(), Value::String(format_id(id)));
@@ -1222,10 +1227,12 @@ impl ReadSide {
                     "lastModified": rec.modified, "version": format!("W/\"{}\"", rec.version)}),
             );
         }
+        let mut decided = Vec::new();
         if kind == Kind::Group && mentions(f, "members") {
             // Asking whether given users are members, or whether there are any, takes point
-            // reads; only other questions about members read the whole list.
-            let members = match member_probes(f) {
+            // reads; other questions about members are asked of the member list a batch at
+            // a time, so that a million members are never held at once.
+            match member_probes(f) {
                 Some((ids, any)) => {
                     let mut found = Vec::new();
                     for m in ids.into_iter().filter_map(parse_id) {
@@ -1240,16 +1247,58 @@ impl ReadSide {
                             found.push(member_json(k.value().2, v.value()));
                         }
                     }
-                    found
+                    m.insert("members".into(), Value::Array(found));
                 }
-                None => self.refs(t, kind, id)?,
-            };
-            m.insert("members".into(), Value::Array(members));
+                None => decided = self.member_conditions(t, rt, id, f)?,
+            }
         }
         if kind == Kind::User && mentions(f, "groups") {
             m.insert("groups".into(), Value::Array(self.refs(t, kind, id)?));
         }
-        Ok(Value::Object(m))
+        Ok(filter::matches_deciding(f, rt, &Value::Object(m), &decided))
+    }
+
+    /// The answers of `f`'s conditions on group `id`'s members, from its member list read
+    /// a batch at a time; the read stops once every answer is settled.
+    fn member_conditions<'f>(
+        &self,
+        t: &str,
+        rt: Rt,
+        id: u128,
+        f: &'f Filter,
+    ) -> Result<Vec<(&'f Filter, bool)>, redb::Error> {
+        let mut conditions = Vec::new();
+        filter::conditions_on(f, "members", &mut conditions);
+        let mut decided: Vec<(&Filter, bool)> = conditions
+            .into_iter()
+            .map(|c| (c, filter::every_part(c)))
+            .collect();
+        let decide = |batch: Vec<Value>, decided: &mut Vec<(&Filter, bool)>| {
+            let part = serde_json::json!({ "members": batch });
+            for (c, answer) in decided.iter_mut() {
+                let here = filter::matches(c, rt, &part);
+                match filter::every_part(c) {
+                    true => *answer &= here,
+                    false => *answer |= here,
+                }
+            }
+            // Settled: a condition on some part already holds, one on every part failed.
+            decided.iter().all(|(c, a)| *a != filter::every_part(c))
+        };
+        let mut batch = Vec::with_capacity(MEMBER_BATCH);
+        let mut read = 0usize;
+        for e in self.members()?.range((t, id, 0u128)..=(t, id, u128::MAX))? {
+            let (k, v) = e?;
+            batch.push(member_json(k.value().2, v.value()));
+            read += 1;
+            if batch.len() == MEMBER_BATCH && decide(std::mem::take(&mut batch), &mut decided) {
+                return Ok(decided);
+            }
+        }
+        if !batch.is_empty() || read == 0 {
+            decide(batch, &mut decided);
+        }
+        Ok(decided)
     }
 }
 
@@ -1721,9 +1770,7 @@ impl Store {
             }
             let keep = |id: u128, rec: &Skimmed| -> Result<bool, redb::Error> {
                 Ok(match &q.filter {
-                    Some(f) if !exact => {
-                        filter::matches(f, rt, &r.filter_view(t, kind, id, rec, f)?)
-                    }
+                    Some(f) if !exact => r.satisfies(t, rt, id, rec, f)?,
                     _ => true,
                 })
             };
@@ -2010,7 +2057,7 @@ impl ReadSide {
         let code = kind.code();
         let matches = |id: u128, v: &[u8]| -> Result<bool, redb::Error> {
             Ok(match skim(v, wanted) {
-                Some(rec) => filter::matches(f, rt, &self.filter_view(t, kind, id, &rec, f)?),
+                Some(rec) => self.satisfies(t, rt, id, &rec, f)?,
                 None => false,
             })
         };
@@ -2411,7 +2458,7 @@ impl Store {
                 let txn = redb::ReadableDatabase::begin_read(&*db)?;
                 let members = txn.open_table(GROUPID_MEMBERID)?;
                 let t = tenant.as_str();
-                let mut batch = Vec::with_capacity(1024);
+                let mut batch = Vec::with_capacity(MEMBER_BATCH);
                 for e in members.range((t, group, 0u128)..=(t, group, u128::MAX))? {
                     let (k, v) = e?;
                     let kind = if v.value() == Kind::Group.code() {
@@ -2420,7 +2467,8 @@ impl Store {
                         Kind::User
                     };
                     batch.push((k.value().2, kind));
-                    if batch.len() == 1024 && tx.blocking_send(std::mem::take(&mut batch)).is_err()
+                    if batch.len() == MEMBER_BATCH
+                        && tx.blocking_send(std::mem::take(&mut batch)).is_err()
                     {
                         return Ok(()); // the client went away
                     }

@@ -313,4 +313,43 @@ async fn group_lists_carry_every_member_as_a_single_get_does() {
     assert_eq!(page[1]["userName"], "m1199@x");
     assert_eq!(&page[2], &want[0]);
     assert_eq!(&page[3], &want[1]);
+    // Questions about members other than "is x one" read the member list a batch of 1,024
+    // at a time; the last user is only in Big's second batch.
+    let last = refs[1199];
+    let cases = [
+        ("members.type eq \"Group\"".to_string(), vec!["Nested"]),
+        (
+            "members.type ne \"Group\"".to_string(),
+            vec!["Big", "Empty"],
+        ),
+        (format!("members.value ew \"{last}\""), vec!["Big"]),
+        (
+            format!("members.value ne \"{last}\""),
+            vec!["Empty", "Nested"],
+        ),
+        (
+            format!(
+                "members[type eq \"User\" and value co \"{last}\"] or displayName eq \"Empty\""
+            ),
+            vec!["Big", "Empty"],
+        ),
+        (
+            "members.type eq \"User\" and members.type eq \"Group\"".to_string(),
+            vec!["Nested"],
+        ),
+    ];
+    for (f, want) in cases {
+        let r = s
+            .get(&format!("/Groups?excludedAttributes=members&filter={f}"))
+            .await;
+        assert_eq!(r.status, 200, "{f}: {}", r.body);
+        let mut got: Vec<&str> = r.body["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["displayName"].as_str().unwrap())
+            .collect();
+        got.sort();
+        assert_eq!(got, want, "{f}");
+    }
 }
