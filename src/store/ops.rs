@@ -2352,24 +2352,34 @@ impl Store {
                 PlanFrom::Index(start) => {
                     let mut skip = start.max(1) - 1;
                     let mut first = Some(0u128);
-                    if status.is_none() && skip > 0 {
+                    // How many users have the status, from the counters (the rest of the
+                    // total is existing members no user matches).
+                    let users = plan::count(r.counts()?, t, user)?;
+                    let tail_wanted = unmatched.iter().filter(|m| wanted(&tail(m))).count();
+                    let mut users_left = match status {
+                        None => users,
+                        Some(_) => total.saturating_sub(tail_wanted as u64),
+                    };
+                    if users_left == users && skip > 0 {
                         // Every user is listed: the position counts find the start.
                         match r.position(t, Kind::User, skip)? {
                             Some((f, rest)) => (first, skip) = (Some(f), rest),
-                            None => {
-                                let users = plan::count(r.counts()?, t, user)?;
-                                (first, skip) = (None, skip.saturating_sub(users));
-                            }
+                            None => (first, skip) = (None, skip.saturating_sub(users)),
                         }
+                    } else if skip >= users_left {
+                        // The page starts past every user with the status.
+                        (first, skip) = (None, skip - users_left);
                     }
                     if let Some(first) = first.filter(|_| count > 0) {
                         r.plan_users(t, status, first, |id, bytes| {
-                            if entries.len() == count {
+                            // Past the last user with the status, nothing more is listed.
+                            if entries.len() == count || users_left == 0 {
                                 return Ok(false);
                             }
                             if let Some(entry) = r.plan_entry(t, mode, &matched, id, bytes)?
                                 && wanted(&entry)
                             {
+                                users_left -= 1;
                                 match skip {
                                     0 => entries.push(entry),
                                     _ => skip -= 1,

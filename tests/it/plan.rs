@@ -268,6 +268,35 @@ async fn no_plan_is_404_and_bad_status_is_400() {
 /// Every way of paging the plan list gives the same entries: one big page, `startIndex`
 /// pages, and cursor pages; totals match the summary; in testing and enforced mode, with
 /// paid, free (over the seat limit), deactivated and unmatched existing members.
+/// `startIndex` pages of one status skip what the counters rule out: when every user has
+/// the status they start where the position counts point, and past the last user with it
+/// they read no user at all. The pages must still be the slices of the whole list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_status_pages_by_index_are_slices_of_the_whole_list() {
+    let s = plan_srv(100, None, SeatLimitPolicy::Free).await;
+    for i in 0..7 {
+        s.user(&format!("u{i}@x")).await;
+    }
+    // Testing mode: all 7 users are paid, and so are the two existing members no user
+    // matches, at the end; nobody is deactivated yet.
+    for (status, len) in [("paid", 9), ("deactivated", 0), ("free", 0)] {
+        let all = members(&s, &format!("?status={status}&count=1000")).await;
+        let want = all["members"].as_array().unwrap().clone();
+        assert_eq!(want.len(), len, "{status}: {all}");
+        for start in 1..=len + 2 {
+            let p = members(&s, &format!("?status={status}&startIndex={start}&count=2")).await;
+            let page = p["members"].as_array().unwrap();
+            let slice: Vec<Value> = want.iter().skip(start - 1).take(2).cloned().collect();
+            assert_eq!(page, &slice, "{status} startIndex {start}");
+            assert_eq!(total_of(&p), len as u64);
+        }
+    }
+    let paid = members(&s, "?status=paid&count=1000").await;
+    assert_eq!(paid["members"][6]["userName"], "u6@x");
+    assert_eq!(paid["members"][8]["userName"], "founder");
+    assert_eq!(paid["members"][8]["existing_member"], true);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_list_pages_by_index_and_cursor_agree_with_the_summary() {
     for (threshold, seats) in [(100, None), (1, Some(3))] {
