@@ -645,6 +645,23 @@ fn notify(states: &[sd_notify::NotifyState]) {
     }
 }
 
+/// Until the returned sender is dropped, call `extend` every `every`. Start-up opens the
+/// database, and a file left by a crash or power loss is first checked page by page (seconds
+/// per GiB): for a large directory that can outlast systemd's start timeout, which would
+/// kill the check and restart it from the beginning, again and again.
+fn keep_extending(
+    every: std::time::Duration,
+    extend: impl Fn() + Send + 'static,
+) -> std::sync::mpsc::Sender<()> {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
+            extend();
+        }
+    });
+    tx
+}
+
 fn serve(path: PathBuf) -> ExitCode {
     let cfg = match Config::load(&path) {
         Ok(c) => c,
@@ -669,7 +686,15 @@ fn serve(path: PathBuf) -> ExitCode {
         }
     };
     rt.block_on(async move {
-        let server = match Server::bind(cfg.clone()).await {
+        let starting = keep_extending(std::time::Duration::from_secs(10), || {
+            notify(&[
+                sd_notify::NotifyState::ExtendTimeoutUsec(30_000_000),
+                sd_notify::NotifyState::Status("opening the database"),
+            ])
+        });
+        let bound = Server::bind(cfg.clone()).await;
+        drop(starting);
+        let server = match bound {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!("cannot start: {e}");
@@ -761,4 +786,38 @@ async fn shutdown_signal(
         _ = int.recv() => tracing::info!("SIGINT received"),
     }
     notify(&[sd_notify::NotifyState::Stopping]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    #[test]
+    fn start_up_keeps_asking_for_time_until_it_is_done() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let starting = keep_extending(Duration::from_millis(5), move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while calls.load(Ordering::SeqCst) < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no extension asked for"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(starting);
+        std::thread::sleep(Duration::from_millis(20)); // a call in flight may still land
+        let after = calls.load(Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            after,
+            "asked for time after start-up"
+        );
+    }
 }

@@ -807,3 +807,46 @@ async fn json_logs_carry_one_object_per_request_without_the_token() {
     assert!(ok["timestamp"].is_string(), "{ok}");
     assert!(requests.iter().any(|v| v["fields"]["status"] == 401));
 }
+
+/// Under systemd (`Type=notify`) scimd says READY only once it serves, and STOPPING when it
+/// is told to stop.
+#[test]
+fn tells_the_service_manager_when_it_is_ready_and_when_it_stops() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("scimd.toml");
+    std::fs::write(&cfg, config_text(dir.path(), &token_line("t", "t-token"))).unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scimd"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen = String::new();
+    let mut wait_for = |what: &str| {
+        let mut buf = [0u8; 4096];
+        while !seen.lines().any(|l| l == what) {
+            let n = socket
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("{what}: {e}; got {seen:?}"));
+            seen.push_str(std::str::from_utf8(&buf[..n]).unwrap());
+            seen.push('\n');
+        }
+    };
+    wait_for("READY=1");
+    // Ready comes after the database is open and the certificate made.
+    assert!(dir.path().join("state/scimd.redb").is_file());
+    let pem = std::fs::read(dir.path().join("state/tls/cert.pem")).unwrap();
+    assert!(pem.starts_with(b"-----BEGIN CERTIFICATE-----"));
+    kill(child.id(), "-TERM");
+    wait_for("STOPPING=1");
+    assert!(child.wait().unwrap().success());
+    assert!(seen.contains("STATUS=serving"), "{seen}");
+}
