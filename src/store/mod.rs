@@ -13,6 +13,7 @@ mod ops;
 pub mod plan;
 mod ranks;
 mod scans;
+mod select;
 mod skim;
 pub mod tables;
 mod verify;
@@ -953,6 +954,75 @@ mod tests {
             }
         }
         assert_eq!(seen, odd);
+    }
+
+    #[test]
+    fn deep_sorted_pages_are_slices_of_the_sorted_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = Fixture::open(&dir.path().join("s.redb"));
+        // Family names with ties, case differences and gaps (missing sorts last).
+        let mut want = Vec::new();
+        for i in 0..45u32 {
+            let family = match i % 9 {
+                0 => None,
+                n => Some(format!(
+                    "{}{}",
+                    if n % 2 == 0 { "Ab" } else { "aB" },
+                    (i * 7) % 5
+                )),
+            };
+            let mut body = serde_json::json!({"userName": format!("u{i}")});
+            if let Some(fam) = &family {
+                body["name"] = serde_json::json!({"familyName": fam});
+            }
+            let id = f.create(Kind::User, body, None);
+            want.push((family.map(|x| x.to_lowercase()), id));
+        }
+        for descending in [false, true] {
+            let mut sorted = want.clone();
+            sorted.sort_by(|(a, x), (b, y)| {
+                let by_key = match (a, b) {
+                    (Some(a), Some(b)) if descending => b.cmp(a),
+                    (Some(a), Some(b)) => a.cmp(b),
+                    (Some(_), None) => std::cmp::Ordering::Less,
+                    (None, Some(_)) => std::cmp::Ordering::Greater,
+                    (None, None) => std::cmp::Ordering::Equal,
+                };
+                by_key.then(x.cmp(y))
+            });
+            let order = if descending {
+                "descending"
+            } else {
+                "ascending"
+            };
+            let sort = SortSpec::parse(Kind::User, "name.familyName", Some(order)).unwrap();
+            for start in 1..=47u64 {
+                for count in [1u64, 4, 30] {
+                    let q = ListQuery {
+                        sort: Some(sort.clone()),
+                        start_index: start,
+                        count,
+                        ..ListQuery::default()
+                    };
+                    let page =
+                        f.rt.block_on(f.store.list("t".into(), Kind::User.into(), q))
+                            .unwrap();
+                    let got: Vec<u128> = page
+                        .items
+                        .iter()
+                        .map(|r| parse_id(&r.id).unwrap())
+                        .collect();
+                    let slice: Vec<u128> = sorted
+                        .iter()
+                        .skip(start as usize - 1)
+                        .take(count as usize)
+                        .map(|(_, id)| *id)
+                        .collect();
+                    assert_eq!(got, slice, "{order} startIndex {start} count {count}");
+                    assert_eq!(page.total, 45);
+                }
+            }
+        }
     }
 
     #[test]

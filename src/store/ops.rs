@@ -13,6 +13,7 @@ use super::events::{self, Actor, Event, NewEvent};
 use super::plan::{self, Mode, Seat};
 use super::ranks;
 use super::scans::{Scan, ScanMemo};
+use super::select;
 use super::skim::{Skimmed, skim};
 use super::tables::*;
 use super::{Store, format_id, new_id, parse_id};
@@ -829,6 +830,7 @@ where
 
 /// A match's place in a sorted list. Missing values sort last in either order; ties keep
 /// creation order (ids are time-ordered).
+#[derive(Clone)]
 struct Ranked {
     key: Option<crate::scim::sort::SortKey>,
     id: u128,
@@ -1683,32 +1685,6 @@ impl Store {
                 let page = r.read_page(t, kind, &ids, false, total, start)?;
                 return finish(r, t, kind, page, q.with_refs);
             }
-            // Without a sort, only the requested page is kept while every match is counted.
-            // With a sort, only the sort keys of the best `skip + count` matches are kept (a
-            // bounded heap), and the page is read again after.
-            let keep_best = skip.saturating_add(count);
-            let mut best = std::collections::BinaryHeap::new();
-            let mut sorted_total = 0u64;
-            let mut window = q.sort.is_none().then(|| Window::new(skip, count, q.after));
-            let mut push = |id: u128, rec: Skimmed| match (&mut window, &q.sort) {
-                (Some(w), _) => w.offer(id, ()),
-                (None, Some(s)) => {
-                    sorted_total += 1;
-                    if keep_best == 0 {
-                        return;
-                    }
-                    let key = s.key(&format_id(id), &rec.created, &rec.modified, &rec.body);
-                    best.push(Ranked {
-                        key,
-                        id,
-                        descending: s.descending,
-                    });
-                    if best.len() > keep_best {
-                        best.pop();
-                    }
-                }
-                (None, None) => {}
-            };
             // Users in a group (`groups.value eq "g"`, `groups[value eq "g"]`): the group's
             // member index holds them in id order, so the page is read straight off it while
             // the rest are counted, however large the group.
@@ -1778,53 +1754,66 @@ impl Store {
                 let page = r.scan_page(t, rt, f, &wanted, (skip, count, q.after), start)?;
                 return finish(r, t, kind, page, q.with_refs);
             }
-            match planned {
+            if let (Some(ids), true, None) = (&planned, exact, &q.sort) {
                 // Exactly the matches, in id order: count them and read only the page.
-                Some(ids) if exact && q.sort.is_none() => {
-                    let mut w = Window::new(skip, count, q.after);
-                    ids.iter().for_each(|&id| w.offer(id, ()));
-                    let page: Vec<u128> = w.items.iter().map(|(id, _)| *id).collect();
-                    let page = r.read_page(t, kind, &page, w.more, w.total, start)?;
-                    return finish(r, t, kind, page, q.with_refs);
-                }
-                Some(ids) => {
-                    for id in ids {
-                        if let Some(rec) = r
-                            .res()?
-                            .get((t, kind.code(), id))?
-                            .and_then(|g| skim(g.value(), &wanted))
-                            && keep(id, &rec)?
-                        {
-                            push(id, rec);
-                        }
-                    }
-                }
-                None => {
-                    for e in r.res()?.range(range)? {
-                        let (k, v) = e?;
-                        let id = k.value().2;
-                        if let Some(rec) = skim(v.value(), &wanted)
-                            && keep(id, &rec)?
-                        {
-                            push(id, rec);
-                        }
-                    }
-                }
-            }
-            if let Some(w) = window {
+                let mut w = Window::new(skip, count, q.after);
+                ids.iter().for_each(|&id| w.offer(id, ()));
                 let page: Vec<u128> = w.items.iter().map(|(id, _)| *id).collect();
                 let page = r.read_page(t, kind, &page, w.more, w.total, start)?;
                 return finish(r, t, kind, page, q.with_refs);
             }
-            // Cursors and sorting do not mix (refused earlier), so this is index paging.
-            let ids: Vec<u128> = best
-                .into_sorted_vec()
-                .into_iter()
-                .skip(skip)
-                .take(count)
-                .map(|x| x.id)
-                .collect();
-            let page = r.read_page(t, kind, &ids, false, sorted_total, start)?;
+            // Every match, in id order: the planned candidates that pass, or a scan.
+            let matches = |visit: &mut dyn FnMut(u128, Skimmed)| -> Result<(), redb::Error> {
+                match &planned {
+                    Some(ids) => {
+                        for &id in ids {
+                            if let Some(rec) = r
+                                .res()?
+                                .get((t, kind.code(), id))?
+                                .and_then(|g| skim(g.value(), &wanted))
+                                && keep(id, &rec)?
+                            {
+                                visit(id, rec);
+                            }
+                        }
+                    }
+                    None => {
+                        for e in r.res()?.range(range.clone())? {
+                            let (k, v) = e?;
+                            let id = k.value().2;
+                            if let Some(rec) = skim(v.value(), &wanted)
+                                && keep(id, &rec)?
+                            {
+                                visit(id, rec);
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            };
+            let Some(s) = &q.sort else {
+                // Only the requested page is kept while every match is counted.
+                let mut w = Window::new(skip, count, q.after);
+                matches(&mut |id, _| w.offer(id, ()))?;
+                let page: Vec<u128> = w.items.iter().map(|(id, _)| *id).collect();
+                let page = r.read_page(t, kind, &page, w.more, w.total, start)?;
+                return finish(r, t, kind, page, q.with_refs);
+            };
+            // Sorted: only sort keys are held, and only about a page's worth (`select`);
+            // the page is read again after. Cursors and sorting do not mix (refused
+            // earlier), so this is index paging.
+            let picked = select::page(skip, count, |sink: &mut dyn FnMut(Ranked)| {
+                matches(&mut |id, rec| {
+                    let key = s.key(&format_id(id), &rec.created, &rec.modified, &rec.body);
+                    sink(Ranked {
+                        key,
+                        id,
+                        descending: s.descending,
+                    })
+                })
+            })?;
+            let ids: Vec<u128> = picked.page.iter().map(|x| x.id).collect();
+            let page = r.read_page(t, kind, &ids, false, picked.total, start)?;
             finish(r, t, kind, page, q.with_refs)
         };
         if inline {
