@@ -982,6 +982,46 @@ fn member_probes(f: &Filter) -> Option<(Vec<&str>, bool)> {
     walk(f, &mut ids, &mut any).then_some((ids, any))
 }
 
+/// What evaluating one filter on each resource needs beyond its stored attributes, worked
+/// out once per query rather than once per resource.
+struct Evaluation<'f> {
+    f: &'f Filter,
+    rt: Rt,
+    id: bool,
+    meta: bool,
+    /// Groups: the ids asked about (and whether "any member" is asked), when the filter's
+    /// questions about members are only those (`member_probes`).
+    probes: Option<(Vec<u128>, bool)>,
+    /// Groups: otherwise, the filter's conditions on members, decided batch by batch.
+    member_conditions: Vec<&'f Filter>,
+    /// Users: the user's groups are read.
+    groups: bool,
+}
+
+impl<'f> Evaluation<'f> {
+    fn new(rt: Rt, f: &'f Filter) -> Evaluation<'f> {
+        let group = rt.kind == Kind::Group;
+        let mut e = Evaluation {
+            f,
+            rt,
+            id: mentions(f, "id"),
+            meta: mentions(f, "meta"),
+            probes: None,
+            member_conditions: Vec::new(),
+            groups: rt.kind == Kind::User && mentions(f, "groups"),
+        };
+        if group && mentions(f, "members") {
+            match member_probes(f) {
+                Some((ids, any)) => {
+                    e.probes = Some((ids.into_iter().filter_map(parse_id).collect(), any))
+                }
+                None => filter::conditions_on(f, "members", &mut e.member_conditions),
+            }
+        }
+        e
+    }
+}
+
 /// The top-level attributes (core names, or extension URNs) a resolved filter reads.
 fn filter_keys<'f>(f: &'f Filter, out: &mut Vec<&'f str>) {
     match f {
@@ -1207,22 +1247,21 @@ impl ReadSide {
     }
 
     /// Whether resource `id`, whose record `rec` holds (at least) the attributes
-    /// `filter_keys` names, matches `f`: evaluated on the stored body plus what the filter
-    /// asks for.
+    /// `filter_keys` names, matches the filter: evaluated on the stored body plus what the
+    /// filter asks for.
     fn satisfies(
         &self,
         t: &str,
-        rt: Rt,
         id: u128,
         rec: &Skimmed,
-        f: &Filter,
+        e: &Evaluation,
     ) -> Result<bool, redb::Error> {
-        let kind = rt.kind;
+        let kind = e.rt.kind;
         let mut m = rec.body.clone();
-        if mentions(f, "id") {
+        if e.id {
             m.insert("id".into(), Value::String(format_id(id)));
         }
-        if mentions(f, "meta") {
+        if e.meta {
             m.insert(
                 "meta".into(),
                 serde_json::json!({"resourceType": kind.as_str(), "created": rec.created,
@@ -1230,55 +1269,55 @@ impl ReadSide {
             );
         }
         let mut decided = Vec::new();
-        if kind == Kind::Group && mentions(f, "members") {
+        if let Some((ids, any)) = &e.probes {
             // Asking whether given users are members, or whether there are any, takes point
-            // reads; other questions about members are asked of the member list a batch at
-            // a time, so that a million members are never held at once.
-            match member_probes(f) {
-                Some((ids, any)) => {
-                    let mut found = Vec::new();
-                    for m in ids.into_iter().filter_map(parse_id) {
-                        if let Some(k) = self.members()?.get((t, id, m))? {
-                            found.push(member_json(m, k.value()));
-                        }
-                    }
-                    if any && found.is_empty() {
-                        let range = (t, id, 0u128)..=(t, id, u128::MAX);
-                        if let Some(e) = self.members()?.range(range)?.next() {
-                            let (k, v) = e?;
-                            found.push(member_json(k.value().2, v.value()));
-                        }
-                    }
-                    m.insert("members".into(), Value::Array(found));
+            // reads.
+            let mut found = Vec::new();
+            for &m in ids {
+                if let Some(k) = self.members()?.get((t, id, m))? {
+                    found.push(member_json(m, k.value()));
                 }
-                None => decided = self.member_conditions(t, rt, id, f)?,
             }
+            if *any && found.is_empty() {
+                let range = (t, id, 0u128)..=(t, id, u128::MAX);
+                if let Some(e) = self.members()?.range(range)?.next() {
+                    let (k, v) = e?;
+                    found.push(member_json(k.value().2, v.value()));
+                }
+            }
+            m.insert("members".into(), Value::Array(found));
+        } else if !e.member_conditions.is_empty() {
+            decided = self.member_conditions(t, id, e)?;
         }
-        if kind == Kind::User && mentions(f, "groups") {
+        if e.groups {
             m.insert("groups".into(), Value::Array(self.refs(t, kind, id)?));
         }
-        Ok(filter::matches_deciding(f, rt, &Value::Object(m), &decided))
+        Ok(filter::matches_deciding(
+            e.f,
+            e.rt,
+            &Value::Object(m),
+            &decided,
+        ))
     }
 
-    /// The answers of `f`'s conditions on group `id`'s members, from its member list read
-    /// a batch at a time; the read stops once every answer is settled.
+    /// The answers of the filter's conditions on group `id`'s members, from its member list
+    /// read a batch at a time, so that a million members are never held at once; the read
+    /// stops once every answer is settled.
     fn member_conditions<'f>(
         &self,
         t: &str,
-        rt: Rt,
         id: u128,
-        f: &'f Filter,
+        e: &Evaluation<'f>,
     ) -> Result<Vec<(&'f Filter, bool)>, redb::Error> {
-        let mut conditions = Vec::new();
-        filter::conditions_on(f, "members", &mut conditions);
-        let mut decided: Vec<(&Filter, bool)> = conditions
-            .into_iter()
-            .map(|c| (c, filter::every_part(c)))
+        let mut decided: Vec<(&Filter, bool)> = e
+            .member_conditions
+            .iter()
+            .map(|c| (*c, filter::every_part(c)))
             .collect();
         let decide = |batch: Vec<Value>, decided: &mut Vec<(&Filter, bool)>| {
             let part = serde_json::json!({ "members": batch });
             for (c, answer) in decided.iter_mut() {
-                let here = filter::matches(c, rt, &part);
+                let here = filter::matches(c, e.rt, &part);
                 match filter::every_part(c) {
                     true => *answer &= here,
                     false => *answer |= here,
@@ -1289,8 +1328,8 @@ impl ReadSide {
         };
         let mut batch = Vec::with_capacity(MEMBER_BATCH);
         let mut read = 0usize;
-        for e in self.members()?.range((t, id, 0u128)..=(t, id, u128::MAX))? {
-            let (k, v) = e?;
+        for entry in self.members()?.range((t, id, 0u128)..=(t, id, u128::MAX))? {
+            let (k, v) = entry?;
             batch.push(member_json(k.value().2, v.value()));
             read += 1;
             if batch.len() == MEMBER_BATCH && decide(std::mem::take(&mut batch), &mut decided) {
@@ -1610,7 +1649,6 @@ impl Store {
             let start = q.start_index.max(1);
             let skip = usize::try_from(start - 1).unwrap_or(usize::MAX);
             let count = usize::try_from(q.count).unwrap_or(usize::MAX);
-            let range = (t, kind.code(), 0u128)..=(t, kind.code(), u128::MAX);
             // Fast path: no filter, no sort → the count table and one ordered range read.
             if q.filter.is_none() && q.sort.is_none() {
                 let total = r
@@ -1693,9 +1731,7 @@ impl Store {
                 if let Some(g) = parse_id(g) {
                     r.direct_users(t, g, |id| w.offer(id, ()))?;
                 }
-                let page: Vec<u128> = w.items.iter().map(|(id, _)| *id).collect();
-                let page = r.read_page(t, kind, &page, w.more, w.total, start)?;
-                return finish(r, t, kind, page, q.with_refs);
+                return finish(r, t, kind, r.read_window(t, kind, w, start)?, q.with_refs);
             }
             // `userName sw`: count the prefix range of the userName index and keep only the
             // page's ids (the smallest, as lists are in id order), however many match.
@@ -1744,47 +1780,52 @@ impl Store {
             if let Some(s) = &q.sort {
                 wanted.push(s.top_key());
             }
+            let evaluation = q
+                .filter
+                .as_ref()
+                .filter(|_| !exact)
+                .map(|f| Evaluation::new(rt, f));
             let keep = |id: u128, rec: &Skimmed| -> Result<bool, redb::Error> {
-                Ok(match &q.filter {
-                    Some(f) if !exact => r.satisfies(t, rt, id, rec, f)?,
-                    _ => true,
-                })
+                match &evaluation {
+                    Some(e) => r.satisfies(t, id, rec, e),
+                    None => Ok(true),
+                }
             };
-            if let (None, None, Some(f)) = (&planned, &q.sort, &q.filter) {
-                let page = r.scan_page(t, rt, f, &wanted, (skip, count, q.after), start)?;
-                return finish(r, t, kind, page, q.with_refs);
-            }
             if let (Some(ids), true, None) = (&planned, exact, &q.sort) {
                 // Exactly the matches, in id order: count them and read only the page.
                 let mut w = Window::new(skip, count, q.after);
                 ids.iter().for_each(|&id| w.offer(id, ()));
-                let page: Vec<u128> = w.items.iter().map(|(id, _)| *id).collect();
-                let page = r.read_page(t, kind, &page, w.more, w.total, start)?;
-                return finish(r, t, kind, page, q.with_refs);
+                return finish(r, t, kind, r.read_window(t, kind, w, start)?, q.with_refs);
             }
-            // Every match, in id order: the planned candidates that pass, or a scan.
-            let matches = |visit: &mut dyn FnMut(u128, Skimmed)| -> Result<(), redb::Error> {
+            // The matches in id order from `from`, until `visit` says stop: the planned
+            // candidates that pass, or a scan.
+            let each = |from: u128,
+                        visit: &mut dyn FnMut(u128, Skimmed) -> bool|
+             -> Result<(), redb::Error> {
                 match &planned {
                     Some(ids) => {
-                        for &id in ids {
+                        for &id in ids.range(from..) {
                             if let Some(rec) = r
                                 .res()?
                                 .get((t, kind.code(), id))?
                                 .and_then(|g| skim(g.value(), &wanted))
                                 && keep(id, &rec)?
+                                && !visit(id, rec)
                             {
-                                visit(id, rec);
+                                break;
                             }
                         }
                     }
                     None => {
-                        for e in r.res()?.range(range.clone())? {
+                        let from = (t, kind.code(), from)..=(t, kind.code(), u128::MAX);
+                        for e in r.res()?.range(from)? {
                             let (k, v) = e?;
                             let id = k.value().2;
                             if let Some(rec) = skim(v.value(), &wanted)
                                 && keep(id, &rec)?
+                                && !visit(id, rec)
                             {
-                                visit(id, rec);
+                                break;
                             }
                         }
                     }
@@ -1792,24 +1833,33 @@ impl Store {
                 Ok(())
             };
             let Some(s) = &q.sort else {
-                // Only the requested page is kept while every match is counted.
-                let mut w = Window::new(skip, count, q.after);
-                matches(&mut |id, _| w.offer(id, ()))?;
-                let page: Vec<u128> = w.items.iter().map(|(id, _)| *id).collect();
-                let page = r.read_page(t, kind, &page, w.more, w.total, start)?;
+                // Only the requested page is kept while every match is counted; the count
+                // and bookmarks serve the next pages of the same filter in this snapshot.
+                let key = format!(
+                    "{t}\0{}\0{:p}\0{:?}",
+                    kind.code(),
+                    rt.ext.as_ptr(),
+                    q.filter
+                );
+                let matches = |from: u128, visit: &mut dyn FnMut(u128) -> bool| {
+                    each(from, &mut |id, _| visit(id))
+                };
+                let page =
+                    r.evaluated_page((t, kind, key), &matches, (skip, count, q.after), start)?;
                 return finish(r, t, kind, page, q.with_refs);
             };
             // Sorted: only sort keys are held, and only about a page's worth (`select`);
             // the page is read again after. Cursors and sorting do not mix (refused
             // earlier), so this is index paging.
             let picked = select::page(skip, count, |sink: &mut dyn FnMut(Ranked)| {
-                matches(&mut |id, rec| {
+                each(0, &mut |id, rec| {
                     let key = s.key(&format_id(id), &rec.created, &rec.modified, &rec.body);
                     sink(Ranked {
                         key,
                         id,
                         descending: s.descending,
-                    })
+                    });
+                    true
                 })
             })?;
             let ids: Vec<u128> = picked.page.iter().map(|x| x.id).collect();
@@ -1873,6 +1923,9 @@ fn user_name_prefix(kind: Kind, f: Option<&Filter>) -> Option<String> {
         _ => None,
     }
 }
+
+/// Visits a filter's matches in id order from an id, until the visitor says stop.
+type Matches<'a> = dyn Fn(u128, &mut dyn FnMut(u128) -> bool) -> Result<(), redb::Error> + 'a;
 
 /// One page of matches, offered in id order, and the count of all of them: a filter that
 /// matches a million resources costs a page of memory, not a million records.
@@ -2030,41 +2083,28 @@ pub struct PlanPage {
 const PLAN_SCAN: usize = if cfg!(test) { 4 } else { 5_000 };
 
 impl ReadSide {
-    /// A page of a filter no index answers, in id order. The first page of a query in a
-    /// snapshot evaluates every record, as it must count them; the next pages of the same
-    /// query in the same snapshot start at a bookmark and stop once full.
-    fn scan_page(
+    /// A page of a filter's matches in id order, where `matches` must evaluate the filter
+    /// on each candidate (it visits them in id order from the given id, until told to stop).
+    /// The first page of a query in a snapshot visits them all, as it must count them; the
+    /// next pages of the same query in the same snapshot start at a bookmark and stop once
+    /// full.
+    fn evaluated_page(
         &self,
-        t: &str,
-        rt: Rt,
-        f: &Filter,
-        wanted: &[&str],
+        (t, kind, key): (&str, Kind, String),
+        matches: &Matches,
         (skip, count, after): (usize, usize, Option<u128>),
         start: u64,
     ) -> Result<ListPage, redb::Error> {
-        let kind = rt.kind;
-        let code = kind.code();
-        let matches = |id: u128, v: &[u8]| -> Result<bool, redb::Error> {
-            Ok(match skim(v, wanted) {
-                Some(rec) => self.satisfies(t, rt, id, &rec, f)?,
-                None => false,
-            })
-        };
-        let key = format!("{t}\0{code}\0{:p}\0{f:?}", rt.ext.as_ptr());
         let Some(scan) = self.scans.get(&key) else {
             let mut w = Window::new(skip, count, after);
             let mut scan = Scan::default();
-            for e in self.res()?.range((t, code, 0u128)..=(t, code, u128::MAX))? {
-                let (k, v) = e?;
-                let id = k.value().2;
-                if matches(id, v.value())? {
-                    w.offer(id, ());
-                    scan.count(id);
-                }
-            }
+            matches(0, &mut |id| {
+                w.offer(id, ());
+                scan.count(id);
+                true
+            })?;
             self.scans.put(key, scan);
-            let page: Vec<u128> = w.items.iter().map(|(id, _)| *id).collect();
-            return self.read_page(t, kind, &page, w.more, w.total, start);
+            return self.read_window(t, kind, w, start);
         };
         // The total is known: read from where the page starts until it is full.
         let from = match after {
@@ -2075,23 +2115,30 @@ impl ReadSide {
                 .seek(skip as u64)
                 .map(|(from, rest)| (from, Window::new(rest, count, None))),
         };
-        let mut page = Vec::new();
-        let mut more = false;
-        if let (Some((from, mut w)), true) = (from, count > 0) {
-            for e in self.res()?.range((t, code, from)..=(t, code, u128::MAX))? {
-                let (k, v) = e?;
-                let id = k.value().2;
-                if matches(id, v.value())? {
+        let mut w = match (from, count > 0) {
+            (Some((from, mut w)), true) => {
+                matches(from, &mut |id| {
                     w.offer(id, ());
-                }
-                if w.more || (after.is_none() && w.items.len() == count) {
-                    break;
-                }
+                    !w.more && (after.is_some() || w.items.len() < count)
+                })?;
+                w
             }
-            page = w.items.iter().map(|(id, _)| *id).collect();
-            more = w.more;
-        }
-        self.read_page(t, kind, &page, more, scan.total, start)
+            _ => Window::new(0, 0, None),
+        };
+        w.total = scan.total;
+        self.read_window(t, kind, w, start)
+    }
+
+    /// The page a window holds, read whole.
+    fn read_window(
+        &self,
+        t: &str,
+        kind: Kind,
+        w: Window<()>,
+        start: u64,
+    ) -> Result<ListPage, redb::Error> {
+        let ids: Vec<u128> = w.items.iter().map(|(id, _)| *id).collect();
+        self.read_page(t, kind, &ids, w.more, w.total, start)
     }
 
     /// Paid, free and deactivated counts from the counters; only the existing members are
