@@ -795,6 +795,23 @@ mod tests {
         }
     }
 
+    /// A page of users, as (total, ids, next cursor).
+    fn user_page(
+        store: &Store,
+        rt: &tokio::runtime::Runtime,
+        q: ListQuery,
+    ) -> (u64, Vec<u128>, Option<u128>) {
+        let page = rt
+            .block_on(store.list("t".into(), Kind::User.into(), q))
+            .unwrap();
+        let ids = page
+            .items
+            .iter()
+            .map(|r| parse_id(&r.id).unwrap())
+            .collect();
+        (page.total, ids, page.next)
+    }
+
     /// Every startIndex page, as (total, ids), for `n` users and one past the end.
     fn every_page(store: &Store, rt: &tokio::runtime::Runtime, n: u64) -> Vec<(u64, Vec<u128>)> {
         (1..=n + 2)
@@ -804,15 +821,8 @@ mod tests {
                     count: 3,
                     ..ListQuery::default()
                 };
-                let page = rt
-                    .block_on(store.list("t".into(), Kind::User.into(), q))
-                    .unwrap();
-                let ids = page
-                    .items
-                    .iter()
-                    .map(|r| parse_id(&r.id).unwrap())
-                    .collect();
-                (page.total, ids)
+                let (total, ids, _) = user_page(store, rt, q);
+                (total, ids)
             })
             .collect()
     }
@@ -911,15 +921,7 @@ mod tests {
                 after,
                 ..ListQuery::default()
             };
-            let page =
-                f.rt.block_on(f.store.list("t".into(), Kind::User.into(), q))
-                    .unwrap();
-            let ids: Vec<u128> = page
-                .items
-                .iter()
-                .map(|r| parse_id(&r.id).unwrap())
-                .collect();
-            (page.total, ids, page.next)
+            user_page(&f.store, &f.rt, q)
         };
         // Every startIndex page, twice: the first counts, the rest start at a bookmark
         // (every 4th match in unit tests), in any order of pages.
@@ -1004,14 +1006,7 @@ mod tests {
                         count,
                         ..ListQuery::default()
                     };
-                    let page =
-                        f.rt.block_on(f.store.list("t".into(), Kind::User.into(), q))
-                            .unwrap();
-                    let got: Vec<u128> = page
-                        .items
-                        .iter()
-                        .map(|r| parse_id(&r.id).unwrap())
-                        .collect();
+                    let (total, got, _) = user_page(&f.store, &f.rt, q);
                     let slice: Vec<u128> = sorted
                         .iter()
                         .skip(start as usize - 1)
@@ -1019,7 +1014,7 @@ mod tests {
                         .map(|(_, id)| *id)
                         .collect();
                     assert_eq!(got, slice, "{order} startIndex {start} count {count}");
-                    assert_eq!(page.total, 45);
+                    assert_eq!(total, 45);
                 }
             }
         }

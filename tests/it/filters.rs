@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::harness::{Srv, assert_error, total};
+use crate::harness::{Srv, assert_error, display_names, total};
 
 async fn ids(s: &Srv, query: &str) -> Vec<String> {
     let r = s.get(&format!("/Users?{query}")).await;
@@ -193,16 +193,6 @@ async fn membership_filters_give_the_answers_of_the_whole_member_list() {
     let only_c = s.group("C", &[&c]).await;
     let empty = s.group("Empty", &[]).await;
     let outer = s.group("Outer", &[&ab]).await;
-    let names = |r: &crate::harness::Res| {
-        let mut v: Vec<String> = r.body["Resources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|g| g["displayName"].as_str().unwrap().to_string())
-            .collect();
-        v.sort();
-        v
-    };
     let cases: Vec<(String, Vec<&str>)> = vec![
         (format!("members.value eq \"{a}\""), vec!["AB"]),
         (format!("members[value eq \"{c}\"]"), vec!["C"]),
@@ -245,7 +235,7 @@ async fn membership_filters_give_the_answers_of_the_whole_member_list() {
             ))
             .await;
         assert_eq!(r.status, 200, "{f}: {}", r.body);
-        assert_eq!(names(&r), want, "{f}");
+        assert_eq!(display_names(&r), want, "{f}");
     }
     let _ = (only_c, empty, outer);
 }

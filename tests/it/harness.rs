@@ -282,6 +282,18 @@ pub fn assert_error(r: &Res, status: u16, scim_type: Option<&str>) {
     );
 }
 
+/// The `displayName`s of a list's resources, sorted.
+pub fn display_names(r: &Res) -> Vec<String> {
+    let mut v: Vec<String> = r.body["Resources"]
+        .as_array()
+        .expect("a ListResponse")
+        .iter()
+        .map(|g| g["displayName"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
 pub fn total(r: &Res) -> u64 {
     r.body["totalResults"]
         .as_u64()
