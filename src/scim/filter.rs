@@ -744,21 +744,34 @@ pub fn matches(f: &Filter, kind: impl Into<Rt>, resource: &Value) -> bool {
     eval(Scope::Resource(kind), f, resource)
 }
 
-/// The conditions of `f` on the multi-valued attribute `name` (a core attribute), each of
-/// which can be decided a part of its values at a time (see `every_part`).
-pub fn conditions_on<'f>(f: &'f Filter, name: &str, out: &mut Vec<&'f Filter>) {
-    match f {
-        Filter::And(a, b) | Filter::Or(a, b) => {
-            conditions_on(a, name, out);
-            conditions_on(b, name, out);
-        }
-        Filter::Not(a) => conditions_on(a, name, out),
-        Filter::Compare { path, .. } | Filter::Present(path) | Filter::ValuePath { path, .. } => {
-            if path.urn.is_none() && path.name == name {
-                out.push(f)
+/// The conditions of `f` (comparisons, presence tests and value paths) under its `and`,
+/// `or` and `not`, each with the attribute it is on.
+pub fn conditions(f: &Filter) -> Vec<(&Filter, &AttrPath)> {
+    fn walk<'f>(f: &'f Filter, out: &mut Vec<(&'f Filter, &'f AttrPath)>) {
+        match f {
+            Filter::And(a, b) | Filter::Or(a, b) => {
+                walk(a, out);
+                walk(b, out);
             }
+            Filter::Not(a) => walk(a, out),
+            Filter::Compare { path, .. }
+            | Filter::Present(path)
+            | Filter::ValuePath { path, .. } => out.push((f, path)),
         }
     }
+    let mut out = Vec::new();
+    walk(f, &mut out);
+    out
+}
+
+/// The conditions of `f` on the core attribute `name`: for a multi-valued one, each can be
+/// decided a part of its values at a time (see `every_part`).
+pub fn conditions_on<'f>(f: &'f Filter, name: &str) -> Vec<&'f Filter> {
+    conditions(f)
+        .into_iter()
+        .filter(|(_, p)| p.urn.is_none() && p.name == name)
+        .map(|(c, _)| c)
+        .collect()
 }
 
 /// How a condition on a multi-valued attribute follows from parts of its values: `ne` and
@@ -907,8 +920,7 @@ mod tests {
         let whole = |list: &[Value]| json!({"displayName": "d", "members": list});
         for text in filters {
             let f = parse_for(Kind::Group, text).unwrap_or_else(|e| panic!("{text}: {e}"));
-            let mut conditions = Vec::new();
-            conditions_on(&f, "members", &mut conditions);
+            let conditions = conditions_on(&f, "members");
             assert!(!conditions.is_empty(), "{text}");
             for list in [&members[..], &members[..1], &[]] {
                 for part in [1, 2, 5] {

@@ -1015,7 +1015,7 @@ impl<'f> Evaluation<'f> {
                 Some((ids, any)) => {
                     e.probes = Some((ids.into_iter().filter_map(parse_id).collect(), any))
                 }
-                None => filter::conditions_on(f, "members", &mut e.member_conditions),
+                None => e.member_conditions = filter::conditions_on(f, "members"),
             }
         }
         e
@@ -1024,27 +1024,14 @@ impl<'f> Evaluation<'f> {
 
 /// The top-level attributes (core names, or extension URNs) a resolved filter reads.
 fn filter_keys<'f>(f: &'f Filter, out: &mut Vec<&'f str>) {
-    match f {
-        Filter::And(a, b) | Filter::Or(a, b) => {
-            filter_keys(a, out);
-            filter_keys(b, out);
-        }
-        Filter::Not(a) => filter_keys(a, out),
-        Filter::Compare { path, .. } | Filter::Present(path) | Filter::ValuePath { path, .. } => {
-            out.push(path.urn.as_deref().unwrap_or(&path.name))
-        }
+    for (_, path) in filter::conditions(f) {
+        out.push(path.urn.as_deref().unwrap_or(&path.name));
     }
 }
 
+/// Whether a resolved filter has a condition on the core attribute `name`.
 fn mentions(f: &Filter, name: &str) -> bool {
-    match f {
-        Filter::And(a, b) | Filter::Or(a, b) => mentions(a, name) || mentions(b, name),
-        Filter::Not(a) => mentions(a, name),
-        Filter::Compare { path, .. } | Filter::Present(path) => {
-            path.urn.is_none() && path.name == name
-        }
-        Filter::ValuePath { path, .. } => path.urn.is_none() && path.name == name,
-    }
+    !filter::conditions_on(f, name).is_empty()
 }
 
 /// Index look-ups shared by the read path.
