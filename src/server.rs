@@ -15,6 +15,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
 use crate::http::App;
+use crate::http::unread::{self, Slot};
 use crate::store::{Store, StoreError};
 use crate::tls::{self, TlsError};
 
@@ -231,6 +232,7 @@ impl Server {
             ..
         } = self;
         let header_timeout = Duration::from_secs(config.server.header_timeout_secs);
+        let body_timeout = Duration::from_secs(config.server.request_timeout_secs);
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -276,15 +278,29 @@ impl Server {
             let watcher = graceful.watcher();
             tokio::spawn(async move {
                 let _permit = permit;
-                let svc = service_fn(move |req| {
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let app = app.clone();
                     async move {
+                        let expects_continue = req
+                            .headers()
+                            .get(hyper::header::EXPECT)
+                            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+                        let (parts, body) = req.into_parts();
+                        let (slot, body) = Slot::hold(body);
+                        let req = hyper::Request::from_parts(parts, body);
                         // A panic in a handler becomes a 500 for that request instead of a
                         // dropped connection.
                         let resp = match CatchPanic(Box::pin(app.handle(req, peer))).await {
                             Ok(r) => r,
                             Err(what) => internal_error(&what),
                         };
+                        // A client that asked to be told before sending (`Expect:
+                        // 100-continue`) and was never told to go on sends nothing more.
+                        if let Some((rest, polled)) = slot.take()
+                            && (polled || !expects_continue)
+                        {
+                            unread::drain(rest, unread::DRAIN_LIMIT, body_timeout).await;
+                        }
                         Ok::<_, std::convert::Infallible>(resp)
                     }
                 });

@@ -7,7 +7,7 @@ use super::response::{self, Resp};
 use super::router::Endpoint;
 use super::{App, Ctx, method_not_allowed};
 use crate::scim::error::{ScimError, ScimResult};
-use crate::scim::filter;
+use crate::scim::filter::{self, ForType};
 use crate::scim::patch;
 use crate::scim::projection::Projection;
 use crate::scim::render::Resource;
@@ -387,6 +387,12 @@ async fn list(
             Some(decode_cursor(c)?)
         }
     };
+    if let Some(text) = p.filter.as_deref().filter(|t| !t.trim().is_empty())
+        && kinds.len() > 1
+    {
+        let rts: Vec<_> = kinds.iter().map(|k| ctx.rt(*k)).collect();
+        filter::check_known_somewhere(&rts, text, filter_limits(ctx))?;
+    }
     let mut plans = Vec::new();
     let mut first_err = None;
     for &kind in kinds {
@@ -394,10 +400,18 @@ async fn list(
             Some(text) if !text.trim().is_empty() => {
                 match filter::parse_for_with(ctx.rt(kind), text, filter_limits(ctx)) {
                     Ok(f) => Some(f),
-                    // At the root, a filter naming one type's attributes selects that type.
+                    // At the root, a condition on an attribute only the other type has is a
+                    // condition on an absent one: `displayName eq "x" or userName eq "y"`
+                    // finds the group and the user.
                     Err(e) if kinds.len() > 1 => {
-                        first_err.get_or_insert(e);
-                        continue;
+                        match filter::parse_for_type(ctx.rt(kind), text, filter_limits(ctx))? {
+                            ForType::All => None,
+                            ForType::Some(f) => Some(f),
+                            ForType::Nothing => {
+                                first_err.get_or_insert(e);
+                                continue;
+                            }
+                        }
                     }
                     Err(e) => return Err(e),
                 }

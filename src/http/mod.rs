@@ -8,6 +8,7 @@ pub mod query;
 pub mod response;
 pub mod router;
 mod sso;
+pub mod unread;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};

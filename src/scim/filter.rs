@@ -595,6 +595,96 @@ pub fn parse_for_with(kind: impl Into<Rt>, input: &str, limits: Limits) -> ScimR
     resolve_filter(Scope::Resource(kind), &parse_with(input, limits)?)
 }
 
+/// What a root search's filter (`/.search` over every type) asks of one resource type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ForType {
+    /// Every resource of the type matches.
+    All,
+    /// None does.
+    Nothing,
+    Some(Filter),
+}
+
+/// As `parse_for_with`, for a search over several types at once: a condition on an
+/// attribute `kind` does not have (`userName` for a Group) is a condition on an absent
+/// attribute, decided here as `eval` would decide it. Errors other than unknown top-level
+/// attributes are errors.
+pub fn parse_for_type(kind: impl Into<Rt>, input: &str, limits: Limits) -> ScimResult<ForType> {
+    fn prune(kind: Rt, f: &Filter) -> ScimResult<ForType> {
+        let absent = |p: &AttrPath| resolve(kind, p.urn.as_deref(), &p.name).is_none();
+        Ok(match f {
+            Filter::And(a, b) => match (prune(kind, a)?, prune(kind, b)?) {
+                (ForType::Nothing, _) | (_, ForType::Nothing) => ForType::Nothing,
+                (ForType::All, x) | (x, ForType::All) => x,
+                (ForType::Some(a), ForType::Some(b)) => {
+                    ForType::Some(Filter::And(Box::new(a), Box::new(b)))
+                }
+            },
+            Filter::Or(a, b) => match (prune(kind, a)?, prune(kind, b)?) {
+                (ForType::All, _) | (_, ForType::All) => ForType::All,
+                (ForType::Nothing, x) | (x, ForType::Nothing) => x,
+                (ForType::Some(a), ForType::Some(b)) => {
+                    ForType::Some(Filter::Or(Box::new(a), Box::new(b)))
+                }
+            },
+            Filter::Not(a) => match prune(kind, a)? {
+                ForType::All => ForType::Nothing,
+                ForType::Nothing => ForType::All,
+                ForType::Some(a) => ForType::Some(Filter::Not(Box::new(a))),
+            },
+            Filter::Compare { path, op, value } if absent(path) => {
+                // As `eval` on a resource without the attribute: only `ne` a value and
+                // `eq null` hold.
+                let holds = match op {
+                    CompareOp::Ne => *value != CompValue::Null,
+                    CompareOp::Eq => *value == CompValue::Null,
+                    _ => false,
+                };
+                if holds {
+                    ForType::All
+                } else {
+                    ForType::Nothing
+                }
+            }
+            Filter::Present(path) | Filter::ValuePath { path, .. } if absent(path) => {
+                ForType::Nothing
+            }
+            other => ForType::Some(resolve_filter(Scope::Resource(kind), other)?),
+        })
+    }
+    prune(kind.into(), &parse_with(input, limits)?)
+}
+
+/// Refuse a root search's filter that names an attribute none of `kinds` has (a typo would
+/// otherwise read as "absent" for every type).
+pub fn check_known_somewhere(kinds: &[Rt], input: &str, limits: Limits) -> ScimResult<()> {
+    fn walk(kinds: &[Rt], f: &Filter) -> ScimResult<()> {
+        match f {
+            Filter::And(a, b) | Filter::Or(a, b) => {
+                walk(kinds, a)?;
+                walk(kinds, b)
+            }
+            Filter::Not(a) => walk(kinds, a),
+            Filter::Compare { path, .. }
+            | Filter::Present(path)
+            | Filter::ValuePath { path, .. } => {
+                if kinds
+                    .iter()
+                    .any(|k| resolve(*k, path.urn.as_deref(), &path.name).is_some())
+                {
+                    Ok(())
+                } else {
+                    Err(ScimError::invalid_filter(format!(
+                        "the filter names \"{}\", which no resource type has",
+                        path.name
+                    )))
+                }
+            }
+        }
+    }
+    walk(kinds, &parse_with(input, limits)?)
+}
+
 /// Parse a filter relative to one element of the complex attribute `def` (PATCH paths such
 /// as `members[value eq "x"]`).
 pub fn parse_element_filter(def: &'static AttrDef, input: &str) -> ScimResult<Filter> {
@@ -606,14 +696,7 @@ pub fn parse_element_filter(def: &'static AttrDef, input: &str) -> ScimResult<Fi
 
 /// The leaf values at `p` in `obj`, each with the definition it compares as.
 fn values_at<'v>(scope: Scope, obj: &'v Value, p: &AttrPath) -> Vec<(&'v Value, &'static AttrDef)> {
-    let Some((def, sub)) = lookup(scope, p) else {
-        return Vec::new();
-    };
-    let container = match &p.urn {
-        Some(u) if matches!(scope, Scope::Resource(_)) => obj.get(u.as_str()),
-        _ => Some(obj),
-    };
-    let Some(v) = container.and_then(|c| c.get(def.name)) else {
+    let Some((def, sub, v)) = node_at(scope, obj, p) else {
         return Vec::new();
     };
     let Some(l) = leaf(def, sub) else {
@@ -629,6 +712,34 @@ fn values_at<'v>(scope: Scope, obj: &'v Value, p: &AttrPath) -> Vec<(&'v Value, 
     match v {
         Value::Array(items) => items.iter().filter_map(pick).map(|x| (x, l)).collect(),
         other => pick(other).map(|x| vec![(x, l)]).unwrap_or_default(),
+    }
+}
+
+/// The whole attribute `p` names in `obj`, with its definitions.
+fn node_at<'v>(
+    scope: Scope,
+    obj: &'v Value,
+    p: &AttrPath,
+) -> Option<(&'static AttrDef, Option<&'static AttrDef>, &'v Value)> {
+    let (def, sub) = lookup(scope, p)?;
+    let container = match &p.urn {
+        Some(u) if matches!(scope, Scope::Resource(_)) => obj.get(u.as_str()),
+        _ => Some(obj),
+    };
+    container
+        .and_then(|c| c.get(def.name))
+        .map(|v| (def, sub, v))
+}
+
+/// `pr`: a complex attribute named without a sub-attribute (`name pr`, `addresses pr`) is
+/// present when it holds a non-empty node (RFC 7644 §3.4.2.2), whatever its sub-attributes.
+fn present_at(scope: Scope, obj: &Value, p: &AttrPath) -> bool {
+    match node_at(scope, obj, p) {
+        Some((def, None, v)) if def.is_complex() => match v {
+            Value::Array(items) => items.iter().any(present),
+            other => present(other),
+        },
+        _ => values_at(scope, obj, p).iter().any(|(v, _)| present(v)),
     }
 }
 
@@ -697,7 +808,7 @@ fn eval(scope: Scope, f: &Filter, obj: &Value) -> bool {
         Filter::And(a, b) => eval(scope, a, obj) && eval(scope, b, obj),
         Filter::Or(a, b) => eval(scope, a, obj) || eval(scope, b, obj),
         Filter::Not(a) => !eval(scope, a, obj),
-        Filter::Present(p) => values_at(scope, obj, p).iter().any(|(v, _)| present(v)),
+        Filter::Present(p) => present_at(scope, obj, p),
         Filter::Compare {
             path,
             op: CompareOp::Ne,
@@ -968,6 +1079,10 @@ mod tests {
         assert!(m("name.familyName lt \"K\"") && m("name.familyName le \"jensen\""));
         assert!(!m("name.familyName lt \"Jensen\""));
         assert!(m("title pr") && !m("nickName pr"));
+        // A complex attribute without a sub-attribute is present when it holds anything.
+        assert!(m("name pr") && m("emails pr") && !m("addresses pr"));
+        assert!(m(&format!("{ENTERPRISE_SCHEMA}:manager pr")) && !m("name.middleName pr"));
+        assert!(!m("not (name pr)"));
         assert!(m("nickName eq null") && !m("title eq null"));
         assert!(m("active eq true") && m("active eq \"True\"") && !m("active eq false"));
         assert!(m("nickName ne \"x\""), "an absent attribute is ne anything");

@@ -147,6 +147,22 @@ fn parse_op(i: usize, raw: &Value) -> ScimResult<Operation> {
         }
     };
     let value = field("value").filter(|v| !v.is_null()).cloned();
+    if path.is_some() && value.is_none() && matches!(field("value"), Some(Value::Null)) {
+        // A null value clears (idp-notes §8: null means absent): `replace` with null is a
+        // `remove` of the path, and `add` of nothing changes nothing.
+        return Ok(match op {
+            OpKind::Add => Operation {
+                op,
+                path,
+                value: Some(Value::Null),
+            },
+            _ => Operation {
+                op: OpKind::Remove,
+                path,
+                value: None,
+            },
+        });
+    }
     if op != OpKind::Remove && value.is_none() {
         return Err(ScimError::invalid_value(format!(
             "operation {i} ({}) needs a \"value\"",
@@ -196,6 +212,9 @@ fn apply_one(
     let Some(raw_path) = &op.path else {
         return apply_no_path(kind, id, op, input, member_ops);
     };
+    if op.op == OpKind::Add && op.value.as_ref().is_some_and(Value::is_null) {
+        return Ok(());
+    }
     let p = match path::parse(kind, raw_path)? {
         Parsed::Unknown(u) => {
             input.ignored.attributes.push(u);
@@ -204,6 +223,11 @@ fn apply_one(
         Parsed::Known(p) => p,
     };
     if p.attr.ext.is_none() && p.attr.def.name == "id" {
+        if op.op == OpKind::Remove {
+            return Err(ScimError::mutability(
+                "\"id\" is assigned by the server and cannot be removed",
+            ));
+        }
         return check_id(id, op.value.as_ref());
     }
     if kind == Kind::Group && p.attr.ext.is_none() && p.attr.def.name == "members" {
@@ -347,9 +371,17 @@ fn remove_plain(p: &Path, value: Option<&Value>, body: &mut Body) {
                         m.remove(sd.name);
                     }
                 }
-                list.retain(|el| el.as_object().is_some_and(|m| !m.is_empty()));
-                if list.is_empty() {
-                    c.remove(p.attr.def.name);
+                // Normalised again: an entry left with only its type goes, and entries that
+                // became equal merge.
+                let left = Value::Array(list.clone());
+                match resource::normalize_attr(p.attr.def, &left) {
+                    Ok(Some(v)) => {
+                        c.insert(p.attr.def.name.to_string(), v);
+                    }
+                    Ok(None) => {
+                        c.remove(p.attr.def.name);
+                    }
+                    Err(_) => {}
                 }
             }
         }
@@ -543,6 +575,58 @@ mod tests {
         assert_eq!(
             e.scim_type,
             Some(crate::scim::error::ScimType::InvalidValue)
+        );
+    }
+
+    #[test]
+    fn a_null_value_clears_and_an_added_null_changes_nothing() {
+        let mut u = user();
+        u[ENTERPRISE_SCHEMA] = json!({"manager": {"value": "m-1"}, "department": "Ops"});
+        let manager = format!("{ENTERPRISE_SCHEMA}:manager");
+        let out = run(
+            Kind::User,
+            u,
+            json!([
+            {"op": "Replace", "path": manager, "value": null},
+            {"op": "replace", "path": "name.givenName", "value": null},
+            {"op": "add", "path": "title", "value": null},
+            {"op": "replace", "path": "emails[type eq \"home\"].value", "value": null}]),
+        )
+        .unwrap();
+        assert_eq!(out.body[ENTERPRISE_SCHEMA], json!({"department": "Ops"}));
+        assert_eq!(out.body["name"], json!({"familyName": "Jensen"}));
+        assert!(out.body.get("title").is_none());
+        // The home email had nothing left but its type: it is gone, not an empty shell.
+        assert_eq!(
+            out.body["emails"],
+            json!([{"value": "b@work", "type": "work", "primary": true}])
+        );
+        // A missing value is still an error; a null without a path has nothing to clear.
+        for op in [
+            json!({"op": "add", "path": "title"}),
+            json!({"op": "replace", "value": null}),
+        ] {
+            let e = run(Kind::User, user(), json!([op])).unwrap_err();
+            assert_eq!(e.status, 400, "{}", e.detail);
+        }
+        let e = run(Kind::User, user(), json!([{"op": "remove", "path": "id"}])).unwrap_err();
+        assert_eq!(e.scim_type, Some(crate::scim::error::ScimType::Mutability));
+    }
+
+    #[test]
+    fn replacing_two_work_values_leaves_one_entry() {
+        let mut u = user();
+        u["emails"] = json!([{"value": "a@w", "type": "work", "primary": true},
+                             {"value": "b@w", "type": "work"}]);
+        let out = run(
+            Kind::User,
+            u,
+            json!([{"op": "Replace", "path": "emails[type eq \"work\"].value", "value": "c@w"}]),
+        )
+        .unwrap();
+        assert_eq!(
+            out.body["emails"],
+            json!([{"value": "c@w", "type": "work", "primary": true}])
         );
     }
 

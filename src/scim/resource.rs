@@ -184,10 +184,20 @@ pub fn apply_key(
                         .entry(attr.def.name.to_string())
                         .or_insert_with(|| Value::Array(Vec::new()));
                     if let Value::Array(list) = entry {
-                        for item in new {
-                            if !list.contains(&item) {
-                                list.push(item);
+                        // A value added as primary takes over (RFC 7644 §3.5.2: the others
+                        // become false), rather than losing to the old one.
+                        if new
+                            .iter()
+                            .any(|v| v.get("primary") == Some(&Value::Bool(true)))
+                        {
+                            for old in list.iter_mut() {
+                                if let Some(p) = old.get_mut("primary") {
+                                    *p = Value::Bool(false);
+                                }
                             }
+                        }
+                        for item in new {
+                            push_distinct(list, item);
                         }
                         fix_primary(list);
                     }
@@ -277,7 +287,11 @@ pub fn normalize_attr(def: &'static AttrDef, value: &Value) -> ScimResult<Option
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             if let Some(v) = normalize_single(def, item)? {
-                out.push(v);
+                // A template's unset parameter leaves `{"value":"","type":"work"}`: an entry
+                // that only describes a value it does not have is no entry at all.
+                if !def.is_complex() || carries_data(&v) {
+                    push_distinct(&mut out, v);
+                }
             }
         }
         fix_primary(&mut out);
@@ -400,6 +414,40 @@ pub fn normalize_simple(def: &AttrDef, value: &Value, label: &str) -> ScimResult
         (AttrType::String, Value::Bool(b)) => Ok(Some(Value::String(b.to_string()))),
         (AttrType::String | AttrType::Reference | AttrType::Binary, _) => Err(bad("a string")),
         (AttrType::Complex, _) => Err(bad("a complex object")),
+    }
+}
+
+/// Whether a multi-valued entry holds anything besides the words about it (`type`,
+/// `primary`, `display`).
+fn carries_data(entry: &Value) -> bool {
+    entry.as_object().is_some_and(|m| {
+        m.keys()
+            .any(|k| !matches!(k.as_str(), "type" | "primary" | "display"))
+    })
+}
+
+/// Append `item` unless an entry equal to it but for `primary` is already there (then that
+/// entry becomes primary if `item` was). Entra's `Replace emails[type eq "work"].value` on two
+/// work entries would otherwise leave two identical ones.
+pub fn push_distinct(list: &mut Vec<Value>, item: Value) {
+    let primary = item.get("primary") == Some(&Value::Bool(true));
+    let same = |a: &Value, b: &Value| match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let described = |m: &Map<String, Value>, n: &Map<String, Value>| {
+                m.iter()
+                    .filter(|(k, _)| k.as_str() != "primary")
+                    .all(|(k, v)| n.get(k) == Some(v))
+            };
+            described(x, y) && described(y, x)
+        }
+        _ => a == b,
+    };
+    match list.iter_mut().find(|e| same(e, &item)) {
+        Some(Value::Object(m)) if primary => {
+            m.insert("primary".into(), Value::Bool(true));
+        }
+        Some(_) => {}
+        None => list.push(item),
     }
 }
 
@@ -564,13 +612,23 @@ pub fn email_values(body: &Body) -> impl Iterator<Item = &str> {
 /// Required attributes must be present after every write.
 pub fn check_required(kind: impl Into<Rt>, body: &Body) -> ScimResult<()> {
     let kind: Rt = kind.into();
-    for def in kind.schema().attributes {
-        if def.required && !body.contains_key(def.name) {
-            return Err(ScimError::invalid_value(format!(
-                "missing required attribute \"{}\" for a {}",
-                def.name,
-                kind.as_str()
-            )));
+    for def in kind.schema().attributes.iter().filter(|d| d.required) {
+        match body.get(def.name) {
+            None => {
+                return Err(ScimError::invalid_value(format!(
+                    "missing required attribute \"{}\" for a {}",
+                    def.name,
+                    kind.as_str()
+                )));
+            }
+            // Only spaces would be a userName or group name nobody can tell apart or type.
+            Some(Value::String(s)) if s.trim().is_empty() => {
+                return Err(ScimError::invalid_value(format!(
+                    "attribute \"{}\" must not be blank",
+                    def.name
+                )));
+            }
+            Some(_) => {}
         }
     }
     for ext in kind.extensions() {
@@ -634,6 +692,46 @@ mod tests {
         let e = normalize(Kind::Group, &json!({"members": []})).unwrap_err();
         assert!(e.detail.contains("displayName"));
         assert!(normalize(Kind::User, &json!([1])).is_err());
+        for (kind, body) in [
+            (Kind::User, json!({"userName": "   "})),
+            (Kind::User, json!({"userName": "\t"})),
+            (Kind::Group, json!({"displayName": " \u{a0} "})),
+        ] {
+            let e = normalize(kind, &body).unwrap_err();
+            assert!(e.detail.contains("must not be blank"), "{}", e.detail);
+        }
+    }
+
+    #[test]
+    fn entries_without_a_value_and_repeats_are_dropped() {
+        // A OneLogin template with unset parameters, and an entry sent twice.
+        let raw = json!({"userName": "a",
+            "emails": [{"value": "", "type": "work", "primary": true},
+                       {"value": "b@x", "type": "home"}, {"value": "b@x", "type": "home", "primary": true}],
+            "phoneNumbers": {"value": "", "type": "work"},
+            "addresses": [{"locality": "", "type": "work"}, {"locality": "Oslo", "type": "home"}]});
+        let got = normalize(Kind::User, &raw).unwrap();
+        assert_eq!(
+            Value::Object(got.body),
+            json!({"userName": "a",
+                "emails": [{"value": "b@x", "type": "home", "primary": true}],
+                "addresses": [{"locality": "Oslo", "type": "home"}]})
+        );
+    }
+
+    #[test]
+    fn an_added_primary_takes_over() {
+        let mut input = normalize(
+            Kind::User,
+            &json!({"userName": "a", "emails": [{"value": "a@x", "primary": true}]}),
+        )
+        .unwrap();
+        let add = json!([{"value": "b@x", "type": "home", "primary": true}, {"value": "a@x"}]);
+        apply_key(Kind::User, "emails", &add, &mut input, SetMode::Add).unwrap();
+        assert_eq!(
+            input.body["emails"],
+            json!([{"value": "a@x", "primary": false}, {"value": "b@x", "type": "home", "primary": true}])
+        );
     }
 
     #[test]

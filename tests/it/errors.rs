@@ -121,6 +121,69 @@ async fn bodies_over_the_limit_are_413() {
     assert_eq!(total(&s.get("/Users").await), 0);
 }
 
+/// An answer given before the client has finished sending (bad token, wrong Content-Type,
+/// over the limit) reaches it whole, over HTTP/2 and HTTP/1.1: the server reads the rest of
+/// the body first. Dropped unread, HTTP/2 resets the stream and the client sees no answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_answers_reach_a_client_still_sending() {
+    let s = Srv::start_with(|c| c.server.max_body_bytes = 64 * 1024).await;
+    let pem = std::fs::read(s.dir.path().join("state/tls/cert.pem")).unwrap();
+    let h1 = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+        .http1_only()
+        .no_proxy()
+        .build()
+        .unwrap();
+    let big = format!("{{\"userName\":\"{}\"}}", "b".repeat(3 << 20));
+    for (client, version) in [
+        (&s.client, reqwest::Version::HTTP_2),
+        (&h1, reqwest::Version::HTTP_11),
+    ] {
+        for (token, ct, status) in [
+            ("wrong", "application/scim+json", 401),
+            (ACME, "text/plain", 415),
+            (ACME, "application/scim+json", 413),
+        ] {
+            // A stream of many chunks: the client is still sending when the answer is ready.
+            let chunks: Vec<Result<Vec<u8>, std::io::Error>> = big
+                .as_bytes()
+                .chunks(16 * 1024)
+                .map(|c| Ok(c.to_vec()))
+                .collect();
+            for body in [
+                reqwest::Body::from(big.clone()),
+                reqwest::Body::wrap_stream(Chunks(chunks.into_iter())),
+            ] {
+                let r = client
+                    .post(format!("{}/Users", s.base()))
+                    .bearer_auth(token)
+                    .header("Content-Type", ct)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("{version:?} {status}: no answer: {e:?}"));
+                assert_eq!(r.version(), version);
+                assert_eq!(r.status(), status, "{version:?}");
+                let b: serde_json::Value = r.json().await.unwrap();
+                assert_eq!(b["status"], status.to_string(), "{b}");
+            }
+        }
+    }
+    assert_eq!(total(&s.get("/Users").await), 0);
+}
+
+struct Chunks(std::vec::IntoIter<Result<Vec<u8>, std::io::Error>>);
+
+impl futures_core::Stream for Chunks {
+    type Item = Result<Vec<u8>, std::io::Error>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::task::Poll::Ready(self.0.next())
+    }
+}
+
 fn futures_stream(
     s: String,
 ) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {

@@ -178,6 +178,76 @@ async fn group_filters_by_name_and_member() {
     assert_eq!(total(&r), 1);
 }
 
+/// A search at the root covers Users and Groups with one filter. A condition on an attribute
+/// one type lacks is, for that type, a condition on an absent attribute: the other side of
+/// an `or` still finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_root_search_applies_the_filter_to_each_type() {
+    let s = Srv::start().await;
+    let bob = s.user("bob@x").await;
+    s.user("alice@x").await;
+    s.group("Eng", &[&bob]).await;
+    s.group("Empty", &[]).await;
+    let names = |r: &crate::harness::Res| {
+        let mut v: Vec<String> = r.body["Resources"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{}", r.body))
+            .iter()
+            .map(|x| {
+                x.get("userName")
+                    .or_else(|| x.get("displayName"))
+                    .and_then(|n| n.as_str())
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    for (filter, want) in [
+        (
+            "displayName eq \"Eng\" or userName eq \"bob@x\"",
+            vec!["Eng", "bob@x"],
+        ),
+        (
+            "userName eq \"bob@x\" or displayName eq \"Eng\"",
+            vec!["Eng", "bob@x"],
+        ),
+        ("userName eq \"alice@x\"", vec!["alice@x"]),
+        (
+            "userName ne \"alice@x\" and not (members pr)",
+            vec!["Empty", "bob@x"],
+        ),
+        (
+            "members pr or userName sw \"alice\"",
+            vec!["Eng", "alice@x"],
+        ),
+        (
+            "emails[type eq \"work\"] and userName eq \"bob@x\" or displayName sw \"E\"",
+            vec!["Empty", "Eng", "bob@x"],
+        ),
+    ] {
+        let r = s
+            .post(
+                "/.search",
+                json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                       "filter": filter}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{filter}: {}", r.body);
+        assert_eq!(names(&r), want, "{filter}");
+        assert_eq!(total(&r), want.len() as u64, "{filter}");
+    }
+    // An attribute no type has is a mistake, not an absent value.
+    let r = s
+        .post(
+            "/.search",
+            json!({"filter": "usrName ne \"x\" or displayName eq \"Eng\""}),
+        )
+        .await;
+    assert_error(&r, 400, Some("invalidFilter"));
+}
+
 /// Membership questions (is x a member, are there any) are answered by point reads of the
 /// member index; their answers must be what the whole member list gives, under `not`, `or`
 /// and `and`, for members, non-members, empty groups and ids in upper case.
