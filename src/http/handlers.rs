@@ -124,7 +124,11 @@ async fn get(app: &App, ctx: &Ctx, kind: Kind, id: &str) -> ScimResult<Resp> {
     if kind == Kind::Group && !projected {
         return get_group_streamed(app, ctx, id).await;
     }
-    if !projected && ctx.if_none_match.is_none() && !ctx.rt(kind).hides_attributes() {
+    if !projected
+        && ctx.if_none_match.is_none()
+        && ctx.if_match.is_none()
+        && !ctx.rt(kind).hides_attributes()
+    {
         let s = app
             .store
             .get_stored(ctx.principal.tenant.clone(), kind, id.to_string(), true)
@@ -144,19 +148,36 @@ async fn get(app: &App, ctx: &Ctx, kind: Kind, id: &str) -> ScimResult<Resp> {
         .store
         .get(ctx.principal.tenant.clone(), kind, id.to_string(), refs)
         .await?;
-    if let Some(inm) = &ctx.if_none_match {
-        let etag = r.etag();
-        if inm.split(',').map(str::trim).any(|t| {
-            t == "*" || t == etag || t.trim_start_matches("W/") == etag.trim_start_matches("W/")
-        }) {
-            return Ok(response::with_header(
-                response::empty(304),
-                header::ETAG,
-                &etag,
-            ));
-        }
+    if let Some(resp) = read_conditions(ctx, &r.etag())? {
+        return Ok(resp);
     }
     Ok(resource_response(200, ctx, r, &proj))
+}
+
+/// `If-Match` and `If-None-Match` on a read (RFC 9110 §13.1, compared weakly): a stale
+/// If-Match is 412, an If-None-Match naming the current version is 304.
+fn read_conditions(ctx: &Ctx, etag: &str) -> ScimResult<Option<Resp>> {
+    let names = |list: &str| {
+        list.split(',')
+            .map(str::trim)
+            .any(|t| t == "*" || t.trim_start_matches("W/") == etag.trim_start_matches("W/"))
+    };
+    if let Some(im) = &ctx.if_match
+        && !names(im)
+    {
+        return Err(ScimError::new(
+            412,
+            None,
+            format!("the resource has changed: its current version is {etag}"),
+        ));
+    }
+    if let Some(inm) = &ctx.if_none_match
+        && names(inm)
+    {
+        let resp = response::with_header(response::empty(304), header::ETAG, etag);
+        return Ok(Some(resp));
+    }
+    Ok(None)
 }
 
 /// A group with all its members, streamed: the member list is read in batches and written
@@ -172,17 +193,8 @@ async fn get_group_streamed(app: &App, ctx: &Ctx, id: &str) -> ScimResult<Resp> 
         )
         .await?;
     let etag = r.etag();
-    if let Some(inm) = &ctx.if_none_match
-        && inm
-            .split(',')
-            .map(str::trim)
-            .any(|t| t == "*" || t.trim_start_matches("W/") == etag.trim_start_matches("W/"))
-    {
-        return Ok(response::with_header(
-            response::empty(304),
-            header::ETAG,
-            &etag,
-        ));
+    if let Some(resp) = read_conditions(ctx, &etag)? {
+        return Ok(resp);
     }
     let gid = crate::store::parse_id(&r.id).unwrap_or_default();
     let head = render(ctx, r, &Projection::default());

@@ -91,9 +91,11 @@ pub fn plan_rules(p: &crate::config::PlanConfig) -> PlanRules {
     }
 }
 
-/// Failed authentications allowed per source address: a burst, then one every 3 s.
-const AUTH_FAIL_BURST: f64 = 20.0;
-const AUTH_FAIL_RATE: f64 = 1.0 / 3.0;
+/// Wrong bearer tokens allowed per source address: a burst, then one a second. Generous:
+/// tokens are too long to guess, so this only stops a misconfigured client from flooding
+/// the log, and must never trip an IdP's or an admin's few tries.
+const AUTH_FAIL_BURST: f64 = 100.0;
+const AUTH_FAIL_RATE: f64 = 1.0;
 
 pub struct App {
     pub store: Store,
@@ -215,14 +217,7 @@ impl App {
         let allow = route.as_ref().map(|r| allowed(&r.endpoint));
         let (resp, who) = match self.dispatch(req, route, peer).await {
             Ok((r, who)) => (r, who),
-            Err(e) if e.status == 405 => {
-                let r = response::error(&e);
-                (
-                    response::with_header(r, header::ALLOW, allow.unwrap_or("GET")),
-                    None,
-                )
-            }
-            Err(e) => (response::error(&e), None),
+            Err(e) => (refusal(&e, allow), None),
         };
         let status = resp.status().as_u16();
         if status == 401 {
@@ -355,19 +350,35 @@ impl App {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         let Some(principal) = rt.tokens.authenticate(auth, route.tenant.as_deref()) else {
-            let detail = if auth.is_none() {
-                "missing Authorization header; send \"Authorization: Bearer <token>\""
-            } else {
-                "the bearer token is not valid for this tenant"
+            let bearer = auth.and_then(|a| {
+                a.split_once(' ').filter(|(scheme, token)| {
+                    scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()
+                })
+            });
+            let detail = match (auth, bearer) {
+                (None, _) => "missing Authorization header; send \"Authorization: Bearer <token>\"",
+                (Some(_), Some(_)) if route.tenant.is_some() => {
+                    "the bearer token is not valid for this tenant"
+                }
+                (Some(_), Some(_)) => "the bearer token is not valid",
+                (Some(a), None) if a.trim().to_ascii_lowercase().starts_with("bearer") => {
+                    "the Authorization header holds no token; send \"Authorization: Bearer <token>\""
+                }
+                (Some(_), None) => {
+                    "only bearer tokens are accepted; send \"Authorization: Bearer <token>\""
+                }
             };
-            // Only failures are charged, per source address: a valid token is never slowed
-            // down, even from an address shared with a misconfigured neighbour.
-            if let Err(wait) = self.auth_failures.check(
-                &peer.ip().to_string(),
-                AUTH_FAIL_RATE,
-                AUTH_FAIL_BURST,
-                Instant::now(),
-            ) {
+            // Only wrong tokens are charged, per source address: a valid token is never
+            // slowed down, even from an address shared with a misconfigured neighbour, and a
+            // request without a token guesses nothing.
+            if bearer.is_some()
+                && let Err(wait) = self.auth_failures.check(
+                    &peer.ip().to_string(),
+                    AUTH_FAIL_RATE,
+                    AUTH_FAIL_BURST,
+                    Instant::now(),
+                )
+            {
                 let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
                 tracing::warn!(%peer, "repeated authentication failures; throttling this address");
                 let e = ScimError::new(
@@ -384,11 +395,46 @@ impl App {
                 );
                 return Ok((resp, None));
             }
-            return Err(ScimError::new(401, None, detail));
+            let e = ScimError::new(401, None, detail);
+            // RFC 6750 §3.1: a token that was sent and refused is `invalid_token`; a request
+            // without one gets no error code.
+            if bearer.is_some() {
+                let resp = response::with_header(
+                    response::error(&e),
+                    header::WWW_AUTHENTICATE,
+                    "Bearer realm=\"scimd\", error=\"invalid_token\"",
+                );
+                return Ok((resp, None));
+            }
+            return Err(e);
         };
+        // From here on a refusal is logged and counted under the tenant and token it came with.
+        let served = self
+            .serve(req, &route, rt, base, query, &method, &principal)
+            .await;
+        let resp = served.unwrap_or_else(|e| refusal(&e, Some(allowed(&route.endpoint))));
+        Ok((resp, Some(principal)))
+    }
+
+    /// An authenticated request: scope, the tenant's rate limit, then the endpoint.
+    #[allow(clippy::too_many_arguments)]
+    async fn serve<B>(
+        &self,
+        req: Request<B>,
+        route: &Route,
+        rt: Arc<Runtime>,
+        base: String,
+        query: query::Query,
+        method: &Method,
+        principal: &Principal,
+    ) -> ScimResult<Resp>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let search = matches!(route.endpoint, Endpoint::Search(_));
         if principal.scope == crate::config::Scope::Read
-            && (matches!(method, Method::PUT | Method::PATCH | Method::DELETE)
+            && (matches!(*method, Method::PUT | Method::PATCH | Method::DELETE)
                 || (method == Method::POST && !search))
         {
             return Err(ScimError::new(
@@ -422,7 +468,7 @@ impl App {
                     header::RETRY_AFTER,
                     &secs.to_string(),
                 );
-                return Ok((resp, Some(principal)));
+                return Ok(resp);
             }
         }
         let header_str = |n: header::HeaderName| {
@@ -433,7 +479,7 @@ impl App {
         };
         let if_match = header_str(header::IF_MATCH);
         let if_none_match = header_str(header::IF_NONE_MATCH);
-        let body = if matches!(method, Method::POST | Method::PUT | Method::PATCH) {
+        let body = if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
             Some(self.read_body(req, &rt).await?)
         } else {
             None
@@ -446,8 +492,7 @@ impl App {
             if_match,
             if_none_match,
         };
-        let resp = handlers::endpoint(self, &ctx, &method, &route.endpoint, body).await?;
-        Ok((resp, Some(principal)))
+        handlers::endpoint(self, &ctx, method, &route.endpoint, body).await
     }
 
     /// `GET /metrics`: Prometheus text, for the holder of `server.metrics_token_sha256`.
@@ -620,6 +665,15 @@ fn is_json(ct: &[u8]) -> bool {
     let essence = ct.split(';').next().unwrap_or("").trim();
     essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// A refusal as a response; a 405 names the methods the endpoint allows.
+fn refusal(e: &ScimError, allow: Option<&str>) -> Resp {
+    let r = response::error(e);
+    if e.status == 405 {
+        return response::with_header(r, header::ALLOW, allow.unwrap_or("GET"));
+    }
+    r
 }
 
 pub fn method_not_allowed(method: &Method, allowed: &str) -> ScimError {

@@ -35,6 +35,27 @@ async fn if_none_match_gives_304_and_if_match_guards_writes() {
         .call_with(Method::GET, &p, Some(ACME), None, &[("If-None-Match", &v1)])
         .await;
     assert_eq!(r.status, 200, "a stale If-None-Match gets the resource");
+    // On a read too, If-Match must name the current version (RFC 9110 §13.1.1).
+    let g = s.group("etag-g", &[&id]).await;
+    for path in [p.clone(), format!("/Groups/{g}")] {
+        let now = s.get(&path).await.header("etag").unwrap().to_string();
+        let r = s
+            .call_with(
+                Method::GET,
+                &path,
+                Some(ACME),
+                None,
+                &[("If-Match", "W/\"999\"")],
+            )
+            .await;
+        assert_error(&r, 412, None);
+        for ok in [now.as_str(), "*"] {
+            let r = s
+                .call_with(Method::GET, &path, Some(ACME), None, &[("If-Match", ok)])
+                .await;
+            assert_eq!(r.status, 200, "{path} {ok}");
+        }
+    }
     // Stale If-Match: 412 on PUT, PATCH and DELETE, and nothing changes.
     let put = json!({"userName": "etag@x", "nickName": "other"});
     assert_error(

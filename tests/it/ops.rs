@@ -23,6 +23,8 @@ async fn healthz_needs_no_token_and_metrics_need_theirs() {
         (Some("ok"), Some(env!("CARGO_PKG_VERSION")))
     );
     s.user("m@x").await;
+    // A refusal of a known token counts under its tenant.
+    assert_eq!(s.get("/Users/nobody").await.status, 404);
     assert_eq!(
         s.call(Method::GET, "/Users", Some("wrong"), None)
             .await
@@ -49,6 +51,7 @@ async fn healthz_needs_no_token_and_metrics_need_theirs() {
     for needle in [
         "scimd_requests_total{endpoint=\"/Users\",method=\"POST\",status=\"201\",tenant=\"acme\"} 1",
         "scimd_requests_total{endpoint=\"/Users\",method=\"GET\",status=\"401\",tenant=\"-\"} 1",
+        "scimd_requests_total{endpoint=\"/Users/{id}\",method=\"GET\",status=\"404\",tenant=\"acme\"} 1",
         "scimd_request_duration_seconds_bucket{endpoint=\"/Users\",le=\"+Inf\"} 2",
         "scimd_auth_failures_total 1",
         "scimd_write_batch_size_count",
