@@ -28,7 +28,7 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
                 let groups = store.count(name.clone(), Kind::Group).await.unwrap_or(0);
                 tenants.insert(name.clone(), json!({"users": users, "groups": groups}));
             }
-            json!({"ok": true, "version": env!("CARGO_PKG_VERSION"), "listen": cfg.server.listen, "tenants": tenants})
+            json!({"ok": true, "version": env!("CARGO_PKG_VERSION"), "commit": env!("SCIMD_COMMIT"), "listen": cfg.server.listen, "tenants": tenants})
         }
         Some("plan") => {
             let tenant = req["tenant"].as_str().unwrap_or_default().to_string();

@@ -561,6 +561,7 @@ impl App {
         let body = serde_json::json!({
             "status": if ok { "ok" } else { "unavailable" },
             "version": env!("CARGO_PKG_VERSION"),
+            "commit": env!("SCIMD_COMMIT"),
             "database": if ok { "ok" } else { "cannot be read" },
         });
         let mut r = response::json(if ok { 200 } else { 503 }, &body);

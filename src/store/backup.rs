@@ -150,7 +150,14 @@ pub fn restore(from: &Path, db: &Path) -> Result<Option<std::path::PathBuf>, Str
         let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600));
     }
     let kept = if db.exists() {
-        let old = db.with_extension("before-restore");
+        // A second restore must not overwrite what the first one kept.
+        let old = (0..)
+            .map(|n| match n {
+                0 => db.with_extension("before-restore"),
+                n => db.with_extension(format!("before-restore.{n}")),
+            })
+            .find(|p| !p.exists())
+            .unwrap_or_else(|| db.with_extension("before-restore"));
         std::fs::rename(db, &old).map_err(|e| e.to_string())?;
         Some(old)
     } else {

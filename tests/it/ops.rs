@@ -22,6 +22,9 @@ async fn healthz_needs_no_token_and_metrics_need_theirs() {
         (body["status"].as_str(), body["version"].as_str()),
         (Some("ok"), Some(env!("CARGO_PKG_VERSION")))
     );
+    // The commit tells two builds of one version apart.
+    let commit = body["commit"].as_str().unwrap_or_default();
+    assert!(commit == "unknown" || commit.len() == 12, "{body}");
     s.user("m@x").await;
     // A refusal of a known token counts under its tenant.
     assert_eq!(s.get("/Users/nobody").await.status, 404);

@@ -324,12 +324,22 @@ async fn backup_during_writes_restore_and_verify() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("stop it first"));
     kill(p.child.id(), "-TERM");
     assert!(p.child.wait().unwrap().success());
-    let out = scimd_cmd(&cfg, &["restore", "--from", backup.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // Restored twice: each restore keeps the database it replaced, under its own name.
+    let state = cfg.parent().unwrap().join("state");
+    for kept in ["scimd.before-restore", "scimd.before-restore.1"] {
+        let out = scimd_cmd(&cfg, &["restore", "--from", backup.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(kept),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(state.join(kept).exists(), "{kept}");
+    }
     let out = scimd_cmd(&cfg, &["verify"]);
     assert!(
         out.status.success(),
