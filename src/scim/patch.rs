@@ -215,6 +215,18 @@ fn apply_one(
     if op.op == OpKind::Add && op.value.as_ref().is_some_and(Value::is_null) {
         return Ok(());
     }
+    // A whole extension named by its URN: removed at once, or set from an object of its
+    // attributes (the RFC's path grammar wants an attribute, but clients send this).
+    if let Some(ext) = kind.extension(raw_path.trim()) {
+        return match (op.op, &op.value) {
+            (OpKind::Remove, _) => {
+                input.body.remove(ext.id);
+                Ok(())
+            }
+            (_, Some(v)) => resource::apply_key(kind, ext.id, v, input, mode(op.op)),
+            (_, None) => Ok(()),
+        };
+    }
     let p = match path::parse(kind, raw_path)? {
         Parsed::Unknown(u) => {
             input.ignored.attributes.push(u);
@@ -611,6 +623,26 @@ mod tests {
         }
         let e = run(Kind::User, user(), json!([{"op": "remove", "path": "id"}])).unwrap_err();
         assert_eq!(e.scim_type, Some(crate::scim::error::ScimType::Mutability));
+    }
+
+    #[test]
+    fn an_extension_urn_as_the_path_names_the_whole_extension() {
+        let mut u = user();
+        u[ENTERPRISE_SCHEMA] = json!({"department": "Ops", "costCenter": "7"});
+        let out = run(
+            Kind::User,
+            u.clone(),
+            json!([{"op": "add", "path": ENTERPRISE_SCHEMA, "value": {"division": "North"}}]),
+        )
+        .unwrap();
+        assert_eq!(
+            out.body[ENTERPRISE_SCHEMA],
+            json!({"department": "Ops", "costCenter": "7", "division": "North"})
+        );
+        let lower = ENTERPRISE_SCHEMA.to_lowercase();
+        let out = run(Kind::User, u, json!([{"op": "Remove", "path": lower}])).unwrap();
+        assert!(out.body.get(ENTERPRISE_SCHEMA).is_none(), "{:?}", out.body);
+        assert_eq!(out.body["userName"], json!("bjensen"));
     }
 
     #[test]

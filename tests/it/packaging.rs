@@ -84,6 +84,10 @@ fn debian_package_has_binary_unit_conffile_and_scripts() {
         "./etc/scimd/scimd.toml",
         "./usr/share/doc/scimd/README.md",
         "./usr/share/doc/scimd/operations.md",
+        // operations.md links the IdP guides.
+        "./usr/share/doc/scimd/idp/README.md",
+        "./usr/share/doc/scimd/idp/okta.md",
+        "./usr/share/doc/scimd/idp/entra.md",
         "./usr/share/man/man1/scimd.1",
         "./usr/share/bash-completion/completions/scimd",
         "./usr/share/zsh/vendor-completions/_scimd",
