@@ -28,7 +28,18 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
                 let groups = store.count(name.clone(), Kind::Group).await.unwrap_or(0);
                 tenants.insert(name.clone(), json!({"users": users, "groups": groups}));
             }
-            json!({"ok": true, "version": env!("CARGO_PKG_VERSION"), "commit": env!("SCIMD_COMMIT"), "listen": cfg.server.listen, "tenants": tenants})
+            // A tenant taken out of the file keeps its data, and gets it back if put back:
+            // say so, or it would be invisible.
+            let mut unconfigured = serde_json::Map::new();
+            for name in store.stored_tenants().await.unwrap_or_default() {
+                if !cfg.tenants.contains_key(&name) {
+                    let users = store.count(name.clone(), Kind::User).await.unwrap_or(0);
+                    let groups = store.count(name.clone(), Kind::Group).await.unwrap_or(0);
+                    unconfigured.insert(name, json!({"users": users, "groups": groups}));
+                }
+            }
+            json!({"ok": true, "version": env!("CARGO_PKG_VERSION"), "commit": env!("SCIMD_COMMIT"),
+                "listen": cfg.server.listen, "tenants": tenants, "unconfigured": unconfigured})
         }
         Some("plan") => {
             let tenant = req["tenant"].as_str().unwrap_or_default().to_string();
@@ -95,7 +106,11 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
                         .iter()
                         .map(|r| {
                             let name = r.body.get(if kind == Kind::User { "userName" } else { "displayName" });
-                            json!({"id": r.id, "name": name, "active": r.body.get("active").cloned().unwrap_or(Value::Bool(true))})
+                            match kind {
+                                Kind::User => json!({"id": r.id, "name": name,
+                                    "active": r.body.get("active").cloned().unwrap_or(Value::Bool(true))}),
+                                Kind::Group => json!({"id": r.id, "name": name}),
+                            }
                         })
                         .collect();
                     json!({"ok": true, "list": items, "total": page.total})

@@ -1,10 +1,11 @@
-//! Editing the configuration file in place for `scimd tenant add` and `scimd token --tenant`:
-//! the admin's comments and layout stay as they were (toml_edit), the result is validated
-//! before it replaces the file, and the replacement is atomic.
+//! Editing the configuration file in place for `scimd tenant add` and `scimd token --tenant`
+//! / `scimd token remove`: the admin's comments and layout stay as they were (toml_edit), the
+//! result is validated before it replaces the file, and the replacement is atomic.
 
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
-use toml_edit::{Array, DocumentMut, InlineTable, Item, Table, value};
+use toml_edit::{Array, DocumentMut, InlineTable, Item, Table, Value, value};
 
 use crate::auth::{digest, generate_token, hex};
 use crate::config::{Config, Scope, valid_tenant_name};
@@ -33,6 +34,40 @@ fn token_entry(name: &str, hash: &str, scope: Scope) -> InlineTable {
     t
 }
 
+/// Lay `tokens = [...]` out one entry per line with a trailing comma, keeping any comments
+/// written between the entries.
+fn one_per_line(arr: &mut Array) {
+    fn comments(raw: Option<&str>) -> String {
+        raw.unwrap_or_default()
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with('#'))
+            .map(|l| format!("\n  {l}"))
+            .collect()
+    }
+    for v in arr.iter_mut() {
+        let decor = v.decor_mut();
+        let before = comments(decor.prefix().and_then(|p| p.as_str()));
+        decor.set_prefix(format!("{before}\n  "));
+        if !decor
+            .suffix()
+            .and_then(|s| s.as_str())
+            .unwrap_or_default()
+            .contains('#')
+        {
+            decor.set_suffix("");
+        }
+    }
+    let after = comments(arr.trailing().as_str());
+    arr.set_trailing(format!("{after}\n"));
+    arr.set_trailing_comma(true);
+}
+
+/// The file a possibly symlinked `--config` names: edits go to it, so the link stays.
+fn target(path: &Path) -> Result<PathBuf, EditError> {
+    std::fs::canonicalize(path).map_err(|e| EditError::Read(path.display().to_string(), e))
+}
+
 fn load(path: &Path) -> Result<DocumentMut, EditError> {
     let p = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| EditError::Read(p.clone(), e))?;
@@ -40,12 +75,26 @@ fn load(path: &Path) -> Result<DocumentMut, EditError> {
         .map_err(|e| EditError::Parse(p, e))
 }
 
-/// Write `doc` next to `path`, check it loads as a valid configuration, then rename it over.
+/// Write `doc` next to `path`'s target, check it loads as a valid configuration, then rename
+/// it over the target (a symlink at `path` keeps pointing at it).
 fn save(path: &Path, doc: &DocumentMut) -> Result<(), EditError> {
     let p = path.display().to_string();
-    let tmp = path.with_extension("toml.new");
-    let meta = std::fs::metadata(path).ok();
-    std::fs::write(&tmp, doc.to_string()).map_err(|e| EditError::Write(p.clone(), e))?;
+    let real = target(path)?;
+    let mut tmp = real.clone().into_os_string();
+    tmp.push(".new");
+    let tmp = PathBuf::from(tmp);
+    let meta = std::fs::metadata(&real).ok();
+    let written = (|| {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        // Readable by nobody else until it has the original's mode.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts.open(&tmp)?;
+        f.write_all(doc.to_string().as_bytes())?;
+        f.sync_all()
+    })();
+    written.map_err(|e| EditError::Write(p.clone(), e))?;
     // The replacement keeps the original's mode and owner (root:scimd 0640 when packaged).
     if let Some(m) = meta {
         let _ = std::fs::set_permissions(&tmp, m.permissions());
@@ -62,12 +111,14 @@ fn save(path: &Path, doc: &DocumentMut) -> Result<(), EditError> {
             .retain(|p| p.starts_with("tenants") || !p.contains(": "));
         if !e.problems.is_empty() {
             let _ = std::fs::remove_file(&tmp);
+            // The admin knows the file by the name they gave, not by our temporary copy.
+            e.file = path.to_path_buf();
             return Err(EditError::Invalid(format!(
                 "the edited file would not be valid, nothing was changed:\n{e}"
             )));
         }
     }
-    std::fs::rename(&tmp, path).map_err(|e| EditError::Write(p, e))
+    std::fs::rename(&tmp, &real).map_err(|e| EditError::Write(p, e))
 }
 
 fn new_token() -> Result<(String, String), EditError> {
@@ -76,14 +127,42 @@ fn new_token() -> Result<(String, String), EditError> {
     Ok((tok, hash))
 }
 
+/// The highest position of any table in the file, so a new one can be placed after it.
+fn last_position(t: &Table) -> usize {
+    let mut last = t.position().unwrap_or(0);
+    for (_, item) in t.iter() {
+        match item {
+            Item::Table(sub) => last = last.max(last_position(sub)),
+            Item::ArrayOfTables(a) => {
+                for sub in a.iter() {
+                    last = last.max(last_position(sub));
+                }
+            }
+            _ => {}
+        }
+    }
+    last
+}
+
 /// Add tenant `name` with one `provision` token named `token_name`; returns the token.
+///
+/// The table goes at the very end of the file: comments after the last tenant are usually
+/// its commented-out options, and must stay with it.
 pub fn add_tenant(path: &Path, name: &str, token_name: &str) -> Result<String, EditError> {
     if !valid_tenant_name(name) {
         return Err(EditError::Invalid(format!(
             "\"{name}\" is not a valid tenant name: use a-z, 0-9, '-' and '_' (1 to 64 characters)"
         )));
     }
-    let mut doc = load(path)?;
+    let mut doc = load(&target(path)?)?;
+    let position = last_position(doc.as_table()) + 1;
+    // Whatever followed the last table (comments, blank lines) goes above the new one.
+    let before = doc
+        .trailing()
+        .as_str()
+        .unwrap_or_default()
+        .trim_end()
+        .to_string();
     let tenants = doc
         .entry("tenants")
         .or_insert_with(|| {
@@ -99,13 +178,33 @@ pub fn add_tenant(path: &Path, name: &str, token_name: &str) -> Result<String, E
         )));
     }
     let (tok, hash) = new_token()?;
-    let mut t = Table::new();
     let mut arr = Array::new();
     arr.push(token_entry(token_name, &hash, Scope::Provision));
+    one_per_line(&mut arr);
+    let mut t = Table::new();
     t.insert("tokens", value(arr));
+    t.set_position(position);
+    t.decor_mut().set_prefix(if before.is_empty() {
+        "\n".to_string()
+    } else {
+        format!("{before}\n\n")
+    });
     tenants.insert(name, Item::Table(t));
+    doc.set_trailing("");
     save(path, &doc)?;
     Ok(tok)
+}
+
+/// Tenant `tenant`'s table, for editing.
+fn tenant_table<'a>(
+    doc: &'a mut DocumentMut,
+    path: &Path,
+    tenant: &str,
+) -> Result<&'a mut dyn toml_edit::TableLike, EditError> {
+    doc.get_mut("tenants")
+        .and_then(|t| t.get_mut(tenant))
+        .and_then(Item::as_table_like_mut)
+        .ok_or_else(|| EditError::Invalid(format!("no tenant \"{tenant}\" in {}", path.display())))
 }
 
 /// Add a token to an existing tenant (rotation: add, switch the IdP, then remove the old).
@@ -115,31 +214,25 @@ pub fn add_token(
     token_name: &str,
     scope: Scope,
 ) -> Result<String, EditError> {
-    let mut doc = load(path)?;
-    let t = doc
-        .get_mut("tenants")
-        .and_then(|t| t.get_mut(tenant))
-        .and_then(Item::as_table_like_mut)
-        .ok_or_else(|| {
-            EditError::Invalid(format!("no tenant \"{tenant}\" in {}", path.display()))
-        })?;
+    let mut doc = load(&target(path)?)?;
+    let t = tenant_table(&mut doc, path, tenant)?;
     let (tok, hash) = new_token()?;
     let entry = token_entry(token_name, &hash, scope);
     match t.get_mut("tokens") {
         Some(item) => {
             if let Some(arr) = item.as_array_mut() {
                 arr.push(entry);
+                one_per_line(arr);
             } else if let Some(aot) = item.as_array_of_tables_mut() {
                 aot.push(entry.into_table());
             } else {
-                return Err(EditError::Invalid(format!(
-                    "tenants.{tenant}.tokens is not a list"
-                )));
+                return Err(not_a_list(tenant));
             }
         }
         None => {
             let mut arr = Array::new();
             arr.push(entry);
+            one_per_line(&mut arr);
             t.insert("tokens", value(arr));
         }
     }
@@ -147,24 +240,85 @@ pub fn add_token(
     Ok(tok)
 }
 
+fn not_a_list(tenant: &str) -> EditError {
+    EditError::Invalid(format!("tenants.{tenant}.tokens is not a list"))
+}
+
+/// Remove token `token_name` from `tenant`. A tenant's last token is not removed: a tenant
+/// without tokens is an invalid configuration, and removing the tenant is the admin's call.
+pub fn remove_token(path: &Path, tenant: &str, token_name: &str) -> Result<(), EditError> {
+    let mut doc = load(&target(path)?)?;
+    let t = tenant_table(&mut doc, path, tenant)?;
+    let item = t.get_mut("tokens").ok_or_else(|| not_a_list(tenant))?;
+    let names: Vec<String> = if let Some(arr) = item.as_array() {
+        arr.iter()
+            .map(|v| {
+                v.as_inline_table()
+                    .and_then(|e| e.get("name"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    } else if let Some(aot) = item.as_array_of_tables() {
+        aot.iter()
+            .map(|e| {
+                e.get("name")
+                    .and_then(Item::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    } else {
+        return Err(not_a_list(tenant));
+    };
+    let Some(i) = names.iter().position(|n| n == token_name) else {
+        return Err(EditError::Invalid(format!(
+            "tenant \"{tenant}\" has no token \"{token_name}\" in {} (its tokens: {})",
+            path.display(),
+            names.join(", ")
+        )));
+    };
+    if names.len() == 1 {
+        return Err(EditError::Invalid(format!(
+            "\"{token_name}\" is the last token of tenant \"{tenant}\", so it stays: add its \
+             replacement first (`scimd token --tenant {tenant} --name NEW`), or remove the whole \
+             [tenants.{tenant}] table from {} by hand to stop serving the tenant",
+            path.display()
+        )));
+    }
+    if let Some(arr) = item.as_array_mut() {
+        arr.remove(i);
+        one_per_line(arr);
+    } else if let Some(aot) = item.as_array_of_tables_mut() {
+        aot.remove(i);
+    }
+    save(path, &doc)
+}
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn adds_a_tenant_and_a_token_keeping_comments() {
+    fn copy_of(example: &str) -> (tempfile::TempDir, PathBuf, String) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("scimd.toml");
         let original =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml"))
-                .unwrap();
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(example)).unwrap();
         std::fs::write(&path, &original).unwrap();
+        (dir, path, original)
+    }
+
+    fn line(name: &str, tok: &str, extra: &str) -> String {
+        format!(
+            "  {{ name = \"{name}\", sha256 = \"{}\"{extra} }},\n",
+            hex(&digest(tok))
+        )
+    }
+
+    #[test]
+    fn adds_a_tenant_and_a_token_keeping_comments() {
+        let (_dir, path, original) = copy_of("config.example.toml");
         let tok = add_tenant(&path, "acme", "okta").unwrap();
-        let after = std::fs::read_to_string(&path).unwrap();
-        assert!(
-            after.starts_with(&original[..200]),
-            "comments and layout kept"
-        );
         let cfg = Config::load(&path).unwrap();
         assert_eq!(cfg.tenants["acme"].tokens[0].sha256, hex(&digest(&tok)));
         let tok2 = add_token(&path, "acme", "app", Scope::Read).unwrap();
@@ -174,6 +328,16 @@ mod tests {
             (t.name.as_str(), t.scope, t.sha256.clone()),
             ("app", Scope::Read, hex(&digest(&tok2)))
         );
+        // Everything before the new table is as it was; its list has one entry per line.
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!(
+                "{}\n\n[tenants.acme]\ntokens = [\n{}{}]\n",
+                original.trim_end(),
+                line("okta", &tok, ""),
+                line("app", &tok2, ", scope = \"read\"")
+            )
+        );
         assert!(
             add_tenant(&path, "acme", "x")
                 .unwrap_err()
@@ -182,26 +346,144 @@ mod tests {
         );
         assert!(add_tenant(&path, "Bad Name", "x").is_err());
         assert!(add_token(&path, "nosuch", "x", Scope::Provision).is_err());
-        // A duplicate token name would make the file invalid: refused, file unchanged.
+        // A duplicate token name would make the file invalid: refused, file unchanged, and
+        // the message names the admin's file rather than the temporary copy.
         let before = std::fs::read_to_string(&path).unwrap();
+        let err = add_token(&path, "acme", "app", Scope::Read)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("used twice"), "{err}");
         assert!(
-            add_token(&path, "acme", "app", Scope::Read)
-                .unwrap_err()
-                .to_string()
-                .contains("used twice")
+            err.contains(&format!("invalid configuration {}:", path.display())),
+            "{err}"
         );
+        assert!(!err.contains(".new"), "{err}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
     }
 
     #[test]
-    fn the_packaged_config_takes_a_first_tenant_before_certificates_exist() {
+    fn a_new_tenant_goes_below_every_comment_of_the_one_before() {
+        for example in ["config.example.toml", "packaging/scimd.toml"] {
+            let (_dir, path, original) = copy_of(example);
+            let tok = add_tenant(&path, "acme", "okta").unwrap();
+            let after = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(
+                after,
+                format!(
+                    "{}\n\n[tenants.acme]\ntokens = [\n{}]\n",
+                    original.trim_end(),
+                    line("okta", &tok, "")
+                ),
+                "{example}"
+            );
+            // A second one goes after the first, not between it and its options.
+            let tok2 = add_tenant(&path, "beta", "okta").unwrap();
+            assert_eq!(
+                std::fs::read_to_string(&path).unwrap(),
+                format!(
+                    "{after}\n[tenants.beta]\ntokens = [\n{}]\n",
+                    line("okta", &tok2, "")
+                ),
+                "{example}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_new_tenant_goes_after_tables_that_follow_the_tenants() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("scimd.toml");
-        std::fs::copy(
-            concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/scimd.toml"),
+        let hash = hex(&digest("t"));
+        let text = format!(
+            "[tenants.a]\ntokens = [{{ name = \"x\", sha256 = \"{hash}\" }}]\n[log]\nlevel = \"info\"\n# last words"
+        );
+        std::fs::write(&path, &text).unwrap();
+        add_tenant(&path, "b", "y").unwrap();
+        let after = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            after.starts_with(&format!("{text}\n\n[tenants.b]\n")),
+            "{after}"
+        );
+    }
+
+    #[test]
+    fn adding_a_token_lays_the_list_out_one_per_line_keeping_its_comments() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scimd.toml");
+        let (h1, h2) = (hex(&digest("one")), hex(&digest("two")));
+        std::fs::write(
             &path,
+            format!(
+                "# top\n[tenants.a]\n# the IdP\ntokens = [{{ name = \"x\", sha256 = \"{h1}\" }}, # old one\n  {{ name = \"y\", sha256 = \"{h2}\" }}] # after\n"
+            ),
         )
         .unwrap();
+        let tok = add_token(&path, "a", "z", Scope::Provision).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!(
+                "# top\n[tenants.a]\n# the IdP\ntokens = [\n{}  # old one\n{}{}] # after\n",
+                line("x", "one", ""),
+                line("y", "two", ""),
+                line("z", &tok, "")
+            )
+        );
+    }
+
+    #[test]
+    fn removes_a_token_but_not_the_last_or_a_missing_one() {
+        let (_dir, path, original) = copy_of("config.example.toml");
+        let tok = add_tenant(&path, "acme", "okta").unwrap();
+        add_token(&path, "acme", "old", Scope::Read).unwrap();
+        remove_token(&path, "acme", "old").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!(
+                "{}\n\n[tenants.acme]\ntokens = [\n{}]\n",
+                original.trim_end(),
+                line("okta", &tok, "")
+            )
+        );
+        let before = std::fs::read_to_string(&path).unwrap();
+        for (tenant, name, want) in [
+            ("acme", "old", "tenant \"acme\" has no token \"old\""),
+            ("nosuch", "okta", "no tenant \"nosuch\""),
+            ("acme", "okta", "remove the whole [tenants.acme] table"),
+        ] {
+            let err = remove_token(&path, tenant, name).unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn edits_through_a_symlink_change_the_target_and_keep_the_link_and_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, real, _) = copy_of("config.example.toml");
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let links = tempfile::tempdir().unwrap();
+        let link = links.path().join("link.toml");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let tok = add_tenant(&link, "acme", "okta").unwrap();
+        assert_eq!(std::fs::read_link(&link).unwrap(), real);
+        let cfg = Config::load(&real).unwrap();
+        assert_eq!(cfg.tenants["acme"].tokens[0].sha256, hex(&digest(&tok)));
+        let mode = std::fs::metadata(&real).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o640);
+        // The temporary copy was made beside the target and is gone.
+        for d in [dir.path(), links.path()] {
+            let names: Vec<_> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names.len(), 1, "{names:?}");
+        }
+    }
+
+    #[test]
+    fn the_packaged_config_takes_a_first_tenant_before_certificates_exist() {
+        let (_dir, path, _) = copy_of("packaging/scimd.toml");
         let err = Config::load(&path).unwrap_err().to_string();
         assert!(
             err.contains("tls.cert: cannot read") && err.contains("no tenant configured"),

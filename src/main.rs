@@ -19,7 +19,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(
     name = "scimd",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("SCIMD_COMMIT"), ")"),
     about = "SCIM 2.0 provisioning endpoint for Okta, Entra ID, OneLogin and JumpCloud"
 )]
 struct Cli {
@@ -37,12 +37,18 @@ enum Command {
     },
     /// Validate a configuration file and exit (non-zero when it has problems).
     CheckConfig {
+        /// Configuration file (TOML).
         #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
         config: PathBuf,
     },
-    /// Make a new bearer token. With --tenant, add it to that tenant in the config file;
-    /// without, print it and the config line holding its hash.
+    /// Make a new bearer token (`scimd token remove` takes one out of a tenant).
+    ///
+    /// With --tenant, the token is added to that tenant in the config file; without, it is
+    /// printed with the config lines that would hold its hash.
+    #[command(args_conflicts_with_subcommands = true)]
     Token {
+        #[command(subcommand)]
+        action: Option<TokenAction>,
         /// Name shown in logs for requests made with this token.
         #[arg(long, default_value = "idp")]
         name: String,
@@ -52,6 +58,7 @@ enum Command {
         /// `provision` (full SCIM) or `read` (GET and search only).
         #[arg(long, default_value = "provision")]
         scope: String,
+        /// Configuration file (TOML) that --tenant edits.
         #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
         config: PathBuf,
         /// Instead of making a token, read one from standard input and print its hash.
@@ -60,64 +67,80 @@ enum Command {
     },
     /// Print a tenant's paid-plan summary (works while the daemon runs).
     Plan {
+        /// Tenant whose [tenants.NAME.plan] to summarise.
         tenant: String,
+        /// Configuration file (TOML).
         #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
         config: PathBuf,
     },
     /// Print the version, tenants and their user and group counts.
     Status {
+        /// Configuration file (TOML).
         #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
         config: PathBuf,
     },
     /// Write a consistent copy of the database to FILE (while the daemon keeps serving).
     Backup {
-        #[arg(long)]
+        /// File to write the copy to.
+        #[arg(long, value_name = "FILE")]
         to: PathBuf,
+        /// Configuration file (TOML).
         #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
         config: PathBuf,
     },
     /// Replace the database with a backup. Refuses while the daemon runs.
     Restore {
-        #[arg(long)]
+        /// Backup file written by `scimd backup`.
+        #[arg(long, value_name = "FILE")]
         from: PathBuf,
+        /// Configuration file (TOML).
         #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
         config: PathBuf,
     },
     /// Check every index against the resources, membership both ways, counters and events.
     Verify {
+        /// Configuration file (TOML).
         #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
         config: PathBuf,
     },
     /// Write a tenant's users and groups as SCIM JSON Lines to standard output.
     Export {
+        /// Tenant to export.
         #[arg(long)]
         tenant: String,
+        /// Configuration file (TOML).
         #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
         config: PathBuf,
     },
     /// Load SCIM JSON Lines written by `scimd export` into a tenant, keeping ids.
     Import {
+        /// Tenant to load into.
         #[arg(long)]
         tenant: String,
-        #[arg(long)]
+        /// JSON Lines file written by `scimd export`.
+        #[arg(long, value_name = "FILE")]
         from: PathBuf,
+        /// Configuration file (TOML).
         #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
         config: PathBuf,
     },
     /// List a tenant's users (works while the daemon runs).
     Users {
         #[command(subcommand)]
-        action: ListAction,
+        action: UsersAction,
     },
     /// List a tenant's groups (works while the daemon runs).
     Groups {
         #[command(subcommand)]
-        action: ListAction,
+        action: GroupsAction,
     },
     /// Print the manual page (roff) generated from these definitions.
     Man,
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// Shell to print completions for.
+        shell: clap_complete::Shell,
+    },
     /// Manage tenants in the config file.
     Tenant {
         #[command(subcommand)]
@@ -126,19 +149,56 @@ enum Command {
 }
 
 #[derive(Subcommand)]
-enum ListAction {
-    /// Print id, name and status, one per line.
-    List {
+enum TokenAction {
+    /// Remove a token from a tenant in the config file; the server refuses it after a reload.
+    Remove {
+        /// Tenant that holds the token.
         #[arg(long)]
         tenant: String,
+        /// Name of the token, as in the tenant's tokens list.
+        #[arg(long)]
+        name: String,
+        /// Configuration file (TOML).
+        #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
+        config: PathBuf,
+    },
+}
+
+/// What `users list` and `groups list` share.
+#[derive(clap::Args)]
+struct ListArgs {
+    /// Tenant to list.
+    #[arg(long)]
+    tenant: String,
+    /// Most lines printed.
+    #[arg(long, default_value_t = 1000)]
+    limit: u64,
+    /// Configuration file (TOML).
+    #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum UsersAction {
+    /// Print each user's id, userName and active or inactive, one per line.
+    List {
+        #[command(flatten)]
+        list: ListArgs,
         /// A SCIM filter, e.g. 'userName sw "a"' or 'active eq false'.
         #[arg(long)]
         filter: Option<String>,
-        /// Most lines printed.
-        #[arg(long, default_value_t = 1000)]
-        limit: u64,
-        #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
-        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum GroupsAction {
+    /// Print each group's id and displayName, one per line.
+    List {
+        #[command(flatten)]
+        list: ListArgs,
+        /// A SCIM filter, e.g. 'displayName sw "Eng"' or 'displayName eq "Sales"'.
+        #[arg(long)]
+        filter: Option<String>,
     },
 }
 
@@ -146,7 +206,9 @@ enum ListAction {
 enum TenantAction {
     /// Add a tenant with a fresh provisioning token, and print its Base URL and token.
     Add {
+        /// Tenant name (a-z, 0-9, '-', '_'); it is part of the tenant's Base URL.
         name: String,
+        /// Configuration file (TOML) to add the tenant to.
         #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
         config: PathBuf,
         /// Name of the first token (shown in logs).
@@ -176,13 +238,38 @@ fn main() -> ExitCode {
             }
         },
         Command::Token {
+            action:
+                Some(TokenAction::Remove {
+                    tenant,
+                    name,
+                    config,
+                }),
+            ..
+        } => match scimd::config_edit::remove_token(&config, &tenant, &name) {
+            Ok(()) => {
+                println!(
+                    "Removed token \"{name}\" from tenant {tenant} in {}.",
+                    config.display()
+                );
+                println!(
+                    "scimd accepts it until it reloads: run `systemctl reload scimd` (or send SIGHUP)."
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Token {
+            action: None,
             name,
             tenant,
             scope,
             config,
             hash_stdin,
         } => {
-            let scope = match scope.as_str() {
+            let parsed = match scope.as_str() {
                 "provision" => Scope::Provision,
                 "read" => Scope::Read,
                 other => {
@@ -191,10 +278,10 @@ fn main() -> ExitCode {
                 }
             };
             match tenant {
-                Some(t) => match scimd::config_edit::add_token(&config, &t, &name, scope) {
+                Some(t) => match scimd::config_edit::add_token(&config, &t, &name, parsed) {
                     Ok(tok) => {
                         println!(
-                            "Added token \"{name}\" ({scope:?}) to tenant {t} in {}.",
+                            "Added token \"{name}\" (scope {scope}) to tenant {t} in {}.",
                             config.display()
                         );
                         println!("Token (shown only now; scimd keeps only its hash):");
@@ -207,7 +294,7 @@ fn main() -> ExitCode {
                         ExitCode::from(2)
                     }
                 },
-                None => token(&name, hash_stdin),
+                None => token(&name, parsed, hash_stdin),
             }
         }
         Command::Plan { tenant, config } => admin(
@@ -223,29 +310,11 @@ fn main() -> ExitCode {
             config,
         } => import(&config, &tenant, &from),
         Command::Users {
-            action:
-                ListAction::List {
-                    tenant,
-                    filter,
-                    limit,
-                    config,
-                },
-        } => admin(
-            &config,
-            serde_json::json!({"cmd": "list", "kind": "User", "tenant": tenant, "filter": filter, "limit": limit}),
-        ),
+            action: UsersAction::List { filter, list },
+        } => list_cmd("User", filter, list),
         Command::Groups {
-            action:
-                ListAction::List {
-                    tenant,
-                    filter,
-                    limit,
-                    config,
-                },
-        } => admin(
-            &config,
-            serde_json::json!({"cmd": "list", "kind": "Group", "tenant": tenant, "filter": filter, "limit": limit}),
-        ),
+            action: GroupsAction::List { filter, list },
+        } => list_cmd("Group", filter, list),
         Command::Man => {
             let man = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
             match man.render(&mut std::io::stdout()) {
@@ -270,14 +339,9 @@ fn main() -> ExitCode {
         } => match scimd::config_edit::add_tenant(&config, &name, &token_name) {
             Ok(tok) => {
                 // The file may still lack a certificate; the URL is known regardless.
-                let base = Config::load(&config)
+                let (base, note) = Config::load(&config)
                     .map_or_else(|e| e.parsed.map(|c| *c), Some)
-                    .map(|c| {
-                        c.server.public_url.clone().unwrap_or_else(|| {
-                            let scheme = if c.server.plain_http { "http" } else { "https" };
-                            format!("{scheme}://{}", c.server.listen)
-                        })
-                    })
+                    .map(|c| base_url(&c.server, &c.server.listen))
                     .unwrap_or_default();
                 println!(
                     "Added tenant {name} to {}. Load it with `systemctl reload scimd` (or SIGHUP).",
@@ -285,12 +349,12 @@ fn main() -> ExitCode {
                 );
                 println!();
                 println!("Paste these two values into your identity provider:");
-                println!(
-                    "  Base URL:     {}/tenants/{name}/scim/v2",
-                    base.trim_end_matches('/')
-                );
+                println!("  Base URL:     {base}/tenants/{name}/scim/v2");
                 println!("  Bearer token: {tok}");
                 println!();
+                if let Some(n) = note {
+                    println!("{n}");
+                }
                 println!("The token is shown only now; scimd keeps only its SHA-256.");
                 ExitCode::SUCCESS
             }
@@ -302,6 +366,53 @@ fn main() -> ExitCode {
     }
 }
 
+fn list_cmd(kind: &str, filter: Option<String>, list: ListArgs) -> ExitCode {
+    let ListArgs {
+        tenant,
+        limit,
+        config,
+    } = list;
+    admin(
+        &config,
+        serde_json::json!({"cmd": "list", "kind": kind, "tenant": tenant, "filter": filter, "limit": limit}),
+    )
+}
+
+/// The URL an IdP should use to reach a server listening on `addr` (without the trailing
+/// `/scim/v2`), and a note for the admin when that is only a guess: an unspecified listen
+/// host (0.0.0.0) is no address a client can use, and a loopback one serves this machine only.
+fn base_url(server: &scimd::config::ServerConfig, addr: &str) -> (String, Option<String>) {
+    if let Some(u) = &server.public_url {
+        return (u.trim_end_matches('/').to_string(), None);
+    }
+    let scheme = if server.plain_http { "http" } else { "https" };
+    let Ok(sock) = addr.parse::<std::net::SocketAddr>() else {
+        return (format!("{scheme}://{addr}"), None);
+    };
+    let advice = "set server.public_url in the config file to the https address your IdP \
+                  reaches (e.g. https://scim.corp.example:8443)";
+    if sock.ip().is_unspecified() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        let note = format!(
+            "Note: server.listen is {addr}, so this Base URL uses the machine's host name {host}; \
+             if your IdP reaches scimd by another name, {advice}."
+        );
+        (format!("{scheme}://{host}:{}", sock.port()), Some(note))
+    } else if sock.ip().is_loopback() {
+        let note = format!(
+            "Note: {} is reachable only from this machine; {advice}.",
+            sock.ip()
+        );
+        (format!("{scheme}://{sock}"), Some(note))
+    } else {
+        (format!("{scheme}://{sock}"), None)
+    }
+}
+
 /// Ask the running daemon over its admin socket, or read the database directly when no
 /// daemon runs.
 fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCode {
@@ -310,12 +421,15 @@ fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCode {
         Err(c) => return c,
     };
     let answer = rt.block_on(async {
-        if let Some(a) = scimd::admin::ask(&scimd::admin::socket_path(&cfg), &req).await {
+        if let Some(mut a) = scimd::admin::ask(&scimd::admin::socket_path(&cfg), &req).await {
+            a["daemon"] = true.into();
             return Ok(a);
         }
         let store = scimd::store::Store::open(&cfg.storage.db_path(), 16 << 20)
             .map_err(|e| e.to_string())?;
-        Ok::<_, String>(scimd::admin::answer(&store, &cfg, &req).await)
+        let mut a = scimd::admin::answer(&store, &cfg, &req).await;
+        a["daemon"] = false.into();
+        Ok::<_, String>(a)
     });
     match answer {
         Ok(a) if a["ok"] == true => {
@@ -545,16 +659,14 @@ fn restore(config: &std::path::Path, from: &std::path::Path) -> ExitCode {
 fn print_answer(a: &serde_json::Value) {
     if let Some(items) = a["list"].as_array() {
         for it in items {
-            let state = if it["active"] == false {
-                "inactive"
-            } else {
-                "active"
-            };
-            println!(
-                "{}  {}  {state}",
+            let (id, name) = (
                 it["id"].as_str().unwrap_or_default(),
-                it["name"].as_str().unwrap_or_default()
+                it["name"].as_str().unwrap_or_default(),
             );
+            match it["active"].as_bool() {
+                Some(a) => println!("{id}  {name}  {}", if a { "active" } else { "inactive" }),
+                None => println!("{id}  {name}"),
+            }
         }
         eprintln!("{} of {} shown", items.len(), a["total"]);
         return;
@@ -582,10 +694,18 @@ fn print_answer(a: &serde_json::Value) {
         println!("deactivated: {}", a["deactivated"]);
         return;
     }
+    let running = if a["daemon"] == true {
+        format!(
+            "running, listening on {}",
+            a["listen"].as_str().unwrap_or_default()
+        )
+    } else {
+        "not running (read from the database file)".to_string()
+    };
     println!(
-        "scimd {} (listen {})",
+        "scimd {} (commit {}): {running}",
         a["version"].as_str().unwrap_or_default(),
-        a["listen"].as_str().unwrap_or_default()
+        a["commit"].as_str().unwrap_or_default(),
     );
     for (name, t) in a["tenants"].as_object().into_iter().flatten() {
         println!(
@@ -593,9 +713,15 @@ fn print_answer(a: &serde_json::Value) {
             t["users"], t["groups"]
         );
     }
+    for (name, t) in a["unconfigured"].as_object().into_iter().flatten() {
+        println!(
+            "  tenant {name} (not in the config file; its data stays and returns if [tenants.{name}] is added back): {} users, {} groups",
+            t["users"], t["groups"]
+        );
+    }
 }
 
-fn token(name: &str, hash_stdin: bool) -> ExitCode {
+fn token(name: &str, scope: Scope, hash_stdin: bool) -> ExitCode {
     if hash_stdin {
         let mut s = String::new();
         if std::io::stdin().read_to_string(&mut s).is_err() {
@@ -613,11 +739,18 @@ fn token(name: &str, hash_stdin: bool) -> ExitCode {
         }
     };
     let hash = scimd::auth::hex(&scimd::auth::digest(&tok));
-    println!("Token (give it to the IdP; it is shown only now and stored nowhere):");
+    let scope = if scope == Scope::Read {
+        ", scope = \"read\""
+    } else {
+        ""
+    };
+    println!("Token (shown only now and stored nowhere):");
     println!("  {tok}");
     println!();
-    println!("Add this line to the tenant's tokens list in the config file:");
-    println!("  {{ name = \"{name}\", sha256 = \"{hash}\" }}");
+    println!("For an IdP or application, add this line to the tenant's tokens list:");
+    println!("  {{ name = \"{name}\", sha256 = \"{hash}\"{scope} }},");
+    println!("For /metrics, put this line under [server] instead:");
+    println!("  metrics_token_sha256 = \"{hash}\"");
     ExitCode::SUCCESS
 }
 
@@ -714,12 +847,13 @@ fn serve(path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         };
         let addr = server.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        let scheme = if cfg.server.plain_http { "http" } else { "https" };
-        let base = cfg.server.public_url.clone().unwrap_or_else(|| format!("{scheme}://{addr}"));
-        let base = base.trim_end_matches('/');
-        tracing::info!(%addr, tenants = cfg.tenants.len(), "scimd {} listening", env!("CARGO_PKG_VERSION"));
-        eprintln!("scimd {} listening on {addr}", env!("CARGO_PKG_VERSION"));
+        let (base, note) = base_url(&cfg.server, &addr);
+        tracing::info!(%addr, tenants = cfg.tenants.len(), commit = env!("SCIMD_COMMIT"), "scimd {} listening", env!("CARGO_PKG_VERSION"));
+        eprintln!("scimd {} (commit {}) listening on {addr}", env!("CARGO_PKG_VERSION"), env!("SCIMD_COMMIT"));
         eprintln!("  SCIM Base URL: {base}/scim/v2  (or {base}/tenants/NAME/scim/v2)");
+        if let Some(n) = note {
+            eprintln!("  {n}");
+        }
         if let Some(fp) = &server.fingerprint {
             eprintln!("  TLS certificate SHA-256 fingerprint: {fp}");
         }

@@ -329,6 +329,15 @@ impl App {
             if method != Method::GET {
                 return Err(method_not_allowed(&method, "GET"));
             }
+            // RFC 7644 §4: a filter on discovery gets 403, so that a client never takes an
+            // unfiltered answer for a filtered one.
+            if query.get("filter").is_some_and(|f| !f.trim().is_empty()) {
+                return Err(ScimError::new(
+                    403,
+                    None,
+                    "discovery endpoints do not support filter; request them without one",
+                ));
+            }
             let types = [
                 rt.rt(tenant.as_deref(), Kind::User),
                 rt.rt(tenant.as_deref(), Kind::Group),

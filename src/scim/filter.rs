@@ -548,6 +548,17 @@ fn resolve_filter(scope: Scope, f: &Filter) -> ScimResult<Filter> {
                     l.name
                 )));
             }
+            // A date compared with something that is not one would quietly match nothing.
+            if l.ty == AttrType::DateTime
+                && !op.substring()
+                && let CompValue::Str(v) = &value
+                && parse_time(v).is_none()
+            {
+                return Err(ScimError::invalid_filter(format!(
+                    "\"{v}\" is not a date-time; compare \"{}\" with one such as \"2024-05-01T12:00:00Z\"",
+                    l.name
+                )));
+            }
             if op.substring() && !matches!(value, CompValue::Str(_)) {
                 return Err(ScimError::invalid_filter(format!(
                     "{} needs a string value",
@@ -1145,6 +1156,14 @@ mod tests {
             m("meta.Created lt 2015-10-10T14:38:21.8617979-07:00"),
             "unquoted date"
         );
+        // Something that is no date would match nothing, silently: refused instead.
+        for f in [
+            "meta.lastModified gt \"not-a-date\"",
+            "meta.created eq \"2011-08-01\"",
+        ] {
+            assert!(bad(f).detail.contains("not a date-time"), "{f}");
+        }
+        assert!(!m("meta.created eq null") && m("meta.created sw \"2011-08\""));
     }
 
     #[test]

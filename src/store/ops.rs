@@ -1525,6 +1525,23 @@ impl Store {
         .await
     }
 
+    /// Every tenant with users or groups in the database, configured or not.
+    pub async fn stored_tenants(&self) -> ScimResult<Vec<String>> {
+        self.read(move |r: &ReadSide| {
+            let c = r.txn().open_table(COUNTS)?;
+            let mut names: Vec<String> = Vec::new();
+            for e in c.iter()? {
+                let (k, v) = e?;
+                let t = k.value().0;
+                if v.value() > 0 && names.last().is_none_or(|l| l != t) {
+                    names.push(t.to_string());
+                }
+            }
+            Ok(Ok(names))
+        })
+        .await
+    }
+
     /// Events of a tenant after `after`, oldest first, at most `limit`.
     pub async fn events(
         &self,

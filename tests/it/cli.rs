@@ -1,9 +1,41 @@
-//! The command line an admin uses: check-config and token.
+//! The command line an admin uses: check-config, token, tenant add and the help texts.
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use crate::process::{Proc, kill};
 
 fn scimd() -> Command {
     Command::new(env!("CARGO_BIN_EXE_scimd"))
+}
+
+/// `scimd ARGS --config FILE`, which must succeed; its standard output.
+fn run_ok(args: &[&str], config: &Path) -> String {
+    let out = run(args, config);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn run(args: &[&str], config: &Path) -> Output {
+    scimd()
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
+/// The value printed after `prefix` on one of the lines of `text`.
+fn after(text: &str, prefix: &str) -> String {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} in {text}"))
+        .to_string()
 }
 
 #[test]
@@ -70,17 +102,28 @@ fn token_prints_a_token_and_the_matching_config_line() {
     let out = scimd().args(["token", "--name", "okta"]).output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let token = text
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("scimd_")
-                .map(|t| format!("scimd_{t}"))
-        })
-        .unwrap();
+    let token = format!("scimd_{}", after(&text, "scimd_"));
     let hash = scimd::auth::hex(&scimd::auth::digest(&token));
+    // Both places a hash goes: a tenant's tokens list, or /metrics under [server].
     assert!(
-        text.contains(&format!("{{ name = \"okta\", sha256 = \"{hash}\" }}")),
+        text.contains(&format!(
+            "tokens list:\n  {{ name = \"okta\", sha256 = \"{hash}\" }},\n"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "under [server] instead:\n  metrics_token_sha256 = \"{hash}\"\n"
+        )),
+        "{text}"
+    );
+    let out = scimd()
+        .args(["token", "--name", "app", "--scope", "read"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("{ name = \"app\", sha256 = \"") && text.contains("\", scope = \"read\" },"),
         "{text}"
     );
     let mut child = scimd()
@@ -124,11 +167,11 @@ async fn tenant_add_prints_values_that_work_against_the_server() {
         text.contains("Base URL:     https://127.0.0.1:8443/tenants/acme/scim/v2"),
         "{text}"
     );
-    let token = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Bearer token: "))
-        .unwrap()
-        .to_string();
+    assert!(
+        text.contains("Note: 127.0.0.1 is reachable only from this machine; set server.public_url"),
+        "{text}"
+    );
+    let token = after(&text, "Bearer token: ");
     // A second token with read scope for the application.
     let out = scimd()
         .args([
@@ -142,14 +185,9 @@ async fn tenant_add_prints_values_that_work_against_the_server() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let reader = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("scimd_")
-                .map(|t| format!("scimd_{t}"))
-        })
-        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Added token \"app\" (scope read)"), "{text}");
+    let reader = format!("scimd_{}", after(&text, "scimd_"));
 
     let mut cfg = scimd::config::Config::load(&path).unwrap();
     cfg.server.listen = "127.0.0.1:0".into();
@@ -181,4 +219,199 @@ async fn tenant_add_prints_values_that_work_against_the_server() {
         )
         .await;
     assert_eq!(r.status, 200);
+}
+
+/// A copy of a shipped config in a temp dir; the packaged one evaluates with a self-signed
+/// certificate, so `check-config` can pass without certificate files.
+fn shipped(example: &str) -> (tempfile::TempDir, std::path::PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scimd.toml");
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(example))
+        .unwrap()
+        .replace(
+            "cert = \"/etc/scimd/tls/fullchain.pem\"\nkey = \"/etc/scimd/tls/key.pem\"",
+            "self_signed = true",
+        );
+    std::fs::write(&path, &text).unwrap();
+    (dir, path, text)
+}
+
+#[test]
+fn tenant_add_appends_the_tenant_below_all_comments_of_both_shipped_configs() {
+    for example in ["config.example.toml", "packaging/scimd.toml"] {
+        let (_dir, path, original) = shipped(example);
+        let out = run_ok(&["tenant", "add", "acme", "--token-name", "okta"], &path);
+        let hash = scimd::auth::hex(&scimd::auth::digest(&after(&out, "Bearer token: ")));
+        // The comments that ended the file (the demo tenant's commented-out options in the
+        // example, "One table per tenant..." in the packaged one) stay above the new table.
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!(
+                "{}\n\n[tenants.acme]\ntokens = [\n  {{ name = \"okta\", sha256 = \"{hash}\" }},\n]\n",
+                original.trim_end()
+            ),
+            "{example}"
+        );
+        let ok = run_ok(&["check-config"], &path);
+        assert!(ok.contains(": OK ("), "{example}: {ok}");
+    }
+}
+
+#[test]
+fn tenant_add_base_url_uses_public_url_or_the_host_name_never_0_0_0_0() {
+    let (_dir, path, _) = shipped("packaging/scimd.toml");
+    let out = run_ok(&["tenant", "add", "acme"], &path);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    assert!(
+        out.contains(&format!(
+            "Base URL:     https://{host}:8443/tenants/acme/scim/v2\n"
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("0.0.0.0:8443/"), "{out}");
+    assert!(
+        out.contains("Note: server.listen is 0.0.0.0:8443, so this Base URL uses the machine's host name")
+            && out.contains("set server.public_url in the config file to the https address your IdP reaches (e.g. https://scim.corp.example:8443)."),
+        "{out}"
+    );
+
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "# public_url = \"https://scim.corp.example:8443\"",
+        "public_url = \"https://scim.example.net/\"",
+    );
+    std::fs::write(&path, text).unwrap();
+    let out = run_ok(&["tenant", "add", "beta"], &path);
+    assert!(
+        out.contains("Base URL:     https://scim.example.net/tenants/beta/scim/v2\n"),
+        "{out}"
+    );
+    assert!(!out.contains("Note:"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_remove_takes_a_token_out_and_a_reload_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scimd.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"127.0.0.1:0\"\n[tls]\nself_signed = true\n[storage]\ndir = \"state\"\n",
+    )
+    .unwrap();
+    let out = run_ok(&["tenant", "add", "acme", "--token-name", "old"], &path);
+    let old = after(&out, "Bearer token: ");
+    let out = run_ok(&["token", "--tenant", "acme", "--name", "new"], &path);
+    let new = format!("scimd_{}", after(&out, "scimd_"));
+
+    let s = Proc::start(&path);
+    // The banner's Base URL follows the same rule as `tenant add`.
+    let base = format!("SCIM Base URL: https://127.0.0.1:{}/scim/v2", s.port);
+    let note = "Note: 127.0.0.1 is reachable only from this machine; set server.public_url";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !s.log.lock().unwrap().contains(note) {
+        assert!(Instant::now() < deadline, "{}", s.log.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(s.log.lock().unwrap().contains(&base));
+    let users = "/scim/v2/Users";
+    assert_eq!(s.status(users, &old).await, 200);
+
+    let out = run_ok(
+        &["token", "remove", "--tenant", "acme", "--name", "old"],
+        &path,
+    );
+    assert_eq!(
+        out,
+        format!(
+            "Removed token \"old\" from tenant acme in {}.\nscimd accepts it until it reloads: run `systemctl reload scimd` (or send SIGHUP).\n",
+            path.display()
+        )
+    );
+    kill(s.child.id(), "-HUP");
+    assert!(
+        s.until(users, &old, 401).await,
+        "the removed token still works"
+    );
+    assert_eq!(s.status(users, &new).await, 200);
+
+    // Nothing to remove, or the tenant's last token: refused, with the reason.
+    for (args, want) in [
+        (
+            ["token", "remove", "--tenant", "acme", "--name", "old"],
+            "tenant \"acme\" has no token \"old\"",
+        ),
+        (
+            ["token", "remove", "--tenant", "nosuch", "--name", "new"],
+            "no tenant \"nosuch\"",
+        ),
+        (
+            ["token", "remove", "--tenant", "acme", "--name", "new"],
+            "\"new\" is the last token of tenant \"acme\"",
+        ),
+    ] {
+        let out = run(&args, &path);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{err}");
+    }
+}
+
+/// `scimd PATH... -h` and, below it, every subcommand's (`-h`: one line per option).
+fn help_pages(path: Vec<String>, pages: &mut Vec<(Vec<String>, String)>) {
+    let out = scimd().args(&path).arg("-h").output().unwrap();
+    assert!(out.status.success(), "{path:?}");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let subcommands: Vec<String> = text
+        .split("Commands:\n")
+        .nth(1)
+        .map(|rest| {
+            rest.lines()
+                .take_while(|l| l.starts_with("  "))
+                .filter_map(|l| l.split_whitespace().next())
+                .filter(|c| *c != "help")
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    pages.push((path.clone(), text));
+    for c in subcommands {
+        let mut sub = path.clone();
+        sub.push(c);
+        help_pages(sub, pages);
+    }
+}
+
+#[test]
+fn every_option_and_argument_is_described() {
+    let mut pages = Vec::new();
+    help_pages(Vec::new(), &mut pages);
+    assert!(pages.len() > 15, "{}", pages.len());
+    for (path, text) in &pages {
+        // An option or argument line: its name, two spaces or more, then its description
+        // (an undescribed one shows nothing there, or only its "[default: ...]").
+        for l in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with(['-', '<']))
+        {
+            let help = l.split_once("  ").map_or("", |(_, h)| h.trim());
+            assert!(
+                !help.is_empty() && !help.starts_with('['),
+                "scimd {}: {l:?} has no description",
+                path.join(" ")
+            );
+        }
+    }
+    let groups = &pages
+        .iter()
+        .find(|(p, _)| p == &["groups", "list"])
+        .unwrap()
+        .1;
+    assert!(
+        groups.contains("group's id and displayName")
+            && groups.contains("'displayName sw \"Eng\"'")
+            && !groups.contains("userName"),
+        "{groups}"
+    );
 }

@@ -30,6 +30,14 @@ async fn service_provider_config_states_the_truth() {
             .status,
         200
     );
+    // A filter would be ignored, so it is refused (RFC 7644 §4).
+    for path in [
+        "/ServiceProviderConfig?filter=patch.supported eq true",
+        "/Schemas?filter=id eq \"x\"",
+        "/ResourceTypes?filter=name eq \"User\"",
+    ] {
+        assert_error(&s.get(path).await, 403, None);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use scimd::auth::{digest, hex};
 
-struct Proc {
-    child: Child,
-    port: u16,
-    log: Arc<Mutex<String>>,
-    client: reqwest::Client,
+/// `scimd serve` as a process until dropped, with its standard error collected.
+pub(crate) struct Proc {
+    pub(crate) child: Child,
+    pub(crate) port: u16,
+    pub(crate) log: Arc<Mutex<String>>,
+    pub(crate) client: reqwest::Client,
 }
 
 fn config_text(dir: &std::path::Path, tokens: &str) -> String {
@@ -28,7 +29,7 @@ fn token_line(name: &str, token: &str) -> String {
     )
 }
 
-fn kill(pid: u32, sig: &str) {
+pub(crate) fn kill(pid: u32, sig: &str) {
     let ok = Command::new("kill")
         .args([sig, &pid.to_string()])
         .status()
@@ -45,7 +46,7 @@ impl Drop for Proc {
 }
 
 impl Proc {
-    fn start(config: &std::path::Path) -> Proc {
+    pub(crate) fn start(config: &std::path::Path) -> Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_scimd"))
             .args(["serve", "--config"])
             .arg(config)
@@ -86,7 +87,7 @@ impl Proc {
         }
     }
 
-    async fn status(&self, path: &str, token: &str) -> u16 {
+    pub(crate) async fn status(&self, path: &str, token: &str) -> u16 {
         self.client
             .get(format!("https://localhost:{}{path}", self.port))
             .bearer_auth(token)
@@ -98,7 +99,7 @@ impl Proc {
     }
 
     /// Wait (bounded) until `path` answers `want` for `token`.
-    async fn until(&self, path: &str, token: &str, want: u16) -> bool {
+    pub(crate) async fn until(&self, path: &str, token: &str, want: u16) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if self.status(path, token).await == want {
@@ -243,11 +244,40 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
         status.contains("tenant acme: 2 users, 0 groups"),
         "{status}"
     );
+    assert!(
+        status.contains(": running, listening on 127.0.0.1:"),
+        "{status}"
+    );
+    let r = p
+        .client
+        .post(format!("https://localhost:{}/scim/v2/Groups", p.port))
+        .bearer_auth("tok")
+        .header("Content-Type", "application/scim+json")
+        .body("{\"displayName\":\"Eng\"}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let groups = run(&["groups", "list", "--tenant", "acme"]);
+    assert!(
+        groups.trim_end().ends_with("  Eng"),
+        "a group has no active state: {groups}"
+    );
     kill(p.child.id(), "-TERM");
     assert!(p.child.wait().unwrap().success());
     // With the daemon stopped, the same command reads the database itself.
     let plan = run(&["plan", "acme"]);
     assert!(plan.contains("paid:        2"), "{plan}");
+    assert!(run(&["status"]).contains(": not running"));
+    // A tenant taken out of the file is still listed, with what it keeps.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("[tenants.acme", "[tenants.other")).unwrap();
+    let status = run(&["status"]);
+    assert!(
+        status.contains("tenant acme (not in the config file")
+            && status.contains("2 users, 1 groups"),
+        "{status}"
+    );
 }
 
 fn scimd_cmd(cfg: &std::path::Path, args: &[&str]) -> std::process::Output {
