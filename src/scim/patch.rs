@@ -501,6 +501,23 @@ fn filtered(op: &Operation, p: &Path, input: &mut Input) -> ScimResult<()> {
     list.retain(|el| el.as_object().is_some_and(|m| !m.is_empty()));
     // Re-run normalisation so `primary` stays unique.
     let normalized = resource::normalize_attr(def, &Value::Array(list))?;
+    // Giving an entry a type another one has would make the two indistinguishable by type
+    // (a user stored with a repeat before the rule existed can still be changed).
+    if let (Some(Value::Array(now)), Some(Value::Array(was))) = (
+        &normalized,
+        container(&input.body, p.attr).and_then(|c| c.get(def.name)),
+    ) {
+        let before = resource::repeated_types(was);
+        if let Some(t) = resource::repeated_types(now)
+            .into_iter()
+            .find(|t| !before.contains(t))
+        {
+            return Err(ScimError::invalid_value(format!(
+                "\"{}\" would hold two entries of type \"{t}\"; each type may appear once",
+                def.name
+            )));
+        }
+    }
     let c = container_mut(&mut input.body, p.attr);
     match normalized {
         Some(v) => {
@@ -643,6 +660,28 @@ mod tests {
         let out = run(Kind::User, u, json!([{"op": "Remove", "path": lower}])).unwrap();
         assert!(out.body.get(ENTERPRISE_SCHEMA).is_none(), "{:?}", out.body);
         assert_eq!(out.body["userName"], json!("bjensen"));
+    }
+
+    #[test]
+    fn a_filter_path_may_not_give_a_second_entry_a_type() {
+        let e = run(
+            Kind::User,
+            user(),
+            json!([{"op": "replace", "path": "emails[value eq \"b@home\"].type", "value": "work"}]),
+        )
+        .unwrap_err();
+        assert!(
+            e.detail.contains("two entries of type \"work\""),
+            "{}",
+            e.detail
+        );
+        let out = run(
+            Kind::User,
+            user(),
+            json!([{"op": "replace", "path": "emails[value eq \"b@home\"].type", "value": "other"}]),
+        )
+        .unwrap();
+        assert_eq!(out.body["emails"][1]["type"], json!("other"));
     }
 
     #[test]
@@ -887,8 +926,15 @@ mod tests {
             )
                 .prop_map(|(u, emails, title)| {
                     let mut b = json!({"userName": u});
+                    // A stored user has each type once.
+                    let mut types = Vec::new();
                     let list: Vec<Value> = emails
                         .into_iter()
+                        .filter(|(_, t)| {
+                            let fresh = !types.contains(t);
+                            types.push(t.clone());
+                            fresh
+                        })
                         .map(|(v, t)| json!({"value": v, "type": t}))
                         .collect();
                     if !list.is_empty() {

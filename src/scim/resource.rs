@@ -175,6 +175,9 @@ pub fn apply_key(
         }
         None => {
             let v = normalize_attr(attr.def, value)?;
+            if let Some(Value::Array(items)) = &v {
+                one_per_type(attr.def, items)?;
+            }
             match (v, mode) {
                 (None, _) => {
                     container.remove(attr.def.name);
@@ -197,7 +200,16 @@ pub fn apply_key(
                             }
                         }
                         for item in new {
-                            push_distinct(list, item);
+                            // An entry of a type already there updates that entry: adding a
+                            // second work email would make `emails[type eq "work"]` ambiguous.
+                            let same = entry_type(&item).and_then(|t| {
+                                list.iter()
+                                    .position(|e| entry_type(e).as_deref() == Some(t.as_str()))
+                            });
+                            match (same.and_then(|i| list.get_mut(i)), item) {
+                                (Some(Value::Object(old)), Value::Object(m)) => old.extend(m),
+                                (_, item) => push_distinct(list, item),
+                            }
                         }
                         fix_primary(list);
                     }
@@ -415,6 +427,38 @@ pub fn normalize_simple(def: &AttrDef, value: &Value, label: &str) -> ScimResult
         (AttrType::String | AttrType::Reference | AttrType::Binary, _) => Err(bad("a string")),
         (AttrType::Complex, _) => Err(bad("a complex object")),
     }
+}
+
+/// A multi-valued entry's `type`, folded for comparing.
+fn entry_type(entry: &Value) -> Option<String> {
+    entry.get("type")?.as_str().map(str::to_lowercase)
+}
+
+/// A type appears at most once among the values a client sends for an attribute (Entra's
+/// rule, idp-notes §3.3): two work emails contradict each other, and `emails[type eq
+/// "work"]` must name one entry.
+fn one_per_type(def: &AttrDef, items: &[Value]) -> ScimResult<()> {
+    match repeated_types(items).first() {
+        Some(t) => Err(ScimError::invalid_value(format!(
+            "\"{}\" holds two entries of type \"{t}\"; each type may appear once",
+            def.name
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The types that more than one entry of `items` has.
+pub fn repeated_types(items: &[Value]) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    let mut twice = Vec::new();
+    for t in items.iter().filter_map(entry_type) {
+        if seen.contains(&t) && !twice.contains(&t) {
+            twice.push(t);
+        } else {
+            seen.push(t);
+        }
+    }
+    twice
 }
 
 /// Whether a multi-valued entry holds anything besides the words about it (`type`,
@@ -716,6 +760,36 @@ mod tests {
             json!({"userName": "a",
                 "emails": [{"value": "b@x", "type": "home", "primary": true}],
                 "addresses": [{"locality": "Oslo", "type": "home"}]})
+        );
+    }
+
+    #[test]
+    fn a_type_appears_once() {
+        let two = json!({"userName": "a", "emails": [
+            {"value": "a@x", "type": "work"}, {"value": "b@x", "type": "Work"}]});
+        let e = normalize(Kind::User, &two).unwrap_err();
+        assert!(e.detail.contains("type \"work\""), "{}", e.detail);
+        // Untyped entries, and one of each type, are fine.
+        let ok = json!({"userName": "a", "emails": [{"value": "a@x"}, {"value": "b@x"},
+            {"value": "c@x", "type": "work"}, {"value": "d@x", "type": "home"}]});
+        assert_eq!(
+            normalize(Kind::User, &ok).unwrap().body["emails"]
+                .as_array()
+                .unwrap()
+                .len(),
+            4
+        );
+        // Adding a work email to a user with one updates it instead of adding a second.
+        let mut input = normalize(
+            Kind::User,
+            &json!({"userName": "a", "emails": [{"value": "a@x", "type": "work", "primary": true}]}),
+        )
+        .unwrap();
+        let add = json!([{"value": "new@x", "type": "WORK"}, {"value": "h@x", "type": "home"}]);
+        apply_key(Kind::User, "emails", &add, &mut input, SetMode::Add).unwrap();
+        assert_eq!(
+            input.body["emails"],
+            json!([{"value": "new@x", "type": "WORK", "primary": true}, {"value": "h@x", "type": "home"}])
         );
     }
 
