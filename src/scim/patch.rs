@@ -466,6 +466,17 @@ fn filtered(op: &Operation, p: &Path, input: &mut Input) -> ScimResult<()> {
                     }
                 },
             };
+            // The entry made primary takes over: the others stop being primary (RFC 7644
+            // §3.5.2), whatever their order.
+            if patch.get("primary") == Some(&Value::Bool(true)) {
+                for (i, el) in list.iter_mut().enumerate() {
+                    if let Some(p) = el.get_mut("primary")
+                        && !hits.contains(&i)
+                    {
+                        *p = Value::Bool(false);
+                    }
+                }
+            }
             if hits.is_empty() {
                 // Entra adds `emails[type eq "work"].value` when no work email exists yet:
                 // create the entry the filter describes, so there is exactly one.
@@ -660,6 +671,21 @@ mod tests {
         let out = run(Kind::User, u, json!([{"op": "Remove", "path": lower}])).unwrap();
         assert!(out.body.get(ENTERPRISE_SCHEMA).is_none(), "{:?}", out.body);
         assert_eq!(out.body["userName"], json!("bjensen"));
+    }
+
+    #[test]
+    fn making_a_later_entry_primary_clears_the_earlier_one() {
+        let out = run(
+            Kind::User,
+            user(),
+            json!([{"op": "replace", "path": "emails[type eq \"home\"].primary", "value": true}]),
+        )
+        .unwrap();
+        assert_eq!(
+            out.body["emails"],
+            json!([{"value": "b@work", "type": "work", "primary": false},
+                   {"value": "b@home", "type": "home", "primary": true}])
+        );
     }
 
     #[test]
