@@ -23,10 +23,13 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
     match req["cmd"].as_str() {
         Some("status") => {
             let mut tenants = serde_json::Map::new();
-            for name in cfg.tenants.keys() {
+            for (name, t) in &cfg.tenants {
                 let users = store.count(name.clone(), Kind::User).await.unwrap_or(0);
                 let groups = store.count(name.clone(), Kind::Group).await.unwrap_or(0);
-                tenants.insert(name.clone(), json!({"users": users, "groups": groups}));
+                tenants.insert(
+                    name.clone(),
+                    json!({"users": users, "groups": groups, "display_name": t.display_name}),
+                );
             }
             // A tenant taken out of the file keeps its data, and gets it back if put back:
             // say so, or it would be invisible.
@@ -125,7 +128,11 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
 }
 
 /// Serve the admin socket until the returned task is aborted.
-pub fn listen(app: Arc<App>, path: &Path) -> std::io::Result<tokio::task::JoinHandle<()>> {
+pub fn listen(
+    app: Arc<App>,
+    path: &Path,
+    bound: std::net::SocketAddr,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
     #[cfg(unix)]
@@ -190,7 +197,15 @@ pub fn listen(app: Arc<App>, path: &Path) -> std::io::Result<tokio::task::JoinHa
                             };
                             out.push_str(&end.to_string());
                         }
-                        _ => out.push_str(&answer(&app.store, &cfg, &req).await.to_string()),
+                        _ => {
+                            let mut a = answer(&app.store, &cfg, &req).await;
+                            // Where it really listens: a changed server.listen waits for a
+                            // restart.
+                            if a.get("listen").is_some() {
+                                a["listen"] = bound.to_string().into();
+                            }
+                            out.push_str(&a.to_string());
+                        }
                     }
                     out.push('\n');
                     if w.write_all(out.as_bytes()).await.is_err() {

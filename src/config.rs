@@ -512,8 +512,8 @@ impl Config {
         }
         if self.tenants.is_empty() {
             p.push(
-                "tenants: no tenant configured; add a [tenants.NAME] table with a token \
-                 (`scimd token` prints one)"
+                "tenants: no tenant configured; add one with `scimd tenant add NAME` \
+                 (to stop serving the last tenant, stop the service instead)"
                     .into(),
             );
         }

@@ -73,7 +73,9 @@ enum Command {
         #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
         config: PathBuf,
     },
-    /// Print the version, tenants and their user and group counts.
+    /// Print the version and commit, whether the daemon runs (and where it listens), and
+    /// every tenant with its user and group counts, including tenants left in the database
+    /// but no longer in the config file. Works while the daemon runs.
     Status {
         /// Configuration file (TOML).
         #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
@@ -135,7 +137,11 @@ enum Command {
         action: GroupsAction,
     },
     /// Print the manual page (roff) generated from these definitions.
-    Man,
+    Man {
+        /// Instead, write scimd.1 and a page for every subcommand (scimd-serve.1, ...) here.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions {
         /// Shell to print completions for.
@@ -315,11 +321,19 @@ fn main() -> ExitCode {
         Command::Groups {
             action: GroupsAction::List { filter, list },
         } => list_cmd("Group", filter, list),
-        Command::Man => {
-            let man = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
-            match man.render(&mut std::io::stdout()) {
+        Command::Man { dir } => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            // The top page refers to scimd-serve(1) and the others: the package ships them.
+            let done = match dir {
+                Some(d) => clap_mangen::generate_to(cmd, d),
+                None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout()),
+            };
+            match done {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(_) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("cannot write the manual pages: {e}");
+                    ExitCode::FAILURE
+                }
             }
         }
         Command::Completions { shell } => {
@@ -338,8 +352,16 @@ fn main() -> ExitCode {
                 },
         } => match scimd::config_edit::add_tenant(&config, &name, &token_name) {
             Ok(tok) => {
-                // The file may still lack a certificate; the URL is known regardless.
-                let (base, note) = Config::load(&config)
+                // The file may still lack a certificate; the URL is known regardless. What
+                // else check-config would refuse is listed, so the admin fixes it before a
+                // reload refuses the file.
+                let loaded = Config::load(&config);
+                let problems = loaded
+                    .as_ref()
+                    .err()
+                    .map(|e| e.problems.clone())
+                    .unwrap_or_default();
+                let (base, note) = loaded
                     .map_or_else(|e| e.parsed.map(|c| *c), Some)
                     .map(|c| base_url(&c.server, &c.server.listen))
                     .unwrap_or_default();
@@ -356,6 +378,15 @@ fn main() -> ExitCode {
                     println!("{n}");
                 }
                 println!("The token is shown only now; scimd keeps only its SHA-256.");
+                if !problems.is_empty() {
+                    println!();
+                    println!(
+                        "Before scimd can load this file, fix what `scimd check-config` reports:"
+                    );
+                    for p in problems {
+                        println!("  - {p}");
+                    }
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -556,7 +587,23 @@ fn backup(config: &std::path::Path, to: &std::path::Path) -> ExitCode {
         Err(c) => return c,
     };
     let made = std::path::PathBuf::from(end["backup"].as_str().unwrap_or_default());
-    if let Err(e) = std::fs::copy(&made, to).and_then(|_| std::fs::File::open(to)?.sync_all()) {
+    // Owner-only like the database itself, whatever the umask: it holds the whole directory.
+    let owner_only = |p: &std::path::Path| {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = p;
+            Ok(())
+        }
+    };
+    if let Err(e) = std::fs::copy(&made, to)
+        .and_then(|_| owner_only(to))
+        .and_then(|_| std::fs::File::open(to)?.sync_all())
+    {
         eprintln!(
             "the backup is at {} but cannot be copied to {}: {e}",
             made.display(),
@@ -708,8 +755,12 @@ fn print_answer(a: &serde_json::Value) {
         a["commit"].as_str().unwrap_or_default(),
     );
     for (name, t) in a["tenants"].as_object().into_iter().flatten() {
+        let label = match t["display_name"].as_str() {
+            Some(d) => format!("{name} ({d})"),
+            None => name.clone(),
+        };
         println!(
-            "  tenant {name}: {} users, {} groups",
+            "  tenant {label}: {} users, {} groups",
             t["users"], t["groups"]
         );
     }

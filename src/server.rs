@@ -188,7 +188,11 @@ impl Server {
             })?;
         let app = Arc::new(App::new(store, config.clone()));
         let sock = crate::admin::socket_path(&config);
-        let admin = crate::admin::listen(app.clone(), &sock);
+        let bound = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.server.listen.clone(),
+            source,
+        })?;
+        let admin = crate::admin::listen(app.clone(), &sock, bound);
         if let Err(e) = &admin {
             tracing::warn!(path = %sock.display(), error = %e, "admin socket unavailable; console commands need the daemon stopped");
         }

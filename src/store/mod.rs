@@ -227,12 +227,19 @@ impl Store {
             faults: Faults::default(),
             record_allocator: Default::default(),
         };
+        let existed = path.exists();
         let db = shared.open_db().map_err(open_err)?;
         // Owner-only, whatever the umask: the file holds the whole directory.
         #[cfg(unix)]
         {
-            use std::os::unix::fs::PermissionsExt;
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
             let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+            // Made by a console command run as root before the first start: the file
+            // belongs to whoever owns the state directory (the service user), or the
+            // service could never open it.
+            if !existed && let Some(dir) = path.parent().and_then(|d| std::fs::metadata(d).ok()) {
+                let _ = std::os::unix::fs::chown(path, Some(dir.uid()), Some(dir.gid()));
+            }
         }
         let found = ops::init_schema(&db).map_err(open_err)?;
         if found > tables::SCHEMA_VERSION {
@@ -625,6 +632,32 @@ mod tests {
             Err(e) => panic!("wrong error: {e}"),
             Ok(_) => panic!("a newer layout must be refused"),
         }
+    }
+
+    /// A database a console command creates belongs to the state directory's owner, so
+    /// that the service user can open it afterwards. Needs root to give files away.
+    #[cfg(unix)]
+    #[test]
+    fn a_new_database_belongs_to_the_state_directorys_owner() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let me = std::fs::metadata(dir.path()).unwrap().uid();
+        if me != 0 {
+            eprintln!("SKIPPED: giving a file away needs root");
+            return;
+        }
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
+        let path = state.join("scimd.redb");
+        drop(Store::open(&path, 1 << 20).unwrap());
+        let m = std::fs::metadata(&path).unwrap();
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o777), (65534, 65534, 0o600));
+        // An existing file keeps its owner.
+        drop(raw(&path));
+        std::os::unix::fs::chown(&path, Some(0), Some(0)).unwrap();
+        drop(Store::open(&path, 1 << 20).unwrap());
+        assert_eq!(std::fs::metadata(&path).unwrap().uid(), 0);
     }
 
     fn runtime() -> tokio::runtime::Runtime {

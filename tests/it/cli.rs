@@ -288,6 +288,23 @@ fn tenant_add_base_url_uses_public_url_or_the_host_name_never_0_0_0_0() {
         "{out}"
     );
     assert!(!out.contains("Note:"), "{out}");
+    // What check-config would refuse is listed, here a public_url without its scheme.
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "public_url = \"https://scim.example.net/\"",
+        "public_url = \"scim.example.net:8443\"",
+    );
+    std::fs::write(&path, text).unwrap();
+    let out = run_ok(&["tenant", "add", "gamma"], &path);
+    let tail = out
+        .split("fix what `scimd check-config` reports:\n")
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        tail.starts_with(
+            "  - server.public_url: \"scim.example.net:8443\" must start with https://"
+        ),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

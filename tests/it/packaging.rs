@@ -83,12 +83,15 @@ fn debian_package_has_binary_unit_conffile_and_scripts() {
         "./usr/lib/systemd/system/scimd.service",
         "./etc/scimd/scimd.toml",
         "./usr/share/doc/scimd/README.md",
-        "./usr/share/doc/scimd/operations.md",
-        // operations.md links the IdP guides.
-        "./usr/share/doc/scimd/idp/README.md",
-        "./usr/share/doc/scimd/idp/okta.md",
-        "./usr/share/doc/scimd/idp/entra.md",
+        // Laid out as in the repository, so README's links work where it is installed.
+        "./usr/share/doc/scimd/docs/operations.md",
+        "./usr/share/doc/scimd/docs/idp/README.md",
+        "./usr/share/doc/scimd/docs/idp/okta.md",
+        "./usr/share/doc/scimd/docs/idp/entra.md",
         "./usr/share/man/man1/scimd.1",
+        // The pages scimd(1) refers to.
+        "./usr/share/man/man1/scimd-serve.1",
+        "./usr/share/man/man1/scimd-token-remove.1",
         "./usr/share/bash-completion/completions/scimd",
         "./usr/share/zsh/vendor-completions/_scimd",
     ] {

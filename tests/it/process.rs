@@ -341,6 +341,11 @@ async fn backup_during_writes_restore_and_verify() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&backup).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "a backup holds the whole directory");
+    }
     writer.await.unwrap();
     let out = scimd_cmd(&cfg, &["verify"]);
     assert!(
