@@ -421,9 +421,13 @@ pub fn normalize_simple(def: &AttrDef, value: &Value, label: &str) -> ScimResult
                 Some(value.clone())
             })
         }
-        // A number or boolean where a string belongs is unambiguous: keep its text.
-        (AttrType::String, Value::Number(n)) => Ok(Some(Value::String(n.to_string()))),
-        (AttrType::String, Value::Bool(b)) => Ok(Some(Value::String(b.to_string()))),
+        // A number or boolean where a string belongs is refused rather than turned into
+        // text: RFC 7643 §2.3.1 types it as a string, and no IdP sends one (idp-notes).
+        (AttrType::String | AttrType::Reference | AttrType::Binary, Value::Number(n)) => {
+            Err(ScimError::invalid_value(format!(
+                "attribute \"{label}\" must be a string, got the number {n} (send \"{n}\")"
+            )))
+        }
         (AttrType::String | AttrType::Reference | AttrType::Binary, _) => Err(bad("a string")),
         (AttrType::Complex, _) => Err(bad("a complex object")),
     }
@@ -733,6 +737,24 @@ mod tests {
         assert!(e.detail.contains("userName"));
         let e = normalize(Kind::User, &json!({"userName": {"x": 1}})).unwrap_err();
         assert_eq!(e.status, 400);
+        // A number or boolean where a string belongs: refused, saying what to send.
+        let e = normalize(Kind::User, &json!({"userName": 5})).unwrap_err();
+        assert!(
+            e.detail.contains("got the number 5 (send \"5\")"),
+            "{}",
+            e.detail
+        );
+        for bad in [
+            json!({"userName": true}),
+            json!({"userName": "a", "emails": [{"value": 123}]}),
+            json!({"userName": "a", "title": 1.5}),
+        ] {
+            assert_eq!(
+                normalize(Kind::User, &bad).unwrap_err().status,
+                400,
+                "{bad}"
+            );
+        }
         let e = normalize(Kind::Group, &json!({"members": []})).unwrap_err();
         assert!(e.detail.contains("displayName"));
         assert!(normalize(Kind::User, &json!([1])).is_err());
@@ -811,7 +833,7 @@ mod tests {
     #[test]
     fn dotted_and_urn_keys_are_paths() {
         let raw = json!({"userName": "u", "name.givenName": "G",
-            (format!("{ENTERPRISE_SCHEMA}:employeeNumber")): 42});
+            (format!("{ENTERPRISE_SCHEMA}:employeeNumber")): "42"});
         let got = normalize(Kind::User, &raw).unwrap();
         assert_eq!(got.body["name"], json!({"givenName": "G"}));
         assert_eq!(got.body[ENTERPRISE_SCHEMA], json!({"employeeNumber": "42"}));
