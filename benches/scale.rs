@@ -525,7 +525,8 @@ fn report(name: &str, o: &Outcome, rss: f64) {
     );
 }
 
-/// scimd's cursor for "after this id" (base64url of the UUID's 16 bytes).
+/// scimd's cursor for "after this id": base64url of the UUID's 16 bytes. The cursors scimd
+/// hands out also name their list (5 more bytes); one without that is still accepted.
 fn cursor_of(id: &str) -> String {
     use base64::Engine;
     let hex: String = id.chars().filter(|c| *c != '-').collect();

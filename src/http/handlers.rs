@@ -396,9 +396,10 @@ async fn list(
                     "cursor paging returns resources in creation order; drop sortBy or use startIndex",
                 ));
             }
-            Some(decode_cursor(c)?)
+            Some(CursorScope::new(kinds[0], p.filter.as_deref()).decode(c)?)
         }
     };
+    let scope = CursorScope::new(kinds[0], p.filter.as_deref());
     if let Some(text) = p.filter.as_deref().filter(|t| !t.trim().is_empty())
         && kinds.len() > 1
     {
@@ -457,7 +458,7 @@ async fn list(
             after,
         };
         if let Some(page) = app.store.list_stored(&ctx.principal.tenant, *kind, &q) {
-            return Ok(stored_list(ctx, page?, start, after.is_some()));
+            return Ok(stored_list(ctx, page?, start, after.map(|_| scope)));
         }
     }
     let mut total = 0u64;
@@ -501,6 +502,7 @@ async fn list(
         }
     }
     if !groups.is_empty() {
+        let next = next.map(|n| scope.encode(n));
         return Ok(streamed_list(
             app, ctx, total, start, after, next, resources, groups,
         ));
@@ -516,7 +518,7 @@ async fn list(
         let o = body.as_object_mut().expect("object literal");
         o.remove("startIndex");
         if let Some(n) = next {
-            o.insert("nextCursor".into(), Value::String(encode_cursor(n)));
+            o.insert("nextCursor".into(), Value::String(scope.encode(n)));
         }
     }
     Ok(response::json(200, &body))
@@ -576,7 +578,7 @@ fn streamed_list(
     total: u64,
     start: u64,
     after: Option<u128>,
-    next: Option<u128>,
+    next: Option<String>,
     resources: Vec<Value>,
     groups: Vec<(usize, Option<u128>, Option<Projection>)>,
 ) -> Resp {
@@ -590,7 +592,7 @@ fn streamed_list(
     head.push_str(",\"Resources\":[");
     let mut tail = String::from("]");
     if let (Some(_), Some(n)) = (after, next) {
-        tail.push_str(&format!(",\"nextCursor\":\"{}\"", encode_cursor(n)));
+        tail.push_str(&format!(",\"nextCursor\":\"{n}\""));
     }
     tail.push('}');
     let (store, tenant, base) = (
@@ -643,7 +645,12 @@ fn streamed_list(
 
 /// A list response written from stored text; the same document `list` builds. A record that
 /// cannot be read is left out, as the decoding path leaves it out.
-fn stored_list(ctx: &Ctx, page: crate::store::StoredPage, start: u64, cursor: bool) -> Resp {
+fn stored_list(
+    ctx: &Ctx,
+    page: crate::store::StoredPage,
+    start: u64,
+    cursor: Option<CursorScope>,
+) -> Resp {
     let items: Vec<Vec<u8>> = page
         .items
         .into_iter()
@@ -658,7 +665,7 @@ fn stored_list(ctx: &Ctx, page: crate::store::StoredPage, start: u64, cursor: bo
         )
         .as_bytes(),
     );
-    if !cursor {
+    if cursor.is_none() {
         out.extend_from_slice(format!(",\"startIndex\":{start}").as_bytes());
     }
     out.extend_from_slice(b",\"Resources\":[");
@@ -669,8 +676,8 @@ fn stored_list(ctx: &Ctx, page: crate::store::StoredPage, start: u64, cursor: bo
         out.extend_from_slice(item);
     }
     out.push(b']');
-    if let (true, Some(n)) = (cursor, page.next) {
-        out.extend_from_slice(format!(",\"nextCursor\":\"{}\"", encode_cursor(n)).as_bytes());
+    if let (Some(scope), Some(n)) = (cursor, page.next) {
+        out.extend_from_slice(format!(",\"nextCursor\":\"{}\"", scope.encode(n)).as_bytes());
     }
     out.push(b'}');
     response::json_bytes(200, out)
@@ -809,13 +816,47 @@ fn encode_cursor(id: u128) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.to_be_bytes())
 }
 
-fn decode_cursor(c: &str) -> ScimResult<u128> {
-    if c.trim().is_empty() {
-        return Ok(0);
+/// What a list cursor belongs to: the resource type and the filter it pages through. A
+/// cursor carries it after the last id, so one used on another list is `invalidCursor`
+/// rather than a silently empty or wrong page.
+#[derive(Clone, Copy)]
+struct CursorScope([u8; 5]);
+
+impl CursorScope {
+    fn new(kind: Kind, filter: Option<&str>) -> CursorScope {
+        let h = crate::auth::digest(filter.unwrap_or_default().trim());
+        CursorScope([kind.code(), h[0], h[1], h[2], h[3]])
     }
-    <[u8; 16]>::try_from(cursor_bytes(c).as_slice())
-        .map(u128::from_be_bytes)
-        .map_err(|_| not_a_cursor(c))
+
+    fn encode(&self, id: u128) -> String {
+        use base64::Engine;
+        let mut b = id.to_be_bytes().to_vec();
+        b.extend_from_slice(&self.0);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    }
+
+    /// The id after which the page starts (0: the first page).
+    fn decode(&self, c: &str) -> ScimResult<u128> {
+        if c.trim().is_empty() {
+            return Ok(0);
+        }
+        let b = cursor_bytes(c);
+        let (id, tail) = b.split_at(b.len().min(16));
+        let id = <[u8; 16]>::try_from(id)
+            .map(u128::from_be_bytes)
+            .map_err(|_| not_a_cursor(c))?;
+        // 16 bytes: a cursor from before cursors carried their list.
+        match tail {
+            [] => Ok(id),
+            t if t == self.0 => Ok(id),
+            t if t.len() == 5 => Err(ScimError::bad(
+                crate::scim::error::ScimType::InvalidCursor,
+                "this cursor belongs to another list (another resource type or filter); \
+                 start again with an empty cursor",
+            )),
+            _ => Err(not_a_cursor(c)),
+        }
+    }
 }
 
 /// A cursor's bytes (empty when it is not base64url).

@@ -321,7 +321,14 @@ async fn same_answers(s: &Srv, fast: &str, evaluated: &str, pages: &[&str]) {
             .get(&format!("/Users?filter={}{page}", urlencode(evaluated)))
             .await;
         assert_eq!(a.status, 200, "{fast}{page}: {}", a.body);
-        assert_eq!(a.body, b.body, "{fast}{page}");
+        // A cursor names its filter, so only whether there is a next page can agree.
+        let (mut a, mut b) = (a.body, b.body);
+        for body in [&mut a, &mut b] {
+            if let Some(c) = body.get_mut("nextCursor") {
+                *c = json!("next");
+            }
+        }
+        assert_eq!(a, b, "{fast}{page}");
     }
 }
 

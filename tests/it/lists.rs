@@ -291,6 +291,20 @@ async fn cursor_paging_returns_each_resource_once_while_writes_happen() {
         "24 users remain after one deletion"
     );
     assert!(r.body.get("nextCursor").is_none());
+    // A cursor belongs to its list: on another type or with another filter it is refused,
+    // not read as the end of a list.
+    for other in [
+        format!("/Groups?count=20&cursor={next}"),
+        format!("/Users?count=20&cursor={next}"),
+        format!("/Users?filter=userName%20sw%20%22use%22&count=20&cursor={next}"),
+    ] {
+        let r = s.get(&other).await;
+        assert_error(&r, 400, Some("invalidCursor"));
+        assert!(
+            r.body["detail"].as_str().unwrap().contains("another list"),
+            "{other}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
