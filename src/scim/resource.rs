@@ -324,8 +324,9 @@ pub fn normalize_single(def: &'static AttrDef, value: &Value) -> ScimResult<Opti
     let obj = match value {
         Value::Null => return Ok(None),
         Value::Object(o) => o,
-        // The manager as a bare id string (Entra), or a multi-valued entry given as its value.
-        Value::String(s) if def.sub("value").is_some() => {
+        // The manager as a bare id string (Entra). An entry of a multi-valued attribute must
+        // be an object: no IdP sends `"emails": "a@b"`, and reading it is guessing.
+        Value::String(s) if def.sub("value").is_some() && !def.multi_valued => {
             return Ok(if s.trim().is_empty() {
                 None
             } else {
@@ -737,6 +738,18 @@ mod tests {
         assert!(e.detail.contains("userName"));
         let e = normalize(Kind::User, &json!({"userName": {"x": 1}})).unwrap_err();
         assert_eq!(e.status, 400);
+        // A bare string where an object with a value belongs (an email) is refused too.
+        for bad in [
+            json!({"userName": "a", "emails": "a@x"}),
+            json!({"userName": "a", "emails": ["a@x"]}),
+        ] {
+            let e = normalize(Kind::User, &bad).unwrap_err();
+            assert!(
+                e.detail.contains("must be a complex object"),
+                "{}",
+                e.detail
+            );
+        }
         // A number or boolean where a string belongs: refused, saying what to send.
         let e = normalize(Kind::User, &json!({"userName": 5})).unwrap_err();
         assert!(
