@@ -41,6 +41,9 @@ pub struct Input {
     pub members: Option<Vec<Value>>,
     /// `id` as the client sent it, to check against the path id on PUT.
     pub id: Option<String>,
+    /// Attributes given as `""` whose absence would change state (`active`): a PUT keeps
+    /// their stored value instead.
+    pub keep: Vec<String>,
     pub ignored: Ignored,
 }
 
@@ -140,6 +143,19 @@ pub fn apply_key(
     }
     if matches!(attr.def.mutability, Mutability::ReadOnly) {
         // id, meta, groups: readOnly, and IdPs echo them back (Okta's PUT); ignore quietly.
+        return Ok(());
+    }
+    // A template's unset `"active": ""` says nothing. Read as absent it would mean true, and
+    // silently reactivate a suspended user: it leaves the value as it is.
+    if sub.is_none()
+        && attr.def.ty == AttrType::Boolean
+        && value.as_str().is_some_and(|v| v.trim().is_empty())
+    {
+        let path = match attr.ext {
+            Some(urn) => format!("{urn}:{}", attr.def.name),
+            None => attr.def.name.to_string(),
+        };
+        input.keep.push(path);
         return Ok(());
     }
     if attr.def.mutability == Mutability::WriteOnly {
@@ -374,6 +390,8 @@ pub fn normalize_simple(def: &AttrDef, value: &Value, label: &str) -> ScimResult
     match (def.ty, value) {
         (_, Value::Null) => Ok(None),
         (AttrType::Boolean, Value::Bool(b)) => Ok(Some(Value::Bool(*b))),
+        // An unset template parameter (`"primary": ""`).
+        (AttrType::Boolean, Value::String(s)) if s.trim().is_empty() => Ok(None),
         (AttrType::Boolean, Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
             "true" => Ok(Some(Value::Bool(true))),
             "false" => Ok(Some(Value::Bool(false))),
@@ -796,6 +814,20 @@ mod tests {
                 "emails": [{"value": "b@x", "type": "home", "primary": true}],
                 "addresses": [{"locality": "Oslo", "type": "home"}]})
         );
+    }
+
+    #[test]
+    fn an_empty_boolean_says_nothing() {
+        let got = normalize(
+            Kind::User,
+            &json!({"userName": "a", "active": " ", "emails": [{"value": "a@x", "primary": ""}]}),
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(got.body),
+            json!({"userName": "a", "emails": [{"value": "a@x"}]})
+        );
+        assert_eq!(got.keep, vec!["active".to_string()]);
     }
 
     #[test]

@@ -1433,7 +1433,9 @@ impl Store {
                 None if kind == Kind::Group => vec![MemberOp::Clear],
                 None => Vec::new(),
             };
-            let rec = match w.commit_change(&actor, rt, nid, old, input.body, &ops)? {
+            let mut body = input.body;
+            resource::keep_from_old(rt, &old.body, &mut body, &input.keep);
+            let rec = match w.commit_change(&actor, rt, nid, old, body, &ops)? {
                 Ok(r) => r,
                 Err(e) => return Ok(Err(e)),
             };

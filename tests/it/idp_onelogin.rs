@@ -78,6 +78,29 @@ async fn onelogin_user_and_groups() {
         400,
         Some("invalidValue"),
     );
+    // An unset `"active": ""` says nothing: the suspended user stays suspended (absent would
+    // read as true), through PUT and PATCH alike, while the rest of the PUT applies.
+    let r = s
+        .put(
+            &format!("/Users/{id}"),
+            json!({"userName": "onelogin-test-user01", "active": "", "title": "Lead",
+                "emails": [{"value": "", "type": "work", "primary": ""}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        (r.body["active"].clone(), r.body["title"].clone()),
+        (json!(false), json!("Lead"))
+    );
+    assert!(r.body.get("emails").is_none(), "{}", r.body);
+    let r = s
+        .patch(
+            &format!("/Users/{id}"),
+            json!([{"op": "replace", "path": "active", "value": ""}]),
+        )
+        .await;
+    assert_eq!(r.body["active"], false);
+    assert_eq!(s.get(&format!("/Users/{id}")).await.body["active"], false);
     // §4.3: Refresh Entitlements lists groups; rules change membership with PATCHes.
     let g = s.group("OneLogin Role", &[]).await;
     let r = s.get("/Groups?startIndex=1&count=100").await;
