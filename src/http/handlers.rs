@@ -381,25 +381,19 @@ async fn list(
 ) -> ScimResult<Resp> {
     let p = params?;
     let max = ctx.rt.config.server.max_results;
-    let start = p.start_index.unwrap_or(1).max(1) as u64;
     let count = p.count.map(|c| c.max(0) as u64).unwrap_or(max).min(max);
-    let after = match &p.cursor {
-        None => None,
-        Some(c) => {
-            if kinds.len() > 1 {
-                return Err(ScimError::invalid_value(
-                    "cursor paging is per resource type: use /Users or /Groups",
-                ));
-            }
-            if p.sort_by.as_deref().is_some_and(|s| !s.trim().is_empty()) {
-                return Err(ScimError::invalid_value(
-                    "cursor paging returns resources in creation order; drop sortBy or use startIndex",
-                ));
-            }
-            Some(CursorScope::new(kinds[0], p.filter.as_deref()).decode(c)?)
-        }
+    let sort_by = p.sort_by.as_deref().filter(|s| !s.trim().is_empty());
+    let scope = CursorScope::new(kinds, p.filter.as_deref(), sort_by, p.sort_order.as_deref());
+    // A sorted list, or one over both types, is not in the id order a resume point needs: its
+    // cursors carry a position instead.
+    let by_position = sort_by.is_some() || kinds.len() > 1;
+    let start = p.start_index.unwrap_or(1).max(1) as u64;
+    let (start, after) = match &p.cursor {
+        None => (start, None),
+        Some(c) if by_position => (scope.decode_position(c)?.saturating_add(1), None),
+        Some(c) => (start, Some(scope.decode(c)?)),
     };
-    let scope = CursorScope::new(kinds[0], p.filter.as_deref());
+    let cursor_mode = p.cursor.is_some();
     if let Some(text) = p.filter.as_deref().filter(|t| !t.trim().is_empty())
         && kinds.len() > 1
     {
@@ -501,10 +495,24 @@ async fn list(
             resources.push(Value::Object(render(ctx, r, &proj)));
         }
     }
+    let next = match (cursor_mode, by_position) {
+        (false, _) => None,
+        (true, false) => next.map(|n| scope.encode(n)),
+        (true, true) => {
+            let read = start - 1 + resources.len() as u64;
+            (count > 0 && read < total).then(|| scope.encode_position(read))
+        }
+    };
     if !groups.is_empty() {
-        let next = next.map(|n| scope.encode(n));
         return Ok(streamed_list(
-            app, ctx, total, start, after, next, resources, groups,
+            app,
+            ctx,
+            total,
+            start,
+            cursor_mode,
+            next,
+            resources,
+            groups,
         ));
     }
     let mut body = json!({
@@ -514,11 +522,11 @@ async fn list(
         "startIndex": start,
         "Resources": resources,
     });
-    if after.is_some() {
+    if cursor_mode {
         let o = body.as_object_mut().expect("object literal");
         o.remove("startIndex");
         if let Some(n) = next {
-            o.insert("nextCursor".into(), Value::String(scope.encode(n)));
+            o.insert("nextCursor".into(), Value::String(n));
         }
     }
     Ok(response::json(200, &body))
@@ -577,7 +585,7 @@ fn streamed_list(
     ctx: &Ctx,
     total: u64,
     start: u64,
-    after: Option<u128>,
+    cursor_mode: bool,
     next: Option<String>,
     resources: Vec<Value>,
     groups: Vec<(usize, Option<u128>, Option<Projection>)>,
@@ -586,12 +594,12 @@ fn streamed_list(
         "{{\"schemas\":[\"{LIST_RESPONSE}\"],\"totalResults\":{total},\"itemsPerPage\":{}",
         resources.len()
     );
-    if after.is_none() {
+    if !cursor_mode {
         head.push_str(&format!(",\"startIndex\":{start}"));
     }
     head.push_str(",\"Resources\":[");
     let mut tail = String::from("]");
-    if let (Some(_), Some(n)) = (after, next) {
+    if let Some(n) = next {
         tail.push_str(&format!(",\"nextCursor\":\"{n}\""));
     }
     tail.push('}');
@@ -816,23 +824,58 @@ fn encode_cursor(id: u128) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.to_be_bytes())
 }
 
-/// What a list cursor belongs to: the resource type and the filter it pages through. A
-/// cursor carries it after the last id, so one used on another list is `invalidCursor`
-/// rather than a silently empty or wrong page.
+/// What a list cursor belongs to: the resource type (0 for both), the filter and the sort
+/// it pages through. A cursor carries it after its resume point, so one used on another
+/// list is `invalidCursor` rather than a silently empty or wrong page.
 #[derive(Clone, Copy)]
 struct CursorScope([u8; 5]);
 
 impl CursorScope {
-    fn new(kind: Kind, filter: Option<&str>) -> CursorScope {
-        let h = crate::auth::digest(filter.unwrap_or_default().trim());
-        CursorScope([kind.code(), h[0], h[1], h[2], h[3]])
+    fn new(
+        kinds: &[Kind],
+        filter: Option<&str>,
+        sort_by: Option<&str>,
+        sort_order: Option<&str>,
+    ) -> CursorScope {
+        let kind = match kinds {
+            [k] => k.code(),
+            _ => 0,
+        };
+        let list = [filter, sort_by, sort_order].map(|s| s.unwrap_or_default().trim());
+        let h = crate::auth::digest(&list.join("\0"));
+        CursorScope([kind, h[0], h[1], h[2], h[3]])
     }
 
-    fn encode(&self, id: u128) -> String {
+    fn wrap(&self, point: &[u8]) -> String {
         use base64::Engine;
-        let mut b = id.to_be_bytes().to_vec();
+        let mut b = point.to_vec();
         b.extend_from_slice(&self.0);
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    }
+
+    /// Resume after this id (creation-ordered lists).
+    fn encode(&self, id: u128) -> String {
+        self.wrap(&id.to_be_bytes())
+    }
+
+    /// Resume after this many resources (sorted lists, and lists over both types).
+    fn encode_position(&self, read: u64) -> String {
+        self.wrap(&read.to_be_bytes())
+    }
+
+    /// How many resources a position cursor has read (0: the first page).
+    fn decode_position(&self, c: &str) -> ScimResult<u64> {
+        if c.trim().is_empty() {
+            return Ok(0);
+        }
+        let b = cursor_bytes(c);
+        match b.split_at_checked(8) {
+            Some((read, tail)) if tail == self.0 => Ok(u64::from_be_bytes(
+                read.try_into().map_err(|_| not_a_cursor(c))?,
+            )),
+            Some((_, tail)) if tail.len() == 5 => Err(another_list()),
+            _ => Err(not_a_cursor(c)),
+        }
     }
 
     /// The id after which the page starts (0: the first page).
@@ -849,14 +892,18 @@ impl CursorScope {
         match tail {
             [] => Ok(id),
             t if t == self.0 => Ok(id),
-            t if t.len() == 5 => Err(ScimError::bad(
-                crate::scim::error::ScimType::InvalidCursor,
-                "this cursor belongs to another list (another resource type or filter); \
-                 start again with an empty cursor",
-            )),
+            t if t.len() == 5 => Err(another_list()),
             _ => Err(not_a_cursor(c)),
         }
     }
+}
+
+fn another_list() -> ScimError {
+    ScimError::bad(
+        crate::scim::error::ScimType::InvalidCursor,
+        "this cursor belongs to another list (another resource type, filter or sort); \
+         start again with an empty cursor",
+    )
 }
 
 /// A cursor's bytes (empty when it is not base64url).

@@ -238,6 +238,24 @@ async fn a_root_search_applies_the_filter_to_each_type() {
         assert_eq!(names(&r), want, "{filter}");
         assert_eq!(total(&r), want.len() as u64, "{filter}");
     }
+    // By cursor, two at a time: every user, then every group, each once.
+    let all = s.post("/.search", json!({"count": 100})).await;
+    let mut walked = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let r = s
+            .post("/.search", json!({"cursor": cursor, "count": 2}))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(total(&r), 4);
+        walked.extend(r.body["Resources"].as_array().unwrap().iter().cloned());
+        match r.body["nextCursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
+        assert!(walked.len() <= 4, "the walk must end");
+    }
+    assert_eq!(&walked, all.body["Resources"].as_array().unwrap());
     // An attribute no type has is a mistake, not an absent value.
     let r = s
         .post(
