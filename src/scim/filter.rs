@@ -820,6 +820,20 @@ fn eval(scope: Scope, f: &Filter, obj: &Value) -> bool {
         Filter::Or(a, b) => eval(scope, a, obj) || eval(scope, b, obj),
         Filter::Not(a) => !eval(scope, a, obj),
         Filter::Present(p) => present_at(scope, obj, p),
+        // RFC 7644 §3.4.2.2: on a multi-valued attribute a filter matches if any value
+        // matches, `ne` too (`emails.type ne "work"`: some email is not a work one). Use
+        // `not (... eq ...)` for "none equals".
+        Filter::Compare {
+            path,
+            op: CompareOp::Ne,
+            value,
+        } if *value != CompValue::Null
+            && lookup(scope, path).is_some_and(|(def, _)| def.multi_valued) =>
+        {
+            values_at(scope, obj, path)
+                .iter()
+                .any(|(v, def)| compare_one(v, def, CompareOp::Ne, value))
+        }
         Filter::Compare {
             path,
             op: CompareOp::Ne,
@@ -896,23 +910,18 @@ pub fn conditions_on<'f>(f: &'f Filter, name: &str) -> Vec<&'f Filter> {
         .collect()
 }
 
-/// How a condition on a multi-valued attribute follows from parts of its values: `ne` and
-/// `eq null` hold only if they hold on every part (true), the others if they hold on some
-/// part (false). An attribute with no values counts as one empty part.
+/// How a condition on a multi-valued attribute follows from parts of its values: `eq null`
+/// holds only if it holds on every part (true), the others, `ne` included, if they hold on
+/// some part (false). An attribute with no values counts as one empty part.
 pub fn every_part(condition: &Filter) -> bool {
-    match condition {
-        Filter::Compare {
-            op: CompareOp::Ne,
-            value,
-            ..
-        } => *value != CompValue::Null,
+    matches!(
+        condition,
         Filter::Compare {
             op: CompareOp::Eq,
             value: CompValue::Null,
             ..
-        } => true,
-        _ => false,
-    }
+        }
+    )
 }
 
 /// Evaluate like `matches`, except that the conditions `decided` names (by address, as
@@ -1097,6 +1106,10 @@ mod tests {
         assert!(m("nickName eq null") && !m("title eq null"));
         assert!(m("active eq true") && m("active eq \"True\"") && !m("active eq false"));
         assert!(m("nickName ne \"x\""), "an absent attribute is ne anything");
+        // Multi-valued: some value differs (RFC 7644 §3.4.2.2); none equals is `not eq`.
+        assert!(m("emails.type ne \"work\"") && !m("not (emails.type eq \"work\")"));
+        assert!(m("emails.type ne \"other\"") && m("emails.value ne null"));
+        assert!(!m("addresses.type ne \"work\""), "no values: none differs");
     }
 
     #[test]

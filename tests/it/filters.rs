@@ -308,11 +308,11 @@ async fn membership_filters_give_the_answers_of_the_whole_member_list() {
             format!("displayName sw \"A\" and members[value eq \"{b}\"]"),
             vec!["AB"],
         ),
-        // Not a membership question: the whole list is read (`ne` on a multi-valued
-        // attribute holds when no value equals).
+        // Not a membership question, so the member list is read. On a multi-valued
+        // attribute `ne` holds when some value differs (RFC 7644 §3.4.2.2).
         (
             format!("members.value ne \"{a}\""),
-            vec!["C", "Empty", "Outer"],
+            vec!["AB", "C", "Outer"],
         ),
     ];
     for (f, want) in cases {

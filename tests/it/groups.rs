@@ -318,13 +318,22 @@ async fn group_lists_carry_every_member_as_a_single_get_does() {
     let last = refs[1199];
     let cases = [
         ("members.type eq \"Group\"".to_string(), vec!["Nested"]),
+        // `ne`: some member differs (RFC 7644 §3.4.2.2); `not (... eq ...)`: none equals.
         (
             "members.type ne \"Group\"".to_string(),
+            vec!["Big", "Nested"],
+        ),
+        (
+            "not (members.type eq \"Group\")".to_string(),
             vec!["Big", "Empty"],
         ),
         (format!("members.value ew \"{last}\""), vec!["Big"]),
         (
             format!("members.value ne \"{last}\""),
+            vec!["Big", "Nested"],
+        ),
+        (
+            format!("not (members.value eq \"{last}\")"),
             vec!["Empty", "Nested"],
         ),
         (
