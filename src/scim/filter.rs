@@ -9,7 +9,7 @@ use std::fmt;
 use serde_json::Value;
 
 use super::error::{ScimError, ScimResult};
-use super::schema::{AttrDef, AttrType, Rt, resolve};
+use super::schema::{AttrDef, AttrType, Kind, Rt, resolve};
 
 pub const MAX_FILTER_LEN: usize = 8192;
 pub const MAX_DEPTH: usize = 32;
@@ -644,10 +644,14 @@ pub fn parse_for_type(kind: impl Into<Rt>, input: &str, limits: Limits) -> ScimR
                 ForType::Some(a) => ForType::Some(Filter::Not(Box::new(a))),
             },
             Filter::Compare { path, op, value } if absent(path) => {
-                // As `eval` on a resource without the attribute: only `ne` a value and
-                // `eq null` hold.
+                // As `eval` on a resource without the attribute: only `eq null` holds, and
+                // `ne` a value when the attribute is single-valued where it exists (on a
+                // multi-valued one, `ne` needs some value that differs).
+                let multi_valued = [Kind::User, Kind::Group].into_iter().any(|k| {
+                    resolve(k, path.urn.as_deref(), &path.name).is_some_and(|a| a.def.multi_valued)
+                });
                 let holds = match op {
-                    CompareOp::Ne => *value != CompValue::Null,
+                    CompareOp::Ne => *value != CompValue::Null && !multi_valued,
                     CompareOp::Eq => *value == CompValue::Null,
                     _ => false,
                 };

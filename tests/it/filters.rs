@@ -222,6 +222,8 @@ async fn a_root_search_applies_the_filter_to_each_type() {
             "members pr or userName sw \"alice\"",
             vec!["Eng", "alice@x"],
         ),
+        // Groups have no emails, so none of theirs differs.
+        ("emails.type ne \"home\"", vec!["alice@x", "bob@x"]),
         (
             "emails[type eq \"work\"] and userName eq \"bob@x\" or displayName sw \"E\"",
             vec!["Empty", "Eng", "bob@x"],
