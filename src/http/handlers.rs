@@ -383,47 +383,43 @@ async fn list(
     let max = ctx.rt.config.server.max_results;
     let count = p.count.map(|c| c.max(0) as u64).unwrap_or(max).min(max);
     let sort_by = p.sort_by.as_deref().filter(|s| !s.trim().is_empty());
-    let scope = CursorScope::new(kinds, p.filter.as_deref(), sort_by, p.sort_order.as_deref());
     // A sorted list, or one over both types, is not in the id order a resume point needs: its
     // cursors carry a position instead.
     let by_position = sort_by.is_some() || kinds.len() > 1;
+    // Worked out only when a cursor is in play: it hashes the filter.
+    let scope = p
+        .cursor
+        .as_ref()
+        .map(|_| CursorScope::new(kinds, p.filter.as_deref(), sort_by, p.sort_order.as_deref()));
     let start = p.start_index.unwrap_or(1).max(1) as u64;
-    let (start, after) = match &p.cursor {
-        None => (start, None),
-        Some(c) if by_position => (scope.decode_position(c)?.saturating_add(1), None),
-        Some(c) => (start, Some(scope.decode(c)?)),
+    let (start, after) = match (&p.cursor, &scope) {
+        (Some(c), Some(s)) if by_position => (s.decode_position(c)?.saturating_add(1), None),
+        (Some(c), Some(s)) => (start, Some(s.decode(c)?)),
+        _ => (start, None),
     };
-    let cursor_mode = p.cursor.is_some();
-    if let Some(text) = p.filter.as_deref().filter(|t| !t.trim().is_empty())
-        && kinds.len() > 1
-    {
-        let rts: Vec<_> = kinds.iter().map(|k| ctx.rt(*k)).collect();
-        filter::check_known_somewhere(&rts, text, filter_limits(ctx))?;
-    }
+    let text = p.filter.as_deref().filter(|t| !t.trim().is_empty());
+    // At the root the filter is parsed once and resolved for each type: a condition on an
+    // attribute only the other type has is one on an absent attribute, so
+    // `displayName eq "x" or userName eq "y"` finds the group and the user.
+    let across = match text {
+        Some(t) if kinds.len() > 1 => {
+            let parsed = filter::parse_with(t, filter_limits(ctx))?;
+            let rts: Vec<_> = kinds.iter().map(|k| ctx.rt(*k)).collect();
+            filter::check_known_somewhere(&rts, &parsed)?;
+            Some(parsed)
+        }
+        _ => None,
+    };
     let mut plans = Vec::new();
-    let mut first_err = None;
     for &kind in kinds {
-        let f = match &p.filter {
-            Some(text) if !text.trim().is_empty() => {
-                match filter::parse_for_with(ctx.rt(kind), text, filter_limits(ctx)) {
-                    Ok(f) => Some(f),
-                    // At the root, a condition on an attribute only the other type has is a
-                    // condition on an absent one: `displayName eq "x" or userName eq "y"`
-                    // finds the group and the user.
-                    Err(e) if kinds.len() > 1 => {
-                        match filter::parse_for_type(ctx.rt(kind), text, filter_limits(ctx))? {
-                            ForType::All => None,
-                            ForType::Some(f) => Some(f),
-                            ForType::Nothing => {
-                                first_err.get_or_insert(e);
-                                continue;
-                            }
-                        }
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            _ => None,
+        let f = match (&across, text) {
+            (Some(parsed), _) => match filter::resolve_for_type(ctx.rt(kind), parsed)? {
+                ForType::All => None,
+                ForType::Some(f) => Some(f),
+                ForType::Nothing => continue,
+            },
+            (None, Some(t)) => Some(filter::parse_for_with(ctx.rt(kind), t, filter_limits(ctx))?),
+            (None, None) => None,
         };
         let sort = match &p.sort_by {
             Some(s) if !s.trim().is_empty() => {
@@ -434,11 +430,9 @@ async fn list(
         let proj = Projection::parse(ctx.rt(kind), p.attributes.as_deref(), p.excluded.as_deref());
         plans.push((kind, f, sort, proj));
     }
-    if plans.is_empty() {
-        return Err(first_err
-            .unwrap_or_else(|| ScimError::invalid_filter("the filter matches no resource type")));
-    }
-    if let [(kind, Some(f), None, _)] = plans.as_slice()
+    // One type's list with a filter and no projection: its stored documents go out as they
+    // are. (Not at the root, even when only one type can match: its cursors are positions.)
+    if let ([_], [(kind, Some(f), None, _)]) = (kinds, plans.as_slice())
         && p.attributes.is_none()
         && p.excluded.is_none()
         && !ctx.rt(*kind).hides_attributes()
@@ -452,7 +446,7 @@ async fn list(
             after,
         };
         if let Some(page) = app.store.list_stored(&ctx.principal.tenant, *kind, &q) {
-            return Ok(stored_list(ctx, page?, start, after.map(|_| scope)));
+            return Ok(stored_list(ctx, page?, start, scope));
         }
     }
     let mut total = 0u64;
@@ -495,12 +489,13 @@ async fn list(
             resources.push(Value::Object(render(ctx, r, &proj)));
         }
     }
-    let next = match (cursor_mode, by_position) {
-        (false, _) => None,
-        (true, false) => next.map(|n| scope.encode(n)),
-        (true, true) => {
+    let cursor_mode = scope.is_some();
+    let next = match (scope, by_position) {
+        (None, _) => None,
+        (Some(s), false) => next.map(|n| s.encode(n)),
+        (Some(s), true) => {
             let read = start - 1 + resources.len() as u64;
-            (count > 0 && read < total).then(|| scope.encode_position(read))
+            (count > 0 && read < total).then(|| s.encode_position(read))
         }
     };
     if !groups.is_empty() {
@@ -863,47 +858,37 @@ impl CursorScope {
         self.wrap(&read.to_be_bytes())
     }
 
-    /// How many resources a position cursor has read (0: the first page).
-    fn decode_position(&self, c: &str) -> ScimResult<u64> {
+    /// The `N`-byte resume point of a cursor of this list; all zero for an empty cursor (the
+    /// first page).
+    fn point<const N: usize>(&self, c: &str) -> ScimResult<[u8; N]> {
         if c.trim().is_empty() {
-            return Ok(0);
+            return Ok([0; N]);
         }
         let b = cursor_bytes(c);
-        match b.split_at_checked(8) {
-            Some((read, tail)) if tail == self.0 => Ok(u64::from_be_bytes(
-                read.try_into().map_err(|_| not_a_cursor(c))?,
-            )),
-            Some((_, tail)) if tail.len() == 5 => Err(another_list()),
-            _ => Err(not_a_cursor(c)),
+        // 16 bytes alone: an id cursor from before cursors carried their list.
+        let (point, tail) = match b.split_at_checked(N) {
+            Some((p, t)) if t.len() == 5 || (N == 16 && t.is_empty()) => (p, t),
+            _ => return Err(not_a_cursor(c)),
+        };
+        if !tail.is_empty() && tail != self.0 {
+            return Err(ScimError::bad(
+                crate::scim::error::ScimType::InvalidCursor,
+                "this cursor belongs to another list (another resource type, filter or sort); \
+                 start again with an empty cursor",
+            ));
         }
+        point.try_into().map_err(|_| not_a_cursor(c))
     }
 
     /// The id after which the page starts (0: the first page).
     fn decode(&self, c: &str) -> ScimResult<u128> {
-        if c.trim().is_empty() {
-            return Ok(0);
-        }
-        let b = cursor_bytes(c);
-        let (id, tail) = b.split_at(b.len().min(16));
-        let id = <[u8; 16]>::try_from(id)
-            .map(u128::from_be_bytes)
-            .map_err(|_| not_a_cursor(c))?;
-        // 16 bytes: a cursor from before cursors carried their list.
-        match tail {
-            [] => Ok(id),
-            t if t == self.0 => Ok(id),
-            t if t.len() == 5 => Err(another_list()),
-            _ => Err(not_a_cursor(c)),
-        }
+        self.point(c).map(u128::from_be_bytes)
     }
-}
 
-fn another_list() -> ScimError {
-    ScimError::bad(
-        crate::scim::error::ScimType::InvalidCursor,
-        "this cursor belongs to another list (another resource type, filter or sort); \
-         start again with an empty cursor",
-    )
+    /// How many resources a position cursor has read.
+    fn decode_position(&self, c: &str) -> ScimResult<u64> {
+        self.point(c).map(u64::from_be_bytes)
+    }
 }
 
 /// A cursor's bytes (empty when it is not base64url).

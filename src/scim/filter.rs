@@ -616,11 +616,11 @@ pub enum ForType {
     Some(Filter),
 }
 
-/// As `parse_for_with`, for a search over several types at once: a condition on an
-/// attribute `kind` does not have (`userName` for a Group) is a condition on an absent
+/// Resolve a parsed filter for `kind` in a search over several types at once: a condition on
+/// an attribute `kind` does not have (`userName` for a Group) is a condition on an absent
 /// attribute, decided here as `eval` would decide it. Errors other than unknown top-level
 /// attributes are errors.
-pub fn parse_for_type(kind: impl Into<Rt>, input: &str, limits: Limits) -> ScimResult<ForType> {
+pub fn resolve_for_type(kind: impl Into<Rt>, parsed: &Filter) -> ScimResult<ForType> {
     fn prune(kind: Rt, f: &Filter) -> ScimResult<ForType> {
         let absent = |p: &AttrPath| resolve(kind, p.urn.as_deref(), &p.name).is_none();
         Ok(match f {
@@ -667,12 +667,12 @@ pub fn parse_for_type(kind: impl Into<Rt>, input: &str, limits: Limits) -> ScimR
             other => ForType::Some(resolve_filter(Scope::Resource(kind), other)?),
         })
     }
-    prune(kind.into(), &parse_with(input, limits)?)
+    prune(kind.into(), parsed)
 }
 
 /// Refuse a root search's filter that names an attribute none of `kinds` has (a typo would
 /// otherwise read as "absent" for every type).
-pub fn check_known_somewhere(kinds: &[Rt], input: &str, limits: Limits) -> ScimResult<()> {
+pub fn check_known_somewhere(kinds: &[Rt], parsed: &Filter) -> ScimResult<()> {
     fn walk(kinds: &[Rt], f: &Filter) -> ScimResult<()> {
         match f {
             Filter::And(a, b) | Filter::Or(a, b) => {
@@ -697,7 +697,7 @@ pub fn check_known_somewhere(kinds: &[Rt], input: &str, limits: Limits) -> ScimR
             }
         }
     }
-    walk(kinds, &parse_with(input, limits)?)
+    walk(kinds, parsed)
 }
 
 /// Parse a filter relative to one element of the complex attribute `def` (PATCH paths such

@@ -146,23 +146,11 @@ fn parse_op(i: usize, raw: &Value) -> ScimResult<Operation> {
             )));
         }
     };
-    let value = field("value").filter(|v| !v.is_null()).cloned();
-    if path.is_some() && value.is_none() && matches!(field("value"), Some(Value::Null)) {
-        // A null value clears (idp-notes §8: null means absent): `replace` with null is a
-        // `remove` of the path, and `add` of nothing changes nothing.
-        return Ok(match op {
-            OpKind::Add => Operation {
-                op,
-                path,
-                value: Some(Value::Null),
-            },
-            _ => Operation {
-                op: OpKind::Remove,
-                path,
-                value: None,
-            },
-        });
-    }
+    // A null value is kept when a path says what it clears (see `apply_one`); without one it
+    // is no value.
+    let value = field("value")
+        .filter(|v| !v.is_null() || path.is_some())
+        .cloned();
     if op != OpKind::Remove && value.is_none() {
         return Err(ScimError::invalid_value(format!(
             "operation {i} ({}) needs a \"value\"",
@@ -212,8 +200,20 @@ fn apply_one(
     let Some(raw_path) = &op.path else {
         return apply_no_path(kind, id, op, input, member_ops);
     };
-    if op.op == OpKind::Add && op.value.as_ref().is_some_and(Value::is_null) {
-        return Ok(());
+    // Null means absent (idp-notes §8): `replace` with null removes the path, `add` of
+    // nothing changes nothing.
+    if op.value.as_ref().is_some_and(Value::is_null) {
+        return match op.op {
+            OpKind::Add => Ok(()),
+            _ => {
+                let clear = Operation {
+                    op: OpKind::Remove,
+                    path: op.path.clone(),
+                    value: None,
+                };
+                apply_one(kind, id, &clear, input, member_ops)
+            }
+        };
     }
     // A whole extension named by its URN: removed at once, or set from an object of its
     // attributes (the RFC's path grammar wants an attribute, but clients send this).
@@ -466,16 +466,12 @@ fn filtered(op: &Operation, p: &Path, input: &mut Input) -> ScimResult<()> {
                     }
                 },
             };
-            // The entry made primary takes over: the others stop being primary (RFC 7644
-            // §3.5.2), whatever their order.
             if patch.get("primary") == Some(&Value::Bool(true)) {
-                for (i, el) in list.iter_mut().enumerate() {
-                    if let Some(p) = el.get_mut("primary")
-                        && !hits.contains(&i)
-                    {
-                        *p = Value::Bool(false);
-                    }
-                }
+                let others = list
+                    .iter_mut()
+                    .enumerate()
+                    .filter(|(i, _)| !hits.contains(i));
+                resource::demote_primary(others.map(|(_, e)| e));
             }
             if hits.is_empty() {
                 // Entra adds `emails[type eq "work"].value` when no work email exists yet:

@@ -203,17 +203,11 @@ pub fn apply_key(
                         .entry(attr.def.name.to_string())
                         .or_insert_with(|| Value::Array(Vec::new()));
                     if let Value::Array(list) = entry {
-                        // A value added as primary takes over (RFC 7644 §3.5.2: the others
-                        // become false), rather than losing to the old one.
                         if new
                             .iter()
                             .any(|v| v.get("primary") == Some(&Value::Bool(true)))
                         {
-                            for old in list.iter_mut() {
-                                if let Some(p) = old.get_mut("primary") {
-                                    *p = Value::Bool(false);
-                                }
-                            }
+                            demote_primary(list.iter_mut());
                         }
                         for item in new {
                             // An entry of a type already there updates that entry: adding a
@@ -515,6 +509,14 @@ pub fn push_distinct(list: &mut Vec<Value>, item: Value) {
         }
         Some(_) => {}
         None => list.push(item),
+    }
+}
+
+/// A value made primary takes over (RFC 7644 §3.5.2): the others it is added to or set
+/// among stop being primary, rather than `fix_primary` keeping the first.
+pub fn demote_primary<'a>(others: impl Iterator<Item = &'a mut Value>) {
+    for p in others.filter_map(|e| e.get_mut("primary")) {
+        *p = Value::Bool(false);
     }
 }
 
