@@ -105,8 +105,9 @@ async fn bodies_over_the_limit_are_413() {
     let big = json!({"userName": "big", "displayName": "x".repeat(10_000)});
     assert_error(&s.post("/Users", big).await, 413, None);
     // Without Content-Length (chunked), the limit holds too.
-    let stream = futures_stream(
-        "{\"userName\":\"big2\",\"displayName\":\"".to_string() + &"y".repeat(10_000) + "\"}",
+    let stream = chunks(
+        &("{\"userName\":\"big2\",\"displayName\":\"".to_string() + &"y".repeat(10_000) + "\"}"),
+        usize::MAX,
     );
     let resp = s
         .client
@@ -144,15 +145,10 @@ async fn early_answers_reach_a_client_still_sending() {
             (ACME, "text/plain", 415),
             (ACME, "application/scim+json", 413),
         ] {
-            // A stream of many chunks: the client is still sending when the answer is ready.
-            let chunks: Vec<Result<Vec<u8>, std::io::Error>> = big
-                .as_bytes()
-                .chunks(16 * 1024)
-                .map(|c| Ok(c.to_vec()))
-                .collect();
+            // In many chunks, the client is still sending when the answer is ready.
             for body in [
                 reqwest::Body::from(big.clone()),
-                reqwest::Body::wrap_stream(Chunks(chunks.into_iter())),
+                reqwest::Body::wrap_stream(chunks(&big, 16 * 1024)),
             ] {
                 let r = client
                     .post(format!("{}/Users", s.base()))
@@ -172,6 +168,17 @@ async fn early_answers_reach_a_client_still_sending() {
     assert_eq!(total(&s.get("/Users").await), 0);
 }
 
+/// `text` as a request body without Content-Length, in chunks of at most `size` bytes.
+fn chunks(text: &str, size: usize) -> Chunks {
+    Chunks(
+        text.as_bytes()
+            .chunks(size)
+            .map(|c| Ok(c.to_vec()))
+            .collect::<Vec<_>>()
+            .into_iter(),
+    )
+}
+
 struct Chunks(std::vec::IntoIter<Result<Vec<u8>, std::io::Error>>);
 
 impl futures_core::Stream for Chunks {
@@ -182,22 +189,6 @@ impl futures_core::Stream for Chunks {
     ) -> std::task::Poll<Option<Self::Item>> {
         std::task::Poll::Ready(self.0.next())
     }
-}
-
-fn futures_stream(
-    s: String,
-) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
-    struct Once(Option<Vec<u8>>);
-    impl futures_core::Stream for Once {
-        type Item = Result<Vec<u8>, std::io::Error>;
-        fn poll_next(
-            mut self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<Self::Item>> {
-            std::task::Poll::Ready(self.0.take().map(Ok))
-        }
-    }
-    Once(Some(s.into_bytes()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
