@@ -13,8 +13,8 @@ use crate::scim::projection::Projection;
 use crate::scim::render::Resource;
 use crate::scim::resource::{self, Ignored};
 use crate::scim::schema::{Kind, LIST_RESPONSE, SEARCH_REQUEST};
-use crate::scim::sort::SortSpec;
-use crate::store::{ListQuery, PlanCursor, PlanFrom};
+use crate::scim::sort::{SortKey, SortSpec};
+use crate::store::{ListQuery, PlanCursor, PlanFrom, SortMark};
 
 pub async fn endpoint(
     app: &App,
@@ -383,19 +383,22 @@ async fn list(
     let max = ctx.rt.config.server.max_results;
     let count = p.count.map(|c| c.max(0) as u64).unwrap_or(max).min(max);
     let sort_by = p.sort_by.as_deref().filter(|s| !s.trim().is_empty());
-    // A sorted list, or one over both types, is not in the id order a resume point needs: its
-    // cursors carry a position instead.
-    let by_position = sort_by.is_some() || kinds.len() > 1;
+    // A sorted list, or one over both types, is not in the id order an id cursor resumes
+    // from: its cursors carry a mark (type, sort key and id) instead.
+    let by_mark = sort_by.is_some() || kinds.len() > 1;
     // Worked out only when a cursor is in play: it hashes the filter.
     let scope = p
         .cursor
         .as_ref()
         .map(|_| CursorScope::new(kinds, p.filter.as_deref(), sort_by, p.sort_order.as_deref()));
-    let start = p.start_index.unwrap_or(1).max(1) as u64;
-    let (start, after) = match (&p.cursor, &scope) {
-        (Some(c), Some(s)) if by_position => (s.decode_position(c)?.saturating_add(1), None),
-        (Some(c), Some(s)) => (start, Some(s.decode(c)?)),
-        _ => (start, None),
+    let mut start = p.start_index.unwrap_or(1).max(1) as u64;
+    let (after, mark) = match (&p.cursor, &scope) {
+        (Some(c), Some(s)) if by_mark => {
+            start = 1;
+            (None, Some(s.decode_mark(c, kinds)?))
+        }
+        (Some(c), Some(s)) => (Some(s.decode(c)?), None),
+        _ => (None, None),
     };
     let text = p.filter.as_deref().filter(|t| !t.trim().is_empty());
     // At the root the filter is parsed once and resolved for each type: a condition on an
@@ -431,7 +434,7 @@ async fn list(
         plans.push((kind, f, sort, proj));
     }
     // One type's list with a filter and no projection: its stored documents go out as they
-    // are. (Not at the root, even when only one type can match: its cursors are positions.)
+    // are. (Not at the root, even when only one type can match: its cursors are marks.)
     if let ([_], [(kind, Some(f), None, _)]) = (kinds, plans.as_slice())
         && p.attributes.is_none()
         && p.excluded.is_none()
@@ -444,6 +447,7 @@ async fn list(
             count,
             with_refs: true,
             after,
+            resume: None,
         };
         if let Some(page) = app.store.list_stored(&ctx.principal.tenant, *kind, &q) {
             return Ok(stored_list(ctx, page?, start, scope));
@@ -456,22 +460,38 @@ async fn list(
     // Across types the order is all Users, then all Groups: compute each type's share of
     // the requested window.
     let mut next = None;
+    let mut next_mark = None;
     let mut offset = start - 1;
     let mut remaining = count;
+    let rank = |k: Kind| kinds.iter().position(|x| *x == k);
     for (kind, f, sort, proj) in plans {
         let with_refs = proj.wants(if kind == Kind::Group {
             "members"
         } else {
             "groups"
         });
+        // A walk by mark: types before the mark's are only counted, the mark's resumes after
+        // it, and later ones start at their first.
+        let place = mark.as_ref().map(|m| rank(kind).cmp(&rank(m.kind)));
+        let at = mark
+            .as_ref()
+            .filter(|m| m.kind == kind)
+            .and_then(|m| m.after.clone());
+        let (after, resume, room) = match place {
+            None => (after, None, remaining),
+            Some(std::cmp::Ordering::Less) => (None, None, 0),
+            Some(_) if sort.is_some() => (None, at, remaining),
+            Some(_) => (Some(at.map_or(0, |m| m.id)), None, remaining),
+        };
         let q = ListQuery {
             filter: f,
             sort,
             start_index: offset + 1,
-            count: remaining,
+            count: room,
             // A group's members are streamed below, never read into one list.
             with_refs: with_refs && kind == Kind::User,
             after,
+            resume,
         };
         let page = app
             .store
@@ -479,6 +499,18 @@ async fn list(
             .await?;
         total += page.total;
         next = next.or(page.next);
+        if place.is_some_and(|o| o.is_ge()) && next_mark.is_none() && count > 0 {
+            let more = (page.next.map(|id| SortMark { key: None, id })).or(page.next_mark);
+            next_mark = match more {
+                Some(m) => Some(Mark {
+                    kind,
+                    after: Some(m),
+                }),
+                // The page filled before this type: its matches all come next.
+                None if room == 0 && page.total > 0 => Some(Mark { kind, after: None }),
+                None => None,
+            };
+        }
         offset = offset.saturating_sub(page.total);
         remaining -= page.items.len() as u64;
         for r in page.items {
@@ -490,13 +522,10 @@ async fn list(
         }
     }
     let cursor_mode = scope.is_some();
-    let next = match (scope, by_position) {
+    let next = match (scope, by_mark) {
         (None, _) => None,
         (Some(s), false) => next.map(|n| s.encode(n)),
-        (Some(s), true) => {
-            let read = start - 1 + resources.len() as u64;
-            (count > 0 && read < total).then(|| s.encode_position(read))
-        }
+        (Some(s), true) => next_mark.map(|m| s.encode_mark(&m)),
     };
     if !groups.is_empty() {
         return Ok(streamed_list(
@@ -853,42 +882,111 @@ impl CursorScope {
         self.wrap(&id.to_be_bytes())
     }
 
-    /// Resume after this many resources (sorted lists, and lists over both types).
-    fn encode_position(&self, read: u64) -> String {
-        self.wrap(&read.to_be_bytes())
+    /// Resume at a mark (sorted lists, and lists over both types): the type's code, then 0
+    /// for its first, or 1, the id, and the key (0 for none, 1 and an f64, 2 and UTF-8).
+    fn encode_mark(&self, m: &Mark) -> String {
+        let mut b = vec![m.kind.code()];
+        match &m.after {
+            None => b.push(0),
+            Some(SortMark { key, id }) => {
+                b.push(1);
+                b.extend_from_slice(&id.to_be_bytes());
+                match key {
+                    None => b.push(0),
+                    Some(SortKey::Num(n)) => {
+                        b.push(1);
+                        b.extend_from_slice(&n.to_bits().to_be_bytes());
+                    }
+                    Some(SortKey::Text(t)) => {
+                        b.push(2);
+                        b.extend_from_slice(t.as_bytes());
+                    }
+                }
+            }
+        }
+        self.wrap(&b)
     }
 
-    /// The `N`-byte resume point of a cursor of this list; all zero for an empty cursor (the
-    /// first page).
-    fn point<const N: usize>(&self, c: &str) -> ScimResult<[u8; N]> {
+    /// The resume point of a cursor of this list; `None` for an empty cursor (the first
+    /// page).
+    fn point(&self, c: &str) -> ScimResult<Option<Vec<u8>>> {
         if c.trim().is_empty() {
-            return Ok([0; N]);
+            return Ok(None);
         }
-        let b = cursor_bytes(c);
-        // 16 bytes alone: an id cursor from before cursors carried their list.
-        let (point, tail) = match b.split_at_checked(N) {
-            Some((p, t)) if t.len() == 5 || (N == 16 && t.is_empty()) => (p, t),
-            _ => return Err(not_a_cursor(c)),
+        let mut b = cursor_bytes(c);
+        let Some(at) = b.len().checked_sub(self.0.len()).filter(|&n| n > 0) else {
+            return Err(not_a_cursor(c));
         };
-        if !tail.is_empty() && tail != self.0 {
+        if b[at..] != self.0 {
             return Err(ScimError::bad(
                 crate::scim::error::ScimType::InvalidCursor,
                 "this cursor belongs to another list (another resource type, filter or sort); \
                  start again with an empty cursor",
             ));
         }
-        point.try_into().map_err(|_| not_a_cursor(c))
+        b.truncate(at);
+        Ok(Some(b))
     }
 
     /// The id after which the page starts (0: the first page).
     fn decode(&self, c: &str) -> ScimResult<u128> {
-        self.point(c).map(u128::from_be_bytes)
+        // 16 bytes alone: an id cursor from before cursors carried their list.
+        let legacy = cursor_bytes(c);
+        let point = match legacy.len() {
+            16 => Some(legacy),
+            _ => self.point(c)?,
+        };
+        match point {
+            None => Ok(0),
+            Some(p) => p
+                .try_into()
+                .map(u128::from_be_bytes)
+                .map_err(|_| not_a_cursor(c)),
+        }
     }
 
-    /// How many resources a position cursor has read.
-    fn decode_position(&self, c: &str) -> ScimResult<u64> {
-        self.point(c).map(u64::from_be_bytes)
+    /// Where a walk by mark resumes (the first of `kinds`' first type for an empty cursor).
+    fn decode_mark(&self, c: &str, kinds: &[Kind]) -> ScimResult<Mark> {
+        let Some(p) = self.point(c)? else {
+            return Ok(Mark {
+                kind: kinds[0],
+                after: None,
+            });
+        };
+        let bad = || not_a_cursor(c);
+        let kind = kinds
+            .iter()
+            .copied()
+            .find(|k| p.first() == Some(&k.code()))
+            .ok_or_else(bad)?;
+        let after = match &p[1..] {
+            [0] => None,
+            [1, rest @ ..] if rest.len() > 16 => {
+                let (id, key) = rest.split_at(16);
+                let id = u128::from_be_bytes(id.try_into().map_err(|_| bad())?);
+                let key = match key {
+                    [0] => None,
+                    [1, n @ ..] => Some(SortKey::Num(f64::from_bits(u64::from_be_bytes(
+                        n.try_into().map_err(|_| bad())?,
+                    )))),
+                    [2, t @ ..] => Some(SortKey::Text(
+                        String::from_utf8(t.to_vec()).map_err(|_| bad())?,
+                    )),
+                    _ => return Err(bad()),
+                };
+                Some(SortMark { key, id })
+            }
+            _ => return Err(bad()),
+        };
+        Ok(Mark { kind, after })
     }
+}
+
+/// Where a walk of a sorted list, or of both types, resumes: in this type, after this
+/// resource (`None`: at the type's first).
+struct Mark {
+    kind: Kind,
+    after: Option<SortMark>,
 }
 
 /// A cursor's bytes (empty when it is not base64url).

@@ -31,8 +31,8 @@ pub use backend::{Fault, Faults};
 pub use backup::restore;
 pub use events::{Actor, Event, Retention};
 pub use ops::{
-    ListPage, ListQuery, PlanCursor, PlanEntry, PlanFrom, PlanPage, PlanSummary, SortSpec,
-    StoredPage,
+    ListPage, ListQuery, PlanCursor, PlanEntry, PlanFrom, PlanPage, PlanSummary, SortMark,
+    SortSpec, StoredPage,
 };
 
 /// Most jobs committed together; bounds the latency one commit adds to its first request.
@@ -1050,6 +1050,46 @@ mod tests {
                     assert_eq!(total, 45);
                 }
             }
+            // A cursor walk resumes after the last resource's key and id: the same order.
+            let ids: Vec<u128> = sorted.iter().map(|(_, id)| *id).collect();
+            for count in [1u64, 4, 30] {
+                assert_eq!(mark_walk(&f, &sort, count), ids, "{order} count {count}");
+            }
+            // By userName, the walk goes down the userName index instead.
+            let by_name = SortSpec::parse(Kind::User, "userName", Some(order)).unwrap();
+            let mut names: Vec<(String, u128)> =
+                (0..45).map(|i| (format!("u{i}"), want[i].1)).collect();
+            names.sort();
+            if descending {
+                names.reverse();
+            }
+            let ids: Vec<u128> = names.iter().map(|(_, id)| *id).collect();
+            assert_eq!(mark_walk(&f, &by_name, 7), ids, "userName {order}");
+        }
+    }
+
+    /// Every page of a sorted list by its marks; each page counts every match.
+    fn mark_walk(f: &Fixture, sort: &SortSpec, count: u64) -> Vec<u128> {
+        let mut ids = Vec::new();
+        let mut resume = None;
+        loop {
+            let q = ListQuery {
+                sort: Some(sort.clone()),
+                count,
+                resume: resume.take(),
+                ..ListQuery::default()
+            };
+            let page =
+                f.rt.block_on(f.store.list("t".into(), Kind::User.into(), q))
+                    .unwrap();
+            assert_eq!(page.total, 45);
+            assert!(page.items.len() as u64 <= count);
+            ids.extend(page.items.iter().map(|r| parse_id(&r.id).unwrap()));
+            match page.next_mark {
+                Some(m) => resume = Some(m),
+                None => return ids,
+            }
+            assert!(ids.len() <= 45, "the walk ends");
         }
     }
 

@@ -23,7 +23,7 @@ use crate::scim::patch::{self, MemberOp, Operation};
 use crate::scim::render::{Resource, Stored};
 use crate::scim::resource::{self, Body, Ignored, Input};
 use crate::scim::schema::{Kind, Rt};
-pub use crate::scim::sort::SortSpec;
+pub use crate::scim::sort::{SortKey, SortSpec};
 
 type R<T> = Result<ScimResult<T>, redb::Error>;
 
@@ -745,6 +745,17 @@ pub struct ListQuery {
     pub with_refs: bool,
     /// Cursor paging (RFC 9865): results after this id, in id order; `Some(0)` from the start.
     pub after: Option<u128>,
+    /// Cursor paging of a sorted list: results after this one in the sort order.
+    pub resume: Option<SortMark>,
+}
+
+/// A place in a sorted list: the sort key of a resource (`None` when it has no value, which
+/// sorts last) and its id, which orders equal keys. A walk resumes after it, so resources
+/// created or deleted between pages move nothing else.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SortMark {
+    pub key: Option<SortKey>,
+    pub id: u128,
 }
 
 pub struct ListPage {
@@ -752,6 +763,8 @@ pub struct ListPage {
     pub start_index: u64,
     /// With cursor paging, the id to continue after when there are more results.
     pub next: Option<u128>,
+    /// A sorted list: where to continue when there are more results.
+    pub next_mark: Option<SortMark>,
     pub items: Vec<Resource>,
 }
 
@@ -832,7 +845,7 @@ where
 /// creation order (ids are time-ordered).
 #[derive(Clone)]
 struct Ranked {
-    key: Option<crate::scim::sort::SortKey>,
+    key: Option<SortKey>,
     id: u128,
     descending: bool,
 }
@@ -1703,6 +1716,7 @@ impl Store {
                         total,
                         start_index: start,
                         next,
+                        next_mark: None,
                         items,
                     },
                     q.with_refs,
@@ -1714,19 +1728,37 @@ impl Store {
             if let (None, Some(s), Kind::User) = (&q.filter, &q.sort, kind)
                 && s.is_core("userName")
             {
+                use std::ops::Bound::{Excluded, Included};
                 let total = plan::count(r.counts()?, t, kind.code())?;
                 let past = format!("{t}\0");
-                let names = r.usernames()?.range((t, "")..(past.as_str(), ""))?;
+                // A resumed walk starts just past the name it stopped at (names are unique).
+                let after = q.resume.as_ref().map(|m| match &m.key {
+                    Some(SortKey::Text(n)) => n.as_str(),
+                    _ => "",
+                });
+                let (lo, hi) = match (after, s.descending) {
+                    (Some(n), false) => (Excluded((t, n)), Excluded((past.as_str(), ""))),
+                    (Some(n), true) => (Included((t, "")), Excluded((t, n))),
+                    (None, _) => (Included((t, "")), Excluded((past.as_str(), ""))),
+                };
+                let names = r.usernames()?.range((lo, hi))?;
                 let names: Box<dyn Iterator<Item = _>> = match s.descending {
                     false => Box::new(names),
                     true => Box::new(names.rev()),
                 };
-                let ids = names
-                    .skip(skip)
-                    .take(count)
-                    .map(|e| e.map(|(_, v)| v.value()))
-                    .collect::<Result<Vec<u128>, _>>()?;
-                let page = r.read_page(t, kind, &ids, false, total, start)?;
+                let mut named = names
+                    .skip(if after.is_some() { 0 } else { skip })
+                    .take(count.saturating_add(1))
+                    .map(|e| e.map(|(k, v)| (k.value().1.to_string(), v.value())))
+                    .collect::<Result<Vec<(String, u128)>, _>>()?;
+                let more = named.len() > count;
+                named.truncate(count);
+                let ids: Vec<u128> = named.iter().map(|(_, id)| *id).collect();
+                let mut page = r.read_page(t, kind, &ids, false, total, start)?;
+                page.next_mark = named.pop().filter(|_| more).map(|(n, id)| SortMark {
+                    key: Some(SortKey::Text(n)),
+                    id,
+                });
                 return finish(r, t, kind, page, q.with_refs);
             }
             // Users in a group (`groups.value eq "g"`, `groups[value eq "g"]`): the group's
@@ -1855,21 +1887,37 @@ impl Store {
                 return finish(r, t, kind, page, q.with_refs);
             };
             // Sorted: only sort keys are held, and only about a page's worth (`select`);
-            // the page is read again after. Cursors and sorting do not mix (refused
-            // earlier), so this is index paging.
+            // the page is read again after. A cursor walk offers only what sorts after its
+            // mark, while every match is counted.
+            let mark = q.resume.as_ref().map(|m| Ranked {
+                key: m.key.clone(),
+                id: m.id,
+                descending: s.descending,
+            });
+            let skip = if mark.is_some() { 0 } else { skip };
+            let mut total = 0u64;
             let picked = select::page(skip, count, |sink: &mut dyn FnMut(Ranked)| {
+                total = 0;
                 each(0, &mut |id, rec| {
-                    let key = s.key(&format_id(id), &rec.created, &rec.modified, &rec.body);
-                    sink(Ranked {
-                        key,
+                    total += 1;
+                    let ranked = Ranked {
+                        key: s.key(&format_id(id), &rec.created, &rec.modified, &rec.body),
                         id,
                         descending: s.descending,
-                    });
+                    };
+                    if mark.as_ref().is_none_or(|m| ranked > *m) {
+                        sink(ranked);
+                    }
                     true
                 })
             })?;
             let ids: Vec<u128> = picked.page.iter().map(|x| x.id).collect();
-            let page = r.read_page(t, kind, &ids, false, picked.total, start)?;
+            let mut page = r.read_page(t, kind, &ids, false, total, start)?;
+            let more = picked.total > (skip + picked.page.len()) as u64;
+            page.next_mark = picked.page.last().filter(|_| more).map(|x| SortMark {
+                key: x.key.clone(),
+                id: x.id,
+            });
             finish(r, t, kind, page, q.with_refs)
         };
         if inline {
@@ -2243,6 +2291,7 @@ impl ReadSide {
             total,
             start_index: start,
             next: more.then(|| ids.last().copied()).flatten(),
+            next_mark: None,
             items,
         })
     }

@@ -267,7 +267,7 @@ async fn cursor_paging_returns_each_resource_once_while_writes_happen() {
     assert!(added[..added.len() - 1].iter().all(|id| seen.contains(id)));
     let r = s.get("/Users?cursor=not-a-cursor").await;
     assert_error(&r, 400, Some("invalidCursor"));
-    // Sorted, cursors carry a position: the walk is the sorted list, page by page.
+    // Sorted, cursors carry a mark: the walk is the sorted list, page by page.
     let sorted = s.get("/Users?sortBy=userName&sortOrder=descending").await;
     let walked = s
         .walk("/Users?sortBy=userName&sortOrder=descending&count=5")
@@ -316,6 +316,143 @@ async fn cursor_paging_returns_each_resource_once_while_writes_happen() {
             "{other}"
         );
     }
+}
+
+/// Walk `list` three at a time; after each page, `between` writes (told which page it was).
+/// Returns the userNames in the order the walk met them.
+async fn walk_with_writes(
+    s: &Srv,
+    list: &str,
+    mut between: impl AsyncFnMut(&Srv, usize),
+) -> Vec<String> {
+    let (mut seen, mut cursor) = (Vec::new(), String::new());
+    for round in 0.. {
+        let r = s.get(&format!("{list}&count=3&cursor={cursor}")).await;
+        assert_eq!(r.status, 200, "{list}: {}", r.body);
+        seen.extend(names(&r));
+        between(s, round).await;
+        match r.body["nextCursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
+        assert!(seen.len() < 100, "{list}: the walk must end");
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sorted_and_root_cursor_walks_return_each_resource_once_while_writes_happen() {
+    let s = Srv::start().await;
+    seed(&s, 12).await;
+    // After the first page, a user that sorts before the walk's mark (never returned, and
+    // with a position cursor it would push a seen one into the next page) and one that sorts
+    // after it (returned); after the second, a deletion of one already seen (with a position
+    // cursor the next page would skip one).
+    for (list, before, after) in [
+        // Down the userName index.
+        ("/Users?sortBy=userName", "user000@x", "user5@x"),
+        // A filtered sort (every match is ranked), descending.
+        (
+            "/Users?filter=userName%20sw%20%22user%22&sortBy=userName&sortOrder=descending",
+            "user99@x",
+            "user000000@x",
+        ),
+        // Every familyName is the same: ties go by id, and new users sort last.
+        ("/Users?sortBy=name.familyName", "", "late@x"),
+    ] {
+        let full = s.get(&format!("{list}&count=1000")).await;
+        let mut want = names(&full);
+        let seen = walk_with_writes(&s, list, async |s: &Srv, round| match round {
+            0 => {
+                if !before.is_empty() {
+                    s.user(before).await;
+                }
+                s.user(after).await;
+            }
+            1 => {
+                // The second in the order now: one the first page returned.
+                let first = s.get(&format!("{list}&count=2")).await;
+                let id = first.body["Resources"][1]["id"].as_str().unwrap();
+                assert_eq!(s.delete(&format!("/Users/{id}")).await.status, 204);
+            }
+            _ => {}
+        })
+        .await;
+        want.push(after.to_string());
+        let descending = list.contains("descending");
+        if !list.contains("familyName") {
+            want.sort();
+            if descending {
+                want.reverse();
+            }
+        }
+        assert_eq!(seen, want, "{list}");
+    }
+    // Across both types (Users, then Groups, each by id): a user deleted after it was seen,
+    // and one created while the walk is still in Users, then a group created while it is in
+    // Groups and a user created then (which comes too late).
+    let s = Srv::start().await;
+    let users = seed(&s, 4).await;
+    for g in ["G0", "G1", "G2"] {
+        s.group(g, &[]).await;
+    }
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    for round in 0.. {
+        let r = s
+            .post("/.search", json!({"cursor": cursor, "count": 2}))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let page = r.body["Resources"].as_array().unwrap().clone();
+        seen.extend(page.iter().map(|x| {
+            x.get("userName")
+                .or(x.get("displayName"))
+                .and_then(Value::as_str)
+                .unwrap()
+                .to_string()
+        }));
+        if round == 0 {
+            assert_eq!(s.delete(&format!("/Users/{}", users[0])).await.status, 204);
+            s.user("user04@x").await;
+        }
+        if page.iter().any(|x| x.get("displayName").is_some()) && !seen.contains(&"late@x".into()) {
+            s.group("G3", &[]).await;
+            s.user("late@x").await;
+            seen.push("late@x".into());
+        }
+        match r.body["nextCursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
+        assert!(round < 10, "the walk must end");
+    }
+    let want = [
+        "user00@x", "user01@x", "user02@x", "user03@x", "user04@x", "G0", "late@x", "G1", "G2",
+        "G3",
+    ];
+    assert_eq!(seen, want);
+    // Sorted across both types: each type in that order, by mark.
+    let sorted = json!({"sortBy": "displayName", "sortOrder": "descending"});
+    let all = s.post("/.search", sorted.clone()).await;
+    let (mut walked, mut cursor) = (Vec::new(), String::new());
+    loop {
+        let mut req = sorted.clone();
+        req["cursor"] = json!(cursor);
+        req["count"] = json!(3);
+        let r = s.post("/.search", req).await;
+        assert_eq!(total(&r), 9);
+        walked.extend(r.body["Resources"].as_array().unwrap().iter().cloned());
+        match r.body["nextCursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
+        assert!(walked.len() < 20, "the walk must end");
+    }
+    assert_eq!(&walked, all.body["Resources"].as_array().unwrap());
+    assert_eq!(
+        walked[5]["displayName"], "G3",
+        "groups after users, descending"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
