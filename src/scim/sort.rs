@@ -95,11 +95,56 @@ impl SortSpec {
         match v {
             Value::Number(n) => n.as_f64().map(SortKey::Num),
             Value::Bool(b) => Some(SortKey::Num(if b { 1.0 } else { 0.0 })),
-            Value::String(s) if def.case_exact || def.ty == AttrType::DateTime => {
-                Some(SortKey::Text(s))
+            Value::String(s) if def.ty == AttrType::DateTime => {
+                Some(SortKey::Text(time_order(&s).unwrap_or(s)))
             }
+            Value::String(s) if def.case_exact => Some(SortKey::Text(s)),
             Value::String(s) => Some(SortKey::Text(s.to_lowercase())),
             _ => None,
         }
+    }
+}
+
+/// An RFC 3339 time as text that sorts in time order: in UTC, with nine fractional digits.
+/// As sent, `…00.5Z` sorts after `…00.50001Z`, and offsets other than `Z` sort anywhere.
+pub fn time_order(s: &str) -> Option<String> {
+    use time::format_description::well_known::Rfc3339;
+    let t = time::OffsetDateTime::parse(s, &Rfc3339).ok()?;
+    let t = t.to_offset(time::UtcOffset::UTC);
+    Some(format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_sort_in_time_order_whatever_their_digits_and_offset() {
+        let sort =
+            SortSpec::parse(super::super::schema::Kind::User, "meta.lastModified", None).unwrap();
+        let key = |m: &str| sort.key("id", "", m, &Body::new()).unwrap();
+        let order = [
+            "2026-01-01T00:00:00Z",
+            "2026-01-01T00:00:00.5Z",
+            "2026-01-01T00:00:00.50001Z",
+            "2026-01-01T02:00:01+02:00",
+            "2026-01-01T00:00:02.1Z",
+        ];
+        for w in order.windows(2) {
+            assert!(key(w[0]) < key(w[1]), "{} before {}", w[0], w[1]);
+        }
+        assert_eq!(
+            key("2026-01-01T02:00:01+02:00"),
+            SortKey::Text("2026-01-01T00:00:01.000000000Z".into())
+        );
     }
 }
