@@ -72,6 +72,7 @@ pub fn copy_all(r: &ReadTransaction, to: &Path) -> Result<u64, StoreError> {
         n += copy(r, &w, OVERFLOW_USERID)?;
         n += copy(r, &w, UNIQUE_ID)?;
         n += copy(r, &w, RANKS)?;
+        n += copy(r, &w, MODIFIED_ID)?;
         Ok(n)
     })()
     .map_err(fail)?;

@@ -1068,6 +1068,100 @@ mod tests {
         }
     }
 
+    #[test]
+    fn last_modified_filters_read_their_index_which_a_layout_2_file_gets_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let f = Fixture::open(&path);
+        let ids: Vec<u128> = (0..8)
+            .map(|i| {
+                f.create(
+                    Kind::User,
+                    serde_json::json!({"userName": format!("u{i}")}),
+                    None,
+                )
+            })
+            .collect();
+        let stamp = |id: u128| {
+            let r =
+                f.rt.block_on(f.store.get("t".into(), Kind::User, format_id(id), false));
+            r.unwrap().modified
+        };
+        let mid = stamp(ids[3]);
+        // Two of the earlier ones change after `mid`, one later one goes.
+        for id in [ids[0], ids[2]] {
+            let ops = crate::scim::patch::parse_request(&serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": "title", "value": "changed"}]}))
+            .unwrap();
+            f.rt.block_on(f.store.patch(
+                f.actor.clone(),
+                Kind::User.into(),
+                format_id(id),
+                ops,
+                None,
+            ))
+            .unwrap();
+        }
+        f.rt.block_on(
+            f.store
+                .delete(f.actor.clone(), Kind::User.into(), format_id(ids[6]), None),
+        )
+        .unwrap();
+        let matches = |f: &Fixture, op: &str, count: u64| {
+            let text = format!(r#"meta.lastModified {op} "{mid}""#);
+            let filter = crate::scim::filter::parse_for(Kind::User, &text).unwrap();
+            let q = ListQuery {
+                filter: Some(filter),
+                count,
+                start_index: 1,
+                ..ListQuery::default()
+            };
+            let (total, got, _) = user_page(&f.store, &f.rt, q);
+            (total, got)
+        };
+        let after = vec![ids[0], ids[2], ids[4], ids[5], ids[7]];
+        let want = [
+            ("gt", after.clone()),
+            ("ge", vec![ids[0], ids[2], ids[3], ids[4], ids[5], ids[7]]),
+            ("lt", vec![ids[1]]),
+            ("le", vec![ids[1], ids[3]]),
+            ("eq", vec![ids[3]]),
+        ];
+        for (op, ids) in &want {
+            assert_eq!(
+                matches(&f, op, 100),
+                (ids.len() as u64, ids.clone()),
+                "{op}"
+            );
+        }
+        // A page of the range: the smallest ids, and every match counted.
+        assert_eq!(matches(&f, "gt", 2), (5, after[..2].to_vec()));
+        assert_clean(&f.store, &f.rt);
+        // The same file as layout 2 left it: no lastModified index.
+        let Fixture { store, rt, actor } = f;
+        drop(store);
+        let db = raw(&path);
+        let w = db.begin_write().unwrap();
+        assert!(w.delete_table(tables::MODIFIED_ID).unwrap());
+        w.open_table(tables::META)
+            .unwrap()
+            .insert("schema_version", 2)
+            .unwrap();
+        w.commit().unwrap();
+        drop(db);
+        let store = Store::open(&path, 1 << 20).unwrap();
+        let f = Fixture { store, rt, actor };
+        for (op, ids) in &want {
+            assert_eq!(
+                matches(&f, op, 100),
+                (ids.len() as u64, ids.clone()),
+                "{op}"
+            );
+        }
+        assert_clean(&f.store, &f.rt);
+    }
+
     /// Every page of a sorted list by its marks; each page counts every match.
     fn mark_walk(f: &Fixture, sort: &SortSpec, count: u64) -> Vec<u128> {
         let mut ids = Vec::new();
@@ -1181,6 +1275,16 @@ mod tests {
             t.insert(("t", user, 3, (bob >> 80) as u64), 9).unwrap();
             let mut t = w.open_table(tables::COUNTS).unwrap();
             t.insert(("t", user), 99).unwrap();
+            let mut t = w.open_table(tables::MODIFIED_ID).unwrap();
+            let stamp = redb::ReadableTable::iter(&t)
+                .unwrap()
+                .find_map(|e| {
+                    let (_, _, stamp, id) = e.unwrap().0.value();
+                    (id == bob).then_some(stamp)
+                })
+                .unwrap();
+            t.remove(("t", user, stamp, bob)).unwrap();
+            t.insert(("t", group, 5, 7), ()).unwrap();
         }
         w.commit().unwrap();
         drop(db);
@@ -1198,10 +1302,12 @@ mod tests {
             format!("position counts: stale (\"t\", {user}, 0, 5) (3)"),
             "holds Some(9), not 1".to_string(),
             format!("t: counter {user} is 99 but there are 2"),
+            format!("lastModified index: missing (\"t\", {user}, "),
+            format!("lastModified index: stale (\"t\", {group}, 5, 7)"),
         ] {
             assert!(text.contains(&want), "{want} not in:\n{text}");
         }
-        assert_eq!(found.len(), 10, "{text}");
+        assert_eq!(found.len(), 12, "{text}");
     }
 
     #[test]

@@ -34,7 +34,7 @@ const MEMBER_BATCH: usize = 1024;
 pub(super) struct Record {
     pub(super) body: Body,
     created: String,
-    modified: String,
+    pub(super) modified: String,
     version: u64,
 }
 
@@ -56,6 +56,34 @@ fn now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+/// A time as the lastModified index holds it: Unix nanoseconds.
+pub(super) fn stamp_nanos(s: &str) -> Option<i64> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos()).ok()
+}
+
+/// The lastModified index key of a stored record.
+pub(super) fn stored_stamp(bytes: &[u8]) -> Option<i64> {
+    skim(bytes, &["meta"]).and_then(|s| stamp_nanos(&s.modified))
+}
+
+/// Fill the lastModified index from the resource table (the layout 2 → 3 migration).
+fn index_modified(
+    res: &impl ReadableTable<(&'static str, u8, u128), &'static [u8]>,
+    modified: &mut Table<'_, (&'static str, u8, i64, u128), ()>,
+) -> Result<u64, redb::Error> {
+    let mut n = 0;
+    for e in res.iter()? {
+        let (k, v) = e?;
+        let (t, code, id) = k.value();
+        if let Some(stamp) = stored_stamp(v.value()) {
+            modified.insert((t, code, stamp, id), ())?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 fn encode(r: &Record) -> Vec<u8> {
@@ -88,6 +116,7 @@ pub(super) fn init_schema(db: &redb::Database) -> Result<u64, redb::Error> {
         txn.open_table(OVERFLOW_USERID)?;
         txn.open_table(UNIQUE_ID)?;
         let mut ranks_table = txn.open_table(RANKS)?;
+        let mut modified = txn.open_table(MODIFIED_ID)?;
         if let Some(v) = found
             && v < SCHEMA_VERSION
         {
@@ -104,6 +133,10 @@ pub(super) fn init_schema(db: &redb::Database) -> Result<u64, redb::Error> {
                     counts = n,
                     "layout 2: counted resources for startIndex paging"
                 );
+            }
+            if v < 3 {
+                let n = index_modified(&txn.open_table(RESOURCES)?, &mut modified)?;
+                tracing::info!(entries = n, "layout 3: indexed meta.lastModified");
             }
             meta.insert("schema_version", SCHEMA_VERSION)?;
         }
@@ -175,6 +208,7 @@ struct W<'t> {
     overflow: Table<'t, (&'static str, u128), ()>,
     unique: Table<'t, (&'static str, u8, &'static str, &'static str), u128>,
     ranks: Table<'t, ranks::RankKey, u64>,
+    modified: Table<'t, (&'static str, u8, i64, u128), ()>,
 }
 
 impl<'t> W<'t> {
@@ -193,6 +227,7 @@ impl<'t> W<'t> {
             overflow: txn.open_table(OVERFLOW_USERID)?,
             unique: txn.open_table(UNIQUE_ID)?,
             ranks: txn.open_table(RANKS)?,
+            modified: txn.open_table(MODIFIED_ID)?,
         })
     }
 
@@ -482,9 +517,29 @@ impl<'t> W<'t> {
         Ok(())
     }
 
+    /// Store a record and keep its lastModified index entry in step.
     fn put(&mut self, t: &str, kind: Kind, id: u128, rec: &Record) -> Result<(), redb::Error> {
-        self.res
-            .insert((t, kind.code(), id), encode(rec).as_slice())?;
+        let old = self
+            .res
+            .insert((t, kind.code(), id), encode(rec).as_slice())?
+            .and_then(|g| stored_stamp(g.value()));
+        if let Some(stamp) = old {
+            self.modified.remove((t, kind.code(), stamp, id))?;
+        }
+        if let Some(stamp) = stamp_nanos(&rec.modified) {
+            self.modified.insert((t, kind.code(), stamp, id), ())?;
+        }
+        Ok(())
+    }
+
+    fn remove_record(&mut self, t: &str, kind: Kind, id: u128) -> Result<(), redb::Error> {
+        let old = self
+            .res
+            .remove((t, kind.code(), id))?
+            .and_then(|g| stored_stamp(g.value()));
+        if let Some(stamp) = old {
+            self.modified.remove((t, kind.code(), stamp, id))?;
+        }
         Ok(())
     }
 
@@ -775,11 +830,18 @@ pub struct StoredPage {
     pub items: Vec<Stored>,
 }
 
+/// Most ids a lastModified range gives a plan; past that, a scan (memory stays bounded; a
+/// lone comparison never gets here, `index_range` pages it).
+const PLANNED_RANGE_MAX: usize = 100_000;
+
 /// Ids an index can produce for a filter, or `None` when only a scan can answer.
 fn plan<RT>(rt: &RT, t: &str, kind: Kind, f: &Filter) -> Result<Option<BTreeSet<u128>>, redb::Error>
 where
     RT: IndexReader,
 {
+    if let Some((lo, hi)) = modified_range(f) {
+        return rt.modified_in(t, kind, (lo, hi), PLANNED_RANGE_MAX);
+    }
     Ok(match f {
         Filter::And(a, b) => {
             // The side a point lookup answers goes first: it yields the fewest ids.
@@ -909,6 +971,7 @@ fn index_exact(kind: Kind, f: &Filter) -> bool {
                 && path.name == "userName"
                 && path.sub.is_none()
         }
+        f if modified_range(f).is_some() => true,
         _ => indexed_eq(kind, f) == Some(true),
     }
 }
@@ -1056,6 +1119,14 @@ trait IndexReader {
     fn email(&self, t: &str, e: &str) -> Result<BTreeSet<u128>, redb::Error>;
     fn groups_of(&self, t: &str, member: &str) -> Result<BTreeSet<u128>, redb::Error>;
     fn users_in(&self, t: &str, group: &str) -> Result<BTreeSet<u128>, redb::Error>;
+    /// Ids whose lastModified is in the range, or `None` when there are more than `max`.
+    fn modified_in(
+        &self,
+        t: &str,
+        kind: Kind,
+        range: (i64, i64),
+        max: usize,
+    ) -> Result<Option<BTreeSet<u128>>, redb::Error>;
 }
 
 type ResTable = redb::ReadOnlyTable<(&'static str, u8, u128), &'static [u8]>;
@@ -1076,8 +1147,11 @@ pub(super) struct ReadSide {
     members: std::sync::OnceLock<redb::ReadOnlyTable<(&'static str, u128, u128), u8>>,
     member_of: std::sync::OnceLock<redb::ReadOnlyTable<(&'static str, u128, u128), ()>>,
     overflow: std::sync::OnceLock<redb::ReadOnlyTable<(&'static str, u128), ()>>,
+    modified: std::sync::OnceLock<ModifiedTable>,
     scans: ScanMemo,
 }
+
+type ModifiedTable = redb::ReadOnlyTable<(&'static str, u8, i64, u128), ()>;
 
 fn collect_multi<I>(it: I) -> Result<BTreeSet<u128>, redb::Error>
 where
@@ -1091,6 +1165,23 @@ where
 }
 
 impl IndexReader for ReadSide {
+    fn modified_in(
+        &self,
+        t: &str,
+        kind: Kind,
+        (lo, hi): (i64, i64),
+        max: usize,
+    ) -> Result<Option<BTreeSet<u128>>, redb::Error> {
+        let mut out = BTreeSet::new();
+        let range = (t, kind.code(), lo, 0u128)..=(t, kind.code(), hi, u128::MAX);
+        for e in self.modified()?.range(range)? {
+            if out.len() == max {
+                return Ok(None);
+            }
+            out.insert(e?.0.value().3);
+        }
+        Ok(Some(out))
+    }
     fn username(&self, t: &str, u: &str) -> Result<Option<u128>, redb::Error> {
         Ok(self.usernames()?.get((t, u))?.map(|g| g.value()))
     }
@@ -1150,8 +1241,46 @@ impl ReadSide {
             members: std::sync::OnceLock::new(),
             member_of: std::sync::OnceLock::new(),
             overflow: std::sync::OnceLock::new(),
+            modified: std::sync::OnceLock::new(),
             scans: ScanMemo::default(),
         }
+    }
+
+    fn modified(&self) -> Result<&ModifiedTable, redb::Error> {
+        if let Some(t) = self.modified.get() {
+            return Ok(t);
+        }
+        let t = self.txn.open_table(MODIFIED_ID)?;
+        Ok(self.modified.get_or_init(|| t))
+    }
+
+    /// Each id in an index range, in index order.
+    fn each_in(
+        &self,
+        t: &str,
+        kind: Kind,
+        range: &IndexRange,
+        visit: &mut dyn FnMut(u128),
+    ) -> Result<(), redb::Error> {
+        match range {
+            IndexRange::NamePrefix(prefix) => {
+                for e in self.usernames()?.range((t, prefix.as_str())..)? {
+                    let (k, v) = e?;
+                    let (kt, name) = k.value();
+                    if kt != t || !name.starts_with(prefix.as_str()) {
+                        break;
+                    }
+                    visit(v.value());
+                }
+            }
+            IndexRange::Modified(lo, hi) => {
+                let range = (t, kind.code(), *lo, 0u128)..=(t, kind.code(), *hi, u128::MAX);
+                for e in self.modified()?.range(range)? {
+                    visit(e?.0.value().3);
+                }
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn txn(&self) -> &ReadTransaction {
@@ -1513,7 +1642,7 @@ impl Store {
                 Ok(x) => x,
                 Err(e) => return Ok(Err(e)),
             };
-            w.res.remove((t, kind.code(), nid))?;
+            w.remove_record(t, kind, nid)?;
             w.index(t, kind, nid, &keys(rt, &old.body), &Keys::default())?;
             w.bump_count(t, kind, nid, false)?;
             w.unlink_all(&actor, nid)?;
@@ -1771,31 +1900,26 @@ impl Store {
                 }
                 return finish(r, t, kind, r.read_window(t, kind, w, start)?, q.with_refs);
             }
-            // `userName sw`: count the prefix range of the userName index and keep only the
-            // page's ids (the smallest, as lists are in id order), however many match.
-            if let (Some(prefix), None) = (user_name_prefix(kind, q.filter.as_ref()), &q.sort) {
+            // A filter one index range answers exactly (`userName sw`, a comparison of
+            // `meta.lastModified`): count the range and keep only the page's ids (the
+            // smallest, as lists are in id order), however many match.
+            if let (Some(range), None) = (index_range(kind, q.filter.as_ref()), &q.sort) {
                 let keep = match q.after {
                     Some(_) => count.saturating_add(1),
                     None => skip.saturating_add(count),
                 };
                 let mut best = std::collections::BinaryHeap::new();
                 let mut total = 0u64;
-                for e in r.usernames()?.range((t, prefix.as_str())..)? {
-                    let (k, v) = e?;
-                    let (kt, name) = k.value();
-                    if kt != t || !name.starts_with(&prefix) {
-                        break;
-                    }
+                r.each_in(t, kind, &range, &mut |id| {
                     total += 1;
-                    let id = v.value();
                     if keep == 0 || q.after.is_some_and(|a| id <= a) {
-                        continue;
+                        return;
                     }
                     best.push(id);
                     if best.len() > keep {
                         best.pop();
                     }
-                }
+                })?;
                 let ids = best.into_sorted_vec();
                 let (page, more): (Vec<u128>, bool) = match q.after {
                     Some(_) => (ids.iter().take(count).copied().collect(), ids.len() > count),
@@ -1961,7 +2085,15 @@ fn group_of_users(kind: Kind, f: Option<&Filter>) -> Option<&str> {
 }
 
 /// The lower-cased prefix of a `userName sw "..."` filter on users.
-fn user_name_prefix(kind: Kind, f: Option<&Filter>) -> Option<String> {
+/// A stretch of one index that holds exactly a filter's matches.
+enum IndexRange {
+    /// `userName sw`: the lower-cased prefix.
+    NamePrefix(String),
+    /// A comparison of `meta.lastModified`: the Unix nanoseconds from and to (inclusive).
+    Modified(i64, i64),
+}
+
+fn index_range(kind: Kind, f: Option<&Filter>) -> Option<IndexRange> {
     match f? {
         Filter::Compare {
             path,
@@ -1972,8 +2104,33 @@ fn user_name_prefix(kind: Kind, f: Option<&Filter>) -> Option<String> {
             && path.name == "userName"
             && path.sub.is_none() =>
         {
-            Some(v.to_lowercase())
+            Some(IndexRange::NamePrefix(v.to_lowercase()))
         }
+        f => modified_range(f).map(|(lo, hi)| IndexRange::Modified(lo, hi)),
+    }
+}
+
+/// The lastModified times (inclusive, Unix nanoseconds) a comparison of `meta.lastModified`
+/// asks for. `eval` compares the parsed times, as the index keys are, so the range is exact.
+fn modified_range(f: &Filter) -> Option<(i64, i64)> {
+    let Filter::Compare {
+        path,
+        op,
+        value: CompValue::Str(v),
+    } = f
+    else {
+        return None;
+    };
+    if path.urn.is_some() || path.name != "meta" || path.sub.as_deref() != Some("lastModified") {
+        return None;
+    }
+    let n = stamp_nanos(v)?;
+    match op {
+        CompareOp::Eq => Some((n, n)),
+        CompareOp::Gt => Some((n.checked_add(1)?, i64::MAX)),
+        CompareOp::Ge => Some((n, i64::MAX)),
+        CompareOp::Lt => Some((i64::MIN, n.checked_sub(1)?)),
+        CompareOp::Le => Some((i64::MIN, n)),
         _ => None,
     }
 }
@@ -2663,5 +2820,50 @@ mod tests {
         assert!(!exact(Kind::User, r#"emails.value sw "a""#));
         assert!(!exact(Kind::Group, r#"displayName sw "a""#));
         assert!(!exact(Kind::Group, r#"members[value eq "x"]"#));
+        // A comparison of lastModified is a range of its index, exactly.
+        for op in ["gt", "ge", "lt", "le", "eq"] {
+            let f = format!(r#"meta.lastModified {op} "2026-01-01T00:00:00Z""#);
+            assert!(exact(Kind::Group, &f), "{f}");
+        }
+        assert!(!exact(
+            Kind::User,
+            r#"meta.lastModified ne "2026-01-01T00:00:00Z""#
+        ));
+        assert!(!exact(
+            Kind::User,
+            r#"meta.created gt "2026-01-01T00:00:00Z""#
+        ));
+    }
+
+    #[test]
+    fn a_last_modified_comparison_is_the_range_of_times_it_names() {
+        let range = |f: &str| modified_range(&filter::parse_for(Kind::User, f).unwrap());
+        let n = 1_767_225_600_000_000_000i64; // 2026-01-01T00:00:00Z
+        assert_eq!(
+            range(r#"meta.lastModified gt "2026-01-01T00:00:00Z""#),
+            Some((n + 1, i64::MAX))
+        );
+        // Another offset is the same instant; fractions are nanoseconds.
+        assert_eq!(
+            range(r#"meta.lastModified ge "2026-01-01T02:00:00.5+02:00""#),
+            Some((n + 500_000_000, i64::MAX))
+        );
+        assert_eq!(
+            range(r#"meta.lastModified lt "2026-01-01T00:00:00Z""#),
+            Some((i64::MIN, n - 1))
+        );
+        assert_eq!(
+            range(r#"meta.lastModified le "2026-01-01T00:00:00Z""#),
+            Some((i64::MIN, n))
+        );
+        assert_eq!(
+            range(r#"meta.lastModified eq "2026-01-01T00:00:00Z""#),
+            Some((n, n))
+        );
+        // Past what the index's nanoseconds hold: evaluated instead.
+        assert_eq!(
+            range(r#"meta.lastModified gt "9999-01-01T00:00:00Z""#),
+            None
+        );
     }
 }

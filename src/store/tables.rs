@@ -37,8 +37,13 @@ pub const GROUPID_MEMBERID: TableDefinition<(&str, u128, u128), u8> =
 pub const MEMBERID_GROUPID: TableDefinition<(&str, u128, u128), ()> =
     TableDefinition::new("tenant_memberid_groupid");
 
-/// Layout 2 added `RANKS`.
-pub const SCHEMA_VERSION: u64 = 2;
+/// Layout 2 added `RANKS`, layout 3 `MODIFIED_ID`.
+pub const SCHEMA_VERSION: u64 = 3;
+
+/// (tenant, kind, meta.lastModified in Unix nanoseconds, id) → (): a filter on lastModified
+/// (Okta's incremental import asks `meta.lastModified gt "…"`) reads a range of it.
+pub const MODIFIED_ID: TableDefinition<(&str, u8, i64, u128), ()> =
+    TableDefinition::new("tenant_kind_modified_id");
 
 /// (tenant, kind, level, id prefix) → how many resources have ids under that prefix
 /// (`ranks.rs`: finds a deep `startIndex` page without stepping over everything before it).

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use redb::{ReadableDatabase, ReadableMultimapTable, ReadableTable, ReadableTableMetadata};
 
-use super::ops::{Keys, decode, keys};
+use super::ops::{Keys, decode, keys, stamp_nanos};
 use super::plan;
 use super::ranks;
 use super::tables::*;
@@ -52,15 +52,17 @@ enum Index {
     Email,
     DisplayName,
     Unique,
+    Modified,
 }
 
 impl Index {
-    const ALL: [Index; 5] = [
+    const ALL: [Index; 6] = [
         Index::UserName,
         Index::ExternalId,
         Index::Email,
         Index::DisplayName,
         Index::Unique,
+        Index::Modified,
     ];
 
     fn name(self) -> &'static str {
@@ -70,6 +72,7 @@ impl Index {
             Index::Email => "email index",
             Index::DisplayName => "displayName index",
             Index::Unique => "unique-attribute index",
+            Index::Modified => "lastModified index",
         }
     }
 }
@@ -96,6 +99,7 @@ fn check(
     let overflow = r.open_table(OVERFLOW_USERID)?;
     let unique = r.open_table(UNIQUE_ID)?;
     let position = r.open_table(RANKS)?;
+    let modified = r.open_table(MODIFIED_ID)?;
     let mut bad = Vec::new();
     let rt_of = |t: &str, kind: Kind| -> Rt {
         types
@@ -114,8 +118,8 @@ fn check(
             .map(|rec| keys(rt_of(t, kind), &rec.body)))
     };
     // Pass 1: every resource, its index entries, counters and position counts.
-    let mut want = [0u64; 5];
-    let mut missed = [false; 5];
+    let mut want = [0u64; 6];
+    let mut missed = [false; 6];
     let mut n: BTreeMap<(String, u8), u64> = BTreeMap::new();
     let mut active: BTreeMap<String, u64> = BTreeMap::new();
     let mut rank_entries = 0u64;
@@ -154,6 +158,7 @@ fn check(
             *active.entry(t.to_string()).or_default() += 1;
         }
         let ks = keys(rt_of(t, kind), &rec.body);
+        let stamp = stamp_nanos(&rec.modified);
         let mut expect = |i: Index, present: bool, what: String| {
             want[i as usize] += 1;
             if !present {
@@ -196,6 +201,10 @@ fn check(
                 format!("{:?}", (t, code, a, val, id)),
             );
         }
+        if let Some(s) = stamp {
+            let present = modified.get((t, code, s, id))?.is_some();
+            expect(Index::Modified, present, format!("{:?}", (t, code, s, id)));
+        }
     }
     runs.finish();
     if let Some(e) = rank_err {
@@ -227,6 +236,7 @@ fn check(
         emails.len()?,
         names.len()?,
         unique.len()?,
+        modified.len()?,
     ];
     for i in Index::ALL {
         if have[i as usize] == want[i as usize] && !missed[i as usize] {
@@ -286,6 +296,16 @@ fn check(
                     let pair = (a.to_string(), val.to_string());
                     if !keys_of(t, code, id)?.is_some_and(|k| k.unique.contains(&pair)) {
                         stale(format!("{:?}", (t, code, a, val, id)));
+                    }
+                }
+            }
+            Index::Modified => {
+                for e in modified.iter()? {
+                    let (k, _) = e?;
+                    let (t, code, s, id) = k.value();
+                    let stored = res.get((t, code, id))?.and_then(|g| decode(g.value()));
+                    if stored.and_then(|r| stamp_nanos(&r.modified)) != Some(s) {
+                        stale(format!("{:?}", (t, code, s, id)));
                     }
                 }
             }
