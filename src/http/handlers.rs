@@ -500,7 +500,10 @@ async fn list(
         total += page.total;
         next = next.or(page.next);
         if place.is_some_and(|o| o.is_ge()) && next_mark.is_none() && count > 0 {
-            let more = (page.next.map(|id| SortMark { key: None, id })).or(page.next_mark);
+            let more = page
+                .next
+                .map(|id| SortMark { key: None, id })
+                .or(page.next_mark);
             next_mark = match more {
                 Some(m) => Some(Mark {
                     kind,

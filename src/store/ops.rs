@@ -69,6 +69,11 @@ pub(super) fn stored_stamp(bytes: &[u8]) -> Option<i64> {
     skim(bytes, &["meta"]).and_then(|s| stamp_nanos(&s.modified))
 }
 
+/// Whether the lastModified index holds this kind (see `MODIFIED_ID`).
+pub(super) fn stamps_indexed(kind: Kind) -> bool {
+    kind == Kind::User
+}
+
 /// Fill the lastModified index from the resource table (the layout 2 → 3 migration).
 fn index_modified(
     res: &impl ReadableTable<(&'static str, u8, u128), &'static [u8]>,
@@ -78,6 +83,9 @@ fn index_modified(
     for e in res.iter()? {
         let (k, v) = e?;
         let (t, code, id) = k.value();
+        if code != Kind::User.code() {
+            continue;
+        }
         if let Some(stamp) = stored_stamp(v.value()) {
             modified.insert((t, code, stamp, id), ())?;
             n += 1;
@@ -522,11 +530,12 @@ impl<'t> W<'t> {
         let old = self
             .res
             .insert((t, kind.code(), id), encode(rec).as_slice())?
+            .filter(|_| stamps_indexed(kind))
             .and_then(|g| stored_stamp(g.value()));
         if let Some(stamp) = old {
             self.modified.remove((t, kind.code(), stamp, id))?;
         }
-        if let Some(stamp) = stamp_nanos(&rec.modified) {
+        if let Some(stamp) = stamp_nanos(&rec.modified).filter(|_| stamps_indexed(kind)) {
             self.modified.insert((t, kind.code(), stamp, id), ())?;
         }
         Ok(())
@@ -536,6 +545,7 @@ impl<'t> W<'t> {
         let old = self
             .res
             .remove((t, kind.code(), id))?
+            .filter(|_| stamps_indexed(kind))
             .and_then(|g| stored_stamp(g.value()));
         if let Some(stamp) = old {
             self.modified.remove((t, kind.code(), stamp, id))?;
@@ -839,7 +849,7 @@ fn plan<RT>(rt: &RT, t: &str, kind: Kind, f: &Filter) -> Result<Option<BTreeSet<
 where
     RT: IndexReader,
 {
-    if let Some((lo, hi)) = modified_range(f) {
+    if let Some((lo, hi)) = modified_range(kind, f) {
         return rt.modified_in(t, kind, (lo, hi), PLANNED_RANGE_MAX);
     }
     Ok(match f {
@@ -971,7 +981,7 @@ fn index_exact(kind: Kind, f: &Filter) -> bool {
                 && path.name == "userName"
                 && path.sub.is_none()
         }
-        f if modified_range(f).is_some() => true,
+        f if modified_range(kind, f).is_some() => true,
         _ => indexed_eq(kind, f) == Some(true),
     }
 }
@@ -2106,13 +2116,17 @@ fn index_range(kind: Kind, f: Option<&Filter>) -> Option<IndexRange> {
         {
             Some(IndexRange::NamePrefix(v.to_lowercase()))
         }
-        f => modified_range(f).map(|(lo, hi)| IndexRange::Modified(lo, hi)),
+        f => modified_range(kind, f).map(|(lo, hi)| IndexRange::Modified(lo, hi)),
     }
 }
 
 /// The lastModified times (inclusive, Unix nanoseconds) a comparison of `meta.lastModified`
-/// asks for. `eval` compares the parsed times, as the index keys are, so the range is exact.
-fn modified_range(f: &Filter) -> Option<(i64, i64)> {
+/// asks for, when the index holds the kind. `eval` compares the parsed times, as the index
+/// keys are, so the range is exact.
+fn modified_range(kind: Kind, f: &Filter) -> Option<(i64, i64)> {
+    if !stamps_indexed(kind) {
+        return None;
+    }
     let Filter::Compare {
         path,
         op,
@@ -2820,10 +2834,12 @@ mod tests {
         assert!(!exact(Kind::User, r#"emails.value sw "a""#));
         assert!(!exact(Kind::Group, r#"displayName sw "a""#));
         assert!(!exact(Kind::Group, r#"members[value eq "x"]"#));
-        // A comparison of lastModified is a range of its index, exactly.
+        // A comparison of a user's lastModified is a range of its index, exactly; groups
+        // have no such index.
         for op in ["gt", "ge", "lt", "le", "eq"] {
             let f = format!(r#"meta.lastModified {op} "2026-01-01T00:00:00Z""#);
-            assert!(exact(Kind::Group, &f), "{f}");
+            assert!(exact(Kind::User, &f), "{f}");
+            assert!(!exact(Kind::Group, &f), "{f}");
         }
         assert!(!exact(
             Kind::User,
@@ -2837,7 +2853,8 @@ mod tests {
 
     #[test]
     fn a_last_modified_comparison_is_the_range_of_times_it_names() {
-        let range = |f: &str| modified_range(&filter::parse_for(Kind::User, f).unwrap());
+        let range =
+            |f: &str| modified_range(Kind::User, &filter::parse_for(Kind::User, f).unwrap());
         let n = 1_767_225_600_000_000_000i64; // 2026-01-01T00:00:00Z
         assert_eq!(
             range(r#"meta.lastModified gt "2026-01-01T00:00:00Z""#),

@@ -40,8 +40,10 @@ pub const MEMBERID_GROUPID: TableDefinition<(&str, u128, u128), ()> =
 /// Layout 2 added `RANKS`, layout 3 `MODIFIED_ID`.
 pub const SCHEMA_VERSION: u64 = 3;
 
-/// (tenant, kind, meta.lastModified in Unix nanoseconds, id) → (): a filter on lastModified
-/// (Okta's incremental import asks `meta.lastModified gt "…"`) reads a range of it.
+/// (tenant, kind, meta.lastModified in Unix nanoseconds, id) → (), for users: a filter on
+/// lastModified (Okta's incremental import asks `meta.lastModified gt "…"`) reads a range of
+/// it. Groups are left out: every membership change moves a group's time, and keeping an
+/// index in step would cost each such PATCH two more tree updates.
 pub const MODIFIED_ID: TableDefinition<(&str, u8, i64, u128), ()> =
     TableDefinition::new("tenant_kind_modified_id");
 

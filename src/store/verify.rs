@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use redb::{ReadableDatabase, ReadableMultimapTable, ReadableTable, ReadableTableMetadata};
 
-use super::ops::{Keys, decode, keys, stamp_nanos};
+use super::ops::{Keys, decode, keys, stamp_nanos, stamps_indexed};
 use super::plan;
 use super::ranks;
 use super::tables::*;
@@ -158,7 +158,7 @@ fn check(
             *active.entry(t.to_string()).or_default() += 1;
         }
         let ks = keys(rt_of(t, kind), &rec.body);
-        let stamp = stamp_nanos(&rec.modified);
+        let stamp = stamp_nanos(&rec.modified).filter(|_| stamps_indexed(kind));
         let mut expect = |i: Index, present: bool, what: String| {
             want[i as usize] += 1;
             if !present {
@@ -303,7 +303,10 @@ fn check(
                 for e in modified.iter()? {
                     let (k, _) = e?;
                     let (t, code, s, id) = k.value();
-                    let stored = res.get((t, code, id))?.and_then(|g| decode(g.value()));
+                    let stored = res
+                        .get((t, code, id))?
+                        .filter(|_| kind_of(code).is_some_and(stamps_indexed))
+                        .and_then(|g| decode(g.value()));
                     if stored.and_then(|r| stamp_nanos(&r.modified)) != Some(s) {
                         stale(format!("{:?}", (t, code, s, id)));
                     }
