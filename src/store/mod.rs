@@ -22,7 +22,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use redb::{Database, ReadableDatabase, WriteTransaction};
+use redb::{Database, ReadableDatabase};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::scim::error::{ScimError, ScimResult};
@@ -68,7 +68,7 @@ pub enum StoreError {
 }
 
 type Responder = Box<dyn FnOnce(Result<(), ScimError>) + Send>;
-type Job = Box<dyn FnOnce(&WriteTransaction) -> Result<Responder, redb::Error> + Send>;
+type Job = Box<dyn FnOnce(&mut ops::W<'_>) -> Result<Responder, redb::Error> + Send>;
 
 /// The open database, or none while it is being reopened after a storage failure.
 struct Shared {
@@ -287,17 +287,17 @@ impl Store {
     }
 
     /// Run `f` in the shared write transaction and answer once its batch is durable.
-    pub async fn write<T, F>(&self, f: F) -> ScimResult<T>
+    async fn write<T, F>(&self, f: F) -> ScimResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&WriteTransaction) -> Result<ScimResult<T>, redb::Error> + Send + 'static,
+        F: FnOnce(&mut ops::W<'_>) -> Result<ScimResult<T>, redb::Error> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
         let faults = self.shared.faults.clone();
-        let job: Job = Box::new(move |txn| {
+        let job: Job = Box::new(move |w| {
             let answer = PanicAnswer(Some(tx));
             faults.panic_if_set("a write");
-            let result = f(txn)?;
+            let result = f(w)?;
             Ok(Box::new(move |committed: Result<(), ScimError>| {
                 answer.send(committed.and(result))
             }))
@@ -504,6 +504,14 @@ fn run_batch(
     // that first fsync fails the previous commit stays in force and a write answered 503 is
     // never found later. Group commit shares both fsyncs across the batch.
     txn.set_two_phase_commit(true);
+    let mut w = match ops::W::open(&txn) {
+        Ok(w) => w,
+        Err(e) => {
+            storage_failed(&e);
+            batch.clear();
+            return false;
+        }
+    };
     let mut responders: Vec<Responder> = Vec::with_capacity(batch.len());
     let mut storage_ok = true;
     let mut failed = false;
@@ -511,7 +519,7 @@ fn run_batch(
         if failed {
             continue; // dropped: its caller gets 503
         }
-        match catch_unwind(AssertUnwindSafe(|| job(&txn))) {
+        match catch_unwind(AssertUnwindSafe(|| job(&mut w))) {
             Ok(Ok(r)) => responders.push(r),
             Ok(Err(e)) => {
                 storage_failed(&e);
@@ -524,6 +532,8 @@ fn run_batch(
             }
         }
     }
+    // The tables close before the transaction ends.
+    drop(w);
     if failed {
         if let Err(e) = txn.abort() {
             storage_failed(&e.into());
@@ -672,8 +682,8 @@ mod tests {
         let rt = runtime();
         let table: TableDefinition<u64, u64> = TableDefinition::new(table);
         move |k| {
-            rt.block_on(store.write(move |txn| {
-                txn.open_table(table)?.insert(k, k)?;
+            rt.block_on(store.write(move |w| {
+                w.txn.open_table(table)?.insert(k, k)?;
                 Ok(Ok(()))
             }))
             .unwrap()

@@ -201,8 +201,9 @@ pub(super) fn keys(rt: impl Into<Rt>, body: &Body) -> Keys {
     k
 }
 
-/// The tables one write job uses.
-struct W<'t> {
+/// The tables of one write transaction, opened once for its whole batch of jobs (opening
+/// them all costs about what committing a small change does).
+pub(super) struct W<'t> {
     res: Table<'t, (&'static str, u8, u128), &'static [u8]>,
     counts: Table<'t, (&'static str, u8), u64>,
     usernames: Table<'t, (&'static str, &'static str), u128>,
@@ -217,10 +218,13 @@ struct W<'t> {
     unique: Table<'t, (&'static str, u8, &'static str, &'static str), u128>,
     ranks: Table<'t, ranks::RankKey, u64>,
     modified: Table<'t, (&'static str, u8, i64, u128), ()>,
+    /// For tables only tests use.
+    #[cfg(test)]
+    pub(super) txn: &'t WriteTransaction,
 }
 
 impl<'t> W<'t> {
-    fn open(txn: &'t WriteTransaction) -> Result<W<'t>, redb::Error> {
+    pub(super) fn open(txn: &'t WriteTransaction) -> Result<W<'t>, redb::Error> {
         Ok(W {
             res: txn.open_table(RESOURCES)?,
             counts: txn.open_table(COUNTS)?,
@@ -236,6 +240,8 @@ impl<'t> W<'t> {
             unique: txn.open_table(UNIQUE_ID)?,
             ranks: txn.open_table(RANKS)?,
             modified: txn.open_table(MODIFIED_ID)?,
+            #[cfg(test)]
+            txn,
         })
     }
 
@@ -1495,9 +1501,8 @@ impl Store {
         input: Input,
         given: Option<u128>,
     ) -> ScimResult<Resource> {
-        self.write(move |txn| {
+        self.write(move |w| {
             let kind = rt.kind;
-            let mut w = W::open(txn)?;
             let t = actor.tenant.as_str();
             let k = keys(rt, &input.body);
             if let Err(e) = w.check_unique(t, kind, &k, None)? {
@@ -1514,7 +1519,7 @@ impl Store {
                 None => new_id(),
             };
             let changes = match &input.members {
-                Some(list) => match plan_members(&w, t, id, &[MemberOp::Add(list.clone())])? {
+                Some(list) => match plan_members(w, t, id, &[MemberOp::Add(list.clone())])? {
                     Ok(c) => c,
                     Err(e) => return Ok(Err(e)),
                 },
@@ -1545,7 +1550,7 @@ impl Store {
             if kind == Kind::User {
                 w.plan_transition(&actor, id, None, Some(active), seat)?;
             }
-            apply_members(&mut w, &actor, id, &changes)?;
+            apply_members(w, &actor, id, &changes)?;
             let refs = read_refs(&w.res, &w.members, &w.member_of, t, kind, id)?;
             let mut r = rec.into_resource(kind, id);
             r.refs = Some(refs);
@@ -1562,9 +1567,8 @@ impl Store {
         input: Input,
         if_match: Option<String>,
     ) -> ScimResult<Resource> {
-        self.write(move |txn| {
+        self.write(move |w| {
             let kind = rt.kind;
-            let mut w = W::open(txn)?;
             let t = actor.tenant.as_str();
             let (nid, old) = match w.existing(t, kind, &id, if_match.as_deref())? {
                 Ok(x) => x,
@@ -1609,9 +1613,8 @@ impl Store {
         ops: Vec<Operation>,
         if_match: Option<String>,
     ) -> ScimResult<(Resource, Ignored)> {
-        self.write(move |txn| {
+        self.write(move |w| {
             let kind = rt.kind;
-            let mut w = W::open(txn)?;
             let t = actor.tenant.as_str();
             let (nid, old) = match w.existing(t, kind, &id, if_match.as_deref())? {
                 Ok(x) => x,
@@ -1644,9 +1647,8 @@ impl Store {
         id: String,
         if_match: Option<String>,
     ) -> ScimResult<()> {
-        self.write(move |txn| {
+        self.write(move |w| {
             let kind = rt.kind;
-            let mut w = W::open(txn)?;
             let t = actor.tenant.as_str();
             let (nid, old) = match w.existing(t, kind, &id, if_match.as_deref())? {
                 Ok(x) => x,
