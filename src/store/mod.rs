@@ -9,14 +9,20 @@
 mod backend;
 mod backup;
 mod events;
-mod ops;
+mod layout;
+mod list;
 pub mod plan;
+mod plan_list;
+mod query;
 mod ranks;
+mod read;
+mod record;
 mod scans;
 mod select;
 mod skim;
 pub mod tables;
 mod verify;
+mod write;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -30,10 +36,12 @@ use crate::scim::error::{ScimError, ScimResult};
 pub use backend::{Fault, Faults};
 pub use backup::restore;
 pub use events::{Actor, Event, Retention};
-pub use ops::{
-    ListPage, ListQuery, PlanCursor, PlanEntry, PlanFrom, PlanPage, PlanSummary, SortMark,
-    SortSpec, StoredPage,
-};
+pub use plan_list::{PlanCursor, PlanEntry, PlanFrom, PlanPage, PlanSummary};
+pub use query::{ListPage, ListQuery, SortMark, SortSpec, StoredPage};
+
+/// A storage result holding a SCIM-level answer: the outer error is storage failing, the
+/// inner one the request being refused.
+type R<T> = Result<ScimResult<T>, redb::Error>;
 
 /// Most jobs committed together; bounds the latency one commit adds to its first request.
 const MAX_BATCH: usize = 256;
@@ -68,7 +76,7 @@ pub enum StoreError {
 }
 
 type Responder = Box<dyn FnOnce(Result<(), ScimError>) + Send>;
-type Job = Box<dyn FnOnce(&mut ops::W<'_>) -> Result<Responder, redb::Error> + Send>;
+type Job = Box<dyn FnOnce(&mut write::W<'_>) -> Result<Responder, redb::Error> + Send>;
 
 /// The open database, or none while it is being reopened after a storage failure.
 struct Shared {
@@ -90,7 +98,7 @@ struct Shared {
 #[derive(Default)]
 struct Snapshot {
     generation: u64,
-    shared: Option<Arc<ops::ReadSide>>,
+    shared: Option<Arc<read::ReadSide>>,
 }
 
 impl Shared {
@@ -103,7 +111,7 @@ impl Shared {
     }
 
     /// The latest committed snapshot.
-    fn snapshot(&self, db: &Database) -> Result<Arc<ops::ReadSide>, redb::Error> {
+    fn snapshot(&self, db: &Database) -> Result<Arc<read::ReadSide>, redb::Error> {
         let generation = {
             let slot = self.snapshot_slot();
             if let Some(s) = &slot.shared {
@@ -111,7 +119,7 @@ impl Shared {
             }
             slot.generation
         };
-        let fresh = Arc::new(ops::ReadSide::new(db.begin_read()?));
+        let fresh = Arc::new(read::ReadSide::new(db.begin_read()?));
         self.share(db, generation, &fresh);
         Ok(fresh)
     }
@@ -119,7 +127,7 @@ impl Shared {
     /// Offer a snapshot of `db` begun under `generation` for sharing: refused if a commit
     /// came since, or if `db` was retired (a shared snapshot would keep the old handle open
     /// and the file locked against its reopening).
-    fn share(&self, db: &Database, generation: u64, fresh: &Arc<ops::ReadSide>) {
+    fn share(&self, db: &Database, generation: u64, fresh: &Arc<read::ReadSide>) {
         let mut slot = self.snapshot_slot();
         let current = self
             .current()
@@ -241,7 +249,7 @@ impl Store {
                 let _ = std::os::unix::fs::chown(path, Some(dir.uid()), Some(dir.gid()));
             }
         }
-        let found = ops::init_schema(&db).map_err(open_err)?;
+        let found = layout::init_schema(&db).map_err(open_err)?;
         if found > tables::SCHEMA_VERSION {
             return Err(StoreError::TooNew {
                 path: path.display().to_string(),
@@ -290,7 +298,7 @@ impl Store {
     async fn write<T, F>(&self, f: F) -> ScimResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut ops::W<'_>) -> Result<ScimResult<T>, redb::Error> + Send + 'static,
+        F: FnOnce(&mut write::W<'_>) -> Result<ScimResult<T>, redb::Error> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
         let faults = self.shared.faults.clone();
@@ -325,7 +333,7 @@ impl Store {
     async fn read<T, F>(&self, f: F) -> ScimResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&ops::ReadSide) -> Result<ScimResult<T>, redb::Error> + Send + 'static,
+        F: FnOnce(&read::ReadSide) -> Result<ScimResult<T>, redb::Error> + Send + 'static,
     {
         let db = self.db()?;
         let shared = self.shared.clone();
@@ -346,7 +354,7 @@ impl Store {
     /// the runtime's few threads keeps the allocator uncontended.
     fn read_now<T, F>(&self, f: F) -> ScimResult<T>
     where
-        F: FnOnce(&ops::ReadSide) -> Result<ScimResult<T>, redb::Error>,
+        F: FnOnce(&read::ReadSide) -> Result<ScimResult<T>, redb::Error>,
     {
         let db = self.db()?;
         self.shared.faults.panic_if_set("a read");
@@ -504,7 +512,7 @@ fn run_batch(
     // that first fsync fails the previous commit stays in force and a write answered 503 is
     // never found later. Group commit shares both fsyncs across the batch.
     txn.set_two_phase_commit(true);
-    let mut w = match ops::W::open(&txn) {
+    let mut w = match write::W::open(&txn) {
         Ok(w) => w,
         Err(e) => {
             storage_failed(&e);
@@ -696,7 +704,7 @@ mod tests {
         let store = Store::open(&dir.path().join("s.redb"), 1 << 20).unwrap();
         let put = putter(&store, "snapshot_test");
         let table: TableDefinition<u64, u64> = TableDefinition::new("snapshot_test");
-        let sees = |r: &ops::ReadSide, k: u64| {
+        let sees = |r: &read::ReadSide, k: u64| {
             r.txn()
                 .open_table(table)
                 .is_ok_and(|t| t.get(k).unwrap().is_some())
@@ -715,7 +723,7 @@ mod tests {
         assert!(sees(&b, 2) && !sees(&a, 2));
         // A snapshot begun before a commit and offered after it is not shared.
         let before = shared.snapshot_slot().generation;
-        let stale = Arc::new(ops::ReadSide::new(db.begin_read().unwrap()));
+        let stale = Arc::new(read::ReadSide::new(db.begin_read().unwrap()));
         put(3);
         shared.share(&db, before, &stale);
         let c = shared.snapshot(&db).unwrap();
@@ -723,7 +731,7 @@ mod tests {
         assert!(sees(&c, 3) && !sees(&stale, 3));
         // Nor is one of a retired handle: it would hold the file against its reopening.
         let generation = shared.snapshot_slot().generation;
-        let old = Arc::new(ops::ReadSide::new(db.begin_read().unwrap()));
+        let old = Arc::new(read::ReadSide::new(db.begin_read().unwrap()));
         shared.retire();
         let now = shared.snapshot_slot().generation;
         shared.share(&db, now, &old);

@@ -18,7 +18,7 @@ pub(super) struct Skimmed {
     pub(super) version: u64,
 }
 
-/// The record in `bytes` (as `ops::encode` writes it) with only the top-level attributes in
+/// The record in `bytes` (as `record::encode` writes it) with only the top-level attributes in
 /// `wanted` (core names, or extension URNs) parsed, and its times only if `meta` is wanted;
 /// `None` if it does not decode.
 pub(super) fn skim(bytes: &[u8], wanted: &[&str]) -> Option<Skimmed> {

@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use redb::{ReadableDatabase, ReadableMultimapTable, ReadableTable, ReadableTableMetadata};
 
-use super::ops::{Keys, decode, keys, stamp_nanos, stamps_indexed};
 use super::plan;
 use super::ranks;
+use super::record::{Keys, decode, keys, stamp_nanos, stamps_indexed};
 use super::tables::*;
 use super::{Store, format_id};
 use crate::scim::schema::{Kind, Rt};

@@ -1,0 +1,80 @@
+//! The on-disk layout: the tables made on first open, and the migrations from older layouts.
+
+use redb::{ReadableTable, Table};
+
+use super::ranks;
+use super::record::stored_stamp;
+use super::tables::*;
+use crate::scim::schema::Kind;
+
+/// Fill the lastModified index from the resource table (the layout 2 → 3 migration).
+fn index_modified(
+    res: &impl ReadableTable<(&'static str, u8, u128), &'static [u8]>,
+    modified: &mut Table<'_, (&'static str, u8, i64, u128), ()>,
+) -> Result<u64, redb::Error> {
+    let mut n = 0;
+    for e in res.iter()? {
+        let (k, v) = e?;
+        let (t, code, id) = k.value();
+        if code != Kind::User.code() {
+            continue;
+        }
+        if let Some(stamp) = stored_stamp(v.value()) {
+            modified.insert((t, code, stamp, id), ())?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Create tables on first open and record the layout version; returns the version found.
+pub(super) fn init_schema(db: &redb::Database) -> Result<u64, redb::Error> {
+    let txn = db.begin_write()?;
+    let found = {
+        let mut meta = txn.open_table(META)?;
+        let found = meta.get("schema_version")?.map(|v| v.value());
+        if found.is_none() {
+            meta.insert("schema_version", SCHEMA_VERSION)?;
+        }
+        txn.open_table(RESOURCES)?;
+        txn.open_table(COUNTS)?;
+        txn.open_table(USERNAME_USERID)?;
+        txn.open_multimap_table(EXTERNALID_ID)?;
+        txn.open_multimap_table(EMAIL_USERID)?;
+        txn.open_multimap_table(DISPLAYNAME_ID)?;
+        txn.open_table(GROUPID_MEMBERID)?;
+        txn.open_table(MEMBERID_GROUPID)?;
+        txn.open_table(EVENTS)?;
+        txn.open_table(EVENT_SEQ)?;
+        txn.open_table(OVERFLOW_USERID)?;
+        txn.open_table(UNIQUE_ID)?;
+        let mut ranks_table = txn.open_table(RANKS)?;
+        let mut modified = txn.open_table(MODIFIED_ID)?;
+        if let Some(v) = found
+            && v < SCHEMA_VERSION
+        {
+            // Migrations run here, in this one transaction, one version step at a time:
+            // a crash part-way leaves the old layout intact.
+            tracing::info!(
+                from = v,
+                to = SCHEMA_VERSION,
+                "migrating the database layout"
+            );
+            if v < 2 {
+                let n = ranks::rebuild(&txn.open_table(RESOURCES)?, &mut ranks_table)?;
+                tracing::info!(
+                    counts = n,
+                    "layout 2: counted resources for startIndex paging"
+                );
+            }
+            if v < 3 {
+                let n = index_modified(&txn.open_table(RESOURCES)?, &mut modified)?;
+                tracing::info!(entries = n, "layout 3: indexed meta.lastModified");
+            }
+            meta.insert("schema_version", SCHEMA_VERSION)?;
+        }
+        found.unwrap_or(SCHEMA_VERSION)
+    };
+    txn.commit()?;
+    Ok(found)
+}

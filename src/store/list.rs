@@ -1,0 +1,480 @@
+//! Lists: a page of a type's resources, filtered and sorted, found by the cheapest route the
+//! query allows (counters, an index walk or range, planned ids, or a scan), with every match
+//! counted for totalResults.
+
+use super::query::*;
+use super::read::ReadSide;
+use super::record::*;
+use super::scans::Scan;
+use super::select;
+use super::skim::{Skimmed, skim};
+use super::tables::*;
+use super::{R, Store, format_id, parse_id, plan, ranks};
+use crate::scim::error::ScimResult;
+use crate::scim::render::{Resource, Stored};
+use crate::scim::schema::{Kind, Rt};
+
+impl ReadSide {
+    /// A page of a filter's matches in id order, where `matches` must evaluate the filter
+    /// on each candidate (it visits them in id order from the given id, until told to stop).
+    /// The first page of a query in a snapshot visits them all, as it must count them; the
+    /// next pages of the same query in the same snapshot start at a bookmark and stop once
+    /// full.
+    fn evaluated_page(
+        &self,
+        (t, kind, key): (&str, Kind, String),
+        matches: &Matches,
+        (skip, count, after): (usize, usize, Option<u128>),
+        start: u64,
+    ) -> Result<ListPage, redb::Error> {
+        let Some(scan) = self.scans.get(&key) else {
+            let mut w = Window::new(skip, count, after);
+            let mut scan = Scan::default();
+            matches(0, &mut |id| {
+                w.offer(id, ());
+                scan.count(id);
+                true
+            })?;
+            self.scans.put(key, scan);
+            return self.read_window(t, kind, w, start);
+        };
+        // The total is known: read from where the page starts until it is full.
+        let from = match after {
+            Some(a) => a
+                .checked_add(1)
+                .map(|from| (from, Window::new(0, count, after))),
+            None => scan
+                .seek(skip as u64)
+                .map(|(from, rest)| (from, Window::new(rest, count, None))),
+        };
+        let mut w = match (from, count > 0) {
+            (Some((from, mut w)), true) => {
+                matches(from, &mut |id| {
+                    w.offer(id, ());
+                    !w.more && (after.is_some() || w.items.len() < count)
+                })?;
+                w
+            }
+            _ => Window::new(0, 0, None),
+        };
+        w.total = scan.total;
+        self.read_window(t, kind, w, start)
+    }
+
+    /// The page a window holds, read whole.
+    fn read_window(
+        &self,
+        t: &str,
+        kind: Kind,
+        w: Window<()>,
+        start: u64,
+    ) -> Result<ListPage, redb::Error> {
+        let ids: Vec<u128> = w.items.iter().map(|(id, _)| *id).collect();
+        self.read_page(t, kind, &ids, w.more, w.total, start)
+    }
+
+    /// Where the resource of `kind` at 0-based position `skip` (in id order) is found: see
+    /// `ranks::locate`. A skip of 0 needs no counts.
+    pub(super) fn position(
+        &self,
+        t: &str,
+        kind: Kind,
+        skip: u64,
+    ) -> Result<Option<(u128, u64)>, redb::Error> {
+        if skip == 0 {
+            return Ok(Some((0, 0)));
+        }
+        let ranks = self.txn.open_table(RANKS)?;
+        Ok(ranks::locate(&ranks, t, kind.code(), skip)?)
+    }
+
+    /// The users directly in group `g`, in id order (a user's `groups` lists its direct
+    /// memberships).
+    pub(super) fn direct_users(
+        &self,
+        t: &str,
+        g: u128,
+        mut visit: impl FnMut(u128),
+    ) -> Result<(), redb::Error> {
+        for e in self.members()?.range((t, g, 0u128)..=(t, g, u128::MAX))? {
+            let (k, v) = e?;
+            if v.value() == Kind::User.code() {
+                visit(k.value().2);
+            }
+        }
+        Ok(())
+    }
+
+    /// A list page of the resources `ids` (in id order), with the cursor to continue after
+    /// the last when `more`.
+    fn read_page(
+        &self,
+        t: &str,
+        kind: Kind,
+        ids: &[u128],
+        more: bool,
+        total: u64,
+        start: u64,
+    ) -> Result<ListPage, redb::Error> {
+        let mut items = Vec::with_capacity(ids.len());
+        for &id in ids {
+            if let Some(rec) = self
+                .res()?
+                .get((t, kind.code(), id))?
+                .and_then(|g| decode(g.value()))
+            {
+                items.push(rec.into_resource(kind, id));
+            }
+        }
+        Ok(ListPage {
+            total,
+            start_index: start,
+            next: more.then(|| ids.last().copied()).flatten(),
+            next_mark: None,
+            items,
+        })
+    }
+}
+
+impl Store {
+    pub async fn list(&self, tenant: String, rt: Rt, q: ListQuery) -> ScimResult<ListPage> {
+        let kind = rt.kind;
+        // Point lookups and short unfiltered pages (by cursor, or by startIndex at any depth:
+        // the position counts find it) stay on the runtime thread; scans and sorts go to the
+        // pool. Groups with members always go to the pool (a group can have a million).
+        let short_page = q.filter.is_none() && q.count <= INLINE_PAGE;
+        let inline = q.sort.is_none()
+            && (short_page || q.filter.as_ref().is_some_and(|f| is_point(kind, f)))
+            && !(q.with_refs && kind == Kind::Group);
+        let read = move |r: &ReadSide| {
+            let t = tenant.as_str();
+            let start = q.start_index.max(1);
+            let skip = usize::try_from(start - 1).unwrap_or(usize::MAX);
+            let count = usize::try_from(q.count).unwrap_or(usize::MAX);
+            // Fast path: no filter, no sort → the count table and one ordered range read.
+            if q.filter.is_none() && q.sort.is_none() {
+                let total = r
+                    .counts()?
+                    .get((t, kind.code()))?
+                    .map(|g| g.value())
+                    .unwrap_or(0);
+                let mut items = Vec::new();
+                let mut next = None;
+                if let Some(after) = q.after {
+                    // One ordered range read from the cursor: as cheap on the last page as
+                    // on the first.
+                    if after < u128::MAX {
+                        let from = (t, kind.code(), after + 1)..=(t, kind.code(), u128::MAX);
+                        for e in r.res()?.range(from)?.take(count.saturating_add(1)) {
+                            let (k, v) = e?;
+                            if items.len() == count {
+                                next = items.last().and_then(|x: &Resource| parse_id(&x.id));
+                                break;
+                            }
+                            if let Some(rec) = decode(v.value()) {
+                                items.push(rec.into_resource(kind, k.value().2));
+                            }
+                        }
+                    }
+                } else if count > 0 {
+                    // A deep offset starts at the prefix the position counts point to, so
+                    // the last page costs about what the first does.
+                    let (from, rest) = r
+                        .position(t, kind, skip as u64)?
+                        .unwrap_or((u128::MAX, u64::MAX));
+                    let range = (t, kind.code(), from)..=(t, kind.code(), u128::MAX);
+                    let rest = usize::try_from(rest).unwrap_or(usize::MAX);
+                    for e in r.res()?.range(range)?.skip(rest).take(count) {
+                        let (k, v) = e?;
+                        if let Some(rec) = decode(v.value()) {
+                            items.push(rec.into_resource(kind, k.value().2));
+                        }
+                    }
+                }
+                return finish(
+                    r,
+                    t,
+                    kind,
+                    ListPage {
+                        total,
+                        start_index: start,
+                        next,
+                        next_mark: None,
+                        items,
+                    },
+                    q.with_refs,
+                );
+            }
+            // All users by userName: the userName index holds them in that order (lower-cased,
+            // as sort keys of a caseExact=false attribute are; userName is unique and always
+            // there), so a page is a walk of the index, not a sort of every user.
+            if let (None, Some(s), Kind::User) = (&q.filter, &q.sort, kind)
+                && s.is_core("userName")
+            {
+                use std::ops::Bound::{Excluded, Included};
+                let total = plan::count(r.counts()?, t, kind.code())?;
+                let past = format!("{t}\0");
+                // A resumed walk starts just past the name it stopped at (names are unique).
+                let after = q.resume.as_ref().map(|m| match &m.key {
+                    Some(SortKey::Text(n)) => n.as_str(),
+                    _ => "",
+                });
+                let (lo, hi) = match (after, s.descending) {
+                    (Some(n), false) => (Excluded((t, n)), Excluded((past.as_str(), ""))),
+                    (Some(n), true) => (Included((t, "")), Excluded((t, n))),
+                    (None, _) => (Included((t, "")), Excluded((past.as_str(), ""))),
+                };
+                let names = r.usernames()?.range((lo, hi))?;
+                let names: Box<dyn Iterator<Item = _>> = match s.descending {
+                    false => Box::new(names),
+                    true => Box::new(names.rev()),
+                };
+                let mut named = names
+                    .skip(if after.is_some() { 0 } else { skip })
+                    .take(count.saturating_add(1))
+                    .map(|e| e.map(|(k, v)| (k.value().1.to_string(), v.value())))
+                    .collect::<Result<Vec<(String, u128)>, _>>()?;
+                let more = named.len() > count;
+                named.truncate(count);
+                let ids: Vec<u128> = named.iter().map(|(_, id)| *id).collect();
+                let mut page = r.read_page(t, kind, &ids, false, total, start)?;
+                page.next_mark = named.pop().filter(|_| more).map(|(n, id)| SortMark {
+                    key: Some(SortKey::Text(n)),
+                    id,
+                });
+                return finish(r, t, kind, page, q.with_refs);
+            }
+            // Users in a group (`groups.value eq "g"`, `groups[value eq "g"]`): the group's
+            // member index holds them in id order, so the page is read straight off it while
+            // the rest are counted, however large the group.
+            if let (Some(g), None) = (group_of_users(kind, q.filter.as_ref()), &q.sort) {
+                let mut w = Window::new(skip, count, q.after);
+                if let Some(g) = parse_id(g) {
+                    r.direct_users(t, g, |id| w.offer(id, ()))?;
+                }
+                return finish(r, t, kind, r.read_window(t, kind, w, start)?, q.with_refs);
+            }
+            // A filter one index range answers exactly (`userName sw`, a comparison of
+            // `meta.lastModified`): count the range and keep only the page's ids (the
+            // smallest, as lists are in id order), however many match.
+            if let (Some(range), None) = (index_range(kind, q.filter.as_ref()), &q.sort) {
+                let keep = match q.after {
+                    Some(_) => count.saturating_add(1),
+                    None => skip.saturating_add(count),
+                };
+                let mut best = std::collections::BinaryHeap::new();
+                let mut total = 0u64;
+                r.each_in(t, kind, &range, &mut |id| {
+                    total += 1;
+                    if keep == 0 || q.after.is_some_and(|a| id <= a) {
+                        return;
+                    }
+                    best.push(id);
+                    if best.len() > keep {
+                        best.pop();
+                    }
+                })?;
+                let ids = best.into_sorted_vec();
+                let (page, more): (Vec<u128>, bool) = match q.after {
+                    Some(_) => (ids.iter().take(count).copied().collect(), ids.len() > count),
+                    None => (ids.iter().skip(skip).take(count).copied().collect(), false),
+                };
+                let page = r.read_page(t, kind, &page, more, total, start)?;
+                return finish(r, t, kind, page, q.with_refs);
+            }
+            let planned = match &q.filter {
+                Some(f) => plan(r, t, kind, f)?,
+                None => None,
+            };
+            let exact = q.filter.as_ref().is_some_and(|f| index_exact(kind, f));
+            // Each record is read for the attributes the filter and the sort look at only;
+            // the page's records are read whole after.
+            let mut wanted = Vec::new();
+            if let Some(f) = &q.filter {
+                filter_keys(f, &mut wanted);
+            }
+            if let Some(s) = &q.sort {
+                wanted.push(s.top_key());
+            }
+            let evaluation = q
+                .filter
+                .as_ref()
+                .filter(|_| !exact)
+                .map(|f| Evaluation::new(rt, f));
+            let keep = |id: u128, rec: &Skimmed| -> Result<bool, redb::Error> {
+                match &evaluation {
+                    Some(e) => r.satisfies(t, id, rec, e),
+                    None => Ok(true),
+                }
+            };
+            if let (Some(ids), true, None) = (&planned, exact, &q.sort) {
+                // Exactly the matches, in id order: count them and read only the page.
+                let mut w = Window::new(skip, count, q.after);
+                ids.iter().for_each(|&id| w.offer(id, ()));
+                return finish(r, t, kind, r.read_window(t, kind, w, start)?, q.with_refs);
+            }
+            // The matches in id order from `from`, until `visit` says stop: the planned
+            // candidates that pass, or a scan.
+            let each = |from: u128,
+                        visit: &mut dyn FnMut(u128, Skimmed) -> bool|
+             -> Result<(), redb::Error> {
+                match &planned {
+                    Some(ids) => {
+                        for &id in ids.range(from..) {
+                            if let Some(rec) = r
+                                .res()?
+                                .get((t, kind.code(), id))?
+                                .and_then(|g| skim(g.value(), &wanted))
+                                && keep(id, &rec)?
+                                && !visit(id, rec)
+                            {
+                                break;
+                            }
+                        }
+                    }
+                    None => {
+                        let from = (t, kind.code(), from)..=(t, kind.code(), u128::MAX);
+                        for e in r.res()?.range(from)? {
+                            let (k, v) = e?;
+                            let id = k.value().2;
+                            if let Some(rec) = skim(v.value(), &wanted)
+                                && keep(id, &rec)?
+                                && !visit(id, rec)
+                            {
+                                break;
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            };
+            let Some(s) = &q.sort else {
+                // Only the requested page is kept while every match is counted; the count
+                // and bookmarks serve the next pages of the same filter in this snapshot.
+                let key = format!(
+                    "{t}\0{}\0{:p}\0{:?}",
+                    kind.code(),
+                    rt.ext.as_ptr(),
+                    q.filter
+                );
+                let matches = |from: u128, visit: &mut dyn FnMut(u128) -> bool| {
+                    each(from, &mut |id, _| visit(id))
+                };
+                let page =
+                    r.evaluated_page((t, kind, key), &matches, (skip, count, q.after), start)?;
+                return finish(r, t, kind, page, q.with_refs);
+            };
+            // Sorted: only sort keys are held, and only about a page's worth (`select`);
+            // the page is read again after. A cursor walk offers only what sorts after its
+            // mark, while every match is counted.
+            let mark = q.resume.as_ref().map(|m| Ranked {
+                key: m.key.clone(),
+                id: m.id,
+                descending: s.descending,
+            });
+            let skip = if mark.is_some() { 0 } else { skip };
+            let mut total = 0u64;
+            let picked = select::page(skip, count, |sink: &mut dyn FnMut(Ranked)| {
+                total = 0;
+                each(0, &mut |id, rec| {
+                    total += 1;
+                    let ranked = Ranked {
+                        key: s.key(&format_id(id), &rec.created, &rec.modified, &rec.body),
+                        id,
+                        descending: s.descending,
+                    };
+                    if mark.as_ref().is_none_or(|m| ranked > *m) {
+                        sink(ranked);
+                    }
+                    true
+                })
+            })?;
+            let ids: Vec<u128> = picked.page.iter().map(|x| x.id).collect();
+            let mut page = r.read_page(t, kind, &ids, false, total, start)?;
+            let more = picked.total > (skip + picked.page.len()) as u64;
+            page.next_mark = picked.page.last().filter(|_| more).map(|x| SortMark {
+                key: x.key.clone(),
+                id: x.id,
+            });
+            finish(r, t, kind, page, q.with_refs)
+        };
+        if inline {
+            self.read_now(read)
+        } else {
+            self.read(read).await
+        }
+    }
+}
+
+impl Store {
+    /// A page of an exact point filter's matches as stored text, or `None` when the query is
+    /// not one (the caller lists the ordinary way). This is the lookup IdPs make before
+    /// every create, so it skips decoding records only to print them again.
+    pub fn list_stored(
+        &self,
+        tenant: &str,
+        kind: Kind,
+        q: &ListQuery,
+    ) -> Option<ScimResult<StoredPage>> {
+        let f = q.filter.as_ref()?;
+        // It runs on the runtime thread: point lookups only (an exact `sw` can match millions).
+        if q.sort.is_some()
+            || !index_exact(kind, f)
+            || !is_point(kind, f)
+            || (q.with_refs && kind == Kind::Group)
+        {
+            return None;
+        }
+        Some(self.read_now(|r| {
+            let t = tenant;
+            let skip = usize::try_from(q.start_index.max(1) - 1).unwrap_or(usize::MAX);
+            let count = usize::try_from(q.count).unwrap_or(usize::MAX);
+            let mut w = Window::new(skip, count, q.after);
+            for id in plan(r, t, kind, f)?.unwrap_or_default() {
+                if let Some(g) = r.res()?.get((t, kind.code(), id))? {
+                    w.offer(id, g.value().to_vec());
+                }
+            }
+            let next = match w.more {
+                true => w.items.last().map(|(id, _)| *id),
+                false => None,
+            };
+            let mut items = Vec::with_capacity(w.items.len());
+            for (id, record) in w.items {
+                let refs = match q.with_refs {
+                    true => Some(r.refs(t, kind, id)?),
+                    false => None,
+                };
+                items.push(Stored {
+                    kind,
+                    id: format_id(id),
+                    record,
+                    refs,
+                });
+            }
+            Ok(Ok(StoredPage {
+                total: w.total,
+                next,
+                items,
+            }))
+        }))
+    }
+}
+
+/// Read each listed resource's members or groups when they will be returned.
+pub(super) fn finish(
+    r: &ReadSide,
+    t: &str,
+    kind: Kind,
+    mut page: ListPage,
+    with_refs: bool,
+) -> R<ListPage> {
+    if with_refs {
+        for it in page.items.iter_mut() {
+            if let Some(id) = parse_id(&it.id) {
+                it.refs = Some(r.refs(t, kind, id)?);
+            }
+        }
+    }
+    Ok(Ok(page))
+}

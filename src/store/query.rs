@@ -1,0 +1,570 @@
+//! How a list is answered: the query and its page, which index (if any) serves a filter and
+//! whether exactly, the order of a sort, and the window of matches a page keeps.
+
+use std::collections::BTreeSet;
+
+use super::parse_id;
+use super::record::{stamp_nanos, stamps_indexed};
+use crate::scim::filter::{self, CompValue, CompareOp, Filter};
+use crate::scim::render::{Resource, Stored};
+use crate::scim::schema::{Kind, Rt};
+pub use crate::scim::sort::{SortKey, SortSpec};
+
+/// The request data of a list or search.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub filter: Option<Filter>,
+    pub sort: Option<SortSpec>,
+    /// 1-based.
+    pub start_index: u64,
+    pub count: u64,
+    /// Read each result's members/groups.
+    pub with_refs: bool,
+    /// Cursor paging (RFC 9865): results after this id, in id order; `Some(0)` from the start.
+    pub after: Option<u128>,
+    /// Cursor paging of a sorted list: results after this one in the sort order.
+    pub resume: Option<SortMark>,
+}
+
+/// A place in a sorted list: the sort key of a resource (`None` when it has no value, which
+/// sorts last) and its id, which orders equal keys. A walk resumes after it, so resources
+/// created or deleted between pages move nothing else.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SortMark {
+    pub key: Option<SortKey>,
+    pub id: u128,
+}
+
+pub struct ListPage {
+    pub total: u64,
+    pub start_index: u64,
+    /// With cursor paging, the id to continue after when there are more results.
+    pub next: Option<u128>,
+    /// A sorted list: where to continue when there are more results.
+    pub next_mark: Option<SortMark>,
+    pub items: Vec<Resource>,
+}
+
+/// A page of resources as stored text (see `Stored`).
+pub struct StoredPage {
+    pub total: u64,
+    pub next: Option<u128>,
+    pub items: Vec<Stored>,
+}
+
+/// Most ids a lastModified range gives a plan; past that, a scan (memory stays bounded; a
+/// lone comparison never gets here, `index_range` pages it).
+const PLANNED_RANGE_MAX: usize = 100_000;
+
+/// Ids an index can produce for a filter, or `None` when only a scan can answer.
+pub(super) fn plan<RT>(
+    rt: &RT,
+    t: &str,
+    kind: Kind,
+    f: &Filter,
+) -> Result<Option<BTreeSet<u128>>, redb::Error>
+where
+    RT: IndexReader,
+{
+    if let Some((lo, hi)) = modified_range(kind, f) {
+        return rt.modified_in(t, kind, (lo, hi), PLANNED_RANGE_MAX);
+    }
+    Ok(match f {
+        Filter::And(a, b) => {
+            // The side a point lookup answers goes first: it yields the fewest ids.
+            let (x, y) = if !is_point(kind, a) && is_point(kind, b) {
+                (b, a)
+            } else {
+                (a, b)
+            };
+            match plan(rt, t, kind, x)? {
+                Some(ids) => Some(ids),
+                None => plan(rt, t, kind, y)?,
+            }
+        }
+        Filter::Or(a, b) => match (plan(rt, t, kind, a)?, plan(rt, t, kind, b)?) {
+            (Some(mut x), Some(y)) => {
+                x.extend(y);
+                Some(x)
+            }
+            _ => None,
+        },
+        Filter::Compare {
+            path,
+            op: CompareOp::Eq,
+            value: CompValue::Str(v),
+        } if path.urn.is_none() => match (kind, path.name.as_str(), path.sub.as_deref()) {
+            (_, "id", None) => Some(parse_id(v).into_iter().collect()),
+            (Kind::User, "userName", None) => {
+                Some(rt.username(t, &v.to_lowercase())?.into_iter().collect())
+            }
+            (_, "externalId", None) => Some(rt.external_id(t, kind, v)?),
+            (_, "displayName", None) => Some(rt.display(t, kind, &v.to_lowercase())?),
+            (Kind::User, "emails", Some("value") | None) => Some(rt.email(t, &v.to_lowercase())?),
+            (Kind::Group, "members", Some("value") | None) => Some(rt.groups_of(t, v)?),
+            (Kind::User, "groups", Some("value") | None) => Some(rt.users_in(t, v)?),
+            _ => None,
+        },
+        // The index holds lower-cased userNames, the same folding `sw` compares with, so the
+        // keys that start with the lower-cased prefix are exactly the matches.
+        Filter::Compare {
+            path,
+            op: CompareOp::Sw,
+            value: CompValue::Str(v),
+        } if path.urn.is_none()
+            && kind == Kind::User
+            && path.name == "userName"
+            && path.sub.is_none() =>
+        {
+            Some(rt.username_prefix(t, &v.to_lowercase())?)
+        }
+        Filter::ValuePath { path, filter } if path.urn.is_none() => {
+            match (kind, path.name.as_str(), element_value_eq(filter)) {
+                (Kind::User, "emails", Some(v)) => Some(rt.email(t, &v.to_lowercase())?),
+                (Kind::Group, "members", Some(v)) => Some(rt.groups_of(t, v)?),
+                (Kind::User, "groups", Some(v)) => Some(rt.users_in(t, v)?),
+                _ => None,
+            }
+        }
+        _ => None,
+    })
+}
+
+/// A match's place in a sorted list. Missing values sort last in either order; ties keep
+/// creation order (ids are time-ordered).
+#[derive(Clone)]
+pub(super) struct Ranked {
+    pub(super) key: Option<SortKey>,
+    pub(super) id: u128,
+    pub(super) descending: bool,
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        let ord = match (&self.key, &other.key) {
+            (Some(x), Some(y)) => {
+                let o = x.partial_cmp(y).unwrap_or(Ordering::Equal);
+                if self.descending { o.reverse() } else { o }
+            }
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        };
+        ord.then(self.id.cmp(&other.id))
+    }
+}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+
+impl Eq for Ranked {}
+
+/// The longest page read without leaving the runtime thread (about a millisecond of work).
+pub(super) const INLINE_PAGE: u64 = 200;
+
+/// A filter an index answers with a handful of ids (an `eq` on a unique or near-unique
+/// attribute, or a conjunction holding one): cheap enough to read without leaving the
+/// runtime thread. `sw` and membership can match millions and are not point reads.
+pub(super) fn is_point(kind: Kind, f: &Filter) -> bool {
+    match f {
+        Filter::And(a, b) => is_point(kind, a) || is_point(kind, b),
+        _ => indexed_eq(kind, f).is_some(),
+    }
+}
+
+/// A filter whose index lookup yields exactly its matches, so the records it names need no
+/// second evaluation.
+pub(super) fn index_exact(kind: Kind, f: &Filter) -> bool {
+    match f {
+        // The userName index holds lower-cased names, and `sw` on a caseExact=false attribute
+        // compares lower-cased values: the prefix range is exactly the matches.
+        Filter::Compare {
+            path,
+            op: CompareOp::Sw,
+            value: CompValue::Str(_),
+        } => {
+            kind == Kind::User
+                && path.urn.is_none()
+                && path.name == "userName"
+                && path.sub.is_none()
+        }
+        f if modified_range(kind, f).is_some() => true,
+        _ => indexed_eq(kind, f) == Some(true),
+    }
+}
+
+/// An `eq` that an attribute's own index answers: `Some(exact)`, exact when the index folds
+/// case as the filter compares. (`id` is not exact: an upper-case id parses, but `id` is
+/// caseExact.) A value path is exact only when `value eq` is its one condition.
+fn indexed_eq(kind: Kind, f: &Filter) -> Option<bool> {
+    match f {
+        Filter::Compare {
+            path,
+            op: CompareOp::Eq,
+            value: CompValue::Str(_),
+        } if path.urn.is_none() => match (kind, path.name.as_str(), path.sub.as_deref()) {
+            (_, "id", None) => Some(false),
+            (_, "externalId" | "displayName", None)
+            | (Kind::User, "userName", None)
+            | (Kind::User, "emails", Some("value") | None) => Some(true),
+            _ => None,
+        },
+        Filter::ValuePath { path, filter }
+            if kind == Kind::User && path.urn.is_none() && path.name == "emails" =>
+        {
+            element_value_eq(filter)?;
+            Some(matches!(&**filter, Filter::Compare { path: p, .. }
+                if p.sub.is_none() && p.urn.is_none()))
+        }
+        _ => None,
+    }
+}
+
+/// `value eq "x"` somewhere in a conjunction inside a value path.
+fn element_value_eq(f: &Filter) -> Option<&str> {
+    match f {
+        Filter::Compare {
+            path,
+            op: CompareOp::Eq,
+            value: CompValue::Str(v),
+        } if path.name == "value" => Some(v),
+        Filter::And(a, b) => element_value_eq(a).or_else(|| element_value_eq(b)),
+        _ => None,
+    }
+}
+
+/// The member ids a group filter asks about, when all it asks is whether given ids are
+/// members (`members.value eq "x"`, `members[value eq "x"]`) or whether there are any
+/// (`members pr`): `(ids, any)`. `None` when it looks at members in another way. A view
+/// holding just those members (and one, for `pr`) gives every such filter the answer the
+/// whole member list gives.
+fn member_probes(f: &Filter) -> Option<(Vec<&str>, bool)> {
+    fn walk<'f>(f: &'f Filter, ids: &mut Vec<&'f str>, any: &mut bool) -> bool {
+        let members = |p: &filter::AttrPath| p.urn.is_none() && p.name == "members";
+        match f {
+            Filter::And(a, b) | Filter::Or(a, b) => walk(a, ids, any) && walk(b, ids, any),
+            Filter::Not(a) => walk(a, ids, any),
+            Filter::Compare {
+                path,
+                op: CompareOp::Eq,
+                value: CompValue::Str(v),
+            } if members(path) && path.sub.as_deref() == Some("value") => {
+                ids.push(v);
+                true
+            }
+            Filter::Present(path) if members(path) && path.sub.is_none() => {
+                *any = true;
+                true
+            }
+            Filter::ValuePath { path, filter } if members(path) => match &**filter {
+                Filter::Compare {
+                    path: p,
+                    op: CompareOp::Eq,
+                    value: CompValue::Str(v),
+                } if p.urn.is_none() && p.name == "value" && p.sub.is_none() => {
+                    ids.push(v);
+                    true
+                }
+                _ => false,
+            },
+            Filter::Compare { path, .. } | Filter::Present(path) => !members(path),
+            Filter::ValuePath { .. } => true,
+        }
+    }
+    let (mut ids, mut any) = (Vec::new(), false);
+    walk(f, &mut ids, &mut any).then_some((ids, any))
+}
+
+/// What evaluating one filter on each resource needs beyond its stored attributes, worked
+/// out once per query rather than once per resource.
+pub(super) struct Evaluation<'f> {
+    pub(super) f: &'f Filter,
+    pub(super) rt: Rt,
+    pub(super) id: bool,
+    pub(super) meta: bool,
+    /// Groups: the ids asked about (and whether "any member" is asked), when the filter's
+    /// questions about members are only those (`member_probes`).
+    pub(super) probes: Option<(Vec<u128>, bool)>,
+    /// Groups: otherwise, the filter's conditions on members, decided batch by batch.
+    pub(super) member_conditions: Vec<&'f Filter>,
+    /// Users: the user's groups are read.
+    pub(super) groups: bool,
+}
+
+impl<'f> Evaluation<'f> {
+    pub(super) fn new(rt: Rt, f: &'f Filter) -> Evaluation<'f> {
+        let group = rt.kind == Kind::Group;
+        let mut e = Evaluation {
+            f,
+            rt,
+            id: mentions(f, "id"),
+            meta: mentions(f, "meta"),
+            probes: None,
+            member_conditions: Vec::new(),
+            groups: rt.kind == Kind::User && mentions(f, "groups"),
+        };
+        if group && mentions(f, "members") {
+            match member_probes(f) {
+                Some((ids, any)) => {
+                    e.probes = Some((ids.into_iter().filter_map(parse_id).collect(), any))
+                }
+                None => e.member_conditions = filter::conditions_on(f, "members"),
+            }
+        }
+        e
+    }
+}
+
+/// The top-level attributes (core names, or extension URNs) a resolved filter reads.
+pub(super) fn filter_keys<'f>(f: &'f Filter, out: &mut Vec<&'f str>) {
+    for (_, path) in filter::conditions(f) {
+        out.push(path.urn.as_deref().unwrap_or(&path.name));
+    }
+}
+
+/// Whether a resolved filter has a condition on the core attribute `name`.
+pub(super) fn mentions(f: &Filter, name: &str) -> bool {
+    !filter::conditions_on(f, name).is_empty()
+}
+
+/// Index look-ups shared by the read path.
+pub(super) trait IndexReader {
+    fn username(&self, t: &str, u: &str) -> Result<Option<u128>, redb::Error>;
+    fn username_prefix(&self, t: &str, prefix: &str) -> Result<BTreeSet<u128>, redb::Error>;
+    fn external_id(&self, t: &str, kind: Kind, x: &str) -> Result<BTreeSet<u128>, redb::Error>;
+    fn display(&self, t: &str, kind: Kind, d: &str) -> Result<BTreeSet<u128>, redb::Error>;
+    fn email(&self, t: &str, e: &str) -> Result<BTreeSet<u128>, redb::Error>;
+    fn groups_of(&self, t: &str, member: &str) -> Result<BTreeSet<u128>, redb::Error>;
+    fn users_in(&self, t: &str, group: &str) -> Result<BTreeSet<u128>, redb::Error>;
+    /// Ids whose lastModified is in the range, or `None` when there are more than `max`.
+    fn modified_in(
+        &self,
+        t: &str,
+        kind: Kind,
+        range: (i64, i64),
+        max: usize,
+    ) -> Result<Option<BTreeSet<u128>>, redb::Error>;
+}
+
+/// The group of a `groups.value eq "g"` or `groups[value eq "g"]` filter on users, whose
+/// matches are exactly the group's direct user members (`groups.value` is caseExact false,
+/// and an id in any case parses to the same member).
+pub(super) fn group_of_users(kind: Kind, f: Option<&Filter>) -> Option<&str> {
+    if kind != Kind::User {
+        return None;
+    }
+    match f? {
+        Filter::Compare {
+            path,
+            op: CompareOp::Eq,
+            value: CompValue::Str(v),
+        } if path.urn.is_none()
+            && path.name == "groups"
+            && path.sub.as_deref() == Some("value") =>
+        {
+            Some(v)
+        }
+        Filter::ValuePath { path, filter } if path.urn.is_none() && path.name == "groups" => {
+            match &**filter {
+                Filter::Compare {
+                    path: p,
+                    op: CompareOp::Eq,
+                    value: CompValue::Str(v),
+                } if p.urn.is_none() && p.name == "value" && p.sub.is_none() => Some(v),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The lower-cased prefix of a `userName sw "..."` filter on users.
+/// A stretch of one index that holds exactly a filter's matches.
+pub(super) enum IndexRange {
+    /// `userName sw`: the lower-cased prefix.
+    NamePrefix(String),
+    /// A comparison of `meta.lastModified`: the Unix nanoseconds from and to (inclusive).
+    Modified(i64, i64),
+}
+
+pub(super) fn index_range(kind: Kind, f: Option<&Filter>) -> Option<IndexRange> {
+    match f? {
+        Filter::Compare {
+            path,
+            op: CompareOp::Sw,
+            value: CompValue::Str(v),
+        } if kind == Kind::User
+            && path.urn.is_none()
+            && path.name == "userName"
+            && path.sub.is_none() =>
+        {
+            Some(IndexRange::NamePrefix(v.to_lowercase()))
+        }
+        f => modified_range(kind, f).map(|(lo, hi)| IndexRange::Modified(lo, hi)),
+    }
+}
+
+/// The lastModified times (inclusive, Unix nanoseconds) a comparison of `meta.lastModified`
+/// asks for, when the index holds the kind. `eval` compares the parsed times, as the index
+/// keys are, so the range is exact.
+fn modified_range(kind: Kind, f: &Filter) -> Option<(i64, i64)> {
+    if !stamps_indexed(kind) {
+        return None;
+    }
+    let Filter::Compare {
+        path,
+        op,
+        value: CompValue::Str(v),
+    } = f
+    else {
+        return None;
+    };
+    if path.urn.is_some() || path.name != "meta" || path.sub.as_deref() != Some("lastModified") {
+        return None;
+    }
+    let n = stamp_nanos(v)?;
+    match op {
+        CompareOp::Eq => Some((n, n)),
+        CompareOp::Gt => Some((n.checked_add(1)?, i64::MAX)),
+        CompareOp::Ge => Some((n, i64::MAX)),
+        CompareOp::Lt => Some((i64::MIN, n.checked_sub(1)?)),
+        CompareOp::Le => Some((i64::MIN, n)),
+        _ => None,
+    }
+}
+
+/// Visits a filter's matches in id order from an id, until the visitor says stop.
+pub(super) type Matches<'a> =
+    dyn Fn(u128, &mut dyn FnMut(u128) -> bool) -> Result<(), redb::Error> + 'a;
+
+/// One page of matches, offered in id order, and the count of all of them: a filter that
+/// matches a million resources costs a page of memory, not a million records.
+pub(super) struct Window<T> {
+    pub(super) skip: usize,
+    pub(super) count: usize,
+    pub(super) after: Option<u128>,
+    pub(super) total: u64,
+    pub(super) items: Vec<(u128, T)>,
+    /// A match after the page exists (for the cursor to continue).
+    pub(super) more: bool,
+}
+
+impl<T> Window<T> {
+    pub(super) fn new(skip: usize, count: usize, after: Option<u128>) -> Window<T> {
+        Window {
+            skip,
+            count,
+            after,
+            total: 0,
+            items: Vec::new(),
+            more: false,
+        }
+    }
+
+    pub(super) fn offer(&mut self, id: u128, rec: T) {
+        self.total += 1;
+        match self.after {
+            Some(after) if id <= after => {}
+            Some(_) if self.items.len() == self.count => self.more = true,
+            Some(_) => self.items.push((id, rec)),
+            None if self.total as usize > self.skip && self.items.len() < self.count => {
+                self.items.push((id, rec))
+            }
+            None => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exact(kind: Kind, f: &str) -> bool {
+        index_exact(kind, &filter::parse_for(kind, f).unwrap())
+    }
+
+    #[test]
+    fn only_filters_an_index_answers_exactly_skip_evaluation() {
+        assert!(exact(Kind::User, r#"userName eq "A@x""#));
+        assert!(exact(Kind::User, r#"emails[value eq "a@x"]"#));
+        assert!(exact(Kind::User, r#"emails.value eq "a@x""#));
+        assert!(exact(Kind::User, r#"externalId eq "e1""#));
+        assert!(exact(Kind::Group, r#"displayName eq "Ops""#));
+        // The userName index's prefix range is exactly what `sw` matches (both lower-cased),
+        // though it is no point lookup.
+        assert!(exact(Kind::User, r#"userName sw "A""#));
+        assert!(!is_point(
+            Kind::User,
+            &filter::parse_for(Kind::User, r#"userName sw "a""#).unwrap()
+        ));
+        // id is caseExact but parses in upper case; a conjunction or a second condition in
+        // the value path needs the evaluation; other `sw` filters are evaluated.
+        assert!(!exact(Kind::User, r#"id eq "x""#));
+        assert!(!exact(Kind::User, r#"userName eq "a" and active eq true"#));
+        assert!(!exact(
+            Kind::User,
+            r#"emails[type eq "work" and value eq "a@x"]"#
+        ));
+        assert!(!exact(Kind::User, r#"emails.value sw "a""#));
+        assert!(!exact(Kind::Group, r#"displayName sw "a""#));
+        assert!(!exact(Kind::Group, r#"members[value eq "x"]"#));
+        // A comparison of a user's lastModified is a range of its index, exactly; groups
+        // have no such index.
+        for op in ["gt", "ge", "lt", "le", "eq"] {
+            let f = format!(r#"meta.lastModified {op} "2026-01-01T00:00:00Z""#);
+            assert!(exact(Kind::User, &f), "{f}");
+            assert!(!exact(Kind::Group, &f), "{f}");
+        }
+        assert!(!exact(
+            Kind::User,
+            r#"meta.lastModified ne "2026-01-01T00:00:00Z""#
+        ));
+        assert!(!exact(
+            Kind::User,
+            r#"meta.created gt "2026-01-01T00:00:00Z""#
+        ));
+    }
+
+    #[test]
+    fn a_last_modified_comparison_is_the_range_of_times_it_names() {
+        let range =
+            |f: &str| modified_range(Kind::User, &filter::parse_for(Kind::User, f).unwrap());
+        let n = 1_767_225_600_000_000_000i64; // 2026-01-01T00:00:00Z
+        assert_eq!(
+            range(r#"meta.lastModified gt "2026-01-01T00:00:00Z""#),
+            Some((n + 1, i64::MAX))
+        );
+        // Another offset is the same instant; fractions are nanoseconds.
+        assert_eq!(
+            range(r#"meta.lastModified ge "2026-01-01T02:00:00.5+02:00""#),
+            Some((n + 500_000_000, i64::MAX))
+        );
+        assert_eq!(
+            range(r#"meta.lastModified lt "2026-01-01T00:00:00Z""#),
+            Some((i64::MIN, n - 1))
+        );
+        assert_eq!(
+            range(r#"meta.lastModified le "2026-01-01T00:00:00Z""#),
+            Some((i64::MIN, n))
+        );
+        assert_eq!(
+            range(r#"meta.lastModified eq "2026-01-01T00:00:00Z""#),
+            Some((n, n))
+        );
+        // Past what the index's nanoseconds hold: evaluated instead.
+        assert_eq!(
+            range(r#"meta.lastModified gt "9999-01-01T00:00:00Z""#),
+            None
+        );
+    }
+}

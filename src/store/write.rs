@@ -1,0 +1,747 @@
+//! Writes: create, replace, patch and delete, each in one transaction that keeps the indexes,
+//! the membership tables, the counters and the change feed in step.
+
+use redb::{MultimapTable, ReadableMultimapTable, ReadableTable, Table, WriteTransaction};
+use serde_json::Value;
+
+use super::events::{self, Actor, NewEvent};
+use super::plan::{self, Mode, Seat};
+use super::ranks;
+use super::read::{member_json, not_found, precondition, read_refs};
+use super::record::*;
+use super::tables::*;
+use super::{R, Store, format_id, new_id, parse_id};
+use crate::scim::error::{ScimError, ScimResult};
+use crate::scim::filter;
+use crate::scim::patch::{self, MemberOp, Operation};
+use crate::scim::render::Resource;
+use crate::scim::resource::{self, Body, Ignored, Input};
+use crate::scim::schema::{Kind, Rt};
+
+/// The tables of one write transaction, opened once for its whole batch of jobs (opening
+/// them all costs about what committing a small change does).
+pub(super) struct W<'t> {
+    pub(super) res: Table<'t, (&'static str, u8, u128), &'static [u8]>,
+    pub(super) counts: Table<'t, (&'static str, u8), u64>,
+    pub(super) usernames: Table<'t, (&'static str, &'static str), u128>,
+    pub(super) ext_ids: MultimapTable<'t, (&'static str, u8, &'static str), u128>,
+    pub(super) emails: MultimapTable<'t, (&'static str, &'static str), u128>,
+    pub(super) names: MultimapTable<'t, (&'static str, u8, &'static str), u128>,
+    pub(super) members: Table<'t, (&'static str, u128, u128), u8>,
+    pub(super) member_of: Table<'t, (&'static str, u128, u128), ()>,
+    pub(super) events: events::EventTable<'t>,
+    seqs: events::SeqTable<'t>,
+    pub(super) overflow: Table<'t, (&'static str, u128), ()>,
+    pub(super) unique: Table<'t, (&'static str, u8, &'static str, &'static str), u128>,
+    ranks: Table<'t, ranks::RankKey, u64>,
+    pub(super) modified: Table<'t, (&'static str, u8, i64, u128), ()>,
+    /// For tables only tests use.
+    #[cfg(test)]
+    pub(super) txn: &'t WriteTransaction,
+}
+
+impl<'t> W<'t> {
+    pub(super) fn open(txn: &'t WriteTransaction) -> Result<W<'t>, redb::Error> {
+        Ok(W {
+            res: txn.open_table(RESOURCES)?,
+            counts: txn.open_table(COUNTS)?,
+            usernames: txn.open_table(USERNAME_USERID)?,
+            ext_ids: txn.open_multimap_table(EXTERNALID_ID)?,
+            emails: txn.open_multimap_table(EMAIL_USERID)?,
+            names: txn.open_multimap_table(DISPLAYNAME_ID)?,
+            members: txn.open_table(GROUPID_MEMBERID)?,
+            member_of: txn.open_table(MEMBERID_GROUPID)?,
+            events: txn.open_table(EVENTS)?,
+            seqs: txn.open_table(EVENT_SEQ)?,
+            overflow: txn.open_table(OVERFLOW_USERID)?,
+            unique: txn.open_table(UNIQUE_ID)?,
+            ranks: txn.open_table(RANKS)?,
+            modified: txn.open_table(MODIFIED_ID)?,
+            #[cfg(test)]
+            txn,
+        })
+    }
+
+    /// Check phase for a user write: the seat a user becoming active gets, or the refusal.
+    fn seat_check(&mut self, actor: &Actor, was_active: bool, now_active: bool) -> R<Option<Seat>> {
+        if was_active || !now_active {
+            return Ok(Ok(None));
+        }
+        match plan::seat_for_new_active(actor.plan.as_deref(), &self.counts, &actor.tenant)? {
+            Ok(seat) => Ok(Ok(Some(seat))),
+            Err(e) => {
+                // Refused writes change no resource, but the feed says a seat was refused.
+                self.emit_plan(actor, "plan.seat_rejected", None, None)?;
+                Ok(Err(e))
+            }
+        }
+    }
+
+    fn emit_plan(
+        &mut self,
+        actor: &Actor,
+        kind: &'static str,
+        id: Option<u128>,
+        from_to: Option<(String, String)>,
+    ) -> Result<(), redb::Error> {
+        let new = NewEvent {
+            kind,
+            resource_id: id.map(format_id).unwrap_or_default(),
+            member_id: None,
+            attributes: Vec::new(),
+            from_to,
+        };
+        events::append(&mut self.events, &mut self.seqs, actor, new)
+    }
+
+    /// Write phase: move the plan counters for a user going from `was` to `now` active
+    /// (`None`: the user does not exist on that side), and record a mode switch.
+    fn plan_transition(
+        &mut self,
+        actor: &Actor,
+        id: u128,
+        was: Option<bool>,
+        now: Option<bool>,
+        seat: Option<Seat>,
+    ) -> Result<(), redb::Error> {
+        let t = actor.tenant.as_str();
+        let before = plan::seated(&self.counts, t)?;
+        let was_active = was.unwrap_or(false);
+        let now_active = now.unwrap_or(false);
+        if was_active && !now_active {
+            plan::add(&mut self.counts, t, plan::ACTIVE, -1)?;
+            if self.overflow.remove((t, id))?.is_some() {
+                plan::add(&mut self.counts, t, plan::OVERFLOW, -1)?;
+            }
+        }
+        if !was_active && now_active {
+            plan::add(&mut self.counts, t, plan::ACTIVE, 1)?;
+            if seat == Some(Seat::Overflow) {
+                self.overflow.insert((t, id), ())?;
+                plan::add(&mut self.counts, t, plan::OVERFLOW, 1)?;
+                self.emit_plan(actor, "plan.placed_on_free", Some(id), None)?;
+            }
+        }
+        if let Some(rules) = actor.plan.clone() {
+            let after = plan::seated(&self.counts, t)?;
+            let (m0, m1) = (rules.mode(before), rules.mode(after));
+            if m0 != m1 {
+                let name = |m: Mode| format!("{m:?}").to_lowercase();
+                self.emit_plan(actor, "plan.changed", None, Some((name(m0), name(m1))))?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn emit(
+        &mut self,
+        actor: &Actor,
+        kind: &'static str,
+        id: u128,
+        member: Option<u128>,
+        attributes: Vec<String>,
+    ) -> Result<(), redb::Error> {
+        let new = NewEvent {
+            kind,
+            resource_id: format_id(id),
+            member_id: member.map(format_id),
+            attributes,
+            from_to: None,
+        };
+        events::append(&mut self.events, &mut self.seqs, actor, new)
+    }
+
+    /// Write an updated body (if anything changed) and its events; returns the record now
+    /// stored.
+    pub(super) fn update(
+        &mut self,
+        actor: &Actor,
+        rt: Rt,
+        id: u128,
+        old: Record,
+        mut body: Body,
+        members_changed: bool,
+    ) -> Result<Record, redb::Error> {
+        let kind = rt.kind;
+        let undone = match kind {
+            Kind::User => resource::keep_from_old(rt, &old.body, &mut body, &actor.create_only),
+            Kind::Group => Vec::new(),
+        };
+        if !undone.is_empty() {
+            self.emit(actor, "user.create_only_ignored", id, None, undone)?;
+        }
+        if old.body == body && !members_changed {
+            // Nothing changed (Okta re-sends the same rename with every membership push):
+            // the version stays.
+            return Ok(old);
+        }
+        let t = actor.tenant.as_str();
+        let attrs = events::changed_attributes(&old.body, &body);
+        if !attrs.is_empty() {
+            let ev = events::update_kind(kind, &old.body, &body);
+            self.emit(actor, ev, id, None, attrs)?;
+        }
+        let (old_keys, new_keys) = (keys(rt, &old.body), keys(rt, &body));
+        let rec = Record {
+            body,
+            created: old.created,
+            modified: now(),
+            version: old.version + 1,
+        };
+        self.put(t, kind, id, &rec)?;
+        self.index(t, kind, id, &old_keys, &new_keys)?;
+        Ok(rec)
+    }
+
+    /// The rest of a PUT or PATCH once the new body is known: check the member changes and
+    /// the plan's seats (reads only), then write members, body, indexes, events and plan
+    /// counters.
+    fn commit_change(
+        &mut self,
+        actor: &Actor,
+        rt: Rt,
+        id: u128,
+        old: Record,
+        body: Body,
+        member_ops: &[MemberOp],
+    ) -> R<Record> {
+        let t = actor.tenant.as_str();
+        let changes = match plan_members(self, t, id, member_ops)? {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        let activity = (plan::is_active(&old.body), plan::is_active(&body));
+        let is_user = rt.kind == Kind::User;
+        let seat = match self.seat_check(actor, activity.0, activity.1 && is_user)? {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        let members_changed = apply_members(self, actor, id, &changes)?;
+        let rec = self.update(actor, rt, id, old, body, members_changed)?;
+        if is_user {
+            self.plan_transition(actor, id, Some(activity.0), Some(activity.1), seat)?;
+        }
+        Ok(Ok(rec))
+    }
+
+    /// The resource a write targets: it must exist and pass `If-Match`.
+    pub(super) fn existing(
+        &self,
+        t: &str,
+        kind: Kind,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> R<(u128, Record)> {
+        let Some(nid) = parse_id(id) else {
+            return Ok(Err(not_found(kind, id)));
+        };
+        let Some(old) = self.load(t, kind, nid)? else {
+            return Ok(Err(not_found(kind, id)));
+        };
+        if let Err(e) = precondition(if_match, old.version) {
+            return Ok(Err(e));
+        }
+        Ok(Ok((nid, old)))
+    }
+
+    pub(super) fn load(
+        &self,
+        t: &str,
+        kind: Kind,
+        id: u128,
+    ) -> Result<Option<Record>, redb::Error> {
+        Ok(self
+            .res
+            .get((t, kind.code(), id))?
+            .and_then(|g| decode(g.value())))
+    }
+
+    /// 409 when another resource holds this userName or group displayName. The detail names
+    /// the holder's id so an IdP retrying a timed-out create can link to it.
+    fn check_unique(&self, t: &str, kind: Kind, k: &Keys, me: Option<u128>) -> R<()> {
+        if let Some(u) = &k.username
+            && let Some(other) = self.usernames.get((t, u.as_str()))?.map(|g| g.value())
+            && Some(other) != me
+        {
+            return Ok(Err(ScimError::uniqueness(format!(
+                "userName is already taken (case-insensitively) by the user with id {}",
+                format_id(other)
+            ))));
+        }
+        for (attr, v) in &k.unique {
+            if let Some(other) = self
+                .unique
+                .get((t, kind.code(), attr.as_str(), v.as_str()))?
+                .map(|g| g.value())
+                && Some(other) != me
+            {
+                return Ok(Err(ScimError::uniqueness(format!(
+                    "{attr} is already taken by the {} with id {}",
+                    kind.as_str(),
+                    format_id(other)
+                ))));
+            }
+        }
+        if kind == Kind::Group
+            && let Some(d) = &k.display
+        {
+            for other in self.names.get((t, kind.code(), d.as_str()))? {
+                let other = other?.value();
+                if Some(other) != me {
+                    return Ok(Err(ScimError::uniqueness(format!(
+                        "displayName is already taken (case-insensitively) by the group with id {}",
+                        format_id(other)
+                    ))));
+                }
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    pub(super) fn index(
+        &mut self,
+        t: &str,
+        kind: Kind,
+        id: u128,
+        old: &Keys,
+        new: &Keys,
+    ) -> Result<(), redb::Error> {
+        let c = kind.code();
+        for (a, v) in old.unique.difference(&new.unique) {
+            self.unique.remove((t, c, a.as_str(), v.as_str()))?;
+        }
+        for (a, v) in new.unique.difference(&old.unique) {
+            self.unique.insert((t, c, a.as_str(), v.as_str()), id)?;
+        }
+        if old.username != new.username {
+            if let Some(u) = &old.username {
+                self.usernames.remove((t, u.as_str()))?;
+            }
+            if let Some(u) = &new.username {
+                self.usernames.insert((t, u.as_str()), id)?;
+            }
+        }
+        if old.external_id != new.external_id {
+            if let Some(x) = &old.external_id {
+                self.ext_ids.remove((t, c, x.as_str()), id)?;
+            }
+            if let Some(x) = &new.external_id {
+                self.ext_ids.insert((t, c, x.as_str()), id)?;
+            }
+        }
+        if old.display != new.display {
+            if let Some(x) = &old.display {
+                self.names.remove((t, c, x.as_str()), id)?;
+            }
+            if let Some(x) = &new.display {
+                self.names.insert((t, c, x.as_str()), id)?;
+            }
+        }
+        for e in old.emails.difference(&new.emails) {
+            self.emails.remove((t, e.as_str()), id)?;
+        }
+        for e in new.emails.difference(&old.emails) {
+            self.emails.insert((t, e.as_str()), id)?;
+        }
+        Ok(())
+    }
+
+    /// Count a resource in or out: its kind's total and its position counts.
+    fn bump_count(&mut self, t: &str, kind: Kind, id: u128, up: bool) -> Result<(), redb::Error> {
+        ranks::bump(&mut self.ranks, t, kind.code(), id, up)?;
+        let n = self
+            .counts
+            .get((t, kind.code()))?
+            .map(|g| g.value())
+            .unwrap_or(0);
+        let n = if up { n + 1 } else { n.saturating_sub(1) };
+        self.counts.insert((t, kind.code()), n)?;
+        Ok(())
+    }
+
+    /// Store a record and keep its lastModified index entry in step.
+    pub(super) fn put(
+        &mut self,
+        t: &str,
+        kind: Kind,
+        id: u128,
+        rec: &Record,
+    ) -> Result<(), redb::Error> {
+        let old = self
+            .res
+            .insert((t, kind.code(), id), encode(rec).as_slice())?
+            .filter(|_| stamps_indexed(kind))
+            .and_then(|g| stored_stamp(g.value()));
+        if let Some(stamp) = old {
+            self.modified.remove((t, kind.code(), stamp, id))?;
+        }
+        if let Some(stamp) = stamp_nanos(&rec.modified).filter(|_| stamps_indexed(kind)) {
+            self.modified.insert((t, kind.code(), stamp, id), ())?;
+        }
+        Ok(())
+    }
+
+    fn remove_record(&mut self, t: &str, kind: Kind, id: u128) -> Result<(), redb::Error> {
+        let old = self
+            .res
+            .remove((t, kind.code(), id))?
+            .filter(|_| stamps_indexed(kind))
+            .and_then(|g| stored_stamp(g.value()));
+        if let Some(stamp) = old {
+            self.modified.remove((t, kind.code(), stamp, id))?;
+        }
+        Ok(())
+    }
+
+    /// Kind of an existing resource in this tenant, if any.
+    pub(super) fn kind_of(&self, t: &str, id: u128) -> Result<Option<Kind>, redb::Error> {
+        for k in [Kind::User, Kind::Group] {
+            if self.res.get((t, k.code(), id))?.is_some() {
+                return Ok(Some(k));
+            }
+        }
+        Ok(None)
+    }
+
+    fn member_ids(&self, t: &str, g: u128) -> Result<Vec<(u128, u8)>, redb::Error> {
+        let mut out = Vec::new();
+        for e in self.members.range((t, g, 0u128)..=(t, g, u128::MAX))? {
+            let (k, v) = e?;
+            out.push((k.value().2, v.value()));
+        }
+        Ok(out)
+    }
+
+    fn unlink(&mut self, t: &str, g: u128, m: u128) -> Result<bool, redb::Error> {
+        let had = self.members.remove((t, g, m))?.is_some();
+        self.member_of.remove((t, m, g))?;
+        Ok(had)
+    }
+
+    /// Remove every membership row that mentions `id`, as group or as member.
+    fn unlink_all(&mut self, actor: &Actor, id: u128) -> Result<(), redb::Error> {
+        let t = actor.tenant.as_str();
+        for (m, _) in self.member_ids(t, id)? {
+            self.unlink(t, id, m)?;
+        }
+        let mut groups = Vec::new();
+        for e in self.member_of.range((t, id, 0u128)..=(t, id, u128::MAX))? {
+            groups.push(e?.0.value().2);
+        }
+        for g in groups {
+            self.unlink(t, g, id)?;
+            self.touch(t, Kind::Group, g)?;
+            self.emit(actor, "group.member_removed", g, Some(id), Vec::new())?;
+        }
+        Ok(())
+    }
+
+    /// A membership change is a change of the group: bump its version and lastModified.
+    fn touch(&mut self, t: &str, kind: Kind, id: u128) -> Result<(), redb::Error> {
+        if let Some(mut rec) = self.load(t, kind, id)? {
+            rec.version += 1;
+            rec.modified = now();
+            self.put(t, kind, id, &rec)?;
+        }
+        Ok(())
+    }
+}
+
+/// A membership change resolved to concrete ids during the check phase.
+enum Change {
+    Add(u128, Kind),
+    Remove(u128),
+    Clear,
+}
+
+/// Check phase for member operations: every added member must exist in the tenant, and a
+/// group cannot contain itself. Reads only.
+fn plan_members(w: &W, t: &str, g: u128, ops: &[MemberOp]) -> R<Vec<Change>> {
+    let mut out = Vec::new();
+    for op in ops {
+        match op {
+            MemberOp::Clear => out.push(Change::Clear),
+            MemberOp::Add(list) => {
+                for m in list {
+                    let raw = m["value"].as_str().unwrap_or_default();
+                    let Some(id) = parse_id(raw) else {
+                        return Ok(Err(no_member(raw)));
+                    };
+                    if id == g {
+                        return Ok(Err(ScimError::invalid_value(
+                            "a group cannot be a member of itself",
+                        )));
+                    }
+                    let Some(kind) = w.kind_of(t, id)? else {
+                        return Ok(Err(no_member(raw)));
+                    };
+                    if let Some(ty) = m.get("type").and_then(Value::as_str)
+                        && ty != kind.as_str()
+                    {
+                        return Ok(Err(ScimError::invalid_value(format!(
+                            "member {raw} is a {}, not a {ty}",
+                            kind.as_str()
+                        ))));
+                    }
+                    out.push(Change::Add(id, kind));
+                }
+            }
+            // Removing an unknown or absent member is a no-op: IdPs re-send removals.
+            MemberOp::Remove(ids) => {
+                out.extend(ids.iter().filter_map(|s| parse_id(s)).map(Change::Remove))
+            }
+            MemberOp::RemoveWhere(f) => {
+                let def = Kind::Group.schema().attr("members");
+                for (m, code) in w.member_ids(t, g)? {
+                    let el = member_json(m, code);
+                    if def.is_some_and(|d| filter::matches_element(f, d, &el)) {
+                        out.push(Change::Remove(m));
+                    }
+                }
+            }
+        }
+    }
+    Ok(Ok(out))
+}
+
+fn no_member(raw: &str) -> ScimError {
+    ScimError::invalid_value(format!(
+        "member \"{raw}\" is not a User or Group of this tenant; provision it first"
+    ))
+}
+
+/// Write phase for member changes, with one event per member that really joined or left;
+/// returns whether anything changed.
+fn apply_members(
+    w: &mut W,
+    actor: &Actor,
+    g: u128,
+    changes: &[Change],
+) -> Result<bool, redb::Error> {
+    let t = actor.tenant.as_str();
+    // Net effect per member: a Clear followed by re-adding a member is no change for it.
+    let mut net: std::collections::BTreeMap<u128, bool> = std::collections::BTreeMap::new();
+    let mut was: std::collections::BTreeMap<u128, bool> = std::collections::BTreeMap::new();
+    for c in changes {
+        match c {
+            Change::Clear => {
+                for (m, _) in w.member_ids(t, g)? {
+                    was.entry(m).or_insert(true);
+                    w.unlink(t, g, m)?;
+                    net.insert(m, false);
+                }
+            }
+            Change::Add(m, kind) => {
+                let existed = w.members.insert((t, g, *m), kind.code())?.is_some();
+                was.entry(*m).or_insert(existed);
+                if !existed {
+                    w.member_of.insert((t, *m, g), ())?;
+                }
+                net.insert(*m, true);
+            }
+            Change::Remove(m) => {
+                let existed = w.unlink(t, g, *m)?;
+                was.entry(*m).or_insert(existed);
+                net.insert(*m, false);
+            }
+        }
+    }
+    let mut changed = false;
+    for (m, now_in) in net {
+        if was.get(&m).copied().unwrap_or(false) != now_in {
+            changed = true;
+            let ev = if now_in {
+                "group.member_added"
+            } else {
+                "group.member_removed"
+            };
+            w.emit(actor, ev, g, Some(m), Vec::new())?;
+        }
+    }
+    Ok(changed)
+}
+
+impl Store {
+    pub async fn create(&self, actor: Actor, rt: Rt, input: Input) -> ScimResult<Resource> {
+        self.create_as(actor, rt, input, None).await
+    }
+
+    /// Create with a given id (import from another host); 409 when the id is taken.
+    pub async fn create_as(
+        &self,
+        actor: Actor,
+        rt: Rt,
+        input: Input,
+        given: Option<u128>,
+    ) -> ScimResult<Resource> {
+        self.write(move |w| {
+            let kind = rt.kind;
+            let t = actor.tenant.as_str();
+            let k = keys(rt, &input.body);
+            if let Err(e) = w.check_unique(t, kind, &k, None)? {
+                return Ok(Err(e));
+            }
+            let id = match given {
+                Some(id) if w.kind_of(t, id)?.is_some() => {
+                    return Ok(Err(ScimError::uniqueness(format!(
+                        "id {} already exists",
+                        format_id(id)
+                    ))));
+                }
+                Some(id) => id,
+                None => new_id(),
+            };
+            let changes = match &input.members {
+                Some(list) => match plan_members(w, t, id, &[MemberOp::Add(list.clone())])? {
+                    Ok(c) => c,
+                    Err(e) => return Ok(Err(e)),
+                },
+                None => Vec::new(),
+            };
+            let active = kind == Kind::User && plan::is_active(&input.body);
+            let seat = match w.seat_check(&actor, false, active)? {
+                Ok(s) => s,
+                Err(e) => return Ok(Err(e)),
+            };
+            let stamp = now();
+            let attrs = events::changed_attributes(&Body::new(), &input.body);
+            let rec = Record {
+                body: input.body,
+                created: stamp.clone(),
+                modified: stamp,
+                version: 1,
+            };
+            w.put(t, kind, id, &rec)?;
+            w.index(t, kind, id, &Keys::default(), &k)?;
+            w.bump_count(t, kind, id, true)?;
+            let ev = if kind == Kind::User {
+                "user.created"
+            } else {
+                "group.created"
+            };
+            w.emit(&actor, ev, id, None, attrs)?;
+            if kind == Kind::User {
+                w.plan_transition(&actor, id, None, Some(active), seat)?;
+            }
+            apply_members(w, &actor, id, &changes)?;
+            let refs = read_refs(&w.res, &w.members, &w.member_of, t, kind, id)?;
+            let mut r = rec.into_resource(kind, id);
+            r.refs = Some(refs);
+            Ok(Ok(r))
+        })
+        .await
+    }
+
+    pub async fn replace(
+        &self,
+        actor: Actor,
+        rt: Rt,
+        id: String,
+        input: Input,
+        if_match: Option<String>,
+    ) -> ScimResult<Resource> {
+        self.write(move |w| {
+            let kind = rt.kind;
+            let t = actor.tenant.as_str();
+            let (nid, old) = match w.existing(t, kind, &id, if_match.as_deref())? {
+                Ok(x) => x,
+                Err(e) => return Ok(Err(e)),
+            };
+            if input.id.as_deref().is_some_and(|given| given != id) {
+                return Ok(Err(ScimError::mutability(format!(
+                    "the body's id \"{}\" differs from the id in the URL",
+                    input.id.as_deref().unwrap_or_default()
+                ))));
+            }
+            if let Err(e) = w.check_unique(t, kind, &keys(rt, &input.body), Some(nid))? {
+                return Ok(Err(e));
+            }
+            let ops = match &input.members {
+                Some(list) => vec![MemberOp::Clear, MemberOp::Add(list.clone())],
+                // A PUT of a group without `members` empties it (PUT replaces the resource).
+                None if kind == Kind::Group => vec![MemberOp::Clear],
+                None => Vec::new(),
+            };
+            let mut body = input.body;
+            resource::keep_from_old(rt, &old.body, &mut body, &input.keep);
+            let rec = match w.commit_change(&actor, rt, nid, old, body, &ops)? {
+                Ok(r) => r,
+                Err(e) => return Ok(Err(e)),
+            };
+            let refs = read_refs(&w.res, &w.members, &w.member_of, t, kind, nid)?;
+            let mut r = rec.into_resource(kind, nid);
+            r.refs = Some(refs);
+            Ok(Ok(r))
+        })
+        .await
+    }
+
+    /// Apply PATCH operations. The returned resource carries refs only for users (a group's
+    /// member list may be huge; callers read it separately when asked for).
+    pub async fn patch(
+        &self,
+        actor: Actor,
+        rt: Rt,
+        id: String,
+        ops: Vec<Operation>,
+        if_match: Option<String>,
+    ) -> ScimResult<(Resource, Ignored)> {
+        self.write(move |w| {
+            let kind = rt.kind;
+            let t = actor.tenant.as_str();
+            let (nid, old) = match w.existing(t, kind, &id, if_match.as_deref())? {
+                Ok(x) => x,
+                Err(e) => return Ok(Err(e)),
+            };
+            let out = match patch::apply(rt, &id, &old.body, &ops) {
+                Ok(o) => o,
+                Err(e) => return Ok(Err(e)),
+            };
+            if let Err(e) = w.check_unique(t, kind, &keys(rt, &out.body), Some(nid))? {
+                return Ok(Err(e));
+            }
+            let rec = match w.commit_change(&actor, rt, nid, old, out.body, &out.member_ops)? {
+                Ok(r) => r,
+                Err(e) => return Ok(Err(e)),
+            };
+            let mut r = rec.into_resource(kind, nid);
+            if kind == Kind::User {
+                r.refs = Some(read_refs(&w.res, &w.members, &w.member_of, t, kind, nid)?);
+            }
+            Ok(Ok((r, out.ignored)))
+        })
+        .await
+    }
+
+    pub async fn delete(
+        &self,
+        actor: Actor,
+        rt: Rt,
+        id: String,
+        if_match: Option<String>,
+    ) -> ScimResult<()> {
+        self.write(move |w| {
+            let kind = rt.kind;
+            let t = actor.tenant.as_str();
+            let (nid, old) = match w.existing(t, kind, &id, if_match.as_deref())? {
+                Ok(x) => x,
+                Err(e) => return Ok(Err(e)),
+            };
+            w.remove_record(t, kind, nid)?;
+            w.index(t, kind, nid, &keys(rt, &old.body), &Keys::default())?;
+            w.bump_count(t, kind, nid, false)?;
+            w.unlink_all(&actor, nid)?;
+            if kind == Kind::User {
+                w.plan_transition(&actor, nid, Some(plan::is_active(&old.body)), None, None)?;
+            }
+            let ev = if kind == Kind::User {
+                "user.deleted"
+            } else {
+                "group.deleted"
+            };
+            w.emit(&actor, ev, nid, None, Vec::new())?;
+            Ok(Ok(()))
+        })
+        .await
+    }
+}
