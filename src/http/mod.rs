@@ -1,9 +1,12 @@
 //! HTTP: routing, authentication, body limits, request parsing, and rendering of responses
 //! and errors. Knows the SCIM core and the store's API, never redb's tables.
 
+mod app_side;
+mod cursor;
 mod discovery;
 mod handlers;
 mod limit;
+mod lists;
 pub mod query;
 pub mod response;
 pub mod router;

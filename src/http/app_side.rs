@@ -1,0 +1,110 @@
+//! What the application reads besides the resources: the change feed and the plan list.
+
+use serde_json::json;
+
+use super::cursor::{decode_plan_cursor, encode_plan_cursor};
+use super::lists::int_param;
+use super::response::{self, Resp};
+use super::{App, Ctx};
+use crate::scim::error::{ScimError, ScimResult};
+use crate::store::PlanFrom;
+
+/// `GET /tenants/{tenant}/events?after=SEQ&limit=N`: the change feed, oldest first.
+pub(super) async fn events(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
+    let after = int_param("after", ctx.query.get("after"))?
+        .unwrap_or(0)
+        .max(0) as u64;
+    let limit = int_param("limit", ctx.query.get("limit"))?
+        .unwrap_or(100)
+        .clamp(0, 1000) as usize;
+    let (events, last) = app
+        .store
+        .events(ctx.principal.tenant.clone(), after, limit)
+        .await?;
+    let next = events.last().map(|e| e.seq).unwrap_or(after);
+    Ok(response::json(
+        200,
+        &json!({"tenant": ctx.principal.tenant, "events": events, "next_after": next, "last_seq": last}),
+    ))
+}
+
+fn plan_rules(ctx: &Ctx) -> ScimResult<std::sync::Arc<crate::store::plan::PlanRules>> {
+    ctx.rt
+        .plans
+        .get(&ctx.principal.tenant)
+        .cloned()
+        .ok_or_else(|| {
+            ScimError::not_found(format!(
+                "tenant {} has no plan; add a [tenants.{}.plan] table to the configuration",
+                ctx.principal.tenant, ctx.principal.tenant
+            ))
+        })
+}
+
+/// `GET /tenants/{tenant}/plan`: the plan's settings, mode and counts.
+pub(super) async fn plan_summary(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
+    let rules = plan_rules(ctx)?;
+    let s = app
+        .store
+        .plan_summary(ctx.principal.tenant.clone(), rules.clone())
+        .await?;
+    Ok(response::json(
+        200,
+        &json!({
+            "tenant": ctx.principal.tenant,
+            "plan": rules.name,
+            "mode": s.mode,
+            "test_threshold": rules.test_threshold,
+            "seats": rules.seats,
+            "on_seat_limit": rules.on_seat_limit,
+            "active_provisioned": s.active_provisioned,
+            "counts": {"paid": s.paid, "free": s.free, "deactivated": s.deactivated},
+        }),
+    ))
+}
+
+/// `GET /tenants/{tenant}/plan/members?status=paid|free|deactivated&startIndex=&count=`, or
+/// `&cursor=` (empty for the first page) and then each answer's `nextCursor`.
+pub(super) async fn plan_members(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
+    use crate::store::plan::Status;
+    let rules = plan_rules(ctx)?;
+    let status = match ctx
+        .query
+        .get("status")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("") => None,
+        Some("paid") => Some(Status::Paid),
+        Some("free") => Some(Status::Free),
+        Some("deactivated") => Some(Status::Deactivated),
+        Some(other) => {
+            return Err(ScimError::invalid_value(format!(
+                "status must be paid, free or deactivated, got \"{other}\""
+            )));
+        }
+    };
+    let max = ctx.rt.config.server.max_results;
+    let start = int_param("startIndex", ctx.query.get("startIndex"))?
+        .unwrap_or(1)
+        .max(1) as u64;
+    let count = int_param("count", ctx.query.get("count"))?
+        .map(|c| c.max(0) as u64)
+        .unwrap_or(max)
+        .min(max);
+    let from = match ctx.query.get("cursor") {
+        Some(c) => PlanFrom::After(decode_plan_cursor(c)?),
+        None => PlanFrom::Index(start),
+    };
+    let page = app
+        .store
+        .plan_members(ctx.principal.tenant.clone(), rules, status, from, count)
+        .await?;
+    let mut body = json!({"totalResults": page.total, "itemsPerPage": page.entries.len(), "members": page.entries});
+    match (from, page.next) {
+        (PlanFrom::Index(start), _) => body["startIndex"] = json!(start),
+        (PlanFrom::After(_), Some(next)) => body["nextCursor"] = json!(encode_plan_cursor(next)),
+        (PlanFrom::After(_), None) => {}
+    }
+    Ok(response::json(200, &body))
+}

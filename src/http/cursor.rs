@@ -1,0 +1,196 @@
+//! Cursors (RFC 9865) as clients see them: opaque base64url that names the list it belongs
+//! to and where it resumes.
+
+use crate::scim::error::{ScimError, ScimResult};
+use crate::scim::schema::Kind;
+use crate::scim::sort::SortKey;
+use crate::store::{PlanCursor, SortMark};
+
+/// Plan-list cursors: a user's id (16 bytes) or a place among the unmatched existing
+/// members (4 bytes), base64url.
+pub(super) fn encode_plan_cursor(c: PlanCursor) -> String {
+    use base64::Engine;
+    match c {
+        PlanCursor::Start => String::new(),
+        PlanCursor::User(id) => encode_cursor(id),
+        PlanCursor::Tail(i) => base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(u32::try_from(i).unwrap_or(u32::MAX).to_be_bytes()),
+    }
+}
+
+pub(super) fn decode_plan_cursor(c: &str) -> ScimResult<PlanCursor> {
+    if c.trim().is_empty() {
+        return Ok(PlanCursor::Start);
+    }
+    let bytes = cursor_bytes(c);
+    if let Ok(b) = <[u8; 16]>::try_from(bytes.as_slice()) {
+        return Ok(PlanCursor::User(u128::from_be_bytes(b)));
+    }
+    if let Ok(b) = <[u8; 4]>::try_from(bytes.as_slice()) {
+        return Ok(PlanCursor::Tail(u32::from_be_bytes(b) as usize));
+    }
+    Err(not_a_cursor(c))
+}
+
+/// Cursors are the last returned id, base64url: opaque to clients, valid until that
+/// resource's successors change, and never a scan to resume.
+pub(super) fn encode_cursor(id: u128) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.to_be_bytes())
+}
+
+/// What a list cursor belongs to: the resource type (0 for both), the filter and the sort
+/// it pages through. A cursor carries it after its resume point, so one used on another
+/// list is `invalidCursor` rather than a silently empty or wrong page.
+#[derive(Clone, Copy)]
+pub(super) struct CursorScope([u8; 5]);
+
+impl CursorScope {
+    pub(super) fn new(
+        kinds: &[Kind],
+        filter: Option<&str>,
+        sort_by: Option<&str>,
+        sort_order: Option<&str>,
+    ) -> CursorScope {
+        let kind = match kinds {
+            [k] => k.code(),
+            _ => 0,
+        };
+        let list = [filter, sort_by, sort_order].map(|s| s.unwrap_or_default().trim());
+        let h = crate::auth::digest(&list.join("\0"));
+        CursorScope([kind, h[0], h[1], h[2], h[3]])
+    }
+
+    fn wrap(&self, point: &[u8]) -> String {
+        use base64::Engine;
+        let mut b = point.to_vec();
+        b.extend_from_slice(&self.0);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    }
+
+    /// Resume after this id (creation-ordered lists).
+    pub(super) fn encode(&self, id: u128) -> String {
+        self.wrap(&id.to_be_bytes())
+    }
+
+    /// Resume at a mark (sorted lists, and lists over both types): the type's code, then 0
+    /// for its first, or 1, the id, and the key (0 for none, 1 and an f64, 2 and UTF-8).
+    pub(super) fn encode_mark(&self, m: &Mark) -> String {
+        let mut b = vec![m.kind.code()];
+        match &m.after {
+            None => b.push(0),
+            Some(SortMark { key, id }) => {
+                b.push(1);
+                b.extend_from_slice(&id.to_be_bytes());
+                match key {
+                    None => b.push(0),
+                    Some(SortKey::Num(n)) => {
+                        b.push(1);
+                        b.extend_from_slice(&n.to_bits().to_be_bytes());
+                    }
+                    Some(SortKey::Text(t)) => {
+                        b.push(2);
+                        b.extend_from_slice(t.as_bytes());
+                    }
+                }
+            }
+        }
+        self.wrap(&b)
+    }
+
+    /// The resume point of a cursor of this list; `None` for an empty cursor (the first
+    /// page).
+    fn point(&self, c: &str) -> ScimResult<Option<Vec<u8>>> {
+        if c.trim().is_empty() {
+            return Ok(None);
+        }
+        let mut b = cursor_bytes(c);
+        let Some(at) = b.len().checked_sub(self.0.len()).filter(|&n| n > 0) else {
+            return Err(not_a_cursor(c));
+        };
+        if b[at..] != self.0 {
+            return Err(ScimError::bad(
+                crate::scim::error::ScimType::InvalidCursor,
+                "this cursor belongs to another list (another resource type, filter or sort); \
+                 start again with an empty cursor",
+            ));
+        }
+        b.truncate(at);
+        Ok(Some(b))
+    }
+
+    /// The id after which the page starts (0: the first page).
+    pub(super) fn decode(&self, c: &str) -> ScimResult<u128> {
+        // 16 bytes alone: an id cursor from before cursors carried their list.
+        let legacy = cursor_bytes(c);
+        let point = match legacy.len() {
+            16 => Some(legacy),
+            _ => self.point(c)?,
+        };
+        match point {
+            None => Ok(0),
+            Some(p) => p
+                .try_into()
+                .map(u128::from_be_bytes)
+                .map_err(|_| not_a_cursor(c)),
+        }
+    }
+
+    /// Where a walk by mark resumes (the first of `kinds`' first type for an empty cursor).
+    pub(super) fn decode_mark(&self, c: &str, kinds: &[Kind]) -> ScimResult<Mark> {
+        let Some(p) = self.point(c)? else {
+            return Ok(Mark {
+                kind: kinds[0],
+                after: None,
+            });
+        };
+        let bad = || not_a_cursor(c);
+        let kind = kinds
+            .iter()
+            .copied()
+            .find(|k| p.first() == Some(&k.code()))
+            .ok_or_else(bad)?;
+        let after = match &p[1..] {
+            [0] => None,
+            [1, rest @ ..] if rest.len() > 16 => {
+                let (id, key) = rest.split_at(16);
+                let id = u128::from_be_bytes(id.try_into().map_err(|_| bad())?);
+                let key = match key {
+                    [0] => None,
+                    [1, n @ ..] => Some(SortKey::Num(f64::from_bits(u64::from_be_bytes(
+                        n.try_into().map_err(|_| bad())?,
+                    )))),
+                    [2, t @ ..] => Some(SortKey::Text(
+                        String::from_utf8(t.to_vec()).map_err(|_| bad())?,
+                    )),
+                    _ => return Err(bad()),
+                };
+                Some(SortMark { key, id })
+            }
+            _ => return Err(bad()),
+        };
+        Ok(Mark { kind, after })
+    }
+}
+
+/// Where a walk of a sorted list, or of both types, resumes: in this type, after this
+/// resource (`None`: at the type's first).
+pub(super) struct Mark {
+    pub(super) kind: Kind,
+    pub(super) after: Option<SortMark>,
+}
+
+/// A cursor's bytes (empty when it is not base64url).
+fn cursor_bytes(c: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c.trim())
+        .unwrap_or_default()
+}
+
+fn not_a_cursor(c: &str) -> ScimError {
+    ScimError::bad(
+        crate::scim::error::ScimType::InvalidCursor,
+        format!("\"{c}\" is not a cursor this server issued"),
+    )
+}

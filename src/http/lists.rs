@@ -1,0 +1,470 @@
+//! Lists and searches: `GET /Users`, `GET /Groups`, `.search` on either and at the root,
+//! with filters, sorting, projection, and `startIndex` or cursor paging.
+
+use http::header;
+use serde_json::{Map, Value, json};
+
+use super::cursor::{CursorScope, Mark};
+use super::handlers::render;
+use super::response::{self, Resp};
+use super::{App, Ctx};
+use crate::scim::error::{ScimError, ScimResult};
+use crate::scim::filter::{self, ForType};
+use crate::scim::projection::Projection;
+use crate::scim::schema::{Kind, LIST_RESPONSE, SEARCH_REQUEST};
+use crate::scim::sort::SortSpec;
+use crate::store::{ListQuery, SortMark};
+
+/// List parameters, from a query string or a SearchRequest body.
+#[derive(Debug, Default)]
+pub struct ListParams {
+    filter: Option<String>,
+    sort_by: Option<String>,
+    sort_order: Option<String>,
+    start_index: Option<i64>,
+    count: Option<i64>,
+    attributes: Option<String>,
+    excluded: Option<String>,
+    /// RFC 9865 cursor; `Some("")` asks for the first page in cursor mode.
+    cursor: Option<String>,
+}
+
+pub(super) fn int_param(name: &str, v: Option<&str>) -> ScimResult<Option<i64>> {
+    match v.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => s.parse::<i64>().map(Some).map_err(|_| {
+            ScimError::invalid_value(format!("{name} must be an integer, got \"{s}\""))
+        }),
+    }
+}
+
+pub(super) fn params_from_query(ctx: &Ctx) -> ScimResult<ListParams> {
+    let q = &ctx.query;
+    Ok(ListParams {
+        filter: q.get("filter").map(str::to_string),
+        sort_by: q.get("sortBy").map(str::to_string),
+        sort_order: q.get("sortOrder").map(str::to_string),
+        start_index: int_param("startIndex", q.get("startIndex"))?,
+        count: int_param("count", q.get("count"))?,
+        attributes: q.get("attributes").map(str::to_string),
+        excluded: q.get("excludedAttributes").map(str::to_string),
+        cursor: q.get("cursor").map(str::to_string),
+    })
+}
+
+pub(super) fn params_from_search(body: &Value) -> ScimResult<ListParams> {
+    let Value::Object(o) = body else {
+        return Err(ScimError::invalid_syntax(
+            "a search body must be a JSON object (a SearchRequest)",
+        ));
+    };
+    let field = |n: &str| {
+        o.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v)
+    };
+    if let Some(s) = field("schemas")
+        && !s.as_array().is_some_and(|a| {
+            a.iter().any(|x| {
+                x.as_str()
+                    .is_some_and(|x| x.eq_ignore_ascii_case(SEARCH_REQUEST))
+            })
+        })
+    {
+        return Err(ScimError::invalid_value(format!(
+            "a search body's \"schemas\" must contain \"{SEARCH_REQUEST}\""
+        )));
+    }
+    let text = |n: &str| -> ScimResult<Option<String>> {
+        match field(n) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Array(a)) => Ok(Some(
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )),
+            Some(_) => Err(ScimError::invalid_value(format!(
+                "\"{n}\" must be a string"
+            ))),
+        }
+    };
+    let int = |n: &str| -> ScimResult<Option<i64>> {
+        match field(n) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(x)) => x
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| ScimError::invalid_value(format!("\"{n}\" must be an integer"))),
+            Some(Value::String(s)) => int_param(n, Some(s)),
+            Some(_) => Err(ScimError::invalid_value(format!(
+                "\"{n}\" must be an integer"
+            ))),
+        }
+    };
+    Ok(ListParams {
+        filter: text("filter")?,
+        sort_by: text("sortBy")?,
+        sort_order: text("sortOrder")?,
+        start_index: int("startIndex")?,
+        count: int("count")?,
+        attributes: text("attributes")?,
+        excluded: text("excludedAttributes")?,
+        cursor: text("cursor")?,
+    })
+}
+
+/// List or search one or both resource types. Pages are 1-based; `startIndex < 1` reads as 1,
+/// a negative `count` as 0, and a `count` above `maxResults` is capped (RFC 7644 §3.4.2.4).
+pub(super) async fn list(
+    app: &App,
+    ctx: &Ctx,
+    kinds: &[Kind],
+    params: ScimResult<ListParams>,
+) -> ScimResult<Resp> {
+    let p = params?;
+    let max = ctx.rt.config.server.max_results;
+    let count = p.count.map(|c| c.max(0) as u64).unwrap_or(max).min(max);
+    let sort_by = p.sort_by.as_deref().filter(|s| !s.trim().is_empty());
+    // A sorted list, or one over both types, is not in the id order an id cursor resumes
+    // from: its cursors carry a mark (type, sort key and id) instead.
+    let by_mark = sort_by.is_some() || kinds.len() > 1;
+    // Worked out only when a cursor is in play: it hashes the filter.
+    let scope = p
+        .cursor
+        .as_ref()
+        .map(|_| CursorScope::new(kinds, p.filter.as_deref(), sort_by, p.sort_order.as_deref()));
+    let mut start = p.start_index.unwrap_or(1).max(1) as u64;
+    let (after, mark) = match (&p.cursor, &scope) {
+        (Some(c), Some(s)) if by_mark => {
+            start = 1;
+            (None, Some(s.decode_mark(c, kinds)?))
+        }
+        (Some(c), Some(s)) => (Some(s.decode(c)?), None),
+        _ => (None, None),
+    };
+    let text = p.filter.as_deref().filter(|t| !t.trim().is_empty());
+    // At the root the filter is parsed once and resolved for each type: a condition on an
+    // attribute only the other type has is one on an absent attribute, so
+    // `displayName eq "x" or userName eq "y"` finds the group and the user.
+    let across = match text {
+        Some(t) if kinds.len() > 1 => {
+            let parsed = filter::parse_with(t, filter_limits(ctx))?;
+            let rts: Vec<_> = kinds.iter().map(|k| ctx.rt(*k)).collect();
+            filter::check_known_somewhere(&rts, &parsed)?;
+            Some(parsed)
+        }
+        _ => None,
+    };
+    let mut plans = Vec::new();
+    for &kind in kinds {
+        let f = match (&across, text) {
+            (Some(parsed), _) => match filter::resolve_for_type(ctx.rt(kind), parsed)? {
+                ForType::All => None,
+                ForType::Some(f) => Some(f),
+                ForType::Nothing => continue,
+            },
+            (None, Some(t)) => Some(filter::parse_for_with(ctx.rt(kind), t, filter_limits(ctx))?),
+            (None, None) => None,
+        };
+        let sort = match &p.sort_by {
+            Some(s) if !s.trim().is_empty() => {
+                Some(SortSpec::parse(ctx.rt(kind), s, p.sort_order.as_deref())?)
+            }
+            _ => None,
+        };
+        let proj = Projection::parse(ctx.rt(kind), p.attributes.as_deref(), p.excluded.as_deref());
+        plans.push((kind, f, sort, proj));
+    }
+    // One type's list with a filter and no projection: its stored documents go out as they
+    // are. (Not at the root, even when only one type can match: its cursors are marks.)
+    if let ([_], [(kind, Some(f), None, _)]) = (kinds, plans.as_slice())
+        && p.attributes.is_none()
+        && p.excluded.is_none()
+        && !ctx.rt(*kind).hides_attributes()
+    {
+        let q = ListQuery {
+            filter: Some(f.clone()),
+            sort: None,
+            start_index: start,
+            count,
+            with_refs: true,
+            after,
+            resume: None,
+        };
+        if let Some(page) = app.store.list_stored(&ctx.principal.tenant, *kind, &q) {
+            return Ok(stored_list(ctx, page?, start, scope));
+        }
+    }
+    let mut total = 0u64;
+    let mut resources = Vec::new();
+    // Groups whose members go out: (place in `resources`, id, projection if it narrows them).
+    let mut groups = Vec::new();
+    // Across types the order is all Users, then all Groups: compute each type's share of
+    // the requested window.
+    let mut next = None;
+    let mut next_mark = None;
+    let mut offset = start - 1;
+    let mut remaining = count;
+    let rank = |k: Kind| kinds.iter().position(|x| *x == k);
+    for (kind, f, sort, proj) in plans {
+        let with_refs = proj.wants(if kind == Kind::Group {
+            "members"
+        } else {
+            "groups"
+        });
+        // A walk by mark: types before the mark's are only counted, the mark's resumes after
+        // it, and later ones start at their first.
+        let place = mark.as_ref().map(|m| rank(kind).cmp(&rank(m.kind)));
+        let at = mark
+            .as_ref()
+            .filter(|m| m.kind == kind)
+            .and_then(|m| m.after.clone());
+        let (after, resume, room) = match place {
+            None => (after, None, remaining),
+            Some(std::cmp::Ordering::Less) => (None, None, 0),
+            Some(_) if sort.is_some() => (None, at, remaining),
+            Some(_) => (Some(at.map_or(0, |m| m.id)), None, remaining),
+        };
+        let q = ListQuery {
+            filter: f,
+            sort,
+            start_index: offset + 1,
+            count: room,
+            // A group's members are streamed below, never read into one list.
+            with_refs: with_refs && kind == Kind::User,
+            after,
+            resume,
+        };
+        let page = app
+            .store
+            .list(ctx.principal.tenant.clone(), ctx.rt(kind), q)
+            .await?;
+        total += page.total;
+        next = next.or(page.next);
+        if place.is_some_and(|o| o.is_ge()) && next_mark.is_none() && count > 0 {
+            let more = page
+                .next
+                .map(|id| SortMark { key: None, id })
+                .or(page.next_mark);
+            next_mark = match more {
+                Some(m) => Some(Mark {
+                    kind,
+                    after: Some(m),
+                }),
+                // The page filled before this type: its matches all come next.
+                None if room == 0 && page.total > 0 => Some(Mark { kind, after: None }),
+                None => None,
+            };
+        }
+        offset = offset.saturating_sub(page.total);
+        remaining -= page.items.len() as u64;
+        for r in page.items {
+            if with_refs && kind == Kind::Group {
+                let narrowed = proj.narrows("members").then(|| proj.clone());
+                groups.push((resources.len(), crate::store::parse_id(&r.id), narrowed));
+            }
+            resources.push(Value::Object(render(ctx, r, &proj)));
+        }
+    }
+    let cursor_mode = scope.is_some();
+    let next = match (scope, by_mark) {
+        (None, _) => None,
+        (Some(s), false) => next.map(|n| s.encode(n)),
+        (Some(s), true) => next_mark.map(|m| s.encode_mark(&m)),
+    };
+    if !groups.is_empty() {
+        return Ok(streamed_list(
+            app,
+            ctx,
+            total,
+            start,
+            cursor_mode,
+            next,
+            resources,
+            groups,
+        ));
+    }
+    let mut body = json!({
+        "schemas": [LIST_RESPONSE],
+        "totalResults": total,
+        "itemsPerPage": resources.len(),
+        "startIndex": start,
+        "Resources": resources,
+    });
+    if cursor_mode {
+        let o = body.as_object_mut().expect("object literal");
+        o.remove("startIndex");
+        if let Some(n) = next {
+            o.insert("nextCursor".into(), Value::String(n));
+        }
+    }
+    Ok(response::json(200, &body))
+}
+
+/// Write a group's members, batch by batch, as the elements of a JSON array (the caller
+/// writes the brackets), projected member by member when a projection narrows them. False
+/// when the client has gone.
+pub(super) async fn send_members(
+    tx: &tokio::sync::mpsc::Sender<bytes::Bytes>,
+    batches: &mut tokio::sync::mpsc::Receiver<Vec<(u128, Kind)>>,
+    base: &str,
+    narrowed: Option<(&Projection, crate::scim::schema::Rt)>,
+) -> bool {
+    let mut first = true;
+    while let Some(batch) = batches.recv().await {
+        let mut chunk = String::with_capacity(batch.len() * 120);
+        let mut push = |fragment: &str| {
+            if !first {
+                chunk.push(',');
+            }
+            first = false;
+            chunk.push_str(fragment);
+        };
+        let fragments = batch.into_iter().map(|(m, kind)| {
+            crate::scim::render::member_fragment(base, &crate::store::format_id(m), kind)
+        });
+        match narrowed {
+            None => fragments.for_each(|f| push(&f)),
+            Some((proj, rt)) => {
+                let members: Vec<Value> = fragments
+                    .filter_map(|f| serde_json::from_str(&f).ok())
+                    .collect();
+                let mut m = Map::new();
+                m.insert("members".into(), Value::Array(members));
+                proj.apply(rt, &mut m);
+                if let Some(Value::Array(a)) = m.remove("members") {
+                    a.iter()
+                        .for_each(|v| push(&serde_json::to_string(v).unwrap_or_default()));
+                }
+            }
+        }
+        if tx.send(chunk.into()).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// A list page holding groups with their members: written as it is read, each group's members
+/// in batches (as `get_group_streamed` does), so a page with a group of a million costs no
+/// more memory than one with a group of ten.
+#[allow(clippy::too_many_arguments)]
+fn streamed_list(
+    app: &App,
+    ctx: &Ctx,
+    total: u64,
+    start: u64,
+    cursor_mode: bool,
+    next: Option<String>,
+    resources: Vec<Value>,
+    groups: Vec<(usize, Option<u128>, Option<Projection>)>,
+) -> Resp {
+    let mut head = format!(
+        "{{\"schemas\":[\"{LIST_RESPONSE}\"],\"totalResults\":{total},\"itemsPerPage\":{}",
+        resources.len()
+    );
+    if !cursor_mode {
+        head.push_str(&format!(",\"startIndex\":{start}"));
+    }
+    head.push_str(",\"Resources\":[");
+    let mut tail = String::from("]");
+    if let Some(n) = next {
+        tail.push_str(&format!(",\"nextCursor\":\"{n}\""));
+    }
+    tail.push('}');
+    let (store, tenant, base) = (
+        app.store.clone(),
+        ctx.principal.tenant.clone(),
+        ctx.base.clone(),
+    );
+    let group_rt = ctx.rt(Kind::Group);
+    let mut groups = groups.into_iter().peekable();
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+    tokio::spawn(async move {
+        if tx.send(head.into()).await.is_err() {
+            return;
+        }
+        for (i, item) in resources.into_iter().enumerate() {
+            let mut text = if i > 0 {
+                String::from(",")
+            } else {
+                String::new()
+            };
+            text.push_str(&serde_json::to_string(&item).unwrap_or_default());
+            let Some((_, gid, narrowed)) = groups.next_if(|g| g.0 == i) else {
+                if tx.send(text.into()).await.is_err() {
+                    return;
+                }
+                continue;
+            };
+            text.pop(); // the closing brace: members follow
+            text.push_str(",\"members\":[");
+            if tx.send(text.into()).await.is_err() {
+                return;
+            }
+            let mut batches = store.member_batches(tenant.clone(), gid.unwrap_or_default());
+            let narrowed = narrowed.as_ref().map(|p| (p, group_rt));
+            if !send_members(&tx, &mut batches, &base, narrowed).await
+                || tx.send(bytes::Bytes::from_static(b"]}")).await.is_err()
+            {
+                return;
+            }
+        }
+        let _ = tx.send(tail.into()).await;
+    });
+    let mut resp = http::Response::new(response::Body::Stream(rx));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(response::SCIM_JSON),
+    );
+    resp
+}
+
+/// A list response written from stored text; the same document `list` builds. A record that
+/// cannot be read is left out, as the decoding path leaves it out.
+fn stored_list(
+    ctx: &Ctx,
+    page: crate::store::StoredPage,
+    start: u64,
+    cursor: Option<CursorScope>,
+) -> Resp {
+    let items: Vec<Vec<u8>> = page
+        .items
+        .into_iter()
+        .filter_map(|s| s.default_json(&ctx.base).map(|(body, _)| body))
+        .collect();
+    let mut out = Vec::with_capacity(items.iter().map(Vec::len).sum::<usize>() + 200);
+    out.extend_from_slice(
+        format!(
+            "{{\"schemas\":[\"{LIST_RESPONSE}\"],\"totalResults\":{},\"itemsPerPage\":{}",
+            page.total,
+            items.len()
+        )
+        .as_bytes(),
+    );
+    if cursor.is_none() {
+        out.extend_from_slice(format!(",\"startIndex\":{start}").as_bytes());
+    }
+    out.extend_from_slice(b",\"Resources\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(item);
+    }
+    out.push(b']');
+    if let (Some(scope), Some(n)) = (cursor, page.next) {
+        out.extend_from_slice(format!(",\"nextCursor\":\"{}\"", scope.encode(n)).as_bytes());
+    }
+    out.push(b'}');
+    response::json_bytes(200, out)
+}
+
+fn filter_limits(ctx: &Ctx) -> filter::Limits {
+    filter::Limits {
+        max_len: ctx.rt.config.server.max_filter_length,
+        max_depth: ctx.rt.config.server.max_filter_depth,
+    }
+}
