@@ -436,6 +436,11 @@ impl<'t> W<'t> {
         Ok(())
     }
 
+    /// The resource's members or groups as this transaction sees them.
+    fn refs(&self, t: &str, kind: Kind, id: u128) -> Result<Vec<Value>, redb::Error> {
+        read_refs(&self.res, &self.members, &self.member_of, t, kind, id)
+    }
+
     /// A membership change is a change of the group: bump its version and lastModified.
     fn touch(&mut self, t: &str, kind: Kind, id: u128) -> Result<(), redb::Error> {
         if let Some(mut rec) = self.load(t, kind, id)? {
@@ -624,7 +629,7 @@ impl Store {
                 w.plan_transition(&actor, id, None, Some(active), seat)?;
             }
             apply_members(w, &actor, id, &changes)?;
-            let refs = read_refs(&w.res, &w.members, &w.member_of, t, kind, id)?;
+            let refs = w.refs(t, kind, id)?;
             let mut r = rec.into_resource(kind, id);
             r.refs = Some(refs);
             Ok(Ok(r))
@@ -668,7 +673,7 @@ impl Store {
                 Ok(r) => r,
                 Err(e) => return Ok(Err(e)),
             };
-            let refs = read_refs(&w.res, &w.members, &w.member_of, t, kind, nid)?;
+            let refs = w.refs(t, kind, nid)?;
             let mut r = rec.into_resource(kind, nid);
             r.refs = Some(refs);
             Ok(Ok(r))
@@ -706,7 +711,7 @@ impl Store {
             };
             let mut r = rec.into_resource(kind, nid);
             if kind == Kind::User {
-                r.refs = Some(read_refs(&w.res, &w.members, &w.member_of, t, kind, nid)?);
+                r.refs = Some(w.refs(t, kind, nid)?);
             }
             Ok(Ok((r, out.ignored)))
         })
