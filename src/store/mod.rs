@@ -1180,6 +1180,89 @@ mod tests {
         assert_clean(&f.store, &f.rt);
     }
 
+    #[test]
+    fn replacing_a_member_list_walks_it_in_batches_and_reports_only_the_difference() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = Fixture::open(&dir.path().join("s.redb"));
+        let users: Vec<u128> = (0..13)
+            .map(|i| {
+                f.create(
+                    Kind::User,
+                    serde_json::json!({"userName": format!("u{i}")}),
+                    None,
+                )
+            })
+            .collect();
+        let (old, new) = users.split_at(11);
+        let member = |ids: &[u128]| -> Vec<serde_json::Value> {
+            ids.iter()
+                .map(|id| serde_json::json!({"value": format_id(*id)}))
+                .collect()
+        };
+        let g = f.create(
+            Kind::Group,
+            serde_json::json!({"displayName": "Big", "members": member(old)}),
+            None,
+        );
+        let seq = || {
+            let (events, last) = f.rt.block_on(f.store.events("t".into(), 0, 1000)).unwrap();
+            assert_eq!(events.last().map(|e| e.seq), Some(last));
+            last
+        };
+        let since = |after: u64| -> Vec<(String, u128)> {
+            let (events, _) =
+                f.rt.block_on(f.store.events("t".into(), after, 1000))
+                    .unwrap();
+            events
+                .into_iter()
+                .filter_map(|e| Some((e.kind, parse_id(&e.member_id?)?)))
+                .collect()
+        };
+        let members = || -> Vec<u128> {
+            let r =
+                f.rt.block_on(f.store.get("t".into(), Kind::Group, format_id(g), true));
+            let mut ids: Vec<u128> = (r.unwrap().refs.unwrap().iter())
+                .map(|m| parse_id(m["value"].as_str().unwrap()).unwrap())
+                .collect();
+            ids.sort_unstable();
+            ids
+        };
+        let put = |list: Vec<serde_json::Value>| {
+            let body = serde_json::json!({"displayName": "Big", "members": list});
+            let input = crate::scim::resource::normalize(Kind::Group, &body).unwrap();
+            let rt = Kind::Group.into();
+            f.rt.block_on(
+                f.store
+                    .replace(f.actor.clone(), rt, format_id(g), input, None),
+            )
+            .unwrap();
+        };
+        // Three stay (across the walk's batches of four), eight go, two join.
+        let keep = [old[0], old[4], old[10]];
+        let before = seq();
+        put(member(&[&keep[..], new].concat()));
+        let mut want: Vec<(String, u128)> = (old.iter())
+            .filter(|m| !keep.contains(m))
+            .map(|m| ("group.member_removed".to_string(), *m))
+            .collect();
+        want.extend(new.iter().map(|m| ("group.member_added".to_string(), *m)));
+        assert_eq!(since(before), want);
+        let mut now: Vec<u128> = [&keep[..], new].concat();
+        now.sort_unstable();
+        assert_eq!(members(), now);
+        // The same list again changes nothing; an empty one removes everyone.
+        let before = seq();
+        put(member(&now));
+        assert_eq!(since(before), vec![]);
+        put(Vec::new());
+        let removed: Vec<(String, u128)> = (now.iter())
+            .map(|m| ("group.member_removed".to_string(), *m))
+            .collect();
+        assert_eq!(since(before), removed);
+        assert_eq!(members(), Vec::<u128>::new());
+        assert_clean(&f.store, &f.rt);
+    }
+
     /// Every page of a sorted list by its marks; each page counts every match.
     fn mark_walk(f: &Fixture, sort: &SortSpec, count: u64) -> Vec<u128> {
         let mut ids = Vec::new();

@@ -20,7 +20,7 @@ use crate::scim::render::{Resource, Stored};
 use crate::scim::schema::Kind;
 
 /// Members read at a time from a group's member list, when it is streamed or searched.
-const MEMBER_BATCH: usize = 1024;
+pub(super) const MEMBER_BATCH: usize = if cfg!(test) { 4 } else { 1024 };
 
 pub(super) fn member_json(id: u128, code: u8) -> Value {
     let ty = if code == Kind::Group.code() {

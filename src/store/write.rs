@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::events::{self, Actor, NewEvent};
 use super::plan::{self, Mode, Seat};
 use super::ranks;
-use super::read::{member_json, not_found, precondition, read_refs};
+use super::read::{MEMBER_BATCH, member_json, not_found, precondition, read_refs};
 use super::record::*;
 use super::tables::*;
 use super::{R, Store, format_id, new_id, parse_id};
@@ -403,13 +403,43 @@ impl<'t> W<'t> {
         Ok(None)
     }
 
-    fn member_ids(&self, t: &str, g: u128) -> Result<Vec<(u128, u8)>, redb::Error> {
-        let mut out = Vec::new();
-        for e in self.members.range((t, g, 0u128)..=(t, g, u128::MAX))? {
+    /// A batch of a group's members from id `from` on, with their kind codes: a
+    /// million-member group is walked a batch of memory at a time.
+    fn member_batch(&self, t: &str, g: u128, from: u128) -> Result<Vec<(u128, u8)>, redb::Error> {
+        let mut out = Vec::with_capacity(MEMBER_BATCH);
+        for e in self
+            .members
+            .range((t, g, from)..=(t, g, u128::MAX))?
+            .take(MEMBER_BATCH)
+        {
             let (k, v) = e?;
             out.push((k.value().2, v.value()));
         }
         Ok(out)
+    }
+
+    /// Each member of a group in id order, a batch at a time; `visit` may change the
+    /// membership of those it has been given.
+    fn each_member(
+        &mut self,
+        t: &str,
+        g: u128,
+        mut visit: impl FnMut(&mut Self, u128) -> Result<(), redb::Error>,
+    ) -> Result<(), redb::Error> {
+        let mut from = 0u128;
+        loop {
+            let batch = self.member_batch(t, g, from)?;
+            let Some(&(last, _)) = batch.last() else {
+                return Ok(());
+            };
+            for (m, _) in batch {
+                visit(self, m)?;
+            }
+            match last.checked_add(1) {
+                Some(next) => from = next,
+                None => return Ok(()),
+            }
+        }
     }
 
     fn unlink(&mut self, t: &str, g: u128, m: u128) -> Result<bool, redb::Error> {
@@ -421,9 +451,7 @@ impl<'t> W<'t> {
     /// Remove every membership row that mentions `id`, as group or as member.
     fn unlink_all(&mut self, actor: &Actor, id: u128) -> Result<(), redb::Error> {
         let t = actor.tenant.as_str();
-        for (m, _) in self.member_ids(t, id)? {
-            self.unlink(t, id, m)?;
-        }
+        self.each_member(t, id, |w, m| w.unlink(t, id, m).map(|_| ()))?;
         let mut groups = Vec::new();
         for e in self.member_of.range((t, id, 0u128)..=(t, id, u128::MAX))? {
             groups.push(e?.0.value().2);
@@ -497,10 +525,21 @@ fn plan_members(w: &W, t: &str, g: u128, ops: &[MemberOp]) -> R<Vec<Change>> {
             }
             MemberOp::RemoveWhere(f) => {
                 let def = Kind::Group.schema().attr("members");
-                for (m, code) in w.member_ids(t, g)? {
-                    let el = member_json(m, code);
-                    if def.is_some_and(|d| filter::matches_element(f, d, &el)) {
-                        out.push(Change::Remove(m));
+                let mut from = 0u128;
+                loop {
+                    let batch = w.member_batch(t, g, from)?;
+                    let Some(&(last, _)) = batch.last() else {
+                        break;
+                    };
+                    for (m, code) in batch {
+                        let el = member_json(m, code);
+                        if def.is_some_and(|d| filter::matches_element(f, d, &el)) {
+                            out.push(Change::Remove(m));
+                        }
+                    }
+                    match last.checked_add(1) {
+                        Some(next) => from = next,
+                        None => break,
                     }
                 }
             }
@@ -523,19 +562,16 @@ fn apply_members(
     g: u128,
     changes: &[Change],
 ) -> Result<bool, redb::Error> {
+    if let Some(k) = changes.iter().rposition(|c| matches!(c, Change::Clear)) {
+        return replace_members(w, actor, g, &changes[k + 1..]);
+    }
     let t = actor.tenant.as_str();
-    // Net effect per member: a Clear followed by re-adding a member is no change for it.
+    // Net effect per member: removing and re-adding a member is no change for it.
     let mut net: std::collections::BTreeMap<u128, bool> = std::collections::BTreeMap::new();
     let mut was: std::collections::BTreeMap<u128, bool> = std::collections::BTreeMap::new();
     for c in changes {
         match c {
-            Change::Clear => {
-                for (m, _) in w.member_ids(t, g)? {
-                    was.entry(m).or_insert(true);
-                    w.unlink(t, g, m)?;
-                    net.insert(m, false);
-                }
-            }
+            Change::Clear => unreachable!("handled by replace_members"),
             Change::Add(m, kind) => {
                 let existed = w.members.insert((t, g, *m), kind.code())?.is_some();
                 was.entry(*m).or_insert(existed);
@@ -562,6 +598,49 @@ fn apply_members(
             };
             w.emit(actor, ev, g, Some(m), Vec::new())?;
         }
+    }
+    Ok(changed)
+}
+
+/// Member changes whose last `Clear` leaves the group holding exactly what `rest` adds (and
+/// does not remove again): a replace of the member list. The current members are walked a
+/// batch at a time and only the request's members are held, so replacing or emptying a
+/// million-member group costs no more memory than a small one.
+fn replace_members(
+    w: &mut W,
+    actor: &Actor,
+    g: u128,
+    rest: &[Change],
+) -> Result<bool, redb::Error> {
+    let t = actor.tenant.as_str();
+    let mut after: std::collections::BTreeMap<u128, Kind> = std::collections::BTreeMap::new();
+    for c in rest {
+        match c {
+            Change::Add(m, kind) => {
+                after.insert(*m, *kind);
+            }
+            Change::Remove(m) => {
+                after.remove(m);
+            }
+            Change::Clear => after.clear(),
+        }
+    }
+    let mut stay = std::collections::BTreeSet::new();
+    let mut changed = false;
+    w.each_member(t, g, |w, m| {
+        if after.contains_key(&m) {
+            stay.insert(m);
+            return Ok(());
+        }
+        w.unlink(t, g, m)?;
+        changed = true;
+        w.emit(actor, "group.member_removed", g, Some(m), Vec::new())
+    })?;
+    for (m, kind) in after.into_iter().filter(|(m, _)| !stay.contains(m)) {
+        w.members.insert((t, g, m), kind.code())?;
+        w.member_of.insert((t, m, g), ())?;
+        changed = true;
+        w.emit(actor, "group.member_added", g, Some(m), Vec::new())?;
     }
     Ok(changed)
 }
