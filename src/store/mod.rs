@@ -796,6 +796,23 @@ mod tests {
     }
 
     /// The database file itself, once a dropped store's writer thread has let go of it.
+    /// Make the file at `path` look as layout `version` left it: without `added`, the table
+    /// the next layout added.
+    fn rewind_layout<K: redb::Key + 'static, V: redb::Value + 'static>(
+        path: &Path,
+        version: u64,
+        added: TableDefinition<K, V>,
+    ) {
+        let db = raw(path);
+        let w = db.begin_write().unwrap();
+        assert!(w.delete_table(added).unwrap());
+        w.open_table(tables::META)
+            .unwrap()
+            .insert("schema_version", version)
+            .unwrap();
+        w.commit().unwrap();
+    }
+
     fn raw(path: &Path) -> Database {
         (0..100)
             .find_map(|_| {
@@ -933,15 +950,7 @@ mod tests {
         assert_clean(&store, &rt);
         // The same file as layout 1 left it: no position counts.
         drop(store);
-        let db = raw(&path);
-        let w = db.begin_write().unwrap();
-        assert!(w.delete_table(tables::RANKS).unwrap());
-        w.open_table(tables::META)
-            .unwrap()
-            .insert("schema_version", 1)
-            .unwrap();
-        w.commit().unwrap();
-        drop(db);
+        rewind_layout(&path, 1, tables::RANKS);
         let store = Store::open(&path, 1 << 20).unwrap();
         assert_eq!(every_page(&store, &rt, n), want);
         assert_clean(&store, &rt);
@@ -1159,15 +1168,7 @@ mod tests {
         // The same file as layout 2 left it: no lastModified index.
         let Fixture { store, rt, actor } = f;
         drop(store);
-        let db = raw(&path);
-        let w = db.begin_write().unwrap();
-        assert!(w.delete_table(tables::MODIFIED_ID).unwrap());
-        w.open_table(tables::META)
-            .unwrap()
-            .insert("schema_version", 2)
-            .unwrap();
-        w.commit().unwrap();
-        drop(db);
+        rewind_layout(&path, 2, tables::MODIFIED_ID);
         let store = Store::open(&path, 1 << 20).unwrap();
         let f = Fixture { store, rt, actor };
         for (op, ids) in &want {

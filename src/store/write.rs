@@ -469,6 +469,20 @@ impl<'t> W<'t> {
         read_refs(&self.res, &self.members, &self.member_of, t, kind, id)
     }
 
+    /// A record just written, as the resource a write answers with, references included.
+    fn with_refs(
+        &self,
+        t: &str,
+        kind: Kind,
+        id: u128,
+        rec: Record,
+    ) -> Result<Resource, redb::Error> {
+        let refs = self.refs(t, kind, id)?;
+        let mut r = rec.into_resource(kind, id);
+        r.refs = Some(refs);
+        Ok(r)
+    }
+
     /// A membership change is a change of the group: bump its version and lastModified.
     fn touch(&mut self, t: &str, kind: Kind, id: u128) -> Result<(), redb::Error> {
         if let Some(mut rec) = self.load(t, kind, id)? {
@@ -708,10 +722,7 @@ impl Store {
                 w.plan_transition(&actor, id, None, Some(active), seat)?;
             }
             apply_members(w, &actor, id, &changes)?;
-            let refs = w.refs(t, kind, id)?;
-            let mut r = rec.into_resource(kind, id);
-            r.refs = Some(refs);
-            Ok(Ok(r))
+            Ok(Ok(w.with_refs(t, kind, id, rec)?))
         })
         .await
     }
@@ -752,10 +763,7 @@ impl Store {
                 Ok(r) => r,
                 Err(e) => return Ok(Err(e)),
             };
-            let refs = w.refs(t, kind, nid)?;
-            let mut r = rec.into_resource(kind, nid);
-            r.refs = Some(refs);
-            Ok(Ok(r))
+            Ok(Ok(w.with_refs(t, kind, nid, rec)?))
         })
         .await
     }
