@@ -852,6 +852,19 @@ mod tests {
         }
 
         /// Create a resource (with the given id when `id` is set); its id.
+        /// Users `u0`, `u1`, …, in creation order.
+        fn users(&self, n: usize) -> Vec<u128> {
+            (0..n)
+                .map(|i| {
+                    self.create(
+                        Kind::User,
+                        serde_json::json!({"userName": format!("u{i}")}),
+                        None,
+                    )
+                })
+                .collect()
+        }
+
         fn create(&self, kind: Kind, body: serde_json::Value, id: Option<u128>) -> u128 {
             let input = crate::scim::resource::normalize(kind, &body).unwrap();
             let actor = self.actor.clone();
@@ -1100,15 +1113,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
         let f = Fixture::open(&path);
-        let ids: Vec<u128> = (0..8)
-            .map(|i| {
-                f.create(
-                    Kind::User,
-                    serde_json::json!({"userName": format!("u{i}")}),
-                    None,
-                )
-            })
-            .collect();
+        let ids: Vec<u128> = f.users(8);
         let stamp = |id: u128| {
             let r =
                 f.rt.block_on(f.store.get("t".into(), Kind::User, format_id(id), false));
@@ -1185,15 +1190,7 @@ mod tests {
     fn replacing_a_member_list_walks_it_in_batches_and_reports_only_the_difference() {
         let dir = tempfile::tempdir().unwrap();
         let f = Fixture::open(&dir.path().join("s.redb"));
-        let users: Vec<u128> = (0..13)
-            .map(|i| {
-                f.create(
-                    Kind::User,
-                    serde_json::json!({"userName": format!("u{i}")}),
-                    None,
-                )
-            })
-            .collect();
+        let users: Vec<u128> = f.users(13);
         let (old, new) = users.split_at(11);
         let member = |ids: &[u128]| -> Vec<serde_json::Value> {
             ids.iter()
