@@ -1,0 +1,423 @@
+//! The console commands that read or change a deployment: lists, backups, export and import,
+//! restores and tokens, each asking the running daemon over its admin socket or, when none
+//! runs, working on the database directly.
+
+use std::io::{IsTerminal, Read};
+use std::process::ExitCode;
+
+use scimd::config::{Config, Scope};
+
+use crate::ListArgs;
+
+pub(crate) fn list_cmd(kind: &str, filter: Option<String>, list: ListArgs) -> ExitCode {
+    let ListArgs {
+        tenant,
+        limit,
+        config,
+    } = list;
+    admin(
+        &config,
+        serde_json::json!({"cmd": "list", "kind": kind, "tenant": tenant, "filter": filter, "limit": limit}),
+    )
+}
+
+/// The URL an IdP should use to reach a server listening on `addr` (without the trailing
+/// `/scim/v2`), and a note for the admin when that is only a guess: an unspecified listen
+/// host (0.0.0.0) is no address a client can use, and a loopback one serves this machine only.
+pub(crate) fn base_url(
+    server: &scimd::config::ServerConfig,
+    addr: &str,
+) -> (String, Option<String>) {
+    if let Some(u) = &server.public_url {
+        return (u.trim_end_matches('/').to_string(), None);
+    }
+    let scheme = if server.plain_http { "http" } else { "https" };
+    let Ok(sock) = addr.parse::<std::net::SocketAddr>() else {
+        return (format!("{scheme}://{addr}"), None);
+    };
+    let advice = "set server.public_url in the config file to the https address your IdP \
+                  reaches (e.g. https://scim.corp.example:8443)";
+    if sock.ip().is_unspecified() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        let note = format!(
+            "Note: server.listen is {addr}, so this Base URL uses the machine's host name {host}; \
+             if your IdP reaches scimd by another name, {advice}."
+        );
+        (format!("{scheme}://{host}:{}", sock.port()), Some(note))
+    } else if sock.ip().is_loopback() {
+        let note = format!(
+            "Note: {} is reachable only from this machine; {advice}.",
+            sock.ip()
+        );
+        (format!("{scheme}://{sock}"), Some(note))
+    } else {
+        (format!("{scheme}://{sock}"), None)
+    }
+}
+
+/// Ask the running daemon over its admin socket, or read the database directly when no
+/// daemon runs.
+pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCode {
+    let (cfg, rt) = match load_or_exit(config) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    let answer = rt.block_on(async {
+        if let Some(mut a) = scimd::admin::ask(&scimd::admin::socket_path(&cfg), &req).await {
+            a["daemon"] = true.into();
+            return Ok(a);
+        }
+        let store = scimd::store::Store::open(&cfg.storage.db_path(), 16 << 20)
+            .map_err(|e| e.to_string())?;
+        let mut a = scimd::admin::answer(&store, &cfg, &req).await;
+        a["daemon"] = false.into();
+        Ok::<_, String>(a)
+    });
+    match answer {
+        Ok(a) if a["ok"] == true => {
+            print_answer(&a);
+            ExitCode::SUCCESS
+        }
+        Ok(a) => {
+            for p in a["problems"].as_array().into_iter().flatten() {
+                eprintln!("  - {}", p.as_str().unwrap_or_default());
+            }
+            eprintln!("{}", a["error"].as_str().unwrap_or("failed"));
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub(crate) fn load_or_exit(
+    config: &std::path::Path,
+) -> Result<(Config, tokio::runtime::Runtime), ExitCode> {
+    let cfg = Config::load(config).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|_| ExitCode::FAILURE)?;
+    Ok((cfg, rt))
+}
+
+/// The daemon's answer lines, or the same work done on the database directly.
+pub(crate) fn run_admin(
+    cfg: &Config,
+    rt: &tokio::runtime::Runtime,
+    req: serde_json::Value,
+    body: Vec<String>,
+) -> Result<Vec<String>, String> {
+    rt.block_on(async {
+        if let Some(lines) = scimd::admin::converse(
+            &scimd::admin::socket_path(cfg),
+            &req,
+            &body,
+            &mut show_progress,
+        )
+        .await
+        {
+            return Ok(lines);
+        }
+        std::fs::create_dir_all(&cfg.storage.dir)
+            .map_err(|e| format!("cannot create {}: {e}", cfg.storage.dir.display()))?;
+        let store = scimd::store::Store::open(&cfg.storage.db_path(), 16 << 20)
+            .map_err(|e| e.to_string())?;
+        let tenant = req["tenant"].as_str().unwrap_or_default().to_string();
+        let mut out = Vec::new();
+        let end = match req["cmd"].as_str() {
+            Some("export") => {
+                match scimd::admin::export(&store, cfg, &tenant, |l| out.push(l)).await {
+                    Ok(n) => serde_json::json!({"ok": true, "exported": n}),
+                    Err(e) => serde_json::json!({"ok": false, "error": e}),
+                }
+            }
+            Some("import") => {
+                match scimd::admin::import(&store, cfg, &tenant, body, &mut show_progress).await {
+                    Ok(n) => serde_json::json!({"ok": true, "imported": n}),
+                    Err(e) => serde_json::json!({"ok": false, "error": e}),
+                }
+            }
+            _ => scimd::admin::answer(&store, cfg, &req).await,
+        };
+        out.push(end.to_string());
+        Ok(out)
+    })
+}
+
+/// `done/total` on one terminal line, rewritten in place; nothing when not on a terminal.
+pub(crate) fn show_progress(done: u64, total: u64) {
+    if std::io::stderr().is_terminal() {
+        const WIDTH: u64 = 30;
+        let filled = (done * WIDTH)
+            .checked_div(total)
+            .unwrap_or(WIDTH)
+            .min(WIDTH);
+        eprint!(
+            "\r[{}{}] {done}/{total}",
+            "#".repeat(filled as usize),
+            " ".repeat((WIDTH - filled) as usize)
+        );
+        if done == total {
+            eprintln!();
+        }
+    }
+}
+
+pub(crate) fn finish_admin(
+    result: Result<Vec<String>, String>,
+    mut each: impl FnMut(&str),
+) -> Result<serde_json::Value, ExitCode> {
+    let lines = result.map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::FAILURE
+    })?;
+    let (last, rest) = lines.split_last().ok_or(ExitCode::FAILURE)?;
+    rest.iter().for_each(|l| each(l));
+    let end: serde_json::Value = serde_json::from_str(last).unwrap_or_default();
+    if end["ok"] != true {
+        eprintln!("{}", end["error"].as_str().unwrap_or("failed"));
+        return Err(ExitCode::FAILURE);
+    }
+    Ok(end)
+}
+
+pub(crate) fn backup(config: &std::path::Path, to: &std::path::Path) -> ExitCode {
+    let (cfg, rt) = match load_or_exit(config) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    let end = match finish_admin(
+        run_admin(&cfg, &rt, serde_json::json!({"cmd": "backup"}), Vec::new()),
+        |_| {},
+    ) {
+        Ok(e) => e,
+        Err(c) => return c,
+    };
+    let made = std::path::PathBuf::from(end["backup"].as_str().unwrap_or_default());
+    // Owner-only like the database itself, whatever the umask: it holds the whole directory.
+    let owner_only = |p: &std::path::Path| {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = p;
+            Ok(())
+        }
+    };
+    if let Err(e) = std::fs::copy(&made, to)
+        .and_then(|_| owner_only(to))
+        .and_then(|_| std::fs::File::open(to)?.sync_all())
+    {
+        eprintln!(
+            "the backup is at {} but cannot be copied to {}: {e}",
+            made.display(),
+            to.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let _ = std::fs::remove_file(&made);
+    println!("backup written to {} ({} rows)", to.display(), end["rows"]);
+    ExitCode::SUCCESS
+}
+
+pub(crate) fn export(config: &std::path::Path, tenant: &str) -> ExitCode {
+    let (cfg, rt) = match load_or_exit(config) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    let req = serde_json::json!({"cmd": "export", "tenant": tenant});
+    let mut n = 0u64;
+    let each = |l: &str| {
+        println!("{l}");
+        n += 1;
+        if n.is_multiple_of(1000) && std::io::stderr().is_terminal() {
+            eprint!("\rexported {n}");
+        }
+    };
+    match finish_admin(run_admin(&cfg, &rt, req, Vec::new()), each) {
+        Ok(end) => {
+            eprintln!("exported {} resources of tenant {tenant}", end["exported"]);
+            ExitCode::SUCCESS
+        }
+        Err(c) => c,
+    }
+}
+
+pub(crate) fn import(config: &std::path::Path, tenant: &str, from: &std::path::Path) -> ExitCode {
+    let (cfg, rt) = match load_or_exit(config) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    let body: Vec<String> = match std::fs::read_to_string(from) {
+        Ok(t) => t
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect(),
+        Err(e) => {
+            eprintln!("cannot read {}: {e}", from.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let req = serde_json::json!({"cmd": "import", "tenant": tenant});
+    match finish_admin(run_admin(&cfg, &rt, req, body), |_| {}) {
+        Ok(end) => {
+            println!(
+                "imported {} resources into tenant {tenant}",
+                end["imported"]
+            );
+            ExitCode::SUCCESS
+        }
+        Err(c) => c,
+    }
+}
+
+pub(crate) fn restore(config: &std::path::Path, from: &std::path::Path) -> ExitCode {
+    let (cfg, rt) = match load_or_exit(config) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    let sock = scimd::admin::socket_path(&cfg);
+    if rt
+        .block_on(scimd::admin::ask(
+            &sock,
+            &serde_json::json!({"cmd": "status"}),
+        ))
+        .is_some()
+    {
+        eprintln!("scimd is running on this database; stop it first (systemctl stop scimd)");
+        return ExitCode::FAILURE;
+    }
+    match scimd::store::restore(from, &cfg.storage.db_path()) {
+        Ok(kept) => {
+            println!(
+                "restored {} from {}",
+                cfg.storage.db_path().display(),
+                from.display()
+            );
+            if let Some(k) = kept {
+                println!("the previous database was kept as {}", k.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub(crate) fn print_answer(a: &serde_json::Value) {
+    if let Some(items) = a["list"].as_array() {
+        for it in items {
+            let (id, name) = (
+                it["id"].as_str().unwrap_or_default(),
+                it["name"].as_str().unwrap_or_default(),
+            );
+            match it["active"].as_bool() {
+                Some(a) => println!("{id}  {name}  {}", if a { "active" } else { "inactive" }),
+                None => println!("{id}  {name}"),
+            }
+        }
+        eprintln!("{} of {} shown", items.len(), a["total"]);
+        return;
+    }
+    if a["verify"] == true {
+        println!("verify: no mismatches");
+        return;
+    }
+    if let Some(plan) = a["plan"].as_str() {
+        println!("tenant:      {}", a["tenant"].as_str().unwrap_or_default());
+        println!("plan:        {plan}");
+        println!(
+            "mode:        {} (test threshold {})",
+            a["mode"].as_str().unwrap_or_default(),
+            a["test_threshold"]
+        );
+        let seats = if a["seats"].is_null() {
+            "unlimited".to_string()
+        } else {
+            a["seats"].to_string()
+        };
+        println!("seats:       {seats}");
+        println!("paid:        {}", a["paid"]);
+        println!("free:        {}", a["free"]);
+        println!("deactivated: {}", a["deactivated"]);
+        return;
+    }
+    let running = if a["daemon"] == true {
+        format!(
+            "running, listening on {}",
+            a["listen"].as_str().unwrap_or_default()
+        )
+    } else {
+        "not running (read from the database file)".to_string()
+    };
+    println!(
+        "scimd {} (commit {}): {running}",
+        a["version"].as_str().unwrap_or_default(),
+        a["commit"].as_str().unwrap_or_default(),
+    );
+    for (name, t) in a["tenants"].as_object().into_iter().flatten() {
+        let label = match t["display_name"].as_str() {
+            Some(d) => format!("{name} ({d})"),
+            None => name.clone(),
+        };
+        println!(
+            "  tenant {label}: {} users, {} groups",
+            t["users"], t["groups"]
+        );
+    }
+    for (name, t) in a["unconfigured"].as_object().into_iter().flatten() {
+        println!(
+            "  tenant {name} (not in the config file; its data stays and returns if [tenants.{name}] is added back): {} users, {} groups",
+            t["users"], t["groups"]
+        );
+    }
+}
+
+pub(crate) fn token(name: &str, scope: Scope, hash_stdin: bool) -> ExitCode {
+    if hash_stdin {
+        let mut s = String::new();
+        if std::io::stdin().read_to_string(&mut s).is_err() {
+            eprintln!("cannot read the token from standard input");
+            return ExitCode::FAILURE;
+        }
+        println!("{}", scimd::auth::hex(&scimd::auth::digest(s.trim())));
+        return ExitCode::SUCCESS;
+    }
+    let tok = match scimd::auth::generate_token() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("cannot read random bytes from the operating system: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let hash = scimd::auth::hex(&scimd::auth::digest(&tok));
+    let scope = if scope == Scope::Read {
+        ", scope = \"read\""
+    } else {
+        ""
+    };
+    println!("Token (shown only now and stored nowhere):");
+    println!("  {tok}");
+    println!();
+    println!("For an IdP or application, add this line to the tenant's tokens list:");
+    println!("  {{ name = \"{name}\", sha256 = \"{hash}\"{scope} }},");
+    println!("For /metrics, put this line under [server] instead:");
+    println!("  metrics_token_sha256 = \"{hash}\"");
+    ExitCode::SUCCESS
+}

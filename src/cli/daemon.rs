@@ -1,0 +1,213 @@
+//! `scimd serve`: logging, the server's life under systemd (readiness, start-up time,
+//! watchdog-free reloads on SIGHUP and certificate renewal), and a clean stop on SIGTERM.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use scimd::config::Config;
+use scimd::server::Server;
+
+use super::console::base_url;
+
+pub(crate) fn init_logging(level: &str, format: &str) {
+    // rustls warns on every connection whose client sends an IP address as SNI (what a Base
+    // URL like https://10.0.0.5:8443/... makes clients do): the client's quirk, not the admin's
+    // problem, and one line per connection.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("rustls::msgs::handshake=error,{level}"))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        // journald adds its own timestamps and shows escape codes as text: plain lines there.
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
+
+pub(crate) fn notify(states: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
+}
+
+/// Until the returned sender is dropped, call `extend` every `every`. Start-up opens the
+/// database, and a file left by a crash or power loss is first checked page by page (seconds
+/// per GiB): for a large directory that can outlast systemd's start timeout, which would
+/// kill the check and restart it from the beginning, again and again.
+pub(crate) fn keep_extending(
+    every: std::time::Duration,
+    extend: impl Fn() + Send + 'static,
+) -> std::sync::mpsc::Sender<()> {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
+            extend();
+        }
+    });
+    tx
+}
+
+pub(crate) fn serve(path: PathBuf) -> ExitCode {
+    let cfg = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&cfg.log.level, &cfg.log.format);
+    // Long reads run on the blocking pool. They are CPU work on pages the OS has cached, so
+    // a few threads per core keep the cores busy; each thread more holds its own allocator
+    // heap, and 64 of them under a burst of scans tripled the resident memory.
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(8)
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let starting = keep_extending(std::time::Duration::from_secs(10), || {
+            notify(&[
+                sd_notify::NotifyState::ExtendTimeoutUsec(30_000_000),
+                sd_notify::NotifyState::Status("opening the database"),
+            ])
+        });
+        let bound = Server::bind(cfg.clone()).await;
+        drop(starting);
+        let server = match bound {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cannot start: {e}");
+                eprintln!("scimd: cannot start: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        // Signal handlers go in before anyone is told we listen, so an early SIGHUP or
+        // SIGTERM is handled rather than killing the process.
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(hup), Ok(term), Ok(int)) = (
+            signal(SignalKind::hangup()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            eprintln!("scimd: cannot install signal handlers");
+            return ExitCode::FAILURE;
+        };
+        let addr = server.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let (base, note) = base_url(&cfg.server, &addr);
+        tracing::info!(%addr, tenants = cfg.tenants.len(), commit = env!("SCIMD_COMMIT"), "scimd {} listening", env!("CARGO_PKG_VERSION"));
+        eprintln!("scimd {} (commit {}) listening on {addr}", env!("CARGO_PKG_VERSION"), env!("SCIMD_COMMIT"));
+        eprintln!("  SCIM Base URL: {base}/scim/v2  (or {base}/tenants/NAME/scim/v2)");
+        if let Some(n) = note {
+            eprintln!("  {n}");
+        }
+        if let Some(fp) = &server.fingerprint {
+            eprintln!("  TLS certificate SHA-256 fingerprint: {fp}");
+        }
+        let reloader = server.reloader();
+        // Ready only now: the database is open and the listener bound.
+        notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("serving")]);
+        tokio::spawn(watch_signals_and_certs(path, reloader, hup));
+        server.serve(shutdown_signal(term, int)).await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+/// SIGHUP re-reads the configuration and certificate; certificate files renewed on disk are
+/// picked up within 30 s. A broken new configuration or certificate is refused and the old
+/// one stays in force.
+pub(crate) async fn watch_signals_and_certs(
+    path: PathBuf,
+    reloader: scimd::server::Reloader,
+    mut hup: tokio::signal::unix::Signal,
+) {
+    let mut stamp = reloader.cert_stamp();
+    let every = reloader.watch_secs();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(every.max(1)));
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                notify(&[sd_notify::NotifyState::Reloading, sd_notify::NotifyState::monotonic_usec_now().unwrap_or(sd_notify::NotifyState::Status("reloading"))]);
+                match Config::load(&path).map_err(|e| e.to_string()).and_then(|c| reloader.apply(c)) {
+                    Ok(notes) => {
+                        for n in notes {
+                            tracing::info!("reload: {n}");
+                        }
+                        tracing::info!("configuration reloaded");
+                        notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("serving")]);
+                    }
+                    Err(e) => {
+                        tracing::error!("reload refused, the previous configuration stays in force: {e}");
+                        notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("reload failed; previous configuration in force")]);
+                    }
+                }
+                stamp = reloader.cert_stamp();
+            }
+            _ = tick.tick(), if every > 0 => {
+                let now = reloader.cert_stamp();
+                if now.is_some() && now != stamp {
+                    match reloader.reload_cert() {
+                        Ok(fp) => tracing::info!(fingerprint = %fp, "certificate files changed: new certificate in use"),
+                        Err(e) => tracing::error!("certificate files changed but cannot be used; keeping the old certificate: {e}"),
+                    }
+                    stamp = now;
+                }
+            }
+        }
+    }
+}
+
+pub(crate) async fn shutdown_signal(
+    mut term: tokio::signal::unix::Signal,
+    mut int: tokio::signal::unix::Signal,
+) {
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    notify(&[sd_notify::NotifyState::Stopping]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    #[test]
+    fn start_up_keeps_asking_for_time_until_it_is_done() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let starting = keep_extending(Duration::from_millis(5), move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while calls.load(Ordering::SeqCst) < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no extension asked for"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(starting);
+        std::thread::sleep(Duration::from_millis(20)); // a call in flight may still land
+        let after = calls.load(Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            after,
+            "asked for time after start-up"
+        );
+    }
+}
