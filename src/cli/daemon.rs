@@ -1,5 +1,6 @@
-//! `scimd serve`: logging, the server's life under systemd (readiness, start-up time,
-//! watchdog-free reloads on SIGHUP and certificate renewal), and a clean stop on SIGTERM.
+//! `scimd serve`: logging, and the server's life under systemd: readiness, more start-up
+//! time while a large file is checked, reloads on SIGHUP and on certificate renewal, and a
+//! clean stop on SIGTERM.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
