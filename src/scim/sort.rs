@@ -69,6 +69,13 @@ impl SortSpec {
         self.attr.ext.is_none() && self.attr.def.name == name && self.sub.is_none()
     }
 
+    /// Whether this sorts by `meta.lastModified`.
+    pub fn is_last_modified(&self) -> bool {
+        self.attr.ext.is_none()
+            && self.attr.def.name == "meta"
+            && self.sub.is_some_and(|s| s.name == "lastModified")
+    }
+
     pub fn key(&self, id: &str, created: &str, modified: &str, body: &Body) -> Option<SortKey> {
         let def = self.sub.unwrap_or(self.attr.def);
         let v: Value = match (self.attr.ext, self.attr.def.name, self.sub.map(|s| s.name)) {
@@ -109,9 +116,21 @@ impl SortSpec {
 /// As sent, `…00.5Z` sorts after `…00.50001Z`, and offsets other than `Z` sort anywhere.
 pub fn time_order(s: &str) -> Option<String> {
     use time::format_description::well_known::Rfc3339;
-    let t = time::OffsetDateTime::parse(s, &Rfc3339).ok()?;
+    time::OffsetDateTime::parse(s, &Rfc3339)
+        .ok()
+        .map(fixed_width)
+}
+
+/// The sort key of a time given in Unix nanoseconds (as the lastModified index holds it).
+pub fn time_order_nanos(n: i64) -> Option<String> {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(n))
+        .ok()
+        .map(fixed_width)
+}
+
+fn fixed_width(t: time::OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
-    Some(format!(
+    format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
         t.year(),
         u8::from(t.month()),
@@ -120,7 +139,7 @@ pub fn time_order(s: &str) -> Option<String> {
         t.minute(),
         t.second(),
         t.nanosecond()
-    ))
+    )
 }
 
 #[cfg(test)]

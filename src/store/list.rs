@@ -244,6 +244,49 @@ impl Store {
                 });
                 return finish(r, t, kind, page, q.with_refs);
             }
+            // All users by lastModified: its index holds them in that order, equal times by id
+            // (in the index's order both ways; a sort of every user puts them by id ascending).
+            if let (None, Some(s)) = (&q.filter, &q.sort)
+                && s.is_last_modified()
+                && stamps_indexed(kind)
+            {
+                use std::ops::Bound::{Excluded, Included};
+                let total = plan::count(r.counts()?, t, kind.code())?;
+                let c = kind.code();
+                // A resumed walk starts just past the (time, id) it stopped at.
+                let at = q.resume.as_ref().map(|m| {
+                    let n = match &m.key {
+                        Some(SortKey::Text(x)) => stamp_nanos(x),
+                        _ => None,
+                    };
+                    (n.unwrap_or(i64::MIN), m.id)
+                });
+                let (first, last) = ((t, c, i64::MIN, 0u128), (t, c, i64::MAX, u128::MAX));
+                let (lo, hi) = match (at, s.descending) {
+                    (Some((n, id)), false) => (Excluded((t, c, n, id)), Included(last)),
+                    (Some((n, id)), true) => (Included(first), Excluded((t, c, n, id))),
+                    (None, _) => (Included(first), Included(last)),
+                };
+                let entries = r.modified()?.range((lo, hi))?;
+                let entries: Box<dyn Iterator<Item = _>> = match s.descending {
+                    false => Box::new(entries),
+                    true => Box::new(entries.rev()),
+                };
+                let mut stamped = entries
+                    .skip(if at.is_some() { 0 } else { skip })
+                    .take(count.saturating_add(1))
+                    .map(|e| e.map(|(k, _)| (k.value().2, k.value().3)))
+                    .collect::<Result<Vec<(i64, u128)>, _>>()?;
+                let more = stamped.len() > count;
+                stamped.truncate(count);
+                let ids: Vec<u128> = stamped.iter().map(|(_, id)| *id).collect();
+                let mut page = r.read_page(t, kind, &ids, false, total, start)?;
+                page.next_mark = stamped.pop().filter(|_| more).map(|(n, id)| SortMark {
+                    key: crate::scim::sort::time_order_nanos(n).map(SortKey::Text),
+                    id,
+                });
+                return finish(r, t, kind, page, q.with_refs);
+            }
             // Users in a group (`groups.value eq "g"`, `groups[value eq "g"]`): the group's
             // member index holds them in id order, so the page is read straight off it while
             // the rest are counted, however large the group.

@@ -1093,7 +1093,11 @@ mod tests {
             // A cursor walk resumes after the last resource's key and id: the same order.
             let ids: Vec<u128> = sorted.iter().map(|(_, id)| *id).collect();
             for count in [1u64, 4, 30] {
-                assert_eq!(mark_walk(&f, &sort, count), ids, "{order} count {count}");
+                assert_eq!(
+                    mark_walk(&f, &sort, count, 45),
+                    ids,
+                    "{order} count {count}"
+                );
             }
             // By userName, the walk goes down the userName index instead.
             let by_name = SortSpec::parse(Kind::User, "userName", Some(order)).unwrap();
@@ -1104,7 +1108,7 @@ mod tests {
                 names.reverse();
             }
             let ids: Vec<u128> = names.iter().map(|(_, id)| *id).collect();
-            assert_eq!(mark_walk(&f, &by_name, 7), ids, "userName {order}");
+            assert_eq!(mark_walk(&f, &by_name, 7, 45), ids, "userName {order}");
         }
     }
 
@@ -1261,8 +1265,77 @@ mod tests {
         assert_clean(&f.store, &f.rt);
     }
 
+    #[test]
+    fn a_sort_by_last_modified_walks_its_index_in_the_order_a_full_sort_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = Fixture::open(&dir.path().join("s.redb"));
+        let ids = f.users(9);
+        // Three change after all were created: time order is no longer creation order.
+        for i in [4, 1, 7] {
+            let ops = crate::scim::patch::parse_request(&serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": "title", "value": "moved"}]}))
+            .unwrap();
+            let rt = Kind::User.into();
+            f.rt.block_on(
+                f.store
+                    .patch(f.actor.clone(), rt, format_id(ids[i]), ops, None),
+            )
+            .unwrap();
+        }
+        let ascending: Vec<u128> = [0, 2, 3, 5, 6, 8, 4, 1, 7]
+            .iter()
+            .map(|&i| ids[i])
+            .collect();
+        for descending in [false, true] {
+            let order = if descending {
+                "descending"
+            } else {
+                "ascending"
+            };
+            let sort = SortSpec::parse(Kind::User, "meta.lastModified", Some(order)).unwrap();
+            let mut want = ascending.clone();
+            if descending {
+                want.reverse();
+            }
+            for start in 1..=10u64 {
+                for count in [1u64, 4] {
+                    let q = ListQuery {
+                        sort: Some(sort.clone()),
+                        start_index: start,
+                        count,
+                        ..ListQuery::default()
+                    };
+                    let (total, got, _) = user_page(&f.store, &f.rt, q);
+                    let slice: Vec<u128> = want
+                        .iter()
+                        .skip(start as usize - 1)
+                        .take(count as usize)
+                        .copied()
+                        .collect();
+                    assert_eq!((total, got), (9, slice), "{order} {start} {count}");
+                }
+            }
+            assert_eq!(mark_walk(&f, &sort, 2, 9), want, "{order} by mark");
+            // A filter every user meets makes it a sort of every match: the same order.
+            let all = crate::scim::filter::parse_for(Kind::User, "userName pr").unwrap();
+            let q = ListQuery {
+                filter: Some(all),
+                sort: Some(sort.clone()),
+                start_index: 1,
+                count: 100,
+                ..ListQuery::default()
+            };
+            assert_eq!(
+                user_page(&f.store, &f.rt, q).1,
+                want,
+                "{order} sorted in full"
+            );
+        }
+    }
+
     /// Every page of a sorted list by its marks; each page counts every match.
-    fn mark_walk(f: &Fixture, sort: &SortSpec, count: u64) -> Vec<u128> {
+    fn mark_walk(f: &Fixture, sort: &SortSpec, count: u64, total: u64) -> Vec<u128> {
         let mut ids = Vec::new();
         let mut resume = None;
         loop {
@@ -1275,14 +1348,14 @@ mod tests {
             let page =
                 f.rt.block_on(f.store.list("t".into(), Kind::User.into(), q))
                     .unwrap();
-            assert_eq!(page.total, 45);
+            assert_eq!(page.total, total);
             assert!(page.items.len() as u64 <= count);
             ids.extend(page.items.iter().map(|r| parse_id(&r.id).unwrap()));
             match page.next_mark {
                 Some(m) => resume = Some(m),
                 None => return ids,
             }
-            assert!(ids.len() <= 45, "the walk ends");
+            assert!(ids.len() as u64 <= total, "the walk ends");
         }
     }
 
