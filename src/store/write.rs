@@ -188,7 +188,7 @@ impl<'t> W<'t> {
             modified: now(),
             version: old.version + 1,
         };
-        self.put(t, kind, id, &rec)?;
+        self.put(t, kind, id, &rec, Some(&old.modified))?;
         self.index(t, kind, id, &old_keys, &new_keys)?;
         Ok(rec)
     }
@@ -359,36 +359,50 @@ impl<'t> W<'t> {
         Ok(())
     }
 
-    /// Store a record and keep its lastModified index entry in step.
-    pub(super) fn put(
+    /// Store a record whose stored version (if any) was last modified at `was`, and move its
+    /// lastModified index entry with it.
+    fn put(
         &mut self,
         t: &str,
         kind: Kind,
         id: u128,
         rec: &Record,
+        was: Option<&str>,
     ) -> Result<(), redb::Error> {
-        let old = self
-            .res
-            .insert((t, kind.code(), id), encode(rec).as_slice())?
-            .filter(|_| stamps_indexed(kind))
-            .and_then(|g| stored_stamp(g.value()));
-        if let Some(stamp) = old {
-            self.modified.remove((t, kind.code(), stamp, id))?;
-        }
-        if let Some(stamp) = stamp_nanos(&rec.modified).filter(|_| stamps_indexed(kind)) {
-            self.modified.insert((t, kind.code(), stamp, id), ())?;
-        }
-        Ok(())
+        self.res
+            .insert((t, kind.code(), id), encode(rec).as_slice())?;
+        self.restamp(t, kind, id, was, Some(&rec.modified))
     }
 
-    fn remove_record(&mut self, t: &str, kind: Kind, id: u128) -> Result<(), redb::Error> {
-        let old = self
-            .res
-            .remove((t, kind.code(), id))?
-            .filter(|_| stamps_indexed(kind))
-            .and_then(|g| stored_stamp(g.value()));
-        if let Some(stamp) = old {
+    /// Remove a record last modified at `was`, and its lastModified index entry.
+    fn remove_record(
+        &mut self,
+        t: &str,
+        kind: Kind,
+        id: u128,
+        was: &str,
+    ) -> Result<(), redb::Error> {
+        self.res.remove((t, kind.code(), id))?;
+        self.restamp(t, kind, id, Some(was), None)
+    }
+
+    /// Move a resource's lastModified index entry from `was` to `now` (either absent).
+    fn restamp(
+        &mut self,
+        t: &str,
+        kind: Kind,
+        id: u128,
+        was: Option<&str>,
+        now: Option<&str>,
+    ) -> Result<(), redb::Error> {
+        if !stamps_indexed(kind) {
+            return Ok(());
+        }
+        if let Some(stamp) = was.and_then(stamp_nanos) {
             self.modified.remove((t, kind.code(), stamp, id))?;
+        }
+        if let Some(stamp) = now.and_then(stamp_nanos) {
+            self.modified.insert((t, kind.code(), stamp, id), ())?;
         }
         Ok(())
     }
@@ -487,8 +501,8 @@ impl<'t> W<'t> {
     fn touch(&mut self, t: &str, kind: Kind, id: u128) -> Result<(), redb::Error> {
         if let Some(mut rec) = self.load(t, kind, id)? {
             rec.version += 1;
-            rec.modified = now();
-            self.put(t, kind, id, &rec)?;
+            let was = std::mem::replace(&mut rec.modified, now());
+            self.put(t, kind, id, &rec, Some(&was))?;
         }
         Ok(())
     }
@@ -709,7 +723,7 @@ impl Store {
                 modified: stamp,
                 version: 1,
             };
-            w.put(t, kind, id, &rec)?;
+            w.put(t, kind, id, &rec, None)?;
             w.index(t, kind, id, &Keys::default(), &k)?;
             w.bump_count(t, kind, id, true)?;
             let ev = if kind == Kind::User {
@@ -819,7 +833,7 @@ impl Store {
                 Ok(x) => x,
                 Err(e) => return Ok(Err(e)),
             };
-            w.remove_record(t, kind, nid)?;
+            w.remove_record(t, kind, nid, &old.modified)?;
             w.index(t, kind, nid, &keys(rt, &old.body), &Keys::default())?;
             w.bump_count(t, kind, nid, false)?;
             w.unlink_all(&actor, nid)?;
