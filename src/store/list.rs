@@ -225,23 +225,14 @@ impl Store {
                     (None, _) => (Included((t, "")), Excluded((past.as_str(), ""))),
                 };
                 let names = r.usernames()?.range((lo, hi))?;
-                let names: Box<dyn Iterator<Item = _>> = match s.descending {
-                    false => Box::new(names),
-                    true => Box::new(names.rev()),
-                };
-                let mut named = names
-                    .skip(if after.is_some() { 0 } else { skip })
-                    .take(count.saturating_add(1))
-                    .map(|e| e.map(|(k, v)| (k.value().1.to_string(), v.value())))
-                    .collect::<Result<Vec<(String, u128)>, _>>()?;
-                let more = named.len() > count;
-                named.truncate(count);
-                let ids: Vec<u128> = named.iter().map(|(_, id)| *id).collect();
+                let skip = if after.is_some() { 0 } else { skip };
+                let (ids, next) =
+                    index_walk(names, s.descending, skip, count, |(k, v)| SortMark {
+                        key: Some(SortKey::Text(k.value().1.to_string())),
+                        id: v.value(),
+                    })?;
                 let mut page = r.read_page(t, kind, &ids, false, total, start)?;
-                page.next_mark = named.pop().filter(|_| more).map(|(n, id)| SortMark {
-                    key: Some(SortKey::Text(n)),
-                    id,
-                });
+                page.next_mark = next;
                 return finish(r, t, kind, page, q.with_refs);
             }
             // All users by lastModified: its index holds them in that order, equal times by id
@@ -268,23 +259,16 @@ impl Store {
                     (None, _) => (Included(first), Included(last)),
                 };
                 let entries = r.modified()?.range((lo, hi))?;
-                let entries: Box<dyn Iterator<Item = _>> = match s.descending {
-                    false => Box::new(entries),
-                    true => Box::new(entries.rev()),
-                };
-                let mut stamped = entries
-                    .skip(if at.is_some() { 0 } else { skip })
-                    .take(count.saturating_add(1))
-                    .map(|e| e.map(|(k, _)| (k.value().2, k.value().3)))
-                    .collect::<Result<Vec<(i64, u128)>, _>>()?;
-                let more = stamped.len() > count;
-                stamped.truncate(count);
-                let ids: Vec<u128> = stamped.iter().map(|(_, id)| *id).collect();
+                let skip = if at.is_some() { 0 } else { skip };
+                let (ids, next) = index_walk(entries, s.descending, skip, count, |(k, _)| {
+                    let (_, _, n, id) = k.value();
+                    SortMark {
+                        key: crate::scim::sort::time_order_nanos(n).map(SortKey::Text),
+                        id,
+                    }
+                })?;
                 let mut page = r.read_page(t, kind, &ids, false, total, start)?;
-                page.next_mark = stamped.pop().filter(|_| more).map(|(n, id)| SortMark {
-                    key: crate::scim::sort::time_order_nanos(n).map(SortKey::Text),
-                    id,
-                });
+                page.next_mark = next;
                 return finish(r, t, kind, page, q.with_refs);
             }
             // Users in a group (`groups.value eq "g"`, `groups[value eq "g"]`): the group's
@@ -520,4 +504,33 @@ pub(super) fn finish(
         }
     }
     Ok(Ok(page))
+}
+
+/// A page of a list read off an index that holds the list in its order (reversed when
+/// descending): its ids, and where to resume when more follow. `entries` run from where the
+/// page may start, `skip` of them are passed over, and `mark` names an entry's place.
+fn index_walk<E>(
+    entries: impl DoubleEndedIterator<Item = Result<E, redb::StorageError>>,
+    descending: bool,
+    skip: usize,
+    count: usize,
+    mark: impl Fn(E) -> SortMark,
+) -> Result<(Vec<u128>, Option<SortMark>), redb::StorageError> {
+    fn first<E>(
+        entries: impl Iterator<Item = Result<E, redb::StorageError>>,
+        skip: usize,
+        n: usize,
+    ) -> Result<Vec<E>, redb::StorageError> {
+        entries.skip(skip).take(n).collect()
+    }
+    // One past the page tells whether more follow.
+    let n = count.saturating_add(1);
+    let taken = match descending {
+        false => first(entries, skip, n)?,
+        true => first(entries.rev(), skip, n)?,
+    };
+    let more = taken.len() > count;
+    let mut marks: Vec<SortMark> = taken.into_iter().take(count).map(mark).collect();
+    let ids = marks.iter().map(|m| m.id).collect();
+    Ok((ids, marks.pop().filter(|_| more)))
 }
