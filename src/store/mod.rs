@@ -1071,27 +1071,9 @@ mod tests {
                 "ascending"
             };
             let sort = SortSpec::parse(Kind::User, "name.familyName", Some(order)).unwrap();
-            for start in 1..=47u64 {
-                for count in [1u64, 4, 30] {
-                    let q = ListQuery {
-                        sort: Some(sort.clone()),
-                        start_index: start,
-                        count,
-                        ..ListQuery::default()
-                    };
-                    let (total, got, _) = user_page(&f.store, &f.rt, q);
-                    let slice: Vec<u128> = sorted
-                        .iter()
-                        .skip(start as usize - 1)
-                        .take(count as usize)
-                        .map(|(_, id)| *id)
-                        .collect();
-                    assert_eq!(got, slice, "{order} startIndex {start} count {count}");
-                    assert_eq!(total, 45);
-                }
-            }
-            // A cursor walk resumes after the last resource's key and id: the same order.
             let ids: Vec<u128> = sorted.iter().map(|(_, id)| *id).collect();
+            assert_sorted_pages(&f, &sort, &ids, &[1, 4, 30]);
+            // A cursor walk resumes after the last resource's key and id: the same order.
             for count in [1u64, 4, 30] {
                 assert_eq!(
                     mark_walk(&f, &sort, count, 45),
@@ -1298,24 +1280,7 @@ mod tests {
             if descending {
                 want.reverse();
             }
-            for start in 1..=10u64 {
-                for count in [1u64, 4] {
-                    let q = ListQuery {
-                        sort: Some(sort.clone()),
-                        start_index: start,
-                        count,
-                        ..ListQuery::default()
-                    };
-                    let (total, got, _) = user_page(&f.store, &f.rt, q);
-                    let slice: Vec<u128> = want
-                        .iter()
-                        .skip(start as usize - 1)
-                        .take(count as usize)
-                        .copied()
-                        .collect();
-                    assert_eq!((total, got), (9, slice), "{order} {start} {count}");
-                }
-            }
+            assert_sorted_pages(&f, &sort, &want, &[1, 4]);
             assert_eq!(mark_walk(&f, &sort, 2, 9), want, "{order} by mark");
             // A filter every user meets makes it a sort of every match: the same order.
             let all = crate::scim::filter::parse_for(Kind::User, "userName pr").unwrap();
@@ -1331,6 +1296,28 @@ mod tests {
                 want,
                 "{order} sorted in full"
             );
+        }
+    }
+
+    /// Every `startIndex` page (one past the end too) of the users sorted by `sort`, for each
+    /// count, is its slice of `want` and counts every user.
+    fn assert_sorted_pages(f: &Fixture, sort: &SortSpec, want: &[u128], counts: &[u64]) {
+        for start in 1..=want.len() as u64 + 2 {
+            for &count in counts {
+                let q = ListQuery {
+                    sort: Some(sort.clone()),
+                    start_index: start,
+                    count,
+                    ..ListQuery::default()
+                };
+                let (total, got, _) = user_page(&f.store, &f.rt, q);
+                let slice: Vec<u128> = (want.iter().skip(start as usize - 1))
+                    .take(count as usize)
+                    .copied()
+                    .collect();
+                assert_eq!(got, slice, "{sort:?} startIndex {start} count {count}");
+                assert_eq!(total, want.len() as u64);
+            }
         }
     }
 
