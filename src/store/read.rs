@@ -58,12 +58,14 @@ where
                 let g = e?.0.value().2;
                 let mut entry = Map::new();
                 entry.insert("value".into(), Value::String(format_id(g)));
-                if let Some(rec) = res
+                // Only the name is wanted: skimming steps over the rest of the group's
+                // record instead of building it, once per group on every user read.
+                if let Some(mut rec) = res
                     .get((t, Kind::Group.code(), g))?
-                    .and_then(|r| decode(r.value()))
-                    && let Some(d) = rec.body.get("displayName")
+                    .and_then(|r| super::skim::skim(r.value(), &["displayName"]))
+                    && let Some(d) = rec.body.remove("displayName")
                 {
-                    entry.insert("display".into(), d.clone());
+                    entry.insert("display".into(), d);
                 }
                 entry.insert("type".into(), Value::String("direct".into()));
                 out.push(Value::Object(entry));
