@@ -98,6 +98,33 @@ impl Proc {
             .as_u16()
     }
 
+    /// The JSON body `path` answers for `token`.
+    pub(crate) async fn get_json(&self, path: &str, token: &str) -> serde_json::Value {
+        self.client
+            .get(format!("https://localhost:{}{path}", self.port))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// POSTs a SCIM body to `path`; the status.
+    pub(crate) async fn post(&self, path: &str, token: &str, body: String) -> u16 {
+        self.client
+            .post(format!("https://localhost:{}{path}", self.port))
+            .bearer_auth(token)
+            .header("Content-Type", "application/scim+json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     /// Wait (bounded) until `path` answers `want` for `token`.
     pub(crate) async fn until(&self, path: &str, token: &str, want: u16) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -195,16 +222,8 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
     std::fs::write(&cfg, text).unwrap();
     let mut p = Proc::start(&cfg);
     for u in ["a@x", "b@x"] {
-        let r = p
-            .client
-            .post(format!("https://localhost:{}/scim/v2/Users", p.port))
-            .bearer_auth("tok")
-            .header("Content-Type", "application/scim+json")
-            .body(format!("{{\"userName\":\"{u}\"}}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
+        let body = format!("{{\"userName\":\"{u}\"}}");
+        assert_eq!(p.post("/scim/v2/Users", "tok", body).await, 201);
     }
     let run = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_scimd"))
@@ -248,16 +267,8 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
         status.contains(": running, listening on 127.0.0.1:"),
         "{status}"
     );
-    let r = p
-        .client
-        .post(format!("https://localhost:{}/scim/v2/Groups", p.port))
-        .bearer_auth("tok")
-        .header("Content-Type", "application/scim+json")
-        .body("{\"displayName\":\"Eng\"}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    let body = "{\"displayName\":\"Eng\"}".to_string();
+    assert_eq!(p.post("/scim/v2/Groups", "tok", body).await, 201);
     let groups = run(&["groups", "list", "--tenant", "acme"]);
     assert!(
         groups.trim_end().ends_with("  Eng"),
@@ -313,18 +324,11 @@ async fn backup_during_writes_restore_and_verify() {
     for i in 0..50 {
         before.push(create(p.client.clone(), url.clone(), format!("pre{i}@x")).await);
     }
-    let g = p
-        .client
-        .post(format!("https://localhost:{}/scim/v2/Groups", p.port))
-        .bearer_auth("tok")
-        .header("Content-Type", "application/scim+json")
-        .body(
-            serde_json::json!({"displayName": "G", "members": [{"value": before[0]}]}).to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(g.status(), 201);
+    let body = serde_json::json!({"displayName": "G", "members": [{"value": before[0]}]});
+    assert_eq!(
+        p.post("/scim/v2/Groups", "tok", body.to_string()).await,
+        201
+    );
     // Writes keep going while the backup is taken.
     let writer = {
         let (client, url) = (p.client.clone(), url.clone());
@@ -389,19 +393,9 @@ async fn backup_during_writes_restore_and_verify() {
             "acknowledged before the backup"
         );
     }
-    let g: serde_json::Value = p
-        .client
-        .get(format!(
-            "https://localhost:{}/scim/v2/Groups?filter=displayName%20eq%20%22G%22",
-            p.port
-        ))
-        .bearer_auth("tok")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let g = p
+        .get_json("/scim/v2/Groups?filter=displayName%20eq%20%22G%22", "tok")
+        .await;
     assert_eq!(g["Resources"][0]["members"][0]["value"], before[0].as_str());
     drop(p);
 }
@@ -768,19 +762,7 @@ async fn import_through_the_daemon_draws_a_progress_bar_on_a_terminal() {
     assert!(text.contains(&format!("[{}]", "#".repeat(30))), "{text:?}");
     assert!(text.contains("imported 600 resources"), "{text:?}");
     // It went through the running daemon (the file is locked by it), and all 600 are there.
-    let total: serde_json::Value = p
-        .client
-        .get(format!(
-            "https://localhost:{}/scim/v2/Users?count=0",
-            p.port
-        ))
-        .bearer_auth("tok")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let total = p.get_json("/scim/v2/Users?count=0", "tok").await;
     assert_eq!(total["totalResults"], 600);
     // Without a terminal there is no bar, only the result.
     let out = scimd_cmd(&cfg, &["export", "--tenant", "acme"]);
@@ -797,16 +779,11 @@ async fn json_logs_carry_one_object_per_request_without_the_token() {
     let p = Proc::start(&cfg);
     assert_eq!(p.status("/scim/v2/Users", "sekrit-json-token").await, 200);
     assert_eq!(p.status("/scim/v2/Users", "wrong-token").await, 401);
-    let created = p
-        .client
-        .post(format!("https://localhost:{}/scim/v2/Users", p.port))
-        .bearer_auth("sekrit-json-token")
-        .header("Content-Type", "application/scim+json")
-        .body(r#"{"userName": "ann@example.com"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
+    let body = r#"{"userName": "ann@example.com"}"#.to_string();
+    assert_eq!(
+        p.post("/scim/v2/Users", "sekrit-json-token", body).await,
+        201
+    );
     // The request line is logged after the answer is sent; give it a moment.
     let deadline = Instant::now() + Duration::from_secs(5);
     let requests = loop {
