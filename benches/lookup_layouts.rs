@@ -207,7 +207,7 @@ fn measure(txn: &Arc<ReadTransaction>, layout: Layout, n: u64, a: &Args) -> f64 
                         ops += 1;
                     }
                 }
-                assert!(bytes > 0, "every lookup found nothing");
+                assert!(bytes > 0, "no lookup found its user");
                 ops
             })
         })
@@ -233,7 +233,10 @@ fn main() -> Result<(), redb::Error> {
         // in the same Database, the four-tree lookups ran 2-3x slower (which scimd does not
         // see: its lookups cost the same after ten seconds of creates as after a restart).
         if !path.exists() {
-            drop(load(&path, n, a.cache_mb)?);
+            // Loaded under another name, so that an interrupted load is never reused.
+            let part = path.with_extension("part");
+            drop(load(&part, n, a.cache_mb)?);
+            std::fs::rename(&part, &path).map_err(redb::StorageError::from)?;
         }
         let db = Database::builder()
             .set_cache_size(a.cache_mb << 20)
