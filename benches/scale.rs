@@ -1,7 +1,8 @@
 //! End-to-end benchmark: starts the release `scimd` binary on 127.0.0.1 with a fresh data
 //! directory and a self-signed certificate, loads N users and a group of M members over
 //! HTTPS, then runs each scenario for a bounded time with concurrent clients and prints
-//! req/s, p50/p99 latency and the server's RSS. Never a pass/fail on timing.
+//! req/s, p50/p99 latency, the server's RSS and its CPU time per request (user and system,
+//! from /proc: steadier than req/s when the VM's speed varies). Never a pass/fail on timing.
 //!
 //!     cargo bench --bench scale -- --users 10000 --members 1000 --seconds 5 --clients 64
 //!
@@ -120,10 +121,12 @@ struct Target {
     port: u16,
     prefix: String,
     tls: tokio_rustls::TlsConnector,
+    /// The server process, whose CPU time each scenario reports per request.
+    pid: u32,
 }
 
 impl Target {
-    fn new(port: u16, prefix: &str, cert: &std::path::Path) -> Target {
+    fn new(port: u16, prefix: &str, cert: &std::path::Path, pid: u32) -> Target {
         use rustls_pki_types::pem::PemObject;
         let mut roots = rustls::RootCertStore::empty();
         for c in rustls_pki_types::CertificateDer::pem_file_iter(cert).expect("certificate") {
@@ -139,6 +142,7 @@ impl Target {
             port,
             prefix: prefix.to_string(),
             tls: tokio_rustls::TlsConnector::from(Arc::new(cfg)),
+            pid,
         }
     }
 
@@ -343,13 +347,14 @@ fn start_server(
     );
     let cert = root.join("state/tls/cert.pem");
     let client = client_for(&cert);
+    let pid = child.id();
     (
         Server {
             child,
             port,
             _dir: dir,
             client,
-            target: Target::new(port, "/scim/v2", &cert),
+            target: Target::new(port, "/scim/v2", &cert, pid),
         },
         ready,
     )
@@ -407,7 +412,8 @@ fn hello_server(dir: &std::path::Path) {
 fn start_hello(dir: &std::path::Path) -> (Child, Target) {
     let me = std::env::current_exe().expect("own path");
     let (child, port, _) = spawn_listening(&me, &["--hello-server".as_ref(), dir.as_os_str()]);
-    (child, Target::new(port, "", &dir.join("tls/cert.pem")))
+    let pid = child.id();
+    (child, Target::new(port, "", &dir.join("tls/cert.pem"), pid))
 }
 
 fn rss_mib(pid: u32) -> f64 {
@@ -427,6 +433,24 @@ fn rss_mib(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// CPU time (user and system) process `pid` has used, in seconds. The VM's speed varies from
+/// run to run; CPU time per request varies less than requests a second, and it is the
+/// server's own, not shared with the load generator.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces: utime and
+    // stime are the 12th and 13th, in ticks of 1/100 s (USER_HZ on Linux).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    match (f.get(11), f.get(12)) {
+        (Some(u), Some(s)) => (u + s) / 100.0,
+        _ => 0.0,
+    }
+}
+
 #[derive(Clone)]
 enum Req {
     Get(String),
@@ -439,6 +463,8 @@ struct Outcome {
     errors: usize,
     secs: f64,
     lat_us: Vec<u32>,
+    /// The server's CPU time while the scenario ran.
+    cpu_secs: f64,
 }
 
 /// Run `make(i)` requests from `clients` tasks until `secs` pass (or `limit` requests).
@@ -454,6 +480,7 @@ where
 {
     let make = Arc::new(make);
     let counter = Arc::new(AtomicUsize::new(0));
+    let cpu_before = cpu_secs(target.pid);
     let start = Instant::now();
     let deadline = start + Duration::from_secs(secs);
     let mut tasks = Vec::new();
@@ -504,6 +531,7 @@ where
         errors,
         secs: start.elapsed().as_secs_f64(),
         lat_us,
+        cpu_secs: cpu_secs(target.pid) - cpu_before,
     }
 }
 
@@ -516,12 +544,13 @@ fn pct(v: &[u32], p: f64) -> f64 {
 
 fn report(name: &str, o: &Outcome, rss: f64) {
     println!(
-        "| {name:<44} | {:>9.0} | {:>8.2} | {:>8.2} | {:>6} | {:>7.1} |",
+        "| {name:<44} | {:>9.0} | {:>8.2} | {:>8.2} | {:>6} | {:>7.1} | {:>7.1} |",
         o.count as f64 / o.secs,
         pct(&o.lat_us, 0.5),
         pct(&o.lat_us, 0.99),
         o.errors,
-        rss
+        rss,
+        o.cpu_secs * 1e6 / o.count.max(1) as f64
     );
 }
 
@@ -619,12 +648,12 @@ async fn bench(a: Args) {
         a.users, a.members, a.seconds, a.clients
     );
     println!(
-        "| {:<44} | {:>9} | {:>8} | {:>8} | {:>6} | {:>7} |",
-        "scenario", "req/s", "p50 ms", "p99 ms", "errors", "RSS MiB"
+        "| {:<44} | {:>9} | {:>8} | {:>8} | {:>6} | {:>7} | {:>7} |",
+        "scenario", "req/s", "p50 ms", "p99 ms", "errors", "RSS MiB", "CPU µs"
     );
     println!(
-        "|{:-<46}|{:-<11}|{:-<10}|{:-<10}|{:-<8}|{:-<9}|",
-        "", "", "", "", "", ""
+        "|{:-<46}|{:-<11}|{:-<10}|{:-<10}|{:-<8}|{:-<9}|{:-<9}|",
+        "", "", "", "", "", "", ""
     );
 
     // Load: creates with concurrent clients, durable before each 201 (skipped when a kept
@@ -716,7 +745,7 @@ async fn bench(a: Args) {
     let _ = hello.kill();
     let _ = hello.wait();
     println!(
-        "|   GET by id = {:.0}% of the baseline's rate {:>66}|",
+        "|   GET by id = {:.0}% of the baseline's rate {:>76}|",
         100.0 * results["get"].count as f64 / results["get"].secs / (o.count as f64 / o.secs),
         ""
     );
@@ -870,19 +899,21 @@ async fn bench(a: Args) {
     };
     s.child = child;
     println!(
-        "| {:<44} | {:>9} | {:>8.1} | {:>8} | {:>6} | {:>7.1} |",
+        "| {:<44} | {:>9} | {:>8.1} | {:>8} | {:>6} | {:>7.1} | {:>7} |",
         format!("cold start at {n} users: ms to READY"),
         "",
         ready.as_secs_f64() * 1000.0,
         "",
         "",
-        rss_mib(s.child.id())
+        rss_mib(s.child.id()),
+        ""
     );
     println!(
-        "| {:<44} | {:>9} | {:>8.1} | {:>8} | {:>6} | {:>7} |",
+        "| {:<44} | {:>9} | {:>8.1} | {:>8} | {:>6} | {:>7} | {:>7} |",
         "  ms to the first GET answered",
         "",
         first.as_secs_f64() * 1000.0,
+        "",
         "",
         "",
         ""
