@@ -87,28 +87,22 @@ impl Proc {
         }
     }
 
-    pub(crate) async fn status(&self, path: &str, token: &str) -> u16 {
+    async fn get(&self, path: &str, token: &str) -> reqwest::Response {
         self.client
             .get(format!("https://localhost:{}{path}", self.port))
             .bearer_auth(token)
             .send()
             .await
             .unwrap()
-            .status()
-            .as_u16()
+    }
+
+    pub(crate) async fn status(&self, path: &str, token: &str) -> u16 {
+        self.get(path, token).await.status().as_u16()
     }
 
     /// The JSON body `path` answers for `token`.
     pub(crate) async fn get_json(&self, path: &str, token: &str) -> serde_json::Value {
-        self.client
-            .get(format!("https://localhost:{}{path}", self.port))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.get(path, token).await.json().await.unwrap()
     }
 
     /// POSTs a SCIM body to `path`; the status.
