@@ -226,11 +226,17 @@ impl Store {
                 };
                 let names = r.usernames()?.range((lo, hi))?;
                 let skip = if after.is_some() { 0 } else { skip };
-                let (ids, next) =
-                    index_walk(names, s.descending, skip, count, |(k, v)| SortMark {
+                let (ids, next) = index_walk(
+                    names,
+                    s.descending,
+                    skip,
+                    count,
+                    |(_, v)| v.value(),
+                    |(k, v)| SortMark {
                         key: Some(SortKey::Text(k.value().1.to_string())),
                         id: v.value(),
-                    })?;
+                    },
+                )?;
                 let mut page = r.read_page(t, kind, &ids, false, total, start)?;
                 page.next_mark = next;
                 return finish(r, t, kind, page, q.with_refs);
@@ -260,13 +266,20 @@ impl Store {
                 };
                 let entries = r.modified()?.range((lo, hi))?;
                 let skip = if at.is_some() { 0 } else { skip };
-                let (ids, next) = index_walk(entries, s.descending, skip, count, |(k, _)| {
-                    let (_, _, n, id) = k.value();
-                    SortMark {
-                        key: crate::scim::sort::time_order_nanos(n).map(SortKey::Text),
-                        id,
-                    }
-                })?;
+                let (ids, next) = index_walk(
+                    entries,
+                    s.descending,
+                    skip,
+                    count,
+                    |(k, _)| k.value().3,
+                    |(k, _)| {
+                        let (_, _, n, id) = k.value();
+                        SortMark {
+                            key: crate::scim::sort::time_order_nanos(n).map(SortKey::Text),
+                            id,
+                        }
+                    },
+                )?;
                 let mut page = r.read_page(t, kind, &ids, false, total, start)?;
                 page.next_mark = next;
                 return finish(r, t, kind, page, q.with_refs);
@@ -508,13 +521,15 @@ pub(super) fn finish(
 
 /// A page of a list read off an index that holds the list in its order (reversed when
 /// descending): its ids, and where to resume when more follow. `entries` run from where the
-/// page may start, `skip` of them are passed over, and `mark` names an entry's place.
+/// page may start, `skip` of them are passed over, `id` gives an entry's resource and `mark`
+/// its place, made for the page's last entry only (a time key is formatted to make it).
 fn index_walk<E>(
     entries: impl DoubleEndedIterator<Item = Result<E, redb::StorageError>>,
     descending: bool,
     skip: usize,
     count: usize,
-    mark: impl Fn(E) -> SortMark,
+    id: impl Fn(&E) -> u128,
+    mark: impl FnOnce(E) -> SortMark,
 ) -> Result<(Vec<u128>, Option<SortMark>), redb::StorageError> {
     fn first<E>(
         entries: impl Iterator<Item = Result<E, redb::StorageError>>,
@@ -525,12 +540,12 @@ fn index_walk<E>(
     }
     // One past the page tells whether more follow.
     let n = count.saturating_add(1);
-    let taken = match descending {
+    let mut page = match descending {
         false => first(entries, skip, n)?,
         true => first(entries.rev(), skip, n)?,
     };
-    let more = taken.len() > count;
-    let mut marks: Vec<SortMark> = taken.into_iter().take(count).map(mark).collect();
-    let ids = marks.iter().map(|m| m.id).collect();
-    Ok((ids, marks.pop().filter(|_| more)))
+    let more = page.len() > count;
+    page.truncate(count);
+    let ids = page.iter().map(&id).collect();
+    Ok((ids, page.pop().filter(|_| more).map(mark)))
 }
