@@ -25,6 +25,7 @@ fn leak_strs(v: &[String]) -> &'static [&'static str] {
 
 fn attr(a: &AttributeConfig) -> AttrDef {
     AttrDef {
+        unset: None,
         name: leak_str(&a.name),
         ty: match a.ty.as_str() {
             "boolean" => AttrType::Boolean,

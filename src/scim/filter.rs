@@ -741,8 +741,15 @@ fn node_at<'v>(
         Some(u) if matches!(scope, Scope::Resource(_)) => obj.get(u.as_str()),
         _ => Some(obj),
     };
+    // An unset attribute with a default (`active`) matches as the responses show it.
+    static UNSET: [Value; 2] = [Value::Bool(false), Value::Bool(true)];
+    let unset = match scope {
+        Scope::Resource(_) => def.unset.map(|b| &UNSET[usize::from(b)]),
+        Scope::Element(_) => None,
+    };
     container
         .and_then(|c| c.get(def.name))
+        .or(unset)
         .map(|v| (def, sub, v))
 }
 
@@ -1114,6 +1121,17 @@ mod tests {
         assert!(m("emails.type ne \"work\"") && !m("not (emails.type eq \"work\")"));
         assert!(m("emails.type ne \"other\"") && m("emails.value ne null"));
         assert!(!m("addresses.type ne \"work\""), "no values: none differs");
+    }
+
+    #[test]
+    fn an_unset_active_matches_as_the_true_that_responses_show() {
+        let unset = json!({"userName": "a"});
+        let off = json!({"userName": "b", "active": false});
+        let on = |f: &str, u: &Value| matches(&parse_for(Kind::User, f).unwrap(), Kind::User, u);
+        assert!(on("active eq true", &unset) && !on("active eq false", &unset));
+        assert!(on("active pr", &unset) && !on("active eq null", &unset));
+        assert!(on("userName sw \"a\" and active eq true", &unset));
+        assert!(on("active eq false", &off) && !on("active eq true", &off));
     }
 
     #[test]

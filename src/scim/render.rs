@@ -137,19 +137,20 @@ impl Stored {
             }
         }
         put(&mut out, "],\"id\":", &self.id);
-        let mut active = false;
         for (Key(k), r) in &v.body.0 {
             // As the projection does: an emptied object is left out.
             if r.get() == "{}" || k == "schemas" || k == "id" {
                 continue;
             }
-            active |= k == "active";
             put(&mut out, ",", k);
             out.push(b':');
             out.extend_from_slice(r.get().as_bytes());
         }
-        if kind == Kind::User && !active {
-            out.extend_from_slice(b",\"active\":true");
+        for (name, value) in kind.schema().unset_values() {
+            if !v.body.0.iter().any(|(Key(k), _)| k == name) {
+                put(&mut out, ",", name);
+                out.extend_from_slice(if value { b":true" } else { b":false" });
+            }
         }
         if let Some(refs) = self.refs {
             out.extend_from_slice(format!(",\"{}\":", refs_name(kind)).as_bytes());
@@ -215,9 +216,9 @@ impl Resource {
         out.insert("schemas".into(), Value::Array(schemas));
         out.insert("id".into(), Value::String(self.id));
         out.extend(self.body);
-        if kind == Kind::User && !out.contains_key("active") {
-            // Okta's SPEC test reads `active` from every user; absent means active.
-            out.insert("active".into(), Value::Bool(true));
+        // Okta's SPEC test reads `active` from every user; unset, it is active.
+        for (name, value) in kind.schema().unset_values() {
+            out.entry(name).or_insert(Value::Bool(value));
         }
         if let Some(refs) = self.refs {
             out.insert(refs_name(kind).into(), ref_list(kind, refs, base));

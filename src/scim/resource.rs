@@ -41,8 +41,8 @@ pub struct Input {
     pub members: Option<Vec<Value>>,
     /// `id` as the client sent it, to check against the path id on PUT.
     pub id: Option<String>,
-    /// Attributes given as `""` whose absence would change state (`active`): a PUT keeps
-    /// their stored value instead.
+    /// Attributes left out, null or given as `""` whose absence would change state
+    /// (`active`): a PUT keeps their stored value instead.
     pub keep: Vec<String>,
     pub ignored: Ignored,
 }
@@ -69,6 +69,13 @@ pub fn normalize(kind: impl Into<Rt>, raw: &Value) -> ScimResult<Input> {
         apply_key(kind, key, value, &mut input, SetMode::Replace)?;
     }
     check_required(kind, &input.body)?;
+    // A PUT that leaves `active` out (or null) says nothing about it: read as its default it
+    // would reactivate a deactivated user whenever an IdP's template omits it.
+    for (name, _) in kind.schema().unset_values() {
+        if !input.body.contains_key(name) && !input.keep.iter().any(|k| k == name) {
+            input.keep.push(name.to_string());
+        }
+    }
     Ok(input)
 }
 
@@ -830,6 +837,31 @@ mod tests {
             json!({"userName": "a", "emails": [{"value": "a@x"}]})
         );
         assert_eq!(got.keep, vec!["active".to_string()]);
+    }
+
+    #[test]
+    fn a_put_without_active_keeps_the_stored_one() {
+        let old = json!({"userName": "a", "active": false});
+        let Value::Object(old) = old else {
+            unreachable!()
+        };
+        for body in [
+            json!({"userName": "a", "title": "t"}),
+            json!({"userName": "a", "active": null}),
+        ] {
+            let mut got = normalize(Kind::User, &body).unwrap();
+            assert_eq!(got.keep, vec!["active".to_string()], "{body}");
+            keep_from_old(Kind::User, &old, &mut got.body, &got.keep);
+            assert_eq!(got.body.get("active"), Some(&Value::Bool(false)), "{body}");
+        }
+        let stated = normalize(Kind::User, &json!({"userName": "a", "active": true})).unwrap();
+        assert!(stated.keep.is_empty());
+        assert!(
+            normalize(Kind::Group, &json!({"displayName": "g"}))
+                .unwrap()
+                .keep
+                .is_empty()
+        );
     }
 
     #[test]

@@ -74,6 +74,9 @@ pub struct AttrDef {
     pub reference_types: &'static [&'static str],
     pub sub_attributes: &'static [AttrDef],
     pub description: &'static str,
+    /// What the attribute reads as while unset, in responses, filters and sorting alike
+    /// (a user without `active` is active). Only booleans have one.
+    pub unset: Option<bool>,
 }
 
 impl AttrDef {
@@ -91,6 +94,7 @@ impl AttrDef {
             reference_types: &[],
             sub_attributes: &[],
             description,
+            unset: None,
         }
     }
     const fn s(name: &'static str, description: &'static str) -> AttrDef {
@@ -108,6 +112,10 @@ impl AttrDef {
         let mut a = AttrDef::new(name, AttrType::Complex, d);
         a.sub_attributes = subs;
         a
+    }
+    const fn unset_reads(mut self, v: bool) -> AttrDef {
+        self.unset = Some(v);
+        self
     }
     const fn multi(mut self) -> AttrDef {
         self.multi_valued = true;
@@ -213,6 +221,12 @@ pub struct SchemaDef {
 }
 
 impl SchemaDef {
+    /// The top-level attributes that read as a value while unset, with that value.
+    pub fn unset_values(&self) -> impl Iterator<Item = (&'static str, bool)> + use<> {
+        self.attributes
+            .iter()
+            .filter_map(|a| a.unset.map(|v| (a.name, v)))
+    }
     pub fn attr(&self, name: &str) -> Option<&'static AttrDef> {
         find(self.attributes, name)
     }
@@ -397,7 +411,7 @@ pub static USER: SchemaDef = SchemaDef {
         ),
         AttrDef::s("locale", "The User's default location."),
         AttrDef::s("timezone", "The User's time zone in IANA format."),
-        AttrDef::b("active", "The User's administrative status."),
+        AttrDef::b("active", "The User's administrative status.").unset_reads(true),
         AttrDef::s("password", "The User's cleartext password; never returned.")
             .mutability(WriteOnly)
             .returned(Returned::Never),

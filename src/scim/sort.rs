@@ -85,7 +85,13 @@ impl SortSpec {
             (None, "meta", _) => return None,
             _ => {
                 let c = container(body, self.attr)?;
-                let v = c.get(self.attr.def.name)?;
+                // Unset `active` sorts as the responses show it.
+                let unset = self.attr.def.unset.map(Value::Bool);
+                let v = match (c.get(self.attr.def.name), &unset) {
+                    (Some(v), _) => v,
+                    (None, Some(d)) => d,
+                    (None, None) => return None,
+                };
                 match (v, self.sub) {
                     (Value::Array(list), Some(sd)) => {
                         let pick = list
@@ -165,5 +171,20 @@ mod tests {
             key("2026-01-01T02:00:01+02:00"),
             SortKey::Text("2026-01-01T00:00:01.000000000Z".into())
         );
+    }
+    #[test]
+    fn an_unset_active_sorts_as_true() {
+        let sort = SortSpec::parse(super::super::schema::Kind::User, "active", None).unwrap();
+        let key = |b: serde_json::Value| {
+            let Value::Object(m) = b else { unreachable!() };
+            sort.key("id", "", "", &m)
+        };
+        let (unset, off, on) = (
+            key(serde_json::json!({})),
+            key(serde_json::json!({"active": false})),
+            key(serde_json::json!({"active": true})),
+        );
+        assert_eq!(unset, on);
+        assert!(off < unset);
     }
 }

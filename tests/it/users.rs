@@ -172,6 +172,68 @@ async fn put_replaces_clears_omitted_attributes_and_ignores_okta_extras() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unset_active_is_true_everywhere_and_a_put_without_it_changes_nothing() {
+    let s = Srv::start().await;
+    let unset = s.post("/Users", json!({"userName": "unset@x"})).await.id();
+    let off = s
+        .post("/Users", json!({"userName": "off@x", "active": false}))
+        .await
+        .id();
+    let ids = |r: crate::harness::Res| -> Vec<String> {
+        let mut v: Vec<String> = r.body["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["id"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    // Filters and sorting see the `true` that every response shows.
+    assert_eq!(s.get(&format!("/Users/{unset}")).await.body["active"], true);
+    for (f, want) in [
+        ("active eq true", vec![unset.clone()]),
+        ("active pr", {
+            let mut v = vec![unset.clone(), off.clone()];
+            v.sort();
+            v
+        }),
+        ("active eq false", vec![off.clone()]),
+    ] {
+        let r = s
+            .get(&format!("/Users?filter={}", f.replace(' ', "%20")))
+            .await;
+        assert_eq!(ids(r), want, "{f}");
+    }
+    let r = s.get("/Users?sortBy=active&sortOrder=descending").await;
+    assert_eq!(r.body["Resources"][0]["id"], unset.as_str());
+    // A PUT that leaves `active` out (or null) keeps a deactivated user deactivated; one that
+    // states it changes it.
+    for body in [
+        json!({"userName": "off@x", "title": "t"}),
+        json!({"userName": "off@x", "active": null}),
+    ] {
+        let r = s.put(&format!("/Users/{off}"), body.clone()).await;
+        assert_eq!(
+            (r.status, &r.body["active"]),
+            (200, &json!(false)),
+            "{body}"
+        );
+    }
+    let r = s
+        .put(
+            &format!("/Users/{off}"),
+            json!({"userName": "off@x", "active": true}),
+        )
+        .await;
+    assert_eq!(r.body["active"], true);
+    let r = s
+        .put(&format!("/Users/{unset}"), json!({"userName": "unset@x"}))
+        .await;
+    assert_eq!(r.body["active"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_rules_unknown_id_missing_username_and_other_id() {
     let s = Srv::start().await;
     let id = s.user("p@x").await;
