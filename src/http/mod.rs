@@ -198,8 +198,26 @@ impl App {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        if req.method() != Method::HEAD {
+            let method = req.method().clone();
+            return self.answer(req, peer, method).await;
+        }
+        // RFC 9110 §9.3.2: HEAD is GET without the content (monitors and proxies use it).
+        let (mut parts, body) = req.into_parts();
+        parts.method = Method::GET;
+        let resp = self
+            .answer(Request::from_parts(parts, body), peer, Method::HEAD)
+            .await;
+        response::without_content(resp)
+    }
+
+    /// Serve one request; `method` is the one the client sent, for logs and metrics.
+    async fn answer<B>(self: Arc<Self>, req: Request<B>, peer: SocketAddr, method: Method) -> Resp
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let started = Instant::now();
-        let method = req.method().clone();
         if req.uri().path() == "/healthz" {
             return self.health().await;
         }
@@ -699,10 +717,10 @@ pub fn method_not_allowed(method: &Method, allowed: &str) -> ScimError {
 
 fn allowed(e: &Endpoint) -> &'static str {
     match e {
-        Endpoint::Collection(_) => "GET, POST",
-        Endpoint::Resource(..) => "GET, PUT, PATCH, DELETE",
+        Endpoint::Collection(_) => "GET, HEAD, POST",
+        Endpoint::Resource(..) => "GET, HEAD, PUT, PATCH, DELETE",
         Endpoint::Search(_) => "POST",
-        _ => "GET",
+        _ => "GET, HEAD",
     }
 }
 

@@ -93,6 +93,18 @@ pub fn error(e: &ScimError) -> Resp {
     r
 }
 
+/// The answer to a HEAD: GET's status and headers, with the length GET's content would have
+/// had when it is known, and no content (a streamed body's producer stops when it is dropped).
+pub fn without_content(r: Resp) -> Resp {
+    let (mut parts, body) = r.into_parts();
+    if let Body::Full(Some(b)) = &body {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
+    }
+    Response::from_parts(parts, Body::Full(None))
+}
+
 pub fn with_header(mut r: Resp, name: header::HeaderName, value: &str) -> Resp {
     if let Ok(v) = HeaderValue::from_str(value) {
         r.headers_mut().insert(name, v);

@@ -196,7 +196,7 @@ async fn wrong_method_unknown_endpoint_and_me() {
     let s = Srv::start().await;
     let r = s.call(Method::DELETE, "/Users", Some(ACME), None).await;
     assert_error(&r, 405, None);
-    assert_eq!(r.header("allow"), Some("GET, POST"));
+    assert_eq!(r.header("allow"), Some("GET, HEAD, POST"));
     let id = s.user("m@x").await;
     let r = s
         .call(
@@ -207,7 +207,7 @@ async fn wrong_method_unknown_endpoint_and_me() {
         )
         .await;
     assert_error(&r, 405, None);
-    assert_eq!(r.header("allow"), Some("GET, PUT, PATCH, DELETE"));
+    assert_eq!(r.header("allow"), Some("GET, HEAD, PUT, PATCH, DELETE"));
     assert_error(
         &s.call(
             Method::POST,
@@ -228,4 +228,66 @@ async fn wrong_method_unknown_endpoint_and_me() {
     );
     assert_error(&s.get("/Me").await, 501, None);
     assert_error(&s.post("/Bulk", json!({})).await, 501, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_answers_as_get_without_content_over_both_protocols() {
+    let s = Srv::start().await;
+    let id = s.user("head@x").await;
+    let pem = std::fs::read(s.dir.path().join("state/tls/cert.pem")).unwrap();
+    let h1 = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+        .http1_only()
+        .no_proxy()
+        .build()
+        .unwrap();
+    for (client, version) in [
+        (&s.client, reqwest::Version::HTTP_2),
+        (&h1, reqwest::Version::HTTP_11),
+    ] {
+        for (path, token, status) in [
+            (format!("{}/Users/{id}", s.base()), Some(ACME), 200),
+            (
+                format!("{}/Users?filter=userName%20eq%20%22head@x%22", s.base()),
+                Some(ACME),
+                200,
+            ),
+            (format!("{}/ServiceProviderConfig", s.base()), None, 200),
+            (format!("{}/healthz", s.url), None, 200),
+            (format!("{}/Users/{id}", s.base()), None, 401),
+            (format!("{}/Users/nope", s.base()), Some(ACME), 404),
+        ] {
+            let send = |m: reqwest::Method| {
+                let mut rb = client.request(m, &path);
+                if let Some(t) = token {
+                    rb = rb.bearer_auth(t);
+                }
+                rb.send()
+            };
+            let get = send(reqwest::Method::GET).await.unwrap();
+            let head = send(reqwest::Method::HEAD).await.unwrap();
+            assert_eq!(head.version(), version);
+            assert_eq!(head.status().as_u16(), status, "HEAD {path}");
+            for h in ["content-type", "etag", "www-authenticate"] {
+                assert_eq!(
+                    head.headers().get(h),
+                    get.headers().get(h),
+                    "{h} of HEAD {path}"
+                );
+            }
+            let get_len = get.bytes().await.unwrap().len();
+            assert!(get_len > 0);
+            assert_eq!(
+                head.headers()
+                    .get("content-length")
+                    .and_then(|v| v.to_str().ok()),
+                Some(get_len.to_string().as_str()),
+                "HEAD {path}"
+            );
+            assert!(
+                head.bytes().await.unwrap().is_empty(),
+                "HEAD {path} sent content"
+            );
+        }
+    }
 }
