@@ -185,6 +185,19 @@ impl Projection {
             }
         }
         resource.retain(|k, v| !v.as_object().is_some_and(|m| m.is_empty()) || k == "meta");
+        // `schemas` names the extensions the answer holds, not those projected away.
+        let held: Vec<String> = resource
+            .keys()
+            .filter(|k| kind.extension(k).is_some())
+            .cloned()
+            .collect();
+        if let Some(Value::Array(list)) = resource.get_mut("schemas") {
+            list.retain(|u| {
+                u.as_str().is_none_or(|u| {
+                    kind.extension(u).is_none() || held.iter().any(|h| h.eq_ignore_ascii_case(u))
+                })
+            });
+        }
     }
 }
 
@@ -256,7 +269,7 @@ fn parse_sel(kind: Rt, item: &str) -> Option<Result<Sel, &'static str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scim::schema::{ENTERPRISE_SCHEMA, Kind};
+    use crate::scim::schema::{ENTERPRISE_SCHEMA, Kind, USER_SCHEMA};
     use serde_json::json;
 
     fn res() -> Map<String, Value> {
@@ -300,5 +313,25 @@ mod tests {
         assert!(!Projection::parse(Kind::Group, None, Some("members")).wants("members"));
         assert!(Projection::parse(Kind::Group, None, None).wants("members"));
         assert!(!Projection::parse(Kind::Group, Some("displayName"), None).wants("members"));
+    }
+
+    #[test]
+    fn schemas_lists_only_the_extensions_left_in_the_answer() {
+        let with_ent = || {
+            let mut r = res();
+            r["schemas"] = json!([USER_SCHEMA, ENTERPRISE_SCHEMA]);
+            r
+        };
+        let schemas = |attrs: Option<&str>, excluded: Option<&str>| {
+            let mut r = with_ent();
+            Projection::parse(Kind::User, attrs, excluded).apply(Kind::User, &mut r);
+            r["schemas"].clone()
+        };
+        assert_eq!(schemas(Some("userName"), None), json!([USER_SCHEMA]));
+        assert_eq!(schemas(None, Some(ENTERPRISE_SCHEMA)), json!([USER_SCHEMA]));
+        let dept = format!("{ENTERPRISE_SCHEMA}:department");
+        let both = json!([USER_SCHEMA, ENTERPRISE_SCHEMA]);
+        assert_eq!(schemas(Some(&dept), None), both);
+        assert_eq!(schemas(None, None), both);
     }
 }
