@@ -132,7 +132,7 @@ impl Stored {
         };
         put(&mut out, "{\"schemas\":[", kind.schema().id);
         for (Key(k), r) in &v.body.0 {
-            if k.starts_with("urn:") && r.get().starts_with('{') {
+            if k.starts_with("urn:") && r.get().starts_with('{') && r.get() != "{}" {
                 put(&mut out, ",", k);
             }
         }
