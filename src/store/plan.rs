@@ -1,6 +1,8 @@
 //! Paid-plan membership. The IdP's active users are the allow-list: while a tenant has at
-//! most `test_threshold` active seated users it is in testing mode (existing paid members
-//! keep their seats); past it, exactly the active seated users are paid. Counters live in
+//! most `test_threshold` active users it is in testing mode (existing paid members keep their
+//! seats); past it, exactly the active seated users are paid. The mode counts every active
+//! user, seated or not: users put on the free plan by the seat limit are still a roll-out
+//! past testing. Counters live in
 //! the same transaction as the user writes, so the mode switches on the write that crosses
 //! the threshold.
 
@@ -42,8 +44,8 @@ pub enum Mode {
 }
 
 impl PlanRules {
-    pub fn mode(&self, seated: u64) -> Mode {
-        if seated > self.test_threshold {
+    pub fn mode(&self, active: u64) -> Mode {
+        if active > self.test_threshold {
             Mode::Enforced
         } else {
             Mode::Testing
@@ -98,6 +100,14 @@ pub fn count(
     key: u8,
 ) -> Result<u64, redb::Error> {
     Ok(counts.get((t, key))?.map(|g| g.value()).unwrap_or(0))
+}
+
+/// Active provisioned users, seated or on the free plan: what the mode follows.
+pub fn active(
+    counts: &impl ReadableTable<(&'static str, u8), u64>,
+    t: &str,
+) -> Result<u64, redb::Error> {
+    count(counts, t, ACTIVE)
 }
 
 pub fn seated(

@@ -184,7 +184,7 @@ impl ReadSide {
         t: &str,
         rules: &plan::PlanRules,
     ) -> Result<(Mode, BTreeSet<u128>, Vec<String>), redb::Error> {
-        let mode = rules.mode(plan::seated(self.counts()?, t)?);
+        let mode = rules.mode(plan::active(self.counts()?, t)?);
         let mut matched = BTreeSet::new();
         let mut unmatched = Vec::new();
         for m in &rules.existing_members {

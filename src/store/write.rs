@@ -105,7 +105,7 @@ impl<'t> W<'t> {
         seat: Option<Seat>,
     ) -> Result<(), redb::Error> {
         let t = actor.tenant.as_str();
-        let before = plan::seated(&self.counts, t)?;
+        let before = plan::active(&self.counts, t)?;
         let was_active = was.unwrap_or(false);
         let now_active = now.unwrap_or(false);
         if was_active && !now_active {
@@ -123,7 +123,7 @@ impl<'t> W<'t> {
             }
         }
         if let Some(rules) = actor.plan.clone() {
-            let after = plan::seated(&self.counts, t)?;
+            let after = plan::active(&self.counts, t)?;
             let (m0, m1) = (rules.mode(before), rules.mode(after));
             if m0 != m1 {
                 let name = |m: Mode| format!("{m:?}").to_lowercase();

@@ -238,6 +238,49 @@ async fn seats_free_policy_stores_the_user_on_free() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mode_counts_active_users_on_the_free_plan_too() {
+    let s = plan_srv(2, Some(3), SeatLimitPolicy::Free).await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(s.user(&format!("u{i}@x")).await);
+    }
+    // Four active users, three seated and one over the limit: past the threshold of two.
+    // The two existing members no user matches are free.
+    assert_eq!(counts(&summary(&s).await), ("enforced".into(), 3, 3, 0));
+    let deactivate = |id: String| {
+        let s = &s;
+        async move {
+            let r = s
+                .patch(
+                    &format!("/Users/{id}"),
+                    json!([{"op": "replace", "path": "active", "value": false}]),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", r.body);
+        }
+    };
+    // Three active users (two seated): still past the threshold, whatever the seats.
+    deactivate(ids[0].clone()).await;
+    assert_eq!(counts(&summary(&s).await), ("enforced".into(), 2, 3, 1));
+    // Two: testing again, and the existing members are paid.
+    deactivate(ids[1].clone()).await;
+    assert_eq!(counts(&summary(&s).await), ("testing".into(), 3, 1, 2));
+    let changes: Vec<(Value, Value)> = plan_events(&s)
+        .await
+        .into_iter()
+        .filter(|e| e["type"] == "plan.changed")
+        .map(|e| (e["from"].clone(), e["to"].clone()))
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            (json!("testing"), json!("enforced")),
+            (json!("enforced"), json!("testing"))
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_plan_is_404_and_bad_status_is_400() {
     let s = Srv::start().await;
     let r = s
