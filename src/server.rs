@@ -300,8 +300,11 @@ impl Server {
                         };
                         // A client that asked to be told before sending (`Expect:
                         // 100-continue`) and was never told to go on sends nothing more.
+                        // After a 408 the client has had its time; waiting for the rest
+                        // again would double the timeout it was promised.
                         if let Some((rest, polled)) = slot.take()
                             && (polled || !expects_continue)
+                            && resp.status() != hyper::StatusCode::REQUEST_TIMEOUT
                         {
                             unread::drain(rest, unread::DRAIN_LIMIT, body_timeout).await;
                         }

@@ -290,16 +290,23 @@ async fn slow_and_unfinished_requests_are_cut_off_and_change_nothing() {
         "the server waited too long"
     );
 
-    // A body that never finishes: 408 once the request timeout passes.
+    // A body that never finishes: 408 once the request timeout (2 s) passes, not a second
+    // timeout later (the server used to wait that long again for the rest to drain).
     let mut conn = wire::connect(&s).await;
     let mut req = request("POST", "/Users", b"", "");
     req = replace_line(req, "Content-Length: 0", "Content-Length: 1000");
     req.extend_from_slice(b"{\"userName\":\"half");
+    let started = std::time::Instant::now();
     conn.write_all(&req).await.unwrap();
     conn.flush().await.unwrap();
     let a = wire::parse(&wire::read_all(&mut conn, Duration::from_secs(10)).await);
     assert_eq!(a.status, 408, "{}", a.head);
     assert_eq!(a.body["status"], "408");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_millis(3500),
+        "408 after {waited:?}, for a 2 s timeout"
+    );
 
     // Headers larger than the server keeps: refused before any handler runs.
     let big = format!("X-Filler: {}\r\n", "f".repeat(100 * 1024));
