@@ -449,11 +449,17 @@ impl Config {
             )),
             Ok(_) => {}
         }
+        // http:// only names a plain_http server (a local test); IdPs are given https://.
         if let Some(u) = &self.server.public_url
-            && !(u.starts_with("https://") || u.starts_with("http://"))
+            && !(u.starts_with("https://") || (self.server.plain_http && u.starts_with("http://")))
         {
             p.push(format!(
-                "server.public_url: \"{u}\" must start with https:// (e.g. https://scim.corp.example:8443)"
+                "server.public_url: \"{u}\" must start with https:// (e.g. https://scim.corp.example:8443){}",
+                if u.starts_with("http://") {
+                    "; http:// is only for a server.plain_http test server"
+                } else {
+                    ""
+                }
             ));
         }
         check_redirect(
@@ -807,6 +813,24 @@ tokens = [{ name = "okta", sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0
         );
         c.server.listen = "127.0.0.1:8080".into();
         assert!(c.problems().is_empty(), "{:?}", c.problems());
+    }
+
+    #[test]
+    fn public_url_is_https_unless_the_server_is_plain_http() {
+        let public_url_refused = |url: &str, plain: bool| {
+            let mut c: Config = toml_cfg(GOOD);
+            c.server.public_url = Some(url.into());
+            c.server.plain_http = plain;
+            c.server.listen = "127.0.0.1:8080".into();
+            c.problems()
+                .iter()
+                .any(|p| p.starts_with("server.public_url"))
+        };
+        assert!(!public_url_refused("https://scim.example:8443", false));
+        assert!(public_url_refused("http://scim.example", false));
+        assert!(public_url_refused("ftp://scim.example", false));
+        assert!(!public_url_refused("http://127.0.0.1:8080", true));
+        assert!(public_url_refused("ftp://scim.example", true));
     }
 
     fn toml_cfg(s: &str) -> Config {
