@@ -1,6 +1,31 @@
 //! The `scimd` command line: its arguments, and which command runs (`cli/` holds them).
 
+/// `println!` for what a command prints to a person or a pipe: a reader that went away
+/// (`scimd users list | head`) ends the command quietly, and a failed write (`> /dev/full`)
+/// ends it with a message, instead of a panic and a claim of success.
+macro_rules! say {
+    () => { $crate::say_line(format_args!("")) };
+    ($($t:tt)*) => { $crate::say_line(format_args!($($t)*)) };
+}
+
 mod cli;
+
+fn say_line(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("scimd: cannot write the output: {e}");
+        }
+        // 141 is how a shell reports a command ended by a closed pipe (128 + SIGPIPE).
+        let code = if e.kind() == std::io::ErrorKind::BrokenPipe {
+            141
+        } else {
+            1
+        };
+        std::process::exit(code);
+    }
+}
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -231,7 +256,7 @@ fn main() -> ExitCode {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { config } => match Config::load(&config) {
             Ok(cfg) => {
-                println!(
+                say!(
                     "{}: OK ({} tenant{}, listening on {})",
                     config.display(),
                     cfg.tenants.len(),
@@ -255,11 +280,11 @@ fn main() -> ExitCode {
             ..
         } => match scimd::config_edit::remove_token(&config, &tenant, &name) {
             Ok(()) => {
-                println!(
+                say!(
                     "Removed token \"{name}\" from tenant {tenant} in {}.",
                     config.display()
                 );
-                println!(
+                say!(
                     "scimd accepts it until it reloads: run `systemctl reload scimd` (or send SIGHUP)."
                 );
                 ExitCode::SUCCESS
@@ -288,13 +313,13 @@ fn main() -> ExitCode {
             match tenant {
                 Some(t) => match scimd::config_edit::add_token(&config, &t, &name, parsed) {
                     Ok(tok) => {
-                        println!(
+                        say!(
                             "Added token \"{name}\" (scope {scope}) to tenant {t} in {}.",
                             config.display()
                         );
-                        println!("Token (shown only now; scimd keeps only its hash):");
-                        println!("  {tok}");
-                        println!("Load it with `systemctl reload scimd` (or SIGHUP).");
+                        say!("Token (shown only now; scimd keeps only its hash):");
+                        say!("  {tok}");
+                        say!("Load it with `systemctl reload scimd` (or SIGHUP).");
                         ExitCode::SUCCESS
                     }
                     Err(e) => {
@@ -367,26 +392,24 @@ fn main() -> ExitCode {
                     .map_or_else(|e| e.parsed.map(|c| *c), Some)
                     .map(|c| base_url(&c.server, &c.server.listen))
                     .unwrap_or_default();
-                println!(
+                say!(
                     "Added tenant {name} to {}. Load it with `systemctl reload scimd` (or SIGHUP).",
                     config.display()
                 );
-                println!();
-                println!("Paste these two values into your identity provider:");
-                println!("  Base URL:     {base}/tenants/{name}/scim/v2");
-                println!("  Bearer token: {tok}");
-                println!();
+                say!();
+                say!("Paste these two values into your identity provider:");
+                say!("  Base URL:     {base}/tenants/{name}/scim/v2");
+                say!("  Bearer token: {tok}");
+                say!();
                 if let Some(n) = note {
-                    println!("{n}");
+                    say!("{n}");
                 }
-                println!("The token is shown only now; scimd keeps only its SHA-256.");
+                say!("The token is shown only now; scimd keeps only its SHA-256.");
                 if !problems.is_empty() {
-                    println!();
-                    println!(
-                        "Before scimd can load this file, fix what `scimd check-config` reports:"
-                    );
+                    say!();
+                    say!("Before scimd can load this file, fix what `scimd check-config` reports:");
                     for p in problems {
-                        println!("  - {p}");
+                        say!("  - {p}");
                     }
                 }
                 ExitCode::SUCCESS

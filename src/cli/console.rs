@@ -229,7 +229,7 @@ pub(crate) fn backup(config: &std::path::Path, to: &std::path::Path) -> ExitCode
         return ExitCode::FAILURE;
     }
     let _ = std::fs::remove_file(&made);
-    println!("backup written to {} ({} rows)", to.display(), end["rows"]);
+    say!("backup written to {} ({} rows)", to.display(), end["rows"]);
     ExitCode::SUCCESS
 }
 
@@ -241,7 +241,7 @@ pub(crate) fn export(config: &std::path::Path, tenant: &str) -> ExitCode {
     let req = serde_json::json!({"cmd": "export", "tenant": tenant});
     let mut n = 0u64;
     let each = |l: &str| {
-        println!("{l}");
+        say!("{l}");
         n += 1;
         if n.is_multiple_of(1000) && std::io::stderr().is_terminal() {
             eprint!("\rexported {n}");
@@ -275,7 +275,7 @@ pub(crate) fn import(config: &std::path::Path, tenant: &str, from: &std::path::P
     let req = serde_json::json!({"cmd": "import", "tenant": tenant});
     match finish_admin(run_admin(&cfg, &rt, req, body), |_| {}) {
         Ok(end) => {
-            println!(
+            say!(
                 "imported {} resources into tenant {tenant}",
                 end["imported"]
             );
@@ -303,13 +303,13 @@ pub(crate) fn restore(config: &std::path::Path, from: &std::path::Path) -> ExitC
     }
     match scimd::store::restore(from, &cfg.storage.db_path()) {
         Ok(kept) => {
-            println!(
+            say!(
                 "restored {} from {}",
                 cfg.storage.db_path().display(),
                 from.display()
             );
             if let Some(k) = kept {
-                println!("the previous database was kept as {}", k.display());
+                say!("the previous database was kept as {}", k.display());
             }
             ExitCode::SUCCESS
         }
@@ -328,21 +328,21 @@ pub(crate) fn print_answer(a: &serde_json::Value) {
                 it["name"].as_str().unwrap_or_default(),
             );
             match it["active"].as_bool() {
-                Some(a) => println!("{id}  {name}  {}", if a { "active" } else { "inactive" }),
-                None => println!("{id}  {name}"),
+                Some(a) => say!("{id}  {name}  {}", if a { "active" } else { "inactive" }),
+                None => say!("{id}  {name}"),
             }
         }
         eprintln!("{} of {} shown", items.len(), a["total"]);
         return;
     }
     if a["verify"] == true {
-        println!("verify: no mismatches");
+        say!("verify: no mismatches");
         return;
     }
     if let Some(plan) = a["plan"].as_str() {
-        println!("tenant:      {}", a["tenant"].as_str().unwrap_or_default());
-        println!("plan:        {plan}");
-        println!(
+        say!("tenant:      {}", a["tenant"].as_str().unwrap_or_default());
+        say!("plan:        {plan}");
+        say!(
             "mode:        {} (test threshold {})",
             a["mode"].as_str().unwrap_or_default(),
             a["test_threshold"]
@@ -352,10 +352,10 @@ pub(crate) fn print_answer(a: &serde_json::Value) {
         } else {
             a["seats"].to_string()
         };
-        println!("seats:       {seats}");
-        println!("paid:        {}", a["paid"]);
-        println!("free:        {}", a["free"]);
-        println!("deactivated: {}", a["deactivated"]);
+        say!("seats:       {seats}");
+        say!("paid:        {}", a["paid"]);
+        say!("free:        {}", a["free"]);
+        say!("deactivated: {}", a["deactivated"]);
         return;
     }
     let running = if a["daemon"] == true {
@@ -366,7 +366,7 @@ pub(crate) fn print_answer(a: &serde_json::Value) {
     } else {
         "not running (read from the database file)".to_string()
     };
-    println!(
+    say!(
         "scimd {} (commit {}): {running}",
         a["version"].as_str().unwrap_or_default(),
         a["commit"].as_str().unwrap_or_default(),
@@ -376,15 +376,17 @@ pub(crate) fn print_answer(a: &serde_json::Value) {
             Some(d) => format!("{name} ({d})"),
             None => name.clone(),
         };
-        println!(
+        say!(
             "  tenant {label}: {} users, {} groups",
-            t["users"], t["groups"]
+            t["users"],
+            t["groups"]
         );
     }
     for (name, t) in a["unconfigured"].as_object().into_iter().flatten() {
-        println!(
+        say!(
             "  tenant {name} (not in the config file; its data stays and returns if [tenants.{name}] is added back): {} users, {} groups",
-            t["users"], t["groups"]
+            t["users"],
+            t["groups"]
         );
     }
 }
@@ -396,7 +398,7 @@ pub(crate) fn token(name: &str, scope: Scope, hash_stdin: bool) -> ExitCode {
             eprintln!("cannot read the token from standard input");
             return ExitCode::FAILURE;
         }
-        println!("{}", scimd::auth::hex(&scimd::auth::digest(s.trim())));
+        say!("{}", scimd::auth::hex(&scimd::auth::digest(s.trim())));
         return ExitCode::SUCCESS;
     }
     let tok = match scimd::auth::generate_token() {
@@ -412,12 +414,12 @@ pub(crate) fn token(name: &str, scope: Scope, hash_stdin: bool) -> ExitCode {
     } else {
         ""
     };
-    println!("Token (shown only now and stored nowhere):");
-    println!("  {tok}");
-    println!();
-    println!("For an IdP or application, add this line to the tenant's tokens list:");
-    println!("  {{ name = \"{name}\", sha256 = \"{hash}\"{scope} }},");
-    println!("For /metrics, put this line under [server] instead:");
-    println!("  metrics_token_sha256 = \"{hash}\"");
+    say!("Token (shown only now and stored nowhere):");
+    say!("  {tok}");
+    say!();
+    say!("For an IdP or application, add this line to the tenant's tokens list:");
+    say!("  {{ name = \"{name}\", sha256 = \"{hash}\"{scope} }},");
+    say!("For /metrics, put this line under [server] instead:");
+    say!("  metrics_token_sha256 = \"{hash}\"");
     ExitCode::SUCCESS
 }

@@ -39,6 +39,29 @@ fn after(text: &str, prefix: &str) -> String {
 }
 
 #[test]
+fn output_that_cannot_be_written_ends_the_command_without_a_panic() {
+    // A full disk: a message and status 1.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = scimd().arg("token").stdout(full).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot write the output") && !err.contains("panicked"),
+        "{err}"
+    );
+    // A reader that went away (`| head`): quietly, with the shell's closed-pipe status.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = scimd().arg("token").stdout(writer).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{err}");
+    assert!(err.is_empty(), "{err}");
+}
+
+#[test]
 fn check_config_accepts_the_example_and_names_the_bad_key() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml");
     let out = scimd()
