@@ -71,8 +71,7 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
             a["daemon"] = true.into();
             return Ok(a);
         }
-        let store = scimd::store::Store::open(&cfg.storage.db_path(), 16 << 20)
-            .map_err(|e| e.to_string())?;
+        let store = open_store(&cfg)?;
         let mut a = scimd::admin::answer(&store, &cfg, &req).await;
         a["daemon"] = false.into();
         Ok::<_, String>(a)
@@ -94,6 +93,35 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
             ExitCode::FAILURE
         }
     }
+}
+
+/// The database, read directly while the daemon is stopped.
+fn open_store(cfg: &Config) -> Result<scimd::store::Store, String> {
+    make_state_dir(cfg)?;
+    scimd::store::Store::open(&cfg.storage.db_path(), 16 << 20).map_err(|e| e.to_string())
+}
+
+/// Make a missing state directory, owner-only, as the daemon would on its first start. Made
+/// by root it belongs to root, which the service user cannot write: say so.
+fn make_state_dir(cfg: &Config) -> Result<(), String> {
+    let dir = &cfg.storage.dir;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        if std::fs::metadata(dir).is_ok_and(|m| m.uid() == 0) {
+            eprintln!(
+                "made {} (storage.dir), owned by root: give it to the service user \
+                 (chown scimd:scimd) before starting scimd",
+                dir.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn load_or_exit(
@@ -128,10 +156,7 @@ pub(crate) fn run_admin(
         {
             return Ok(lines);
         }
-        std::fs::create_dir_all(&cfg.storage.dir)
-            .map_err(|e| format!("cannot create {}: {e}", cfg.storage.dir.display()))?;
-        let store = scimd::store::Store::open(&cfg.storage.db_path(), 16 << 20)
-            .map_err(|e| e.to_string())?;
+        let store = open_store(cfg)?;
         let tenant = req["tenant"].as_str().unwrap_or_default().to_string();
         let mut out = Vec::new();
         let end = match req["cmd"].as_str() {
@@ -299,6 +324,10 @@ pub(crate) fn restore(config: &std::path::Path, from: &std::path::Path) -> ExitC
         .is_some()
     {
         eprintln!("scimd is running on this database; stop it first (systemctl stop scimd)");
+        return ExitCode::FAILURE;
+    }
+    if let Err(e) = make_state_dir(&cfg) {
+        eprintln!("{e}");
         return ExitCode::FAILURE;
     }
     match scimd::store::restore(from, &cfg.storage.db_path()) {

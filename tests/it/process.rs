@@ -392,6 +392,28 @@ async fn backup_during_writes_restore_and_verify() {
         .await;
     assert_eq!(g["Resources"][0]["members"][0]["value"], before[0].as_str());
     drop(p);
+    // A new machine, never started: restore makes the state directory, and status and
+    // verify read the restored file.
+    let fresh = tempfile::tempdir().unwrap();
+    let fresh_cfg = fresh.path().join("scimd.toml");
+    std::fs::write(
+        &fresh_cfg,
+        config_text(fresh.path(), &token_line("okta", "tok")),
+    )
+    .unwrap();
+    for args in [
+        vec!["restore", "--from", backup.to_str().unwrap()],
+        vec!["verify"],
+        vec!["status"],
+    ] {
+        let out = scimd_cmd(&fresh_cfg, &args);
+        assert!(
+            out.status.success(),
+            "{args:?} on a fresh host: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(fresh.path().join("state/scimd.redb").exists());
 }
 
 #[test]
