@@ -63,7 +63,14 @@ impl<'t> W<'t> {
     }
 
     /// Check phase for a user write: the seat a user becoming active gets, or the refusal.
-    fn seat_check(&mut self, actor: &Actor, was_active: bool, now_active: bool) -> R<Option<Seat>> {
+    /// `existing` is the user being reactivated; a refused create has no id to name.
+    fn seat_check(
+        &mut self,
+        actor: &Actor,
+        existing: Option<u128>,
+        was_active: bool,
+        now_active: bool,
+    ) -> R<Option<Seat>> {
         if was_active || !now_active {
             return Ok(Ok(None));
         }
@@ -71,7 +78,7 @@ impl<'t> W<'t> {
             Ok(seat) => Ok(Ok(Some(seat))),
             Err(e) => {
                 // Refused writes change no resource, but the feed says a seat was refused.
-                self.emit_plan(actor, "plan.seat_rejected", None, None)?;
+                self.emit_plan(actor, "plan.seat_rejected", existing, None)?;
                 Ok(Err(e))
             }
         }
@@ -212,7 +219,7 @@ impl<'t> W<'t> {
         };
         let activity = (plan::is_active(&old.body), plan::is_active(&body));
         let is_user = rt.kind == Kind::User;
-        let seat = match self.seat_check(actor, activity.0, activity.1 && is_user)? {
+        let seat = match self.seat_check(actor, Some(id), activity.0, activity.1 && is_user)? {
             Ok(s) => s,
             Err(e) => return Ok(Err(e)),
         };
@@ -711,7 +718,7 @@ impl Store {
                 None => Vec::new(),
             };
             let active = kind == Kind::User && plan::is_active(&input.body);
-            let seat = match w.seat_check(&actor, false, active)? {
+            let seat = match w.seat_check(&actor, None, false, active)? {
                 Ok(s) => s,
                 Err(e) => return Ok(Err(e)),
             };
