@@ -254,10 +254,13 @@ impl Parser {
     }
 
     fn unary(&mut self, depth: usize) -> ScimResult<Filter> {
-        if depth >= self.max_depth {
+        if depth > self.max_depth {
             return Err(err(
                 self.at(),
-                format!("nested deeper than {} levels", self.max_depth),
+                format!(
+                    "nested deeper than {} levels (of parentheses and `not`)",
+                    self.max_depth
+                ),
             ));
         }
         if self.keyword("not") {
@@ -427,7 +430,7 @@ pub fn parse(input: &str) -> ScimResult<Filter> {
 pub fn parse_with(input: &str, limits: Limits) -> ScimResult<Filter> {
     if input.len() > limits.max_len {
         return Err(ScimError::invalid_filter(format!(
-            "the filter is {} characters long; the limit is {}",
+            "the filter is {} bytes long; the limit is {}",
             input.len(),
             limits.max_len
         )));
@@ -1269,6 +1272,9 @@ mod tests {
         assert!(parse(&deep).unwrap_err().detail.contains("nested deeper"));
         let ok = format!("{}a pr{}", "(".repeat(20), ")".repeat(20));
         assert!(parse(&ok).is_ok());
+        // The limit is the most levels allowed, exactly.
+        let nest = |n: usize| parse(&format!("{}a pr{}", "(".repeat(n), ")".repeat(n)));
+        assert!(nest(MAX_DEPTH).is_ok() && nest(MAX_DEPTH + 1).is_err());
         assert!(
             parse(&"not ".repeat(100))
                 .unwrap_err()

@@ -60,7 +60,7 @@ async fn filter_and_patch_limits_follow_the_config_and_are_advertised() {
         400,
         Some("invalidFilter"),
     );
-    let shallow = "((userName%20eq%20%22lim@x%22))";
+    let shallow = "(((userName%20eq%20%22lim@x%22)))";
     assert_eq!(
         crate::harness::total(&s.get(&format!("/Users?filter={shallow}")).await),
         1
