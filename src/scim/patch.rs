@@ -201,10 +201,16 @@ fn apply_one(
         return apply_no_path(kind, id, op, input, member_ops);
     };
     // Null means absent (idp-notes §8): `replace` with null removes the path, `add` of
-    // nothing changes nothing.
+    // nothing changes nothing. A null for an attribute whose absence reads as a value
+    // (`active`) says nothing either, as in a PUT: it never reactivates a user.
     if op.value.as_ref().is_some_and(Value::is_null) {
+        let defaulted = || {
+            matches!(path::parse(kind, raw_path), Ok(Parsed::Known(p))
+                if p.filter.is_none() && p.sub.is_none() && p.attr.def.unset.is_some())
+        };
         return match op.op {
             OpKind::Add => Ok(()),
+            OpKind::Replace if defaulted() => Ok(()),
             _ => {
                 let clear = Operation {
                     op: OpKind::Remove,
@@ -588,6 +594,30 @@ mod tests {
             "emails": [{"value": "b@work", "type": "work", "primary": true},
                        {"value": "b@home", "type": "home"}],
             "name": {"givenName": "Barbara", "familyName": "Jensen"}})
+    }
+
+    #[test]
+    fn a_null_active_never_reactivates_but_a_remove_clears_it() {
+        let off = json!({"userName": "u", "active": false, "title": "t"});
+        for ops in [
+            json!([{"op": "replace", "path": "active", "value": null}]),
+            json!([{"op": "Replace", "value": {"active": null, "title": null}}]),
+            json!([{"op": "add", "path": "active", "value": null}]),
+            json!([{"op": "replace", "path": "active", "value": ""}]),
+        ] {
+            let out = run(Kind::User, off.clone(), ops.clone()).unwrap();
+            assert_eq!(out.body.get("active"), Some(&json!(false)), "{ops}");
+        }
+        // Other attributes still clear on null.
+        let out = run(
+            Kind::User,
+            off.clone(),
+            json!([{"op": "replace", "path": "title", "value": null}]),
+        )
+        .unwrap();
+        assert!(!out.body.contains_key("title"));
+        let out = run(Kind::User, off, json!([{"op": "remove", "path": "active"}])).unwrap();
+        assert!(!out.body.contains_key("active"));
     }
 
     #[test]

@@ -153,10 +153,12 @@ pub fn apply_key(
         return Ok(());
     }
     // A template's unset `"active": ""` says nothing. Read as absent it would mean true, and
-    // silently reactivate a suspended user: it leaves the value as it is.
+    // silently reactivate a suspended user: it leaves the value as it is. So does a null for
+    // an attribute whose absence reads as a value (`active`).
     if sub.is_none()
         && attr.def.ty == AttrType::Boolean
-        && value.as_str().is_some_and(|v| v.trim().is_empty())
+        && (value.as_str().is_some_and(|v| v.trim().is_empty())
+            || (value.is_null() && attr.def.unset.is_some()))
     {
         let path = match attr.ext {
             Some(urn) => format!("{urn}:{}", attr.def.name),
