@@ -9,7 +9,7 @@ use std::fmt;
 use serde_json::Value;
 
 use super::error::{ScimError, ScimResult};
-use super::schema::{AttrDef, AttrType, Kind, Rt, resolve};
+use super::schema::{AttrDef, AttrType, Kind, Returned, Rt, resolve};
 
 pub const MAX_FILTER_LEN: usize = 8192;
 pub const MAX_DEPTH: usize = 32;
@@ -491,6 +491,18 @@ fn resolve_path(scope: Scope, p: &AttrPath) -> ScimResult<AttrPath> {
         ScimError::invalid_filter(format!("the filter names an unknown attribute \"{full}\""))
     };
     let (def, sub) = lookup(scope, p).ok_or_else(unknown)?;
+    // An attribute never returned (`password`, a secret extension value) is not matched
+    // either: a filter on it would let a client test guesses of its value.
+    if [Some(def), sub]
+        .into_iter()
+        .flatten()
+        .any(|d| d.returned == Returned::Never)
+    {
+        return Err(ScimError::invalid_filter(format!(
+            "\"{}\" is never returned, so it cannot be filtered on",
+            p.name
+        )));
+    }
     let urn = match scope {
         Scope::Resource(kind) => resolve(kind, p.urn.as_deref(), &p.name)
             .and_then(|a| a.ext)
@@ -1135,6 +1147,18 @@ mod tests {
         assert!(on("active pr", &unset) && !on("active eq null", &unset));
         assert!(on("userName sw \"a\" and active eq true", &unset));
         assert!(on("active eq false", &off) && !on("active eq true", &off));
+    }
+
+    #[test]
+    fn a_never_returned_attribute_cannot_be_filtered_on() {
+        for f in [
+            "password eq \"x\"",
+            "password pr",
+            "userName pr and not (password sw \"a\")",
+        ] {
+            let e = parse_for(Kind::User, f).unwrap_err();
+            assert_eq!(e.scim_type, Some(ScimType::InvalidFilter), "{f}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::error::{ScimError, ScimResult};
 use super::resource::{Body, container};
-use super::schema::{AttrDef, AttrRef, AttrType, Rt, resolve, split_urn};
+use super::schema::{AttrDef, AttrRef, AttrType, Returned, Rt, resolve, split_urn};
 
 #[derive(Debug, Clone)]
 pub struct SortSpec {
@@ -46,6 +46,16 @@ impl SortSpec {
             None if attr.def.is_complex() => Some(attr.def.sub("value").ok_or_else(unknown)?),
             None => None,
         };
+        // Sorting by a value never returned would leak its order.
+        if [Some(attr.def), sub]
+            .into_iter()
+            .flatten()
+            .any(|d| d.returned == Returned::Never)
+        {
+            return Err(ScimError::invalid_value(format!(
+                "sortBy: \"{sort_by}\" is never returned, so it cannot be sorted by"
+            )));
+        }
         let descending = match sort_order.map(|s| s.trim().to_ascii_lowercase()) {
             None => false,
             Some(o) if o.is_empty() || o == "ascending" => false,

@@ -341,4 +341,30 @@ async fn never_and_request_attributes_stay_out_of_answers_unless_asked() {
     let whole = s.get(&format!("/Users/{id}?attributes={EXT}")).await;
     assert_eq!(whole.body[EXT].get("note"), Some(&json!("n")));
     assert!(whole.body[EXT].get("pin").is_none());
+    // Nor can a client probe a never-returned value by filtering or sorting on it.
+    for q in [
+        format!("filter={EXT}:pin%20eq%20%221234%22"),
+        format!("filter={EXT}:card.number%20sw%20%224%22"),
+        "filter=password%20pr".to_string(),
+        format!("filter=userName%20pr&sortBy={EXT}:pin"),
+    ] {
+        let r = s.get(&format!("/Users?{q}")).await;
+        assert_eq!(r.status, 400, "{q}: {}", r.body);
+        assert!(
+            r.body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("never returned"),
+            "{}",
+            r.body
+        );
+    }
+    // The request-only attribute stays filterable.
+    assert_eq!(
+        total(
+            &s.get(&format!("/Users?filter={EXT}:note%20eq%20%22n%22"))
+                .await
+        ),
+        1
+    );
 }
