@@ -10,23 +10,6 @@ macro_rules! say {
 
 mod cli;
 
-fn say_line(args: std::fmt::Arguments) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("scimd: cannot write the output: {e}");
-        }
-        // 141 is how a shell reports a command ended by a closed pipe (128 + SIGPIPE).
-        let code = if e.kind() == std::io::ErrorKind::BrokenPipe {
-            141
-        } else {
-            1
-        };
-        std::process::exit(code);
-    }
-}
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -419,5 +402,22 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+    }
+}
+
+fn say_line(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("scimd: cannot write the output: {e}");
+        }
+        // 141 is how a shell reports a command ended by a closed pipe (128 + SIGPIPE).
+        let code = if e.kind() == std::io::ErrorKind::BrokenPipe {
+            141
+        } else {
+            1
+        };
+        std::process::exit(code);
     }
 }

@@ -182,6 +182,7 @@ mod tests {
             SortKey::Text("2026-01-01T00:00:01.000000000Z".into())
         );
     }
+
     #[test]
     fn an_unset_active_sorts_as_true() {
         let sort = SortSpec::parse(super::super::schema::Kind::User, "active", None).unwrap();

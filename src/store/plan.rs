@@ -2,9 +2,8 @@
 //! most `test_threshold` active users it is in testing mode (existing paid members keep their
 //! seats); past it, exactly the active seated users are paid. The mode counts every active
 //! user, seated or not: users put on the free plan by the seat limit are still a roll-out
-//! past testing. Counters live in
-//! the same transaction as the user writes, so the mode switches on the write that crosses
-//! the threshold.
+//! past testing. Counters live in the same transaction as the user writes, so the mode
+//! switches on the write that crosses the threshold.
 
 use std::collections::BTreeSet;
 
