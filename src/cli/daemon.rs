@@ -66,7 +66,7 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
     // heap, and 64 of them under a burst of scans tripled the resident memory.
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .max_blocking_threads(8)
+        .max_blocking_threads(scimd::store::READ_THREADS)
         .build()
     {
         Ok(rt) => rt,

@@ -202,7 +202,10 @@ async fn get_group_streamed(app: &App, ctx: &Ctx, id: &str) -> ScimResult<Resp> 
     let mut head = serde_json::to_string(&Value::Object(head)).unwrap_or_default();
     head.pop(); // the closing brace: members follow
     head.push_str(",\"members\":[");
-    let mut batches = app.store.member_batches(ctx.principal.tenant.clone(), gid);
+    let stall = std::time::Duration::from_secs(ctx.rt.config.server.request_timeout_secs);
+    let mut batches = app
+        .store
+        .member_batches(ctx.principal.tenant.clone(), gid, stall);
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
     let base = ctx.base.clone();
     tokio::spawn(async move {

@@ -13,7 +13,7 @@ use crate::scim::filter::{self, ForType};
 use crate::scim::projection::Projection;
 use crate::scim::schema::{Kind, LIST_RESPONSE, SEARCH_REQUEST};
 use crate::scim::sort::SortSpec;
-use crate::store::{ListQuery, SortMark};
+use crate::store::{ListQuery, MemberBatch, SortMark};
 
 /// List parameters, from a query string or a SearchRequest body.
 #[derive(Debug, Default)]
@@ -305,15 +305,21 @@ pub(super) async fn list(
 
 /// Write a group's members, batch by batch, as the elements of a JSON array (the caller
 /// writes the brackets), projected member by member when a projection narrows them. False
-/// when the client has gone.
+/// when the client has gone or the stream was cut short: the caller then leaves the answer
+/// unfinished (invalid JSON), so that no client takes part of a list for all of it.
 pub(super) async fn send_members(
     tx: &tokio::sync::mpsc::Sender<bytes::Bytes>,
-    batches: &mut tokio::sync::mpsc::Receiver<Vec<(u128, Kind)>>,
+    batches: &mut tokio::sync::mpsc::Receiver<MemberBatch>,
     base: &str,
     narrowed: Option<(&Projection, crate::scim::schema::Rt)>,
 ) -> bool {
     let mut first = true;
-    while let Some(batch) = batches.recv().await {
+    loop {
+        let batch = match batches.recv().await {
+            Some(MemberBatch::Members(b)) => b,
+            Some(MemberBatch::End) => return true,
+            None => return false,
+        };
         let mut chunk = String::with_capacity(batch.len() * 120);
         let mut push = |fragment: &str| {
             if !first {
@@ -344,7 +350,6 @@ pub(super) async fn send_members(
             return false;
         }
     }
-    true
 }
 
 /// A list page holding groups with their members: written as it is read, each group's members
@@ -374,6 +379,7 @@ fn streamed_list(
         tail.push_str(&format!(",\"nextCursor\":\"{n}\""));
     }
     tail.push('}');
+    let stall = std::time::Duration::from_secs(ctx.rt.config.server.request_timeout_secs);
     let (store, tenant, base) = (
         app.store.clone(),
         ctx.principal.tenant.clone(),
@@ -404,7 +410,7 @@ fn streamed_list(
             if tx.send(text.into()).await.is_err() {
                 return;
             }
-            let mut batches = store.member_batches(tenant.clone(), gid.unwrap_or_default());
+            let mut batches = store.member_batches(tenant.clone(), gid.unwrap_or_default(), stall);
             let narrowed = narrowed.as_ref().map(|p| (p, group_rt));
             if !send_members(&tx, &mut batches, &base, narrowed).await
                 || tx.send(bytes::Bytes::from_static(b"]}")).await.is_err()

@@ -235,7 +235,7 @@ fn apply_one(
     }
     let p = match path::parse(kind, raw_path)? {
         Parsed::Unknown(u) => {
-            input.ignored.attributes.push(u);
+            input.ignored.attr(&u);
             return Ok(());
         }
         Parsed::Known(p) => p,

@@ -146,6 +146,7 @@ impl Store {
         let inline = q.sort.is_none()
             && (short_page || q.filter.as_ref().is_some_and(|f| is_point(kind, f)))
             && !(q.with_refs && kind == Kind::Group);
+        let share = tenant.clone();
         let read = move |r: &ReadSide| {
             let t = tenant.as_str();
             let start = q.start_index.max(1);
@@ -441,7 +442,7 @@ impl Store {
         if inline {
             self.read_now(read)
         } else {
-            self.read(read).await
+            self.read(&share, read).await
         }
     }
 }

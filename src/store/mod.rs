@@ -38,6 +38,7 @@ pub use backup::restore;
 pub use events::{Actor, Event, Retention};
 pub use plan_list::{PlanCursor, PlanEntry, PlanFrom, PlanPage, PlanSummary};
 pub use query::{ListPage, ListQuery, SortMark, SortSpec, StoredPage};
+pub use read::MemberBatch;
 
 /// A storage result holding a SCIM-level answer: the outer error is storage failing, the
 /// inner one the request being refused.
@@ -89,6 +90,30 @@ struct Shared {
     faults: Faults,
     /// Set by a job of the running batch: commit this batch with the allocator record.
     record_allocator: std::sync::atomic::AtomicBool,
+    /// Each tenant's share of the read threads (see `TENANT_READS`).
+    shares: Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
+}
+
+/// Threads the daemon gives reads that may take long (scans, pages, member streams).
+pub const READ_THREADS: usize = 8;
+
+/// How many of them one tenant may hold at once: another tenant's reads always find a
+/// thread, whatever the first one asks (eight slow scans or stalled member streams of one
+/// tenant would otherwise hold them all).
+const TENANT_READS: usize = READ_THREADS / 2;
+
+impl Shared {
+    /// A turn on the read threads for `tenant`, waiting while it holds its share.
+    async fn read_turn(&self, tenant: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let share = {
+            let mut shares = self.shares.lock().unwrap_or_else(|p| p.into_inner());
+            shares
+                .entry(tenant.to_string())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(TENANT_READS)))
+                .clone()
+        };
+        share.acquire_owned().await.ok()
+    }
 }
 
 /// Beginning a read transaction and opening its tables costs as much as a point lookup, so
@@ -234,6 +259,7 @@ impl Store {
             cache_bytes,
             faults: Faults::default(),
             record_allocator: Default::default(),
+            shares: Mutex::default(),
         };
         let existed = path.exists();
         let db = shared.open_db().map_err(open_err)?;
@@ -328,16 +354,18 @@ impl Store {
         .await
     }
 
-    /// Run `f` in a read snapshot on the blocking pool: for reads that may visit many
-    /// records (scans, pages, member lists).
-    async fn read<T, F>(&self, f: F) -> ScimResult<T>
+    /// Run `f` in a read snapshot on the blocking pool, within `tenant`'s share of it: for
+    /// reads that may visit many records (scans, pages, member lists).
+    async fn read<T, F>(&self, tenant: &str, f: F) -> ScimResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&read::ReadSide) -> Result<ScimResult<T>, redb::Error> + Send + 'static,
     {
         let db = self.db()?;
         let shared = self.shared.clone();
+        let turn = shared.read_turn(tenant).await;
         let res = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             shared.faults.panic_if_set("a read");
             f(&*shared.snapshot(&db)?)
         })
@@ -589,15 +617,14 @@ impl Store {
             .unwrap_or(0)
     }
 
-    /// A cheap read of the layout version: proves the database answers.
+    /// A cheap read of the layout version: proves the database answers. On the calling
+    /// thread, so that a health check never waits behind long reads.
     pub async fn check(&self) -> ScimResult<u64> {
-        self.db()?;
-        self.read(|r| {
+        self.read_now(|r| {
             let t = r.txn().open_table(tables::META)?;
             let v = t.get("schema_version")?.map(|g| g.value()).unwrap_or(0);
             Ok(Ok(v))
         })
-        .await
     }
 }
 
@@ -1476,5 +1503,60 @@ mod tests {
         assert!(new_id() > id, "ids are ordered by creation");
         assert_eq!(parse_id("010101001010101011001010101011"), None);
         assert_eq!(parse_id("../etc/passwd"), None);
+    }
+
+    /// Member streams whose clients stop reading hold read threads only up to the tenant's
+    /// share and only for the stall time; another tenant's reads go on meanwhile.
+    #[test]
+    fn stalled_member_streams_hold_a_share_of_the_read_threads_for_a_bounded_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = Fixture::open(&dir.path().join("s.redb"));
+        let users = f.users(60);
+        let members: Vec<_> = users
+            .iter()
+            .map(|u| serde_json::json!({"value": format_id(*u)}))
+            .collect();
+        let g = f.create(
+            Kind::Group,
+            serde_json::json!({"displayName": "g", "members": members}),
+            None,
+        );
+        let stall = std::time::Duration::from_secs(2);
+        f.rt.block_on(async {
+            let mut streams: Vec<_> = (0..=TENANT_READS)
+                .map(|_| f.store.member_batches("t".into(), g, stall))
+                .collect();
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            // Nobody reads: the tenant's share of producers filled their queues, one waits.
+            let waiting: Vec<usize> = (0..streams.len())
+                .filter(|&i| streams[i].try_recv().is_err())
+                .collect();
+            assert_eq!(
+                waiting.len(),
+                1,
+                "one stream beyond the share waits its turn"
+            );
+            // Another tenant is not kept waiting.
+            let mut other = f.store.member_batches("other".into(), g, stall);
+            let got = tokio::time::timeout(std::time::Duration::from_secs(1), other.recv()).await;
+            assert!(matches!(got, Ok(Some(MemberBatch::End))), "{got:?}");
+            // Past the stall time the stalled producers give up, and the waiting one runs.
+            tokio::time::sleep(stall + std::time::Duration::from_millis(500)).await;
+            for (i, rx) in streams.iter_mut().enumerate() {
+                let mut n = 0;
+                let mut ended = false;
+                while let Some(m) = rx.recv().await {
+                    match m {
+                        MemberBatch::Members(b) => n += b.len(),
+                        MemberBatch::End => ended = true,
+                    }
+                }
+                if i == waiting[0] {
+                    assert!(ended && n == 60, "the waiting stream is whole: {n}");
+                } else {
+                    assert!(!ended && n < 60, "a stalled stream is cut short: {n}");
+                }
+            }
+        });
     }
 }

@@ -208,7 +208,7 @@ impl Store {
         tenant: String,
         rules: std::sync::Arc<plan::PlanRules>,
     ) -> ScimResult<PlanSummary> {
-        self.read(move |r: &ReadSide| {
+        self.read(&tenant.clone(), move |r: &ReadSide| {
             let t = tenant.as_str();
             let (mode, matched, unmatched) = r.plan_ctx(t, &rules)?;
             Ok(Ok(r.plan_counts(t, mode, &matched, unmatched.len())?))
@@ -228,7 +228,7 @@ impl Store {
         from: PlanFrom,
         count: u64,
     ) -> ScimResult<PlanPage> {
-        self.read(move |r: &ReadSide| {
+        self.read(&tenant.clone(), move |r: &ReadSide| {
             let t = tenant.as_str();
             let user = Kind::User.code();
             let (mode, matched, unmatched) = r.plan_ctx(t, &rules)?;

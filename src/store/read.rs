@@ -456,16 +456,16 @@ impl ReadSide {
 impl Store {
     /// Number of resources of a kind in a tenant.
     pub async fn count(&self, tenant: String, kind: Kind) -> ScimResult<u64> {
-        self.read(move |r: &ReadSide| {
+        self.read_now(move |r: &ReadSide| {
             let c = r.txn().open_table(COUNTS)?;
             Ok(Ok(plan::count(&c, &tenant, kind.code())?))
         })
-        .await
     }
 
     /// Every tenant with users or groups in the database, configured or not.
     pub async fn stored_tenants(&self) -> ScimResult<Vec<String>> {
-        self.read(move |r: &ReadSide| {
+        // For the console and metrics, whose share is the empty tenant name's.
+        self.read("", move |r: &ReadSide| {
             let c = r.txn().open_table(COUNTS)?;
             let mut names: Vec<String> = Vec::new();
             for e in c.iter()? {
@@ -487,7 +487,7 @@ impl Store {
         after: u64,
         limit: usize,
     ) -> ScimResult<(Vec<Event>, u64)> {
-        self.read(move |r: &ReadSide| {
+        self.read(&tenant.clone(), move |r: &ReadSide| {
             let table = r.txn().open_table(EVENTS)?;
             let seqs = r.txn().open_table(EVENT_SEQ)?;
             let t = tenant.as_str();
@@ -552,6 +552,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&[u8], u128, Option<Vec<Value>>) -> Option<T> + Send + 'static,
     {
+        let share = tenant.clone();
         let read = move |r: &ReadSide| {
             let t = tenant.as_str();
             let Some(nid) = parse_id(&id) else {
@@ -571,7 +572,7 @@ impl Store {
         };
         // A group's members can be millions: that read goes to the pool.
         if with_refs && kind == Kind::Group {
-            self.read(read).await
+            self.read(&share, read).await
         } else {
             self.read_now(read)
         }
@@ -580,49 +581,72 @@ impl Store {
 
 impl Store {
     /// A group's members in id order, in batches, from one read snapshot on the blocking
-    /// pool; the producer waits while the consumer is behind, so memory stays bounded.
+    /// pool (within the tenant's share of it), then `MemberBatch::End`. The producer waits
+    /// while the consumer is behind, so memory stays bounded, but at most `stall` for each
+    /// batch: a client that stops reading does not hold a read thread for ever. A stream
+    /// without `End` was cut short, and its answer must not be completed.
     pub fn member_batches(
         &self,
         tenant: String,
         group: u128,
-    ) -> tokio::sync::mpsc::Receiver<Vec<(u128, Kind)>> {
+        stall: std::time::Duration,
+    ) -> tokio::sync::mpsc::Receiver<MemberBatch> {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let db = self.db();
-        tokio::task::spawn_blocking(move || {
-            let db = match db {
-                Ok(db) => db,
-                Err(_) => return, // the receiver sees the stream end early
-            };
-            let run = || -> Result<(), redb::Error> {
-                let txn = redb::ReadableDatabase::begin_read(&*db)?;
-                let members = txn.open_table(GROUPID_MEMBERID)?;
-                let t = tenant.as_str();
-                let mut batch = Vec::with_capacity(MEMBER_BATCH);
-                for e in members.range((t, group, 0u128)..=(t, group, u128::MAX))? {
-                    let (k, v) = e?;
-                    let kind = if v.value() == Kind::Group.code() {
-                        Kind::Group
-                    } else {
-                        Kind::User
-                    };
-                    batch.push((k.value().2, kind));
-                    if batch.len() == MEMBER_BATCH
-                        && tx.blocking_send(std::mem::take(&mut batch)).is_err()
-                    {
-                        return Ok(()); // the client went away
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let turn = shared.read_turn(&tenant).await;
+            let handle = tokio::runtime::Handle::current();
+            let produce = move || {
+                let _turn = turn;
+                let Ok(db) = db else {
+                    return; // the receiver sees no End
+                };
+                let send = |m: MemberBatch| {
+                    handle
+                        .block_on(tokio::time::timeout(stall, tx.send(m)))
+                        .is_ok_and(|sent| sent.is_ok())
+                };
+                let run = || -> Result<(), redb::Error> {
+                    let txn = redb::ReadableDatabase::begin_read(&*db)?;
+                    let members = txn.open_table(GROUPID_MEMBERID)?;
+                    let t = tenant.as_str();
+                    let mut batch = Vec::with_capacity(MEMBER_BATCH);
+                    for e in members.range((t, group, 0u128)..=(t, group, u128::MAX))? {
+                        let (k, v) = e?;
+                        let kind = if v.value() == Kind::Group.code() {
+                            Kind::Group
+                        } else {
+                            Kind::User
+                        };
+                        batch.push((k.value().2, kind));
+                        if batch.len() == MEMBER_BATCH
+                            && !send(MemberBatch::Members(std::mem::take(&mut batch)))
+                        {
+                            return Ok(()); // the client went away or stopped reading
+                        }
                     }
+                    if batch.is_empty() || send(MemberBatch::Members(batch)) {
+                        send(MemberBatch::End);
+                    }
+                    Ok(())
+                };
+                if let Err(e) = run() {
+                    tracing::error!(error = %e, "reading group members failed");
                 }
-                if !batch.is_empty() {
-                    let _ = tx.blocking_send(batch);
-                }
-                Ok(())
             };
-            if let Err(e) = run() {
-                tracing::error!(error = %e, "reading group members failed");
-            }
+            let _ = tokio::task::spawn_blocking(produce).await;
         });
         rx
     }
+}
+
+/// One message of a group's member stream (`Store::member_batches`).
+#[derive(Debug)]
+pub enum MemberBatch {
+    Members(Vec<(u128, Kind)>),
+    /// Every member was sent.
+    End,
 }
 
 #[cfg(test)]
