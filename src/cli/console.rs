@@ -229,23 +229,13 @@ pub(crate) fn backup(config: &std::path::Path, to: &std::path::Path) -> ExitCode
         Err(c) => return c,
     };
     let made = std::path::PathBuf::from(end["backup"].as_str().unwrap_or_default());
-    // Owner-only like the database itself, whatever the umask: it holds the whole directory.
-    let owner_only = |p: &std::path::Path| {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = p;
-            Ok(())
-        }
-    };
-    if let Err(e) = std::fs::copy(&made, to)
-        .and_then(|_| owner_only(to))
-        .and_then(|_| std::fs::File::open(to)?.sync_all())
-    {
+    // Owner-only like the database itself, whatever the umask, before the first byte: it
+    // holds the whole directory.
+    let copied = scimd::store::owner_only_file(to).and_then(|mut out| {
+        std::io::copy(&mut std::fs::File::open(&made)?, &mut out)?;
+        out.sync_all()
+    });
+    if let Err(e) = copied {
         eprintln!(
             "the backup is at {} but cannot be copied to {}: {e}",
             made.display(),

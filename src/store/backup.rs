@@ -46,6 +46,23 @@ fn copy_multi<K: Key + 'static, V: Key + 'static>(
     Ok(n)
 }
 
+/// Open `path` for writing, readable and writable by its owner only, before anything is
+/// written to it (a file that was there is emptied and made owner-only first).
+pub fn owner_only_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        o.mode(0o600);
+        let f = o.open(path)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        Ok(f)
+    }
+    #[cfg(not(unix))]
+    o.open(path)
+}
+
 /// Copy everything `r` sees into a new database at `to`; returns the number of rows.
 pub fn copy_all(r: &ReadTransaction, to: &Path) -> Result<u64, StoreError> {
     let fail = |source: redb::Error| StoreError::Open {
@@ -54,6 +71,11 @@ pub fn copy_all(r: &ReadTransaction, to: &Path) -> Result<u64, StoreError> {
     };
     let tmp = to.with_extension("partial");
     let _ = std::fs::remove_file(&tmp);
+    // Owner-only from its first byte: the copy holds the whole directory.
+    owner_only_file(&tmp).map_err(|e| StoreError::Io {
+        path: tmp.display().to_string(),
+        source: e,
+    })?;
     let db = Database::create(&tmp).map_err(|e| fail(e.into()))?;
     let w = db.begin_write().map_err(|e| fail(e.into()))?;
     let rows = (|| -> Result<u64, redb::Error> {
@@ -166,4 +188,24 @@ pub fn restore(from: &Path, db: &Path) -> Result<Option<std::path::PathBuf>, Str
     };
     std::fs::rename(&tmp, db).map_err(|e| e.to_string())?;
     Ok(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(unix)]
+    #[test]
+    fn an_owner_only_file_is_emptied_and_made_owner_only_before_it_is_written() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("b.redb");
+        std::fs::write(&p, b"old").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let f = super::owner_only_file(&p).unwrap();
+        let m = f.metadata().unwrap();
+        assert_eq!((m.permissions().mode() & 0o777, m.len()), (0o600, 0));
+        let fresh = dir.path().join("new.redb");
+        super::owner_only_file(&fresh).unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
 }
