@@ -2,8 +2,6 @@
 //! Tokens are kept only as SHA-256 digests and compared in constant time; they never reach
 //! a log line.
 
-use std::collections::HashMap;
-
 use base64::Engine;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -29,7 +27,7 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex(s: &str) -> Option<[u8; 32]> {
+pub fn unhex(s: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
     if s.len() != 64 {
         return None;
@@ -52,12 +50,24 @@ pub struct Principal {
 /// Token digests of every tenant, built from the configuration.
 #[derive(Debug, Default)]
 pub struct Tokens {
-    by_digest: HashMap<[u8; 32], (Vec<u8>, Principal)>,
+    known: Vec<([u8; 32], Principal)>,
+}
+
+/// The token of an `Authorization: Bearer <token>` value (scheme in any case), if any.
+pub fn bearer(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Whether `token`'s digest is `want`, compared in constant time.
+pub fn is_token(token: &str, want: &[u8; 32]) -> bool {
+    bool::from(digest(token).ct_eq(want))
 }
 
 impl Tokens {
     pub fn from_config(cfg: &Config) -> Tokens {
-        let mut by_digest = HashMap::new();
+        let mut known = Vec::new();
         for (tenant, t) in &cfg.tenants {
             for tok in &t.tokens {
                 if let Some(d) = unhex(&tok.sha256.to_ascii_lowercase()) {
@@ -66,35 +76,31 @@ impl Tokens {
                         token_name: tok.name.clone(),
                         scope: tok.scope,
                     };
-                    by_digest.insert(d, (d.to_vec(), p));
+                    known.push((d, p));
                 }
             }
         }
-        Tokens { by_digest }
+        Tokens { known }
     }
 
     /// The principal for an `Authorization` header value, if it holds a known Bearer token
-    /// (and, with a tenant in the URL, one of that tenant's tokens).
+    /// (and, with a tenant in the URL, one of that tenant's tokens). The presented token's
+    /// digest is compared with every stored one in constant time, and the time taken does
+    /// not depend on which one (if any) matches: a map lookup would stop at the first byte
+    /// that differs.
     pub fn authenticate(
         &self,
         header: Option<&str>,
         url_tenant: Option<&str>,
     ) -> Option<Principal> {
-        let value = header?.trim();
-        let (scheme, token) = value.split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return None;
+        let d = digest(bearer(header?)?);
+        let mut found = None;
+        for (stored, p) in &self.known {
+            if bool::from(stored.ct_eq(&d)) {
+                found = Some(p);
+            }
         }
-        let token = token.trim();
-        if token.is_empty() {
-            return None;
-        }
-        let d = digest(token);
-        // The map lookup finds the candidate; the constant-time compare is the decision.
-        let (stored, p) = self.by_digest.get(&d)?;
-        if !bool::from(stored.as_slice().ct_eq(&d)) {
-            return None;
-        }
+        let p = found?;
         match url_tenant {
             Some(t) if t != p.tenant => None,
             _ => Some(p.clone()),

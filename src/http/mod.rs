@@ -218,11 +218,16 @@ impl App {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let started = Instant::now();
+        if let Some(e) = malformed(&req) {
+            tracing::info!(target: "scimd::request", %peer, method = %method, status = 400,
+                detail = e.detail, "request refused");
+            return response::error(&e);
+        }
         if req.uri().path() == "/healthz" {
             return self.health().await;
         }
         if req.uri().path() == "/metrics" {
-            return self.metrics_page(&req).await;
+            return self.metrics_page(&req, peer).await;
         }
         if let Some(tenant) = sso::match_path(req.uri().path()) {
             let resp = sso::handle(req, tenant, &self.runtime()).await;
@@ -336,13 +341,7 @@ impl App {
             let tenant = match (&route.tenant, auth) {
                 (Some(t), Some(_)) => match rt.tokens.authenticate(auth, Some(t)) {
                     Some(p) => Some(p.tenant),
-                    None => {
-                        return Err(ScimError::new(
-                            401,
-                            None,
-                            "the bearer token is not valid for this tenant",
-                        ));
-                    }
+                    None => return Ok((self.refused(peer, auth, true), None)),
                 },
                 (Some(_), None) => None,
                 (None, _) => rt.tokens.authenticate(auth, None).map(|p| p.tenant),
@@ -380,63 +379,7 @@ impl App {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         let Some(principal) = rt.tokens.authenticate(auth, route.tenant.as_deref()) else {
-            let bearer = auth.and_then(|a| {
-                a.split_once(' ').filter(|(scheme, token)| {
-                    scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()
-                })
-            });
-            let detail = match (auth, bearer) {
-                (None, _) => "missing Authorization header; send \"Authorization: Bearer <token>\"",
-                (Some(_), Some(_)) if route.tenant.is_some() => {
-                    "the bearer token is not valid for this tenant"
-                }
-                (Some(_), Some(_)) => "the bearer token is not valid",
-                (Some(a), None) if a.trim().to_ascii_lowercase().starts_with("bearer") => {
-                    "the Authorization header holds no token; send \"Authorization: Bearer <token>\""
-                }
-                (Some(_), None) => {
-                    "only bearer tokens are accepted; send \"Authorization: Bearer <token>\""
-                }
-            };
-            // Only wrong tokens are charged, per source address: a valid token is never
-            // slowed down, even from an address shared with a misconfigured neighbour, and a
-            // request without a token guesses nothing.
-            if bearer.is_some()
-                && let Err(wait) = self.auth_failures.check(
-                    &peer.ip().to_string(),
-                    AUTH_FAIL_RATE,
-                    AUTH_FAIL_BURST,
-                    Instant::now(),
-                )
-            {
-                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-                tracing::warn!(%peer, "repeated authentication failures; throttling this address");
-                let e = ScimError::new(
-                    429,
-                    None,
-                    format!(
-                        "too many failed authentications from this address; retry after {secs} s"
-                    ),
-                );
-                let resp = response::with_header(
-                    response::error(&e),
-                    header::RETRY_AFTER,
-                    &secs.to_string(),
-                );
-                return Ok((resp, None));
-            }
-            let e = ScimError::new(401, None, detail);
-            // RFC 6750 §3.1: a token that was sent and refused is `invalid_token`; a request
-            // without one gets no error code.
-            if bearer.is_some() {
-                let resp = response::with_header(
-                    response::error(&e),
-                    header::WWW_AUTHENTICATE,
-                    "Bearer realm=\"scimd\", error=\"invalid_token\"",
-                );
-                return Ok((resp, None));
-            }
-            return Err(e);
+            return Ok((self.refused(peer, auth, route.tenant.is_some()), None));
         };
         // From here on a refusal is logged and counted under the tenant and token it came with.
         let served = self
@@ -526,36 +469,71 @@ impl App {
     }
 
     /// `GET /metrics`: Prometheus text, for the holder of `server.metrics_token_sha256`.
-    async fn metrics_page<B>(&self, req: &Request<B>) -> Resp {
+    /// The answer to a request whose token was missing or refused: 401 with the reason, or
+    /// 429 once this address has sent too many wrong tokens. Only wrong tokens are charged,
+    /// per source address, wherever they are sent (SCIM, discovery, metrics): a valid token
+    /// is never slowed down, even from an address shared with a misconfigured neighbour, and
+    /// a request without a token guesses nothing.
+    fn refused(&self, peer: SocketAddr, auth: Option<&str>, tenant_named: bool) -> Resp {
+        let sent = auth.and_then(crate::auth::bearer).is_some();
+        let detail = match auth {
+            None => "missing Authorization header; send \"Authorization: Bearer <token>\"",
+            Some(_) if sent && tenant_named => "the bearer token is not valid for this tenant",
+            Some(_) if sent => "the bearer token is not valid",
+            Some(a) if a.trim().to_ascii_lowercase().starts_with("bearer") => {
+                "the Authorization header holds no token; send \"Authorization: Bearer <token>\""
+            }
+            Some(_) => "only bearer tokens are accepted; send \"Authorization: Bearer <token>\"",
+        };
+        if sent
+            && let Err(wait) = self.auth_failures.check(
+                &peer.ip().to_string(),
+                AUTH_FAIL_RATE,
+                AUTH_FAIL_BURST,
+                Instant::now(),
+            )
+        {
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            tracing::warn!(%peer, "repeated authentication failures; throttling this address");
+            let e = ScimError::new(
+                429,
+                None,
+                format!("too many failed authentications from this address; retry after {secs} s"),
+            );
+            return response::with_header(
+                response::error(&e),
+                header::RETRY_AFTER,
+                &secs.to_string(),
+            );
+        }
+        let e = ScimError::new(401, None, detail);
+        // RFC 6750 §3.1: a token that was sent and refused is `invalid_token`; a request
+        // without one gets no error code.
+        let challenge = if sent {
+            "Bearer realm=\"scimd\", error=\"invalid_token\""
+        } else {
+            "Bearer realm=\"scimd\""
+        };
+        response::with_header(response::error(&e), header::WWW_AUTHENTICATE, challenge)
+    }
+
+    async fn metrics_page<B>(&self, req: &Request<B>, peer: SocketAddr) -> Resp {
         let rt = self.runtime();
         let Some(want) = rt.config.server.metrics_token_sha256.clone() else {
             return response::error(&ScimError::not_found(
                 "metrics are off: set server.metrics_token_sha256",
             ));
         };
-        let given = req
+        let auth = req
             .headers()
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(|t| crate::auth::digest(t.trim()));
-        let ok = given.is_some_and(|d| {
-            use subtle::ConstantTimeEq;
-            bool::from(
-                crate::auth::hex(&d)
-                    .as_bytes()
-                    .ct_eq(want.to_ascii_lowercase().as_bytes()),
-            )
+            .and_then(|v| v.to_str().ok());
+        let ok = crate::auth::unhex(&want.to_ascii_lowercase()).is_some_and(|want| {
+            auth.and_then(crate::auth::bearer)
+                .is_some_and(|t| crate::auth::is_token(t, &want))
         });
         if !ok {
-            return response::error(&ScimError::new(
-                401,
-                None,
-                "the metrics token is missing or wrong",
-            ));
+            return self.refused(peer, auth, false);
         }
         let mut out = String::new();
         self.metrics.render(&mut out);
@@ -686,6 +664,48 @@ impl App {
             ScimError::invalid_syntax(format!("the request body is not valid JSON: {e}"))
         })
     }
+}
+
+/// What makes a request unanswerable whatever it asks (RFC 9112 §3.2, RFC 6750 §3.1): a
+/// Host header that is not a host and port (it becomes `meta.location` and `Location`
+/// when `public_url` is unset, so `evil.example/phish?` would be echoed to clients), an
+/// HTTP/1.1 request without one, or several Authorization headers (which one is meant?).
+fn malformed<B>(req: &Request<B>) -> Option<ScimError> {
+    let host = req.headers().get(header::HOST);
+    if let Some(h) = host {
+        let ok = h
+            .to_str()
+            .ok()
+            .and_then(|h| h.parse::<http::uri::Authority>().ok())
+            .is_some_and(|a| !a.as_str().contains('@') && !a.host().is_empty());
+        if !ok {
+            return Some(ScimError::new(
+                400,
+                None,
+                "the Host header is not a host[:port]",
+            ));
+        }
+    } else if req.version() == http::Version::HTTP_11 {
+        return Some(ScimError::new(
+            400,
+            None,
+            "an HTTP/1.1 request must carry a Host header",
+        ));
+    }
+    if req
+        .headers()
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return Some(ScimError::new(
+            400,
+            None,
+            "the request carries more than one Authorization header; send one",
+        ));
+    }
+    None
 }
 
 /// `application/scim+json`, `application/json`, any other `+json` type, with any

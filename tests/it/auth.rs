@@ -185,3 +185,64 @@ async fn repeated_failures_are_throttled_without_locking_out_a_valid_token() {
         assert_eq!(s.get("/Users").await.status, 200);
     }
 }
+
+/// Wrong tokens count wherever they are tried: discovery under a tenant's URL and /metrics
+/// would otherwise answer 401 or 200 to unlimited guesses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_tokens_are_throttled_on_every_endpoint_that_checks_one() {
+    use scimd::auth::{digest, hex};
+    let s =
+        Srv::start_with(|c| c.server.metrics_token_sha256 = Some(hex(&digest("m-token")))).await;
+    let mut last = 0;
+    for i in 0..120 {
+        let path = match i % 2 {
+            0 => "/tenants/acme/scim/v2/ServiceProviderConfig".to_string(),
+            _ => format!("{}/metrics", s.url),
+        };
+        last = s
+            .call(Method::GET, &path, Some(&format!("guess-{i}")), None)
+            .await
+            .status;
+        assert!(i >= 100 || last == 401, "guess {i}: {last}");
+    }
+    assert_eq!(last, 429);
+    // The metrics token works, in any case of the scheme, from the same address.
+    let r = s
+        .call_with(
+            Method::GET,
+            &format!("{}/metrics", s.url),
+            None,
+            None,
+            &[("Authorization", "BEARER m-token")],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+}
+
+/// RFC 9112 §3.2 and RFC 6750: a request with a Host that is not a host, an HTTP/1.1 request
+/// without one, or with two Authorization headers is 400, never served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_host_and_two_authorization_headers_are_400() {
+    use crate::harness::wire;
+    let s = Srv::start().await;
+    let ask = |head: String| {
+        let request = format!("GET /scim/v2/Users HTTP/1.1\r\n{head}Connection: close\r\n\r\n");
+        let s = &s;
+        async move {
+            let a = wire::send(s, request.as_bytes()).await;
+            (a.status, a.head)
+        }
+    };
+    let token = format!("Authorization: Bearer {ACME}\r\n");
+    assert_eq!(ask(format!("Host: localhost\r\n{token}")).await.0, 200);
+    for head in [
+        format!("Host: evil.example:443/phish?\r\n{token}"),
+        format!("Host: user@evil.example\r\n{token}"),
+        token.clone(),
+        format!("Host: localhost\r\n{token}Authorization: Bearer {GLOBEX}\r\n"),
+    ] {
+        let (status, answer) = ask(head.clone()).await;
+        assert_eq!(status, 400, "{head:?}: {answer}");
+        assert!(!answer.contains("evil"), "{answer}");
+    }
+}
