@@ -61,14 +61,13 @@ where
             );
         }
     }
-    let target = match &tenant {
-        Some(t) => rt.config.tenants.get(t).and_then(|tc| {
-            tc.login_redirect_url
-                .clone()
-                .or_else(|| rt.config.server.login_redirect_url.clone())
-        }),
-        None => rt.config.server.login_redirect_url.clone(),
-    };
+    // A tenant's own target, else the server's, for a tenant name that exists or not: the
+    // answer must not tell which tenant names exist.
+    let target = tenant
+        .as_ref()
+        .and_then(|t| rt.config.tenants.get(t))
+        .and_then(|tc| tc.login_redirect_url.clone())
+        .or_else(|| rt.config.server.login_redirect_url.clone());
     let Some(target) = target else {
         return text(
             StatusCode::NOT_FOUND,
