@@ -681,7 +681,21 @@ fn figment_problems(err: figment::Error) -> Vec<String> {
                     _ => String::new(),
                 })
                 .unwrap_or_default();
-            let kind = e.kind.to_string();
+            // A TOML syntax error quotes the offending line, and that line may hold a token
+            // pasted where its hash belongs: keep the position and the reason, not the text,
+            // since this message also goes to the journal on a reload.
+            let kind = e
+                .kind
+                .to_string()
+                .lines()
+                .filter(|l| {
+                    !l.trim_start()
+                        .trim_start_matches(|c: char| c.is_ascii_digit())
+                        .trim_start()
+                        .starts_with('|')
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
             if key.is_empty() {
                 format!("{kind}{source}")
             } else {
@@ -813,6 +827,20 @@ tokens = [{ name = "okta", sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0
         );
         c.server.listen = "127.0.0.1:8080".into();
         assert!(c.problems().is_empty(), "{:?}", c.problems());
+    }
+
+    #[test]
+    fn a_syntax_error_names_its_place_but_not_the_text() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "bad.toml",
+                "[tenants.acme]\ntokens = [{ name = \"okta\", sha256 = scimd_SECRET123 }]\n",
+            )?;
+            let err = Config::load(Path::new("bad.toml")).unwrap_err().to_string();
+            assert!(err.contains("line 2"), "{err}");
+            assert!(!err.contains("SECRET"), "{err}");
+            Ok(())
+        });
     }
 
     #[test]
