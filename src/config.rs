@@ -505,6 +505,20 @@ impl Config {
                             p.push(format!("{key}: cannot read {}: {e}", path.display()));
                         }
                     }
+                    // A private key every user can read is a key anyone on the host can
+                    // impersonate the server with (ssh refuses such keys too).
+                    #[cfg(unix)]
+                    {
+                        use std::os::unix::fs::PermissionsExt;
+                        if std::fs::metadata(k).is_ok_and(|m| m.permissions().mode() & 0o004 != 0)
+                        {
+                            p.push(format!(
+                                "tls.key: {} is readable by every user; run `chmod o-r {0}` \
+                                 (group scimd, mode 0640, is what the service needs)",
+                                k.display()
+                            ));
+                        }
+                    }
                 }
                 (None, None, true) => {}
                 (None, None, false) => p.push(
@@ -827,6 +841,28 @@ tokens = [{ name = "okta", sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0
         );
         c.server.listen = "127.0.0.1:8080".into();
         assert!(c.problems().is_empty(), "{:?}", c.problems());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_private_key_every_user_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&cert, "c").unwrap();
+        std::fs::write(&key, "k").unwrap();
+        let mut c: Config = toml_cfg(GOOD);
+        c.tls.self_signed = false;
+        c.tls.cert = Some(cert);
+        c.tls.key = Some(key.clone());
+        let refused = |mode: u32| {
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+            c.problems()
+                .iter()
+                .any(|p| p.starts_with("tls.key") && p.contains("chmod o-r"))
+        };
+        assert!(refused(0o644));
+        assert!(!refused(0o640));
     }
 
     #[test]

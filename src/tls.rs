@@ -86,6 +86,13 @@ pub fn ensure_self_signed(dir: &Path) -> Result<(PathBuf, PathBuf), TlsError> {
         reason,
     };
     std::fs::create_dir_all(&tls_dir).map_err(|e| fail(e.to_string()))?;
+    // Owner-only whatever the umask (the key inside is written owner-only too).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tls_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| fail(e.to_string()))?;
+    }
     let mut names = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),

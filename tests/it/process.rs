@@ -597,7 +597,11 @@ async fn export_then_import_into_an_empty_host_gives_the_same_resources() {
 fn write_cert(dir: &std::path::Path) -> Vec<u8> {
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     // Key first, then the certificate: the watcher sees both files change.
-    std::fs::write(dir.join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
+    scimd::tls::write_private(
+        &dir.join("key.pem"),
+        ck.signing_key.serialize_pem().as_bytes(),
+    )
+    .unwrap();
     std::fs::write(dir.join("cert.pem"), ck.cert.pem()).unwrap();
     ck.cert.der().to_vec()
 }

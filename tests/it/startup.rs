@@ -30,7 +30,7 @@ async fn serves_a_pem_certificate_and_key_from_files() {
     let cert = dir.path().join("fullchain.pem");
     let key = dir.path().join("key.pem");
     std::fs::write(&cert, ck.cert.pem()).unwrap();
-    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    scimd::tls::write_private(&key, ck.signing_key.serialize_pem().as_bytes()).unwrap();
     let mut cfg = test_config(dir.path());
     cfg.tls.self_signed = false;
     cfg.tls.cert = Some(cert.clone());
