@@ -73,6 +73,8 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
         }
         let store = open_store(&cfg)?;
         let mut a = scimd::admin::answer(&store, &cfg, &req).await;
+        // Closed before anything is printed: printing may end the process (a closed pipe).
+        store.close();
         a["daemon"] = false.into();
         Ok::<_, String>(a)
     });
@@ -174,6 +176,8 @@ pub(crate) fn run_admin(
             }
             _ => scimd::admin::answer(&store, cfg, &req).await,
         };
+        // Closed before anything is printed: printing may end the process (a closed pipe).
+        store.close();
         out.push(end.to_string());
         Ok(out)
     })

@@ -222,6 +222,8 @@ pub struct Store {
     shared: Arc<Shared>,
     jobs: mpsc::Sender<Job>,
     pub metrics: Arc<crate::metrics::StoreMetrics>,
+    /// Disconnected once the writer has stopped and let go of the database (`close`).
+    writer_done: Arc<Mutex<Option<std::sync::mpsc::Receiver<()>>>>,
 }
 
 fn unavailable() -> ScimError {
@@ -289,15 +291,38 @@ impl Store {
         let ws = shared.clone();
         let metrics = Arc::new(crate::metrics::StoreMetrics::default());
         let wm = metrics.clone();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("scimd-writer".into())
-            .spawn(move || writer_thread(ws, rx, wm))
+            .spawn(move || {
+                writer_thread(ws, rx, wm);
+                drop(done_tx); // after the writer's hold on the database is gone
+            })
             .map_err(StoreError::Thread)?;
         Ok(Store {
             shared,
             jobs: tx,
             metrics,
+            writer_done: Arc::new(Mutex::new(Some(done_rx))),
         })
+    }
+
+    /// Close the database cleanly and wait until it is (for a console command about to exit:
+    /// a process that ends while the writer still holds the file leaves it to be repaired at
+    /// the next open). Other clones of this store keep it open; this one waits at most 10 s.
+    pub fn close(self) {
+        let Store {
+            shared,
+            jobs,
+            writer_done,
+            ..
+        } = self;
+        drop(jobs);
+        drop(shared);
+        let done = writer_done.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(done) = done {
+            let _ = done.recv_timeout(std::time::Duration::from_secs(10));
+        }
     }
 
     /// The fault switch of this store's backend.

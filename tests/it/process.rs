@@ -572,8 +572,10 @@ async fn export_then_import_into_an_empty_host_gives_the_same_resources() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("imported 4"));
-    let q = Proc::start(&b_cfg);
+    let mut q = Proc::start(&b_cfg);
     assert_eq!(snapshot(&q).await, before);
+    // The import closed the file before it printed and exited.
+    assert!(!q.log().contains("not closed cleanly"), "{}", q.log());
     // Importing again refuses the taken ids.
     let out = scimd_cmd(
         &b_cfg,
@@ -591,7 +593,28 @@ async fn export_then_import_into_an_empty_host_gives_the_same_resources() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    kill(q.child.id(), "-TERM");
+    assert!(q.child.wait().unwrap().success());
+    // An export whose reader went away (`| head`) ends at its first line, and leaves the
+    // file closed: the next start needs no repair.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_scimd"))
+        .args(["export", "--tenant", "acme", "--config"])
+        .arg(&b_cfg)
+        .stdout(writer)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(141),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     drop(q);
+    let r = Proc::start(&b_cfg);
+    assert!(!r.log().contains("not closed cleanly"), "{}", r.log());
+    drop(r);
 }
 
 fn write_cert(dir: &std::path::Path) -> Vec<u8> {
