@@ -246,6 +246,9 @@ fn main() -> ExitCode {
                     if cfg.tenants.len() == 1 { "" } else { "s" },
                     cfg.server.listen
                 );
+                for w in cfg.warnings() {
+                    eprintln!("warning: {w}");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -73,7 +73,7 @@ pub struct Reloader {
 impl Reloader {
     /// Validate and apply `new`. On error nothing changes. Returns notes for the log.
     pub fn apply(&self, new: Config) -> Result<Vec<String>, String> {
-        let mut notes = Vec::new();
+        let mut notes = new.warnings();
         let loaded = match &self.certs {
             Some(_) if !new.server.plain_http => {
                 let (cert, key) = cert_paths(&new).map_err(|e| e.to_string())?;

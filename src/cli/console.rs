@@ -71,7 +71,7 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
             a["daemon"] = true.into();
             return Ok(a);
         }
-        let store = open_store(&cfg)?;
+        let store = open_store(&cfg, false)?;
         let mut a = scimd::admin::answer(&store, &cfg, &req).await;
         // Closed before anything is printed: printing may end the process (a closed pipe).
         store.close();
@@ -97,10 +97,20 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
     }
 }
 
-/// The database, read directly while the daemon is stopped.
-fn open_store(cfg: &Config) -> Result<scimd::store::Store, String> {
+/// The database, read directly while the daemon is stopped. Only a command that writes
+/// (`create`: import) makes it when it is missing; one that reads says so instead, since a
+/// wrong `storage.dir` would otherwise give an empty database and a clean bill of health.
+fn open_store(cfg: &Config, create: bool) -> Result<scimd::store::Store, String> {
+    let path = cfg.storage.db_path();
+    if !create && !path.exists() {
+        return Err(format!(
+            "no database at {} (storage.dir): scimd has not run with this configuration yet, \
+             or storage.dir names the wrong directory",
+            path.display()
+        ));
+    }
     make_state_dir(cfg)?;
-    scimd::store::Store::open(&cfg.storage.db_path(), 16 << 20).map_err(|e| e.to_string())
+    scimd::store::Store::open(&path, 16 << 20).map_err(|e| e.to_string())
 }
 
 /// Make a missing state directory, owner-only, as the daemon would on its first start. Made
@@ -158,7 +168,7 @@ pub(crate) fn run_admin(
         {
             return Ok(lines);
         }
-        let store = open_store(cfg)?;
+        let store = open_store(cfg, req["cmd"] == "import")?;
         let tenant = req["tenant"].as_str().unwrap_or_default().to_string();
         let mut out = Vec::new();
         let end = match req["cmd"].as_str() {

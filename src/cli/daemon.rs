@@ -82,6 +82,9 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
                 sd_notify::NotifyState::Status("opening the database"),
             ])
         });
+        for w in cfg.warnings() {
+            tracing::warn!("{w}");
+        }
         let bound = Server::bind(cfg.clone()).await;
         drop(starting);
         let server = match bound {

@@ -344,7 +344,15 @@ impl App {
                     None => return Ok((self.refused(peer, auth, true), None)),
                 },
                 (Some(_), None) => None,
-                (None, _) => rt.tokens.authenticate(auth, None).map(|p| p.tenant),
+                // No token: the standard schemas. A wrong one is refused (and counted), or
+                // discovery would tell a guesser which tokens are valid.
+                (None, _) => match rt.tokens.authenticate(auth, None) {
+                    Some(p) => Some(p.tenant),
+                    None if auth.and_then(crate::auth::bearer).is_some() => {
+                        return Ok((self.refused(peer, auth, false), None));
+                    }
+                    None => None,
+                },
             };
             if method != Method::GET {
                 return Err(method_not_allowed(&method, "GET"));

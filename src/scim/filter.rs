@@ -493,7 +493,8 @@ fn resolve_path(scope: Scope, p: &AttrPath) -> ScimResult<AttrPath> {
     let (def, sub) = lookup(scope, p).ok_or_else(unknown)?;
     // An attribute never returned (`password`, a secret extension value) is not matched
     // either: a filter on it would let a client test guesses of its value.
-    if [Some(def), sub]
+    // `leaf`: a complex attribute named alone is compared by its `value`.
+    if [Some(def), sub, leaf(def, sub)]
         .into_iter()
         .flatten()
         .any(|d| d.returned == Returned::Never)

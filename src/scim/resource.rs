@@ -36,23 +36,16 @@ impl Ignored {
     }
 
     /// Note an attribute name or path. A value filter's brackets hold values (an email
-    /// address, say), and the log gets names only: they are kept as `[…]`.
+    /// address, say, which may itself hold brackets or quotes), and the log gets names only:
+    /// everything from the first `[` to the last `]` is kept as `[…]`.
     pub fn attr(&mut self, name: &str) {
-        let mut named = String::new();
-        let mut depth = 0usize;
-        for c in name.chars() {
-            match c {
-                '[' => {
-                    if depth == 0 {
-                        named.push_str("[…]");
-                    }
-                    depth += 1;
-                }
-                ']' => depth = depth.saturating_sub(1),
-                c if depth == 0 => named.push(c),
-                _ => {}
+        let named = match (name.find('['), name.rfind(']')) {
+            (Some(open), Some(close)) if close > open => {
+                format!("{}[…]{}", &name[..open], &name[close + 1..])
             }
-        }
+            (Some(open), _) => format!("{}[…]", &name[..open]),
+            _ => name.to_string(),
+        };
         note(&mut self.attributes, named);
     }
 
@@ -855,6 +848,9 @@ mod tests {
         let mut ig = Ignored::default();
         ig.attr(r#"emails[value eq "private@x.example"].displayy"#);
         ig.attr(r#"x[a eq "[b]"]"#);
+        ig.attr(r#"y[value eq "]secret@corp.example"].z"#);
+        ig.attr(r#"w[value eq "a\"]b@corp.example"]"#);
+        ig.attr(r#"v[value eq "c@corp.example""#);
         ig.attr(&"n".repeat(500));
         for i in 0..1000 {
             ig.attr(&format!("k{i}"));
@@ -862,8 +858,14 @@ mod tests {
         }
         assert_eq!(ig.attributes[0], "emails[…].displayy");
         assert_eq!(ig.attributes[1], "x[…]");
+        assert_eq!(&ig.attributes[2..5], ["y[…].z", "w[…]", "v[…]"]);
+        assert!(
+            ig.attributes.iter().all(|a| !a.contains("corp")),
+            "{:?}",
+            ig.attributes
+        );
         assert_eq!(
-            ig.attributes[2],
+            ig.attributes[5],
             format!("{}…", "n".repeat(IGNORED_NAME_MAX))
         );
         assert_eq!(

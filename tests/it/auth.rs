@@ -195,8 +195,9 @@ async fn wrong_tokens_are_throttled_on_every_endpoint_that_checks_one() {
         Srv::start_with(|c| c.server.metrics_token_sha256 = Some(hex(&digest("m-token")))).await;
     let mut last = 0;
     for i in 0..120 {
-        let path = match i % 2 {
+        let path = match i % 3 {
             0 => "/tenants/acme/scim/v2/ServiceProviderConfig".to_string(),
+            1 => "/scim/v2/Schemas".to_string(),
             _ => format!("{}/metrics", s.url),
         };
         last = s

@@ -296,12 +296,16 @@ async fn never_and_request_attributes_stay_out_of_answers_unless_asked() {
         expiry.returned = "request".into();
         let mut card = attr("card", "complex");
         card.sub_attributes = vec![number, expiry, attr("label", "string")];
+        let mut value = attr("value", "string");
+        value.returned = "never".into();
+        let mut secret = attr("secret", "complex");
+        secret.sub_attributes = vec![value];
         c.tenants.get_mut("acme").unwrap().extensions = vec![ExtensionConfig {
             urn: EXT.into(),
             name: "AcmeUser".into(),
             description: String::new(),
             resource: "User".into(),
-            attributes: vec![pin, note, attr("badge", "string"), card],
+            attributes: vec![pin, note, attr("badge", "string"), card, secret],
         }];
     })
     .await;
@@ -345,6 +349,8 @@ async fn never_and_request_attributes_stay_out_of_answers_unless_asked() {
     for q in [
         format!("filter={EXT}:pin%20eq%20%221234%22"),
         format!("filter={EXT}:card.number%20sw%20%224%22"),
+        // A complex attribute named alone is compared by its (never returned) value.
+        format!("filter={EXT}:secret%20sw%20%22h%22"),
         "filter=password%20pr".to_string(),
         format!("filter=userName%20pr&sortBy={EXT}:pin"),
     ] {

@@ -392,7 +392,8 @@ async fn backup_during_writes_restore_and_verify() {
         .await;
     assert_eq!(g["Resources"][0]["members"][0]["value"], before[0].as_str());
     drop(p);
-    // A new machine, never started: restore makes the state directory, and status and
+    // A new machine, never started: reading commands find no database and say so (an
+    // empty one would pass verify); restore makes the state directory, and status and
     // verify read the restored file.
     let fresh = tempfile::tempdir().unwrap();
     let fresh_cfg = fresh.path().join("scimd.toml");
@@ -401,6 +402,15 @@ async fn backup_during_writes_restore_and_verify() {
         config_text(fresh.path(), &token_line("okta", "tok")),
     )
     .unwrap();
+    for args in [["verify"], ["status"]] {
+        let out = scimd_cmd(&fresh_cfg, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("no database at"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!fresh.path().join("state").exists());
     for args in [
         vec!["restore", "--from", backup.to_str().unwrap()],
         vec!["verify"],
