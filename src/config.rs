@@ -501,6 +501,20 @@ impl Config {
         if self.server.max_results == 0 {
             p.push("server.max_results: must be at least 1".into());
         }
+        for (key, secs) in [
+            (
+                "server.header_timeout_secs",
+                self.server.header_timeout_secs,
+            ),
+            (
+                "server.request_timeout_secs",
+                self.server.request_timeout_secs,
+            ),
+        ] {
+            if secs == 0 {
+                p.push(format!("{key}: must be at least 1 (seconds)"));
+            }
+        }
         if self.server.max_filter_length < 64 {
             p.push("server.max_filter_length: must be at least 64".into());
         }
@@ -704,9 +718,14 @@ fn figment_problems(err: figment::Error) -> Vec<String> {
             // A TOML syntax error quotes the offending line, and that line may hold a token
             // pasted where its hash belongs: keep the position and the reason, not the text,
             // since this message also goes to the journal on a reload.
-            let kind = e
-                .kind
-                .to_string()
+            // A value of the wrong type is named by its type only: it may be a token.
+            let kind = match &e.kind {
+                figment::error::Kind::InvalidType(figment::error::Actual::Str(_), expected) => {
+                    format!("invalid type: found a string, expected {expected}")
+                }
+                k => k.to_string(),
+            };
+            let kind = kind
                 .lines()
                 .filter(|l| {
                     !l.trim_start()
@@ -882,6 +901,17 @@ tokens = [{ name = "okta", sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0
             let err = Config::load(Path::new("bad.toml")).unwrap_err().to_string();
             assert!(err.contains("line 2"), "{err}");
             assert!(!err.contains("SECRET"), "{err}");
+            jail.create_file(
+                "typed.toml",
+                "[tenants.acme]\ntokens = [\"scimd_SECRET456\"]\n",
+            )?;
+            let err = Config::load(Path::new("typed.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("found a string") && !err.contains("SECRET"),
+                "{err}"
+            );
             Ok(())
         });
     }

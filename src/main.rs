@@ -339,7 +339,12 @@ fn main() -> ExitCode {
             // The top page refers to scimd-serve(1) and the others: the package ships them.
             let done = match dir {
                 Some(d) => clap_mangen::generate_to(cmd, d),
-                None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout()),
+                None => {
+                    let mut page = Vec::new();
+                    let r = clap_mangen::Man::new(cmd).render(&mut page);
+                    say_with(|out| std::io::Write::write_all(out, &page));
+                    r
+                }
             };
             match done {
                 Ok(()) => ExitCode::SUCCESS,
@@ -351,7 +356,9 @@ fn main() -> ExitCode {
         }
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "scimd", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "scimd", &mut script);
+            say_with(|out| std::io::Write::write_all(out, &script));
             ExitCode::SUCCESS
         }
         Command::Verify { config } => admin(&config, serde_json::json!({"cmd": "verify"})),
@@ -410,8 +417,15 @@ fn main() -> ExitCode {
 
 fn say_line(args: std::fmt::Arguments) {
     use std::io::Write;
+    say_with(|out| out.write_fmt(args).and_then(|()| out.write_all(b"\n")));
+}
+
+/// Write to standard output as `say!` does: a closed pipe ends the command quietly (141), a
+/// failed write with a message (1).
+fn say_with(write: impl FnOnce(&mut std::io::StdoutLock) -> std::io::Result<()>) {
+    use std::io::Write;
     let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+    if let Err(e) = write(&mut out).and_then(|()| out.flush()) {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
             eprintln!("scimd: cannot write the output: {e}");
         }

@@ -30,7 +30,7 @@ pub async fn endpoint(
             list(app, ctx, &[*k], params_from_query(ctx)).await
         }
         (Endpoint::Collection(k), &Method::POST) => create(app, ctx, *k, &body).await,
-        (Endpoint::Collection(_), m) => Err(method_not_allowed(m, "GET, POST")),
+        (Endpoint::Collection(_), m) => Err(method_not_allowed(m, "GET, HEAD, POST")),
         (Endpoint::Search(k), &Method::POST) => {
             let kinds: &[Kind] = match k {
                 Some(Kind::User) => &[Kind::User],
@@ -49,12 +49,12 @@ pub async fn endpoint(
                 .await?;
             Ok(response::empty(204))
         }
-        (Endpoint::Resource(..), m) => Err(method_not_allowed(m, "GET, PUT, PATCH, DELETE")),
+        (Endpoint::Resource(..), m) => Err(method_not_allowed(m, "GET, HEAD, PUT, PATCH, DELETE")),
         (Endpoint::Events, &Method::GET) => events(app, ctx).await,
         (Endpoint::Plan, &Method::GET) => plan_summary(app, ctx).await,
         (Endpoint::PlanMembers, &Method::GET) => plan_members(app, ctx).await,
         (Endpoint::Events | Endpoint::Plan | Endpoint::PlanMembers, m) => {
-            Err(method_not_allowed(m, "GET"))
+            Err(method_not_allowed(m, "GET, HEAD"))
         }
         (Endpoint::Me, _) => Err(ScimError::new(
             501,

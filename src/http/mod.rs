@@ -218,13 +218,14 @@ impl App {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let started = Instant::now();
+        // A health probe needs no Host: it is answered before the check.
+        if req.uri().path() == "/healthz" {
+            return self.health().await;
+        }
         if let Some(e) = malformed(&req) {
             tracing::info!(target: "scimd::request", %peer, method = %method, status = 400,
                 detail = e.detail, "request refused");
             return response::error(&e);
-        }
-        if req.uri().path() == "/healthz" {
-            return self.health().await;
         }
         if req.uri().path() == "/metrics" {
             return self.metrics_page(&req, peer).await;
@@ -355,7 +356,7 @@ impl App {
                 },
             };
             if method != Method::GET {
-                return Err(method_not_allowed(&method, "GET"));
+                return Err(method_not_allowed(&method, "GET, HEAD"));
             }
             // RFC 7644 §4: a filter on discovery gets 403, so that a client never takes an
             // unfiltered answer for a filtered one.
@@ -679,6 +680,14 @@ impl App {
 /// when `public_url` is unset, so `evil.example/phish?` would be echoed to clients), an
 /// HTTP/1.1 request without one, or several Authorization headers (which one is meant?).
 fn malformed<B>(req: &Request<B>) -> Option<ScimError> {
+    // An absolute-form target's authority is used before Host (RFC 9112 §3.2.2).
+    if req
+        .uri()
+        .authority()
+        .is_some_and(|a| a.as_str().contains('@'))
+    {
+        return Some(ScimError::new(400, None, "the request target names a user"));
+    }
     let host = req.headers().get(header::HOST);
     if let Some(h) = host {
         let ok = h

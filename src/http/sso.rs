@@ -45,9 +45,9 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     if req.method() != Method::GET && req.method() != Method::POST {
-        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "use GET or POST\n");
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "use GET, HEAD or POST\n");
         r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
         return r;
     }
     if req.method() == Method::POST {

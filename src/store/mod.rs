@@ -1551,10 +1551,21 @@ mod tests {
             let mut streams: Vec<_> = (0..=TENANT_READS)
                 .map(|_| f.store.member_batches("t".into(), g, stall))
                 .collect();
-            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-            // Nobody reads: the tenant's share of producers filled their queues, one waits.
+            // Nobody reads: the tenant's share of producers fill their queues and block; the
+            // stream beyond the share waits its turn (polled, not slept on: CI is slow).
+            let mut started = vec![false; streams.len()];
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while started.iter().filter(|s| **s).count() < TENANT_READS
+                && std::time::Instant::now() < deadline
+            {
+                for (i, rx) in streams.iter_mut().enumerate() {
+                    started[i] |= !started[i] && rx.try_recv().is_ok();
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             let waiting: Vec<usize> = (0..streams.len())
-                .filter(|&i| streams[i].try_recv().is_err())
+                .filter(|&i| !started[i] && streams[i].try_recv().is_err())
                 .collect();
             assert_eq!(
                 waiting.len(),

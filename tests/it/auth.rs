@@ -226,24 +226,38 @@ async fn wrong_tokens_are_throttled_on_every_endpoint_that_checks_one() {
 async fn bad_host_and_two_authorization_headers_are_400() {
     use crate::harness::wire;
     let s = Srv::start().await;
-    let ask = |head: String| {
-        let request = format!("GET /scim/v2/Users HTTP/1.1\r\n{head}Connection: close\r\n\r\n");
+    let ask = |target: &str, head: String| {
+        let request = format!("GET {target} HTTP/1.1\r\n{head}Connection: close\r\n\r\n");
         let s = &s;
         async move {
             let a = wire::send(s, request.as_bytes()).await;
             (a.status, a.head)
         }
     };
+    let users = "/scim/v2/Users";
     let token = format!("Authorization: Bearer {ACME}\r\n");
-    assert_eq!(ask(format!("Host: localhost\r\n{token}")).await.0, 200);
-    for head in [
-        format!("Host: evil.example:443/phish?\r\n{token}"),
-        format!("Host: user@evil.example\r\n{token}"),
-        token.clone(),
-        format!("Host: localhost\r\n{token}Authorization: Bearer {GLOBEX}\r\n"),
+    assert_eq!(
+        ask(users, format!("Host: localhost\r\n{token}")).await.0,
+        200
+    );
+    for (target, head) in [
+        (users, format!("Host: evil.example:443/phish?\r\n{token}")),
+        (users, format!("Host: user@evil.example\r\n{token}")),
+        (users, token.clone()),
+        (
+            users,
+            format!("Host: localhost\r\n{token}Authorization: Bearer {GLOBEX}\r\n"),
+        ),
+        // An absolute-form target's authority would be used before Host.
+        (
+            "https://evil.example@localhost/scim/v2/Users",
+            format!("Host: localhost\r\n{token}"),
+        ),
     ] {
-        let (status, answer) = ask(head.clone()).await;
-        assert_eq!(status, 400, "{head:?}: {answer}");
+        let (status, answer) = ask(target, head.clone()).await;
+        assert_eq!(status, 400, "{target} {head:?}: {answer}");
         assert!(!answer.contains("evil"), "{answer}");
     }
+    // A health probe needs no Host.
+    assert_eq!(ask("/healthz", String::new()).await.0, 200);
 }
