@@ -353,19 +353,7 @@ pub fn normalize_attr(def: &'static AttrDef, value: &Value) -> ScimResult<Option
                 // A template's unset parameter leaves `{"value":"","type":"work"}`: an entry
                 // that only describes a value it does not have is no entry at all.
                 if !def.is_complex() || carries_data(&v) {
-                    match seen.entry(sameness_key(&v)) {
-                        Entry::Occupied(e) => {
-                            if v.get("primary") == Some(&Value::Bool(true))
-                                && let Some(Value::Object(m)) = out.get_mut(*e.get())
-                            {
-                                m.insert("primary".into(), Value::Bool(true));
-                            }
-                        }
-                        Entry::Vacant(e) => {
-                            e.insert(out.len());
-                            out.push(v);
-                        }
-                    }
+                    push_once(&mut out, &mut seen, v);
                 }
             }
         }
@@ -557,6 +545,27 @@ pub fn check_count(def: &AttrDef, n: usize) -> ScimResult<()> {
     )))
 }
 
+/// Append `item` to `list` unless `seen` (sameness keys to positions in `list`) holds an
+/// entry equal to it but for `primary`; that entry then becomes primary if `item` was. True
+/// when appended.
+fn push_once(list: &mut Vec<Value>, seen: &mut HashMap<String, usize>, item: Value) -> bool {
+    match seen.entry(sameness_key(&item)) {
+        Entry::Occupied(e) => {
+            if item.get("primary") == Some(&Value::Bool(true))
+                && let Some(Value::Object(m)) = list.get_mut(*e.get())
+            {
+                m.insert("primary".into(), Value::Bool(true));
+            }
+            false
+        }
+        Entry::Vacant(e) => {
+            e.insert(list.len());
+            list.push(item);
+            true
+        }
+    }
+}
+
 /// What two entries equal but for `primary` share: their other members, in name order. Such
 /// entries are kept once (Entra's `Replace emails[type eq "work"].value` on two work entries
 /// would otherwise leave two identical ones).
@@ -589,22 +598,14 @@ fn add_values(list: &mut Vec<Value>, new: Vec<Value>) {
         let same_type = entry_type(&item).and_then(|t| by_type.get(&t).copied());
         match (same_type.and_then(|i| list.get_mut(i)), item) {
             (Some(Value::Object(old)), Value::Object(m)) => old.extend(m),
-            (_, item) => match by_key.entry(sameness_key(&item)) {
-                Entry::Occupied(e) => {
-                    if item.get("primary") == Some(&Value::Bool(true))
-                        && let Some(Value::Object(m)) = list.get_mut(*e.get())
-                    {
-                        m.insert("primary".into(), Value::Bool(true));
-                    }
+            (_, item) => {
+                let t = entry_type(&item);
+                if push_once(list, &mut by_key, item)
+                    && let Some(t) = t
+                {
+                    by_type.insert(t, list.len() - 1);
                 }
-                Entry::Vacant(e) => {
-                    e.insert(list.len());
-                    if let Some(t) = entry_type(&item) {
-                        by_type.insert(t, list.len());
-                    }
-                    list.push(item);
-                }
-            },
+            }
         }
     }
 }

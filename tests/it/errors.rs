@@ -128,13 +128,7 @@ async fn bodies_over_the_limit_are_413() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn early_answers_reach_a_client_still_sending() {
     let s = Srv::start_with(|c| c.server.max_body_bytes = 64 * 1024).await;
-    let pem = std::fs::read(s.dir.path().join("state/tls/cert.pem")).unwrap();
-    let h1 = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
-        .http1_only()
-        .no_proxy()
-        .build()
-        .unwrap();
+    let h1 = s.http1_client();
     let big = format!("{{\"userName\":\"{}\"}}", "b".repeat(3 << 20));
     for (client, version) in [
         (&s.client, reqwest::Version::HTTP_2),
@@ -234,13 +228,7 @@ async fn wrong_method_unknown_endpoint_and_me() {
 async fn head_answers_as_get_without_content_over_both_protocols() {
     let s = Srv::start().await;
     let id = s.user("head@x").await;
-    let pem = std::fs::read(s.dir.path().join("state/tls/cert.pem")).unwrap();
-    let h1 = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
-        .http1_only()
-        .no_proxy()
-        .build()
-        .unwrap();
+    let h1 = s.http1_client();
     for (client, version) in [
         (&s.client, reqwest::Version::HTTP_2),
         (&h1, reqwest::Version::HTTP_11),

@@ -134,6 +134,18 @@ impl Srv {
         format!("{}/scim/v2", self.url)
     }
 
+    /// A client that trusts this server's certificate and speaks HTTP/1.1 only (`client`
+    /// negotiates HTTP/2).
+    pub fn http1_client(&self) -> reqwest::Client {
+        let pem = std::fs::read(self.dir.path().join("state/tls/cert.pem")).unwrap();
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+            .http1_only()
+            .no_proxy()
+            .build()
+            .unwrap()
+    }
+
     pub async fn call(
         &self,
         method: Method,
