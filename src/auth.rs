@@ -85,9 +85,8 @@ impl Tokens {
 
     /// The principal for an `Authorization` header value, if it holds a known Bearer token
     /// (and, with a tenant in the URL, one of that tenant's tokens). The presented token's
-    /// digest is compared with every stored one in constant time, and the time taken does
-    /// not depend on which one (if any) matches: a map lookup would stop at the first byte
-    /// that differs.
+    /// digest is compared with every stored one in constant time, so the time taken says
+    /// nothing about the stored digests.
     pub fn authenticate(
         &self,
         header: Option<&str>,

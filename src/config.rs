@@ -715,16 +715,15 @@ fn figment_problems(err: figment::Error) -> Vec<String> {
                     _ => String::new(),
                 })
                 .unwrap_or_default();
-            // A TOML syntax error quotes the offending line, and that line may hold a token
-            // pasted where its hash belongs: keep the position and the reason, not the text,
-            // since this message also goes to the journal on a reload.
-            // A value of the wrong type is named by its type only: it may be a token.
+            // These messages also go to the journal on a reload, and a token pasted where its
+            // hash belongs must not. A value of the wrong type is named by its type only...
             let kind = match &e.kind {
                 figment::error::Kind::InvalidType(figment::error::Actual::Str(_), expected) => {
                     format!("invalid type: found a string, expected {expected}")
                 }
                 k => k.to_string(),
             };
+            // ...and a TOML syntax error keeps its position and reason, not the quoted line.
             let kind = kind
                 .lines()
                 .filter(|l| {
