@@ -7,14 +7,7 @@ use crate::harness::{Srv, assert_error, display_names, total};
 async fn ids(s: &Srv, query: &str) -> Vec<String> {
     let r = s.get(&format!("/Users?{query}")).await;
     assert_eq!(r.status, 200, "{query}: {}", r.body);
-    let mut v: Vec<String> = r.body["Resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["userName"].as_str().unwrap().to_string())
-        .collect();
-    v.sort();
-    v
+    crate::harness::sorted(&r.body["Resources"], "userName")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

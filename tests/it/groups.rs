@@ -5,14 +5,7 @@ use serde_json::json;
 use crate::harness::{Srv, assert_error, total};
 
 fn member_ids(body: &serde_json::Value) -> Vec<String> {
-    let mut v: Vec<String> = body["members"]
-        .as_array()
-        .expect("members")
-        .iter()
-        .map(|m| m["value"].as_str().unwrap().to_string())
-        .collect();
-    v.sort();
-    v
+    crate::harness::sorted(&body["members"], "value")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -296,11 +296,17 @@ pub fn assert_error(r: &Res, status: u16, scim_type: Option<&str>) {
 
 /// The `displayName`s of a list's resources, sorted.
 pub fn display_names(r: &Res) -> Vec<String> {
-    let mut v: Vec<String> = r.body["Resources"]
+    sorted(&r.body["Resources"], "displayName")
+}
+
+/// The string `key` of each element of the array `list` (a list's `Resources`, a group's
+/// `members`), sorted.
+pub fn sorted(list: &Value, key: &str) -> Vec<String> {
+    let mut v: Vec<String> = list
         .as_array()
-        .expect("a ListResponse")
+        .unwrap_or_else(|| panic!("an array: {list}"))
         .iter()
-        .map(|g| g["displayName"].as_str().unwrap().to_string())
+        .map(|e| e[key].as_str().unwrap().to_string())
         .collect();
     v.sort();
     v

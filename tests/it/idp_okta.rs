@@ -304,14 +304,7 @@ async fn create_users(s: &Srv, names: &[&str]) -> Vec<String> {
 
 async fn members(s: &Srv, g: &str) -> Vec<String> {
     let r = s.get(&format!("/Groups/{g}")).await;
-    let mut v: Vec<String> = r.body["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["value"].as_str().unwrap().to_string())
-        .collect();
-    v.sort();
-    v
+    crate::harness::sorted(&r.body["members"], "value")
 }
 
 fn sorted(ids: &[&String]) -> Vec<String> {

@@ -161,16 +161,7 @@ async fn group_membership_patches_touch_only_the_named_members() {
     let users: Vec<String> = create_users(&s, 5).await;
     let g = s.group("Team", &[&users[0], &users[1], &users[2]]).await;
     let p = format!("/Groups/{g}");
-    let members = |r: &crate::harness::Res| {
-        let mut v: Vec<String> = r.body["members"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["value"].as_str().unwrap().to_string())
-            .collect();
-        v.sort();
-        v
-    };
+    let members = |r: &crate::harness::Res| crate::harness::sorted(&r.body["members"], "value");
     // Entra without the flag: remove by value list, only those.
     let r = s
         .patch(

@@ -22,6 +22,13 @@ fn config_text(dir: &std::path::Path, tokens: &str) -> String {
     )
 }
 
+/// `dir/scimd.toml`: state under `dir`, tenant acme with the token `tok` (named okta).
+fn okta_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let cfg = dir.join("scimd.toml");
+    std::fs::write(&cfg, config_text(dir, &token_line("okta", "tok"))).unwrap();
+    cfg
+}
+
 fn token_line(name: &str, token: &str) -> String {
     format!(
         "{{ name = \"{name}\", sha256 = \"{}\" }}",
@@ -297,8 +304,7 @@ fn scimd_cmd(cfg: &std::path::Path, args: &[&str]) -> std::process::Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_during_writes_restore_and_verify() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("scimd.toml");
-    std::fs::write(&cfg, config_text(dir.path(), &token_line("okta", "tok"))).unwrap();
+    let cfg = okta_config(dir.path());
     let mut p = Proc::start(&cfg);
     let url = format!("https://localhost:{}/scim/v2/Users", p.port);
     let create = |client: reqwest::Client, url: String, name: String| async move {
@@ -396,12 +402,7 @@ async fn backup_during_writes_restore_and_verify() {
     // empty one would pass verify); restore makes the state directory, and status and
     // verify read the restored file.
     let fresh = tempfile::tempdir().unwrap();
-    let fresh_cfg = fresh.path().join("scimd.toml");
-    std::fs::write(
-        &fresh_cfg,
-        config_text(fresh.path(), &token_line("okta", "tok")),
-    )
-    .unwrap();
+    let fresh_cfg = okta_config(fresh.path());
     for args in [["verify"], ["status"]] {
         let out = scimd_cmd(&fresh_cfg, &args);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -429,8 +430,7 @@ async fn backup_during_writes_restore_and_verify() {
 #[test]
 fn verify_reports_a_broken_index() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("scimd.toml");
-    std::fs::write(&cfg, config_text(dir.path(), &token_line("okta", "tok"))).unwrap();
+    let cfg = okta_config(dir.path());
     std::fs::create_dir_all(dir.path().join("state")).unwrap();
     // A database with one userName index entry pointing at no user.
     {
@@ -473,12 +473,7 @@ fn verify_reports_a_broken_index() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_then_import_into_an_empty_host_gives_the_same_resources() {
     let a_dir = tempfile::tempdir().unwrap();
-    let a_cfg = a_dir.path().join("scimd.toml");
-    std::fs::write(
-        &a_cfg,
-        config_text(a_dir.path(), &token_line("okta", "tok")),
-    )
-    .unwrap();
+    let a_cfg = okta_config(a_dir.path());
     let p = Proc::start(&a_cfg);
     let post = |path: &str, body: serde_json::Value| {
         let (client, url) = (
@@ -558,12 +553,7 @@ async fn export_then_import_into_an_empty_host_gives_the_same_resources() {
     drop(p);
 
     let b_dir = tempfile::tempdir().unwrap();
-    let b_cfg = b_dir.path().join("scimd.toml");
-    std::fs::write(
-        &b_cfg,
-        config_text(b_dir.path(), &token_line("okta", "tok")),
-    )
-    .unwrap();
+    let b_cfg = okta_config(b_dir.path());
     let file = b_dir.path().join("acme.jsonl");
     std::fs::write(&file, lines).unwrap();
     let out = scimd_cmd(
@@ -714,8 +704,7 @@ async fn renewed_certificate_files_are_served_without_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_writes_keeps_every_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("scimd.toml");
-    std::fs::write(&cfg, config_text(dir.path(), &token_line("okta", "tok"))).unwrap();
+    let cfg = okta_config(dir.path());
     let mut p = Proc::start(&cfg);
     let acked = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
@@ -780,8 +769,7 @@ async fn sigterm_during_writes_keeps_every_acknowledged_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_through_the_daemon_draws_a_progress_bar_on_a_terminal() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("scimd.toml");
-    std::fs::write(&cfg, config_text(dir.path(), &token_line("okta", "tok"))).unwrap();
+    let cfg = okta_config(dir.path());
     let p = Proc::start(&cfg);
     // 600 lines: three windows of creates, so three progress updates.
     let lines: String = (0..600)

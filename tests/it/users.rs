@@ -179,16 +179,7 @@ async fn an_unset_active_is_true_everywhere_and_a_put_without_it_changes_nothing
         .post("/Users", json!({"userName": "off@x", "active": false}))
         .await
         .id();
-    let ids = |r: crate::harness::Res| -> Vec<String> {
-        let mut v: Vec<String> = r.body["Resources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|u| u["id"].as_str().unwrap().to_string())
-            .collect();
-        v.sort();
-        v
-    };
+    let ids = |r: crate::harness::Res| crate::harness::sorted(&r.body["Resources"], "id");
     // Filters and sorting see the `true` that every response shows.
     assert_eq!(s.get(&format!("/Users/{unset}")).await.body["active"], true);
     for (f, want) in [
