@@ -515,15 +515,17 @@ impl App {
                 &secs.to_string(),
             );
         }
-        let e = ScimError::new(401, None, detail);
+        let resp = response::error(&ScimError::new(401, None, detail));
         // RFC 6750 §3.1: a token that was sent and refused is `invalid_token`; a request
-        // without one gets no error code.
-        let challenge = if sent {
-            "Bearer realm=\"scimd\", error=\"invalid_token\""
-        } else {
-            "Bearer realm=\"scimd\""
-        };
-        response::with_header(response::error(&e), header::WWW_AUTHENTICATE, challenge)
+        // without one keeps the plain challenge every 401 carries.
+        if !sent {
+            return resp;
+        }
+        response::with_header(
+            resp,
+            header::WWW_AUTHENTICATE,
+            "Bearer realm=\"scimd\", error=\"invalid_token\"",
+        )
     }
 
     async fn metrics_page<B>(&self, req: &Request<B>, peer: SocketAddr) -> Resp {

@@ -107,10 +107,13 @@ impl Shared {
     async fn read_turn(&self, tenant: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
         let share = {
             let mut shares = self.shares.lock().unwrap_or_else(|p| p.into_inner());
-            shares
-                .entry(tenant.to_string())
-                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(TENANT_READS)))
-                .clone()
+            match shares.get(tenant) {
+                Some(s) => s.clone(),
+                None => shares
+                    .entry(tenant.to_string())
+                    .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(TENANT_READS)))
+                    .clone(),
+            }
         };
         share.acquire_owned().await.ok()
     }

@@ -552,7 +552,10 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&[u8], u128, Option<Vec<Value>>) -> Option<T> + Send + 'static,
     {
-        let share = tenant.clone();
+        // A group's members can be millions: that read goes to the pool, within the
+        // tenant's share (named only then: this is every GET by id).
+        let pooled = with_refs && kind == Kind::Group;
+        let share = pooled.then(|| tenant.clone()).unwrap_or_default();
         let read = move |r: &ReadSide| {
             let t = tenant.as_str();
             let Some(nid) = parse_id(&id) else {
@@ -570,8 +573,7 @@ impl Store {
                 None => Ok(Err(not_found(kind, &id))),
             }
         };
-        // A group's members can be millions: that read goes to the pool.
-        if with_refs && kind == Kind::Group {
+        if pooled {
             self.read(&share, read).await
         } else {
             self.read_now(read)
