@@ -147,7 +147,11 @@ impl Store {
             && (short_page || q.filter.as_ref().is_some_and(|f| is_point(kind, f)))
             && !(q.with_refs && kind == Kind::Group);
         // The tenant's name for its share of the pool, only for a read that goes there.
-        let share = (!inline).then(|| tenant.clone()).unwrap_or_default();
+        let share = if inline {
+            String::new()
+        } else {
+            tenant.clone()
+        };
         let read = move |r: &ReadSide| {
             let t = tenant.as_str();
             let start = q.start_index.max(1);

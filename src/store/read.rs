@@ -555,7 +555,11 @@ impl Store {
         // A group's members can be millions: that read goes to the pool, within the
         // tenant's share (named only then: this is every GET by id).
         let pooled = with_refs && kind == Kind::Group;
-        let share = pooled.then(|| tenant.clone()).unwrap_or_default();
+        let share = if pooled {
+            tenant.clone()
+        } else {
+            String::new()
+        };
         let read = move |r: &ReadSide| {
             let t = tenant.as_str();
             let Some(nid) = parse_id(&id) else {
