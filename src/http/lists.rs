@@ -71,7 +71,7 @@ pub(super) fn params_from_search(body: &Value) -> ScimResult<ListParams> {
             })
         })
     {
-        return Err(ScimError::invalid_value(format!(
+        return Err(ScimError::invalid_syntax(format!(
             "a search body's \"schemas\" must contain \"{SEARCH_REQUEST}\""
         )));
     }
@@ -157,8 +157,27 @@ pub(super) async fn list(
         }
         _ => None,
     };
+    // At the root a sort attribute one type lacks leaves that type in creation order, as a
+    // resource without the value would be (RFC 7644 §3.4.2.3); one no type has is refused.
+    let sorts = match p.sort_by.as_deref().filter(|s| !s.trim().is_empty()) {
+        None => vec![None; kinds.len()],
+        Some(s) => {
+            let parsed: Vec<_> = kinds
+                .iter()
+                .map(|&k| SortSpec::parse(ctx.rt(k), s, p.sort_order.as_deref()))
+                .collect();
+            if !parsed.iter().any(Result::is_ok) {
+                return Err(parsed
+                    .into_iter()
+                    .find_map(Result::err)
+                    .expect("a type")
+                    .into());
+            }
+            parsed.into_iter().map(Result::ok).collect()
+        }
+    };
     let mut plans = Vec::new();
-    for &kind in kinds {
+    for (&kind, sort) in kinds.iter().zip(sorts) {
         let f = match (&across, text) {
             (Some(parsed), _) => match filter::resolve_for_type(ctx.rt(kind), parsed)? {
                 ForType::All => None,
@@ -167,12 +186,6 @@ pub(super) async fn list(
             },
             (None, Some(t)) => Some(filter::parse_for_with(ctx.rt(kind), t, filter_limits(ctx))?),
             (None, None) => None,
-        };
-        let sort = match &p.sort_by {
-            Some(s) if !s.trim().is_empty() => {
-                Some(SortSpec::parse(ctx.rt(kind), s, p.sort_order.as_deref())?)
-            }
-            _ => None,
         };
         let proj = Projection::parse(ctx.rt(kind), p.attributes.as_deref(), p.excluded.as_deref());
         plans.push((kind, f, sort, proj));

@@ -564,6 +564,13 @@ fn resolve_filter(scope: Scope, f: &Filter) -> ScimResult<Filter> {
                     l.name
                 )));
             }
+            // RFC 7644 §3.4.2.2: binary values have no order.
+            if l.ty == AttrType::Binary && op.ordering() {
+                return Err(ScimError::invalid_filter(format!(
+                    "\"{}\" is binary (base64) and has no order; gt, ge, lt and le do not apply",
+                    l.name
+                )));
+            }
             // A date compared with something that is not one would quietly match nothing.
             if l.ty == AttrType::DateTime
                 && !op.substring()
@@ -1283,6 +1290,12 @@ mod tests {
         bad("emails[shoe eq \"x\"]");
         bad("active gt true");
         bad("active co \"t\"");
+        assert!(
+            bad("x509Certificates.value gt \"A\"")
+                .detail
+                .contains("no order")
+        );
+        assert!(parse_for(Kind::User, "x509Certificates.value eq \"QQ==\"").is_ok());
         bad("name eq \"x\"");
         bad("userName[value eq \"x\"]");
         assert!(parse_for(Kind::Group, "userName eq \"x\"").is_err());

@@ -14,7 +14,7 @@ use super::path::{self, Parsed, Path};
 use super::resource::{
     self, Body, Ignored, Input, SetMode, container, container_mut, drop_empty_extension,
 };
-use super::schema::{Kind, PATCH_OP, Rt};
+use super::schema::{Kind, Mutability, PATCH_OP, Rt};
 
 pub const MAX_OPERATIONS: usize = 1000;
 
@@ -174,6 +174,19 @@ pub fn apply(kind: impl Into<Rt>, id: &str, body: &Body, ops: &[Operation]) -> S
             ..e
         })?;
     }
+    // RFC 7644 §3.5.2.2: removing a required attribute is a mutability error, whichever
+    // operation left it unassigned (a remove, a null or an empty string).
+    if let Some(def) = kind
+        .schema()
+        .attributes
+        .iter()
+        .find(|d| d.required && body.contains_key(d.name) && !input.body.contains_key(d.name))
+    {
+        return Err(ScimError::mutability(format!(
+            "\"{}\" is required: a PATCH may change it but not remove it",
+            def.name
+        )));
+    }
     resource::check_required(kind, &input.body)?;
     Ok(Outcome {
         body: input.body,
@@ -250,6 +263,16 @@ fn apply_one(
     }
     if kind == Kind::Group && p.attr.ext.is_none() && p.attr.def.name == "members" {
         return member_op(op, &p, member_ops);
+    }
+    // A path that names a read-only attribute (`meta`, `groups`) asks for a change the
+    // server cannot make (RFC 7644 §3.5.2). Echoed in a whole resource they are ignored
+    // instead, as IdPs send them back unchanged. (The manager's displayName is kept as
+    // sent: OneLogin fills it from its own directory, where the manager's id points.)
+    if p.attr.def.mutability == Mutability::ReadOnly {
+        return Err(ScimError::mutability(format!(
+            "\"{}\" is read-only: the server sets it",
+            raw_path.trim()
+        )));
     }
     if p.filter.is_some() {
         return filtered(op, &p, input);
@@ -868,13 +891,65 @@ mod tests {
         assert_eq!(out.body["name"], json!({"familyName": "Jensen"}));
         let e = run(Kind::User, user(), json!([{"op": "remove"}])).unwrap_err();
         assert_eq!(e.scim_type, Some(crate::scim::error::ScimType::NoTarget));
-        let e = run(
+        // Leaving a required attribute unassigned is a mutability error (RFC 7644
+        // §3.5.2.2), by remove, null or empty string alike.
+        for op in [
+            json!({"op": "remove", "path": "userName"}),
+            json!({"op": "replace", "path": "userName", "value": null}),
+            json!({"op": "replace", "value": {"userName": ""}}),
+        ] {
+            let e = run(Kind::User, user(), json!([op])).unwrap_err();
+            assert_eq!(
+                e.scim_type,
+                Some(crate::scim::error::ScimType::Mutability),
+                "{op}"
+            );
+            assert!(e.detail.contains("userName"), "{}", e.detail);
+        }
+    }
+
+    #[test]
+    fn read_only_values_are_refused_by_path_and_ignored_when_echoed() {
+        let with_manager = json!({"userName": "u",
+            (ENTERPRISE_SCHEMA): {"manager": {"value": "M1"}}});
+        for path in ["meta.lastModified", "groups", "groups[value eq \"G\"]"] {
+            for op in ["add", "replace", "remove"] {
+                let e = run(
+                    Kind::User,
+                    with_manager.clone(),
+                    json!([{"op": op, "path": path, "value": "x"}]),
+                )
+                .unwrap_err();
+                assert_eq!(
+                    e.scim_type,
+                    Some(crate::scim::error::ScimType::Mutability),
+                    "{op} {path}"
+                );
+            }
+        }
+        // Echoed in a no-path value, they change nothing and fail nothing.
+        let out = run(
             Kind::User,
-            user(),
-            json!([{"op": "remove", "path": "userName"}]),
+            with_manager.clone(),
+            json!([{"op": "replace", "value": {"groups": [{"value": "G"}],
+                "meta": {"version": "W/\"9\""}, "title": "t"}}]),
         )
-        .unwrap_err();
-        assert!(e.detail.contains("userName"));
+        .unwrap();
+        assert_eq!(out.body.get("groups"), None);
+        assert_eq!(out.body.get("meta"), None);
+        assert_eq!(out.body["title"], "t");
+        // The manager's displayName is kept as sent (OneLogin's name for an id of its own).
+        let out = run(
+            Kind::User,
+            with_manager,
+            json!([{"op": "replace",
+                "path": format!("{ENTERPRISE_SCHEMA}:manager.displayName"), "value": "M"}]),
+        )
+        .unwrap();
+        assert_eq!(
+            out.body[ENTERPRISE_SCHEMA],
+            json!({"manager": {"value": "M1", "displayName": "M"}})
+        );
     }
 
     #[test]

@@ -11,7 +11,9 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{Map, Value};
 
 use super::error::{ScimError, ScimResult};
-use super::schema::{AttrDef, AttrRef, AttrType, Kind, Mutability, Rt, resolve, split_urn};
+use super::schema::{
+    AttrDef, AttrRef, AttrType, GROUP_SCHEMA, Kind, Mutability, Rt, USER_SCHEMA, resolve, split_urn,
+};
 
 /// Canonical resource body: core attributes at the top level, extension attributes in an
 /// object under their URN. Never holds `id`, `meta`, `schemas`, `groups`, `password`, or
@@ -97,7 +99,7 @@ pub fn normalize(kind: impl Into<Rt>, raw: &Value) -> ScimResult<Input> {
     let mut input = Input::default();
     for (key, value) in obj {
         if key.eq_ignore_ascii_case("schemas") {
-            note_unknown_schemas(kind, value, &mut input.ignored);
+            check_schemas(kind, value, &mut input.ignored)?;
             continue;
         }
         if key.eq_ignore_ascii_case("id") {
@@ -117,14 +119,31 @@ pub fn normalize(kind: impl Into<Rt>, raw: &Value) -> ScimResult<Input> {
     Ok(input)
 }
 
-fn note_unknown_schemas(kind: impl Into<Rt>, value: &Value, ignored: &mut Ignored) {
+/// Unknown schema URNs are noted and ignored (IdP templates carry their own), but a body that
+/// says it is another kind of thing (a Group sent to /Users, a PatchOp sent to PUT) is
+/// refused: taking it would store something the client did not mean.
+fn check_schemas(kind: impl Into<Rt>, value: &Value, ignored: &mut Ignored) -> ScimResult<()> {
     let kind: Rt = kind.into();
     let known = |u: &str| u.eq_ignore_ascii_case(kind.schema().id) || kind.extension(u).is_some();
     for s in value.as_array().into_iter().flatten() {
-        if let Some(u) = s.as_str().filter(|u| !known(u)) {
-            ignored.schema(u);
+        let Some(u) = s.as_str().filter(|u| !known(u)) else {
+            continue;
+        };
+        let other = [USER_SCHEMA, GROUP_SCHEMA]
+            .into_iter()
+            .any(|c| c.eq_ignore_ascii_case(u))
+            || u.to_ascii_lowercase()
+                .starts_with("urn:ietf:params:scim:api:messages:2.0:");
+        if other {
+            return Err(ScimError::invalid_syntax(format!(
+                "\"schemas\" names {u}, but this endpoint takes a {} ({})",
+                kind.as_str(),
+                kind.schema().id
+            )));
         }
+        ignored.schema(u);
     }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -467,6 +486,11 @@ pub fn normalize_simple(def: &AttrDef, value: &Value, label: &str) -> ScimResult
                 })
         }
         (AttrType::DateTime, _) => Err(bad("an RFC 3339 date-time string")),
+        (AttrType::Binary, Value::String(s)) if !is_base64(s) => {
+            Err(ScimError::invalid_value(format!(
+                "attribute \"{label}\" must be base64 (RFC 7643 §2.3.6), as DER certificates are"
+            )))
+        }
         (AttrType::String | AttrType::Reference | AttrType::Binary, Value::String(s)) => {
             // An empty string from an IdP template means "not set".
             Ok(if s.is_empty() {
@@ -485,6 +509,17 @@ pub fn normalize_simple(def: &AttrDef, value: &Value, label: &str) -> ScimResult
         (AttrType::String | AttrType::Reference | AttrType::Binary, _) => Err(bad("a string")),
         (AttrType::Complex, _) => Err(bad("a complex object")),
     }
+}
+
+/// Base64 in the standard or URL-safe alphabet, padded or not (RFC 4648 §4, §5). Line breaks
+/// and spaces are refused: a certificate pasted as PEM with its header is not a value.
+fn is_base64(s: &str) -> bool {
+    let body = s.trim_end_matches('=');
+    s.len() - body.len() <= 2
+        && body.len() % 4 != 1
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_'))
 }
 
 /// A multi-valued entry's `type`, folded for comparing.
@@ -817,6 +852,54 @@ mod tests {
     use super::*;
     use crate::scim::schema::ENTERPRISE_SCHEMA;
     use serde_json::json;
+
+    #[test]
+    fn a_body_of_another_kind_is_refused_and_unknown_urns_ignored() {
+        for (kind, urn) in [
+            (Kind::User, "urn:ietf:params:scim:schemas:core:2.0:Group"),
+            (Kind::Group, "urn:ietf:params:scim:schemas:core:2.0:User"),
+            (Kind::User, "urn:ietf:params:scim:api:messages:2.0:PatchOp"),
+        ] {
+            let raw = json!({"schemas": [urn], "userName": "u", "displayName": "g"});
+            let e = normalize(kind, &raw).unwrap_err();
+            assert_eq!(
+                e.scim_type,
+                Some(crate::scim::error::ScimType::InvalidSyntax)
+            );
+            assert!(e.detail.contains(urn), "{}", e.detail);
+        }
+        let raw = json!({"schemas": ["urn:onelogin:template"], "userName": "u"});
+        assert_eq!(
+            normalize(Kind::User, &raw).unwrap().ignored.schemas,
+            vec!["urn:onelogin:template".to_string()]
+        );
+    }
+
+    #[test]
+    fn binary_values_must_be_base64() {
+        let cert = |v: &str| {
+            normalize(
+                Kind::User,
+                &json!({"userName": "u", "x509Certificates": [{"value": v}]}),
+            )
+        };
+        for good in ["MIIB+w==", "MIIB-w", "AAAA", ""] {
+            assert!(cert(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "!!!notbase64",
+            "-----BEGIN CERTIFICATE-----",
+            "AAAAA",
+            "AA===",
+        ] {
+            let e = cert(bad).unwrap_err();
+            assert_eq!(
+                e.scim_type,
+                Some(crate::scim::error::ScimType::InvalidValue),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn normalises_idp_sloppiness() {

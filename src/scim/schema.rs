@@ -321,11 +321,13 @@ const VALUE_SUBS: &[AttrDef] = &[
     AttrDef::b("primary", "Whether this is the primary value."),
 ];
 const CERT_SUBS: &[AttrDef] = &[
+    // Base64 text: its case is part of the value (RFC 7643 §2.3.6).
     AttrDef::new(
         "value",
         AttrType::Binary,
         "The value of an X.509 certificate.",
-    ),
+    )
+    .exact(),
     AttrDef::s(
         "display",
         "A human-readable name, primarily used for display purposes.",

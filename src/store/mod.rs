@@ -1111,13 +1111,14 @@ mod tests {
         for descending in [false, true] {
             let mut sorted = want.clone();
             sorted.sort_by(|(a, x), (b, y)| {
+                // No value sorts after every value: last ascending, first descending.
                 let by_key = match (a, b) {
-                    (Some(a), Some(b)) if descending => b.cmp(a),
                     (Some(a), Some(b)) => a.cmp(b),
                     (Some(_), None) => std::cmp::Ordering::Less,
                     (None, Some(_)) => std::cmp::Ordering::Greater,
                     (None, None) => std::cmp::Ordering::Equal,
                 };
+                let by_key = if descending { by_key.reverse() } else { by_key };
                 by_key.then(x.cmp(y))
             });
             let order = if descending {

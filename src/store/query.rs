@@ -130,8 +130,9 @@ where
     })
 }
 
-/// A match's place in a sorted list. Missing values sort last in either order; ties keep
-/// creation order (ids are time-ordered).
+/// A match's place in a sorted list. A missing value sorts after every value, so it comes
+/// last ascending and first descending (RFC 7644 §3.4.2.3); ties keep creation order (ids
+/// are time-ordered).
 #[derive(Clone)]
 pub(super) struct Ranked {
     pub(super) key: Option<SortKey>,
@@ -143,14 +144,12 @@ impl Ord for Ranked {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         use std::cmp::Ordering;
         let ord = match (&self.key, &other.key) {
-            (Some(x), Some(y)) => {
-                let o = x.partial_cmp(y).unwrap_or(Ordering::Equal);
-                if self.descending { o.reverse() } else { o }
-            }
+            (Some(x), Some(y)) => x.partial_cmp(y).unwrap_or(Ordering::Equal),
             (Some(_), None) => Ordering::Less,
             (None, Some(_)) => Ordering::Greater,
             (None, None) => Ordering::Equal,
         };
+        let ord = if self.descending { ord.reverse() } else { ord };
         ord.then(self.id.cmp(&other.id))
     }
 }

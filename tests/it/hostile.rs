@@ -142,7 +142,7 @@ fn catalogue(u1: &str, u2: &str, g1: &str) -> Vec<Case> {
         case("path with a broken filter", "PATCH", &format!("/Users/{u1}"), patch_body(json!([{"op": "replace", "path": "emails[type eq]", "value": "x"}])), 400, Some("invalidPath")),
         case("path with unbalanced brackets", "PATCH", &format!("/Users/{u1}"), patch_body(json!([{"op": "replace", "path": "emails[type eq \"work\"", "value": "x"}])), 400, Some("invalidPath")),
         case("replace userName with a number", "PATCH", &format!("/Users/{u1}"), patch_body(json!([{"op": "replace", "path": "userName", "value": {"a": 1}}])), 400, Some("invalidValue")),
-        case("remove the required userName", "PATCH", &format!("/Users/{u1}"), patch_body(json!([{"op": "remove", "path": "userName"}])), 400, Some("invalidValue")),
+        case("remove the required userName", "PATCH", &format!("/Users/{u1}"), patch_body(json!([{"op": "remove", "path": "userName"}])), 400, Some("mutability")),
         case("good op then bad op", "PATCH", &format!("/Users/{u1}"), patch_body(json!([{"op": "replace", "path": "title", "value": "kept?"}, {"op": "replace", "path": "active", "value": "maybe"}])), 400, Some("invalidValue")),
         case("rename onto a taken userName", "PATCH", &format!("/Users/{u1}"), patch_body(json!([{"op": "replace", "path": "userName", "value": "bob@x"}])), 409, Some("uniqueness")),
         case("add a member that does not exist", "PATCH", &format!("/Groups/{g1}"), patch_body(json!([{"op": "add", "path": "members", "value": [{"value": "0190f0f0-0000-7000-8000-000000000000"}]}])), 400, Some("invalidValue")),

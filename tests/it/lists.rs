@@ -104,8 +104,9 @@ async fn sorts_by_attribute_both_ways() {
         "alpha < Mid < Zed case-insensitively, missing last"
     );
     assert_eq!(total(&r), 4);
-    // Ties keep creation order and missing values go last, in both orders; every page is
-    // its slice of the whole sorted list (only the best startIndex-1+count are kept).
+    // Ties keep creation order; missing values go last ascending and first descending
+    // (RFC 7644 §3.4.2.3); every page is its slice of the whole sorted list (only the best
+    // startIndex-1+count are kept).
     for (u, family) in [("e@x", "Mid"), ("f@x", "mid"), ("g@x", "Zed")] {
         s.post(
             "/Users",
@@ -121,7 +122,7 @@ async fn sorts_by_attribute_both_ways() {
         ),
         (
             "descending",
-            ["b@x", "g@x", "a@x", "e@x", "f@x", "c@x", "d@x", "h@x"],
+            ["d@x", "h@x", "b@x", "g@x", "a@x", "e@x", "f@x", "c@x"],
         ),
     ] {
         let q = format!("/Users?sortBy=name.familyName&sortOrder={order}");
@@ -149,6 +150,36 @@ async fn sorts_by_attribute_both_ways() {
     }
     assert_error(
         &s.get("/Users?sortBy=shoeSize").await,
+        400,
+        Some("invalidValue"),
+    );
+    // At the root, an attribute only Users have sorts the Users; Groups follow unsorted.
+    let g = s.group("Sorted group", &[]).await;
+    let r = s
+        .post(
+            "/.search",
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                "sortBy": "userName", "sortOrder": "descending", "count": 3}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(names(&r), ["h@x", "g@x", "f@x"]);
+    assert_eq!(total(&r), 9);
+    let r = s
+        .post(
+            "/.search",
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                "sortBy": "userName", "startIndex": 9}),
+        )
+        .await;
+    assert_eq!(r.body["Resources"][0]["id"], g.as_str());
+    assert_error(
+        &s.post(
+            "/.search",
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                "sortBy": "shoeSize"}),
+        )
+        .await,
         400,
         Some("invalidValue"),
     );
@@ -222,7 +253,7 @@ async fn post_search_on_collections_and_root() {
     let r = s
         .post("/Users/.search", json!({"schemas": ["urn:wrong"]}))
         .await;
-    assert_error(&r, 400, Some("invalidValue"));
+    assert_error(&r, 400, Some("invalidSyntax"));
     assert_error(&s.get("/Users/.search").await, 405, None);
 }
 

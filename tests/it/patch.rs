@@ -122,7 +122,7 @@ async fn patch_errors_have_the_rfc_scim_types() {
         &s.patch(&p, json!([{"op": "remove", "path": "userName"}]))
             .await,
         400,
-        Some("invalidValue"),
+        Some("mutability"),
     );
     assert_error(
         &s.patch(&p, json!([{"op": "add", "path": "nickName"}]))
