@@ -162,18 +162,23 @@ pub(super) async fn list(
     let sorts = match p.sort_by.as_deref().filter(|s| !s.trim().is_empty()) {
         None => vec![None; kinds.len()],
         Some(s) => {
-            let parsed: Vec<_> = kinds
+            let mut refused = None;
+            let sorts: Vec<_> = kinds
                 .iter()
-                .map(|&k| SortSpec::parse(ctx.rt(k), s, p.sort_order.as_deref()))
+                .map(
+                    |&k| match SortSpec::parse(ctx.rt(k), s, p.sort_order.as_deref()) {
+                        Ok(sort) => Some(sort),
+                        Err(e) => {
+                            refused.get_or_insert(e);
+                            None
+                        }
+                    },
+                )
                 .collect();
-            if !parsed.iter().any(Result::is_ok) {
-                return Err(parsed
-                    .into_iter()
-                    .find_map(Result::err)
-                    .expect("a type")
-                    .into());
+            if let Some(e) = refused.filter(|_| sorts.iter().all(Option::is_none)) {
+                return Err(e);
             }
-            parsed.into_iter().map(Result::ok).collect()
+            sorts
         }
     };
     let mut plans = Vec::new();
