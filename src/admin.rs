@@ -2,6 +2,7 @@
 //! service's user (and root), so console commands work while the daemon holds the database.
 //! One JSON request per line, one JSON answer per line.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -192,7 +193,9 @@ pub fn listen(
                             };
                             let (res, ()) = tokio::join!(work, forward);
                             let end = match res {
-                                Ok(n) => json!({"ok": true, "imported": n}),
+                                Ok(n) => {
+                                    json!({"ok": true, "imported": n.written, "skipped": n.skipped})
+                                }
                                 Err(e) => json!({"ok": false, "error": e}),
                             };
                             out.push_str(&end.to_string());
@@ -331,14 +334,20 @@ pub async fn export(
 }
 
 /// Load exported lines into `tenant`, keeping ids: resources first, then group members, so
-/// members may refer to any imported resource. Stops at the first refused line.
+/// members may refer to any imported resource.
+///
+/// Every line is checked before anything is written: its JSON, its attributes, ids and names
+/// repeated in the file, names taken in the tenant by another id, and members that point
+/// nowhere. What can still stop an import part-way (a full disk, a kill, a seat limit) leaves
+/// the resources written so far, and running the same import again finishes it: a line
+/// whose id the tenant already holds, as the same kind of resource, is skipped.
 pub async fn import(
     store: &Store,
     cfg: &Config,
     tenant: &str,
     lines: Vec<String>,
     progress: &mut (dyn FnMut(u64, u64) + Send),
-) -> Result<u64, String> {
+) -> Result<Imported, String> {
     let Some(tc) = cfg.tenants.get(tenant) else {
         return Err(format!("no tenant {tenant} in the configuration"));
     };
@@ -350,16 +359,19 @@ pub async fn import(
         plan: rt.plans.get(tenant).cloned(),
         create_only: Arc::new(tc.create_only.clone()),
     };
-    // Check every line first, so a bad file is refused before anything is written.
     let mut memberships = Vec::new();
     let mut parsed = Vec::new();
+    // id -> line, and folded userName / group displayName -> line, within the file.
+    let mut ids: HashMap<u128, usize> = HashMap::new();
+    let mut names: HashMap<(Kind, String), usize> = HashMap::new();
     for (i, line) in lines
         .iter()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
     {
+        let n = i + 1;
         let v: Value =
-            serde_json::from_str(line).map_err(|e| format!("line {}: not JSON: {e}", i + 1))?;
+            serde_json::from_str(line).map_err(|e| format!("line {n}: not JSON: {e}"))?;
         let is_group = v["schemas"]
             .as_array()
             .is_some_and(|s| s.iter().any(|x| x == crate::scim::schema::GROUP_SCHEMA));
@@ -367,18 +379,78 @@ pub async fn import(
         let id = v["id"]
             .as_str()
             .and_then(crate::store::parse_id)
-            .ok_or_else(|| format!("line {}: no scimd id", i + 1))?;
+            .ok_or_else(|| format!("line {n}: no scimd id"))?;
         let mut input = crate::scim::resource::normalize(rt.rt(Some(tenant), kind), &v)
-            .map_err(|e| format!("line {}: {}", i + 1, e.detail))?;
+            .map_err(|e| format!("line {n}: {}", e.detail))?;
+        if let Some(first) = ids.insert(id, n) {
+            return Err(format!(
+                "line {n}: id {} is also on line {first}",
+                crate::store::format_id(id)
+            ));
+        }
+        if let Some(name) = unique_name(kind, &input.body)
+            && let Some(first) = names.insert((kind, name.to_lowercase()), n)
+        {
+            return Err(format!(
+                "line {n}: {} \"{name}\" is also on line {first}",
+                name_attr(kind)
+            ));
+        }
         if let Some(m) = input.members.take().filter(|m| !m.is_empty()) {
             memberships.push((id, m));
         }
-        parsed.push((i + 1, kind, id, input));
+        parsed.push((n, kind, id, input));
+    }
+    // Against the tenant: which lines are there already, and which would clash.
+    let mut todo = Vec::with_capacity(parsed.len());
+    let mut skipped = 0u64;
+    for (n, kind, id, input) in parsed {
+        match held_as(store, tenant, id).await? {
+            Some(k) if k == kind => {
+                skipped += 1;
+                continue;
+            }
+            Some(k) => {
+                return Err(format!(
+                    "line {n}: id {} is a {} in tenant {tenant}, not a {}",
+                    crate::store::format_id(id),
+                    k.as_str(),
+                    kind.as_str()
+                ));
+            }
+            None => {}
+        }
+        if let Some(name) = unique_name(kind, &input.body)
+            && let Some(other) = holder_of(store, &rt, tenant, kind, name).await?
+        {
+            return Err(format!(
+                "line {n}: {} \"{name}\" is taken in tenant {tenant} by {other}",
+                name_attr(kind)
+            ));
+        }
+        todo.push((n, kind, id, input));
+    }
+    for (gid, members) in &memberships {
+        for m in members {
+            let Some(mid) = m.get("value").and_then(Value::as_str) else {
+                continue;
+            };
+            let known = match crate::store::parse_id(mid) {
+                Some(x) => ids.contains_key(&x) || held_as(store, tenant, x).await?.is_some(),
+                None => false,
+            };
+            if !known {
+                return Err(format!(
+                    "line {}: member {mid} is neither in the file nor in tenant {tenant}",
+                    ids.get(gid).copied().unwrap_or(0)
+                ));
+            }
+        }
     }
     // Creates go out 256 at a time so the writer commits them in shared batches.
-    let total = parsed.len() as u64;
+    let total = todo.len() as u64;
     let mut n = 0;
-    let mut pending = parsed.into_iter().peekable();
+    let mut pending = todo.into_iter().peekable();
     while pending.peek().is_some() {
         let mut window = Vec::new();
         for (line, kind, id, input) in pending.by_ref().take(256) {
@@ -389,11 +461,19 @@ pub async fn import(
             ));
         }
         for (line, task) in window {
-            match task.await {
-                Ok(Ok(_)) => n += 1,
-                Ok(Err(e)) => return Err(format!("line {line}: {}", e.detail)),
-                Err(e) => return Err(format!("line {line}: {e}")),
-            }
+            let failed = match task.await {
+                Ok(Ok(_)) => {
+                    n += 1;
+                    continue;
+                }
+                Ok(Err(e)) => e.detail,
+                Err(e) => e.to_string(),
+            };
+            return Err(format!(
+                "line {line}: {failed}\n{n} resources were written before it stopped (and \
+                 {skipped} were there already); once the cause is fixed, the same import \
+                 finishes the job: lines already in the tenant are skipped"
+            ));
         }
         progress(n, total);
     }
@@ -414,11 +494,73 @@ pub async fn import(
             .await
             .map_err(|e| {
                 format!(
-                    "members of group {}: {}",
+                    "members of group {}: {}\nthe resources are written; once the cause is \
+                     fixed, the same import adds the members",
                     crate::store::format_id(gid),
                     e.detail
                 )
             })?;
     }
-    Ok(n)
+    Ok(Imported {
+        written: n,
+        skipped,
+    })
+}
+
+/// What an import did: resources written, and lines skipped as already in the tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Imported {
+    pub written: u64,
+    pub skipped: u64,
+}
+
+/// The attribute unique per tenant for `kind`, as an import checks it.
+fn name_attr(kind: Kind) -> &'static str {
+    match kind {
+        Kind::User => "userName",
+        Kind::Group => "displayName",
+    }
+}
+
+fn unique_name(kind: Kind, body: &crate::scim::resource::Body) -> Option<&str> {
+    body.get(name_attr(kind)).and_then(Value::as_str)
+}
+
+/// The kind of resource `id` is in `tenant`, if it is there.
+async fn held_as(store: &Store, tenant: &str, id: u128) -> Result<Option<Kind>, String> {
+    for kind in [Kind::User, Kind::Group] {
+        match store
+            .get(tenant.to_string(), kind, crate::store::format_id(id), false)
+            .await
+        {
+            Ok(_) => return Ok(Some(kind)),
+            Err(e) if e.status == 404 => {}
+            Err(e) => return Err(e.detail),
+        }
+    }
+    Ok(None)
+}
+
+/// The id of the resource of `kind` whose unique name is `name` (case-insensitively).
+async fn holder_of(
+    store: &Store,
+    rt: &crate::http::Runtime,
+    tenant: &str,
+    kind: Kind,
+    name: &str,
+) -> Result<Option<String>, String> {
+    let text = format!("{} eq {}", name_attr(kind), Value::String(name.to_string()));
+    let filter =
+        crate::scim::filter::parse_for(rt.rt(Some(tenant), kind), &text).map_err(|e| e.detail)?;
+    let q = crate::store::ListQuery {
+        filter: Some(filter),
+        count: 1,
+        start_index: 1,
+        ..Default::default()
+    };
+    let page = store
+        .list(tenant.to_string(), rt.rt(Some(tenant), kind), q)
+        .await
+        .map_err(|e| e.detail)?;
+    Ok(page.items.first().map(|r| r.id.clone()))
 }

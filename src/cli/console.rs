@@ -180,7 +180,9 @@ pub(crate) fn run_admin(
             }
             Some("import") => {
                 match scimd::admin::import(&store, cfg, &tenant, body, &mut show_progress).await {
-                    Ok(n) => serde_json::json!({"ok": true, "imported": n}),
+                    Ok(n) => {
+                        serde_json::json!({"ok": true, "imported": n.written, "skipped": n.skipped})
+                    }
                     Err(e) => serde_json::json!({"ok": false, "error": e}),
                 }
             }
@@ -304,10 +306,17 @@ pub(crate) fn import(config: &std::path::Path, tenant: &str, from: &std::path::P
     let req = serde_json::json!({"cmd": "import", "tenant": tenant});
     match finish_admin(run_admin(&cfg, &rt, req, body), |_| {}) {
         Ok(end) => {
-            say!(
-                "imported {} resources into tenant {tenant}",
-                end["imported"]
-            );
+            match end["skipped"].as_u64().unwrap_or(0) {
+                0 => say!(
+                    "imported {} resources into tenant {tenant}",
+                    end["imported"]
+                ),
+                skipped => say!(
+                    "imported {} resources into tenant {tenant}; {skipped} were there already \
+                     (same ids) and were left as they are",
+                    end["imported"]
+                ),
+            }
             ExitCode::SUCCESS
         }
         Err(c) => c,

@@ -554,45 +554,76 @@ async fn export_then_import_into_an_empty_host_gives_the_same_resources() {
 
     let b_dir = tempfile::tempdir().unwrap();
     let b_cfg = okta_config(b_dir.path());
-    let file = b_dir.path().join("acme.jsonl");
-    std::fs::write(&file, lines).unwrap();
-    let out = scimd_cmd(
-        &b_cfg,
-        &[
-            "import",
-            "--tenant",
-            "acme",
-            "--from",
-            file.to_str().unwrap(),
-        ],
-    );
+    let import = |lines: &str, name: &str| {
+        let file = b_dir.path().join(name);
+        std::fs::write(&file, lines).unwrap();
+        let out = scimd_cmd(
+            &b_cfg,
+            &[
+                "import",
+                "--tenant",
+                "acme",
+                "--from",
+                file.to_str().unwrap(),
+            ],
+        );
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    // An import that stopped after the two users (a kill, a full disk) is finished by
+    // running the whole file again: what is there is skipped.
+    let users: String = lines.lines().take(2).map(|l| format!("{l}\n")).collect();
+    let (ok, text) = import(&users, "users.jsonl");
+    assert!(ok && text.contains("imported 2 "), "{text}");
+    let (ok, text) = import(&lines, "acme.jsonl");
+    assert!(ok, "{text}");
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        text.contains("imported 2 ") && text.contains("2 were there already"),
+        "{text}"
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("imported 4"));
     let mut q = Proc::start(&b_cfg);
     assert_eq!(snapshot(&q).await, before);
     // The import closed the file before it printed and exited.
     assert!(!q.log().contains("not closed cleanly"), "{}", q.log());
-    // Importing again refuses the taken ids.
-    let out = scimd_cmd(
-        &b_cfg,
-        &[
-            "import",
-            "--tenant",
-            "acme",
-            "--from",
-            file.to_str().unwrap(),
-        ],
-    );
-    assert!(!out.status.success());
+    // Through the daemon: the same file again writes nothing and says so.
+    let (ok, text) = import(&lines, "acme.jsonl");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("line 1: "),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ok && text.contains("imported 0 ") && text.contains("4 were there"),
+        "{text}"
     );
+    // Refused before anything is written: a name another id holds in the tenant, a name
+    // twice in the file, a member that points nowhere.
+    let fresh = |name: &str| {
+        serde_json::json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "id": uuid::Uuid::now_v7().to_string(), "userName": name})
+        .to_string()
+    };
+    let ghost = serde_json::json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "id": uuid::Uuid::now_v7().to_string(), "displayName": "Ghosts",
+        "members": [{"value": uuid::Uuid::now_v7().to_string()}]})
+    .to_string();
+    for (file, want) in [
+        (
+            format!("{}\n{}\n", fresh("new@x"), fresh("ANN@x")),
+            "is taken in tenant acme by",
+        ),
+        (
+            format!("{}\n{}\n", fresh("new@x"), fresh("NEW@x")),
+            "is also on line 1",
+        ),
+        (
+            format!("{}\n{ghost}\n", fresh("new@x")),
+            "neither in the file nor in tenant",
+        ),
+    ] {
+        let (ok, text) = import(&file, "bad.jsonl");
+        assert!(!ok && text.contains(want), "{want}: {text}");
+        assert_eq!(snapshot(&q).await, before, "{want}: nothing written");
+    }
     kill(q.child.id(), "-TERM");
     assert!(q.child.wait().unwrap().success());
     // An export whose reader went away (`| head`) ends at its first line, and leaves the
