@@ -17,14 +17,31 @@ pub(super) async fn events(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
     let limit = int_param("limit", ctx.query.get("limit"))?
         .unwrap_or(100)
         .clamp(0, 1000) as usize;
-    let (events, last) = app
+    let feed = app
         .store
         .events(ctx.principal.tenant.clone(), after, limit)
         .await?;
-    let next = events.last().map(|e| e.seq).unwrap_or(after);
+    // A reader that fell behind retention (or one commit wrote more events than it keeps)
+    // would otherwise go on as if nothing were missing. `after=0` asks for what is kept.
+    if after > 0 && after + 1 < feed.oldest {
+        return Err(ScimError::new(
+            410,
+            None,
+            format!(
+                "events {} to {} are no longer kept (retention: events_max_count, \
+                 events_max_age_days); read the users and groups again, then continue from \
+                 after={}",
+                after + 1,
+                feed.oldest - 1,
+                feed.last
+            ),
+        ));
+    }
+    let next = feed.events.last().map(|e| e.seq).unwrap_or(after);
     Ok(response::json(
         200,
-        &json!({"tenant": ctx.principal.tenant, "events": events, "next_after": next, "last_seq": last}),
+        &json!({"tenant": ctx.principal.tenant, "events": feed.events, "next_after": next,
+            "last_seq": feed.last, "oldest_seq": feed.oldest}),
     ))
 }
 

@@ -38,7 +38,7 @@ pub use backup::{owner_only_file, restore};
 pub use events::{Actor, Event, Retention};
 pub use plan_list::{PlanCursor, PlanEntry, PlanFrom, PlanPage, PlanSummary};
 pub use query::{ListPage, ListQuery, SortMark, SortSpec, StoredPage};
-pub use read::MemberBatch;
+pub use read::{Feed, MemberBatch};
 
 /// A storage result holding a SCIM-level answer: the outer error is storage failing, the
 /// inner one the request being refused.
@@ -1245,15 +1245,14 @@ mod tests {
             None,
         );
         let seq = || {
-            let (events, last) = f.rt.block_on(f.store.events("t".into(), 0, 1000)).unwrap();
-            assert_eq!(events.last().map(|e| e.seq), Some(last));
-            last
+            let feed = f.rt.block_on(f.store.events("t".into(), 0, 1000)).unwrap();
+            assert_eq!(feed.events.last().map(|e| e.seq), Some(feed.last));
+            feed.last
         };
         let since = |after: u64| -> Vec<(String, u128)> {
-            let (events, _) =
-                f.rt.block_on(f.store.events("t".into(), after, 1000))
-                    .unwrap();
-            events
+            f.rt.block_on(f.store.events("t".into(), after, 1000))
+                .unwrap()
+                .events
                 .into_iter()
                 .filter_map(|e| Some((e.kind, parse_id(&e.member_id?)?)))
                 .collect()

@@ -82,6 +82,16 @@ pub(super) fn not_found(kind: Kind, id: &str) -> ScimError {
     ))
 }
 
+/// A page of a tenant's change feed.
+#[derive(Debug)]
+pub struct Feed {
+    pub events: Vec<Event>,
+    /// The newest sequence number given out (0: none yet).
+    pub last: u64,
+    /// The oldest one still kept (`last + 1` when retention kept none).
+    pub oldest: u64,
+}
+
 /// `If-Match`: `*` or any listed ETag equal to the current one passes.
 pub(super) fn precondition(if_match: Option<&str>, version: u64) -> ScimResult<()> {
     let Some(h) = if_match else { return Ok(()) };
@@ -481,17 +491,16 @@ impl Store {
     }
 
     /// Events of a tenant after `after`, oldest first, at most `limit`.
-    pub async fn events(
-        &self,
-        tenant: String,
-        after: u64,
-        limit: usize,
-    ) -> ScimResult<(Vec<Event>, u64)> {
+    pub async fn events(&self, tenant: String, after: u64, limit: usize) -> ScimResult<Feed> {
         self.read(&tenant.clone(), move |r: &ReadSide| {
             let table = r.txn().open_table(EVENTS)?;
             let seqs = r.txn().open_table(EVENT_SEQ)?;
             let t = tenant.as_str();
             let last = seqs.get(t)?.map(|g| g.value()).unwrap_or(0);
+            let oldest = match table.range((t, 0u64)..=(t, u64::MAX))?.next() {
+                Some(e) => e?.0.value().1,
+                None => last + 1,
+            };
             let mut out = Vec::new();
             if limit > 0 && after < u64::MAX {
                 for e in table.range((t, after + 1)..=(t, u64::MAX))?.take(limit) {
@@ -501,7 +510,11 @@ impl Store {
                     }
                 }
             }
-            Ok(Ok((out, last)))
+            Ok(Ok(Feed {
+                events: out,
+                last,
+                oldest,
+            }))
         })
         .await
     }

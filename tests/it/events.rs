@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::harness::{ACME, GLOBEX, Srv};
+use crate::harness::{ACME, GLOBEX, Srv, assert_error};
 
 async fn feed(s: &Srv, token: &str, tenant: &str, query: &str) -> Value {
     let r = s
@@ -145,4 +145,58 @@ async fn retention_keeps_the_newest_events() {
         .map(|e| e["seq"].as_u64().unwrap())
         .collect();
     assert_eq!(seqs, vec![4, 5, 6]);
+    assert_eq!(body["oldest_seq"], 4);
+    // A reader that had seen event 3 has missed nothing; one at 2 has missed event 3, and
+    // is told so instead of being handed 4, 5, 6 as if they followed.
+    assert_eq!(
+        feed(&s, ACME, "acme", "?after=3").await["events"][0]["seq"],
+        4
+    );
+    let r = s
+        .call(
+            Method::GET,
+            "/tenants/acme/events?after=2",
+            Some(ACME),
+            None,
+        )
+        .await;
+    assert_error(&r, 410, None);
+    let detail = r.body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("events 3 to 3") && detail.contains("after=6"),
+        "{detail}"
+    );
+    // One commit that writes more events than are kept: a reader from before it learns
+    // that it lost some.
+    let members: Vec<Value> = new_members(&s, 5).await;
+    let before = feed(&s, ACME, "acme", "").await["last_seq"]
+        .as_u64()
+        .unwrap();
+    let g = s.group("Bulk", &[]).await;
+    let after_create = before + 1;
+    let r = s
+        .patch(
+            &format!("/Groups/{g}"),
+            json!([{"op": "add", "path": "members", "value": members}]),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let r = s
+        .call(
+            Method::GET,
+            &format!("/tenants/acme/events?after={after_create}"),
+            Some(ACME),
+            None,
+        )
+        .await;
+    assert_error(&r, 410, None);
+}
+
+/// `n` new users as group member values.
+async fn new_members(s: &Srv, n: usize) -> Vec<Value> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        out.push(json!({"value": s.user(&format!("bulk{i}@x")).await}));
+    }
+    out
 }
