@@ -125,6 +125,20 @@ pub struct LogConfig {
     pub format: String,
 }
 
+/// The first part of a `log.level` that names no level. A bare word is read by the log
+/// filter as a module name, so a typo such as "verbose" would silently turn off every line.
+fn bad_log_level(level: &str) -> Option<&str> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let is_level = |w: &str| LEVELS.iter().any(|l| l.eq_ignore_ascii_case(w.trim()));
+    level
+        .split(',')
+        .map(str::trim)
+        .find(|part| match part.split_once('=') {
+            Some((target, lvl)) => target.trim().is_empty() || !is_level(lvl),
+            None => !is_level(part),
+        })
+}
+
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
@@ -487,6 +501,12 @@ impl Config {
             self.server.login_redirect_url.as_deref(),
             &mut p,
         );
+        if let Some(bad) = bad_log_level(&self.log.level) {
+            p.push(format!(
+                "log.level: \"{bad}\" is not a level; use error, warn, info, debug or trace \
+                 (or target=level parts, such as info,scimd::request=debug)"
+            ));
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             p.push(format!(
                 "log.format: must be \"text\" or \"json\", got \"{}\"",
@@ -777,6 +797,20 @@ tokens = [{ name = "okta", sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0
     }
 
     #[test]
+    fn log_levels_and_directives_pass() {
+        for ok in [
+            "info",
+            "DEBUG",
+            "warn,scimd::request=debug",
+            " error , hyper=off ",
+        ] {
+            assert_eq!(bad_log_level(ok), None, "{ok}");
+        }
+        assert_eq!(bad_log_level("verbose"), Some("verbose"));
+        assert_eq!(bad_log_level("info,=debug"), Some("=debug"));
+    }
+
+    #[test]
     fn errors_name_the_key() {
         Jail::expect_with(|jail| {
             let cases = [
@@ -801,6 +835,14 @@ tokens = [{ name = "okta", sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0
                     "tls.cert: cannot read",
                 ),
                 (GOOD.replace("[tls]", "[server2]"), "server2"),
+                (
+                    GOOD.replace("[tls]", "[log]\nlevel = \"verbose\"\n[tls]"),
+                    "log.level: \"verbose\" is not a level",
+                ),
+                (
+                    GOOD.replace("[tls]", "[log]\nlevel = \"info,scimd=loud\"\n[tls]"),
+                    "log.level: \"scimd=loud\"",
+                ),
                 (GOOD.replace("tenants.acme", "tenants.Acme"), "tenants.Acme"),
             ];
             for (text, needle) in cases {

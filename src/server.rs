@@ -97,6 +97,8 @@ impl Reloader {
                 "server.header_timeout_secs",
                 new.server.header_timeout_secs != r.server.header_timeout_secs,
             ),
+            // The log is set up once per process (RUST_LOG may override it anyway).
+            ("log", new.log != r.log),
         ] {
             if changed {
                 notes.push(format!("{what} changed: takes effect after a restart"));
@@ -121,6 +123,21 @@ impl Reloader {
             .filter(|t| !new.tenants.contains_key(*t))
         {
             notes.push(format!("tenant {t} removed"));
+        }
+        // Token rotations, by name (never the digest), for the audit trail.
+        for (t, was) in &old.config.tenants {
+            let Some(now) = new.tenants.get(t) else {
+                continue;
+            };
+            let key = |k: &crate::config::TokenConfig| (k.name.clone(), k.sha256.clone());
+            let before: Vec<_> = was.tokens.iter().map(key).collect();
+            let after: Vec<_> = now.tokens.iter().map(key).collect();
+            for (name, _) in after.iter().filter(|k| !before.contains(k)) {
+                notes.push(format!("tenant {t}: token {name} added"));
+            }
+            for (name, _) in before.iter().filter(|k| !after.contains(k)) {
+                notes.push(format!("tenant {t}: token {name} removed"));
+            }
         }
         self.app.set_runtime(new);
         Ok(notes)

@@ -91,7 +91,9 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!("cannot start: {e}");
-                eprintln!("scimd: cannot start: {e}");
+                if cfg.log.format != "json" {
+                    eprintln!("scimd: cannot start: {e}");
+                }
                 return ExitCode::FAILURE;
             }
         };
@@ -109,13 +111,25 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
         let addr = server.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let (base, note) = base_url(&cfg.server, &addr);
         tracing::info!(%addr, tenants = cfg.tenants.len(), commit = env!("SCIMD_COMMIT"), "scimd {} listening", env!("CARGO_PKG_VERSION"));
-        eprintln!("scimd {} (commit {}) listening on {addr}", env!("CARGO_PKG_VERSION"), env!("SCIMD_COMMIT"));
-        eprintln!("  SCIM Base URL: {base}/scim/v2  (or {base}/tenants/NAME/scim/v2)");
+        // The banner for whoever watches a terminal or the journal; in JSON mode every line
+        // of the stream must be JSON (log shippers, `jq`), so it goes out as log events.
+        let json = cfg.log.format == "json";
+        let banner = |line: String| {
+            if json {
+                tracing::info!("{}", line.trim());
+            } else {
+                eprintln!("{line}");
+            }
+        };
+        if !json {
+            eprintln!("scimd {} (commit {}) listening on {addr}", env!("CARGO_PKG_VERSION"), env!("SCIMD_COMMIT"));
+        }
+        banner(format!("  SCIM Base URL: {base}/scim/v2  (or {base}/tenants/NAME/scim/v2)"));
         if let Some(n) = note {
-            eprintln!("  {n}");
+            banner(format!("  {n}"));
         }
         if let Some(fp) = &server.fingerprint {
-            eprintln!("  TLS certificate SHA-256 fingerprint: {fp}");
+            banner(format!("  TLS certificate SHA-256 fingerprint: {fp}"));
         }
         let reloader = server.reloader();
         // Ready only now: the database is open and the listener bound.

@@ -73,6 +73,15 @@ impl Proc {
                 {
                     let _ = tx.send(addr.trim().to_string());
                 }
+                // With `log.format = "json"` the address is a field of the start event.
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && v["fields"]["message"]
+                        .as_str()
+                        .is_some_and(|m| m.ends_with(" listening"))
+                    && let Some(addr) = v["fields"]["addr"].as_str()
+                {
+                    let _ = tx.send(addr.to_string());
+                }
                 sink.lock().unwrap().push_str(&(line + "\n"));
             }
         });
@@ -144,6 +153,29 @@ impl Proc {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_json_from_the_first_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("scimd.toml");
+    let text = config_text(dir.path(), &token_line("okta", "tok"))
+        .replace("level = \"info\"", "level = \"info\"\nformat = \"json\"");
+    std::fs::write(&cfg, text).unwrap();
+    let mut p = Proc::start(&cfg);
+    assert_eq!(p.status("/scim/v2/Users", "wrong").await, 401);
+    kill(p.child.id(), "-TERM");
+    assert!(p.child.wait().unwrap().success());
+    let log = p.log();
+    let mut base_url = false;
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}\n{log}"));
+        base_url |= v["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("SCIM Base URL: https://"));
+    }
+    assert!(base_url, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_tokens_keeps_connections_and_refuses_broken_configs() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("scimd.toml");
@@ -179,6 +211,12 @@ async fn sighup_reloads_tokens_keeps_connections_and_refuses_broken_configs() {
         "new token accepted after SIGHUP"
     );
     assert_eq!(p.status("/scim/v2/Users", "old-token").await, 401);
+    // The rotation is in the log, by name.
+    let log = p.log();
+    assert!(
+        log.contains("token new added") && log.contains("token old removed"),
+        "{log}"
+    );
 
     // A broken file is refused and the previous configuration stays.
     std::fs::write(&cfg, "[server\nlisten = ").unwrap();
