@@ -72,26 +72,41 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
         .join(":")
 }
 
-/// The self-signed certificate in `dir/tls/`, created on first use and reused afterwards.
-/// Returns the paths of the certificate and the key.
+/// The self-signed certificate in `dir/tls/`, made on first use and reused afterwards while
+/// it loads. Returns the paths of the certificate and the key.
+///
+/// Only for the pair scimd makes itself: files an admin configured (`tls.cert`, `tls.key`)
+/// never come here, so a broken one of those is an error, never replaced.
 pub fn ensure_self_signed(dir: &Path) -> Result<(PathBuf, PathBuf), TlsError> {
     let tls_dir = dir.join("tls");
     let cert = tls_dir.join("cert.pem");
     let key = tls_dir.join("key.pem");
-    if cert.exists() && key.exists() {
-        return Ok((cert, key));
+    if cert.exists() || key.exists() {
+        match load_pem(&cert, &key) {
+            // A failed first start (full disk, I/O error, crash) can leave an empty, cut or
+            // mismatched pair; the files are ours, so making a new pair is the fix.
+            Err(e) => tracing::warn!(
+                dir = %tls_dir.display(), error = %e,
+                "the generated self-signed certificate cannot be used; making a new one"
+            ),
+            Ok(_) => return Ok((cert, key)),
+        }
     }
-    let fail = |reason: String| TlsError::SelfSigned {
+    make_self_signed(&tls_dir).map_err(|reason| TlsError::SelfSigned {
         dir: tls_dir.clone(),
         reason,
-    };
-    std::fs::create_dir_all(&tls_dir).map_err(|e| fail(e.to_string()))?;
+    })?;
+    Ok((cert, key))
+}
+
+fn make_self_signed(tls_dir: &Path) -> Result<(), String> {
+    let io = |e: std::io::Error| e.to_string();
+    std::fs::create_dir_all(tls_dir).map_err(io)?;
     // Owner-only whatever the umask (the key inside is written owner-only too).
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tls_dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| fail(e.to_string()))?;
+        std::fs::set_permissions(tls_dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
     }
     let mut names = vec![
         "localhost".to_string(),
@@ -104,22 +119,46 @@ pub fn ensure_self_signed(dir: &Path) -> Result<(PathBuf, PathBuf), TlsError> {
             names.push(h.to_string());
         }
     }
-    let ck = rcgen::generate_simple_self_signed(names).map_err(|e| fail(e.to_string()))?;
-    write_private(&key, ck.signing_key.serialize_pem().as_bytes())
-        .map_err(|e| fail(e.to_string()))?;
-    std::fs::write(&cert, ck.cert.pem()).map_err(|e| fail(e.to_string()))?;
-    Ok((cert, key))
+    let ck = rcgen::generate_simple_self_signed(names).map_err(|e| e.to_string())?;
+    // Both files are complete on disk under temporary names before either is renamed; then
+    // the key goes first, the certificate last. A crash in between leaves a key that does not
+    // match the certificate beside it (or has none), which the next start replaces.
+    let key_new = tls_dir.join("key.pem.new");
+    let cert_new = tls_dir.join("cert.pem.new");
+    // A leftover keeps its old mode when truncated; a fresh file is owner-only from its
+    // first byte.
+    match std::fs::remove_file(&key_new) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+        _ => {}
+    }
+    write_private(&key_new, ck.signing_key.serialize_pem().as_bytes()).map_err(io)?;
+    write_synced(&cert_new, ck.cert.pem().as_bytes(), 0o644).map_err(io)?;
+    for (from, to) in [(&key_new, "key.pem"), (&cert_new, "cert.pem")] {
+        std::fs::rename(from, tls_dir.join(to)).map_err(io)?;
+        // The rename itself is durable only once the directory is.
+        std::fs::File::open(tls_dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+    }
+    Ok(())
 }
 
 /// Write a file readable by its owner only.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_synced(path, bytes, 0o600)
+}
+
+/// Write a file with this mode (when created) and wait until its bytes are on disk.
+fn write_synced(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
+        opts.mode(mode);
     }
+    #[cfg(not(unix))]
+    let _ = mode;
     let mut f = opts.open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
@@ -168,4 +207,35 @@ pub fn server_config(resolver: Arc<CertResolver>) -> Result<ServerConfig, rustls
         .with_cert_resolver(resolver);
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_half_pair_is_replaced_and_nothing_temporary_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = ensure_self_signed(dir.path()).unwrap();
+        let old_key = std::fs::read(&key).unwrap();
+        // A crash between the two renames: the key without its certificate.
+        std::fs::remove_file(&cert).unwrap();
+        let (cert, key) = ensure_self_signed(dir.path()).unwrap();
+        load_pem(&cert, &key).unwrap();
+        assert_ne!(std::fs::read(&key).unwrap(), old_key, "a new pair");
+        let mut left: Vec<String> = std::fs::read_dir(dir.path().join("tls"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["cert.pem", "key.pem"]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
 }

@@ -116,3 +116,69 @@ async fn plain_http_on_loopback_when_asked_for() {
     let _ = tx.send(());
     task.await.unwrap();
 }
+
+/// A generated file left broken by a failed first start (full disk, I/O error), then a
+/// restart: the server makes a new pair and serves TLS with it, and the data is still there.
+async fn restart_after_damaging(file: &str, damage: impl FnOnce(&[u8]) -> Vec<u8>) {
+    let s = Srv::start().await;
+    let id = s.user("kept@example.com").await;
+    let tls = s.dir.path().join("state/tls");
+    let cert_before = std::fs::read(tls.join("cert.pem")).unwrap();
+    let dir = s.stop().await;
+    let original = std::fs::read(tls_path(&dir, file)).unwrap();
+    std::fs::write(tls_path(&dir, file), damage(&original)).unwrap();
+    let cfg = test_config(dir.path());
+    let s = Srv::start_config(dir, cfg).await;
+    assert_ne!(
+        std::fs::read(tls.join("cert.pem")).unwrap(),
+        cert_before,
+        "a new certificate"
+    );
+    // The harness client trusts only the certificate now on disk.
+    let r = s.get(&format!("/Users/{id}")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+fn tls_path(dir: &tempfile::TempDir, file: &str) -> std::path::PathBuf {
+    dir.path().join("state/tls").join(file)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_generated_certificate_is_made_again_at_start() {
+    restart_after_damaging("cert.pem", |_| Vec::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_generated_key_is_made_again_at_start() {
+    restart_after_damaging("key.pem", |k| k[..k.len() / 2].to_vec()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_configured_certificate_is_an_error_not_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = dir.path().join("fullchain.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, "").unwrap();
+    scimd::tls::write_private(&key, ck.signing_key.serialize_pem().as_bytes()).unwrap();
+    let mut cfg = test_config(dir.path());
+    cfg.tls.self_signed = false;
+    cfg.tls.cert = Some(cert.clone());
+    cfg.tls.key = Some(key);
+    let Err(e) = Server::bind(cfg).await else {
+        panic!("a server started with an empty tls.cert");
+    };
+    let e = e.to_string();
+    assert!(
+        e.starts_with("tls.cert: ")
+            && e.contains(&cert.display().to_string())
+            && e.contains("no CERTIFICATE block found"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read(&cert).unwrap(),
+        b"",
+        "the admin's file is left alone"
+    );
+    assert!(!dir.path().join("state/tls").exists());
+}
