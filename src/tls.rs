@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use rustls::ServerConfig;
 use rustls::crypto::aws_lc_rs;
+use rustls::pki_types::ServerName;
+use rustls::server::ParsedCertificate;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -73,14 +75,18 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
 }
 
 /// The self-signed certificate in `dir/tls/`, made on first use and reused afterwards while
-/// it loads. Returns the paths of the certificate and the key.
+/// it loads and names the host of `public_url`. Returns the paths of the certificate and the key.
 ///
 /// Only for the pair scimd makes itself: files an admin configured (`tls.cert`, `tls.key`)
 /// never come here, so a broken one of those is an error, never replaced.
-pub fn ensure_self_signed(dir: &Path) -> Result<(PathBuf, PathBuf), TlsError> {
+pub fn ensure_self_signed(
+    dir: &Path,
+    public_url: Option<&str>,
+) -> Result<(PathBuf, PathBuf), TlsError> {
     let tls_dir = dir.join("tls");
     let cert = tls_dir.join("cert.pem");
     let key = tls_dir.join("key.pem");
+    let host = public_url.and_then(public_host);
     if cert.exists() || key.exists() {
         match load_pem(&cert, &key) {
             // A failed first start (full disk, I/O error, crash) can leave an empty, cut or
@@ -89,17 +95,42 @@ pub fn ensure_self_signed(dir: &Path) -> Result<(PathBuf, PathBuf), TlsError> {
                 dir = %tls_dir.display(), error = %e,
                 "the generated self-signed certificate cannot be used; making a new one"
             ),
-            Ok(_) => return Ok((cert, key)),
+            Ok(l) => match &host {
+                Some(h) if !names(&l, h) => tracing::warn!(
+                    host = %h.to_str(),
+                    "the generated self-signed certificate does not name the host of \
+                     server.public_url; making a new one (an IdP that trusted the old \
+                     certificate must be given the new one)"
+                ),
+                _ => return Ok((cert, key)),
+            },
         }
     }
-    make_self_signed(&tls_dir).map_err(|reason| TlsError::SelfSigned {
+    make_self_signed(&tls_dir, host.as_ref()).map_err(|reason| TlsError::SelfSigned {
         dir: tls_dir.clone(),
         reason,
     })?;
     Ok((cert, key))
 }
 
-fn make_self_signed(tls_dir: &Path) -> Result<(), String> {
+/// The host of `public_url` as a TLS server name (a DNS name or an IP address).
+fn public_host(url: &str) -> Option<ServerName<'static>> {
+    let uri: http::Uri = url.parse().ok()?;
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(host.to_ascii_lowercase()).ok()
+}
+
+/// Whether a client connecting to `host` would accept this certificate's names.
+fn names(loaded: &Loaded, host: &ServerName<'_>) -> bool {
+    loaded
+        .key
+        .end_entity_cert()
+        .and_then(ParsedCertificate::try_from)
+        .and_then(|c| rustls::client::verify_server_name(&c, host))
+        .is_ok()
+}
+
+fn make_self_signed(tls_dir: &Path, host: Option<&ServerName<'_>>) -> Result<(), String> {
     let io = |e: std::io::Error| e.to_string();
     std::fs::create_dir_all(tls_dir).map_err(io)?;
     // Owner-only whatever the umask (the key inside is written owner-only too).
@@ -119,7 +150,23 @@ fn make_self_signed(tls_dir: &Path) -> Result<(), String> {
             names.push(h.to_string());
         }
     }
-    let ck = rcgen::generate_simple_self_signed(names).map_err(|e| e.to_string())?;
+    let host = host.map(|h| h.to_str().into_owned());
+    if let Some(h) = &host
+        && !names.contains(h)
+    {
+        names.push(h.clone());
+    }
+    let mut params = rcgen::CertificateParams::new(names).map_err(|e| e.to_string())?;
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(
+        rcgen::DnType::CommonName,
+        host.unwrap_or_else(|| "scimd self-signed".into()),
+    );
+    params.distinguished_name = dn;
+    let signing_key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+    let cert = params
+        .self_signed(&signing_key)
+        .map_err(|e| e.to_string())?;
     // Both files are complete on disk under temporary names before either is renamed; then
     // the key goes first, the certificate last. A crash in between leaves a key that does not
     // match the certificate beside it (or has none), which the next start replaces.
@@ -131,8 +178,8 @@ fn make_self_signed(tls_dir: &Path) -> Result<(), String> {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
         _ => {}
     }
-    write_private(&key_new, ck.signing_key.serialize_pem().as_bytes()).map_err(io)?;
-    write_synced(&cert_new, ck.cert.pem().as_bytes(), 0o644).map_err(io)?;
+    write_private(&key_new, signing_key.serialize_pem().as_bytes()).map_err(io)?;
+    write_synced(&cert_new, cert.pem().as_bytes(), 0o644).map_err(io)?;
     for (from, to) in [(&key_new, "key.pem"), (&cert_new, "cert.pem")] {
         std::fs::rename(from, tls_dir.join(to)).map_err(io)?;
         // The rename itself is durable only once the directory is.
@@ -215,15 +262,71 @@ mod tests {
 
     use super::*;
 
+    fn host(s: &str) -> ServerName<'static> {
+        ServerName::try_from(s.to_string()).unwrap()
+    }
+
+    fn loaded(dir: &Path, url: Option<&str>) -> (Loaded, Vec<u8>) {
+        let (cert, key) = ensure_self_signed(dir, url).unwrap();
+        (load_pem(&cert, &key).unwrap(), std::fs::read(cert).unwrap())
+    }
+
+    #[test]
+    fn public_host_is_the_host_of_the_url() {
+        for (url, want) in [
+            ("https://Scim.Corp.Example:8443/", Some("scim.corp.example")),
+            ("https://scim.corp.example", Some("scim.corp.example")),
+            ("https://192.0.2.10:8443", Some("192.0.2.10")),
+            ("https://[2001:db8::5]:8443/scim", Some("2001:db8::5")),
+            ("not a url", None),
+        ] {
+            assert_eq!(
+                public_host(url).map(|h| h.to_str().into_owned()).as_deref(),
+                want,
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_certificate_names_the_public_host_and_is_then_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = Some("https://scim.corp.example:8443");
+        let (l, pem) = loaded(dir.path(), url);
+        assert!(names(&l, &host("scim.corp.example")));
+        assert!(names(&l, &host("localhost")));
+        assert!(!names(&l, &host("other.corp.example")));
+        let der = l.key.end_entity_cert().unwrap().to_vec();
+        assert!(
+            !der.windows(6).any(|w| w == b"rcgen "),
+            "rcgen's default CN"
+        );
+        let (_, again) = loaded(dir.path(), url);
+        assert_eq!(pem, again, "a certificate that names the host is kept");
+        // An IP address goes in as an IP name, not a DNS name.
+        let (l, ip_pem) = loaded(dir.path(), Some("https://[2001:db8::5]:8443"));
+        assert_ne!(pem, ip_pem, "the new host is not in the old certificate");
+        assert!(names(&l, &host("2001:db8::5")));
+        assert_eq!(loaded(dir.path(), Some("https://[2001:db8::5]")).1, ip_pem);
+    }
+
+    #[test]
+    fn without_public_url_the_subject_says_scimd() {
+        let dir = tempfile::tempdir().unwrap();
+        let (l, _) = loaded(dir.path(), None);
+        let der = l.key.end_entity_cert().unwrap().to_vec();
+        assert!(der.windows(17).any(|w| w == b"scimd self-signed"));
+    }
+
     #[test]
     fn a_half_pair_is_replaced_and_nothing_temporary_stays() {
         let dir = tempfile::tempdir().unwrap();
-        let (cert, key) = ensure_self_signed(dir.path()).unwrap();
+        let (cert, key) = ensure_self_signed(dir.path(), None).unwrap();
         let old_key = std::fs::read(&key).unwrap();
         // A crash between the two renames: the key without its certificate.
         std::fs::remove_file(&cert).unwrap();
-        let (cert, key) = ensure_self_signed(dir.path()).unwrap();
-        load_pem(&cert, &key).unwrap();
+        let (l, _) = loaded(dir.path(), None);
+        assert!(names(&l, &host("localhost")));
         assert_ne!(std::fs::read(&key).unwrap(), old_key, "a new pair");
         let mut left: Vec<String> = std::fs::read_dir(dir.path().join("tls"))
             .unwrap()

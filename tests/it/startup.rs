@@ -182,3 +182,59 @@ async fn an_empty_configured_certificate_is_an_error_not_replaced() {
     );
     assert!(!dir.path().join("state/tls").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_self_signed_certificate_names_the_public_url_host() {
+    let s = Srv::start_with(|c| {
+        c.server.public_url = Some("https://scim.corp.example:8443".into());
+    })
+    .await;
+    let port = crate::harness::wire::port(&s);
+    let pem = std::fs::read(s.dir.path().join("state/tls/cert.pem")).unwrap();
+    // What `curl --cacert cert.pem https://scim.corp.example:8443/...` checks.
+    let healthz = |name: &'static str| {
+        let pem = pem.clone();
+        async move {
+            reqwest::Client::builder()
+                .tls_certs_only([Certificate::from_pem(&pem).unwrap()])
+                .resolve(name, ([127, 0, 0, 1], port).into())
+                .no_proxy()
+                .build()
+                .unwrap()
+                .get(format!("https://{name}:{port}/healthz"))
+                .send()
+                .await
+        }
+    };
+    assert_eq!(healthz("scim.corp.example").await.unwrap().status(), 200);
+    assert!(
+        healthz("other.corp.example").await.is_err(),
+        "a name not in the certificate is refused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_url_ip_address_is_an_ip_name_in_the_certificate() {
+    use std::sync::Arc;
+
+    let s =
+        Srv::start_with(|c| c.server.public_url = Some("https://192.0.2.10:8443/".into())).await;
+    let cfg = crate::harness::wire::client_config(
+        &s,
+        &[&rustls::version::TLS13, &rustls::version::TLS12],
+    );
+    let connect = |ip: &'static str| {
+        let cfg = Arc::new(cfg.clone());
+        let port = crate::harness::wire::port(&s);
+        async move {
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            tokio_rustls::TlsConnector::from(cfg)
+                .connect(rustls::pki_types::ServerName::try_from(ip).unwrap(), tcp)
+                .await
+        }
+    };
+    assert!(connect("192.0.2.10").await.is_ok());
+    assert!(connect("192.0.2.11").await.is_err());
+}
