@@ -373,7 +373,7 @@ fn hello_server(dir: &std::path::Path) {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let (cert, key) = scimd::tls::ensure_self_signed(dir).expect("certificate");
+        let (cert, key) = scimd::tls::ensure_self_signed(dir, None).expect("certificate");
         let loaded = scimd::tls::load_pem(&cert, &key).expect("load");
         let resolver = Arc::new(scimd::tls::CertResolver::new(loaded.key));
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(

@@ -57,7 +57,7 @@ pub struct Server {
 fn cert_paths(config: &Config) -> Result<(std::path::PathBuf, std::path::PathBuf), TlsError> {
     match (&config.tls.cert, &config.tls.key) {
         (Some(c), Some(k)) => Ok((c.clone(), k.clone())),
-        _ => tls::ensure_self_signed(&config.storage.dir),
+        _ => tls::ensure_self_signed(&config.storage.dir, config.server.public_url.as_deref()),
     }
 }
 

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use rustls::ServerConfig;
 use rustls::crypto::aws_lc_rs;
+use rustls::pki_types::ServerName;
+use rustls::server::ParsedCertificate;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -72,26 +74,70 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
         .join(":")
 }
 
-/// The self-signed certificate in `dir/tls/`, created on first use and reused afterwards.
-/// Returns the paths of the certificate and the key.
-pub fn ensure_self_signed(dir: &Path) -> Result<(PathBuf, PathBuf), TlsError> {
+/// The self-signed certificate in `dir/tls/`, made on first use and reused afterwards while
+/// it loads and names the host of `public_url`. Returns the paths of the certificate and the key.
+///
+/// Only for the pair scimd makes itself: files an admin configured (`tls.cert`, `tls.key`)
+/// never come here, so a broken one of those is an error, never replaced.
+pub fn ensure_self_signed(
+    dir: &Path,
+    public_url: Option<&str>,
+) -> Result<(PathBuf, PathBuf), TlsError> {
     let tls_dir = dir.join("tls");
     let cert = tls_dir.join("cert.pem");
     let key = tls_dir.join("key.pem");
-    if cert.exists() && key.exists() {
-        return Ok((cert, key));
+    let host = public_url.and_then(public_host);
+    if cert.exists() || key.exists() {
+        match load_pem(&cert, &key) {
+            // A failed first start (full disk, I/O error, crash) can leave an empty, cut or
+            // mismatched pair; the files are ours, so making a new pair is the fix.
+            Err(e) => tracing::warn!(
+                dir = %tls_dir.display(), error = %e,
+                "the generated self-signed certificate cannot be used; making a new one"
+            ),
+            Ok(l) => match &host {
+                Some(h) if !names(&l, h) => tracing::warn!(
+                    host = %h.to_str(),
+                    "the generated self-signed certificate does not name the host of \
+                     server.public_url; making a new one (an IdP that trusted the old \
+                     certificate must be given the new one)"
+                ),
+                _ => return Ok((cert, key)),
+            },
+        }
     }
-    let fail = |reason: String| TlsError::SelfSigned {
+    make_self_signed(&tls_dir, host.as_ref()).map_err(|reason| TlsError::SelfSigned {
         dir: tls_dir.clone(),
         reason,
-    };
-    std::fs::create_dir_all(&tls_dir).map_err(|e| fail(e.to_string()))?;
+    })?;
+    Ok((cert, key))
+}
+
+/// The host of `public_url` as a TLS server name (a DNS name or an IP address).
+fn public_host(url: &str) -> Option<ServerName<'static>> {
+    let uri: http::Uri = url.parse().ok()?;
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(host.to_ascii_lowercase()).ok()
+}
+
+/// Whether a client connecting to `host` would accept this certificate's names.
+fn names(loaded: &Loaded, host: &ServerName<'_>) -> bool {
+    loaded
+        .key
+        .end_entity_cert()
+        .and_then(ParsedCertificate::try_from)
+        .and_then(|c| rustls::client::verify_server_name(&c, host))
+        .is_ok()
+}
+
+fn make_self_signed(tls_dir: &Path, host: Option<&ServerName<'_>>) -> Result<(), String> {
+    let io = |e: std::io::Error| e.to_string();
+    std::fs::create_dir_all(tls_dir).map_err(io)?;
     // Owner-only whatever the umask (the key inside is written owner-only too).
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tls_dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| fail(e.to_string()))?;
+        std::fs::set_permissions(tls_dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
     }
     let mut names = vec![
         "localhost".to_string(),
@@ -104,22 +150,62 @@ pub fn ensure_self_signed(dir: &Path) -> Result<(PathBuf, PathBuf), TlsError> {
             names.push(h.to_string());
         }
     }
-    let ck = rcgen::generate_simple_self_signed(names).map_err(|e| fail(e.to_string()))?;
-    write_private(&key, ck.signing_key.serialize_pem().as_bytes())
-        .map_err(|e| fail(e.to_string()))?;
-    std::fs::write(&cert, ck.cert.pem()).map_err(|e| fail(e.to_string()))?;
-    Ok((cert, key))
+    let host = host.map(|h| h.to_str().into_owned());
+    if let Some(h) = &host
+        && !names.contains(h)
+    {
+        names.push(h.clone());
+    }
+    let mut params = rcgen::CertificateParams::new(names).map_err(|e| e.to_string())?;
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(
+        rcgen::DnType::CommonName,
+        host.unwrap_or_else(|| "scimd self-signed".into()),
+    );
+    params.distinguished_name = dn;
+    let signing_key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+    let cert = params
+        .self_signed(&signing_key)
+        .map_err(|e| e.to_string())?;
+    // Both files are complete on disk under temporary names before either is renamed; then
+    // the key goes first, the certificate last. A crash in between leaves a key that does not
+    // match the certificate beside it (or has none), which the next start replaces.
+    let key_new = tls_dir.join("key.pem.new");
+    let cert_new = tls_dir.join("cert.pem.new");
+    // A leftover keeps its old mode when truncated; a fresh file is owner-only from its
+    // first byte.
+    match std::fs::remove_file(&key_new) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+        _ => {}
+    }
+    write_private(&key_new, signing_key.serialize_pem().as_bytes()).map_err(io)?;
+    write_synced(&cert_new, cert.pem().as_bytes(), 0o644).map_err(io)?;
+    for (from, to) in [(&key_new, "key.pem"), (&cert_new, "cert.pem")] {
+        std::fs::rename(from, tls_dir.join(to)).map_err(io)?;
+        // The rename itself is durable only once the directory is.
+        std::fs::File::open(tls_dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+    }
+    Ok(())
 }
 
 /// Write a file readable by its owner only.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_synced(path, bytes, 0o600)
+}
+
+/// Write a file with this mode (when created) and wait until its bytes are on disk.
+fn write_synced(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
+        opts.mode(mode);
     }
+    #[cfg(not(unix))]
+    let _ = mode;
     let mut f = opts.open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
@@ -168,4 +254,91 @@ pub fn server_config(resolver: Arc<CertResolver>) -> Result<ServerConfig, rustls
         .with_cert_resolver(resolver);
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn host(s: &str) -> ServerName<'static> {
+        ServerName::try_from(s.to_string()).unwrap()
+    }
+
+    fn loaded(dir: &Path, url: Option<&str>) -> (Loaded, Vec<u8>) {
+        let (cert, key) = ensure_self_signed(dir, url).unwrap();
+        (load_pem(&cert, &key).unwrap(), std::fs::read(cert).unwrap())
+    }
+
+    #[test]
+    fn public_host_is_the_host_of_the_url() {
+        for (url, want) in [
+            ("https://Scim.Corp.Example:8443/", Some("scim.corp.example")),
+            ("https://scim.corp.example", Some("scim.corp.example")),
+            ("https://192.0.2.10:8443", Some("192.0.2.10")),
+            ("https://[2001:db8::5]:8443/scim", Some("2001:db8::5")),
+            ("not a url", None),
+        ] {
+            assert_eq!(
+                public_host(url).map(|h| h.to_str().into_owned()).as_deref(),
+                want,
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_certificate_names_the_public_host_and_is_then_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = Some("https://scim.corp.example:8443");
+        let (l, pem) = loaded(dir.path(), url);
+        assert!(names(&l, &host("scim.corp.example")));
+        assert!(names(&l, &host("localhost")));
+        assert!(!names(&l, &host("other.corp.example")));
+        let der = l.key.end_entity_cert().unwrap().to_vec();
+        assert!(
+            !der.windows(6).any(|w| w == b"rcgen "),
+            "rcgen's default CN"
+        );
+        let (_, again) = loaded(dir.path(), url);
+        assert_eq!(pem, again, "a certificate that names the host is kept");
+        // An IP address goes in as an IP name, not a DNS name.
+        let (l, ip_pem) = loaded(dir.path(), Some("https://[2001:db8::5]:8443"));
+        assert_ne!(pem, ip_pem, "the new host is not in the old certificate");
+        assert!(names(&l, &host("2001:db8::5")));
+        assert_eq!(loaded(dir.path(), Some("https://[2001:db8::5]")).1, ip_pem);
+    }
+
+    #[test]
+    fn without_public_url_the_subject_says_scimd() {
+        let dir = tempfile::tempdir().unwrap();
+        let (l, _) = loaded(dir.path(), None);
+        let der = l.key.end_entity_cert().unwrap().to_vec();
+        assert!(der.windows(17).any(|w| w == b"scimd self-signed"));
+    }
+
+    #[test]
+    fn a_half_pair_is_replaced_and_nothing_temporary_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = ensure_self_signed(dir.path(), None).unwrap();
+        let old_key = std::fs::read(&key).unwrap();
+        // A crash between the two renames: the key without its certificate.
+        std::fs::remove_file(&cert).unwrap();
+        let (l, _) = loaded(dir.path(), None);
+        assert!(names(&l, &host("localhost")));
+        assert_ne!(std::fs::read(&key).unwrap(), old_key, "a new pair");
+        let mut left: Vec<String> = std::fs::read_dir(dir.path().join("tls"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["cert.pem", "key.pem"]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
 }

@@ -5,6 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rustls::pki_types::{CertificateDer, pem::PemObject};
 use scimd::auth::{digest, hex};
 
 /// `scimd serve` as a process until dropped, with its standard error collected.
@@ -981,4 +982,52 @@ fn tells_the_service_manager_when_it_is_ready_and_when_it_stops() {
     wait_for("STOPPING=1");
     assert!(child.wait().unwrap().success());
     assert!(seen.contains("STATUS=serving"), "{seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_public_url_host_gets_a_new_self_signed_certificate_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = okta_config(dir.path());
+    let cert = dir.path().join("state/tls/cert.pem");
+    drop(Proc::start(&cfg));
+    let first = std::fs::read(&cert).unwrap();
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "[server]\n",
+        "[server]\npublic_url = \"https://scim.corp.example:8443\"\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let p = Proc::start(&cfg);
+    let second = std::fs::read(&cert).unwrap();
+    assert_ne!(first, second, "the old certificate lacks the new host");
+    assert!(
+        p.log()
+            .contains("does not name the host of server.public_url")
+            && p.log().contains("must be given the new one"),
+        "{}",
+        p.log()
+    );
+    assert_eq!(p.status("/healthz", "tok").await, 200);
+    drop(p);
+    // Once it names the host, it is kept: no new certificate on every start.
+    let p = Proc::start(&cfg);
+    assert_eq!(std::fs::read(&cert).unwrap(), second);
+    assert!(!p.log().contains("making a new one"), "{}", p.log());
+    // A reload with another host makes one too, and serves it at once.
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("scim.corp.example", "scim2.corp.example");
+    std::fs::write(&cfg, text).unwrap();
+    kill(p.child.id(), "-HUP");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !p.log().contains("configuration reloaded") {
+        assert!(Instant::now() < deadline, "{}", p.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(p.log().contains("making a new one"), "{}", p.log());
+    let third = CertificateDer::from_pem_file(&cert).unwrap().to_vec();
+    assert_ne!(std::fs::read(&cert).unwrap(), second);
+    assert_eq!(
+        served_cert(p.port, std::slice::from_ref(&third)).await,
+        third
+    );
 }

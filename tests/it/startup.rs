@@ -116,3 +116,125 @@ async fn plain_http_on_loopback_when_asked_for() {
     let _ = tx.send(());
     task.await.unwrap();
 }
+
+/// A generated file left broken by a failed first start (full disk, I/O error), then a
+/// restart: the server makes a new pair and serves TLS with it, and the data is still there.
+async fn restart_after_damaging(file: &str, damage: impl FnOnce(&[u8]) -> Vec<u8>) {
+    let s = Srv::start().await;
+    let id = s.user("kept@example.com").await;
+    let tls = s.dir.path().join("state/tls");
+    let cert_before = std::fs::read(tls.join("cert.pem")).unwrap();
+    let dir = s.stop().await;
+    let original = std::fs::read(tls_path(&dir, file)).unwrap();
+    std::fs::write(tls_path(&dir, file), damage(&original)).unwrap();
+    let cfg = test_config(dir.path());
+    let s = Srv::start_config(dir, cfg).await;
+    assert_ne!(
+        std::fs::read(tls.join("cert.pem")).unwrap(),
+        cert_before,
+        "a new certificate"
+    );
+    // The harness client trusts only the certificate now on disk.
+    let r = s.get(&format!("/Users/{id}")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+fn tls_path(dir: &tempfile::TempDir, file: &str) -> std::path::PathBuf {
+    dir.path().join("state/tls").join(file)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_generated_certificate_is_made_again_at_start() {
+    restart_after_damaging("cert.pem", |_| Vec::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_generated_key_is_made_again_at_start() {
+    restart_after_damaging("key.pem", |k| k[..k.len() / 2].to_vec()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_configured_certificate_is_an_error_not_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = dir.path().join("fullchain.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, "").unwrap();
+    scimd::tls::write_private(&key, ck.signing_key.serialize_pem().as_bytes()).unwrap();
+    let mut cfg = test_config(dir.path());
+    cfg.tls.self_signed = false;
+    cfg.tls.cert = Some(cert.clone());
+    cfg.tls.key = Some(key);
+    let Err(e) = Server::bind(cfg).await else {
+        panic!("a server started with an empty tls.cert");
+    };
+    let e = e.to_string();
+    assert!(
+        e.starts_with("tls.cert: ")
+            && e.contains(&cert.display().to_string())
+            && e.contains("no CERTIFICATE block found"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read(&cert).unwrap(),
+        b"",
+        "the admin's file is left alone"
+    );
+    assert!(!dir.path().join("state/tls").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_self_signed_certificate_names_the_public_url_host() {
+    let s = Srv::start_with(|c| {
+        c.server.public_url = Some("https://scim.corp.example:8443".into());
+    })
+    .await;
+    let port = crate::harness::wire::port(&s);
+    let pem = std::fs::read(s.dir.path().join("state/tls/cert.pem")).unwrap();
+    // What `curl --cacert cert.pem https://scim.corp.example:8443/...` checks.
+    let healthz = |name: &'static str| {
+        let pem = pem.clone();
+        async move {
+            reqwest::Client::builder()
+                .tls_certs_only([Certificate::from_pem(&pem).unwrap()])
+                .resolve(name, ([127, 0, 0, 1], port).into())
+                .no_proxy()
+                .build()
+                .unwrap()
+                .get(format!("https://{name}:{port}/healthz"))
+                .send()
+                .await
+        }
+    };
+    assert_eq!(healthz("scim.corp.example").await.unwrap().status(), 200);
+    assert!(
+        healthz("other.corp.example").await.is_err(),
+        "a name not in the certificate is refused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_url_ip_address_is_an_ip_name_in_the_certificate() {
+    use std::sync::Arc;
+
+    let s =
+        Srv::start_with(|c| c.server.public_url = Some("https://192.0.2.10:8443/".into())).await;
+    let cfg = crate::harness::wire::client_config(
+        &s,
+        &[&rustls::version::TLS13, &rustls::version::TLS12],
+    );
+    let connect = |ip: &'static str| {
+        let cfg = Arc::new(cfg.clone());
+        let port = crate::harness::wire::port(&s);
+        async move {
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            tokio_rustls::TlsConnector::from(cfg)
+                .connect(rustls::pki_types::ServerName::try_from(ip).unwrap(), tcp)
+                .await
+        }
+    };
+    assert!(connect("192.0.2.10").await.is_ok());
+    assert!(connect("192.0.2.11").await.is_err());
+}
