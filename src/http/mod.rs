@@ -342,7 +342,10 @@ impl App {
             let tenant = match (&route.tenant, auth) {
                 (Some(t), Some(_)) => match rt.tokens.authenticate(auth, Some(t)) {
                     Some(p) => Some(p.tenant),
-                    None => return Ok((self.refused(peer, auth, true), None)),
+                    None => {
+                        let why = why_refused(&rt, auth, Some(t));
+                        return Ok((self.refused(peer, auth, true, &why), None));
+                    }
                 },
                 (Some(_), None) => None,
                 // No token: the standard schemas. A wrong one is refused (and counted), or
@@ -350,7 +353,8 @@ impl App {
                 (None, _) => match rt.tokens.authenticate(auth, None) {
                     Some(p) => Some(p.tenant),
                     None if auth.and_then(crate::auth::bearer).is_some() => {
-                        return Ok((self.refused(peer, auth, false), None));
+                        let why = why_refused(&rt, auth, None);
+                        return Ok((self.refused(peer, auth, false, &why), None));
                     }
                     None => None,
                 },
@@ -388,7 +392,8 @@ impl App {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         let Some(principal) = rt.tokens.authenticate(auth, route.tenant.as_deref()) else {
-            return Ok((self.refused(peer, auth, route.tenant.is_some()), None));
+            let why = why_refused(&rt, auth, route.tenant.as_deref());
+            return Ok((self.refused(peer, auth, route.tenant.is_some(), &why), None));
         };
         // From here on a refusal is logged and counted under the tenant and token it came with.
         let served = self
@@ -483,7 +488,9 @@ impl App {
     /// per source address, wherever they are sent (SCIM, discovery, metrics): a valid token
     /// is never slowed down, even from an address shared with a misconfigured neighbour, and
     /// a request without a token guesses nothing.
-    fn refused(&self, peer: SocketAddr, auth: Option<&str>, tenant_named: bool) -> Resp {
+    /// `why` goes to the log only: the client learns no more than the detail below.
+    fn refused(&self, peer: SocketAddr, auth: Option<&str>, tenant_named: bool, why: &str) -> Resp {
+        tracing::info!(target: "scimd::request", %peer, "authentication refused: {why}");
         let sent = auth.and_then(crate::auth::bearer).is_some();
         let detail = match auth {
             None => "missing Authorization header; send \"Authorization: Bearer <token>\"",
@@ -544,7 +551,11 @@ impl App {
                 .is_some_and(|t| crate::auth::is_token(t, &want))
         });
         if !ok {
-            return self.refused(peer, auth, false);
+            let why = match auth.and_then(crate::auth::bearer) {
+                Some(_) => "not the metrics token (server.metrics_token_sha256)".to_string(),
+                None => why_refused(&self.runtime(), auth, None),
+            };
+            return self.refused(peer, auth, false, &why);
         }
         let mut out = String::new();
         self.metrics.render(&mut out);
@@ -784,5 +795,72 @@ fn template(e: &Endpoint) -> &'static str {
         Endpoint::Plan => "/tenants/{tenant}/plan",
         Endpoint::PlanMembers => "/tenants/{tenant}/plan/members",
         Endpoint::Unknown => "unknown",
+    }
+}
+
+/// Why a request was refused, for the admin reading the log (never the token itself): an
+/// IdP's "401" alone does not tell a mistyped tenant URL from a missing reload.
+fn why_refused(rt: &Runtime, auth: Option<&str>, url_tenant: Option<&str>) -> String {
+    let Some(a) = auth else {
+        return "no Authorization header".into();
+    };
+    if crate::auth::bearer(a).is_none() {
+        return if a.trim().to_ascii_lowercase().starts_with("bearer") {
+            "the Authorization header holds no token".into()
+        } else {
+            "the Authorization header is not \"Bearer <token>\"".into()
+        };
+    }
+    let owner = rt.tokens.authenticate(auth, None).map(|p| p.tenant);
+    match (url_tenant, owner) {
+        (Some(t), _) if !rt.config.tenants.contains_key(t) => {
+            format!("the URL names tenant \"{t}\", which is not in the configuration")
+        }
+        (Some(t), Some(o)) => {
+            format!("the token belongs to tenant {o}, but the URL names tenant {t}")
+        }
+        _ => "the token matches no configured token (a new one not yet reloaded, or a \
+              removed or mistyped one)"
+            .into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Scope, TenantConfig, TokenConfig};
+
+    #[test]
+    fn a_refusal_is_explained_to_the_log_without_the_token() {
+        let mut cfg = Config::default();
+        cfg.tenants.insert(
+            "acme".into(),
+            TenantConfig {
+                tokens: vec![TokenConfig {
+                    name: "okta".into(),
+                    sha256: crate::auth::hex(&crate::auth::digest("s3cret")),
+                    scope: Scope::Provision,
+                }],
+                ..TenantConfig::default()
+            },
+        );
+        cfg.tenants.insert("globex".into(), TenantConfig::default());
+        let rt = Runtime::new(cfg);
+        let why = |auth: Option<&str>, t: Option<&str>| why_refused(&rt, auth, t);
+        assert_eq!(why(None, None), "no Authorization header");
+        assert!(why(Some("Basic abc"), None).contains("not \"Bearer <token>\""));
+        assert!(why(Some("Bearer "), None).contains("holds no token"));
+        let typo = why(Some("Bearer s3cret"), Some("acmee"));
+        assert!(
+            typo.contains("\"acmee\", which is not in the configuration"),
+            "{typo}"
+        );
+        let other = why(Some("Bearer s3cret"), Some("globex"));
+        assert!(other.contains("belongs to tenant acme"), "{other}");
+        let unknown = why(Some("Bearer n0pe"), None);
+        assert!(unknown.contains("matches no configured token"), "{unknown}");
+        for w in [typo, other, unknown] {
+            assert!(!w.contains("s3cret") && !w.contains("n0pe"), "{w}");
+        }
     }
 }
