@@ -1,8 +1,10 @@
 //! Editing the configuration file in place for `scimd tenant add` and `scimd token --tenant`
 //! / `scimd token remove`: the admin's comments and layout stay as they were (toml_edit), the
-//! result is validated before it replaces the file, and the replacement is atomic.
+//! result is validated before it replaces the file, and the replacement is atomic. Edits
+//! run one at a time (a lock on the file), so concurrent ones neither lose nor undo another's.
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use toml_edit::{Array, DocumentMut, InlineTable, Item, Table, Value, value};
@@ -18,6 +20,8 @@ pub enum EditError {
     Parse(String, toml_edit::TomlError),
     #[error("{0}")]
     Invalid(String),
+    #[error("cannot lock {0} against other edits: {1}")]
+    Lock(String, std::io::Error),
     #[error("cannot write {0}: {1}")]
     Write(String, std::io::Error),
     #[error("cannot make a token: {0}")]
@@ -68,57 +72,124 @@ fn target(path: &Path) -> Result<PathBuf, EditError> {
     std::fs::canonicalize(path).map_err(|e| EditError::Read(path.display().to_string(), e))
 }
 
-fn load(path: &Path) -> Result<DocumentMut, EditError> {
-    let p = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| EditError::Read(p.clone(), e))?;
-    text.parse::<DocumentMut>()
-        .map_err(|e| EditError::Parse(p, e))
+/// `real` opened and exclusively locked, so that edits run one at a time: without it, two
+/// edits that read the same text each drop the other's change, and a removed token can come
+/// back. The lock is on the file itself, which leaves nothing behind in the directory.
+fn lock(real: &Path) -> Result<File, EditError> {
+    let p = real.display().to_string();
+    loop {
+        let file = File::open(real).map_err(|e| EditError::Read(p.clone(), e))?;
+        file.lock().map_err(|e| EditError::Lock(p.clone(), e))?;
+        // The edit we waited for renamed a new file over the name: our lock is on the old
+        // one, which no one reads any more, so take the new one's.
+        let locked = file.metadata().map_err(|e| EditError::Read(p.clone(), e))?;
+        let named = std::fs::metadata(real).map_err(|e| EditError::Read(p.clone(), e))?;
+        if same_file(&locked, &named) {
+            return Ok(file);
+        }
+    }
 }
 
-/// Write `doc` next to `path`'s target, check it loads as a valid configuration, then rename
-/// it over the target (a symlink at `path` keeps pointing at it).
-fn save(path: &Path, doc: &DocumentMut) -> Result<(), EditError> {
-    let p = path.display().to_string();
+#[cfg(unix)]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    (a.dev(), a.ino()) == (b.dev(), b.ino())
+}
+
+// No inode numbers to compare: trust that the name still holds the file we locked.
+#[cfg(not(unix))]
+fn same_file(_: &std::fs::Metadata, _: &std::fs::Metadata) -> bool {
+    true
+}
+
+/// Run `change` on the file `path` names, holding its lock from the read to the rename.
+fn edit<T>(
+    path: &Path,
+    change: impl FnOnce(&mut DocumentMut) -> Result<T, EditError>,
+) -> Result<T, EditError> {
     let real = target(path)?;
-    let mut tmp = real.clone().into_os_string();
-    tmp.push(".new");
-    let tmp = PathBuf::from(tmp);
-    let meta = std::fs::metadata(&real).ok();
-    let written = (|| {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        // Readable by nobody else until it has the original's mode.
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let mut f = opts.open(&tmp)?;
-        f.write_all(doc.to_string().as_bytes())?;
-        f.sync_all()
+    let file = lock(&real)?;
+    let p = real.display().to_string();
+    let mut text = String::new();
+    (&file)
+        .read_to_string(&mut text)
+        .map_err(|e| EditError::Read(p.clone(), e))?;
+    let mut doc = text
+        .parse::<DocumentMut>()
+        .map_err(|e| EditError::Parse(p, e))?;
+    let out = change(&mut doc)?;
+    save(path, &real, &file, &doc)?;
+    // Dropping `file` releases the lock, now that the new file is in place.
+    Ok(out)
+}
+
+/// A temporary file of our own beside `real`: the process id keeps other editors' apart, and
+/// a number skips one a killed editor left behind.
+fn create_temp(real: &Path) -> Result<(PathBuf, File), EditError> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    // Readable by nobody else until it has the original's mode.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let pid = std::process::id();
+    let mut n = 0;
+    loop {
+        let mut tmp = real.as_os_str().to_owned();
+        tmp.push(format!(".{pid}.{n}.tmp"));
+        let tmp = PathBuf::from(tmp);
+        match opts.open(&tmp) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => n += 1,
+            Err(e) => return Err(EditError::Write(tmp.display().to_string(), e)),
+            Ok(f) => return Ok((tmp, f)),
+        }
+    }
+}
+
+/// Write `doc` next to `real` (the locked `file`), check it loads as a valid configuration,
+/// then rename it over `real` (a symlink at `path` keeps pointing at it).
+fn save(path: &Path, real: &Path, file: &File, doc: &DocumentMut) -> Result<(), EditError> {
+    let p = path.display().to_string();
+    let (tmp, mut f) = create_temp(real)?;
+    let meta = file.metadata().ok();
+    // An error writing the copy names the copy: that is the file the disk refused.
+    let copy = |e| EditError::Write(tmp.display().to_string(), e);
+    let replaced = (|| {
+        f.write_all(doc.to_string().as_bytes()).map_err(copy)?;
+        // The replacement keeps the original's mode and owner (root:scimd 0640 when packaged).
+        if let Some(m) = meta {
+            let _ = f.set_permissions(m.permissions());
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::MetadataExt;
+                let _ = std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid()));
+            }
+        }
+        f.sync_all().map_err(copy)?;
+        // Only problems in the tenants are ours to refuse: a certificate that is not in place
+        // yet must not stop an admin from adding the first tenant.
+        if let Err(mut e) = Config::load(&tmp) {
+            e.problems
+                .retain(|p| p.starts_with("tenants") || !p.contains(": "));
+            if !e.problems.is_empty() {
+                // The admin knows the file by the name they gave, not by our temporary copy.
+                e.file = path.to_path_buf();
+                return Err(EditError::Invalid(format!(
+                    "the edited file would not be valid, nothing was changed:\n{e}"
+                )));
+            }
+        }
+        std::fs::rename(&tmp, real).map_err(|e| EditError::Write(p, e))
     })();
-    written.map_err(|e| EditError::Write(p.clone(), e))?;
-    // The replacement keeps the original's mode and owner (root:scimd 0640 when packaged).
-    if let Some(m) = meta {
-        let _ = std::fs::set_permissions(&tmp, m.permissions());
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt;
-            let _ = std::os::unix::fs::chown(&tmp, Some(m.uid()), Some(m.gid()));
-        }
+    if replaced.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        return replaced;
     }
-    // Only problems in the tenants are ours to refuse: a certificate that is not in place
-    // yet must not stop an admin from adding the first tenant.
-    if let Err(mut e) = Config::load(&tmp) {
-        e.problems
-            .retain(|p| p.starts_with("tenants") || !p.contains(": "));
-        if !e.problems.is_empty() {
-            let _ = std::fs::remove_file(&tmp);
-            // The admin knows the file by the name they gave, not by our temporary copy.
-            e.file = path.to_path_buf();
-            return Err(EditError::Invalid(format!(
-                "the edited file would not be valid, nothing was changed:\n{e}"
-            )));
-        }
+    // The rename is the edit: it is done and reported as such. Syncing the directory only
+    // makes it survive a power cut, so a filesystem that refuses it does not undo it.
+    if let Some(dir) = real.parent() {
+        let _ = File::open(dir).and_then(|d| d.sync_all());
     }
-    std::fs::rename(&tmp, &real).map_err(|e| EditError::Write(p, e))
+    Ok(())
 }
 
 fn new_token() -> Result<(String, String), EditError> {
@@ -154,7 +225,10 @@ pub fn add_tenant(path: &Path, name: &str, token_name: &str) -> Result<String, E
             "\"{name}\" is not a valid tenant name: use a-z, 0-9, '-' and '_' (1 to 64 characters)"
         )));
     }
-    let mut doc = load(&target(path)?)?;
+    edit(path, |doc| tenant_into(doc, name, token_name))
+}
+
+fn tenant_into(doc: &mut DocumentMut, name: &str, token_name: &str) -> Result<String, EditError> {
     let position = last_position(doc.as_table()) + 1;
     // Whatever followed the last table (comments, blank lines) goes above the new one.
     let before = doc
@@ -191,7 +265,6 @@ pub fn add_tenant(path: &Path, name: &str, token_name: &str) -> Result<String, E
     });
     tenants.insert(name, Item::Table(t));
     doc.set_trailing("");
-    save(path, &doc)?;
     Ok(tok)
 }
 
@@ -214,8 +287,17 @@ pub fn add_token(
     token_name: &str,
     scope: Scope,
 ) -> Result<String, EditError> {
-    let mut doc = load(&target(path)?)?;
-    let t = tenant_table(&mut doc, path, tenant)?;
+    edit(path, |doc| token_into(doc, path, tenant, token_name, scope))
+}
+
+fn token_into(
+    doc: &mut DocumentMut,
+    path: &Path,
+    tenant: &str,
+    token_name: &str,
+    scope: Scope,
+) -> Result<String, EditError> {
+    let t = tenant_table(doc, path, tenant)?;
     let (tok, hash) = new_token()?;
     let entry = token_entry(token_name, &hash, scope);
     match t.get_mut("tokens") {
@@ -236,7 +318,6 @@ pub fn add_token(
             t.insert("tokens", value(arr));
         }
     }
-    save(path, &doc)?;
     Ok(tok)
 }
 
@@ -247,8 +328,16 @@ fn not_a_list(tenant: &str) -> EditError {
 /// Remove token `token_name` from `tenant`. A tenant's last token is not removed: a tenant
 /// without tokens is an invalid configuration, and removing the tenant is the admin's call.
 pub fn remove_token(path: &Path, tenant: &str, token_name: &str) -> Result<(), EditError> {
-    let mut doc = load(&target(path)?)?;
-    let t = tenant_table(&mut doc, path, tenant)?;
+    edit(path, |doc| token_out(doc, path, tenant, token_name))
+}
+
+fn token_out(
+    doc: &mut DocumentMut,
+    path: &Path,
+    tenant: &str,
+    token_name: &str,
+) -> Result<(), EditError> {
+    let t = tenant_table(doc, path, tenant)?;
     let item = t.get_mut("tokens").ok_or_else(|| not_a_list(tenant))?;
     let names: Vec<String> = if let Some(arr) = item.as_array() {
         arr.iter()
@@ -293,7 +382,7 @@ pub fn remove_token(path: &Path, tenant: &str, token_name: &str) -> Result<(), E
     } else if let Some(aot) = item.as_array_of_tables_mut() {
         aot.remove(i);
     }
-    save(path, &doc)
+    Ok(())
 }
 #[cfg(test)]
 mod tests {
@@ -357,7 +446,7 @@ mod tests {
             err.contains(&format!("invalid configuration {}:", path.display())),
             "{err}"
         );
-        assert!(!err.contains(".new"), "{err}");
+        assert!(!err.contains("scimd.toml."), "{err}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
     }
 
@@ -462,6 +551,15 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let (dir, real, _) = copy_of("config.example.toml");
         std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
+        // Giving the file away takes root; elsewhere the owner is ours either way.
+        let owner = match std::os::unix::fs::chown(&real, Some(4242), Some(4343)) {
+            Ok(()) => (4242, 4343),
+            Err(_) => {
+                use std::os::unix::fs::MetadataExt;
+                let m = std::fs::metadata(&real).unwrap();
+                (m.uid(), m.gid())
+            }
+        };
         let links = tempfile::tempdir().unwrap();
         let link = links.path().join("link.toml");
         std::os::unix::fs::symlink(&real, &link).unwrap();
@@ -471,6 +569,9 @@ mod tests {
         assert_eq!(cfg.tenants["acme"].tokens[0].sha256, hex(&digest(&tok)));
         let mode = std::fs::metadata(&real).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o640);
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(&real).unwrap();
+        assert_eq!((m.uid(), m.gid()), owner);
         // The temporary copy was made beside the target and is gone.
         for d in [dir.path(), links.path()] {
             let names: Vec<_> = std::fs::read_dir(d)
@@ -479,6 +580,141 @@ mod tests {
                 .collect();
             assert_eq!(names.len(), 1, "{names:?}");
         }
+    }
+
+    #[test]
+    fn racing_edits_each_land_exactly_when_they_report_success() {
+        let (dir, path, _) = copy_of("config.example.toml");
+        add_tenant(&path, "acme", "keep").unwrap();
+        for i in 0..4 {
+            add_token(&path, "acme", &format!("old{i}"), Scope::Provision).unwrap();
+        }
+        // Every old token is removed twice (one must fail), every flip token is added and
+        // removed at once (in either order), dup is added twice (one must fail). Which edit
+        // wins is up to the scheduler, so the file is checked against what each one said.
+        let mut jobs = Vec::new();
+        for i in 0..4 {
+            jobs.push(("remove", format!("old{i}")));
+            jobs.push(("remove", format!("old{i}")));
+            jobs.push(("add", format!("flip{i}")));
+            jobs.push(("remove", format!("flip{i}")));
+            jobs.push(("tenant", format!("t{i}")));
+        }
+        for i in 0..12 {
+            jobs.push(("add", format!("new{i}")));
+        }
+        jobs.push(("add", "dup".into()));
+        jobs.push(("add", "dup".into()));
+        // What each edit said: the token it made, if any, or its error.
+        type Said = Result<Option<String>, String>;
+        let start = std::sync::Barrier::new(jobs.len());
+        let done: Vec<(&str, String, Said)> = std::thread::scope(|s| {
+            let running: Vec<_> = jobs
+                .into_iter()
+                .map(|(kind, name)| {
+                    let (path, start) = (&path, &start);
+                    s.spawn(move || {
+                        start.wait();
+                        let r = match kind {
+                            "add" => add_token(path, "acme", &name, Scope::Read).map(Some),
+                            "remove" => remove_token(path, "acme", &name).map(|()| None),
+                            _ => add_tenant(path, &name, "okta").map(Some),
+                        };
+                        (kind, name, r.map_err(|e| e.to_string()))
+                    })
+                })
+                .collect();
+            running.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+
+        let cfg = Config::load(&path).unwrap();
+        let acme: std::collections::BTreeMap<&str, &str> = cfg.tenants["acme"]
+            .tokens
+            .iter()
+            .map(|t| (t.name.as_str(), t.sha256.as_str()))
+            .collect();
+        let of = |name: &str| -> Vec<_> {
+            done.iter()
+                .filter(|(_, n, _)| n == name)
+                .map(|(kind, _, r)| (*kind, r.clone()))
+                .collect()
+        };
+        let hash = |r: &Said| hex(&digest(r.as_ref().unwrap().as_deref().unwrap()));
+        let mut want = vec!["keep".to_string(), "dup".to_string()];
+        for i in 0..4 {
+            let name = format!("old{i}");
+            let errs: Vec<_> = of(&name).into_iter().filter_map(|(_, r)| r.err()).collect();
+            assert_eq!(errs.len(), 1, "{name}: {errs:?}");
+            assert!(
+                errs[0].contains(&format!("has no token \"{name}\"")),
+                "{errs:?}"
+            );
+
+            let name = format!("flip{i}");
+            let [("add", added), ("remove", removed)] = &of(&name)[..] else {
+                panic!("{name}: {:?}", of(&name));
+            };
+            match removed {
+                // Removed after it was added: gone.
+                Ok(_) => assert!(added.is_ok(), "{name}: {added:?}"),
+                // Removed before it was added: there.
+                Err(e) => {
+                    assert!(e.contains("has no token"), "{e}");
+                    assert_eq!(acme.get(name.as_str()).copied(), Some(hash(added).as_str()));
+                    want.push(name);
+                }
+            }
+
+            let name = format!("t{i}");
+            let [("tenant", added)] = &of(&name)[..] else {
+                panic!("{name}");
+            };
+            assert_eq!(cfg.tenants[&name].tokens[0].sha256, hash(added), "{name}");
+        }
+        for i in 0..12 {
+            let name = format!("new{i}");
+            let [("add", added)] = &of(&name)[..] else {
+                panic!("{name}");
+            };
+            assert_eq!(acme.get(name.as_str()).copied(), Some(hash(added).as_str()));
+            want.push(name);
+        }
+        let dups = of("dup");
+        let ok: Vec<_> = dups.iter().filter(|(_, r)| r.is_ok()).collect();
+        assert_eq!(ok.len(), 1, "{dups:?}");
+        assert_eq!(acme.get("dup").copied(), Some(hash(&ok[0].1).as_str()));
+        assert!(
+            dups.iter()
+                .any(|(_, r)| r.as_ref().is_err_and(|e| e.contains("used twice"))),
+            "{dups:?}"
+        );
+        // Nothing else: no failed add, no removed token.
+        want.sort();
+        assert_eq!(
+            acme.keys().collect::<Vec<_>>(),
+            want.iter().collect::<Vec<_>>()
+        );
+        // No temporary file was left behind, whatever failed.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["scimd.toml"]);
+    }
+
+    #[test]
+    fn a_temporary_file_left_by_a_killed_edit_is_stepped_over() {
+        let (dir, path, _) = copy_of("config.example.toml");
+        // What an edit killed before its rename leaves, under a process id now ours.
+        let stale = dir
+            .path()
+            .join(format!("scimd.toml.{}.0.tmp", std::process::id()));
+        std::fs::write(&stale, "half").unwrap();
+        let tok = add_tenant(&path, "acme", "okta").unwrap();
+        let cfg = Config::load(&path).unwrap();
+        assert_eq!(cfg.tenants["acme"].tokens[0].sha256, hex(&digest(&tok)));
+        assert_eq!(std::fs::read_to_string(&stale).unwrap(), "half");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
     #[test]

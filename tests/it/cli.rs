@@ -397,6 +397,131 @@ async fn token_remove_takes_a_token_out_and_a_reload_refuses_it() {
     }
 }
 
+/// Several `token` and `tenant add` commands at once (scripts, two admins): each exit status
+/// says whether its change is in the file, and a removal that succeeded is not undone.
+#[test]
+fn concurrent_edits_exit_zero_exactly_when_their_change_is_in_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scimd.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"127.0.0.1:0\"\n[tls]\nself_signed = true\n[storage]\ndir = \"state\"\n",
+    )
+    .unwrap();
+    run_ok(&["tenant", "add", "acme", "--token-name", "keep"], &path);
+    for name in ["old0", "old1"] {
+        run_ok(&["token", "--tenant", "acme", "--name", name], &path);
+    }
+    let add = |name: &'static str| vec!["token", "--tenant", "acme", "--name", name];
+    let remove = |name: &'static str| vec!["token", "remove", "--tenant", "acme", "--name", name];
+    let jobs = [
+        add("new0"),
+        remove("old0"),
+        add("new1"),
+        remove("old0"),
+        add("flip"),
+        remove("flip"),
+        remove("old1"),
+        add("new2"),
+        vec!["tenant", "add", "beta", "--token-name", "okta"],
+        remove("old1"),
+        add("new3"),
+    ];
+    // All started before any is waited for, so they overlap as far as the machine lets them;
+    // what is checked holds whichever order they ran in.
+    let running: Vec<_> = jobs
+        .iter()
+        .map(|args| {
+            scimd()
+                .args(args)
+                .arg("--config")
+                .arg(&path)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<Output> = running
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+
+    let cfg = scimd::config::Config::load(&path).unwrap();
+    let hash_of = |name: &str| {
+        cfg.tenants["acme"]
+            .tokens
+            .iter()
+            .find(|t| t.name == name)
+            .map(|t| t.sha256.clone())
+    };
+    let printed = |out: &Output| {
+        let text = String::from_utf8_lossy(&out.stdout);
+        let tok = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Bearer token: "))
+            .map_or_else(
+                || format!("scimd_{}", after(&text, "scimd_")),
+                str::to_string,
+            );
+        Some(scimd::auth::hex(&scimd::auth::digest(&tok)))
+    };
+    let mut removed = std::collections::BTreeMap::<&str, Vec<bool>>::new();
+    for (args, out) in jobs.iter().zip(&outs) {
+        let err = String::from_utf8_lossy(&out.stderr);
+        match args[..] {
+            ["token", "remove", .., name] => {
+                // Only "it was already gone" may fail a removal here.
+                assert!(
+                    out.status.success() || err.contains("has no token"),
+                    "{args:?}: {err}"
+                );
+                removed.entry(name).or_default().push(out.status.success());
+            }
+            ["token", .., name] => {
+                assert!(out.status.success(), "{args:?}: {err}");
+                if name != "flip" {
+                    assert_eq!(hash_of(name), printed(out), "{args:?}");
+                }
+            }
+            _ => {
+                assert!(out.status.success(), "{args:?}: {err}");
+                assert_eq!(
+                    Some(cfg.tenants["beta"].tokens[0].sha256.clone()),
+                    printed(out)
+                );
+            }
+        }
+    }
+    // Each old token was removed once, and stays removed.
+    for name in ["old0", "old1"] {
+        let mut ok = removed[name].clone();
+        ok.sort();
+        assert_eq!(ok, [false, true], "{name}");
+        assert_eq!(hash_of(name), None, "{name}");
+    }
+    // flip is there exactly when its removal came first and found nothing.
+    let flip_add = jobs.iter().position(|a| a[..] == add("flip")[..]).unwrap();
+    let want = (!removed["flip"][0]).then(|| printed(&outs[flip_add]).unwrap());
+    assert_eq!(hash_of("flip"), want);
+    let mut names: Vec<_> = cfg.tenants["acme"]
+        .tokens
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    names.sort();
+    let mut want = vec!["keep", "new0", "new1", "new2", "new3"];
+    if hash_of("flip").is_some() {
+        want.insert(0, "flip");
+    }
+    assert_eq!(names, want);
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["scimd.toml"]);
+}
+
 /// `scimd PATH... -h` and, below it, every subcommand's (`-h`: one line per option).
 fn help_pages(path: Vec<String>, pages: &mut Vec<(Vec<String>, String)>) {
     let out = scimd().args(&path).arg("-h").output().unwrap();
