@@ -466,6 +466,20 @@ impl Config {
                 ));
             }
         }
+        // idp-notes §9: Okta refuses a Base URL whose host name has an underscore.
+        if let Some(host) = self
+            .server
+            .public_url
+            .as_deref()
+            .and_then(|u| u.split_once("://"))
+            .map(|(_, rest)| rest.split(['/', ':']).next().unwrap_or(""))
+            && host.contains('_')
+        {
+            w.push(format!(
+                "server.public_url: the host name \"{host}\" has an underscore, which Okta \
+                 refuses in a Base URL; use a name with hyphens if Okta will provision"
+            ));
+        }
         w
     }
 
@@ -794,6 +808,15 @@ tokens = [{ name = "okta", sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0
             assert_eq!(cfg.tenants.len(), 1, "tenants come from the file only");
             Ok(())
         });
+    }
+
+    #[test]
+    fn an_underscore_in_the_public_host_is_a_warning() {
+        let mut c = Config::default();
+        c.server.public_url = Some("https://scim_corp.example:8443/".into());
+        assert!(c.warnings().iter().any(|w| w.contains("underscore")));
+        c.server.public_url = Some("https://scim-corp.example:8443/x_y".into());
+        assert!(!c.warnings().iter().any(|w| w.contains("underscore")));
     }
 
     #[test]

@@ -391,7 +391,14 @@ fn main() -> ExitCode {
                 );
                 say!();
                 say!("Paste these two values into your identity provider:");
-                say!("  Base URL:     {base}/tenants/{name}/scim/v2");
+                // A Base URL built from a public_url check-config refuses is not one to paste.
+                if problems.iter().any(|p| p.starts_with("server.public_url")) {
+                    say!(
+                        "  Base URL:     (none yet: fix server.public_url, listed below, then run `scimd check-config`)"
+                    );
+                } else {
+                    say!("  Base URL:     {base}/tenants/{name}/scim/v2");
+                }
                 say!("  Bearer token: {tok}");
                 say!();
                 if let Some(n) = note {

@@ -102,6 +102,16 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
 /// wrong `storage.dir` would otherwise give an empty database and a clean bill of health.
 fn open_store(cfg: &Config, create: bool) -> Result<scimd::store::Store, String> {
     let path = cfg.storage.db_path();
+    // `exists()` is false when the directory cannot be entered, too: say which.
+    if let Err(e) = std::fs::metadata(&path)
+        && e.kind() == std::io::ErrorKind::PermissionDenied
+    {
+        return Err(format!(
+            "cannot read {}: permission denied; run this as the user scimd runs as \
+             (`sudo -u scimd scimd ...`) or as root",
+            path.display()
+        ));
+    }
     if !create && !path.exists() {
         return Err(format!(
             "no database at {} (storage.dir): scimd has not run with this configuration yet, \
@@ -401,9 +411,11 @@ pub(crate) fn print_answer(a: &serde_json::Value) {
         return;
     }
     let running = if a["daemon"] == true {
+        // The pid is what a reload without systemd needs (`kill -HUP PID`).
         format!(
-            "running, listening on {}",
-            a["listen"].as_str().unwrap_or_default()
+            "running, listening on {} (pid {})",
+            a["listen"].as_str().unwrap_or_default(),
+            a["pid"]
         )
     } else {
         "not running (read from the database file)".to_string()

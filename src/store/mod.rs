@@ -51,6 +51,17 @@ const QUEUE: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error(
+        "the database {path} is open in another process: another `scimd serve` on this \
+         storage.dir, or a console command still running; stop it first"
+    )]
+    InUse { path: String },
+    #[error(
+        "cannot open the database {path}: permission denied; the user running scimd must own \
+         the state directory and its files (the package runs it as scimd: \
+         `chown -R scimd:scimd DIR`)"
+    )]
+    Denied { path: String },
     #[error("cannot open the database {path}: {source}")]
     Open {
         path: String,
@@ -253,9 +264,15 @@ impl Store {
     /// Open (or create) the database file, run migrations, and start the writer thread.
     /// Its storage backend has a fault switch (`faults()`), off unless a test flips it.
     pub fn open(path: &Path, cache_bytes: usize) -> Result<Store, StoreError> {
-        let open_err = |source: redb::Error| StoreError::Open {
-            path: path.display().to_string(),
-            source,
+        let open_err = |source: redb::Error| {
+            let path = path.display().to_string();
+            match &source {
+                redb::Error::DatabaseAlreadyOpen => StoreError::InUse { path },
+                redb::Error::Io(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    StoreError::Denied { path }
+                }
+                _ => StoreError::Open { path, source },
+            }
         };
         let shared = Shared {
             snapshot: Mutex::default(),

@@ -307,6 +307,10 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
         status.contains(": running, listening on 127.0.0.1:"),
         "{status}"
     );
+    assert!(
+        status.contains(&format!("(pid {})", p.child.id())),
+        "{status}"
+    );
     let body = "{\"displayName\":\"Eng\"}".to_string();
     assert_eq!(p.post("/scim/v2/Groups", "tok", body).await, 201);
     let groups = run(&["groups", "list", "--tenant", "acme"]);
