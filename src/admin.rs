@@ -74,7 +74,10 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
                     json!({"ok": problems.is_empty(), "verify": true, "problems": problems,
                     "error": "the database has inconsistencies (listed above)"})
                 }
-                Err(e) => json!({"ok": false, "error": format!("verify failed: {e}")}),
+                Err(e) => {
+                    tracing::error!(error = %e, "verify failed");
+                    json!({"ok": false, "error": format!("verify failed: {e}")})
+                }
             }
         }
         Some("list") => {

@@ -71,6 +71,12 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
             a["daemon"] = true.into();
             return Ok(a);
         }
+        let path = cfg.storage.db_path();
+        // redb's check of every page first: the file is not in use, and scimd's checks
+        // read values and trust the pages under them.
+        if req["cmd"] == "verify" && path.exists() {
+            scimd::store::check_file(&path)?;
+        }
         let store = open_store(&cfg, false)?;
         let mut a = scimd::admin::answer(&store, &cfg, &req).await;
         // Closed before anything is printed: printing may end the process (a closed pipe).
@@ -334,7 +340,8 @@ pub(crate) fn restore(config: &std::path::Path, from: &std::path::Path) -> ExitC
         eprintln!("{e}");
         return ExitCode::FAILURE;
     }
-    match scimd::store::restore(from, &cfg.storage.db_path()) {
+    let types = scimd::http::Runtime::new(cfg.clone()).types;
+    match scimd::store::restore(from, &cfg.storage.db_path(), &types) {
         Ok(kept) => {
             say!(
                 "restored {} from {}",

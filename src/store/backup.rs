@@ -1,8 +1,9 @@
 //! Consistent copies of the database while it serves: every table is copied from one read
-//! snapshot into a new file, which is checked and then renamed into place. Also the
-//! integrity check behind `scimd verify`.
+//! snapshot into a new file, which is checked and then renamed into place. And restores,
+//! which check a backup before it replaces the database.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use redb::{
     Database, Key, MultimapTableDefinition, ReadTransaction, ReadableDatabase,
@@ -10,7 +11,9 @@ use redb::{
 };
 
 use super::tables::*;
+use super::verify::{check, check_file, unless_damaged};
 use super::{Store, StoreError};
+use crate::scim::schema::Rt;
 
 fn copy<K: Key + 'static, V: Value + 'static>(
     r: &ReadTransaction,
@@ -76,8 +79,11 @@ pub fn copy_all(r: &ReadTransaction, to: &Path) -> Result<u64, StoreError> {
         path: tmp.display().to_string(),
         source: e,
     })?;
-    let db = Database::create(&tmp).map_err(|e| fail(e.into()))?;
-    let w = db.begin_write().map_err(|e| fail(e.into()))?;
+    let mut db = Database::create(&tmp).map_err(|e| fail(e.into()))?;
+    let mut w = db.begin_write().map_err(|e| fail(e.into()))?;
+    // Two-phase, as the live file: damage to the newest commit then reads as damage, where
+    // redb would otherwise fall back to the commit before it, the empty file.
+    w.set_two_phase_commit(true);
     let rows = (|| -> Result<u64, redb::Error> {
         let mut n = 0;
         n += copy(r, &w, META)?;
@@ -99,6 +105,13 @@ pub fn copy_all(r: &ReadTransaction, to: &Path) -> Result<u64, StoreError> {
     })()
     .map_err(fail)?;
     w.commit().map_err(|e| fail(e.into()))?;
+    // A pass over pages just written (mostly still in memory): a copy that reads back
+    // damaged is refused now rather than found at the restore that needs it.
+    if !db.check_integrity().map_err(|e| fail(e.into()))? {
+        return Err(fail(redb::Error::Corrupted(
+            "the new copy failed redb's integrity check".into(),
+        )));
+    }
     drop(db);
     std::fs::rename(&tmp, to).map_err(|e| StoreError::Io {
         path: to.display().to_string(),
@@ -120,16 +133,51 @@ impl Store {
     }
 }
 
-/// Put the backup at `from` in place of the database at `db`. The backup must open as a
-/// scimd database of a layout this version reads. Returns where the old file was kept.
-pub fn restore(from: &Path, db: &Path) -> Result<Option<std::path::PathBuf>, String> {
-    {
-        let check = Database::open(from)
-            .map_err(|e| format!("{} is not a usable database: {e}", from.display()))?;
-        let r = check.begin_read().map_err(|e| e.to_string())?;
+/// Put the backup at `from` in place of the database at `db`. The backup is copied beside
+/// the database first and checked there, so a backup that fails is never put in place and
+/// the file given is never changed: redb's check of every page, a scimd layout this version
+/// reads, and scimd's verify (`types` as for `Store::verify`). Returns where the old file was
+/// kept.
+pub fn restore(
+    from: &Path,
+    db: &Path,
+    types: &HashMap<String, (Rt, Rt)>,
+) -> Result<Option<PathBuf>, String> {
+    // Fails while a server holds the database. Opened read-only, so a damaged database (the
+    // usual reason to restore) is neither refused nor changed here.
+    if db.exists() {
+        let probe = unless_damaged(|| redb::Builder::new().open_read_only(db));
+        if let Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) = probe {
+            return Err(format!(
+                "cannot take {}: it is in use (is scimd running?)",
+                db.display()
+            ));
+        }
+    }
+    let tmp = db.with_extension("restoring");
+    let placed = check_copy(from, &tmp, types).and_then(|()| put_in_place(&tmp, db));
+    if placed.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    placed
+}
+
+/// Copy `from` to `tmp` and check the copy; the error says what is wrong with `from`.
+fn check_copy(from: &Path, tmp: &Path, types: &HashMap<String, (Rt, Rt)>) -> Result<(), String> {
+    let refuse = |why: String| {
+        format!(
+            "{} cannot be restored (the database was left as it was): {why}",
+            from.display()
+        )
+    };
+    std::fs::copy(from, tmp).map_err(|e| format!("cannot copy to {}: {e}", tmp.display()))?;
+    check_file(tmp).map_err(refuse)?;
+    let problems = unless_damaged(|| -> Result<Vec<String>, String> {
+        let candidate = Database::open(tmp).map_err(|e| e.to_string())?;
+        let r = candidate.begin_read().map_err(|e| e.to_string())?;
         let meta = r
             .open_table(META)
-            .map_err(|e| format!("{} is not a scimd backup: {e}", from.display()))?;
+            .map_err(|e| format!("not a scimd backup: {e}"))?;
         let v = meta
             .get("schema_version")
             .map_err(|e| e.to_string())?
@@ -138,28 +186,27 @@ pub fn restore(from: &Path, db: &Path) -> Result<Option<std::path::PathBuf>, Str
             Some(v) if v <= SCHEMA_VERSION => {}
             Some(v) => {
                 return Err(format!(
-                    "{} has layout version {v}; this scimd reads up to {SCHEMA_VERSION}",
-                    from.display()
+                    "it has layout version {v}; this scimd reads up to {SCHEMA_VERSION}"
                 ));
             }
-            None => {
-                return Err(format!(
-                    "{} is not a scimd backup (no layout version)",
-                    from.display()
-                ));
-            }
+            None => return Err("not a scimd backup (no layout version)".into()),
         }
+        check(&candidate, types).map_err(|e| e.to_string())
+    })
+    .and_then(|r| r)
+    .map_err(refuse)?;
+    if let Some(first) = problems.first() {
+        return Err(refuse(format!(
+            "scimd verify finds {} inconsistencies in it, the first: {first}",
+            problems.len()
+        )));
     }
-    // Fails while a server holds the database.
-    if db.exists() {
-        drop(
-            Database::open(db)
-                .map_err(|e| format!("cannot take {}: {e} (is scimd running?)", db.display()))?,
-        );
-    }
-    let tmp = db.with_extension("restoring");
-    std::fs::copy(from, &tmp).map_err(|e| format!("cannot copy to {}: {e}", tmp.display()))?;
-    std::fs::File::open(&tmp)
+    Ok(())
+}
+
+/// Rename the checked copy `tmp` to `db`, keeping the database it replaces.
+fn put_in_place(tmp: &Path, db: &Path) -> Result<Option<PathBuf>, String> {
+    std::fs::File::open(tmp)
         .and_then(|f| f.sync_all())
         .map_err(|e| e.to_string())?;
     // The restored file belongs to whoever owned the database it replaces (the service user),
@@ -168,9 +215,9 @@ pub fn restore(from: &Path, db: &Path) -> Result<Option<std::path::PathBuf>, Str
     {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         if let Ok(m) = std::fs::metadata(db) {
-            let _ = std::os::unix::fs::chown(&tmp, Some(m.uid()), Some(m.gid()));
+            let _ = std::os::unix::fs::chown(tmp, Some(m.uid()), Some(m.gid()));
         }
-        let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600));
+        let _ = std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o600));
     }
     let kept = if db.exists() {
         // A second restore must not overwrite what the first one kept.
@@ -186,12 +233,22 @@ pub fn restore(from: &Path, db: &Path) -> Result<Option<std::path::PathBuf>, Str
     } else {
         None
     };
-    std::fs::rename(&tmp, db).map_err(|e| e.to_string())?;
+    std::fs::rename(tmp, db).map_err(|e| e.to_string())?;
     Ok(kept)
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_panic_reading_a_damaged_file_becomes_an_error_naming_it() {
+        let r: Result<(), String> = super::unless_damaged(|| panic!("Invalid page type byte 0"));
+        assert_eq!(
+            r.unwrap_err(),
+            "the database file is damaged: Invalid page type byte 0"
+        );
+        assert_eq!(super::unless_damaged(|| 7), Ok(7));
+    }
+
     #[cfg(unix)]
     #[test]
     fn an_owner_only_file_is_emptied_and_made_owner_only_before_it_is_written() {

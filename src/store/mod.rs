@@ -39,6 +39,7 @@ pub use events::{Actor, Event, Retention};
 pub use plan_list::{PlanCursor, PlanEntry, PlanFrom, PlanPage, PlanSummary};
 pub use query::{ListPage, ListQuery, SortMark, SortSpec, StoredPage};
 pub use read::MemberBatch;
+pub use verify::check_file;
 
 /// A storage result holding a SCIM-level answer: the outer error is storage failing, the
 /// inner one the request being refused.
