@@ -212,6 +212,16 @@ pub fn listen(
                     }
                     out.push('\n');
                     if w.write_all(out.as_bytes()).await.is_err() {
+                        // The command that asked for a backup is gone (killed while the copy
+                        // was made): nobody will move the copy away.
+                        if req["cmd"] == "backup" {
+                            let staged: Value =
+                                serde_json::from_str(out.trim()).unwrap_or_default();
+                            if let Some(p) = staged["backup"].as_str() {
+                                let _ = std::fs::remove_file(p);
+                                tracing::warn!(path = %p, "backup copy removed: the command that asked for it went away");
+                            }
+                        }
                         break;
                     }
                 }

@@ -1,12 +1,23 @@
-//! Backups and restores on a failing disk: damaged files refused with a message.
+//! Backups and restores on a failing disk: damaged files refused with a message, and no copy
+//! of the database left behind where the admin does not expect one.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::time::{Duration, Instant};
 
 use crate::process::{Proc, kill, okta_config, scimd_cmd};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+/// The backup copies in the state directory (`backup-*`).
+fn staged(state: &Path) -> Vec<String> {
+    std::fs::read_dir(state)
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter(|n| n.starts_with("backup-"))
+        .collect()
 }
 
 /// A stopped server with ten users, and a backup of them made by `scimd backup`.
@@ -91,4 +102,99 @@ async fn a_damaged_backup_is_refused_and_a_damaged_database_fails_verify_with_a_
     assert!(out.status.success(), "{}", stderr(&out));
     let out = scimd_cmd(&cfg, &["verify"]);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_that_cannot_be_written_is_refused_before_any_copy_is_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = okta_config(dir.path());
+    let p = Proc::start(&cfg);
+    let state = dir.path().join("state");
+    let missing = dir.path().join("no-such-dir/b.redb");
+    let a_dir = dir.path().join("a-dir");
+    std::fs::create_dir(&a_dir).unwrap();
+    for (to, says) in [
+        (&missing, "does not exist or is not a directory"),
+        (&a_dir, "is a directory"),
+    ] {
+        let out = scimd_cmd(&cfg, &["backup", "--to", to.to_str().unwrap()]);
+        let err = stderr(&out);
+        assert!(!out.status.success() && err.contains(says), "{err}");
+        assert_eq!(staged(&state), Vec::<String>::new());
+    }
+    assert_eq!(std::fs::read_dir(&a_dir).unwrap().count(), 0);
+    assert!(!p.log().contains("backup"), "the server made a copy");
+    // A backup that works leaves nothing behind either: not in the state directory, not
+    // beside the backup.
+    let to = dir.path().join("b.redb");
+    let out = scimd_cmd(&cfg, &["backup", "--to", to.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(to.exists());
+    assert!(!dir.path().join("b.redb.partial").exists());
+    assert_eq!(staged(&state), Vec::<String>::new());
+}
+
+#[test]
+fn the_server_removes_backup_copies_left_in_its_state_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = okta_config(dir.path());
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let left = ["backup-1796133072760728469.redb", "backup-17961330.partial"];
+    for name in left {
+        std::fs::write(state.join(name), b"everyone's personal data").unwrap();
+    }
+    // Not a name the server gives its copies: the admin's own file stays.
+    std::fs::write(state.join("backup-mine.redb"), b"kept").unwrap();
+    let p = Proc::start(&cfg);
+    assert_eq!(staged(&state), vec!["backup-mine.redb".to_string()]);
+    let log = p.log();
+    assert!(
+        log.contains("removed backup copies left in the state directory")
+            && log.contains("count=2"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_nobody_waits_for_any_more_is_removed_by_the_server() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = okta_config(dir.path());
+    let p = Proc::start(&cfg);
+    let state = dir.path().join("state");
+    // A `scimd backup` killed while the server makes its copy: the request, then nothing.
+    let mut s = std::os::unix::net::UnixStream::connect(state.join("admin.sock")).unwrap();
+    s.write_all(b"{\"cmd\":\"backup\"}\n").unwrap();
+    drop(s);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !p.log().contains("backup copy removed") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(p.log().contains("backup copy removed"), "{}", p.log());
+    assert_eq!(staged(&state), Vec::<String>::new());
+}
+
+#[test]
+fn backup_says_so_when_the_server_stops_before_it_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = okta_config(dir.path());
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    // A server that takes the request and dies before it answers.
+    let listener = std::os::unix::net::UnixListener::bind(state.join("admin.sock")).unwrap();
+    let server = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let (s, _) = listener.accept().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(s).read_line(&mut line).unwrap();
+        line
+    });
+    let to = dir.path().join("b.redb");
+    let out = scimd_cmd(&cfg, &["backup", "--to", to.to_str().unwrap()]);
+    assert!(server.join().unwrap().contains("\"backup\""));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("scimd stopped before it finished"), "{err}");
+    assert!(!to.exists() && !dir.path().join("b.redb.partial").exists());
 }
