@@ -76,7 +76,10 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
                     json!({"ok": problems.is_empty(), "verify": true, "problems": problems,
                     "error": "the database has inconsistencies (listed above)"})
                 }
-                Err(e) => json!({"ok": false, "error": format!("verify failed: {e}")}),
+                Err(e) => {
+                    tracing::error!(error = %e, "verify failed");
+                    json!({"ok": false, "error": format!("verify failed: {e}")})
+                }
             }
         }
         Some("list") => {
@@ -213,6 +216,16 @@ pub fn listen(
                     }
                     out.push('\n');
                     if w.write_all(out.as_bytes()).await.is_err() {
+                        // The command that asked for a backup is gone (killed while the copy
+                        // was made): nobody will move the copy away.
+                        if req["cmd"] == "backup" {
+                            let staged: Value =
+                                serde_json::from_str(out.trim()).unwrap_or_default();
+                            if let Some(p) = staged["backup"].as_str() {
+                                let _ = std::fs::remove_file(p);
+                                tracing::warn!(path = %p, "backup copy removed: the command that asked for it went away");
+                            }
+                        }
                         break;
                     }
                 }

@@ -197,6 +197,12 @@ impl Server {
             &config.storage.db_path(),
             config.storage.cache_mb * 1024 * 1024,
         )?;
+        // With the database held, no backup copy is being made: those in the state directory
+        // were left by a `scimd backup` killed or outlived by its server. They hold everything.
+        let stale = crate::store::remove_staged_backups(dir);
+        if stale > 0 {
+            tracing::warn!(dir = %dir.display(), count = stale, "removed backup copies left in the state directory by an interrupted `scimd backup`");
+        }
         let listener = TcpListener::bind(&config.server.listen)
             .await
             .map_err(|source| StartError::Bind {

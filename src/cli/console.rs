@@ -71,6 +71,12 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
             a["daemon"] = true.into();
             return Ok(a);
         }
+        let path = cfg.storage.db_path();
+        // redb's check of every page first: the file is not in use, and scimd's checks
+        // read values and trust the pages under them.
+        if req["cmd"] == "verify" && path.exists() {
+            scimd::store::check_file(&path)?;
+        }
         let store = open_store(&cfg, false)?;
         let mut a = scimd::admin::answer(&store, &cfg, &req).await;
         // Closed before anything is printed: printing may end the process (a closed pipe).
@@ -232,9 +238,18 @@ pub(crate) fn finish_admin(
         eprintln!("{e}");
         ExitCode::FAILURE
     })?;
-    let (last, rest) = lines.split_last().ok_or(ExitCode::FAILURE)?;
-    rest.iter().for_each(|l| each(l));
-    let end: serde_json::Value = serde_json::from_str(last).unwrap_or_default();
+    let end = lines
+        .last()
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|end| end.get("ok").is_some());
+    let Some(end) = end else {
+        // The connection ended before the daemon's final status line.
+        eprintln!(
+            "scimd stopped before it finished the command (see its log: journalctl -u scimd)"
+        );
+        return Err(ExitCode::FAILURE);
+    };
+    lines[..lines.len() - 1].iter().for_each(|l| each(l));
     if end["ok"] != true {
         eprintln!("{}", end["error"].as_str().unwrap_or("failed"));
         return Err(ExitCode::FAILURE);
@@ -247,6 +262,12 @@ pub(crate) fn backup(config: &std::path::Path, to: &std::path::Path) -> ExitCode
         Ok(x) => x,
         Err(c) => return c,
     };
+    // Tried before the daemon makes its copy, so a destination that cannot be written fails
+    // now; dropped at once, so nothing sits there while that copy is made.
+    if let Err(e) = scimd::store::AtomicFile::create(to) {
+        eprintln!("cannot write the backup to {}: {e}", to.display());
+        return ExitCode::FAILURE;
+    }
     let end = match finish_admin(
         run_admin(&cfg, &rt, serde_json::json!({"cmd": "backup"}), Vec::new()),
         |_| {},
@@ -254,24 +275,77 @@ pub(crate) fn backup(config: &std::path::Path, to: &std::path::Path) -> ExitCode
         Ok(e) => e,
         Err(c) => return c,
     };
-    let made = std::path::PathBuf::from(end["backup"].as_str().unwrap_or_default());
-    // Owner-only like the database itself, whatever the umask, before the first byte: it
-    // holds the whole directory.
-    let copied = scimd::store::owner_only_file(to).and_then(|mut out| {
-        std::io::copy(&mut std::fs::File::open(&made)?, &mut out)?;
-        out.sync_all()
-    });
+    // The daemon writes its copy in the state directory, the one place a sandboxed service
+    // may write; this command moves it where the admin asked, and takes it away in any case:
+    // it holds everything, and fills the data disk.
+    let staged = Staged(std::path::PathBuf::from(
+        end["backup"].as_str().unwrap_or_default(),
+    ));
+    let out = match scimd::store::AtomicFile::create(to) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("cannot write the backup to {}: {e}", to.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let copied = rt.block_on(copy_unless_stopped(staged, out));
     if let Err(e) = copied {
-        eprintln!(
-            "the backup is at {} but cannot be copied to {}: {e}",
-            made.display(),
-            to.display()
-        );
+        eprintln!("cannot write the backup to {}: {e}", to.display());
         return ExitCode::FAILURE;
     }
-    let _ = std::fs::remove_file(&made);
     say!("backup written to {} ({} rows)", to.display(), end["rows"]);
     ExitCode::SUCCESS
+}
+
+/// The daemon's copy of the database, removed when dropped.
+struct Staged(std::path::PathBuf);
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Copy `staged` into `out` and put it in place. Interrupted (Ctrl-C, SIGTERM, SIGHUP), the
+/// copy stops and both files are removed before the command exits.
+async fn copy_unless_stopped(
+    staged: Staged,
+    mut out: scimd::store::AtomicFile,
+) -> Result<(), String> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::signal::unix::{SignalKind, signal};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    let mut copy = tokio::task::spawn_blocking(move || {
+        let mut from = std::fs::File::open(&staged.0).map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            if stopped.load(Ordering::Relaxed) {
+                return Err("interrupted; nothing was written".to_string());
+            }
+            let n = from.read(&mut buf).map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            std::io::Write::write_all(out.file(), &buf[..n]).map_err(|e| e.to_string())?;
+        }
+        out.finish()
+    });
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return copy.await.map_err(|e| e.to_string())?;
+    };
+    tokio::select! {
+        r = &mut copy => return r.map_err(|e| e.to_string())?,
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+        _ = hup.recv() => {}
+    }
+    stop.store(true, Ordering::Relaxed);
+    copy.await.map_err(|e| e.to_string())?
 }
 
 pub(crate) fn export(config: &std::path::Path, tenant: &str) -> ExitCode {
@@ -353,7 +427,8 @@ pub(crate) fn restore(config: &std::path::Path, from: &std::path::Path) -> ExitC
         eprintln!("{e}");
         return ExitCode::FAILURE;
     }
-    match scimd::store::restore(from, &cfg.storage.db_path()) {
+    let types = scimd::http::Runtime::new(cfg.clone()).types;
+    match scimd::store::restore(from, &cfg.storage.db_path(), &types) {
         Ok(kept) => {
             say!(
                 "restored {} from {}",

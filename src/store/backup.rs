@@ -1,8 +1,9 @@
 //! Consistent copies of the database while it serves: every table is copied from one read
-//! snapshot into a new file, which is checked and then renamed into place. Also the
-//! integrity check behind `scimd verify`.
+//! snapshot into a new file, which is checked and then renamed into place. And restores,
+//! which check a backup before it replaces the database.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use redb::{
     Database, Key, MultimapTableDefinition, ReadTransaction, ReadableDatabase,
@@ -10,7 +11,9 @@ use redb::{
 };
 
 use super::tables::*;
+use super::verify::{check, check_file, unless_damaged};
 use super::{Store, StoreError};
+use crate::scim::schema::Rt;
 
 fn copy<K: Key + 'static, V: Value + 'static>(
     r: &ReadTransaction,
@@ -63,21 +66,39 @@ pub fn owner_only_file(path: &Path) -> std::io::Result<std::fs::File> {
     o.open(path)
 }
 
-/// Copy everything `r` sees into a new database at `to`; returns the number of rows.
+/// Copy everything `r` sees into a new database at `to`; returns the number of rows. The copy
+/// is written as `to` with the extension `partial`, checked, and only then renamed to `to`;
+/// on failure nothing is left (it holds the whole directory, in the server's state directory).
 pub fn copy_all(r: &ReadTransaction, to: &Path) -> Result<u64, StoreError> {
+    let tmp = to.with_extension("partial");
+    let made = copy_checked(r, &tmp).and_then(|rows| {
+        std::fs::rename(&tmp, to).map_err(|e| StoreError::Io {
+            path: to.display().to_string(),
+            source: e,
+        })?;
+        Ok(rows)
+    });
+    if made.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    made
+}
+
+fn copy_checked(r: &ReadTransaction, tmp: &Path) -> Result<u64, StoreError> {
     let fail = |source: redb::Error| StoreError::Open {
-        path: to.display().to_string(),
+        path: tmp.display().to_string(),
         source,
     };
-    let tmp = to.with_extension("partial");
-    let _ = std::fs::remove_file(&tmp);
     // Owner-only from its first byte: the copy holds the whole directory.
-    owner_only_file(&tmp).map_err(|e| StoreError::Io {
+    owner_only_file(tmp).map_err(|e| StoreError::Io {
         path: tmp.display().to_string(),
         source: e,
     })?;
-    let db = Database::create(&tmp).map_err(|e| fail(e.into()))?;
-    let w = db.begin_write().map_err(|e| fail(e.into()))?;
+    let mut db = Database::create(tmp).map_err(|e| fail(e.into()))?;
+    let mut w = db.begin_write().map_err(|e| fail(e.into()))?;
+    // Two-phase, as the live file: damage to the newest commit then reads as damage, where
+    // redb would otherwise fall back to the commit before it, the empty file.
+    w.set_two_phase_commit(true);
     let rows = (|| -> Result<u64, redb::Error> {
         let mut n = 0;
         n += copy(r, &w, META)?;
@@ -99,11 +120,13 @@ pub fn copy_all(r: &ReadTransaction, to: &Path) -> Result<u64, StoreError> {
     })()
     .map_err(fail)?;
     w.commit().map_err(|e| fail(e.into()))?;
-    drop(db);
-    std::fs::rename(&tmp, to).map_err(|e| StoreError::Io {
-        path: to.display().to_string(),
-        source: e,
-    })?;
+    // A pass over pages just written (mostly still in memory): a copy that reads back
+    // damaged is refused now rather than found at the restore that needs it.
+    if !db.check_integrity().map_err(|e| fail(e.into()))? {
+        return Err(fail(redb::Error::Corrupted(
+            "the new copy failed redb's integrity check".into(),
+        )));
+    }
     Ok(rows)
 }
 
@@ -120,16 +143,149 @@ impl Store {
     }
 }
 
-/// Put the backup at `from` in place of the database at `db`. The backup must open as a
-/// scimd database of a layout this version reads. Returns where the old file was kept.
-pub fn restore(from: &Path, db: &Path) -> Result<Option<std::path::PathBuf>, String> {
-    {
-        let check = Database::open(from)
-            .map_err(|e| format!("{} is not a usable database: {e}", from.display()))?;
-        let r = check.begin_read().map_err(|e| e.to_string())?;
+/// Whether `name` is a copy `Store::backup` makes in the state directory, finished or not:
+/// `backup-<digits>.redb` or `backup-<digits>.partial`.
+fn is_staged_backup(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("backup-") else {
+        return false;
+    };
+    let stamp = rest
+        .strip_suffix(".redb")
+        .or_else(|| rest.strip_suffix(".partial"));
+    stamp.is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Remove the backup copies left in the state directory `dir` by a `scimd backup` that was
+/// killed, or whose server stopped, before it could move its copy away. Only for a server
+/// that has just opened the database: no backup can be under way then. Returns how many.
+pub fn remove_staged_backups(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_str().is_some_and(is_staged_backup))
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
+/// A file written under a temporary name beside its final one and renamed into place only
+/// once complete and on disk: a failure or a kill part-way never leaves a truncated file
+/// under the final name. Dropped before `finish`, it removes the temporary file.
+pub struct AtomicFile {
+    to: PathBuf,
+    tmp: PathBuf,
+    file: std::fs::File,
+    done: bool,
+}
+
+impl AtomicFile {
+    /// Start writing `to` (as `to.partial`), owner-only from the first byte. Fails, leaving
+    /// nothing, when `to` is a directory or its directory is missing or not writable.
+    pub fn create(to: &Path) -> Result<AtomicFile, String> {
+        if to.is_dir() {
+            return Err(format!("{} is a directory; name a file", to.display()));
+        }
+        let dir = parent_dir(to);
+        if !dir.is_dir() {
+            return Err(format!(
+                "{} does not exist or is not a directory",
+                dir.display()
+            ));
+        }
+        let mut name = to.as_os_str().to_owned();
+        name.push(".partial");
+        let tmp = PathBuf::from(name);
+        let file =
+            owner_only_file(&tmp).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+        Ok(AtomicFile {
+            to: to.to_path_buf(),
+            tmp,
+            file,
+            done: false,
+        })
+    }
+
+    pub fn file(&mut self) -> &mut std::fs::File {
+        &mut self.file
+    }
+
+    /// Flush the file to disk and rename it to its final name, flushing the directory too
+    /// so that the rename survives a power loss.
+    pub fn finish(mut self) -> Result<(), String> {
+        let to = self.to.display().to_string();
+        self.file
+            .sync_all()
+            .map_err(|e| format!("cannot write {}: {e}", self.tmp.display()))?;
+        std::fs::rename(&self.tmp, &self.to).map_err(|e| format!("cannot rename to {to}: {e}"))?;
+        self.done = true;
+        std::fs::File::open(parent_dir(&self.to))
+            .and_then(|d| d.sync_all())
+            .map_err(|e| format!("{to} was written, but its directory cannot be synced: {e}"))
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// The directory `path` is in (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Put the backup at `from` in place of the database at `db`. The backup is copied beside
+/// the database first and checked there, so a backup that fails is never put in place and
+/// the file given is never changed: redb's check of every page, a scimd layout this version
+/// reads, and scimd's verify (`types` as for `Store::verify`). Returns where the old file was
+/// kept.
+pub fn restore(
+    from: &Path,
+    db: &Path,
+    types: &HashMap<String, (Rt, Rt)>,
+) -> Result<Option<PathBuf>, String> {
+    // Fails while a server holds the database. Opened read-only, so a damaged database (the
+    // usual reason to restore) is neither refused nor changed here.
+    if db.exists() {
+        let probe = unless_damaged(|| redb::Builder::new().open_read_only(db));
+        if let Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) = probe {
+            return Err(format!(
+                "cannot take {}: it is in use (is scimd running?)",
+                db.display()
+            ));
+        }
+    }
+    let tmp = db.with_extension("restoring");
+    let placed = check_copy(from, &tmp, types).and_then(|()| put_in_place(&tmp, db));
+    if placed.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    placed
+}
+
+/// Copy `from` to `tmp` and check the copy; the error says what is wrong with `from`.
+fn check_copy(from: &Path, tmp: &Path, types: &HashMap<String, (Rt, Rt)>) -> Result<(), String> {
+    let refuse = |why: String| {
+        format!(
+            "{} cannot be restored (the database was left as it was): {why}",
+            from.display()
+        )
+    };
+    std::fs::copy(from, tmp).map_err(|e| format!("cannot copy to {}: {e}", tmp.display()))?;
+    check_file(tmp).map_err(refuse)?;
+    let problems = unless_damaged(|| -> Result<Vec<String>, String> {
+        let candidate = Database::open(tmp).map_err(|e| e.to_string())?;
+        let r = candidate.begin_read().map_err(|e| e.to_string())?;
         let meta = r
             .open_table(META)
-            .map_err(|e| format!("{} is not a scimd backup: {e}", from.display()))?;
+            .map_err(|e| format!("not a scimd backup: {e}"))?;
         let v = meta
             .get("schema_version")
             .map_err(|e| e.to_string())?
@@ -138,28 +294,27 @@ pub fn restore(from: &Path, db: &Path) -> Result<Option<std::path::PathBuf>, Str
             Some(v) if v <= SCHEMA_VERSION => {}
             Some(v) => {
                 return Err(format!(
-                    "{} has layout version {v}; this scimd reads up to {SCHEMA_VERSION}",
-                    from.display()
+                    "it has layout version {v}; this scimd reads up to {SCHEMA_VERSION}"
                 ));
             }
-            None => {
-                return Err(format!(
-                    "{} is not a scimd backup (no layout version)",
-                    from.display()
-                ));
-            }
+            None => return Err("not a scimd backup (no layout version)".into()),
         }
+        check(&candidate, types).map_err(|e| e.to_string())
+    })
+    .and_then(|r| r)
+    .map_err(refuse)?;
+    if let Some(first) = problems.first() {
+        return Err(refuse(format!(
+            "scimd verify finds {} inconsistencies in it, the first: {first}",
+            problems.len()
+        )));
     }
-    // Fails while a server holds the database.
-    if db.exists() {
-        drop(
-            Database::open(db)
-                .map_err(|e| format!("cannot take {}: {e} (is scimd running?)", db.display()))?,
-        );
-    }
-    let tmp = db.with_extension("restoring");
-    std::fs::copy(from, &tmp).map_err(|e| format!("cannot copy to {}: {e}", tmp.display()))?;
-    std::fs::File::open(&tmp)
+    Ok(())
+}
+
+/// Rename the checked copy `tmp` to `db`, keeping the database it replaces.
+fn put_in_place(tmp: &Path, db: &Path) -> Result<Option<PathBuf>, String> {
+    std::fs::File::open(tmp)
         .and_then(|f| f.sync_all())
         .map_err(|e| e.to_string())?;
     // The restored file belongs to whoever owned the database it replaces (the service user),
@@ -168,9 +323,9 @@ pub fn restore(from: &Path, db: &Path) -> Result<Option<std::path::PathBuf>, Str
     {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         if let Ok(m) = std::fs::metadata(db) {
-            let _ = std::os::unix::fs::chown(&tmp, Some(m.uid()), Some(m.gid()));
+            let _ = std::os::unix::fs::chown(tmp, Some(m.uid()), Some(m.gid()));
         }
-        let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600));
+        let _ = std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o600));
     }
     let kept = if db.exists() {
         // A second restore must not overwrite what the first one kept.
@@ -186,12 +341,78 @@ pub fn restore(from: &Path, db: &Path) -> Result<Option<std::path::PathBuf>, Str
     } else {
         None
     };
-    std::fs::rename(&tmp, db).map_err(|e| e.to_string())?;
+    std::fs::rename(tmp, db).map_err(|e| e.to_string())?;
     Ok(kept)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::AtomicFile;
+    use std::io::Write;
+
+    #[test]
+    fn an_atomic_file_unfinished_leaves_nothing_and_the_old_file_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let to = dir.path().join("b.redb");
+        let tmp = dir.path().join("b.redb.partial");
+        std::fs::write(&to, b"last week's backup").unwrap();
+        // Failing (or killed) part-way: the final name still holds the old file.
+        let mut f = AtomicFile::create(&to).unwrap();
+        f.file().write_all(b"half of a").unwrap();
+        assert_eq!(std::fs::read(&to).unwrap(), b"last week's backup");
+        drop(f);
+        assert_eq!(std::fs::read(&to).unwrap(), b"last week's backup");
+        assert!(!tmp.exists());
+        let mut f = AtomicFile::create(&to).unwrap();
+        f.file().write_all(b"all of it").unwrap();
+        f.finish().unwrap();
+        assert_eq!(std::fs::read(&to).unwrap(), b"all of it");
+        assert!(!tmp.exists());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&to).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn an_atomic_file_refuses_a_directory_or_a_missing_one_and_makes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = AtomicFile::create(dir.path()).err().unwrap();
+        assert!(err.contains("is a directory"), "{err}");
+        let err = AtomicFile::create(&dir.path().join("gone/b.redb"))
+            .err()
+            .unwrap();
+        assert!(err.contains("does not exist"), "{err}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn only_the_names_of_the_servers_own_copies_are_stale_backups() {
+        for (name, ours) in [
+            ("backup-1796133072760728469.redb", true),
+            ("backup-1796133072760728469.partial", true),
+            ("backup-.redb", false),
+            ("backup-mine.redb", false),
+            ("backup-12.redb.bak", false),
+            ("scimd.redb", false),
+            ("scimd.before-restore", false),
+        ] {
+            assert_eq!(super::is_staged_backup(name), ours, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_panic_reading_a_damaged_file_becomes_an_error_naming_it() {
+        let r: Result<(), String> = super::unless_damaged(|| panic!("Invalid page type byte 0"));
+        assert_eq!(
+            r.unwrap_err(),
+            "the database file is damaged: Invalid page type byte 0"
+        );
+        assert_eq!(super::unless_damaged(|| 7), Ok(7));
+    }
+
     #[cfg(unix)]
     #[test]
     fn an_owner_only_file_is_emptied_and_made_owner_only_before_it_is_written() {

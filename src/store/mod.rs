@@ -34,11 +34,12 @@ use tokio::sync::{mpsc, oneshot};
 use crate::scim::error::{ScimError, ScimResult};
 
 pub use backend::{Fault, Faults};
-pub use backup::{owner_only_file, restore};
+pub use backup::{AtomicFile, owner_only_file, remove_staged_backups, restore};
 pub use events::{Actor, Event, Retention};
 pub use plan_list::{PlanCursor, PlanEntry, PlanFrom, PlanPage, PlanSummary};
 pub use query::{ListPage, ListQuery, SortMark, SortSpec, StoredPage};
 pub use read::{Feed, MemberBatch};
+pub use verify::check_file;
 
 /// A storage result holding a SCIM-level answer: the outer error is storage failing, the
 /// inner one the request being refused.

@@ -1,8 +1,11 @@
 //! `scimd verify`: every index against the resources, membership in both directions, the
 //! counters, the position counts, and the event sequence. Reads one snapshot; reports each
-//! mismatch.
+//! mismatch. Also redb's own check of a file's pages, for a file not in use.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
 
 use redb::{ReadableDatabase, ReadableMultimapTable, ReadableTable, ReadableTableMetadata};
 
@@ -24,10 +27,68 @@ impl Store {
     /// (for its unique extension attributes); unknown tenants use the built-in ones.
     pub async fn verify(&self, types: HashMap<String, (Rt, Rt)>) -> Result<Vec<String>, String> {
         let db = self.db().map_err(|e| e.detail)?;
-        tokio::task::spawn_blocking(move || check(&db, &types).map_err(|e| e.to_string()))
-            .await
-            .map_err(|e| e.to_string())?
+        tokio::task::spawn_blocking(move || {
+            unless_damaged(|| check(&db, &types))?.map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
     }
+}
+
+thread_local! {
+    /// Set while this thread reads a file that may be damaged (`unless_damaged`).
+    static EXPECTING_DAMAGE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Run `f`, which reads a database file that may be damaged. redb answers some damage (a
+/// page that does not parse) with a panic rather than an error; that panic becomes an error
+/// naming the damage, and its default report (a backtrace, for developers) is held back.
+pub(crate) fn unless_damaged<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    static QUIET_HOOK: std::sync::Once = std::sync::Once::new();
+    QUIET_HOOK.call_once(|| {
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !EXPECTING_DAMAGE.try_with(Cell::get).unwrap_or(false) {
+                report(info);
+            }
+        }));
+    });
+    let was = EXPECTING_DAMAGE.replace(true);
+    let result = catch_unwind(AssertUnwindSafe(f));
+    EXPECTING_DAMAGE.set(was);
+    result.map_err(|p| {
+        let what = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unreadable page".into());
+        format!("the database file is damaged: {what}")
+    })
+}
+
+/// redb's own check of the file at `path`, which nothing may have open: every page's
+/// checksum and the tree structure, which scimd's checks (reading values) take on trust.
+/// A file left by a crash is repaired as it opens, as the server would; damage found after
+/// that is an error, even when redb could repair it (it rolls back to an older commit).
+pub fn check_file(path: &Path) -> Result<(), String> {
+    let damaged = |e: &dyn std::fmt::Display| format!("the database file is damaged: {e}");
+    unless_damaged(|| {
+        let mut db = redb::Database::builder()
+            .set_cache_size(16 << 20)
+            .open(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) => damaged(&e),
+                e => format!("cannot open {}: {e}", path.display()),
+            })?;
+        match db.check_integrity() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(damaged(
+                &"redb's integrity check failed (checksums or free-space map) and it repaired \
+                  the file",
+            )),
+            Err(e) => Err(damaged(&e)),
+        }
+    })?
 }
 
 /// Whether the multimap holds `id` under `key`.
@@ -81,7 +142,7 @@ impl Index {
 /// a table's contents: verifying a million users costs the daemon no more memory than
 /// serving them. Each index entry the resources call for is looked up; an index that then
 /// holds more entries than that (or missed one) is walked again to name its stale entries.
-fn check(
+pub(super) fn check(
     db: &redb::Database,
     types: &HashMap<String, (Rt, Rt)>,
 ) -> Result<Vec<String>, redb::Error> {

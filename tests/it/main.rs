@@ -7,6 +7,7 @@ mod harness;
 
 mod app_side;
 mod auth;
+mod backups;
 mod cli;
 mod crash;
 mod discovery;

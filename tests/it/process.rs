@@ -24,7 +24,7 @@ fn config_text(dir: &std::path::Path, tokens: &str) -> String {
 }
 
 /// `dir/scimd.toml`: state under `dir`, tenant acme with the token `tok` (named okta).
-fn okta_config(dir: &std::path::Path) -> std::path::PathBuf {
+pub(crate) fn okta_config(dir: &std::path::Path) -> std::path::PathBuf {
     let cfg = dir.join("scimd.toml");
     std::fs::write(&cfg, config_text(dir, &token_line("okta", "tok"))).unwrap();
     cfg
@@ -148,7 +148,7 @@ impl Proc {
         false
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 }
@@ -335,7 +335,7 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
     );
 }
 
-fn scimd_cmd(cfg: &std::path::Path, args: &[&str]) -> std::process::Output {
+pub(crate) fn scimd_cmd(cfg: &std::path::Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_scimd"))
         .args(args)
         .arg("--config")

@@ -1,0 +1,200 @@
+//! Backups and restores on a failing disk: damaged files refused with a message, and no copy
+//! of the database left behind where the admin does not expect one.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use crate::process::{Proc, kill, okta_config, scimd_cmd};
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+/// The backup copies in the state directory (`backup-*`).
+fn staged(state: &Path) -> Vec<String> {
+    std::fs::read_dir(state)
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter(|n| n.starts_with("backup-"))
+        .collect()
+}
+
+/// A stopped server with ten users, and a backup of them made by `scimd backup`.
+async fn stopped_with_backup(dir: &Path) -> (PathBuf, PathBuf) {
+    let cfg = okta_config(dir);
+    let mut p = Proc::start(&cfg);
+    for i in 0..10 {
+        let body = format!("{{\"userName\":\"user{i}@example.com\"}}");
+        assert_eq!(p.post("/scim/v2/Users", "tok", body).await, 201);
+    }
+    let backup = dir.join("backup.redb");
+    let out = scimd_cmd(&cfg, &["backup", "--to", backup.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    kill(p.child.id(), "-TERM");
+    assert!(p.child.wait().unwrap().success());
+    (cfg, backup)
+}
+
+/// `file` with the 4 KiB page that holds `needle` passed to `damage`.
+fn damaged(file: &Path, needle: &str, damage: impl Fn(&mut [u8])) -> Vec<u8> {
+    let mut bytes = std::fs::read(file).unwrap();
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle.as_bytes())
+        .expect("the value is in the file");
+    let page = at / 4096 * 4096;
+    damage(&mut bytes[page..page + 4096]);
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_backup_is_refused_and_a_damaged_database_fails_verify_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, backup) = stopped_with_backup(dir.path()).await;
+    let state = dir.path().join("state");
+    let db = state.join("scimd.redb");
+    let before = std::fs::read(&db).unwrap();
+    // A zeroed page, and a page with a few bytes overwritten: what a failing disk leaves.
+    let zeroed = damaged(&backup, "user3@example.com", |p| p.fill(0));
+    let scribbled = damaged(&backup, "user7@example.com", |p| {
+        p[1000..1064].fill(0xa5);
+    });
+    for (what, bytes) in [("zeroed page", zeroed), ("overwritten bytes", scribbled)] {
+        let bad = dir.path().join("bad.redb");
+        std::fs::write(&bad, &bytes).unwrap();
+        let out = scimd_cmd(&cfg, &["restore", "--from", bad.to_str().unwrap()]);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{what}: restored: {err}");
+        assert!(
+            err.contains("cannot be restored (the database was left as it was)")
+                && err.contains("damaged")
+                && !err.contains("panicked"),
+            "{what}: {err}"
+        );
+        assert!(
+            std::fs::read(&db).unwrap() == before,
+            "{what}: database changed"
+        );
+        assert!(!state.join("scimd.restoring").exists(), "{what}");
+        assert!(!state.join("scimd.before-restore").exists(), "{what}");
+        assert_eq!(
+            std::fs::read(&bad).unwrap(),
+            bytes,
+            "{what}: backup changed"
+        );
+        // The same damage in the database itself: verify says so, without a backtrace.
+        std::fs::write(&db, &bytes).unwrap();
+        let out = scimd_cmd(&cfg, &["verify"]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        assert!(
+            err.contains("the database file is damaged: ")
+                && !err.contains("panicked")
+                && !err.contains("RUST_BACKTRACE"),
+            "{what}: {err}"
+        );
+        std::fs::write(&db, &before).unwrap();
+    }
+    // The intact backup still restores, and over a damaged database too.
+    std::fs::write(&db, damaged(&db, "user3@example.com", |p| p.fill(0))).unwrap();
+    let out = scimd_cmd(&cfg, &["restore", "--from", backup.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = scimd_cmd(&cfg, &["verify"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_that_cannot_be_written_is_refused_before_any_copy_is_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = okta_config(dir.path());
+    let p = Proc::start(&cfg);
+    let state = dir.path().join("state");
+    let missing = dir.path().join("no-such-dir/b.redb");
+    let a_dir = dir.path().join("a-dir");
+    std::fs::create_dir(&a_dir).unwrap();
+    for (to, says) in [
+        (&missing, "does not exist or is not a directory"),
+        (&a_dir, "is a directory"),
+    ] {
+        let out = scimd_cmd(&cfg, &["backup", "--to", to.to_str().unwrap()]);
+        let err = stderr(&out);
+        assert!(!out.status.success() && err.contains(says), "{err}");
+        assert_eq!(staged(&state), Vec::<String>::new());
+    }
+    assert_eq!(std::fs::read_dir(&a_dir).unwrap().count(), 0);
+    assert!(!p.log().contains("backup"), "the server made a copy");
+    // A backup that works leaves nothing behind either: not in the state directory, not
+    // beside the backup.
+    let to = dir.path().join("b.redb");
+    let out = scimd_cmd(&cfg, &["backup", "--to", to.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(to.exists());
+    assert!(!dir.path().join("b.redb.partial").exists());
+    assert_eq!(staged(&state), Vec::<String>::new());
+}
+
+#[test]
+fn the_server_removes_backup_copies_left_in_its_state_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = okta_config(dir.path());
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let left = ["backup-1796133072760728469.redb", "backup-17961330.partial"];
+    for name in left {
+        std::fs::write(state.join(name), b"everyone's personal data").unwrap();
+    }
+    // Not a name the server gives its copies: the admin's own file stays.
+    std::fs::write(state.join("backup-mine.redb"), b"kept").unwrap();
+    let p = Proc::start(&cfg);
+    assert_eq!(staged(&state), vec!["backup-mine.redb".to_string()]);
+    let log = p.log();
+    assert!(
+        log.contains("removed backup copies left in the state directory")
+            && log.contains("count=2"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_nobody_waits_for_any_more_is_removed_by_the_server() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = okta_config(dir.path());
+    let p = Proc::start(&cfg);
+    let state = dir.path().join("state");
+    // A `scimd backup` killed while the server makes its copy: the request, then nothing.
+    let mut s = std::os::unix::net::UnixStream::connect(state.join("admin.sock")).unwrap();
+    s.write_all(b"{\"cmd\":\"backup\"}\n").unwrap();
+    drop(s);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !p.log().contains("backup copy removed") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(p.log().contains("backup copy removed"), "{}", p.log());
+    assert_eq!(staged(&state), Vec::<String>::new());
+}
+
+#[test]
+fn backup_says_so_when_the_server_stops_before_it_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = okta_config(dir.path());
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    // A server that takes the request and dies before it answers.
+    let listener = std::os::unix::net::UnixListener::bind(state.join("admin.sock")).unwrap();
+    let server = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let (s, _) = listener.accept().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(s).read_line(&mut line).unwrap();
+        line
+    });
+    let to = dir.path().join("b.redb");
+    let out = scimd_cmd(&cfg, &["backup", "--to", to.to_str().unwrap()]);
+    assert!(server.join().unwrap().contains("\"backup\""));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("scimd stopped before it finished"), "{err}");
+    assert!(!to.exists() && !dir.path().join("b.redb.partial").exists());
+}
