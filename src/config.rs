@@ -683,8 +683,15 @@ impl Config {
                 }
                 let h = &tok.sha256;
                 if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    // The token itself pasted in place of its hash (never echoed).
+                    let pasted = if h.starts_with("scimd_") {
+                        " (this looks like a token: the file takes its SHA-256, which \
+                         `scimd token` prints beside it)"
+                    } else {
+                        ""
+                    };
                     p.push(format!(
-                        "{key}.sha256: expected 64 hex characters (got {}); generate a token and its hash with `scimd token`",
+                        "{key}.sha256: expected 64 hex characters (got {}){pasted}; generate a token and its hash with `scimd token`",
                         h.len()
                     ));
                 } else if !hashes.insert(h.to_ascii_lowercase()) {
@@ -751,9 +758,28 @@ fn figment_problems(err: figment::Error) -> Vec<String> {
                 .unwrap_or_default();
             // These messages also go to the journal on a reload, and a token pasted where its
             // hash belongs must not. A value of the wrong type is named by its type only...
+            let from_env = e
+                .metadata
+                .as_ref()
+                .is_some_and(|m| m.name.contains("environment"));
             let kind = match &e.kind {
                 figment::error::Kind::InvalidType(figment::error::Actual::Str(_), expected) => {
                     format!("invalid type: found a string, expected {expected}")
+                }
+                // figment's own text nests backticks (`one of `a`, `b``).
+                figment::error::Kind::UnknownField(found, expected) => {
+                    let hint = if from_env && !found.contains("__") {
+                        format!(
+                            "; nested keys take a double underscore, as in SCIMD_{}",
+                            found.to_ascii_uppercase().replacen('_', "__", 1)
+                        )
+                    } else {
+                        String::new()
+                    };
+                    format!(
+                        "unknown key \"{found}\"; expected one of {}{hint}",
+                        expected.join(", ")
+                    )
                 }
                 k => k.to_string(),
             };
@@ -974,6 +1000,33 @@ tokens = [{ name = "okta", sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0
                 .to_string();
             assert!(
                 err.contains("found a string") && !err.contains("SECRET"),
+                "{err}"
+            );
+            // A token where its hash belongs: said so, and not echoed.
+            jail.create_file(
+                "pasted.toml",
+                "[tenants.acme]\ntokens = [{ name = \"okta\", sha256 = \"scimd_SECRET789\" }]\n",
+            )?;
+            let err = Config::load(Path::new("pasted.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("looks like a token") && !err.contains("SECRET"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_unknown_key_lists_the_known_ones_and_the_env_spelling() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", GOOD)?;
+            jail.set_env("SCIMD_SERVER_LISTEN", "1");
+            let err = Config::load(Path::new("c.toml")).unwrap_err().to_string();
+            assert!(
+                err.contains("unknown key \"server_listen\"; expected one of server, tls")
+                    && err.contains("SCIMD_SERVER__LISTEN"),
                 "{err}"
             );
             Ok(())
