@@ -503,7 +503,7 @@ pub async fn import(
                 rt.rt(Some(tenant), Kind::Group),
                 crate::store::format_id(gid),
                 vec![op],
-                None,
+                crate::store::Conditions::default(),
             )
             .await
             .map_err(|e| {

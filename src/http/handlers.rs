@@ -45,7 +45,7 @@ pub async fn endpoint(
         (Endpoint::Resource(k, id), &Method::PATCH) => patch(app, ctx, *k, id, &body).await,
         (Endpoint::Resource(k, id), &Method::DELETE) => {
             app.store
-                .delete(ctx.actor(), ctx.rt(*k), id.clone(), ctx.if_match.clone())
+                .delete(ctx.actor(), ctx.rt(*k), id.clone(), ctx.conditions())
                 .await?;
             Ok(response::empty(204))
         }
@@ -234,7 +234,7 @@ async fn replace(app: &App, ctx: &Ctx, kind: Kind, id: &str, body: &Value) -> Sc
             ctx.rt(kind),
             id.to_string(),
             input,
-            ctx.if_match.clone(),
+            ctx.conditions(),
         )
         .await?;
     Ok(resource_response(200, ctx, r, &projection(ctx, kind)))
@@ -253,7 +253,7 @@ async fn patch(app: &App, ctx: &Ctx, kind: Kind, id: &str, body: &Value) -> Scim
             ctx.rt(kind),
             id.to_string(),
             ops,
-            ctx.if_match.clone(),
+            ctx.conditions(),
         )
         .await?;
     log_ignored(ctx, kind, &ignored);

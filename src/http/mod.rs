@@ -136,6 +136,14 @@ impl Ctx {
         self.rt.rt(Some(&self.principal.tenant), kind)
     }
 
+    /// The request's preconditions, for a write (checked in the write transaction).
+    pub fn conditions(&self) -> crate::store::Conditions {
+        crate::store::Conditions {
+            if_match: self.if_match.clone(),
+            if_none_match: self.if_none_match.clone(),
+        }
+    }
+
     /// Who is writing, for the change feed.
     pub fn actor(&self) -> crate::store::Actor {
         let t = self.rt.config.tenants.get(&self.principal.tenant);

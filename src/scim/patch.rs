@@ -838,6 +838,31 @@ mod tests {
     }
 
     #[test]
+    fn a_new_manager_drops_the_old_managers_name() {
+        let b = json!({"userName": "u",
+            (ENTERPRISE_SCHEMA): {"manager": {"value": "A", "displayName": "Ann"}}});
+        let path = format!("{ENTERPRISE_SCHEMA}:manager");
+        let out = run(
+            Kind::User,
+            b.clone(),
+            json!([{"op": "replace", "path": path, "value": "B"}]),
+        )
+        .unwrap();
+        assert_eq!(
+            out.body[ENTERPRISE_SCHEMA],
+            json!({"manager": {"value": "B"}})
+        );
+        // The same manager again keeps what is known about it.
+        let out = run(
+            Kind::User,
+            b,
+            json!([{"op": "replace", "path": path, "value": {"value": "A"}}]),
+        )
+        .unwrap();
+        assert_eq!(out.body[ENTERPRISE_SCHEMA]["manager"]["displayName"], "Ann");
+    }
+
+    #[test]
     fn manager_as_bare_string_becomes_object() {
         let out = run(
             Kind::User,

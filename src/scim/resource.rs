@@ -285,7 +285,12 @@ pub fn apply_key(
                     let entry = container
                         .entry(attr.def.name.to_string())
                         .or_insert_with(|| Value::Object(Map::new()));
-                    if !entry.is_object() {
+                    // A new `value` names another resource (a new manager): what was said
+                    // about the old one (its displayName, its $ref) no longer holds.
+                    let other = new
+                        .get("value")
+                        .is_some_and(|v| entry.get("value").is_some_and(|old| old != v));
+                    if !entry.is_object() || other {
                         *entry = Value::Object(Map::new());
                     }
                     if let Value::Object(m) = entry {

@@ -38,7 +38,7 @@ pub use backup::{AtomicFile, owner_only_file, remove_staged_backups, restore};
 pub use events::{Actor, Event, Retention};
 pub use plan_list::{PlanCursor, PlanEntry, PlanFrom, PlanPage, PlanSummary};
 pub use query::{ListPage, ListQuery, SortMark, SortSpec, StoredPage};
-pub use read::{Feed, MemberBatch};
+pub use read::{Conditions, Feed, MemberBatch};
 pub use verify::check_file;
 
 /// A storage result holding a SCIM-level answer: the outer error is storage failing, the
@@ -1018,8 +1018,13 @@ mod tests {
         // Deletes take resources out of the counts.
         let Fixture { store, rt, actor } = f;
         for id in ids.iter().step_by(7) {
-            rt.block_on(store.delete(actor.clone(), Kind::User.into(), format_id(*id), None))
-                .unwrap();
+            rt.block_on(store.delete(
+                actor.clone(),
+                Kind::User.into(),
+                format_id(*id),
+                Conditions::default(),
+            ))
+            .unwrap();
         }
         let mut live: Vec<u128> = ids
             .iter()
@@ -1191,14 +1196,16 @@ mod tests {
                 Kind::User.into(),
                 format_id(id),
                 ops,
-                None,
+                Conditions::default(),
             ))
             .unwrap();
         }
-        f.rt.block_on(
-            f.store
-                .delete(f.actor.clone(), Kind::User.into(), format_id(ids[6]), None),
-        )
+        f.rt.block_on(f.store.delete(
+            f.actor.clone(),
+            Kind::User.into(),
+            format_id(ids[6]),
+            Conditions::default(),
+        ))
         .unwrap();
         let matches = |f: &Fixture, op: &str, count: u64| {
             let text = format!(r#"meta.lastModified {op} "{mid}""#);
@@ -1288,10 +1295,13 @@ mod tests {
             let body = serde_json::json!({"displayName": "Big", "members": list});
             let input = crate::scim::resource::normalize(Kind::Group, &body).unwrap();
             let rt = Kind::Group.into();
-            f.rt.block_on(
-                f.store
-                    .replace(f.actor.clone(), rt, format_id(g), input, None),
-            )
+            f.rt.block_on(f.store.replace(
+                f.actor.clone(),
+                rt,
+                format_id(g),
+                input,
+                Conditions::default(),
+            ))
             .unwrap();
         };
         // Three stay (across the walk's batches of four), eight go, two join.
@@ -1332,10 +1342,13 @@ mod tests {
                 "Operations": [{"op": "replace", "path": "title", "value": "moved"}]}))
             .unwrap();
             let rt = Kind::User.into();
-            f.rt.block_on(
-                f.store
-                    .patch(f.actor.clone(), rt, format_id(ids[i]), ops, None),
-            )
+            f.rt.block_on(f.store.patch(
+                f.actor.clone(),
+                rt,
+                format_id(ids[i]),
+                ops,
+                Conditions::default(),
+            ))
             .unwrap();
         }
         let ascending: Vec<u128> = [0, 2, 3, 5, 6, 8, 4, 1, 7]

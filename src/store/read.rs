@@ -92,23 +92,41 @@ pub struct Feed {
     pub oldest: u64,
 }
 
-/// `If-Match`: `*` or any listed ETag equal to the current one passes.
-pub(super) fn precondition(if_match: Option<&str>, version: u64) -> ScimResult<()> {
-    let Some(h) = if_match else { return Ok(()) };
+/// A write's `If-Match` and `If-None-Match` (RFC 9110 §13.1, compared weakly).
+#[derive(Debug, Clone, Default)]
+pub struct Conditions {
+    pub if_match: Option<String>,
+    pub if_none_match: Option<String>,
+}
+
+/// `If-Match` passes when it is `*` or lists the current version; `If-None-Match` on a write
+/// fails when it does (`*`: "only if it does not exist", and it does).
+pub(super) fn precondition(cond: &Conditions, version: u64) -> ScimResult<()> {
     let current = format!("\"{version}\"");
-    let ok = h
-        .split(',')
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag.trim_start_matches("W/") == current);
-    if ok {
-        Ok(())
-    } else {
-        Err(ScimError::new(
+    let names = |h: &str| {
+        h.split(',')
+            .map(str::trim)
+            .any(|tag| tag == "*" || tag.trim_start_matches("W/") == current)
+    };
+    if let Some(h) = &cond.if_match
+        && !names(h)
+    {
+        return Err(ScimError::new(
             412,
             None,
             format!("the resource has changed: its current version is W/{current}"),
-        ))
+        ));
     }
+    if let Some(h) = &cond.if_none_match
+        && names(h)
+    {
+        return Err(ScimError::new(
+            412,
+            None,
+            format!("If-None-Match: the resource exists, at version W/{current}"),
+        ));
+    }
+    Ok(())
 }
 
 type ResTable = redb::ReadOnlyTable<(&'static str, u8, u128), &'static [u8]>;

@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::events::{self, Actor, NewEvent};
 use super::plan::{self, Mode, Seat};
 use super::ranks;
-use super::read::{MEMBER_BATCH, member_json, not_found, precondition, read_refs};
+use super::read::{Conditions, MEMBER_BATCH, member_json, not_found, precondition, read_refs};
 use super::record::*;
 use super::tables::*;
 use super::{R, Store, format_id, new_id, parse_id};
@@ -237,7 +237,7 @@ impl<'t> W<'t> {
         t: &str,
         kind: Kind,
         id: &str,
-        if_match: Option<&str>,
+        cond: &Conditions,
     ) -> R<(u128, Record)> {
         let Some(nid) = parse_id(id) else {
             return Ok(Err(not_found(kind, id)));
@@ -245,7 +245,7 @@ impl<'t> W<'t> {
         let Some(old) = self.load(t, kind, nid)? else {
             return Ok(Err(not_found(kind, id)));
         };
-        if let Err(e) = precondition(if_match, old.version) {
+        if let Err(e) = precondition(cond, old.version) {
             return Ok(Err(e));
         }
         Ok(Ok((nid, old)))
@@ -754,12 +754,12 @@ impl Store {
         rt: Rt,
         id: String,
         input: Input,
-        if_match: Option<String>,
+        cond: Conditions,
     ) -> ScimResult<Resource> {
         self.write(move |w| {
             let kind = rt.kind;
             let t = actor.tenant.as_str();
-            let (nid, old) = match w.existing(t, kind, &id, if_match.as_deref())? {
+            let (nid, old) = match w.existing(t, kind, &id, &cond)? {
                 Ok(x) => x,
                 Err(e) => return Ok(Err(e)),
             };
@@ -797,12 +797,12 @@ impl Store {
         rt: Rt,
         id: String,
         ops: Vec<Operation>,
-        if_match: Option<String>,
+        cond: Conditions,
     ) -> ScimResult<(Resource, Ignored)> {
         self.write(move |w| {
             let kind = rt.kind;
             let t = actor.tenant.as_str();
-            let (nid, old) = match w.existing(t, kind, &id, if_match.as_deref())? {
+            let (nid, old) = match w.existing(t, kind, &id, &cond)? {
                 Ok(x) => x,
                 Err(e) => return Ok(Err(e)),
             };
@@ -831,12 +831,12 @@ impl Store {
         actor: Actor,
         rt: Rt,
         id: String,
-        if_match: Option<String>,
+        cond: Conditions,
     ) -> ScimResult<()> {
         self.write(move |w| {
             let kind = rt.kind;
             let t = actor.tenant.as_str();
-            let (nid, old) = match w.existing(t, kind, &id, if_match.as_deref())? {
+            let (nid, old) = match w.existing(t, kind, &id, &cond)? {
                 Ok(x) => x,
                 Err(e) => return Ok(Err(e)),
             };

@@ -89,6 +89,33 @@ async fn if_none_match_gives_304_and_if_match_guards_writes() {
         None,
     );
     assert_eq!(s.get(&p).await.body["nickName"], "n");
+    // If-None-Match on a write (RFC 9110 §13.1.2): `*` or the current version means "only
+    // if it is not there / not this one", so the write is refused; a stale one passes.
+    for (tag, status) in [("*", 412), (v2.as_str(), 412)] {
+        for m in [Method::PUT, Method::DELETE] {
+            let r = s
+                .call_with(
+                    m.clone(),
+                    &p,
+                    Some(ACME),
+                    (m == Method::PUT).then(|| put.clone()),
+                    &[("If-None-Match", tag)],
+                )
+                .await;
+            assert_error(&r, status, None);
+        }
+    }
+    assert_eq!(s.get(&p).await.body["nickName"], "n");
+    let r = s
+        .call_with(
+            Method::PATCH,
+            &p,
+            Some(ACME),
+            Some(json!({"Operations": [{"op": "replace", "path": "title", "value": "t"}]})),
+            &[("If-None-Match", &v1)],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
     let r = s
         .call_with(Method::PUT, &p, Some(ACME), Some(put), &[("If-Match", "*")])
         .await;
