@@ -474,19 +474,21 @@ pub async fn import(
                 tokio::spawn(async move { store.create_as(actor, rt, input, Some(id)).await }),
             ));
         }
+        // Every create of the window is waited for, so the count said below is what was
+        // written, the creates after a failed one included.
+        let mut failed = None;
         for (line, task) in window {
-            let failed = match task.await {
-                Ok(Ok(_)) => {
-                    n += 1;
-                    continue;
-                }
-                Ok(Err(e)) => e.detail,
-                Err(e) => e.to_string(),
-            };
+            match task.await {
+                Ok(Ok(_)) => n += 1,
+                Ok(Err(e)) => _ = failed.get_or_insert((line, e.detail)),
+                Err(e) => _ = failed.get_or_insert((line, e.to_string())),
+            }
+        }
+        if let Some((line, why)) = failed {
             return Err(format!(
-                "line {line}: {failed}\n{n} resources were written before it stopped (and \
-                 {skipped} were there already); once the cause is fixed, the same import \
-                 finishes the job: lines already in the tenant are skipped"
+                "line {line}: {why}\n{n} resources were written (and {skipped} were there \
+                 already); once the cause is fixed, the same import finishes the job: lines \
+                 already in the tenant are skipped"
             ));
         }
         progress(n, total);

@@ -262,6 +262,26 @@ pub(crate) fn backup(config: &std::path::Path, to: &std::path::Path) -> ExitCode
         Ok(x) => x,
         Err(c) => return c,
     };
+    // The database itself as the destination would be replaced under the running server,
+    // whose later writes would go to the file set aside.
+    let same = |a: &std::path::Path, b: &std::path::Path| {
+        let canon = |p: &std::path::Path| {
+            let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+            let dir = dir
+                .unwrap_or(std::path::Path::new("."))
+                .canonicalize()
+                .ok()?;
+            Some(dir.join(p.file_name()?))
+        };
+        canon(a).is_some_and(|x| Some(x) == canon(b))
+    };
+    if same(to, &cfg.storage.db_path()) {
+        eprintln!(
+            "{} is the database itself; name another file for the backup",
+            to.display()
+        );
+        return ExitCode::FAILURE;
+    }
     // Tried before the daemon makes its copy, so a destination that cannot be written fails
     // now; dropped at once, so nothing sits there while that copy is made.
     if let Err(e) = scimd::store::AtomicFile::create(to) {
@@ -429,14 +449,24 @@ pub(crate) fn restore(config: &std::path::Path, from: &std::path::Path) -> ExitC
     }
     let types = scimd::http::Runtime::new(cfg.clone()).types;
     match scimd::store::restore(from, &cfg.storage.db_path(), &types) {
-        Ok(kept) => {
+        Ok(done) => {
             say!(
                 "restored {} from {}",
                 cfg.storage.db_path().display(),
                 from.display()
             );
-            if let Some(k) = kept {
+            if let Some(k) = done.kept {
                 say!("the previous database was kept as {}", k.display());
+            }
+            if !done.warnings.is_empty() {
+                eprintln!(
+                    "warning: under the current configuration, scimd verify finds {} \
+                     inconsistencies in the restored data (a setting changed since the backup?):",
+                    done.warnings.len()
+                );
+                for w in done.warnings.iter().take(10) {
+                    eprintln!("  - {w}");
+                }
             }
             ExitCode::SUCCESS
         }

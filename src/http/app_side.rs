@@ -23,6 +23,19 @@ pub(super) async fn events(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
         .await?;
     // A reader that fell behind retention (or one commit wrote more events than it keeps)
     // would otherwise go on as if nothing were missing. `after=0` asks for what is kept.
+    // Past the newest event: the feed was reset (a restore, a new database) since the
+    // reader's last call, and what it would be given next is not what follows its `after`.
+    if after > feed.last {
+        return Err(ScimError::new(
+            410,
+            None,
+            format!(
+                "after={after} is past the newest event ({}): the change feed was reset (a \
+                 restore?); read the users and groups again, then continue from after={}",
+                feed.last, feed.last
+            ),
+        ));
+    }
     if after > 0 && after + 1 < feed.oldest {
         return Err(ScimError::new(
             410,

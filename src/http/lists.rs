@@ -157,8 +157,9 @@ pub(super) async fn list(
         }
         _ => None,
     };
-    // At the root a sort attribute one type lacks leaves that type in creation order, as a
-    // resource without the value would be (RFC 7644 §3.4.2.3); one no type has is refused.
+    // At the root a sort attribute one type lacks leaves that type in creation order, after
+    // the other in either order (the root lists Users, then Groups); one no type has is
+    // refused.
     let sorts = match p.sort_by.as_deref().filter(|s| !s.trim().is_empty()) {
         None => vec![None; kinds.len()],
         Some(s) => {

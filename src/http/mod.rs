@@ -498,7 +498,6 @@ impl App {
     /// a request without a token guesses nothing.
     /// `why` goes to the log only: the client learns no more than the detail below.
     fn refused(&self, peer: SocketAddr, auth: Option<&str>, tenant_named: bool, why: &str) -> Resp {
-        tracing::info!(target: "scimd::request", %peer, "authentication refused: {why}");
         let sent = auth.and_then(crate::auth::bearer).is_some();
         let detail = match auth {
             None => "missing Authorization header; send \"Authorization: Bearer <token>\"",
@@ -530,6 +529,8 @@ impl App {
                 &secs.to_string(),
             );
         }
+        // Past the throttle only: a flood of wrong tokens must not double the log.
+        tracing::info!(target: "scimd::request", %peer, "authentication refused: {why}");
         let resp = response::error(&ScimError::new(401, None, detail));
         // RFC 6750 §3.1: a token that was sent and refused is `invalid_token`; a request
         // without one keeps the plain challenge every 401 carries.
@@ -822,10 +823,12 @@ fn why_refused(rt: &Runtime, auth: Option<&str>, url_tenant: Option<&str>) -> St
     let owner = rt.tokens.authenticate(auth, None).map(|p| p.tenant);
     match (url_tenant, owner) {
         (Some(t), _) if !rt.config.tenants.contains_key(t) => {
-            format!("the URL names tenant \"{t}\", which is not in the configuration")
+            // Debug-quoted: the name comes from the URL, and a line break in it would forge
+            // a log line.
+            format!("the URL names tenant {t:?}, which is not in the configuration")
         }
         (Some(t), Some(o)) => {
-            format!("the token belongs to tenant {o}, but the URL names tenant {t}")
+            format!("the token belongs to tenant {o}, but the URL names tenant {t:?}")
         }
         _ => "the token matches no configured token (a new one not yet reloaded, or a \
               removed or mistyped one)"
@@ -863,6 +866,8 @@ mod tests {
             typo.contains("\"acmee\", which is not in the configuration"),
             "{typo}"
         );
+        let forged = why(Some("Bearer s3cret"), Some("x\nINFO forged"));
+        assert!(!forged.contains('\n') && forged.contains("\\n"), "{forged}");
         let other = why(Some("Bearer s3cret"), Some("globex"));
         assert!(other.contains("belongs to tenant acme"), "{other}");
         let unknown = why(Some("Bearer n0pe"), None);

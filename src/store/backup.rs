@@ -66,6 +66,18 @@ pub fn owner_only_file(path: &Path) -> std::io::Result<std::fs::File> {
     o.open(path)
 }
 
+/// Create `path`, which must not exist (nor be a link), owner-only from the first byte.
+pub fn new_owner_only_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o.open(path)
+}
+
 /// Copy everything `r` sees into a new database at `to`; returns the number of rows. The copy
 /// is written as `to` with the extension `partial`, checked, and only then renamed to `to`;
 /// on failure nothing is left (it holds the whole directory, in the server's state directory).
@@ -143,9 +155,13 @@ impl Store {
     }
 }
 
-/// Whether `name` is a copy `Store::backup` makes in the state directory, finished or not:
-/// `backup-<digits>.redb` or `backup-<digits>.partial`.
+/// Whether `name` is a copy `Store::backup` makes in the state directory, finished or not
+/// (`backup-<digits>.redb` or `backup-<digits>.partial`), or the copy a killed `scimd restore`
+/// left (`scimd.restoring`; a restore holds the database, so none runs beside a server).
 fn is_staged_backup(name: &str) -> bool {
+    if name == "scimd.restoring" {
+        return true;
+    }
     let Some(rest) = name.strip_prefix("backup-") else {
         return false;
     };
@@ -180,11 +196,21 @@ pub struct AtomicFile {
 }
 
 impl AtomicFile {
-    /// Start writing `to` (as `to.partial`), owner-only from the first byte. Fails, leaving
+    /// Start writing `to` (as `to.<pid>.partial`), owner-only from the first byte. Fails, leaving
     /// nothing, when `to` is a directory or its directory is missing or not writable.
     pub fn create(to: &Path) -> Result<AtomicFile, String> {
         if to.is_dir() {
             return Err(format!("{} is a directory; name a file", to.display()));
+        }
+        // The rename replaces whatever is there: a link or a device would be swapped for a
+        // plain file, not written through.
+        if let Ok(m) = std::fs::symlink_metadata(to)
+            && !m.is_file()
+        {
+            return Err(format!(
+                "{} exists and is not a regular file (a link or a device); name a file",
+                to.display()
+            ));
         }
         let dir = parent_dir(to);
         if !dir.is_dir() {
@@ -193,11 +219,14 @@ impl AtomicFile {
                 dir.display()
             ));
         }
+        // One temporary file per writer, made afresh: two backups at once never share one,
+        // and a link planted under its name is refused rather than followed.
         let mut name = to.as_os_str().to_owned();
-        name.push(".partial");
+        name.push(format!(".{}.partial", std::process::id()));
         let tmp = PathBuf::from(name);
-        let file =
-            owner_only_file(&tmp).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+        let _ = std::fs::remove_file(&tmp);
+        let file = new_owner_only_file(&tmp)
+            .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
         Ok(AtomicFile {
             to: to.to_path_buf(),
             tmp,
@@ -250,35 +279,66 @@ pub fn restore(
     from: &Path,
     db: &Path,
     types: &HashMap<String, (Rt, Rt)>,
-) -> Result<Option<PathBuf>, String> {
+) -> Result<Restored, String> {
     // Fails while a server holds the database. Opened read-only, so a damaged database (the
-    // usual reason to restore) is neither refused nor changed here.
+    // usual reason to restore) is neither refused nor changed here; held until the new file
+    // is in place, so a server starting meanwhile finds it in use instead of writing to the
+    // file about to be set aside.
+    let mut _held = None;
     if db.exists() {
-        let probe = unless_damaged(|| redb::Builder::new().open_read_only(db));
-        if let Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) = probe {
-            return Err(format!(
-                "cannot take {}: it is in use (is scimd running?)",
-                db.display()
-            ));
+        match unless_damaged(|| redb::Builder::new().open_read_only(db)) {
+            Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
+                return Err(format!(
+                    "cannot take {}: it is in use (is scimd running?)",
+                    db.display()
+                ));
+            }
+            Ok(Ok(handle)) => _held = Some(handle),
+            _ => {}
         }
     }
     let tmp = db.with_extension("restoring");
-    let placed = check_copy(from, &tmp, types).and_then(|()| put_in_place(&tmp, db));
+    let placed = check_copy(from, &tmp, types)
+        .and_then(|warnings| put_in_place(&tmp, db).map(|kept| Restored { kept, warnings }));
     if placed.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     placed
 }
 
+/// What a restore did: where the replaced database was kept, and what scimd's verify found
+/// in the backup under the current configuration (a setting changed since the backup, such
+/// as an attribute no longer unique, shows here; it is no reason to refuse).
+#[derive(Debug)]
+pub struct Restored {
+    pub kept: Option<PathBuf>,
+    pub warnings: Vec<String>,
+}
+
 /// Copy `from` to `tmp` and check the copy; the error says what is wrong with `from`.
-fn check_copy(from: &Path, tmp: &Path, types: &HashMap<String, (Rt, Rt)>) -> Result<(), String> {
+fn check_copy(
+    from: &Path,
+    tmp: &Path,
+    types: &HashMap<String, (Rt, Rt)>,
+) -> Result<Vec<String>, String> {
     let refuse = |why: String| {
         format!(
             "{} cannot be restored (the database was left as it was): {why}",
             from.display()
         )
     };
-    std::fs::copy(from, tmp).map_err(|e| format!("cannot copy to {}: {e}", tmp.display()))?;
+    // Made afresh: a link left under this name (the state directory belongs to the service
+    // user, and this may run as root) is removed, never followed.
+    let copied = std::fs::File::open(from)
+        .map_err(|e| format!("cannot read {}: {e}", from.display()))
+        .and_then(|mut src| {
+            let _ = std::fs::remove_file(tmp);
+            let mut dst = new_owner_only_file(tmp)
+                .map_err(|e| format!("cannot copy to {}: {e}", tmp.display()))?;
+            std::io::copy(&mut src, &mut dst)
+                .map_err(|e| format!("cannot copy to {}: {e}", tmp.display()))
+        });
+    copied?;
     check_file(tmp).map_err(refuse)?;
     let problems = unless_damaged(|| -> Result<Vec<String>, String> {
         let candidate = Database::open(tmp).map_err(|e| e.to_string())?;
@@ -303,13 +363,7 @@ fn check_copy(from: &Path, tmp: &Path, types: &HashMap<String, (Rt, Rt)>) -> Res
     })
     .and_then(|r| r)
     .map_err(refuse)?;
-    if let Some(first) = problems.first() {
-        return Err(refuse(format!(
-            "scimd verify finds {} inconsistencies in it, the first: {first}",
-            problems.len()
-        )));
-    }
-    Ok(())
+    Ok(problems)
 }
 
 /// Rename the checked copy `tmp` to `db`, keeping the database it replaces.
@@ -354,11 +408,14 @@ mod tests {
     fn an_atomic_file_unfinished_leaves_nothing_and_the_old_file_as_it_was() {
         let dir = tempfile::tempdir().unwrap();
         let to = dir.path().join("b.redb");
-        let tmp = dir.path().join("b.redb.partial");
+        let tmp = dir
+            .path()
+            .join(format!("b.redb.{}.partial", std::process::id()));
         std::fs::write(&to, b"last week's backup").unwrap();
         // Failing (or killed) part-way: the final name still holds the old file.
         let mut f = AtomicFile::create(&to).unwrap();
         f.file().write_all(b"half of a").unwrap();
+        assert!(tmp.exists());
         assert_eq!(std::fs::read(&to).unwrap(), b"last week's backup");
         drop(f);
         assert_eq!(std::fs::read(&to).unwrap(), b"last week's backup");
@@ -374,6 +431,29 @@ mod tests {
             let mode = std::fs::metadata(&to).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_atomic_file_never_replaces_a_link_or_follows_one_under_its_temporary_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        std::fs::write(&target, b"someone else's file").unwrap();
+        let link = dir.path().join("link.redb");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let e = AtomicFile::create(&link).err().unwrap();
+        assert!(e.contains("not a regular file"), "{e}");
+        // A link planted where the temporary file goes is removed, not written through.
+        let to = dir.path().join("b.redb");
+        let planted = dir
+            .path()
+            .join(format!("b.redb.{}.partial", std::process::id()));
+        std::os::unix::fs::symlink(&target, &planted).unwrap();
+        let mut f = AtomicFile::create(&to).unwrap();
+        f.file().write_all(b"backup").unwrap();
+        f.finish().unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"someone else's file");
+        assert_eq!(std::fs::read(&to).unwrap(), b"backup");
     }
 
     #[test]
@@ -393,6 +473,7 @@ mod tests {
         for (name, ours) in [
             ("backup-1796133072760728469.redb", true),
             ("backup-1796133072760728469.partial", true),
+            ("scimd.restoring", true),
             ("backup-.redb", false),
             ("backup-mine.redb", false),
             ("backup-12.redb.bak", false),
@@ -408,7 +489,7 @@ mod tests {
         let r: Result<(), String> = super::unless_damaged(|| panic!("Invalid page type byte 0"));
         assert_eq!(
             r.unwrap_err(),
-            "the database file is damaged: Invalid page type byte 0"
+            "the database file is damaged (or scimd hit a bug reading it): Invalid page type byte 0"
         );
         assert_eq!(super::unless_damaged(|| 7), Ok(7));
     }

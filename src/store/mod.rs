@@ -34,7 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::scim::error::{ScimError, ScimResult};
 
 pub use backend::{Fault, Faults};
-pub use backup::{AtomicFile, owner_only_file, remove_staged_backups, restore};
+pub use backup::{AtomicFile, Restored, owner_only_file, remove_staged_backups, restore};
 pub use events::{Actor, Event, Retention};
 pub use plan_list::{PlanCursor, PlanEntry, PlanFrom, PlanPage, PlanSummary};
 pub use query::{ListPage, ListQuery, SortMark, SortSpec, StoredPage};

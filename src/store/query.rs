@@ -27,7 +27,7 @@ pub struct ListQuery {
 }
 
 /// A place in a sorted list: the sort key of a resource (`None` when it has no value, which
-/// sorts last) and its id, which orders equal keys. A walk resumes after it, so resources
+/// sorts after every value) and its id, which orders equal keys. A walk resumes after it, so resources
 /// created or deleted between pages move nothing else.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SortMark {

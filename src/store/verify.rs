@@ -62,7 +62,8 @@ pub(crate) fn unless_damaged<T>(f: impl FnOnce() -> T) -> Result<T, String> {
             .map(|s| s.to_string())
             .or_else(|| p.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unreadable page".into());
-        format!("the database file is damaged: {what}")
+        // A panic here is almost always damage, but a bug would look the same: say both.
+        format!("the database file is damaged (or scimd hit a bug reading it): {what}")
     })
 }
 

@@ -89,7 +89,7 @@ async fn a_damaged_backup_is_refused_and_a_damaged_database_fails_verify_with_a_
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{what}: {err}");
         assert!(
-            err.contains("the database file is damaged: ")
+            err.contains("the database file is damaged")
                 && !err.contains("panicked")
                 && !err.contains("RUST_BACKTRACE"),
             "{what}: {err}"
@@ -130,7 +130,7 @@ async fn a_destination_that_cannot_be_written_is_refused_before_any_copy_is_made
     let out = scimd_cmd(&cfg, &["backup", "--to", to.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(to.exists());
-    assert!(!dir.path().join("b.redb.partial").exists());
+    assert_eq!(partials(dir.path()), Vec::<String>::new());
     assert_eq!(staged(&state), Vec::<String>::new());
 }
 
@@ -196,5 +196,65 @@ fn backup_says_so_when_the_server_stops_before_it_answers() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("scimd stopped before it finished"), "{err}");
-    assert!(!to.exists() && !dir.path().join("b.redb.partial").exists());
+    assert!(!to.exists());
+    assert_eq!(partials(dir.path()), Vec::<String>::new());
+}
+
+/// Temporary backup files left in `dir`.
+fn partials(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".partial"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_setting_changed_since_the_backup_warns_but_does_not_block_the_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = okta_config(dir.path());
+    let ext = "urn:ietf:params:scim:schemas:extension:acme:2.0:User";
+    let with = |unique: &str| {
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        let text = text
+            .split("[[tenants.acme.extensions]]")
+            .next()
+            .unwrap()
+            .to_string();
+        std::fs::write(
+            &cfg,
+            format!(
+                "{text}[[tenants.acme.extensions]]\nurn = \"{ext}\"\nname = \"AcmeUser\"\n\
+                 resource = \"User\"\n[[tenants.acme.extensions.attributes]]\n\
+                 name = \"badge\"\ntype = \"string\"\nuniqueness = \"{unique}\"\n"
+            ),
+        )
+        .unwrap();
+    };
+    with("server");
+    let mut p = Proc::start(&cfg);
+    let body = format!("{{\"userName\":\"u@x\",\"{ext}\":{{\"badge\":\"b1\"}}}}");
+    assert_eq!(p.post("/scim/v2/Users", "tok", body).await, 201);
+    let backup = dir.path().join("b.redb");
+    // The database itself is no place for its backup.
+    let db = dir.path().join("state/scimd.redb");
+    let out = scimd_cmd(&cfg, &["backup", "--to", db.to_str().unwrap()]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("is the database itself"),
+        "{}",
+        stderr(&out)
+    );
+    let out = scimd_cmd(&cfg, &["backup", "--to", backup.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    kill(p.child.id(), "-TERM");
+    assert!(p.child.wait().unwrap().success());
+    // No longer unique: the backup's index of badges is more than the setting needs.
+    with("none");
+    let out = scimd_cmd(&cfg, &["restore", "--from", backup.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: under the current configuration"),
+        "{err}"
+    );
 }

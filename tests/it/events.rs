@@ -161,6 +161,25 @@ async fn retention_keeps_the_newest_events() {
         )
         .await;
     assert_error(&r, 410, None);
+    // A reader past the newest event (the feed was reset by a restore) is told too.
+    let r = s
+        .call(
+            Method::GET,
+            "/tenants/acme/events?after=1000",
+            Some(ACME),
+            None,
+        )
+        .await;
+    assert_error(&r, 410, None);
+    assert!(r.body["detail"].as_str().unwrap().contains("reset"));
+    let r = s
+        .call(
+            Method::GET,
+            "/tenants/acme/events?after=2",
+            Some(ACME),
+            None,
+        )
+        .await;
     let detail = r.body["detail"].as_str().unwrap();
     assert!(
         detail.contains("events 3 to 3") && detail.contains("after=6"),
