@@ -184,6 +184,7 @@ pub fn listen(
                             // can draw its bar.
                             let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel();
                             let store = app.store.clone();
+                            let who = tenant.clone();
                             let work = async move {
                                 let mut progress = move |done: u64, total: u64| {
                                     let _ = ptx.send(json!({"progress": [done, total]}));
@@ -196,11 +197,18 @@ pub fn listen(
                                 }
                             };
                             let (res, ()) = tokio::join!(work, forward);
+                            // The journal says an import happened (it goes on if its console
+                            // goes away); the reason for a stop may name values, so it goes
+                            // to the console only.
                             let end = match res {
                                 Ok(n) => {
+                                    tracing::info!(tenant = %who, written = n.written, skipped = n.skipped, "import finished");
                                     json!({"ok": true, "imported": n.written, "skipped": n.skipped})
                                 }
-                                Err(e) => json!({"ok": false, "error": e}),
+                                Err(e) => {
+                                    tracing::warn!(tenant = %who, "import stopped; the console command was told why");
+                                    json!({"ok": false, "error": e})
+                                }
                             };
                             out.push_str(&end.to_string());
                         }

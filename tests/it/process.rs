@@ -879,6 +879,12 @@ async fn import_through_the_daemon_draws_a_progress_bar_on_a_terminal() {
     // It went through the running daemon (the file is locked by it), and all 600 are there.
     let total = p.get_json("/scim/v2/Users?count=0", "tok").await;
     assert_eq!(total["totalResults"], 600);
+    // The journal has it too, with counts and no values.
+    let log = p.log();
+    assert!(
+        log.contains("import finished") && log.contains("written=600"),
+        "{log}"
+    );
     // Without a terminal there is no bar, only the result.
     let out = scimd_cmd(&cfg, &["export", "--tenant", "acme"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 600);
