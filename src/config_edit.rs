@@ -72,34 +72,27 @@ fn target(path: &Path) -> Result<PathBuf, EditError> {
     std::fs::canonicalize(path).map_err(|e| EditError::Read(path.display().to_string(), e))
 }
 
-/// `real` opened and exclusively locked, so that edits run one at a time: without it, two
+/// An exclusive lock for edits of `real`, so that they run one at a time: without it, two
 /// edits that read the same text each drop the other's change, and a removed token can come
-/// back. The lock is on the file itself, which leaves nothing behind in the directory.
+/// back. It is a file of its own beside the config (`.NAME.lock`, owner-only), not the config
+/// itself: the service's group may read the config, and a lock it could take would let the
+/// service user stall, for as long as it liked, the removal of its own token.
 fn lock(real: &Path) -> Result<File, EditError> {
-    let p = real.display().to_string();
-    loop {
-        let file = File::open(real).map_err(|e| EditError::Read(p.clone(), e))?;
-        file.lock().map_err(|e| EditError::Lock(p.clone(), e))?;
-        // The edit we waited for renamed a new file over the name: our lock is on the old
-        // one, which no one reads any more, so take the new one's.
-        let locked = file.metadata().map_err(|e| EditError::Read(p.clone(), e))?;
-        let named = std::fs::metadata(real).map_err(|e| EditError::Read(p.clone(), e))?;
-        if same_file(&locked, &named) {
-            return Ok(file);
-        }
+    let mut name = std::ffi::OsString::from(".");
+    name.push(real.file_name().unwrap_or_default());
+    name.push(".lock");
+    let path = real.with_file_name(name);
+    let p = path.display().to_string();
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600).custom_flags(libc::O_NOFOLLOW);
     }
-}
-
-#[cfg(unix)]
-fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    (a.dev(), a.ino()) == (b.dev(), b.ino())
-}
-
-// No inode numbers to compare: trust that the name still holds the file we locked.
-#[cfg(not(unix))]
-fn same_file(_: &std::fs::Metadata, _: &std::fs::Metadata) -> bool {
-    true
+    let file = o.open(&path).map_err(|e| EditError::Lock(p.clone(), e))?;
+    file.lock().map_err(|e| EditError::Lock(p, e))?;
+    Ok(file)
 }
 
 /// Run `change` on the file `path` names, holding its lock from the read to the rename.
@@ -108,18 +101,18 @@ fn edit<T>(
     change: impl FnOnce(&mut DocumentMut) -> Result<T, EditError>,
 ) -> Result<T, EditError> {
     let real = target(path)?;
-    let file = lock(&real)?;
+    let _held = lock(&real)?;
     let p = real.display().to_string();
+    let mut file = File::open(&real).map_err(|e| EditError::Read(p.clone(), e))?;
     let mut text = String::new();
-    (&file)
-        .read_to_string(&mut text)
+    file.read_to_string(&mut text)
         .map_err(|e| EditError::Read(p.clone(), e))?;
     let mut doc = text
         .parse::<DocumentMut>()
         .map_err(|e| EditError::Parse(p, e))?;
     let out = change(&mut doc)?;
     save(path, &real, &file, &doc)?;
-    // Dropping `file` releases the lock, now that the new file is in place.
+    // Dropping `_held` releases the lock, now that the new file is in place.
     Ok(out)
 }
 
@@ -574,11 +567,7 @@ mod tests {
         assert_eq!((m.uid(), m.gid()), owner);
         // The temporary copy was made beside the target and is gone.
         for d in [dir.path(), links.path()] {
-            let names: Vec<_> = std::fs::read_dir(d)
-                .unwrap()
-                .map(|e| e.unwrap().file_name())
-                .collect();
-            assert_eq!(names.len(), 1, "{names:?}");
+            assert_eq!(left_in(d).len(), 1, "{:?}", left_in(d));
         }
     }
 
@@ -695,11 +684,32 @@ mod tests {
             want.iter().collect::<Vec<_>>()
         );
         // No temporary file was left behind, whatever failed.
-        let names: Vec<_> = std::fs::read_dir(dir.path())
+        assert_eq!(left_in(dir.path()), ["scimd.toml"]);
+    }
+
+    /// The files in `dir` but the edit lock, which stays (empty) beside the config.
+    fn left_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
-            .map(|e| e.unwrap().file_name())
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !(n.starts_with('.') && n.ends_with(".lock")))
             .collect();
-        assert_eq!(names, ["scimd.toml"]);
+        names.sort();
+        names
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_lock_held_on_the_config_itself_does_not_stall_an_edit() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, path, _) = copy_of("config.example.toml");
+        // What the service's group, which may read the config, could hold.
+        let reader = File::open(&path).unwrap();
+        reader.lock_shared().unwrap();
+        add_tenant(&path, "acme", "okta").unwrap();
+        let lock = dir.path().join(".scimd.toml.lock");
+        let mode = std::fs::metadata(&lock).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]
@@ -714,7 +724,7 @@ mod tests {
         let cfg = Config::load(&path).unwrap();
         assert_eq!(cfg.tenants["acme"].tokens[0].sha256, hex(&digest(&tok)));
         assert_eq!(std::fs::read_to_string(&stale).unwrap(), "half");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+        assert_eq!(left_in(dir.path()).len(), 2);
     }
 
     #[test]

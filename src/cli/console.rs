@@ -298,9 +298,14 @@ pub(crate) fn backup(config: &std::path::Path, to: &std::path::Path) -> ExitCode
     // The daemon writes its copy in the state directory, the one place a sandboxed service
     // may write; this command moves it where the admin asked, and takes it away in any case:
     // it holds everything, and fills the data disk.
-    let staged = Staged(std::path::PathBuf::from(
-        end["backup"].as_str().unwrap_or_default(),
-    ));
+    let (staged, from) =
+        match scimd::store::open_staged(&cfg.storage.dir, end["backup"].as_str().unwrap_or("")) {
+            Ok((path, file)) => (Staged(path), file),
+            Err(e) => {
+                eprintln!("backup failed: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
     let out = match scimd::store::AtomicFile::create(to) {
         Ok(o) => o,
         Err(e) => {
@@ -308,7 +313,7 @@ pub(crate) fn backup(config: &std::path::Path, to: &std::path::Path) -> ExitCode
             return ExitCode::FAILURE;
         }
     };
-    let copied = rt.block_on(copy_unless_stopped(staged, out));
+    let copied = rt.block_on(copy_unless_stopped(staged, from, out));
     if let Err(e) = copied {
         eprintln!("cannot write the backup to {}: {e}", to.display());
         return ExitCode::FAILURE;
@@ -330,6 +335,7 @@ impl Drop for Staged {
 /// copy stops and both files are removed before the command exits.
 async fn copy_unless_stopped(
     staged: Staged,
+    mut from: std::fs::File,
     mut out: scimd::store::AtomicFile,
 ) -> Result<(), String> {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -337,7 +343,7 @@ async fn copy_unless_stopped(
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let stopped = stop.clone();
     let mut copy = tokio::task::spawn_blocking(move || {
-        let mut from = std::fs::File::open(&staged.0).map_err(|e| e.to_string())?;
+        let _removed_when_done = staged;
         let mut buf = vec![0u8; 1 << 20];
         loop {
             if stopped.load(Ordering::Relaxed) {

@@ -529,8 +529,11 @@ impl App {
                 &secs.to_string(),
             );
         }
-        // Past the throttle only: a flood of wrong tokens must not double the log.
-        tracing::info!(target: "scimd::request", %peer, "authentication refused: {why}");
+        // Past the throttle only, and only when something was sent: a flood of wrong tokens,
+        // or of bare requests (never throttled), must not double the log.
+        if auth.is_some() {
+            tracing::info!(target: "scimd::request", %peer, "authentication refused: {why}");
+        }
         let resp = response::error(&ScimError::new(401, None, detail));
         // RFC 6750 §3.1: a token that was sent and refused is `invalid_token`; a request
         // without one keeps the plain challenge every 401 carries.
@@ -810,6 +813,12 @@ fn template(e: &Endpoint) -> &'static str {
 /// Why a request was refused, for the admin reading the log (never the token itself): an
 /// IdP's "401" alone does not tell a mistyped tenant URL from a missing reload.
 fn why_refused(rt: &Runtime, auth: Option<&str>, url_tenant: Option<&str>) -> String {
+    // At most 64 characters of a name from the URL: a client must not write long log lines.
+    let shown: Option<String> = url_tenant.map(|t| match t.char_indices().nth(64) {
+        Some((cut, _)) => format!("{}…", &t[..cut]),
+        None => t.to_string(),
+    });
+    let url_tenant = url_tenant.zip(shown.as_deref());
     let Some(a) = auth else {
         return "no Authorization header".into();
     };
@@ -822,12 +831,12 @@ fn why_refused(rt: &Runtime, auth: Option<&str>, url_tenant: Option<&str>) -> St
     }
     let owner = rt.tokens.authenticate(auth, None).map(|p| p.tenant);
     match (url_tenant, owner) {
-        (Some(t), _) if !rt.config.tenants.contains_key(t) => {
+        (Some((name, t)), _) if !rt.config.tenants.contains_key(name) => {
             // Debug-quoted: the name comes from the URL, and a line break in it would forge
             // a log line.
             format!("the URL names tenant {t:?}, which is not in the configuration")
         }
-        (Some(t), Some(o)) => {
+        (Some((_, t)), Some(o)) => {
             format!("the token belongs to tenant {o}, but the URL names tenant {t:?}")
         }
         _ => "the token matches no configured token (a new one not yet reloaded, or a \
@@ -868,6 +877,8 @@ mod tests {
         );
         let forged = why(Some("Bearer s3cret"), Some("x\nINFO forged"));
         assert!(!forged.contains('\n') && forged.contains("\\n"), "{forged}");
+        let long = why(Some("Bearer s3cret"), Some(&"a".repeat(5000)));
+        assert!(long.len() < 200 && long.contains("…"), "{long}");
         let other = why(Some("Bearer s3cret"), Some("globex"));
         assert!(other.contains("belongs to tenant acme"), "{other}");
         let unknown = why(Some("Bearer n0pe"), None);

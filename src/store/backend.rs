@@ -76,15 +76,47 @@ pub struct Backend {
 
 impl Backend {
     pub fn open(path: &Path, faults: Faults) -> io::Result<Backend> {
-        let file: File = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+        let mut o = OpenOptions::new();
+        o.read(true).write(true).create(true).truncate(false);
+        // Console commands run as root open this file in a directory the service user owns:
+        // a link planted as `scimd.redb` must not make root create or change another file.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            o.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+        }
+        let file: File = o.open(path).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                io::Error::other(format!(
+                    "{} is a symbolic link; scimd opens only a regular file there",
+                    path.display()
+                ))
+            } else {
+                e
+            }
+        })?;
+        #[cfg(unix)]
+        owner_only(&file, path)?;
         let inner = FileBackend::new(file).map_err(|e| io::Error::other(e.to_string()))?;
         Ok(Backend { inner, faults })
     }
+}
+
+/// Owner-only whatever the umask, through the open handle (never a path to re-resolve). A
+/// file just made (empty) by a console command run as root goes to the owner of its
+/// directory, the service user, or the service could never open it.
+#[cfg(unix)]
+fn owner_only(file: &File, path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    let m = file.metadata()?;
+    if m.len() == 0
+        && let Some(dir) = path.parent().and_then(|d| std::fs::metadata(d).ok())
+        && (m.uid(), m.gid()) != (dir.uid(), dir.gid())
+    {
+        std::os::unix::fs::fchown(file, Some(dir.uid()), Some(dir.gid()))?;
+    }
+    Ok(())
 }
 
 impl StorageBackend for Backend {

@@ -171,6 +171,48 @@ fn is_staged_backup(name: &str) -> bool {
     stamp.is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// The daemon's finished copy named by `answer`, opened for reading, if it is one: a file
+/// `backup-<digits>.redb` right in the state directory `dir`, not a link, and owned by the
+/// directory's owner. The answer comes over a socket in a directory the service user owns,
+/// so a command run as root trusts nothing else in it: another path would have root copy or
+/// delete any file. Returns the path (to remove once copied) and the open file.
+pub fn open_staged(dir: &Path, answer: &str) -> Result<(PathBuf, std::fs::File), String> {
+    let path = Path::new(answer);
+    let refuse = || format!("the server named {answer:?} as its copy; refusing to read it");
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(refuse)?;
+    let same_dir = match (path.parent().map(std::fs::canonicalize), dir.canonicalize()) {
+        (Some(Ok(a)), Ok(b)) => a == b,
+        _ => false,
+    };
+    if !same_dir || !name.ends_with(".redb") || !is_staged_backup(name) {
+        return Err(refuse());
+    }
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.custom_flags(libc::O_NOFOLLOW);
+    }
+    let file = o.open(path).map_err(|e| format!("{}: {e}", refuse()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let (m, d) = (
+            file.metadata().map_err(|e| e.to_string())?,
+            std::fs::metadata(dir).map_err(|e| e.to_string())?,
+        );
+        // A hard link to a file of root's would be a regular file too, but root's.
+        if !m.is_file() || m.uid() != d.uid() {
+            return Err(refuse());
+        }
+    }
+    Ok((path.to_path_buf(), file))
+}
+
 /// Remove the backup copies left in the state directory `dir` by a `scimd backup` that was
 /// killed, or whose server stopped, before it could move its copy away. Only for a server
 /// that has just opened the database: no backup can be under way then. Returns how many.
@@ -298,8 +340,9 @@ pub fn restore(
         }
     }
     let tmp = db.with_extension("restoring");
-    let placed = check_copy(from, &tmp, types)
-        .and_then(|warnings| put_in_place(&tmp, db).map(|kept| Restored { kept, warnings }));
+    let placed = check_copy(from, &tmp, types).and_then(|(copy, warnings)| {
+        put_in_place(&tmp, &copy, db).map(|kept| Restored { kept, warnings })
+    });
     if placed.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -320,7 +363,7 @@ fn check_copy(
     from: &Path,
     tmp: &Path,
     types: &HashMap<String, (Rt, Rt)>,
-) -> Result<Vec<String>, String> {
+) -> Result<(std::fs::File, Vec<String>), String> {
     let refuse = |why: String| {
         format!(
             "{} cannot be restored (the database was left as it was): {why}",
@@ -336,9 +379,10 @@ fn check_copy(
             let mut dst = new_owner_only_file(tmp)
                 .map_err(|e| format!("cannot copy to {}: {e}", tmp.display()))?;
             std::io::copy(&mut src, &mut dst)
-                .map_err(|e| format!("cannot copy to {}: {e}", tmp.display()))
+                .map_err(|e| format!("cannot copy to {}: {e}", tmp.display()))?;
+            Ok(dst)
         });
-    copied?;
+    let copy = copied?;
     check_file(tmp).map_err(refuse)?;
     let problems = unless_damaged(|| -> Result<Vec<String>, String> {
         let candidate = Database::open(tmp).map_err(|e| e.to_string())?;
@@ -363,23 +407,27 @@ fn check_copy(
     })
     .and_then(|r| r)
     .map_err(refuse)?;
-    Ok(problems)
+    Ok((copy, problems))
 }
 
-/// Rename the checked copy `tmp` to `db`, keeping the database it replaces.
-fn put_in_place(tmp: &Path, db: &Path) -> Result<Option<PathBuf>, String> {
-    std::fs::File::open(tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| e.to_string())?;
-    // The restored file belongs to whoever owned the database it replaces (the service user),
-    // owner-only, whoever runs the command.
+/// Rename the checked copy `tmp` (open as `copy`) to `db`, keeping the database it replaces.
+fn put_in_place(tmp: &Path, copy: &std::fs::File, db: &Path) -> Result<Option<PathBuf>, String> {
+    copy.sync_all().map_err(|e| e.to_string())?;
+    // The restored file belongs to whoever owned the database it replaces, or else the state
+    // directory (the service user), owner-only, whoever runs the command. Set through the
+    // handle: by path, a link swapped in meanwhile by the directory's owner would hand root's
+    // change to another file.
     #[cfg(unix)]
     {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        if let Ok(m) = std::fs::metadata(db) {
-            let _ = std::os::unix::fs::chown(tmp, Some(m.uid()), Some(m.gid()));
+        let owner = std::fs::symlink_metadata(db)
+            .ok()
+            .filter(|m| m.is_file())
+            .or_else(|| std::fs::metadata(parent_dir(db)).ok());
+        if let Some(m) = owner {
+            let _ = std::os::unix::fs::fchown(copy, Some(m.uid()), Some(m.gid()));
         }
-        let _ = std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o600));
+        let _ = copy.set_permissions(std::fs::Permissions::from_mode(0o600));
     }
     let kept = if db.exists() {
         // A second restore must not overwrite what the first one kept.
@@ -431,6 +479,47 @@ mod tests {
             let mode = std::fs::metadata(&to).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn only_a_staged_copy_in_the_state_directory_is_read_for_a_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, b"root's").unwrap();
+        let good = state.join("backup-123.redb");
+        std::fs::write(&good, b"copy").unwrap();
+        std::os::unix::fs::symlink(&secret, state.join("backup-456.redb")).unwrap();
+        std::fs::write(state.join("backup-mine.redb"), b"x").unwrap();
+        let (path, _) = super::open_staged(&state, good.to_str().unwrap()).unwrap();
+        assert_eq!(path, good);
+        for bad in [
+            secret.clone(),
+            state.join("backup-456.redb"),
+            state.join("backup-mine.redb"),
+            state.join("backup-123.partial"),
+            state.join("../secret"),
+        ] {
+            let e = super::open_staged(&state, bad.to_str().unwrap()).unwrap_err();
+            assert!(e.contains("refusing"), "{}: {e}", bad.display());
+        }
+        assert_eq!(std::fs::read(&secret).unwrap(), b"root's");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_database_is_never_opened_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("ld.so.preload");
+        let db = dir.path().join("scimd.redb");
+        std::os::unix::fs::symlink(&elsewhere, &db).unwrap();
+        let e = crate::store::Store::open(&db, 1 << 20).err().unwrap();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert!(!elsewhere.exists(), "nothing made where the link points");
+        let e = super::super::check_file(&db).unwrap_err();
+        assert!(e.contains("symbolic link"), "{e}");
     }
 
     #[cfg(unix)]

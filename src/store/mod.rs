@@ -34,7 +34,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::scim::error::{ScimError, ScimResult};
 
 pub use backend::{Fault, Faults};
-pub use backup::{AtomicFile, Restored, owner_only_file, remove_staged_backups, restore};
+pub use backup::{
+    AtomicFile, Restored, open_staged, owner_only_file, remove_staged_backups, restore,
+};
 pub use events::{Actor, Event, Retention};
 pub use plan_list::{PlanCursor, PlanEntry, PlanFrom, PlanPage, PlanSummary};
 pub use query::{ListPage, ListQuery, SortMark, SortSpec, StoredPage};
@@ -284,20 +286,8 @@ impl Store {
             record_allocator: Default::default(),
             shares: Mutex::default(),
         };
-        let existed = path.exists();
+        // Owner-only, and owned by the state directory's owner when new: `Backend::open`.
         let db = shared.open_db().map_err(open_err)?;
-        // Owner-only, whatever the umask: the file holds the whole directory.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::{MetadataExt, PermissionsExt};
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-            // Made by a console command run as root before the first start: the file
-            // belongs to whoever owns the state directory (the service user), or the
-            // service could never open it.
-            if !existed && let Some(dir) = path.parent().and_then(|d| std::fs::metadata(d).ok()) {
-                let _ = std::os::unix::fs::chown(path, Some(dir.uid()), Some(dir.gid()));
-            }
-        }
         let found = layout::init_schema(&db).map_err(open_err)?;
         if found > tables::SCHEMA_VERSION {
             return Err(StoreError::TooNew {

@@ -72,6 +72,13 @@ pub(crate) fn unless_damaged<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 /// A file left by a crash is repaired as it opens, as the server would; damage found after
 /// that is an error, even when redb could repair it (it rolls back to an older commit).
 pub fn check_file(path: &Path) -> Result<(), String> {
+    // redb may write as it checks: never through a link planted in the service's directory.
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(format!(
+            "{} is a symbolic link; scimd checks only a regular file there",
+            path.display()
+        ));
+    }
     let damaged = |e: &dyn std::fmt::Display| format!("the database file is damaged: {e}");
     unless_damaged(|| {
         let mut db = redb::Database::builder()

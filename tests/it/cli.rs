@@ -515,11 +515,13 @@ fn concurrent_edits_exit_zero_exactly_when_their_change_is_in_the_file() {
         want.insert(0, "flip");
     }
     assert_eq!(names, want);
-    let left: Vec<_> = std::fs::read_dir(dir.path())
+    // Nothing but the config and the (empty) edit lock beside it.
+    let mut left: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(left, ["scimd.toml"]);
+    left.sort();
+    assert_eq!(left, [".scimd.toml.lock", "scimd.toml"]);
 }
 
 /// `scimd PATH... -h` and, below it, every subcommand's (`-h`: one line per option).
