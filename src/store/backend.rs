@@ -95,8 +95,9 @@ impl Backend {
                 e
             }
         })?;
+        // Best effort, as a user who may open the file need not own it.
         #[cfg(unix)]
-        owner_only(&file, path)?;
+        let _ = owner_only(&file, path);
         let inner = FileBackend::new(file).map_err(|e| io::Error::other(e.to_string()))?;
         Ok(Backend { inner, faults })
     }

@@ -172,24 +172,22 @@ fn is_staged_backup(name: &str) -> bool {
 }
 
 /// The daemon's finished copy named by `answer`, opened for reading, if it is one: a file
-/// `backup-<digits>.redb` right in the state directory `dir`, not a link, and owned by the
+/// `backup-<digits>.redb` in the state directory `dir`, not a link, and owned by the
 /// directory's owner. The answer comes over a socket in a directory the service user owns,
-/// so a command run as root trusts nothing else in it: another path would have root copy or
-/// delete any file. Returns the path (to remove once copied) and the open file.
+/// so a command run as root takes only a file name from it, and only that kind: any other
+/// path would have root copy or delete any file. (The name is looked up in this command's
+/// `dir`, which also spares a relative `storage.dir` read from another working directory.)
+/// Returns the path (to remove once copied) and the open file.
 pub fn open_staged(dir: &Path, answer: &str) -> Result<(PathBuf, std::fs::File), String> {
-    let path = Path::new(answer);
     let refuse = || format!("the server named {answer:?} as its copy; refusing to read it");
-    let name = path
+    let name = Path::new(answer)
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(refuse)?;
-    let same_dir = match (path.parent().map(std::fs::canonicalize), dir.canonicalize()) {
-        (Some(Ok(a)), Ok(b)) => a == b,
-        _ => false,
-    };
-    if !same_dir || !name.ends_with(".redb") || !is_staged_backup(name) {
+    if !name.ends_with(".redb") || !is_staged_backup(name) {
         return Err(refuse());
     }
+    let path = dir.join(name);
     let mut o = std::fs::OpenOptions::new();
     o.read(true);
     #[cfg(unix)]
@@ -197,7 +195,7 @@ pub fn open_staged(dir: &Path, answer: &str) -> Result<(PathBuf, std::fs::File),
         use std::os::unix::fs::OpenOptionsExt;
         o.custom_flags(libc::O_NOFOLLOW);
     }
-    let file = o.open(path).map_err(|e| format!("{}: {e}", refuse()))?;
+    let file = o.open(&path).map_err(|e| format!("{}: {e}", refuse()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
@@ -210,7 +208,7 @@ pub fn open_staged(dir: &Path, answer: &str) -> Result<(PathBuf, std::fs::File),
             return Err(refuse());
         }
     }
-    Ok((path.to_path_buf(), file))
+    Ok((path, file))
 }
 
 /// Remove the backup copies left in the state directory `dir` by a `scimd backup` that was
@@ -495,12 +493,17 @@ mod tests {
         std::fs::write(state.join("backup-mine.redb"), b"x").unwrap();
         let (path, _) = super::open_staged(&state, good.to_str().unwrap()).unwrap();
         assert_eq!(path, good);
+        // Only the name counts, looked up in the state directory: a path elsewhere names
+        // nothing there (or the same copy).
+        let (path, _) = super::open_staged(&state, "/elsewhere/backup-123.redb").unwrap();
+        assert_eq!(path, good);
         for bad in [
             secret.clone(),
             state.join("backup-456.redb"),
             state.join("backup-mine.redb"),
             state.join("backup-123.partial"),
-            state.join("../secret"),
+            state.join(".."),
+            dir.path().join("backup-789.redb"),
         ] {
             let e = super::open_staged(&state, bad.to_str().unwrap()).unwrap_err();
             assert!(e.contains("refusing"), "{}: {e}", bad.display());
