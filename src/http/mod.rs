@@ -492,10 +492,11 @@ impl App {
 
     /// `GET /metrics`: Prometheus text, for the holder of `server.metrics_token_sha256`.
     /// The answer to a request whose token was missing or refused: 401 with the reason, or
-    /// 429 once this address has sent too many wrong tokens. Only wrong tokens are charged,
-    /// per source address, wherever they are sent (SCIM, discovery, metrics): a valid token
-    /// is never slowed down, even from an address shared with a misconfigured neighbour, and
-    /// a request without a token guesses nothing.
+    /// 429 once this address has sent too many refused Authorization headers. Only those are
+    /// charged, per source address, wherever they are sent (SCIM, discovery, metrics): a
+    /// valid token is never slowed down, even from an address shared with a misconfigured
+    /// neighbour, and a request without the header guesses nothing (and gets no reason
+    /// logged, so it cannot double the log either).
     /// `why` goes to the log only: the client learns no more than the detail below.
     fn refused(&self, peer: SocketAddr, auth: Option<&str>, tenant_named: bool, why: &str) -> Resp {
         let sent = auth.and_then(crate::auth::bearer).is_some();
@@ -508,7 +509,7 @@ impl App {
             }
             Some(_) => "only bearer tokens are accepted; send \"Authorization: Bearer <token>\"",
         };
-        if sent
+        if auth.is_some()
             && let Err(wait) = self.auth_failures.check(
                 &peer.ip().to_string(),
                 AUTH_FAIL_RATE,

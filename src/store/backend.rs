@@ -109,8 +109,13 @@ impl Backend {
 #[cfg(unix)]
 fn owner_only(file: &File, path: &Path) -> io::Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     let m = file.metadata()?;
+    // A second name for the file (a hard link made where links to others' files are
+    // allowed) could be anyone's file: leave it as it is.
+    if m.nlink() != 1 {
+        return Ok(());
+    }
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     if m.len() == 0
         && let Some(dir) = path.parent().and_then(|d| std::fs::metadata(d).ok())
         && (m.uid(), m.gid()) != (dir.uid(), dir.gid())

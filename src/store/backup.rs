@@ -325,6 +325,16 @@ pub fn restore(
     // is in place, so a server starting meanwhile finds it in use instead of writing to the
     // file about to be set aside.
     let mut _held = None;
+    // Only a regular file is the database: a FIFO planted there would hang this command, a
+    // link would have it read another file.
+    if let Ok(m) = std::fs::symlink_metadata(db)
+        && !m.is_file()
+    {
+        return Err(format!(
+            "{} is not a regular file (a link, a pipe or a device); move it away first",
+            db.display()
+        ));
+    }
     if db.exists() {
         match unless_damaged(|| redb::Builder::new().open_read_only(db)) {
             Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
@@ -509,6 +519,23 @@ mod tests {
             assert!(e.contains("refusing"), "{}: {e}", bad.display());
         }
         assert_eq!(std::fs::read(&secret).unwrap(), b"root's");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn restore_refuses_a_database_path_that_is_no_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("scimd.redb");
+        // A pipe would hang the read-only probe forever.
+        let made = std::process::Command::new("mkfifo")
+            .arg(&db)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let from = dir.path().join("backup.redb");
+        std::fs::write(&from, b"whatever").unwrap();
+        let e = super::restore(&from, &db, &Default::default()).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
     }
 
     #[cfg(unix)]

@@ -184,6 +184,18 @@ async fn repeated_failures_are_throttled_without_locking_out_a_valid_token() {
     for _ in 0..5 {
         assert_eq!(s.get("/Users").await.status, 200);
     }
+    // Any refused Authorization header counts, Basic credentials included: each one would
+    // otherwise cost a logged reason without limit.
+    let r = s
+        .call_with(
+            Method::GET,
+            "/Users",
+            None,
+            None,
+            &[("Authorization", "Basic YWNtZTpva3Rh")],
+        )
+        .await;
+    assert_error(&r, 429, None);
 }
 
 /// Wrong tokens count wherever they are tried: discovery under a tenant's URL and /metrics
