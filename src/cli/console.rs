@@ -68,6 +68,7 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
     };
     let answer = rt.block_on(async {
         if let Some(mut a) = scimd::admin::ask(&scimd::admin::socket_path(&cfg), &req).await {
+            defang(&mut a);
             a["daemon"] = true.into();
             return Ok(a);
         }
@@ -242,13 +243,14 @@ pub(crate) fn finish_admin(
         .last()
         .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|end| end.get("ok").is_some());
-    let Some(end) = end else {
+    let Some(mut end) = end else {
         // The connection ended before the daemon's final status line.
         eprintln!(
             "scimd stopped before it finished the command (see its log: journalctl -u scimd)"
         );
         return Err(ExitCode::FAILURE);
     };
+    defang(&mut end);
     lines[..lines.len() - 1].iter().for_each(|l| each(l));
     if end["ok"] != true {
         eprintln!("{}", end["error"].as_str().unwrap_or("failed"));
@@ -483,6 +485,29 @@ pub(crate) fn restore(config: &std::path::Path, from: &std::path::Path) -> ExitC
     }
 }
 
+/// Control characters in the daemon's strings, shown escaped. The answer comes over a
+/// socket in a directory the service user owns, and reaches an admin's terminal: escape
+/// sequences there could retitle it, clear it or fake output.
+fn defang(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) if s.chars().any(char::is_control) => {
+            *s = s
+                .chars()
+                .map(|c| {
+                    if c.is_control() {
+                        c.escape_default().to_string()
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect();
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(defang),
+        serde_json::Value::Object(m) => m.values_mut().for_each(defang),
+        _ => {}
+    }
+}
+
 pub(crate) fn print_answer(a: &serde_json::Value) {
     if let Some(items) = a["list"].as_array() {
         for it in items {
@@ -587,4 +612,17 @@ pub(crate) fn token(name: &str, scope: Scope, hash_stdin: bool) -> ExitCode {
     say!("For /metrics, put this line under [server] instead:");
     say!("  metrics_token_sha256 = \"{hash}\"");
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_daemons_control_characters_are_shown_escaped() {
+        let mut v = serde_json::json!({"version": "0.1\u{1b}]0;owned\u{7}",
+            "list": [{"name": "Zoë\u{1b}[2J"}], "plain": "ann@x"});
+        super::defang(&mut v);
+        assert_eq!(v["version"], "0.1\\u{1b}]0;owned\\u{7}");
+        assert_eq!(v["list"][0]["name"], "Zoë\\u{1b}[2J");
+        assert_eq!(v["plain"], "ann@x");
+    }
 }
