@@ -127,7 +127,7 @@ pub struct LogConfig {
 
 /// The first part of a `log.level` that names no level. A bare word is read by the log
 /// filter as a module name, so a typo such as "verbose" would silently turn off every line.
-fn bad_log_level(level: &str) -> Option<&str> {
+pub fn bad_log_level(level: &str) -> Option<&str> {
     const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
     let is_level = |w: &str| LEVELS.iter().any(|l| l.eq_ignore_ascii_case(w.trim()));
     level

@@ -180,35 +180,50 @@ impl Server {
             source,
         })?;
         restrict_dir(dir);
-        let (acceptor, fingerprint, certs) = if config.server.plain_http {
-            (None, None, None)
-        } else {
-            let (cert, key) = cert_paths(&config)?;
-            let loaded = tls::load_pem(&cert, &key)?;
-            let resolver = Arc::new(tls::CertResolver::new(loaded.key));
-            let sc = tls::server_config(resolver.clone())?;
-            (
-                Some(TlsAcceptor::from(Arc::new(sc))),
-                Some(loaded.fingerprint),
-                Some(resolver),
-            )
-        };
+        // The database first: it is what says whether another scimd serves this directory,
+        // and that one's self-signed certificate must not be remade under it.
         let store = Store::open(
             &config.storage.db_path(),
             config.storage.cache_mb * 1024 * 1024,
         )?;
+        let tls = || -> Result<_, StartError> {
+            if config.server.plain_http {
+                return Ok((None, None, None));
+            }
+            let (cert, key) = cert_paths(&config)?;
+            let loaded = tls::load_pem(&cert, &key)?;
+            let resolver = Arc::new(tls::CertResolver::new(loaded.key));
+            let sc = tls::server_config(resolver.clone())?;
+            Ok((
+                Some(TlsAcceptor::from(Arc::new(sc))),
+                Some(loaded.fingerprint),
+                Some(resolver),
+            ))
+        };
+        let (acceptor, fingerprint, certs) = match tls() {
+            Ok(t) => t,
+            Err(e) => {
+                // Closed, so that the next start needs no repair.
+                store.close();
+                return Err(e);
+            }
+        };
         // With the database held, no backup copy is being made: those in the state directory
         // were left by a `scimd backup` killed or outlived by its server. They hold everything.
         let stale = crate::store::remove_staged_backups(dir);
         if stale > 0 {
             tracing::warn!(dir = %dir.display(), count = stale, "removed backup copies left in the state directory by an interrupted `scimd backup`");
         }
-        let listener = TcpListener::bind(&config.server.listen)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: config.server.listen.clone(),
-                source,
-            })?;
+        let listener = match TcpListener::bind(&config.server.listen).await {
+            Ok(l) => l,
+            Err(source) => {
+                store.close();
+                return Err(StartError::Bind {
+                    addr: config.server.listen.clone(),
+                    source,
+                });
+            }
+        };
         let app = Arc::new(App::new(store, config.clone()));
         let sock = crate::admin::socket_path(&config);
         let bound = listener.local_addr().map_err(|source| StartError::Bind {

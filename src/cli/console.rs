@@ -425,7 +425,8 @@ pub(crate) fn import(config: &std::path::Path, tenant: &str, from: &std::path::P
                 ),
                 skipped => say!(
                     "imported {} resources into tenant {tenant}; {skipped} were there already \
-                     (same ids) and were left as they are",
+                     (same ids) and were left as they are, but for group members from the file, \
+                     which were added",
                     end["imported"]
                 ),
             }

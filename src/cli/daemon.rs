@@ -15,7 +15,18 @@ pub(crate) fn init_logging(level: &str, format: &str) {
     // rustls warns on every connection whose client sends an IP address as SNI (what a Base
     // URL like https://10.0.0.5:8443/... makes clients do): the client's quirk, not the admin's
     // problem, and one line per connection.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+    // RUST_LOG overrides log.level, but a word that is no level would silence every line
+    // (read as a module name), as check-config refuses in the file: said, and passed over.
+    let env = std::env::var("RUST_LOG").ok();
+    let bad_env = env
+        .as_deref()
+        .and_then(scimd::config::bad_log_level)
+        .map(str::to_string);
+    let from_env = match &bad_env {
+        None => tracing_subscriber::EnvFilter::try_from_default_env().ok(),
+        Some(_) => None,
+    };
+    let filter = from_env.unwrap_or_else(|| {
         tracing_subscriber::EnvFilter::new(format!("rustls::msgs::handshake=error,{level}"))
     });
     let builder = tracing_subscriber::fmt()
@@ -26,6 +37,12 @@ pub(crate) fn init_logging(level: &str, format: &str) {
     } else {
         // journald adds its own timestamps and shows escape codes as text: plain lines there.
         builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+    if let Some(bad) = bad_env {
+        tracing::warn!(
+            "RUST_LOG: {bad:?} is not a level; using log.level ({level}) instead (use error, \
+             warn, info, debug or trace, or target=level parts)"
+        );
     }
 }
 

@@ -55,9 +55,14 @@ impl Drop for Proc {
 
 impl Proc {
     pub(crate) fn start(config: &std::path::Path) -> Proc {
+        Proc::start_with_env(config, &[])
+    }
+
+    pub(crate) fn start_with_env(config: &std::path::Path, env: &[(&str, &str)]) -> Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_scimd"))
             .args(["serve", "--config"])
             .arg(config)
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -151,6 +156,53 @@ impl Proc {
     pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_directory_changes_nothing_of_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = okta_config(dir.path());
+    let p = Proc::start(&cfg);
+    let cert = dir.path().join("state/tls/cert.pem");
+    let before = std::fs::read(&cert).unwrap();
+    // Another host name would remake the self-signed certificate, were it not refused first.
+    let second = dir.path().join("second.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "[server]\n",
+        "[server]\npublic_url = \"https://other.example:8443\"\n",
+    );
+    std::fs::write(&second, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_scimd"))
+        .args(["serve", "--config"])
+        .arg(&second)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("open in another process"), "{err}");
+    assert_eq!(std::fs::read(&cert).unwrap(), before);
+    assert_eq!(p.status("/scim/v2/Users", "tok").await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rust_log_that_is_no_level_is_reported_and_passed_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = okta_config(dir.path());
+    let p = Proc::start_with_env(&cfg, &[("RUST_LOG", "verbose")]);
+    assert_eq!(p.status("/scim/v2/Users", "wrong").await, 401);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !p.log().contains("status=401") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = p.log();
+    assert!(
+        log.contains("RUST_LOG: \"verbose\" is not a level"),
+        "{log}"
+    );
+    assert!(
+        log.contains("status=401"),
+        "the configured level logs: {log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
