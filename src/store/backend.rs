@@ -98,6 +98,12 @@ impl Backend {
         // Best effort, as a user who may open the file need not own it.
         #[cfg(unix)]
         let _ = owner_only(&file, path);
+        Backend::from_file(file, faults)
+    }
+
+    /// A backend on a file already open (read and write), so that what is checked is that
+    /// file, whatever its name points to by then.
+    pub fn from_file(file: File, faults: Faults) -> io::Result<Backend> {
         let inner = FileBackend::new(file).map_err(|e| io::Error::other(e.to_string()))?;
         Ok(Backend { inner, faults })
     }

@@ -11,7 +11,7 @@ use redb::{
 };
 
 use super::tables::*;
-use super::verify::{check, check_file, unless_damaged};
+use super::verify::{check, check_open_file, unless_damaged};
 use super::{Store, StoreError};
 use crate::scim::schema::Rt;
 
@@ -69,7 +69,8 @@ pub fn owner_only_file(path: &Path) -> std::io::Result<std::fs::File> {
 /// Create `path`, which must not exist (nor be a link), owner-only from the first byte.
 pub fn new_owner_only_file(path: &Path) -> std::io::Result<std::fs::File> {
     let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
+    // Read too: a restore checks the copy through this handle.
+    o.read(true).write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -391,9 +392,16 @@ fn check_copy(
             Ok(dst)
         });
     let copy = copied?;
-    check_file(tmp).map_err(refuse)?;
+    // Both checks read the copy through its handle: by name, the service user, who owns the
+    // directory, could swap in a link to another file for root to open read and write.
+    let handle = || copy.try_clone().map_err(|e| e.to_string());
+    check_open_file(tmp, handle()?).map_err(refuse)?;
     let problems = unless_damaged(|| -> Result<Vec<String>, String> {
-        let candidate = Database::open(tmp).map_err(|e| e.to_string())?;
+        let backend = super::backend::Backend::from_file(handle()?, Default::default())
+            .map_err(|e| e.to_string())?;
+        let candidate = Database::builder()
+            .create_with_backend(backend)
+            .map_err(|e| e.to_string())?;
         let r = candidate.begin_read().map_err(|e| e.to_string())?;
         let meta = r
             .open_table(META)
@@ -519,6 +527,25 @@ mod tests {
             assert!(e.contains("refusing"), "{}: {e}", bad.display());
         }
         assert_eq!(std::fs::read(&secret).unwrap(), b"root's");
+    }
+
+    #[test]
+    fn a_copy_is_checked_through_its_handle_not_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("scimd.restoring");
+        drop(redb::Database::create(&copy).unwrap());
+        let handle = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&copy)
+            .unwrap();
+        // The name now holds something else: what is checked is still the file opened.
+        let other = dir.path().join("other");
+        std::fs::write(&other, b"not a database").unwrap();
+        std::fs::rename(&other, &copy).unwrap();
+        assert_eq!(super::check_open_file(&copy, handle), Ok(()));
+        assert!(super::super::check_file(&copy).is_err());
+        assert_eq!(std::fs::read(&copy).unwrap(), b"not a database");
     }
 
     #[cfg(unix)]

@@ -79,15 +79,35 @@ pub fn check_file(path: &Path) -> Result<(), String> {
             path.display()
         ));
     }
-    let damaged = |e: &dyn std::fmt::Display| format!("the database file is damaged: {e}");
-    unless_damaged(|| {
-        let mut db = redb::Database::builder()
+    check_opened(path, || {
+        redb::Database::builder()
             .set_cache_size(16 << 20)
             .open(path)
-            .map_err(|e| match e {
-                redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) => damaged(&e),
-                e => format!("cannot open {}: {e}", path.display()),
-            })?;
+    })
+}
+
+/// `check_file` for a file already open (read and write): the check reads that file, not
+/// whatever its name points to by then. `name` is for messages.
+pub(crate) fn check_open_file(name: &Path, file: std::fs::File) -> Result<(), String> {
+    let backend = super::backend::Backend::from_file(file, Default::default())
+        .map_err(|e| format!("cannot open {}: {e}", name.display()))?;
+    check_opened(name, || {
+        redb::Database::builder()
+            .set_cache_size(16 << 20)
+            .create_with_backend(backend)
+    })
+}
+
+fn check_opened(
+    path: &Path,
+    open: impl FnOnce() -> Result<redb::Database, redb::DatabaseError>,
+) -> Result<(), String> {
+    let damaged = |e: &dyn std::fmt::Display| format!("the database file is damaged: {e}");
+    unless_damaged(|| {
+        let mut db = open().map_err(|e| match e {
+            redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) => damaged(&e),
+            e => format!("cannot open {}: {e}", path.display()),
+        })?;
         match db.check_integrity() {
             Ok(true) => Ok(()),
             Ok(false) => Err(damaged(
