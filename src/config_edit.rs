@@ -91,6 +91,22 @@ fn lock(real: &Path) -> Result<File, EditError> {
         o.mode(0o600).custom_flags(libc::O_NOFOLLOW);
     }
     let file = o.open(&path).map_err(|e| EditError::Lock(p.clone(), e))?;
+    // One someone else made, or left open to others, could be held by them.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let m = file.metadata().map_err(|e| EditError::Lock(p.clone(), e))?;
+        let me = std::fs::metadata("/proc/self").map(|s| s.uid()).ok();
+        if me.is_some_and(|me| m.uid() != me) || m.permissions().mode() & 0o077 != 0 {
+            return Err(EditError::Lock(
+                p,
+                std::io::Error::other(
+                    "it belongs to another user or others may open it; remove it (edits make \
+                     their own, owner-only)",
+                ),
+            ));
+        }
+    }
     file.lock().map_err(|e| EditError::Lock(p, e))?;
     Ok(file)
 }
@@ -696,6 +712,20 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_lock_file_others_may_open_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, path, _) = copy_of("config.example.toml");
+        let lock = dir.path().join(".scimd.toml.lock");
+        std::fs::write(&lock, b"").unwrap();
+        std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let e = add_tenant(&path, "acme", "okta").unwrap_err().to_string();
+        assert!(e.contains("others may open it"), "{e}");
+        std::fs::remove_file(&lock).unwrap();
+        add_tenant(&path, "acme", "okta").unwrap();
     }
 
     #[cfg(unix)]
