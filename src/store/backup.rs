@@ -49,25 +49,19 @@ fn copy_multi<K: Key + 'static, V: Key + 'static>(
     Ok(n)
 }
 
-/// Open `path` for writing, readable and writable by its owner only, before anything is
-/// written to it (a file that was there is emptied and made owner-only first).
+/// A new, empty file at `path`, readable and writable by its owner only from its first byte.
+/// Whatever was there is removed first, a link included (never followed): a file kept and
+/// truncated would keep its old mode until changed.
 pub fn owner_only_file(path: &Path) -> std::io::Result<std::fs::File> {
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        o.mode(0o600);
-        let f = o.open(path)?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        Ok(f)
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
     }
-    #[cfg(not(unix))]
-    o.open(path)
+    new_owner_only_file(path)
 }
 
 /// Create `path`, which must not exist (nor be a link), owner-only from the first byte.
-pub fn new_owner_only_file(path: &Path) -> std::io::Result<std::fs::File> {
+fn new_owner_only_file(path: &Path) -> std::io::Result<std::fs::File> {
     let mut o = std::fs::OpenOptions::new();
     // Read too: a restore checks the copy through this handle.
     o.read(true).write(true).create_new(true);
@@ -261,13 +255,12 @@ impl AtomicFile {
             ));
         }
         // One temporary file per writer, made afresh: two backups at once never share one,
-        // and a link planted under its name is refused rather than followed.
+        // and a link planted under its name is removed, never followed.
         let mut name = to.as_os_str().to_owned();
         name.push(format!(".{}.partial", std::process::id()));
         let tmp = PathBuf::from(name);
-        let _ = std::fs::remove_file(&tmp);
-        let file = new_owner_only_file(&tmp)
-            .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+        let file =
+            owner_only_file(&tmp).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
         Ok(AtomicFile {
             to: to.to_path_buf(),
             tmp,
@@ -384,8 +377,7 @@ fn check_copy(
     let copied = std::fs::File::open(from)
         .map_err(|e| format!("cannot read {}: {e}", from.display()))
         .and_then(|mut src| {
-            let _ = std::fs::remove_file(tmp);
-            let mut dst = new_owner_only_file(tmp)
+            let mut dst = owner_only_file(tmp)
                 .map_err(|e| format!("cannot copy to {}: {e}", tmp.display()))?;
             std::io::copy(&mut src, &mut dst)
                 .map_err(|e| format!("cannot copy to {}: {e}", tmp.display()))?;
