@@ -322,13 +322,9 @@ pub async fn export(
                 count: 1000,
                 with_refs: kind == Kind::Group,
                 after: Some(after),
-                start_index: 1,
                 ..Default::default()
             };
-            let page = store
-                .list(tenant.to_string(), rt.rt(Some(tenant), kind), q)
-                .await
-                .map_err(|e| e.detail)?;
+            let page = list(store, &rt, tenant, kind, q).await?;
             for r in &page.items {
                 let mut v = r.to_json("");
                 v.remove("groups");
@@ -579,12 +575,26 @@ async fn holder_of(
     let q = crate::store::ListQuery {
         filter: Some(filter),
         count: 1,
-        start_index: 1,
         ..Default::default()
     };
-    let page = store
+    let page = list(store, rt, tenant, kind, q).await?;
+    Ok(page.items.first().map(|r| r.id.clone()))
+}
+
+/// One page of `tenant`'s resources of `kind`, from the first (`start_index` 1).
+async fn list(
+    store: &Store,
+    rt: &crate::http::Runtime,
+    tenant: &str,
+    kind: Kind,
+    q: crate::store::ListQuery,
+) -> Result<crate::store::ListPage, String> {
+    let q = crate::store::ListQuery {
+        start_index: 1,
+        ..q
+    };
+    store
         .list(tenant.to_string(), rt.rt(Some(tenant), kind), q)
         .await
-        .map_err(|e| e.detail)?;
-    Ok(page.items.first().map(|r| r.id.clone()))
+        .map_err(|e| e.detail)
 }

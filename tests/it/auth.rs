@@ -21,15 +21,7 @@ async fn missing_or_wrong_token_is_401_with_challenge_and_scim_body() {
         );
     }
     // Basic credentials are not a bearer token.
-    let r = s
-        .call_with(
-            Method::GET,
-            "/Users",
-            None,
-            None,
-            &[("Authorization", "Basic YWNtZTpva3Rh")],
-        )
-        .await;
+    let r = with_basic_credentials(&s).await;
     assert_error(&r, 401, None);
     // The scheme name is case-insensitive (RFC 7235).
     let r = s
@@ -186,15 +178,7 @@ async fn repeated_failures_are_throttled_without_locking_out_a_valid_token() {
     }
     // Any refused Authorization header counts, Basic credentials included: each one would
     // otherwise cost a logged reason without limit.
-    let r = s
-        .call_with(
-            Method::GET,
-            "/Users",
-            None,
-            None,
-            &[("Authorization", "Basic YWNtZTpva3Rh")],
-        )
-        .await;
+    let r = with_basic_credentials(&s).await;
     assert_error(&r, 429, None);
 }
 
@@ -272,4 +256,16 @@ async fn bad_host_and_two_authorization_headers_are_400() {
     }
     // A health probe needs no Host.
     assert_eq!(ask("/healthz", String::new()).await.0, 200);
+}
+
+/// `GET /Users` with Basic credentials instead of a bearer token.
+async fn with_basic_credentials(s: &Srv) -> crate::harness::Res {
+    s.call_with(
+        Method::GET,
+        "/Users",
+        None,
+        None,
+        &[("Authorization", "Basic YWNtZTpva3Rh")],
+    )
+    .await
 }

@@ -30,6 +30,17 @@ fn run(args: &[&str], config: &Path) -> Output {
         .unwrap()
 }
 
+/// `dir/scimd.toml` with no tenant yet, its state under `dir/state`.
+fn tenantless_config(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("scimd.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"127.0.0.1:0\"\n[tls]\nself_signed = true\n[storage]\ndir = \"state\"\n",
+    )
+    .unwrap();
+    path
+}
+
 /// The value printed after `prefix` on one of the lines of `text`.
 fn after(text: &str, prefix: &str) -> String {
     text.lines()
@@ -333,12 +344,7 @@ fn tenant_add_base_url_uses_public_url_or_the_host_name_never_0_0_0_0() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_remove_takes_a_token_out_and_a_reload_refuses_it() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("scimd.toml");
-    std::fs::write(
-        &path,
-        "[server]\nlisten = \"127.0.0.1:0\"\n[tls]\nself_signed = true\n[storage]\ndir = \"state\"\n",
-    )
-    .unwrap();
+    let path = tenantless_config(dir.path());
     let out = run_ok(&["tenant", "add", "acme", "--token-name", "old"], &path);
     let old = after(&out, "Bearer token: ");
     let out = run_ok(&["token", "--tenant", "acme", "--name", "new"], &path);
@@ -402,12 +408,7 @@ async fn token_remove_takes_a_token_out_and_a_reload_refuses_it() {
 #[test]
 fn concurrent_edits_exit_zero_exactly_when_their_change_is_in_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("scimd.toml");
-    std::fs::write(
-        &path,
-        "[server]\nlisten = \"127.0.0.1:0\"\n[tls]\nself_signed = true\n[storage]\ndir = \"state\"\n",
-    )
-    .unwrap();
+    let path = tenantless_config(dir.path());
     run_ok(&["tenant", "add", "acme", "--token-name", "keep"], &path);
     for name in ["old0", "old1"] {
         run_ok(&["token", "--tenant", "acme", "--name", name], &path);
