@@ -185,7 +185,7 @@ async fn a_second_server_on_the_same_directory_changes_nothing_of_the_first() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rust_log_that_is_no_level_is_reported_and_passed_over() {
+async fn a_rust_log_that_is_no_level_is_passed_over_and_refusals_say_why() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = okta_config(dir.path());
     let p = Proc::start_with_env(&cfg, &[("RUST_LOG", "verbose")]);
@@ -203,6 +203,32 @@ async fn a_rust_log_that_is_no_level_is_reported_and_passed_over() {
         log.contains("status=401"),
         "the configured level logs: {log}"
     );
+    assert!(
+        log.contains("authentication refused: the token matches no configured token"),
+        "{log}"
+    );
+    // Each refused header's reason is logged; a request without one only has its line.
+    let url = format!("https://localhost:{}/scim/v2/Users", p.port);
+    for (header, why) in [
+        (
+            Some("Basic YWNtZTpva3Rh"),
+            "only bearer tokens are accepted",
+        ),
+        (Some("Bearer "), "the Authorization header holds no token"),
+        (None, "missing Authorization header"),
+    ] {
+        let mut req = p.client.get(&url);
+        if let Some(h) = header {
+            req = req.header("Authorization", h);
+        }
+        assert_eq!(req.send().await.unwrap().status(), 401);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let said = |log: &str| log.contains(&format!("authentication refused: {why}"));
+        while header.is_some() && !said(&p.log()) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(said(&p.log()), header.is_some(), "{why}: {}", p.log());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
