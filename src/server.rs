@@ -19,6 +19,9 @@ use crate::http::unread::{self, Slot};
 use crate::store::{Store, StoreError};
 use crate::tls::{self, TlsError};
 
+mod in_flight;
+use in_flight::{Counted, InFlight};
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("{0}")]
@@ -294,6 +297,10 @@ impl Server {
         let builder = Arc::new(builder);
         let limit = Arc::new(Semaphore::new(config.server.max_connections));
         let graceful = GracefulShutdown::new();
+        let in_flight = Arc::new(InFlight::default());
+        // Set when the stop is over: connections still open are then dropped, and with
+        // them their hold on the store.
+        let (closing, closed) = tokio::sync::watch::channel(false);
         tokio::pin!(shutdown);
         loop {
             // Take a connection slot before accepting: under overload the kernel backlog
@@ -318,10 +325,13 @@ impl Server {
             let builder = builder.clone();
             let acceptor = acceptor.clone();
             let watcher = graceful.watcher();
+            let in_flight = in_flight.clone();
+            let closed = closed.clone();
             tokio::spawn(async move {
                 let _permit = permit;
                 let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let app = app.clone();
+                    let guard = in_flight.start();
                     async move {
                         let expects_continue = req
                             .headers()
@@ -346,7 +356,9 @@ impl Server {
                         {
                             unread::drain(rest, unread::DRAIN_LIMIT, body_timeout).await;
                         }
-                        Ok::<_, std::convert::Infallible>(resp)
+                        Ok::<_, std::convert::Infallible>(
+                            resp.map(|body| Counted::new(body, guard)),
+                        )
                     }
                 });
                 match acceptor {
@@ -368,17 +380,13 @@ impl Server {
                         let conn = builder
                             .serve_connection(TokioIo::new(tls), svc)
                             .into_owned();
-                        if let Err(e) = watcher.watch(conn).await {
-                            tracing::debug!(%peer, error = %e, "connection ended with an error");
-                        }
+                        until_closed(watcher.watch(conn), peer, closed).await;
                     }
                     None => {
                         let conn = builder
                             .serve_connection(TokioIo::new(tcp), svc)
                             .into_owned();
-                        if let Err(e) = watcher.watch(conn).await {
-                            tracing::debug!(%peer, error = %e, "connection ended with an error");
-                        }
+                        until_closed(watcher.watch(conn), peer, closed).await;
                     }
                 }
             });
@@ -391,10 +399,16 @@ impl Server {
         tracing::info!("shutting down: no new connections, finishing open requests");
         tokio::select! {
             _ = graceful.shutdown() => {}
+            // Connections left are idle: an HTTP/2 client that does not read its idle
+            // connection would hold the stop for the whole grace period.
+            _ = in_flight.settled(SHUTDOWN_SETTLE) => {
+                tracing::debug!("no request open; closing idle connections");
+            }
             _ = tokio::time::sleep(Duration::from_secs(config.server.shutdown_grace_secs)) => {
                 tracing::warn!(grace_secs = config.server.shutdown_grace_secs, "open connections did not finish in time; closing them");
             }
         }
+        let _ = closing.send(true);
         // Batches commit without redb's allocator record; writing it now makes the next
         // start quick even if the machine goes down before the process has fully exited.
         if let Err(e) = app.store.checkpoint().await {
@@ -402,6 +416,23 @@ impl Server {
         }
     }
 }
+
+/// Serve one connection until it ends or the stop is over.
+async fn until_closed<E: std::fmt::Display>(
+    conn: impl std::future::Future<Output = Result<(), E>>,
+    peer: SocketAddr,
+    mut closed: tokio::sync::watch::Receiver<bool>,
+) {
+    tokio::select! {
+        r = conn => if let Err(e) = r {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        },
+        _ = closed.wait_for(|c| *c) => {}
+    }
+}
+
+/// How long shutdown waits with no request open before it closes the connections left.
+const SHUTDOWN_SETTLE: Duration = Duration::from_secs(1);
 
 /// The state directory holds the database and possibly a private key: owner only.
 fn restrict_dir(dir: &std::path::Path) {

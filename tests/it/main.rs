@@ -31,6 +31,7 @@ mod packaging;
 mod patch;
 mod plan;
 mod process;
+mod shutdown;
 mod startup;
 mod tls;
 mod users;

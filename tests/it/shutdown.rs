@@ -1,0 +1,88 @@
+//! Stopping: open requests are answered, idle connections do not hold the stop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::harness::{ACME, Srv, test_config, total, wire};
+
+/// A request open at shutdown gets its answer; an idle HTTP/2 connection whose client never
+/// reads (so never acknowledges the closing PING) does not keep the server for the grace
+/// period once nothing is open.
+#[tokio::test]
+async fn a_stop_answers_open_requests_and_does_not_wait_for_idle_connections() {
+    let s = Srv::start_with(|c| c.server.shutdown_grace_secs = 300).await;
+
+    // An HTTP/2 connection that says hello and then never reads again.
+    let mut h2 = wire::client_config(&s, &[&rustls::version::TLS13]);
+    h2.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = TcpStream::connect(("127.0.0.1", wire::port(&s)))
+        .await
+        .unwrap();
+    let mut idle = TlsConnector::from(Arc::new(h2))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(idle.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    idle.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let mut first = [0u8; 9];
+    idle.read_exact(&mut first).await.unwrap();
+    assert_eq!(first[3], 4, "the server's first frame is its SETTINGS");
+
+    // A create whose body has not arrived yet: `100 Continue` shows the handler is waiting.
+    let body = br#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"late@acme.example"}"#;
+    let mut open = wire::connect(&s).await;
+    open.write_all(
+        format!(
+            "POST /scim/v2/Users HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ACME}\r\n\
+             Content-Type: application/scim+json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\
+             Connection: close\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut cont = [0u8; 25];
+    open.read_exact(&mut cont).await.unwrap();
+    assert!(
+        cont.starts_with(b"HTTP/1.1 100 Continue"),
+        "{:?}",
+        String::from_utf8_lossy(&cont)
+    );
+
+    let stopping = tokio::spawn(s.stop());
+    // Longer than the quiet spell shutdown waits for: the open request still holds it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !stopping.is_finished(),
+        "the stop did not wait for the open request"
+    );
+    open.write_all(body).await.unwrap();
+    let answer = wire::parse(&wire::read_all(&mut open, Duration::from_secs(20)).await);
+    assert_eq!(answer.status, 201, "{}", answer.head);
+    assert_eq!(answer.body["userName"], "late@acme.example");
+
+    // Far less than the 300 s grace, and than the 50 s after which an unanswered keep-alive
+    // PING ends the idle HTTP/2 connection.
+    let kept = tokio::time::timeout(Duration::from_secs(20), stopping)
+        .await
+        .expect("the stop waited for an idle connection")
+        .unwrap();
+    drop(idle);
+
+    // The acknowledged create is in the database the stop closed.
+    let cfg = test_config(kept.path());
+    let again = Srv::start_config(kept, cfg).await;
+    let found = again
+        .get("/Users?filter=userName%20eq%20%22late@acme.example%22")
+        .await;
+    assert_eq!(total(&found), 1);
+    again.stop().await;
+}
