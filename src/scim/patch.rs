@@ -187,6 +187,7 @@ pub fn apply(kind: impl Into<Rt>, id: &str, body: &Body, ops: &[Operation]) -> S
             def.name
         )));
     }
+    resource::drop_dangling_references(kind, &mut input.body);
     resource::check_required(kind, &input.body)?;
     Ok(Outcome {
         body: input.body,
@@ -313,6 +314,16 @@ fn apply_no_path(
         if k.eq_ignore_ascii_case("id") {
             // Okta re-sends the group's own id with every rename.
             check_id(id, Some(v))?;
+            continue;
+        }
+        if k.contains('[') {
+            // A key with a value filter is a path: applied as its own operation.
+            let one = Operation {
+                op: op.op,
+                path: Some(k.clone()),
+                value: Some(v.clone()),
+            };
+            apply_one(kind, id, &one, input, member_ops)?;
             continue;
         }
         resource::apply_key(kind, k, v, input, mode(op.op))?;
@@ -519,10 +530,10 @@ fn filtered(op: &Operation, p: &Path, input: &mut Input) -> ScimResult<()> {
                 list.push(Value::Object(entry));
             }
             for &i in &hits {
+                // The matched entry is a complex value: sub-attributes the value leaves
+                // out stay as they were (RFC 7644 §3.5.2.3), so a replace of
+                // `emails[type eq "work"]` with a new address keeps the entry's type.
                 if let Value::Object(m) = &mut list[i] {
-                    if op.op == OpKind::Replace && p.sub.is_none() {
-                        m.clear();
-                    }
                     for (k, v) in &patch {
                         if v.is_null() {
                             m.remove(k);
@@ -860,6 +871,85 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out.body[ENTERPRISE_SCHEMA]["manager"]["displayName"], "Ann");
+    }
+
+    #[test]
+    fn a_manager_change_without_value_keeps_the_manager() {
+        let b = json!({"userName": "u",
+            (ENTERPRISE_SCHEMA): {"manager": {"value": "A", "displayName": "Ann"}}});
+        let path = format!("{ENTERPRISE_SCHEMA}:manager");
+        let kept = json!({"manager": {"value": "A", "displayName": "Bob"}});
+        for ops in [
+            json!([{"op": "replace", "path": path, "value": {"displayName": "Bob"}}]),
+            json!([{"op": "add", "path": path, "value": {"displayName": "Bob"}}]),
+            json!([{"op": "replace", "value": {(ENTERPRISE_SCHEMA): {"manager": {"displayName": "Bob"}}}}]),
+        ] {
+            let out = run(Kind::User, b.clone(), ops.clone()).unwrap();
+            assert_eq!(out.body[ENTERPRISE_SCHEMA], kept, "{ops}");
+        }
+        // An empty value still means no manager (OneLogin's unset template field) ...
+        let out = run(
+            Kind::User,
+            b.clone(),
+            json!([{"op": "replace", "path": path, "value": {"value": "", "displayName": " "}}]),
+        )
+        .unwrap();
+        assert!(!out.body.contains_key(ENTERPRISE_SCHEMA));
+        // ... and a manager left without an id, however it came about, is none.
+        let out = run(
+            Kind::User,
+            b,
+            json!([{"op": "remove", "path": format!("{path}.value")}]),
+        )
+        .unwrap();
+        assert!(!out.body.contains_key(ENTERPRISE_SCHEMA));
+        let put = resource::normalize(
+            Kind::User,
+            &json!({"userName": "u", (ENTERPRISE_SCHEMA): {"manager": {"displayName": "Bob"}}}),
+        )
+        .unwrap();
+        assert!(!put.body.contains_key(ENTERPRISE_SCHEMA));
+    }
+
+    #[test]
+    fn a_filtered_replace_keeps_what_the_value_leaves_out() {
+        let out = run(
+            Kind::User,
+            user(),
+            json!([{"op": "replace", "path": "emails[type eq \"work\"]", "value": {"value": "x@work"}}]),
+        )
+        .unwrap();
+        assert_eq!(
+            out.body["emails"][0],
+            json!({"value": "x@work", "type": "work", "primary": true})
+        );
+        // Entra's next cycle changes the same entry instead of adding a second work email.
+        let again = run(
+            Kind::User,
+            Value::Object(out.body),
+            json!([{"op": "Replace", "path": "emails[type eq \"work\"].value", "value": "z@work"}]),
+        )
+        .unwrap();
+        assert_eq!(again.body["emails"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            again.body["emails"][0],
+            json!({"value": "z@work", "type": "work", "primary": true})
+        );
+    }
+
+    #[test]
+    fn a_no_path_key_with_a_value_filter_is_a_path() {
+        let out = run(
+            Kind::User,
+            user(),
+            json!([{"op": "replace", "value": {
+                "emails[type eq \"work\"].value": "np@work", "name.givenName": "NP"}}]),
+        )
+        .unwrap();
+        assert_eq!(out.body["emails"][0]["value"], "np@work");
+        assert_eq!(out.body["emails"][0]["type"], "work");
+        assert_eq!(out.body["name"]["givenName"], "NP");
+        assert!(out.ignored.is_empty(), "{:?}", out.ignored);
     }
 
     #[test]

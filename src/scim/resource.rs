@@ -108,6 +108,7 @@ pub fn normalize(kind: impl Into<Rt>, raw: &Value) -> ScimResult<Input> {
         }
         apply_key(kind, key, value, &mut input, SetMode::Replace)?;
     }
+    drop_dangling_references(kind, &mut input.body);
     check_required(kind, &input.body)?;
     // A PUT that leaves `active` out (or null) says nothing about it: read as its default it
     // would reactivate a deactivated user whenever an IdP's template omits it.
@@ -420,15 +421,19 @@ pub fn normalize_single(def: &'static AttrDef, value: &Value) -> ScimResult<Opti
         }
     };
     let mut out = Map::new();
+    let mut value_given = false;
     for (k, v) in obj {
         let Some(sd) = def.sub(k) else { continue };
+        value_given |= sd.name == "value";
         if let Some(nv) = normalize_simple(sd, v, &format!("{}.{}", def.name, sd.name))? {
             out.insert(sd.name.to_string(), nv);
         }
     }
-    // A manager (or any entry) whose `value` is empty means "none" (OneLogin templates send
-    // `{"value":"","displayName":" "}` for an unset manager).
-    if def.sub("value").is_some() && !def.multi_valued && !out.contains_key("value") {
+    // A manager whose `value` is empty means "none" (OneLogin templates send
+    // `{"value":"","displayName":" "}` for an unset manager). One sent without `value` at
+    // all may be a PATCH changing only other sub-attributes: `drop_dangling_references`
+    // judges it once the whole body is known.
+    if value_given && is_reference(def) && !out.contains_key("value") {
         return Ok(None);
     }
     Ok(if out.is_empty() {
@@ -814,6 +819,33 @@ pub fn email_values(body: &Body) -> impl Iterator<Item = &str> {
         .into_iter()
         .flatten()
         .filter_map(|e| e.get("value").and_then(Value::as_str))
+}
+
+/// A single complex attribute with a `value` (the manager) refers to another resource.
+fn is_reference(def: &AttrDef) -> bool {
+    def.is_complex() && !def.multi_valued && def.sub("value").is_some()
+}
+
+/// A reference left without its `value` (a manager with only a displayName) points nowhere,
+/// so it is no reference: removed after every write, whichever part of it came last.
+pub fn drop_dangling_references(kind: impl Into<Rt>, body: &mut Body) {
+    let kind: Rt = kind.into();
+    fn drop_in(defs: &[AttrDef], m: &mut Body) {
+        for def in defs.iter().filter(|d| is_reference(d)) {
+            if m.get(def.name).is_some_and(|v| v.get("value").is_none()) {
+                m.remove(def.name);
+            }
+        }
+    }
+    drop_in(kind.schema().attributes, body);
+    for ext in kind.extensions() {
+        if let Some(Value::Object(inner)) = body.get_mut(ext.id) {
+            drop_in(ext.attributes, inner);
+            if inner.is_empty() {
+                body.remove(ext.id);
+            }
+        }
+    }
 }
 
 /// Required attributes must be present after every write.
