@@ -480,6 +480,13 @@ impl Config {
                  refuses in a Base URL; use a name with hyphens if Okta will provision"
             ));
         }
+        for name in self.tenants.keys().filter(|n| n.contains('_')) {
+            w.push(format!(
+                "tenants.{name}: the name has an underscore, which Okta refuses in a Base URL \
+                 (…/tenants/{name}/scim/v2); give Okta …/scim/v2, where the token selects \
+                 the tenant, or use a name with hyphens"
+            ));
+        }
         w
     }
 
@@ -843,6 +850,14 @@ tokens = [{ name = "okta", sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0
         assert!(c.warnings().iter().any(|w| w.contains("underscore")));
         c.server.public_url = Some("https://scim-corp.example:8443/x_y".into());
         assert!(!c.warnings().iter().any(|w| w.contains("underscore")));
+        // A tenant's own Base URL carries its name.
+        c.tenants
+            .insert("acme_corp".into(), TenantConfig::default());
+        c.tenants
+            .insert("beta-corp".into(), TenantConfig::default());
+        let w = c.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("tenants.acme_corp:"), "{w:?}");
     }
 
     #[test]

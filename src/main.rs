@@ -401,6 +401,12 @@ fn main() -> ExitCode {
                 }
                 say!("  Bearer token: {tok}");
                 say!();
+                if name.contains('_') {
+                    say!(
+                        "Okta refuses a Base URL with an underscore: give Okta {base}/scim/v2 \
+                         instead (the token selects the tenant)."
+                    );
+                }
                 if let Some(n) = note {
                     say!("{n}");
                 }

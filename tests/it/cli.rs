@@ -322,6 +322,16 @@ fn tenant_add_base_url_uses_public_url_or_the_host_name_never_0_0_0_0() {
         "{out}"
     );
     assert!(!out.contains("Note:"), "{out}");
+    assert!(!out.contains("underscore"), "{out}");
+    // Okta refuses its own Base URL: it is pointed to the one where the token selects.
+    let out = run_ok(&["tenant", "add", "beta_eu"], &path);
+    assert!(
+        out.contains("Base URL:     https://scim.example.net/tenants/beta_eu/scim/v2\n")
+            && out.contains(
+                "Okta refuses a Base URL with an underscore: give Okta https://scim.example.net/scim/v2 instead"
+            ),
+        "{out}"
+    );
     // What check-config would refuse is listed, here a public_url without its scheme.
     let text = std::fs::read_to_string(&path).unwrap().replace(
         "public_url = \"https://scim.example.net/\"",
