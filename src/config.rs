@@ -2,7 +2,7 @@
 //! variables overriding server, TLS, storage and log keys (tenants come from the file only,
 //! so there is one place an admin audits). Every problem is reported with its key path.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -480,6 +480,22 @@ impl Config {
                  refuses in a Base URL; use a name with hyphens if Okta will provision"
             ));
         }
+        for (name, plan) in self
+            .tenants
+            .iter()
+            .filter_map(|(n, t)| t.plan.as_ref().map(|p| (n, p)))
+        {
+            let mut seen = HashMap::new();
+            for (i, m) in plan.existing_members.iter().enumerate() {
+                let first = *seen.entry(m.trim().to_lowercase()).or_insert(i);
+                if first != i {
+                    w.push(format!(
+                        "tenants.{name}.plan.existing_members[{i}]: \"{m}\" repeats entry \
+                         [{first}] (matching ignores case); it counts once"
+                    ));
+                }
+            }
+        }
         for name in self.tenants.keys().filter(|n| n.contains('_')) {
             w.push(format!(
                 "tenants.{name}: the name has an underscore, which Okta refuses in a Base URL \
@@ -676,6 +692,14 @@ impl Config {
                 if plan.seats == Some(0) {
                     p.push(format!("tenants.{name}.plan.seats: must be at least 1 (remove it for unlimited seats)"));
                 }
+                for (i, m) in plan.existing_members.iter().enumerate() {
+                    if m.trim().is_empty() {
+                        p.push(format!(
+                            "tenants.{name}.plan.existing_members[{i}]: must not be empty \
+                             (a userName or an email)"
+                        ));
+                    }
+                }
             }
             let mut names = HashSet::new();
             for (i, tok) in t.tokens.iter().enumerate() {
@@ -841,6 +865,39 @@ tokens = [{ name = "okta", sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0
             assert_eq!(cfg.tenants.len(), 1, "tenants come from the file only");
             Ok(())
         });
+    }
+
+    #[test]
+    fn existing_members_must_name_someone_and_repeats_are_warned_of() {
+        let mut c = Config::default();
+        c.tenants.insert(
+            "acme".into(),
+            TenantConfig {
+                plan: Some(PlanConfig {
+                    name: "Business".into(),
+                    test_threshold: 10,
+                    seats: None,
+                    on_seat_limit: SeatLimitPolicy::Reject,
+                    existing_members: ["a@x", " ", "A@X ", "b@x"].map(Into::into).to_vec(),
+                }),
+                ..TenantConfig::default()
+            },
+        );
+        assert!(
+            c.problems()
+                .contains(&"tenants.acme.plan.existing_members[1]: must not be empty (a userName or an email)".to_string()),
+            "{:?}",
+            c.problems()
+        );
+        assert_eq!(
+            c.warnings(),
+            [
+                "tenants.acme.plan.existing_members[2]: \"A@X \" repeats entry [0] (matching \
+              ignores case); it counts once"
+            ]
+        );
+        let rules = crate::http::plan_rules(c.tenants["acme"].plan.as_ref().unwrap());
+        assert_eq!(rules.existing_members, ["a@x", "b@x"]);
     }
 
     #[test]

@@ -11,9 +11,15 @@ use crate::store::PlanFrom;
 
 /// `GET /tenants/{tenant}/events?after=SEQ&limit=N`: the change feed, oldest first.
 pub(super) async fn events(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
-    let after = int_param("after", ctx.query.get("after"))?
-        .unwrap_or(0)
-        .max(0) as u64;
+    // Without `after` a reader asks for what is kept; with one (0 included: "I have seen
+    // nothing") it says where it is, and is told when events after that are gone.
+    let asked = int_param("after", ctx.query.get("after"))?;
+    if asked.is_some_and(|a| a < 0) {
+        return Err(ScimError::invalid_value(
+            "after must be 0 or the seq of an event already read",
+        ));
+    }
+    let after = asked.unwrap_or(0) as u64;
     let limit = int_param("limit", ctx.query.get("limit"))?
         .unwrap_or(100)
         .clamp(0, 1000) as usize;
@@ -22,7 +28,7 @@ pub(super) async fn events(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
         .events(ctx.principal.tenant.clone(), after, limit)
         .await?;
     // A reader that fell behind retention (or one commit wrote more events than it keeps)
-    // would otherwise go on as if nothing were missing. `after=0` asks for what is kept.
+    // would otherwise go on as if nothing were missing.
     // Past the newest event: the feed was reset (a restore, a new database) since the
     // reader's last call, and what it would be given next is not what follows its `after`.
     if after > feed.last {
@@ -36,7 +42,7 @@ pub(super) async fn events(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
             ),
         ));
     }
-    if after > 0 && after + 1 < feed.oldest {
+    if asked.is_some() && after + 1 < feed.oldest {
         return Err(ScimError::new(
             410,
             None,

@@ -86,11 +86,16 @@ pub fn plan_rules(p: &crate::config::PlanConfig) -> PlanRules {
             crate::config::SeatLimitPolicy::Reject => SeatPolicy::Reject,
             crate::config::SeatLimitPolicy::Free => SeatPolicy::Free,
         },
-        existing_members: p
-            .existing_members
-            .iter()
-            .map(|m| m.trim().to_lowercase())
-            .collect(),
+        // Matching ignores case, so entries differing only in case are one person (one
+        // seat); check-config warns about them.
+        existing_members: {
+            let mut seen = std::collections::HashSet::new();
+            p.existing_members
+                .iter()
+                .map(|m| m.trim().to_lowercase())
+                .filter(|m| !m.is_empty() && seen.insert(m.clone()))
+                .collect()
+        },
     }
 }
 

@@ -46,9 +46,14 @@ pub enum PlanCursor {
     Start,
     /// After this user.
     User(u128),
-    /// At this entry of the existing members no user matches.
+    /// From this place in `existing_members` on (among those no user matches). A place in
+    /// the whole list, not among the unmatched: a user created or deleted between pages
+    /// changes which entries are unmatched, and must not shift the walk.
     Tail(usize),
 }
+
+/// The existing members no user matches, each with its place in `existing_members`.
+type Unmatched = Vec<(usize, String)>;
 
 pub struct PlanPage {
     pub total: u64,
@@ -183,14 +188,14 @@ impl ReadSide {
         &self,
         t: &str,
         rules: &plan::PlanRules,
-    ) -> Result<(Mode, BTreeSet<u128>, Vec<String>), redb::Error> {
+    ) -> Result<(Mode, BTreeSet<u128>, Unmatched), redb::Error> {
         let mode = rules.mode(plan::active(self.counts()?, t)?);
         let mut matched = BTreeSet::new();
         let mut unmatched = Vec::new();
-        for m in &rules.existing_members {
+        for (i, m) in rules.existing_members.iter().enumerate() {
             let ids = plan::matches_of(self.usernames()?, self.emails()?, t, m)?;
             if ids.is_empty() {
-                unmatched.push(m.clone());
+                unmatched.push((i, m.clone()));
             }
             matched.extend(ids);
         }
@@ -257,7 +262,7 @@ impl Store {
                     // How many users have the status, from the counters (the rest of the
                     // total is existing members no user matches).
                     let users = plan::count(r.counts()?, t, user)?;
-                    let tail_wanted = unmatched.iter().filter(|m| wanted(&tail(m))).count();
+                    let tail_wanted = unmatched.iter().filter(|(_, m)| wanted(&tail(m))).count();
                     let mut users_left = match status {
                         None => users,
                         Some(_) => total.saturating_sub(tail_wanted as u64),
@@ -290,7 +295,7 @@ impl Store {
                             Ok(true)
                         })?;
                     }
-                    for m in &unmatched {
+                    for (_, m) in &unmatched {
                         let e = tail(m);
                         if entries.len() == count || !wanted(&e) {
                             continue;
@@ -326,13 +331,13 @@ impl Store {
                         })?;
                     }
                     if next.is_none() {
-                        for (i, m) in unmatched.iter().enumerate().skip(tail_from) {
+                        for (i, m) in unmatched.iter().filter(|(i, _)| *i >= tail_from) {
                             let e = tail(m);
                             if !wanted(&e) {
                                 continue;
                             }
                             if entries.len() == count {
-                                next = Some(PlanCursor::Tail(i));
+                                next = Some(PlanCursor::Tail(*i));
                                 break;
                             }
                             entries.push(e);

@@ -844,15 +844,17 @@ impl Store {
             w.index(t, kind, nid, &keys(rt, &old.body), &Keys::default())?;
             w.bump_count(t, kind, nid, false)?;
             w.unlink_all(&actor, nid)?;
-            if kind == Kind::User {
-                w.plan_transition(&actor, nid, Some(plan::is_active(&old.body)), None, None)?;
-            }
             let ev = if kind == Kind::User {
                 "user.deleted"
             } else {
                 "group.deleted"
             };
             w.emit(&actor, ev, nid, None, Vec::new())?;
+            // After the deletion's own event, as a create's or update's plan change follows
+            // theirs: the feed tells the cause first.
+            if kind == Kind::User {
+                w.plan_transition(&actor, nid, Some(plan::is_active(&old.body)), None, None)?;
+            }
             Ok(Ok(()))
         })
         .await

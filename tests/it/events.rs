@@ -172,6 +172,18 @@ async fn retention_keeps_the_newest_events() {
         detail.contains("events 3 to 3") && detail.contains("after=6"),
         "{detail}"
     );
+    // So is one that has seen nothing (an empty feed once gave it `next_after: 0`); without
+    // `after` a reader asks only for what is kept.
+    assert!(gone(0).await.contains("events 1 to 3"));
+    let r = s
+        .call(
+            Method::GET,
+            "/tenants/acme/events?after=-1",
+            Some(ACME),
+            None,
+        )
+        .await;
+    assert_error(&r, 400, Some("invalidValue"));
     // A reader past the newest event (the feed was reset by a restore) is told too.
     assert!(gone(1000).await.contains("reset"));
     // One commit that writes more events than are kept: a reader from before it learns

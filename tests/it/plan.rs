@@ -150,6 +150,22 @@ async fn threshold_boundary_both_ways_and_existing_members() {
     s.delete(&format!("/Users/{vet}")).await;
     s.delete(&format!("/Users/{}", ids[0])).await;
     assert_eq!(counts(&summary(&s).await), ("testing".into(), 5, 0, 0));
+    // The feed gives the cause before its effect: the deletion, then the mode change.
+    let r = s
+        .call(
+            Method::GET,
+            "/tenants/acme/events?limit=1000",
+            Some(ACME),
+            None,
+        )
+        .await;
+    let types: Vec<&str> = r.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types[types.len() - 2..], ["user.deleted", "plan.changed"]);
     // Paging never returns more than asked.
     let page = members(&s, "?startIndex=2&count=2").await;
     assert_eq!(
@@ -437,4 +453,53 @@ async fn plan_list_pages_by_index_and_cursor_agree_with_the_summary() {
             .await;
         assert_error(&r, 400, Some("invalidCursor"));
     }
+}
+
+/// The existing members no user matches are walked by their place in the configuration, so
+/// a user who comes to match one, or stops matching, between pages moves no other entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_walk_over_existing_members_survives_matches_between_pages() {
+    let s = Srv::start_with(|c| {
+        c.tenants.get_mut("acme").unwrap().plan = Some(PlanConfig {
+            name: "Business".into(),
+            test_threshold: 0,
+            seats: None,
+            on_seat_limit: SeatLimitPolicy::Reject,
+            existing_members: ["em1@x", "em2@x", "em3@x", "em4@x"]
+                .map(Into::into)
+                .to_vec(),
+        });
+    })
+    .await;
+    // Past the threshold of 0: existing members no user matches are free.
+    s.user("other@x").await;
+    let page = |cursor: String| {
+        let s = &s;
+        async move {
+            let p = members(s, &format!("?status=free&count=1&cursor={cursor}")).await;
+            let names: Vec<String> = p["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["userName"].as_str().unwrap().to_string())
+                .collect();
+            (names, p["nextCursor"].as_str().map(str::to_string))
+        }
+    };
+    let (first, next) = page(String::new()).await;
+    assert_eq!(first, ["em1@x"]);
+    // em1 is provisioned (it leaves the unmatched tail): em2 still comes next.
+    let em1 = s.user("em1@x").await;
+    let (second, next) = page(next.unwrap()).await;
+    assert_eq!(second, ["em2@x"]);
+    // em1's user goes again (em1 rejoins the tail behind the walk): em3 comes next, once.
+    assert_eq!(s.delete(&format!("/Users/{em1}")).await.status, 204);
+    let mut rest = Vec::new();
+    let mut next = next;
+    while let Some(c) = next {
+        let (names, n) = page(c).await;
+        rest.extend(names);
+        next = n;
+    }
+    assert_eq!(rest, ["em3@x", "em4@x"]);
 }
