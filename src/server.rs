@@ -64,6 +64,9 @@ fn cert_paths(config: &Config) -> Result<(std::path::PathBuf, std::path::PathBuf
     }
 }
 
+/// The change feed's writer of what a reload changes.
+const RELOAD_ACTOR: &str = "(configuration reload)";
+
 /// Applies a reloaded configuration to a running server: tenants, tokens, plans, limits and
 /// the certificate change live; the listen address and storage need a restart.
 #[derive(Clone)]
@@ -75,7 +78,7 @@ pub struct Reloader {
 
 impl Reloader {
     /// Validate and apply `new`. On error nothing changes. Returns notes for the log.
-    pub fn apply(&self, new: Config) -> Result<Vec<String>, String> {
+    pub async fn apply(&self, new: Config) -> Result<Vec<String>, String> {
         let mut notes = new.warnings();
         let loaded = match &self.certs {
             Some(_) if !new.server.plain_http => {
@@ -143,6 +146,30 @@ impl Reloader {
             }
         }
         self.app.set_runtime(new);
+        // A new threshold can switch a tenant's plan mode with no write to do it: the
+        // application learns of it from the feed all the same.
+        let now = self.app.runtime();
+        for (t, was) in &old.plans {
+            let Some(rules) = now.plans.get(t) else {
+                continue;
+            };
+            if (rules.test_threshold, rules.seats) == (was.test_threshold, was.seats) {
+                continue;
+            }
+            let actor = now.actor(t, RELOAD_ACTOR);
+            match self.app.store.plan_reloaded(actor, was.clone()).await {
+                Ok(Some((m0, m1))) => notes.push(format!(
+                    "tenant {t}: plan mode {} -> {} (new test_threshold)",
+                    m0.name(),
+                    m1.name()
+                )),
+                Ok(None) => {}
+                Err(e) => notes.push(format!(
+                    "tenant {t}: the plan's new mode could not be recorded in the change feed: {}",
+                    e.detail
+                )),
+            }
+        }
         Ok(notes)
     }
 

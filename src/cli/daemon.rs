@@ -173,7 +173,11 @@ pub(crate) async fn watch_signals_and_certs(
         tokio::select! {
             _ = hup.recv() => {
                 notify(&[sd_notify::NotifyState::Reloading, sd_notify::NotifyState::monotonic_usec_now().unwrap_or(sd_notify::NotifyState::Status("reloading"))]);
-                match Config::load(&path).map_err(|e| e.to_string()).and_then(|c| reloader.apply(c)) {
+                let applied = match Config::load(&path) {
+                    Ok(c) => reloader.apply(c).await,
+                    Err(e) => Err(e.to_string()),
+                };
+                match applied {
                     Ok(notes) => {
                         for n in notes {
                             tracing::info!("reload: {n}");

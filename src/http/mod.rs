@@ -77,6 +77,25 @@ impl Runtime {
     }
 }
 
+impl Runtime {
+    /// A writer in `tenant` under these settings, named `token` in the change feed.
+    pub fn actor(&self, tenant: &str, token: &str) -> crate::store::Actor {
+        let t = self.config.tenants.get(tenant);
+        let mut retention = crate::store::Retention::default();
+        if let Some(n) = t.and_then(|t| t.events_max_count) {
+            retention.max_count = n;
+        }
+        retention.max_age_secs = t.and_then(|t| t.events_max_age_days).map(|d| d * 86_400);
+        crate::store::Actor {
+            tenant: tenant.to_string(),
+            token: token.to_string(),
+            retention,
+            plan: self.plans.get(tenant).cloned(),
+            create_only: self.create_only.get(tenant).cloned().unwrap_or_default(),
+        }
+    }
+}
+
 pub fn plan_rules(p: &crate::config::PlanConfig) -> PlanRules {
     PlanRules {
         name: p.name.clone(),
@@ -151,24 +170,8 @@ impl Ctx {
 
     /// Who is writing, for the change feed.
     pub fn actor(&self) -> crate::store::Actor {
-        let t = self.rt.config.tenants.get(&self.principal.tenant);
-        let mut retention = crate::store::Retention::default();
-        if let Some(n) = t.and_then(|t| t.events_max_count) {
-            retention.max_count = n;
-        }
-        retention.max_age_secs = t.and_then(|t| t.events_max_age_days).map(|d| d * 86_400);
-        crate::store::Actor {
-            tenant: self.principal.tenant.clone(),
-            token: self.principal.token_name.clone(),
-            retention,
-            plan: self.rt.plans.get(&self.principal.tenant).cloned(),
-            create_only: self
-                .rt
-                .create_only
-                .get(&self.principal.tenant)
-                .cloned()
-                .unwrap_or_default(),
-        }
+        self.rt
+            .actor(&self.principal.tenant, &self.principal.token_name)
     }
 }
 

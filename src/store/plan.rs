@@ -42,6 +42,16 @@ pub enum Mode {
     Enforced,
 }
 
+impl Mode {
+    /// The mode's name in the change feed and the plan summary.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Testing => "testing",
+            Mode::Enforced => "enforced",
+        }
+    }
+}
+
 impl PlanRules {
     pub fn mode(&self, active: u64) -> Mode {
         if active > self.test_threshold {

@@ -120,6 +120,7 @@ impl<'t> W<'t> {
             if self.overflow.remove((t, id))?.is_some() {
                 plan::add(&mut self.counts, t, plan::OVERFLOW, -1)?;
             }
+            self.fill_free_seats(actor)?;
         }
         if !was_active && now_active {
             plan::add(&mut self.counts, t, plan::ACTIVE, 1)?;
@@ -131,13 +132,45 @@ impl<'t> W<'t> {
         }
         if let Some(rules) = actor.plan.clone() {
             let after = plan::active(&self.counts, t)?;
-            let (m0, m1) = (rules.mode(before), rules.mode(after));
-            if m0 != m1 {
-                let name = |m: Mode| format!("{m:?}").to_lowercase();
-                self.emit_plan(actor, "plan.changed", None, Some((name(m0), name(m1))))?;
-            }
+            self.mode_change(actor, rules.mode(before), rules.mode(after))?;
         }
         Ok(())
+    }
+
+    /// A seat that comes free (a seated user leaves, a reload raises `seats`) goes to a user
+    /// the seat limit put on the free plan, earliest created first, so that nobody who came
+    /// later takes it ahead of them.
+    fn fill_free_seats(&mut self, actor: &Actor) -> Result<(), redb::Error> {
+        let t = actor.tenant.as_str();
+        let Some(rules) = actor.plan.clone() else {
+            return Ok(());
+        };
+        let mut open = match rules.seats {
+            Some(seats) => seats.saturating_sub(plan::seated(&self.counts, t)?),
+            None => u64::MAX,
+        };
+        while open > 0 {
+            let next = self
+                .overflow
+                .range((t, 0u128)..=(t, u128::MAX))?
+                .next()
+                .transpose()?
+                .map(|(k, _)| k.value().1);
+            let Some(id) = next else { break };
+            self.overflow.remove((t, id))?;
+            plan::add(&mut self.counts, t, plan::OVERFLOW, -1)?;
+            self.emit_plan(actor, "plan.placed_on_paid", Some(id), None)?;
+            open -= 1;
+        }
+        Ok(())
+    }
+
+    fn mode_change(&mut self, actor: &Actor, m0: Mode, m1: Mode) -> Result<(), redb::Error> {
+        if m0 == m1 {
+            return Ok(());
+        }
+        let names = (m0.name().to_string(), m1.name().to_string());
+        self.emit_plan(actor, "plan.changed", None, Some(names))
     }
 
     pub(super) fn emit(
@@ -822,6 +855,28 @@ impl Store {
                 r.refs = Some(w.refs(t, kind, nid)?);
             }
             Ok(Ok((r, out.ignored)))
+        })
+        .await
+    }
+
+    /// After a reload changed a tenant's plan rules from `old` to the actor's: record the
+    /// mode change that makes by itself (a new `test_threshold`), as a write's is recorded,
+    /// and give seats it added to users waiting on the free plan. Returns the modes before
+    /// and after, when they differ.
+    pub async fn plan_reloaded(
+        &self,
+        actor: Actor,
+        old: std::sync::Arc<plan::PlanRules>,
+    ) -> ScimResult<Option<(Mode, Mode)>> {
+        self.write(move |w| {
+            let Some(new) = actor.plan.clone() else {
+                return Ok(Ok(None));
+            };
+            let active = plan::active(&w.counts, &actor.tenant)?;
+            let (m0, m1) = (old.mode(active), new.mode(active));
+            w.mode_change(&actor, m0, m1)?;
+            w.fill_free_seats(&actor)?;
+            Ok(Ok((m0 != m1).then_some((m0, m1))))
         })
         .await
     }

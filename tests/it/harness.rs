@@ -24,6 +24,9 @@ pub struct Srv {
     pub dir: TempDir,
     /// Flip to make the database's disk fail.
     pub faults: scimd::store::Faults,
+    /// What SIGHUP does in the daemon (it holds the store open until `stop`).
+    reloader: Option<scimd::server::Reloader>,
+    pub config: Config,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -90,6 +93,7 @@ impl Srv {
         let server = Server::bind(cfg.clone()).await.expect("server starts");
         let addr = server.local_addr().expect("bound");
         let faults = server.storage_faults();
+        let reloader = server.reloader();
         let cert_path: PathBuf = cfg
             .tls
             .cert
@@ -111,12 +115,19 @@ impl Srv {
             client,
             dir,
             faults,
+            reloader: Some(reloader),
+            config: cfg,
             shutdown: Some(tx),
             task: Some(task),
         }
     }
 
+    pub fn reloader(&self) -> &scimd::server::Reloader {
+        self.reloader.as_ref().expect("running")
+    }
+
     pub async fn stop(mut self) -> TempDir {
+        self.reloader = None;
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

@@ -277,12 +277,12 @@ async fn the_mode_counts_active_users_on_the_free_plan_too() {
             assert_eq!(r.status, 200, "{}", r.body);
         }
     };
-    // Three active users (two seated): still past the threshold, whatever the seats.
+    // Three active users: still past the threshold. The seat u0 left goes to u3.
     deactivate(ids[0].clone()).await;
-    assert_eq!(counts(&summary(&s).await), ("enforced".into(), 2, 3, 1));
+    assert_eq!(counts(&summary(&s).await), ("enforced".into(), 3, 2, 1));
     // Two: testing again, and the existing members are paid.
     deactivate(ids[1].clone()).await;
-    assert_eq!(counts(&summary(&s).await), ("testing".into(), 3, 1, 2));
+    assert_eq!(counts(&summary(&s).await), ("testing".into(), 4, 0, 2));
     let changes: Vec<(Value, Value)> = plan_events(&s)
         .await
         .into_iter()
@@ -384,11 +384,11 @@ async fn plan_list_pages_by_index_and_cursor_agree_with_the_summary() {
         let sum = summary(&s).await;
         let mode = sum["mode"].as_str().unwrap().to_string();
         // Testing: 7 active users and the unmatched "founder" paid, 4 deactivated. With 3
-        // seats: 5 creates went over the limit (free); deactivating u1 leaves 2 seated, past
-        // the threshold of 1, so enforced: "founder" is free too.
+        // seats: 5 creates went over the limit (free); deactivating u1 gives its seat to the
+        // first of them; past the threshold of 1, so enforced: "founder" is free too.
         let want_counts = match seats {
             None => ("testing".to_string(), 8, 0, 4),
-            Some(_) => ("enforced".to_string(), 2, 6, 4),
+            Some(_) => ("enforced".to_string(), 3, 5, 4),
         };
         assert_eq!(counts(&sum), want_counts, "{sum}");
         let everyone = members(&s, "?count=1000").await["members"].clone();
@@ -502,4 +502,100 @@ async fn a_cursor_walk_over_existing_members_survives_matches_between_pages() {
         next = n;
     }
     assert_eq!(rest, ["em3@x", "em4@x"]);
+}
+
+/// A reload that moves `test_threshold` across the number of active users switches the mode
+/// with no write to do it; the feed says so, as it does for a write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_switches_the_mode_is_in_the_feed() {
+    let s = plan_srv(3, None, SeatLimitPolicy::Reject).await;
+    for i in 0..3 {
+        s.user(&format!("r{i}@x")).await;
+    }
+    assert_eq!(counts(&summary(&s).await).0, "testing");
+    let with_threshold = |n: u64| {
+        let mut c = s.config.clone();
+        c.tenants
+            .get_mut("acme")
+            .unwrap()
+            .plan
+            .as_mut()
+            .unwrap()
+            .test_threshold = n;
+        c
+    };
+    let notes = s.reloader().apply(with_threshold(2)).await.unwrap();
+    assert!(
+        notes.contains(&"tenant acme: plan mode testing -> enforced (new test_threshold)".into()),
+        "{notes:?}"
+    );
+    assert_eq!(counts(&summary(&s).await).0, "enforced");
+    // A threshold that keeps the mode writes nothing; one that switches back does.
+    s.reloader().apply(with_threshold(1)).await.unwrap();
+    s.reloader().apply(with_threshold(5)).await.unwrap();
+    let changes: Vec<(String, String, String)> = plan_events(&s)
+        .await
+        .iter()
+        .filter(|e| e["type"] == "plan.changed")
+        .map(|e| {
+            (
+                e["from"].as_str().unwrap().into(),
+                e["to"].as_str().unwrap().into(),
+                e["token"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let reload = "(configuration reload)".to_string();
+    assert_eq!(
+        changes,
+        [
+            ("testing".into(), "enforced".into(), reload.clone()),
+            ("enforced".into(), "testing".into(), reload)
+        ]
+    );
+}
+
+/// A seat that comes free goes to the user the limit put on the free plan first, not to the
+/// next user created; so do seats a reload adds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freed_and_added_seats_go_to_users_waiting_on_free() {
+    let s = plan_srv(10, Some(2), SeatLimitPolicy::Free).await;
+    let i1 = s.user("i1@x").await;
+    s.user("i2@x").await;
+    let i3 = s.user("i3@x").await;
+    let i4 = s.user("i4@x").await;
+    assert_eq!(free_ids(&s).await, [i3.clone(), i4.clone()]);
+    assert_eq!(s.delete(&format!("/Users/{i1}")).await.status, 204);
+    assert_eq!(free_ids(&s).await, std::slice::from_ref(&i4));
+    // Testing mode: the two existing members are paid besides the two seated users.
+    assert_eq!(counts(&summary(&s).await), ("testing".into(), 4, 1, 0));
+    // A new user finds no seat: i4 is still first in line.
+    let i5 = s.user("i5@x").await;
+    assert_eq!(free_ids(&s).await, [i4.clone(), i5.clone()]);
+    let mut more = s.config.clone();
+    more.tenants
+        .get_mut("acme")
+        .unwrap()
+        .plan
+        .as_mut()
+        .unwrap()
+        .seats = Some(3);
+    s.reloader().apply(more).await.unwrap();
+    assert_eq!(free_ids(&s).await, [i5]);
+    let placed: Vec<String> = plan_events(&s)
+        .await
+        .iter()
+        .filter(|e| e["type"] == "plan.placed_on_paid")
+        .map(|e| e["resource_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(placed, [i3, i4]);
+}
+
+async fn free_ids(s: &Srv) -> Vec<String> {
+    members(s, "?status=free").await["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str().map(str::to_string))
+        .collect()
 }
