@@ -8,7 +8,6 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -20,7 +19,7 @@ use crate::store::{Store, StoreError};
 use crate::tls::{self, TlsError};
 
 mod in_flight;
-use in_flight::{Counted, InFlight};
+use in_flight::{Counted, InFlight, Timeouts};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -323,10 +322,15 @@ impl Server {
             .keep_alive_timeout(Duration::from_secs(20));
         let builder = Arc::new(builder);
         let limit = Arc::new(Semaphore::new(config.server.max_connections));
-        let graceful = GracefulShutdown::new();
-        let in_flight = Arc::new(InFlight::default());
-        // Set when the stop is over: connections still open are then dropped, and with
-        // them their hold on the store.
+        let in_flight = InFlight::new();
+        let timeouts = Timeouts {
+            idle: header_timeout,
+            stalled: body_timeout,
+        };
+        // Set when the stop begins (connections finish their requests and take no more),
+        // and when it is over (connections still open are dropped, and with them their
+        // hold on the store).
+        let (stop, stopping) = tokio::sync::watch::channel(false);
         let (closing, closed) = tokio::sync::watch::channel(false);
         tokio::pin!(shutdown);
         loop {
@@ -351,14 +355,14 @@ impl Server {
             let app = app.clone();
             let builder = builder.clone();
             let acceptor = acceptor.clone();
-            let watcher = graceful.watcher();
-            let in_flight = in_flight.clone();
-            let closed = closed.clone();
+            let flight = in_flight.child();
+            let (stopping, closed) = (stopping.clone(), closed.clone());
             tokio::spawn(async move {
                 let _permit = permit;
+                let counter = flight.clone();
                 let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let app = app.clone();
-                    let guard = in_flight.start();
+                    let guard = counter.start();
                     async move {
                         let expects_continue = req
                             .headers()
@@ -407,13 +411,13 @@ impl Server {
                         let conn = builder
                             .serve_connection(TokioIo::new(tls), svc)
                             .into_owned();
-                        until_closed(watcher.watch(conn), peer, closed).await;
+                        in_flight::drive(conn, flight, timeouts, peer, stopping, closed).await;
                     }
                     None => {
                         let conn = builder
                             .serve_connection(TokioIo::new(tcp), svc)
                             .into_owned();
-                        until_closed(watcher.watch(conn), peer, closed).await;
+                        in_flight::drive(conn, flight, timeouts, peer, stopping, closed).await;
                     }
                 }
             });
@@ -424,8 +428,11 @@ impl Server {
             let _ = std::fs::remove_file(crate::admin::socket_path(&config));
         }
         tracing::info!("shutting down: no new connections, finishing open requests");
+        let _ = stop.send(true);
+        // Every connection task holds a slot: all of them back means all connections ended.
+        let all_slots = u32::try_from(config.server.max_connections).unwrap_or(u32::MAX);
         tokio::select! {
-            _ = graceful.shutdown() => {}
+            _ = limit.acquire_many(all_slots) => {}
             // Connections left are idle: an HTTP/2 client that does not read its idle
             // connection would hold the stop for the whole grace period.
             _ = in_flight.settled(SHUTDOWN_SETTLE) => {
@@ -441,20 +448,6 @@ impl Server {
         if let Err(e) = app.store.checkpoint().await {
             tracing::warn!(error = %e.detail, "no checkpoint at shutdown; the next start repairs the file");
         }
-    }
-}
-
-/// Serve one connection until it ends or the stop is over.
-async fn until_closed<E: std::fmt::Display>(
-    conn: impl std::future::Future<Output = Result<(), E>>,
-    peer: SocketAddr,
-    mut closed: tokio::sync::watch::Receiver<bool>,
-) {
-    tokio::select! {
-        r = conn => if let Err(e) = r {
-            tracing::debug!(%peer, error = %e, "connection ended with an error");
-        },
-        _ = closed.wait_for(|c| *c) => {}
     }
 }
 

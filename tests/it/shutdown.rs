@@ -86,3 +86,101 @@ async fn a_stop_answers_open_requests_and_does_not_wait_for_idle_connections() {
     assert_eq!(total(&found), 1);
     again.stop().await;
 }
+
+/// Whether the server closes `conn` within `secs` (reading and discarding what it sends).
+async fn closed_within<S: tokio::io::AsyncRead + Unpin>(conn: &mut S, secs: u64) -> bool {
+    tokio::time::timeout(Duration::from_secs(secs), async {
+        let mut buf = [0u8; 4096];
+        while matches!(conn.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await
+    .is_ok()
+}
+
+/// A connection that finishes the TLS handshake and sends nothing, or an HTTP/2 connection
+/// that opens no stream, is closed after the header timeout: idle connections must not hold
+/// the connection slots.
+#[tokio::test]
+async fn connections_that_send_no_request_are_closed() {
+    let s = Srv::start_with(|c| c.server.header_timeout_secs = 1).await;
+    let mut silent = wire::connect(&s).await;
+    assert!(
+        closed_within(&mut silent, 20).await,
+        "an idle TLS connection stayed open"
+    );
+
+    let mut h2 = wire::client_config(&s, &[&rustls::version::TLS13]);
+    h2.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = TcpStream::connect(("127.0.0.1", wire::port(&s)))
+        .await
+        .unwrap();
+    let mut idle = TlsConnector::from(Arc::new(h2))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    idle.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    assert!(
+        closed_within(&mut idle, 20).await,
+        "an idle HTTP/2 connection stayed open"
+    );
+
+    // A connection in use is not closed for it.
+    let mut live = wire::connect(&s).await;
+    for _ in 0..3 {
+        live.write_all(
+            format!(
+                "GET /scim/v2/Users?count=1 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ACME}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut buf = [0u8; 4096];
+        let n = live.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+}
+
+/// An HTTP/2 client that gives the server no flow-control window never takes its answer;
+/// the connection, and the answer it holds in memory, go once the request timeout passes.
+#[tokio::test]
+async fn an_http2_client_that_stops_reading_is_cut_off() {
+    let s = Srv::start_with(|c| c.server.request_timeout_secs = 2).await;
+    for i in 0..5 {
+        s.user(&format!("w{i}@x")).await;
+    }
+    let mut h2 = wire::client_config(&s, &[&rustls::version::TLS13]);
+    h2.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = TcpStream::connect(("127.0.0.1", wire::port(&s)))
+        .await
+        .unwrap();
+    let tls = TlsConnector::from(Arc::new(h2))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut client, conn) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, bytes::Bytes>(tls)
+        .await
+        .unwrap();
+    let ended = tokio::spawn(conn);
+    let req = http::Request::get(format!(
+        "https://localhost:{}/scim/v2/Users",
+        wire::port(&s)
+    ))
+    .header("authorization", format!("Bearer {ACME}"))
+    .body(())
+    .unwrap();
+    let (answer, _) = client.send_request(req, true).unwrap();
+    let head = answer.await.unwrap();
+    assert_eq!(head.status(), 200);
+    // No window is ever given, so no byte of the body can come: the server must give up.
+    tokio::time::timeout(Duration::from_secs(20), ended)
+        .await
+        .expect("the stalled connection was kept open")
+        .unwrap()
+        .ok();
+}
