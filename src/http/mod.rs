@@ -129,6 +129,9 @@ pub struct App {
     auth_failures: limit::Limiter,
     pub metrics: crate::metrics::HttpMetrics,
     limiter: limit::Limiter,
+    /// Warnings about 429s: once a minute per address or tenant, or a flood of requests
+    /// would write a flood of them.
+    said_429: limit::Limiter,
     runtime: RwLock<Arc<Runtime>>,
     scheme: &'static str,
 }
@@ -187,6 +190,7 @@ impl App {
             auth_failures: limit::Limiter::default(),
             metrics: crate::metrics::HttpMetrics::default(),
             limiter: limit::Limiter::default(),
+            said_429: limit::Limiter::default(),
             runtime: RwLock::new(Arc::new(Runtime::new(config))),
             scheme,
         }
@@ -289,7 +293,7 @@ impl App {
         // Every change and every refusal at info; reads that succeed at debug. An IdP's sync
         // cycle is mostly lookups, thousands a second: at info they would cost ~15% of the
         // read rate and run into journald's rate limit, which then drops the lines that
-        // matter (writes, errors) along with them.
+        // matter (writes, errors) along with them. A 429 is said once a minute instead.
         let read = matches!(method, Method::GET | Method::HEAD) || template.ends_with(".search");
         macro_rules! request_line {
             ($level:expr) => {
@@ -307,7 +311,7 @@ impl App {
                 )
             };
         }
-        if read && status < 400 {
+        if (read && status < 400) || status == 429 {
             request_line!(tracing::Level::DEBUG);
         } else {
             request_line!(tracing::Level::INFO);
@@ -458,6 +462,9 @@ impl App {
                 .check(&principal.tenant, rate, burst, Instant::now())
             {
                 let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+                if self.first_429_this_minute(&format!("tenant {}", principal.tenant)) {
+                    tracing::warn!(tenant = %principal.tenant, "over its rate_limit; answering 429 (said once a minute)");
+                }
                 let e = ScimError::new(
                     429,
                     None,
@@ -534,7 +541,9 @@ impl App {
             )
         {
             let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-            tracing::warn!(%peer, "repeated authentication failures; throttling this address");
+            if self.first_429_this_minute(&format!("address {}", peer.ip())) {
+                tracing::warn!(%peer, "repeated authentication failures; answering 429 to this address (said once a minute)");
+            }
             let e = ScimError::new(
                 429,
                 None,
@@ -563,6 +572,12 @@ impl App {
             header::WWW_AUTHENTICATE,
             "Bearer realm=\"scimd\", error=\"invalid_token\"",
         )
+    }
+
+    fn first_429_this_minute(&self, whom: &str) -> bool {
+        self.said_429
+            .check(whom, 1.0 / 60.0, 1.0, Instant::now())
+            .is_ok()
     }
 
     async fn metrics_page<B>(&self, req: &Request<B>, peer: SocketAddr) -> Resp {

@@ -229,6 +229,20 @@ async fn a_rust_log_that_is_no_level_is_passed_over_and_refusals_say_why() {
         }
         assert_eq!(said(&p.log()), header.is_some(), "{why}: {}", p.log());
     }
+    // A flood of wrong tokens: past the throttle, 429s, said once, not once a request.
+    let mut throttled = 0;
+    for _ in 0..150 {
+        throttled += usize::from(p.status("/scim/v2/Users", "wrong").await == 429);
+    }
+    assert!(throttled >= 40, "{throttled}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let warned = |log: &str| log.matches("answering 429 to this address").count();
+    while warned(&p.log()) == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = p.log();
+    assert_eq!(warned(&log), 1, "{log}");
+    assert!(!log.contains("status=429"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
