@@ -325,7 +325,10 @@ impl Server {
         let in_flight = InFlight::new();
         let timeouts = Timeouts {
             idle: header_timeout,
-            stalled: body_timeout,
+            // A request may read its body for up to the request timeout, and drain what the
+            // handler left unread for as long again, before its answer starts: the
+            // connection gives it both, so that the 408 or 413 is still sent.
+            stalled: body_timeout * 2,
         };
         // Set when the stop begins (connections finish their requests and take no more),
         // and when it is over (connections still open are dropped, and with them their
@@ -368,12 +371,13 @@ impl Server {
                             .headers()
                             .get(hyper::header::EXPECT)
                             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+                        let http1 = req.version() < hyper::Version::HTTP_2;
                         let (parts, body) = req.into_parts();
                         let (slot, body) = Slot::hold(body);
                         let req = hyper::Request::from_parts(parts, body);
                         // A panic in a handler becomes a 500 for that request instead of a
                         // dropped connection.
-                        let resp = match CatchPanic(Box::pin(app.handle(req, peer))).await {
+                        let mut resp = match CatchPanic(Box::pin(app.handle(req, peer))).await {
                             Ok(r) => r,
                             Err(what) => internal_error(&what),
                         };
@@ -381,11 +385,22 @@ impl Server {
                         // 100-continue`) and was never told to go on sends nothing more.
                         // After a 408 the client has had its time; waiting for the rest
                         // again would double the timeout it was promised.
-                        if let Some((rest, polled)) = slot.take()
-                            && (polled || !expects_continue)
-                            && resp.status() != hyper::StatusCode::REQUEST_TIMEOUT
-                        {
-                            unread::drain(rest, unread::DRAIN_LIMIT, body_timeout).await;
+                        match slot.take() {
+                            Some((rest, polled))
+                                if (polled || !expects_continue)
+                                    && resp.status() != hyper::StatusCode::REQUEST_TIMEOUT =>
+                            {
+                                unread::drain(rest, unread::DRAIN_LIMIT, body_timeout).await;
+                            }
+                            // The body stays unsent, so this HTTP/1.1 connection cannot carry
+                            // another request: the client is told it closes (RFC 9112 §9.6).
+                            Some(_) if http1 => {
+                                resp.headers_mut().insert(
+                                    hyper::header::CONNECTION,
+                                    hyper::header::HeaderValue::from_static("close"),
+                                );
+                            }
+                            _ => {}
                         }
                         Ok::<_, std::convert::Infallible>(
                             resp.map(|body| Counted::new(body, guard)),

@@ -32,8 +32,21 @@ pub struct ListParams {
 pub(super) fn int_param(name: &str, v: Option<&str>) -> ScimResult<Option<i64>> {
     match v.map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(None),
-        Some(s) => s.parse::<i64>().map(Some).map_err(|_| {
-            ScimError::invalid_value(format!("{name} must be an integer, got \"{s}\""))
+        Some(s) => s.parse::<i64>().map(Some).or_else(|_| {
+            // A whole number too large to hold is capped like any other large one (RFC 7644
+            // §3.4.2.4: a count above the maximum gets the maximum).
+            let digits = s.strip_prefix('-').unwrap_or(s);
+            if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Ok(Some(if s.starts_with('-') {
+                    i64::MIN
+                } else {
+                    i64::MAX
+                }));
+            }
+            Err(ScimError::invalid_value(format!(
+                "{name} must be an integer, got \"{}\"",
+                s.chars().take(40).collect::<String>()
+            )))
         }),
     }
 }
@@ -93,10 +106,16 @@ pub(super) fn params_from_search(body: &Value) -> ScimResult<ListParams> {
     let int = |n: &str| -> ScimResult<Option<i64>> {
         match field(n) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(x)) => x
-                .as_i64()
-                .map(Some)
-                .ok_or_else(|| ScimError::invalid_value(format!("\"{n}\" must be an integer"))),
+            Some(Value::Number(x)) => match (x.as_i64(), x.as_f64()) {
+                (Some(i), _) => Ok(Some(i)),
+                // Beyond i64, capped as in a query string (a whole 1e30 is a float in JSON).
+                (None, Some(f)) if f.fract() == 0.0 => {
+                    Ok(Some(if f < 0.0 { i64::MIN } else { i64::MAX }))
+                }
+                _ => Err(ScimError::invalid_value(format!(
+                    "\"{n}\" must be an integer"
+                ))),
+            },
             Some(Value::String(s)) => int_param(n, Some(s)),
             Some(_) => Err(ScimError::invalid_value(format!(
                 "\"{n}\" must be an integer"

@@ -240,6 +240,12 @@ impl App {
         let started = Instant::now();
         // A health probe needs no Host: it is answered before the check.
         if req.uri().path() == "/healthz" {
+            if !matches!(*req.method(), Method::GET | Method::HEAD) {
+                return refusal(
+                    &method_not_allowed(req.method(), "GET, HEAD"),
+                    Some("GET, HEAD"),
+                );
+            }
             return self.health().await;
         }
         if let Some(e) = malformed(&req) {
@@ -489,6 +495,17 @@ impl App {
         };
         let if_match = header_str(header::IF_MATCH);
         let if_none_match = header_str(header::IF_NONE_MATCH);
+        // A method the endpoint never takes is told so before its body is judged: no body
+        // could make it work.
+        if matches!(
+            route.endpoint,
+            Endpoint::Collection(_) | Endpoint::Resource(..) | Endpoint::Search(_)
+        ) && !allowed(&route.endpoint)
+            .split(", ")
+            .any(|m| m == method.as_str())
+        {
+            return Err(method_not_allowed(method, allowed(&route.endpoint)));
+        }
         let body = if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
             Some(self.read_body(req, &rt).await?)
         } else {
@@ -667,16 +684,39 @@ impl App {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        if let Some(ct) = req.headers().get(header::CONTENT_TYPE)
-            && !is_json(ct.as_bytes())
+        if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+            if !is_json(ct.as_bytes()) {
+                return Err(ScimError::new(
+                    415,
+                    None,
+                    format!(
+                        "the body must be JSON (Content-Type: application/scim+json), not {}",
+                        String::from_utf8_lossy(ct.as_bytes())
+                    ),
+                ));
+            }
+            if let Some(cs) = foreign_charset(ct.as_bytes()) {
+                return Err(ScimError::new(
+                    415,
+                    None,
+                    format!("the body must be UTF-8 JSON, not charset {cs}"),
+                ));
+            }
+        }
+        // A compressed body read as JSON would only be refused as garbage, and one merely
+        // labelled compressed would be stored as if it had been decoded.
+        if let Some(ce) = req
+            .headers()
+            .get_all(header::CONTENT_ENCODING)
+            .iter()
+            .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+            .map(str::trim)
+            .find(|e| !e.eq_ignore_ascii_case("identity"))
         {
             return Err(ScimError::new(
                 415,
                 None,
-                format!(
-                    "the body must be JSON (Content-Type: application/scim+json), not {}",
-                    String::from_utf8_lossy(ct.as_bytes())
-                ),
+                format!("the body must not be encoded (Content-Encoding: {ce}); send plain JSON"),
             ));
         }
         let max = rt.config.server.max_body_bytes;
@@ -724,7 +764,9 @@ impl App {
                 "the request body is empty; a JSON object was expected",
             ));
         }
-        crate::scim::json::parse(&bytes).map_err(|e| {
+        // RFC 8259 §8.1: a byte order mark may be ignored; some Windows tools write one.
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+        crate::scim::json::parse(bytes).map_err(|e| {
             ScimError::invalid_syntax(format!("the request body is not valid JSON: {e}"))
         })
     }
@@ -743,7 +785,26 @@ fn malformed<B>(req: &Request<B>) -> Option<ScimError> {
     {
         return Some(ScimError::new(400, None, "the request target names a user"));
     }
-    let host = req.headers().get(header::HOST);
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Some(ScimError::new(
+            400,
+            None,
+            "the request carries more than one Host header",
+        ));
+    }
+    // HTTP/2: a Host beside :authority must name the same (RFC 9113 §8.3.1).
+    if let (Some(a), Some(h)) = (req.uri().authority(), host)
+        && req.version() == http::Version::HTTP_2
+        && !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes())
+    {
+        return Some(ScimError::new(
+            400,
+            None,
+            "the Host header and :authority name different hosts",
+        ));
+    }
     if let Some(h) = host {
         let ok = h
             .to_str()
@@ -788,6 +849,20 @@ fn is_json(ct: &[u8]) -> bool {
     let essence = ct.split(';').next().unwrap_or("").trim();
     essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// A `charset` parameter other than UTF-8 (JSON is UTF-8, RFC 8259 §8.1): the body would be
+/// read as something it is not.
+fn foreign_charset(ct: &[u8]) -> Option<String> {
+    let ct = String::from_utf8_lossy(ct);
+    ct.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        let v = v.trim().trim_matches('"');
+        (k.trim().eq_ignore_ascii_case("charset")
+            && !v.eq_ignore_ascii_case("utf-8")
+            && !v.eq_ignore_ascii_case("utf8"))
+        .then(|| v.to_string())
+    })
 }
 
 /// A refusal as a response; a 405 names the methods the endpoint allows.

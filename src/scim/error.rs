@@ -95,7 +95,7 @@ impl ScimError {
         let mut v = json!({
             "schemas": [ERROR_SCHEMA],
             "status": self.status.to_string(),
-            "detail": self.detail,
+            "detail": shortened(&self.detail),
         });
         if let Some(t) = self.scim_type {
             v["scimType"] = json!(t.as_str());
@@ -105,3 +105,18 @@ impl ScimError {
 }
 
 pub type ScimResult<T> = Result<T, ScimError>;
+
+/// Longest `detail` answered. Details quote what the client sent (an id, a sortBy), and a
+/// 60 KB id should not come back as a 60 KB error.
+const MAX_DETAIL: usize = 1000;
+
+fn shortened(detail: &str) -> std::borrow::Cow<'_, str> {
+    if detail.len() <= MAX_DETAIL {
+        return detail.into();
+    }
+    let mut end = MAX_DETAIL;
+    while !detail.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &detail[..end], detail.len()).into()
+}

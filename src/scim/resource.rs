@@ -501,6 +501,13 @@ pub fn normalize_simple(def: &AttrDef, value: &Value, label: &str) -> ScimResult
                 "attribute \"{label}\" must be base64 (RFC 7643 §2.3.6), as DER certificates are"
             )))
         }
+        // NUL is valid JSON but no name or address holds one, and the applications reading
+        // the directory (C strings, PostgreSQL text) cannot store it.
+        (AttrType::String | AttrType::Reference, Value::String(s)) if s.contains('\0') => {
+            Err(ScimError::invalid_value(format!(
+                "attribute \"{label}\" must not contain a NUL character (\\u0000)"
+            )))
+        }
         (AttrType::String | AttrType::Reference | AttrType::Binary, Value::String(s)) => {
             // An empty string from an IdP template means "not set".
             Ok(if s.is_empty() {

@@ -279,3 +279,100 @@ async fn head_answers_as_get_without_content_over_both_protocols() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lenient_where_the_rfcs_allow_it_and_short_where_input_is_long() {
+    let s = Srv::start().await;
+    // RFC 8259 §8.1: a byte order mark may be ignored.
+    let mut bom = "\u{feff}".to_string();
+    bom.push_str(&json!({"userName": "bom@x"}).to_string());
+    let r = raw(&s, Method::POST, "/Users", &bom, "application/scim+json").await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    // A count too large for any integer is capped, not refused (RFC 7644 §3.4.2.4).
+    let r = s.get("/Users?count=99999999999999999999").await;
+    assert_eq!((r.status, total(&r)), (200, 1));
+    let r = s
+        .post(
+            "/Users/.search",
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "count": 1e30}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // A 60 KB id is not echoed back whole.
+    let r = s.get(&format!("/Users/{}", "x".repeat(60_000))).await;
+    assert_error(&r, 404, None);
+    let detail = r.body["detail"].as_str().unwrap();
+    assert!(
+        detail.len() < 1100 && detail.ends_with("bytes in all)"),
+        "{}",
+        detail.len()
+    );
+    // /healthz answers GET and HEAD only.
+    let r = s
+        .client
+        .delete(format!("{}/healthz", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET, HEAD");
+}
+
+/// RFC 9113 §8.3.1: over HTTP/2 a Host header naming another host than :authority makes the
+/// request malformed (scimd builds `meta.location` from it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_host_and_authority_must_agree() {
+    use crate::harness::wire;
+    let s = Srv::start().await;
+    let mut cfg = wire::client_config(&s, &[&rustls::version::TLS13]);
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", wire::port(&s)))
+        .await
+        .unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let (client, conn) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    for (host, want) in [("evil.example", 400), ("localhost", 200)] {
+        let authority = format!("localhost:{}", wire::port(&s));
+        let host = if host == "localhost" {
+            authority.clone()
+        } else {
+            host.to_string()
+        };
+        let req = http::Request::get(format!("https://{authority}/scim/v2/Users"))
+            .header("host", host)
+            .header("authorization", format!("Bearer {ACME}"))
+            .body(())
+            .unwrap();
+        let (answer, _) = client.send_request(req, true).unwrap();
+        assert_eq!(answer.await.unwrap().status(), want);
+    }
+}
+
+/// An answer given before an `Expect: 100-continue` body was asked for leaves the body
+/// unsent; the client is told the connection closes (RFC 9112 §9.6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_answer_to_an_expecting_client_says_the_connection_closes() {
+    let s = Srv::start().await;
+    let a = crate::harness::wire::send(
+        &s,
+        b"POST /scim/v2/Users HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer wrong\r\n\
+          Content-Type: application/scim+json\r\nContent-Length: 20\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await;
+    assert_eq!(a.status, 401);
+    assert!(
+        a.head
+            .to_ascii_lowercase()
+            .contains("\r\nconnection: close"),
+        "{}",
+        a.head
+    );
+}
