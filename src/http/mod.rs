@@ -75,9 +75,7 @@ impl Runtime {
             create_only,
         }
     }
-}
 
-impl Runtime {
     /// A writer in `tenant` under these settings, named `token` in the change feed.
     pub fn actor(&self, tenant: &str, token: &str) -> crate::store::Actor {
         let t = self.config.tenants.get(tenant);
