@@ -1,5 +1,6 @@
 //! Query strings as IdPs send them: `+` for spaces, percent-encoding, empty parts and a
-//! trailing `&` ignored, parameter names matched case-insensitively.
+//! trailing `&` ignored, parameter names matched case-insensitively. A parameter given twice
+//! with different values is refused: answering either would be a guess.
 
 use crate::scim::error::{ScimError, ScimResult};
 
@@ -13,16 +14,25 @@ impl Query {
         let mut pairs = Vec::new();
         for part in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (k, v) = part.split_once('=').unwrap_or((part, ""));
-            pairs.push((decode(k)?, decode(v)?));
+            let (k, v) = (decode(k)?, decode(v)?);
+            if pairs
+                .iter()
+                .any(|(k0, v0): &(String, String)| k0.eq_ignore_ascii_case(&k) && *v0 != v)
+            {
+                return Err(ScimError::invalid_value(format!(
+                    "the query parameter {} is given twice with different values",
+                    k.chars().take(40).collect::<String>()
+                )));
+            }
+            pairs.push((k, v));
         }
         Ok(Query { pairs })
     }
 
-    /// The last value of `name` (case-insensitive), if given.
+    /// The value of `name` (case-insensitive), if given.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.pairs
             .iter()
-            .rev()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
@@ -59,5 +69,13 @@ mod tests {
                 .is_some()
         );
         assert!(Query::parse(Some("f=%ff")).is_err());
+        // Twice alike is one parameter; twice different is a question with two meanings.
+        assert_eq!(
+            Query::parse(Some("count=2&COUNT=2")).unwrap().get("count"),
+            Some("2")
+        );
+        let e = Query::parse(Some("count=1&Count=2")).unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(e.detail.contains("Count is given twice"), "{}", e.detail);
     }
 }
