@@ -8,7 +8,6 @@ use crate::scim::schema::{GROUP, Kind, LIST_RESPONSE, Rt, SchemaDef, USER};
 pub struct Limits {
     pub max_results: u64,
     pub max_body_bytes: usize,
-    pub max_patch_operations: usize,
 }
 
 pub fn service_provider_config(base: &str, l: &Limits) -> Value {
@@ -34,7 +33,6 @@ pub fn service_provider_config(base: &str, l: &Limits) -> Value {
             "description": "A bearer token issued by the scimd administrator (`scimd token`).",
             "primary": true,
         }],
-        "maxPatchOperations": l.max_patch_operations,
         "meta": {"resourceType": "ServiceProviderConfig", "location": format!("{base}/ServiceProviderConfig")},
     })
 }

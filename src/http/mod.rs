@@ -355,7 +355,6 @@ impl App {
             let limits = discovery::Limits {
                 max_results: rt.config.server.max_results,
                 max_body_bytes: rt.config.server.max_body_bytes,
-                max_patch_operations: rt.config.server.max_patch_operations,
             };
             // Discovery needs no token, but a tenant's own extensions are its business: they
             // show only to that tenant's token, and another tenant's token is refused.
