@@ -401,7 +401,13 @@ fn main() -> ExitCode {
                 }
                 say!("  Bearer token: {tok}");
                 say!();
-                if name.contains('_') {
+                // Okta refuses a Base URL with an underscore anywhere.
+                if base.contains('_') {
+                    say!(
+                        "Okta refuses a Base URL with an underscore, as server.public_url has: \
+                         change it (a host name with hyphens) if Okta will provision."
+                    );
+                } else if name.contains('_') {
                     say!(
                         "Okta refuses a Base URL with an underscore: give Okta {base}/scim/v2 \
                          instead (the token selects the tenant)."

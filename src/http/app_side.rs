@@ -134,12 +134,18 @@ pub(super) async fn plan_members(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
     };
     let page = app
         .store
-        .plan_members(ctx.principal.tenant.clone(), rules, status, from, count)
+        .plan_members(
+            ctx.principal.tenant.clone(),
+            rules,
+            status,
+            from.clone(),
+            count,
+        )
         .await?;
     let mut body = json!({"totalResults": page.total, "itemsPerPage": page.entries.len(), "members": page.entries});
     match (from, page.next) {
         (PlanFrom::Index(start), _) => body["startIndex"] = json!(start),
-        (PlanFrom::After(_), Some(next)) => body["nextCursor"] = json!(encode_plan_cursor(next)),
+        (PlanFrom::After(_), Some(next)) => body["nextCursor"] = json!(encode_plan_cursor(&next)),
         (PlanFrom::After(_), None) => {}
     }
     Ok(response::json(200, &body))

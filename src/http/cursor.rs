@@ -6,15 +6,17 @@ use crate::scim::schema::Kind;
 use crate::scim::sort::SortKey;
 use crate::store::{PlanCursor, SortMark};
 
-/// Plan-list cursors: a user's id (16 bytes) or a place among the unmatched existing
-/// members (4 bytes), base64url.
-pub(super) fn encode_plan_cursor(c: PlanCursor) -> String {
+/// Plan-list cursors: a user's id (16 bytes, base64url), or `~` and an existing-members
+/// entry (base64url; `~` is outside that alphabet, so the two never meet).
+pub(super) fn encode_plan_cursor(c: &PlanCursor) -> String {
     use base64::Engine;
     match c {
         PlanCursor::Start => String::new(),
-        PlanCursor::User(id) => encode_cursor(id),
-        PlanCursor::Tail(i) => base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(u32::try_from(i).unwrap_or(u32::MAX).to_be_bytes()),
+        PlanCursor::User(id) => encode_cursor(*id),
+        PlanCursor::Tail(m) => format!(
+            "~{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(m)
+        ),
     }
 }
 
@@ -22,12 +24,16 @@ pub(super) fn decode_plan_cursor(c: &str) -> ScimResult<PlanCursor> {
     if c.trim().is_empty() {
         return Ok(PlanCursor::Start);
     }
+    if let Some(entry) = c.trim().strip_prefix('~') {
+        return String::from_utf8(cursor_bytes(entry))
+            .ok()
+            .filter(|m| !m.is_empty())
+            .map(PlanCursor::Tail)
+            .ok_or_else(|| not_a_cursor(c));
+    }
     let bytes = cursor_bytes(c);
     if let Ok(b) = <[u8; 16]>::try_from(bytes.as_slice()) {
         return Ok(PlanCursor::User(u128::from_be_bytes(b)));
-    }
-    if let Ok(b) = <[u8; 4]>::try_from(bytes.as_slice()) {
-        return Ok(PlanCursor::Tail(u32::from_be_bytes(b) as usize));
     }
     Err(not_a_cursor(c))
 }

@@ -104,15 +104,15 @@ pub fn plan_rules(p: &crate::config::PlanConfig) -> PlanRules {
             crate::config::SeatLimitPolicy::Free => SeatPolicy::Free,
         },
         // Matching ignores case, so entries differing only in case are one person (one
-        // seat); check-config warns about them.
-        existing_members: {
-            let mut seen = std::collections::HashSet::new();
-            p.existing_members
-                .iter()
-                .map(|m| m.trim().to_lowercase())
-                .filter(|m| !m.is_empty() && seen.insert(m.clone()))
-                .collect()
-        },
+        // seat); check-config warns about them. Sorted: the plan list walks them in order.
+        existing_members: p
+            .existing_members
+            .iter()
+            .map(|m| m.trim().to_lowercase())
+            .filter(|m| !m.is_empty())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect(),
     }
 }
 

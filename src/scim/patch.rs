@@ -496,7 +496,9 @@ fn filtered(op: &Operation, p: &Path, input: &mut Input) -> ScimResult<()> {
                     );
                     m
                 }
-                None => match resource::normalize_single(def, value)? {
+                // The one entry the filter names, sent as a list of one as for the
+                // attribute itself.
+                None => match resource::normalize_single(def, one_of(value))? {
                     Some(Value::Object(m)) => m,
                     _ => {
                         return Err(ScimError::invalid_value(format!(
@@ -576,6 +578,13 @@ fn filtered(op: &Operation, p: &Path, input: &mut Input) -> ScimResult<()> {
     }
     drop_empty_extension(&mut input.body, p.attr);
     Ok(())
+}
+
+fn one_of(value: &Value) -> &Value {
+    match value {
+        Value::Array(a) if a.len() == 1 => &a[0],
+        v => v,
+    }
 }
 
 /// `type eq "work" and primary eq true` → `{"type":"work","primary":true}`; `None` when the
@@ -935,6 +944,23 @@ mod tests {
             again.body["emails"][0],
             json!({"value": "z@work", "type": "work", "primary": true})
         );
+    }
+
+    #[test]
+    fn a_filtered_entry_may_come_as_a_list_of_one() {
+        let out = run(
+            Kind::User,
+            user(),
+            json!([{"op": "add", "path": "emails[type eq \"work\"]", "value": [{"value": "l@work"}]}]),
+        )
+        .unwrap();
+        assert_eq!(
+            out.body["emails"][0],
+            json!({"value": "l@work", "type": "work", "primary": true})
+        );
+        let two = json!([{"op": "add", "path": "emails[type eq \"work\"]",
+            "value": [{"value": "a@work"}, {"value": "b@work"}]}]);
+        assert_eq!(run(Kind::User, user(), two).unwrap_err().status, 400);
     }
 
     #[test]

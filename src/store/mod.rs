@@ -1450,7 +1450,7 @@ mod tests {
                     "t".into(),
                     rules.clone(),
                     Some(plan::Status::Deactivated),
-                    PlanFrom::After(cursor),
+                    PlanFrom::After(cursor.clone()),
                     10,
                 ))
                 .unwrap();

@@ -34,26 +34,24 @@ pub struct PlanEntry {
 }
 
 /// Where a page of the plan list starts: a 1-based position, or after a cursor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlanFrom {
     Index(u64),
     After(PlanCursor),
 }
 
 /// A place in the plan list (users in id order, then the unmatched existing members).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlanCursor {
     Start,
     /// After this user.
     User(u128),
-    /// From this place in `existing_members` on (among those no user matches). A place in
-    /// the whole list, not among the unmatched: a user created or deleted between pages
-    /// changes which entries are unmatched, and must not shift the walk.
-    Tail(usize),
+    /// From this existing-members entry on, in their (sorted) order, among those no user
+    /// matches. Named by the entry, not by a place among the unmatched or in the
+    /// configuration: a user who comes to match an entry, or a reload that adds or drops
+    /// entries, between pages must not shift the walk.
+    Tail(String),
 }
-
-/// The existing members no user matches, each with its place in `existing_members`.
-type Unmatched = Vec<(usize, String)>;
 
 pub struct PlanPage {
     pub total: u64,
@@ -188,14 +186,14 @@ impl ReadSide {
         &self,
         t: &str,
         rules: &plan::PlanRules,
-    ) -> Result<(Mode, BTreeSet<u128>, Unmatched), redb::Error> {
+    ) -> Result<(Mode, BTreeSet<u128>, Vec<String>), redb::Error> {
         let mode = rules.mode(plan::active(self.counts()?, t)?);
         let mut matched = BTreeSet::new();
         let mut unmatched = Vec::new();
-        for (i, m) in rules.existing_members.iter().enumerate() {
+        for m in &rules.existing_members {
             let ids = plan::matches_of(self.usernames()?, self.emails()?, t, m)?;
             if ids.is_empty() {
-                unmatched.push((i, m.clone()));
+                unmatched.push(m.clone());
             }
             matched.extend(ids);
         }
@@ -262,7 +260,7 @@ impl Store {
                     // How many users have the status, from the counters (the rest of the
                     // total is existing members no user matches).
                     let users = plan::count(r.counts()?, t, user)?;
-                    let tail_wanted = unmatched.iter().filter(|(_, m)| wanted(&tail(m))).count();
+                    let tail_wanted = unmatched.iter().filter(|m| wanted(&tail(m))).count();
                     let mut users_left = match status {
                         None => users,
                         Some(_) => total.saturating_sub(tail_wanted as u64),
@@ -295,7 +293,7 @@ impl Store {
                             Ok(true)
                         })?;
                     }
-                    for (_, m) in &unmatched {
+                    for m in &unmatched {
                         let e = tail(m);
                         if entries.len() == count || !wanted(&e) {
                             continue;
@@ -308,9 +306,9 @@ impl Store {
                 }
                 PlanFrom::After(c) if count > 0 => {
                     let (first, tail_from) = match c {
-                        PlanCursor::Start => (Some(0), 0),
-                        PlanCursor::User(id) => (id.checked_add(1), 0),
-                        PlanCursor::Tail(i) => (None, i),
+                        PlanCursor::Start => (Some(0), String::new()),
+                        PlanCursor::User(id) => (id.checked_add(1), String::new()),
+                        PlanCursor::Tail(m) => (None, m),
                     };
                     if let Some(first) = first.filter(|_| total > 0) {
                         let mut last = None;
@@ -331,13 +329,14 @@ impl Store {
                         })?;
                     }
                     if next.is_none() {
-                        for (i, m) in unmatched.iter().filter(|(i, _)| *i >= tail_from) {
+                        // Sorted (`plan_rules`), so "from this entry on" is a comparison.
+                        for m in unmatched.iter().filter(|m| **m >= tail_from) {
                             let e = tail(m);
                             if !wanted(&e) {
                                 continue;
                             }
                             if entries.len() == count {
-                                next = Some(PlanCursor::Tail(*i));
+                                next = Some(PlanCursor::Tail(m.clone()));
                                 break;
                             }
                             entries.push(e);

@@ -332,6 +332,25 @@ fn tenant_add_base_url_uses_public_url_or_the_host_name_never_0_0_0_0() {
             ),
         "{out}"
     );
+    // With an underscore in the host, /scim/v2 is no way out: the host must change.
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "public_url = \"https://scim.example.net/\"",
+        "public_url = \"https://scim_host.example.net/\"",
+    );
+    std::fs::write(&path, text).unwrap();
+    for tenant in ["gamma_eu", "delta"] {
+        let out = run_ok(&["tenant", "add", tenant], &path);
+        assert!(
+            out.contains("as server.public_url has: change it (a host name with hyphens)")
+                && !out.contains("give Okta"),
+            "{out}"
+        );
+    }
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "public_url = \"https://scim_host.example.net/\"",
+        "public_url = \"https://scim.example.net/\"",
+    );
+    std::fs::write(&path, text).unwrap();
     // What check-config would refuse is listed, here a public_url without its scheme.
     let text = std::fs::read_to_string(&path).unwrap().replace(
         "public_url = \"https://scim.example.net/\"",

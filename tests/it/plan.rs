@@ -102,7 +102,8 @@ async fn threshold_boundary_both_ways_and_existing_members() {
         .iter()
         .map(|m| m["userName"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["veteran@example.com", "founder"]);
+    // Existing members no user matches follow the users, in order.
+    assert_eq!(names, ["founder", "veteran@example.com"]);
     assert!(free["members"][0]["id"].is_null());
     // Deactivating one goes back to testing; the deactivated user is counted as such.
     s.patch(
@@ -354,7 +355,8 @@ async fn plan_status_pages_by_index_are_slices_of_the_whole_list() {
     }
     let paid = members(&s, "?status=paid&count=1000").await;
     assert_eq!(paid["members"][6]["userName"], "u6@x");
-    assert_eq!(paid["members"][8]["userName"], "founder");
+    assert_eq!(paid["members"][7]["userName"], "founder");
+    assert_eq!(paid["members"][8]["userName"], "veteran@example.com");
     assert_eq!(paid["members"][8]["existing_member"], true);
 }
 
@@ -455,8 +457,9 @@ async fn plan_list_pages_by_index_and_cursor_agree_with_the_summary() {
     }
 }
 
-/// The existing members no user matches are walked by their place in the configuration, so
-/// a user who comes to match one, or stops matching, between pages moves no other entry.
+/// The existing members no user matches are walked in order of the entries themselves, so a
+/// user who comes to match one, or stops matching, or a reload that changes the list, between
+/// pages moves no other entry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cursor_walk_over_existing_members_survives_matches_between_pages() {
     let s = Srv::start_with(|c| {
@@ -494,6 +497,14 @@ async fn a_cursor_walk_over_existing_members_survives_matches_between_pages() {
     assert_eq!(second, ["em2@x"]);
     // em1's user goes again (em1 rejoins the tail behind the walk): em3 comes next, once.
     assert_eq!(s.delete(&format!("/Users/{em1}")).await.status, 204);
+    // A reload that adds an entry before the walk's place and drops one behind it moves
+    // nothing either.
+    let mut cfg = s.config.clone();
+    let plan = cfg.tenants.get_mut("acme").unwrap().plan.as_mut().unwrap();
+    plan.existing_members = ["em0@x", "em2@x", "em3@x", "em4@x"]
+        .map(Into::into)
+        .to_vec();
+    s.reloader().apply(cfg).await.unwrap();
     let mut rest = Vec::new();
     let mut next = next;
     while let Some(c) = next {
