@@ -324,18 +324,7 @@ async fn lenient_where_the_rfcs_allow_it_and_short_where_input_is_long() {
 async fn http2_host_and_authority_must_agree() {
     use crate::harness::wire;
     let s = Srv::start().await;
-    let mut cfg = wire::client_config(&s, &[&rustls::version::TLS13]);
-    cfg.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", wire::port(&s)))
-        .await
-        .unwrap();
-    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
+    let tls = wire::connect_h2(&s).await;
     let (client, conn) = h2::client::handshake(tls).await.unwrap();
     tokio::spawn(conn);
     let mut client = client.ready().await.unwrap();

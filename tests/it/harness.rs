@@ -378,6 +378,19 @@ pub mod wire {
             .expect("TLS handshake")
     }
 
+    /// A TLS connection that offers only `h2` (ALPN), for speaking HTTP/2 by hand.
+    pub async fn connect_h2(s: &super::Srv) -> TlsStream<TcpStream> {
+        let mut cfg = client_config(s, &[&rustls::version::TLS13]);
+        cfg.alpn_protocols = vec![b"h2".to_vec()];
+        let tcp = TcpStream::connect(("127.0.0.1", port(s))).await.unwrap();
+        let tls = TlsConnector::from(Arc::new(cfg))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .expect("TLS handshake");
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        tls
+    }
+
     /// Everything the server sends until it closes, or until `wait` passes.
     pub async fn read_all(conn: &mut TlsStream<TcpStream>, wait: Duration) -> Vec<u8> {
         let mut out = Vec::new();

@@ -49,7 +49,7 @@ async fn members(s: &Srv, query: &str) -> Value {
     r.body
 }
 
-async fn plan_events(s: &Srv) -> Vec<Value> {
+async fn all_events(s: &Srv) -> Vec<Value> {
     let r = s
         .call(
             Method::GET,
@@ -58,12 +58,14 @@ async fn plan_events(s: &Srv) -> Vec<Value> {
             None,
         )
         .await;
-    r.body["events"]
-        .as_array()
-        .unwrap()
-        .iter()
+    r.body["events"].as_array().unwrap().clone()
+}
+
+async fn plan_events(s: &Srv) -> Vec<Value> {
+    all_events(s)
+        .await
+        .into_iter()
         .filter(|e| e["type"].as_str().unwrap().starts_with("plan."))
-        .cloned()
         .collect()
 }
 
@@ -152,20 +154,8 @@ async fn threshold_boundary_both_ways_and_existing_members() {
     s.delete(&format!("/Users/{}", ids[0])).await;
     assert_eq!(counts(&summary(&s).await), ("testing".into(), 5, 0, 0));
     // The feed gives the cause before its effect: the deletion, then the mode change.
-    let r = s
-        .call(
-            Method::GET,
-            "/tenants/acme/events?limit=1000",
-            Some(ACME),
-            None,
-        )
-        .await;
-    let types: Vec<&str> = r.body["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
+    let events = all_events(&s).await;
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(types[types.len() - 2..], ["user.deleted", "plan.changed"]);
     // Paging never returns more than asked.
     let page = members(&s, "?startIndex=2&count=2").await;

@@ -1,12 +1,9 @@
-//! Stopping: open requests are answered, idle connections do not hold the stop.
+//! How connections end: a stop answers open requests without waiting for idle connections,
+//! and idle or stalled connections are closed.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
 use crate::harness::{ACME, Srv, test_config, total, wire};
 
@@ -18,16 +15,7 @@ async fn a_stop_answers_open_requests_and_does_not_wait_for_idle_connections() {
     let s = Srv::start_with(|c| c.server.shutdown_grace_secs = 300).await;
 
     // An HTTP/2 connection that says hello and then never reads again.
-    let mut h2 = wire::client_config(&s, &[&rustls::version::TLS13]);
-    h2.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = TcpStream::connect(("127.0.0.1", wire::port(&s)))
-        .await
-        .unwrap();
-    let mut idle = TlsConnector::from(Arc::new(h2))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
-    assert_eq!(idle.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let mut idle = wire::connect_h2(&s).await;
     idle.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
         .await
         .unwrap();
@@ -109,15 +97,7 @@ async fn connections_that_send_no_request_are_closed() {
         "an idle TLS connection stayed open"
     );
 
-    let mut h2 = wire::client_config(&s, &[&rustls::version::TLS13]);
-    h2.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = TcpStream::connect(("127.0.0.1", wire::port(&s)))
-        .await
-        .unwrap();
-    let mut idle = TlsConnector::from(Arc::new(h2))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let mut idle = wire::connect_h2(&s).await;
     idle.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
         .await
         .unwrap();
@@ -152,15 +132,7 @@ async fn an_http2_client_that_stops_reading_is_cut_off() {
     for i in 0..5 {
         s.user(&format!("w{i}@x")).await;
     }
-    let mut h2 = wire::client_config(&s, &[&rustls::version::TLS13]);
-    h2.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = TcpStream::connect(("127.0.0.1", wire::port(&s)))
-        .await
-        .unwrap();
-    let tls = TlsConnector::from(Arc::new(h2))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let tls = wire::connect_h2(&s).await;
     let (mut client, conn) = h2::client::Builder::new()
         .initial_window_size(0)
         .handshake::<_, bytes::Bytes>(tls)
