@@ -19,7 +19,7 @@ use crate::store::{Store, StoreError};
 use crate::tls::{self, TlsError};
 
 mod in_flight;
-use in_flight::{Counted, InFlight, Timeouts};
+use in_flight::{Counted, InFlight, Timeouts, Watched};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -424,13 +424,13 @@ impl Server {
                             }
                         };
                         let conn = builder
-                            .serve_connection(TokioIo::new(tls), svc)
+                            .serve_connection(TokioIo::new(Watched::new(tls, flight.clone())), svc)
                             .into_owned();
                         in_flight::drive(conn, flight, timeouts, peer, stopping, closed).await;
                     }
                     None => {
                         let conn = builder
-                            .serve_connection(TokioIo::new(tcp), svc)
+                            .serve_connection(TokioIo::new(Watched::new(tcp, flight.clone())), svc)
                             .into_owned();
                         in_flight::drive(conn, flight, timeouts, peer, stopping, closed).await;
                     }

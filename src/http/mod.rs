@@ -496,7 +496,12 @@ impl App {
         // could make it work.
         if matches!(
             route.endpoint,
-            Endpoint::Collection(_) | Endpoint::Resource(..) | Endpoint::Search(_)
+            Endpoint::Collection(_)
+                | Endpoint::Resource(..)
+                | Endpoint::Search(_)
+                | Endpoint::Events
+                | Endpoint::Plan
+                | Endpoint::PlanMembers
         ) && !allowed(&route.endpoint)
             .split(", ")
             .any(|m| m == method.as_str())

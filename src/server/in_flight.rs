@@ -1,5 +1,6 @@
-//! Counting the requests each connection is answering, so that a stop waits for requests and
-//! not for idle connections, and a connection that is idle or stalled is closed.
+//! Watching what each connection is doing, so that a stop waits for requests and answers
+//! still on their way but not for idle connections, and a connection that is idle or stalled
+//! is closed.
 //!
 //! hyper's own timers do not cover three cases:
 //! - a connection that finishes the TLS handshake and then sends nothing is never timed out
@@ -9,24 +10,38 @@
 //!   PINGs, and one whose client never reads held a stop for the whole grace period;
 //! - an HTTP/2 client that opens its flow-control window no further keeps its answers in
 //!   memory for as long as it likes.
+//!
+//! A handler's answer leaves the request long before it reaches the client: hyper takes a
+//! whole body at once and writes it as the client reads. So progress is counted where the
+//! bytes go out, on the socket, and only in earnest amounts: PING acknowledgements must not
+//! keep an idle connection alive.
 
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper::body::{Body, Frame, SizeHint};
 use hyper_util::server::graceful::GracefulConnection;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Notify, watch};
+// tokio's clock, so that the tests can move it.
+use tokio::time::Instant;
 
-/// Requests open on one connection (or, as a parent, on all of them).
+/// Bytes written that count as an answer moving (a PING acknowledgement is 17).
+const EARNEST: u64 = 4096;
+
+/// One connection's requests and progress (or, as a parent, all connections').
 pub struct InFlight {
     open: AtomicUsize,
     started: AtomicU64,
-    /// Milliseconds since `epoch` at the last sign of life: a request started or ended, or a
-    /// piece of an answer taken by the connection.
+    /// Milliseconds since `epoch` at the last sign of progress: a request started or ended,
+    /// or `EARNEST` bytes written.
     stirred: AtomicU64,
+    /// Bytes written since progress was last marked.
+    unmarked: AtomicU64,
     epoch: Instant,
     parent: Option<Arc<InFlight>>,
     none_open: Notify,
@@ -43,31 +58,48 @@ impl InFlight {
     }
 
     fn with_parent(parent: Option<Arc<InFlight>>) -> InFlight {
-        InFlight {
+        let epoch = parent.as_ref().map_or_else(Instant::now, |p| p.epoch);
+        let f = InFlight {
             open: AtomicUsize::new(0),
             started: AtomicU64::new(0),
             stirred: AtomicU64::new(0),
-            epoch: Instant::now(),
+            unmarked: AtomicU64::new(0),
+            epoch,
             parent,
             none_open: Notify::new(),
-        }
+        };
+        f.stir();
+        f
     }
 
     /// Count a request as open until the returned guard is dropped.
     pub fn start(self: &Arc<Self>) -> Guard {
-        let mut at = Some(self);
-        while let Some(f) = at {
+        for f in self.lineage() {
             f.started.fetch_add(1, Ordering::SeqCst);
             f.open.fetch_add(1, Ordering::SeqCst);
-            at = f.parent.as_ref();
         }
         self.stir();
         Guard(self.clone())
     }
 
+    fn lineage(&self) -> impl Iterator<Item = &InFlight> {
+        std::iter::successors(Some(self), |f| f.parent.as_deref())
+    }
+
+    /// Mark progress here and in the parent.
     fn stir(&self) {
         let now = self.epoch.elapsed().as_millis() as u64;
-        self.stirred.store(now, Ordering::Relaxed);
+        for f in self.lineage() {
+            f.stirred.store(now, Ordering::Relaxed);
+        }
+    }
+
+    fn wrote(&self, n: usize) {
+        let total = self.unmarked.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        if total >= EARNEST {
+            self.unmarked.store(0, Ordering::Relaxed);
+            self.stir();
+        }
     }
 
     fn quiet_for(&self) -> Duration {
@@ -75,8 +107,9 @@ impl InFlight {
         Duration::from_millis(now.saturating_sub(self.stirred.load(Ordering::Relaxed)))
     }
 
-    /// Resolves once no request has been open, and none started, for `settle`: long enough
-    /// for a request a client sent before it saw the server's GOAWAY to arrive.
+    /// Resolves once no request has been open, none started and nothing been written in
+    /// earnest for `settle`: long enough for a request a client sent before it saw the
+    /// server's GOAWAY to arrive, and never while an answer is still going out.
     pub async fn settled(&self, settle: Duration) {
         loop {
             let none_open = self.none_open.notified();
@@ -88,6 +121,7 @@ impl InFlight {
                 tokio::time::sleep(settle).await;
                 if self.open.load(Ordering::SeqCst) == 0
                     && self.started.load(Ordering::SeqCst) == started
+                    && self.quiet_for() >= settle
                 {
                     return;
                 }
@@ -103,27 +137,27 @@ pub struct Guard(Arc<InFlight>);
 impl Drop for Guard {
     fn drop(&mut self) {
         self.0.stir();
-        let mut at = Some(&self.0);
-        while let Some(f) = at {
+        for f in self.0.lineage() {
             if f.open.fetch_sub(1, Ordering::SeqCst) == 1 {
                 f.none_open.notify_waiters();
             }
-            at = f.parent.as_ref();
         }
     }
 }
 
-/// A response body that keeps its request counted until it has been sent or dropped (a
-/// streamed group is still being answered after the handler returned), and shows the
-/// connection alive each time a piece of it is taken.
+/// A response body that keeps its request counted until hyper has taken all of it (a
+/// streamed group is still being answered after the handler returned).
 pub struct Counted<B> {
     body: B,
-    guard: Guard,
+    _guard: Guard,
 }
 
 impl<B> Counted<B> {
     pub fn new(body: B, guard: Guard) -> Self {
-        Counted { body, guard }
+        Counted {
+            body,
+            _guard: guard,
+        }
     }
 }
 
@@ -135,11 +169,7 @@ impl<B: Body + Unpin> Body for Counted<B> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
-        if let Poll::Ready(Some(_)) = polled {
-            self.guard.0.stir();
-        }
-        polled
+        Pin::new(&mut self.body).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -151,16 +181,80 @@ impl<B: Body + Unpin> Body for Counted<B> {
     }
 }
 
-/// When a connection is closed for want of activity.
+/// A connection's socket, counting what goes out as progress.
+pub struct Watched<IO> {
+    io: IO,
+    flight: Arc<InFlight>,
+}
+
+impl<IO> Watched<IO> {
+    pub fn new(io: IO, flight: Arc<InFlight>) -> Self {
+        Watched { io, flight }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = polled {
+            self.flight.wrote(n);
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = polled {
+            self.flight.wrote(n);
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// When a connection is closed for want of progress.
 #[derive(Clone, Copy)]
 pub struct Timeouts {
-    /// No request open and none started for this long: closed (politely: GOAWAY, or at once
-    /// for HTTP/1.1); and if it still has not ended this much later, dropped.
+    /// Nothing open, nothing started and nothing written for this long: closed, politely
+    /// (GOAWAY, or at once for HTTP/1.1).
     pub idle: Duration,
-    /// Requests open but no piece of any answer taken for this long: the client has stopped
-    /// reading, and the connection is dropped with what it holds.
+    /// Requests open but no progress for this long: the client has stopped reading, and the
+    /// connection is dropped with what it holds.
     pub stalled: Duration,
 }
+
+/// How long a connection told to close may stay quiet before it is dropped: a client that
+/// never acknowledges the GOAWAY's PING, or stops reading what is left to send.
+const WIND_DOWN: Duration = Duration::from_secs(2);
 
 /// Serve one connection until it ends, is idle or stalled past `limits`, or the stop is over
 /// (`closed`); from `stopping` on, it finishes its open requests and takes no new ones.
@@ -176,7 +270,7 @@ pub async fn drive<C>(
     C::Error: std::fmt::Display,
 {
     tokio::pin!(conn);
-    let mut winding_down: Option<Instant> = None;
+    let mut winding_down = false;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -188,9 +282,9 @@ pub async fn drive<C>(
                 return;
             }
             _ = closed.wait_for(|c| *c) => return,
-            _ = stopping.wait_for(|s| *s), if winding_down.is_none() => {
+            _ = stopping.wait_for(|s| *s), if !winding_down => {
                 conn.as_mut().graceful_shutdown();
-                winding_down = Some(Instant::now());
+                winding_down = true;
             }
             _ = tick.tick() => {
                 let open = flight.open.load(Ordering::SeqCst) > 0;
@@ -199,14 +293,14 @@ pub async fn drive<C>(
                     tracing::warn!(%peer, secs = quiet.as_secs(), "closing a connection whose answers have not moved: the client stopped reading");
                     return;
                 }
-                match winding_down {
-                    None if !open && quiet >= limits.idle => {
-                        conn.as_mut().graceful_shutdown();
-                        winding_down = Some(Instant::now());
-                    }
-                    // An HTTP/2 client that never acknowledges the GOAWAY's PING.
-                    Some(since) if !open && since.elapsed() >= limits.idle => return,
-                    _ => {}
+                if !open && winding_down && quiet >= limits.idle.min(WIND_DOWN) {
+                    return;
+                }
+                if !open && !winding_down && quiet >= limits.idle {
+                    conn.as_mut().graceful_shutdown();
+                    winding_down = true;
+                    // The quiet spell starts again: the close itself is given its time.
+                    flight.stir();
                 }
             }
         }
@@ -240,6 +334,29 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(600)).await;
         assert!(!waiter.is_finished());
         tokio::time::sleep(Duration::from_millis(2000)).await;
+        assert!(waiter.is_finished());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_still_going_out_keeps_it_unsettled_and_chatter_does_not() {
+        let all = InFlight::new();
+        let f = all.child();
+        drop(f.start());
+        let waiter = tokio::spawn({
+            let all = all.clone();
+            async move { all.settled(Duration::from_secs(1)).await }
+        });
+        // An answer written as the client reads it, 4 KiB every half second.
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            f.wrote(4096);
+        }
+        assert!(!waiter.is_finished());
+        // PING acknowledgements are no answer.
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            f.wrote(17);
+        }
         assert!(waiter.is_finished());
     }
 

@@ -156,3 +156,86 @@ async fn an_http2_client_that_stops_reading_is_cut_off() {
         .unwrap()
         .ok();
 }
+
+/// An answer larger than the socket buffers, read slowly, is still going out after hyper has
+/// taken the whole body: neither the idle rule nor a stop may cut it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_gets_the_whole_answer_even_through_a_stop() {
+    let s = Srv::start_with(|c| {
+        c.server.header_timeout_secs = 1;
+        c.server.max_results = 1000;
+    })
+    .await;
+    // About 8 MB of users: more than the kernel buffers between the two ends.
+    let roles: Vec<serde_json::Value> = (0..100)
+        .map(|i| serde_json::json!({"value": format!("{i:03}-{}", "r".repeat(100))}))
+        .collect();
+    for i in 0..700 {
+        let r = s
+            .post(
+                "/Users",
+                serde_json::json!({"userName": format!("big{i}@x"), "roles": roles}),
+            )
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(16 * 1024).unwrap();
+    let tcp = sock
+        .connect(([127, 0, 0, 1], wire::port(&s)).into())
+        .await
+        .unwrap();
+    let cfg = wire::client_config(&s, &[&rustls::version::TLS13]);
+    let mut conn = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    conn.write_all(
+        format!(
+            "GET /scim/v2/Users?count=1000 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ACME}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // 128 KiB every 50 ms: a few seconds for the whole, with gaps longer than nothing.
+    let mut got = Vec::new();
+    let mut stopping = None;
+    let mut s = Some(s);
+    let started = std::time::Instant::now();
+    loop {
+        let mut chunk = vec![0u8; 128 * 1024];
+        let n = match tokio::time::timeout(Duration::from_secs(10), conn.read(&mut chunk)).await {
+            Ok(Ok(n)) => n,
+            _ => break,
+        };
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&chunk[..n]);
+        if got.ends_with(b"]}") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Stop the server while the answer is on its way.
+        if stopping.is_none() && started.elapsed() > Duration::from_secs(2) {
+            stopping = Some(tokio::spawn(s.take().unwrap().stop()));
+        }
+    }
+    let answer = wire::parse(&got);
+    assert_eq!(answer.status, 200, "{}", answer.head);
+    assert_eq!(
+        answer.body["Resources"].as_array().map(Vec::len),
+        Some(700),
+        "the answer was cut after {} bytes",
+        got.len()
+    );
+    assert!(stopping.is_some(), "the answer came before the stop");
+    tokio::time::timeout(Duration::from_secs(20), stopping.unwrap())
+        .await
+        .expect("the stop finished once the answer was out")
+        .unwrap();
+}

@@ -220,6 +220,20 @@ async fn wrong_method_unknown_endpoint_and_me() {
         404,
         None,
     );
+    // The application's endpoints take GET only, whatever body comes with another method.
+    for path in ["events", "plan", "plan/members"] {
+        let r = s
+            .client
+            .post(format!("{}/tenants/acme/{path}", s.url))
+            .bearer_auth(ACME)
+            .header("Content-Type", "text/xml")
+            .body("<x/>")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "{path}");
+        assert_eq!(r.headers()["allow"], "GET, HEAD", "{path}");
+    }
     assert_error(&s.get("/Me").await, 501, None);
     assert_error(&s.post("/Bulk", json!({})).await, 501, None);
 }
