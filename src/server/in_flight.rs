@@ -42,6 +42,9 @@ pub struct InFlight {
     stirred: AtomicU64,
     /// Bytes written since progress was last marked.
     unmarked: AtomicU64,
+    /// Connections whose last write found the client's window full (for a connection, 0 or
+    /// 1): there is more to send, and the client is not taking it.
+    blocked: AtomicUsize,
     epoch: Instant,
     parent: Option<Arc<InFlight>>,
     none_open: Notify,
@@ -64,6 +67,7 @@ impl InFlight {
             started: AtomicU64::new(0),
             stirred: AtomicU64::new(0),
             unmarked: AtomicU64::new(0),
+            blocked: AtomicUsize::new(0),
             epoch,
             parent,
             none_open: Notify::new(),
@@ -102,14 +106,34 @@ impl InFlight {
         }
     }
 
+    /// Whether a write was refused for want of room (`true`) or went through (`false`).
+    fn blocked(&self, now: bool) {
+        let was = self.blocked.swap(usize::from(now), Ordering::SeqCst) == 1;
+        if was != now
+            && let Some(p) = &self.parent
+        {
+            if now {
+                p.blocked.fetch_add(1, Ordering::SeqCst);
+            } else {
+                p.blocked.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Requests open, or an answer waiting for the client to read: what is quiet now is
+    /// stalled, not idle.
+    fn owes(&self) -> bool {
+        self.open.load(Ordering::SeqCst) > 0 || self.blocked.load(Ordering::SeqCst) > 0
+    }
+
     fn quiet_for(&self) -> Duration {
         let now = self.epoch.elapsed().as_millis() as u64;
         Duration::from_millis(now.saturating_sub(self.stirred.load(Ordering::Relaxed)))
     }
 
     /// Resolves once no request has been open, none started and nothing been written in
-    /// earnest for `settle`: long enough for a request a client sent before it saw the
-    /// server's GOAWAY to arrive, and never while an answer is still going out.
+    /// earnest or waited to be for `settle`: long enough for a request a client sent before
+    /// it saw the server's GOAWAY to arrive, and never while an answer is still going out.
     pub async fn settled(&self, settle: Duration) {
         loop {
             let none_open = self.none_open.notified();
@@ -119,7 +143,7 @@ impl InFlight {
             let started = self.started.load(Ordering::SeqCst);
             if self.open.load(Ordering::SeqCst) == 0 {
                 tokio::time::sleep(settle).await;
-                if self.open.load(Ordering::SeqCst) == 0
+                if !self.owes()
                     && self.started.load(Ordering::SeqCst) == started
                     && self.quiet_for() >= settle
                 {
@@ -191,6 +215,23 @@ impl<IO> Watched<IO> {
     pub fn new(io: IO, flight: Arc<InFlight>) -> Self {
         Watched { io, flight }
     }
+
+    fn note(&self, polled: &Poll<io::Result<usize>>) {
+        match polled {
+            Poll::Ready(Ok(n)) => {
+                self.flight.blocked(false);
+                self.flight.wrote(*n);
+            }
+            Poll::Pending => self.flight.blocked(true),
+            Poll::Ready(Err(_)) => {}
+        }
+    }
+}
+
+impl<IO> Drop for Watched<IO> {
+    fn drop(&mut self) {
+        self.flight.blocked(false);
+    }
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
@@ -210,9 +251,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.io).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = polled {
-            self.flight.wrote(n);
-        }
+        self.note(&polled);
         polled
     }
 
@@ -222,9 +261,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = polled {
-            self.flight.wrote(n);
-        }
+        self.note(&polled);
         polled
     }
 
@@ -247,8 +284,8 @@ pub struct Timeouts {
     /// Nothing open, nothing started and nothing written for this long: closed, politely
     /// (GOAWAY, or at once for HTTP/1.1).
     pub idle: Duration,
-    /// Requests open but no progress for this long: the client has stopped reading, and the
-    /// connection is dropped with what it holds.
+    /// Requests open, or an answer waiting to be read, but no progress for this long: the
+    /// client has stopped reading, and the connection is dropped with what it holds.
     pub stalled: Duration,
 }
 
@@ -287,16 +324,16 @@ pub async fn drive<C>(
                 winding_down = true;
             }
             _ = tick.tick() => {
-                let open = flight.open.load(Ordering::SeqCst) > 0;
+                let owes = flight.owes();
                 let quiet = flight.quiet_for();
-                if open && quiet >= limits.stalled {
+                if owes && quiet >= limits.stalled {
                     tracing::warn!(%peer, secs = quiet.as_secs(), "closing a connection whose answers have not moved: the client stopped reading");
                     return;
                 }
-                if !open && winding_down && quiet >= limits.idle.min(WIND_DOWN) {
+                if !owes && winding_down && quiet >= limits.idle.min(WIND_DOWN) {
                     return;
                 }
-                if !open && !winding_down && quiet >= limits.idle {
+                if !owes && !winding_down && quiet >= limits.idle {
                     conn.as_mut().graceful_shutdown();
                     winding_down = true;
                     // The quiet spell starts again: the close itself is given its time.
@@ -352,6 +389,12 @@ mod tests {
             f.wrote(4096);
         }
         assert!(!waiter.is_finished());
+        // An answer the client is not reading yet: owed, however long nothing moves.
+        f.blocked(true);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!waiter.is_finished());
+        f.wrote(4096);
+        f.blocked(false);
         // PING acknowledgements are no answer.
         for _ in 0..10 {
             tokio::time::sleep(Duration::from_millis(500)).await;

@@ -157,8 +157,9 @@ async fn an_http2_client_that_stops_reading_is_cut_off() {
         .ok();
 }
 
-/// An answer larger than the socket buffers, read slowly, is still going out after hyper has
-/// taken the whole body: neither the idle rule nor a stop may cut it.
+/// An answer larger than the socket buffers, read slowly and with a pause longer than the
+/// idle limit, is still going out after hyper has taken the whole body: neither the idle
+/// rule nor a stop may cut it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_gets_the_whole_answer_even_through_a_stop() {
     let s = Srv::start_with(|c| {
@@ -203,6 +204,7 @@ async fn a_slow_reader_gets_the_whole_answer_even_through_a_stop() {
     .unwrap();
     // 128 KiB every 50 ms: a few seconds for the whole, with gaps longer than nothing.
     let mut got = Vec::new();
+    let mut paused = false;
     let mut stopping = None;
     let mut s = Some(s);
     let started = std::time::Instant::now();
@@ -220,8 +222,13 @@ async fn a_slow_reader_gets_the_whole_answer_even_through_a_stop() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+        // A reader that looks away for three times the idle limit, the answer half sent.
+        if !paused && started.elapsed() > Duration::from_secs(1) {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            paused = true;
+        }
         // Stop the server while the answer is on its way.
-        if stopping.is_none() && started.elapsed() > Duration::from_secs(2) {
+        if stopping.is_none() && started.elapsed() > Duration::from_secs(5) {
             stopping = Some(tokio::spawn(s.take().unwrap().stop()));
         }
     }
