@@ -270,7 +270,13 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        let polled = Pin::new(&mut self.io).poll_flush(cx);
+        match polled {
+            Poll::Pending => self.flight.blocked(true),
+            Poll::Ready(Ok(())) => self.flight.blocked(false),
+            Poll::Ready(Err(_)) => {}
+        }
+        polled
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -284,8 +290,11 @@ pub struct Timeouts {
     /// Nothing open, nothing started and nothing written for this long: closed, politely
     /// (GOAWAY, or at once for HTTP/1.1).
     pub idle: Duration,
-    /// Requests open, or an answer waiting to be read, but no progress for this long: the
-    /// client has stopped reading, and the connection is dropped with what it holds.
+    /// Requests open but nothing written for this long, though the socket would take it:
+    /// the client gives no flow-control window (HTTP/2), and the connection is dropped with
+    /// what it holds. A client that reads slowly, or pauses, fills the socket instead; the
+    /// kernel then lets the server write again only when much of it has drained, minutes
+    /// apart for a slow reader, so a full socket is never taken for a stall.
     pub stalled: Duration,
 }
 
@@ -326,8 +335,9 @@ pub async fn drive<C>(
             _ = tick.tick() => {
                 let owes = flight.owes();
                 let quiet = flight.quiet_for();
-                if owes && quiet >= limits.stalled {
-                    tracing::warn!(%peer, secs = quiet.as_secs(), "closing a connection whose answers have not moved: the client stopped reading");
+                let socket_full = flight.blocked.load(Ordering::SeqCst) > 0;
+                if owes && !socket_full && quiet >= limits.stalled {
+                    tracing::warn!(%peer, secs = quiet.as_secs(), "closing a connection whose answers have not moved: the client gives no flow-control window");
                     return;
                 }
                 if !owes && winding_down && quiet >= limits.idle.min(WIND_DOWN) {

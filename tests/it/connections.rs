@@ -162,8 +162,11 @@ async fn an_http2_client_that_stops_reading_is_cut_off() {
 /// rule nor a stop may cut it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_gets_the_whole_answer_even_through_a_stop() {
+    // The pause below is longer than both the idle limit and the stall limit (twice the
+    // request timeout).
     let s = Srv::start_with(|c| {
         c.server.header_timeout_secs = 1;
+        c.server.request_timeout_secs = 1;
         c.server.max_results = 1000;
     })
     .await;
