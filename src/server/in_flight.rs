@@ -42,8 +42,8 @@ pub struct InFlight {
     stirred: AtomicU64,
     /// Bytes written since progress was last marked.
     unmarked: AtomicU64,
-    /// Connections whose last write found the client's window full (for a connection, 0 or
-    /// 1): there is more to send, and the client is not taking it.
+    /// Connections whose last write or flush found the socket full (for a connection, 0 or
+    /// 1): there is more to send, and the client has not taken what went before.
     blocked: AtomicUsize,
     epoch: Instant,
     parent: Option<Arc<InFlight>>,
