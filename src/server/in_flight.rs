@@ -108,6 +108,11 @@ impl InFlight {
 
     /// Whether a write was refused for want of room (`true`) or went through (`false`).
     fn blocked(&self, now: bool) {
+        // Called on every write and flush: a read first spares the common unchanged case
+        // a read-modify-write.
+        if self.blocked.load(Ordering::Relaxed) == usize::from(now) {
+            return;
+        }
         let was = self.blocked.swap(usize::from(now), Ordering::SeqCst) == 1;
         if was != now
             && let Some(p) = &self.parent

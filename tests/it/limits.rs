@@ -32,7 +32,7 @@ async fn a_tenant_over_its_rate_gets_429_with_retry_after() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn filter_and_patch_limits_follow_the_config_and_are_advertised() {
+async fn filter_and_patch_limits_follow_the_config() {
     let s = Srv::start_with(|c| {
         c.server.max_filter_length = 64;
         c.server.max_filter_depth = 3;
