@@ -145,8 +145,8 @@ impl Reloader {
             }
         }
         self.app.set_runtime(new);
-        // A new threshold can switch a tenant's plan mode with no write to do it: the
-        // application learns of it from the feed all the same.
+        // A new threshold can switch a tenant's plan mode, and new seats can seat users
+        // waiting on the free plan, with no write to do it: the feed says so all the same.
         let now = self.app.runtime();
         for (t, was) in &old.plans {
             let Some(rules) = now.plans.get(t) else {
