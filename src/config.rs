@@ -45,6 +45,9 @@ pub struct ServerConfig {
     pub max_patch_operations: usize,
     /// Most simultaneous connections; further ones wait in the kernel backlog.
     pub max_connections: usize,
+    /// MiB of answers a connection's client may leave unread before that connection's next
+    /// list or search waits for it to read (503 after `request_timeout_secs`).
+    pub max_unread_mb: u64,
     /// Seconds a client may take to send request headers (and to finish a TLS handshake).
     pub header_timeout_secs: u64,
     /// Seconds a whole request may take, body included.
@@ -67,6 +70,7 @@ impl Default for ServerConfig {
             max_filter_depth: crate::scim::filter::MAX_DEPTH,
             max_patch_operations: crate::scim::patch::MAX_OPERATIONS,
             max_connections: 1024,
+            max_unread_mb: 16,
             header_timeout_secs: 15,
             request_timeout_secs: 60,
             shutdown_grace_secs: 30,
@@ -557,6 +561,9 @@ impl Config {
         }
         if self.server.max_results == 0 {
             p.push("server.max_results: must be at least 1".into());
+        }
+        if self.server.max_unread_mb == 0 {
+            p.push("server.max_unread_mb: must be at least 1 (MiB)".into());
         }
         for (key, secs) in [
             (

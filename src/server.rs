@@ -14,6 +14,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
 use crate::http::App;
+use crate::http::backlog::{Backlog, Turn};
 use crate::http::unread::{self, Slot};
 use crate::store::{Store, StoreError};
 use crate::tls::{self, TlsError};
@@ -359,13 +360,15 @@ impl Server {
             let builder = builder.clone();
             let acceptor = acceptor.clone();
             let flight = in_flight.child();
+            let backlog = Backlog::new(flight.clone());
             let (stopping, closed) = (stopping.clone(), closed.clone());
             tokio::spawn(async move {
                 let _permit = permit;
                 let counter = flight.clone();
-                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                     let app = app.clone();
                     let guard = counter.start();
+                    req.extensions_mut().insert(backlog.clone());
                     async move {
                         let expects_continue = req
                             .headers()
@@ -402,9 +405,11 @@ impl Server {
                             }
                             _ => {}
                         }
-                        Ok::<_, std::convert::Infallible>(
-                            resp.map(|body| Counted::new(body, guard)),
-                        )
+                        // The page's turn ends once its bytes count as unread.
+                        let turn = resp.extensions_mut().remove::<Turn>();
+                        let resp = resp.map(|body| Counted::new(body, guard));
+                        drop(turn);
+                        Ok::<_, std::convert::Infallible>(resp)
                     }
                 });
                 match acceptor {

@@ -134,8 +134,8 @@ pub(super) fn params_from_search(body: &Value) -> ScimResult<ListParams> {
     })
 }
 
-/// List or search one or both resource types. Pages are 1-based; `startIndex < 1` reads as 1,
-/// a negative `count` as 0, and a `count` above `maxResults` is capped (RFC 7644 §3.4.2.4).
+/// List or search one or both resource types, one page at a time per connection (see
+/// `backlog`): the turn rides in the answer until the server has counted its bytes.
 pub(super) async fn list(
     app: &App,
     ctx: &Ctx,
@@ -143,6 +143,24 @@ pub(super) async fn list(
     params: ScimResult<ListParams>,
 ) -> ScimResult<Resp> {
     let p = params?;
+    let turn = match &ctx.backlog {
+        Some(b) => {
+            let server = &ctx.rt.config.server;
+            let wait = std::time::Duration::from_secs(server.request_timeout_secs);
+            Some(b.turn(server.max_unread_mb << 20, wait).await?)
+        }
+        None => None,
+    };
+    let mut resp = page(app, ctx, kinds, p).await?;
+    if let Some(t) = turn {
+        resp.extensions_mut().insert(t);
+    }
+    Ok(resp)
+}
+
+/// One page of a list or search. Pages are 1-based; `startIndex < 1` reads as 1, a negative
+/// `count` as 0, and a `count` above `maxResults` is capped (RFC 7644 §3.4.2.4).
+async fn page(app: &App, ctx: &Ctx, kinds: &[Kind], p: ListParams) -> ScimResult<Resp> {
     let max = ctx.rt.config.server.max_results;
     let count = p.count.map(|c| c.max(0) as u64).unwrap_or(max).min(max);
     let sort_by = p.sort_by.as_deref().filter(|s| !s.trim().is_empty());

@@ -2,6 +2,7 @@
 //! and errors. Knows the SCIM core and the store's API, never redb's tables.
 
 mod app_side;
+pub mod backlog;
 mod cursor;
 mod discovery;
 mod handlers;
@@ -143,6 +144,9 @@ pub struct Ctx {
     pub query: query::Query,
     pub if_match: Option<String>,
     pub if_none_match: Option<String>,
+    /// The connection's unread answers; absent when a request does not come through the
+    /// server (tests calling `App::handle`).
+    pub backlog: Option<backlog::Backlog>,
 }
 
 impl Runtime {
@@ -492,6 +496,7 @@ impl App {
         };
         let if_match = header_str(header::IF_MATCH);
         let if_none_match = header_str(header::IF_NONE_MATCH);
+        let backlog = req.extensions().get::<backlog::Backlog>().cloned();
         // A method the endpoint never takes is told so before its body is judged: no body
         // could make it work.
         if matches!(
@@ -520,6 +525,7 @@ impl App {
             query,
             if_match,
             if_none_match,
+            backlog,
         };
         handlers::endpoint(self, &ctx, method, &route.endpoint, body).await
     }

@@ -42,6 +42,9 @@ pub struct InFlight {
     stirred: AtomicU64,
     /// Bytes written since progress was last marked.
     unmarked: AtomicU64,
+    /// Bytes of whole answers handed to hyper and not yet written to the socket (a
+    /// connection's own; a parent keeps none).
+    unsent: AtomicU64,
     /// Connections whose last write or flush found the socket full (for a connection, 0 or
     /// 1): there is more to send, and the client has not taken what went before.
     blocked: AtomicUsize,
@@ -67,6 +70,7 @@ impl InFlight {
             started: AtomicU64::new(0),
             stirred: AtomicU64::new(0),
             unmarked: AtomicU64::new(0),
+            unsent: AtomicU64::new(0),
             blocked: AtomicUsize::new(0),
             epoch,
             parent,
@@ -99,6 +103,15 @@ impl InFlight {
     }
 
     fn wrote(&self, n: usize) {
+        // Headers, framing and TLS records go out too, so this may run to zero early by a
+        // little: it is a bound on memory, not an account.
+        if self.unsent.load(Ordering::Relaxed) > 0 {
+            let _ = self
+                .unsent
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+                    Some(u.saturating_sub(n as u64))
+                });
+        }
         let total = self.unmarked.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
         if total >= EARNEST {
             self.unmarked.store(0, Ordering::Relaxed);
@@ -129,6 +142,13 @@ impl InFlight {
     /// stalled, not idle.
     fn owes(&self) -> bool {
         self.open.load(Ordering::SeqCst) > 0 || self.blocked.load(Ordering::SeqCst) > 0
+    }
+
+    /// A whole answer of `n` bytes is on its way out.
+    fn owe(&self, n: u64) {
+        if n > 0 {
+            self.unsent.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     fn quiet_for(&self) -> Duration {
@@ -181,8 +201,12 @@ pub struct Counted<B> {
     _guard: Guard,
 }
 
-impl<B> Counted<B> {
+impl<B: Body> Counted<B> {
+    /// Counts a body of known size as unsent until its bytes are written.
     pub fn new(body: B, guard: Guard) -> Self {
+        if let Some(n) = body.size_hint().exact() {
+            guard.0.owe(n);
+        }
         Counted {
             body,
             _guard: guard,
@@ -207,6 +231,12 @@ impl<B: Body + Unpin> Body for Counted<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+impl crate::http::backlog::Unsent for InFlight {
+    fn unsent(&self) -> u64 {
+        self.unsent.load(Ordering::Relaxed)
     }
 }
 

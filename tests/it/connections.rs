@@ -249,3 +249,106 @@ async fn a_slow_reader_gets_the_whole_answer_even_through_a_stop() {
         .expect("the stop finished once the answer was out")
         .unwrap();
 }
+
+/// Users whose list page of `n` runs to about 10 KB each.
+async fn big_users(s: &Srv, n: usize) {
+    let roles: Vec<serde_json::Value> = (0..90)
+        .map(|i| serde_json::json!({"value": format!("{i:03}-{}", "r".repeat(100))}))
+        .collect();
+    for i in 0..n {
+        let r = s
+            .post(
+                "/Users",
+                serde_json::json!({"userName": format!("big{i}@x"), "roles": roles}),
+            )
+            .await;
+        assert_eq!(r.status, 201);
+    }
+}
+
+fn list_request(s: &Srv) -> http::Request<()> {
+    http::Request::get(format!(
+        "https://localhost:{}/scim/v2/Users?count=1000",
+        wire::port(s)
+    ))
+    .header("authorization", format!("Bearer {ACME}"))
+    .body(())
+    .unwrap()
+}
+
+/// An HTTP/2 client that opens many list streams and reads none holds one page, not one per
+/// stream: the connection's next page waits for the client to read, and gets 503 when it
+/// never does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_reads_nothing_holds_one_page_not_one_per_stream() {
+    let s = Srv::start_with(|c| {
+        c.server.max_unread_mb = 1;
+        c.server.request_timeout_secs = 3;
+    })
+    .await;
+    // About 1.5 MB a page: more than the connection may leave unread.
+    big_users(&s, 150).await;
+    let tls = wire::connect_h2(&s).await;
+    let (client, conn) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, bytes::Bytes>(tls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let (first, _) = client.send_request(list_request(&s), true).unwrap();
+    assert_eq!(first.await.unwrap().status(), 200);
+    let mut rest = Vec::new();
+    for _ in 0..3 {
+        client = client.ready().await.unwrap();
+        rest.push(client.send_request(list_request(&s), true).unwrap().0);
+    }
+    for answer in rest {
+        let head = tokio::time::timeout(Duration::from_secs(10), answer)
+            .await
+            .expect("an answer within the request timeout")
+            .unwrap();
+        assert_eq!(
+            head.status(),
+            503,
+            "a second page was built for a client reading none"
+        );
+    }
+}
+
+/// A client that reads gets every page it asked for on one connection, however many streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reading_client_gets_every_page_on_one_connection() {
+    let s = Srv::start_with(|c| {
+        c.server.max_unread_mb = 1;
+        c.server.request_timeout_secs = 5;
+    })
+    .await;
+    big_users(&s, 150).await;
+    let tls = wire::connect_h2(&s).await;
+    let (client, conn) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(conn);
+    let mut streams = Vec::new();
+    for _ in 0..6 {
+        let mut c = client.clone().ready().await.unwrap();
+        let (answer, _) = c.send_request(list_request(&s), true).unwrap();
+        streams.push(tokio::spawn(async move {
+            let head = answer.await.unwrap();
+            let status = head.status();
+            let mut body = head.into_body();
+            let mut got = Vec::new();
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk.unwrap();
+                let _ = body.flow_control().release_capacity(chunk.len());
+                got.extend_from_slice(&chunk);
+            }
+            (status, got)
+        }));
+    }
+    for st in streams {
+        let (status, got) = st.await.unwrap();
+        assert_eq!(status, 200);
+        let v: serde_json::Value = serde_json::from_slice(&got).unwrap();
+        assert_eq!(v["Resources"].as_array().map(Vec::len), Some(150));
+    }
+}
