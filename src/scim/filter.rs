@@ -9,7 +9,7 @@ use std::fmt;
 use serde_json::Value;
 
 use super::error::{ScimError, ScimResult};
-use super::schema::{AttrDef, AttrType, Kind, Returned, Rt, resolve};
+use super::schema::{AttrDef, AttrType, Returned, Rt, SCHEMAS_ATTR, resolve};
 
 pub const MAX_FILTER_LEN: usize = 8192;
 pub const MAX_DEPTH: usize = 32;
@@ -136,6 +136,14 @@ fn err(pos: usize, msg: impl fmt::Display) -> ScimError {
     ScimError::invalid_filter(format!("invalid filter at position {pos}: {msg}"))
 }
 
+/// The four hex digits of a `\u` escape.
+fn hex4(it: &mut impl Iterator<Item = (usize, char)>) -> Option<u32> {
+    let hex: String = it.take(4).map(|x| x.1).collect();
+    u32::from_str_radix(&hex, 16)
+        .ok()
+        .filter(|_| hex.len() == 4)
+}
+
 fn lex(input: &str) -> ScimResult<Vec<(usize, Tok)>> {
     let mut out = Vec::new();
     let mut it = input.char_indices().peekable();
@@ -173,11 +181,20 @@ fn lex(input: &str) -> ScimResult<Vec<(usize, Tok)>> {
                             Some((_, 'b')) => s.push('\u{8}'),
                             Some((_, 'f')) => s.push('\u{c}'),
                             Some((_, 'u')) => {
-                                let hex: String =
-                                    (0..4).filter_map(|_| it.next().map(|x| x.1)).collect();
-                                let ch =
-                                    u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32);
-                                s.push(ch.ok_or_else(|| err(j, "bad \\u escape in a string"))?);
+                                let bad = || err(j, "bad \\u escape in a string");
+                                let mut code = hex4(&mut it).ok_or_else(bad)?;
+                                // JSON writes a character beyond the BMP as a surrogate pair
+                                // (RFC 8259 §7): "\ud83d\ude00".
+                                if (0xD800..0xDC00).contains(&code) {
+                                    let low = match (it.next(), it.next()) {
+                                        (Some((_, '\\')), Some((_, 'u'))) => hex4(&mut it),
+                                        _ => None,
+                                    }
+                                    .filter(|l| (0xDC00..0xE000).contains(l))
+                                    .ok_or_else(bad)?;
+                                    code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
+                                }
+                                s.push(char::from_u32(code).ok_or_else(bad)?);
                             }
                             Some((_, other)) => s.push(other),
                             None => return Err(err(j, "unterminated string")),
@@ -465,6 +482,7 @@ enum Scope {
 /// The definitions a resolved path leads to: the attribute and its sub-attribute, if any.
 fn lookup(scope: Scope, p: &AttrPath) -> Option<(&'static AttrDef, Option<&'static AttrDef>)> {
     let def = match scope {
+        Scope::Resource(_) if is_schemas(p) => &SCHEMAS_ATTR,
         Scope::Resource(kind) => resolve(kind, p.urn.as_deref(), &p.name)?.def,
         Scope::Element(parent) => {
             if p.urn.is_some() {
@@ -504,6 +522,21 @@ fn resolve_path(scope: Scope, p: &AttrPath) -> ScimResult<AttrPath> {
             p.name
         )));
     }
+    // Written into answers from the request's URL, never stored: a filter on them would
+    // match nothing, silently.
+    let made = |d: &AttrDef| d.name == "$ref" || (def.name == "meta" && d.name == "location");
+    if let Some(d) = [sub, leaf(def, sub)]
+        .into_iter()
+        .flatten()
+        .find(|d| made(d))
+    {
+        let instead = if d.name == "$ref" { "value" } else { "id" };
+        return Err(ScimError::invalid_filter(format!(
+            "\"{}\" is made from the request's URL, not stored, so it cannot be filtered on; \
+             filter on \"{instead}\" instead",
+            d.name
+        )));
+    }
     let urn = match scope {
         Scope::Resource(kind) => resolve(kind, p.urn.as_deref(), &p.name)
             .and_then(|a| a.ext)
@@ -515,6 +548,27 @@ fn resolve_path(scope: Scope, p: &AttrPath) -> ScimResult<AttrPath> {
         name: def.name.to_string(),
         sub: sub.map(|s| s.name.to_string()),
     })
+}
+
+/// `schemas`, which no schema defines (see `SCHEMAS_ATTR`).
+fn is_schemas(p: &AttrPath) -> bool {
+    p.urn.is_none() && p.name.eq_ignore_ascii_case("schemas")
+}
+
+/// A resource's `schemas` as its answers show them: the core schema and each extension it
+/// holds a value of.
+fn schemas_of(kind: Rt, obj: &Value) -> Value {
+    let mut list = vec![Value::String(kind.kind.schema().id.to_string())];
+    for ext in kind.ext {
+        if obj
+            .get(ext.id)
+            .and_then(Value::as_object)
+            .is_some_and(|m| !m.is_empty())
+        {
+            list.push(Value::String(ext.id.to_string()));
+        }
+    }
+    Value::Array(list)
 }
 
 /// The type a comparison on `def`/`sub` compares with.
@@ -639,29 +693,31 @@ pub enum ForType {
     Some(Filter),
 }
 
-/// Resolve a parsed filter for `kind` in a search over several types at once: a condition on
-/// an attribute `kind` does not have (`userName` for a Group) is a condition on an absent
+/// Resolve a parsed filter for `kind` in a search over all of `kinds` at once: a condition
+/// on an attribute `kind` does not have (`userName` for a Group) is a condition on an absent
 /// attribute, decided here as `eval` would decide it. Errors other than unknown top-level
 /// attributes are errors.
-pub fn resolve_for_type(kind: impl Into<Rt>, parsed: &Filter) -> ScimResult<ForType> {
-    fn prune(kind: Rt, f: &Filter) -> ScimResult<ForType> {
-        let absent = |p: &AttrPath| resolve(kind, p.urn.as_deref(), &p.name).is_none();
+pub fn resolve_for_type(kind: Rt, kinds: &[Rt], parsed: &Filter) -> ScimResult<ForType> {
+    fn prune_in(kind: Rt, kinds: &[Rt], f: &Filter) -> ScimResult<ForType> {
+        let prune = |f: &Filter| prune_in(kind, kinds, f);
+        let absent =
+            |p: &AttrPath| resolve(kind, p.urn.as_deref(), &p.name).is_none() && !is_schemas(p);
         Ok(match f {
-            Filter::And(a, b) => match (prune(kind, a)?, prune(kind, b)?) {
+            Filter::And(a, b) => match (prune(a)?, prune(b)?) {
                 (ForType::Nothing, _) | (_, ForType::Nothing) => ForType::Nothing,
                 (ForType::All, x) | (x, ForType::All) => x,
                 (ForType::Some(a), ForType::Some(b)) => {
                     ForType::Some(Filter::And(Box::new(a), Box::new(b)))
                 }
             },
-            Filter::Or(a, b) => match (prune(kind, a)?, prune(kind, b)?) {
+            Filter::Or(a, b) => match (prune(a)?, prune(b)?) {
                 (ForType::All, _) | (_, ForType::All) => ForType::All,
                 (ForType::Nothing, x) | (x, ForType::Nothing) => x,
                 (ForType::Some(a), ForType::Some(b)) => {
                     ForType::Some(Filter::Or(Box::new(a), Box::new(b)))
                 }
             },
-            Filter::Not(a) => match prune(kind, a)? {
+            Filter::Not(a) => match prune(a)? {
                 ForType::All => ForType::Nothing,
                 ForType::Nothing => ForType::All,
                 ForType::Some(a) => ForType::Some(Filter::Not(Box::new(a))),
@@ -669,9 +725,10 @@ pub fn resolve_for_type(kind: impl Into<Rt>, parsed: &Filter) -> ScimResult<ForT
             Filter::Compare { path, op, value } if absent(path) => {
                 // As `eval` on a resource without the attribute: only `eq null` holds, and
                 // `ne` a value when the attribute is single-valued where it exists (on a
-                // multi-valued one, `ne` needs some value that differs).
-                let multi_valued = [Kind::User, Kind::Group].into_iter().any(|k| {
-                    resolve(k, path.urn.as_deref(), &path.name).is_some_and(|a| a.def.multi_valued)
+                // multi-valued one, `ne` needs some value that differs). Where it exists is
+                // in the tenant's types: its own extensions count.
+                let multi_valued = kinds.iter().any(|k| {
+                    resolve(*k, path.urn.as_deref(), &path.name).is_some_and(|a| a.def.multi_valued)
                 });
                 let holds = match op {
                     CompareOp::Ne => *value != CompValue::Null && !multi_valued,
@@ -690,7 +747,7 @@ pub fn resolve_for_type(kind: impl Into<Rt>, parsed: &Filter) -> ScimResult<ForT
             other => ForType::Some(resolve_filter(Scope::Resource(kind), other)?),
         })
     }
-    prune(kind.into(), parsed)
+    prune_in(kind, kinds, parsed)
 }
 
 /// Refuse a root search's filter that names an attribute none of `kinds` has (a typo would
@@ -706,9 +763,10 @@ pub fn check_known_somewhere(kinds: &[Rt], parsed: &Filter) -> ScimResult<()> {
             Filter::Compare { path, .. }
             | Filter::Present(path)
             | Filter::ValuePath { path, .. } => {
-                if kinds
-                    .iter()
-                    .any(|k| resolve(*k, path.urn.as_deref(), &path.name).is_some())
+                if is_schemas(path)
+                    || kinds
+                        .iter()
+                        .any(|k| resolve(*k, path.urn.as_deref(), &path.name).is_some())
                 {
                     Ok(())
                 } else {
@@ -843,13 +901,28 @@ fn compare_one(actual: &Value, def: &AttrDef, op: CompareOp, expected: &CompValu
             .ok()
             .and_then(|a| a.partial_cmp(e))
             .is_some_and(ord),
-        (Value::Bool(a), CompValue::Bool(e)) => matches!(op, CompareOp::Eq) && a == e,
+        (Value::Bool(a), CompValue::Bool(e)) => match op {
+            CompareOp::Eq => a == e,
+            // Reached for a multi-valued attribute: `emails.primary ne false`.
+            CompareOp::Ne => a != e,
+            _ => false,
+        },
         _ => false,
     }
 }
 
 fn eval(scope: Scope, f: &Filter, obj: &Value) -> bool {
     match f {
+        // `schemas` is not stored: the condition is judged on what the answer would show.
+        Filter::Compare { path, .. } | Filter::Present(path)
+            if is_schemas(path) && obj.get("schemas").is_none() =>
+        {
+            let Scope::Resource(kind) = scope else {
+                return false;
+            };
+            let shown = serde_json::json!({ "schemas": schemas_of(kind, obj) });
+            eval(scope, f, &shown)
+        }
         Filter::And(a, b) => eval(scope, a, obj) && eval(scope, b, obj),
         Filter::Or(a, b) => eval(scope, a, obj) || eval(scope, b, obj),
         Filter::Not(a) => !eval(scope, a, obj),
@@ -1139,6 +1212,14 @@ mod tests {
         assert!(!m("not (name pr)"));
         assert!(m("nickName eq null") && !m("title eq null"));
         assert!(m("active eq true") && m("active eq \"True\"") && !m("active eq false"));
+        // `ne` on a multi-valued boolean: some value differs (the one email is primary).
+        assert!(m("emails.primary ne false") && !m("emails.primary ne true"));
+        assert!(m("active ne false") && !m("active ne true"));
+        // `schemas` (RFC 7644 §3.4.2.2, Figure 2), from the extensions the user holds.
+        assert!(m(&format!("schemas eq \"{ENTERPRISE_SCHEMA}\"")) && m("schemas pr"));
+        assert!(m(&format!("SCHEMAS eq \"{}\"", USER_SCHEMA.to_uppercase())));
+        assert!(!m("schemas eq \"urn:example:other\""));
+        assert!(m("not (schemas eq \"urn:example:other\")"));
         assert!(m("nickName ne \"x\""), "an absent attribute is ne anything");
         // Multi-valued: some value differs (RFC 7644 §3.4.2.2); none equals is `not eq`.
         assert!(m("emails.type ne \"work\"") && !m("not (emails.type eq \"work\")"));
@@ -1254,6 +1335,18 @@ mod tests {
         assert!(
             matches!(parse("a gt -1.5e2").unwrap(), Filter::Compare { value: CompValue::Num(n), .. } if n == -150.0)
         );
+        let pair = parse("a eq \"\\ud83d\\ude00!\"").unwrap();
+        assert!(
+            matches!(&pair, Filter::Compare { value: CompValue::Str(v), .. } if v == "\u{1F600}!"),
+            "{pair:?}"
+        );
+        for lone in [
+            "a eq \"\\ud83d\"",
+            "a eq \"\\ud83dx\"",
+            "a eq \"\\ud83d\\u0041\"",
+        ] {
+            assert!(parse(lone).is_err(), "{lone}");
+        }
         assert!(m("emails.Value co example.com"));
         assert!(m(
             "name.FamilyName eq Jensen and (emails.Value co example.com or emails.Value co example.org)"
@@ -1300,6 +1393,16 @@ mod tests {
         bad("userName[value eq \"x\"]");
         assert!(parse_for(Kind::Group, "userName eq \"x\"").is_err());
         assert!(parse_for(Kind::Group, "members[value eq \"x\"]").is_ok());
+        // Made from the request's URL, never stored: refused rather than never matching.
+        assert!(bad("meta.location pr").detail.contains("\"id\""));
+        assert!(bad("groups.$ref pr").detail.contains("\"value\""));
+        assert!(
+            bad(&format!("{ENTERPRISE_SCHEMA}:manager.$ref pr"))
+                .detail
+                .contains("URL")
+        );
+        assert!(parse_for(Kind::Group, "members.$ref co \"x\"").is_err());
+        assert!(parse_for(Kind::Group, "members[$ref co \"x\"]").is_err());
     }
 
     #[test]

@@ -344,6 +344,13 @@ const NAME_SUBS: &[AttrDef] = &[
     AttrDef::s("honorificSuffix", "The honorific suffix(es) of the User."),
 ];
 
+/// `schemas`, for filters only (RFC 7644 §3.4.2.2: "Clients MAY query by schema or schema
+/// extensions"): it is written from the resource's extensions, never stored or patched.
+pub const SCHEMAS_ATTR: AttrDef = AttrDef::s("schemas", "The schemas the resource uses.")
+    .multi()
+    .mutability(ReadOnly)
+    .returned(Returned::Always);
+
 /// Attributes every resource carries (RFC 7643 §3.1), resolved before schema attributes.
 pub const COMMON_ATTRS: &[AttrDef] = &[
     AttrDef::s("id", "Unique identifier assigned by the service provider.")

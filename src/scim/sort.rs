@@ -111,6 +111,8 @@ impl SortSpec {
                         pick.get(sd.name)?.clone()
                     }
                     (Value::Object(m), Some(sd)) => m.get(sd.name)?.clone(),
+                    // A multi-valued simple attribute has no primary: its first value.
+                    (Value::Array(list), None) => list.first()?.clone(),
                     (v, _) => v.clone(),
                 }
             }

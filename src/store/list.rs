@@ -337,7 +337,7 @@ impl Store {
             // the page's records are read whole after.
             let mut wanted = Vec::new();
             if let Some(f) = &q.filter {
-                filter_keys(f, &mut wanted);
+                filter_keys(rt, f, &mut wanted);
             }
             if let Some(s) = &q.sort {
                 wanted.push(s.top_key());

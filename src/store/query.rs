@@ -325,8 +325,12 @@ impl<'f> Evaluation<'f> {
 }
 
 /// The top-level attributes (core names, or extension URNs) a resolved filter reads.
-pub(super) fn filter_keys<'f>(f: &'f Filter, out: &mut Vec<&'f str>) {
+pub(super) fn filter_keys<'f>(rt: Rt, f: &'f Filter, out: &mut Vec<&'f str>) {
     for (_, path) in filter::conditions(f) {
+        // `schemas` is judged by which extensions hold values.
+        if path.urn.is_none() && path.name == "schemas" {
+            out.extend(rt.ext.iter().map(|e| e.id));
+        }
         out.push(path.urn.as_deref().unwrap_or(&path.name));
     }
 }

@@ -230,6 +230,30 @@ async fn extension_values_are_validated_stored_filtered_sorted_and_patched() {
         .map(|u| u["userName"].as_str().unwrap())
         .collect();
     assert_eq!(order, ["light@x", "heavy@x"]);
+    // A multi-valued simple attribute sorts by its first value.
+    let light = r.body["Resources"][0]["id"].as_str().unwrap().to_string();
+    let r = s
+        .patch(
+            &format!("/Users/{light}"),
+            json!([{"op": "replace", "path": format!("{EXT}:skills"), "value": ["zeta"]}]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for (order, want) in [
+        ("ascending", ["heavy@x", "light@x"]),
+        ("descending", ["light@x", "heavy@x"]),
+    ] {
+        let r = s
+            .get(&format!("/Users?sortBy={EXT}:skills&sortOrder={order}"))
+            .await;
+        let got: Vec<&str> = r.body["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["userName"].as_str().unwrap())
+            .collect();
+        assert_eq!(got, want, "{order}");
+    }
     // PATCH by URN-qualified path.
     let r = s
         .patch(

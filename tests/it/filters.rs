@@ -42,6 +42,7 @@ async fn the_rfc_operators_and_idp_encodings() {
         "carol&co (and) @example.com",
     ];
     let ent_filter = format!("filter={ent}:employeeNumber eq \"100\"");
+    let ent_schemas = format!("filter=schemas eq \"{ent}\"");
     let cases: Vec<(&str, Vec<&str>)> = vec![
         ("filter=userName+eq+%22ALICE%40example.com%22", vec![all[0]]),
         (
@@ -112,6 +113,14 @@ async fn the_rfc_operators_and_idp_encodings() {
         ("filter=meta.created lt \"2015-10-10T14:38:21Z\"", vec![]),
         ("filter=USERNAME EQ \"bob@example.org\"", vec![all[1]]),
         ("filter=id pr and not (title pr)", vec![all[1], all[2]]),
+        // RFC 7644 §3.4.2.2, Figure 2: by schema, as the answers show `schemas`.
+        (&ent_schemas, vec![all[0]]),
+        (
+            "filter=schemas eq \"urn:ietf:params:scim:schemas:core:2.0:User\"",
+            all.to_vec(),
+        ),
+        // Surrogate pairs, as JSON encoders escaping all non-ASCII write them.
+        ("filter=title eq \"\\ud83d\\ude00\"", vec![]),
     ];
     for (q, want) in cases {
         let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
@@ -217,6 +226,10 @@ async fn a_root_search_applies_the_filter_to_each_type() {
         ),
         // Groups have no emails, so none of theirs differs.
         ("emails.type ne \"home\"", vec!["alice@x", "bob@x"]),
+        (
+            "schemas eq \"urn:ietf:params:scim:schemas:core:2.0:Group\"",
+            vec!["Empty", "Eng"],
+        ),
         (
             "emails[type eq \"work\"] and userName eq \"bob@x\" or displayName sw \"E\"",
             vec!["Empty", "Eng", "bob@x"],
