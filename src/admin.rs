@@ -417,12 +417,26 @@ pub async fn import(
         if let Some(m) = input.members.take().filter(|m| !m.is_empty()) {
             memberships.push((id, m));
         }
-        parsed.push((n, kind, id, input));
+        let meta = |k: &str| v["meta"][k].as_str().map(str::to_string);
+        let given = crate::store::Given {
+            id,
+            created: meta("created"),
+            modified: meta("lastModified"),
+            // `W/"8"`, as scimd writes it.
+            version: meta("version").and_then(|s| {
+                s.trim_start_matches("W/")
+                    .trim_matches('"')
+                    .parse::<u64>()
+                    .ok()
+            }),
+        };
+        parsed.push((n, kind, given, input));
     }
     // Against the tenant: which lines are there already, and which would clash.
     let mut todo = Vec::with_capacity(parsed.len());
     let mut skipped = 0u64;
-    for (n, kind, id, input) in parsed {
+    for (n, kind, given, input) in parsed {
+        let id = given.id;
         match held_as(store, tenant, id).await? {
             Some(k) if k == kind => {
                 skipped += 1;
@@ -446,7 +460,7 @@ pub async fn import(
                 name_attr(kind)
             ));
         }
-        todo.push((n, kind, id, input));
+        todo.push((n, kind, given, input));
     }
     for (gid, members) in &memberships {
         for m in members {
@@ -471,11 +485,11 @@ pub async fn import(
     let mut pending = todo.into_iter().peekable();
     while pending.peek().is_some() {
         let mut window = Vec::new();
-        for (line, kind, id, input) in pending.by_ref().take(256) {
+        for (line, kind, given, input) in pending.by_ref().take(256) {
             let (store, actor, rt) = (store.clone(), actor.clone(), rt.rt(Some(tenant), kind));
             window.push((
                 line,
-                tokio::spawn(async move { store.create_as(actor, rt, input, Some(id)).await }),
+                tokio::spawn(async move { store.create_as(actor, rt, input, Some(given)).await }),
             ));
         }
         // Every create of the window is waited for, so the count said below is what was

@@ -875,11 +875,36 @@ mod tests {
         // The same manager again keeps what is known about it.
         let out = run(
             Kind::User,
-            b,
+            b.clone(),
             json!([{"op": "replace", "path": path, "value": {"value": "A"}}]),
         )
         .unwrap();
         assert_eq!(out.body[ENTERPRISE_SCHEMA]["manager"]["displayName"], "Ann");
+        // So does a new `manager.value`, by path or as a no-path key; the same one keeps it.
+        let sub = format!("{path}.value");
+        for (op, to, name) in [
+            (
+                json!({"op": "replace", "path": sub, "value": "B"}),
+                "B",
+                None,
+            ),
+            (json!({"op": "add", "path": sub, "value": "B"}), "B", None),
+            (
+                json!({"op": "replace", "value": {(sub.clone()): "B"}}),
+                "B",
+                None,
+            ),
+            (
+                json!({"op": "replace", "path": sub, "value": "A"}),
+                "A",
+                Some("Ann"),
+            ),
+        ] {
+            let out = run(Kind::User, b.clone(), json!([op])).unwrap();
+            let m = &out.body[ENTERPRISE_SCHEMA]["manager"];
+            assert_eq!(m["value"], to, "{op}");
+            assert_eq!(m["displayName"].as_str(), name, "{op}");
+        }
     }
 
     #[test]

@@ -250,6 +250,15 @@ pub fn apply_key(
                 *entry = Value::Object(Map::new());
             }
             if let Value::Object(m) = entry {
+                // `manager.value` naming another manager: as for a whole new manager
+                // below, what was said about the old one goes with it.
+                let other = sd.name == "value"
+                    && is_reference(attr.def)
+                    && v.as_ref()
+                        .is_some_and(|v| m.get("value").is_some_and(|old| old != v));
+                if other {
+                    m.clear();
+                }
                 set_or_remove(m, sd.name, v);
                 if m.is_empty() {
                     container.remove(attr.def.name);
@@ -747,6 +756,30 @@ pub fn normalize_members(value: &Value) -> ScimResult<Vec<Value>> {
     Ok(out)
 }
 
+/// Whether two bodies read the same in answers: an attribute with a default (`active`)
+/// unset in one and set to that default in the other is no change, so a PATCH of
+/// `active: true` on a user created without it moves neither version nor lastModified.
+pub fn reads_the_same(kind: Kind, a: &Body, b: &Body) -> bool {
+    if a == b {
+        return true;
+    }
+    let defaults: Vec<_> = kind.schema().unset_values().collect();
+    if defaults
+        .iter()
+        .all(|(name, _)| a.contains_key(*name) == b.contains_key(*name))
+    {
+        return false;
+    }
+    let filled = |x: &Body| {
+        let mut x = x.clone();
+        for (name, v) in &defaults {
+            x.entry(*name).or_insert(Value::Bool(*v));
+        }
+        x
+    };
+    filled(a) == filled(b)
+}
+
 /// Put back the values `old` has at each of `paths` (attribute paths such as `timezone`,
 /// `name.givenName` or `urn:...:User:costCenter`) into `new`. Returns the paths whose
 /// change was undone. Used for create-only attributes: the IdP sets them once, and later
@@ -896,6 +929,24 @@ mod tests {
     use super::*;
     use crate::scim::schema::ENTERPRISE_SCHEMA;
     use serde_json::json;
+
+    #[test]
+    fn an_unset_active_reads_the_same_as_true_and_only_as_true() {
+        let body = |v: Value| v.as_object().unwrap().clone();
+        let unset = body(json!({"userName": "a"}));
+        let on = body(json!({"userName": "a", "active": true}));
+        let off = body(json!({"userName": "a", "active": false}));
+        assert!(reads_the_same(Kind::User, &unset, &on));
+        assert!(reads_the_same(Kind::User, &on, &unset));
+        assert!(!reads_the_same(Kind::User, &unset, &off));
+        assert!(!reads_the_same(
+            Kind::User,
+            &on,
+            &body(json!({"userName": "b"}))
+        ));
+        // Groups have no `active`: its presence is a difference like any other.
+        assert!(!reads_the_same(Kind::Group, &unset, &on));
+    }
 
     #[test]
     fn a_body_of_another_kind_is_refused_and_unknown_urns_ignored() {

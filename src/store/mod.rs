@@ -42,6 +42,7 @@ pub use plan_list::{PlanCursor, PlanEntry, PlanFrom, PlanPage, PlanSummary};
 pub use query::{ListPage, ListQuery, SortMark, SortSpec, StoredPage};
 pub use read::{Conditions, Feed, MemberBatch};
 pub use verify::check_file;
+pub use write::Given;
 
 /// A storage result holding a SCIM-level answer: the outer error is storage failing, the
 /// inner one the request being refused.
@@ -933,7 +934,15 @@ mod tests {
             let actor = self.actor.clone();
             let r = self
                 .rt
-                .block_on(self.store.create_as(actor, kind.into(), input, id))
+                .block_on(self.store.create_as(
+                    actor,
+                    kind.into(),
+                    input,
+                    id.map(|id| crate::store::Given {
+                        id,
+                        ..Default::default()
+                    }),
+                ))
                 .unwrap();
             parse_id(&r.id).unwrap()
         }

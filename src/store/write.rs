@@ -210,7 +210,7 @@ impl<'t> W<'t> {
         if !undone.is_empty() {
             self.emit(actor, "user.create_only_ignored", id, None, undone)?;
         }
-        if old.body == body && !members_changed {
+        if resource::reads_the_same(kind, &old.body, &body) && !members_changed {
             // Nothing changed (Okta re-sends the same rename with every membership push):
             // the version stays.
             return Ok(old);
@@ -713,18 +713,29 @@ fn replace_members(
     Ok(changed)
 }
 
+/// What an import keeps of a resource from another host: its id, and its `meta` (created,
+/// lastModified, version) when the export has them, so that creation dates survive a move
+/// and an ETag never comes to mean another state.
+#[derive(Debug, Clone, Default)]
+pub struct Given {
+    pub id: u128,
+    pub created: Option<String>,
+    pub modified: Option<String>,
+    pub version: Option<u64>,
+}
+
 impl Store {
     pub async fn create(&self, actor: Actor, rt: Rt, input: Input) -> ScimResult<Resource> {
         self.create_as(actor, rt, input, None).await
     }
 
-    /// Create with a given id (import from another host); 409 when the id is taken.
+    /// Create with a given id and meta (import from another host); 409 when the id is taken.
     pub async fn create_as(
         &self,
         actor: Actor,
         rt: Rt,
         input: Input,
-        given: Option<u128>,
+        given: Option<Given>,
     ) -> ScimResult<Resource> {
         self.write(move |w| {
             let kind = rt.kind;
@@ -733,14 +744,14 @@ impl Store {
             if let Err(e) = w.check_unique(t, kind, &k, None)? {
                 return Ok(Err(e));
             }
-            let id = match given {
-                Some(id) if w.kind_of(t, id)?.is_some() => {
+            let id = match &given {
+                Some(g) if w.kind_of(t, g.id)?.is_some() => {
                     return Ok(Err(ScimError::uniqueness(format!(
                         "id {} already exists",
-                        format_id(id)
+                        format_id(g.id)
                     ))));
                 }
-                Some(id) => id,
+                Some(g) => g.id,
                 None => new_id(),
             };
             let changes = match &input.members {
@@ -757,11 +768,13 @@ impl Store {
             };
             let stamp = now();
             let attrs = events::changed_attributes(&Body::new(), &input.body);
+            let kept = |s: Option<&String>| s.filter(|s| stamp_nanos(s).is_some()).cloned();
+            let g = given.as_ref();
             let rec = Record {
                 body: input.body,
-                created: stamp.clone(),
-                modified: stamp,
-                version: 1,
+                created: kept(g.and_then(|g| g.created.as_ref())).unwrap_or_else(|| stamp.clone()),
+                modified: kept(g.and_then(|g| g.modified.as_ref())).unwrap_or(stamp),
+                version: g.and_then(|g| g.version).filter(|v| *v > 0).unwrap_or(1),
             };
             w.put(t, kind, id, &rec, None)?;
             w.index(t, kind, id, &Keys::default(), &k)?;

@@ -144,3 +144,33 @@ async fn unchanged_writes_keep_the_version() {
     assert_eq!(r.status, 204);
     assert_eq!(s.get(&p).await.body["meta"]["version"], v1);
 }
+
+/// A user created without `active` reads as active: setting it to true changes nothing a
+/// client can see, so neither the version nor lastModified moves (Okta's incremental import
+/// would fetch the user again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setting_active_to_the_true_it_reads_as_is_no_change() {
+    let s = Srv::start().await;
+    let r = s.post("/Users", json!({"userName": "quiet@x"})).await;
+    assert_eq!(r.status, 201);
+    let (id, meta) = (r.id(), r.body["meta"].clone());
+    let p = format!("/Users/{id}");
+    for ops in [
+        json!([{"op": "replace", "path": "active", "value": true}]),
+        json!([{"op": "replace", "value": {"active": "True"}}]),
+    ] {
+        let r = s.patch(&p, ops).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["active"], true);
+        assert_eq!(r.body["meta"]["version"], meta["version"]);
+        assert_eq!(r.body["meta"]["lastModified"], meta["lastModified"]);
+    }
+    // A real change still moves it.
+    let r = s
+        .patch(
+            &p,
+            json!([{"op": "replace", "path": "active", "value": false}]),
+        )
+        .await;
+    assert_ne!(r.body["meta"]["version"], meta["version"]);
+}
