@@ -1024,6 +1024,22 @@ tokens = [{ name = "okta", sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0
     }
 
     #[test]
+    fn limits_of_zero_are_refused() {
+        let mut c: Config = toml_cfg(GOOD);
+        c.server.max_results = 0;
+        c.server.max_unread_mb = 0;
+        c.server.request_timeout_secs = 0;
+        let p = c.problems().join("\n");
+        for needle in [
+            "server.max_results: must be at least 1",
+            "server.max_unread_mb: must be at least 1 (MiB)",
+            "server.request_timeout_secs: must be at least 1",
+        ] {
+            assert!(p.contains(needle), "{needle} not in {p}");
+        }
+    }
+
+    #[test]
     fn plain_http_only_on_loopback() {
         let mut c: Config = toml_cfg(GOOD);
         c.server.plain_http = true;

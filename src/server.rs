@@ -330,6 +330,7 @@ impl Server {
             // handler left unread for as long again, before its answer starts: the
             // connection gives it both, so that the 408 or 413 is still sent.
             stalled: body_timeout * 2,
+            unread: body_timeout * 10,
         };
         // Set when the stop begins (connections finish their requests and take no more),
         // and when it is over (connections still open are dropped, and with them their

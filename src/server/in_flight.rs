@@ -331,6 +331,10 @@ pub struct Timeouts {
     /// kernel then lets the server write again only when much of it has drained, minutes
     /// apart for a slow reader, so a full socket is never taken for a stall.
     pub stalled: Duration,
+    /// The socket full and nothing taken from it for this long: the client has stopped
+    /// reading altogether, and the connection is dropped. Far longer than the gaps a slow
+    /// reader leaves.
+    pub unread: Duration,
 }
 
 /// How long a connection told to close may stay quiet before it is dropped: a client that
@@ -373,6 +377,10 @@ pub async fn drive<C>(
                 let socket_full = flight.blocked.load(Ordering::SeqCst) > 0;
                 if owes && !socket_full && quiet >= limits.stalled {
                     tracing::warn!(%peer, secs = quiet.as_secs(), "closing a connection whose answers have not moved: the client gives no flow-control window");
+                    return;
+                }
+                if socket_full && quiet >= limits.unread {
+                    tracing::warn!(%peer, secs = quiet.as_secs(), "closing a connection whose client has read nothing of its answer");
                     return;
                 }
                 if !owes && winding_down && quiet >= limits.idle.min(WIND_DOWN) {

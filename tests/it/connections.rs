@@ -352,3 +352,43 @@ async fn a_reading_client_gets_every_page_on_one_connection() {
         assert_eq!(v["Resources"].as_array().map(Vec::len), Some(150));
     }
 }
+
+/// A client that stops reading altogether (its socket stays full) is dropped after ten
+/// times the request timeout, with what it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_answer_is_dropped() {
+    let s = Srv::start_with(|c| c.server.request_timeout_secs = 1).await;
+    // About 6 MB: more than the kernel's buffers (4 MiB for sending at most) can take.
+    big_users(&s, 600).await;
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(16 * 1024).unwrap();
+    let tcp = sock
+        .connect(([127, 0, 0, 1], wire::port(&s)).into())
+        .await
+        .unwrap();
+    let cfg = wire::client_config(&s, &[&rustls::version::TLS13]);
+    let mut conn = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    conn.write_all(
+        format!(
+            "GET /scim/v2/Users?count=1000 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ACME}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // Read nothing for longer than the limit (10 s), then everything there is.
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    let got = wire::read_all(&mut conn, Duration::from_secs(10)).await;
+    assert!(got.starts_with(b"HTTP/1.1 200"));
+    assert!(
+        !got.ends_with(b"]}"),
+        "the whole answer ({} bytes) was still there for a client that read nothing",
+        got.len()
+    );
+}
