@@ -157,6 +157,36 @@ async fn an_http2_client_that_stops_reading_is_cut_off() {
         .ok();
 }
 
+/// An HTTP/1.1 connection with a 16 KiB receive buffer that has asked for a page of up to
+/// 1000 users and read nothing yet.
+async fn list_on_a_narrow_socket(
+    s: &Srv,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(16 * 1024).unwrap();
+    let tcp = sock
+        .connect(([127, 0, 0, 1], wire::port(s)).into())
+        .await
+        .unwrap();
+    let cfg = wire::client_config(s, &[&rustls::version::TLS13]);
+    let mut conn = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    conn.write_all(
+        format!(
+            "GET /scim/v2/Users?count=1000 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ACME}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    conn
+}
+
 /// An answer larger than the socket buffers, read slowly and with a pause longer than the
 /// idle limit, is still going out after hyper has taken the whole body: neither the idle
 /// rule nor a stop may cut it.
@@ -183,28 +213,7 @@ async fn a_slow_reader_gets_the_whole_answer_even_through_a_stop() {
             .await;
         assert_eq!(r.status, 201);
     }
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.set_recv_buffer_size(16 * 1024).unwrap();
-    let tcp = sock
-        .connect(([127, 0, 0, 1], wire::port(&s)).into())
-        .await
-        .unwrap();
-    let cfg = wire::client_config(&s, &[&rustls::version::TLS13]);
-    let mut conn = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
-    conn.write_all(
-        format!(
-            "GET /scim/v2/Users?count=1000 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ACME}\r\n\r\n"
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
+    let mut conn = list_on_a_narrow_socket(&s).await;
     // 128 KiB every 50 ms: a few seconds for the whole, with gaps longer than nothing.
     let mut got = Vec::new();
     let mut paused = false;
@@ -360,28 +369,7 @@ async fn a_client_that_never_reads_its_answer_is_dropped() {
     let s = Srv::start_with(|c| c.server.request_timeout_secs = 1).await;
     // About 6 MB: more than the kernel's buffers (4 MiB for sending at most) can take.
     big_users(&s, 600).await;
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.set_recv_buffer_size(16 * 1024).unwrap();
-    let tcp = sock
-        .connect(([127, 0, 0, 1], wire::port(&s)).into())
-        .await
-        .unwrap();
-    let cfg = wire::client_config(&s, &[&rustls::version::TLS13]);
-    let mut conn = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
-    conn.write_all(
-        format!(
-            "GET /scim/v2/Users?count=1000 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ACME}\r\n\r\n"
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
+    let mut conn = list_on_a_narrow_socket(&s).await;
     // Read nothing for longer than the limit (10 s), then everything there is.
     tokio::time::sleep(Duration::from_secs(13)).await;
     let got = wire::read_all(&mut conn, Duration::from_secs(10)).await;
