@@ -200,19 +200,8 @@ async fn a_slow_reader_gets_the_whole_answer_even_through_a_stop() {
         c.server.max_results = 1000;
     })
     .await;
-    // About 8 MB of users: more than the kernel buffers between the two ends.
-    let roles: Vec<serde_json::Value> = (0..100)
-        .map(|i| serde_json::json!({"value": format!("{i:03}-{}", "r".repeat(100))}))
-        .collect();
-    for i in 0..700 {
-        let r = s
-            .post(
-                "/Users",
-                serde_json::json!({"userName": format!("big{i}@x"), "roles": roles}),
-            )
-            .await;
-        assert_eq!(r.status, 201);
-    }
+    // About 7 MB of users: more than the kernel buffers between the two ends.
+    big_users(&s, 700).await;
     let mut conn = list_on_a_narrow_socket(&s).await;
     // 128 KiB every 50 ms: a few seconds for the whole, with gaps longer than nothing.
     let mut got = Vec::new();
@@ -259,7 +248,7 @@ async fn a_slow_reader_gets_the_whole_answer_even_through_a_stop() {
         .unwrap();
 }
 
-/// Users whose list page of `n` runs to about 10 KB each.
+/// `n` users of about 10 KB each in a list page.
 async fn big_users(s: &Srv, n: usize) {
     let roles: Vec<serde_json::Value> = (0..90)
         .map(|i| serde_json::json!({"value": format!("{i:03}-{}", "r".repeat(100))}))
@@ -273,6 +262,17 @@ async fn big_users(s: &Srv, n: usize) {
             .await;
         assert_eq!(r.status, 201);
     }
+}
+
+/// A server whose connections may leave 1 MiB unread, with pages of about 1.5 MB.
+async fn paged_past_a_mib(request_timeout_secs: u64) -> Srv {
+    let s = Srv::start_with(|c| {
+        c.server.max_unread_mb = 1;
+        c.server.request_timeout_secs = request_timeout_secs;
+    })
+    .await;
+    big_users(&s, 150).await;
+    s
 }
 
 fn list_request(s: &Srv) -> http::Request<()> {
@@ -290,13 +290,7 @@ fn list_request(s: &Srv) -> http::Request<()> {
 /// never does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_reads_nothing_holds_one_page_not_one_per_stream() {
-    let s = Srv::start_with(|c| {
-        c.server.max_unread_mb = 1;
-        c.server.request_timeout_secs = 3;
-    })
-    .await;
-    // About 1.5 MB a page: more than the connection may leave unread.
-    big_users(&s, 150).await;
+    let s = paged_past_a_mib(3).await;
     let tls = wire::connect_h2(&s).await;
     let (client, conn) = h2::client::Builder::new()
         .initial_window_size(0)
@@ -328,12 +322,7 @@ async fn a_connection_that_reads_nothing_holds_one_page_not_one_per_stream() {
 /// A client that reads gets every page it asked for on one connection, however many streams.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reading_client_gets_every_page_on_one_connection() {
-    let s = Srv::start_with(|c| {
-        c.server.max_unread_mb = 1;
-        c.server.request_timeout_secs = 5;
-    })
-    .await;
-    big_users(&s, 150).await;
+    let s = paged_past_a_mib(5).await;
     let tls = wire::connect_h2(&s).await;
     let (client, conn) = h2::client::handshake(tls).await.unwrap();
     tokio::spawn(conn);
