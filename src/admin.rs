@@ -328,9 +328,10 @@ pub async fn export(
             for r in &page.items {
                 let mut v = r.to_json("");
                 v.remove("groups");
+                // The version goes along: an import keeps it, so that an ETag never comes
+                // to mean another state.
                 if let Some(Value::Object(meta)) = v.get_mut("meta") {
                     meta.remove("location");
-                    meta.remove("version");
                 }
                 if let Some(Value::Array(members)) = v.get_mut("members") {
                     for m in members.iter_mut() {

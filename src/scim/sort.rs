@@ -46,6 +46,15 @@ impl SortSpec {
             None if attr.def.is_complex() => Some(attr.def.sub("value").ok_or_else(unknown)?),
             None => None,
         };
+        // Made from the request's URL, never stored: every resource would sort as lacking it.
+        if sub.is_some_and(|sd| {
+            sd.name == "$ref" || (attr.def.name == "meta" && sd.name == "location")
+        }) {
+            return Err(ScimError::invalid_value(format!(
+                "sortBy: \"{sort_by}\" is made from the request's URL, not stored, so it \
+                 cannot be sorted by"
+            )));
+        }
         // Sorting by a value never returned would leak its order.
         if [Some(attr.def), sub]
             .into_iter()
@@ -183,6 +192,21 @@ mod tests {
             key("2026-01-01T02:00:01+02:00"),
             SortKey::Text("2026-01-01T00:00:01.000000000Z".into())
         );
+    }
+
+    #[test]
+    fn what_is_made_from_the_url_cannot_be_sorted_by() {
+        use super::super::schema::{ENTERPRISE_SCHEMA, Kind};
+        for (kind, by) in [
+            (Kind::User, "meta.location".to_string()),
+            (Kind::User, "groups.$ref".into()),
+            (Kind::User, format!("{ENTERPRISE_SCHEMA}:manager.$ref")),
+            (Kind::Group, "members.$ref".into()),
+        ] {
+            let e = SortSpec::parse(kind, &by, None).unwrap_err();
+            assert!(e.detail.contains("not stored"), "{by}: {}", e.detail);
+        }
+        assert!(SortSpec::parse(Kind::User, "meta.created", None).is_ok());
     }
 
     #[test]

@@ -638,6 +638,17 @@ async fn export_then_import_into_an_empty_host_gives_the_same_resources() {
         serde_json::json!({"userName": "bob@x", "active": false}),
     )
     .await;
+    // A version past the first, which the import must keep.
+    let r = p
+        .client
+        .patch(format!("https://localhost:{}/scim/v2/Users/{u2}", p.port))
+        .bearer_auth("tok")
+        .header("Content-Type", "application/scim+json")
+        .body(r#"{"Operations":[{"op":"replace","path":"title","value":"Ops"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["etag"], "W/\"2\"");
     let inner = post(
         "/Groups",
         serde_json::json!({"displayName": "Inner", "members": [{"value": u2}]}),
