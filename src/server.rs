@@ -361,7 +361,7 @@ impl Server {
             let builder = builder.clone();
             let acceptor = acceptor.clone();
             let flight = in_flight.child();
-            let backlog = Backlog::new(flight.clone());
+            let backlog = Backlog::new(flight.clone(), config.server.max_body_bytes);
             let (stopping, closed) = (stopping.clone(), closed.clone());
             tokio::spawn(async move {
                 let _permit = permit;

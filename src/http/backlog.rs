@@ -6,6 +6,13 @@
 //! connections asking for a 21 MB page on each of 64 streams held 5.8 GB). So a connection builds
 //! one page at a time, and not while its earlier answers still wait to be read past
 //! `server.max_unread_mb`. A client that reads gets its pages; only that connection waits.
+//!
+//! Request bodies are held whole until parsed, and an HTTP/2 client could send 64 of them
+//! per connection, each stopping a byte short (120 connections held 9.8 GB until their
+//! 408s). So a body takes room for its declared length (or the largest allowed) from its
+//! connection's share and from the server's before it is read, all at once so that bodies
+//! holding part of what they need never wait on each other; one that finds none waits,
+//! unread, which holds its sender back through flow control.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,16 +22,40 @@ use tokio::time::Instant;
 
 use crate::scim::error::{ScimError, ScimResult};
 
-/// How many bytes of whole answers a connection has handed out and not yet written.
+/// How many bytes of whole answers a connection has handed out and not yet written, and all
+/// connections together.
 pub trait Unsent: Send + Sync {
     fn unsent(&self) -> u64;
+    fn unsent_everywhere(&self) -> u64;
 }
+
+/// All connections together may leave this many times a connection's limit unread before
+/// every connection's next page waits: many connections each reading a page slowly (or not
+/// at all) would otherwise hold a page each, `max_connections` of them.
+pub const EVERYWHERE: u64 = 16;
 
 /// One connection's backlog, carried in each of its requests' extensions by the server.
 #[derive(Clone)]
 pub struct Backlog {
     unsent: Arc<dyn Unsent>,
     turn: Arc<Semaphore>,
+    /// Bytes of request bodies this connection may be receiving at once.
+    bodies: Arc<Semaphore>,
+}
+
+/// How many largest bodies one connection may be receiving at once, and the server.
+pub const BODIES_PER_CONNECTION: usize = 8;
+pub const BODIES_EVERYWHERE: usize = 64;
+
+/// Room for `n` largest bodies of `max_body_bytes`, a permit a byte.
+pub fn body_room(n: usize, max_body_bytes: usize) -> Arc<Semaphore> {
+    let bytes = n.saturating_mul(max_body_bytes);
+    Arc::new(Semaphore::new(bytes.clamp(1, Semaphore::MAX_PERMITS)))
+}
+
+/// Room a body being received holds, until it has been parsed.
+pub struct BodyRoom {
+    _held: Vec<OwnedSemaphorePermit>,
 }
 
 /// The right to build a page on this connection: the server drops it once it has counted
@@ -38,15 +69,35 @@ pub struct Turn {
 const RECHECK: Duration = Duration::from_millis(10);
 
 impl Backlog {
-    pub fn new(unsent: Arc<dyn Unsent>) -> Backlog {
+    pub fn new(unsent: Arc<dyn Unsent>, max_body_bytes: usize) -> Backlog {
         Backlog {
             unsent,
             turn: Arc::new(Semaphore::new(1)),
+            bodies: body_room(BODIES_PER_CONNECTION, max_body_bytes),
         }
     }
 
-    /// Wait until this connection may build a page: no other page of it is being built and
-    /// at most `limit` bytes of its answers are unread. 503 after `wait`.
+    /// Wait for room for a body of `bytes` (at most the largest allowed) in this
+    /// connection's share (`conn`) and the server's (`everywhere`).
+    pub async fn body_room(
+        conn: Option<&Backlog>,
+        everywhere: &Arc<Semaphore>,
+        bytes: usize,
+    ) -> BodyRoom {
+        let n = u32::try_from(bytes.max(1)).unwrap_or(u32::MAX);
+        let mut held = Vec::new();
+        for sem in conn.map(|b| &b.bodies).into_iter().chain([everywhere]) {
+            // Never closed, and each holds at least one largest body.
+            if let Ok(p) = sem.clone().acquire_many_owned(n).await {
+                held.push(p);
+            }
+        }
+        BodyRoom { _held: held }
+    }
+
+    /// Wait until this connection may build a page: no other page of it is being built, at
+    /// most `limit` bytes of its answers are unread, and at most `EVERYWHERE` times that of
+    /// all connections' answers. 503 after `wait`.
     pub async fn turn(&self, limit: u64, wait: Duration) -> ScimResult<Turn> {
         let deadline = Instant::now() + wait;
         let permit = tokio::time::timeout_at(deadline, self.turn.clone().acquire_owned())
@@ -54,7 +105,9 @@ impl Backlog {
             .ok()
             .and_then(Result::ok)
             .ok_or_else(|| self.unread(limit))?;
-        while self.unsent.unsent() > limit {
+        while self.unsent.unsent() > limit
+            || self.unsent.unsent_everywhere() > limit.saturating_mul(EVERYWHERE)
+        {
             if Instant::now() + RECHECK > deadline {
                 return Err(self.unread(limit));
             }
@@ -66,16 +119,18 @@ impl Backlog {
     }
 
     fn unread(&self, limit: u64) -> ScimError {
-        ScimError::new(
-            503,
-            None,
+        let mine = self.unsent.unsent();
+        let detail = if mine > limit {
             format!(
                 "this connection has {} KiB of answers its client has not read (the limit is \
                  {} KiB); read them before asking for more",
-                self.unsent.unsent() / 1024,
+                mine / 1024,
                 limit / 1024
-            ),
-        )
+            )
+        } else {
+            "the server holds too many answers its clients have not read; retry later".into()
+        };
+        ScimError::new(503, None, detail)
     }
 }
 
@@ -84,18 +139,22 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    struct Fake(AtomicU64);
+    /// This connection's unread bytes, and all connections'.
+    struct Fake(AtomicU64, AtomicU64);
 
     impl Unsent for Fake {
         fn unsent(&self) -> u64 {
             self.0.load(Ordering::Relaxed)
         }
+        fn unsent_everywhere(&self) -> u64 {
+            self.1.load(Ordering::Relaxed).max(self.unsent())
+        }
     }
 
     #[tokio::test(start_paused = true)]
     async fn one_page_at_a_time_and_none_while_too_much_is_unread() {
-        let fake = Arc::new(Fake(AtomicU64::new(0)));
-        let b = Backlog::new(fake.clone());
+        let fake = Arc::new(Fake(AtomicU64::new(0), AtomicU64::new(0)));
+        let b = Backlog::new(fake.clone(), 1024);
         let first = b.turn(100, Duration::from_secs(5)).await.unwrap();
         // A second page waits for the first's turn...
         let waiting = tokio::spawn({
@@ -115,8 +174,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_client_that_never_reads_gets_503_after_the_wait() {
-        let fake = Arc::new(Fake(AtomicU64::new(4096 * 1024)));
-        let b = Backlog::new(fake);
+        let fake = Arc::new(Fake(AtomicU64::new(4096 * 1024), AtomicU64::new(0)));
+        let b = Backlog::new(fake, 1024);
         let started = Instant::now();
         let e = b
             .turn(1024 * 1024, Duration::from_secs(3))
@@ -127,5 +186,42 @@ mod tests {
         assert!(e.detail.contains("4096 KiB"), "{}", e.detail);
         assert!(started.elapsed() >= Duration::from_millis(2990));
         assert!(started.elapsed() <= Duration::from_secs(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bodies_wait_for_room_on_their_connection_and_on_the_server() {
+        let fake = || Arc::new(Fake(AtomicU64::new(0), AtomicU64::new(0)));
+        let (a, b) = (Backlog::new(fake(), 1000), Backlog::new(fake(), 1000));
+        let server = body_room(BODIES_PER_CONNECTION + 2, 1000);
+        let wait = Duration::from_secs(1);
+        let room = |c: Backlog, n| {
+            let server = server.clone();
+            async move { tokio::time::timeout(wait, Backlog::body_room(Some(&c), &server, n)).await }
+        };
+        // A connection's share is eight largest bodies...
+        let mut held = Vec::new();
+        for _ in 0..BODIES_PER_CONNECTION {
+            held.push(room(a.clone(), 1000).await.unwrap());
+        }
+        assert!(room(a.clone(), 1).await.is_err());
+        // ...another connection still has its own, until the server's is used up.
+        held.push(room(b.clone(), 2000).await.unwrap());
+        assert!(room(b.clone(), 1).await.is_err());
+        held.pop();
+        assert!(room(b.clone(), 1000).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pages_wait_while_all_connections_together_hold_too_much() {
+        let fake = Arc::new(Fake(
+            AtomicU64::new(0),
+            AtomicU64::new(EVERYWHERE * 100 + 1),
+        ));
+        let b = Backlog::new(fake.clone(), 1024);
+        let e = b.turn(100, Duration::from_secs(1)).await.err().unwrap();
+        assert_eq!(e.status, 503);
+        assert!(e.detail.contains("the server holds"), "{}", e.detail);
+        fake.1.store(EVERYWHERE * 100, Ordering::Relaxed);
+        assert!(b.turn(100, Duration::from_secs(1)).await.is_ok());
     }
 }

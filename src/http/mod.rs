@@ -133,6 +133,8 @@ pub struct App {
     said_429: limit::Limiter,
     runtime: RwLock<Arc<Runtime>>,
     scheme: &'static str,
+    /// Room for request bodies being received, all connections together (see `backlog`).
+    bodies: Arc<tokio::sync::Semaphore>,
 }
 
 /// Everything a handler needs about one request.
@@ -193,6 +195,7 @@ impl App {
             metrics: crate::metrics::HttpMetrics::default(),
             limiter: limit::Limiter::default(),
             said_429: limit::Limiter::default(),
+            bodies: backlog::body_room(backlog::BODIES_EVERYWHERE, config.server.max_body_bytes),
             runtime: RwLock::new(Arc::new(Runtime::new(config))),
             scheme,
         }
@@ -514,7 +517,7 @@ impl App {
             return Err(method_not_allowed(method, allowed(&route.endpoint)));
         }
         let body = if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
-            Some(self.read_body(req, &rt).await?)
+            Some(self.read_body(req, &rt, backlog.as_ref()).await?)
         } else {
             None
         };
@@ -687,7 +690,12 @@ impl App {
         format!("{}://{host}{}", self.scheme, route.prefix)
     }
 
-    async fn read_body<B>(&self, req: Request<B>, rt: &Runtime) -> ScimResult<Value>
+    async fn read_body<B>(
+        &self,
+        req: Request<B>,
+        rt: &Runtime,
+        conn: Option<&backlog::Backlog>,
+    ) -> ScimResult<Value>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -735,18 +743,32 @@ impl App {
                 format!("the request body is larger than the server's limit of {max} bytes"),
             )
         };
-        if let Some(len) = req
+        let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            && len > max as u64
-        {
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > max as u64) {
             return Err(too_large());
         }
         let timeout = Duration::from_secs(rt.config.server.request_timeout_secs);
+        let deadline = tokio::time::Instant::now() + timeout;
+        // Room for the body before any of it is read; without a length, for the largest.
+        let reserve = declared.map_or(max, |len| len as usize);
+        let Ok(_room) = tokio::time::timeout_at(
+            deadline,
+            backlog::Backlog::body_room(conn, &self.bodies, reserve),
+        )
+        .await
+        else {
+            return Err(ScimError::new(
+                503,
+                None,
+                "the server is receiving too many request bodies at once; retry later",
+            ));
+        };
         let collected =
-            tokio::time::timeout(timeout, Limited::new(req.into_body(), max).collect()).await;
+            tokio::time::timeout_at(deadline, Limited::new(req.into_body(), max).collect()).await;
         let bytes = match collected {
             Err(_) => {
                 return Err(ScimError::new(

@@ -42,8 +42,8 @@ pub struct InFlight {
     stirred: AtomicU64,
     /// Bytes written since progress was last marked.
     unmarked: AtomicU64,
-    /// Bytes of whole answers handed to hyper and not yet written to the socket (a
-    /// connection's own; a parent keeps none).
+    /// Bytes of whole answers handed to hyper and not yet written to the socket (for a
+    /// parent, all its connections').
     unsent: AtomicU64,
     /// Connections whose last write or flush found the socket full (for a connection, 0 or
     /// 1): there is more to send, and the client has not taken what went before.
@@ -105,12 +105,15 @@ impl InFlight {
     fn wrote(&self, n: usize) {
         // Headers, framing and TLS records go out too, so this may run to zero early by a
         // little: it is a bound on memory, not an account.
-        if self.unsent.load(Ordering::Relaxed) > 0 {
-            let _ = self
+        if self.unsent.load(Ordering::Relaxed) > 0
+            && let Ok(was) = self
                 .unsent
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
                     Some(u.saturating_sub(n as u64))
-                });
+                })
+            && let Some(p) = &self.parent
+        {
+            p.unsent.fetch_sub(was.min(n as u64), Ordering::Relaxed);
         }
         let total = self.unmarked.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
         if total >= EARNEST {
@@ -147,7 +150,9 @@ impl InFlight {
     /// A whole answer of `n` bytes is on its way out.
     fn owe(&self, n: u64) {
         if n > 0 {
-            self.unsent.fetch_add(n, Ordering::Relaxed);
+            for f in self.lineage() {
+                f.unsent.fetch_add(n, Ordering::Relaxed);
+            }
         }
     }
 
@@ -177,6 +182,16 @@ impl InFlight {
             } else {
                 none_open.await;
             }
+        }
+    }
+}
+
+/// A connection gone with answers unsent no longer holds them.
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(p) = &self.parent {
+            p.unsent
+                .fetch_sub(*self.unsent.get_mut(), Ordering::Relaxed);
         }
     }
 }
@@ -237,6 +252,12 @@ impl<B: Body + Unpin> Body for Counted<B> {
 impl crate::http::backlog::Unsent for InFlight {
     fn unsent(&self) -> u64 {
         self.unsent.load(Ordering::Relaxed)
+    }
+
+    fn unsent_everywhere(&self) -> u64 {
+        self.lineage()
+            .last()
+            .map_or(0, |root| root.unsent.load(Ordering::Relaxed))
     }
 }
 
@@ -454,6 +475,24 @@ mod tests {
             f.wrote(17);
         }
         assert!(waiter.is_finished());
+    }
+
+    #[tokio::test]
+    async fn unsent_bytes_count_everywhere_until_written_or_the_connection_goes() {
+        use crate::http::backlog::Unsent;
+        let root = InFlight::new();
+        let (a, b) = (root.child(), root.child());
+        a.owe(1000);
+        b.owe(200);
+        assert_eq!((a.unsent(), a.unsent_everywhere()), (1000, 1200));
+        a.wrote(300);
+        assert_eq!((a.unsent(), root.unsent()), (700, 900));
+        // Headers and TLS records go out too: never below zero, here or in the parent.
+        a.wrote(5000);
+        assert_eq!((a.unsent(), root.unsent()), (0, 200));
+        b.owe(50);
+        drop(b);
+        assert_eq!(root.unsent(), 0);
     }
 
     #[tokio::test(start_paused = true)]

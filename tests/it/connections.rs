@@ -369,3 +369,57 @@ async fn a_client_that_never_reads_its_answer_is_dropped() {
         got.len()
     );
 }
+
+/// Request bodies on one connection take room for eight of the largest at most: a ninth,
+/// though whole, waits unread until one of the eight is finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_receives_at_most_eight_largest_bodies_at_once() {
+    let s = Srv::start_with(|c| c.server.max_body_bytes = 64 * 1024).await;
+    let tls = wire::connect_h2(&s).await;
+    let (client, conn) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(conn);
+    let search = |length: Option<usize>| {
+        let mut req = http::Request::post(format!(
+            "https://localhost:{}/scim/v2/Users/.search",
+            wire::port(&s)
+        ))
+        .header("authorization", format!("Bearer {ACME}"))
+        .header("content-type", "application/scim+json");
+        if let Some(n) = length {
+            req = req.header("content-length", n.to_string());
+        }
+        req.body(()).unwrap()
+    };
+    // Eight bodies of unknown length, begun: each holds room for the largest.
+    let mut begun = Vec::new();
+    for _ in 0..8 {
+        let mut c = client.clone().ready().await.unwrap();
+        let (answer, mut body) = c.send_request(search(None), false).unwrap();
+        body.send_data(bytes::Bytes::from_static(b"{\"filter\": \"userName"), false)
+            .unwrap();
+        begun.push((answer, body));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let whole = br#"{"filter": "userName pr"}"#;
+    let mut c = client.clone().ready().await.unwrap();
+    let (ninth, mut body) = c.send_request(search(Some(whole.len())), false).unwrap();
+    body.send_data(bytes::Bytes::from_static(whole), true)
+        .unwrap();
+    let mut ninth = Box::pin(ninth);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), &mut ninth)
+            .await
+            .is_err(),
+        "a ninth body was read while eight largest ones were being received"
+    );
+    for (answer, mut body) in begun {
+        body.send_data(bytes::Bytes::from_static(b" pr\"}"), true)
+            .unwrap();
+        assert_eq!(answer.await.unwrap().status(), 200);
+    }
+    let head = tokio::time::timeout(Duration::from_secs(5), ninth)
+        .await
+        .expect("the ninth is read once room is free")
+        .unwrap();
+    assert_eq!(head.status(), 200);
+}
