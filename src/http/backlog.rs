@@ -39,18 +39,30 @@ pub const EVERYWHERE: u64 = 16;
 pub struct Backlog {
     unsent: Arc<dyn Unsent>,
     turn: Arc<Semaphore>,
-    /// Bytes of request bodies this connection may be receiving at once.
-    bodies: Arc<Semaphore>,
+    /// Request bodies this connection may be receiving at once.
+    bodies: Room,
 }
 
 /// How many largest bodies one connection may be receiving at once, and the server.
 pub const BODIES_PER_CONNECTION: usize = 8;
 pub const BODIES_EVERYWHERE: usize = 64;
 
-/// Room for `n` largest bodies of `max_body_bytes`, a permit a byte.
-pub fn body_room(n: usize, max_body_bytes: usize) -> Arc<Semaphore> {
-    let bytes = n.saturating_mul(max_body_bytes);
-    Arc::new(Semaphore::new(bytes.clamp(1, Semaphore::MAX_PERMITS)))
+/// Room for request bodies, a permit a byte.
+#[derive(Clone)]
+pub struct Room {
+    sem: Arc<Semaphore>,
+    size: usize,
+}
+
+/// Room for `n` largest bodies of `max_body_bytes`.
+pub fn body_room(n: usize, max_body_bytes: usize) -> Room {
+    let size = n
+        .saturating_mul(max_body_bytes)
+        .clamp(1, Semaphore::MAX_PERMITS);
+    Room {
+        sem: Arc::new(Semaphore::new(size)),
+        size,
+    }
 }
 
 /// Room a body being received holds, until it has been parsed.
@@ -79,16 +91,14 @@ impl Backlog {
 
     /// Wait for room for a body of `bytes` (at most the largest allowed) in this
     /// connection's share (`conn`) and the server's (`everywhere`).
-    pub async fn body_room(
-        conn: Option<&Backlog>,
-        everywhere: &Arc<Semaphore>,
-        bytes: usize,
-    ) -> BodyRoom {
-        let n = u32::try_from(bytes.max(1)).unwrap_or(u32::MAX);
+    pub async fn body_room(conn: Option<&Backlog>, everywhere: &Room, bytes: usize) -> BodyRoom {
         let mut held = Vec::new();
-        for sem in conn.map(|b| &b.bodies).into_iter().chain([everywhere]) {
-            // Never closed, and each holds at least one largest body.
-            if let Ok(p) = sem.clone().acquire_many_owned(n).await {
+        for room in conn.map(|b| &b.bodies).into_iter().chain([everywhere]) {
+            // Never more than the whole room: a reload may have raised `max_body_bytes`
+            // since it was sized.
+            let n = u32::try_from(bytes.clamp(1, room.size)).unwrap_or(u32::MAX);
+            // Never closed.
+            if let Ok(p) = room.sem.clone().acquire_many_owned(n).await {
                 held.push(p);
             }
         }
@@ -209,6 +219,9 @@ mod tests {
         assert!(room(b.clone(), 1).await.is_err());
         held.pop();
         assert!(room(b.clone(), 1000).await.is_ok());
+        // A body larger than a room (`max_body_bytes` raised by a reload) takes all of it.
+        drop(held);
+        assert!(room(a.clone(), 1_000_000).await.is_ok());
     }
 
     #[tokio::test(start_paused = true)]

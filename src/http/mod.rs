@@ -134,7 +134,7 @@ pub struct App {
     runtime: RwLock<Arc<Runtime>>,
     scheme: &'static str,
     /// Room for request bodies being received, all connections together (see `backlog`).
-    bodies: Arc<tokio::sync::Semaphore>,
+    bodies: backlog::Room,
 }
 
 /// Everything a handler needs about one request.

@@ -150,9 +150,12 @@ impl InFlight {
     /// A whole answer of `n` bytes is on its way out.
     fn owe(&self, n: u64) {
         if n > 0 {
-            for f in self.lineage() {
-                f.unsent.fetch_add(n, Ordering::Relaxed);
+            // The parent first: a write that takes the bytes off this connection finds them
+            // in the parent already, so the total never runs below zero.
+            if let Some(p) = &self.parent {
+                p.unsent.fetch_add(n, Ordering::Relaxed);
             }
+            self.unsent.fetch_add(n, Ordering::Relaxed);
         }
     }
 
