@@ -29,6 +29,11 @@ impl Body {
     }
 }
 
+/// The most of a whole body handed to hyper at once. hyper asks for the next part only when
+/// it has room to send it, so the rest stays here, counted, until the client takes what went
+/// before; an HTTP/2 stream the client resets leaves the rest never sent, and known so.
+const PART: usize = 64 * 1024;
+
 impl HttpBody for Body {
     type Data = Bytes;
     type Error = Infallible;
@@ -38,7 +43,15 @@ impl HttpBody for Body {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match &mut *self {
-            Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Body::Full(b) => Poll::Ready(b.take().map(|mut all| {
+                if all.len() > PART {
+                    let part = all.split_to(PART);
+                    *b = Some(all);
+                    Ok(Frame::data(part))
+                } else {
+                    Ok(Frame::data(all))
+                }
+            })),
             Body::Stream(rx) => rx.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b)))),
         }
     }
@@ -110,4 +123,22 @@ pub fn with_header(mut r: Resp, name: header::HeaderName, value: &str) -> Resp {
         r.headers_mut().insert(name, v);
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn a_whole_body_goes_to_hyper_in_parts_of_its_full_length() {
+        let mut b = Body::full(vec![7u8; 2 * PART + 100]);
+        assert_eq!(b.size_hint().exact(), Some(2 * PART as u64 + 100));
+        let mut parts = Vec::new();
+        while let Some(f) = b.frame().await {
+            parts.push(f.unwrap().into_data().unwrap().len());
+        }
+        assert_eq!(parts, [PART, PART, 100]);
+        assert!(b.is_end_stream());
+    }
 }

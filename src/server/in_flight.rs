@@ -105,16 +105,7 @@ impl InFlight {
     fn wrote(&self, n: usize) {
         // Headers, framing and TLS records go out too, so this may run to zero early by a
         // little: it is a bound on memory, not an account.
-        if self.unsent.load(Ordering::Relaxed) > 0
-            && let Ok(was) = self
-                .unsent
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
-                    Some(u.saturating_sub(n as u64))
-                })
-            && let Some(p) = &self.parent
-        {
-            p.unsent.fetch_sub(was.min(n as u64), Ordering::Relaxed);
-        }
+        self.unowe(n as u64);
         let total = self.unmarked.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
         if total >= EARNEST {
             self.unmarked.store(0, Ordering::Relaxed);
@@ -145,6 +136,23 @@ impl InFlight {
     /// stalled, not idle.
     fn owes(&self) -> bool {
         self.open.load(Ordering::SeqCst) > 0 || self.blocked.load(Ordering::SeqCst) > 0
+    }
+
+    /// `n` bytes counted as unsent are gone: written, or never to be.
+    fn unowe(&self, n: u64) {
+        // Called on every socket write: a read first spares the common case a
+        // read-modify-write.
+        if n > 0
+            && self.unsent.load(Ordering::Relaxed) > 0
+            && let Ok(was) = self
+                .unsent
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+                    Some(u.saturating_sub(n))
+                })
+            && let Some(p) = &self.parent
+        {
+            p.unsent.fetch_sub(was.min(n), Ordering::Relaxed);
+        }
     }
 
     /// A whole answer of `n` bytes is on its way out.
@@ -216,23 +224,37 @@ impl Drop for Guard {
 /// streamed group is still being answered after the handler returned).
 pub struct Counted<B> {
     body: B,
-    _guard: Guard,
+    guard: Guard,
+    /// Bytes counted as unsent when the answer came, and how many hyper has taken since.
+    owed: u64,
+    taken: u64,
 }
 
 impl<B: Body> Counted<B> {
     /// Counts a body of known size as unsent until its bytes are written.
     pub fn new(body: B, guard: Guard) -> Self {
-        if let Some(n) = body.size_hint().exact() {
-            guard.0.owe(n);
-        }
+        let owed = body.size_hint().exact().unwrap_or(0);
+        guard.0.owe(owed);
         Counted {
             body,
-            _guard: guard,
+            guard,
+            owed,
+            taken: 0,
         }
     }
 }
 
-impl<B: Body + Unpin> Body for Counted<B> {
+/// What hyper never took (the client reset the stream, or went) will never be written.
+impl<B> Drop for Counted<B> {
+    fn drop(&mut self) {
+        self.guard.0.unowe(self.owed.saturating_sub(self.taken));
+    }
+}
+
+impl<B: Body + Unpin> Body for Counted<B>
+where
+    B::Data: bytes::Buf,
+{
     type Data = B::Data;
     type Error = B::Error;
 
@@ -240,7 +262,13 @@ impl<B: Body + Unpin> Body for Counted<B> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &polled
+            && let Some(d) = f.data_ref()
+        {
+            self.taken += bytes::Buf::remaining(d) as u64;
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -300,7 +300,9 @@ async fn a_connection_that_reads_nothing_holds_one_page_not_one_per_stream() {
     tokio::spawn(conn);
     let mut client = client.ready().await.unwrap();
     let (first, _) = client.send_request(list_request(&s), true).unwrap();
-    assert_eq!(first.await.unwrap().status(), 200);
+    // Kept, not read: dropping it would cancel the stream.
+    let first = first.await.unwrap();
+    assert_eq!(first.status(), 200);
     let mut rest = Vec::new();
     for _ in 0..3 {
         client = client.ready().await.unwrap();
@@ -317,6 +319,7 @@ async fn a_connection_that_reads_nothing_holds_one_page_not_one_per_stream() {
             "a second page was built for a client reading none"
         );
     }
+    drop(first);
 }
 
 /// A client that reads gets every page it asked for on one connection, however many streams.
@@ -420,6 +423,34 @@ async fn a_connection_receives_at_most_eight_largest_bodies_at_once() {
     let head = tokio::time::timeout(Duration::from_secs(5), ninth)
         .await
         .expect("the ninth is read once room is free")
+        .unwrap();
+    assert_eq!(head.status(), 200);
+}
+
+/// An answer the client cancels before taking it no longer counts as unread: the
+/// connection's next page is built at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_answer_no_longer_counts_as_unread() {
+    let s = paged_past_a_mib(3).await;
+    let tls = wire::connect_h2(&s).await;
+    let (client, conn) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, bytes::Bytes>(tls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let (first, _) = client.send_request(list_request(&s), true).unwrap();
+    let head = first.await.unwrap();
+    assert_eq!(head.status(), 200);
+    // Dropping the unread answer resets the stream.
+    drop(head);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client = client.ready().await.unwrap();
+    let (second, _) = client.send_request(list_request(&s), true).unwrap();
+    let head = tokio::time::timeout(Duration::from_secs(2), second)
+        .await
+        .expect("the next page was built at once")
         .unwrap();
     assert_eq!(head.status(), 200);
 }
