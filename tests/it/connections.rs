@@ -285,13 +285,15 @@ fn list_request(s: &Srv) -> http::Request<()> {
     .unwrap()
 }
 
-/// An HTTP/2 client that opens many list streams and reads none holds one page, not one per
-/// stream: the connection's next page waits for the client to read, and gets 503 when it
-/// never does.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connection_that_reads_nothing_holds_one_page_not_one_per_stream() {
-    let s = paged_past_a_mib(3).await;
-    let tls = wire::connect_h2(&s).await;
+/// An HTTP/2 connection that gives no flow-control window, and the head of its first
+/// page's answer (200), whose body cannot come.
+async fn first_page_unread(
+    s: &Srv,
+) -> (
+    h2::client::SendRequest<bytes::Bytes>,
+    http::Response<h2::RecvStream>,
+) {
+    let tls = wire::connect_h2(s).await;
     let (client, conn) = h2::client::Builder::new()
         .initial_window_size(0)
         .handshake::<_, bytes::Bytes>(tls)
@@ -299,10 +301,20 @@ async fn a_connection_that_reads_nothing_holds_one_page_not_one_per_stream() {
         .unwrap();
     tokio::spawn(conn);
     let mut client = client.ready().await.unwrap();
-    let (first, _) = client.send_request(list_request(&s), true).unwrap();
+    let (first, _) = client.send_request(list_request(s), true).unwrap();
+    let head = first.await.unwrap();
+    assert_eq!(head.status(), 200);
+    (client, head)
+}
+
+/// An HTTP/2 client that opens many list streams and reads none holds one page, not one per
+/// stream: the connection's next page waits for the client to read, and gets 503 when it
+/// never does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_reads_nothing_holds_one_page_not_one_per_stream() {
+    let s = paged_past_a_mib(3).await;
     // Kept, not read: dropping it would cancel the stream.
-    let first = first.await.unwrap();
-    assert_eq!(first.status(), 200);
+    let (mut client, first) = first_page_unread(&s).await;
     let mut rest = Vec::new();
     for _ in 0..3 {
         client = client.ready().await.unwrap();
@@ -432,17 +444,7 @@ async fn a_connection_receives_at_most_eight_largest_bodies_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_answer_no_longer_counts_as_unread() {
     let s = paged_past_a_mib(3).await;
-    let tls = wire::connect_h2(&s).await;
-    let (client, conn) = h2::client::Builder::new()
-        .initial_window_size(0)
-        .handshake::<_, bytes::Bytes>(tls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut client = client.ready().await.unwrap();
-    let (first, _) = client.send_request(list_request(&s), true).unwrap();
-    let head = first.await.unwrap();
-    assert_eq!(head.status(), 200);
+    let (mut client, head) = first_page_unread(&s).await;
     // Dropping the unread answer resets the stream.
     drop(head);
     tokio::time::sleep(Duration::from_millis(300)).await;
