@@ -185,12 +185,12 @@ async fn page(app: &App, ctx: &Ctx, kinds: &[Kind], p: ListParams) -> ScimResult
     // At the root the filter is parsed once and resolved for each type: a condition on an
     // attribute only the other type has is one on an absent attribute, so
     // `displayName eq "x" or userName eq "y"` finds the group and the user.
-    let rts: Vec<_> = kinds.iter().map(|k| ctx.rt(*k)).collect();
     let across = match text {
         Some(t) if kinds.len() > 1 => {
             let parsed = filter::parse_with(t, filter_limits(ctx))?;
+            let rts: Vec<_> = kinds.iter().map(|k| ctx.rt(*k)).collect();
             filter::check_known_somewhere(&rts, &parsed)?;
-            Some(parsed)
+            Some((parsed, rts))
         }
         _ => None,
     };
@@ -222,11 +222,13 @@ async fn page(app: &App, ctx: &Ctx, kinds: &[Kind], p: ListParams) -> ScimResult
     let mut plans = Vec::new();
     for (&kind, sort) in kinds.iter().zip(sorts) {
         let f = match (&across, text) {
-            (Some(parsed), _) => match filter::resolve_for_type(ctx.rt(kind), &rts, parsed)? {
-                ForType::All => None,
-                ForType::Some(f) => Some(f),
-                ForType::Nothing => continue,
-            },
+            (Some((parsed, rts)), _) => {
+                match filter::resolve_for_type(ctx.rt(kind), rts, parsed)? {
+                    ForType::All => None,
+                    ForType::Some(f) => Some(f),
+                    ForType::Nothing => continue,
+                }
+            }
             (None, Some(t)) => Some(filter::parse_for_with(ctx.rt(kind), t, filter_limits(ctx))?),
             (None, None) => None,
         };

@@ -9,7 +9,7 @@ use std::fmt;
 use serde_json::Value;
 
 use super::error::{ScimError, ScimResult};
-use super::schema::{AttrDef, AttrType, Returned, Rt, SCHEMAS_ATTR, resolve};
+use super::schema::{AttrDef, AttrType, Returned, Rt, SCHEMAS_ATTR, from_the_url, resolve};
 
 pub const MAX_FILTER_LEN: usize = 8192;
 pub const MAX_DEPTH: usize = 32;
@@ -522,13 +522,11 @@ fn resolve_path(scope: Scope, p: &AttrPath) -> ScimResult<AttrPath> {
             p.name
         )));
     }
-    // Written into answers from the request's URL, never stored: a filter on them would
-    // match nothing, silently.
-    let made = |d: &AttrDef| d.name == "$ref" || (def.name == "meta" && d.name == "location");
+    // A filter on them would match nothing, silently.
     if let Some(d) = [sub, leaf(def, sub)]
         .into_iter()
         .flatten()
-        .find(|d| made(d))
+        .find(|d| from_the_url(def, d))
     {
         let instead = if d.name == "$ref" { "value" } else { "id" };
         return Err(ScimError::invalid_filter(format!(

@@ -351,6 +351,12 @@ pub const SCHEMAS_ATTR: AttrDef = AttrDef::s("schemas", "The schemas the resourc
     .mutability(ReadOnly)
     .returned(Returned::Always);
 
+/// Whether `sub` of `parent` is written into answers from the request's URL and never stored
+/// (`meta.location`, any `$ref`): filtering or sorting by it would see it absent everywhere.
+pub fn from_the_url(parent: &AttrDef, sub: &AttrDef) -> bool {
+    sub.name == "$ref" || (parent.name == "meta" && sub.name == "location")
+}
+
 /// Attributes every resource carries (RFC 7643 §3.1), resolved before schema attributes.
 pub const COMMON_ATTRS: &[AttrDef] = &[
     AttrDef::s("id", "Unique identifier assigned by the service provider.")

@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::error::{ScimError, ScimResult};
 use super::resource::{Body, container};
-use super::schema::{AttrDef, AttrRef, AttrType, Returned, Rt, resolve, split_urn};
+use super::schema::{AttrDef, AttrRef, AttrType, Returned, Rt, from_the_url, resolve, split_urn};
 
 #[derive(Debug, Clone)]
 pub struct SortSpec {
@@ -46,10 +46,7 @@ impl SortSpec {
             None if attr.def.is_complex() => Some(attr.def.sub("value").ok_or_else(unknown)?),
             None => None,
         };
-        // Made from the request's URL, never stored: every resource would sort as lacking it.
-        if sub.is_some_and(|sd| {
-            sd.name == "$ref" || (attr.def.name == "meta" && sd.name == "location")
-        }) {
+        if sub.is_some_and(|sd| from_the_url(attr.def, sd)) {
             return Err(ScimError::invalid_value(format!(
                 "sortBy: \"{sort_by}\" is made from the request's URL, not stored, so it \
                  cannot be sorted by"
