@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::http::App;
 use crate::http::backlog::{Backlog, Turn};
 use crate::http::unread::{self, Slot};
+use crate::http::vouch::Voucher;
 use crate::store::{Store, StoreError};
 use crate::tls::{self, TlsError};
 
@@ -338,23 +339,49 @@ impl Server {
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let (closing, closed) = tokio::sync::watch::channel(false);
         tokio::pin!(shutdown);
+        let mut said_full: Option<std::time::Instant> = None;
         loop {
             // Take a connection slot before accepting: under overload the kernel backlog
-            // queues new connections instead of our memory.
+            // queues new connections instead of our memory. When every slot is taken and a
+            // client arrives, it is accepted, and a connection that has never shown a valid
+            // token is closed to give it a slot.
+            let mut arrived = None;
             let permit = tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
                 p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                _ = &mut shutdown => break,
-            };
-            let (tcp, peer) = tokio::select! {
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
+                r = listener.accept(), if limit.available_permits() == 0 => {
+                    let came = r.is_ok();
+                    let evicted = came && in_flight.evict_a_stranger();
+                    arrived = Some(r);
+                    if came && said_full.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                        said_full = Some(std::time::Instant::now());
+                        if evicted {
+                            tracing::warn!(max_connections = config.server.max_connections, "every connection slot is taken; closing connections that have shown no valid token to make room (said once a minute)");
+                        } else {
+                            tracing::warn!(max_connections = config.server.max_connections, "every connection slot is taken by clients with valid tokens; new connections wait (said once a minute)");
+                        }
                     }
+                    tokio::select! {
+                        p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                        _ = &mut shutdown => break,
+                    }
+                }
+            };
+            let accepted = match arrived {
+                Some(r) => r,
+                None => tokio::select! {
+                    r = listener.accept() => r,
+                    _ = &mut shutdown => break,
                 },
-                _ = &mut shutdown => break,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
             };
             let _ = tcp.set_nodelay(true);
             let app = app.clone();
@@ -362,6 +389,7 @@ impl Server {
             let acceptor = acceptor.clone();
             let flight = in_flight.child();
             let backlog = Backlog::new(flight.clone(), config.server.max_body_bytes);
+            let voucher = Voucher(flight.clone());
             let (stopping, closed) = (stopping.clone(), closed.clone());
             tokio::spawn(async move {
                 let _permit = permit;
@@ -370,6 +398,7 @@ impl Server {
                     let app = app.clone();
                     let guard = counter.start();
                     req.extensions_mut().insert(backlog.clone());
+                    req.extensions_mut().insert(voucher.clone());
                     async move {
                         let expects_continue = req
                             .headers()

@@ -13,6 +13,7 @@ pub mod response;
 pub mod router;
 mod sso;
 pub mod unread;
+pub mod vouch;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -425,6 +426,9 @@ impl App {
             let why = || why_refused(&rt, auth, route.tenant.as_deref());
             return Ok((self.refused(peer, auth, route.tenant.is_some(), why), None));
         };
+        if let Some(conn) = req.extensions().get::<vouch::Voucher>() {
+            conn.0.vouch();
+        }
         // From here on a refusal is logged and counted under the tenant and token it came with.
         let served = self
             .serve(req, &route, rt, base, query, &method, &principal)

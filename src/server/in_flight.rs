@@ -16,10 +16,11 @@
 //! bytes go out, on the socket, and only in earnest amounts: PING acknowledgements must not
 //! keep an idle connection alive.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -51,6 +52,16 @@ pub struct InFlight {
     epoch: Instant,
     parent: Option<Arc<InFlight>>,
     none_open: Notify,
+    /// A request on this connection carried a valid token.
+    vouched: AtomicBool,
+    /// Told to close to make room for a newcomer.
+    evicted: AtomicBool,
+    evict: Notify,
+    /// This connection's place in its parent's `children`, oldest first.
+    serial: u64,
+    /// For a parent: its connections, by age.
+    children: Mutex<BTreeMap<u64, Weak<InFlight>>>,
+    next_serial: AtomicU64,
 }
 
 impl InFlight {
@@ -60,11 +71,19 @@ impl InFlight {
 
     /// A connection's own count, which also counts in `self`.
     pub fn child(self: &Arc<Self>) -> Arc<InFlight> {
-        Arc::new(InFlight::with_parent(Some(self.clone())))
+        let child = Arc::new(InFlight::with_parent(Some(self.clone())));
+        self.children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(child.serial, Arc::downgrade(&child));
+        child
     }
 
     fn with_parent(parent: Option<Arc<InFlight>>) -> InFlight {
         let epoch = parent.as_ref().map_or_else(Instant::now, |p| p.epoch);
+        let serial = parent
+            .as_ref()
+            .map_or(0, |p| p.next_serial.fetch_add(1, Ordering::Relaxed));
         let f = InFlight {
             open: AtomicUsize::new(0),
             started: AtomicU64::new(0),
@@ -75,6 +94,12 @@ impl InFlight {
             epoch,
             parent,
             none_open: Notify::new(),
+            vouched: AtomicBool::new(false),
+            evicted: AtomicBool::new(false),
+            evict: Notify::new(),
+            serial,
+            children: Mutex::new(BTreeMap::new()),
+            next_serial: AtomicU64::new(0),
         };
         f.stir();
         f
@@ -197,12 +222,49 @@ impl InFlight {
     }
 }
 
-/// A connection gone with answers unsent no longer holds them.
+impl InFlight {
+    /// Tell the oldest connection that never carried a valid token to close, so that a
+    /// newcomer gets its slot; `false` when every connection has shown one.
+    pub fn evict_a_stranger(&self) -> bool {
+        // Upgraded outside the lock: the last reference to a connection may go with the
+        // upgrade, and its drop takes the lock.
+        let children: Vec<Weak<InFlight>> = self
+            .children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for c in children.iter().filter_map(Weak::upgrade) {
+            if !c.vouched.load(Ordering::SeqCst) && !c.evicted.swap(true, Ordering::SeqCst) {
+                // A stored permit: the connection sees it even if it is not waiting yet.
+                c.evict.notify_one();
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl crate::http::vouch::Vouch for InFlight {
+    fn vouch(&self) {
+        if !self.vouched.load(Ordering::Relaxed) {
+            self.vouched.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// A connection gone with answers unsent no longer holds them, nor its place among the
+/// parent's connections.
 impl Drop for InFlight {
     fn drop(&mut self) {
         if let Some(p) = &self.parent {
             p.unsent
                 .fetch_sub(*self.unsent.get_mut(), Ordering::Relaxed);
+            p.children
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&self.serial);
         }
     }
 }
@@ -419,6 +481,10 @@ pub async fn drive<C>(
                 return;
             }
             _ = closed.wait_for(|c| *c) => return,
+            _ = flight.evict.notified() => {
+                tracing::debug!(%peer, "closing a connection that has shown no valid token: every connection slot is taken and a client is waiting");
+                return;
+            }
             _ = stopping.wait_for(|s| *s), if !winding_down => {
                 conn.as_mut().graceful_shutdown();
                 winding_down = true;
@@ -539,5 +605,31 @@ mod tests {
         drop(g);
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(waiter.is_finished());
+    }
+
+    #[test]
+    fn the_oldest_stranger_is_evicted_and_a_vouched_connection_never() {
+        use crate::http::vouch::Vouch;
+        let all = InFlight::new();
+        let gone = all.child();
+        let ours = all.child();
+        let old = all.child();
+        let new = all.child();
+        drop(gone);
+        ours.vouch();
+        assert!(all.evict_a_stranger());
+        assert!(old.evicted.load(Ordering::SeqCst));
+        assert!(!new.evicted.load(Ordering::SeqCst));
+        // `old` is already on its way out: the next one is `new`.
+        assert!(all.evict_a_stranger());
+        assert!(new.evicted.load(Ordering::SeqCst));
+        assert!(!all.evict_a_stranger(), "a vouched connection was evicted");
+        assert!(!ours.evicted.load(Ordering::SeqCst));
+        drop((old, new));
+        assert_eq!(
+            all.children.lock().unwrap().len(),
+            1,
+            "gone connections stay listed"
+        );
     }
 }

@@ -124,6 +124,74 @@ async fn connections_that_send_no_request_are_closed() {
     }
 }
 
+/// An authenticated request on a kept-alive connection, answered 200.
+async fn vouch(conn: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>) {
+    conn.write_all(
+        format!(
+            "GET /scim/v2/Users?count=1 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ACME}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = conn.read(&mut buf).await.unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+}
+
+/// With every connection slot taken, a newcomer gets the slot of the oldest connection that
+/// never showed a valid token (no token is needed to hold one), and connections that have
+/// shown one are never closed for it: strangers cannot keep an IdP out.
+#[tokio::test]
+async fn strangers_make_room_when_every_slot_is_taken() {
+    let s = Srv::start_with(|c| {
+        c.server.max_connections = 3;
+        // Longer than the test: no connection is closed for idleness.
+        c.server.header_timeout_secs = 300;
+    })
+    .await;
+    let mut ours = wire::connect(&s).await;
+    vouch(&mut ours).await;
+    let mut older = wire::connect(&s).await;
+    let mut newer = wire::connect(&s).await;
+
+    // The newcomer is answered at once, in the oldest stranger's slot.
+    let request = format!(
+        "GET /scim/v2/Users?count=1 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ACME}\r\nConnection: close\r\n\r\n"
+    );
+    let answer = tokio::time::timeout(Duration::from_secs(10), wire::send(&s, request.as_bytes()))
+        .await
+        .expect("the newcomer waited for a slot");
+    assert_eq!(answer.status, 200, "{}", answer.head);
+    assert!(
+        closed_within(&mut older, 5).await,
+        "the oldest stranger stayed"
+    );
+    vouch(&mut ours).await;
+
+    // Every slot held by a connection that showed a token: a newcomer waits for one to end.
+    vouch(&mut newer).await;
+    let mut third = wire::connect(&s).await;
+    vouch(&mut third).await;
+    let early = tokio::time::timeout(Duration::from_millis(1500), wire::connect(&s)).await;
+    assert!(
+        early.is_err(),
+        "a connection with a token was closed for a newcomer"
+    );
+    for c in [&mut ours, &mut newer, &mut third] {
+        vouch(c).await;
+    }
+    drop(third);
+    let answer = tokio::time::timeout(Duration::from_secs(10), wire::send(&s, request.as_bytes()))
+        .await
+        .expect("the newcomer never got the freed slot");
+    assert_eq!(answer.status, 200, "{}", answer.head);
+}
+
 /// An HTTP/2 client that gives the server no flow-control window never takes its answer;
 /// the connection, and the answer it holds in memory, go once the request timeout passes.
 #[tokio::test]

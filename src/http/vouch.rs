@@ -1,0 +1,19 @@
+//! Telling the server which connections belong to clients that hold a valid token.
+//!
+//! Connection slots are few (`server.max_connections`), and a client needs no token to take
+//! one: a TLS handshake, or a request that earns a 401, holds a slot until a timeout ends it.
+//! When every slot is taken, the server makes room by closing a connection that has never
+//! carried a valid token, so strangers cannot keep an IdP out. Only a connection that showed
+//! a token is safe from that.
+
+use std::sync::Arc;
+
+/// A connection as a request on it may speak of it to the server.
+pub trait Vouch: Send + Sync {
+    /// A request on this connection carried a valid token.
+    fn vouch(&self);
+}
+
+/// The connection a request came on, carried in its extensions by the server.
+#[derive(Clone)]
+pub struct Voucher(pub Arc<dyn Vouch>);
