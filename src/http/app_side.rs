@@ -25,7 +25,12 @@ pub(super) async fn events(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
         .clamp(0, 1000) as usize;
     let feed = app
         .store
-        .events(ctx.principal.tenant.clone(), after, limit)
+        .events(
+            ctx.principal.tenant.clone(),
+            after,
+            limit,
+            ctx.rt.retention(&ctx.principal.tenant),
+        )
         .await?;
     // A reader that fell behind retention (or one commit wrote more events than it keeps)
     // would otherwise go on as if nothing were missing.

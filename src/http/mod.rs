@@ -80,19 +80,26 @@ impl Runtime {
 
     /// A writer in `tenant` under these settings, named `token` in the change feed.
     pub fn actor(&self, tenant: &str, token: &str) -> crate::store::Actor {
+        crate::store::Actor {
+            tenant: tenant.to_string(),
+            token: token.to_string(),
+            retention: self.retention(tenant),
+            plan: self.plans.get(tenant).cloned(),
+            create_only: self.create_only.get(tenant).cloned().unwrap_or_default(),
+        }
+    }
+}
+
+impl Runtime {
+    /// How many events, and how old, `tenant`'s change feed keeps.
+    pub fn retention(&self, tenant: &str) -> crate::store::Retention {
         let t = self.config.tenants.get(tenant);
         let mut retention = crate::store::Retention::default();
         if let Some(n) = t.and_then(|t| t.events_max_count) {
             retention.max_count = n;
         }
         retention.max_age_secs = t.and_then(|t| t.events_max_age_days).map(|d| d * 86_400);
-        crate::store::Actor {
-            tenant: tenant.to_string(),
-            token: token.to_string(),
-            retention,
-            plan: self.plans.get(tenant).cloned(),
-            create_only: self.create_only.get(tenant).cloned().unwrap_or_default(),
-        }
+        retention
     }
 }
 

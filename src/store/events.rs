@@ -175,8 +175,87 @@ fn trim_tenant(
     Ok(())
 }
 
+/// The first sequence number from `from` to `last` whose event is young enough for
+/// `retention` (`last + 1` if none is). Sequence numbers follow time, so a binary search
+/// finds it in a few reads however many events have aged out.
+pub fn oldest_kept(
+    read: impl Fn(u64) -> Result<Option<Vec<u8>>, redb::Error>,
+    from: u64,
+    last: u64,
+    retention: Retention,
+    now_unix: u64,
+) -> Result<u64, redb::Error> {
+    let Some(age) = retention.max_age_secs else {
+        return Ok(from);
+    };
+    let too_old = |seq| -> Result<bool, redb::Error> {
+        Ok(read(seq)?
+            .and_then(|v| serde_json::from_slice::<Event>(&v).ok())
+            .and_then(|e| parse_unix(&e.time))
+            .is_none_or(|t0| now_unix.saturating_sub(t0) > age))
+    };
+    let (mut lo, mut hi) = (from, last.saturating_add(1).max(from));
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if too_old(mid)? {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
+}
+
 fn parse_unix(s: &str) -> Option<u64> {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .ok()
         .and_then(|t| u64::try_from(t.unix_timestamp()).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seq: u64, unix: u64) -> Vec<u8> {
+        let time = time::OffsetDateTime::from_unix_timestamp(unix as i64)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        serde_json::to_vec(
+            &serde_json::json!({"seq": seq, "time": time, "type": "user.created",
+            "resource_id": "x", "token": "t"}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_oldest_kept_event_is_the_first_young_enough() {
+        // Events 5..=20, one a day apart, read "now" = day 20; kept: at most 3 days old.
+        let day = 86_400;
+        let read = |seq: u64| Ok((5..=20).contains(&seq).then(|| at(seq, seq * day)));
+        let keep = |age_days: Option<u64>| Retention {
+            max_count: 100,
+            max_age_secs: age_days.map(|d| d * day),
+        };
+        assert_eq!(
+            oldest_kept(read, 5, 20, keep(Some(3)), 20 * day).unwrap(),
+            17
+        );
+        assert_eq!(oldest_kept(read, 5, 20, keep(None), 20 * day).unwrap(), 5);
+        // All aged out: none kept.
+        assert_eq!(
+            oldest_kept(read, 5, 20, keep(Some(3)), 40 * day).unwrap(),
+            21
+        );
+        // None aged out.
+        assert_eq!(
+            oldest_kept(read, 5, 20, keep(Some(30)), 20 * day).unwrap(),
+            5
+        );
+        // An empty feed.
+        assert_eq!(
+            oldest_kept(read, 21, 20, keep(Some(3)), 20 * day).unwrap(),
+            21
+        );
+    }
 }

@@ -1269,17 +1269,22 @@ mod tests {
             None,
         );
         let seq = || {
-            let feed = f.rt.block_on(f.store.events("t".into(), 0, 1000)).unwrap();
+            let feed =
+                f.rt.block_on(f.store.events("t".into(), 0, 1000, Retention::default()))
+                    .unwrap();
             assert_eq!(feed.events.last().map(|e| e.seq), Some(feed.last));
             feed.last
         };
         let since = |after: u64| -> Vec<(String, u128)> {
-            f.rt.block_on(f.store.events("t".into(), after, 1000))
-                .unwrap()
-                .events
-                .into_iter()
-                .filter_map(|e| Some((e.kind, parse_id(&e.member_id?)?)))
-                .collect()
+            f.rt.block_on(
+                f.store
+                    .events("t".into(), after, 1000, Retention::default()),
+            )
+            .unwrap()
+            .events
+            .into_iter()
+            .filter_map(|e| Some((e.kind, parse_id(&e.member_id?)?)))
+            .collect()
         };
         let members = || -> Vec<u128> {
             let r =

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use redb::{ReadTransaction, ReadableTable};
 use serde_json::{Map, Value};
 
-use super::events::Event;
+use super::events::{Event, Retention};
 use super::plan;
 use super::query::*;
 use super::record::*;
@@ -509,19 +509,39 @@ impl Store {
     }
 
     /// Events of a tenant after `after`, oldest first, at most `limit`.
-    pub async fn events(&self, tenant: String, after: u64, limit: usize) -> ScimResult<Feed> {
+    /// Events after `after`, as many as `limit`, of those `retention` keeps now: a write
+    /// trims the feed, but a quiet tenant's events must still age out, and a reload that
+    /// lowers the count must take effect at once.
+    pub async fn events(
+        &self,
+        tenant: String,
+        after: u64,
+        limit: usize,
+        retention: Retention,
+    ) -> ScimResult<Feed> {
         self.read(&tenant.clone(), move |r: &ReadSide| {
             let table = r.txn().open_table(EVENTS)?;
             let seqs = r.txn().open_table(EVENT_SEQ)?;
             let t = tenant.as_str();
             let last = seqs.get(t)?.map(|g| g.value()).unwrap_or(0);
-            let oldest = match table.range((t, 0u64)..=(t, u64::MAX))?.next() {
+            let stored = match table.range((t, 0u64)..=(t, u64::MAX))?.next() {
                 Some(e) => e?.0.value().1,
                 None => last + 1,
             };
+            let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
+            let oldest = super::events::oldest_kept(
+                |seq| Ok(table.get((t, seq))?.map(|v| v.value().to_vec())),
+                stored.max(last.saturating_sub(retention.max_count) + 1),
+                last,
+                retention,
+                now,
+            )?;
             let mut out = Vec::new();
             if limit > 0 && after < u64::MAX {
-                for e in table.range((t, after + 1)..=(t, u64::MAX))?.take(limit) {
+                for e in table
+                    .range((t, (after + 1).max(oldest))..=(t, u64::MAX))?
+                    .take(limit)
+                {
                     let (_, v) = e?;
                     if let Ok(ev) = serde_json::from_slice::<Event>(v.value()) {
                         out.push(ev);

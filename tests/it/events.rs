@@ -130,6 +130,37 @@ async fn a_mixed_sequence_is_recorded_in_order_without_personal_data() {
     assert_eq!(r.status, 401);
 }
 
+/// A reload that keeps fewer events takes effect on the next read, before any write has
+/// trimmed the feed: a quiet tenant's feed follows its retention too.
+#[tokio::test]
+async fn lowered_retention_holds_before_the_next_write() {
+    let s = Srv::start().await;
+    for i in 0..8 {
+        s.user(&format!("q{i}@x")).await;
+    }
+    let mut cfg = s.config.clone();
+    cfg.tenants.get_mut("acme").unwrap().events_max_count = Some(2);
+    s.reloader().apply(cfg).await.unwrap();
+    let body = feed(&s, ACME, "acme", "").await;
+    let seqs: Vec<u64> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![7, 8]);
+    assert_eq!(body["oldest_seq"], 7);
+    let r = s
+        .call(
+            Method::GET,
+            "/tenants/acme/events?after=3",
+            Some(ACME),
+            None,
+        )
+        .await;
+    assert_error(&r, 410, None);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_keeps_the_newest_events() {
     let s =
