@@ -376,6 +376,19 @@ fn check_attribute(key: &str, a: &AttributeConfig, nested: bool, p: &mut Vec<Str
             ));
         }
     }
+    // scimd stores neither: a readOnly value only the server could set, and a writeOnly
+    // one is taken and dropped, so every write would be refused as missing it.
+    if a.required && matches!(a.mutability.as_str(), "readOnly" | "writeOnly") {
+        p.push(format!(
+            "{key}.required: a {} attribute cannot be required: {}",
+            a.mutability,
+            if a.mutability == "readOnly" {
+                "no client may set it, and scimd sets no extension values itself"
+            } else {
+                "scimd never stores writeOnly values"
+            }
+        ));
+    }
     if a.uniqueness == "server" && (a.ty == "complex" || a.multi_valued || nested) {
         p.push(format!(
             "{key}.uniqueness: only single-valued top-level attributes can be unique"
@@ -645,13 +658,37 @@ impl Config {
                     "tenants.{name}.rate_limit: must be a positive number of requests per second (remove it for no limit)"
                 ));
             }
-            for (i, path) in t.create_only.iter().enumerate() {
-                if !matches!(
-                    crate::scim::path::parse(crate::scim::schema::Kind::User, path),
-                    Ok(crate::scim::path::Parsed::Known(ref k)) if k.filter.is_none()
-                ) {
+            for (k, v) in [
+                ("events_max_count", t.events_max_count),
+                ("events_max_age_days", t.events_max_age_days),
+            ] {
+                if v == Some(0) {
                     p.push(format!(
-                        "tenants.{name}.create_only[{i}]: \"{path}\" is not a User attribute path (e.g. timezone or name.givenName)"
+                        "tenants.{name}.{k}: must be at least 1 (remove it for the default)"
+                    ));
+                }
+            }
+            // The tenant's own extensions are paths too.
+            let users = crate::extensions::resource_type(crate::scim::schema::Kind::User, t);
+            for (i, path) in t.create_only.iter().enumerate() {
+                let attr = match crate::scim::path::parse(users, path) {
+                    Ok(crate::scim::path::Parsed::Known(k)) if k.filter.is_none() => k.attr,
+                    _ => {
+                        p.push(format!(
+                            "tenants.{name}.create_only[{i}]: \"{path}\" is not a User attribute path (e.g. timezone or name.givenName)"
+                        ));
+                        continue;
+                    }
+                };
+                // What IdPs match and deprovision by, and what the server keeps itself.
+                if attr.ext.is_none()
+                    && matches!(
+                        attr.def.name,
+                        "id" | "externalId" | "userName" | "active" | "groups" | "meta" | "schemas"
+                    )
+                {
+                    p.push(format!(
+                        "tenants.{name}.create_only[{i}]: \"{path}\" cannot be create-only: the IdP must be able to change it (it renames, matches and deactivates users by it), or the server sets it"
                     ));
                 }
             }
@@ -753,7 +790,12 @@ fn check_redirect(key: &str, url: Option<&str>, p: &mut Vec<String>) {
     let host_ok = rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'));
     if !host_ok || u.chars().any(|c| c.is_control() || c.is_whitespace()) {
         p.push(format!(
-            "{key}: \"{u}\" must be an absolute https:// URL such as https://app.example.com/login"
+            "{key}: \"{u}\" must be an absolute https:// (or http://) URL such as https://app.example.com/login"
+        ));
+    } else if !u.is_ascii() {
+        // It goes out as a Location header, which is ASCII (RFC 9110 §5.5).
+        p.push(format!(
+            "{key}: \"{u}\" has characters outside ASCII; percent-encode them (and write the host in its xn-- form)"
         ));
     }
 }
@@ -1021,6 +1063,63 @@ tokens = [{ name = "okta", sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0
         ] {
             assert!(p.contains(needle), "{needle} not in {p}");
         }
+    }
+
+    #[test]
+    fn create_only_takes_extension_paths_but_not_what_idps_match_or_deactivate_by() {
+        let mut c: Config = toml_cfg(&format!(
+            "{GOOD}\n[[tenants.acme.extensions]]\nurn = \"urn:ietf:params:scim:schemas:extension:acme:2.0:User\"\n\
+             name = \"AcmeUser\"\n[[tenants.acme.extensions.attributes]]\nname = \"level\"\ntype = \"integer\"\n"
+        ));
+        let t = c.tenants.get_mut("acme").unwrap();
+        t.create_only = vec![
+            "timezone".into(),
+            "urn:ietf:params:scim:schemas:extension:acme:2.0:User:level".into(),
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department".into(),
+        ];
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+        let t = c.tenants.get_mut("acme").unwrap();
+        t.create_only = [
+            "active",
+            "userName",
+            "externalId",
+            "id",
+            "nickname[x]",
+            "nope",
+        ]
+        .map(String::from)
+        .to_vec();
+        let p = c.problems().join("\n");
+        for i in 0..4 {
+            assert!(
+                p.contains(&format!("create_only[{i}]: \"")) && p.contains("cannot be create-only"),
+                "{i}: {p}"
+            );
+        }
+        assert!(
+            p.contains("create_only[4]: \"nickname[x]\" is not a User attribute path"),
+            "{p}"
+        );
+        assert!(p.contains("create_only[5]: \"nope\" is not"), "{p}");
+    }
+
+    #[test]
+    fn retention_of_zero_and_redirects_outside_ascii_are_refused() {
+        let mut c: Config = toml_cfg(GOOD);
+        let t = c.tenants.get_mut("acme").unwrap();
+        t.events_max_count = Some(0);
+        t.events_max_age_days = Some(0);
+        t.login_redirect_url = Some("https://app.example/anmeldung-für-alle".into());
+        c.server.login_redirect_url = Some("http://intranet.example/login".into());
+        let p = c.problems().join("\n");
+        for needle in [
+            "tenants.acme.events_max_count: must be at least 1",
+            "tenants.acme.events_max_age_days: must be at least 1",
+            "tenants.acme.login_redirect_url: \"https://app.example/anmeldung-für-alle\" has characters outside ASCII",
+        ] {
+            assert!(p.contains(needle), "{needle} not in {p}");
+        }
+        assert!(!p.contains("server.login_redirect_url"), "{p}");
     }
 
     #[test]

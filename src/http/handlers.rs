@@ -29,6 +29,9 @@ pub async fn endpoint(
         (Endpoint::Collection(k), &Method::GET) => {
             list(app, ctx, &[*k], params_from_query(ctx)).await
         }
+        (Endpoint::Root, &Method::GET) => {
+            list(app, ctx, &[Kind::User, Kind::Group], params_from_query(ctx)).await
+        }
         (Endpoint::Collection(k), &Method::POST) => create(app, ctx, *k, &body).await,
         (Endpoint::Collection(_), m) => Err(method_not_allowed(m, "GET, HEAD, POST")),
         (Endpoint::Search(k), &Method::POST) => {
@@ -115,6 +118,7 @@ fn log_ignored(ctx: &Ctx, kind: Kind, ignored: &Ignored) {
 
 async fn create(app: &App, ctx: &Ctx, kind: Kind, body: &Value) -> ScimResult<Resp> {
     let input = resource::normalize(ctx.rt(kind), body)?;
+    resource::check_required_extensions(ctx.rt(kind), &input.body, None)?;
     log_ignored(ctx, kind, &input.ignored);
     let r = app.store.create(ctx.actor(), ctx.rt(kind), input).await?;
     Ok(resource_response(201, ctx, r, &projection(ctx, kind)))
@@ -134,7 +138,7 @@ async fn get(app: &App, ctx: &Ctx, kind: Kind, id: &str) -> ScimResult<Resp> {
             .store
             .get_stored(ctx.principal.tenant.clone(), kind, id.to_string(), true)
             .await?;
-        if let Some((body, etag)) = s.default_json(&ctx.base) {
+        if let Some((body, etag)) = s.default_json(&ctx.base, ctx.rt(kind)) {
             let resp = response::json_bytes(200, body);
             return Ok(response::with_header(resp, header::ETAG, &etag));
         }

@@ -497,7 +497,10 @@ fn stored_list(
     let items: Vec<Vec<u8>> = page
         .items
         .into_iter()
-        .filter_map(|s| s.default_json(&ctx.base).map(|(body, _)| body))
+        .filter_map(|s| {
+            let rt = ctx.rt(s.kind);
+            s.default_json(&ctx.base, rt).map(|(body, _)| body)
+        })
         .collect();
     let mut out = Vec::with_capacity(items.iter().map(Vec::len).sum::<usize>() + 200);
     out.extend_from_slice(

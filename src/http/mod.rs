@@ -515,7 +515,8 @@ impl App {
         // could make it work.
         if matches!(
             route.endpoint,
-            Endpoint::Collection(_)
+            Endpoint::Root
+                | Endpoint::Collection(_)
                 | Endpoint::Resource(..)
                 | Endpoint::Search(_)
                 | Endpoint::Events
@@ -944,6 +945,7 @@ fn template(e: &Endpoint) -> &'static str {
             crate::scim::schema::Kind::Group => "/Groups/{id}",
         },
         Endpoint::Search(_) => "/.search",
+        Endpoint::Root => "/",
         Endpoint::ServiceProviderConfig => "/ServiceProviderConfig",
         Endpoint::ResourceTypes | Endpoint::ResourceType(_) => "/ResourceTypes",
         Endpoint::Schemas | Endpoint::Schema(_) => "/Schemas",

@@ -5,6 +5,9 @@ use crate::scim::schema::Kind;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
+    /// The base URL itself: a query over every resource type (RFC 7644 §3.4.2; Okta looks a
+    /// group up by name at `BASE?filter=displayName eq "…"`).
+    Root,
     Collection(Kind),
     Resource(Kind, String),
     Search(Option<Kind>),
@@ -68,6 +71,7 @@ pub fn route(path: &str) -> Option<Route> {
     };
     let is = |s: &str, name: &str| s.eq_ignore_ascii_case(name);
     let endpoint = match rest {
+        [] => Endpoint::Root,
         [".search"] => Endpoint::Search(None),
         [c] if kind(c).is_some() => Endpoint::Collection(kind(c).unwrap_or(Kind::User)),
         [c, ".search"] if kind(c).is_some() => Endpoint::Search(kind(c)),

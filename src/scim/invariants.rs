@@ -122,6 +122,7 @@ pub fn resource(data: &[u8]) {
         Ok(input) => {
             canonical(kind, &input.body);
             let _ = resource::check_required(kind, &input.body);
+            let _ = resource::check_required_extensions(kind, &input.body, None);
         }
         Err(e) => assert!((400..500).contains(&e.status), "{raw}: {e:?}"),
     }

@@ -188,7 +188,9 @@ pub fn apply(kind: impl Into<Rt>, id: &str, body: &Body, ops: &[Operation]) -> S
         )));
     }
     resource::drop_dangling_references(kind, &mut input.body);
+    resource::check_immutable(kind, body, &mut input.body, false)?;
     resource::check_required(kind, &input.body)?;
+    resource::check_required_extensions(kind, &input.body, Some(body))?;
     Ok(Outcome {
         body: input.body,
         member_ops,

@@ -82,6 +82,36 @@ impl Projection {
 
     pub fn apply(&self, kind: impl Into<Rt>, resource: &mut Map<String, Value>) {
         let kind: Rt = kind.into();
+        // RFC 7643 §7: `always` attributes come back whatever `attributes` or
+        // `excludedAttributes` say (RFC 7644 §3.9); put back after the projection.
+        let mut always: Vec<(&'static str, &'static str, Value)> = Vec::new();
+        if self.include.is_some() || !self.exclude.is_empty() || !self.exclude_ext.is_empty() {
+            for ext in kind.extensions() {
+                for def in ext
+                    .attributes
+                    .iter()
+                    .filter(|d| d.returned == Returned::Always)
+                {
+                    if let Some(v) = resource.get(ext.id).and_then(|m| m.get(def.name)) {
+                        always.push((ext.id, def.name, v.clone()));
+                    }
+                }
+            }
+        }
+        self.project(kind, resource);
+        for (urn, name, v) in always {
+            let holder = resource
+                .entry(urn.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(m) = holder {
+                m.insert(name.to_string(), v);
+            }
+        }
+        self.hide_unasked(kind, resource);
+    }
+
+    /// `attributes` and `excludedAttributes` as given.
+    fn project(&self, kind: Rt, resource: &mut Map<String, Value>) {
         if let Some(inc) = &self.include {
             let keep_top = |key: &str| {
                 key == "schemas"
@@ -140,7 +170,14 @@ impl Projection {
         for ext in &self.exclude_ext {
             resource.remove(*ext);
         }
-        // RFC 7643 §7: `never` attributes are never returned, `request` ones only when named.
+    }
+
+    /// RFC 7643 §7: `never` attributes are never returned, `request` ones only when named;
+    /// `schemas` then lists the extensions the answer still holds.
+    fn hide_unasked(&self, kind: Rt, resource: &mut Map<String, Value>) {
+        // Values of an extension the tenant no longer declares stay stored but unshown: its
+        // `never` attributes would otherwise come out once the declaration is gone.
+        resource.retain(|k, _| !k.starts_with("urn:") || kind.extension(k).is_some());
         for ext in kind.extensions() {
             let named = |name: &str, sub: Option<&str>| {
                 self.include_ext.contains(&ext.id)
@@ -194,7 +231,9 @@ impl Projection {
         if let Some(Value::Array(list)) = resource.get_mut("schemas") {
             list.retain(|u| {
                 u.as_str().is_none_or(|u| {
-                    kind.extension(u).is_none() || held.iter().any(|h| h.eq_ignore_ascii_case(u))
+                    !u.starts_with("urn:")
+                        || u.eq_ignore_ascii_case(kind.schema().id)
+                        || held.iter().any(|h| h.eq_ignore_ascii_case(u))
                 })
             });
         }

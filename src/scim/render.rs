@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::resource::Body;
-use super::schema::Kind;
+use super::schema::{Kind, Rt};
 
 /// One group member as JSON text (for streamed member lists).
 pub fn member_fragment(base: &str, id: &str, kind: Kind) -> String {
@@ -120,9 +120,11 @@ impl Stored {
     /// the stored text: a GET by id is mostly this, and parsing the record into a tree only
     /// to print it again was a fifth of its cost. `None` when the record cannot be read
     /// this way (it is not JSON: decoding would fail too); the ETag is returned beside it.
-    pub fn default_json(self, base: &str) -> Option<(Vec<u8>, String)> {
+    /// Values of an extension the tenant (`rt`) no longer declares stay stored but unshown.
+    pub fn default_json(self, base: &str, rt: Rt) -> Option<(Vec<u8>, String)> {
         let v: StoredView = serde_json::from_slice(&self.record).ok()?;
         let kind = self.kind;
+        let dropped = |k: &str| k.starts_with("urn:") && rt.extension(k).is_none();
         let etag = format!("W/\"{}\"", v.version);
         let mut out = Vec::with_capacity(self.record.len() + 512);
         // Strings are escaped straight into the output (writing to a Vec cannot fail).
@@ -132,14 +134,14 @@ impl Stored {
         };
         put(&mut out, "{\"schemas\":[", kind.schema().id);
         for (Key(k), r) in &v.body.0 {
-            if k.starts_with("urn:") && r.get().starts_with('{') && r.get() != "{}" {
+            if k.starts_with("urn:") && r.get().starts_with('{') && r.get() != "{}" && !dropped(k) {
                 put(&mut out, ",", k);
             }
         }
         put(&mut out, "],\"id\":", &self.id);
         for (Key(k), r) in &v.body.0 {
             // As the projection does: an emptied object is left out.
-            if r.get() == "{}" || k == "schemas" || k == "id" {
+            if r.get() == "{}" || k == "schemas" || k == "id" || dropped(k) {
                 continue;
             }
             put(&mut out, ",", k);

@@ -1482,6 +1482,32 @@ mod tests {
         assert_eq!((pages, empty), (3, 1));
     }
 
+    /// A create-only value put back is what the plan counts: the counters follow what is
+    /// stored, not what the IdP asked for (the configuration refuses `active` as
+    /// create-only, but the store must not depend on that).
+    #[test]
+    fn the_plan_counts_the_body_with_create_only_values_put_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = Fixture::open(&dir.path().join("s.redb"));
+        f.actor.create_only = Arc::new(vec!["active".into()]);
+        let ids = f.users(2);
+        let ops = crate::scim::patch::parse_request(&serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "active", "value": false}]}))
+        .unwrap();
+        let (r, _) =
+            f.rt.block_on(f.store.patch(
+                f.actor.clone(),
+                Kind::User.into(),
+                format_id(ids[0]),
+                ops,
+                Conditions::default(),
+            ))
+            .unwrap();
+        assert_ne!(r.body.get("active"), Some(&serde_json::Value::Bool(false)));
+        assert_clean(&f.store, &f.rt);
+    }
+
     #[test]
     fn verify_names_each_kind_of_damage() {
         let dir = tempfile::tempdir().unwrap();

@@ -740,7 +740,7 @@ mod tests {
                 record: bytes.clone(),
                 refs: refs.clone(),
             };
-            let (text, etag) = stored.default_json(base).unwrap();
+            let (text, etag) = stored.default_json(base, Kind::User.into()).unwrap();
             let mut res = decode(&bytes).unwrap().into_resource(Kind::User, 42);
             res.refs = refs;
             assert_eq!(etag, res.etag());

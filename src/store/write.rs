@@ -193,23 +193,16 @@ impl<'t> W<'t> {
 
     /// Write an updated body (if anything changed) and its events; returns the record now
     /// stored.
-    pub(super) fn update(
+    fn update(
         &mut self,
         actor: &Actor,
         rt: Rt,
         id: u128,
         old: Record,
-        mut body: Body,
+        body: Body,
         members_changed: bool,
     ) -> Result<Record, redb::Error> {
         let kind = rt.kind;
-        let undone = match kind {
-            Kind::User => resource::keep_from_old(rt, &old.body, &mut body, &actor.create_only),
-            Kind::Group => Vec::new(),
-        };
-        if !undone.is_empty() {
-            self.emit(actor, "user.create_only_ignored", id, None, undone)?;
-        }
         if resource::reads_the_same(kind, &old.body, &body) && !members_changed {
             // Nothing changed (Okta re-sends the same rename with every membership push):
             // the version stays.
@@ -242,7 +235,7 @@ impl<'t> W<'t> {
         rt: Rt,
         id: u128,
         old: Record,
-        body: Body,
+        mut body: Body,
         member_ops: &[MemberOp],
     ) -> R<Record> {
         let t = actor.tenant.as_str();
@@ -250,13 +243,23 @@ impl<'t> W<'t> {
             Ok(c) => c,
             Err(e) => return Ok(Err(e)),
         };
-        let activity = (plan::is_active(&old.body), plan::is_active(&body));
         let is_user = rt.kind == Kind::User;
+        // Create-only values are put back before anything is judged on the new body: the
+        // plan must count what is stored.
+        let undone = if is_user {
+            resource::keep_from_old(rt, &old.body, &mut body, &actor.create_only)
+        } else {
+            Vec::new()
+        };
+        let activity = (plan::is_active(&old.body), plan::is_active(&body));
         let seat = match self.seat_check(actor, Some(id), activity.0, activity.1 && is_user)? {
             Ok(s) => s,
             Err(e) => return Ok(Err(e)),
         };
         let members_changed = apply_members(self, actor, id, &changes)?;
+        if !undone.is_empty() {
+            self.emit(actor, "user.create_only_ignored", id, None, undone)?;
+        }
         let rec = self.update(actor, rt, id, old, body, members_changed)?;
         if is_user {
             self.plan_transition(actor, id, Some(activity.0), Some(activity.1), seat)?;
@@ -826,6 +829,11 @@ impl Store {
             };
             let mut body = input.body;
             resource::keep_from_old(rt, &old.body, &mut body, &input.keep);
+            if let Err(e) = resource::check_immutable(rt, &old.body, &mut body, true)
+                .and_then(|()| resource::check_required_extensions(rt, &body, Some(&old.body)))
+            {
+                return Ok(Err(e));
+            }
             let rec = match w.commit_change(&actor, rt, nid, old, body, &ops)? {
                 Ok(r) => r,
                 Err(e) => return Ok(Err(e)),

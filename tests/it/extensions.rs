@@ -398,3 +398,150 @@ async fn never_and_request_attributes_stay_out_of_answers_unless_asked() {
         1
     );
 }
+
+/// The characteristics a tenant declares hold on every write and read: `immutable` is set
+/// once (RFC 7643 §2.2), `always` survives `attributes` and `excludedAttributes` (RFC 7644
+/// §3.9), a `required` attribute added later does not lock out the users stored before
+/// it, and values of an extension taken out of the configuration are no longer shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn immutable_always_late_required_and_removed_extensions() {
+    let mut key = attr("employeeKey", "string");
+    key.mutability = "immutable".into();
+    let mut tag = attr("tag", "string");
+    tag.returned = "always".into();
+    let mut pin = attr("pin", "string");
+    pin.returned = "never".into();
+    let ext = |attributes| ExtensionConfig {
+        urn: EXT.into(),
+        name: "AcmeUser".into(),
+        description: String::new(),
+        resource: "User".into(),
+        attributes,
+    };
+    let declared = vec![key, tag, pin, attr("costCenter", "string")];
+    let s = Srv::start_with(|c| {
+        c.tenants.get_mut("acme").unwrap().extensions = vec![ext(declared.clone())];
+    })
+    .await;
+    let schemas = json!(["urn:ietf:params:scim:schemas:core:2.0:User", EXT]);
+    let r = s
+        .post(
+            "/Users",
+            json!({"schemas": schemas, "userName": "im@x", "active": true,
+                EXT: {"employeeKey": "EK1", "tag": "t1", "pin": "0000"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let path = format!("/Users/{id}");
+    let patch = |op: &str, p: &str, v: Value| json!([{"op": op, "path": p, "value": v}]);
+
+    // Immutable: a new value or a removal is refused; the same value, or a PUT leaving it
+    // out, keeps it.
+    let k = format!("{EXT}:employeeKey");
+    assert_error(
+        &s.patch(&path, patch("replace", &k, json!("EK2"))).await,
+        400,
+        Some("mutability"),
+    );
+    assert_error(
+        &s.patch(&path, patch("remove", &k, Value::Null)).await,
+        400,
+        Some("mutability"),
+    );
+    let r = s
+        .put(
+            &path,
+            json!({"schemas": schemas, "userName": "im@x", EXT: {"employeeKey": "EK3"}}),
+        )
+        .await;
+    assert_error(&r, 400, Some("mutability"));
+    let r = s
+        .put(
+            &path,
+            json!({"schemas": schemas, "userName": "im@x", EXT: {"employeeKey": "EK1", "tag": "t2"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = s
+        .put(
+            &path,
+            json!({"schemas": schemas, "userName": "im@x", EXT: {"tag": "t2"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body[EXT]["employeeKey"], "EK1");
+    // Unset, it may be set once.
+    let other = s.user("other@x").await;
+    let r = s
+        .patch(&format!("/Users/{other}"), patch("add", &k, json!("EK9")))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body[EXT]["employeeKey"], "EK9");
+
+    // Always returned, whatever the projection.
+    for q in [
+        "attributes=userName".to_string(),
+        format!("excludedAttributes={EXT}:tag"),
+        format!("excludedAttributes={EXT}"),
+    ] {
+        let r = s.get(&format!("{path}?{q}")).await;
+        assert_eq!(r.body[EXT]["tag"], "t2", "{q}: {}", r.body);
+        assert!(
+            r.body["schemas"].as_array().unwrap().contains(&json!(EXT)),
+            "{q}: {}",
+            r.body
+        );
+    }
+    let r = s
+        .get("/Users?attributes=userName&filter=userName%20eq%20%22im@x%22")
+        .await;
+    assert_eq!(r.body["Resources"][0][EXT]["tag"], "t2", "{}", r.body);
+
+    // Required later: the users stored before can still be deactivated and changed, but
+    // not created without it, nor have it taken away once given.
+    let mut cfg = s.config.clone();
+    let mut now_required = declared.clone();
+    now_required[3].required = true;
+    cfg.tenants.get_mut("acme").unwrap().extensions = vec![ext(now_required)];
+    s.reloader().apply(cfg).await.unwrap();
+    let r = s
+        .patch(&path, patch("replace", "active", json!(false)))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["active"], false);
+    let r = s
+        .put(
+            &path,
+            json!({"schemas": schemas, "userName": "anon-1", "active": false}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_error(
+        &s.post("/Users", json!({"userName": "new@x"})).await,
+        400,
+        Some("invalidValue"),
+    );
+    let cc = format!("{EXT}:costCenter");
+    let r = s.patch(&path, patch("add", &cc, json!("CC1"))).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_error(
+        &s.patch(&path, patch("remove", &cc, Value::Null)).await,
+        400,
+        Some("invalidValue"),
+    );
+
+    // Taken out of the configuration: its values, `never` ones included, are not shown.
+    let mut cfg = s.config.clone();
+    cfg.tenants.get_mut("acme").unwrap().extensions = Vec::new();
+    s.reloader().apply(cfg).await.unwrap();
+    for r in [
+        s.get(&path).await,
+        s.get(&format!("{path}?attributes=userName")).await,
+        s.get("/Users?filter=userName%20eq%20%22anon-1%22").await,
+    ] {
+        let text = r.body.to_string();
+        assert_eq!(r.status, 200, "{text}");
+        assert!(!text.contains(EXT) && !text.contains("0000"), "{text}");
+    }
+}

@@ -257,6 +257,36 @@ async fn post_search_on_collections_and_root() {
     assert_error(&s.get("/Users/.search").await, 405, None);
 }
 
+/// A query on the base URL itself searches every type (RFC 7644 §3.4.2): Okta links a
+/// pushed group by name at `BASE?filter=displayName eq "…"`, and a miss is an empty list,
+/// never a 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_on_the_base_url_queries_every_type() {
+    let s = Srv::start().await;
+    seed(&s, 2).await;
+    let g = s.group("Engineering", &[]).await;
+    for base in ["", "/", "/tenants/acme/scim/v2"] {
+        let r = s
+            .get(&format!("{base}?filter=displayName+eq+%22Engineering%22"))
+            .await;
+        assert_eq!(r.status, 200, "{base}: {}", r.body);
+        assert_eq!(total(&r), 1, "{base}");
+        assert_eq!(r.body["Resources"][0]["id"], g.as_str());
+        assert_eq!(r.body["Resources"][0]["meta"]["resourceType"], "Group");
+    }
+    let r = s.get("?filter=displayName+eq+%22Nobody%22").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(total(&r), 0);
+    assert_eq!(
+        r.body["schemas"][0],
+        "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+    );
+    assert_eq!(total(&s.get("").await), 3);
+    assert_error(&s.post("", json!({})).await, 405, None);
+    let r = s.call(reqwest::Method::GET, "", None, None).await;
+    assert_error(&r, 401, None);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cursor_paging_returns_each_resource_once_while_writes_happen() {
     let s = Srv::start().await;
