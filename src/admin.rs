@@ -55,6 +55,7 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
             match store.plan_summary(tenant.clone(), rules.clone()).await {
                 Ok(s) => json!({"ok": true, "tenant": tenant, "plan": rules.name, "mode": s.mode,
                     "test_threshold": rules.test_threshold, "seats": rules.seats,
+                    "on_seat_limit": rules.on_seat_limit, "active_provisioned": s.active_provisioned,
                     "paid": s.paid, "free": s.free, "deactivated": s.deactivated}),
                 Err(e) => json!({"ok": false, "error": e.detail}),
             }

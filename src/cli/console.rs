@@ -541,7 +541,11 @@ pub(crate) fn print_answer(a: &serde_json::Value) {
         } else {
             a["seats"].to_string()
         };
-        say!("seats:       {seats}");
+        say!(
+            "seats:       {seats} (at the limit: {})",
+            a["on_seat_limit"].as_str().unwrap_or_default()
+        );
+        say!("active provisioned users: {}", a["active_provisioned"]);
         say!("paid:        {}", a["paid"]);
         say!("free:        {}", a["free"]);
         say!("deactivated: {}", a["deactivated"]);

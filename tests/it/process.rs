@@ -375,7 +375,9 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
     assert!(
         plan.contains("mode:        enforced")
             && plan.contains("paid:        2")
-            && plan.contains("free:        1"),
+            && plan.contains("free:        1")
+            && plan.contains("active provisioned users: 2")
+            && plan.contains("(at the limit: reject)"),
         "{plan}"
     );
     let status = run(&["status"]);
@@ -414,7 +416,10 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
     assert!(p.child.wait().unwrap().success());
     // With the daemon stopped, the same command reads the database itself.
     let plan = run(&["plan", "acme"]);
-    assert!(plan.contains("paid:        2"), "{plan}");
+    assert!(
+        plan.contains("paid:        2") && plan.contains("active provisioned users: 2"),
+        "{plan}"
+    );
     assert!(run(&["status"]).contains(": not running"));
     // A tenant taken out of the file is still listed, with what it keeps.
     let text = std::fs::read_to_string(&cfg).unwrap();
