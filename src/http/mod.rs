@@ -397,6 +397,9 @@ impl App {
                     None => None,
                 },
             };
+            if tenant.is_some() {
+                vouch::vouch_for(&req);
+            }
             if method != Method::GET {
                 return Err(method_not_allowed(&method, "GET, HEAD"));
             }
@@ -433,9 +436,7 @@ impl App {
             let why = || why_refused(&rt, auth, route.tenant.as_deref());
             return Ok((self.refused(peer, auth, route.tenant.is_some(), why), None));
         };
-        if let Some(conn) = req.extensions().get::<vouch::Voucher>() {
-            conn.0.vouch();
-        }
+        vouch::vouch_for(&req);
         // From here on a refusal is logged and counted under the tenant and token it came with.
         let served = self
             .serve(req, &route, rt, base, query, &method, &principal)

@@ -17,3 +17,10 @@ pub trait Vouch: Send + Sync {
 /// The connection a request came on, carried in its extensions by the server.
 #[derive(Clone)]
 pub struct Voucher(pub Arc<dyn Vouch>);
+
+/// `req` carried a valid token: say so for its connection.
+pub fn vouch_for<B>(req: &http::Request<B>) {
+    if let Some(conn) = req.extensions().get::<Voucher>() {
+        conn.0.vouch();
+    }
+}
