@@ -446,8 +446,16 @@ impl Server {
                     Some(acc) => {
                         // The handshake runs in the connection's task under a deadline, so a
                         // silent client holds only its own slot.
-                        let tls = match tokio::time::timeout(header_timeout, acc.accept(tcp)).await
-                        {
+                        // A client still in its handshake has shown no token either: it makes
+                        // room for a newcomer like any other stranger.
+                        let handshake = tokio::time::timeout(header_timeout, acc.accept(tcp));
+                        let tls = match tokio::select! {
+                            r = handshake => r,
+                            _ = flight.evicted() => {
+                                tracing::debug!(%peer, "closing a connection still in its TLS handshake: every connection slot is taken and a client is waiting");
+                                return;
+                            }
+                        } {
                             Ok(Ok(s)) => s,
                             Ok(Err(e)) => {
                                 tracing::debug!(%peer, error = %e, "TLS handshake failed");

@@ -246,6 +246,13 @@ impl InFlight {
     }
 }
 
+impl InFlight {
+    /// Resolves once this connection is told to make room (see `evict_a_stranger`).
+    pub async fn evicted(&self) {
+        self.evict.notified().await
+    }
+}
+
 impl crate::http::vouch::Vouch for InFlight {
     fn vouch(&self) {
         if !self.vouched.load(Ordering::Relaxed) {
@@ -481,7 +488,7 @@ pub async fn drive<C>(
                 return;
             }
             _ = closed.wait_for(|c| *c) => return,
-            _ = flight.evict.notified() => {
+            _ = flight.evicted() => {
                 tracing::debug!(%peer, "closing a connection that has shown no valid token: every connection slot is taken and a client is waiting");
                 return;
             }

@@ -174,19 +174,35 @@ async fn strangers_make_room_when_every_slot_is_taken() {
         c.server.header_timeout_secs = 300;
     })
     .await;
+    // The oldest stranger has not even begun its TLS handshake.
+    let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", wire::port(&s)))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let mut ours = wire::connect(&s).await;
     vouch(&mut ours).await;
     let mut older = wire::connect(&s).await;
-    let mut newer = wire::connect(&s).await;
 
-    // The newcomer is answered at once, in the oldest stranger's slot.
+    // Each newcomer is answered at once, in the oldest stranger's slot.
     let request = format!(
         "GET /scim/v2/Users?count=1 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ACME}\r\nConnection: close\r\n\r\n"
     );
-    let answer = tokio::time::timeout(Duration::from_secs(10), wire::send(&s, request.as_bytes()))
-        .await
-        .expect("the newcomer waited for a slot");
-    assert_eq!(answer.status, 200, "{}", answer.head);
+    let newcomer = || async {
+        let answer =
+            tokio::time::timeout(Duration::from_secs(10), wire::send(&s, request.as_bytes()))
+                .await
+                .expect("the newcomer waited for a slot");
+        assert_eq!(answer.status, 200, "{}", answer.head);
+    };
+    newcomer().await;
+    let mut byte = [0u8; 1];
+    let gone = tokio::time::timeout(Duration::from_secs(5), raw.read(&mut byte)).await;
+    assert!(
+        matches!(gone, Ok(Ok(0)) | Ok(Err(_))),
+        "the connection in its handshake stayed"
+    );
+    let mut newer = wire::connect(&s).await;
+    newcomer().await;
     assert!(
         closed_within(&mut older, 5).await,
         "the oldest stranger stayed"
