@@ -539,12 +539,13 @@ pub(crate) fn print_answer(a: &serde_json::Value) {
         let seats = if a["seats"].is_null() {
             "unlimited".to_string()
         } else {
-            a["seats"].to_string()
+            format!(
+                "{} (at the limit: {})",
+                a["seats"],
+                a["on_seat_limit"].as_str().unwrap_or_default()
+            )
         };
-        say!(
-            "seats:       {seats} (at the limit: {})",
-            a["on_seat_limit"].as_str().unwrap_or_default()
-        );
+        say!("seats:       {seats}");
         say!("active provisioned users: {}", a["active_provisioned"]);
         say!("paid:        {}", a["paid"]);
         say!("free:        {}", a["free"]);

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::schema::{AttrDef, Returned, Rt, resolve, split_urn};
+use super::schema::{AttrDef, Returned, Rt, SchemaDef, resolve, split_urn};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Sel {
@@ -179,6 +179,11 @@ impl Projection {
         // `never` attributes would otherwise come out once the declaration is gone.
         resource.retain(|k, _| !k.starts_with("urn:") || kind.extension(k).is_some());
         for ext in kind.extensions() {
+            if let Some(Value::Object(m)) = resource.get_mut(ext.id) {
+                keep_declared(ext, m);
+            }
+        }
+        for ext in kind.extensions() {
             let named = |name: &str, sub: Option<&str>| {
                 self.include_ext.contains(&ext.id)
                     || self.include.as_ref().is_some_and(|inc| {
@@ -238,6 +243,32 @@ impl Projection {
             });
         }
     }
+}
+
+/// Keep only what `ext` declares of its stored object: an attribute (or sub-attribute) the
+/// tenant has taken out of its declaration stays stored but unshown, like a whole
+/// extension taken out, and its `never` values with it.
+pub fn keep_declared(ext: &SchemaDef, obj: &mut Map<String, Value>) {
+    obj.retain(|k, v| {
+        let Some(def) = ext.attributes.iter().find(|d| d.name == k) else {
+            return false;
+        };
+        if def.is_complex() {
+            let subs = |m: &mut Map<String, Value>| {
+                m.retain(|sk, _| def.sub_attributes.iter().any(|s| s.name == sk))
+            };
+            match v {
+                Value::Object(m) => subs(m),
+                Value::Array(a) => a.iter_mut().for_each(|el| {
+                    if let Value::Object(m) = el {
+                        subs(m)
+                    }
+                }),
+                _ => {}
+            }
+        }
+        true
+    });
 }
 
 fn keep_sub(inc: &[Sel], ext: Option<&'static str>, key: &str, v: &mut Value) -> bool {

@@ -124,7 +124,32 @@ impl Stored {
     pub fn default_json(self, base: &str, rt: Rt) -> Option<(Vec<u8>, String)> {
         let v: StoredView = serde_json::from_slice(&self.record).ok()?;
         let kind = self.kind;
-        let dropped = |k: &str| k.starts_with("urn:") && rt.extension(k).is_none();
+        // Each value as it is shown: an extension the tenant (`rt`) no longer declares is
+        // not, and a tenant's own extension shows only the attributes it declares now (it
+        // may have taken some out since this was stored; the built-in ones never do).
+        let mut shown: Vec<(&str, std::borrow::Cow<str>)> = Vec::with_capacity(v.body.0.len());
+        for (Key(k), r) in &v.body.0 {
+            if k == "schemas" || k == "id" {
+                continue;
+            }
+            let text = if !k.starts_with("urn:") {
+                std::borrow::Cow::Borrowed(r.get())
+            } else {
+                match rt.extension(k) {
+                    None => continue,
+                    Some(ext) if kind.extension(ext.id).is_none() => {
+                        let mut m: Map<String, Value> = serde_json::from_str(r.get()).ok()?;
+                        super::projection::keep_declared(ext, &mut m);
+                        std::borrow::Cow::Owned(serde_json::to_string(&m).ok()?)
+                    }
+                    Some(_) => std::borrow::Cow::Borrowed(r.get()),
+                }
+            };
+            // As the projection does: an emptied object is left out.
+            if text != "{}" {
+                shown.push((k.as_ref(), text));
+            }
+        }
         let etag = format!("W/\"{}\"", v.version);
         let mut out = Vec::with_capacity(self.record.len() + 512);
         // Strings are escaped straight into the output (writing to a Vec cannot fail).
@@ -133,20 +158,16 @@ impl Stored {
             let _ = serde_json::to_writer(&mut *out, s);
         };
         put(&mut out, "{\"schemas\":[", kind.schema().id);
-        for (Key(k), r) in &v.body.0 {
-            if k.starts_with("urn:") && r.get().starts_with('{') && r.get() != "{}" && !dropped(k) {
+        for (k, text) in &shown {
+            if k.starts_with("urn:") && text.starts_with('{') {
                 put(&mut out, ",", k);
             }
         }
         put(&mut out, "],\"id\":", &self.id);
-        for (Key(k), r) in &v.body.0 {
-            // As the projection does: an emptied object is left out.
-            if r.get() == "{}" || k == "schemas" || k == "id" || dropped(k) {
-                continue;
-            }
+        for (k, text) in &shown {
             put(&mut out, ",", k);
             out.push(b':');
-            out.extend_from_slice(r.get().as_bytes());
+            out.extend_from_slice(text.as_bytes());
         }
         for (name, value) in kind.schema().unset_values() {
             if !v.body.0.iter().any(|(Key(k), _)| k == name) {

@@ -531,6 +531,31 @@ async fn immutable_always_late_required_and_removed_extensions() {
         Some("invalidValue"),
     );
 
+    // An attribute taken out of a kept extension: its value stays unshown, a `never` one
+    // included (it would otherwise become an attribute with no `returned` rule).
+    let mut cfg = s.config.clone();
+    let without_pin: Vec<AttributeConfig> = declared
+        .iter()
+        .filter(|a| a.name != "pin")
+        .cloned()
+        .collect();
+    cfg.tenants.get_mut("acme").unwrap().extensions = vec![ext(without_pin)];
+    s.reloader().apply(cfg).await.unwrap();
+    for r in [
+        s.get(&path).await,
+        s.get(&format!("{path}?attributes={EXT}")).await,
+        s.get("/Users?filter=userName%20eq%20%22anon-1%22").await,
+        s.patch(&path, patch("replace", "title", json!("x"))).await,
+    ] {
+        let text = r.body.to_string();
+        assert_eq!(r.status, 200, "{text}");
+        assert!(!text.contains("0000"), "{text}");
+        assert!(
+            text.contains("EK1"),
+            "the rest of the extension is shown: {text}"
+        );
+    }
+
     // Taken out of the configuration: its values, `never` ones included, are not shown.
     let mut cfg = s.config.clone();
     cfg.tenants.get_mut("acme").unwrap().extensions = Vec::new();

@@ -377,7 +377,7 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
             && plan.contains("paid:        2")
             && plan.contains("free:        1")
             && plan.contains("active provisioned users: 2")
-            && plan.contains("(at the limit: reject)"),
+            && plan.contains("seats:       unlimited\n"),
         "{plan}"
     );
     let status = run(&["status"]);
