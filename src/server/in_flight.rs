@@ -15,6 +15,9 @@
 //! whole body at once and writes it as the client reads. So progress is counted where the
 //! bytes go out, on the socket, and only in earnest amounts: PING acknowledgements must not
 //! keep an idle connection alive.
+//!
+//! It also knows each connection's age and whether it has carried a valid token, so that
+//! when every slot is taken the oldest stranger can make room (see `http::vouch`).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -223,6 +226,11 @@ impl InFlight {
 }
 
 impl InFlight {
+    /// Resolves once this connection is told to make room (see `evict_a_stranger`).
+    pub async fn evicted(&self) {
+        self.evict.notified().await
+    }
+
     /// Tell the oldest connection that never carried a valid token to close, so that a
     /// newcomer gets its slot; `false` when every connection has shown one.
     pub fn evict_a_stranger(&self) -> bool {
@@ -243,13 +251,6 @@ impl InFlight {
             }
         }
         false
-    }
-}
-
-impl InFlight {
-    /// Resolves once this connection is told to make room (see `evict_a_stranger`).
-    pub async fn evicted(&self) {
-        self.evict.notified().await
     }
 }
 

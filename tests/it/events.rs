@@ -18,6 +18,16 @@ async fn feed(s: &Srv, token: &str, tenant: &str, query: &str) -> Value {
     r.body
 }
 
+/// The sequence numbers of a feed page.
+fn seqs_of(body: &Value) -> Vec<u64> {
+    body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mixed_sequence_is_recorded_in_order_without_personal_data() {
     let s = Srv::start().await;
@@ -114,13 +124,7 @@ async fn a_mixed_sequence_is_recorded_in_order_without_personal_data() {
     }
     // Paging.
     let page = feed(&s, ACME, "acme", &format!("?after={}&limit=2", seqs[3])).await;
-    let p: Vec<u64> = page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["seq"].as_u64().unwrap())
-        .collect();
-    assert_eq!(p, seqs[4..6].to_vec());
+    assert_eq!(seqs_of(&page), seqs[4..6].to_vec());
     assert_eq!(page["next_after"], seqs[5]);
     // Other tenants see only their own feed, and only with their own token.
     assert_eq!(feed(&s, GLOBEX, "globex", "").await["events"], json!([]));
@@ -142,12 +146,7 @@ async fn lowered_retention_holds_before_the_next_write() {
     cfg.tenants.get_mut("acme").unwrap().events_max_count = Some(2);
     s.reloader().apply(cfg).await.unwrap();
     let body = feed(&s, ACME, "acme", "").await;
-    let seqs: Vec<u64> = body["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["seq"].as_u64().unwrap())
-        .collect();
+    let seqs = seqs_of(&body);
     assert_eq!(seqs, vec![7, 8]);
     assert_eq!(body["oldest_seq"], 7);
     let r = s
@@ -169,12 +168,7 @@ async fn retention_keeps_the_newest_events() {
         s.user(&format!("r{i}@x")).await;
     }
     let body = feed(&s, ACME, "acme", "").await;
-    let seqs: Vec<u64> = body["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["seq"].as_u64().unwrap())
-        .collect();
+    let seqs = seqs_of(&body);
     assert_eq!(seqs, vec![4, 5, 6]);
     assert_eq!(body["oldest_seq"], 4);
     // A reader that had seen event 3 has missed nothing; one at 2 has missed event 3, and
