@@ -49,6 +49,14 @@ pub fn load_pem(cert: &Path, key: &Path) -> Result<Loaded, TlsError> {
             reason: "no CERTIFICATE block found".into(),
         });
     }
+    // A PEM block whose content is not a certificate would otherwise be reported as a key
+    // that does not match it.
+    if let Err(e) = ParsedCertificate::try_from(&chain[0]) {
+        return Err(TlsError::Cert {
+            path: cert.into(),
+            reason: format!("the first certificate cannot be parsed: {e}"),
+        });
+    }
     let pk = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
         path: key.into(),
         reason: e.to_string(),
@@ -308,6 +316,24 @@ mod tests {
         assert_ne!(pem, ip_pem, "the new host is not in the old certificate");
         assert!(names(&l, &host("2001:db8::5")));
         assert_eq!(loaded(dir.path(), Some("https://[2001:db8::5]")).1, ip_pem);
+    }
+
+    #[test]
+    fn a_certificate_block_that_is_not_a_certificate_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, key) = ensure_self_signed(dir.path(), None).unwrap();
+        let cert = dir.path().join("garbage.pem");
+        std::fs::write(
+            &cert,
+            "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let e = load_pem(&cert, &key).err().expect("refused").to_string();
+        assert!(
+            e.starts_with("tls.cert: cannot read certificates from")
+                && e.contains("cannot be parsed"),
+            "{e}"
+        );
     }
 
     #[test]

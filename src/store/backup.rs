@@ -91,6 +91,9 @@ pub fn copy_all(r: &ReadTransaction, to: &Path) -> Result<u64, StoreError> {
     made
 }
 
+/// The copy's page cache while it is written and checked.
+const COPY_CACHE_BYTES: usize = 8 << 20;
+
 fn copy_checked(r: &ReadTransaction, tmp: &Path) -> Result<u64, StoreError> {
     let fail = |source: redb::Error| StoreError::Open {
         path: tmp.display().to_string(),
@@ -101,7 +104,12 @@ fn copy_checked(r: &ReadTransaction, tmp: &Path) -> Result<u64, StoreError> {
         path: tmp.display().to_string(),
         source: e,
     })?;
-    let mut db = Database::create(tmp).map_err(|e| fail(e.into()))?;
+    // redb's default cache is a gigabyte: the copy's pages would stay in the daemon's
+    // memory long after it is written (a 57 MB file added 55 MB of RSS).
+    let mut db = Database::builder()
+        .set_cache_size(COPY_CACHE_BYTES)
+        .create(tmp)
+        .map_err(|e| fail(e.into()))?;
     let mut w = db.begin_write().map_err(|e| fail(e.into()))?;
     // Two-phase, as the live file: damage to the newest commit then reads as damage, where
     // redb would otherwise fall back to the commit before it, the empty file.
