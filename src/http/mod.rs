@@ -356,7 +356,6 @@ impl App {
         };
         let rt = self.runtime();
         let base = self.base_url(&req, &rt, &route);
-        let query = query::Query::parse(req.uri().query())?;
         let method = req.method().clone();
         // Discovery describes the server, not a tenant's data: no token needed.
         if matches!(
@@ -400,6 +399,8 @@ impl App {
             if tenant.is_some() {
                 vouch::vouch_for(&req);
             }
+            // Parsed once the token has been judged: a refused one is told so first.
+            let query = query::Query::parse(req.uri().query())?;
             if method != Method::GET {
                 return Err(method_not_allowed(&method, "GET, HEAD"));
             }
@@ -438,9 +439,13 @@ impl App {
         };
         vouch::vouch_for(&req);
         // From here on a refusal is logged and counted under the tenant and token it came with.
-        let served = self
-            .serve(req, &route, rt, base, query, &method, &principal)
-            .await;
+        let served = match query::Query::parse(req.uri().query()) {
+            Ok(query) => {
+                self.serve(req, &route, rt, base, query, &method, &principal)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         let resp = served.unwrap_or_else(|e| refusal(&e, Some(allowed(&route.endpoint))));
         Ok((resp, Some(principal)))
     }

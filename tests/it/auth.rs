@@ -8,6 +8,25 @@ use crate::harness::{ACME, GLOBEX, Srv, assert_error, total};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_or_wrong_token_is_401_with_challenge_and_scim_body() {
     let s = Srv::start().await;
+    // A query the endpoint would refuse is judged only after the token.
+    for path in [
+        "/Users",
+        "/Users?count=1&count=2",
+        "/Schemas?count=1&count=2",
+    ] {
+        let token = if path.starts_with("/Schemas") {
+            Some("wrong")
+        } else {
+            None
+        };
+        assert_error(&s.call(Method::GET, path, token, None).await, 401, None);
+    }
+    assert_error(
+        &s.call(Method::GET, "/Users?count=1&count=2", Some(ACME), None)
+            .await,
+        400,
+        Some("invalidValue"),
+    );
     for token in [None, Some("wrong"), Some("")] {
         let r = s.call(Method::GET, "/Users", token, None).await;
         assert_error(&r, 401, None);
