@@ -88,9 +88,7 @@ impl Runtime {
             create_only: self.create_only.get(tenant).cloned().unwrap_or_default(),
         }
     }
-}
 
-impl Runtime {
     /// How many events, and how old, `tenant`'s change feed keeps.
     pub fn retention(&self, tenant: &str) -> crate::store::Retention {
         let t = self.config.tenants.get(tenant);

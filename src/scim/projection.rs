@@ -179,11 +179,6 @@ impl Projection {
         // `never` attributes would otherwise come out once the declaration is gone.
         resource.retain(|k, _| !k.starts_with("urn:") || kind.extension(k).is_some());
         for ext in kind.extensions() {
-            if let Some(Value::Object(m)) = resource.get_mut(ext.id) {
-                keep_declared(ext, m);
-            }
-        }
-        for ext in kind.extensions() {
             let named = |name: &str, sub: Option<&str>| {
                 self.include_ext.contains(&ext.id)
                     || self.include.as_ref().is_some_and(|inc| {
@@ -202,6 +197,9 @@ impl Projection {
             let Some(Value::Object(m)) = resource.get_mut(ext.id) else {
                 continue;
             };
+            if kind.kind.extension(ext.id).is_none() {
+                keep_declared(ext, m);
+            }
             for def in ext.attributes.iter() {
                 if hide(def, None) {
                     m.remove(def.name);
@@ -245,9 +243,10 @@ impl Projection {
     }
 }
 
-/// Keep only what `ext` declares of its stored object: an attribute (or sub-attribute) the
-/// tenant has taken out of its declaration stays stored but unshown, like a whole
-/// extension taken out, and its `never` values with it.
+/// Keep only what a tenant's own extension `ext` declares of its stored object: an
+/// attribute (or sub-attribute) the tenant has taken out of its declaration stays stored
+/// but unshown, like a whole extension taken out, and its `never` values with it. (The
+/// built-in extensions never lose attributes.)
 pub fn keep_declared(ext: &SchemaDef, obj: &mut Map<String, Value>) {
     obj.retain(|k, v| {
         let Some(def) = ext.attributes.iter().find(|d| d.name == k) else {
