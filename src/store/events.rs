@@ -150,26 +150,19 @@ fn trim_tenant(
     now_unix: u64,
 ) -> Result<(), redb::Error> {
     let t = actor.tenant.as_str();
-    let mut doomed = Vec::new();
-    for e in events.range((t, 0u64)..(t, seq))? {
-        let (k, v) = e?;
-        let s = k.value().1;
-        let too_old = actor.retention.max_age_secs.is_some_and(|age| {
-            serde_json::from_slice::<Event>(v.value())
-                .ok()
-                .and_then(|e| parse_unix(&e.time))
-                .is_some_and(|t0| now_unix.saturating_sub(t0) > age)
-        });
-        if s <= floor || too_old {
-            doomed.push(s);
-        } else {
-            break;
-        }
-        if doomed.len() >= 64 {
-            break;
-        }
-    }
-    for s in doomed {
+    let first = match events.range((t, 0u64)..(t, seq))?.next() {
+        Some(e) => e?.0.value().1,
+        None => return Ok(()),
+    };
+    let keep = oldest_kept(
+        |s| Ok(events.get((t, s))?.map(|v| v.value().to_vec())),
+        first.max(floor + 1),
+        seq,
+        actor.retention,
+        now_unix,
+    )?;
+    // At most a bounded number per append: reads hold retention meanwhile.
+    for s in first..keep.min(first + 64) {
         events.remove((t, s))?;
     }
     Ok(())
@@ -194,7 +187,11 @@ pub fn oldest_kept(
             .and_then(|e| parse_unix(&e.time))
             .is_none_or(|t0| now_unix.saturating_sub(t0) > age))
     };
-    let (mut lo, mut hi) = (from, last.saturating_add(1).max(from));
+    // Mostly the first is young enough already: one read, as on every append.
+    if from > last || !too_old(from)? {
+        return Ok(from);
+    }
+    let (mut lo, mut hi) = (from + 1, last.saturating_add(1));
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
         if too_old(mid)? {
