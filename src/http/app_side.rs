@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::cursor::{decode_plan_cursor, encode_plan_cursor};
+use super::cursor::CursorScope;
 use super::lists::int_param;
 use super::response::{self, Resp};
 use super::{App, Ctx};
@@ -109,17 +109,17 @@ pub(super) async fn plan_summary(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
 pub(super) async fn plan_members(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
     use crate::store::plan::Status;
     let rules = plan_rules(ctx)?;
-    let status = match ctx
+    let asked = ctx
         .query
         .get("status")
         .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        None | Some("") => None,
-        Some("paid") => Some(Status::Paid),
-        Some("free") => Some(Status::Free),
-        Some("deactivated") => Some(Status::Deactivated),
-        Some(other) => {
+        .unwrap_or_default();
+    let status = match asked.as_str() {
+        "" => None,
+        "paid" => Some(Status::Paid),
+        "free" => Some(Status::Free),
+        "deactivated" => Some(Status::Deactivated),
+        other => {
             return Err(ScimError::invalid_value(format!(
                 "status must be paid, free or deactivated, got \"{other}\""
             )));
@@ -133,8 +133,10 @@ pub(super) async fn plan_members(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
         .map(|c| c.max(0) as u64)
         .unwrap_or(max)
         .min(max);
+    // A cursor resumes the list it came from: this tenant's, of this status.
+    let scope = CursorScope::plan(&ctx.principal.tenant, &asked);
     let from = match ctx.query.get("cursor") {
-        Some(c) => PlanFrom::After(decode_plan_cursor(c)?),
+        Some(c) => PlanFrom::After(scope.decode_plan(c)?),
         None => PlanFrom::Index(start),
     };
     let page = app
@@ -150,7 +152,7 @@ pub(super) async fn plan_members(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
     let mut body = json!({"totalResults": page.total, "itemsPerPage": page.entries.len(), "members": page.entries});
     match (from, page.next) {
         (PlanFrom::Index(start), _) => body["startIndex"] = json!(start),
-        (PlanFrom::After(_), Some(next)) => body["nextCursor"] = json!(encode_plan_cursor(&next)),
+        (PlanFrom::After(_), Some(next)) => body["nextCursor"] = json!(scope.encode_plan(&next)),
         (PlanFrom::After(_), None) => {}
     }
     Ok(response::json(200, &body))

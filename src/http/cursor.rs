@@ -6,53 +6,18 @@ use crate::scim::schema::Kind;
 use crate::scim::sort::SortKey;
 use crate::store::{PlanCursor, SortMark};
 
-/// Plan-list cursors: a user's id (16 bytes, base64url), or `~` and an existing-members
-/// entry (base64url; `~` is outside that alphabet, so the two never meet).
-pub(super) fn encode_plan_cursor(c: &PlanCursor) -> String {
-    use base64::Engine;
-    match c {
-        PlanCursor::Start => String::new(),
-        PlanCursor::User(id) => encode_cursor(*id),
-        PlanCursor::Tail(m) => format!(
-            "~{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(m)
-        ),
-    }
-}
-
-pub(super) fn decode_plan_cursor(c: &str) -> ScimResult<PlanCursor> {
-    if c.trim().is_empty() {
-        return Ok(PlanCursor::Start);
-    }
-    if let Some(entry) = c.trim().strip_prefix('~') {
-        return String::from_utf8(cursor_bytes(entry))
-            .ok()
-            .filter(|m| !m.is_empty())
-            .map(PlanCursor::Tail)
-            .ok_or_else(|| not_a_cursor(c));
-    }
-    let bytes = cursor_bytes(c);
-    if let Ok(b) = <[u8; 16]>::try_from(bytes.as_slice()) {
-        return Ok(PlanCursor::User(u128::from_be_bytes(b)));
-    }
-    Err(not_a_cursor(c))
-}
-
-/// Cursors are the last returned id, base64url: opaque to clients, valid until that
-/// resource's successors change, and never a scan to resume.
-pub(super) fn encode_cursor(id: u128) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.to_be_bytes())
-}
-
-/// What a list cursor belongs to: the resource type (0 for both), the filter and the sort
-/// it pages through. A cursor carries it after its resume point, so one used on another
-/// list is `invalidCursor` rather than a silently empty or wrong page.
+/// What a list cursor belongs to: the tenant, the resource type (0 for both), the filter
+/// and the sort it pages through. A cursor carries it after its resume point, so one used
+/// on another list is `invalidCursor` rather than a silently empty or wrong page.
 #[derive(Clone, Copy)]
 pub(super) struct CursorScope([u8; 5]);
 
+/// The type byte of a plan-list scope, outside the resource types' codes.
+const PLAN_LIST: u8 = 0xF0;
+
 impl CursorScope {
     pub(super) fn new(
+        tenant: &str,
         kinds: &[Kind],
         filter: Option<&str>,
         sort_by: Option<&str>,
@@ -63,8 +28,42 @@ impl CursorScope {
             _ => 0,
         };
         let list = [filter, sort_by, sort_order].map(|s| s.unwrap_or_default().trim());
-        let h = crate::auth::digest(&list.join("\0"));
+        CursorScope::of(kind, &[tenant, list[0], list[1], list[2]])
+    }
+
+    /// A tenant's `/plan/members` list of one status (`""`: every status).
+    pub(super) fn plan(tenant: &str, status: &str) -> CursorScope {
+        CursorScope::of(PLAN_LIST, &[tenant, status])
+    }
+
+    fn of(kind: u8, parts: &[&str]) -> CursorScope {
+        let h = crate::auth::digest(&parts.join("\0"));
         CursorScope([kind, h[0], h[1], h[2], h[3]])
+    }
+
+    /// Plan-list cursors: a user's id, or `~` and an existing-members entry (`~` is outside
+    /// base64url, so the two never meet), each followed by the scope.
+    pub(super) fn encode_plan(&self, c: &PlanCursor) -> String {
+        match c {
+            PlanCursor::Start => String::new(),
+            PlanCursor::User(id) => self.encode(*id),
+            PlanCursor::Tail(m) => format!("~{}", self.wrap(m.as_bytes())),
+        }
+    }
+
+    pub(super) fn decode_plan(&self, c: &str) -> ScimResult<PlanCursor> {
+        if let Some(entry) = c.trim().strip_prefix('~') {
+            let bytes = self.point(entry)?.ok_or_else(|| not_a_cursor(c))?;
+            return String::from_utf8(bytes)
+                .ok()
+                .filter(|m| !m.is_empty())
+                .map(PlanCursor::Tail)
+                .ok_or_else(|| not_a_cursor(c));
+        }
+        match self.decode(c)? {
+            0 => Ok(PlanCursor::Start),
+            id => Ok(PlanCursor::User(id)),
+        }
     }
 
     fn wrap(&self, point: &[u8]) -> String {
@@ -74,7 +73,8 @@ impl CursorScope {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
     }
 
-    /// Resume after this id (creation-ordered lists).
+    /// Resume after this id (creation-ordered lists): an index read to resume, whatever
+    /// was created or deleted in between.
     pub(super) fn encode(&self, id: u128) -> String {
         self.wrap(&id.to_be_bytes())
     }
@@ -117,8 +117,8 @@ impl CursorScope {
         if b[at..] != self.0 {
             return Err(ScimError::bad(
                 crate::scim::error::ScimType::InvalidCursor,
-                "this cursor belongs to another list (another resource type, filter or sort); \
-                 start again with an empty cursor",
+                "this cursor belongs to another list (another tenant, resource type, filter, \
+                 sort or status); start again with an empty cursor",
             ));
         }
         b.truncate(at);
@@ -127,13 +127,7 @@ impl CursorScope {
 
     /// The id after which the page starts (0: the first page).
     pub(super) fn decode(&self, c: &str) -> ScimResult<u128> {
-        // 16 bytes alone: an id cursor from before cursors carried their list.
-        let legacy = cursor_bytes(c);
-        let point = match legacy.len() {
-            16 => Some(legacy),
-            _ => self.point(c)?,
-        };
-        match point {
+        match self.point(c)? {
             None => Ok(0),
             Some(p) => p
                 .try_into()

@@ -168,10 +168,15 @@ async fn page(app: &App, ctx: &Ctx, kinds: &[Kind], p: ListParams) -> ScimResult
     // from: its cursors carry a mark (type, sort key and id) instead.
     let by_mark = sort_by.is_some() || kinds.len() > 1;
     // Worked out only when a cursor is in play: it hashes the filter.
-    let scope = p
-        .cursor
-        .as_ref()
-        .map(|_| CursorScope::new(kinds, p.filter.as_deref(), sort_by, p.sort_order.as_deref()));
+    let scope = p.cursor.as_ref().map(|_| {
+        CursorScope::new(
+            &ctx.principal.tenant,
+            kinds,
+            p.filter.as_deref(),
+            sort_by,
+            p.sort_order.as_deref(),
+        )
+    });
     let mut start = p.start_index.unwrap_or(1).max(1) as u64;
     let (after, mark) = match (&p.cursor, &scope) {
         (Some(c), Some(s)) if by_mark => {

@@ -377,6 +377,18 @@ async fn cursor_paging_returns_each_resource_once_while_writes_happen() {
             "{other}"
         );
     }
+    // The same list of another tenant is another list too.
+    let same = format!("/Users?filter=userName%20sw%20%22user%22&count=20&cursor={next}");
+    let r = s
+        .call(
+            reqwest::Method::GET,
+            &same,
+            Some(crate::harness::GLOBEX),
+            None,
+        )
+        .await;
+    assert_error(&r, 400, Some("invalidCursor"));
+    assert_eq!(s.get(&same).await.status, 200);
 }
 
 /// Walk `list` three at a time; after each page, `between` writes (told which page it was).

@@ -434,6 +434,20 @@ async fn plan_list_pages_by_index_and_cursor_agree_with_the_summary() {
                 }
             }
             assert_eq!(by_cursor, want, "{mode} {status} by cursor");
+            // A user's cursor from this list does not resume another status's list.
+            let first = members(&s, &format!("?{q}count=1&cursor=")).await;
+            if let Some(c) = first["nextCursor"].as_str() {
+                let elsewhere = if status == "paid" { "free" } else { "paid" };
+                let r = s
+                    .call(
+                        Method::GET,
+                        &format!("/tenants/acme/plan/members?status={elsewhere}&cursor={c}"),
+                        Some(ACME),
+                        None,
+                    )
+                    .await;
+                assert_error(&r, 400, Some("invalidCursor"));
+            }
         }
         let r = s
             .call(
@@ -481,6 +495,21 @@ async fn a_cursor_walk_over_existing_members_survives_matches_between_pages() {
     };
     let (first, next) = page(String::new()).await;
     assert_eq!(first, ["em1@x"]);
+    // The cursor resumes this status's list only.
+    for other in ["status=paid&", "status=deactivated&", ""] {
+        let r = s
+            .call(
+                Method::GET,
+                &format!(
+                    "/tenants/acme/plan/members?{other}count=1&cursor={}",
+                    next.as_deref().unwrap()
+                ),
+                Some(ACME),
+                None,
+            )
+            .await;
+        assert_error(&r, 400, Some("invalidCursor"));
+    }
     // em1 is provisioned (it leaves the unmatched tail): em2 still comes next.
     let em1 = s.user("em1@x").await;
     let (second, next) = page(next.unwrap()).await;
