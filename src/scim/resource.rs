@@ -916,6 +916,24 @@ pub fn check_required(kind: impl Into<Rt>, body: &Body) -> ScimResult<()> {
 /// Immutable attributes (RFC 7643 §2.2) may be set once and never changed: a write that
 /// gives another value, or (`put` false: a PATCH) removes one, is 400 `mutability`. A PUT
 /// that leaves one out keeps it, as it keeps `active`: a template need not repeat it.
+/// The same value, where a multi-valued attribute's values may come in another order: they
+/// have none (RFC 7643 §2.4), and an IdP's PUT need not keep the stored one.
+fn same_values(now: &Value, was: &Value) -> bool {
+    match (now, was) {
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            let mut left: Vec<&Value> = b.iter().collect();
+            a.iter().all(|v| match left.iter().position(|w| *w == v) {
+                Some(i) => {
+                    left.swap_remove(i);
+                    true
+                }
+                None => false,
+            })
+        }
+        _ => now == was,
+    }
+}
+
 pub fn check_immutable(
     kind: impl Into<Rt>,
     old: &Body,
@@ -965,7 +983,7 @@ pub fn check_immutable(
                 }
             };
             match get(new) {
-                Some(now) if now == was => {}
+                Some(now) if same_values(&now, &was) => {}
                 Some(_) => {
                     return Err(ScimError::mutability(format!(
                         "\"{}\" is immutable: it is set, and cannot change",

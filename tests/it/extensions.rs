@@ -411,6 +411,9 @@ async fn immutable_always_late_required_and_removed_extensions() {
     tag.returned = "always".into();
     let mut pin = attr("pin", "string");
     pin.returned = "never".into();
+    let mut badges = attr("badges", "string");
+    badges.mutability = "immutable".into();
+    badges.multi_valued = true;
     let ext = |attributes| ExtensionConfig {
         urn: EXT.into(),
         name: "AcmeUser".into(),
@@ -418,7 +421,7 @@ async fn immutable_always_late_required_and_removed_extensions() {
         resource: "User".into(),
         attributes,
     };
-    let declared = vec![key, tag, pin, attr("costCenter", "string")];
+    let declared = vec![key, tag, pin, badges, attr("costCenter", "string")];
     let s = Srv::start_with(|c| {
         c.tenants.get_mut("acme").unwrap().extensions = vec![ext(declared.clone())];
     })
@@ -428,7 +431,7 @@ async fn immutable_always_late_required_and_removed_extensions() {
         .post(
             "/Users",
             json!({"schemas": schemas, "userName": "im@x", "active": true,
-                EXT: {"employeeKey": "EK1", "tag": "t1", "pin": "0000"}}),
+                EXT: {"employeeKey": "EK1", "tag": "t1", "pin": "0000", "badges": ["b1", "b2"]}}),
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
@@ -463,6 +466,19 @@ async fn immutable_always_late_required_and_removed_extensions() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
+    // A multi-valued one has no order to keep: the same values reordered are the same
+    // value; one more, one fewer or another is a change.
+    let badges = |v: Value| json!({"schemas": schemas, "userName": "im@x", EXT: {"employeeKey": "EK1", "tag": "t2", "badges": v}});
+    let r = s.put(&path, badges(json!(["b2", "b1"]))).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for changed in [
+        json!(["b1", "b2", "b3"]),
+        json!(["b1"]),
+        json!(["b1", "b1"]),
+    ] {
+        let r = s.put(&path, badges(changed.clone())).await;
+        assert_error(&r, 400, Some("mutability"));
+    }
     let r = s
         .put(
             &path,
@@ -502,7 +518,9 @@ async fn immutable_always_late_required_and_removed_extensions() {
     // not created without it, nor have it taken away once given.
     let mut cfg = s.config.clone();
     let mut now_required = declared.clone();
-    now_required[3].required = true;
+    for a in now_required.iter_mut().filter(|a| a.name == "costCenter") {
+        a.required = true;
+    }
     cfg.tenants.get_mut("acme").unwrap().extensions = vec![ext(now_required)];
     s.reloader().apply(cfg).await.unwrap();
     let r = s
