@@ -394,6 +394,14 @@ fn check_attribute(key: &str, a: &AttributeConfig, nested: bool, p: &mut Vec<Str
             "{key}.uniqueness: only single-valued top-level attributes can be unique"
         ));
     }
+    // A 409 on a value no one may read back would tell any writer that someone holds it;
+    // and a writeOnly value is never stored, so there is nothing to be unique against.
+    if a.uniqueness == "server" && (a.returned == "never" || a.mutability == "writeOnly") {
+        p.push(format!(
+            "{key}.uniqueness: a value that is never returned cannot be unique (a conflict \
+             would tell whoever writes it that someone holds it)"
+        ));
+    }
     for (i, sub) in a.sub_attributes.iter().enumerate() {
         check_attribute(&format!("{key}.sub_attributes[{i}]"), sub, true, p);
     }
@@ -1050,7 +1058,10 @@ tokens = [{ name = "okta", sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0
             "{GOOD}\n[[tenants.acme.extensions]]\nurn = \"not-a-urn\"\nname = \"X\"\nresource = \"Widget\"\n\
              [[tenants.acme.extensions.attributes]]\nname = \"a\"\ntype = \"float\"\n\
              [[tenants.acme.extensions.attributes]]\nname = \"c\"\ntype = \"complex\"\n\
-             [[tenants.acme.extensions.attributes.sub_attributes]]\nname = \"d\"\ntype = \"complex\"\nuniqueness = \"global\"\n"
+             [[tenants.acme.extensions.attributes.sub_attributes]]\nname = \"d\"\ntype = \"complex\"\nuniqueness = \"global\"\n\
+             [[tenants.acme.extensions.attributes]]\nname = \"e\"\nuniqueness = \"server\"\nreturned = \"never\"\n\
+             [[tenants.acme.extensions.attributes]]\nname = \"f\"\nuniqueness = \"server\"\nmutability = \"writeOnly\"\n\
+             [[tenants.acme.extensions.attributes]]\nname = \"g\"\nuniqueness = \"server\"\nreturned = \"request\"\n"
         );
         let c = toml_cfg(&text);
         let p = c.problems().join("\n");
@@ -1060,9 +1071,12 @@ tokens = [{ name = "okta", sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0
             "tenants.acme.extensions[0].attributes[0].type: \"float\"",
             "attributes[1].sub_attributes[0].type: a sub-attribute cannot be complex",
             "attributes[1].sub_attributes[0].uniqueness",
+            "attributes[2].uniqueness: a value that is never returned",
+            "attributes[3].uniqueness: a value that is never returned",
         ] {
             assert!(p.contains(needle), "{needle} not in {p}");
         }
+        assert!(!p.contains("attributes[4]"), "{p}");
     }
 
     #[test]
