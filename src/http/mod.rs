@@ -654,7 +654,12 @@ impl App {
         out.push_str(
             "# HELP scimd_resources Users and groups per tenant.\n# TYPE scimd_resources gauge\n",
         );
-        for tenant in rt.config.tenants.keys() {
+        // A tenant taken out of the configuration still holds its data on disk.
+        let mut tenants: Vec<String> = rt.config.tenants.keys().cloned().collect();
+        tenants.extend(self.store.stored_tenants().await.unwrap_or_default());
+        tenants.sort();
+        tenants.dedup();
+        for tenant in &tenants {
             for kind in [Kind::User, Kind::Group] {
                 let n = self.store.count(tenant.clone(), kind).await.unwrap_or(0);
                 out.push_str(&format!(

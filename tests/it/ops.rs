@@ -66,6 +66,33 @@ async fn healthz_needs_no_token_and_metrics_need_theirs() {
         assert!(text.contains(needle), "{needle} not in:\n{text}");
     }
     assert!(!text.contains("acme-okta-token"));
+    // A tenant taken out of the configuration keeps its line while its data is kept.
+    let r = s
+        .call(
+            Method::POST,
+            "/Users",
+            Some(crate::harness::GLOBEX),
+            Some(serde_json::json!({"userName": "g@x"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let mut cfg = s.config.clone();
+    cfg.tenants.remove("globex");
+    s.reloader().apply(cfg).await.unwrap();
+    let text = s
+        .client
+        .get(format!("{}/metrics", s.url))
+        .bearer_auth("metrics-token")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("scimd_resources{tenant=\"globex\",kind=\"User\"} 1"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
