@@ -79,15 +79,8 @@ pub struct Reloader {
 
 impl Reloader {
     /// Validate and apply `new`. On error nothing changes. Returns notes for the log.
-    pub async fn apply(&self, new: Config) -> Result<Vec<String>, String> {
+    pub async fn apply(&self, mut new: Config) -> Result<Vec<String>, String> {
         let mut notes = new.warnings();
-        let loaded = match &self.certs {
-            Some(_) if !new.server.plain_http => {
-                let (cert, key) = cert_paths(&new).map_err(|e| e.to_string())?;
-                Some(tls::load_pem(&cert, &key).map_err(|e| e.to_string())?)
-            }
-            _ => None,
-        };
         let r = &self.running;
         for (what, changed) in [
             ("server.listen", new.server.listen != r.server.listen),
@@ -111,6 +104,22 @@ impl Reloader {
                 notes.push(format!("{what} changed: takes effect after a restart"));
             }
         }
+        // Until then the running values stay in force, for everything that reads them: a
+        // self-signed certificate stays the one in the open state directory, not a new one
+        // made in a directory the database is not in.
+        new.server.listen = r.server.listen.clone();
+        new.server.plain_http = r.server.plain_http;
+        new.storage = r.storage.clone();
+        new.server.max_connections = r.server.max_connections;
+        new.server.header_timeout_secs = r.server.header_timeout_secs;
+        new.log = r.log.clone();
+        let loaded = match &self.certs {
+            Some(_) if !new.server.plain_http => {
+                let (cert, key) = cert_paths(&new).map_err(|e| e.to_string())?;
+                Some(tls::load_pem(&cert, &key).map_err(|e| e.to_string())?)
+            }
+            _ => None,
+        };
         if let (Some(resolver), Some(l)) = (&self.certs, loaded) {
             notes.push(format!("serving certificate {}", l.fingerprint));
             resolver.set(l.key);

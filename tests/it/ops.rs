@@ -1,4 +1,4 @@
-//! Health and metrics.
+//! Health, metrics and what a reload applies.
 
 use reqwest::Method;
 use scimd::auth::{digest, hex};
@@ -105,4 +105,30 @@ async fn metrics_are_off_without_a_token() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+}
+
+/// What a reload cannot apply stays as it runs until a restart, for everything that reads
+/// it: a new `storage.dir` must not make and serve a new self-signed certificate, which
+/// every IdP that trusts the served one would refuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_the_running_storage_and_its_certificate() {
+    let s = Srv::start().await;
+    let moved = s.dir.path().join("moved");
+    let mut cfg = s.config.clone();
+    cfg.storage.dir = moved.clone();
+    let notes = s.reloader().apply(cfg).await.unwrap().join("\n");
+    assert!(
+        notes.contains("storage changed: takes effect after a restart"),
+        "{notes}"
+    );
+    assert!(!moved.exists(), "{notes}");
+    // A new connection, trusting only the certificate served before the reload.
+    let r = s
+        .http1_client()
+        .get(format!("{}/scim/v2/Users", s.url))
+        .bearer_auth(crate::harness::ACME)
+        .send()
+        .await
+        .expect("the served certificate is the one trusted");
+    assert_eq!(r.status(), 200);
 }
