@@ -239,6 +239,15 @@ fn main() -> ExitCode {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { config } => match Config::load(&config) {
             Ok(cfg) => {
+                // What `serve` would refuse at start (a key that is not the certificate's, a
+                // file that is no PEM) is refused here too: systemd runs this first.
+                if let (false, Some(cert), Some(key)) =
+                    (cfg.server.plain_http, &cfg.tls.cert, &cfg.tls.key)
+                    && let Err(e) = scimd::tls::load_pem(cert, key)
+                {
+                    eprintln!("invalid configuration {}:\n  - {e}", config.display());
+                    return ExitCode::from(2);
+                }
                 say!(
                     "{}: OK ({} tenant{}, listening on {})",
                     config.display(),

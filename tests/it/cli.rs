@@ -131,6 +131,45 @@ fn check_config_accepts_the_example_and_names_the_bad_key() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the file"));
 }
 
+/// A certificate and a key that are not a pair pass every file check, but `serve` refuses
+/// them: check-config, which systemd runs before it, must say so first.
+#[test]
+fn check_config_refuses_a_key_that_is_not_the_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = dir.path().join("fullchain.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, one.cert.pem()).unwrap();
+    scimd::tls::write_private(&key, other.signing_key.serialize_pem().as_bytes()).unwrap();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml");
+    let text = std::fs::read_to_string(example).unwrap().replace(
+        "self_signed = true",
+        &format!("cert = {:?}\nkey = {:?}", cert.display(), key.display()),
+    );
+    let path = dir.path().join("scimd.toml");
+    std::fs::write(&path, &text).unwrap();
+    let check = || {
+        scimd()
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let out = check();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("does not match the certificate"), "{err}");
+    // The pair's own key passes.
+    scimd::tls::write_private(&key, one.signing_key.serialize_pem().as_bytes()).unwrap();
+    let out = check();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn token_prints_a_token_and_the_matching_config_line() {
     let out = scimd().args(["token", "--name", "okta"]).output().unwrap();
