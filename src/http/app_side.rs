@@ -61,7 +61,13 @@ pub(super) async fn events(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
             ),
         ));
     }
-    let next = feed.events.last().map(|e| e.seq).unwrap_or(after);
+    // Without `after`, the reader starts at the oldest kept event: with none returned
+    // (`limit=0`), it continues from just before that one, not from 0, which is gone.
+    let from = match asked {
+        Some(_) => after,
+        None => after.max(feed.oldest.saturating_sub(1)),
+    };
+    let next = feed.events.last().map(|e| e.seq).unwrap_or(from);
     Ok(response::json(
         200,
         &json!({"tenant": ctx.principal.tenant, "events": feed.events, "next_after": next,

@@ -200,6 +200,10 @@ async fn retention_keeps_the_newest_events() {
     // So is one that has seen nothing (an empty feed once gave it `next_after: 0`); without
     // `after` a reader asks only for what is kept.
     assert!(gone(0).await.contains("events 1 to 3"));
+    // Asking for no events from where the kept ones start says where that is.
+    let none = feed(&s, ACME, "acme", "?limit=0").await;
+    assert_eq!(none["events"], json!([]));
+    assert_eq!(none["next_after"], 3, "{none}");
     let r = s
         .call(
             Method::GET,
