@@ -521,6 +521,16 @@ impl Config {
                 }
             }
         }
+        for (name, _) in self
+            .tenants
+            .iter()
+            .filter(|(_, t)| t.rate_burst.is_some() && t.rate_limit.is_none())
+        {
+            w.push(format!(
+                "tenants.{name}.rate_burst: has no effect without rate_limit (the tenant is \
+                 not rate limited)"
+            ));
+        }
         for name in self.tenants.keys().filter(|n| n.contains('_')) {
             w.push(format!(
                 "tenants.{name}: the name has an underscore, which Okta refuses in a Base URL \
@@ -972,6 +982,23 @@ tokens = [{ name = "okta", sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0
         let w = c.warnings();
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(w[0].starts_with("tenants.acme_corp:"), "{w:?}");
+    }
+
+    #[test]
+    fn a_burst_without_a_rate_is_a_warning() {
+        let mut c = Config::default();
+        let t = TenantConfig {
+            rate_burst: Some(100),
+            ..TenantConfig::default()
+        };
+        c.tenants.insert("acme".into(), t);
+        let w = c.warnings();
+        assert!(
+            w.len() == 1 && w[0].starts_with("tenants.acme.rate_burst: has no effect"),
+            "{w:?}"
+        );
+        c.tenants.get_mut("acme").unwrap().rate_limit = Some(50.0);
+        assert!(c.warnings().is_empty());
     }
 
     #[test]
