@@ -913,9 +913,6 @@ pub fn check_required(kind: impl Into<Rt>, body: &Body) -> ScimResult<()> {
     Ok(())
 }
 
-/// Immutable attributes (RFC 7643 §2.2) may be set once and never changed: a write that
-/// gives another value, or (`put` false: a PATCH) removes one, is 400 `mutability`. A PUT
-/// that leaves one out keeps it, as it keeps `active`: a template need not repeat it.
 /// The same value, where a multi-valued attribute's values may come in another order: they
 /// have none (RFC 7643 §2.4), and an IdP's PUT need not keep the stored one.
 fn same_values(now: &Value, was: &Value) -> bool {
@@ -934,6 +931,9 @@ fn same_values(now: &Value, was: &Value) -> bool {
     }
 }
 
+/// Immutable attributes (RFC 7643 §2.2) may be set once and never changed: a write that
+/// gives another value, or (`put` false: a PATCH) removes one, is 400 `mutability`. A PUT
+/// that leaves one out keeps it, as it keeps `active`: a template need not repeat it.
 pub fn check_immutable(
     kind: impl Into<Rt>,
     old: &Body,
