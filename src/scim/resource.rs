@@ -266,6 +266,7 @@ pub fn apply_key(
             }
         }
         None => {
+            note_unknown_subs(attr.def, key, value, &mut input.ignored);
             let v = normalize_attr(attr.def, value)?;
             if let Some(Value::Array(items)) = &v {
                 one_per_type(attr.def, items)?;
@@ -399,6 +400,27 @@ pub fn normalize_attr(def: &'static AttrDef, value: &Value) -> ScimResult<Option
         });
     }
     normalize_single(def, value)
+}
+
+/// Note the sub-attributes of a complex value that `def` does not have (a template's
+/// `manager.managerId`, say): they are dropped, and the admin mapping them should hear so.
+fn note_unknown_subs(def: &AttrDef, key: &str, value: &Value, ignored: &mut Ignored) {
+    if !def.is_complex() {
+        return;
+    }
+    let items = match value {
+        Value::Array(a) => a.as_slice(),
+        v => std::slice::from_ref(v),
+    };
+    for k in items
+        .iter()
+        .filter_map(Value::as_object)
+        .flat_map(Map::keys)
+    {
+        if def.sub(k).is_none() {
+            ignored.attr(&format!("{key}.{k}"));
+        }
+    }
 }
 
 /// Normalise one value of `def` (one element when multi-valued).
@@ -1125,22 +1147,35 @@ mod tests {
             "UserName": "a@b.c", "id": null, "title": null, "ACTIVE": "True",
             "emails": {"Value": "a@b.c", "Primary": true, "type": "work"},
             "meta": {"created": "04-12-2018 00:00:00"}, "groups": [], "password": "x",
-            "adreses": [1],
+            "adreses": [1], "name": {"givenName": "A", "middleName2": "B"},
             (ENTERPRISE_SCHEMA): {"Department": "Ops", "manager": "m-1"},
         });
         let got = normalize(Kind::User, &raw).unwrap();
         assert_eq!(
             Value::Object(got.body),
             json!({
-                "userName": "a@b.c", "active": true,
+                "userName": "a@b.c", "active": true, "name": {"givenName": "A"},
                 "emails": [{"value": "a@b.c", "primary": true, "type": "work"}],
                 (ENTERPRISE_SCHEMA): {"department": "Ops", "manager": {"value": "m-1"}},
             })
         );
-        assert_eq!(got.ignored.attributes, vec!["adreses".to_string()]);
+        assert_eq!(got.ignored.attributes, ["adreses", "name.middleName2"]);
         assert_eq!(
             got.ignored.schemas,
             vec!["urn:scim:schemas:core:2.0".to_string()]
+        );
+        // Inside an extension, and in each entry of a multi-valued attribute.
+        let raw = json!({"userName": "a@b.c",
+            "emails": [{"value": "a@b.c", "label": "x"}, {"value": "b@b.c", "label": "y"}],
+            (ENTERPRISE_SCHEMA): {"manager": {"managerId": "m-1"}}});
+        let got = normalize(Kind::User, &raw).unwrap();
+        assert!(got.body.get(ENTERPRISE_SCHEMA).is_none(), "{:?}", got.body);
+        assert_eq!(
+            got.ignored.attributes,
+            [
+                "emails.label".to_string(),
+                format!("{ENTERPRISE_SCHEMA}:manager.managerId")
+            ]
         );
     }
 
