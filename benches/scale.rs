@@ -542,7 +542,12 @@ fn pct(v: &[u32], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p) as usize] as f64 / 1000.0
 }
 
+/// Requests of every scenario that did not get the answer they expect: a run with any
+/// fails, so a change that breaks a scenario is not read as a fast one (CI's smoke run too).
+static ERRORS: AtomicUsize = AtomicUsize::new(0);
+
 fn report(name: &str, o: &Outcome, rss: f64) {
+    ERRORS.fetch_add(o.errors, Ordering::Relaxed);
     println!(
         "| {name:<44} | {:>9.0} | {:>8.2} | {:>8.2} | {:>6} | {:>7.1} | {:>7.1} |",
         o.count as f64 / o.secs,
@@ -552,17 +557,6 @@ fn report(name: &str, o: &Outcome, rss: f64) {
         rss,
         o.cpu_secs * 1e6 / o.count.max(1) as f64
     );
-}
-
-/// scimd's cursor for "after this id": base64url of the UUID's 16 bytes. The cursors scimd
-/// hands out also name their list (5 more bytes); one without that is still accepted.
-fn cursor_of(id: &str) -> String {
-    use base64::Engine;
-    let hex: String = id.chars().filter(|c| *c != '-').collect();
-    let bytes: Vec<u8> = (0..16)
-        .filter_map(|i| u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).ok())
-        .collect();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 fn user(i: usize) -> Value {
@@ -636,6 +630,11 @@ fn main() {
         .build()
         .expect("runtime")
         .block_on(bench(args()));
+    let errors = ERRORS.load(Ordering::Relaxed);
+    if errors > 0 {
+        eprintln!("scimd-bench: {errors} requests failed (the errors column); see above");
+        std::process::exit(1);
+    }
 }
 
 async fn bench(a: Args) {
@@ -678,10 +677,13 @@ async fn bench(a: Args) {
             rss_mib(pid),
         );
     }
-    // Ids in creation order, read back by paging.
+    // Ids in creation order, read back by paging; each page's cursor is kept with the number
+    // of ids before it, to reach any later point from the nearest one.
     let mut ids: Vec<String> = Vec::with_capacity(a.users);
+    let mut starts: Vec<(usize, String)> = Vec::new();
     let mut cursor = String::new();
     loop {
+        starts.push((ids.len(), cursor.clone()));
         let r: Value = s
             .client
             .get(format!(
@@ -797,16 +799,29 @@ async fn bench(a: Args) {
     })
     .await;
     report("last page of 100 (startIndex)", &o, rss_mib(pid));
-    // The cursor that fetches the last 100 users (the id just before them).
-    let before_last = if n > 100 {
-        ids[n - 101].clone()
-    } else {
-        String::new()
-    };
-    let cursor = if before_last.is_empty() {
-        String::new()
-    } else {
-        cursor_of(&before_last)
+    // The cursor that fetches the last 100 users, as a client walking the list gets it: the
+    // `nextCursor` of a page that ends just before them, read from the nearest kept cursor.
+    let cursor = match n.checked_sub(101) {
+        None => String::new(),
+        Some(t) => {
+            let (offset, from) = starts
+                .iter()
+                .rev()
+                .find(|(o, _)| *o <= t)
+                .expect("first page");
+            let r = get_json(
+                &s,
+                &format!(
+                    "{base}/Users?cursor={from}&count={}&attributes=id",
+                    t + 1 - offset
+                ),
+            )
+            .await;
+            r["nextCursor"]
+                .as_str()
+                .expect("more pages follow")
+                .to_string()
+        }
     };
     let o = run(&s.target, c, secs, None, move |_| {
         Req::Get(format!("/Users?count=100&cursor={cursor}"))
