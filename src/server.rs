@@ -314,7 +314,6 @@ impl Server {
             ..
         } = self;
         let header_timeout = Duration::from_secs(config.server.header_timeout_secs);
-        let body_timeout = Duration::from_secs(config.server.request_timeout_secs);
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -334,14 +333,6 @@ impl Server {
         let builder = Arc::new(builder);
         let limit = Arc::new(Semaphore::new(config.server.max_connections));
         let in_flight = InFlight::new();
-        let timeouts = Timeouts {
-            idle: header_timeout,
-            // A request may read its body for up to the request timeout, and drain what the
-            // handler left unread for as long again, before its answer starts: the
-            // connection gives it both, so that the 408 or 413 is still sent.
-            stalled: body_timeout * 2,
-            unread: body_timeout * 10,
-        };
         // Set when the stop begins (connections finish their requests and take no more),
         // and when it is over (connections still open are dropped, and with them their
         // hold on the store).
@@ -397,7 +388,18 @@ impl Server {
             let builder = builder.clone();
             let acceptor = acceptor.clone();
             let flight = in_flight.child();
-            let backlog = Backlog::new(flight.clone(), config.server.max_body_bytes);
+            // The limits a reload may change are read for each new connection.
+            let server = app.runtime().config.server.clone();
+            let body_timeout = Duration::from_secs(server.request_timeout_secs);
+            let timeouts = Timeouts {
+                idle: header_timeout,
+                // A request may read its body for up to the request timeout, and drain what
+                // the handler left unread for as long again, before its answer starts: the
+                // connection gives it both, so that the 408 or 413 is still sent.
+                stalled: body_timeout * 2,
+                unread: body_timeout * 10,
+            };
+            let backlog = Backlog::new(flight.clone(), server.max_body_bytes);
             let voucher = Voucher(flight.clone());
             let (stopping, closed) = (stopping.clone(), closed.clone());
             tokio::spawn(async move {
@@ -496,6 +498,8 @@ impl Server {
         }
         tracing::info!("shutting down: no new connections, finishing open requests");
         let _ = stop.send(true);
+        // As the configuration reads now: a reload may have changed it.
+        let grace = app.runtime().config.server.shutdown_grace_secs;
         // Every connection task holds a slot: all of them back means all connections ended.
         let all_slots = u32::try_from(config.server.max_connections).unwrap_or(u32::MAX);
         tokio::select! {
@@ -505,8 +509,8 @@ impl Server {
             _ = in_flight.settled(SHUTDOWN_SETTLE) => {
                 tracing::debug!("no request open; closing idle connections");
             }
-            _ = tokio::time::sleep(Duration::from_secs(config.server.shutdown_grace_secs)) => {
-                tracing::warn!(grace_secs = config.server.shutdown_grace_secs, "open connections did not finish in time; closing them");
+            _ = tokio::time::sleep(Duration::from_secs(grace)) => {
+                tracing::warn!(grace_secs = grace, "open connections did not finish in time; closing them");
             }
         }
         let _ = closing.send(true);

@@ -167,7 +167,7 @@ pub(crate) async fn watch_signals_and_certs(
     mut hup: tokio::signal::unix::Signal,
 ) {
     let mut stamp = reloader.cert_stamp();
-    let every = reloader.watch_secs();
+    let mut every = reloader.watch_secs();
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(every.max(1)));
     loop {
         tokio::select! {
@@ -191,6 +191,11 @@ pub(crate) async fn watch_signals_and_certs(
                     }
                 }
                 stamp = reloader.cert_stamp();
+                // A reload may start, stop or change the look for renewed files.
+                if reloader.watch_secs() != every {
+                    every = reloader.watch_secs();
+                    tick = tokio::time::interval(std::time::Duration::from_secs(every.max(1)));
+                }
             }
             _ = tick.tick(), if every > 0 => {
                 let now = reloader.cert_stamp();

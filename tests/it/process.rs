@@ -847,15 +847,18 @@ async fn renewed_certificate_files_are_served_without_a_restart() {
     std::fs::create_dir_all(&tls).unwrap();
     let first = write_cert(&tls);
     let cfg = dir.path().join("scimd.toml");
-    let text = config_text(dir.path(), &token_line("okta", "tok")).replace(
-        "self_signed = true",
-        &format!(
-            "cert = \"{}\"\nkey = \"{}\"\nwatch_secs = 1",
-            tls.join("cert.pem").display(),
-            tls.join("key.pem").display()
-        ),
-    );
-    std::fs::write(&cfg, text).unwrap();
+    // Started without watching (0); a reload turns it on.
+    let text = |watch: u32| {
+        config_text(dir.path(), &token_line("okta", "tok")).replace(
+            "self_signed = true",
+            &format!(
+                "cert = \"{}\"\nkey = \"{}\"\nwatch_secs = {watch}",
+                tls.join("cert.pem").display(),
+                tls.join("key.pem").display()
+            ),
+        )
+    };
+    std::fs::write(&cfg, text(0)).unwrap();
     // Proc::start trusts state/tls/cert.pem: put the served certificate there too.
     std::fs::create_dir_all(dir.path().join("state/tls")).unwrap();
     std::fs::copy(tls.join("cert.pem"), dir.path().join("state/tls/cert.pem")).unwrap();
@@ -864,6 +867,13 @@ async fn renewed_certificate_files_are_served_without_a_restart() {
         served_cert(p.port, std::slice::from_ref(&first)).await,
         first
     );
+    std::fs::write(&cfg, text(1)).unwrap();
+    kill(p.child.id(), "-HUP");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !p.log().contains("configuration reloaded") {
+        assert!(Instant::now() < deadline, "{}", p.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     std::thread::sleep(Duration::from_millis(1100)); // a newer modification time than the first files
     let second = write_cert(&tls);
     let deadline = Instant::now() + Duration::from_secs(15);
