@@ -594,6 +594,13 @@ pub(crate) fn token(name: &str, scope: Scope, hash_stdin: bool) -> ExitCode {
             eprintln!("cannot read the token from standard input");
             return ExitCode::FAILURE;
         }
+        // An empty line would hash to a token no request can carry.
+        if s.trim().is_empty() {
+            eprintln!(
+                "no token on standard input (pipe one in: echo \"$TOKEN\" | scimd token --hash-stdin)"
+            );
+            return ExitCode::from(2);
+        }
         say!("{}", scimd::auth::hex(&scimd::auth::digest(s.trim())));
         return ExitCode::SUCCESS;
     }

@@ -214,6 +214,15 @@ fn token_prints_a_token_and_the_matching_config_line() {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), hash);
+    // Nothing to hash is refused, not the hash of an empty token.
+    let out = scimd()
+        .args(["token", "--hash-stdin"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no token on standard input"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
