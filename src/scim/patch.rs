@@ -265,6 +265,9 @@ fn apply_one(
         return check_id(id, op.value.as_ref());
     }
     if kind == Kind::Group && p.attr.ext.is_none() && p.attr.def.name == "members" {
+        if let Some(v) = &op.value {
+            resource::note_unknown_subs(p.attr.def, "members", v, &mut input.ignored);
+        }
         return member_op(op, &p, member_ops);
     }
     // A path that names a read-only attribute (`meta`, `groups`) asks for a change the
@@ -1203,6 +1206,17 @@ mod tests {
             out.ignored.attributes,
             vec!["urn:acme:2.0:User:shoe".to_string()]
         );
+        // A SCIM 1.1 member removal (`"operation": "delete"`) is no RFC 7644 one: the
+        // member is added as asked, and the admin hears what was passed over.
+        let out = run(
+            Kind::Group,
+            json!({"displayName": "G"}),
+            json!([{"op": "add", "path": "members",
+                "value": [{"value": "U1", "operation": "delete"}]}]),
+        )
+        .unwrap();
+        assert!(matches!(&out.member_ops[..], [MemberOp::Add(m)] if m.len() == 1));
+        assert_eq!(out.ignored.attributes, ["members.operation"]);
     }
 
     mod properties {

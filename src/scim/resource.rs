@@ -199,6 +199,7 @@ pub fn apply_key(
             input.ignored.attr(key);
             return Ok(());
         }
+        note_unknown_subs(attr.def, key, value, &mut input.ignored);
         let list = normalize_members(value)?;
         match (mode, &mut input.members) {
             (SetMode::Add, Some(existing)) => existing.extend(list),
@@ -404,7 +405,7 @@ pub fn normalize_attr(def: &'static AttrDef, value: &Value) -> ScimResult<Option
 
 /// Note the sub-attributes of a complex value that `def` does not have (a template's
 /// `manager.managerId`, say): they are dropped, and the admin mapping them should hear so.
-fn note_unknown_subs(def: &AttrDef, key: &str, value: &Value, ignored: &mut Ignored) {
+pub fn note_unknown_subs(def: &AttrDef, key: &str, value: &Value, ignored: &mut Ignored) {
     if !def.is_complex() {
         return;
     }
