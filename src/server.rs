@@ -69,7 +69,8 @@ fn cert_paths(config: &Config) -> Result<(std::path::PathBuf, std::path::PathBuf
 const RELOAD_ACTOR: &str = "(configuration reload)";
 
 /// Applies a reloaded configuration to a running server: tenants, tokens, plans, limits and
-/// the certificate change live; the listen address and storage need a restart.
+/// the certificate change live; the listen address, plain HTTP, the connection limits,
+/// storage and logging need a restart.
 #[derive(Clone)]
 pub struct Reloader {
     app: Arc<App>,
@@ -389,8 +390,14 @@ impl Server {
             let acceptor = acceptor.clone();
             let flight = in_flight.child();
             // The limits a reload may change are read for each new connection.
-            let server = app.runtime().config.server.clone();
-            let body_timeout = Duration::from_secs(server.request_timeout_secs);
+            let (body_secs, max_body) = {
+                let rt = app.runtime();
+                (
+                    rt.config.server.request_timeout_secs,
+                    rt.config.server.max_body_bytes,
+                )
+            };
+            let body_timeout = Duration::from_secs(body_secs);
             let timeouts = Timeouts {
                 idle: header_timeout,
                 // A request may read its body for up to the request timeout, and drain what
@@ -399,7 +406,7 @@ impl Server {
                 stalled: body_timeout * 2,
                 unread: body_timeout * 10,
             };
-            let backlog = Backlog::new(flight.clone(), server.max_body_bytes);
+            let backlog = Backlog::new(flight.clone(), max_body);
             let voucher = Voucher(flight.clone());
             let (stopping, closed) = (stopping.clone(), closed.clone());
             tokio::spawn(async move {
