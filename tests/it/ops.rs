@@ -5,6 +5,18 @@ use scimd::auth::{digest, hex};
 
 use crate::harness::Srv;
 
+/// `GET /metrics` with this token: its status and text.
+async fn metrics(s: &Srv, token: &str) -> (u16, String) {
+    let r = s
+        .client
+        .get(format!("{}/metrics", s.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_needs_no_token_and_metrics_need_theirs() {
     let s =
@@ -34,23 +46,9 @@ async fn healthz_needs_no_token_and_metrics_need_theirs() {
             .status,
         401
     );
-    let r = s
-        .client
-        .get(format!("{}/metrics", s.url))
-        .bearer_auth("nope")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    let r = s
-        .client
-        .get(format!("{}/metrics", s.url))
-        .bearer_auth("metrics-token")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let text = r.text().await.unwrap();
+    assert_eq!(metrics(&s, "nope").await.0, 401);
+    let (status, text) = metrics(&s, "metrics-token").await;
+    assert_eq!(status, 200);
     for needle in [
         "scimd_requests_total{endpoint=\"/Users\",method=\"POST\",status=\"201\",tenant=\"acme\"} 1",
         "scimd_requests_total{endpoint=\"/Users\",method=\"GET\",status=\"401\",tenant=\"-\"} 1",
@@ -79,16 +77,7 @@ async fn healthz_needs_no_token_and_metrics_need_theirs() {
     let mut cfg = s.config.clone();
     cfg.tenants.remove("globex");
     s.reloader().apply(cfg).await.unwrap();
-    let text = s
-        .client
-        .get(format!("{}/metrics", s.url))
-        .bearer_auth("metrics-token")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, text) = metrics(&s, "metrics-token").await;
     assert!(
         text.contains("scimd_resources{tenant=\"globex\",kind=\"User\"} 1"),
         "{text}"
