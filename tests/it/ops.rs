@@ -3,7 +3,7 @@
 use reqwest::Method;
 use scimd::auth::{digest, hex};
 
-use crate::harness::Srv;
+use crate::harness::{Srv, wire};
 
 /// `GET /metrics` with this token: its status and text.
 async fn metrics(s: &Srv, token: &str) -> (u16, String) {
@@ -122,18 +122,10 @@ async fn a_reload_keeps_the_running_storage_and_its_certificate() {
     assert_eq!(r.status(), 200);
 }
 
-/// A reload's `request_timeout_secs` holds for connections opened after it, in full: the
-/// connection's own limits (twice and ten times it) used to stay those of the start, and
-/// cut a slow body off with no answer before the new timeout's 408.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reloaded_request_timeout_holds_for_new_connections() {
-    use crate::harness::wire;
+/// A create whose body stops after its first bytes: the request stays open.
+async fn half_sent_post(s: &Srv) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     use tokio::io::AsyncWriteExt;
-    let s = Srv::start_with(|c| c.server.request_timeout_secs = 1).await;
-    let mut cfg = s.config.clone();
-    cfg.server.request_timeout_secs = 4;
-    s.reloader().apply(cfg).await.unwrap();
-    let mut conn = wire::connect(&s).await;
+    let mut conn = wire::connect(s).await;
     let head = format!(
         "POST /scim/v2/Users HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
          Content-Type: application/scim+json\r\nContent-Length: 1000\r\n\r\n{{\"userName\":\"half",
@@ -141,6 +133,19 @@ async fn a_reloaded_request_timeout_holds_for_new_connections() {
     );
     conn.write_all(head.as_bytes()).await.unwrap();
     conn.flush().await.unwrap();
+    conn
+}
+
+/// A reload's `request_timeout_secs` holds for connections opened after it, in full: the
+/// connection's own limits (twice and ten times it) used to stay those of the start, and
+/// cut a slow body off with no answer before the new timeout's 408.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_request_timeout_holds_for_new_connections() {
+    let s = Srv::start_with(|c| c.server.request_timeout_secs = 1).await;
+    let mut cfg = s.config.clone();
+    cfg.server.request_timeout_secs = 4;
+    s.reloader().apply(cfg).await.unwrap();
+    let mut conn = half_sent_post(&s).await;
     let started = std::time::Instant::now();
     let a = wire::parse(&wire::read_all(&mut conn, std::time::Duration::from_secs(10)).await);
     assert_eq!(a.status, 408, "{}", a.head);
@@ -154,8 +159,6 @@ async fn a_reloaded_request_timeout_holds_for_new_connections() {
 /// A reload's `shutdown_grace_secs` is the one a stop waits: it was read at start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reloaded_shutdown_grace_is_the_one_a_stop_waits() {
-    use crate::harness::wire;
-    use tokio::io::AsyncWriteExt;
     let s = Srv::start_with(|c| {
         c.server.shutdown_grace_secs = 60;
         c.server.request_timeout_secs = 60;
@@ -165,14 +168,7 @@ async fn a_reloaded_shutdown_grace_is_the_one_a_stop_waits() {
     cfg.server.shutdown_grace_secs = 1;
     s.reloader().apply(cfg).await.unwrap();
     // A request that stays open: its body never arrives.
-    let mut conn = wire::connect(&s).await;
-    let head = format!(
-        "POST /scim/v2/Users HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
-         Content-Type: application/scim+json\r\nContent-Length: 1000\r\n\r\n{{",
-        crate::harness::ACME
-    );
-    conn.write_all(head.as_bytes()).await.unwrap();
-    conn.flush().await.unwrap();
+    let conn = half_sent_post(&s).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let started = std::time::Instant::now();
     s.stop().await;
