@@ -293,9 +293,11 @@ async fn sighup_reloads_tokens_keeps_connections_and_refuses_broken_configs() {
     assert_eq!(h["version"], env!("CARGO_PKG_VERSION"));
 
     // New token list: the new token works, the old one is refused, on the same connection pool.
+    // With something check-config warns about, which the reload log says at WARN, as a
+    // start does.
     std::fs::write(
         &cfg,
-        verbose(config_text(dir.path(), &token_line("new", "new-token"))),
+        verbose(config_text(dir.path(), &token_line("new", "new-token"))) + "rate_burst = 5\n",
     )
     .unwrap();
     kill(p.child.id(), "-HUP");
@@ -308,6 +310,11 @@ async fn sighup_reloads_tokens_keeps_connections_and_refuses_broken_configs() {
     let log = p.log();
     assert!(
         log.contains("token new added") && log.contains("token old removed"),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains("reload: tenants.acme.rate_burst")),
         "{log}"
     );
 
