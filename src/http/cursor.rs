@@ -118,7 +118,7 @@ impl CursorScope {
             return Err(ScimError::bad(
                 crate::scim::error::ScimType::InvalidCursor,
                 "this cursor belongs to another list (another tenant, resource type, filter, \
-                 sort or status); start again with an empty cursor",
+                 sort or status) or comes from an older scimd; start again with an empty cursor",
             ));
         }
         b.truncate(at);
