@@ -280,7 +280,10 @@ fn apply_one(
             raw_path.trim()
         )));
     }
-    if p.filter.is_some() {
+    // A sub-attribute of a multi-valued attribute with no filter names that sub-attribute
+    // in every value, as a remove takes it from every value.
+    let every_value = p.sub.is_some() && p.attr.def.multi_valued && op.op != OpKind::Remove;
+    if p.filter.is_some() || every_value {
         return filtered(op, &p, input);
     }
     match op.op {
@@ -356,7 +359,8 @@ fn check_id(id: &str, value: Option<&Value>) -> ScimResult<()> {
 
 fn member_op(op: &Operation, p: &Path, out: &mut Vec<MemberOp>) -> ScimResult<()> {
     if p.sub.is_some() {
-        return Err(ScimError::invalid_path(
+        // `value` is immutable and the rest read-only (RFC 7644 §3.12: mutability).
+        return Err(ScimError::mutability(
             "member sub-attributes cannot be changed; add or remove the member instead",
         ));
     }
@@ -463,8 +467,10 @@ fn remove_plain(p: &Path, value: Option<&Value>, body: &mut Body) {
 }
 
 /// Operations on `attr[filter]` and `attr[filter].sub` of a multi-valued complex attribute.
+/// An operation on the values of a multi-valued attribute its filter matches (every value
+/// when it has none).
 fn filtered(op: &Operation, p: &Path, input: &mut Input) -> ScimResult<()> {
-    let Some(f) = &p.filter else { return Ok(()) };
+    let f = p.filter.as_ref();
     let def = p.attr.def;
     let mut list: Vec<Value> = container(&input.body, p.attr)
         .and_then(|c| c.get(def.name))
@@ -472,7 +478,7 @@ fn filtered(op: &Operation, p: &Path, input: &mut Input) -> ScimResult<()> {
         .cloned()
         .unwrap_or_default();
     let hits: Vec<usize> = (0..list.len())
-        .filter(|&i| filter::matches_element(f, def, &list[i]))
+        .filter(|&i| f.is_none_or(|f| filter::matches_element(f, def, &list[i])))
         .collect();
     match op.op {
         OpKind::Remove => {
@@ -523,11 +529,17 @@ fn filtered(op: &Operation, p: &Path, input: &mut Input) -> ScimResult<()> {
             if hits.is_empty() {
                 // Entra adds `emails[type eq "work"].value` when no work email exists yet:
                 // create the entry the filter describes, so there is exactly one.
-                let Some(mut entry) = entry_from_filter(f) else {
-                    return Err(ScimError::no_target(format!(
-                        "no entry of \"{}\" matches the path's filter",
-                        def.name
-                    )));
+                let Some(mut entry) = f.and_then(entry_from_filter) else {
+                    return Err(ScimError::no_target(match f {
+                        Some(_) => {
+                            format!("no entry of \"{}\" matches the path's filter", def.name)
+                        }
+                        None => format!(
+                            "\"{}\" has no values to set \"{}\" in; add a whole value instead",
+                            def.name,
+                            p.sub.map(|s| s.name).unwrap_or_default()
+                        ),
+                    }));
                 };
                 for (k, v) in &patch {
                     if !v.is_null() {
@@ -642,6 +654,41 @@ mod tests {
             "emails": [{"value": "b@work", "type": "work", "primary": true},
                        {"value": "b@home", "type": "home"}],
             "name": {"givenName": "Barbara", "familyName": "Jensen"}})
+    }
+
+    #[test]
+    fn a_sub_attribute_path_without_a_filter_names_it_in_every_value() {
+        let out = run(
+            Kind::User,
+            user(),
+            json!([{"op": "replace", "path": "emails.display", "value": "B"}]),
+        )
+        .unwrap();
+        assert_eq!(
+            out.body["emails"],
+            json!([{"value": "b@work", "type": "work", "primary": true, "display": "B"},
+                   {"value": "b@home", "type": "home", "display": "B"}])
+        );
+        assert!(out.ignored.is_empty(), "{:?}", out.ignored);
+        // Each type may appear once: both entries cannot become "home".
+        let e = run(
+            Kind::User,
+            user(),
+            json!([{"op": "replace", "path": "emails.type", "value": "home"}]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.scim_type,
+            Some(crate::scim::error::ScimType::InvalidValue)
+        );
+        // With no value to set it in, there is nothing to target.
+        let e = run(
+            Kind::User,
+            json!({"userName": "u"}),
+            json!([{"op": "add", "path": "emails.value", "value": "u@x"}]),
+        )
+        .unwrap_err();
+        assert_eq!(e.scim_type, Some(crate::scim::error::ScimType::NoTarget));
     }
 
     #[test]
@@ -1217,6 +1264,14 @@ mod tests {
         .unwrap();
         assert!(matches!(&out.member_ops[..], [MemberOp::Add(m)] if m.len() == 1));
         assert_eq!(out.ignored.attributes, ["members.operation"]);
+        // A member's sub-attributes are not for changing.
+        let e = run(
+            Kind::Group,
+            json!({"displayName": "G"}),
+            json!([{"op": "replace", "path": "members[value eq \"U1\"].value", "value": "U2"}]),
+        )
+        .unwrap_err();
+        assert_eq!(e.scim_type, Some(crate::scim::error::ScimType::Mutability));
     }
 
     mod properties {
