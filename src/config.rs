@@ -521,6 +521,11 @@ impl Config {
                 }
             }
         }
+        if self.server.plain_http && (self.tls.cert.is_some() || self.tls.key.is_some()) {
+            w.push(
+                "tls.cert, tls.key: not used, as server.plain_http serves without TLS".to_string(),
+            );
+        }
         for (name, _) in self
             .tenants
             .iter()
@@ -999,6 +1004,16 @@ tokens = [{ name = "okta", sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0
         );
         c.tenants.get_mut("acme").unwrap().rate_limit = Some(50.0);
         assert!(c.warnings().is_empty());
+    }
+
+    #[test]
+    fn certificate_files_with_plain_http_are_a_warning() {
+        let mut c = Config::default();
+        c.tls.cert = Some("/etc/scimd/tls/fullchain.pem".into());
+        assert!(c.warnings().is_empty());
+        c.server.plain_http = true;
+        let w = c.warnings();
+        assert!(w.len() == 1 && w[0].contains("not used"), "{w:?}");
     }
 
     #[test]
