@@ -466,9 +466,8 @@ fn remove_plain(p: &Path, value: Option<&Value>, body: &mut Body) {
     drop_empty_extension(body, p.attr);
 }
 
-/// Operations on `attr[filter]` and `attr[filter].sub` of a multi-valued complex attribute.
-/// An operation on the values of a multi-valued attribute its filter matches (every value
-/// when it has none).
+/// Operations on `attr[filter]`, `attr[filter].sub` and `attr.sub` (every value) of a
+/// multi-valued complex attribute.
 fn filtered(op: &Operation, p: &Path, input: &mut Input) -> ScimResult<()> {
     let f = p.filter.as_ref();
     let def = p.attr.def;
