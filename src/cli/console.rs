@@ -122,7 +122,8 @@ fn open_store(cfg: &Config, create: bool) -> Result<scimd::store::Store, String>
     if !create && !path.exists() {
         return Err(format!(
             "no database at {} (storage.dir): scimd has not run with this configuration yet, \
-             or storage.dir names the wrong directory",
+             or storage.dir names the wrong directory (a running daemon keeps the one it \
+             started with until it is restarted)",
             path.display()
         ));
     }
