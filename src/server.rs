@@ -78,10 +78,18 @@ pub struct Reloader {
     running: Config,
 }
 
+/// What a reload says for the log: what check-config would warn about, and what changed.
+#[derive(Debug, Default)]
+pub struct Reloaded {
+    pub warnings: Vec<String>,
+    pub notes: Vec<String>,
+}
+
 impl Reloader {
-    /// Validate and apply `new`. On error nothing changes. Returns notes for the log.
-    pub async fn apply(&self, mut new: Config) -> Result<Vec<String>, String> {
-        let mut notes = new.warnings();
+    /// Validate and apply `new`. On error nothing changes.
+    pub async fn apply(&self, mut new: Config) -> Result<Reloaded, String> {
+        let warnings = new.warnings();
+        let mut notes = Vec::new();
         let r = &self.running;
         for (what, changed) in [
             ("server.listen", new.server.listen != r.server.listen),
@@ -181,7 +189,7 @@ impl Reloader {
                 )),
             }
         }
-        Ok(notes)
+        Ok(Reloaded { warnings, notes })
     }
 
     /// Reload only the certificate (files renewed on disk); returns its fingerprint.

@@ -173,23 +173,18 @@ pub(crate) async fn watch_signals_and_certs(
         tokio::select! {
             _ = hup.recv() => {
                 notify(&[sd_notify::NotifyState::Reloading, sd_notify::NotifyState::monotonic_usec_now().unwrap_or(sd_notify::NotifyState::Status("reloading"))]);
-                let mut warnings = Vec::new();
                 let applied = match Config::load(&path) {
-                    Ok(c) => {
-                        warnings = c.warnings();
-                        reloader.apply(c).await
-                    }
+                    Ok(c) => reloader.apply(c).await,
                     Err(e) => Err(e.to_string()),
                 };
                 match applied {
-                    Ok(notes) => {
+                    Ok(r) => {
                         // What check-config warns about is a warning here too, as at start.
-                        for n in notes {
-                            if warnings.contains(&n) {
-                                tracing::warn!("reload: {n}");
-                            } else {
-                                tracing::info!("reload: {n}");
-                            }
+                        for w in r.warnings {
+                            tracing::warn!("reload: {w}");
+                        }
+                        for n in r.notes {
+                            tracing::info!("reload: {n}");
                         }
                         tracing::info!("configuration reloaded");
                         notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("serving")]);

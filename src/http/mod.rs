@@ -437,13 +437,12 @@ impl App {
         };
         vouch::vouch_for(&req);
         // From here on a refusal is logged and counted under the tenant and token it came with.
-        let served = match query::Query::parse(req.uri().query()) {
-            Ok(query) => {
-                self.serve(req, &route, rt, base, query, &method, &principal)
-                    .await
-            }
-            Err(e) => Err(e),
-        };
+        let served = async {
+            let query = query::Query::parse(req.uri().query())?;
+            self.serve(req, &route, rt, base, query, &method, &principal)
+                .await
+        }
+        .await;
         let resp = served.unwrap_or_else(|e| refusal(&e, Some(allowed(&route.endpoint))));
         Ok((resp, Some(principal)))
     }

@@ -105,7 +105,7 @@ async fn a_reload_keeps_the_running_storage_and_its_certificate() {
     let moved = s.dir.path().join("moved");
     let mut cfg = s.config.clone();
     cfg.storage.dir = moved.clone();
-    let notes = s.reloader().apply(cfg).await.unwrap().join("\n");
+    let notes = s.reloader().apply(cfg).await.unwrap().notes.join("\n");
     assert!(
         notes.contains("storage changed: takes effect after a restart"),
         "{notes}"

@@ -554,7 +554,7 @@ async fn a_reload_that_switches_the_mode_is_in_the_feed() {
             .test_threshold = n;
         c
     };
-    let notes = s.reloader().apply(with_threshold(2)).await.unwrap();
+    let notes = s.reloader().apply(with_threshold(2)).await.unwrap().notes;
     assert!(
         notes.contains(&"tenant acme: plan mode testing -> enforced (new test_threshold)".into()),
         "{notes:?}"
