@@ -284,6 +284,13 @@ fn apply_one(
     // in every value, as a remove takes it from every value.
     let every_value = p.sub.is_some() && p.attr.def.multi_valued && op.op != OpKind::Remove;
     if p.filter.is_some() || every_value {
+        if let (None, Some(v)) = (p.sub, &op.value) {
+            let name = match p.attr.ext {
+                Some(urn) => format!("{urn}:{}", p.attr.def.name),
+                None => p.attr.def.name.to_string(),
+            };
+            resource::note_unknown_subs(p.attr.def, &name, v, &mut input.ignored);
+        }
         return filtered(op, &p, input);
     }
     match op.op {
@@ -1263,6 +1270,16 @@ mod tests {
         .unwrap();
         assert!(matches!(&out.member_ops[..], [MemberOp::Add(m)] if m.len() == 1));
         assert_eq!(out.ignored.attributes, ["members.operation"]);
+        // The same for a value that a filtered path sets.
+        let out = run(
+            Kind::User,
+            user(),
+            json!([{"op": "replace", "path": "emails[type eq \"work\"]",
+                "value": {"value": "w@x.org", "label": "desk"}}]),
+        )
+        .unwrap();
+        assert_eq!(out.body["emails"][0]["value"], "w@x.org");
+        assert_eq!(out.ignored.attributes, ["emails.label"]);
         // A member's sub-attributes are not for changing.
         let e = run(
             Kind::Group,
