@@ -19,27 +19,59 @@ pub fn socket_path(cfg: &Config) -> PathBuf {
     cfg.storage.dir.join("admin.sock")
 }
 
+/// A tenant name that is not configured: a typo, or a tenant taken out of the file.
+fn no_tenant(cfg: &Config, tenant: &str) -> String {
+    let names: Vec<&str> = cfg.tenants.keys().map(String::as_str).collect();
+    format!(
+        "no tenant {tenant} in the configuration (configured: {}); a tenant taken out of the \
+         file keeps its data, and is read again once its [tenants.{tenant}] table is put back",
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        }
+    )
+}
+
+/// Users and groups of one tenant.
+async fn counts(store: &Store, tenant: &str) -> Result<Value, String> {
+    let users = store.count(tenant.to_string(), Kind::User).await;
+    let groups = store.count(tenant.to_string(), Kind::Group).await;
+    match (users, groups) {
+        (Ok(u), Ok(g)) => Ok(json!({"users": u, "groups": g})),
+        (Err(e), _) | (_, Err(e)) => Err(format!("the database cannot be read: {}", e.detail)),
+    }
+}
+
 /// Answer one admin request from the store and the running configuration.
 pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
     match req["cmd"].as_str() {
         Some("status") => {
+            // A count the database cannot give is an error, never a zero.
             let mut tenants = serde_json::Map::new();
             for (name, t) in &cfg.tenants {
-                let users = store.count(name.clone(), Kind::User).await.unwrap_or(0);
-                let groups = store.count(name.clone(), Kind::Group).await.unwrap_or(0);
-                tenants.insert(
-                    name.clone(),
-                    json!({"users": users, "groups": groups, "display_name": t.display_name}),
-                );
+                let mut c = match counts(store, name).await {
+                    Ok(c) => c,
+                    Err(e) => return json!({"ok": false, "error": e}),
+                };
+                c["display_name"] = json!(t.display_name);
+                tenants.insert(name.clone(), c);
             }
             // A tenant taken out of the file keeps its data, and gets it back if put back:
             // say so, or it would be invisible.
+            let stored = match store.stored_tenants().await {
+                Ok(s) => s,
+                Err(e) => {
+                    return json!({"ok": false, "error": format!("the database cannot be read: {}", e.detail)});
+                }
+            };
             let mut unconfigured = serde_json::Map::new();
-            for name in store.stored_tenants().await.unwrap_or_default() {
+            for name in stored {
                 if !cfg.tenants.contains_key(&name) {
-                    let users = store.count(name.clone(), Kind::User).await.unwrap_or(0);
-                    let groups = store.count(name.clone(), Kind::Group).await.unwrap_or(0);
-                    unconfigured.insert(name, json!({"users": users, "groups": groups}));
+                    match counts(store, &name).await {
+                        Ok(c) => unconfigured.insert(name, c),
+                        Err(e) => return json!({"ok": false, "error": e}),
+                    };
                 }
             }
             json!({"ok": true, "version": env!("CARGO_PKG_VERSION"), "commit": env!("SCIMD_COMMIT"),
@@ -48,6 +80,9 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
         }
         Some("plan") => {
             let tenant = req["tenant"].as_str().unwrap_or_default().to_string();
+            if !cfg.tenants.contains_key(&tenant) {
+                return json!({"ok": false, "error": no_tenant(cfg, &tenant)});
+            }
             let Some(plan) = cfg.tenants.get(&tenant).and_then(|t| t.plan.as_ref()) else {
                 return json!({"ok": false, "error": format!("tenant {tenant} has no [tenants.{tenant}.plan] in the configuration")});
             };
@@ -86,7 +121,7 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
         Some("list") => {
             let tenant = req["tenant"].as_str().unwrap_or_default().to_string();
             if !cfg.tenants.contains_key(&tenant) {
-                return json!({"ok": false, "error": format!("no tenant {tenant} in the configuration")});
+                return json!({"ok": false, "error": no_tenant(cfg, &tenant)});
             }
             let kind = if req["kind"] == "Group" {
                 Kind::Group
@@ -312,7 +347,7 @@ pub async fn export(
     mut emit: impl FnMut(String),
 ) -> Result<u64, String> {
     if !cfg.tenants.contains_key(tenant) {
-        return Err(format!("no tenant {tenant} in the configuration"));
+        return Err(no_tenant(cfg, tenant));
     }
     let rt = crate::http::Runtime::new(cfg.clone());
     let mut n = 0;
@@ -369,7 +404,7 @@ pub async fn import(
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<Imported, String> {
     let Some(tc) = cfg.tenants.get(tenant) else {
-        return Err(format!("no tenant {tenant} in the configuration"));
+        return Err(no_tenant(cfg, tenant));
     };
     let rt = crate::http::Runtime::new(cfg.clone());
     let actor = crate::store::Actor {

@@ -11,3 +11,4 @@ pub mod scim;
 pub mod server;
 pub mod store;
 pub mod tls;
+pub mod x509;

@@ -241,12 +241,22 @@ fn main() -> ExitCode {
             Ok(cfg) => {
                 // What `serve` would refuse at start (a key that is not the certificate's, a
                 // file that is no PEM) is refused here too: systemd runs this first.
+                let mut warnings = cfg.warnings();
                 if let (false, Some(cert), Some(key)) =
                     (cfg.server.plain_http, &cfg.tls.cert, &cfg.tls.key)
-                    && let Err(e) = scimd::tls::load_pem(cert, key)
                 {
-                    eprintln!("invalid configuration {}:\n  - {e}", config.display());
-                    return ExitCode::from(2);
+                    match scimd::tls::load_pem(cert, key) {
+                        Err(e) => {
+                            eprintln!("invalid configuration {}:\n  - {e}", config.display());
+                            return ExitCode::from(2);
+                        }
+                        // Expired is a warning, not a refusal: refusing would also stop the
+                        // service for the application and for `/healthz`.
+                        Ok(l) => warnings.extend(
+                            l.date_warning()
+                                .map(|w| format!("tls.cert {}: {w}", cert.display())),
+                        ),
+                    }
                 }
                 say!(
                     "{}: OK ({} tenant{}, listening on {})",
@@ -255,7 +265,7 @@ fn main() -> ExitCode {
                     if cfg.tenants.len() == 1 { "" } else { "s" },
                     cfg.server.listen
                 );
-                for w in cfg.warnings() {
+                for w in warnings {
                     eprintln!("warning: {w}");
                 }
                 ExitCode::SUCCESS

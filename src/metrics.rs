@@ -176,7 +176,7 @@ impl HttpMetrics {
             );
         }
         out.push_str(
-            "# HELP scimd_auth_failures_total Requests refused for a missing or wrong token.\n",
+            "# HELP scimd_auth_failures_total Requests refused for a missing or wrong token, those answered 429 by the per-address throttle included.\n",
         );
         out.push_str("# TYPE scimd_auth_failures_total counter\n");
         let _ = writeln!(
@@ -189,14 +189,14 @@ impl HttpMetrics {
 
 impl StoreMetrics {
     pub fn render(&self, out: &mut String) {
-        out.push_str("# HELP scimd_write_batch_size Requests committed together in one durable transaction.\n");
+        out.push_str("# HELP scimd_write_batch_size Write requests handled in one transaction (those refused inside it, such as a 409, included).\n");
         out.push_str("# TYPE scimd_write_batch_size histogram\n");
         self.batch_size.render(out, "scimd_write_batch_size", "");
         out.push_str("# HELP scimd_commit_duration_seconds Time of one durable commit.\n");
         out.push_str("# TYPE scimd_commit_duration_seconds histogram\n");
         self.commit_seconds
             .render(out, "scimd_commit_duration_seconds", "");
-        out.push_str("# TYPE scimd_commit_failures_total counter\n");
+        out.push_str("# HELP scimd_commit_failures_total Write transactions not committed (storage failed, or a write panicked): their requests were answered 503 and nothing of them was kept.\n# TYPE scimd_commit_failures_total counter\n");
         let _ = writeln!(
             out,
             "scimd_commit_failures_total {}",

@@ -37,7 +37,10 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    #[error("server.listen: cannot listen on {addr}: {source}")]
+    #[error(
+        "server.listen: cannot listen on {addr}: {source}{}",
+        bind_hint(source)
+    )]
     Bind {
         addr: String,
         #[source]
@@ -85,10 +88,23 @@ pub struct Reloaded {
     pub notes: Vec<String>,
 }
 
+/// What to do about the two reasons a listen fails on a machine that is set up right.
+fn bind_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            " (another process holds the port: `ss -ltnp` shows which; stop it, or set another port in server.listen)"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            " (ports below 1024 need CAP_NET_BIND_SERVICE, which the packaged unit grants; or listen on 8443)"
+        }
+        _ => "",
+    }
+}
+
 impl Reloader {
     /// Validate and apply `new`. On error nothing changes.
     pub async fn apply(&self, mut new: Config) -> Result<Reloaded, String> {
-        let warnings = new.warnings();
+        let mut warnings = new.warnings();
         let mut notes = Vec::new();
         let r = &self.running;
         for (what, changed) in [
@@ -110,7 +126,8 @@ impl Reloader {
             ("log", new.log != r.log),
         ] {
             if changed {
-                notes.push(format!("{what} changed: takes effect after a restart"));
+                // A warning: until the restart the file and the daemon disagree.
+                warnings.push(format!("{what} changed: takes effect after a restart"));
             }
         }
         // Until then the running values stay in force, for everything that reads them: a
@@ -131,6 +148,7 @@ impl Reloader {
         };
         if let (Some(resolver), Some(l)) = (&self.certs, loaded) {
             notes.push(format!("serving certificate {}", l.fingerprint));
+            warnings.extend(l.date_warning().map(|w| format!("tls: {w}")));
             resolver.set(l.key);
         }
         let old = self.app.runtime();
@@ -202,6 +220,11 @@ impl Reloader {
         let l = tls::load_pem(&cert, &key).map_err(|e| e.to_string())?;
         resolver.set(l.key);
         Ok(l.fingerprint)
+    }
+
+    /// What the admin must hear about the served certificate's dates, if anything.
+    pub fn cert_date_warning(&self) -> Option<String> {
+        self.certs.as_ref()?.date_warning()
     }
 
     /// How often to look for renewed certificate files (0: never).

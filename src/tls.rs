@@ -74,6 +74,19 @@ pub fn load_pem(cert: &Path, key: &Path) -> Result<Loaded, TlsError> {
     })
 }
 
+impl Loaded {
+    /// What an admin must hear about the certificate's dates today: expired, not yet valid,
+    /// or ending within `x509::WARN_DAYS`.
+    pub fn date_warning(&self) -> Option<String> {
+        date_warning(&self.key)
+    }
+}
+
+fn date_warning(key: &CertifiedKey) -> Option<String> {
+    let leaf = key.end_entity_cert().ok()?;
+    crate::x509::warning(leaf.as_ref(), time::OffsetDateTime::now_utc())
+}
+
 pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
     Sha256::digest(cert.as_ref())
         .iter()
@@ -238,6 +251,11 @@ impl CertResolver {
             Ok(mut g) => *g = key,
             Err(p) => *p.into_inner() = key,
         }
+    }
+
+    /// `Loaded::date_warning` for the certificate being served.
+    pub fn date_warning(&self) -> Option<String> {
+        date_warning(&self.get())
     }
 
     fn get(&self) -> Arc<CertifiedKey> {

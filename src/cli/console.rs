@@ -88,7 +88,12 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
     match answer {
         Ok(a) if a["ok"] == true => {
             print_answer(&a);
-            ExitCode::SUCCESS
+            // As init scripts' `status` does (LSB): 3 when the daemon is not running.
+            if req["cmd"] == "status" && a["daemon"] == false {
+                ExitCode::from(3)
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Ok(a) => {
             for p in a["problems"].as_array().into_iter().flatten() {
@@ -159,6 +164,10 @@ pub(crate) fn load_or_exit(
 ) -> Result<(Config, tokio::runtime::Runtime), ExitCode> {
     let cfg = Config::load(config).map_err(|e| {
         eprintln!("{e}");
+        // The moment a reload was refused is when an admin asks: the daemon is not down.
+        eprintln!(
+            "(a running scimd keeps the configuration it last loaded; fix the file, then reload it)"
+        );
         ExitCode::from(2)
     })?;
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -149,6 +149,9 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
             banner(format!("  TLS certificate SHA-256 fingerprint: {fp}"));
         }
         let reloader = server.reloader();
+        if let Some(w) = reloader.cert_date_warning() {
+            tracing::warn!("tls: {w}");
+        }
         // Ready only now: the database is open and the listener bound.
         notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("serving")]);
         tokio::spawn(watch_signals_and_certs(path, reloader, hup));
@@ -169,6 +172,9 @@ pub(crate) async fn watch_signals_and_certs(
     let mut stamp = reloader.cert_stamp();
     let mut every = reloader.watch_secs();
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(every.max(1)));
+    // A certificate that ends while the daemon runs is warned of daily, not only at start.
+    let day = std::time::Duration::from_secs(24 * 60 * 60);
+    let mut daily = tokio::time::interval_at(tokio::time::Instant::now() + day, day);
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -205,10 +211,20 @@ pub(crate) async fn watch_signals_and_certs(
                 let now = reloader.cert_stamp();
                 if now.is_some() && now != stamp {
                     match reloader.reload_cert() {
-                        Ok(fp) => tracing::info!(fingerprint = %fp, "certificate files changed: new certificate in use"),
+                        Ok(fp) => {
+                            tracing::info!(fingerprint = %fp, "certificate files changed: new certificate in use");
+                            if let Some(w) = reloader.cert_date_warning() {
+                                tracing::warn!("tls: {w}");
+                            }
+                        }
                         Err(e) => tracing::error!("certificate files changed but cannot be used; keeping the old certificate: {e}"),
                     }
                     stamp = now;
+                }
+            }
+            _ = daily.tick() => {
+                if let Some(w) = reloader.cert_date_warning() {
+                    tracing::warn!("tls: {w}");
                 }
             }
         }

@@ -102,24 +102,41 @@ fn resource_response(status: u16, ctx: &Ctx, r: Resource, proj: &Projection) -> 
     }
 }
 
-fn log_ignored(ctx: &Ctx, kind: Kind, ignored: &Ignored) {
-    if !ignored.is_empty() {
-        // Names only, never values: an admin fixes the IdP mapping from this line.
-        tracing::warn!(
-            tenant = %ctx.principal.tenant,
-            token = %ctx.principal.token_name,
-            resource = kind.as_str(),
-            attributes = ?ignored.attributes,
-            schemas = ?ignored.schemas,
-            "ignored unknown attributes or schemas; check the IdP's attribute mapping"
-        );
+/// Names only, never values: an admin fixes the IdP mapping from this line. At WARN once an
+/// hour for the same names (a full sync sends them with every user), at DEBUG between.
+fn log_ignored(app: &App, ctx: &Ctx, kind: Kind, ignored: &Ignored) {
+    if ignored.is_empty() {
+        return;
+    }
+    let (attributes, schemas) = (ignored.attributes.join(","), ignored.schemas.join(","));
+    let what = format!(
+        "{}\0{}\0{attributes}\0{schemas}",
+        ctx.principal.tenant,
+        kind.as_str()
+    );
+    macro_rules! say {
+        ($level:ident, $note:literal) => {
+            tracing::$level!(
+                tenant = %ctx.principal.tenant,
+                token = %ctx.principal.token_name,
+                resource = kind.as_str(),
+                %attributes,
+                %schemas,
+                concat!("ignored unknown attributes or schemas; check the IdP's attribute mapping", $note)
+            )
+        };
+    }
+    if app.first_this_hour(&what) {
+        say!(warn, " (said once an hour for the same names)");
+    } else {
+        say!(debug, "");
     }
 }
 
 async fn create(app: &App, ctx: &Ctx, kind: Kind, body: &Value) -> ScimResult<Resp> {
     let input = resource::normalize(ctx.rt(kind), body)?;
     resource::check_required_extensions(ctx.rt(kind), &input.body, None)?;
-    log_ignored(ctx, kind, &input.ignored);
+    log_ignored(app, ctx, kind, &input.ignored);
     let r = app.store.create(ctx.actor(), ctx.rt(kind), input).await?;
     Ok(resource_response(201, ctx, r, &projection(ctx, kind)))
 }
@@ -230,7 +247,7 @@ async fn get_group_streamed(app: &App, ctx: &Ctx, id: &str) -> ScimResult<Resp> 
 
 async fn replace(app: &App, ctx: &Ctx, kind: Kind, id: &str, body: &Value) -> ScimResult<Resp> {
     let input = resource::normalize(ctx.rt(kind), body)?;
-    log_ignored(ctx, kind, &input.ignored);
+    log_ignored(app, ctx, kind, &input.ignored);
     let r = app
         .store
         .replace(
@@ -260,7 +277,7 @@ async fn patch(app: &App, ctx: &Ctx, kind: Kind, id: &str, body: &Value) -> Scim
             ctx.conditions(),
         )
         .await?;
-    log_ignored(ctx, kind, &ignored);
+    log_ignored(app, ctx, kind, &ignored);
     if kind == Kind::Group {
         if !ctx.query.has_any(&["attributes", "excludedAttributes"]) {
             return Ok(response::with_header(

@@ -137,6 +137,9 @@ pub struct App {
     /// Warnings about 429s: once a minute per address or tenant, or a flood of requests
     /// would write a flood of them.
     said_429: limit::Limiter,
+    /// Warnings about ignored attributes: once an hour for each tenant, resource type and
+    /// set of names. An IdP's mapping sends the same ones with every user of a full sync.
+    said_ignored: limit::Limiter,
     runtime: RwLock<Arc<Runtime>>,
     scheme: &'static str,
     /// Room for request bodies being received, all connections together (see `backlog`).
@@ -201,6 +204,7 @@ impl App {
             metrics: crate::metrics::HttpMetrics::default(),
             limiter: limit::Limiter::default(),
             said_429: limit::Limiter::default(),
+            said_ignored: limit::Limiter::default(),
             bodies: backlog::body_room(backlog::BODIES_EVERYWHERE, config.server.max_body_bytes),
             runtime: RwLock::new(Arc::new(Runtime::new(config))),
             scheme,
@@ -279,16 +283,18 @@ impl App {
             .map(|r| template(&r.endpoint))
             .unwrap_or("other");
         let allow = route.as_ref().map(|r| allowed(&r.endpoint));
+        // A path no endpoint has is logged as sent (escaped, cut at 100 characters): the
+        // admin needs it to find a wrong Base URL.
+        let unknown_path = matches!(template, "unknown" | "other").then(|| {
+            let p = req.uri().path();
+            let cut = p.char_indices().nth(100).map_or(p.len(), |(i, _)| i);
+            p[..cut].escape_debug().to_string()
+        });
         let (resp, who) = match self.dispatch(req, route, peer).await {
             Ok((r, who)) => (r, who),
             Err(e) => (refusal(&e, allow), None),
         };
         let status = resp.status().as_u16();
-        if status == 401 {
-            self.metrics
-                .auth_failures
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
         let tenant = who.as_ref().map(|p| p.tenant.as_str()).unwrap_or("-");
         // Only standard methods become labels, so clients cannot grow the series count.
         let method_label = match method {
@@ -320,7 +326,12 @@ impl App {
                     %peer,
                     method = %method,
                     path = template,
+                    unknown_path = unknown_path.as_deref(),
                     status,
+                    scim_type = resp
+                        .extensions()
+                        .get::<crate::scim::error::ScimType>()
+                        .map(|t| t.as_str()),
                     latency_ms = started.elapsed().as_micros() as f64 / 1000.0,
                     tenant = who.as_ref().map(|p: &Principal| p.tenant.as_str()).unwrap_or("-"),
                     token_name = who.as_ref().map(|p| p.token_name.as_str()).unwrap_or("-"),
@@ -565,6 +576,10 @@ impl App {
         tenant_named: bool,
         why: impl FnOnce() -> String,
     ) -> Resp {
+        // Counted here, throttled or not: a brute force must show in the count.
+        self.metrics
+            .auth_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let sent = auth.and_then(crate::auth::bearer).is_some();
         let detail = match auth {
             None => "missing Authorization header; send \"Authorization: Bearer <token>\"",
@@ -617,6 +632,12 @@ impl App {
         )
     }
 
+    pub(crate) fn first_this_hour(&self, what: &str) -> bool {
+        self.said_ignored
+            .check(what, 1.0 / 3600.0, 1.0, Instant::now())
+            .is_ok()
+    }
+
     fn first_429_this_minute(&self, whom: &str) -> bool {
         self.said_429
             .check(whom, 1.0 / 60.0, 1.0, Instant::now())
@@ -645,7 +666,7 @@ impl App {
         let mut out = String::new();
         self.metrics.render(&mut out);
         self.store.metrics.render(&mut out);
-        out.push_str("# TYPE scimd_database_bytes gauge\n");
+        out.push_str("# HELP scimd_database_bytes Size of the database file.\n# TYPE scimd_database_bytes gauge\n");
         out.push_str(&format!(
             "scimd_database_bytes {}\n",
             self.store.file_size()
@@ -660,7 +681,10 @@ impl App {
         tenants.dedup();
         for tenant in &tenants {
             for kind in [Kind::User, Kind::Group] {
-                let n = self.store.count(tenant.clone(), kind).await.unwrap_or(0);
+                // A count the database cannot give is left out, never shown as zero.
+                let Ok(n) = self.store.count(tenant.clone(), kind).await else {
+                    continue;
+                };
                 out.push_str(&format!(
                     "scimd_resources{{tenant=\"{tenant}\",kind=\"{}\"}} {n}\n",
                     kind.as_str()
@@ -670,7 +694,7 @@ impl App {
         let mut r = http::Response::new(response::Body::full(out));
         r.headers_mut().insert(
             header::CONTENT_TYPE,
-            http::HeaderValue::from_static("text/plain; version=0.0.4"),
+            http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         );
         r
     }

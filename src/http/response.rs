@@ -93,6 +93,10 @@ pub fn empty(status: u16) -> Resp {
 /// The one place a `ScimError` becomes an HTTP response.
 pub fn error(e: &ScimError) -> Resp {
     let mut r = json(e.status, &e.to_json());
+    // For the request's log line, which sees only the response.
+    if let Some(t) = e.scim_type {
+        r.extensions_mut().insert(t);
+    }
     if e.status == 401 {
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,

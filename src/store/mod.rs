@@ -565,9 +565,15 @@ fn run_batch(
     metrics: &crate::metrics::StoreMetrics,
     quick_repair: bool,
 ) -> bool {
+    let failure = || {
+        metrics
+            .commit_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    };
     let mut txn = match db.begin_write() {
         Ok(t) => t,
         Err(e) => {
+            failure();
             storage_failed(&e.into());
             batch.clear(); // dropping the jobs drops their senders: each caller gets 503
             return false;
@@ -580,6 +586,7 @@ fn run_batch(
     let mut w = match write::W::open(&txn) {
         Ok(w) => w,
         Err(e) => {
+            failure();
             storage_failed(&e);
             batch.clear();
             return false;
@@ -608,6 +615,7 @@ fn run_batch(
     // The tables close before the transaction ends.
     drop(w);
     if failed {
+        failure();
         if let Err(e) = txn.abort() {
             storage_failed(&e.into());
             storage_ok = false;
@@ -636,9 +644,7 @@ fn run_batch(
             true
         }
         Err(e) => {
-            metrics
-                .commit_failures
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            failure();
             storage_failed(&e.into());
             responders.into_iter().for_each(|r| r(Err(unavailable())));
             false

@@ -170,6 +170,35 @@ fn check_config_refuses_a_key_that_is_not_the_certificates() {
     );
 }
 
+/// An expired certificate loads, and IdPs refuse it: check-config says so and when, without
+/// refusing the file (the service still serves `/healthz` and the application).
+#[test]
+fn check_config_warns_of_an_expired_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = crate::process::dated_cert(dir.path(), -400, -30);
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml");
+    let text = std::fs::read_to_string(example).unwrap().replace(
+        "self_signed = true",
+        &format!("cert = {:?}\nkey = {:?}", cert.display(), key.display()),
+    );
+    let path = dir.path().join("scimd.toml");
+    std::fs::write(&path, &text).unwrap();
+    let out = scimd()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "warning: tls.cert {}: the certificate expired on ",
+            cert.display()
+        )) && err.contains("IdPs refuse to connect until it is renewed"),
+        "{err}"
+    );
+}
+
 #[test]
 fn token_prints_a_token_and_the_matching_config_line() {
     let out = scimd().args(["token", "--name", "okta"]).output().unwrap();

@@ -54,7 +54,8 @@ async fn healthz_needs_no_token_and_metrics_need_theirs() {
         "scimd_requests_total{endpoint=\"/Users\",method=\"GET\",status=\"401\",tenant=\"-\"} 1",
         "scimd_requests_total{endpoint=\"/Users/{id}\",method=\"GET\",status=\"404\",tenant=\"acme\"} 1",
         "scimd_request_duration_seconds_bucket{endpoint=\"/Users\",le=\"+Inf\"} 2",
-        "scimd_auth_failures_total 1",
+        // The wrong SCIM token and the wrong metrics token.
+        "scimd_auth_failures_total 2",
         "scimd_write_batch_size_count",
         "scimd_commit_duration_seconds_count",
         "scimd_resources{tenant=\"acme\",kind=\"User\"} 1",
@@ -64,6 +65,14 @@ async fn healthz_needs_no_token_and_metrics_need_theirs() {
         assert!(text.contains(needle), "{needle} not in:\n{text}");
     }
     assert!(!text.contains("acme-okta-token"));
+    // Every metric says what it is (Prometheus shows HELP beside the graph).
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let name = line.split(' ').nth(2).unwrap();
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "no HELP for {name}:\n{text}"
+        );
+    }
     // A tenant taken out of the configuration keeps its line while its data is kept.
     let r = s
         .call(
@@ -105,7 +114,7 @@ async fn a_reload_keeps_the_running_storage_and_its_certificate() {
     let moved = s.dir.path().join("moved");
     let mut cfg = s.config.clone();
     cfg.storage.dir = moved.clone();
-    let notes = s.reloader().apply(cfg).await.unwrap().notes.join("\n");
+    let notes = s.reloader().apply(cfg).await.unwrap().warnings.join("\n");
     assert!(
         notes.contains("storage changed: takes effect after a restart"),
         "{notes}"

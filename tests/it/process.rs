@@ -364,20 +364,22 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
         let body = format!("{{\"userName\":\"{u}\"}}");
         assert_eq!(p.post("/scim/v2/Users", "tok", body).await, 201);
     }
-    let run = |args: &[&str]| {
+    let run_with = |args: &[&str], code: i32| {
         let out = Command::new(env!("CARGO_BIN_EXE_scimd"))
             .args(args)
             .arg("--config")
             .arg(&cfg)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
+        assert_eq!(
+            out.status.code(),
+            Some(code),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).to_string()
     };
+    let run = |args: &[&str]| run_with(args, 0);
     let plan = run(&["plan", "acme"]);
     assert!(
         plan.contains("mode:        enforced")
@@ -388,6 +390,19 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
         "{plan}"
     );
     let status = run(&["status"]);
+    // A mistyped tenant is named as such, with the names there are.
+    for args in [
+        &["plan", "acmee"][..],
+        &["users", "list", "--tenant", "acmee"],
+    ] {
+        let out = scimd_cmd(&cfg, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.code() == Some(1)
+                && err.contains("no tenant acmee in the configuration (configured: acme)"),
+            "{args:?}: {err}"
+        );
+    }
     let users = run(&[
         "users",
         "list",
@@ -427,11 +442,12 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
         plan.contains("paid:        2") && plan.contains("active provisioned users: 2"),
         "{plan}"
     );
-    assert!(run(&["status"]).contains(": not running"));
+    // Exit 3, as an init script's `status` says "not running".
+    assert!(run_with(&["status"], 3).contains(": not running"));
     // A tenant taken out of the file is still listed, with what it keeps.
     let text = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(&cfg, text.replace("[tenants.acme", "[tenants.other")).unwrap();
-    let status = run(&["status"]);
+    let status = run_with(&["status"], 3);
     assert!(
         status.contains("tenant acme (not in the config file")
             && status.contains("2 users, 1 groups"),
@@ -559,14 +575,16 @@ async fn backup_during_writes_restore_and_verify() {
         );
     }
     assert!(!fresh.path().join("state").exists());
-    for args in [
-        vec!["restore", "--from", backup.to_str().unwrap()],
-        vec!["verify"],
-        vec!["status"],
+    for (args, code) in [
+        (vec!["restore", "--from", backup.to_str().unwrap()], 0),
+        (vec!["verify"], 0),
+        // Read from the restored file; 3: the daemon is not running.
+        (vec!["status"], 3),
     ] {
         let out = scimd_cmd(&fresh_cfg, &args);
-        assert!(
-            out.status.success(),
+        assert_eq!(
+            out.status.code(),
+            Some(code),
             "{args:?} on a fresh host: {}",
             String::from_utf8_lossy(&out.stderr)
         );
@@ -847,6 +865,64 @@ async fn served_cert(port: u16, trust: &[Vec<u8>]) -> Vec<u8> {
         .to_vec()
 }
 
+/// A certificate and key in `dir`, valid from `from` to `to` days from now.
+pub(crate) fn dated_cert(
+    dir: &std::path::Path,
+    from: i64,
+    to: i64,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let now = time::OffsetDateTime::now_utc();
+    let mut p = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    p.not_before = now + time::Duration::days(from);
+    p.not_after = now + time::Duration::days(to);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = p.self_signed(&key).unwrap();
+    let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+    scimd::tls::write_private(&k, key.serialize_pem().as_bytes()).unwrap();
+    std::fs::write(&c, cert.pem()).unwrap();
+    (c, k)
+}
+
+/// IdPs refuse an expired certificate with nothing in scimd's log to say why: the daemon
+/// warns at start, and of a certificate a reload brings that ends within two weeks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_near_or_past_its_end_is_warned_of() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    std::fs::create_dir_all(dir.path().join("state/tls")).unwrap();
+    std::fs::create_dir_all(&tls).unwrap();
+    let (cert, key) = dated_cert(&tls, -400, -30);
+    std::fs::copy(&cert, dir.path().join("state/tls/cert.pem")).unwrap();
+    let cfg = dir.path().join("scimd.toml");
+    std::fs::write(
+        &cfg,
+        config_text(dir.path(), &token_line("okta", "tok")).replace(
+            "self_signed = true",
+            &format!("cert = {:?}\nkey = {:?}", cert.display(), key.display()),
+        ),
+    )
+    .unwrap();
+    let p = Proc::start(&cfg);
+    let wait_for = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !p.log().contains(what) {
+            assert!(Instant::now() < deadline, "no {what:?} in:\n{}", p.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for("tls: the certificate expired on ");
+    // Renewed, but by something that issued it for five days only.
+    dated_cert(&tls, -1, 5);
+    kill(p.child.id(), "-HUP");
+    wait_for("configuration reloaded");
+    assert!(
+        p.log().contains("reload: tls: the certificate expires on ")
+            && p.log().contains(", in 4 days: renew it"),
+        "{}",
+        p.log()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewed_certificate_files_are_served_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -1080,6 +1156,71 @@ async fn json_logs_carry_one_object_per_request_without_the_token() {
     );
     assert!(ok["timestamp"].is_string(), "{ok}");
     assert!(requests.iter().any(|v| v["fields"]["status"] == 401));
+
+    // Attributes the server does not have: their names, as a string `jq` can split, at WARN
+    // once an hour for the same names, as a full sync sends them with every user.
+    for (user, extra) in [("b", "shoeSize"), ("c", "shoeSize"), ("d", "hatSize")] {
+        let body = format!(r#"{{"userName": "{user}@example.com", "{extra}": 42}}"#);
+        assert_eq!(
+            p.post("/scim/v2/Users", "sekrit-json-token", body).await,
+            201
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let said = |log: String| -> Vec<serde_json::Value> {
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| {
+                v["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("ignored unknown attributes"))
+            })
+            .collect()
+    };
+    while said(p.log()).len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let said = said(p.log());
+    let names: Vec<&str> = said
+        .iter()
+        .map(|v| v["fields"]["attributes"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["shoeSize", "hatSize"], "{said:?}");
+    assert!(said.iter().all(|v| v["level"] == "WARN"), "{said:?}");
+
+    // A refusal's line names its scimType, and a path no endpoint has is shown as sent.
+    let body = r#"{"userName": "b@example.com"}"#.to_string();
+    assert_eq!(
+        p.post("/scim/v2/Users", "sekrit-json-token", body).await,
+        409
+    );
+    assert_eq!(p.status("/scim/v2/Nope", "sekrit-json-token").await, 404);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let lines = loop {
+        let lines: Vec<serde_json::Value> = p
+            .log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["fields"]["status"] == 409 || v["fields"]["status"] == 404)
+            .collect();
+        if lines.len() >= 2 || Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let conflict = lines.iter().find(|v| v["fields"]["status"] == 409);
+    assert_eq!(
+        conflict.map(|v| &v["fields"]["scim_type"]),
+        Some(&serde_json::json!("uniqueness")),
+        "{lines:?}"
+    );
+    let missing = lines.iter().find(|v| v["fields"]["status"] == 404);
+    assert_eq!(
+        missing.map(|v| &v["fields"]["unknown_path"]),
+        Some(&serde_json::json!("/scim/v2/Nope")),
+        "{lines:?}"
+    );
 }
 
 /// Under systemd (`Type=notify`) scimd says READY only once it serves, and STOPPING when it

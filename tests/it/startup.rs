@@ -238,3 +238,22 @@ async fn a_public_url_ip_address_is_an_ip_name_in_the_certificate() {
     assert!(connect("192.0.2.10").await.is_ok());
     assert!(connect("192.0.2.11").await.is_err());
 }
+
+/// A port another process holds is the commonest start failure: the message says what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_in_use_is_named_with_what_to_do() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path());
+    cfg.server.listen = holder.local_addr().unwrap().to_string();
+    let Err(e) = Server::bind(cfg).await else {
+        panic!("bound a port another socket holds");
+    };
+    let e = e.to_string();
+    assert!(
+        e.starts_with("server.listen: cannot listen on 127.0.0.1:")
+            && e.contains("another process holds the port")
+            && e.contains("server.listen)"),
+        "{e}"
+    );
+}

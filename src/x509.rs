@@ -1,0 +1,168 @@
+//! The one part of an X.509 certificate that rustls does not expose and an admin needs: its
+//! validity period, read from the DER (RFC 5280 §4.1) by walking the first fields of the
+//! `TBSCertificate`. Pure; no I/O.
+
+use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
+
+/// How long before the end of its validity a certificate is worth a warning: an ACME client
+/// renews at 30 days, so at 14 its renewal has failed.
+pub const WARN_DAYS: i64 = 14;
+
+/// `notBefore` and `notAfter` of a DER certificate, or `None` if it cannot be read.
+pub fn validity(der: &[u8]) -> Option<(OffsetDateTime, OffsetDateTime)> {
+    let (cert, _) = expect(der, SEQUENCE)?;
+    let (tbs, _) = expect(cert, SEQUENCE)?;
+    let mut rest = tbs;
+    // version [0] EXPLICIT, absent in v1 certificates.
+    if let Some((0xA0, _, after)) = tlv(rest) {
+        rest = after;
+    }
+    let (_serial, rest) = expect(rest, INTEGER)?;
+    let (_algorithm, rest) = expect(rest, SEQUENCE)?;
+    let (_issuer, rest) = expect(rest, SEQUENCE)?;
+    let (validity, _) = expect(rest, SEQUENCE)?;
+    let (t, not_before, rest) = tlv(validity)?;
+    let not_before = time_value(t, not_before)?;
+    let (t, not_after, _) = tlv(rest)?;
+    Some((not_before, time_value(t, not_after)?))
+}
+
+/// What an admin must hear about a certificate's dates at `now`, if anything.
+pub fn warning(der: &[u8], now: OffsetDateTime) -> Option<String> {
+    let (not_before, not_after) = validity(der)?;
+    let day = |t: OffsetDateTime| {
+        format!(
+            "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute()
+        )
+    };
+    if now >= not_after {
+        return Some(format!(
+            "the certificate expired on {}: IdPs refuse to connect until it is renewed",
+            day(not_after)
+        ));
+    }
+    if now < not_before {
+        return Some(format!(
+            "the certificate is not valid before {}: IdPs refuse it until then (is the clock right?)",
+            day(not_before)
+        ));
+    }
+    let left = (not_after - now).whole_days();
+    (left < WARN_DAYS).then(|| {
+        format!(
+            "the certificate expires on {}, in {left} day{}: renew it, or IdPs will refuse to connect",
+            day(not_after),
+            if left == 1 { "" } else { "s" }
+        )
+    })
+}
+
+const SEQUENCE: u8 = 0x30;
+const INTEGER: u8 = 0x02;
+const UTC_TIME: u8 = 0x17;
+const GENERALIZED_TIME: u8 = 0x18;
+
+/// One tag-length-value: (tag, content, what follows). Single-byte tags only, which is all
+/// these fields use; definite lengths only, as DER requires.
+fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7F);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+fn expect(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (t, content, rest) = tlv(input)?;
+    (t == tag).then_some((content, rest))
+}
+
+/// `UTCTime` (YYMMDDHHMMSSZ, years 1950–2049) or `GeneralizedTime` (YYYYMMDDHHMMSSZ), the
+/// two forms RFC 5280 §4.1.2.5 allows.
+fn time_value(tag: u8, v: &[u8]) -> Option<OffsetDateTime> {
+    let s = std::str::from_utf8(v).ok()?.strip_suffix('Z')?;
+    if !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (year, s) = match (tag, s.len()) {
+        (UTC_TIME, 12) => {
+            let yy: i32 = s[..2].parse().ok()?;
+            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &s[2..])
+        }
+        (GENERALIZED_TIME, 14) => (s[..4].parse().ok()?, &s[4..]),
+        _ => return None,
+    };
+    let n = |i: usize| s[i..i + 2].parse::<u8>().ok();
+    let date = Date::from_calendar_date(year, Month::try_from(n(0)?).ok()?, n(2)?).ok()?;
+    let time = Time::from_hms(n(4)?, n(6)?, n(8)?).ok()?;
+    Some(PrimitiveDateTime::new(date, time).assume_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(y: i32, m: u8, d: u8, h: u8, mi: u8, sec: u8) -> OffsetDateTime {
+        let date = Date::from_calendar_date(y, Month::try_from(m).unwrap(), d).unwrap();
+        PrimitiveDateTime::new(date, Time::from_hms(h, mi, sec).unwrap()).assume_utc()
+    }
+
+    fn cert(not_before: OffsetDateTime, not_after: OffsetDateTime) -> Vec<u8> {
+        let mut p = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+        p.not_before = not_before;
+        p.not_after = not_after;
+        let key = rcgen::KeyPair::generate().unwrap();
+        p.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn both_time_forms_are_read() {
+        // Before 2050 a date is a UTCTime, from 2050 a GeneralizedTime.
+        let (a, b) = (at(2020, 1, 1, 0, 0, 0), at(2061, 2, 3, 4, 5, 6));
+        assert_eq!(validity(&cert(a, b)), Some((a, b)));
+        let (a, b) = (at(1999, 12, 31, 23, 59, 59), at(2049, 6, 30, 12, 0, 0));
+        assert_eq!(validity(&cert(a, b)), Some((a, b)));
+    }
+
+    #[test]
+    fn warnings_name_the_date_and_what_follows() {
+        let der = cert(at(2020, 1, 1, 0, 0, 0), at(2020, 2, 1, 0, 0, 0));
+        let w = warning(&der, at(2026, 12, 2, 0, 0, 0)).unwrap();
+        assert!(w.contains("expired on 2020-02-01 00:00 UTC"), "{w}");
+        let w = warning(&der, at(2019, 12, 30, 0, 0, 0)).unwrap();
+        assert!(w.contains("not valid before 2020-01-01"), "{w}");
+        let w = warning(&der, at(2020, 1, 31, 0, 0, 0)).unwrap();
+        assert!(
+            w.contains("expires on 2020-02-01 00:00 UTC, in 1 day:"),
+            "{w}"
+        );
+        let w = warning(&der, at(2020, 1, 20, 0, 0, 0)).unwrap();
+        assert!(w.contains("in 12 days"), "{w}");
+        assert_eq!(warning(&der, at(2020, 1, 10, 0, 0, 0)), None);
+    }
+
+    #[test]
+    fn what_is_no_certificate_has_no_dates() {
+        assert_eq!(validity(b""), None);
+        assert_eq!(validity(&[0x30, 0x82, 0xFF]), None);
+        let mut der = cert(at(2020, 1, 1, 0, 0, 0), at(2030, 1, 1, 0, 0, 0));
+        der.truncate(40);
+        assert_eq!(validity(&der), None);
+        assert_eq!(warning(&der, OffsetDateTime::now_utc()), None);
+    }
+}
