@@ -1,4 +1,4 @@
-//! Store-level experiment behind the flatness figures in README.md (Performance): how much a
+//! Store-level experiment behind the flatness figures in docs/performance.md: how much a
 //! userName lookup in redb costs at 1k and at a million users, for three ways of laying the
 //! tables out, without HTTP or TLS. It answers "which layout could make a lookup at a million
 //! cost what it costs at 1k", not "how fast is scimd" (that is `benches/scale.rs`).

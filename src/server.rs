@@ -548,7 +548,8 @@ impl Server {
                 tracing::debug!("no request open; closing idle connections");
             }
             _ = tokio::time::sleep(Duration::from_secs(grace)) => {
-                tracing::warn!(grace_secs = grace, "open connections did not finish in time; closing them");
+                let open = (all_slots as usize).saturating_sub(limit.available_permits());
+                tracing::warn!(grace_secs = grace, connections = open, "open connections did not finish in time; closing them (their unfinished requests get no answer)");
             }
         }
         let _ = closing.send(true);
