@@ -410,8 +410,15 @@ fn check_copy(
             .get("schema_version")
             .map_err(|e| e.to_string())?
             .map(|g| g.value());
+        drop(meta);
+        drop(r);
         match v {
-            Some(v) if v <= SCHEMA_VERSION => {}
+            // A backup of an older layout is brought to this one in the copy (the migration
+            // the next start would run), so that it is checked as it will be served.
+            Some(v) if v < SCHEMA_VERSION => {
+                super::layout::init_schema(&candidate).map_err(|e| e.to_string())?;
+            }
+            Some(v) if v == SCHEMA_VERSION => {}
             Some(v) => {
                 return Err(format!(
                     "it has layout version {v}; this scimd reads up to {SCHEMA_VERSION}"

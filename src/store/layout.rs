@@ -2,8 +2,11 @@
 
 use redb::{ReadableTable, Table};
 
+use std::collections::BTreeMap;
+
+use super::plan;
 use super::ranks;
-use super::record::stored_stamp;
+use super::record::{decode, stored_stamp};
 use super::tables::*;
 use crate::scim::schema::Kind;
 
@@ -25,6 +28,58 @@ fn index_modified(
         }
     }
     Ok(n)
+}
+
+/// The layout 3 → 4 migration: files from before the plan counters were kept, and from a
+/// build that also indexed groups' lastModified, passed as layout 3. Recount each tenant's
+/// active users and seat overflow, and drop group entries from the lastModified index.
+/// Returns (tenants recounted, index entries dropped).
+fn recount_and_unindex_groups(txn: &redb::WriteTransaction) -> Result<(u64, u64), redb::Error> {
+    let mut active: BTreeMap<String, u64> = BTreeMap::new();
+    let mut overflow: BTreeMap<String, u64> = BTreeMap::new();
+    let mut counts = txn.open_table(COUNTS)?;
+    // Every tenant that has a counter gets its true value, 0 included.
+    for e in counts.iter()? {
+        let (k, _) = e?;
+        let (t, code) = k.value();
+        if code == Kind::User.code() || code == plan::ACTIVE {
+            active.entry(t.to_string()).or_default();
+        }
+        if code == plan::OVERFLOW {
+            overflow.entry(t.to_string()).or_default();
+        }
+    }
+    for e in txn.open_table(RESOURCES)?.iter()? {
+        let (k, v) = e?;
+        let (t, code, _) = k.value();
+        if code == Kind::User.code() && decode(v.value()).is_some_and(|r| plan::is_active(&r.body))
+        {
+            *active.entry(t.to_string()).or_default() += 1;
+        }
+    }
+    for e in txn.open_table(OVERFLOW_USERID)?.iter()? {
+        let (k, _) = e?;
+        *overflow.entry(k.value().0.to_string()).or_default() += 1;
+    }
+    for (t, n) in &active {
+        counts.insert((t.as_str(), plan::ACTIVE), n)?;
+    }
+    for (t, n) in &overflow {
+        counts.insert((t.as_str(), plan::OVERFLOW), n)?;
+    }
+    let mut modified = txn.open_table(MODIFIED_ID)?;
+    let mut stale = Vec::new();
+    for e in modified.iter()? {
+        let (k, _) = e?;
+        let (t, code, stamp, id) = k.value();
+        if code != Kind::User.code() {
+            stale.push((t.to_string(), code, stamp, id));
+        }
+    }
+    for (t, code, stamp, id) in &stale {
+        modified.remove((t.as_str(), *code, *stamp, *id))?;
+    }
+    Ok((active.len() as u64, stale.len() as u64))
 }
 
 /// Create tables on first open and record the layout version; returns the version found.
@@ -70,6 +125,16 @@ pub(super) fn init_schema(db: &redb::Database) -> Result<u64, redb::Error> {
             if v < 3 {
                 let n = index_modified(&txn.open_table(RESOURCES)?, &mut modified)?;
                 tracing::info!(entries = n, "layout 3: indexed meta.lastModified");
+            }
+            if v < 4 {
+                // The migration opens the table itself (redb opens a table once at a time).
+                drop(modified);
+                let (tenants, dropped) = recount_and_unindex_groups(&txn)?;
+                tracing::info!(
+                    tenants,
+                    dropped,
+                    "layout 4: recounted active users and seat overflow; dropped group entries from the lastModified index"
+                );
             }
             meta.insert("schema_version", SCHEMA_VERSION)?;
         }

@@ -1258,6 +1258,60 @@ mod tests {
         assert_clean(&f.store, &f.rt);
     }
 
+    /// Files from before the plan counters, or from a build that indexed groups'
+    /// lastModified, passed as layout 3: opening one recounts and cleans it (layout 4), and
+    /// a backup of an older layout restores, migrated, instead of failing its check.
+    #[test]
+    fn layout_3_files_get_true_plan_counters_and_older_backups_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let f = Fixture::open(&path);
+        for (i, active) in [true, true, false, true].iter().enumerate() {
+            f.create(
+                Kind::User,
+                serde_json::json!({"userName": format!("u{i}"), "active": active}),
+                None,
+            );
+        }
+        let g = f.create(Kind::Group, serde_json::json!({"displayName": "G"}), None);
+        let Fixture { store, rt, .. } = f;
+        drop(store);
+        {
+            let db = raw(&path);
+            let w = db.begin_write().unwrap();
+            w.open_table(tables::COUNTS)
+                .unwrap()
+                .insert(("t", plan::ACTIVE), 0)
+                .unwrap();
+            w.open_table(tables::MODIFIED_ID)
+                .unwrap()
+                .insert(("t", Kind::Group.code(), 1, g), ())
+                .unwrap();
+            w.open_table(tables::META)
+                .unwrap()
+                .insert("schema_version", 3)
+                .unwrap();
+            w.commit().unwrap();
+        }
+        let copy = dir.path().join("layout3.redb");
+        std::fs::copy(&path, &copy).unwrap();
+        let active = |store: &Store| {
+            store
+                .read_now(|r| Ok(Ok(plan::active(r.counts()?, "t")?)))
+                .unwrap()
+        };
+        let store = Store::open(&path, 1 << 20).unwrap();
+        assert_eq!(active(&store), 3);
+        assert_clean(&store, &rt);
+        store.close();
+        // The layout-3 copy as a backup, restored over the migrated file.
+        let restored = super::restore(&copy, &path, &HashMap::new()).unwrap();
+        assert_eq!(restored.warnings, Vec::<String>::new());
+        let store = Store::open(&path, 1 << 20).unwrap();
+        assert_eq!(active(&store), 3);
+        assert_clean(&store, &rt);
+    }
+
     #[test]
     fn replacing_a_member_list_walks_it_in_batches_and_reports_only_the_difference() {
         let dir = tempfile::tempdir().unwrap();

@@ -37,8 +37,9 @@ pub const GROUPID_MEMBERID: TableDefinition<(&str, u128, u128), u8> =
 pub const MEMBERID_GROUPID: TableDefinition<(&str, u128, u128), ()> =
     TableDefinition::new("tenant_memberid_groupid");
 
-/// Layout 2 added `RANKS`, layout 3 `MODIFIED_ID`.
-pub const SCHEMA_VERSION: u64 = 3;
+/// Layout 2 added `RANKS`, layout 3 `MODIFIED_ID`; layout 4 recounted the plan counters and
+/// took groups out of `MODIFIED_ID`, which files of earlier builds lacked or held.
+pub const SCHEMA_VERSION: u64 = 4;
 
 /// (tenant, kind, meta.lastModified in Unix nanoseconds, id) → (), for users: a filter on
 /// lastModified (Okta's incremental import asks `meta.lastModified gt "…"`) reads a range of
