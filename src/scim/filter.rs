@@ -280,7 +280,13 @@ impl Parser {
                 ),
             ));
         }
-        if self.keyword("not") {
+        // Followed by an operator, `not` names an attribute: RFC 7644's grammar allows one
+        // called so (`emails[not eq "a"]`), and its `not` is always followed by a filter.
+        let names_attribute = matches!(
+            self.toks.get(self.pos + 1).map(|t| &t.1),
+            Some(Tok::Word(w)) if CompareOp::parse(w).is_some() || w.eq_ignore_ascii_case("pr")
+        );
+        if self.keyword("not") && !names_attribute {
             self.pos += 1;
             return Ok(Filter::Not(Box::new(self.unary(depth + 1)?)));
         }
@@ -1272,6 +1278,18 @@ mod tests {
         assert!(m("emails.value eq \"BABS@jensen.org\"") && m("emails eq \"babs@jensen.org\""));
         assert!(m("emails[not (type eq \"other\")]"));
         assert!(m("emails[type eq \"work\"].value pr"));
+        // An attribute may be called `not`: followed by an operator, it is one.
+        let attr = |f: Filter| match f {
+            Filter::Compare { path, .. } | Filter::Present(path) => path.name,
+            Filter::ValuePath { filter, .. } => match *filter {
+                Filter::Compare { path, .. } => path.name,
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(attr(parse("emails[not eq \"a\"]").unwrap()), "not");
+        assert_eq!(attr(parse("NOT pr").unwrap()), "NOT");
+        assert!(matches!(parse("not userName eq \"a\""), Ok(Filter::Not(_))));
     }
 
     #[test]
