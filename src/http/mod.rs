@@ -272,9 +272,12 @@ impl App {
             return self.metrics_page(&req, peer).await;
         }
         if let Some(tenant) = sso::match_path(req.uri().path()) {
+            // From the URL: at most 64 characters of it in the log.
+            let named: String = tenant.as_deref().unwrap_or("-").chars().take(64).collect();
             let resp = sso::handle(req, tenant, &self.runtime()).await;
             tracing::info!(target: "scimd::request", %peer, method = %method, path = "/sso/login_redirect",
-                status = resp.status().as_u16(), latency_ms = started.elapsed().as_micros() as f64 / 1000.0, "request");
+                status = resp.status().as_u16(), latency_ms = started.elapsed().as_micros() as f64 / 1000.0,
+                tenant = %named, "request");
             return resp;
         }
         let route = router::route(req.uri().path());
@@ -976,7 +979,9 @@ fn template(e: &Endpoint) -> &'static str {
             crate::scim::schema::Kind::User => "/Users/{id}",
             crate::scim::schema::Kind::Group => "/Groups/{id}",
         },
-        Endpoint::Search(_) => "/.search",
+        Endpoint::Search(None) => "/.search",
+        Endpoint::Search(Some(crate::scim::schema::Kind::User)) => "/Users/.search",
+        Endpoint::Search(Some(crate::scim::schema::Kind::Group)) => "/Groups/.search",
         Endpoint::Root => "/",
         Endpoint::ServiceProviderConfig => "/ServiceProviderConfig",
         Endpoint::ResourceTypes | Endpoint::ResourceType(_) => "/ResourceTypes",

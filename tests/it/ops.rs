@@ -47,12 +47,18 @@ async fn healthz_needs_no_token_and_metrics_need_theirs() {
         401
     );
     assert_eq!(metrics(&s, "nope").await.0, 401);
+    assert_eq!(
+        s.post("/Users/.search", serde_json::json!({})).await.status,
+        200
+    );
     let (status, text) = metrics(&s, "metrics-token").await;
     assert_eq!(status, 200);
     for needle in [
         "scimd_requests_total{endpoint=\"/Users\",method=\"POST\",status=\"201\",tenant=\"acme\"} 1",
         "scimd_requests_total{endpoint=\"/Users\",method=\"GET\",status=\"401\",tenant=\"-\"} 1",
         "scimd_requests_total{endpoint=\"/Users/{id}\",method=\"GET\",status=\"404\",tenant=\"acme\"} 1",
+        // Each search endpoint on its own.
+        "scimd_requests_total{endpoint=\"/Users/.search\",method=\"POST\",status=\"200\",tenant=\"acme\"} 1",
         "scimd_request_duration_seconds_bucket{endpoint=\"/Users\",le=\"+Inf\"} 2",
         // The wrong SCIM token and the wrong metrics token.
         "scimd_auth_failures_total 2",
