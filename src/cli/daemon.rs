@@ -170,6 +170,9 @@ pub(crate) async fn watch_signals_and_certs(
     mut hup: tokio::signal::unix::Signal,
 ) {
     let mut stamp = reloader.cert_stamp();
+    // Files that changed but did not load, tried once more before that is an error: a
+    // renewal writes the certificate and the key one after the other.
+    let mut unready = None;
     let mut every = reloader.watch_secs();
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(every.max(1)));
     // A certificate that ends while the daemon runs is warned of daily, not only at start.
@@ -210,12 +213,19 @@ pub(crate) async fn watch_signals_and_certs(
             _ = tick.tick(), if every > 0 => {
                 let now = reloader.cert_stamp();
                 if now.is_some() && now != stamp {
+                    let second_try = unready == now;
+                    unready = None;
                     match reloader.reload_cert() {
                         Ok(fp) => {
                             tracing::info!(fingerprint = %fp, "certificate files changed: new certificate in use");
                             if let Some(w) = reloader.cert_date_warning() {
                                 tracing::warn!("tls: {w}");
                             }
+                        }
+                        Err(e) if !second_try => {
+                            tracing::info!("certificate files changed but do not load yet (a renewal still writing them?); trying again in {every} s: {e}");
+                            unready = now;
+                            continue;
                         }
                         Err(e) => tracing::error!("certificate files changed but cannot be used; keeping the old certificate: {e}"),
                     }
