@@ -4,6 +4,10 @@
 
 use crate::scim::error::{ScimError, ScimResult};
 
+/// Far more than a SCIM request has (at most eight), and few enough that checking each
+/// against the earlier ones stays cheap: the query is read before the token is checked.
+const MAX_PARAMS: usize = 64;
+
 #[derive(Debug, Default, Clone)]
 pub struct Query {
     pairs: Vec<(String, String)>,
@@ -15,16 +19,25 @@ impl Query {
         for part in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (k, v) = part.split_once('=').unwrap_or((part, ""));
             let (k, v) = (decode(k)?, decode(v)?);
-            if pairs
+            let mut same = pairs
                 .iter()
-                .any(|(k0, v0): &(String, String)| k0.eq_ignore_ascii_case(&k) && *v0 != v)
-            {
-                return Err(ScimError::invalid_value(format!(
-                    "the query parameter {} is given twice with different values",
-                    k.chars().take(40).collect::<String>()
-                )));
+                .filter(|(k0, _): &&(String, String)| k0.eq_ignore_ascii_case(&k));
+            match same.next() {
+                Some((_, v0)) if *v0 != v => {
+                    return Err(ScimError::invalid_value(format!(
+                        "the query parameter {} is given twice with different values",
+                        k.chars().take(40).collect::<String>()
+                    )));
+                }
+                // The same parameter again, with the same value: nothing new to keep.
+                Some(_) => continue,
+                None if pairs.len() == MAX_PARAMS => {
+                    return Err(ScimError::invalid_value(format!(
+                        "more than {MAX_PARAMS} query parameters"
+                    )));
+                }
+                None => pairs.push((k, v)),
             }
-            pairs.push((k, v));
         }
         Ok(Query { pairs })
     }
@@ -55,6 +68,25 @@ fn decode(s: &str) -> ScimResult<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn many_parameters_cost_little_and_too_many_distinct_ones_are_refused() {
+        // Read before the token is checked: repeats are kept once, not compared pairwise.
+        let q = Query::parse(Some(&"a&".repeat(30_000))).unwrap();
+        assert_eq!((q.get("a"), q.pairs.len()), (Some(""), 1));
+        let q = Query::parse(Some(
+            &(0..64).map(|i| format!("p{i}=1&")).collect::<String>(),
+        ));
+        assert_eq!(q.unwrap().pairs.len(), 64);
+        let e = Query::parse(Some(
+            &(0..65).map(|i| format!("p{i}=1&")).collect::<String>(),
+        ))
+        .unwrap_err();
+        assert_eq!(
+            (e.status, e.detail.as_str()),
+            (400, "more than 64 query parameters")
+        );
+    }
 
     #[test]
     fn decodes_plus_percent_and_ignores_empty_parts() {

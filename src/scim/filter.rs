@@ -139,9 +139,11 @@ fn err(pos: usize, msg: impl fmt::Display) -> ScimError {
 /// The four hex digits of a `\u` escape.
 fn hex4(it: &mut impl Iterator<Item = (usize, char)>) -> Option<u32> {
     let hex: String = it.take(4).map(|x| x.1).collect();
-    u32::from_str_radix(&hex, 16)
-        .ok()
-        .filter(|_| hex.len() == 4)
+    // Four hex digits (RFC 8259 §7); `from_str_radix` alone would take a sign.
+    if hex.len() != 4 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    u32::from_str_radix(&hex, 16).ok()
 }
 
 fn lex(input: &str) -> ScimResult<Vec<(usize, Tok)>> {
@@ -288,6 +290,17 @@ impl Parser {
         );
         if self.keyword("not") && !names_attribute {
             self.pos += 1;
+            // `not (…)` is one level, as the filter is printed: its parentheses are the
+            // RFC's form of `not`, not a group of their own.
+            if self.peek() == Some(&Tok::Open) {
+                self.pos += 1;
+                let f = self.or(depth + 1)?;
+                if self.peek() != Some(&Tok::Close) {
+                    return Err(err(self.at(), "expected ')'"));
+                }
+                self.pos += 1;
+                return Ok(Filter::Not(Box::new(f)));
+            }
             return Ok(Filter::Not(Box::new(self.unary(depth + 1)?)));
         }
         match self.peek() {
@@ -1290,6 +1303,10 @@ mod tests {
         assert_eq!(attr(parse("emails[not eq \"a\"]").unwrap()), "not");
         assert_eq!(attr(parse("NOT pr").unwrap()), "NOT");
         assert!(matches!(parse("not userName eq \"a\""), Ok(Filter::Not(_))));
+        // `not (…)` counts one level, so a printed filter parses back under the same limit.
+        let deep = format!("{}a pr", "not ".repeat(17));
+        let printed = parse(&deep).unwrap().to_string();
+        assert_eq!(parse(&printed).unwrap(), parse(&deep).unwrap(), "{printed}");
     }
 
     #[test]
@@ -1335,6 +1352,8 @@ mod tests {
 
     #[test]
     fn strings_escapes_numbers_and_bare_words() {
+        // `\u` takes four hex digits, no sign.
+        assert!(parse("a eq \"\\u+041\"").is_err());
         let f = parse("a eq \"x and (y) [z] & \\\"q\\\" \\u00e9\"").unwrap();
         assert_eq!(
             f,

@@ -649,19 +649,31 @@ pub fn split_urn(kind: impl Into<Rt>, path: &str) -> (Option<&str>, &str) {
         return (None, path);
     }
     let known = std::iter::once(kind.schema().id).chain(kind.extensions().iter().map(|s| s.id));
+    // The longest: a tenant's `urn:…:enterprise:2.0:User:acme` begins with the enterprise
+    // URN and a colon, and its attributes are its own.
+    let mut best: Option<(&str, &str)> = None;
     for id in known {
         // `get`, not indexing: the prefix may end inside a multi-byte character.
-        if path.len() > id.len()
+        let found = if path.len() > id.len()
             && path
                 .get(..id.len())
                 .is_some_and(|p| p.eq_ignore_ascii_case(id))
             && path.as_bytes()[id.len()] == b':'
         {
-            return (Some(&path[..id.len()]), &path[id.len() + 1..]);
+            Some((&path[..id.len()], &path[id.len() + 1..]))
+        } else if path.eq_ignore_ascii_case(id) {
+            Some((path, ""))
+        } else {
+            None
+        };
+        if let Some(f) = found
+            && best.is_none_or(|b| f.0.len() > b.0.len())
+        {
+            best = Some(f);
         }
-        if path.eq_ignore_ascii_case(id) {
-            return (Some(path), "");
-        }
+    }
+    if let Some((urn, rest)) = best {
+        return (Some(urn), rest);
     }
     // Unknown URN: the attribute name is what follows the last colon.
     match path.rfind(':') {

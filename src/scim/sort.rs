@@ -153,7 +153,11 @@ pub fn time_order_nanos(n: i64) -> Option<String> {
 }
 
 fn fixed_width(t: time::OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
+    // A time valid in its own offset can fall past year 9999 in UTC (`9999-12-31T23:59:59-01:00`):
+    // it sorts after every time that does not.
+    let Some(t) = t.checked_to_offset(time::UtcOffset::UTC) else {
+        return "9999-99".to_string();
+    };
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
         t.year(),
@@ -169,6 +173,12 @@ fn fixed_width(t: time::OffsetDateTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_time_past_year_9999_in_utc_sorts_last_instead_of_panicking() {
+        let late = time_order("9999-12-31T23:59:59-01:00").unwrap();
+        assert!(late > time_order("9999-12-31T23:59:59Z").unwrap(), "{late}");
+    }
 
     #[test]
     fn times_sort_in_time_order_whatever_their_digits_and_offset() {

@@ -588,3 +588,44 @@ async fn immutable_always_late_required_and_removed_extensions() {
         assert!(!text.contains(EXT) && !text.contains("0000"), "{text}");
     }
 }
+
+/// A tenant's URN may begin with a built-in one and a colon: its attributes are its own, in
+/// writes as in filters (the first URN that matched was taken, so its values were dropped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extension_urn_that_extends_the_enterprise_urn_holds_its_values() {
+    const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    let urn = format!("{ENT}:acme");
+    let declared = urn.clone();
+    let s = Srv::start_with(move |c| {
+        c.tenants.get_mut("acme").unwrap().extensions = vec![ExtensionConfig {
+            urn: declared,
+            name: "AcmeLevel".into(),
+            description: String::new(),
+            resource: "User".into(),
+            attributes: vec![attr("level", "string")],
+        }];
+    })
+    .await;
+    let r = s
+        .post(
+            "/Users",
+            json!({"userName": "lvl@x", urn.as_str(): {"level": "7"}, ENT: {"department": "R&D"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body[urn.as_str()]["level"], "7", "{}", r.body);
+    assert_eq!(r.body[ENT]["department"], "R&D", "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let r = s
+        .patch(
+            &format!("/Users/{id}"),
+            json!([{"op": "replace", "path": format!("{urn}:level"), "value": "8"}]),
+        )
+        .await;
+    assert_eq!(r.body[urn.as_str()]["level"], "8", "{}", r.body);
+    let filter = format!("{urn}:level eq \"8\"")
+        .replace(' ', "%20")
+        .replace('"', "%22");
+    let r = s.get(&format!("/Users?filter={filter}")).await;
+    assert_eq!(total(&r), 1, "{}", r.body);
+}
