@@ -109,11 +109,19 @@ fn log_ignored(app: &App, ctx: &Ctx, kind: Kind, ignored: &Ignored) {
         return;
     }
     let (attributes, schemas) = (ignored.attributes.join(","), ignored.schemas.join(","));
-    let what = format!(
-        "{}\0{}\0{attributes}\0{schemas}",
-        ctx.principal.tenant,
-        kind.as_str()
-    );
+    // Remembered by a hash of the names: a client sending new names with every request
+    // costs the memo a few bytes each, not the names themselves.
+    let what = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        (&attributes, &schemas).hash(&mut h);
+        format!(
+            "{}\0{}\0{:x}",
+            ctx.principal.tenant,
+            kind.as_str(),
+            h.finish()
+        )
+    };
     macro_rules! say {
         ($level:ident, $note:literal) => {
             tracing::$level!(
