@@ -131,6 +131,18 @@ fn check_config_accepts_the_example_and_names_the_bad_key() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the file"));
 }
 
+/// `dir/scimd.toml`: the example configuration, serving `cert` and `key`.
+fn example_serving(dir: &Path, cert: &Path, key: &Path) -> std::path::PathBuf {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml");
+    let text = std::fs::read_to_string(example).unwrap().replace(
+        "self_signed = true",
+        &format!("cert = {:?}\nkey = {:?}", cert.display(), key.display()),
+    );
+    let path = dir.join("scimd.toml");
+    std::fs::write(&path, &text).unwrap();
+    path
+}
+
 /// A certificate and a key that are not a pair pass every file check, but `serve` refuses
 /// them: check-config, which systemd runs before it, must say so first.
 #[test]
@@ -142,13 +154,7 @@ fn check_config_refuses_a_key_that_is_not_the_certificates() {
     let key = dir.path().join("key.pem");
     std::fs::write(&cert, one.cert.pem()).unwrap();
     scimd::tls::write_private(&key, other.signing_key.serialize_pem().as_bytes()).unwrap();
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml");
-    let text = std::fs::read_to_string(example).unwrap().replace(
-        "self_signed = true",
-        &format!("cert = {:?}\nkey = {:?}", cert.display(), key.display()),
-    );
-    let path = dir.path().join("scimd.toml");
-    std::fs::write(&path, &text).unwrap();
+    let path = example_serving(dir.path(), &cert, &key);
     let check = || {
         scimd()
             .args(["check-config", "--config"])
@@ -176,13 +182,7 @@ fn check_config_refuses_a_key_that_is_not_the_certificates() {
 fn check_config_warns_of_an_expired_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = crate::process::dated_cert(dir.path(), -400, -30);
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml");
-    let text = std::fs::read_to_string(example).unwrap().replace(
-        "self_signed = true",
-        &format!("cert = {:?}\nkey = {:?}", cert.display(), key.display()),
-    );
-    let path = dir.path().join("scimd.toml");
-    std::fs::write(&path, &text).unwrap();
+    let path = example_serving(dir.path(), &cert, &key);
     let out = scimd()
         .args(["check-config", "--config"])
         .arg(&path)
