@@ -94,6 +94,39 @@ pub struct HttpMetrics {
     requests: Mutex<BTreeMap<RequestKey, BTreeMap<String, u64>>>,
     latency: Mutex<BTreeMap<&'static str, Histogram>>,
     pub auth_failures: AtomicU64,
+    pub handshake_failures: HandshakeFailures,
+}
+
+/// The reasons a TLS handshake fails, as `server::handshake` tells them apart.
+pub const HANDSHAKE_REASONS: [&str; 5] = [
+    "certificate_refused",
+    "not_tls",
+    "incompatible",
+    "timeout",
+    "other",
+];
+
+/// Failed TLS handshakes by reason.
+#[derive(Debug, Default)]
+pub struct HandshakeFailures([AtomicU64; 5]);
+
+impl HandshakeFailures {
+    pub fn add(&self, reason: &str) {
+        if let Some(i) = HANDSHAKE_REASONS.iter().position(|r| *r == reason) {
+            self.0[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn render(&self, out: &mut String) {
+        out.push_str("# HELP scimd_tls_handshake_failures_total TLS handshakes that did not finish, by reason: the client refused the certificate, spoke something other than TLS, offered nothing scimd accepts, went quiet, or other.\n# TYPE scimd_tls_handshake_failures_total counter\n");
+        for (reason, n) in HANDSHAKE_REASONS.iter().zip(&self.0) {
+            let _ = writeln!(
+                out,
+                "scimd_tls_handshake_failures_total{{reason=\"{reason}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+    }
 }
 
 fn escape(s: &str) -> String {
@@ -184,6 +217,7 @@ impl HttpMetrics {
             "scimd_auth_failures_total {}",
             self.auth_failures.load(Ordering::Relaxed)
         );
+        self.handshake_failures.render(out);
     }
 }
 
@@ -222,5 +256,20 @@ mod tests {
         assert!(s.contains("x_bucket{a=\"b\",le=\"+Inf\"} 3"));
         assert!(s.contains("x_count{a=\"b\"} 3"));
         assert!(s.contains("x_sum{a=\"b\"} 55.5"));
+    }
+
+    #[test]
+    fn handshake_failures_render_every_reason_with_its_count() {
+        let c = HandshakeFailures::default();
+        c.add("not_tls");
+        c.add("not_tls");
+        c.add("timeout");
+        let mut out = String::new();
+        c.render(&mut out);
+        assert!(out.contains("scimd_tls_handshake_failures_total{reason=\"not_tls\"} 2\n"));
+        assert!(out.contains("scimd_tls_handshake_failures_total{reason=\"timeout\"} 1\n"));
+        assert!(
+            out.contains("scimd_tls_handshake_failures_total{reason=\"certificate_refused\"} 0\n")
+        );
     }
 }

@@ -20,7 +20,9 @@ use crate::http::vouch::Voucher;
 use crate::store::{Store, StoreError};
 use crate::tls::{self, TlsError};
 
+mod handshake;
 mod in_flight;
+use handshake::Failure;
 use in_flight::{Counted, InFlight, Timeouts, Watched};
 
 #[derive(Debug, thiserror::Error)]
@@ -440,6 +442,7 @@ impl Server {
             let backlog = Backlog::new(flight.clone(), max_body);
             let voucher = Voucher(flight.clone());
             let (stopping, closed) = (stopping.clone(), closed.clone());
+            let said = app.clone();
             tokio::spawn(async move {
                 let _permit = permit;
                 let counter = flight.clone();
@@ -507,11 +510,19 @@ impl Server {
                         } {
                             Ok(Ok(s)) => s,
                             Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                let failure = Failure::of(&e);
+                                said.metrics.handshake_failures.add(failure.label());
+                                if failure == Failure::Other {
+                                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                } else {
+                                    failure.log(peer, |what| said.first_this_hour(what));
+                                }
                                 return;
                             }
                             Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
+                                let failure = Failure::TimedOut;
+                                said.metrics.handshake_failures.add(failure.label());
+                                failure.log(peer, |what| said.first_this_hour(what));
                                 return;
                             }
                         };

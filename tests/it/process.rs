@@ -1320,3 +1320,38 @@ async fn a_new_public_url_host_gets_a_new_self_signed_certificate_with_a_warning
         third
     );
 }
+
+/// The reasons an IdP cannot connect are in the log, once an hour per address, so a full
+/// sync's retries do not flood it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_certificate_and_plain_http_are_logged_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Proc::start(&okta_config(dir.path()));
+    for _ in 0..3 {
+        crate::tls::distrusting_handshake(p.port).await;
+    }
+    crate::tls::exchange_on(p.port, b"GET /scim/v2/Users HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    // The log is read by another thread: wait for its lines.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(p.log().contains("refused the server's certificate")
+        && p.log().contains("likely plain HTTP"))
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = p.log();
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("refused the server's certificate"))
+        .collect();
+    assert_eq!(refused.len(), 1, "once, not per handshake:\n{log}");
+    assert!(refused[0].contains("WARN"), "{}", refused[0]);
+    assert!(refused[0].contains("UnknownCA"), "{}", refused[0]);
+    assert!(refused[0].contains("127.0.0.1"), "{}", refused[0]);
+    let plain: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("likely plain HTTP"))
+        .collect();
+    assert_eq!(plain.len(), 1, "{log}");
+    assert!(plain[0].contains("https://"), "{}", plain[0]);
+}

@@ -39,9 +39,12 @@ fn legacy_client_hello(minor: u8) -> Vec<u8> {
 }
 
 async fn exchange(s: &Srv, bytes: &[u8]) -> Vec<u8> {
-    let mut tcp = TcpStream::connect(("127.0.0.1", wire::port(s)))
-        .await
-        .unwrap();
+    exchange_on(wire::port(s), bytes).await
+}
+
+/// Sends `bytes` to the port and reads until the server closes (or 5 s).
+pub(crate) async fn exchange_on(port: u16, bytes: &[u8]) -> Vec<u8> {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     tcp.write_all(bytes).await.unwrap();
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut out)).await;
@@ -115,5 +118,57 @@ async fn tls_1_2_and_1_3_work_with_forward_secret_aead_suites() {
         let a = wire::parse(&wire::read_all(&mut conn, Duration::from_secs(5)).await);
         assert_eq!(a.status, 200);
         assert_eq!(a.body["status"], "ok");
+    }
+}
+
+/// A TLS handshake by a client that trusts no certificate, as an IdP does a self-signed one:
+/// the error it met.
+pub(crate) async fn distrusting_handshake(port: u16) -> std::io::Error {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect_err("no root trusts the server's certificate")
+}
+
+/// An admin's "why does my IdP not connect": the failed handshakes are counted by reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_handshakes_are_counted_by_reason() {
+    let token = "metrics-token";
+    let s = Srv::start_with(|c| {
+        c.server.metrics_token_sha256 = Some(scimd::auth::hex(&scimd::auth::digest(token)))
+    })
+    .await;
+    let port = wire::port(&s);
+    for _ in 0..2 {
+        let e = distrusting_handshake(port).await;
+        assert!(e.to_string().contains("UnknownIssuer"), "{e}");
+    }
+    exchange_on(port, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    exchange_on(port, &legacy_client_hello(1)).await;
+    let text = s
+        .client
+        .get(format!("{}/metrics", s.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (reason, n) in [
+        ("certificate_refused", 2),
+        ("not_tls", 1),
+        ("incompatible", 1),
+        ("timeout", 0),
+    ] {
+        let line = format!("scimd_tls_handshake_failures_total{{reason=\"{reason}\"}} {n}\n");
+        assert!(text.contains(&line), "{line} in:\n{text}");
     }
 }

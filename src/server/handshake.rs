@@ -1,0 +1,141 @@
+//! What a failed TLS handshake says about its client. An IdP that cannot connect reports
+//! only "SSL error" in its own console; the reason (a certificate it does not trust, plain
+//! HTTP to the HTTPS port, a client too old) belongs in scimd's log and metrics too.
+
+use rustls::{AlertDescription, InvalidMessage, PeerIncompatible};
+
+use crate::metrics::HANDSHAKE_REASONS;
+
+/// Why a handshake did not finish.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// The client refused the served certificate: it sent a certificate alert.
+    Distrusted(AlertDescription),
+    /// The first bytes were not a TLS record: plain HTTP, most likely.
+    NotTls,
+    /// The client offered no protocol version, cipher suite or key exchange scimd accepts.
+    Incompatible(PeerIncompatible),
+    /// The client went quiet before the handshake finished.
+    TimedOut,
+    /// Anything else: a reset, another alert, a malformed message.
+    Other,
+}
+
+impl Failure {
+    /// Reads the error `tokio_rustls`' accept gave, which wraps rustls' own.
+    pub fn of(e: &std::io::Error) -> Failure {
+        let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
+            return Failure::Other;
+        };
+        match tls {
+            rustls::Error::AlertReceived(a) if about_the_certificate(*a) => Failure::Distrusted(*a),
+            rustls::Error::InvalidMessage(
+                InvalidMessage::InvalidContentType | InvalidMessage::UnknownProtocolVersion,
+            ) => Failure::NotTls,
+            rustls::Error::PeerIncompatible(why) => Failure::Incompatible(why.clone()),
+            _ => Failure::Other,
+        }
+    }
+
+    /// The metric label, one of `metrics::HANDSHAKE_REASONS`.
+    pub fn label(&self) -> &'static str {
+        let [distrusted, not_tls, incompatible, timeout, other] = HANDSHAKE_REASONS;
+        match self {
+            Failure::Distrusted(_) => distrusted,
+            Failure::NotTls => not_tls,
+            Failure::Incompatible(_) => incompatible,
+            Failure::TimedOut => timeout,
+            Failure::Other => other,
+        }
+    }
+
+    /// Logs the failure: the kinds an admin can act on at WARN or INFO, once an hour per
+    /// client address (`first_this_hour`), and everything else at DEBUG.
+    pub fn log(&self, peer: std::net::SocketAddr, first_this_hour: impl FnOnce(&str) -> bool) {
+        let actionable = matches!(
+            self,
+            Failure::Distrusted(_) | Failure::NotTls | Failure::Incompatible(_)
+        );
+        if !actionable || !first_this_hour(&format!("handshake {} {}", self.label(), peer.ip())) {
+            tracing::debug!(%peer, failure = ?self, "TLS handshake did not finish");
+            return;
+        }
+        match self {
+            Failure::Distrusted(alert) => tracing::warn!(
+                %peer,
+                alert = ?alert,
+                "a client refused the server's certificate in the TLS handshake: an IdP must trust the chain (a CA it knows, with the intermediates in the tls.cert file) and find the Base URL's host name in it (said once an hour per address)"
+            ),
+            Failure::NotTls => tracing::info!(
+                %peer,
+                "a client sent something other than TLS, likely plain HTTP, to this HTTPS port: the Base URL must start with https:// (said once an hour per address)"
+            ),
+            _ => tracing::warn!(
+                %peer,
+                failure = ?self,
+                "a client offered no TLS version or cipher suite scimd accepts (TLS 1.2 or 1.3, ECDHE with AES-GCM or ChaCha20-Poly1305) (said once an hour per address)"
+            ),
+        }
+    }
+}
+
+/// The alerts a client sends when its check of the server's certificate fails (RFC 8446
+/// §6.2; OpenSSL, Java and .NET send `unknown_ca` or `certificate_unknown` for an
+/// untrusted or self-signed chain, `bad_certificate` for a wrong host name).
+fn about_the_certificate(a: AlertDescription) -> bool {
+    matches!(
+        a,
+        AlertDescription::BadCertificate
+            | AlertDescription::UnsupportedCertificate
+            | AlertDescription::CertificateRevoked
+            | AlertDescription::CertificateExpired
+            | AlertDescription::CertificateUnknown
+            | AlertDescription::UnknownCA
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wrapped(e: rustls::Error) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+    }
+
+    #[test]
+    fn certificate_alerts_mean_the_client_distrusts_the_chain() {
+        for a in [
+            AlertDescription::UnknownCA,
+            AlertDescription::CertificateUnknown,
+            AlertDescription::BadCertificate,
+            AlertDescription::CertificateExpired,
+        ] {
+            let f = Failure::of(&wrapped(rustls::Error::AlertReceived(a)));
+            assert_eq!(f, Failure::Distrusted(a));
+            assert_eq!(f.label(), "certificate_refused");
+        }
+        // An alert about something else is not the certificate's fault.
+        assert_eq!(
+            Failure::of(&wrapped(rustls::Error::AlertReceived(
+                AlertDescription::HandshakeFailure
+            ))),
+            Failure::Other
+        );
+    }
+
+    #[test]
+    fn plain_http_and_old_clients_and_resets_are_told_apart() {
+        assert_eq!(
+            Failure::of(&wrapped(rustls::Error::InvalidMessage(
+                InvalidMessage::InvalidContentType
+            ))),
+            Failure::NotTls
+        );
+        let old = Failure::of(&wrapped(rustls::Error::PeerIncompatible(
+            PeerIncompatible::SupportedVersionsExtensionRequired,
+        )));
+        assert_eq!(old.label(), "incompatible");
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(Failure::of(&reset), Failure::Other);
+    }
+}
