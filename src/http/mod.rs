@@ -636,8 +636,15 @@ impl App {
     }
 
     pub(crate) fn first_this_hour(&self, what: &str) -> bool {
+        self.within_this_hour(what, 1)
+    }
+
+    /// Whether `what` has been said fewer than `times` times in the last hour (a token
+    /// bucket: the budget comes back over the hour); counts this time if so.
+    pub(crate) fn within_this_hour(&self, what: &str, times: u32) -> bool {
+        let times = f64::from(times);
         self.said_ignored
-            .check(what, 1.0 / 3600.0, 1.0, Instant::now())
+            .check(what, times / 3600.0, times, Instant::now())
             .is_ok()
     }
 

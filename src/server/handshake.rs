@@ -6,6 +6,9 @@ use rustls::{AlertDescription, InvalidMessage, PeerIncompatible};
 
 use crate::metrics::HANDSHAKE_REASONS;
 
+/// At most this many lines an hour for each kind of failure, whatever the addresses.
+const PER_HOUR: u32 = 20;
+
 /// Why a handshake did not finish.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Failure {
@@ -37,6 +40,25 @@ impl Failure {
         }
     }
 
+    /// Whether this failure is worth a line above DEBUG: the kinds an admin can act on, once
+    /// an hour per client address and at most `PER_HOUR` times an hour in all, so that
+    /// scanners from many addresses do not fill the journal. `within_this_hour(what, n)`
+    /// says whether `what` was said fewer than `n` times in the last hour, and counts this
+    /// time if so.
+    fn loud(
+        &self,
+        peer: std::net::SocketAddr,
+        within_this_hour: impl Fn(&str, u32) -> bool,
+    ) -> bool {
+        let actionable = matches!(
+            self,
+            Failure::Distrusted(_) | Failure::NotTls | Failure::Incompatible(_)
+        );
+        actionable
+            && within_this_hour(&format!("handshake {} {}", self.label(), peer.ip()), 1)
+            && within_this_hour(&format!("handshake {}", self.label()), PER_HOUR)
+    }
+
     /// The metric label, one of `metrics::HANDSHAKE_REASONS`.
     pub fn label(&self) -> &'static str {
         let [distrusted, not_tls, incompatible, timeout, other] = HANDSHAKE_REASONS;
@@ -49,14 +71,10 @@ impl Failure {
         }
     }
 
-    /// Logs the failure: the kinds an admin can act on at WARN or INFO, once an hour per
-    /// client address (`first_this_hour`), and everything else at DEBUG.
-    pub fn log(&self, peer: std::net::SocketAddr, first_this_hour: impl FnOnce(&str) -> bool) {
-        let actionable = matches!(
-            self,
-            Failure::Distrusted(_) | Failure::NotTls | Failure::Incompatible(_)
-        );
-        if !actionable || !first_this_hour(&format!("handshake {} {}", self.label(), peer.ip())) {
+    /// Logs the failure: the kinds an admin can act on at WARN or INFO when `loud` says
+    /// so, and everything else at DEBUG.
+    pub fn log(&self, peer: std::net::SocketAddr, within_this_hour: impl Fn(&str, u32) -> bool) {
+        if !self.loud(peer, within_this_hour) {
             tracing::debug!(%peer, failure = ?self, "TLS handshake did not finish");
             return;
         }
@@ -64,24 +82,24 @@ impl Failure {
             Failure::Distrusted(alert) => tracing::warn!(
                 %peer,
                 alert = ?alert,
-                "a client refused the server's certificate in the TLS handshake: an IdP must trust the chain (a CA it knows, with the intermediates in the tls.cert file) and find the Base URL's host name in it (said once an hour per address)"
+                "a client refused the server's certificate in the TLS handshake: an IdP must trust the chain (a CA it knows, with the intermediates in the tls.cert file) and find the Base URL's host name in it (said once an hour per address, and 20 times an hour at most)"
             ),
             Failure::NotTls => tracing::info!(
                 %peer,
-                "a client sent something other than TLS, likely plain HTTP, to this HTTPS port: the Base URL must start with https:// (said once an hour per address)"
+                "a client sent something other than TLS, likely plain HTTP, to this HTTPS port: the Base URL must start with https:// (said once an hour per address, and 20 times an hour at most)"
             ),
             _ => tracing::warn!(
                 %peer,
                 failure = ?self,
-                "a client offered no TLS version or cipher suite scimd accepts (TLS 1.2 or 1.3, ECDHE with AES-GCM or ChaCha20-Poly1305) (said once an hour per address)"
+                "a client offered no TLS version or cipher suite scimd accepts (TLS 1.2 or 1.3, ECDHE with AES-GCM or ChaCha20-Poly1305) (said once an hour per address, and 20 times an hour at most)"
             ),
         }
     }
 }
 
 /// The alerts a client sends when its check of the server's certificate fails (RFC 8446
-/// §6.2; OpenSSL, Java and .NET send `unknown_ca` or `certificate_unknown` for an
-/// untrusted or self-signed chain, `bad_certificate` for a wrong host name).
+/// §6.2): OpenSSL and rustls send `unknown_ca` for a chain they cannot trace to a root they
+/// trust, such as a self-signed one; others say `certificate_unknown`.
 fn about_the_certificate(a: AlertDescription) -> bool {
     matches!(
         a,
@@ -137,5 +155,29 @@ mod tests {
         assert_eq!(old.label(), "incompatible");
         let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
         assert_eq!(Failure::of(&reset), Failure::Other);
+    }
+
+    #[test]
+    fn loud_once_per_address_and_a_few_times_in_all() {
+        let said = std::sync::Mutex::new(std::collections::HashMap::<String, u32>::new());
+        let within = |what: &str, n: u32| {
+            let mut m = said.lock().unwrap();
+            let c = m.entry(what.to_string()).or_default();
+            *c += 1;
+            *c <= n
+        };
+        let peer = |last: u8| std::net::SocketAddr::from(([10, 0, 0, last], 443));
+        let f = Failure::NotTls;
+        assert!(f.loud(peer(1), within));
+        assert!(!f.loud(peer(1), within), "the same address again");
+        let mut loud = 1;
+        for last in 2..=100 {
+            loud += usize::from(f.loud(peer(last), within));
+        }
+        assert_eq!(loud, PER_HOUR as usize, "a spray of addresses");
+        // Another kind has its own budget; timeouts and resets are never loud.
+        assert!(Failure::Distrusted(AlertDescription::UnknownCA).loud(peer(1), within));
+        assert!(!Failure::TimedOut.loud(peer(200), within));
+        assert!(!Failure::Other.loud(peer(201), within));
     }
 }
