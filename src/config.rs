@@ -56,6 +56,19 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
 }
 
+impl ServerConfig {
+    /// `public_url` without a trailing `/`, and without a SCIM path (`/scim/v2`,
+    /// `/tenants/NAME/scim/v2`) pasted into it by mistake; a reverse proxy's prefix stays.
+    pub fn public_base(&self) -> Option<&str> {
+        let u = self.public_url.as_deref()?;
+        let u = match scim_base_in(u) {
+            Some(base) => &u[..u.len() - base.len()],
+            None => u,
+        };
+        Some(u.trim_end_matches('/'))
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -505,6 +518,20 @@ impl Config {
                  refuses in a Base URL; use a name with hyphens if Okta will provision"
             ));
         }
+        // A Base URL pasted here would be doubled in every Location and in the Base URLs
+        // scimd prints (`…/scim/v2/scim/v2`): its SCIM part is left out (`public_base`).
+        // Refusing it would stop a running service at its next start over a mistake it
+        // can read past.
+        if let Some(u) = &self.server.public_url
+            && let Some(base) = scim_base_in(u)
+        {
+            w.push(format!(
+                "server.public_url: \"{u}\" ends in the SCIM path {base}, which scimd adds \
+                 itself; it uses \"{}\". Give the address only (such as \
+                 https://scim.corp.example:8443)",
+                self.server.public_base().unwrap_or_default()
+            ));
+        }
         for (name, plan) in self
             .tenants
             .iter()
@@ -805,6 +832,16 @@ impl Config {
 
 /// A redirect target must be an absolute http(s) URL with a host and nothing that could
 /// break out of the Location header.
+/// The SCIM part of a URL's path (`/scim/v2…` or `/tenants/NAME/scim/v2…`), if it has one.
+fn scim_base_in(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let path = &rest[rest.find('/')?..];
+    let lower = path.to_ascii_lowercase();
+    let at = lower.find("/scim/v2")?;
+    let at = lower[..at].rfind("/tenants/").unwrap_or(at);
+    Some(&path[at..])
+}
+
 fn check_redirect(key: &str, url: Option<&str>, p: &mut Vec<String>) {
     let Some(u) = url else { return };
     let rest = u
@@ -884,6 +921,10 @@ fn figment_problems(err: figment::Error) -> Vec<String> {
                         expected.join(", ")
                     )
                 }
+                figment::error::Kind::UnknownVariant(found, expected) => format!(
+                    "unknown value \"{found}\"; expected one of {}",
+                    expected.join(", ")
+                ),
                 k => k.to_string(),
             };
             // ...and a TOML syntax error keeps its position and reason, not the quoted line.
@@ -1281,6 +1322,55 @@ tokens = [{ name = "okta", sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0
             );
             Ok(())
         });
+    }
+
+    #[test]
+    fn a_base_url_given_as_public_url_is_cut_to_its_address_with_a_warning() {
+        let read = |url: &str| {
+            let mut c: Config = toml_cfg(GOOD);
+            c.server.public_url = Some(url.into());
+            assert!(c.problems().is_empty(), "{url}: {:?}", c.problems());
+            let warned = c
+                .warnings()
+                .into_iter()
+                .find(|w| w.starts_with("server.public_url"));
+            (c.server.public_base().unwrap().to_string(), warned)
+        };
+        for (url, base) in [
+            (
+                "https://scim.example:8443/scim/v2",
+                "https://scim.example:8443",
+            ),
+            (
+                "https://scim.example:8443/scim/v2/",
+                "https://scim.example:8443",
+            ),
+            ("https://scim.example/SCIM/V2", "https://scim.example"),
+            (
+                "https://scim.example:8443/tenants/acme/scim/v2",
+                "https://scim.example:8443",
+            ),
+            (
+                "https://gw.example/app/scim/v2/Users",
+                "https://gw.example/app",
+            ),
+        ] {
+            let (got, warned) = read(url);
+            assert_eq!(got, base, "{url}");
+            let w = warned.unwrap_or_else(|| panic!("{url} is not warned of"));
+            assert!(
+                w.contains("Give the address only") && w.contains(base),
+                "{w}"
+            );
+        }
+        for (url, base) in [
+            ("https://scim.example:8443", "https://scim.example:8443"),
+            ("https://scim.example:8443/", "https://scim.example:8443"),
+            ("https://gw.example/scim-app", "https://gw.example/scim-app"),
+            ("https://gw.example/v2", "https://gw.example/v2"),
+        ] {
+            assert_eq!(read(url), (base.to_string(), None), "{url}");
+        }
     }
 
     #[test]

@@ -185,6 +185,7 @@ impl Reloader {
             }
         }
         self.app.set_runtime(new);
+        self.app.forget_said();
         // A new threshold can switch a tenant's plan mode, and new seats can seat users
         // waiting on the free plan, with no write to do it: the feed says so all the same.
         let now = self.app.runtime();
@@ -221,6 +222,7 @@ impl Reloader {
         let (cert, key) = cert_paths(&cfg).map_err(|e| e.to_string())?;
         let l = tls::load_pem(&cert, &key).map_err(|e| e.to_string())?;
         resolver.set(l.key);
+        self.app.forget_said();
         Ok(l.fingerprint)
     }
 

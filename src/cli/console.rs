@@ -28,8 +28,8 @@ pub(crate) fn base_url(
     server: &scimd::config::ServerConfig,
     addr: &str,
 ) -> (String, Option<String>) {
-    if let Some(u) = &server.public_url {
-        return (u.trim_end_matches('/').to_string(), None);
+    if let Some(u) = server.public_base() {
+        return (u.to_string(), None);
     }
     let scheme = if server.plain_http { "http" } else { "https" };
     let Ok(sock) = addr.parse::<std::net::SocketAddr>() else {

@@ -184,7 +184,12 @@ pub(crate) async fn watch_signals_and_certs(
                 notify(&[sd_notify::NotifyState::Reloading, sd_notify::NotifyState::monotonic_usec_now().unwrap_or(sd_notify::NotifyState::Status("reloading"))]);
                 let applied = match Config::load(&path) {
                     Ok(c) => reloader.apply(c).await,
-                    Err(e) => Err(e.to_string()),
+                    // One line, so that `journalctl | grep 'reload refused'` shows the reasons.
+                    Err(e) => Err(format!(
+                        "invalid configuration {}: {}",
+                        e.file.display(),
+                        e.problems.join("; ")
+                    )),
                 };
                 match applied {
                     Ok(r) => {

@@ -44,6 +44,14 @@ impl Limiter {
             Err(Duration::from_secs_f64((1.0 - b.tokens) / rate))
         }
     }
+
+    /// Forget every bucket: each key starts full again.
+    pub fn clear(&self) {
+        match self.buckets.lock() {
+            Ok(mut m) => m.clear(),
+            Err(p) => p.into_inner().clear(),
+        }
+    }
 }
 
 #[cfg(test)]

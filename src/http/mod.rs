@@ -335,6 +335,10 @@ impl App {
                         .extensions()
                         .get::<crate::scim::error::ScimType>()
                         .map(|t| t.as_str()),
+                    detail = resp
+                        .extensions()
+                        .get::<response::Detail>()
+                        .map(|d| d.0.as_str()),
                     latency_ms = started.elapsed().as_micros() as f64 / 1000.0,
                     tenant = who.as_ref().map(|p: &Principal| p.tenant.as_str()).unwrap_or("-"),
                     token_name = who.as_ref().map(|p| p.token_name.as_str()).unwrap_or("-"),
@@ -583,10 +587,17 @@ impl App {
         self.metrics
             .auth_failures
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let sent = auth.and_then(crate::auth::bearer).is_some();
+        let token = auth.and_then(crate::auth::bearer);
+        let sent = token.is_some();
         let detail = match auth {
             None => "missing Authorization header; send \"Authorization: Bearer <token>\"",
-            Some(_) if sent && tenant_named => "the bearer token is not valid for this tenant",
+            // The IdP adds "Bearer " itself to what its token field holds.
+            Some(_) if token.is_some_and(said_bearer_twice) => {
+                "the Authorization header says Bearer twice; give the IdP the token alone, without \"Bearer\""
+            }
+            Some(_) if sent && tenant_named => {
+                "the bearer token is not valid for this tenant; check both the token and the tenant name in the Base URL (/tenants/NAME/scim/v2)"
+            }
             Some(_) if sent => "the bearer token is not valid",
             Some(a) if a.trim().to_ascii_lowercase().starts_with("bearer") => {
                 "the Authorization header holds no token; send \"Authorization: Bearer <token>\""
@@ -637,6 +648,12 @@ impl App {
 
     pub(crate) fn first_this_hour(&self, what: &str) -> bool {
         self.within_this_hour(what, 1)
+    }
+
+    /// After a reload or a new certificate the admin is testing a fix: what was said once an
+    /// hour may be said again.
+    pub(crate) fn forget_said(&self) {
+        self.said_ignored.clear();
     }
 
     /// Whether `what` has been said fewer than `times` times in the last hour (a token
@@ -727,8 +744,8 @@ impl App {
     }
 
     fn base_url<B>(&self, req: &Request<B>, rt: &Runtime, route: &Route) -> String {
-        if let Some(p) = &rt.config.server.public_url {
-            return format!("{}{}", p.trim_end_matches('/'), route.prefix);
+        if let Some(p) = rt.config.server.public_base() {
+            return format!("{p}{}", route.prefix);
         }
         let host = req
             .uri()
@@ -1002,6 +1019,13 @@ fn template(e: &Endpoint) -> &'static str {
     }
 }
 
+/// Whether a bearer token is itself "Bearer …": a token field filled with the header's value.
+fn said_bearer_twice(token: &str) -> bool {
+    token
+        .get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("bearer "))
+}
+
 /// Why a bearer token was refused, for the admin reading the log (never the token itself):
 /// an IdP's "401" alone does not tell a mistyped tenant URL from a missing reload.
 fn why_refused(rt: &Runtime, auth: Option<&str>, url_tenant: Option<&str>) -> String {
@@ -1016,10 +1040,21 @@ fn why_refused(rt: &Runtime, auth: Option<&str>, url_tenant: Option<&str>) -> St
         (Some((name, t)), _) if !rt.config.tenants.contains_key(name) => {
             // Debug-quoted: the name comes from the URL, and a line break in it would forge
             // a log line.
-            format!("the URL names tenant {t:?}, which is not in the configuration")
+            format!(
+                "the URL names tenant {t:?}, which is not in the running configuration (a \
+                 tenant just added to the file takes effect at a reload: systemctl reload scimd)"
+            )
         }
         (Some((_, t)), Some(o)) => {
             format!("the token belongs to tenant {o}, but the URL names tenant {t:?}")
+        }
+        _ if auth
+            .and_then(crate::auth::bearer)
+            .is_some_and(said_bearer_twice) =>
+        {
+            "the header says \"Bearer Bearer …\": the IdP's token field holds \"Bearer\" before \
+             the token"
+                .into()
         }
         _ => "the token matches no configured token (a new one not yet reloaded, or a \
               removed or mistyped one)"
@@ -1051,17 +1086,23 @@ mod tests {
         let why = |auth: Option<&str>, t: Option<&str>| why_refused(&rt, auth, t);
         let typo = why(Some("Bearer s3cret"), Some("acmee"));
         assert!(
-            typo.contains("\"acmee\", which is not in the configuration"),
+            typo.contains("\"acmee\", which is not in the running configuration")
+                && typo.contains("systemctl reload scimd"),
             "{typo}"
         );
         let forged = why(Some("Bearer s3cret"), Some("x\nINFO forged"));
         assert!(!forged.contains('\n') && forged.contains("\\n"), "{forged}");
         let long = why(Some("Bearer s3cret"), Some(&"a".repeat(5000)));
-        assert!(long.len() < 200 && long.contains("…"), "{long}");
+        assert!(long.len() < 260 && long.contains("a…\""), "{long}");
         let other = why(Some("Bearer s3cret"), Some("globex"));
         assert!(other.contains("belongs to tenant acme"), "{other}");
         let unknown = why(Some("Bearer n0pe"), None);
         assert!(unknown.contains("matches no configured token"), "{unknown}");
+        let twice = why(Some("Bearer bearer s3cret"), None);
+        assert!(
+            twice.contains("\"Bearer Bearer …\"") && !twice.contains("s3cret"),
+            "{twice}"
+        );
         for w in [typo, other, unknown] {
             assert!(!w.contains("s3cret") && !w.contains("n0pe"), "{w}");
         }

@@ -90,6 +90,14 @@ pub fn empty(status: u16) -> Resp {
     r
 }
 
+/// A refusal's detail, for the request's log line: an admin without the IdP's console sees
+/// why, not only the status.
+#[derive(Debug, Clone)]
+pub struct Detail(pub String);
+
+/// Longest detail a log line carries; a client's long input does not make long lines.
+const DETAIL_LOGGED: usize = 300;
+
 /// The one place a `ScimError` becomes an HTTP response.
 pub fn error(e: &ScimError) -> Resp {
     let mut r = json(e.status, &e.to_json());
@@ -97,6 +105,11 @@ pub fn error(e: &ScimError) -> Resp {
     if let Some(t) = e.scim_type {
         r.extensions_mut().insert(t);
     }
+    let detail = match e.detail.char_indices().nth(DETAIL_LOGGED) {
+        Some((cut, _)) => format!("{}…", &e.detail[..cut]),
+        None => e.detail.clone(),
+    };
+    r.extensions_mut().insert(Detail(detail));
     if e.status == 401 {
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,

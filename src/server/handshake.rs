@@ -41,7 +41,8 @@ impl Failure {
     }
 
     /// Whether this failure is worth a line above DEBUG: the kinds an admin can act on, once
-    /// an hour per client address and at most `PER_HOUR` times an hour in all, so that
+    /// an hour per client address and reason (an `UnknownCA` fixed, a `BadCertificate` is
+    /// news), and at most `PER_HOUR` times an hour in all, so that
     /// scanners from many addresses do not fill the journal. `within_this_hour(what, n)`
     /// says whether `what` was said fewer than `n` times in the last hour, and counts this
     /// time if so.
@@ -55,7 +56,7 @@ impl Failure {
             Failure::Distrusted(_) | Failure::NotTls | Failure::Incompatible(_)
         );
         actionable
-            && within_this_hour(&format!("handshake {} {}", self.label(), peer.ip()), 1)
+            && within_this_hour(&format!("handshake {self:?} {}", peer.ip()), 1)
             && within_this_hour(&format!("handshake {}", self.label()), PER_HOUR)
     }
 
@@ -177,6 +178,10 @@ mod tests {
         assert_eq!(loud, PER_HOUR as usize, "a spray of addresses");
         // Another kind has its own budget; timeouts and resets are never loud.
         assert!(Failure::Distrusted(AlertDescription::UnknownCA).loud(peer(1), within));
+        assert!(
+            Failure::Distrusted(AlertDescription::BadCertificate).loud(peer(1), within),
+            "another alert from the same address is news"
+        );
         assert!(!Failure::TimedOut.loud(peer(200), within));
         assert!(!Failure::Other.loud(peer(201), within));
     }

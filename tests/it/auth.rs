@@ -103,6 +103,28 @@ async fn tenant_url_needs_that_tenants_token() {
         )
         .await;
     assert_error(&r, 401, None);
+    // The IdP's admin reads only this: it points at the tenant name as well as the token.
+    let detail = r.body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("tenant name in the Base URL"), "{detail}");
+}
+
+/// "Bearer " typed into an IdP's token field, which adds its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_sent_as_bearer_bearer_is_named_so() {
+    let s = Srv::start().await;
+    let r = s
+        .call_with(
+            Method::GET,
+            "/Users",
+            None,
+            None,
+            &[("Authorization", &format!("Bearer Bearer {ACME}"))],
+        )
+        .await;
+    assert_error(&r, 401, None);
+    let detail = r.body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("says Bearer twice"), "{detail}");
+    assert!(!detail.contains(ACME), "{detail}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

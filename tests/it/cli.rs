@@ -447,6 +447,36 @@ fn tenant_add_base_url_uses_public_url_or_the_host_name_never_0_0_0_0() {
     );
 }
 
+/// A Base URL pasted as `public_url` is read as its address: the Base URL printed is not
+/// doubled, and check-config says what it did.
+#[test]
+fn a_base_url_pasted_as_public_url_is_not_doubled() {
+    let (_dir, path, _) = shipped("packaging/scimd.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "# public_url = \"https://scim.corp.example:8443\"",
+        "public_url = \"https://scim.example.net:8443/scim/v2/\"",
+    );
+    std::fs::write(&path, text).unwrap();
+    let out = run_ok(&["tenant", "add", "acme"], &path);
+    assert!(
+        out.contains("Base URL:     https://scim.example.net:8443/tenants/acme/scim/v2\n"),
+        "{out}"
+    );
+    let out = run(&["check-config"], &path);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.contains(": OK ("),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        stderr.contains("warning: server.public_url: \"https://scim.example.net:8443/scim/v2/\" ends in the SCIM path /scim/v2/, which scimd adds itself; it uses \"https://scim.example.net:8443\""),
+        "{stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_remove_takes_a_token_out_and_a_reload_refuses_it() {
     let dir = tempfile::tempdir().unwrap();

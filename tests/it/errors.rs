@@ -215,6 +215,16 @@ async fn wrong_method_unknown_endpoint_and_me() {
     );
     assert_error(&s.get("/Widgets").await, 404, None);
     assert_error(&s.get("/Users/a/b").await, 404, None);
+    // A Base URL ending in /Users: the IdP's lookups ask for /Users/Users?filter=….
+    let r = s
+        .get("/Users/Users?filter=userName%20eq%20%22m%40x%22")
+        .await;
+    assert_error(&r, 404, None);
+    let detail = r.body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("it must end at /scim/v2"), "{detail}");
+    let r = s.get("/Users/nobody").await;
+    let detail = r.body["detail"].as_str().unwrap_or_default();
+    assert!(!detail.contains("Base URL"), "{detail}");
     assert_error(
         &s.call(Method::GET, "/nothing/here", Some(ACME), None).await,
         404,

@@ -325,7 +325,13 @@ async fn sighup_reloads_tokens_keeps_connections_and_refuses_broken_configs() {
     while !p.log().contains("reload refused") && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(p.log().contains("reload refused"), "{}", p.log());
+    // On the ERROR line itself, so that grep for it shows why.
+    let log = p.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("reload refused"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains("ERROR") && line.contains("line 1"), "{line}");
     assert_eq!(p.status("/scim/v2/Users", "new-token").await, 200);
 
     // One log line per request, with the token's name and never the token.
@@ -1222,6 +1228,11 @@ async fn json_logs_carry_one_object_per_request_without_the_token() {
         Some(&serde_json::json!("uniqueness")),
         "{lines:?}"
     );
+    // The detail the IdP was given, so that the log alone says what to fix.
+    let detail = conflict
+        .and_then(|v| v["fields"]["detail"].as_str())
+        .unwrap_or_default();
+    assert!(detail.starts_with("userName is already taken"), "{lines:?}");
     let missing = lines.iter().find(|v| v["fields"]["status"] == 404);
     assert_eq!(
         missing.map(|v| &v["fields"]["unknown_path"]),
@@ -1354,4 +1365,16 @@ async fn a_refused_certificate_and_plain_http_are_logged_once() {
         .collect();
     assert_eq!(plain.len(), 1, "{log}");
     assert!(plain[0].contains("https://"), "{}", plain[0]);
+    // A reload is the admin trying a fix: the next refusal is said again.
+    kill(p.child.id(), "-HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !p.log().contains("configuration reloaded") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    crate::tls::distrusting_handshake(p.port).await;
+    let refused = || p.log().matches("refused the server's certificate").count();
+    while refused() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(refused(), 2, "{}", p.log());
 }
