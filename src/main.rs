@@ -254,6 +254,8 @@ fn main() -> ExitCode {
                         // service for the application and for `/healthz`.
                         Ok(l) => warnings.extend(
                             l.date_warning()
+                                .into_iter()
+                                .chain(l.name_warning(cfg.server.public_url.as_deref()))
                                 .map(|w| format!("tls.cert {}: {w}", cert.display())),
                         ),
                     }

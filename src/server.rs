@@ -151,6 +151,10 @@ impl Reloader {
         if let (Some(resolver), Some(l)) = (&self.certs, loaded) {
             notes.push(format!("serving certificate {}", l.fingerprint));
             warnings.extend(l.date_warning().map(|w| format!("tls: {w}")));
+            warnings.extend(
+                l.name_warning(new.server.public_url.as_deref())
+                    .map(|w| format!("tls: {w}")),
+            );
             resolver.set(l.key);
         }
         let old = self.app.runtime();
@@ -226,9 +230,12 @@ impl Reloader {
         Ok(l.fingerprint)
     }
 
-    /// What the admin must hear about the served certificate's dates, if anything.
-    pub fn cert_date_warning(&self) -> Option<String> {
-        self.certs.as_ref()?.date_warning()
+    /// What the admin must hear about the served certificate's dates and names.
+    pub fn cert_warnings(&self) -> Vec<String> {
+        let Some(certs) = &self.certs else {
+            return Vec::new();
+        };
+        certs.warnings(self.app.runtime().config.server.public_url.as_deref())
     }
 
     /// How often to look for renewed certificate files (0: never).

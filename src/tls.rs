@@ -80,11 +80,29 @@ impl Loaded {
     pub fn date_warning(&self) -> Option<String> {
         date_warning(&self.key)
     }
+
+    /// What an admin must hear about the certificate's names: whether IdPs given
+    /// `public_url` would find its host in them.
+    pub fn name_warning(&self, public_url: Option<&str>) -> Option<String> {
+        name_warning(&self.key, public_url)
+    }
 }
 
 fn date_warning(key: &CertifiedKey) -> Option<String> {
     let leaf = key.end_entity_cert().ok()?;
     crate::x509::warning(leaf.as_ref(), time::OffsetDateTime::now_utc())
+}
+
+fn name_warning(key: &CertifiedKey, public_url: Option<&str>) -> Option<String> {
+    let host = public_url.and_then(public_host)?;
+    (!names(key, &host)).then(|| {
+        format!(
+            "the certificate does not name {}, the host of server.public_url: IdPs given that \
+             Base URL refuse the connection (`openssl x509 -noout -ext subjectAltName -in \
+             CERT` lists the names it has)",
+            host.to_str()
+        )
+    })
 }
 
 pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
@@ -117,7 +135,7 @@ pub fn ensure_self_signed(
                 "the generated self-signed certificate cannot be used; making a new one"
             ),
             Ok(l) => match &host {
-                Some(h) if !names(&l, h) => tracing::warn!(
+                Some(h) if !names(&l.key, h) => tracing::warn!(
                     host = %h.to_str(),
                     "the generated self-signed certificate does not name the host of \
                      server.public_url; making a new one (an IdP that trusted the old \
@@ -142,10 +160,8 @@ fn public_host(url: &str) -> Option<ServerName<'static>> {
 }
 
 /// Whether a client connecting to `host` would accept this certificate's names.
-fn names(loaded: &Loaded, host: &ServerName<'_>) -> bool {
-    loaded
-        .key
-        .end_entity_cert()
+fn names(key: &CertifiedKey, host: &ServerName<'_>) -> bool {
+    key.end_entity_cert()
         .and_then(ParsedCertificate::try_from)
         .and_then(|c| rustls::client::verify_server_name(&c, host))
         .is_ok()
@@ -237,12 +253,19 @@ fn write_synced(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
 #[derive(Debug)]
 pub struct CertResolver {
     current: std::sync::RwLock<Arc<CertifiedKey>>,
+    /// Host names clients asked for that the certificate lacks, and when that was said.
+    said: crate::http::limit::Limiter,
 }
+
+/// At most this many "asked for a host the certificate lacks" lines an hour, whatever the
+/// names (a scanner may try many).
+const UNNAMED_PER_HOUR: f64 = 20.0;
 
 impl CertResolver {
     pub fn new(key: Arc<CertifiedKey>) -> CertResolver {
         CertResolver {
             current: std::sync::RwLock::new(key),
+            said: crate::http::limit::Limiter::default(),
         }
     }
 
@@ -251,11 +274,32 @@ impl CertResolver {
             Ok(mut g) => *g = key,
             Err(p) => *p.into_inner() = key,
         }
+        // A new certificate: what was said of the old one may not hold.
+        self.said.clear();
     }
 
-    /// `Loaded::date_warning` for the certificate being served.
-    pub fn date_warning(&self) -> Option<String> {
-        date_warning(&self.get())
+    /// `Loaded::date_warning` and `Loaded::name_warning` for the certificate being served.
+    pub fn warnings(&self, public_url: Option<&str>) -> Vec<String> {
+        let key = self.get();
+        date_warning(&key)
+            .into_iter()
+            .chain(name_warning(&key, public_url))
+            .collect()
+    }
+
+    /// Whether to say that a client asked for `host`, which `key` does not name: once an
+    /// hour per name, and `UNNAMED_PER_HOUR` times an hour in all.
+    fn unnamed(&self, key: &CertifiedKey, host: &str) -> bool {
+        let Ok(name) = ServerName::try_from(host) else {
+            return false;
+        };
+        let now = std::time::Instant::now();
+        !names(key, &name)
+            && self.said.check(host, 1.0 / 3600.0, 1.0, now).is_ok()
+            && self
+                .said
+                .check("", UNNAMED_PER_HOUR / 3600.0, UNNAMED_PER_HOUR, now)
+                .is_ok()
     }
 
     fn get(&self) -> Arc<CertifiedKey> {
@@ -267,8 +311,23 @@ impl CertResolver {
 }
 
 impl rustls::server::ResolvesServerCert for CertResolver {
-    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.get())
+    fn resolve(&self, hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let key = self.get();
+        // The host the client will check the certificate against (SNI; a client connecting
+        // by IP address sends none). A Base URL whose host the certificate lacks is a common
+        // reason an IdP cannot connect, and some clients (curl) refuse such a certificate
+        // without an alert, so the failed handshake alone would not say it.
+        if let Some(host) = hello.server_name()
+            && self.unnamed(&key, host)
+        {
+            tracing::warn!(
+                host,
+                "a client asked for a host name the certificate does not name: it refuses the \
+                 connection if it checks names (an IdP's Base URL must use a host the \
+                 certificate names) (said once an hour per name, and 20 times an hour at most)"
+            );
+        }
+        Some(key)
     }
 }
 
@@ -315,13 +374,28 @@ mod tests {
     }
 
     #[test]
+    fn a_public_host_the_certificate_lacks_is_warned_of() {
+        let dir = tempfile::tempdir().unwrap();
+        let (l, _) = loaded(dir.path(), Some("https://scim.corp.example:8443"));
+        assert_eq!(
+            l.name_warning(Some("https://scim.corp.example:8443/")),
+            None
+        );
+        assert_eq!(l.name_warning(None), None);
+        let w = l
+            .name_warning(Some("https://other.corp.example"))
+            .unwrap_or_default();
+        assert!(w.contains("does not name other.corp.example"), "{w}");
+    }
+
+    #[test]
     fn the_certificate_names_the_public_host_and_is_then_reused() {
         let dir = tempfile::tempdir().unwrap();
         let url = Some("https://scim.corp.example:8443");
         let (l, pem) = loaded(dir.path(), url);
-        assert!(names(&l, &host("scim.corp.example")));
-        assert!(names(&l, &host("localhost")));
-        assert!(!names(&l, &host("other.corp.example")));
+        assert!(names(&l.key, &host("scim.corp.example")));
+        assert!(names(&l.key, &host("localhost")));
+        assert!(!names(&l.key, &host("other.corp.example")));
         let der = l.key.end_entity_cert().unwrap().to_vec();
         assert!(
             !der.windows(6).any(|w| w == b"rcgen "),
@@ -332,7 +406,7 @@ mod tests {
         // An IP address goes in as an IP name, not a DNS name.
         let (l, ip_pem) = loaded(dir.path(), Some("https://[2001:db8::5]:8443"));
         assert_ne!(pem, ip_pem, "the new host is not in the old certificate");
-        assert!(names(&l, &host("2001:db8::5")));
+        assert!(names(&l.key, &host("2001:db8::5")));
         assert_eq!(loaded(dir.path(), Some("https://[2001:db8::5]")).1, ip_pem);
     }
 
@@ -370,7 +444,7 @@ mod tests {
         // A crash between the two renames: the key without its certificate.
         std::fs::remove_file(&cert).unwrap();
         let (l, _) = loaded(dir.path(), None);
-        assert!(names(&l, &host("localhost")));
+        assert!(names(&l.key, &host("localhost")));
         assert_ne!(std::fs::read(&key).unwrap(), old_key, "a new pair");
         let mut left: Vec<String> = std::fs::read_dir(dir.path().join("tls"))
             .unwrap()

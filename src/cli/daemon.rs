@@ -149,7 +149,7 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
             banner(format!("  TLS certificate SHA-256 fingerprint: {fp}"));
         }
         let reloader = server.reloader();
-        if let Some(w) = reloader.cert_date_warning() {
+        for w in reloader.cert_warnings() {
             tracing::warn!("tls: {w}");
         }
         // Ready only now: the database is open and the listener bound.
@@ -223,7 +223,7 @@ pub(crate) async fn watch_signals_and_certs(
                     match reloader.reload_cert() {
                         Ok(fp) => {
                             tracing::info!(fingerprint = %fp, "certificate files changed: new certificate in use");
-                            if let Some(w) = reloader.cert_date_warning() {
+                            for w in reloader.cert_warnings() {
                                 tracing::warn!("tls: {w}");
                             }
                         }
@@ -238,7 +238,7 @@ pub(crate) async fn watch_signals_and_certs(
                 }
             }
             _ = daily.tick() => {
-                if let Some(w) = reloader.cert_date_warning() {
+                for w in reloader.cert_warnings() {
                     tracing::warn!("tls: {w}");
                 }
             }

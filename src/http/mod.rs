@@ -6,7 +6,7 @@ pub mod backlog;
 mod cursor;
 mod discovery;
 mod handlers;
-mod limit;
+pub(crate) mod limit;
 mod lists;
 pub mod query;
 pub mod response;

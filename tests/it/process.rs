@@ -1378,3 +1378,81 @@ async fn a_refused_certificate_and_plain_http_are_logged_once() {
     }
     assert_eq!(refused(), 2, "{}", p.log());
 }
+
+/// A certificate that lacks the Base URL's host name: said by check-config and at start for
+/// `public_url`, and when a client asks for such a host (which curl refuses without an alert).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_the_certificate_does_not_name_is_warned_of() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    std::fs::create_dir_all(dir.path().join("state/tls")).unwrap();
+    std::fs::create_dir_all(&tls).unwrap();
+    let (cert, key) = dated_cert(&tls, -1, 300);
+    // The harness trusts state/tls/cert.pem.
+    std::fs::copy(&cert, dir.path().join("state/tls/cert.pem")).unwrap();
+    let cfg = dir.path().join("scimd.toml");
+    std::fs::write(
+        &cfg,
+        config_text(dir.path(), &token_line("okta", "tok"))
+            .replace(
+                "self_signed = true",
+                &format!("cert = {:?}\nkey = {:?}", cert.display(), key.display()),
+            )
+            .replace(
+                "[server]\n",
+                "[server]\npublic_url = \"https://scim.corp.example:8443\"\n",
+            ),
+    )
+    .unwrap();
+    let out = scimd_cmd(&cfg, &["check-config"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "the certificate does not name scim.corp.example, the host of server.public_url"
+        ),
+        "{err}"
+    );
+    let p = Proc::start(&cfg);
+    // A client that checks names and asks for that host.
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(&cert).unwrap())
+        .unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", p.port))
+        .await
+        .unwrap();
+    let e = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client))
+        .connect(
+            rustls::pki_types::ServerName::try_from("scim.corp.example").unwrap(),
+            tcp,
+        )
+        .await
+        .expect_err("the certificate names localhost only");
+    assert!(e.to_string().contains("not valid for name"), "{e}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let said = "a client asked for a host name the certificate does not name";
+    while !p.log().contains(said) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = p.log();
+    assert!(
+        log.contains("WARN")
+            && log.contains("tls: the certificate does not name scim.corp.example"),
+        "at start: {log}"
+    );
+    let line = log
+        .lines()
+        .find(|l| l.contains(said))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains("scim.corp.example"), "{line}");
+    // The name it has is not warned of.
+    assert_eq!(p.status("/healthz", "").await, 200);
+    assert_eq!(p.log().matches(said).count(), 1, "{}", p.log());
+}
