@@ -487,6 +487,13 @@ impl Config {
         }
     }
 
+    /// A digest of the whole configuration as read, to tell whether the file on disk still
+    /// says what a running daemon loaded (never shown: it covers token hashes).
+    pub fn digest(&self) -> String {
+        let text = serde_json::to_string(self).unwrap_or_default();
+        crate::auth::hex(&crate::auth::digest(&text))
+    }
+
     /// What is allowed but unwise, for `check-config` and the log at start and reload.
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();

@@ -260,6 +260,7 @@ fn main() -> ExitCode {
                         ),
                     }
                 }
+                warnings.extend(service_user_warnings(&cfg, &config));
                 say!(
                     "{}: OK ({} tenant{}, listening on {})",
                     config.display(),
@@ -477,4 +478,28 @@ fn say_with(write: impl FnOnce(&mut std::io::StdoutLock) -> std::io::Result<()>)
         };
         std::process::exit(code);
     }
+}
+
+/// Run as root, check-config reads what the service user may not: say what that user cannot
+/// reach, as the service would fail on it at start.
+fn service_user_warnings(cfg: &Config, file: &std::path::Path) -> Vec<String> {
+    use cli::access::{Account, SERVICE_USER, running_as_root};
+    let Some(user) = running_as_root()
+        .then(|| Account::local(SERVICE_USER))
+        .flatten()
+    else {
+        return Vec::new();
+    };
+    let mut paths: Vec<(&str, &std::path::Path, u32)> = vec![("the configuration file", file, 4)];
+    if !cfg.server.plain_http {
+        paths.extend(cfg.tls.cert.as_deref().map(|p| ("tls.cert", p, 4)));
+        paths.extend(cfg.tls.key.as_deref().map(|p| ("tls.key", p, 4)));
+    }
+    paths.push(("storage.dir", cfg.storage.dir.as_path(), 7));
+    paths
+        .into_iter()
+        .filter_map(|(what, path, want)| {
+            user.cannot(path, want).map(|why| format!("{what}: {why}"))
+        })
+        .collect()
 }

@@ -88,6 +88,20 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
     match answer {
         Ok(a) if a["ok"] == true => {
             print_answer(&a);
+            // A token or tenant added to the file works only after a reload: an admin whose
+            // new token is refused learns it here.
+            if req["cmd"] == "status"
+                && a["daemon"] == true
+                && a["config_digest"].as_str() != Some(cfg.digest().as_str())
+            {
+                say!(
+                    "  note: {} differs from the configuration the daemon runs (read at its \
+                     start or last reload): `systemctl reload scimd` (or `kill -HUP {}`) applies \
+                     it; server.listen, storage, connection limits and log settings need a restart",
+                    config.display(),
+                    a["pid"]
+                );
+            }
             // As init scripts' `status` does (LSB): 3 when the daemon is not running.
             if req["cmd"] == "status" && a["daemon"] == false {
                 ExitCode::from(3)

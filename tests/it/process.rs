@@ -433,6 +433,30 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
         status.contains(&format!("(pid {})", p.child.id())),
         "{status}"
     );
+    assert!(!status.contains("differs"), "{status}");
+    // A token added to the file without a reload: status says the daemon runs another.
+    let edited = std::fs::read_to_string(&cfg).unwrap().replace(
+        &token_line("okta", "tok"),
+        &format!(
+            "{}, {}",
+            token_line("okta", "tok"),
+            token_line("entra", "tok2")
+        ),
+    );
+    std::fs::write(&cfg, edited).unwrap();
+    let stale = run(&["status"]);
+    assert!(
+        stale.contains("differs from the configuration the daemon runs")
+            && stale.contains(&format!("kill -HUP {}", p.child.id())),
+        "{stale}"
+    );
+    kill(p.child.id(), "-HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !p.log().contains("configuration reloaded") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let fresh = run(&["status"]);
+    assert!(!fresh.contains("differs"), "{fresh}");
     let body = "{\"displayName\":\"Eng\"}".to_string();
     assert_eq!(p.post("/scim/v2/Groups", "tok", body).await, 201);
     let groups = run(&["groups", "list", "--tenant", "acme"]);
