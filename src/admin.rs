@@ -403,17 +403,14 @@ pub async fn import(
     lines: Vec<String>,
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<Imported, String> {
-    let Some(tc) = cfg.tenants.get(tenant) else {
+    if !cfg.tenants.contains_key(tenant) {
         return Err(no_tenant(cfg, tenant));
-    };
+    }
     let rt = crate::http::Runtime::new(cfg.clone());
-    let actor = crate::store::Actor {
-        tenant: tenant.to_string(),
-        token: "import".into(),
-        retention: crate::store::Retention::default(),
-        plan: rt.plans.get(tenant).cloned(),
-        create_only: Arc::new(tc.create_only.clone()),
-    };
+    // The tenant's own change-feed retention, plan and create-only rules, as a request has.
+    // Unlike a POST, an extension's required attributes are not demanded: the records come
+    // as another host stored them, as a PUT keeps a resource stored before the requirement.
+    let actor = rt.actor(tenant, "import");
     let mut memberships = Vec::new();
     let mut parsed = Vec::new();
     // id -> line, and folded userName / group displayName -> line, within the file.

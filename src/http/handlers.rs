@@ -151,8 +151,11 @@ async fn create(app: &App, ctx: &Ctx, kind: Kind, body: &Value) -> ScimResult<Re
 
 async fn get(app: &App, ctx: &Ctx, kind: Kind, id: &str) -> ScimResult<Resp> {
     let projected = ctx.query.has_any(&["attributes", "excludedAttributes"]);
-    if kind == Kind::Group && !projected {
-        return get_group_streamed(app, ctx, id).await;
+    if kind == Kind::Group {
+        let proj = projection(ctx, kind);
+        if proj.wants("members") {
+            return get_group_streamed(app, ctx, id, &proj).await;
+        }
     }
     if !projected
         && ctx.if_none_match.is_none()
@@ -210,36 +213,31 @@ fn read_conditions(ctx: &Ctx, etag: &str) -> ScimResult<Option<Resp>> {
     Ok(None)
 }
 
-/// A group with all its members, streamed: the member list is read in batches and written
-/// as it is read, so a group of a million costs no more memory than a group of ten.
-async fn get_group_streamed(app: &App, ctx: &Ctx, id: &str) -> ScimResult<Resp> {
-    let r = app
+/// A group with its members, streamed: the member list is read in batches and written as
+/// it is read, so a group of a million costs no more memory than a group of ten, whatever
+/// the projection. The group and its members come from one snapshot.
+async fn get_group_streamed(app: &App, ctx: &Ctx, id: &str, proj: &Projection) -> ScimResult<Resp> {
+    let stall = std::time::Duration::from_secs(ctx.rt.config.server.request_timeout_secs);
+    let (r, mut batches) = app
         .store
-        .get(
-            ctx.principal.tenant.clone(),
-            Kind::Group,
-            id.to_string(),
-            false,
-        )
+        .group_with_member_batches(ctx.principal.tenant.clone(), id, stall)
         .await?;
     let etag = r.etag();
     if let Some(resp) = read_conditions(ctx, &etag)? {
         return Ok(resp);
     }
-    let gid = crate::store::parse_id(&r.id).unwrap_or_default();
-    let head = render(ctx, r, &Projection::default());
+    let head = render(ctx, r, proj);
     let mut head = serde_json::to_string(&Value::Object(head)).unwrap_or_default();
     head.pop(); // the closing brace: members follow
     head.push_str(",\"members\":[");
-    let stall = std::time::Duration::from_secs(ctx.rt.config.server.request_timeout_secs);
-    let mut batches = app
-        .store
-        .member_batches(ctx.principal.tenant.clone(), gid, stall);
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
     let base = ctx.base.clone();
+    let narrowed = proj.narrows("members").then(|| proj.clone());
+    let rt = ctx.rt(Kind::Group);
     tokio::spawn(async move {
+        let narrowed = narrowed.as_ref().map(|p| (p, rt));
         if tx.send(head.into()).await.is_err()
-            || !send_members(&tx, &mut batches, &base, None).await
+            || !send_members(&tx, &mut batches, &base, narrowed).await
         {
             return;
         }
@@ -295,10 +293,10 @@ async fn patch(app: &App, ctx: &Ctx, kind: Kind, id: &str, body: &Value) -> Scim
             ));
         }
         let proj = projection(ctx, kind);
-        let r = app
-            .store
-            .get(t, kind, id.to_string(), proj.wants("members"))
-            .await?;
+        if proj.wants("members") {
+            return get_group_streamed(app, ctx, id, &proj).await;
+        }
+        let r = app.store.get(t, kind, id.to_string(), false).await?;
         return Ok(resource_response(200, ctx, r, &proj));
     }
     Ok(resource_response(200, ctx, r, &projection(ctx, kind)))

@@ -1,5 +1,6 @@
-//! Per-tenant request rate limiting (token buckets), off unless a tenant sets `rate_limit`.
-//! IdPs honour 429 with Retry-After (Okta retries after it; Entra retries failed objects).
+//! Token buckets by key: a tenant's request rate (off unless it sets `rate_limit`; IdPs
+//! honour 429 with Retry-After: Okta retries after it, Entra retries failed objects), failed
+//! logins by address, and how often a log line is said.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -19,18 +20,18 @@ pub struct Limiter {
 }
 
 impl Limiter {
-    /// Take one request from `tenant`'s bucket. `Err(wait)` when it is empty.
-    pub fn check(&self, tenant: &str, rate: f64, burst: f64, now: Instant) -> Result<(), Duration> {
+    /// Take one from `key`'s bucket. `Err(wait)` when it is empty.
+    pub fn check(&self, key: &str, rate: f64, burst: f64, now: Instant) -> Result<(), Duration> {
         let mut map = match self.buckets.lock() {
             Ok(m) => m,
             Err(p) => p.into_inner(),
         };
         // Bounded: a spray of source addresses cannot grow the map without limit; losing the
         // buckets only forgives some failures.
-        if map.len() >= MAX_KEYS && !map.contains_key(tenant) {
+        if map.len() >= MAX_KEYS && !map.contains_key(key) {
             map.clear();
         }
-        let b = map.entry(tenant.to_string()).or_insert(Bucket {
+        let b = map.entry(key.to_string()).or_insert(Bucket {
             tokens: burst,
             last: now,
         });
@@ -41,7 +42,9 @@ impl Limiter {
             b.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - b.tokens) / rate))
+            // A rate so small that the wait overflows a Duration waits a year.
+            const YEAR: Duration = Duration::from_secs(365 * 86_400);
+            Err(Duration::try_from_secs_f64((1.0 - b.tokens) / rate).map_or(YEAR, |d| d.min(YEAR)))
         }
     }
 
@@ -79,5 +82,14 @@ mod tests {
             l.check("a", 2.0, 3.0, t0 + Duration::from_millis(500))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_vanishing_rate_waits_a_year_instead_of_panicking() {
+        let l = Limiter::default();
+        let t0 = Instant::now();
+        assert!(l.check("a", 1e-320, 1.0, t0).is_ok());
+        let wait = l.check("a", 1e-320, 1.0, t0).unwrap_err();
+        assert_eq!(wait, Duration::from_secs(365 * 86_400));
     }
 }

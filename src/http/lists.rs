@@ -381,6 +381,8 @@ pub(super) async fn send_members(
         let batch = match batches.recv().await {
             Some(MemberBatch::Members(b)) => b,
             Some(MemberBatch::End) => return true,
+            // Only ever first, and taken by whoever asked for it.
+            Some(MemberBatch::Head(_)) => continue,
             None => return false,
         };
         let mut chunk = String::with_capacity(batch.len() * 120);

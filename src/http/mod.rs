@@ -137,8 +137,9 @@ pub struct App {
     /// Warnings about 429s: once a minute per address or tenant, or a flood of requests
     /// would write a flood of them.
     said_429: limit::Limiter,
-    /// Warnings about ignored attributes: once an hour for each tenant, resource type and
-    /// set of names. An IdP's mapping sends the same ones with every user of a full sync.
+    /// Lines said at most so often (`within_this_hour`): ignored attributes, once an hour for
+    /// each tenant, resource type and set of names (an IdP's mapping sends the same ones
+    /// with every user of a full sync), and the listener's failed TLS handshakes.
     said_ignored: limit::Limiter,
     runtime: RwLock<Arc<Runtime>>,
     scheme: &'static str,
@@ -566,7 +567,6 @@ impl App {
         handlers::endpoint(self, &ctx, method, &route.endpoint, body).await
     }
 
-    /// `GET /metrics`: Prometheus text, for the holder of `server.metrics_token_sha256`.
     /// The answer to a request whose token was missing or refused: 401 with the reason, or
     /// 429 once this address has sent too many refused Authorization headers. Only those are
     /// charged, per source address, wherever they are sent (SCIM, discovery, metrics): a
@@ -671,6 +671,7 @@ impl App {
             .is_ok()
     }
 
+    /// `GET /metrics`: Prometheus text, for the holder of `server.metrics_token_sha256`.
     async fn metrics_page<B>(&self, req: &Request<B>, peer: SocketAddr) -> Resp {
         let rt = self.runtime();
         let Some(want) = rt.config.server.metrics_token_sha256.clone() else {

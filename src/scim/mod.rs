@@ -3,6 +3,8 @@
 
 pub mod error;
 pub mod filter;
+// Fuzz oracles (they panic when an invariant breaks): for the fuzz targets and tests only.
+#[cfg(any(test, fuzzing))]
 pub mod invariants;
 pub mod json;
 pub mod patch;

@@ -1709,6 +1709,7 @@ mod tests {
                     match m {
                         MemberBatch::Members(b) => n += b.len(),
                         MemberBatch::End => ended = true,
+                        MemberBatch::Head(_) => panic!("member_batches sends no head"),
                     }
                 }
                 if i == waiting[0] {

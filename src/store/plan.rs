@@ -170,16 +170,6 @@ pub fn unmatched_status(mode: Mode) -> Status {
     }
 }
 
-/// Whether a user body names one of the existing members (by userName or any email).
-pub fn is_existing_member(rules: &PlanRules, body: &Body) -> bool {
-    let mut names: BTreeSet<String> = BTreeSet::new();
-    if let Some(u) = body.get("userName").and_then(Value::as_str) {
-        names.insert(u.to_lowercase());
-    }
-    names.extend(crate::scim::resource::email_values(body).map(str::to_lowercase));
-    rules.existing_members.iter().any(|m| names.contains(m))
-}
-
 /// Ids of provisioned users matching an existing-member entry.
 pub fn matches_of(
     usernames: &impl ReadableTable<(&'static str, &'static str), u128>,

@@ -391,7 +391,6 @@ pub(super) fn group_of_users(kind: Kind, f: Option<&Filter>) -> Option<&str> {
     }
 }
 
-/// The lower-cased prefix of a `userName sw "..."` filter on users.
 /// A stretch of one index that holds exactly a filter's matches.
 pub(super) enum IndexRange {
     /// `userName sw`: the lower-cased prefix.

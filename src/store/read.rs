@@ -523,10 +523,9 @@ impl Store {
         .await
     }
 
-    /// Events of a tenant after `after`, oldest first, at most `limit`.
-    /// Events after `after`, as many as `limit`, of those `retention` keeps now: a write
-    /// trims the feed, but a quiet tenant's events must still age out, and a reload that
-    /// lowers the count must take effect at once.
+    /// A tenant's events after `after`, oldest first, as many as `limit`, of those
+    /// `retention` keeps now: a write trims the feed, but a quiet tenant's events must still
+    /// age out, and a reload that lowers the count must take effect at once.
     pub async fn events(
         &self,
         tenant: String,
@@ -663,6 +662,37 @@ impl Store {
         group: u128,
         stall: std::time::Duration,
     ) -> tokio::sync::mpsc::Receiver<MemberBatch> {
+        self.member_stream(tenant, group, stall, false)
+    }
+
+    /// A group (without its members) and then its members, as `member_batches` sends them,
+    /// all read in one snapshot: the version (ETag) answered is the one whose members follow,
+    /// even while writes go on.
+    pub async fn group_with_member_batches(
+        &self,
+        tenant: String,
+        id: &str,
+        stall: std::time::Duration,
+    ) -> ScimResult<(Resource, tokio::sync::mpsc::Receiver<MemberBatch>)> {
+        let Some(gid) = parse_id(id) else {
+            return Err(not_found(Kind::Group, id));
+        };
+        let mut rx = self.member_stream(tenant, gid, stall, true);
+        match rx.recv().await {
+            Some(MemberBatch::Head(Some(r))) => Ok((*r, rx)),
+            Some(MemberBatch::Head(None)) => Err(not_found(Kind::Group, id)),
+            // The producer logged why.
+            _ => Err(super::unavailable()),
+        }
+    }
+
+    fn member_stream(
+        &self,
+        tenant: String,
+        group: u128,
+        stall: std::time::Duration,
+        head: bool,
+    ) -> tokio::sync::mpsc::Receiver<MemberBatch> {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let db = self.db();
         let shared = self.shared.clone();
@@ -681,8 +711,19 @@ impl Store {
                 };
                 let run = || -> Result<(), redb::Error> {
                     let txn = redb::ReadableDatabase::begin_read(&*db)?;
-                    let members = txn.open_table(GROUPID_MEMBERID)?;
                     let t = tenant.as_str();
+                    if head {
+                        let res = txn.open_table(RESOURCES)?;
+                        let found = res
+                            .get((t, Kind::Group.code(), group))?
+                            .and_then(|rec| decode(rec.value()))
+                            .map(|rec| Box::new(rec.into_resource(Kind::Group, group)));
+                        let missing = found.is_none();
+                        if !send(MemberBatch::Head(found)) || missing {
+                            return Ok(());
+                        }
+                    }
+                    let members = txn.open_table(GROUPID_MEMBERID)?;
                     let mut batch = Vec::with_capacity(MEMBER_BATCH);
                     for e in members.range((t, group, 0u128)..=(t, group, u128::MAX))? {
                         let (k, v) = e?;
@@ -716,6 +757,8 @@ impl Store {
 /// One message of a group's member stream (`Store::member_batches`).
 #[derive(Debug)]
 pub enum MemberBatch {
+    /// The group itself, first, when asked for (`None`: there is no such group).
+    Head(Option<Box<Resource>>),
     Members(Vec<(u128, Kind)>),
     /// Every member was sent.
     End,

@@ -291,6 +291,35 @@ async fn group_lists_carry_every_member_as_a_single_get_does() {
     let mut ms_sorted = ms.clone();
     ms_sorted.sort_by_key(|v| v["value"].as_str().unwrap().to_string());
     assert_eq!(ms_sorted, vals);
+    // A single GET with a projection streams the members as the plain GET does.
+    let r = s
+        .get(&format!("/Groups/{big}?excludedAttributes=externalId"))
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, want[0]);
+    let r = s
+        .get(&format!("/Groups/{nested}?attributes=members.value"))
+        .await;
+    let mut ms = r.body["members"].as_array().unwrap().clone();
+    ms.sort_by_key(|v| v["value"].as_str().unwrap().to_string());
+    assert_eq!(ms, vals);
+    assert!(
+        r.body.get("displayName").is_none() && r.body["id"] == nested.as_str(),
+        "{}",
+        r.body
+    );
+    let r = s
+        .get(&format!("/Groups/{big}?attributes=displayName"))
+        .await;
+    assert!(
+        r.body.get("members").is_none() && r.body["displayName"] == "Big",
+        "{}",
+        r.body
+    );
+    let r = s
+        .get("/Groups/01890000-0000-7000-8000-000000000000?attributes=members")
+        .await;
+    assert_eq!(r.status, 404);
     // A search over both types: users first, then groups with their members.
     let r = s
         .post(
