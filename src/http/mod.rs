@@ -2,132 +2,41 @@
 //! and errors. Knows the SCIM core and the store's API, never redb's tables.
 
 mod app_side;
+mod auth;
 pub mod backlog;
+mod body;
 mod cursor;
 mod discovery;
 mod handlers;
 pub(crate) mod limit;
 mod lists;
+mod ops;
 pub mod query;
 pub mod response;
 pub mod router;
+mod runtime;
 mod sso;
 pub mod unread;
 pub mod vouch;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{Method, Request, header};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Body;
 use serde_json::Value;
 
-use crate::auth::{Principal, Tokens};
+use crate::auth::Principal;
 use crate::config::Config;
 use crate::scim::error::{ScimError, ScimResult};
 use crate::scim::schema::{Kind, Rt};
 use crate::store::Store;
-use crate::store::plan::{PlanRules, SeatPolicy};
+use auth::why_refused;
 use response::Resp;
 use router::{Endpoint, Route};
-
-/// What a reload may replace: tenants, tokens and limits.
-pub struct Runtime {
-    pub config: Config,
-    pub tokens: Tokens,
-    pub plans: std::collections::HashMap<String, Arc<PlanRules>>,
-    /// Each tenant's User and Group types with its schema extensions.
-    pub types: std::collections::HashMap<String, (Rt, Rt)>,
-    pub create_only: std::collections::HashMap<String, Arc<Vec<String>>>,
-}
-
-impl Runtime {
-    pub fn new(config: Config) -> Runtime {
-        let plans = config
-            .tenants
-            .iter()
-            .filter_map(|(name, t)| {
-                t.plan
-                    .as_ref()
-                    .map(|p| (name.clone(), Arc::new(plan_rules(p))))
-            })
-            .collect();
-        let create_only = config
-            .tenants
-            .iter()
-            .map(|(name, t)| (name.clone(), Arc::new(t.create_only.clone())))
-            .collect();
-        let types = config
-            .tenants
-            .iter()
-            .map(|(name, t)| {
-                let user = crate::extensions::resource_type(Kind::User, t);
-                let group = crate::extensions::resource_type(Kind::Group, t);
-                (name.clone(), (user, group))
-            })
-            .collect();
-        Runtime {
-            types,
-            tokens: Tokens::from_config(&config),
-            config,
-            plans,
-            create_only,
-        }
-    }
-
-    /// A writer in `tenant` under these settings, named `token` in the change feed.
-    pub fn actor(&self, tenant: &str, token: &str) -> crate::store::Actor {
-        crate::store::Actor {
-            tenant: tenant.to_string(),
-            token: token.to_string(),
-            retention: self.retention(tenant),
-            plan: self.plans.get(tenant).cloned(),
-            create_only: self.create_only.get(tenant).cloned().unwrap_or_default(),
-        }
-    }
-
-    /// How many events, and how old, `tenant`'s change feed keeps.
-    pub fn retention(&self, tenant: &str) -> crate::store::Retention {
-        let t = self.config.tenants.get(tenant);
-        let mut retention = crate::store::Retention::default();
-        if let Some(n) = t.and_then(|t| t.events_max_count) {
-            retention.max_count = n;
-        }
-        retention.max_age_secs = t.and_then(|t| t.events_max_age_days).map(|d| d * 86_400);
-        retention
-    }
-}
-
-pub fn plan_rules(p: &crate::config::PlanConfig) -> PlanRules {
-    PlanRules {
-        name: p.name.clone(),
-        test_threshold: p.test_threshold,
-        seats: p.seats,
-        on_seat_limit: match p.on_seat_limit {
-            crate::config::SeatLimitPolicy::Reject => SeatPolicy::Reject,
-            crate::config::SeatLimitPolicy::Free => SeatPolicy::Free,
-        },
-        // Matching ignores case, so entries differing only in case are one person (one
-        // seat); check-config warns about them. Sorted: the plan list walks them in order.
-        existing_members: p
-            .existing_members
-            .iter()
-            .map(|m| m.trim().to_lowercase())
-            .filter(|m| !m.is_empty())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect(),
-    }
-}
-
-/// Wrong bearer tokens allowed per source address: a burst, then one a second. Generous:
-/// tokens are too long to guess, so this only stops a misconfigured client from flooding
-/// the log, and must never trip an IdP's or an admin's few tries.
-const AUTH_FAIL_BURST: f64 = 100.0;
-const AUTH_FAIL_RATE: f64 = 1.0;
+pub use runtime::{Runtime, plan_rules};
 
 pub struct App {
     pub store: Store,
@@ -159,17 +68,6 @@ pub struct Ctx {
     /// The connection's unread answers; absent when a request does not come through the
     /// server (tests calling `App::handle`).
     pub backlog: Option<backlog::Backlog>,
-}
-
-impl Runtime {
-    /// `kind` as `tenant` sees it (its schema extensions included).
-    pub fn rt(&self, tenant: Option<&str>, kind: Kind) -> Rt {
-        match tenant.and_then(|t| self.types.get(t)) {
-            Some((u, _)) if kind == Kind::User => *u,
-            Some((_, g)) => *g,
-            None => kind.into(),
-        }
-    }
 }
 
 impl Ctx {
@@ -567,85 +465,6 @@ impl App {
         handlers::endpoint(self, &ctx, method, &route.endpoint, body).await
     }
 
-    /// The answer to a request whose token was missing or refused: 401 with the reason, or
-    /// 429 once this address has sent too many refused Authorization headers. Only those are
-    /// charged, per source address, wherever they are sent (SCIM, discovery, metrics): a
-    /// valid token is never slowed down, even from an address shared with a misconfigured
-    /// neighbour, and a request without the header guesses nothing (and gets no reason
-    /// logged, so it cannot double the log either).
-    /// `why` says, for the log only, why a token that was sent was refused; it is worked out
-    /// only when logged, never for a throttled request. The client learns no more than the
-    /// detail below.
-    fn refused(
-        &self,
-        peer: SocketAddr,
-        auth: Option<&str>,
-        tenant_named: bool,
-        why: impl FnOnce() -> String,
-    ) -> Resp {
-        // Counted here, throttled or not: a brute force must show in the count.
-        self.metrics
-            .auth_failures
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let token = auth.and_then(crate::auth::bearer);
-        let sent = token.is_some();
-        let detail = match auth {
-            None => "missing Authorization header; send \"Authorization: Bearer <token>\"",
-            // The IdP adds "Bearer " itself to what its token field holds.
-            Some(_) if token.is_some_and(said_bearer_twice) => {
-                "the Authorization header says Bearer twice; give the IdP the token alone, without \"Bearer\""
-            }
-            Some(_) if sent && tenant_named => {
-                "the bearer token is not valid for this tenant; check both the token and the tenant name in the Base URL (/tenants/NAME/scim/v2)"
-            }
-            Some(_) if sent => "the bearer token is not valid",
-            Some(a) if a.trim().to_ascii_lowercase().starts_with("bearer") => {
-                "the Authorization header holds no token; send \"Authorization: Bearer <token>\""
-            }
-            Some(_) => "only bearer tokens are accepted; send \"Authorization: Bearer <token>\"",
-        };
-        if auth.is_some()
-            && let Err(wait) = self.auth_failures.check(
-                &peer.ip().to_string(),
-                AUTH_FAIL_RATE,
-                AUTH_FAIL_BURST,
-                Instant::now(),
-            )
-        {
-            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-            if self.first_429_this_minute(&format!("address {}", peer.ip())) {
-                tracing::warn!(%peer, "repeated authentication failures; answering 429 to this address (said once a minute)");
-            }
-            let e = ScimError::new(
-                429,
-                None,
-                format!("too many failed authentications from this address; retry after {secs} s"),
-            );
-            return response::with_header(
-                response::error(&e),
-                header::RETRY_AFTER,
-                &secs.to_string(),
-            );
-        }
-        // Past the throttle only, and only when something was sent: a flood of wrong tokens,
-        // or of bare requests (never throttled), must not double the log.
-        if auth.is_some() {
-            let why = if sent { why() } else { detail.to_string() };
-            tracing::info!(target: "scimd::request", %peer, "authentication refused: {why}");
-        }
-        let resp = response::error(&ScimError::new(401, None, detail));
-        // RFC 6750 §3.1: a token that was sent and refused is `invalid_token`; a request
-        // without one keeps the plain challenge every 401 carries.
-        if !sent {
-            return resp;
-        }
-        response::with_header(
-            resp,
-            header::WWW_AUTHENTICATE,
-            "Bearer realm=\"scimd\", error=\"invalid_token\"",
-        )
-    }
-
     pub(crate) fn first_this_hour(&self, what: &str) -> bool {
         self.within_this_hour(what, 1)
     }
@@ -671,79 +490,6 @@ impl App {
             .is_ok()
     }
 
-    /// `GET /metrics`: Prometheus text, for the holder of `server.metrics_token_sha256`.
-    async fn metrics_page<B>(&self, req: &Request<B>, peer: SocketAddr) -> Resp {
-        let rt = self.runtime();
-        let Some(want) = rt.config.server.metrics_token_sha256.clone() else {
-            return response::error(&ScimError::not_found(
-                "metrics are off: set server.metrics_token_sha256",
-            ));
-        };
-        let auth = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        let ok = crate::auth::unhex(&want.to_ascii_lowercase()).is_some_and(|want| {
-            auth.and_then(crate::auth::bearer)
-                .is_some_and(|t| crate::auth::is_token(t, &want))
-        });
-        if !ok {
-            let why = || "not the metrics token (server.metrics_token_sha256)".to_string();
-            return self.refused(peer, auth, false, why);
-        }
-        let mut out = String::new();
-        self.metrics.render(&mut out);
-        self.store.metrics.render(&mut out);
-        out.push_str("# HELP scimd_database_bytes Size of the database file.\n# TYPE scimd_database_bytes gauge\n");
-        out.push_str(&format!(
-            "scimd_database_bytes {}\n",
-            self.store.file_size()
-        ));
-        out.push_str(
-            "# HELP scimd_resources Users and groups per tenant.\n# TYPE scimd_resources gauge\n",
-        );
-        // A tenant taken out of the configuration still holds its data on disk.
-        let mut tenants: Vec<String> = rt.config.tenants.keys().cloned().collect();
-        tenants.extend(self.store.stored_tenants().await.unwrap_or_default());
-        tenants.sort();
-        tenants.dedup();
-        for tenant in &tenants {
-            for kind in [Kind::User, Kind::Group] {
-                // A count the database cannot give is left out, never shown as zero.
-                let Ok(n) = self.store.count(tenant.clone(), kind).await else {
-                    continue;
-                };
-                out.push_str(&format!(
-                    "scimd_resources{{tenant=\"{tenant}\",kind=\"{}\"}} {n}\n",
-                    kind.as_str()
-                ));
-            }
-        }
-        let mut r = http::Response::new(response::Body::full(out));
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        );
-        r
-    }
-
-    /// `GET /healthz`: no token; 200 when the database answers a read, else 503.
-    async fn health(&self) -> Resp {
-        let ok = self.store.check().await.is_ok();
-        let body = serde_json::json!({
-            "status": if ok { "ok" } else { "unavailable" },
-            "version": env!("CARGO_PKG_VERSION"),
-            "commit": env!("SCIMD_COMMIT"),
-            "database": if ok { "ok" } else { "cannot be read" },
-        });
-        let mut r = response::json(if ok { 200 } else { 503 }, &body);
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
-        r
-    }
-
     fn base_url<B>(&self, req: &Request<B>, rt: &Runtime, route: &Route) -> String {
         if let Some(p) = rt.config.server.public_base() {
             return format!("{p}{}", route.prefix);
@@ -760,117 +506,6 @@ impl App {
             })
             .unwrap_or_else(|| rt.config.server.listen.clone());
         format!("{}://{host}{}", self.scheme, route.prefix)
-    }
-
-    async fn read_body<B>(
-        &self,
-        req: Request<B>,
-        rt: &Runtime,
-        conn: Option<&backlog::Backlog>,
-    ) -> ScimResult<Value>
-    where
-        B: Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
-        if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
-            if !is_json(ct.as_bytes()) {
-                return Err(ScimError::new(
-                    415,
-                    None,
-                    format!(
-                        "the body must be JSON (Content-Type: application/scim+json), not {}",
-                        String::from_utf8_lossy(ct.as_bytes())
-                    ),
-                ));
-            }
-            if let Some(cs) = foreign_charset(ct.as_bytes()) {
-                return Err(ScimError::new(
-                    415,
-                    None,
-                    format!("the body must be UTF-8 JSON, not charset {cs}"),
-                ));
-            }
-        }
-        // A compressed body read as JSON would only be refused as garbage, and one merely
-        // labelled compressed would be stored as if it had been decoded.
-        if let Some(ce) = req
-            .headers()
-            .get_all(header::CONTENT_ENCODING)
-            .iter()
-            .flat_map(|v| v.to_str().unwrap_or("?").split(','))
-            .map(str::trim)
-            .find(|e| !e.eq_ignore_ascii_case("identity"))
-        {
-            return Err(ScimError::new(
-                415,
-                None,
-                format!("the body must not be encoded (Content-Encoding: {ce}); send plain JSON"),
-            ));
-        }
-        let max = rt.config.server.max_body_bytes;
-        let too_large = || {
-            ScimError::new(
-                413,
-                None,
-                format!("the request body is larger than the server's limit of {max} bytes"),
-            )
-        };
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > max as u64) {
-            return Err(too_large());
-        }
-        let timeout = Duration::from_secs(rt.config.server.request_timeout_secs);
-        let deadline = tokio::time::Instant::now() + timeout;
-        // Room for the body before any of it is read; without a length, for the largest.
-        let reserve = declared.map_or(max, |len| len as usize);
-        let Ok(_room) = tokio::time::timeout_at(
-            deadline,
-            backlog::Backlog::body_room(conn, &self.bodies, reserve),
-        )
-        .await
-        else {
-            return Err(ScimError::new(
-                503,
-                None,
-                "the server is receiving too many request bodies at once; retry later",
-            ));
-        };
-        let collected =
-            tokio::time::timeout_at(deadline, Limited::new(req.into_body(), max).collect()).await;
-        let bytes = match collected {
-            Err(_) => {
-                return Err(ScimError::new(
-                    408,
-                    None,
-                    "the request body did not arrive in time",
-                ));
-            }
-            Ok(Err(e)) => {
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-                {
-                    return Err(too_large());
-                }
-                return Err(ScimError::invalid_syntax(
-                    "the request body could not be read",
-                ));
-            }
-            Ok(Ok(c)) => c.to_bytes(),
-        };
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ScimError::invalid_syntax(
-                "the request body is empty; a JSON object was expected",
-            ));
-        }
-        // RFC 8259 §8.1: a byte order mark may be ignored; some Windows tools write one.
-        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
-        crate::scim::json::parse(bytes).map_err(|e| {
-            ScimError::invalid_syntax(format!("the request body is not valid JSON: {e}"))
-        })
     }
 }
 
@@ -943,30 +578,6 @@ fn malformed<B>(req: &Request<B>) -> Option<ScimError> {
     None
 }
 
-/// `application/scim+json`, `application/json`, any other `+json` type, with any
-/// parameters. A missing Content-Type is let through: some clients omit it, and the body is
-/// checked as JSON anyway.
-fn is_json(ct: &[u8]) -> bool {
-    let ct = String::from_utf8_lossy(ct).to_ascii_lowercase();
-    let essence = ct.split(';').next().unwrap_or("").trim();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
-}
-
-/// A `charset` parameter other than UTF-8 (JSON is UTF-8, RFC 8259 §8.1): the body would be
-/// read as something it is not.
-fn foreign_charset(ct: &[u8]) -> Option<String> {
-    let ct = String::from_utf8_lossy(ct);
-    ct.split(';').skip(1).find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        let v = v.trim().trim_matches('"');
-        (k.trim().eq_ignore_ascii_case("charset")
-            && !v.eq_ignore_ascii_case("utf-8")
-            && !v.eq_ignore_ascii_case("utf8"))
-        .then(|| v.to_string())
-    })
-}
-
 /// A refusal as a response; a 405 names the methods the endpoint allows.
 fn refusal(e: &ScimError, allow: Option<&str>) -> Resp {
     let r = response::error(e);
@@ -1017,95 +628,5 @@ fn template(e: &Endpoint) -> &'static str {
         Endpoint::Plan => "/tenants/{tenant}/plan",
         Endpoint::PlanMembers => "/tenants/{tenant}/plan/members",
         Endpoint::Unknown => "unknown",
-    }
-}
-
-/// Whether a bearer token is itself "Bearer …": a token field filled with the header's value.
-fn said_bearer_twice(token: &str) -> bool {
-    token
-        .get(..7)
-        .is_some_and(|p| p.eq_ignore_ascii_case("bearer "))
-}
-
-/// Why a bearer token was refused, for the admin reading the log (never the token itself):
-/// an IdP's "401" alone does not tell a mistyped tenant URL from a missing reload.
-fn why_refused(rt: &Runtime, auth: Option<&str>, url_tenant: Option<&str>) -> String {
-    // At most 64 characters of a name from the URL: a client must not write long log lines.
-    let shown: Option<String> = url_tenant.map(|t| match t.char_indices().nth(64) {
-        Some((cut, _)) => format!("{}…", &t[..cut]),
-        None => t.to_string(),
-    });
-    let url_tenant = url_tenant.zip(shown.as_deref());
-    let owner = rt.tokens.authenticate(auth, None).map(|p| p.tenant);
-    match (url_tenant, owner) {
-        (Some((name, t)), _) if !rt.config.tenants.contains_key(name) => {
-            // Debug-quoted: the name comes from the URL, and a line break in it would forge
-            // a log line.
-            format!(
-                "the URL names tenant {t:?}, which is not in the running configuration (a \
-                 tenant just added to the file takes effect at a reload: systemctl reload scimd)"
-            )
-        }
-        (Some((_, t)), Some(o)) => {
-            format!("the token belongs to tenant {o}, but the URL names tenant {t:?}")
-        }
-        _ if auth
-            .and_then(crate::auth::bearer)
-            .is_some_and(said_bearer_twice) =>
-        {
-            "the header says \"Bearer Bearer …\": the IdP's token field holds \"Bearer\" before \
-             the token"
-                .into()
-        }
-        _ => "the token matches no configured token (a new one not yet reloaded, or a \
-              removed or mistyped one)"
-            .into(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{Scope, TenantConfig, TokenConfig};
-
-    #[test]
-    fn a_refusal_is_explained_to_the_log_without_the_token() {
-        let mut cfg = Config::default();
-        cfg.tenants.insert(
-            "acme".into(),
-            TenantConfig {
-                tokens: vec![TokenConfig {
-                    name: "okta".into(),
-                    sha256: crate::auth::hex(&crate::auth::digest("s3cret")),
-                    scope: Scope::Provision,
-                }],
-                ..TenantConfig::default()
-            },
-        );
-        cfg.tenants.insert("globex".into(), TenantConfig::default());
-        let rt = Runtime::new(cfg);
-        let why = |auth: Option<&str>, t: Option<&str>| why_refused(&rt, auth, t);
-        let typo = why(Some("Bearer s3cret"), Some("acmee"));
-        assert!(
-            typo.contains("\"acmee\", which is not in the running configuration")
-                && typo.contains("systemctl reload scimd"),
-            "{typo}"
-        );
-        let forged = why(Some("Bearer s3cret"), Some("x\nINFO forged"));
-        assert!(!forged.contains('\n') && forged.contains("\\n"), "{forged}");
-        let long = why(Some("Bearer s3cret"), Some(&"a".repeat(5000)));
-        assert!(long.len() < 260 && long.contains("a…\""), "{long}");
-        let other = why(Some("Bearer s3cret"), Some("globex"));
-        assert!(other.contains("belongs to tenant acme"), "{other}");
-        let unknown = why(Some("Bearer n0pe"), None);
-        assert!(unknown.contains("matches no configured token"), "{unknown}");
-        let twice = why(Some("Bearer bearer s3cret"), None);
-        assert!(
-            twice.contains("\"Bearer Bearer …\"") && !twice.contains("s3cret"),
-            "{twice}"
-        );
-        for w in [typo, other, unknown] {
-            assert!(!w.contains("s3cret") && !w.contains("n0pe"), "{w}");
-        }
     }
 }

@@ -1,0 +1,188 @@
+//! Refusing a request for its token: the answer the client gets, the per-address throttle
+//! on refused tokens, and the reason the log gets (never the token).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use http::header;
+
+use super::response::{self, Resp};
+use super::{App, Runtime};
+use crate::scim::error::ScimError;
+
+/// Wrong bearer tokens allowed per source address: a burst, then one a second. Generous:
+/// tokens are too long to guess, so this only stops a misconfigured client from flooding
+/// the log, and must never trip an IdP's or an admin's few tries.
+const AUTH_FAIL_BURST: f64 = 100.0;
+const AUTH_FAIL_RATE: f64 = 1.0;
+
+/// Whether a bearer token is itself "Bearer …": a token field filled with the header's value.
+fn said_bearer_twice(token: &str) -> bool {
+    token
+        .get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("bearer "))
+}
+
+/// Why a bearer token was refused, for the admin reading the log (never the token itself):
+/// an IdP's "401" alone does not tell a mistyped tenant URL from a missing reload.
+pub(super) fn why_refused(rt: &Runtime, auth: Option<&str>, url_tenant: Option<&str>) -> String {
+    // At most 64 characters of a name from the URL: a client must not write long log lines.
+    let shown: Option<String> = url_tenant.map(|t| match t.char_indices().nth(64) {
+        Some((cut, _)) => format!("{}…", &t[..cut]),
+        None => t.to_string(),
+    });
+    let url_tenant = url_tenant.zip(shown.as_deref());
+    let owner = rt.tokens.authenticate(auth, None).map(|p| p.tenant);
+    match (url_tenant, owner) {
+        (Some((name, t)), _) if !rt.config.tenants.contains_key(name) => {
+            // Debug-quoted: the name comes from the URL, and a line break in it would forge
+            // a log line.
+            format!(
+                "the URL names tenant {t:?}, which is not in the running configuration (a \
+                 tenant just added to the file takes effect at a reload: systemctl reload scimd)"
+            )
+        }
+        (Some((_, t)), Some(o)) => {
+            format!("the token belongs to tenant {o}, but the URL names tenant {t:?}")
+        }
+        _ if auth
+            .and_then(crate::auth::bearer)
+            .is_some_and(said_bearer_twice) =>
+        {
+            "the header says \"Bearer Bearer …\": the IdP's token field holds \"Bearer\" before \
+             the token"
+                .into()
+        }
+        _ => "the token matches no configured token (a new one not yet reloaded, or a \
+              removed or mistyped one)"
+            .into(),
+    }
+}
+
+impl App {
+    /// The answer to a request whose token was missing or refused: 401 with the reason, or
+    /// 429 once this address has sent too many refused Authorization headers. Only those are
+    /// charged, per source address, wherever they are sent (SCIM, discovery, metrics): a
+    /// valid token is never slowed down, even from an address shared with a misconfigured
+    /// neighbour, and a request without the header guesses nothing (and gets no reason
+    /// logged, so it cannot double the log either).
+    /// `why` says, for the log only, why a token that was sent was refused; it is worked out
+    /// only when logged, never for a throttled request. The client learns no more than the
+    /// detail below.
+    pub(super) fn refused(
+        &self,
+        peer: SocketAddr,
+        auth: Option<&str>,
+        tenant_named: bool,
+        why: impl FnOnce() -> String,
+    ) -> Resp {
+        // Counted here, throttled or not: a brute force must show in the count.
+        self.metrics
+            .auth_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let token = auth.and_then(crate::auth::bearer);
+        let sent = token.is_some();
+        let detail = match auth {
+            None => "missing Authorization header; send \"Authorization: Bearer <token>\"",
+            // The IdP adds "Bearer " itself to what its token field holds.
+            Some(_) if token.is_some_and(said_bearer_twice) => {
+                "the Authorization header says Bearer twice; give the IdP the token alone, without \"Bearer\""
+            }
+            Some(_) if sent && tenant_named => {
+                "the bearer token is not valid for this tenant; check both the token and the tenant name in the Base URL (/tenants/NAME/scim/v2)"
+            }
+            Some(_) if sent => "the bearer token is not valid",
+            Some(a) if a.trim().to_ascii_lowercase().starts_with("bearer") => {
+                "the Authorization header holds no token; send \"Authorization: Bearer <token>\""
+            }
+            Some(_) => "only bearer tokens are accepted; send \"Authorization: Bearer <token>\"",
+        };
+        if auth.is_some()
+            && let Err(wait) = self.auth_failures.check(
+                &peer.ip().to_string(),
+                AUTH_FAIL_RATE,
+                AUTH_FAIL_BURST,
+                Instant::now(),
+            )
+        {
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            if self.first_429_this_minute(&format!("address {}", peer.ip())) {
+                tracing::warn!(%peer, "repeated authentication failures; answering 429 to this address (said once a minute)");
+            }
+            let e = ScimError::new(
+                429,
+                None,
+                format!("too many failed authentications from this address; retry after {secs} s"),
+            );
+            return response::with_header(
+                response::error(&e),
+                header::RETRY_AFTER,
+                &secs.to_string(),
+            );
+        }
+        // Past the throttle only, and only when something was sent: a flood of wrong tokens,
+        // or of bare requests (never throttled), must not double the log.
+        if auth.is_some() {
+            let why = if sent { why() } else { detail.to_string() };
+            tracing::info!(target: "scimd::request", %peer, "authentication refused: {why}");
+        }
+        let resp = response::error(&ScimError::new(401, None, detail));
+        // RFC 6750 §3.1: a token that was sent and refused is `invalid_token`; a request
+        // without one keeps the plain challenge every 401 carries.
+        if !sent {
+            return resp;
+        }
+        response::with_header(
+            resp,
+            header::WWW_AUTHENTICATE,
+            "Bearer realm=\"scimd\", error=\"invalid_token\"",
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Scope, TenantConfig, TokenConfig};
+
+    #[test]
+    fn a_refusal_is_explained_to_the_log_without_the_token() {
+        let mut cfg = Config::default();
+        cfg.tenants.insert(
+            "acme".into(),
+            TenantConfig {
+                tokens: vec![TokenConfig {
+                    name: "okta".into(),
+                    sha256: crate::auth::hex(&crate::auth::digest("s3cret")),
+                    scope: Scope::Provision,
+                }],
+                ..TenantConfig::default()
+            },
+        );
+        cfg.tenants.insert("globex".into(), TenantConfig::default());
+        let rt = Runtime::new(cfg);
+        let why = |auth: Option<&str>, t: Option<&str>| why_refused(&rt, auth, t);
+        let typo = why(Some("Bearer s3cret"), Some("acmee"));
+        assert!(
+            typo.contains("\"acmee\", which is not in the running configuration")
+                && typo.contains("systemctl reload scimd"),
+            "{typo}"
+        );
+        let forged = why(Some("Bearer s3cret"), Some("x\nINFO forged"));
+        assert!(!forged.contains('\n') && forged.contains("\\n"), "{forged}");
+        let long = why(Some("Bearer s3cret"), Some(&"a".repeat(5000)));
+        assert!(long.len() < 260 && long.contains("a…\""), "{long}");
+        let other = why(Some("Bearer s3cret"), Some("globex"));
+        assert!(other.contains("belongs to tenant acme"), "{other}");
+        let unknown = why(Some("Bearer n0pe"), None);
+        assert!(unknown.contains("matches no configured token"), "{unknown}");
+        let twice = why(Some("Bearer bearer s3cret"), None);
+        assert!(
+            twice.contains("\"Bearer Bearer …\"") && !twice.contains("s3cret"),
+            "{twice}"
+        );
+        for w in [typo, other, unknown] {
+            assert!(!w.contains("s3cret") && !w.contains("n0pe"), "{w}");
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Reading a request body: its media type and charset, its size against the limits and the
+//! room all connections share, and its JSON.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Body;
+use serde_json::Value;
+
+use super::{App, Runtime, backlog};
+use crate::scim::error::{ScimError, ScimResult};
+
+impl App {
+    pub(super) async fn read_body<B>(
+        &self,
+        req: Request<B>,
+        rt: &Runtime,
+        conn: Option<&backlog::Backlog>,
+    ) -> ScimResult<Value>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+            if !is_json(ct.as_bytes()) {
+                return Err(ScimError::new(
+                    415,
+                    None,
+                    format!(
+                        "the body must be JSON (Content-Type: application/scim+json), not {}",
+                        String::from_utf8_lossy(ct.as_bytes())
+                    ),
+                ));
+            }
+            if let Some(cs) = foreign_charset(ct.as_bytes()) {
+                return Err(ScimError::new(
+                    415,
+                    None,
+                    format!("the body must be UTF-8 JSON, not charset {cs}"),
+                ));
+            }
+        }
+        // A compressed body read as JSON would only be refused as garbage, and one merely
+        // labelled compressed would be stored as if it had been decoded.
+        if let Some(ce) = req
+            .headers()
+            .get_all(header::CONTENT_ENCODING)
+            .iter()
+            .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+            .map(str::trim)
+            .find(|e| !e.eq_ignore_ascii_case("identity"))
+        {
+            return Err(ScimError::new(
+                415,
+                None,
+                format!("the body must not be encoded (Content-Encoding: {ce}); send plain JSON"),
+            ));
+        }
+        let max = rt.config.server.max_body_bytes;
+        let too_large = || {
+            ScimError::new(
+                413,
+                None,
+                format!("the request body is larger than the server's limit of {max} bytes"),
+            )
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > max as u64) {
+            return Err(too_large());
+        }
+        let timeout = Duration::from_secs(rt.config.server.request_timeout_secs);
+        let deadline = tokio::time::Instant::now() + timeout;
+        // Room for the body before any of it is read; without a length, for the largest.
+        let reserve = declared.map_or(max, |len| len as usize);
+        let Ok(_room) = tokio::time::timeout_at(
+            deadline,
+            backlog::Backlog::body_room(conn, &self.bodies, reserve),
+        )
+        .await
+        else {
+            return Err(ScimError::new(
+                503,
+                None,
+                "the server is receiving too many request bodies at once; retry later",
+            ));
+        };
+        let collected =
+            tokio::time::timeout_at(deadline, Limited::new(req.into_body(), max).collect()).await;
+        let bytes = match collected {
+            Err(_) => {
+                return Err(ScimError::new(
+                    408,
+                    None,
+                    "the request body did not arrive in time",
+                ));
+            }
+            Ok(Err(e)) => {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    return Err(too_large());
+                }
+                return Err(ScimError::invalid_syntax(
+                    "the request body could not be read",
+                ));
+            }
+            Ok(Ok(c)) => c.to_bytes(),
+        };
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ScimError::invalid_syntax(
+                "the request body is empty; a JSON object was expected",
+            ));
+        }
+        // RFC 8259 §8.1: a byte order mark may be ignored; some Windows tools write one.
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+        crate::scim::json::parse(bytes).map_err(|e| {
+            ScimError::invalid_syntax(format!("the request body is not valid JSON: {e}"))
+        })
+    }
+}
+
+/// `application/scim+json`, `application/json`, any other `+json` type, with any
+/// parameters. A missing Content-Type is let through: some clients omit it, and the body is
+/// checked as JSON anyway.
+fn is_json(ct: &[u8]) -> bool {
+    let ct = String::from_utf8_lossy(ct).to_ascii_lowercase();
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// A `charset` parameter other than UTF-8 (JSON is UTF-8, RFC 8259 §8.1): the body would be
+/// read as something it is not.
+fn foreign_charset(ct: &[u8]) -> Option<String> {
+    let ct = String::from_utf8_lossy(ct);
+    ct.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        let v = v.trim().trim_matches('"');
+        (k.trim().eq_ignore_ascii_case("charset")
+            && !v.eq_ignore_ascii_case("utf-8")
+            && !v.eq_ignore_ascii_case("utf8"))
+        .then(|| v.to_string())
+    })
+}

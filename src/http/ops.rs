@@ -1,0 +1,85 @@
+//! The operator's endpoints: `/metrics` and `/healthz`.
+
+use std::net::SocketAddr;
+
+use http::{Request, header};
+
+use super::App;
+use super::response::{self, Resp};
+use crate::scim::error::ScimError;
+use crate::scim::schema::Kind;
+
+impl App {
+    /// `GET /metrics`: Prometheus text, for the holder of `server.metrics_token_sha256`.
+    pub(super) async fn metrics_page<B>(&self, req: &Request<B>, peer: SocketAddr) -> Resp {
+        let rt = self.runtime();
+        let Some(want) = rt.config.server.metrics_token_sha256.clone() else {
+            return response::error(&ScimError::not_found(
+                "metrics are off: set server.metrics_token_sha256",
+            ));
+        };
+        let auth = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let ok = crate::auth::unhex(&want.to_ascii_lowercase()).is_some_and(|want| {
+            auth.and_then(crate::auth::bearer)
+                .is_some_and(|t| crate::auth::is_token(t, &want))
+        });
+        if !ok {
+            let why = || "not the metrics token (server.metrics_token_sha256)".to_string();
+            return self.refused(peer, auth, false, why);
+        }
+        let mut out = String::new();
+        self.metrics.render(&mut out);
+        self.store.metrics.render(&mut out);
+        out.push_str("# HELP scimd_database_bytes Size of the database file.\n# TYPE scimd_database_bytes gauge\n");
+        out.push_str(&format!(
+            "scimd_database_bytes {}\n",
+            self.store.file_size()
+        ));
+        out.push_str(
+            "# HELP scimd_resources Users and groups per tenant.\n# TYPE scimd_resources gauge\n",
+        );
+        // A tenant taken out of the configuration still holds its data on disk.
+        let mut tenants: Vec<String> = rt.config.tenants.keys().cloned().collect();
+        tenants.extend(self.store.stored_tenants().await.unwrap_or_default());
+        tenants.sort();
+        tenants.dedup();
+        for tenant in &tenants {
+            for kind in [Kind::User, Kind::Group] {
+                // A count the database cannot give is left out, never shown as zero.
+                let Ok(n) = self.store.count(tenant.clone(), kind).await else {
+                    continue;
+                };
+                out.push_str(&format!(
+                    "scimd_resources{{tenant=\"{tenant}\",kind=\"{}\"}} {n}\n",
+                    kind.as_str()
+                ));
+            }
+        }
+        let mut r = http::Response::new(response::Body::full(out));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        r
+    }
+
+    /// `GET /healthz`: no token; 200 when the database answers a read, else 503.
+    pub(super) async fn health(&self) -> Resp {
+        let ok = self.store.check().await.is_ok();
+        let body = serde_json::json!({
+            "status": if ok { "ok" } else { "unavailable" },
+            "version": env!("CARGO_PKG_VERSION"),
+            "commit": env!("SCIMD_COMMIT"),
+            "database": if ok { "ok" } else { "cannot be read" },
+        });
+        let mut r = response::json(if ok { 200 } else { 503 }, &body);
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        r
+    }
+}
