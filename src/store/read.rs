@@ -76,23 +76,8 @@ where
 }
 
 pub(super) fn not_found(kind: Kind, id: &str) -> ScimError {
-    // A Base URL given to the IdP with an endpoint on its end makes every request name the
-    // endpoint twice (`/Users/Users?filter=…`).
-    const ENDPOINTS: [&str; 5] = [
-        "Users",
-        "Groups",
-        "Schemas",
-        "ResourceTypes",
-        "ServiceProviderConfig",
-    ];
-    let hint = if ENDPOINTS.iter().any(|e| e.eq_ignore_ascii_case(id)) {
-        "; that is an endpoint's name, so the IdP's Base URL may end in one (such as /Users): \
-         it must end at /scim/v2"
-    } else {
-        ""
-    };
     ScimError::not_found(format!(
-        "no {} with id \"{id}\" in this tenant{hint}",
+        "no {} with id \"{id}\" in this tenant",
         kind.as_str()
     ))
 }
