@@ -223,11 +223,7 @@ async fn get(app: &App, ctx: &Ctx, kind: Kind, id: &str) -> ScimResult<Resp> {
 /// `If-Match` and `If-None-Match` on a read (RFC 9110 §13.1, compared weakly): a stale
 /// If-Match is 412, an If-None-Match naming the current version is 304.
 fn read_conditions(ctx: &Ctx, etag: &str) -> ScimResult<Option<Resp>> {
-    let names = |list: &str| {
-        list.split(',')
-            .map(str::trim)
-            .any(|t| t == "*" || t.trim_start_matches("W/") == etag.trim_start_matches("W/"))
-    };
+    let names = |list: &str| crate::scim::render::names_etag(list, etag);
     if let Some(im) = &ctx.if_match
         && !names(im)
     {

@@ -208,6 +208,16 @@ pub struct Resource {
     pub refs: Option<Vec<Value>>,
 }
 
+/// Whether an `If-Match` or `If-None-Match` value names `etag`: `*`, or one of its
+/// comma-separated tags, compared weakly (RFC 9110 §8.8.3.2, §13.1).
+pub fn names_etag(header: &str, etag: &str) -> bool {
+    let bare = etag.trim_start_matches("W/");
+    header
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.trim_start_matches("W/") == bare)
+}
+
 impl Resource {
     /// Weak ETag; also `meta.version`.
     pub fn etag(&self) -> String {
@@ -257,5 +267,20 @@ impl Resource {
             }),
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etag_lists_match_weakly_and_by_star() {
+        assert!(names_etag("W/\"3\"", "W/\"3\""));
+        assert!(names_etag("\"3\"", "W/\"3\""));
+        assert!(names_etag("W/\"1\", W/\"3\"", "W/\"3\""));
+        assert!(names_etag("*", "W/\"9\""));
+        assert!(!names_etag("W/\"4\"", "W/\"3\""));
+        assert!(!names_etag("W/\"33\"", "W/\"3\""));
     }
 }

@@ -549,6 +549,15 @@ impl Kind {
             Kind::Group => 2,
         }
     }
+
+    /// The kind a member entry's stored code names: a group's, or else a user's.
+    pub fn of_member_code(code: u8) -> Kind {
+        if code == Kind::Group.code() {
+            Kind::Group
+        } else {
+            Kind::User
+        }
+    }
 }
 
 /// A resource type as one tenant sees it: the kind and its schema extensions (the enterprise

@@ -23,11 +23,7 @@ use crate::scim::schema::Kind;
 pub(super) const MEMBER_BATCH: usize = if cfg!(test) { 4 } else { 1024 };
 
 pub(super) fn member_json(id: u128, code: u8) -> Value {
-    let ty = if code == Kind::Group.code() {
-        "Group"
-    } else {
-        "User"
-    };
+    let ty = Kind::of_member_code(code).as_str();
     serde_json::json!({"value": format_id(id), "type": ty})
 }
 
@@ -103,11 +99,7 @@ pub struct Conditions {
 /// fails when it does (`*`: "only if it does not exist", and it does).
 pub(super) fn precondition(cond: &Conditions, version: u64) -> ScimResult<()> {
     let current = format!("\"{version}\"");
-    let names = |h: &str| {
-        h.split(',')
-            .map(str::trim)
-            .any(|tag| tag == "*" || tag.trim_start_matches("W/") == current)
-    };
+    let names = |h: &str| crate::scim::render::names_etag(h, &current);
     if let Some(h) = &cond.if_match
         && !names(h)
     {
@@ -712,12 +704,7 @@ impl Store {
                     let mut batch = Vec::with_capacity(MEMBER_BATCH);
                     for e in members.range((t, group, 0u128)..=(t, group, u128::MAX))? {
                         let (k, v) = e?;
-                        let kind = if v.value() == Kind::Group.code() {
-                            Kind::Group
-                        } else {
-                            Kind::User
-                        };
-                        batch.push((k.value().2, kind));
+                        batch.push((k.value().2, Kind::of_member_code(v.value())));
                         if batch.len() == MEMBER_BATCH
                             && !send(MemberBatch::Members(std::mem::take(&mut batch)))
                         {
