@@ -455,9 +455,8 @@ impl Config {
                 )]));
             }
         }
-        let fig = Figment::from(Serialized::defaults(Config::default()))
-            .merge(Toml::file_exact(path))
-            .merge(
+        let with_env = |fig: Figment| {
+            fig.merge(
                 // Only the sections that may be overridden: tenants stay file-only, and
                 // unrelated SCIMD_* variables in the environment are not config keys.
                 Env::prefixed("SCIMD_").split("__").filter(|k| {
@@ -467,8 +466,44 @@ impl Config {
                         "server" | "tls" | "storage" | "log"
                     )
                 }),
-            );
-        let mut cfg: Config = fig.extract().map_err(|e| fail(figment_problems(e)))?;
+            )
+        };
+        let defaults = || Figment::from(Serialized::defaults(Config::default()));
+        let mut cfg: Config = match with_env(defaults().merge(Toml::file_exact(path))).extract() {
+            Ok(c) => c,
+            Err(e) => {
+                // Deserializing stops at the first unknown key. A key typed wrong is the
+                // common mistake, and there may be several: each is taken out of a copy of
+                // the file and the copy read again, so that one run names them all.
+                let mut problems = figment_problems(e.clone(), false);
+                let mut doc = std::fs::read_to_string(path)
+                    .ok()
+                    .and_then(|t| t.parse::<toml_edit::DocumentMut>().ok());
+                let mut last = e;
+                for _ in 0..32 {
+                    let Some(d) = doc.as_mut() else {
+                        break;
+                    };
+                    if !drop_unknown_keys(d, &last) {
+                        break;
+                    }
+                    match with_env(defaults().merge(Toml::string(&d.to_string())))
+                        .extract::<Config>()
+                    {
+                        Ok(c) => {
+                            problems.extend(c.problems());
+                            break;
+                        }
+                        Err(e) => {
+                            problems.extend(figment_problems(e.clone(), true));
+                            last = e;
+                        }
+                    }
+                }
+                problems.dedup();
+                return Err(fail(problems));
+            }
+        };
         // Relative paths in the file are relative to the file, so the same config works
         // whatever directory scimd is started from.
         let base = path.parent().unwrap_or(Path::new("."));
@@ -816,9 +851,18 @@ impl Config {
                 let h = &tok.sha256;
                 if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
                     // The token itself pasted in place of its hash (never echoed).
+                    let hex = |t: &str| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit());
                     let pasted = if h.starts_with("scimd_") {
                         " (this looks like a token: the file takes its SHA-256, which \
                          `scimd token` prints beside it)"
+                    } else if h
+                        .get(..7)
+                        .is_some_and(|p| p.eq_ignore_ascii_case("sha256:"))
+                        && hex(&h[7..])
+                    {
+                        " (drop the \"sha256:\" in front)"
+                    } else if h.trim() != h && hex(h.trim()) {
+                        " (drop the spaces around it)"
                     } else {
                         ""
                     };
@@ -882,7 +926,43 @@ fn absolutize(base: &Path, p: &Path) -> PathBuf {
     }
 }
 
-fn figment_problems(err: figment::Error) -> Vec<String> {
+/// Take every key `err` reports as unknown out of `doc`; whether any was.
+fn drop_unknown_keys(doc: &mut toml_edit::DocumentMut, err: &figment::Error) -> bool {
+    let mut dropped = false;
+    for e in err.clone() {
+        let figment::error::Kind::UnknownField(found, _) = &e.kind else {
+            continue;
+        };
+        // The path ends in the unknown key itself; what comes before leads to its table.
+        let parents: Vec<&String> = e.path.iter().filter(|s| s.as_str() != "default").collect();
+        let Some((_, parents)) = parents.split_last() else {
+            continue;
+        };
+        dropped |= table_at(doc.as_item_mut(), parents).is_some_and(|t| t.remove(found).is_some());
+    }
+    dropped
+}
+
+/// The table (or inline table) at `path`: keys, and indexes into arrays.
+fn table_at<'a>(
+    item: &'a mut toml_edit::Item,
+    path: &[&String],
+) -> Option<&'a mut dyn toml_edit::TableLike> {
+    match path.split_first() {
+        None => item.as_table_like_mut(),
+        Some((p, rest)) => {
+            let next = match p.parse::<usize>() {
+                Ok(i) if item.is_array() || item.is_array_of_tables() => item.get_mut(i),
+                _ => item.get_mut(p.as_str()),
+            }?;
+            table_at(next, rest)
+        }
+    }
+}
+
+/// `err`'s problems, one line each. `reread`: the file was read again from a copy with
+/// unknown keys taken out, so what is not from the environment is from the file.
+fn figment_problems(err: figment::Error, reread: bool) -> Vec<String> {
     err.into_iter()
         .map(|e| {
             let key = e
@@ -900,6 +980,7 @@ fn figment_problems(err: figment::Error) -> Vec<String> {
                     _ if m.name.contains("environment") => {
                         " (from an SCIMD_ environment variable)".to_string()
                     }
+                    _ if reread => " (in the file)".to_string(),
                     _ => String::new(),
                 })
                 .unwrap_or_default();
@@ -1076,6 +1157,45 @@ tokens = [{ name = "okta", sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0
         }
         assert_eq!(bad_log_level("verbose"), Some("verbose"));
         assert_eq!(bad_log_level("info,=debug"), Some("=debug"));
+    }
+
+    /// Keys typed wrong are all named in one run, with what else is wrong beside them.
+    #[test]
+    fn every_unknown_key_and_the_problems_past_them_are_named_at_once() {
+        Jail::expect_with(|jail| {
+            let text = GOOD
+                .replace("[tls]", "[tls]\nself_sgned = 1")
+                .replace(
+                    "listen = \"127.0.0.1:0\"",
+                    "listen = \"127.0.0.1:0\"\nlistn = 1",
+                )
+                .replace(
+                    "tokens = [{ name = \"okta\",",
+                    "displayname = \"A\"\ntokens = [{ nme = \"x\", name = \"okta\",",
+                )
+                .replace("9f86", "sha256:9f86")
+                + "[tenants.beta]\ntoken = []\n";
+            jail.create_file("bad.toml", &text)?;
+            let err = Config::load(Path::new("bad.toml")).expect_err("five problems");
+            let all = err.problems.join("\n");
+            for needle in [
+                "tls.self_sgned: unknown key",
+                "server.listn: unknown key",
+                "tenants.acme.displayname: unknown key",
+                "tenants.acme.tokens.0.nme: unknown key",
+                "tenants.beta.token: unknown key",
+                "(drop the \"sha256:\" in front)",
+            ] {
+                assert!(all.contains(needle), "{needle} not in:\n{all}");
+            }
+            assert!(
+                err.problems
+                    .iter()
+                    .all(|p| !p.contains("unknown key") || p.ends_with("(in the file)")),
+                "{all}"
+            );
+            Ok(())
+        });
     }
 
     #[test]
