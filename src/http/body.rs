@@ -120,7 +120,18 @@ impl App {
         // RFC 8259 §8.1: a byte order mark may be ignored; some Windows tools write one.
         let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
         crate::scim::json::parse(bytes).map_err(|e| {
-            ScimError::invalid_syntax(format!("the request body is not valid JSON: {e}"))
+            // UTF-16 (a BOM, or the NUL beside each ASCII character) is what PowerShell's
+            // Out-File and .NET's Encoding.Unicode write: name it, not the position.
+            let utf16 = bytes.starts_with(b"\xFF\xFE")
+                || bytes.starts_with(b"\xFE\xFF")
+                || bytes.iter().take(4).any(|&b| b == 0);
+            if utf16 {
+                ScimError::invalid_syntax(
+                    "the request body is UTF-16; JSON must be sent as UTF-8 (RFC 8259 §8.1)",
+                )
+            } else {
+                ScimError::invalid_syntax(format!("the request body is not valid JSON: {e}"))
+            }
         })
     }
 }

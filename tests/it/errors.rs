@@ -53,6 +53,15 @@ async fn malformed_bodies_are_invalid_syntax() {
         400,
         Some("invalidSyntax"),
     );
+    // UTF-16 (little-endian, as PowerShell writes it) is named as such.
+    let utf16: String = "{\"userName\":\"u\"}"
+        .chars()
+        .flat_map(|c| [c, '\u{0}'])
+        .collect();
+    let r = raw(&s, Method::POST, "/Users", &utf16, "application/scim+json").await;
+    assert_error(&r, 400, Some("invalidSyntax"));
+    let detail = r.body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("UTF-16"), "{detail}");
     assert_eq!(total(&s.get("/Users").await), 0);
 }
 
