@@ -183,21 +183,26 @@ async fn create(app: &App, ctx: &Ctx, kind: Kind, body: &Value) -> ScimResult<Re
 }
 
 async fn get(app: &App, ctx: &Ctx, kind: Kind, id: &str) -> ScimResult<Resp> {
-    let projected = ctx.query.has_any(&["attributes", "excludedAttributes"]);
+    let tenant = ctx.principal.tenant.clone();
     if kind == Kind::Group {
         let proj = projection(ctx, kind);
         if proj.wants("members") {
             return get_group_streamed(app, ctx, id, &proj).await;
         }
+        let r = app.store.get(tenant, kind, id.to_string(), false).await?;
+        if let Some(resp) = read_conditions(ctx, &r.etag())? {
+            return Ok(resp);
+        }
+        return Ok(resource_response(200, ctx, r, &proj));
     }
-    if !projected
+    if !ctx.query.has_any(&["attributes", "excludedAttributes"])
         && ctx.if_none_match.is_none()
         && ctx.if_match.is_none()
         && !ctx.rt(kind).hides_attributes()
     {
         let s = app
             .store
-            .get_stored(ctx.principal.tenant.clone(), kind, id.to_string(), true)
+            .get_stored(tenant.clone(), kind, id.to_string(), true)
             .await?;
         if let Some((body, etag)) = s.default_json(&ctx.base, ctx.rt(kind)) {
             let resp = response::json_bytes(200, body);
@@ -205,14 +210,9 @@ async fn get(app: &App, ctx: &Ctx, kind: Kind, id: &str) -> ScimResult<Resp> {
         }
     }
     let proj = projection(ctx, kind);
-    let refs = proj.wants(if kind == Kind::Group {
-        "members"
-    } else {
-        "groups"
-    });
     let r = app
         .store
-        .get(ctx.principal.tenant.clone(), kind, id.to_string(), refs)
+        .get(tenant, kind, id.to_string(), proj.wants("groups"))
         .await?;
     if let Some(resp) = read_conditions(ctx, &r.etag())? {
         return Ok(resp);
