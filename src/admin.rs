@@ -76,7 +76,7 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
             }
             json!({"ok": true, "version": env!("CARGO_PKG_VERSION"), "commit": env!("SCIMD_COMMIT"),
                 "listen": cfg.server.listen, "pid": std::process::id(), "tenants": tenants,
-                "unconfigured": unconfigured, "config_digest": cfg.digest()})
+                "unconfigured": unconfigured, "config_digest": cfg.file_digest})
         }
         Some("plan") => {
             let tenant = req["tenant"].as_str().unwrap_or_default().to_string();

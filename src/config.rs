@@ -18,6 +18,10 @@ pub struct Config {
     pub storage: StorageConfig,
     pub log: LogConfig,
     pub tenants: BTreeMap<String, TenantConfig>,
+    /// SHA-256 of the file's bytes as read, to tell whether the file on disk still says
+    /// what a running daemon loaded (never shown). Not a key of the file.
+    #[serde(skip)]
+    pub file_digest: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -439,9 +443,10 @@ impl Config {
             parsed: None,
         };
         // figment's file provider quietly yields nothing for a missing file; check first.
-        if let Err(e) = std::fs::read(path) {
-            return Err(fail(vec![format!("cannot read the file: {e}")]));
-        }
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => return Err(fail(vec![format!("cannot read the file: {e}")])),
+        };
         // Whoever can write the file decides who may provision: refuse a file anyone can edit.
         #[cfg(unix)]
         {
@@ -506,7 +511,9 @@ impl Config {
         };
         // Relative paths in the file are relative to the file, so the same config works
         // whatever directory scimd is started from.
-        let base = path.parent().unwrap_or(Path::new("."));
+        let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let base = file.parent().unwrap_or(Path::new("."));
+        cfg.file_digest = crate::auth::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
         cfg.storage.dir = absolutize(base, &cfg.storage.dir);
         cfg.tls.cert = cfg.tls.cert.as_deref().map(|p| absolutize(base, p));
         cfg.tls.key = cfg.tls.key.as_deref().map(|p| absolutize(base, p));
@@ -520,13 +527,6 @@ impl Config {
                 ..fail(Vec::new())
             })
         }
-    }
-
-    /// A digest of the whole configuration as read, to tell whether the file on disk still
-    /// says what a running daemon loaded (never shown: it covers token hashes).
-    pub fn digest(&self) -> String {
-        let text = serde_json::to_string(self).unwrap_or_default();
-        crate::auth::hex(&crate::auth::digest(&text))
     }
 
     /// What is allowed but unwise, for `check-config` and the log at start and reload.
@@ -630,17 +630,34 @@ impl Config {
             Ok(_) => {}
         }
         // http:// only names a plain_http server (a local test); IdPs are given https://.
+        let scheme = |u: &str, s: &str| u.get(..s.len()).is_some_and(|p| p.eq_ignore_ascii_case(s));
         if let Some(u) = &self.server.public_url
-            && !(u.starts_with("https://") || (self.server.plain_http && u.starts_with("http://")))
+            && !(scheme(u, "https://") || (self.server.plain_http && scheme(u, "http://")))
         {
             p.push(format!(
                 "server.public_url: \"{u}\" must start with https:// (e.g. https://scim.corp.example:8443){}",
-                if u.starts_with("http://") {
+                if scheme(u, "http://") {
                     "; http:// is only for a server.plain_http test server"
                 } else {
                     ""
                 }
             ));
+        }
+        // Every Location and Base URL is built on it: a query or fragment would end up in
+        // the middle of them, and user:password@ would be sent to every client.
+        if let Some(u) = &self.server.public_url {
+            let authority = u
+                .split_once("://")
+                .map_or(u.as_str(), |(_, r)| r)
+                .split('/')
+                .next()
+                .unwrap_or("");
+            if u.contains(['?', '#']) || authority.contains('@') {
+                p.push(format!(
+                    "server.public_url: \"{u}\" may hold only a scheme, a host, a port and a path \
+                     (no user@, ? or #), as every Location scimd sends is built on it"
+                ));
+            }
         }
         check_redirect(
             "server.login_redirect_url",
@@ -887,9 +904,26 @@ impl Config {
 fn scim_base_in(url: &str) -> Option<&str> {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let path = &rest[rest.find('/')?..];
-    let lower = path.to_ascii_lowercase();
-    let at = lower.find("/scim/v2")?;
-    let at = lower[..at].rfind("/tenants/").unwrap_or(at);
+    // Whole segments only: `/scim/v2x` or `/tenantsx` is some proxy's prefix.
+    let segments: Vec<(usize, String)> = path
+        .match_indices('/')
+        .map(|(i, _)| {
+            let seg = path[i + 1..].split('/').next().unwrap_or("");
+            (i, seg.to_ascii_lowercase())
+        })
+        .collect();
+    let at = segments.iter().enumerate().find_map(|(n, (i, seg))| {
+        let next = segments.get(n + 1).map(|(_, s)| s.as_str());
+        match seg.as_str() {
+            "scim" if next == Some("v2") => Some(*i),
+            // `/tenants/NAME`, with or without the `/scim/v2` after it.
+            "tenants" if next.is_some_and(|s| !s.is_empty()) => {
+                let after = segments.get(n + 2).map(|(_, s)| s.as_str());
+                matches!(after, None | Some("") | Some("scim")).then_some(*i)
+            }
+            _ => None,
+        }
+    })?;
     Some(&path[at..])
 }
 
@@ -1481,6 +1515,8 @@ tokens = [{ name = "okta", sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0
                 "https://gw.example/app/scim/v2/Users",
                 "https://gw.example/app",
             ),
+            ("https://h.example/tenants/acme", "https://h.example"),
+            ("https://h.example/tenants/acme/", "https://h.example"),
         ] {
             let (got, warned) = read(url);
             assert_eq!(got, base, "{url}");
@@ -1495,6 +1531,16 @@ tokens = [{ name = "okta", sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0
             ("https://scim.example:8443/", "https://scim.example:8443"),
             ("https://gw.example/scim-app", "https://gw.example/scim-app"),
             ("https://gw.example/v2", "https://gw.example/v2"),
+            ("https://h.example/scim/v2x", "https://h.example/scim/v2x"),
+            (
+                "https://h.example/a/scim/v20",
+                "https://h.example/a/scim/v20",
+            ),
+            (
+                "https://h.example/tenantsx/acme",
+                "https://h.example/tenantsx/acme",
+            ),
+            ("https://h.example/scim", "https://h.example/scim"),
         ] {
             assert_eq!(read(url), (base.to_string(), None), "{url}");
         }
@@ -1516,6 +1562,14 @@ tokens = [{ name = "okta", sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0
         assert!(public_url_refused("ftp://scim.example", false));
         assert!(!public_url_refused("http://127.0.0.1:8080", true));
         assert!(public_url_refused("ftp://scim.example", true));
+        assert!(!public_url_refused("HTTPS://scim.example", false));
+        for url in [
+            "https://scim.example?x=1",
+            "https://scim.example/#frag",
+            "https://user:pw@scim.example/",
+        ] {
+            assert!(public_url_refused(url, false), "{url}");
+        }
     }
 
     fn toml_cfg(s: &str) -> Config {

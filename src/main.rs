@@ -495,7 +495,34 @@ fn service_user_warnings(cfg: &Config, file: &std::path::Path) -> Vec<String> {
         paths.extend(cfg.tls.cert.as_deref().map(|p| ("tls.cert", p, 4)));
         paths.extend(cfg.tls.key.as_deref().map(|p| ("tls.key", p, 4)));
     }
-    paths.push(("storage.dir", cfg.storage.dir.as_path(), 7));
+    // The directory, and what an earlier run as root may have left in it; one not made
+    // yet is made by the service in the nearest directory there is.
+    let dir = cfg.storage.dir.as_path();
+    let db = cfg.storage.db_path();
+    let tls = dir.join("tls");
+    let key = tls.join("key.pem");
+    match dir.ancestors().find(|d| d.exists()) {
+        Some(d) if d == dir => {
+            paths.push(("storage.dir", dir, 7));
+            paths.extend(db.exists().then_some(("storage.dir", db.as_path(), 6)));
+            paths.extend(tls.exists().then_some(("storage.dir", tls.as_path(), 7)));
+            paths.extend(key.exists().then_some(("storage.dir", key.as_path(), 4)));
+        }
+        Some(d) if user.cannot(d, 3).is_some() => {
+            return paths
+                .into_iter()
+                .filter_map(|(what, p, want)| user.cannot(p, want).map(|w| format!("{what}: {w}")))
+                .chain([format!(
+                    "storage.dir: {} does not exist yet, and the user {} cannot make it in {}: \
+                     `install -d -o {1} -g {1} -m 0700 {0}`",
+                    dir.display(),
+                    user.name,
+                    d.display()
+                )])
+                .collect();
+        }
+        _ => {}
+    }
     paths
         .into_iter()
         .filter_map(|(what, path, want)| {

@@ -524,14 +524,14 @@ impl Server {
                                 if failure == Failure::Other {
                                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
                                 } else {
-                                    failure.log(peer, |what, n| said.within_this_hour(what, n));
+                                    failure.log(peer, |budgets| said.within_this_hour(budgets));
                                 }
                                 return;
                             }
                             Err(_) => {
                                 let failure = Failure::TimedOut;
                                 said.metrics.handshake_failures.add(failure.label());
-                                failure.log(peer, |what, n| said.within_this_hour(what, n));
+                                failure.log(peer, |budgets| said.within_this_hour(budgets));
                                 return;
                             }
                         };

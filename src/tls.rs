@@ -293,13 +293,11 @@ impl CertResolver {
         let Ok(name) = ServerName::try_from(host) else {
             return false;
         };
-        let now = std::time::Instant::now();
-        !names(key, &name)
-            && self.said.check(host, 1.0 / 3600.0, 1.0, now).is_ok()
-            && self
-                .said
-                .check("", UNNAMED_PER_HOUR / 3600.0, UNNAMED_PER_HOUR, now)
-                .is_ok()
+        let budgets = [
+            (host, 1.0 / 3600.0, 1.0),
+            ("", UNNAMED_PER_HOUR / 3600.0, UNNAMED_PER_HOUR),
+        ];
+        !names(key, &name) && self.said.check_all(&budgets, std::time::Instant::now())
     }
 
     fn get(&self) -> Arc<CertifiedKey> {

@@ -65,15 +65,21 @@ impl Account {
     }
 
     /// Why this account cannot open `path` with `want` (every directory above it needs
-    /// execute), or `None` if it can, or if `path` cannot be looked at.
+    /// execute, and so does every directory above where a link in it leads), or `None` if it
+    /// can, or if `path` cannot be looked at.
     pub fn cannot(&self, path: &Path, want: u32) -> Option<String> {
+        let path = std::path::absolute(path).ok()?;
+        let real = std::fs::canonicalize(&path).ok()?;
         let mut dirs: Vec<&Path> = path.ancestors().skip(1).collect();
         dirs.reverse();
-        for d in dirs.into_iter().filter(|d| !d.as_os_str().is_empty()) {
+        let mut real_dirs: Vec<&Path> = real.ancestors().skip(1).collect();
+        real_dirs.reverse();
+        for d in dirs.into_iter().chain(real_dirs) {
             let m = std::fs::metadata(d).ok()?;
             if !self.may(m.uid(), m.gid(), m.mode(), 1) {
                 return Some(format!(
-                    "the user {} cannot enter the directory {} (owner uid {}, group gid {}, mode {:04o})",
+                    "the user {0} cannot enter the directory {1} (owner uid {2}, group gid {3}, \
+                     mode {4:04o}): `chgrp {0} {1} && chmod g+x {1}`",
                     self.name,
                     d.display(),
                     m.uid(),
@@ -82,6 +88,7 @@ impl Account {
                 ));
             }
         }
+        let path = real.as_path();
         let m = std::fs::metadata(path).ok()?;
         (!self.may(m.uid(), m.gid(), m.mode(), want)).then(|| {
             let (what, fix) = match want {
@@ -89,9 +96,13 @@ impl Account {
                     "read",
                     format!("chgrp {0} {1} && chmod g+r {1}", self.name, path.display()),
                 ),
-                _ => (
+                _ if m.is_dir() => (
                     "read and write",
                     format!("chown -R {0}:{0} {1}", self.name, path.display()),
+                ),
+                _ => (
+                    "read and write",
+                    format!("chown {0}:{0} {1}", self.name, path.display()),
                 ),
             };
             format!(
@@ -170,6 +181,23 @@ mod tests {
         assert!(why.contains("cannot enter the directory"), "{why}");
         std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o755)).unwrap();
         assert_eq!(other.cannot(&key, 4), None);
+        // A link (certbot's live/ into archive/) is followed: archive/ must be entered too.
+        let archive = dir.path().join("archive");
+        std::fs::create_dir(&archive).unwrap();
+        std::fs::write(archive.join("key1.pem"), "k").unwrap();
+        std::fs::set_permissions(
+            archive.join("key1.pem"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        std::fs::set_permissions(&archive, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let link = inner.join("live.pem");
+        std::os::unix::fs::symlink(archive.join("key1.pem"), &link).unwrap();
+        let why = other.cannot(&link, 4).unwrap_or_default();
+        assert!(
+            why.contains("cannot enter the directory") && why.contains("archive"),
+            "{why}"
+        );
         assert!(
             other.cannot(&inner, 6).is_some(),
             "0755 is not writable by others"

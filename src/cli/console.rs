@@ -92,12 +92,12 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
             // new token is refused learns it here.
             if req["cmd"] == "status"
                 && a["daemon"] == true
-                && a["config_digest"].as_str() != Some(cfg.digest().as_str())
+                && a["config_digest"].as_str() != Some(cfg.file_digest.as_str())
             {
                 say!(
-                    "  note: {} differs from the configuration the daemon runs (read at its \
-                     start or last reload): `systemctl reload scimd` (or `kill -HUP {}`) applies \
-                     it; server.listen, storage, connection limits and log settings need a restart",
+                    "  note: {} has changed since the daemon read it (at its start or last \
+                     reload): `systemctl reload scimd` (or `kill -HUP {}`) applies it; \
+                     server.listen, storage, connection limits and log settings need a restart",
                     config.display(),
                     a["pid"]
                 );

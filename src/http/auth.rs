@@ -18,9 +18,10 @@ const AUTH_FAIL_RATE: f64 = 1.0;
 
 /// Whether a bearer token is itself "Bearer …": a token field filled with the header's value.
 fn said_bearer_twice(token: &str) -> bool {
-    token
-        .get(..7)
-        .is_some_and(|p| p.eq_ignore_ascii_case("bearer "))
+    token.eq_ignore_ascii_case("bearer")
+        || token
+            .get(..7)
+            .is_some_and(|p| p.eq_ignore_ascii_case("bearer "))
 }
 
 /// Why a bearer token was refused, for the admin reading the log (never the token itself):
@@ -176,6 +177,8 @@ mod tests {
         assert!(other.contains("belongs to tenant acme"), "{other}");
         let unknown = why(Some("Bearer n0pe"), None);
         assert!(unknown.contains("matches no configured token"), "{unknown}");
+        let bare = why(Some("Bearer Bearer"), None);
+        assert!(bare.contains("\"Bearer Bearer …\""), "{bare}");
         let twice = why(Some("Bearer bearer s3cret"), None);
         assert!(
             twice.contains("\"Bearer Bearer …\"") && !twice.contains("s3cret"),

@@ -34,7 +34,7 @@ pub async fn endpoint(
 
 /// A Base URL given to the IdP with an endpoint on its end makes every request name the
 /// endpoint twice (`/Users/Users?filter=…`): the 404 for such an id says so.
-fn endpoint_as_id(mut e: ScimError, id: &str) -> ScimError {
+pub(super) fn endpoint_as_id(mut e: ScimError, id: &str) -> ScimError {
     const ENDPOINTS: [&str; 5] = [
         "Users",
         "Groups",
@@ -42,7 +42,7 @@ fn endpoint_as_id(mut e: ScimError, id: &str) -> ScimError {
         "ResourceTypes",
         "ServiceProviderConfig",
     ];
-    if e.status == 404 && ENDPOINTS.iter().any(|n| n.eq_ignore_ascii_case(id)) {
+    if matches!(e.status, 404 | 405) && ENDPOINTS.iter().any(|n| n.eq_ignore_ascii_case(id)) {
         e.detail.push_str(
             "; that is an endpoint's name, so the IdP's Base URL may end in one (such as \
              /Users): it must end at /scim/v2",
@@ -187,7 +187,7 @@ async fn get(app: &App, ctx: &Ctx, kind: Kind, id: &str) -> ScimResult<Resp> {
     if kind == Kind::Group {
         let proj = projection(ctx, kind);
         if proj.wants("members") {
-            return get_group_streamed(app, ctx, id, &proj).await;
+            return get_group_streamed(app, ctx, id, &proj, true).await;
         }
         let r = app.store.get(tenant, kind, id.to_string(), false).await?;
         if let Some(resp) = read_conditions(ctx, &r.etag())? {
@@ -244,15 +244,23 @@ fn read_conditions(ctx: &Ctx, etag: &str) -> ScimResult<Option<Resp>> {
 
 /// A group with its members, streamed: the member list is read in batches and written as
 /// it is read, so a group of a million costs no more memory than a group of ten, whatever
-/// the projection. The group and its members come from one snapshot.
-async fn get_group_streamed(app: &App, ctx: &Ctx, id: &str, proj: &Projection) -> ScimResult<Resp> {
+/// the projection. The group and its members come from one snapshot. `read`: the request
+/// is a read, whose `If-Match`/`If-None-Match` are judged here (a write's were judged
+/// against the version it changed).
+async fn get_group_streamed(
+    app: &App,
+    ctx: &Ctx,
+    id: &str,
+    proj: &Projection,
+    read: bool,
+) -> ScimResult<Resp> {
     let stall = std::time::Duration::from_secs(ctx.rt.config.server.request_timeout_secs);
     let (r, mut batches) = app
         .store
         .group_with_member_batches(ctx.principal.tenant.clone(), id, stall)
         .await?;
     let etag = r.etag();
-    if let Some(resp) = read_conditions(ctx, &etag)? {
+    if read && let Some(resp) = read_conditions(ctx, &etag)? {
         return Ok(resp);
     }
     let head = render(ctx, r, proj);
@@ -323,7 +331,7 @@ async fn patch(app: &App, ctx: &Ctx, kind: Kind, id: &str, body: &Value) -> Scim
         }
         let proj = projection(ctx, kind);
         if proj.wants("members") {
-            return get_group_streamed(app, ctx, id, &proj).await;
+            return get_group_streamed(app, ctx, id, &proj, false).await;
         }
         let r = app.store.get(t, kind, id.to_string(), false).await?;
         return Ok(resource_response(200, ctx, r, &proj));

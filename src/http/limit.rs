@@ -48,6 +48,38 @@ impl Limiter {
         }
     }
 
+    /// Take one from each of these buckets (key, rate, burst) if every one has one, and
+    /// from none otherwise: a line said under both a per-source and an overall budget must
+    /// not use up the one when the other says no.
+    pub fn check_all(&self, buckets: &[(&str, f64, f64)], now: Instant) -> bool {
+        let mut map = match self.buckets.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        if map.len() + buckets.len() > MAX_KEYS {
+            map.clear();
+        }
+        let mut all = true;
+        for (key, rate, burst) in buckets {
+            let b = map.entry(key.to_string()).or_insert(Bucket {
+                tokens: *burst,
+                last: now,
+            });
+            let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
+            b.tokens = (b.tokens + elapsed * rate).min(*burst);
+            b.last = now;
+            all &= b.tokens >= 1.0;
+        }
+        if all {
+            for (key, ..) in buckets {
+                if let Some(b) = map.get_mut(*key) {
+                    b.tokens -= 1.0;
+                }
+            }
+        }
+        all
+    }
+
     /// Forget every bucket: each key starts full again.
     pub fn clear(&self) {
         match self.buckets.lock() {
@@ -82,6 +114,20 @@ mod tests {
             l.check("a", 2.0, 3.0, t0 + Duration::from_millis(500))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn check_all_takes_from_every_bucket_or_from_none() {
+        let l = Limiter::default();
+        let t0 = Instant::now();
+        // The overall budget of 2 runs out on "a" and "b"; "c" is refused then without
+        // losing its own token, and is said once the overall budget is back.
+        assert!(l.check_all(&[("a", 1.0, 1.0), ("all", 1.0, 2.0)], t0));
+        assert!(l.check_all(&[("b", 1.0, 1.0), ("all", 1.0, 2.0)], t0));
+        assert!(!l.check_all(&[("c", 1.0, 1.0), ("all", 1.0, 2.0)], t0));
+        assert!(!l.check_all(&[("a", 1.0, 1.0), ("all", 1.0, 2.0)], t0));
+        let t1 = t0 + Duration::from_millis(1000);
+        assert!(l.check_all(&[("c", 1e-9, 1.0), ("all", 1.0, 2.0)], t1));
     }
 
     #[test]

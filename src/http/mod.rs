@@ -446,7 +446,11 @@ impl App {
             .split(", ")
             .any(|m| m == method.as_str())
         {
-            return Err(method_not_allowed(method, allowed(&route.endpoint)));
+            let refused = method_not_allowed(method, allowed(&route.endpoint));
+            return Err(match &route.endpoint {
+                Endpoint::Resource(_, id) => handlers::endpoint_as_id(refused, id),
+                _ => refused,
+            });
         }
         let body = if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
             Some(self.read_body(req, &rt, backlog.as_ref()).await?)
@@ -466,7 +470,7 @@ impl App {
     }
 
     pub(crate) fn first_this_hour(&self, what: &str) -> bool {
-        self.within_this_hour(what, 1)
+        self.within_this_hour(&[(what, 1)])
     }
 
     /// After a reload or a new certificate the admin is testing a fix: what was said once an
@@ -475,13 +479,18 @@ impl App {
         self.said_ignored.clear();
     }
 
-    /// Whether `what` has been said fewer than `times` times in the last hour (a token
-    /// bucket: the budget comes back over the hour); counts this time if so.
-    pub(crate) fn within_this_hour(&self, what: &str, times: u32) -> bool {
-        let times = f64::from(times);
-        self.said_ignored
-            .check(what, times / 3600.0, times, Instant::now())
-            .is_ok()
+    /// Whether each `what` has been said fewer than its `times` in the last hour (token
+    /// buckets: a budget comes back over the hour); counts this time against all of them
+    /// if so, and against none if not.
+    pub(crate) fn within_this_hour(&self, budgets: &[(&str, u32)]) -> bool {
+        let buckets: Vec<(&str, f64, f64)> = budgets
+            .iter()
+            .map(|(what, times)| {
+                let times = f64::from(*times);
+                (*what, times / 3600.0, times)
+            })
+            .collect();
+        self.said_ignored.check_all(&buckets, Instant::now())
     }
 
     fn first_429_this_minute(&self, whom: &str) -> bool {

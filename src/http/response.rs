@@ -105,11 +105,15 @@ pub fn error(e: &ScimError) -> Resp {
     if let Some(t) = e.scim_type {
         r.extensions_mut().insert(t);
     }
-    let detail = match e.detail.char_indices().nth(DETAIL_LOGGED) {
-        Some((cut, _)) => format!("{}…", &e.detail[..cut]),
-        None => e.detail.clone(),
-    };
-    r.extensions_mut().insert(Detail(detail));
+    // A detail that quotes a PATCH path or filter naming the password may quote the
+    // password itself: the client has it, the log must not.
+    if !e.detail.to_ascii_lowercase().contains("password") {
+        let detail = match e.detail.char_indices().nth(DETAIL_LOGGED) {
+            Some((cut, _)) => format!("{}…", &e.detail[..cut]),
+            None => e.detail.clone(),
+        };
+        r.extensions_mut().insert(Detail(detail));
+    }
     if e.status == 401 {
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -157,5 +161,19 @@ mod tests {
         }
         assert_eq!(parts, [PART, PART, 100]);
         assert!(b.is_end_stream());
+    }
+}
+
+#[cfg(test)]
+mod logged_detail {
+    use super::*;
+
+    #[test]
+    fn the_logged_detail_is_cut_and_never_one_naming_the_password() {
+        let long = ScimError::invalid_value("é".repeat(400));
+        let d = error(&long).extensions().get::<Detail>().cloned().unwrap();
+        assert_eq!(d.0.chars().count(), DETAIL_LOGGED + 1, "cut, with …");
+        let pw = ScimError::invalid_value("unknown path password[value eq \"Hunter2\"]");
+        assert!(error(&pw).extensions().get::<Detail>().is_none());
     }
 }

@@ -43,21 +43,23 @@ impl Failure {
     /// Whether this failure is worth a line above DEBUG: the kinds an admin can act on, once
     /// an hour per client address and reason (an `UnknownCA` fixed, a `BadCertificate` is
     /// news), and at most `PER_HOUR` times an hour in all, so that
-    /// scanners from many addresses do not fill the journal. `within_this_hour(what, n)`
-    /// says whether `what` was said fewer than `n` times in the last hour, and counts this
-    /// time if so.
+    /// scanners from many addresses do not fill the journal. `within_this_hour` says whether
+    /// each `what` was said fewer than its `n` times in the last hour, and if so counts this
+    /// time against all of them (against none if not).
     fn loud(
         &self,
         peer: std::net::SocketAddr,
-        within_this_hour: impl Fn(&str, u32) -> bool,
+        within_this_hour: impl FnOnce(&[(&str, u32)]) -> bool,
     ) -> bool {
         let actionable = matches!(
             self,
             Failure::Distrusted(_) | Failure::NotTls | Failure::Incompatible(_)
         );
         actionable
-            && within_this_hour(&format!("handshake {self:?} {}", peer.ip()), 1)
-            && within_this_hour(&format!("handshake {}", self.label()), PER_HOUR)
+            && within_this_hour(&[
+                (&format!("handshake {self:?} {}", peer.ip()), 1),
+                (&format!("handshake {}", self.label()), PER_HOUR),
+            ])
     }
 
     /// The metric label, one of `metrics::HANDSHAKE_REASONS`.
@@ -74,7 +76,11 @@ impl Failure {
 
     /// Logs the failure: the kinds an admin can act on at WARN or INFO when `loud` says
     /// so, and everything else at DEBUG.
-    pub fn log(&self, peer: std::net::SocketAddr, within_this_hour: impl Fn(&str, u32) -> bool) {
+    pub fn log(
+        &self,
+        peer: std::net::SocketAddr,
+        within_this_hour: impl FnOnce(&[(&str, u32)]) -> bool,
+    ) {
         if !self.loud(peer, within_this_hour) {
             tracing::debug!(%peer, failure = ?self, "TLS handshake did not finish");
             return;
@@ -161,11 +167,17 @@ mod tests {
     #[test]
     fn loud_once_per_address_and_a_few_times_in_all() {
         let said = std::sync::Mutex::new(std::collections::HashMap::<String, u32>::new());
-        let within = |what: &str, n: u32| {
+        let within = |budgets: &[(&str, u32)]| {
             let mut m = said.lock().unwrap();
-            let c = m.entry(what.to_string()).or_default();
-            *c += 1;
-            *c <= n
+            let all = budgets
+                .iter()
+                .all(|(what, n)| m.get(*what).copied().unwrap_or(0) < *n);
+            if all {
+                for (what, _) in budgets {
+                    *m.entry(what.to_string()).or_default() += 1;
+                }
+            }
+            all
         };
         let peer = |last: u8| std::net::SocketAddr::from(([10, 0, 0, last], 443));
         let f = Failure::NotTls;
@@ -176,6 +188,9 @@ mod tests {
             loud += usize::from(f.loud(peer(last), within));
         }
         assert_eq!(loud, PER_HOUR as usize, "a spray of addresses");
+        // An address refused while the budget was spent is said once it is back.
+        said.lock().unwrap().remove("handshake not_tls");
+        assert!(f.loud(peer(100), within), "its own hour was not used up");
         // Another kind has its own budget; timeouts and resets are never loud.
         assert!(Failure::Distrusted(AlertDescription::UnknownCA).loud(peer(1), within));
         assert!(

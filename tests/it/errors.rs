@@ -231,6 +231,10 @@ async fn wrong_method_unknown_endpoint_and_me() {
     assert_error(&r, 404, None);
     let detail = r.body["detail"].as_str().unwrap_or_default();
     assert!(detail.contains("it must end at /scim/v2"), "{detail}");
+    let r = s.post("/Users/Users", json!({"userName": "x"})).await;
+    assert_error(&r, 405, None);
+    let detail = r.body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("it must end at /scim/v2"), "{detail}");
     let r = s.get("/Users/nobody").await;
     let detail = r.body["detail"].as_str().unwrap_or_default();
     assert!(!detail.contains("Base URL"), "{detail}");

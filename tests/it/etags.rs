@@ -174,3 +174,44 @@ async fn setting_active_to_the_true_it_reads_as_is_no_change() {
         .await;
     assert_ne!(r.body["meta"]["version"], meta["version"]);
 }
+
+/// A group PATCH that asks for its members back under a current If-Match answers 200 with
+/// the new version: the condition was the write's, judged before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_patch_asking_for_members_is_judged_once() {
+    let s = Srv::start().await;
+    let u = s.user("e@x").await;
+    let g = s.group("Eng", &[&u]).await;
+    let p = format!("/Groups/{g}?attributes=members.value");
+    let v1 = s
+        .get(&format!("/Groups/{g}"))
+        .await
+        .header("etag")
+        .unwrap()
+        .to_string();
+    let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "displayName", "value": "Eng2"}]});
+    let r = s
+        .call_with(
+            Method::PATCH,
+            &p,
+            Some(ACME),
+            Some(body.clone()),
+            &[("If-Match", &v1)],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["members"], json!([{"value": u}]));
+    assert_ne!(r.header("etag"), Some(v1.as_str()));
+    // The same If-Match again is stale now: refused, and nothing more changes.
+    let r = s
+        .call_with(
+            Method::PATCH,
+            &p,
+            Some(ACME),
+            Some(body),
+            &[("If-Match", &v1)],
+        )
+        .await;
+    assert_eq!(r.status, 412, "{}", r.body);
+}

@@ -433,7 +433,7 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
         status.contains(&format!("(pid {})", p.child.id())),
         "{status}"
     );
-    assert!(!status.contains("differs"), "{status}");
+    assert!(!status.contains("has changed"), "{status}");
     // A token added to the file without a reload: status says the daemon runs another.
     let edited = std::fs::read_to_string(&cfg).unwrap().replace(
         &token_line("okta", "tok"),
@@ -446,7 +446,7 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
     std::fs::write(&cfg, edited).unwrap();
     let stale = run(&["status"]);
     assert!(
-        stale.contains("differs from the configuration the daemon runs")
+        stale.contains("has changed since the daemon read it")
             && stale.contains(&format!("kill -HUP {}", p.child.id())),
         "{stale}"
     );
@@ -456,7 +456,7 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let fresh = run(&["status"]);
-    assert!(!fresh.contains("differs"), "{fresh}");
+    assert!(!fresh.contains("has changed"), "{fresh}");
     let body = "{\"displayName\":\"Eng\"}".to_string();
     assert_eq!(p.post("/scim/v2/Groups", "tok", body).await, 201);
     let groups = run(&["groups", "list", "--tenant", "acme"]);
