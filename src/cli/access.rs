@@ -142,7 +142,7 @@ mod tests {
     #[test]
     fn mode_bits_decide_by_owner_then_group_then_others() {
         let a = Account::from_files("scimd", PASSWD, GROUP).unwrap();
-        // root:root 0600, as `cp` under sudo leaves a key.
+        // root:root 0600: a key copied in by root and never given to the group.
         assert!(!a.may(0, 0, 0o600, 4));
         // root:scimd 0640, as the docs say.
         assert!(a.may(0, 997, 0o640, 4));

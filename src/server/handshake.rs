@@ -42,10 +42,10 @@ impl Failure {
 
     /// Whether this failure is worth a line above DEBUG: the kinds an admin can act on, once
     /// an hour per client address and reason (an `UnknownCA` fixed, a `BadCertificate` is
-    /// news), and at most `PER_HOUR` times an hour in all, so that
-    /// scanners from many addresses do not fill the journal. `within_this_hour` says whether
-    /// each `what` was said fewer than its `n` times in the last hour, and if so counts this
-    /// time against all of them (against none if not).
+    /// news), and at most `PER_HOUR` times an hour for each kind, so that scanners from many
+    /// addresses do not fill the journal. `within_this_hour` says whether each `what` was
+    /// said fewer than its `n` times in the last hour, and if so counts this time against
+    /// all of them (against none if not).
     fn loud(
         &self,
         peer: std::net::SocketAddr,
