@@ -256,16 +256,7 @@ async fn wrong_tokens_are_throttled_on_every_endpoint_that_checks_one() {
         .await;
     assert_eq!(r.status, 200);
     // Every guess counts, on /metrics and once throttled too: a brute force shows in full.
-    let text = s
-        .client
-        .get(format!("{}/metrics", s.url))
-        .bearer_auth("m-token")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, text) = s.metrics("m-token").await;
     assert!(text.contains("\nscimd_auth_failures_total 120\n"), "{text}");
 }
 

@@ -211,6 +211,18 @@ impl Srv {
         }
     }
 
+    /// `GET /metrics` with this token: its status and text.
+    pub async fn metrics(&self, token: &str) -> (u16, String) {
+        let r = self
+            .client
+            .get(format!("{}/metrics", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
     /// Calls as tenant `acme`.
     pub async fn get(&self, path: &str) -> Res {
         self.call(Method::GET, path, Some(ACME), None).await

@@ -5,18 +5,6 @@ use scimd::auth::{digest, hex};
 
 use crate::harness::{Srv, wire};
 
-/// `GET /metrics` with this token: its status and text.
-async fn metrics(s: &Srv, token: &str) -> (u16, String) {
-    let r = s
-        .client
-        .get(format!("{}/metrics", s.url))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_needs_no_token_and_metrics_need_theirs() {
     let s =
@@ -46,12 +34,12 @@ async fn healthz_needs_no_token_and_metrics_need_theirs() {
             .status,
         401
     );
-    assert_eq!(metrics(&s, "nope").await.0, 401);
+    assert_eq!(s.metrics("nope").await.0, 401);
     assert_eq!(
         s.post("/Users/.search", serde_json::json!({})).await.status,
         200
     );
-    let (status, text) = metrics(&s, "metrics-token").await;
+    let (status, text) = s.metrics("metrics-token").await;
     assert_eq!(status, 200);
     for needle in [
         "scimd_requests_total{endpoint=\"/Users\",method=\"POST\",status=\"201\",tenant=\"acme\"} 1",
@@ -92,7 +80,7 @@ async fn healthz_needs_no_token_and_metrics_need_theirs() {
     let mut cfg = s.config.clone();
     cfg.tenants.remove("globex");
     s.reloader().apply(cfg).await.unwrap();
-    let (_, text) = metrics(&s, "metrics-token").await;
+    let (_, text) = s.metrics("metrics-token").await;
     assert!(
         text.contains("scimd_resources{tenant=\"globex\",kind=\"User\"} 1"),
         "{text}"

@@ -152,16 +152,7 @@ async fn failed_handshakes_are_counted_by_reason() {
     }
     exchange_on(port, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
     exchange_on(port, &legacy_client_hello(1)).await;
-    let text = s
-        .client
-        .get(format!("{}/metrics", s.url))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, text) = s.metrics(token).await;
     for (reason, n) in [
         ("certificate_refused", 2),
         ("not_tls", 1),
