@@ -474,8 +474,18 @@ impl Config {
             )
         };
         let defaults = || Figment::from(Serialized::defaults(Config::default()));
+        // Relative paths in the file are relative to the file, so the same config works
+        // whatever directory scimd is started from.
+        let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let base = file.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let settle = |mut cfg: Config| {
+            cfg.storage.dir = absolutize(&base, &cfg.storage.dir);
+            cfg.tls.cert = cfg.tls.cert.as_deref().map(|p| absolutize(&base, p));
+            cfg.tls.key = cfg.tls.key.as_deref().map(|p| absolutize(&base, p));
+            cfg
+        };
         let mut cfg: Config = match with_env(defaults().merge(Toml::file_exact(path))).extract() {
-            Ok(c) => c,
+            Ok(c) => settle(c),
             Err(e) => {
                 // Deserializing stops at the first unknown key. A key typed wrong is the
                 // common mistake, and there may be several: each is taken out of a copy of
@@ -496,7 +506,7 @@ impl Config {
                         .extract::<Config>()
                     {
                         Ok(c) => {
-                            problems.extend(c.problems());
+                            problems.extend(settle(c).problems());
                             break;
                         }
                         Err(e) => {
@@ -509,14 +519,7 @@ impl Config {
                 return Err(fail(problems));
             }
         };
-        // Relative paths in the file are relative to the file, so the same config works
-        // whatever directory scimd is started from.
-        let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        let base = file.parent().unwrap_or(Path::new("."));
         cfg.file_digest = crate::auth::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-        cfg.storage.dir = absolutize(base, &cfg.storage.dir);
-        cfg.tls.cert = cfg.tls.cert.as_deref().map(|p| absolutize(base, p));
-        cfg.tls.key = cfg.tls.key.as_deref().map(|p| absolutize(base, p));
         let problems = cfg.problems();
         if problems.is_empty() {
             Ok(cfg)
@@ -898,8 +901,6 @@ impl Config {
     }
 }
 
-/// A redirect target must be an absolute http(s) URL with a host and nothing that could
-/// break out of the Location header.
 /// The SCIM part of a URL's path (`/scim/v2…` or `/tenants/NAME/scim/v2…`), if it has one.
 fn scim_base_in(url: &str) -> Option<&str> {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
@@ -927,6 +928,8 @@ fn scim_base_in(url: &str) -> Option<&str> {
     Some(&path[at..])
 }
 
+/// A redirect target must be an absolute http(s) URL with a host and nothing that could
+/// break out of the Location header.
 fn check_redirect(key: &str, url: Option<&str>, p: &mut Vec<String>) {
     let Some(u) = url else { return };
     let rest = u
@@ -1228,6 +1231,17 @@ tokens = [{ name = "okta", sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0
                     .all(|p| !p.contains("unknown key") || p.ends_with("(in the file)")),
                 "{all}"
             );
+            // Read again, relative paths still mean next to the file, not where scimd runs.
+            jail.create_dir("sub")?;
+            jail.create_file("sub/c.pem", "x")?;
+            jail.create_file("sub/k.pem", "x")?;
+            let text = GOOD.replace(
+                "self_signed = true",
+                "cert = \"c.pem\"\nkey = \"k.pem\"\ncolour = 1",
+            );
+            jail.create_file("sub/typo.toml", &text)?;
+            let err = Config::load(Path::new("sub/typo.toml")).expect_err("a typo");
+            assert_eq!(err.problems.len(), 1, "{:?}", err.problems);
             Ok(())
         });
     }
