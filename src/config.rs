@@ -571,8 +571,8 @@ impl Config {
             && let Some(base) = scim_base_in(u)
         {
             w.push(format!(
-                "server.public_url: \"{u}\" ends in the SCIM path {base}, which scimd adds \
-                 itself; it uses \"{}\". Give the address only (such as \
+                "server.public_url: {u:?} ends in the SCIM path {base}, which scimd adds \
+                 itself; it uses {:?}. Give the address only (such as \
                  https://scim.corp.example:8443)",
                 self.server.public_base().unwrap_or_default()
             ));
@@ -638,7 +638,7 @@ impl Config {
             && !(scheme(u, "https://") || (self.server.plain_http && scheme(u, "http://")))
         {
             p.push(format!(
-                "server.public_url: \"{u}\" must start with https:// (e.g. https://scim.corp.example:8443){}",
+                "server.public_url: {u:?} must start with https:// (e.g. https://scim.corp.example:8443){}",
                 if scheme(u, "http://") {
                     "; http:// is only for a server.plain_http test server"
                 } else {
@@ -647,20 +647,12 @@ impl Config {
             ));
         }
         // Every Location and Base URL is built on it: a query or fragment would end up in
-        // the middle of them, and user:password@ would be sent to every client.
-        if let Some(u) = &self.server.public_url {
-            let authority = u
-                .split_once("://")
-                .map_or(u.as_str(), |(_, r)| r)
-                .split('/')
-                .next()
-                .unwrap_or("");
-            if u.contains(['?', '#']) || authority.contains('@') {
-                p.push(format!(
-                    "server.public_url: \"{u}\" may hold only a scheme, a host, a port and a path \
-                     (no user@, ? or #), as every Location scimd sends is built on it"
-                ));
-            }
+        // the middle of them, user:password@ would be sent to every client, and a space or
+        // line break would break the header (and the log line that names it).
+        if let Some(u) = &self.server.public_url
+            && let Some(why) = not_a_base(u)
+        {
+            p.push(format!("server.public_url: {u:?} {why}"));
         }
         check_redirect(
             "server.login_redirect_url",
@@ -901,6 +893,30 @@ impl Config {
     }
 }
 
+/// What keeps `url` from being the start of every URL scimd gives out, if anything.
+fn not_a_base(url: &str) -> Option<&'static str> {
+    let uri = match url.parse::<http::Uri>() {
+        Ok(u) => u,
+        Err(_) => return Some("is not a URL (no spaces or control characters)"),
+    };
+    let authority = uri.authority()?;
+    if url.contains(['?', '#']) || authority.as_str().contains('@') {
+        return Some("may hold only a scheme, a host, a port and a path (no user@, ? or #)");
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Some("has no host");
+    }
+    if authority
+        .as_str()
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| !p.ends_with(']'))
+        && authority.port_u16().is_none()
+    {
+        return Some("has a port that is not a number from 1 to 65535");
+    }
+    None
+}
+
 /// The SCIM part of a URL's path (`/scim/v2…` or `/tenants/NAME/scim/v2…`), if it has one.
 fn scim_base_in(url: &str) -> Option<&str> {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
@@ -1033,7 +1049,8 @@ fn figment_problems(err: figment::Error, reread: bool) -> Vec<String> {
                 }
                 // figment's own text nests backticks (`one of `a`, `b``).
                 figment::error::Kind::UnknownField(found, expected) => {
-                    let hint = if from_env && !found.contains("__") {
+                    // SCIMD_LOG_LEVEL for SCIMD_LOG__LEVEL: the one underscore is the level.
+                    let hint = if from_env && found.contains('_') && !found.contains("__") {
                         format!(
                             "; nested keys take a double underscore, as in SCIMD_{}",
                             found.to_ascii_uppercase().replacen('_', "__", 1)
@@ -1581,9 +1598,19 @@ tokens = [{ name = "okta", sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0
             "https://scim.example?x=1",
             "https://scim.example/#frag",
             "https://user:pw@scim.example/",
+            "https://scim.example ",
+            "https://scim .example",
+            "https://scim.example/a b",
+            "https://scim.example/\nERROR forged",
+            "https://",
+            "https:///x",
+            "https://scim.example:99999",
+            "https://scim.example:abc",
         ] {
             assert!(public_url_refused(url, false), "{url}");
         }
+        assert!(!public_url_refused("https://[2001:db8::5]:8443", false));
+        assert!(!public_url_refused("https://[2001:db8::5]", false));
     }
 
     fn toml_cfg(s: &str) -> Config {

@@ -501,6 +501,7 @@ fn service_user_warnings(cfg: &Config, file: &std::path::Path) -> Vec<String> {
     let db = cfg.storage.db_path();
     let tls = dir.join("tls");
     let key = tls.join("key.pem");
+    let mut missing = None;
     match dir.ancestors().find(|d| d.exists()) {
         Some(d) if d == dir => {
             paths.push(("storage.dir", dir, 7));
@@ -508,25 +509,39 @@ fn service_user_warnings(cfg: &Config, file: &std::path::Path) -> Vec<String> {
             paths.extend(tls.exists().then_some(("storage.dir", tls.as_path(), 7)));
             paths.extend(key.exists().then_some(("storage.dir", key.as_path(), 4)));
         }
-        Some(d) if user.cannot(d, 3).is_some() => {
-            return paths
-                .into_iter()
-                .filter_map(|(what, p, want)| user.cannot(p, want).map(|w| format!("{what}: {w}")))
-                .chain([format!(
-                    "storage.dir: {} does not exist yet, and the user {} cannot make it in {}: \
-                     `install -d -o {1} -g {1} -m 0700 {0}`",
-                    dir.display(),
-                    user.name,
-                    d.display()
-                )])
-                .collect();
-        }
-        _ => {}
+        Some(d) => missing = Some(d),
+        None => {}
     }
-    paths
-        .into_iter()
-        .filter_map(|(what, path, want)| {
-            user.cannot(path, want).map(|why| format!("{what}: {why}"))
-        })
-        .collect()
+    // Every obstacle at once, each said once: a directory above several of the files is
+    // named for the first of them only.
+    let mut said: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for (what, path, want) in paths {
+        for why in user.cannot(path, want) {
+            if !said.contains(&why) {
+                out.push(format!("{what}: {why}"));
+                said.push(why);
+            }
+        }
+    }
+    if let Some(d) = missing {
+        let blocked = user.cannot(d, 3);
+        // Its own mode is what `install -d` below answers.
+        let above = blocked
+            .iter()
+            .filter(|w| w.contains("cannot enter the directory"));
+        for why in above.filter(|w| !said.contains(w)) {
+            out.push(format!("storage.dir: {why}"));
+        }
+        if !blocked.is_empty() {
+            out.push(format!(
+                "storage.dir: {} does not exist yet, and the user {} cannot make it in {}: \
+                 `install -d -o {1} -g {1} -m 0700 {0}`",
+                dir.display(),
+                user.name,
+                d.display()
+            ));
+        }
+    }
+    out
 }

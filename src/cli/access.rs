@@ -64,30 +64,36 @@ impl Account {
         bits & want == want
     }
 
-    /// Why this account cannot open `path` with `want` (every directory above it needs
-    /// execute, and so does every directory above where a link in it leads), or `None` if it
-    /// can, or if `path` cannot be looked at.
-    pub fn cannot(&self, path: &Path, want: u32) -> Option<String> {
-        let path = std::path::absolute(path).ok()?;
-        let real = std::fs::canonicalize(&path).ok()?;
-        let mut dirs: Vec<&Path> = path.ancestors().skip(1).collect();
-        dirs.reverse();
-        let mut real_dirs: Vec<&Path> = real.ancestors().skip(1).collect();
-        real_dirs.reverse();
-        for d in dirs.into_iter().chain(real_dirs) {
-            let m = std::fs::metadata(d).ok()?;
-            if !self.may(m.uid(), m.gid(), m.mode(), 1) {
-                return Some(format!(
-                    "the user {0} cannot enter the directory {1} (owner uid {2}, group gid {3}, \
-                     mode {4:04o}): `chgrp {0} {1} && chmod g+x {1}`",
-                    self.name,
-                    d.display(),
-                    m.uid(),
-                    m.gid(),
-                    m.mode() & 0o7777
-                ));
-            }
-        }
+    /// Everything that keeps this account from opening `path` with `want`: each directory on
+    /// the way that it cannot enter (those above the path, and above every link the way
+    /// follows), then the file itself. Empty if it can, or if `path` cannot be looked at.
+    pub fn cannot(&self, path: &Path, want: u32) -> Vec<String> {
+        let Some(dirs) = dirs_on_the_way(path) else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = dirs
+            .iter()
+            .filter_map(|d| {
+                let m = std::fs::metadata(d).ok()?;
+                (!self.may(m.uid(), m.gid(), m.mode(), 1)).then(|| {
+                    format!(
+                        "the user {0} cannot enter the directory {1} (owner uid {2}, group gid \
+                         {3}, mode {4:04o}): `chgrp {0} {1} && chmod g+x {1}`",
+                        self.name,
+                        d.display(),
+                        m.uid(),
+                        m.gid(),
+                        m.mode() & 0o7777
+                    )
+                })
+            })
+            .collect();
+        out.extend(self.cannot_open(path, want));
+        out
+    }
+
+    fn cannot_open(&self, path: &Path, want: u32) -> Option<String> {
+        let real = std::fs::canonicalize(path).ok()?;
         let path = real.as_path();
         let m = std::fs::metadata(path).ok()?;
         (!self.may(m.uid(), m.gid(), m.mode(), want)).then(|| {
@@ -116,6 +122,55 @@ impl Account {
             )
         })
     }
+}
+
+/// The directories a lookup of `path` passes through, in order and each once: those above
+/// it, and, for every link on the way (the file itself or a directory above it), those
+/// above where the link leads. `None` if `path` cannot be made absolute.
+fn dirs_on_the_way(path: &Path) -> Option<Vec<std::path::PathBuf>> {
+    let mut dirs: Vec<std::path::PathBuf> = Vec::new();
+    let mut add = |p: &Path| {
+        let mut above: Vec<&Path> = p.ancestors().skip(1).collect();
+        above.reverse();
+        for d in above {
+            if !dirs.iter().any(|x| x == d) {
+                dirs.push(d.to_path_buf());
+            }
+        }
+    };
+    let mut at = std::path::absolute(path).ok()?;
+    // A loop of links ends the walk; the open fails on it anyway.
+    for _ in 0..40 {
+        add(&lexical(&at));
+        // The directory the name is in, as it really is (links on its way followed).
+        let Some(parent) = at.parent().and_then(|p| std::fs::canonicalize(p).ok()) else {
+            break;
+        };
+        add(&parent.join("x"));
+        let Some(name) = at.file_name() else {
+            break;
+        };
+        match std::fs::read_link(parent.join(name)) {
+            Ok(to) => at = parent.join(to),
+            Err(_) => break,
+        }
+    }
+    Some(dirs)
+}
+
+/// `path` with `.` and `..` taken out by their names, as a link's target is written.
+fn lexical(path: &Path) -> std::path::PathBuf {
+    let mut out = std::path::PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Whether this process runs as root: `/proc/self` belongs to the effective user.
@@ -170,17 +225,17 @@ mod tests {
             gids: vec![u32::MAX - 1],
         };
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let why = other.cannot(&key, 4).unwrap_or_default();
+        let why = other.cannot(&key, 4).join("\n");
         assert!(
             why.contains("cannot read") && why.contains("mode 0600"),
             "{why}"
         );
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
         std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o700)).unwrap();
-        let why = other.cannot(&key, 4).unwrap_or_default();
+        let why = other.cannot(&key, 4).join("\n");
         assert!(why.contains("cannot enter the directory"), "{why}");
         std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o755)).unwrap();
-        assert_eq!(other.cannot(&key, 4), None);
+        assert!(other.cannot(&key, 4).is_empty());
         // A link (certbot's live/ into archive/) is followed: archive/ must be entered too.
         let archive = dir.path().join("archive");
         std::fs::create_dir(&archive).unwrap();
@@ -193,13 +248,27 @@ mod tests {
         std::fs::set_permissions(&archive, std::fs::Permissions::from_mode(0o700)).unwrap();
         let link = inner.join("live.pem");
         std::os::unix::fs::symlink(archive.join("key1.pem"), &link).unwrap();
-        let why = other.cannot(&link, 4).unwrap_or_default();
+        let why = other.cannot(&link, 4).join("\n");
         assert!(
             why.contains("cannot enter the directory") && why.contains("archive"),
             "{why}"
         );
+        // A link to a link inside a shut directory: each hop's directory counts.
+        let shut = dir.path().join("shut");
+        std::fs::create_dir(&shut).unwrap();
+        std::os::unix::fs::symlink(&key, shut.join("k2")).unwrap();
+        std::fs::set_permissions(&shut, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let hop = inner.join("k1");
+        std::os::unix::fs::symlink(shut.join("k2"), &hop).unwrap();
+        let why = other.cannot(&hop, 4).join("\n");
+        assert!(why.contains("shut"), "{why}");
+        // A shut directory and an unreadable file are both said in one run.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let whys = other.cannot(&hop, 4);
+        assert_eq!(whys.len(), 2, "{whys:?}");
+        assert!(whys[1].contains("cannot read"), "{whys:?}");
         assert!(
-            other.cannot(&inner, 6).is_some(),
+            !other.cannot(&inner, 6).is_empty(),
             "0755 is not writable by others"
         );
     }
