@@ -257,10 +257,6 @@ pub struct CertResolver {
     said: crate::http::limit::Limiter,
 }
 
-/// At most this many "asked for a host the certificate lacks" lines an hour, whatever the
-/// names (a scanner may try many).
-const UNNAMED_PER_HOUR: f64 = 20.0;
-
 impl CertResolver {
     pub fn new(key: Arc<CertifiedKey>) -> CertResolver {
         CertResolver {
@@ -288,16 +284,13 @@ impl CertResolver {
     }
 
     /// Whether to say that a client asked for `host`, which `key` does not name: once an
-    /// hour per name, and `UNNAMED_PER_HOUR` times an hour in all.
+    /// hour per name, and `LINES_PER_HOUR` times an hour in all (a scanner may try many).
     fn unnamed(&self, key: &CertifiedKey, host: &str) -> bool {
         let Ok(name) = ServerName::try_from(host) else {
             return false;
         };
-        let budgets = [
-            (host, 1.0 / 3600.0, 1.0),
-            ("", UNNAMED_PER_HOUR / 3600.0, UNNAMED_PER_HOUR),
-        ];
-        !names(key, &name) && self.said.check_all(&budgets, std::time::Instant::now())
+        let budgets = [(host, 1), ("", crate::http::limit::LINES_PER_HOUR)];
+        !names(key, &name) && self.said.within_hour(&budgets, std::time::Instant::now())
     }
 
     fn get(&self) -> Arc<CertifiedKey> {

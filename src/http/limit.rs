@@ -14,6 +14,10 @@ struct Bucket {
 
 const MAX_KEYS: usize = 100_000;
 
+/// How many lines of one kind about clients may be said in an hour, whatever the clients:
+/// enough to see a problem, too few for a scanner from many addresses to fill the journal.
+pub const LINES_PER_HOUR: u32 = 20;
+
 #[derive(Debug, Default)]
 pub struct Limiter {
     buckets: Mutex<HashMap<String, Bucket>>,
@@ -48,10 +52,24 @@ impl Limiter {
         }
     }
 
+    /// Whether each `what` has been said fewer than its `times` in the last hour (a budget
+    /// comes back over the hour); counts this time against all of them if so, and against
+    /// none if not.
+    pub fn within_hour(&self, budgets: &[(&str, u32)], now: Instant) -> bool {
+        let buckets: Vec<(&str, f64, f64)> = budgets
+            .iter()
+            .map(|(what, times)| {
+                let times = f64::from(*times);
+                (*what, times / 3600.0, times)
+            })
+            .collect();
+        self.check_all(&buckets, now)
+    }
+
     /// Take one from each of these buckets (key, rate, burst) if every one has one, and
     /// from none otherwise: a line said under both a per-source and an overall budget must
     /// not use up the one when the other says no.
-    pub fn check_all(&self, buckets: &[(&str, f64, f64)], now: Instant) -> bool {
+    fn check_all(&self, buckets: &[(&str, f64, f64)], now: Instant) -> bool {
         let mut map = match self.buckets.lock() {
             Ok(m) => m,
             Err(p) => p.into_inner(),

@@ -479,18 +479,9 @@ impl App {
         self.said_ignored.clear();
     }
 
-    /// Whether each `what` has been said fewer than its `times` in the last hour (token
-    /// buckets: a budget comes back over the hour); counts this time against all of them
-    /// if so, and against none if not.
+    /// `Limiter::within_hour` on the lines this server says about its clients.
     pub(crate) fn within_this_hour(&self, budgets: &[(&str, u32)]) -> bool {
-        let buckets: Vec<(&str, f64, f64)> = budgets
-            .iter()
-            .map(|(what, times)| {
-                let times = f64::from(*times);
-                (*what, times / 3600.0, times)
-            })
-            .collect();
-        self.said_ignored.check_all(&buckets, Instant::now())
+        self.said_ignored.within_hour(budgets, Instant::now())
     }
 
     fn first_429_this_minute(&self, whom: &str) -> bool {

@@ -4,10 +4,8 @@
 
 use rustls::{AlertDescription, InvalidMessage, PeerIncompatible};
 
+use crate::http::limit::LINES_PER_HOUR;
 use crate::metrics::HANDSHAKE_REASONS;
-
-/// At most this many lines an hour for each kind of failure, whatever the addresses.
-const PER_HOUR: u32 = 20;
 
 /// Why a handshake did not finish.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,7 +40,7 @@ impl Failure {
 
     /// Whether this failure is worth a line above DEBUG: the kinds an admin can act on, once
     /// an hour per client address and reason (an `UnknownCA` fixed, a `BadCertificate` is
-    /// news), and at most `PER_HOUR` times an hour for each kind, so that scanners from many
+    /// news), and at most `LINES_PER_HOUR` times an hour for each kind, so that scanners from many
     /// addresses do not fill the journal. `within_this_hour` says whether each `what` was
     /// said fewer than its `n` times in the last hour, and if so counts this time against
     /// all of them (against none if not).
@@ -58,7 +56,7 @@ impl Failure {
         actionable
             && within_this_hour(&[
                 (&format!("handshake {self:?} {}", peer.ip()), 1),
-                (&format!("handshake {}", self.label()), PER_HOUR),
+                (&format!("handshake {}", self.label()), LINES_PER_HOUR),
             ])
     }
 
@@ -187,7 +185,7 @@ mod tests {
         for last in 2..=100 {
             loud += usize::from(f.loud(peer(last), within));
         }
-        assert_eq!(loud, PER_HOUR as usize, "a spray of addresses");
+        assert_eq!(loud, LINES_PER_HOUR as usize, "a spray of addresses");
         // An address refused while the budget was spent is said once it is back.
         said.lock().unwrap().remove("handshake not_tls");
         assert!(f.loud(peer(100), within), "its own hour was not used up");
