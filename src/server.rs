@@ -518,20 +518,13 @@ impl Server {
                             }
                         } {
                             Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                let failure = Failure::of(&e);
+                            failed => {
+                                let (failure, error) = match failed {
+                                    Ok(Err(e)) => (Failure::of(&e), Some(e)),
+                                    _ => (Failure::TimedOut, None),
+                                };
                                 said.metrics.handshake_failures.add(failure.label());
-                                if failure == Failure::Other {
-                                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                } else {
-                                    failure.log(peer, |budgets| said.within_this_hour(budgets));
-                                }
-                                return;
-                            }
-                            Err(_) => {
-                                let failure = Failure::TimedOut;
-                                said.metrics.handshake_failures.add(failure.label());
-                                failure.log(peer, |budgets| said.within_this_hour(budgets));
+                                failure.log(peer, error.as_ref(), |b| said.within_this_hour(b));
                                 return;
                             }
                         };

@@ -72,15 +72,17 @@ impl Failure {
         }
     }
 
-    /// Logs the failure: the kinds an admin can act on at WARN or INFO when `loud` says
-    /// so, and everything else at DEBUG.
+    /// Logs the failure (`error`: what the handshake said, if it said anything): the kinds
+    /// an admin can act on at WARN or INFO when `loud` says so, and everything else at DEBUG.
     pub fn log(
         &self,
         peer: std::net::SocketAddr,
+        error: Option<&std::io::Error>,
         within_this_hour: impl FnOnce(&[(&str, u32)]) -> bool,
     ) {
         if !self.loud(peer, within_this_hour) {
-            tracing::debug!(%peer, failure = ?self, "TLS handshake did not finish");
+            let error = error.map(tracing::field::display);
+            tracing::debug!(%peer, failure = ?self, error, "TLS handshake did not finish");
             return;
         }
         match self {
