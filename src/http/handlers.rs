@@ -25,39 +25,6 @@ pub async fn endpoint(
     body: Option<Value>,
 ) -> ScimResult<Resp> {
     let body = body.unwrap_or(Value::Null);
-    let answer = by_endpoint(app, ctx, method, ep, body).await;
-    match ep {
-        Endpoint::Resource(_, id) => answer.map_err(|e| endpoint_as_id(e, id)),
-        _ => answer,
-    }
-}
-
-/// A Base URL given to the IdP with an endpoint on its end makes every request name the
-/// endpoint twice (`/Users/Users?filter=…`): the 404 for such an id says so.
-pub(super) fn endpoint_as_id(mut e: ScimError, id: &str) -> ScimError {
-    const ENDPOINTS: [&str; 5] = [
-        "Users",
-        "Groups",
-        "Schemas",
-        "ResourceTypes",
-        "ServiceProviderConfig",
-    ];
-    if matches!(e.status, 404 | 405) && ENDPOINTS.iter().any(|n| n.eq_ignore_ascii_case(id)) {
-        e.detail.push_str(
-            "; that is an endpoint's name, so the IdP's Base URL may end in one (such as \
-             /Users): it must end at /scim/v2",
-        );
-    }
-    e
-}
-
-async fn by_endpoint(
-    app: &App,
-    ctx: &Ctx,
-    method: &Method,
-    ep: &Endpoint,
-    body: Value,
-) -> ScimResult<Resp> {
     match (ep, method) {
         (Endpoint::Collection(k), &Method::GET) => {
             list(app, ctx, &[*k], params_from_query(ctx)).await

@@ -360,7 +360,12 @@ impl App {
                 .await
         }
         .await;
-        let resp = served.unwrap_or_else(|e| refusal(&e, Some(allowed(&route.endpoint))));
+        let resp = served.unwrap_or_else(|e| {
+            refusal(
+                &endpoint_as_id(e, &route.endpoint),
+                Some(allowed(&route.endpoint)),
+            )
+        });
         Ok((resp, Some(principal)))
     }
 
@@ -446,11 +451,7 @@ impl App {
             .split(", ")
             .any(|m| m == method.as_str())
         {
-            let refused = method_not_allowed(method, allowed(&route.endpoint));
-            return Err(match &route.endpoint {
-                Endpoint::Resource(_, id) => handlers::endpoint_as_id(refused, id),
-                _ => refused,
-            });
+            return Err(method_not_allowed(method, allowed(&route.endpoint)));
         }
         let body = if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
             Some(self.read_body(req, &rt, backlog.as_ref()).await?)
@@ -576,6 +577,28 @@ fn malformed<B>(req: &Request<B>) -> Option<ScimError> {
         ));
     }
     None
+}
+
+/// A Base URL given to the IdP with an endpoint on its end makes every request name the
+/// endpoint twice (`/Users/Users?filter=…`): a 404 or 405 for such an id says so.
+fn endpoint_as_id(mut e: ScimError, endpoint: &Endpoint) -> ScimError {
+    const ENDPOINTS: [&str; 5] = [
+        "Users",
+        "Groups",
+        "Schemas",
+        "ResourceTypes",
+        "ServiceProviderConfig",
+    ];
+    if let Endpoint::Resource(_, id) = endpoint
+        && matches!(e.status, 404 | 405)
+        && ENDPOINTS.iter().any(|n| n.eq_ignore_ascii_case(id))
+    {
+        e.detail.push_str(
+            "; that is an endpoint's name, so the IdP's Base URL may end in one (such as \
+             /Users): it must end at /scim/v2",
+        );
+    }
+    e
 }
 
 /// A refusal as a response; a 405 names the methods the endpoint allows.
