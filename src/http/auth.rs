@@ -28,10 +28,7 @@ fn said_bearer_twice(token: &str) -> bool {
 /// an IdP's "401" alone does not tell a mistyped tenant URL from a missing reload.
 pub(super) fn why_refused(rt: &Runtime, auth: Option<&str>, url_tenant: Option<&str>) -> String {
     // At most 64 characters of a name from the URL: a client must not write long log lines.
-    let shown: Option<String> = url_tenant.map(|t| match t.char_indices().nth(64) {
-        Some((cut, _)) => format!("{}…", &t[..cut]),
-        None => t.to_string(),
-    });
+    let shown = url_tenant.map(|t| super::response::clip(t, 64));
     let url_tenant = url_tenant.zip(shown.as_deref());
     let owner = rt.tokens.authenticate(auth, None).map(|p| p.tenant);
     match (url_tenant, owner) {

@@ -188,9 +188,9 @@ impl App {
         // A path no endpoint has is logged as sent (escaped, cut at 100 characters): the
         // admin needs it to find a wrong Base URL.
         let unknown_path = matches!(template, "unknown" | "other").then(|| {
-            let p = req.uri().path();
-            let cut = p.char_indices().nth(100).map_or(p.len(), |(i, _)| i);
-            p[..cut].escape_debug().to_string()
+            response::clip(req.uri().path(), 100)
+                .escape_debug()
+                .to_string()
         });
         let (resp, who) = match self.dispatch(req, route, peer).await {
             Ok((r, who)) => (r, who),
@@ -237,7 +237,8 @@ impl App {
                     detail = resp
                         .extensions()
                         .get::<response::Detail>()
-                        .map(|d| d.0.as_str()),
+                        .and_then(response::Detail::for_log)
+                        .as_deref(),
                     latency_ms = started.elapsed().as_micros() as f64 / 1000.0,
                     tenant = who.as_ref().map(|p: &Principal| p.tenant.as_str()).unwrap_or("-"),
                     token_name = who.as_ref().map(|p| p.token_name.as_str()).unwrap_or("-"),

@@ -90,13 +90,36 @@ pub fn empty(status: u16) -> Resp {
     r
 }
 
-/// A refusal's detail, for the request's log line: an admin without the IdP's console sees
-/// why, not only the status.
+/// A refusal's detail as the client got it, for the request's log line: an admin without
+/// the IdP's console sees why, not only the status.
 #[derive(Debug, Clone)]
 pub struct Detail(pub String);
 
 /// Longest detail a log line carries; a client's long input does not make long lines.
 const DETAIL_LOGGED: usize = 300;
+
+impl Detail {
+    /// What the log line may show: cut to `DETAIL_LOGGED` characters, and nothing when it
+    /// mentions the password, as a detail quoting a PATCH path or filter naming it may
+    /// quote the password itself (the client has it; the log must not).
+    pub fn for_log(&self) -> Option<std::borrow::Cow<'_, str>> {
+        let names_password = self
+            .0
+            .as_bytes()
+            .windows(8)
+            .any(|w| w.eq_ignore_ascii_case(b"password"));
+        (!names_password).then(|| clip(&self.0, DETAIL_LOGGED))
+    }
+}
+
+/// At most `chars` characters of `s`, with "…" when some were cut: text from a client
+/// goes into log lines, which must stay short.
+pub fn clip(s: &str, chars: usize) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(chars) {
+        Some((cut, _)) => format!("{}…", &s[..cut]).into(),
+        None => s.into(),
+    }
+}
 
 /// The one place a `ScimError` becomes an HTTP response.
 pub fn error(e: &ScimError) -> Resp {
@@ -105,15 +128,7 @@ pub fn error(e: &ScimError) -> Resp {
     if let Some(t) = e.scim_type {
         r.extensions_mut().insert(t);
     }
-    // A detail that quotes a PATCH path or filter naming the password may quote the
-    // password itself: the client has it, the log must not.
-    if !e.detail.to_ascii_lowercase().contains("password") {
-        let detail = match e.detail.char_indices().nth(DETAIL_LOGGED) {
-            Some((cut, _)) => format!("{}…", &e.detail[..cut]),
-            None => e.detail.clone(),
-        };
-        r.extensions_mut().insert(Detail(detail));
-    }
+    r.extensions_mut().insert(Detail(e.detail.clone()));
     if e.status == 401 {
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -172,8 +187,10 @@ mod logged_detail {
     fn the_logged_detail_is_cut_and_never_one_naming_the_password() {
         let long = ScimError::invalid_value("é".repeat(400));
         let d = error(&long).extensions().get::<Detail>().cloned().unwrap();
-        assert_eq!(d.0.chars().count(), DETAIL_LOGGED + 1, "cut, with …");
-        let pw = ScimError::invalid_value("unknown path password[value eq \"Hunter2\"]");
-        assert!(error(&pw).extensions().get::<Detail>().is_none());
+        let logged = d.for_log().unwrap();
+        assert_eq!(logged.chars().count(), DETAIL_LOGGED + 1, "cut, with …");
+        let pw = ScimError::invalid_value("unknown path PassWord[value eq \"Hunter2\"]");
+        let d = error(&pw).extensions().get::<Detail>().cloned().unwrap();
+        assert!(d.for_log().is_none());
     }
 }
