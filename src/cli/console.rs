@@ -516,16 +516,7 @@ pub(crate) fn restore(config: &std::path::Path, from: &std::path::Path) -> ExitC
 fn defang(v: &mut serde_json::Value) {
     match v {
         serde_json::Value::String(s) if s.chars().any(char::is_control) => {
-            *s = s
-                .chars()
-                .map(|c| {
-                    if c.is_control() {
-                        c.escape_default().to_string()
-                    } else {
-                        c.to_string()
-                    }
-                })
-                .collect();
+            *s = super::escape_controls(s);
         }
         serde_json::Value::Array(a) => a.iter_mut().for_each(defang),
         serde_json::Value::Object(m) => m.values_mut().for_each(defang),

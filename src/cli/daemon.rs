@@ -185,7 +185,7 @@ pub(crate) async fn watch_signals_and_certs(
                 let applied = match Config::load(&path) {
                     Ok(c) => reloader.apply(c).await,
                     // One line, so that `journalctl | grep 'reload refused'` shows the reasons.
-                    Err(e) => Err(one_line(&format!(
+                    Err(e) => Err(super::escape_controls(&format!(
                         "invalid configuration {}: {}",
                         e.file.display(),
                         e.problems.join("; ")
@@ -287,31 +287,6 @@ mod tests {
             calls.load(Ordering::SeqCst),
             after,
             "asked for time after start-up"
-        );
-    }
-}
-
-/// `text` with its control characters escaped: a line break in a quoted key of the file must
-/// not start a forged log line.
-fn one_line(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod reload_line {
-    #[test]
-    fn one_line_escapes_line_breaks_and_keeps_the_rest() {
-        assert_eq!(
-            super::one_line("tenants.\"a\nERROR x\": é; b\tc"),
-            "tenants.\"a\\nERROR x\": é; b\\tc"
         );
     }
 }
