@@ -491,7 +491,7 @@ impl Config {
                 // common mistake, and there may be several: each is taken out of a copy of
                 // the file and the copy read again, so that one run names them all.
                 let mut problems = figment_problems(e.clone(), false);
-                let mut doc = std::fs::read_to_string(path)
+                let mut doc = std::str::from_utf8(&bytes)
                     .ok()
                     .and_then(|t| t.parse::<toml_edit::DocumentMut>().ok());
                 let mut last = e;
