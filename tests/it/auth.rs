@@ -40,18 +40,10 @@ async fn missing_or_wrong_token_is_401_with_challenge_and_scim_body() {
         );
     }
     // Basic credentials are not a bearer token.
-    let r = with_basic_credentials(&s).await;
+    let r = with_authorization(&s, "Basic YWNtZTpva3Rh").await;
     assert_error(&r, 401, None);
     // The scheme name is case-insensitive (RFC 7235).
-    let r = s
-        .call_with(
-            Method::GET,
-            "/Users",
-            None,
-            None,
-            &[("Authorization", &format!("bearer {ACME}"))],
-        )
-        .await;
+    let r = with_authorization(&s, &format!("bearer {ACME}")).await;
     assert_eq!(r.status, 200);
 }
 
@@ -112,15 +104,7 @@ async fn tenant_url_needs_that_tenants_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_sent_as_bearer_bearer_is_named_so() {
     let s = Srv::start().await;
-    let r = s
-        .call_with(
-            Method::GET,
-            "/Users",
-            None,
-            None,
-            &[("Authorization", &format!("Bearer Bearer {ACME}"))],
-        )
-        .await;
+    let r = with_authorization(&s, &format!("Bearer Bearer {ACME}")).await;
     assert_error(&r, 401, None);
     let detail = r.body["detail"].as_str().unwrap_or_default();
     assert!(detail.contains("says Bearer twice"), "{detail}");
@@ -219,7 +203,7 @@ async fn repeated_failures_are_throttled_without_locking_out_a_valid_token() {
     }
     // Any refused Authorization header counts, Basic credentials included: each one would
     // otherwise cost a logged reason without limit.
-    let r = with_basic_credentials(&s).await;
+    let r = with_authorization(&s, "Basic YWNtZTpva3Rh").await;
     assert_error(&r, 429, None);
 }
 
@@ -303,13 +287,14 @@ async fn bad_host_and_two_authorization_headers_are_400() {
 }
 
 /// `GET /Users` with Basic credentials instead of a bearer token.
-async fn with_basic_credentials(s: &Srv) -> crate::harness::Res {
+/// `GET /Users` with this Authorization header.
+async fn with_authorization(s: &Srv, value: &str) -> crate::harness::Res {
     s.call_with(
         Method::GET,
         "/Users",
         None,
         None,
-        &[("Authorization", "Basic YWNtZTpva3Rh")],
+        &[("Authorization", value)],
     )
     .await
 }
