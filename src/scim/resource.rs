@@ -488,13 +488,17 @@ pub fn normalize_simple(def: &AttrDef, value: &Value, label: &str) -> ScimResult
         (AttrType::Boolean, Value::Bool(b)) => Ok(Some(Value::Bool(*b))),
         // An unset template parameter (`"primary": ""`).
         (AttrType::Boolean, Value::String(s)) if s.trim().is_empty() => Ok(None),
-        (AttrType::Boolean, Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" => Ok(Some(Value::Bool(true))),
-            "false" => Ok(Some(Value::Bool(false))),
-            _ => Err(ScimError::invalid_value(format!(
-                "attribute \"{label}\" must be a boolean (true or false), got the string \"{s}\""
-            ))),
-        },
+        // Exactly `true` or `false` in any case (Entra, OneLogin). Anything else, padded
+        // ones included, is refused rather than guessed at.
+        (AttrType::Boolean, Value::String(s)) if s.eq_ignore_ascii_case("true") => {
+            Ok(Some(Value::Bool(true)))
+        }
+        (AttrType::Boolean, Value::String(s)) if s.eq_ignore_ascii_case("false") => {
+            Ok(Some(Value::Bool(false)))
+        }
+        (AttrType::Boolean, Value::String(s)) => Err(ScimError::invalid_value(format!(
+            "attribute \"{label}\" must be a boolean (true or false), got the string {s:?}"
+        ))),
         (AttrType::Boolean, _) => Err(bad("a boolean")),
         (AttrType::Integer, Value::Number(n)) if n.is_i64() || n.is_u64() => {
             Ok(Some(value.clone()))
@@ -1072,6 +1076,7 @@ pub fn check_required_extensions(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scim::error::ScimType;
     use crate::scim::schema::ENTERPRISE_SCHEMA;
     use serde_json::json;
 
@@ -1322,6 +1327,23 @@ mod tests {
                 "emails": [{"value": "b@x", "type": "home", "primary": true}],
                 "addresses": [{"locality": "Oslo", "type": "home"}]})
         );
+    }
+
+    #[test]
+    fn a_padded_boolean_string_is_refused() {
+        for bad in [" true", "True ", "yes", "1"] {
+            let err = normalize(Kind::User, &json!({"userName": "a", "active": bad})).unwrap_err();
+            assert_eq!(err.status, 400, "{bad:?}");
+            assert_eq!(err.scim_type, Some(ScimType::InvalidValue), "{bad:?}");
+            let err = normalize(
+                Kind::User,
+                &json!({"userName": "a", "emails": [{"value": "a@x", "primary": bad}]}),
+            )
+            .unwrap_err();
+            assert!(err.detail.contains("emails.primary"), "{}", err.detail);
+        }
+        let got = normalize(Kind::User, &json!({"userName": "a", "active": "FALSE"})).unwrap();
+        assert_eq!(got.body["active"], json!(false));
     }
 
     #[test]
