@@ -132,9 +132,11 @@ impl App {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        let accept = req.headers().get(http::header::ACCEPT).cloned();
         if req.method() != Method::HEAD {
             let method = req.method().clone();
-            return self.answer(req, peer, method).await;
+            let resp = self.answer(req, peer, method).await;
+            return response::negotiated(resp, accept.as_ref());
         }
         // RFC 9110 §9.3.2: HEAD is GET without the content (monitors and proxies use it).
         let (mut parts, body) = req.into_parts();
@@ -142,7 +144,7 @@ impl App {
         let resp = self
             .answer(Request::from_parts(parts, body), peer, Method::HEAD)
             .await;
-        response::without_content(resp)
+        response::without_content(response::negotiated(resp, accept.as_ref()))
     }
 
     /// Serve one request; `method` is the one the client sent, for logs and metrics.

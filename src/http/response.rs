@@ -154,6 +154,48 @@ pub fn without_content(r: Resp) -> Resp {
     Response::from_parts(parts, Body::Full(None))
 }
 
+/// RFC 7644 §3.8: a client must be able to ask for `application/json`. One whose Accept
+/// names it and not `application/scim+json` gets its JSON labelled so; every other client,
+/// and one sending no Accept, gets the default `application/scim+json`. Nothing is refused
+/// for its Accept: an IdP that sends `*/*` or an odd list still gets its answer.
+pub fn negotiated(mut r: Resp, accept: Option<&HeaderValue>) -> Resp {
+    let plain = accept
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(prefers_plain_json);
+    if plain
+        && r.headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|t| t == SCIM_JSON)
+    {
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    r
+}
+
+/// Whether an Accept value asks for `application/json` (with a weight above 0) and does
+/// not name `application/scim+json`.
+fn prefers_plain_json(accept: &str) -> bool {
+    let mut json = false;
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim();
+        let refused = parts.any(|p| {
+            p.trim()
+                .strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        if media.eq_ignore_ascii_case(SCIM_JSON) {
+            return false;
+        }
+        json |= media.eq_ignore_ascii_case("application/json") && !refused;
+    }
+    json
+}
+
 pub fn with_header(mut r: Resp, name: header::HeaderName, value: &str) -> Resp {
     if let Ok(v) = HeaderValue::from_str(value) {
         r.headers_mut().insert(name, v);
@@ -176,6 +218,44 @@ mod tests {
         }
         assert_eq!(parts, [PART, PART, 100]);
         assert!(b.is_end_stream());
+    }
+
+    #[test]
+    fn plain_json_only_when_asked_for_and_scim_json_not() {
+        for yes in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "text/html, application/json;q=0.9",
+        ] {
+            assert!(prefers_plain_json(yes), "{yes}");
+        }
+        for no in [
+            "application/scim+json",
+            "application/json, application/scim+json",
+            "application/scim+json;q=0.5, application/json",
+            "*/*",
+            "application/json;q=0",
+            "",
+        ] {
+            assert!(!prefers_plain_json(no), "{no}");
+        }
+        let ct = |r: &Resp| {
+            r.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .to_string()
+        };
+        let asked = HeaderValue::from_static("application/json");
+        assert_eq!(
+            ct(&negotiated(json(200, &Value::Null), Some(&asked))),
+            "application/json"
+        );
+        assert_eq!(ct(&negotiated(json(200, &Value::Null), None)), SCIM_JSON);
+        // Only a SCIM JSON body is relabelled (the metrics page keeps its own type).
+        let mut text = empty(200);
+        text.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        assert_eq!(ct(&negotiated(text, Some(&asked))), "text/plain");
     }
 }
 

@@ -109,6 +109,32 @@ async fn application_json_is_accepted_and_responses_are_scim_json() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_asking_for_application_json_gets_it_labelled_so() {
+    let s = Srv::start().await;
+    let asked = [("Accept", "application/json")];
+    let body = Some(json!({"userName": "accept@x"}));
+    let r = s
+        .call_with(Method::POST, "/Users", Some(ACME), body, &asked)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let r = s
+        .call_with(Method::GET, "/Users/nope", Some(ACME), None, &asked)
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.body["status"], "404");
+    // Both named, or none: the SCIM type, as RFC 7644 §3.8 makes it the default.
+    let both = [("Accept", "application/json, application/scim+json")];
+    let r = s
+        .call_with(Method::GET, "/Users?count=1", Some(ACME), None, &both)
+        .await;
+    assert_eq!(r.header("content-type"), Some("application/scim+json"));
+    let r = s.get("/ServiceProviderConfig").await;
+    assert_eq!(r.header("content-type"), Some("application/scim+json"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_over_the_limit_are_413() {
     let s = Srv::start_with(|c| c.server.max_body_bytes = 4096).await;
     let big = json!({"userName": "big", "displayName": "x".repeat(10_000)});
