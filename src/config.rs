@@ -201,6 +201,10 @@ pub struct TenantConfig {
     /// Change-feed events older than this many days are trimmed. Default: no age limit.
     #[serde(default)]
     pub events_max_age_days: Option<u64>,
+    /// Log each request of this tenant with its body, secrets withheld: to see what a new
+    /// IdP sends (idp-notes §4.4). Off by default, as bodies carry people's details.
+    #[serde(default)]
+    pub log_bodies: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -592,6 +596,18 @@ impl Config {
                     ));
                 }
             }
+        }
+        for name in self
+            .tenants
+            .iter()
+            .filter(|(_, t)| t.log_bodies)
+            .map(|(n, _)| n)
+        {
+            w.push(format!(
+                "tenants.{name}.log_bodies: every request of this tenant is logged with its \
+                 body (passwords withheld, but names and email addresses in full); set it \
+                 back to false and reload once you have seen what the IdP sends"
+            ));
         }
         if self.server.plain_http && (self.tls.cert.is_some() || self.tls.key.is_some()) {
             w.push(

@@ -31,6 +31,7 @@ use serde_json::Value;
 use crate::auth::Principal;
 use crate::config::Config;
 use crate::scim::error::{ScimError, ScimResult};
+use crate::scim::redact;
 use crate::scim::schema::{Kind, Rt};
 use crate::store::Store;
 use auth::why_refused;
@@ -456,11 +457,18 @@ impl App {
         {
             return Err(method_not_allowed(method, allowed(&route.endpoint)));
         }
+        let captured = rt
+            .config
+            .tenants
+            .get(&principal.tenant)
+            .is_some_and(|t| t.log_bodies)
+            .then(|| Captured::of(&req));
         let body = if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
             Some(self.read_body(req, &rt, backlog.as_ref()).await?)
         } else {
             None
         };
+        let captured = captured.map(|c| (c, body.as_ref().map(|b| redact::for_log(b, 64 * 1024))));
         let ctx = Ctx {
             principal: principal.clone(),
             base,
@@ -470,7 +478,17 @@ impl App {
             if_none_match,
             backlog,
         };
-        handlers::endpoint(self, &ctx, method, &route.endpoint, body).await
+        let answer = handlers::endpoint(self, &ctx, method, &route.endpoint, body).await;
+        if let Some((c, body)) = captured {
+            let status = answer
+                .as_ref()
+                .map_or_else(|e| e.status, |r| r.status().as_u16());
+            tracing::info!(target: "scimd::capture", tenant = %principal.tenant,
+                token_name = %principal.token_name, method = %method, uri = c.uri,
+                user_agent = c.user_agent, content_type = c.content_type, status,
+                body = body.as_deref(), "request with its body (log_bodies)");
+        }
+        answer
     }
 
     pub(crate) fn first_this_hour(&self, what: &str) -> bool {
@@ -517,6 +535,35 @@ impl App {
 /// Host header that is not a host and port (it becomes `meta.location` and `Location`
 /// when `public_url` is unset, so `evil.example/phish?` would be echoed to clients), an
 /// HTTP/1.1 request without one, or several Authorization headers (which one is meant?).
+/// What a `log_bodies` line shows of a request besides its body.
+struct Captured {
+    uri: String,
+    user_agent: Option<String>,
+    content_type: Option<String>,
+}
+
+impl Captured {
+    fn of<B>(req: &Request<B>) -> Captured {
+        let header = |n: header::HeaderName| {
+            req.headers()
+                .get(n)
+                .map(|v| response::clip(&String::from_utf8_lossy(v.as_bytes()), 200).into_owned())
+        };
+        // A query naming a secret (a filter on the password) may quote it.
+        let uri = req.uri().to_string();
+        let uri = if redact::names_a_secret(&uri) {
+            format!("{} (query withheld)", req.uri().path())
+        } else {
+            response::clip(&uri, 2000).into_owned()
+        };
+        Captured {
+            uri,
+            user_agent: header(header::USER_AGENT),
+            content_type: header(header::CONTENT_TYPE),
+        }
+    }
+}
+
 fn malformed<B>(req: &Request<B>) -> Option<ScimError> {
     // An absolute-form target's authority is used before Host (RFC 9112 §3.2.2).
     if req

@@ -10,6 +10,7 @@ pub mod json;
 pub mod patch;
 pub mod path;
 pub mod projection;
+pub mod redact;
 pub mod render;
 pub mod resource;
 pub mod schema;

@@ -1267,6 +1267,80 @@ async fn json_logs_carry_one_object_per_request_without_the_token() {
 
 /// Under systemd (`Type=notify`) scimd says READY only once it serves, and STOPPING when it
 /// is told to stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_bodies_logs_what_the_idp_sends_without_its_passwords() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("scimd.toml");
+    let text = config_text(dir.path(), &token_line("okta", "tok"))
+        .replace("level = \"info\"", "level = \"info\"\nformat = \"json\"")
+        + "log_bodies = true\n";
+    std::fs::write(&cfg, text).unwrap();
+    let p = Proc::start(&cfg);
+    let body = r#"{"userName": "ann@example.com", "password": "hunter2-post"}"#;
+    assert_eq!(p.post("/scim/v2/Users", "tok", body.to_string()).await, 201);
+    let id = p
+        .get_json(
+            "/scim/v2/Users?filter=userName%20eq%20%22ann%40example.com%22",
+            "tok",
+        )
+        .await["Resources"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let patch = r#"{"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "Replace", "path": "password", "value": "hunter2-patch"},
+                       {"op": "Replace", "path": "active", "value": "sometimes"}]}"#;
+    let r = p
+        .client
+        .patch(format!("https://localhost:{}/scim/v2/Users/{id}", p.port))
+        .bearer_auth("tok")
+        .header("Content-Type", "application/scim+json")
+        .header("User-Agent", "Okta SCIM Client 1.0.0")
+        .body(patch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let captured = |log: &str| -> Vec<serde_json::Value> {
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["target"] == "scimd::capture")
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while captured(&p.log()).len() < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = p.log();
+    assert!(!log.contains("hunter2"), "a password in the log: {log}");
+    let lines = captured(&log);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let f = |i: usize, k: &str| lines[i]["fields"][k].clone();
+    assert_eq!(f(0, "method"), "POST");
+    assert_eq!(f(0, "status"), 201);
+    let posted: serde_json::Value = serde_json::from_str(f(0, "body").as_str().unwrap()).unwrap();
+    assert_eq!(posted["userName"], "ann@example.com");
+    assert_eq!(posted["password"], "(withheld)");
+    // A read has its query and no body.
+    assert_eq!(f(1, "method"), "GET");
+    assert!(
+        f(1, "uri").as_str().unwrap().contains("filter=userName"),
+        "{:?}",
+        lines[1]
+    );
+    assert!(f(1, "body").is_null());
+    // A refused write shows what was refused, and which client sent it.
+    assert_eq!(f(2, "status"), 400);
+    assert_eq!(f(2, "user_agent"), "Okta SCIM Client 1.0.0");
+    assert!(f(2, "body").as_str().unwrap().contains("sometimes"));
+    // The start said, at WARN, that this tenant's bodies are logged.
+    assert!(
+        log.lines()
+            .any(|l| l.contains("tenants.acme.log_bodies") && l.contains("WARN")),
+        "{log}"
+    );
+}
+
 #[test]
 fn tells_the_service_manager_when_it_is_ready_and_when_it_stops() {
     use std::os::unix::net::UnixDatagram;

@@ -1,0 +1,173 @@
+//! A request body as one log line with its secrets withheld, for a tenant whose admin asked
+//! to see what its IdP sends (`log_bodies`): the shape and the values of every attribute,
+//! never a password.
+
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+use serde_json::Value;
+
+/// What stands in for a withheld value.
+const WITHHELD: &str = "(withheld)";
+
+/// A name whose value is never logged: the password (RFC 7643 §4.1.1, also under its URN or
+/// in a dotted path), and a tenant's own attribute named like a secret.
+pub fn names_a_secret(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    ["password", "secret", "token"]
+        .iter()
+        .any(|w| lower.contains(w))
+}
+
+/// `body` as compact JSON with every secret withheld, at most `limit` bytes of it (then "…"
+/// and the length of the whole). Written as it is walked: a million-member PATCH costs
+/// `limit` bytes, not a copy of itself.
+pub fn for_log(body: &Value, limit: usize) -> String {
+    let mut out = Bounded {
+        bytes: Vec::new(),
+        limit,
+        written: 0,
+    };
+    // The writer refuses past the limit; the error only means "cut".
+    let _ = serde_json::to_writer(&mut out, &Redacted(body));
+    if out.written <= limit {
+        return String::from_utf8(out.bytes).unwrap_or_default();
+    }
+    // Finish counting the whole without keeping it, for the note.
+    let mut count = Counter(0);
+    let _ = serde_json::to_writer(&mut count, &Redacted(body));
+    let mut text = String::from_utf8_lossy(&out.bytes).into_owned();
+    // The cut may fall inside a character; lossy decoding marks it, which is dropped.
+    if text.ends_with('\u{fffd}') {
+        text.pop();
+    }
+    format!("{text}… ({} bytes in all)", count.0)
+}
+
+/// Serializes a JSON value with secrets withheld.
+struct Redacted<'a>(&'a Value);
+
+impl Serialize for Redacted<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Object(map) => {
+                // A PATCH operation whose path names a secret carries it as its `value`.
+                let secret_path = map.iter().any(|(k, v)| {
+                    k.eq_ignore_ascii_case("path") && v.as_str().is_some_and(names_a_secret)
+                });
+                let mut m = s.serialize_map(Some(map.len()))?;
+                for (k, v) in map {
+                    m.serialize_key(k)?;
+                    if names_a_secret(k) || (secret_path && k.eq_ignore_ascii_case("value")) {
+                        m.serialize_value(WITHHELD)?;
+                    } else {
+                        m.serialize_value(&Redacted(v))?;
+                    }
+                }
+                m.end()
+            }
+            Value::Array(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&Redacted(item))?;
+                }
+                seq.end()
+            }
+            other => other.serialize(s),
+        }
+    }
+}
+
+/// Keeps the first `limit` bytes written and refuses the rest.
+struct Bounded {
+    bytes: Vec<u8>,
+    limit: usize,
+    written: usize,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let room = self.limit.saturating_sub(self.bytes.len());
+        self.bytes.extend_from_slice(&buf[..buf.len().min(room)]);
+        self.written += buf.len();
+        if buf.len() > room {
+            return Err(std::io::Error::other("the log's limit is reached"));
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Counts bytes written.
+struct Counter(usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn passwords_are_withheld_wherever_they_are() {
+        let body = json!({
+            "userName": "ann@x", "PassWord": "hunter2",
+            "urn:ietf:params:scim:schemas:core:2.0:User:password": "hunter3",
+            "name": {"givenName": "Ann"},
+            "emails": [{"value": "ann@x", "primary": true}],
+            "urn:example:acme:User": {"apiSecret": "s3", "shoeSize": 42},
+        });
+        let logged = for_log(&body, 10_000);
+        for secret in ["hunter2", "hunter3", "s3\""] {
+            assert!(!logged.contains(secret), "{logged}");
+        }
+        let back: Value = serde_json::from_str(&logged).unwrap();
+        assert_eq!(back["PassWord"], WITHHELD);
+        assert_eq!(back["name"]["givenName"], "Ann");
+        assert_eq!(back["emails"][0]["primary"], true);
+        assert_eq!(back["urn:example:acme:User"]["shoeSize"], 42);
+    }
+
+    #[test]
+    fn a_patch_naming_the_password_by_path_has_its_value_withheld() {
+        let body = json!({"Operations": [
+            {"op": "replace", "path": "password", "value": "hunter2"},
+            {"op": "Replace", "path": "urn:ietf:params:scim:schemas:core:2.0:User:PASSWORD", "value": "hunter3"},
+            {"op": "replace", "value": {"password": "hunter4", "active": false}},
+            {"op": "add", "path": "members", "value": [{"value": "u1"}]},
+        ]});
+        let logged = for_log(&body, 10_000);
+        for secret in ["hunter2", "hunter3", "hunter4"] {
+            assert!(!logged.contains(secret), "{logged}");
+        }
+        let back: Value = serde_json::from_str(&logged).unwrap();
+        assert_eq!(back["Operations"][2]["value"]["active"], false);
+        assert_eq!(back["Operations"][3]["value"][0]["value"], "u1");
+    }
+
+    #[test]
+    fn a_long_body_is_cut_with_its_length() {
+        let members: Vec<Value> = (0..1000)
+            .map(|i| json!({"value": format!("é{i}")}))
+            .collect();
+        let body = json!({"members": members});
+        let whole = serde_json::to_string(&body).unwrap().len();
+        let logged = for_log(&body, 100);
+        assert!(
+            logged.ends_with(&format!("… ({whole} bytes in all)")),
+            "{logged}"
+        );
+        let cut = logged.split('…').next().unwrap();
+        assert!(cut.len() <= 100 && cut.len() >= 97, "{}", cut.len());
+        assert!(!cut.contains('\u{fffd}'));
+        assert_eq!(for_log(&json!({"a": 1}), 7), "{\"a\":1}");
+    }
+}
