@@ -55,6 +55,7 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
                     Err(e) => return json!({"ok": false, "error": e}),
                 };
                 c["display_name"] = json!(t.display_name);
+                c["log_bodies"] = json!(t.log_bodies);
                 tenants.insert(name.clone(), c);
             }
             // A tenant taken out of the file keeps its data, and gets it back if put back:

@@ -587,8 +587,14 @@ pub(crate) fn print_answer(a: &serde_json::Value) {
             Some(d) => format!("{name} ({d})"),
             None => name.clone(),
         };
+        // Bodies in the journal are people's details: it is not to be left on unnoticed.
+        let logged = if t["log_bodies"] == true {
+            "; each request is logged with its body (log_bodies)"
+        } else {
+            ""
+        };
         say!(
-            "  tenant {label}: {} users, {} groups",
+            "  tenant {label}: {} users, {} groups{logged}",
             t["users"],
             t["groups"]
         );

@@ -1333,11 +1333,21 @@ async fn log_bodies_logs_what_the_idp_sends_without_its_passwords() {
     assert_eq!(f(2, "status"), 400);
     assert_eq!(f(2, "user_agent"), "Okta SCIM Client 1.0.0");
     assert!(f(2, "body").as_str().unwrap().contains("sometimes"));
-    // The start said, at WARN, that this tenant's bodies are logged.
+    // The start said, at WARN, that this tenant's bodies are logged, and so does `status`.
     assert!(
         log.lines()
             .any(|l| l.contains("tenants.acme.log_bodies") && l.contains("WARN")),
         "{log}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_scimd"))
+        .args(["status", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        status.contains("tenant acme: 1 users, 0 groups; each request is logged with its body"),
+        "{status}"
     );
 }
 
