@@ -403,7 +403,8 @@ impl App {
                 ),
             ));
         }
-        if let Some(t) = rt.config.tenants.get(&principal.tenant)
+        let tenant = rt.config.tenants.get(&principal.tenant);
+        if let Some(t) = tenant
             && let Some(rate) = t.rate_limit
         {
             let burst = t.rate_burst.map(f64::from).unwrap_or(rate.ceil()).max(1.0);
@@ -457,10 +458,7 @@ impl App {
         {
             return Err(method_not_allowed(method, allowed(&route.endpoint)));
         }
-        let captured = rt
-            .config
-            .tenants
-            .get(&principal.tenant)
+        let captured = tenant
             .is_some_and(|t| t.log_bodies)
             .then(|| Captured::of(&req));
         let body = if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
