@@ -1,0 +1,415 @@
+//! Reading the file and the environment, with every unknown key named in one run.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+
+use super::{Config, ConfigError};
+
+impl Config {
+    /// Read `path`, apply `SCIMD_` environment overrides, and validate.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let fail = |problems: Vec<String>| ConfigError {
+            file: path.to_path_buf(),
+            problems,
+            parsed: None,
+        };
+        // figment's file provider quietly yields nothing for a missing file; check first.
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => return Err(fail(vec![format!("cannot read the file: {e}")])),
+        };
+        // Whoever can write the file decides who may provision: refuse a file anyone can edit.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(m) = std::fs::metadata(path)
+                && m.permissions().mode() & 0o002 != 0
+            {
+                return Err(fail(vec![format!(
+                    "the file is writable by every user, so anyone could add a token; run `chmod o-w {}`",
+                    path.display()
+                )]));
+            }
+        }
+        let with_env = |fig: Figment| {
+            fig.merge(
+                // Only the sections that may be overridden: tenants stay file-only, and
+                // unrelated SCIMD_* variables in the environment are not config keys.
+                Env::prefixed("SCIMD_").split("__").filter(|k| {
+                    let section = k.as_str().split(['.', '_']).next().unwrap_or("");
+                    matches!(
+                        section.to_ascii_lowercase().as_str(),
+                        "server" | "tls" | "storage" | "log"
+                    )
+                }),
+            )
+        };
+        let defaults = || Figment::from(Serialized::defaults(Config::default()));
+        // Relative paths in the file are relative to the file, so the same config works
+        // whatever directory scimd is started from.
+        let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let base = file.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let settle = |mut cfg: Config| {
+            cfg.storage.dir = absolutize(&base, &cfg.storage.dir);
+            cfg.tls.cert = cfg.tls.cert.as_deref().map(|p| absolutize(&base, p));
+            cfg.tls.key = cfg.tls.key.as_deref().map(|p| absolutize(&base, p));
+            cfg
+        };
+        let mut cfg: Config = match with_env(defaults().merge(Toml::file_exact(path))).extract() {
+            Ok(c) => settle(c),
+            Err(e) => {
+                // Deserializing stops at the first unknown key. A key typed wrong is the
+                // common mistake, and there may be several: each is taken out of a copy of
+                // the file and the copy read again, so that one run names them all.
+                let mut problems = figment_problems(e.clone(), false);
+                let mut doc = std::str::from_utf8(&bytes)
+                    .ok()
+                    .and_then(|t| t.parse::<toml_edit::DocumentMut>().ok());
+                let mut last = e;
+                for _ in 0..32 {
+                    let Some(d) = doc.as_mut() else {
+                        break;
+                    };
+                    if !drop_unknown_keys(d, &last) {
+                        break;
+                    }
+                    match with_env(defaults().merge(Toml::string(&d.to_string())))
+                        .extract::<Config>()
+                    {
+                        Ok(c) => {
+                            problems.extend(settle(c).problems());
+                            break;
+                        }
+                        Err(e) => {
+                            problems.extend(figment_problems(e.clone(), true));
+                            last = e;
+                        }
+                    }
+                }
+                problems.dedup();
+                return Err(fail(problems));
+            }
+        };
+        cfg.file_digest = crate::auth::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        let problems = cfg.problems();
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigError {
+                problems,
+                parsed: Some(Box::new(cfg)),
+                ..fail(Vec::new())
+            })
+        }
+    }
+}
+
+fn absolutize(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+/// Take every key `err` reports as unknown out of `doc`; whether any was.
+fn drop_unknown_keys(doc: &mut toml_edit::DocumentMut, err: &figment::Error) -> bool {
+    let mut dropped = false;
+    for e in err.clone() {
+        let figment::error::Kind::UnknownField(found, _) = &e.kind else {
+            continue;
+        };
+        // The path ends in the unknown key itself; what comes before leads to its table.
+        let parents: Vec<&String> = e.path.iter().filter(|s| s.as_str() != "default").collect();
+        let Some((_, parents)) = parents.split_last() else {
+            continue;
+        };
+        dropped |= table_at(doc.as_item_mut(), parents).is_some_and(|t| t.remove(found).is_some());
+    }
+    dropped
+}
+
+/// The table (or inline table) at `path`: keys, and indexes into arrays.
+fn table_at<'a>(
+    item: &'a mut toml_edit::Item,
+    path: &[&String],
+) -> Option<&'a mut dyn toml_edit::TableLike> {
+    match path.split_first() {
+        None => item.as_table_like_mut(),
+        Some((p, rest)) => {
+            let next = match p.parse::<usize>() {
+                Ok(i) if item.is_array() || item.is_array_of_tables() => item.get_mut(i),
+                _ => item.get_mut(p.as_str()),
+            }?;
+            table_at(next, rest)
+        }
+    }
+}
+
+/// `err`'s problems, one line each. `reread`: the file was read again from a copy with
+/// unknown keys taken out, so what is not from the environment is from the file.
+fn figment_problems(err: figment::Error, reread: bool) -> Vec<String> {
+    err.into_iter()
+        .map(|e| {
+            let key = e
+                .path
+                .iter()
+                .filter(|s| s.as_str() != "default")
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(".");
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| match &m.source {
+                    Some(figment::Source::File(_)) => " (in the file)".to_string(),
+                    _ if m.name.contains("environment") => {
+                        " (from an SCIMD_ environment variable)".to_string()
+                    }
+                    _ if reread => " (in the file)".to_string(),
+                    _ => String::new(),
+                })
+                .unwrap_or_default();
+            // These messages also go to the journal on a reload, and a token pasted where its
+            // hash belongs must not. A value of the wrong type is named by its type only...
+            let from_env = e
+                .metadata
+                .as_ref()
+                .is_some_and(|m| m.name.contains("environment"));
+            let kind = match &e.kind {
+                figment::error::Kind::InvalidType(figment::error::Actual::Str(_), expected) => {
+                    format!("invalid type: found a string, expected {expected}")
+                }
+                // figment's own text nests backticks (`one of `a`, `b``).
+                figment::error::Kind::UnknownField(found, expected) => {
+                    // SCIMD_LOG_LEVEL for SCIMD_LOG__LEVEL: the one underscore is the level.
+                    let hint = if from_env && found.contains('_') && !found.contains("__") {
+                        format!(
+                            "; nested keys take a double underscore, as in SCIMD_{}",
+                            found.to_ascii_uppercase().replacen('_', "__", 1)
+                        )
+                    } else {
+                        String::new()
+                    };
+                    format!(
+                        "unknown key \"{found}\"; expected one of {}{hint}",
+                        expected.join(", ")
+                    )
+                }
+                figment::error::Kind::UnknownVariant(found, expected) => format!(
+                    "unknown value \"{found}\"; expected one of {}",
+                    expected.join(", ")
+                ),
+                k => k.to_string(),
+            };
+            // ...and a TOML syntax error keeps its position and reason, not the quoted line.
+            let kind = kind
+                .lines()
+                .filter(|l| {
+                    !l.trim_start()
+                        .trim_start_matches(|c: char| c.is_ascii_digit())
+                        .trim_start()
+                        .starts_with('|')
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
+            if key.is_empty() {
+                format!("{kind}{source}")
+            } else {
+                format!("{key}: {kind}{source}")
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
+mod tests {
+    use super::*;
+    use crate::config::tests::GOOD;
+    use figment::Jail;
+
+    #[test]
+    fn loads_and_env_overrides_server_keys() {
+        Jail::expect_with(|jail| {
+            jail.create_file("scimd.toml", GOOD)?;
+            jail.set_env("SCIMD_SERVER__MAX_RESULTS", "50");
+            jail.set_env("SCIMD_UNRELATED", "x");
+            jail.set_env("SCIMD_TENANTS__EVIL__TOKENS", "[]");
+            let cfg = Config::load(Path::new("scimd.toml")).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.server.max_results, 50);
+            assert!(cfg.storage.dir.ends_with("data"));
+            assert_eq!(cfg.tenants["acme"].tokens[0].name, "okta");
+            assert_eq!(cfg.tenants.len(), 1, "tenants come from the file only");
+            Ok(())
+        });
+    }
+
+    /// Keys typed wrong are all named in one run, with what else is wrong beside them.
+    #[test]
+    fn every_unknown_key_and_the_problems_past_them_are_named_at_once() {
+        Jail::expect_with(|jail| {
+            let text = GOOD
+                .replace("[tls]", "[tls]\nself_sgned = 1")
+                .replace(
+                    "listen = \"127.0.0.1:0\"",
+                    "listen = \"127.0.0.1:0\"\nlistn = 1",
+                )
+                .replace(
+                    "tokens = [{ name = \"okta\",",
+                    "displayname = \"A\"\ntokens = [{ nme = \"x\", name = \"okta\",",
+                )
+                .replace("9f86", "sha256:9f86")
+                + "[tenants.beta]\ntoken = []\n";
+            jail.create_file("bad.toml", &text)?;
+            let err = Config::load(Path::new("bad.toml")).expect_err("five problems");
+            let all = err.problems.join("\n");
+            for needle in [
+                "tls.self_sgned: unknown key",
+                "server.listn: unknown key",
+                "tenants.acme.displayname: unknown key",
+                "tenants.acme.tokens.0.nme: unknown key",
+                "tenants.beta.token: unknown key",
+                "(drop the \"sha256:\" in front)",
+            ] {
+                assert!(all.contains(needle), "{needle} not in:\n{all}");
+            }
+            assert!(
+                err.problems
+                    .iter()
+                    .all(|p| !p.contains("unknown key") || p.ends_with("(in the file)")),
+                "{all}"
+            );
+            // Read again, relative paths still mean next to the file, not where scimd runs.
+            jail.create_dir("sub")?;
+            jail.create_file("sub/c.pem", "x")?;
+            jail.create_file("sub/k.pem", "x")?;
+            let text = GOOD.replace(
+                "self_signed = true",
+                "cert = \"c.pem\"\nkey = \"k.pem\"\ncolour = 1",
+            );
+            jail.create_file("sub/typo.toml", &text)?;
+            let err = Config::load(Path::new("sub/typo.toml")).expect_err("a typo");
+            assert_eq!(err.problems.len(), 1, "{:?}", err.problems);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        Jail::expect_with(|jail| {
+            let cases = [
+                (
+                    GOOD.replace("self_signed = true", "self_signed = true\ncolour = 1"),
+                    "colour",
+                ),
+                (
+                    GOOD.replace("listen = \"127.0.0.1:0\"", "listen = 5"),
+                    "server.listen",
+                ),
+                (
+                    GOOD.replace("tokens = [", "tokens = [] #"),
+                    "tenants.acme.tokens",
+                ),
+                (GOOD.replace("9f86", "zz"), "tenants.acme.tokens[0].sha256"),
+                (
+                    GOOD.replace(
+                        "self_signed = true",
+                        "cert = \"nope.pem\"\nkey = \"nope.key\"",
+                    ),
+                    "tls.cert: cannot read",
+                ),
+                (GOOD.replace("[tls]", "[server2]"), "server2"),
+                (
+                    GOOD.replace("[tls]", "[log]\nlevel = \"verbose\"\n[tls]"),
+                    "log.level: \"verbose\" is not a level",
+                ),
+                (
+                    GOOD.replace("[tls]", "[log]\nlevel = \"info,scimd=loud\"\n[tls]"),
+                    "log.level: \"scimd=loud\"",
+                ),
+                (GOOD.replace("tenants.acme", "tenants.Acme"), "tenants.Acme"),
+            ];
+            for (text, needle) in cases {
+                jail.create_file("bad.toml", &text)?;
+                let err = Config::load(Path::new("bad.toml"))
+                    .expect_err(needle)
+                    .to_string();
+                assert!(err.contains(needle), "{needle} not in: {err}");
+            }
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                jail.create_file("open.toml", GOOD)?;
+                std::fs::set_permissions("open.toml", std::fs::Permissions::from_mode(0o666))
+                    .map_err(|e| e.to_string())?;
+                let err = Config::load(Path::new("open.toml"))
+                    .expect_err("world-writable")
+                    .to_string();
+                assert!(
+                    err.contains("writable by every user") && err.contains("chmod o-w"),
+                    "{err}"
+                );
+            }
+            let err = Config::load(Path::new("missing.toml"))
+                .expect_err("missing")
+                .to_string();
+            assert!(err.contains("cannot read the file"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_syntax_error_names_its_place_but_not_the_text() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "bad.toml",
+                "[tenants.acme]\ntokens = [{ name = \"okta\", sha256 = scimd_SECRET123 }]\n",
+            )?;
+            let err = Config::load(Path::new("bad.toml")).unwrap_err().to_string();
+            assert!(err.contains("line 2"), "{err}");
+            assert!(!err.contains("SECRET"), "{err}");
+            jail.create_file(
+                "typed.toml",
+                "[tenants.acme]\ntokens = [\"scimd_SECRET456\"]\n",
+            )?;
+            let err = Config::load(Path::new("typed.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("found a string") && !err.contains("SECRET"),
+                "{err}"
+            );
+            // A token where its hash belongs: said so, and not echoed.
+            jail.create_file(
+                "pasted.toml",
+                "[tenants.acme]\ntokens = [{ name = \"okta\", sha256 = \"scimd_SECRET789\" }]\n",
+            )?;
+            let err = Config::load(Path::new("pasted.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("looks like a token") && !err.contains("SECRET"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_unknown_key_lists_the_known_ones_and_the_env_spelling() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", GOOD)?;
+            jail.set_env("SCIMD_SERVER_LISTEN", "1");
+            let err = Config::load(Path::new("c.toml")).unwrap_err().to_string();
+            assert!(
+                err.contains("unknown key \"server_listen\"; expected one of server, tls")
+                    && err.contains("SCIMD_SERVER__LISTEN"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+}

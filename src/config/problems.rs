@@ -1,0 +1,497 @@
+//! The semantic checks: what is refused, each problem named by its key.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+use super::extension::check_attribute;
+use super::{Config, bad_log_level};
+
+impl Config {
+    /// Semantic checks; every problem names its key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        match self.server.listen.parse::<SocketAddr>() {
+            Err(_) => p.push(format!(
+                "server.listen: \"{}\" is not an address:port such as 0.0.0.0:8443",
+                self.server.listen
+            )),
+            Ok(a) if self.server.plain_http && !a.ip().is_loopback() => p.push(format!(
+                "server.plain_http: plain HTTP is only allowed on a loopback address, and \
+                 server.listen is {a}; use TLS or listen on 127.0.0.1"
+            )),
+            Ok(_) => {}
+        }
+        // http:// only names a plain_http server (a local test); IdPs are given https://.
+        let scheme = |u: &str, s: &str| u.get(..s.len()).is_some_and(|p| p.eq_ignore_ascii_case(s));
+        if let Some(u) = &self.server.public_url
+            && !(scheme(u, "https://") || (self.server.plain_http && scheme(u, "http://")))
+        {
+            p.push(format!(
+                "server.public_url: {u:?} must start with https:// (e.g. https://scim.corp.example:8443){}",
+                if scheme(u, "http://") {
+                    "; http:// is only for a server.plain_http test server"
+                } else {
+                    ""
+                }
+            ));
+        }
+        // Every Location and Base URL is built on it: a query or fragment would end up in
+        // the middle of them, user:password@ would be sent to every client, and a space or
+        // line break would break the header (and the log line that names it).
+        if let Some(u) = &self.server.public_url
+            && let Some(why) = not_a_base(u)
+        {
+            p.push(format!("server.public_url: {u:?} {why}"));
+        }
+        check_redirect(
+            "server.login_redirect_url",
+            self.server.login_redirect_url.as_deref(),
+            &mut p,
+        );
+        if let Some(bad) = bad_log_level(&self.log.level) {
+            p.push(format!(
+                "log.level: \"{bad}\" is not a level; use error, warn, info, debug or trace \
+                 (or target=level parts, such as info,scimd::request=debug)"
+            ));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            p.push(format!(
+                "log.format: must be \"text\" or \"json\", got \"{}\"",
+                self.log.format
+            ));
+        }
+        if let Some(h) = &self.server.metrics_token_sha256
+            && (h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            p.push("server.metrics_token_sha256: expected 64 hex characters (`scimd token --name metrics` prints one)".into());
+        }
+        if self.server.max_results == 0 {
+            p.push("server.max_results: must be at least 1".into());
+        }
+        if self.server.max_unread_mb == 0 {
+            p.push("server.max_unread_mb: must be at least 1 (MiB)".into());
+        }
+        for (key, secs) in [
+            (
+                "server.header_timeout_secs",
+                self.server.header_timeout_secs,
+            ),
+            (
+                "server.request_timeout_secs",
+                self.server.request_timeout_secs,
+            ),
+        ] {
+            if secs == 0 {
+                p.push(format!("{key}: must be at least 1 (seconds)"));
+            }
+        }
+        if self.server.max_filter_length < 64 {
+            p.push("server.max_filter_length: must be at least 64".into());
+        }
+        if !(1..=256).contains(&self.server.max_filter_depth) {
+            p.push("server.max_filter_depth: must be between 1 and 256".into());
+        }
+        if self.server.max_patch_operations == 0 {
+            p.push("server.max_patch_operations: must be at least 1".into());
+        }
+        if self.server.max_body_bytes < 1024 {
+            p.push("server.max_body_bytes: must be at least 1024".into());
+        }
+        if !self.server.plain_http {
+            match (&self.tls.cert, &self.tls.key, self.tls.self_signed) {
+                (Some(_), Some(_), true) => p.push(
+                    "tls.self_signed: set either tls.cert and tls.key, or tls.self_signed = true, not both"
+                        .into(),
+                ),
+                (Some(c), Some(k), false) => {
+                    for (key, path) in [("tls.cert", c), ("tls.key", k)] {
+                        if let Err(e) = std::fs::File::open(path) {
+                            p.push(format!("{key}: cannot read {}: {e}", path.display()));
+                        }
+                    }
+                }
+                (None, None, true) => {}
+                (None, None, false) => p.push(
+                    "tls: no certificate configured; set tls.cert and tls.key to PEM files, or \
+                     tls.self_signed = true for evaluation"
+                        .into(),
+                ),
+                (Some(_), None, _) => p.push("tls.key: missing (tls.cert is set)".into()),
+                (None, Some(_), _) => p.push("tls.cert: missing (tls.key is set)".into()),
+            }
+        }
+        if self.tenants.is_empty() {
+            p.push(
+                "tenants: no tenant configured; add one with `scimd tenant add NAME` \
+                 (to stop serving the last tenant, stop the service instead)"
+                    .into(),
+            );
+        }
+        let mut hashes = HashSet::new();
+        for (name, t) in &self.tenants {
+            if !valid_tenant_name(name) {
+                p.push(format!(
+                    "tenants.{name}: tenant names may hold only a-z, 0-9, '-' and '_' (1 to 64 characters)"
+                ));
+            }
+            if t.tokens.is_empty() {
+                p.push(format!(
+                    "tenants.{name}.tokens: the tenant has no token; add one with `scimd token`"
+                ));
+            }
+            check_redirect(
+                &format!("tenants.{name}.login_redirect_url"),
+                t.login_redirect_url.as_deref(),
+                &mut p,
+            );
+            if let Some(r) = t.rate_limit
+                && !(r.is_finite() && r > 0.0)
+            {
+                p.push(format!(
+                    "tenants.{name}.rate_limit: must be a positive number of requests per second (remove it for no limit)"
+                ));
+            }
+            for (k, v) in [
+                ("events_max_count", t.events_max_count),
+                ("events_max_age_days", t.events_max_age_days),
+            ] {
+                if v == Some(0) {
+                    p.push(format!(
+                        "tenants.{name}.{k}: must be at least 1 (remove it for the default)"
+                    ));
+                }
+            }
+            // The tenant's own extensions are paths too.
+            let users = crate::extensions::resource_type(crate::scim::schema::Kind::User, t);
+            for (i, path) in t.create_only.iter().enumerate() {
+                let attr = match crate::scim::path::parse(users, path) {
+                    Ok(crate::scim::path::Parsed::Known(k)) if k.filter.is_none() => k.attr,
+                    _ => {
+                        p.push(format!(
+                            "tenants.{name}.create_only[{i}]: \"{path}\" is not a User attribute path (e.g. timezone or name.givenName)"
+                        ));
+                        continue;
+                    }
+                };
+                // What IdPs match and deprovision by, and what the server keeps itself.
+                if attr.ext.is_none()
+                    && matches!(
+                        attr.def.name,
+                        "id" | "externalId" | "userName" | "active" | "groups" | "meta" | "schemas"
+                    )
+                {
+                    p.push(format!(
+                        "tenants.{name}.create_only[{i}]: \"{path}\" cannot be create-only: the IdP must be able to change it (it renames, matches and deactivates users by it), or the server sets it"
+                    ));
+                }
+            }
+            let mut urns = HashSet::new();
+            for (i, e) in t.extensions.iter().enumerate() {
+                let key = format!("tenants.{name}.extensions[{i}]");
+                let builtin = [
+                    crate::scim::schema::USER_SCHEMA,
+                    crate::scim::schema::GROUP_SCHEMA,
+                    crate::scim::schema::ENTERPRISE_SCHEMA,
+                ];
+                if !e.urn.starts_with("urn:") || e.urn.contains(char::is_whitespace) {
+                    p.push(format!("{key}.urn: \"{}\" must be a URN such as urn:ietf:params:scim:schemas:extension:acme:2.0:User", e.urn));
+                } else if builtin.iter().any(|b| b.eq_ignore_ascii_case(&e.urn)) {
+                    p.push(format!("{key}.urn: \"{}\" is a built-in schema", e.urn));
+                } else if !urns.insert(e.urn.to_ascii_lowercase()) {
+                    p.push(format!("{key}.urn: \"{}\" is declared twice", e.urn));
+                }
+                if e.resource != "User" && e.resource != "Group" {
+                    p.push(format!(
+                        "{key}.resource: must be \"User\" or \"Group\", got \"{}\"",
+                        e.resource
+                    ));
+                }
+                if e.attributes.is_empty() {
+                    p.push(format!(
+                        "{key}.attributes: an extension needs at least one attribute"
+                    ));
+                }
+                let mut names = HashSet::new();
+                for (j, a) in e.attributes.iter().enumerate() {
+                    check_attribute(&format!("{key}.attributes[{j}]"), a, false, &mut p);
+                    if !names.insert(a.name.to_ascii_lowercase()) {
+                        p.push(format!(
+                            "{key}.attributes[{j}].name: \"{}\" is declared twice",
+                            a.name
+                        ));
+                    }
+                }
+            }
+            if let Some(plan) = &t.plan {
+                if plan.name.trim().is_empty() {
+                    p.push(format!("tenants.{name}.plan.name: must not be empty"));
+                }
+                if plan.seats == Some(0) {
+                    p.push(format!("tenants.{name}.plan.seats: must be at least 1 (remove it for unlimited seats)"));
+                }
+                for (i, m) in plan.existing_members.iter().enumerate() {
+                    if m.trim().is_empty() {
+                        p.push(format!(
+                            "tenants.{name}.plan.existing_members[{i}]: must not be empty \
+                             (a userName or an email)"
+                        ));
+                    }
+                }
+            }
+            let mut names = HashSet::new();
+            for (i, tok) in t.tokens.iter().enumerate() {
+                let key = format!("tenants.{name}.tokens[{i}]");
+                if tok.name.trim().is_empty() {
+                    p.push(format!("{key}.name: must not be empty"));
+                } else if !names.insert(tok.name.as_str()) {
+                    p.push(format!(
+                        "{key}.name: \"{}\" is used twice in this tenant",
+                        tok.name
+                    ));
+                }
+                let h = &tok.sha256;
+                if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    // The token itself pasted in place of its hash (never echoed).
+                    let hex = |t: &str| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit());
+                    let pasted = if h.starts_with("scimd_") {
+                        " (this looks like a token: the file takes its SHA-256, which \
+                         `scimd token` prints beside it)"
+                    } else if h
+                        .get(..7)
+                        .is_some_and(|p| p.eq_ignore_ascii_case("sha256:"))
+                        && hex(&h[7..])
+                    {
+                        " (drop the \"sha256:\" in front)"
+                    } else if h.trim() != h && hex(h.trim()) {
+                        " (drop the spaces around it)"
+                    } else {
+                        ""
+                    };
+                    p.push(format!(
+                        "{key}.sha256: expected 64 hex characters (got {}){pasted}; generate a token and its hash with `scimd token`",
+                        h.len()
+                    ));
+                } else if !hashes.insert(h.to_ascii_lowercase()) {
+                    p.push(format!(
+                        "{key}.sha256: the same token is configured more than once; each token must belong to one tenant"
+                    ));
+                }
+            }
+        }
+        p
+    }
+}
+
+/// What keeps `url` from being the start of every URL scimd gives out, if anything.
+fn not_a_base(url: &str) -> Option<&'static str> {
+    let uri = match url.parse::<http::Uri>() {
+        Ok(u) => u,
+        Err(_) => return Some("is not a URL (no spaces or control characters)"),
+    };
+    let authority = uri.authority()?;
+    if url.contains(['?', '#']) || authority.as_str().contains('@') {
+        return Some("may hold only a scheme, a host, a port and a path (no user@, ? or #)");
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Some("has no host");
+    }
+    if authority
+        .as_str()
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| !p.ends_with(']'))
+        && authority.port_u16().is_none()
+    {
+        return Some("has a port that is not a number from 1 to 65535");
+    }
+    None
+}
+
+/// A redirect target must be an absolute http(s) URL with a host and nothing that could
+/// break out of the Location header.
+fn check_redirect(key: &str, url: Option<&str>, p: &mut Vec<String>) {
+    let Some(u) = url else { return };
+    let rest = u
+        .strip_prefix("https://")
+        .or_else(|| u.strip_prefix("http://"));
+    let host_ok = rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'));
+    if !host_ok || u.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        p.push(format!(
+            "{key}: \"{u}\" must be an absolute https:// (or http://) URL such as https://app.example.com/login"
+        ));
+    } else if !u.is_ascii() {
+        // It goes out as a Location header, which is ASCII (RFC 9110 §5.5).
+        p.push(format!(
+            "{key}: \"{u}\" has characters outside ASCII; percent-encode them (and write the host in its xn-- form)"
+        ));
+    }
+}
+
+pub fn valid_tenant_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 64
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::{GOOD, toml_cfg};
+    use crate::config::{PlanConfig, SeatLimitPolicy, TenantConfig};
+
+    #[test]
+    fn existing_members_must_name_someone_and_repeats_are_warned_of() {
+        let mut c = Config::default();
+        c.tenants.insert(
+            "acme".into(),
+            TenantConfig {
+                plan: Some(PlanConfig {
+                    name: "Business".into(),
+                    test_threshold: 10,
+                    seats: None,
+                    on_seat_limit: SeatLimitPolicy::Reject,
+                    existing_members: ["a@x", " ", "A@X ", "b@x"].map(Into::into).to_vec(),
+                }),
+                ..TenantConfig::default()
+            },
+        );
+        assert!(
+            c.problems()
+                .contains(&"tenants.acme.plan.existing_members[1]: must not be empty (a userName or an email)".to_string()),
+            "{:?}",
+            c.problems()
+        );
+        assert_eq!(
+            c.warnings(),
+            [
+                "tenants.acme.plan.existing_members[2]: \"A@X \" repeats entry [0] (matching \
+              ignores case); it counts once"
+            ]
+        );
+        let rules = crate::http::plan_rules(c.tenants["acme"].plan.as_ref().unwrap());
+        assert_eq!(rules.existing_members, ["a@x", "b@x"]);
+    }
+
+    #[test]
+    fn create_only_takes_extension_paths_but_not_what_idps_match_or_deactivate_by() {
+        let mut c: Config = toml_cfg(&format!(
+            "{GOOD}\n[[tenants.acme.extensions]]\nurn = \"urn:ietf:params:scim:schemas:extension:acme:2.0:User\"\n\
+             name = \"AcmeUser\"\n[[tenants.acme.extensions.attributes]]\nname = \"level\"\ntype = \"integer\"\n"
+        ));
+        let t = c.tenants.get_mut("acme").unwrap();
+        t.create_only = vec![
+            "timezone".into(),
+            "urn:ietf:params:scim:schemas:extension:acme:2.0:User:level".into(),
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department".into(),
+        ];
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+        let t = c.tenants.get_mut("acme").unwrap();
+        t.create_only = [
+            "active",
+            "userName",
+            "externalId",
+            "id",
+            "nickname[x]",
+            "nope",
+        ]
+        .map(String::from)
+        .to_vec();
+        let p = c.problems().join("\n");
+        for i in 0..4 {
+            assert!(
+                p.contains(&format!("create_only[{i}]: \"")) && p.contains("cannot be create-only"),
+                "{i}: {p}"
+            );
+        }
+        assert!(
+            p.contains("create_only[4]: \"nickname[x]\" is not a User attribute path"),
+            "{p}"
+        );
+        assert!(p.contains("create_only[5]: \"nope\" is not"), "{p}");
+    }
+
+    #[test]
+    fn retention_of_zero_and_redirects_outside_ascii_are_refused() {
+        let mut c: Config = toml_cfg(GOOD);
+        let t = c.tenants.get_mut("acme").unwrap();
+        t.events_max_count = Some(0);
+        t.events_max_age_days = Some(0);
+        t.login_redirect_url = Some("https://app.example/anmeldung-für-alle".into());
+        c.server.login_redirect_url = Some("http://intranet.example/login".into());
+        let p = c.problems().join("\n");
+        for needle in [
+            "tenants.acme.events_max_count: must be at least 1",
+            "tenants.acme.events_max_age_days: must be at least 1",
+            "tenants.acme.login_redirect_url: \"https://app.example/anmeldung-für-alle\" has characters outside ASCII",
+        ] {
+            assert!(p.contains(needle), "{needle} not in {p}");
+        }
+        assert!(!p.contains("server.login_redirect_url"), "{p}");
+    }
+
+    #[test]
+    fn limits_of_zero_are_refused() {
+        let mut c: Config = toml_cfg(GOOD);
+        c.server.max_results = 0;
+        c.server.max_unread_mb = 0;
+        c.server.request_timeout_secs = 0;
+        let p = c.problems().join("\n");
+        for needle in [
+            "server.max_results: must be at least 1",
+            "server.max_unread_mb: must be at least 1 (MiB)",
+            "server.request_timeout_secs: must be at least 1",
+        ] {
+            assert!(p.contains(needle), "{needle} not in {p}");
+        }
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        let mut c: Config = toml_cfg(GOOD);
+        c.server.plain_http = true;
+        c.server.listen = "0.0.0.0:8080".into();
+        assert!(
+            c.problems()
+                .iter()
+                .any(|p| p.starts_with("server.plain_http"))
+        );
+        c.server.listen = "127.0.0.1:8080".into();
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+    }
+
+    #[test]
+    fn public_url_is_https_unless_the_server_is_plain_http() {
+        let public_url_refused = |url: &str, plain: bool| {
+            let mut c: Config = toml_cfg(GOOD);
+            c.server.public_url = Some(url.into());
+            c.server.plain_http = plain;
+            c.server.listen = "127.0.0.1:8080".into();
+            c.problems()
+                .iter()
+                .any(|p| p.starts_with("server.public_url"))
+        };
+        assert!(!public_url_refused("https://scim.example:8443", false));
+        assert!(public_url_refused("http://scim.example", false));
+        assert!(public_url_refused("ftp://scim.example", false));
+        assert!(!public_url_refused("http://127.0.0.1:8080", true));
+        assert!(public_url_refused("ftp://scim.example", true));
+        assert!(!public_url_refused("HTTPS://scim.example", false));
+        for url in [
+            "https://scim.example?x=1",
+            "https://scim.example/#frag",
+            "https://user:pw@scim.example/",
+            "https://scim.example ",
+            "https://scim .example",
+            "https://scim.example/a b",
+            "https://scim.example/\nERROR forged",
+            "https://",
+            "https:///x",
+            "https://scim.example:99999",
+            "https://scim.example:abc",
+        ] {
+            assert!(public_url_refused(url, false), "{url}");
+        }
+        assert!(!public_url_refused("https://[2001:db8::5]:8443", false));
+        assert!(!public_url_refused("https://[2001:db8::5]", false));
+    }
+}

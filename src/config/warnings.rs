@@ -1,0 +1,180 @@
+//! What is allowed but unwise.
+
+use std::collections::HashMap;
+
+use super::Config;
+use super::sections::scim_base_in;
+
+impl Config {
+    /// What is allowed but unwise, for `check-config` and the log at start and reload.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        // A private key every user can read lets anyone on the host impersonate the server.
+        // Only a warning: container secrets are mounted 0644 or 0444 in directories only
+        // the service can enter.
+        #[cfg(unix)]
+        if let (Some(k), false) = (&self.tls.key, self.server.plain_http) {
+            use std::os::unix::fs::PermissionsExt;
+            if std::fs::metadata(k).is_ok_and(|m| m.permissions().mode() & 0o004 != 0) {
+                w.push(format!(
+                    "tls.key: {} is readable by every user; unless its directory keeps them \
+                     out, run `chmod o-r {0}` (group scimd, mode 0640, is what the service needs)",
+                    k.display()
+                ));
+            }
+        }
+        // idp-notes §9: Okta refuses a Base URL whose host name has an underscore.
+        if let Some(host) = self
+            .server
+            .public_url
+            .as_deref()
+            .and_then(|u| u.split_once("://"))
+            .map(|(_, rest)| rest.split(['/', ':']).next().unwrap_or(""))
+            && host.contains('_')
+        {
+            w.push(format!(
+                "server.public_url: the host name \"{host}\" has an underscore, which Okta \
+                 refuses in a Base URL; use a name with hyphens if Okta will provision"
+            ));
+        }
+        // A Base URL pasted here would be doubled in every Location and in the Base URLs
+        // scimd prints (`…/scim/v2/scim/v2`): its SCIM part is left out (`public_base`).
+        // Refusing it would stop a running service at its next start over a mistake it
+        // can read past.
+        if let Some(u) = &self.server.public_url
+            && let Some(base) = scim_base_in(u)
+        {
+            w.push(format!(
+                "server.public_url: {u:?} ends in the SCIM path {base}, which scimd adds \
+                 itself; it uses {:?}. Give the address only (such as \
+                 https://scim.corp.example:8443)",
+                self.server.public_base().unwrap_or_default()
+            ));
+        }
+        for (name, plan) in self
+            .tenants
+            .iter()
+            .filter_map(|(n, t)| t.plan.as_ref().map(|p| (n, p)))
+        {
+            let mut seen = HashMap::new();
+            for (i, m) in plan.existing_members.iter().enumerate() {
+                let first = *seen.entry(m.trim().to_lowercase()).or_insert(i);
+                if first != i {
+                    w.push(format!(
+                        "tenants.{name}.plan.existing_members[{i}]: \"{m}\" repeats entry \
+                         [{first}] (matching ignores case); it counts once"
+                    ));
+                }
+            }
+        }
+        for name in self
+            .tenants
+            .iter()
+            .filter(|(_, t)| t.log_bodies)
+            .map(|(n, _)| n)
+        {
+            w.push(format!(
+                "tenants.{name}.log_bodies: every request of this tenant is logged with its \
+                 body (passwords withheld, but names and email addresses in full); set it \
+                 back to false and reload once you have seen what the IdP sends"
+            ));
+        }
+        if self.server.plain_http && (self.tls.cert.is_some() || self.tls.key.is_some()) {
+            w.push(
+                "tls.cert, tls.key: not used, as server.plain_http serves without TLS".to_string(),
+            );
+        }
+        for (name, _) in self
+            .tenants
+            .iter()
+            .filter(|(_, t)| t.rate_burst.is_some() && t.rate_limit.is_none())
+        {
+            w.push(format!(
+                "tenants.{name}.rate_burst: has no effect without rate_limit (the tenant is \
+                 not rate limited)"
+            ));
+        }
+        for name in self.tenants.keys().filter(|n| n.contains('_')) {
+            w.push(format!(
+                "tenants.{name}: the name has an underscore, which Okta refuses in a Base URL \
+                 (…/tenants/{name}/scim/v2); give Okta …/scim/v2, where the token selects \
+                 the tenant, or use a name with hyphens"
+            ));
+        }
+        w
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TenantConfig;
+    use crate::config::tests::{GOOD, toml_cfg};
+
+    #[test]
+    fn an_underscore_in_the_public_host_is_a_warning() {
+        let mut c = Config::default();
+        c.server.public_url = Some("https://scim_corp.example:8443/".into());
+        assert!(c.warnings().iter().any(|w| w.contains("underscore")));
+        c.server.public_url = Some("https://scim-corp.example:8443/x_y".into());
+        assert!(!c.warnings().iter().any(|w| w.contains("underscore")));
+        // A tenant's own Base URL carries its name.
+        c.tenants
+            .insert("acme_corp".into(), TenantConfig::default());
+        c.tenants
+            .insert("beta-corp".into(), TenantConfig::default());
+        let w = c.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("tenants.acme_corp:"), "{w:?}");
+    }
+
+    #[test]
+    fn a_burst_without_a_rate_is_a_warning() {
+        let mut c = Config::default();
+        let t = TenantConfig {
+            rate_burst: Some(100),
+            ..TenantConfig::default()
+        };
+        c.tenants.insert("acme".into(), t);
+        let w = c.warnings();
+        assert!(
+            w.len() == 1 && w[0].starts_with("tenants.acme.rate_burst: has no effect"),
+            "{w:?}"
+        );
+        c.tenants.get_mut("acme").unwrap().rate_limit = Some(50.0);
+        assert!(c.warnings().is_empty());
+    }
+
+    #[test]
+    fn certificate_files_with_plain_http_are_a_warning() {
+        let mut c = Config::default();
+        c.tls.cert = Some("/etc/scimd/tls/fullchain.pem".into());
+        assert!(c.warnings().is_empty());
+        c.server.plain_http = true;
+        let w = c.warnings();
+        assert!(w.len() == 1 && w[0].contains("not used"), "{w:?}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_private_key_every_user_can_read_is_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&cert, "c").unwrap();
+        std::fs::write(&key, "k").unwrap();
+        let mut c: Config = toml_cfg(GOOD);
+        c.tls.self_signed = false;
+        c.tls.cert = Some(cert);
+        c.tls.key = Some(key.clone());
+        let warned = |mode: u32| {
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert!(c.problems().is_empty(), "{:?}", c.problems());
+            c.warnings()
+                .iter()
+                .any(|w| w.starts_with("tls.key") && w.contains("chmod o-r"))
+        };
+        assert!(warned(0o644));
+        assert!(!warned(0o640));
+    }
+}
