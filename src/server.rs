@@ -91,6 +91,35 @@ pub struct Reloaded {
 }
 
 /// What to do about the two reasons a listen fails on a machine that is set up right.
+/// Bind `addr` with a listen queue as deep as the connection limit (at least 1,024; the
+/// kernel caps it at `net.core.somaxconn`). The default of 128 overflows under a burst of
+/// new clients, and each client whose connection the kernel drops waits a second for its
+/// retry.
+async fn listen(addr: &str, max_connections: usize) -> std::io::Result<TcpListener> {
+    let backlog = u32::try_from(max_connections.max(1024)).unwrap_or(u32::MAX);
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }?;
+        // As std and tokio's own bind: a restart need not wait out TIME_WAIT.
+        #[cfg(unix)]
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a).and_then(|()| socket.listen(backlog)) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the address resolves to nothing",
+        )
+    }))
+}
+
 fn bind_hint(e: &std::io::Error) -> &'static str {
     match e.kind() {
         std::io::ErrorKind::AddrInUse => {
@@ -297,7 +326,7 @@ impl Server {
         if stale > 0 {
             tracing::warn!(dir = %dir.display(), count = stale, "removed backup copies left in the state directory by an interrupted `scimd backup`");
         }
-        let listener = match TcpListener::bind(&config.server.listen).await {
+        let listener = match listen(&config.server.listen, config.server.max_connections).await {
             Ok(l) => l,
             Err(source) => {
                 store.close();
@@ -383,11 +412,11 @@ impl Server {
         let (closing, closed) = tokio::sync::watch::channel(false);
         tokio::pin!(shutdown);
         let mut said_full: Option<std::time::Instant> = None;
-        loop {
+        'accepting: loop {
             // Take a connection slot before accepting: under overload the kernel backlog
             // queues new connections instead of our memory. When every slot is taken and a
             // client arrives, it is accepted, and a connection that has never shown a valid
-            // token is closed to give it a slot.
+            // token, and has had its time to show one, is closed to give it a slot.
             let mut arrived = None;
             let permit = tokio::select! {
                 biased;
@@ -395,7 +424,7 @@ impl Server {
                 p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
                 r = listener.accept(), if limit.available_permits() == 0 => {
                     let came = r.is_ok();
-                    let evicted = came && in_flight.evict_a_stranger();
+                    let mut evicted = came && in_flight.evict_a_stranger();
                     arrived = Some(r);
                     if came && said_full.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
                         said_full = Some(std::time::Instant::now());
@@ -405,9 +434,15 @@ impl Server {
                             tracing::warn!(max_connections = config.server.max_connections, "every connection slot is taken by clients with valid tokens; new connections wait (said once a minute)");
                         }
                     }
-                    tokio::select! {
-                        p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                        _ = &mut shutdown => break,
+                    // The strangers too young to close now may come of age while it waits.
+                    loop {
+                        tokio::select! {
+                            p = limit.clone().acquire_owned() => match p { Ok(p) => break p, Err(_) => break 'accepting },
+                            _ = &mut shutdown => break 'accepting,
+                            _ = tokio::time::sleep(in_flight::STRANGER_GRACE / 4), if came && !evicted => {
+                                evicted = in_flight.evict_a_stranger();
+                            }
+                        }
                     }
                 }
             };
@@ -466,6 +501,7 @@ impl Server {
                             .get(hyper::header::EXPECT)
                             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
                         let http1 = req.version() < hyper::Version::HTTP_2;
+                        let http10 = req.version() < hyper::Version::HTTP_11;
                         let (parts, body) = req.into_parts();
                         let (slot, body) = Slot::hold(body);
                         let req = hyper::Request::from_parts(parts, body);
@@ -495,6 +531,15 @@ impl Server {
                                 );
                             }
                             _ => {}
+                        }
+                        // HTTP/1.0 has no chunks: an answer of unknown length ends when the
+                        // connection does, so a client asking to keep it alive would wait
+                        // for an end that never comes.
+                        if http10 && hyper::body::Body::size_hint(resp.body()).exact().is_none() {
+                            resp.headers_mut().insert(
+                                hyper::header::CONNECTION,
+                                hyper::header::HeaderValue::from_static("close"),
+                            );
                         }
                         // The page's turn ends once its bytes count as unread.
                         let turn = resp.extensions_mut().remove::<Turn>();

@@ -37,6 +37,10 @@ use tokio::time::Instant;
 /// Bytes written that count as an answer moving (a PING acknowledgement is 17).
 const EARNEST: u64 = 4096;
 
+/// How long a connection that has shown no valid token is safe from being closed for a
+/// newcomer: time for a handshake and a first request, even from far away.
+pub const STRANGER_GRACE: Duration = Duration::from_secs(1);
+
 /// One connection's requests and progress (or, as a parent, all connections').
 pub struct InFlight {
     open: AtomicUsize,
@@ -62,6 +66,8 @@ pub struct InFlight {
     evict: Notify,
     /// This connection's place in its parent's `children`, oldest first.
     serial: u64,
+    /// Milliseconds since `epoch` when it was accepted.
+    born: u64,
     /// For a parent: its connections, by age.
     children: Mutex<BTreeMap<u64, Weak<InFlight>>>,
     next_serial: AtomicU64,
@@ -101,6 +107,7 @@ impl InFlight {
             evicted: AtomicBool::new(false),
             evict: Notify::new(),
             serial,
+            born: epoch.elapsed().as_millis() as u64,
             children: Mutex::new(BTreeMap::new()),
             next_serial: AtomicU64::new(0),
         };
@@ -231,9 +238,13 @@ impl InFlight {
         self.evict.notified().await
     }
 
-    /// Tell the oldest connection that never carried a valid token to close, so that a
-    /// newcomer gets its slot; `false` when every connection has shown one.
+    /// Tell the oldest connection that never carried a valid token, and has been open for
+    /// `STRANGER_GRACE`, to close, so that a newcomer gets its slot; `false` when there is
+    /// none. A younger one is most likely a client in its handshake or its first request:
+    /// closing it would send it to close another in turn as it reconnects.
     pub fn evict_a_stranger(&self) -> bool {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        let grace = STRANGER_GRACE.as_millis() as u64;
         // Upgraded outside the lock: the last reference to a connection may go with the
         // upgrade, and its drop takes the lock.
         let children: Vec<Weak<InFlight>> = self
@@ -243,7 +254,11 @@ impl InFlight {
             .values()
             .cloned()
             .collect();
+        // Oldest first: once one is too young, so are the rest.
         for c in children.iter().filter_map(Weak::upgrade) {
+            if now.saturating_sub(c.born) < grace {
+                break;
+            }
             if !c.vouched.load(Ordering::SeqCst) && !c.evicted.swap(true, Ordering::SeqCst) {
                 // A stored permit: the connection sees it even if it is not waiting yet.
                 c.evict.notify_one();
@@ -625,15 +640,26 @@ mod tests {
         let new = all.child();
         drop(gone);
         ours.vouch();
+        // Strangers are safe for their first second.
+        assert!(
+            !all.evict_a_stranger(),
+            "a stranger just connected was evicted"
+        );
+        std::thread::sleep(STRANGER_GRACE + Duration::from_millis(50));
+        let young = all.child();
         assert!(all.evict_a_stranger());
         assert!(old.evicted.load(Ordering::SeqCst));
         assert!(!new.evicted.load(Ordering::SeqCst));
         // `old` is already on its way out: the next one is `new`.
         assert!(all.evict_a_stranger());
         assert!(new.evicted.load(Ordering::SeqCst));
-        assert!(!all.evict_a_stranger(), "a vouched connection was evicted");
+        assert!(
+            !all.evict_a_stranger(),
+            "a vouched or young connection was evicted"
+        );
         assert!(!ours.evicted.load(Ordering::SeqCst));
-        drop((old, new));
+        assert!(!young.evicted.load(Ordering::SeqCst));
+        drop((old, new, young));
         assert_eq!(
             all.children.lock().unwrap().len(),
             1,

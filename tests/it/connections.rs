@@ -174,11 +174,12 @@ async fn strangers_make_room_when_every_slot_is_taken() {
         c.server.header_timeout_secs = 300;
     })
     .await;
-    // The oldest stranger has not even begun its TLS handshake.
+    // The oldest stranger has not even begun its TLS handshake, and has had the second a
+    // stranger is safe for.
     let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", wire::port(&s)))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let mut ours = wire::connect(&s).await;
     vouch(&mut ours).await;
     let mut older = wire::connect(&s).await;
@@ -202,6 +203,7 @@ async fn strangers_make_room_when_every_slot_is_taken() {
         "the connection in its handshake stayed"
     );
     let mut newer = wire::connect(&s).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     newcomer().await;
     assert!(
         closed_within(&mut older, 5).await,
@@ -227,6 +229,86 @@ async fn strangers_make_room_when_every_slot_is_taken() {
         .await
         .expect("the newcomer never got the freed slot");
     assert_eq!(answer.status, 200, "{}", answer.head);
+}
+
+/// A stranger that has just connected is most likely a client in its handshake or first
+/// request: a newcomer waits until it has had a second to show a token. Closing it at once
+/// sent each evicted client to evict another as it reconnected, a storm under a load of
+/// more clients than slots.
+#[tokio::test]
+async fn a_stranger_just_connected_is_not_closed_for_a_newcomer() {
+    let s = Srv::start_with(|c| {
+        c.server.max_connections = 2;
+        c.server.header_timeout_secs = 300;
+    })
+    .await;
+    let mut ours = wire::connect(&s).await;
+    vouch(&mut ours).await;
+    let mut young = wire::connect(&s).await;
+    let request = format!(
+        "GET /scim/v2/Users?count=1 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ACME}\r\nConnection: close\r\n\r\n"
+    );
+    let waiting = wire::send(&s, request.as_bytes());
+    tokio::pin!(waiting);
+    let early = tokio::time::timeout(Duration::from_millis(400), &mut waiting).await;
+    assert!(
+        early.is_err(),
+        "the newcomer was answered in the young stranger's slot at once"
+    );
+    let answer = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the newcomer never got the stranger's slot once it was a second old");
+    assert_eq!(answer.status, 200, "{}", answer.head);
+    assert!(closed_within(&mut young, 5).await, "the stranger stayed");
+    vouch(&mut ours).await;
+}
+
+/// HTTP/1.0 has no chunked encoding: a streamed answer (a group with its members) ends when
+/// the connection does, so a client asking to keep it alive (`ab -k`) is told it closes,
+/// and it does. An answer of known length keeps the connection.
+#[tokio::test]
+async fn an_http10_keep_alive_client_gets_a_streamed_answer_whole() {
+    let s = Srv::start().await;
+    let u = s.user("old@x").await;
+    let g = s.group("Old timers", &[&u]).await;
+    let ask = |path: String| {
+        format!(
+            "GET {path} HTTP/1.0\r\nHost: localhost\r\nConnection: keep-alive\r\nAuthorization: Bearer {ACME}\r\n\r\n"
+        )
+    };
+    let mut conn = wire::connect(&s).await;
+    conn.write_all(ask(format!("/scim/v2/Groups/{g}")).as_bytes())
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut raw))
+        .await
+        .expect("the streamed answer never ended")
+        .ok();
+    let answer = wire::parse(&raw);
+    assert_eq!(answer.status, 200, "{}", answer.head);
+    assert!(
+        answer
+            .head
+            .to_ascii_lowercase()
+            .contains("connection: close"),
+        "{}",
+        answer.head
+    );
+    assert_eq!(answer.body["members"][0]["value"], u.as_str());
+
+    let mut conn = wire::connect(&s).await;
+    conn.write_all(ask(format!("/scim/v2/Users/{u}")).as_bytes())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+    assert!(head.contains("content-length"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
 }
 
 /// An HTTP/2 client that gives the server no flow-control window never takes its answer;
