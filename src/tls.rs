@@ -1,5 +1,5 @@
 //! TLS: certificates from PEM files or a self-signed one for evaluation, and the rustls
-//! server configuration (TLS 1.2 and 1.3 only, ALPN h2 and http/1.1, aws-lc-rs).
+//! server configuration (TLS 1.2 and 1.3 only, ALPN h2, http/1.1 and http/1.0, aws-lc-rs).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -328,7 +328,9 @@ pub fn server_config(resolver: Arc<CertResolver>) -> Result<ServerConfig, rustls
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // `http/1.0` too: a client that offers only it (`curl --http1.0`) is otherwise refused
+    // in the handshake, where the admin sees no reason.
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), b"http/1.0".to_vec()];
     Ok(cfg)
 }
 

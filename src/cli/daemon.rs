@@ -22,9 +22,13 @@ pub(crate) fn init_logging(level: &str, format: &str) {
         .as_deref()
         .and_then(scimd::config::bad_log_level)
         .map(str::to_string);
-    let from_env = match &bad_env {
-        None => tracing_subscriber::EnvFilter::try_from_default_env().ok(),
-        Some(_) => None,
+    // The rustls directive goes before RUST_LOG's own, which may still raise it.
+    let from_env = match (&bad_env, &env) {
+        (None, Some(e)) if !e.trim().is_empty() => {
+            tracing_subscriber::EnvFilter::try_new(format!("rustls::msgs::handshake=error,{e}"))
+                .ok()
+        }
+        _ => None,
     };
     let filter = from_env.unwrap_or_else(|| {
         tracing_subscriber::EnvFilter::new(format!("rustls::msgs::handshake=error,{level}"))

@@ -163,3 +163,29 @@ async fn failed_handshakes_are_counted_by_reason() {
         assert!(text.contains(&line), "{line} in:\n{text}");
     }
 }
+
+/// A client offering only `http/1.0` in ALPN (`curl --http1.0`) is served, not refused in
+/// the handshake with no application protocol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_offering_only_http10_is_served() {
+    let s = Srv::start().await;
+    let mut cfg = wire::client_config(&s, &[&rustls::version::TLS13]);
+    cfg.alpn_protocols = vec![b"http/1.0".to_vec()];
+    let tcp = TcpStream::connect(("127.0.0.1", wire::port(&s)))
+        .await
+        .unwrap();
+    let mut tls = TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("the handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.0"[..]));
+    tls.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let raw = wire::read_all(&mut tls, Duration::from_secs(5)).await;
+    assert!(
+        raw.starts_with(b"HTTP/1.0 200"),
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
+}
