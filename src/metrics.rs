@@ -95,6 +95,8 @@ pub struct HttpMetrics {
     latency: Mutex<BTreeMap<&'static str, Histogram>>,
     pub auth_failures: AtomicU64,
     pub handshake_failures: HandshakeFailures,
+    /// Connections without a valid token closed to give a newcomer their slot.
+    pub closed_for_room: AtomicU64,
 }
 
 /// The reasons a TLS handshake fails, as `server::handshake` tells them apart.
@@ -218,6 +220,12 @@ impl HttpMetrics {
             self.auth_failures.load(Ordering::Relaxed)
         );
         self.handshake_failures.render(out);
+        out.push_str("# HELP scimd_connections_closed_for_room_total Connections that had shown no valid token, closed to give a newcomer their slot when every one of server.max_connections was taken.\n# TYPE scimd_connections_closed_for_room_total counter\n");
+        let _ = writeln!(
+            out,
+            "scimd_connections_closed_for_room_total {}",
+            self.closed_for_room.load(Ordering::Relaxed)
+        );
     }
 }
 

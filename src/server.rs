@@ -386,6 +386,14 @@ impl Server {
             ..
         } = self;
         let header_timeout = Duration::from_secs(config.server.header_timeout_secs);
+        // Told to HTTP/1 clients (RFC 9112 §9.3 leaves it to them; Java's and Apache's
+        // clients read it) a second short of the truth, so that a pooled connection is
+        // dropped by the client before the server closes it under a request.
+        let keep_alive = hyper::header::HeaderValue::from_str(&format!(
+            "timeout={}",
+            config.server.header_timeout_secs.saturating_sub(1).max(1)
+        ))
+        .ok();
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -424,7 +432,14 @@ impl Server {
                 p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
                 r = listener.accept(), if limit.available_permits() == 0 => {
                     let came = r.is_ok();
-                    let mut evicted = came && in_flight.evict_a_stranger();
+                    let evict = || {
+                        let done = in_flight.evict_a_stranger();
+                        if done {
+                            app.metrics.closed_for_room.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        done
+                    };
+                    let mut evicted = came && evict();
                     arrived = Some(r);
                     if came && said_full.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
                         said_full = Some(std::time::Instant::now());
@@ -440,7 +455,7 @@ impl Server {
                             p = limit.clone().acquire_owned() => match p { Ok(p) => break p, Err(_) => break 'accepting },
                             _ = &mut shutdown => break 'accepting,
                             _ = tokio::time::sleep(in_flight::STRANGER_GRACE / 4), if came && !evicted => {
-                                evicted = in_flight.evict_a_stranger();
+                                evicted = evict();
                             }
                         }
                     }
@@ -487,11 +502,13 @@ impl Server {
             let voucher = Voucher(flight.clone());
             let (stopping, closed) = (stopping.clone(), closed.clone());
             let said = app.clone();
+            let keep_alive = keep_alive.clone();
             tokio::spawn(async move {
                 let _permit = permit;
                 let counter = flight.clone();
                 let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                     let app = app.clone();
+                    let keep_alive = keep_alive.clone();
                     let guard = counter.start();
                     req.extensions_mut().insert(backlog.clone());
                     req.extensions_mut().insert(voucher.clone());
@@ -540,6 +557,14 @@ impl Server {
                                 hyper::header::CONNECTION,
                                 hyper::header::HeaderValue::from_static("close"),
                             );
+                        }
+                        if http1
+                            && !http10
+                            && let Some(k) = keep_alive
+                            && !resp.headers().contains_key(hyper::header::CONNECTION)
+                        {
+                            resp.headers_mut()
+                                .insert(hyper::header::HeaderName::from_static("keep-alive"), k);
                         }
                         // The page's turn ends once its bytes count as unread.
                         let turn = resp.extensions_mut().remove::<Turn>();

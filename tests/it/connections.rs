@@ -240,6 +240,7 @@ async fn a_stranger_just_connected_is_not_closed_for_a_newcomer() {
     let s = Srv::start_with(|c| {
         c.server.max_connections = 2;
         c.server.header_timeout_secs = 300;
+        c.server.metrics_token_sha256 = Some(scimd::auth::hex(&scimd::auth::digest("m")));
     })
     .await;
     let mut ours = wire::connect(&s).await;
@@ -261,6 +262,33 @@ async fn a_stranger_just_connected_is_not_closed_for_a_newcomer() {
     assert_eq!(answer.status, 200, "{}", answer.head);
     assert!(closed_within(&mut young, 5).await, "the stranger stayed");
     vouch(&mut ours).await;
+    drop(ours);
+    let (status, text) = s.metrics("m").await;
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("\nscimd_connections_closed_for_room_total 1\n"),
+        "{text}"
+    );
+}
+
+/// An HTTP/1.1 client is told how long an idle connection is kept, a second short of it,
+/// so that it drops a pooled connection before the server closes it under a request.
+#[tokio::test]
+async fn http11_answers_say_how_long_an_idle_connection_is_kept() {
+    let s = Srv::start_with(|c| c.server.header_timeout_secs = 20).await;
+    let mut conn = wire::connect(&s).await;
+    let request = format!(
+        "GET /scim/v2/Users?count=1 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ACME}\r\n\r\n"
+    );
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("\r\nkeep-alive: timeout=19\r\n"), "{head}");
 }
 
 /// HTTP/1.0 has no chunked encoding: a streamed answer (a group with its members) ends when
