@@ -100,17 +100,18 @@ pub struct HttpMetrics {
 }
 
 /// The reasons a TLS handshake fails, as `server::handshake` tells them apart.
-pub const HANDSHAKE_REASONS: [&str; 5] = [
+pub const HANDSHAKE_REASONS: [&str; 6] = [
     "certificate_refused",
     "not_tls",
     "incompatible",
     "timeout",
+    "closed",
     "other",
 ];
 
 /// Failed TLS handshakes by reason.
 #[derive(Debug, Default)]
-pub struct HandshakeFailures([AtomicU64; 5]);
+pub struct HandshakeFailures([AtomicU64; 6]);
 
 impl HandshakeFailures {
     pub fn add(&self, reason: &str) {
@@ -120,7 +121,7 @@ impl HandshakeFailures {
     }
 
     fn render(&self, out: &mut String) {
-        out.push_str("# HELP scimd_tls_handshake_failures_total TLS handshakes that did not finish, by reason: the client refused the certificate, spoke something other than TLS, offered nothing scimd accepts, went quiet, or other.\n# TYPE scimd_tls_handshake_failures_total counter\n");
+        out.push_str("# HELP scimd_tls_handshake_failures_total TLS handshakes that did not finish, by reason: the client refused the certificate, spoke something other than TLS, offered nothing scimd accepts, went quiet, closed or reset the connection, or other.\n# TYPE scimd_tls_handshake_failures_total counter\n");
         for (reason, n) in HANDSHAKE_REASONS.iter().zip(&self.0) {
             let _ = writeln!(
                 out,

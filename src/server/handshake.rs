@@ -18,7 +18,10 @@ pub enum Failure {
     Incompatible(PeerIncompatible),
     /// The client went quiet before the handshake finished.
     TimedOut,
-    /// Anything else: a reset, another alert, a malformed message.
+    /// The client closed or reset the connection mid-handshake: a load tool stopping, a
+    /// health probe that only connects. Counted apart so that `other` stays worth a look.
+    Closed,
+    /// Anything else: another alert, a malformed message.
     Other,
 }
 
@@ -26,7 +29,13 @@ impl Failure {
     /// Reads the error `tokio_rustls`' accept gave, which wraps rustls' own.
     pub fn of(e: &std::io::Error) -> Failure {
         let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
-            return Failure::Other;
+            use std::io::ErrorKind::{
+                BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof,
+            };
+            return match e.kind() {
+                UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe => Failure::Closed,
+                _ => Failure::Other,
+            };
         };
         match tls {
             rustls::Error::AlertReceived(a) if about_the_certificate(*a) => Failure::Distrusted(*a),
@@ -62,12 +71,13 @@ impl Failure {
 
     /// The metric label, one of `metrics::HANDSHAKE_REASONS`.
     pub fn label(&self) -> &'static str {
-        let [distrusted, not_tls, incompatible, timeout, other] = HANDSHAKE_REASONS;
+        let [distrusted, not_tls, incompatible, timeout, closed, other] = HANDSHAKE_REASONS;
         match self {
             Failure::Distrusted(_) => distrusted,
             Failure::NotTls => not_tls,
             Failure::Incompatible(_) => incompatible,
             Failure::TimedOut => timeout,
+            Failure::Closed => closed,
             Failure::Other => other,
         }
     }
@@ -160,8 +170,16 @@ mod tests {
             PeerIncompatible::SupportedVersionsExtensionRequired,
         )));
         assert_eq!(old.label(), "incompatible");
-        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
-        assert_eq!(Failure::of(&reset), Failure::Other);
+        for kind in [
+            std::io::ErrorKind::ConnectionReset,
+            std::io::ErrorKind::UnexpectedEof,
+        ] {
+            let gone = Failure::of(&std::io::Error::from(kind));
+            assert_eq!(gone, Failure::Closed);
+            assert_eq!(gone.label(), "closed");
+        }
+        let odd = std::io::Error::other("something else");
+        assert_eq!(Failure::of(&odd), Failure::Other);
     }
 
     #[test]
