@@ -76,6 +76,21 @@ async fn a_stop_answers_open_requests_and_does_not_wait_for_idle_connections() {
 }
 
 /// Whether the server closes `conn` within `secs` (reading and discarding what it sends).
+/// Sends `request` and returns the first read of the answer, lower-cased: its head, for
+/// an answer that fits one read.
+async fn first_read<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    conn: &mut S,
+    request: &str,
+) -> String {
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase()
+}
+
 async fn closed_within<S: tokio::io::AsyncRead + Unpin>(conn: &mut S, secs: u64) -> bool {
     tokio::time::timeout(Duration::from_secs(secs), async {
         let mut buf = [0u8; 4096];
@@ -280,13 +295,7 @@ async fn http11_answers_say_how_long_an_idle_connection_is_kept() {
     let request = format!(
         "GET /scim/v2/Users?count=1 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ACME}\r\n\r\n"
     );
-    conn.write_all(request.as_bytes()).await.unwrap();
-    let mut buf = vec![0u8; 64 * 1024];
-    let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+    let head = first_read(&mut conn, &request).await;
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(head.contains("\r\nkeep-alive: timeout=19\r\n"), "{head}");
 }
@@ -326,15 +335,7 @@ async fn an_http10_keep_alive_client_gets_a_streamed_answer_whole() {
     assert_eq!(answer.body["members"][0]["value"], u.as_str());
 
     let mut conn = wire::connect(&s).await;
-    conn.write_all(ask(format!("/scim/v2/Users/{u}")).as_bytes())
-        .await
-        .unwrap();
-    let mut buf = vec![0u8; 64 * 1024];
-    let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+    let head = first_read(&mut conn, &ask(format!("/scim/v2/Users/{u}"))).await;
     assert!(head.contains("content-length"), "{head}");
     assert!(!head.contains("connection: close"), "{head}");
 }

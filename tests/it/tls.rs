@@ -104,11 +104,10 @@ async fn tls_1_2_and_1_3_work_with_forward_secret_aead_suites() {
             .expect("handshake");
         let (_, session) = conn.get_ref();
         assert_eq!(session.protocol_version(), Some(version.version));
+        // AES-128-GCM, though the client lists AES-256 first: the server's order decides,
+        // and its SHA-256 key schedule is the cheaper handshake.
         let suite = format!("{:?}", session.negotiated_cipher_suite().unwrap().suite());
-        assert!(
-            suite.contains("GCM") || suite.contains("CHACHA20_POLY1305"),
-            "{suite}"
-        );
+        assert!(suite.contains("AES_128_GCM_SHA256"), "{suite}");
         if version.version == rustls::ProtocolVersion::TLSv1_2 {
             assert!(suite.starts_with("TLS_ECDHE_"), "forward secrecy: {suite}");
         }
@@ -188,31 +187,4 @@ async fn a_client_offering_only_http10_is_served() {
         "{}",
         String::from_utf8_lossy(&raw)
     );
-}
-
-/// A client listing AES-256 first (rustls, OpenSSL and curl do) gets AES-128-GCM: the
-/// server's order decides, and its SHA-256 key schedule is the cheaper handshake.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_server_picks_aes_128_gcm() {
-    let s = Srv::start().await;
-    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
-        let cfg = wire::client_config(&s, &[version]);
-        let tcp = TcpStream::connect(("127.0.0.1", wire::port(&s)))
-            .await
-            .unwrap();
-        let tls = TlsConnector::from(Arc::new(cfg))
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await
-            .expect("the handshake");
-        let suite = tls.get_ref().1.negotiated_cipher_suite().unwrap().suite();
-        assert!(
-            matches!(
-                suite,
-                rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
-                    | rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
-                    | rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
-            ),
-            "{suite:?}"
-        );
-    }
 }
