@@ -90,7 +90,6 @@ pub struct Reloaded {
     pub notes: Vec<String>,
 }
 
-/// What to do about the two reasons a listen fails on a machine that is set up right.
 /// Bind `addr` with a listen queue as deep as the connection limit (at least 1,024; the
 /// kernel caps it at `net.core.somaxconn`). The default of 128 overflows under a burst of
 /// new clients, and each client whose connection the kernel drops waits a second for its
@@ -120,6 +119,7 @@ async fn listen(addr: &str, max_connections: usize) -> std::io::Result<TcpListen
     }))
 }
 
+/// What to do about the two reasons a listen fails on a machine that is set up right.
 fn bind_hint(e: &std::io::Error) -> &'static str {
     match e.kind() {
         std::io::ErrorKind::AddrInUse => {
@@ -446,7 +446,7 @@ impl Server {
                         if evicted {
                             tracing::warn!(max_connections = config.server.max_connections, "every connection slot is taken; closing connections that have shown no valid token to make room (said once a minute)");
                         } else {
-                            tracing::warn!(max_connections = config.server.max_connections, "every connection slot is taken by clients with valid tokens; new connections wait (said once a minute)");
+                            tracing::warn!(max_connections = config.server.max_connections, "every connection slot is taken by clients with valid tokens or connected in the last second; new connections wait (said once a minute)");
                         }
                     }
                     // The strangers too young to close now may come of age while it waits.

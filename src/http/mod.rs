@@ -529,10 +529,6 @@ impl App {
     }
 }
 
-/// What makes a request unanswerable whatever it asks (RFC 9112 §3.2, RFC 6750 §3.1): a
-/// Host header that is not a host and port (it becomes `meta.location` and `Location`
-/// when `public_url` is unset, so `evil.example/phish?` would be echoed to clients), an
-/// HTTP/1.1 request without one, or several Authorization headers (which one is meant?).
 /// What a `log_bodies` line shows of a request besides its body.
 struct Captured {
     uri: String,
@@ -562,6 +558,10 @@ impl Captured {
     }
 }
 
+/// What makes a request unanswerable whatever it asks (RFC 9112 §3.2, RFC 6750 §3.1): a
+/// Host header that is not a host and port (it becomes `meta.location` and `Location`
+/// when `public_url` is unset, so `evil.example/phish?` would be echoed to clients), an
+/// HTTP/1.1 request without one, or several Authorization headers (which one is meant?).
 fn malformed<B>(req: &Request<B>) -> Option<ScimError> {
     // An absolute-form target's authority is used before Host (RFC 9112 §3.2.2).
     if req
