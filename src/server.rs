@@ -519,6 +519,10 @@ impl Server {
                             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
                         let http1 = req.version() < hyper::Version::HTTP_2;
                         let http10 = req.version() < hyper::Version::HTTP_11;
+                        let closing = req
+                            .headers()
+                            .get(hyper::header::CONNECTION)
+                            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
                         let (parts, body) = req.into_parts();
                         let (slot, body) = Slot::hold(body);
                         let req = hyper::Request::from_parts(parts, body);
@@ -557,9 +561,13 @@ impl Server {
                                 hyper::header::CONNECTION,
                                 hyper::header::HeaderValue::from_static("close"),
                             );
+                            // Answered as HTTP/1.0, or hyper adds `keep-alive` to the close
+                            // for the client that asked for it (`ab -k` then waits on).
+                            *resp.version_mut() = hyper::Version::HTTP_10;
                         }
                         if http1
                             && !http10
+                            && !closing
                             && let Some(k) = keep_alive
                             && !resp.headers().contains_key(hyper::header::CONNECTION)
                         {
@@ -579,7 +587,13 @@ impl Server {
                         // silent client holds only its own slot.
                         // A client still in its handshake has shown no token either: it makes
                         // room for a newcomer like any other stranger.
-                        let handshake = tokio::time::timeout(header_timeout, acc.accept(tcp));
+                        // Until its first bytes, a connection may be closed for a newcomer at
+                        // once (`evict_a_stranger`).
+                        let handshake = tokio::time::timeout(header_timeout, async {
+                            let _ = tcp.readable().await;
+                            flight.spoke();
+                            acc.accept(tcp).await
+                        });
                         let tls = match tokio::select! {
                             r = handshake => r,
                             _ = flight.evicted() => {
@@ -604,6 +618,9 @@ impl Server {
                         in_flight::drive(conn, flight, timeouts, peer, stopping, closed).await;
                     }
                     None => {
+                        // Behind a proxy (plain HTTP), whose connections speak at once: the
+                        // grace applies from the start.
+                        flight.spoke();
                         let conn = builder
                             .serve_connection(TokioIo::new(Watched::new(tcp, flight.clone())), svc)
                             .into_owned();

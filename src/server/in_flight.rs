@@ -61,6 +61,8 @@ pub struct InFlight {
     none_open: Notify,
     /// A request on this connection carried a valid token.
     vouched: AtomicBool,
+    /// The client has sent something (a TLS ClientHello, a request line).
+    spoke: AtomicBool,
     /// Told to close to make room for a newcomer.
     evicted: AtomicBool,
     evict: Notify,
@@ -104,6 +106,7 @@ impl InFlight {
             parent,
             none_open: Notify::new(),
             vouched: AtomicBool::new(false),
+            spoke: AtomicBool::new(false),
             evicted: AtomicBool::new(false),
             evict: Notify::new(),
             serial,
@@ -238,10 +241,18 @@ impl InFlight {
         self.evict.notified().await
     }
 
-    /// Tell the oldest connection that never carried a valid token, and has been open for
-    /// `STRANGER_GRACE`, to close, so that a newcomer gets its slot; `false` when there is
-    /// none. A younger one is most likely a client in its handshake or its first request:
-    /// closing it would send it to close another in turn as it reconnects.
+    /// The client has sent its first bytes.
+    pub fn spoke(&self) {
+        self.spoke.store(true, Ordering::SeqCst);
+    }
+
+    /// Tell the oldest connection that never carried a valid token, and either has said
+    /// nothing or has been open for `STRANGER_GRACE`, to close, so that a newcomer gets its
+    /// slot; `false` when there is none. A younger one that has spoken is most likely a
+    /// client in its handshake or first request: closing it sent it to close another in
+    /// turn as it reconnected, a storm under more clients than slots. One that has said
+    /// nothing is closed at once: holding slots with silent connections, however fast they
+    /// come back, must not keep an IdP out.
     pub fn evict_a_stranger(&self) -> bool {
         let now = self.epoch.elapsed().as_millis() as u64;
         let grace = STRANGER_GRACE.as_millis() as u64;
@@ -254,12 +265,12 @@ impl InFlight {
             .values()
             .cloned()
             .collect();
-        // Oldest first: once one is too young, so are the rest.
         for c in children.iter().filter_map(Weak::upgrade) {
-            if now.saturating_sub(c.born) < grace {
-                break;
-            }
-            if !c.vouched.load(Ordering::SeqCst) && !c.evicted.swap(true, Ordering::SeqCst) {
+            let closable = !c.spoke.load(Ordering::SeqCst) || now.saturating_sub(c.born) >= grace;
+            if closable
+                && !c.vouched.load(Ordering::SeqCst)
+                && !c.evicted.swap(true, Ordering::SeqCst)
+            {
                 // A stored permit: the connection sees it even if it is not waiting yet.
                 c.evict.notify_one();
                 return true;
@@ -640,13 +651,21 @@ mod tests {
         let new = all.child();
         drop(gone);
         ours.vouch();
-        // Strangers are safe for their first second.
+        for c in [&ours, &old, &new] {
+            c.spoke();
+        }
+        // Strangers that have spoken are safe for their first second.
         assert!(
             !all.evict_a_stranger(),
             "a stranger just connected was evicted"
         );
+        // One that has said nothing is not.
+        let silent = all.child();
+        assert!(all.evict_a_stranger());
+        assert!(silent.evicted.load(Ordering::SeqCst));
         std::thread::sleep(STRANGER_GRACE + Duration::from_millis(50));
         let young = all.child();
+        young.spoke();
         assert!(all.evict_a_stranger());
         assert!(old.evicted.load(Ordering::SeqCst));
         assert!(!new.evicted.load(Ordering::SeqCst));
@@ -659,7 +678,7 @@ mod tests {
         );
         assert!(!ours.evicted.load(Ordering::SeqCst));
         assert!(!young.evicted.load(Ordering::SeqCst));
-        drop((old, new, young));
+        drop((old, new, young, silent));
         assert_eq!(
             all.children.lock().unwrap().len(),
             1,
