@@ -590,8 +590,11 @@ impl Server {
                         // Until its first bytes, a connection may be closed for a newcomer at
                         // once (`evict_a_stranger`).
                         let handshake = tokio::time::timeout(header_timeout, async {
-                            let _ = tcp.readable().await;
-                            flight.spoke();
+                            // `peek`, not `readable`, which wakes early on a new socket.
+                            let mut first = [0u8; 1];
+                            if matches!(tcp.peek(&mut first).await, Ok(n) if n > 0) {
+                                flight.spoke();
+                            }
                             acc.accept(tcp).await
                         });
                         let tls = match tokio::select! {

@@ -286,6 +286,35 @@ async fn a_stranger_just_connected_is_not_closed_for_a_newcomer() {
     );
 }
 
+/// A connection that has said nothing is closed for a newcomer at once, young or not:
+/// silent connections coming back as fast as they are closed must not keep an IdP out.
+#[tokio::test]
+async fn a_silent_connection_is_closed_for_a_newcomer_at_once() {
+    let s = Srv::start_with(|c| {
+        c.server.max_connections = 2;
+        c.server.header_timeout_secs = 300;
+    })
+    .await;
+    let mut ours = wire::connect(&s).await;
+    vouch(&mut ours).await;
+    let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", wire::port(&s)))
+        .await
+        .unwrap();
+    let request = format!(
+        "GET /scim/v2/Users?count=1 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ACME}\r\nConnection: close\r\n\r\n"
+    );
+    // Well within the second a connection that has spoken would be kept.
+    let answer = tokio::time::timeout(
+        Duration::from_millis(800),
+        wire::send(&s, request.as_bytes()),
+    )
+    .await
+    .expect("the newcomer waited for a silent connection to come of age");
+    assert_eq!(answer.status, 200, "{}", answer.head);
+    assert!(closed_within(&mut silent, 5).await, "the silent one stayed");
+    vouch(&mut ours).await;
+}
+
 /// An HTTP/1.1 client is told how long an idle connection is kept, a second short of it,
 /// so that it drops a pooled connection before the server closes it under a request.
 #[tokio::test]
