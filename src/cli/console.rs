@@ -102,6 +102,24 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
                     a["pid"]
                 );
             }
+            // A reload keeps the address the daemon listens on; a new one waits for a restart,
+            // which the reload's log says, and this says again. A port 0 (any) or a host
+            // name in the file cannot be compared, and is not.
+            if req["cmd"] == "status"
+                && a["daemon"] == true
+                && let Some(bound) = a["listen"]
+                    .as_str()
+                    .and_then(|b| b.parse::<std::net::SocketAddr>().ok())
+                && let Ok(wanted) = cfg.server.listen.parse::<std::net::SocketAddr>()
+                && (wanted.ip() != bound.ip()
+                    || (wanted.port() != 0 && wanted.port() != bound.port()))
+            {
+                say!(
+                    "  note: server.listen is {wanted} in {}, but the daemon listens on {bound}: \
+                     a restart applies it (`systemctl restart scimd`)",
+                    config.display()
+                );
+            }
             // As init scripts' `status` does (LSB): 3 when the daemon is not running.
             if req["cmd"] == "status" && a["daemon"] == false {
                 ExitCode::from(3)

@@ -457,6 +457,25 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
     }
     let fresh = run(&["status"]);
     assert!(!fresh.contains("has changed"), "{fresh}");
+    assert!(!fresh.contains("server.listen"), "{fresh}");
+    // A new address, reloaded: the daemon keeps listening where it was until a restart.
+    let reloads = p.log().matches("configuration reloaded").count();
+    let moved = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:9\"");
+    std::fs::write(&cfg, moved).unwrap();
+    kill(p.child.id(), "-HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.log().matches("configuration reloaded").count() == reloads && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let moved = run(&["status"]);
+    assert!(
+        moved.contains("note: server.listen is 127.0.0.1:9 in")
+            && moved.contains(&format!("but the daemon listens on 127.0.0.1:{}", p.port)),
+        "{moved}"
+    );
     let body = "{\"displayName\":\"Eng\"}".to_string();
     assert_eq!(p.post("/scim/v2/Groups", "tok", body).await, 201);
     let groups = run(&["groups", "list", "--tenant", "acme"]);
