@@ -156,6 +156,18 @@ impl Proc {
     pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
+
+    /// SIGHUP, and wait (bounded) until the daemon logs one more finished reload.
+    pub(crate) async fn reload(&self) {
+        let done = || self.log().matches("configuration reloaded").count();
+        let before = done();
+        kill(self.child.id(), "-HUP");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while done() == before {
+            assert!(Instant::now() < deadline, "no reload in:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -450,26 +462,16 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
             && stale.contains(&format!("kill -HUP {}", p.child.id())),
         "{stale}"
     );
-    kill(p.child.id(), "-HUP");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !p.log().contains("configuration reloaded") && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    p.reload().await;
     let fresh = run(&["status"]);
     assert!(!fresh.contains("has changed"), "{fresh}");
     assert!(!fresh.contains("server.listen"), "{fresh}");
     // A new address, reloaded: the daemon keeps listening where it was until a restart.
-    let reloads = p.log().matches("configuration reloaded").count();
     let moved = std::fs::read_to_string(&cfg)
         .unwrap()
         .replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:9\"");
     std::fs::write(&cfg, moved).unwrap();
-    kill(p.child.id(), "-HUP");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while p.log().matches("configuration reloaded").count() == reloads && Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    p.reload().await;
     let moved = run(&["status"]);
     assert!(
         moved.contains("note: server.listen is 127.0.0.1:9 in")
@@ -1000,12 +1002,7 @@ async fn renewed_certificate_files_are_served_without_a_restart() {
         first
     );
     std::fs::write(&cfg, text(1)).unwrap();
-    kill(p.child.id(), "-HUP");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !p.log().contains("configuration reloaded") {
-        assert!(Instant::now() < deadline, "{}", p.log());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    p.reload().await;
     std::thread::sleep(Duration::from_millis(1100)); // a newer modification time than the first files
     let second = write_cert(&tls);
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -1444,12 +1441,7 @@ async fn a_new_public_url_host_gets_a_new_self_signed_certificate_with_a_warning
         .unwrap()
         .replace("scim.corp.example", "scim2.corp.example");
     std::fs::write(&cfg, text).unwrap();
-    kill(p.child.id(), "-HUP");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !p.log().contains("configuration reloaded") {
-        assert!(Instant::now() < deadline, "{}", p.log());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    p.reload().await;
     assert!(p.log().contains("making a new one"), "{}", p.log());
     let third = CertificateDer::from_pem_file(&cert).unwrap().to_vec();
     assert_ne!(std::fs::read(&cert).unwrap(), second);
@@ -1493,11 +1485,7 @@ async fn a_refused_certificate_and_plain_http_are_logged_once() {
     assert_eq!(plain.len(), 1, "{log}");
     assert!(plain[0].contains("https://"), "{}", plain[0]);
     // A reload is the admin trying a fix: the next refusal is said again.
-    kill(p.child.id(), "-HUP");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !p.log().contains("configuration reloaded") && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    p.reload().await;
     crate::tls::distrusting_handshake(p.port).await;
     let refused = || p.log().matches("refused the server's certificate").count();
     while refused() < 2 && Instant::now() < deadline {
