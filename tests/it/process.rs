@@ -30,6 +30,17 @@ pub(crate) fn okta_config(dir: &std::path::Path) -> std::path::PathBuf {
     cfg
 }
 
+/// `dir/scimd.toml` as `okta_config` writes it, with the token `token`, JSON logs, and
+/// `tenant_extra` appended to tenant acme's table.
+fn json_logs_config(dir: &std::path::Path, token: &str, tenant_extra: &str) -> std::path::PathBuf {
+    let cfg = dir.join("scimd.toml");
+    let text = config_text(dir, &token_line("okta", token))
+        .replace("level = \"info\"", "level = \"info\"\nformat = \"json\"")
+        + tenant_extra;
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
 fn token_line(name: &str, token: &str) -> String {
     format!(
         "{{ name = \"{name}\", sha256 = \"{}\" }}",
@@ -260,10 +271,7 @@ async fn a_rust_log_that_is_no_level_is_passed_over_and_refusals_say_why() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_are_json_from_the_first_line() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("scimd.toml");
-    let text = config_text(dir.path(), &token_line("okta", "tok"))
-        .replace("level = \"info\"", "level = \"info\"\nformat = \"json\"");
-    std::fs::write(&cfg, text).unwrap();
+    let cfg = json_logs_config(dir.path(), "tok", "");
     let mut p = Proc::start(&cfg);
     assert_eq!(p.status("/scim/v2/Users", "wrong").await, 401);
     kill(p.child.id(), "-TERM");
@@ -1153,10 +1161,7 @@ async fn import_through_the_daemon_draws_a_progress_bar_on_a_terminal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_carry_one_object_per_request_without_the_token() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("scimd.toml");
-    let text = config_text(dir.path(), &token_line("okta", "sekrit-json-token"))
-        .replace("level = \"info\"", "level = \"info\"\nformat = \"json\"");
-    std::fs::write(&cfg, text).unwrap();
+    let cfg = json_logs_config(dir.path(), "sekrit-json-token", "");
     let p = Proc::start(&cfg);
     assert_eq!(p.status("/scim/v2/Users", "sekrit-json-token").await, 200);
     assert_eq!(p.status("/scim/v2/Users", "wrong-token").await, 401);
@@ -1286,11 +1291,7 @@ async fn json_logs_carry_one_object_per_request_without_the_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_bodies_logs_what_the_idp_sends_without_its_passwords() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("scimd.toml");
-    let text = config_text(dir.path(), &token_line("okta", "tok"))
-        .replace("level = \"info\"", "level = \"info\"\nformat = \"json\"")
-        + "log_bodies = true\n";
-    std::fs::write(&cfg, text).unwrap();
+    let cfg = json_logs_config(dir.path(), "tok", "log_bodies = true\n");
     let p = Proc::start(&cfg);
     let body = r#"{"userName": "ann@example.com", "password": "hunter2-post"}"#;
     assert_eq!(p.post("/scim/v2/Users", "tok", body.to_string()).await, 201);
