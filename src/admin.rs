@@ -39,7 +39,7 @@ async fn counts(store: &Store, tenant: &str) -> Result<Value, String> {
     let groups = store.count(tenant.to_string(), Kind::Group).await;
     match (users, groups) {
         (Ok(u), Ok(g)) => Ok(json!({"users": u, "groups": g})),
-        (Err(e), _) | (_, Err(e)) => Err(format!("the database cannot be read: {}", e.detail)),
+        (Err(e), _) | (_, Err(e)) => Err(format!("the database cannot be read: {e}")),
     }
 }
 
@@ -63,7 +63,7 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
             let stored = match store.stored_tenants().await {
                 Ok(s) => s,
                 Err(e) => {
-                    return json!({"ok": false, "error": format!("the database cannot be read: {}", e.detail)});
+                    return json!({"ok": false, "error": format!("the database cannot be read: {e}")});
                 }
             };
             let mut unconfigured = serde_json::Map::new();
@@ -93,7 +93,7 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
                     "test_threshold": rules.test_threshold, "seats": rules.seats,
                     "on_seat_limit": rules.on_seat_limit, "active_provisioned": s.active_provisioned,
                     "paid": s.paid, "free": s.free, "deactivated": s.deactivated}),
-                Err(e) => json!({"ok": false, "error": e.detail}),
+                Err(e) => json!({"ok": false, "error": e.to_string()}),
             }
         }
         Some("backup") => {
@@ -160,7 +160,7 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
                         .collect();
                     json!({"ok": true, "list": items, "total": page.total})
                 }
-                Err(e) => json!({"ok": false, "error": e.detail}),
+                Err(e) => json!({"ok": false, "error": e.to_string()}),
             }
         }
         _ => {
@@ -533,7 +533,7 @@ pub async fn import(
         for (line, task) in window {
             match task.await {
                 Ok(Ok(_)) => n += 1,
-                Ok(Err(e)) => _ = failed.get_or_insert((line, e.detail)),
+                Ok(Err(e)) => _ = failed.get_or_insert((line, e.to_string())),
                 Err(e) => _ = failed.get_or_insert((line, e.to_string())),
             }
         }
@@ -566,7 +566,7 @@ pub async fn import(
                     "members of group {}: {}\nthe resources are written; once the cause is \
                      fixed, the same import adds the members",
                     crate::store::format_id(gid),
-                    e.detail
+                    e
                 )
             })?;
     }
@@ -603,8 +603,8 @@ async fn held_as(store: &Store, tenant: &str, id: u128) -> Result<Option<Kind>, 
             .await
         {
             Ok(_) => return Ok(Some(kind)),
-            Err(e) if e.status == 404 => {}
-            Err(e) => return Err(e.detail),
+            Err(crate::store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.to_string()),
         }
     }
     Ok(None)
@@ -645,5 +645,5 @@ async fn list(
     store
         .list(tenant.to_string(), rt.rt(Some(tenant), kind), q)
         .await
-        .map_err(|e| e.detail)
+        .map_err(|e| e.to_string())
 }

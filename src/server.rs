@@ -239,7 +239,7 @@ impl Reloader {
                 Ok(None) => {}
                 Err(e) => notes.push(format!(
                     "tenant {t}: the plan's new mode could not be recorded in the change feed: {}",
-                    e.detail
+                    e
                 )),
             }
         }
@@ -659,7 +659,7 @@ impl Server {
         // Batches commit without redb's allocator record; writing it now makes the next
         // start quick even if the machine goes down before the process has fully exited.
         if let Err(e) = app.store.checkpoint().await {
-            tracing::warn!(error = %e.detail, "no checkpoint at shutdown; the next start repairs the file");
+            tracing::warn!(error = %e, "no checkpoint at shutdown; the next start repairs the file");
         }
     }
 }

@@ -148,7 +148,7 @@ fn copy_checked(r: &ReadTransaction, tmp: &Path) -> Result<u64, StoreError> {
 impl Store {
     /// Write a consistent snapshot of the database to `to` while writes continue.
     pub async fn backup(&self, to: std::path::PathBuf) -> Result<u64, String> {
-        let db = self.db().map_err(|e| e.detail)?;
+        let db = self.db().map_err(|e| e.to_string())?;
         tokio::task::spawn_blocking(move || {
             let r = db.begin_read().map_err(|e| e.to_string())?;
             copy_all(&r, &to).map_err(|e| e.to_string())

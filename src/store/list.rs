@@ -9,8 +9,7 @@ use super::scans::Scan;
 use super::select;
 use super::skim::{Skimmed, skim};
 use super::tables::*;
-use super::{R, Store, format_id, parse_id, plan, ranks};
-use crate::scim::error::ScimResult;
+use super::{Error, R, Store, format_id, parse_id, plan, ranks};
 use crate::scim::render::{Resource, Stored};
 use crate::scim::schema::{Kind, Rt};
 
@@ -137,7 +136,7 @@ impl ReadSide {
 }
 
 impl Store {
-    pub async fn list(&self, tenant: String, rt: Rt, q: ListQuery) -> ScimResult<ListPage> {
+    pub async fn list(&self, tenant: String, rt: Rt, q: ListQuery) -> Result<ListPage, Error> {
         let kind = rt.kind;
         // Point lookups and short unfiltered pages (by cursor, or by startIndex at any depth:
         // the position counts find it) stay on the runtime thread; scans and sorts go to the
@@ -461,7 +460,7 @@ impl Store {
         tenant: &str,
         kind: Kind,
         q: &ListQuery,
-    ) -> Option<ScimResult<StoredPage>> {
+    ) -> Option<Result<StoredPage, Error>> {
         let f = q.filter.as_ref()?;
         // It runs on the runtime thread: point lookups only (an exact `sw` can match millions).
         if q.sort.is_some()

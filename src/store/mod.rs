@@ -8,6 +8,7 @@
 
 mod backend;
 mod backup;
+mod error;
 mod events;
 mod layout;
 mod list;
@@ -31,12 +32,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use redb::{Database, ReadableDatabase};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::scim::error::{ScimError, ScimResult};
-
 pub use backend::{Fault, Faults};
 pub use backup::{
     AtomicFile, Restored, open_staged, owner_only_file, remove_staged_backups, restore,
 };
+pub use error::Error;
 pub use events::{Actor, Event, Retention};
 pub use plan_list::{PlanCursor, PlanEntry, PlanFrom, PlanPage, PlanSummary};
 pub use query::{ListPage, ListQuery, SortMark, SortSpec, StoredPage};
@@ -44,9 +44,9 @@ pub use read::{Conditions, Feed, MemberBatch};
 pub use verify::check_file;
 pub use write::Given;
 
-/// A storage result holding a SCIM-level answer: the outer error is storage failing, the
+/// A storage result holding the request's answer: the outer error is storage failing, the
 /// inner one the request being refused.
-type R<T> = Result<ScimResult<T>, redb::Error>;
+type R<T> = Result<Result<T, Error>, redb::Error>;
 
 /// Most jobs committed together; bounds the latency one commit adds to its first request.
 const MAX_BATCH: usize = 256;
@@ -91,7 +91,7 @@ pub enum StoreError {
     },
 }
 
-type Responder = Box<dyn FnOnce(Result<(), ScimError>) + Send>;
+type Responder = Box<dyn FnOnce(Result<(), Error>) + Send>;
 type Job = Box<dyn FnOnce(&mut write::W<'_>) -> Result<Responder, redb::Error> + Send>;
 
 /// The open database, or none while it is being reopened after a storage failure.
@@ -244,24 +244,16 @@ pub struct Store {
     writer_done: Arc<Mutex<Option<std::sync::mpsc::Receiver<()>>>>,
 }
 
-fn unavailable() -> ScimError {
-    ScimError::new(
-        503,
-        None,
-        "the database is unavailable; the request was not applied, retry later",
-    )
-}
-
 /// Log `what` under a fresh error id and answer 500 naming only that id.
-fn internal(what: &str) -> ScimError {
+fn internal(what: &str) -> Error {
     let error_id = uuid::Uuid::new_v4().simple().to_string();
     tracing::error!(%error_id, "{what}");
-    ScimError::internal(&error_id)
+    Error::Internal { error_id }
 }
 
-fn storage_failed(e: &redb::Error) -> ScimError {
+fn storage_failed(e: &redb::Error) -> Error {
     tracing::error!(error = %e, "storage operation failed");
-    unavailable()
+    Error::Unavailable
 }
 
 impl Store {
@@ -344,10 +336,10 @@ impl Store {
 
     /// The open database for a read; when it is down, ask the writer to reopen it (so reads
     /// alone bring it back) and answer 503.
-    fn db(&self) -> ScimResult<Arc<Database>> {
+    fn db(&self) -> Result<Arc<Database>, Error> {
         self.shared.current().ok_or_else(|| {
             self.nudge();
-            unavailable()
+            Error::Unavailable
         })
     }
 
@@ -358,10 +350,10 @@ impl Store {
     }
 
     /// Run `f` in the shared write transaction and answer once its batch is durable.
-    async fn write<T, F>(&self, f: F) -> ScimResult<T>
+    async fn write<T, F>(&self, f: F) -> Result<T, Error>
     where
         T: Send + 'static,
-        F: FnOnce(&mut write::W<'_>) -> Result<ScimResult<T>, redb::Error> + Send + 'static,
+        F: FnOnce(&mut write::W<'_>) -> R<T> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
         let faults = self.shared.faults.clone();
@@ -369,18 +361,18 @@ impl Store {
             let answer = PanicAnswer(Some(tx));
             faults.panic_if_set("a write");
             let result = f(w)?;
-            Ok(Box::new(move |committed: Result<(), ScimError>| {
+            Ok(Box::new(move |committed: Result<(), Error>| {
                 answer.send(committed.and(result))
             }))
         });
-        self.jobs.send(job).await.map_err(|_| unavailable())?;
+        self.jobs.send(job).await.map_err(|_| Error::Unavailable)?;
         // A dropped responder means the batch was abandoned: nothing of it was committed.
-        rx.await.unwrap_or_else(|_| Err(unavailable()))
+        rx.await.unwrap_or(Err(Error::Unavailable))
     }
 
     /// Commit with the allocator state recorded, so that the next start, even after a
     /// crash, needs no full repair (called at shutdown; the idle checkpoint does the same).
-    pub async fn checkpoint(&self) -> ScimResult<()> {
+    pub async fn checkpoint(&self) -> Result<(), Error> {
         let shared = self.shared.clone();
         self.write(move |_| {
             shared
@@ -393,10 +385,10 @@ impl Store {
 
     /// Run `f` in a read snapshot on the blocking pool, within `tenant`'s share of it: for
     /// reads that may visit many records (scans, pages, member lists).
-    async fn read<T, F>(&self, tenant: &str, f: F) -> ScimResult<T>
+    async fn read<T, F>(&self, tenant: &str, f: F) -> Result<T, Error>
     where
         T: Send + 'static,
-        F: FnOnce(&read::ReadSide) -> Result<ScimResult<T>, redb::Error> + Send + 'static,
+        F: FnOnce(&read::ReadSide) -> R<T> + Send + 'static,
     {
         let db = self.db()?;
         let shared = self.shared.clone();
@@ -417,9 +409,9 @@ impl Store {
     /// two and the records they name). These take microseconds from redb's cache or the
     /// OS page cache, less than the hand-off to a pool thread and back, and keeping them on
     /// the runtime's few threads keeps the allocator uncontended.
-    fn read_now<T, F>(&self, f: F) -> ScimResult<T>
+    fn read_now<T, F>(&self, f: F) -> Result<T, Error>
     where
-        F: FnOnce(&read::ReadSide) -> Result<ScimResult<T>, redb::Error>,
+        F: FnOnce(&read::ReadSide) -> R<T>,
     {
         let db = self.db()?;
         self.shared.faults.panic_if_set("a read");
@@ -427,7 +419,7 @@ impl Store {
         self.settle(r)
     }
 
-    fn settle<T>(&self, r: Result<ScimResult<T>, redb::Error>) -> ScimResult<T> {
+    fn settle<T>(&self, r: R<T>) -> Result<T, Error> {
         r.unwrap_or_else(|e| {
             if matches!(e, redb::Error::PreviousIo) {
                 self.nudge();
@@ -439,10 +431,10 @@ impl Store {
 
 /// Answers a write's caller 500 (with an id to find in the log) if its job panics; the
 /// writer then rolls the batch back and the other callers in it get 503 and may retry.
-struct PanicAnswer<T>(Option<oneshot::Sender<ScimResult<T>>>);
+struct PanicAnswer<T>(Option<oneshot::Sender<Result<T, Error>>>);
 
 impl<T> PanicAnswer<T> {
-    fn send(mut self, r: ScimResult<T>) {
+    fn send(mut self, r: Result<T, Error>) {
         if let Some(tx) = self.0.take() {
             let _ = tx.send(r);
         }
@@ -621,7 +613,7 @@ fn run_batch(
             storage_ok = false;
         }
         for r in responders {
-            r(Err(unavailable()));
+            r(Err(Error::Unavailable));
         }
         return storage_ok;
     }
@@ -646,7 +638,9 @@ fn run_batch(
         Err(e) => {
             failure();
             storage_failed(&e.into());
-            responders.into_iter().for_each(|r| r(Err(unavailable())));
+            responders
+                .into_iter()
+                .for_each(|r| r(Err(Error::Unavailable)));
             false
         }
     }
@@ -662,7 +656,7 @@ impl Store {
 
     /// A cheap read of the layout version: proves the database answers. On the calling
     /// thread, so that a health check never waits behind long reads.
-    pub async fn check(&self) -> ScimResult<u64> {
+    pub async fn check(&self) -> Result<u64, Error> {
         self.read_now(|r| {
             let t = r.txn().open_table(tables::META)?;
             let v = t.get("schema_version")?.map(|g| g.value()).unwrap_or(0);

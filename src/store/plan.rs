@@ -11,7 +11,7 @@ use redb::{ReadableMultimapTable, ReadableTable, Table};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::scim::error::ScimError;
+use super::Error;
 use crate::scim::resource::Body;
 
 /// Counter keys in `COUNTS` beside the resource kinds' codes.
@@ -79,7 +79,7 @@ pub fn seat_for_new_active(
     rules: Option<&PlanRules>,
     counts: &impl ReadableTable<(&'static str, u8), u64>,
     t: &str,
-) -> Result<Result<Seat, ScimError>, redb::Error> {
+) -> Result<Result<Seat, Error>, redb::Error> {
     let Some(r) = rules else {
         return Ok(Ok(Seat::Paid));
     };
@@ -92,14 +92,10 @@ pub fn seat_for_new_active(
     }
     Ok(match r.on_seat_limit {
         SeatPolicy::Free => Ok(Seat::Overflow),
-        SeatPolicy::Reject => Err(ScimError::new(
-            403,
-            None,
-            format!(
-                "plan \"{}\" has all {seats} seats taken; deactivate a user or raise the tenant's plan.seats",
-                r.name
-            ),
-        )),
+        SeatPolicy::Reject => Err(Error::SeatsTaken {
+            plan: r.name.clone(),
+            seats,
+        }),
     })
 }
 

@@ -8,8 +8,7 @@ use serde_json::Value;
 use super::plan::{self, Mode};
 use super::read::ReadSide;
 use super::record::decode;
-use super::{Store, format_id};
-use crate::scim::error::ScimResult;
+use super::{Error, Store, format_id};
 use crate::scim::schema::Kind;
 
 /// A tenant's plan as counted now.
@@ -210,7 +209,7 @@ impl Store {
         &self,
         tenant: String,
         rules: std::sync::Arc<plan::PlanRules>,
-    ) -> ScimResult<PlanSummary> {
+    ) -> Result<PlanSummary, Error> {
         self.read(&tenant.clone(), move |r: &ReadSide| {
             let t = tenant.as_str();
             let (mode, matched, unmatched) = r.plan_ctx(t, &rules)?;
@@ -230,7 +229,7 @@ impl Store {
         status: Option<plan::Status>,
         from: PlanFrom,
         count: u64,
-    ) -> ScimResult<PlanPage> {
+    ) -> Result<PlanPage, Error> {
         self.read(&tenant.clone(), move |r: &ReadSide| {
             let t = tenant.as_str();
             let user = Kind::User.code();

@@ -13,8 +13,7 @@ use super::record::*;
 use super::scans::ScanMemo;
 use super::skim::Skimmed;
 use super::tables::*;
-use super::{Store, format_id, parse_id};
-use crate::scim::error::{ScimError, ScimResult};
+use super::{Error, Store, format_id, parse_id};
 use crate::scim::filter::{self, Filter};
 use crate::scim::render::{Resource, Stored};
 use crate::scim::schema::Kind;
@@ -71,11 +70,11 @@ where
     Ok(out)
 }
 
-pub(super) fn not_found(kind: Kind, id: &str) -> ScimError {
-    ScimError::not_found(format!(
-        "no {} with id \"{id}\" in this tenant",
-        kind.as_str()
-    ))
+pub(super) fn not_found(kind: Kind, id: &str) -> Error {
+    Error::NotFound {
+        kind,
+        id: id.to_string(),
+    }
 }
 
 /// A page of a tenant's change feed.
@@ -97,26 +96,18 @@ pub struct Conditions {
 
 /// `If-Match` passes when it is `*` or lists the current version; `If-None-Match` on a write
 /// fails when it does (`*`: "only if it does not exist", and it does).
-pub(super) fn precondition(cond: &Conditions, version: u64) -> ScimResult<()> {
+pub(super) fn precondition(cond: &Conditions, version: u64) -> Result<(), Error> {
     let current = format!("\"{version}\"");
     let names = |h: &str| crate::scim::render::names_etag(h, &current);
     if let Some(h) = &cond.if_match
         && !names(h)
     {
-        return Err(ScimError::new(
-            412,
-            None,
-            format!("the resource has changed: its current version is W/{current}"),
-        ));
+        return Err(Error::IfMatchFailed { version });
     }
     if let Some(h) = &cond.if_none_match
         && names(h)
     {
-        return Err(ScimError::new(
-            412,
-            None,
-            format!("If-None-Match: the resource exists, at version W/{current}"),
-        ));
+        return Err(Error::IfNoneMatchFailed { version });
     }
     Ok(())
 }
@@ -475,7 +466,7 @@ impl ReadSide {
 
 impl Store {
     /// Number of resources of a kind in a tenant.
-    pub async fn count(&self, tenant: String, kind: Kind) -> ScimResult<u64> {
+    pub async fn count(&self, tenant: String, kind: Kind) -> Result<u64, Error> {
         self.read_now(move |r: &ReadSide| {
             let c = r.txn().open_table(COUNTS)?;
             Ok(Ok(plan::count(&c, &tenant, kind.code())?))
@@ -483,7 +474,7 @@ impl Store {
     }
 
     /// Every tenant with users or groups in the database, configured or not.
-    pub async fn stored_tenants(&self) -> ScimResult<Vec<String>> {
+    pub async fn stored_tenants(&self) -> Result<Vec<String>, Error> {
         // For the console and metrics, whose share is the empty tenant name's.
         self.read("", move |r: &ReadSide| {
             let c = r.txn().open_table(COUNTS)?;
@@ -509,7 +500,7 @@ impl Store {
         after: u64,
         limit: usize,
         retention: Retention,
-    ) -> ScimResult<Feed> {
+    ) -> Result<Feed, Error> {
         self.read(&tenant.clone(), move |r: &ReadSide| {
             let table = r.txn().open_table(EVENTS)?;
             let seqs = r.txn().open_table(EVENT_SEQ)?;
@@ -554,7 +545,7 @@ impl Store {
         kind: Kind,
         id: String,
         with_refs: bool,
-    ) -> ScimResult<Resource> {
+    ) -> Result<Resource, Error> {
         self.get_as(tenant, kind, id, with_refs, move |bytes, nid, refs| {
             let mut res = decode(bytes)?.into_resource(kind, nid);
             res.refs = refs;
@@ -570,7 +561,7 @@ impl Store {
         kind: Kind,
         id: String,
         with_refs: bool,
-    ) -> ScimResult<Stored> {
+    ) -> Result<Stored, Error> {
         self.get_as(tenant, kind, id, with_refs, move |bytes, nid, refs| {
             Some(Stored {
                 kind,
@@ -589,7 +580,7 @@ impl Store {
         id: String,
         with_refs: bool,
         make: F,
-    ) -> ScimResult<T>
+    ) -> Result<T, Error>
     where
         T: Send + 'static,
         F: FnOnce(&[u8], u128, Option<Vec<Value>>) -> Option<T> + Send + 'static,
@@ -650,7 +641,7 @@ impl Store {
         tenant: String,
         id: &str,
         stall: std::time::Duration,
-    ) -> ScimResult<(Resource, tokio::sync::mpsc::Receiver<MemberBatch>)> {
+    ) -> Result<(Resource, tokio::sync::mpsc::Receiver<MemberBatch>), Error> {
         let Some(gid) = parse_id(id) else {
             return Err(not_found(Kind::Group, id));
         };
@@ -659,7 +650,7 @@ impl Store {
             Some(MemberBatch::Head(Some(r))) => Ok((*r, rx)),
             Some(MemberBatch::Head(None)) => Err(not_found(Kind::Group, id)),
             // The producer logged why.
-            _ => Err(super::unavailable()),
+            _ => Err(Error::Unavailable),
         }
     }
 

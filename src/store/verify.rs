@@ -26,7 +26,7 @@ impl Store {
     /// Mismatches found (empty when consistent). `types` gives each tenant's resource types
     /// (for its unique extension attributes); unknown tenants use the built-in ones.
     pub async fn verify(&self, types: HashMap<String, (Rt, Rt)>) -> Result<Vec<String>, String> {
-        let db = self.db().map_err(|e| e.detail)?;
+        let db = self.db().map_err(|e| e.to_string())?;
         tokio::task::spawn_blocking(move || {
             unless_damaged(|| check(&db, &types))?.map_err(|e| e.to_string())
         })

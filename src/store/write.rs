@@ -10,8 +10,7 @@ use super::ranks;
 use super::read::{Conditions, MEMBER_BATCH, member_json, not_found, precondition, read_refs};
 use super::record::*;
 use super::tables::*;
-use super::{R, Store, format_id, new_id, parse_id};
-use crate::scim::error::{ScimError, ScimResult};
+use super::{Error, R, Store, format_id, new_id, parse_id};
 use crate::scim::filter;
 use crate::scim::patch::{self, MemberOp, Operation};
 use crate::scim::render::Resource;
@@ -306,10 +305,7 @@ impl<'t> W<'t> {
             && let Some(other) = self.usernames.get((t, u.as_str()))?.map(|g| g.value())
             && Some(other) != me
         {
-            return Ok(Err(ScimError::uniqueness(format!(
-                "userName is already taken (case-insensitively) by the user with id {}",
-                format_id(other)
-            ))));
+            return Ok(Err(Error::UserNameTaken { holder: other }));
         }
         for (attr, v) in &k.unique {
             if let Some(other) = self
@@ -318,11 +314,11 @@ impl<'t> W<'t> {
                 .map(|g| g.value())
                 && Some(other) != me
             {
-                return Ok(Err(ScimError::uniqueness(format!(
-                    "{attr} is already taken by the {} with id {}",
-                    kind.as_str(),
-                    format_id(other)
-                ))));
+                return Ok(Err(Error::ValueTaken {
+                    attribute: attr.clone(),
+                    kind,
+                    holder: other,
+                }));
             }
         }
         if kind == Kind::Group
@@ -331,10 +327,7 @@ impl<'t> W<'t> {
             for other in self.names.get((t, kind.code(), d.as_str()))? {
                 let other = other?.value();
                 if Some(other) != me {
-                    return Ok(Err(ScimError::uniqueness(format!(
-                        "displayName is already taken (case-insensitively) by the group with id {}",
-                        format_id(other)
-                    ))));
+                    return Ok(Err(Error::GroupNameTaken { holder: other }));
                 }
             }
         }
@@ -572,9 +565,7 @@ fn plan_members(w: &W, t: &str, g: u128, ops: &[MemberOp]) -> R<Vec<Change>> {
                         return Ok(Err(no_member(raw)));
                     };
                     if id == g {
-                        return Ok(Err(ScimError::invalid_value(
-                            "a group cannot be a member of itself",
-                        )));
+                        return Ok(Err(Error::OwnMember));
                     }
                     let Some(kind) = w.kind_of(t, id)? else {
                         return Ok(Err(no_member(raw)));
@@ -582,10 +573,11 @@ fn plan_members(w: &W, t: &str, g: u128, ops: &[MemberOp]) -> R<Vec<Change>> {
                     if let Some(ty) = m.get("type").and_then(Value::as_str)
                         && ty != kind.as_str()
                     {
-                        return Ok(Err(ScimError::invalid_value(format!(
-                            "member {raw} is a {}, not a {ty}",
-                            kind.as_str()
-                        ))));
+                        return Ok(Err(Error::MemberKind {
+                            value: raw.to_string(),
+                            kind,
+                            said: ty.to_string(),
+                        }));
                     }
                     out.push(Change::Add(id, kind));
                 }
@@ -619,10 +611,10 @@ fn plan_members(w: &W, t: &str, g: u128, ops: &[MemberOp]) -> R<Vec<Change>> {
     Ok(Ok(out))
 }
 
-fn no_member(raw: &str) -> ScimError {
-    ScimError::invalid_value(format!(
-        "member \"{raw}\" is not a User or Group of this tenant; provision it first"
-    ))
+fn no_member(raw: &str) -> Error {
+    Error::NoSuchMember {
+        value: raw.to_string(),
+    }
 }
 
 /// Write phase for member changes, with one event per member that really joined or left;
@@ -728,7 +720,7 @@ pub struct Given {
 }
 
 impl Store {
-    pub async fn create(&self, actor: Actor, rt: Rt, input: Input) -> ScimResult<Resource> {
+    pub async fn create(&self, actor: Actor, rt: Rt, input: Input) -> Result<Resource, Error> {
         self.create_as(actor, rt, input, None).await
     }
 
@@ -739,7 +731,7 @@ impl Store {
         rt: Rt,
         input: Input,
         given: Option<Given>,
-    ) -> ScimResult<Resource> {
+    ) -> Result<Resource, Error> {
         self.write(move |w| {
             let kind = rt.kind;
             let t = actor.tenant.as_str();
@@ -749,10 +741,7 @@ impl Store {
             }
             let id = match &given {
                 Some(g) if w.kind_of(t, g.id)?.is_some() => {
-                    return Ok(Err(ScimError::uniqueness(format!(
-                        "id {} already exists",
-                        format_id(g.id)
-                    ))));
+                    return Ok(Err(Error::IdTaken { id: g.id }));
                 }
                 Some(g) => g.id,
                 None => new_id(),
@@ -804,7 +793,7 @@ impl Store {
         id: String,
         input: Input,
         cond: Conditions,
-    ) -> ScimResult<Resource> {
+    ) -> Result<Resource, Error> {
         self.write(move |w| {
             let kind = rt.kind;
             let t = actor.tenant.as_str();
@@ -813,10 +802,9 @@ impl Store {
                 Err(e) => return Ok(Err(e)),
             };
             if input.id.as_deref().is_some_and(|given| given != id) {
-                return Ok(Err(ScimError::mutability(format!(
-                    "the body's id \"{}\" differs from the id in the URL",
-                    input.id.as_deref().unwrap_or_default()
-                ))));
+                return Ok(Err(Error::IdChanged {
+                    given: input.id.clone().unwrap_or_default(),
+                }));
             }
             if let Err(e) = w.check_unique(t, kind, &keys(rt, &input.body), Some(nid))? {
                 return Ok(Err(e));
@@ -832,7 +820,7 @@ impl Store {
             if let Err(e) = resource::check_immutable(rt, &old.body, &mut body, true)
                 .and_then(|()| resource::check_required_extensions(rt, &body, Some(&old.body)))
             {
-                return Ok(Err(e));
+                return Ok(Err(Error::Protocol(e)));
             }
             let rec = match w.commit_change(&actor, rt, nid, old, body, &ops)? {
                 Ok(r) => r,
@@ -852,7 +840,7 @@ impl Store {
         id: String,
         ops: Vec<Operation>,
         cond: Conditions,
-    ) -> ScimResult<(Resource, Ignored)> {
+    ) -> Result<(Resource, Ignored), Error> {
         self.write(move |w| {
             let kind = rt.kind;
             let t = actor.tenant.as_str();
@@ -862,7 +850,7 @@ impl Store {
             };
             let out = match patch::apply(rt, &id, &old.body, &ops) {
                 Ok(o) => o,
-                Err(e) => return Ok(Err(e)),
+                Err(e) => return Ok(Err(Error::Protocol(e))),
             };
             if let Err(e) = w.check_unique(t, kind, &keys(rt, &out.body), Some(nid))? {
                 return Ok(Err(e));
@@ -888,7 +876,7 @@ impl Store {
         &self,
         actor: Actor,
         old: std::sync::Arc<plan::PlanRules>,
-    ) -> ScimResult<Option<(Mode, Mode)>> {
+    ) -> Result<Option<(Mode, Mode)>, Error> {
         self.write(move |w| {
             let Some(new) = actor.plan.clone() else {
                 return Ok(Ok(None));
@@ -908,7 +896,7 @@ impl Store {
         rt: Rt,
         id: String,
         cond: Conditions,
-    ) -> ScimResult<()> {
+    ) -> Result<(), Error> {
         self.write(move |w| {
             let kind = rt.kind;
             let t = actor.tenant.as_str();

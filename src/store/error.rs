@@ -1,0 +1,233 @@
+//! Why the store did not do what a request asked, named after what happened in the store.
+//! The protocol core knows nothing of the store, so the store turns these into its
+//! `ScimError` (one `From`), and the HTTP layer renders that once.
+//!
+//! Each message is the `detail` the client is answered with, so that console commands that
+//! print a store error say what an IdP is told.
+
+use super::format_id;
+use crate::scim::error::{ScimError, ScimType};
+use crate::scim::schema::Kind;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// Another user holds this userName. The holder is named so that an IdP retrying a
+    /// timed-out create can link to it.
+    #[error(
+        "userName is already taken (case-insensitively) by the user with id {}",
+        format_id(*.holder)
+    )]
+    UserNameTaken { holder: u128 },
+    /// Another group holds this displayName.
+    #[error(
+        "displayName is already taken (case-insensitively) by the group with id {}",
+        format_id(*.holder)
+    )]
+    GroupNameTaken { holder: u128 },
+    /// Another resource of `kind` holds this value of an attribute declared unique.
+    #[error(
+        "{attribute} is already taken by the {} with id {}",
+        .kind.as_str(),
+        format_id(*.holder)
+    )]
+    ValueTaken {
+        attribute: String,
+        kind: Kind,
+        holder: u128,
+    },
+    /// An import gave an id that a resource already has.
+    #[error("id {} already exists", format_id(*.id))]
+    IdTaken { id: u128 },
+    #[error("no {} with id \"{id}\" in this tenant", .kind.as_str())]
+    NotFound { kind: Kind, id: String },
+    /// `If-Match` does not name the current `version`.
+    #[error("the resource has changed: its current version is W/\"{version}\"")]
+    IfMatchFailed { version: u64 },
+    /// `If-None-Match` names the current `version`.
+    #[error("If-None-Match: the resource exists, at version W/\"{version}\"")]
+    IfNoneMatchFailed { version: u64 },
+    /// A member to add is not a user or group of the tenant (`value` as the client sent it).
+    #[error("member \"{value}\" is not a User or Group of this tenant; provision it first")]
+    NoSuchMember { value: String },
+    #[error("a group cannot be a member of itself")]
+    OwnMember,
+    /// A member to add is of `kind`, but the client said it was a `said`.
+    #[error("member {value} is a {}, not a {said}", .kind.as_str())]
+    MemberKind {
+        value: String,
+        kind: Kind,
+        said: String,
+    },
+    /// A PUT body's id is not the URL's: ids never change.
+    #[error("the body's id \"{given}\" differs from the id in the URL")]
+    IdChanged { given: String },
+    /// Every seat of the plan is taken and its policy is to refuse another active user.
+    #[error(
+        "plan \"{plan}\" has all {seats} seats taken; deactivate a user or raise the tenant's plan.seats"
+    )]
+    SeatsTaken { plan: String, seats: u64 },
+    /// Storage failed, the database is being reopened, or the writer dropped the batch:
+    /// nothing of the request was committed, so it may be retried.
+    #[error("the database is unavailable; the request was not applied, retry later")]
+    Unavailable,
+    /// Something that should not happen did (a panic); logged under `error_id`, and only
+    /// that id is answered.
+    #[error("internal error (id {error_id} in the server log)")]
+    Internal { error_id: String },
+    /// A refusal of the protocol core (PATCH, schema checks) while the store applied a
+    /// change against the stored resource; answered as it is.
+    #[error("{}", .0.detail)]
+    Protocol(ScimError),
+}
+
+impl From<Error> for ScimError {
+    fn from(e: Error) -> ScimError {
+        let (status, scim_type) = match e {
+            Error::Protocol(e) => return e,
+            Error::Internal { error_id } => return ScimError::internal(&error_id),
+            Error::UserNameTaken { .. }
+            | Error::GroupNameTaken { .. }
+            | Error::ValueTaken { .. }
+            | Error::IdTaken { .. } => (409, Some(ScimType::Uniqueness)),
+            Error::NotFound { .. } => (404, None),
+            Error::IfMatchFailed { .. } | Error::IfNoneMatchFailed { .. } => (412, None),
+            Error::NoSuchMember { .. } | Error::OwnMember | Error::MemberKind { .. } => {
+                (400, Some(ScimType::InvalidValue))
+            }
+            Error::IdChanged { .. } => (400, Some(ScimType::Mutability)),
+            Error::SeatsTaken { .. } => (403, None),
+            Error::Unavailable => (503, None),
+        };
+        ScimError::new(status, scim_type, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_becomes_the_scim_error_answered_before_the_store_had_its_own() {
+        let id = "0190b7a4-7c4e-7000-8000-00000000002a";
+        let holder = super::super::parse_id(id).unwrap();
+        let patch = ScimError::no_target("no value matches the path's filter");
+        let cases = [
+            (
+                Error::UserNameTaken { holder },
+                409,
+                Some(ScimType::Uniqueness),
+                format!("userName is already taken (case-insensitively) by the user with id {id}"),
+            ),
+            (
+                Error::GroupNameTaken { holder },
+                409,
+                Some(ScimType::Uniqueness),
+                format!(
+                    "displayName is already taken (case-insensitively) by the group with id {id}"
+                ),
+            ),
+            (
+                Error::ValueTaken {
+                    attribute: "urn:x:badge".into(),
+                    kind: Kind::User,
+                    holder,
+                },
+                409,
+                Some(ScimType::Uniqueness),
+                format!("urn:x:badge is already taken by the User with id {id}"),
+            ),
+            (
+                Error::IdTaken { id: holder },
+                409,
+                Some(ScimType::Uniqueness),
+                format!("id {id} already exists"),
+            ),
+            (
+                Error::NotFound {
+                    kind: Kind::Group,
+                    id: "g1".into(),
+                },
+                404,
+                None,
+                "no Group with id \"g1\" in this tenant".into(),
+            ),
+            (
+                Error::IfMatchFailed { version: 3 },
+                412,
+                None,
+                "the resource has changed: its current version is W/\"3\"".into(),
+            ),
+            (
+                Error::IfNoneMatchFailed { version: 3 },
+                412,
+                None,
+                "If-None-Match: the resource exists, at version W/\"3\"".into(),
+            ),
+            (
+                Error::NoSuchMember { value: "m1".into() },
+                400,
+                Some(ScimType::InvalidValue),
+                "member \"m1\" is not a User or Group of this tenant; provision it first".into(),
+            ),
+            (
+                Error::OwnMember,
+                400,
+                Some(ScimType::InvalidValue),
+                "a group cannot be a member of itself".into(),
+            ),
+            (
+                Error::MemberKind {
+                    value: id.into(),
+                    kind: Kind::User,
+                    said: "Group".into(),
+                },
+                400,
+                Some(ScimType::InvalidValue),
+                format!("member {id} is a User, not a Group"),
+            ),
+            (
+                Error::IdChanged { given: "x".into() },
+                400,
+                Some(ScimType::Mutability),
+                "the body's id \"x\" differs from the id in the URL".into(),
+            ),
+            (
+                Error::SeatsTaken {
+                    plan: "Business".into(),
+                    seats: 5,
+                },
+                403,
+                None,
+                "plan \"Business\" has all 5 seats taken; deactivate a user or raise the \
+                 tenant's plan.seats"
+                    .into(),
+            ),
+            (
+                Error::Unavailable,
+                503,
+                None,
+                "the database is unavailable; the request was not applied, retry later".into(),
+            ),
+            (
+                Error::Internal {
+                    error_id: "abc123".into(),
+                },
+                500,
+                None,
+                "internal error (id abc123 in the server log)".into(),
+            ),
+            (
+                Error::Protocol(patch.clone()),
+                patch.status,
+                patch.scim_type,
+                patch.detail.clone(),
+            ),
+        ];
+        for (e, status, scim_type, detail) in cases {
+            let said = e.to_string();
+            let s = ScimError::from(e);
+            assert_eq!(s, ScimError::new(status, scim_type, detail));
+            assert_eq!(said, s.detail, "the message is the detail answered");
+        }
+    }
+}
