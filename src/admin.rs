@@ -457,12 +457,11 @@ pub async fn import(
             id,
             created: meta("created"),
             modified: meta("lastModified"),
-            // `W/"8"`, as scimd writes it.
+            // `W/"8"`, as scimd writes it, or `W/"8.1f2e3d4c"` for a user in groups (the
+            // digest of its groups is not stored: `etag_of`).
             version: meta("version").and_then(|s| {
-                s.trim_start_matches("W/")
-                    .trim_matches('"')
-                    .parse::<u64>()
-                    .ok()
+                let tag = s.trim_start_matches("W/").trim_matches('"');
+                tag.split('.').next()?.parse::<u64>().ok()
             }),
         };
         parsed.push((n, kind, given, input));

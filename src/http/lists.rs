@@ -272,11 +272,11 @@ async fn page(app: &App, ctx: &Ctx, kinds: &[Kind], p: ListParams) -> ScimResult
     let mut remaining = count;
     let rank = |k: Kind| kinds.iter().position(|x| *x == k);
     for (kind, f, sort, proj) in plans {
-        let with_refs = proj.wants(if kind == Kind::Group {
-            "members"
-        } else {
-            "groups"
-        });
+        // A user's groups are read for its `meta.version` too (`etag_of`).
+        let with_refs = match kind {
+            Kind::Group => proj.wants("members"),
+            Kind::User => proj.wants("groups") || proj.wants("meta"),
+        };
         // A walk by mark: types before the mark's are only counted, the mark's resumes after
         // it, and later ones start at their first.
         let place = mark.as_ref().map(|m| rank(kind).cmp(&rank(m.kind)));

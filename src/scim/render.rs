@@ -150,7 +150,7 @@ impl Stored {
                 shown.push((k.as_ref(), text));
             }
         }
-        let etag = format!("W/\"{}\"", v.version);
+        let etag = etag_of(kind, v.version, self.refs.as_deref());
         let mut out = Vec::with_capacity(self.record.len() + 512);
         // Strings are escaped straight into the output (writing to a Vec cannot fail).
         let put = |out: &mut Vec<u8>, raw: &str, s: &str| {
@@ -208,6 +208,39 @@ pub struct Resource {
     pub refs: Option<Vec<Value>>,
 }
 
+/// A resource's weak ETag, also its `meta.version`: `W/"n"` from the stored version. A
+/// user's `groups` are not stored with it (a membership is a change of the group, and a
+/// group of a million would otherwise rewrite a million users), so a user in groups gets a
+/// digest of them as well, `W/"n.xxxxxxxx"`: joining, leaving or a group's rename gives the
+/// user a new ETag, and a client never gets 304 for a representation whose `groups` moved.
+/// `refs` is the user's groups as read (`None`: not read; only for resources whose version
+/// is not shown or compared).
+pub fn etag_of(kind: Kind, version: u64, refs: Option<&[Value]>) -> String {
+    match refs {
+        Some(groups) if kind == Kind::User && !groups.is_empty() => {
+            format!("W/\"{version}.{:08x}\"", digest(groups))
+        }
+        _ => format!("W/\"{version}\""),
+    }
+}
+
+/// FNV-1a over each group's id and name, folded to 32 bits: stable across builds and
+/// restarts (an ETag a client holds must stay valid), and cheap beside reading the groups.
+fn digest(groups: &[Value]) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes.iter().chain([&0xff]) {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for g in groups {
+        for key in ["value", "display"] {
+            eat(g.get(key).and_then(Value::as_str).unwrap_or("").as_bytes());
+        }
+    }
+    (h ^ (h >> 32)) as u32
+}
+
 /// Whether an `If-Match` or `If-None-Match` value names `etag`: `*`, or one of its
 /// comma-separated tags, compared weakly (RFC 9110 §8.8.3.2, §13.1).
 pub fn names_etag(header: &str, etag: &str) -> bool {
@@ -219,9 +252,9 @@ pub fn names_etag(header: &str, etag: &str) -> bool {
 }
 
 impl Resource {
-    /// Weak ETag; also `meta.version`.
+    /// Weak ETag; also `meta.version` (`etag_of`).
     pub fn etag(&self) -> String {
-        format!("W/\"{}\"", self.version)
+        etag_of(self.kind, self.version, self.refs.as_deref())
     }
 
     pub fn location(&self, base: &str) -> String {
@@ -282,5 +315,34 @@ mod tests {
         assert!(names_etag("*", "W/\"9\""));
         assert!(!names_etag("W/\"4\"", "W/\"3\""));
         assert!(!names_etag("W/\"33\"", "W/\"3\""));
+    }
+
+    #[test]
+    fn a_users_etag_follows_its_groups_and_a_groups_only_its_version() {
+        let g = |id: &str, name: &str| json!({"value": id, "display": name, "type": "direct"});
+        let one = [g("a1", "Sales")];
+        let tag = |kind, refs: Option<&[Value]>| etag_of(kind, 4, refs);
+        // No groups, or none read: the plain version, as before groups counted.
+        assert_eq!(tag(Kind::User, Some(&[])), "W/\"4\"");
+        assert_eq!(tag(Kind::User, None), "W/\"4\"");
+        let joined = tag(Kind::User, Some(&one));
+        assert!(joined.starts_with("W/\"4.") && joined.len() == "W/\"4.".len() + 9);
+        assert_eq!(joined, tag(Kind::User, Some(&one)), "stable");
+        // A rename, another group, or another group's id: another tag.
+        let others = [
+            vec![g("a1", "Sales EMEA")],
+            vec![g("a1", "Sales"), g("b2", "Ops")],
+            vec![g("b2", "Sales")],
+        ];
+        for o in &others {
+            assert_ne!(tag(Kind::User, Some(o)), joined, "{o:?}");
+        }
+        // Where one field ends matters: ("ab", "c") is not ("a", "bc").
+        assert_ne!(
+            tag(Kind::User, Some(&[g("ab", "c")])),
+            tag(Kind::User, Some(&[g("a", "bc")]))
+        );
+        // A group's members are counted in its stored version already.
+        assert_eq!(tag(Kind::Group, Some(&[json!({"value": "u1"})])), "W/\"4\"");
     }
 }

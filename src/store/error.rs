@@ -40,12 +40,12 @@ pub enum Error {
     IdTaken { id: u128 },
     #[error("no {} with id \"{id}\" in this tenant", .kind.as_str())]
     NotFound { kind: Kind, id: String },
-    /// `If-Match` does not name the current `version`.
-    #[error("the resource has changed: its current version is W/\"{version}\"")]
-    IfMatchFailed { version: u64 },
-    /// `If-None-Match` names the current `version`.
-    #[error("If-None-Match: the resource exists, at version W/\"{version}\"")]
-    IfNoneMatchFailed { version: u64 },
+    /// `If-Match` does not name the current ETag.
+    #[error("the resource has changed: its current version is {etag}")]
+    IfMatchFailed { etag: String },
+    /// `If-None-Match` names the current ETag.
+    #[error("If-None-Match: the resource exists, at version {etag}")]
+    IfNoneMatchFailed { etag: String },
     /// A member to add is not a user or group of the tenant (`value` as the client sent it).
     #[error("member \"{value}\" is not a User or Group of this tenant; provision it first")]
     NoSuchMember { value: String },
@@ -152,13 +152,17 @@ mod tests {
                 "no Group with id \"g1\" in this tenant".into(),
             ),
             (
-                Error::IfMatchFailed { version: 3 },
+                Error::IfMatchFailed {
+                    etag: "W/\"3\"".into(),
+                },
                 412,
                 None,
                 "the resource has changed: its current version is W/\"3\"".into(),
             ),
             (
-                Error::IfNoneMatchFailed { version: 3 },
+                Error::IfNoneMatchFailed {
+                    etag: "W/\"3\"".into(),
+                },
                 412,
                 None,
                 "If-None-Match: the resource exists, at version W/\"3\"".into(),

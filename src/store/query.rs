@@ -296,7 +296,7 @@ pub(super) struct Evaluation<'f> {
     pub(super) probes: Option<(Vec<u128>, bool)>,
     /// Groups: otherwise, the filter's conditions on members, decided batch by batch.
     pub(super) member_conditions: Vec<&'f Filter>,
-    /// Users: the user's groups are read.
+    /// Users: the user's groups are read (for `groups`, or for `meta.version`: `etag_of`).
     pub(super) groups: bool,
 }
 
@@ -310,7 +310,7 @@ impl<'f> Evaluation<'f> {
             meta: mentions(f, "meta"),
             probes: None,
             member_conditions: Vec::new(),
-            groups: rt.kind == Kind::User && mentions(f, "groups"),
+            groups: rt.kind == Kind::User && (mentions(f, "groups") || mentions_version(f)),
         };
         if group && mentions(f, "members") {
             match member_probes(f) {
@@ -338,6 +338,16 @@ pub(super) fn filter_keys<'f>(rt: Rt, f: &'f Filter, out: &mut Vec<&'f str>) {
 /// Whether a resolved filter has a condition on the core attribute `name`.
 pub(super) fn mentions(f: &Filter, name: &str) -> bool {
     !filter::conditions_on(f, name).is_empty()
+}
+
+/// Whether the filter asks about `meta.version` (not only `meta.lastModified`, which Okta's
+/// incremental import asks of every user and which needs no groups).
+fn mentions_version(f: &Filter) -> bool {
+    filter::conditions_on(f, "meta").into_iter().any(|c| {
+        filter::conditions(c)
+            .iter()
+            .any(|(_, p)| p.sub.as_deref() == Some("version"))
+    })
 }
 
 /// Index look-ups shared by the read path.

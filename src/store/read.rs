@@ -15,7 +15,7 @@ use super::skim::Skimmed;
 use super::tables::*;
 use super::{Error, Store, format_id, parse_id};
 use crate::scim::filter::{self, Filter};
-use crate::scim::render::{Resource, Stored};
+use crate::scim::render::{Resource, Stored, etag_of};
 use crate::scim::schema::Kind;
 
 /// Members read at a time from a group's member list, when it is streamed or searched.
@@ -94,20 +94,19 @@ pub struct Conditions {
     pub if_none_match: Option<String>,
 }
 
-/// `If-Match` passes when it is `*` or lists the current version; `If-None-Match` on a write
-/// fails when it does (`*`: "only if it does not exist", and it does).
-pub(super) fn precondition(cond: &Conditions, version: u64) -> Result<(), Error> {
-    let current = format!("\"{version}\"");
-    let names = |h: &str| crate::scim::render::names_etag(h, &current);
+/// `If-Match` passes when it is `*` or lists the current ETag (`etag_of`); `If-None-Match`
+/// on a write fails when it does (`*`: "only if it does not exist", and it does).
+pub(super) fn precondition(cond: &Conditions, etag: &str) -> Result<(), Error> {
+    let names = |h: &str| crate::scim::render::names_etag(h, etag);
     if let Some(h) = &cond.if_match
         && !names(h)
     {
-        return Err(Error::IfMatchFailed { version });
+        return Err(Error::IfMatchFailed { etag: etag.into() });
     }
     if let Some(h) = &cond.if_none_match
         && names(h)
     {
-        return Err(Error::IfNoneMatchFailed { version });
+        return Err(Error::IfNoneMatchFailed { etag: etag.into() });
     }
     Ok(())
 }
@@ -382,11 +381,17 @@ impl ReadSide {
         if e.id {
             m.insert("id".into(), Value::String(format_id(id)));
         }
+        // Read once, for `groups` and for the version they are part of.
+        let groups = match e.groups {
+            true => Some(self.refs(t, kind, id)?),
+            false => None,
+        };
         if e.meta {
+            let version = etag_of(kind, rec.version, groups.as_deref());
             m.insert(
                 "meta".into(),
                 serde_json::json!({"resourceType": kind.as_str(), "created": rec.created,
-                    "lastModified": rec.modified, "version": format!("W/\"{}\"", rec.version)}),
+                    "lastModified": rec.modified, "version": version}),
             );
         }
         let mut decided = Vec::new();
@@ -410,8 +415,8 @@ impl ReadSide {
         } else if !e.member_conditions.is_empty() {
             decided = self.member_conditions(t, id, e)?;
         }
-        if e.groups {
-            m.insert("groups".into(), Value::Array(self.refs(t, kind, id)?));
+        if let Some(groups) = groups {
+            m.insert("groups".into(), Value::Array(groups));
         }
         Ok(filter::matches_deciding(
             e.f,

@@ -13,7 +13,7 @@ use super::tables::*;
 use super::{Error, R, Store, format_id, new_id, parse_id};
 use crate::scim::filter;
 use crate::scim::patch::{self, MemberOp, Operation};
-use crate::scim::render::Resource;
+use crate::scim::render::{Resource, etag_of};
 use crate::scim::resource::{self, Body, Ignored, Input};
 use crate::scim::schema::{Kind, Rt};
 
@@ -280,8 +280,15 @@ impl<'t> W<'t> {
         let Some(old) = self.load(t, kind, nid)? else {
             return Ok(Err(not_found(kind, id)));
         };
-        if let Err(e) = precondition(cond, old.version) {
-            return Ok(Err(e));
+        if cond.if_match.is_some() || cond.if_none_match.is_some() {
+            // A user's ETag covers its groups (`etag_of`): read them only when compared.
+            let refs = match kind {
+                Kind::User => Some(self.refs(t, kind, nid)?),
+                Kind::Group => None,
+            };
+            if let Err(e) = precondition(cond, &etag_of(kind, old.version, refs.as_deref())) {
+                return Ok(Err(e));
+            }
         }
         Ok(Ok((nid, old)))
     }

@@ -90,8 +90,11 @@ async fn if_none_match_gives_304_and_if_match_guards_writes() {
     );
     assert_eq!(s.get(&p).await.body["nickName"], "n");
     // If-None-Match on a write (RFC 9110 §13.1.2): `*` or the current version means "only
-    // if it is not there / not this one", so the write is refused; a stale one passes.
-    for (tag, status) in [("*", 412), (v2.as_str(), 412)] {
+    // if it is not there / not this one", so the write is refused; a stale one passes. (The
+    // current version is no longer v2: the user has joined a group since.)
+    let current = s.get(&p).await.header("etag").unwrap().to_string();
+    assert_ne!(current, v2);
+    for (tag, status) in [("*", 412), (current.as_str(), 412)] {
         for m in [Method::PUT, Method::DELETE] {
             let r = s
                 .call_with(
@@ -127,6 +130,125 @@ async fn if_none_match_gives_304_and_if_match_guards_writes() {
             .status,
         204
     );
+}
+
+/// A user's `groups` are not stored with it, yet they are part of what a GET returns: joining,
+/// leaving and a group's rename must give the user a new ETag (or a client caching by ETag
+/// gets 304 for stale groups), and every way of reading the user must show the same one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_etag_moves_with_its_groups() {
+    let s = Srv::start().await;
+    let id = s.user("member@x").await;
+    let p = format!("/Users/{id}");
+    let alone = s.get(&p).await.header("etag").unwrap().to_string();
+    assert_eq!(alone, "W/\"1\"");
+    let g = s.group("Sales", &[&id]).await;
+    let r = s.get(&p).await;
+    let joined = r.header("etag").unwrap().to_string();
+    assert_ne!(
+        joined, alone,
+        "joining a group is a change of the user's groups"
+    );
+    assert!(
+        joined.starts_with("W/\"1."),
+        "{joined}: the stored version stays 1"
+    );
+    assert_eq!(r.body["meta"]["version"], joined.as_str());
+    assert_eq!(r.body["groups"][0]["value"], g.as_str());
+    let inm = |tag: String| {
+        let p = p.clone();
+        let s = &s;
+        async move {
+            s.call_with(
+                Method::GET,
+                &p,
+                Some(ACME),
+                None,
+                &[("If-None-Match", &tag)],
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        inm(alone.clone()).await.status,
+        200,
+        "stale: the groups moved"
+    );
+    assert_eq!(inm(joined.clone()).await.status, 304);
+    // The same version whichever way the user is read: with or without its groups shown,
+    // in a list, and by a filter on the version itself.
+    let r = s.get(&format!("{p}?excludedAttributes=groups")).await;
+    assert_eq!(r.body["meta"]["version"], joined.as_str());
+    assert_eq!(r.header("etag"), Some(joined.as_str()));
+    assert!(r.body.get("groups").is_none(), "{}", r.body);
+    let r = s.get(&format!("{p}?attributes=meta.version")).await;
+    assert_eq!(r.body["meta"]["version"], joined.as_str());
+    for list in [
+        "/Users?filter=userName%20eq%20%22member@x%22".to_string(),
+        "/Users?filter=userName%20eq%20%22member@x%22&excludedAttributes=groups".to_string(),
+        format!(
+            "/Users?filter=meta.version%20eq%20%22{}%22",
+            joined.replace('"', "%5C%22")
+        ),
+    ] {
+        let r = s.get(&list).await;
+        assert_eq!(r.body["totalResults"], 1, "{list}: {}", r.body);
+        assert_eq!(
+            r.body["Resources"][0]["meta"]["version"],
+            joined.as_str(),
+            "{list}"
+        );
+    }
+    // A group's rename changes the user's `groups[].display`, so its version.
+    let gp = format!("/Groups/{g}");
+    let r = s
+        .patch(
+            &gp,
+            json!([{"op": "replace", "path": "displayName", "value": "Sales EMEA"}]),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let renamed = s.get(&p).await.header("etag").unwrap().to_string();
+    assert_ne!(renamed, joined);
+    // A write's If-Match is judged against the same version.
+    let nick = json!({"Operations": [{"op": "replace", "path": "nickName", "value": "n"}]});
+    let r = s
+        .call_with(
+            Method::PATCH,
+            &p,
+            Some(ACME),
+            Some(nick.clone()),
+            &[("If-Match", &joined)],
+        )
+        .await;
+    assert_error(&r, 412, None);
+    assert!(
+        r.body["detail"].as_str().unwrap().contains(&renamed),
+        "{}",
+        r.body
+    );
+    let r = s
+        .call_with(
+            Method::PATCH,
+            &p,
+            Some(ACME),
+            Some(nick),
+            &[("If-Match", &renamed)],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let written = r.header("etag").unwrap().to_string();
+    assert!(written.starts_with("W/\"2."), "{written}");
+    assert_eq!(r.body["meta"]["version"], written.as_str());
+    // Leaving the last group: the stored version alone again.
+    let r = s
+        .patch(
+            &gp,
+            json!([{"op": "remove", "path": format!("members[value eq \"{id}\"]")}]),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(s.get(&p).await.header("etag"), Some("W/\"2\""));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
