@@ -1,0 +1,455 @@
+//! A client's body read key by key into an `Input`: the canonical body, the members, the
+//! values to keep, and what was ignored (unknown attributes and schema URNs) for the log.
+
+use serde_json::{Map, Value};
+
+use super::checks::{check_required, drop_dangling_references, is_reference};
+use super::members::normalize_members;
+use super::multi_valued::{add_values, check_count, demote_primary, fix_primary, one_per_type};
+use super::values::{normalize_attr, normalize_simple};
+use super::{Body, container_mut, drop_empty_extension};
+use crate::scim::error::{ScimError, ScimResult};
+use crate::scim::schema::{
+    AttrDef, AttrType, GROUP_SCHEMA, Kind, Mutability, Rt, USER_SCHEMA, resolve, split_urn,
+};
+
+/// What normalisation dropped, so the caller can log it per tenant.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Ignored {
+    pub attributes: Vec<String>,
+    pub schemas: Vec<String>,
+}
+
+/// At most this many names of each kind are kept for the log line, each cut to
+/// `IGNORED_NAME_MAX` bytes: a body of a hundred thousand unknown keys is one short line.
+const IGNORED_MAX: usize = 20;
+const IGNORED_NAME_MAX: usize = 100;
+
+impl Ignored {
+    pub fn is_empty(&self) -> bool {
+        self.attributes.is_empty() && self.schemas.is_empty()
+    }
+
+    /// Note an attribute name or path. A value filter's brackets hold values (an email
+    /// address, say, which may itself hold brackets or quotes), and the log gets names only:
+    /// everything from the first `[` to the last `]` is kept as `[…]`.
+    pub fn attr(&mut self, name: &str) {
+        let named = match (name.find('['), name.rfind(']')) {
+            (Some(open), Some(close)) if close > open => {
+                format!("{}[…]{}", &name[..open], &name[close + 1..])
+            }
+            (Some(open), _) => format!("{}[…]", &name[..open]),
+            _ => name.to_string(),
+        };
+        note(&mut self.attributes, named);
+    }
+
+    pub fn schema(&mut self, urn: &str) {
+        note(&mut self.schemas, urn.to_string());
+    }
+}
+
+fn note(list: &mut Vec<String>, mut name: String) {
+    if list.len() >= IGNORED_MAX {
+        return;
+    }
+    if name.len() > IGNORED_NAME_MAX {
+        let mut cut = IGNORED_NAME_MAX;
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        name.truncate(cut);
+        name.push('…');
+    }
+    if !list.contains(&name) {
+        list.push(name);
+    }
+}
+
+/// A client-written resource after normalisation.
+#[derive(Debug, Default)]
+pub struct Input {
+    pub body: Body,
+    /// `members` of a Group as given (each `{"value", "type"?}`), `None` when absent.
+    pub members: Option<Vec<Value>>,
+    /// `id` as the client sent it, to check against the path id on PUT.
+    pub id: Option<String>,
+    /// Attributes left out, null or given as `""` whose absence would change state
+    /// (`active`): a PUT keeps their stored value instead.
+    pub keep: Vec<String>,
+    pub ignored: Ignored,
+}
+
+/// Normalise a POST/PUT body.
+pub fn normalize(kind: impl Into<Rt>, raw: &Value) -> ScimResult<Input> {
+    let kind: Rt = kind.into();
+    let Value::Object(obj) = raw else {
+        return Err(ScimError::invalid_syntax(format!(
+            "the request body must be a JSON object describing a {}",
+            kind.as_str()
+        )));
+    };
+    let mut input = Input::default();
+    for (key, value) in obj {
+        if key.eq_ignore_ascii_case("schemas") {
+            check_schemas(kind, value, &mut input.ignored)?;
+            continue;
+        }
+        if key.eq_ignore_ascii_case("id") {
+            input.id = value.as_str().map(str::to_string);
+            continue;
+        }
+        apply_key(kind, key, value, &mut input, SetMode::Replace)?;
+    }
+    drop_dangling_references(kind, &mut input.body);
+    check_required(kind, &input.body)?;
+    // A PUT that leaves `active` out (or null) says nothing about it: read as its default it
+    // would reactivate a deactivated user whenever an IdP's template omits it.
+    for (name, _) in kind.schema().unset_values() {
+        if !input.body.contains_key(name) && !input.keep.iter().any(|k| k == name) {
+            input.keep.push(name.to_string());
+        }
+    }
+    Ok(input)
+}
+
+/// Unknown schema URNs are noted and ignored (IdP templates carry their own), but a body that
+/// says it is another kind of thing (a Group sent to /Users, a PatchOp sent to PUT) is
+/// refused: taking it would store something the client did not mean.
+fn check_schemas(kind: impl Into<Rt>, value: &Value, ignored: &mut Ignored) -> ScimResult<()> {
+    let kind: Rt = kind.into();
+    let known = |u: &str| u.eq_ignore_ascii_case(kind.schema().id) || kind.extension(u).is_some();
+    for s in value.as_array().into_iter().flatten() {
+        let Some(u) = s.as_str().filter(|u| !known(u)) else {
+            continue;
+        };
+        let other = [USER_SCHEMA, GROUP_SCHEMA]
+            .into_iter()
+            .any(|c| c.eq_ignore_ascii_case(u))
+            || u.to_ascii_lowercase()
+                .starts_with("urn:ietf:params:scim:api:messages:2.0:");
+        if other {
+            return Err(ScimError::invalid_syntax(format!(
+                "\"schemas\" names {u}, but this endpoint takes a {} ({})",
+                kind.as_str(),
+                kind.schema().id
+            )));
+        }
+        ignored.schema(u);
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetMode {
+    /// PUT/POST and PATCH replace: complex values merge (§3.5.2.3), multi-valued ones replace.
+    Replace,
+    /// PATCH add: multi-valued values are appended.
+    Add,
+}
+
+/// Apply one top-level key of a body (or of a PATCH no-path value) to `input`. The key may be
+/// a plain attribute name, an extension URN holding an object, a URN-qualified attribute, or a
+/// dotted `attr.sub` path (Entra sends the last two in no-path PATCH values).
+pub fn apply_key(
+    kind: impl Into<Rt>,
+    key: &str,
+    value: &Value,
+    input: &mut Input,
+    mode: SetMode,
+) -> ScimResult<()> {
+    let kind: Rt = kind.into();
+    if let Some(ext) = kind.extension(key) {
+        match value {
+            Value::Null => {
+                input.body.remove(ext.id);
+            }
+            Value::Object(inner) => {
+                for (k, v) in inner {
+                    let qualified = format!("{}:{k}", ext.id);
+                    apply_key(kind, &qualified, v, input, mode)?;
+                }
+            }
+            _ => {
+                return Err(ScimError::invalid_value(format!(
+                    "\"{key}\" must be an object holding the extension's attributes"
+                )));
+            }
+        }
+        return Ok(());
+    }
+    let (urn, rest) = split_urn(kind, key);
+    let (name, sub) = match rest.split_once('.') {
+        Some((n, s)) => (n, Some(s)),
+        None => (rest, None),
+    };
+    let Some(attr) = resolve(kind, urn, name) else {
+        input.ignored.attr(key);
+        return Ok(());
+    };
+    if kind == Kind::Group && attr.def.name == "members" && attr.ext.is_none() {
+        if sub.is_some() {
+            input.ignored.attr(key);
+            return Ok(());
+        }
+        note_unknown_subs(attr.def, key, value, &mut input.ignored);
+        let list = normalize_members(value)?;
+        match (mode, &mut input.members) {
+            (SetMode::Add, Some(existing)) => existing.extend(list),
+            _ => input.members = Some(list),
+        }
+        return Ok(());
+    }
+    if matches!(attr.def.mutability, Mutability::ReadOnly) {
+        // id, meta, groups: readOnly, and IdPs echo them back (Okta's PUT); ignore quietly.
+        return Ok(());
+    }
+    // A template's unset `"active": ""` says nothing. Read as absent it would mean true, and
+    // silently reactivate a suspended user: it leaves the value as it is. So does a null for
+    // an attribute whose absence reads as a value (`active`).
+    if sub.is_none()
+        && attr.def.ty == AttrType::Boolean
+        && (value.as_str().is_some_and(|v| v.trim().is_empty())
+            || (value.is_null() && attr.def.unset.is_some()))
+    {
+        let path = match attr.ext {
+            Some(urn) => format!("{urn}:{}", attr.def.name),
+            None => attr.def.name.to_string(),
+        };
+        input.keep.push(path);
+        return Ok(());
+    }
+    if attr.def.mutability == Mutability::WriteOnly {
+        // password: accepted and never stored, so it can never be returned or leaked.
+        return Ok(());
+    }
+    let sub_def = match sub {
+        None => None,
+        Some(s) => match attr.def.sub(s) {
+            Some(d) if attr.def.is_complex() && !attr.def.multi_valued => Some(d),
+            _ => {
+                input.ignored.attr(key);
+                return Ok(());
+            }
+        },
+    };
+    let container = container_mut(&mut input.body, attr);
+    match sub_def {
+        Some(sd) => {
+            let v = normalize_simple(sd, value, &format!("{}.{}", attr.def.name, sd.name))?;
+            let entry = container
+                .entry(attr.def.name.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !entry.is_object() {
+                *entry = Value::Object(Map::new());
+            }
+            if let Value::Object(m) = entry {
+                // `manager.value` naming another manager: as for a whole new manager
+                // below, what was said about the old one goes with it.
+                let other = sd.name == "value"
+                    && is_reference(attr.def)
+                    && v.as_ref()
+                        .is_some_and(|v| m.get("value").is_some_and(|old| old != v));
+                if other {
+                    m.clear();
+                }
+                set_or_remove(m, sd.name, v);
+                if m.is_empty() {
+                    container.remove(attr.def.name);
+                }
+            }
+        }
+        None => {
+            note_unknown_subs(attr.def, key, value, &mut input.ignored);
+            let v = normalize_attr(attr.def, value)?;
+            if let Some(Value::Array(items)) = &v {
+                one_per_type(attr.def, items)?;
+            }
+            match (v, mode) {
+                (None, _) => {
+                    container.remove(attr.def.name);
+                }
+                (Some(Value::Array(new)), SetMode::Add) if attr.def.multi_valued => {
+                    let entry = container
+                        .entry(attr.def.name.to_string())
+                        .or_insert_with(|| Value::Array(Vec::new()));
+                    if let Value::Array(list) = entry {
+                        if new
+                            .iter()
+                            .any(|v| v.get("primary") == Some(&Value::Bool(true)))
+                        {
+                            demote_primary(list.iter_mut());
+                        }
+                        add_values(list, new);
+                        check_count(attr.def, list.len())?;
+                        fix_primary(list);
+                    }
+                }
+                (Some(Value::Object(new)), _) if !attr.def.multi_valued => {
+                    // Complex single-valued: merge sub-attributes (RFC 7644 §3.5.2.3).
+                    let entry = container
+                        .entry(attr.def.name.to_string())
+                        .or_insert_with(|| Value::Object(Map::new()));
+                    // A new `value` names another resource (a new manager): what was said
+                    // about the old one (its displayName, its $ref) no longer holds.
+                    let other = new
+                        .get("value")
+                        .is_some_and(|v| entry.get("value").is_some_and(|old| old != v));
+                    if !entry.is_object() || other {
+                        *entry = Value::Object(Map::new());
+                    }
+                    if let Value::Object(m) = entry {
+                        for (k, v) in new {
+                            m.insert(k, v);
+                        }
+                    }
+                }
+                (Some(v), _) => {
+                    container.insert(attr.def.name.to_string(), v);
+                }
+            }
+        }
+    }
+    drop_empty_extension(&mut input.body, attr);
+    Ok(())
+}
+
+fn set_or_remove(m: &mut Body, name: &str, v: Option<Value>) {
+    match v {
+        Some(v) => {
+            m.insert(name.to_string(), v);
+        }
+        None => {
+            m.remove(name);
+        }
+    }
+}
+
+/// Note the sub-attributes of a complex value that `def` does not have (a template's
+/// `manager.managerId`, say): they are dropped, and the admin mapping them should hear so.
+pub fn note_unknown_subs(def: &AttrDef, key: &str, value: &Value, ignored: &mut Ignored) {
+    if !def.is_complex() {
+        return;
+    }
+    let items = match value {
+        Value::Array(a) => a.as_slice(),
+        v => std::slice::from_ref(v),
+    };
+    for k in items
+        .iter()
+        .filter_map(Value::as_object)
+        .flat_map(Map::keys)
+    {
+        if def.sub(k).is_none() {
+            ignored.attr(&format!("{key}.{k}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scim::schema::ENTERPRISE_SCHEMA;
+    use serde_json::json;
+
+    #[test]
+    fn a_body_of_another_kind_is_refused_and_unknown_urns_ignored() {
+        for (kind, urn) in [
+            (Kind::User, "urn:ietf:params:scim:schemas:core:2.0:Group"),
+            (Kind::Group, "urn:ietf:params:scim:schemas:core:2.0:User"),
+            (Kind::User, "urn:ietf:params:scim:api:messages:2.0:PatchOp"),
+        ] {
+            let raw = json!({"schemas": [urn], "userName": "u", "displayName": "g"});
+            let e = normalize(kind, &raw).unwrap_err();
+            assert_eq!(
+                e.scim_type,
+                Some(crate::scim::error::ScimType::InvalidSyntax)
+            );
+            assert!(e.detail.contains(urn), "{}", e.detail);
+        }
+        let raw = json!({"schemas": ["urn:onelogin:template"], "userName": "u"});
+        assert_eq!(
+            normalize(Kind::User, &raw).unwrap().ignored.schemas,
+            vec!["urn:onelogin:template".to_string()]
+        );
+    }
+
+    #[test]
+    fn normalises_idp_sloppiness() {
+        let raw = json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:scim:schemas:core:2.0"],
+            "UserName": "a@b.c", "id": null, "title": null, "ACTIVE": "True",
+            "emails": {"Value": "a@b.c", "Primary": true, "type": "work"},
+            "meta": {"created": "04-12-2018 00:00:00"}, "groups": [], "password": "x",
+            "adreses": [1], "name": {"givenName": "A", "middleName2": "B"},
+            (ENTERPRISE_SCHEMA): {"Department": "Ops", "manager": "m-1"},
+        });
+        let got = normalize(Kind::User, &raw).unwrap();
+        assert_eq!(
+            Value::Object(got.body),
+            json!({
+                "userName": "a@b.c", "active": true, "name": {"givenName": "A"},
+                "emails": [{"value": "a@b.c", "primary": true, "type": "work"}],
+                (ENTERPRISE_SCHEMA): {"department": "Ops", "manager": {"value": "m-1"}},
+            })
+        );
+        assert_eq!(got.ignored.attributes, ["adreses", "name.middleName2"]);
+        assert_eq!(
+            got.ignored.schemas,
+            vec!["urn:scim:schemas:core:2.0".to_string()]
+        );
+        // Inside an extension, and in each entry of a multi-valued attribute.
+        let raw = json!({"userName": "a@b.c",
+            "emails": [{"value": "a@b.c", "label": "x"}, {"value": "b@b.c", "label": "y"}],
+            (ENTERPRISE_SCHEMA): {"manager": {"managerId": "m-1"}}});
+        let got = normalize(Kind::User, &raw).unwrap();
+        assert!(got.body.get(ENTERPRISE_SCHEMA).is_none(), "{:?}", got.body);
+        assert_eq!(
+            got.ignored.attributes,
+            [
+                "emails.label".to_string(),
+                format!("{ENTERPRISE_SCHEMA}:manager.managerId")
+            ]
+        );
+    }
+
+    #[test]
+    fn ignored_names_leave_values_out_and_stay_few() {
+        let mut ig = Ignored::default();
+        ig.attr(r#"emails[value eq "private@x.example"].displayy"#);
+        ig.attr(r#"x[a eq "[b]"]"#);
+        ig.attr(r#"y[value eq "]secret@corp.example"].z"#);
+        ig.attr(r#"w[value eq "a\"]b@corp.example"]"#);
+        ig.attr(r#"v[value eq "c@corp.example""#);
+        ig.attr(&"n".repeat(500));
+        for i in 0..1000 {
+            ig.attr(&format!("k{i}"));
+            ig.schema(&format!("urn:x:{i}"));
+        }
+        assert_eq!(ig.attributes[0], "emails[…].displayy");
+        assert_eq!(ig.attributes[1], "x[…]");
+        assert_eq!(&ig.attributes[2..5], ["y[…].z", "w[…]", "v[…]"]);
+        assert!(
+            ig.attributes.iter().all(|a| !a.contains("corp")),
+            "{:?}",
+            ig.attributes
+        );
+        assert_eq!(
+            ig.attributes[5],
+            format!("{}…", "n".repeat(IGNORED_NAME_MAX))
+        );
+        assert_eq!(
+            (ig.attributes.len(), ig.schemas.len()),
+            (IGNORED_MAX, IGNORED_MAX)
+        );
+    }
+
+    #[test]
+    fn dotted_and_urn_keys_are_paths() {
+        let raw = json!({"userName": "u", "name.givenName": "G",
+            (format!("{ENTERPRISE_SCHEMA}:employeeNumber")): "42"});
+        let got = normalize(Kind::User, &raw).unwrap();
+        assert_eq!(got.body["name"], json!({"givenName": "G"}));
+        assert_eq!(got.body[ENTERPRISE_SCHEMA], json!({"employeeNumber": "42"}));
+    }
+}

@@ -1,0 +1,78 @@
+//! A Group's `members` as given, read into `{"value", "type"?}` objects; the store keeps them
+//! apart from the body.
+
+use serde_json::{Map, Value};
+
+use super::values::type_name;
+use crate::scim::error::{ScimError, ScimResult};
+
+/// Group members as given: a list of `{"value": id, "type"?: "User"|"Group"}` (a bare id
+/// string is read as `{"value": id}`).
+pub fn normalize_members(value: &Value) -> ScimResult<Vec<Value>> {
+    let items: Vec<&Value> = match value {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(a) => a.iter().collect(),
+        other => vec![other],
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let (id, ty) = match item {
+            Value::String(s) => (s.as_str(), None),
+            Value::Object(o) => {
+                let field = |n: &str| {
+                    o.iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                        .map(|(_, v)| v)
+                };
+                let Some(Value::String(id)) = field("value") else {
+                    return Err(ScimError::invalid_value(
+                        "each group member needs a \"value\" holding the member's id",
+                    ));
+                };
+                let ty = match field("type") {
+                    Some(Value::String(t)) if t.eq_ignore_ascii_case("user") => Some("User"),
+                    Some(Value::String(t)) if t.eq_ignore_ascii_case("group") => Some("Group"),
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(t)) if t.is_empty() => None,
+                    Some(other) => {
+                        return Err(ScimError::invalid_value(format!(
+                            "member type must be \"User\" or \"Group\", got {other}"
+                        )));
+                    }
+                };
+                (id.as_str(), ty)
+            }
+            other => {
+                return Err(ScimError::invalid_value(format!(
+                    "a group member must be an object with a \"value\", got {}",
+                    type_name(other)
+                )));
+            }
+        };
+        let mut m = Map::new();
+        m.insert("value".into(), Value::String(id.to_string()));
+        if let Some(t) = ty {
+            m.insert("type".into(), Value::String(t.into()));
+        }
+        out.push(Value::Object(m));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::scim::resource::normalize;
+    use crate::scim::schema::Kind;
+    use serde_json::json;
+
+    #[test]
+    fn group_members_are_kept_apart() {
+        let raw = json!({"displayName": "G", "members": [{"value": "1", "type": "user"}, "2"]});
+        let got = normalize(Kind::Group, &raw).unwrap();
+        assert!(!got.body.contains_key("members"));
+        assert_eq!(
+            got.members.unwrap(),
+            vec![json!({"value": "1", "type": "User"}), json!({"value": "2"})]
+        );
+    }
+}

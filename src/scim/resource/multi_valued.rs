@@ -1,0 +1,269 @@
+//! The values of a multi-valued attribute: one entry per type, each entry once, at most
+//! `MAX_VALUES` of them, at most one primary, and a PATCH `add` merged into them.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+
+use serde_json::Value;
+
+use crate::scim::error::{ScimError, ScimResult};
+use crate::scim::schema::AttrDef;
+
+/// A multi-valued entry's `type`, folded for comparing.
+fn entry_type(entry: &Value) -> Option<String> {
+    entry.get("type")?.as_str().map(str::to_lowercase)
+}
+
+/// A type appears at most once among the values a client sends for an attribute (Entra's
+/// rule, idp-notes §3.3): two work emails contradict each other, and `emails[type eq
+/// "work"]` must name one entry.
+pub(super) fn one_per_type(def: &AttrDef, items: &[Value]) -> ScimResult<()> {
+    match repeated_types(items).first() {
+        Some(t) => Err(ScimError::invalid_value(format!(
+            "\"{}\" holds two entries of type \"{t}\"; each type may appear once",
+            def.name
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The types that more than one entry of `items` has.
+pub fn repeated_types(items: &[Value]) -> Vec<String> {
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut twice = Vec::new();
+    for t in items.iter().filter_map(entry_type) {
+        if seen.contains(&t) {
+            if !twice.contains(&t) {
+                twice.push(t);
+            }
+        } else {
+            seen.insert(t);
+        }
+    }
+    twice
+}
+
+/// Whether a multi-valued entry holds anything besides the words about it (`type`,
+/// `primary`, `display`).
+pub(super) fn carries_data(entry: &Value) -> bool {
+    entry.as_object().is_some_and(|m| {
+        m.keys()
+            .any(|k| !matches!(k.as_str(), "type" | "primary" | "display"))
+    })
+}
+
+/// Most values one multi-valued attribute holds (a user's emails, roles, entitlements):
+/// enough for any person, and it keeps each record and each filter over it small.
+pub const MAX_VALUES: usize = 1000;
+
+/// 400 when a multi-valued attribute would hold more than `MAX_VALUES` values.
+pub fn check_count(def: &AttrDef, n: usize) -> ScimResult<()> {
+    if n <= MAX_VALUES {
+        return Ok(());
+    }
+    Err(ScimError::invalid_value(format!(
+        "\"{}\" would hold {n} values; at most {MAX_VALUES} are accepted",
+        def.name
+    )))
+}
+
+/// Append `item` to `list` unless `seen` (sameness keys to positions in `list`) holds an
+/// entry equal to it but for `primary`; that entry then becomes primary if `item` was. True
+/// when appended.
+pub(super) fn push_once(
+    list: &mut Vec<Value>,
+    seen: &mut HashMap<String, usize>,
+    item: Value,
+) -> bool {
+    match seen.entry(sameness_key(&item)) {
+        Entry::Occupied(e) => {
+            if item.get("primary") == Some(&Value::Bool(true))
+                && let Some(Value::Object(m)) = list.get_mut(*e.get())
+            {
+                m.insert("primary".into(), Value::Bool(true));
+            }
+            false
+        }
+        Entry::Vacant(e) => {
+            e.insert(list.len());
+            list.push(item);
+            true
+        }
+    }
+}
+
+/// What two entries equal but for `primary` share: their other members, in name order. Such
+/// entries are kept once (Entra's `Replace emails[type eq "work"].value` on two work entries
+/// would otherwise leave two identical ones).
+fn sameness_key(v: &Value) -> String {
+    match v {
+        Value::Object(m) => {
+            let mut parts: Vec<(&String, &Value)> =
+                m.iter().filter(|(k, _)| k.as_str() != "primary").collect();
+            parts.sort_by(|a, b| a.0.cmp(b.0));
+            serde_json::to_string(&parts).unwrap_or_default()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A PATCH `add` of `new` (distinct, one per type) to `list`. An entry of a type already
+/// there updates that entry: adding a second work email would make `emails[type eq "work"]`
+/// ambiguous. Others are appended unless equal but for `primary` to one there. Both are
+/// found by key, so a thousand values added to a thousand cost no million comparisons.
+pub(super) fn add_values(list: &mut Vec<Value>, new: Vec<Value>) {
+    let mut by_type: HashMap<String, usize> = HashMap::new();
+    let mut by_key: HashMap<String, usize> = HashMap::new();
+    for (i, e) in list.iter().enumerate() {
+        if let Some(t) = entry_type(e) {
+            by_type.entry(t).or_insert(i);
+        }
+        by_key.entry(sameness_key(e)).or_insert(i);
+    }
+    for item in new {
+        let same_type = entry_type(&item).and_then(|t| by_type.get(&t).copied());
+        match (same_type.and_then(|i| list.get_mut(i)), item) {
+            (Some(Value::Object(old)), Value::Object(m)) => old.extend(m),
+            (_, item) => {
+                let t = entry_type(&item);
+                if push_once(list, &mut by_key, item)
+                    && let Some(t) = t
+                {
+                    by_type.insert(t, list.len() - 1);
+                }
+            }
+        }
+    }
+}
+
+/// A value made primary takes over (RFC 7644 §3.5.2): the others it is added to or set
+/// among stop being primary, rather than `fix_primary` keeping the first.
+pub fn demote_primary<'a>(others: impl Iterator<Item = &'a mut Value>) {
+    for p in others.filter_map(|e| e.get_mut("primary")) {
+        *p = Value::Bool(false);
+    }
+}
+
+/// At most one entry may carry `primary: true` (RFC 7643 §2.4): keep the first.
+pub(super) fn fix_primary(list: &mut [Value]) {
+    let mut seen = false;
+    for item in list.iter_mut() {
+        if let Some(Value::Bool(p)) = item.get_mut("primary") {
+            if *p && seen {
+                *p = false;
+            }
+            seen |= *p;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scim::resource::{SetMode, apply_key, normalize};
+    use crate::scim::schema::Kind;
+    use serde_json::json;
+
+    #[test]
+    fn many_values_dedupe_by_key_and_too_many_are_refused() {
+        let emails = |n: usize| -> Vec<Value> {
+            (0..n)
+                .map(|i| json!({"value": format!("u{i}@x"), "type": format!("t{i}")}))
+                .collect()
+        };
+        let got = normalize(
+            Kind::User,
+            &json!({"userName": "a", "emails": emails(MAX_VALUES)}),
+        )
+        .unwrap();
+        assert_eq!(got.body["emails"].as_array().unwrap().len(), MAX_VALUES);
+        let e = normalize(
+            Kind::User,
+            &json!({"userName": "a", "emails": emails(MAX_VALUES + 1)}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.scim_type,
+            Some(crate::scim::error::ScimType::InvalidValue)
+        );
+        assert!(
+            e.detail.contains("emails") && e.detail.contains("1000"),
+            "{}",
+            e.detail
+        );
+        // Equal but for primary (and key order): kept once, primary if either was.
+        let got = normalize(
+            Kind::User,
+            &json!({"userName": "a", "emails": [
+                {"value": "a@x", "type": "work"}, {"value": "b@x"},
+                {"type": "work", "primary": true, "value": "a@x"}, {"value": "b@x"}]}),
+        )
+        .unwrap();
+        assert_eq!(
+            got.body["emails"],
+            json!([{"value": "a@x", "type": "work", "primary": true}, {"value": "b@x"}])
+        );
+    }
+
+    #[test]
+    fn entries_without_a_value_and_repeats_are_dropped() {
+        // A OneLogin template with unset parameters, and an entry sent twice.
+        let raw = json!({"userName": "a",
+            "emails": [{"value": "", "type": "work", "primary": true},
+                       {"value": "b@x", "type": "home"}, {"value": "b@x", "type": "home", "primary": true}],
+            "phoneNumbers": {"value": "", "type": "work"},
+            "addresses": [{"locality": "", "type": "work"}, {"locality": "Oslo", "type": "home"}]});
+        let got = normalize(Kind::User, &raw).unwrap();
+        assert_eq!(
+            Value::Object(got.body),
+            json!({"userName": "a",
+                "emails": [{"value": "b@x", "type": "home", "primary": true}],
+                "addresses": [{"locality": "Oslo", "type": "home"}]})
+        );
+    }
+
+    #[test]
+    fn a_type_appears_once() {
+        let two = json!({"userName": "a", "emails": [
+            {"value": "a@x", "type": "work"}, {"value": "b@x", "type": "Work"}]});
+        let e = normalize(Kind::User, &two).unwrap_err();
+        assert!(e.detail.contains("type \"work\""), "{}", e.detail);
+        // Untyped entries, and one of each type, are fine.
+        let ok = json!({"userName": "a", "emails": [{"value": "a@x"}, {"value": "b@x"},
+            {"value": "c@x", "type": "work"}, {"value": "d@x", "type": "home"}]});
+        assert_eq!(
+            normalize(Kind::User, &ok).unwrap().body["emails"]
+                .as_array()
+                .unwrap()
+                .len(),
+            4
+        );
+        // Adding a work email to a user with one updates it instead of adding a second.
+        let mut input = normalize(
+            Kind::User,
+            &json!({"userName": "a", "emails": [{"value": "a@x", "type": "work", "primary": true}]}),
+        )
+        .unwrap();
+        let add = json!([{"value": "new@x", "type": "WORK"}, {"value": "h@x", "type": "home"}]);
+        apply_key(Kind::User, "emails", &add, &mut input, SetMode::Add).unwrap();
+        assert_eq!(
+            input.body["emails"],
+            json!([{"value": "new@x", "type": "WORK", "primary": true}, {"value": "h@x", "type": "home"}])
+        );
+    }
+
+    #[test]
+    fn an_added_primary_takes_over() {
+        let mut input = normalize(
+            Kind::User,
+            &json!({"userName": "a", "emails": [{"value": "a@x", "primary": true}]}),
+        )
+        .unwrap();
+        let add = json!([{"value": "b@x", "type": "home", "primary": true}, {"value": "a@x"}]);
+        apply_key(Kind::User, "emails", &add, &mut input, SetMode::Add).unwrap();
+        assert_eq!(
+            input.body["emails"],
+            json!([{"value": "a@x", "primary": false}, {"value": "b@x", "type": "home", "primary": true}])
+        );
+    }
+}
