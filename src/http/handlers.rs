@@ -177,12 +177,9 @@ async fn get(app: &App, ctx: &Ctx, kind: Kind, id: &str) -> ScimResult<Resp> {
         }
     }
     let proj = projection(ctx, kind);
-    // The groups are read for the ETag too (`etag_of`), whether or not they are shown.
-    let refs = proj.wants("groups")
-        || proj.wants("meta")
-        || ctx.if_match.is_some()
-        || ctx.if_none_match.is_some();
-    let r = app.store.get(tenant, kind, id.to_string(), refs).await?;
+    // The groups are read whether or not they are shown: the ETag header covers them
+    // (`etag_of`), and one user has one ETag whatever the projection.
+    let r = app.store.get(tenant, kind, id.to_string(), true).await?;
     if let Some(resp) = read_conditions(ctx, &r.etag())? {
         return Ok(resp);
     }

@@ -340,14 +340,21 @@ pub(super) fn mentions(f: &Filter, name: &str) -> bool {
     !filter::conditions_on(f, name).is_empty()
 }
 
-/// Whether the filter asks about `meta.version` (not only `meta.lastModified`, which Okta's
-/// incremental import asks of every user and which needs no groups).
+/// Whether the filter asks about `meta.version`, dotted or as `meta[version ...]` (not only
+/// `meta.lastModified`, which Okta's incremental import asks of every user and which needs
+/// no groups).
 fn mentions_version(f: &Filter) -> bool {
-    filter::conditions_on(f, "meta").into_iter().any(|c| {
-        filter::conditions(c)
-            .iter()
-            .any(|(_, p)| p.sub.as_deref() == Some("version"))
-    })
+    filter::conditions_on(f, "meta")
+        .into_iter()
+        .any(|c| match c {
+            // Inside the brackets a path's name is the sub-attribute's.
+            Filter::ValuePath { filter: inner, .. } => filter::conditions(inner)
+                .iter()
+                .any(|(_, p)| p.name == "version"),
+            _ => filter::conditions(c)
+                .iter()
+                .any(|(_, p)| p.sub.as_deref() == Some("version")),
+        })
 }
 
 /// Index look-ups shared by the read path.

@@ -183,11 +183,20 @@ async fn a_users_etag_moves_with_its_groups() {
     assert!(r.body.get("groups").is_none(), "{}", r.body);
     let r = s.get(&format!("{p}?attributes=meta.version")).await;
     assert_eq!(r.body["meta"]["version"], joined.as_str());
+    // Neither groups nor meta shown: the header still carries the whole tag.
+    for q in ["attributes=userName", "excludedAttributes=groups,meta"] {
+        let r = s.get(&format!("{p}?{q}")).await;
+        assert_eq!(r.header("etag"), Some(joined.as_str()), "{q}");
+    }
     for list in [
         "/Users?filter=userName%20eq%20%22member@x%22".to_string(),
         "/Users?filter=userName%20eq%20%22member@x%22&excludedAttributes=groups".to_string(),
         format!(
             "/Users?filter=meta.version%20eq%20%22{}%22",
+            joined.replace('"', "%5C%22")
+        ),
+        format!(
+            "/Users?filter=meta%5Bversion%20eq%20%22{}%22%5D",
             joined.replace('"', "%5C%22")
         ),
     ] {
