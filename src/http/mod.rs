@@ -12,6 +12,7 @@ pub(crate) mod limit;
 mod lists;
 mod ops;
 pub mod query;
+pub mod request_id;
 pub mod response;
 pub mod router;
 mod runtime;
@@ -134,18 +135,23 @@ impl App {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let accept = req.headers().get(http::header::ACCEPT).cloned();
-        if req.method() != Method::HEAD {
+        let id = request_id::RequestId::of(req.headers());
+        let mut req = req;
+        req.extensions_mut().insert(id.clone());
+        let resp = if req.method() != Method::HEAD {
             let method = req.method().clone();
             let resp = self.answer(req, peer, method).await;
-            return response::negotiated(resp, accept.as_ref());
-        }
-        // RFC 9110 §9.3.2: HEAD is GET without the content (monitors and proxies use it).
-        let (mut parts, body) = req.into_parts();
-        parts.method = Method::GET;
-        let resp = self
-            .answer(Request::from_parts(parts, body), peer, Method::HEAD)
-            .await;
-        response::without_content(response::negotiated(resp, accept.as_ref()))
+            response::negotiated(resp, accept.as_ref())
+        } else {
+            // RFC 9110 §9.3.2: HEAD is GET without the content (monitors and proxies use it).
+            let (mut parts, body) = req.into_parts();
+            parts.method = Method::GET;
+            let resp = self
+                .answer(Request::from_parts(parts, body), peer, Method::HEAD)
+                .await;
+            response::without_content(response::negotiated(resp, accept.as_ref()))
+        };
+        response::with_header(resp, request_id::HEADER, &id.0)
     }
 
     /// Serve one request; `method` is the one the client sent, for logs and metrics.
@@ -155,6 +161,8 @@ impl App {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let started = Instant::now();
+        let id = req.extensions().get::<request_id::RequestId>().cloned();
+        let id = id.as_ref().map(|i| i.0.as_str());
         // A health probe needs no Host: it is answered before the check.
         if req.uri().path() == "/healthz" {
             if !matches!(*req.method(), Method::GET | Method::HEAD) {
@@ -167,7 +175,7 @@ impl App {
         }
         if let Some(e) = malformed(&req) {
             tracing::info!(target: "scimd::request", %peer, method = %method, status = 400,
-                detail = e.detail, "request refused");
+                detail = e.detail, request_id = id, "request refused");
             return response::error(&e);
         }
         if req.uri().path() == "/metrics" {
@@ -179,7 +187,7 @@ impl App {
             let resp = sso::handle(req, tenant, &self.runtime()).await;
             tracing::info!(target: "scimd::request", %peer, method = %method, path = "/sso/login_redirect",
                 status = resp.status().as_u16(), latency_ms = started.elapsed().as_micros() as f64 / 1000.0,
-                tenant = %named, "request");
+                tenant = %named, request_id = id, "request");
             return resp;
         }
         let route = router::route(req.uri().path());
@@ -245,6 +253,7 @@ impl App {
                     latency_ms = started.elapsed().as_micros() as f64 / 1000.0,
                     tenant = who.as_ref().map(|p: &Principal| p.tenant.as_str()).unwrap_or("-"),
                     token_name = who.as_ref().map(|p| p.token_name.as_str()).unwrap_or("-"),
+                    request_id = id,
                     "request"
                 )
             };
@@ -461,6 +470,7 @@ impl App {
         let captured = tenant
             .is_some_and(|t| t.log_bodies)
             .then(|| Captured::of(&req));
+        let id = req.extensions().get::<request_id::RequestId>().cloned();
         let body = if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
             Some(self.read_body(req, &rt, backlog.as_ref()).await?)
         } else {
@@ -484,7 +494,8 @@ impl App {
             tracing::info!(target: "scimd::capture", tenant = %principal.tenant,
                 token_name = %principal.token_name, method = %method, uri = c.uri,
                 user_agent = c.user_agent, content_type = c.content_type, status,
-                body = body.as_deref(), "request with its body (log_bodies)");
+                body = body.as_deref(), request_id = id.as_ref().map(|i| i.0.as_str()),
+                "request with its body (log_bodies)");
         }
         answer
     }

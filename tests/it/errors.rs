@@ -428,3 +428,57 @@ async fn an_early_answer_to_an_expecting_client_says_the_connection_closes() {
         a.head
     );
 }
+
+/// Every answer names its request (`X-Request-Id`), whatever its status, so that an answer a
+/// client kept leads to its log line; a client's own short id is answered back, anything
+/// else replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_carries_a_request_id() {
+    let s = Srv::start().await;
+    let id = s.user("rid@x").await;
+    let mut seen = std::collections::HashSet::new();
+    for (method, path, token, want) in [
+        (Method::GET, format!("/Users/{id}"), Some(ACME), 200),
+        (Method::HEAD, format!("/Users/{id}"), Some(ACME), 200),
+        (Method::GET, "/Users/nope".to_string(), Some(ACME), 404),
+        (Method::GET, "/Users".to_string(), None, 401),
+        (
+            Method::DELETE,
+            "/ServiceProviderConfig".to_string(),
+            Some(ACME),
+            405,
+        ),
+    ] {
+        let r = s.call(method.clone(), &path, token, None).await;
+        assert_eq!(r.status, want, "{method} {path}");
+        let rid = r.header("x-request-id").unwrap_or_default().to_string();
+        assert_eq!(rid.len(), 16, "{method} {path}: {rid:?}");
+        assert!(seen.insert(rid), "each request its own id");
+    }
+    let with = |v: &'static str| {
+        let s = &s;
+        async move {
+            s.call_with(
+                Method::GET,
+                "/Users",
+                Some(ACME),
+                None,
+                &[("X-Request-Id", v)],
+            )
+            .await
+        }
+    };
+    let kept = "0190b7a4-7c4e-7000-8000-00000000002a";
+    assert_eq!(with(kept).await.header("x-request-id"), Some(kept));
+    let r = with("two words\"").await;
+    let given = r.header("x-request-id").unwrap();
+    assert_ne!(given, "two words\"");
+    assert_eq!(given.len(), 16);
+    let r = s
+        .client
+        .get(format!("{}/healthz", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().contains_key("x-request-id"), "{r:?}");
+}

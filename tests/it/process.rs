@@ -1284,6 +1284,24 @@ async fn json_logs_carry_one_object_per_request_without_the_token() {
         Some(&serde_json::json!("/scim/v2/Nope")),
         "{lines:?}"
     );
+    // A line names its request as the answer did (`X-Request-Id`).
+    let r = p.get("/scim/v2/Users/nope", "sekrit-json-token").await;
+    assert_eq!(r.status(), 404);
+    let rid = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        let found = p
+            .log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["fields"]["request_id"] == rid.as_str());
+        match found {
+            Some(v) => break v,
+            None if Instant::now() > deadline => panic!("no line for {rid}: {}", p.log()),
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    assert_eq!(line["fields"]["status"], 404, "{line}");
 }
 
 /// Under systemd (`Type=notify`) scimd says READY only once it serves, and STOPPING when it
