@@ -241,14 +241,16 @@ fn digest(groups: &[Value]) -> u32 {
     (h ^ (h >> 32)) as u32
 }
 
-/// Whether an `If-Match` or `If-None-Match` value names `etag`: `*`, or one of its
-/// comma-separated tags, compared weakly (RFC 9110 §8.8.3.2, §13.1).
+/// Whether an `If-Match` or `If-None-Match` value names `etag`: `*` alone, or one of its
+/// comma-separated tags, compared weakly (RFC 9110 §8.8.3.2, §13.1). A `*` inside a list is
+/// not the grammar's `*` and names nothing.
 pub fn names_etag(header: &str, etag: &str) -> bool {
     let bare = etag.trim_start_matches("W/");
-    header
-        .split(',')
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag.trim_start_matches("W/") == bare)
+    header.trim() == "*"
+        || header
+            .split(',')
+            .map(str::trim)
+            .any(|tag| tag.trim_start_matches("W/") == bare)
 }
 
 impl Resource {
@@ -313,6 +315,11 @@ mod tests {
         assert!(names_etag("\"3\"", "W/\"3\""));
         assert!(names_etag("W/\"1\", W/\"3\"", "W/\"3\""));
         assert!(names_etag("*", "W/\"9\""));
+        assert!(names_etag(" * ", "W/\"9\""));
+        assert!(
+            !names_etag("W/\"0\", *", "W/\"9\""),
+            "a * in a list is not *"
+        );
         assert!(!names_etag("W/\"4\"", "W/\"3\""));
         assert!(!names_etag("W/\"33\"", "W/\"3\""));
     }
