@@ -1,0 +1,1037 @@
+//! Unit tests of the store (mod.rs's, the writer's idle checkpoint among them): layout versions,
+//! shared snapshots, pages and sorts, plan cursors, verify, ids, the tenants' read threads.
+
+use super::writer::CHECKPOINT_IDLE;
+use super::*;
+use crate::scim::schema::Kind;
+use redb::{Database, TableDefinition};
+use std::collections::HashMap;
+
+#[test]
+fn records_its_layout_version_and_refuses_a_newer_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let store = Store::open(&path, 1 << 20).unwrap();
+    drop(store);
+    let db = raw(&path);
+    let meta: TableDefinition<&str, u64> = TableDefinition::new("meta");
+    {
+        let r = db.begin_read().unwrap();
+        let t = r.open_table(meta).unwrap();
+        assert_eq!(
+            t.get("schema_version").unwrap().unwrap().value(),
+            tables::SCHEMA_VERSION
+        );
+    }
+    let w = db.begin_write().unwrap();
+    w.open_table(meta)
+        .unwrap()
+        .insert("schema_version", 99)
+        .unwrap();
+    w.commit().unwrap();
+    drop(db);
+    match Store::open(&path, 1 << 20) {
+        Err(StoreError::TooNew { found: 99, .. }) => {}
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a newer layout must be refused"),
+    }
+}
+
+/// A database a console command creates belongs to the state directory's owner, so
+/// that the service user can open it afterwards. Needs root to give files away.
+#[cfg(unix)]
+#[test]
+fn a_new_database_belongs_to_the_state_directorys_owner() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let me = std::fs::metadata(dir.path()).unwrap().uid();
+    if me != 0 {
+        eprintln!("SKIPPED: giving a file away needs root");
+        return;
+    }
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
+    let path = state.join("scimd.redb");
+    drop(Store::open(&path, 1 << 20).unwrap());
+    let m = std::fs::metadata(&path).unwrap();
+    assert_eq!((m.uid(), m.gid(), m.mode() & 0o777), (65534, 65534, 0o600));
+    // An existing file keeps its owner.
+    drop(raw(&path));
+    std::os::unix::fs::chown(&path, Some(0), Some(0)).unwrap();
+    drop(Store::open(&path, 1 << 20).unwrap());
+    assert_eq!(std::fs::metadata(&path).unwrap().uid(), 0);
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Writes `k → k` into `table` through the store's writer, from a plain test.
+fn putter<'s>(store: &'s Store, table: &'static str) -> impl Fn(u64) + 's {
+    let rt = runtime();
+    let table: TableDefinition<u64, u64> = TableDefinition::new(table);
+    move |k| {
+        rt.block_on(store.write(move |w| {
+            w.txn.open_table(table)?.insert(k, k)?;
+            Ok(Ok(()))
+        }))
+        .unwrap()
+    }
+}
+
+#[test]
+fn reads_share_a_snapshot_until_a_commit_and_never_one_older_than_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.redb"), 1 << 20).unwrap();
+    let put = putter(&store, "snapshot_test");
+    let table: TableDefinition<u64, u64> = TableDefinition::new("snapshot_test");
+    let sees = |r: &read::ReadSide, k: u64| {
+        r.txn()
+            .open_table(table)
+            .is_ok_and(|t| t.get(k).unwrap().is_some())
+    };
+    put(1);
+    let shared = &store.shared;
+    let db = shared.current().unwrap();
+    let a = shared.snapshot(&db).unwrap();
+    assert!(
+        Arc::ptr_eq(&a, &shared.snapshot(&db).unwrap()),
+        "shared until a commit"
+    );
+    put(2);
+    let b = shared.snapshot(&db).unwrap();
+    assert!(!Arc::ptr_eq(&a, &b), "a commit retires the shared snapshot");
+    assert!(sees(&b, 2) && !sees(&a, 2));
+    // A snapshot begun before a commit and offered after it is not shared.
+    let before = shared.snapshot_slot().generation;
+    let stale = Arc::new(read::ReadSide::new(db.begin_read().unwrap()));
+    put(3);
+    shared.share(&db, before, &stale);
+    let c = shared.snapshot(&db).unwrap();
+    assert!(!Arc::ptr_eq(&stale, &c));
+    assert!(sees(&c, 3) && !sees(&stale, 3));
+    // Nor is one of a retired handle: it would hold the file against its reopening.
+    let generation = shared.snapshot_slot().generation;
+    let old = Arc::new(read::ReadSide::new(db.begin_read().unwrap()));
+    shared.retire();
+    let now = shared.snapshot_slot().generation;
+    shared.share(&db, now, &old);
+    assert!(shared.snapshot_slot().shared.is_none());
+    assert!(shared.snapshot_slot().generation > generation);
+}
+
+/// A copy of the file taken while the store runs is what a crash would leave; whether
+/// opening it needs redb's full repair shows whether the allocator state was recorded.
+fn copy_needs_full_repair(path: &Path, n: usize) -> bool {
+    let copy = path.with_extension(format!("copy{n}"));
+    std::fs::copy(path, &copy).unwrap();
+    let repaired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = repaired.clone();
+    let db = Database::builder()
+        .set_repair_callback(move |_| flag.store(true, std::sync::atomic::Ordering::SeqCst))
+        .create(&copy)
+        .unwrap();
+    drop(db);
+    repaired.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+#[test]
+fn an_idle_writer_records_the_allocator_state_so_a_crash_reopens_without_full_repair() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let store = Store::open(&path, 1 << 20).unwrap();
+    let put = putter(&store, "checkpoint_test");
+    let table: TableDefinition<u64, u64> = TableDefinition::new("checkpoint_test");
+    let rt = runtime();
+    // Settle the start-up commits first.
+    std::thread::sleep(CHECKPOINT_IDLE * 3);
+    put(1);
+    assert!(
+        copy_needs_full_repair(&path, 1),
+        "right after a batch, a crash needs the full repair"
+    );
+    std::thread::sleep(CHECKPOINT_IDLE * 3);
+    assert!(
+        !copy_needs_full_repair(&path, 2),
+        "after an idle moment the allocator state is on disk"
+    );
+    // And the checkpoint lost nothing: the write is in the copy.
+    let copy = Database::create(path.with_extension("copy2")).unwrap();
+    let r = copy.begin_read().unwrap();
+    assert_eq!(
+        r.open_table(table)
+            .unwrap()
+            .get(1)
+            .unwrap()
+            .unwrap()
+            .value(),
+        1
+    );
+    // At shutdown there is no idle moment to wait for: an explicit checkpoint.
+    put(2);
+    rt.block_on(store.checkpoint()).unwrap();
+    assert!(
+        !copy_needs_full_repair(&path, 3),
+        "an explicit checkpoint records the allocator state at once"
+    );
+}
+
+/// The database file itself, once a dropped store's writer thread has let go of it.
+/// Make the file at `path` look as layout `version` left it: without `added`, the table
+/// the next layout added.
+fn rewind_layout<K: redb::Key + 'static, V: redb::Value + 'static>(
+    path: &Path,
+    version: u64,
+    added: TableDefinition<K, V>,
+) {
+    let db = raw(path);
+    let w = db.begin_write().unwrap();
+    assert!(w.delete_table(added).unwrap());
+    w.open_table(tables::META)
+        .unwrap()
+        .insert("schema_version", version)
+        .unwrap();
+    w.commit().unwrap();
+}
+
+fn raw(path: &Path) -> Database {
+    (0..100)
+        .find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            Database::create(path).ok()
+        })
+        .expect("database released")
+}
+
+fn assert_clean(store: &Store, rt: &tokio::runtime::Runtime) {
+    assert_eq!(
+        rt.block_on(store.verify(HashMap::new())).unwrap(),
+        Vec::<String>::new()
+    );
+}
+
+/// A store at `path` with a runtime to drive it, writing as tenant "t".
+struct Fixture {
+    store: Store,
+    rt: tokio::runtime::Runtime,
+    actor: Actor,
+}
+
+impl Fixture {
+    fn open(path: &Path) -> Fixture {
+        Fixture {
+            store: Store::open(path, 1 << 20).unwrap(),
+            rt: runtime(),
+            actor: Actor {
+                tenant: "t".into(),
+                token: "test".into(),
+                retention: Retention::default(),
+                plan: None,
+                create_only: Arc::new(Vec::new()),
+            },
+        }
+    }
+
+    /// Create a resource (with the given id when `id` is set); its id.
+    /// Users `u0`, `u1`, …, in creation order.
+    fn users(&self, n: usize) -> Vec<u128> {
+        (0..n)
+            .map(|i| {
+                self.create(
+                    Kind::User,
+                    serde_json::json!({"userName": format!("u{i}")}),
+                    None,
+                )
+            })
+            .collect()
+    }
+
+    fn create(&self, kind: Kind, body: serde_json::Value, id: Option<u128>) -> u128 {
+        let input = crate::scim::resource::normalize(kind, &body).unwrap();
+        let actor = self.actor.clone();
+        let r = self
+            .rt
+            .block_on(self.store.create_as(
+                actor,
+                kind.into(),
+                input,
+                id.map(|id| crate::store::Given {
+                    id,
+                    ..Default::default()
+                }),
+            ))
+            .unwrap();
+        parse_id(&r.id).unwrap()
+    }
+}
+
+/// A page of users, as (total, ids, next cursor).
+fn user_page(
+    store: &Store,
+    rt: &tokio::runtime::Runtime,
+    q: ListQuery,
+) -> (u64, Vec<u128>, Option<u128>) {
+    let page = rt
+        .block_on(store.list("t".into(), Kind::User.into(), q))
+        .unwrap();
+    let ids = page
+        .items
+        .iter()
+        .map(|r| parse_id(&r.id).unwrap())
+        .collect();
+    (page.total, ids, page.next)
+}
+
+/// Every startIndex page, as (total, ids), for `n` users and one past the end.
+fn every_page(store: &Store, rt: &tokio::runtime::Runtime, n: u64) -> Vec<(u64, Vec<u128>)> {
+    (1..=n + 2)
+        .map(|start| {
+            let q = ListQuery {
+                start_index: start,
+                count: 3,
+                ..ListQuery::default()
+            };
+            let (total, ids, _) = user_page(store, rt, q);
+            (total, ids)
+        })
+        .collect()
+}
+
+#[test]
+fn deep_start_index_pages_match_the_id_order_and_a_layout_1_file_is_counted_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let f = Fixture::open(&path);
+    // Imported ids (kept from another host) spread over every prefix level, and ids
+    // made here, many in the same millisecond.
+    let mut x: u128 = 0x2545_f491_4f6c_dd1d_9e37_79b9_7f4a_7c15;
+    let mut ids = Vec::new();
+    for i in 0..40u128 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let ms: u128 = 1_700_000_000_000 + (i % 4) * 3_600_000 + i % 3;
+        ids.push(if i % 2 == 0 {
+            x
+        } else {
+            (ms << 80) | (x >> 48)
+        });
+    }
+    for (i, id) in ids.iter().enumerate() {
+        f.create(
+            Kind::User,
+            serde_json::json!({"userName": format!("u{i}")}),
+            Some(*id),
+        );
+    }
+    for i in 0..20 {
+        ids.push(f.create(
+            Kind::User,
+            serde_json::json!({"userName": format!("v{i}")}),
+            None,
+        ));
+    }
+    // Deletes take resources out of the counts.
+    let Fixture { store, rt, actor } = f;
+    for id in ids.iter().step_by(7) {
+        rt.block_on(store.delete(
+            actor.clone(),
+            Kind::User.into(),
+            format_id(*id),
+            Conditions::default(),
+        ))
+        .unwrap();
+    }
+    let mut live: Vec<u128> = ids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 7 != 0)
+        .map(|(_, id)| *id)
+        .collect();
+    live.sort_unstable();
+    let n = live.len() as u64;
+    let want: Vec<(u64, Vec<u128>)> = (0..n as usize + 2)
+        .map(|skip| (n, live.iter().skip(skip).take(3).copied().collect()))
+        .collect();
+    assert_eq!(every_page(&store, &rt, n), want);
+    assert_clean(&store, &rt);
+    // The same file as layout 1 left it: no position counts.
+    drop(store);
+    rewind_layout(&path, 1, tables::RANKS);
+    let store = Store::open(&path, 1 << 20).unwrap();
+    assert_eq!(every_page(&store, &rt, n), want);
+    assert_clean(&store, &rt);
+}
+
+#[test]
+fn scanned_filter_pages_reuse_their_count_only_within_a_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::open(&dir.path().join("s.redb"));
+    let mut odd = Vec::new();
+    for i in 0..31 {
+        let title = if i % 2 == 1 { "odd" } else { "even" };
+        let id = f.create(
+            Kind::User,
+            serde_json::json!({"userName": format!("u{i}"), "title": title}),
+            None,
+        );
+        if i % 2 == 1 {
+            odd.push(id);
+        }
+    }
+    let filter = crate::scim::filter::parse_for(Kind::User, "title eq \"odd\"").unwrap();
+    let list = |start_index: u64, after: Option<u128>| {
+        let q = ListQuery {
+            filter: Some(filter.clone()),
+            start_index,
+            count: 3,
+            after,
+            ..ListQuery::default()
+        };
+        user_page(&f.store, &f.rt, q)
+    };
+    // Every startIndex page, twice: the first counts, the rest start at a bookmark
+    // (every 4th match in unit tests), in any order of pages.
+    let n = odd.len() as u64;
+    for start in (1..=n + 2).chain((1..=n + 2).rev()) {
+        let want: Vec<u128> = odd
+            .iter()
+            .skip(start as usize - 1)
+            .take(3)
+            .copied()
+            .collect();
+        assert_eq!(list(start, None), (n, want, None), "startIndex {start}");
+    }
+    // By cursor, with a write between two pages: the write ends the snapshot, so the
+    // next page counts again and sees the new match.
+    let (mut seen, mut after, mut pages) = (Vec::new(), 0u128, 0);
+    loop {
+        let (total, ids, next) = list(1, Some(after));
+        assert_eq!(total, n + u64::from(pages >= 2), "page {pages}");
+        seen.extend(ids);
+        pages += 1;
+        if pages == 2 {
+            odd.push(f.create(
+                Kind::User,
+                serde_json::json!({"userName": "late", "title": "ODD"}),
+                None,
+            ));
+        }
+        match next {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
+    assert_eq!(seen, odd);
+}
+
+#[test]
+fn deep_sorted_pages_are_slices_of_the_sorted_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::open(&dir.path().join("s.redb"));
+    // Family names with ties, case differences and gaps (missing sorts last).
+    let mut want = Vec::new();
+    for i in 0..45u32 {
+        let family = match i % 9 {
+            0 => None,
+            n => Some(format!(
+                "{}{}",
+                if n % 2 == 0 { "Ab" } else { "aB" },
+                (i * 7) % 5
+            )),
+        };
+        let mut body = serde_json::json!({"userName": format!("u{i}")});
+        if let Some(fam) = &family {
+            body["name"] = serde_json::json!({"familyName": fam});
+        }
+        let id = f.create(Kind::User, body, None);
+        want.push((family.map(|x| x.to_lowercase()), id));
+    }
+    for descending in [false, true] {
+        let mut sorted = want.clone();
+        sorted.sort_by(|(a, x), (b, y)| {
+            // No value sorts after every value: last ascending, first descending.
+            let by_key = match (a, b) {
+                (Some(a), Some(b)) => a.cmp(b),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => std::cmp::Ordering::Equal,
+            };
+            let by_key = if descending { by_key.reverse() } else { by_key };
+            by_key.then(x.cmp(y))
+        });
+        let order = if descending {
+            "descending"
+        } else {
+            "ascending"
+        };
+        let sort = SortSpec::parse(Kind::User, "name.familyName", Some(order)).unwrap();
+        let ids: Vec<u128> = sorted.iter().map(|(_, id)| *id).collect();
+        assert_sorted_pages(&f, &sort, &ids, &[1, 4, 30]);
+        // A cursor walk resumes after the last resource's key and id: the same order.
+        for count in [1u64, 4, 30] {
+            assert_eq!(
+                mark_walk(&f, &sort, count, 45),
+                ids,
+                "{order} count {count}"
+            );
+        }
+        // By userName, the walk goes down the userName index instead.
+        let by_name = SortSpec::parse(Kind::User, "userName", Some(order)).unwrap();
+        let mut names: Vec<(String, u128)> =
+            (0..45).map(|i| (format!("u{i}"), want[i].1)).collect();
+        names.sort();
+        if descending {
+            names.reverse();
+        }
+        let ids: Vec<u128> = names.iter().map(|(_, id)| *id).collect();
+        assert_eq!(mark_walk(&f, &by_name, 7, 45), ids, "userName {order}");
+    }
+}
+
+#[test]
+fn last_modified_filters_read_their_index_which_a_layout_2_file_gets_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let f = Fixture::open(&path);
+    let ids: Vec<u128> = f.users(8);
+    let stamp = |id: u128| {
+        let r =
+            f.rt.block_on(f.store.get("t".into(), Kind::User, format_id(id), false));
+        r.unwrap().modified
+    };
+    let mid = stamp(ids[3]);
+    // Two of the earlier ones change after `mid`, one later one goes.
+    for id in [ids[0], ids[2]] {
+        let ops = crate::scim::patch::parse_request(&serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "title", "value": "changed"}]}))
+        .unwrap();
+        f.rt.block_on(f.store.patch(
+            f.actor.clone(),
+            Kind::User.into(),
+            format_id(id),
+            ops,
+            Conditions::default(),
+        ))
+        .unwrap();
+    }
+    f.rt.block_on(f.store.delete(
+        f.actor.clone(),
+        Kind::User.into(),
+        format_id(ids[6]),
+        Conditions::default(),
+    ))
+    .unwrap();
+    let matches = |f: &Fixture, op: &str, count: u64| {
+        let text = format!(r#"meta.lastModified {op} "{mid}""#);
+        let filter = crate::scim::filter::parse_for(Kind::User, &text).unwrap();
+        let q = ListQuery {
+            filter: Some(filter),
+            count,
+            start_index: 1,
+            ..ListQuery::default()
+        };
+        let (total, got, _) = user_page(&f.store, &f.rt, q);
+        (total, got)
+    };
+    let after = vec![ids[0], ids[2], ids[4], ids[5], ids[7]];
+    let want = [
+        ("gt", after.clone()),
+        ("ge", vec![ids[0], ids[2], ids[3], ids[4], ids[5], ids[7]]),
+        ("lt", vec![ids[1]]),
+        ("le", vec![ids[1], ids[3]]),
+        ("eq", vec![ids[3]]),
+    ];
+    for (op, ids) in &want {
+        assert_eq!(
+            matches(&f, op, 100),
+            (ids.len() as u64, ids.clone()),
+            "{op}"
+        );
+    }
+    // A page of the range: the smallest ids, and every match counted.
+    assert_eq!(matches(&f, "gt", 2), (5, after[..2].to_vec()));
+    assert_clean(&f.store, &f.rt);
+    // The same file as layout 2 left it: no lastModified index.
+    let Fixture { store, rt, actor } = f;
+    drop(store);
+    rewind_layout(&path, 2, tables::MODIFIED_ID);
+    let store = Store::open(&path, 1 << 20).unwrap();
+    let f = Fixture { store, rt, actor };
+    for (op, ids) in &want {
+        assert_eq!(
+            matches(&f, op, 100),
+            (ids.len() as u64, ids.clone()),
+            "{op}"
+        );
+    }
+    assert_clean(&f.store, &f.rt);
+}
+
+/// Files from before the plan counters, or from a build that indexed groups'
+/// lastModified, passed as layout 3: opening one recounts and cleans it (layout 4), and
+/// a backup of an older layout restores, migrated, instead of failing its check.
+#[test]
+fn layout_3_files_get_true_plan_counters_and_older_backups_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let f = Fixture::open(&path);
+    for (i, active) in [true, true, false, true].iter().enumerate() {
+        f.create(
+            Kind::User,
+            serde_json::json!({"userName": format!("u{i}"), "active": active}),
+            None,
+        );
+    }
+    let g = f.create(Kind::Group, serde_json::json!({"displayName": "G"}), None);
+    let Fixture { store, rt, .. } = f;
+    drop(store);
+    {
+        let db = raw(&path);
+        let w = db.begin_write().unwrap();
+        w.open_table(tables::COUNTS)
+            .unwrap()
+            .insert(("t", plan::ACTIVE), 0)
+            .unwrap();
+        w.open_table(tables::MODIFIED_ID)
+            .unwrap()
+            .insert(("t", Kind::Group.code(), 1, g), ())
+            .unwrap();
+        w.open_table(tables::META)
+            .unwrap()
+            .insert("schema_version", 3)
+            .unwrap();
+        w.commit().unwrap();
+    }
+    let copy = dir.path().join("layout3.redb");
+    std::fs::copy(&path, &copy).unwrap();
+    let active = |store: &Store| {
+        store
+            .read_now(|r| Ok(Ok(plan::active(r.counts()?, "t")?)))
+            .unwrap()
+    };
+    let store = Store::open(&path, 1 << 20).unwrap();
+    assert_eq!(active(&store), 3);
+    assert_clean(&store, &rt);
+    store.close();
+    // The layout-3 copy as a backup, restored over the migrated file.
+    let restored = super::restore(&copy, &path, &HashMap::new()).unwrap();
+    assert_eq!(restored.warnings, Vec::<String>::new());
+    let store = Store::open(&path, 1 << 20).unwrap();
+    assert_eq!(active(&store), 3);
+    assert_clean(&store, &rt);
+}
+
+#[test]
+fn replacing_a_member_list_walks_it_in_batches_and_reports_only_the_difference() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::open(&dir.path().join("s.redb"));
+    let users: Vec<u128> = f.users(13);
+    let (old, new) = users.split_at(11);
+    let member = |ids: &[u128]| -> Vec<serde_json::Value> {
+        ids.iter()
+            .map(|id| serde_json::json!({"value": format_id(*id)}))
+            .collect()
+    };
+    let g = f.create(
+        Kind::Group,
+        serde_json::json!({"displayName": "Big", "members": member(old)}),
+        None,
+    );
+    let seq = || {
+        let feed =
+            f.rt.block_on(f.store.events("t".into(), 0, 1000, Retention::default()))
+                .unwrap();
+        assert_eq!(feed.events.last().map(|e| e.seq), Some(feed.last));
+        feed.last
+    };
+    let since = |after: u64| -> Vec<(String, u128)> {
+        f.rt.block_on(
+            f.store
+                .events("t".into(), after, 1000, Retention::default()),
+        )
+        .unwrap()
+        .events
+        .into_iter()
+        .filter_map(|e| Some((e.kind, parse_id(&e.member_id?)?)))
+        .collect()
+    };
+    let members = || -> Vec<u128> {
+        let r =
+            f.rt.block_on(f.store.get("t".into(), Kind::Group, format_id(g), true));
+        let mut ids: Vec<u128> = (r.unwrap().refs.unwrap().iter())
+            .map(|m| parse_id(m["value"].as_str().unwrap()).unwrap())
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    let put = |list: Vec<serde_json::Value>| {
+        let body = serde_json::json!({"displayName": "Big", "members": list});
+        let input = crate::scim::resource::normalize(Kind::Group, &body).unwrap();
+        let rt = Kind::Group.into();
+        f.rt.block_on(f.store.replace(
+            f.actor.clone(),
+            rt,
+            format_id(g),
+            input,
+            Conditions::default(),
+        ))
+        .unwrap();
+    };
+    // Three stay (across the walk's batches of four), eight go, two join.
+    let keep = [old[0], old[4], old[10]];
+    let before = seq();
+    put(member(&[&keep[..], new].concat()));
+    let mut want: Vec<(String, u128)> = (old.iter())
+        .filter(|m| !keep.contains(m))
+        .map(|m| ("group.member_removed".to_string(), *m))
+        .collect();
+    want.extend(new.iter().map(|m| ("group.member_added".to_string(), *m)));
+    assert_eq!(since(before), want);
+    let mut now: Vec<u128> = [&keep[..], new].concat();
+    now.sort_unstable();
+    assert_eq!(members(), now);
+    // The same list again changes nothing; an empty one removes everyone.
+    let before = seq();
+    put(member(&now));
+    assert_eq!(since(before), vec![]);
+    put(Vec::new());
+    let removed: Vec<(String, u128)> = (now.iter())
+        .map(|m| ("group.member_removed".to_string(), *m))
+        .collect();
+    assert_eq!(since(before), removed);
+    assert_eq!(members(), Vec::<u128>::new());
+    assert_clean(&f.store, &f.rt);
+}
+
+#[test]
+fn a_sort_by_last_modified_walks_its_index_in_the_order_a_full_sort_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::open(&dir.path().join("s.redb"));
+    let ids = f.users(9);
+    // Three change after all were created: time order is no longer creation order.
+    for i in [4, 1, 7] {
+        let ops = crate::scim::patch::parse_request(&serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "title", "value": "moved"}]}))
+        .unwrap();
+        let rt = Kind::User.into();
+        f.rt.block_on(f.store.patch(
+            f.actor.clone(),
+            rt,
+            format_id(ids[i]),
+            ops,
+            Conditions::default(),
+        ))
+        .unwrap();
+    }
+    let ascending: Vec<u128> = [0, 2, 3, 5, 6, 8, 4, 1, 7]
+        .iter()
+        .map(|&i| ids[i])
+        .collect();
+    for descending in [false, true] {
+        let order = if descending {
+            "descending"
+        } else {
+            "ascending"
+        };
+        let sort = SortSpec::parse(Kind::User, "meta.lastModified", Some(order)).unwrap();
+        let mut want = ascending.clone();
+        if descending {
+            want.reverse();
+        }
+        assert_sorted_pages(&f, &sort, &want, &[1, 4]);
+        assert_eq!(mark_walk(&f, &sort, 2, 9), want, "{order} by mark");
+        // A filter every user meets makes it a sort of every match: the same order.
+        let all = crate::scim::filter::parse_for(Kind::User, "userName pr").unwrap();
+        let q = ListQuery {
+            filter: Some(all),
+            sort: Some(sort.clone()),
+            start_index: 1,
+            count: 100,
+            ..ListQuery::default()
+        };
+        assert_eq!(
+            user_page(&f.store, &f.rt, q).1,
+            want,
+            "{order} sorted in full"
+        );
+    }
+}
+
+/// Every `startIndex` page (one past the end too) of the users sorted by `sort`, for each
+/// count, is its slice of `want` and counts every user.
+fn assert_sorted_pages(f: &Fixture, sort: &SortSpec, want: &[u128], counts: &[u64]) {
+    for start in 1..=want.len() as u64 + 2 {
+        for &count in counts {
+            let q = ListQuery {
+                sort: Some(sort.clone()),
+                start_index: start,
+                count,
+                ..ListQuery::default()
+            };
+            let (total, got, _) = user_page(&f.store, &f.rt, q);
+            let slice: Vec<u128> = (want.iter().skip(start as usize - 1))
+                .take(count as usize)
+                .copied()
+                .collect();
+            assert_eq!(got, slice, "{sort:?} startIndex {start} count {count}");
+            assert_eq!(total, want.len() as u64);
+        }
+    }
+}
+
+/// Every page of a sorted list by its marks; each page counts every match.
+fn mark_walk(f: &Fixture, sort: &SortSpec, count: u64, total: u64) -> Vec<u128> {
+    let mut ids = Vec::new();
+    let mut resume = None;
+    loop {
+        let q = ListQuery {
+            sort: Some(sort.clone()),
+            count,
+            resume: resume.take(),
+            ..ListQuery::default()
+        };
+        let page =
+            f.rt.block_on(f.store.list("t".into(), Kind::User.into(), q))
+                .unwrap();
+        assert_eq!(page.total, total);
+        assert!(page.items.len() as u64 <= count);
+        ids.extend(page.items.iter().map(|r| parse_id(&r.id).unwrap()));
+        match page.next_mark {
+            Some(m) => resume = Some(m),
+            None => return ids,
+        }
+        assert!(ids.len() as u64 <= total, "the walk ends");
+    }
+}
+
+#[test]
+fn plan_cursor_pages_read_a_bounded_number_of_users_and_miss_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::open(&dir.path().join("s.redb"));
+    let mut inactive = Vec::new();
+    for i in 0..12 {
+        let body = serde_json::json!({"userName": format!("u{i}"), "active": i % 6 != 5});
+        let id = f.create(Kind::User, body, None);
+        if i % 6 == 5 {
+            inactive.push(format_id(id));
+        }
+    }
+    let Fixture { store, rt, .. } = f;
+    let rules = Arc::new(plan::PlanRules {
+        name: "p".into(),
+        test_threshold: 0,
+        seats: None,
+        on_seat_limit: plan::SeatPolicy::Reject,
+        existing_members: Vec::new(),
+    });
+    let mut cursor = PlanCursor::Start;
+    let (mut seen, mut pages, mut empty) = (Vec::new(), 0, 0);
+    loop {
+        let page = rt
+            .block_on(store.plan_members(
+                "t".into(),
+                rules.clone(),
+                Some(plan::Status::Deactivated),
+                PlanFrom::After(cursor.clone()),
+                10,
+            ))
+            .unwrap();
+        assert_eq!(page.total, 2);
+        pages += 1;
+        empty += usize::from(page.entries.is_empty());
+        seen.extend(page.entries.into_iter().map(|e| e.id.unwrap()));
+        match page.next {
+            Some(c) => cursor = c,
+            None => break,
+        }
+    }
+    assert_eq!(seen, inactive);
+    // 12 users read 4 at a time: three pages, one of them without a match.
+    assert_eq!((pages, empty), (3, 1));
+}
+
+/// A create-only value put back is what the plan counts: the counters follow what is
+/// stored, not what the IdP asked for (the configuration refuses `active` as
+/// create-only, but the store must not depend on that).
+#[test]
+fn the_plan_counts_the_body_with_create_only_values_put_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = Fixture::open(&dir.path().join("s.redb"));
+    f.actor.create_only = Arc::new(vec!["active".into()]);
+    let ids = f.users(2);
+    let ops = crate::scim::patch::parse_request(&serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "active", "value": false}]}))
+    .unwrap();
+    let (r, _) =
+        f.rt.block_on(f.store.patch(
+            f.actor.clone(),
+            Kind::User.into(),
+            format_id(ids[0]),
+            ops,
+            Conditions::default(),
+        ))
+        .unwrap();
+    assert_ne!(r.body.get("active"), Some(&serde_json::Value::Bool(false)));
+    assert_clean(&f.store, &f.rt);
+}
+
+#[test]
+fn verify_names_each_kind_of_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let f = Fixture::open(&path);
+    let make = |kind: Kind, body: serde_json::Value| f.create(kind, body, None);
+    let ann = make(
+        Kind::User,
+        serde_json::json!({"userName": "Ann@x", "externalId": "e1",
+            "emails": [{"value": "ann@x"}]}),
+    );
+    let bob = make(Kind::User, serde_json::json!({"userName": "bob@x"}));
+    let g = make(
+        Kind::Group,
+        serde_json::json!({"displayName": "Ops", "members": [{"value": format_id(ann)}]}),
+    );
+    let Fixture { store, rt, .. } = f;
+    assert_clean(&store, &rt);
+    drop(store);
+    let db = raw(&path);
+    let (user, group) = (Kind::User.code(), Kind::Group.code());
+    let w = db.begin_write().unwrap();
+    {
+        let mut t = w.open_table(tables::USERNAME_USERID).unwrap();
+        t.remove(("t", "ann@x")).unwrap();
+        t.insert(("t", "ghost"), 42).unwrap();
+        let mut t = w.open_multimap_table(tables::EMAIL_USERID).unwrap();
+        t.insert(("t", "zed@x"), bob).unwrap();
+        let mut t = w.open_multimap_table(tables::EXTERNALID_ID).unwrap();
+        t.remove(("t", user, "e1"), ann).unwrap();
+        let mut t = w.open_multimap_table(tables::DISPLAYNAME_ID).unwrap();
+        t.insert(("t", group, "ghosts"), 7).unwrap();
+        let mut t = w.open_table(tables::MEMBERID_GROUPID).unwrap();
+        t.remove(("t", ann, g)).unwrap();
+        t.insert(("t", bob, g), ()).unwrap();
+        let mut t = w.open_table(tables::RANKS).unwrap();
+        t.insert(("t", user, 0, 5), 3).unwrap();
+        let (lo, _) = ranks::id_range(3, (bob >> 80) as u64);
+        assert_eq!(lo >> 80, bob >> 80);
+        t.insert(("t", user, 3, (bob >> 80) as u64), 9).unwrap();
+        let mut t = w.open_table(tables::COUNTS).unwrap();
+        t.insert(("t", user), 99).unwrap();
+        let mut t = w.open_table(tables::MODIFIED_ID).unwrap();
+        let stamp = redb::ReadableTable::iter(&t)
+            .unwrap()
+            .find_map(|e| {
+                let (_, _, stamp, id) = e.unwrap().0.value();
+                (id == bob).then_some(stamp)
+            })
+            .unwrap();
+        t.remove(("t", user, stamp, bob)).unwrap();
+        t.insert(("t", group, 5, 7), ()).unwrap();
+    }
+    w.commit().unwrap();
+    drop(db);
+    let store = Store::open(&path, 1 << 20).unwrap();
+    let found = rt.block_on(store.verify(HashMap::new())).unwrap();
+    let text = found.join("\n");
+    for want in [
+        "userName index: missing (\"t\", \"ann@x\"".to_string(),
+        "userName index: stale (\"t\", \"ghost\", 42)".to_string(),
+        format!("email index: stale (\"t\", \"zed@x\", {bob})"),
+        format!("externalId index: missing (\"t\", {user}, \"e1\", {ann})"),
+        format!("displayName index: stale (\"t\", {group}, \"ghosts\", 7)"),
+        format!("membership (group → member vs member → group): missing (\"t\", {g}, {ann})"),
+        format!("membership (group → member vs member → group): stale (\"t\", {g}, {bob})"),
+        format!("position counts: stale (\"t\", {user}, 0, 5) (3)"),
+        "holds Some(9), not 1".to_string(),
+        format!("t: counter {user} is 99 but there are 2"),
+        format!("lastModified index: missing (\"t\", {user}, "),
+        format!("lastModified index: stale (\"t\", {group}, 5, 7)"),
+    ] {
+        assert!(text.contains(&want), "{want} not in:\n{text}");
+    }
+    assert_eq!(found.len(), 12, "{text}");
+}
+
+#[test]
+fn ids_round_trip_and_anything_else_is_not_an_id() {
+    let id = new_id();
+    assert_eq!(parse_id(&format_id(id)), Some(id));
+    assert!(new_id() > id, "ids are ordered by creation");
+    assert_eq!(parse_id("010101001010101011001010101011"), None);
+    assert_eq!(parse_id("../etc/passwd"), None);
+}
+
+/// Member streams whose clients stop reading hold read threads only up to the tenant's
+/// share and only for the stall time; another tenant's reads go on meanwhile.
+#[test]
+fn stalled_member_streams_hold_a_share_of_the_read_threads_for_a_bounded_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::open(&dir.path().join("s.redb"));
+    let users = f.users(60);
+    let members: Vec<_> = users
+        .iter()
+        .map(|u| serde_json::json!({"value": format_id(*u)}))
+        .collect();
+    let g = f.create(
+        Kind::Group,
+        serde_json::json!({"displayName": "g", "members": members}),
+        None,
+    );
+    let stall = std::time::Duration::from_secs(2);
+    f.rt.block_on(async {
+        let mut streams: Vec<_> = (0..=TENANT_READS)
+            .map(|_| f.store.member_batches("t".into(), g, stall))
+            .collect();
+        // Nobody reads: the tenant's share of producers fill their queues and block; the
+        // stream beyond the share waits its turn (polled, not slept on: CI is slow).
+        let mut started = vec![false; streams.len()];
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while started.iter().filter(|s| **s).count() < TENANT_READS
+            && std::time::Instant::now() < deadline
+        {
+            for (i, rx) in streams.iter_mut().enumerate() {
+                started[i] |= !started[i] && rx.try_recv().is_ok();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let waiting: Vec<usize> = (0..streams.len())
+            .filter(|&i| !started[i] && streams[i].try_recv().is_err())
+            .collect();
+        assert_eq!(
+            waiting.len(),
+            1,
+            "one stream beyond the share waits its turn"
+        );
+        // Another tenant is not kept waiting.
+        let mut other = f.store.member_batches("other".into(), g, stall);
+        let got = tokio::time::timeout(std::time::Duration::from_secs(1), other.recv()).await;
+        assert!(matches!(got, Ok(Some(MemberBatch::End))), "{got:?}");
+        // Past the stall time the stalled producers give up, and the waiting one runs.
+        tokio::time::sleep(stall + std::time::Duration::from_millis(500)).await;
+        for (i, rx) in streams.iter_mut().enumerate() {
+            let mut n = 0;
+            let mut ended = false;
+            while let Some(m) = rx.recv().await {
+                match m {
+                    MemberBatch::Members(b) => n += b.len(),
+                    MemberBatch::End => ended = true,
+                    MemberBatch::Head(_) => panic!("member_batches sends no head"),
+                }
+            }
+            if i == waiting[0] {
+                assert!(ended && n == 60, "the waiting stream is whole: {n}");
+            } else {
+                assert!(!ended && n < 60, "a stalled stream is cut short: {n}");
+            }
+        }
+    });
+}

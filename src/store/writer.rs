@@ -1,0 +1,208 @@
+//! The writer thread: batches queued write jobs and commits each batch once (group commit),
+//! reopening the database after a storage failure and recording the allocator state when idle.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use redb::Database;
+use tokio::sync::mpsc;
+
+use super::{Error, Job, Responder, Shared, storage_failed, write};
+
+/// Most jobs committed together; bounds the latency one commit adds to its first request.
+const MAX_BATCH: usize = 256;
+
+/// Least time between two attempts to reopen a failed database.
+const REOPEN_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// How long the writer waits for more work before it records the allocator state.
+pub(super) const CHECKPOINT_IDLE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The writer loop, restarted if it ever panics: a dead writer would leave the server up
+/// but refusing every write. The batch in hand is dropped (its transaction aborts, its
+/// callers get 503).
+pub(super) fn writer_thread(
+    shared: Arc<Shared>,
+    mut rx: mpsc::Receiver<Job>,
+    metrics: Arc<crate::metrics::StoreMetrics>,
+) {
+    while catch_unwind(AssertUnwindSafe(|| writer(&shared, &mut rx, &metrics))).is_err() {
+        tracing::error!("the writer panicked; it starts again");
+    }
+}
+
+fn writer(shared: &Shared, rx: &mut mpsc::Receiver<Job>, metrics: &crate::metrics::StoreMetrics) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut last_reopen: Option<std::time::Instant> = None;
+    // redb's quick-repair record (the allocator state, saved so that a crash reopens without
+    // walking the whole file) is rewritten whole by every commit that keeps it, a cost that
+    // grows with the file: at a million users it is a quarter of a one-member PATCH. So
+    // batches commit without it, and once the writer has been idle for a moment an empty
+    // commit records it: a crash after that reopens at once; a crash in the middle of a
+    // burst costs a full repair at the next start (about a second per GiB), never data.
+    let idle = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            tracing::warn!(error = %e, "no idle timer: every commit records the allocator state");
+            None
+        }
+    };
+    let mut checkpoint_due = false;
+    loop {
+        let next = match &idle {
+            Some(rt) if checkpoint_due => {
+                // The timer must be made inside the runtime.
+                match rt.block_on(async { tokio::time::timeout(CHECKPOINT_IDLE, rx.recv()).await })
+                {
+                    Ok(j) => j,
+                    Err(_) => {
+                        checkpoint_due = false;
+                        // An empty batch committed with the record.
+                        if let Some(db) = shared.current()
+                            && !run_batch(shared, &db, &mut batch, metrics, true)
+                        {
+                            shared.retire();
+                        }
+                        continue;
+                    }
+                }
+            }
+            _ => rx.blocking_recv(),
+        };
+        let Some(first) = next else { break };
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let db = match shared.current() {
+            Some(db) => db,
+            None if last_reopen.is_some_and(|t| t.elapsed() < REOPEN_EVERY) => {
+                batch.clear(); // each caller gets 503
+                continue;
+            }
+            None => {
+                last_reopen = Some(std::time::Instant::now());
+                match shared.reopen() {
+                    Ok(db) => db,
+                    Err(e) => {
+                        tracing::error!(error = %e, "the database cannot be reopened yet");
+                        batch.clear();
+                        continue;
+                    }
+                }
+            }
+        };
+        metrics.batch_size.observe(batch.len() as f64);
+        let storage_ok = run_batch(shared, &db, &mut batch, metrics, idle.is_none());
+        drop(db);
+        if storage_ok {
+            checkpoint_due = true;
+        } else {
+            shared.retire();
+        }
+    }
+    tracing::debug!("writer stopped: all senders gone");
+}
+
+/// Runs one batch; false when storage failed (the database must be reopened).
+fn run_batch(
+    shared: &Shared,
+    db: &Database,
+    batch: &mut Vec<Job>,
+    metrics: &crate::metrics::StoreMetrics,
+    quick_repair: bool,
+) -> bool {
+    let failure = || {
+        metrics
+            .commit_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    };
+    let mut txn = match db.begin_write() {
+        Ok(t) => t,
+        Err(e) => {
+            failure();
+            storage_failed(&e.into());
+            batch.clear(); // dropping the jobs drops their senders: each caller gets 503
+            return false;
+        }
+    };
+    // Two-phase: the pages are flushed before the header that names them is written, so when
+    // that first fsync fails the previous commit stays in force and a write answered 503 is
+    // never found later. Group commit shares both fsyncs across the batch.
+    txn.set_two_phase_commit(true);
+    let mut w = match write::W::open(&txn) {
+        Ok(w) => w,
+        Err(e) => {
+            failure();
+            storage_failed(&e);
+            batch.clear();
+            return false;
+        }
+    };
+    let mut responders: Vec<Responder> = Vec::with_capacity(batch.len());
+    let mut storage_ok = true;
+    let mut failed = false;
+    for job in batch.drain(..) {
+        if failed {
+            continue; // dropped: its caller gets 503
+        }
+        match catch_unwind(AssertUnwindSafe(|| job(&mut w))) {
+            Ok(Ok(r)) => responders.push(r),
+            Ok(Err(e)) => {
+                storage_failed(&e);
+                storage_ok = false;
+                failed = true;
+            }
+            Err(_) => {
+                tracing::error!("a write job panicked; its batch is rolled back");
+                failed = true;
+            }
+        }
+    }
+    // The tables close before the transaction ends.
+    drop(w);
+    if failed {
+        failure();
+        if let Err(e) = txn.abort() {
+            storage_failed(&e.into());
+            storage_ok = false;
+        }
+        for r in responders {
+            r(Err(Error::Unavailable));
+        }
+        return storage_ok;
+    }
+    // Read after the jobs ran: a checkpoint job in this batch asks for the record.
+    txn.set_quick_repair(
+        quick_repair
+            || shared
+                .record_allocator
+                .swap(false, std::sync::atomic::Ordering::Relaxed),
+    );
+    let started = std::time::Instant::now();
+    let committed = txn.commit();
+    metrics
+        .commit_seconds
+        .observe(started.elapsed().as_secs_f64());
+    match committed {
+        Ok(()) => {
+            shared.committed();
+            responders.into_iter().for_each(|r| r(Ok(())));
+            true
+        }
+        Err(e) => {
+            failure();
+            storage_failed(&e.into());
+            responders
+                .into_iter()
+                .for_each(|r| r(Err(Error::Unavailable)));
+            false
+        }
+    }
+}
