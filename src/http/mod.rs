@@ -129,14 +129,13 @@ impl App {
     }
 
     /// Serve one request. Never fails: every problem becomes a SCIM error response.
-    pub async fn handle<B>(self: Arc<Self>, req: Request<B>, peer: SocketAddr) -> Resp
+    pub async fn handle<B>(self: Arc<Self>, mut req: Request<B>, peer: SocketAddr) -> Resp
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let accept = req.headers().get(http::header::ACCEPT).cloned();
         let id = request_id::RequestId::of(req.headers());
-        let mut req = req;
         req.extensions_mut().insert(id.clone());
         let resp = if req.method() != Method::HEAD {
             let method = req.method().clone();
@@ -470,7 +469,6 @@ impl App {
         let captured = tenant
             .is_some_and(|t| t.log_bodies)
             .then(|| Captured::of(&req));
-        let id = req.extensions().get::<request_id::RequestId>().cloned();
         let body = if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
             Some(self.read_body(req, &rt, backlog.as_ref()).await?)
         } else {
@@ -494,7 +492,7 @@ impl App {
             tracing::info!(target: "scimd::capture", tenant = %principal.tenant,
                 token_name = %principal.token_name, method = %method, uri = c.uri,
                 user_agent = c.user_agent, content_type = c.content_type, status,
-                body = body.as_deref(), request_id = id.as_ref().map(|i| i.0.as_str()),
+                body = body.as_deref(), request_id = c.request_id.as_deref(),
                 "request with its body (log_bodies)");
         }
         answer
@@ -545,6 +543,7 @@ struct Captured {
     uri: String,
     user_agent: Option<String>,
     content_type: Option<String>,
+    request_id: Option<String>,
 }
 
 impl Captured {
@@ -565,6 +564,10 @@ impl Captured {
             uri,
             user_agent: header(header::USER_AGENT),
             content_type: header(header::CONTENT_TYPE),
+            request_id: req
+                .extensions()
+                .get::<request_id::RequestId>()
+                .map(|i| i.0.clone()),
         }
     }
 }

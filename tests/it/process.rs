@@ -1368,6 +1368,14 @@ async fn log_bodies_logs_what_the_idp_sends_without_its_passwords() {
     assert_eq!(f(2, "status"), 400);
     assert_eq!(f(2, "user_agent"), "Okta SCIM Client 1.0.0");
     assert!(f(2, "body").as_str().unwrap().contains("sometimes"));
+    // Each names its request, as the request line and the answer's X-Request-Id do.
+    let ids: std::collections::HashSet<String> = (0..3)
+        .map(|i| f(i, "request_id").as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        ids.len() == 3 && ids.iter().all(|i| i.len() == 16),
+        "{lines:?}"
+    );
     // The start said, at WARN, that this tenant's bodies are logged, and so does `status`.
     assert!(
         log.lines()
