@@ -71,8 +71,8 @@ pub enum Error {
     #[error("the database is unavailable; the request was not applied, retry later")]
     Unavailable,
     /// Something that should not happen did (a panic); logged under `error_id`, and only
-    /// that id is answered.
-    #[error("internal error (id {error_id} in the server log)")]
+    /// that id is answered, in the protocol core's words (one text for every 500).
+    #[error("{}", ScimError::internal(.error_id).detail)]
     Internal { error_id: String },
     /// A refusal of the protocol core (PATCH, schema checks) while the store applied a
     /// change against the stored resource; answered as it is.
