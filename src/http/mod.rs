@@ -139,29 +139,34 @@ impl App {
         req.extensions_mut().insert(id.clone());
         let resp = if req.method() != Method::HEAD {
             let method = req.method().clone();
-            let resp = self.answer(req, peer, method).await;
+            let resp = self.answer(req, peer, method, &id.0).await;
             response::negotiated(resp, accept.as_ref())
         } else {
             // RFC 9110 §9.3.2: HEAD is GET without the content (monitors and proxies use it).
             let (mut parts, body) = req.into_parts();
             parts.method = Method::GET;
             let resp = self
-                .answer(Request::from_parts(parts, body), peer, Method::HEAD)
+                .answer(Request::from_parts(parts, body), peer, Method::HEAD, &id.0)
                 .await;
             response::without_content(response::negotiated(resp, accept.as_ref()))
         };
         response::with_header(resp, request_id::HEADER, &id.0)
     }
 
-    /// Serve one request; `method` is the one the client sent, for logs and metrics.
-    async fn answer<B>(self: Arc<Self>, req: Request<B>, peer: SocketAddr, method: Method) -> Resp
+    /// Serve one request; `method` is the one the client sent and `id` its `X-Request-Id`, for
+    /// logs and metrics.
+    async fn answer<B>(
+        self: Arc<Self>,
+        req: Request<B>,
+        peer: SocketAddr,
+        method: Method,
+        id: &str,
+    ) -> Resp
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let started = Instant::now();
-        let id = req.extensions().get::<request_id::RequestId>().cloned();
-        let id = id.as_ref().map(|i| i.0.as_str());
         // A health probe needs no Host: it is answered before the check.
         if req.uri().path() == "/healthz" {
             if !matches!(*req.method(), Method::GET | Method::HEAD) {
