@@ -7,10 +7,28 @@ use reqwest::header::HeaderMap;
 use reqwest::{Certificate, Method};
 use scimd::auth::{digest, hex};
 use scimd::config::{Config, Scope, TenantConfig, TokenConfig};
-use scimd::server::Server;
+use scimd::server::{Server, StartError};
+use scimd::store::StoreError;
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
+
+/// Binds a server to `cfg`, waiting while a stopped one in this process still holds the
+/// database (a fixed pause was too short on a loaded machine).
+async fn bind_when_free(cfg: &Config) -> Server {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match Server::bind(cfg.clone()).await {
+            Ok(server) => return server,
+            Err(StartError::Store(StoreError::InUse { .. }))
+                if std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("server starts: {e}"),
+        }
+    }
+}
 
 /// Tenant `acme`'s token (the IdP).
 pub const ACME: &str = "acme-okta-token";
@@ -90,7 +108,7 @@ impl Srv {
             "test config invalid: {:?}",
             cfg.problems()
         );
-        let server = Server::bind(cfg.clone()).await.expect("server starts");
+        let server = bind_when_free(&cfg).await;
         let addr = server.local_addr().expect("bound");
         let faults = server.storage_faults();
         let reloader = server.reloader();
@@ -126,6 +144,9 @@ impl Srv {
         self.reloader.as_ref().expect("running")
     }
 
+    /// Stops the server and hands back its directory. The database may stay open a moment
+    /// longer: a connection the stop does not wait for still holds the store, and the writer
+    /// thread lets go of the file once its last sender is dropped; `start_config` waits.
     pub async fn stop(mut self) -> TempDir {
         self.reloader = None;
         if let Some(tx) = self.shutdown.take() {
@@ -134,8 +155,6 @@ impl Srv {
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
-        // The writer thread lets go of the database once its last sender is dropped.
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         let dir = tempfile::tempdir().expect("temp dir");
         std::mem::replace(&mut self.dir, dir)
     }
