@@ -15,6 +15,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::Config;
 use crate::http::App;
 use crate::http::backlog::{Backlog, Turn};
+use crate::http::request_id::RequestId;
 use crate::http::unread::{self, Slot};
 use crate::http::vouch::Voucher;
 use crate::store::{Store, StoreError};
@@ -528,10 +529,13 @@ impl Server {
                         let req = hyper::Request::from_parts(parts, body);
                         // A panic in a handler becomes a 500 for that request instead of a
                         // dropped connection.
-                        let mut resp = match CatchPanic(Box::pin(app.handle(req, peer))).await {
-                            Ok(r) => r,
-                            Err(what) => internal_error(&what),
-                        };
+                        // Made here so that a handler's panic is answered with it too.
+                        let id = RequestId::of(req.headers());
+                        let mut resp =
+                            match CatchPanic(Box::pin(app.handle(req, peer, id.clone()))).await {
+                                Ok(r) => r,
+                                Err(what) => internal_error(&what, &id),
+                            };
                         // A client that asked to be told before sending (`Expect:
                         // 100-continue`) and was never told to go on sends nothing more.
                         // After a 408 the client has had its time; waiting for the rest
@@ -705,8 +709,33 @@ impl<F: std::future::Future> std::future::Future for CatchPanic<F> {
     }
 }
 
-fn internal_error(what: &str) -> crate::http::response::Resp {
+fn internal_error(what: &str, id: &RequestId) -> crate::http::response::Resp {
+    use crate::http::response;
     let error_id = uuid::Uuid::new_v4().simple().to_string();
-    tracing::error!(%error_id, error = %what, "request handler panicked");
-    crate::http::response::error(&crate::scim::error::ScimError::internal(&error_id))
+    tracing::error!(%error_id, error = %what, request_id = id.0, "request handler panicked");
+    let resp = response::error(&crate::scim::error::ScimError::internal(&error_id));
+    response::with_header(resp, crate::http::request_id::HEADER, &id.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handler that panics is answered 500 with its request's id, like any other answer,
+    /// and the same id is what its log line carries.
+    #[tokio::test]
+    async fn a_panic_is_a_500_that_carries_the_request_id() {
+        let empty: Vec<u8> = Vec::new();
+        let caught = CatchPanic(Box::pin(async move { empty[1] })).await;
+        let what = caught.expect_err("the panic was caught");
+        assert!(what.starts_with("index out of bounds"), "{what}");
+        let resp = internal_error(&what, &RequestId("req-42".into()));
+        assert_eq!(resp.status(), hyper::StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            resp.headers()
+                .get(crate::http::request_id::HEADER)
+                .map(|v| v.as_bytes()),
+            Some(&b"req-42"[..])
+        );
+    }
 }

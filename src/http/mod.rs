@@ -129,13 +129,17 @@ impl App {
     }
 
     /// Serve one request. Never fails: every problem becomes a SCIM error response.
-    pub async fn handle<B>(self: Arc<Self>, mut req: Request<B>, peer: SocketAddr) -> Resp
+    pub async fn handle<B>(
+        self: Arc<Self>,
+        mut req: Request<B>,
+        peer: SocketAddr,
+        id: request_id::RequestId,
+    ) -> Resp
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let accept = req.headers().get(http::header::ACCEPT).cloned();
-        let id = request_id::RequestId::of(req.headers());
         req.extensions_mut().insert(id.clone());
         let resp = if req.method() != Method::HEAD {
             let method = req.method().clone();

@@ -163,6 +163,9 @@ async fn a_panic_costs_its_request_a_500_and_nothing_else() {
             .unwrap_or_else(|| panic!("no error id in {detail:?}"));
         assert_eq!(id.len(), 32, "{detail}");
         assert!(ids.insert(id.to_string()), "each panic has its own id");
+        // The answer still leads to its log line.
+        let request_id = r.headers.get("x-request-id").map(|v| v.len());
+        assert_eq!(request_id, Some(16), "{:?}", r.headers);
         assert!(
             !r.body.to_string().contains("injected"),
             "internals leaked: {}",
