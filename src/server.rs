@@ -599,7 +599,7 @@ impl Server {
                             if matches!(tcp.peek(&mut first).await, Ok(n) if n > 0) {
                                 flight.spoke();
                             }
-                            acc.accept(tcp).await
+                            tls::HANDSHAKE_PEER.scope(peer, acc.accept(tcp)).await
                         });
                         let tls = match tokio::select! {
                             r = handshake => r,

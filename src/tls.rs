@@ -301,6 +301,12 @@ impl CertResolver {
     }
 }
 
+tokio::task_local! {
+    /// The client whose handshake is running, for the resolver's warning: rustls' ClientHello
+    /// does not carry the address, and the admin needs it to tell which IdP was refused.
+    pub static HANDSHAKE_PEER: std::net::SocketAddr;
+}
+
 impl rustls::server::ResolvesServerCert for CertResolver {
     fn resolve(&self, hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let key = self.get();
@@ -311,8 +317,14 @@ impl rustls::server::ResolvesServerCert for CertResolver {
         if let Some(host) = hello.server_name()
             && self.unnamed(&key, host)
         {
+            // Absent only outside a connection's handshake (tests calling the resolver).
+            let peer = HANDSHAKE_PEER
+                .try_with(|p| *p)
+                .ok()
+                .map(tracing::field::display);
             tracing::warn!(
                 host,
+                peer,
                 "a client asked for a host name the certificate does not name: it refuses the \
                  connection if it checks names (an IdP's Base URL must use a host the \
                  certificate names) (said once an hour per name, and 20 times an hour at most)"

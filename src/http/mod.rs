@@ -458,6 +458,18 @@ impl App {
         let if_match = header_str(header::IF_MATCH);
         let if_none_match = header_str(header::IF_NONE_MATCH);
         let backlog = req.extensions().get::<backlog::Backlog>().cloned();
+        // Taken before anything below can refuse the request: a body refused as not JSON,
+        // or sent with the wrong type, is what an admin watching a new IdP needs to see.
+        let captured = tenant
+            .is_some_and(|t| t.log_bodies)
+            .then(|| Captured::of(&req));
+        let log_capture = |c: Captured, body: Option<String>, status: u16| {
+            tracing::info!(target: "scimd::capture", tenant = %principal.tenant,
+                token_name = %principal.token_name, method = %method, uri = c.uri,
+                user_agent = c.user_agent, content_type = c.content_type, status,
+                body = body.as_deref(), request_id = c.request_id.as_deref(),
+                "request with its body (log_bodies)");
+        };
         // A method the endpoint never takes is told so before its body is judged: no body
         // could make it work.
         if matches!(
@@ -473,17 +485,26 @@ impl App {
             .split(", ")
             .any(|m| m == method.as_str())
         {
-            return Err(method_not_allowed(method, allowed(&route.endpoint)));
+            let e = method_not_allowed(method, allowed(&route.endpoint));
+            if let Some(c) = captured {
+                log_capture(c, None, e.status);
+            }
+            return Err(e);
         }
-        let captured = tenant
-            .is_some_and(|t| t.log_bodies)
-            .then(|| Captured::of(&req));
         let body = if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
-            Some(self.read_body(req, &rt, backlog.as_ref()).await?)
+            match self.read_body(req, &rt, backlog.as_ref()).await {
+                Ok(b) => Some(b),
+                // What could not be read as JSON is not logged: it cannot be redacted.
+                Err(e) => {
+                    if let Some(c) = captured {
+                        log_capture(c, None, e.status);
+                    }
+                    return Err(e);
+                }
+            }
         } else {
             None
         };
-        let captured = captured.map(|c| (c, body.as_ref().map(|b| redact::for_log(b, 64 * 1024))));
         let ctx = Ctx {
             principal: principal.clone(),
             base,
@@ -493,16 +514,16 @@ impl App {
             if_none_match,
             backlog,
         };
+        let logged_body = captured
+            .as_ref()
+            .and(body.as_ref())
+            .map(|b| redact::for_log(b, 64 * 1024));
         let answer = handlers::endpoint(self, &ctx, method, &route.endpoint, body).await;
-        if let Some((c, body)) = captured {
+        if let Some(c) = captured {
             let status = answer
                 .as_ref()
                 .map_or_else(|e| e.status, |r| r.status().as_u16());
-            tracing::info!(target: "scimd::capture", tenant = %principal.tenant,
-                token_name = %principal.token_name, method = %method, uri = c.uri,
-                user_agent = c.user_agent, content_type = c.content_type, status,
-                body = body.as_deref(), request_id = c.request_id.as_deref(),
-                "request with its body (log_bodies)");
+            log_capture(c, logged_body, status);
         }
         answer
     }

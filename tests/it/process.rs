@@ -1336,6 +1336,27 @@ async fn log_bodies_logs_what_the_idp_sends_without_its_passwords() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+    // Two bodies refused before they could be read as JSON: the wrong type, and broken
+    // JSON (with a password in it, which must not be logged either).
+    for (content_type, sent, status) in [
+        ("text/plain", r#"{"userName": "bo@example.com"}"#, 415),
+        (
+            "application/scim+json",
+            r#"{"userName": "cy@example.com", "password": "hunter2-broken""#,
+            400,
+        ),
+    ] {
+        let r = p
+            .client
+            .post(format!("https://localhost:{}/scim/v2/Users", p.port))
+            .bearer_auth("tok")
+            .header("Content-Type", content_type)
+            .body(sent)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status);
+    }
     let captured = |log: &str| -> Vec<serde_json::Value> {
         log.lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -1343,13 +1364,13 @@ async fn log_bodies_logs_what_the_idp_sends_without_its_passwords() {
             .collect()
     };
     let deadline = Instant::now() + Duration::from_secs(5);
-    while captured(&p.log()).len() < 3 && Instant::now() < deadline {
+    while captured(&p.log()).len() < 5 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let log = p.log();
     assert!(!log.contains("hunter2"), "a password in the log: {log}");
     let lines = captured(&log);
-    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines.len(), 5, "{lines:?}");
     let f = |i: usize, k: &str| lines[i]["fields"][k].clone();
     assert_eq!(f(0, "method"), "POST");
     assert_eq!(f(0, "status"), 201);
@@ -1368,6 +1389,13 @@ async fn log_bodies_logs_what_the_idp_sends_without_its_passwords() {
     assert_eq!(f(2, "status"), 400);
     assert_eq!(f(2, "user_agent"), "Okta SCIM Client 1.0.0");
     assert!(f(2, "body").as_str().unwrap().contains("sometimes"));
+    // The refused bodies are captured with their type and status, the body left out as it
+    // could not be read as JSON (so not redacted either).
+    assert_eq!(f(3, "status"), 415);
+    assert_eq!(f(3, "content_type"), "text/plain");
+    assert!(f(3, "body").is_null(), "{:?}", lines[3]);
+    assert_eq!(f(4, "status"), 400);
+    assert!(f(4, "body").is_null(), "{:?}", lines[4]);
     // Each names its request, as the request line and the answer's X-Request-Id do.
     let ids: std::collections::HashSet<String> = (0..3)
         .map(|i| f(i, "request_id").as_str().unwrap_or_default().to_string())
@@ -1594,6 +1622,10 @@ async fn a_host_the_certificate_does_not_name_is_warned_of() {
         .find(|l| l.contains(said))
         .unwrap_or_else(|| panic!("{log}"));
     assert!(line.contains("scim.corp.example"), "{line}");
+    assert!(
+        line.contains("peer=127.0.0.1:"),
+        "the client's address: {line}"
+    );
     // The name it has is not warned of.
     assert_eq!(p.status("/healthz", "").await, 200);
     assert_eq!(p.log().matches(said).count(), 1, "{}", p.log());
