@@ -337,6 +337,10 @@ impl Server {
                 });
             }
         };
+        // After everything that can refuse the start, so that a refused start reads nothing.
+        if config.storage.warm_page_cache {
+            crate::store::warm_page_cache(config.storage.db_path());
+        }
         let app = Arc::new(App::new(store, config.clone()));
         let sock = crate::admin::socket_path(&config);
         let bound = listener.local_addr().map_err(|source| StartError::Bind {

@@ -111,6 +111,9 @@ pub struct StorageConfig {
     pub dir: PathBuf,
     /// redb page cache, in MiB.
     pub cache_mb: usize,
+    /// Read the database file once at start, in the background, so that the kernel's page
+    /// cache holds it (skipped when it would take more than half the available memory).
+    pub warm_page_cache: bool,
 }
 
 impl Default for StorageConfig {
@@ -118,6 +121,7 @@ impl Default for StorageConfig {
         StorageConfig {
             dir: PathBuf::from("/var/lib/scimd"),
             cache_mb: 16,
+            warm_page_cache: true,
         }
     }
 }

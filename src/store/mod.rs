@@ -23,6 +23,7 @@ mod select;
 mod skim;
 pub mod tables;
 mod verify;
+mod warm;
 mod write;
 mod writer;
 
@@ -42,6 +43,7 @@ pub use plan_list::{PlanCursor, PlanEntry, PlanFrom, PlanPage, PlanSummary};
 pub use query::{ListPage, ListQuery, SortMark, SortSpec, StoredPage};
 pub use read::{Conditions, Feed, MemberBatch};
 pub use verify::check_file;
+pub use warm::spawn as warm_page_cache;
 pub use write::Given;
 use writer::writer_thread;
 

@@ -1549,6 +1549,39 @@ async fn a_refused_certificate_and_plain_http_are_logged_once() {
     assert_eq!(refused(), 2, "{}", p.log());
 }
 
+/// At start the database file is read once in the background (so that after a reboot the
+/// kernel caches it before the IdPs' reads wait for the disk), unless the admin says not to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_file_is_read_into_the_page_cache_at_start_unless_turned_off() {
+    let said = "read the database file into the kernel's page cache";
+    for warm in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("scimd.toml");
+        let text = config_text(dir.path(), &token_line("okta", "tok"))
+            .replace(
+                "level = \"info\"",
+                "level = \"info,scimd::store::warm=debug\"",
+            )
+            .replace(
+                "[storage]\n",
+                &format!("[storage]\nwarm_page_cache = {warm}\n"),
+            );
+        std::fs::write(&cfg, text).unwrap();
+        let p = Proc::start(&cfg);
+        assert_eq!(p.status("/scim/v2/Users", "tok").await, 200);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while warm && !p.log().contains(said) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            p.log().contains(said),
+            warm,
+            "warm_page_cache = {warm}: {}",
+            p.log()
+        );
+    }
+}
+
 /// A certificate that lacks the Base URL's host name: said by check-config and at start for
 /// `public_url`, and when a client asks for such a host (which curl refuses without an alert).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
