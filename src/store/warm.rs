@@ -19,7 +19,7 @@ use std::time::Instant;
 const WORTH_SAYING: u64 = 64 << 20;
 
 /// Whether to read a file of `size` bytes when `available` bytes of memory can hold cache
-/// (`MemAvailable`): only if it takes at most half, so that a file too large to stay cached
+/// (`MemAvailable`, or less under a cgroup limit): only if it takes at most half, so that a file too large to stay cached
 /// does not push everything else out for nothing. Unknown memory: not read.
 pub fn worth_reading(size: u64, available: Option<u64>) -> bool {
     available.is_some_and(|a| size <= a / 2)
@@ -32,6 +32,49 @@ pub fn mem_available(meminfo: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix("MemAvailable:"))?;
     let kib = line.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()?;
     kib.checked_mul(1024)
+}
+
+/// The memory the service's cgroup (v2) leaves under its `memory.high` and `memory.max`
+/// (systemd's `MemoryHigh=`, `MemoryMax=`), which the page cache this pass fills is charged
+/// to; `None` without such a limit.
+fn cgroup_room() -> Option<u64> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let dir = Path::new("/sys/fs/cgroup").join(cgroup_v2_path(&own)?.trim_start_matches('/'));
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+    room(
+        &read("memory.high"),
+        &read("memory.max"),
+        &read("memory.current"),
+    )
+}
+
+/// The room under the lower of two cgroup limits (each a number or `max`), given its use.
+fn room(high: &str, max: &str, current: &str) -> Option<u64> {
+    let limit = [high, max]
+        .into_iter()
+        .filter_map(|v| v.trim().parse::<u64>().ok())
+        .min()?;
+    let used = current.trim().parse::<u64>().unwrap_or(0);
+    Some(limit.saturating_sub(used))
+}
+
+/// The cgroup v2 path in a `/proc/self/cgroup` text (its `0::` line).
+fn cgroup_v2_path(proc_self_cgroup: &str) -> Option<&str> {
+    proc_self_cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::trim)
+}
+
+/// What the pass may fill: the least of `MemAvailable` and the cgroup's room.
+fn available() -> Option<u64> {
+    let system = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| mem_available(&m));
+    match (system, cgroup_room()) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// Reads `path` to its end and returns how many bytes it read. The buffer is small: the
@@ -68,9 +111,7 @@ fn run(path: &Path) {
             return;
         }
     };
-    let available = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| mem_available(&m));
+    let available = available();
     let mib = |b: u64| b >> 20;
     if !worth_reading(size, available) {
         tracing::info!(
@@ -110,6 +151,28 @@ mod tests {
         assert_eq!(mem_available(meminfo), Some(24_398_336 * 1024));
         assert_eq!(mem_available("MemTotal: 1 kB\n"), None);
         assert_eq!(mem_available("MemAvailable: lots\n"), None);
+    }
+
+    #[test]
+    fn the_cgroup_is_the_unified_one() {
+        let v2 = "0::/system.slice/scimd.service\n";
+        assert_eq!(cgroup_v2_path(v2), Some("/system.slice/scimd.service"));
+        let hybrid = "4:memory:/x\n1:cpu:/\n0::/\n";
+        assert_eq!(cgroup_v2_path(hybrid), Some("/"));
+        assert_eq!(cgroup_v2_path("4:memory:/x\n"), None);
+        // MemoryHigh=1G, no MemoryMax, 100 MiB in use.
+        let used = (100 << 20).to_string();
+        assert_eq!(
+            room("1073741824\n", "max\n", &used),
+            Some((1 << 30) - (100 << 20))
+        );
+        assert_eq!(room("max\n", "max\n", &used), None, "no limit");
+        assert_eq!(room("", "", ""), None, "no such files");
+        assert_eq!(
+            room("max", "1000", "2000"),
+            Some(0),
+            "over the limit already"
+        );
     }
 
     #[test]
