@@ -531,10 +531,10 @@ impl Server {
                         let (parts, body) = req.into_parts();
                         let (slot, body) = Slot::hold(body);
                         let req = hyper::Request::from_parts(parts, body);
+                        // Made out here so that a panic's 500 carries it too.
+                        let id = RequestId::of(req.headers());
                         // A panic in a handler becomes a 500 for that request instead of a
                         // dropped connection.
-                        // Made here so that a handler's panic is answered with it too.
-                        let id = RequestId::of(req.headers());
                         let mut resp =
                             match CatchPanic(Box::pin(app.handle(req, peer, id.clone()))).await {
                                 Ok(r) => r,

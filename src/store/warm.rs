@@ -18,15 +18,27 @@ use std::time::Instant;
 /// random reads would fill the cache with it as fast.
 const WORTH_SAYING: u64 = 64 << 20;
 
+/// A line at info for a file of at least `WORTH_SAYING` bytes, else at debug.
+macro_rules! say {
+    ($size:expr, $($line:tt)+) => {
+        if $size >= WORTH_SAYING {
+            tracing::info!($($line)+)
+        } else {
+            tracing::debug!($($line)+)
+        }
+    };
+}
+
 /// Whether to read a file of `size` bytes when `available` bytes of memory can hold cache
-/// (`MemAvailable`, or less under a cgroup limit): only if it takes at most half, so that a file too large to stay cached
-/// does not push everything else out for nothing. Unknown memory: not read.
-pub fn worth_reading(size: u64, available: Option<u64>) -> bool {
+/// (`MemAvailable`, or less under a cgroup limit): only if it takes at most half, so that a
+/// file too large to stay cached does not push everything else out for nothing. Unknown
+/// memory: not read.
+fn worth_reading(size: u64, available: Option<u64>) -> bool {
     available.is_some_and(|a| size <= a / 2)
 }
 
 /// `MemAvailable` of a `/proc/meminfo` text, in bytes.
-pub fn mem_available(meminfo: &str) -> Option<u64> {
+fn mem_available(meminfo: &str) -> Option<u64> {
     let line = meminfo
         .lines()
         .find_map(|l| l.strip_prefix("MemAvailable:"))?;
@@ -79,7 +91,7 @@ fn available() -> Option<u64> {
 
 /// Reads `path` to its end and returns how many bytes it read. The buffer is small: the
 /// kernel's readahead makes larger reads no faster, and this one must not grow the RSS.
-pub fn read_through(path: &Path) -> std::io::Result<u64> {
+fn read_through(path: &Path) -> std::io::Result<u64> {
     let mut file = std::fs::File::open(path)?;
     let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0u64;
@@ -114,7 +126,8 @@ fn run(path: &Path) {
     let available = available();
     let mib = |b: u64| b >> 20;
     if !worth_reading(size, available) {
-        tracing::info!(
+        say!(
+            size,
             size_mib = mib(size),
             available_mib = available.map(mib),
             "the database file is larger than half the memory available for caching it: not read ahead at start; reads fill the cache as they come"
@@ -123,14 +136,11 @@ fn run(path: &Path) {
     }
     let t0 = Instant::now();
     match read_through(path) {
-        Ok(read) if size >= WORTH_SAYING => tracing::info!(
+        Ok(read) => say!(
+            size,
             size_mib = mib(read),
-            secs = format!("{:.1}", t0.elapsed().as_secs_f64()),
+            secs = (t0.elapsed().as_secs_f64() * 10.0).round() / 10.0,
             "read the database file into the kernel's page cache (storage.warm_page_cache)"
-        ),
-        Ok(read) => tracing::debug!(
-            bytes = read,
-            "read the database file into the kernel's page cache"
         ),
         Err(e) => tracing::warn!(
             path = %path.display(),
