@@ -52,6 +52,14 @@ impl SortSpec {
                  cannot be sorted by"
             )));
         }
+        // An ETag is opaque (RFC 9110 §8.8.3): it has no order to give, and a client asking for
+        // one would otherwise get creation order without being told.
+        if sub.is_some_and(|sd| attr.def.name == "meta" && sd.name == "version") {
+            return Err(ScimError::invalid_value(
+                "sortBy: meta.version is an opaque entity tag with no order; sort by \
+                 meta.lastModified instead",
+            ));
+        }
         // Sorting by a value never returned would leak its order.
         if [Some(attr.def), sub]
             .into_iter()
@@ -214,6 +222,16 @@ mod tests {
             assert!(e.detail.contains("not stored"), "{by}: {}", e.detail);
         }
         assert!(SortSpec::parse(Kind::User, "meta.created", None).is_ok());
+    }
+
+    #[test]
+    fn an_etag_has_no_order() {
+        use super::super::schema::Kind;
+        for (kind, by) in [(Kind::User, "meta.version"), (Kind::Group, "Meta.Version")] {
+            let e = SortSpec::parse(kind, by, None).unwrap_err();
+            assert_eq!(e.status, 400);
+            assert!(e.detail.contains("meta.lastModified"), "{by}: {}", e.detail);
+        }
     }
 
     #[test]

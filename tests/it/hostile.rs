@@ -160,6 +160,7 @@ fn catalogue(u1: &str, u2: &str, g1: &str) -> Vec<Case> {
         case("count not a number", "GET", "/Users?count=ten", "", 400, Some("invalidValue")),
         case("cursor forged", "GET", "/Users?cursor=AAAAforged", "", 400, Some("invalidCursor")),
         case("sortOrder sideways", "GET", "/Users?sortBy=userName&sortOrder=sideways", "", 400, Some("invalidValue")),
+        case("sortBy an ETag", "GET", "/Users?sortBy=meta.version", "", 400, Some("invalidValue")),
         case(".search with a wrong count", "POST", "/Users/.search", search(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "count": "ten"})), 400, Some("invalidValue")),
         case(".search with a deep filter", "POST", "/Users/.search", search(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": deep_filter})), 400, Some("invalidFilter")),
         // --- ids and paths
