@@ -161,12 +161,19 @@ fn trim_tenant(
         actor.retention,
         now_unix,
     )?;
-    // At most a bounded number per append: reads hold retention meanwhile.
-    for s in first..keep.min(first + 64) {
-        events.remove((t, s))?;
+    // Reads hold retention, so the oldest events may wait: removed `TRIM_BATCH` at a time,
+    // they cost one append in `TRIM_BATCH` a write at the feed's far end instead of every
+    // append (a path of B-tree pages each commit must write). At most that many per append.
+    if keep.saturating_sub(first) >= TRIM_BATCH {
+        for s in first..first + TRIM_BATCH {
+            events.remove((t, s))?;
+        }
     }
     Ok(())
 }
+
+/// How many events a trim removes at once (and how many past retention may wait for it).
+const TRIM_BATCH: u64 = 64;
 
 /// The first sequence number from `from` to `last` whose event is young enough for
 /// `retention` (`last + 1` if none is). Sequence numbers follow time, so a binary search

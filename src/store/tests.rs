@@ -1035,3 +1035,43 @@ fn stalled_member_streams_hold_a_share_of_the_read_threads_for_a_bounded_time() 
         }
     });
 }
+
+/// The feed past retention is removed in batches, so most appends write nothing at its far
+/// end; the table never holds more than a batch beyond retention, and reads show exactly
+/// what retention keeps whatever is still stored.
+#[test]
+fn events_past_retention_are_trimmed_in_batches_and_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = Fixture::open(&dir.path().join("db.redb"));
+    f.actor.retention = Retention {
+        max_count: 10,
+        max_age_secs: None,
+    };
+    let stored = |f: &Fixture| {
+        f.store
+            .read_now(|r| {
+                let t = r.txn().open_table(tables::EVENTS)?;
+                Ok(Ok(t.range(("t", 0u64)..=("t", u64::MAX))?.count()))
+            })
+            .unwrap()
+    };
+    let mut most = 0;
+    for i in 0..200 {
+        f.create(
+            Kind::User,
+            serde_json::json!({"userName": format!("e{i}")}),
+            None,
+        );
+        let n = stored(&f);
+        most = most.max(n);
+        assert!(n <= 10 + 64, "after {} events: {n} stored", i + 1);
+        let feed =
+            f.rt.block_on(f.store.events("t".into(), 0, 1000, f.actor.retention))
+                .unwrap();
+        let want = (i + 1).min(10);
+        assert_eq!(feed.events.len(), want, "after {} events", i + 1);
+        assert_eq!(feed.events.last().map(|e| e.seq), Some(i as u64 + 1));
+    }
+    // Batches: more than retention was stored at times, so trims were not one per append.
+    assert!(most > 10 + 1, "{most}");
+}
