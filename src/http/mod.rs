@@ -463,67 +463,55 @@ impl App {
         let captured = tenant
             .is_some_and(|t| t.log_bodies)
             .then(|| Captured::of(&req));
-        let log_capture = |c: Captured, body: Option<String>, status: u16| {
-            tracing::info!(target: "scimd::capture", tenant = %principal.tenant,
-                token_name = %principal.token_name, method = %method, uri = c.uri,
-                user_agent = c.user_agent, content_type = c.content_type, status,
-                body = body.as_deref(), request_id = c.request_id.as_deref(),
-                "request with its body (log_bodies)");
-        };
-        // A method the endpoint never takes is told so before its body is judged: no body
-        // could make it work.
-        if matches!(
-            route.endpoint,
-            Endpoint::Root
-                | Endpoint::Collection(_)
-                | Endpoint::Resource(..)
-                | Endpoint::Search(_)
-                | Endpoint::Events
-                | Endpoint::Plan
-                | Endpoint::PlanMembers
-        ) && !allowed(&route.endpoint)
-            .split(", ")
-            .any(|m| m == method.as_str())
-        {
-            let e = method_not_allowed(method, allowed(&route.endpoint));
-            if let Some(c) = captured {
-                log_capture(c, None, e.status);
+        // Only a body read as JSON is logged: anything else could not be redacted.
+        let mut logged_body = None;
+        let answer = async {
+            // A method the endpoint never takes is told so before its body is judged: no
+            // body could make it work.
+            if matches!(
+                route.endpoint,
+                Endpoint::Root
+                    | Endpoint::Collection(_)
+                    | Endpoint::Resource(..)
+                    | Endpoint::Search(_)
+                    | Endpoint::Events
+                    | Endpoint::Plan
+                    | Endpoint::PlanMembers
+            ) && !allowed(&route.endpoint)
+                .split(", ")
+                .any(|m| m == method.as_str())
+            {
+                return Err(method_not_allowed(method, allowed(&route.endpoint)));
             }
-            return Err(e);
+            let body = if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
+                Some(self.read_body(req, &rt, backlog.as_ref()).await?)
+            } else {
+                None
+            };
+            if captured.is_some() {
+                logged_body = body.as_ref().map(|b| redact::for_log(b, 64 * 1024));
+            }
+            let ctx = Ctx {
+                principal: principal.clone(),
+                base,
+                rt,
+                query,
+                if_match,
+                if_none_match,
+                backlog,
+            };
+            handlers::endpoint(self, &ctx, method, &route.endpoint, body).await
         }
-        let body = if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
-            match self.read_body(req, &rt, backlog.as_ref()).await {
-                Ok(b) => Some(b),
-                // What could not be read as JSON is not logged: it cannot be redacted.
-                Err(e) => {
-                    if let Some(c) = captured {
-                        log_capture(c, None, e.status);
-                    }
-                    return Err(e);
-                }
-            }
-        } else {
-            None
-        };
-        let ctx = Ctx {
-            principal: principal.clone(),
-            base,
-            rt,
-            query,
-            if_match,
-            if_none_match,
-            backlog,
-        };
-        let logged_body = captured
-            .as_ref()
-            .and(body.as_ref())
-            .map(|b| redact::for_log(b, 64 * 1024));
-        let answer = handlers::endpoint(self, &ctx, method, &route.endpoint, body).await;
+        .await;
         if let Some(c) = captured {
             let status = answer
                 .as_ref()
                 .map_or_else(|e| e.status, |r| r.status().as_u16());
-            log_capture(c, logged_body, status);
+            tracing::info!(target: "scimd::capture", tenant = %principal.tenant,
+                token_name = %principal.token_name, method = %method, uri = c.uri,
+                user_agent = c.user_agent, content_type = c.content_type, status,
+                body = logged_body.as_deref(), request_id = c.request_id.as_deref(),
+                "request with its body (log_bodies)");
         }
         answer
     }
