@@ -535,11 +535,11 @@ impl Server {
                         let id = RequestId::of(req.headers());
                         // A panic in a handler becomes a 500 for that request instead of a
                         // dropped connection.
-                        let mut resp =
-                            match CatchPanic(Box::pin(app.handle(req, peer, id.clone()))).await {
-                                Ok(r) => r,
-                                Err(what) => internal_error(&what, &id),
-                            };
+                        let mut resp = match CatchPanic(Box::pin(app.handle(req, peer, &id))).await
+                        {
+                            Ok(r) => r,
+                            Err(what) => internal_error(&what, &id),
+                        };
                         // A client that asked to be told before sending (`Expect:
                         // 100-continue`) and was never told to go on sends nothing more.
                         // After a 408 the client has had its time; waiting for the rest

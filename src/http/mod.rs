@@ -133,7 +133,7 @@ impl App {
         self: Arc<Self>,
         mut req: Request<B>,
         peer: SocketAddr,
-        id: request_id::RequestId,
+        id: &request_id::RequestId,
     ) -> Resp
     where
         B: Body<Data = Bytes> + Send + 'static,
