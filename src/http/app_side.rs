@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::cursor::CursorScope;
-use super::lists::int_param;
+use super::lists::{both_cursor_and_start_index, int_param};
 use super::response::{self, Resp};
 use super::{App, Ctx};
 use crate::scim::error::{ScimError, ScimResult};
@@ -131,6 +131,9 @@ pub(super) async fn plan_members(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
             )));
         }
     };
+    if ctx.query.get("cursor").is_some() && ctx.query.get("startIndex").is_some() {
+        return Err(both_cursor_and_start_index());
+    }
     let max = ctx.rt.config.server.max_results;
     let start = int_param("startIndex", ctx.query.get("startIndex"))?
         .unwrap_or(1)

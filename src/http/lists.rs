@@ -158,9 +158,20 @@ pub(super) async fn list(
     Ok(resp)
 }
 
+/// A cursor says where its page starts, so a `startIndex` beside it could only be ignored or
+/// read as a second offset, and a client cannot tell which it got.
+pub(super) fn both_cursor_and_start_index() -> ScimError {
+    ScimError::invalid_value(
+        "startIndex and cursor cannot be combined: send cursor (empty for the first page) to page by cursor, or startIndex to page by index",
+    )
+}
+
 /// One page of a list or search. Pages are 1-based; `startIndex < 1` reads as 1, a negative
 /// `count` as 0, and a `count` above `maxResults` is capped (RFC 7644 §3.4.2.4).
 async fn page(app: &App, ctx: &Ctx, kinds: &[Kind], p: ListParams) -> ScimResult<Resp> {
+    if p.cursor.is_some() && p.start_index.is_some() {
+        return Err(both_cursor_and_start_index());
+    }
     let max = ctx.rt.config.server.max_results;
     let count = p.count.map(|c| c.max(0) as u64).unwrap_or(max).min(max);
     let sort_by = p.sort_by.as_deref().filter(|s| !s.trim().is_empty());

@@ -328,6 +328,21 @@ async fn cursor_paging_returns_each_resource_once_while_writes_happen() {
     assert!(added[..added.len() - 1].iter().all(|id| seen.contains(id)));
     let r = s.get("/Users?cursor=not-a-cursor").await;
     assert_error(&r, 400, Some("invalidCursor"));
+    // A cursor says where its page starts: a startIndex beside it is refused, not ignored,
+    // in a query and in a search.
+    for r in [
+        s.get("/Users?cursor=&startIndex=3").await,
+        s.post("/Users/.search", json!({"cursor": "", "startIndex": 1}))
+            .await,
+    ] {
+        assert_error(&r, 400, Some("invalidValue"));
+        assert!(
+            r.body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("startIndex and cursor")
+        );
+    }
     // Sorted, cursors carry a mark: the walk is the sorted list, page by page.
     let sorted = s.get("/Users?sortBy=userName&sortOrder=descending").await;
     let walked = s

@@ -434,6 +434,15 @@ async fn plan_list_pages_by_index_and_cursor_agree_with_the_summary() {
                 }
             }
             assert_eq!(by_cursor, want, "{mode} {status} by cursor");
+            let r = s
+                .call(
+                    Method::GET,
+                    &format!("/tenants/acme/plan/members?{q}cursor=&startIndex=2"),
+                    Some(ACME),
+                    None,
+                )
+                .await;
+            assert_error(&r, 400, Some("invalidValue"));
             // A user's cursor from this list does not resume another status's list.
             let first = members(&s, &format!("?{q}count=1&cursor=")).await;
             if let Some(c) = first["nextCursor"].as_str() {
