@@ -14,7 +14,7 @@ use super::path::{self, Parsed, Path};
 use super::resource::{
     self, Body, Ignored, Input, SetMode, container, container_mut, drop_empty_extension,
 };
-use super::schema::{Kind, Mutability, PATCH_OP, Rt};
+use super::schema::{AttrRef, Kind, Mutability, PATCH_OP, Rt};
 
 pub const MAX_OPERATIONS: usize = 1000;
 
@@ -41,6 +41,16 @@ pub enum MemberOp {
     /// Remove the members matching an element filter on `members`.
     RemoveWhere(Filter),
     Clear,
+}
+
+/// What the operations leave to do once all have run.
+#[derive(Default)]
+struct Pending {
+    member_ops: Vec<MemberOp>,
+    /// Attributes changed through a value filter, which may hold an entry with no value yet
+    /// (`emails[type eq "work"].primary` on a user without a work email): a later operation
+    /// may give it one (`emails[type eq "work"].value`), so it is dropped only at the end.
+    hollow: Vec<AttrRef>,
 }
 
 #[derive(Debug, Default)]
@@ -167,13 +177,14 @@ pub fn apply(kind: impl Into<Rt>, id: &str, body: &Body, ops: &[Operation]) -> S
         body: body.clone(),
         ..Input::default()
     };
-    let mut member_ops = Vec::new();
+    let mut pending = Pending::default();
     for (i, op) in ops.iter().enumerate() {
-        apply_one(kind, id, op, &mut input, &mut member_ops).map_err(|e| ScimError {
+        apply_one(kind, id, op, &mut input, &mut pending).map_err(|e| ScimError {
             detail: format!("operation {i}: {}", e.detail),
             ..e
         })?;
     }
+    drop_hollow(&pending.hollow, &mut input.body)?;
     // RFC 7644 §3.5.2.2: removing a required attribute is a mutability error, whichever
     // operation left it unassigned (a remove, a null or an empty string).
     if let Some(def) = kind
@@ -193,7 +204,7 @@ pub fn apply(kind: impl Into<Rt>, id: &str, body: &Body, ops: &[Operation]) -> S
     resource::check_required_extensions(kind, &input.body, Some(body))?;
     Ok(Outcome {
         body: input.body,
-        member_ops,
+        member_ops: pending.member_ops,
         ignored: input.ignored,
     })
 }
@@ -211,10 +222,10 @@ fn apply_one(
     id: &str,
     op: &Operation,
     input: &mut Input,
-    member_ops: &mut Vec<MemberOp>,
+    pending: &mut Pending,
 ) -> ScimResult<()> {
     let Some(raw_path) = &op.path else {
-        return apply_no_path(kind, id, op, input, member_ops);
+        return apply_no_path(kind, id, op, input, pending);
     };
     // Null means absent (idp-notes §8): `replace` with null removes the path, `add` of
     // nothing changes nothing. A null for an attribute whose absence reads as a value
@@ -233,7 +244,7 @@ fn apply_one(
                     path: op.path.clone(),
                     value: None,
                 };
-                apply_one(kind, id, &clear, input, member_ops)
+                apply_one(kind, id, &clear, input, pending)
             }
         };
     }
@@ -268,7 +279,7 @@ fn apply_one(
         if let Some(v) = &op.value {
             resource::note_unknown_subs(p.attr.def, "members", v, &mut input.ignored);
         }
-        return member_op(op, &p, member_ops);
+        return member_op(op, &p, &mut pending.member_ops);
     }
     // A path that names a read-only attribute (`meta`, `groups`) asks for a change the
     // server cannot make (RFC 7644 §3.5.2). Echoed in a whole resource they are ignored
@@ -291,7 +302,7 @@ fn apply_one(
             };
             resource::note_unknown_subs(p.attr.def, &name, v, &mut input.ignored);
         }
-        return filtered(op, &p, input);
+        return filtered(op, &p, input, &mut pending.hollow);
     }
     match op.op {
         OpKind::Add | OpKind::Replace => {
@@ -310,7 +321,7 @@ fn apply_no_path(
     id: &str,
     op: &Operation,
     input: &mut Input,
-    member_ops: &mut Vec<MemberOp>,
+    pending: &mut Pending,
 ) -> ScimResult<()> {
     if op.op == OpKind::Remove {
         return Err(ScimError::no_target(
@@ -338,16 +349,16 @@ fn apply_no_path(
                 path: Some(k.clone()),
                 value: Some(v.clone()),
             };
-            apply_one(kind, id, &one, input, member_ops)?;
+            apply_one(kind, id, &one, input, pending)?;
             continue;
         }
         resource::apply_key(kind, k, v, input, mode(op.op))?;
         if let Some(members) = input.members.take() {
             if op.op == OpKind::Replace {
-                member_ops.push(MemberOp::Clear);
+                pending.member_ops.push(MemberOp::Clear);
             }
             if !members.is_empty() {
-                member_ops.push(MemberOp::Add(members));
+                pending.member_ops.push(MemberOp::Add(members));
             }
         }
     }
@@ -475,9 +486,22 @@ fn remove_plain(p: &Path, value: Option<&Value>, body: &mut Body) {
 
 /// Operations on `attr[filter]`, `attr[filter].sub` and `attr.sub` (every value) of a
 /// multi-valued complex attribute.
-fn filtered(op: &Operation, p: &Path, input: &mut Input) -> ScimResult<()> {
+fn filtered(
+    op: &Operation,
+    p: &Path,
+    input: &mut Input,
+    hollow: &mut Vec<AttrRef>,
+) -> ScimResult<()> {
     let f = p.filter.as_ref();
     let def = p.attr.def;
+    // Entries left without a value here (created from the filter, or stripped by a remove)
+    // stay until every operation has run.
+    if !hollow
+        .iter()
+        .any(|a| std::ptr::eq(a.def, def) && a.ext == p.attr.ext)
+    {
+        hollow.push(p.attr);
+    }
     let mut list: Vec<Value> = container(&input.body, p.attr)
         .and_then(|c| c.get(def.name))
         .and_then(Value::as_array)
@@ -572,7 +596,7 @@ fn filtered(op: &Operation, p: &Path, input: &mut Input) -> ScimResult<()> {
     }
     list.retain(|el| el.as_object().is_some_and(|m| !m.is_empty()));
     // Re-run normalisation so `primary` stays unique.
-    let normalized = resource::normalize_attr(def, &Value::Array(list))?;
+    let normalized = resource::normalize_attr_keeping_hollow(def, &Value::Array(list))?;
     // Giving an entry a type another one has would make the two indistinguishable by type
     // (a user stored with a repeat before the rule existed can still be changed).
     if let (Some(Value::Array(now)), Some(Value::Array(was))) = (
@@ -600,6 +624,27 @@ fn filtered(op: &Operation, p: &Path, input: &mut Input) -> ScimResult<()> {
         }
     }
     drop_empty_extension(&mut input.body, p.attr);
+    Ok(())
+}
+
+/// Normalise again the attributes where an operation created an entry from its filter: one
+/// that no later operation gave a value is no entry at all, as in a POST.
+fn drop_hollow(hollow: &[AttrRef], body: &mut Body) -> ScimResult<()> {
+    for &attr in hollow {
+        let c = container_mut(body, attr);
+        let Some(now) = c.get(attr.def.name) else {
+            continue;
+        };
+        match resource::normalize_attr(attr.def, now)? {
+            Some(v) => {
+                c.insert(attr.def.name.to_string(), v);
+            }
+            None => {
+                c.remove(attr.def.name);
+            }
+        }
+        drop_empty_extension(body, attr);
+    }
     Ok(())
 }
 
@@ -912,6 +957,45 @@ mod tests {
         assert_eq!(
             again.body["emails"],
             json!([{"type": "work", "value": "y@work"}])
+        );
+    }
+
+    #[test]
+    fn operations_apply_in_order_through_an_entry_that_has_no_value_yet() {
+        // `primary` first, then the address: the entry the first creates is the one the
+        // second fills, so it keeps `primary`.
+        let out = run(
+            Kind::User,
+            json!({"userName": "u"}),
+            json!([
+            {"op": "Replace", "path": "emails[type eq \"work\"].primary", "value": "True"},
+            {"op": "Add", "path": "emails[type eq \"work\"].value", "value": "z@work"}]),
+        )
+        .unwrap();
+        assert_eq!(
+            out.body["emails"],
+            json!([{"type": "work", "primary": true, "value": "z@work"}])
+        );
+        // An entry no operation gives a value is no entry, as in a POST; nor is one whose
+        // value an operation took away.
+        for ops in [
+            json!([{"op": "add", "path": "emails[type eq \"work\"].primary", "value": true}]),
+            json!([
+            {"op": "add", "path": "emails[type eq \"work\"].value", "value": "z@work"},
+            {"op": "remove", "path": "emails[type eq \"work\"].value"}]),
+        ] {
+            let out = run(Kind::User, json!({"userName": "u"}), ops.clone()).unwrap();
+            assert_eq!(out.body.get("emails"), None, "{ops}");
+        }
+        let out = run(
+            Kind::User,
+            user(),
+            json!([{"op": "remove", "path": "emails[type eq \"home\"].value"}]),
+        )
+        .unwrap();
+        assert_eq!(
+            out.body["emails"],
+            json!([{"value": "b@work", "type": "work", "primary": true}])
         );
     }
 

@@ -23,7 +23,9 @@ pub use compare::{keep_from_old, reads_the_same};
 pub use input::{Ignored, Input, SetMode, apply_key, normalize, note_unknown_subs};
 pub use members::normalize_members;
 pub use multi_valued::{MAX_VALUES, check_count, demote_primary, repeated_types};
-pub use values::{normalize_attr, normalize_simple, normalize_single, type_name};
+pub use values::{
+    normalize_attr, normalize_attr_keeping_hollow, normalize_simple, normalize_single, type_name,
+};
 
 /// Canonical resource body: core attributes at the top level, extension attributes in an
 /// object under their URN. Never holds `id`, `meta`, `schemas`, `groups`, `password`, or

@@ -13,6 +13,23 @@ use crate::scim::schema::{AttrDef, AttrType};
 /// Normalise the value of a whole attribute. `None` means "absent" (null, empty string,
 /// empty list or object).
 pub fn normalize_attr(def: &'static AttrDef, value: &Value) -> ScimResult<Option<Value>> {
+    normalize_attr_with(def, value, false)
+}
+
+/// As `normalize_attr`, keeping entries that hold only `type`, `primary` or `display`: a
+/// PATCH operation in the middle of a request creates one that a later operation fills.
+pub fn normalize_attr_keeping_hollow(
+    def: &'static AttrDef,
+    value: &Value,
+) -> ScimResult<Option<Value>> {
+    normalize_attr_with(def, value, true)
+}
+
+fn normalize_attr_with(
+    def: &'static AttrDef,
+    value: &Value,
+    keep_hollow: bool,
+) -> ScimResult<Option<Value>> {
     if def.multi_valued {
         let items: Vec<&Value> = match value {
             Value::Null => return Ok(None),
@@ -29,7 +46,7 @@ pub fn normalize_attr(def: &'static AttrDef, value: &Value) -> ScimResult<Option
             if let Some(v) = normalize_single(def, item)? {
                 // A template's unset parameter leaves `{"value":"","type":"work"}`: an entry
                 // that only describes a value it does not have is no entry at all.
-                if !def.is_complex() || carries_data(&v) {
+                if keep_hollow || !def.is_complex() || carries_data(&v) {
                     push_once(&mut out, &mut seen, v);
                 }
             }
