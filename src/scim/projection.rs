@@ -3,13 +3,18 @@
 
 use serde_json::{Map, Value};
 
+use super::filter::{self, Filter};
+use super::path::{self, Parsed};
 use super::schema::{AttrDef, Returned, Rt, SchemaDef, resolve, split_urn};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 struct Sel {
     ext: Option<&'static str>,
     name: &'static str,
     sub: Option<&'static str>,
+    /// `emails[type eq "work"]`: only the values the filter matches (a multi-valued complex
+    /// attribute; the syntax is a PATCH path's, which Microsoft's reference tests send).
+    filter: Option<(&'static AttrDef, Filter)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -58,7 +63,11 @@ impl Projection {
     /// skip computing it (a group's members, a user's groups).
     pub fn wants(&self, name: &str) -> bool {
         let hit = |s: &Sel| s.ext.is_none() && s.name == name;
-        if self.exclude.iter().any(|s| hit(s) && s.sub.is_none()) {
+        if self
+            .exclude
+            .iter()
+            .any(|s| hit(s) && s.sub.is_none() && s.filter.is_none())
+        {
             return false;
         }
         match &self.include {
@@ -71,13 +80,15 @@ impl Projection {
     /// (`attributes=members.value`, `excludedAttributes=members.display`), so that its
     /// values cannot be written out as they are.
     pub fn narrows(&self, name: &str) -> bool {
-        let sub = |s: &Sel| s.ext.is_none() && s.name == name && s.sub.is_some();
-        let whole = |s: &Sel| s.ext.is_none() && s.name == name && s.sub.is_none();
-        self.exclude.iter().any(sub)
+        let part =
+            |s: &Sel| s.ext.is_none() && s.name == name && (s.sub.is_some() || s.filter.is_some());
+        let whole =
+            |s: &Sel| s.ext.is_none() && s.name == name && s.sub.is_none() && s.filter.is_none();
+        self.exclude.iter().any(part)
             || self
                 .include
                 .as_ref()
-                .is_some_and(|inc| inc.iter().any(sub) && !inc.iter().any(whole))
+                .is_some_and(|inc| inc.iter().any(part) && !inc.iter().any(whole))
     }
 
     pub fn apply(&self, kind: impl Into<Rt>, resource: &mut Map<String, Value>) {
@@ -113,6 +124,30 @@ impl Projection {
     /// `attributes` and `excludedAttributes` as given.
     fn project(&self, kind: Rt, resource: &mut Map<String, Value>) {
         if let Some(inc) = &self.include {
+            // Values first, while the sub-attributes a filter tests are all still there.
+            for s in inc.iter().filter(|s| s.filter.is_some()) {
+                let same = |o: &&Sel| o.ext == s.ext && o.name == s.name;
+                if inc.iter().filter(same).any(|o| o.filter.is_none()) {
+                    continue;
+                }
+                let holder = match s.ext {
+                    None => Some(&mut *resource),
+                    Some(u) => resource.get_mut(u).and_then(Value::as_object_mut),
+                };
+                let Some(holder) = holder else { continue };
+                if let Some(Value::Array(list)) = holder.get_mut(s.name) {
+                    list.retain(|el| {
+                        inc.iter().filter(same).any(|o| {
+                            o.filter
+                                .as_ref()
+                                .is_some_and(|(def, f)| filter::matches_element(f, def, el))
+                        })
+                    });
+                    if list.is_empty() {
+                        holder.remove(s.name);
+                    }
+                }
+            }
             let keep_top = |key: &str| {
                 key == "schemas"
                     || key == "id"
@@ -150,6 +185,23 @@ impl Projection {
                 Some(u) => resource.get_mut(u).and_then(Value::as_object_mut),
             };
             let Some(t) = target else { continue };
+            if let Some((def, f)) = &s.filter {
+                if let Some(Value::Array(list)) = t.get_mut(s.name) {
+                    let hit = |el: &Value| filter::matches_element(f, def, el);
+                    match s.sub {
+                        None => list.retain(|el| !hit(el)),
+                        Some(sub) => list.iter_mut().filter(|el| hit(el)).for_each(|el| {
+                            if let Value::Object(m) = el {
+                                m.remove(sub);
+                            }
+                        }),
+                    }
+                    if list.is_empty() {
+                        t.remove(s.name);
+                    }
+                }
+                continue;
+            }
             match s.sub {
                 None => {
                     t.remove(s.name);
@@ -304,8 +356,27 @@ fn narrow(v: Option<&mut Value>, inc: &[Sel], ext: Option<&'static str>, name: &
     }
 }
 
+/// The comma-separated names, where a comma inside a value filter's brackets or quotes
+/// (`emails[value ew ",x"]`) separates nothing.
 fn split_list(s: &str) -> impl Iterator<Item = &str> {
-    s.split(',').map(str::trim).filter(|x| !x.is_empty())
+    let (mut depth, mut quoted, mut escaped, mut from) = (0u32, false, false, 0);
+    let mut items = Vec::new();
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '[' if !quoted => depth += 1,
+            ']' if !quoted => depth = depth.saturating_sub(1),
+            ',' if !quoted && depth == 0 => {
+                items.push(&s[from..i]);
+                from = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(&s[from..]);
+    items.into_iter().map(str::trim).filter(|x| !x.is_empty())
 }
 
 /// `Ok(selection)`, or `Err(urn)` when the item is a whole extension URN.
@@ -313,7 +384,19 @@ fn parse_sel(kind: Rt, item: &str) -> Option<Result<Sel, &'static str>> {
     if let Some(ext) = kind.extension(item) {
         return Some(Err(ext.id));
     }
-    // `emails[type eq "work"]` in `attributes` (Microsoft's reference tests): select `emails`.
+    // `emails[type eq "work"]` (Microsoft's reference tests): the values the filter matches,
+    // read as a PATCH path. A filter that does not parse selects the whole attribute.
+    if item.contains('[')
+        && let Ok(Parsed::Known(p)) = path::parse(kind, item)
+        && p.attr.def.returned != Returned::Never
+    {
+        return Some(Ok(Sel {
+            ext: p.attr.ext,
+            name: p.attr.def.name,
+            sub: p.sub.map(|d| d.name),
+            filter: p.filter.map(|f| (p.attr.def, f)),
+        }));
+    }
     let item = item.split('[').next().unwrap_or(item);
     let (urn, rest) = split_urn(kind, item);
     let (name, sub) = match rest.split_once('.') {
@@ -332,6 +415,7 @@ fn parse_sel(kind: Rt, item: &str) -> Option<Result<Sel, &'static str>> {
         ext: attr.ext,
         name: attr.def.name,
         sub,
+        filter: None,
     }))
 }
 
@@ -369,6 +453,63 @@ mod tests {
             "name": {"familyName": "F"}, "emails": [{"value": "a"}],
             (ENTERPRISE_SCHEMA): {"department": "D"}})
         );
+    }
+
+    #[test]
+    fn a_value_filter_keeps_or_leaves_out_the_values_it_matches() {
+        let mut two = res();
+        two["emails"] = json!([{"value": "a", "type": "work"}, {"value": "b,c", "type": "home"}]);
+        let run = |attrs: Option<&str>, excluded: Option<&str>| {
+            let mut r = two.clone();
+            Projection::parse(Kind::User, attrs, excluded).apply(Kind::User, &mut r);
+            r.remove("emails")
+        };
+        let work = r#"emails[type eq "work"]"#;
+        assert_eq!(
+            run(Some(work), None),
+            Some(json!([{"value": "a", "type": "work"}]))
+        );
+        assert_eq!(
+            run(Some(r#"EMAILS[TYPE eq "work"].Value"#), None),
+            Some(json!([{"value": "a"}]))
+        );
+        // A comma inside the brackets separates nothing; two filters keep what either
+        // matches, and an unfiltered name for the same attribute keeps every value.
+        assert_eq!(
+            run(Some(r#"emails[value eq "b,c"],userName"#), None),
+            Some(json!([{"value": "b,c", "type": "home"}]))
+        );
+        assert_eq!(
+            run(
+                Some(r#"emails[type eq "home"],emails[type eq "work"]"#),
+                None
+            )
+            .map(|e| e.as_array().unwrap().len()),
+            Some(2)
+        );
+        assert_eq!(
+            run(Some(&format!("{work}.value,emails.value")), None),
+            Some(json!([{"value": "a"}, {"value": "b,c"}]))
+        );
+        // Nothing matched: no attribute rather than an empty list.
+        assert_eq!(run(Some(r#"emails[type eq "other"]"#), None), None);
+        assert_eq!(
+            run(None, Some(work)),
+            Some(json!([{"value": "b,c", "type": "home"}]))
+        );
+        assert_eq!(
+            run(None, Some(&format!("{work}.type"))),
+            Some(json!([{"value": "a"}, {"value": "b,c", "type": "home"}]))
+        );
+        assert_eq!(
+            run(None, Some(r#"emails[type eq "work" or type eq "home"]"#)),
+            None
+        );
+        // Group members are streamed: a filter on them must take the narrowing path.
+        let p = Projection::parse(Kind::Group, Some(r#"members[type eq "User"]"#), None);
+        assert!(p.wants("members") && p.narrows("members"));
+        let p = Projection::parse(Kind::Group, None, Some(r#"members[type eq "User"]"#));
+        assert!(p.wants("members") && p.narrows("members"));
     }
 
     #[test]

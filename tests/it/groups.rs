@@ -308,6 +308,21 @@ async fn group_lists_carry_every_member_as_a_single_get_does() {
         "{}",
         r.body
     );
+    // A value filter in `attributes` (Microsoft's reference tests) keeps the members it
+    // matches, streamed the same way; in `excludedAttributes` it leaves out those.
+    let r = s
+        .get(&format!(
+            "/Groups/{nested}?attributes=members[type eq \"Group\"].value"
+        ))
+        .await;
+    assert_eq!(r.body["members"], json!([{"value": big}]), "{}", r.body);
+    let r = s
+        .get("/Groups?excludedAttributes=members[type eq \"Group\"]&filter=displayName eq \"Nested\"")
+        .await;
+    let ms = &r.body["Resources"][0]["members"];
+    assert_eq!(ms.as_array().map(Vec::len), Some(1), "{}", r.body);
+    assert_eq!(ms[0]["value"], *refs[0]);
+    assert_eq!(ms[0]["type"], "User");
     let r = s
         .get(&format!("/Groups/{big}?attributes=displayName"))
         .await;
