@@ -60,10 +60,12 @@ impl Config {
         let mut cfg: Config = match with_env(defaults().merge(Toml::file_exact(path))).extract() {
             Ok(c) => settle(c),
             Err(e) => {
-                // Deserializing stops at the first unknown key. A key typed wrong is the
-                // common mistake, and there may be several: each is taken out of a copy of
-                // the file and the copy read again, so that one run names them all.
+                // Deserializing stops at the first unknown key or value of the wrong type.
+                // There may be several: each is taken out of a copy of the file and the
+                // copy read again, so that one run names them all.
                 let mut problems = figment_problems(e.clone(), false);
+                // Paths taken out of the copy, and arrays an entry was taken out of.
+                let (mut dropped, mut emptied) = (Vec::new(), Vec::new());
                 let mut doc = std::str::from_utf8(&bytes)
                     .ok()
                     .and_then(|t| t.parse::<toml_edit::DocumentMut>().ok());
@@ -72,18 +74,31 @@ impl Config {
                     let Some(d) = doc.as_mut() else {
                         break;
                     };
-                    if !drop_unknown_keys(d, &last) {
+                    let bad = drop_bad_keys(d, &last, &mut dropped);
+                    if !bad && !drop_holders_of_missing(d, &last, &dropped, &mut emptied) {
                         break;
                     }
                     match with_env(defaults().merge(Toml::string(&d.to_string())))
                         .extract::<Config>()
                     {
                         Ok(c) => {
-                            problems.extend(settle(c).problems());
+                            // What the copy lacks is named above already ("the tenant has
+                            // no token" after its one token was taken out for its type).
+                            let touched = |p: &String| {
+                                dropped.iter().chain(&emptied).any(|t: &String| {
+                                    let key = p.split(": ").next().unwrap_or("");
+                                    key == t || key.starts_with(&format!("{t}."))
+                                })
+                            };
+                            problems
+                                .extend(settle(c).problems().into_iter().filter(|p| !touched(p)));
                             break;
                         }
                         Err(e) => {
-                            problems.extend(figment_problems(e.clone(), true));
+                            // A required key taken out for its type is not missing as well.
+                            if let Some(shown) = without_missing(e.clone(), &dropped) {
+                                problems.extend(figment_problems(shown, true));
+                            }
                             last = e;
                         }
                     }
@@ -114,21 +129,114 @@ fn absolutize(base: &Path, p: &Path) -> PathBuf {
     }
 }
 
-/// Take every key `err` reports as unknown out of `doc`; whether any was.
-fn drop_unknown_keys(doc: &mut toml_edit::DocumentMut, err: &figment::Error) -> bool {
-    let mut dropped = false;
+/// Take every key `err` reports as unknown, or as holding a value of the wrong type, out of
+/// `doc`, noting each one's path in `dropped`; whether any was.
+fn drop_bad_keys(
+    doc: &mut toml_edit::DocumentMut,
+    err: &figment::Error,
+    dropped: &mut Vec<String>,
+) -> bool {
+    use figment::error::Kind;
+    let mut any = false;
     for e in err.clone() {
-        let figment::error::Kind::UnknownField(found, _) = &e.kind else {
+        // The path ends in the key itself; what comes before leads to its table.
+        let path: Vec<&String> = e.path.iter().filter(|s| s.as_str() != "default").collect();
+        let Some((last, parents)) = path.split_last() else {
             continue;
         };
-        // The path ends in the unknown key itself; what comes before leads to its table.
-        let parents: Vec<&String> = e.path.iter().filter(|s| s.as_str() != "default").collect();
-        let Some((_, parents)) = parents.split_last() else {
-            continue;
+        let key = match &e.kind {
+            Kind::UnknownField(found, _) => found.as_str(),
+            Kind::InvalidType(..)
+            | Kind::InvalidValue(..)
+            | Kind::InvalidLength(..)
+            | Kind::UnknownVariant(..) => last.as_str(),
+            _ => continue,
         };
-        dropped |= table_at(doc.as_item_mut(), parents).is_some_and(|t| t.remove(found).is_some());
+        if table_at(doc.as_item_mut(), parents).is_some_and(|t| t.remove(key).is_some()) {
+            any = true;
+            dropped.push(join_path(parents.iter().copied().chain([&key.to_string()])));
+        }
     }
-    dropped
+    any
+}
+
+/// A key's path as the rest of scimd's messages write it: `tenants.acme.tokens[0].sha256`.
+fn join_path<'a>(parts: impl IntoIterator<Item = &'a String>) -> String {
+    let mut out = String::new();
+    for p in parts.into_iter().filter(|s| s.as_str() != "default") {
+        if p.parse::<usize>().is_ok() {
+            out.push_str(&format!("[{p}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(p);
+        }
+    }
+    out
+}
+
+/// A required key taken out for its type leaves its table unreadable, and reading stops
+/// there: take out the table (a tenant's token entry) so the rest can be read. Whether any
+/// was.
+fn drop_holders_of_missing(
+    doc: &mut toml_edit::DocumentMut,
+    err: &figment::Error,
+    dropped: &[String],
+    emptied: &mut Vec<String>,
+) -> bool {
+    let mut any = false;
+    for e in err.clone() {
+        let figment::error::Kind::MissingField(f) = &e.kind else {
+            continue;
+        };
+        let holder: Vec<&String> = e.path.iter().filter(|s| s.as_str() != "default").collect();
+        if !dropped.contains(&join_path(holder.iter().copied().chain([&f.to_string()]))) {
+            continue;
+        }
+        let Some((last, parents)) = holder.split_last() else {
+            continue;
+        };
+        let Some(outer) = item_at(doc.as_item_mut(), parents) else {
+            continue;
+        };
+        let removed = match (last.parse::<usize>(), outer) {
+            (Ok(i), toml_edit::Item::Value(toml_edit::Value::Array(a))) if i < a.len() => {
+                a.remove(i);
+                true
+            }
+            (Ok(i), toml_edit::Item::ArrayOfTables(a)) if i < a.len() => {
+                a.remove(i);
+                true
+            }
+            (_, item) => item
+                .as_table_like_mut()
+                .is_some_and(|t| t.remove(last).is_some()),
+        };
+        if removed {
+            emptied.push(join_path(parents.iter().copied()));
+        }
+        any |= removed;
+    }
+    any
+}
+
+/// `err` less the "missing field" errors for keys in `dropped`, if any are left.
+fn without_missing(err: figment::Error, dropped: &[String]) -> Option<figment::Error> {
+    let kept: Vec<figment::Error> = err
+        .into_iter()
+        .filter(|e| match &e.kind {
+            figment::error::Kind::MissingField(f) => {
+                let mut at = e.path.clone();
+                at.push(f.to_string());
+                !dropped.contains(&join_path(&at))
+            }
+            _ => true,
+        })
+        .collect();
+    let mut kept = kept.into_iter();
+    let first = kept.next()?;
+    Some(kept.fold(first, |all, e| all.chain(e)))
 }
 
 /// The table (or inline table) at `path`: keys, and indexes into arrays.
@@ -136,14 +244,18 @@ fn table_at<'a>(
     item: &'a mut toml_edit::Item,
     path: &[&String],
 ) -> Option<&'a mut dyn toml_edit::TableLike> {
+    item_at(item, path)?.as_table_like_mut()
+}
+
+fn item_at<'a>(item: &'a mut toml_edit::Item, path: &[&String]) -> Option<&'a mut toml_edit::Item> {
     match path.split_first() {
-        None => item.as_table_like_mut(),
+        None => Some(item),
         Some((p, rest)) => {
             let next = match p.parse::<usize>() {
                 Ok(i) if item.is_array() || item.is_array_of_tables() => item.get_mut(i),
                 _ => item.get_mut(p.as_str()),
             }?;
-            table_at(next, rest)
+            item_at(next, rest)
         }
     }
 }
@@ -153,13 +265,7 @@ fn table_at<'a>(
 fn figment_problems(err: figment::Error, reread: bool) -> Vec<String> {
     err.into_iter()
         .map(|e| {
-            let key = e
-                .path
-                .iter()
-                .filter(|s| s.as_str() != "default")
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(".");
+            let key = join_path(&e.path);
             let source = e
                 .metadata
                 .as_ref()
@@ -270,7 +376,7 @@ mod tests {
                 "tls.self_sgned: unknown key",
                 "server.listn: unknown key",
                 "tenants.acme.displayname: unknown key",
-                "tenants.acme.tokens.0.nme: unknown key",
+                "tenants.acme.tokens[0].nme: unknown key",
                 "tenants.beta.token: unknown key",
                 "(drop the \"sha256:\" in front)",
             ] {
@@ -394,6 +500,40 @@ mod tests {
                 err.contains("looks like a token") && !err.contains("SECRET"),
                 "{err}"
             );
+            Ok(())
+        });
+    }
+
+    /// Values of the wrong type are all named in one run too, and a required key named for
+    /// its type is not named again as missing.
+    #[test]
+    fn every_value_of_the_wrong_type_is_named_at_once() {
+        Jail::expect_with(|jail| {
+            let text =
+                GOOD.replace(
+                    "listen = \"127.0.0.1:0\"",
+                    "listen = \"127.0.0.1:0\"\nmax_results = \"lots\"\nmax_filter_depth = true",
+                )
+                .replace("self_signed = true", "self_signed = true\nwatch_secs = -3")
+                .replace(
+                    "name = \"okta\", sha256 = \"9f86",
+                    "name = \"okta\", sha256 = 7, x = \"",
+                ) + "[tenants.beta]\ntokens = 5\n";
+            jail.create_file("bad.toml", &text)?;
+            let err = Config::load(Path::new("bad.toml")).expect_err("five problems");
+            let all = err.problems.join("\n");
+            for needle in [
+                "server.max_results: invalid type: found a string, expected u64",
+                "server.max_filter_depth: invalid type",
+                "tls.watch_secs: invalid value",
+                "tenants.acme.tokens[0].sha256: invalid type",
+                "tenants.beta.tokens: invalid type",
+            ] {
+                assert!(all.contains(needle), "{needle} not in:\n{all}");
+            }
+            assert!(!all.contains("missing"), "{all}");
+            // Nor as the tenant having no token, which only the reading made so.
+            assert!(!all.contains("no token"), "{all}");
             Ok(())
         });
     }
