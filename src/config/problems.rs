@@ -128,6 +128,14 @@ impl Config {
             );
         }
         let mut hashes = HashSet::new();
+        // Reachable by others: not only a loopback listener, or an address for IdPs given
+        // (a proxy on this host may forward to a loopback one).
+        let exposed = self.server.public_url.is_some()
+            || self
+                .server
+                .listen
+                .parse::<SocketAddr>()
+                .is_ok_and(|a| !a.ip().is_loopback());
         for (name, t) in &self.tenants {
             if !valid_tenant_name(name) {
                 p.push(format!(
@@ -275,12 +283,25 @@ impl Config {
                     p.push(format!(
                         "{key}.sha256: the same token is configured more than once; each token must belong to one tenant"
                     ));
+                } else if exposed && h.eq_ignore_ascii_case(EXAMPLE_TOKEN_SHA256) {
+                    p.push(format!(
+                        "{key}.sha256: this is the demo token of config.example.toml, which \
+                         anyone can read, so it is accepted only while server.listen is a \
+                         loopback address and server.public_url is unset; make your own with \
+                         `scimd token --tenant {name} --name NAME`, then `scimd token remove \
+                         --tenant {name} --name {}`",
+                        tok.name
+                    ));
                 }
             }
         }
         p
     }
 }
+
+/// SHA-256 of the demo token config.example.toml publishes.
+const EXAMPLE_TOKEN_SHA256: &str =
+    "b5d56f2eacf505c2639b22468f3a8b1bcaf7d619cadbab47dc6ce515fc4c3612";
 
 /// What keeps `url` from being the start of every URL scimd gives out, if anything.
 fn not_a_base(url: &str) -> Option<&'static str> {
@@ -443,6 +464,26 @@ mod tests {
         ] {
             assert!(p.contains(needle), "{needle} not in {p}");
         }
+    }
+
+    #[test]
+    fn the_examples_demo_token_is_refused_where_others_can_reach_it() {
+        let mut c: Config = toml_cfg(GOOD);
+        c.tenants.get_mut("acme").unwrap().tokens[0].sha256 = crate::auth::hex(
+            &<sha2::Sha256 as sha2::Digest>::digest(b"demo-token-change-me"),
+        );
+        c.server.listen = "127.0.0.1:8443".into();
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+        let demo = |c: &Config| {
+            c.problems()
+                .iter()
+                .any(|p| p.starts_with("tenants.acme.tokens[0].sha256: this is the demo token"))
+        };
+        c.server.listen = "0.0.0.0:8443".into();
+        assert!(demo(&c));
+        c.server.listen = "127.0.0.1:8443".into();
+        c.server.public_url = Some("https://scim.corp.example:8443".into());
+        assert!(demo(&c));
     }
 
     #[test]
