@@ -257,7 +257,8 @@ fn tenant_into(doc: &mut DocumentMut, name: &str, token_name: &str) -> Result<St
         .ok_or_else(|| EditError::Invalid("\"tenants\" in the file is not a table".into()))?;
     if tenants.contains_key(name) {
         return Err(EditError::Invalid(format!(
-            "tenant \"{name}\" already exists"
+            "tenant \"{name}\" already exists; to give it another token, run \
+             `scimd token --tenant {name} --name NAME`"
         )));
     }
     let (tok, hash) = new_token()?;

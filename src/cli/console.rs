@@ -62,7 +62,7 @@ pub(crate) fn base_url(
 /// Ask the running daemon over its admin socket, or read the database directly when no
 /// daemon runs.
 pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCode {
-    let (cfg, rt) = match load_or_exit(config) {
+    let (cfg, rt) = match load_or_exit(config, true) {
         Ok(x) => x,
         Err(c) => return c,
     };
@@ -116,7 +116,8 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
             {
                 say!(
                     "  note: server.listen is {wanted} in {}, but the daemon listens on {bound}: \
-                     a restart applies it (`systemctl restart scimd`)",
+                     a restart applies it (`systemctl restart scimd`), unless \
+                     SCIMD_SERVER__LISTEN in the daemon's environment sets the address",
                     config.display()
                 );
             }
@@ -132,6 +133,21 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
                 eprintln!("  - {}", p.as_str().unwrap_or_default());
             }
             eprintln!("{}", a["error"].as_str().unwrap_or("failed"));
+            // The daemon answers from the configuration it loaded; a tenant or plan added
+            // to the file since is there only after a reload.
+            let tenant = req["tenant"].as_str().and_then(|t| cfg.tenants.get(t));
+            let in_file = match req["cmd"].as_str() {
+                Some("plan") => tenant.is_some_and(|t| t.plan.is_some()),
+                _ => tenant.is_some(),
+            };
+            if a["daemon"] == true && in_file {
+                eprintln!(
+                    "({} has it, but the running daemon loaded the file before it was added: \
+                     `systemctl reload scimd`, or `kill -HUP` with the pid `scimd status` prints, \
+                     applies it)",
+                    config.display()
+                );
+            }
             ExitCode::FAILURE
         }
         Err(e) => {
@@ -191,17 +207,40 @@ fn make_state_dir(cfg: &Config) -> Result<(), String> {
     Ok(())
 }
 
+/// The configuration, or exit 2 with its problems. `lenient`, for a command that only reads
+/// (status, lists, verify, backup, export): a file with problems is read as far as it can be
+/// and the problems are printed as a warning, so that a half-edited file or a certificate not
+/// yet in place stops neither monitoring nor backups.
 pub(crate) fn load_or_exit(
     config: &std::path::Path,
+    lenient: bool,
 ) -> Result<(Config, tokio::runtime::Runtime), ExitCode> {
-    let cfg = Config::load(config).map_err(|e| {
-        eprintln!("{e}");
-        // The moment a reload was refused is when an admin asks: the daemon is not down.
-        eprintln!(
-            "(a running scimd keeps the configuration it last loaded; fix the file, then reload it)"
-        );
-        ExitCode::from(2)
-    })?;
+    let cfg = match Config::load(config) {
+        Ok(c) => c,
+        Err(e) if lenient && (e.parsed.is_some() || e.salvaged.is_some()) => {
+            eprintln!("warning: {e}");
+            eprintln!(
+                "(read what could be read to find the database; a running scimd keeps the \
+                 configuration it last loaded: fix the file, then reload it)"
+            );
+            *e.parsed.or(e.salvaged).expect("one of the two")
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            if e.problems
+                .iter()
+                .any(|p| p.starts_with("cannot read the file"))
+            {
+                eprintln!("(give the configuration file with --config FILE)");
+            } else {
+                // The moment a reload was refused is when an admin asks: the daemon is not down.
+                eprintln!(
+                    "(a running scimd keeps the configuration it last loaded; fix the file, then reload it)"
+                );
+            }
+            return Err(ExitCode::from(2));
+        }
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -302,7 +341,7 @@ pub(crate) fn finish_admin(
 }
 
 pub(crate) fn backup(config: &std::path::Path, to: &std::path::Path) -> ExitCode {
-    let (cfg, rt) = match load_or_exit(config) {
+    let (cfg, rt) = match load_or_exit(config, true) {
         Ok(x) => x,
         Err(c) => return c,
     };
@@ -419,7 +458,7 @@ async fn copy_unless_stopped(
 }
 
 pub(crate) fn export(config: &std::path::Path, tenant: &str) -> ExitCode {
-    let (cfg, rt) = match load_or_exit(config) {
+    let (cfg, rt) = match load_or_exit(config, true) {
         Ok(x) => x,
         Err(c) => return c,
     };
@@ -442,7 +481,7 @@ pub(crate) fn export(config: &std::path::Path, tenant: &str) -> ExitCode {
 }
 
 pub(crate) fn import(config: &std::path::Path, tenant: &str, from: &std::path::Path) -> ExitCode {
-    let (cfg, rt) = match load_or_exit(config) {
+    let (cfg, rt) = match load_or_exit(config, false) {
         Ok(x) => x,
         Err(c) => return c,
     };
@@ -479,7 +518,7 @@ pub(crate) fn import(config: &std::path::Path, tenant: &str, from: &std::path::P
 }
 
 pub(crate) fn restore(config: &std::path::Path, from: &std::path::Path) -> ExitCode {
-    let (cfg, rt) = match load_or_exit(config) {
+    let (cfg, rt) = match load_or_exit(config, false) {
         Ok(x) => x,
         Err(c) => return c,
     };
@@ -491,7 +530,10 @@ pub(crate) fn restore(config: &std::path::Path, from: &std::path::Path) -> ExitC
         ))
         .is_some()
     {
-        eprintln!("scimd is running on this database; stop it first (systemctl stop scimd)");
+        eprintln!(
+            "scimd is running on this database; stop it first (`systemctl stop scimd`, or \
+             `kill -TERM` with the pid `scimd status` prints)"
+        );
         return ExitCode::FAILURE;
     }
     if let Err(e) = make_state_dir(&cfg) {

@@ -14,6 +14,7 @@ impl Config {
             file: path.to_path_buf(),
             problems,
             parsed: None,
+            salvaged: None,
         };
         // figment's file provider quietly yields nothing for a missing file; check first.
         let bytes = match std::fs::read(path) {
@@ -66,16 +67,23 @@ impl Config {
                 let mut problems = figment_problems(e.clone(), false);
                 // Paths taken out of the copy, and arrays an entry was taken out of.
                 let (mut dropped, mut emptied) = (Vec::new(), Vec::new());
-                let mut doc = std::str::from_utf8(&bytes)
+                let (mut doc, mut unread) = std::str::from_utf8(&bytes)
                     .ok()
-                    .and_then(|t| t.parse::<toml_edit::DocumentMut>().ok());
+                    .and_then(parse_around_errors)
+                    .map_or((None, false), |(d, blanked)| (Some(d), blanked));
+                let mut salvaged = None;
                 let mut last = e;
                 for _ in 0..32 {
                     let Some(d) = doc.as_mut() else {
                         break;
                     };
+                    // A copy with a syntax error's lines blanked out is read at least once.
+                    let blanked = std::mem::take(&mut unread);
                     let bad = drop_bad_keys(d, &last, &mut dropped);
-                    if !bad && !drop_holders_of_missing(d, &last, &dropped, &mut emptied) {
+                    if !bad
+                        && !blanked
+                        && !drop_holders_of_missing(d, &last, &dropped, &mut emptied)
+                    {
                         break;
                     }
                     match with_env(defaults().merge(Toml::string(&d.to_string())))
@@ -90,8 +98,9 @@ impl Config {
                                     key == t || key.starts_with(&format!("{t}."))
                                 })
                             };
-                            problems
-                                .extend(settle(c).problems().into_iter().filter(|p| !touched(p)));
+                            let c = settle(c);
+                            problems.extend(c.problems().into_iter().filter(|p| !touched(p)));
+                            salvaged = Some(Box::new(c));
                             break;
                         }
                         Err(e) => {
@@ -104,7 +113,10 @@ impl Config {
                     }
                 }
                 problems.dedup();
-                return Err(fail(problems));
+                return Err(ConfigError {
+                    salvaged,
+                    ..fail(problems)
+                });
             }
         };
         cfg.file_digest = crate::auth::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
@@ -119,6 +131,29 @@ impl Config {
             })
         }
     }
+}
+
+/// `text` as a TOML document, with each line a syntax error points at blanked out (at most
+/// 32) so that the rest can still be read, and whether any was.
+fn parse_around_errors(text: &str) -> Option<(toml_edit::DocumentMut, bool)> {
+    let mut text = text.to_string();
+    for i in 0..32 {
+        let err = match text.parse::<toml_edit::DocumentMut>() {
+            Ok(d) => return Some((d, i > 0)),
+            Err(e) => e,
+        };
+        let mut at = err.span()?.start.min(text.len());
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+        let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+        if start == end {
+            return None;
+        }
+        text.replace_range(start..end, "");
+    }
+    None
 }
 
 fn absolutize(base: &Path, p: &Path) -> PathBuf {

@@ -41,6 +41,9 @@ pub struct ConfigError {
     pub problems: Vec<String>,
     /// The configuration as read, when only the semantic checks failed.
     pub parsed: Option<Box<Config>>,
+    /// What could be read with the broken lines and keys left out: enough for a command
+    /// that only reads (`status`, `backup`) to find the database, never to serve.
+    pub salvaged: Option<Box<Config>>,
 }
 
 #[cfg(test)]

@@ -101,6 +101,16 @@ impl Config {
                  the tenant, or use a name with hyphens"
             ));
         }
+        // Tenants come from the file only (`load` leaves them out of the environment); a
+        // variable meant to change one would otherwise do nothing, unsaid. Names only.
+        for key in std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()) {
+            if key.to_ascii_uppercase().starts_with("SCIMD_TENANTS") {
+                w.push(format!(
+                    "{key}: tenants and their tokens come from the config file only; this \
+                     environment variable is ignored"
+                ));
+            }
+        }
         w
     }
 }
@@ -110,6 +120,23 @@ mod tests {
     use super::*;
     use crate::config::TenantConfig;
     use crate::config::tests::{GOOD, toml_cfg};
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure returns figment::Error
+    fn an_environment_variable_for_a_tenant_is_said_to_be_ignored() {
+        figment::Jail::expect_with(|jail| {
+            let c = toml_cfg(GOOD);
+            assert!(!c.warnings().iter().any(|w| w.contains("SCIMD_")));
+            jail.set_env("SCIMD_TENANTS__ACME__DISPLAY_NAME", "secret-looking value");
+            let w = c.warnings().join("\n");
+            assert!(
+                w.contains("SCIMD_TENANTS__ACME__DISPLAY_NAME: tenants and their tokens come from the config file only"),
+                "{w}"
+            );
+            assert!(!w.contains("secret-looking"), "{w}");
+            Ok(())
+        });
+    }
 
     #[test]
     fn an_underscore_in_the_public_host_is_a_warning() {

@@ -486,6 +486,57 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
             && moved.contains(&format!("but the daemon listens on 127.0.0.1:{}", p.port)),
         "{moved}"
     );
+    // A half-edited file (a stray line, a certificate not yet in place) stops neither
+    // monitoring nor a backup: they find the database and warn of the problems.
+    let good = std::fs::read_to_string(&cfg).unwrap();
+    for broken in [
+        format!("{good}\nthis is not toml\n"),
+        good.replace("[server]", "[server]\nmax_results = \"lots\""),
+        good.replace(
+            "self_signed = true",
+            "cert = \"missing.pem\"\nkey = \"missing.pem\"",
+        ),
+    ] {
+        assert_ne!(broken, good);
+        std::fs::write(&cfg, &broken).unwrap();
+        let backup = dir.path().join("half-edited.redb");
+        for args in [
+            &["status"][..],
+            &["backup", "--to", backup.to_str().unwrap()],
+        ] {
+            let out = scimd_cmd(&cfg, args);
+            let (stdout, stderr) = (
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+            );
+            assert!(
+                out.status.success() && stderr.contains("warning: invalid configuration"),
+                "{args:?} {broken}: {stdout} {stderr}"
+            );
+            if args[0] == "status" {
+                assert!(stdout.contains(": running, listening on"), "{stdout}");
+            }
+        }
+        assert!(backup.exists());
+        std::fs::remove_file(&backup).unwrap();
+        // A command that writes still refuses the file.
+        let out = scimd_cmd(&cfg, &["import", "--tenant", "acme", "--from", "/dev/null"]);
+        assert_eq!(out.status.code(), Some(2), "{broken}");
+    }
+    // A tenant with a plan added to the file but not yet loaded: the refusal says to reload.
+    let added = format!(
+        "{good}\n[tenants.beta]\ntokens = [{}]\n[tenants.beta.plan]\nname = \"Team\"\n",
+        token_line("okta", "tok3")
+    );
+    std::fs::write(&cfg, added).unwrap();
+    let out = scimd_cmd(&cfg, &["plan", "beta"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(1)
+            && err.contains("the running daemon loaded the file before it was added"),
+        "{err}"
+    );
+    std::fs::write(&cfg, &good).unwrap();
     let body = "{\"displayName\":\"Eng\"}".to_string();
     assert_eq!(p.post("/scim/v2/Groups", "tok", body).await, 201);
     let groups = run(&["groups", "list", "--tenant", "acme"]);
