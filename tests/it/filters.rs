@@ -539,13 +539,62 @@ async fn bad_filters_are_400_invalid_filter() {
         "name.shoe eq \"x\"",
         "userName eq \"a\" garbage",
         "emails[type eq \"work\"",
+        // A typo would otherwise find no one: "no user is deactivated".
+        "active eq flase",
     ] {
         let r = s.get(&format!("/Users?filter={}", urlencode(f))).await;
         assert_error(&r, 400, Some("invalidFilter"));
     }
+    // As deep as the configuration allows is answered, one level more is refused.
+    let s = Srv::start_with(|c| c.server.max_filter_depth = 256).await;
+    for (nots, status) in [(256, 200), (257, 400)] {
+        let f = format!("{}userName pr{}", "not (".repeat(nots), ")".repeat(nots));
+        let r = s.post("/Users/.search", json!({"filter": f})).await;
+        assert_eq!(r.status, status, "{nots}: {}", r.body);
+    }
     let deep = "(".repeat(10_000);
     let r = s.post("/Users/.search", json!({"filter": deep})).await;
     assert_error(&r, 400, Some("invalidFilter"));
+}
+
+/// An application looks up a batch of ids in one filter: hundreds of terms are a long chain,
+/// not a deep one (as a left-leaning tree they overflowed the stack and took the server down).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_of_hundreds_of_terms_is_answered() {
+    let s = Srv::start().await;
+    let mut real = Vec::new();
+    for name in ["a@x", "b@x", "c@x"] {
+        real.push(s.user(name).await);
+    }
+    assert_eq!(
+        s.patch(
+            &format!("/Users/{}", real[1]),
+            json!([{"op": "replace", "path": "active", "value": false}])
+        )
+        .await
+        .status,
+        200
+    );
+    let mut terms: Vec<String> = (0..420).map(|i| format!("id eq \"f{i}\"")).collect();
+    terms.insert(100, format!("id eq \"{}\"", real[0]));
+    terms.push(format!("id eq \"{}\"", real[2]));
+    let or = terms.join(" or ");
+    let and = format!("userName pr{}", " and active eq true".repeat(400));
+    for (filter, want) in [(or, vec!["a@x", "c@x"]), (and, vec!["a@x", "c@x"])] {
+        assert!(filter.len() < 8192, "{}", filter.len());
+        for path in ["/Users/.search", "/.search"] {
+            let r = s.post(path, json!({"filter": filter})).await;
+            assert_eq!(r.status, 200, "{path}: {}", r.body);
+            assert_eq!(
+                crate::harness::sorted(&r.body["Resources"], "userName"),
+                want
+            );
+        }
+        let r = s
+            .get(&format!("/Users?filter={}", urlencode(&filter)))
+            .await;
+        assert_eq!(total(&r), 2, "{}", r.body);
+    }
 }
 
 fn urlencode(s: &str) -> String {

@@ -140,7 +140,11 @@ mod tests {
 
     pub(super) fn m(filter: &str) -> bool {
         let f = parse_for(Kind::User, filter).unwrap_or_else(|e| panic!("{filter}: {e}"));
-        matches(&f, Kind::User, &user())
+        m_parsed(&f)
+    }
+
+    pub(super) fn m_parsed(f: &Filter) -> bool {
+        matches(f, Kind::User, &user())
     }
 
     pub(super) fn bad(filter: &str) -> ScimError {
@@ -250,9 +254,20 @@ mod tests {
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(256))]
 
+            /// The same filter up to how its `and` and `or` chains are grouped (parsing
+            /// balances them): the same text when printed again, and the same answers.
             #[test]
-            fn printing_then_parsing_gives_the_same_filter(f in filter()) {
-                prop_assert_eq!(parse(&f.to_string()), Ok(f));
+            fn printing_then_parsing_gives_the_same_filter(f in filter(), r in resource()) {
+                let text = f.to_string();
+                let again = parse(&text).map(|g| g.to_string());
+                prop_assert_eq!(again.as_deref(), Ok(text.as_str()));
+                if let Ok(resolved) = parse_for(Kind::User, &text) {
+                    let reparsed = parse_for(Kind::User, &resolved.to_string()).unwrap();
+                    prop_assert_eq!(
+                        matches(&resolved, Kind::User, &r),
+                        matches(&reparsed, Kind::User, &r)
+                    );
+                }
             }
 
             #[test]

@@ -23,23 +23,21 @@ impl Parser {
     }
 
     fn or(&mut self, depth: usize) -> ScimResult<Filter> {
-        let mut left = self.and(depth)?;
+        let mut terms = vec![self.and(depth)?];
         while self.keyword("or") {
             self.pos += 1;
-            let right = self.and(depth)?;
-            left = Filter::Or(Box::new(left), Box::new(right));
+            terms.push(self.and(depth)?);
         }
-        Ok(left)
+        Ok(balanced(terms, Filter::Or))
     }
 
     fn and(&mut self, depth: usize) -> ScimResult<Filter> {
-        let mut left = self.unary(depth)?;
+        let mut terms = vec![self.unary(depth)?];
         while self.keyword("and") {
             self.pos += 1;
-            let right = self.unary(depth)?;
-            left = Filter::And(Box::new(left), Box::new(right));
+            terms.push(self.unary(depth)?);
         }
-        Ok(left)
+        Ok(balanced(terms, Filter::And))
     }
 
     fn unary(&mut self, depth: usize) -> ScimResult<Filter> {
@@ -180,6 +178,21 @@ impl Parser {
     }
 }
 
+/// A chain `a or b or c …` as a tree of depth log2(n), not n: every pass over a filter
+/// recurses into it, and a lookup of a few hundred ids (`id eq "…" or id eq "…"`) as a
+/// left-leaning chain overflowed the stack. `and` and `or` are associative, so the shape
+/// changes nothing; the terms keep their order.
+fn balanced(mut terms: Vec<Filter>, join: fn(Box<Filter>, Box<Filter>) -> Filter) -> Filter {
+    if terms.len() == 1 {
+        return terms.pop().expect("one term");
+    }
+    let right = terms.split_off(terms.len() / 2);
+    join(
+        Box::new(balanced(terms, join)),
+        Box::new(balanced(right, join)),
+    )
+}
+
 /// An unquoted value: a JSON literal or number, else the word itself as a string.
 fn word_value(w: &str) -> CompValue {
     match w.to_ascii_lowercase().as_str() {
@@ -262,8 +275,10 @@ pub fn parse_with(input: &str, limits: Limits) -> ScimResult<Filter> {
 mod tests {
     use super::*;
     use crate::scim::error::ScimType;
-    use crate::scim::filter::tests::{bad, m};
+    use crate::scim::filter::tests::{bad, m, m_parsed};
+    use crate::scim::filter::{Limits, parse_for_with};
     use crate::scim::filter::{MAX_DEPTH, MAX_FILTER_LEN};
+    use crate::scim::schema::Kind;
 
     #[test]
     fn logic_precedence_and_parentheses() {
@@ -274,6 +289,49 @@ mod tests {
         assert!(!m("not (title pr) and title pr"));
         let f = parse("a eq 1 or b eq 2 and c eq 3").unwrap();
         assert!(matches!(f, Filter::Or(_, ref r) if matches!(**r, Filter::And(..))));
+    }
+
+    /// Every pass over a filter (resolving, planning, matching, printing, dropping) recurses
+    /// into it: a chain of terms must not be as deep as it is long.
+    #[test]
+    fn a_long_chain_is_a_shallow_tree() {
+        fn depth(f: &Filter) -> usize {
+            match f {
+                Filter::And(a, b) | Filter::Or(a, b) => 1 + depth(a).max(depth(b)),
+                Filter::Not(a) => 1 + depth(a),
+                Filter::ValuePath { filter, .. } => 1 + depth(filter),
+                _ => 0,
+            }
+        }
+        let limits = Limits {
+            max_len: usize::MAX,
+            ..Limits::default()
+        };
+        let terms: Vec<String> = (0..20_000).map(|i| format!("title eq \"t{i}\"")).collect();
+        let or = format!(
+            "{} or userName eq \"bjensen@example.com\"",
+            terms.join(" or ")
+        );
+        let f = parse_for_with(Kind::User, &or, limits).unwrap();
+        assert!(depth(&f) <= 16, "{}", depth(&f));
+        assert!(m_parsed(&f));
+        // The terms keep their order.
+        assert!(
+            f.to_string()
+                .starts_with("title eq \"t0\" or title eq \"t1\" or title eq")
+        );
+        let and = format!(
+            "userName pr and {}",
+            vec!["active eq true"; 20_000].join(" and ")
+        );
+        let f = parse_for_with(Kind::User, &and, limits).unwrap();
+        assert!(depth(&f) <= 16 && m_parsed(&f));
+        let f = parse_for_with(
+            Kind::User,
+            &format!("{and} and title pr and nickName pr"),
+            limits,
+        );
+        assert!(!m_parsed(&f.unwrap()));
     }
 
     #[test]

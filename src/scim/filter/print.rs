@@ -28,9 +28,10 @@ impl fmt::Display for CompValue {
     }
 }
 
-/// Printed with only the parentheses the grammar needs (`and` binds tighter than `or`, both
-/// group to the left), so that printing never nests deeper than the parsed text did and the
-/// result always parses back within the same depth limit.
+/// Printed with only the parentheses the grammar needs (`and` binds tighter than `or`; a
+/// chain of either reads the same however it is grouped), so that printing never nests
+/// deeper than the parsed text did and the result always parses back within the same depth
+/// limit.
 impl fmt::Display for Filter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let grouped = |x: &Filter, f: &mut fmt::Formatter<'_>, paren: bool| {
@@ -44,12 +45,12 @@ impl fmt::Display for Filter {
             Filter::And(a, b) => {
                 grouped(a, f, matches!(**a, Filter::Or(..)))?;
                 f.write_str(" and ")?;
-                grouped(b, f, matches!(**b, Filter::Or(..) | Filter::And(..)))
+                grouped(b, f, matches!(**b, Filter::Or(..)))
             }
             Filter::Or(a, b) => {
-                grouped(a, f, false)?;
+                write!(f, "{a}")?;
                 f.write_str(" or ")?;
-                grouped(b, f, matches!(**b, Filter::Or(..)))
+                write!(f, "{b}")
             }
             Filter::Not(a) => write!(f, "not ({a})"),
             Filter::Compare { path, op, value } => write!(f, "{path} {} {value}", op.as_str()),

@@ -140,6 +140,13 @@ fn resolve_filter(scope: Scope, f: &Filter) -> ScimResult<Filter> {
                     l.name
                 )));
             }
+            // `active eq flase` would match nothing and read as "no one is deactivated".
+            if l.ty == AttrType::Boolean && matches!(value, CompValue::Str(_) | CompValue::Num(_)) {
+                return Err(ScimError::invalid_filter(format!(
+                    "\"{}\" is a boolean; compare it with true or false, not {value}",
+                    l.name
+                )));
+            }
             // RFC 7644 §3.4.2.2: binary values have no order.
             if l.ty == AttrType::Binary && op.ordering() {
                 return Err(ScimError::invalid_filter(format!(
@@ -354,6 +361,16 @@ mod tests {
         bad("emails[shoe eq \"x\"]");
         bad("active gt true");
         bad("active co \"t\"");
+        for typo in [
+            "active eq flase",
+            "active ne \"nope\"",
+            "emails[primary eq 1]",
+        ] {
+            assert!(bad(typo).detail.contains("true or false"), "{typo}");
+        }
+        for fine in ["active eq False", "active eq \"TRUE\"", "active ne null"] {
+            assert!(parse_for(Kind::User, fine).is_ok(), "{fine}");
+        }
         assert!(
             bad("x509Certificates.value gt \"A\"")
                 .detail
