@@ -3,6 +3,7 @@
 //! result is validated before it replaces the file, and the replacement is atomic. Edits
 //! run one at a time (a lock on the file), so concurrent ones neither lose nor undo another's.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -126,8 +127,14 @@ fn edit<T>(
     let mut doc = text
         .parse::<DocumentMut>()
         .map_err(|e| EditError::Parse(p, e))?;
+    // Problems the file had before are the admin's to fix, and an edit may be how (a token
+    // to replace the example's demo one): only what the edit brings refuses it.
+    let before: HashSet<String> = Config::load(&real)
+        .err()
+        .map(|e| e.problems.iter().map(|p| unindexed(p)).collect())
+        .unwrap_or_default();
     let out = change(&mut doc)?;
-    save(path, &real, &file, &doc)?;
+    save(path, &real, &file, &doc, &before)?;
     // Dropping `_held` releases the lock, now that the new file is in place.
     Ok(out)
 }
@@ -156,7 +163,13 @@ fn create_temp(real: &Path) -> Result<(PathBuf, File), EditError> {
 
 /// Write `doc` next to `real` (the locked `file`), check it loads as a valid configuration,
 /// then rename it over `real` (a symlink at `path` keeps pointing at it).
-fn save(path: &Path, real: &Path, file: &File, doc: &DocumentMut) -> Result<(), EditError> {
+fn save(
+    path: &Path,
+    real: &Path,
+    file: &File,
+    doc: &DocumentMut,
+    before: &HashSet<String>,
+) -> Result<(), EditError> {
     let p = path.display().to_string();
     let (tmp, mut f) = create_temp(real)?;
     let meta = file.metadata().ok();
@@ -177,8 +190,9 @@ fn save(path: &Path, real: &Path, file: &File, doc: &DocumentMut) -> Result<(), 
         // Only problems in the tenants are ours to refuse: a certificate that is not in place
         // yet must not stop an admin from adding the first tenant.
         if let Err(mut e) = Config::load(&tmp) {
-            e.problems
-                .retain(|p| p.starts_with("tenants") || !p.contains(": "));
+            e.problems.retain(|p| {
+                (p.starts_with("tenants") || !p.contains(": ")) && !before.contains(&unindexed(p))
+            });
             if !e.problems.is_empty() {
                 // The admin knows the file by the name they gave, not by our temporary copy.
                 e.file = path.to_path_buf();
@@ -199,6 +213,23 @@ fn save(path: &Path, real: &Path, file: &File, doc: &DocumentMut) -> Result<(), 
         let _ = File::open(dir).and_then(|d| d.sync_all());
     }
     Ok(())
+}
+
+/// A problem without its array indexes (`tokens[1]` as `tokens[]`): taking out a token
+/// renumbers the ones after it without changing their problems.
+fn unindexed(problem: &str) -> String {
+    let mut out = String::with_capacity(problem.len());
+    let mut in_index = false;
+    for c in problem.chars() {
+        match c {
+            '[' => in_index = true,
+            ']' => in_index = false,
+            c if in_index && c.is_ascii_digit() => continue,
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn new_token() -> Result<(String, String), EditError> {
@@ -234,7 +265,25 @@ pub fn add_tenant(path: &Path, name: &str, token_name: &str) -> Result<String, E
             "\"{name}\" is not a valid tenant name: use a-z, 0-9, '-' and '_' (1 to 64 characters)"
         )));
     }
+    check_token_name(token_name)?;
     edit(path, |doc| tenant_into(doc, name, token_name))
+}
+
+/// A token's name goes into log lines, metrics labels and the change feed as it is: one
+/// word, so that it reads and parses the same in all of them. Names already in a file stay
+/// valid; only new ones are held to this.
+fn check_token_name(name: &str) -> Result<(), EditError> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(EditError::Invalid(format!(
+            "\"{name}\" is not a valid token name: use letters, digits, '-', '_' and '.' (1 to 64 characters)"
+        )))
+    }
 }
 
 fn tenant_into(doc: &mut DocumentMut, name: &str, token_name: &str) -> Result<String, EditError> {
@@ -297,6 +346,7 @@ pub fn add_token(
     token_name: &str,
     scope: Scope,
 ) -> Result<String, EditError> {
+    check_token_name(token_name)?;
     edit(path, |doc| token_into(doc, path, tenant, token_name, scope))
 }
 
@@ -544,6 +594,12 @@ mod tests {
             )
         );
         let before = std::fs::read_to_string(&path).unwrap();
+        for bad in ["bad name", "", "tab\tname", "ünïcode"] {
+            let err = add_token(&path, "acme", bad, Scope::Read).unwrap_err();
+            assert!(err.to_string().contains("not a valid token name"), "{err}");
+            let err = add_tenant(&path, "other", bad).unwrap_err();
+            assert!(err.to_string().contains("not a valid token name"), "{err}");
+        }
         for (tenant, name, want) in [
             ("acme", "old", "tenant \"acme\" has no token \"old\""),
             ("nosuch", "okta", "no tenant \"nosuch\""),
@@ -756,6 +812,30 @@ mod tests {
         assert_eq!(cfg.tenants["acme"].tokens[0].sha256, hex(&digest(&tok)));
         assert_eq!(std::fs::read_to_string(&stale).unwrap(), "half");
         assert_eq!(left_in(dir.path()).len(), 2);
+    }
+
+    /// The example's demo token is a problem once the server is reachable; the edits that
+    /// replace it must not be refused for it.
+    #[test]
+    fn a_problem_the_file_had_before_does_not_refuse_the_edit_that_fixes_it() {
+        let (_dir, path, original) = copy_of("config.example.toml");
+        let exposed = original.replacen(
+            "listen = \"127.0.0.1:8443\"",
+            "listen = \"0.0.0.0:8443\"",
+            1,
+        );
+        assert_ne!(exposed, original);
+        std::fs::write(&path, &exposed).unwrap();
+        let demo = |p: &String| p.contains("this is the demo token");
+        assert!(Config::load(&path).unwrap_err().problems.iter().any(demo));
+        let tok = add_token(&path, "demo", "okta", Scope::Provision).unwrap();
+        // Still there, named at the same place after the edit.
+        let err = Config::load(&path).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{:?}", err.problems);
+        assert!(err.problems[0].starts_with("tenants.demo.tokens[0].sha256"));
+        remove_token(&path, "demo", "demo").unwrap();
+        let cfg = Config::load(&path).unwrap();
+        assert_eq!(cfg.tenants["demo"].tokens[0].sha256, hex(&digest(&tok)));
     }
 
     #[test]

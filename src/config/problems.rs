@@ -128,9 +128,10 @@ impl Config {
             );
         }
         let mut hashes = HashSet::new();
-        // Reachable by others: not only a loopback listener, or an address for IdPs given
-        // (a proxy on this host may forward to a loopback one).
+        // Reachable by others: not only a loopback listener, an address for IdPs given, or
+        // plain HTTP (what a proxy on this host forwards to a loopback listener).
         let exposed = self.server.public_url.is_some()
+            || self.server.plain_http
             || self
                 .server
                 .listen
@@ -143,9 +144,24 @@ impl Config {
                 ));
             }
             if t.tokens.is_empty() {
-                p.push(format!(
-                    "tenants.{name}.tokens: the tenant has no token; add one with `scimd token`"
-                ));
+                // A table under the tenant's, left behind when its own was deleted, is enough
+                // to make the tenant exist.
+                let left = match (&t.plan, t.extensions.is_empty()) {
+                    (Some(_), _) => Some(format!("[tenants.{name}.plan]")),
+                    (None, false) => Some(format!("[[tenants.{name}.extensions]]")),
+                    (None, true) => None,
+                };
+                p.push(match left {
+                    Some(table) if t.display_name.is_none() => format!(
+                        "tenants.{name}.tokens: the tenant has no token; to stop serving it, \
+                         delete {table} too (it keeps the tenant in the file), or add a token \
+                         with `scimd token --tenant {name} --name NAME`"
+                    ),
+                    _ => format!(
+                        "tenants.{name}.tokens: the tenant has no token; add one with \
+                         `scimd token --tenant {name} --name NAME`"
+                    ),
+                });
             }
             check_redirect(
                 &format!("tenants.{name}.login_redirect_url"),
@@ -287,7 +303,9 @@ impl Config {
                     p.push(format!(
                         "{key}.sha256: this is the demo token of config.example.toml, which \
                          anyone can read, so it is accepted only while server.listen is a \
-                         loopback address and server.public_url is unset; make your own with \
+                         loopback address, server.public_url is unset and server.plain_http is \
+                         off; delete [tenants.{name}] and add your own tenant \
+                         (`scimd tenant add NAME`), or give this one a token of its own with \
                          `scimd token --tenant {name} --name NAME`, then `scimd token remove \
                          --tenant {name} --name {}`",
                         tok.name
@@ -300,7 +318,7 @@ impl Config {
 }
 
 /// SHA-256 of the demo token config.example.toml publishes.
-const EXAMPLE_TOKEN_SHA256: &str =
+pub(super) const EXAMPLE_TOKEN_SHA256: &str =
     "b5d56f2eacf505c2639b22468f3a8b1bcaf7d619cadbab47dc6ce515fc4c3612";
 
 /// What keeps `url` from being the start of every URL scimd gives out, if anything.
@@ -467,6 +485,22 @@ mod tests {
     }
 
     #[test]
+    fn a_plan_left_behind_by_a_deleted_tenant_is_named() {
+        let c = toml_cfg(&format!("{GOOD}\n[tenants.gone.plan]\nname = \"Team\"\n"));
+        let p = c.problems().join("\n");
+        assert!(
+            p.contains("tenants.gone.tokens: the tenant has no token; to stop serving it, delete [tenants.gone.plan] too"),
+            "{p}"
+        );
+        let c = toml_cfg(&format!("{GOOD}\n[tenants.new]\ndisplay_name = \"New\"\n"));
+        let p = c.problems().join("\n");
+        assert!(
+            p.contains("tenants.new.tokens: the tenant has no token; add one with `scimd token --tenant new"),
+            "{p}"
+        );
+    }
+
+    #[test]
     fn the_examples_demo_token_is_refused_where_others_can_reach_it() {
         let mut c: Config = toml_cfg(GOOD);
         c.tenants.get_mut("acme").unwrap().tokens[0].sha256 = crate::auth::hex(
@@ -483,6 +517,10 @@ mod tests {
         assert!(demo(&c));
         c.server.listen = "127.0.0.1:8443".into();
         c.server.public_url = Some("https://scim.corp.example:8443".into());
+        assert!(demo(&c));
+        // A proxy on this host forwards to a plain HTTP listener on loopback.
+        c.server.public_url = None;
+        c.server.plain_http = true;
         assert!(demo(&c));
     }
 

@@ -101,18 +101,42 @@ impl Config {
                  the tenant, or use a name with hyphens"
             ));
         }
-        // Tenants come from the file only (`load` leaves them out of the environment); a
-        // variable meant to change one would otherwise do nothing, unsaid. Names only.
-        for key in std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()) {
-            if key.to_ascii_uppercase().starts_with("SCIMD_TENANTS") {
-                w.push(format!(
-                    "{key}: tenants and their tokens come from the config file only; this \
-                     environment variable is ignored"
-                ));
+        // Where others can reach the server it is a problem (problems.rs); on a loopback
+        // listener, anyone on this host who has read the example can still provision.
+        for (name, t) in &self.tenants {
+            for (i, tok) in t.tokens.iter().enumerate() {
+                if tok
+                    .sha256
+                    .eq_ignore_ascii_case(super::problems::EXAMPLE_TOKEN_SHA256)
+                {
+                    w.push(format!(
+                        "tenants.{name}.tokens[{i}].sha256: the demo token of \
+                         config.example.toml, which anyone on this host may know; fine for a \
+                         trial, refused once the server is reachable by others"
+                    ));
+                }
             }
         }
+        w.extend(ignored_env(
+            std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()),
+        ));
         w
     }
+}
+
+/// Tenants come from the file only (`load` leaves them out of the environment); a variable
+/// meant to change one would otherwise do nothing, unsaid. Given the variables' names only,
+/// never their values.
+fn ignored_env(names: impl Iterator<Item = String>) -> Vec<String> {
+    names
+        .filter(|k| k.to_ascii_uppercase().starts_with("SCIMD_TENANTS"))
+        .map(|k| {
+            format!(
+                "{k}: tenants and their tokens come from the config file only; this \
+                 environment variable is ignored"
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -121,21 +145,36 @@ mod tests {
     use crate::config::TenantConfig;
     use crate::config::tests::{GOOD, toml_cfg};
 
+    /// Tested on names given, not on the process's environment: setting a variable here
+    /// would reach every other test's `warnings()` running at the same time.
     #[test]
-    #[allow(clippy::result_large_err)] // figment::Jail's closure returns figment::Error
     fn an_environment_variable_for_a_tenant_is_said_to_be_ignored() {
-        figment::Jail::expect_with(|jail| {
-            let c = toml_cfg(GOOD);
-            assert!(!c.warnings().iter().any(|w| w.contains("SCIMD_")));
-            jail.set_env("SCIMD_TENANTS__ACME__DISPLAY_NAME", "secret-looking value");
-            let w = c.warnings().join("\n");
-            assert!(
-                w.contains("SCIMD_TENANTS__ACME__DISPLAY_NAME: tenants and their tokens come from the config file only"),
-                "{w}"
-            );
-            assert!(!w.contains("secret-looking"), "{w}");
-            Ok(())
-        });
+        let names = [
+            "SCIMD_SERVER__LISTEN",
+            "scimd_tenants__acme__display_name",
+            "PATH",
+        ];
+        let w = ignored_env(names.iter().map(|s| s.to_string()));
+        assert_eq!(
+            w,
+            [
+                "scimd_tenants__acme__display_name: tenants and their tokens come from the config \
+              file only; this environment variable is ignored"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_demo_token_is_a_warning_on_loopback() {
+        let mut c = toml_cfg(GOOD);
+        assert!(!c.warnings().iter().any(|w| w.contains("demo token")));
+        c.tenants.get_mut("acme").unwrap().tokens[0].sha256 =
+            crate::config::problems::EXAMPLE_TOKEN_SHA256.to_uppercase();
+        assert!(
+            c.warnings()
+                .iter()
+                .any(|w| w.starts_with("tenants.acme.tokens[0].sha256: the demo token"))
+        );
     }
 
     #[test]
