@@ -82,10 +82,10 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
         Some("plan") => {
             let tenant = req["tenant"].as_str().unwrap_or_default().to_string();
             if !cfg.tenants.contains_key(&tenant) {
-                return json!({"ok": false, "error": no_tenant(cfg, &tenant)});
+                return json!({"ok": false, "not_configured": true, "error": no_tenant(cfg, &tenant)});
             }
             let Some(plan) = cfg.tenants.get(&tenant).and_then(|t| t.plan.as_ref()) else {
-                return json!({"ok": false, "error": format!("tenant {tenant} has no [tenants.{tenant}.plan] in the configuration")});
+                return json!({"ok": false, "not_configured": true, "error": format!("tenant {tenant} has no [tenants.{tenant}.plan] in the configuration")});
             };
             let rules = Arc::new(plan_rules(plan));
             match store.plan_summary(tenant.clone(), rules.clone()).await {
@@ -122,7 +122,7 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
         Some("list") => {
             let tenant = req["tenant"].as_str().unwrap_or_default().to_string();
             if !cfg.tenants.contains_key(&tenant) {
-                return json!({"ok": false, "error": no_tenant(cfg, &tenant)});
+                return json!({"ok": false, "not_configured": true, "error": no_tenant(cfg, &tenant)});
             }
             let kind = if req["kind"] == "Group" {
                 Kind::Group

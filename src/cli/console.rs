@@ -133,14 +133,14 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
                 eprintln!("  - {}", p.as_str().unwrap_or_default());
             }
             eprintln!("{}", a["error"].as_str().unwrap_or("failed"));
-            // The daemon answers from the configuration it loaded; a tenant or plan added
-            // to the file since is there only after a reload.
+            // The daemon answers from the configuration it loaded; a tenant or plan it does
+            // not know but the file has was added since, and is there only after a reload.
             let tenant = req["tenant"].as_str().and_then(|t| cfg.tenants.get(t));
             let in_file = match req["cmd"].as_str() {
                 Some("plan") => tenant.is_some_and(|t| t.plan.is_some()),
                 _ => tenant.is_some(),
             };
-            if a["daemon"] == true && in_file {
+            if a["daemon"] == true && a["not_configured"] == true && in_file {
                 eprintln!(
                     "({} has it, but the running daemon loaded the file before it was added: \
                      `systemctl reload scimd`, or `kill -HUP` with the pid `scimd status` prints, \
@@ -152,6 +152,11 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
         }
         Err(e) => {
             eprintln!("{e}");
+            // No daemon answered and none has made a database: not running, which is 3 for
+            // monitoring, not a failure of the check.
+            if req["cmd"] == "status" && !cfg.storage.db_path().exists() {
+                return ExitCode::from(3);
+            }
             ExitCode::FAILURE
         }
     }

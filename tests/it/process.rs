@@ -537,6 +537,25 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
         "{err}"
     );
     std::fs::write(&cfg, &good).unwrap();
+    // Any other refusal is not about reloading.
+    let out = scimd_cmd(
+        &cfg,
+        &[
+            "users",
+            "list",
+            "--tenant",
+            "acme",
+            "--filter",
+            "active eq flase",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(1)
+            && err.contains("true or false")
+            && !err.contains("loaded the file"),
+        "{err}"
+    );
     let body = "{\"displayName\":\"Eng\"}".to_string();
     assert_eq!(p.post("/scim/v2/Groups", "tok", body).await, 201);
     let groups = run(&["groups", "list", "--tenant", "acme"]);
@@ -676,11 +695,13 @@ async fn backup_during_writes_restore_and_verify() {
     // verify read the restored file.
     let fresh = tempfile::tempdir().unwrap();
     let fresh_cfg = okta_config(fresh.path());
-    for args in [["verify"], ["status"]] {
+    // Status exits 3 (not running) as for a stopped daemon, so that monitoring reads a
+    // service not yet started as stopped rather than broken.
+    for (args, code) in [(["verify"], 1), (["status"], 3)] {
         let out = scimd_cmd(&fresh_cfg, &args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
-            !out.status.success() && err.contains("no database at"),
+            out.status.code() == Some(code) && err.contains("no database at"),
             "{args:?}: {err}"
         );
     }
