@@ -39,6 +39,10 @@ impl Projection {
         if let Some(a) = attributes.filter(|a| !a.trim().is_empty()) {
             let mut inc = Vec::new();
             for item in split_list(a) {
+                if let Some(all) = whole_core(kind, item) {
+                    inc.extend(all);
+                    continue;
+                }
                 match parse_sel(kind, item) {
                     Some(Ok(s)) => inc.push(s),
                     Some(Err(ext)) => p.include_ext.push(ext),
@@ -49,6 +53,10 @@ impl Projection {
         }
         if let Some(e) = excluded {
             for item in split_list(e) {
+                if let Some(all) = whole_core(kind, item) {
+                    p.exclude.extend(all);
+                    continue;
+                }
                 match parse_sel(kind, item) {
                     Some(Ok(s)) => p.exclude.push(s),
                     Some(Err(ext)) => p.exclude_ext.push(ext),
@@ -379,6 +387,20 @@ fn split_list(s: &str) -> impl Iterator<Item = &str> {
     items.into_iter().map(str::trim).filter(|x| !x.is_empty())
 }
 
+/// The core schema's URN names every core attribute, as an extension's names all of its
+/// (RFC 7644 §3.10: a URN is a fully qualified name for what it holds).
+fn whole_core(kind: Rt, item: &str) -> Option<impl Iterator<Item = Sel>> {
+    let core = kind.schema();
+    item.eq_ignore_ascii_case(core.id).then(|| {
+        core.attributes.iter().map(|def| Sel {
+            ext: None,
+            name: def.name,
+            sub: None,
+            filter: None,
+        })
+    })
+}
+
 /// `Ok(selection)`, or `Err(urn)` when the item is a whole extension URN.
 fn parse_sel(kind: Rt, item: &str) -> Option<Result<Sel, &'static str>> {
     if let Some(ext) = kind.extension(item) {
@@ -510,6 +532,28 @@ mod tests {
         assert!(p.wants("members") && p.narrows("members"));
         let p = Projection::parse(Kind::Group, None, Some(r#"members[type eq "User"]"#));
         assert!(p.wants("members") && p.narrows("members"));
+    }
+
+    #[test]
+    fn the_core_schema_urn_names_every_core_attribute() {
+        let core = "urn:ietf:params:scim:schemas:core:2.0:User";
+        let ent = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+        let mut r = res();
+        r.insert(ent.into(), json!({"employeeNumber": "7"}));
+        let run = |attrs: Option<&str>, excluded: Option<&str>| {
+            let mut out = r.clone();
+            Projection::parse(Kind::User, attrs, excluded).apply(Kind::User, &mut out);
+            Value::Object(out)
+        };
+        let r = Value::Object(r.clone());
+        let only_core = run(Some(core), None);
+        assert_eq!(only_core["userName"], r["userName"]);
+        assert_eq!(only_core["emails"], r["emails"]);
+        assert!(only_core.get(ent).is_none(), "{only_core:?}");
+        let no_core = run(None, Some(&core.to_uppercase()));
+        assert!(no_core.get("userName").is_none() && no_core.get("emails").is_none());
+        assert_eq!(no_core[ent]["employeeNumber"], "7");
+        assert_eq!(no_core["id"], r["id"]);
     }
 
     #[test]
