@@ -163,8 +163,28 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
                 Err(e) => json!({"ok": false, "error": e.to_string()}),
             }
         }
+        Some("purge") => {
+            let tenant = req["tenant"].as_str().unwrap_or_default().to_string();
+            if !crate::config::valid_tenant_name(&tenant) {
+                return json!({"ok": false, "error": format!("\"{tenant}\" is not a tenant name")});
+            }
+            // Only data nothing serves: a configured tenant's IdP would find its users gone.
+            if cfg.tenants.contains_key(&tenant) {
+                return json!({"ok": false, "error": format!(
+                    "tenant {tenant} is configured in the server's configuration: delete its \
+                     [tenants.{tenant}] table (and the tables under it) and reload first"
+                )});
+            }
+            match store.purge_tenant(tenant.clone()).await {
+                Ok(n) => json!({"ok": true, "purged": tenant, "entries": n}),
+                Err(e) => json!({"ok": false, "error": format!(
+                    "purge failed: {e}; what is left of the tenant is not served, and running \
+                     the purge again finishes it"
+                )}),
+            }
+        }
         _ => {
-            json!({"ok": false, "error": "unknown command; use status, plan, list, backup or verify"})
+            json!({"ok": false, "error": "unknown command; use status, plan, list, backup, verify or purge"})
         }
     }
 }

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use cli::console::{admin, backup, base_url, export, import, list_cmd, restore, token};
+use cli::console::{admin, backup, base_url, export, import, list_cmd, purge, restore, token};
 use cli::daemon::serve;
 use scimd::config::{Config, Scope};
 
@@ -231,6 +231,18 @@ enum TenantAction {
         #[arg(long, default_value = "idp")]
         token_name: String,
     },
+    /// Take a tenant no longer in the config file out of the database for good: its users,
+    /// groups, memberships and change feed (works while the daemon runs).
+    Purge {
+        /// Tenant name, as `scimd status` lists it ("not in the config file").
+        name: String,
+        /// Configuration file (TOML).
+        #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
+        config: PathBuf,
+        /// Do it (without, only say what it would do).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -385,6 +397,9 @@ fn main() -> ExitCode {
         }
         Command::Verify { config } => admin(&config, serde_json::json!({"cmd": "verify"})),
         Command::Restore { from, config } => restore(&config, &from),
+        Command::Tenant {
+            action: TenantAction::Purge { name, config, yes },
+        } => purge(&config, &name, yes),
         Command::Tenant {
             action:
                 TenantAction::Add {

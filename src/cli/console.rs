@@ -162,6 +162,35 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
     }
 }
 
+/// `scimd tenant purge`: a tenant taken out of the file keeps its data (to be served again
+/// if it is put back); this removes it for good, through the daemon when it runs.
+pub(crate) fn purge(config: &std::path::Path, tenant: &str, yes: bool) -> ExitCode {
+    let (cfg, _rt) = match load_or_exit(config, true) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    if cfg.tenants.contains_key(tenant) {
+        eprintln!(
+            "tenant {tenant} is in {}: delete its [tenants.{tenant}] table (and the tables \
+             under it), reload, then purge it",
+            config.display()
+        );
+        return ExitCode::from(2);
+    }
+    if !yes {
+        eprintln!(
+            "this takes every user, group, membership and change-feed event of tenant \
+             {tenant} out of the database, for good (`scimd backup --to FILE` first keeps a \
+             copy); run it again with --yes"
+        );
+        return ExitCode::from(2);
+    }
+    admin(
+        config,
+        serde_json::json!({"cmd": "purge", "tenant": tenant}),
+    )
+}
+
 /// The database, read directly while the daemon is stopped. Only a command that writes
 /// (`create`: import) makes it when it is missing; one that reads says so instead, since a
 /// wrong `storage.dir` would otherwise give an empty database and a clean bill of health.
@@ -590,6 +619,13 @@ fn defang(v: &mut serde_json::Value) {
 }
 
 pub(crate) fn print_answer(a: &serde_json::Value) {
+    if let Some(t) = a["purged"].as_str() {
+        say!(
+            "purged tenant {t}: {} entries taken out of the database",
+            a["entries"]
+        );
+        return;
+    }
     if let Some(items) = a["list"].as_array() {
         for it in items {
             let (id, name) = (

@@ -14,6 +14,7 @@ mod layout;
 mod list;
 pub mod plan;
 mod plan_list;
+mod purge;
 mod query;
 mod ranks;
 mod read;

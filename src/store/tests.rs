@@ -1075,3 +1075,118 @@ fn events_past_retention_are_trimmed_in_batches_and_never_shown() {
     // Batches: more than retention was stored at times, so trims were not one per append.
     assert!(most > 10 + 1, "{most}");
 }
+
+/// Entries per tenant in every table (a multimap's values counted one by one).
+fn entries_by_tenant(store: &Store) -> HashMap<(&'static str, String), usize> {
+    use redb::{ReadableMultimapTable, ReadableTable};
+    store
+        .read_now(|r| {
+            let txn = r.txn();
+            let mut all = HashMap::new();
+            macro_rules! tally {
+                ($def:expr, $name:literal, |$k:ident| $tenant:expr) => {
+                    for e in txn.open_table($def)?.iter()? {
+                        let ($k, _) = e?;
+                        let $k = $k.value();
+                        *all.entry(($name, $tenant.to_string())).or_insert(0) += 1;
+                    }
+                };
+            }
+            macro_rules! tally_multi {
+                ($def:expr, $name:literal) => {
+                    for e in txn.open_multimap_table($def)?.iter()? {
+                        let (k, values) = e?;
+                        *all.entry(($name, k.value().0.to_string())).or_insert(0) += values.count();
+                    }
+                };
+            }
+            tally!(tables::RESOURCES, "resources", |k| k.0);
+            tally!(tables::COUNTS, "counts", |k| k.0);
+            tally!(tables::USERNAME_USERID, "usernames", |k| k.0);
+            tally!(tables::GROUPID_MEMBERID, "members", |k| k.0);
+            tally!(tables::MEMBERID_GROUPID, "member_of", |k| k.0);
+            tally!(tables::MODIFIED_ID, "modified", |k| k.0);
+            tally!(tables::RANKS, "ranks", |k| k.0);
+            tally!(tables::EVENTS, "events", |k| k.0);
+            tally!(tables::EVENT_SEQ, "event_seq", |k| k);
+            tally!(tables::OVERFLOW_USERID, "overflow", |k| k.0);
+            tally!(tables::UNIQUE_ID, "unique", |k| k.0);
+            tally_multi!(tables::EXTERNALID_ID, "external_ids");
+            tally_multi!(tables::EMAIL_USERID, "emails");
+            tally_multi!(tables::DISPLAYNAME_ID, "display_names");
+            Ok(Ok(all))
+        })
+        .unwrap()
+}
+
+/// `scimd tenant purge`: every entry of one tenant goes, in as many commits as its size
+/// needs, and nothing of the tenants whose names sort beside it.
+#[test]
+fn purging_a_tenant_takes_out_all_of_it_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = Fixture::open(&dir.path().join("s.redb"));
+    for tenant in ["s", "t", "t-2", "tt"] {
+        f.actor.tenant = tenant.into();
+        let ids: Vec<u128> = (0..12)
+            .map(|i| {
+                let body = serde_json::json!({"userName": format!("u{i}"),
+                    "externalId": format!("e{i}"), "active": i % 3 != 0,
+                    "emails": [{"value": format!("u{i}@x"), "type": "work"}]});
+                f.create(Kind::User, body, None)
+            })
+            .collect();
+        let members: Vec<serde_json::Value> = ids[..5]
+            .iter()
+            .map(|id| serde_json::json!({"value": format_id(*id)}))
+            .collect();
+        f.create(
+            Kind::Group,
+            serde_json::json!({"displayName": "G", "externalId": "g", "members": members}),
+            None,
+        );
+    }
+    let before = entries_by_tenant(&f.store);
+    let of = |all: &HashMap<(&'static str, String), usize>, tenant: &str| -> usize {
+        all.iter()
+            .filter(|((table, t), _)| t == tenant && *table != "event_seq")
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let t_entries = of(&before, "t");
+    // Every kind of entry the writes made is there to be taken out.
+    for table in [
+        "resources",
+        "counts",
+        "usernames",
+        "members",
+        "member_of",
+        "modified",
+        "ranks",
+        "events",
+        "external_ids",
+        "emails",
+        "display_names",
+    ] {
+        assert!(before.contains_key(&(table, "t".to_string())), "{table}");
+    }
+    let taken =
+        f.rt.block_on(f.store.purge_tenant_in("t".into(), 7))
+            .unwrap();
+    assert_eq!(taken as usize, t_entries);
+    let after = entries_by_tenant(&f.store);
+    for (key, n) in &before {
+        match (key.1.as_str(), key.0) {
+            // The last event number stays, so that a tenant added again continues past it.
+            ("t", "event_seq") => assert_eq!(after.get(key), Some(n)),
+            ("t", _) => assert_eq!(after.get(key), None, "{key:?}"),
+            _ => assert_eq!(after.get(key), Some(n), "{key:?}"),
+        }
+    }
+    assert_eq!(
+        f.rt.block_on(f.store.stored_tenants()).unwrap(),
+        ["s", "t-2", "tt"]
+    );
+    assert_clean(&f.store, &f.rt);
+    // Nothing left: a second purge takes nothing.
+    assert_eq!(f.rt.block_on(f.store.purge_tenant("t".into())).unwrap(), 0);
+}

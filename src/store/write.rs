@@ -32,7 +32,7 @@ pub(super) struct W<'t> {
     seqs: events::SeqTable<'t>,
     pub(super) overflow: Table<'t, (&'static str, u128), ()>,
     pub(super) unique: Table<'t, (&'static str, u8, &'static str, &'static str), u128>,
-    ranks: Table<'t, ranks::RankKey, u64>,
+    pub(super) ranks: Table<'t, ranks::RankKey, u64>,
     pub(super) modified: Table<'t, (&'static str, u8, i64, u128), ()>,
     /// For tables only tests use.
     #[cfg(test)]

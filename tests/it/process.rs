@@ -556,6 +556,16 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
             && !err.contains("loaded the file"),
         "{err}"
     );
+    // Taken out of the file but not yet reloaded: the daemon still serves the tenant, and
+    // refuses to purge it.
+    std::fs::write(&cfg, good.replace("[tenants.acme", "[tenants.other")).unwrap();
+    let out = scimd_cmd(&cfg, &["tenant", "purge", "acme", "--yes"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(1) && err.contains("reload first"),
+        "{err}"
+    );
+    std::fs::write(&cfg, &good).unwrap();
     let body = "{\"displayName\":\"Eng\"}".to_string();
     assert_eq!(p.post("/scim/v2/Groups", "tok", body).await, 201);
     let groups = run(&["groups", "list", "--tenant", "acme"]);
@@ -582,6 +592,30 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
             && status.contains("2 users, 1 groups"),
         "{status}"
     );
+    // Purged: it asks first, refuses a configured tenant, and then the data is gone.
+    for (args, code, says) in [
+        (
+            &["tenant", "purge", "acme"][..],
+            2,
+            "run it again with --yes",
+        ),
+        (
+            &["tenant", "purge", "other", "--yes"],
+            2,
+            "delete its [tenants.other] table",
+        ),
+    ] {
+        let out = scimd_cmd(&cfg, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.code() == Some(code) && err.contains(says),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(run(&["tenant", "purge", "acme", "--yes"]).starts_with("purged tenant acme: "));
+    let status = run_with(&["status"], 3);
+    assert!(!status.contains("tenant acme"), "{status}");
+    run(&["verify"]);
 }
 
 pub(crate) fn scimd_cmd(cfg: &std::path::Path, args: &[&str]) -> std::process::Output {
