@@ -519,8 +519,11 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
         }
         assert!(backup.exists());
         std::fs::remove_file(&backup).unwrap();
-        // A command that writes still refuses the file.
+        // A command that writes still refuses the file (read around its broken lines, it
+        // could lack the tenant a purge names).
         let out = scimd_cmd(&cfg, &["import", "--tenant", "acme", "--from", "/dev/null"]);
+        assert_eq!(out.status.code(), Some(2), "{broken}");
+        let out = scimd_cmd(&cfg, &["tenant", "purge", "nosuch", "--yes"]);
         assert_eq!(out.status.code(), Some(2), "{broken}");
     }
     // A tenant with a plan added to the file but not yet loaded: the refusal says to reload.
