@@ -165,6 +165,14 @@ impl Parser {
         let vat = self.at();
         let value = match self.peek().cloned() {
             Some(Tok::Str(s)) => CompValue::Str(s),
+            // Read as an unquoted word it would be compared quotes and all, and a lookup
+            // that finds no one makes an IdP create the user again.
+            Some(Tok::Word(w)) if w.starts_with('\'') => {
+                return Err(err(
+                    vat,
+                    format!("{w} is in single quotes; a string value goes in double quotes"),
+                ));
+            }
             Some(Tok::Word(w)) => word_value(&w),
             _ => {
                 return Err(err(
@@ -385,6 +393,9 @@ mod tests {
         bad("1abc eq \"x\"");
         bad("userName eq \"a\" garbage");
         bad("userName eq \"a\" and");
+        assert!(bad("userName eq 'a'").detail.contains("double quotes"));
+        // Inside double quotes a single quote is a character like any other.
+        assert!(parse("userName eq \"o'brien\"").is_ok());
     }
 
     #[test]
