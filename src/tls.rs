@@ -141,6 +141,11 @@ pub fn ensure_self_signed(
                      server.public_url; making a new one (an IdP that trusted the old \
                      certificate must be given the new one)"
                 ),
+                _ if ends_soon(&l.key) => tracing::warn!(
+                    "the generated self-signed certificate ends within {RENEW_DAYS} days; \
+                     making a new one (an IdP that trusted the old certificate must be given \
+                     the new one)"
+                ),
                 _ => return Ok((cert, key)),
             },
         }
@@ -150,6 +155,22 @@ pub fn ensure_self_signed(
         reason,
     })?;
     Ok((cert, key))
+}
+
+/// How long a generated certificate is valid: like a public one, so that one trusted by
+/// hand somewhere is not trusted for ever.
+const SELF_SIGNED_DAYS: i64 = 365;
+
+/// A generated certificate this close to its end is made anew at start.
+const RENEW_DAYS: i64 = 30;
+
+/// Whether the certificate's validity ends within `RENEW_DAYS` (or cannot be read).
+fn ends_soon(key: &CertifiedKey) -> bool {
+    let now = time::OffsetDateTime::now_utc();
+    key.end_entity_cert()
+        .ok()
+        .and_then(|c| crate::x509::validity(c))
+        .is_none_or(|(_, not_after)| not_after - now < time::Duration::days(RENEW_DAYS))
 }
 
 /// The host of `public_url` as a TLS server name (a DNS name or an IP address).
@@ -200,6 +221,10 @@ fn make_self_signed(tls_dir: &Path, host: Option<&ServerName<'_>>) -> Result<(),
         host.unwrap_or_else(|| "scimd self-signed".into()),
     );
     params.distinguished_name = dn;
+    // A day back, for a client whose clock is a little behind.
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(SELF_SIGNED_DAYS);
     let signing_key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
     let cert = params
         .self_signed(&signing_key)
@@ -443,6 +468,33 @@ mod tests {
                 && e.contains("cannot be parsed"),
             "{e}"
         );
+    }
+
+    /// Valid for a year, and made anew at start once it ends within a month.
+    #[test]
+    fn a_generated_certificate_is_valid_for_a_year_and_renewed_before_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let (l, pem) = loaded(dir.path(), None);
+        let der = l.key.end_entity_cert().unwrap().to_vec();
+        let (from, to) = crate::x509::validity(&der).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        assert!(from < now && (to - now).whole_days() >= SELF_SIGNED_DAYS - 1);
+        assert_eq!(
+            loaded(dir.path(), None).1,
+            pem,
+            "kept while far from its end"
+        );
+        // A pair of ours that ends in 10 days, as a year-old one would.
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+        params.not_before = now - time::Duration::days(355);
+        params.not_after = now + time::Duration::days(10);
+        let k = rcgen::KeyPair::generate().unwrap();
+        let old = params.self_signed(&k).unwrap().pem();
+        std::fs::write(dir.path().join("tls/cert.pem"), &old).unwrap();
+        std::fs::write(dir.path().join("tls/key.pem"), k.serialize_pem()).unwrap();
+        let (l, renewed) = loaded(dir.path(), None);
+        assert_ne!(renewed, old.into_bytes());
+        assert!(!ends_soon(&l.key));
     }
 
     #[test]
