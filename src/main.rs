@@ -245,6 +245,19 @@ enum TenantAction {
     },
 }
 
+/// After an edit that succeeded: what the file still has that a reload would refuse (an
+/// edit is refused only for problems it brings, so one made on the way to fixing others, a
+/// token to replace the demo one, leaves them).
+fn say_still_refused(config: &std::path::Path) {
+    if let Err(e) = Config::load(config) {
+        say!();
+        say!("Before scimd can load this file, fix what `scimd check-config` reports:");
+        for p in e.problems {
+            say!("  - {p}");
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -307,6 +320,7 @@ fn main() -> ExitCode {
                 say!(
                     "scimd accepts it until it reloads: run `systemctl reload scimd` (or send SIGHUP)."
                 );
+                say_still_refused(&config);
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -340,6 +354,7 @@ fn main() -> ExitCode {
                         say!("Token (shown only now; scimd keeps only its hash):");
                         say!("  {tok}");
                         say!("Load it with `systemctl reload scimd` (or SIGHUP).");
+                        say_still_refused(&config);
                         ExitCode::SUCCESS
                     }
                     Err(e) => {

@@ -719,3 +719,33 @@ fn every_option_and_argument_is_described() {
         "{groups}"
     );
 }
+
+/// The example opened to others: its public demo token is refused, and the edits that
+/// replace it go through, each saying what still stops a reload until the last is done.
+#[test]
+fn the_demo_token_is_replaced_with_the_commands_its_refusal_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml");
+    let text = std::fs::read_to_string(example).unwrap();
+    let exposed = text.replace("listen = \"127.0.0.1:8443\"", "listen = \"0.0.0.0:8443\"");
+    assert_ne!(exposed, text);
+    let path = dir.path().join("scimd.toml");
+    std::fs::write(&path, exposed).unwrap();
+    let out = run(&["check-config"], &path);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(2) && err.contains("this is the demo token"),
+        "{err}"
+    );
+    let added = run_ok(&["token", "--tenant", "demo", "--name", "okta"], &path);
+    assert!(
+        added.contains("Before scimd can load this file") && added.contains("the demo token"),
+        "{added}"
+    );
+    let removed = run_ok(
+        &["token", "remove", "--tenant", "demo", "--name", "demo"],
+        &path,
+    );
+    assert!(!removed.contains("Before scimd can load"), "{removed}");
+    assert!(run(&["check-config"], &path).status.success());
+}
