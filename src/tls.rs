@@ -495,6 +495,13 @@ mod tests {
         let (l, renewed) = loaded(dir.path(), None);
         assert_ne!(renewed, old.into_bytes());
         assert!(!ends_soon(&l.key));
+        // One made by an earlier version (rcgen's default: valid until 4096) is kept.
+        let params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+        let k = rcgen::KeyPair::generate().unwrap();
+        let earlier = params.self_signed(&k).unwrap().pem();
+        std::fs::write(dir.path().join("tls/cert.pem"), &earlier).unwrap();
+        std::fs::write(dir.path().join("tls/key.pem"), k.serialize_pem()).unwrap();
+        assert_eq!(loaded(dir.path(), None).1, earlier.into_bytes());
     }
 
     #[test]
