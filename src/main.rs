@@ -250,11 +250,19 @@ enum TenantAction {
 /// token to replace the demo one, leaves them).
 fn say_still_refused(config: &std::path::Path) {
     if let Err(e) = Config::load(config) {
-        say!();
-        say!("Before scimd can load this file, fix what `scimd check-config` reports:");
-        for p in e.problems {
-            say!("  - {p}");
-        }
+        say_problems(&e.problems);
+    }
+}
+
+/// What keeps an edited file from loading, after the edit's own output.
+fn say_problems(problems: &[String]) {
+    if problems.is_empty() {
+        return;
+    }
+    say!();
+    say!("Before scimd can load this file, fix what `scimd check-config` reports:");
+    for p in problems {
+        say!("  - {p}");
     }
 }
 
@@ -469,13 +477,7 @@ fn main() -> ExitCode {
                     say!("{n}");
                 }
                 say!("The token is shown only now; scimd keeps only its SHA-256.");
-                if !problems.is_empty() {
-                    say!();
-                    say!("Before scimd can load this file, fix what `scimd check-config` reports:");
-                    for p in problems {
-                        say!("  - {p}");
-                    }
-                }
+                say_problems(&problems);
                 ExitCode::SUCCESS
             }
             Err(e) => {
