@@ -73,20 +73,16 @@ impl W<'_> {
         );
         drain!(self.ranks, (tenant, 0u8, 0u8, 0u64), (end, 0u8, 0u8, 0u64));
         drain!(self.events, (tenant, 0u64), (end, 0u64));
-        drain_multi!(
-            self.ext_ids,
-            (tenant, 0u8, ""),
-            (end, 0u8, ""),
-            |k| (k.1, k.2.to_string()),
-            |o| (tenant, o.0, o.1.as_str())
-        );
-        drain_multi!(
-            self.names,
-            (tenant, 0u8, ""),
-            (end, 0u8, ""),
-            |k| (k.1, k.2.to_string()),
-            |o| (tenant, o.0, o.1.as_str())
-        );
+        // externalId and displayName: the same key shape, (tenant, kind, value).
+        for table in [&mut self.ext_ids, &mut self.names] {
+            drain_multi!(
+                table,
+                (tenant, 0u8, ""),
+                (end, 0u8, ""),
+                |k| (k.1, k.2.to_string()),
+                |o| (tenant, o.0, o.1.as_str())
+            );
+        }
         drain_multi!(
             self.emails,
             (tenant, ""),
