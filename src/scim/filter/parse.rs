@@ -23,21 +23,32 @@ impl Parser {
     }
 
     fn or(&mut self, depth: usize) -> ScimResult<Filter> {
-        let mut terms = vec![self.and(depth)?];
-        while self.keyword("or") {
-            self.pos += 1;
-            terms.push(self.and(depth)?);
-        }
-        Ok(balanced(terms, Filter::Or))
+        self.chain(depth, "or", Self::and, Filter::Or)
     }
 
     fn and(&mut self, depth: usize) -> ScimResult<Filter> {
-        let mut terms = vec![self.unary(depth)?];
-        while self.keyword("and") {
-            self.pos += 1;
-            terms.push(self.unary(depth)?);
+        self.chain(depth, "and", Self::unary, Filter::And)
+    }
+
+    /// `term (keyword term)*`; one term alone (most lookups) is returned as it is, without
+    /// a list to balance.
+    fn chain(
+        &mut self,
+        depth: usize,
+        keyword: &str,
+        term: fn(&mut Self, usize) -> ScimResult<Filter>,
+        join: fn(Box<Filter>, Box<Filter>) -> Filter,
+    ) -> ScimResult<Filter> {
+        let first = term(self, depth)?;
+        if !self.keyword(keyword) {
+            return Ok(first);
         }
-        Ok(balanced(terms, Filter::And))
+        let mut terms = vec![first];
+        while self.keyword(keyword) {
+            self.pos += 1;
+            terms.push(term(self, depth)?);
+        }
+        Ok(balanced(terms, join))
     }
 
     fn unary(&mut self, depth: usize) -> ScimResult<Filter> {
