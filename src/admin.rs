@@ -33,6 +33,20 @@ fn no_tenant(cfg: &Config, tenant: &str) -> String {
     )
 }
 
+/// Refuses a tenant that neither the file nor the database has. One only in the database
+/// (taken out of the file, its data kept until `tenant purge`) can still be listed and
+/// exported: an export is how its data leaves before the purge.
+async fn readable(store: &Store, cfg: &Config, tenant: &str) -> Result<(), String> {
+    if cfg.tenants.contains_key(tenant) {
+        return Ok(());
+    }
+    match store.stored_tenants().await {
+        Ok(stored) if stored.iter().any(|t| t == tenant) => Ok(()),
+        Ok(_) => Err(no_tenant(cfg, tenant)),
+        Err(e) => Err(format!("the database cannot be read: {e}")),
+    }
+}
+
 /// Users and groups of one tenant.
 async fn counts(store: &Store, tenant: &str) -> Result<Value, String> {
     let users = store.count(tenant.to_string(), Kind::User).await;
@@ -121,8 +135,8 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
         }
         Some("list") => {
             let tenant = req["tenant"].as_str().unwrap_or_default().to_string();
-            if !cfg.tenants.contains_key(&tenant) {
-                return json!({"ok": false, "not_configured": true, "error": no_tenant(cfg, &tenant)});
+            if let Err(e) = readable(store, cfg, &tenant).await {
+                return json!({"ok": false, "not_configured": true, "error": e});
             }
             let kind = if req["kind"] == "Group" {
                 Kind::Group
@@ -367,9 +381,7 @@ pub async fn export(
     tenant: &str,
     mut emit: impl FnMut(String),
 ) -> Result<u64, String> {
-    if !cfg.tenants.contains_key(tenant) {
-        return Err(no_tenant(cfg, tenant));
-    }
+    readable(store, cfg, tenant).await?;
     let rt = crate::http::Runtime::new(cfg.clone());
     let mut n = 0;
     for kind in [Kind::User, Kind::Group] {

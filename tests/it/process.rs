@@ -595,6 +595,11 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
             && status.contains("2 users, 1 groups"),
         "{status}"
     );
+    // Its data can still be read, and taken away, before it is purged.
+    let users = run(&["users", "list", "--tenant", "acme"]);
+    assert!(users.contains("a@x") && users.contains("b@x"), "{users}");
+    let export = run(&["export", "--tenant", "acme"]);
+    assert_eq!(export.lines().count(), 3, "two users and a group: {export}");
     // Purged: it asks first, refuses a configured tenant, and then the data is gone.
     for (args, code, says) in [
         (
