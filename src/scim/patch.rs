@@ -918,6 +918,25 @@ mod tests {
     }
 
     #[test]
+    fn the_core_urn_as_a_no_path_key_holds_core_attributes() {
+        let value = json!({"urn:ietf:params:scim:schemas:core:2.0:User": {
+            "title": "CTO", "active": false, "name": {"givenName": "Kkom"}}});
+        let out = run(
+            Kind::User,
+            user(),
+            json!([{"op": "replace", "value": value}]),
+        )
+        .unwrap();
+        assert_eq!(out.body["title"], json!("CTO"));
+        assert_eq!(out.body["active"], json!(false));
+        assert_eq!(out.body["name"]["givenName"], json!("Kkom"));
+        assert!(out.ignored.is_empty(), "{:?}", out.ignored);
+        let bad = json!({"urn:ietf:params:scim:schemas:core:2.0:User": "x"});
+        let e = run(Kind::User, user(), json!([{"op": "replace", "value": bad}])).unwrap_err();
+        assert_eq!(e.status, 400);
+    }
+
+    #[test]
     fn work_email_value_filter_updates_or_creates_exactly_one() {
         for op in ["Replace", "Add"] {
             let out = run(

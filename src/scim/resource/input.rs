@@ -178,6 +178,21 @@ pub fn apply_key(
         }
         return Ok(());
     }
+    // The core schema's URN as a key, holding core attributes the way an extension's URN
+    // holds its own (RFC 7644 §3.10 makes the URN every core attribute's prefix).
+    if key.eq_ignore_ascii_case(kind.schema().id) {
+        let Value::Object(inner) = value else {
+            return Err(ScimError::invalid_value(format!(
+                "\"{key}\" must be an object holding {} attributes",
+                kind.as_str()
+            )));
+        };
+        for (k, v) in inner {
+            let qualified = format!("{}:{k}", kind.schema().id);
+            apply_key(kind, &qualified, v, input, mode)?;
+        }
+        return Ok(());
+    }
     let (urn, rest) = split_urn(kind, key);
     let (name, sub) = match rest.split_once('.') {
         Some((n, s)) => (n, Some(s)),
