@@ -147,11 +147,12 @@ pub enum Status {
     Deactivated,
 }
 
-/// Status of a provisioned user.
-pub fn user_status(mode: Mode, active: bool, overflow: bool, existing_member: bool) -> Status {
+/// Status of a provisioned user; `keeps_seat`: it holds an existing member's seat (one user
+/// per existing member).
+pub fn user_status(mode: Mode, active: bool, overflow: bool, keeps_seat: bool) -> Status {
     match (active, overflow) {
         // Testing mode takes nothing away from people who were paid before.
-        _ if mode == Mode::Testing && existing_member => Status::Paid,
+        _ if mode == Mode::Testing && keeps_seat => Status::Paid,
         (false, _) => Status::Deactivated,
         (true, true) => Status::Free,
         (true, false) => Status::Paid,

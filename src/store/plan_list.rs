@@ -59,6 +59,17 @@ pub struct PlanPage {
     pub next: Option<PlanCursor>,
 }
 
+/// What the plan list of one read is worked out from.
+struct PlanCtx {
+    mode: Mode,
+    /// Users that match an existing-members entry.
+    matched: BTreeSet<u128>,
+    /// In testing mode, the one user per matched entry that holds its seat (`keeper`).
+    kept: BTreeSet<u128>,
+    /// Entries no user matches, in their sorted order.
+    unmatched: Vec<String>,
+}
+
 /// Most users one cursor page of the plan list reads (a few milliseconds of work), so that a
 /// status few users have costs short pages rather than a scan of the tenant. (Tiny in unit
 /// tests, to show the short pages.)
@@ -67,13 +78,8 @@ const PLAN_SCAN: usize = if cfg!(test) { 4 } else { 5_000 };
 impl ReadSide {
     /// Paid, free and deactivated counts from the counters; only the existing members are
     /// looked at one by one (testing mode keeps them paid).
-    fn plan_counts(
-        &self,
-        t: &str,
-        mode: Mode,
-        matched: &BTreeSet<u128>,
-        unmatched: usize,
-    ) -> Result<PlanSummary, redb::Error> {
+    fn plan_counts(&self, t: &str, c: &PlanCtx) -> Result<PlanSummary, redb::Error> {
+        let (mode, unmatched) = (c.mode, c.unmatched.len());
         let total = plan::count(self.counts()?, t, Kind::User.code())?;
         let active = plan::count(self.counts()?, t, plan::ACTIVE)?;
         let overflow = plan::count(self.counts()?, t, plan::OVERFLOW)?;
@@ -85,7 +91,7 @@ impl ReadSide {
             active_provisioned: active,
         };
         if mode == Mode::Testing {
-            for &id in matched {
+            for &id in &c.kept {
                 let Some(rec) = self
                     .res()?
                     .get((t, Kind::User.code(), id))?
@@ -143,20 +149,19 @@ impl ReadSide {
     fn plan_entry(
         &self,
         t: &str,
-        mode: Mode,
-        matched: &BTreeSet<u128>,
+        c: &PlanCtx,
         id: u128,
         bytes: &[u8],
     ) -> Result<Option<PlanEntry>, redb::Error> {
         let Some(rec) = decode(bytes) else {
             return Ok(None);
         };
-        let existing = matched.contains(&id);
+        let existing = c.matched.contains(&id);
         let status = plan::user_status(
-            mode,
+            c.mode,
             plan::is_active(&rec.body),
             self.overflowed(t, id)?,
-            existing,
+            c.kept.contains(&id),
         );
         let emails = rec
             .body
@@ -181,22 +186,54 @@ impl ReadSide {
         }))
     }
 
-    fn plan_ctx(
-        &self,
-        t: &str,
-        rules: &plan::PlanRules,
-    ) -> Result<(Mode, BTreeSet<u128>, Vec<String>), redb::Error> {
+    fn plan_ctx(&self, t: &str, rules: &plan::PlanRules) -> Result<PlanCtx, redb::Error> {
         let mode = rules.mode(plan::active(self.counts()?, t)?);
-        let mut matched = BTreeSet::new();
-        let mut unmatched = Vec::new();
+        let mut c = PlanCtx {
+            mode,
+            matched: BTreeSet::new(),
+            kept: BTreeSet::new(),
+            unmatched: Vec::new(),
+        };
         for m in &rules.existing_members {
             let ids = plan::matches_of(self.usernames()?, self.emails()?, t, m)?;
             if ids.is_empty() {
-                unmatched.push(m.clone());
+                c.unmatched.push(m.clone());
             }
-            matched.extend(ids);
+            if mode == Mode::Testing
+                && let Some(keeper) = self.keeper(t, &ids)?
+            {
+                c.kept.insert(keeper);
+            }
+            c.matched.extend(ids);
         }
-        Ok((mode, matched, unmatched))
+        Ok(c)
+    }
+
+    /// Which of the users matching one existing member holds that person's one seat in
+    /// testing mode: an active seated user (paid anyway), else an active one the seat limit
+    /// put on free, else a deactivated one; the oldest of equals. The others have the status
+    /// they would have without the entry: a person re-created in the IdP, the old account
+    /// deactivated beside the new, is one seat, not two.
+    fn keeper(&self, t: &str, ids: &BTreeSet<u128>) -> Result<Option<u128>, redb::Error> {
+        let mut best: Option<(u8, u128)> = None;
+        for &id in ids {
+            let Some(rec) = self
+                .res()?
+                .get((t, Kind::User.code(), id))?
+                .and_then(|g| decode(g.value()))
+            else {
+                continue;
+            };
+            let rank = match (plan::is_active(&rec.body), self.overflowed(t, id)?) {
+                (true, false) => 0,
+                (true, true) => 1,
+                (false, _) => 2,
+            };
+            if best.is_none_or(|b| (rank, id) < b) {
+                best = Some((rank, id));
+            }
+        }
+        Ok(best.map(|b| b.1))
     }
 
     fn overflowed(&self, t: &str, id: u128) -> Result<bool, redb::Error> {
@@ -212,8 +249,8 @@ impl Store {
     ) -> Result<PlanSummary, Error> {
         self.read(&tenant.clone(), move |r: &ReadSide| {
             let t = tenant.as_str();
-            let (mode, matched, unmatched) = r.plan_ctx(t, &rules)?;
-            Ok(Ok(r.plan_counts(t, mode, &matched, unmatched.len())?))
+            let c = r.plan_ctx(t, &rules)?;
+            Ok(Ok(r.plan_counts(t, &c)?))
         })
         .await
     }
@@ -233,8 +270,9 @@ impl Store {
         self.read(&tenant.clone(), move |r: &ReadSide| {
             let t = tenant.as_str();
             let user = Kind::User.code();
-            let (mode, matched, unmatched) = r.plan_ctx(t, &rules)?;
-            let s = r.plan_counts(t, mode, &matched, unmatched.len())?;
+            let ctx = r.plan_ctx(t, &rules)?;
+            let s = r.plan_counts(t, &ctx)?;
+            let (mode, unmatched) = (ctx.mode, &ctx.unmatched);
             let total = match status {
                 None => s.paid + s.free + s.deactivated,
                 Some(plan::Status::Paid) => s.paid,
@@ -280,7 +318,7 @@ impl Store {
                             if entries.len() == count || users_left == 0 {
                                 return Ok(false);
                             }
-                            if let Some(entry) = r.plan_entry(t, mode, &matched, id, bytes)?
+                            if let Some(entry) = r.plan_entry(t, &ctx, id, bytes)?
                                 && wanted(&entry)
                             {
                                 users_left -= 1;
@@ -292,7 +330,7 @@ impl Store {
                             Ok(true)
                         })?;
                     }
-                    for m in &unmatched {
+                    for m in unmatched {
                         let e = tail(m);
                         if entries.len() == count || !wanted(&e) {
                             continue;
@@ -319,7 +357,7 @@ impl Store {
                             }
                             scanned += 1;
                             last = Some(id);
-                            if let Some(entry) = r.plan_entry(t, mode, &matched, id, bytes)?
+                            if let Some(entry) = r.plan_entry(t, &ctx, id, bytes)?
                                 && wanted(&entry)
                             {
                                 entries.push(entry);

@@ -165,6 +165,53 @@ async fn threshold_boundary_both_ways_and_existing_members() {
     );
 }
 
+/// An existing member is one person and one seat in testing mode, however many accounts
+/// match the entry: Okta deactivates rather than deletes, so a person re-created in the IdP
+/// leaves the old account, with the same email, beside the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_member_matched_by_two_accounts_holds_one_seat() {
+    let s = plan_srv(5, None, SeatLimitPolicy::Reject).await;
+    let account = |name: &'static str, email: &'static str| {
+        let s = &s;
+        async move {
+            let body = json!({"userName": name, "emails": [{"value": email}]});
+            let r = s.post("/Users", body).await;
+            assert_eq!(r.status, 201, "{}", r.body);
+            r.id()
+        }
+    };
+    let old = account("vet-old", "veteran@example.com").await;
+    let new = account("vet-new", "VETERAN@example.com").await;
+    let deactivate = |id: String| {
+        let s = &s;
+        async move {
+            let op = json!([{"op": "replace", "path": "active", "value": false}]);
+            assert_eq!(s.patch(&format!("/Users/{id}"), op).await.status, 200);
+        }
+    };
+    let paid_ids = |v: Value| -> Vec<Value> {
+        v["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].clone())
+            .collect()
+    };
+    // Both active: both paid as active users; the unmatched `founder` is the third seat.
+    assert_eq!(counts(&summary(&s).await), ("testing".into(), 3, 0, 0));
+    // The new one deactivated: the old, active, holds the seat; the new is deactivated.
+    deactivate(new.clone()).await;
+    assert_eq!(counts(&summary(&s).await), ("testing".into(), 2, 0, 1));
+    // Both deactivated: the oldest keeps the person's one seat.
+    deactivate(old.clone()).await;
+    assert_eq!(counts(&summary(&s).await), ("testing".into(), 2, 0, 1));
+    let paid = members(&s, "?status=paid").await;
+    assert_eq!(total_of(&paid), 2);
+    assert_eq!(paid_ids(paid), [json!(old), Value::Null]);
+    let gone = members(&s, "?status=deactivated").await;
+    assert_eq!(paid_ids(gone), [json!(new)]);
+}
+
 fn total_of(v: &Value) -> u64 {
     v["totalResults"].as_u64().unwrap()
 }
