@@ -100,15 +100,11 @@ const DETAIL_LOGGED: usize = 300;
 
 impl Detail {
     /// What the log line may show: cut to `DETAIL_LOGGED` characters, and nothing when it
-    /// mentions the password, as a detail quoting a PATCH path or filter naming it may
-    /// quote the password itself (the client has it; the log must not).
+    /// names the password or an attribute named like a secret (`redact::names_a_secret`), as
+    /// a detail about one, or quoting a PATCH path or filter naming one, may quote the value
+    /// itself (the client has it; the log must not).
     pub fn for_log(&self) -> Option<std::borrow::Cow<'_, str>> {
-        let names_password = self
-            .0
-            .as_bytes()
-            .windows(8)
-            .any(|w| w.eq_ignore_ascii_case(b"password"));
-        (!names_password).then(|| clip(&self.0, DETAIL_LOGGED))
+        (!crate::scim::redact::names_a_secret(&self.0)).then(|| clip(&self.0, DETAIL_LOGGED))
     }
 }
 
@@ -269,8 +265,14 @@ mod logged_detail {
         let d = error(&long).extensions().get::<Detail>().cloned().unwrap();
         let logged = d.for_log().unwrap();
         assert_eq!(logged.chars().count(), DETAIL_LOGGED + 1, "cut, with …");
-        let pw = ScimError::invalid_value("unknown path PassWord[value eq \"Hunter2\"]");
-        let d = error(&pw).extensions().get::<Detail>().cloned().unwrap();
-        assert!(d.for_log().is_none());
+        for secret in [
+            "unknown path PassWord[value eq \"Hunter2\"]",
+            "attribute \"ssnSecret\" must be a string, got the number 123456789",
+            "attribute \"apiToken\" must be a string, got true",
+        ] {
+            let e = ScimError::invalid_value(secret);
+            let d = error(&e).extensions().get::<Detail>().cloned().unwrap();
+            assert!(d.for_log().is_none(), "{secret}");
+        }
     }
 }

@@ -1,11 +1,10 @@
 //! The stub SAML endpoint: IdP portals post a SAML response to the app's Consumer (ACS) URL;
 //! scimd only sends the person on to the application's login page. The posted body is read
-//! (bounded) and thrown away unread; the target comes from the configuration alone, never
+//! (bounded) and thrown away as it arrives; the target comes from the configuration alone, never
 //! from the request, so there is no open redirect.
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Body;
 
 use super::Runtime;
@@ -51,10 +50,10 @@ where
         return r;
     }
     if req.method() == Method::POST {
+        // Drained, never kept: anyone may post here without a token, and 64 streams on each
+        // of many connections, each holding its form, would hold the server's memory.
         let timeout = std::time::Duration::from_secs(rt.config.server.request_timeout_secs);
-        let body =
-            tokio::time::timeout(timeout, Limited::new(req.into_body(), MAX_FORM).collect()).await;
-        if !matches!(body, Ok(Ok(_))) {
+        if !super::unread::drain(Box::pin(req.into_body()), MAX_FORM as u64, timeout).await {
             return text(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "the form body is too large or did not arrive\n",
@@ -91,6 +90,70 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll};
+
+    /// A form sent in 1 KiB frames, each frame counting itself alive until dropped; notes
+    /// the most frames alive at once.
+    struct Form {
+        left: usize,
+        alive: Arc<AtomicUsize>,
+        most: Arc<AtomicUsize>,
+    }
+
+    struct Alive(Arc<AtomicUsize>);
+
+    impl AsRef<[u8]> for Alive {
+        fn as_ref(&self) -> &[u8] {
+            &[b'x'; 1024]
+        }
+    }
+
+    impl Drop for Alive {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Body for Form {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+            if self.left == 0 {
+                return Poll::Ready(None);
+            }
+            self.left -= 1;
+            let n = self.alive.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(n, Ordering::SeqCst);
+            let data = Bytes::from_owner(Alive(self.alive.clone()));
+            Poll::Ready(Some(Ok(hyper::body::Frame::data(data))))
+        }
+    }
+
+    /// Anyone may post here: a form kept until its end, on 64 streams of many connections,
+    /// would hold the server's memory. Each part is let go before the next is read.
+    #[tokio::test]
+    async fn a_posted_form_is_dropped_as_it_arrives() {
+        let rt = Runtime::new(crate::config::Config::default());
+        let (alive, most) = (Arc::default(), Arc::new(AtomicUsize::new(0)));
+        let form = Form {
+            left: 200,
+            alive: Arc::clone(&alive),
+            most: Arc::clone(&most),
+        };
+        let req = Request::post("/sso/login_redirect").body(form).unwrap();
+        let r = handle(req, None, &rt).await;
+        // Nothing is configured: 404, after the whole form was read.
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert_eq!(most.load(Ordering::SeqCst), 1);
+        assert_eq!(alive.load(Ordering::SeqCst), 0);
+    }
 
     #[test]
     fn matches_both_forms_only() {

@@ -53,7 +53,14 @@ impl Serialize for Redacted<'_> {
                 let mut m = s.serialize_map(Some(map.len()))?;
                 for (k, v) in map {
                     m.serialize_key(k)?;
-                    if names_a_secret(k) || (secret_path && k.eq_ignore_ascii_case("value")) {
+                    // A `.search` filter naming a secret may compare it with its value, as
+                    // a URL's query naming one is logged without the query.
+                    let secret_filter =
+                        k.eq_ignore_ascii_case("filter") && v.as_str().is_some_and(names_a_secret);
+                    if names_a_secret(k)
+                        || secret_filter
+                        || (secret_path && k.eq_ignore_ascii_case("value"))
+                    {
                         m.serialize_value(WITHHELD)?;
                     } else {
                         m.serialize_value(&Redacted(v))?;
@@ -136,6 +143,15 @@ mod tests {
         let back: Value = serde_json::from_str(&logged).unwrap();
         assert_eq!(back["Operations"][2]["value"]["active"], false);
         assert_eq!(back["Operations"][3]["value"][0]["value"], "u1");
+    }
+
+    #[test]
+    fn a_search_filter_naming_a_secret_is_withheld() {
+        let body = json!({"filter": "password eq \"hunter2\"", "count": 5});
+        let back: Value = serde_json::from_str(&for_log(&body, 10_000)).unwrap();
+        assert_eq!(back, json!({"filter": WITHHELD, "count": 5}));
+        let plain = json!({"filter": "userName eq \"ann@x\""});
+        assert_eq!(for_log(&plain, 10_000), plain.to_string());
     }
 
     #[test]
