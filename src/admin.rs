@@ -474,7 +474,7 @@ pub async fn import(
             ));
         }
         if let Some(name) = unique_name(kind, &input.body)
-            && let Some(first) = names.insert((kind, name.to_lowercase()), n)
+            && let Some(first) = names.insert((kind, crate::scim::fold::fold(name)), n)
         {
             return Err(format!(
                 "line {n}: {} \"{name}\" is also on line {first}",

@@ -58,7 +58,7 @@ impl Config {
         {
             let mut seen = HashMap::new();
             for (i, m) in plan.existing_members.iter().enumerate() {
-                let first = *seen.entry(m.trim().to_lowercase()).or_insert(i);
+                let first = *seen.entry(crate::scim::fold::fold(m.trim())).or_insert(i);
                 if first != i {
                     w.push(format!(
                         "tenants.{name}.plan.existing_members[{i}]: \"{m}\" repeats entry \

@@ -100,7 +100,7 @@ pub fn plan_rules(p: &crate::config::PlanConfig) -> PlanRules {
         existing_members: p
             .existing_members
             .iter()
-            .map(|m| m.trim().to_lowercase())
+            .map(|m| crate::scim::fold::fold(m.trim()))
             .filter(|m| !m.is_empty())
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod filter;
+pub mod fold;
 // Fuzz oracles (they panic when an invariant breaks): for the fuzz targets and tests only.
 #[cfg(any(test, fuzzing))]
 pub mod invariants;

@@ -138,7 +138,7 @@ impl SortSpec {
                 Some(SortKey::Text(time_order(&s).unwrap_or(s)))
             }
             Value::String(s) if def.case_exact => Some(SortKey::Text(s)),
-            Value::String(s) => Some(SortKey::Text(s.to_lowercase())),
+            Value::String(s) => Some(SortKey::Text(crate::scim::fold::fold(&s))),
             _ => None,
         }
     }

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use super::parse_id;
 use super::record::{stamp_nanos, stamps_indexed};
 use crate::scim::filter::{self, CompValue, CompareOp, Filter};
+use crate::scim::fold::fold;
 use crate::scim::render::{Resource, Stored};
 use crate::scim::schema::{Kind, Rt};
 pub use crate::scim::sort::{SortKey, SortSpec};
@@ -95,18 +96,16 @@ where
             value: CompValue::Str(v),
         } if path.urn.is_none() => match (kind, path.name.as_str(), path.sub.as_deref()) {
             (_, "id", None) => Some(parse_id(v).into_iter().collect()),
-            (Kind::User, "userName", None) => {
-                Some(rt.username(t, &v.to_lowercase())?.into_iter().collect())
-            }
+            (Kind::User, "userName", None) => Some(rt.username(t, &fold(v))?.into_iter().collect()),
             (_, "externalId", None) => Some(rt.external_id(t, kind, v)?),
-            (_, "displayName", None) => Some(rt.display(t, kind, &v.to_lowercase())?),
-            (Kind::User, "emails", Some("value") | None) => Some(rt.email(t, &v.to_lowercase())?),
+            (_, "displayName", None) => Some(rt.display(t, kind, &fold(v))?),
+            (Kind::User, "emails", Some("value") | None) => Some(rt.email(t, &fold(v))?),
             (Kind::Group, "members", Some("value") | None) => Some(rt.groups_of(t, v)?),
             (Kind::User, "groups", Some("value") | None) => Some(rt.users_in(t, v)?),
             _ => None,
         },
-        // The index holds lower-cased userNames, the same folding `sw` compares with, so the
-        // keys that start with the lower-cased prefix are exactly the matches.
+        // The index holds folded userNames, the same folding `sw` compares with, so the keys
+        // that start with the folded prefix are exactly the matches.
         Filter::Compare {
             path,
             op: CompareOp::Sw,
@@ -116,11 +115,11 @@ where
             && path.name == "userName"
             && path.sub.is_none() =>
         {
-            Some(rt.username_prefix(t, &v.to_lowercase())?)
+            Some(rt.username_prefix(t, &fold(v))?)
         }
         Filter::ValuePath { path, filter } if path.urn.is_none() => {
             match (kind, path.name.as_str(), element_value_eq(filter)) {
-                (Kind::User, "emails", Some(v)) => Some(rt.email(t, &v.to_lowercase())?),
+                (Kind::User, "emails", Some(v)) => Some(rt.email(t, &fold(v))?),
                 (Kind::Group, "members", Some(v)) => Some(rt.groups_of(t, v)?),
                 (Kind::User, "groups", Some(v)) => Some(rt.users_in(t, v)?),
                 _ => None,
@@ -427,7 +426,7 @@ pub(super) fn index_range(kind: Kind, f: Option<&Filter>) -> Option<IndexRange> 
             && path.name == "userName"
             && path.sub.is_none() =>
         {
-            Some(IndexRange::NamePrefix(v.to_lowercase()))
+            Some(IndexRange::NamePrefix(fold(v)))
         }
         f => modified_range(kind, f).map(|(lo, hi)| IndexRange::Modified(lo, hi)),
     }

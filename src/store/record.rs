@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::format_id;
 use super::skim::skim;
+use crate::scim::fold::fold;
 use crate::scim::render::Resource;
 use crate::scim::resource::{self, Body};
 use crate::scim::schema::{Kind, Rt};
@@ -81,7 +82,7 @@ pub(super) fn keys(rt: impl Into<Rt>, body: &Body) -> Keys {
     let s = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
     let mut k = Keys {
         external_id: s("externalId"),
-        display: s("displayName").map(|d| d.to_lowercase()),
+        display: s("displayName").map(|d| fold(&d)),
         ..Keys::default()
     };
     for ext in rt.extensions() {
@@ -95,6 +96,8 @@ pub(super) fn keys(rt: impl Into<Rt>, body: &Body) -> Keys {
         {
             let v = match inner.get(def.name) {
                 Some(Value::String(s)) if def.case_exact => s.clone(),
+                // Lowercased, not folded: the layout-5 migration cannot tell which stored
+                // values came from attributes that are not caseExact.
                 Some(Value::String(s)) => s.to_lowercase(),
                 Some(Value::Number(n)) => n.to_string(),
                 Some(Value::Bool(b)) => b.to_string(),
@@ -104,9 +107,8 @@ pub(super) fn keys(rt: impl Into<Rt>, body: &Body) -> Keys {
         }
     }
     if kind == Kind::User {
-        k.username = s("userName").map(|u| u.to_lowercase());
-        k.emails
-            .extend(resource::email_values(body).map(str::to_lowercase));
+        k.username = s("userName").map(|u| fold(&u));
+        k.emails.extend(resource::email_values(body).map(fold));
     }
     k
 }

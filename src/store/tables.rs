@@ -13,7 +13,7 @@ pub const RESOURCES: TableDefinition<(&str, u8, u128), &[u8]> =
 /// (tenant, kind) → number of resources, so an unfiltered list knows `totalResults`.
 pub const COUNTS: TableDefinition<(&str, u8), u64> = TableDefinition::new("tenant_kind_count");
 
-/// (tenant, lower(userName)) → user id. Unique.
+/// (tenant, fold(userName)) → user id. Unique.
 pub const USERNAME_USERID: TableDefinition<(&str, &str), u128> =
     TableDefinition::new("tenant_username_userid");
 
@@ -21,11 +21,11 @@ pub const USERNAME_USERID: TableDefinition<(&str, &str), u128> =
 pub const EXTERNALID_ID: MultimapTableDefinition<(&str, u8, &str), u128> =
     MultimapTableDefinition::new("tenant_kind_externalid_id");
 
-/// (tenant, lower(email value)) → user ids.
+/// (tenant, fold(email value)) → user ids.
 pub const EMAIL_USERID: MultimapTableDefinition<(&str, &str), u128> =
     MultimapTableDefinition::new("tenant_email_userid");
 
-/// (tenant, kind, lower(displayName)) → ids; at most one per name for groups.
+/// (tenant, kind, fold(displayName)) → ids; at most one per name for groups.
 pub const DISPLAYNAME_ID: MultimapTableDefinition<(&str, u8, &str), u128> =
     MultimapTableDefinition::new("tenant_kind_displayname_id");
 
@@ -38,8 +38,9 @@ pub const MEMBERID_GROUPID: TableDefinition<(&str, u128, u128), ()> =
     TableDefinition::new("tenant_memberid_groupid");
 
 /// Layout 2 added `RANKS`, layout 3 `MODIFIED_ID`; layout 4 recounted the plan counters and
-/// took groups out of `MODIFIED_ID`, which files of earlier builds lacked or held.
-pub const SCHEMA_VERSION: u64 = 4;
+/// took groups out of `MODIFIED_ID`, which files of earlier builds lacked or held; layout 5
+/// folds names (`scim::fold`) where earlier layouts lowercased them.
+pub const SCHEMA_VERSION: u64 = 5;
 
 /// (tenant, kind, meta.lastModified in Unix nanoseconds, id) → (), for users: a filter on
 /// lastModified (Okta's incremental import asks `meta.lastModified gt "…"`) reads a range of

@@ -627,6 +627,128 @@ fn layout_3_files_get_true_plan_counters_and_older_backups_restore() {
     assert_clean(&store, &rt);
 }
 
+/// Layout 4 lowercased names, layout 5 folds them (`scim::fold`). Opening a layout-4 file
+/// re-keys the names outside ASCII. Of two users that layout 4 told apart and the fold makes
+/// one name, the holder of the folded key keeps it; the other is still found by id, written
+/// under its name and deleted without touching the holder's entry, and `verify` names them.
+#[test]
+fn layout_4_files_get_folded_names_and_a_clash_stays_writable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let f = Fixture::open(&path);
+    let user = |name: &str, email: &str| {
+        f.create(
+            Kind::User,
+            serde_json::json!({"userName": name, "emails": [{"value": email}]}),
+            None,
+        )
+    };
+    let strasse = user("straße@x", "Groß@x");
+    let cafe = user("cafe\u{301}@x", "c@x");
+    let clash = user("placeholder@x", "p@x");
+    let g = f.create(
+        Kind::Group,
+        serde_json::json!({"displayName": "Straßenbau"}),
+        None,
+    );
+    let Fixture { store, rt, actor } = f;
+    drop(store);
+    {
+        // As layout 4 wrote them: lowercased, not folded. `clash` becomes a user that
+        // layout 4 accepted beside `straße@x`, holding the key both now fold to.
+        use redb::ReadableTable;
+        let db = raw(&path);
+        let w = db.begin_write().unwrap();
+        {
+            let mut names = w.open_table(tables::USERNAME_USERID).unwrap();
+            for (folded, lowered, id) in [
+                ("strasse@x", "straße@x", strasse),
+                ("caf\u{e9}@x", "cafe\u{301}@x", cafe),
+            ] {
+                assert_eq!(names.remove(("t", folded)).unwrap().unwrap().value(), id);
+                names.insert(("t", lowered), id).unwrap();
+            }
+            names.remove(("t", "placeholder@x")).unwrap().unwrap();
+            names.insert(("t", "strasse@x"), clash).unwrap();
+            let mut res = w.open_table(tables::RESOURCES).unwrap();
+            let key = ("t", Kind::User.code(), clash);
+            let mut rec: serde_json::Value =
+                serde_json::from_slice(res.get(key).unwrap().unwrap().value()).unwrap();
+            rec["body"]["userName"] = "STRASSE@x".into();
+            res.insert(key, serde_json::to_vec(&rec).unwrap().as_slice())
+                .unwrap();
+            let mut emails = w.open_multimap_table(tables::EMAIL_USERID).unwrap();
+            assert!(emails.remove(("t", "gross@x"), strasse).unwrap());
+            emails.insert(("t", "groß@x"), strasse).unwrap();
+            let mut display = w.open_multimap_table(tables::DISPLAYNAME_ID).unwrap();
+            let code = Kind::Group.code();
+            assert!(display.remove(("t", code, "strassenbau"), g).unwrap());
+            display.insert(("t", code, "straßenbau"), g).unwrap();
+        }
+        w.open_table(tables::META)
+            .unwrap()
+            .insert("schema_version", 4)
+            .unwrap();
+        w.commit().unwrap();
+    }
+    let f = Fixture {
+        store: Store::open(&path, 1 << 20).unwrap(),
+        rt,
+        actor,
+    };
+    let find = |kind: Kind, text: &str| -> Vec<String> {
+        let filter = crate::scim::filter::parse_for(kind, text).unwrap();
+        let q = ListQuery {
+            filter: Some(filter),
+            count: 10,
+            start_index: 1,
+            ..ListQuery::default()
+        };
+        let page =
+            f.rt.block_on(f.store.list("t".into(), kind.into(), q))
+                .unwrap();
+        page.items.into_iter().map(|r| r.id).collect()
+    };
+    let one = |id: u128| vec![format_id(id)];
+    assert_eq!(find(Kind::User, "userName eq \"CAFÉ@X\""), one(cafe));
+    assert_eq!(
+        find(Kind::User, "emails.value eq \"GROSS@X\""),
+        one(strasse)
+    );
+    assert_eq!(find(Kind::Group, "displayName eq \"STRASSENBAU\""), one(g));
+    assert_eq!(find(Kind::User, "userName eq \"Straße@X\""), one(clash));
+    let problems = f.rt.block_on(f.store.verify(HashMap::new())).unwrap();
+    assert!(
+        problems.len() == 1
+            && problems[0].contains(&format!("held by user {}", format_id(clash)))
+            && problems[0].contains("rename one"),
+        "{problems:?}"
+    );
+    // The user left out of the index is still written under its own name.
+    let ops = crate::scim::patch::parse_request(&serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "active", "value": false}]}))
+    .unwrap();
+    f.rt.block_on(f.store.patch(
+        f.actor.clone(),
+        Kind::User.into(),
+        format_id(strasse),
+        ops,
+        Conditions::default(),
+    ))
+    .unwrap();
+    // Deleting it leaves the holder's entry; then the index is whole again.
+    f.rt.block_on(f.store.delete(
+        f.actor.clone(),
+        Kind::User.into(),
+        format_id(strasse),
+        Conditions::default(),
+    ))
+    .unwrap();
+    assert_eq!(find(Kind::User, "userName eq \"strasse@x\""), one(clash));
+    assert_clean(&f.store, &f.rt);
+}
+
 #[test]
 fn replacing_a_member_list_walks_it_in_batches_and_reports_only_the_difference() {
     let dir = tempfile::tempdir().unwrap();

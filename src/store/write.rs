@@ -306,9 +306,13 @@ impl<'t> W<'t> {
     }
 
     /// 409 when another resource holds this userName or group displayName. The detail names
-    /// the holder's id so an IdP retrying a timed-out create can link to it.
-    fn check_unique(&self, t: &str, kind: Kind, k: &Keys, me: Option<u128>) -> R<()> {
+    /// the holder's id so an IdP retrying a timed-out create can link to it. `me` is the
+    /// resource written and its keys before: a name it already had is never refused, so that
+    /// two users whose names a newer fold made one (layout 5) can both still be written.
+    fn check_unique(&self, t: &str, kind: Kind, k: &Keys, me: Option<(u128, &Keys)>) -> R<()> {
+        let (me, before) = (me.map(|m| m.0), me.map(|m| m.1));
         if let Some(u) = &k.username
+            && before.is_none_or(|b| b.username.as_ref() != Some(u))
             && let Some(other) = self.usernames.get((t, u.as_str()))?.map(|g| g.value())
             && Some(other) != me
         {
@@ -330,6 +334,7 @@ impl<'t> W<'t> {
         }
         if kind == Kind::Group
             && let Some(d) = &k.display
+            && before.is_none_or(|b| b.display.as_ref() != Some(d))
         {
             for other in self.names.get((t, kind.code(), d.as_str()))? {
                 let other = other?.value();
@@ -357,7 +362,10 @@ impl<'t> W<'t> {
             self.unique.insert((t, c, a.as_str(), v.as_str()), id)?;
         }
         if old.username != new.username {
-            if let Some(u) = &old.username {
+            // Only its own entry: after two names folded into one, the other user holds it.
+            if let Some(u) = &old.username
+                && self.usernames.get((t, u.as_str()))?.map(|g| g.value()) == Some(id)
+            {
                 self.usernames.remove((t, u.as_str()))?;
             }
             if let Some(u) = &new.username {
@@ -813,7 +821,8 @@ impl Store {
                     given: input.id.clone().unwrap_or_default(),
                 }));
             }
-            if let Err(e) = w.check_unique(t, kind, &keys(rt, &input.body), Some(nid))? {
+            let before = keys(rt, &old.body);
+            if let Err(e) = w.check_unique(t, kind, &keys(rt, &input.body), Some((nid, &before)))? {
                 return Ok(Err(e));
             }
             let ops = match &input.members {
@@ -859,7 +868,8 @@ impl Store {
                 Ok(o) => o,
                 Err(e) => return Ok(Err(Error::Protocol(e))),
             };
-            if let Err(e) = w.check_unique(t, kind, &keys(rt, &out.body), Some(nid))? {
+            let before = keys(rt, &old.body);
+            if let Err(e) = w.check_unique(t, kind, &keys(rt, &out.body), Some((nid, &before)))? {
                 return Ok(Err(e));
             }
             let rec = match w.commit_change(&actor, rt, nid, old, out.body, &out.member_ops)? {

@@ -144,6 +144,34 @@ async fn username_is_unique_case_insensitively_and_conflict_names_the_holder() {
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
+/// Case is set aside beyond ASCII too: letters whose case forms differ in length, every
+/// sigma, and composed against decomposed letters (RFC 7643 §4.1.1: caseExact false).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn username_ignores_case_and_unicode_form_beyond_ascii() {
+    let s = Srv::start().await;
+    let enc = |f: &str| {
+        percent_encoding::utf8_percent_encode(f, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    for (first, same) in [
+        ("straße@atko.com", "STRASSE@ATKO.COM"),
+        ("ﬁle@atko.com", "FILE@atko.com"),
+        ("σας.x@atko.com", "ΣΑΣ.X@atko.com"),
+        ("José@atko.com", "jose\u{301}@atko.com"),
+    ] {
+        let id = s.user(first).await;
+        let r = s.post("/Users", json!({"userName": same})).await;
+        assert_error(&r, 409, Some("uniqueness"));
+        for filter in [
+            format!("userName eq \"{same}\""),
+            format!("emails co \"none\" or userName eq \"{same}\""),
+        ] {
+            let r = s.get(&format!("/Users?filter={}", enc(&filter))).await;
+            assert_eq!(r.body["totalResults"], 1, "{filter}: {}", r.body);
+            assert_eq!(r.body["Resources"][0]["id"], id.as_str(), "{filter}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_replaces_clears_omitted_attributes_and_ignores_okta_extras() {
     let s = Srv::start().await;

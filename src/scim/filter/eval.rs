@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::resolve::{Scope, is_schemas, leaf, lookup};
 use super::{AttrPath, CompValue, CompareOp, Filter};
+use crate::scim::fold::fold;
 use crate::scim::schema::{AttrDef, AttrType, Rt};
 
 /// A resource's `schemas` as its answers show them: the core schema and each extension it
@@ -114,7 +115,7 @@ fn compare_one(actual: &Value, def: &AttrDef, op: CompareOp, expected: &CompValu
             let (a, e) = if def.case_exact {
                 (a.clone(), e.clone())
             } else {
-                (a.to_lowercase(), e.to_lowercase())
+                (fold(a), fold(e))
             };
             match op {
                 CompareOp::Co => a.contains(&e),
