@@ -63,11 +63,30 @@ pub fn load_pem(cert: &Path, key: &Path) -> Result<Loaded, TlsError> {
     })?;
     let provider = aws_lc_rs::default_provider();
     let fingerprint = fingerprint(&chain[0]);
-    let ck = CertifiedKey::from_der(chain, pk, &provider).map_err(|e| TlsError::Mismatch {
-        cert: cert.into(),
-        key: key.into(),
-        reason: e.to_string(),
-    })?;
+    // A key the provider cannot sign with (RSA under 2048 bits, an unsupported curve) is the
+    // key's problem, not a mismatch with the certificate.
+    let signer = provider
+        .key_provider
+        .load_private_key(pk)
+        .map_err(|e| TlsError::Key {
+            path: key.into(),
+            reason: format!(
+                "{e}: the key cannot be used (RSA of 2048 bits or more, ECDSA P-256 or \
+                 P-384, or Ed25519 can)"
+            ),
+        })?;
+    let ck = CertifiedKey::new(chain, signer);
+    match ck.keys_match() {
+        // Some keys cannot tell (rustls treats that as a match too).
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+        Err(e) => {
+            return Err(TlsError::Mismatch {
+                cert: cert.into(),
+                key: key.into(),
+                reason: e.to_string(),
+            });
+        }
+    }
     Ok(Loaded {
         key: Arc::new(ck),
         fingerprint,
@@ -466,6 +485,44 @@ mod tests {
         assert!(
             e.starts_with("tls.cert: cannot read certificates from")
                 && e.contains("cannot be parsed"),
+            "{e}"
+        );
+    }
+
+    /// A key too weak to sign with is named as the key's problem, not as a mismatch.
+    #[test]
+    fn a_weak_key_is_named_as_such() {
+        // An RSA-1024 key made for this test alone (it guards nothing), as its base64 lines.
+        const RSA_1024: [&str; 14] = [
+            "MIICdQIBADANBgkqhkiG9w0BAQEFAASCAl8wggJbAgEAAoGBANJLiOcf8b6AsA37",
+            "Gob1nmnpKfcpfdiJWIm52jiFPkNi7gVA2Z5SGl8blEEXXHepZu2Hg0UXRdfUqvdj",
+            "r2krNgsKdTm16Y/U6EVQE2yFgjUy1+Ga3ZzyFoN8SnS6Nk5a8nJI7SN1dvXzh7pf",
+            "qKqMpKe9KwpwVMVkQFPjxq7PvEmNAgMBAAECgYAVow3v8dp2plj250ogbq8g6IuX",
+            "0Z4QJHmGmie4vwTb/BbPVY/OeVYbSQQk+llaOoTLlbDM8AsQnOIGWCxZHsgNhQId",
+            "wi9aX0SKbbUpN1gKaiER58/4eXpd+6RTQmqm/1OcbnLkrx3Qn0iwn4lQwgPhBF3z",
+            "wWG3sawUuCKLFY3kBQJBAOwSQwMk4tr15Os0sC/8mgNAv8X0Bk1ePRduYRlnKU04",
+            "cxk1DrPEBJjXxsfnHbMkb3ihSd98M5y9F1/7Zc1sLxMCQQDkDDjI0mXhum1eZMGN",
+            "2kcpiRVr57eeRZB2xIEEF32qWSgSoBT76zefz22kg8T83D8Xlp4oFO5wFkyQ4dQI",
+            "xJjfAkACqXYN/AV+2JT7Pf3anKuT68/9yHGlv7FKqVj481vY3hEWMK34wvYWTyCT",
+            "snx4P6nuH0t49KqUUuGHmIseVOD3AkBrDIGrY3iH2ad1Y/6nxAsbqEnx+Tfsh+Mk",
+            "nWGithQ7Xta8x4CSMPxPfGOPkntp50mGnSFo10qGOzF94URTSVYpAkBJrgWLdb7G",
+            "m0P6fdbsaSK7egJen7JybXdT75Xh57/Pt1vSkdvEPhiIZkMk9a995T8LZolqADeh",
+            "7L/7KvfYr63i",
+        ];
+        let pem = format!(
+            "-----BEGIN {kind}-----\n{}\n-----END {kind}-----\n",
+            RSA_1024.join("\n"),
+            kind = "PRIVATE KEY"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, _) = ensure_self_signed(dir.path(), None).unwrap();
+        let key = dir.path().join("weak.pem");
+        std::fs::write(&key, pem).unwrap();
+        let e = load_pem(&cert, &key).err().expect("refused").to_string();
+        assert!(
+            e.starts_with("tls.key: cannot read a private key from")
+                && e.contains("RSA of 2048 bits or more")
+                && !e.contains("does not match"),
             "{e}"
         );
     }

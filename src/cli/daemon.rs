@@ -31,6 +31,7 @@ pub(crate) fn init_logging(level: &str, format: &str) {
         _ => None,
     };
     let filter = from_env.unwrap_or_else(|| {
+        let level = scimd::config::log_directives(level);
         tracing_subscriber::EnvFilter::new(format!("rustls::msgs::handshake=error,{level}"))
     });
     let builder = tracing_subscriber::fmt()

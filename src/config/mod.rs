@@ -11,7 +11,9 @@ mod warnings;
 
 pub use extension::{AttributeConfig, ExtensionConfig};
 pub use problems::valid_tenant_name;
-pub use sections::{LogConfig, ServerConfig, StorageConfig, TlsConfig, bad_log_level};
+pub use sections::{
+    LogConfig, ServerConfig, StorageConfig, TlsConfig, bad_log_level, log_directives,
+};
 pub use tenant::{PlanConfig, Scope, SeatLimitPolicy, TenantConfig, TokenConfig};
 
 use std::collections::BTreeMap;

@@ -155,6 +155,27 @@ pub fn bad_log_level(level: &str) -> Option<&str> {
         })
 }
 
+/// `log.level` as log filter directives: a bare `debug` or `trace` is scimd's own, and the
+/// libraries under it stay at `info`: theirs log every HTTP/2 frame and TLS record, which
+/// any client without a token could turn into millions of lines. `h2=debug` still asks.
+pub fn log_directives(level: &str) -> String {
+    level
+        .split(',')
+        .map(str::trim)
+        .map(|part| {
+            let verbose = ["debug", "trace"]
+                .iter()
+                .any(|l| l.eq_ignore_ascii_case(part));
+            if verbose {
+                format!("info,scimd={}", part.to_ascii_lowercase())
+            } else {
+                part.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
@@ -209,6 +230,20 @@ mod tests {
         }
         assert_eq!(bad_log_level("verbose"), Some("verbose"));
         assert_eq!(bad_log_level("info,=debug"), Some("=debug"));
+    }
+
+    #[test]
+    fn a_verbose_level_is_scimds_own() {
+        assert_eq!(log_directives("info"), "info");
+        assert_eq!(log_directives("DEBUG"), "info,scimd=debug");
+        assert_eq!(
+            log_directives("trace, h2=debug"),
+            "info,scimd=trace,h2=debug"
+        );
+        assert_eq!(
+            log_directives("warn,scimd::request=debug"),
+            "warn,scimd::request=debug"
+        );
     }
 
     #[test]

@@ -154,7 +154,12 @@ impl App {
                 .await;
             response::without_content(response::negotiated(resp, accept.as_ref()))
         };
-        response::with_header(resp, request_id::HEADER, &id.0)
+        let mut resp = response::with_header(resp, request_id::HEADER, &id.0);
+        // Answers hold people's names and addresses: no proxy or client cache keeps them.
+        resp.headers_mut()
+            .entry(http::header::CACHE_CONTROL)
+            .or_insert(http::HeaderValue::from_static("no-store"));
+        resp
     }
 
     /// Serve one request; `method` is the one the client sent and `id` its `X-Request-Id`, for

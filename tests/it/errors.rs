@@ -433,7 +433,7 @@ async fn an_early_answer_to_an_expecting_client_says_the_connection_closes() {
 /// client kept leads to its log line; a client's own short id is answered back, anything
 /// else replaced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_answer_carries_a_request_id() {
+async fn every_answer_carries_a_request_id_and_no_store() {
     let s = Srv::start().await;
     let id = s.user("rid@x").await;
     let mut seen = std::collections::HashSet::new();
@@ -454,6 +454,12 @@ async fn every_answer_carries_a_request_id() {
         let rid = r.header("x-request-id").unwrap_or_default().to_string();
         assert_eq!(rid.len(), 16, "{method} {path}: {rid:?}");
         assert!(seen.insert(rid), "each request its own id");
+        // Personal data, and refusals of it: kept by no cache.
+        assert_eq!(
+            r.header("cache-control"),
+            Some("no-store"),
+            "{method} {path}"
+        );
     }
     let with = |v: &'static str| {
         let s = &s;

@@ -326,7 +326,12 @@ async fn sighup_reloads_tokens_keeps_connections_and_refuses_broken_configs() {
         "new token accepted after SIGHUP"
     );
     assert_eq!(p.status("/scim/v2/Users", "old-token").await, 401);
-    // The rotation is in the log, by name.
+    // The rotation is in the log, by name (the new token may answer before the reload's
+    // lines reach the log reader).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !p.log().contains("configuration reloaded") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let log = p.log();
     assert!(
         log.contains("token new added") && log.contains("token old removed"),

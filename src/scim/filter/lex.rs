@@ -91,6 +91,11 @@ pub(super) fn lex(input: &str) -> ScimResult<Vec<(usize, Tok)>> {
                 if !closed {
                     return Err(err(i, "unterminated string (a closing \" is missing)"));
                 }
+                // No stored value holds one (a body's NUL is refused): a lookup for it would
+                // find no one, and the IdP would create the user again.
+                if s.contains('\0') {
+                    return Err(err(i, "a NUL character (\\u0000) in a string"));
+                }
                 out.push((i, Tok::Str(s)));
             }
             c if c.is_control() => {
@@ -124,6 +129,11 @@ mod tests {
     fn strings_escapes_numbers_and_bare_words() {
         // `\u` takes four hex digits, no sign.
         assert!(parse("a eq \"\\u+041\"").is_err());
+        // A NUL, raw or escaped, is in no value.
+        for nul in ["a eq \"x\0y\"", "a eq \"x\\u0000\""] {
+            let e = parse(nul).unwrap_err();
+            assert!(e.detail.contains("NUL"), "{}", e.detail);
+        }
         let f = parse("a eq \"x and (y) [z] & \\\"q\\\" \\u00e9\"").unwrap();
         assert_eq!(
             f,
