@@ -92,19 +92,16 @@ impl ReadSide {
         };
         if mode == Mode::Testing {
             for &id in &c.kept {
-                let Some(rec) = self
-                    .res()?
-                    .get((t, Kind::User.code(), id))?
-                    .and_then(|g| decode(g.value()))
-                else {
-                    continue;
-                };
-                if !plan::is_active(&rec.body) {
-                    s.deactivated = s.deactivated.saturating_sub(1);
-                    s.paid += 1;
-                } else if self.overflowed(t, id)? {
-                    s.free = s.free.saturating_sub(1);
-                    s.paid += 1;
+                match self.seat_state(t, id)? {
+                    Some((false, _)) => {
+                        s.deactivated = s.deactivated.saturating_sub(1);
+                        s.paid += 1;
+                    }
+                    Some((true, true)) => {
+                        s.free = s.free.saturating_sub(1);
+                        s.paid += 1;
+                    }
+                    Some((true, false)) | None => {}
                 }
             }
         }
@@ -217,23 +214,30 @@ impl ReadSide {
     fn keeper(&self, t: &str, ids: &BTreeSet<u128>) -> Result<Option<u128>, redb::Error> {
         let mut best: Option<(u8, u128)> = None;
         for &id in ids {
-            let Some(rec) = self
-                .res()?
-                .get((t, Kind::User.code(), id))?
-                .and_then(|g| decode(g.value()))
-            else {
-                continue;
-            };
-            let rank = match (plan::is_active(&rec.body), self.overflowed(t, id)?) {
-                (true, false) => 0,
-                (true, true) => 1,
-                (false, _) => 2,
+            let rank = match self.seat_state(t, id)? {
+                Some((true, false)) => 0,
+                Some((true, true)) => 1,
+                Some((false, _)) => 2,
+                None => continue,
             };
             if best.is_none_or(|b| (rank, id) < b) {
                 best = Some((rank, id));
             }
         }
         Ok(best.map(|b| b.1))
+    }
+
+    /// A stored user's (active, placed on free by the seat limit); `None` when it is gone or
+    /// does not decode.
+    fn seat_state(&self, t: &str, id: u128) -> Result<Option<(bool, bool)>, redb::Error> {
+        let Some(rec) = self
+            .res()?
+            .get((t, Kind::User.code(), id))?
+            .and_then(|g| decode(g.value()))
+        else {
+            return Ok(None);
+        };
+        Ok(Some((plan::is_active(&rec.body), self.overflowed(t, id)?)))
     }
 
     fn overflowed(&self, t: &str, id: u128) -> Result<bool, redb::Error> {

@@ -236,6 +236,34 @@ impl Fixture {
         }
     }
 
+    /// PATCH user `id` with the operations `ops` (a JSON list).
+    fn patch_user(&self, id: u128, ops: serde_json::Value) {
+        let ops = crate::scim::patch::parse_request(&serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": ops}))
+        .unwrap();
+        self.rt
+            .block_on(self.store.patch(
+                self.actor.clone(),
+                Kind::User.into(),
+                format_id(id),
+                ops,
+                Conditions::default(),
+            ))
+            .unwrap();
+    }
+
+    fn delete_user(&self, id: u128) {
+        self.rt
+            .block_on(self.store.delete(
+                self.actor.clone(),
+                Kind::User.into(),
+                format_id(id),
+                Conditions::default(),
+            ))
+            .unwrap();
+    }
+
     /// Create a resource (with the given id when `id` is set); its id.
     /// Users `u0`, `u1`, …, in creation order.
     fn users(&self, n: usize) -> Vec<u128> {
@@ -507,26 +535,12 @@ fn last_modified_filters_read_their_index_which_a_layout_2_file_gets_on_open() {
     let mid = stamp(ids[3]);
     // Two of the earlier ones change after `mid`, one later one goes.
     for id in [ids[0], ids[2]] {
-        let ops = crate::scim::patch::parse_request(&serde_json::json!({
-            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-            "Operations": [{"op": "replace", "path": "title", "value": "changed"}]}))
-        .unwrap();
-        f.rt.block_on(f.store.patch(
-            f.actor.clone(),
-            Kind::User.into(),
-            format_id(id),
-            ops,
-            Conditions::default(),
-        ))
-        .unwrap();
+        f.patch_user(
+            id,
+            serde_json::json!([{"op": "replace", "path": "title", "value": "changed"}]),
+        );
     }
-    f.rt.block_on(f.store.delete(
-        f.actor.clone(),
-        Kind::User.into(),
-        format_id(ids[6]),
-        Conditions::default(),
-    ))
-    .unwrap();
+    f.delete_user(ids[6]);
     let matches = |f: &Fixture, op: &str, count: u64| {
         let text = format!(r#"meta.lastModified {op} "{mid}""#);
         let filter = crate::scim::filter::parse_for(Kind::User, &text).unwrap();
@@ -725,26 +739,12 @@ fn layout_4_files_get_folded_names_and_a_clash_stays_writable() {
         "{problems:?}"
     );
     // The user left out of the index is still written under its own name.
-    let ops = crate::scim::patch::parse_request(&serde_json::json!({
-        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-        "Operations": [{"op": "replace", "path": "active", "value": false}]}))
-    .unwrap();
-    f.rt.block_on(f.store.patch(
-        f.actor.clone(),
-        Kind::User.into(),
-        format_id(strasse),
-        ops,
-        Conditions::default(),
-    ))
-    .unwrap();
+    f.patch_user(
+        strasse,
+        serde_json::json!([{"op": "replace", "path": "active", "value": false}]),
+    );
     // Deleting it leaves the holder's entry; then the index is whole again.
-    f.rt.block_on(f.store.delete(
-        f.actor.clone(),
-        Kind::User.into(),
-        format_id(strasse),
-        Conditions::default(),
-    ))
-    .unwrap();
+    f.delete_user(strasse);
     assert_eq!(find(Kind::User, "userName eq \"strasse@x\""), one(clash));
     assert_clean(&f.store, &f.rt);
 }
