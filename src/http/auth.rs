@@ -104,7 +104,7 @@ impl App {
             )
         {
             let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-            if self.first_429_this_minute(&format!("address {}", peer.ip())) {
+            if self.first_this_minute(&format!("address {}", peer.ip())) {
                 tracing::warn!(%peer, "repeated authentication failures; answering 429 to this address (said once a minute)");
             }
             let e = ScimError::new(

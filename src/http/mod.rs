@@ -45,9 +45,9 @@ pub struct App {
     auth_failures: limit::Limiter,
     pub metrics: crate::metrics::HttpMetrics,
     limiter: limit::Limiter,
-    /// Warnings about 429s: once a minute per address or tenant, or a flood of requests
-    /// would write a flood of them.
-    said_429: limit::Limiter,
+    /// Lines said once a minute per address or tenant (429s, 401s to requests without a
+    /// token): a flood of requests would write a flood of them.
+    said_each_minute: limit::Limiter,
     /// Lines said at most so often (`within_this_hour`): ignored attributes, once an hour for
     /// each tenant, resource type and set of names (an IdP's mapping sends the same ones
     /// with every user of a full sync), and the listener's failed TLS handshakes.
@@ -104,7 +104,7 @@ impl App {
             auth_failures: limit::Limiter::default(),
             metrics: crate::metrics::HttpMetrics::default(),
             limiter: limit::Limiter::default(),
-            said_429: limit::Limiter::default(),
+            said_each_minute: limit::Limiter::default(),
             said_ignored: limit::Limiter::default(),
             bodies: backlog::body_room(backlog::BODIES_EVERYWHERE, config.server.max_body_bytes),
             runtime: RwLock::new(Arc::new(Runtime::new(config))),
@@ -216,6 +216,7 @@ impl App {
                 .escape_debug()
                 .to_string()
         });
+        let bare = !req.headers().contains_key(http::header::AUTHORIZATION);
         let (resp, who) = match self.dispatch(req, route, peer).await {
             Ok((r, who)) => (r, who),
             Err(e) => (refusal(&e, allow), None),
@@ -271,7 +272,11 @@ impl App {
                 )
             };
         }
-        if (read && status < 400) || status == 429 {
+        // A 401 to a request without a token (a scanner, a probe, a client before its first
+        // challenge) is said once a minute per address: any client could fill the journal.
+        let bare_401 =
+            status == 401 && bare && !self.first_this_minute(&format!("bare 401 to {}", peer.ip()));
+        if (read && status < 400) || status == 429 || bare_401 {
             request_line!(tracing::Level::DEBUG);
         } else {
             request_line!(tracing::Level::INFO);
@@ -435,7 +440,7 @@ impl App {
                 .check(&principal.tenant, rate, burst, Instant::now())
             {
                 let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-                if self.first_429_this_minute(&format!("tenant {}", principal.tenant)) {
+                if self.first_this_minute(&format!("tenant {}", principal.tenant)) {
                     tracing::warn!(tenant = %principal.tenant, "over its rate_limit; answering 429 (said once a minute)");
                 }
                 let e = ScimError::new(
@@ -536,8 +541,10 @@ impl App {
         self.said_ignored.within_hour(budgets, Instant::now())
     }
 
-    fn first_429_this_minute(&self, whom: &str) -> bool {
-        self.said_429
+    /// True the first time in a minute `whom` (an address or tenant, with what it is about)
+    /// asks: a line said once a minute.
+    fn first_this_minute(&self, whom: &str) -> bool {
+        self.said_each_minute
             .check(whom, 1.0 / 60.0, 1.0, Instant::now())
             .is_ok()
     }

@@ -252,6 +252,23 @@ async fn a_rust_log_that_is_no_level_is_passed_over_and_refusals_say_why() {
         }
         assert_eq!(said(&p.log()), header.is_some(), "{why}: {}", p.log());
     }
+    // Requests without a token (scanners, probes) get a request line once a minute per
+    // address: the one above had it, these 20 do not. A write's line marks the end.
+    let lines = |log: &str| log.matches("status=401").count();
+    let before = lines(&p.log());
+    for _ in 0..20 {
+        assert_eq!(p.client.get(&url).send().await.unwrap().status(), 401);
+    }
+    assert_eq!(
+        p.post("/scim/v2/Users", "tok", r#"{"userName":"mark@x"}"#.into())
+            .await,
+        201
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !p.log().contains("status=201") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(lines(&p.log()), before, "{}", p.log());
     // A flood of wrong tokens: past the throttle, 429s, said once, not once a request.
     let mut throttled = 0;
     for _ in 0..150 {
