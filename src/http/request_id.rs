@@ -4,6 +4,7 @@
 //! gets it back when it is a short token; any other is replaced, so nothing a client sends
 //! reaches the log unchecked.
 
+use std::hash::{BuildHasher, RandomState};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -33,14 +34,14 @@ fn usable(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
-/// 16 hex digits: 24 random bits drawn at start, so that two runs' ids differ, then a count
-/// (cheaper than drawing random bits for every request).
+/// 16 hex digits: a count hashed with keys drawn at start (SipHash), cheaper than random
+/// bits for every request. A bare count would tell anyone polling `/healthz` how many
+/// requests every tenant makes; these differ between runs and say nothing of the count.
 fn fresh() -> String {
-    static START: OnceLock<u64> = OnceLock::new();
+    static KEYS: OnceLock<RandomState> = OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let start = *START.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0 >> 40);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed) & 0xff_ffff_ffff;
-    format!("{start:06x}{n:010x}")
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{:016x}", KEYS.get_or_init(RandomState::new).hash_one(n))
 }
 
 #[cfg(test)]
@@ -71,10 +72,17 @@ mod tests {
         }
     }
 
+    /// Consecutive ids share no run of leading digits a count would give them, and repeat
+    /// none.
     #[test]
-    fn fresh_ids_differ_and_share_the_runs_prefix() {
-        let (a, b) = (fresh(), fresh());
-        assert_ne!(a, b);
-        assert_eq!(a[..6], b[..6]);
+    fn fresh_ids_are_unique_and_say_nothing_of_the_count() {
+        let ids: Vec<String> = (0..10_000).map(|_| fresh()).collect();
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        let shared_prefix = ids
+            .windows(2)
+            .filter(|w| w[0][..6] == w[1][..6])
+            .count();
+        assert!(shared_prefix < 10, "{shared_prefix} neighbours share 6 digits");
     }
 }
