@@ -23,8 +23,9 @@ pub fn socket_path(cfg: &Config) -> PathBuf {
 fn no_tenant(cfg: &Config, tenant: &str) -> String {
     let names: Vec<&str> = cfg.tenants.keys().map(String::as_str).collect();
     format!(
-        "no tenant {tenant} in the configuration (configured: {}); a tenant taken out of the \
-         file keeps its data, and is read again once its [tenants.{tenant}] table is put back",
+        "no tenant {tenant} in the configuration (configured: {}); one just added to the file \
+         is there once the daemon reloads it (`systemctl reload scimd`), and one taken out of \
+         the file keeps its data, read again once its [tenants.{tenant}] table is back",
         if names.is_empty() {
             "none".to_string()
         } else {
@@ -560,19 +561,29 @@ pub async fn import(
         }
         // Every create of the window is waited for, so the count said below is what was
         // written, the creates after a failed one included.
-        let mut failed = None;
+        let (mut failed, mut refused) = (None, 0);
         for (line, task) in window {
-            match task.await {
-                Ok(Ok(_)) => n += 1,
-                Ok(Err(e)) => _ = failed.get_or_insert((line, e.to_string())),
-                Err(e) => _ = failed.get_or_insert((line, e.to_string())),
-            }
+            let why = match task.await {
+                Ok(Ok(_)) => {
+                    n += 1;
+                    continue;
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            refused += 1;
+            failed.get_or_insert((line, why));
         }
         if let Some((line, why)) = failed {
+            // One line: the console prints control characters escaped.
+            let more = match refused {
+                1 => String::new(),
+                r => format!(" (and {} more lines refused)", r - 1),
+            };
             return Err(format!(
-                "line {line}: {why}\n{n} resources were written (and {skipped} were there \
-                 already); once the cause is fixed, the same import finishes the job: lines \
-                 already in the tenant are skipped"
+                "line {line}: {why}{more}; the import stopped there, after writing {n} \
+                 resources (and finding {skipped} there already); once the cause is fixed, the \
+                 same import finishes the job: lines already in the tenant are skipped"
             ));
         }
         progress(n, total);

@@ -14,7 +14,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use cli::console::{admin, backup, base_url, export, import, list_cmd, purge, restore, token};
+use cli::console::{
+    admin, backup, base_url, export, import, list_cmd, purge, refuse_leftover, restore, token,
+};
 use cli::daemon::serve;
 use scimd::config::{Config, Scope};
 
@@ -230,6 +232,10 @@ enum TenantAction {
         /// Name of the first token (shown in logs).
         #[arg(long, default_value = "idp")]
         token_name: String,
+        /// Serve the users and groups the database kept under this name from an earlier
+        /// tenant (the same customer back); without it, such data refuses the name.
+        #[arg(long)]
+        keep_data: bool,
     },
     /// Take a tenant no longer in the config file out of the database for good: its users,
     /// groups, memberships and change feed (works while the daemon runs).
@@ -429,8 +435,11 @@ fn main() -> ExitCode {
                     name,
                     config,
                     token_name,
+                    keep_data,
                 },
-        } => match scimd::config_edit::add_tenant(&config, &name, &token_name) {
+        } => match refuse_leftover(&config, &name, keep_data).and_then(|()| {
+            scimd::config_edit::add_tenant(&config, &name, &token_name).map_err(|e| e.to_string())
+        }) {
             Ok(tok) => {
                 // The file may still lack a certificate; the URL is known regardless. What
                 // else check-config would refuse is listed, so the admin fixes it before a

@@ -18,6 +18,7 @@ use crate::http::backlog::{Backlog, Turn};
 use crate::http::request_id::RequestId;
 use crate::http::unread::{self, Slot};
 use crate::http::vouch::Voucher;
+use crate::scim::schema::Kind;
 use crate::store::{Store, StoreError};
 use crate::tls::{self, TlsError};
 
@@ -193,7 +194,17 @@ impl Reloader {
             .keys()
             .filter(|t| !old.config.tenants.contains_key(*t))
         {
-            notes.push(format!("tenant {t} added"));
+            // The same customer back, or a new one given a departed one's name (whom
+            // `tenant add` refuses without --keep-data; a hand edit is not asked).
+            let held = |kind| self.app.store.count(t.clone(), kind);
+            match (held(Kind::User).await, held(Kind::Group).await) {
+                (Ok(u), Ok(g)) if u + g > 0 => warnings.push(format!(
+                    "tenant {t} added, and served the {u} users and {g} groups the database \
+                     kept under its name from an earlier tenant (if this is another customer: \
+                     take the table out, reload, and `scimd tenant purge {t} --yes`)"
+                )),
+                _ => notes.push(format!("tenant {t} added")),
+            }
         }
         for t in old
             .config

@@ -179,10 +179,14 @@ pub(crate) fn purge(config: &std::path::Path, tenant: &str, yes: bool) -> ExitCo
         return ExitCode::from(2);
     }
     if !yes {
+        let held = match stored_under(config, tenant) {
+            Ok((u, g)) => format!(" ({u} users and {g} groups)"),
+            Err(_) => String::new(),
+        };
         eprintln!(
             "this takes every user, group, membership and change-feed event of tenant \
-             {tenant} out of the database, for good (`scimd backup --to FILE` first keeps a \
-             copy); run it again with --yes"
+             {tenant}{held} out of the database, for good (`scimd backup --to FILE` first \
+             keeps a copy); run it again with --yes"
         );
         return ExitCode::from(2);
     }
@@ -190,6 +194,75 @@ pub(crate) fn purge(config: &std::path::Path, tenant: &str, yes: bool) -> ExitCo
         config,
         serde_json::json!({"cmd": "purge", "tenant": tenant}),
     )
+}
+
+/// Users and groups the database holds under `tenant` (a departed tenant's, kept until
+/// `tenant purge`, or one the running daemon still serves): (0, 0) when there is no
+/// database yet. Asked through the daemon when it runs, else of the file.
+pub(crate) fn stored_under(config: &std::path::Path, tenant: &str) -> Result<(u64, u64), String> {
+    let cfg = match Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            let said = e.to_string();
+            match e.parsed.or(e.salvaged) {
+                Some(c) => *c,
+                None => return Err(said),
+            }
+        }
+    };
+    if !cfg.storage.db_path().exists() {
+        return Ok((0, 0));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let lines = run_admin(&cfg, &rt, serde_json::json!({"cmd": "status"}), Vec::new())?;
+    let a: serde_json::Value = lines
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_default();
+    if a["ok"] != true {
+        return Err(a["error"].as_str().unwrap_or("no answer").to_string());
+    }
+    let held = ["unconfigured", "tenants"]
+        .iter()
+        .map(|k| &a[k][tenant])
+        .find(|c| c.is_object())
+        .cloned()
+        .unwrap_or_default();
+    Ok((
+        held["users"].as_u64().unwrap_or(0),
+        held["groups"].as_u64().unwrap_or(0),
+    ))
+}
+
+/// `tenant add` of a name the database still holds data under: a new customer given a
+/// departed one's name would be served its users. Refused unless `keep` (the same customer
+/// back); a database that cannot be asked is said, not taken as empty.
+pub(crate) fn refuse_leftover(
+    config: &std::path::Path,
+    tenant: &str,
+    keep: bool,
+) -> Result<(), String> {
+    if keep {
+        return Ok(());
+    }
+    match stored_under(config, tenant) {
+        Ok((0, 0)) => Ok(()),
+        Ok((users, groups)) => Err(format!(
+            "the database still holds {users} users and {groups} groups under the name \
+             {tenant}, from an earlier tenant; a tenant added under this name would be served \
+             them. For a new customer, choose another name, or take them out first: \
+             `scimd export --tenant {tenant}` if they are wanted, then \
+             `scimd tenant purge {tenant} --yes`. For the same customer back, run this again \
+             with --keep-data."
+        )),
+        Err(e) => Err(format!(
+            "cannot tell whether the database holds data under the name {tenant} ({e}); run \
+             this again with --keep-data to add it all the same"
+        )),
+    }
 }
 
 /// The database, read directly while the daemon is stopped. Only a command that writes

@@ -51,10 +51,25 @@ pub(super) fn why_refused(rt: &Runtime, auth: Option<&str>, url_tenant: Option<&
              the token"
                 .into()
         }
+        _ if auth.and_then(crate::auth::bearer).is_some_and(is_jwt) => {
+            "the token is a JWT the IdP made itself, not a scimd token: its token field is \
+             probably empty (Entra sends its own JWT when Secret Token is left blank); paste \
+             the scimd token there"
+                .into()
+        }
         _ => "the token matches no configured token (a new one not yet reloaded, or a \
               removed or mistyped one)"
             .into(),
     }
+}
+
+/// A JSON Web Token: three base64url parts, the first a JSON object (`eyJ` is `{"`).
+fn is_jwt(token: &str) -> bool {
+    token.starts_with("eyJ")
+        && token.split('.').count() == 3
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.=".contains(&b))
 }
 
 impl App {
@@ -174,6 +189,11 @@ mod tests {
         assert!(other.contains("belongs to tenant acme"), "{other}");
         let unknown = why(Some("Bearer n0pe"), None);
         assert!(unknown.contains("matches no configured token"), "{unknown}");
+        let jwt = why(
+            Some("Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln"),
+            None,
+        );
+        assert!(jwt.contains("Secret Token is left blank"), "{jwt}");
         let bare = why(Some("Bearer Bearer"), None);
         assert!(bare.contains("\"Bearer Bearer …\""), "{bare}");
         let twice = why(Some("Bearer bearer s3cret"), None);

@@ -79,10 +79,10 @@ mod tests {
         let ids: Vec<String> = (0..10_000).map(|_| fresh()).collect();
         let distinct: std::collections::HashSet<&String> = ids.iter().collect();
         assert_eq!(distinct.len(), ids.len());
-        let shared_prefix = ids
-            .windows(2)
-            .filter(|w| w[0][..6] == w[1][..6])
-            .count();
-        assert!(shared_prefix < 10, "{shared_prefix} neighbours share 6 digits");
+        let shared_prefix = ids.windows(2).filter(|w| w[0][..6] == w[1][..6]).count();
+        assert!(
+            shared_prefix < 10,
+            "{shared_prefix} neighbours share 6 digits"
+        );
     }
 }

@@ -22,6 +22,8 @@ fn systemd_unit_verifies_and_is_rated_ok_or_better() {
         "Type=notify",
         "ExecReload=/bin/kill -HUP $MAINPID",
         "Restart=on-failure",
+        "RestartPreventExitStatus=2",
+        "StartLimitBurst=5",
         "User=scimd",
         "StateDirectory=scimd",
         "ProtectSystem=strict",

@@ -590,7 +590,16 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
         out.status.code() == Some(1) && err.contains("reload first"),
         "{err}"
     );
+    // Reloaded without it and then with it again: the daemon serves the kept data, and
+    // warns that it does (another customer given the name would be served it too).
+    p.reload().await;
     std::fs::write(&cfg, &good).unwrap();
+    p.reload().await;
+    let log = p.log();
+    assert!(
+        log.contains("tenant acme added, and served the 2 users and 0 groups"),
+        "{log}"
+    );
     let body = "{\"displayName\":\"Eng\"}".to_string();
     assert_eq!(p.post("/scim/v2/Groups", "tok", body).await, 201);
     let groups = run(&["groups", "list", "--tenant", "acme"]);
@@ -617,6 +626,21 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
             && status.contains("2 users, 1 groups"),
         "{status}"
     );
+    // A new tenant under its name would be served its data: refused, with both ways on.
+    let out = scimd_cmd(&cfg, &["tenant", "add", "acme"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(2)
+            && err.contains("still holds 2 users and 1 groups under the name acme")
+            && err.contains("--keep-data")
+            && err.contains("scimd tenant purge acme --yes"),
+        "{err}"
+    );
+    assert!(
+        !std::fs::read_to_string(&cfg)
+            .unwrap()
+            .contains("[tenants.acme]")
+    );
     // Its data can still be read, and taken away, before it is purged.
     let users = run(&["users", "list", "--tenant", "acme"]);
     assert!(users.contains("a@x") && users.contains("b@x"), "{users}");
@@ -627,7 +651,7 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
         (
             &["tenant", "purge", "acme"][..],
             2,
-            "run it again with --yes",
+            "acme (2 users and 1 groups) out of the database",
         ),
         (
             &["tenant", "purge", "other", "--yes"],
@@ -646,6 +670,8 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
     let status = run_with(&["status"], 3);
     assert!(!status.contains("tenant acme"), "{status}");
     run(&["verify"]);
+    // Now the name is free for a new customer.
+    assert!(run(&["tenant", "add", "acme"]).starts_with("Added tenant acme"));
 }
 
 pub(crate) fn scimd_cmd(cfg: &std::path::Path, args: &[&str]) -> std::process::Output {
