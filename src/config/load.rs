@@ -73,6 +73,9 @@ impl Config {
                     .map_or((None, false), |(d, blanked)| (Some(d), blanked));
                 let mut salvaged = None;
                 let mut last = e;
+                // Lines a syntax error blanked may have held a tenant's tokens: its "no
+                // token" would be the blanking's doing, and the syntax error is named.
+                let blanked_lines = unread;
                 for _ in 0..32 {
                     let Some(d) = doc.as_mut() else {
                         break;
@@ -99,7 +102,12 @@ impl Config {
                                 })
                             };
                             let c = settle(c);
-                            problems.extend(c.problems().into_iter().filter(|p| !touched(p)));
+                            let lost = |p: &String| {
+                                blanked_lines && p.contains(": the tenant has no token;")
+                            };
+                            problems.extend(
+                                c.problems().into_iter().filter(|p| !touched(p) && !lost(p)),
+                            );
                             salvaged = Some(Box::new(c));
                             break;
                         }
@@ -320,8 +328,12 @@ fn figment_problems(err: figment::Error, reread: bool) -> Vec<String> {
                 .as_ref()
                 .is_some_and(|m| m.name.contains("environment"));
             let kind = match &e.kind {
-                figment::error::Kind::InvalidType(figment::error::Actual::Str(_), expected) => {
-                    format!("invalid type: found a string, expected {expected}")
+                figment::error::Kind::InvalidType(actual, expected) => {
+                    format!(
+                        "invalid type: found {}, expected {}",
+                        found_as_said(actual),
+                        expected_as_said(expected)
+                    )
                 }
                 // figment's own text nests backticks (`one of `a`, `b``).
                 figment::error::Kind::UnknownField(found, expected) => {
@@ -356,6 +368,20 @@ fn figment_problems(err: figment::Error, reread: bool) -> Vec<String> {
                 })
                 .collect::<Vec<_>>()
                 .join(" ");
+            // toml gives some errors (a stray carriage return) no reason at all.
+            let kind = match kind.trim().split_once(", column ") {
+                Some((at, col))
+                    if at.starts_with("TOML parse error at line")
+                        && col.bytes().all(|b| b.is_ascii_digit()) =>
+                {
+                    format!(
+                        "{}: the parser gives no reason; look there for a stray character, such \
+                         as a carriage return from a copy-paste",
+                        kind.trim()
+                    )
+                }
+                _ => kind,
+            };
             if key.is_empty() {
                 format!("{kind}{source}")
             } else {
@@ -363,6 +389,33 @@ fn figment_problems(err: figment::Error, reread: bool) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// A value of the wrong type as an admin would say it; a string is never quoted (a token
+/// pasted where its hash belongs must not reach the journal).
+fn found_as_said(actual: &figment::error::Actual) -> String {
+    use figment::error::Actual;
+    match actual {
+        Actual::Str(_) => "a string".into(),
+        Actual::Bool(b) => b.to_string(),
+        Actual::Unsigned(n) => format!("the number {n}"),
+        Actual::Signed(n) => format!("the number {n}"),
+        Actual::Float(n) => format!("the number {n}"),
+        Actual::Seq => "a list".into(),
+        Actual::Map => "a table".into(),
+        other => other.to_string(),
+    }
+}
+
+/// What serde calls the wanted type (`usize`, `f64`), in words.
+fn expected_as_said(expected: &str) -> String {
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number, 0 or more".into(),
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number".into(),
+        "f32" | "f64" => "a number (such as 50 or 2.5)".into(),
+        "a boolean" | "bool" => "true or false".into(),
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -558,7 +611,7 @@ mod tests {
             let err = Config::load(Path::new("bad.toml")).expect_err("five problems");
             let all = err.problems.join("\n");
             for needle in [
-                "server.max_results: invalid type: found a string, expected u64",
+                "server.max_results: invalid type: found a string, expected a whole number, 0 or more",
                 "server.max_filter_depth: invalid type",
                 "tls.watch_secs: invalid value",
                 "tenants.acme.tokens[0].sha256: invalid type",
@@ -568,6 +621,32 @@ mod tests {
             }
             assert!(!all.contains("missing"), "{all}");
             // Nor as the tenant having no token, which only the reading made so.
+            assert!(!all.contains("no token"), "{all}");
+            Ok(())
+        });
+    }
+
+    /// Wrong types in words an admin uses, and a syntax error toml gives no reason for (a
+    /// stray carriage return) named as such, without a "no token" the blanking made.
+    #[test]
+    fn types_are_said_in_words_and_a_reasonless_syntax_error_gets_one() {
+        Jail::expect_with(|jail| {
+            let text = GOOD
+                .replace(
+                    "listen = \"127.0.0.1:0\"",
+                    "listen = \"127.0.0.1:0\"\nmax_results = 5.5",
+                )
+                .replace("tokens = [", "display_name = 5\ntokens = [\r\r\n");
+            jail.create_file("cr.toml", &text)?;
+            let err = Config::load(Path::new("cr.toml")).expect_err("refused");
+            let all = err.problems.join("\n");
+            for needle in [
+                "the parser gives no reason; look there for a stray character",
+                "server.max_results: invalid type: found the number 5.5, expected a whole number, 0 or more",
+                "tenants.acme.display_name: invalid type: found the number 5, expected a string",
+            ] {
+                assert!(all.contains(needle), "{needle} not in:\n{all}");
+            }
             assert!(!all.contains("no token"), "{all}");
             Ok(())
         });
