@@ -92,7 +92,8 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
             }
             json!({"ok": true, "version": env!("CARGO_PKG_VERSION"), "commit": env!("SCIMD_COMMIT"),
                 "listen": cfg.server.listen, "pid": std::process::id(), "tenants": tenants,
-                "unconfigured": unconfigured, "config_digest": cfg.file_digest})
+                "unconfigured": unconfigured, "config_digest": cfg.file_digest,
+                "config_path": cfg.file_path})
         }
         Some("plan") => {
             let tenant = req["tenant"].as_str().unwrap_or_default().to_string();
@@ -118,7 +119,17 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
             let to = cfg.storage.dir.join(format!("backup-{stamp}.redb"));
             match store.backup(to.clone()).await {
                 Ok(rows) => json!({"ok": true, "backup": to, "rows": rows}),
-                Err(e) => json!({"ok": false, "error": format!("backup failed: {e}")}),
+                Err(e) => {
+                    let e = e.to_string();
+                    // ENOSPC: the copy is made in storage.dir first, whatever --to says.
+                    let room = if e.contains("(os error 28)") {
+                        "; a backup first writes a whole copy (about the size of scimd.redb) \
+                         in storage.dir, which has no room for it: free space there"
+                    } else {
+                        ""
+                    };
+                    json!({"ok": false, "error": format!("backup failed: {e}{room}")})
+                }
             }
         }
         Some("verify") => {

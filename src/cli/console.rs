@@ -90,7 +90,16 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
             print_answer(&a);
             // A token or tenant added to the file works only after a reload: an admin whose
             // new token is refused learns it here.
+            let daemons = a["config_path"].as_str().filter(|p| !p.is_empty());
             if req["cmd"] == "status"
+                && a["daemon"] == true
+                && let Some(theirs) = daemons.filter(|p| std::path::Path::new(p) != cfg.file_path)
+            {
+                say!(
+                    "  note: the daemon reads {theirs}, not {}: a reload applies that file",
+                    config.display()
+                );
+            } else if req["cmd"] == "status"
                 && a["daemon"] == true
                 && a["config_digest"].as_str() != Some(cfg.file_digest.as_str())
             {

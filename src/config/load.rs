@@ -52,7 +52,9 @@ impl Config {
         // whatever directory scimd is started from.
         let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let base = file.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let canonical = std::fs::canonicalize(&file).unwrap_or(file);
         let settle = |mut cfg: Config| {
+            cfg.file_path = canonical.clone();
             cfg.storage.dir = absolutize(&base, &cfg.storage.dir);
             cfg.tls.cert = cfg.tls.cert.as_deref().map(|p| absolutize(&base, p));
             cfg.tls.key = cfg.tls.key.as_deref().map(|p| absolutize(&base, p));

@@ -33,6 +33,10 @@ pub struct Config {
     /// what a running daemon loaded (never shown). Not a key of the file.
     #[serde(skip)]
     pub file_digest: String,
+    /// The file it was read from, as an absolute path (a link followed), so that a console
+    /// given another file can tell it is not the daemon's. Not a key of the file.
+    #[serde(skip)]
+    pub file_path: std::path::PathBuf,
 }
 
 /// Everything wrong with a configuration, one line per problem.

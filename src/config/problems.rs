@@ -12,7 +12,8 @@ impl Config {
         let mut p = Vec::new();
         match self.server.listen.parse::<SocketAddr>() {
             Err(_) => p.push(format!(
-                "server.listen: \"{}\" is not an address:port such as 0.0.0.0:8443",
+                "server.listen: \"{}\" is not an address:port such as 0.0.0.0:8443 (a host \
+                 name is not taken: 127.0.0.1 for this machine only, 0.0.0.0 for all)",
                 self.server.listen
             )),
             Ok(a) if self.server.plain_http && !a.ip().is_loopback() => p.push(format!(

@@ -23,6 +23,21 @@ impl Config {
                 ));
             }
         }
+        // Cloud IdPs (Okta, Entra, OneLogin, JumpCloud) refuse a self-signed certificate: a
+        // server others can reach with one works for curl and on-premises agents only.
+        let reachable = self
+            .server
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| !a.ip().is_loopback());
+        if self.tls.self_signed && !self.server.plain_http && reachable {
+            w.push(
+                "tls.self_signed: cloud IdPs (Okta, Entra, OneLogin, JumpCloud) refuse a \
+                 self-signed certificate; give tls.cert and tls.key from a CA they trust \
+                 before connecting one (an on-premises agent may be given this one)"
+                    .to_string(),
+            );
+        }
         // idp-notes §9: Okta refuses a Base URL whose host name has an underscore.
         if let Some(host) = self
             .server
@@ -209,6 +224,20 @@ mod tests {
         );
         c.tenants.get_mut("acme").unwrap().rate_limit = Some(50.0);
         assert!(c.warnings().is_empty());
+    }
+
+    #[test]
+    fn a_self_signed_certificate_others_can_reach_is_a_warning() {
+        let mut c = Config::default();
+        c.tls.self_signed = true;
+        c.server.listen = "127.0.0.1:8443".into();
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        c.server.listen = "0.0.0.0:8443".into();
+        let w = c.warnings();
+        assert!(
+            w.len() == 1 && w[0].starts_with("tls.self_signed: cloud IdPs"),
+            "{w:?}"
+        );
     }
 
     #[test]

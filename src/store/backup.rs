@@ -640,9 +640,13 @@ mod tests {
     #[test]
     fn a_panic_reading_a_damaged_file_becomes_an_error_naming_it() {
         let r: Result<(), String> = super::unless_damaged(|| panic!("Invalid page type byte 0"));
-        assert_eq!(
-            r.unwrap_err(),
-            "the database file is damaged (or scimd hit a bug reading it): Invalid page type byte 0"
+        let e = r.unwrap_err();
+        assert!(
+            e.starts_with(
+                "the database file is damaged (or scimd hit a bug reading it): Invalid page type \
+                 byte 0; restore the most recent good backup"
+            ),
+            "{e}"
         );
         assert_eq!(super::unless_damaged(|| 7), Ok(7));
     }

@@ -215,8 +215,9 @@ impl Shared {
                     tracing::warn!(
                         path = %path,
                         progress = %format!("{}%", tenth * 10),
-                        "the database was not closed cleanly (crash or power loss mid-write): \
-                         checking every page and rebuilding its free-space map"
+                        "the database was not closed cleanly (a crash, a power loss or a \
+                         storage failure mid-write): checking every page and rebuilding its \
+                         free-space map"
                     );
                 }
             })

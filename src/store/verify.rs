@@ -63,7 +63,7 @@ pub(crate) fn unless_damaged<T>(f: impl FnOnce() -> T) -> Result<T, String> {
             .or_else(|| p.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unreadable page".into());
         // A panic here is almost always damage, but a bug would look the same: say both.
-        format!("the database file is damaged (or scimd hit a bug reading it): {what}")
+        format!("the database file is damaged (or scimd hit a bug reading it): {what}{NEXT}")
     })
 }
 
@@ -98,11 +98,16 @@ pub(crate) fn check_open_file(name: &Path, file: std::fs::File) -> Result<(), St
     })
 }
 
+/// What an admin does about a damaged file.
+const NEXT: &str = "; restore the most recent good backup over a damaged database (`scimd \
+                    restore --from FILE`, with scimd stopped), and keep the damaged file for a \
+                    bug report";
+
 fn check_opened(
     path: &Path,
     open: impl FnOnce() -> Result<redb::Database, redb::DatabaseError>,
 ) -> Result<(), String> {
-    let damaged = |e: &dyn std::fmt::Display| format!("the database file is damaged: {e}");
+    let damaged = |e: &dyn std::fmt::Display| format!("the database file is damaged: {e}{NEXT}");
     unless_damaged(|| {
         let mut db = open().map_err(|e| match e {
             redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) => damaged(&e),

@@ -495,6 +495,17 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
     p.reload().await;
     let fresh = run(&["status"]);
     assert!(!fresh.contains("has changed"), "{fresh}");
+    // Another file (a copy): the daemon does not read it, so a reload would not apply it.
+    let copy = dir.path().join("copy.toml");
+    std::fs::copy(&cfg, &copy).unwrap();
+    let out = scimd_cmd(&copy, &["status"]);
+    let other = String::from_utf8_lossy(&out.stdout);
+    let theirs = cfg.canonicalize().unwrap();
+    assert!(
+        other.contains(&format!("the daemon reads {}, not", theirs.display()))
+            && !other.contains("has changed"),
+        "{other}"
+    );
     assert!(!fresh.contains("server.listen"), "{fresh}");
     // A new address, reloaded: the daemon keeps listening where it was until a restart.
     let moved = std::fs::read_to_string(&cfg)
