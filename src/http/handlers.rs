@@ -108,7 +108,16 @@ fn log_ignored(app: &App, ctx: &Ctx, kind: Kind, ignored: &Ignored) {
     if ignored.is_empty() {
         return;
     }
-    let (attributes, schemas) = (ignored.attributes.join(","), ignored.schemas.join(","));
+    // An undeclared extension's URN, both in `schemas` and as the key of its object, is
+    // named once, as a schema.
+    let attributes = ignored
+        .attributes
+        .iter()
+        .filter(|a| !ignored.schemas.iter().any(|s| s.eq_ignore_ascii_case(a)))
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(",");
+    let schemas = ignored.schemas.join(",");
     // Remembered by a hash of the names: a client sending new names with every request
     // costs the memo a few bytes each, not the names themselves.
     let what = {

@@ -1397,6 +1397,14 @@ async fn json_logs_carry_one_object_per_request_without_the_token() {
             201
         );
     }
+    // An extension nobody declared, in `schemas` and as its object's key: named once.
+    let body = r#"{"userName": "e@example.com", "schemas": ["urn:x:acme:2.0:User"],
+        "urn:x:acme:2.0:User": {"costCenter": "1"}}"#;
+    assert_eq!(
+        p.post("/scim/v2/Users", "sekrit-json-token", body.into())
+            .await,
+        201
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     let said = |log: String| -> Vec<serde_json::Value> {
         log.lines()
@@ -1408,7 +1416,7 @@ async fn json_logs_carry_one_object_per_request_without_the_token() {
             })
             .collect()
     };
-    while said(p.log()).len() < 2 && Instant::now() < deadline {
+    while said(p.log()).len() < 3 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -1417,7 +1425,11 @@ async fn json_logs_carry_one_object_per_request_without_the_token() {
         .iter()
         .map(|v| v["fields"]["attributes"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["shoeSize", "hatSize"], "{said:?}");
+    assert_eq!(names, ["shoeSize", "hatSize", ""], "{said:?}");
+    assert_eq!(
+        said[2]["fields"]["schemas"], "urn:x:acme:2.0:User",
+        "{said:?}"
+    );
     assert!(said.iter().all(|v| v["level"] == "WARN"), "{said:?}");
 
     // A refusal's line names its scimType, and a path no endpoint has is shown as sent.
