@@ -109,6 +109,9 @@ fn catalogue(u1: &str, u2: &str, g1: &str) -> Vec<Case> {
         case("userName an array", "POST", "/Users", user(json!({"userName": ["a@x"]})), 400, Some("invalidValue")),
         case("userName empty", "POST", "/Users", user(json!({"userName": ""})), 400, Some("invalidValue")),
         case("NUL in a userName", "POST", "/Users", user(json!({"userName": "nul\u{0}y@x"})), 400, Some("invalidValue")),
+        case("escape sequence in a userName", "POST", "/Users", user(json!({"userName": "esc\u{1b}[2Jy@x"})), 400, Some("invalidValue")),
+        case("line break in an email", "POST", "/Users", user(json!({"emails": [{"value": "a@x\nBcc: b@x"}]})), 400, Some("invalidValue")),
+        case("line break in a group name", "POST", "/Groups", json!({"schemas": [GROUP], "displayName": "G\r\nINFO forged"}).to_string(), 400, Some("invalidValue")),
         case("userName missing", "POST", "/Users", json!({"schemas": [USER], "name": {"givenName": "N"}}).to_string(), 400, Some("invalidValue")),
         case("active not a boolean", "POST", "/Users", user(json!({"active": "maybe"})), 400, Some("invalidValue")),
         case("name a string", "POST", "/Users", user(json!({"name": "flat"})), 400, Some("invalidValue")),
@@ -132,6 +135,7 @@ fn catalogue(u1: &str, u2: &str, g1: &str) -> Vec<Case> {
         // --- PATCH
         case("1001 operations", "PATCH", &format!("/Users/{u1}"), patch_body(Value::Array(many_ops)), 400, Some("tooMany")),
         case("unknown op", "PATCH", &format!("/Users/{u1}"), patch_body(json!([{"op": "explode", "path": "title"}])), 400, Some("invalidSyntax")),
+        case("tab in a displayName by PATCH", "PATCH", &format!("/Users/{u1}"), patch_body(json!([{"op": "replace", "path": "displayName", "value": "A\tB"}])), 400, Some("invalidValue")),
         case("no Operations", "PATCH", &format!("/Users/{u1}"), json!({"schemas": [PATCH]}).to_string(), 400, Some("invalidSyntax")),
         case("a single add without a value", "PATCH", &format!("/Users/{u1}"), json!({"schemas": [PATCH], "Operations": {"op": "add"}}).to_string(), 400, Some("invalidValue")),
         case("an operation that is a string", "PATCH", &format!("/Users/{u1}"), json!({"schemas": [PATCH], "Operations": ["add title"]}).to_string(), 400, Some("invalidSyntax")),

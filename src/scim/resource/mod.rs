@@ -131,12 +131,15 @@ mod tests {
         assert!(normalize(Kind::User, &json!([1])).is_err());
         for (kind, body) in [
             (Kind::User, json!({"userName": "   "})),
-            (Kind::User, json!({"userName": "\t"})),
+            (Kind::User, json!({"userName": "\u{2003}"})),
             (Kind::Group, json!({"displayName": " \u{a0} "})),
         ] {
             let e = normalize(kind, &body).unwrap_err();
             assert!(e.detail.contains("must not be blank"), "{}", e.detail);
         }
+        // A tab is blank too, and a control character before that.
+        let e = normalize(Kind::User, &json!({"userName": "\t"})).unwrap_err();
+        assert!(e.detail.contains("control characters"), "{}", e.detail);
     }
 
     #[test]

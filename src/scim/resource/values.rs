@@ -181,6 +181,18 @@ pub fn normalize_simple(def: &AttrDef, value: &Value, label: &str) -> ScimResult
                 "attribute \"{label}\" must not contain a NUL character (\\u0000)"
             )))
         }
+        // A name or address is shown, logged and compared by every application reading the
+        // directory: a line break or an escape sequence in one is a forgery waiting to be
+        // printed, and no IdP sends one. (`addresses.formatted` may hold line breaks.)
+        (AttrType::String, Value::String(s))
+            if matches!(label, "userName" | "displayName" | "emails.value")
+                && s.chars().any(char::is_control) =>
+        {
+            Err(ScimError::invalid_value(format!(
+                "attribute \"{label}\" must not contain control characters (a line break, a \
+                 tab, an escape)"
+            )))
+        }
         (AttrType::String | AttrType::Reference | AttrType::Binary, Value::String(s)) => {
             // An empty string from an IdP template means "not set".
             Ok(if s.is_empty() {
