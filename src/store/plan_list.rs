@@ -1,7 +1,7 @@
 //! The plan list the application reads: who is paid, free or deactivated, counted from the
 //! counters and paged by index.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
@@ -59,13 +59,17 @@ pub struct PlanPage {
     pub next: Option<PlanCursor>,
 }
 
+/// A stored user's (active, placed on free by the seat limit).
+type SeatState = (bool, bool);
+
 /// What the plan list of one read is worked out from.
 struct PlanCtx {
     mode: Mode,
     /// Users that match an existing-members entry.
     matched: BTreeSet<u128>,
-    /// In testing mode, the one user per matched entry that holds its seat (`keeper`).
-    kept: BTreeSet<u128>,
+    /// In testing mode, the one user per matched entry that holds its seat (`keeper`), with
+    /// its state as read then.
+    kept: BTreeMap<u128, SeatState>,
     /// Entries no user matches, in their sorted order.
     unmatched: Vec<String>,
 }
@@ -91,17 +95,17 @@ impl ReadSide {
             active_provisioned: active,
         };
         if mode == Mode::Testing {
-            for &id in &c.kept {
-                match self.seat_state(t, id)? {
-                    Some((false, _)) => {
+            for state in c.kept.values() {
+                match state {
+                    (false, _) => {
                         s.deactivated = s.deactivated.saturating_sub(1);
                         s.paid += 1;
                     }
-                    Some((true, true)) => {
+                    (true, true) => {
                         s.free = s.free.saturating_sub(1);
                         s.paid += 1;
                     }
-                    Some((true, false)) | None => {}
+                    (true, false) => {}
                 }
             }
         }
@@ -158,7 +162,7 @@ impl ReadSide {
             c.mode,
             plan::is_active(&rec.body),
             self.overflowed(t, id)?,
-            c.kept.contains(&id),
+            c.kept.contains_key(&id),
         );
         let emails = rec
             .body
@@ -188,7 +192,7 @@ impl ReadSide {
         let mut c = PlanCtx {
             mode,
             matched: BTreeSet::new(),
-            kept: BTreeSet::new(),
+            kept: BTreeMap::new(),
             unmatched: Vec::new(),
         };
         for m in &rules.existing_members {
@@ -197,9 +201,9 @@ impl ReadSide {
                 c.unmatched.push(m.clone());
             }
             if mode == Mode::Testing
-                && let Some(keeper) = self.keeper(t, &ids)?
+                && let Some((keeper, state)) = self.keeper(t, &ids)?
             {
-                c.kept.insert(keeper);
+                c.kept.insert(keeper, state);
             }
             c.matched.extend(ids);
         }
@@ -211,25 +215,31 @@ impl ReadSide {
     /// put on free, else a deactivated one; the oldest of equals. The others have the status
     /// they would have without the entry: a person re-created in the IdP, the old account
     /// deactivated beside the new, is one seat, not two.
-    fn keeper(&self, t: &str, ids: &BTreeSet<u128>) -> Result<Option<u128>, redb::Error> {
-        let mut best: Option<(u8, u128)> = None;
+    /// Returns it with its state.
+    fn keeper(
+        &self,
+        t: &str,
+        ids: &BTreeSet<u128>,
+    ) -> Result<Option<(u128, SeatState)>, redb::Error> {
+        let mut best: Option<(u8, u128, SeatState)> = None;
         for &id in ids {
-            let rank = match self.seat_state(t, id)? {
-                Some((true, false)) => 0,
-                Some((true, true)) => 1,
-                Some((false, _)) => 2,
-                None => continue,
+            let Some(state) = self.seat_state(t, id)? else {
+                continue;
             };
-            if best.is_none_or(|b| (rank, id) < b) {
-                best = Some((rank, id));
+            let rank = match state {
+                (true, false) => 0,
+                (true, true) => 1,
+                (false, _) => 2,
+            };
+            if best.is_none_or(|b| (rank, id) < (b.0, b.1)) {
+                best = Some((rank, id, state));
             }
         }
-        Ok(best.map(|b| b.1))
+        Ok(best.map(|b| (b.1, b.2)))
     }
 
-    /// A stored user's (active, placed on free by the seat limit); `None` when it is gone or
-    /// does not decode.
-    fn seat_state(&self, t: &str, id: u128) -> Result<Option<(bool, bool)>, redb::Error> {
+    /// A stored user's state; `None` when it is gone or does not decode.
+    fn seat_state(&self, t: &str, id: u128) -> Result<Option<SeatState>, redb::Error> {
         let Some(rec) = self
             .res()?
             .get((t, Kind::User.code(), id))?

@@ -307,14 +307,19 @@ impl<'t> W<'t> {
 
     /// 409 when another resource holds this userName or group displayName. The detail names
     /// the holder's id so an IdP retrying a timed-out create can link to it. `me` is the
-    /// resource written and its keys before: a name it already had is never refused, so that
+    /// resource written and its body before: a name it already had is never refused, so that
     /// two users whose names a newer fold made one (layout 5) can both still be written.
-    fn check_unique(&self, t: &str, kind: Kind, k: &Keys, me: Option<(u128, &Keys)>) -> R<()> {
+    /// (Its keys are worked out only then, never on the usual path.)
+    fn check_unique(&self, t: &str, rt: Rt, k: &Keys, me: Option<(u128, &Body)>) -> R<()> {
+        let kind = rt.kind;
         let (me, before) = (me.map(|m| m.0), me.map(|m| m.1));
+        let had = |name: &String, of: fn(Keys) -> Option<String>| {
+            before.is_some_and(|b| of(keys(rt, b)).as_ref() == Some(name))
+        };
         if let Some(u) = &k.username
-            && before.is_none_or(|b| b.username.as_ref() != Some(u))
             && let Some(other) = self.usernames.get((t, u.as_str()))?.map(|g| g.value())
             && Some(other) != me
+            && !had(u, |k| k.username)
         {
             return Ok(Err(Error::UserNameTaken { holder: other }));
         }
@@ -334,11 +339,10 @@ impl<'t> W<'t> {
         }
         if kind == Kind::Group
             && let Some(d) = &k.display
-            && before.is_none_or(|b| b.display.as_ref() != Some(d))
         {
             for other in self.names.get((t, kind.code(), d.as_str()))? {
                 let other = other?.value();
-                if Some(other) != me {
+                if Some(other) != me && !had(d, |k| k.display) {
                     return Ok(Err(Error::GroupNameTaken { holder: other }));
                 }
             }
@@ -751,7 +755,7 @@ impl Store {
             let kind = rt.kind;
             let t = actor.tenant.as_str();
             let k = keys(rt, &input.body);
-            if let Err(e) = w.check_unique(t, kind, &k, None)? {
+            if let Err(e) = w.check_unique(t, rt, &k, None)? {
                 return Ok(Err(e));
             }
             let id = match &given {
@@ -821,8 +825,7 @@ impl Store {
                     given: input.id.clone().unwrap_or_default(),
                 }));
             }
-            let before = keys(rt, &old.body);
-            if let Err(e) = w.check_unique(t, kind, &keys(rt, &input.body), Some((nid, &before)))? {
+            if let Err(e) = w.check_unique(t, rt, &keys(rt, &input.body), Some((nid, &old.body)))? {
                 return Ok(Err(e));
             }
             let ops = match &input.members {
@@ -868,8 +871,7 @@ impl Store {
                 Ok(o) => o,
                 Err(e) => return Ok(Err(Error::Protocol(e))),
             };
-            let before = keys(rt, &old.body);
-            if let Err(e) = w.check_unique(t, kind, &keys(rt, &out.body), Some((nid, &before)))? {
+            if let Err(e) = w.check_unique(t, rt, &keys(rt, &out.body), Some((nid, &old.body)))? {
                 return Ok(Err(e));
             }
             let rec = match w.commit_change(&actor, rt, nid, old, out.body, &out.member_ops)? {
