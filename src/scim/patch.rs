@@ -597,23 +597,6 @@ fn filtered(
     list.retain(|el| el.as_object().is_some_and(|m| !m.is_empty()));
     // Re-run normalisation so `primary` stays unique.
     let normalized = resource::normalize_attr_keeping_hollow(def, &Value::Array(list))?;
-    // Giving an entry a type another one has would make the two indistinguishable by type
-    // (a user stored with a repeat before the rule existed can still be changed).
-    if let (Some(Value::Array(now)), Some(Value::Array(was))) = (
-        &normalized,
-        container(&input.body, p.attr).and_then(|c| c.get(def.name)),
-    ) {
-        let before = resource::repeated_types(was);
-        if let Some(t) = resource::repeated_types(now)
-            .into_iter()
-            .find(|t| !before.contains(t))
-        {
-            return Err(ScimError::invalid_value(format!(
-                "\"{}\" would hold two entries of type \"{t}\"; each type may appear once",
-                def.name
-            )));
-        }
-    }
     let c = container_mut(&mut input.body, p.attr);
     match normalized {
         Some(v) => {
@@ -721,17 +704,15 @@ mod tests {
                    {"value": "b@home", "type": "home", "display": "B"}])
         );
         assert!(out.ignored.is_empty(), "{:?}", out.ignored);
-        // Each type may appear once: both entries cannot become "home".
-        let e = run(
+        // Both entries may become "home", as a PUT could make them.
+        let out = run(
             Kind::User,
             user(),
             json!([{"op": "replace", "path": "emails.type", "value": "home"}]),
         )
-        .unwrap_err();
-        assert_eq!(
-            e.scim_type,
-            Some(crate::scim::error::ScimType::InvalidValue)
-        );
+        .unwrap();
+        assert_eq!(out.body["emails"][0]["type"], "home");
+        assert_eq!(out.body["emails"][1]["type"], "home");
         // With no value to set it in, there is nothing to target.
         let e = run(
             Kind::User,
@@ -861,25 +842,17 @@ mod tests {
     }
 
     #[test]
-    fn a_filter_path_may_not_give_a_second_entry_a_type() {
-        let e = run(
+    fn a_filter_path_may_give_a_second_entry_a_type() {
+        // Two entries of one type are stored as a POST sends them, so a PATCH may make them.
+        let out = run(
             Kind::User,
             user(),
             json!([{"op": "replace", "path": "emails[value eq \"b@home\"].type", "value": "work"}]),
         )
-        .unwrap_err();
-        assert!(
-            e.detail.contains("two entries of type \"work\""),
-            "{}",
-            e.detail
-        );
-        let out = run(
-            Kind::User,
-            user(),
-            json!([{"op": "replace", "path": "emails[value eq \"b@home\"].type", "value": "other"}]),
-        )
         .unwrap();
-        assert_eq!(out.body["emails"][1]["type"], json!("other"));
+        assert_eq!(out.body["emails"][0]["type"], json!("work"));
+        assert_eq!(out.body["emails"][1]["type"], json!("work"));
+        assert_eq!(out.body["emails"][1]["value"], json!("b@home"));
     }
 
     #[test]

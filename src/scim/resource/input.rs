@@ -277,7 +277,10 @@ pub fn apply_key(
         None => {
             note_unknown_subs(attr.def, key, value, &mut input.ignored);
             let v = normalize_attr(attr.def, value)?;
-            if let Some(Value::Array(items)) = &v {
+            // An added entry updates the one of its type already there, so what one `add`
+            // holds must name each type once; a POST, PUT or `replace` stores repeats as
+            // sent (Microsoft's reference tests send two work emails).
+            if let (Some(Value::Array(items)), SetMode::Add) = (&v, mode) {
                 one_per_type(attr.def, items)?;
             }
             match (v, mode) {

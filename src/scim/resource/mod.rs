@@ -22,7 +22,7 @@ pub use checks::{
 pub use compare::{keep_from_old, reads_the_same};
 pub use input::{Ignored, Input, SetMode, apply_key, normalize, note_unknown_subs};
 pub use members::normalize_members;
-pub use multi_valued::{MAX_VALUES, check_count, demote_primary, repeated_types};
+pub use multi_valued::{MAX_VALUES, check_count, demote_primary};
 pub use values::{
     normalize_attr, normalize_attr_keeping_hollow, normalize_simple, normalize_single, type_name,
 };

@@ -1,5 +1,5 @@
-//! The values of a multi-valued attribute: one entry per type, each entry once, at most
-//! `MAX_VALUES` of them, at most one primary, and a PATCH `add` merged into them.
+//! The values of a multi-valued attribute: each entry once, at most `MAX_VALUES` of them,
+//! at most one primary, and a PATCH `add` merged into them by type.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -14,13 +14,13 @@ fn entry_type(entry: &Value) -> Option<String> {
     entry.get("type")?.as_str().map(str::to_lowercase)
 }
 
-/// A type appears at most once among the values a client sends for an attribute (Entra's
-/// rule, idp-notes §3.3): two work emails contradict each other, and `emails[type eq
-/// "work"]` must name one entry.
+/// A type appears at most once among the values one PATCH `add` holds: each updates the
+/// entry of its type already there (Entra's rule, idp-notes §3.3), so two would overwrite
+/// each other.
 pub(super) fn one_per_type(def: &AttrDef, items: &[Value]) -> ScimResult<()> {
     match repeated_types(items).first() {
         Some(t) => Err(ScimError::invalid_value(format!(
-            "\"{}\" holds two entries of type \"{t}\"; each type may appear once",
+            "\"{}\" would add two entries of type \"{t}\"; an added entry updates the one of its type, so each type may appear once",
             def.name
         ))),
         None => Ok(()),
@@ -28,7 +28,7 @@ pub(super) fn one_per_type(def: &AttrDef, items: &[Value]) -> ScimResult<()> {
 }
 
 /// The types that more than one entry of `items` has.
-pub fn repeated_types(items: &[Value]) -> Vec<String> {
+fn repeated_types(items: &[Value]) -> Vec<String> {
     let mut seen: HashSet<String> = HashSet::new();
     let mut twice = Vec::new();
     for t in items.iter().filter_map(entry_type) {
@@ -223,10 +223,22 @@ mod tests {
     }
 
     #[test]
-    fn a_type_appears_once() {
+    fn a_type_repeats_as_sent_but_not_within_one_add() {
+        // Microsoft's reference tests POST two work emails: both are kept.
         let two = json!({"userName": "a", "emails": [
-            {"value": "a@x", "type": "work"}, {"value": "b@x", "type": "Work"}]});
-        let e = normalize(Kind::User, &two).unwrap_err();
+            {"value": "a@x", "type": "work", "primary": true}, {"value": "b@x", "type": "Work"}]});
+        let got = normalize(Kind::User, &two).unwrap();
+        assert_eq!(got.body["emails"], two["emails"]);
+        // One add naming a type twice would overwrite its own first entry.
+        let mut input = got;
+        let e = apply_key(
+            Kind::User,
+            "emails",
+            &two["emails"],
+            &mut input,
+            SetMode::Add,
+        )
+        .unwrap_err();
         assert!(e.detail.contains("type \"work\""), "{}", e.detail);
         // Untyped entries, and one of each type, are fine.
         let ok = json!({"userName": "a", "emails": [{"value": "a@x"}, {"value": "b@x"},
