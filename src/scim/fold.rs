@@ -1,11 +1,15 @@
 //! The one form in which values that SCIM compares without regard to case are compared,
 //! indexed and sorted (userName, emails, displayName: `caseExact: false`, RFC 7643 §2.2).
 //!
-//! Lowercasing alone leaves `straße` and `STRASSE`, or a composed and a decomposed `café`,
-//! as two names: two accounts for one person, and a lookup that misses the one that exists.
-//! Lowercase, uppercase and lowercase again maps every letter whose case forms differ in
-//! length (`ß`, `ẞ`, `ﬁ`) and every sigma to one form; NFC then makes composed and
-//! decomposed letters one.
+//! Lowercasing alone leaves a composed and a decomposed `café`, or `ς` and `Σ`, as two
+//! names: two accounts for one person, and a lookup that misses the one that exists. Each
+//! letter is mapped to one form of its case pair (Unicode's simple case folding: the
+//! lowercase of its uppercase of its lowercase, where each is one letter), then NFC makes
+//! composed and decomposed letters one. Mappings that change a name's length are left out
+//! on purpose: `Großmann` and `Grossmann`, or `ﬁle` and `file`, are different people's
+//! names, and folding them together would link one person's IdP account to another's
+//! record. For the same reason the dotless `ı` stays apart from `i` (Unicode joins them
+//! only in Turkic folding).
 
 use unicode_normalization::UnicodeNormalization;
 
@@ -14,11 +18,33 @@ pub fn fold(s: &str) -> String {
     if s.is_ascii() {
         return s.to_ascii_lowercase();
     }
-    s.to_lowercase()
-        .to_uppercase()
-        .to_lowercase()
-        .nfc()
-        .collect()
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            // Its lowercase is `i` and a combining dot: the one letter whose lowercase is
+            // longer, kept so, as every key before layout 6 was a lowercased name.
+            '\u{130}' => out.push_str("i\u{307}"),
+            'ı' => out.push(c),
+            // Unicode 16 folds the long-s ligature to the st ligature; no case mapping does.
+            'ﬅ' => out.push('ﬆ'),
+            _ => out.push(simple(c)),
+        }
+    }
+    out.nfc().collect()
+}
+
+/// The lowercase of the uppercase of the lowercase of `c`, each step taken only where it
+/// gives one letter (`ß` has no one-letter uppercase and stays).
+fn simple(c: char) -> char {
+    fn one(mut it: impl Iterator<Item = char>, c: char) -> char {
+        match (it.next(), it.next()) {
+            (Some(x), None) => x,
+            _ => c,
+        }
+    }
+    let l = one(c.to_lowercase(), c);
+    let u = one(l.to_uppercase(), l);
+    one(u.to_lowercase(), u)
 }
 
 #[cfg(test)]
@@ -31,16 +57,47 @@ mod tests {
     }
 
     #[test]
-    fn case_forms_of_different_length_are_one_name() {
+    fn case_pairs_are_one_name() {
         for (a, b) in [
-            ("straße@x", "STRASSE@X"),
             ("straße@x", "STRAẞE@x"),
-            ("ﬁle@x", "FILE@x"),
             ("ǆ@x", "ǅ@x"),
             ("K", "k"), // the Kelvin sign
+            ("ſ", "S"), // the long s
+            ("ÉLODIE", "élodie"),
+            ("İSTANBUL", "i\u{307}stanbul"),
         ] {
             assert_eq!(fold(a), fold(b), "{a} / {b}");
         }
+    }
+
+    #[test]
+    fn names_a_longer_case_mapping_would_join_stay_apart() {
+        // Different people: folding them together would link one's account to the other.
+        for (a, b) in [
+            ("j.großmann@x", "j.grossmann@x"),
+            ("straße", "STRASSE"),
+            ("ﬁle@x", "file@x"),
+            ("ılker@corp.tr", "ilker@corp.tr"),
+            ("ılker@corp.tr", "ILKER@corp.tr"),
+        ] {
+            assert_ne!(fold(a), fold(b), "{a} / {b}");
+        }
+    }
+
+    /// Keys before layout 6 were lowercased names (layout 4); folding such a key must give
+    /// the name's own key, so that the migration can re-key from the keys alone.
+    #[test]
+    fn a_lowercased_name_folds_as_the_name_does() {
+        let alone = |c: char| std::iter::once(c);
+        let cased = (0..=0x10FFFFu32)
+            .filter_map(char::from_u32)
+            .filter(|&c| c.to_lowercase().ne(alone(c)) || c.to_uppercase().ne(alone(c)));
+        for c in cased {
+            for s in [c.to_string(), format!("{c}x"), format!("x{c}")] {
+                assert_eq!(fold(&s.to_lowercase()), fold(&s), "{s:?}");
+            }
+        }
+        assert_eq!(fold(&"ΣΑΣ".to_lowercase()), fold("ΣΑΣ"));
     }
 
     #[test]

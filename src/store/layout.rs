@@ -1,14 +1,14 @@
 //! The on-disk layout: the tables made on first open, and the migrations from older layouts.
 
-use redb::{ReadableMultimapTable, ReadableTable, Table};
+use redb::{ReadableTable, Table};
 
 use std::collections::BTreeMap;
 
 use super::plan;
 use super::ranks;
 use super::record::{decode, stored_stamp};
+use super::refold;
 use super::tables::*;
-use crate::scim::fold::fold;
 use crate::scim::schema::Kind;
 
 /// Fill the lastModified index from the resource table (the layout 2 → 3 migration).
@@ -83,83 +83,6 @@ fn recount_and_unindex_groups(txn: &redb::WriteTransaction) -> Result<(u64, u64)
     Ok((active.len() as u64, stale.len() as u64))
 }
 
-/// The layout 4 → 5 migration: userName, email and displayName keys were lowercased, and
-/// are now folded (`scim::fold`). Only keys outside ASCII can differ, so those are the ones
-/// re-keyed. Two users whose names now fold alike (`straße` and `STRASSE`) cannot share the
-/// unique userName key: the one that holds it already (else the older) keeps it, and the
-/// other's old key goes, as no lookup folds to it any more. That user stays readable, and
-/// writable under its name; each such pair is logged, and `verify` names it, until one is
-/// renamed. Returns (re-keyed, left out).
-fn refold_names(txn: &redb::WriteTransaction) -> Result<(u64, u64), redb::Error> {
-    let (mut moved, mut clashed) = (0, 0);
-    let mut names = txn.open_table(USERNAME_USERID)?;
-    let mut stale: Vec<(String, String, u128)> = Vec::new();
-    for e in names.iter()? {
-        let (k, v) = e?;
-        let (t, name) = k.value();
-        if !name.is_ascii() && fold(name) != name {
-            stale.push((t.to_string(), name.to_string(), v.value()));
-        }
-    }
-    // Oldest first (ids are UUIDv7): the account made first keeps the name.
-    stale.sort_by_key(|s| s.2);
-    for (t, old, id) in &stale {
-        let new = fold(old);
-        let holder = names.get((t.as_str(), new.as_str()))?.map(|g| g.value());
-        match holder {
-            Some(other) if other != *id => {
-                tracing::warn!(
-                    tenant = %t,
-                    holder = %super::format_id(other),
-                    user = %super::format_id(*id),
-                    "two userNames are now one name (they differ only in case or Unicode \
-                     form); a lookup finds the holder only: rename one of the two users"
-                );
-                clashed += 1;
-            }
-            _ => {
-                names.insert((t.as_str(), new.as_str()), id)?;
-                moved += 1;
-            }
-        }
-        names.remove((t.as_str(), old.as_str()))?;
-    }
-    drop(names);
-    let mut emails = txn.open_multimap_table(EMAIL_USERID)?;
-    let mut stale = Vec::new();
-    for e in emails.iter()? {
-        let (k, ids) = e?;
-        let (t, name) = k.value();
-        if !name.is_ascii() && fold(name) != name {
-            for id in ids {
-                stale.push((t.to_string(), name.to_string(), id?.value()));
-            }
-        }
-    }
-    for (t, old, id) in &stale {
-        emails.remove((t.as_str(), old.as_str()), id)?;
-        emails.insert((t.as_str(), fold(old).as_str()), id)?;
-    }
-    moved += stale.len() as u64;
-    let mut display = txn.open_multimap_table(DISPLAYNAME_ID)?;
-    let mut stale = Vec::new();
-    for e in display.iter()? {
-        let (k, ids) = e?;
-        let (t, code, name) = k.value();
-        if !name.is_ascii() && fold(name) != name {
-            for id in ids {
-                stale.push((t.to_string(), code, name.to_string(), id?.value()));
-            }
-        }
-    }
-    for (t, code, old, id) in &stale {
-        display.remove((t.as_str(), *code, old.as_str()), id)?;
-        display.insert((t.as_str(), *code, fold(old).as_str()), id)?;
-    }
-    moved += stale.len() as u64;
-    Ok((moved, clashed))
-}
-
 /// Create tables on first open and record the layout version; returns the version found.
 pub(super) fn init_schema(db: &redb::Database) -> Result<u64, redb::Error> {
     let txn = db.begin_write()?;
@@ -214,12 +137,21 @@ pub(super) fn init_schema(db: &redb::Database) -> Result<u64, redb::Error> {
                     "layout 4: recounted active users and seat overflow; dropped group entries from the lastModified index"
                 );
             }
+            // Layout 4 keys are lowercased names, from which the fold follows; layout 5
+            // keys were folded with mappings that lose letters, so its records are read.
             if v < 5 {
-                let (moved, clashed) = refold_names(&txn)?;
+                let (moved, clashed) = refold::from_lowercase_keys(&txn)?;
                 tracing::info!(
                     moved,
                     clashed,
-                    "layout 5: re-keyed names outside ASCII to their folded form"
+                    "layout 6: re-keyed names outside ASCII to their folded form"
+                );
+            } else if v < 6 {
+                let (moved, clashed) = refold::from_records(&txn)?;
+                tracing::info!(
+                    moved,
+                    clashed,
+                    "layout 6: re-keyed names that layout 5 folded with a longer case mapping (ß, ı, ligatures)"
                 );
             }
             meta.insert("schema_version", SCHEMA_VERSION)?;

@@ -19,6 +19,7 @@ mod query;
 mod ranks;
 mod read;
 mod record;
+mod refold;
 mod scans;
 mod select;
 mod skim;

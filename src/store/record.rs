@@ -77,6 +77,12 @@ pub(super) struct Keys {
 }
 
 pub(super) fn keys(rt: impl Into<Rt>, body: &Body) -> Keys {
+    keys_folded(rt, body, fold)
+}
+
+/// The index entries a body produces with names folded by `fold` (an earlier layout's fold,
+/// for its migration).
+pub(super) fn keys_folded(rt: impl Into<Rt>, body: &Body, fold: fn(&str) -> String) -> Keys {
     let rt: Rt = rt.into();
     let kind = rt.kind;
     let s = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
@@ -96,7 +102,7 @@ pub(super) fn keys(rt: impl Into<Rt>, body: &Body) -> Keys {
         {
             let v = match inner.get(def.name) {
                 Some(Value::String(s)) if def.case_exact => s.clone(),
-                // Lowercased, not folded: the layout-5 migration cannot tell which stored
+                // Lowercased, not folded: the name migrations cannot tell which stored
                 // values came from attributes that are not caseExact.
                 Some(Value::String(s)) => s.to_lowercase(),
                 Some(Value::Number(n)) => n.to_string(),

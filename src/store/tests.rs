@@ -222,6 +222,21 @@ struct Fixture {
 }
 
 impl Fixture {
+    /// The ids of the resources a filter finds.
+    fn find(&self, kind: Kind, text: &str) -> Vec<String> {
+        let filter = crate::scim::filter::parse_for(kind, text).unwrap();
+        let q = ListQuery {
+            filter: Some(filter),
+            count: 10,
+            start_index: 1,
+            ..ListQuery::default()
+        };
+        let page = (self.rt)
+            .block_on(self.store.list("t".into(), kind.into(), q))
+            .unwrap();
+        page.items.into_iter().map(|r| r.id).collect()
+    }
+
     fn open(path: &Path) -> Fixture {
         Fixture {
             store: Store::open(path, 1 << 20).unwrap(),
@@ -641,7 +656,7 @@ fn layout_3_files_get_true_plan_counters_and_older_backups_restore() {
     assert_clean(&store, &rt);
 }
 
-/// Layout 4 lowercased names, layout 5 folds them (`scim::fold`). Opening a layout-4 file
+/// Layout 4 lowercased names, layout 6 folds them (`scim::fold`). Opening a layout-4 file
 /// re-keys the names outside ASCII. Of two users that layout 4 told apart and the fold makes
 /// one name, the holder of the folded key keeps it; the other is still found by id, written
 /// under its name and deleted without touching the holder's entry, and `verify` names them.
@@ -657,47 +672,48 @@ fn layout_4_files_get_folded_names_and_a_clash_stays_writable() {
             None,
         )
     };
-    let strasse = user("straße@x", "Groß@x");
+    // Lowercasing makes a final sigma ς, and leaves a decomposed é decomposed.
+    let greek = user("ΟΔΥΣΣΕΑΣ@x", "ΟΔΟΣ@x");
     let cafe = user("cafe\u{301}@x", "c@x");
     let clash = user("placeholder@x", "p@x");
     let g = f.create(
         Kind::Group,
-        serde_json::json!({"displayName": "Straßenbau"}),
+        serde_json::json!({"displayName": "ΝΑΟΣ"}),
         None,
     );
     let Fixture { store, rt, actor } = f;
     drop(store);
     {
         // As layout 4 wrote them: lowercased, not folded. `clash` becomes a user that
-        // layout 4 accepted beside `straße@x`, holding the key both now fold to.
+        // layout 4 accepted beside `ΟΔΥΣΣΕΑΣ@x`, holding the key both now fold to.
         use redb::ReadableTable;
         let db = raw(&path);
         let w = db.begin_write().unwrap();
         {
             let mut names = w.open_table(tables::USERNAME_USERID).unwrap();
             for (folded, lowered, id) in [
-                ("strasse@x", "straße@x", strasse),
+                ("οδυσσεασ@x", "οδυσσεας@x", greek),
                 ("caf\u{e9}@x", "cafe\u{301}@x", cafe),
             ] {
                 assert_eq!(names.remove(("t", folded)).unwrap().unwrap().value(), id);
                 names.insert(("t", lowered), id).unwrap();
             }
             names.remove(("t", "placeholder@x")).unwrap().unwrap();
-            names.insert(("t", "strasse@x"), clash).unwrap();
+            names.insert(("t", "οδυσσεασ@x"), clash).unwrap();
             let mut res = w.open_table(tables::RESOURCES).unwrap();
             let key = ("t", Kind::User.code(), clash);
             let mut rec: serde_json::Value =
                 serde_json::from_slice(res.get(key).unwrap().unwrap().value()).unwrap();
-            rec["body"]["userName"] = "STRASSE@x".into();
+            rec["body"]["userName"] = "ΟΔΥΣΣΕΑσ@x".into();
             res.insert(key, serde_json::to_vec(&rec).unwrap().as_slice())
                 .unwrap();
             let mut emails = w.open_multimap_table(tables::EMAIL_USERID).unwrap();
-            assert!(emails.remove(("t", "gross@x"), strasse).unwrap());
-            emails.insert(("t", "groß@x"), strasse).unwrap();
+            assert!(emails.remove(("t", "οδοσ@x"), greek).unwrap());
+            emails.insert(("t", "οδος@x"), greek).unwrap();
             let mut display = w.open_multimap_table(tables::DISPLAYNAME_ID).unwrap();
             let code = Kind::Group.code();
-            assert!(display.remove(("t", code, "strassenbau"), g).unwrap());
-            display.insert(("t", code, "straßenbau"), g).unwrap();
+            assert!(display.remove(("t", code, "ναοσ"), g).unwrap());
+            display.insert(("t", code, "ναος"), g).unwrap();
         }
         w.open_table(tables::META)
             .unwrap()
@@ -710,27 +726,12 @@ fn layout_4_files_get_folded_names_and_a_clash_stays_writable() {
         rt,
         actor,
     };
-    let find = |kind: Kind, text: &str| -> Vec<String> {
-        let filter = crate::scim::filter::parse_for(kind, text).unwrap();
-        let q = ListQuery {
-            filter: Some(filter),
-            count: 10,
-            start_index: 1,
-            ..ListQuery::default()
-        };
-        let page =
-            f.rt.block_on(f.store.list("t".into(), kind.into(), q))
-                .unwrap();
-        page.items.into_iter().map(|r| r.id).collect()
-    };
+    let find = |kind: Kind, text: &str| f.find(kind, text);
     let one = |id: u128| vec![format_id(id)];
     assert_eq!(find(Kind::User, "userName eq \"CAFÉ@X\""), one(cafe));
-    assert_eq!(
-        find(Kind::User, "emails.value eq \"GROSS@X\""),
-        one(strasse)
-    );
-    assert_eq!(find(Kind::Group, "displayName eq \"STRASSENBAU\""), one(g));
-    assert_eq!(find(Kind::User, "userName eq \"Straße@X\""), one(clash));
+    assert_eq!(find(Kind::User, "emails.value eq \"οδος@x\""), one(greek));
+    assert_eq!(find(Kind::Group, "displayName eq \"ναος\""), one(g));
+    assert_eq!(find(Kind::User, "userName eq \"ΟΔΥΣΣΕΑΣ@X\""), one(clash));
     let problems = f.rt.block_on(f.store.verify(HashMap::new())).unwrap();
     assert!(
         problems.len() == 1
@@ -740,12 +741,94 @@ fn layout_4_files_get_folded_names_and_a_clash_stays_writable() {
     );
     // The user left out of the index is still written under its own name.
     f.patch_user(
-        strasse,
+        greek,
         serde_json::json!([{"op": "replace", "path": "active", "value": false}]),
     );
     // Deleting it leaves the holder's entry; then the index is whole again.
-    f.delete_user(strasse);
-    assert_eq!(find(Kind::User, "userName eq \"strasse@x\""), one(clash));
+    f.delete_user(greek);
+    assert_eq!(find(Kind::User, "userName eq \"οδυσσεασ@x\""), one(clash));
+    assert_clean(&f.store, &f.rt);
+}
+
+/// Layout 5 folded `ß` to `ss`, ligatures to their letters and `ı` to `i`, joining names of
+/// different people. Opening a layout-5 file re-keys those names from the records, and a
+/// user that layout 5 left out of the userName index for another's name gets its key back.
+#[test]
+fn layout_5_files_part_names_a_longer_case_mapping_joined() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let f = Fixture::open(&path);
+    let user = |name: &str, email: &str| {
+        f.create(
+            Kind::User,
+            serde_json::json!({"userName": name, "emails": [{"value": email}]}),
+            None,
+        )
+    };
+    let sharp = user("straße@x", "ﬁle@x");
+    let ascii = user("STRASSE@x", "s@x");
+    let dotless = user("ılker@corp", "i@x");
+    let g = f.create(
+        Kind::Group,
+        serde_json::json!({"displayName": "Straßenbau"}),
+        None,
+    );
+    let Fixture { store, rt, actor } = f;
+    drop(store);
+    {
+        // As layout 5 left them: `straße` held the key `STRASSE` also folded to, and
+        // `STRASSE` had none.
+        let db = raw(&path);
+        let w = db.begin_write().unwrap();
+        {
+            let mut names = w.open_table(tables::USERNAME_USERID).unwrap();
+            for (now, id) in [
+                ("straße@x", sharp),
+                ("strasse@x", ascii),
+                ("ılker@corp", dotless),
+            ] {
+                assert_eq!(names.remove(("t", now)).unwrap().unwrap().value(), id);
+            }
+            names.insert(("t", "strasse@x"), sharp).unwrap();
+            names.insert(("t", "ilker@corp"), dotless).unwrap();
+            let mut emails = w.open_multimap_table(tables::EMAIL_USERID).unwrap();
+            assert!(emails.remove(("t", "ﬁle@x"), sharp).unwrap());
+            emails.insert(("t", "file@x"), sharp).unwrap();
+            let mut display = w.open_multimap_table(tables::DISPLAYNAME_ID).unwrap();
+            let code = Kind::Group.code();
+            assert!(display.remove(("t", code, "straßenbau"), g).unwrap());
+            display.insert(("t", code, "strassenbau"), g).unwrap();
+        }
+        w.open_table(tables::META)
+            .unwrap()
+            .insert("schema_version", 5)
+            .unwrap();
+        w.commit().unwrap();
+    }
+    let f = Fixture {
+        store: Store::open(&path, 1 << 20).unwrap(),
+        rt,
+        actor,
+    };
+    let find = |kind: Kind, text: &str| f.find(kind, text);
+    let one = |id: u128| vec![format_id(id)];
+    assert_eq!(find(Kind::User, "userName eq \"STRAẞE@X\""), one(sharp));
+    assert_eq!(find(Kind::User, "userName eq \"strasse@x\""), one(ascii));
+    assert_eq!(find(Kind::User, "userName eq \"ıLKER@corp\""), one(dotless));
+    assert_eq!(
+        find(Kind::User, "userName eq \"ILKER@corp\""),
+        Vec::<String>::new()
+    );
+    assert_eq!(find(Kind::User, "emails.value eq \"ﬁle@x\""), one(sharp));
+    assert_eq!(
+        find(Kind::User, "emails.value eq \"FILE@x\""),
+        Vec::<String>::new()
+    );
+    assert_eq!(find(Kind::Group, "displayName eq \"STRAẞENBAU\""), one(g));
+    assert_eq!(
+        find(Kind::Group, "displayName eq \"Strassenbau\""),
+        Vec::<String>::new()
+    );
     assert_clean(&f.store, &f.rt);
 }
 
