@@ -600,7 +600,7 @@ impl Server {
                         Ok::<_, std::convert::Infallible>(resp)
                     }
                 });
-                match acceptor {
+                let unreadable = match acceptor {
                     Some(acc) => {
                         // The handshake runs in the connection's task under a deadline, so a
                         // silent client holds only its own slot.
@@ -637,7 +637,7 @@ impl Server {
                         let conn = builder
                             .serve_connection(TokioIo::new(Watched::new(tls, flight.clone())), svc)
                             .into_owned();
-                        in_flight::drive(conn, flight, timeouts, peer, stopping, closed).await;
+                        in_flight::drive(conn, flight, timeouts, peer, stopping, closed).await
                     }
                     None => {
                         // Behind a proxy (plain HTTP), whose connections speak at once: the
@@ -646,8 +646,13 @@ impl Server {
                         let conn = builder
                             .serve_connection(TokioIo::new(Watched::new(tcp, flight.clone())), svc)
                             .into_owned();
-                        in_flight::drive(conn, flight, timeouts, peer, stopping, closed).await;
+                        in_flight::drive(conn, flight, timeouts, peer, stopping, closed).await
                     }
+                };
+                if let Some(why) = unreadable
+                    && said.first_this_minute(&format!("unreadable from {}", peer.ip()))
+                {
+                    tracing::info!(%peer, error = %why, "answered a request that is not valid HTTP/1.1 with a bare 400 (431 for a head too large), no SCIM body: a space, \" < > or another such character in a URL must be percent-encoded (said once a minute per address)");
                 }
             });
         }

@@ -543,7 +543,7 @@ impl App {
 
     /// True the first time in a minute `whom` (an address or tenant, with what it is about)
     /// asks: a line said once a minute.
-    fn first_this_minute(&self, whom: &str) -> bool {
+    pub(crate) fn first_this_minute(&self, whom: &str) -> bool {
         self.said_each_minute
             .check(whom, 1.0 / 60.0, 1.0, Instant::now())
             .is_ok()

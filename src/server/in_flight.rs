@@ -491,6 +491,8 @@ const WIND_DOWN: Duration = Duration::from_secs(2);
 
 /// Serve one connection until it ends, is idle or stalled past `limits`, or the stop is over
 /// (`closed`); from `stopping` on, it finishes its open requests and takes no new ones.
+/// Returns hyper's words when the connection ended on a request it could not read: hyper
+/// answered it itself (a bare 400, or 431 for a head too large), and no handler logged it.
 pub async fn drive<C>(
     conn: C,
     flight: Arc<InFlight>,
@@ -498,9 +500,10 @@ pub async fn drive<C>(
     peer: std::net::SocketAddr,
     mut stopping: watch::Receiver<bool>,
     mut closed: watch::Receiver<bool>,
-) where
+) -> Option<String>
+where
     C: GracefulConnection,
-    C::Error: std::fmt::Display,
+    C::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     tokio::pin!(conn);
     let mut winding_down = false;
@@ -509,15 +512,17 @@ pub async fn drive<C>(
     loop {
         tokio::select! {
             r = conn.as_mut() => {
-                if let Err(e) = r {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                let e = r.err()?.into();
+                if unreadable(&*e) {
+                    return Some(e.to_string());
                 }
-                return;
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                return None;
             }
-            _ = closed.wait_for(|c| *c) => return,
+            _ = closed.wait_for(|c| *c) => return None,
             _ = flight.evicted() => {
                 tracing::debug!(%peer, "closing a connection that has shown no valid token: every connection slot is taken and a client is waiting");
-                return;
+                return None;
             }
             _ = stopping.wait_for(|s| *s), if !winding_down => {
                 conn.as_mut().graceful_shutdown();
@@ -529,14 +534,14 @@ pub async fn drive<C>(
                 let socket_full = flight.blocked.load(Ordering::SeqCst) > 0;
                 if owes && !socket_full && quiet >= limits.stalled {
                     tracing::warn!(%peer, secs = quiet.as_secs(), "closing a connection whose answers have not moved: the client gives no flow-control window");
-                    return;
+                    return None;
                 }
                 if socket_full && quiet >= limits.unread {
                     tracing::warn!(%peer, secs = quiet.as_secs(), "closing a connection whose client has read nothing of its answer");
-                    return;
+                    return None;
                 }
                 if !owes && winding_down && quiet >= limits.idle.min(WIND_DOWN) {
-                    return;
+                    return None;
                 }
                 if !owes && !winding_down && quiet >= limits.idle {
                     conn.as_mut().graceful_shutdown();
@@ -547,6 +552,15 @@ pub async fn drive<C>(
             }
         }
     }
+}
+
+/// Whether a connection's error is hyper refusing to parse a request (its head), somewhere
+/// in the chain of causes.
+fn unreadable(e: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(e), |e| e.source()).any(|e| {
+        e.downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_parse() || h.is_parse_too_large())
+    })
 }
 
 #[cfg(test)]

@@ -383,7 +383,15 @@ pub mod wire {
         s: &super::Srv,
         versions: &[&'static rustls::SupportedProtocolVersion],
     ) -> rustls::ClientConfig {
-        let pem = std::fs::read(s.dir.path().join("state/tls/cert.pem")).expect("cert");
+        trusting(&s.dir.path().join("state/tls/cert.pem"), versions)
+    }
+
+    /// The client configuration trusting the certificate in `cert`, with these versions.
+    pub fn trusting(
+        cert: &std::path::Path,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> rustls::ClientConfig {
+        let pem = std::fs::read(cert).expect("cert");
         let mut roots = rustls::RootCertStore::empty();
         for c in CertificateDer::pem_slice_iter(&pem) {
             roots.add(c.expect("pem")).expect("root");
@@ -401,8 +409,13 @@ pub mod wire {
     }
 
     pub async fn connect(s: &super::Srv) -> TlsStream<TcpStream> {
-        let cfg = client_config(s, &[&rustls::version::TLS13, &rustls::version::TLS12]);
-        let tcp = TcpStream::connect(("127.0.0.1", port(s))).await.unwrap();
+        connect_to(port(s), &s.dir.path().join("state/tls/cert.pem")).await
+    }
+
+    /// A TLS connection to the server on `port` whose certificate is in `cert`.
+    pub async fn connect_to(port: u16, cert: &std::path::Path) -> TlsStream<TcpStream> {
+        let cfg = trusting(cert, &[&rustls::version::TLS13, &rustls::version::TLS12]);
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         TlsConnector::from(Arc::new(cfg))
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
             .await
@@ -474,7 +487,11 @@ pub mod wire {
 
     /// Send `request` (a whole HTTP/1.1 request, bytes as given) and read the answer.
     pub async fn send(s: &super::Srv, request: &[u8]) -> Answer {
-        let mut conn = connect(s).await;
+        send_on(connect(s).await, request).await
+    }
+
+    /// Send `request` on `conn` and read the answer.
+    pub async fn send_on(mut conn: TlsStream<TcpStream>, request: &[u8]) -> Answer {
         // The server may answer (413, 431) and close before the whole request is written.
         if conn.write_all(request).await.is_ok() {
             let _ = conn.flush().await;

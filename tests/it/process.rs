@@ -230,6 +230,21 @@ async fn a_rust_log_that_is_no_level_is_passed_over_and_refusals_say_why() {
         log.contains("authentication refused: the token matches no configured token"),
         "{log}"
     );
+    // A raw `"` in a URL: hyper answers a bare 400 itself, and the log says so once a
+    // minute per address (no handler saw the request to log it).
+    let cert = cfg.parent().unwrap().join("state/tls/cert.pem");
+    let raw =
+        b"GET /scim/v2/Users?filter=userName%20eq%20\"a@b\" HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    for _ in 0..3 {
+        let conn = crate::harness::wire::connect_to(p.port, &cert).await;
+        assert_eq!(crate::harness::wire::send_on(conn, raw).await.status, 400);
+    }
+    let unreadable = |log: &str| log.matches("is not valid HTTP/1.1").count();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while unreadable(&p.log()) == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(unreadable(&p.log()), 1, "{}", p.log());
     // Each refused header's reason is logged; a request without one only has its line.
     let url = format!("https://localhost:{}/scim/v2/Users", p.port);
     for (header, why) in [
