@@ -404,8 +404,9 @@ pub(super) async fn send_members(
             first = false;
             chunk.push_str(fragment);
         };
-        let fragments = batch.into_iter().map(|(m, kind)| {
-            crate::scim::render::member_fragment(base, &crate::store::format_id(m), kind)
+        let fragments = batch.into_iter().map(|(m, kind, display)| {
+            let id = crate::store::format_id(m);
+            crate::scim::render::member_fragment(base, &id, kind, display.as_deref())
         });
         match narrowed {
             None => fragments.for_each(|f| push(&f)),

@@ -1303,7 +1303,7 @@ mod tests {
             vec![
                 MemberOp::Remove(vec!["a".into()]),
                 MemberOp::Remove(vec!["b".into()]),
-                MemberOp::Add(vec![json!({"value": "c"})]),
+                MemberOp::Add(vec![json!({"value": "c", "display": "x"})]),
                 MemberOp::Clear,
             ]
         );

@@ -7,11 +7,15 @@ use super::resource::Body;
 use super::schema::{Kind, Rt};
 
 /// One group member as JSON text (for streamed member lists).
-pub fn member_fragment(base: &str, id: &str, kind: Kind) -> String {
+pub fn member_fragment(base: &str, id: &str, kind: Kind, display: Option<&str>) -> String {
     let ep = kind.endpoint();
     let r = serde_json::to_string(&format!("{base}/{ep}/{id}")).unwrap_or_default();
+    let d = display
+        .and_then(|d| serde_json::to_string(d).ok())
+        .map(|d| format!(",\"display\":{d}"))
+        .unwrap_or_default();
     format!(
-        "{{\"value\":\"{id}\",\"type\":\"{}\",\"$ref\":{r}}}",
+        "{{\"value\":\"{id}\"{d},\"type\":\"{}\",\"$ref\":{r}}}",
         kind.as_str()
     )
 }

@@ -486,7 +486,8 @@ const MEMBER_SUBS: &[AttrDef] = &[
         "The URI of the member resource.",
     )
     .mutability(Immutable),
-    AttrDef::s("display", "A human-readable name of the member.").mutability(ReadOnly),
+    // Immutable (RFC 7643 §2.4): the client gives it with the member, as Okta does.
+    AttrDef::s("display", "A human-readable name of the member.").mutability(Immutable),
     AttrDef::s("type", "The type of the member.")
         .canonical(&["User", "Group"])
         .mutability(Immutable),

@@ -125,6 +125,7 @@ fn copy_checked(r: &ReadTransaction, tmp: &Path) -> Result<u64, StoreError> {
         n += copy_multi(r, &w, DISPLAYNAME_ID)?;
         n += copy(r, &w, GROUPID_MEMBERID)?;
         n += copy(r, &w, MEMBERID_GROUPID)?;
+        n += copy(r, &w, MEMBER_DISPLAY)?;
         n += copy(r, &w, EVENTS)?;
         n += copy(r, &w, EVENT_SEQ)?;
         n += copy(r, &w, OVERFLOW_USERID)?;

@@ -100,6 +100,7 @@ pub(super) fn init_schema(db: &redb::Database) -> Result<u64, redb::Error> {
         txn.open_multimap_table(DISPLAYNAME_ID)?;
         txn.open_table(GROUPID_MEMBERID)?;
         txn.open_table(MEMBERID_GROUPID)?;
+        txn.open_table(MEMBER_DISPLAY)?;
         txn.open_table(EVENTS)?;
         txn.open_table(EVENT_SEQ)?;
         txn.open_table(OVERFLOW_USERID)?;

@@ -64,6 +64,7 @@ impl W<'_> {
         drain!(self.usernames, (tenant, ""), (end, ""));
         drain!(self.members, (tenant, 0u128, 0u128), (end, 0u128, 0u128));
         drain!(self.member_of, (tenant, 0u128, 0u128), (end, 0u128, 0u128));
+        drain!(self.displays, (tenant, 0u128, 0u128), (end, 0u128, 0u128));
         drain!(self.overflow, (tenant, 0u128), (end, 0u128));
         drain!(self.unique, (tenant, 0u8, "", ""), (end, 0u8, "", ""));
         drain!(

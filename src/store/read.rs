@@ -21,16 +21,62 @@ use crate::scim::schema::Kind;
 /// Members read at a time from a group's member list, when it is streamed or searched.
 pub(super) const MEMBER_BATCH: usize = if cfg!(test) { 4 } else { 1024 };
 
-pub(super) fn member_json(id: u128, code: u8) -> Value {
+pub(super) fn member_json(id: u128, code: u8, display: Option<String>) -> Value {
     let ty = Kind::of_member_code(code).as_str();
-    serde_json::json!({"value": format_id(id), "type": ty})
+    match display {
+        Some(d) => serde_json::json!({"value": format_id(id), "display": d, "type": ty}),
+        None => serde_json::json!({"value": format_id(id), "type": ty}),
+    }
+}
+
+/// A group's member displays read alongside its member list: both are in member id order,
+/// so a member's display is the next row or none, and a million members cost one walk of
+/// each table rather than a lookup each.
+pub(super) struct Displays<'a> {
+    rows: redb::Range<'a, (&'static str, u128, u128), &'static str>,
+    next: Option<(u128, String)>,
+}
+
+impl<'a> Displays<'a> {
+    pub(super) fn new<T>(table: &'a T, t: &str, g: u128, from: u128) -> Result<Self, redb::Error>
+    where
+        T: ReadableTable<(&'static str, u128, u128), &'static str>,
+    {
+        Ok(Displays {
+            rows: table.range((t, g, from)..=(t, g, u128::MAX))?,
+            next: None,
+        })
+    }
+
+    /// The display of member `m`, asked for in increasing order of `m`.
+    pub(super) fn of(&mut self, m: u128) -> Result<Option<String>, redb::Error> {
+        loop {
+            match self.next.take() {
+                Some((at, d)) if at == m => return Ok(Some(d)),
+                Some((at, d)) if at > m => {
+                    self.next = Some((at, d));
+                    return Ok(None);
+                }
+                // A row before `m` belongs to no member asked for: passed over.
+                Some(_) => {}
+                None => match self.rows.next() {
+                    None => return Ok(None),
+                    Some(row) => {
+                        let (k, v) = row?;
+                        self.next = Some((k.value().2, v.value().to_string()));
+                    }
+                },
+            }
+        }
+    }
 }
 
 /// The computed reference list: a group's members, or a user's groups.
-pub(super) fn read_refs<M, O, N>(
+pub(super) fn read_refs<M, O, N, D>(
     res: &N,
     members: &M,
     member_of: &O,
+    displays: &D,
     t: &str,
     kind: Kind,
     id: u128,
@@ -39,13 +85,16 @@ where
     M: ReadableTable<(&'static str, u128, u128), u8>,
     O: ReadableTable<(&'static str, u128, u128), ()>,
     N: ReadableTable<(&'static str, u8, u128), &'static [u8]>,
+    D: ReadableTable<(&'static str, u128, u128), &'static str>,
 {
     let mut out = Vec::new();
     match kind {
         Kind::Group => {
+            let mut shown = Displays::new(displays, t, id, 0)?;
             for e in members.range((t, id, 0u128)..=(t, id, u128::MAX))? {
                 let (k, v) = e?;
-                out.push(member_json(k.value().2, v.value()));
+                let m = k.value().2;
+                out.push(member_json(m, v.value(), shown.of(m)?));
             }
         }
         Kind::User => {
@@ -131,6 +180,8 @@ pub(super) struct ReadSide {
         std::sync::OnceLock<redb::ReadOnlyMultimapTable<(&'static str, u8, &'static str), u128>>,
     pub(super) members: std::sync::OnceLock<redb::ReadOnlyTable<(&'static str, u128, u128), u8>>,
     pub(super) member_of: std::sync::OnceLock<redb::ReadOnlyTable<(&'static str, u128, u128), ()>>,
+    pub(super) displays:
+        std::sync::OnceLock<redb::ReadOnlyTable<(&'static str, u128, u128), &'static str>>,
     pub(super) overflow: std::sync::OnceLock<redb::ReadOnlyTable<(&'static str, u128), ()>>,
     pub(super) modified: std::sync::OnceLock<ModifiedTable>,
     pub(super) scans: ScanMemo,
@@ -225,6 +276,7 @@ impl ReadSide {
             names: std::sync::OnceLock::new(),
             members: std::sync::OnceLock::new(),
             member_of: std::sync::OnceLock::new(),
+            displays: std::sync::OnceLock::new(),
             overflow: std::sync::OnceLock::new(),
             modified: std::sync::OnceLock::new(),
             scans: ScanMemo::default(),
@@ -352,6 +404,16 @@ impl ReadSide {
         Ok(self.member_of.get_or_init(|| t))
     }
 
+    pub(super) fn displays(
+        &self,
+    ) -> Result<&redb::ReadOnlyTable<(&'static str, u128, u128), &'static str>, redb::Error> {
+        if let Some(t) = self.displays.get() {
+            return Ok(t);
+        }
+        let t = self.txn.open_table(MEMBER_DISPLAY)?;
+        Ok(self.displays.get_or_init(|| t))
+    }
+
     pub(super) fn overflow(
         &self,
     ) -> Result<&redb::ReadOnlyTable<(&'static str, u128), ()>, redb::Error> {
@@ -363,7 +425,15 @@ impl ReadSide {
     }
 
     pub(super) fn refs(&self, t: &str, kind: Kind, id: u128) -> Result<Vec<Value>, redb::Error> {
-        read_refs(self.res()?, self.members()?, self.member_of()?, t, kind, id)
+        read_refs(
+            self.res()?,
+            self.members()?,
+            self.member_of()?,
+            self.displays()?,
+            t,
+            kind,
+            id,
+        )
     }
 
     /// Whether resource `id`, whose record `rec` holds (at least) the attributes
@@ -399,16 +469,23 @@ impl ReadSide {
             // Asking whether given users are members, or whether there are any, takes point
             // reads.
             let mut found = Vec::new();
+            let display = |m: u128| -> Result<Option<String>, redb::Error> {
+                Ok(self
+                    .displays()?
+                    .get((t, id, m))?
+                    .map(|d| d.value().to_string()))
+            };
             for &m in ids {
                 if let Some(k) = self.members()?.get((t, id, m))? {
-                    found.push(member_json(m, k.value()));
+                    found.push(member_json(m, k.value(), display(m)?));
                 }
             }
             if *any && found.is_empty() {
                 let range = (t, id, 0u128)..=(t, id, u128::MAX);
                 if let Some(e) = self.members()?.range(range)?.next() {
                     let (k, v) = e?;
-                    found.push(member_json(k.value().2, v.value()));
+                    let m = k.value().2;
+                    found.push(member_json(m, v.value(), display(m)?));
                 }
             }
             m.insert("members".into(), Value::Array(found));
@@ -454,9 +531,11 @@ impl ReadSide {
         };
         let mut batch = Vec::with_capacity(MEMBER_BATCH);
         let mut read = 0usize;
+        let mut shown = Displays::new(self.displays()?, t, id, 0)?;
         for entry in self.members()?.range((t, id, 0u128)..=(t, id, u128::MAX))? {
             let (k, v) = entry?;
-            batch.push(member_json(k.value().2, v.value()));
+            let m = k.value().2;
+            batch.push(member_json(m, v.value(), shown.of(m)?));
             read += 1;
             if batch.len() == MEMBER_BATCH && decide(std::mem::take(&mut batch), &mut decided) {
                 return Ok(decided);
@@ -697,10 +776,13 @@ impl Store {
                         }
                     }
                     let members = txn.open_table(GROUPID_MEMBERID)?;
+                    let displays = txn.open_table(MEMBER_DISPLAY)?;
+                    let mut shown = Displays::new(&displays, t, group, 0)?;
                     let mut batch = Vec::with_capacity(MEMBER_BATCH);
                     for e in members.range((t, group, 0u128)..=(t, group, u128::MAX))? {
                         let (k, v) = e?;
-                        batch.push((k.value().2, Kind::of_member_code(v.value())));
+                        let m = k.value().2;
+                        batch.push((m, Kind::of_member_code(v.value()), shown.of(m)?));
                         if batch.len() == MEMBER_BATCH
                             && !send(MemberBatch::Members(std::mem::take(&mut batch)))
                         {
@@ -727,7 +809,8 @@ impl Store {
 pub enum MemberBatch {
     /// The group itself, first, when asked for (`None`: there is no such group).
     Head(Option<Box<Resource>>),
-    Members(Vec<(u128, Kind)>),
+    /// Members with their kinds and displays.
+    Members(Vec<(u128, Kind, Option<String>)>),
     /// Every member was sent.
     End,
 }

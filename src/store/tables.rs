@@ -33,6 +33,13 @@ pub const DISPLAYNAME_ID: MultimapTableDefinition<(&str, u8, &str), u128> =
 pub const GROUPID_MEMBERID: TableDefinition<(&str, u128, u128), u8> =
     TableDefinition::new("tenant_groupid_memberid");
 
+/// (tenant, group, member) → the member's `display` as the client sent it, for members
+/// given one: IdPs send it (Okta the user's login) and read it back, and RFC 7643 §2.4 has
+/// the client set it. Rows are in `GROUPID_MEMBERID`'s order, so a member list reads both
+/// side by side.
+pub const MEMBER_DISPLAY: TableDefinition<(&str, u128, u128), &str> =
+    TableDefinition::new("tenant_groupid_memberid_display");
+
 /// (tenant, member, group) → (): the mirror of `GROUPID_MEMBERID`.
 pub const MEMBERID_GROUPID: TableDefinition<(&str, u128, u128), ()> =
     TableDefinition::new("tenant_memberid_groupid");

@@ -832,6 +832,67 @@ fn layout_5_files_part_names_a_longer_case_mapping_joined() {
     assert_clean(&f.store, &f.rt);
 }
 
+/// A member's display lives and goes with its membership: a member that leaves (removed,
+/// replaced away, or deleted) leaves no display behind, and `verify` would name one.
+#[test]
+fn a_members_display_goes_with_its_membership() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::open(&dir.path().join("s.redb"));
+    let u = f.users(3);
+    let member =
+        |i: usize| serde_json::json!({"value": format_id(u[i]), "display": format!("u{i}")});
+    let g = f.create(
+        Kind::Group,
+        serde_json::json!({"displayName": "G", "members": [member(0), member(1), member(2)]}),
+        None,
+    );
+    let shown = || -> Vec<String> {
+        let r =
+            f.rt.block_on(f.store.get("t".into(), Kind::Group, format_id(g), true));
+        (r.unwrap().refs.unwrap().iter())
+            .map(|m| m["display"].as_str().unwrap_or("none").to_string())
+            .collect()
+    };
+    assert_eq!(shown(), ["u0", "u1", "u2"]);
+    f.delete_user(u[0]);
+    let body = serde_json::json!({"displayName": "G", "members": [{"value": format_id(u[2])}]});
+    let input = crate::scim::resource::normalize(Kind::Group, &body).unwrap();
+    f.rt.block_on(f.store.replace(
+        f.actor.clone(),
+        Kind::Group.into(),
+        format_id(g),
+        input,
+        Conditions::default(),
+    ))
+    .unwrap();
+    // Replaced as given: the member kept has no display now.
+    assert_eq!(shown(), ["none"]);
+    assert_clean(&f.store, &f.rt);
+    // A display left without its membership is named.
+    let path = dir.path().join("s.redb");
+    let Fixture { store, rt, actor } = f;
+    drop(store);
+    {
+        let db = raw(&path);
+        let w = db.begin_write().unwrap();
+        w.open_table(tables::MEMBER_DISPLAY)
+            .unwrap()
+            .insert(("t", g, u[1]), "stale")
+            .unwrap();
+        w.commit().unwrap();
+    }
+    let f = Fixture {
+        store: Store::open(&path, 1 << 20).unwrap(),
+        rt,
+        actor,
+    };
+    let problems = f.rt.block_on(f.store.verify(HashMap::new())).unwrap();
+    assert!(
+        problems.len() == 1 && problems[0].contains("a display kept for"),
+        "{problems:?}"
+    );
+}
+
 #[test]
 fn replacing_a_member_list_walks_it_in_batches_and_reports_only_the_difference() {
     let dir = tempfile::tempdir().unwrap();
@@ -1310,6 +1371,7 @@ fn entries_by_tenant(store: &Store) -> HashMap<(&'static str, String), usize> {
             tally!(tables::USERNAME_USERID, "usernames", |k| k.0);
             tally!(tables::GROUPID_MEMBERID, "members", |k| k.0);
             tally!(tables::MEMBERID_GROUPID, "member_of", |k| k.0);
+            tally!(tables::MEMBER_DISPLAY, "member_displays", |k| k.0);
             tally!(tables::MODIFIED_ID, "modified", |k| k.0);
             tally!(tables::RANKS, "ranks", |k| k.0);
             tally!(tables::EVENTS, "events", |k| k.0);
@@ -1342,7 +1404,7 @@ fn purging_a_tenant_takes_out_all_of_it_and_nothing_else() {
             .collect();
         let members: Vec<serde_json::Value> = ids[..5]
             .iter()
-            .map(|id| serde_json::json!({"value": format_id(*id)}))
+            .map(|id| serde_json::json!({"value": format_id(*id), "display": "a member"}))
             .collect();
         f.create(
             Kind::Group,
@@ -1365,6 +1427,7 @@ fn purging_a_tenant_takes_out_all_of_it_and_nothing_else() {
         "usernames",
         "members",
         "member_of",
+        "member_displays",
         "modified",
         "ranks",
         "events",

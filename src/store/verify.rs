@@ -188,6 +188,7 @@ pub(super) fn check(
     let names = r.open_multimap_table(DISPLAYNAME_ID)?;
     let members = r.open_table(GROUPID_MEMBERID)?;
     let member_of = r.open_table(MEMBERID_GROUPID)?;
+    let displays = r.open_table(MEMBER_DISPLAY)?;
     let events = r.open_table(EVENTS)?;
     let seqs = r.open_table(EVENT_SEQ)?;
     let overflow = r.open_table(OVERFLOW_USERID)?;
@@ -448,6 +449,18 @@ pub(super) fn check(
             if members.get((t, g, m))?.is_none() {
                 bad.push(format!("{what}: stale {:?}", (t, g, m)));
             }
+        }
+    }
+    // A member's display goes with its membership.
+    for e in displays.iter()? {
+        let (k, _) = e?;
+        let (t, g, m) = k.value();
+        if members.get((t, g, m))?.is_none() {
+            bad.push(format!(
+                "{t}: a display kept for {} in group {}, which it is not a member of",
+                format_id(m),
+                format_id(g)
+            ));
         }
     }
     // Counters.

@@ -28,6 +28,7 @@ pub(super) struct W<'t> {
     pub(super) names: MultimapTable<'t, (&'static str, u8, &'static str), u128>,
     pub(super) members: Table<'t, (&'static str, u128, u128), u8>,
     pub(super) member_of: Table<'t, (&'static str, u128, u128), ()>,
+    pub(super) displays: Table<'t, (&'static str, u128, u128), &'static str>,
     pub(super) events: events::EventTable<'t>,
     seqs: events::SeqTable<'t>,
     pub(super) overflow: Table<'t, (&'static str, u128), ()>,
@@ -50,6 +51,7 @@ impl<'t> W<'t> {
             names: txn.open_multimap_table(DISPLAYNAME_ID)?,
             members: txn.open_table(GROUPID_MEMBERID)?,
             member_of: txn.open_table(MEMBERID_GROUPID)?,
+            displays: txn.open_table(MEMBER_DISPLAY)?,
             events: txn.open_table(EVENTS)?,
             seqs: txn.open_table(EVENT_SEQ)?,
             overflow: txn.open_table(OVERFLOW_USERID)?,
@@ -514,6 +516,7 @@ impl<'t> W<'t> {
     fn unlink(&mut self, t: &str, g: u128, m: u128) -> Result<bool, redb::Error> {
         let had = self.members.remove((t, g, m))?.is_some();
         self.member_of.remove((t, m, g))?;
+        self.displays.remove((t, g, m))?;
         Ok(had)
     }
 
@@ -535,7 +538,15 @@ impl<'t> W<'t> {
 
     /// The resource's members or groups as this transaction sees them.
     fn refs(&self, t: &str, kind: Kind, id: u128) -> Result<Vec<Value>, redb::Error> {
-        read_refs(&self.res, &self.members, &self.member_of, t, kind, id)
+        read_refs(
+            &self.res,
+            &self.members,
+            &self.member_of,
+            &self.displays,
+            t,
+            kind,
+            id,
+        )
     }
 
     /// A record just written, as the resource a write answers with, references included.
@@ -565,7 +576,8 @@ impl<'t> W<'t> {
 
 /// A membership change resolved to concrete ids during the check phase.
 enum Change {
-    Add(u128, Kind),
+    /// A member with its kind and the `display` the client gave it, if any.
+    Add(u128, Kind, Option<String>),
     Remove(u128),
     Clear,
 }
@@ -598,7 +610,8 @@ fn plan_members(w: &W, t: &str, g: u128, ops: &[MemberOp]) -> R<Vec<Change>> {
                             said: ty.to_string(),
                         }));
                     }
-                    out.push(Change::Add(id, kind));
+                    let display = m.get("display").and_then(Value::as_str);
+                    out.push(Change::Add(id, kind, display.map(str::to_string)));
                 }
             }
             // Removing an unknown or absent member is a no-op: IdPs re-send removals.
@@ -614,7 +627,8 @@ fn plan_members(w: &W, t: &str, g: u128, ops: &[MemberOp]) -> R<Vec<Change>> {
                         break;
                     };
                     for (m, code) in batch {
-                        let el = member_json(m, code);
+                        let display = w.displays.get((t, g, m))?.map(|d| d.value().to_string());
+                        let el = member_json(m, code, display);
                         if def.is_some_and(|d| filter::matches_element(f, d, &el)) {
                             out.push(Change::Remove(m));
                         }
@@ -651,14 +665,21 @@ fn apply_members(
     // Net effect per member: removing and re-adding a member is no change for it.
     let mut net: std::collections::BTreeMap<u128, bool> = std::collections::BTreeMap::new();
     let mut was: std::collections::BTreeMap<u128, bool> = std::collections::BTreeMap::new();
+    let mut relabeled = false;
     for c in changes {
         match c {
             Change::Clear => unreachable!("handled by replace_members"),
-            Change::Add(m, kind) => {
+            Change::Add(m, kind, display) => {
                 let existed = w.members.insert((t, g, *m), kind.code())?.is_some();
                 was.entry(*m).or_insert(existed);
                 if !existed {
                     w.member_of.insert((t, *m, g), ())?;
+                }
+                // A present member added again with a new display (the user renamed at
+                // the IdP) takes it; added without one, it keeps what it had.
+                if let Some(d) = display {
+                    let old = w.displays.insert((t, g, *m), d.as_str())?;
+                    relabeled |= existed && old.is_none_or(|o| o.value() != d);
                 }
                 net.insert(*m, true);
             }
@@ -669,7 +690,7 @@ fn apply_members(
             }
         }
     }
-    let mut changed = false;
+    let mut changed = relabeled;
     for (m, now_in) in net {
         if was.get(&m).copied().unwrap_or(false) != now_in {
             changed = true;
@@ -695,11 +716,12 @@ fn replace_members(
     rest: &[Change],
 ) -> Result<bool, redb::Error> {
     let t = actor.tenant.as_str();
-    let mut after: std::collections::BTreeMap<u128, Kind> = std::collections::BTreeMap::new();
+    let mut after: std::collections::BTreeMap<u128, (Kind, Option<&str>)> =
+        std::collections::BTreeMap::new();
     for c in rest {
         match c {
-            Change::Add(m, kind) => {
-                after.insert(*m, *kind);
+            Change::Add(m, kind, display) => {
+                after.insert(*m, (*kind, display.as_deref()));
             }
             Change::Remove(m) => {
                 after.remove(m);
@@ -710,16 +732,25 @@ fn replace_members(
     let mut stay = std::collections::BTreeSet::new();
     let mut changed = false;
     w.each_member(t, g, |w, m| {
-        if after.contains_key(&m) {
+        if let Some((_, display)) = after.get(&m) {
             stay.insert(m);
+            // A replace gives the list as it is to be, displays included.
+            let old = match display {
+                Some(d) => w.displays.insert((t, g, m), *d)?,
+                None => w.displays.remove((t, g, m))?,
+            };
+            changed |= old.map(|o| o.value().to_string()).as_deref() != *display;
             return Ok(());
         }
         w.unlink(t, g, m)?;
         changed = true;
         w.emit(actor, "group.member_removed", g, Some(m), Vec::new())
     })?;
-    for (m, kind) in after.into_iter().filter(|(m, _)| !stay.contains(m)) {
+    for (m, (kind, display)) in after.into_iter().filter(|(m, _)| !stay.contains(m)) {
         w.members.insert((t, g, m), kind.code())?;
+        if let Some(d) = display {
+            w.displays.insert((t, g, m), d)?;
+        }
         w.member_of.insert((t, m, g), ())?;
         changed = true;
         w.emit(actor, "group.member_added", g, Some(m), Vec::new())?;

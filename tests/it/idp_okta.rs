@@ -258,6 +258,37 @@ async fn okta_group_push() {
         {"op": "add", "path": "members", "value": [{"value": u[3], "display": "d@okta.local"}, {"value": u[2], "display": "c@okta.local"}]}])).await;
     assert!(r.status == 200 || r.status == 204);
     assert_eq!(members(&s, &g).await, sorted(&[&u[2], &u[3]]));
+    // Each member's `display` comes back as Okta sent it, in a read of the group, a list
+    // (streamed) and a projection.
+    let shown = |r: &crate::harness::Res| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = (r.body["members"].as_array().unwrap().iter())
+            .map(|m| {
+                let d = m["display"].as_str().unwrap_or("none");
+                (m["value"].as_str().unwrap().to_string(), d.to_string())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let want = {
+        let mut w = vec![
+            (u[2].clone(), "c@okta.local".to_string()),
+            (u[3].clone(), "d@okta.local".to_string()),
+        ];
+        w.sort();
+        w
+    };
+    assert_eq!(shown(&s.get(&path).await), want);
+    let listed = s.get("/Groups?filter=displayName eq \"Test SCIMv2\"").await;
+    assert_eq!(
+        listed.body["Resources"][0]["members"],
+        s.get(&path).await.body["members"]
+    );
+    let narrowed = s.get(&format!("{path}?attributes=members.display")).await;
+    assert_eq!(narrowed.body["members"].as_array().map(Vec::len), Some(2));
+    assert!(narrowed.body["members"][0].get("value").is_none());
+    let f = "/Groups?filter=members.display eq \"d@okta.local\"&attributes=id";
+    assert_eq!(total(&s.get(f).await), 1);
     // Retries: removing a non-member and re-adding a member are no-op successes. Inferred
     // (idp-notes §2.6): pushes are re-sent, so both must succeed without duplicates.
     let r = s
@@ -269,6 +300,14 @@ async fn okta_group_push() {
         .await;
     assert_eq!(r.status, 204);
     assert_eq!(members(&s, &g).await, sorted(&[&u[2], &u[3]]));
+    // Re-added without a display, a member keeps its own; with a new one, it takes it.
+    assert_eq!(shown(&s.get(&path).await), want);
+    let v1 = s.get(&path).await.body["meta"]["version"].clone();
+    let r = s.patch(&path, json!([{"op": "add", "path": "members", "value": [{"value": u[3], "display": "dee@okta.local"}]}])).await;
+    assert_eq!(r.status, 204);
+    let after = s.get(&path).await;
+    assert!(shown(&after).contains(&(u[3].clone(), "dee@okta.local".to_string())));
+    assert_ne!(after.body["meta"]["version"], v1);
     // A rename with a changed name.
     let r = s
         .patch(
@@ -282,6 +321,7 @@ async fn okta_group_push() {
     let r = s.patch(&path, json!([{"op": "replace", "path": "members", "value": [{"value": u[0]}, {"value": u[1]}]}])).await;
     assert_eq!(r.status, 204);
     assert_eq!(members(&s, &g).await, sorted(&[&u[0], &u[1]]));
+    assert!(shown(&s.get(&path).await).iter().all(|(_, d)| d == "none"));
     let r = s.put(&path, json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "id": g, "displayName": "Renamed SCIMv2", "members": [{"value": u[3]}]})).await;
     assert_eq!(r.status, 200);
     assert_eq!(members(&s, &g).await, vec![u[3].clone()]);

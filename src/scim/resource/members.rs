@@ -1,13 +1,13 @@
-//! A Group's `members` as given, read into `{"value", "type"?}` objects; the store keeps them
-//! apart from the body.
+//! A Group's `members` as given, read into `{"value", "type"?, "display"?}` objects; the
+//! store keeps them apart from the body.
 
 use serde_json::{Map, Value};
 
 use super::values::type_name;
 use crate::scim::error::{ScimError, ScimResult};
 
-/// Group members as given: a list of `{"value": id, "type"?: "User"|"Group"}` (a bare id
-/// string is read as `{"value": id}`).
+/// Group members as given: a list of `{"value": id, "type"?: "User"|"Group", "display"?}`
+/// (a bare id string is read as `{"value": id}`; an empty or non-text `display` is none).
 pub fn normalize_members(value: &Value) -> ScimResult<Vec<Value>> {
     let items: Vec<&Value> = match value {
         Value::Null => return Ok(Vec::new()),
@@ -16,8 +16,8 @@ pub fn normalize_members(value: &Value) -> ScimResult<Vec<Value>> {
     };
     let mut out = Vec::with_capacity(items.len());
     for item in items {
-        let (id, ty) = match item {
-            Value::String(s) => (s.as_str(), None),
+        let (id, ty, display) = match item {
+            Value::String(s) => (s.as_str(), None, None),
             Value::Object(o) => {
                 let field = |n: &str| {
                     o.iter()
@@ -40,7 +40,11 @@ pub fn normalize_members(value: &Value) -> ScimResult<Vec<Value>> {
                         )));
                     }
                 };
-                (id.as_str(), ty)
+                let display = match field("display") {
+                    Some(Value::String(d)) if !d.trim().is_empty() => Some(d.clone()),
+                    _ => None,
+                };
+                (id.as_str(), ty, display)
             }
             other => {
                 return Err(ScimError::invalid_value(format!(
@@ -53,6 +57,9 @@ pub fn normalize_members(value: &Value) -> ScimResult<Vec<Value>> {
         m.insert("value".into(), Value::String(id.to_string()));
         if let Some(t) = ty {
             m.insert("type".into(), Value::String(t.into()));
+        }
+        if let Some(d) = display {
+            m.insert("display".into(), Value::String(d));
         }
         out.push(Value::Object(m));
     }
@@ -67,12 +74,17 @@ mod tests {
 
     #[test]
     fn group_members_are_kept_apart() {
-        let raw = json!({"displayName": "G", "members": [{"value": "1", "type": "user"}, "2"]});
+        let raw = json!({"displayName": "G", "members": [
+            {"value": "1", "type": "user", "Display": "Ann"}, "2", {"value": "3", "display": " "}]});
         let got = normalize(Kind::Group, &raw).unwrap();
         assert!(!got.body.contains_key("members"));
         assert_eq!(
             got.members.unwrap(),
-            vec![json!({"value": "1", "type": "User"}), json!({"value": "2"})]
+            vec![
+                json!({"value": "1", "type": "User", "display": "Ann"}),
+                json!({"value": "2"}),
+                json!({"value": "3"})
+            ]
         );
     }
 }
