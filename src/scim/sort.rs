@@ -43,7 +43,18 @@ impl SortSpec {
         let sub = match sub {
             Some(s) => Some(attr.def.sub(s).ok_or_else(unknown)?),
             // A multi-valued complex attribute sorts by its primary (else first) `value`.
-            None if attr.def.is_complex() => Some(attr.def.sub("value").ok_or_else(unknown)?),
+            None if attr.def.is_complex() => Some(attr.def.sub("value").ok_or_else(|| {
+                ScimError::invalid_value(format!(
+                    "sortBy: \"{sort_by}\" has sub-attributes and no value of its own; \
+                     name one, such as \"{}.{}\"",
+                    attr.def.name,
+                    attr.def
+                        .sub_attributes
+                        .first()
+                        .map(|s| s.name)
+                        .unwrap_or("value")
+                ))
+            })?),
             None => None,
         };
         if sub.is_some_and(|sd| from_the_url(attr.def, sd)) {
@@ -222,6 +233,16 @@ mod tests {
             assert!(e.detail.contains("not stored"), "{by}: {}", e.detail);
         }
         assert!(SortSpec::parse(Kind::User, "meta.created", None).is_ok());
+    }
+
+    #[test]
+    fn a_complex_attribute_without_a_value_asks_for_a_sub_attribute() {
+        use super::super::schema::Kind;
+        let e = SortSpec::parse(Kind::User, "name", None).unwrap_err();
+        assert!(e.detail.contains("\"name.formatted\""), "{}", e.detail);
+        assert!(SortSpec::parse(Kind::User, "name.familyName", None).is_ok());
+        // A multi-valued one sorts by its primary value.
+        assert!(SortSpec::parse(Kind::User, "emails", None).is_ok());
     }
 
     #[test]
