@@ -38,12 +38,12 @@ pub(super) struct Displays<'a> {
 }
 
 impl<'a> Displays<'a> {
-    pub(super) fn new<T>(table: &'a T, t: &str, g: u128, from: u128) -> Result<Self, redb::Error>
+    pub(super) fn new<T>(table: &'a T, t: &str, g: u128) -> Result<Self, redb::Error>
     where
         T: ReadableTable<(&'static str, u128, u128), &'static str>,
     {
         Ok(Displays {
-            rows: table.range((t, g, from)..=(t, g, u128::MAX))?,
+            rows: table.range((t, g, 0u128)..=(t, g, u128::MAX))?,
             next: None,
         })
     }
@@ -90,7 +90,7 @@ where
     let mut out = Vec::new();
     match kind {
         Kind::Group => {
-            let mut shown = Displays::new(displays, t, id, 0)?;
+            let mut shown = Displays::new(displays, t, id)?;
             for e in members.range((t, id, 0u128)..=(t, id, u128::MAX))? {
                 let (k, v) = e?;
                 let m = k.value().2;
@@ -531,7 +531,7 @@ impl ReadSide {
         };
         let mut batch = Vec::with_capacity(MEMBER_BATCH);
         let mut read = 0usize;
-        let mut shown = Displays::new(self.displays()?, t, id, 0)?;
+        let mut shown = Displays::new(self.displays()?, t, id)?;
         for entry in self.members()?.range((t, id, 0u128)..=(t, id, u128::MAX))? {
             let (k, v) = entry?;
             let m = k.value().2;
@@ -777,7 +777,7 @@ impl Store {
                     }
                     let members = txn.open_table(GROUPID_MEMBERID)?;
                     let displays = txn.open_table(MEMBER_DISPLAY)?;
-                    let mut shown = Displays::new(&displays, t, group, 0)?;
+                    let mut shown = Displays::new(&displays, t, group)?;
                     let mut batch = Vec::with_capacity(MEMBER_BATCH);
                     for e in members.range((t, group, 0u128)..=(t, group, u128::MAX))? {
                         let (k, v) = e?;
