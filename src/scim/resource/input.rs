@@ -199,7 +199,11 @@ pub fn apply_key(
         None => (rest, None),
     };
     let Some(attr) = resolve(kind, urn, name) else {
-        input.ignored.attr(key);
+        // A null or "" for an unknown name (Entra's top-level `"manager": null`, a
+        // template's unset field) drops nothing, so it is not worth a warning.
+        if !(value.is_null() || value.as_str() == Some("")) {
+            input.ignored.attr(key);
+        }
         return Ok(());
     };
     if kind == Kind::Group && attr.def.name == "members" && attr.ext.is_none() {
@@ -401,6 +405,8 @@ mod tests {
             "meta": {"created": "04-12-2018 00:00:00"}, "groups": [], "password": "x",
             "adreses": [1], "name": {"givenName": "A", "middleName2": "B"},
             (ENTERPRISE_SCHEMA): {"Department": "Ops", "manager": "m-1"},
+            // Entra's top-level nulls and a template's blank say nothing: no warning.
+            "manager": null, "costCenter": "",
         });
         let got = normalize(Kind::User, &raw).unwrap();
         assert_eq!(
