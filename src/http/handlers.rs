@@ -83,8 +83,10 @@ pub(super) fn render(ctx: &Ctx, r: Resource, proj: &Projection) -> Map<String, V
     m
 }
 
-fn projection(ctx: &Ctx, kind: Kind) -> Projection {
-    Projection::parse(
+/// The request's projection, read before any write: a write whose answer could not be
+/// projected must not happen.
+fn projection(ctx: &Ctx, kind: Kind) -> ScimResult<Projection> {
+    Projection::parse_checked(
         ctx.rt(kind),
         ctx.query.get("attributes"),
         ctx.query.get("excludedAttributes"),
@@ -151,17 +153,18 @@ fn log_ignored(app: &App, ctx: &Ctx, kind: Kind, ignored: &Ignored) {
 }
 
 async fn create(app: &App, ctx: &Ctx, kind: Kind, body: &Value) -> ScimResult<Resp> {
+    let proj = projection(ctx, kind)?;
     let input = resource::normalize(ctx.rt(kind), body)?;
     resource::check_required_extensions(ctx.rt(kind), &input.body, None)?;
     log_ignored(app, ctx, kind, &input.ignored);
     let r = app.store.create(ctx.actor(), ctx.rt(kind), input).await?;
-    Ok(resource_response(201, ctx, r, &projection(ctx, kind)))
+    Ok(resource_response(201, ctx, r, &proj))
 }
 
 async fn get(app: &App, ctx: &Ctx, kind: Kind, id: &str) -> ScimResult<Resp> {
     let tenant = ctx.principal.tenant.clone();
+    let proj = projection(ctx, kind)?;
     if kind == Kind::Group {
-        let proj = projection(ctx, kind);
         if proj.wants("members") {
             return get_group_streamed(app, ctx, id, &proj, true).await;
         }
@@ -185,7 +188,6 @@ async fn get(app: &App, ctx: &Ctx, kind: Kind, id: &str) -> ScimResult<Resp> {
             return Ok(response::with_header(resp, header::ETAG, &etag));
         }
     }
-    let proj = projection(ctx, kind);
     // The groups are read whether or not they are shown: the ETag header covers them
     // (`etag_of`), and one user has one ETag whatever the projection.
     let r = app.store.get(tenant, kind, id.to_string(), true).await?;
@@ -264,6 +266,7 @@ async fn get_group_streamed(
 }
 
 async fn replace(app: &App, ctx: &Ctx, kind: Kind, id: &str, body: &Value) -> ScimResult<Resp> {
+    let proj = projection(ctx, kind)?;
     let input = resource::normalize(ctx.rt(kind), body)?;
     log_ignored(app, ctx, kind, &input.ignored);
     let r = app
@@ -276,7 +279,7 @@ async fn replace(app: &App, ctx: &Ctx, kind: Kind, id: &str, body: &Value) -> Sc
             ctx.conditions(),
         )
         .await?;
-    Ok(resource_response(200, ctx, r, &projection(ctx, kind)))
+    Ok(resource_response(200, ctx, r, &proj))
 }
 
 /// PATCH answers 200 with the user. A group answers 204 (what Entra expects, and RFC 7644
@@ -284,6 +287,7 @@ async fn replace(app: &App, ctx: &Ctx, kind: Kind, id: &str, body: &Value) -> Sc
 /// large and rendering it would make a one-member change cost as much as the whole group.
 async fn patch(app: &App, ctx: &Ctx, kind: Kind, id: &str, body: &Value) -> ScimResult<Resp> {
     let ops = patch::parse_request_with(body, ctx.rt.config.server.max_patch_operations)?;
+    let proj = projection(ctx, kind)?;
     let t = ctx.principal.tenant.clone();
     let (r, ignored) = app
         .store
@@ -304,12 +308,11 @@ async fn patch(app: &App, ctx: &Ctx, kind: Kind, id: &str, body: &Value) -> Scim
                 &r.etag(),
             ));
         }
-        let proj = projection(ctx, kind);
         if proj.wants("members") {
             return get_group_streamed(app, ctx, id, &proj, false).await;
         }
         let r = app.store.get(t, kind, id.to_string(), false).await?;
         return Ok(resource_response(200, ctx, r, &proj));
     }
-    Ok(resource_response(200, ctx, r, &projection(ctx, kind)))
+    Ok(resource_response(200, ctx, r, &proj))
 }

@@ -248,7 +248,11 @@ async fn page(app: &App, ctx: &Ctx, kinds: &[Kind], p: ListParams) -> ScimResult
             (None, Some(t)) => Some(filter::parse_for_with(ctx.rt(kind), t, filter_limits(ctx))?),
             (None, None) => None,
         };
-        let proj = Projection::parse(ctx.rt(kind), p.attributes.as_deref(), p.excluded.as_deref());
+        let proj = Projection::parse_checked(
+            ctx.rt(kind),
+            p.attributes.as_deref(),
+            p.excluded.as_deref(),
+        )?;
         plans.push((kind, f, sort, proj));
     }
     // One type's list with a filter and no projection: its stored documents go out as they

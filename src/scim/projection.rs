@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value};
 
+use super::error::{ScimError, ScimResult};
 use super::filter::{self, Filter};
 use super::path::{self, Parsed};
 use super::schema::{AttrDef, Returned, Rt, SchemaDef, resolve, split_urn};
@@ -27,6 +28,31 @@ pub struct Projection {
 }
 
 impl Projection {
+    /// `parse`, after refusing a value filter that cannot be read (`emails[type eq "home"`
+    /// without its bracket): 400 `invalidFilter`, as the same text is in `filter`, where it
+    /// would otherwise select the whole attribute without a word.
+    pub fn parse_checked(
+        kind: impl Into<Rt>,
+        attributes: Option<&str>,
+        excluded: Option<&str>,
+    ) -> ScimResult<Projection> {
+        let kind: Rt = kind.into();
+        for (param, list) in [("attributes", attributes), ("excludedAttributes", excluded)] {
+            for item in list.into_iter().flat_map(split_list) {
+                if item.contains('[') || item.contains(']') {
+                    path::parse(kind, item).map_err(|e| {
+                        ScimError::invalid_filter(format!(
+                            "{param}: \"{}\" cannot be read: {}",
+                            item.trim(),
+                            e.detail.replace("the PATCH path", "the name")
+                        ))
+                    })?;
+                }
+            }
+        }
+        Ok(Projection::parse(kind, attributes, excluded))
+    }
+
     /// Unknown names are ignored: a projection only narrows what is returned, so there is
     /// nothing to protect by failing.
     pub fn parse(
@@ -456,6 +482,24 @@ mod tests {
         .as_object()
         .cloned()
         .unwrap()
+    }
+
+    #[test]
+    fn a_value_filter_that_cannot_be_read_is_refused() {
+        for (a, e) in [
+            (Some("emails[type eq \"home\""), None),
+            (None, Some("userName,[")),
+            (Some("emails[type eq]"), None),
+        ] {
+            let err = Projection::parse_checked(Kind::User, a, e).unwrap_err();
+            assert_eq!(
+                err.scim_type,
+                Some(crate::scim::error::ScimType::InvalidFilter)
+            );
+            assert!(!err.detail.contains("PATCH"), "{}", err.detail);
+        }
+        let ok = Some("emails[type eq \"work\"].value,userName,nosuch");
+        assert!(Projection::parse_checked(Kind::User, ok, Some("x")).is_ok());
     }
 
     #[test]

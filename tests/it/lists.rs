@@ -213,6 +213,35 @@ async fn attributes_and_excluded_attributes_in_lists_and_gets() {
     assert_eq!(r.body["id"], id.as_str(), "id is always returned");
     let r = s.get(&format!("/Users/{id}?attributes=password")).await;
     assert!(r.body.get("password").is_none());
+    // A value filter that cannot be read is 400, on a read, a list, and a write, which
+    // then does not happen.
+    let bad = "emails%5Btype%20eq%20%22home%22";
+    for path in [
+        format!("/Users/{id}?excludedAttributes={bad}"),
+        format!("/Users?attributes={bad}"),
+        "/Users?attributes=%5B".to_string(),
+    ] {
+        assert_error(&s.get(&path).await, 400, Some("invalidFilter"));
+    }
+    let r = s
+        .post(
+            &format!("/Users?attributes={bad}"),
+            json!({"userName": "never@x"}),
+        )
+        .await;
+    assert_error(&r, 400, Some("invalidFilter"));
+    assert_eq!(
+        total(&s.get("/Users?filter=userName eq \"never@x\"").await),
+        0
+    );
+    // A readable one narrows as before.
+    let r = s
+        .get(&format!(
+            "/Users/{id}?attributes=emails%5Bvalue%20eq%20%22proj@x%22%5D"
+        ))
+        .await;
+    assert_eq!(r.body["emails"][0]["value"], "proj@x");
+    assert!(r.body.get("name").is_none(), "{}", r.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
