@@ -2,10 +2,10 @@
 //! indexed and sorted (userName, emails, displayName: `caseExact: false`, RFC 7643 §2.2).
 //!
 //! Lowercasing alone leaves a composed and a decomposed `café`, or `ς` and `Σ`, as two
-//! names: two accounts for one person, and a lookup that misses the one that exists. Each
-//! letter is mapped to one form of its case pair (Unicode's simple case folding: the
-//! lowercase of its uppercase of its lowercase, where each is one letter), then NFC makes
-//! composed and decomposed letters one. Mappings that change a name's length are left out
+//! names: two accounts for one person, and a lookup that misses the one that exists. The
+//! name is decomposed (NFD), each letter mapped to one form of its case pair (Unicode's
+//! simple case folding: the lowercase of its uppercase of its lowercase, where each is one
+//! letter), and the result composed again (NFC). Mappings that change a name's length are left out
 //! on purpose: `Großmann` and `Grossmann`, or `ﬁle` and `file`, are different people's
 //! names, and folding them together would link one person's IdP account to another's
 //! record. For the same reason the dotless `ı` stays apart from `i` (Unicode joins them
@@ -19,11 +19,10 @@ pub fn fold(s: &str) -> String {
         return s.to_ascii_lowercase();
     }
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
+    // Decomposed first (Unicode's canonical caseless match): a letter and its marks fold
+    // alike whether they came composed or not (`ᾳ`, and `α` with a combining iota).
+    for c in s.nfd() {
         match c {
-            // Its lowercase is `i` and a combining dot: the one letter whose lowercase is
-            // longer, kept so, as every key before layout 6 was a lowercased name.
-            '\u{130}' => out.push_str("i\u{307}"),
             'ı' => out.push(c),
             // Unicode 16 folds the long-s ligature to the st ligature; no case mapping does.
             'ﬅ' => out.push('ﬆ'),
@@ -112,6 +111,10 @@ mod tests {
     fn composed_and_decomposed_letters_are_one_name() {
         assert_eq!(fold("Café"), fold("cafe\u{301}"));
         assert_eq!(fold("CAFE\u{301}"), "caf\u{e9}");
+        // A mark that has case itself: the iota below folds as the letter iota.
+        assert_eq!(fold("\u{1fb3}x"), fold("\u{3b1}\u{345}x"));
+        assert_eq!(fold("\u{1fb3}x"), fold("\u{391}\u{399}X"));
+        assert_eq!(fold("\u{130}z"), fold("I\u{307}z"));
     }
 
     #[test]

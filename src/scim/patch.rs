@@ -549,6 +549,25 @@ fn filtered(
                     }
                 },
             };
+            let mut patch = patch;
+            if op.op == OpKind::Add {
+                // An add of null or "" changes nothing, as for a path without a filter.
+                patch.retain(|_, v| !v.is_null());
+                if patch.is_empty() {
+                    return Ok(());
+                }
+            }
+            // One address for two entries the filter matches (two work emails): it goes to
+            // the primary one, else the first; given to both, they would be duplicates.
+            let hits = match hits.as_slice() {
+                [first, _, ..] if patch.contains_key("value") => vec![
+                    hits.iter()
+                        .copied()
+                        .find(|&i| list[i].get("primary") == Some(&Value::Bool(true)))
+                        .unwrap_or(*first),
+                ],
+                _ => hits,
+            };
             if patch.get("primary") == Some(&Value::Bool(true)) {
                 let others = list
                     .iter_mut()
@@ -688,6 +707,52 @@ mod tests {
             "emails": [{"value": "b@work", "type": "work", "primary": true},
                        {"value": "b@home", "type": "home"}],
             "name": {"givenName": "Barbara", "familyName": "Jensen"}})
+    }
+
+    #[test]
+    fn adding_nothing_changes_nothing() {
+        let mut u = user();
+        u["title"] = json!("Boss");
+        for ops in [
+            json!([{"op": "add", "path": "emails", "value": [{"type": "work", "value": ""}]}]),
+            json!([{"op": "add", "path": "emails", "value": []}]),
+            json!([{"op": "add", "path": "emails", "value": [{"type": "work", "primary": true}]}]),
+            json!([{"op": "add", "value": {"emails": [], "title": null, "name": {}}}]),
+            json!([{"op": "add", "value": {"title": "", "name": {"givenName": null}}}]),
+            json!([{"op": "add", "path": "name", "value": {"givenName": ""}}]),
+            json!([{"op": "add", "path": "emails[type eq \"work\"].value", "value": ""}]),
+        ] {
+            let out = run(Kind::User, u.clone(), ops.clone()).unwrap();
+            assert_eq!(Value::Object(out.body), u, "{ops}");
+        }
+    }
+
+    #[test]
+    fn a_replace_of_some_sub_attributes_leaves_the_others() {
+        for value in [json!({"givenName": null}), json!({"givenName": ""})] {
+            for ops in [
+                json!([{"op": "replace", "path": "name", "value": value.clone()}]),
+                json!([{"op": "replace", "value": {"name": value.clone()}}]),
+            ] {
+                let out = run(Kind::User, user(), ops.clone()).unwrap();
+                assert_eq!(out.body["name"], json!({"familyName": "Jensen"}), "{ops}");
+            }
+        }
+        let out = run(
+            Kind::User,
+            user(),
+            json!([{"op": "replace", "path": "name", "value": {"givenName": "B", "familyName": null}}]),
+        )
+        .unwrap();
+        assert_eq!(out.body["name"], json!({"givenName": "B"}));
+        // A null for the whole attribute still clears it.
+        let out = run(
+            Kind::User,
+            user(),
+            json!([{"op": "replace", "path": "name", "value": null}]),
+        )
+        .unwrap();
+        assert!(out.body.get("name").is_none());
     }
 
     #[test]
@@ -856,20 +921,39 @@ mod tests {
     }
 
     #[test]
-    fn replacing_two_work_values_leaves_one_entry() {
+    fn two_work_values_take_one_address_on_the_primary() {
         let mut u = user();
         u["emails"] = json!([{"value": "a@w", "type": "work", "primary": true},
                              {"value": "b@w", "type": "work"}]);
         let out = run(
             Kind::User,
-            u,
+            u.clone(),
             json!([{"op": "Replace", "path": "emails[type eq \"work\"].value", "value": "c@w"}]),
         )
         .unwrap();
+        // The primary one takes the address; the other stays as it was.
         assert_eq!(
             out.body["emails"],
-            json!([{"value": "c@w", "type": "work", "primary": true}])
+            json!([{"value": "c@w", "type": "work", "primary": true}, {"value": "b@w", "type": "work"}])
         );
+        // So does the first when neither is primary, and an add does the same.
+        u["emails"][0]["primary"] = json!(false);
+        let out = run(
+            Kind::User,
+            u.clone(),
+            json!([{"op": "add", "path": "emails[type eq \"work\"].value", "value": "d@w"}]),
+        )
+        .unwrap();
+        assert_eq!(out.body["emails"][0]["value"], "d@w");
+        assert_eq!(out.body["emails"][1]["value"], "b@w");
+        // An add of the second address, already there, changes nothing.
+        let out = run(
+            Kind::User,
+            u.clone(),
+            json!([{"op": "add", "path": "emails", "value": [{"type": "work", "value": "b@w"}]}]),
+        )
+        .unwrap();
+        assert_eq!(out.body["emails"], u["emails"]);
     }
 
     #[test]

@@ -865,8 +865,18 @@ fn a_members_display_goes_with_its_membership() {
         Conditions::default(),
     ))
     .unwrap();
-    // Replaced as given: the member kept has no display now.
+    // Replaced as given: the member kept has no display now, and the feed says so.
     assert_eq!(shown(), ["none"]);
+    let feed =
+        f.rt.block_on(f.store.events("t".into(), 0, 1000, Retention::default()))
+            .unwrap();
+    assert!(
+        feed.events
+            .iter()
+            .any(|e| e.kind == "group.updated" && e.attributes == ["members.display"]),
+        "{:?}",
+        feed.events
+    );
     assert_clean(&f.store, &f.rt);
     // A display left without its membership is named.
     let path = dir.path().join("s.redb");

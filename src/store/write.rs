@@ -690,6 +690,9 @@ fn apply_members(
             }
         }
     }
+    if relabeled {
+        relabel_event(w, actor, g)?;
+    }
     let mut changed = relabeled;
     for (m, now_in) in net {
         if was.get(&m).copied().unwrap_or(false) != now_in {
@@ -703,6 +706,12 @@ fn apply_members(
         }
     }
     Ok(changed)
+}
+
+/// The feed's word for members whose `display` changed: the group was updated.
+fn relabel_event(w: &mut W, actor: &Actor, g: u128) -> Result<(), redb::Error> {
+    let what = vec!["members.display".to_string()];
+    w.emit(actor, "group.updated", g, None, what)
 }
 
 /// Member changes whose last `Clear` leaves the group holding exactly what `rest` adds (and
@@ -731,6 +740,7 @@ fn replace_members(
     }
     let mut stay = std::collections::BTreeSet::new();
     let mut changed = false;
+    let mut relabeled = false;
     w.each_member(t, g, |w, m| {
         if let Some((_, display)) = after.get(&m) {
             stay.insert(m);
@@ -739,7 +749,7 @@ fn replace_members(
                 Some(d) => w.displays.insert((t, g, m), *d)?,
                 None => w.displays.remove((t, g, m))?,
             };
-            changed |= old.map(|o| o.value().to_string()).as_deref() != *display;
+            relabeled |= old.map(|o| o.value().to_string()).as_deref() != *display;
             return Ok(());
         }
         w.unlink(t, g, m)?;
@@ -755,7 +765,10 @@ fn replace_members(
         changed = true;
         w.emit(actor, "group.member_added", g, Some(m), Vec::new())?;
     }
-    Ok(changed)
+    if relabeled {
+        relabel_event(w, actor, g)?;
+    }
+    Ok(changed || relabeled)
 }
 
 /// What an import keeps of a resource from another host: its id, and its `meta` (created,

@@ -287,7 +287,30 @@ pub fn apply_key(
             if let (Some(Value::Array(items)), SetMode::Add) = (&v, mode) {
                 one_per_type(attr.def, items)?;
             }
+            // Sub-attributes a complex value gives as null or "": a replace unassigns them
+            // and leaves the others (RFC 7644 §3.5.2.3); an add of nothing changes nothing.
+            let cleared: Vec<&str> = match value {
+                Value::Object(raw) if attr.def.is_complex() && !attr.def.multi_valued => raw
+                    .iter()
+                    .filter(|(_, v)| v.is_null() || v.as_str() == Some(""))
+                    .filter_map(|(k, _)| attr.def.sub(k).map(|d| d.name))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let merged = value.is_object() && attr.def.is_complex() && !attr.def.multi_valued;
             match (v, mode) {
+                // Adding nothing (null, "", entries with no value) changes nothing.
+                (None, SetMode::Add) => {}
+                (None, SetMode::Replace) if merged => {
+                    if let Some(Value::Object(m)) = container.get_mut(attr.def.name) {
+                        for k in &cleared {
+                            m.remove(*k);
+                        }
+                        if m.is_empty() {
+                            container.remove(attr.def.name);
+                        }
+                    }
+                }
                 (None, _) => {
                     container.remove(attr.def.name);
                 }
@@ -324,6 +347,11 @@ pub fn apply_key(
                         for (k, v) in new {
                             m.insert(k, v);
                         }
+                        if mode == SetMode::Replace {
+                            for k in &cleared {
+                                m.remove(*k);
+                            }
+                        }
                     }
                 }
                 (Some(v), _) => {
@@ -357,10 +385,13 @@ pub fn note_unknown_subs(def: &AttrDef, key: &str, value: &Value, ignored: &mut 
         Value::Array(a) => a.as_slice(),
         v => std::slice::from_ref(v),
     };
-    for k in items
+    // As for an unknown attribute: a null or "" drops nothing and is not worth a warning.
+    let said = |v: &Value| !(v.is_null() || v.as_str() == Some(""));
+    for (k, _) in items
         .iter()
         .filter_map(Value::as_object)
-        .flat_map(Map::keys)
+        .flat_map(Map::iter)
+        .filter(|(_, v)| said(v))
     {
         if def.sub(k).is_none() {
             ignored.attr(&format!("{key}.{k}"));
@@ -403,7 +434,7 @@ mod tests {
             "UserName": "a@b.c", "id": null, "title": null, "ACTIVE": "True",
             "emails": {"Value": "a@b.c", "Primary": true, "type": "work"},
             "meta": {"created": "04-12-2018 00:00:00"}, "groups": [], "password": "x",
-            "adreses": [1], "name": {"givenName": "A", "middleName2": "B"},
+            "adreses": [1], "name": {"givenName": "A", "middleName2": "B", "suffix2": ""},
             (ENTERPRISE_SCHEMA): {"Department": "Ops", "manager": "m-1"},
             // Entra's top-level nulls and a template's blank say nothing: no warning.
             "manager": null, "costCenter": "",

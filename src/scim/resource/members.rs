@@ -3,8 +3,24 @@
 
 use serde_json::{Map, Value};
 
-use super::values::type_name;
+use super::values::{normalize_simple, type_name};
 use crate::scim::error::{ScimError, ScimResult};
+use crate::scim::schema::Kind;
+
+/// A member's `display` held to a string attribute's rules (text, no NUL or control
+/// character: applications show it); blank is none.
+fn display(v: &Value) -> ScimResult<Option<String>> {
+    let Some(def) = Kind::Group
+        .schema()
+        .attr("members")
+        .and_then(|m| m.sub("display"))
+    else {
+        return Ok(None);
+    };
+    Ok(normalize_simple(def, v, "members.display")?
+        .and_then(|d| d.as_str().map(str::to_string))
+        .filter(|d| !d.trim().is_empty()))
+}
 
 /// Group members as given: a list of `{"value": id, "type"?: "User"|"Group", "display"?}`
 /// (a bare id string is read as `{"value": id}`; an empty or non-text `display` is none).
@@ -41,8 +57,8 @@ pub fn normalize_members(value: &Value) -> ScimResult<Vec<Value>> {
                     }
                 };
                 let display = match field("display") {
-                    Some(Value::String(d)) if !d.trim().is_empty() => Some(d.clone()),
-                    _ => None,
+                    Some(d) => display(d)?,
+                    None => None,
                 };
                 (id.as_str(), ty, display)
             }
@@ -86,5 +102,11 @@ mod tests {
                 json!({"value": "3"})
             ]
         );
+        // Text without control characters, as for a name.
+        for bad in [json!(7), json!("a\u{0}b"), json!("a\nb"), json!({"x": 1})] {
+            let raw = json!({"displayName": "G", "members": [{"value": "1", "display": bad}]});
+            let e = normalize(Kind::Group, &raw).unwrap_err();
+            assert!(e.detail.contains("members.display"), "{}", e.detail);
+        }
     }
 }

@@ -121,7 +121,11 @@ pub(super) fn add_values(list: &mut Vec<Value>, new: Vec<Value>) {
         by_key.entry(sameness_key(e)).or_insert(i);
     }
     for item in new {
-        let same_type = entry_type(&item).and_then(|t| by_type.get(&t).copied());
+        // A value already there (the second of two work emails, sent again) is that value,
+        // not an update of the first entry of its type.
+        let same_type = entry_type(&item)
+            .filter(|_| !by_key.contains_key(&sameness_key(&item)))
+            .and_then(|t| by_type.get(&t).copied());
         match (same_type.and_then(|i| list.get_mut(i)), item) {
             (Some(Value::Object(old)), Value::Object(m)) => old.extend(m),
             (_, item) => {

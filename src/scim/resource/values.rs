@@ -185,8 +185,10 @@ pub fn normalize_simple(def: &AttrDef, value: &Value, label: &str) -> ScimResult
         // directory: a line break or an escape sequence in one is a forgery waiting to be
         // printed, and no IdP sends one. (`addresses.formatted` may hold line breaks.)
         (AttrType::String, Value::String(s))
-            if matches!(label, "userName" | "displayName" | "emails.value")
-                && s.chars().any(char::is_control) =>
+            if matches!(
+                label,
+                "userName" | "displayName" | "emails.value" | "members.display"
+            ) && s.chars().any(char::is_control) =>
         {
             Err(ScimError::invalid_value(format!(
                 "attribute \"{label}\" must not contain control characters (a line break, a \
