@@ -298,7 +298,7 @@ fn open_store(cfg: &Config, create: bool) -> Result<scimd::store::Store, String>
         ));
     }
     make_state_dir(cfg)?;
-    scimd::store::Store::open(&path, 16 << 20).map_err(|e| e.to_string())
+    scimd::store::Store::open_unconverted(&path, 16 << 20).map_err(|e| e.to_string())
 }
 
 /// Make a missing state directory, owner-only, as the daemon would on its first start. Made

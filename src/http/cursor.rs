@@ -12,6 +12,9 @@ use crate::store::{PlanCursor, SortMark};
 #[derive(Clone, Copy)]
 pub(super) struct CursorScope([u8; 5]);
 
+/// Names the order sort keys compare in; changed whenever that order changes.
+const SORT_ORDER_GENERATION: &str = "simple case folding of NFD, layout 6";
+
 /// The type byte of a plan-list scope, outside the resource types' codes.
 const PLAN_LIST: u8 = 0xF0;
 
@@ -28,7 +31,16 @@ impl CursorScope {
             _ => 0,
         };
         let list = [filter, sort_by, sort_order].map(|s| s.unwrap_or_default().trim());
-        CursorScope::of(kind, &[tenant, list[0], list[1], list[2]])
+        // A sorted walk resumes at a sort key, whose order moves when the way names are
+        // folded does (layout 6): a cursor from before is refused, not resumed in the
+        // wrong place.
+        match list[1] {
+            "" => CursorScope::of(kind, &[tenant, list[0], list[1], list[2]]),
+            _ => CursorScope::of(
+                kind,
+                &[tenant, list[0], list[1], list[2], SORT_ORDER_GENERATION],
+            ),
+        }
     }
 
     /// A tenant's `/plan/members` list of one status (`""`: every status).

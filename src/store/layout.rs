@@ -83,6 +83,16 @@ fn recount_and_unindex_groups(txn: &redb::WriteTransaction) -> Result<(u64, u64)
     Ok((active.len() as u64, stale.len() as u64))
 }
 
+/// The layout version the file records, without changing it (`None`: a new file).
+pub(super) fn stored_version(db: &redb::Database) -> Result<Option<u64>, redb::Error> {
+    let txn = redb::ReadableDatabase::begin_read(db)?;
+    match txn.open_table(META) {
+        Ok(meta) => Ok(meta.get("schema_version")?.map(|v| v.value())),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Create tables on first open and record the layout version; returns the version found.
 pub(super) fn init_schema(db: &redb::Database) -> Result<u64, redb::Error> {
     let txn = db.begin_write()?;

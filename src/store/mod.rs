@@ -84,6 +84,18 @@ pub enum StoreError {
         found: u64,
         supported: u64,
     },
+    #[error(
+        "the database {path} has layout version {found}, older than this scimd's \
+         ({supported}); a console command does not convert it, since an older scimd cannot \
+         read the result: copy the file while scimd is stopped (or back it up with the \
+         older scimd) to keep a way back, then start the daemon once (systemctl start \
+         scimd), which converts it"
+    )]
+    TooOld {
+        path: String,
+        found: u64,
+        supported: u64,
+    },
     #[error("cannot start the writer thread: {0}")]
     Thread(std::io::Error),
     #[error("cannot write {path}: {source}")]
@@ -264,6 +276,17 @@ impl Store {
     /// Open (or create) the database file, run migrations, and start the writer thread.
     /// Its storage backend has a fault switch (`faults()`), off unless a test flips it.
     pub fn open(path: &Path, cache_bytes: usize) -> Result<Store, StoreError> {
+        Store::open_with(path, cache_bytes, true)
+    }
+
+    /// As `open`, but a file of an older layout is refused (`TooOld`) instead of converted:
+    /// for console commands, which an admin may run between installing a new version and
+    /// keeping a copy of the old file.
+    pub fn open_unconverted(path: &Path, cache_bytes: usize) -> Result<Store, StoreError> {
+        Store::open_with(path, cache_bytes, false)
+    }
+
+    fn open_with(path: &Path, cache_bytes: usize, convert: bool) -> Result<Store, StoreError> {
         let open_err = |source: redb::Error| {
             let path = path.display().to_string();
             match &source {
@@ -285,6 +308,16 @@ impl Store {
         };
         // Owner-only, and owned by the state directory's owner when new: `Backend::open`.
         let db = shared.open_db().map_err(open_err)?;
+        if !convert
+            && let Some(found) = layout::stored_version(&db).map_err(open_err)?
+            && found < tables::SCHEMA_VERSION
+        {
+            return Err(StoreError::TooOld {
+                path: path.display().to_string(),
+                found,
+                supported: tables::SCHEMA_VERSION,
+            });
+        }
         let found = layout::init_schema(&db).map_err(open_err)?;
         if found > tables::SCHEMA_VERSION {
             return Err(StoreError::TooNew {

@@ -35,6 +35,34 @@ fn records_its_layout_version_and_refuses_a_newer_one() {
         Err(e) => panic!("wrong error: {e}"),
         Ok(_) => panic!("a newer layout must be refused"),
     }
+    // An older layout: a console command's open refuses it and leaves it as it was; the
+    // daemon's converts it.
+    let version = |path: &Path| -> u64 {
+        let db = raw(path);
+        let r = db.begin_read().unwrap();
+        let t = r.open_table(meta).unwrap();
+        t.get("schema_version").unwrap().unwrap().value()
+    };
+    {
+        let db = raw(&path);
+        let w = db.begin_write().unwrap();
+        w.open_table(meta)
+            .unwrap()
+            .insert("schema_version", 5)
+            .unwrap();
+        w.commit().unwrap();
+    }
+    match Store::open_unconverted(&path, 1 << 20) {
+        Err(e @ StoreError::TooOld { found: 5, .. }) => {
+            assert!(e.to_string().contains("start the daemon once"), "{e}");
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("an older layout must not be converted by a console command"),
+    }
+    assert_eq!(version(&path), 5);
+    drop(Store::open(&path, 1 << 20).unwrap());
+    assert_eq!(version(&path), tables::SCHEMA_VERSION);
+    drop(Store::open_unconverted(&path, 1 << 20).unwrap());
 }
 
 /// A database a console command creates belongs to the state directory's owner, so
