@@ -235,6 +235,12 @@ fn raw(path: &Path) -> Database {
         .expect("database released")
 }
 
+/// Record layout `version` in the file, as an older scimd would have.
+fn set_layout(w: &redb::WriteTransaction, version: u64) {
+    let mut meta = w.open_table(tables::META).unwrap();
+    meta.insert("schema_version", version).unwrap();
+}
+
 fn assert_clean(store: &Store, rt: &tokio::runtime::Runtime) {
     assert_eq!(
         rt.block_on(store.verify(HashMap::new())).unwrap(),
@@ -250,6 +256,29 @@ struct Fixture {
 }
 
 impl Fixture {
+    /// A user with one email.
+    fn user_with_email(&self, name: &str, email: &str) -> u128 {
+        let body = serde_json::json!({"userName": name, "emails": [{"value": email}]});
+        self.create(Kind::User, body, None)
+    }
+
+    /// Close the store, change the file at `path` in one raw transaction, open it again.
+    fn reopen_after(self, path: &Path, edit: impl FnOnce(&redb::WriteTransaction)) -> Fixture {
+        let Fixture { store, rt, actor } = self;
+        drop(store);
+        {
+            let db = raw(path);
+            let w = db.begin_write().unwrap();
+            edit(&w);
+            w.commit().unwrap();
+        }
+        Fixture {
+            store: Store::open(path, 1 << 20).unwrap(),
+            rt,
+            actor,
+        }
+    }
+
     /// The ids of the resources a filter finds.
     fn find(&self, kind: Kind, text: &str) -> Vec<String> {
         let filter = crate::scim::filter::parse_for(kind, text).unwrap();
@@ -693,13 +722,7 @@ fn layout_4_files_get_folded_names_and_a_clash_stays_writable() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
     let f = Fixture::open(&path);
-    let user = |name: &str, email: &str| {
-        f.create(
-            Kind::User,
-            serde_json::json!({"userName": name, "emails": [{"value": email}]}),
-            None,
-        )
-    };
+    let user = |name: &str, email: &str| f.user_with_email(name, email);
     // Lowercasing makes a final sigma ς, and leaves a decomposed é decomposed.
     let greek = user("ΟΔΥΣΣΕΑΣ@x", "ΟΔΟΣ@x");
     let cafe = user("cafe\u{301}@x", "c@x");
@@ -709,14 +732,10 @@ fn layout_4_files_get_folded_names_and_a_clash_stays_writable() {
         serde_json::json!({"displayName": "ΝΑΟΣ"}),
         None,
     );
-    let Fixture { store, rt, actor } = f;
-    drop(store);
-    {
-        // As layout 4 wrote them: lowercased, not folded. `clash` becomes a user that
-        // layout 4 accepted beside `ΟΔΥΣΣΕΑΣ@x`, holding the key both now fold to.
+    // As layout 4 wrote them: lowercased, not folded. `clash` becomes a user that layout 4
+    // accepted beside `ΟΔΥΣΣΕΑΣ@x`, holding the key both now fold to.
+    let f = f.reopen_after(&path, |w| {
         use redb::ReadableTable;
-        let db = raw(&path);
-        let w = db.begin_write().unwrap();
         {
             let mut names = w.open_table(tables::USERNAME_USERID).unwrap();
             for (folded, lowered, id) in [
@@ -743,17 +762,8 @@ fn layout_4_files_get_folded_names_and_a_clash_stays_writable() {
             assert!(display.remove(("t", code, "ναοσ"), g).unwrap());
             display.insert(("t", code, "ναος"), g).unwrap();
         }
-        w.open_table(tables::META)
-            .unwrap()
-            .insert("schema_version", 4)
-            .unwrap();
-        w.commit().unwrap();
-    }
-    let f = Fixture {
-        store: Store::open(&path, 1 << 20).unwrap(),
-        rt,
-        actor,
-    };
+        set_layout(w, 4);
+    });
     let find = |kind: Kind, text: &str| f.find(kind, text);
     let one = |id: u128| vec![format_id(id)];
     assert_eq!(find(Kind::User, "userName eq \"CAFÉ@X\""), one(cafe));
@@ -786,13 +796,7 @@ fn layout_5_files_part_names_a_longer_case_mapping_joined() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
     let f = Fixture::open(&path);
-    let user = |name: &str, email: &str| {
-        f.create(
-            Kind::User,
-            serde_json::json!({"userName": name, "emails": [{"value": email}]}),
-            None,
-        )
-    };
+    let user = |name: &str, email: &str| f.user_with_email(name, email);
     let sharp = user("straße@x", "ﬁle@x");
     let ascii = user("STRASSE@x", "s@x");
     let dotless = user("ılker@corp", "i@x");
@@ -801,13 +805,9 @@ fn layout_5_files_part_names_a_longer_case_mapping_joined() {
         serde_json::json!({"displayName": "Straßenbau"}),
         None,
     );
-    let Fixture { store, rt, actor } = f;
-    drop(store);
-    {
-        // As layout 5 left them: `straße` held the key `STRASSE` also folded to, and
-        // `STRASSE` had none.
-        let db = raw(&path);
-        let w = db.begin_write().unwrap();
+    // As layout 5 left them: `straße` held the key `STRASSE` also folded to, and `STRASSE`
+    // had none.
+    let f = f.reopen_after(&path, |w| {
         {
             let mut names = w.open_table(tables::USERNAME_USERID).unwrap();
             for (now, id) in [
@@ -827,17 +827,8 @@ fn layout_5_files_part_names_a_longer_case_mapping_joined() {
             assert!(display.remove(("t", code, "straßenbau"), g).unwrap());
             display.insert(("t", code, "strassenbau"), g).unwrap();
         }
-        w.open_table(tables::META)
-            .unwrap()
-            .insert("schema_version", 5)
-            .unwrap();
-        w.commit().unwrap();
-    }
-    let f = Fixture {
-        store: Store::open(&path, 1 << 20).unwrap(),
-        rt,
-        actor,
-    };
+        set_layout(w, 5);
+    });
     let find = |kind: Kind, text: &str| f.find(kind, text);
     let one = |id: u128| vec![format_id(id)];
     assert_eq!(find(Kind::User, "userName eq \"STRAẞE@X\""), one(sharp));
@@ -907,23 +898,10 @@ fn a_members_display_goes_with_its_membership() {
     );
     assert_clean(&f.store, &f.rt);
     // A display left without its membership is named.
-    let path = dir.path().join("s.redb");
-    let Fixture { store, rt, actor } = f;
-    drop(store);
-    {
-        let db = raw(&path);
-        let w = db.begin_write().unwrap();
-        w.open_table(tables::MEMBER_DISPLAY)
-            .unwrap()
-            .insert(("t", g, u[1]), "stale")
-            .unwrap();
-        w.commit().unwrap();
-    }
-    let f = Fixture {
-        store: Store::open(&path, 1 << 20).unwrap(),
-        rt,
-        actor,
-    };
+    let f = f.reopen_after(&dir.path().join("s.redb"), |w| {
+        let mut displays = w.open_table(tables::MEMBER_DISPLAY).unwrap();
+        displays.insert(("t", g, u[1]), "stale").unwrap();
+    });
     let problems = f.rt.block_on(f.store.verify(HashMap::new())).unwrap();
     assert!(
         problems.len() == 1 && problems[0].contains("a display kept for"),
