@@ -745,6 +745,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out.body["name"], json!({"givenName": "B"}));
+        // A manager whose value is cleared is gone, whatever else described it.
+        let mut u = user();
+        u[ENTERPRISE_SCHEMA] = json!({"manager": {"value": "m1", "displayName": "M"}});
+        let out = run(
+            Kind::User,
+            u,
+            json!([{"op": "replace", "path": format!("{ENTERPRISE_SCHEMA}:manager"), "value": {"value": ""}}]),
+        )
+        .unwrap();
+        assert!(out.body.get(ENTERPRISE_SCHEMA).is_none(), "{:?}", out.body);
         // A null for the whole attribute still clears it.
         let out = run(
             Kind::User,

@@ -301,6 +301,10 @@ pub fn apply_key(
             match (v, mode) {
                 // Adding nothing (null, "", entries with no value) changes nothing.
                 (None, SetMode::Add) => {}
+                // A manager whose `value` is cleared is no manager: the rest described it.
+                (None, SetMode::Replace) if merged && cleared.contains(&"value") => {
+                    container.remove(attr.def.name);
+                }
                 (None, SetMode::Replace) if merged => {
                     if let Some(Value::Object(m)) = container.get_mut(attr.def.name) {
                         for k in &cleared {

@@ -23,7 +23,7 @@ fn display(v: &Value) -> ScimResult<Option<String>> {
 }
 
 /// Group members as given: a list of `{"value": id, "type"?: "User"|"Group", "display"?}`
-/// (a bare id string is read as `{"value": id}`; an empty or non-text `display` is none).
+/// (a bare id string is read as `{"value": id}`; a blank `display` is none).
 pub fn normalize_members(value: &Value) -> ScimResult<Vec<Value>> {
     let items: Vec<&Value> = match value {
         Value::Null => return Ok(Vec::new()),
