@@ -668,6 +668,13 @@ pub(crate) fn restore(config: &std::path::Path, from: &std::path::Path) -> ExitC
             if let Some(k) = done.kept {
                 say!("the previous database was kept as {}", k.display());
             }
+            if let Some(v) = done.converted_from {
+                say!(
+                    "the backup had layout version {v}, converted to {}: an older scimd \
+                     cannot read the restored database (keep the backup file to go back)",
+                    scimd::store::tables::SCHEMA_VERSION
+                );
+            }
             if !done.warnings.is_empty() {
                 eprintln!(
                     "warning: under the current configuration, scimd verify finds {} \

@@ -351,8 +351,12 @@ pub fn restore(
         }
     }
     let tmp = db.with_extension("restoring");
-    let placed = check_copy(from, &tmp, types).and_then(|(copy, warnings)| {
-        put_in_place(&tmp, &copy, db).map(|kept| Restored { kept, warnings })
+    let placed = check_copy(from, &tmp, types).and_then(|(copy, warnings, converted_from)| {
+        put_in_place(&tmp, &copy, db).map(|kept| Restored {
+            kept,
+            warnings,
+            converted_from,
+        })
     });
     if placed.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -367,6 +371,9 @@ pub fn restore(
 pub struct Restored {
     pub kept: Option<PathBuf>,
     pub warnings: Vec<String>,
+    /// The backup's layout version when it was older and the restored file was converted
+    /// (which older scimd versions then cannot read).
+    pub converted_from: Option<u64>,
 }
 
 /// Copy `from` to `tmp` and check the copy; the error says what is wrong with `from`.
@@ -374,7 +381,7 @@ fn check_copy(
     from: &Path,
     tmp: &Path,
     types: &HashMap<String, (Rt, Rt)>,
-) -> Result<(std::fs::File, Vec<String>), String> {
+) -> Result<(std::fs::File, Vec<String>, Option<u64>), String> {
     let refuse = |why: String| {
         format!(
             "{} cannot be restored (the database was left as it was): {why}",
@@ -397,6 +404,7 @@ fn check_copy(
     // directory, could swap in a link to another file for root to open read and write.
     let handle = || copy.try_clone().map_err(|e| e.to_string());
     check_open_file(tmp, handle()?).map_err(refuse)?;
+    let mut converted_from = None;
     let problems = unless_damaged(|| -> Result<Vec<String>, String> {
         let backend = super::backend::Backend::from_file(handle()?, Default::default())
             .map_err(|e| e.to_string())?;
@@ -418,6 +426,7 @@ fn check_copy(
             // the next start would run), so that it is checked as it will be served.
             Some(v) if v < SCHEMA_VERSION => {
                 super::layout::init_schema(&candidate).map_err(|e| e.to_string())?;
+                converted_from = Some(v);
             }
             Some(v) if v == SCHEMA_VERSION => {}
             Some(v) => {
@@ -431,7 +440,7 @@ fn check_copy(
     })
     .and_then(|r| r)
     .map_err(refuse)?;
-    Ok((copy, problems))
+    Ok((copy, problems, converted_from))
 }
 
 /// Rename the checked copy `tmp` (open as `copy`) to `db`, keeping the database it replaces.

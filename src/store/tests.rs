@@ -708,6 +708,7 @@ fn layout_3_files_get_true_plan_counters_and_older_backups_restore() {
     // The layout-3 copy as a backup, restored over the migrated file.
     let restored = super::restore(&copy, &path, &HashMap::new()).unwrap();
     assert_eq!(restored.warnings, Vec::<String>::new());
+    assert_eq!(restored.converted_from, Some(3));
     let store = Store::open(&path, 1 << 20).unwrap();
     assert_eq!(active(&store), 3);
     assert_clean(&store, &rt);
