@@ -527,7 +527,7 @@ fn filtered(
         }
         OpKind::Add | OpKind::Replace => {
             let value = op.value.as_ref().unwrap_or(&Value::Null);
-            let patch: Map<String, Value> = match p.sub {
+            let mut patch: Map<String, Value> = match p.sub {
                 Some(sd) => {
                     let label = format!("{}.{}", def.name, sd.name);
                     let mut m = Map::new();
@@ -549,7 +549,6 @@ fn filtered(
                     }
                 },
             };
-            let mut patch = patch;
             if op.op == OpKind::Add {
                 // An add of null or "" changes nothing, as for a path without a filter.
                 patch.retain(|_, v| !v.is_null());

@@ -201,7 +201,7 @@ pub fn apply_key(
     let Some(attr) = resolve(kind, urn, name) else {
         // A null or "" for an unknown name (Entra's top-level `"manager": null`, a
         // template's unset field) drops nothing, so it is not worth a warning.
-        if !(value.is_null() || value.as_str() == Some("")) {
+        if !says_nothing(value) {
             input.ignored.attr(key);
         }
         return Ok(());
@@ -292,7 +292,7 @@ pub fn apply_key(
             let cleared: Vec<&str> = match value {
                 Value::Object(raw) if attr.def.is_complex() && !attr.def.multi_valued => raw
                     .iter()
-                    .filter(|(_, v)| v.is_null() || v.as_str() == Some(""))
+                    .filter(|(_, v)| says_nothing(v))
                     .filter_map(|(k, _)| attr.def.sub(k).map(|d| d.name))
                     .collect(),
                 _ => Vec::new(),
@@ -368,6 +368,11 @@ pub fn apply_key(
     Ok(())
 }
 
+/// `null` or `""`: what IdP templates send for "not set".
+fn says_nothing(v: &Value) -> bool {
+    v.is_null() || v.as_str() == Some("")
+}
+
 fn set_or_remove(m: &mut Body, name: &str, v: Option<Value>) {
     match v {
         Some(v) => {
@@ -390,12 +395,11 @@ pub fn note_unknown_subs(def: &AttrDef, key: &str, value: &Value, ignored: &mut 
         v => std::slice::from_ref(v),
     };
     // As for an unknown attribute: a null or "" drops nothing and is not worth a warning.
-    let said = |v: &Value| !(v.is_null() || v.as_str() == Some(""));
     for (k, _) in items
         .iter()
         .filter_map(Value::as_object)
         .flat_map(Map::iter)
-        .filter(|(_, v)| said(v))
+        .filter(|(_, v)| !says_nothing(v))
     {
         if def.sub(k).is_none() {
             ignored.attr(&format!("{key}.{k}"));
