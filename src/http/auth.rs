@@ -63,6 +63,21 @@ pub(super) fn why_refused(rt: &Runtime, auth: Option<&str>, url_tenant: Option<&
     }
 }
 
+/// Whose refused tokens are counted together: an IPv4 address, or an IPv6 address's /64
+/// network, as one host usually holds a whole /64 and could otherwise step past the
+/// throttle by changing its address.
+fn throttle_key(ip: std::net::IpAddr) -> String {
+    let std::net::IpAddr::V6(v6) = ip else {
+        return ip.to_string();
+    };
+    // An IPv4 client on a dual-stack socket arrives as ::ffff:a.b.c.d.
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return v4.to_string();
+    }
+    let s = v6.segments();
+    format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+}
+
 /// A JSON Web Token: three base64url parts, the first a JSON object (`eyJ` is `{"`).
 fn is_jwt(token: &str) -> bool {
     token.starts_with("eyJ")
@@ -110,16 +125,14 @@ impl App {
             }
             Some(_) => "only bearer tokens are accepted; send \"Authorization: Bearer <token>\"",
         };
+        let source = throttle_key(peer.ip());
         if auth.is_some()
-            && let Err(wait) = self.auth_failures.check(
-                &peer.ip().to_string(),
-                AUTH_FAIL_RATE,
-                AUTH_FAIL_BURST,
-                Instant::now(),
-            )
+            && let Err(wait) =
+                self.auth_failures
+                    .check(&source, AUTH_FAIL_RATE, AUTH_FAIL_BURST, Instant::now())
         {
             let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-            if self.first_this_minute(&format!("address {}", peer.ip())) {
+            if self.first_this_minute(&format!("address {source}")) {
                 tracing::warn!(%peer, "repeated authentication failures; answering 429 to this address (said once a minute)");
             }
             let e = ScimError::new(
@@ -157,6 +170,16 @@ impl App {
 mod tests {
     use super::*;
     use crate::config::{Config, Scope, TenantConfig, TokenConfig};
+
+    #[test]
+    fn refused_tokens_are_counted_per_ipv4_address_and_per_ipv6_network() {
+        let key = |a: &str| throttle_key(a.parse().unwrap());
+        assert_eq!(key("192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:bbbb::9"), key("2001:db8:1:2:aaaa::1"));
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
+    }
 
     #[test]
     fn a_refusal_is_explained_to_the_log_without_the_token() {
