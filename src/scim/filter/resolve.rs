@@ -147,6 +147,20 @@ fn resolve_filter(scope: Scope, f: &Filter) -> ScimResult<Filter> {
                     l.name
                 )));
             }
+            // `userName eq 12` would match nothing, and an IdP that looks a user up before
+            // creating it would then create a second one.
+            if matches!(
+                l.ty,
+                AttrType::String | AttrType::Reference | AttrType::Binary | AttrType::DateTime
+            ) && let CompValue::Num(_) | CompValue::Bool(_) = &value
+            {
+                return Err(ScimError::invalid_filter(format!(
+                    "\"{}\" holds text; quote the value: {} {} \"{value}\"",
+                    l.name,
+                    path,
+                    op.as_str()
+                )));
+            }
             // RFC 7644 §3.4.2.2: binary values have no order.
             if l.ty == AttrType::Binary && op.ordering() {
                 return Err(ScimError::invalid_filter(format!(
@@ -368,7 +382,21 @@ mod tests {
         ] {
             assert!(bad(typo).detail.contains("true or false"), "{typo}");
         }
-        for fine in ["active eq False", "active eq \"TRUE\"", "active ne null"] {
+        for (unquoted, says) in [
+            ("userName eq 12", "userName eq \"12\""),
+            ("externalId eq true", "externalId eq \"true\""),
+            ("emails[value eq 7]", "value eq \"7\""),
+            ("meta.lastModified gt 2024", "meta.lastModified gt \"2024\""),
+        ] {
+            let d = bad(unquoted).detail;
+            assert!(d.contains("quote the value") && d.contains(says), "{d}");
+        }
+        for fine in [
+            "active eq False",
+            "active eq \"TRUE\"",
+            "active ne null",
+            "userName eq null",
+        ] {
             assert!(parse_for(Kind::User, fine).is_ok(), "{fine}");
         }
         assert!(
