@@ -668,7 +668,7 @@ fn entry_from_filter(f: &Filter) -> Option<Map<String, Value>> {
             let v = match value {
                 CompValue::Str(s) => Value::String(s.clone()),
                 CompValue::Bool(b) => Value::Bool(*b),
-                CompValue::Num(n) => serde_json::Number::from_f64(*n).map(Value::Number)?,
+                CompValue::Num(n, _) => serde_json::Number::from_f64(*n).map(Value::Number)?,
                 CompValue::Null => return None,
             };
             Some(Map::from_iter([(path.name.clone(), v)]))

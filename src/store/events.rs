@@ -142,6 +142,16 @@ pub fn append(
     trim_tenant(events, actor, seq, floor, now_unix)
 }
 
+/// Pass one sequence number without an event. The feed's reader treats every event before
+/// its oldest kept one as gone, so a reader whose `after` is below the skipped number gets
+/// 410 and reads the directory again: what purges and restores do when the events a reader
+/// may have seen no longer describe the data.
+pub fn skip_one(seqs: &mut SeqTable, tenant: &str) -> Result<u64, redb::Error> {
+    let next = seqs.get(tenant)?.map(|g| g.value()).unwrap_or(0) + 1;
+    seqs.insert(tenant, next)?;
+    Ok(next)
+}
+
 fn trim_tenant(
     events: &mut EventTable,
     actor: &Actor,

@@ -18,8 +18,10 @@ fn after(tenant: &str) -> String {
 
 impl W<'_> {
     /// Take out up to `limit` of `tenant`'s entries, table by table; how many were taken (0
-    /// once nothing of it is left). The number of its last event stays: a tenant added again
-    /// under the name goes on numbering its feed past every event a reader may have seen.
+    /// once nothing of it is left). The number of its last event stays, and the call that
+    /// finds the rest gone passes one more: a tenant added again under the name numbers its
+    /// feed past every event a reader may have seen, and a reader that had read all of it
+    /// is told (410) that what it holds is gone, instead of being served an empty feed.
     pub(super) fn purge_tenant(&mut self, tenant: &str, limit: usize) -> R<u64> {
         let end = after(tenant);
         let end = end.as_str();
@@ -93,6 +95,9 @@ impl W<'_> {
         );
         // The counters last: while any of the rest is left, `status` still lists the tenant.
         drain!(self.counts, (tenant, 0u8), (end, 0u8));
+        if left > 0 {
+            super::events::skip_one(&mut self.seqs, tenant)?;
+        }
         Ok(Ok((limit - left) as u64))
     }
 }

@@ -1454,10 +1454,20 @@ fn purging_a_tenant_takes_out_all_of_it_and_nothing_else() {
     ] {
         assert!(before.contains_key(&(table, "t".to_string())), "{table}");
     }
+    let feed = |f: &Fixture| {
+        f.rt.block_on(f.store.events("t".into(), 0, 1, Retention::default()))
+            .unwrap()
+    };
+    let read_to = feed(&f).last;
     let taken =
         f.rt.block_on(f.store.purge_tenant_in("t".into(), 7))
             .unwrap();
     assert_eq!(taken as usize, t_entries);
+    // One number passed without an event: a reader that had read to the end now stands
+    // before the oldest event kept, which the feed answers with 410.
+    let purged = feed(&f);
+    assert_eq!((purged.last, purged.oldest), (read_to + 1, read_to + 2));
+    assert!(purged.events.is_empty());
     let after = entries_by_tenant(&f.store);
     for (key, n) in &before {
         match (key.1.as_str(), key.0) {

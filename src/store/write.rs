@@ -30,7 +30,7 @@ pub(super) struct W<'t> {
     pub(super) member_of: Table<'t, (&'static str, u128, u128), ()>,
     pub(super) displays: Table<'t, (&'static str, u128, u128), &'static str>,
     pub(super) events: events::EventTable<'t>,
-    seqs: events::SeqTable<'t>,
+    pub(super) seqs: events::SeqTable<'t>,
     pub(super) overflow: Table<'t, (&'static str, u128), ()>,
     pub(super) unique: Table<'t, (&'static str, u8, &'static str, &'static str), u128>,
     pub(super) ranks: Table<'t, ranks::RankKey, u64>,

@@ -331,7 +331,7 @@ async fn entra_groups() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entra_reference_collection() {
     let s = Srv::start().await;
-    let r = entra(&s, Method::POST, "/Users", Some(json!({"schemas": [USER, ENT], "userName": "UserName123", "active": "True",
+    let r = entra(&s, Method::POST, "/Users", Some(json!({"schemas": [USER, ENT], "userName": "UserName123", "active": "True", "externalId": "0042",
         "emails": [{"Primary": true, "type": "work", "value": "testing@bob.com"}], "displayName": "BobIsAmazing",
         "name": {"familyName": "Employee", "givenName": "Bob"}, ENT: {"Department": "bob", "employeeNumber": "1"}}))).await;
     assert_eq!(r.status, 201, "{}", r.body);
@@ -379,6 +379,10 @@ async fn entra_reference_collection() {
         "userName sw O",
         "name.FamilyName eq Employee and (emails.Value co bob.com or emails.Value co example.org)",
         "meta.Created gt 2015-10-10T14:38:21.8617979-07:00",
+        // Unquoted numbers compared with text are their text as written (index-served, and
+        // an extension attribute evaluated in memory).
+        "externalId eq 0042",
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq 1",
     ] {
         let r = entra(&s, Method::GET, &format!("/Users?filter={f}"), None).await;
         assert_eq!(r.status, 200, "{f}: {}", r.body);

@@ -124,14 +124,14 @@ fn compare_one(actual: &Value, def: &AttrDef, op: CompareOp, expected: &CompValu
                 _ => ord(a.cmp(&e)),
             }
         }
-        (Value::Number(a), CompValue::Num(e)) => {
+        (Value::Number(a), CompValue::Num(e, _)) => {
             a.as_f64().and_then(|a| a.partial_cmp(e)).is_some_and(ord)
         }
         (Value::Number(a), CompValue::Str(e)) => match (a.as_f64(), e.parse::<f64>().ok()) {
             (Some(a), Some(e)) => a.partial_cmp(&e).is_some_and(ord),
             _ => false,
         },
-        (Value::String(a), CompValue::Num(e)) => a
+        (Value::String(a), CompValue::Num(e, _)) => a
             .parse::<f64>()
             .ok()
             .and_then(|a| a.partial_cmp(e))

@@ -148,7 +148,7 @@ mod tests {
             }
         );
         assert!(
-            matches!(parse("a gt -1.5e2").unwrap(), Filter::Compare { value: CompValue::Num(n), .. } if n == -150.0)
+            matches!(parse("a gt -1.5e2").unwrap(), Filter::Compare { value: CompValue::Num(n, ref t), .. } if n == -150.0 && t == "-1.5e2")
         );
         let pair = parse("a eq \"\\ud83d\\ude00!\"").unwrap();
         assert!(

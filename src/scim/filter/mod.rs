@@ -59,7 +59,9 @@ pub enum CompareOp {
 #[derive(Debug, Clone, PartialEq)]
 pub enum CompValue {
     Str(String),
-    Num(f64),
+    /// A number and its text as written: compared with a text attribute (an unquoted
+    /// `externalId eq 0042`), it is that text.
+    Num(f64, String),
     Bool(bool),
     Null,
 }
@@ -176,7 +178,7 @@ mod tests {
         fn value() -> impl Strategy<Value = CompValue> {
             prop_oneof![
                 "[a-zA-Z0-9 @.\"\\\\()\\[\\]&]{0,8}".prop_map(CompValue::Str),
-                (-1000i32..1000).prop_map(|n| CompValue::Num(f64::from(n))),
+                (-1000i32..1000).prop_map(|n| CompValue::Num(f64::from(n), n.to_string())),
                 any::<bool>().prop_map(CompValue::Bool),
                 Just(CompValue::Null),
             ]

@@ -222,7 +222,7 @@ fn word_value(w: &str) -> CompValue {
             .ok()
             .and_then(|n| n.as_f64())
         {
-            Some(n) => CompValue::Num(n),
+            Some(n) => CompValue::Num(n, w.to_string()),
             None => CompValue::Str(w.to_string()),
         },
     }

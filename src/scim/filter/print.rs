@@ -21,7 +21,7 @@ impl fmt::Display for CompValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CompValue::Str(s) => write!(f, "{}", serde_json::to_string(s).map_err(|_| fmt::Error)?),
-            CompValue::Num(n) => write!(f, "{n}"),
+            CompValue::Num(_, text) => write!(f, "{text}"),
             CompValue::Bool(b) => write!(f, "{b}"),
             CompValue::Null => write!(f, "null"),
         }

@@ -132,6 +132,14 @@ fn resolve_filter(scope: Scope, f: &Filter) -> ScimResult<Filter> {
                 (AttrType::Boolean, CompValue::Str(s)) if s.eq_ignore_ascii_case("false") => {
                     CompValue::Bool(false)
                 }
+                // Unquoted values are read as text (Microsoft's reference collection sends
+                // `name.familyName eq Employee`), numbers among them: as a number,
+                // `externalId eq 0042` would find no one, and an IdP looking a user up before
+                // creating it would create a second one.
+                (
+                    AttrType::String | AttrType::Reference | AttrType::Binary | AttrType::DateTime,
+                    CompValue::Num(_, text),
+                ) => CompValue::Str(text.clone()),
                 (_, v) => v.clone(),
             };
             if l.ty == AttrType::Boolean && (op.ordering() || op.substring()) {
@@ -141,18 +149,18 @@ fn resolve_filter(scope: Scope, f: &Filter) -> ScimResult<Filter> {
                 )));
             }
             // `active eq flase` would match nothing and read as "no one is deactivated".
-            if l.ty == AttrType::Boolean && matches!(value, CompValue::Str(_) | CompValue::Num(_)) {
+            if l.ty == AttrType::Boolean && matches!(value, CompValue::Str(_) | CompValue::Num(..))
+            {
                 return Err(ScimError::invalid_filter(format!(
                     "\"{}\" is a boolean; compare it with true or false, not {value}",
                     l.name
                 )));
             }
-            // `userName eq 12` would match nothing, and an IdP that looks a user up before
-            // creating it would then create a second one.
+            // `externalId eq true` would match nothing, whatever the IdP meant.
             if matches!(
                 l.ty,
                 AttrType::String | AttrType::Reference | AttrType::Binary | AttrType::DateTime
-            ) && let CompValue::Num(_) | CompValue::Bool(_) = &value
+            ) && let CompValue::Bool(_) = &value
             {
                 return Err(ScimError::invalid_filter(format!(
                     "\"{}\" holds text; quote the value: {} {} \"{value}\"",
@@ -383,14 +391,28 @@ mod tests {
             assert!(bad(typo).detail.contains("true or false"), "{typo}");
         }
         for (unquoted, says) in [
-            ("userName eq 12", "userName eq \"12\""),
             ("externalId eq true", "externalId eq \"true\""),
-            ("emails[value eq 7]", "value eq \"7\""),
-            ("meta.lastModified gt 2024", "meta.lastModified gt \"2024\""),
+            (
+                "emails[primary eq true and value eq false]",
+                "value eq \"false\"",
+            ),
         ] {
             let d = bad(unquoted).detail;
             assert!(d.contains("quote the value") && d.contains(says), "{d}");
         }
+        // An unquoted number compared with text is its text, as written.
+        for (unquoted, read) in [
+            ("userName eq 0042", "userName eq \"0042\""),
+            ("externalId eq 1e3", "externalId eq \"1e3\""),
+            ("emails[value eq 7]", "emails[value eq \"7\"]"),
+        ] {
+            assert_eq!(parse_for(Kind::User, unquoted).unwrap().to_string(), read);
+        }
+        assert!(
+            bad("meta.lastModified gt 2024")
+                .detail
+                .contains("not a date-time")
+        );
         for fine in [
             "active eq False",
             "active eq \"TRUE\"",
