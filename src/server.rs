@@ -392,6 +392,12 @@ impl Server {
     }
 
     /// Accept connections until `shutdown` resolves, then let open requests finish (bounded).
+    /// What disconnects once the database is closed, after `serve` has returned and every
+    /// task holding the store has been dropped (see `Store::closed_signal`).
+    pub fn store_closed(&self) -> Option<std::sync::mpsc::Receiver<()>> {
+        self.app.store.closed_signal()
+    }
+
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) {
         let Server {
             listener,

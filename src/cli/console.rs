@@ -675,6 +675,28 @@ pub(crate) fn restore(config: &std::path::Path, from: &std::path::Path) -> ExitC
                     scimd::store::tables::SCHEMA_VERSION
                 );
             }
+            if !done.feeds.last.is_empty() {
+                let ends: Vec<String> = done
+                    .feeds
+                    .last
+                    .iter()
+                    .map(|(t, n)| format!("{t} {n}"))
+                    .collect();
+                say!(
+                    "the change feeds go on past every number given out ({}): an application \
+                     reading /tenants/NAME/events gets 410 once, reads the users and groups \
+                     again, and continues from the next_after the 410 gives",
+                    ends.join(", ")
+                );
+                if !done.feeds.known {
+                    say!(
+                        "the database replaced could not be read (or there was none), so the \
+                         numbers given out since the backup are unknown: each feed moved on by \
+                         {}",
+                        scimd::store::UNKNOWN_GAP
+                    );
+                }
+            }
             if !done.warnings.is_empty() {
                 eprintln!(
                     "warning: under the current configuration, scimd verify finds {} \

@@ -97,7 +97,8 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(async move {
+    let mut closed = None;
+    let code = rt.block_on(async {
         let starting = keep_extending(std::time::Duration::from_secs(10), || {
             notify(&[
                 sd_notify::NotifyState::ExtendTimeoutUsec(30_000_000),
@@ -160,10 +161,27 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
         // Ready only now: the database is open and the listener bound.
         notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("serving")]);
         tokio::spawn(watch_signals_and_certs(path, reloader, hup));
+        closed = server.store_closed();
         server.serve(shutdown_signal(term, int)).await;
-        tracing::info!("stopped");
         ExitCode::SUCCESS
-    })
+    });
+    // The tasks still holding the store (the reload watcher, requests cut off at the grace
+    // period's end) go with the runtime; then the writer lets go of the database, and redb
+    // marks the file closed cleanly. A file left open needs a repair at the next open, and
+    // tools that only read it (`scimd restore` reading the feed numbers the database it
+    // replaces gave out) cannot open it.
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    // Nothing is ever sent: the channel disconnects when the writer is done.
+    if let Some(c) = closed
+        && let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            c.recv_timeout(std::time::Duration::from_secs(10))
+    {
+        tracing::warn!("the database was not closed cleanly; the next start repairs it");
+    }
+    if code == ExitCode::SUCCESS {
+        tracing::info!("stopped");
+    }
+    code
 }
 
 /// SIGHUP re-reads the configuration and certificate; certificate files renewed on disk are

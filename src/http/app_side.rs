@@ -20,9 +20,15 @@ pub(super) async fn events(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
         ));
     }
     let after = asked.unwrap_or(0) as u64;
-    let limit = int_param("limit", ctx.query.get("limit"))?
-        .unwrap_or(100)
-        .clamp(0, 1000) as usize;
+    let limit = int_param("limit", ctx.query.get("limit"))?.unwrap_or(100);
+    // A reader that loops until a page comes back empty would stop at once on a negative
+    // limit; 0 is meant (the feed's ends without events).
+    if limit < 0 {
+        return Err(ScimError::invalid_value(
+            "limit must be from 0 to 1000 (0 answers only last_seq and oldest_seq)",
+        ));
+    }
+    let limit = limit.min(1000) as usize;
     let feed = app
         .store
         .events(
@@ -37,28 +43,28 @@ pub(super) async fn events(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
     // Past the newest event: the feed was reset (a restore, a new database) since the
     // reader's last call, and what it would be given next is not what follows its `after`.
     if after > feed.last {
-        return Err(ScimError::new(
-            410,
-            None,
+        return Ok(gone(
             format!(
                 "after={after} is past the newest event ({}): the change feed was reset (a \
-                 restore?); read the users and groups again, then continue from after={}",
+                 database from elsewhere?); read the users and groups again, then continue \
+                 from after={}",
                 feed.last, feed.last
             ),
+            &feed,
         ));
     }
     if asked.is_some() && after + 1 < feed.oldest {
-        return Err(ScimError::new(
-            410,
-            None,
+        return Ok(gone(
             format!(
-                "events {} to {} are no longer kept (retention: events_max_count, \
-                 events_max_age_days); read the users and groups again, then continue from \
+                "events {} to {} are not kept (retention: events_max_count, \
+                 events_max_age_days; or the database was restored from a backup, or the \
+                 tenant purged); read the users and groups again, then continue from \
                  after={}",
                 after + 1,
                 feed.oldest - 1,
                 feed.last
             ),
+            &feed,
         ));
     }
     // Without `after`, the reader starts at the oldest kept event: with none returned
@@ -73,6 +79,21 @@ pub(super) async fn events(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
         &json!({"tenant": ctx.principal.tenant, "events": feed.events, "next_after": next,
             "last_seq": feed.last, "oldest_seq": feed.oldest}),
     ))
+}
+
+/// 410 for a reader whose `after` no longer continues the feed: the error body, with where
+/// to continue after reading the directory again (`next_after`) and the feed's ends, as
+/// fields an application need not read out of the detail.
+fn gone(detail: String, feed: &crate::store::Feed) -> Resp {
+    let e = ScimError::new(410, None, detail);
+    let mut body = e.to_json();
+    body["next_after"] = feed.last.into();
+    body["last_seq"] = feed.last.into();
+    body["oldest_seq"] = feed.oldest.into();
+    let mut r = response::json(410, &body);
+    // For the request's log line, as `response::error` does.
+    r.extensions_mut().insert(response::Detail(e.detail));
+    r
 }
 
 fn plan_rules(ctx: &Ctx) -> ScimResult<std::sync::Arc<crate::store::plan::PlanRules>> {

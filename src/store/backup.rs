@@ -2,7 +2,7 @@
 //! snapshot into a new file, which is checked and then renamed into place. And restores,
 //! which check a backup before it replaces the database.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use redb::{
@@ -350,14 +350,21 @@ pub fn restore(
             _ => {}
         }
     }
+    // The numbers each tenant's feed has given out, which its readers may hold.
+    let given_out = _held
+        .as_ref()
+        .and_then(|h| unless_damaged(|| feed_ends(h)).ok()?.ok());
     let tmp = db.with_extension("restoring");
-    let placed = check_copy(from, &tmp, types).and_then(|(copy, warnings, converted_from)| {
-        put_in_place(&tmp, &copy, db).map(|kept| Restored {
-            kept,
-            warnings,
-            converted_from,
-        })
-    });
+    let placed = check_copy(from, &tmp, types, given_out.as_ref()).and_then(
+        |(copy, warnings, converted_from, feeds)| {
+            put_in_place(&tmp, &copy, db).map(|kept| Restored {
+                kept,
+                warnings,
+                converted_from,
+                feeds,
+            })
+        },
+    );
     if placed.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -374,6 +381,68 @@ pub struct Restored {
     /// The backup's layout version when it was older and the restored file was converted
     /// (which older scimd versions then cannot read).
     pub converted_from: Option<u64>,
+    pub feeds: FeedRestart,
+}
+
+/// How a restore restarts the change feeds: the events in the backup describe a past its
+/// readers may have read beyond, and numbers given out since the backup would be given
+/// again to other changes. So every tenant's feed goes on past the highest number either
+/// database gave out, with no event kept before it: each reader gets 410 once and reads the
+/// users and groups again (see the feed's reader in `http::app_side`).
+#[derive(Debug, Default)]
+pub struct FeedRestart {
+    /// Each tenant's new last number (its next event is one more).
+    pub last: BTreeMap<String, u64>,
+    /// Whether the replaced database could be read for the numbers it gave out. When it
+    /// could not (damaged, or none), the backup's numbers move on by `UNKNOWN_GAP`.
+    pub known: bool,
+}
+
+/// How far a feed moves on when the numbers given out since the backup are unknown: past
+/// any a reader could hold, short of writing a billion events since the backup.
+pub const UNKNOWN_GAP: u64 = 1_000_000_000;
+
+/// Each tenant's last feed number in `db`.
+fn feed_ends(db: &impl ReadableDatabase) -> Result<BTreeMap<String, u64>, redb::Error> {
+    let r = db.begin_read()?;
+    let mut out = BTreeMap::new();
+    for e in r.open_table(EVENT_SEQ)?.iter()? {
+        let (k, v) = e?;
+        out.insert(k.value().to_string(), v.value());
+    }
+    Ok(out)
+}
+
+/// Restart the feeds of the database about to be restored (see `FeedRestart`).
+fn restart_feeds(
+    db: &Database,
+    given_out: Option<&BTreeMap<String, u64>>,
+) -> Result<FeedRestart, redb::Error> {
+    let mut ends = feed_ends(db)?;
+    match given_out {
+        Some(g) => {
+            for (t, n) in g {
+                let e = ends.entry(t.clone()).or_default();
+                *e = (*e).max(*n);
+            }
+        }
+        None => ends.values_mut().for_each(|e| *e += UNKNOWN_GAP),
+    }
+    let w = db.begin_write()?;
+    {
+        let mut seqs = w.open_table(EVENT_SEQ)?;
+        for (t, n) in ends.iter_mut() {
+            // One past every number given out: no reader can stand at it.
+            *n += 1;
+            seqs.insert(t.as_str(), *n)?;
+        }
+        w.open_table(EVENTS)?.retain(|_, _| false)?;
+    }
+    w.commit()?;
+    Ok(FeedRestart {
+        last: ends,
+        known: given_out.is_some(),
+    })
 }
 
 /// Copy `from` to `tmp` and check the copy; the error says what is wrong with `from`.
@@ -381,7 +450,8 @@ fn check_copy(
     from: &Path,
     tmp: &Path,
     types: &HashMap<String, (Rt, Rt)>,
-) -> Result<(std::fs::File, Vec<String>, Option<u64>), String> {
+    given_out: Option<&BTreeMap<String, u64>>,
+) -> Result<(std::fs::File, Vec<String>, Option<u64>, FeedRestart), String> {
     let refuse = |why: String| {
         format!(
             "{} cannot be restored (the database was left as it was): {why}",
@@ -405,6 +475,7 @@ fn check_copy(
     let handle = || copy.try_clone().map_err(|e| e.to_string());
     check_open_file(tmp, handle()?).map_err(refuse)?;
     let mut converted_from = None;
+    let mut feeds = FeedRestart::default();
     let problems = unless_damaged(|| -> Result<Vec<String>, String> {
         let backend = super::backend::Backend::from_file(handle()?, Default::default())
             .map_err(|e| e.to_string())?;
@@ -436,11 +507,12 @@ fn check_copy(
             }
             None => return Err("not a scimd backup (no layout version)".into()),
         }
+        feeds = restart_feeds(&candidate, given_out).map_err(|e| e.to_string())?;
         check(&candidate, types).map_err(|e| e.to_string())
     })
     .and_then(|r| r)
     .map_err(refuse)?;
-    Ok((copy, problems, converted_from))
+    Ok((copy, problems, converted_from, feeds))
 }
 
 /// Rename the checked copy `tmp` (open as `copy`) to `db`, keeping the database it replaces.

@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use backend::{Fault, Faults};
 pub use backup::{
-    AtomicFile, Restored, open_staged, owner_only_file, remove_staged_backups, restore,
+    AtomicFile, Restored, UNKNOWN_GAP, open_staged, owner_only_file, remove_staged_backups, restore,
 };
 pub use error::Error;
 pub use events::{Actor, Event, Retention};
@@ -364,6 +364,16 @@ impl Store {
         if let Some(done) = done {
             let _ = done.recv_timeout(std::time::Duration::from_secs(10));
         }
+    }
+
+    /// What disconnects once the writer has let go of the database, for a process that drops
+    /// every clone of this store itself and then waits for the file to be closed cleanly
+    /// (taken once; `close` then no longer waits).
+    pub fn closed_signal(&self) -> Option<std::sync::mpsc::Receiver<()>> {
+        self.writer_done
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// The fault switch of this store's backend.

@@ -258,3 +258,68 @@ async fn a_setting_changed_since_the_backup_warns_but_does_not_block_the_restore
         "{err}"
     );
 }
+
+/// A restore restarts each tenant's change feed past every number given out, by the backup
+/// or by the database it replaces: a reader is sent to read the directory again (410, with
+/// where to continue) instead of being served numbers that now mean other changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_sends_every_feed_reader_to_read_the_directory_again() {
+    let dir = tempfile::tempdir().unwrap();
+    // Events 1 to 10 are in the backup; 11, made after it, is undone by the restore.
+    let (cfg, backup) = stopped_with_backup(dir.path()).await;
+    let mut p = Proc::start(&cfg);
+    let later = "{\"userName\":\"later@example.com\"}".to_string();
+    assert_eq!(p.post("/scim/v2/Users", "tok", later).await, 201);
+    let feed = p.get_json("/tenants/acme/events?after=0", "tok").await;
+    assert_eq!(feed["last_seq"], 11, "{feed}");
+    kill(p.child.id(), "-TERM");
+    assert!(p.child.wait().unwrap().success());
+    let out = scimd_cmd(&cfg, &["restore", "--from", backup.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        said.contains("go on past every number given out (acme 12)"),
+        "{said} {}",
+        stderr(&out)
+    );
+    let mut p = Proc::start(&cfg);
+    // Whether it had read everything, part, or nothing: 410, continue from 12.
+    for after in [11, 4, 0] {
+        let r = p
+            .client
+            .get(format!(
+                "https://localhost:{}/tenants/acme/events?after={after}",
+                p.port
+            ))
+            .bearer_auth("tok")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 410, "after={after}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["next_after"], 12, "{body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains("restored"),
+            "{body}"
+        );
+    }
+    let again = "{\"userName\":\"again@example.com\"}".to_string();
+    assert_eq!(p.post("/scim/v2/Users", "tok", again).await, 201);
+    let feed = p.get_json("/tenants/acme/events?after=12", "tok").await;
+    assert_eq!(feed["events"][0]["seq"], 13, "{feed}");
+    assert_eq!(feed["events"][0]["type"], "user.created", "{feed}");
+    assert_eq!(p.status("/tenants/acme/events?after=11", "tok").await, 410);
+    kill(p.child.id(), "-TERM");
+    assert!(p.child.wait().unwrap().success());
+    // Without the database it replaces, the numbers given out since the backup are unknown:
+    // the feed moves on past any a reader could hold.
+    let state = dir.path().join("state");
+    std::fs::remove_file(state.join("scimd.redb")).unwrap();
+    let out = scimd_cmd(&cfg, &["restore", "--from", backup.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success() && said.contains("unknown"), "{said}");
+    let p = Proc::start(&cfg);
+    let feed = p.get_json("/tenants/acme/events", "tok").await;
+    assert_eq!(feed["last_seq"], 1_000_000_011u64, "{feed}");
+    assert_eq!(p.status("/tenants/acme/events?after=13", "tok").await, 410);
+}
