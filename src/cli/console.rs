@@ -482,11 +482,33 @@ pub(crate) fn backup(config: &std::path::Path, to: &std::path::Path) -> ExitCode
         );
         return ExitCode::FAILURE;
     }
+    // A server starting in the state directory removes what looks like a copy it was making.
+    if let Some(name) = to.file_name().and_then(|n| n.to_str())
+        && scimd::store::is_staged_backup(name)
+        && same(to, &cfg.storage.dir.join(name))
+    {
+        eprintln!(
+            "{} is named like the copies scimd makes in storage.dir, which it removes as \
+             leftovers when it starts; choose another name (or another directory)",
+            to.display()
+        );
+        return ExitCode::FAILURE;
+    }
     // Tried before the daemon makes its copy, so a destination that cannot be written fails
     // now; dropped at once, so nothing sits there while that copy is made.
     if let Err(e) = scimd::store::AtomicFile::create(to) {
         eprintln!("cannot write the backup to {}: {e}", to.display());
         return ExitCode::FAILURE;
+    }
+    let sock = scimd::admin::socket_path(&cfg);
+    if rt
+        .block_on(scimd::admin::ask(
+            &sock,
+            &serde_json::json!({"cmd": "status"}),
+        ))
+        .is_none()
+    {
+        return backup_stopped(&cfg, &rt, to);
     }
     let end = match finish_admin(
         run_admin(&cfg, &rt, serde_json::json!({"cmd": "backup"}), Vec::new()),
@@ -520,6 +542,43 @@ pub(crate) fn backup(config: &std::path::Path, to: &std::path::Path) -> ExitCode
     }
     say!("backup written to {} ({} rows)", to.display(), end["rows"]);
     ExitCode::SUCCESS
+}
+
+/// `scimd backup` with no server running: this command opens the database and writes the
+/// copy itself, beside the destination and renamed over it once checked. (Through the state
+/// directory, as a server's copy goes, a copy made by root would be refused there as not the
+/// service user's.)
+fn backup_stopped(cfg: &Config, rt: &tokio::runtime::Runtime, to: &std::path::Path) -> ExitCode {
+    let store = match open_store(cfg, false) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let name = to
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let staging = to.with_file_name(format!(".{name}.{}.redb", std::process::id()));
+    let made = rt.block_on(store.backup(staging.clone()));
+    store.close();
+    let placed = made.and_then(|rows| {
+        std::fs::rename(&staging, to)
+            .map(|()| rows)
+            .map_err(|e| e.to_string())
+    });
+    match placed {
+        Ok(rows) => {
+            say!("backup written to {} ({rows} rows)", to.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&staging);
+            eprintln!("cannot write the backup to {}: {e}", to.display());
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The daemon's copy of the database, removed when dropped.

@@ -162,7 +162,7 @@ impl Store {
 /// Whether `name` is a copy `Store::backup` makes in the state directory, finished or not
 /// (`backup-<digits>.redb` or `backup-<digits>.partial`), or the copy a killed `scimd restore`
 /// left (`scimd.restoring`; a restore holds the database, so none runs beside a server).
-fn is_staged_backup(name: &str) -> bool {
+pub fn is_staged_backup(name: &str) -> bool {
     if name == "scimd.restoring" {
         return true;
     }

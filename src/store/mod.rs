@@ -37,7 +37,8 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use backend::{Fault, Faults};
 pub use backup::{
-    AtomicFile, Restored, UNKNOWN_GAP, open_staged, owner_only_file, remove_staged_backups, restore,
+    AtomicFile, Restored, UNKNOWN_GAP, is_staged_backup, open_staged, owner_only_file,
+    remove_staged_backups, restore,
 };
 pub use error::Error;
 pub use events::{Actor, Event, Retention};

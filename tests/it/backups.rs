@@ -323,3 +323,52 @@ async fn a_restore_sends_every_feed_reader_to_read_the_directory_again() {
     assert_eq!(feed["last_seq"], 1_000_000_011u64, "{feed}");
     assert_eq!(p.status("/tenants/acme/events?after=13", "tok").await, 410);
 }
+
+/// With no server running, `scimd backup` makes the copy itself, also as root over a state
+/// directory that belongs to the service user (a packaged install, stopped for an upgrade);
+/// and a destination named like the server's own copies in the state directory, which a
+/// start removes as leftovers, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_of_a_stopped_server_is_made_by_the_command_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, _) = stopped_with_backup(dir.path()).await;
+    let state = dir.path().join("state");
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if root {
+        // Another owner for the state directory, as the service user would be.
+        let ok = std::process::Command::new("chown")
+            .args(["-R", "65534"])
+            .arg(&state)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+    let to = dir.path().join("stopped.redb");
+    let out = scimd_cmd(&cfg, &["backup", "--to", to.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("backup written"),
+        "{out:?}"
+    );
+    assert_eq!(staged(&state), Vec::<String>::new());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert_eq!(leftovers, Vec::<String>::new());
+    // The copy restores, with the ten users.
+    let out = scimd_cmd(&cfg, &["restore", "--from", to.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = scimd_cmd(&cfg, &["users", "list", "--tenant", "acme"]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(listed.matches("@example.com").count(), 10, "{listed}");
+    let named = state.join("backup-20261203.redb");
+    let out = scimd_cmd(&cfg, &["backup", "--to", named.to_str().unwrap()]);
+    assert!(!out.status.success() && stderr(&out).contains("removes as leftovers"));
+    assert!(!named.exists());
+}
