@@ -173,6 +173,15 @@ fn lexical(path: &Path) -> std::path::PathBuf {
     out
 }
 
+/// The name of the local account with `uid`, from `/etc/passwd`.
+pub(crate) fn name_of(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 3 && f[2].parse() == Ok(uid)).then(|| f[0].to_string())
+    })
+}
+
 /// Whether this process runs as root: `/proc/self` belongs to the effective user.
 pub(crate) fn running_as_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)

@@ -82,6 +82,24 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Root serving a state directory another user owns (a packaged install started by hand)
+    // makes files there, the self-signed certificate first, that the service cannot use.
+    use std::os::unix::fs::MetadataExt;
+    if super::access::running_as_root()
+        && let Ok(m) = std::fs::metadata(&cfg.storage.dir)
+        && m.uid() != 0
+    {
+        let owner = super::access::name_of(m.uid()).unwrap_or_else(|| m.uid().to_string());
+        eprintln!(
+            "scimd: not serving as root: storage.dir {} belongs to {owner}, the user scimd runs \
+             as (files root made there, such as the self-signed certificate, the service could \
+             not use). Start the service (`systemctl start scimd`), or run it as that user: \
+             `runuser -u {owner} -- scimd serve --config {}`",
+            cfg.storage.dir.display(),
+            path.display()
+        );
+        return ExitCode::from(2);
+    }
     init_logging(&cfg.log.level, &cfg.log.format);
     // Long reads run on the blocking pool. They are CPU work on pages the OS has cached, so
     // a few threads per core keep the cores busy; each thread more holds its own allocator

@@ -181,6 +181,43 @@ impl Proc {
     }
 }
 
+/// Root starting scimd on a state directory the service user owns (a packaged install
+/// started by hand) is refused before it makes anything there the service could not use.
+#[test]
+fn root_does_not_serve_a_state_directory_another_user_owns() {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if !root {
+        return; // only root can give the directory to another user
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = okta_config(dir.path());
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    assert!(
+        Command::new("chown")
+            .arg("65534")
+            .arg(&state)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_scimd"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("not serving as root") && err.contains("runuser -u"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(&state).unwrap().count(), 0, "made files");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_server_on_the_same_directory_changes_nothing_of_the_first() {
     let dir = tempfile::tempdir().unwrap();
