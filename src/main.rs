@@ -73,8 +73,9 @@ enum Command {
         /// Configuration file (TOML) that --tenant edits.
         #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
         config: PathBuf,
-        /// Instead of making a token, read one from standard input and print its hash.
-        #[arg(long)]
+        /// Instead of making a token, read one from standard input and print its hash (to
+        /// put in the file by hand; at least 16 characters).
+        #[arg(long, conflicts_with = "tenant")]
         hash_stdin: bool,
     },
     /// Print a tenant's paid-plan summary (works while the daemon runs).

@@ -254,7 +254,12 @@ pub(crate) fn refuse_leftover(
     tenant: &str,
     keep: bool,
 ) -> Result<(), String> {
-    if keep {
+    // A tenant still in the file: its data is its own, and the edit refuses the name with
+    // the way to give it another token.
+    let configured = Config::load(config)
+        .ok()
+        .is_some_and(|c| c.tenants.contains_key(tenant));
+    if keep || configured {
         return Ok(());
     }
     match stored_under(config, tenant) {
@@ -880,6 +885,9 @@ pub(crate) fn print_answer(a: &serde_json::Value) {
     }
 }
 
+/// The shortest token of the admin's own that `--hash-stdin` hashes.
+const MIN_OWN_TOKEN_CHARS: usize = 16;
+
 pub(crate) fn token(name: &str, scope: Scope, hash_stdin: bool) -> ExitCode {
     if hash_stdin {
         let mut s = String::new();
@@ -891,6 +899,15 @@ pub(crate) fn token(name: &str, scope: Scope, hash_stdin: bool) -> ExitCode {
         if s.trim().is_empty() {
             eprintln!(
                 "no token on standard input (pipe one in: echo \"$TOKEN\" | scimd token --hash-stdin)"
+            );
+            return ExitCode::from(2);
+        }
+        // Bearer tokens are tried from anywhere the port is reachable; the throttle slows a
+        // guesser down, it does not stop one from finding "abc".
+        if s.trim().chars().count() < MIN_OWN_TOKEN_CHARS {
+            eprintln!(
+                "that token is shorter than {MIN_OWN_TOKEN_CHARS} characters, short enough to \
+                 guess; use a longer one, or let `scimd token` make one (43 random characters)"
             );
             return ExitCode::from(2);
         }

@@ -252,6 +252,26 @@ fn token_prints_a_token_and_the_matching_config_line() {
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no token on standard input"));
+    // Nor is a token short enough to guess, and with --tenant the flag would be ignored.
+    let mut child = scimd()
+        .args(["token", "--hash-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"abc\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shorter than 16 characters"));
+    let out = scimd()
+        .args(["token", "--hash-stdin", "--tenant", "acme"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -686,6 +686,15 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
     );
     // Exit 3, as an init script's `status` says "not running".
     assert!(run_with(&["status"], 3).contains(": not running"));
+    // Adding the tenant that is still configured says so, not that its data is left over.
+    let out = scimd_cmd(&cfg, &["tenant", "add", "acme"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(2)
+            && err.contains("tenant \"acme\" already exists")
+            && !err.contains("earlier tenant"),
+        "{err}"
+    );
     // A tenant taken out of the file is still listed, with what it keeps.
     let text = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(&cfg, text.replace("[tenants.acme", "[tenants.other")).unwrap();
