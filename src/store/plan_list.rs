@@ -30,6 +30,10 @@ pub struct PlanEntry {
     pub emails: Vec<String>,
     pub status: plan::Status,
     pub existing_member: bool,
+    /// The account's `active`, `None` for an existing member no account matches. An existing
+    /// member keeps a paid seat in testing mode even when deactivated: an application that
+    /// lets in paid people must also check this.
+    pub active: Option<bool>,
 }
 
 /// Where a page of the plan list starts: a 1-based position, or after a cursor.
@@ -158,9 +162,10 @@ impl ReadSide {
             return Ok(None);
         };
         let existing = c.matched.contains(&id);
+        let active = plan::is_active(&rec.body);
         let status = plan::user_status(
             c.mode,
-            plan::is_active(&rec.body),
+            active,
             self.overflowed(t, id)?,
             c.kept.contains_key(&id),
         );
@@ -184,6 +189,7 @@ impl ReadSide {
             emails,
             status,
             existing_member: existing,
+            active: Some(active),
         }))
     }
 
@@ -301,6 +307,7 @@ impl Store {
                 emails: Vec::new(),
                 status: plan::unmatched_status(mode),
                 existing_member: true,
+                active: None,
             };
             let mut entries = Vec::new();
             let mut next = None;

@@ -106,7 +106,7 @@ async fn threshold_boundary_both_ways_and_existing_members() {
         .collect();
     // Existing members no user matches follow the users, in order.
     assert_eq!(names, ["founder", "veteran@example.com"]);
-    assert!(free["members"][0]["id"].is_null());
+    assert!(free["members"][0]["id"].is_null() && free["members"][0]["active"].is_null());
     // Deactivating one goes back to testing; the deactivated user is counted as such.
     s.patch(
         &format!("/Users/{}", ids[3]),
@@ -147,7 +147,9 @@ async fn threshold_boundary_both_ways_and_existing_members() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|m| m["id"] == vet.as_str() && m["existing_member"] == true)
+            .any(|m| m["id"] == vet.as_str()
+                && m["existing_member"] == true
+                && m["active"] == true)
     );
     // Deleting users changes the counts too.
     s.delete(&format!("/Users/{vet}")).await;
@@ -207,6 +209,10 @@ async fn an_existing_member_matched_by_two_accounts_holds_one_seat() {
     assert_eq!(counts(&summary(&s).await), ("testing".into(), 2, 0, 1));
     let paid = members(&s, "?status=paid").await;
     assert_eq!(total_of(&paid), 2);
+    // The entry says the seat's account is not active, for an application letting in paid
+    // people; the unmatched entry has no account.
+    assert_eq!(paid["members"][0]["active"], false, "{paid}");
+    assert!(paid["members"][1]["active"].is_null(), "{paid}");
     assert_eq!(paid_ids(paid), [json!(old), Value::Null]);
     let gone = members(&s, "?status=deactivated").await;
     assert_eq!(paid_ids(gone), [json!(new)]);
