@@ -72,6 +72,33 @@ fn cert_paths(config: &Config) -> Result<(std::path::PathBuf, std::path::PathBuf
     }
 }
 
+/// Which of a tenant's plan settings a reload changed, by their keys (`plan` for the whole
+/// table added or removed).
+fn plan_settings_changed(
+    was: Option<&crate::store::plan::PlanRules>,
+    now: Option<&crate::store::plan::PlanRules>,
+) -> Vec<String> {
+    let (a, b) = match (was, now) {
+        (None, None) => return Vec::new(),
+        (Some(a), Some(b)) => (a, b),
+        _ => return vec!["plan".into()],
+    };
+    fn members(p: &crate::store::plan::PlanRules) -> std::collections::BTreeSet<&String> {
+        p.existing_members.iter().collect()
+    }
+    [
+        ("name", a.name != b.name),
+        ("test_threshold", a.test_threshold != b.test_threshold),
+        ("seats", a.seats != b.seats),
+        ("on_seat_limit", a.on_seat_limit != b.on_seat_limit),
+        ("existing_members", members(a) != members(b)),
+    ]
+    .into_iter()
+    .filter(|(_, changed)| *changed)
+    .map(|(key, _)| key.to_string())
+    .collect()
+}
+
 /// The change feed's writer of what a reload changes.
 const RELOAD_ACTOR: &str = "(configuration reload)";
 
@@ -231,11 +258,42 @@ impl Reloader {
         }
         self.app.set_runtime(new);
         self.app.forget_said();
-        // A new threshold can switch a tenant's plan mode, and new seats can seat users
-        // waiting on the free plan, with no write to do it: the feed says so all the same.
+        // New settings can move people between the paid and free plans with no write to do
+        // it (an entry added to `existing_members`, a plan table added): the feed says which
+        // settings changed, so that an application reads the plan list again. A new
+        // threshold can switch the mode, and new seats can seat users waiting on the free
+        // plan: the feed says those too, after the settings that caused them.
         let now = self.app.runtime();
-        for (t, was) in &old.plans {
-            let Some(rules) = now.plans.get(t) else {
+        let planned: std::collections::BTreeSet<&String> =
+            old.plans.keys().chain(now.plans.keys()).collect();
+        for t in planned {
+            if !now.config.tenants.contains_key(t) {
+                continue;
+            }
+            let changed = plan_settings_changed(
+                old.plans.get(t).map(|p| &**p),
+                now.plans.get(t).map(|p| &**p),
+            );
+            if changed.is_empty() {
+                continue;
+            }
+            let actor = now.actor(t, RELOAD_ACTOR);
+            if let Err(e) = self
+                .app
+                .store
+                .plan_settings_changed(actor, changed.clone())
+                .await
+            {
+                notes.push(format!(
+                    "tenant {t}: the plan's new settings could not be recorded in the change \
+                     feed: {e}"
+                ));
+            }
+            notes.push(format!(
+                "tenant {t}: plan settings changed: {}",
+                changed.join(", ")
+            ));
+            let (Some(was), Some(rules)) = (old.plans.get(t), now.plans.get(t)) else {
                 continue;
             };
             if (rules.test_threshold, rules.seats) == (was.test_threshold, was.seats) {

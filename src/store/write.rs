@@ -935,6 +935,26 @@ impl Store {
     /// mode change that makes by itself (a new `test_threshold`), as a write's is recorded,
     /// and give seats it added to users waiting on the free plan. Returns the modes before
     /// and after, when they differ.
+    /// Record that a reload changed a tenant's plan settings (`changed`: their keys).
+    pub async fn plan_settings_changed(
+        &self,
+        actor: Actor,
+        changed: Vec<String>,
+    ) -> Result<(), Error> {
+        self.write(move |w| {
+            let new = events::NewEvent {
+                kind: "plan.settings_changed",
+                resource_id: String::new(),
+                member_id: None,
+                attributes: changed,
+                from_to: None,
+            };
+            events::append(&mut w.events, &mut w.seqs, &actor, new)?;
+            Ok(Ok(()))
+        })
+        .await
+    }
+
     pub async fn plan_reloaded(
         &self,
         actor: Actor,

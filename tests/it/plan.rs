@@ -617,6 +617,15 @@ async fn a_reload_that_switches_the_mode_is_in_the_feed() {
         c
     };
     let notes = s.reloader().apply(with_threshold(2)).await.unwrap().notes;
+    // The cause before its effect: the settings, then the mode they switched.
+    let first: Vec<Value> = plan_events(&s).await;
+    assert_eq!(first.len(), 2, "{first:?}");
+    assert_eq!(first[0]["type"], "plan.settings_changed");
+    assert_eq!(
+        first[0]["attributes"],
+        serde_json::json!(["test_threshold"])
+    );
+    assert_eq!(first[1]["type"], "plan.changed");
     assert!(
         notes.contains(&"tenant acme: plan mode testing -> enforced (new test_threshold)".into()),
         "{notes:?}"
@@ -643,6 +652,59 @@ async fn a_reload_that_switches_the_mode_is_in_the_feed() {
         [
             ("testing".into(), "enforced".into(), reload.clone()),
             ("enforced".into(), "testing".into(), reload)
+        ]
+    );
+}
+
+/// A reload that changes who is an existing member, or takes the plan table out or puts it
+/// back, moves people between paid and free with no write: the feed names the settings, so
+/// that an application reads the plan list again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_changes_plan_settings_is_in_the_feed() {
+    let s = plan_srv(3, None, SeatLimitPolicy::Reject).await;
+    let mut more = s.config.clone();
+    let plan = more.tenants.get_mut("acme").unwrap().plan.as_mut().unwrap();
+    plan.existing_members.push("ceo@x".into());
+    plan.name = "Business Plus".into();
+    let notes = s.reloader().apply(more.clone()).await.unwrap().notes;
+    assert!(
+        notes.contains(&"tenant acme: plan settings changed: name, existing_members".into()),
+        "{notes:?}"
+    );
+    // The same settings again, or only in another order, change nothing.
+    let mut reordered = more.clone();
+    let p = reordered
+        .tenants
+        .get_mut("acme")
+        .unwrap()
+        .plan
+        .as_mut()
+        .unwrap();
+    p.existing_members.reverse();
+    s.reloader().apply(reordered).await.unwrap();
+    let mut without = more.clone();
+    without.tenants.get_mut("acme").unwrap().plan = None;
+    s.reloader().apply(without).await.unwrap();
+    s.reloader().apply(more).await.unwrap();
+    let said: Vec<(String, Value, String)> = plan_events(&s)
+        .await
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_string(),
+                e["attributes"].clone(),
+                e["token"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let reload = "(configuration reload)".to_string();
+    let changed = |keys: Value| ("plan.settings_changed".to_string(), keys, reload.clone());
+    assert_eq!(
+        said,
+        [
+            changed(json!(["name", "existing_members"])),
+            changed(json!(["plan"])),
+            changed(json!(["plan"])),
         ]
     );
 }
