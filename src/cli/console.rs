@@ -505,29 +505,31 @@ pub(crate) fn backup(config: &std::path::Path, to: &std::path::Path) -> ExitCode
         eprintln!("cannot write the backup to {}: {e}", to.display());
         return ExitCode::FAILURE;
     }
-    let sock = scimd::admin::socket_path(&cfg);
-    if rt
-        .block_on(scimd::admin::ask(
-            &sock,
-            &serde_json::json!({"cmd": "status"}),
-        ))
-        .is_none()
-    {
+    let asked = rt.block_on(scimd::admin::converse(
+        &scimd::admin::socket_path(&cfg),
+        &serde_json::json!({"cmd": "backup"}),
+        &[],
+        &mut show_progress,
+    ));
+    let Some(lines) = asked else {
         return backup_stopped(&cfg, &rt, to);
-    }
-    let end = match finish_admin(
-        run_admin(&cfg, &rt, serde_json::json!({"cmd": "backup"}), Vec::new()),
-        |_| {},
-    ) {
+    };
+    let end = match finish_admin(Ok(lines), |_| {}) {
         Ok(e) => e,
         Err(c) => return c,
     };
     // The daemon writes its copy in the state directory, the one place a sandboxed service
     // may write; this command moves it where the admin asked, and takes it away in any case:
     // it holds everything, and fills the data disk.
-    let (staged, from) =
+    let from =
         match scimd::store::open_staged(&cfg.storage.dir, end["backup"].as_str().unwrap_or("")) {
-            Ok((path, file)) => (Staged(path), file),
+            // Unlinked at once and read through the open handle: a command killed while it
+            // copies (a cron job's timeout) leaves no copy of everything filling the data
+            // disk until the server's next start.
+            Ok((path, file)) => {
+                let _ = std::fs::remove_file(&path);
+                file
+            }
             Err(e) => {
                 eprintln!("backup failed: {e}");
                 return ExitCode::FAILURE;
@@ -540,7 +542,7 @@ pub(crate) fn backup(config: &std::path::Path, to: &std::path::Path) -> ExitCode
             return ExitCode::FAILURE;
         }
     };
-    let copied = rt.block_on(copy_unless_stopped(staged, from, out));
+    let copied = rt.block_on(copy_unless_stopped(from, out));
     if let Err(e) = copied {
         eprintln!("cannot write the backup to {}: {e}", to.display());
         return ExitCode::FAILURE;
@@ -586,19 +588,10 @@ fn backup_stopped(cfg: &Config, rt: &tokio::runtime::Runtime, to: &std::path::Pa
     }
 }
 
-/// The daemon's copy of the database, removed when dropped.
-struct Staged(std::path::PathBuf);
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Copy `staged` into `out` and put it in place. Interrupted (Ctrl-C, SIGTERM, SIGHUP), the
-/// copy stops and both files are removed before the command exits.
+/// Copy the server's (already unlinked) copy `from` into `out` and put it in place.
+/// Interrupted (Ctrl-C, SIGTERM, SIGHUP), the copy stops and `out`'s temporary file is
+/// removed before the command exits.
 async fn copy_unless_stopped(
-    staged: Staged,
     mut from: std::fs::File,
     mut out: scimd::store::AtomicFile,
 ) -> Result<(), String> {
@@ -607,7 +600,6 @@ async fn copy_unless_stopped(
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let stopped = stop.clone();
     let mut copy = tokio::task::spawn_blocking(move || {
-        let _removed_when_done = staged;
         let mut buf = vec![0u8; 1 << 20];
         loop {
             if stopped.load(Ordering::Relaxed) {

@@ -453,6 +453,11 @@ fn check_copy(
     given_out: Option<&BTreeMap<String, u64>>,
 ) -> Result<(std::fs::File, Vec<String>, Option<u64>, FeedRestart), String> {
     let refuse = |why: String| {
+        // What is damaged here is the backup, not the database: the advice for a damaged
+        // database (restore a backup over it) would mislead.
+        let why = why
+            .replace("the database file is damaged", "the backup file is damaged")
+            .replace(super::verify::NEXT, "; restore another backup");
         format!(
             "{} cannot be restored (the database was left as it was): {why}",
             from.display()

@@ -99,7 +99,7 @@ pub(crate) fn check_open_file(name: &Path, file: std::fs::File) -> Result<(), St
 }
 
 /// What an admin does about a damaged file.
-const NEXT: &str = "; restore the most recent good backup over a damaged database (`scimd \
+pub(super) const NEXT: &str = "; restore the most recent good backup over a damaged database (`scimd \
                     restore --from FILE`, with scimd stopped), and keep the damaged file for a \
                     bug report";
 

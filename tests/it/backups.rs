@@ -68,7 +68,9 @@ async fn a_damaged_backup_is_refused_and_a_damaged_database_fails_verify_with_a_
         assert!(!out.status.success(), "{what}: restored: {err}");
         assert!(
             err.contains("cannot be restored (the database was left as it was)")
-                && err.contains("damaged")
+                && err.contains("the backup file is damaged")
+                && err.contains("restore another backup")
+                && !err.contains("over a damaged database")
                 && !err.contains("panicked"),
             "{what}: {err}"
         );
@@ -173,6 +175,35 @@ async fn a_backup_nobody_waits_for_any_more_is_removed_by_the_server() {
     }
     assert!(p.log().contains("backup copy removed"), "{}", p.log());
     assert_eq!(staged(&state), Vec::<String>::new());
+}
+
+/// A `scimd backup` killed while it copies the server's copy to `--to` (here by the file
+/// size limit, as a cron job's timeout would) leaves no copy of everything in the state
+/// directory while the server goes on running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_killed_while_it_copies_leaves_nothing_in_the_state_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = okta_config(dir.path());
+    let p = Proc::start(&cfg);
+    for i in 0..50 {
+        let body = format!("{{\"userName\":\"user{i}@example.com\"}}");
+        assert_eq!(p.post("/scim/v2/Users", "tok", body).await, 201);
+    }
+    let to = dir.path().join("b.redb");
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -f 1; exec {} backup --to {} --config {}",
+            env!("CARGO_BIN_EXE_scimd"),
+            to.display(),
+            cfg.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", stderr(&out));
+    assert!(!to.exists());
+    assert_eq!(staged(&dir.path().join("state")), Vec::<String>::new());
+    assert_eq!(p.status("/scim/v2/Users?count=0", "tok").await, 200);
 }
 
 #[test]
