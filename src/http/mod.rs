@@ -416,10 +416,18 @@ impl App {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let search = matches!(route.endpoint, Endpoint::Search(_));
+        // Only where a write could be served: elsewhere (the feed, the plan, discovery) a
+        // write is 405 with what is allowed, whatever the token's scope.
+        let writable = matches!(
+            route.endpoint,
+            Endpoint::Collection(_) | Endpoint::Resource(..) | Endpoint::Bulk | Endpoint::Me
+        );
         if principal.scope == crate::config::Scope::Read
-            && (matches!(*method, Method::PUT | Method::PATCH | Method::DELETE)
-                || (method == Method::POST && !search))
+            && writable
+            && matches!(
+                *method,
+                Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+            )
         {
             return Err(ScimError::new(
                 403,

@@ -90,6 +90,15 @@ async fn read_scope_reads_and_is_refused_every_write() {
         .await;
     assert_eq!(feed.status, 200);
     assert!(!feed.body["events"].as_array().unwrap().is_empty());
+    // A write where none is served is 405 with what is allowed, whatever the scope.
+    for token in [READER, crate::harness::ACME] {
+        for path in ["/tenants/acme/events", "/tenants/acme/plan"] {
+            let r = s
+                .call(Method::POST, path, Some(token), Some(json!({})))
+                .await;
+            assert_eq!(r.status, 405, "{path}: {}", r.body);
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
