@@ -105,5 +105,13 @@ pub fn plan_rules(p: &crate::config::PlanConfig) -> PlanRules {
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect(),
+        existing_shown: p.existing_members.iter().rev().fold(
+            std::collections::HashMap::new(),
+            |mut shown, m| {
+                // In reverse, so that the first spelling in the file is the one kept.
+                shown.insert(crate::scim::fold::fold(m.trim()), m.trim().to_string());
+                shown
+            },
+        ),
     }
 }

@@ -31,8 +31,10 @@ pub struct PlanRules {
     pub test_threshold: u64,
     pub seats: Option<u64>,
     pub on_seat_limit: SeatPolicy,
-    /// Lower-cased userNames or emails of people paid before provisioning started.
+    /// Folded userNames or emails of people paid before provisioning started.
     pub existing_members: Vec<String>,
+    /// Each folded entry as the configuration spells it (its first spelling), for showing.
+    pub existing_shown: std::collections::HashMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -206,6 +208,7 @@ mod tests {
             seats: None,
             on_seat_limit: SeatPolicy::Reject,
             existing_members: vec![],
+            existing_shown: Default::default(),
         };
         assert_eq!((r.mode(2), r.mode(3)), (Testing, Enforced));
     }

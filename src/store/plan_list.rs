@@ -303,7 +303,7 @@ impl Store {
             let wanted = |e: &PlanEntry| status.is_none_or(|s| s == e.status);
             let tail = |m: &String| PlanEntry {
                 id: None,
-                user_name: m.clone(),
+                user_name: rules.existing_shown.get(m).unwrap_or(m).clone(),
                 emails: Vec::new(),
                 status: plan::unmatched_status(mode),
                 existing_member: true,

@@ -1113,6 +1113,7 @@ fn plan_cursor_pages_read_a_bounded_number_of_users_and_miss_nothing() {
         seats: None,
         on_seat_limit: plan::SeatPolicy::Reject,
         existing_members: Vec::new(),
+        existing_shown: Default::default(),
     });
     let mut cursor = PlanCursor::Start;
     let (mut seen, mut pages, mut empty) = (Vec::new(), 0, 0);

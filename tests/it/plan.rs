@@ -104,8 +104,8 @@ async fn threshold_boundary_both_ways_and_existing_members() {
         .iter()
         .map(|m| m["userName"].as_str().unwrap())
         .collect();
-    // Existing members no user matches follow the users, in order.
-    assert_eq!(names, ["founder", "veteran@example.com"]);
+    // Existing members no user matches follow the users, in order, as the file spells them.
+    assert_eq!(names, ["founder", "Veteran@Example.com"]);
     assert!(free["members"][0]["id"].is_null() && free["members"][0]["active"].is_null());
     // Deactivating one goes back to testing; the deactivated user is counted as such.
     s.patch(
@@ -399,7 +399,7 @@ async fn plan_status_pages_by_index_are_slices_of_the_whole_list() {
     let paid = members(&s, "?status=paid&count=1000").await;
     assert_eq!(paid["members"][6]["userName"], "u6@x");
     assert_eq!(paid["members"][7]["userName"], "founder");
-    assert_eq!(paid["members"][8]["userName"], "veteran@example.com");
+    assert_eq!(paid["members"][8]["userName"], "Veteran@Example.com");
     assert_eq!(paid["members"][8]["existing_member"], true);
 }
 
