@@ -202,7 +202,10 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
                 )});
             }
             match store.purge_tenant(tenant.clone()).await {
-                Ok(n) => json!({"ok": true, "purged": tenant, "entries": n}),
+                Ok(n) => {
+                    tracing::info!(%tenant, entries = n, "tenant purged from the database (scimd tenant purge)");
+                    json!({"ok": true, "purged": tenant, "entries": n})
+                }
                 Err(e) => json!({"ok": false, "error": format!(
                     "purge failed: {e}; what is left of the tenant is not served, and running \
                      the purge again finishes it"

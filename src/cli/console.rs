@@ -189,7 +189,16 @@ pub(crate) fn purge(config: &std::path::Path, tenant: &str, yes: bool) -> ExitCo
     }
     if !yes {
         let held = match stored_under(config, tenant) {
-            Ok((u, g)) => format!(" ({u} users and {g} groups)"),
+            // The file no longer has it, but the running daemon has not been told: the purge
+            // would be refused.
+            Ok((_, _, true)) => {
+                eprintln!(
+                    "the running scimd still serves tenant {tenant}: reload it first \
+                     (`systemctl reload scimd`), then purge"
+                );
+                return ExitCode::from(2);
+            }
+            Ok((u, g, false)) => format!(" ({u} users and {g} groups)"),
             Err(_) => String::new(),
         };
         eprintln!(
@@ -206,9 +215,13 @@ pub(crate) fn purge(config: &std::path::Path, tenant: &str, yes: bool) -> ExitCo
 }
 
 /// Users and groups the database holds under `tenant` (a departed tenant's, kept until
-/// `tenant purge`, or one the running daemon still serves): (0, 0) when there is no
-/// database yet. Asked through the daemon when it runs, else of the file.
-pub(crate) fn stored_under(config: &std::path::Path, tenant: &str) -> Result<(u64, u64), String> {
+/// `tenant purge`, or one the running daemon still serves), and whether it is configured
+/// where the answer came from (the running daemon, else the file): (0, 0, false) when there
+/// is no database yet. Asked through the daemon when it runs, else of the file.
+pub(crate) fn stored_under(
+    config: &std::path::Path,
+    tenant: &str,
+) -> Result<(u64, u64, bool), String> {
     let cfg = match Config::load(config) {
         Ok(c) => c,
         Err(e) => {
@@ -220,7 +233,7 @@ pub(crate) fn stored_under(config: &std::path::Path, tenant: &str) -> Result<(u6
         }
     };
     if !cfg.storage.db_path().exists() {
-        return Ok((0, 0));
+        return Ok((0, 0, false));
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -243,6 +256,7 @@ pub(crate) fn stored_under(config: &std::path::Path, tenant: &str) -> Result<(u6
     Ok((
         held["users"].as_u64().unwrap_or(0),
         held["groups"].as_u64().unwrap_or(0),
+        a["tenants"][tenant].is_object(),
     ))
 }
 
@@ -263,8 +277,8 @@ pub(crate) fn refuse_leftover(
         return Ok(());
     }
     match stored_under(config, tenant) {
-        Ok((0, 0)) => Ok(()),
-        Ok((users, groups)) => Err(format!(
+        Ok((0, 0, _)) => Ok(()),
+        Ok((users, groups, _)) => Err(format!(
             "the database still holds {users} users and {groups} groups under the name \
              {tenant}, from an earlier tenant; a tenant added under this name would be served \
              them. For a new customer, choose another name, or take them out first: \

@@ -659,6 +659,13 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
         out.status.code() == Some(1) && err.contains("reload first"),
         "{err}"
     );
+    // Asked without --yes, it says the same, not to run it again with --yes.
+    let out = scimd_cmd(&cfg, &["tenant", "purge", "acme"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(2) && err.contains("still serves") && !err.contains("--yes"),
+        "{err}"
+    );
     // Reloaded without it and then with it again: the daemon serves the kept data, and
     // warns that it does (another customer given the name would be served it too).
     p.reload().await;
