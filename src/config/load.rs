@@ -85,10 +85,7 @@ impl Config {
                     // A copy with a syntax error's lines blanked out is read at least once.
                     let blanked = std::mem::take(&mut unread);
                     let bad = drop_bad_keys(d, &last, &mut dropped);
-                    if !bad
-                        && !blanked
-                        && !drop_holders_of_missing(d, &last, &dropped, &mut emptied)
-                    {
+                    if !bad && !blanked && !drop_holders_of_missing(d, &last, &mut emptied) {
                         break;
                     }
                     match with_env(defaults().merge(Toml::string(&d.to_string())))
@@ -221,24 +218,20 @@ fn join_path<'a>(parts: impl IntoIterator<Item = &'a String>) -> String {
     out
 }
 
-/// A required key taken out for its type leaves its table unreadable, and reading stops
-/// there: take out the table (a tenant's token entry) so the rest can be read. Whether any
-/// was.
+/// A required key missing from the file, or taken out of the copy for its type, leaves its
+/// table unreadable, and reading stops there: take out the table (a tenant's token entry, a
+/// plan without its name) so the rest can be read. Whether any was.
 fn drop_holders_of_missing(
     doc: &mut toml_edit::DocumentMut,
     err: &figment::Error,
-    dropped: &[String],
     emptied: &mut Vec<String>,
 ) -> bool {
     let mut any = false;
     for e in err.clone() {
-        let figment::error::Kind::MissingField(f) = &e.kind else {
+        let figment::error::Kind::MissingField(_) = &e.kind else {
             continue;
         };
         let holder: Vec<&String> = e.path.iter().filter(|s| s.as_str() != "default").collect();
-        if !dropped.contains(&join_path(holder.iter().copied().chain([&f.to_string()]))) {
-            continue;
-        }
         let Some((last, parents)) = holder.split_last() else {
             continue;
         };
@@ -489,6 +482,17 @@ mod tests {
             jail.create_file("sub/typo.toml", &text)?;
             let err = Config::load(Path::new("sub/typo.toml")).expect_err("a typo");
             assert_eq!(err.problems.len(), 1, "{:?}", err.problems);
+            // A required key missing from a table hides nothing after it.
+            let text = GOOD.replace("[tls]", "[tls]\nzz = 1") + "[tenants.acme.plan]\nseats = 5\n";
+            jail.create_file("missing.toml", &text)?;
+            let err = Config::load(Path::new("missing.toml")).expect_err("two problems");
+            let all = err.problems.join("\n");
+            for needle in [
+                "tenants.acme.plan: missing field `name`",
+                "tls.zz: unknown key",
+            ] {
+                assert!(all.contains(needle), "{needle} not in:\n{all}");
+            }
             Ok(())
         });
     }
