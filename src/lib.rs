@@ -12,3 +12,11 @@ pub mod server;
 pub mod store;
 pub mod tls;
 pub mod x509;
+
+/// `n` and `noun`, plural unless `n` is 1 ("1 user", "2 groups"), for messages to admins.
+pub fn counted(n: u64, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        _ => format!("{n} {noun}s"),
+    }
+}

@@ -226,9 +226,11 @@ impl Reloader {
             let held = |kind| self.app.store.count(t.clone(), kind);
             match (held(Kind::User).await, held(Kind::Group).await) {
                 (Ok(u), Ok(g)) if u + g > 0 => warnings.push(format!(
-                    "tenant {t} added, and served the {u} users and {g} groups the database \
+                    "tenant {t} added, and served the {} and {} the database \
                      kept under its name from an earlier tenant (if this is another customer: \
-                     take the table out, reload, and `scimd tenant purge {t} --yes`)"
+                     take the table out, reload, and `scimd tenant purge {t} --yes`)",
+                    crate::counted(u, "user"),
+                    crate::counted(g, "group")
                 )),
                 _ => notes.push(format!("tenant {t} added")),
             }

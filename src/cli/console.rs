@@ -198,7 +198,11 @@ pub(crate) fn purge(config: &std::path::Path, tenant: &str, yes: bool) -> ExitCo
                 );
                 return ExitCode::from(2);
             }
-            Ok((u, g, false)) => format!(" ({u} users and {g} groups)"),
+            Ok((u, g, false)) => format!(
+                " ({} and {})",
+                scimd::counted(u, "user"),
+                scimd::counted(g, "group")
+            ),
             Err(_) => String::new(),
         };
         eprintln!(
@@ -279,12 +283,14 @@ pub(crate) fn refuse_leftover(
     match stored_under(config, tenant) {
         Ok((0, 0, _)) => Ok(()),
         Ok((users, groups, _)) => Err(format!(
-            "the database still holds {users} users and {groups} groups under the name \
+            "the database still holds {} and {} under the name \
              {tenant}, from an earlier tenant; a tenant added under this name would be served \
              them. For a new customer, choose another name, or take them out first: \
              `scimd export --tenant {tenant}` if they are wanted, then \
              `scimd tenant purge {tenant} --yes`. For the same customer back, run this again \
-             with --keep-data."
+             with --keep-data.",
+            scimd::counted(users, "user"),
+            scimd::counted(groups, "group")
         )),
         Err(e) => Err(format!(
             "cannot tell whether the database holds data under the name {tenant} ({e}); run \
@@ -876,17 +882,19 @@ pub(crate) fn print_answer(a: &serde_json::Value) {
         } else {
             ""
         };
+        let n = |k: &str, noun| scimd::counted(t[k].as_u64().unwrap_or(0), noun);
         say!(
-            "  tenant {label}: {} users, {} groups{logged}",
-            t["users"],
-            t["groups"]
+            "  tenant {label}: {}, {}{logged}",
+            n("users", "user"),
+            n("groups", "group")
         );
     }
     for (name, t) in a["unconfigured"].as_object().into_iter().flatten() {
+        let n = |k: &str, noun| scimd::counted(t[k].as_u64().unwrap_or(0), noun);
         say!(
-            "  tenant {name} (not in the config file; its data stays and returns if [tenants.{name}] is added back): {} users, {} groups",
-            t["users"],
-            t["groups"]
+            "  tenant {name} (not in the config file; its data stays and returns if [tenants.{name}] is added back): {}, {}",
+            n("users", "user"),
+            n("groups", "group")
         );
     }
 }

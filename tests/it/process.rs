@@ -708,7 +708,7 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
     let status = run_with(&["status"], 3);
     assert!(
         status.contains("tenant acme (not in the config file")
-            && status.contains("2 users, 1 groups"),
+            && status.contains("2 users, 1 group"),
         "{status}"
     );
     // A new tenant under its name would be served its data: refused, with both ways on.
@@ -716,7 +716,7 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.code() == Some(2)
-            && err.contains("still holds 2 users and 1 groups under the name acme")
+            && err.contains("still holds 2 users and 1 group under the name acme")
             && err.contains("--keep-data")
             && err.contains("scimd tenant purge acme --yes"),
         "{err}"
@@ -736,7 +736,7 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
         (
             &["tenant", "purge", "acme"][..],
             2,
-            "acme (2 users and 1 groups) out of the database",
+            "acme (2 users and 1 group) out of the database",
         ),
         (
             &["tenant", "purge", "other", "--yes"],
@@ -1676,7 +1676,7 @@ async fn log_bodies_logs_what_the_idp_sends_without_its_passwords() {
         .unwrap();
     let status = String::from_utf8_lossy(&out.stdout);
     assert!(
-        status.contains("tenant acme: 1 users, 0 groups; each request is logged with its body"),
+        status.contains("tenant acme: 1 user, 0 groups; each request is logged with its body"),
         "{status}"
     );
 }
