@@ -102,6 +102,17 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
             } else if req["cmd"] == "status"
                 && a["daemon"] == true
                 && a["config_digest"].as_str() != Some(cfg.file_digest.as_str())
+                && Config::load(config).is_err()
+            {
+                say!(
+                    "  note: {} has changed since the daemon read it, and does not load (the \
+                     warning above): a reload would be refused, and the daemon keeps what it \
+                     runs; fix the file first",
+                    config.display()
+                );
+            } else if req["cmd"] == "status"
+                && a["daemon"] == true
+                && a["config_digest"].as_str() != Some(cfg.file_digest.as_str())
             {
                 say!(
                     "  note: {} has changed since the daemon read it (at its start or last \

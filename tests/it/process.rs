@@ -550,6 +550,16 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
             && stale.contains(&format!("kill -HUP {}", p.child.id())),
         "{stale}"
     );
+    // Edited into a file that does not load: status says a reload would be refused.
+    let good = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, good.replace("[log]", "[log]\ncolour = 1")).unwrap();
+    let out = scimd_cmd(&cfg, &["status"]);
+    let broken = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        broken.contains("does not load") && !broken.contains("kill -HUP"),
+        "{broken}"
+    );
+    std::fs::write(&cfg, good).unwrap();
     p.reload().await;
     let fresh = run(&["status"]);
     assert!(!fresh.contains("has changed"), "{fresh}");
