@@ -332,8 +332,14 @@ fn figment_problems(err: figment::Error, reread: bool) -> Vec<String> {
                 }
                 // figment's own text nests backticks (`one of `a`, `b``).
                 figment::error::Kind::UnknownField(found, expected) => {
-                    // SCIMD_LOG_LEVEL for SCIMD_LOG__LEVEL: the one underscore is the level.
-                    let hint = if from_env && found.contains('_') && !found.contains("__") {
+                    // SCIMD_LOG_LEVEL for SCIMD_LOG__LEVEL: the one underscore is the level,
+                    // and the unknown key is a section's name run into its key. Inside a
+                    // section (`server.max_result`) the underscore is the key's own.
+                    let hint = if from_env
+                        && e.path.len() == 1
+                        && found.contains('_')
+                        && !found.contains("__")
+                    {
                         format!(
                             "; nested keys take a double underscore, as in SCIMD_{}",
                             found.to_ascii_uppercase().replacen('_', "__", 1)
@@ -667,6 +673,15 @@ mod tests {
             assert!(
                 err.contains("unknown key \"server_listen\"; expected one of server, tls")
                     && err.contains("SCIMD_SERVER__LISTEN"),
+                "{err}"
+            );
+            // Within a section the underscore is the key's own: no such hint.
+            jail.set_env("SCIMD_SERVER_LISTEN", "");
+            jail.set_env("SCIMD_SERVER__MAX_RESULT", "5");
+            let err = Config::load(Path::new("c.toml")).unwrap_err().to_string();
+            assert!(
+                err.contains("server.max_result: unknown key")
+                    && !err.contains("double underscore"),
                 "{err}"
             );
             Ok(())
