@@ -70,7 +70,7 @@ fn systemd_unit_verifies_and_is_rated_ok_or_better() {
 }
 
 #[test]
-fn debian_package_has_binary_unit_conffile_and_scripts() {
+fn debian_package_has_binary_unit_config_template_and_scripts() {
     let Ok(deb) = std::env::var("DEB_UNDER_TEST") else {
         eprintln!("SKIPPED: set DEB_UNDER_TEST to a package built by `cargo deb` (.ci/run does)");
         return;
@@ -83,7 +83,7 @@ fn debian_package_has_binary_unit_conffile_and_scripts() {
     for path in [
         "./usr/bin/scimd",
         "./usr/lib/systemd/system/scimd.service",
-        "./etc/scimd/scimd.toml",
+        "./usr/share/scimd/scimd.toml",
         "./usr/share/doc/scimd/README.md",
         // Laid out as in the repository, so README's links work where it is installed.
         "./usr/share/doc/scimd/docs/operations.md",
@@ -113,10 +113,19 @@ fn debian_package_has_binary_unit_conffile_and_scripts() {
             .unwrap()
             .success()
     );
-    let conffiles = std::fs::read_to_string(ctl.path().join("conffiles")).unwrap();
-    assert_eq!(conffiles.trim(), "/etc/scimd/scimd.toml");
+    // No conffile: `scimd tenant add` edits the configuration, and dpkg would stop every
+    // upgrade at a prompt over it. postinst makes it from the template once; purge removes it.
+    assert!(!list.contains("./etc/scimd/scimd.toml"), "{list}");
+    let conffiles = std::fs::read_to_string(ctl.path().join("conffiles")).unwrap_or_default();
+    assert!(!conffiles.contains("/etc/scimd/scimd.toml"), "{conffiles}");
     let postinst = std::fs::read_to_string(ctl.path().join("postinst")).unwrap();
     assert!(postinst.contains("adduser --system") && postinst.contains("/var/lib/scimd"));
+    assert!(
+        postinst.contains("if [ ! -e /etc/scimd/scimd.toml ]")
+            && postinst.contains("cp /usr/share/scimd/scimd.toml /etc/scimd/scimd.toml")
+    );
+    let postrm = std::fs::read_to_string(ctl.path().join("postrm")).unwrap();
+    assert!(postrm.contains("\"purge\"") && postrm.contains("rm -f /etc/scimd/scimd.toml"));
     assert!(postinst.contains("Next steps") && postinst.contains("scimd tenant add"));
     let control = std::fs::read_to_string(ctl.path().join("control")).unwrap();
     assert!(control.contains("Package: scimd") && control.contains("adduser"));
