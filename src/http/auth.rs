@@ -117,7 +117,7 @@ impl App {
                 "the Authorization header says Bearer twice; give the IdP the token alone, without \"Bearer\""
             }
             Some(_) if sent && tenant_named => {
-                "the bearer token is not valid for this tenant; check both the token and the tenant name in the Base URL (/tenants/NAME/scim/v2)"
+                "the bearer token is not valid for this tenant; check both the token and the tenant name in the URL (the NAME in /tenants/NAME/)"
             }
             Some(_) if sent => "the bearer token is not valid",
             Some(a) if a.trim().to_ascii_lowercase().starts_with("bearer") => {

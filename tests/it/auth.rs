@@ -97,7 +97,7 @@ async fn tenant_url_needs_that_tenants_token() {
     assert_error(&r, 401, None);
     // The IdP's admin reads only this: it points at the tenant name as well as the token.
     let detail = r.body["detail"].as_str().unwrap_or_default();
-    assert!(detail.contains("tenant name in the Base URL"), "{detail}");
+    assert!(detail.contains("tenant name in the URL"), "{detail}");
 }
 
 /// "Bearer " typed into an IdP's token field, which adds its own.
