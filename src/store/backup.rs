@@ -327,7 +327,7 @@ pub fn restore(
     // usual reason to restore) is neither refused nor changed here; held until the new file
     // is in place, so a server starting meanwhile finds it in use instead of writing to the
     // file about to be set aside.
-    let mut _held = None;
+    let mut held = None;
     // Only a regular file is the database: a FIFO planted there would hang this command, a
     // link would have it read another file.
     if let Ok(m) = std::fs::symlink_metadata(db)
@@ -346,12 +346,12 @@ pub fn restore(
                     db.display()
                 ));
             }
-            Ok(Ok(handle)) => _held = Some(handle),
+            Ok(Ok(handle)) => held = Some(handle),
             _ => {}
         }
     }
     // The numbers each tenant's feed has given out, which its readers may hold.
-    let given_out = _held
+    let given_out = held
         .as_ref()
         .and_then(|h| unless_damaged(|| feed_ends(h)).ok()?.ok());
     let tmp = db.with_extension("restoring");
