@@ -258,6 +258,19 @@ impl Reloader {
                 notes.push(format!("tenant {t}: token {name} removed"));
             }
         }
+        // What the old retention no longer kept, readers were told is gone (410): taken out
+        // before a retention raised by this reload could serve it again.
+        let next = crate::http::Runtime::new(new.clone());
+        for t in old.config.tenants.keys() {
+            let (was, is) = (old.retention(t), next.retention(t));
+            if (was.max_count, was.max_age_secs) != (is.max_count, is.max_age_secs)
+                && let Err(e) = self.app.store.trim_events(t.clone(), was).await
+            {
+                notes.push(format!(
+                    "tenant {t}: the change feed could not be trimmed: {e}"
+                ));
+            }
+        }
         self.app.set_runtime(new);
         self.app.forget_said();
         // New settings can move people between the paid and free plans with no write to do

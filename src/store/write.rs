@@ -935,6 +935,39 @@ impl Store {
     /// mode change that makes by itself (a new `test_threshold`), as a write's is recorded,
     /// and give seats it added to users waiting on the free plan. Returns the modes before
     /// and after, when they differ.
+    /// Take out of `tenant`'s feed every event `retention` no longer keeps; how many. Writes
+    /// trim a few at a time and reads hide the rest, but a reload that raises the retention
+    /// would serve again what readers were told (410) is gone: a reload that changes it
+    /// trims to the old one first.
+    pub async fn trim_events(
+        &self,
+        tenant: String,
+        retention: events::Retention,
+    ) -> Result<u64, Error> {
+        self.write(move |w| {
+            let t = tenant.as_str();
+            let last = w.seqs.get(t)?.map(|g| g.value()).unwrap_or(0);
+            let first = match w.events.range((t, 0u64)..=(t, u64::MAX))?.next() {
+                Some(e) => e?.0.value().1,
+                None => return Ok(Ok(0)),
+            };
+            let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
+            let keep = events::oldest_kept(
+                |s| Ok(w.events.get((t, s))?.map(|v| v.value().to_vec())),
+                first.max(last.saturating_sub(retention.max_count) + 1),
+                last,
+                retention,
+                now,
+            )?;
+            let mut gone = 0;
+            for s in first..keep {
+                gone += u64::from(w.events.remove((t, s))?.is_some());
+            }
+            Ok(Ok(gone))
+        })
+        .await
+    }
+
     /// Record that a reload changed a tenant's plan settings (`changed`: their keys).
     pub async fn plan_settings_changed(
         &self,

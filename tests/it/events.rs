@@ -158,6 +158,13 @@ async fn lowered_retention_holds_before_the_next_write() {
         )
         .await;
     assert_error(&r, 410, None);
+    // Raised again by the next reload: what readers were told is gone stays gone.
+    let mut raised = s.config.clone();
+    raised.tenants.get_mut("acme").unwrap().events_max_count = Some(100);
+    s.reloader().apply(raised).await.unwrap();
+    let body = feed(&s, ACME, "acme", "").await;
+    assert_eq!(seqs_of(&body), vec![7, 8]);
+    assert_eq!(body["oldest_seq"], 7);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
