@@ -300,7 +300,20 @@ fn main() -> ExitCode {
                         ),
                     }
                 }
-                warnings.extend(service_user_warnings(&cfg, &config));
+                // The service would fail to start on these, so a script that runs this as
+                // root before a restart must not be told OK.
+                let blocked = service_user_problems(&cfg, &config);
+                if !blocked.is_empty() {
+                    eprintln!(
+                        "invalid configuration {} for the service user {}:",
+                        config.display(),
+                        cli::access::SERVICE_USER
+                    );
+                    for p in blocked {
+                        eprintln!("  - {p}");
+                    }
+                    return ExitCode::from(2);
+                }
                 say!(
                     "{}: OK ({} tenant{}, listening on {})",
                     config.display(),
@@ -523,15 +536,21 @@ fn say_with(write: impl FnOnce(&mut std::io::StdoutLock) -> std::io::Result<()>)
 }
 
 /// Run as root, check-config reads what the service user may not: say what that user cannot
-/// reach, as the service would fail on it at start.
-fn service_user_warnings(cfg: &Config, file: &std::path::Path) -> Vec<String> {
+/// reach, as the service would fail on it at start. Only for a configuration that user
+/// serves: its storage.dir is that user's, or not made yet (a setup run as root, beside a
+/// packaged install, is not its concern).
+fn service_user_problems(cfg: &Config, file: &std::path::Path) -> Vec<String> {
     use cli::access::{Account, SERVICE_USER, running_as_root};
+    use std::os::unix::fs::MetadataExt;
     let Some(user) = running_as_root()
         .then(|| Account::local(SERVICE_USER))
         .flatten()
     else {
         return Vec::new();
     };
+    if std::fs::metadata(&cfg.storage.dir).is_ok_and(|m| m.uid() != user.uid) {
+        return Vec::new();
+    }
     let mut paths: Vec<(&str, &std::path::Path, u32)> = vec![("the configuration file", file, 4)];
     if !cfg.server.plain_http {
         paths.extend(cfg.tls.cert.as_deref().map(|p| ("tls.cert", p, 4)));
