@@ -139,17 +139,28 @@ impl Config {
     }
 }
 
-/// Tenants come from the file only (`load` leaves them out of the environment); a variable
-/// meant to change one would otherwise do nothing, unsaid. Given the variables' names only,
-/// never their values.
+/// Tenants come from the file only (`load` leaves them out of the environment), and a
+/// variable that names no section (`SCIMD_LISTEN`) is no setting: either would otherwise do
+/// nothing, unsaid. Given the variables' names only, never their values.
 fn ignored_env(names: impl Iterator<Item = String>) -> Vec<String> {
     names
-        .filter(|k| k.to_ascii_uppercase().starts_with("SCIMD_TENANTS"))
-        .map(|k| {
-            format!(
-                "{k}: tenants and their tokens come from the config file only; this \
-                 environment variable is ignored"
-            )
+        .filter_map(|k| {
+            let upper = k.to_ascii_uppercase();
+            let rest = upper.strip_prefix("SCIMD_")?;
+            let section = rest.split('_').next().unwrap_or("");
+            if section == "TENANTS" {
+                return Some(format!(
+                    "{k}: tenants and their tokens come from the config file only; this \
+                     environment variable is ignored"
+                ));
+            }
+            (!matches!(section, "SERVER" | "TLS" | "STORAGE" | "LOG")).then(|| {
+                format!(
+                    "{k}: names no section, so it sets nothing; a setting from the \
+                     environment is SCIMD_ with its section and key joined by a double \
+                     underscore, as in SCIMD_SERVER__LISTEN"
+                )
+            })
         })
         .collect()
 }
@@ -168,14 +179,20 @@ mod tests {
             "SCIMD_SERVER__LISTEN",
             "scimd_tenants__acme__display_name",
             "PATH",
+            "SCIMD_LISTEN",
+            "SCIMD_LOG__LEVEL",
         ];
         let w = ignored_env(names.iter().map(|s| s.to_string()));
+        assert_eq!(w.len(), 2, "{w:?}");
         assert_eq!(
-            w,
-            [
-                "scimd_tenants__acme__display_name: tenants and their tokens come from the config \
+            w[0],
+            "scimd_tenants__acme__display_name: tenants and their tokens come from the config \
               file only; this environment variable is ignored"
-            ]
+        );
+        assert!(
+            w[1].starts_with("SCIMD_LISTEN: names no section")
+                && w[1].contains("SCIMD_SERVER__LISTEN"),
+            "{w:?}"
         );
     }
 
