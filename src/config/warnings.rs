@@ -154,7 +154,8 @@ fn ignored_env(names: impl Iterator<Item = String>) -> Vec<String> {
                      environment variable is ignored"
                 ));
             }
-            (!matches!(section, "SERVER" | "TLS" | "STORAGE" | "LOG")).then(|| {
+            // SCIMD_COMMIT is the build's, which cargo also sets when it runs scimd.
+            (!matches!(section, "SERVER" | "TLS" | "STORAGE" | "LOG" | "COMMIT")).then(|| {
                 format!(
                     "{k}: names no section, so it sets nothing; a setting from the \
                      environment is SCIMD_ with its section and key joined by a double \
@@ -181,6 +182,7 @@ mod tests {
             "PATH",
             "SCIMD_LISTEN",
             "SCIMD_LOG__LEVEL",
+            "SCIMD_COMMIT",
         ];
         let w = ignored_env(names.iter().map(|s| s.to_string()));
         assert_eq!(w.len(), 2, "{w:?}");
