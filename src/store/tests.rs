@@ -24,10 +24,7 @@ fn records_its_layout_version_and_refuses_a_newer_one() {
         );
     }
     let w = db.begin_write().unwrap();
-    w.open_table(meta)
-        .unwrap()
-        .insert("schema_version", 99)
-        .unwrap();
+    set_layout(&w, 99);
     w.commit().unwrap();
     drop(db);
     match Store::open(&path, 1 << 20) {
@@ -46,10 +43,7 @@ fn records_its_layout_version_and_refuses_a_newer_one() {
     {
         let db = raw(&path);
         let w = db.begin_write().unwrap();
-        w.open_table(meta)
-            .unwrap()
-            .insert("schema_version", 5)
-            .unwrap();
+        set_layout(&w, 5);
         w.commit().unwrap();
     }
     match Store::open_unconverted(&path, 1 << 20) {
@@ -208,7 +202,6 @@ fn an_idle_writer_records_the_allocator_state_so_a_crash_reopens_without_full_re
     );
 }
 
-/// The database file itself, once a dropped store's writer thread has let go of it.
 /// Make the file at `path` look as layout `version` left it: without `added`, the table
 /// the next layout added.
 fn rewind_layout<K: redb::Key + 'static, V: redb::Value + 'static>(
@@ -219,13 +212,11 @@ fn rewind_layout<K: redb::Key + 'static, V: redb::Value + 'static>(
     let db = raw(path);
     let w = db.begin_write().unwrap();
     assert!(w.delete_table(added).unwrap());
-    w.open_table(tables::META)
-        .unwrap()
-        .insert("schema_version", version)
-        .unwrap();
+    set_layout(&w, version);
     w.commit().unwrap();
 }
 
+/// The database file itself, once a dropped store's writer thread has let go of it.
 fn raw(path: &Path) -> Database {
     (0..100)
         .find_map(|_| {
@@ -688,10 +679,7 @@ fn layout_3_files_get_true_plan_counters_and_older_backups_restore() {
             .unwrap()
             .insert(("t", Kind::Group.code(), 1, g), ())
             .unwrap();
-        w.open_table(tables::META)
-            .unwrap()
-            .insert("schema_version", 3)
-            .unwrap();
+        set_layout(&w, 3);
         w.commit().unwrap();
     }
     let copy = dir.path().join("layout3.redb");
