@@ -138,8 +138,7 @@ pub fn append(
     let bytes = serde_json::to_vec(&ev).unwrap_or_default();
     events.insert((t, seq), bytes.as_slice())?;
     // Trim from the oldest end; each append removes at most a bounded number of entries.
-    let floor = seq.saturating_sub(actor.retention.max_count);
-    trim_tenant(events, actor, seq, floor, now_unix)
+    trim_tenant(events, actor, seq, now_unix)
 }
 
 /// Pass one sequence number without an event. The feed's reader treats every event before
@@ -156,7 +155,6 @@ fn trim_tenant(
     events: &mut EventTable,
     actor: &Actor,
     seq: u64,
-    floor: u64,
     now_unix: u64,
 ) -> Result<(), redb::Error> {
     let t = actor.tenant.as_str();
@@ -164,9 +162,9 @@ fn trim_tenant(
         Some(e) => e?.0.value().1,
         None => return Ok(()),
     };
-    let keep = oldest_kept(
+    let keep = first_kept(
         |s| Ok(events.get((t, s))?.map(|v| v.value().to_vec())),
-        first.max(floor + 1),
+        first,
         seq,
         actor.retention,
         now_unix,
@@ -185,10 +183,24 @@ fn trim_tenant(
 /// How many events a trim removes at once (and how many past retention may wait for it).
 const TRIM_BATCH: u64 = 64;
 
+/// The first event `retention` keeps of a feed whose oldest stored event is `first` and
+/// newest `last`: within the newest `max_count`, and young enough. What appends trim to,
+/// reads serve from, and a reload trims to.
+pub fn first_kept(
+    read: impl Fn(u64) -> Result<Option<Vec<u8>>, redb::Error>,
+    first: u64,
+    last: u64,
+    retention: Retention,
+    now_unix: u64,
+) -> Result<u64, redb::Error> {
+    let by_count = last.saturating_sub(retention.max_count) + 1;
+    oldest_kept(read, first.max(by_count), last, retention, now_unix)
+}
+
 /// The first sequence number from `from` to `last` whose event is young enough for
 /// `retention` (`last + 1` if none is). Sequence numbers follow time, so a binary search
 /// finds it in a few reads however many events have aged out.
-pub fn oldest_kept(
+fn oldest_kept(
     read: impl Fn(u64) -> Result<Option<Vec<u8>>, redb::Error>,
     from: u64,
     last: u64,

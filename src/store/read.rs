@@ -595,9 +595,9 @@ impl Store {
                 None => last + 1,
             };
             let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
-            let oldest = super::events::oldest_kept(
+            let oldest = super::events::first_kept(
                 |seq| Ok(table.get((t, seq))?.map(|v| v.value().to_vec())),
-                stored.max(last.saturating_sub(retention.max_count) + 1),
+                stored,
                 last,
                 retention,
                 now,

@@ -952,9 +952,9 @@ impl Store {
                 None => return Ok(Ok(0)),
             };
             let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
-            let keep = events::oldest_kept(
+            let keep = events::first_kept(
                 |s| Ok(w.events.get((t, s))?.map(|v| v.value().to_vec())),
-                first.max(last.saturating_sub(retention.max_count) + 1),
+                first,
                 last,
                 retention,
                 now,
