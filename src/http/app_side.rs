@@ -85,15 +85,14 @@ pub(super) async fn events(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
 /// to continue after reading the directory again (`next_after`) and the feed's ends, as
 /// fields an application need not read out of the detail.
 fn gone(detail: String, feed: &crate::store::Feed) -> Resp {
-    let e = ScimError::new(410, None, detail);
-    let mut body = e.to_json();
-    body["next_after"] = feed.last.into();
-    body["last_seq"] = feed.last.into();
-    body["oldest_seq"] = feed.oldest.into();
-    let mut r = response::json(410, &body);
-    // For the request's log line, as `response::error` does.
-    r.extensions_mut().insert(response::Detail(e.detail));
-    r
+    response::error_with(
+        &ScimError::new(410, None, detail),
+        &[
+            ("next_after", feed.last.into()),
+            ("last_seq", feed.last.into()),
+            ("oldest_seq", feed.oldest.into()),
+        ],
+    )
 }
 
 fn plan_rules(ctx: &Ctx) -> ScimResult<std::sync::Arc<crate::store::plan::PlanRules>> {

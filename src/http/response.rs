@@ -119,7 +119,17 @@ pub fn clip(s: &str, chars: usize) -> std::borrow::Cow<'_, str> {
 
 /// The one place a `ScimError` becomes an HTTP response.
 pub fn error(e: &ScimError) -> Resp {
-    let mut r = json(e.status, &e.to_json());
+    error_with(e, &[])
+}
+
+/// `error`, with fields of its own beside the error's (a 410 from the change feed says where
+/// to continue).
+pub fn error_with(e: &ScimError, extra: &[(&str, Value)]) -> Resp {
+    let mut body = e.to_json();
+    for (k, v) in extra {
+        body[*k] = v.clone();
+    }
+    let mut r = json(e.status, &body);
     // For the request's log line, which sees only the response.
     if let Some(t) = e.scim_type {
         r.extensions_mut().insert(t);
