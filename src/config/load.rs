@@ -40,10 +40,7 @@ impl Config {
                 // unrelated SCIMD_* variables in the environment are not config keys.
                 Env::prefixed("SCIMD_").split("__").filter(|k| {
                     let section = k.as_str().split(['.', '_']).next().unwrap_or("");
-                    matches!(
-                        section.to_ascii_lowercase().as_str(),
-                        "server" | "tls" | "storage" | "log"
-                    )
+                    ENV_SECTIONS.contains(&section.to_ascii_lowercase().as_str())
                 }),
             )
         };
@@ -297,6 +294,9 @@ fn item_at<'a>(item: &'a mut toml_edit::Item, path: &[&String]) -> Option<&'a mu
         }
     }
 }
+
+/// The sections `SCIMD_` environment variables may set (tenants come from the file only).
+pub(super) const ENV_SECTIONS: [&str; 4] = ["server", "tls", "storage", "log"];
 
 /// `err`'s problems, one line each. `reread`: the file was read again from a copy with
 /// unknown keys taken out, so what is not from the environment is from the file.

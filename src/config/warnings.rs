@@ -145,17 +145,18 @@ impl Config {
 fn ignored_env(names: impl Iterator<Item = String>) -> Vec<String> {
     names
         .filter_map(|k| {
-            let upper = k.to_ascii_uppercase();
-            let rest = upper.strip_prefix("SCIMD_")?;
+            let lower = k.to_ascii_lowercase();
+            let rest = lower.strip_prefix("scimd_")?;
             let section = rest.split('_').next().unwrap_or("");
-            if section == "TENANTS" {
+            if section == "tenants" {
                 return Some(format!(
                     "{k}: tenants and their tokens come from the config file only; this \
                      environment variable is ignored"
                 ));
             }
             // SCIMD_COMMIT is the build's, which cargo also sets when it runs scimd.
-            (!matches!(section, "SERVER" | "TLS" | "STORAGE" | "LOG" | "COMMIT")).then(|| {
+            let sets = super::load::ENV_SECTIONS.contains(&section) || section == "commit";
+            (!sets).then(|| {
                 format!(
                     "{k}: names no section, so it sets nothing; a setting from the \
                      environment is SCIMD_ with its section and key joined by a double \
