@@ -87,6 +87,16 @@ impl Runtime {
 }
 
 pub fn plan_rules(p: &crate::config::PlanConfig) -> PlanRules {
+    // Matching ignores case, so entries differing only in case are one person (one seat;
+    // check-config warns about them), shown as the file first spells it. Sorted: the plan
+    // list walks them in order.
+    let mut shown = std::collections::BTreeMap::new();
+    for m in &p.existing_members {
+        let folded = crate::scim::fold::fold(m.trim());
+        if !folded.is_empty() {
+            shown.entry(folded).or_insert_with(|| m.trim().to_string());
+        }
+    }
     PlanRules {
         name: p.name.clone(),
         test_threshold: p.test_threshold,
@@ -95,23 +105,7 @@ pub fn plan_rules(p: &crate::config::PlanConfig) -> PlanRules {
             crate::config::SeatLimitPolicy::Reject => SeatPolicy::Reject,
             crate::config::SeatLimitPolicy::Free => SeatPolicy::Free,
         },
-        // Matching ignores case, so entries differing only in case are one person (one
-        // seat); check-config warns about them. Sorted: the plan list walks them in order.
-        existing_members: p
-            .existing_members
-            .iter()
-            .map(|m| crate::scim::fold::fold(m.trim()))
-            .filter(|m| !m.is_empty())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect(),
-        existing_shown: p.existing_members.iter().rev().fold(
-            std::collections::HashMap::new(),
-            |mut shown, m| {
-                // In reverse, so that the first spelling in the file is the one kept.
-                shown.insert(crate::scim::fold::fold(m.trim()), m.trim().to_string());
-                shown
-            },
-        ),
+        existing_members: shown.keys().cloned().collect(),
+        existing_shown: shown.into_iter().collect(),
     }
 }
