@@ -255,15 +255,16 @@ async fn page(app: &App, ctx: &Ctx, kinds: &[Kind], p: ListParams) -> ScimResult
         )?;
         plans.push((kind, f, sort, proj));
     }
-    // One type's list with a filter and no projection: its stored documents go out as they
-    // are. (Not at the root, even when only one type can match: its cursors are marks.)
-    if let ([_], [(kind, Some(f), None, _)]) = (kinds, plans.as_slice())
+    // One type's list with no projection: its stored documents go out as they are, when
+    // the store can read them so (`list_stored`). (Not at the root, even when only one type
+    // can match: its cursors are marks.)
+    if let ([_], [(kind, f, None, _)]) = (kinds, plans.as_slice())
         && p.attributes.is_none()
         && p.excluded.is_none()
         && !ctx.rt(*kind).hides_attributes()
     {
         let q = ListQuery {
-            filter: Some(f.clone()),
+            filter: f.clone(),
             sort: None,
             start_index: start,
             count,

@@ -10,8 +10,12 @@ use super::select;
 use super::skim::{Skimmed, skim};
 use super::tables::*;
 use super::{Error, R, Store, format_id, parse_id, plan, ranks};
-use crate::scim::render::{Resource, Stored};
+use crate::scim::filter::Filter;
+use crate::scim::render::Stored;
 use crate::scim::schema::{Kind, Rt};
+
+/// A page's total, its items with their ids, and with a cursor the id to continue after.
+type Found<T> = (u64, Vec<(u128, T)>, Option<u128>);
 
 impl ReadSide {
     /// A page of a filter's matches in id order, where `matches` must evaluate the filter
@@ -70,6 +74,59 @@ impl ReadSide {
     ) -> Result<ListPage, redb::Error> {
         let ids: Vec<u128> = w.items.iter().map(|(id, _)| *id).collect();
         self.read_page(t, kind, &ids, w.more, w.total, start)
+    }
+
+    /// An unfiltered, unsorted page of `kind`: its total from the count table, its resources
+    /// (with their ids) from one ordered range read, from the cursor or from the position
+    /// the counts find, so the last page costs about what the first does; and with a cursor,
+    /// the id to continue after when more follow. `take` makes a page item of a stored
+    /// record, or leaves out one it cannot read.
+    pub(super) fn plain_page<T>(
+        &self,
+        t: &str,
+        kind: Kind,
+        q: &ListQuery,
+        mut take: impl FnMut(u128, &[u8]) -> Option<T>,
+    ) -> Result<Found<T>, redb::Error> {
+        let total = self
+            .counts()?
+            .get((t, kind.code()))?
+            .map(|g| g.value())
+            .unwrap_or(0);
+        let skip = q.start_index.max(1) - 1;
+        let count = usize::try_from(q.count).unwrap_or(usize::MAX);
+        let mut items = Vec::new();
+        let mut next = None;
+        if let Some(after) = q.after {
+            if after < u128::MAX {
+                let from = (t, kind.code(), after + 1)..=(t, kind.code(), u128::MAX);
+                for e in self.res()?.range(from)?.take(count.saturating_add(1)) {
+                    let (k, v) = e?;
+                    if items.len() == count {
+                        next = items.last().map(|(id, _)| *id);
+                        break;
+                    }
+                    let id = k.value().2;
+                    if let Some(x) = take(id, v.value()) {
+                        items.push((id, x));
+                    }
+                }
+            }
+        } else if count > 0 {
+            let (from, rest) = self
+                .position(t, kind, skip)?
+                .unwrap_or((u128::MAX, u64::MAX));
+            let range = (t, kind.code(), from)..=(t, kind.code(), u128::MAX);
+            let rest = usize::try_from(rest).unwrap_or(usize::MAX);
+            for e in self.res()?.range(range)?.skip(rest).take(count) {
+                let (k, v) = e?;
+                let id = k.value().2;
+                if let Some(x) = take(id, v.value()) {
+                    items.push((id, x));
+                }
+            }
+        }
+        Ok((total, items, next))
     }
 
     /// Where the resource of `kind` at 0-based position `skip` (in id order) is found: see
@@ -158,44 +215,10 @@ impl Store {
             let count = usize::try_from(q.count).unwrap_or(usize::MAX);
             // Fast path: no filter, no sort → the count table and one ordered range read.
             if q.filter.is_none() && q.sort.is_none() {
-                let total = r
-                    .counts()?
-                    .get((t, kind.code()))?
-                    .map(|g| g.value())
-                    .unwrap_or(0);
-                let mut items = Vec::new();
-                let mut next = None;
-                if let Some(after) = q.after {
-                    // One ordered range read from the cursor: as cheap on the last page as
-                    // on the first.
-                    if after < u128::MAX {
-                        let from = (t, kind.code(), after + 1)..=(t, kind.code(), u128::MAX);
-                        for e in r.res()?.range(from)?.take(count.saturating_add(1)) {
-                            let (k, v) = e?;
-                            if items.len() == count {
-                                next = items.last().and_then(|x: &Resource| parse_id(&x.id));
-                                break;
-                            }
-                            if let Some(rec) = decode(v.value()) {
-                                items.push(rec.into_resource(kind, k.value().2));
-                            }
-                        }
-                    }
-                } else if count > 0 {
-                    // A deep offset starts at the prefix the position counts point to, so
-                    // the last page costs about what the first does.
-                    let (from, rest) = r
-                        .position(t, kind, skip as u64)?
-                        .unwrap_or((u128::MAX, u64::MAX));
-                    let range = (t, kind.code(), from)..=(t, kind.code(), u128::MAX);
-                    let rest = usize::try_from(rest).unwrap_or(usize::MAX);
-                    for e in r.res()?.range(range)?.skip(rest).take(count) {
-                        let (k, v) = e?;
-                        if let Some(rec) = decode(v.value()) {
-                            items.push(rec.into_resource(kind, k.value().2));
-                        }
-                    }
-                }
+                let (total, items, next) = r.plain_page(t, kind, &q, |id, v| {
+                    decode(v).map(|rec| rec.into_resource(kind, id))
+                })?;
+                let items = items.into_iter().map(|(_, x)| x).collect();
                 return finish(
                     r,
                     t,
@@ -452,40 +475,47 @@ impl Store {
 }
 
 impl Store {
-    /// A page of an exact point filter's matches as stored text, or `None` when the query is
-    /// not one (the caller lists the ordinary way). This is the lookup IdPs make before
-    /// every create, so it skips decoding records only to print them again.
+    /// A page as stored text, or `None` when the query needs more than reading it (the
+    /// caller lists the ordinary way): an exact point filter's matches, the lookup IdPs make
+    /// before every create, or a short unfiltered page, the pages of an import. It skips
+    /// decoding records only to print them again.
     pub fn list_stored(
         &self,
         tenant: &str,
         kind: Kind,
         q: &ListQuery,
     ) -> Option<Result<StoredPage, Error>> {
-        let f = q.filter.as_ref()?;
-        // It runs on the runtime thread: point lookups only (an exact `sw` can match millions).
+        // It runs on the runtime thread: point lookups and short pages only (an exact `sw`
+        // can match millions); a group's members are streamed instead.
+        let point = |f: &Filter| index_exact(kind, f) && is_point(kind, f);
         if q.sort.is_some()
-            || !index_exact(kind, f)
-            || !is_point(kind, f)
             || (q.with_refs && kind == Kind::Group)
+            || !q.filter.as_ref().map_or(q.count <= INLINE_PAGE, point)
         {
             return None;
         }
         Some(self.read_now(|r| {
             let t = tenant;
-            let skip = usize::try_from(q.start_index.max(1) - 1).unwrap_or(usize::MAX);
-            let count = usize::try_from(q.count).unwrap_or(usize::MAX);
-            let mut w = Window::new(skip, count, q.after);
-            for id in plan(r, t, kind, f)?.unwrap_or_default() {
-                if let Some(g) = r.res()?.get((t, kind.code(), id))? {
-                    w.offer(id, g.value().to_vec());
+            let (total, found, next) = match &q.filter {
+                None => r.plain_page(t, kind, q, |_, v| Some(v.to_vec()))?,
+                Some(f) => {
+                    let skip = usize::try_from(q.start_index.max(1) - 1).unwrap_or(usize::MAX);
+                    let count = usize::try_from(q.count).unwrap_or(usize::MAX);
+                    let mut w = Window::new(skip, count, q.after);
+                    for id in plan(r, t, kind, f)?.unwrap_or_default() {
+                        if let Some(g) = r.res()?.get((t, kind.code(), id))? {
+                            w.offer(id, g.value().to_vec());
+                        }
+                    }
+                    let next = match w.more {
+                        true => w.items.last().map(|(id, _)| *id),
+                        false => None,
+                    };
+                    (w.total, w.items, next)
                 }
-            }
-            let next = match w.more {
-                true => w.items.last().map(|(id, _)| *id),
-                false => None,
             };
-            let mut items = Vec::with_capacity(w.items.len());
-            for (id, record) in w.items {
+            let mut items = Vec::with_capacity(found.len());
+            for (id, record) in found {
                 let refs = match q.with_refs {
                     true => Some(r.refs(t, kind, id)?),
                     false => None,
@@ -497,11 +527,7 @@ impl Store {
                     refs,
                 });
             }
-            Ok(Ok(StoredPage {
-                total: w.total,
-                next,
-                items,
-            }))
+            Ok(Ok(StoredPage { total, next, items }))
         }))
     }
 }

@@ -527,6 +527,74 @@ async fn exact_lookups_answer_what_evaluated_filters_answer() {
     assert_eq!(s.get(&format!("/Users/{id}")).await.body, *d);
 }
 
+/// A short page of all users is answered from the stored text; a filter every user matches,
+/// or a projection that leaves nothing out, is answered by decoding. Every page, cursor and
+/// membership must agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_pages_answer_what_decoded_pages_answer() {
+    let s = Srv::start().await;
+    let ent = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    let mut users = Vec::new();
+    for i in 0..6 {
+        users.push(
+            s.post(
+                "/Users",
+                json!({"userName": format!("P{i}@x.io"), "externalId": format!("e\"{i}"),
+                "name": {"givenName": format!("P\u{e9} {i}")},
+                "emails": [{"value": format!("p{i}@x.io"), "primary": true}],
+                ent: {"employeeNumber": i.to_string()}}),
+            )
+            .await
+            .body["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    s.group("Ops", &[&users[1], &users[4]]).await;
+    s.group("Dev", &[&users[4]]).await;
+    let second = &users[1];
+    let pages = [
+        String::new(),
+        "count=0".into(),
+        "count=2".into(),
+        "startIndex=5".into(),
+        "startIndex=3&count=2".into(),
+        "startIndex=99".into(),
+        "cursor=".into(),
+        "count=0&cursor=".into(),
+        "count=4&cursor=".into(),
+    ];
+    for page in &pages {
+        let plain = s.get(&format!("/Users?{page}")).await;
+        assert_eq!(plain.status, 200, "{page}: {}", plain.body);
+        for decoded in [
+            format!("/Users?filter=id%20pr&{page}"),
+            format!("/Users?excludedAttributes=password&{page}"),
+        ] {
+            let (mut a, mut b) = (plain.body.clone(), s.get(&decoded).await.body);
+            // A cursor names its filter, so only whether there is a next page can agree.
+            for body in [&mut a, &mut b] {
+                if let Some(c) = body.get_mut("nextCursor") {
+                    *c = json!("next");
+                }
+            }
+            assert_eq!(a, b, "{decoded}");
+        }
+    }
+    // The second page by cursor continues after the first, as a decoded one does.
+    let first = s.get("/Users?count=1&cursor=").await;
+    assert_eq!(first.body["Resources"][0]["id"], json!(users[0]));
+    let next = first.body["nextCursor"].as_str().unwrap();
+    let r = s.get(&format!("/Users?count=1&cursor={next}")).await;
+    let d = &r.body["Resources"][0];
+    assert_eq!(d["id"], json!(second));
+    assert_eq!(d["groups"][0]["display"], "Ops");
+    assert_eq!(d["name"]["givenName"], "P\u{e9} 1");
+    assert_eq!(s.get(&format!("/Users/{second}")).await.body, *d);
+    assert_eq!(total(&s.get("/Users?count=1").await), 6);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_filters_are_400_invalid_filter() {
     let s = Srv::start().await;
