@@ -150,10 +150,17 @@ fn parse_around_errors(text: &str) -> Option<(toml_edit::DocumentMut, bool)> {
         while !text.is_char_boundary(at) {
             at -= 1;
         }
-        let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
-        let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
-        if start == end {
-            return None;
+        let mut start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+        let mut end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+        if text[start..end].trim().is_empty() {
+            // An error on an empty line or at the end: an array or string left open ran
+            // there, so the last line with anything on it goes (a half-typed entry, then the
+            // `tokens = [` it was typed into).
+            end = text[..start].trim_end().len();
+            if end == 0 {
+                return None;
+            }
+            start = text[..end].rfind('\n').map_or(0, |i| i + 1);
         }
         text.replace_range(start..end, "");
     }
@@ -600,6 +607,23 @@ mod tests {
                 err.contains("looks like a token") && !err.contains("SECRET"),
                 "{err}"
             );
+            Ok(())
+        });
+    }
+
+    /// A line left half-typed at the end of the file (an array and a string left open) still
+    /// lets the file be read around it, so the read-only commands find the database.
+    #[test]
+    fn a_half_typed_last_line_is_read_around() {
+        Jail::expect_with(|jail| {
+            let text =
+                format!("{GOOD}\n[tenants.newone]\ntokens = [\n  {{ name = \"x\", sha256 = \"abc");
+            jail.create_file("half.toml", &text)?;
+            let err = Config::load(Path::new("half.toml")).expect_err("a syntax error");
+            assert!(err.to_string().contains("line "), "{err}");
+            let got = err.salvaged.expect("read around the half-typed lines");
+            assert!(got.storage.dir.ends_with("data"), "{:?}", got.storage.dir);
+            assert_eq!(got.tenants["acme"].tokens[0].name, "okta");
             Ok(())
         });
     }

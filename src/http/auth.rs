@@ -63,6 +63,14 @@ pub(super) fn why_refused(rt: &Runtime, auth: Option<&str>, url_tenant: Option<&
     }
 }
 
+/// The Authorization header as text. Bytes outside ASCII (which no token holds) are kept as
+/// replacement characters rather than making the header read as missing: such a header is
+/// a refused credential, counted by the throttle like any other.
+pub(super) fn authorization(h: &http::HeaderMap) -> Option<std::borrow::Cow<'_, str>> {
+    h.get(http::header::AUTHORIZATION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()))
+}
+
 /// Whose refused tokens are counted together: an IPv4 address, or an IPv6 address's /64
 /// network, as one host usually holds a whole /64 and could otherwise step past the
 /// throttle by changing its address.

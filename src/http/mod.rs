@@ -272,11 +272,13 @@ impl App {
                 )
             };
         }
-        // A 401 to a request without a token (a scanner, a probe, a client before its first
-        // challenge) is said once a minute per address: any client could fill the journal.
-        let bare_401 =
-            status == 401 && bare && !self.first_this_minute(&format!("bare 401 to {}", peer.ip()));
-        if (read && status < 400) || status == 429 || bare_401 {
+        // A refusal of a request without a token (a scanner trying paths, a probe, a client
+        // before its first challenge) is said once a minute per address: any client could
+        // fill the journal.
+        let bare_refused = (400..500).contains(&status)
+            && bare
+            && !self.first_this_minute(&format!("bare refusal to {}", peer.ip()));
+        if (read && status < 400) || status == 429 || bare_refused {
             request_line!(tracing::Level::DEBUG);
         } else {
             request_line!(tracing::Level::INFO);
@@ -318,10 +320,8 @@ impl App {
             };
             // Discovery needs no token, but a tenant's own extensions are its business: they
             // show only to that tenant's token, and another tenant's token is refused.
-            let auth = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok());
+            let auth = auth::authorization(req.headers());
+            let auth = auth.as_deref();
             let tenant = match (&route.tenant, auth) {
                 (Some(t), Some(_)) => match rt.tokens.authenticate(auth, Some(t)) {
                     Some(p) => Some(p.tenant),
@@ -375,10 +375,8 @@ impl App {
             };
             return Ok((response::json(200, &v), None));
         }
-        let auth = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
+        let auth = auth::authorization(req.headers());
+        let auth = auth.as_deref();
         let Some(principal) = rt.tokens.authenticate(auth, route.tenant.as_deref()) else {
             let why = || why_refused(&rt, auth, route.tenant.as_deref());
             return Ok((self.refused(peer, auth, route.tenant.is_some(), why), None));

@@ -18,10 +18,8 @@ impl App {
                 "metrics are off: set server.metrics_token_sha256",
             ));
         };
-        let auth = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
+        let auth = super::auth::authorization(req.headers());
+        let auth = auth.as_deref();
         let ok = crate::auth::unhex(&want.to_ascii_lowercase()).is_some_and(|want| {
             auth.and_then(crate::auth::bearer)
                 .is_some_and(|t| crate::auth::is_token(t, &want))

@@ -207,6 +207,41 @@ async fn repeated_failures_are_throttled_without_locking_out_a_valid_token() {
     assert_error(&r, 429, None);
 }
 
+/// A header with bytes outside ASCII is a credential sent, and refused: said so, and counted
+/// by the throttle (it used to read as no header at all, uncounted and logged every time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_ascii_authorization_header_is_a_refused_token() {
+    use crate::harness::wire;
+    use tokio::io::AsyncWriteExt;
+    let s = Srv::start().await;
+    let one = |last: bool| {
+        let mut r = b"GET /scim/v2/Users HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer t\xc3\xb6ken\r\n".to_vec();
+        if last {
+            r.extend_from_slice(b"Connection: close\r\n");
+        }
+        r.extend_from_slice(b"\r\n");
+        r
+    };
+    let first = wire::send(&s, &one(true)).await;
+    assert_eq!(first.status, 401, "{}", first.head);
+    assert_eq!(first.body["detail"], "the bearer token is not valid");
+    assert!(
+        first.head.contains("error=\"invalid_token\""),
+        "{}",
+        first.head
+    );
+    // Pipelined on one connection, past the burst of 100.
+    let mut many = Vec::new();
+    for i in 0..110 {
+        many.extend(one(i == 109));
+    }
+    let mut conn = wire::connect(&s).await;
+    conn.write_all(&many).await.unwrap();
+    let raw = wire::read_all(&mut conn, std::time::Duration::from_secs(20)).await;
+    let raw = String::from_utf8_lossy(&raw);
+    assert!(raw.matches("HTTP/1.1 429 ").count() >= 5, "{raw}");
+}
+
 /// Wrong tokens count wherever they are tried: discovery under a tenant's URL and /metrics
 /// would otherwise answer 401 or 200 to unlimited guesses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

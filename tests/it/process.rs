@@ -312,10 +312,13 @@ async fn a_rust_log_that_is_no_level_is_passed_over_and_refusals_say_why() {
     }
     // Requests without a token (scanners, probes) get a request line once a minute per
     // address: the one above had it, these 20 do not. A write's line marks the end.
-    let lines = |log: &str| log.matches("status=401").count();
+    // Nor a scanner's tries of paths that are not there.
+    let lines = |log: &str| log.matches("status=401").count() + log.matches("status=404").count();
     let before = lines(&p.log());
-    for _ in 0..20 {
+    for i in 0..20 {
         assert_eq!(p.client.get(&url).send().await.unwrap().status(), 401);
+        let probe = format!("https://localhost:{}/wp-login{i}.php", p.port);
+        assert_eq!(p.client.get(&probe).send().await.unwrap().status(), 404);
     }
     assert_eq!(
         p.post("/scim/v2/Users", "tok", r#"{"userName":"mark@x"}"#.into())
