@@ -283,6 +283,11 @@ pub(crate) fn refuse_leftover(
     tenant: &str,
     keep: bool,
 ) -> Result<(), String> {
+    // A file that is not there is the edit's to say (it names the file), not a database
+    // to ask about.
+    if !config.exists() {
+        return Ok(());
+    }
     // A tenant still in the file: its data is its own, and the edit refuses the name with
     // the way to give it another token.
     let configured = Config::load(config)
@@ -933,6 +938,27 @@ pub(crate) fn token(name: &str, scope: Scope, hash_stdin: bool) -> ExitCode {
             eprintln!(
                 "that token is shorter than {MIN_OWN_TOKEN_CHARS} characters, short enough to \
                  guess; use a longer one, or let `scimd token` make one (43 random characters)"
+            );
+            return ExitCode::from(2);
+        }
+        // A bearer token is visible ASCII (RFC 6750 §2.1's b64token is narrower still): one
+        // with other characters could never arrive intact, and would hash to a token that
+        // matches nothing.
+        if !s.trim().bytes().all(|b| b.is_ascii_graphic()) {
+            eprintln!(
+                "that token holds spaces, control characters or characters outside ASCII, \
+                 which an Authorization header does not carry; use letters, digits and \
+                 -._~+/= only, or let `scimd token` make one"
+            );
+            return ExitCode::from(2);
+        }
+        // One character repeated, or two: long, and still the first thing a guesser tries.
+        let distinct: std::collections::BTreeSet<char> = s.trim().chars().collect();
+        if distinct.len() < 6 {
+            eprintln!(
+                "that token uses only {}, easy to guess; use a random one, or let `scimd \
+                 token` make one",
+                scimd::counted(distinct.len() as u64, "different character")
             );
             return ExitCode::from(2);
         }

@@ -33,6 +33,22 @@ impl Config {
                     path.display()
                 )]));
             }
+            // Nor one in a directory where anyone may put another file in its place (the
+            // sticky bit, as on /tmp, stops that).
+            let dir = std::path::absolute(path)
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_path_buf));
+            if let Some(dir) = dir
+                && let Ok(m) = std::fs::metadata(&dir)
+                && m.permissions().mode() & 0o1002 == 0o002
+            {
+                return Err(fail(vec![format!(
+                    "the directory {} is writable by every user, so anyone could replace the \
+                     file and add a token; run `chmod o-w {}`",
+                    dir.display(),
+                    dir.display()
+                )]));
+            }
         }
         let with_env = |fig: Figment| {
             fig.merge(
@@ -565,6 +581,20 @@ mod tests {
                     err.contains("writable by every user") && err.contains("chmod o-w"),
                     "{err}"
                 );
+                // In a directory anyone may write to, only with the sticky bit (as /tmp).
+                jail.create_dir("open")?;
+                jail.create_file("open/c.toml", GOOD)?;
+                for (mode, refused) in [(0o777, true), (0o1777, false), (0o755, false)] {
+                    std::fs::set_permissions("open", std::fs::Permissions::from_mode(mode))
+                        .map_err(|e| e.to_string())?;
+                    let got = Config::load(Path::new("open/c.toml"));
+                    let said = got
+                        .as_ref()
+                        .err()
+                        .map(|e| e.to_string())
+                        .unwrap_or_default();
+                    assert_eq!(said.contains("the directory"), refused, "{mode:o}: {said}");
+                }
             }
             let err = Config::load(Path::new("missing.toml"))
                 .expect_err("missing")

@@ -268,6 +268,12 @@ impl Config {
                 let key = format!("tenants.{name}.tokens[{i}]");
                 if tok.name.trim().is_empty() {
                     p.push(format!("{key}.name: must not be empty"));
+                } else if tok.name.chars().any(char::is_control) {
+                    // The name goes into log lines as it is: a line break would forge one.
+                    p.push(format!(
+                        "{key}.name: must not hold control characters such as a line break \
+                         (use letters, digits, '-', '_' and '.')"
+                    ));
                 } else if !names.insert(tok.name.as_str()) {
                     p.push(format!(
                         "{key}.name: \"{}\" is used twice in this tenant",
@@ -313,6 +319,16 @@ impl Config {
                     ));
                 }
             }
+        }
+        // The metrics token is handed to monitoring, which must not be able to provision.
+        if let Some(h) = &self.server.metrics_token_sha256
+            && hashes.contains(&h.to_ascii_lowercase())
+        {
+            p.push(
+                "server.metrics_token_sha256: is a tenant's token, which monitoring would then \
+                 hold; give metrics a token of its own (`scimd token --name metrics`)"
+                    .into(),
+            );
         }
         p
     }
@@ -378,6 +394,28 @@ mod tests {
     use super::*;
     use crate::config::tests::{GOOD, toml_cfg};
     use crate::config::{PlanConfig, SeatLimitPolicy, TenantConfig};
+
+    /// A token name with a line break would forge log lines; the metrics token must not
+    /// be a tenant's, which would let monitoring provision.
+    #[test]
+    fn token_names_hold_no_control_characters_and_metrics_has_its_own_token() {
+        let mut c = toml_cfg(GOOD);
+        let tenant = c.tenants.get_mut("acme").unwrap();
+        tenant.tokens[0].name = "app\n2026-01-01T00:00:00Z  INFO forged".into();
+        let digest = tenant.tokens[0].sha256.to_ascii_uppercase();
+        c.server.metrics_token_sha256 = Some(digest);
+        let all = c.problems().join("\n");
+        for needle in [
+            "tenants.acme.tokens[0].name: must not hold control characters",
+            "server.metrics_token_sha256: is a tenant's token",
+        ] {
+            assert!(all.contains(needle), "{needle} not in:\n{all}");
+        }
+        let mut c = toml_cfg(GOOD);
+        c.tenants.get_mut("acme").unwrap().tokens[0].name = "Okta prod (2026)".into();
+        c.server.metrics_token_sha256 = Some("ab".repeat(32));
+        assert_eq!(c.problems(), Vec::<String>::new());
+    }
 
     #[test]
     fn existing_members_must_name_someone_and_repeats_are_warned_of() {

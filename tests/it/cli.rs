@@ -265,6 +265,34 @@ fn token_prints_a_token_and_the_matching_config_line() {
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("shorter than 16 characters"));
+    // Nor one no header can carry, nor a long run of one character.
+    for (own, said) in [
+        (
+            "t\u{f6}k\u{e9}n-\u{fc}n\u{ef}c\u{f6}d\u{e9}-long-enough\n",
+            "outside ASCII",
+        ),
+        ("has space inside the token\n", "spaces"),
+        ("aaaaaaaaaaaaaaaaaaaaaaaa\n", "only 1 different character,"),
+    ] {
+        let mut child = scimd()
+            .args(["token", "--hash-stdin"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(own.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{own}");
+        assert!(out.stdout.is_empty(), "{own}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(said), "{own}: {err}");
+    }
     let out = scimd()
         .args(["token", "--hash-stdin", "--tenant", "acme"])
         .stdin(std::process::Stdio::null())
@@ -278,6 +306,18 @@ fn token_prints_a_token_and_the_matching_config_line() {
 async fn tenant_add_prints_values_that_work_against_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("scimd.toml");
+    // A mistyped --config is said as such, not as a database that cannot be asked.
+    let out = scimd()
+        .args(["tenant", "add", "acme", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot read") && !err.contains("--keep-data"),
+        "{err}"
+    );
     std::fs::copy(
         concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml"),
         &path,
