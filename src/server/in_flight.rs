@@ -48,6 +48,9 @@ pub struct InFlight {
     /// Milliseconds since `epoch` at the last sign of progress: a request started or ended,
     /// or `EARNEST` bytes written.
     stirred: AtomicU64,
+    /// Milliseconds since `epoch` when a request last started or ended: what a connection
+    /// is idle since. Writes do not count, as PING acknowledgements are writes too.
+    asked: AtomicU64,
     /// Bytes written since progress was last marked.
     unmarked: AtomicU64,
     /// Bytes of whole answers handed to hyper and not yet written to the socket (for a
@@ -99,6 +102,7 @@ impl InFlight {
             open: AtomicUsize::new(0),
             started: AtomicU64::new(0),
             stirred: AtomicU64::new(0),
+            asked: AtomicU64::new(0),
             unmarked: AtomicU64::new(0),
             unsent: AtomicU64::new(0),
             blocked: AtomicUsize::new(0),
@@ -114,7 +118,7 @@ impl InFlight {
             children: Mutex::new(BTreeMap::new()),
             next_serial: AtomicU64::new(0),
         };
-        f.stir();
+        f.ask();
         f
     }
 
@@ -124,7 +128,7 @@ impl InFlight {
             f.started.fetch_add(1, Ordering::SeqCst);
             f.open.fetch_add(1, Ordering::SeqCst);
         }
-        self.stir();
+        self.ask();
         Guard(self.clone())
     }
 
@@ -138,6 +142,13 @@ impl InFlight {
         for f in self.lineage() {
             f.stirred.store(now, Ordering::Relaxed);
         }
+    }
+
+    /// Mark a request started or ended (which is progress too).
+    fn ask(&self) {
+        self.stir();
+        self.asked
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
     fn wrote(&self, n: usize) {
@@ -208,6 +219,12 @@ impl InFlight {
     fn quiet_for(&self) -> Duration {
         let now = self.epoch.elapsed().as_millis() as u64;
         Duration::from_millis(now.saturating_sub(self.stirred.load(Ordering::Relaxed)))
+    }
+
+    /// How long since a request last started or ended.
+    fn unasked_for(&self) -> Duration {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.asked.load(Ordering::Relaxed)))
     }
 
     /// Resolves once no request has been open, none started and nothing been written in
@@ -307,7 +324,7 @@ pub struct Guard(Arc<InFlight>);
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        self.0.stir();
+        self.0.ask();
         for f in self.0.lineage() {
             if f.open.fetch_sub(1, Ordering::SeqCst) == 1 {
                 f.none_open.notify_waiters();
@@ -470,8 +487,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
 /// When a connection is closed for want of progress.
 #[derive(Clone, Copy)]
 pub struct Timeouts {
-    /// Nothing open, nothing started and nothing written for this long: closed, politely
-    /// (GOAWAY, or at once for HTTP/1.1).
+    /// Nothing open or owed, and no request started or ended for this long: closed,
+    /// politely (GOAWAY, or at once for HTTP/1.1). Writes do not count, as PING
+    /// acknowledgements are writes too.
     pub idle: Duration,
     /// Requests open but nothing written for this long, though the socket would take it:
     /// the client gives no flow-control window (HTTP/2), and the connection is dropped with
@@ -507,6 +525,8 @@ where
 {
     tokio::pin!(conn);
     let mut winding_down = false;
+    // When the close began.
+    let mut wound: Option<Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -527,6 +547,7 @@ where
             _ = stopping.wait_for(|s| *s), if !winding_down => {
                 conn.as_mut().graceful_shutdown();
                 winding_down = true;
+                wound = Some(Instant::now());
             }
             _ = tick.tick() => {
                 let owes = flight.owes();
@@ -540,14 +561,22 @@ where
                     tracing::warn!(%peer, secs = quiet.as_secs(), "closing a connection whose client has read nothing of its answer");
                     return None;
                 }
-                if !owes && winding_down && quiet >= limits.idle.min(WIND_DOWN) {
+                // Idle is counted from the last request and from the close, not from the last
+                // write: a client that sends PINGs fast enough would otherwise keep a
+                // connection with no stream (and no token) open with their acknowledgements.
+                // An answer still going out is owed while its client reads (the socket fills
+                // between reads), so it is not cut.
+                let unasked = wound.map_or(flight.unasked_for(), |w| {
+                    flight.unasked_for().min(w.elapsed())
+                });
+                if !owes && winding_down && unasked >= limits.idle.min(WIND_DOWN) {
                     return None;
                 }
-                if !owes && !winding_down && quiet >= limits.idle {
+                if !owes && !winding_down && unasked >= limits.idle {
                     conn.as_mut().graceful_shutdown();
                     winding_down = true;
-                    // The quiet spell starts again: the close itself is given its time.
-                    flight.stir();
+                    // The close itself is given its time.
+                    wound = Some(Instant::now());
                 }
             }
         }

@@ -121,6 +121,25 @@ async fn connections_that_send_no_request_are_closed() {
         "an idle HTTP/2 connection stayed open"
     );
 
+    // Nor does a stream of PINGs keep it: their acknowledgements are no answer.
+    let idle = wire::connect_h2(&s).await;
+    let (mut rx, mut tx) = tokio::io::split(idle);
+    tx.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let pinging = tokio::spawn(async move {
+        let ping = b"\0\0\x08\x06\0\0\0\0\0pingping";
+        // 1,000 a second: 17 KB of acknowledgements a second.
+        while tx.write_all(&ping.repeat(20)).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    assert!(
+        closed_within(&mut rx, 20).await,
+        "an HTTP/2 connection kept open by PINGs"
+    );
+    pinging.abort();
+
     // A connection in use is not closed for it.
     let mut live = wire::connect(&s).await;
     for _ in 0..3 {
