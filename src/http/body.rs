@@ -58,6 +58,25 @@ impl App {
                 format!("the body must not be encoded (Content-Encoding: {ce}); send plain JSON"),
             ));
         }
+        // hyper undoes the chunked framing only (RFC 9112 §6.1: a coding the server does
+        // not understand is 501); another coding would reach the JSON reader still applied.
+        if let Some(te) = req
+            .headers()
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+            .map(str::trim)
+            .find(|e| !e.eq_ignore_ascii_case("chunked"))
+        {
+            return Err(ScimError::new(
+                501,
+                None,
+                format!(
+                    "the body's transfer coding {te} is not supported; send the body plain, \
+                     with Content-Length or Transfer-Encoding: chunked"
+                ),
+            ));
+        }
         let max = rt.config.server.max_body_bytes;
         let too_large = || {
             ScimError::new(

@@ -33,6 +33,19 @@ fn request(method: &str, path: &str, body: &[u8], extra: &str) -> Vec<u8> {
     r
 }
 
+/// A POST whose body is sent in one chunk under `coding` (which ends in chunked).
+fn chunked(coding: &str, body: &[u8]) -> Vec<u8> {
+    let mut r = format!(
+        "POST /scim/v2/Users HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ACME}\r\n\
+         Content-Type: application/scim+json\r\nTransfer-Encoding: {coding}\r\nConnection: close\r\n\r\n{:x}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(body);
+    r.extend_from_slice(b"\r\n0\r\n\r\n");
+    r
+}
+
 fn case(
     name: &'static str,
     method: &str,
@@ -181,6 +194,8 @@ fn catalogue(u1: &str, u2: &str, g1: &str) -> Vec<Case> {
         Case { name: "two Host headers", request: request("GET", "/Users", b"", "Host: evil.example\r\n"), status: 400, scim_type: None },
         Case { name: "gzip-encoded body", request: request("POST", "/Users", user(json!({})).as_bytes(), "Content-Encoding: gzip\r\n"), status: 415, scim_type: None },
         Case { name: "plain body labelled br", request: request("POST", "/Users", user(json!({})).as_bytes(), "Content-Encoding: br\r\n"), status: 415, scim_type: None },
+        Case { name: "a transfer coding besides chunked", request: chunked("gzip, chunked", user(json!({})).as_bytes()), status: 501, scim_type: None },
+        Case { name: "an unknown transfer coding", request: chunked("foo, chunked", user(json!({})).as_bytes()), status: 501, scim_type: None },
         Case { name: "Latin-1 body", request: request("POST", "/Users", b"{\"userName\":\"j\xf6rg@x\"}", "").replace_ct("application/json; charset=iso-8859-1"), status: 415, scim_type: None },
         Case { name: "text/plain body", request: request("POST", "/Users", user(json!({})).as_bytes(), "").replace_ct("text/plain"), status: 415, scim_type: None },
         Case { name: "Basic auth", request: request("GET", "/Users", b"", "").replace_auth("Basic YWRtaW46YWRtaW4="), status: 401, scim_type: None },
