@@ -617,7 +617,10 @@ impl Server {
                         let closing = req
                             .headers()
                             .get(hyper::header::CONNECTION)
-                            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+                            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
+                            // Both framings: hyper closes after the answer (RFC 9112 §6.3).
+                            || (req.headers().contains_key(hyper::header::CONTENT_LENGTH)
+                                && req.headers().contains_key(hyper::header::TRANSFER_ENCODING));
                         let (parts, body) = req.into_parts();
                         let (slot, body) = Slot::hold(body);
                         let req = hyper::Request::from_parts(parts, body);
@@ -634,15 +637,23 @@ impl Server {
                         // 100-continue`) and was never told to go on sends nothing more.
                         // After a 408 the client has had its time; waiting for the rest
                         // again would double the timeout it was promised.
+                        // A body left unread (unsent, too long to drain, broken, or too
+                        // slow) means this HTTP/1.1 connection cannot carry another request:
+                        // the client is told it closes (RFC 9112 §9.6).
                         match slot.take() {
                             Some((rest, polled))
                                 if (polled || !expects_continue)
                                     && resp.status() != hyper::StatusCode::REQUEST_TIMEOUT =>
                             {
-                                unread::drain(rest, unread::DRAIN_LIMIT, body_timeout).await;
+                                let drained =
+                                    unread::drain(rest, unread::DRAIN_LIMIT, body_timeout).await;
+                                if !drained && http1 {
+                                    resp.headers_mut().insert(
+                                        hyper::header::CONNECTION,
+                                        hyper::header::HeaderValue::from_static("close"),
+                                    );
+                                }
                             }
-                            // The body stays unsent, so this HTTP/1.1 connection cannot carry
-                            // another request: the client is told it closes (RFC 9112 §9.6).
                             Some(_) if http1 => {
                                 resp.headers_mut().insert(
                                     hyper::header::CONNECTION,

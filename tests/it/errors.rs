@@ -155,6 +155,19 @@ async fn bodies_over_the_limit_are_413() {
         .unwrap();
     assert_eq!(resp.status(), 413);
     assert_eq!(total(&s.get("/Users").await), 0);
+    // A body declared too long to read past is left unread, so the connection closes after
+    // the answer: it says so, and promises no keep-alive (RFC 9112 §9.6).
+    let head = format!(
+        "POST /scim/v2/Users HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ACME}\r\n\
+         Content-Type: application/scim+json\r\nContent-Length: 100000000\r\n\r\n"
+    );
+    let a = crate::harness::wire::send(&s, head.as_bytes()).await;
+    assert_eq!(a.status, 413);
+    let h = a.head.to_ascii_lowercase();
+    assert!(
+        h.contains("connection: close") && !h.contains("keep-alive"),
+        "{h}"
+    );
 }
 
 /// An answer given before the client has finished sending (bad token, wrong Content-Type,
