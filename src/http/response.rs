@@ -152,7 +152,10 @@ pub fn error_with(e: &ScimError, extra: &[(&str, Value)]) -> Resp {
 /// had when it is known, and no content (a streamed body's producer stops when it is dropped).
 pub fn without_content(r: Resp) -> Resp {
     let (mut parts, body) = r.into_parts();
-    if let Body::Full(Some(b)) = &body {
+    // A 304 has no content to give the length of (RFC 9110 §8.6 allows only the 200's).
+    if let Body::Full(Some(b)) = &body
+        && parts.status != http::StatusCode::NOT_MODIFIED
+    {
         parts
             .headers
             .insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));

@@ -18,6 +18,19 @@ async fn if_none_match_gives_304_and_if_match_guards_writes() {
         .await;
     assert_eq!(r.status, 304);
     assert_eq!(r.header("etag"), Some(v1.as_str()));
+    // HEAD too, with no Content-Length: a 304's may only give the length of the 200's
+    // content (RFC 9110 §8.6), which HEAD does not build here.
+    let r = s
+        .call_with(
+            Method::HEAD,
+            &p,
+            Some(ACME),
+            None,
+            &[("If-None-Match", &v1)],
+        )
+        .await;
+    assert_eq!(r.status, 304);
+    assert_eq!(r.header("content-length"), None);
     // A write with the current version works and changes the version.
     let r = s
         .call_with(
