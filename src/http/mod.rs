@@ -608,6 +608,17 @@ impl Captured {
     }
 }
 
+/// Whether an authority's port, if it names one, is a port (http's `Authority` takes any
+/// digits, and `Host: localhost:99999` would be echoed into `Location`).
+fn port_fits(authority: &str) -> bool {
+    match authority.rsplit_once(':') {
+        Some((_, port)) if !authority.ends_with(']') => {
+            port.is_empty() || port.parse::<u16>().is_ok()
+        }
+        _ => true,
+    }
+}
+
 /// What makes a request unanswerable whatever it asks (RFC 9112 §3.2, RFC 6750 §3.1): a
 /// Host header that is not a host and port (it becomes `meta.location` and `Location`
 /// when `public_url` is unset, so `evil.example/phish?` would be echoed to clients), an
@@ -646,7 +657,9 @@ fn malformed<B>(req: &Request<B>) -> Option<ScimError> {
             .to_str()
             .ok()
             .and_then(|h| h.parse::<http::uri::Authority>().ok())
-            .is_some_and(|a| !a.as_str().contains('@') && !a.host().is_empty());
+            .is_some_and(|a| {
+                !a.as_str().contains('@') && !a.host().is_empty() && port_fits(a.as_str())
+            });
         if !ok {
             return Some(ScimError::new(
                 400,

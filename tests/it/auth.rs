@@ -302,6 +302,7 @@ async fn bad_host_and_two_authorization_headers_are_400() {
     for (target, head) in [
         (users, format!("Host: evil.example:443/phish?\r\n{token}")),
         (users, format!("Host: user@evil.example\r\n{token}")),
+        (users, format!("Host: localhost:99999\r\n{token}")),
         (users, token.clone()),
         (
             users,
