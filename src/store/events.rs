@@ -17,6 +17,9 @@ pub struct Event {
     pub resource_id: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub member_id: Option<String>,
+    /// `User` or `Group`, beside `member_id`: which endpoint reads the member.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub member_type: Option<String>,
     pub token: String,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub attributes: Vec<String>,
@@ -106,6 +109,7 @@ pub struct NewEvent {
     pub kind: &'static str,
     pub resource_id: String,
     pub member_id: Option<String>,
+    pub member_type: Option<Kind>,
     pub attributes: Vec<String>,
     pub from_to: Option<(String, String)>,
 }
@@ -130,6 +134,7 @@ pub fn append(
         kind: new.kind.to_string(),
         resource_id: new.resource_id,
         member_id: new.member_id,
+        member_type: new.member_type.map(|k| k.as_str().to_string()),
         token: actor.token.clone(),
         attributes: new.attributes,
         from: new.from_to.as_ref().map(|f| f.0.clone()),

@@ -96,6 +96,7 @@ impl<'t> W<'t> {
             kind,
             resource_id: id.map(format_id).unwrap_or_default(),
             member_id: None,
+            member_type: None,
             attributes: Vec::new(),
             from_to,
         };
@@ -179,13 +180,14 @@ impl<'t> W<'t> {
         actor: &Actor,
         kind: &'static str,
         id: u128,
-        member: Option<u128>,
+        member: Option<(u128, Kind)>,
         attributes: Vec<String>,
     ) -> Result<(), redb::Error> {
         let new = NewEvent {
             kind,
             resource_id: format_id(id),
-            member_id: member.map(format_id),
+            member_id: member.map(|(m, _)| format_id(m)),
+            member_type: member.map(|(_, k)| k),
             attributes,
             from_to: None,
         };
@@ -513,8 +515,12 @@ impl<'t> W<'t> {
         }
     }
 
-    fn unlink(&mut self, t: &str, g: u128, m: u128) -> Result<bool, redb::Error> {
-        let had = self.members.remove((t, g, m))?.is_some();
+    /// Take member `m` out of group `g`; the kind it was there as, if it was.
+    fn unlink(&mut self, t: &str, g: u128, m: u128) -> Result<Option<Kind>, redb::Error> {
+        let had = self
+            .members
+            .remove((t, g, m))?
+            .map(|c| Kind::of_member_code(c.value()));
         self.member_of.remove((t, m, g))?;
         self.displays.remove((t, g, m))?;
         Ok(had)
@@ -529,9 +535,15 @@ impl<'t> W<'t> {
             groups.push(e?.0.value().2);
         }
         for g in groups {
-            self.unlink(t, g, id)?;
+            let kind = self.unlink(t, g, id)?.unwrap_or(Kind::User);
             self.touch(t, Kind::Group, g)?;
-            self.emit(actor, "group.member_removed", g, Some(id), Vec::new())?;
+            self.emit(
+                actor,
+                "group.member_removed",
+                g,
+                Some((id, kind)),
+                Vec::new(),
+            )?;
         }
         Ok(())
     }
@@ -662,8 +674,9 @@ fn apply_members(
         return replace_members(w, actor, g, &changes[k + 1..]);
     }
     let t = actor.tenant.as_str();
-    // Net effect per member: removing and re-adding a member is no change for it.
-    let mut net: std::collections::BTreeMap<u128, bool> = std::collections::BTreeMap::new();
+    // Net effect per member (in, and as what): removing and re-adding a member is no
+    // change for it.
+    let mut net: std::collections::BTreeMap<u128, (bool, Kind)> = std::collections::BTreeMap::new();
     let mut was: std::collections::BTreeMap<u128, bool> = std::collections::BTreeMap::new();
     let mut relabeled = false;
     for c in changes {
@@ -681,12 +694,14 @@ fn apply_members(
                     let old = w.displays.insert((t, g, *m), d.as_str())?;
                     relabeled |= existed && old.is_none_or(|o| o.value() != d);
                 }
-                net.insert(*m, true);
+                net.insert(*m, (true, *kind));
             }
             Change::Remove(m) => {
-                let existed = w.unlink(t, g, *m)?;
-                was.entry(*m).or_insert(existed);
-                net.insert(*m, false);
+                let had = w.unlink(t, g, *m)?;
+                was.entry(*m).or_insert(had.is_some());
+                // Not a member, it leaves nothing to say (its kind is never read).
+                let kind = had.or(net.get(m).map(|n| n.1)).unwrap_or(Kind::User);
+                net.insert(*m, (false, kind));
             }
         }
     }
@@ -694,7 +709,7 @@ fn apply_members(
         relabel_event(w, actor, g)?;
     }
     let mut changed = relabeled;
-    for (m, now_in) in net {
+    for (m, (now_in, kind)) in net {
         if was.get(&m).copied().unwrap_or(false) != now_in {
             changed = true;
             let ev = if now_in {
@@ -702,7 +717,7 @@ fn apply_members(
             } else {
                 "group.member_removed"
             };
-            w.emit(actor, ev, g, Some(m), Vec::new())?;
+            w.emit(actor, ev, g, Some((m, kind)), Vec::new())?;
         }
     }
     Ok(changed)
@@ -752,9 +767,15 @@ fn replace_members(
             relabeled |= old.map(|o| o.value().to_string()).as_deref() != *display;
             return Ok(());
         }
-        w.unlink(t, g, m)?;
+        let kind = w.unlink(t, g, m)?.unwrap_or(Kind::User);
         changed = true;
-        w.emit(actor, "group.member_removed", g, Some(m), Vec::new())
+        w.emit(
+            actor,
+            "group.member_removed",
+            g,
+            Some((m, kind)),
+            Vec::new(),
+        )
     })?;
     for (m, (kind, display)) in after.into_iter().filter(|(m, _)| !stay.contains(m)) {
         w.members.insert((t, g, m), kind.code())?;
@@ -763,7 +784,7 @@ fn replace_members(
         }
         w.member_of.insert((t, m, g), ())?;
         changed = true;
-        w.emit(actor, "group.member_added", g, Some(m), Vec::new())?;
+        w.emit(actor, "group.member_added", g, Some((m, kind)), Vec::new())?;
     }
     if relabeled {
         relabel_event(w, actor, g)?;
@@ -979,6 +1000,7 @@ impl Store {
                 kind: "plan.settings_changed",
                 resource_id: String::new(),
                 member_id: None,
+                member_type: None,
                 attributes: changed,
                 from_to: None,
             };

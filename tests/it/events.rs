@@ -28,6 +28,59 @@ fn seqs_of(body: &Value) -> Vec<u64> {
         .collect()
 }
 
+/// A member event says whether the member is a user or a group, whichever way it joined or
+/// left: added, removed, replaced, or deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_events_say_whether_the_member_is_a_user_or_a_group() {
+    let s = Srv::start().await;
+    let u = s.user("m@x").await;
+    let w = s.user("w@x").await;
+    let inner = s.group("Inner", &[]).await;
+    let outer = s.group("Outer", &[&u, &inner]).await;
+    s.patch(
+        &format!("/Groups/{outer}"),
+        json!([{"op": "remove", "path": format!("members[value eq \"{inner}\"]")}]),
+    )
+    .await;
+    s.patch(
+        &format!("/Groups/{outer}"),
+        json!([{"op": "replace", "path": "members", "value": [{"value": inner}, {"value": w}]}]),
+    )
+    .await;
+    s.delete(&format!("/Groups/{inner}")).await;
+    let body = feed(&s, ACME, "acme", "").await;
+    let got: Vec<(String, String, String)> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["member_id"].is_string())
+        .map(|e| {
+            let m = e["member_id"].as_str().unwrap();
+            let who = [(&u, "u"), (&w, "w"), (&inner, "inner")]
+                .iter()
+                .find(|(id, _)| id.as_str() == m)
+                .map_or("?", |(_, n)| *n);
+            (
+                e["type"].as_str().unwrap().to_string(),
+                who.to_string(),
+                e["member_type"].as_str().unwrap_or("-").to_string(),
+            )
+        })
+        .collect();
+    let want = [
+        ("group.member_added", "u", "User"),
+        ("group.member_added", "inner", "Group"),
+        ("group.member_removed", "inner", "Group"),
+        ("group.member_removed", "u", "User"),
+        // A replace adds in id order.
+        ("group.member_added", "w", "User"),
+        ("group.member_added", "inner", "Group"),
+        ("group.member_removed", "inner", "Group"),
+    ]
+    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()));
+    assert_eq!(got, want);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mixed_sequence_is_recorded_in_order_without_personal_data() {
     let s = Srv::start().await;
@@ -107,6 +160,14 @@ async fn a_mixed_sequence_is_recorded_in_order_without_personal_data() {
         .map(|(t, id, m)| (t.to_string(), id.clone(), m.cloned()))
         .collect();
     assert_eq!(got, want);
+    for e in events {
+        let want = if e["member_id"].is_string() {
+            json!("User")
+        } else {
+            Value::Null
+        };
+        assert_eq!(e["member_type"], want, "{e}");
+    }
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[1] > w[0]), "{seqs:?}");
     assert_eq!(body["last_seq"], *seqs.last().unwrap());
