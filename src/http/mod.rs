@@ -687,6 +687,17 @@ fn malformed<B>(req: &Request<B>) -> Option<ScimError> {
             "the request carries more than one Authorization header; send one",
         ));
     }
+    // Which one would the body be read as? A proxy in front may have picked the other.
+    let mut types = req.headers().get_all(header::CONTENT_TYPE).iter();
+    if let Some(first) = types.next()
+        && types.any(|t| t != first)
+    {
+        return Some(ScimError::new(
+            400,
+            None,
+            "the request carries two different Content-Type headers; send one",
+        ));
+    }
     None
 }
 

@@ -194,6 +194,7 @@ fn catalogue(u1: &str, u2: &str, g1: &str) -> Vec<Case> {
         Case { name: "two Host headers", request: request("GET", "/Users", b"", "Host: evil.example\r\n"), status: 400, scim_type: None },
         Case { name: "gzip-encoded body", request: request("POST", "/Users", user(json!({})).as_bytes(), "Content-Encoding: gzip\r\n"), status: 415, scim_type: None },
         Case { name: "plain body labelled br", request: request("POST", "/Users", user(json!({})).as_bytes(), "Content-Encoding: br\r\n"), status: 415, scim_type: None },
+        Case { name: "two different Content-Types", request: request("POST", "/Users", user(json!({})).as_bytes(), "Content-Type: text/plain\r\n"), status: 400, scim_type: None },
         Case { name: "a transfer coding besides chunked", request: chunked("gzip, chunked", user(json!({})).as_bytes()), status: 501, scim_type: None },
         Case { name: "an unknown transfer coding", request: chunked("foo, chunked", user(json!({})).as_bytes()), status: 501, scim_type: None },
         Case { name: "Latin-1 body", request: request("POST", "/Users", b"{\"userName\":\"j\xf6rg@x\"}", "").replace_ct("application/json; charset=iso-8859-1"), status: 415, scim_type: None },
