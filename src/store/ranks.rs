@@ -68,22 +68,46 @@ pub fn locate(
 ) -> Result<Option<(u128, u64)>, StorageError> {
     let mut rest = skip;
     let mut parent = 0u64;
+    // How many the prefix chosen above holds (at level 0, unknown: its few prefixes are
+    // summed from the first).
+    let mut within: Option<u64> = None;
     for level in 0..LEVELS {
         // The level's prefixes that extend the one chosen above (all of them at level 0).
         let lo = parent << BITS;
         let hi = lo | (FANOUT - 1);
+        let mut range = t.range((tenant, kind, level, lo)..=(tenant, kind, level, hi))?;
         let mut chosen = None;
-        for e in t.range((tenant, kind, level, lo)..=(tenant, kind, level, hi))? {
-            let (k, v) = e?;
-            let n = v.value();
-            if rest < n {
-                chosen = Some(k.value().3);
-                break;
+        match within {
+            // Past the middle, counted from the end: the last pages, the ones an import
+            // reads last and a client checks first, cost what the first ones do.
+            Some(all) if rest.saturating_mul(2) > all => {
+                // 1-based from the end: the resource at `rest` is the `back`-th last.
+                let mut back = all - rest;
+                while let Some(e) = range.next_back() {
+                    let (k, v) = e?;
+                    let n = v.value();
+                    if back <= n {
+                        chosen = Some((k.value().3, n));
+                        rest = n - back;
+                        break;
+                    }
+                    back -= n;
+                }
             }
-            rest -= n;
+            _ => {
+                for e in range {
+                    let (k, v) = e?;
+                    let n = v.value();
+                    if rest < n {
+                        chosen = Some((k.value().3, n));
+                        break;
+                    }
+                    rest -= n;
+                }
+            }
         }
         match chosen {
-            Some(p) => parent = p,
+            Some((p, n)) => (parent, within) = (p, Some(n)),
             None => return Ok(None),
         }
     }
