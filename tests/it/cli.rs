@@ -199,6 +199,24 @@ fn check_config_warns_of_an_expired_certificate() {
     );
 }
 
+/// `scimd token --hash-stdin` given `input` on standard input.
+fn hash_stdin(input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = scimd()
+        .args(["token", "--hash-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
 #[test]
 fn token_prints_a_token_and_the_matching_config_line() {
     let out = scimd().args(["token", "--name", "okta"]).output().unwrap();
@@ -228,20 +246,7 @@ fn token_prints_a_token_and_the_matching_config_line() {
         text.contains("{ name = \"app\", sha256 = \"") && text.contains("\", scope = \"read\" },"),
         "{text}"
     );
-    let mut child = scimd()
-        .args(["token", "--hash-stdin"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(token.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = hash_stdin(&token);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), hash);
     // Nothing to hash is refused, not the hash of an empty token.
     let out = scimd()
@@ -253,15 +258,7 @@ fn token_prints_a_token_and_the_matching_config_line() {
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no token on standard input"));
     // Nor is a token short enough to guess, and with --tenant the flag would be ignored.
-    let mut child = scimd()
-        .args(["token", "--hash-stdin"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"abc\n").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = hash_stdin("abc\n");
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("shorter than 16 characters"));
@@ -274,20 +271,7 @@ fn token_prints_a_token_and_the_matching_config_line() {
         ("has space inside the token\n", "spaces"),
         ("aaaaaaaaaaaaaaaaaaaaaaaa\n", "only 1 different character,"),
     ] {
-        let mut child = scimd()
-            .args(["token", "--hash-stdin"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(own.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = hash_stdin(own);
         assert_eq!(out.status.code(), Some(2), "{own}");
         assert!(out.stdout.is_empty(), "{own}");
         let err = String::from_utf8_lossy(&out.stderr);
