@@ -48,8 +48,9 @@ pub struct InFlight {
     /// Milliseconds since `epoch` at the last sign of progress: a request started or ended,
     /// or `EARNEST` bytes written.
     stirred: AtomicU64,
-    /// Milliseconds since `epoch` when a request last started or ended: what a connection
-    /// is idle since. Writes do not count, as PING acknowledgements are writes too.
+    /// Milliseconds since `epoch` when a request last started or ended, or bytes of an
+    /// answer went out: what a connection is idle since. Other writes do not count, as PING
+    /// acknowledgements are writes too.
     asked: AtomicU64,
     /// Bytes written since progress was last marked.
     unmarked: AtomicU64,
@@ -147,11 +148,22 @@ impl InFlight {
     /// Mark a request started or ended (which is progress too).
     fn ask(&self) {
         self.stir();
+        self.in_use();
+    }
+
+    /// Mark the connection in use now (see `asked`).
+    fn in_use(&self) {
         self.asked
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
     fn wrote(&self, n: usize) {
+        // An answer handed to hyper whole is still going out (its request has ended, and
+        // over HTTP/2 a client's window paces it): the connection is in use. Bytes that
+        // never go out (a stream reset after hyper took them) are paid off by any writes.
+        if self.unsent.load(Ordering::Relaxed) > 0 {
+            self.in_use();
+        }
         // Headers, framing and TLS records go out too, so this may run to zero early by a
         // little: it is a bound on memory, not an account.
         self.unowe(n as u64);
@@ -649,6 +661,29 @@ mod tests {
             f.wrote(17);
         }
         assert!(waiter.is_finished());
+    }
+
+    /// Idle is counted from the last request or answer byte, never from other writes (PING
+    /// acknowledgements).
+    #[tokio::test(start_paused = true)]
+    async fn only_requests_and_answers_keep_a_connection_in_use() {
+        let f = InFlight::new().child();
+        drop(f.start());
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        for _ in 0..100 {
+            f.wrote(4096);
+        }
+        assert!(f.unasked_for() >= Duration::from_secs(5));
+        assert!(f.quiet_for() < Duration::from_secs(1));
+        // An answer going out after its request ended.
+        f.owe(10_000);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        f.wrote(4096);
+        assert!(f.unasked_for() < Duration::from_secs(1));
+        f.wrote(8000);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        f.wrote(4096);
+        assert!(f.unasked_for() >= Duration::from_secs(5));
     }
 
     #[tokio::test]
