@@ -44,14 +44,7 @@ impl App {
         }
         // A compressed body read as JSON would only be refused as garbage, and one merely
         // labelled compressed would be stored as if it had been decoded.
-        if let Some(ce) = req
-            .headers()
-            .get_all(header::CONTENT_ENCODING)
-            .iter()
-            .flat_map(|v| v.to_str().unwrap_or("?").split(','))
-            .map(str::trim)
-            .find(|e| !e.eq_ignore_ascii_case("identity"))
-        {
+        if let Some(ce) = coding_besides(req.headers(), header::CONTENT_ENCODING, "identity") {
             return Err(ScimError::new(
                 415,
                 None,
@@ -60,14 +53,7 @@ impl App {
         }
         // hyper undoes the chunked framing only (RFC 9112 §6.1: a coding the server does
         // not understand is 501); another coding would reach the JSON reader still applied.
-        if let Some(te) = req
-            .headers()
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .flat_map(|v| v.to_str().unwrap_or("?").split(','))
-            .map(str::trim)
-            .find(|e| !e.eq_ignore_ascii_case("chunked"))
-        {
+        if let Some(te) = coding_besides(req.headers(), header::TRANSFER_ENCODING, "chunked") {
             return Err(ScimError::new(
                 501,
                 None,
@@ -153,6 +139,21 @@ impl App {
             }
         })
     }
+}
+
+/// The first coding a comma-separated coding header (`Content-Encoding`,
+/// `Transfer-Encoding`) names besides `allowed`, in any of its lines.
+fn coding_besides<'a>(
+    headers: &'a http::HeaderMap,
+    name: header::HeaderName,
+    allowed: &str,
+) -> Option<&'a str> {
+    headers
+        .get_all(name)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+        .map(str::trim)
+        .find(|e| !e.eq_ignore_ascii_case(allowed))
 }
 
 /// `application/scim+json`, `application/json`, any other `+json` type, with any

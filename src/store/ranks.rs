@@ -3,8 +3,9 @@
 //! finding it means stepping over every resource before it, which at a million users is a
 //! read of the whole resource table per page. Counting the resources under each id prefix of
 //! 12, 24, 36 and 48 bits (for UUIDv7: about 2 years, 4.7 hours, 4 seconds and 1 ms of
-//! creation time) finds the page by summing at most four short runs of counts, then stepping
-//! over the few resources created in the same millisecond.
+//! creation time) finds the page by summing at most four short runs of counts (each from
+//! whichever end is nearer), then stepping over the few resources created in the same
+//! millisecond.
 //!
 //! The counts are kept by the same write transaction that creates or deletes the resource, so
 //! they can never disagree with it; `verify` recounts them.
