@@ -952,10 +952,6 @@ impl Store {
         .await
     }
 
-    /// After a reload changed a tenant's plan rules from `old` to the actor's: record the
-    /// mode change that makes by itself (a new `test_threshold`), as a write's is recorded,
-    /// and give seats it added to users waiting on the free plan. Returns the modes before
-    /// and after, when they differ.
     /// Take out of `tenant`'s feed every event `retention` no longer keeps; how many. Writes
     /// trim a few at a time and reads hide the rest, but a reload that raises the retention
     /// would serve again what readers were told (410) is gone: a reload that changes it
@@ -1010,6 +1006,10 @@ impl Store {
         .await
     }
 
+    /// After a reload changed a tenant's plan rules from `old` to the actor's: record the
+    /// mode change that makes by itself (a new `test_threshold`), as a write's is recorded,
+    /// and give seats it added to users waiting on the free plan. Returns the modes before
+    /// and after, when they differ.
     pub async fn plan_reloaded(
         &self,
         actor: Actor,
