@@ -163,17 +163,9 @@ fn trim_tenant(
     now_unix: u64,
 ) -> Result<(), redb::Error> {
     let t = actor.tenant.as_str();
-    let first = match events.range((t, 0u64)..(t, seq))?.next() {
-        Some(e) => e?.0.value().1,
-        None => return Ok(()),
+    let Some((first, keep)) = kept(events, t, seq, actor.retention, now_unix)? else {
+        return Ok(());
     };
-    let keep = first_kept(
-        |s| Ok(events.get((t, s))?.map(|v| v.value().to_vec())),
-        first,
-        seq,
-        actor.retention,
-        now_unix,
-    )?;
     // Reads hold retention, so the oldest events may wait: removed `TRIM_BATCH` at a time,
     // they cost one append in `TRIM_BATCH` a write at the feed's far end instead of every
     // append (a path of B-tree pages each commit must write). At most that many per append.
@@ -185,13 +177,59 @@ fn trim_tenant(
     Ok(())
 }
 
+/// Take out of tenant `t`'s feed, whose newest event is `last`, every event `retention`
+/// no longer keeps; how many.
+pub fn trim_all(
+    events: &mut EventTable,
+    t: &str,
+    last: u64,
+    retention: Retention,
+) -> Result<u64, redb::Error> {
+    let Some((first, keep)) = kept(events, t, last, retention, now_unix())? else {
+        return Ok(0);
+    };
+    let mut gone = 0;
+    for s in first..keep {
+        gone += u64::from(events.remove((t, s))?.is_some());
+    }
+    Ok(gone)
+}
+
+/// Of tenant `t`'s feed, whose newest event is `last`: its oldest stored event and the
+/// first `retention` keeps, or `None` when it stores none. What appends trim to, reads serve
+/// from, and a reload trims to.
+pub fn kept(
+    events: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    t: &str,
+    last: u64,
+    retention: Retention,
+    now_unix: u64,
+) -> Result<Option<(u64, u64)>, redb::Error> {
+    let first = match events.range((t, 0u64)..=(t, u64::MAX))?.next() {
+        Some(e) => e?.0.value().1,
+        None => return Ok(None),
+    };
+    let keep = first_kept(
+        |s| Ok(events.get((t, s))?.map(|v| v.value().to_vec())),
+        first,
+        last,
+        retention,
+        now_unix,
+    )?;
+    Ok(Some((first, keep)))
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn now_unix() -> u64 {
+    u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0)
+}
+
 /// How many events a trim removes at once (and how many past retention may wait for it).
 const TRIM_BATCH: u64 = 64;
 
 /// The first event `retention` keeps of a feed whose oldest stored event is `first` and
-/// newest `last`: within the newest `max_count`, and young enough. What appends trim to,
-/// reads serve from, and a reload trims to.
-pub fn first_kept(
+/// newest `last`: within the newest `max_count`, and young enough.
+fn first_kept(
     read: impl Fn(u64) -> Result<Option<Vec<u8>>, redb::Error>,
     first: u64,
     last: u64,

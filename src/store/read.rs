@@ -590,18 +590,9 @@ impl Store {
             let seqs = r.txn().open_table(EVENT_SEQ)?;
             let t = tenant.as_str();
             let last = seqs.get(t)?.map(|g| g.value()).unwrap_or(0);
-            let stored = match table.range((t, 0u64)..=(t, u64::MAX))?.next() {
-                Some(e) => e?.0.value().1,
-                None => last + 1,
-            };
-            let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
-            let oldest = super::events::first_kept(
-                |seq| Ok(table.get((t, seq))?.map(|v| v.value().to_vec())),
-                stored,
-                last,
-                retention,
-                now,
-            )?;
+            let now = super::events::now_unix();
+            let oldest = super::events::kept(&table, t, last, retention, now)?
+                .map_or(last + 1, |(_, keep)| keep);
             let mut out = Vec::new();
             if limit > 0 && after < u64::MAX {
                 for e in table

@@ -964,23 +964,7 @@ impl Store {
         self.write(move |w| {
             let t = tenant.as_str();
             let last = w.seqs.get(t)?.map(|g| g.value()).unwrap_or(0);
-            let first = match w.events.range((t, 0u64)..=(t, u64::MAX))?.next() {
-                Some(e) => e?.0.value().1,
-                None => return Ok(Ok(0)),
-            };
-            let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
-            let keep = events::first_kept(
-                |s| Ok(w.events.get((t, s))?.map(|v| v.value().to_vec())),
-                first,
-                last,
-                retention,
-                now,
-            )?;
-            let mut gone = 0;
-            for s in first..keep {
-                gone += u64::from(w.events.remove((t, s))?.is_some());
-            }
-            Ok(Ok(gone))
+            Ok(Ok(events::trim_all(&mut w.events, t, last, retention)?))
         })
         .await
     }
