@@ -228,7 +228,9 @@ pub fn now_unix() -> u64 {
 const TRIM_BATCH: u64 = 64;
 
 /// The first event `retention` keeps of a feed whose oldest stored event is `first` and
-/// newest `last`: within the newest `max_count`, and young enough.
+/// newest `last` (`last + 1` if none): within the newest `max_count`, and young enough.
+/// Sequence numbers follow time, so a binary search finds the first young enough in a few
+/// reads however many events have aged out.
 fn first_kept(
     read: impl Fn(u64) -> Result<Option<Vec<u8>>, redb::Error>,
     first: u64,
@@ -236,20 +238,7 @@ fn first_kept(
     retention: Retention,
     now_unix: u64,
 ) -> Result<u64, redb::Error> {
-    let by_count = last.saturating_sub(retention.max_count) + 1;
-    oldest_kept(read, first.max(by_count), last, retention, now_unix)
-}
-
-/// The first sequence number from `from` to `last` whose event is young enough for
-/// `retention` (`last + 1` if none is). Sequence numbers follow time, so a binary search
-/// finds it in a few reads however many events have aged out.
-fn oldest_kept(
-    read: impl Fn(u64) -> Result<Option<Vec<u8>>, redb::Error>,
-    from: u64,
-    last: u64,
-    retention: Retention,
-    now_unix: u64,
-) -> Result<u64, redb::Error> {
+    let from = first.max(last.saturating_sub(retention.max_count) + 1);
     let Some(age) = retention.max_age_secs else {
         return Ok(from);
     };
@@ -298,7 +287,7 @@ mod tests {
     }
 
     #[test]
-    fn the_oldest_kept_event_is_the_first_young_enough() {
+    fn the_first_kept_event_is_among_the_newest_and_young_enough() {
         // Events 5..=20, one a day apart, read "now" = day 20; kept: at most 3 days old.
         let day = 86_400;
         let read = |seq: u64| Ok((5..=20).contains(&seq).then(|| at(seq, seq * day)));
@@ -307,23 +296,29 @@ mod tests {
             max_age_secs: age_days.map(|d| d * day),
         };
         assert_eq!(
-            oldest_kept(read, 5, 20, keep(Some(3)), 20 * day).unwrap(),
+            first_kept(read, 5, 20, keep(Some(3)), 20 * day).unwrap(),
             17
         );
-        assert_eq!(oldest_kept(read, 5, 20, keep(None), 20 * day).unwrap(), 5);
+        assert_eq!(first_kept(read, 5, 20, keep(None), 20 * day).unwrap(), 5);
         // All aged out: none kept.
         assert_eq!(
-            oldest_kept(read, 5, 20, keep(Some(3)), 40 * day).unwrap(),
+            first_kept(read, 5, 20, keep(Some(3)), 40 * day).unwrap(),
             21
         );
         // None aged out.
         assert_eq!(
-            oldest_kept(read, 5, 20, keep(Some(30)), 20 * day).unwrap(),
+            first_kept(read, 5, 20, keep(Some(30)), 20 * day).unwrap(),
             5
         );
+        // The newest `max_count` only, whatever their age.
+        let newest_three = Retention {
+            max_count: 3,
+            max_age_secs: None,
+        };
+        assert_eq!(first_kept(read, 5, 20, newest_three, 20 * day).unwrap(), 18);
         // An empty feed.
         assert_eq!(
-            oldest_kept(read, 21, 20, keep(Some(3)), 20 * day).unwrap(),
+            first_kept(read, 21, 20, keep(Some(3)), 20 * day).unwrap(),
             21
         );
     }
