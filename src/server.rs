@@ -60,6 +60,9 @@ pub struct Server {
     config: Config,
     /// SHA-256 fingerprint of the served certificate, if TLS.
     pub fingerprint: Option<String>,
+    /// The database file did not exist before this start: an empty directory service, which
+    /// the admin must hear about in case `storage.dir` names the wrong directory.
+    pub new_database: bool,
     certs: Option<Arc<tls::CertResolver>>,
     admin: Option<tokio::task::JoinHandle<()>>,
 }
@@ -379,6 +382,7 @@ impl Server {
         restrict_dir(dir);
         // The database first: it is what says whether another scimd serves this directory,
         // and that one's self-signed certificate must not be remade under it.
+        let new_database = !config.storage.db_path().exists();
         let store = Store::open(
             &config.storage.db_path(),
             config.storage.cache_mb * 1024 * 1024,
@@ -441,6 +445,7 @@ impl Server {
             app,
             config,
             fingerprint,
+            new_database,
             certs,
             admin: admin.ok(),
         })

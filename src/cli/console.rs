@@ -172,10 +172,26 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
         }
         Err(e) => {
             eprintln!("{e}");
-            // No daemon answered and none has made a database: not running, which is 3 for
-            // monitoring, not a failure of the check.
-            if req["cmd"] == "status" && !cfg.storage.db_path().exists() {
-                return ExitCode::from(3);
+            if req["cmd"] == "status" {
+                // No daemon answered and none has made a database: not running, which is 3
+                // for monitoring, not a failure of the check. When the database cannot be
+                // read, or the file's errors may hide the real storage.dir, nothing says the
+                // daemon is down: LSB's 4, "status unknown", so that a monitor does not
+                // restart a running service.
+                let absent = matches!(std::fs::metadata(cfg.storage.db_path()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+                if absent && Config::load(config).is_ok() {
+                    return ExitCode::from(3);
+                }
+                eprintln!(
+                    "cannot tell whether scimd runs (exit 4, status unknown): {}",
+                    if absent {
+                        "the file's errors (above) may hide the storage.dir it runs with"
+                    } else {
+                        "no daemon answered on the admin socket, and the database could not be read (above)"
+                    }
+                );
+                return ExitCode::from(4);
             }
             ExitCode::FAILURE
         }

@@ -172,6 +172,17 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
         if let Some(fp) = &server.fingerprint {
             banner(format!("  TLS certificate SHA-256 fingerprint: {fp}"));
         }
+        let db = cfg.storage.db_path();
+        if server.new_database {
+            // An IdP syncing into an empty directory re-creates everyone: after a typo in
+            // storage.dir the admin must learn it now, not from duplicated accounts.
+            tracing::warn!(path = %db.display(), "started with a new, empty database (none was at this path); if this server held data before, storage.dir names the wrong directory: stop it before an IdP syncs into it");
+        }
+        banner(format!(
+            "  Database: {}{}",
+            db.display(),
+            if server.new_database { "  (new and empty: made by this start)" } else { "" }
+        ));
         let reloader = server.reloader();
         for w in reloader.cert_warnings() {
             tracing::warn!("tls: {w}");

@@ -366,6 +366,42 @@ async fn json_logs_are_json_from_the_first_line() {
     assert!(base_url, "{log}");
 }
 
+/// The start names the database it serves, and says when it made a new, empty one: after a
+/// typo in storage.dir an IdP would otherwise re-create every user in an empty directory.
+#[test]
+fn the_start_names_its_database_and_warns_when_it_is_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = okta_config(dir.path());
+    let db = dir.path().join("state/scimd.redb");
+    let run = || {
+        let mut p = Proc::start(&cfg);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !p.log().contains("  Database: ") {
+            assert!(Instant::now() < deadline, "{}", p.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        kill(p.child.id(), "-TERM");
+        assert!(p.child.wait().unwrap().success());
+        p.log()
+    };
+    let first = run();
+    assert!(
+        first.contains(&format!(
+            "  Database: {}  (new and empty: made by this start)",
+            db.display()
+        )) && first.contains("WARN")
+            && first.contains("storage.dir names the wrong directory"),
+        "{first}"
+    );
+    let again = run();
+    assert!(
+        again.contains(&format!("  Database: {}\n", db.display()))
+            && !again.contains("new and empty")
+            && !again.contains("wrong directory"),
+        "{again}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_tokens_keeps_connections_and_refuses_broken_configs() {
     let dir = tempfile::tempdir().unwrap();
@@ -894,6 +930,18 @@ async fn backup_during_writes_restore_and_verify() {
         );
     }
     assert!(!fresh.path().join("state").exists());
+    // A file whose errors may hide where the database is (a table header half-typed, so
+    // storage.dir reads as the default): status cannot tell, and says so with LSB's 4
+    // rather than "not running", on which a monitor would restart a running service.
+    let good = std::fs::read_to_string(&fresh_cfg).unwrap();
+    std::fs::write(&fresh_cfg, good.replace("[storage]", "[storage")).unwrap();
+    let out = scimd_cmd(&fresh_cfg, &["status"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(4) && err.contains("cannot tell whether scimd runs"),
+        "{err}"
+    );
+    std::fs::write(&fresh_cfg, good).unwrap();
     for (args, code) in [
         (vec!["restore", "--from", backup.to_str().unwrap()], 0),
         (vec!["verify"], 0),
