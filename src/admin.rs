@@ -2,7 +2,7 @@
 //! service's user (and root), so console commands work while the daemon holds the database.
 //! One JSON request per line, one JSON answer per line.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -231,12 +231,16 @@ pub fn listen(
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     }
+    // Tenants an import is writing into: a second import beside one would find the first
+    // one's lines half-written, and refuse them as names taken by other ids.
+    let importing = Importing::default();
     Ok(tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
             let app = app.clone();
+            let importing = importing.clone();
             tokio::spawn(async move {
                 let (r, mut w) = stream.into_split();
                 let mut lines = BufReader::new(r).lines();
@@ -266,6 +270,17 @@ pub fn listen(
                                 }
                                 body.push(l);
                             }
+                            let Some(_writing) = ImportGuard::take(&importing, &tenant) else {
+                                let e = format!(
+                                    "an import into tenant {tenant} is already running; wait \
+                                     until it ends (its console shows how far it is), then run \
+                                     this one again: lines already in the tenant are skipped"
+                                );
+                                out.push_str(&json!({"ok": false, "error": e}).to_string());
+                                out.push('\n');
+                                let _ = w.write_all(out.as_bytes()).await;
+                                break;
+                            };
                             // Progress lines go out while the import runs, so the console
                             // can draw its bar.
                             let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel();
@@ -282,10 +297,20 @@ pub fn listen(
                                     let _ = w.write_all(format!("{p}\n").as_bytes()).await;
                                 }
                             };
-                            let (res, ()) = tokio::join!(work, forward);
-                            // The journal says an import happened (it goes on if its console
-                            // goes away); the reason for a stop may name values, so it goes
-                            // to the console only.
+                            // The console sends nothing after the lines: its end closing means
+                            // it was killed or interrupted. The import stops at its next
+                            // write (what it wrote stays, and running it again finishes the
+                            // job), rather than go on unseen while the admin runs it again.
+                            let gone = async { while let Ok(Some(_)) = lines.next_line().await {} };
+                            let res = tokio::select! {
+                                (res, ()) = async { tokio::join!(work, forward) } => res,
+                                () = gone => {
+                                    tracing::warn!(tenant = %who, "import stopped: its console went away (killed or interrupted); running it again finishes the job");
+                                    break;
+                                }
+                            };
+                            // The journal says an import happened; the reason for a stop may
+                            // name values, so it goes to the console only.
                             let end = match res {
                                 Ok(n) => {
                                     tracing::info!(tenant = %who, written = n.written, skipped = n.skipped, "import finished");
@@ -326,6 +351,38 @@ pub fn listen(
             });
         }
     }))
+}
+
+/// The tenants an import is writing into.
+type Importing = Arc<std::sync::Mutex<HashSet<String>>>;
+
+/// A tenant's mark as being imported into, taken off when the import ends however it ends.
+struct ImportGuard {
+    set: Importing,
+    tenant: String,
+}
+
+impl ImportGuard {
+    /// `None` when an import into `tenant` is already running.
+    fn take(set: &Importing, tenant: &str) -> Option<ImportGuard> {
+        let fresh = set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant.to_string());
+        fresh.then(|| ImportGuard {
+            set: set.clone(),
+            tenant: tenant.to_string(),
+        })
+    }
+}
+
+impl Drop for ImportGuard {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.tenant);
+    }
 }
 
 /// Marks the end of an import stream.

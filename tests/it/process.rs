@@ -959,6 +959,75 @@ async fn backup_during_writes_restore_and_verify() {
     assert!(fresh.path().join("state/scimd.redb").exists());
 }
 
+/// An import whose console is killed stops (it does not go on unseen while the admin runs it
+/// again), and a second import into the same tenant while one runs is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_stops_when_its_console_goes_away_and_runs_one_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = okta_config(dir.path());
+    let p = Proc::start(&cfg);
+    const N: u64 = 30_000;
+    let file = dir.path().join("many.jsonl");
+    let lines: String = (0..N)
+        .map(|i| {
+            serde_json::json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "id": uuid::Uuid::now_v7().to_string(), "userName": format!("u{i}@x")})
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    std::fs::write(&file, lines).unwrap();
+    let import = || {
+        Command::new(env!("CARGO_BIN_EXE_scimd"))
+            .args(["import", "--tenant", "acme", "--from"])
+            .arg(&file)
+            .arg("--config")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let count = || async {
+        p.get_json("/scim/v2/Users?count=0", "tok").await["totalResults"]
+            .as_u64()
+            .unwrap()
+    };
+    let mut first = import();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count().await == 0 {
+        assert!(Instant::now() < deadline, "{}", p.log());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let second = import().wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        !second.status.success() && err.contains("an import into tenant acme is already running"),
+        "{err}"
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !p.log().contains("import stopped: its console went away") {
+        assert!(Instant::now() < deadline, "{}", p.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Creates already handed to the writer finish; then nothing more is written.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopped = count().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(count().await, stopped);
+    assert!(stopped < N, "{stopped}");
+    // Run again, it finishes the job.
+    let again = import().wait_with_output().unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(count().await, N);
+}
+
 #[test]
 fn verify_reports_a_broken_index() {
     let dir = tempfile::tempdir().unwrap();
