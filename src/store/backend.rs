@@ -98,6 +98,11 @@ impl Backend {
         // Best effort, as a user who may open the file need not own it.
         #[cfg(unix)]
         let _ = owner_only(&file, path);
+        // A file just made has a name only once its directory is on disk: without this, a
+        // power cut could take the new database, and every write acknowledged into it.
+        if file.metadata()?.len() == 0 {
+            sync_parent(path)?;
+        }
         Backend::from_file(file, faults)
     }
 
@@ -106,6 +111,20 @@ impl Backend {
     pub fn from_file(file: File, faults: Faults) -> io::Result<Backend> {
         let inner = FileBackend::new(file).map_err(|e| io::Error::other(e.to_string()))?;
         Ok(Backend { inner, faults })
+    }
+}
+
+/// Flush `path`'s directory, so that a name just made, renamed or removed there survives a
+/// power loss (a file's own fsync does not write its directory entry).
+pub(crate) fn sync_parent(path: &Path) -> io::Result<()> {
+    File::open(parent_dir(path))?.sync_all()
+}
+
+/// The directory `path` is in (`.` for a bare file name).
+pub(crate) fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     }
 }
 

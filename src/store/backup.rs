@@ -256,7 +256,7 @@ impl AtomicFile {
                 to.display()
             ));
         }
-        let dir = parent_dir(to);
+        let dir = super::backend::parent_dir(to);
         if !dir.is_dir() {
             return Err(format!(
                 "{} does not exist or is not a directory",
@@ -291,8 +291,7 @@ impl AtomicFile {
             .map_err(|e| format!("cannot write {}: {e}", self.tmp.display()))?;
         std::fs::rename(&self.tmp, &self.to).map_err(|e| format!("cannot rename to {to}: {e}"))?;
         self.done = true;
-        std::fs::File::open(parent_dir(&self.to))
-            .and_then(|d| d.sync_all())
+        super::backend::sync_parent(&self.to)
             .map_err(|e| format!("{to} was written, but its directory cannot be synced: {e}"))
     }
 }
@@ -302,14 +301,6 @@ impl Drop for AtomicFile {
         if !self.done {
             let _ = std::fs::remove_file(&self.tmp);
         }
-    }
-}
-
-/// The directory `path` is in (`.` for a bare file name).
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
     }
 }
 
@@ -533,7 +524,7 @@ fn put_in_place(tmp: &Path, copy: &std::fs::File, db: &Path) -> Result<Option<Pa
         let owner = std::fs::symlink_metadata(db)
             .ok()
             .filter(|m| m.is_file())
-            .or_else(|| std::fs::metadata(parent_dir(db)).ok());
+            .or_else(|| std::fs::metadata(super::backend::parent_dir(db)).ok());
         if let Some(m) = owner {
             let _ = std::os::unix::fs::fchown(copy, Some(m.uid()), Some(m.gid()));
         }
@@ -554,6 +545,14 @@ fn put_in_place(tmp: &Path, copy: &std::fs::File, db: &Path) -> Result<Option<Pa
         None
     };
     std::fs::rename(tmp, db).map_err(|e| e.to_string())?;
+    // The next start removes a `scimd.restoring` it finds: a power cut that kept the copy
+    // but lost the renames would take the restore, and every write acknowledged since.
+    super::backend::sync_parent(db).map_err(|e| {
+        format!(
+            "{} was restored, but its directory cannot be synced: {e}",
+            db.display()
+        )
+    })?;
     Ok(kept)
 }
 
