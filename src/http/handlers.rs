@@ -27,12 +27,18 @@ pub async fn endpoint(
     let body = body.unwrap_or(Value::Null);
     match (ep, method) {
         (Endpoint::Collection(k), &Method::GET) => {
-            list(app, ctx, &[*k], params_from_query(ctx)).await
+            Box::pin(list(app, ctx, &[*k], params_from_query(ctx))).await
         }
         (Endpoint::Root, &Method::GET) => {
-            list(app, ctx, &[Kind::User, Kind::Group], params_from_query(ctx)).await
+            Box::pin(list(
+                app,
+                ctx,
+                &[Kind::User, Kind::Group],
+                params_from_query(ctx),
+            ))
+            .await
         }
-        (Endpoint::Collection(k), &Method::POST) => create(app, ctx, *k, &body).await,
+        (Endpoint::Collection(k), &Method::POST) => Box::pin(create(app, ctx, *k, &body)).await,
         (Endpoint::Collection(_), m) => Err(method_not_allowed(m, "GET, HEAD, POST")),
         (Endpoint::Search(k), &Method::POST) => {
             let kinds: &[Kind] = match k {
@@ -40,12 +46,16 @@ pub async fn endpoint(
                 Some(Kind::Group) => &[Kind::Group],
                 None => &[Kind::User, Kind::Group],
             };
-            list(app, ctx, kinds, params_from_search(&body)).await
+            Box::pin(list(app, ctx, kinds, params_from_search(&body))).await
         }
         (Endpoint::Search(_), m) => Err(method_not_allowed(m, "POST")),
         (Endpoint::Resource(k, id), &Method::GET) => get(app, ctx, *k, id).await,
-        (Endpoint::Resource(k, id), &Method::PUT) => replace(app, ctx, *k, id, &body).await,
-        (Endpoint::Resource(k, id), &Method::PATCH) => patch(app, ctx, *k, id, &body).await,
+        (Endpoint::Resource(k, id), &Method::PUT) => {
+            Box::pin(replace(app, ctx, *k, id, &body)).await
+        }
+        (Endpoint::Resource(k, id), &Method::PATCH) => {
+            Box::pin(patch(app, ctx, *k, id, &body)).await
+        }
         (Endpoint::Resource(k, id), &Method::DELETE) => {
             app.store
                 .delete(ctx.actor(), ctx.rt(*k), id.clone(), ctx.conditions())
