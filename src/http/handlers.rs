@@ -25,6 +25,8 @@ pub async fn endpoint(
     body: Option<Value>,
 ) -> ScimResult<Resp> {
     let body = body.unwrap_or(Value::Null);
+    // The larger handlers' futures are boxed: inline, the largest one sets the size of every
+    // request's future, copied whole at each await up the chain, GET by id's included.
     match (ep, method) {
         (Endpoint::Collection(k), &Method::GET) => {
             Box::pin(list(app, ctx, &[*k], params_from_query(ctx))).await

@@ -385,6 +385,7 @@ impl App {
         // From here on a refusal is logged and counted under the tenant and token it came with.
         let served = async {
             let query = query::Query::parse(req.uri().query())?;
+            // Boxed, as `handlers::endpoint` boxes its larger handlers: see there.
             Box::pin(self.serve(req, &route, rt, base, query, &method, &principal)).await
         }
         .await;
