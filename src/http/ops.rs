@@ -66,12 +66,23 @@ impl App {
 
     /// `GET /healthz`: no token; 200 when the database answers a read, else 503.
     pub(super) async fn health(&self) -> Resp {
-        let ok = self.store.check().await.is_ok();
+        let readable = self.store.check().await.is_ok();
+        // Readable but refusing writes: an IdP's changes fail, so a monitor must hear of it.
+        let full = self.store.refusing_writes_for_room();
+        let ok = readable && full.is_none();
+        let database = match (readable, full) {
+            (false, _) => "cannot be read".to_string(),
+            (true, Some(free)) => format!(
+                "disk full ({:.1} MiB free): writes refused until space is freed; reads served",
+                free as f64 / 1048576.0
+            ),
+            (true, None) => "ok".to_string(),
+        };
         let body = serde_json::json!({
             "status": if ok { "ok" } else { "unavailable" },
             "version": env!("CARGO_PKG_VERSION"),
             "commit": env!("SCIMD_COMMIT"),
-            "database": if ok { "ok" } else { "cannot be read" },
+            "database": database,
         });
         let mut r = response::json(if ok { 200 } else { 503 }, &body);
         r.headers_mut().insert(

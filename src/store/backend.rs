@@ -21,6 +21,9 @@ pub enum Fault {
     SyncFails,
     /// Writes and growing the file fail with ENOSPC.
     DiskFull,
+    /// Growing the file fails with ENOSPC; its pages can still be rewritten (as on a full
+    /// disk, where redb's repair at reopen fits in the file it has).
+    NoRoomToGrow,
     /// Not the disk: the store's read and write entry points panic, as a bug in a request's
     /// code would (proves a panic costs one request a 500 and nothing else).
     Panics,
@@ -38,6 +41,7 @@ impl Faults {
             Some(Fault::SyncFails) => 2,
             Some(Fault::DiskFull) => 3,
             Some(Fault::Panics) => 4,
+            Some(Fault::NoRoomToGrow) => 5,
         };
         self.0.store(code, Ordering::SeqCst);
     }
@@ -48,8 +52,18 @@ impl Faults {
             2 => Some(Fault::SyncFails),
             3 => Some(Fault::DiskFull),
             4 => Some(Fault::Panics),
+            5 => Some(Fault::NoRoomToGrow),
             _ => None,
         }
+    }
+
+    /// Bytes free to this process on the disk holding `path` (none while the switch plays
+    /// a full disk); `None` when the system cannot tell.
+    pub(crate) fn free_bytes(&self, path: &Path) -> Option<u64> {
+        if matches!(self.get(), Some(Fault::DiskFull | Fault::NoRoomToGrow)) {
+            return Some(0);
+        }
+        free_bytes(parent_dir(path))
     }
 
     /// Panic here when the switch says so.
@@ -120,6 +134,17 @@ pub(crate) fn sync_parent(path: &Path) -> io::Result<()> {
     File::open(parent_dir(path))?.sync_all()
 }
 
+/// Bytes an unprivileged writer may still use on the file system holding `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let st = rustix::fs::statvfs(dir).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// Whether `e` is the disk being full.
+pub(crate) fn no_space(e: &redb::Error) -> bool {
+    matches!(e, redb::Error::Io(io) if io.raw_os_error() == Some(libc::ENOSPC))
+}
+
 /// The directory `path` is in (`.` for a bare file name).
 pub(crate) fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
@@ -160,7 +185,11 @@ impl StorageBackend for Backend {
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
-        if self.faults.get() == Some(Fault::DiskFull) && len > self.inner.len()? {
+        if matches!(
+            self.faults.get(),
+            Some(Fault::DiskFull | Fault::NoRoomToGrow)
+        ) && len > self.inner.len()?
+        {
             return Err(enospc());
         }
         self.inner.set_len(len)

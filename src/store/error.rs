@@ -70,6 +70,14 @@ pub enum Error {
     /// nothing of the request was committed, so it may be retried.
     #[error("the database is unavailable; the request was not applied, retry later")]
     Unavailable,
+    /// A write failed for want of disk space, and not enough has been freed since: writes
+    /// are refused before they reach the database, which stays open for reads.
+    #[error(
+        "the disk holding the database is full ({:.1} MiB free): nothing of the request was \
+         written; writes resume once space is freed on it",
+        *.free as f64 / 1048576.0
+    )]
+    DiskFull { free: u64 },
     /// Something that should not happen did (a panic); logged under `error_id`, and only
     /// that id is answered, in the protocol core's words (one text for every 500).
     #[error("{}", ScimError::internal(.error_id).detail)]
@@ -96,7 +104,7 @@ impl From<Error> for ScimError {
             }
             Error::IdChanged { .. } => (400, Some(ScimType::Mutability)),
             Error::SeatsTaken { .. } => (403, None),
-            Error::Unavailable => (503, None),
+            Error::Unavailable | Error::DiskFull { .. } => (503, None),
         };
         ScimError::new(status, scim_type, e.to_string())
     }
@@ -211,6 +219,14 @@ mod tests {
                 503,
                 None,
                 "the database is unavailable; the request was not applied, retry later".into(),
+            ),
+            (
+                Error::DiskFull { free: 3 << 20 },
+                503,
+                None,
+                "the disk holding the database is full (3.0 MiB free): nothing of the request \
+                 was written; writes resume once space is freed on it"
+                    .into(),
             ),
             (
                 Error::Internal {

@@ -123,7 +123,14 @@ struct Shared {
     record_allocator: std::sync::atomic::AtomicBool,
     /// Each tenant's share of the read threads (see `TENANT_READS`).
     shares: Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    /// The bytes free when a write last failed for want of disk space, until a commit
+    /// succeeds. Writes are refused while no more is free: each one let through would fail
+    /// again, and close the database to reads until it is reopened.
+    no_room: Mutex<Option<u64>>,
 }
+
+/// How much more than at the failed write must be free before writes are tried again.
+const ROOM: u64 = 4 << 20;
 
 /// Threads the daemon gives reads that may take long (scans, pages, member streams).
 pub const READ_THREADS: usize = 8;
@@ -204,6 +211,38 @@ impl Shared {
             slot.shared.take()
         };
         drop(old); // outside the lock: ending a read transaction takes redb's own lock
+    }
+
+    /// Note a storage failure: one for want of disk space closes the gate of `refused_for_room`.
+    fn failed(&self, e: &redb::Error) {
+        if backend::no_space(e) {
+            let free = self.faults.free_bytes(&self.path).unwrap_or(0);
+            *self.no_room.lock().unwrap_or_else(|p| p.into_inner()) = Some(free);
+            tracing::error!(path = %self.path.display(), free_bytes = free, "the disk holding the database is full: writes are refused until space is freed on it; reads go on");
+        }
+    }
+
+    /// A commit went through: there was room after all.
+    fn room_again(&self) {
+        let mut slot = self.no_room.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.take().is_some() {
+            tracing::warn!(path = %self.path.display(), "writes go through again: space was freed on the database's disk");
+        }
+    }
+
+    fn out_of_room(&self) -> bool {
+        self.no_room
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// `DiskFull` while a write failed for want of space and no more is free since (when the
+    /// free space cannot be read, the write is let through to find out).
+    fn refused_for_room(&self) -> Option<Error> {
+        let at = (*self.no_room.lock().unwrap_or_else(|p| p.into_inner()))?;
+        let free = self.faults.free_bytes(&self.path)?;
+        (free < at.saturating_add(ROOM)).then_some(Error::DiskFull { free })
     }
 
     /// After an I/O error redb refuses all further work (`PreviousIo`) until the file is
@@ -306,6 +345,7 @@ impl Store {
             faults: Faults::default(),
             record_allocator: Default::default(),
             shares: Mutex::default(),
+            no_room: Mutex::default(),
         };
         // Owner-only, and owned by the state directory's owner when new: `Backend::open`.
         let db = shared.open_db().map_err(open_err)?;
@@ -403,6 +443,9 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut write::W<'_>) -> R<T> + Send + 'static,
     {
+        if let Some(e) = self.shared.refused_for_room() {
+            return Err(e);
+        }
         let (tx, rx) = oneshot::channel();
         let faults = self.shared.faults.clone();
         let job: Job = Box::new(move |w| {
@@ -415,7 +458,8 @@ impl Store {
         });
         self.jobs.send(job).await.map_err(|_| Error::Unavailable)?;
         // A dropped responder means the batch was abandoned: nothing of it was committed.
-        rx.await.unwrap_or(Err(Error::Unavailable))
+        rx.await
+            .unwrap_or_else(|_| Err(self.shared.refused_for_room().unwrap_or(Error::Unavailable)))
     }
 
     /// Commit with the allocator state recorded, so that the next start, even after a
@@ -505,6 +549,14 @@ impl Store {
         std::fs::metadata(&self.shared.path)
             .map(|m| m.len())
             .unwrap_or(0)
+    }
+
+    /// Bytes free on the database's disk while writes are refused for want of space.
+    pub fn refusing_writes_for_room(&self) -> Option<u64> {
+        match self.shared.refused_for_room()? {
+            Error::DiskFull { free } => Some(free),
+            _ => None,
+        }
     }
 
     /// A cheap read of the layout version: proves the database answers. On the calling

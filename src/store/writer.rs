@@ -98,11 +98,21 @@ fn writer(shared: &Shared, rx: &mut mpsc::Receiver<Job>, metrics: &crate::metric
                 }
             }
         };
+        // Open again, for reads. While the disk still has no room, nothing is committed, not
+        // even an empty batch: a commit that found none would close the database to reads
+        // again. The batch's callers (writes queued before the gate closed, reads' nudges)
+        // are told the disk is full.
+        if shared.refused_for_room().is_some() {
+            batch.clear();
+            continue;
+        }
         metrics.batch_size.observe(batch.len() as f64);
         let storage_ok = run_batch(shared, &db, &mut batch, metrics, idle.is_none());
         drop(db);
         if storage_ok {
-            checkpoint_due = true;
+            // Not on a full disk: the record could need room the database has not got, and
+            // failing would close it to reads again.
+            checkpoint_due = !shared.out_of_room();
         } else {
             shared.retire();
         }
@@ -155,6 +165,7 @@ fn run_batch(
         match catch_unwind(AssertUnwindSafe(|| job(&mut w))) {
             Ok(Ok(r)) => responders.push(r),
             Ok(Err(e)) => {
+                shared.failed(&e);
                 storage_failed(&e);
                 storage_ok = false;
                 failed = true;
@@ -193,12 +204,15 @@ fn run_batch(
     match committed {
         Ok(()) => {
             shared.committed();
+            shared.room_again();
             responders.into_iter().for_each(|r| r(Ok(())));
             true
         }
         Err(e) => {
             failure();
-            storage_failed(&e.into());
+            let e = e.into();
+            shared.failed(&e);
+            storage_failed(&e);
             responders
                 .into_iter()
                 .for_each(|r| r(Err(Error::Unavailable)));

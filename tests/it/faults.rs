@@ -190,3 +190,87 @@ async fn a_panic_costs_its_request_a_500_and_nothing_else() {
     assert_eq!(r.status, 201, "{}", r.body);
     s.stop().await;
 }
+
+/// A disk that fills up under writes: the write that finds no room is refused and kept out,
+/// and later writes are refused before they reach the database, which stays open, so reads
+/// go on answering (before, each refused write closed it to reads until it was reopened).
+/// Once space is freed, writes go through again without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_writes_and_keeps_serving_reads() {
+    let s = Srv::start().await;
+    let kept = s.user("kept@x.example").await;
+    s.faults.set(Some(Fault::NoRoomToGrow));
+    let filler = "x".repeat(16 * 1024);
+    let mut acknowledged = Vec::new();
+    let mut refused = None;
+    for i in 0..4000 {
+        let mut u = new_user(&format!("fill{i}@x.example"));
+        u["title"] = filler.clone().into();
+        let r = within("create", s.post("/Users", u)).await;
+        match r.status {
+            201 => acknowledged.push(r.body["id"].as_str().unwrap().to_string()),
+            _ => {
+                refused = Some(r);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("the file never needed to grow");
+    assert_error(&refused, 503, None);
+    // The next writes are refused for the full disk, saying so, and the database is open:
+    // reads answer between them.
+    let mut read_ok = false;
+    for i in 0..20 {
+        let r = within(
+            "create",
+            s.post("/Users", new_user(&format!("more{i}@x.example"))),
+        )
+        .await;
+        assert_error(&r, 503, None);
+        let r = within("get", s.get(&format!("/Users/{kept}"))).await;
+        if r.status == 200 {
+            read_ok = true;
+            let w = s.post("/Users", new_user("late@x.example")).await;
+            assert_error(&w, 503, None);
+            assert!(
+                w.body["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("the disk holding the database is full"),
+                "{}",
+                w.body
+            );
+            assert_eq!(s.get(&format!("/Users/{kept}")).await.status, 200);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(read_ok, "reads never came back while the disk was full");
+    let h = health(&s).await;
+    assert_eq!(h.status, 503, "{}", h.body);
+    assert!(
+        h.body["database"]
+            .as_str()
+            .unwrap()
+            .starts_with("disk full"),
+        "{}",
+        h.body
+    );
+    // Space freed: writes go through again, and every acknowledged write is there.
+    s.faults.set(None);
+    let r = s.post("/Users", new_user("after@x.example")).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(health(&s).await.status, 200);
+    for id in &acknowledged {
+        assert_eq!(
+            s.get(&format!("/Users/{id}")).await.status,
+            200,
+            "{id} lost"
+        );
+    }
+    assert_eq!(
+        total(&s.get("/Users?count=0").await),
+        acknowledged.len() as u64 + 2
+    );
+    s.stop().await;
+}
