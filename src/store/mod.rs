@@ -230,6 +230,12 @@ impl Shared {
         }
     }
 
+    /// What the callers of a failed or abandoned batch are told: that the disk is full, when
+    /// that was why.
+    fn told_after_failure(&self) -> Error {
+        self.refused_for_room().unwrap_or(Error::Unavailable)
+    }
+
     fn out_of_room(&self) -> bool {
         self.no_room
             .lock()
@@ -459,7 +465,7 @@ impl Store {
         self.jobs.send(job).await.map_err(|_| Error::Unavailable)?;
         // A dropped responder means the batch was abandoned: nothing of it was committed.
         rx.await
-            .unwrap_or_else(|_| Err(self.shared.refused_for_room().unwrap_or(Error::Unavailable)))
+            .unwrap_or_else(|_| Err(self.shared.told_after_failure()))
     }
 
     /// Commit with the allocator state recorded, so that the next start, even after a

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use redb::Database;
 use tokio::sync::mpsc;
 
-use super::{Error, Job, Responder, Shared, storage_failed, write};
+use super::{Job, Responder, Shared, storage_failed, write};
 
 /// Most jobs committed together; bounds the latency one commit adds to its first request.
 const MAX_BATCH: usize = 256;
@@ -133,11 +133,17 @@ fn run_batch(
             .commit_failures
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     };
+    // Logged, and noted when it is the disk being full (opening the tables or a job's
+    // insert can need the file to grow, as much as the commit).
+    let failed_for = |e: &redb::Error| {
+        shared.failed(e);
+        storage_failed(e);
+    };
     let mut txn = match db.begin_write() {
         Ok(t) => t,
         Err(e) => {
             failure();
-            storage_failed(&e.into());
+            failed_for(&e.into());
             batch.clear(); // dropping the jobs drops their senders: each caller gets 503
             return false;
         }
@@ -150,7 +156,7 @@ fn run_batch(
         Ok(w) => w,
         Err(e) => {
             failure();
-            storage_failed(&e);
+            failed_for(&e);
             batch.clear();
             return false;
         }
@@ -165,8 +171,7 @@ fn run_batch(
         match catch_unwind(AssertUnwindSafe(|| job(&mut w))) {
             Ok(Ok(r)) => responders.push(r),
             Ok(Err(e)) => {
-                shared.failed(&e);
-                storage_failed(&e);
+                failed_for(&e);
                 storage_ok = false;
                 failed = true;
             }
@@ -185,7 +190,7 @@ fn run_batch(
             storage_ok = false;
         }
         for r in responders {
-            r(Err(Error::Unavailable));
+            r(Err(shared.told_after_failure()));
         }
         return storage_ok;
     }
@@ -210,12 +215,10 @@ fn run_batch(
         }
         Err(e) => {
             failure();
-            let e = e.into();
-            shared.failed(&e);
-            storage_failed(&e);
+            failed_for(&e.into());
             responders
                 .into_iter()
-                .for_each(|r| r(Err(Error::Unavailable)));
+                .for_each(|r| r(Err(shared.told_after_failure())));
             false
         }
     }

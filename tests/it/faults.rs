@@ -217,6 +217,15 @@ async fn a_full_disk_refuses_writes_and_keeps_serving_reads() {
     }
     let refused = refused.expect("the file never needed to grow");
     assert_error(&refused, 503, None);
+    // The write that found no room is told why, as are those after it.
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the disk holding the database is full"),
+        "{}",
+        refused.body
+    );
     // The next writes are refused for the full disk, saying so, and the database is open:
     // reads answer between them.
     let mut read_ok = false;
