@@ -114,8 +114,11 @@ impl Backend {
         let _ = owner_only(&file, path);
         // A file just made has a name only once its directory is on disk: without this, a
         // power cut could take the new database, and every write acknowledged into it.
-        if file.metadata()?.len() == 0 {
-            sync_parent(path)?;
+        // Said, not fatal: some file systems refuse to sync a directory.
+        if file.metadata()?.len() == 0
+            && let Err(e) = sync_parent(path)
+        {
+            tracing::warn!(path = %path.display(), error = %e, "the new database's directory could not be synced: a power cut soon could take the file");
         }
         Backend::from_file(file, faults)
     }
