@@ -51,9 +51,14 @@ pub fn route(path: &str) -> Option<Route> {
             endpoint,
         });
     }
+    // The base path in any case (an admin may type `/SCIM/v2` into the IdP); `meta.location`
+    // and the other URLs scimd writes keep the documented spelling.
+    let is = |s: &str, name: &str| s.eq_ignore_ascii_case(name);
     let (tenant, rest) = match segs.as_slice() {
-        ["scim", "v2", rest @ ..] => (None, rest),
-        ["tenants", t, "scim", "v2", rest @ ..] => (Some(decode(t)), rest),
+        [s, v, rest @ ..] if is(s, "scim") && is(v, "v2") => (None, rest),
+        [ts, t, s, v, rest @ ..] if is(ts, "tenants") && is(s, "scim") && is(v, "v2") => {
+            (Some(decode(t)), rest)
+        }
         _ => return None,
     };
     let prefix = match &tenant {
@@ -69,7 +74,6 @@ pub fn route(path: &str) -> Option<Route> {
             None
         }
     };
-    let is = |s: &str, name: &str| s.eq_ignore_ascii_case(name);
     let endpoint = match rest {
         [] => Endpoint::Root,
         [".search"] => Endpoint::Search(None),
@@ -139,5 +143,17 @@ mod tests {
             Endpoint::Resource(Kind::User, "a/b".into())
         );
         assert!(route("/other").is_none());
+        // The base path in any case, written back in the documented one.
+        let r = route("/SCIM/V2/Users").unwrap();
+        assert_eq!(
+            (r.prefix.as_str(), r.endpoint),
+            ("/scim/v2", Endpoint::Collection(Kind::User))
+        );
+        let r = route("/Tenants/acme/Scim/v2/Groups").unwrap();
+        assert_eq!(
+            (r.tenant.as_deref(), r.prefix.as_str()),
+            (Some("acme"), "/tenants/acme/scim/v2")
+        );
+        assert!(route("/scim/v3/Users").is_none());
     }
 }

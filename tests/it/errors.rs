@@ -282,6 +282,26 @@ async fn wrong_method_unknown_endpoint_and_me() {
         404,
         None,
     );
+    // The base path typed in another case into the IdP still finds the users; the URLs
+    // written back keep the documented spelling.
+    let id = s.user("cased@x.example").await;
+    let r = s
+        .call(
+            Method::GET,
+            &format!("{}/SCIM/V2/Users/{id}", s.url),
+            Some(ACME),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body["meta"]["location"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/scim/v2/Users/{id}")),
+        "{}",
+        r.body
+    );
     // The application's endpoints take GET only, whatever body comes with another method.
     for path in ["events", "plan", "plan/members"] {
         let r = s
