@@ -441,3 +441,46 @@ async fn entra_reference_collection() {
     assert_eq!(total(&r), 2);
     assert_eq!(r.body["itemsPerPage"], 2);
 }
+
+/// App roles (`AppRoleAssignmentsComplex`) all have the type WindowsAzureActiveDirectoryRole:
+/// a role added beside one is a second role, several may come in one add, and a role's
+/// removal leaves the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entra_app_roles_of_one_type_add_up() {
+    let s = Srv::start().await;
+    let role = |v: &str| json!({"primary": false, "type": "WindowsAzureActiveDirectoryRole", "display": v, "value": v});
+    let r = entra(
+        &s,
+        Method::POST,
+        "/Users",
+        Some(
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "roles@x.example", "roles": [role("Admin")]}),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let r = entra_patch(
+        &s,
+        &format!("/Users/{id}"),
+        json!([{"op": "Add", "path": "roles", "value": [role("Reader"), role("Writer")]}]),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let got = entra(&s, Method::GET, &format!("/Users/{id}"), None).await;
+    assert_eq!(
+        got.body["roles"],
+        json!([role("Admin"), role("Reader"), role("Writer")])
+    );
+    let r = entra_patch(
+        &s,
+        &format!("/Users/{id}"),
+        json!([{"op": "Remove", "path": "roles[value eq \"Reader\"]"}]),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let got = entra(&s, Method::GET, &format!("/Users/{id}"), None).await;
+    assert_eq!(got.body["roles"], json!([role("Admin"), role("Writer")]));
+    s.stop().await;
+}

@@ -5,7 +5,9 @@ use serde_json::{Map, Value};
 
 use super::checks::{check_required, drop_dangling_references, is_reference};
 use super::members::normalize_members;
-use super::multi_valued::{add_values, check_count, demote_primary, fix_primary, one_per_type};
+use super::multi_valued::{
+    add_values, check_count, demote_primary, fix_primary, one_per_type, type_is_a_slot,
+};
 use super::values::{normalize_attr, normalize_simple};
 use super::{Body, container_mut, drop_empty_extension};
 use crate::scim::error::{ScimError, ScimResult};
@@ -281,9 +283,10 @@ pub fn apply_key(
         None => {
             note_unknown_subs(attr.def, key, value, &mut input.ignored);
             let v = normalize_attr(attr.def, value)?;
-            // An added entry updates the one of its type already there, so what one `add`
-            // holds must name each type once; a POST, PUT or `replace` stores repeats as
-            // sent (Microsoft's reference tests send two work emails).
+            // An added entry updates the one of its type already there where the type names
+            // a slot (a work email), so what one `add` holds must name each such type once;
+            // a POST, PUT or `replace` stores repeats as sent (Microsoft's reference tests
+            // send two work emails).
             if let (Some(Value::Array(items)), SetMode::Add) = (&v, mode) {
                 one_per_type(attr.def, items)?;
             }
@@ -329,7 +332,7 @@ pub fn apply_key(
                         {
                             demote_primary(list.iter_mut());
                         }
-                        add_values(list, new);
+                        add_values(list, new, type_is_a_slot(attr.def));
                         check_count(attr.def, list.len())?;
                         fix_primary(list);
                     }

@@ -14,10 +14,24 @@ fn entry_type(entry: &Value) -> Option<String> {
     entry.get("type")?.as_str().map(str::to_lowercase)
 }
 
-/// A type appears at most once among the values one PATCH `add` holds: each updates the
-/// entry of its type already there (Entra's rule, idp-notes §3.3), so two would overwrite
-/// each other.
+/// Whether an entry's `type` names a slot the person has one of (a work email, a home
+/// address: Entra's rule that a type appears once, idp-notes §3.3), so that an added entry
+/// of a type already there updates it. For roles, entitlements and certificates the type is
+/// a category many values share (Entra sends every app role as
+/// `WindowsAzureActiveDirectoryRole`): an added one is appended (RFC 7644 §3.5.2.1).
+pub(super) fn type_is_a_slot(def: &AttrDef) -> bool {
+    ["emails", "phoneNumbers", "ims", "photos", "addresses"]
+        .iter()
+        .any(|n| def.name.eq_ignore_ascii_case(n))
+}
+
+/// A type appears at most once among the values one PATCH `add` holds where it names a
+/// slot: each updates the entry of its type already there, so two would overwrite each
+/// other.
 pub(super) fn one_per_type(def: &AttrDef, items: &[Value]) -> ScimResult<()> {
+    if !type_is_a_slot(def) {
+        return Ok(());
+    }
     match repeated_types(items).first() {
         Some(t) => Err(ScimError::invalid_value(format!(
             "\"{}\" would add two entries of type \"{t}\"; an added entry updates the one of its type, so each type may appear once",
@@ -107,15 +121,16 @@ fn sameness_key(v: &Value) -> String {
     }
 }
 
-/// A PATCH `add` of `new` (distinct, one per type) to `list`. An entry of a type already
-/// there updates that entry: adding a second work email would make `emails[type eq "work"]`
-/// ambiguous. Others are appended unless equal but for `primary` to one there. Both are
-/// found by key, so a thousand values added to a thousand cost no million comparisons.
-pub(super) fn add_values(list: &mut Vec<Value>, new: Vec<Value>) {
+/// A PATCH `add` of `new` to `list`. Where the type names a slot (`type_is_a_slot`; `new`
+/// then holds one entry per type), an entry of a type already there updates that entry:
+/// adding a second work email would make `emails[type eq "work"]` ambiguous. Others are
+/// appended unless equal but for `primary` to one there. Both are found by key, so a
+/// thousand values added to a thousand cost no million comparisons.
+pub(super) fn add_values(list: &mut Vec<Value>, new: Vec<Value>, by_slot: bool) {
     let mut by_type: HashMap<String, usize> = HashMap::new();
     let mut by_key: HashMap<String, usize> = HashMap::new();
     for (i, e) in list.iter().enumerate() {
-        if let Some(t) = entry_type(e) {
+        if let Some(t) = entry_type(e).filter(|_| by_slot) {
             by_type.entry(t).or_insert(i);
         }
         by_key.entry(sameness_key(e)).or_insert(i);
@@ -124,12 +139,12 @@ pub(super) fn add_values(list: &mut Vec<Value>, new: Vec<Value>) {
         // A value already there (the second of two work emails, sent again) is that value,
         // not an update of the first entry of its type.
         let same_type = entry_type(&item)
-            .filter(|_| !by_key.contains_key(&sameness_key(&item)))
+            .filter(|_| by_slot && !by_key.contains_key(&sameness_key(&item)))
             .and_then(|t| by_type.get(&t).copied());
         match (same_type.and_then(|i| list.get_mut(i)), item) {
             (Some(Value::Object(old)), Value::Object(m)) => old.extend(m),
             (_, item) => {
-                let t = entry_type(&item);
+                let t = entry_type(&item).filter(|_| by_slot);
                 if push_once(list, &mut by_key, item)
                     && let Some(t) = t
                 {
@@ -265,6 +280,45 @@ mod tests {
         assert_eq!(
             input.body["emails"],
             json!([{"value": "new@x", "type": "WORK", "primary": true}, {"value": "h@x", "type": "home"}])
+        );
+    }
+
+    #[test]
+    fn roles_and_entitlements_of_one_type_are_appended_not_merged() {
+        // Entra gives every app role the type WindowsAzureActiveDirectoryRole: a role added
+        // beside one is a second role (RFC 7644 §3.5.2.1), and one add may carry several.
+        let role = |v: &str| json!({"value": v, "type": "WindowsAzureActiveDirectoryRole"});
+        let mut input = normalize(
+            Kind::User,
+            &json!({"userName": "a", "roles": [role("Admin")]}),
+        )
+        .unwrap();
+        let add = json!([role("Reader"), role("Writer")]);
+        apply_key(Kind::User, "roles", &add, &mut input, SetMode::Add).unwrap();
+        assert_eq!(
+            input.body["roles"],
+            json!([role("Admin"), role("Reader"), role("Writer")])
+        );
+        // A role already there is not added twice.
+        apply_key(
+            Kind::User,
+            "roles",
+            &json!([role("Admin")]),
+            &mut input,
+            SetMode::Add,
+        )
+        .unwrap();
+        assert_eq!(input.body["roles"].as_array().unwrap().len(), 3);
+        let mut input = normalize(
+            Kind::User,
+            &json!({"userName": "a", "entitlements": [{"value": "E1", "type": "license"}]}),
+        )
+        .unwrap();
+        let add = json!([{"value": "E2", "type": "license"}]);
+        apply_key(Kind::User, "entitlements", &add, &mut input, SetMode::Add).unwrap();
+        assert_eq!(
+            input.body["entitlements"],
+            json!([{"value": "E1", "type": "license"}, {"value": "E2", "type": "license"}])
         );
     }
 
