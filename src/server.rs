@@ -75,35 +75,42 @@ fn cert_paths(config: &Config) -> Result<(std::path::PathBuf, std::path::PathBuf
     }
 }
 
-/// Which of a tenant's plan settings a reload changed, by their keys (`plan` for the whole
-/// table added or removed).
-fn plan_settings_changed(
-    was: Option<&crate::store::plan::PlanRules>,
-    now: Option<&crate::store::plan::PlanRules>,
-) -> Vec<String> {
-    let (a, b) = match (was, now) {
-        (None, None) => return Vec::new(),
-        (Some(a), Some(b)) => (a, b),
-        _ => return vec!["plan".into()],
-    };
-    fn members(p: &crate::store::plan::PlanRules) -> std::collections::BTreeSet<&String> {
-        p.existing_members.iter().collect()
+/// Apply each tenant's plan settings against those last applied (`Store::plan_applied`),
+/// as `who` in the change feed; what changed, for the log.
+pub(crate) async fn apply_plans(app: &App, who: &str) -> Vec<String> {
+    let now = app.runtime();
+    let mut notes = Vec::new();
+    for t in now.config.tenants.keys() {
+        match app.store.plan_applied(now.actor(t, who)).await {
+            Ok(a) => {
+                if !a.changed.is_empty() {
+                    notes.push(format!(
+                        "tenant {t}: plan settings changed: {}",
+                        a.changed.join(", ")
+                    ));
+                }
+                if let Some((m0, m1)) = a.modes {
+                    notes.push(format!(
+                        "tenant {t}: plan mode {} -> {} (new test_threshold)",
+                        m0.name(),
+                        m1.name()
+                    ));
+                }
+            }
+            Err(e) => notes.push(format!(
+                "tenant {t}: the plan's new settings could not be applied and recorded in \
+                 the change feed: {e}"
+            )),
+        }
     }
-    [
-        ("name", a.name != b.name),
-        ("test_threshold", a.test_threshold != b.test_threshold),
-        ("seats", a.seats != b.seats),
-        ("on_seat_limit", a.on_seat_limit != b.on_seat_limit),
-        ("existing_members", members(a) != members(b)),
-    ]
-    .into_iter()
-    .filter(|(_, changed)| *changed)
-    .map(|(key, _)| key.to_string())
-    .collect()
+    notes
 }
 
 /// The change feed's writer of what a reload changes.
 const RELOAD_ACTOR: &str = "(configuration reload)";
+
+/// The change feed's writer of what a start finds changed in the file since the last run.
+const START_ACTOR: &str = "(configuration at start)";
 
 /// Applies a reloaded configuration to a running server: tenants, tokens, plans, limits and
 /// the certificate change live; the listen address, plain HTTP, the connection limits,
@@ -281,56 +288,7 @@ impl Reloader {
         // settings changed, so that an application reads the plan list again. A new
         // threshold can switch the mode, and new seats can seat users waiting on the free
         // plan: the feed says those too, after the settings that caused them.
-        let now = self.app.runtime();
-        let planned: std::collections::BTreeSet<&String> =
-            old.plans.keys().chain(now.plans.keys()).collect();
-        for t in planned {
-            if !now.config.tenants.contains_key(t) {
-                continue;
-            }
-            let changed = plan_settings_changed(
-                old.plans.get(t).map(|p| &**p),
-                now.plans.get(t).map(|p| &**p),
-            );
-            if changed.is_empty() {
-                continue;
-            }
-            let actor = now.actor(t, RELOAD_ACTOR);
-            if let Err(e) = self
-                .app
-                .store
-                .plan_settings_changed(actor, changed.clone())
-                .await
-            {
-                notes.push(format!(
-                    "tenant {t}: the plan's new settings could not be recorded in the change \
-                     feed: {e}"
-                ));
-            }
-            notes.push(format!(
-                "tenant {t}: plan settings changed: {}",
-                changed.join(", ")
-            ));
-            let (Some(was), Some(rules)) = (old.plans.get(t), now.plans.get(t)) else {
-                continue;
-            };
-            if (rules.test_threshold, rules.seats) == (was.test_threshold, was.seats) {
-                continue;
-            }
-            let actor = now.actor(t, RELOAD_ACTOR);
-            match self.app.store.plan_reloaded(actor, was.clone()).await {
-                Ok(Some((m0, m1))) => notes.push(format!(
-                    "tenant {t}: plan mode {} -> {} (new test_threshold)",
-                    m0.name(),
-                    m1.name()
-                )),
-                Ok(None) => {}
-                Err(e) => notes.push(format!(
-                    "tenant {t}: the plan's new mode could not be recorded in the change feed: {}",
-                    e
-                )),
-            }
-        }
+        notes.extend(apply_plans(&self.app, RELOAD_ACTOR).await);
         Ok(Reloaded { warnings, notes })
     }
 
@@ -430,6 +388,10 @@ impl Server {
             crate::store::warm_page_cache(config.storage.db_path());
         }
         let app = Arc::new(App::new(store, config.clone()));
+        // Plan settings edited while scimd was stopped take effect now, as a reload's would.
+        for note in apply_plans(&app, START_ACTOR).await {
+            tracing::info!("at start: {note}");
+        }
         let sock = crate::admin::socket_path(&config);
         let bound = listener.local_addr().map_err(|source| StartError::Bind {
             addr: config.server.listen.clone(),

@@ -47,7 +47,7 @@ pub use query::{ListPage, ListQuery, SortMark, SortSpec, StoredPage};
 pub use read::{Conditions, Feed, MemberBatch};
 pub use verify::check_file;
 pub use warm::spawn as warm_page_cache;
-pub use write::Given;
+pub use write::{Given, PlanApplied};
 use writer::writer_thread;
 
 /// A storage result holding the request's answer: the outer error is storage failing, the

@@ -56,11 +56,127 @@ impl Mode {
 
 impl PlanRules {
     pub fn mode(&self, active: u64) -> Mode {
-        if active > self.test_threshold {
-            Mode::Enforced
-        } else {
-            Mode::Testing
+        mode_at(self.test_threshold, active)
+    }
+}
+
+fn mode_at(test_threshold: u64, active: u64) -> Mode {
+    if active > test_threshold {
+        Mode::Enforced
+    } else {
+        Mode::Testing
+    }
+}
+
+/// A tenant's plan settings as last applied, kept in `META` so that settings changed while
+/// scimd was stopped are applied at the next start as a reload applies them (events, mode,
+/// seats), not found silently in force. Text settings are kept as digests: what matters is
+/// whether they changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// `None`: no plan table.
+    rules: Option<[u64; 5]>,
+}
+
+/// The settings `Applied` keeps, in its order; the names the change feed gives them.
+const SETTINGS: [&str; 5] = [
+    "name",
+    "test_threshold",
+    "seats",
+    "on_seat_limit",
+    "existing_members",
+];
+
+impl Applied {
+    pub fn of(rules: Option<&PlanRules>) -> Applied {
+        let digest = |parts: &[&str]| {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            for p in parts {
+                h.update(p.as_bytes());
+                h.update([0]);
+            }
+            let d = h.finalize();
+            u64::from_le_bytes(d[..8].try_into().unwrap_or_default())
+        };
+        Applied {
+            rules: rules.map(|r| {
+                let members: BTreeSet<&str> =
+                    r.existing_members.iter().map(String::as_str).collect();
+                [
+                    digest(&[&r.name]),
+                    r.test_threshold,
+                    r.seats.unwrap_or(u64::MAX),
+                    r.on_seat_limit as u64,
+                    digest(&members.into_iter().collect::<Vec<_>>()),
+                ]
+            }),
         }
+    }
+
+    fn key(tenant: &str, setting: &str) -> String {
+        format!("plan/{tenant}/{setting}")
+    }
+
+    /// What was last applied for `tenant`; `None` when nothing was recorded yet (a database
+    /// from before this record).
+    pub fn read(
+        meta: &impl ReadableTable<&'static str, u64>,
+        tenant: &str,
+    ) -> Result<Option<Applied>, redb::Error> {
+        let Some(present) = meta.get(Applied::key(tenant, "present").as_str())? else {
+            return Ok(None);
+        };
+        if present.value() == 0 {
+            return Ok(Some(Applied { rules: None }));
+        }
+        let mut rules = [0; 5];
+        for (slot, name) in rules.iter_mut().zip(SETTINGS) {
+            *slot = meta
+                .get(Applied::key(tenant, name).as_str())?
+                .map(|g| g.value())
+                .unwrap_or_default();
+        }
+        Ok(Some(Applied { rules: Some(rules) }))
+    }
+
+    pub fn write(
+        &self,
+        meta: &mut Table<&'static str, u64>,
+        tenant: &str,
+    ) -> Result<(), redb::Error> {
+        meta.insert(
+            Applied::key(tenant, "present").as_str(),
+            u64::from(self.rules.is_some()),
+        )?;
+        for (i, name) in SETTINGS.iter().enumerate() {
+            let key = Applied::key(tenant, name);
+            match self.rules {
+                Some(r) => meta.insert(key.as_str(), r[i])?,
+                None => meta.remove(key.as_str())?,
+            };
+        }
+        Ok(())
+    }
+
+    /// The settings that differ from `was`, by the names the change feed uses (`plan` when
+    /// the table itself came or went).
+    pub fn changed_since(&self, was: &Applied) -> Vec<String> {
+        match (was.rules, self.rules) {
+            (None, None) => Vec::new(),
+            (Some(a), Some(b)) => SETTINGS
+                .iter()
+                .zip(a.iter().zip(b.iter()))
+                .filter(|(_, (x, y))| x != y)
+                .map(|(name, _)| name.to_string())
+                .collect(),
+            _ => vec!["plan".into()],
+        }
+    }
+
+    /// The mode these settings gave at `active` users; `None` without a plan.
+    pub fn mode(&self, active: u64) -> Option<Mode> {
+        self.rules.map(|r| mode_at(r[1], active))
     }
 }
 
@@ -211,5 +327,39 @@ mod tests {
             existing_shown: Default::default(),
         };
         assert_eq!((r.mode(2), r.mode(3)), (Testing, Enforced));
+    }
+
+    #[test]
+    fn applied_settings_name_what_changed() {
+        let r = PlanRules {
+            name: "B".into(),
+            test_threshold: 2,
+            seats: Some(5),
+            on_seat_limit: SeatPolicy::Reject,
+            existing_members: vec!["a".into(), "b".into()],
+            existing_shown: Default::default(),
+        };
+        let was = Applied::of(Some(&r));
+        // The same members in another order are the same settings.
+        let mut same = r.clone();
+        same.existing_members.reverse();
+        assert_eq!(Applied::of(Some(&same)), was);
+        let mut other = r.clone();
+        other.seats = None;
+        other.on_seat_limit = SeatPolicy::Free;
+        other.existing_members.push("c".into());
+        assert_eq!(
+            Applied::of(Some(&other)).changed_since(&was),
+            ["seats", "on_seat_limit", "existing_members"]
+        );
+        assert_eq!(Applied::of(None).changed_since(&was), ["plan"]);
+        assert_eq!(was.changed_since(&Applied::of(None)), ["plan"]);
+        assert!(
+            Applied::of(None)
+                .changed_since(&Applied::of(None))
+                .is_empty()
+        );
+        assert_eq!(was.mode(3), Some(Mode::Enforced));
+        assert_eq!(Applied::of(None).mode(3), None);
     }
 }

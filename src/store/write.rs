@@ -19,6 +19,15 @@ use crate::scim::schema::{Kind, Rt};
 
 /// The tables of one write transaction, opened once for its whole batch of jobs (opening
 /// them all costs about what committing a small change does).
+/// What `plan_applied` found and did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PlanApplied {
+    /// The settings that changed since last applied, by the change feed's names.
+    pub changed: Vec<String>,
+    /// The modes before and after, when the new settings switched it.
+    pub modes: Option<(Mode, Mode)>,
+}
+
 pub(super) struct W<'t> {
     pub(super) res: Table<'t, (&'static str, u8, u128), &'static [u8]>,
     pub(super) counts: Table<'t, (&'static str, u8), u64>,
@@ -35,8 +44,7 @@ pub(super) struct W<'t> {
     pub(super) unique: Table<'t, (&'static str, u8, &'static str, &'static str), u128>,
     pub(super) ranks: Table<'t, ranks::RankKey, u64>,
     pub(super) modified: Table<'t, (&'static str, u8, i64, u128), ()>,
-    /// For tables only tests use.
-    #[cfg(test)]
+    /// For tables few writes use (the plan settings last applied, in `META`).
     pub(super) txn: &'t WriteTransaction,
 }
 
@@ -58,7 +66,6 @@ impl<'t> W<'t> {
             unique: txn.open_table(UNIQUE_ID)?,
             ranks: txn.open_table(RANKS)?,
             modified: txn.open_table(MODIFIED_ID)?,
-            #[cfg(test)]
             txn,
         })
     }
@@ -969,45 +976,52 @@ impl Store {
         .await
     }
 
-    /// Record that a reload changed a tenant's plan settings (`changed`: their keys).
-    pub async fn plan_settings_changed(
-        &self,
-        actor: Actor,
-        changed: Vec<String>,
-    ) -> Result<(), Error> {
+    /// Bring a tenant's plan in line with the settings it has now (the actor's), against
+    /// those last applied, which the database keeps: at every start and reload, so that a
+    /// file edited while scimd was stopped takes effect as a reload's edit does. The feed
+    /// gets which settings changed (`plan` when the table came or went), the mode change
+    /// they make by themselves (a new `test_threshold`), and seats they opened given to
+    /// users waiting on the free plan (a plan table put back with more seats too). A
+    /// database that has no record yet (made before it) records the settings and says
+    /// nothing. Returns the settings changed and the modes before and after, when they differ.
+    pub async fn plan_applied(&self, actor: Actor) -> Result<PlanApplied, Error> {
         self.write(move |w| {
-            let new = events::NewEvent {
+            let t = actor.tenant.as_str();
+            let now = plan::Applied::of(actor.plan.as_deref());
+            let was = {
+                let mut meta = w.txn.open_table(META)?;
+                let was = plan::Applied::read(&meta, t)?;
+                if was.as_ref() != Some(&now) {
+                    now.write(&mut meta, t)?;
+                }
+                was
+            };
+            let Some(was) = was else {
+                return Ok(Ok(PlanApplied::default()));
+            };
+            let changed = now.changed_since(&was);
+            if changed.is_empty() {
+                return Ok(Ok(PlanApplied::default()));
+            }
+            let new = NewEvent {
                 kind: "plan.settings_changed",
                 resource_id: String::new(),
                 member_id: None,
                 member_type: None,
-                attributes: changed,
+                attributes: changed.clone(),
                 from_to: None,
             };
             events::append(&mut w.events, &mut w.seqs, &actor, new)?;
-            Ok(Ok(()))
-        })
-        .await
-    }
-
-    /// After a reload changed a tenant's plan rules from `old` to the actor's: record the
-    /// mode change that makes by itself (a new `test_threshold`), as a write's is recorded,
-    /// and give seats it added to users waiting on the free plan. Returns the modes before
-    /// and after, when they differ.
-    pub async fn plan_reloaded(
-        &self,
-        actor: Actor,
-        old: std::sync::Arc<plan::PlanRules>,
-    ) -> Result<Option<(Mode, Mode)>, Error> {
-        self.write(move |w| {
-            let Some(new) = actor.plan.clone() else {
-                return Ok(Ok(None));
+            let active = plan::active(&w.counts, t)?;
+            let modes = match (was.mode(active), now.mode(active)) {
+                (Some(m0), Some(m1)) if m0 != m1 => {
+                    w.mode_change(&actor, m0, m1)?;
+                    Some((m0, m1))
+                }
+                _ => None,
             };
-            let active = plan::active(&w.counts, &actor.tenant)?;
-            let (m0, m1) = (old.mode(active), new.mode(active));
-            w.mode_change(&actor, m0, m1)?;
             w.fill_free_seats(&actor)?;
-            Ok(Ok((m0 != m1).then_some((m0, m1))))
+            Ok(Ok(PlanApplied { changed, modes }))
         })
         .await
     }

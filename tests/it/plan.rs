@@ -753,3 +753,127 @@ async fn free_ids(s: &Srv) -> Vec<String> {
         .filter_map(|m| m["id"].as_str().map(str::to_string))
         .collect()
 }
+
+/// The (type, resource_id or attributes, token) of each plan event after the first `skip`.
+async fn plan_said(s: &Srv, skip: usize) -> Vec<(String, Value, String)> {
+    plan_events(s)
+        .await
+        .iter()
+        .skip(skip)
+        .map(|e| {
+            let what = match e["type"].as_str().unwrap() {
+                "plan.settings_changed" => e["attributes"].clone(),
+                "plan.changed" => json!([e["from"], e["to"]]),
+                _ => e["resource_id"].clone(),
+            };
+            (
+                e["type"].as_str().unwrap().to_string(),
+                what,
+                e["token"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// A plan table taken out and put back with more seats gives them to the users the limit
+/// had put on the free plan, as raising `seats` in one reload does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_table_put_back_with_more_seats_seats_the_users_waiting() {
+    let s = plan_srv(10, Some(3), SeatLimitPolicy::Free).await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(s.user(&format!("w{i}@x")).await);
+    }
+    assert_eq!(free_ids(&s).await, ids[3..]);
+    let before = plan_events(&s).await.len();
+    let mut without = s.config.clone();
+    without.tenants.get_mut("acme").unwrap().plan = None;
+    s.reloader().apply(without).await.unwrap();
+    let mut more = s.config.clone();
+    more.tenants
+        .get_mut("acme")
+        .unwrap()
+        .plan
+        .as_mut()
+        .unwrap()
+        .seats = Some(10);
+    s.reloader().apply(more).await.unwrap();
+    assert_eq!(free_ids(&s).await, Vec::<String>::new());
+    let reload = "(configuration reload)".to_string();
+    let placed = |id: &String| ("plan.placed_on_paid".to_string(), json!(id), reload.clone());
+    assert_eq!(
+        plan_said(&s, before).await,
+        [
+            (
+                "plan.settings_changed".into(),
+                json!(["plan"]),
+                reload.clone()
+            ),
+            (
+                "plan.settings_changed".into(),
+                json!(["plan"]),
+                reload.clone()
+            ),
+            placed(&ids[3]),
+            placed(&ids[4]),
+            placed(&ids[5]),
+        ]
+    );
+}
+
+/// Plan settings edited while scimd was stopped take effect at the next start as a reload's
+/// edit would: the feed names them, the mode they switch, and the users seats they open go
+/// to; an unchanged start says nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_settings_edited_while_stopped_apply_at_the_next_start() {
+    let s = plan_srv(10, Some(3), SeatLimitPolicy::Free).await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(s.user(&format!("s{i}@x")).await);
+    }
+    assert_eq!(free_ids(&s).await, ids[3..]);
+    assert_eq!(counts(&summary(&s).await).0, "testing");
+    let before = plan_events(&s).await.len();
+    let mut edited = s.config.clone();
+    let plan = edited
+        .tenants
+        .get_mut("acme")
+        .unwrap()
+        .plan
+        .as_mut()
+        .unwrap();
+    plan.seats = Some(10);
+    plan.test_threshold = 2;
+    let dir = s.stop().await;
+    let s = Srv::start_config(dir, edited.clone()).await;
+    assert_eq!(free_ids(&s).await, Vec::<String>::new());
+    assert_eq!(counts(&summary(&s).await).0, "enforced");
+    let start = "(configuration at start)".to_string();
+    let placed = |id: &String| ("plan.placed_on_paid".to_string(), json!(id), start.clone());
+    assert_eq!(
+        plan_said(&s, before).await,
+        [
+            (
+                "plan.settings_changed".into(),
+                json!(["test_threshold", "seats"]),
+                start.clone()
+            ),
+            (
+                "plan.changed".into(),
+                json!(["testing", "enforced"]),
+                start.clone()
+            ),
+            placed(&ids[3]),
+            placed(&ids[4]),
+            placed(&ids[5]),
+        ]
+    );
+    let after = plan_events(&s).await.len();
+    let dir = s.stop().await;
+    let s = Srv::start_config(dir, edited).await;
+    assert_eq!(
+        plan_events(&s).await.len(),
+        after,
+        "an unchanged start said something"
+    );
+}
