@@ -71,6 +71,20 @@ impl SortSpec {
                  meta.lastModified instead",
             ));
         }
+        // A user's groups and a group's members are not in its record (they come from the
+        // membership tables), and a binary value has no order: refused, where they would
+        // otherwise leave the list in creation order without saying so.
+        if attr.ext.is_none() && matches!(attr.def.name, "groups" | "members") {
+            return Err(ScimError::invalid_value(format!(
+                "sortBy: \"{sort_by}\" is kept apart from the resource's record (memberships), \
+                 so it cannot be sorted by"
+            )));
+        }
+        if sub.unwrap_or(attr.def).ty == super::schema::AttrType::Binary {
+            return Err(ScimError::invalid_value(format!(
+                "sortBy: \"{sort_by}\" is binary, which has no order"
+            )));
+        }
         // Sorting by a value never returned would leak its order.
         if [Some(attr.def), sub]
             .into_iter()
@@ -233,6 +247,20 @@ mod tests {
             assert!(e.detail.contains("not stored"), "{by}: {}", e.detail);
         }
         assert!(SortSpec::parse(Kind::User, "meta.created", None).is_ok());
+    }
+
+    #[test]
+    fn memberships_and_binary_values_cannot_be_sorted_by() {
+        use super::super::schema::Kind;
+        for (kind, by, why) in [
+            (Kind::User, "groups.display", "kept apart"),
+            (Kind::User, "groups", "kept apart"),
+            (Kind::Group, "members.value", "kept apart"),
+            (Kind::User, "x509Certificates", "binary"),
+        ] {
+            let e = SortSpec::parse(kind, by, None).unwrap_err();
+            assert!(e.detail.contains(why), "{by}: {}", e.detail);
+        }
     }
 
     #[test]
