@@ -985,6 +985,17 @@ impl Store {
     /// database that has no record yet (made before it) records the settings and says
     /// nothing. Returns the settings changed and the modes before and after, when they differ.
     pub async fn plan_applied(&self, actor: Actor) -> Result<PlanApplied, Error> {
+        // Read first: settings as last applied (every start, most reloads) need no commit.
+        let now = plan::Applied::of(actor.plan.as_deref());
+        let same = self.read_now(|r| {
+            let meta = r.txn().open_table(META)?;
+            Ok(Ok(
+                plan::Applied::read(&meta, &actor.tenant)?.as_ref() == Some(&now)
+            ))
+        })?;
+        if same {
+            return Ok(PlanApplied::default());
+        }
         self.write(move |w| {
             let t = actor.tenant.as_str();
             let now = plan::Applied::of(actor.plan.as_deref());
