@@ -165,7 +165,7 @@ fn log_ignored(app: &App, ctx: &Ctx, kind: Kind, ignored: &Ignored) {
 }
 
 async fn create(app: &App, ctx: &Ctx, kind: Kind, body: &Value) -> ScimResult<Resp> {
-    let proj = projection(ctx, kind)?;
+    let proj = projection(ctx, kind)?.answering(ctx.rt(kind), body);
     let input = resource::normalize(ctx.rt(kind), body)?;
     resource::check_required_extensions(ctx.rt(kind), &input.body, None)?;
     log_ignored(app, ctx, kind, &input.ignored);
@@ -278,7 +278,7 @@ async fn get_group_streamed(
 }
 
 async fn replace(app: &App, ctx: &Ctx, kind: Kind, id: &str, body: &Value) -> ScimResult<Resp> {
-    let proj = projection(ctx, kind)?;
+    let proj = projection(ctx, kind)?.answering(ctx.rt(kind), body);
     let input = resource::normalize(ctx.rt(kind), body)?;
     log_ignored(app, ctx, kind, &input.ignored);
     let r = app
@@ -299,7 +299,7 @@ async fn replace(app: &App, ctx: &Ctx, kind: Kind, id: &str, body: &Value) -> Sc
 /// large and rendering it would make a one-member change cost as much as the whole group.
 async fn patch(app: &App, ctx: &Ctx, kind: Kind, id: &str, body: &Value) -> ScimResult<Resp> {
     let ops = patch::parse_request_with(body, ctx.rt.config.server.max_patch_operations)?;
-    let proj = projection(ctx, kind)?;
+    let proj = projection(ctx, kind)?.answering(ctx.rt(kind), body);
     let t = ctx.principal.tenant.clone();
     let (r, ignored) = app
         .store

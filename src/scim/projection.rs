@@ -25,6 +25,10 @@ pub struct Projection {
     /// `attributes` named a whole extension URN.
     include_ext: Vec<&'static str>,
     exclude_ext: Vec<&'static str>,
+    /// Extension attributes a write's body set (extension URN, attribute name): RFC 7643
+    /// §7 returns a `request` attribute in the answer to a POST, PUT or PATCH that
+    /// specified it.
+    sent: Vec<(&'static str, String)>,
 }
 
 impl Projection {
@@ -91,6 +95,66 @@ impl Projection {
             }
         }
         p
+    }
+
+    /// This projection for the answer to a write whose body is `body` (a resource, or a
+    /// PATCH request): the extension attributes it sets are shown even when their
+    /// `returned` is `request` (RFC 7643 §7).
+    pub fn answering(mut self, kind: impl Into<Rt>, body: &Value) -> Projection {
+        let kind: Rt = kind.into();
+        let mut note = |ext: &'static str, name: &str| {
+            let name = name.split(['.', '[']).next().unwrap_or(name);
+            self.sent.push((ext, name.to_string()));
+        };
+        // A resource's (or a no-path PATCH value's) keys: an extension's object, or its
+        // attributes named in full (`urn:...:User:costCenter`).
+        let keys_of = |v: &Value, note: &mut dyn FnMut(&'static str, &str)| {
+            for (k, v) in v.as_object().into_iter().flatten() {
+                for ext in kind.extensions() {
+                    if k.eq_ignore_ascii_case(ext.id) {
+                        v.as_object()
+                            .into_iter()
+                            .flatten()
+                            .for_each(|(name, _)| note(ext.id, name));
+                    } else if let Some(rest) =
+                        strip_prefix_ci(k, ext.id).and_then(|r| r.strip_prefix(':'))
+                    {
+                        note(ext.id, rest);
+                    }
+                }
+            }
+        };
+        match body.get("Operations").and_then(Value::as_array) {
+            Some(ops) => {
+                for op in ops {
+                    match op.get("path").and_then(Value::as_str) {
+                        Some(path) => {
+                            for ext in kind.extensions() {
+                                if let Some(rest) = strip_prefix_ci(path.trim(), ext.id)
+                                    .and_then(|r| r.strip_prefix(':'))
+                                {
+                                    note(ext.id, rest);
+                                } else if path.trim().eq_ignore_ascii_case(ext.id)
+                                    && let Some(v) = op.get("value")
+                                {
+                                    v.as_object()
+                                        .into_iter()
+                                        .flatten()
+                                        .for_each(|(name, _)| note(ext.id, name));
+                                }
+                            }
+                        }
+                        None => {
+                            if let Some(v) = op.get("value") {
+                                keys_of(v, &mut note);
+                            }
+                        }
+                    }
+                }
+            }
+            None => keys_of(body, &mut note),
+        }
+        self
     }
 
     /// Whether the top-level attribute `name` (core) will be in the output, so callers can
@@ -267,6 +331,10 @@ impl Projection {
         for ext in kind.extensions() {
             let named = |name: &str, sub: Option<&str>| {
                 self.include_ext.contains(&ext.id)
+                    || self
+                        .sent
+                        .iter()
+                        .any(|(e, n)| *e == ext.id && n.eq_ignore_ascii_case(name))
                     || self.include.as_ref().is_some_and(|inc| {
                         inc.iter()
                             .any(|s| s.ext == Some(ext.id) && s.name == name && s.sub == sub)
@@ -632,4 +700,11 @@ mod tests {
         assert_eq!(schemas(Some(&dept), None), both);
         assert_eq!(schemas(None, None), both);
     }
+}
+
+/// `s` without `prefix`, compared case-insensitively (ASCII), as extension URNs are.
+fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }

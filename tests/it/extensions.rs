@@ -306,7 +306,8 @@ async fn extension_values_are_validated_stored_filtered_sorted_and_patched() {
 }
 
 /// RFC 7643 §7: an extension attribute declared `returned = "never"` is stored but never
-/// returned; one declared `"request"` only when `attributes` names it.
+/// returned; one declared `"request"` only when `attributes` names it, or in the answer to
+/// the write that set it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn never_and_request_attributes_stay_out_of_answers_unless_asked() {
     let s = Srv::start_with(|c| {
@@ -350,7 +351,35 @@ async fn never_and_request_attributes_stay_out_of_answers_unless_asked() {
             v[EXT]["badge"].clone(),
         )
     };
-    assert_eq!(shown(&r.body), (None, None, json!("b")));
+    // The answer to the write that set them shows `request` attributes (RFC 7643 §7: "if
+    // the attribute was specified by the client"), never the `never` ones.
+    assert_eq!(shown(&r.body), (None, Some(json!("n")), json!("b")));
+    assert_eq!(
+        r.body[EXT]["card"],
+        json!({"expiry": "12/30", "label": "work"})
+    );
+    let patched = s
+        .patch(
+            &format!("/Users/{id}"),
+            json!([{"op": "replace", "path": format!("{EXT}:note"), "value": "n2"}]),
+        )
+        .await;
+    assert_eq!(shown(&patched.body), (None, Some(json!("n2")), json!("b")));
+    let patched = s
+        .patch(
+            &format!("/Users/{id}"),
+            json!([{"op": "replace", "path": format!("{EXT}:note"), "value": "n"},
+                {"op": "replace", "path": format!("{EXT}:badge"), "value": "b2"}]),
+        )
+        .await;
+    assert_eq!(shown(&patched.body), (None, Some(json!("n")), json!("b2")));
+    let patched = s
+        .patch(
+            &format!("/Users/{id}"),
+            json!([{"op": "replace", "value": {format!("{EXT}:badge"): "b"}}]),
+        )
+        .await;
+    assert_eq!(shown(&patched.body), (None, None, json!("b")));
     let got = s.get(&format!("/Users/{id}")).await;
     assert_eq!(shown(&got.body), (None, None, json!("b")));
     assert_eq!(got.body[EXT]["card"], json!({"label": "work"}));
@@ -431,7 +460,7 @@ async fn immutable_always_late_required_and_removed_extensions() {
         .post(
             "/Users",
             json!({"schemas": schemas, "userName": "im@x", "active": true,
-                EXT: {"employeeKey": "EK1", "tag": "t1", "pin": "0000", "badges": ["b1", "b2"]}}),
+                EXT: {"employeeKey": "EK1", "tag": "t1", "pin": "pin-secret", "badges": ["b1", "b2"]}}),
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
@@ -567,7 +596,7 @@ async fn immutable_always_late_required_and_removed_extensions() {
     ] {
         let text = r.body.to_string();
         assert_eq!(r.status, 200, "{text}");
-        assert!(!text.contains("0000"), "{text}");
+        assert!(!text.contains("pin-secret"), "{text}");
         assert!(
             text.contains("EK1"),
             "the rest of the extension is shown: {text}"
@@ -585,7 +614,10 @@ async fn immutable_always_late_required_and_removed_extensions() {
     ] {
         let text = r.body.to_string();
         assert_eq!(r.status, 200, "{text}");
-        assert!(!text.contains(EXT) && !text.contains("0000"), "{text}");
+        assert!(
+            !text.contains(EXT) && !text.contains("pin-secret"),
+            "{text}"
+        );
     }
 }
 
