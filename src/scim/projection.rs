@@ -271,7 +271,9 @@ impl Projection {
                 {
                     continue;
                 }
-                narrow(resource.get_mut(s.name), inc, None, s.name);
+                if !narrow(resource.get_mut(s.name), inc, None, s.name) {
+                    resource.remove(s.name);
+                }
             }
         }
         for s in &self.exclude {
@@ -435,12 +437,13 @@ fn keep_sub(inc: &[Sel], ext: Option<&'static str>, key: &str, v: &mut Value) ->
     if sels.iter().any(|s| s.sub.is_none()) {
         return true;
     }
-    narrow(Some(v), inc, ext, key);
-    true
+    narrow(Some(v), inc, ext, key)
 }
 
-/// Keep only the selected sub-attributes of a complex (or multi-valued complex) value.
-fn narrow(v: Option<&mut Value>, inc: &[Sel], ext: Option<&'static str>, name: &str) {
+/// Keep only the selected sub-attributes of a complex (or multi-valued complex) value. A
+/// value left with none of them is dropped (`members.display` of members stored without
+/// one is not `[{}, {}]`); false when nothing is left of a value that had some.
+fn narrow(v: Option<&mut Value>, inc: &[Sel], ext: Option<&'static str>, name: &str) -> bool {
     let subs: Vec<&str> = inc
         .iter()
         .filter(|s| s.ext == ext && s.name == name)
@@ -448,13 +451,20 @@ fn narrow(v: Option<&mut Value>, inc: &[Sel], ext: Option<&'static str>, name: &
         .collect();
     let keep = |m: &mut Map<String, Value>| m.retain(|k, _| subs.contains(&k.as_str()));
     match v {
-        Some(Value::Object(m)) => keep(m),
-        Some(Value::Array(a)) => a.iter_mut().for_each(|el| {
-            if let Value::Object(m) = el {
-                keep(m)
-            }
-        }),
-        _ => {}
+        Some(Value::Object(m)) => {
+            keep(m);
+            !m.is_empty()
+        }
+        Some(Value::Array(a)) if !a.is_empty() => {
+            a.iter_mut().for_each(|el| {
+                if let Value::Object(m) = el {
+                    keep(m)
+                }
+            });
+            a.retain(|el| !el.as_object().is_some_and(Map::is_empty));
+            !a.is_empty()
+        }
+        _ => true,
     }
 }
 
@@ -535,6 +545,13 @@ fn parse_sel(kind: Rt, item: &str) -> Option<Result<Sel, &'static str>> {
     }))
 }
 
+/// `s` without `prefix`, compared case-insensitively (ASCII), as extension URNs are.
+fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -587,6 +604,24 @@ mod tests {
             "name": {"familyName": "F"}, "emails": [{"value": "a"}],
             (ENTERPRISE_SCHEMA): {"department": "D"}})
         );
+    }
+
+    #[test]
+    fn values_without_the_selected_sub_attribute_are_left_out() {
+        let p = Projection::parse(Kind::Group, Some("members.display"), None);
+        let mut g = json!({"schemas": ["s"], "id": "1", "displayName": "G",
+            "members": [{"value": "a"}, {"value": "b", "display": "B"}]})
+        .as_object()
+        .unwrap()
+        .clone();
+        p.apply(Kind::Group, &mut g);
+        assert_eq!(
+            Value::Object(g.clone()),
+            json!({"schemas": ["s"], "id": "1", "members": [{"display": "B"}]})
+        );
+        g.insert("members".into(), json!([{"value": "a"}]));
+        p.apply(Kind::Group, &mut g);
+        assert_eq!(Value::Object(g), json!({"schemas": ["s"], "id": "1"}));
     }
 
     #[test]
@@ -700,11 +735,4 @@ mod tests {
         assert_eq!(schemas(Some(&dept), None), both);
         assert_eq!(schemas(None, None), both);
     }
-}
-
-/// `s` without `prefix`, compared case-insensitively (ASCII), as extension URNs are.
-fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &s[prefix.len()..])
 }
