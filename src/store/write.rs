@@ -981,9 +981,10 @@ impl Store {
     /// file edited while scimd was stopped takes effect as a reload's edit does. The feed
     /// gets which settings changed (`plan` when the table came or went), the mode change
     /// they make by themselves (a new `test_threshold`), and seats they opened given to
-    /// users waiting on the free plan (a plan table put back with more seats too). A
-    /// database that has no record yet (made before it) records the settings and says
-    /// nothing. Returns the settings changed and the modes before and after, when they differ.
+    /// users waiting on the free plan (a plan table put back with more seats too). Without
+    /// a record (a database made before it, a tenant not configured since), the plan is
+    /// applied as one just added. Returns the settings changed and the modes before and
+    /// after, when they differ.
     pub async fn plan_applied(&self, actor: Actor) -> Result<PlanApplied, Error> {
         // Read first: settings as last applied (every start, most reloads) need no commit.
         let now = plan::Applied::of(actor.plan.as_deref());
@@ -1007,8 +1008,16 @@ impl Store {
                 }
                 was
             };
-            let Some(was) = was else {
-                return Ok(Ok(PlanApplied::default()));
+            // No record: a database from before it, or a tenant not configured since. What
+            // was applied is unknown, so a plan there now is treated as new: the feed tells
+            // readers to read it again, and the seat rule is applied (seats open go to users
+            // waiting on the free plan, as an older version may have left them).
+            // A tenant with no active user (a new database) has nothing to re-read.
+            let active = plan::active(&w.counts, t)?;
+            let was = match was {
+                Some(was) => was,
+                None if active == 0 => return Ok(Ok(PlanApplied::default())),
+                None => plan::Applied::of(None),
             };
             let changed = now.changed_since(&was);
             if changed.is_empty() {
@@ -1023,7 +1032,6 @@ impl Store {
                 from_to: None,
             };
             events::append(&mut w.events, &mut w.seqs, &actor, new)?;
-            let active = plan::active(&w.counts, t)?;
             let modes = match (was.mode(active), now.mode(active)) {
                 (Some(m0), Some(m1)) if m0 != m1 => {
                     w.mode_change(&actor, m0, m1)?;

@@ -877,3 +877,73 @@ async fn plan_settings_edited_while_stopped_apply_at_the_next_start() {
         "an unchanged start said something"
     );
 }
+
+/// A database from before the record of applied plan settings (here: the record taken out)
+/// whose users wait on the free plan with seats open, as an older version could leave them:
+/// the first start applies the plan as one just added, seating them and telling readers to
+/// read the plan again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_without_the_plan_record_is_brought_in_line_at_its_first_start() {
+    let s = plan_srv(10, Some(3), SeatLimitPolicy::Free).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(s.user(&format!("o{i}@x")).await);
+    }
+    assert_eq!(free_ids(&s).await, ids[3..]);
+    let before = plan_events(&s).await.len();
+    let mut edited = s.config.clone();
+    edited
+        .tenants
+        .get_mut("acme")
+        .unwrap()
+        .plan
+        .as_mut()
+        .unwrap()
+        .seats = Some(10);
+    let dir = s.stop().await;
+    // The writer lets go of the file once its last sender is dropped.
+    let path = dir.path().join("state/scimd.redb");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let db = loop {
+        match redb::Database::create(&path) {
+            Ok(db) => break db,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+    let w = db.begin_write().unwrap();
+    {
+        let mut t = w.open_table(meta).unwrap();
+        let keys: Vec<String> = redb::ReadableTable::iter(&t)
+            .unwrap()
+            .map(|e| e.unwrap().0.value().to_string())
+            .filter(|k| k.starts_with("plan/"))
+            .collect();
+        assert!(!keys.is_empty(), "no plan record to take out");
+        for k in keys {
+            t.remove(k.as_str()).unwrap();
+        }
+    }
+    w.commit().unwrap();
+    drop(db);
+    let s = Srv::start_config(dir, edited).await;
+    assert_eq!(free_ids(&s).await, Vec::<String>::new());
+    let start = "(configuration at start)".to_string();
+    let placed = |id: &String| ("plan.placed_on_paid".to_string(), json!(id), start.clone());
+    assert_eq!(
+        plan_said(&s, before).await,
+        [
+            (
+                "plan.settings_changed".into(),
+                json!(["plan"]),
+                start.clone()
+            ),
+            placed(&ids[3]),
+            placed(&ids[4]),
+        ]
+    );
+}
