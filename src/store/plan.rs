@@ -159,6 +159,16 @@ impl Applied {
         Ok(())
     }
 
+    /// Take `tenant`'s record out (a purge: a tenant added again under the name starts
+    /// without one).
+    pub fn forget(meta: &mut Table<&'static str, u64>, tenant: &str) -> Result<(), redb::Error> {
+        meta.remove(Applied::key(tenant, "present").as_str())?;
+        for name in SETTINGS {
+            meta.remove(Applied::key(tenant, name).as_str())?;
+        }
+        Ok(())
+    }
+
     /// The settings that differ from `was`, by the names the change feed uses (`plan` when
     /// the table itself came or went).
     pub fn changed_since(&self, was: &Applied) -> Vec<String> {

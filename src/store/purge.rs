@@ -97,6 +97,7 @@ impl W<'_> {
         drain!(self.counts, (tenant, 0u8), (end, 0u8));
         if left > 0 {
             super::events::skip_one(&mut self.seqs, tenant)?;
+            super::plan::Applied::forget(&mut self.txn.open_table(super::tables::META)?, tenant)?;
         }
         Ok(Ok((limit - left) as u64))
     }

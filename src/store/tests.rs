@@ -1417,7 +1417,27 @@ fn purging_a_tenant_takes_out_all_of_it_and_nothing_else() {
             serde_json::json!({"displayName": "G", "externalId": "g", "members": members}),
             None,
         );
+        // The plan settings as applied, which a purge takes out with the rest.
+        let mut with_plan = f.actor.clone();
+        with_plan.plan = Some(Arc::new(plan::PlanRules {
+            name: "p".into(),
+            test_threshold: 3,
+            seats: None,
+            on_seat_limit: plan::SeatPolicy::Reject,
+            existing_members: Vec::new(),
+            existing_shown: Default::default(),
+        }));
+        f.rt.block_on(f.store.plan_applied(with_plan)).unwrap();
     }
+    let recorded = |f: &Fixture, t: &str| {
+        f.store
+            .read_now(|r| {
+                let meta = r.txn().open_table(tables::META)?;
+                Ok(Ok(plan::Applied::read(&meta, t)?.is_some()))
+            })
+            .unwrap()
+    };
+    assert!(recorded(&f, "t") && recorded(&f, "tt"));
     let before = entries_by_tenant(&f.store);
     let of = |all: &HashMap<(&'static str, String), usize>, tenant: &str| -> usize {
         all.iter()
@@ -1470,6 +1490,7 @@ fn purging_a_tenant_takes_out_all_of_it_and_nothing_else() {
         f.rt.block_on(f.store.stored_tenants()).unwrap(),
         ["s", "t-2", "tt"]
     );
+    assert!(!recorded(&f, "t") && recorded(&f, "t-2") && recorded(&f, "tt"));
     assert_clean(&f.store, &f.rt);
     // Nothing left: a second purge takes nothing.
     assert_eq!(f.rt.block_on(f.store.purge_tenant("t".into())).unwrap(), 0);
