@@ -775,28 +775,38 @@ async fn plan_said(s: &Srv, skip: usize) -> Vec<(String, Value, String)> {
         .collect()
 }
 
-/// A plan table taken out and put back with more seats gives them to the users the limit
-/// had put on the free plan, as raising `seats` in one reload does.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_plan_table_put_back_with_more_seats_seats_the_users_waiting() {
+/// A server whose plan (threshold 10, 3 seats, overflow to free) has `n` users, those past
+/// the third waiting on the free plan; their ids, and how many plan events there are.
+async fn waiting_on_free(n: usize) -> (Srv, Vec<String>, usize) {
     let s = plan_srv(10, Some(3), SeatLimitPolicy::Free).await;
     let mut ids = Vec::new();
-    for i in 0..6 {
+    for i in 0..n {
         ids.push(s.user(&format!("w{i}@x")).await);
     }
     assert_eq!(free_ids(&s).await, ids[3..]);
     let before = plan_events(&s).await.len();
+    (s, ids, before)
+}
+
+/// `cfg` with acme's plan changed by `change`.
+fn plan_edited(
+    cfg: &scimd::config::Config,
+    change: impl FnOnce(&mut PlanConfig),
+) -> scimd::config::Config {
+    let mut cfg = cfg.clone();
+    change(cfg.tenants.get_mut("acme").unwrap().plan.as_mut().unwrap());
+    cfg
+}
+
+/// A plan table taken out and put back with more seats gives them to the users the limit
+/// had put on the free plan, as raising `seats` in one reload does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_table_put_back_with_more_seats_seats_the_users_waiting() {
+    let (s, ids, before) = waiting_on_free(6).await;
     let mut without = s.config.clone();
     without.tenants.get_mut("acme").unwrap().plan = None;
     s.reloader().apply(without).await.unwrap();
-    let mut more = s.config.clone();
-    more.tenants
-        .get_mut("acme")
-        .unwrap()
-        .plan
-        .as_mut()
-        .unwrap()
-        .seats = Some(10);
+    let more = plan_edited(&s.config, |p| p.seats = Some(10));
     s.reloader().apply(more).await.unwrap();
     assert_eq!(free_ids(&s).await, Vec::<String>::new());
     let reload = "(configuration reload)".to_string();
@@ -826,24 +836,12 @@ async fn a_plan_table_put_back_with_more_seats_seats_the_users_waiting() {
 /// to; an unchanged start says nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_settings_edited_while_stopped_apply_at_the_next_start() {
-    let s = plan_srv(10, Some(3), SeatLimitPolicy::Free).await;
-    let mut ids = Vec::new();
-    for i in 0..6 {
-        ids.push(s.user(&format!("s{i}@x")).await);
-    }
-    assert_eq!(free_ids(&s).await, ids[3..]);
+    let (s, ids, before) = waiting_on_free(6).await;
     assert_eq!(counts(&summary(&s).await).0, "testing");
-    let before = plan_events(&s).await.len();
-    let mut edited = s.config.clone();
-    let plan = edited
-        .tenants
-        .get_mut("acme")
-        .unwrap()
-        .plan
-        .as_mut()
-        .unwrap();
-    plan.seats = Some(10);
-    plan.test_threshold = 2;
+    let edited = plan_edited(&s.config, |p| {
+        p.seats = Some(10);
+        p.test_threshold = 2;
+    });
     let dir = s.stop().await;
     let s = Srv::start_config(dir, edited.clone()).await;
     assert_eq!(free_ids(&s).await, Vec::<String>::new());
@@ -884,22 +882,8 @@ async fn plan_settings_edited_while_stopped_apply_at_the_next_start() {
 /// read the plan again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_without_the_plan_record_is_brought_in_line_at_its_first_start() {
-    let s = plan_srv(10, Some(3), SeatLimitPolicy::Free).await;
-    let mut ids = Vec::new();
-    for i in 0..5 {
-        ids.push(s.user(&format!("o{i}@x")).await);
-    }
-    assert_eq!(free_ids(&s).await, ids[3..]);
-    let before = plan_events(&s).await.len();
-    let mut edited = s.config.clone();
-    edited
-        .tenants
-        .get_mut("acme")
-        .unwrap()
-        .plan
-        .as_mut()
-        .unwrap()
-        .seats = Some(10);
+    let (s, ids, before) = waiting_on_free(5).await;
+    let edited = plan_edited(&s.config, |p| p.seats = Some(10));
     let dir = s.stop().await;
     // The writer lets go of the file once its last sender is dropped.
     let path = dir.path().join("state/scimd.redb");
