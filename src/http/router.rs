@@ -45,9 +45,10 @@ pub fn route(path: &str) -> Option<Route> {
         _ => None,
     };
     if let Some((t, endpoint)) = app_endpoint {
+        let t = tenant_of(t);
         return Some(Route {
-            tenant: Some(decode(t)),
             prefix: format!("/tenants/{t}"),
+            tenant: Some(t),
             endpoint,
         });
     }
@@ -57,7 +58,7 @@ pub fn route(path: &str) -> Option<Route> {
     let (tenant, rest) = match segs.as_slice() {
         [s, v, rest @ ..] if is(s, "scim") && is(v, "v2") => (None, rest),
         [ts, t, s, v, rest @ ..] if is(ts, "tenants") && is(s, "scim") && is(v, "v2") => {
-            (Some(decode(t)), rest)
+            (Some(tenant_of(t)), rest)
         }
         _ => return None,
     };
@@ -98,6 +99,12 @@ pub fn route(path: &str) -> Option<Route> {
         prefix,
         endpoint,
     })
+}
+
+/// The tenant a URL names. Tenant names are lower case (`valid_tenant_name`), so one typed
+/// in another case into an IdP's Base URL names the same tenant.
+fn tenant_of(segment: &str) -> String {
+    decode(segment).to_ascii_lowercase()
 }
 
 fn decode(s: &str) -> String {
@@ -149,7 +156,7 @@ mod tests {
             (r.prefix.as_str(), r.endpoint),
             ("/scim/v2", Endpoint::Collection(Kind::User))
         );
-        let r = route("/Tenants/acme/Scim/v2/Groups").unwrap();
+        let r = route("/Tenants/ACME/Scim/v2/Groups").unwrap();
         assert_eq!(
             (r.tenant.as_deref(), r.prefix.as_str()),
             (Some("acme"), "/tenants/acme/scim/v2")

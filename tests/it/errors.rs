@@ -302,6 +302,24 @@ async fn wrong_method_unknown_endpoint_and_me() {
         "{}",
         r.body
     );
+    // So is a tenant's name: names are lower case.
+    let r = s
+        .call(
+            Method::GET,
+            &format!("{}/Tenants/ACME/scim/v2/Users/{id}", s.url),
+            Some(ACME),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body["meta"]["location"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/tenants/acme/scim/v2/Users/{id}")),
+        "{}",
+        r.body
+    );
     // The application's endpoints take GET only, whatever body comes with another method.
     for path in ["events", "plan", "plan/members"] {
         let r = s
