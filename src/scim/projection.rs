@@ -102,57 +102,48 @@ impl Projection {
     /// `returned` is `request` (RFC 7643 §7).
     pub fn answering(mut self, kind: impl Into<Rt>, body: &Value) -> Projection {
         let kind: Rt = kind.into();
-        let mut note = |ext: &'static str, name: &str| {
-            let name = name.split(['.', '[']).next().unwrap_or(name);
-            self.sent.push((ext, name.to_string()));
-        };
-        // A resource's (or a no-path PATCH value's) keys: an extension's object, or its
-        // attributes named in full (`urn:...:User:costCenter`).
-        let keys_of = |v: &Value, note: &mut dyn FnMut(&'static str, &str)| {
-            for (k, v) in v.as_object().into_iter().flatten() {
-                for ext in kind.extensions() {
-                    if k.eq_ignore_ascii_case(ext.id) {
-                        v.as_object()
-                            .into_iter()
-                            .flatten()
-                            .for_each(|(name, _)| note(ext.id, name));
-                    } else if let Some(rest) =
-                        strip_prefix_ci(k, ext.id).and_then(|r| r.strip_prefix(':'))
-                    {
-                        note(ext.id, rest);
-                    }
-                }
+        // `key` names an extension (`value` then holds its attributes) or one of its
+        // attributes (`urn:...:User:costCenter`, perhaps with a sub-attribute or filter).
+        let mut named_in = |key: &str, value: Option<&Value>| {
+            for ext in kind.extensions() {
+                let Some(rest) = strip_prefix_ci(key.trim(), ext.id) else {
+                    continue;
+                };
+                let names: Vec<&str> = match rest.strip_prefix(':') {
+                    Some(attr) => vec![attr.split(['.', '[']).next().unwrap_or(attr)],
+                    None if rest.is_empty() => value
+                        .and_then(Value::as_object)
+                        .map(|m| m.keys().map(String::as_str).collect())
+                        .unwrap_or_default(),
+                    None => Vec::new(),
+                };
+                self.sent
+                    .extend(names.into_iter().map(|n| (ext.id, n.to_string())));
             }
         };
         match body.get("Operations").and_then(Value::as_array) {
             Some(ops) => {
                 for op in ops {
                     match op.get("path").and_then(Value::as_str) {
-                        Some(path) => {
-                            for ext in kind.extensions() {
-                                if let Some(rest) = strip_prefix_ci(path.trim(), ext.id)
-                                    .and_then(|r| r.strip_prefix(':'))
-                                {
-                                    note(ext.id, rest);
-                                } else if path.trim().eq_ignore_ascii_case(ext.id)
-                                    && let Some(v) = op.get("value")
-                                {
-                                    v.as_object()
-                                        .into_iter()
-                                        .flatten()
-                                        .for_each(|(name, _)| note(ext.id, name));
-                                }
-                            }
-                        }
+                        Some(path) => named_in(path, op.get("value")),
                         None => {
-                            if let Some(v) = op.get("value") {
-                                keys_of(v, &mut note);
+                            for (k, v) in op
+                                .get("value")
+                                .and_then(Value::as_object)
+                                .into_iter()
+                                .flatten()
+                            {
+                                named_in(k, Some(v));
                             }
                         }
                     }
                 }
             }
-            None => keys_of(body, &mut note),
+            None => {
+                for (k, v) in body.as_object().into_iter().flatten() {
+                    named_in(k, Some(v));
+                }
+            }
         }
         self
     }
