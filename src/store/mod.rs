@@ -217,8 +217,14 @@ impl Shared {
     fn failed(&self, e: &redb::Error) {
         if backend::no_space(e) {
             let free = self.faults.free_bytes(&self.path).unwrap_or(0);
-            *self.no_room.lock().unwrap_or_else(|p| p.into_inner()) = Some(free);
-            tracing::error!(path = %self.path.display(), free_bytes = free, "the disk holding the database is full: writes are refused until space is freed on it; reads go on");
+            let was = self
+                .no_room
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .replace(free);
+            if was.is_none() {
+                tracing::error!(path = %self.path.display(), free_bytes = free, "the disk holding the database is full: writes are refused until space is freed on it; reads go on");
+            }
         }
     }
 
@@ -453,11 +459,20 @@ impl Store {
             return Err(e);
         }
         let (tx, rx) = oneshot::channel();
-        let faults = self.shared.faults.clone();
+        let shared = self.shared.clone();
         let job: Job = Box::new(move |w| {
             let answer = PanicAnswer(Some(tx));
-            faults.panic_if_set("a write");
-            let result = f(w)?;
+            shared.faults.panic_if_set("a write");
+            let result = match f(w) {
+                Ok(r) => r,
+                // Told here, before the writer handles the failure: its caller would
+                // otherwise find the answer dropped before the writer had noted why.
+                Err(e) => {
+                    shared.failed(&e);
+                    answer.send(Err(shared.told_after_failure()));
+                    return Err(e);
+                }
+            };
             Ok(Box::new(move |committed: Result<(), Error>| {
                 answer.send(committed.and(result))
             }))
