@@ -332,14 +332,24 @@ impl Server {
     /// Open the database, load (or make) the certificate and bind the listener. When this
     /// returns, the server can accept connections.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
+        // The port first: a start refused for it (the commonest failure, a second scimd on
+        // another directory) must not leave a new database and certificate behind. Nothing
+        // is accepted before `serve`; a client meanwhile waits in the backlog.
+        let listener = listen(&config.server.listen, config.server.max_connections)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.server.listen.clone(),
+                source,
+            })?;
         let dir = &config.storage.dir;
         std::fs::create_dir_all(dir).map_err(|source| StartError::StateDir {
             path: dir.display().to_string(),
             source,
         })?;
         restrict_dir(dir);
-        // The database first: it is what says whether another scimd serves this directory,
-        // and that one's self-signed certificate must not be remade under it.
+        // Then the database, before the certificate: it is what says whether another scimd
+        // serves this directory, and that one's self-signed certificate must not be remade
+        // under it.
         let new_database = !config.storage.db_path().exists();
         let store = Store::open(
             &config.storage.db_path(),
@@ -373,16 +383,6 @@ impl Server {
         if stale > 0 {
             tracing::warn!(dir = %dir.display(), count = stale, "removed backup copies left in the state directory by an interrupted `scimd backup`");
         }
-        let listener = match listen(&config.server.listen, config.server.max_connections).await {
-            Ok(l) => l,
-            Err(source) => {
-                store.close();
-                return Err(StartError::Bind {
-                    addr: config.server.listen.clone(),
-                    source,
-                });
-            }
-        };
         // After everything that can refuse the start, so that a refused start reads nothing.
         if config.storage.warm_page_cache {
             crate::store::warm_page_cache(config.storage.db_path());

@@ -256,4 +256,6 @@ async fn a_port_in_use_is_named_with_what_to_do() {
             && e.contains("server.listen)"),
         "{e}"
     );
+    // Refused before anything was made: no database or certificate is left behind.
+    assert!(!dir.path().join("state").exists());
 }
