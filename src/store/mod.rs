@@ -213,7 +213,7 @@ impl Shared {
         drop(old); // outside the lock: ending a read transaction takes redb's own lock
     }
 
-    /// Note a storage failure: one for want of disk space closes the gate of `refused_for_room`.
+    /// Note a storage failure: one for want of disk space closes the gate of `short_of_room`.
     fn failed(&self, e: &redb::Error) {
         if backend::no_space(e) {
             let free = self.faults.free_bytes(&self.path).unwrap_or(0);
@@ -239,22 +239,17 @@ impl Shared {
     /// What the callers of a failed or abandoned batch are told: that the disk is full, when
     /// that was why.
     fn told_after_failure(&self) -> Error {
-        self.refused_for_room().unwrap_or(Error::Unavailable)
+        self.short_of_room()
+            .map_or(Error::Unavailable, |free| Error::DiskFull { free })
     }
 
-    fn out_of_room(&self) -> bool {
-        self.no_room
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some()
-    }
-
-    /// `DiskFull` while a write failed for want of space and no more is free since (when the
-    /// free space cannot be read, the write is let through to find out).
-    fn refused_for_room(&self) -> Option<Error> {
+    /// The bytes free while a write failed for want of space and no more is free since:
+    /// writes are refused meanwhile. `None` otherwise, and when the free space cannot be
+    /// read (the write is let through to find out).
+    fn short_of_room(&self) -> Option<u64> {
         let at = (*self.no_room.lock().unwrap_or_else(|p| p.into_inner()))?;
         let free = self.faults.free_bytes(&self.path)?;
-        (free < at.saturating_add(ROOM)).then_some(Error::DiskFull { free })
+        (free < at.saturating_add(ROOM)).then_some(free)
     }
 
     /// After an I/O error redb refuses all further work (`PreviousIo`) until the file is
@@ -455,8 +450,8 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut write::W<'_>) -> R<T> + Send + 'static,
     {
-        if let Some(e) = self.shared.refused_for_room() {
-            return Err(e);
+        if let Some(free) = self.shared.short_of_room() {
+            return Err(Error::DiskFull { free });
         }
         let (tx, rx) = oneshot::channel();
         let shared = self.shared.clone();
@@ -574,10 +569,7 @@ impl Store {
 
     /// Bytes free on the database's disk while writes are refused for want of space.
     pub fn refusing_writes_for_room(&self) -> Option<u64> {
-        match self.shared.refused_for_room()? {
-            Error::DiskFull { free } => Some(free),
-            _ => None,
-        }
+        self.shared.short_of_room()
     }
 
     /// A cheap read of the layout version: proves the database answers. On the calling

@@ -102,7 +102,7 @@ fn writer(shared: &Shared, rx: &mut mpsc::Receiver<Job>, metrics: &crate::metric
         // even an empty batch: a commit that found none would close the database to reads
         // again. The batch's callers (writes queued before the gate closed, reads' nudges)
         // are told the disk is full.
-        if shared.refused_for_room().is_some() {
+        if shared.short_of_room().is_some() {
             batch.clear();
             continue;
         }
@@ -110,9 +110,7 @@ fn writer(shared: &Shared, rx: &mut mpsc::Receiver<Job>, metrics: &crate::metric
         let storage_ok = run_batch(shared, &db, &mut batch, metrics, idle.is_none());
         drop(db);
         if storage_ok {
-            // Not on a full disk: the record could need room the database has not got, and
-            // failing would close it to reads again.
-            checkpoint_due = !shared.out_of_room();
+            checkpoint_due = true;
         } else {
             shared.retire();
         }
