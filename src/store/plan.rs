@@ -162,8 +162,7 @@ impl Applied {
     /// Take `tenant`'s record out (a purge: a tenant added again under the name starts
     /// without one).
     pub fn forget(meta: &mut Table<&'static str, u64>, tenant: &str) -> Result<(), redb::Error> {
-        meta.remove(Applied::key(tenant, "present").as_str())?;
-        for name in SETTINGS {
+        for name in std::iter::once("present").chain(SETTINGS) {
             meta.remove(Applied::key(tenant, name).as_str())?;
         }
         Ok(())

@@ -17,8 +17,6 @@ use crate::scim::render::{Resource, etag_of};
 use crate::scim::resource::{self, Body, Ignored, Input};
 use crate::scim::schema::{Kind, Rt};
 
-/// The tables of one write transaction, opened once for its whole batch of jobs (opening
-/// them all costs about what committing a small change does).
 /// What `plan_applied` found and did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct PlanApplied {
@@ -28,6 +26,8 @@ pub struct PlanApplied {
     pub modes: Option<(Mode, Mode)>,
 }
 
+/// The tables of one write transaction, opened once for its whole batch of jobs (opening
+/// them all costs about what committing a small change does).
 pub(super) struct W<'t> {
     pub(super) res: Table<'t, (&'static str, u8, u128), &'static [u8]>,
     pub(super) counts: Table<'t, (&'static str, u8), u64>,
@@ -999,7 +999,6 @@ impl Store {
         }
         self.write(move |w| {
             let t = actor.tenant.as_str();
-            let now = plan::Applied::of(actor.plan.as_deref());
             let was = {
                 let mut meta = w.txn.open_table(META)?;
                 let was = plan::Applied::read(&meta, t)?;
