@@ -77,7 +77,7 @@ fn cert_paths(config: &Config) -> Result<(std::path::PathBuf, std::path::PathBuf
 
 /// Apply each tenant's plan settings against those last applied (`Store::plan_applied`),
 /// as `who` in the change feed; what changed, for the log.
-pub(crate) async fn apply_plans(app: &App, who: &str) -> Vec<String> {
+async fn apply_plans(app: &App, who: &str) -> Vec<String> {
     let now = app.runtime();
     let mut notes = Vec::new();
     for t in now.config.tenants.keys() {
@@ -329,7 +329,7 @@ impl Reloader {
 }
 
 impl Server {
-    /// Open the database, load (or make) the certificate and bind the listener. When this
+    /// Bind the listener, open the database and load (or make) the certificate. When this
     /// returns, the server can accept connections.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
         // The port first: a start refused for it (the commonest failure, a second scimd on
