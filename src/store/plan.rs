@@ -294,6 +294,24 @@ pub fn unmatched_status(mode: Mode) -> Status {
     }
 }
 
+/// The existing-member entries a user's body matches (by its userName or any email,
+/// folded as the entries are).
+pub fn entries_matching<'r>(rules: &'r PlanRules, body: &Body) -> Vec<&'r str> {
+    let fold = crate::scim::fold::fold;
+    let mut names: BTreeSet<String> = crate::scim::resource::email_values(body)
+        .map(fold)
+        .collect();
+    if let Some(u) = body.get("userName").and_then(Value::as_str) {
+        names.insert(fold(u));
+    }
+    rules
+        .existing_members
+        .iter()
+        .filter(|m| names.contains(m.as_str()))
+        .map(String::as_str)
+        .collect()
+}
+
 /// Ids of provisioned users matching an existing-member entry.
 pub fn matches_of(
     usernames: &impl ReadableTable<(&'static str, &'static str), u128>,
@@ -370,5 +388,25 @@ mod tests {
         );
         assert_eq!(was.mode(3), Some(Mode::Enforced));
         assert_eq!(Applied::of(None).mode(3), None);
+    }
+
+    #[test]
+    fn a_body_matches_entries_by_user_name_or_any_email_ignoring_case() {
+        let r = PlanRules {
+            name: "B".into(),
+            test_threshold: 2,
+            seats: Some(1),
+            on_seat_limit: SeatPolicy::Free,
+            existing_members: vec!["ceo@x".into(), "ops@x".into(), "cfo@x".into()],
+            existing_shown: Default::default(),
+        };
+        let body = |v: Value| v.as_object().cloned().unwrap_or_default();
+        let b = body(serde_json::json!({
+            "userName": "CEO@x",
+            "emails": [{"value": "Ops@X"}, {"value": "someone@x"}]
+        }));
+        assert_eq!(entries_matching(&r, &b), ["ceo@x", "ops@x"]);
+        let b = body(serde_json::json!({"userName": "ceo@y", "emails": [{"value": "x@x"}]}));
+        assert!(entries_matching(&r, &b).is_empty());
     }
 }

@@ -76,13 +76,18 @@ impl<'t> W<'t> {
         &mut self,
         actor: &Actor,
         existing: Option<u128>,
-        was_active: bool,
-        now_active: bool,
+        body: &Body,
+        (was_active, now_active): (bool, bool),
     ) -> R<Option<Seat>> {
         if was_active || !now_active {
             return Ok(Ok(None));
         }
         match plan::seat_for_new_active(actor.plan.as_deref(), &self.counts, &actor.tenant)? {
+            Ok(Seat::Paid) => Ok(Ok(Some(Seat::Paid))),
+            // A trial takes nothing from people paid before it: an existing member's own
+            // account is seated on top of the limit (as seats lowered by a reload are), not
+            // refused or put on free while its person is paid anyway.
+            _ if self.holds_existing_seat(actor, existing, body)? => Ok(Ok(Some(Seat::Paid))),
             Ok(seat) => Ok(Ok(Some(seat))),
             Err(e) => {
                 // Refused writes change no resource, but the feed says a seat was refused.
@@ -90,6 +95,39 @@ impl<'t> W<'t> {
                 Ok(Err(e))
             }
         }
+    }
+
+    /// Whether a user becoming active, in testing mode once it is counted, is the account
+    /// of an existing member that no other active account already holds the seat for.
+    fn holds_existing_seat(
+        &self,
+        actor: &Actor,
+        id: Option<u128>,
+        body: &Body,
+    ) -> Result<bool, redb::Error> {
+        let Some(rules) = actor.plan.as_deref() else {
+            return Ok(false);
+        };
+        let t = actor.tenant.as_str();
+        if rules.mode(plan::active(&self.counts, t)? + 1) != Mode::Testing {
+            return Ok(false);
+        }
+        for entry in plan::entries_matching(rules, body) {
+            let mut held = false;
+            for other in plan::matches_of(&self.usernames, &self.emails, t, entry)? {
+                if Some(other) != id
+                    && let Some(rec) = self.load(t, Kind::User, other)?
+                    && plan::is_active(&rec.body)
+                {
+                    held = true;
+                    break;
+                }
+            }
+            if !held {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     fn emit_plan(
@@ -262,10 +300,11 @@ impl<'t> W<'t> {
             Vec::new()
         };
         let activity = (plan::is_active(&old.body), plan::is_active(&body));
-        let seat = match self.seat_check(actor, Some(id), activity.0, activity.1 && is_user)? {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
-        };
+        let seat =
+            match self.seat_check(actor, Some(id), &body, (activity.0, activity.1 && is_user))? {
+                Ok(s) => s,
+                Err(e) => return Ok(Err(e)),
+            };
         let members_changed = apply_members(self, actor, id, &changes)?;
         if !undone.is_empty() {
             self.emit(actor, "user.create_only_ignored", id, None, undone)?;
@@ -845,7 +884,7 @@ impl Store {
                 None => Vec::new(),
             };
             let active = kind == Kind::User && plan::is_active(&input.body);
-            let seat = match w.seat_check(&actor, None, false, active)? {
+            let seat = match w.seat_check(&actor, None, &input.body, (false, active))? {
                 Ok(s) => s,
                 Err(e) => return Ok(Err(e)),
             };

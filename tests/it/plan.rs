@@ -218,6 +218,67 @@ async fn an_existing_member_matched_by_two_accounts_holds_one_seat() {
     assert_eq!(paid_ids(gone), [json!(new)]);
 }
 
+/// In testing mode an existing member's own account is seated on top of a full plan: not
+/// refused, not put on free (it is paid anyway), and a seat freed later goes to whoever
+/// the limit really put on free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_plan_in_testing_seats_an_existing_members_account_on_top() {
+    for policy in [SeatLimitPolicy::Reject, SeatLimitPolicy::Free] {
+        let s = plan_srv(5, Some(1), policy).await;
+        let first = s.user("first@x").await;
+        let vet = s
+            .post(
+                "/Users",
+                json!({"userName": "vet", "emails": [{"value": "veteran@EXAMPLE.com"}]}),
+            )
+            .await;
+        assert_eq!(vet.status, 201, "{policy:?}: {}", vet.body);
+        let kinds = |evs: Vec<Value>| -> Vec<String> {
+            evs.iter()
+                .map(|e| e["type"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert!(
+            kinds(plan_events(&s).await).is_empty(),
+            "{policy:?}: {:?}",
+            plan_events(&s).await
+        );
+        // Reactivated on a full plan: the same.
+        let deactivate = json!([{"op": "replace", "path": "active", "value": false}]);
+        let url = format!("/Users/{}", vet.id());
+        assert_eq!(s.patch(&url, deactivate).await.status, 200);
+        let reactivate = json!([{"op": "replace", "path": "active", "value": true}]);
+        let r = s.patch(&url, reactivate).await;
+        assert_eq!(r.status, 200, "{policy:?}: {}", r.body);
+        // A second account of the same person is not: the seat is held.
+        let twin = json!({"userName": "vet2", "emails": [{"value": "veteran@example.com"}]});
+        let twin = s.post("/Users", twin).await;
+        if policy == SeatLimitPolicy::Reject {
+            assert_error(&twin, 403, None);
+            assert_eq!(kinds(plan_events(&s).await), ["plan.seat_rejected"]);
+            continue;
+        }
+        assert_eq!(twin.status, 201, "{}", twin.body);
+        let other = s.user("other@x").await;
+        assert_eq!(
+            kinds(plan_events(&s).await),
+            ["plan.placed_on_free", "plan.placed_on_free"]
+        );
+        // first leaves: the veteran's account now holds the one seat within the limit.
+        assert_eq!(s.delete(&format!("/Users/{first}")).await.status, 204);
+        assert_eq!(plan_events(&s).await.len(), 2);
+        // It leaves too: the seat goes to the twin, the earliest the limit put on free.
+        assert_eq!(s.delete(&url).await.status, 204);
+        let evs = plan_events(&s).await;
+        assert_eq!(evs.len(), 3);
+        assert_eq!(evs[2]["type"], "plan.placed_on_paid");
+        assert_eq!(evs[2]["resource_id"], twin.id().as_str());
+        let free = members(&s, "?status=free").await;
+        assert_eq!(free["members"][0]["id"], other.as_str(), "{free}");
+        assert_eq!(total_of(&free), 1, "{free}");
+    }
+}
+
 fn total_of(v: &Value) -> u64 {
     v["totalResults"].as_u64().unwrap()
 }
