@@ -104,11 +104,18 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
                 return json!({"ok": false, "not_configured": true, "error": format!("tenant {tenant} has no [tenants.{tenant}.plan] in the configuration")});
             };
             let rules = Arc::new(plan_rules(plan));
+            // A daemon applied its settings at its start or reload; a file read with the
+            // daemon stopped may hold settings the next start applies.
+            let pending = match store.plan_pending(&tenant, Some(&rules)) {
+                Ok(p) => p,
+                Err(e) => return json!({"ok": false, "error": e.to_string()}),
+            };
             match store.plan_summary(tenant.clone(), rules.clone()).await {
                 Ok(s) => json!({"ok": true, "tenant": tenant, "plan": rules.name, "mode": s.mode,
                     "test_threshold": rules.test_threshold, "seats": rules.seats,
                     "on_seat_limit": rules.on_seat_limit, "active_provisioned": s.active_provisioned,
-                    "paid": s.paid, "free": s.free, "deactivated": s.deactivated}),
+                    "paid": s.paid, "free": s.free, "deactivated": s.deactivated,
+                    "pending": pending}),
                 Err(e) => json!({"ok": false, "error": e.to_string()}),
             }
         }

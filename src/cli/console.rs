@@ -886,6 +886,21 @@ pub(crate) fn print_answer(a: &serde_json::Value) {
         say!("paid:        {}", a["paid"]);
         say!("free:        {}", a["free"]);
         say!("deactivated: {}", a["deactivated"]);
+        let pending: Vec<&str> = a["pending"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_str)
+            .collect();
+        if a["daemon"] == false && !pending.is_empty() {
+            say!(
+                "  note: scimd is not running, and the file's plan settings differ from those \
+                 it last applied ({}): the mode above follows the file, but seats, and the \
+                 users waiting on free for them, are as last applied; the next start applies \
+                 the file (the change feed records it)",
+                pending.join(", ")
+            );
+        }
         return;
     }
     let running = if a["daemon"] == true {

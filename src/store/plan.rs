@@ -183,6 +183,22 @@ impl Applied {
         }
     }
 
+    /// What applying these settings over `was` (as recorded) changes, at `active` users.
+    /// No record: a database from before it, or a tenant not configured since. What was
+    /// applied is unknown, so a plan there now is treated as new (the feed tells readers to
+    /// read it again, and seats open go to users waiting on the free plan, as an older
+    /// version may have left them); a tenant with no active user has nothing to re-read.
+    /// Returns the record to compare with, and the settings changed.
+    pub fn over(&self, was: Option<Applied>, active: u64) -> (Applied, Vec<String>) {
+        let was = match was {
+            Some(was) => was,
+            None if active == 0 => self.clone(),
+            None => Applied::of(None),
+        };
+        let changed = self.changed_since(&was);
+        (was, changed)
+    }
+
     /// The mode these settings gave at `active` users; `None` without a plan.
     pub fn mode(&self, active: u64) -> Option<Mode> {
         self.rules.map(|r| mode_at(r[1], active))
@@ -388,6 +404,13 @@ mod tests {
         );
         assert_eq!(was.mode(3), Some(Mode::Enforced));
         assert_eq!(Applied::of(None).mode(3), None);
+        // No record: new to a tenant with active users, nothing to one without.
+        assert!(was.over(None, 0).1.is_empty());
+        assert_eq!(was.over(None, 1).1, ["plan"]);
+        assert_eq!(
+            Applied::of(Some(&other)).over(Some(was.clone()), 1).1.len(),
+            3
+        );
     }
 
     #[test]

@@ -1046,18 +1046,8 @@ impl Store {
                 }
                 was
             };
-            // No record: a database from before it, or a tenant not configured since. What
-            // was applied is unknown, so a plan there now is treated as new: the feed tells
-            // readers to read it again, and the seat rule is applied (seats open go to users
-            // waiting on the free plan, as an older version may have left them).
-            // A tenant with no active user (a new database) has nothing to re-read.
             let active = plan::active(&w.counts, t)?;
-            let was = match was {
-                Some(was) => was,
-                None if active == 0 => return Ok(Ok(PlanApplied::default())),
-                None => plan::Applied::of(None),
-            };
-            let changed = now.changed_since(&was);
+            let (was, changed) = now.over(was, active);
             if changed.is_empty() {
                 return Ok(Ok(PlanApplied::default()));
             }
@@ -1081,6 +1071,21 @@ impl Store {
             Ok(Ok(PlanApplied { changed, modes }))
         })
         .await
+    }
+
+    /// The plan settings `rules` would change if applied now (`plan_applied` without the
+    /// write): what a start would apply of a file edited while scimd is stopped.
+    pub fn plan_pending(
+        &self,
+        tenant: &str,
+        rules: Option<&plan::PlanRules>,
+    ) -> Result<Vec<String>, Error> {
+        let now = plan::Applied::of(rules);
+        self.read_now(|r| {
+            let was = plan::Applied::read(&r.txn().open_table(META)?, tenant)?;
+            let active = plan::active(&r.txn().open_table(COUNTS)?, tenant)?;
+            Ok(Ok(now.over(was, active).1))
+        })
     }
 
     pub async fn delete(

@@ -737,9 +737,26 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
     // With the daemon stopped, the same command reads the database itself.
     let plan = run(&["plan", "acme"]);
     assert!(
-        plan.contains("paid:        2") && plan.contains("active provisioned users: 2"),
+        plan.contains("paid:        2")
+            && plan.contains("active provisioned users: 2")
+            && !plan.contains("note:"),
         "{plan}"
     );
+    // Settings edited while it is stopped: the command says they wait for the next start.
+    let edited = good.replace("test_threshold = 1\n", "test_threshold = 5\nseats = 1\n");
+    assert_ne!(edited, good);
+    std::fs::write(&cfg, &edited).unwrap();
+    let plan = run(&["plan", "acme"]);
+    assert!(
+        plan.contains("mode:        testing")
+            && plan.contains(
+                "the file's plan settings differ from those it last applied \
+                 (test_threshold, seats)"
+            )
+            && plan.contains("the next start applies"),
+        "{plan}"
+    );
+    std::fs::write(&cfg, &good).unwrap();
     // Exit 3, as an init script's `status` says "not running".
     assert!(run_with(&["status"], 3).contains(": not running"));
     // Adding the tenant that is still configured says so, not that its data is left over.
