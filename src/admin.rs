@@ -209,6 +209,11 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
                 )});
             }
             match store.purge_tenant(tenant.clone()).await {
+                // A mistyped name must not read as a purge done.
+                Ok(0) => json!({"ok": false, "error": format!(
+                    "nothing is stored under tenant {tenant}: nothing was purged (`scimd \
+                     status` lists the tenants the database holds)"
+                )}),
                 Ok(n) => {
                     tracing::info!(%tenant, entries = n, "tenant purged from the database (scimd tenant purge)");
                     json!({"ok": true, "purged": tenant, "entries": n})

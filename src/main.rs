@@ -464,8 +464,9 @@ fn main() -> ExitCode {
                     .err()
                     .map(|e| e.problems.clone())
                     .unwrap_or_default();
+                // A file with problems elsewhere is read around them for the address.
                 let (base, note) = loaded
-                    .map_or_else(|e| e.parsed.map(|c| *c), Some)
+                    .map_or_else(|e| e.parsed.or(e.salvaged).map(|c| *c), Some)
                     .map(|c| base_url(&c.server, &c.server.listen))
                     .unwrap_or_default();
                 say!(
@@ -478,6 +479,10 @@ fn main() -> ExitCode {
                 if problems.iter().any(|p| p.starts_with("server.public_url")) {
                     say!(
                         "  Base URL:     (none yet: fix server.public_url, listed below, then run `scimd check-config`)"
+                    );
+                } else if base.is_empty() {
+                    say!(
+                        "  Base URL:     (none yet: fix the file's problems, listed below, then run `scimd check-config`)"
                     );
                 } else {
                     say!("  Base URL:     {base}/tenants/{name}/scim/v2");

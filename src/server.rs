@@ -261,10 +261,26 @@ impl Reloader {
             let key = |k: &crate::config::TokenConfig| (k.name.clone(), k.sha256.clone());
             let before: Vec<_> = was.tokens.iter().map(key).collect();
             let after: Vec<_> = now.tokens.iter().map(key).collect();
-            for (name, _) in after.iter().filter(|k| !before.contains(k)) {
-                notes.push(format!("tenant {t}: token {name} added"));
+            let added: Vec<&String> = after
+                .iter()
+                .filter(|k| !before.contains(k))
+                .map(|k| &k.0)
+                .collect();
+            let removed: Vec<&String> = before
+                .iter()
+                .filter(|k| !after.contains(k))
+                .map(|k| &k.0)
+                .collect();
+            // A new secret under the same name is neither a token gained nor one lost.
+            for name in &added {
+                let what = if removed.contains(name) {
+                    "replaced (a new secret; the old one is refused)"
+                } else {
+                    "added"
+                };
+                notes.push(format!("tenant {t}: token {name} {what}"));
             }
-            for (name, _) in before.iter().filter(|k| !after.contains(k)) {
+            for name in removed.iter().filter(|n| !added.contains(n)) {
                 notes.push(format!("tenant {t}: token {name} removed"));
             }
         }
@@ -374,6 +390,11 @@ impl Server {
             Err(e) => {
                 // Closed, so that the next start needs no repair.
                 store.close();
+                // A database this start made is empty; left behind, the next start would not
+                // warn that `storage.dir` may name the wrong directory.
+                if new_database {
+                    let _ = std::fs::remove_file(config.storage.db_path());
+                }
                 return Err(e);
             }
         };

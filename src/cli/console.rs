@@ -214,18 +214,19 @@ pub(crate) fn purge(config: &std::path::Path, tenant: &str, yes: bool) -> ExitCo
         );
         return ExitCode::from(2);
     }
+    let stored = stored_under(config, tenant);
+    // The file no longer has it, but the running daemon has not been told: the purge is
+    // refused, with or without --yes.
+    if let Ok((_, _, true)) = stored {
+        eprintln!(
+            "the running scimd still serves tenant {tenant}: reload it first \
+             (`systemctl reload scimd`), then purge"
+        );
+        return ExitCode::from(2);
+    }
     if !yes {
-        let held = match stored_under(config, tenant) {
-            // The file no longer has it, but the running daemon has not been told: the purge
-            // would be refused.
-            Ok((_, _, true)) => {
-                eprintln!(
-                    "the running scimd still serves tenant {tenant}: reload it first \
-                     (`systemctl reload scimd`), then purge"
-                );
-                return ExitCode::from(2);
-            }
-            Ok((u, g, false)) => format!(
+        let held = match stored {
+            Ok((u, g, _)) => format!(
                 " ({} and {})",
                 scimd::counted(u, "user"),
                 scimd::counted(g, "group")

@@ -178,6 +178,22 @@ fn parse_around_errors(text: &str) -> Option<(toml_edit::DocumentMut, bool)> {
             }
             start = text[..end].rfind('\n').map_or(0, |i| i + 1);
         }
+        // A table header refused (a second `[tenants.acme]` or `[server]`) takes its keys
+        // with it: left, they would be read as the previous table's and named as unknown
+        // there, which is not the mistake.
+        if text[start..end].trim_start().starts_with('[') {
+            let mut next = end;
+            while next < text.len() {
+                let line_end = text[next + 1..]
+                    .find('\n')
+                    .map_or(text.len(), |i| next + 1 + i);
+                if text[next + 1..line_end].trim_start().starts_with('[') {
+                    break;
+                }
+                next = line_end;
+            }
+            end = next;
+        }
         text.replace_range(start..end, "");
     }
     None
@@ -654,6 +670,32 @@ mod tests {
             let got = err.salvaged.expect("read around the half-typed lines");
             assert!(got.storage.dir.ends_with("data"), "{:?}", got.storage.dir);
             assert_eq!(got.tenants["acme"].tokens[0].name, "okta");
+            Ok(())
+        });
+    }
+
+    /// A table given twice is the one mistake named: its keys are not read as the previous
+    /// table's and named as unknown there.
+    #[test]
+    fn a_table_given_twice_is_named_alone() {
+        Jail::expect_with(|jail| {
+            for (second, kept) in [
+                (
+                    "[tenants.acme]\ntokens = []\ndisplay_name = \"Again\"\n",
+                    "okta",
+                ),
+                ("[server]\nlisten = \"127.0.0.1:1\"\n", "okta"),
+            ] {
+                let text = format!("{GOOD}[tenants.acme.plan]\nname = \"B\"\n{second}");
+                jail.create_file("twice.toml", &text)?;
+                let err = Config::load(Path::new("twice.toml")).expect_err("a duplicate");
+                let said = err.to_string();
+                assert!(said.contains("duplicate key"), "{said}");
+                assert!(!said.contains("unknown key"), "{said}");
+                let got = err.salvaged.expect("read around the second table");
+                assert_eq!(got.tenants["acme"].tokens[0].name, kept);
+                assert_eq!(got.server.listen, "127.0.0.1:0");
+            }
             Ok(())
         });
     }

@@ -92,6 +92,13 @@ impl Config {
         if !(1..=256).contains(&self.server.max_filter_depth) {
             p.push("server.max_filter_depth: must be between 1 and 256".into());
         }
+        // No connection would ever be taken: a server that starts and answers nothing.
+        if self.server.max_connections == 0 {
+            p.push("server.max_connections: must be at least 1".into());
+        }
+        if self.storage.cache_mb == 0 {
+            p.push("storage.cache_mb: must be at least 1 (MiB; 16 unless set)".into());
+        }
         if self.server.max_patch_operations == 0 {
             p.push("server.max_patch_operations: must be at least 1".into());
         }
@@ -513,8 +520,12 @@ mod tests {
         c.server.max_results = 0;
         c.server.max_unread_mb = 0;
         c.server.request_timeout_secs = 0;
+        c.server.max_connections = 0;
+        c.storage.cache_mb = 0;
         let p = c.problems().join("\n");
         for needle in [
+            "server.max_connections: must be at least 1",
+            "storage.cache_mb: must be at least 1",
             "server.max_results: must be at least 1",
             "server.max_unread_mb: must be at least 1 (MiB)",
             "server.request_timeout_secs: must be at least 1",

@@ -66,6 +66,20 @@ impl Config {
                 self.server.public_base().unwrap_or_default()
             ));
         }
+        // scimd serves at the root of its address: a path is right only behind a proxy
+        // that takes it off, and IdPs given it directly get 404 for every request.
+        if let Some(base) = self.server.public_base()
+            && let Some((_, rest)) = base.split_once("://")
+            && let Some(at) = rest.find('/')
+        {
+            w.push(format!(
+                "server.public_url: {base:?} has the path {:?}; scimd serves /scim/v2 and \
+                 /tenants/NAME/scim/v2 at the root of its own address, so this works only \
+                 through a reverse proxy that takes the path off. Without one, give the \
+                 address only",
+                &rest[at..]
+            ));
+        }
         for (name, plan) in self
             .tenants
             .iter()
@@ -224,7 +238,12 @@ mod tests {
             .insert("acme_corp".into(), TenantConfig::default());
         c.tenants
             .insert("beta-corp".into(), TenantConfig::default());
-        let w = c.warnings();
+        // (The path `/x_y` is warned of for itself.)
+        let w: Vec<String> = c
+            .warnings()
+            .into_iter()
+            .filter(|w| !w.contains("works only through a reverse proxy"))
+            .collect();
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(w[0].starts_with("tenants.acme_corp:"), "{w:?}");
     }

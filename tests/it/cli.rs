@@ -489,6 +489,18 @@ fn tenant_add_base_url_uses_public_url_or_the_host_name_never_0_0_0_0() {
         ),
         "{out}"
     );
+    // A mistake elsewhere in [server] does not lose the address the Base URL is built on.
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "public_url = \"scim.example.net:8443\"",
+        "public_url = \"https://scim.example.net\"\nmax_result = 10",
+    );
+    std::fs::write(&path, text).unwrap();
+    let out = run_ok(&["tenant", "add", "epsilon"], &path);
+    assert!(
+        out.contains("Base URL:     https://scim.example.net/tenants/epsilon/scim/v2\n")
+            && out.contains("max_result"),
+        "{out}"
+    );
 }
 
 /// A Base URL pasted as `public_url` is read as its address: the Base URL printed is not

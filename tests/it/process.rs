@@ -244,6 +244,41 @@ async fn a_second_server_on_the_same_directory_changes_nothing_of_the_first() {
     assert_eq!(p.status("/scim/v2/Users", "tok").await, 200);
 }
 
+/// A start refused for its certificate leaves no new database: the next start, with the
+/// certificate fixed, still warns that it made an empty one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_refused_for_its_certificate_leaves_no_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, one.cert.pem()).unwrap();
+    scimd::tls::write_private(&key, other.signing_key.serialize_pem().as_bytes()).unwrap();
+    let cfg = okta_config(dir.path());
+    let good = std::fs::read_to_string(&cfg).unwrap();
+    let text = good.replace(
+        "self_signed = true",
+        &format!("cert = {:?}\nkey = {:?}", cert.display(), key.display()),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_scimd"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("does not match"),
+        "{err}"
+    );
+    assert!(!dir.path().join("state/scimd.redb").exists(), "{err}");
+    // Fixed (here: the self-signed certificate the client trusts).
+    std::fs::write(&cfg, good).unwrap();
+    let p = Proc::start(&cfg);
+    assert_eq!(p.status("/scim/v2/Users", "tok").await, 200);
+    assert!(p.log().contains("new, empty database"), "{}", p.log());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rust_log_that_is_no_level_is_passed_over_and_refusals_say_why() {
     let dir = tempfile::tempdir().unwrap();
@@ -473,6 +508,24 @@ async fn sighup_reloads_tokens_keeps_connections_and_refuses_broken_configs() {
     assert!(line.contains("ERROR") && line.contains("line 1"), "{line}");
     assert_eq!(p.status("/scim/v2/Users", "new-token").await, 200);
 
+    // A new secret under the same name is logged as replaced, not as added and removed.
+    std::fs::write(
+        &cfg,
+        verbose(config_text(dir.path(), &token_line("new", "newer-token"))),
+    )
+    .unwrap();
+    kill(p.child.id(), "-HUP");
+    assert!(p.until("/scim/v2/Users", "newer-token", 200).await);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !p.log().contains("token new replaced") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = p.log();
+    assert!(
+        log.contains("token new replaced") && !log.contains("token new removed"),
+        "{log}"
+    );
+
     // One log line per request, with the token's name and never the token.
     let log = p.log();
     assert!(
@@ -487,7 +540,7 @@ async fn sighup_reloads_tokens_keeps_connections_and_refuses_broken_configs() {
         .filter_map(|l| l.split("peer=").nth(1)?.split(' ').next())
         .collect();
     assert_eq!(peers.len(), 1, "{peers:?}");
-    for secret in ["new-token", "old-token"] {
+    for secret in ["new-token", "old-token", "newer-token"] {
         assert!(!log.contains(secret), "the log holds a token");
     }
 
@@ -705,7 +758,7 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
     let out = scimd_cmd(&cfg, &["tenant", "purge", "acme", "--yes"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        out.status.code() == Some(1) && err.contains("reload first"),
+        out.status.code() == Some(2) && err.contains("still serves tenant acme: reload it first"),
         "{err}"
     );
     // Asked without --yes, it says the same, not to run it again with --yes.
@@ -821,6 +874,24 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
     let status = run_with(&["status"], 3);
     assert!(!status.contains("tenant acme"), "{status}");
     run(&["verify"]);
+    // Again, or a name never used (a typo): nothing to purge, which is not a purge done.
+    for name in ["acme", "acmee"] {
+        let out = scimd_cmd(&cfg, &["tenant", "purge", name, "--yes"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.code() == Some(1)
+                && err.contains(&format!("nothing is stored under tenant {name}")),
+            "{err}"
+        );
+    }
+    // Nothing was written under the typo: a restore names every feed the database numbers.
+    let backup = dir.path().join("after-typo.redb");
+    run(&["backup", "--to", backup.to_str().unwrap()]);
+    let restored = run(&["restore", "--from", backup.to_str().unwrap()]);
+    assert!(
+        restored.contains("(acme ") && !restored.contains("acmee"),
+        "{restored}"
+    );
     // Now the name is free for a new customer.
     assert!(run(&["tenant", "add", "acme"]).starts_with("Added tenant acme"));
 }
