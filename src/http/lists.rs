@@ -13,6 +13,7 @@ use crate::scim::filter::{self, ForType};
 use crate::scim::projection::Projection;
 use crate::scim::schema::{Kind, LIST_RESPONSE, SEARCH_REQUEST};
 use crate::scim::sort::SortSpec;
+use crate::store::Snapshot;
 use crate::store::{ListQuery, MemberBatch, SortMark};
 
 /// List parameters, from a query string or a SearchRequest body.
@@ -342,7 +343,8 @@ async fn page(app: &App, ctx: &Ctx, kinds: &[Kind], p: ListParams) -> ScimResult
         for r in page.items {
             if with_refs && kind == Kind::Group {
                 let narrowed = proj.narrows("members").then(|| proj.clone());
-                groups.push((resources.len(), crate::store::parse_id(&r.id), narrowed));
+                let id = crate::store::parse_id(&r.id);
+                groups.push((resources.len(), id, narrowed, page.snapshot.clone()));
             }
             resources.push(Value::Object(render(ctx, r, &proj)));
         }
@@ -434,6 +436,10 @@ pub(super) async fn send_members(
     }
 }
 
+/// A group on a list page: its place among the resources, its id, the projection of its
+/// members when one narrows them, and the snapshot it was read in (its members are read there).
+type ListedGroup = (usize, Option<u128>, Option<Projection>, Option<Snapshot>);
+
 /// A list page holding groups with their members: written as it is read, each group's members
 /// in batches (as `get_group_streamed` does), so a page with a group of a million costs no
 /// more memory than one with a group of ten.
@@ -446,7 +452,7 @@ fn streamed_list(
     cursor_mode: bool,
     next: Option<String>,
     resources: Vec<Value>,
-    groups: Vec<(usize, Option<u128>, Option<Projection>)>,
+    groups: Vec<ListedGroup>,
 ) -> Resp {
     let mut head = format!(
         "{{\"schemas\":[\"{LIST_RESPONSE}\"],\"totalResults\":{total},\"itemsPerPage\":{}",
@@ -481,7 +487,7 @@ fn streamed_list(
                 String::new()
             };
             text.push_str(&serde_json::to_string(&item).unwrap_or_default());
-            let Some((_, gid, narrowed)) = groups.next_if(|g| g.0 == i) else {
+            let Some((_, gid, narrowed, snapshot)) = groups.next_if(|g| g.0 == i) else {
                 if tx.send(text.into()).await.is_err() {
                     return;
                 }
@@ -492,7 +498,8 @@ fn streamed_list(
             if tx.send(text.into()).await.is_err() {
                 return;
             }
-            let mut batches = store.member_batches(tenant.clone(), gid.unwrap_or_default(), stall);
+            let gid = gid.unwrap_or_default();
+            let mut batches = store.member_batches(tenant.clone(), gid, stall, snapshot);
             let narrowed = narrowed.as_ref().map(|p| (p, group_rt));
             if !send_members(&tx, &mut batches, &base, narrowed).await
                 || tx.send(bytes::Bytes::from_static(b"]}")).await.is_err()

@@ -3,7 +3,7 @@
 //! counted for totalResults.
 
 use super::query::*;
-use super::read::ReadSide;
+use super::read::{ReadSide, Snapshot};
 use super::record::*;
 use super::scans::Scan;
 use super::select;
@@ -13,6 +13,7 @@ use super::{Error, R, Store, format_id, parse_id, plan, ranks};
 use crate::scim::filter::Filter;
 use crate::scim::render::Stored;
 use crate::scim::schema::{Kind, Rt};
+use std::sync::Arc;
 
 /// A page's total, its items with their ids, and with a cursor the id to continue after.
 type Found<T> = (u64, Vec<(u128, T)>, Option<u128>);
@@ -188,6 +189,7 @@ impl ReadSide {
             next: more.then(|| ids.last().copied()).flatten(),
             next_mark: None,
             items,
+            snapshot: None,
         })
     }
 }
@@ -229,6 +231,7 @@ impl Store {
                         next,
                         next_mark: None,
                         items,
+                        snapshot: None,
                     },
                     q.with_refs,
                 );
@@ -466,10 +469,21 @@ impl Store {
             });
             finish(r, t, kind, page, q.with_refs)
         };
+        // Groups keep their snapshot for their members (`ListPage::snapshot`).
+        let read = move |r: &Arc<ReadSide>| {
+            let mut page = match read(r)? {
+                Ok(page) => page,
+                Err(e) => return Ok(Err(e)),
+            };
+            if kind == Kind::Group {
+                page.snapshot = Some(Snapshot(r.clone()));
+            }
+            Ok(Ok(page))
+        };
         if inline {
-            self.read_now(read)
+            self.read_now_in(read)
         } else {
-            self.read(&share, read).await
+            self.read_in(&share, read).await
         }
     }
 }

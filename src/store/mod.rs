@@ -44,7 +44,7 @@ pub use error::Error;
 pub use events::{Actor, Event, Retention};
 pub use plan_list::{PlanCursor, PlanEntry, PlanFrom, PlanPage, PlanSummary};
 pub use query::{ListPage, ListQuery, SortMark, SortSpec, StoredPage};
-pub use read::{Conditions, Feed, MemberBatch};
+pub use read::{Conditions, Feed, MemberBatch, Snapshot};
 pub use verify::check_file;
 pub use warm::spawn as warm_page_cache;
 pub use write::{Given, PlanApplied};
@@ -114,7 +114,7 @@ type Job = Box<dyn FnOnce(&mut write::W<'_>) -> Result<Responder, redb::Error> +
 struct Shared {
     /// The snapshot reads share until the next commit (declared first: dropped before the
     /// database).
-    snapshot: Mutex<Snapshot>,
+    snapshot: Mutex<SnapshotSlot>,
     db: RwLock<Option<Arc<Database>>>,
     path: PathBuf,
     cache_bytes: usize,
@@ -162,7 +162,7 @@ impl Shared {
 /// one; a snapshot begun under an older generation may predate that commit and is never
 /// shared, so a read that starts after a write was answered always sees it.
 #[derive(Default)]
-struct Snapshot {
+struct SnapshotSlot {
     generation: u64,
     shared: Option<Arc<read::ReadSide>>,
 }
@@ -172,7 +172,7 @@ impl Shared {
         self.db.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn snapshot_slot(&self) -> std::sync::MutexGuard<'_, Snapshot> {
+    fn snapshot_slot(&self) -> std::sync::MutexGuard<'_, SnapshotSlot> {
         self.snapshot.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -498,13 +498,22 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&read::ReadSide) -> R<T> + Send + 'static,
     {
+        self.read_in(tenant, |r: &Arc<read::ReadSide>| f(r)).await
+    }
+
+    /// `read`, given the snapshot itself, for an answer that goes on reading it after.
+    async fn read_in<T, F>(&self, tenant: &str, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Arc<read::ReadSide>) -> R<T> + Send + 'static,
+    {
         let db = self.db()?;
         let shared = self.shared.clone();
         let turn = shared.read_turn(tenant).await;
         let res = tokio::task::spawn_blocking(move || {
             let _turn = turn;
             shared.faults.panic_if_set("a read");
-            f(&*shared.snapshot(&db)?)
+            f(&shared.snapshot(&db)?)
         })
         .await;
         match res {
@@ -520,6 +529,14 @@ impl Store {
     fn read_now<T, F>(&self, f: F) -> Result<T, Error>
     where
         F: FnOnce(&read::ReadSide) -> R<T>,
+    {
+        self.read_now_in(|r: &Arc<read::ReadSide>| f(r))
+    }
+
+    /// `read_now`, given the snapshot itself.
+    fn read_now_in<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        F: FnOnce(&Arc<read::ReadSide>) -> R<T>,
     {
         let db = self.db()?;
         self.shared.faults.panic_if_set("a read");

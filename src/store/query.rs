@@ -44,6 +44,9 @@ pub struct ListPage {
     /// A sorted list: where to continue when there are more results.
     pub next_mark: Option<SortMark>,
     pub items: Vec<Resource>,
+    /// The snapshot the page was read in: a group's members, streamed after, are read in
+    /// it too, so that they are the members of the version listed.
+    pub snapshot: Option<super::Snapshot>,
 }
 
 /// A page of resources as stored text (see `Stored`).

@@ -699,13 +699,16 @@ impl Store {
     /// while the consumer is behind, so memory stays bounded, but at most `stall` for each
     /// batch: a client that stops reading does not hold a read thread for ever. A stream
     /// without `End` was cut short, and its answer must not be completed.
+    /// Read in `snapshot` when given (the one a list page of groups was read in), else in the
+    /// latest.
     pub fn member_batches(
         &self,
         tenant: String,
         group: u128,
         stall: std::time::Duration,
+        snapshot: Option<Snapshot>,
     ) -> tokio::sync::mpsc::Receiver<MemberBatch> {
-        self.member_stream(tenant, group, stall, false)
+        self.member_stream(tenant, group, stall, false, snapshot)
     }
 
     /// A group (without its members) and then its members, as `member_batches` sends them,
@@ -720,7 +723,7 @@ impl Store {
         let Some(gid) = parse_id(id) else {
             return Err(not_found(Kind::Group, id));
         };
-        let mut rx = self.member_stream(tenant, gid, stall, true);
+        let mut rx = self.member_stream(tenant, gid, stall, true, None);
         match rx.recv().await {
             Some(MemberBatch::Head(Some(r))) => Ok((*r, rx)),
             Some(MemberBatch::Head(None)) => Err(not_found(Kind::Group, id)),
@@ -735,6 +738,7 @@ impl Store {
         group: u128,
         stall: std::time::Duration,
         head: bool,
+        snapshot: Option<Snapshot>,
     ) -> tokio::sync::mpsc::Receiver<MemberBatch> {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let db = self.db();
@@ -753,7 +757,14 @@ impl Store {
                         .is_ok_and(|sent| sent.is_ok())
                 };
                 let run = || -> Result<(), redb::Error> {
-                    let txn = redb::ReadableDatabase::begin_read(&*db)?;
+                    let own;
+                    let txn = match &snapshot {
+                        Some(s) => &s.0.txn,
+                        None => {
+                            own = redb::ReadableDatabase::begin_read(&*db)?;
+                            &own
+                        }
+                    };
                     let t = tenant.as_str();
                     if head {
                         let res = txn.open_table(RESOURCES)?;
@@ -794,6 +805,11 @@ impl Store {
         rx
     }
 }
+
+/// A read snapshot kept for reading on after an answer's first part (see
+/// `ListPage::snapshot`).
+#[derive(Clone)]
+pub struct Snapshot(pub(super) std::sync::Arc<ReadSide>);
 
 /// One message of a group's member stream (`Store::member_batches`).
 #[derive(Debug)]

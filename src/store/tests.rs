@@ -1241,6 +1241,55 @@ fn ids_round_trip_and_anything_else_is_not_an_id() {
     assert_eq!(parse_id("../etc/passwd"), None);
 }
 
+/// A page of groups keeps the snapshot it was read in, and their members streamed from it
+/// are those of the versions listed, whatever was committed between.
+#[test]
+fn members_streamed_for_a_list_page_are_those_of_the_listed_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::open(&dir.path().join("s.redb"));
+    let users = f.users(2);
+    let g = f.create(
+        Kind::Group,
+        serde_json::json!({"displayName": "g", "members": [{"value": format_id(users[0])}]}),
+        None,
+    );
+    let q = ListQuery {
+        count: 10,
+        start_index: 1,
+        ..ListQuery::default()
+    };
+    let page = (f.rt)
+        .block_on(f.store.list("t".into(), Kind::Group.into(), q))
+        .unwrap();
+    assert_eq!(page.items[0].version, 1);
+    let ops = crate::scim::patch::parse_request(&serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "add", "path": "members",
+                        "value": [{"value": format_id(users[1])}]}]}))
+    .unwrap();
+    f.rt.block_on(f.store.patch(
+        f.actor.clone(),
+        Kind::Group.into(),
+        format_id(g),
+        ops,
+        Conditions::default(),
+    ))
+    .unwrap();
+    let stall = std::time::Duration::from_secs(5);
+    let members = |snapshot| {
+        f.rt.block_on(async {
+            let mut rx = f.store.member_batches("t".into(), g, stall, snapshot);
+            let mut ids = Vec::new();
+            while let Some(MemberBatch::Members(b)) = rx.recv().await {
+                ids.extend(b.into_iter().map(|(m, _, _)| m));
+            }
+            ids
+        })
+    };
+    assert_eq!(members(page.snapshot), [users[0]], "the listed version's");
+    assert_eq!(members(None), users, "the latest");
+}
+
 /// Member streams whose clients stop reading hold read threads only up to the tenant's
 /// share and only for the stall time; another tenant's reads go on meanwhile.
 #[test]
@@ -1260,7 +1309,7 @@ fn stalled_member_streams_hold_a_share_of_the_read_threads_for_a_bounded_time() 
     let stall = std::time::Duration::from_secs(2);
     f.rt.block_on(async {
         let mut streams: Vec<_> = (0..=TENANT_READS)
-            .map(|_| f.store.member_batches("t".into(), g, stall))
+            .map(|_| f.store.member_batches("t".into(), g, stall, None))
             .collect();
         // Nobody reads: the tenant's share of producers fill their queues and block; the
         // stream beyond the share waits its turn (polled, not slept on: CI is slow).
@@ -1284,7 +1333,7 @@ fn stalled_member_streams_hold_a_share_of_the_read_threads_for_a_bounded_time() 
             "one stream beyond the share waits its turn"
         );
         // Another tenant is not kept waiting.
-        let mut other = f.store.member_batches("other".into(), g, stall);
+        let mut other = f.store.member_batches("other".into(), g, stall, None);
         let got = tokio::time::timeout(std::time::Duration::from_secs(1), other.recv()).await;
         assert!(matches!(got, Ok(Some(MemberBatch::End))), "{got:?}");
         // Past the stall time the stalled producers give up, and the waiting one runs.

@@ -392,3 +392,46 @@ async fn group_lists_carry_every_member_as_a_single_get_does() {
         assert_eq!(crate::harness::display_names(&r), want, "{f}");
     }
 }
+
+/// A listed group's members are those of the version listed beside them, while another
+/// client adds and removes a member (they were read in a later snapshot than the group,
+/// one listed version in twenty disagreeing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listed_groups_members_match_its_listed_version_under_writes() {
+    let s = Srv::start().await;
+    let (stays, moves) = (s.user("stays@x").await, s.user("moves@x").await);
+    let g = s.group("Toggled", &[&stays]).await;
+    let url = format!("/Groups/{g}");
+    let toggles = async {
+        for i in 0..150 {
+            let op = if i % 2 == 0 { "add" } else { "remove" };
+            let ops = json!([{"op": op, "path": "members", "value": [{"value": moves}]}]);
+            let r = s.patch(&url, ops).await;
+            assert!(r.status == 204 || r.status == 200, "{}", r.body);
+        }
+    };
+    let reads = async {
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..150 {
+            let path = match i % 3 {
+                0 => "/Groups?filter=displayName%20eq%20%22Toggled%22&attributes=members,meta",
+                1 => "/Groups?attributes=members,meta",
+                _ => "/Groups?count=10&cursor=&attributes=members,meta",
+            };
+            let r = s.get(path).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            let listed = &r.body["Resources"][0];
+            let version: u64 = listed["meta"]["version"]
+                .as_str()
+                .and_then(|v| v.trim_start_matches("W/").trim_matches('"').parse().ok())
+                .unwrap_or_else(|| panic!("{listed}"));
+            // Version 1 has `stays` only; each add makes it even, each remove odd.
+            let has = member_ids(listed).contains(&moves);
+            assert_eq!(has, version.is_multiple_of(2), "{listed}");
+            seen.insert(version);
+        }
+        seen.len()
+    };
+    let ((), versions) = tokio::join!(toggles, reads);
+    assert!(versions > 1, "the reads saw no write");
+}
