@@ -232,11 +232,7 @@ async fn a_second_server_on_the_same_directory_changes_nothing_of_the_first() {
         "[server]\npublic_url = \"https://other.example:8443\"\n",
     );
     std::fs::write(&second, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_scimd"))
-        .args(["serve", "--config"])
-        .arg(&second)
-        .output()
-        .unwrap();
+    let out = scimd_cmd(&second, &["serve"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("open in another process"), "{err}");
@@ -261,11 +257,7 @@ async fn a_start_refused_for_its_certificate_leaves_no_database() {
         &format!("cert = {:?}\nkey = {:?}", cert.display(), key.display()),
     );
     std::fs::write(&cfg, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_scimd"))
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = scimd_cmd(&cfg, &["serve"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("does not match"),
