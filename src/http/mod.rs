@@ -141,9 +141,23 @@ impl App {
     {
         let accept = req.headers().get(http::header::ACCEPT).cloned();
         req.extensions_mut().insert(id.clone());
-        let resp = if req.method() != Method::HEAD {
+        let resp = if req.method() == Method::GET {
+            let resp = self.answer(req, peer, Method::GET, &id.0).await;
+            response::negotiated(resp, accept.as_ref())
+        } else if req.method() != Method::HEAD {
+            // Anything that may write runs to its end, whether or not its answer can still be
+            // sent: a client that hangs up as soon as its request is out (an IdP's timeout
+            // during a slow commit) must not leave a committed change out of the log.
             let method = req.method().clone();
-            let resp = self.answer(req, peer, method, &id.0).await;
+            let id = id.0.clone();
+            let app = self.clone();
+            let run = tokio::spawn(async move { app.answer(req, peer, method, &id).await });
+            let resp = match run.await {
+                Ok(resp) => resp,
+                // Caught and answered 500 by the connection's own panic guard.
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => response::error(&ScimError::new(503, None, "the server is stopping")),
+            };
             response::negotiated(resp, accept.as_ref())
         } else {
             // RFC 9110 §9.3.2: HEAD is GET without the content (monitors and proxies use it).
@@ -192,7 +206,7 @@ impl App {
             return response::error(&e);
         }
         if req.uri().path() == "/metrics" {
-            return self.metrics_page(&req, peer).await;
+            return self.metrics_page(req.headers(), peer).await;
         }
         if let Some(tenant) = sso::match_path(req.uri().path()) {
             // From the URL: at most 64 characters of it in the log.
@@ -465,8 +479,9 @@ impl App {
                 return Ok(resp);
             }
         }
+        let headers = req.headers();
         let header_str = |n: header::HeaderName| {
-            req.headers()
+            headers
                 .get(n)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use http::{Request, header};
+use http::header;
 
 use super::App;
 use super::response::{self, Resp};
@@ -11,14 +11,14 @@ use crate::scim::schema::Kind;
 
 impl App {
     /// `GET /metrics`: Prometheus text, for the holder of `server.metrics_token_sha256`.
-    pub(super) async fn metrics_page<B>(&self, req: &Request<B>, peer: SocketAddr) -> Resp {
+    pub(super) async fn metrics_page(&self, headers: &http::HeaderMap, peer: SocketAddr) -> Resp {
         let rt = self.runtime();
         let Some(want) = rt.config.server.metrics_token_sha256.clone() else {
             return response::error(&ScimError::not_found(
                 "metrics are off: set server.metrics_token_sha256",
             ));
         };
-        let auth = super::auth::authorization(req.headers());
+        let auth = super::auth::authorization(headers);
         let auth = auth.as_deref();
         let ok = crate::auth::unhex(&want.to_ascii_lowercase()).is_some_and(|want| {
             auth.and_then(crate::auth::bearer)
