@@ -122,16 +122,24 @@ fn log_ignored(app: &App, ctx: &Ctx, kind: Kind, ignored: &Ignored) {
     if ignored.is_empty() {
         return;
     }
+    // The names are the client's: escaped (a line break or an escape sequence would forge
+    // log lines), each cut short, and the list too.
+    let shown = |names: &mut dyn Iterator<Item = &String>| {
+        let list = names
+            .map(|n| response::clip(n, 64).escape_debug().to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        response::clip(&list, 512).into_owned()
+    };
     // An undeclared extension's URN, both in `schemas` and as the key of its object, is
     // named once, as a schema.
-    let attributes = ignored
-        .attributes
-        .iter()
-        .filter(|a| !ignored.schemas.iter().any(|s| s.eq_ignore_ascii_case(a)))
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join(",");
-    let schemas = ignored.schemas.join(",");
+    let attributes = shown(
+        &mut ignored
+            .attributes
+            .iter()
+            .filter(|a| !ignored.schemas.iter().any(|s| s.eq_ignore_ascii_case(a))),
+    );
+    let schemas = shown(&mut ignored.schemas.iter());
     // Remembered by a hash of the names: a client sending new names with every request
     // costs the memo a few bytes each, not the names themselves.
     let what = {
@@ -157,7 +165,10 @@ fn log_ignored(app: &App, ctx: &Ctx, kind: Kind, ignored: &Ignored) {
             )
         };
     }
-    if app.first_this_hour(&what) {
+    // Once an hour for each set of names, and at most twenty sets a tenant in an hour: a
+    // client inventing new names with every request does not fill the journal.
+    let tenant_budget = format!("{}\0ignored names", ctx.principal.tenant);
+    if app.within_this_hour(&[(&what, 1), (&tenant_budget, 20)]) {
         say!(warn, " (said once an hour for the same names)");
     } else {
         say!(debug, "");

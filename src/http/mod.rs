@@ -547,10 +547,6 @@ impl App {
         answer
     }
 
-    pub(crate) fn first_this_hour(&self, what: &str) -> bool {
-        self.within_this_hour(&[(what, 1)])
-    }
-
     /// After a reload or a new certificate the admin is testing a fix: what was said once an
     /// hour may be said again.
     pub(crate) fn forget_said(&self) {

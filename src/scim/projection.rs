@@ -31,8 +31,18 @@ pub struct Projection {
     sent: Vec<(&'static str, String)>,
 }
 
+/// Most names `attributes` or `excludedAttributes` may list. A schema has a few dozen
+/// attributes and sub-attributes to name; thousands of value filters, one reader's request,
+/// made every answer on the page test each one.
+pub const MAX_NAMES: usize = 100;
+
+/// Most of them with a value filter (`emails[type eq "work"]`), each tested on every value
+/// of every answer on the page.
+pub const MAX_FILTERED: usize = 10;
+
 impl Projection {
-    /// `parse`, after refusing a value filter that cannot be read (`emails[type eq "home"`
+    /// `parse`, after refusing a list of more than `MAX_NAMES` names (400 `invalidValue`),
+    /// and a value filter that cannot be read (`emails[type eq "home"`
     /// without its bracket): 400 `invalidFilter`, as the same text is in `filter`, where it
     /// would otherwise select the whole attribute without a word.
     pub fn parse_checked(
@@ -42,6 +52,18 @@ impl Projection {
     ) -> ScimResult<Projection> {
         let kind: Rt = kind.into();
         for (param, list) in [("attributes", attributes), ("excludedAttributes", excluded)] {
+            let names = list.into_iter().flat_map(split_list).count();
+            let filtered = list
+                .into_iter()
+                .flat_map(split_list)
+                .filter(|i| i.contains('['))
+                .count();
+            if names > MAX_NAMES || filtered > MAX_FILTERED {
+                return Err(ScimError::invalid_value(format!(
+                    "{param} lists {names} names, {filtered} of them with a value filter; at \
+                     most {MAX_NAMES} are taken, {MAX_FILTERED} with a filter"
+                )));
+            }
             for item in list.into_iter().flat_map(split_list) {
                 if item.contains('[') || item.contains(']') {
                     path::parse(kind, item).map_err(|e| {
@@ -213,8 +235,14 @@ impl Projection {
     /// `attributes` and `excludedAttributes` as given.
     fn project(&self, kind: Rt, resource: &mut Map<String, Value>) {
         if let Some(inc) = &self.include {
-            // Values first, while the sub-attributes a filter tests are all still there.
+            // Values first, while the sub-attributes a filter tests are all still there. Each
+            // attribute once, however many filters name it.
+            let mut done: Vec<(Option<&str>, &str)> = Vec::new();
             for s in inc.iter().filter(|s| s.filter.is_some()) {
+                if done.contains(&(s.ext, s.name)) {
+                    continue;
+                }
+                done.push((s.ext, s.name));
                 let same = |o: &&Sel| o.ext == s.ext && o.name == s.name;
                 if inc.iter().filter(same).any(|o| o.filter.is_none()) {
                     continue;
@@ -576,6 +604,45 @@ mod tests {
         }
         let ok = Some("emails[type eq \"work\"].value,userName,nosuch");
         assert!(Projection::parse_checked(Kind::User, ok, Some("x")).is_ok());
+    }
+
+    /// Thousands of names, or of value filters, were one reader's way to make each answer
+    /// cost seconds of a request thread.
+    #[test]
+    fn long_lists_of_names_are_refused() {
+        let names = |n: usize, item: &str| vec![item; n].join(",");
+        let at_most = names(MAX_NAMES, "userName");
+        assert!(Projection::parse_checked(Kind::User, Some(&at_most), None).is_ok());
+        let filters = names(MAX_FILTERED, r#"emails[value co "0"].value"#);
+        assert!(Projection::parse_checked(Kind::User, None, Some(&filters)).is_ok());
+        for (a, e) in [
+            (Some(names(MAX_NAMES + 1, "userName")), None),
+            (None, Some(names(MAX_NAMES + 1, "userName"))),
+            (
+                Some(names(MAX_FILTERED + 1, r#"emails[value co "0"].value"#)),
+                None,
+            ),
+        ] {
+            let err =
+                Projection::parse_checked(Kind::User, a.as_deref(), e.as_deref()).unwrap_err();
+            assert_eq!(
+                err.scim_type,
+                Some(crate::scim::error::ScimType::InvalidValue)
+            );
+            assert!(err.detail.contains("at most 100"), "{}", err.detail);
+        }
+        // Filters naming one attribute many times select as one does.
+        let one = Projection::parse(Kind::User, Some(r#"emails[type eq "work"]"#), None);
+        let many = Projection::parse(
+            Kind::User,
+            Some(&names(10, r#"emails[type eq "work"]"#)),
+            None,
+        );
+        let (mut a, mut b) = (res(), res());
+        one.apply(Kind::User, &mut a);
+        many.apply(Kind::User, &mut b);
+        assert_eq!(a, b);
+        assert_eq!(a["emails"][0]["value"], "a");
     }
 
     #[test]

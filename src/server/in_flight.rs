@@ -41,6 +41,12 @@ const EARNEST: u64 = 4096;
 /// newcomer: time for a handshake and a first request, even from far away.
 pub const STRANGER_GRACE: Duration = Duration::from_secs(1);
 
+/// How long a connection that has said nothing yet is safe: an IdP's ClientHello arrives
+/// about half a round trip after its connection is accepted. Without it, a newcomer's
+/// arrival closed the connection accepted just before it (most likely a real client not
+/// yet heard) whenever strangers that had spoken held the other slots.
+pub const SILENT_GRACE: Duration = Duration::from_millis(250);
+
 /// One connection's requests and progress (or, as a parent, all connections').
 pub struct InFlight {
     open: AtomicUsize,
@@ -276,15 +282,16 @@ impl InFlight {
     }
 
     /// Tell the oldest connection that never carried a valid token, and either has said
-    /// nothing or has been open for `STRANGER_GRACE`, to close, so that a newcomer gets its
+    /// nothing for `SILENT_GRACE` or has been open for `STRANGER_GRACE`, to close, so that a newcomer gets its
     /// slot; `false` when there is none. A younger one that has spoken is most likely a
     /// client in its handshake or first request: closing it sent it to close another in
     /// turn as it reconnected, a storm under more clients than slots. One that has said
-    /// nothing is closed at once: holding slots with silent connections, however fast they
-    /// come back, must not keep an IdP out.
+    /// nothing after `SILENT_GRACE` is closed: holding slots with silent connections,
+    /// however fast they come back, must not keep an IdP out.
     pub fn evict_a_stranger(&self) -> bool {
         let now = self.epoch.elapsed().as_millis() as u64;
         let grace = STRANGER_GRACE.as_millis() as u64;
+        let silent_grace = SILENT_GRACE.as_millis() as u64;
         // Upgraded outside the lock: the last reference to a connection may go with the
         // upgrade, and its drop takes the lock.
         let children: Vec<Weak<InFlight>> = self
@@ -295,7 +302,8 @@ impl InFlight {
             .cloned()
             .collect();
         for c in children.iter().filter_map(Weak::upgrade) {
-            let closable = !c.spoke.load(Ordering::SeqCst) || now.saturating_sub(c.born) >= grace;
+            let age = now.saturating_sub(c.born);
+            let closable = age >= grace || (age >= silent_grace && !c.spoke.load(Ordering::SeqCst));
             if closable
                 && !c.vouched.load(Ordering::SeqCst)
                 && !c.evicted.swap(true, Ordering::SeqCst)
@@ -737,8 +745,10 @@ mod tests {
             !all.evict_a_stranger(),
             "a stranger just connected was evicted"
         );
-        // One that has said nothing is not.
+        // One that has said nothing is not, once a client would have spoken.
         let silent = all.child();
+        assert!(!all.evict_a_stranger(), "a connection just accepted");
+        std::thread::sleep(SILENT_GRACE + Duration::from_millis(50));
         assert!(all.evict_a_stranger());
         assert!(silent.evicted.load(Ordering::SeqCst));
         std::thread::sleep(STRANGER_GRACE + Duration::from_millis(50));

@@ -527,3 +527,30 @@ async fn every_answer_carries_a_request_id_and_no_store() {
         .unwrap();
     assert!(r.headers().contains_key("x-request-id"), "{r:?}");
 }
+
+/// A projection of thousands of names, or of many value filters, is refused before any
+/// resource is read: each one was tested on every value of every answer on the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projection_too_long_to_apply_is_invalid_value() {
+    let s = Srv::start().await;
+    s.user("someone@x").await;
+    let many: Vec<String> = (0..3000)
+        .map(|i| format!("emails[value co \"{i}\"].value"))
+        .collect();
+    let search = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+        "attributes": many,
+    });
+    let r = s.post("/Users/.search", search).await;
+    assert_error(&r, 400, Some("invalidValue"));
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("3000 names"),
+        "{}",
+        r.body
+    );
+    let eleven = ["emails[type%20eq%20%22work%22].value"; 11].join(",");
+    let r = s.get(&format!("/Users?attributes={eleven}")).await;
+    assert_error(&r, 400, Some("invalidValue"));
+    let ten = ["emails[type%20eq%20%22work%22].value"; 10].join(",");
+    assert_eq!(s.get(&format!("/Users?attributes={ten}")).await.status, 200);
+}

@@ -312,6 +312,42 @@ async fn a_write_whose_client_hangs_up_at_once_is_still_logged() {
     assert!(made > 0, "no request got through before its client left");
 }
 
+/// Unknown attribute and schema names are the client's text: in the log they are escaped
+/// (a line break would forge a line) and, however many different ones a client sends, said
+/// at WARN at most twenty times an hour for a tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignored_names_cannot_forge_or_flood_log_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = okta_config(dir.path());
+    let p = Proc::start(&cfg);
+    let forged = "2026-12-03T00:00:00Z ERROR forged";
+    let body = serde_json::json!({
+        "userName": "u0@x",
+        format!("evil\n{forged}\u{1b}[31m"): 1,
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", format!("urn:x\n{forged}")],
+    });
+    assert_eq!(p.post("/scim/v2/Users", "tok", body.to_string()).await, 201);
+    for i in 1..30 {
+        let body = format!("{{\"userName\":\"u{i}@x\",\"made_up_{i}\":1}}");
+        assert_eq!(p.post("/scim/v2/Users", "tok", body).await, 201);
+    }
+    let warned = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("WARN") && l.contains("ignored unknown attributes"))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while warned(&p.log()) < 20 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = p.log();
+    assert!(!log.lines().any(|l| l.starts_with(forged)), "{log}");
+    assert!(!log.contains('\u{1b}'), "{log}");
+    assert!(log.contains("evil\\n2026-12-03"), "{log}");
+    assert_eq!(warned(&log), 20, "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rust_log_that_is_no_level_is_passed_over_and_refusals_say_why() {
     let dir = tempfile::tempdir().unwrap();
