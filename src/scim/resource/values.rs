@@ -195,6 +195,18 @@ pub fn normalize_simple(def: &AttrDef, value: &Value, label: &str) -> ScimResult
                  tab, an escape)"
             )))
         }
+        // A login name is matched by eye as much as by code: characters that show nothing
+        // (a zero-width space, a soft hyphen, a byte-order mark) or turn the text around
+        // (bidi overrides) let two accounts look alike. ZWJ and ZWNJ stay: scripts need them.
+        (AttrType::String, Value::String(s)) if label == "userName" && s.chars().any(invisible) => {
+            let c = s.chars().find(|c| invisible(*c)).unwrap_or_default();
+            Err(ScimError::invalid_value(format!(
+                "attribute \"userName\" must not contain U+{:04X}, a character that shows \
+                 nothing or reorders the text (zero-width spaces, soft hyphens, bidi \
+                 controls, line separators)",
+                u32::from(c)
+            )))
+        }
         (AttrType::String | AttrType::Reference | AttrType::Binary, Value::String(s)) => {
             // An empty string from an IdP template means "not set".
             Ok(if s.is_empty() {
@@ -237,12 +249,51 @@ pub fn type_name(v: &Value) -> &'static str {
     }
 }
 
+/// Characters that show nothing or reorder the text around them, refused in a userName.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{200B}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use crate::scim::error::ScimType;
     use crate::scim::resource::normalize;
     use crate::scim::schema::Kind;
     use serde_json::json;
+
+    #[test]
+    fn a_user_name_with_an_invisible_or_reordering_character_is_refused() {
+        for name in [
+            "bob\u{200B}",
+            "x\u{00AD}",
+            "\u{FEFF}eve",
+            "gpj.\u{202E}exe",
+            "a\u{2028}b",
+        ] {
+            let err = normalize(Kind::User, &json!({"userName": name})).unwrap_err();
+            assert_eq!(err.scim_type, Some(ScimType::InvalidValue), "{name:?}");
+            assert!(err.detail.contains("shows nothing"), "{}", err.detail);
+        }
+        // Scripts that need joiners, and other names, pass; so does a display name.
+        for name in ["می\u{200C}خواهم", "ｂｏｂ", "Zoë"] {
+            assert!(
+                normalize(Kind::User, &json!({"userName": name})).is_ok(),
+                "{name:?}"
+            );
+        }
+        let named = json!({"userName": "a", "displayName": "x\u{200F}y"});
+        assert!(normalize(Kind::User, &named).is_ok());
+    }
 
     #[test]
     fn binary_values_must_be_base64() {
