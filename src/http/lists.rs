@@ -13,8 +13,7 @@ use crate::scim::filter::{self, ForType};
 use crate::scim::projection::Projection;
 use crate::scim::schema::{Kind, LIST_RESPONSE, SEARCH_REQUEST};
 use crate::scim::sort::SortSpec;
-use crate::store::Snapshot;
-use crate::store::{ListQuery, MemberBatch, SortMark};
+use crate::store::{ListQuery, MemberBatch, Snapshot, SortMark};
 
 /// List parameters, from a query string or a SearchRequest body.
 #[derive(Debug, Default)]

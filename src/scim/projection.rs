@@ -41,10 +41,10 @@ pub const MAX_NAMES: usize = 100;
 pub const MAX_FILTERED: usize = 10;
 
 impl Projection {
-    /// `parse`, after refusing a list of more than `MAX_NAMES` names (400 `invalidValue`),
-    /// and a value filter that cannot be read (`emails[type eq "home"`
-    /// without its bracket): 400 `invalidFilter`, as the same text is in `filter`, where it
-    /// would otherwise select the whole attribute without a word.
+    /// `parse`, after refusing a list of more than `MAX_NAMES` names or `MAX_FILTERED` value
+    /// filters (400 `invalidValue`), and a value filter that cannot be read
+    /// (`emails[type eq "home"` without its bracket): 400 `invalidFilter`, as the same text
+    /// is in `filter`, where it would otherwise select the whole attribute without a word.
     pub fn parse_checked(
         kind: impl Into<Rt>,
         attributes: Option<&str>,

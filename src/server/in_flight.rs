@@ -282,8 +282,8 @@ impl InFlight {
     }
 
     /// Tell the oldest connection that never carried a valid token, and either has said
-    /// nothing for `SILENT_GRACE` or has been open for `STRANGER_GRACE`, to close, so that a newcomer gets its
-    /// slot; `false` when there is none. A younger one that has spoken is most likely a
+    /// nothing for `SILENT_GRACE` or has been open for `STRANGER_GRACE`, to close, so that a
+    /// newcomer gets its slot; `false` when there is none. A younger one that has spoken is most likely a
     /// client in its handshake or first request: closing it sent it to close another in
     /// turn as it reconnected, a storm under more clients than slots. One that has said
     /// nothing after `SILENT_GRACE` is closed: holding slots with silent connections,
