@@ -283,6 +283,25 @@ impl Reloader {
             for name in removed.iter().filter(|n| !added.contains(n)) {
                 notes.push(format!("tenant {t}: token {name} removed"));
             }
+            // The same secret given another scope: what it may do changed.
+            for k in &now.tokens {
+                if let Some(w) = was
+                    .tokens
+                    .iter()
+                    .find(|w| (&w.name, &w.sha256) == (&k.name, &k.sha256))
+                    && w.scope != k.scope
+                {
+                    let scope = if k.scope == crate::config::Scope::Read {
+                        "read"
+                    } else {
+                        "provision"
+                    };
+                    notes.push(format!(
+                        "tenant {t}: token {} now has scope {scope}",
+                        k.name
+                    ));
+                }
+            }
         }
         // What the old retention no longer kept, readers were told is gone (410): taken out
         // before a retention raised by this reload could serve it again.

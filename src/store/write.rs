@@ -88,6 +88,9 @@ impl<'t> W<'t> {
             // account is seated on top of the limit (as seats lowered by a reload are), not
             // refused or put on free while its person is paid anyway.
             _ if self.holds_existing_seat(actor, existing, body)? => Ok(Ok(Some(Seat::Paid))),
+            // In testing mode the seats existing members' accounts hold are on top of the
+            // limit whichever came first, so the order users arrive in changes no one's plan.
+            _ if self.open_beside_existing(actor, 1)? > 0 => Ok(Ok(Some(Seat::Paid))),
             Ok(seat) => Ok(Ok(Some(seat))),
             Err(e) => {
                 // Refused writes change no resource, but the feed says a seat was refused.
@@ -128,6 +131,38 @@ impl<'t> W<'t> {
             }
         }
         Ok(false)
+    }
+
+    /// Seats open beyond those existing members' accounts hold, in testing mode once
+    /// `joining` more users are counted active; 0 in enforced mode or without a limit (whose
+    /// seats the counters alone answer).
+    fn open_beside_existing(&self, actor: &Actor, joining: u64) -> Result<u64, redb::Error> {
+        let Some(rules) = actor.plan.as_deref() else {
+            return Ok(0);
+        };
+        let t = actor.tenant.as_str();
+        let Some(seats) = rules.seats else {
+            return Ok(0);
+        };
+        if rules.existing_members.is_empty()
+            || rules.mode(plan::active(&self.counts, t)? + joining) != Mode::Testing
+        {
+            return Ok(0);
+        }
+        let mut kept = 0;
+        for entry in &rules.existing_members {
+            for id in plan::matches_of(&self.usernames, &self.emails, t, entry)? {
+                if self.overflow.get((t, id))?.is_none()
+                    && let Some(rec) = self.load(t, Kind::User, id)?
+                    && plan::is_active(&rec.body)
+                {
+                    kept += 1;
+                    break;
+                }
+            }
+        }
+        let seated = plan::seated(&self.counts, t)?;
+        Ok(seats.saturating_sub(seated.saturating_sub(kept)))
     }
 
     fn emit_plan(
@@ -196,6 +231,16 @@ impl<'t> W<'t> {
             Some(seats) => seats.saturating_sub(plan::seated(&self.counts, t)?),
             None => u64::MAX,
         };
+        // Seats existing members' accounts hold are on top in testing mode (read only when
+        // someone waits).
+        if self
+            .overflow
+            .range((t, 0u128)..=(t, u128::MAX))?
+            .next()
+            .is_some()
+        {
+            open = open.max(self.open_beside_existing(actor, 0)?);
+        }
         while open > 0 {
             let next = self
                 .overflow

@@ -264,11 +264,9 @@ async fn a_full_plan_in_testing_seats_an_existing_members_account_on_top() {
             kinds(plan_events(&s).await),
             ["plan.placed_on_free", "plan.placed_on_free"]
         );
-        // first leaves: the veteran's account now holds the one seat within the limit.
+        // first leaves: its seat goes to the twin, the earliest the limit put on free (the
+        // veteran's is on top).
         assert_eq!(s.delete(&format!("/Users/{first}")).await.status, 204);
-        assert_eq!(plan_events(&s).await.len(), 2);
-        // It leaves too: the seat goes to the twin, the earliest the limit put on free.
-        assert_eq!(s.delete(&url).await.status, 204);
         let evs = plan_events(&s).await;
         assert_eq!(evs.len(), 3);
         assert_eq!(evs[2]["type"], "plan.placed_on_paid");
@@ -276,6 +274,40 @@ async fn a_full_plan_in_testing_seats_an_existing_members_account_on_top() {
         let free = members(&s, "?status=free").await;
         assert_eq!(free["members"][0]["id"], other.as_str(), "{free}");
         assert_eq!(total_of(&free), 1, "{free}");
+        // The veteran's account leaves: the twin is the person's account now, on top, and
+        // the seat it held goes to the next waiting.
+        assert_eq!(s.delete(&url).await.status, 204);
+        let evs = plan_events(&s).await;
+        assert_eq!(evs.len(), 4);
+        assert_eq!(evs[3]["type"], "plan.placed_on_paid");
+        assert_eq!(evs[3]["resource_id"], other.as_str());
+        assert_eq!(total_of(&members(&s, "?status=free").await), 0);
+    }
+}
+
+/// In testing mode the order users arrive in changes no one's plan: an existing member's
+/// account that came first, while a seat was open, holds it on top of the limit too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_members_account_first_leaves_the_seats_to_the_others() {
+    for policy in [SeatLimitPolicy::Reject, SeatLimitPolicy::Free] {
+        let s = plan_srv(5, Some(1), policy).await;
+        let vet = json!({"userName": "vet", "emails": [{"value": "veteran@example.com"}]});
+        assert_eq!(s.post("/Users", vet).await.status, 201);
+        let r = s.post("/Users", json!({"userName": "first@x"})).await;
+        assert_eq!(r.status, 201, "{policy:?}: {}", r.body);
+        assert!(plan_events(&s).await.is_empty(), "{policy:?}");
+        let paid = members(&s, "?status=paid").await;
+        // The two accounts, and the unmatched `founder` entry.
+        assert_eq!(total_of(&paid), 3, "{policy:?}: {paid}");
+        // The seat is taken now: the next one is not paid.
+        let r = s.post("/Users", json!({"userName": "second@x"})).await;
+        match policy {
+            SeatLimitPolicy::Reject => assert_error(&r, 403, None),
+            SeatLimitPolicy::Free => {
+                assert_eq!(r.status, 201);
+                assert_eq!(plan_events(&s).await[0]["type"], "plan.placed_on_free");
+            }
+        }
     }
 }
 

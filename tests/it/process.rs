@@ -594,6 +594,19 @@ async fn sighup_reloads_tokens_keeps_connections_and_refuses_broken_configs() {
         log.contains("token new replaced") && !log.contains("token new removed"),
         "{log}"
     );
+    // The same secret made read-only: said too.
+    let read_only = token_line("new", "newer-token").replace(" }", ", scope = \"read\" }");
+    std::fs::write(&cfg, verbose(config_text(dir.path(), &read_only))).unwrap();
+    kill(p.child.id(), "-HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !p.log().contains("token new now has scope read") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        p.log().contains("token new now has scope read"),
+        "{}",
+        p.log()
+    );
 
     // One log line per request, with the token's name and never the token.
     let log = p.log();

@@ -249,18 +249,32 @@ pub fn type_name(v: &Value) -> &'static str {
     }
 }
 
-/// Characters that show nothing or reorder the text around them, refused in a userName.
+/// Characters that show nothing or reorder the text around them, refused in a userName:
+/// Unicode's default-ignorable code points but the joiners (U+200C, U+200D), the line and
+/// paragraph separators, and the blanks that render as nothing (Hangul fillers, Braille
+/// blank).
 fn invisible(c: char) -> bool {
     matches!(
         c,
         '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
             | '\u{200B}'
-            | '\u{200E}'
-            | '\u{200F}'
+            | '\u{200E}'..='\u{200F}'
             | '\u{2028}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{2069}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{2800}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
             | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFF8}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
     )
 }
 
@@ -279,6 +293,9 @@ mod tests {
             "\u{FEFF}eve",
             "gpj.\u{202E}exe",
             "a\u{2028}b",
+            "bob\u{E0041}x",
+            "\u{3164}",
+            "a\u{FE0F}",
         ] {
             let err = normalize(Kind::User, &json!({"userName": name})).unwrap_err();
             assert_eq!(err.scim_type, Some(ScimType::InvalidValue), "{name:?}");
