@@ -11,9 +11,10 @@ use super::{App, Ctx};
 use crate::scim::error::{ScimError, ScimResult};
 use crate::scim::filter::{self, ForType};
 use crate::scim::projection::Projection;
+use crate::scim::render::Resource;
 use crate::scim::schema::{Kind, LIST_RESPONSE, SEARCH_REQUEST};
 use crate::scim::sort::SortSpec;
-use crate::store::{ListQuery, MemberBatch, Snapshot, SortMark};
+use crate::store::{ListQuery, MemberBatch, PAGE_REFS, Snapshot, SortMark};
 
 /// List parameters, from a query string or a SearchRequest body.
 #[derive(Debug, Default)]
@@ -278,8 +279,9 @@ async fn page(app: &App, ctx: &Ctx, kinds: &[Kind], p: ListParams) -> ScimResult
     }
     let mut total = 0u64;
     let mut resources = Vec::new();
-    // Groups whose members go out: (place in `resources`, id, projection if it narrows them).
-    let mut groups = Vec::new();
+    // What is written as the page is sent: groups' members, and users' groups past the
+    // page's budget.
+    let mut later = Vec::new();
     // Across types the order is all Users, then all Groups: compute each type's share of
     // the requested window.
     let mut next = None;
@@ -339,11 +341,29 @@ async fn page(app: &App, ctx: &Ctx, kinds: &[Kind], p: ListParams) -> ScimResult
         }
         offset = offset.saturating_sub(page.total);
         remaining -= page.items.len() as u64;
-        for r in page.items {
+        for (i, r) in page.items.into_iter().enumerate() {
             if with_refs && kind == Kind::Group {
                 let narrowed = proj.narrows("members").then(|| proj.clone());
                 let id = crate::store::parse_id(&r.id);
-                groups.push((resources.len(), id, narrowed, page.snapshot.clone()));
+                later.push(Later::Members(
+                    resources.len(),
+                    id,
+                    narrowed,
+                    page.snapshot.clone(),
+                ));
+            }
+            if let (Some(from), Some(snapshot)) = (page.refs_from, &page.snapshot)
+                && i >= from
+            {
+                let at = resources.len();
+                later.push(Later::Groups(
+                    at,
+                    Box::new(r),
+                    proj.clone(),
+                    snapshot.clone(),
+                ));
+                resources.push(Value::Null); // written when its groups are read
+                continue;
             }
             resources.push(Value::Object(render(ctx, r, &proj)));
         }
@@ -354,7 +374,7 @@ async fn page(app: &App, ctx: &Ctx, kinds: &[Kind], p: ListParams) -> ScimResult
         (Some(s), false) => next.map(|n| s.encode(n)),
         (Some(s), true) => next_mark.map(|m| s.encode_mark(&m)),
     };
-    if !groups.is_empty() {
+    if !later.is_empty() {
         return Ok(streamed_list(
             app,
             ctx,
@@ -363,7 +383,7 @@ async fn page(app: &App, ctx: &Ctx, kinds: &[Kind], p: ListParams) -> ScimResult
             cursor_mode,
             next,
             resources,
-            groups,
+            later,
         ));
     }
     let mut body = json!({
@@ -435,13 +455,29 @@ pub(super) async fn send_members(
     }
 }
 
-/// A group on a list page: its place among the resources, its id, the projection of its
-/// members when one narrows them, and the snapshot it was read in (its members are read there).
-type ListedGroup = (usize, Option<u128>, Option<Projection>, Option<Snapshot>);
+/// A resource on a list page whose references are read as the page is written, each with
+/// its place among the resources.
+enum Later {
+    /// A group: its id, the projection of its members when one narrows them, and the
+    /// snapshot it was read in (its members are read there).
+    Members(usize, Option<u128>, Option<Projection>, Option<Snapshot>),
+    /// A user past the page's budget of groups (`ListPage::refs_from`): the user, its
+    /// projection, and the snapshot its groups are read in.
+    Groups(usize, Box<Resource>, Projection, Snapshot),
+}
 
-/// A list page holding groups with their members: written as it is read, each group's members
-/// in batches (as `get_group_streamed` does), so a page with a group of a million costs no
-/// more memory than one with a group of ten.
+impl Later {
+    fn at(&self) -> usize {
+        match self {
+            Later::Members(at, ..) | Later::Groups(at, ..) => *at,
+        }
+    }
+}
+
+/// A list page holding groups with their members, or users in many groups: written as it is
+/// read, each group's members in batches (as `get_group_streamed` does) and users' groups a
+/// few users at a time, so a page with a group of a million costs no more memory than one
+/// with a group of ten.
 #[allow(clippy::too_many_arguments)]
 fn streamed_list(
     app: &App,
@@ -451,7 +487,7 @@ fn streamed_list(
     cursor_mode: bool,
     next: Option<String>,
     resources: Vec<Value>,
-    groups: Vec<ListedGroup>,
+    later: Vec<Later>,
 ) -> Resp {
     let mut head = format!(
         "{{\"schemas\":[\"{LIST_RESPONSE}\"],\"totalResults\":{total},\"itemsPerPage\":{}",
@@ -472,21 +508,53 @@ fn streamed_list(
         ctx.principal.tenant.clone(),
         ctx.base.clone(),
     );
-    let group_rt = ctx.rt(Kind::Group);
-    let mut groups = groups.into_iter().peekable();
+    let (group_rt, user_rt) = (ctx.rt(Kind::Group), ctx.rt(Kind::User));
+    // The users whose groups are still to read, in page order.
+    let mut unread: std::collections::VecDeque<u128> = later
+        .iter()
+        .filter_map(|l| match l {
+            Later::Groups(_, r, ..) => Some(crate::store::parse_id(&r.id).unwrap_or_default()),
+            Later::Members(..) => None,
+        })
+        .collect();
+    let mut read = std::collections::VecDeque::new();
+    let mut later = later.into_iter().peekable();
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
     tokio::spawn(async move {
         if tx.send(head.into()).await.is_err() {
             return;
         }
-        for (i, item) in resources.into_iter().enumerate() {
+        for (i, mut item) in resources.into_iter().enumerate() {
             let mut text = if i > 0 {
                 String::from(",")
             } else {
                 String::new()
             };
+            let members = match later.next_if(|l| l.at() == i) {
+                Some(Later::Groups(_, mut user, proj, snapshot)) => {
+                    if read.is_empty() {
+                        let ids = unread.iter().copied().collect();
+                        let t = tenant.clone();
+                        match store.groups_of_users(t, ids, PAGE_REFS, snapshot).await {
+                            Ok(got) => {
+                                unread.drain(..got.len());
+                                read.extend(got);
+                            }
+                            // Left unfinished: no client takes part of a page for all of it.
+                            Err(_) => return,
+                        }
+                    }
+                    user.refs = read.pop_front();
+                    let mut m = user.into_json(&base);
+                    proj.apply(user_rt, &mut m);
+                    item = Value::Object(m);
+                    None
+                }
+                Some(Later::Members(_, gid, narrowed, snapshot)) => Some((gid, narrowed, snapshot)),
+                None => None,
+            };
             text.push_str(&serde_json::to_string(&item).unwrap_or_default());
-            let Some((_, gid, narrowed, snapshot)) = groups.next_if(|g| g.0 == i) else {
+            let Some((gid, narrowed, snapshot)) = members else {
                 if tx.send(text.into()).await.is_err() {
                     return;
                 }

@@ -720,10 +720,27 @@ mod tests {
             json!([{"op": "add", "value": {"title": "", "name": {"givenName": null}}}]),
             json!([{"op": "add", "path": "name", "value": {"givenName": ""}}]),
             json!([{"op": "add", "path": "emails[type eq \"work\"].value", "value": ""}]),
+            // Sub-attributes named by a dotted path or key, and blanks for complex values.
+            json!([{"op": "add", "path": "name.givenName", "value": ""}]),
+            json!([{"op": "add", "value": {"name.givenName": null, "name.familyName": ""}}]),
+            json!([{"op": "add", "path": format!("{ENTERPRISE_SCHEMA}:manager.displayName"), "value": ""}]),
+            json!([{"op": "add", "path": "emails", "value": ""}]),
+            json!([{"op": "add", "path": "name", "value": ""}]),
+            json!([{"op": "add", "value": {"emails": "", "addresses": [""]}}]),
         ] {
+            let mut u = u.clone();
+            u[ENTERPRISE_SCHEMA] = json!({"manager": {"value": "m1", "displayName": "M"}});
             let out = run(Kind::User, u.clone(), ops.clone()).unwrap();
             assert_eq!(Value::Object(out.body), u, "{ops}");
         }
+        // A replace of the same sub-attribute with a blank still clears it.
+        let out = run(
+            Kind::User,
+            user(),
+            json!([{"op": "replace", "path": "name.givenName", "value": ""}]),
+        )
+        .unwrap();
+        assert_eq!(out.body["name"], json!({"familyName": "Jensen"}));
     }
 
     #[test]

@@ -51,11 +51,15 @@ impl ReadSide {
                 .seek(skip as u64)
                 .map(|(from, rest)| (from, Window::new(rest, count, None))),
         };
+        // By startIndex the page holds what is left of the matches, up to `count`: the
+        // last page stops at the last match, not at the end of the tenant.
+        let left = usize::try_from(scan.total.saturating_sub(skip as u64)).unwrap_or(usize::MAX);
+        let need = count.min(left);
         let mut w = match (from, count > 0) {
             (Some((from, mut w)), true) => {
                 matches(from, &mut |id| {
                     w.offer(id, ());
-                    !w.more && (after.is_some() || w.items.len() < count)
+                    !w.more && (after.is_some() || w.items.len() < need)
                 })?;
                 w
             }
@@ -190,6 +194,7 @@ impl ReadSide {
             next_mark: None,
             items,
             snapshot: None,
+            refs_from: None,
         })
     }
 }
@@ -232,6 +237,7 @@ impl Store {
                         next_mark: None,
                         items,
                         snapshot: None,
+                        refs_from: None,
                     },
                     q.with_refs,
                 );
@@ -469,13 +475,14 @@ impl Store {
             });
             finish(r, t, kind, page, q.with_refs)
         };
-        // Groups keep their snapshot for their members (`ListPage::snapshot`).
+        // Groups keep their snapshot for their members, and users for the groups left to
+        // read (`ListPage::snapshot`).
         let read = move |r: &Arc<ReadSide>| {
             let mut page = match read(r)? {
                 Ok(page) => page,
                 Err(e) => return Ok(Err(e)),
             };
-            if kind == Kind::Group {
+            if kind == Kind::Group || page.refs_from.is_some() {
                 page.snapshot = Some(Snapshot(r.clone()));
             }
             Ok(Ok(page))
@@ -508,7 +515,7 @@ impl Store {
         {
             return None;
         }
-        Some(self.read_now(|r| {
+        let read = self.read_now(|r| {
             let t = tenant;
             let (total, found, next) = match &q.filter {
                 None => r.plain_page(t, kind, q, |_, v| Some(v.to_vec()))?,
@@ -529,11 +536,18 @@ impl Store {
                 }
             };
             let mut items = Vec::with_capacity(found.len());
+            let mut read = 0;
             for (id, record) in found {
                 let refs = match q.with_refs {
                     true => Some(r.refs(t, kind, id)?),
                     false => None,
                 };
+                read += refs.as_ref().map_or(0, Vec::len);
+                // Users in hundreds of groups each: the ordinary way writes them a part at
+                // a time.
+                if read > PAGE_REFS {
+                    return Ok(Ok(None));
+                }
                 items.push(Stored {
                     kind,
                     id: format_id(id),
@@ -541,8 +555,9 @@ impl Store {
                     refs,
                 });
             }
-            Ok(Ok(StoredPage { total, next, items }))
-        }))
+            Ok(Ok(Some(StoredPage { total, next, items })))
+        });
+        read.transpose()
     }
 }
 
@@ -555,9 +570,18 @@ pub(super) fn finish(
     with_refs: bool,
 ) -> R<ListPage> {
     if with_refs {
-        for it in page.items.iter_mut() {
+        let mut read = 0;
+        for (i, it) in page.items.iter_mut().enumerate() {
+            // A group's members are streamed by the caller; a user's groups only past the
+            // budget.
+            if kind == Kind::User && read >= PAGE_REFS {
+                page.refs_from = Some(i);
+                break;
+            }
             if let Some(id) = parse_id(&it.id) {
-                it.refs = Some(r.refs(t, kind, id)?);
+                let refs = r.refs(t, kind, id)?;
+                read += refs.len();
+                it.refs = Some(refs);
             }
         }
     }

@@ -43,7 +43,7 @@ pub use backup::{
 pub use error::Error;
 pub use events::{Actor, Event, Retention};
 pub use plan_list::{PlanCursor, PlanEntry, PlanFrom, PlanPage, PlanSummary};
-pub use query::{ListPage, ListQuery, SortMark, SortSpec, StoredPage};
+pub use query::{ListPage, ListQuery, PAGE_REFS, SortMark, SortSpec, StoredPage};
 pub use read::{Conditions, Feed, MemberBatch, Snapshot};
 pub use verify::check_file;
 pub use warm::spawn as warm_page_cache;

@@ -47,7 +47,16 @@ pub struct ListPage {
     /// The snapshot the page was read in: a group's members, streamed after, are read in
     /// it too, so that they are the members of the version listed.
     pub snapshot: Option<super::Snapshot>,
+    /// With refs asked for users, the first item whose groups were not read: the page had
+    /// read `PAGE_REFS` of them by then. The rest are read as the page is written
+    /// (`Store::groups_of_users`, in `snapshot`), so that a page of users in hundreds of
+    /// groups each is never held whole.
+    pub refs_from: Option<usize>,
 }
+
+/// Most group references (a user's groups) a page of users reads before it is written:
+/// about 10 MB held as JSON values.
+pub const PAGE_REFS: usize = 20_000;
 
 /// A page of resources as stored text (see `Stored`).
 pub struct StoredPage {

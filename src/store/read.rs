@@ -694,6 +694,39 @@ impl Store {
 }
 
 impl Store {
+    /// The groups of the first of `users` to fit in `budget` references (at least one
+    /// user), read in `snapshot`, the one their list page was read in (`ListPage::refs_from`).
+    pub async fn groups_of_users(
+        &self,
+        tenant: String,
+        users: Vec<u128>,
+        budget: usize,
+        snapshot: Snapshot,
+    ) -> Result<Vec<Vec<Value>>, Error> {
+        let shared = self.shared.clone();
+        let turn = shared.read_turn(&tenant).await;
+        let res = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            shared.faults.panic_if_set("a read");
+            let mut out = Vec::new();
+            let mut read = 0;
+            for id in users {
+                if read >= budget && !out.is_empty() {
+                    break;
+                }
+                let refs = snapshot.0.refs(&tenant, Kind::User, id)?;
+                read += refs.len();
+                out.push(refs);
+            }
+            Ok(Ok(out))
+        })
+        .await;
+        match res {
+            Ok(r) => self.settle(r),
+            Err(_) => Err(super::internal("a read panicked")),
+        }
+    }
+
     /// A group's members in id order, in batches, from one read snapshot on the blocking
     /// pool (within the tenant's share of it), then `MemberBatch::End`. The producer waits
     /// while the consumer is behind, so memory stays bounded, but at most `stall` for each

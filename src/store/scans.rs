@@ -3,30 +3,54 @@
 //! Every page of such a filter needs `totalResults`, and counting means evaluating every
 //! record of the tenant. Within one read snapshot the answer cannot change, so the next
 //! pages of the same query (an application walking a million users by cursor, say) reuse
-//! the count and a few bookmarks, and stop as soon as their page is full. The first write
+//! the count and bookmarks, and stop as soon as their page is full. The first write
 //! ends the snapshot and, with it, everything remembered here.
 
 use std::sync::{Arc, Mutex};
 
-/// A bookmark every this many matches.
-pub(super) const MARK_EVERY: usize = if cfg!(test) { 4 } else { 1024 };
+/// Most bookmarks one scan keeps. When they would be more, every other one is dropped and
+/// the spacing doubles: a page then starts within `records / MAX_MARKS` records of its
+/// first match, however sparse the matches are (a bookmark every fixed number of matches
+/// left a filter matching a few hundred users to rescan most of the tenant for each page).
+pub(super) const MAX_MARKS: usize = if cfg!(test) { 4 } else { 4096 };
 
 /// How many scanned queries one snapshot remembers (the oldest is forgotten first).
 const KEEP: usize = 8;
 
 /// One counted scan.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Scan {
     pub(super) total: u64,
-    /// `marks[i]` is the id of match number `i * MARK_EVERY` (from 0), in id order.
-    pub(super) marks: Vec<u128>,
+    /// Matches between bookmarks: a power of two.
+    stride: u64,
+    /// `marks[i]` is the id of match number `i * stride` (from 0), in id order.
+    marks: Vec<u128>,
+}
+
+impl Default for Scan {
+    fn default() -> Scan {
+        Scan {
+            total: 0,
+            stride: 1,
+            marks: Vec::new(),
+        }
+    }
 }
 
 impl Scan {
     /// Note one more match, in id order.
     pub(super) fn count(&mut self, id: u128) {
-        if self.total.is_multiple_of(MARK_EVERY as u64) {
+        if self.total.is_multiple_of(self.stride) {
             self.marks.push(id);
+            if self.marks.len() > MAX_MARKS {
+                // Match numbers 0, 2s, 4s, ... stay: the marks of stride 2s.
+                let mut i = 0;
+                self.marks.retain(|_| {
+                    i += 1;
+                    i % 2 == 1
+                });
+                self.stride *= 2;
+            }
         }
         self.total += 1;
     }
@@ -37,8 +61,8 @@ impl Scan {
         if skip >= self.total {
             return None;
         }
-        let mark = usize::try_from(skip / MARK_EVERY as u64).ok()?;
-        let rest = usize::try_from(skip % MARK_EVERY as u64).ok()?;
+        let mark = usize::try_from(skip / self.stride).ok()?;
+        let rest = usize::try_from(skip % self.stride).ok()?;
         Some((*self.marks.get(mark)?, rest))
     }
 }
@@ -71,19 +95,27 @@ mod tests {
 
     #[test]
     fn bookmarks_find_every_match_and_nothing_past_the_end() {
-        let ids: Vec<u128> = (0..23).map(|i| 100 + 3 * i).collect();
-        let mut scan = Scan::default();
-        ids.iter().for_each(|&id| scan.count(id));
-        assert_eq!(scan.total, 23);
-        for (skip, &want) in ids.iter().enumerate() {
-            let (from, rest) = scan.seek(skip as u64).unwrap();
-            // Stepping over `rest` matches from `from` lands on match number `skip`.
-            let at = ids.iter().position(|&i| i == from).unwrap();
-            assert_eq!(ids[at + rest], want, "skip {skip}");
-            assert!(rest < MARK_EVERY);
+        for n in [0, 1, 3, 4, 5, 9, 23, 64] {
+            let ids: Vec<u128> = (0..n).map(|i| 100 + 3 * i).collect();
+            let mut scan = Scan::default();
+            ids.iter().for_each(|&id| scan.count(id));
+            assert_eq!(scan.total, n as u64);
+            assert!(scan.marks.len() <= MAX_MARKS);
+            // Few matches keep a mark each; more, one every few, evenly.
+            let stride = (n as u64)
+                .div_ceil(MAX_MARKS as u64)
+                .max(1)
+                .next_power_of_two();
+            assert_eq!(scan.stride, stride, "{n} matches");
+            for (skip, &want) in ids.iter().enumerate() {
+                let (from, rest) = scan.seek(skip as u64).unwrap();
+                // Stepping over `rest` matches from `from` lands on match number `skip`.
+                let at = ids.iter().position(|&i| i == from).unwrap();
+                assert_eq!(ids[at + rest], want, "{n} matches, skip {skip}");
+                assert!((rest as u64) < scan.stride);
+            }
+            assert_eq!(scan.seek(n as u64), None);
         }
-        assert_eq!(scan.seek(23), None);
-        assert_eq!(Scan::default().seek(0), None);
     }
 
     #[test]

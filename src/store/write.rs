@@ -835,8 +835,14 @@ fn replace_members(
         std::collections::BTreeMap::new();
     for c in rest {
         match c {
+            // Added again without a display, a member keeps the one given earlier in
+            // the request, as it would keep a stored one.
             Change::Add(m, kind, display) => {
-                after.insert(*m, (*kind, display.as_deref()));
+                let e = after.entry(*m).or_insert((*kind, None));
+                e.0 = *kind;
+                if display.is_some() {
+                    e.1 = display.as_deref();
+                }
             }
             Change::Remove(m) => {
                 after.remove(m);

@@ -258,6 +258,11 @@ pub fn apply_key(
     match sub_def {
         Some(sd) => {
             let v = normalize_simple(sd, value, &format!("{}.{}", attr.def.name, sd.name))?;
+            // Adding nothing to a sub-attribute (`name.givenName: ""`, a template's unset
+            // parameter) changes nothing, as for a whole attribute below.
+            if v.is_none() && mode == SetMode::Add {
+                return Ok(());
+            }
             let entry = container
                 .entry(attr.def.name.to_string())
                 .or_insert_with(|| Value::Object(Map::new()));
