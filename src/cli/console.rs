@@ -38,9 +38,13 @@ pub(crate) fn base_url(
     let advice = "set server.public_url in the config file to the https address your IdP \
                   reaches (e.g. https://scim.corp.example:8443)";
     if sock.ip().is_unspecified() {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .ok()
+        // By uname(2), not /proc/sys/kernel/hostname, which the packaged unit's
+        // `ProcSubset=pid` hides.
+        let host = rustix::system::uname()
+            .nodename()
+            .to_str()
             .map(|h| h.trim().to_string())
+            .ok()
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "localhost".into());
         let note = format!(
@@ -356,7 +360,19 @@ fn open_store(cfg: &Config, create: bool) -> Result<scimd::store::Store, String>
         ));
     }
     make_state_dir(cfg)?;
-    scimd::store::Store::open_unconverted(&path, 16 << 20).map_err(|e| e.to_string())
+    // A database the daemon left by crashing is repaired by whichever opens it first; when
+    // that is this command, the daemon's next start has nothing to say, so say it here.
+    let stderr = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::WARN)
+        .without_time()
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .finish();
+    tracing::subscriber::with_default(stderr, || {
+        scimd::store::Store::open_unconverted(&path, 16 << 20)
+    })
+    .map_err(|e| e.to_string())
 }
 
 /// Make a missing state directory, owner-only, as the daemon would on its first start. Made
@@ -877,7 +893,7 @@ pub(crate) fn print_answer(a: &serde_json::Value) {
             "unlimited".to_string()
         } else {
             format!(
-                "{} (at the limit: {})",
+                "{} (past them, on_seat_limit = {})",
                 a["seats"],
                 a["on_seat_limit"].as_str().unwrap_or_default()
             )

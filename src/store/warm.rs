@@ -78,11 +78,23 @@ fn cgroup_v2_path(proc_self_cgroup: &str) -> Option<&str> {
         .map(str::trim)
 }
 
-/// What the pass may fill: the least of `MemAvailable` and the cgroup's room.
+/// Free memory by sysinfo(2): the packaged unit's `ProcSubset=pid` hides `/proc/meminfo`.
+/// Less than `MemAvailable` (it leaves out the page cache the kernel could drop), which
+/// errs towards not reading.
+#[allow(clippy::useless_conversion)] // c_ulong is u32 on 32-bit targets
+fn mem_free() -> Option<u64> {
+    let i = rustix::system::sysinfo();
+    let unit = u64::from(i.mem_unit.max(1));
+    (u64::from(i.freeram) + u64::from(i.bufferram)).checked_mul(unit)
+}
+
+/// What the pass may fill: the least of `MemAvailable` (else free memory) and the cgroup's
+/// room.
 fn available() -> Option<u64> {
     let system = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| mem_available(&m));
+        .and_then(|m| mem_available(&m))
+        .or_else(mem_free);
     match (system, cgroup_room()) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -161,6 +173,21 @@ mod tests {
         assert_eq!(mem_available(meminfo), Some(24_398_336 * 1024));
         assert_eq!(mem_available("MemTotal: 1 kB\n"), None);
         assert_eq!(mem_available("MemAvailable: lots\n"), None);
+        // Where /proc/meminfo is hidden, sysinfo(2) says no more than it would.
+        let free = mem_free().expect("sysinfo");
+        let said = std::fs::read_to_string("/proc/meminfo").unwrap();
+        let total = said
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .unwrap();
+        let total = total
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+            * 1024;
+        assert!(free > 0 && free <= total, "{free} of {total}");
     }
 
     #[test]

@@ -2222,3 +2222,45 @@ async fn a_host_the_certificate_does_not_name_is_warned_of() {
     assert_eq!(p.status("/healthz", "").await, 200);
     assert_eq!(p.log().matches(said).count(), 1, "{}", p.log());
 }
+
+/// A console command that is first to open a database the daemon left by crashing repairs
+/// it, and says so: the daemon's next start finds nothing to repair and logs nothing, so
+/// the admin would otherwise never learn of the crash.
+#[test]
+fn a_console_command_says_it_repaired_a_crashed_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = okta_config(dir.path());
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let path = state.join("scimd.redb");
+    drop(scimd::store::Store::open(&path, 1 << 20).unwrap());
+    // The writer thread lets go of the file once its queue closes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let db = loop {
+        match redb::Database::create(&path) {
+            Ok(db) => break db,
+            Err(_) if Instant::now() < deadline => std::thread::yield_now(),
+            Err(e) => panic!("database not released: {e}"),
+        }
+    };
+    // A commit, and the file as it is while still open: what a kill leaves.
+    let w = db.begin_write().unwrap();
+    w.open_table(redb::TableDefinition::<u64, u64>::new("crash_probe"))
+        .unwrap()
+        .insert(1, 1)
+        .unwrap();
+    w.commit().unwrap();
+    let crashed = dir.path().join("crashed.redb");
+    std::fs::copy(&path, &crashed).unwrap();
+    drop(db);
+    std::fs::rename(&crashed, &path).unwrap();
+    let out = scimd_cmd(&cfg, &["status"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not closed cleanly"), "{err}");
+    // Repaired once: the next command has nothing to say.
+    let again = scimd_cmd(&cfg, &["status"]);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(!err.contains("not closed cleanly"), "{err}");
+    // Both read the file (exit 3: no daemon runs).
+    assert_eq!((out.status.code(), again.status.code()), (Some(3), Some(3)));
+}
