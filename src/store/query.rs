@@ -54,9 +54,9 @@ pub struct ListPage {
     pub refs_from: Option<usize>,
 }
 
-/// Most group references (a user's groups) a page of users reads before it is written:
-/// about 10 MB held as JSON values.
-pub const PAGE_REFS: usize = 20_000;
+/// Most group references (a user's groups) a page of users reads before it is written, and
+/// then at a time: a few MB held as JSON values.
+pub const PAGE_REFS: usize = 5_000;
 
 /// A page of resources as stored text (see `Stored`).
 pub struct StoredPage {
