@@ -114,6 +114,7 @@ where
             (Kind::User, "emails", Some("value") | None) => Some(rt.email(t, &fold(v))?),
             (Kind::Group, "members", Some("value") | None) => Some(rt.groups_of(t, v)?),
             (Kind::User, "groups", Some("value") | None) => Some(rt.users_in(t, v)?),
+            (Kind::User, "groups", Some("display")) => Some(users_in_named(rt, t, v)?),
             _ => None,
         },
         // The index holds folded userNames, the same folding `sw` compares with, so the keys
@@ -134,11 +135,29 @@ where
                 (Kind::User, "emails", Some(v)) => Some(rt.email(t, &fold(v))?),
                 (Kind::Group, "members", Some(v)) => Some(rt.groups_of(t, v)?),
                 (Kind::User, "groups", Some(v)) => Some(rt.users_in(t, v)?),
+                (Kind::User, "groups", None) => match element_eq(filter, "display") {
+                    Some(name) => Some(users_in_named(rt, t, name)?),
+                    None => None,
+                },
                 _ => None,
             }
         }
         _ => None,
     })
+}
+
+/// Candidates for `groups.display eq "x"`: the members of the groups the displayName index
+/// names (folded, so a superset of the matches, which the filter then picks).
+fn users_in_named<RT: IndexReader + ?Sized>(
+    rt: &RT,
+    t: &str,
+    name: &str,
+) -> Result<BTreeSet<u128>, redb::Error> {
+    let mut users = BTreeSet::new();
+    for g in rt.display(t, Kind::Group, &fold(name))? {
+        users.extend(rt.users_in(t, &super::format_id(g))?);
+    }
+    Ok(users)
 }
 
 /// A match's place in a sorted list. A missing value sorts after every value, so it comes
@@ -242,13 +261,18 @@ fn indexed_eq(kind: Kind, f: &Filter) -> Option<bool> {
 
 /// `value eq "x"` somewhere in a conjunction inside a value path.
 fn element_value_eq(f: &Filter) -> Option<&str> {
+    element_eq(f, "value")
+}
+
+/// `NAME eq "x"` somewhere in a conjunction inside a value path.
+fn element_eq<'f>(f: &'f Filter, name: &str) -> Option<&'f str> {
     match f {
         Filter::Compare {
             path,
             op: CompareOp::Eq,
             value: CompValue::Str(v),
-        } if path.name == "value" => Some(v),
-        Filter::And(a, b) => element_value_eq(a).or_else(|| element_value_eq(b)),
+        } if path.name == name => Some(v),
+        Filter::And(a, b) => element_eq(a, name).or_else(|| element_eq(b, name)),
         _ => None,
     }
 }

@@ -432,6 +432,20 @@ async fn users_of_a_group_come_from_its_member_index_as_evaluation_would_give() 
             "groups.value eq \"nope\"".to_string(),
             "groups.value eq \"nope\" and id pr".to_string(),
         ),
+        // By the group's name, through the displayName index, against a scan (the `or`
+        // side no index answers).
+        (
+            "groups.display eq \"g\"".to_string(),
+            "groups.display eq \"g\" or title eq \"none\"".to_string(),
+        ),
+        (
+            "groups[display eq \"INNER\"]".to_string(),
+            "groups[display eq \"INNER\"] or title eq \"none\"".to_string(),
+        ),
+        (
+            "groups.display eq \"nope\"".to_string(),
+            "groups.display eq \"nope\" or title eq \"none\"".to_string(),
+        ),
     ] {
         let pages = [
             "",
@@ -447,6 +461,13 @@ async fn users_of_a_group_come_from_its_member_index_as_evaluation_would_give() 
         .get(&format!(
             "/Users?filter={}",
             urlencode(&format!("groups.value eq \"{g}\""))
+        ))
+        .await;
+    assert_eq!(total(&r), 5);
+    let r = s
+        .get(&format!(
+            "/Users?filter={}",
+            urlencode("groups.display eq \"G\"")
         ))
         .await;
     assert_eq!(total(&r), 5);
