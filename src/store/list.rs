@@ -242,24 +242,39 @@ impl Store {
                     q.with_refs,
                 );
             }
-            // All users by userName: the userName index holds them in that order (lower-cased,
-            // as sort keys of a caseExact=false attribute are; userName is unique and always
-            // there), so a page is a walk of the index, not a sort of every user.
-            if let (None, Some(s), Kind::User) = (&q.filter, &q.sort, kind)
+            // All users by userName, or those whose userName starts with a prefix (a search
+            // box): the userName index holds them in that order (folded, as sort keys of a
+            // caseExact=false attribute are; userName is unique and always there), so a page
+            // is a walk of the index, not a sort of every match.
+            let prefix = match &q.filter {
+                None => Some(String::new()),
+                Some(f) => username_prefix(f),
+            };
+            if let (Some(prefix), Some(s), Kind::User) = (&prefix, &q.sort, kind)
                 && s.is_core("userName")
             {
                 use std::ops::Bound::{Excluded, Included};
-                let total = plan::count(r.counts()?, t, kind.code())?;
                 let past = format!("{t}\0");
+                let end = next_prefix(prefix);
+                let hi_all = match &end {
+                    Some(e) => Excluded((t, e.as_str())),
+                    None => Excluded((past.as_str(), "")),
+                };
+                let lo_all = Included((t, prefix.as_str()));
+                let total = match prefix.is_empty() {
+                    true => plan::count(r.counts()?, t, kind.code())?,
+                    false => r.usernames()?.range((lo_all, hi_all))?.count() as u64,
+                };
                 // A resumed walk starts just past the name it stopped at (names are unique).
                 let after = q.resume.as_ref().map(|m| match &m.key {
                     Some(SortKey::Text(n)) => n.as_str(),
                     _ => "",
                 });
                 let (lo, hi) = match (after, s.descending) {
-                    (Some(n), false) => (Excluded((t, n)), Excluded((past.as_str(), ""))),
-                    (Some(n), true) => (Included((t, "")), Excluded((t, n))),
-                    (None, _) => (Included((t, "")), Excluded((past.as_str(), ""))),
+                    (Some(n), false) if n >= prefix.as_str() => (Excluded((t, n)), hi_all),
+                    (Some(_), false) => (lo_all, hi_all),
+                    (Some(n), true) => (lo_all, Excluded((t, n))),
+                    (None, _) => (lo_all, hi_all),
                 };
                 let names = r.usernames()?.range((lo, hi))?;
                 let skip = if after.is_some() { 0 } else { skip };
@@ -617,4 +632,37 @@ fn index_walk<E>(
     page.truncate(count);
     let ids = page.iter().map(&id).collect();
     Ok((ids, page.pop().filter(|_| more).map(mark)))
+}
+
+/// The folded prefix of a `userName sw "x"` filter, whose matches are exactly the userName
+/// index's keys with that prefix.
+fn username_prefix(f: &Filter) -> Option<String> {
+    use crate::scim::filter::{CompValue, CompareOp};
+    match f {
+        Filter::Compare {
+            path,
+            op: CompareOp::Sw,
+            value: CompValue::Str(v),
+        } if path.urn.is_none() && path.name == "userName" && path.sub.is_none() => {
+            Some(crate::scim::fold::fold(v))
+        }
+        _ => None,
+    }
+}
+
+/// The least string past every string that starts with `prefix` (`None`: there is none, as
+/// for the empty prefix).
+fn next_prefix(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(c) = chars.pop() {
+        let next = match c {
+            '\u{D7FF}' => Some('\u{E000}'),
+            c => char::from_u32(u32::from(c) + 1),
+        };
+        if let Some(n) = next {
+            chars.push(n);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
 }

@@ -913,6 +913,93 @@ fn a_members_display_goes_with_its_membership() {
     );
 }
 
+/// A member's display that a request changes is in the feed, once per request and beside
+/// the group's other changes, however the request changes it (an add with a new display, a
+/// remove and re-add, a PUT), and only for members there before and after.
+#[test]
+fn a_changed_member_display_is_one_update_event_of_the_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::open(&dir.path().join("s.redb"));
+    let u = f.users(2);
+    let id = |i: usize| format_id(u[i]);
+    let g = f.create(
+        Kind::Group,
+        serde_json::json!({"displayName": "G", "members": [{"value": id(0), "display": "D1"}]}),
+        None,
+    );
+    let last = || {
+        f.rt.block_on(f.store.events("t".into(), 0, 1000, Retention::default()))
+            .unwrap()
+            .last
+    };
+    let since = |after: u64| -> Vec<(String, Vec<String>, Option<String>)> {
+        f.rt.block_on(
+            f.store
+                .events("t".into(), after, 1000, Retention::default()),
+        )
+        .unwrap()
+        .events
+        .into_iter()
+        .map(|e| (e.kind, e.attributes, e.member_id))
+        .collect()
+    };
+    let relabeled = |attrs: &[&str]| {
+        vec![(
+            "group.updated".to_string(),
+            attrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            None,
+        )]
+    };
+    // Removed and added back with another display, by filter or by Entra's value list.
+    for (ops, shown) in [
+        (
+            serde_json::json!([
+                {"op": "remove", "path": format!("members[value eq \"{}\"]", id(0))},
+                {"op": "add", "path": "members", "value": [{"value": id(0), "display": "D2"}]}]),
+            Some("D2"),
+        ),
+        (
+            serde_json::json!([
+                {"op": "Remove", "path": "members", "value": [{"value": id(0)}]},
+                {"op": "Add", "path": "members", "value": [{"value": id(0)}]}]),
+            None,
+        ),
+    ] {
+        let at = last();
+        f.patch(Kind::Group, g, ops);
+        assert_eq!(since(at), relabeled(&["members.display"]));
+        let r =
+            f.rt.block_on(f.store.get("t".into(), Kind::Group, format_id(g), true));
+        let refs = r.unwrap().refs.unwrap();
+        assert_eq!(refs[0].get("display").and_then(|d| d.as_str()), shown);
+    }
+    // A newcomer named twice with two displays joined: no update of anyone's display.
+    let at = last();
+    f.patch(
+        Kind::Group,
+        g,
+        serde_json::json!([{"op": "add", "path": "members", "value": [
+            {"value": id(1), "display": "A"}, {"value": id(1), "display": "B"}]}]),
+    );
+    let joined = vec![("group.member_added".to_string(), vec![], Some(id(1)))];
+    assert_eq!(since(at), joined);
+    // A PUT that renames the group and a member: one event names both.
+    let at = last();
+    let body = serde_json::json!({"displayName": "G2", "members": [
+        {"value": id(0), "display": "D3"}, {"value": id(1), "display": "B"}]});
+    let input = crate::scim::resource::normalize(Kind::Group, &body).unwrap();
+    f.rt.block_on(f.store.replace(
+        f.actor.clone(),
+        Kind::Group.into(),
+        format_id(g),
+        input,
+        Conditions::default(),
+    ))
+    .unwrap();
+    assert_eq!(since(at), relabeled(&["displayName", "members.display"]));
+    assert_clean(&f.store, &f.rt);
+}
+
 #[test]
 fn replacing_a_member_list_walks_it_in_batches_and_reports_only_the_difference() {
     let dir = tempfile::tempdir().unwrap();

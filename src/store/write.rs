@@ -1,6 +1,8 @@
 //! Writes: create, replace, patch and delete, each in one transaction that keeps the indexes,
 //! the membership tables, the counters and the change feed in step.
 
+use std::collections::BTreeMap;
+
 use redb::{MultimapTable, ReadableMultimapTable, ReadableTable, Table, WriteTransaction};
 use serde_json::Value;
 
@@ -293,16 +295,20 @@ impl<'t> W<'t> {
         id: u128,
         old: Record,
         body: Body,
-        members_changed: bool,
+        members: MembersDone,
     ) -> Result<Record, redb::Error> {
         let kind = rt.kind;
-        if resource::reads_the_same(kind, &old.body, &body) && !members_changed {
+        if resource::reads_the_same(kind, &old.body, &body) && !members.changed {
             // Nothing changed (Okta re-sends the same rename with every membership push):
             // the version stays.
             return Ok(old);
         }
         let t = actor.tenant.as_str();
-        let attrs = events::changed_attributes(&old.body, &body);
+        let mut attrs = events::changed_attributes(&old.body, &body);
+        // One event for the request: a member's new display is named beside the rest.
+        if members.relabeled {
+            attrs.push("members.display".to_string());
+        }
         if !attrs.is_empty() {
             let ev = events::update_kind(kind, &old.body, &body);
             self.emit(actor, ev, id, None, attrs)?;
@@ -350,11 +356,11 @@ impl<'t> W<'t> {
                 Ok(s) => s,
                 Err(e) => return Ok(Err(e)),
             };
-        let members_changed = apply_members(self, actor, id, &changes)?;
+        let members = apply_members(self, actor, id, &changes)?;
         if !undone.is_empty() {
             self.emit(actor, "user.create_only_ignored", id, None, undone)?;
         }
-        let rec = self.update(actor, rt, id, old, body, members_changed)?;
+        let rec = self.update(actor, rt, id, old, body, members)?;
         if is_user {
             self.plan_transition(actor, id, Some(activity.0), Some(activity.1), seat)?;
         }
@@ -753,71 +759,84 @@ fn no_member(raw: &str) -> Error {
     }
 }
 
-/// Write phase for member changes, with one event per member that really joined or left;
-/// returns whether anything changed.
+/// What a request's member changes did: whether anything changed, and whether a member
+/// that stayed shows another `display` (named `members.display` in the group's update
+/// event).
+#[derive(Debug, Default, Clone, Copy)]
+struct MembersDone {
+    changed: bool,
+    relabeled: bool,
+}
+
+/// Write phase for member changes, with one event per member that really joined or left.
 fn apply_members(
     w: &mut W,
     actor: &Actor,
     g: u128,
     changes: &[Change],
-) -> Result<bool, redb::Error> {
+) -> Result<MembersDone, redb::Error> {
     if let Some(k) = changes.iter().rposition(|c| matches!(c, Change::Clear)) {
         return replace_members(w, actor, g, &changes[k + 1..]);
     }
     let t = actor.tenant.as_str();
     // Net effect per member (in, and as what): removing and re-adding a member is no
-    // change for it.
-    let mut net: std::collections::BTreeMap<u128, (bool, Kind)> = std::collections::BTreeMap::new();
-    let mut was: std::collections::BTreeMap<u128, bool> = std::collections::BTreeMap::new();
-    let mut relabeled = false;
+    // change for it. Members there before keep the display they had, to compare with the
+    // one they end with: a remove and re-add can change it as an add can.
+    let mut net: BTreeMap<u128, (bool, Kind)> = BTreeMap::new();
+    let mut was: BTreeMap<u128, Option<Option<String>>> = BTreeMap::new();
     for c in changes {
+        let m = match c {
+            Change::Clear => unreachable!("handled by replace_members"),
+            Change::Add(m, _, _) | Change::Remove(m) => *m,
+        };
+        if let std::collections::btree_map::Entry::Vacant(first) = was.entry(m) {
+            first.insert(match w.members.get((t, g, m))? {
+                Some(_) => Some(w.displays.get((t, g, m))?.map(|d| d.value().to_string())),
+                None => None,
+            });
+        }
         match c {
             Change::Clear => unreachable!("handled by replace_members"),
             Change::Add(m, kind, display) => {
-                let existed = w.members.insert((t, g, *m), kind.code())?.is_some();
-                was.entry(*m).or_insert(existed);
-                if !existed {
+                if w.members.insert((t, g, *m), kind.code())?.is_none() {
                     w.member_of.insert((t, *m, g), ())?;
                 }
-                // A present member added again with a new display (the user renamed at
-                // the IdP) takes it; added without one, it keeps what it had.
+                // A member added with a display (the user renamed at the IdP) takes it;
+                // added without one, it keeps what it had.
                 if let Some(d) = display {
-                    let old = w.displays.insert((t, g, *m), d.as_str())?;
-                    relabeled |= existed && old.is_none_or(|o| o.value() != d);
+                    w.displays.insert((t, g, *m), d.as_str())?;
                 }
                 net.insert(*m, (true, *kind));
             }
             Change::Remove(m) => {
                 let had = w.unlink(t, g, *m)?;
-                was.entry(*m).or_insert(had.is_some());
                 // Not a member, it leaves nothing to say (its kind is never read).
                 let kind = had.or(net.get(m).map(|n| n.1)).unwrap_or(Kind::User);
                 net.insert(*m, (false, kind));
             }
         }
     }
-    if relabeled {
-        relabel_event(w, actor, g)?;
-    }
-    let mut changed = relabeled;
+    let mut done = MembersDone::default();
     for (m, (now_in, kind)) in net {
-        if was.get(&m).copied().unwrap_or(false) != now_in {
-            changed = true;
-            let ev = if now_in {
-                "group.member_added"
-            } else {
-                "group.member_removed"
-            };
-            w.emit(actor, ev, g, Some((m, kind)), Vec::new())?;
+        match (was.get(&m).cloned().flatten(), now_in) {
+            (Some(shown), true) => {
+                let now = w.displays.get((t, g, m))?.map(|d| d.value().to_string());
+                done.relabeled |= now != shown;
+            }
+            (Some(_), false) | (None, true) => {
+                done.changed = true;
+                let ev = if now_in {
+                    "group.member_added"
+                } else {
+                    "group.member_removed"
+                };
+                w.emit(actor, ev, g, Some((m, kind)), Vec::new())?;
+            }
+            (None, false) => {}
         }
     }
-    Ok(changed)
-}
-
-/// The feed's word for members whose `display` changed: the group was updated.
-fn relabel_event(w: &mut W, actor: &Actor, g: u128) -> Result<(), redb::Error> {
-    let what = vec!["members.display".to_string()];
-    w.emit(actor, "group.updated", g, None, what)
+    done.changed |= done.relabeled;
+    Ok(done)
 }
 
 /// Member changes whose last `Clear` leaves the group holding exactly what `rest` adds (and
@@ -829,10 +848,9 @@ fn replace_members(
     actor: &Actor,
     g: u128,
     rest: &[Change],
-) -> Result<bool, redb::Error> {
+) -> Result<MembersDone, redb::Error> {
     let t = actor.tenant.as_str();
-    let mut after: std::collections::BTreeMap<u128, (Kind, Option<&str>)> =
-        std::collections::BTreeMap::new();
+    let mut after: BTreeMap<u128, (Kind, Option<&str>)> = BTreeMap::new();
     for c in rest {
         match c {
             // Added again without a display, a member keeps the one given earlier in
@@ -883,10 +901,10 @@ fn replace_members(
         changed = true;
         w.emit(actor, "group.member_added", g, Some((m, kind)), Vec::new())?;
     }
-    if relabeled {
-        relabel_event(w, actor, g)?;
-    }
-    Ok(changed || relabeled)
+    Ok(MembersDone {
+        changed: changed || relabeled,
+        relabeled,
+    })
 }
 
 /// What an import keeps of a resource from another host: its id, and its `meta` (created,

@@ -697,3 +697,71 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// `userName sw` sorted by userName (a search box) walks the userName index's prefix range
+/// instead of sorting every match: each page, either order, by startIndex or by cursor, is
+/// what the general sort gives (`and id pr` takes that path).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_name_prefix_sorted_by_user_name_walks_the_index() {
+    let s = Srv::start().await;
+    for name in [
+        "bo@x",
+        "Bob@x",
+        "bob.2@x",
+        "BOBBY@x",
+        "bobz@x",
+        "bob\u{e9}@x",
+        "bo\u{f8}@x",
+        "ann@x",
+        "bp@x",
+        "b@x",
+        "Zed@x",
+    ] {
+        s.user(name).await;
+    }
+    for prefix in ["bo", "BOB", "b", "bob.", "zz", ""] {
+        let fast = format!("userName sw \"{prefix}\"");
+        let general = format!("userName sw \"{prefix}\" and id pr");
+        for order in ["ascending", "descending"] {
+            let sort = format!("&sortBy=userName&sortOrder={order}");
+            let pages: Vec<String> = ["", "&count=2", "&startIndex=3&count=2", "&startIndex=9"]
+                .iter()
+                .map(|p| format!("{sort}{p}"))
+                .collect();
+            let pages: Vec<&str> = pages.iter().map(String::as_str).collect();
+            same_answers(&s, &fast, &general, &pages).await;
+            // By cursor, two at a time: the same names in the same order.
+            let names = |list: Vec<serde_json::Value>| -> Vec<String> {
+                list.iter()
+                    .map(|u| u["userName"].as_str().unwrap().to_string())
+                    .collect()
+            };
+            let a = s
+                .walk(&format!("/Users?filter={}{sort}&count=2", urlencode(&fast)))
+                .await;
+            let b = s
+                .walk(&format!(
+                    "/Users?filter={}{sort}&count=2",
+                    urlencode(&general)
+                ))
+                .await;
+            assert_eq!(names(a), names(b), "{fast} {order}");
+        }
+    }
+    let r = s
+        .get(&format!(
+            "/Users?filter={}&sortBy=userName",
+            urlencode("userName sw \"BOB\"")
+        ))
+        .await;
+    let got: Vec<&str> = r.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["userName"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        got,
+        ["bob.2@x", "Bob@x", "BOBBY@x", "bobz@x", "bob\u{e9}@x"]
+    );
+}
