@@ -151,20 +151,21 @@ impl<'t> W<'t> {
         {
             return Ok(0);
         }
-        let mut kept = 0;
+        // An account matching two entries is one person's, and holds one seat.
+        let mut kept = std::collections::BTreeSet::new();
         for entry in &rules.existing_members {
             for id in plan::matches_of(&self.usernames, &self.emails, t, entry)? {
                 if self.overflow.get((t, id))?.is_none()
                     && let Some(rec) = self.load(t, Kind::User, id)?
                     && plan::is_active(&rec.body)
                 {
-                    kept += 1;
+                    kept.insert(id);
                     break;
                 }
             }
         }
         let seated = plan::seated(&self.counts, t)?;
-        Ok(seats.saturating_sub(seated.saturating_sub(kept)))
+        Ok(seats.saturating_sub(seated.saturating_sub(kept.len() as u64)))
     }
 
     fn emit_plan(
@@ -199,12 +200,13 @@ impl<'t> W<'t> {
         let before = plan::active(&self.counts, t)?;
         let was_active = was.unwrap_or(false);
         let now_active = now.unwrap_or(false);
-        if was_active && !now_active {
+        let leaving = was_active && !now_active;
+        if leaving {
             plan::add(&mut self.counts, t, plan::ACTIVE, -1)?;
             if self.overflow.remove((t, id))?.is_some() {
                 plan::add(&mut self.counts, t, plan::OVERFLOW, -1)?;
             }
-            self.fill_free_seats(actor)?;
+            self.fill_free_seats(actor, self.mode_switched(actor, before)?)?;
         }
         if !was_active && now_active {
             plan::add(&mut self.counts, t, plan::ACTIVE, 1)?;
@@ -218,17 +220,42 @@ impl<'t> W<'t> {
             let after = plan::active(&self.counts, t)?;
             self.mode_change(actor, rules.mode(before), rules.mode(after))?;
         }
+        // Seats come free without anyone leaving too: back in testing mode, or with a user
+        // now an existing member's account, existing members' seats are on top of the limit.
+        if !leaving {
+            self.fill_free_seats(actor, self.mode_switched(actor, before)?)?;
+        }
         Ok(())
+    }
+
+    /// Whether the mode is another than it was with `before` active users.
+    fn mode_switched(&self, actor: &Actor, before: u64) -> Result<bool, redb::Error> {
+        let Some(rules) = actor.plan.as_deref() else {
+            return Ok(false);
+        };
+        let now = plan::active(&self.counts, actor.tenant.as_str())?;
+        Ok(rules.mode(before) != rules.mode(now))
     }
 
     /// A seat that comes free (a seated user leaves, a reload raises `seats`) goes to a user
     /// the seat limit put on the free plan, earliest created first, so that nobody who came
     /// later takes it ahead of them.
-    fn fill_free_seats(&mut self, actor: &Actor) -> Result<(), redb::Error> {
+    /// `quiet`: a mode switch or a settings change, whose own event covers existing members'
+    /// accounts it moves to paid, brought it about.
+    fn fill_free_seats(&mut self, actor: &Actor, quiet: bool) -> Result<(), redb::Error> {
         let t = actor.tenant.as_str();
         let Some(rules) = actor.plan.clone() else {
             return Ok(());
         };
+        if self
+            .overflow
+            .range((t, 0u128)..=(t, u128::MAX))?
+            .next()
+            .is_none()
+        {
+            return Ok(()); // nobody waits
+        }
+        self.seat_existing_members(actor, &rules, quiet)?;
         let mut open = match rules.seats {
             Some(seats) => seats.saturating_sub(plan::seated(&self.counts, t)?),
             None => u64::MAX,
@@ -255,6 +282,54 @@ impl<'t> W<'t> {
             plan::add(&mut self.counts, t, plan::OVERFLOW, -1)?;
             self.emit_plan(actor, "plan.placed_on_paid", Some(id), None)?;
             open -= 1;
+        }
+        Ok(())
+    }
+
+    /// In testing mode an existing member's account is paid on top of the seats and never
+    /// waits for one: the account that holds each entry's seat (an active seated one, else
+    /// the oldest active one on free, as the plan list picks it) leaves the free plan
+    /// without taking a seat from the users waiting there. Else the seat a user leaving
+    /// frees would go to it, already listed paid, instead of the user next in line, and the
+    /// account would be back on free when the plan is enforced again.
+    fn seat_existing_members(
+        &mut self,
+        actor: &Actor,
+        rules: &plan::PlanRules,
+        quiet: bool,
+    ) -> Result<(), redb::Error> {
+        let t = actor.tenant.as_str();
+        if rules.existing_members.is_empty()
+            || rules.mode(plan::active(&self.counts, t)?) != Mode::Testing
+        {
+            return Ok(());
+        }
+        for entry in &rules.existing_members {
+            let mut waiting = None;
+            for id in plan::matches_of(&self.usernames, &self.emails, t, entry)? {
+                let Some(rec) = self.load(t, Kind::User, id)? else {
+                    continue;
+                };
+                if !plan::is_active(&rec.body) {
+                    continue;
+                }
+                if self.overflow.get((t, id))?.is_none() {
+                    waiting = None; // its seat is held
+                    break;
+                }
+                waiting = waiting.or(Some(id));
+            }
+            // After a mode switch or a settings change, the plan list shows the account
+            // paid already and that change is the event; after a write that made it an
+            // existing member's account (or left it the one holding the entry's seat), it
+            // is told as any move to paid.
+            if let Some(id) = waiting {
+                self.overflow.remove((t, id))?;
+                plan::add(&mut self.counts, t, plan::OVERFLOW, -1)?;
+                if !quiet {
+                    self.emit_plan(actor, "plan.placed_on_paid", Some(id), None)?;
+                }
+            }
         }
         Ok(())
     }
@@ -1136,7 +1211,7 @@ impl Store {
                 }
                 _ => None,
             };
-            w.fill_free_seats(&actor)?;
+            w.fill_free_seats(&actor, true)?;
             Ok(Ok(PlanApplied { changed, modes }))
         })
         .await

@@ -1024,3 +1024,66 @@ async fn a_database_without_the_plan_record_is_brought_in_line_at_its_first_star
         ]
     );
 }
+
+/// In testing mode an existing member's account never waits for a seat, however it came to
+/// be one: made an existing member by a reload while on free, its seat comes back on top and
+/// the seat a leaver frees goes to the user next in line, not to it (already paid) nor to a
+/// newcomer; it stays paid when the plan is enforced again; and a seated user becoming an
+/// existing member's account leaves its seat to the next in line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn existing_members_accounts_never_wait_for_a_seat_in_testing_mode() {
+    // Enforced from the first user, one seat: h and w wait on free.
+    let s = Srv::start_with(|c| {
+        c.tenants.get_mut("acme").unwrap().plan = Some(PlanConfig {
+            name: "Business".into(),
+            test_threshold: 1,
+            seats: Some(1),
+            on_seat_limit: SeatLimitPolicy::Free,
+            existing_members: vec![],
+        });
+    })
+    .await;
+    let a = s.user("a@x").await;
+    let h = s.user("hr@x").await;
+    let w = s.user("w@x").await;
+    assert_eq!(free_ids(&s).await, [h.clone(), w.clone()]);
+    // The reload makes h an existing member's account, in testing mode: paid on top.
+    let edited = plan_edited(&s.config, |p| {
+        p.test_threshold = 8;
+        p.existing_members = vec!["hr@x".into()];
+    });
+    s.reloader().apply(edited).await.unwrap();
+    assert_eq!(free_ids(&s).await, std::slice::from_ref(&w));
+    // a leaves: its seat goes to w, and the next newcomer waits.
+    let off = json!([{"op": "replace", "path": "active", "value": false}]);
+    assert_eq!(s.patch(&format!("/Users/{a}"), off).await.status, 200);
+    assert_eq!(free_ids(&s).await, Vec::<String>::new());
+    let c = s.user("c@x").await;
+    assert_eq!(free_ids(&s).await, std::slice::from_ref(&c));
+    let said = plan_said(&s, 0).await;
+    let placed: Vec<&Value> = said
+        .iter()
+        .filter(|e| e.0 == "plan.placed_on_paid")
+        .map(|e| &e.1)
+        .collect();
+    // h was listed paid from the reload on: only w's move is an event.
+    assert_eq!(placed, [&json!(w)]);
+    // Enforced again (three active, over a threshold of 2): h stays paid, over the seat.
+    let enforced = plan_edited(&s.config, |p| {
+        p.test_threshold = 2;
+        p.existing_members = vec!["hr@x".into()];
+    });
+    s.reloader().apply(enforced).await.unwrap();
+    assert_eq!(counts(&summary(&s).await).0, "enforced");
+    assert_eq!(free_ids(&s).await, std::slice::from_ref(&c));
+    // Testing again, with a second entry w is about to match.
+    let testing = plan_edited(&s.config, |p| {
+        p.test_threshold = 8;
+        p.existing_members = vec!["hr@x".into(), "w2@x".into()];
+    });
+    s.reloader().apply(testing).await.unwrap();
+    let renamed = json!([{"op": "replace", "path": "userName", "value": "w2@x"}]);
+    assert_eq!(s.patch(&format!("/Users/{w}"), renamed).await.status, 200);
+    // w now holds an existing member's seat on top: its seat goes to c.
+    assert_eq!(free_ids(&s).await, Vec::<String>::new());
+}
