@@ -4,6 +4,7 @@
 use http::header;
 use serde_json::{Map, Value, json};
 
+use super::backlog::Turn;
 use super::cursor::{CursorScope, Mark};
 use super::handlers::render;
 use super::response::{self, Resp};
@@ -144,7 +145,7 @@ pub(super) async fn list(
     params: ScimResult<ListParams>,
 ) -> ScimResult<Resp> {
     let p = params?;
-    let turn = match &ctx.backlog {
+    let mut turn = match &ctx.backlog {
         Some(b) => {
             let server = &ctx.rt.config.server;
             let wait = std::time::Duration::from_secs(server.request_timeout_secs);
@@ -152,7 +153,7 @@ pub(super) async fn list(
         }
         None => None,
     };
-    let mut resp = page(app, ctx, kinds, p).await?;
+    let mut resp = page(app, ctx, kinds, p, &mut turn).await?;
     if let Some(t) = turn {
         resp.extensions_mut().insert(t);
     }
@@ -169,7 +170,15 @@ pub(super) fn both_cursor_and_start_index() -> ScimError {
 
 /// One page of a list or search. Pages are 1-based; `startIndex < 1` reads as 1, a negative
 /// `count` as 0, and a `count` above `maxResults` is capped (RFC 7644 §3.4.2.4).
-async fn page(app: &App, ctx: &Ctx, kinds: &[Kind], p: ListParams) -> ScimResult<Resp> {
+/// `turn`: the connection's turn to build a page, which a page of users written as their
+/// groups are read takes along until it is written.
+async fn page(
+    app: &App,
+    ctx: &Ctx,
+    kinds: &[Kind],
+    p: ListParams,
+    turn: &mut Option<Turn>,
+) -> ScimResult<Resp> {
     if p.cursor.is_some() && p.start_index.is_some() {
         return Err(both_cursor_and_start_index());
     }
@@ -375,15 +384,20 @@ async fn page(app: &App, ctx: &Ctx, kinds: &[Kind], p: ListParams) -> ScimResult
         (Some(s), true) => next_mark.map(|m| s.encode_mark(&m)),
     };
     if !later.is_empty() {
+        // Such a page is never counted among the connection's unread answers (its length
+        // is not known ahead), so it keeps the connection's turn until it is written: one
+        // at a time on a connection, as whole pages are one at a time until counted.
+        let turn = match later.iter().any(|l| matches!(l, Later::Groups(..))) {
+            true => turn.take(),
+            false => None,
+        };
         return Ok(streamed_list(
             app,
             ctx,
-            total,
-            start,
-            cursor_mode,
-            next,
+            (total, start, cursor_mode, next),
             resources,
             later,
+            turn,
         ));
     }
     let mut body = json!({
@@ -478,16 +492,13 @@ impl Later {
 /// read, each group's members in batches (as `get_group_streamed` does) and users' groups a
 /// few users at a time, so a page with a group of a million costs no more memory than one
 /// with a group of ten.
-#[allow(clippy::too_many_arguments)]
 fn streamed_list(
     app: &App,
     ctx: &Ctx,
-    total: u64,
-    start: u64,
-    cursor_mode: bool,
-    next: Option<String>,
+    (total, start, cursor_mode, next): (u64, u64, bool, Option<String>),
     resources: Vec<Value>,
     later: Vec<Later>,
+    turn: Option<Turn>,
 ) -> Resp {
     let mut head = format!(
         "{{\"schemas\":[\"{LIST_RESPONSE}\"],\"totalResults\":{total},\"itemsPerPage\":{}",
@@ -519,8 +530,17 @@ fn streamed_list(
         .collect();
     let mut read = std::collections::VecDeque::new();
     let mut later = later.into_iter().peekable();
+    // Held as text until sent, a third of what the values take.
+    let resources: Vec<String> = resources
+        .into_iter()
+        .map(|v| match v {
+            Value::Null => String::new(),
+            v => serde_json::to_string(&v).unwrap_or_default(),
+        })
+        .collect();
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
     tokio::spawn(async move {
+        let _turn = turn;
         if tx.send(head.into()).await.is_err() {
             return;
         }
@@ -547,13 +567,13 @@ fn streamed_list(
                     user.refs = read.pop_front();
                     let mut m = user.into_json(&base);
                     proj.apply(user_rt, &mut m);
-                    item = Value::Object(m);
+                    item = serde_json::to_string(&m).unwrap_or_default();
                     None
                 }
                 Some(Later::Members(_, gid, narrowed, snapshot)) => Some((gid, narrowed, snapshot)),
                 None => None,
             };
-            text.push_str(&serde_json::to_string(&item).unwrap_or_default());
+            text.push_str(&item);
             let Some((gid, narrowed, snapshot)) = members else {
                 if tx.send(text.into()).await.is_err() {
                     return;

@@ -722,3 +722,52 @@ async fn a_cancelled_answer_no_longer_counts_as_unread() {
         .unwrap();
     assert_eq!(head.status(), 200);
 }
+
+/// A page of users in many groups is written as their groups are read, its length unknown
+/// ahead, so it is never counted as unread: it keeps its connection's turn until written,
+/// and a client reading none of it holds that one page, not one per stream (64 such
+/// streams took 290 MB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_page_of_users_holds_its_connections_turn_until_written() {
+    let s = Srv::start_with(|c| c.server.request_timeout_secs = 2).await;
+    let mut users = Vec::new();
+    for i in 0..60 {
+        users.push(s.user(&format!("u{i}@x")).await);
+    }
+    let ids: Vec<&str> = users.iter().map(String::as_str).collect();
+    // The budget runs out at the 51st user.
+    for g in 0..scimd::store::PAGE_REFS / 50 + 1 {
+        s.group(&format!("g{g}"), &ids).await;
+    }
+    let (mut client, first) = first_page_unread(&s).await;
+    assert_eq!(
+        first.headers().get("content-length"),
+        None,
+        "a streamed page"
+    );
+    let mut rest = Vec::new();
+    for _ in 0..3 {
+        client = client.ready().await.unwrap();
+        rest.push(client.send_request(list_request(&s), true).unwrap().0);
+    }
+    for answer in rest {
+        let head = tokio::time::timeout(Duration::from_secs(10), answer)
+            .await
+            .expect("an answer within the request timeout")
+            .unwrap();
+        assert_eq!(
+            head.status(),
+            503,
+            "a second page was built for a client reading none"
+        );
+    }
+    drop(first);
+    // Once the first is gone, the connection's pages are built again.
+    let mut c = client.ready().await.unwrap();
+    let (answer, _) = c.send_request(list_request(&s), true).unwrap();
+    let head = tokio::time::timeout(Duration::from_secs(10), answer)
+        .await
+        .expect("an answer")
+        .unwrap();
+    assert_eq!(head.status(), 200);
+}
