@@ -299,6 +299,31 @@ impl Fixture {
         }
     }
 
+    /// Tenant t's events after `after`.
+    fn events_after(&self, after: u64) -> Vec<crate::store::Event> {
+        self.rt
+            .block_on(
+                self.store
+                    .events("t".into(), after, 1000, Retention::default()),
+            )
+            .unwrap()
+            .events
+    }
+
+    /// PUT group `id` with `body`.
+    fn replace_group(&self, id: u128, body: serde_json::Value) {
+        let input = crate::scim::resource::normalize(Kind::Group, &body).unwrap();
+        self.rt
+            .block_on(self.store.replace(
+                self.actor.clone(),
+                Kind::Group.into(),
+                format_id(id),
+                input,
+                Conditions::default(),
+            ))
+            .unwrap();
+    }
+
     /// PATCH user `id` with the operations `ops` (a JSON list).
     fn patch_user(&self, id: u128, ops: serde_json::Value) {
         self.patch(Kind::User, id, ops);
@@ -869,15 +894,7 @@ fn a_members_display_goes_with_its_membership() {
     assert_eq!(shown(), ["u0", "u1", "u2"]);
     f.delete_user(u[0]);
     let body = serde_json::json!({"displayName": "G", "members": [{"value": format_id(u[2])}]});
-    let input = crate::scim::resource::normalize(Kind::Group, &body).unwrap();
-    f.rt.block_on(f.store.replace(
-        f.actor.clone(),
-        Kind::Group.into(),
-        format_id(g),
-        input,
-        Conditions::default(),
-    ))
-    .unwrap();
+    f.replace_group(g, body);
     // Replaced as given: the member kept has no display now, and the feed says so.
     assert_eq!(shown(), ["none"]);
     let feed =
@@ -933,15 +950,9 @@ fn a_changed_member_display_is_one_update_event_of_the_request() {
             .last
     };
     let since = |after: u64| -> Vec<(String, Vec<String>, Option<String>)> {
-        f.rt.block_on(
-            f.store
-                .events("t".into(), after, 1000, Retention::default()),
-        )
-        .unwrap()
-        .events
-        .into_iter()
-        .map(|e| (e.kind, e.attributes, e.member_id))
-        .collect()
+        (f.events_after(after).into_iter())
+            .map(|e| (e.kind, e.attributes, e.member_id))
+            .collect()
     };
     let relabeled = |attrs: &[&str]| {
         vec![(
@@ -987,15 +998,7 @@ fn a_changed_member_display_is_one_update_event_of_the_request() {
     let at = last();
     let body = serde_json::json!({"displayName": "G2", "members": [
         {"value": id(0), "display": "D3"}, {"value": id(1), "display": "B"}]});
-    let input = crate::scim::resource::normalize(Kind::Group, &body).unwrap();
-    f.rt.block_on(f.store.replace(
-        f.actor.clone(),
-        Kind::Group.into(),
-        format_id(g),
-        input,
-        Conditions::default(),
-    ))
-    .unwrap();
+    f.replace_group(g, body);
     assert_eq!(since(at), relabeled(&["displayName", "members.display"]));
     assert_clean(&f.store, &f.rt);
 }
@@ -1024,15 +1027,9 @@ fn replacing_a_member_list_walks_it_in_batches_and_reports_only_the_difference()
         feed.last
     };
     let since = |after: u64| -> Vec<(String, u128)> {
-        f.rt.block_on(
-            f.store
-                .events("t".into(), after, 1000, Retention::default()),
-        )
-        .unwrap()
-        .events
-        .into_iter()
-        .filter_map(|e| Some((e.kind, parse_id(&e.member_id?)?)))
-        .collect()
+        (f.events_after(after).into_iter())
+            .filter_map(|e| Some((e.kind, parse_id(&e.member_id?)?)))
+            .collect()
     };
     let members = || -> Vec<u128> {
         let r =
@@ -1364,19 +1361,12 @@ fn members_streamed_for_a_list_page_are_those_of_the_listed_version() {
         .block_on(f.store.list("t".into(), Kind::Group.into(), q))
         .unwrap();
     assert_eq!(page.items[0].version, 1);
-    let ops = crate::scim::patch::parse_request(&serde_json::json!({
-        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-        "Operations": [{"op": "add", "path": "members",
-                        "value": [{"value": format_id(users[1])}]}]}))
-    .unwrap();
-    f.rt.block_on(f.store.patch(
-        f.actor.clone(),
-        Kind::Group.into(),
-        format_id(g),
-        ops,
-        Conditions::default(),
-    ))
-    .unwrap();
+    f.patch(
+        Kind::Group,
+        g,
+        serde_json::json!([{"op": "add", "path": "members",
+                            "value": [{"value": format_id(users[1])}]}]),
+    );
     let stall = std::time::Duration::from_secs(5);
     let members = |snapshot| {
         f.rt.block_on(async {

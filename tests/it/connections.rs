@@ -580,11 +580,21 @@ async fn first_page_unread(
 async fn a_connection_that_reads_nothing_holds_one_page_not_one_per_stream() {
     let s = paged_past_a_mib(3).await;
     // Kept, not read: dropping it would cancel the stream.
-    let (mut client, first) = first_page_unread(&s).await;
+    let (client, first) = first_page_unread(&s).await;
+    more_pages_are_refused(&s, client).await;
+    drop(first);
+}
+
+/// Three more pages asked on a connection whose first is unread: each 503 after the
+/// request timeout, none built.
+async fn more_pages_are_refused(
+    s: &Srv,
+    mut client: h2::client::SendRequest<bytes::Bytes>,
+) -> h2::client::SendRequest<bytes::Bytes> {
     let mut rest = Vec::new();
     for _ in 0..3 {
         client = client.ready().await.unwrap();
-        rest.push(client.send_request(list_request(&s), true).unwrap().0);
+        rest.push(client.send_request(list_request(s), true).unwrap().0);
     }
     for answer in rest {
         let head = tokio::time::timeout(Duration::from_secs(10), answer)
@@ -597,7 +607,7 @@ async fn a_connection_that_reads_nothing_holds_one_page_not_one_per_stream() {
             "a second page was built for a client reading none"
         );
     }
-    drop(first);
+    client
 }
 
 /// A client that reads gets every page it asked for on one connection, however many streams.
@@ -739,28 +749,13 @@ async fn a_streamed_page_of_users_holds_its_connections_turn_until_written() {
     for g in 0..scimd::store::PAGE_REFS / 50 + 1 {
         s.group(&format!("g{g}"), &ids).await;
     }
-    let (mut client, first) = first_page_unread(&s).await;
+    let (client, first) = first_page_unread(&s).await;
     assert_eq!(
         first.headers().get("content-length"),
         None,
         "a streamed page"
     );
-    let mut rest = Vec::new();
-    for _ in 0..3 {
-        client = client.ready().await.unwrap();
-        rest.push(client.send_request(list_request(&s), true).unwrap().0);
-    }
-    for answer in rest {
-        let head = tokio::time::timeout(Duration::from_secs(10), answer)
-            .await
-            .expect("an answer within the request timeout")
-            .unwrap();
-        assert_eq!(
-            head.status(),
-            503,
-            "a second page was built for a client reading none"
-        );
-    }
+    let client = more_pages_are_refused(&s, client).await;
     drop(first);
     // Once the first is gone, the connection's pages are built again.
     let mut c = client.ready().await.unwrap();

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::harness::{Srv, assert_error, display_names, total};
+use crate::harness::{Srv, assert_error, display_names, strings, total};
 
 async fn ids(s: &Srv, query: &str) -> Vec<String> {
     let r = s.get(&format!("/Users?{query}")).await;
@@ -731,11 +731,7 @@ async fn user_name_prefix_sorted_by_user_name_walks_the_index() {
             let pages: Vec<&str> = pages.iter().map(String::as_str).collect();
             same_answers(&s, &fast, &general, &pages).await;
             // By cursor, two at a time: the same names in the same order.
-            let names = |list: Vec<serde_json::Value>| -> Vec<String> {
-                list.iter()
-                    .map(|u| u["userName"].as_str().unwrap().to_string())
-                    .collect()
-            };
+            let names = |list: Vec<serde_json::Value>| strings(&list.into(), "userName");
             let a = s
                 .walk(&format!("/Users?filter={}{sort}&count=2", urlencode(&fast)))
                 .await;
@@ -754,14 +750,8 @@ async fn user_name_prefix_sorted_by_user_name_walks_the_index() {
             urlencode("userName sw \"BOB\"")
         ))
         .await;
-    let got: Vec<&str> = r.body["Resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["userName"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        got,
+        strings(&r.body["Resources"], "userName"),
         ["bob.2@x", "Bob@x", "BOBBY@x", "bobz@x", "bob\u{e9}@x"]
     );
 }

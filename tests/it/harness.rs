@@ -344,14 +344,18 @@ pub fn display_names(r: &Res) -> Vec<String> {
 /// The string `key` of each element of the array `list` (a list's `Resources`, a group's
 /// `members`), sorted.
 pub fn sorted(list: &Value, key: &str) -> Vec<String> {
-    let mut v: Vec<String> = list
-        .as_array()
+    let mut v = strings(list, key);
+    v.sort();
+    v
+}
+
+/// The string `key` of each element of the array `list`, in its order.
+pub fn strings(list: &Value, key: &str) -> Vec<String> {
+    list.as_array()
         .unwrap_or_else(|| panic!("an array: {list}"))
         .iter()
         .map(|e| e[key].as_str().unwrap().to_string())
-        .collect();
-    v.sort();
-    v
+        .collect()
 }
 
 pub fn total(r: &Res) -> u64 {
