@@ -726,7 +726,8 @@ mod tests {
             json!([{"op": "add", "path": format!("{ENTERPRISE_SCHEMA}:manager.displayName"), "value": ""}]),
             json!([{"op": "add", "path": "emails", "value": ""}]),
             json!([{"op": "add", "path": "name", "value": ""}]),
-            json!([{"op": "add", "value": {"emails": "", "addresses": [""]}}]),
+            json!([{"op": "add", "value": {"emails": "", "addresses": [" "]}}]),
+            json!([{"op": "add", "path": "name", "value": "  "}]),
         ] {
             let mut u = u.clone();
             u[ENTERPRISE_SCHEMA] = json!({"manager": {"value": "m1", "displayName": "M"}});

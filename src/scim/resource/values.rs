@@ -81,8 +81,9 @@ pub fn normalize_single(def: &'static AttrDef, value: &Value) -> ScimResult<Opti
                 )])))
             });
         }
-        // A template's unset parameter: absent, as for a simple attribute.
-        Value::String(s) if s.is_empty() => return Ok(None),
+        // A template's unset parameter (`""`, or blanks as OneLogin's `" "`): absent, as the
+        // manager's blank id is.
+        Value::String(s) if s.trim().is_empty() => return Ok(None),
         other => {
             return Err(ScimError::invalid_value(format!(
                 "attribute \"{}\" must be a complex object, got {}",
