@@ -291,6 +291,7 @@ async fn page(
     // What is written as the page is sent: groups' members, and users' groups past the
     // page's budget.
     let mut later = Vec::new();
+    let mut users_later = None;
     // Across types the order is all Users, then all Groups: compute each type's share of
     // the requested window.
     let mut next = None;
@@ -364,13 +365,9 @@ async fn page(
             if let (Some(from), Some(snapshot)) = (page.refs_from, &page.snapshot)
                 && i >= from
             {
-                let at = resources.len();
-                later.push(Later::Groups(
-                    at,
-                    Box::new(r),
-                    proj.clone(),
-                    snapshot.clone(),
-                ));
+                // One page of users at most: its projection and snapshot, once.
+                users_later.get_or_insert_with(|| (proj.clone(), snapshot.clone()));
+                later.push(Later::Groups(resources.len(), Box::new(r)));
                 resources.push(Value::Null); // written when its groups are read
                 continue;
             }
@@ -387,16 +384,13 @@ async fn page(
         // Such a page is never counted among the connection's unread answers (its length
         // is not known ahead), so it keeps the connection's turn until it is written: one
         // at a time on a connection, as whole pages are one at a time until counted.
-        let turn = match later.iter().any(|l| matches!(l, Later::Groups(..))) {
-            true => turn.take(),
-            false => None,
-        };
+        let turn = users_later.as_ref().and_then(|_| turn.take());
         return Ok(streamed_list(
             app,
             ctx,
             (total, start, cursor_mode, next),
             resources,
-            later,
+            (later, users_later),
             turn,
         ));
     }
@@ -475,10 +469,14 @@ enum Later {
     /// A group: its id, the projection of its members when one narrows them, and the
     /// snapshot it was read in (its members are read there).
     Members(usize, Option<u128>, Option<Projection>, Option<Snapshot>),
-    /// A user past the page's budget of groups (`ListPage::refs_from`): the user, its
-    /// projection, and the snapshot its groups are read in.
-    Groups(usize, Box<Resource>, Projection, Snapshot),
+    /// A user past the page's budget of groups (`ListPage::refs_from`), its groups read in
+    /// the users' page's snapshot (`UsersLater`).
+    Groups(usize, Box<Resource>),
 }
+
+/// The projection of the users written as their groups are read, and the snapshot those
+/// are read in.
+type UsersLater = (Projection, Snapshot);
 
 impl Later {
     fn at(&self) -> usize {
@@ -497,7 +495,7 @@ fn streamed_list(
     ctx: &Ctx,
     (total, start, cursor_mode, next): (u64, u64, bool, Option<String>),
     resources: Vec<Value>,
-    later: Vec<Later>,
+    (later, users_later): (Vec<Later>, Option<UsersLater>),
     turn: Option<Turn>,
 ) -> Resp {
     let mut head = format!(
@@ -524,7 +522,7 @@ fn streamed_list(
     let mut unread: std::collections::VecDeque<u128> = later
         .iter()
         .filter_map(|l| match l {
-            Later::Groups(_, r, ..) => Some(crate::store::parse_id(&r.id).unwrap_or_default()),
+            Later::Groups(_, r) => Some(crate::store::parse_id(&r.id).unwrap_or_default()),
             Later::Members(..) => None,
         })
         .collect();
@@ -551,11 +549,14 @@ fn streamed_list(
                 String::new()
             };
             let members = match later.next_if(|l| l.at() == i) {
-                Some(Later::Groups(_, mut user, proj, snapshot)) => {
+                Some(Later::Groups(_, mut user)) => {
+                    let Some((proj, snapshot)) = &users_later else {
+                        return; // never: the user's page gave both
+                    };
                     if read.is_empty() {
                         let ids = unread.iter().copied().collect();
-                        let t = tenant.clone();
-                        match store.groups_of_users(t, ids, PAGE_REFS, snapshot).await {
+                        let (t, s) = (tenant.clone(), snapshot.clone());
+                        match store.groups_of_users(t, ids, PAGE_REFS, s).await {
                             Ok(got) => {
                                 unread.drain(..got.len());
                                 read.extend(got);

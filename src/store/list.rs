@@ -248,7 +248,7 @@ impl Store {
             // is a walk of the index, not a sort of every match.
             let prefix = match &q.filter {
                 None => Some(String::new()),
-                Some(f) => username_prefix(f),
+                Some(f) => user_name_prefix(kind, f),
             };
             if let (Some(prefix), Some(s), Kind::User) = (&prefix, &q.sort, kind)
                 && s.is_core("userName")
@@ -632,22 +632,6 @@ fn index_walk<E>(
     page.truncate(count);
     let ids = page.iter().map(&id).collect();
     Ok((ids, page.pop().filter(|_| more).map(mark)))
-}
-
-/// The folded prefix of a `userName sw "x"` filter, whose matches are exactly the userName
-/// index's keys with that prefix.
-fn username_prefix(f: &Filter) -> Option<String> {
-    use crate::scim::filter::{CompValue, CompareOp};
-    match f {
-        Filter::Compare {
-            path,
-            op: CompareOp::Sw,
-            value: CompValue::Str(v),
-        } if path.urn.is_none() && path.name == "userName" && path.sub.is_none() => {
-            Some(crate::scim::fold::fold(v))
-        }
-        _ => None,
-    }
 }
 
 /// The least string past every string that starts with `prefix` (`None`: there is none, as

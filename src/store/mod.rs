@@ -508,12 +508,22 @@ impl Store {
         F: FnOnce(&Arc<read::ReadSide>) -> R<T> + Send + 'static,
     {
         let db = self.db()?;
+        self.pooled(tenant, move |shared| f(&shared.snapshot(&db)?))
+            .await
+    }
+
+    /// Run `f` on the blocking pool within `tenant`'s share of it; `f` picks its snapshot.
+    async fn pooled<T, F>(&self, tenant: &str, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Shared) -> R<T> + Send + 'static,
+    {
         let shared = self.shared.clone();
         let turn = shared.read_turn(tenant).await;
         let res = tokio::task::spawn_blocking(move || {
             let _turn = turn;
             shared.faults.panic_if_set("a read");
-            f(&shared.snapshot(&db)?)
+            f(&shared)
         })
         .await;
         match res {

@@ -82,6 +82,9 @@ where
     if let Some((lo, hi)) = modified_range(kind, f) {
         return rt.modified_in(t, kind, (lo, hi), PLANNED_RANGE_MAX);
     }
+    if let Some(prefix) = user_name_prefix(kind, f) {
+        return Ok(Some(rt.username_prefix(t, &prefix)?));
+    }
     Ok(match f {
         Filter::And(a, b) => {
             // The side a point lookup answers goes first: it yields the fewest ids.
@@ -117,19 +120,6 @@ where
             (Kind::User, "groups", Some("display")) => Some(users_in_named(rt, t, v)?),
             _ => None,
         },
-        // The index holds folded userNames, the same folding `sw` compares with, so the keys
-        // that start with the folded prefix are exactly the matches.
-        Filter::Compare {
-            path,
-            op: CompareOp::Sw,
-            value: CompValue::Str(v),
-        } if path.urn.is_none()
-            && kind == Kind::User
-            && path.name == "userName"
-            && path.sub.is_none() =>
-        {
-            Some(rt.username_prefix(t, &fold(v))?)
-        }
         Filter::ValuePath { path, filter } if path.urn.is_none() => {
             match (kind, path.name.as_str(), element_value_eq(filter)) {
                 (Kind::User, "emails", Some(v)) => Some(rt.email(t, &fold(v))?),
@@ -215,20 +205,29 @@ pub(super) fn is_point(kind: Kind, f: &Filter) -> bool {
 /// second evaluation.
 pub(super) fn index_exact(kind: Kind, f: &Filter) -> bool {
     match f {
-        // The userName index holds lower-cased names, and `sw` on a caseExact=false attribute
-        // compares lower-cased values: the prefix range is exactly the matches.
+        f if user_name_prefix(kind, f).is_some() => true,
+        f if modified_range(kind, f).is_some() => true,
+        _ => indexed_eq(kind, f) == Some(true),
+    }
+}
+
+/// The folded prefix of a `userName sw "x"` filter. The userName index holds folded names,
+/// the same folding `sw` compares with, so the index's keys with that prefix are exactly
+/// its matches, in userName order.
+pub(super) fn user_name_prefix(kind: Kind, f: &Filter) -> Option<String> {
+    match f {
         Filter::Compare {
             path,
             op: CompareOp::Sw,
-            value: CompValue::Str(_),
-        } => {
-            kind == Kind::User
-                && path.urn.is_none()
-                && path.name == "userName"
-                && path.sub.is_none()
+            value: CompValue::Str(v),
+        } if kind == Kind::User
+            && path.urn.is_none()
+            && path.name == "userName"
+            && path.sub.is_none() =>
+        {
+            Some(fold(v))
         }
-        f if modified_range(kind, f).is_some() => true,
-        _ => indexed_eq(kind, f) == Some(true),
+        _ => None,
     }
 }
 

@@ -703,28 +703,21 @@ impl Store {
         budget: usize,
         snapshot: Snapshot,
     ) -> Result<Vec<Vec<Value>>, Error> {
-        let shared = self.shared.clone();
-        let turn = shared.read_turn(&tenant).await;
-        let res = tokio::task::spawn_blocking(move || {
-            let _turn = turn;
-            shared.faults.panic_if_set("a read");
+        let t = tenant.clone();
+        self.pooled(&tenant, move |_| {
             let mut out = Vec::new();
             let mut read = 0;
             for id in users {
                 if read >= budget && !out.is_empty() {
                     break;
                 }
-                let refs = snapshot.0.refs(&tenant, Kind::User, id)?;
+                let refs = snapshot.0.refs(&t, Kind::User, id)?;
                 read += refs.len();
                 out.push(refs);
             }
             Ok(Ok(out))
         })
-        .await;
-        match res {
-            Ok(r) => self.settle(r),
-            Err(_) => Err(super::internal("a read panicked")),
-        }
+        .await
     }
 
     /// A group's members in id order, in batches, from one read snapshot on the blocking

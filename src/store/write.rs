@@ -154,18 +154,31 @@ impl<'t> W<'t> {
         // An account matching two entries is one person's, and holds one seat.
         let mut kept = std::collections::BTreeSet::new();
         for entry in &rules.existing_members {
-            for id in plan::matches_of(&self.usernames, &self.emails, t, entry)? {
-                if self.overflow.get((t, id))?.is_none()
-                    && let Some(rec) = self.load(t, Kind::User, id)?
-                    && plan::is_active(&rec.body)
-                {
-                    kept.insert(id);
-                    break;
-                }
+            if let (Some(id), _) = self.holders(t, entry)? {
+                kept.insert(id);
             }
         }
         let seated = plan::seated(&self.counts, t)?;
         Ok(seats.saturating_sub(seated.saturating_sub(kept.len() as u64)))
+    }
+
+    /// The accounts matching existing-members `entry` that may hold its seat: the oldest
+    /// active one holding a seat, and the oldest active one the limit put on free.
+    fn holders(&self, t: &str, entry: &str) -> Result<(Option<u128>, Option<u128>), redb::Error> {
+        let mut waiting = None;
+        for id in plan::matches_of(&self.usernames, &self.emails, t, entry)? {
+            if !self
+                .load(t, Kind::User, id)?
+                .is_some_and(|rec| plan::is_active(&rec.body))
+            {
+                continue;
+            }
+            if self.overflow.get((t, id))?.is_none() {
+                return Ok((Some(id), waiting));
+            }
+            waiting = waiting.or(Some(id));
+        }
+        Ok((None, waiting))
     }
 
     fn emit_plan(
@@ -200,13 +213,11 @@ impl<'t> W<'t> {
         let before = plan::active(&self.counts, t)?;
         let was_active = was.unwrap_or(false);
         let now_active = now.unwrap_or(false);
-        let leaving = was_active && !now_active;
-        if leaving {
+        if was_active && !now_active {
             plan::add(&mut self.counts, t, plan::ACTIVE, -1)?;
             if self.overflow.remove((t, id))?.is_some() {
                 plan::add(&mut self.counts, t, plan::OVERFLOW, -1)?;
             }
-            self.fill_free_seats(actor, self.mode_switched(actor, before)?)?;
         }
         if !was_active && now_active {
             plan::add(&mut self.counts, t, plan::ACTIVE, 1)?;
@@ -216,25 +227,18 @@ impl<'t> W<'t> {
                 self.emit_plan(actor, "plan.placed_on_free", Some(id), None)?;
             }
         }
-        if let Some(rules) = actor.plan.clone() {
-            let after = plan::active(&self.counts, t)?;
-            self.mode_change(actor, rules.mode(before), rules.mode(after))?;
-        }
-        // Seats come free without anyone leaving too: back in testing mode, or with a user
-        // now an existing member's account, existing members' seats are on top of the limit.
-        if !leaving {
-            self.fill_free_seats(actor, self.mode_switched(actor, before)?)?;
-        }
-        Ok(())
-    }
-
-    /// Whether the mode is another than it was with `before` active users.
-    fn mode_switched(&self, actor: &Actor, before: u64) -> Result<bool, redb::Error> {
-        let Some(rules) = actor.plan.as_deref() else {
-            return Ok(false);
+        let Some(rules) = actor.plan.clone() else {
+            return Ok(());
         };
-        let now = plan::active(&self.counts, actor.tenant.as_str())?;
-        Ok(rules.mode(before) != rules.mode(now))
+        let modes = (
+            rules.mode(before),
+            rules.mode(plan::active(&self.counts, t)?),
+        );
+        // A seat comes free when a seated user leaves, and without anyone leaving too: back
+        // in testing mode, or with a user now an existing member's account, existing
+        // members' seats are on top of the limit.
+        self.fill_free_seats(actor, modes.0 != modes.1)?;
+        self.mode_change(actor, modes.0, modes.1)
     }
 
     /// A seat that comes free (a seated user leaves, a reload raises `seats`) goes to a user
@@ -247,43 +251,36 @@ impl<'t> W<'t> {
         let Some(rules) = actor.plan.clone() else {
             return Ok(());
         };
-        if self
-            .overflow
-            .range((t, 0u128)..=(t, u128::MAX))?
-            .next()
-            .is_none()
-        {
-            return Ok(()); // nobody waits
+        if self.first_waiting(t)?.is_none() {
+            return Ok(());
         }
         self.seat_existing_members(actor, &rules, quiet)?;
-        let mut open = match rules.seats {
+        let open = match rules.seats {
             Some(seats) => seats.saturating_sub(plan::seated(&self.counts, t)?),
             None => u64::MAX,
         };
-        // Seats existing members' accounts hold are on top in testing mode (read only when
-        // someone waits).
-        if self
-            .overflow
-            .range((t, 0u128)..=(t, u128::MAX))?
-            .next()
-            .is_some()
-        {
-            open = open.max(self.open_beside_existing(actor, 0)?);
-        }
+        // Seats existing members' accounts hold are on top in testing mode.
+        let mut open = open.max(self.open_beside_existing(actor, 0)?);
         while open > 0 {
-            let next = self
-                .overflow
-                .range((t, 0u128)..=(t, u128::MAX))?
-                .next()
-                .transpose()?
-                .map(|(k, _)| k.value().1);
-            let Some(id) = next else { break };
+            let Some(id) = self.first_waiting(t)? else {
+                break;
+            };
             self.overflow.remove((t, id))?;
             plan::add(&mut self.counts, t, plan::OVERFLOW, -1)?;
             self.emit_plan(actor, "plan.placed_on_paid", Some(id), None)?;
             open -= 1;
         }
         Ok(())
+    }
+
+    /// The earliest created user the seat limit put on the free plan.
+    fn first_waiting(&self, t: &str) -> Result<Option<u128>, redb::Error> {
+        Ok(self
+            .overflow
+            .range((t, 0u128)..=(t, u128::MAX))?
+            .next()
+            .transpose()?
+            .map(|(k, _)| k.value().1))
     }
 
     /// In testing mode an existing member's account is paid on top of the seats and never
@@ -305,25 +302,11 @@ impl<'t> W<'t> {
             return Ok(());
         }
         for entry in &rules.existing_members {
-            let mut waiting = None;
-            for id in plan::matches_of(&self.usernames, &self.emails, t, entry)? {
-                let Some(rec) = self.load(t, Kind::User, id)? else {
-                    continue;
-                };
-                if !plan::is_active(&rec.body) {
-                    continue;
-                }
-                if self.overflow.get((t, id))?.is_none() {
-                    waiting = None; // its seat is held
-                    break;
-                }
-                waiting = waiting.or(Some(id));
-            }
             // After a mode switch or a settings change, the plan list shows the account
             // paid already and that change is the event; after a write that made it an
             // existing member's account (or left it the one holding the entry's seat), it
             // is told as any move to paid.
-            if let Some(id) = waiting {
+            if let (None, Some(id)) = self.holders(t, entry)? {
                 self.overflow.remove((t, id))?;
                 plan::add(&mut self.counts, t, plan::OVERFLOW, -1)?;
                 if !quiet {
@@ -854,50 +837,59 @@ fn apply_members(
         return replace_members(w, actor, g, &changes[k + 1..]);
     }
     let t = actor.tenant.as_str();
-    // Net effect per member (in, and as what): removing and re-adding a member is no
-    // change for it. Members there before keep the display they had, to compare with the
-    // one they end with: a remove and re-add can change it as an add can.
-    let mut net: BTreeMap<u128, (bool, Kind)> = BTreeMap::new();
+    // Per member: in (and as what) at the end, and the display it shows then; and whether it
+    // was in before with the display it had (`None`: it was not). Removing and re-adding a
+    // member is no change for it, unless its display changed.
+    let mut net: BTreeMap<u128, (bool, Kind, Option<String>)> = BTreeMap::new();
     let mut was: BTreeMap<u128, Option<Option<String>>> = BTreeMap::new();
     for c in changes {
-        let m = match c {
-            Change::Clear => unreachable!("handled by replace_members"),
-            Change::Add(m, _, _) | Change::Remove(m) => *m,
-        };
-        if let std::collections::btree_map::Entry::Vacant(first) = was.entry(m) {
-            first.insert(match w.members.get((t, g, m))? {
-                Some(_) => Some(w.displays.get((t, g, m))?.map(|d| d.value().to_string())),
-                None => None,
-            });
-        }
         match c {
             Change::Clear => unreachable!("handled by replace_members"),
             Change::Add(m, kind, display) => {
-                if w.members.insert((t, g, *m), kind.code())?.is_none() {
+                let existed = w.members.insert((t, g, *m), kind.code())?.is_some();
+                if !existed {
                     w.member_of.insert((t, *m, g), ())?;
                 }
+                let shown = match (was.get(m), net.get(m)) {
+                    // Seen earlier in the request: as it left it.
+                    (Some(_), Some(n)) => n.2.clone(),
+                    _ => {
+                        let shown = match existed {
+                            true => w.displays.get((t, g, *m))?.map(|d| d.value().to_string()),
+                            false => None,
+                        };
+                        was.insert(*m, existed.then(|| shown.clone()));
+                        shown
+                    }
+                };
                 // A member added with a display (the user renamed at the IdP) takes it;
                 // added without one, it keeps what it had.
-                if let Some(d) = display {
-                    w.displays.insert((t, g, *m), d.as_str())?;
-                }
-                net.insert(*m, (true, *kind));
+                let shown = match display {
+                    Some(d) => {
+                        w.displays.insert((t, g, *m), d.as_str())?;
+                        Some(d.clone())
+                    }
+                    None => shown,
+                };
+                net.insert(*m, (true, *kind, shown));
             }
             Change::Remove(m) => {
+                let before = match was.contains_key(m) {
+                    true => None,
+                    false => w.displays.get((t, g, *m))?.map(|d| d.value().to_string()),
+                };
                 let had = w.unlink(t, g, *m)?;
+                was.entry(*m).or_insert(had.map(|_| before));
                 // Not a member, it leaves nothing to say (its kind is never read).
                 let kind = had.or(net.get(m).map(|n| n.1)).unwrap_or(Kind::User);
-                net.insert(*m, (false, kind));
+                net.insert(*m, (false, kind, None));
             }
         }
     }
     let mut done = MembersDone::default();
-    for (m, (now_in, kind)) in net {
-        match (was.get(&m).cloned().flatten(), now_in) {
-            (Some(shown), true) => {
-                let now = w.displays.get((t, g, m))?.map(|d| d.value().to_string());
-                done.relabeled |= now != shown;
-            }
+    for (m, (now_in, kind, shown)) in net {
+        match (was.remove(&m).flatten(), now_in) {
+            (Some(before), true) => done.relabeled |= shown != before,
             (Some(_), false) | (None, true) => {
                 done.changed = true;
                 let ev = if now_in {
