@@ -528,7 +528,7 @@ fn streamed_list(
         .collect();
     let mut read = std::collections::VecDeque::new();
     let mut later = later.into_iter().peekable();
-    // Held as text until sent, a third of what the values take.
+    // Held as text until sent, smaller than the values.
     let resources: Vec<String> = resources
         .into_iter()
         .map(|v| match v {

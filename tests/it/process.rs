@@ -1206,6 +1206,19 @@ async fn an_import_stops_when_its_console_goes_away_and_runs_one_at_a_time() {
     assert_eq!(count().await, N);
 }
 
+/// The database at `path`, opened once a dropped store's writer thread has let go of it
+/// (it does once its queue closes).
+fn released(path: &std::path::Path) -> redb::Database {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match redb::Database::create(path) {
+            Ok(db) => return db,
+            Err(_) if Instant::now() < deadline => std::thread::yield_now(),
+            Err(e) => panic!("database not released: {e}"),
+        }
+    }
+}
+
 #[test]
 fn verify_reports_a_broken_index() {
     let dir = tempfile::tempdir().unwrap();
@@ -1217,18 +1230,7 @@ fn verify_reports_a_broken_index() {
             scimd::store::Store::open(&dir.path().join("state/scimd.redb"), 1 << 20).unwrap();
         drop(store);
     }
-    // The writer thread lets go of the file once its queue closes.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let db = loop {
-        match redb::Database::create(dir.path().join("state/scimd.redb")) {
-            Ok(db) => break db,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                std::thread::yield_now();
-            }
-            Err(e) => panic!("database not released: {e}"),
-        }
-    };
+    let db = released(&dir.path().join("state/scimd.redb"));
     let w = db.begin_write().unwrap();
     {
         let def: redb::TableDefinition<(&str, &str), u128> =
@@ -2242,15 +2244,7 @@ fn a_console_command_says_it_repaired_a_crashed_database() {
     std::fs::create_dir_all(&state).unwrap();
     let path = state.join("scimd.redb");
     drop(scimd::store::Store::open(&path, 1 << 20).unwrap());
-    // The writer thread lets go of the file once its queue closes.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let db = loop {
-        match redb::Database::create(&path) {
-            Ok(db) => break db,
-            Err(_) if Instant::now() < deadline => std::thread::yield_now(),
-            Err(e) => panic!("database not released: {e}"),
-        }
-    };
+    let db = released(&path);
     // A commit, and the file as it is while still open: what a kill leaves.
     let w = db.begin_write().unwrap();
     w.open_table(redb::TableDefinition::<u64, u64>::new("crash_probe"))
