@@ -97,6 +97,13 @@ pub enum StoreError {
         found: u64,
         supported: u64,
     },
+    #[error(
+        "the database {path} exists but is empty (0 bytes): it was cut off (a failed copy, \
+         a restore gone wrong) or its very first start was killed; scimd will not read it as \
+         an empty directory, which would tell every IdP its users are gone. Restore a backup \
+         (`scimd restore`), or, if this directory never held data, delete the file"
+    )]
+    Empty { path: String },
     #[error("cannot start the writer thread: {0}")]
     Thread(std::io::Error),
     #[error("cannot write {path}: {source}")]
@@ -344,6 +351,13 @@ impl Store {
                 _ => StoreError::Open { path, source },
             }
         };
+        // redb would format a 0-byte file as a new database: an existing file that lost
+        // its contents must not pass for an empty directory.
+        if std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0) {
+            return Err(StoreError::Empty {
+                path: path.display().to_string(),
+            });
+        }
         let shared = Shared {
             snapshot: Mutex::default(),
             db: RwLock::new(None),

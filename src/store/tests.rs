@@ -1636,3 +1636,22 @@ fn purging_a_tenant_takes_out_all_of_it_and_nothing_else() {
     // Nothing left: a second purge takes nothing.
     assert_eq!(f.rt.block_on(f.store.purge_tenant("t".into())).unwrap(), 0);
 }
+
+#[test]
+fn an_existing_empty_file_is_refused_and_left_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scimd.redb");
+    std::fs::File::create(&path).unwrap();
+    for open in [Store::open, Store::open_unconverted] {
+        match open(&path, 1 << 20) {
+            Err(StoreError::Empty { path: p }) => assert!(p.ends_with("scimd.redb")),
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("an empty file must not open as a new database"),
+        }
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+    }
+    // A missing file is still a new database.
+    std::fs::remove_file(&path).unwrap();
+    Store::open(&path, 1 << 20).unwrap().close();
+    assert!(std::fs::metadata(&path).unwrap().len() > 0);
+}
