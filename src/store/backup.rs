@@ -149,6 +149,7 @@ fn copy_checked(r: &ReadTransaction, tmp: &Path) -> Result<u64, StoreError> {
 impl Store {
     /// Write a consistent snapshot of the database to `to` while writes continue.
     pub async fn backup(&self, to: std::path::PathBuf) -> Result<u64, String> {
+        self.room_for_copy(&to)?;
         let db = self.db().map_err(|e| e.to_string())?;
         tokio::task::spawn_blocking(move || {
             let r = db.begin_read().map_err(|e| e.to_string())?;
@@ -156,6 +157,44 @@ impl Store {
         })
         .await
         .map_err(|e| e.to_string())?
+    }
+}
+
+impl Store {
+    /// Refuse, before writing anything, a copy onto the database's own file system that could
+    /// fill it: a copy that ran out of room there would first have taken live writes down
+    /// (each refused for a full disk while it grew). Sized by the live file, which the copy,
+    /// holding no free pages, does not exceed.
+    fn room_for_copy(&self, to: &Path) -> Result<(), String> {
+        use super::backend::parent_dir;
+        use std::os::unix::fs::MetadataExt;
+        let live = &self.shared.path;
+        let dev = |p: &Path| std::fs::metadata(parent_dir(p)).map(|m| m.dev()).ok();
+        if dev(live).is_none() || dev(live) != dev(to) {
+            return Ok(());
+        }
+        let (Ok(size), Some(free)) = (
+            std::fs::metadata(live).map(|m| m.len()),
+            self.shared.faults.free_bytes(to),
+        ) else {
+            return Ok(());
+        };
+        let needed = size.saturating_add(super::ROOM);
+        if free >= needed {
+            return Ok(());
+        }
+        let mib = |b: u64| b as f64 / f64::from(1 << 20);
+        Err(format!(
+            "not enough room for the copy: it is written in {}, on the database's own disk, \
+             and may need {:.1} MiB there (the size of {} and the {:.0} MiB kept free \
+             for live writes), but {:.1} MiB are free; nothing was written, and the server's \
+             writes were not disturbed: free space there first",
+            parent_dir(to).display(),
+            mib(needed),
+            live.display(),
+            mib(super::ROOM),
+            mib(free),
+        ))
     }
 }
 

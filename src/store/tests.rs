@@ -1655,3 +1655,23 @@ fn an_existing_empty_file_is_refused_and_left_as_it_was() {
     Store::open(&path, 1 << 20).unwrap().close();
     assert!(std::fs::metadata(&path).unwrap().len() > 0);
 }
+
+#[test]
+fn a_backup_without_room_beside_the_database_is_refused_before_it_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("scimd.redb"), 1 << 20).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let to = dir.path().join("backup-1.redb");
+    // The switch reports no free bytes on the database's disk.
+    store.faults().set(Some(backend::Fault::NoRoomToGrow));
+    let e = rt.block_on(store.backup(to.clone())).unwrap_err();
+    assert!(e.contains("not enough room for the copy"), "{e}");
+    assert!(e.contains("0.0 MiB are free"), "{e}");
+    assert!(!to.exists() && !to.with_extension("partial").exists());
+    store.faults().set(None);
+    assert!(rt.block_on(store.backup(to.clone())).unwrap() > 0);
+    assert!(to.exists());
+    store.close();
+}
