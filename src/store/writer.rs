@@ -60,8 +60,12 @@ fn writer(shared: &Shared, rx: &mut mpsc::Receiver<Job>, metrics: &crate::metric
                     Ok(j) => j,
                     Err(_) => {
                         checkpoint_due = false;
-                        // An empty batch committed with the record.
-                        if let Some(db) = shared.current()
+                        // An empty batch committed with the record. Not while writes wait
+                        // for room: one that fitted in the file's free pages would reopen
+                        // the gate, the next write needing the file to grow would fail, and
+                        // each such round closed the database to reads for its repair.
+                        if shared.short_of_room().is_none()
+                            && let Some(db) = shared.current()
                             && !run_batch(shared, &db, &mut batch, metrics, true)
                         {
                             shared.retire();
