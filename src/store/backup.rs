@@ -158,9 +158,7 @@ impl Store {
         .await
         .map_err(|e| e.to_string())?
     }
-}
 
-impl Store {
     /// Refuse, before writing anything, a copy onto the database's own file system that could
     /// fill it: a copy that ran out of room there would first have taken live writes down
     /// (each refused for a full disk while it grew). Sized by the live file, which the copy,
