@@ -514,7 +514,10 @@ impl App {
             {
                 return Err(method_not_allowed(method, allowed(&route.endpoint)));
             }
-            let body = if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
+            // /Bulk and /Me answer 501 whatever is sent: no body is judged first.
+            let body = if matches!(*method, Method::POST | Method::PUT | Method::PATCH)
+                && !matches!(route.endpoint, Endpoint::Bulk | Endpoint::Me)
+            {
                 Some(self.read_body(req, &rt, backlog.as_ref()).await?)
             } else {
                 None

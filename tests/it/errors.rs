@@ -324,6 +324,21 @@ async fn wrong_method_unknown_endpoint_and_me() {
     }
     assert_error(&s.get("/Me").await, 501, None);
     assert_error(&s.post("/Bulk", json!({})).await, 501, None);
+    // Unsupported whatever the body: an empty or malformed one is not judged first.
+    for (method, path) in [("POST", "/Bulk"), ("PUT", "/Me"), ("PATCH", "/Me")] {
+        for body in ["", "{not json"] {
+            let r = s
+                .client
+                .request(method.parse().unwrap(), format!("{}{path}", s.base()))
+                .bearer_auth(ACME)
+                .header("Content-Type", "application/scim+json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 501, "{method} {path} {body:?}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
