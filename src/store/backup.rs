@@ -168,16 +168,13 @@ impl Store {
         use std::os::unix::fs::MetadataExt;
         let live = &self.shared.path;
         let dev = |p: &Path| std::fs::metadata(parent_dir(p)).map(|m| m.dev()).ok();
-        if dev(live).is_none() || dev(live) != dev(to) {
+        if dev(live).is_none_or(|d| dev(to) != Some(d)) {
             return Ok(());
         }
-        let (Ok(size), Some(free)) = (
-            std::fs::metadata(live).map(|m| m.len()),
-            self.shared.faults.free_bytes(to),
-        ) else {
+        let Some(free) = self.shared.faults.free_bytes(to) else {
             return Ok(());
         };
-        let needed = size.saturating_add(super::ROOM);
+        let needed = self.file_size().saturating_add(super::ROOM);
         if free >= needed {
             return Ok(());
         }
