@@ -427,6 +427,10 @@ impl Server {
         if config.storage.warm_page_cache {
             crate::store::warm_page_cache(config.storage.db_path());
         }
+        if config.storage.scrub_hours > 0 {
+            let hours = config.storage.scrub_hours.min(u64::MAX / 3600);
+            store.spawn_scrub(Duration::from_secs(hours * 3600));
+        }
         let app = Arc::new(App::new(store, config.clone()));
         // Plan settings edited while scimd was stopped take effect now, as a reload's would.
         for note in apply_plans(&app, START_ACTOR).await {

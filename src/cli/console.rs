@@ -70,25 +70,30 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
         Ok(x) => x,
         Err(c) => return c,
     };
-    let answer = rt.block_on(async {
-        if let Some(mut a) = scimd::admin::ask(&scimd::admin::socket_path(&cfg), &req).await {
-            defang(&mut a);
-            a["daemon"] = true.into();
-            return Ok(a);
-        }
-        let path = cfg.storage.db_path();
-        // redb's check of every page first: the file is not in use, and scimd's checks
-        // read values and trust the pages under them.
-        if req["cmd"] == "verify" && path.exists() {
-            scimd::store::check_file(&path)?;
-        }
-        let store = open_store(&cfg, false)?;
-        let mut a = scimd::admin::answer(&store, &cfg, &req).await;
-        // Closed before anything is printed: printing may end the process (a closed pipe).
-        store.close();
-        a["daemon"] = false.into();
-        Ok::<_, String>(a)
-    });
+    // Read on this thread (point reads): a page redb cannot parse panics, which becomes an
+    // error naming the damage instead of a crash.
+    let answer = scimd::store::unless_damaged(|| {
+        rt.block_on(async {
+            if let Some(mut a) = scimd::admin::ask(&scimd::admin::socket_path(&cfg), &req).await {
+                defang(&mut a);
+                a["daemon"] = true.into();
+                return Ok(a);
+            }
+            let path = cfg.storage.db_path();
+            // redb's check of every page first: the file is not in use, and scimd's checks
+            // read values and trust the pages under them.
+            if req["cmd"] == "verify" && path.exists() {
+                scimd::store::check_file(&path)?;
+            }
+            let store = open_store(&cfg, false)?;
+            let mut a = scimd::admin::answer(&store, &cfg, &req).await;
+            // Closed before anything is printed: printing may end the process (a closed pipe).
+            store.close();
+            a["daemon"] = false.into();
+            Ok::<_, String>(a)
+        })
+    })
+    .and_then(|a| a);
     match answer {
         Ok(a) if a["ok"] == true => {
             print_answer(&a);
@@ -441,6 +446,16 @@ pub(crate) fn load_or_exit(
 
 /// The daemon's answer lines, or the same work done on the database directly.
 pub(crate) fn run_admin(
+    cfg: &Config,
+    rt: &tokio::runtime::Runtime,
+    req: serde_json::Value,
+    body: Vec<String>,
+) -> Result<Vec<String>, String> {
+    // As in `admin`: a damaged page is an error, not a crash.
+    scimd::store::unless_damaged(|| run_admin_on(cfg, rt, req, body)).and_then(|r| r)
+}
+
+fn run_admin_on(
     cfg: &Config,
     rt: &tokio::runtime::Runtime,
     req: serde_json::Value,

@@ -114,6 +114,9 @@ pub struct StorageConfig {
     /// Read the database file once at start, in the background, so that the kernel's page
     /// cache holds it (skipped when it would take more than half the available memory).
     pub warm_page_cache: bool,
+    /// Read every entry of the database back in the background at start and then every this
+    /// many hours, to find a page damaged from outside while it is served (0: never).
+    pub scrub_hours: u64,
 }
 
 impl Default for StorageConfig {
@@ -122,6 +125,7 @@ impl Default for StorageConfig {
             dir: PathBuf::from("/var/lib/scimd"),
             cache_mb: 16,
             warm_page_cache: true,
+            scrub_hours: 24,
         }
     }
 }

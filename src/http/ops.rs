@@ -64,13 +64,19 @@ impl App {
         r
     }
 
-    /// `GET /healthz`: no token; 200 when the database answers a read, else 503.
+    /// `GET /healthz`: no token; 200 when the database answers a read and takes writes,
+    /// else 503.
     pub(super) async fn health(&self) -> Resp {
         let readable = self.store.check().await.is_ok();
         // Readable but refusing writes: an IdP's changes fail, so a monitor must hear of it.
         let full = self.store.refusing_writes_for_room();
-        let ok = readable && full.is_none();
+        let damaged = self.store.damage().is_some();
+        let ok = readable && full.is_none() && !damaged;
         let database = match (readable, full) {
+            // What was found goes to the log only: this answer needs no token.
+            _ if damaged => "damaged: writes refused until a backup is restored (the server \
+                             log says what the scrub found); reads served"
+                .to_string(),
             (false, _) => "cannot be read".to_string(),
             (true, Some(free)) => format!(
                 "disk full ({:.1} MiB free): writes refused until space is freed; reads served",

@@ -24,6 +24,8 @@ pub enum Fault {
     /// Growing the file fails with ENOSPC; its pages can still be rewritten (as on a full
     /// disk, where redb's repair at reopen fits in the file it has).
     NoRoomToGrow,
+    /// Every read returns the bytes on disk changed, as from a damaged page.
+    Garbled,
     /// Not the disk: the store's read and write entry points panic, as a bug in a request's
     /// code would (proves a panic costs one request a 500 and nothing else).
     Panics,
@@ -42,6 +44,7 @@ impl Faults {
             Some(Fault::DiskFull) => 3,
             Some(Fault::Panics) => 4,
             Some(Fault::NoRoomToGrow) => 5,
+            Some(Fault::Garbled) => 6,
         };
         self.0.store(code, Ordering::SeqCst);
     }
@@ -53,6 +56,7 @@ impl Faults {
             3 => Some(Fault::DiskFull),
             4 => Some(Fault::Panics),
             5 => Some(Fault::NoRoomToGrow),
+            6 => Some(Fault::Garbled),
             _ => None,
         }
     }
@@ -184,7 +188,11 @@ impl StorageBackend for Backend {
     }
 
     fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
-        self.inner.read(offset, out)
+        self.inner.read(offset, out)?;
+        if self.faults.get() == Some(Fault::Garbled) {
+            out.iter_mut().for_each(|b| *b ^= 0x5a);
+        }
+        Ok(())
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {

@@ -78,6 +78,13 @@ pub enum Error {
         *.free as f64 / 1048576.0
     )]
     DiskFull { free: u64 },
+    /// The scrub found the database file damaged: writes are refused until an admin restores
+    /// a backup, since redb would refuse the file at its next repair and take them with it.
+    #[error(
+        "the database file is damaged: writes are refused until an administrator restores a \
+         backup (the server log says what was found); nothing of the request was written"
+    )]
+    Damaged,
     /// Something that should not happen did (a panic); logged under `error_id`, and only
     /// that id is answered, in the protocol core's words (one text for every 500).
     #[error("{}", ScimError::internal(.error_id).detail)]
@@ -104,7 +111,7 @@ impl From<Error> for ScimError {
             }
             Error::IdChanged { .. } => (400, Some(ScimType::Mutability)),
             Error::SeatsTaken { .. } => (403, None),
-            Error::Unavailable | Error::DiskFull { .. } => (503, None),
+            Error::Unavailable | Error::DiskFull { .. } | Error::Damaged => (503, None),
         };
         ScimError::new(status, scim_type, e.to_string())
     }
@@ -226,6 +233,15 @@ mod tests {
                 None,
                 "the disk holding the database is full (3.0 MiB free): nothing of the request \
                  was written; writes resume once space is freed on it"
+                    .into(),
+            ),
+            (
+                Error::Damaged,
+                503,
+                None,
+                "the database file is damaged: writes are refused until an administrator \
+                 restores a backup (the server log says what was found); nothing of the request \
+                 was written"
                     .into(),
             ),
             (

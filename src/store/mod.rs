@@ -21,6 +21,7 @@ mod read;
 mod record;
 mod refold;
 mod scans;
+mod scrub;
 mod select;
 mod skim;
 pub mod tables;
@@ -45,7 +46,7 @@ pub use events::{Actor, Event, Retention};
 pub use plan_list::{PlanCursor, PlanEntry, PlanFrom, PlanPage, PlanSummary};
 pub use query::{ListPage, ListQuery, PAGE_REFS, SortMark, SortSpec, StoredPage};
 pub use read::{Conditions, Feed, MemberBatch, Snapshot};
-pub use verify::check_file;
+pub use verify::{check_file, unless_damaged};
 pub use warm::spawn as warm_page_cache;
 pub use write::{Given, PlanApplied};
 use writer::writer_thread;
@@ -104,6 +105,13 @@ pub enum StoreError {
          (`scimd restore`), or, if this directory never held data, delete the file"
     )]
     Empty { path: String },
+    /// redb found a page damaged as it opened the file, or panicked reading one.
+    #[error(
+        "cannot open the database {path}: it is damaged ({what}); restore the most recent \
+         good backup over it (`scimd restore --from FILE`, with scimd stopped), and keep the \
+         damaged file for a bug report"
+    )]
+    Damaged { path: String, what: String },
     #[error("cannot start the writer thread: {0}")]
     Thread(std::io::Error),
     #[error("cannot write {path}: {source}")]
@@ -134,6 +142,8 @@ struct Shared {
     /// succeeds. Writes are refused while no more is free: each one let through would fail
     /// again, and close the database to reads until it is reopened.
     no_room: Mutex<Option<u64>>,
+    /// What the scrub found damaged, once it has: writes are refused from then on.
+    damaged: Mutex<Option<String>>,
 }
 
 /// How much more than at the failed write must be free before writes are tried again.
@@ -274,21 +284,23 @@ impl Shared {
         // A full repair walks the whole file: say so, or a slow start looks like a hang.
         let path = self.path.display().to_string();
         let last_tenth = std::sync::atomic::AtomicU32::new(u32::MAX);
-        Ok(Database::builder()
-            .set_cache_size(self.cache_bytes)
-            .set_repair_callback(move |session| {
-                let tenth = (session.progress() * 10.0) as u32;
-                if last_tenth.swap(tenth, std::sync::atomic::Ordering::Relaxed) != tenth {
-                    tracing::warn!(
-                        path = %path,
-                        progress = %format!("{}%", tenth * 10),
-                        "the database was not closed cleanly (a crash, a power loss or a \
-                         storage failure mid-write): checking every page and rebuilding its \
-                         free-space map"
-                    );
-                }
-            })
-            .create_with_backend(backend)?)
+        guarded(move || {
+            Ok(Database::builder()
+                .set_cache_size(self.cache_bytes)
+                .set_repair_callback(move |session| {
+                    let tenth = (session.progress() * 10.0) as u32;
+                    if last_tenth.swap(tenth, std::sync::atomic::Ordering::Relaxed) != tenth {
+                        tracing::warn!(
+                            path = %path,
+                            progress = %format!("{}%", tenth * 10),
+                            "the database was not closed cleanly (a crash, a power loss or a \
+                             storage failure mid-write): checking every page and rebuilding its \
+                             free-space map"
+                        );
+                    }
+                })
+                .create_with_backend(backend)?)
+        })
     }
 
     /// The database, reopening it if it was retired. Fails while the fault persists or a
@@ -321,6 +333,12 @@ fn internal(what: &str) -> Error {
     Error::Internal { error_id }
 }
 
+/// Run `f`, which reads the file, with a panic on a page that does not parse turned into
+/// redb's own error for damage (redb panics on some damage rather than failing).
+fn guarded<T>(f: impl FnOnce() -> Result<T, redb::Error>) -> Result<T, redb::Error> {
+    verify::caught(f).unwrap_or_else(|what| Err(redb::Error::Corrupted(what)))
+}
+
 fn storage_failed(e: &redb::Error) -> Error {
     tracing::error!(error = %e, "storage operation failed");
     Error::Unavailable
@@ -348,6 +366,10 @@ impl Store {
                 redb::Error::Io(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                     StoreError::Denied { path }
                 }
+                redb::Error::Corrupted(what) => StoreError::Damaged {
+                    path,
+                    what: what.clone(),
+                },
                 _ => StoreError::Open { path, source },
             }
         };
@@ -367,11 +389,12 @@ impl Store {
             record_allocator: Default::default(),
             shares: Mutex::default(),
             no_room: Mutex::default(),
+            damaged: Mutex::default(),
         };
         // Owner-only, and owned by the state directory's owner when new: `Backend::open`.
         let db = shared.open_db().map_err(open_err)?;
         if !convert
-            && let Some(found) = layout::stored_version(&db).map_err(open_err)?
+            && let Some(found) = guarded(|| layout::stored_version(&db)).map_err(open_err)?
             && found < tables::SCHEMA_VERSION
         {
             return Err(StoreError::TooOld {
@@ -380,7 +403,7 @@ impl Store {
                 supported: tables::SCHEMA_VERSION,
             });
         }
-        let found = layout::init_schema(&db).map_err(open_err)?;
+        let found = guarded(|| layout::init_schema(&db)).map_err(open_err)?;
         if found > tables::SCHEMA_VERSION {
             return Err(StoreError::TooNew {
                 path: path.display().to_string(),
@@ -464,6 +487,19 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut write::W<'_>) -> R<T> + Send + 'static,
     {
+        if self.damage().is_some() {
+            return Err(Error::Damaged);
+        }
+        self.enqueue(f).await
+    }
+
+    /// `write`, even on a file the scrub found damaged: for the checkpoint, which carries
+    /// nothing of an IdP's.
+    async fn enqueue<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut write::W<'_>) -> R<T> + Send + 'static,
+    {
         if let Some(free) = self.shared.short_of_room() {
             return Err(Error::DiskFull { free });
         }
@@ -496,7 +532,7 @@ impl Store {
     /// crash, needs no full repair (called at shutdown; the idle checkpoint does the same).
     pub async fn checkpoint(&self) -> Result<(), Error> {
         let shared = self.shared.clone();
-        self.write(move |_| {
+        self.enqueue(move |_| {
             shared
                 .record_allocator
                 .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -611,6 +647,15 @@ impl Store {
     /// Bytes free on the database's disk while writes are refused for want of space.
     pub fn refusing_writes_for_room(&self) -> Option<u64> {
         self.shared.short_of_room()
+    }
+
+    /// What the scrub found damaged in the database file, if it has: writes are refused.
+    pub fn damage(&self) -> Option<String> {
+        self.shared
+            .damaged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// A cheap read of the layout version: proves the database answers. On the calling

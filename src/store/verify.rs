@@ -25,7 +25,10 @@ fn kind_of(code: u8) -> Option<Kind> {
 impl Store {
     /// Mismatches found (empty when consistent). `types` gives each tenant's resource types
     /// (for its unique extension attributes); unknown tenants use the built-in ones.
+    /// Every entry is read back first (the scrub), which finds a damaged page that the
+    /// checks' point reads could pass by.
     pub async fn verify(&self, types: HashMap<String, (Rt, Rt)>) -> Result<Vec<String>, String> {
+        self.scrub().await?;
         let db = self.db().map_err(|e| e.to_string())?;
         tokio::task::spawn_blocking(move || {
             unless_damaged(|| check(&db, &types))?.map_err(|e| e.to_string())
@@ -43,7 +46,15 @@ thread_local! {
 /// Run `f`, which reads a database file that may be damaged. redb answers some damage (a
 /// page that does not parse) with a panic rather than an error; that panic becomes an error
 /// naming the damage, and its default report (a backtrace, for developers) is held back.
-pub(crate) fn unless_damaged<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+pub fn unless_damaged<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    // A panic here is almost always damage, but a bug would look the same: say both.
+    caught(f).map_err(|what| {
+        format!("the database file is damaged (or scimd hit a bug reading it): {what}{NEXT}")
+    })
+}
+
+/// `unless_damaged`, the error being only what the panic said.
+pub(crate) fn caught<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     static QUIET_HOOK: std::sync::Once = std::sync::Once::new();
     QUIET_HOOK.call_once(|| {
         let report = std::panic::take_hook();
@@ -57,13 +68,10 @@ pub(crate) fn unless_damaged<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     let result = catch_unwind(AssertUnwindSafe(f));
     EXPECTING_DAMAGE.set(was);
     result.map_err(|p| {
-        let what = p
-            .downcast_ref::<&str>()
+        p.downcast_ref::<&str>()
             .map(|s| s.to_string())
             .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unreadable page".into());
-        // A panic here is almost always damage, but a bug would look the same: say both.
-        format!("the database file is damaged (or scimd hit a bug reading it): {what}{NEXT}")
+            .unwrap_or_else(|| "unreadable page".into())
     })
 }
 

@@ -308,3 +308,91 @@ async fn a_full_disk_refuses_writes_and_keeps_serving_reads() {
     );
     s.stop().await;
 }
+
+/// `n` users named `{prefix}{i}@x.example`, created one after the other.
+async fn users(s: &Srv, prefix: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        ids.push(s.user(&format!("{prefix}{i}@x.example")).await);
+    }
+    ids
+}
+
+/// Damage found while the server runs (here every page read from the disk comes back
+/// changed while `scimd verify` scrubs the file through the admin socket): the daemon says
+/// what it found, refuses every write from then on with a SCIM error, and `/healthz` turns
+/// 503 naming it, while reads go on. A restart on a sound file takes writes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_found_while_serving_refuses_writes_and_keeps_reads() {
+    // A cache smaller than the file, so that the scrub reads from the disk.
+    let s = Srv::start_with(|c| c.storage.cache_mb = 1).await;
+    let (a, b, c, d) = tokio::join!(
+        users(&s, "a", 300),
+        users(&s, "b", 300),
+        users(&s, "c", 300),
+        users(&s, "d", 300)
+    );
+    let group = s.group("staff", &[&a[0], &b[0]]).await;
+    let file = s.config.storage.db_path();
+    let size = std::fs::metadata(&file).unwrap().len();
+    assert!(size > 3 << 19, "{size} bytes");
+    // Past the writer's idle checkpoint: nothing else reads the disk meanwhile.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let socket = scimd::admin::socket_path(&s.config);
+    s.faults.set(Some(Fault::Garbled));
+    let answer = scimd::admin::ask(&socket, &json!({"cmd": "verify"}))
+        .await
+        .expect("the daemon answers");
+    s.faults.set(None);
+    assert_eq!(answer["ok"], false, "{answer}");
+    let said = answer["error"].as_str().unwrap_or_default();
+    assert!(
+        said.contains("the database file is damaged (found reading table")
+            && said.contains("scimd restore --from FILE"),
+        "{said}"
+    );
+
+    let h = health(&s).await;
+    assert_eq!(h.status, 503, "{}", h.body);
+    let database = h.body["database"].as_str().unwrap_or_default();
+    assert!(
+        database.starts_with("damaged: writes refused"),
+        "{database}"
+    );
+    let r = within("create", s.post("/Users", new_user("late@x.example"))).await;
+    assert_error(&r, 503, None);
+    let detail = r.body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("the database file is damaged"), "{detail}");
+    let r = within(
+        "patch",
+        s.patch(
+            &format!("/Groups/{group}"),
+            json!([{"op": "add", "path": "members", "value": [{"value": c[0]}]}]),
+        ),
+    )
+    .await;
+    assert_error(&r, 503, None);
+    // Reads go on: the IdP's and the application's.
+    for id in [&a[299], &d[0]] {
+        let r = within("get", s.get(&format!("/Users/{id}"))).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let r = within("get", s.get(&format!("/Groups/{group}"))).await;
+    assert_eq!(
+        r.body["members"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        r.body
+    );
+    assert_eq!(total(&s.get("/Users?count=0").await), 1200);
+
+    // The file was sound all along (only its reads were changed): a restart, as after a
+    // restore, finds nothing and takes writes again.
+    let cfg = s.config.clone();
+    let dir = s.stop().await;
+    let s = Srv::start_config(dir, cfg).await;
+    assert_eq!(health(&s).await.status, 200);
+    let r = s.post("/Users", new_user("late@x.example")).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    s.stop().await;
+}

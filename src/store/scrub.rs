@@ -1,0 +1,292 @@
+//! The scrub: in the background, every entry of every table is read again, so that a page
+//! damaged from outside (a failing disk, bit rot, a stray `dd`) is found while scimd serves.
+//!
+//! redb checks its page checksums only when it repairs a file after a crash. Damage found
+//! then makes it refuse the whole file, and every write acknowledged since the damage is
+//! lost with it. An ordinary read of a damaged page panics, errs, or returns bytes that do
+//! not parse; the scrub reads every page that way and, on damage, refuses writes and turns
+//! `/healthz` to 503, so that IdPs stop being told writes succeeded and the admin hears of
+//! it while the last backup is still recent.
+//!
+//! A pass is a walk in key order through short read transactions, resting between them: a
+//! long snapshot would keep the writer from reusing the pages later commits free (the file
+//! would grow with every write during the pass), and a pass at full speed would take a core
+//! from the IdPs' requests.
+
+use std::ops::Bound;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use redb::{
+    Database, Key, MultimapTableDefinition, MultimapTableHandle, ReadableDatabase, TableDefinition,
+    TableError, TableHandle, Value,
+};
+
+use super::tables::*;
+use super::verify::{NEXT, unless_damaged};
+use super::{Shared, Store};
+
+/// Entries read per read transaction.
+const CHUNK: usize = 1024;
+
+/// Rest after each chunk, as a multiple of the time it took: a pass takes at most a quarter
+/// of one core.
+const REST: u32 = 3;
+
+/// A pass stopped for want of the database is tried again after this (or sooner, with a
+/// shorter `every`).
+const RETRY: Duration = Duration::from_secs(60);
+
+impl Store {
+    /// Scrub the database in the background now and then every `every`. Holds no part of
+    /// the store while it rests, so that it never keeps the database open past shutdown.
+    pub fn spawn_scrub(&self, every: Duration) {
+        let shared = Arc::downgrade(&self.shared);
+        let started = std::thread::Builder::new()
+            .name("scimd-scrub".into())
+            .spawn(move || run(&shared, every, REST));
+        if let Err(e) = started {
+            tracing::warn!(error = %e, "cannot start the thread that scrubs the database; damage is found only by `scimd verify`");
+        }
+    }
+}
+
+impl Store {
+    /// One pass now, at full speed (`scimd verify` asks for it): damage found is recorded as
+    /// the background pass records it, and is the error.
+    pub async fn scrub(&self) -> Result<u64, String> {
+        let shared = Arc::downgrade(&self.shared);
+        let pass = tokio::task::spawn_blocking(move || match pass(&shared, 0) {
+            Err(Stop::Damaged(what)) => {
+                found(&shared, &what);
+                Err(what)
+            }
+            Err(Stop::Later(why)) => Err(format!("the database is unavailable: {why}")),
+            Ok(n) => Ok(n),
+        });
+        pass.await.map_err(|e| e.to_string())?
+    }
+}
+
+/// Record damage: writes are refused from now on.
+fn found(shared: &Weak<Shared>, what: &str) {
+    let Some(s) = shared.upgrade() else { return };
+    let first = s
+        .damaged
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .replace(what.to_string())
+        .is_none();
+    if first {
+        tracing::error!(
+            "{what}. Writes are refused from now on (503), so that no IdP is told a change was saved that the next crash would take with the file; reads go on"
+        );
+    }
+}
+
+fn run(shared: &Weak<Shared>, every: Duration, rest: u32) {
+    loop {
+        let t0 = Instant::now();
+        let next = match pass(shared, rest) {
+            Ok(entries) => {
+                let secs = (t0.elapsed().as_secs_f64() * 10.0).round() / 10.0;
+                tracing::info!(
+                    entries,
+                    secs,
+                    "scrub: every entry of the database read back; no damage found"
+                );
+                every
+            }
+            Err(Stop::Damaged(what)) => return found(shared, &what),
+            Err(Stop::Later(why)) => {
+                if shared.strong_count() == 0 {
+                    return;
+                }
+                tracing::warn!(reason = %why, "scrub: pass cut short; tried again later");
+                every.min(RETRY)
+            }
+        };
+        // In short naps, so that the thread ends soon after the store.
+        let until = Instant::now() + next;
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            if shared.strong_count() == 0 {
+                return;
+            }
+            std::thread::sleep(left.min(Duration::from_secs(5)));
+        }
+    }
+}
+
+/// Why a pass stopped before the end.
+#[derive(Debug, PartialEq)]
+pub(super) enum Stop {
+    /// The file is damaged; the text says where and what to do.
+    Damaged(String),
+    /// The database is closed or being reopened: the pass is tried again at the next turn.
+    Later(String),
+}
+
+/// One pass over every table; the number of entries read.
+pub(super) fn pass(shared: &Weak<Shared>, rest: u32) -> Result<u64, Stop> {
+    let mut n = 0;
+    let mut walker = Walker {
+        shared,
+        rest,
+        read: &mut n,
+    };
+    walker.table(META, none)?;
+    walker.table(RESOURCES, json)?;
+    walker.table(COUNTS, none)?;
+    walker.table(USERNAME_USERID, none)?;
+    walker.multimap(EXTERNALID_ID)?;
+    walker.multimap(EMAIL_USERID)?;
+    walker.multimap(DISPLAYNAME_ID)?;
+    walker.table(GROUPID_MEMBERID, none)?;
+    walker.table(MEMBER_DISPLAY, none)?;
+    walker.table(MEMBERID_GROUPID, none)?;
+    walker.table(MODIFIED_ID, none)?;
+    walker.table(RANKS, none)?;
+    walker.table(EVENTS, json)?;
+    walker.table(EVENT_SEQ, none)?;
+    walker.table(OVERFLOW_USERID, none)?;
+    walker.table(UNIQUE_ID, none)?;
+    Ok(n)
+}
+
+/// Values with no encoding of scimd's own: redb's reading them is the check.
+fn none(_: &[u8]) -> Result<(), String> {
+    Ok(())
+}
+
+/// Records and events are JSON: damaged bytes inside one rarely still parse.
+fn json(bytes: &[u8]) -> Result<(), String> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+        .map(|_| ())
+        .map_err(|e| format!("a stored record does not parse ({e})"))
+}
+
+struct Walker<'a> {
+    shared: &'a Weak<Shared>,
+    rest: u32,
+    read: &'a mut u64,
+}
+
+/// What one chunk read: its entries, and the key to go on after (none at the table's end);
+/// or, inside, a value that does not parse.
+type Chunk = Result<(usize, Option<Vec<u8>>), String>;
+
+impl Walker<'_> {
+    fn table<K: Key + 'static, V: Value + 'static>(
+        &mut self,
+        def: TableDefinition<'static, K, V>,
+        check: fn(&[u8]) -> Result<(), String>,
+    ) -> Result<(), Stop> {
+        self.chunks(def.name(), |db, after| {
+            let r = db.begin_read()?;
+            let t = match r.open_table(def) {
+                Ok(t) => t,
+                Err(TableError::TableDoesNotExist(_)) => return Ok(Ok((0, None))),
+                Err(e) => return Err(e.into()),
+            };
+            let start = after.map(|b| K::from_bytes(b));
+            let range = match &start {
+                Some(k) => t.range::<K::SelfType<'_>>((Bound::Excluded(k), Bound::Unbounded))?,
+                None => t.range::<K::SelfType<'_>>(..)?,
+            };
+            let (mut n, mut last) = (0, None);
+            for e in range.take(CHUNK) {
+                let (k, v) = e?;
+                let key = K::as_bytes(&k.value()).as_ref().to_vec();
+                if let Err(what) = check(V::as_bytes(&v.value()).as_ref()) {
+                    return Ok(Err(format!("{what}, at key {key:02x?}")));
+                }
+                last = Some(key);
+                n += 1;
+            }
+            Ok(Ok((n, last.filter(|_| n == CHUNK))))
+        })
+    }
+
+    fn multimap<K: Key + 'static, V: Key + 'static>(
+        &mut self,
+        def: MultimapTableDefinition<'static, K, V>,
+    ) -> Result<(), Stop> {
+        self.chunks(def.name(), |db, after| {
+            let r = db.begin_read()?;
+            let t = match r.open_multimap_table(def) {
+                Ok(t) => t,
+                Err(TableError::TableDoesNotExist(_)) => return Ok(Ok((0, None))),
+                Err(e) => return Err(e.into()),
+            };
+            let start = after.map(|b| K::from_bytes(b));
+            let range = match &start {
+                Some(k) => t.range::<K::SelfType<'_>>((Bound::Excluded(k), Bound::Unbounded))?,
+                None => t.range::<K::SelfType<'_>>(..)?,
+            };
+            let (mut keys, mut n, mut last) = (0, 0, None);
+            for e in range.take(CHUNK) {
+                let (k, values) = e?;
+                for v in values {
+                    V::as_bytes(&v?.value());
+                    n += 1;
+                }
+                last = Some(K::as_bytes(&k.value()).as_ref().to_vec());
+                keys += 1;
+            }
+            Ok(Ok((n, last.filter(|_| keys == CHUNK))))
+        })
+    }
+
+    /// Read `table` a chunk at a time with `chunk`, resting between chunks.
+    fn chunks(
+        &mut self,
+        table: &str,
+        chunk: impl Fn(&Database, Option<&[u8]>) -> Result<Chunk, redb::Error>,
+    ) -> Result<(), Stop> {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let t0 = Instant::now();
+            let (n, next) = {
+                // Held for one chunk only: a pass never keeps the store open at shutdown.
+                let Some(shared) = self.shared.upgrade() else {
+                    return Err(Stop::Later("the database is closed".into()));
+                };
+                let Some(db) = shared.current() else {
+                    return Err(Stop::Later("the database is being reopened".into()));
+                };
+                read_chunk(table, || chunk(&db, after.as_deref()))?
+            };
+            *self.read += n as u64;
+            match next {
+                Some(k) => after = Some(k),
+                None => return Ok(()),
+            }
+            std::thread::sleep(t0.elapsed() * self.rest);
+        }
+    }
+}
+
+/// Run one chunk's read, telling damage (a panic, redb finding a page corrupted) from the
+/// database being unavailable for now (an I/O failure the writer handles, a closing).
+fn read_chunk(
+    table: &str,
+    read: impl FnOnce() -> Result<Chunk, redb::Error>,
+) -> Result<(usize, Option<Vec<u8>>), Stop> {
+    let damaged = |what: &dyn std::fmt::Display| {
+        Stop::Damaged(format!(
+            "the database file is damaged (found reading table {table}): {what}{NEXT}"
+        ))
+    };
+    match unless_damaged(read) {
+        // Already worded, advice included.
+        Err(what) => Err(Stop::Damaged(what.replacen(
+            "damaged",
+            &format!("damaged (found reading table {table})"),
+            1,
+        ))),
+        Ok(Err(e @ redb::Error::Corrupted(_))) => Err(damaged(&e)),
+        Ok(Err(e)) => Err(Stop::Later(e.to_string())),
+        Ok(Ok(Err(what))) => Err(damaged(&what)),
+        Ok(Ok(Ok(c))) => Ok(c),
+    }
+}
