@@ -701,7 +701,7 @@ impl Server {
                         Ok::<_, std::convert::Infallible>(resp)
                     }
                 });
-                let unreadable = match acceptor {
+                let ending = match acceptor {
                     Some(acc) => {
                         // The handshake runs in the connection's task under a deadline, so a
                         // silent client holds only its own slot.
@@ -750,10 +750,19 @@ impl Server {
                         in_flight::drive(conn, flight, timeouts, peer, stopping, closed).await
                     }
                 };
-                if let Some(why) = unreadable
-                    && said.first_this_minute(&format!("unreadable from {}", peer.ip()))
-                {
-                    tracing::info!(%peer, error = %why, "answered a request that is not valid HTTP/1.1 with a bare 400 (431 for a head too large), no SCIM body: a space, \" < > or another such character in a URL must be percent-encoded (said once a minute per address)");
+                let first =
+                    |what: &str| said.first_this_minute(&format!("{what} from {}", peer.ip()));
+                match ending {
+                    in_flight::Ending::Unreadable(why) if first("unreadable") => {
+                        tracing::info!(%peer, error = %why, "answered a request that is not valid HTTP/1.1 with a bare 400 (431 for a head too large), no SCIM body: a space, \" < > or another such character in a URL must be percent-encoded (said once a minute per address)");
+                    }
+                    in_flight::Ending::NoWindow(quiet) if first("no window") => {
+                        tracing::warn!(%peer, secs = quiet.as_secs(), "closed a connection whose answers had not moved: the client gives no flow-control window (said once a minute per address)");
+                    }
+                    in_flight::Ending::Unread(quiet) if first("unread") => {
+                        tracing::warn!(%peer, secs = quiet.as_secs(), "closed a connection whose client had read nothing of its answer (said once a minute per address)");
+                    }
+                    _ => {}
                 }
             });
         }

@@ -30,7 +30,10 @@ impl App {
                     None,
                     format!(
                         "the body must be JSON (Content-Type: application/scim+json), not {}",
-                        String::from_utf8_lossy(ct.as_bytes())
+                        match String::from_utf8_lossy(ct.as_bytes()).trim() {
+                            "" => "an empty Content-Type".into(),
+                            given => given.to_string(),
+                        }
                     ),
                 ));
             }

@@ -529,8 +529,8 @@ const WIND_DOWN: Duration = Duration::from_secs(2);
 
 /// Serve one connection until it ends, is idle or stalled past `limits`, or the stop is over
 /// (`closed`); from `stopping` on, it finishes its open requests and takes no new ones.
-/// Returns hyper's words when the connection ended on a request it could not read: hyper
-/// answered it itself (a bare 400, or 431 for a head too large), and no handler logged it.
+/// Returns how it ended, for the caller to say (once a minute per address: any client can
+/// end its connections so).
 pub async fn drive<C>(
     conn: C,
     flight: Arc<InFlight>,
@@ -538,7 +538,7 @@ pub async fn drive<C>(
     peer: std::net::SocketAddr,
     mut stopping: watch::Receiver<bool>,
     mut closed: watch::Receiver<bool>,
-) -> Option<String>
+) -> Ending
 where
     C: GracefulConnection,
     C::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -552,17 +552,18 @@ where
     loop {
         tokio::select! {
             r = conn.as_mut() => {
-                let e = r.err()?.into();
+                let Err(e) = r else { return Ending::Done };
+                let e = e.into();
                 if unreadable(&*e) {
-                    return Some(e.to_string());
+                    return Ending::Unreadable(e.to_string());
                 }
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
-                return None;
+                return Ending::Done;
             }
-            _ = closed.wait_for(|c| *c) => return None,
+            _ = closed.wait_for(|c| *c) => return Ending::Done,
             _ = flight.evicted() => {
                 tracing::debug!(%peer, "closing a connection that has shown no valid token: every connection slot is taken and a client is waiting");
-                return None;
+                return Ending::Done;
             }
             _ = stopping.wait_for(|s| *s), if !winding_down => {
                 conn.as_mut().graceful_shutdown();
@@ -574,12 +575,10 @@ where
                 let quiet = flight.quiet_for();
                 let socket_full = flight.blocked.load(Ordering::SeqCst) > 0;
                 if owes && !socket_full && quiet >= limits.stalled {
-                    tracing::warn!(%peer, secs = quiet.as_secs(), "closing a connection whose answers have not moved: the client gives no flow-control window");
-                    return None;
+                    return Ending::NoWindow(quiet);
                 }
                 if socket_full && quiet >= limits.unread {
-                    tracing::warn!(%peer, secs = quiet.as_secs(), "closing a connection whose client has read nothing of its answer");
-                    return None;
+                    return Ending::Unread(quiet);
                 }
                 // Idle is counted from the last request and from the close, not from the last
                 // write: a client that sends PINGs fast enough would otherwise keep a
@@ -590,7 +589,7 @@ where
                     flight.unasked_for().min(w.elapsed())
                 });
                 if !owes && winding_down && unasked >= limits.idle.min(WIND_DOWN) {
-                    return None;
+                    return Ending::Done;
                 }
                 if !owes && !winding_down && unasked >= limits.idle {
                     conn.as_mut().graceful_shutdown();
@@ -601,6 +600,21 @@ where
             }
         }
     }
+}
+
+/// How a connection ended.
+#[derive(Debug)]
+pub enum Ending {
+    /// Closed by either side, or cut by the server for a reason it has said already.
+    Done,
+    /// On a request hyper could not read, in its words: hyper answered it itself (a bare
+    /// 400, or 431 for a head too large), and no handler logged it.
+    Unreadable(String),
+    /// Cut after its answers had not moved for this long: the client (HTTP/2) gave no
+    /// flow-control window.
+    NoWindow(Duration),
+    /// Cut after its client had read nothing of its answer for this long.
+    Unread(Duration),
 }
 
 /// Whether a connection's error is hyper refusing to parse a request (its head), somewhere

@@ -106,6 +106,13 @@ async fn application_json_is_accepted_and_responses_are_scim_json() {
     )
     .await;
     assert_eq!(r.status, 201);
+    // An empty Content-Type is named as such, not left as a detail ending in "not ".
+    let r = raw(&s, Method::POST, "/Users", "{\"userName\":\"e@x\"}", "").await;
+    assert_error(&r, 415, None);
+    assert_eq!(
+        r.body["detail"],
+        "the body must be JSON (Content-Type: application/scim+json), not an empty Content-Type"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
