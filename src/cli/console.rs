@@ -950,6 +950,9 @@ pub(crate) fn print_answer(a: &serde_json::Value) {
         a["version"].as_str().unwrap_or_default(),
         a["commit"].as_str().unwrap_or_default(),
     );
+    if let Some(why) = a["writes_refused"].as_str() {
+        say!("  WRITES REFUSED (503 to every IdP): {why}");
+    }
     for (name, t) in a["tenants"].as_object().into_iter().flatten() {
         let label = match t["display_name"].as_str() {
             Some(d) => format!("{name} ({d})"),

@@ -352,6 +352,15 @@ async fn damage_found_while_serving_refuses_writes_and_keeps_reads() {
         "{said}"
     );
 
+    // `scimd status` leads with it.
+    let status = scimd::admin::ask(&socket, &json!({"cmd": "status"}))
+        .await
+        .expect("the daemon answers");
+    let refused = status["writes_refused"].as_str().unwrap_or_default();
+    assert!(
+        refused.starts_with("the database file is damaged"),
+        "{status}"
+    );
     let h = health(&s).await;
     assert_eq!(h.status, 503, "{}", h.body);
     let database = h.body["database"].as_str().unwrap_or_default();
@@ -392,6 +401,11 @@ async fn damage_found_while_serving_refuses_writes_and_keeps_reads() {
     let dir = s.stop().await;
     let s = Srv::start_config(dir, cfg).await;
     assert_eq!(health(&s).await.status, 200);
+    let status = scimd::admin::ask(&socket, &json!({"cmd": "status"})).await;
+    assert_eq!(
+        status.map(|a| a["writes_refused"].clone()),
+        Some(json!(null))
+    );
     let r = s.post("/Users", new_user("late@x.example")).await;
     assert_eq!(r.status, 201, "{}", r.body);
     s.stop().await;
