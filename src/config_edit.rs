@@ -387,6 +387,8 @@ fn not_a_list(tenant: &str) -> EditError {
 
 /// Remove token `token_name` from `tenant`. A tenant's last token is not removed: a tenant
 /// without tokens is an invalid configuration, and removing the tenant is the admin's call.
+/// Nor is its last token that may provision, while read-only ones remain: the IdP would be
+/// refused every change, with nothing said where the admin looks.
 pub fn remove_token(path: &Path, tenant: &str, token_name: &str) -> Result<(), EditError> {
     edit(path, |doc| token_out(doc, path, tenant, token_name))
 }
@@ -399,28 +401,33 @@ fn token_out(
 ) -> Result<(), EditError> {
     let t = tenant_table(doc, path, tenant)?;
     let item = t.get_mut("tokens").ok_or_else(|| not_a_list(tenant))?;
-    let names: Vec<String> = if let Some(arr) = item.as_array() {
+    // Each token's name, and whether it may provision (the default scope).
+    let provisions = |scope: Option<&str>| scope.is_none_or(|s| s == "provision");
+    let tokens: Vec<(String, bool)> = if let Some(arr) = item.as_array() {
         arr.iter()
             .map(|v| {
-                v.as_inline_table()
-                    .and_then(|e| e.get("name"))
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string()
+                let e = v.as_inline_table();
+                let field = |k: &str| e.and_then(|e| e.get(k)).and_then(Value::as_str);
+                (
+                    field("name").unwrap_or_default().to_string(),
+                    provisions(field("scope")),
+                )
             })
             .collect()
     } else if let Some(aot) = item.as_array_of_tables() {
         aot.iter()
             .map(|e| {
-                e.get("name")
-                    .and_then(Item::as_str)
-                    .unwrap_or_default()
-                    .to_string()
+                let field = |k: &str| e.get(k).and_then(Item::as_str);
+                (
+                    field("name").unwrap_or_default().to_string(),
+                    provisions(field("scope")),
+                )
             })
             .collect()
     } else {
         return Err(not_a_list(tenant));
     };
+    let names: Vec<String> = tokens.iter().map(|(n, _)| n.clone()).collect();
     let Some(i) = names.iter().position(|n| n == token_name) else {
         return Err(EditError::Invalid(format!(
             "tenant \"{tenant}\" has no token \"{token_name}\" in {} (its tokens: {})",
@@ -434,6 +441,13 @@ fn token_out(
              replacement first (`scimd token --tenant {tenant} --name NEW`), or remove the whole \
              [tenants.{tenant}] table from {} by hand to stop serving the tenant",
             path.display()
+        )));
+    }
+    if tokens[i].1 && tokens.iter().filter(|(_, p)| *p).count() == 1 {
+        return Err(EditError::Invalid(format!(
+            "\"{token_name}\" is the last token of tenant \"{tenant}\" that may provision (the \
+             others only read), so it stays: without it the IdP's every change would be \
+             refused. Add its replacement first (`scimd token --tenant {tenant} --name NEW`)"
         )));
     }
     if let Some(arr) = item.as_array_mut() {
@@ -584,6 +598,12 @@ mod tests {
         let (_dir, path, original) = copy_of("config.example.toml");
         let tok = add_tenant(&path, "acme", "okta").unwrap();
         add_token(&path, "acme", "old", Scope::Read).unwrap();
+        // The only token that may provision stays while a read-only one is left.
+        let err = remove_token(&path, "acme", "okta").unwrap_err().to_string();
+        assert!(
+            err.contains("the last token of tenant \"acme\" that may provision"),
+            "{err}"
+        );
         remove_token(&path, "acme", "old").unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),

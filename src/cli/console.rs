@@ -791,7 +791,8 @@ pub(crate) fn restore(config: &std::path::Path, from: &std::path::Path) -> ExitC
             "scimd is running on this database; stop it first (`systemctl stop scimd`, or \
              `kill -TERM` with the pid `scimd status` prints)"
         );
-        return ExitCode::FAILURE;
+        // A refusal, as the purge's: nothing was tried.
+        return ExitCode::from(2);
     }
     if let Err(e) = make_state_dir(&cfg) {
         eprintln!("{e}");

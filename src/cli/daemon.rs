@@ -43,6 +43,25 @@ pub(crate) fn init_logging(level: &str, format: &str) {
         // journald adds its own timestamps and shows escape codes as text: plain lines there.
         builder.with_ansi(std::io::stderr().is_terminal()).init();
     }
+    // A panic (a bug, or redb on a damaged page) is a log line like any other: the default
+    // report is bare text on standard error, which breaks a stream of JSON lines.
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()));
+        let thread = std::thread::current().name().map(str::to_string);
+        // Captured only when RUST_BACKTRACE asks for it, as the default report does.
+        let trace = std::backtrace::Backtrace::capture();
+        let backtrace = (trace.status() == std::backtrace::BacktraceStatus::Captured)
+            .then(|| trace.to_string());
+        tracing::error!(location, thread, backtrace, "panicked: {message}");
+    }));
     if let Some(bad) = bad_env {
         tracing::warn!(
             "RUST_LOG: {bad:?} is not a level; using log.level ({level}) instead (use error, \

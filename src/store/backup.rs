@@ -78,7 +78,10 @@ fn new_owner_only_file(path: &Path) -> std::io::Result<std::fs::File> {
 /// on failure nothing is left (it holds the whole directory, in the server's state directory).
 pub fn copy_all(r: &ReadTransaction, to: &Path) -> Result<u64, StoreError> {
     let tmp = to.with_extension("partial");
-    let made = copy_checked(r, &tmp).and_then(|rows| {
+    // redb panics on some damaged pages: caught, so that the partial copy is still removed.
+    let copied = super::verify::caught(|| copy_checked(r, &tmp))
+        .unwrap_or_else(|what| Err(StoreError::CopyDamaged { what }));
+    let made = copied.and_then(|rows| {
         std::fs::rename(&tmp, to).map_err(|e| StoreError::Io {
             path: to.display().to_string(),
             source: e,
@@ -151,12 +154,16 @@ impl Store {
     pub async fn backup(&self, to: std::path::PathBuf) -> Result<u64, String> {
         self.room_for_copy(&to)?;
         let db = self.db().map_err(|e| e.to_string())?;
-        tokio::task::spawn_blocking(move || {
+        let copied = tokio::task::spawn_blocking(move || {
             let r = db.begin_read().map_err(|e| e.to_string())?;
-            copy_all(&r, &to).map_err(|e| e.to_string())
+            Ok::<_, String>(copy_all(&r, &to))
         })
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())??;
+        if let Err(StoreError::CopyDamaged { .. }) = &copied {
+            self.suspect_damage();
+        }
+        copied.map_err(|e| e.to_string())
     }
 
     /// Refuse, before writing anything, a copy onto the database's own file system that could

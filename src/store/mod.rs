@@ -112,6 +112,13 @@ pub enum StoreError {
          damaged file for a bug report"
     )]
     Damaged { path: String, what: String },
+    /// redb panicked reading the database for a copy, as on a damaged page.
+    #[error(
+        "the database is damaged (or scimd hit a bug reading it): {what}; nothing was copied. \
+         Restore the most recent good backup over it (`scimd restore --from FILE`, with scimd \
+         stopped), and keep the damaged file for a bug report"
+    )]
+    CopyDamaged { what: String },
     #[error("cannot start the writer thread: {0}")]
     Thread(std::io::Error),
     #[error("cannot write {path}: {source}")]
@@ -144,6 +151,8 @@ struct Shared {
     no_room: Mutex<Option<u64>>,
     /// What the scrub found damaged, once it has: writes are refused from then on.
     damaged: Mutex<Option<String>>,
+    /// A pass started because a read panicked is running (`suspect_damage`).
+    suspected: std::sync::atomic::AtomicBool,
 }
 
 /// How much more than at the failed write must be free before writes are tried again.
@@ -370,6 +379,14 @@ impl Store {
                     path,
                     what: what.clone(),
                 },
+                // redb's word for a header that is not its own (its first page overwritten,
+                // or another file put in its place).
+                redb::Error::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    StoreError::Damaged {
+                        path,
+                        what: e.to_string(),
+                    }
+                }
                 _ => StoreError::Open { path, source },
             }
         };
@@ -390,6 +407,7 @@ impl Store {
             shares: Mutex::default(),
             no_room: Mutex::default(),
             damaged: Mutex::default(),
+            suspected: Default::default(),
         };
         // Owner-only, and owned by the state directory's owner when new: `Backend::open`.
         let db = shared.open_db().map_err(open_err)?;
@@ -570,15 +588,26 @@ impl Store {
     {
         let shared = self.shared.clone();
         let turn = shared.read_turn(tenant).await;
+        // A panic is caught on its thread, so that what it said goes in the log under the
+        // error id the client is given.
         let res = tokio::task::spawn_blocking(move || {
             let _turn = turn;
-            shared.faults.panic_if_set("a read");
-            f(&shared)
+            verify::caught(|| {
+                shared.faults.panic_if_set("a read");
+                f(&shared)
+            })
         })
         .await;
         match res {
-            Ok(r) => self.settle(r),
-            Err(_) => Err(internal("a read panicked")),
+            Ok(Ok(r)) => self.settle(r),
+            Ok(Err(said)) => {
+                self.suspect_damage();
+                Err(internal(&format!("a read panicked: {said}")))
+            }
+            Err(_) => {
+                self.suspect_damage();
+                Err(internal("a read panicked"))
+            }
         }
     }
 
@@ -600,7 +629,14 @@ impl Store {
     {
         let db = self.db()?;
         self.shared.faults.panic_if_set("a read");
-        let r = self.shared.snapshot(&db).and_then(|r| f(&r));
+        // Unwinding goes on (the request answers 500), once a check of the file is under way.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.shared.snapshot(&db).and_then(|r| f(&r))
+        }))
+        .unwrap_or_else(|p| {
+            self.suspect_damage();
+            std::panic::resume_unwind(p)
+        });
         self.settle(r)
     }
 

@@ -68,6 +68,35 @@ impl Store {
     }
 }
 
+impl Store {
+    /// A read panicked, as redb does on some damaged pages (or a bug did): a pass now, in
+    /// the background and at full speed, settles which it was, and refuses writes if the
+    /// file is damaged. One at a time, however many reads panic meanwhile.
+    pub(super) fn suspect_damage(&self) {
+        use std::sync::atomic::Ordering;
+        if self.shared.suspected.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let shared = Arc::downgrade(&self.shared);
+        let started = std::thread::Builder::new()
+            .name("scimd-scrub-now".into())
+            .spawn(move || {
+                tracing::warn!("a read of the database panicked: reading every entry back to see whether the file is damaged");
+                match pass(&shared, 0) {
+                    Err(Stop::Damaged(what)) => found(&shared, &what),
+                    Err(Stop::Later(_)) => {}
+                    Ok(entries) => tracing::info!(entries, "scrub: no damage found; the panic above was not caused by the file"),
+                }
+                if let Some(s) = shared.upgrade() {
+                    s.suspected.store(false, Ordering::SeqCst);
+                }
+            });
+        if started.is_err() {
+            self.shared.suspected.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
 /// Record damage: writes are refused from now on.
 fn found(shared: &Weak<Shared>, what: &str) {
     let Some(s) = shared.upgrade() else { return };

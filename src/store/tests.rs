@@ -1698,11 +1698,9 @@ fn spoil_page(path: &Path, page: u64, seed: u64) {
 /// time: redb's own check says which ones matter (the rest are free). Damaged under the
 /// running store, the scrub finds most of them; each it misses (pages redb read at open and
 /// keeps in memory) is found by the next start, which refuses the file saying why.
-#[test]
-fn damage_is_found_by_the_scrub_or_else_by_the_next_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.redb");
-    let f = Fixture::open(&path);
+/// A closed file at `path` of 300 users with an email each and a group holding them all.
+fn three_hundred_users(path: &Path) {
+    let f = Fixture::open(path);
     let ids: Vec<u128> = (0..300)
         .map(|i| f.user_with_email(&format!("user{i}@x"), &format!("u{i}@mail.x")))
         .collect();
@@ -1722,6 +1720,13 @@ fn damage_is_found_by_the_scrub_or_else_by_the_next_start() {
         Err(e) => panic!("a sound file: {e:?}"),
     }
     store.close();
+}
+
+#[test]
+fn damage_is_found_by_the_scrub_or_else_by_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    three_hundred_users(&path);
     let pages = std::fs::metadata(&path).unwrap().len() / 4096;
     let (mut live, mut scrubbed, mut at_start) = (0, 0, 0);
     let copy = dir.path().join("copy.redb");
@@ -1774,4 +1779,39 @@ fn damage_is_found_by_the_scrub_or_else_by_the_next_start() {
         "{scrubbed} of {live} found while open"
     );
     assert_eq!(scrubbed + at_start, live);
+}
+
+/// A backup that meets a damaged page (redb panics on some) says the database is damaged and
+/// leaves no partial copy behind.
+#[test]
+fn a_copy_that_meets_a_damaged_page_says_so_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    three_hundred_users(&path);
+    let pages = std::fs::metadata(&path).unwrap().len() / 4096;
+    let (copy, out) = (dir.path().join("copy.redb"), dir.path().join("out.redb"));
+    let mut damaged = 0;
+    for page in 1..pages {
+        std::fs::copy(&path, &copy).unwrap();
+        let store = Store::open(&copy, 0).unwrap();
+        spoil_page(&copy, page, page);
+        let db = store.shared.current().unwrap();
+        let made = backup::copy_all(&db.begin_read().unwrap(), &out);
+        drop(db);
+        store.close();
+        match made {
+            Err(e @ StoreError::CopyDamaged { .. }) => {
+                assert!(e.to_string().contains("nothing was copied"), "{e}");
+                assert!(!out.exists(), "page {page}");
+                damaged += 1;
+            }
+            Err(e) => panic!("page {page}: {e}"),
+            Ok(_) => std::fs::remove_file(&out).unwrap(),
+        }
+        assert!(!out.with_extension("partial").exists(), "page {page}");
+    }
+    assert!(
+        damaged > 10,
+        "{damaged} of {pages} pages made the copy fail"
+    );
 }
