@@ -49,9 +49,7 @@ impl Store {
             tracing::warn!(error = %e, "cannot start the thread that scrubs the database; damage is found only by `scimd verify`");
         }
     }
-}
 
-impl Store {
     /// One pass now, at full speed (`scimd verify` asks for it): damage found is recorded as
     /// the background pass records it, and is the error.
     pub async fn scrub(&self) -> Result<u64, String> {
@@ -66,9 +64,7 @@ impl Store {
         });
         pass.await.map_err(|e| e.to_string())?
     }
-}
 
-impl Store {
     /// A read panicked, as redb does on some damaged pages (or a bug did): a pass now, in
     /// the background and at full speed, settles which it was, and refuses writes if the
     /// file is damaged. One at a time, however many reads panic meanwhile.
