@@ -36,6 +36,17 @@ impl App {
             "scimd_database_bytes {}\n",
             self.store.file_size()
         ));
+        // As /healthz says it, for a monitor that scrapes rather than probes.
+        out.push_str("# HELP scimd_writes_refused Whether the IdPs' writes are refused (503), by reason: the database file found damaged, or its disk full.\n# TYPE scimd_writes_refused gauge\n");
+        for (reason, on) in [
+            ("damaged", self.store.damage().is_some()),
+            ("disk_full", self.store.refusing_writes_for_room().is_some()),
+        ] {
+            out.push_str(&format!(
+                "scimd_writes_refused{{reason=\"{reason}\"}} {}\n",
+                u8::from(on)
+            ));
+        }
         out.push_str(
             "# HELP scimd_resources Users and groups per tenant.\n# TYPE scimd_resources gauge\n",
         );

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use reqwest::Method;
+use scimd::auth::{digest, hex};
 use scimd::store::Fault;
 use serde_json::json;
 
@@ -325,7 +326,11 @@ async fn users(s: &Srv, prefix: &str, n: usize) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damage_found_while_serving_refuses_writes_and_keeps_reads() {
     // A cache smaller than the file, so that the scrub reads from the disk.
-    let s = Srv::start_with(|c| c.storage.cache_mb = 1).await;
+    let s = Srv::start_with(|c| {
+        c.storage.cache_mb = 1;
+        c.server.metrics_token_sha256 = Some(hex(&digest("metrics-token")));
+    })
+    .await;
     let (a, b, c, d) = tokio::join!(
         users(&s, "a", 300),
         users(&s, "b", 300),
@@ -352,6 +357,12 @@ async fn damage_found_while_serving_refuses_writes_and_keeps_reads() {
         "{said}"
     );
 
+    // So do the metrics.
+    let (_, text) = s.metrics("metrics-token").await;
+    assert!(
+        text.contains("scimd_writes_refused{reason=\"damaged\"} 1\n"),
+        "{text}"
+    );
     // `scimd status` leads with it.
     let status = scimd::admin::ask(&socket, &json!({"cmd": "status"}))
         .await

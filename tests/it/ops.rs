@@ -55,6 +55,8 @@ async fn healthz_needs_no_token_and_metrics_need_theirs() {
         "scimd_resources{tenant=\"acme\",kind=\"User\"} 1",
         "scimd_resources{tenant=\"globex\",kind=\"User\"} 0",
         "scimd_database_bytes ",
+        "scimd_writes_refused{reason=\"damaged\"} 0\n",
+        "scimd_writes_refused{reason=\"disk_full\"} 0\n",
     ] {
         assert!(text.contains(needle), "{needle} not in:\n{text}");
     }
