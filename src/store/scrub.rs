@@ -213,11 +213,7 @@ impl Walker<'_> {
                 Err(TableError::TableDoesNotExist(_)) => return Ok(Ok((0, None))),
                 Err(e) => return Err(e.into()),
             };
-            let start = after.map(|b| K::from_bytes(b));
-            let range = match &start {
-                Some(k) => t.range::<K::SelfType<'_>>((Bound::Excluded(k), Bound::Unbounded))?,
-                None => t.range::<K::SelfType<'_>>(..)?,
-            };
+            let range = t.range(past::<K>(after))?;
             let (mut n, mut last) = (0, None);
             for e in range.take(CHUNK) {
                 let (k, v) = e?;
@@ -243,11 +239,7 @@ impl Walker<'_> {
                 Err(TableError::TableDoesNotExist(_)) => return Ok(Ok((0, None))),
                 Err(e) => return Err(e.into()),
             };
-            let start = after.map(|b| K::from_bytes(b));
-            let range = match &start {
-                Some(k) => t.range::<K::SelfType<'_>>((Bound::Excluded(k), Bound::Unbounded))?,
-                None => t.range::<K::SelfType<'_>>(..)?,
-            };
+            let range = t.range(past::<K>(after))?;
             let (mut keys, mut n, mut last) = (0, 0, None);
             for e in range.take(CHUNK) {
                 let (k, values) = e?;
@@ -314,4 +306,10 @@ fn read_chunk(
         Ok(Ok(Err(what))) => Err(damaged(&what)),
         Ok(Ok(Ok(c))) => Ok(c),
     }
+}
+
+/// The keys after `after` (the bytes of the last key read), or all of them.
+fn past<K: Key>(after: Option<&[u8]>) -> (Bound<K::SelfType<'_>>, Bound<K::SelfType<'_>>) {
+    let from = after.map_or(Bound::Unbounded, |b| Bound::Excluded(K::from_bytes(b)));
+    (from, Bound::Unbounded)
 }
