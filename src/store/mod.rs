@@ -153,6 +153,9 @@ struct Shared {
     damaged: Mutex<Option<String>>,
     /// A pass started because a read panicked is running (`suspect_damage`).
     suspected: std::sync::atomic::AtomicBool,
+    /// False from the daemon's start until its first scrub has read the file through:
+    /// writes wait for it, so that none is acknowledged on a file found damaged just after.
+    scrubbed: tokio::sync::watch::Sender<bool>,
 }
 
 /// How much more than at the failed write must be free before writes are tried again.
@@ -408,6 +411,7 @@ impl Store {
             no_room: Mutex::default(),
             damaged: Mutex::default(),
             suspected: Default::default(),
+            scrubbed: tokio::sync::watch::Sender::new(true),
         };
         // Owner-only, and owned by the state directory's owner when new: `Backend::open`.
         let db = shared.open_db().map_err(open_err)?;
@@ -505,6 +509,11 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut write::W<'_>) -> R<T> + Send + 'static,
     {
+        if !*self.shared.scrubbed.borrow() {
+            // Milliseconds for most files, about three seconds at a million users.
+            let mut first_pass = self.shared.scrubbed.subscribe();
+            let _ = first_pass.wait_for(|done| *done).await;
+        }
         if self.damage().is_some() {
             return Err(Error::Damaged);
         }

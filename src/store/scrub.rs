@@ -38,14 +38,18 @@ const REST: u32 = 3;
 const RETRY: Duration = Duration::from_secs(60);
 
 impl Store {
-    /// Scrub the database in the background now and then every `every`. Holds no part of
-    /// the store while it rests, so that it never keeps the database open past shutdown.
+    /// Scrub the database in the background now and then every `every`. Writes wait for
+    /// the first pass, made at full speed: a file damaged while scimd was stopped is found
+    /// before any write on it is acknowledged, at every start. Holds no part of the store
+    /// while it rests, so that it never keeps the database open past shutdown.
     pub fn spawn_scrub(&self, every: Duration) {
+        self.shared.scrubbed.send_replace(false);
         let shared = Arc::downgrade(&self.shared);
         let started = std::thread::Builder::new()
             .name("scimd-scrub".into())
-            .spawn(move || run(&shared, every, REST));
+            .spawn(move || run(&shared, every));
         if let Err(e) = started {
+            self.shared.scrubbed.send_replace(true);
             tracing::warn!(error = %e, "cannot start the thread that scrubs the database; damage is found only by `scimd verify`");
         }
     }
@@ -60,7 +64,13 @@ impl Store {
                 Err(what)
             }
             Err(Stop::Later(why)) => Err(format!("the database is unavailable: {why}")),
-            Ok(n) => Ok(n),
+            Ok(entries) => {
+                tracing::info!(
+                    entries,
+                    "scrub (asked for by scimd verify): every entry of the database read back; no damage found"
+                );
+                Ok(entries)
+            }
         });
         pass.await.map_err(|e| e.to_string())?
     }
@@ -109,10 +119,22 @@ fn found(shared: &Weak<Shared>, what: &str) {
     }
 }
 
-fn run(shared: &Weak<Shared>, every: Duration, rest: u32) {
+fn run(shared: &Weak<Shared>, every: Duration) {
+    let mut rest = 0;
     loop {
         let t0 = Instant::now();
-        let next = match pass(shared, rest) {
+        let outcome = pass(shared, rest);
+        if rest == 0 {
+            // Damage is recorded first (below), then the writes waiting are let go.
+            if let Err(Stop::Damaged(what)) = &outcome {
+                found(shared, what);
+            }
+            if let Some(s) = shared.upgrade() {
+                s.scrubbed.send_replace(true);
+            }
+            rest = REST;
+        }
+        let next = match outcome {
             Ok(entries) => {
                 let secs = (t0.elapsed().as_secs_f64() * 10.0).round() / 10.0;
                 tracing::info!(

@@ -1815,3 +1815,46 @@ fn a_copy_that_meets_a_damaged_page_says_so_and_leaves_nothing() {
         "{damaged} of {pages} pages made the copy fail"
     );
 }
+
+/// At the daemon's start, writes wait for the first scrub: on a file damaged while scimd was
+/// stopped, not one is acknowledged before the damage is found, however soon it comes.
+#[test]
+fn writes_wait_for_the_first_scrub_and_none_is_taken_on_a_damaged_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    three_hundred_users(&path);
+    let copy = dir.path().join("copy.redb");
+    let (rt, actor) = {
+        let f = Fixture::open(&dir.path().join("unused.redb"));
+        (f.rt, f.actor)
+    };
+    let write = |store: &Store, name: &str| {
+        let body = serde_json::json!({"userName": name});
+        let input = crate::scim::resource::normalize(Kind::User, &body).unwrap();
+        rt.block_on(store.create_as(actor.clone(), Kind::User.into(), input, None))
+            .map(|_| ())
+    };
+    // A sound file: the write goes through once the pass is done.
+    let store = Store::open(&path, 0).unwrap();
+    store.spawn_scrub(std::time::Duration::from_secs(3600));
+    assert_eq!(write(&store, "sound@x"), Ok(()));
+    store.close();
+    // Damaged files, each written at once after the start: refused, every time the scrub
+    // can see the page (the others are checked by the next start, as above).
+    let mut refused = 0;
+    let pages = std::fs::metadata(&path).unwrap().len() / 4096;
+    for page in (1..pages).step_by(3) {
+        std::fs::copy(&path, &copy).unwrap();
+        let store = Store::open(&copy, 0).unwrap();
+        spoil_page(&copy, page, page);
+        store.spawn_scrub(std::time::Duration::from_secs(3600));
+        let answer = write(&store, "late@x");
+        let found = store.damage().is_some();
+        store.close();
+        if found {
+            assert_eq!(answer, Err(Error::Damaged), "page {page}");
+            refused += 1;
+        }
+    }
+    assert!(refused > 10, "{refused} damaged files refused");
+}
