@@ -427,15 +427,15 @@ fn token_out(
     } else {
         return Err(not_a_list(tenant));
     };
-    let names: Vec<String> = tokens.iter().map(|(n, _)| n.clone()).collect();
-    let Some(i) = names.iter().position(|n| n == token_name) else {
+    let Some(i) = tokens.iter().position(|(n, _)| n == token_name) else {
+        let names: Vec<&str> = tokens.iter().map(|(n, _)| n.as_str()).collect();
         return Err(EditError::Invalid(format!(
             "tenant \"{tenant}\" has no token \"{token_name}\" in {} (its tokens: {})",
             path.display(),
             names.join(", ")
         )));
     };
-    if names.len() == 1 {
+    if tokens.len() == 1 {
         return Err(EditError::Invalid(format!(
             "\"{token_name}\" is the last token of tenant \"{tenant}\", so it stays: add its \
              replacement first (`scimd token --tenant {tenant} --name NEW`), or remove the whole \

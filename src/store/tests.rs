@@ -1824,10 +1824,8 @@ fn writes_wait_for_the_first_scrub_and_none_is_taken_on_a_damaged_file() {
     let path = dir.path().join("s.redb");
     three_hundred_users(&path);
     let copy = dir.path().join("copy.redb");
-    let (rt, actor) = {
-        let f = Fixture::open(&dir.path().join("unused.redb"));
-        (f.rt, f.actor)
-    };
+    // The fixture's runtime and actor, for stores opened with no cache of redb's own.
+    let Fixture { rt, actor, .. } = Fixture::open(&dir.path().join("other.redb"));
     let write = |store: &Store, name: &str| {
         let body = serde_json::json!({"userName": name});
         let input = crate::scim::resource::normalize(Kind::User, &body).unwrap();
