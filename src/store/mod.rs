@@ -638,15 +638,16 @@ impl Store {
     {
         let db = self.db()?;
         self.shared.faults.panic_if_set("a read");
-        // Unwinding goes on (the request answers 500), once a check of the file is under way.
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.shared.snapshot(&db).and_then(|r| f(&r))
-        }))
-        .unwrap_or_else(|p| {
-            self.suspect_damage();
-            std::panic::resume_unwind(p)
-        });
-        self.settle(r)
+        // As in `pooled`: a panic (redb on a damaged page) is this read's 500, logged with
+        // what it said, and the file is checked at once; `/healthz` and `/metrics`, which
+        // read too, still answer.
+        match verify::caught(|| self.shared.snapshot(&db).and_then(|r| f(&r))) {
+            Ok(r) => self.settle(r),
+            Err(said) => {
+                self.suspect_damage();
+                Err(internal(&format!("a read panicked: {said}")))
+            }
+        }
     }
 
     fn settle<T>(&self, r: R<T>) -> Result<T, Error> {
