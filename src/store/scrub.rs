@@ -37,6 +37,11 @@ const REST: u32 = 3;
 /// shorter `every`).
 const RETRY: Duration = Duration::from_secs(60);
 
+/// The longest writes wait for the first pass. It takes about 3 s at a million users with
+/// the file cached; from a cold, slow disk (random reads, a file too large to read ahead)
+/// it could take many minutes, and the IdPs' writes are not held that long.
+const HOLD_WRITES_AT_MOST: Duration = Duration::from_secs(10);
+
 impl Store {
     /// Scrub the database in the background now and then every `every`. Writes wait for
     /// the first pass, made at full speed: a file damaged while scimd was stopped is found
@@ -51,6 +56,21 @@ impl Store {
         if let Err(e) = started {
             self.shared.scrubbed.send_replace(true);
             tracing::warn!(error = %e, "cannot start the thread that scrubs the database; damage is found only by `scimd verify`");
+            return;
+        }
+        let shared = Arc::downgrade(&self.shared);
+        let released = std::thread::Builder::new()
+            .name("scimd-scrub-hold".into())
+            .spawn(move || {
+                std::thread::sleep(HOLD_WRITES_AT_MOST);
+                if let Some(s) = shared.upgrade()
+                    && !s.scrubbed.send_replace(true)
+                {
+                    tracing::warn!(secs = HOLD_WRITES_AT_MOST.as_secs(), "the scrub at start is still reading the database: writes are no longer held for it (damage it finds later still stops them)");
+                }
+            });
+        if released.is_err() {
+            self.shared.scrubbed.send_replace(true);
         }
     }
 
