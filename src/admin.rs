@@ -91,15 +91,14 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
                 }
             }
             // Why IdPs' writes are refused, as `/healthz` says it.
-            let refusing = match (store.damage(), store.refusing_writes_for_room()) {
-                (Some(what), _) => Some(what),
-                (None, Some(free)) => Some(format!(
+            let refusing = store.writes_refused().map(|r| match r {
+                crate::store::Refused::Damaged(what) => what,
+                crate::store::Refused::DiskFull { free } => format!(
                     "the disk holding the database is full ({:.1} MiB free): writes are refused \
                      until space is freed on it",
                     free as f64 / 1048576.0
-                )),
-                (None, None) => None,
-            };
+                ),
+            });
             json!({"ok": true, "version": env!("CARGO_PKG_VERSION"), "commit": env!("SCIMD_COMMIT"),
                 "writes_refused": refusing,
                 "listen": cfg.server.listen, "pid": std::process::id(), "tenants": tenants,

@@ -8,6 +8,7 @@ use super::App;
 use super::response::{self, Resp};
 use crate::scim::error::ScimError;
 use crate::scim::schema::Kind;
+use crate::store::Refused;
 
 impl App {
     /// `GET /metrics`: Prometheus text, for the holder of `server.metrics_token_sha256`.
@@ -38,9 +39,13 @@ impl App {
         ));
         // As /healthz says it, for a monitor that scrapes rather than probes.
         out.push_str("# HELP scimd_writes_refused Whether the IdPs' writes are refused (503), by reason: the database file found damaged, or its disk full.\n# TYPE scimd_writes_refused gauge\n");
+        let refused = self.store.writes_refused();
         for (reason, on) in [
-            ("damaged", self.store.damage().is_some()),
-            ("disk_full", self.store.refusing_writes_for_room().is_some()),
+            ("damaged", matches!(refused, Some(Refused::Damaged(_)))),
+            (
+                "disk_full",
+                matches!(refused, Some(Refused::DiskFull { .. })),
+            ),
         ] {
             out.push_str(&format!(
                 "scimd_writes_refused{{reason=\"{reason}\"}} {}\n",
@@ -80,16 +85,16 @@ impl App {
     pub(super) async fn health(&self) -> Resp {
         let readable = self.store.check().await.is_ok();
         // Readable but refusing writes: an IdP's changes fail, so a monitor must hear of it.
-        let full = self.store.refusing_writes_for_room();
-        let damaged = self.store.damage().is_some();
-        let ok = readable && full.is_none() && !damaged;
-        let database = match (readable, full) {
+        let refused = self.store.writes_refused();
+        let ok = readable && refused.is_none();
+        let database = match (readable, refused) {
             // What was found goes to the log only: this answer needs no token.
-            _ if damaged => "damaged: writes refused until a backup is restored (the server \
-                             log says what the scrub found); reads served"
+            (_, Some(Refused::Damaged(_))) => "damaged: writes refused until a backup is \
+                                             restored (the server log says what the scrub \
+                                             found); reads served"
                 .to_string(),
             (false, _) => "cannot be read".to_string(),
-            (true, Some(free)) => format!(
+            (true, Some(Refused::DiskFull { free })) => format!(
                 "disk full ({:.1} MiB free): writes refused until space is freed; reads served",
                 free as f64 / 1048576.0
             ),

@@ -107,16 +107,14 @@ pub enum StoreError {
     Empty { path: String },
     /// redb found a page damaged as it opened the file, or panicked reading one.
     #[error(
-        "cannot open the database {path}: it is damaged ({what}); restore the most recent \
-         good backup over it (`scimd restore --from FILE`, with scimd stopped), and keep the \
-         damaged file for a bug report"
+        "cannot open the database {path}: it is damaged ({what}){}",
+        verify::NEXT
     )]
     Damaged { path: String, what: String },
     /// redb panicked reading the database for a copy, as on a damaged page.
     #[error(
-        "the database is damaged (or scimd hit a bug reading it): {what}; nothing was copied. \
-         Restore the most recent good backup over it (`scimd restore --from FILE`, with scimd \
-         stopped), and keep the damaged file for a bug report"
+        "the database is damaged (or scimd hit a bug reading it): {what}; nothing was copied{}",
+        verify::NEXT
     )]
     CopyDamaged { what: String },
     #[error("cannot start the writer thread: {0}")]
@@ -156,6 +154,15 @@ struct Shared {
     /// False from the daemon's start until its first scrub has read the file through:
     /// writes wait for it, so that none is acknowledged on a file found damaged just after.
     scrubbed: tokio::sync::watch::Sender<bool>,
+}
+
+/// Why writes are refused before they reach the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// The scrub found the file damaged; what it found (for the log and the console).
+    Damaged(String),
+    /// A write failed for want of disk space and no more is free since: the bytes free.
+    DiskFull { free: u64 },
 }
 
 /// How much more than at the failed write must be free before writes are tried again.
@@ -255,6 +262,14 @@ impl Shared {
                 tracing::error!(path = %self.path.display(), free_bytes = free, "the disk holding the database is full: writes are refused until space is freed on it; reads go on");
             }
         }
+    }
+
+    /// Whether the scrub has found the file damaged.
+    fn is_damaged(&self) -> bool {
+        self.damaged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
     }
 
     /// A commit went through: there was room after all.
@@ -514,7 +529,7 @@ impl Store {
             let mut first_pass = self.shared.scrubbed.subscribe();
             let _ = first_pass.wait_for(|done| *done).await;
         }
-        if self.damage().is_some() {
+        if self.shared.is_damaged() {
             return Err(Error::Damaged);
         }
         self.enqueue(f).await
@@ -609,14 +624,8 @@ impl Store {
         .await;
         match res {
             Ok(Ok(r)) => self.settle(r),
-            Ok(Err(said)) => {
-                self.suspect_damage();
-                Err(internal(&format!("a read panicked: {said}")))
-            }
-            Err(_) => {
-                self.suspect_damage();
-                Err(internal("a read panicked"))
-            }
+            Ok(Err(said)) => Err(self.read_panicked(&said)),
+            Err(_) => Err(self.read_panicked("(no message)")),
         }
     }
 
@@ -643,11 +652,15 @@ impl Store {
         // read too, still answer.
         match verify::caught(|| self.shared.snapshot(&db).and_then(|r| f(&r))) {
             Ok(r) => self.settle(r),
-            Err(said) => {
-                self.suspect_damage();
-                Err(internal(&format!("a read panicked: {said}")))
-            }
+            Err(said) => Err(self.read_panicked(&said)),
         }
+    }
+
+    /// A read panicked, saying `said`: its 500, and a check of the file at once (redb
+    /// panics on some damaged pages).
+    fn read_panicked(&self, said: &str) -> Error {
+        self.suspect_damage();
+        internal(&format!("a read panicked: {said}"))
     }
 
     fn settle<T>(&self, r: R<T>) -> Result<T, Error> {
@@ -690,18 +703,21 @@ impl Store {
             .unwrap_or(0)
     }
 
-    /// Bytes free on the database's disk while writes are refused for want of space.
-    pub fn refusing_writes_for_room(&self) -> Option<u64> {
-        self.shared.short_of_room()
-    }
-
-    /// What the scrub found damaged in the database file, if it has: writes are refused.
-    pub fn damage(&self) -> Option<String> {
-        self.shared
+    /// Why the IdPs' writes are refused now, if they are: what `/healthz`, `/metrics` and
+    /// `scimd status` say.
+    pub fn writes_refused(&self) -> Option<Refused> {
+        let damaged = self
+            .shared
             .damaged
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .unwrap_or_else(|p| p.into_inner());
+        match &*damaged {
+            Some(what) => Some(Refused::Damaged(what.clone())),
+            None => self
+                .shared
+                .short_of_room()
+                .map(|free| Refused::DiskFull { free }),
+        }
     }
 
     /// A cheap read of the layout version: proves the database answers. On the calling

@@ -144,11 +144,11 @@ fn run(shared: &Weak<Shared>, every: Duration) {
     loop {
         let t0 = Instant::now();
         let outcome = pass(shared, rest);
+        // Damage is recorded before the writes waiting on the first pass are let go.
+        if let Err(Stop::Damaged(what)) = &outcome {
+            found(shared, what);
+        }
         if rest == 0 {
-            // Damage is recorded first (below), then the writes waiting are let go.
-            if let Err(Stop::Damaged(what)) = &outcome {
-                found(shared, what);
-            }
             if let Some(s) = shared.upgrade() {
                 s.scrubbed.send_replace(true);
             }
@@ -164,7 +164,7 @@ fn run(shared: &Weak<Shared>, every: Duration) {
                 );
                 every
             }
-            Err(Stop::Damaged(what)) => return found(shared, &what),
+            Err(Stop::Damaged(_)) => return,
             Err(Stop::Later(why)) => {
                 if shared.strong_count() == 0 {
                     return;

@@ -1847,7 +1847,7 @@ fn writes_wait_for_the_first_scrub_and_none_is_taken_on_a_damaged_file() {
         spoil_page(&copy, page, page);
         store.spawn_scrub(std::time::Duration::from_secs(3600));
         let answer = write(&store, "late@x");
-        let found = store.damage().is_some();
+        let found = matches!(store.writes_refused(), Some(Refused::Damaged(_)));
         store.close();
         if found {
             assert_eq!(answer, Err(Error::Damaged), "page {page}");
