@@ -11,7 +11,8 @@
 //! A pass is a walk in key order through short read transactions, resting between them: a
 //! long snapshot would keep the writer from reusing the pages later commits free (the file
 //! would grow with every write during the pass), and a pass at full speed would take a core
-//! from the IdPs' requests.
+//! from the IdPs' requests. Only the daemon's first pass, which writes wait for, and those
+//! asked for (`scimd verify`, a read that panicked) run at full speed.
 
 use std::ops::Bound;
 use std::sync::{Arc, Weak};
