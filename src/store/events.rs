@@ -128,9 +128,9 @@ pub fn append(
     seqs.insert(t, seq)?;
     let ev = Event {
         seq,
-        time: now
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
+        time: super::record::format_micros(
+            i64::try_from(now.unix_timestamp_nanos() / 1000).unwrap_or(0),
+        ),
         kind: new.kind.to_string(),
         resource_id: new.resource_id,
         member_id: new.member_id,

@@ -2,6 +2,7 @@
 //! produces.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -35,10 +36,63 @@ impl Record {
     }
 }
 
+/// Hands out the times of changes, in Unix microseconds: the clock's, and always after every
+/// time handed out before, so that the changes of one batch (which commits many within a
+/// microsecond) still have distinct, ordered times.
+struct Clock(AtomicI64);
+
+impl Clock {
+    fn next(&self, clock: i64) -> i64 {
+        let mut last = self.0.load(Ordering::Relaxed);
+        loop {
+            let next = clock.max(last.saturating_add(1));
+            match self
+                .0
+                .compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return next,
+                Err(seen) => last = seen,
+            }
+        }
+    }
+}
+
+static CLOCK: Clock = Clock(AtomicI64::new(0));
+
+fn clock_micros() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000).unwrap_or(0)
+}
+
+/// The time of a change.
 pub(super) fn now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    format_micros(CLOCK.next(clock_micros()))
+}
+
+/// A new lastModified for a resource last changed at `was`: later than `was` even when the
+/// clock is not (it was set back, or `was` came from another machine by import), so that
+/// lastModified advances on every change, as clients that sync by it rely on. (Only this
+/// resource's time moves past `was`: one odd time must not carry every later change along.)
+pub(super) fn after(was: &str) -> String {
+    let next = CLOCK.next(clock_micros());
+    let floor = stamp_nanos(was).map_or(i64::MIN, |n| n.div_euclid(1000).saturating_add(1));
+    format_micros(next.max(floor))
+}
+
+/// RFC 3339 in UTC with exactly six fractional digits: clients parse that everywhere (.NET
+/// reads at most seven digits, Python before 3.11 only three or six; nanoseconds were nine).
+pub(super) fn format_micros(micros: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
 }
 
 /// A time as the lastModified index holds it: Unix nanoseconds.
@@ -117,4 +171,43 @@ pub(super) fn keys_folded(rt: impl Into<Rt>, body: &Body, fold: fn(&str) -> Stri
         k.emails.extend(resource::email_values(body).map(fold));
     }
     k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_have_six_fractional_digits_and_always_advance() {
+        assert_eq!(format_micros(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            format_micros(1_764_860_141_000_042),
+            "2025-12-04T14:55:41.000042Z"
+        );
+        let times: Vec<String> = (0..10_000).map(|_| now()).collect();
+        for pair in times.windows(2) {
+            assert_eq!(pair[1].len(), "2025-12-04T14:55:41.000042Z".len());
+            assert!(stamp_nanos(&pair[0]) < stamp_nanos(&pair[1]), "{pair:?}");
+        }
+        // A clock that stands still or goes back still hands out later times.
+        let c = Clock(AtomicI64::new(0));
+        assert_eq!(
+            [c.next(50), c.next(50), c.next(10), c.next(60)],
+            [50, 51, 52, 60]
+        );
+        // A resource last changed "in the future" (a clock set back, an import from another
+        // machine) still gets a later lastModified; nine digits, as earlier versions wrote,
+        // are read to the nanosecond.
+        assert_eq!(
+            after("2200-01-01T00:00:00.999999Z"),
+            "2200-01-01T00:00:01.000000Z"
+        );
+        assert_eq!(
+            after("2200-01-01T00:00:02.123456789Z"),
+            "2200-01-01T00:00:02.123457Z"
+        );
+        // ... without carrying the next change's time along.
+        assert!(now().starts_with("20"), "{}", now());
+        assert!(now().as_str() < "2200");
+    }
 }

@@ -374,8 +374,8 @@ impl<'t> W<'t> {
         let (old_keys, new_keys) = (keys(rt, &old.body), keys(rt, &body));
         let rec = Record {
             body,
+            modified: after(&old.modified),
             created: old.created,
-            modified: now(),
             version: old.version + 1,
         };
         self.put(t, kind, id, &rec, Some(&old.modified))?;
@@ -734,7 +734,8 @@ impl<'t> W<'t> {
     fn touch(&mut self, t: &str, kind: Kind, id: u128) -> Result<(), redb::Error> {
         if let Some(mut rec) = self.load(t, kind, id)? {
             rec.version += 1;
-            let was = std::mem::replace(&mut rec.modified, now());
+            let stamp = after(&rec.modified);
+            let was = std::mem::replace(&mut rec.modified, stamp);
             self.put(t, kind, id, &rec, Some(&was))?;
         }
         Ok(())

@@ -53,7 +53,15 @@ async fn create_returns_201_location_etag_and_every_attribute_but_password() {
             .starts_with("application/scim+json")
     );
     assert_eq!(b["meta"]["resourceType"], "User");
-    assert!(b["meta"]["created"].as_str().unwrap().contains('T'));
+    // RFC 3339 in UTC to the microsecond, six digits always: what every client's parser
+    // reads (.NET at most seven digits, Python before 3.11 three or six).
+    let created = b["meta"]["created"].as_str().unwrap().to_string();
+    let shape: String = created
+        .chars()
+        .map(|c| if c.is_ascii_digit() { '9' } else { c })
+        .collect();
+    assert_eq!(shape, "9999-99-99T99:99:99.999999Z", "{created}");
+    assert_eq!(b["meta"]["lastModified"], created.as_str());
     assert!(
         b.get("password").is_none(),
         "password must never be returned"
@@ -74,6 +82,15 @@ async fn create_returns_201_location_etag_and_every_attribute_but_password() {
     assert_eq!(g.status, 200);
     assert_eq!(g.body, r.body, "GET returns what POST returned");
     assert!(g.body.get("password").is_none());
+    // A change at once after the create is still later.
+    let r = s
+        .patch(
+            &format!("/Users/{id}"),
+            json!([{"op": "replace", "path": "nickName", "value": "B"}]),
+        )
+        .await;
+    assert!(r.body["meta"]["lastModified"].as_str().unwrap() > created.as_str());
+    assert_eq!(r.body["meta"]["created"], created);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
