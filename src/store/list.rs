@@ -521,12 +521,14 @@ impl Store {
         kind: Kind,
         q: &ListQuery,
     ) -> Option<Result<StoredPage, Error>> {
-        // It runs on the runtime thread: point lookups and short pages only (an exact `sw`
-        // can match millions); a group's members are streamed instead.
+        // It runs on the runtime thread: point lookups, short pages, and a `userName sw`
+        // with few matches (one can match millions: past INLINE_PAGE it goes the ordinary
+        // way); a group's members are streamed instead.
         let point = |f: &Filter| index_exact(kind, f) && is_point(kind, f);
+        let prefix = q.filter.as_ref().and_then(|f| user_name_prefix(kind, f));
         if q.sort.is_some()
             || (q.with_refs && kind == Kind::Group)
-            || !q.filter.as_ref().map_or(q.count <= INLINE_PAGE, point)
+            || !(prefix.is_some() || q.filter.as_ref().map_or(q.count <= INLINE_PAGE, point))
         {
             return None;
         }
@@ -538,7 +540,14 @@ impl Store {
                     let skip = usize::try_from(q.start_index.max(1) - 1).unwrap_or(usize::MAX);
                     let count = usize::try_from(q.count).unwrap_or(usize::MAX);
                     let mut w = Window::new(skip, count, q.after);
-                    for id in plan(r, t, kind, f)?.unwrap_or_default() {
+                    let ids = match &prefix {
+                        Some(p) => r.username_prefix(t, p, INLINE_PAGE as usize)?,
+                        None => plan(r, t, kind, f)?,
+                    };
+                    let Some(ids) = ids else {
+                        return Ok(Ok(None));
+                    };
+                    for id in ids {
                         if let Some(g) = r.res()?.get((t, kind.code(), id))? {
                             w.offer(id, g.value().to_vec());
                         }

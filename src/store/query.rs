@@ -83,7 +83,7 @@ where
         return rt.modified_in(t, kind, (lo, hi), PLANNED_RANGE_MAX);
     }
     if let Some(prefix) = user_name_prefix(kind, f) {
-        return Ok(Some(rt.username_prefix(t, &prefix)?));
+        return rt.username_prefix(t, &prefix, usize::MAX);
     }
     Ok(match f {
         Filter::And(a, b) => {
@@ -394,7 +394,14 @@ fn mentions_version(f: &Filter) -> bool {
 /// Index look-ups shared by the read path.
 pub(super) trait IndexReader {
     fn username(&self, t: &str, u: &str) -> Result<Option<u128>, redb::Error>;
-    fn username_prefix(&self, t: &str, prefix: &str) -> Result<BTreeSet<u128>, redb::Error>;
+    /// Ids whose userName starts with the folded prefix, or `None` when there are more than
+    /// `max`.
+    fn username_prefix(
+        &self,
+        t: &str,
+        prefix: &str,
+        max: usize,
+    ) -> Result<Option<BTreeSet<u128>>, redb::Error>;
     fn external_id(&self, t: &str, kind: Kind, x: &str) -> Result<BTreeSet<u128>, redb::Error>;
     fn display(&self, t: &str, kind: Kind, d: &str) -> Result<BTreeSet<u128>, redb::Error>;
     fn email(&self, t: &str, e: &str) -> Result<BTreeSet<u128>, redb::Error>;

@@ -221,7 +221,12 @@ impl IndexReader for ReadSide {
     fn username(&self, t: &str, u: &str) -> Result<Option<u128>, redb::Error> {
         Ok(self.usernames()?.get((t, u))?.map(|g| g.value()))
     }
-    fn username_prefix(&self, t: &str, prefix: &str) -> Result<BTreeSet<u128>, redb::Error> {
+    fn username_prefix(
+        &self,
+        t: &str,
+        prefix: &str,
+        max: usize,
+    ) -> Result<Option<BTreeSet<u128>>, redb::Error> {
         let mut out = BTreeSet::new();
         for e in self.usernames()?.range((t, prefix)..)? {
             let (k, v) = e?;
@@ -229,9 +234,12 @@ impl IndexReader for ReadSide {
             if kt != t || !name.starts_with(prefix) {
                 break;
             }
+            if out.len() == max {
+                return Ok(None);
+            }
             out.insert(v.value());
         }
-        Ok(out)
+        Ok(Some(out))
     }
     fn external_id(&self, t: &str, kind: Kind, x: &str) -> Result<BTreeSet<u128>, redb::Error> {
         collect_multi(self.ext_ids()?.get((t, kind.code(), x))?)

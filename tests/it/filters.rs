@@ -505,7 +505,13 @@ async fn exact_lookups_answer_what_evaluated_filters_answer() {
     ] {
         s.user(name).await;
     }
+    // A `userName sw` with more matches than a page read inline (200) goes the ordinary way.
+    for i in 0..201 {
+        s.user(&format!("bulk-{i}@x.io")).await;
+    }
     for (exact, evaluated) in [
+        ("userName sw \"bulk\"", "userName sw \"bulk\" and id pr"),
+        ("userName sw \"bulk-1\"", "userName sw \"bulk-1\" and id pr"),
         ("userName sw \"DAN\"", "userName sw \"DAN\" and userName pr"),
         ("userName sw \"\u{e9}\"", "userName sw \"\u{e9}\" and id pr"),
         ("userName sw \"q\"", "userName sw \"q\" and id pr"),
@@ -531,6 +537,7 @@ async fn exact_lookups_answer_what_evaluated_filters_answer() {
             "&cursor=",
             "&count=0&cursor=",
             "&count=2&cursor=",
+            "&startIndex=100&count=150",
         ];
         same_answers(&s, exact, evaluated, &pages).await;
     }
