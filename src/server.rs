@@ -258,7 +258,9 @@ impl Reloader {
             let Some(now) = new.tenants.get(t) else {
                 continue;
             };
-            let key = |k: &crate::config::TokenConfig| (k.name.clone(), k.sha256.clone());
+            // Hashes in either case are one secret (authentication ignores their case).
+            let key =
+                |k: &crate::config::TokenConfig| (k.name.clone(), k.sha256.to_ascii_lowercase());
             let before: Vec<_> = was.tokens.iter().map(key).collect();
             let after: Vec<_> = now.tokens.iter().map(key).collect();
             let added: Vec<&String> = after

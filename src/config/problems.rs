@@ -305,9 +305,13 @@ impl Config {
                     } else {
                         ""
                     };
+                    // Never echoed: it may be a secret pasted in the wrong place.
+                    let got = match h.len() {
+                        64 => "64, not all of them hex: 0-9 and a-f".to_string(),
+                        n => n.to_string(),
+                    };
                     p.push(format!(
-                        "{key}.sha256: expected 64 hex characters (got {}){pasted}; generate a token and its hash with `scimd token`",
-                        h.len()
+                        "{key}.sha256: expected 64 hex characters (got {got}){pasted}; generate a token and its hash with `scimd token`"
                     ));
                 } else if !hashes.insert(h.to_ascii_lowercase()) {
                     p.push(format!(
@@ -422,6 +426,29 @@ mod tests {
         c.tenants.get_mut("acme").unwrap().tokens[0].name = "Okta prod (2026)".into();
         c.server.metrics_token_sha256 = Some("ab".repeat(32));
         assert_eq!(c.problems(), Vec::<String>::new());
+    }
+
+    /// A hash of the wrong length says how long it is; one of the right length with a
+    /// character that is not hex says that instead of "got 64"; neither is echoed.
+    #[test]
+    fn a_bad_token_hash_says_what_is_wrong_with_it() {
+        let said = |h: &str| {
+            let mut c = toml_cfg(GOOD);
+            c.tenants.get_mut("acme").unwrap().tokens[0].sha256 = h.into();
+            c.problems().join("\n")
+        };
+        let short = said("abc");
+        assert!(
+            short.contains("expected 64 hex characters (got 3)"),
+            "{short}"
+        );
+        let odd = said(&format!("{}g", "a".repeat(63)));
+        assert!(
+            odd.contains("expected 64 hex characters (got 64, not all of them hex: 0-9 and a-f)"),
+            "{odd}"
+        );
+        assert!(!odd.contains("aaaaaaaa"), "{odd}");
+        assert_eq!(said(&"AB".repeat(32)), "");
     }
 
     #[test]

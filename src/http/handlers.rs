@@ -311,7 +311,6 @@ async fn replace(app: &App, ctx: &Ctx, kind: Kind, id: &str, body: &Value) -> Sc
 async fn patch(app: &App, ctx: &Ctx, kind: Kind, id: &str, body: &Value) -> ScimResult<Resp> {
     let ops = patch::parse_request_with(body, ctx.rt.config.server.max_patch_operations)?;
     let proj = projection(ctx, kind)?.answering(ctx.rt(kind), body);
-    let t = ctx.principal.tenant.clone();
     let (r, ignored) = app
         .store
         .patch(
@@ -324,18 +323,20 @@ async fn patch(app: &App, ctx: &Ctx, kind: Kind, id: &str, body: &Value) -> Scim
         .await?;
     log_ignored(app, ctx, kind, &ignored);
     if kind == Kind::Group {
+        let done = || response::with_header(response::empty(204), header::ETAG, &r.etag());
         if !ctx.query.has_any(&["attributes", "excludedAttributes"]) {
-            return Ok(response::with_header(
-                response::empty(204),
-                header::ETAG,
-                &r.etag(),
-            ));
+            return Ok(done());
         }
         if proj.wants("members") {
-            return get_group_streamed(app, ctx, id, &proj, false).await;
+            // Read back after the commit, so another write may have come between. A group
+            // deleted since still had this change committed: 204 says so (RFC 7644 §3.5.2
+            // allows it), where a 404 would tell the IdP its change failed.
+            return match get_group_streamed(app, ctx, id, &proj, false).await {
+                Err(e) if e.status == 404 => Ok(done()),
+                answer => answer,
+            };
         }
-        let r = app.store.get(t, kind, id.to_string(), false).await?;
-        return Ok(resource_response(200, ctx, r, &proj));
     }
+    // Without members the record this change wrote is the answer, not a later one.
     Ok(resource_response(200, ctx, r, &proj))
 }

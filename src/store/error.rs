@@ -63,7 +63,8 @@ pub enum Error {
     IdChanged { given: String },
     /// Every seat of the plan is taken and its policy is to refuse another active user.
     #[error(
-        "plan \"{plan}\" has all {seats} seats taken; deactivate a user or raise the tenant's plan.seats"
+        "plan \"{plan}\" has {} taken; deactivate a user or raise the tenant's plan.seats",
+        if *seats == 1 { "its one seat".to_string() } else { format!("all {seats} seats") }
     )]
     SeatsTaken { plan: String, seats: u64 },
     /// Storage failed, the database is being reopened, or the writer dropped the batch:
@@ -219,6 +220,17 @@ mod tests {
                 None,
                 "plan \"Business\" has all 5 seats taken; deactivate a user or raise the \
                  tenant's plan.seats"
+                    .into(),
+            ),
+            (
+                Error::SeatsTaken {
+                    plan: "Lab".into(),
+                    seats: 1,
+                },
+                403,
+                None,
+                "plan \"Lab\" has its one seat taken; deactivate a user or raise the tenant's \
+                 plan.seats"
                     .into(),
             ),
             (

@@ -162,6 +162,53 @@ impl<'t> W<'t> {
         Ok(seats.saturating_sub(seated.saturating_sub(kept.len() as u64)))
     }
 
+    /// Whether seated user `id` holds an existing member's seat (on top of the limit in
+    /// testing mode).
+    fn holds_entry_seat(&self, actor: &Actor, id: u128) -> Result<bool, redb::Error> {
+        let Some(rules) = actor.plan.as_deref() else {
+            return Ok(false);
+        };
+        for entry in &rules.existing_members {
+            if self.holders(&actor.tenant, entry)?.0 == Some(id) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// After a change that left user `id` no longer an existing member's account (its
+    /// userName or emails changed): in testing mode its seat was on top of the limit, and
+    /// the seat it may have held before went to the next user waiting. With no seat open now
+    /// it goes back to the free plan, in line by creation as any user there, instead of
+    /// keeping a seat past the limit ahead of users who were waiting.
+    fn back_in_line(&mut self, actor: &Actor, id: u128) -> Result<(), redb::Error> {
+        let t = actor.tenant.as_str();
+        let Some(seats) = actor.plan.as_deref().and_then(|r| r.seats) else {
+            return Ok(());
+        };
+        if self.holds_entry_seat(actor, id)? || self.overflow.get((t, id))?.is_some() {
+            return Ok(());
+        }
+        let Some(rules) = actor.plan.as_deref() else {
+            return Ok(());
+        };
+        if rules.mode(plan::active(&self.counts, t)?) != Mode::Testing {
+            return Ok(());
+        }
+        let mut kept = std::collections::BTreeSet::new();
+        for entry in &rules.existing_members {
+            if let (Some(holder), _) = self.holders(t, entry)? {
+                kept.insert(holder);
+            }
+        }
+        if plan::seated(&self.counts, t)?.saturating_sub(kept.len() as u64) <= seats {
+            return Ok(());
+        }
+        self.overflow.insert((t, id), ())?;
+        plan::add(&mut self.counts, t, plan::OVERFLOW, 1)?;
+        self.emit_plan(actor, "plan.placed_on_free", Some(id), None)
+    }
+
     /// The accounts matching existing-members `entry` that may hold its seat: the oldest
     /// active one holding a seat, and the oldest active one the limit put on free.
     fn holders(&self, t: &str, entry: &str) -> Result<(Option<u128>, Option<u128>), redb::Error> {
@@ -409,6 +456,7 @@ impl<'t> W<'t> {
             Vec::new()
         };
         let activity = (plan::is_active(&old.body), plan::is_active(&body));
+        let held = is_user && activity == (true, true) && self.holds_entry_seat(actor, id)?;
         let seat =
             match self.seat_check(actor, Some(id), &body, (activity.0, activity.1 && is_user))? {
                 Ok(s) => s,
@@ -421,6 +469,9 @@ impl<'t> W<'t> {
         let rec = self.update(actor, rt, id, old, body, members)?;
         if is_user {
             self.plan_transition(actor, id, Some(activity.0), Some(activity.1), seat)?;
+            if held {
+                self.back_in_line(actor, id)?;
+            }
         }
         Ok(Ok(rec))
     }

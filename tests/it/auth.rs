@@ -334,3 +334,16 @@ async fn with_authorization(s: &Srv, value: &str) -> crate::harness::Res {
     )
     .await
 }
+
+/// A token's hash pasted in capitals is the same secret: it still authenticates, and a
+/// reload that changes only its case does not say the token was replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hash_in_capitals_is_the_same_token() {
+    let s = Srv::start().await;
+    let mut cfg = s.config.clone();
+    let tok = &mut cfg.tenants.get_mut("acme").unwrap().tokens[0];
+    tok.sha256 = tok.sha256.to_ascii_uppercase();
+    let notes = s.reloader().apply(cfg).await.unwrap().notes;
+    assert!(!notes.iter().any(|n| n.contains("token okta")), "{notes:?}");
+    assert_eq!(s.get("/Users").await.status, 200);
+}

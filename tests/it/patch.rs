@@ -187,6 +187,16 @@ async fn group_membership_patches_touch_only_the_named_members() {
         Some(json!({"Operations": [{"op": "add", "path": "members", "value": [{"value": users[4]}]}]}))).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["members"].as_array().unwrap().len(), 3);
+    // Without members, the answer is the group this change wrote: a rename answers with
+    // its own name and version, as the next read gives them.
+    let r = s.call(reqwest::Method::PATCH, &format!("{p}?excludedAttributes=members"), Some(crate::harness::ACME),
+        Some(json!({"Operations": [{"op": "replace", "path": "displayName", "value": "Renamed"}]}))).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["displayName"], "Renamed");
+    assert!(r.body.get("members").is_none(), "{}", r.body);
+    let read = s.get(&format!("{p}?excludedAttributes=members")).await;
+    assert_eq!(r.body, read.body);
+    assert_eq!(r.header("etag"), read.body["meta"]["version"].as_str());
     // Replace all, then remove all.
     let r = s
         .patch(

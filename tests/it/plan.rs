@@ -1087,3 +1087,66 @@ async fn existing_members_accounts_never_wait_for_a_seat_in_testing_mode() {
     // w now holds an existing member's seat on top: its seat goes to c.
     assert_eq!(free_ids(&s).await, Vec::<String>::new());
 }
+
+/// An account that stops being an existing member's (its emails or userName changed) held
+/// its seat on top of the limit, and the seat it had before went to the next user waiting:
+/// with no seat open it goes back to the free plan, in line by creation, never keeping a
+/// seat past the limit ahead of users who were waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_no_longer_an_existing_members_goes_back_in_line() {
+    let s = Srv::start_with(|c| {
+        c.tenants.get_mut("acme").unwrap().plan = Some(PlanConfig {
+            name: "Business".into(),
+            test_threshold: 10,
+            seats: Some(1),
+            on_seat_limit: SeatLimitPolicy::Free,
+            existing_members: vec!["boss@x".into()],
+        });
+    })
+    .await;
+    let seated = s.user("seated@x").await;
+    let w1 = s.user("w1@x").await;
+    let w2 = s.user("w2@x").await;
+    let w3 = s.user("w3@x").await;
+    assert_eq!(free_ids(&s).await, [w1.clone(), w2.clone(), w3.clone()]);
+    // w3 takes the boss's address: paid on top of the seat.
+    let boss = json!([{"op": "add", "path": "emails", "value": [{"value": "Boss@x"}]}]);
+    assert_eq!(s.patch(&format!("/Users/{w3}"), boss).await.status, 200);
+    assert_eq!(free_ids(&s).await, [w1.clone(), w2.clone()]);
+    // ... and drops it: back in line, behind w1 and w2.
+    let dropped = json!([{"op": "remove", "path": "emails"}]);
+    assert_eq!(s.patch(&format!("/Users/{w3}"), dropped).await.status, 200);
+    assert_eq!(free_ids(&s).await, [w1.clone(), w2.clone(), w3.clone()]);
+    // The seated user becomes the boss's account: its seat goes to w1. Renamed back, it has
+    // no seat to return to, and waits first in line (it was created first).
+    let rename = |name: &str| json!([{"op": "replace", "path": "userName", "value": name}]);
+    let at = format!("/Users/{seated}");
+    assert_eq!(s.patch(&at, rename("boss@x")).await.status, 200);
+    assert_eq!(free_ids(&s).await, [w2.clone(), w3.clone()]);
+    assert_eq!(s.patch(&at, rename("seated@x")).await.status, 200);
+    assert_eq!(free_ids(&s).await, [seated.clone(), w2.clone(), w3.clone()]);
+    // One seat, and the boss's entry (no account matches it now) paid in testing mode.
+    assert_eq!(counts(&summary(&s).await), ("testing".into(), 2, 3, 0));
+    let moves: Vec<(String, Value)> = plan_said(&s, 0)
+        .await
+        .into_iter()
+        .map(|e| (e.0, e.1))
+        .collect();
+    let m = |kind: &str, id: &str| (kind.to_string(), json!(id));
+    assert_eq!(
+        moves,
+        [
+            m("plan.placed_on_free", &w1),
+            m("plan.placed_on_free", &w2),
+            m("plan.placed_on_free", &w3),
+            m("plan.placed_on_paid", &w3),
+            m("plan.placed_on_free", &w3),
+            m("plan.placed_on_paid", &w1),
+            m("plan.placed_on_free", &seated),
+        ]
+    );
+    // A seat that comes free goes to the first in line.
+    let off = json!([{"op": "replace", "path": "active", "value": false}]);
+    assert_eq!(s.patch(&format!("/Users/{w1}"), off).await.status, 200);
+    assert_eq!(free_ids(&s).await, [w2, w3]);
+}
