@@ -82,10 +82,12 @@ impl Config {
                 let mut problems = figment_problems(e.clone(), false);
                 // Paths taken out of the copy, and arrays an entry was taken out of.
                 let (mut dropped, mut emptied) = (Vec::new(), Vec::new());
-                let (mut doc, mut unread) = std::str::from_utf8(&bytes)
+                let (mut doc, blanked_keys) = std::str::from_utf8(&bytes)
                     .ok()
                     .and_then(parse_around_errors)
-                    .map_or((None, false), |(d, blanked)| (Some(d), blanked));
+                    .map_or((None, None), |(d, keys)| (Some(d), keys));
+                let mut unread = blanked_keys.is_some();
+                let blanked_keys = blanked_keys.unwrap_or_default();
                 let mut salvaged = None;
                 let mut last = e;
                 // Lines a syntax error blanked may have held a tenant's tokens: its "no
@@ -125,7 +127,8 @@ impl Config {
                         }
                         Err(e) => {
                             // A required key taken out for its type is not missing as well.
-                            if let Some(shown) = without_missing(e.clone(), &dropped) {
+                            if let Some(shown) = without_missing(e.clone(), &dropped, &blanked_keys)
+                            {
                                 problems.extend(figment_problems(shown, true));
                             }
                             last = e;
@@ -154,12 +157,14 @@ impl Config {
 }
 
 /// `text` as a TOML document, with each line a syntax error points at blanked out (at most
-/// 32) so that the rest can still be read, and whether any was.
-fn parse_around_errors(text: &str) -> Option<(toml_edit::DocumentMut, bool)> {
+/// 32) so that the rest can still be read, and the keys those lines set (`None`: no line
+/// was blanked).
+fn parse_around_errors(text: &str) -> Option<(toml_edit::DocumentMut, Option<Vec<String>>)> {
     let mut text = text.to_string();
+    let mut keys = Vec::new();
     for i in 0..32 {
         let err = match text.parse::<toml_edit::DocumentMut>() {
-            Ok(d) => return Some((d, i > 0)),
+            Ok(d) => return Some((d, (i > 0).then_some(keys))),
             Err(e) => e,
         };
         let mut at = err.span()?.start.min(text.len());
@@ -194,6 +199,12 @@ fn parse_around_errors(text: &str) -> Option<(toml_edit::DocumentMut, bool)> {
             }
             end = next;
         }
+        // `name = "Pro` sets `name` as far as its author knows: the table is not missing it.
+        keys.extend(text[start..end].lines().filter_map(|line| {
+            let (key, _) = line.split_once('=')?;
+            let last = key.rsplit('.').next()?.trim().trim_matches(['"', '\'']);
+            Some(last.to_string())
+        }));
         text.replace_range(start..end, "");
     }
     None
@@ -295,15 +306,20 @@ fn drop_holders_of_missing(
     any
 }
 
-/// `err` less the "missing field" errors for keys in `dropped`, if any are left.
-fn without_missing(err: figment::Error, dropped: &[String]) -> Option<figment::Error> {
+/// `err` less the "missing field" errors for keys in `dropped` (by path) or set on a line a
+/// syntax error blanked (`blanked`, by name), if any are left.
+fn without_missing(
+    err: figment::Error,
+    dropped: &[String],
+    blanked: &[String],
+) -> Option<figment::Error> {
     let kept: Vec<figment::Error> = err
         .into_iter()
         .filter(|e| match &e.kind {
             figment::error::Kind::MissingField(f) => {
                 let mut at = e.path.clone();
                 at.push(f.to_string());
-                !dropped.contains(&join_path(&at))
+                !dropped.contains(&join_path(&at)) && !blanked.iter().any(|k| k == f)
             }
             _ => true,
         })
@@ -651,6 +667,32 @@ mod tests {
                 .to_string();
             assert!(
                 err.contains("looks like a token") && !err.contains("SECRET"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    /// A value with its closing quote missing is the one mistake: the key on that line is
+    /// not also named as missing from its table.
+    #[test]
+    fn a_string_left_open_is_not_also_a_missing_key() {
+        Jail::expect_with(|jail| {
+            let text = format!("{GOOD}\n[tenants.acme.plan]\nname = \"Pro\ntest_threshold = 3\n");
+            jail.create_file("open.toml", &text)?;
+            let err = Config::load(Path::new("open.toml"))
+                .expect_err("a syntax error")
+                .to_string();
+            assert!(err.contains("TOML parse error at line"), "{err}");
+            assert!(!err.contains("missing field"), "{err}");
+            // A key really missing is still named.
+            let text = format!("{GOOD}\n[tenants.acme.plan]\ntest_threshold = 3\n");
+            jail.create_file("none.toml", &text)?;
+            let err = Config::load(Path::new("none.toml"))
+                .expect_err("no name")
+                .to_string();
+            assert!(
+                err.contains("tenants.acme.plan: missing field `name`"),
                 "{err}"
             );
             Ok(())
