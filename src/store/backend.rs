@@ -90,6 +90,8 @@ fn enospc() -> io::Error {
 pub struct Backend {
     inner: FileBackend,
     faults: Faults,
+    /// Held while the file is open (see `signalling`).
+    _open: Option<std::sync::mpsc::Sender<()>>,
 }
 
 impl Backend {
@@ -131,7 +133,19 @@ impl Backend {
     /// file, whatever its name points to by then.
     pub fn from_file(file: File, faults: Faults) -> io::Result<Backend> {
         let inner = FileBackend::new(file).map_err(|e| io::Error::other(e.to_string()))?;
-        Ok(Backend { inner, faults })
+        Ok(Backend {
+            inner,
+            faults,
+            _open: None,
+        })
+    }
+
+    /// This backend, holding `open` until it is dropped: a receiver of that channel
+    /// disconnects once the file is closed (and its lock released), which is later than the
+    /// last handle to the database going away when another thread drops it.
+    pub fn signalling(mut self, open: std::sync::mpsc::Sender<()>) -> Backend {
+        self._open = Some(open);
+        self
     }
 }
 

@@ -136,6 +136,8 @@ struct Shared {
     /// database).
     snapshot: Mutex<SnapshotSlot>,
     db: RwLock<Option<Arc<Database>>>,
+    /// Given to each file opened: `Store::close` waits until every one is closed.
+    files: std::sync::mpsc::Sender<()>,
     path: PathBuf,
     cache_bytes: usize,
     faults: Faults,
@@ -307,7 +309,8 @@ impl Shared {
 
     fn open_db(&self) -> Result<Database, redb::Error> {
         let backend = backend::Backend::open(&self.path, self.faults.clone())
-            .map_err(|e| redb::Error::from(redb::StorageError::from(e)))?;
+            .map_err(|e| redb::Error::from(redb::StorageError::from(e)))?
+            .signalling(self.files.clone());
         // A full repair walks the whole file: say so, or a slow start looks like a hang.
         let path = self.path.display().to_string();
         let last_tenth = std::sync::atomic::AtomicU32::new(u32::MAX);
@@ -415,9 +418,12 @@ impl Store {
                 path: path.display().to_string(),
             });
         }
+        // Disconnects once the writer is done and every file this store opened is closed.
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let shared = Shared {
             snapshot: Mutex::default(),
             db: RwLock::new(None),
+            files: done_tx.clone(),
             path: path.to_path_buf(),
             cache_bytes,
             faults: Faults::default(),
@@ -454,7 +460,6 @@ impl Store {
         let ws = shared.clone();
         let metrics = Arc::new(crate::metrics::StoreMetrics::default());
         let wm = metrics.clone();
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("scimd-writer".into())
             .spawn(move || {
@@ -488,9 +493,10 @@ impl Store {
         }
     }
 
-    /// What disconnects once the writer has let go of the database, for a process that drops
-    /// every clone of this store itself and then waits for the file to be closed cleanly
-    /// (taken once; `close` then no longer waits).
+    /// What disconnects once the writer has let go of the database and the file is closed
+    /// (a scrub or a read on another thread may drop the last handle, and closing takes a
+    /// sync), for a process that drops every clone of this store itself and then waits for
+    /// the file to be closed cleanly (taken once; `close` then no longer waits).
     pub fn closed_signal(&self) -> Option<std::sync::mpsc::Receiver<()>> {
         self.writer_done
             .lock()
