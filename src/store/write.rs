@@ -151,15 +151,20 @@ impl<'t> W<'t> {
         {
             return Ok(0);
         }
-        // An account matching two entries is one person's, and holds one seat.
+        let seated = plan::seated(&self.counts, t)?;
+        Ok(seats.saturating_sub(seated.saturating_sub(self.entry_seats(t, rules)?)))
+    }
+
+    /// The seated accounts that hold existing members' seats. An account matching two
+    /// entries is one person's, and holds one seat.
+    fn entry_seats(&self, t: &str, rules: &plan::PlanRules) -> Result<u64, redb::Error> {
         let mut kept = std::collections::BTreeSet::new();
         for entry in &rules.existing_members {
             if let (Some(id), _) = self.holders(t, entry)? {
                 kept.insert(id);
             }
         }
-        let seated = plan::seated(&self.counts, t)?;
-        Ok(seats.saturating_sub(seated.saturating_sub(kept.len() as u64)))
+        Ok(kept.len() as u64)
     }
 
     /// Whether seated user `id` holds an existing member's seat (on top of the limit in
@@ -183,25 +188,17 @@ impl<'t> W<'t> {
     /// keeping a seat past the limit ahead of users who were waiting.
     fn back_in_line(&mut self, actor: &Actor, id: u128) -> Result<(), redb::Error> {
         let t = actor.tenant.as_str();
-        let Some(seats) = actor.plan.as_deref().and_then(|r| r.seats) else {
-            return Ok(());
-        };
-        if self.holds_entry_seat(actor, id)? || self.overflow.get((t, id))?.is_some() {
-            return Ok(());
-        }
         let Some(rules) = actor.plan.as_deref() else {
             return Ok(());
         };
-        if rules.mode(plan::active(&self.counts, t)?) != Mode::Testing {
+        let Some(seats) = rules.seats else {
             return Ok(());
-        }
-        let mut kept = std::collections::BTreeSet::new();
-        for entry in &rules.existing_members {
-            if let (Some(holder), _) = self.holders(t, entry)? {
-                kept.insert(holder);
-            }
-        }
-        if plan::seated(&self.counts, t)?.saturating_sub(kept.len() as u64) <= seats {
+        };
+        if rules.mode(plan::active(&self.counts, t)?) != Mode::Testing
+            || self.holds_entry_seat(actor, id)?
+            || self.overflow.get((t, id))?.is_some()
+            || plan::seated(&self.counts, t)?.saturating_sub(self.entry_seats(t, rules)?) <= seats
+        {
             return Ok(());
         }
         self.overflow.insert((t, id), ())?;
