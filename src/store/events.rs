@@ -121,16 +121,14 @@ pub fn append(
     actor: &Actor,
     new: NewEvent,
 ) -> Result<(), redb::Error> {
-    let now = time::OffsetDateTime::now_utc();
-    let now_unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+    let now_unix = now_unix();
     let t = actor.tenant.as_str();
     let seq = seqs.get(t)?.map(|g| g.value()).unwrap_or(0) + 1;
     seqs.insert(t, seq)?;
     let ev = Event {
         seq,
-        time: super::record::format_micros(
-            i64::try_from(now.unix_timestamp_nanos() / 1000).unwrap_or(0),
-        ),
+        // From the clock lastModified comes from: later than every time before it.
+        time: super::record::now(),
         kind: new.kind.to_string(),
         resource_id: new.resource_id,
         member_id: new.member_id,

@@ -80,7 +80,7 @@ pub(super) fn after(was: &str) -> String {
 
 /// RFC 3339 in UTC with exactly six fractional digits: clients parse that everywhere (.NET
 /// reads at most seven digits, Python before 3.11 only three or six; nanoseconds were nine).
-pub(super) fn format_micros(micros: i64) -> String {
+fn format_micros(micros: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     format!(
