@@ -78,6 +78,21 @@ pub(super) fn after(was: &str) -> String {
     format_micros(next.max(floor))
 }
 
+/// The times an imported resource keeps, as scimd writes times (UTC, six digits): one that
+/// is missing or not a date-time takes the other's, both the import's time when neither is
+/// one, and lastModified is never before created.
+pub(super) fn imported_times(created: Option<&str>, modified: Option<&str>) -> (String, String) {
+    let micros = |s: Option<&str>| s.and_then(stamp_nanos).map(|n| n.div_euclid(1000));
+    let (c, m) = (micros(created), micros(modified));
+    match (c.or(m), m.or(c)) {
+        (Some(c), Some(m)) => (format_micros(c), format_micros(m.max(c))),
+        _ => {
+            let stamp = now();
+            (stamp.clone(), stamp)
+        }
+    }
+}
+
 /// RFC 3339 in UTC with exactly six fractional digits: clients parse that everywhere (.NET
 /// reads at most seven digits, Python before 3.11 only three or six; nanoseconds were nine).
 fn format_micros(micros: i64) -> String {
@@ -206,6 +221,30 @@ mod tests {
             after("2200-01-01T00:00:02.123456789Z"),
             "2200-01-01T00:00:02.123457Z"
         );
+        // Imported times are written as scimd writes them; a missing or broken one takes
+        // the other's, and lastModified is never before created.
+        assert_eq!(
+            imported_times(
+                Some("2026-06-07T09:09:10.5+01:00"),
+                Some("2026-06-08T00:00:00Z")
+            ),
+            (
+                "2026-06-07T08:09:10.500000Z".to_string(),
+                "2026-06-08T00:00:00.000000Z".to_string()
+            )
+        );
+        let day = "2026-01-01T00:00:00.000000Z".to_string();
+        assert_eq!(
+            imported_times(Some("04-12-2018 00:00:00"), Some(&day)),
+            (day.clone(), day.clone())
+        );
+        assert_eq!(imported_times(Some(&day), None), (day.clone(), day.clone()));
+        assert_eq!(
+            imported_times(Some("2026-02-01T00:00:00Z"), Some(&day)).1,
+            "2026-02-01T00:00:00.000000Z"
+        );
+        let (c, m) = imported_times(None, Some("yesterday"));
+        assert!(c == m && c.starts_with("20"), "{c} {m}");
         // ... without carrying the next change's time along.
         assert!(now().starts_with("20"), "{}", now());
         assert!(now().as_str() < "2200");

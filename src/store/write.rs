@@ -1073,14 +1073,16 @@ impl Store {
                 Ok(s) => s,
                 Err(e) => return Ok(Err(e)),
             };
-            let stamp = now();
             let attrs = events::changed_attributes(&Body::new(), &input.body);
-            let kept = |s: Option<&String>| s.filter(|s| stamp_nanos(s).is_some()).cloned();
             let g = given.as_ref();
+            let (created, modified) = imported_times(
+                g.and_then(|g| g.created.as_deref()),
+                g.and_then(|g| g.modified.as_deref()),
+            );
             let rec = Record {
                 body: input.body,
-                created: kept(g.and_then(|g| g.created.as_ref())).unwrap_or_else(|| stamp.clone()),
-                modified: kept(g.and_then(|g| g.modified.as_ref())).unwrap_or(stamp),
+                created,
+                modified,
                 version: g.and_then(|g| g.version).filter(|v| *v > 0).unwrap_or(1),
             };
             w.put(t, kind, id, &rec, None)?;
