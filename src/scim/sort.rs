@@ -191,15 +191,23 @@ fn fixed_width(t: time::OffsetDateTime) -> String {
     let Some(t) = t.checked_to_offset(time::UtcOffset::UTC) else {
         return "9999-99".to_string();
     };
+    utc_text(t, 9)
+}
+
+/// `t` (in UTC) as RFC 3339 with exactly `digits` fractional digits (at most 9), cut, not
+/// rounded.
+pub fn utc_text(t: time::OffsetDateTime, digits: u32) -> String {
+    let digits = digits.min(9);
     format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:0w$}Z",
         t.year(),
         u8::from(t.month()),
         t.day(),
         t.hour(),
         t.minute(),
         t.second(),
-        t.nanosecond()
+        t.nanosecond() / 10u32.pow(9 - digits),
+        w = digits as usize
     )
 }
 

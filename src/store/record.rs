@@ -98,16 +98,7 @@ pub(super) fn imported_times(created: Option<&str>, modified: Option<&str>) -> (
 fn format_micros(micros: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.microsecond()
-    )
+    crate::scim::sort::utc_text(t, 6)
 }
 
 /// A time as the lastModified index holds it: Unix nanoseconds.
