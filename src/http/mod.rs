@@ -200,6 +200,12 @@ impl App {
             }
             return self.health().await;
         }
+        // `OPTIONS *` asks about the server as a whole (RFC 9110 §9.3.7); some proxies and
+        // load balancers send it as a ping.
+        if req.uri().path() == "*" && req.method() == Method::OPTIONS {
+            let resp = response::empty(204);
+            return response::with_header(resp, http::header::ALLOW, ALLOWED_ANYWHERE);
+        }
         if let Some(e) = malformed(&req) {
             tracing::info!(target: "scimd::request", %peer, method = %method, status = 400,
                 detail = e.detail, request_id = id, "request refused");
@@ -753,6 +759,9 @@ pub fn method_not_allowed(method: &Method, allowed: &str) -> ScimError {
         format!("{method} is not supported here; allowed: {allowed}"),
     )
 }
+
+/// Every method some endpoint takes: the answer to `OPTIONS *`.
+const ALLOWED_ANYWHERE: &str = "GET, HEAD, POST, PUT, PATCH, DELETE";
 
 fn allowed(e: &Endpoint) -> &'static str {
     match e {

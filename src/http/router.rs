@@ -37,7 +37,14 @@ pub struct Route {
 
 /// `None` when the path is not under a SCIM prefix at all.
 pub fn route(path: &str) -> Option<Route> {
-    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    // Each segment decoded once, before it is compared: `%55sers` is `Users` (RFC 3986
+    // §6.2.2.2), and a `%2F` inside a segment stays inside it.
+    let decoded: Vec<std::borrow::Cow<str>> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy())
+        .collect();
+    let segs: Vec<&str> = decoded.iter().map(|s| s.as_ref()).collect();
     let app_endpoint = match segs.as_slice() {
         ["tenants", t, "events"] => Some((t, Endpoint::Events)),
         ["tenants", t, "plan"] => Some((t, Endpoint::Plan)),
@@ -81,15 +88,15 @@ pub fn route(path: &str) -> Option<Route> {
         [c] if kind(c).is_some() => Endpoint::Collection(kind(c).unwrap_or(Kind::User)),
         [c, ".search"] if kind(c).is_some() => Endpoint::Search(kind(c)),
         [c, id] if kind(c).is_some() => {
-            Endpoint::Resource(kind(c).unwrap_or(Kind::User), decode(id))
+            Endpoint::Resource(kind(c).unwrap_or(Kind::User), id.to_string())
         }
         [s] if is(s, "ServiceProviderConfig") || is(s, "ServiceProviderConfigs") => {
             Endpoint::ServiceProviderConfig
         }
         [s] if is(s, "ResourceTypes") => Endpoint::ResourceTypes,
-        [s, id] if is(s, "ResourceTypes") => Endpoint::ResourceType(decode(id)),
+        [s, id] if is(s, "ResourceTypes") => Endpoint::ResourceType(id.to_string()),
         [s] if is(s, "Schemas") => Endpoint::Schemas,
-        [s, id] if is(s, "Schemas") => Endpoint::Schema(decode(id)),
+        [s, id] if is(s, "Schemas") => Endpoint::Schema(id.to_string()),
         [s, ..] if is(s, "Me") => Endpoint::Me,
         [s] if is(s, "Bulk") => Endpoint::Bulk,
         _ => Endpoint::Unknown,
@@ -104,13 +111,7 @@ pub fn route(path: &str) -> Option<Route> {
 /// The tenant a URL names. Tenant names are lower case (`valid_tenant_name`), so one typed
 /// in another case into an IdP's Base URL names the same tenant.
 fn tenant_of(segment: &str) -> String {
-    decode(segment).to_ascii_lowercase()
-}
-
-fn decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
+    segment.to_ascii_lowercase()
 }
 
 #[cfg(test)]
@@ -123,6 +124,19 @@ mod tests {
         assert_eq!(
             (r.tenant, r.endpoint),
             (None, Endpoint::Collection(Kind::User))
+        );
+        // Percent-encoded names are the names; an id is decoded once, `%2F` and all.
+        assert_eq!(
+            route("/scim/v2/%55sers").unwrap().endpoint,
+            Endpoint::Collection(Kind::User)
+        );
+        assert_eq!(
+            route("/%73cim/v2/Users/a%2Fb").unwrap().endpoint,
+            Endpoint::Resource(Kind::User, "a/b".into())
+        );
+        assert_eq!(
+            route("/scim/v2/Groups/%2541").unwrap().endpoint,
+            Endpoint::Resource(Kind::Group, "%41".into())
         );
         let r = route("/tenants/acme/scim/v2/Groups/abc/").unwrap();
         assert_eq!(r.tenant.as_deref(), Some("acme"));

@@ -354,6 +354,33 @@ async fn http11_answers_say_how_long_an_idle_connection_is_kept() {
     assert!(!head.contains("keep-alive"), "{head}");
 }
 
+/// `OPTIONS *` (a proxy's ping) is told the methods the server takes; a path spelled with
+/// percent-escapes names the same endpoint.
+#[tokio::test]
+async fn options_star_and_escaped_paths() {
+    let s = Srv::start().await;
+    let a = wire::send(
+        &s,
+        b"OPTIONS * HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(a.status, 204, "{}", a.head);
+    assert!(
+        a.head
+            .to_ascii_lowercase()
+            .contains("\r\nallow: get, head, post, put, patch, delete\r\n"),
+        "{}",
+        a.head
+    );
+    let id = s.user("escaped@x").await;
+    let request = format!(
+        "GET /scim/v2/%55sers/{id} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ACME}\r\nConnection: close\r\n\r\n"
+    );
+    let a = wire::send(&s, request.as_bytes()).await;
+    assert_eq!(a.status, 200, "{}", a.head);
+    assert_eq!(a.body["userName"], "escaped@x");
+}
+
 /// HTTP/1.0 has no chunked encoding: a streamed answer (a group with its members) ends when
 /// the connection does, so a client asking to keep it alive (`ab -k`) is told it closes,
 /// and it does. An answer of known length keeps the connection.
