@@ -233,6 +233,15 @@ fn json(bytes: &[u8]) -> Result<(), String> {
         .map_err(|e| format!("a stored record does not parse ({e})"))
 }
 
+/// A table not made yet (no resource of its kind so far) reads as empty.
+fn opened<T>(t: Result<T, TableError>) -> Result<Option<T>, redb::Error> {
+    match t {
+        Ok(t) => Ok(Some(t)),
+        Err(TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 struct Walker<'a> {
     shared: &'a Weak<Shared>,
     rest: u32,
@@ -251,10 +260,8 @@ impl Walker<'_> {
     ) -> Result<(), Stop> {
         self.chunks(def.name(), |db, after| {
             let r = db.begin_read()?;
-            let t = match r.open_table(def) {
-                Ok(t) => t,
-                Err(TableError::TableDoesNotExist(_)) => return Ok(Ok((0, None))),
-                Err(e) => return Err(e.into()),
+            let Some(t) = opened(r.open_table(def))? else {
+                return Ok(Ok((0, None)));
             };
             let range = t.range(past::<K>(after))?;
             let (mut n, mut last) = (0, None);
@@ -277,10 +284,8 @@ impl Walker<'_> {
     ) -> Result<(), Stop> {
         self.chunks(def.name(), |db, after| {
             let r = db.begin_read()?;
-            let t = match r.open_multimap_table(def) {
-                Ok(t) => t,
-                Err(TableError::TableDoesNotExist(_)) => return Ok(Ok((0, None))),
-                Err(e) => return Err(e.into()),
+            let Some(t) = opened(r.open_multimap_table(def))? else {
+                return Ok(Ok((0, None)));
             };
             let range = t.range(past::<K>(after))?;
             let (mut keys, mut n, mut last) = (0, 0, None);
