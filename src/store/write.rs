@@ -169,11 +169,13 @@ impl<'t> W<'t> {
 
     /// Whether seated user `id` holds an existing member's seat (on top of the limit in
     /// testing mode).
-    fn holds_entry_seat(&self, actor: &Actor, id: u128) -> Result<bool, redb::Error> {
-        let Some(rules) = actor.plan.as_deref() else {
+    /// Only the entries `body` (the user's, as indexed now) matches are looked up: a user
+    /// PATCH matching none reads nothing more.
+    fn holds_entry_seat(&self, actor: &Actor, id: u128, body: &Body) -> Result<bool, redb::Error> {
+        let Some(rules) = actor.plan.as_deref().filter(|r| r.seats.is_some()) else {
             return Ok(false);
         };
-        for entry in &rules.existing_members {
+        for entry in plan::entries_matching(rules, body) {
             if self.holders(&actor.tenant, entry)?.0 == Some(id) {
                 return Ok(true);
             }
@@ -186,7 +188,8 @@ impl<'t> W<'t> {
     /// the seat it may have held before went to the next user waiting. With no seat open now
     /// it goes back to the free plan, in line by creation as any user there, instead of
     /// keeping a seat past the limit ahead of users who were waiting.
-    fn back_in_line(&mut self, actor: &Actor, id: u128) -> Result<(), redb::Error> {
+    /// `body`: the user's, as the change left it.
+    fn back_in_line(&mut self, actor: &Actor, id: u128, body: &Body) -> Result<(), redb::Error> {
         let t = actor.tenant.as_str();
         let Some(rules) = actor.plan.as_deref() else {
             return Ok(());
@@ -195,7 +198,7 @@ impl<'t> W<'t> {
             return Ok(());
         };
         if rules.mode(plan::active(&self.counts, t)?) != Mode::Testing
-            || self.holds_entry_seat(actor, id)?
+            || self.holds_entry_seat(actor, id, body)?
             || self.overflow.get((t, id))?.is_some()
             || plan::seated(&self.counts, t)?.saturating_sub(self.entry_seats(t, rules)?) <= seats
         {
@@ -453,7 +456,8 @@ impl<'t> W<'t> {
             Vec::new()
         };
         let activity = (plan::is_active(&old.body), plan::is_active(&body));
-        let held = is_user && activity == (true, true) && self.holds_entry_seat(actor, id)?;
+        let held =
+            is_user && activity == (true, true) && self.holds_entry_seat(actor, id, &old.body)?;
         let seat =
             match self.seat_check(actor, Some(id), &body, (activity.0, activity.1 && is_user))? {
                 Ok(s) => s,
@@ -467,7 +471,7 @@ impl<'t> W<'t> {
         if is_user {
             self.plan_transition(actor, id, Some(activity.0), Some(activity.1), seat)?;
             if held {
-                self.back_in_line(actor, id)?;
+                self.back_in_line(actor, id, &rec.body)?;
             }
         }
         Ok(Ok(rec))
