@@ -984,6 +984,45 @@ mod tests {
     }
 
     #[test]
+    fn an_added_entry_of_a_type_already_there_replaces_it_whole() {
+        let mut u = user();
+        u["emails"][0]["display"] = json!("Old Display");
+        u["addresses"] = json!([{"type": "work", "streetAddress": "1 Old St",
+            "locality": "Paris", "postalCode": "75001"}]);
+        let out = run(
+            Kind::User,
+            u.clone(),
+            json!([
+                {"op": "add", "path": "addresses", "value": [{"type": "work", "locality": "Lyon"}]},
+                {"op": "add", "path": "emails", "value": [{"type": "work", "value": "new@work"}]}]),
+        )
+        .unwrap();
+        // Not merged field by field: no address that never existed, no old display on the
+        // new email. The work email stays the primary one, as nothing said otherwise.
+        assert_eq!(
+            out.body["addresses"],
+            json!([{"type": "work", "locality": "Lyon"}])
+        );
+        assert_eq!(
+            out.body["emails"],
+            json!([{"value": "new@work", "type": "work", "primary": true},
+                   {"value": "b@home", "type": "home"}])
+        );
+        // The same without a path; and `primary: false` stated is taken.
+        let out = run(
+            Kind::User,
+            u.clone(),
+            json!([{"op": "add", "value": {"emails": [
+                {"type": "work", "value": "new@work", "primary": false}]}}]),
+        )
+        .unwrap();
+        assert_eq!(
+            out.body["emails"][0],
+            json!({"value": "new@work", "type": "work", "primary": false})
+        );
+    }
+
+    #[test]
     fn entra_no_path_replace_with_dotted_and_urn_keys() {
         let out = run(
             Kind::User,

@@ -288,8 +288,8 @@ pub fn apply_key(
         None => {
             note_unknown_subs(attr.def, key, value, &mut input.ignored);
             let v = normalize_attr(attr.def, value)?;
-            // An added entry updates the one of its type already there where the type names
-            // a slot (a work email), so what one `add` holds must name each such type once;
+            // An added entry takes the place of the one of its type already there where the
+            // type names a slot (a work email), so what one `add` holds must name each such type once;
             // a POST, PUT or `replace` stores repeats as sent (Microsoft's reference tests
             // send two work emails).
             if let (Some(Value::Array(items)), SetMode::Add) = (&v, mode) {

@@ -4,7 +4,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::scim::error::{ScimError, ScimResult};
 use crate::scim::schema::AttrDef;
@@ -122,9 +122,9 @@ fn sameness_key(v: &Value) -> String {
 }
 
 /// A PATCH `add` of `new` to `list`. Where the type names a slot (`type_is_a_slot`; `new`
-/// then holds one entry per type), an entry of a type already there updates that entry:
-/// adding a second work email would make `emails[type eq "work"]` ambiguous. Others are
-/// appended unless equal but for `primary` to one there. Both are found by key, so a
+/// then holds one entry per type), an entry of a type already there takes that entry's
+/// place: adding a second work email would make `emails[type eq "work"]` ambiguous. Others
+/// are appended unless equal but for `primary` to one there. Both are found by key, so a
 /// thousand values added to a thousand cost no million comparisons.
 pub(super) fn add_values(list: &mut Vec<Value>, new: Vec<Value>, by_slot: bool) {
     let mut by_type: HashMap<String, usize> = HashMap::new();
@@ -142,7 +142,7 @@ pub(super) fn add_values(list: &mut Vec<Value>, new: Vec<Value>, by_slot: bool) 
             .filter(|_| by_slot && !by_key.contains_key(&sameness_key(&item)))
             .and_then(|t| by_type.get(&t).copied());
         match (same_type.and_then(|i| list.get_mut(i)), item) {
-            (Some(Value::Object(old)), Value::Object(m)) => old.extend(m),
+            (Some(Value::Object(old)), Value::Object(m)) => take_slot(old, m),
             (_, item) => {
                 let t = entry_type(&item).filter(|_| by_slot);
                 if push_once(list, &mut by_key, item)
@@ -152,6 +152,19 @@ pub(super) fn add_values(list: &mut Vec<Value>, new: Vec<Value>, by_slot: bool) 
                 }
             }
         }
+    }
+}
+
+/// `new`, added with the type of the entry `old`, in its place. It replaces `old` whole: a
+/// new work address merged with the old one would be an address that never existed, and
+/// a new email would keep the old one's `display`. Only `primary` stays unless `new`
+/// says, as the slot is still the one the person uses first. (An added entry holding only
+/// its type, `primary` or `display` never gets here: it adds nothing, `carries_data`.)
+fn take_slot(old: &mut Map<String, Value>, new: Map<String, Value>) {
+    let primary = old.remove("primary");
+    *old = new;
+    if let Some(p) = primary {
+        old.entry("primary").or_insert(p);
     }
 }
 
