@@ -20,7 +20,8 @@ fn systemd_unit_verifies_and_is_rated_ok_or_better() {
     }
     for needed in [
         "Type=notify",
-        "ExecReload=/bin/kill -HUP $MAINPID",
+        // A reload of a file the daemon would refuse fails `systemctl reload`.
+        "ExecReload=/usr/bin/scimd check-config --config /etc/scimd/scimd.toml\nExecReload=/bin/kill -HUP $MAINPID",
         "Restart=on-failure",
         "RestartPreventExitStatus=2",
         "StartLimitBurst=5",
@@ -35,6 +36,12 @@ fn systemd_unit_verifies_and_is_rated_ok_or_better() {
     ] {
         assert!(UNIT.contains(needed), "unit lacks {needed}");
     }
+    // A failing ExecStartPre is not the main process's exit: RestartPreventExitStatus would
+    // not hold, and a broken file would be retried every RestartSec.
+    assert!(
+        !UNIT.lines().any(|l| l.starts_with("ExecStartPre=")),
+        "serve checks the file itself"
+    );
     let dir = tempfile::tempdir().unwrap();
     let unit = dir.path().join("scimd.service");
     std::fs::write(
