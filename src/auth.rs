@@ -118,6 +118,23 @@ impl Tokens {
             _ => Some(p.clone()),
         }
     }
+
+    /// `path` with each segment that is a token (one of the configuration's, or anything
+    /// shaped like one `generate_token` makes) replaced: a token pasted into a Base URL by
+    /// mistake must not reach the log line that shows the path.
+    pub fn withhold_in_path(&self, path: &str) -> String {
+        path.split('/')
+            .map(|seg| {
+                let shaped = seg.starts_with("scimd_") && seg.len() >= 20;
+                if shaped || (!seg.is_empty() && self.known.contains_key(&Stored(digest(seg)))) {
+                    "(a token, withheld)"
+                } else {
+                    seg
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
 }
 
 #[cfg(test)]
@@ -179,6 +196,25 @@ mod tests {
             assert_eq!(p.map(|p| p.tenant), Some(tenant.clone()));
         }
         assert!(t.authenticate(Some("Bearer tok-500"), None).is_none());
+    }
+
+    #[test]
+    fn tokens_in_a_path_are_withheld() {
+        let t = Tokens::from_config(&cfg(&[("acme", "okta", "my-own-secret")]));
+        let made = generate_token().unwrap();
+        assert_eq!(
+            t.withhold_in_path(&format!("/scim/v2/{made}/Users")),
+            "/scim/v2/(a token, withheld)/Users"
+        );
+        assert_eq!(
+            t.withhold_in_path("/tenants/acme/my-own-secret/scim/v2/Users"),
+            "/tenants/acme/(a token, withheld)/scim/v2/Users"
+        );
+        // Anything else stays as sent: the admin needs it to find a wrong Base URL.
+        assert_eq!(
+            t.withhold_in_path("/tenants/acme/scim/v2/Userz/x"),
+            "/tenants/acme/scim/v2/Userz/x"
+        );
     }
 
     #[test]

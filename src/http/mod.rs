@@ -229,12 +229,11 @@ impl App {
             .map(|r| template(&r.endpoint))
             .unwrap_or("other");
         let allow = route.as_ref().map(|r| allowed(&r.endpoint));
-        // A path no endpoint has is logged as sent (escaped, cut at 100 characters): the
-        // admin needs it to find a wrong Base URL.
+        // A path no endpoint has is logged as sent (escaped, cut at 100 characters, a token
+        // pasted into it withheld): the admin needs it to find a wrong Base URL.
         let unknown_path = matches!(template, "unknown" | "other").then(|| {
-            response::clip(req.uri().path(), 100)
-                .escape_debug()
-                .to_string()
+            let path = self.runtime().tokens.withhold_in_path(req.uri().path());
+            response::clip(&path, 100).escape_debug().to_string()
         });
         let bare = !req.headers().contains_key(http::header::AUTHORIZATION);
         let (resp, who) = match self.dispatch(req, route, peer).await {

@@ -1928,6 +1928,19 @@ async fn json_logs_carry_one_object_per_request_without_the_token() {
         Some(&serde_json::json!("/scim/v2/Nope")),
         "{lines:?}"
     );
+    // A token pasted into the path by mistake is withheld from the line that shows it.
+    assert_eq!(
+        p.status("/scim/v2/sekrit-json-token/Users", "sekrit-json-token")
+            .await,
+        404
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !p.log().contains("/scim/v2/(a token, withheld)/Users") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = p.log();
+    assert!(log.contains("/scim/v2/(a token, withheld)/Users"), "{log}");
+    assert!(!log.contains("sekrit-json-token"), "{log}");
     // A line names its request as the answer did (`X-Request-Id`).
     let r = p.get("/scim/v2/Users/nope", "sekrit-json-token").await;
     assert_eq!(r.status(), 404);
