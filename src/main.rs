@@ -293,9 +293,8 @@ fn main() -> ExitCode {
                         // Expired is a warning, not a refusal: refusing would also stop the
                         // service for the application and for `/healthz`.
                         Ok(l) => warnings.extend(
-                            l.date_warning()
+                            l.warnings(cfg.server.public_url.as_deref())
                                 .into_iter()
-                                .chain(l.name_warning(cfg.server.public_url.as_deref()))
                                 .map(|w| format!("tls.cert {}: {w}", cert.display())),
                         ),
                     }

@@ -218,9 +218,9 @@ impl Reloader {
         };
         if let (Some(resolver), Some(l)) = (&self.certs, loaded) {
             notes.push(format!("serving certificate {}", l.fingerprint));
-            warnings.extend(l.date_warning().map(|w| format!("tls: {w}")));
             warnings.extend(
-                l.name_warning(new.server.public_url.as_deref())
+                l.warnings(new.server.public_url.as_deref())
+                    .into_iter()
                     .map(|w| format!("tls: {w}")),
             );
             resolver.set(l.key);

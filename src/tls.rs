@@ -94,19 +94,33 @@ pub fn load_pem(cert: &Path, key: &Path) -> Result<Loaded, TlsError> {
 }
 
 impl Loaded {
-    /// What an admin must hear about the certificate's dates today: expired, not yet valid,
-    /// or ending within `x509::WARN_DAYS`.
-    pub fn date_warning(&self) -> Option<String> {
-        date_warning(&self.key)
-    }
-
     /// What an admin must hear about the certificate's names: whether IdPs given
     /// `public_url` would find its host in them.
     pub fn name_warning(&self, public_url: Option<&str>) -> Option<String> {
         name_warning(&self.key, public_url)
     }
+
+    /// Everything an admin must hear about the certificate: its dates, its names, and a
+    /// chain without its intermediates.
+    pub fn warnings(&self, public_url: Option<&str>) -> Vec<String> {
+        warnings(&self.key, public_url)
+    }
 }
 
+fn warnings(key: &CertifiedKey, public_url: Option<&str>) -> Vec<String> {
+    let chain = key
+        .end_entity_cert()
+        .ok()
+        .and_then(|leaf| crate::x509::chain_warning(leaf.as_ref(), key.cert.len()));
+    date_warning(key)
+        .into_iter()
+        .chain(name_warning(key, public_url))
+        .chain(chain)
+        .collect()
+}
+
+/// What an admin must hear about the certificate's dates today: expired, not yet valid, or
+/// ending within `x509::WARN_DAYS`.
 fn date_warning(key: &CertifiedKey) -> Option<String> {
     let leaf = key.end_entity_cert().ok()?;
     crate::x509::warning(leaf.as_ref(), time::OffsetDateTime::now_utc())
@@ -318,13 +332,9 @@ impl CertResolver {
         self.said.clear();
     }
 
-    /// `Loaded::date_warning` and `Loaded::name_warning` for the certificate being served.
+    /// `Loaded::warnings` for the certificate being served.
     pub fn warnings(&self, public_url: Option<&str>) -> Vec<String> {
-        let key = self.get();
-        date_warning(&key)
-            .into_iter()
-            .chain(name_warning(&key, public_url))
-            .collect()
+        warnings(&self.get(), public_url)
     }
 
     /// Whether to say that a client asked for `host`, which `key` does not name: once an

@@ -1,6 +1,6 @@
-//! The one part of an X.509 certificate that rustls does not expose and an admin needs: its
-//! validity period, read from the DER (RFC 5280 §4.1) by walking the first fields of the
-//! `TBSCertificate`. Pure; no I/O.
+//! The parts of an X.509 certificate that rustls does not expose and an admin needs: its
+//! validity period, and whether it names itself as its issuer, read from the DER (RFC 5280
+//! §4.1) by walking the first fields of the `TBSCertificate`. Pure; no I/O.
 
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 
@@ -8,8 +8,14 @@ use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 /// renews at 30 days, so at 14 its renewal has failed.
 pub const WARN_DAYS: i64 = 14;
 
-/// `notBefore` and `notAfter` of a DER certificate, or `None` if it cannot be read.
-pub fn validity(der: &[u8]) -> Option<(OffsetDateTime, OffsetDateTime)> {
+/// The fields of a `TBSCertificate` read here, as DER contents.
+struct Tbs<'a> {
+    issuer: &'a [u8],
+    validity: &'a [u8],
+    subject: &'a [u8],
+}
+
+fn tbs(der: &[u8]) -> Option<Tbs<'_>> {
     let (cert, _) = expect(der, SEQUENCE)?;
     let (tbs, _) = expect(cert, SEQUENCE)?;
     let mut rest = tbs;
@@ -19,12 +25,43 @@ pub fn validity(der: &[u8]) -> Option<(OffsetDateTime, OffsetDateTime)> {
     }
     let (_serial, rest) = expect(rest, INTEGER)?;
     let (_algorithm, rest) = expect(rest, SEQUENCE)?;
-    let (_issuer, rest) = expect(rest, SEQUENCE)?;
-    let (validity, _) = expect(rest, SEQUENCE)?;
-    let (t, not_before, rest) = tlv(validity)?;
+    let (issuer, rest) = expect(rest, SEQUENCE)?;
+    let (validity, rest) = expect(rest, SEQUENCE)?;
+    let (subject, _) = expect(rest, SEQUENCE)?;
+    Some(Tbs {
+        issuer,
+        validity,
+        subject,
+    })
+}
+
+/// `notBefore` and `notAfter` of a DER certificate, or `None` if it cannot be read.
+pub fn validity(der: &[u8]) -> Option<(OffsetDateTime, OffsetDateTime)> {
+    let (t, not_before, rest) = tlv(tbs(der)?.validity)?;
     let not_before = time_value(t, not_before)?;
     let (t, not_after, _) = tlv(rest)?;
     Some((not_before, time_value(t, not_after)?))
+}
+
+/// Whether a DER certificate names itself as its issuer (self-signed, or a root), so that
+/// no intermediate can belong with it; `None` if it cannot be read.
+pub fn self_issued(der: &[u8]) -> Option<bool> {
+    let t = tbs(der)?;
+    Some(t.issuer == t.subject)
+}
+
+/// What an admin must hear about a served chain of `len` certificates whose first is `leaf`:
+/// a CA's certificate served alone, without the intermediates between it and the CA's root,
+/// is what IdPs refuse most often (`UnknownCA`), while browsers, which fetch missing
+/// intermediates themselves, show the site as fine.
+pub fn chain_warning(leaf: &[u8], len: usize) -> Option<String> {
+    (len == 1 && self_issued(leaf) == Some(false)).then(|| {
+        "the certificate file holds the server's certificate alone, without the intermediate \
+         certificates that link it to its CA: Okta, Entra ID and other IdPs refuse it \
+         (UnknownCA) though a browser may not; use the full chain (certbot's fullchain.pem, \
+         or the certificate followed by the CA bundle)"
+            .to_string()
+    })
 }
 
 /// What an admin must hear about a certificate's dates at `now`, if anything.
@@ -154,6 +191,33 @@ mod tests {
         let w = warning(&der, at(2020, 1, 20, 0, 0, 0)).unwrap();
         assert!(w.contains("in 12 days"), "{w}");
         assert_eq!(warning(&der, at(2020, 1, 10, 0, 0, 0)), None);
+    }
+
+    #[test]
+    fn a_ca_signed_certificate_alone_is_warned_of_and_a_self_signed_one_is_not() {
+        let (a, b) = (at(2020, 1, 1, 0, 0, 0), at(2030, 1, 1, 0, 0, 0));
+        let own = cert(a, b);
+        assert_eq!(self_issued(&own), Some(true));
+        assert_eq!(chain_warning(&own, 1), None);
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "Corp Issuing CA");
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["scim.corp.example".into()])
+            .unwrap()
+            .signed_by(&leaf_key, &issuer)
+            .unwrap()
+            .der()
+            .to_vec();
+        assert_eq!(self_issued(&leaf), Some(false));
+        let w = chain_warning(&leaf, 1).unwrap_or_default();
+        assert!(w.contains("without the intermediate"), "{w}");
+        // With its intermediate after it, nothing to say.
+        assert_eq!(chain_warning(&leaf, 2), None);
+        assert_eq!(chain_warning(b"", 1), None);
     }
 
     #[test]

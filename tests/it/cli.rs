@@ -199,6 +199,50 @@ fn check_config_warns_of_an_expired_certificate() {
     );
 }
 
+/// A CA's certificate without its intermediate is what IdPs refuse most (`UnknownCA`), and a
+/// browser does not show it: check-config says so, and not of the full chain.
+#[test]
+fn check_config_warns_of_a_certificate_without_its_intermediate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "Corp Issuing CA");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".into()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    for (name, pem, warned) in [
+        ("leaf.pem", leaf.pem(), true),
+        ("fullchain.pem", leaf.pem() + &ca_cert.pem(), false),
+    ] {
+        let cert = dir.path().join(name);
+        std::fs::write(&cert, pem).unwrap();
+        let path = example_serving(dir.path(), &cert, &key_path);
+        let out = scimd()
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert_eq!(
+            err.contains(&format!(
+                "warning: tls.cert {}: the certificate file holds the server's certificate alone",
+                cert.display()
+            )),
+            warned,
+            "{name}: {err}"
+        );
+    }
+}
+
 /// `scimd token --hash-stdin` given `input` on standard input.
 fn hash_stdin(input: &str) -> std::process::Output {
     use std::io::Write;
