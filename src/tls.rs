@@ -80,10 +80,19 @@ pub fn load_pem(cert: &Path, key: &Path) -> Result<Loaded, TlsError> {
         // Some keys cannot tell (rustls treats that as a match too).
         Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
         Err(e) => {
+            let reason = match e {
+                rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+                    "the first certificate in the file must be the one issued for this key, \
+                     its intermediates after it (`openssl x509 -noout -pubkey -in CERT` and \
+                     `openssl pkey -pubout -in KEY` print the same key when they match)"
+                        .to_string()
+                }
+                other => other.to_string(),
+            };
             return Err(TlsError::Mismatch {
                 cert: cert.into(),
                 key: key.into(),
-                reason: e.to_string(),
+                reason,
             });
         }
     }

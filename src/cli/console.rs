@@ -895,6 +895,14 @@ pub(crate) fn print_answer(a: &serde_json::Value) {
     }
     if a["verify"] == true {
         say!("verify: no mismatches");
+        // The running daemon's scrub reads pages redb keeps in memory from there: damage to
+        // the file under them shows only to a check with scimd stopped.
+        if a["daemon"] == true {
+            eprintln!(
+                "(checked by the running daemon, which reads some pages from its memory; \
+                 with scimd stopped, `scimd verify` also checks every page of the file on disk)"
+            );
+        }
         return;
     }
     if let Some(plan) = a["plan"].as_str() {

@@ -385,6 +385,14 @@ fn figment_problems(err: figment::Error, reread: bool) -> Vec<String> {
                         expected_as_said(expected)
                     )
                 }
+                // A number out of its key's range (`-1` where a count belongs).
+                figment::error::Kind::InvalidValue(actual, expected) => {
+                    format!(
+                        "invalid value: found {}, expected {}",
+                        found_as_said(actual),
+                        expected_as_said(expected)
+                    )
+                }
                 // figment's own text nests backticks (`one of `a`, `b``).
                 figment::error::Kind::UnknownField(found, expected) => {
                     // SCIMD_LOG_LEVEL for SCIMD_LOG__LEVEL: the one underscore is the level,
@@ -466,7 +474,10 @@ fn found_as_said(actual: &figment::error::Actual) -> String {
 /// What serde calls the wanted type (`usize`, `f64`), in words.
 fn expected_as_said(expected: &str) -> String {
     match expected {
-        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number, 0 or more".into(),
+        "u8" => "a whole number from 0 to 255".into(),
+        "u16" => "a whole number from 0 to 65535".into(),
+        "u32" => "a whole number from 0 to 4294967295".into(),
+        "u64" | "u128" | "usize" => "a whole number, 0 or more".into(),
         "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number".into(),
         "f32" | "f64" => "a number (such as 50 or 2.5)".into(),
         "a boolean" | "bool" => "true or false".into(),
@@ -763,7 +774,7 @@ mod tests {
             for needle in [
                 "server.max_results: invalid type: found a string, expected a whole number, 0 or more",
                 "server.max_filter_depth: invalid type",
-                "tls.watch_secs: invalid value",
+                "tls.watch_secs: invalid value: found the number -3, expected a whole number, 0 or more",
                 "tenants.acme.tokens[0].sha256: invalid type",
                 "tenants.beta.tokens: invalid type",
             ] {

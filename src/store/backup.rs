@@ -770,9 +770,9 @@ mod tests {
         let e = r.unwrap_err();
         assert!(
             e.starts_with(
-                "the database file is damaged (or scimd hit a bug reading it): Invalid page type \
-                 byte 0; restore the most recent good backup"
-            ),
+                "the database file is damaged (or scimd hit a bug reading it); restore the most \
+                 recent good backup"
+            ) && e.ends_with("(the reader said: Invalid page type byte 0)"),
             "{e}"
         );
         assert_eq!(super::unless_damaged(|| 7), Ok(7));

@@ -113,7 +113,8 @@ pub enum StoreError {
     Damaged { path: String, what: String },
     /// redb panicked reading the database for a copy, as on a damaged page.
     #[error(
-        "the database is damaged (or scimd hit a bug reading it): {what}; nothing was copied{}",
+        "the database is damaged (or scimd hit a bug reading it); nothing was copied{} (the \
+         reader said: {what})",
         verify::NEXT
     )]
     CopyDamaged { what: String },

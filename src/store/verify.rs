@@ -47,9 +47,13 @@ thread_local! {
 /// page that does not parse) with a panic rather than an error; that panic becomes an error
 /// naming the damage, and its default report (a backtrace, for developers) is held back.
 pub fn unless_damaged<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    // A panic here is almost always damage, but a bug would look the same: say both.
+    // A panic here is almost always damage, but a bug would look the same: say both. The
+    // reader's own words (`Utf8Error`, `Invalid page type`) come last, for a bug report.
     caught(f).map_err(|what| {
-        format!("the database file is damaged (or scimd hit a bug reading it): {what}{NEXT}")
+        format!(
+            "the database file is damaged (or scimd hit a bug reading it){NEXT} (the reader \
+             said: {what})"
+        )
     })
 }
 

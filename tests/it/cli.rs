@@ -144,7 +144,7 @@ fn example_serving(dir: &Path, cert: &Path, key: &Path) -> std::path::PathBuf {
 }
 
 /// A certificate and a key that are not a pair pass every file check, but `serve` refuses
-/// them: check-config, which systemd runs before it, must say so first.
+/// them: check-config, which the unit runs before a reload, must say so first.
 #[test]
 fn check_config_refuses_a_key_that_is_not_the_certificates() {
     let dir = tempfile::tempdir().unwrap();
@@ -166,6 +166,9 @@ fn check_config_refuses_a_key_that_is_not_the_certificates() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("does not match the certificate"), "{err}");
+    // What to check, in the admin's words rather than the library's.
+    assert!(err.contains("must be the one issued for this key"), "{err}");
+    assert!(!err.contains("KeyMismatch"), "{err}");
     // The pair's own key passes.
     scimd::tls::write_private(&key, one.signing_key.serialize_pem().as_bytes()).unwrap();
     let out = check();
