@@ -255,18 +255,39 @@ fn last_position(t: &Table) -> usize {
     last
 }
 
-/// Add tenant `name` with one `provision` token named `token_name`; returns the token.
+/// Add tenant `name` (shown as `display_name`, if given) with one `provision` token named
+/// `token_name`; returns the token.
 ///
 /// The table goes at the very end of the file: comments after the last tenant are usually
 /// its commented-out options, and must stay with it.
-pub fn add_tenant(path: &Path, name: &str, token_name: &str) -> Result<String, EditError> {
+pub fn add_tenant(
+    path: &Path,
+    name: &str,
+    token_name: &str,
+    display_name: Option<&str>,
+) -> Result<String, EditError> {
     if !valid_tenant_name(name) {
         return Err(EditError::Invalid(format!(
             "\"{name}\" is not a valid tenant name: use a-z, 0-9, '-' and '_' (1 to 64 characters)"
         )));
     }
     check_token_name(token_name)?;
-    edit(path, |doc| tenant_into(doc, name, token_name))
+    if let Some(d) = display_name {
+        check_display_name(d)?;
+    }
+    edit(path, |doc| tenant_into(doc, name, token_name, display_name))
+}
+
+/// A display name is shown in `scimd status` and the log: one line of text.
+fn check_display_name(d: &str) -> Result<(), EditError> {
+    let len = d.trim().chars().count();
+    if (1..=200).contains(&len) && !d.chars().any(char::is_control) {
+        Ok(())
+    } else {
+        Err(EditError::Invalid(format!(
+            "{d:?} is not a valid display name: one line of 1 to 200 characters"
+        )))
+    }
 }
 
 /// A token's name goes into log lines, metrics labels and the change feed as it is: one
@@ -286,7 +307,12 @@ fn check_token_name(name: &str) -> Result<(), EditError> {
     }
 }
 
-fn tenant_into(doc: &mut DocumentMut, name: &str, token_name: &str) -> Result<String, EditError> {
+fn tenant_into(
+    doc: &mut DocumentMut,
+    name: &str,
+    token_name: &str,
+    display_name: Option<&str>,
+) -> Result<String, EditError> {
     let position = last_position(doc.as_table()) + 1;
     // Whatever followed the last table (comments, blank lines) goes above the new one.
     let before = doc
@@ -315,6 +341,9 @@ fn tenant_into(doc: &mut DocumentMut, name: &str, token_name: &str) -> Result<St
     arr.push(token_entry(token_name, &hash, Scope::Provision));
     one_per_line(&mut arr);
     let mut t = Table::new();
+    if let Some(d) = display_name {
+        t.insert("display_name", value(d.trim()));
+    }
     t.insert("tokens", value(arr));
     t.set_position(position);
     t.decor_mut().set_prefix(if before.is_empty() {
@@ -358,6 +387,17 @@ fn token_into(
     scope: Scope,
 ) -> Result<String, EditError> {
     let t = tenant_table(doc, path, tenant)?;
+    // Said as what it is, before the edited file's check would call it a name used twice.
+    if t.get("tokens")
+        .and_then(listed_tokens)
+        .is_some_and(|list| list.iter().any(|(n, _)| n == token_name))
+    {
+        return Err(EditError::Invalid(format!(
+            "tenant \"{tenant}\" already has a token named \"{token_name}\"; choose another \
+             name (`--name`), or replace that token: add the new one under another name, \
+             reload, then `scimd token remove --tenant {tenant} --name {token_name}`"
+        )));
+    }
     let (tok, hash) = new_token()?;
     let entry = token_entry(token_name, &hash, scope);
     match t.get_mut("tokens") {
@@ -381,6 +421,38 @@ fn token_into(
     Ok(tok)
 }
 
+/// Each token's name in a tenant's `tokens`, and whether it may provision (the default
+/// scope); `None` when `tokens` is not a list.
+fn listed_tokens(item: &Item) -> Option<Vec<(String, bool)>> {
+    let provisions = |scope: Option<&str>| scope.is_none_or(|s| s == "provision");
+    if let Some(arr) = item.as_array() {
+        Some(
+            arr.iter()
+                .map(|v| {
+                    let e = v.as_inline_table();
+                    let field = |k: &str| e.and_then(|e| e.get(k)).and_then(Value::as_str);
+                    (
+                        field("name").unwrap_or_default().to_string(),
+                        provisions(field("scope")),
+                    )
+                })
+                .collect(),
+        )
+    } else {
+        item.as_array_of_tables().map(|aot| {
+            aot.iter()
+                .map(|e| {
+                    let field = |k: &str| e.get(k).and_then(Item::as_str);
+                    (
+                        field("name").unwrap_or_default().to_string(),
+                        provisions(field("scope")),
+                    )
+                })
+                .collect()
+        })
+    }
+}
+
 fn not_a_list(tenant: &str) -> EditError {
     EditError::Invalid(format!("tenants.{tenant}.tokens is not a list"))
 }
@@ -401,32 +473,7 @@ fn token_out(
 ) -> Result<(), EditError> {
     let t = tenant_table(doc, path, tenant)?;
     let item = t.get_mut("tokens").ok_or_else(|| not_a_list(tenant))?;
-    // Each token's name, and whether it may provision (the default scope).
-    let provisions = |scope: Option<&str>| scope.is_none_or(|s| s == "provision");
-    let tokens: Vec<(String, bool)> = if let Some(arr) = item.as_array() {
-        arr.iter()
-            .map(|v| {
-                let e = v.as_inline_table();
-                let field = |k: &str| e.and_then(|e| e.get(k)).and_then(Value::as_str);
-                (
-                    field("name").unwrap_or_default().to_string(),
-                    provisions(field("scope")),
-                )
-            })
-            .collect()
-    } else if let Some(aot) = item.as_array_of_tables() {
-        aot.iter()
-            .map(|e| {
-                let field = |k: &str| e.get(k).and_then(Item::as_str);
-                (
-                    field("name").unwrap_or_default().to_string(),
-                    provisions(field("scope")),
-                )
-            })
-            .collect()
-    } else {
-        return Err(not_a_list(tenant));
-    };
+    let tokens = listed_tokens(item).ok_or_else(|| not_a_list(tenant))?;
     let Some(i) = tokens.iter().position(|(n, _)| n == token_name) else {
         let names: Vec<&str> = tokens.iter().map(|(n, _)| n.as_str()).collect();
         return Err(EditError::Invalid(format!(
@@ -481,7 +528,7 @@ mod tests {
     #[test]
     fn adds_a_tenant_and_a_token_keeping_comments() {
         let (_dir, path, original) = copy_of("config.example.toml");
-        let tok = add_tenant(&path, "acme", "okta").unwrap();
+        let tok = add_tenant(&path, "acme", "okta", None).unwrap();
         let cfg = Config::load(&path).unwrap();
         assert_eq!(cfg.tenants["acme"].tokens[0].sha256, hex(&digest(&tok)));
         let tok2 = add_token(&path, "acme", "app", Scope::Read).unwrap();
@@ -502,12 +549,12 @@ mod tests {
             )
         );
         assert!(
-            add_tenant(&path, "acme", "x")
+            add_tenant(&path, "acme", "x", None)
                 .unwrap_err()
                 .to_string()
                 .contains("already exists")
         );
-        assert!(add_tenant(&path, "Bad Name", "x").is_err());
+        assert!(add_tenant(&path, "Bad Name", "x", None).is_err());
         assert!(add_token(&path, "nosuch", "x", Scope::Provision).is_err());
         // A duplicate token name would make the file invalid: refused, file unchanged, and
         // the message names the admin's file rather than the temporary copy.
@@ -515,12 +562,30 @@ mod tests {
         let err = add_token(&path, "acme", "app", Scope::Read)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("used twice"), "{err}");
         assert!(
-            err.contains(&format!("invalid configuration {}:", path.display())),
+            err.contains("tenant \"acme\" already has a token named \"app\""),
             "{err}"
         );
-        assert!(!err.contains("scimd.toml."), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn a_tenant_added_with_a_display_name_is_shown_by_it() {
+        let (_dir, path, _) = copy_of("config.example.toml");
+        add_tenant(&path, "acme", "okta", Some(" Acme Corp ")).unwrap();
+        let cfg = Config::load(&path).unwrap();
+        assert_eq!(
+            cfg.tenants["acme"].display_name.as_deref(),
+            Some("Acme Corp")
+        );
+        let before = std::fs::read_to_string(&path).unwrap();
+        for bad in ["", "  ", "two\nlines"] {
+            let err = add_tenant(&path, "beta", "okta", Some(bad)).unwrap_err();
+            assert!(
+                err.to_string().contains("not a valid display name"),
+                "{err}"
+            );
+        }
         assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
     }
 
@@ -528,7 +593,7 @@ mod tests {
     fn a_new_tenant_goes_below_every_comment_of_the_one_before() {
         for example in ["config.example.toml", "packaging/scimd.toml"] {
             let (_dir, path, original) = copy_of(example);
-            let tok = add_tenant(&path, "acme", "okta").unwrap();
+            let tok = add_tenant(&path, "acme", "okta", None).unwrap();
             let after = std::fs::read_to_string(&path).unwrap();
             assert_eq!(
                 after,
@@ -540,7 +605,7 @@ mod tests {
                 "{example}"
             );
             // A second one goes after the first, not between it and its options.
-            let tok2 = add_tenant(&path, "beta", "okta").unwrap();
+            let tok2 = add_tenant(&path, "beta", "okta", None).unwrap();
             assert_eq!(
                 std::fs::read_to_string(&path).unwrap(),
                 format!(
@@ -561,7 +626,7 @@ mod tests {
             "[tenants.a]\ntokens = [{{ name = \"x\", sha256 = \"{hash}\" }}]\n[log]\nlevel = \"info\"\n# last words"
         );
         std::fs::write(&path, &text).unwrap();
-        add_tenant(&path, "b", "y").unwrap();
+        add_tenant(&path, "b", "y", None).unwrap();
         let after = std::fs::read_to_string(&path).unwrap();
         assert!(
             after.starts_with(&format!("{text}\n\n[tenants.b]\n")),
@@ -596,7 +661,7 @@ mod tests {
     #[test]
     fn removes_a_token_but_not_the_last_or_a_missing_one() {
         let (_dir, path, original) = copy_of("config.example.toml");
-        let tok = add_tenant(&path, "acme", "okta").unwrap();
+        let tok = add_tenant(&path, "acme", "okta", None).unwrap();
         add_token(&path, "acme", "old", Scope::Read).unwrap();
         // The only token that may provision stays while a read-only one is left.
         let err = remove_token(&path, "acme", "okta").unwrap_err().to_string();
@@ -617,7 +682,7 @@ mod tests {
         for bad in ["bad name", "", "tab\tname", "ünïcode"] {
             let err = add_token(&path, "acme", bad, Scope::Read).unwrap_err();
             assert!(err.to_string().contains("not a valid token name"), "{err}");
-            let err = add_tenant(&path, "other", bad).unwrap_err();
+            let err = add_tenant(&path, "other", bad, None).unwrap_err();
             assert!(err.to_string().contains("not a valid token name"), "{err}");
         }
         for (tenant, name, want) in [
@@ -649,7 +714,7 @@ mod tests {
         let links = tempfile::tempdir().unwrap();
         let link = links.path().join("link.toml");
         std::os::unix::fs::symlink(&real, &link).unwrap();
-        let tok = add_tenant(&link, "acme", "okta").unwrap();
+        let tok = add_tenant(&link, "acme", "okta", None).unwrap();
         assert_eq!(std::fs::read_link(&link).unwrap(), real);
         let cfg = Config::load(&real).unwrap();
         assert_eq!(cfg.tenants["acme"].tokens[0].sha256, hex(&digest(&tok)));
@@ -667,7 +732,7 @@ mod tests {
     #[test]
     fn racing_edits_each_land_exactly_when_they_report_success() {
         let (dir, path, _) = copy_of("config.example.toml");
-        add_tenant(&path, "acme", "keep").unwrap();
+        add_tenant(&path, "acme", "keep", None).unwrap();
         for i in 0..4 {
             add_token(&path, "acme", &format!("old{i}"), Scope::Provision).unwrap();
         }
@@ -700,7 +765,7 @@ mod tests {
                         let r = match kind {
                             "add" => add_token(path, "acme", &name, Scope::Read).map(Some),
                             "remove" => remove_token(path, "acme", &name).map(|()| None),
-                            _ => add_tenant(path, &name, "okta").map(Some),
+                            _ => add_tenant(path, &name, "okta", None).map(Some),
                         };
                         (kind, name, r.map_err(|e| e.to_string()))
                     })
@@ -766,8 +831,9 @@ mod tests {
         assert_eq!(ok.len(), 1, "{dups:?}");
         assert_eq!(acme.get("dup").copied(), Some(hash(&ok[0].1).as_str()));
         assert!(
-            dups.iter()
-                .any(|(_, r)| r.as_ref().is_err_and(|e| e.contains("used twice"))),
+            dups.iter().any(|(_, r)| r
+                .as_ref()
+                .is_err_and(|e| e.contains("already has a token named"))),
             "{dups:?}"
         );
         // Nothing else: no failed add, no removed token.
@@ -799,10 +865,12 @@ mod tests {
         let lock = dir.path().join(".scimd.toml.lock");
         std::fs::write(&lock, b"").unwrap();
         std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o666)).unwrap();
-        let e = add_tenant(&path, "acme", "okta").unwrap_err().to_string();
+        let e = add_tenant(&path, "acme", "okta", None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("others may open it"), "{e}");
         std::fs::remove_file(&lock).unwrap();
-        add_tenant(&path, "acme", "okta").unwrap();
+        add_tenant(&path, "acme", "okta", None).unwrap();
     }
 
     #[cfg(unix)]
@@ -813,7 +881,7 @@ mod tests {
         // What the service's group, which may read the config, could hold.
         let reader = File::open(&path).unwrap();
         reader.lock_shared().unwrap();
-        add_tenant(&path, "acme", "okta").unwrap();
+        add_tenant(&path, "acme", "okta", None).unwrap();
         let lock = dir.path().join(".scimd.toml.lock");
         let mode = std::fs::metadata(&lock).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
@@ -827,7 +895,7 @@ mod tests {
             .path()
             .join(format!("scimd.toml.{}.0.tmp", std::process::id()));
         std::fs::write(&stale, "half").unwrap();
-        let tok = add_tenant(&path, "acme", "okta").unwrap();
+        let tok = add_tenant(&path, "acme", "okta", None).unwrap();
         let cfg = Config::load(&path).unwrap();
         assert_eq!(cfg.tenants["acme"].tokens[0].sha256, hex(&digest(&tok)));
         assert_eq!(std::fs::read_to_string(&stale).unwrap(), "half");
@@ -866,7 +934,7 @@ mod tests {
             err.contains("tls.cert: cannot read") && err.contains("no tenant configured"),
             "{err}"
         );
-        add_tenant(&path, "acme", "okta").unwrap();
+        add_tenant(&path, "acme", "okta", None).unwrap();
         let err = Config::load(&path).unwrap_err();
         assert!(
             err.problems.iter().all(|p| p.starts_with("tls.")),

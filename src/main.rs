@@ -233,6 +233,9 @@ enum TenantAction {
         /// Name of the first token (shown in logs).
         #[arg(long, default_value = "idp")]
         token_name: String,
+        /// Name shown for the tenant in `scimd status` (e.g. "Acme Corp").
+        #[arg(long)]
+        display_name: Option<String>,
         /// Serve the users and groups the database kept under this name from an earlier
         /// tenant (the same customer back); without it, such data refuses the name.
         #[arg(long)]
@@ -448,10 +451,12 @@ fn main() -> ExitCode {
                     name,
                     config,
                     token_name,
+                    display_name,
                     keep_data,
                 },
         } => match refuse_leftover(&config, &name, keep_data).and_then(|()| {
-            scimd::config_edit::add_tenant(&config, &name, &token_name).map_err(|e| e.to_string())
+            scimd::config_edit::add_tenant(&config, &name, &token_name, display_name.as_deref())
+                .map_err(|e| e.to_string())
         }) {
             Ok(tok) => {
                 // The file may still lack a certificate; the URL is known regardless. What
