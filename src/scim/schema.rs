@@ -458,7 +458,9 @@ const MANAGER_SUBS: &[AttrDef] = &[
         "The id of the SCIM resource representing the User's manager.",
     ),
     AttrDef::r("$ref", &["User"], "The URI of the manager's SCIM resource."),
-    AttrDef::s("displayName", "The displayName of the User's manager.").mutability(ReadOnly),
+    // readOnly in RFC 7643 §4.3, where the server would fill it in; scimd keeps what the
+    // IdP sends (OneLogin fills it from its own directory), and says so.
+    AttrDef::s("displayName", "The displayName of the User's manager."),
 ];
 
 pub static ENTERPRISE_USER: SchemaDef = SchemaDef {
@@ -741,5 +743,16 @@ mod tests {
         assert_eq!(un["required"], true);
         assert_eq!(un["caseExact"], false);
         assert_eq!(un["uniqueness"], "server");
+    }
+
+    #[test]
+    fn the_managers_display_name_is_described_as_kept() {
+        // scimd stores what the IdP sends there: the schema must not call it server-set.
+        let j = ENTERPRISE_USER.to_json("https://h/scim/v2");
+        let attrs = j["attributes"].as_array().unwrap();
+        let manager = attrs.iter().find(|a| a["name"] == "manager").unwrap();
+        let subs = manager["subAttributes"].as_array().unwrap();
+        let dn = subs.iter().find(|a| a["name"] == "displayName").unwrap();
+        assert_eq!(dn["mutability"], "readWrite");
     }
 }
