@@ -155,13 +155,7 @@ fn check_config_refuses_a_key_that_is_not_the_certificates() {
     std::fs::write(&cert, one.cert.pem()).unwrap();
     scimd::tls::write_private(&key, other.signing_key.serialize_pem().as_bytes()).unwrap();
     let path = example_serving(dir.path(), &cert, &key);
-    let check = || {
-        scimd()
-            .args(["check-config", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap()
-    };
+    let check = || check_config(&path);
     let out = check();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
@@ -179,6 +173,14 @@ fn check_config_refuses_a_key_that_is_not_the_certificates() {
     );
 }
 
+fn check_config(path: &std::path::Path) -> std::process::Output {
+    scimd()
+        .args(["check-config", "--config"])
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
 /// An expired certificate loads, and IdPs refuse it: check-config says so and when, without
 /// refusing the file (the service still serves `/healthz` and the application).
 #[test]
@@ -186,11 +188,7 @@ fn check_config_warns_of_an_expired_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = crate::process::dated_cert(dir.path(), -400, -30);
     let path = example_serving(dir.path(), &cert, &key);
-    let out = scimd()
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check_config(&path);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
@@ -227,12 +225,7 @@ fn check_config_warns_of_a_certificate_without_its_intermediate() {
     ] {
         let cert = dir.path().join(name);
         std::fs::write(&cert, pem).unwrap();
-        let path = example_serving(dir.path(), &cert, &key_path);
-        let out = scimd()
-            .args(["check-config", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
+        let out = check_config(&example_serving(dir.path(), &cert, &key_path));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{err}");
         assert_eq!(
