@@ -933,6 +933,58 @@ fn a_members_display_goes_with_its_membership() {
 /// A member's display that a request changes is in the feed, once per request and beside
 /// the group's other changes, however the request changes it (an add with a new display, a
 /// remove and re-add, a PUT), and only for members there before and after.
+/// Member filters other than `value eq` read every member, on the writer all tenants share:
+/// one request's may read at most `MEMBER_FILTER_READS` members in all, and a request past
+/// that is refused whole (400 tooMany) without a change.
+#[test]
+fn member_filters_that_read_every_member_are_bounded_per_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::open(&dir.path().join("s.redb"));
+    let users = f.users(101);
+    let members: Vec<serde_json::Value> = users
+        .iter()
+        .map(|id| serde_json::json!({"value": format_id(*id), "display": "Pat"}))
+        .collect();
+    let g = f.create(
+        Kind::Group,
+        serde_json::json!({"displayName": "G", "members": members}),
+        None,
+    );
+    let patch = |n: usize| {
+        let ops: Vec<serde_json::Value> = (0..n)
+            .map(|_| serde_json::json!({"op": "remove", "path": "members[display co \"zz\"]"}))
+            .collect();
+        let ops = crate::scim::patch::parse_request(&serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": ops}))
+        .unwrap();
+        f.rt.block_on(f.store.patch(
+            f.actor.clone(),
+            Kind::Group.into(),
+            format_id(g),
+            ops,
+            Conditions::default(),
+        ))
+    };
+    // 990 filters × 101 members: within the bound; they match no one.
+    assert!(patch(990).is_ok());
+    // 1,000 × 101 is past it.
+    let e = crate::scim::error::ScimError::from(patch(1000).unwrap_err());
+    assert_eq!(e.status, 400);
+    assert_eq!(e.scim_type, Some(crate::scim::error::ScimType::TooMany));
+    assert!(e.detail.contains("members[value eq"), "{}", e.detail);
+    // And a filter that matches removes, as before.
+    f.patch(
+        Kind::Group,
+        g,
+        serde_json::json!([{"op": "remove", "path": "members[display co \"pa\"]"}]),
+    );
+    let left =
+        f.rt.block_on(f.store.get("t".into(), Kind::Group, format_id(g), true))
+            .unwrap();
+    assert_eq!(left.refs.map(|r| r.len()), Some(0));
+}
+
 #[test]
 fn a_changed_member_display_is_one_update_event_of_the_request() {
     let dir = tempfile::tempdir().unwrap();

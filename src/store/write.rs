@@ -13,6 +13,7 @@ use super::read::{Conditions, MEMBER_BATCH, member_json, not_found, precondition
 use super::record::*;
 use super::tables::*;
 use super::{Error, R, Store, format_id, new_id, parse_id};
+use crate::scim::error::{ScimError, ScimType};
 use crate::scim::filter;
 use crate::scim::patch::{self, MemberOp, Operation};
 use crate::scim::render::{Resource, etag_of};
@@ -802,10 +803,17 @@ enum Change {
     Clear,
 }
 
+/// Most members one request's member filters other than `value eq` (`members[display co
+/// "x"]`) may read. Each reads every member of the group, on the writer that every tenant's
+/// writes wait for: without a bound, one PATCH of such filters on a large group held them
+/// all for minutes. IdPs remove members by value, which reads no other member.
+const MEMBER_FILTER_READS: usize = 100_000;
+
 /// Check phase for member operations: every added member must exist in the tenant, and a
 /// group cannot contain itself. Reads only.
 fn plan_members(w: &W, t: &str, g: u128, ops: &[MemberOp]) -> R<Vec<Change>> {
     let mut out = Vec::new();
+    let mut reads = 0usize;
     for op in ops {
         match op {
             MemberOp::Clear => out.push(Change::Clear),
@@ -846,6 +854,19 @@ fn plan_members(w: &W, t: &str, g: u128, ops: &[MemberOp]) -> R<Vec<Change>> {
                     let Some(&(last, _)) = batch.last() else {
                         break;
                     };
+                    reads += batch.len();
+                    if reads > MEMBER_FILTER_READS {
+                        return Ok(Err(Error::Protocol(ScimError::new(
+                            400,
+                            Some(ScimType::TooMany),
+                            format!(
+                                "member filters other than `value eq` read every member of the \
+                                 group, and this request's would read more than \
+                                 {MEMBER_FILTER_READS}; remove members by value \
+                                 (members[value eq \"ID\"]) instead"
+                            ),
+                        ))));
+                    }
                     for (m, code) in batch {
                         let display = w.displays.get((t, g, m))?.map(|d| d.value().to_string());
                         let el = member_json(m, code, display);
