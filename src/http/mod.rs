@@ -496,9 +496,12 @@ impl App {
         let backlog = req.extensions().get::<backlog::Backlog>().cloned();
         // Taken before anything below can refuse the request: a body refused as not JSON,
         // or sent with the wrong type, is what an admin watching a new IdP needs to see.
-        let captured = tenant
-            .is_some_and(|t| t.log_bodies)
-            .then(|| Captured::of(&req));
+        let captured = tenant.is_some_and(|t| t.log_bodies).then(|| {
+            let tenant = Some(principal.tenant.as_str());
+            let hidden =
+                redact::hidden_names(&[rt.rt(tenant, Kind::User), rt.rt(tenant, Kind::Group)]);
+            Captured::of(&req, hidden)
+        });
         // Only a body read as JSON is logged: anything else could not be redacted.
         let mut logged_body = None;
         let answer = async {
@@ -528,7 +531,8 @@ impl App {
                 None
             };
             if captured.is_some() {
-                logged_body = body.as_ref().map(|b| redact::for_log(b, 64 * 1024));
+                logged_body = (body.as_ref().zip(captured.as_ref()))
+                    .map(|(b, c)| redact::for_log(b, 64 * 1024, &c.hidden));
             }
             let ctx = Ctx {
                 principal: principal.clone(),
@@ -599,10 +603,12 @@ struct Captured {
     user_agent: Option<String>,
     content_type: Option<String>,
     request_id: Option<String>,
+    /// The tenant's attributes never shown, withheld from the line as passwords are.
+    hidden: Vec<&'static str>,
 }
 
 impl Captured {
-    fn of<B>(req: &Request<B>) -> Captured {
+    fn of<B>(req: &Request<B>, hidden: Vec<&'static str>) -> Captured {
         let header = |n: header::HeaderName| {
             req.headers()
                 .get(n)
@@ -610,7 +616,11 @@ impl Captured {
         };
         // A query naming a secret (a filter on the password) may quote it.
         let uri = req.uri().to_string();
-        let uri = if redact::names_a_secret(&uri) {
+        let decoded = percent_encoding::percent_decode_str(&uri.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned();
+        let uri = if redact::names_hidden(&uri, &hidden) || redact::names_hidden(&decoded, &hidden)
+        {
             format!("{} (query withheld)", req.uri().path())
         } else {
             response::clip(&uri, 2000).into_owned()
@@ -623,6 +633,7 @@ impl Captured {
                 .extensions()
                 .get::<request_id::RequestId>()
                 .map(|i| i.0.clone()),
+            hidden,
         }
     }
 }

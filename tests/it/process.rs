@@ -1966,10 +1966,37 @@ async fn json_logs_carry_one_object_per_request_without_the_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_bodies_logs_what_the_idp_sends_without_its_passwords() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = json_logs_config(dir.path(), "tok", "log_bodies = true\n");
+    // A tenant's own attributes that are never shown (a writeOnly `ssn`, a `pin` returned
+    // never) are withheld as passwords are, though their names sound like no secret.
+    let extension = r#"log_bodies = true
+[[tenants.acme.extensions]]
+urn = "urn:example:hr:2.0:User"
+name = "HrUser"
+resource = "User"
+[[tenants.acme.extensions.attributes]]
+name = "ssn"
+type = "string"
+mutability = "writeOnly"
+returned = "never"
+[[tenants.acme.extensions.attributes]]
+name = "pin"
+type = "string"
+returned = "never"
+"#;
+    let cfg = json_logs_config(dir.path(), "tok", extension);
     let p = Proc::start(&cfg);
-    let body = r#"{"userName": "ann@example.com", "password": "hunter2-post"}"#;
+    let body = r#"{"userName": "ann@example.com", "password": "hunter2-post",
+        "urn:example:hr:2.0:User": {"ssn": "hunter2-ssn", "pin": "hunter2-pin"}}"#;
     assert_eq!(p.post("/scim/v2/Users", "tok", body.to_string()).await, 201);
+    // A filter naming one is refused (never shown, so never matched); its query is withheld.
+    assert_eq!(
+        p.status(
+            "/scim/v2/Users?filter=userName%20pr%20and%20pin%20eq%20%22hunter2-q%22",
+            "tok"
+        )
+        .await,
+        400
+    );
     let id = p
         .get_json(
             "/scim/v2/Users?filter=userName%20eq%20%22ann%40example.com%22",
@@ -2021,19 +2048,28 @@ async fn log_bodies_logs_what_the_idp_sends_without_its_passwords() {
             .collect()
     };
     let deadline = Instant::now() + Duration::from_secs(5);
-    while captured(&p.log()).len() < 5 && Instant::now() < deadline {
+    while captured(&p.log()).len() < 6 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let log = p.log();
     assert!(!log.contains("hunter2"), "a password in the log: {log}");
-    let lines = captured(&log);
-    assert_eq!(lines.len(), 5, "{lines:?}");
+    let mut lines = captured(&log);
+    assert_eq!(lines.len(), 6, "{lines:?}");
+    let query = lines.remove(1);
+    assert!(
+        query["fields"]["uri"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("(query withheld)")),
+        "{query}"
+    );
     let f = |i: usize, k: &str| lines[i]["fields"][k].clone();
     assert_eq!(f(0, "method"), "POST");
     assert_eq!(f(0, "status"), 201);
     let posted: serde_json::Value = serde_json::from_str(f(0, "body").as_str().unwrap()).unwrap();
     assert_eq!(posted["userName"], "ann@example.com");
     assert_eq!(posted["password"], "(withheld)");
+    assert_eq!(posted["urn:example:hr:2.0:User"]["ssn"], "(withheld)");
+    assert_eq!(posted["urn:example:hr:2.0:User"]["pin"], "(withheld)");
     // A read has its query and no body.
     assert_eq!(f(1, "method"), "GET");
     assert!(

@@ -330,7 +330,11 @@ mod tests {
     fn remembered_folds_are_each_values_own() {
         // More values than are kept, and back again: each fold is its own value's.
         let values: Vec<String> = (0..20).map(|i| format!("ΣΊΣΥΦΟΣ-{i}-Ǆ")).collect();
-        for v in values.iter().chain(values.iter().rev()).chain(values.iter()) {
+        for v in values
+            .iter()
+            .chain(values.iter().rev())
+            .chain(values.iter())
+        {
             assert_eq!(&*folded(v), fold(v), "{v}");
         }
         // A filter on many resources finds the same as before the memo.
