@@ -11,10 +11,15 @@ use scimd::server::Server;
 
 use super::console::base_url;
 
+/// Directives that go before the admin's (which may still raise them). rustls warns on every
+/// connection whose client sends an IP address as SNI (what a Base URL like
+/// https://10.0.0.5:8443/... makes clients do) or asks to renegotiate, and h2 on every
+/// connection that resets streams too fast: the client's doing, one line per connection,
+/// which any client could repeat to flood the journal. scimd logs failed handshakes itself,
+/// within limits, and counts them in /metrics.
+const QUIET: &str = "rustls=error,h2=error";
+
 pub(crate) fn init_logging(level: &str, format: &str) {
-    // rustls warns on every connection whose client sends an IP address as SNI (what a Base
-    // URL like https://10.0.0.5:8443/... makes clients do): the client's quirk, not the admin's
-    // problem, and one line per connection.
     // RUST_LOG overrides log.level, but a word that is no level would silence every line
     // (read as a module name), as check-config refuses in the file: said, and passed over.
     let env = std::env::var("RUST_LOG").ok();
@@ -22,17 +27,16 @@ pub(crate) fn init_logging(level: &str, format: &str) {
         .as_deref()
         .and_then(scimd::config::bad_log_level)
         .map(str::to_string);
-    // The rustls directive goes before RUST_LOG's own, which may still raise it.
+    // QUIET goes before RUST_LOG's own directives, which may still raise it.
     let from_env = match (&bad_env, &env) {
         (None, Some(e)) if !e.trim().is_empty() => {
-            tracing_subscriber::EnvFilter::try_new(format!("rustls::msgs::handshake=error,{e}"))
-                .ok()
+            tracing_subscriber::EnvFilter::try_new(format!("{QUIET},{e}")).ok()
         }
         _ => None,
     };
     let filter = from_env.unwrap_or_else(|| {
         let level = scimd::config::log_directives(level);
-        tracing_subscriber::EnvFilter::new(format!("rustls::msgs::handshake=error,{level}"))
+        tracing_subscriber::EnvFilter::new(format!("{QUIET},{level}"))
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -654,13 +654,19 @@ fn port_fits(authority: &str) -> bool {
 /// when `public_url` is unset, so `evil.example/phish?` would be echoed to clients), an
 /// HTTP/1.1 request without one, or several Authorization headers (which one is meant?).
 fn malformed<B>(req: &Request<B>) -> Option<ScimError> {
-    // An absolute-form target's authority is used before Host (RFC 9112 §3.2.2).
-    if req
-        .uri()
-        .authority()
-        .is_some_and(|a| a.as_str().contains('@'))
-    {
-        return Some(ScimError::new(400, None, "the request target names a user"));
+    // An absolute-form target's authority is used before Host (RFC 9112 §3.2.2), so it is
+    // held to what a Host is held to below.
+    if let Some(a) = req.uri().authority() {
+        if a.as_str().contains('@') {
+            return Some(ScimError::new(400, None, "the request target names a user"));
+        }
+        if a.host().is_empty() || !port_fits(a.as_str()) {
+            return Some(ScimError::new(
+                400,
+                None,
+                "the request target's authority is not a host[:port]",
+            ));
+        }
     }
     let mut hosts = req.headers().get_all(header::HOST).iter();
     let host = hosts.next();

@@ -313,6 +313,11 @@ async fn bad_host_and_two_authorization_headers_are_400() {
             "https://evil.example@localhost/scim/v2/Users",
             format!("Host: localhost\r\n{token}"),
         ),
+        // And is held to a port that is one, as Host is.
+        (
+            "https://localhost:99999999/scim/v2/Users",
+            format!("Host: localhost\r\n{token}"),
+        ),
     ] {
         let (status, answer) = ask(target, head.clone()).await;
         assert_eq!(status, 400, "{target} {head:?}: {answer}");
