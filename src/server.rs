@@ -592,6 +592,13 @@ impl Server {
             // The limits a reload may change are read for each new connection.
             let (body_secs, max_body) = {
                 let rt = app.runtime();
+                // With more than one tenant, one tenant's connections may hold at most half
+                // the slots safe from closing (the tenants added by a reload count at once).
+                in_flight.cap_vouched_per_tenant(if rt.config.tenants.len() > 1 {
+                    (config.server.max_connections / 2).max(1)
+                } else {
+                    0
+                });
                 (
                     rt.config.server.request_timeout_secs,
                     rt.config.server.max_body_bytes,

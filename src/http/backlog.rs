@@ -10,9 +10,12 @@
 //! Request bodies are held whole until parsed, and an HTTP/2 client could send 64 of them
 //! per connection, each stopping a byte short (120 connections held 9.8 GB until their
 //! 408s). So a body takes room for its declared length (or the largest allowed) from its
-//! connection's share and from the server's before it is read, all at once so that bodies
-//! holding part of what they need never wait on each other; one that finds none waits,
-//! unread, which holds its sender back through flow control.
+//! connection's share, its tenant's and the server's before it is read, always in that
+//! order so that bodies holding part of what they need never wait on each other; one that
+//! finds none waits, unread, which holds its sender back through flow control. A tenant's
+//! share is half the server's: one tenant's clients sending slowly (or its application's
+//! read token sending `.search` bodies a byte at a time) cannot hold every other tenant's
+//! writes until their bodies time out.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,8 +46,10 @@ pub struct Backlog {
     bodies: Room,
 }
 
-/// How many largest bodies one connection may be receiving at once, and the server.
+/// How many largest bodies one connection may be receiving at once, one tenant's
+/// connections together, and the server.
 pub const BODIES_PER_CONNECTION: usize = 8;
+pub const BODIES_PER_TENANT: usize = BODIES_EVERYWHERE / 2;
 pub const BODIES_EVERYWHERE: usize = 64;
 
 /// Room for request bodies, a permit a byte.
@@ -52,6 +57,8 @@ pub const BODIES_EVERYWHERE: usize = 64;
 pub struct Room {
     sem: Arc<Semaphore>,
     size: usize,
+    /// The `max_body_bytes` it was sized for.
+    largest: usize,
 }
 
 /// Room for `n` largest bodies of `max_body_bytes`.
@@ -62,6 +69,14 @@ pub fn body_room(n: usize, max_body_bytes: usize) -> Room {
     Room {
         sem: Arc::new(Semaphore::new(size)),
         size,
+        largest: max_body_bytes,
+    }
+}
+
+impl Room {
+    /// The largest body it was sized for.
+    pub fn largest(&self) -> usize {
+        self.largest
     }
 }
 
@@ -90,10 +105,19 @@ impl Backlog {
     }
 
     /// Wait for room for a body of `bytes` (at most the largest allowed) in this
-    /// connection's share (`conn`) and the server's (`everywhere`).
-    pub async fn body_room(conn: Option<&Backlog>, everywhere: &Room, bytes: usize) -> BodyRoom {
+    /// connection's share (`conn`), its tenant's (`tenant`) and the server's (`everywhere`).
+    pub async fn body_room(
+        conn: Option<&Backlog>,
+        tenant: &Room,
+        everywhere: &Room,
+        bytes: usize,
+    ) -> BodyRoom {
         let mut held = Vec::new();
-        for room in conn.map(|b| &b.bodies).into_iter().chain([everywhere]) {
+        for room in conn
+            .map(|b| &b.bodies)
+            .into_iter()
+            .chain([tenant, everywhere])
+        {
             // Never more than the whole room: a reload may have raised `max_body_bytes`
             // since it was sized.
             let n = u32::try_from(bytes.clamp(1, room.size)).unwrap_or(u32::MAX);
@@ -203,10 +227,13 @@ mod tests {
         let fake = || Arc::new(Fake(AtomicU64::new(0), AtomicU64::new(0)));
         let (a, b) = (Backlog::new(fake(), 1000), Backlog::new(fake(), 1000));
         let server = body_room(BODIES_PER_CONNECTION + 2, 1000);
+        let tenant = body_room(BODIES_EVERYWHERE, 1000);
         let wait = Duration::from_secs(1);
         let room = |c: Backlog, n| {
-            let server = server.clone();
-            async move { tokio::time::timeout(wait, Backlog::body_room(Some(&c), &server, n)).await }
+            let (server, tenant) = (server.clone(), tenant.clone());
+            async move {
+                tokio::time::timeout(wait, Backlog::body_room(Some(&c), &tenant, &server, n)).await
+            }
         };
         // A connection's share is eight largest bodies...
         let mut held = Vec::new();
@@ -222,6 +249,35 @@ mod tests {
         // A body larger than a room (`max_body_bytes` raised by a reload) takes all of it.
         drop(held);
         assert!(room(a.clone(), 1_000_000).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_tenants_bodies_leave_room_for_the_others() {
+        let fake = || Arc::new(Fake(AtomicU64::new(0), AtomicU64::new(0)));
+        let server = body_room(BODIES_EVERYWHERE, 1000);
+        let (one, other) = (
+            body_room(BODIES_PER_TENANT, 1000),
+            body_room(BODIES_PER_TENANT, 1000),
+        );
+        let wait = Duration::from_secs(1);
+        let room = |tenant: &Room| {
+            let (server, tenant) = (server.clone(), tenant.clone());
+            // Each body on a connection of its own, so only the tenant's and server's count.
+            let c = Backlog::new(fake(), 1000);
+            async move {
+                tokio::time::timeout(wait, Backlog::body_room(Some(&c), &tenant, &server, 1000))
+                    .await
+            }
+        };
+        let mut held = Vec::new();
+        for _ in 0..BODIES_PER_TENANT {
+            held.push(room(&one).await.unwrap());
+        }
+        // The tenant's share is taken: its next body waits, another tenant's does not.
+        assert!(room(&one).await.is_err());
+        assert!(room(&other).await.is_ok());
+        drop(held);
+        assert!(room(&one).await.is_ok());
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,5 +1,5 @@
 //! Reading a request body: its media type and charset, its size against the limits and the
-//! room all connections share, and its JSON.
+//! room its tenant's connections and all connections share, and its JSON.
 
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ impl App {
         req: Request<B>,
         rt: &Runtime,
         conn: Option<&backlog::Backlog>,
+        tenant: &str,
     ) -> ScimResult<Value>
     where
         B: Body<Data = Bytes> + Send + 'static,
@@ -88,7 +89,7 @@ impl App {
         let reserve = declared.map_or(max, |len| len as usize);
         let Ok(_room) = tokio::time::timeout_at(
             deadline,
-            backlog::Backlog::body_room(conn, &self.bodies, reserve),
+            backlog::Backlog::body_room(conn, &self.tenant_bodies(tenant), &self.bodies, reserve),
         )
         .await
         else {

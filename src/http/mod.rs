@@ -20,8 +20,9 @@ mod sso;
 pub mod unread;
 pub mod vouch;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -56,6 +57,8 @@ pub struct App {
     scheme: &'static str,
     /// Room for request bodies being received, all connections together (see `backlog`).
     bodies: backlog::Room,
+    /// And each tenant's connections together, made at its first body.
+    tenant_bodies: Mutex<HashMap<String, backlog::Room>>,
 }
 
 /// Everything a handler needs about one request.
@@ -107,9 +110,20 @@ impl App {
             said_each_minute: limit::Limiter::default(),
             said_ignored: limit::Limiter::default(),
             bodies: backlog::body_room(backlog::BODIES_EVERYWHERE, config.server.max_body_bytes),
+            tenant_bodies: Mutex::new(HashMap::new()),
             runtime: RwLock::new(Arc::new(Runtime::new(config))),
             scheme,
         }
+    }
+
+    /// Room for `tenant`'s request bodies (see `backlog`), sized as the server's was.
+    fn tenant_bodies(&self, tenant: &str) -> backlog::Room {
+        let mut rooms = match self.tenant_bodies.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let make = || backlog::body_room(backlog::BODIES_PER_TENANT, self.bodies.largest());
+        rooms.entry(tenant.to_string()).or_insert_with(make).clone()
     }
 
     /// Swap in a new configuration; requests already running keep the one they started with.
@@ -361,8 +375,8 @@ impl App {
                     None => None,
                 },
             };
-            if tenant.is_some() {
-                vouch::vouch_for(&req);
+            if let Some(t) = &tenant {
+                vouch::vouch_for(&req, t);
             }
             // Parsed once the token has been judged: a refused one is told so first.
             let query = query::Query::parse(req.uri().query())?;
@@ -400,7 +414,7 @@ impl App {
             let why = || why_refused(&rt, auth, route.tenant.as_deref());
             return Ok((self.refused(peer, auth, route.tenant.is_some(), why), None));
         };
-        vouch::vouch_for(&req);
+        vouch::vouch_for(&req, &principal.tenant);
         // From here on a refusal is logged and counted under the tenant and token it came with.
         let served = async {
             let query = query::Query::parse(req.uri().query())?;
@@ -526,7 +540,10 @@ impl App {
             let body = if matches!(*method, Method::POST | Method::PUT | Method::PATCH)
                 && !matches!(route.endpoint, Endpoint::Bulk | Endpoint::Me)
             {
-                Some(self.read_body(req, &rt, backlog.as_ref()).await?)
+                Some(
+                    self.read_body(req, &rt, backlog.as_ref(), &principal.tenant)
+                        .await?,
+                )
             } else {
                 None
             };

@@ -10,17 +10,17 @@ use std::sync::Arc;
 
 /// A connection as a request on it may speak of it to the server.
 pub trait Vouch: Send + Sync {
-    /// A request on this connection carried a valid token.
-    fn vouch(&self);
+    /// A request on this connection carried a valid token of `tenant`.
+    fn vouch(&self, tenant: &str);
 }
 
 /// The connection a request came on, carried in its extensions by the server.
 #[derive(Clone)]
 pub struct Voucher(pub Arc<dyn Vouch>);
 
-/// `req` carried a valid token: say so for its connection.
-pub fn vouch_for<B>(req: &http::Request<B>) {
+/// `req` carried a valid token of `tenant`: say so for its connection.
+pub fn vouch_for<B>(req: &http::Request<B>, tenant: &str) {
     if let Some(conn) = req.extensions().get::<Voucher>() {
-        conn.0.vouch();
+        conn.0.vouch(tenant);
     }
 }

@@ -19,7 +19,7 @@
 //! It also knows each connection's age and whether it has carried a valid token, so that
 //! when every slot is taken the oldest stranger can make room (see `http::vouch`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -71,6 +71,12 @@ pub struct InFlight {
     none_open: Notify,
     /// A request on this connection carried a valid token.
     vouched: AtomicBool,
+    /// The tenant whose token it carried, counted in the parent's `vouched_by`.
+    vouched_for: Mutex<Option<String>>,
+    /// For a parent: how many connections each tenant's tokens vouched for, and how many
+    /// one tenant may have vouched for at once (0: no bound).
+    vouched_by: Mutex<HashMap<String, usize>>,
+    vouch_cap: AtomicUsize,
     /// The client has sent something (a TLS ClientHello, a request line).
     spoke: AtomicBool,
     /// Told to close to make room for a newcomer.
@@ -88,6 +94,13 @@ pub struct InFlight {
 impl InFlight {
     pub fn new() -> Arc<InFlight> {
         Arc::new(InFlight::with_parent(None))
+    }
+
+    /// At most `n` connections of one tenant are safe from being closed for a newcomer
+    /// (see `vouch`): the tokens of one tenant, its application's read token among them,
+    /// must not be able to hold every slot and keep the other tenants' IdPs out.
+    pub fn cap_vouched_per_tenant(&self, n: usize) {
+        self.vouch_cap.store(n, Ordering::Relaxed);
     }
 
     /// A connection's own count, which also counts in `self`.
@@ -117,6 +130,9 @@ impl InFlight {
             parent,
             none_open: Notify::new(),
             vouched: AtomicBool::new(false),
+            vouched_for: Mutex::new(None),
+            vouched_by: Mutex::new(HashMap::new()),
+            vouch_cap: AtomicUsize::new(0),
             spoke: AtomicBool::new(false),
             evicted: AtomicBool::new(false),
             evict: Notify::new(),
@@ -318,10 +334,27 @@ impl InFlight {
 }
 
 impl crate::http::vouch::Vouch for InFlight {
-    fn vouch(&self) {
-        if !self.vouched.load(Ordering::Relaxed) {
-            self.vouched.store(true, Ordering::SeqCst);
+    /// Vouched for by `tenant`'s token, unless that tenant already has its parent's cap of
+    /// vouched connections: then it stays a stranger, closed when a newcomer needs its slot.
+    fn vouch(&self, tenant: &str) {
+        if self.vouched.load(Ordering::Relaxed) {
+            return;
         }
+        let mut mine = self.vouched_for.lock().unwrap_or_else(|e| e.into_inner());
+        if mine.is_some() {
+            return;
+        }
+        if let Some(p) = &self.parent {
+            let mut by = p.vouched_by.lock().unwrap_or_else(|e| e.into_inner());
+            let cap = p.vouch_cap.load(Ordering::Relaxed);
+            let n = by.entry(tenant.to_string()).or_insert(0);
+            if cap > 0 && *n >= cap {
+                return;
+            }
+            *n += 1;
+        }
+        *mine = Some(tenant.to_string());
+        self.vouched.store(true, Ordering::SeqCst);
     }
 }
 
@@ -332,6 +365,20 @@ impl Drop for InFlight {
         if let Some(p) = &self.parent {
             p.unsent
                 .fetch_sub(*self.unsent.get_mut(), Ordering::Relaxed);
+            let tenant = self
+                .vouched_for
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(t) = tenant {
+                let mut by = p.vouched_by.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(n) = by.get_mut(&t) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        by.remove(&t);
+                    }
+                }
+            }
             p.children
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -708,6 +755,37 @@ mod tests {
         assert!(f.unasked_for() >= Duration::from_secs(5));
     }
 
+    #[test]
+    fn one_tenant_has_at_most_its_share_of_connections_safe_from_closing() {
+        use crate::http::vouch::Vouch;
+        let all = InFlight::new();
+        all.cap_vouched_per_tenant(2);
+        let conns: Vec<_> = (0..4).map(|_| all.child()).collect();
+        for c in &conns {
+            c.spoke();
+            c.vouch("acme");
+        }
+        let vouched = |cs: &[Arc<InFlight>]| {
+            cs.iter()
+                .filter(|c| c.vouched.load(Ordering::SeqCst))
+                .count()
+        };
+        // Two of acme's are safe; the others are strangers, closed for a newcomer.
+        assert_eq!(vouched(&conns), 2);
+        // Another tenant's are not counted against acme's.
+        let other = all.child();
+        other.vouch("globex");
+        assert!(other.vouched.load(Ordering::SeqCst));
+        std::thread::sleep(STRANGER_GRACE + Duration::from_millis(50));
+        assert!(all.evict_a_stranger());
+        assert!(conns[2].evicted.load(Ordering::SeqCst));
+        // One of acme's safe ones gone: the next that shows acme's token is safe again.
+        let mut conns = conns;
+        conns.remove(0);
+        conns[2].vouch("acme");
+        assert!(conns[2].vouched.load(Ordering::SeqCst));
+    }
+
     #[tokio::test]
     async fn unsent_bytes_count_everywhere_until_written_or_the_connection_goes() {
         use crate::http::backlog::Unsent;
@@ -750,7 +828,7 @@ mod tests {
         let old = all.child();
         let new = all.child();
         drop(gone);
-        ours.vouch();
+        ours.vouch("t");
         for c in [&ours, &old, &new] {
             c.spoke();
         }

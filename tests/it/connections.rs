@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{ACME, Srv, test_config, total, wire};
+use crate::harness::{ACME, GLOBEX, Srv, test_config, total, wire};
 
 /// A request open at shutdown gets its answer; an idle HTTP/2 connection whose client never
 /// reads (so never acknowledges the closing PING) does not keep the server for the grace
@@ -164,8 +164,16 @@ async fn vouch(conn: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>
 }
 
 async fn vouch_at(conn: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>, path: &str) {
+    vouch_as(conn, path, ACME).await
+}
+
+async fn vouch_as(
+    conn: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    path: &str,
+    token: &str,
+) {
     conn.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ACME}\r\n\r\n")
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\r\n")
             .as_bytes(),
     )
     .await
@@ -199,10 +207,12 @@ async fn vouch_at(conn: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStre
 
 /// With every connection slot taken, a newcomer gets the slot of the oldest connection that
 /// never showed a valid token (no token is needed to hold one), and connections that have
-/// shown one are never closed for it: strangers cannot keep an IdP out.
+/// shown one are never closed for it: strangers cannot keep an IdP out. (One tenant alone:
+/// with several, one tenant's tokens protect at most half the slots, below.)
 #[tokio::test]
 async fn strangers_make_room_when_every_slot_is_taken() {
     let s = Srv::start_with(|c| {
+        c.tenants.retain(|name, _| name == "acme");
         c.server.max_connections = 3;
         // Longer than the test: no connection is closed for idleness.
         c.server.header_timeout_secs = 300;
@@ -263,6 +273,35 @@ async fn strangers_make_room_when_every_slot_is_taken() {
         .await
         .expect("the newcomer never got the freed slot");
     assert_eq!(answer.status, 200, "{}", answer.head);
+}
+
+/// With several tenants, one tenant's tokens (its application's read token, say) make at
+/// most half the slots safe from closing: its other connections are closed for a newcomer
+/// as a stranger's are, so that they cannot keep another tenant's IdP out.
+#[tokio::test]
+async fn one_tenant_cannot_hold_every_slot_safe() {
+    let s = Srv::start_with(|c| {
+        c.server.max_connections = 4;
+        c.server.header_timeout_secs = 300;
+    })
+    .await;
+    let mut acme = Vec::new();
+    for _ in 0..4 {
+        let mut c = wire::connect(&s).await;
+        vouch(&mut c).await;
+        acme.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // globex's IdP gets a slot: acme's third connection, the oldest beyond its two safe ones.
+    let mut globex = tokio::time::timeout(Duration::from_secs(10), wire::connect(&s))
+        .await
+        .expect("another tenant's IdP was kept out");
+    vouch_as(&mut globex, "/scim/v2/Users?count=1", GLOBEX).await;
+    assert!(closed_within(&mut acme[2], 5).await, "acme's third stayed");
+    // acme's safe two are still served.
+    for c in &mut acme[..2] {
+        vouch(c).await;
+    }
 }
 
 /// A stranger that has just connected is most likely a client in its handshake or first
