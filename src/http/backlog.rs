@@ -29,12 +29,18 @@ use crate::scim::error::{ScimError, ScimResult};
 /// connections together.
 pub trait Unsent: Send + Sync {
     fn unsent(&self) -> u64;
+    /// All connections of the tenant whose token this one carried (this one's own before).
+    fn unsent_of_tenant(&self) -> u64;
     fn unsent_everywhere(&self) -> u64;
 }
 
 /// All connections together may leave this many times a connection's limit unread before
-/// every connection's next page waits: many connections each reading a page slowly (or not
-/// at all) would otherwise hold a page each, `max_connections` of them.
+/// connections' next pages wait: many connections each reading a page slowly (or not at
+/// all) would otherwise hold a page each, `max_connections` of them. Then only the
+/// connections of tenants whose clients hold more than one connection's limit wait: one
+/// tenant's clients reading nothing (its application's read token on many HTTP/2 streams)
+/// must not hold every other tenant's lookups until they are dropped. The memory past the
+/// bound is then at most about a connection's limit a tenant.
 pub const EVERYWHERE: u64 = 16;
 
 /// One connection's backlog, carried in each of its requests' extensions by the server.
@@ -140,7 +146,8 @@ impl Backlog {
             .and_then(Result::ok)
             .ok_or_else(|| self.unread(limit))?;
         while self.unsent.unsent() > limit
-            || self.unsent.unsent_everywhere() > limit.saturating_mul(EVERYWHERE)
+            || (self.unsent.unsent_everywhere() > limit.saturating_mul(EVERYWHERE)
+                && self.unsent.unsent_of_tenant() > limit)
         {
             if Instant::now() + RECHECK > deadline {
                 return Err(self.unread(limit));
@@ -173,12 +180,29 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    /// This connection's unread bytes, and all connections'.
-    struct Fake(AtomicU64, AtomicU64);
+    /// This connection's unread bytes, and all connections' (all its tenant's, unless
+    /// `2` says how many of them are other tenants').
+    struct Fake(AtomicU64, AtomicU64, AtomicU64);
+
+    impl Fake {
+        fn new(conn: u64, everywhere: u64) -> Fake {
+            Fake(
+                AtomicU64::new(conn),
+                AtomicU64::new(everywhere),
+                AtomicU64::new(0),
+            )
+        }
+    }
 
     impl Unsent for Fake {
         fn unsent(&self) -> u64 {
             self.0.load(Ordering::Relaxed)
+        }
+        fn unsent_of_tenant(&self) -> u64 {
+            let others = self.2.load(Ordering::Relaxed);
+            self.unsent_everywhere()
+                .saturating_sub(others)
+                .max(self.unsent())
         }
         fn unsent_everywhere(&self) -> u64 {
             self.1.load(Ordering::Relaxed).max(self.unsent())
@@ -187,7 +211,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn one_page_at_a_time_and_none_while_too_much_is_unread() {
-        let fake = Arc::new(Fake(AtomicU64::new(0), AtomicU64::new(0)));
+        let fake = Arc::new(Fake::new(0, 0));
         let b = Backlog::new(fake.clone(), 1024);
         let first = b.turn(100, Duration::from_secs(5)).await.unwrap();
         // A second page waits for the first's turn...
@@ -208,7 +232,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_client_that_never_reads_gets_503_after_the_wait() {
-        let fake = Arc::new(Fake(AtomicU64::new(4096 * 1024), AtomicU64::new(0)));
+        let fake = Arc::new(Fake::new(4096 * 1024, 0));
         let b = Backlog::new(fake, 1024);
         let started = Instant::now();
         let e = b
@@ -224,7 +248,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn bodies_wait_for_room_on_their_connection_and_on_the_server() {
-        let fake = || Arc::new(Fake(AtomicU64::new(0), AtomicU64::new(0)));
+        let fake = || Arc::new(Fake::new(0, 0));
         let (a, b) = (Backlog::new(fake(), 1000), Backlog::new(fake(), 1000));
         let server = body_room(BODIES_PER_CONNECTION + 2, 1000);
         let tenant = body_room(BODIES_EVERYWHERE, 1000);
@@ -253,7 +277,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn one_tenants_bodies_leave_room_for_the_others() {
-        let fake = || Arc::new(Fake(AtomicU64::new(0), AtomicU64::new(0)));
+        let fake = || Arc::new(Fake::new(0, 0));
         let server = body_room(BODIES_EVERYWHERE, 1000);
         let (one, other) = (
             body_room(BODIES_PER_TENANT, 1000),
@@ -282,15 +306,25 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn pages_wait_while_all_connections_together_hold_too_much() {
-        let fake = Arc::new(Fake(
-            AtomicU64::new(0),
-            AtomicU64::new(EVERYWHERE * 100 + 1),
-        ));
+        let fake = Arc::new(Fake::new(0, EVERYWHERE * 100 + 1));
         let b = Backlog::new(fake.clone(), 1024);
         let e = b.turn(100, Duration::from_secs(1)).await.err().unwrap();
         assert_eq!(e.status, 503);
         assert!(e.detail.contains("the server holds"), "{}", e.detail);
         fake.1.store(EVERYWHERE * 100, Ordering::Relaxed);
         assert!(b.turn(100, Duration::from_secs(1)).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tenant_reading_its_answers_is_not_held_by_one_that_does_not() {
+        // Over the server's bound, all of it another tenant's: this tenant's page is built.
+        let fake = Arc::new(Fake::new(0, EVERYWHERE * 100 + 1));
+        fake.2.store(EVERYWHERE * 100 + 1, Ordering::Relaxed);
+        let b = Backlog::new(fake.clone(), 1024);
+        assert!(b.turn(100, Duration::from_secs(1)).await.is_ok());
+        // Its own clients holding more than a connection's limit, it waits as before.
+        fake.2.store(EVERYWHERE * 100 + 1 - 101, Ordering::Relaxed);
+        let e = b.turn(100, Duration::from_secs(1)).await.err().unwrap();
+        assert_eq!(e.status, 503);
     }
 }

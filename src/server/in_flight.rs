@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -73,6 +73,11 @@ pub struct InFlight {
     vouched: AtomicBool,
     /// The tenant whose token it carried, counted in the parent's `vouched_by`.
     vouched_for: Mutex<Option<String>>,
+    /// The unsent bytes of all connections of the tenant whose token it carried first (see
+    /// `Unsent::unsent_of_tenant`), from the parent's `unsent_by`.
+    tenant_unsent: OnceLock<Arc<AtomicU64>>,
+    /// For a parent: each tenant's connections' unsent bytes together.
+    unsent_by: Mutex<HashMap<String, Arc<AtomicU64>>>,
     /// For a parent: how many connections each tenant's tokens vouched for, and how many
     /// one tenant may have vouched for at once (0: no bound).
     vouched_by: Mutex<HashMap<String, usize>>,
@@ -131,6 +136,8 @@ impl InFlight {
             none_open: Notify::new(),
             vouched: AtomicBool::new(false),
             vouched_for: Mutex::new(None),
+            tenant_unsent: OnceLock::new(),
+            unsent_by: Mutex::new(HashMap::new()),
             vouched_by: Mutex::new(HashMap::new()),
             vouch_cap: AtomicUsize::new(0),
             spoke: AtomicBool::new(false),
@@ -235,6 +242,9 @@ impl InFlight {
             && let Some(p) = &self.parent
         {
             p.unsent.fetch_sub(was.min(n), Ordering::Relaxed);
+            if let Some(t) = self.tenant_unsent.get() {
+                take_off(t, was.min(n));
+            }
         }
     }
 
@@ -245,6 +255,9 @@ impl InFlight {
             // in the parent already, so the total never runs below zero.
             if let Some(p) = &self.parent {
                 p.unsent.fetch_add(n, Ordering::Relaxed);
+            }
+            if let Some(t) = self.tenant_unsent.get() {
+                t.fetch_add(n, Ordering::Relaxed);
             }
             self.unsent.fetch_add(n, Ordering::Relaxed);
         }
@@ -340,6 +353,16 @@ impl crate::http::vouch::Vouch for InFlight {
         if self.vouched.load(Ordering::Relaxed) {
             return;
         }
+        // Its answers count as its tenant's from now on, whether or not it is made safe.
+        if self.tenant_unsent.get().is_none()
+            && let Some(p) = &self.parent
+        {
+            let mut by = p.unsent_by.lock().unwrap_or_else(|e| e.into_inner());
+            let t = by.entry(tenant.to_string()).or_default().clone();
+            // What it owes already (an earlier refusal's answer) is its tenant's too.
+            t.fetch_add(self.unsent.load(Ordering::Relaxed), Ordering::Relaxed);
+            let _ = self.tenant_unsent.set(t);
+        }
         let mut mine = self.vouched_for.lock().unwrap_or_else(|e| e.into_inner());
         if mine.is_some() {
             return;
@@ -365,6 +388,9 @@ impl Drop for InFlight {
         if let Some(p) = &self.parent {
             p.unsent
                 .fetch_sub(*self.unsent.get_mut(), Ordering::Relaxed);
+            if let Some(t) = self.tenant_unsent.get() {
+                take_off(t, *self.unsent.get_mut());
+            }
             let tenant = self
                 .vouched_for
                 .get_mut()
@@ -460,9 +486,23 @@ where
     }
 }
 
+/// `n` bytes off a tenant's count, never below zero (a write racing the token's arrival
+/// may take off bytes the count did not get).
+fn take_off(count: &AtomicU64, n: u64) {
+    let _ = count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+        Some(u.saturating_sub(n))
+    });
+}
+
 impl crate::http::backlog::Unsent for InFlight {
     fn unsent(&self) -> u64 {
         self.unsent.load(Ordering::Relaxed)
+    }
+
+    fn unsent_of_tenant(&self) -> u64 {
+        self.tenant_unsent
+            .get()
+            .map_or_else(|| self.unsent(), |t| t.load(Ordering::Relaxed))
     }
 
     fn unsent_everywhere(&self) -> u64 {
@@ -784,6 +824,35 @@ mod tests {
         conns.remove(0);
         conns[2].vouch("acme");
         assert!(conns[2].vouched.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn unsent_bytes_count_for_the_tenant_whose_token_the_connection_carried() {
+        use crate::http::backlog::Unsent;
+        use crate::http::vouch::Vouch;
+        let root = InFlight::new();
+        root.cap_vouched_per_tenant(1);
+        let (a, b, c, d) = (root.child(), root.child(), root.child(), root.child());
+        // Owed before any token: the tenant's once the token comes.
+        a.owe(5);
+        a.vouch("acme");
+        // Past acme's cap of safe connections, b's bytes still count as acme's.
+        b.vouch("acme");
+        c.vouch("globex");
+        a.owe(1000);
+        b.owe(200);
+        c.owe(50);
+        d.owe(10);
+        assert_eq!(a.unsent_of_tenant(), 1205);
+        assert_eq!(b.unsent_of_tenant(), 1205);
+        assert_eq!(c.unsent_of_tenant(), 50);
+        assert_eq!(d.unsent_of_tenant(), 10);
+        a.wrote(305);
+        assert_eq!(b.unsent_of_tenant(), 900);
+        drop(b);
+        assert_eq!(a.unsent_of_tenant(), 700);
+        a.wrote(5000);
+        assert_eq!((a.unsent_of_tenant(), root.unsent()), (0, 60));
     }
 
     #[tokio::test]
