@@ -122,8 +122,12 @@ impl App {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        let make = || backlog::body_room(backlog::BODIES_PER_TENANT, self.bodies.largest());
-        rooms.entry(tenant.to_string()).or_insert_with(make).clone()
+        if let Some(room) = rooms.get(tenant) {
+            return room.clone();
+        }
+        let room = backlog::body_room(backlog::BODIES_PER_TENANT, self.bodies.largest());
+        rooms.insert(tenant.to_string(), room.clone());
+        room
     }
 
     /// Swap in a new configuration; requests already running keep the one they started with.
