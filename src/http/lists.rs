@@ -182,6 +182,13 @@ async fn page(
     if p.cursor.is_some() && p.start_index.is_some() {
         return Err(both_cursor_and_start_index());
     }
+    // Not a filter (RFC 7644 §3.4.2.2), and a client that built it from an empty template
+    // would take the whole directory for what matched.
+    if p.filter.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        return Err(ScimError::invalid_filter(
+            "the filter is empty; leave the filter parameter out to list every resource",
+        ));
+    }
     let max = ctx.rt.config.server.max_results;
     let count = p.count.map(|c| c.max(0) as u64).unwrap_or(max).min(max);
     let sort_by = p.sort_by.as_deref().filter(|s| !s.trim().is_empty());

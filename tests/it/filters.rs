@@ -637,10 +637,17 @@ async fn bad_filters_are_400_invalid_filter() {
         "emails[type eq \"work\"",
         // A typo would otherwise find no one: "no user is deactivated".
         "active eq flase",
+        // No filter at all: a client would take every user for what matched.
+        "",
+        "  ",
     ] {
         let r = s.get(&format!("/Users?filter={}", urlencode(f))).await;
         assert_error(&r, 400, Some("invalidFilter"));
     }
+    let r = s.post("/Users/.search", json!({"filter": ""})).await;
+    assert_error(&r, 400, Some("invalidFilter"));
+    // Without the parameter, every user is listed.
+    assert_eq!(s.get("/Users").await.status, 200);
     // As deep as the configuration allows is answered, one level more is refused.
     let s = Srv::start_with(|c| c.server.max_filter_depth = 256).await;
     for (nots, status) in [(256, 200), (257, 400)] {
