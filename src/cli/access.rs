@@ -1,6 +1,6 @@
-//! Whether the service user can reach the files the configuration names. `check-config` runs
-//! as root (systemd's `ExecStartPre`, or an admin with sudo), and root reads everything: a key
-//! copied in as root with mode 0600 passes root's check and then fails the service's start.
+//! Whether the service user can reach the files the configuration names. `check-config` is
+//! often run as root (an admin with sudo), and root reads everything: a key copied in as
+//! root with mode 0600 passes root's check and then fails the service's start.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
