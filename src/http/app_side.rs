@@ -43,9 +43,12 @@ pub(super) async fn events(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
     // Past the newest event: the feed was reset (a restore, a new database) since the
     // reader's last call, and what it would be given next is not what follows its `after`.
     if after > feed.last {
+        // As sent: a number past the largest one is read as the largest.
+        let said: String = (ctx.query.get("after").map(str::trim))
+            .map_or_else(|| after.to_string(), |s| s.chars().take(40).collect());
         return Ok(gone(
             format!(
-                "after={after} is past the newest event ({}): the change feed was reset (a \
+                "after={said} is past the newest event ({}): the change feed was reset (a \
                  database from elsewhere?); read the users and groups again, then continue \
                  from after={}",
                 feed.last, feed.last

@@ -230,14 +230,35 @@ impl App {
             return response::error(&e);
         }
         if req.uri().path() == "/metrics" {
+            if !matches!(*req.method(), Method::GET | Method::HEAD) {
+                return refusal(
+                    &method_not_allowed(req.method(), "GET, HEAD"),
+                    Some("GET, HEAD"),
+                );
+            }
             return self.metrics_page(req.headers(), peer).await;
         }
         if let Some(tenant) = sso::match_path(req.uri().path()) {
-            // From the URL: at most 64 characters of it in the log.
+            // From the URL: at most 64 characters of it in the log, and in the metrics only
+            // a configured tenant's name (a client must not grow the series count).
             let named: String = tenant.as_deref().unwrap_or("-").chars().take(64).collect();
-            let resp = sso::handle(req, tenant, &self.runtime()).await;
+            let rt = self.runtime();
+            let label = tenant
+                .as_deref()
+                .filter(|t| rt.config.tenants.contains_key(*t))
+                .unwrap_or("-")
+                .to_string();
+            let resp = sso::handle(req, tenant, &rt).await;
+            let status = resp.status().as_u16();
+            self.metrics.record(
+                "/sso/login_redirect",
+                method_label(&method),
+                status,
+                &label,
+                started.elapsed().as_secs_f64(),
+            );
             tracing::info!(target: "scimd::request", %peer, method = %method, path = "/sso/login_redirect",
-                status = resp.status().as_u16(), latency_ms = started.elapsed().as_micros() as f64 / 1000.0,
+                status, latency_ms = started.elapsed().as_micros() as f64 / 1000.0,
                 tenant = %named, request_id = id, "request");
             return resp;
         }
@@ -260,19 +281,9 @@ impl App {
         };
         let status = resp.status().as_u16();
         let tenant = who.as_ref().map(|p| p.tenant.as_str()).unwrap_or("-");
-        // Only standard methods become labels, so clients cannot grow the series count.
-        let method_label = match method {
-            Method::GET
-            | Method::POST
-            | Method::PUT
-            | Method::PATCH
-            | Method::DELETE
-            | Method::HEAD => method.as_str(),
-            _ => "OTHER",
-        };
         self.metrics.record(
             template,
-            method_label,
+            method_label(&method),
             status,
             tenant,
             started.elapsed().as_secs_f64(),
@@ -615,6 +626,20 @@ impl App {
             })
             .unwrap_or_else(|| rt.config.server.listen.clone());
         format!("{}://{host}{}", self.scheme, route.prefix)
+    }
+}
+
+/// A method as a metrics label: only standard methods become labels, so clients cannot
+/// grow the series count.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        _ => "OTHER",
     }
 }
 

@@ -36,14 +36,17 @@ pub struct Route {
 }
 
 /// `None` when the path is not under a SCIM prefix at all.
-pub fn route(path: &str) -> Option<Route> {
-    // Each segment decoded once, before it is compared: `%55sers` is `Users` (RFC 3986
-    // §6.2.2.2), and a `%2F` inside a segment stays inside it.
-    let decoded: Vec<std::borrow::Cow<str>> = path
-        .split('/')
+/// `path`'s non-empty segments, each decoded once, before it is compared: `%55sers` is
+/// `Users` (RFC 3986 §6.2.2.2), and a `%2F` inside a segment stays inside it.
+pub(super) fn segments(path: &str) -> Vec<std::borrow::Cow<'_, str>> {
+    path.split('/')
         .filter(|s| !s.is_empty())
         .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy())
-        .collect();
+        .collect()
+}
+
+pub fn route(path: &str) -> Option<Route> {
+    let decoded = segments(path);
     let segs: Vec<&str> = decoded.iter().map(|s| s.as_ref()).collect();
     let app_endpoint = match segs.as_slice() {
         ["tenants", t, "events"] => Some((t, Endpoint::Events)),
@@ -110,7 +113,7 @@ pub fn route(path: &str) -> Option<Route> {
 
 /// The tenant a URL names. Tenant names are lower case (`valid_tenant_name`), so one typed
 /// in another case into an IdP's Base URL names the same tenant.
-fn tenant_of(segment: &str) -> String {
+pub(super) fn tenant_of(segment: &str) -> String {
     segment.to_ascii_lowercase()
 }
 

@@ -14,16 +14,28 @@ use super::response::Resp;
 /// stay well under this).
 const MAX_FORM: usize = 256 * 1024;
 
-/// `Some(tenant)` (`None` inside for the server-wide form) when `path` is the endpoint.
+/// `Some(tenant)` (`None` inside for the server-wide form) when `path` is the endpoint,
+/// matched as the router matches every other path: each segment percent-decoded, the fixed
+/// names in any case, the tenant's name lowercased (an ACS URL typed with capitals, or
+/// encoded by a portal, must reach its tenant's page, not the server's default).
 pub fn match_path(path: &str) -> Option<Option<String>> {
-    // Asked of every request: most are SCIM paths, answered without splitting them.
-    if !path.trim_end_matches('/').ends_with("login_redirect") {
+    // Asked of every request: most are SCIM paths, answered without decoding them.
+    let last = path
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    if !(last.contains('%') || last.eq_ignore_ascii_case("login_redirect")) {
         return None;
     }
-    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let decoded = super::router::segments(path);
+    let segs: Vec<&str> = decoded.iter().map(|s| s.as_ref()).collect();
+    let is = |s: &str, name: &str| s.eq_ignore_ascii_case(name);
     match segs.as_slice() {
-        ["sso", "login_redirect"] => Some(None),
-        ["tenants", t, "sso", "login_redirect"] => Some(Some(t.to_string())),
+        [s, l] if is(s, "sso") && is(l, "login_redirect") => Some(None),
+        [ts, t, s, l] if is(ts, "tenants") && is(s, "sso") && is(l, "login_redirect") => {
+            Some(Some(super::router::tenant_of(t)))
+        }
         _ => None,
     }
 }
@@ -164,5 +176,16 @@ mod tests {
         );
         assert_eq!(match_path("/sso/login_redirect/x"), None);
         assert_eq!(match_path("/scim/v2/Users"), None);
+        // As every other path: decoded, the names in any case, the tenant lowercased.
+        for path in [
+            "/tenants/ACME/sso/login_redirect",
+            "/tenants/%61cme/sso/login_redirect",
+            "/tenants/acme/sso/login%5Fredirect",
+            "/tenants/acme/%73so/login_redirect",
+            "/Tenants/Acme/SSO/Login_Redirect",
+        ] {
+            assert_eq!(match_path(path), Some(Some("acme".into())), "{path}");
+        }
+        assert_eq!(match_path("/sso/login%5fredirect"), Some(None));
     }
 }

@@ -131,6 +131,25 @@ async fn login_redirect_goes_only_where_configured() {
         r.headers()["location"],
         "https://app.acme.test/login?from=idp"
     );
+    // Matched as every other path is: decoded, the names in any case, the tenant lowercased
+    // (an ACS URL typed with capitals reaches its tenant's page, not the default).
+    for path in [
+        "/tenants/ACME/sso/login_redirect",
+        "/tenants/%61cme/sso/login_redirect",
+        "/tenants/acme/sso/login%5Fredirect",
+    ] {
+        let r = no_follow
+            .get(format!("{}{path}", s.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303, "{path}");
+        assert_eq!(
+            r.headers()["location"],
+            "https://app.acme.test/login?from=idp",
+            "{path}"
+        );
+    }
     // The server-wide form uses the server default; a tenant without its own uses it too.
     let r = no_follow
         .get(format!("{}/sso/login_redirect", s.url))

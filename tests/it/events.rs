@@ -283,6 +283,21 @@ async fn retention_keeps_the_newest_events() {
     assert_error(&r, 400, Some("invalidValue"));
     // A reader past the newest event (the feed was reset by a restore) is told too.
     assert!(gone(1000).await.contains("reset"));
+    // Quoted as sent, not as the largest number it was read as.
+    let r = s
+        .call(
+            Method::GET,
+            "/tenants/acme/events?after=99999999999999999999999",
+            Some(ACME),
+            None,
+        )
+        .await;
+    assert_error(&r, 410, None);
+    let detail = r.body["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.starts_with("after=99999999999999999999999 is past"),
+        "{detail}"
+    );
     // One commit that writes more events than are kept: a reader from before it learns
     // that it lost some.
     let mut ids = Vec::new();

@@ -35,6 +35,22 @@ async fn healthz_needs_no_token_and_metrics_need_theirs() {
         401
     );
     assert_eq!(s.metrics("nope").await.0, 401);
+    // GET and HEAD only, as /healthz.
+    let r = s
+        .client
+        .post(format!("{}/metrics", s.url))
+        .bearer_auth("metrics-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET, HEAD");
+    // The login redirect is counted too (404 here: none is configured), under a configured
+    // tenant's name only.
+    for tenant in ["acme", "nosuch"] {
+        let url = format!("{}/tenants/{tenant}/sso/login_redirect", s.url);
+        assert_eq!(s.client.get(url).send().await.unwrap().status(), 404);
+    }
     assert_eq!(
         s.post("/Users/.search", serde_json::json!({})).await.status,
         200
@@ -57,6 +73,8 @@ async fn healthz_needs_no_token_and_metrics_need_theirs() {
         "scimd_database_bytes ",
         "scimd_writes_refused{reason=\"damaged\"} 0\n",
         "scimd_writes_refused{reason=\"disk_full\"} 0\n",
+        "scimd_requests_total{endpoint=\"/sso/login_redirect\",method=\"GET\",status=\"404\",tenant=\"acme\"} 1",
+        "scimd_requests_total{endpoint=\"/sso/login_redirect\",method=\"GET\",status=\"404\",tenant=\"-\"} 1",
     ] {
         assert!(text.contains(needle), "{needle} not in:\n{text}");
     }
