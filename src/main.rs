@@ -283,7 +283,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => match Config::load(&config) {
             Ok(cfg) => {
                 // What `serve` would refuse at start (a key that is not the certificate's, a
-                // file that is no PEM) is refused here too: systemd runs this first.
+                // file that is no PEM) is refused here too: the unit runs this before a reload.
                 let mut warnings = cfg.warnings();
                 if let (false, Some(cert), Some(key)) =
                     (cfg.server.plain_http, &cfg.tls.cert, &cfg.tls.key)

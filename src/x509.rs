@@ -53,13 +53,15 @@ pub fn self_issued(der: &[u8]) -> Option<bool> {
 /// What an admin must hear about a served chain of `len` certificates whose first is `leaf`:
 /// a CA's certificate served alone, without the intermediates between it and the CA's root,
 /// is what IdPs refuse most often (`UnknownCA`), while browsers, which fetch missing
-/// intermediates themselves, show the site as fine.
+/// intermediates themselves, show the site as fine. (Whether its issuer is an intermediate
+/// or a private root cannot be told from the leaf: the warning says both.)
 pub fn chain_warning(leaf: &[u8], len: usize) -> Option<String> {
     (len == 1 && self_issued(leaf) == Some(false)).then(|| {
-        "the certificate file holds the server's certificate alone, without the intermediate \
-         certificates that link it to its CA: Okta, Entra ID and other IdPs refuse it \
+        "the certificate file holds the server's certificate alone: if an intermediate CA \
+         issued it (every public CA issues from one), Okta, Entra ID and other IdPs refuse it \
          (UnknownCA) though a browser may not; use the full chain (certbot's fullchain.pem, \
-         or the certificate followed by the CA bundle)"
+         or the certificate followed by the CA bundle). A certificate issued straight from \
+         your own root, which the IdP trusts, needs nothing more"
             .to_string()
     })
 }
@@ -214,7 +216,7 @@ mod tests {
             .to_vec();
         assert_eq!(self_issued(&leaf), Some(false));
         let w = chain_warning(&leaf, 1).unwrap_or_default();
-        assert!(w.contains("without the intermediate"), "{w}");
+        assert!(w.contains("if an intermediate CA issued it"), "{w}");
         // With its intermediate after it, nothing to say.
         assert_eq!(chain_warning(&leaf, 2), None);
         assert_eq!(chain_warning(b"", 1), None);

@@ -93,8 +93,11 @@ impl Serialize for Redacted<'_> {
                     m.serialize_key(k)?;
                     // A `.search` filter naming a secret may compare it with its value, as
                     // a URL's query naming one is logged without the query.
-                    let secret_filter =
-                        k.eq_ignore_ascii_case("filter") && v.as_str().is_some_and(secret);
+                    // So may a PATCH path's value filter (`pins[value eq "1234"]`).
+                    let secret_filter = (k.eq_ignore_ascii_case("filter")
+                        || (k.eq_ignore_ascii_case("path")
+                            && v.as_str().is_some_and(|p| p.contains('['))))
+                        && v.as_str().is_some_and(secret);
                     if secret(k)
                         || secret_filter
                         || (secret_path && k.eq_ignore_ascii_case("value"))
@@ -172,9 +175,12 @@ mod tests {
         let body = json!({"Operations": [
             {"op": "replace", "path": "urn:example:hr:2.0:User:SSN", "value": "078-05"},
             {"op": "add", "value": {"urn:example:hr:2.0:User": {"ssn": "078-06"}}},
+            {"op": "remove", "path": "badges[ssn eq \"078-08\"]"},
         ], "filter": "ssn eq \"078-07\"", "lessons": "kept"});
         let logged = for_log(&body, 10_000, &hidden);
-        for secret in ["078-05", "078-06", "078-07"] {
+        // The plain path stays: which attribute changed is no secret.
+        assert!(logged.contains("urn:example:hr:2.0:User:SSN"), "{logged}");
+        for secret in ["078-05", "078-06", "078-07", "078-08"] {
             assert!(!logged.contains(secret), "{logged}");
         }
         // A name that only contains the hidden one is not it.

@@ -73,11 +73,8 @@ pub struct InFlight {
     vouched: AtomicBool,
     /// The tenant whose token it carried, counted in the parent's `vouched_by`.
     vouched_for: Mutex<Option<String>>,
-    /// The unsent bytes of all connections of the tenant whose token it carried first (see
-    /// `Unsent::unsent_of_tenant`), from the parent's `unsent_by`.
-    tenant_unsent: OnceLock<Arc<AtomicU64>>,
-    /// For a parent: each tenant's connections' unsent bytes together.
-    unsent_by: Mutex<HashMap<String, Arc<AtomicU64>>>,
+    /// The tenant whose token it carried first, safe or not (see `Unsent::unsent_of_tenant`).
+    tenant: OnceLock<String>,
     /// For a parent: how many connections each tenant's tokens vouched for, and how many
     /// one tenant may have vouched for at once (0: no bound).
     vouched_by: Mutex<HashMap<String, usize>>,
@@ -136,8 +133,7 @@ impl InFlight {
             none_open: Notify::new(),
             vouched: AtomicBool::new(false),
             vouched_for: Mutex::new(None),
-            tenant_unsent: OnceLock::new(),
-            unsent_by: Mutex::new(HashMap::new()),
+            tenant: OnceLock::new(),
             vouched_by: Mutex::new(HashMap::new()),
             vouch_cap: AtomicUsize::new(0),
             spoke: AtomicBool::new(false),
@@ -242,9 +238,6 @@ impl InFlight {
             && let Some(p) = &self.parent
         {
             p.unsent.fetch_sub(was.min(n), Ordering::Relaxed);
-            if let Some(t) = self.tenant_unsent.get() {
-                take_off(t, was.min(n));
-            }
         }
     }
 
@@ -255,9 +248,6 @@ impl InFlight {
             // in the parent already, so the total never runs below zero.
             if let Some(p) = &self.parent {
                 p.unsent.fetch_add(n, Ordering::Relaxed);
-            }
-            if let Some(t) = self.tenant_unsent.get() {
-                t.fetch_add(n, Ordering::Relaxed);
             }
             self.unsent.fetch_add(n, Ordering::Relaxed);
         }
@@ -353,15 +343,9 @@ impl crate::http::vouch::Vouch for InFlight {
         if self.vouched.load(Ordering::Relaxed) {
             return;
         }
-        // Its answers count as its tenant's from now on, whether or not it is made safe.
-        if self.tenant_unsent.get().is_none()
-            && let Some(p) = &self.parent
-        {
-            let mut by = p.unsent_by.lock().unwrap_or_else(|e| e.into_inner());
-            let t = by.entry(tenant.to_string()).or_default().clone();
-            // What it owes already (an earlier refusal's answer) is its tenant's too.
-            t.fetch_add(self.unsent.load(Ordering::Relaxed), Ordering::Relaxed);
-            let _ = self.tenant_unsent.set(t);
+        // Its answers count as its tenant's, whether or not it is made safe.
+        if self.tenant.get().is_none() {
+            let _ = self.tenant.set(tenant.to_string());
         }
         let mut mine = self.vouched_for.lock().unwrap_or_else(|e| e.into_inner());
         if mine.is_some() {
@@ -388,9 +372,6 @@ impl Drop for InFlight {
         if let Some(p) = &self.parent {
             p.unsent
                 .fetch_sub(*self.unsent.get_mut(), Ordering::Relaxed);
-            if let Some(t) = self.tenant_unsent.get() {
-                take_off(t, *self.unsent.get_mut());
-            }
             let tenant = self
                 .vouched_for
                 .get_mut()
@@ -486,23 +467,33 @@ where
     }
 }
 
-/// `n` bytes off a tenant's count, never below zero (a write racing the token's arrival
-/// may take off bytes the count did not get).
-fn take_off(count: &AtomicU64, n: u64) {
-    let _ = count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
-        Some(u.saturating_sub(n))
-    });
-}
-
 impl crate::http::backlog::Unsent for InFlight {
     fn unsent(&self) -> u64 {
         self.unsent.load(Ordering::Relaxed)
     }
 
+    /// Summed over the parent's connections when asked, rather than kept as a running
+    /// count beside each connection's: asked only while the server is over its bound, and a
+    /// sum has no race with the writes that take bytes off.
     fn unsent_of_tenant(&self) -> u64 {
-        self.tenant_unsent
-            .get()
-            .map_or_else(|| self.unsent(), |t| t.load(Ordering::Relaxed))
+        let (Some(mine), Some(p)) = (self.tenant.get(), &self.parent) else {
+            return self.unsent();
+        };
+        // Upgraded outside the lock: the last reference to a connection may go with the
+        // upgrade, and its drop takes the lock.
+        let children: Vec<Weak<InFlight>> = p
+            .children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        children
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|c| c.tenant.get() == Some(mine))
+            .map(|c| c.unsent.load(Ordering::Relaxed))
+            .sum()
     }
 
     fn unsent_everywhere(&self) -> u64 {

@@ -101,9 +101,11 @@ pub(super) fn parse_time(s: &str) -> Option<time::OffsetDateTime> {
 /// evaluated on every resource of a scan or every member of a group with the same values,
 /// and folding a long non-ASCII one (decomposition, case mapping, composition) each time
 /// made one request cost seconds of CPU, on the writer every tenant's writes wait for when
-/// the filter is a group PATCH's.
+/// the filter is a group PATCH's. Kept by size, not by count, and well above the longest
+/// filter allowed by default (`max_filter_length`, 8 KiB): all of one filter's values fit,
+/// however many there are (with a count, a tenth value pushed out the first each time round).
 fn folded(e: &str) -> Rc<str> {
-    const KEPT: usize = 8;
+    const KEPT_BYTES: usize = 64 * 1024;
     thread_local! {
         static LAST: RefCell<Vec<(Box<str>, Rc<str>)>> = const { RefCell::new(Vec::new()) };
     }
@@ -112,10 +114,13 @@ fn folded(e: &str) -> Rc<str> {
             return f.clone();
         }
         let f: Rc<str> = Rc::from(fold(e));
-        if last.len() == KEPT {
-            last.remove(0);
+        let mut held: usize = last.iter().map(|(raw, _)| raw.len()).sum();
+        while !last.is_empty() && held + e.len() > KEPT_BYTES {
+            held -= last.remove(0).0.len();
         }
-        last.push((Box::from(e), f.clone()));
+        if e.len() <= KEPT_BYTES {
+            last.push((Box::from(e), f.clone()));
+        }
         f
     })
 }
@@ -328,7 +333,7 @@ mod tests {
 
     #[test]
     fn remembered_folds_are_each_values_own() {
-        // More values than are kept, and back again: each fold is its own value's.
+        // Many values, and back again: each fold is its own value's.
         let values: Vec<String> = (0..20).map(|i| format!("ΣΊΣΥΦΟΣ-{i}-Ǆ")).collect();
         for v in values
             .iter()
@@ -337,6 +342,10 @@ mod tests {
         {
             assert_eq!(&*folded(v), fold(v), "{v}");
         }
+        // Values longer than all that is kept are folded each time, and right.
+        let long = "Σ".repeat(40_000);
+        assert_eq!(&*folded(&long), fold(&long));
+        assert_eq!(&*folded(&values[0]), fold(&values[0]));
         // A filter on many resources finds the same as before the memo.
         let f = parse_for(Kind::User, "title co \"ΣΊΣ\"").unwrap();
         assert!(matches(&f, Kind::User, &json!({"title": "ο σίσυφος"})));
