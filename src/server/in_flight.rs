@@ -41,6 +41,11 @@ const EARNEST: u64 = 4096;
 /// newcomer: time for a handshake and a first request, even from far away.
 pub const STRANGER_GRACE: Duration = Duration::from_secs(1);
 
+/// How long a connection closed to make room, having carried a token, has to finish what it
+/// was answering: a write reaches the database in milliseconds, a body still arriving a byte
+/// at a time would not be done in minutes.
+pub const EVICTED_GRACE: Duration = Duration::from_secs(1);
+
 /// How long a connection that has said nothing yet is safe: an IdP's ClientHello arrives
 /// about half a round trip after its connection is accepted. Without it, a newcomer's
 /// arrival closed the connection accepted just before it (most likely a real client not
@@ -625,6 +630,8 @@ where
     let mut winding_down = false;
     // When the close began.
     let mut wound: Option<Instant> = None;
+    // When it was told to make room, if it carried a token (see `EVICTED_GRACE`).
+    let mut evicted_at: Option<Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -640,7 +647,21 @@ where
             }
             _ = closed.wait_for(|c| *c) => return Ending::Done,
             _ = flight.evicted() => {
-                tracing::debug!(%peer, "closing a connection that has shown no valid token: every connection slot is taken and a client is waiting");
+                // A connection past its tenant's share carried a token: a request of it may
+                // be a write already on its way to the database, whose answer the client
+                // should get. It is told to close (GOAWAY, or close after the answer) and
+                // given a moment; one that showed no token goes at once.
+                if flight.tenant.get().is_none() {
+                    tracing::debug!(%peer, "closing a connection that has shown no valid token: every connection slot is taken and a client is waiting");
+                    return Ending::Done;
+                }
+                tracing::debug!(%peer, "closing a connection past its tenant's share of the connection slots: every slot is taken and a client is waiting");
+                conn.as_mut().graceful_shutdown();
+                winding_down = true;
+                wound = Some(Instant::now());
+                evicted_at = Some(Instant::now());
+            }
+            _ = tokio::time::sleep_until(evicted_at.unwrap_or_else(Instant::now) + EVICTED_GRACE), if evicted_at.is_some() => {
                 return Ending::Done;
             }
             _ = stopping.wait_for(|s| *s), if !winding_down => {
