@@ -119,14 +119,17 @@ impl Tokens {
         }
     }
 
-    /// `path` with each segment that is a token (one of the configuration's, or anything
-    /// shaped like one `generate_token` makes) replaced: a token pasted into a Base URL by
-    /// mistake must not reach the log line that shows the path.
+    /// `path` with each segment that holds a token (one of the configuration's, as sent or
+    /// percent-decoded, or anything shaped like one `generate_token` makes) replaced: a token
+    /// pasted into a Base URL by mistake must not reach the log line that shows the path.
+    /// (A configured token with a `/` in it, split across segments, is not found.)
     pub fn withhold_in_path(&self, path: &str) -> String {
+        let known = |s: &str| !s.is_empty() && self.known.contains_key(&Stored(digest(s)));
         path.split('/')
             .map(|seg| {
-                let shaped = seg.starts_with("scimd_") && seg.len() >= 20;
-                if shaped || (!seg.is_empty() && self.known.contains_key(&Stored(digest(seg)))) {
+                let decoded = percent_encoding::percent_decode_str(seg).decode_utf8_lossy();
+                let shaped = decoded.contains("scimd_") && decoded.len() >= 20;
+                if shaped || known(seg) || known(&decoded) {
                     "(a token, withheld)"
                 } else {
                     seg
@@ -209,6 +212,16 @@ mod tests {
         assert_eq!(
             t.withhold_in_path("/tenants/acme/my-own-secret/scim/v2/Users"),
             "/tenants/acme/(a token, withheld)/scim/v2/Users"
+        );
+        // Percent-encoded, or with a prefix run into it.
+        let t2 = Tokens::from_config(&cfg(&[("acme", "okta", "a+b=")]));
+        assert_eq!(
+            t2.withhold_in_path("/x/a%2Bb%3D/y"),
+            "/x/(a token, withheld)/y"
+        );
+        assert_eq!(
+            t.withhold_in_path(&format!("/scim/v2/Bearer%20{made}/Users")),
+            "/scim/v2/(a token, withheld)/Users"
         );
         // Anything else stays as sent: the admin needs it to find a wrong Base URL.
         assert_eq!(

@@ -27,8 +27,10 @@ fn said_bearer_twice(token: &str) -> bool {
 /// Why a bearer token was refused, for the admin reading the log (never the token itself):
 /// an IdP's "401" alone does not tell a mistyped tenant URL from a missing reload.
 pub(super) fn why_refused(rt: &Runtime, auth: Option<&str>, url_tenant: Option<&str>) -> String {
-    // At most 64 characters of a name from the URL: a client must not write long log lines.
-    let shown = url_tenant.map(|t| super::response::clip(t, 64));
+    // At most 64 characters of a name from the URL: a client must not write long log lines;
+    // and not a token pasted where the tenant's name belongs.
+    let shown =
+        url_tenant.map(|t| super::response::clip(&rt.tokens.withhold_in_path(t), 64).into_owned());
     let url_tenant = url_tenant.zip(shown.as_deref());
     let owner = rt.tokens.authenticate(auth, None).map(|p| p.tenant);
     match (url_tenant, owner) {

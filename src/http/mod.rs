@@ -241,8 +241,13 @@ impl App {
         if let Some(tenant) = sso::match_path(req.uri().path()) {
             // From the URL: at most 64 characters of it in the log, and in the metrics only
             // a configured tenant's name (a client must not grow the series count).
-            let named: String = tenant.as_deref().unwrap_or("-").chars().take(64).collect();
             let rt = self.runtime();
+            let named: String = rt
+                .tokens
+                .withhold_in_path(tenant.as_deref().unwrap_or("-"))
+                .chars()
+                .take(64)
+                .collect();
             let label = tenant
                 .as_deref()
                 .filter(|t| rt.config.tenants.contains_key(*t))

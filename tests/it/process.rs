@@ -1938,8 +1938,23 @@ async fn json_logs_carry_one_object_per_request_without_the_token() {
     while !p.log().contains("/scim/v2/(a token, withheld)/Users") && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Nor where the tenant's name belongs.
+    assert_eq!(
+        p.status(
+            "/tenants/sekrit-json-token/scim/v2/Users",
+            "sekrit-json-token"
+        )
+        .await,
+        401
+    );
+    // (JSON lines: the quotes around the name are escaped.)
+    let named = r#"names tenant \"(a token, withheld)\""#;
+    while !p.log().contains(named) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let log = p.log();
     assert!(log.contains("/scim/v2/(a token, withheld)/Users"), "{log}");
+    assert!(log.contains(named), "{log}");
     assert!(!log.contains("sekrit-json-token"), "{log}");
     // A line names its request as the answer did (`X-Request-Id`).
     let r = p.get("/scim/v2/Users/nope", "sekrit-json-token").await;
