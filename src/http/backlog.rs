@@ -12,10 +12,10 @@
 //! 408s). So a body takes room for its declared length (or the largest allowed) from its
 //! connection's share, its tenant's and the server's before it is read, always in that
 //! order so that bodies holding part of what they need never wait on each other; one that
-//! finds none waits, unread, which holds its sender back through flow control. A tenant's
-//! share is half the server's: one tenant's clients sending slowly (or its application's
-//! read token sending `.search` bodies a byte at a time) cannot hold every other tenant's
-//! writes until their bodies time out.
+//! finds none waits, unread, which holds its sender back through flow control. With more
+//! than one tenant, a tenant's share is half the server's: one tenant's clients sending
+//! slowly (or its application's read token sending `.search` bodies a byte at a time)
+//! cannot hold every other tenant's writes until their bodies time out.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,10 +111,11 @@ impl Backlog {
     }
 
     /// Wait for room for a body of `bytes` (at most the largest allowed) in this
-    /// connection's share (`conn`), its tenant's (`tenant`) and the server's (`everywhere`).
+    /// connection's share (`conn`), its tenant's (`tenant`; none when it is the only one)
+    /// and the server's (`everywhere`).
     pub async fn body_room(
         conn: Option<&Backlog>,
-        tenant: &Room,
+        tenant: Option<&Room>,
         everywhere: &Room,
         bytes: usize,
     ) -> BodyRoom {
@@ -122,7 +123,8 @@ impl Backlog {
         for room in conn
             .map(|b| &b.bodies)
             .into_iter()
-            .chain([tenant, everywhere])
+            .chain(tenant)
+            .chain([everywhere])
         {
             // Never more than the whole room: a reload may have raised `max_body_bytes`
             // since it was sized.
@@ -256,7 +258,11 @@ mod tests {
         let room = |c: Backlog, n| {
             let (server, tenant) = (server.clone(), tenant.clone());
             async move {
-                tokio::time::timeout(wait, Backlog::body_room(Some(&c), &tenant, &server, n)).await
+                tokio::time::timeout(
+                    wait,
+                    Backlog::body_room(Some(&c), Some(&tenant), &server, n),
+                )
+                .await
             }
         };
         // A connection's share is eight largest bodies...
@@ -289,8 +295,11 @@ mod tests {
             // Each body on a connection of its own, so only the tenant's and server's count.
             let c = Backlog::new(fake(), 1000);
             async move {
-                tokio::time::timeout(wait, Backlog::body_room(Some(&c), &tenant, &server, 1000))
-                    .await
+                tokio::time::timeout(
+                    wait,
+                    Backlog::body_room(Some(&c), Some(&tenant), &server, 1000),
+                )
+                .await
             }
         };
         let mut held = Vec::new();

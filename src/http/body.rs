@@ -89,7 +89,12 @@ impl App {
         let reserve = declared.map_or(max, |len| len as usize);
         let Ok(_room) = tokio::time::timeout_at(
             deadline,
-            backlog::Backlog::body_room(conn, &self.tenant_bodies(tenant), &self.bodies, reserve),
+            backlog::Backlog::body_room(
+                conn,
+                self.tenant_bodies(rt, tenant).as_ref(),
+                &self.bodies,
+                reserve,
+            ),
         )
         .await
         else {

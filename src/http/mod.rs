@@ -116,18 +116,22 @@ impl App {
         }
     }
 
-    /// Room for `tenant`'s request bodies (see `backlog`), sized as the server's was.
-    fn tenant_bodies(&self, tenant: &str) -> backlog::Room {
+    /// Room for `tenant`'s request bodies (see `backlog`), sized as the server's was; none
+    /// while it is the only tenant, which has no other to leave room for.
+    fn tenant_bodies(&self, rt: &Runtime, tenant: &str) -> Option<backlog::Room> {
+        if rt.config.tenants.len() < 2 {
+            return None;
+        }
         let mut rooms = match self.tenant_bodies.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
         if let Some(room) = rooms.get(tenant) {
-            return room.clone();
+            return Some(room.clone());
         }
         let room = backlog::body_room(backlog::BODIES_PER_TENANT, self.bodies.largest());
         rooms.insert(tenant.to_string(), room.clone());
-        room
+        Some(room)
     }
 
     /// Swap in a new configuration; requests already running keep the one they started with.

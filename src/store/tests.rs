@@ -930,9 +930,6 @@ fn a_members_display_goes_with_its_membership() {
     );
 }
 
-/// A member's display that a request changes is in the feed, once per request and beside
-/// the group's other changes, however the request changes it (an add with a new display, a
-/// remove and re-add, a PUT), and only for members there before and after.
 /// Member filters other than `value eq` read every member, on the writer all tenants share:
 /// one request's may read at most `MEMBER_FILTER_READS` members in all, and a request past
 /// that is refused whole (400 tooMany) without a change.
@@ -985,6 +982,9 @@ fn member_filters_that_read_every_member_are_bounded_per_request() {
     assert_eq!(left.refs.map(|r| r.len()), Some(0));
 }
 
+/// A member's display that a request changes is in the feed, once per request and beside
+/// the group's other changes, however the request changes it (an add with a new display, a
+/// remove and re-add, a PUT), and only for members there before and after.
 #[test]
 fn a_changed_member_display_is_one_update_event_of_the_request() {
     let dir = tempfile::tempdir().unwrap();
