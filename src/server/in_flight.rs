@@ -305,19 +305,9 @@ impl InFlight {
         self.spoke.store(true, Ordering::SeqCst);
     }
 
-    /// Tell the oldest connection that never carried a valid token, and either has said
-    /// nothing for `SILENT_GRACE` or has been open for `STRANGER_GRACE`, to close, so that a
-    /// newcomer gets its slot; `false` when there is none. A younger one that has spoken is most likely a
-    /// client in its handshake or first request: closing it sent it to close another in
-    /// turn as it reconnected, a storm under more clients than slots. One that has said
-    /// nothing after `SILENT_GRACE` is closed: holding slots with silent connections,
-    /// however fast they come back, must not keep an IdP out.
-    pub fn evict_a_stranger(&self) -> bool {
-        let now = self.epoch.elapsed().as_millis() as u64;
-        let grace = STRANGER_GRACE.as_millis() as u64;
-        let silent_grace = SILENT_GRACE.as_millis() as u64;
-        // Upgraded outside the lock: the last reference to a connection may go with the
-        // upgrade, and its drop takes the lock.
+    /// A parent's connections still open, oldest first. Upgraded outside the lock: the last
+    /// reference to a connection may go with the upgrade, and its drop takes the lock.
+    fn connections(&self) -> impl Iterator<Item = Arc<InFlight>> {
         let children: Vec<Weak<InFlight>> = self
             .children
             .lock()
@@ -325,7 +315,22 @@ impl InFlight {
             .values()
             .cloned()
             .collect();
-        for c in children.iter().filter_map(Weak::upgrade) {
+        children.into_iter().filter_map(|c| c.upgrade())
+    }
+
+    /// Tell the oldest connection that never carried a valid token (or is past its tenant's
+    /// share of safe connections), and either has said nothing for `SILENT_GRACE` or has
+    /// been open for `STRANGER_GRACE`, to close, so that a newcomer gets its slot; `false`
+    /// when there is none. A younger one that has spoken is most likely a client in its
+    /// handshake or first request: closing it sent it to close another in turn as it
+    /// reconnected, a storm under more clients than slots. One that has said nothing after
+    /// `SILENT_GRACE` is closed: holding slots with silent connections, however fast they
+    /// come back, must not keep an IdP out.
+    pub fn evict_a_stranger(&self) -> bool {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        let grace = STRANGER_GRACE.as_millis() as u64;
+        let silent_grace = SILENT_GRACE.as_millis() as u64;
+        for c in self.connections() {
             let age = now.saturating_sub(c.born);
             let closable = age >= grace || (age >= silent_grace && !c.spoke.load(Ordering::SeqCst));
             if closable
@@ -484,18 +489,7 @@ impl crate::http::backlog::Unsent for InFlight {
         let (Some(mine), Some(p)) = (self.tenant.get(), &self.parent) else {
             return self.unsent();
         };
-        // Upgraded outside the lock: the last reference to a connection may go with the
-        // upgrade, and its drop takes the lock.
-        let children: Vec<Weak<InFlight>> = p
-            .children
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        children
-            .iter()
-            .filter_map(Weak::upgrade)
+        p.connections()
             .filter(|c| c.tenant.get() == Some(mine))
             .map(|c| c.unsent.load(Ordering::Relaxed))
             .sum()
