@@ -101,6 +101,9 @@ pub struct Turn {
 /// How often a connection over its limit looks again: only such connections ever wait.
 const RECHECK: Duration = Duration::from_millis(10);
 
+/// How often a waiting page sums its tenant's unread answers again.
+const TENANT_RECHECK: Duration = Duration::from_millis(100);
+
 impl Backlog {
     pub fn new(unsent: Arc<dyn Unsent>, max_body_bytes: usize) -> Backlog {
         Backlog {
@@ -147,9 +150,20 @@ impl Backlog {
             .ok()
             .and_then(Result::ok)
             .ok_or_else(|| self.unread(limit))?;
+        // The tenant's sum walks every connection: asked at most every `TENANT_RECHECK`
+        // while this page waits, not at every look.
+        let mut tenant_over: Option<(Instant, bool)> = None;
+        let mut tenant_over_now = || match tenant_over {
+            Some((at, over)) if at.elapsed() < TENANT_RECHECK => over,
+            _ => {
+                let over = self.unsent.unsent_of_tenant() > limit;
+                tenant_over = Some((Instant::now(), over));
+                over
+            }
+        };
         while self.unsent.unsent() > limit
             || (self.unsent.unsent_everywhere() > limit.saturating_mul(EVERYWHERE)
-                && self.unsent.unsent_of_tenant() > limit)
+                && tenant_over_now())
         {
             if Instant::now() + RECHECK > deadline {
                 return Err(self.unread(limit));

@@ -364,11 +364,11 @@ impl crate::http::vouch::Vouch for InFlight {
         if let Some(p) = &self.parent {
             let mut by = p.vouched_by.lock().unwrap_or_else(|e| e.into_inner());
             let cap = p.vouch_cap.load(Ordering::Relaxed);
-            let n = by.entry(tenant.to_string()).or_insert(0);
-            if cap > 0 && *n >= cap {
+            // Looked up before inserting: a connection past the cap asks on every request.
+            if cap > 0 && by.get(tenant).is_some_and(|n| *n >= cap) {
                 return;
             }
-            *n += 1;
+            *by.entry(tenant.to_string()).or_insert(0) += 1;
         }
         *mine = Some(tenant.to_string());
         self.vouched.store(true, Ordering::SeqCst);
