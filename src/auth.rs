@@ -124,13 +124,10 @@ impl Tokens {
     /// pasted into a Base URL by mistake must not reach the log line that shows the path.
     /// (A configured token with a `/` in it, split across segments, is not found.)
     pub fn withhold_in_path(&self, path: &str) -> String {
-        let known = |s: &str| !s.is_empty() && self.known.contains_key(&Stored(digest(s)));
         path.split('/')
             .map(|seg| {
-                let decoded = percent_encoding::percent_decode_str(seg).decode_utf8_lossy();
-                let shaped = decoded.contains("scimd_") && decoded.len() >= 20;
-                if shaped || known(seg) || known(&decoded) {
-                    "(a token, withheld)"
+                if self.token_segment(seg).is_some() {
+                    WITHHELD_TOKEN
                 } else {
                     seg
                 }
@@ -138,7 +135,35 @@ impl Tokens {
             .collect::<Vec<_>>()
             .join("/")
     }
+
+    /// `text` (an error's detail, which may quote the request's path or an id taken from
+    /// it) with every token `withhold_in_path` finds in `path` replaced, as sent and
+    /// percent-decoded.
+    pub fn withhold_path_tokens<'a>(&self, text: &'a str, path: &str) -> std::borrow::Cow<'a, str> {
+        let mut out = std::borrow::Cow::Borrowed(text);
+        for seg in path.split('/') {
+            if let Some(decoded) = self.token_segment(seg) {
+                for form in [seg, decoded.as_str()] {
+                    if out.contains(form) {
+                        out = out.replace(form, WITHHELD_TOKEN).into();
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The segment percent-decoded, when it holds a token.
+    fn token_segment(&self, seg: &str) -> Option<String> {
+        let known = |s: &str| !s.is_empty() && self.known.contains_key(&Stored(digest(s)));
+        let decoded = percent_encoding::percent_decode_str(seg).decode_utf8_lossy();
+        let shaped = decoded.contains("scimd_") && decoded.len() >= 20;
+        (shaped || known(seg) || known(&decoded)).then(|| decoded.into_owned())
+    }
 }
+
+/// What stands in the log for a token found where it does not belong.
+const WITHHELD_TOKEN: &str = "(a token, withheld)";
 
 #[cfg(test)]
 mod tests {
@@ -222,6 +247,15 @@ mod tests {
         assert_eq!(
             t.withhold_in_path(&format!("/scim/v2/Bearer%20{made}/Users")),
             "/scim/v2/(a token, withheld)/Users"
+        );
+        // In text that quotes the path (an error's detail), as sent and decoded.
+        assert_eq!(
+            t2.withhold_path_tokens("no such endpoint: /x/a%2Bb%3D/y or a+b=", "/x/a%2Bb%3D/y"),
+            "no such endpoint: /x/(a token, withheld)/y or (a token, withheld)"
+        );
+        assert_eq!(
+            t.withhold_path_tokens("no user x", "/scim/v2/Users/x"),
+            "no user x"
         );
         // Anything else stays as sent: the admin needs it to find a wrong Base URL.
         assert_eq!(

@@ -284,6 +284,9 @@ impl App {
             response::clip(&path, 100).escape_debug().to_string()
         });
         let bare = !req.headers().contains_key(http::header::AUTHORIZATION);
+        // An error's detail may quote the path or an id from it: a token pasted there
+        // stays out of the log as it does in `unknown_path`.
+        let path = req.uri().path().to_string();
         let (resp, who) = match self.dispatch(req, route, peer).await {
             Ok((r, who)) => (r, who),
             Err(e) => (refusal(&e, allow), None),
@@ -319,7 +322,9 @@ impl App {
                     detail = resp
                         .extensions()
                         .get::<response::Detail>()
-                        .and_then(response::Detail::for_log)
+                        .and_then(|d| d.for_log(|text| {
+                            self.runtime().tokens.withhold_path_tokens(text, &path).into_owned()
+                        }))
                         .as_deref(),
                     latency_ms = started.elapsed().as_micros() as f64 / 1000.0,
                     tenant = who.as_ref().map(|p: &Principal| p.tenant.as_str()).unwrap_or("-"),

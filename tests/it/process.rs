@@ -1952,10 +1952,29 @@ async fn json_logs_carry_one_object_per_request_without_the_token() {
     while !p.log().contains(named) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Nor from an error's detail that quotes the path, or an id taken from it (a token
+    // shaped as `generate_token` makes them, whose text names no secret).
+    let shaped = "scimd_Q2xpcHBlZFRva2VuRm9yVGhlTG9nVGVzdA";
+    assert_eq!(
+        p.status(&format!("/x/{shaped}/Users"), "sekrit-json-token")
+            .await,
+        404
+    );
+    assert_eq!(
+        p.status(&format!("/scim/v2/Users/{shaped}"), "sekrit-json-token")
+            .await,
+        404
+    );
+    let quoted = "no such endpoint: /x/(a token, withheld)/Users";
+    while !p.log().contains(quoted) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let log = p.log();
     assert!(log.contains("/scim/v2/(a token, withheld)/Users"), "{log}");
     assert!(log.contains(named), "{log}");
+    assert!(log.contains(quoted), "{log}");
     assert!(!log.contains("sekrit-json-token"), "{log}");
+    assert!(!log.contains(shaped), "{log}");
     // A line names its request as the answer did (`X-Request-Id`).
     let r = p.get("/scim/v2/Users/nope", "sekrit-json-token").await;
     assert_eq!(r.status(), 404);
