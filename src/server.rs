@@ -423,7 +423,7 @@ impl Server {
         // were left by a `scimd backup` killed or outlived by its server. They hold everything.
         let stale = crate::store::remove_staged_backups(dir);
         if stale > 0 {
-            tracing::warn!(dir = %dir.display(), count = stale, "removed backup copies left in the state directory by an interrupted `scimd backup`");
+            tracing::warn!(dir = %dir.display(), count = stale, "removed backup copies left in the state directory by an interrupted `scimd backup` or `scimd restore`");
         }
         // After everything that can refuse the start, so that a refused start reads nothing.
         if config.storage.warm_page_cache {

@@ -571,20 +571,7 @@ fn put_in_place(tmp: &Path, copy: &std::fs::File, db: &Path) -> Result<Option<Pa
         }
         let _ = copy.set_permissions(std::fs::Permissions::from_mode(0o600));
     }
-    let kept = if db.exists() {
-        // A second restore must not overwrite what the first one kept.
-        let old = (0..)
-            .map(|n| match n {
-                0 => db.with_extension("before-restore"),
-                n => db.with_extension(format!("before-restore.{n}")),
-            })
-            .find(|p| !p.exists())
-            .unwrap_or_else(|| db.with_extension("before-restore"));
-        std::fs::rename(db, &old).map_err(|e| e.to_string())?;
-        Some(old)
-    } else {
-        None
-    };
+    let kept = set_aside(db)?;
     std::fs::rename(tmp, db).map_err(|e| e.to_string())?;
     // The next start removes a `scimd.restoring` it finds: a power cut that kept the copy
     // but lost the renames would take the restore, and every write acknowledged since.
@@ -595,6 +582,31 @@ fn put_in_place(tmp: &Path, copy: &std::fs::File, db: &Path) -> Result<Option<Pa
         )
     })?;
     Ok(kept)
+}
+
+/// Give the database at `db` a second name to be kept under (`scimd.before-restore`, or
+/// `.1`, `.2`, ... beside an earlier one), if there is one. Returns that name.
+fn set_aside(db: &Path) -> Result<Option<PathBuf>, String> {
+    Ok(if db.exists() {
+        // A second restore must not overwrite what the first one kept.
+        let old = (0..)
+            .map(|n| match n {
+                0 => db.with_extension("before-restore"),
+                n => db.with_extension(format!("before-restore.{n}")),
+            })
+            .find(|p| !p.exists())
+            .unwrap_or_else(|| db.with_extension("before-restore"));
+        // A second name first, then the copy renamed over the first: there is a database
+        // under `db` at every instant, so a kill or a power cut between the two steps
+        // never leaves a start to make a new, empty one. (A file system without hard
+        // links gets the two renames.)
+        if std::fs::hard_link(db, &old).is_err() {
+            std::fs::rename(db, &old).map_err(|e| e.to_string())?;
+        }
+        Some(old)
+    } else {
+        None
+    })
 }
 
 #[cfg(test)]
@@ -661,6 +673,22 @@ mod tests {
             assert!(e.contains("refusing"), "{}: {e}", bad.display());
         }
         assert_eq!(std::fs::read(&secret).unwrap(), b"root's");
+    }
+
+    #[test]
+    fn the_database_set_aside_for_a_restore_keeps_its_name_until_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("scimd.redb");
+        std::fs::write(&db, b"old").unwrap();
+        std::fs::write(dir.path().join("scimd.before-restore"), b"earlier").unwrap();
+        let kept = super::set_aside(&db).unwrap().unwrap();
+        assert_eq!(kept, dir.path().join("scimd.before-restore.1"));
+        // A kill here must not leave a start without its database.
+        assert_eq!(std::fs::read(&db).unwrap(), b"old");
+        assert_eq!(std::fs::read(&kept).unwrap(), b"old");
+        let earlier = std::fs::read(dir.path().join("scimd.before-restore")).unwrap();
+        assert_eq!(earlier, b"earlier");
+        assert_eq!(super::set_aside(&dir.path().join("none.redb")), Ok(None));
     }
 
     #[test]

@@ -99,8 +99,9 @@ pub enum StoreError {
         supported: u64,
     },
     #[error(
-        "the database {path} exists but is empty (0 bytes): it was cut off (a failed copy, \
-         a restore gone wrong) or its very first start was killed; scimd will not read it as \
+        "the database {path} exists but holds nothing (0 bytes, or only zero bytes): it was \
+         cut off (a failed copy, a restore gone wrong) or its very first start was killed or \
+         ran out of disk space; scimd will not read it as \
          an empty directory, which would tell every IdP its users are gone. Restore a backup \
          (`scimd restore`), or, if this directory never held data, delete the file"
     )]
@@ -375,6 +376,26 @@ fn storage_failed(e: &redb::Error) -> Error {
     Error::Unavailable
 }
 
+/// Whether the file at `path` holds only zero bytes (as a first start on a full disk can
+/// leave it: its size set, nothing written). Only a file of up to 64 MiB is read for it.
+fn only_zeros(path: &Path) -> bool {
+    use std::io::Read;
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    if f.metadata().map_or(true, |m| m.len() > 64 << 20) {
+        return false;
+    }
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(n) if buf[..n].iter().all(|&b| b == 0) => {}
+            _ => return false,
+        }
+    }
+}
+
 impl Store {
     /// Open (or create) the database file, run migrations, and start the writer thread.
     /// Its storage backend has a fault switch (`faults()`), off unless a test flips it.
@@ -404,9 +425,13 @@ impl Store {
                 // redb's word for a header that is not its own (its first page overwritten,
                 // or another file put in its place).
                 redb::Error::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                    StoreError::Damaged {
-                        path,
-                        what: e.to_string(),
+                    if only_zeros(Path::new(&path)) {
+                        StoreError::Empty { path }
+                    } else {
+                        StoreError::Damaged {
+                            path,
+                            what: e.to_string(),
+                        }
                     }
                 }
                 _ => StoreError::Open { path, source },
@@ -435,8 +460,17 @@ impl Store {
             suspected: Default::default(),
             scrubbed: tokio::sync::watch::Sender::new(true),
         };
+        // A file this start makes and cannot finish (a full disk) is removed: left, it
+        // would be refused by every later start as damaged.
+        let existed = std::fs::symlink_metadata(path).is_ok();
+        let made_and_failed = |e: redb::Error| {
+            if !existed && !matches!(e, redb::Error::DatabaseAlreadyOpen) {
+                let _ = std::fs::remove_file(path);
+            }
+            open_err(e)
+        };
         // Owner-only, and owned by the state directory's owner when new: `Backend::open`.
-        let db = shared.open_db().map_err(open_err)?;
+        let db = shared.open_db().map_err(made_and_failed)?;
         if !convert
             && let Some(found) = guarded(|| layout::stored_version(&db)).map_err(open_err)?
             && found < tables::SCHEMA_VERSION
@@ -447,7 +481,13 @@ impl Store {
                 supported: tables::SCHEMA_VERSION,
             });
         }
-        let found = guarded(|| layout::init_schema(&db)).map_err(open_err)?;
+        let found = match guarded(|| layout::init_schema(&db)) {
+            Ok(found) => found,
+            Err(e) => {
+                drop(db);
+                return Err(made_and_failed(e));
+            }
+        };
         if found > tables::SCHEMA_VERSION {
             return Err(StoreError::TooNew {
                 path: path.display().to_string(),

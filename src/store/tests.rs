@@ -1702,6 +1702,22 @@ fn an_existing_empty_file_is_refused_and_left_as_it_was() {
         }
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
     }
+    // Nor a file of zero bytes only (a first start that ran out of disk space sets the
+    // size and writes nothing); one byte that is not zero makes it a damaged database.
+    std::fs::write(&path, vec![0u8; 73_728]).unwrap();
+    match Store::open(&path, 1 << 20) {
+        Err(StoreError::Empty { .. }) => {}
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("zeros must not open as a database"),
+    }
+    let mut bytes = vec![0u8; 73_728];
+    bytes[70_000] = 1;
+    std::fs::write(&path, bytes).unwrap();
+    assert!(matches!(
+        Store::open(&path, 1 << 20),
+        Err(StoreError::Damaged { .. })
+    ));
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 73_728);
     // A missing file is still a new database.
     std::fs::remove_file(&path).unwrap();
     Store::open(&path, 1 << 20).unwrap().close();
