@@ -386,8 +386,17 @@ pub fn restore(
     let given_out = held
         .as_ref()
         .and_then(|h| unless_damaged(|| feed_ends(h)).ok()?.ok());
+    // And the floor its versions stood on, if it was restored itself.
+    let floor = held
+        .as_ref()
+        .and_then(|h| {
+            unless_damaged(|| super::layout::version_floor(h))
+                .ok()?
+                .ok()
+        })
+        .unwrap_or(0);
     let tmp = db.with_extension("restoring");
-    let placed = check_copy(from, &tmp, types, given_out.as_ref()).and_then(
+    let placed = check_copy(from, &tmp, types, given_out.as_ref(), floor).and_then(
         |(copy, warnings, converted_from, feeds)| {
             put_in_place(&tmp, &copy, db).map(|kept| Restored {
                 kept,
@@ -477,12 +486,34 @@ fn restart_feeds(
     })
 }
 
+/// Set the version floor of the database about to be restored (`layout::VERSION_FLOOR`)
+/// past every version the replaced one can have given out: the backup's resources have
+/// versions the replaced database may since have given to other states of them, and an
+/// ETag a client holds (a cached `W/"7"`) must not match another state after the restore.
+/// The replaced database's versions are small counts, or above its own floor by at most
+/// its writes since its restore; the clock in microseconds is past both (as no resource is
+/// written a million times a second), and past the floor of either file.
+fn raise_version_floor(db: &Database, replaced_floor: u64) -> Result<(), redb::Error> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(0));
+    let floor = now
+        .max(super::layout::version_floor(db)? + 1)
+        .max(replaced_floor + 1);
+    let w = db.begin_write()?;
+    w.open_table(META)?
+        .insert(super::layout::VERSION_FLOOR, floor)?;
+    w.commit()?;
+    Ok(())
+}
+
 /// Copy `from` to `tmp` and check the copy; the error says what is wrong with `from`.
 fn check_copy(
     from: &Path,
     tmp: &Path,
     types: &HashMap<String, (Rt, Rt)>,
     given_out: Option<&BTreeMap<String, u64>>,
+    replaced_floor: u64,
 ) -> Result<(std::fs::File, Vec<String>, Option<u64>, FeedRestart), String> {
     let refuse = |why: String| {
         // What is damaged here is the backup, not the database: the advice for a damaged
@@ -545,6 +576,7 @@ fn check_copy(
             None => return Err("not a scimd backup (no layout version)".into()),
         }
         feeds = restart_feeds(&candidate, given_out).map_err(|e| e.to_string())?;
+        raise_version_floor(&candidate, replaced_floor).map_err(|e| e.to_string())?;
         check(&candidate, types).map_err(|e| e.to_string())
     })
     .and_then(|r| r)

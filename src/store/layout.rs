@@ -83,6 +83,22 @@ fn recount_and_unindex_groups(txn: &redb::WriteTransaction) -> Result<(u64, u64)
     Ok((active.len() as u64, stale.len() as u64))
 }
 
+/// The META key of the version floor: a restore sets it past every version the replaced
+/// database can have given out, and each write after takes its resource's version above it
+/// (`W::next_version`), so that no ETag a client holds from before the restore names another
+/// state of the resource after it.
+pub(super) const VERSION_FLOOR: &str = "version_floor";
+
+/// The file's version floor (0: never restored).
+pub(super) fn version_floor(db: &impl redb::ReadableDatabase) -> Result<u64, redb::Error> {
+    let txn = db.begin_read()?;
+    match txn.open_table(META) {
+        Ok(meta) => Ok(meta.get(VERSION_FLOOR)?.map_or(0, |v| v.value())),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The layout version the file records, without changing it (`None`: a new file).
 pub(super) fn stored_version(db: &redb::Database) -> Result<Option<u64>, redb::Error> {
     let txn = redb::ReadableDatabase::begin_read(db)?;

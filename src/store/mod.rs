@@ -158,6 +158,9 @@ struct Shared {
     /// False from the daemon's start until its first scrub has read the file through:
     /// writes wait for it, so that none is acknowledged on a file found damaged just after.
     scrubbed: tokio::sync::watch::Sender<bool>,
+    /// The file's version floor (`layout::VERSION_FLOOR`), read at open: only a restore,
+    /// which runs with no server, sets it.
+    version_floor: std::sync::atomic::AtomicU64,
 }
 
 /// Why writes are refused before they reach the database.
@@ -459,6 +462,7 @@ impl Store {
             damaged: Mutex::default(),
             suspected: Default::default(),
             scrubbed: tokio::sync::watch::Sender::new(true),
+            version_floor: Default::default(),
         };
         // A file this start makes and cannot finish (a full disk) is removed: left, it
         // would be refused by every later start as damaged.
@@ -495,6 +499,10 @@ impl Store {
                 supported: tables::SCHEMA_VERSION,
             });
         }
+        let floor = guarded(|| layout::version_floor(&db)).map_err(open_err)?;
+        shared
+            .version_floor
+            .store(floor, std::sync::atomic::Ordering::Relaxed);
         *shared.db.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(db));
         let shared = Arc::new(shared);
         let (tx, rx) = mpsc::channel(QUEUE);

@@ -49,10 +49,15 @@ pub(super) struct W<'t> {
     pub(super) modified: Table<'t, (&'static str, u8, i64, u128), ()>,
     /// For tables few writes use (the plan settings last applied, in `META`).
     pub(super) txn: &'t WriteTransaction,
+    /// The file's version floor (`layout::VERSION_FLOOR`).
+    version_floor: u64,
 }
 
 impl<'t> W<'t> {
-    pub(super) fn open(txn: &'t WriteTransaction) -> Result<W<'t>, redb::Error> {
+    pub(super) fn open(
+        txn: &'t WriteTransaction,
+        version_floor: u64,
+    ) -> Result<W<'t>, redb::Error> {
         Ok(W {
             res: txn.open_table(RESOURCES)?,
             counts: txn.open_table(COUNTS)?,
@@ -70,7 +75,14 @@ impl<'t> W<'t> {
             ranks: txn.open_table(RANKS)?,
             modified: txn.open_table(MODIFIED_ID)?,
             txn,
+            version_floor,
         })
+    }
+
+    /// The version a resource at `version` takes when it changes: one more, and above the
+    /// floor a restore set.
+    fn next_version(&self, version: u64) -> u64 {
+        version.max(self.version_floor) + 1
     }
 
     /// Check phase for a user write: the seat a user becoming active gets, or the refusal.
@@ -424,7 +436,7 @@ impl<'t> W<'t> {
             body,
             modified: after(&old.modified),
             created: old.created,
-            version: old.version + 1,
+            version: self.next_version(old.version),
         };
         self.put(t, kind, id, &rec, Some(&old.modified))?;
         self.index(t, kind, id, &old_keys, &new_keys)?;
@@ -786,7 +798,7 @@ impl<'t> W<'t> {
     /// A membership change is a change of the group: bump its version and lastModified.
     fn touch(&mut self, t: &str, kind: Kind, id: u128) -> Result<(), redb::Error> {
         if let Some(mut rec) = self.load(t, kind, id)? {
-            rec.version += 1;
+            rec.version = self.next_version(rec.version);
             let stamp = after(&rec.modified);
             let was = std::mem::replace(&mut rec.modified, stamp);
             self.put(t, kind, id, &rec, Some(&was))?;

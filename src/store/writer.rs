@@ -154,7 +154,10 @@ fn run_batch(
     // that first fsync fails the previous commit stays in force and a write answered 503 is
     // never found later. Group commit shares both fsyncs across the batch.
     txn.set_two_phase_commit(true);
-    let mut w = match write::W::open(&txn) {
+    let floor = shared
+        .version_floor
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let mut w = match write::W::open(&txn, floor) {
         Ok(w) => w,
         Err(e) => {
             failure();
