@@ -378,7 +378,15 @@ impl Store {
                 Some(f) => plan(r, t, kind, f)?,
                 None => None,
             };
-            let exact = q.filter.as_ref().is_some_and(|f| index_exact(kind, f));
+            // Exact only when the index was read: past `PLANNED_MAX` the plan is a scan,
+            // which must evaluate the filter.
+            let exact =
+                planned.is_some() && q.filter.as_ref().is_some_and(|f| index_exact(kind, f));
+            // Too many ids to plan, but within one group's members: walk them.
+            let members_of = match (&planned, &q.filter) {
+                (None, Some(f)) => and_group_of_users(kind, f).and_then(parse_id),
+                _ => None,
+            };
             // Each record is read for the attributes the filter and the sort look at only;
             // the page's records are read whole after.
             let mut wanted = Vec::new();
@@ -410,8 +418,24 @@ impl Store {
             let each = |from: u128,
                         visit: &mut dyn FnMut(u128, Skimmed) -> bool|
              -> Result<(), redb::Error> {
-                match &planned {
-                    Some(ids) => {
+                match (&planned, members_of) {
+                    (None, Some(g)) => {
+                        for e in r.members()?.range((t, g, from)..=(t, g, u128::MAX))? {
+                            let (k, v) = e?;
+                            let id = k.value().2;
+                            if v.value() == Kind::User.code()
+                                && let Some(rec) = r
+                                    .res()?
+                                    .get((t, kind.code(), id))?
+                                    .and_then(|g| skim(g.value(), &wanted))
+                                && keep(id, &rec)?
+                                && !visit(id, rec)
+                            {
+                                break;
+                            }
+                        }
+                    }
+                    (Some(ids), _) => {
                         for &id in ids.range(from..) {
                             if let Some(rec) = r
                                 .res()?
@@ -424,7 +448,7 @@ impl Store {
                             }
                         }
                     }
-                    None => {
+                    (None, None) => {
                         let from = (t, kind.code(), from)..=(t, kind.code(), u128::MAX);
                         for e in r.res()?.range(from)? {
                             let (k, v) = e?;

@@ -65,9 +65,12 @@ pub struct StoredPage {
     pub items: Vec<Stored>,
 }
 
-/// Most ids a lastModified range gives a plan; past that, a scan (memory stays bounded; a
-/// lone comparison never gets here, `index_range` pages it).
-const PLANNED_RANGE_MAX: usize = 100_000;
+/// Most ids a plan holds (from a lastModified range, a userName prefix, a group's members);
+/// past that, a scan, or a walk of the group's members (`and_group_of_users`): memory stays
+/// bounded. A lone such condition never gets here unsorted: `index_range` and
+/// `group_of_users` page it.
+/// (Small in unit tests, so that they reach both sides of it.)
+const PLANNED_MAX: usize = if cfg!(test) { 64 } else { 100_000 };
 
 /// Ids an index can produce for a filter, or `None` when only a scan can answer.
 pub(super) fn plan<RT>(
@@ -80,10 +83,10 @@ where
     RT: IndexReader,
 {
     if let Some((lo, hi)) = modified_range(kind, f) {
-        return rt.modified_in(t, kind, (lo, hi), PLANNED_RANGE_MAX);
+        return rt.modified_in(t, kind, (lo, hi), PLANNED_MAX);
     }
     if let Some(prefix) = user_name_prefix(kind, f) {
-        return rt.username_prefix(t, &prefix, usize::MAX);
+        return rt.username_prefix(t, &prefix, PLANNED_MAX);
     }
     Ok(match f {
         Filter::And(a, b) => {
@@ -116,17 +119,17 @@ where
             (_, "displayName", None) => Some(rt.display(t, kind, &fold(v))?),
             (Kind::User, "emails", Some("value") | None) => Some(rt.email(t, &fold(v))?),
             (Kind::Group, "members", Some("value") | None) => Some(rt.groups_of(t, v)?),
-            (Kind::User, "groups", Some("value") | None) => Some(rt.users_in(t, v)?),
-            (Kind::User, "groups", Some("display")) => Some(users_in_named(rt, t, v)?),
+            (Kind::User, "groups", Some("value") | None) => rt.users_in(t, v, PLANNED_MAX)?,
+            (Kind::User, "groups", Some("display")) => users_in_named(rt, t, v)?,
             _ => None,
         },
         Filter::ValuePath { path, filter } if path.urn.is_none() => {
             match (kind, path.name.as_str(), element_value_eq(filter)) {
                 (Kind::User, "emails", Some(v)) => Some(rt.email(t, &fold(v))?),
                 (Kind::Group, "members", Some(v)) => Some(rt.groups_of(t, v)?),
-                (Kind::User, "groups", Some(v)) => Some(rt.users_in(t, v)?),
+                (Kind::User, "groups", Some(v)) => rt.users_in(t, v, PLANNED_MAX)?,
                 (Kind::User, "groups", None) => match element_eq(filter, "display") {
-                    Some(name) => Some(users_in_named(rt, t, name)?),
+                    Some(name) => users_in_named(rt, t, name)?,
                     None => None,
                 },
                 _ => None,
@@ -137,17 +140,22 @@ where
 }
 
 /// Candidates for `groups.display eq "x"`: the members of the groups the displayName index
-/// names (folded, so a superset of the matches, which the filter then picks).
+/// names (folded, so a superset of the matches, which the filter then picks), or `None`
+/// past `PLANNED_MAX`.
 fn users_in_named<RT: IndexReader + ?Sized>(
     rt: &RT,
     t: &str,
     name: &str,
-) -> Result<BTreeSet<u128>, redb::Error> {
+) -> Result<Option<BTreeSet<u128>>, redb::Error> {
     let mut users = BTreeSet::new();
     for g in rt.display(t, Kind::Group, &fold(name))? {
-        users.extend(rt.users_in(t, &super::format_id(g))?);
+        let room = PLANNED_MAX.saturating_sub(users.len());
+        match rt.users_in(t, &super::format_id(g), room)? {
+            Some(more) if users.len() + more.len() <= PLANNED_MAX => users.extend(more),
+            _ => return Ok(None),
+        }
     }
-    Ok(users)
+    Ok(Some(users))
 }
 
 /// A match's place in a sorted list. A missing value sorts after every value, so it comes
@@ -406,7 +414,13 @@ pub(super) trait IndexReader {
     fn display(&self, t: &str, kind: Kind, d: &str) -> Result<BTreeSet<u128>, redb::Error>;
     fn email(&self, t: &str, e: &str) -> Result<BTreeSet<u128>, redb::Error>;
     fn groups_of(&self, t: &str, member: &str) -> Result<BTreeSet<u128>, redb::Error>;
-    fn users_in(&self, t: &str, group: &str) -> Result<BTreeSet<u128>, redb::Error>;
+    /// The group's direct user members, or `None` when there are more than `max`.
+    fn users_in(
+        &self,
+        t: &str,
+        group: &str,
+        max: usize,
+    ) -> Result<Option<BTreeSet<u128>>, redb::Error>;
     /// Ids whose lastModified is in the range, or `None` when there are more than `max`.
     fn modified_in(
         &self,
@@ -446,6 +460,16 @@ pub(super) fn group_of_users(kind: Kind, f: Option<&Filter>) -> Option<&str> {
             }
         }
         _ => None,
+    }
+}
+
+/// The group of a `groups.value eq "g"` condition that a conjunction (`and`, at any depth of
+/// `and`s) requires: its matches are among the group's members, which the member index
+/// holds in id order, so a list walks them instead of every user.
+pub(super) fn and_group_of_users(kind: Kind, f: &Filter) -> Option<&str> {
+    match f {
+        Filter::And(a, b) => and_group_of_users(kind, a).or_else(|| and_group_of_users(kind, b)),
+        f => group_of_users(kind, Some(f)),
     }
 }
 

@@ -261,14 +261,26 @@ impl IndexReader for ReadSide {
         Ok(out)
     }
 
-    fn users_in(&self, t: &str, group: &str) -> Result<BTreeSet<u128>, redb::Error> {
+    fn users_in(
+        &self,
+        t: &str,
+        group: &str,
+        max: usize,
+    ) -> Result<Option<BTreeSet<u128>>, redb::Error> {
         let mut out = BTreeSet::new();
-        if let Some(g) = parse_id(group) {
-            self.direct_users(t, g, |id| {
-                out.insert(id);
-            })?;
+        let Some(g) = parse_id(group) else {
+            return Ok(Some(out));
+        };
+        for e in self.members()?.range((t, g, 0u128)..=(t, g, u128::MAX))? {
+            let (k, v) = e?;
+            if v.value() == Kind::User.code() {
+                if out.len() == max {
+                    return Ok(None);
+                }
+                out.insert(k.value().2);
+            }
         }
-        Ok(out)
+        Ok(Some(out))
     }
 }
 
