@@ -273,14 +273,18 @@ pub fn listen(
                     let mut out = String::new();
                     match req["cmd"].as_str() {
                         Some("export") => {
-                            let res = export(&app.store, &cfg, &tenant, |l| {
-                                out.push_str(&l);
-                                out.push('\n');
-                            })
-                            .await;
+                            // Written as read (the console prints it as it comes): an
+                            // export of a million users is never held in the daemon.
+                            let mut sink = tokio::io::BufWriter::with_capacity(256 << 10, &mut w);
+                            let res = export(&app.store, &cfg, &tenant, &mut sink).await;
+                            if sink.flush().await.is_err() {
+                                break;
+                            }
                             let end = match res {
                                 Ok(n) => json!({"ok": true, "exported": n}),
-                                Err(e) => json!({"ok": false, "error": e}),
+                                // The console went away: nobody to tell.
+                                Err(ExportFailed::Output(_)) => break,
+                                Err(ExportFailed::Read(e)) => json!({"ok": false, "error": e}),
                             };
                             out.push_str(&end.to_string());
                         }
@@ -410,14 +414,15 @@ impl Drop for ImportGuard {
 /// Marks the end of an import stream.
 const END: &str = "{\"end\":true}";
 
-/// Run `req` on the daemon, sending `body` lines after it (import); returns every line the
-/// daemon answers up to its final status line, except progress lines, which go to
-/// `progress`. `None` when no daemon listens.
+/// Run `req` on the daemon, sending `body` lines after it (import); returns its final status
+/// line (nothing when it stopped before it). The lines before it go to `each` as they come
+/// (an export's), progress lines to `progress`. `None` when no daemon listens.
 pub async fn converse(
     path: &Path,
     req: &Value,
     body: &[String],
     progress: &mut dyn FnMut(u64, u64),
+    each: &mut dyn FnMut(&str),
 ) -> Option<Vec<String>> {
     let stream = UnixStream::connect(path).await.ok()?;
     let (r, mut w) = stream.into_split();
@@ -431,9 +436,15 @@ pub async fn converse(
         out.push('\n');
     }
     w.write_all(out.as_bytes()).await.ok()?;
-    let mut lines = BufReader::new(r).lines();
+    let mut lines = BufReader::with_capacity(256 << 10, r).lines();
     let mut got = Vec::new();
     while let Ok(Some(l)) = lines.next_line().await {
+        // A resource (an export's line) is passed on unparsed: it can be a group of a
+        // million members.
+        if l.starts_with("{\"schemas\"") {
+            each(&l);
+            continue;
+        }
         let v = serde_json::from_str::<Value>(&l).unwrap_or_default();
         if let [Some(done), Some(total)] = v["progress"]
             .as_array()
@@ -467,43 +478,70 @@ pub async fn ask(path: &Path, req: &Value) -> Option<Value> {
     serde_json::from_str(&line).ok()
 }
 
-/// One resource per line: all users, then all groups (with their members), read page by page
-/// in id order so memory stays bounded. `emit` receives each line.
-pub async fn export(
+/// One resource per line, written to `out` as it is read: all users, then all groups with
+/// their members, all read in one snapshot (a user created meanwhile and added to a group
+/// would otherwise be a member the file does not hold). A group's members are read in
+/// batches and written into its line as they come: a group of a million is never held
+/// whole. A failed write (the reader gone) stops the export. Returns how many resources.
+pub async fn export<W>(
     store: &Store,
     cfg: &Config,
     tenant: &str,
-    mut emit: impl FnMut(String),
-) -> Result<u64, String> {
-    readable(store, cfg, tenant).await?;
+    out: &mut W,
+) -> Result<u64, ExportFailed>
+where
+    W: tokio::io::AsyncWrite + Unpin + Send,
+{
+    readable(store, cfg, tenant)
+        .await
+        .map_err(ExportFailed::Read)?;
     let rt = crate::http::Runtime::new(cfg.clone());
+    let read = |e: crate::store::Error| ExportFailed::Read(e.to_string());
+    let snapshot = store.snapshot().map_err(read)?;
     let mut n = 0;
     for kind in [Kind::User, Kind::Group] {
         let mut after = 0u128;
         loop {
             let q = crate::store::ListQuery {
                 count: 1000,
-                with_refs: kind == Kind::Group,
+                start_index: 1,
                 after: Some(after),
                 ..Default::default()
             };
-            let page = list(store, &rt, tenant, kind, q).await?;
+            let page = store
+                .list_in(
+                    Some(snapshot.clone()),
+                    tenant.to_string(),
+                    rt.rt(Some(tenant), kind),
+                    q,
+                )
+                .await
+                .map_err(read)?;
             for r in &page.items {
                 let mut v = r.to_json("");
                 v.remove("groups");
+                v.remove("members");
                 // The version goes along: an import keeps it, so that an ETag never comes
                 // to mean another state.
                 if let Some(Value::Object(meta)) = v.get_mut("meta") {
                     meta.remove("location");
                 }
-                if let Some(Value::Array(members)) = v.get_mut("members") {
-                    for m in members.iter_mut() {
-                        if let Some(o) = m.as_object_mut() {
-                            o.remove("$ref");
-                        }
+                let line = Value::Object(v).to_string();
+                match kind {
+                    Kind::User => {
+                        out.write_all(line.as_bytes()).await?;
+                        out.write_all(b"\n").await?;
+                    }
+                    Kind::Group => {
+                        let members = store.member_batches(
+                            tenant.to_string(),
+                            crate::store::parse_id(&r.id).unwrap_or_default(),
+                            std::time::Duration::from_secs(60),
+                            Some(snapshot.clone()),
+                        );
+                        write_group(line, members, out).await?;
                     }
                 }
-                emit(Value::Object(v).to_string());
                 n += 1;
             }
             match page.next {
@@ -513,6 +551,71 @@ pub async fn export(
         }
     }
     Ok(n)
+}
+
+/// Why an export stopped: the output could not be written (its reader gone, a full disk),
+/// or the tenant could not be read.
+#[derive(Debug)]
+pub enum ExportFailed {
+    Output(std::io::Error),
+    Read(String),
+}
+
+impl From<std::io::Error> for ExportFailed {
+    fn from(e: std::io::Error) -> Self {
+        ExportFailed::Output(e)
+    }
+}
+
+/// A group's line (`line`, without members) with its members added as they are read, in
+/// pieces of about 64 KiB.
+async fn write_group<W>(
+    line: String,
+    mut members: tokio::sync::mpsc::Receiver<crate::store::MemberBatch>,
+    out: &mut W,
+) -> Result<(), ExportFailed>
+where
+    W: tokio::io::AsyncWrite + Unpin + Send,
+{
+    use crate::store::MemberBatch;
+    let Some(head) = line.strip_suffix('}') else {
+        return Err(ExportFailed::Read("a group could not be written".into()));
+    };
+    let mut text = head.to_string();
+    let mut first = true;
+    loop {
+        match members.recv().await {
+            Some(MemberBatch::Members(batch)) => {
+                for (id, kind, display) in batch {
+                    text.push_str(if first { ",\"members\":[" } else { "," });
+                    first = false;
+                    let mut m =
+                        json!({"value": crate::store::format_id(id), "type": kind.as_str()});
+                    if let Some(d) = display {
+                        m["display"] = Value::String(d);
+                    }
+                    text.push_str(&m.to_string());
+                }
+                if text.len() > 64 << 10 {
+                    out.write_all(text.as_bytes()).await?;
+                    text.clear();
+                }
+            }
+            Some(MemberBatch::End) => {
+                // Until the reader has let go of the snapshot: a console command closes the
+                // database right after, and waits for every holder of it.
+                while members.recv().await.is_some() {}
+                break;
+            }
+            Some(MemberBatch::Head(_)) => {}
+            None => {
+                let e = "a group's members could not be read; see the daemon's log";
+                return Err(ExportFailed::Read(e.into()));
+            }
+        }
+    }
+    text.push_str(if first { "}\n" } else { "]}\n" });
+    Ok(out.write_all(text.as_bytes()).await?)
 }
 
 /// Load exported lines into `tenant`, keeping ids: resources first, then group members, so

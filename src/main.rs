@@ -531,17 +531,23 @@ fn say_with(write: impl FnOnce(&mut std::io::StdoutLock) -> std::io::Result<()>)
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     if let Err(e) = write(&mut out).and_then(|()| out.flush()) {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("scimd: cannot write the output: {e}");
-        }
-        // 141 is how a shell reports a command ended by a closed pipe (128 + SIGPIPE).
-        let code = if e.kind() == std::io::ErrorKind::BrokenPipe {
-            141
-        } else {
-            1
-        };
-        std::process::exit(code);
+        output_failed(&e);
     }
+}
+
+/// End the command for a failed write to standard output: quietly (141) for a closed pipe,
+/// else with a message (1).
+fn output_failed(e: &std::io::Error) -> ! {
+    if e.kind() != std::io::ErrorKind::BrokenPipe {
+        eprintln!("scimd: cannot write the output: {e}");
+    }
+    // 141 is how a shell reports a command ended by a closed pipe (128 + SIGPIPE).
+    let code = if e.kind() == std::io::ErrorKind::BrokenPipe {
+        141
+    } else {
+        1
+    };
+    std::process::exit(code);
 }
 
 /// Run as root, check-config reads what the service user may not: say what that user cannot

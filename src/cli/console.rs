@@ -280,7 +280,8 @@ pub(crate) fn stored_under(
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let lines = run_admin(&cfg, &rt, serde_json::json!({"cmd": "status"}), Vec::new())?;
+    let req = serde_json::json!({"cmd": "status"});
+    let lines = run_admin(&cfg, &rt, req, Vec::new(), &mut |_| {})?;
     let a: serde_json::Value = lines
         .last()
         .and_then(|l| serde_json::from_str(l).ok())
@@ -444,15 +445,20 @@ pub(crate) fn load_or_exit(
     Ok((cfg, rt))
 }
 
-/// The daemon's answer lines, or the same work done on the database directly.
+/// The daemon's final answer line (none when it stopped before it), its other lines given
+/// to `each` as they come (an export's); or the same work done on the database directly.
 pub(crate) fn run_admin(
     cfg: &Config,
     rt: &tokio::runtime::Runtime,
     req: serde_json::Value,
     body: Vec<String>,
+    each: &mut dyn FnMut(&str),
 ) -> Result<Vec<String>, String> {
     // As in `admin`: a damaged page is an error, not a crash.
-    scimd::store::unless_damaged(|| run_admin_on(cfg, rt, req, body)).and_then(|r| r)
+    scimd::store::unless_damaged(std::panic::AssertUnwindSafe(|| {
+        run_admin_on(cfg, rt, req, body, each)
+    }))
+    .and_then(|r| r)
 }
 
 fn run_admin_on(
@@ -460,6 +466,7 @@ fn run_admin_on(
     rt: &tokio::runtime::Runtime,
     req: serde_json::Value,
     body: Vec<String>,
+    each: &mut dyn FnMut(&str),
 ) -> Result<Vec<String>, String> {
     rt.block_on(async {
         if let Some(lines) = scimd::admin::converse(
@@ -467,6 +474,7 @@ fn run_admin_on(
             &req,
             &body,
             &mut show_progress,
+            each,
         )
         .await
         {
@@ -477,9 +485,21 @@ fn run_admin_on(
         let mut out = Vec::new();
         let end = match req["cmd"].as_str() {
             Some("export") => {
-                match scimd::admin::export(&store, cfg, &tenant, |l| out.push(l)).await {
+                use scimd::admin::ExportFailed;
+                use tokio::io::AsyncWriteExt;
+                let mut to = tokio::io::BufWriter::with_capacity(256 << 10, tokio::io::stdout());
+                let res = match scimd::admin::export(&store, cfg, &tenant, &mut to).await {
+                    Ok(n) => to.flush().await.map(|()| n).map_err(ExportFailed::Output),
+                    failed => failed,
+                };
+                match res {
                     Ok(n) => serde_json::json!({"ok": true, "exported": n}),
-                    Err(e) => serde_json::json!({"ok": false, "error": e}),
+                    Err(ExportFailed::Read(e)) => serde_json::json!({"ok": false, "error": e}),
+                    Err(ExportFailed::Output(e)) => {
+                        // Closed first: the next start then needs no repair.
+                        store.close();
+                        crate::output_failed(&e);
+                    }
                 }
             }
             Some("import") => {
@@ -518,9 +538,10 @@ pub(crate) fn show_progress(done: u64, total: u64) {
     }
 }
 
+/// The final answer line of `run_admin`, when it says the command succeeded; else the exit
+/// code, with what failed said.
 pub(crate) fn finish_admin(
     result: Result<Vec<String>, String>,
-    mut each: impl FnMut(&str),
 ) -> Result<serde_json::Value, ExitCode> {
     let lines = result.map_err(|e| {
         eprintln!("{e}");
@@ -538,7 +559,6 @@ pub(crate) fn finish_admin(
         return Err(ExitCode::FAILURE);
     };
     defang(&mut end);
-    lines[..lines.len() - 1].iter().for_each(|l| each(l));
     if end["ok"] != true {
         eprintln!("{}", end["error"].as_str().unwrap_or("failed"));
         return Err(ExitCode::FAILURE);
@@ -594,11 +614,12 @@ pub(crate) fn backup(config: &std::path::Path, to: &std::path::Path) -> ExitCode
         &serde_json::json!({"cmd": "backup"}),
         &[],
         &mut show_progress,
+        &mut |_| {},
     ));
     let Some(lines) = asked else {
         return backup_stopped(&cfg, &rt, to);
     };
-    let end = match finish_admin(Ok(lines), |_| {}) {
+    let end = match finish_admin(Ok(lines)) {
         Ok(e) => e,
         Err(c) => return c,
     };
@@ -720,20 +741,37 @@ pub(crate) fn export(config: &std::path::Path, tenant: &str) -> ExitCode {
         Err(c) => return c,
     };
     let req = serde_json::json!({"cmd": "export", "tenant": tenant});
+    // Printed as the daemon sends it (a million users are never held here); a failure
+    // part-way is said, and the exit status is not 0.
+    use std::io::Write;
+    let mut out = std::io::BufWriter::with_capacity(256 << 10, std::io::stdout());
     let mut n = 0u64;
-    let each = |l: &str| {
-        say!("{l}");
+    let mut each = |l: &str| {
+        if let Err(e) = writeln!(out, "{l}") {
+            crate::output_failed(&e);
+        }
         n += 1;
         if n.is_multiple_of(1000) && std::io::stderr().is_terminal() {
             eprint!("\rexported {n}");
         }
     };
-    match finish_admin(run_admin(&cfg, &rt, req, Vec::new()), each) {
+    let result = run_admin(&cfg, &rt, req, Vec::new(), &mut each);
+    if let Err(e) = out.flush() {
+        crate::output_failed(&e);
+    }
+    match finish_admin(result) {
         Ok(end) => {
             eprintln!("exported {} resources of tenant {tenant}", end["exported"]);
             ExitCode::SUCCESS
         }
-        Err(c) => c,
+        Err(c) => {
+            if n > 0 {
+                eprintln!(
+                    "the export stopped part-way: the {n} lines written are not all of tenant {tenant}"
+                );
+            }
+            c
+        }
     }
 }
 
@@ -754,7 +792,7 @@ pub(crate) fn import(config: &std::path::Path, tenant: &str, from: &std::path::P
         }
     };
     let req = serde_json::json!({"cmd": "import", "tenant": tenant});
-    match finish_admin(run_admin(&cfg, &rt, req, body), |_| {}) {
+    match finish_admin(run_admin(&cfg, &rt, req, body, &mut |_| {})) {
         Ok(end) => {
             match end["skipped"].as_u64().unwrap_or(0) {
                 0 => say!(

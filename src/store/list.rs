@@ -201,6 +201,23 @@ impl ReadSide {
 
 impl Store {
     pub async fn list(&self, tenant: String, rt: Rt, q: ListQuery) -> Result<ListPage, Error> {
+        self.list_in(None, tenant, rt, q).await
+    }
+
+    /// The latest snapshot, to read several lists in (`list_in`): an export's pages of users
+    /// and groups, and the groups' members, all of one moment.
+    pub fn snapshot(&self) -> Result<Snapshot, Error> {
+        self.read_now_in(|r| Ok(Ok(Snapshot(r.clone()))))
+    }
+
+    /// `list`, read in `snapshot` when given (on the pool, in the tenant's share).
+    pub async fn list_in(
+        &self,
+        snapshot: Option<Snapshot>,
+        tenant: String,
+        rt: Rt,
+        q: ListQuery,
+    ) -> Result<ListPage, Error> {
         let kind = rt.kind;
         // Point lookups and short unfiltered pages (by cursor, or by startIndex at any depth:
         // the position counts find it) stay on the runtime thread; scans and sorts go to the
@@ -210,6 +227,7 @@ impl Store {
             && (short_page || q.filter.as_ref().is_some_and(|f| is_point(kind, f)))
             && !(q.with_refs && kind == Kind::Group);
         // The tenant's name for its share of the pool, only for a read that goes there.
+        let inline = inline && snapshot.is_none();
         let share = if inline {
             String::new()
         } else {
@@ -526,10 +544,10 @@ impl Store {
             }
             Ok(Ok(page))
         };
-        if inline {
-            self.read_now_in(read)
-        } else {
-            self.read_in(&share, read).await
+        match snapshot {
+            Some(s) => self.pooled(&share, move |_| read(&s.0)).await,
+            None if inline => self.read_now_in(read),
+            None => self.read_in(&share, read).await,
         }
     }
 }

@@ -791,6 +791,10 @@ impl Store {
         let shared = self.shared.clone();
         tokio::spawn(async move {
             let turn = shared.read_turn(&tenant).await;
+            // Let go of the store now: this task ends only once polled again after the
+            // reader is done, and a console command closing the database waits for every
+            // holder, on the one thread that would poll it.
+            drop(shared);
             let handle = tokio::runtime::Handle::current();
             let produce = move || {
                 let _turn = turn;
