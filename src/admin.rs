@@ -15,6 +15,9 @@ use crate::http::{App, plan_rules};
 use crate::scim::schema::Kind;
 use crate::store::Store;
 
+/// The most lines `users list` and `groups list` ask for.
+pub const LIST_MAX: u64 = 10_000;
+
 pub fn socket_path(cfg: &Config) -> PathBuf {
     cfg.storage.dir.join("admin.sock")
 }
@@ -180,31 +183,43 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
                 },
                 None => None,
             };
-            let limit = req["limit"].as_u64().unwrap_or(1000);
-            let q = crate::store::ListQuery {
-                filter,
-                count: limit,
-                start_index: 1,
-                ..Default::default()
-            };
-            match store.list(tenant, rt, q).await {
-                Ok(page) => {
-                    let items: Vec<Value> = page
-                        .items
-                        .iter()
-                        .map(|r| {
-                            let name = r.body.get(if kind == Kind::User { "userName" } else { "displayName" });
-                            match kind {
-                                Kind::User => json!({"id": r.id, "name": name,
-                                    "active": r.body.get("active").cloned().unwrap_or(Value::Bool(true))}),
-                                Kind::Group => json!({"id": r.id, "name": name}),
-                            }
-                        })
-                        .collect();
-                    json!({"ok": true, "list": items, "total": page.total})
+            let limit = req["limit"].as_u64().unwrap_or(1000).min(LIST_MAX);
+            // Page by page, each resource kept only as its line: a limit of 10,000 holds
+            // that many short lines (a few MB), never that many resources.
+            let mut items = Vec::new();
+            let mut total = 0;
+            let mut after = 0u128;
+            while (items.len() as u64) < limit {
+                let q = crate::store::ListQuery {
+                    filter: filter.clone(),
+                    count: (limit - items.len() as u64).min(1000),
+                    start_index: 1,
+                    after: Some(after),
+                    ..Default::default()
+                };
+                let page = match store.list(tenant.clone(), rt, q).await {
+                    Ok(page) => page,
+                    Err(e) => return json!({"ok": false, "error": e.to_string()}),
+                };
+                total = page.total;
+                items.extend(page.items.iter().map(|r| {
+                    let name = r.body.get(if kind == Kind::User {
+                        "userName"
+                    } else {
+                        "displayName"
+                    });
+                    match kind {
+                        Kind::User => json!({"id": r.id, "name": name,
+                            "active": r.body.get("active").cloned().unwrap_or(Value::Bool(true))}),
+                        Kind::Group => json!({"id": r.id, "name": name}),
+                    }
+                }));
+                match page.next {
+                    Some(id) => after = id,
+                    None => break,
                 }
-                Err(e) => json!({"ok": false, "error": e.to_string()}),
             }
+            json!({"ok": true, "list": items, "total": total})
         }
         Some("purge") => {
             let tenant = req["tenant"].as_str().unwrap_or_default().to_string();

@@ -183,14 +183,17 @@ enum TokenAction {
     },
 }
 
+/// The most lines `users list` and `groups list` print: the daemon holds them until it answers.
+const LIST_LIMIT_MAX: u64 = scimd::admin::LIST_MAX;
+
 /// What `users list` and `groups list` share.
 #[derive(clap::Args)]
 struct ListArgs {
     /// Tenant to list.
     #[arg(long)]
     tenant: String,
-    /// Most lines printed.
-    #[arg(long, default_value_t = 1000)]
+    /// Most lines printed (at most 10,000: the whole of a large tenant is `scimd export`'s).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=LIST_LIMIT_MAX))]
     limit: u64,
     /// Configuration file (TOML).
     #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]

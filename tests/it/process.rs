@@ -2424,3 +2424,54 @@ fn a_console_command_says_it_repaired_a_crashed_database() {
     // Both read the file (exit 3: no daemon runs).
     assert_eq!((out.status.code(), again.status.code()), (Some(3), Some(3)));
 }
+
+/// `users list` reads page by page past the store's page of 1,000, in id order, to its
+/// `--limit`, and refuses a limit past 10,000 (the whole tenant is `export`'s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_list_pages_to_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = okta_config(dir.path());
+    let p = Proc::start(&cfg);
+    let p = Arc::new(p);
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let p = p.clone();
+        writers.push(tokio::spawn(async move {
+            for i in (w..1050).step_by(8) {
+                let body = format!("{{\"userName\":\"u{i:04}\"}}");
+                assert_eq!(p.post("/scim/v2/Users", "tok", body).await, 201);
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let list = |args: &[&str]| {
+        let mut all = vec!["users", "list", "--tenant", "acme"];
+        all.extend_from_slice(args);
+        let out = scimd_cmd(&cfg, &all);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, err) = list(&["--limit", "1030"]);
+    assert_eq!(code, Some(0), "{err}");
+    let ids: Vec<&str> = out.lines().map(|l| l.split("  ").next().unwrap()).collect();
+    assert_eq!(ids.len(), 1030);
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "in id order, none twice"
+    );
+    assert!(err.contains("1030 of 1050 shown"), "{err}");
+    let (code, out, err) = list(&["--limit", "10000", "--filter", "userName sw \"u10\""]);
+    assert_eq!(code, Some(0), "{err}");
+    let mut names: Vec<&str> = out.lines().map(|l| l.split("  ").nth(1).unwrap()).collect();
+    names.sort_unstable();
+    let want: Vec<String> = (1000..1050).map(|i| format!("u{i}")).collect();
+    assert_eq!(names, want);
+    let (code, _, err) = list(&["--limit", "10001"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("10001 is not in 1..=10000"), "{err}");
+}
