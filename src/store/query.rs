@@ -101,12 +101,16 @@ where
                 None => plan(rt, t, kind, y)?,
             }
         }
-        Filter::Or(a, b) => match (plan(rt, t, kind, a)?, plan(rt, t, kind, b)?) {
-            (Some(mut x), Some(y)) => {
-                x.extend(y);
-                Some(x)
-            }
-            _ => None,
+        // Each side within the bound, and their union too.
+        Filter::Or(a, b) => match plan(rt, t, kind, a)? {
+            Some(mut x) => match plan(rt, t, kind, b)? {
+                Some(y) if x.len() + y.len() <= PLANNED_MAX => {
+                    x.extend(y);
+                    Some(x)
+                }
+                _ => None,
+            },
+            None => None,
         },
         Filter::Compare {
             path,

@@ -1975,6 +1975,19 @@ fn conditions_matching_more_than_a_plan_holds_are_walked_or_scanned_with_the_sam
         (ids.len() as u64, ids)
     };
     let gid = format_id(g);
+    // Two groups within the bound whose union is not.
+    let group_of = |name: &str, range: std::ops::Range<usize>| {
+        let members: Vec<_> = users[range]
+            .iter()
+            .map(|u| serde_json::json!({"value": format_id(*u)}))
+            .collect();
+        let body = serde_json::json!({"displayName": name, "members": members});
+        format_id(f.create(Kind::Group, body, None))
+    };
+    let (g2, g3) = (group_of("Low", 0..40), group_of("High", 100..140));
+    let either = format!("groups.value eq \"{g2}\" or groups.value eq \"{g3}\"");
+    let in_either = want(&|i| i < 40 || (100..140).contains(&i));
+    assert_eq!(list(&either, false), in_either);
     let in_group_active = want(&|i| i < 120 && i % 3 != 0);
     for sort in [false, true] {
         let f1 = format!("groups.value eq \"{gid}\" and active eq true");
