@@ -790,70 +790,118 @@ impl Store {
         let db = self.db();
         let shared = self.shared.clone();
         tokio::spawn(async move {
-            let turn = shared.read_turn(&tenant).await;
-            // Let go of the store now: this task ends only once polled again after the
-            // reader is done, and a console command closing the database waits for every
-            // holder, on the one thread that would poll it.
-            drop(shared);
-            let handle = tokio::runtime::Handle::current();
-            let produce = move || {
-                let _turn = turn;
-                let Ok(db) = db else {
-                    return; // the receiver sees no End
-                };
-                let send = |m: MemberBatch| {
-                    handle
-                        .block_on(tokio::time::timeout(stall, tx.send(m)))
-                        .is_ok_and(|sent| sent.is_ok())
-                };
-                let run = || -> Result<(), redb::Error> {
-                    let own;
-                    let txn = match &snapshot {
-                        Some(s) => &s.0.txn,
-                        None => {
-                            own = redb::ReadableDatabase::begin_read(&*db)?;
-                            &own
-                        }
-                    };
-                    let t = tenant.as_str();
-                    if head {
-                        let res = txn.open_table(RESOURCES)?;
-                        let found = res
-                            .get((t, Kind::Group.code(), group))?
-                            .and_then(|rec| decode(rec.value()))
-                            .map(|rec| Box::new(rec.into_resource(Kind::Group, group)));
-                        let missing = found.is_none();
-                        if !send(MemberBatch::Head(found)) || missing {
-                            return Ok(());
-                        }
+            let Ok(db) = db else {
+                return; // the receiver sees no End
+            };
+            // Every batch is read in one snapshot: the one given, or the latest.
+            let snap = match snapshot {
+                Some(s) => s.0,
+                None => match shared.snapshot(&db) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading group members failed");
+                        return;
                     }
-                    let members = txn.open_table(GROUPID_MEMBERID)?;
-                    let displays = txn.open_table(MEMBER_DISPLAY)?;
-                    let mut shown = Displays::new(&displays, t, group)?;
-                    let mut batch = Vec::with_capacity(MEMBER_BATCH);
-                    for e in members.range((t, group, 0u128)..=(t, group, u128::MAX))? {
-                        let (k, v) = e?;
-                        let m = k.value().2;
-                        batch.push((m, Kind::of_member_code(v.value()), shown.of(m)?));
-                        if batch.len() == MEMBER_BATCH
-                            && !send(MemberBatch::Members(std::mem::take(&mut batch)))
-                        {
-                            return Ok(()); // the client went away or stopped reading
-                        }
+                },
+            };
+            drop(db);
+            let send = async |m: MemberBatch| {
+                tokio::time::timeout(stall, tx.send(m))
+                    .await
+                    .is_ok_and(|sent| sent.is_ok())
+            };
+            // A batch at a time, each with a turn of the tenant's share of the read threads,
+            // given back while the batch waits for its reader: a client reading a group of
+            // a million slowly (or not at all) holds no thread and no turn meanwhile.
+            let mut from = 0u128;
+            let mut with_head = head;
+            let done = loop {
+                let turn = shared.read_turn(&tenant).await;
+                let (s, t) = (snap.clone(), tenant.clone());
+                let read = tokio::task::spawn_blocking(move || {
+                    let _turn = turn;
+                    member_batch(&s, &t, group, from, with_head)
+                })
+                .await;
+                let (found, batch, last) = match read {
+                    Ok(Ok(read)) => read,
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "reading group members failed");
+                        break false;
                     }
-                    if batch.is_empty() || send(MemberBatch::Members(batch)) {
-                        send(MemberBatch::End);
-                    }
-                    Ok(())
+                    Err(_) => break false, // a panic, logged where it happened
                 };
-                if let Err(e) = run() {
-                    tracing::error!(error = %e, "reading group members failed");
+                if with_head {
+                    with_head = false;
+                    let missing = found.is_none();
+                    if !send(MemberBatch::Head(found)).await || missing {
+                        break false;
+                    }
+                }
+                from = match batch.last() {
+                    Some((m, _, _)) => m.saturating_add(1),
+                    None => from,
+                };
+                if !batch.is_empty() && !send(MemberBatch::Members(batch)).await {
+                    break false; // the client went away or stopped reading
+                }
+                if last {
+                    break true;
                 }
             };
-            let _ = tokio::task::spawn_blocking(produce).await;
+            // Let go of the store before the end is told: a console command closing the
+            // database right after waits for every holder of it, and this task's last poll
+            // may wait on the thread it blocks.
+            drop((snap, shared));
+            if done {
+                send(MemberBatch::End).await;
+            }
         });
         rx
     }
+}
+
+/// The group `g` (when `head`), and up to `MEMBER_BATCH` of its members from id `from` on,
+/// with their kinds and displays; and whether they are the last.
+#[allow(clippy::type_complexity)]
+fn member_batch(
+    s: &ReadSide,
+    t: &str,
+    g: u128,
+    from: u128,
+    head: bool,
+) -> Result<
+    (
+        Option<Box<Resource>>,
+        Vec<(u128, Kind, Option<String>)>,
+        bool,
+    ),
+    redb::Error,
+> {
+    let found = match head {
+        true => s
+            .res()?
+            .get((t, Kind::Group.code(), g))?
+            .and_then(|rec| decode(rec.value()))
+            .map(|rec| Box::new(rec.into_resource(Kind::Group, g))),
+        false => None,
+    };
+    let mut shown = Displays {
+        rows: s.displays()?.range((t, g, from)..=(t, g, u128::MAX))?,
+        next: None,
+    };
+    let mut batch = Vec::with_capacity(MEMBER_BATCH);
+    let mut rows = s.members()?.range((t, g, from)..=(t, g, u128::MAX))?;
+    while batch.len() < MEMBER_BATCH {
+        let Some(e) = rows.next() else {
+            return Ok((found, batch, true));
+        };
+        let (k, v) = e?;
+        let m = k.value().2;
+        batch.push((m, Kind::of_member_code(v.value()), shown.of(m)?));
+    }
+    let last = rows.next().is_none();
+    Ok((found, batch, last))
 }
 
 /// A read snapshot kept for reading on after an answer's first part (see
