@@ -228,6 +228,7 @@ impl Store {
             && !(q.with_refs && kind == Kind::Group);
         // The tenant's name for its share of the pool, only for a read that goes there.
         let inline = inline && snapshot.is_none();
+        let scan = may_scan(kind, &q);
         let share = if inline {
             String::new()
         } else {
@@ -545,9 +546,9 @@ impl Store {
             Ok(Ok(page))
         };
         match snapshot {
-            Some(s) => self.pooled(&share, move |_| read(&s.0)).await,
+            Some(s) => self.pooled_as(&share, scan, move |_| read(&s.0)).await,
             None if inline => self.read_now_in(read),
-            None => self.read_in(&share, read).await,
+            None => self.read_in_as(&share, scan, read).await,
         }
     }
 }

@@ -183,20 +183,44 @@ pub const READ_THREADS: usize = 8;
 /// tenant would otherwise hold them all).
 const TENANT_READS: usize = READ_THREADS / 2;
 
+/// How many of a tenant's turns reads that may scan (or sort) every record may hold: the
+/// rest stay for its index-served reads (`userName sw`, an incremental import's
+/// `meta.lastModified gt`, the change feed), which would otherwise queue behind a few
+/// scans of a million users.
+const TENANT_SCANS: usize = TENANT_READS / 2;
+
+/// A turn on the read threads (`Shared::read_turn`), held until dropped.
+pub(super) struct Turn {
+    _scan: Option<tokio::sync::OwnedSemaphorePermit>,
+    _read: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
 impl Shared {
-    /// A turn on the read threads for `tenant`, waiting while it holds its share.
-    async fn read_turn(&self, tenant: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let share = {
+    /// A turn on the read threads for `tenant`, waiting while it holds its share; for a
+    /// read that may scan (`scan`), also while its scans hold theirs.
+    async fn read_turn(&self, tenant: &str, scan: bool) -> Turn {
+        let share = |key: &str, permits: usize| {
             let mut shares = self.shares.lock().unwrap_or_else(|p| p.into_inner());
-            match shares.get(tenant) {
+            match shares.get(key) {
                 Some(s) => s.clone(),
                 None => shares
-                    .entry(tenant.to_string())
-                    .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(TENANT_READS)))
+                    .entry(key.to_string())
+                    .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(permits)))
                     .clone(),
             }
         };
-        share.acquire_owned().await.ok()
+        let scans = match scan {
+            // A tenant's name has no NUL: no tenant's share is named so.
+            true => share(&format!("{tenant}\0scans"), TENANT_SCANS)
+                .acquire_owned()
+                .await
+                .ok(),
+            false => None,
+        };
+        Turn {
+            _scan: scans,
+            _read: share(tenant, TENANT_READS).acquire_owned().await.ok(),
+        }
     }
 }
 
@@ -654,8 +678,17 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Arc<read::ReadSide>) -> R<T> + Send + 'static,
     {
+        self.read_in_as(tenant, false, f).await
+    }
+
+    /// `read_in`, for a read that may scan when `scan` (see `TENANT_SCANS`).
+    async fn read_in_as<T, F>(&self, tenant: &str, scan: bool, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Arc<read::ReadSide>) -> R<T> + Send + 'static,
+    {
         let db = self.db()?;
-        self.pooled(tenant, move |shared| f(&shared.snapshot(&db)?))
+        self.pooled_as(tenant, scan, move |shared| f(&shared.snapshot(&db)?))
             .await
     }
 
@@ -665,8 +698,17 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Shared) -> R<T> + Send + 'static,
     {
+        self.pooled_as(tenant, false, f).await
+    }
+
+    /// `pooled`, for a read that may scan when `scan` (see `TENANT_SCANS`).
+    async fn pooled_as<T, F>(&self, tenant: &str, scan: bool, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Shared) -> R<T> + Send + 'static,
+    {
         let shared = self.shared.clone();
-        let turn = shared.read_turn(tenant).await;
+        let turn = shared.read_turn(tenant, scan).await;
         // A panic is caught on its thread, so that what it said goes in the log under the
         // error id the client is given.
         let res = tokio::task::spawn_blocking(move || {

@@ -467,6 +467,19 @@ pub(super) fn group_of_users(kind: Kind, f: Option<&Filter>) -> Option<&str> {
     }
 }
 
+/// Whether a list may read every record of its kind: a sort, or a filter no index answers
+/// (nor one of its `and`ed conditions). Such reads take turns of their own
+/// (`TENANT_SCANS`) besides the tenant's.
+pub(super) fn may_scan(kind: Kind, q: &ListQuery) -> bool {
+    q.sort.is_some()
+        || q.filter.as_ref().is_some_and(|f| {
+            !(index_exact(kind, f)
+                || is_point(kind, f)
+                || index_range(kind, Some(f)).is_some()
+                || and_group_of_users(kind, f).is_some())
+        })
+}
+
 /// The group of a `groups.value eq "g"` condition that a conjunction (`and`, at any depth of
 /// `and`s) requires: its matches are among the group's members, which the member index
 /// holds in id order, so a list walks them instead of every user.
@@ -579,6 +592,40 @@ mod tests {
 
     fn exact(kind: Kind, f: &str) -> bool {
         index_exact(kind, &filter::parse_for(kind, f).unwrap())
+    }
+
+    #[test]
+    fn reads_that_may_scan_are_told_from_index_served_ones() {
+        let scans = |f: &str| {
+            let q = ListQuery {
+                filter: Some(filter::parse_for(Kind::User, f).unwrap()),
+                ..ListQuery::default()
+            };
+            may_scan(Kind::User, &q)
+        };
+        for f in [
+            "userName eq \"a\"",
+            "userName sw \"a\"",
+            "meta.lastModified gt \"2026-01-01T00:00:00Z\"",
+            "emails[value eq \"a@x\"]",
+            "externalId eq \"x\" and title co \"y\"",
+            "groups.value eq \"01a24203-c2c8-7729-a039-0067083f04f6\" and active eq false",
+        ] {
+            assert!(!scans(f), "{f}");
+        }
+        for f in [
+            "title co \"y\"",
+            "userName gt \"a\"",
+            "active eq false or userName eq \"a\"",
+        ] {
+            assert!(scans(f), "{f}");
+        }
+        let sorted = ListQuery {
+            sort: Some(SortSpec::parse(Kind::User, "title", None).unwrap()),
+            ..ListQuery::default()
+        };
+        assert!(may_scan(Kind::User, &sorted));
+        assert!(!may_scan(Kind::User, &ListQuery::default()));
     }
 
     #[test]

@@ -816,7 +816,7 @@ impl Store {
             let mut from = 0u128;
             let mut with_head = head;
             let done = loop {
-                let turn = shared.read_turn(&tenant).await;
+                let turn = shared.read_turn(&tenant, false).await;
                 let (s, t) = (snap.clone(), tenant.clone());
                 let read = tokio::task::spawn_blocking(move || {
                     let _turn = turn;

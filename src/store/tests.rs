@@ -2003,3 +2003,26 @@ fn conditions_matching_more_than_a_plan_holds_are_walked_or_scanned_with_the_sam
         assert_eq!(list("userName sw \"a\"", sort), want(&|i| i < 140), "sw");
     }
 }
+
+/// Reads that may scan hold at most `TENANT_SCANS` of a tenant's turns: with that many
+/// under way, a further scan waits while an index-served read of the tenant goes ahead.
+#[test]
+fn scans_leave_turns_for_the_tenants_index_served_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::open(&dir.path().join("s.redb"));
+    f.rt.block_on(async {
+        let shared = &f.store.shared;
+        let mut held = Vec::new();
+        for _ in 0..TENANT_SCANS {
+            held.push(shared.read_turn("t", true).await);
+        }
+        let wait = std::time::Duration::from_millis(200);
+        let scan = tokio::time::timeout(wait, shared.read_turn("t", true)).await;
+        assert!(scan.is_err(), "a scan past the tenant's scan turns waits");
+        let read = tokio::time::timeout(wait, shared.read_turn("t", false)).await;
+        assert!(read.is_ok(), "an index-served read does not");
+        drop(held.pop());
+        let scan = tokio::time::timeout(wait, shared.read_turn("t", true)).await;
+        assert!(scan.is_ok(), "a scan's turn given back is taken");
+    });
+}
