@@ -273,8 +273,15 @@ pub fn listen(
     let importing = Importing::default();
     Ok(tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, say: retried after a pause, not in a spin
+                    // that takes a core from the requests.
+                    tracing::warn!(error = %e, "the admin socket cannot accept a connection; retrying in a second");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
             };
             let app = app.clone();
             let importing = importing.clone();

@@ -139,8 +139,44 @@ fn edit<T>(
     Ok(out)
 }
 
+/// Remove the temporary files killed edits left beside `real` (`<name>.<pid>.<n>.tmp`; they
+/// hold the token hashes of the file as it was being edited). Only under the file's lock:
+/// every edit holds it from its read to its rename, so no live edit has one then.
+fn remove_leftovers(real: &Path) {
+    let (Some(dir), Some(name)) = (real.parent(), real.file_name().and_then(|n| n.to_str())) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let ours = |file: &str| {
+        let Some(rest) = file
+            .strip_prefix(name)
+            .and_then(|r| r.strip_prefix('.'))
+            .and_then(|r| r.strip_suffix(".tmp"))
+        else {
+            return false;
+        };
+        let mut parts = rest.split('.');
+        let digits = |p: Option<&str>| {
+            p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        };
+        digits(parts.next()) && digits(parts.next()) && parts.next().is_none()
+    };
+    for e in entries.filter_map(Result::ok) {
+        if e.file_name().to_str().is_some_and(ours) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// A temporary file of our own beside `real`: the process id keeps other editors' apart, and
-/// a number skips one a killed editor left behind.
+/// a number skips one that could not be removed.
 fn create_temp(real: &Path) -> Result<(PathBuf, File), EditError> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
@@ -171,6 +207,7 @@ fn save(
     before: &HashSet<String>,
 ) -> Result<(), EditError> {
     let p = path.display().to_string();
+    remove_leftovers(real);
     let (tmp, mut f) = create_temp(real)?;
     let meta = file.metadata().ok();
     // An error writing the copy names the copy: that is the file the disk refused.
@@ -888,18 +925,31 @@ mod tests {
     }
 
     #[test]
-    fn a_temporary_file_left_by_a_killed_edit_is_stepped_over() {
+    fn a_temporary_file_left_by_a_killed_edit_is_removed_by_the_next() {
         let (dir, path, _) = copy_of("config.example.toml");
         // What an edit killed before its rename leaves, under a process id now ours.
         let stale = dir
             .path()
             .join(format!("scimd.toml.{}.0.tmp", std::process::id()));
         std::fs::write(&stale, "half").unwrap();
+        let other = dir.path().join("scimd.toml.99999999.3.tmp");
+        std::fs::write(&other, "half").unwrap();
+        // Not one of ours: another file's, or not a number where the process id goes.
+        let kept = [
+            "scimd.tomlx.1.0.tmp",
+            "scimd.toml.a.0.tmp",
+            "other.toml.1.0.tmp",
+        ];
+        for k in kept {
+            std::fs::write(dir.path().join(k), "x").unwrap();
+        }
         let tok = add_tenant(&path, "acme", "okta", None).unwrap();
         let cfg = Config::load(&path).unwrap();
         assert_eq!(cfg.tenants["acme"].tokens[0].sha256, hex(&digest(&tok)));
-        assert_eq!(std::fs::read_to_string(&stale).unwrap(), "half");
-        assert_eq!(left_in(dir.path()).len(), 2);
+        assert!(!stale.exists() && !other.exists());
+        for k in kept {
+            assert!(dir.path().join(k).exists(), "{k}");
+        }
     }
 
     /// The example's demo token is a problem once the server is reachable; the edits that

@@ -676,9 +676,16 @@ fn backup_stopped(cfg: &Config, rt: &tokio::runtime::Runtime, to: &std::path::Pa
     let made = rt.block_on(store.backup(staging.clone()));
     store.close();
     let placed = made.and_then(|rows| {
-        std::fs::rename(&staging, to)
-            .map(|()| rows)
-            .map_err(|e| e.to_string())
+        std::fs::rename(&staging, to).map_err(|e| e.to_string())?;
+        // Said written only once its name is on disk too.
+        let dir = match to.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| format!("written, but its directory cannot be synced: {e}"))?;
+        Ok(rows)
     });
     match placed {
         Ok(rows) => {

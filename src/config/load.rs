@@ -21,6 +21,14 @@ impl Config {
             Ok(b) => b,
             Err(e) => return Err(fail(vec![format!("cannot read the file: {e}")])),
         };
+        // Said as such: its settings' absence (no tenant, no certificate) would mislead.
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(fail(vec![
+                "the file is empty: was it cut short (a full disk, an interrupted copy)? Put \
+                 back a copy of it, or start again from config.example.toml"
+                    .into(),
+            ]));
+        }
         // Whoever can write the file decides who may provision: refuse a file anyone can edit.
         #[cfg(unix)]
         {
@@ -504,6 +512,19 @@ mod tests {
             assert!(cfg.storage.dir.ends_with("data"));
             assert_eq!(cfg.tenants["acme"].tokens[0].name, "okta");
             assert_eq!(cfg.tenants.len(), 1, "tenants come from the file only");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_empty_file_is_called_empty() {
+        Jail::expect_with(|jail| {
+            for text in ["", " \n\t\n"] {
+                jail.create_file("scimd.toml", text)?;
+                let e = Config::load(Path::new("scimd.toml")).unwrap_err();
+                assert_eq!(e.problems.len(), 1, "{e}");
+                assert!(e.problems[0].starts_with("the file is empty"), "{e}");
+            }
             Ok(())
         });
     }

@@ -82,10 +82,13 @@ pub fn copy_all(r: &ReadTransaction, to: &Path) -> Result<u64, StoreError> {
     let copied = super::verify::caught(|| copy_checked(r, &tmp))
         .unwrap_or_else(|what| Err(StoreError::CopyDamaged { what }));
     let made = copied.and_then(|rows| {
-        std::fs::rename(&tmp, to).map_err(|e| StoreError::Io {
+        let io = |e| StoreError::Io {
             path: to.display().to_string(),
             source: e,
-        })?;
+        };
+        std::fs::rename(&tmp, to).map_err(io)?;
+        // The name too must be on disk before the copy is called made.
+        super::backend::sync_parent(to).map_err(io)?;
         Ok(rows)
     });
     if made.is_err() {
