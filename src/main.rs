@@ -123,6 +123,10 @@ enum Command {
         /// Tenant to export.
         #[arg(long)]
         tenant: String,
+        /// Write to this file (owner-only, and there only once complete) instead of standard
+        /// output.
+        #[arg(long)]
+        out: Option<PathBuf>,
         /// Configuration file (TOML).
         #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
         config: PathBuf,
@@ -404,7 +408,11 @@ fn main() -> ExitCode {
         ),
         Command::Status { config } => admin(&config, serde_json::json!({"cmd": "status"})),
         Command::Backup { to, config } => backup(&config, &to),
-        Command::Export { tenant, config } => export(&config, &tenant),
+        Command::Export {
+            tenant,
+            out,
+            config,
+        } => export(&config, &tenant, out.as_deref()),
         Command::Import {
             tenant,
             from,
@@ -538,9 +546,20 @@ fn say_with(write: impl FnOnce(&mut std::io::StdoutLock) -> std::io::Result<()>)
     }
 }
 
+/// A file standard output is written to under a temporary name (`export --out`), removed
+/// when a write fails: the exit below runs no destructor.
+static PARTIAL_OUTPUT: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
 /// End the command for a failed write to standard output: quietly (141) for a closed pipe,
 /// else with a message (1).
 fn output_failed(e: &std::io::Error) -> ! {
+    if let Some(p) = PARTIAL_OUTPUT
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
+        let _ = std::fs::remove_file(p);
+    }
     if e.kind() != std::io::ErrorKind::BrokenPipe {
         eprintln!("scimd: cannot write the output: {e}");
     }

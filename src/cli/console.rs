@@ -742,11 +742,34 @@ async fn copy_unless_stopped(
     copy.await.map_err(|e| e.to_string())?
 }
 
-pub(crate) fn export(config: &std::path::Path, tenant: &str) -> ExitCode {
+pub(crate) fn export(
+    config: &std::path::Path,
+    tenant: &str,
+    to: Option<&std::path::Path>,
+) -> ExitCode {
     let (cfg, rt) = match load_or_exit(config, true) {
         Ok(x) => x,
         Err(c) => return c,
     };
+    // With `--out`, standard output becomes a file of our own, owner-only from its first
+    // byte (it holds every stored value) and under its name only once the export is whole:
+    // an export that fails part-way leaves nothing to be imported by mistake.
+    let mut file = match to.map(scimd::store::AtomicFile::create).transpose() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("cannot write the export: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(f) = file.as_mut() {
+        if let Err(e) = rustix::stdio::dup2_stdout(&*f.file()) {
+            eprintln!("cannot write the export: {e}");
+            return ExitCode::FAILURE;
+        }
+        *crate::PARTIAL_OUTPUT
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(f.partial_path().to_path_buf());
+    }
     let req = serde_json::json!({"cmd": "export", "tenant": tenant});
     // Printed as the daemon sends it (a million users are never held here); a failure
     // part-way is said, and the exit status is not 0.
@@ -768,14 +791,23 @@ pub(crate) fn export(config: &std::path::Path, tenant: &str) -> ExitCode {
     }
     match finish_admin(result) {
         Ok(end) => {
+            if let (Some(f), Some(to)) = (file, to)
+                && let Err(e) = f.finish()
+            {
+                eprintln!("cannot write the export to {}: {e}", to.display());
+                return ExitCode::FAILURE;
+            }
             eprintln!("exported {} resources of tenant {tenant}", end["exported"]);
             ExitCode::SUCCESS
         }
         Err(c) => {
-            if n > 0 {
-                eprintln!(
-                    "the export stopped part-way: the {n} lines written are not all of tenant {tenant}"
-                );
+            match to {
+                Some(to) => eprintln!("nothing was written to {}", to.display()),
+                None if n > 0 => eprintln!(
+                    "the export stopped part-way: the {n} lines written are not all of tenant \
+                     {tenant}"
+                ),
+                None => {}
             }
             c
         }

@@ -326,6 +326,11 @@ impl AtomicFile {
         &mut self.file
     }
 
+    /// The temporary name it is written under until `finish`.
+    pub fn partial_path(&self) -> &Path {
+        &self.tmp
+    }
+
     /// Flush the file to disk and rename it to its final name, flushing the directory too
     /// so that the rename survives a power loss.
     pub fn finish(mut self) -> Result<(), String> {

@@ -2475,3 +2475,65 @@ async fn users_list_pages_to_its_limit() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("10001 is not in 1..=10000"), "{err}");
 }
+
+/// `export --out FILE` writes what standard output would get into a file that is
+/// owner-only and under its name only once whole, through the daemon or without it; a
+/// failed export leaves nothing there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_to_a_file_is_owner_only_and_whole_or_absent() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = okta_config(dir.path());
+    let mut p = Proc::start(&cfg);
+    for name in ["a@x", "b@x"] {
+        let body = format!("{{\"userName\":\"{name}\"}}");
+        assert_eq!(p.post("/scim/v2/Users", "tok", body).await, 201);
+    }
+    let body = "{\"displayName\":\"g\"}".to_string();
+    assert_eq!(p.post("/scim/v2/Groups", "tok", body).await, 201);
+    let piped = scimd_cmd(&cfg, &["export", "--tenant", "acme"]);
+    assert!(piped.status.success());
+    let file = dir.path().join("acme.jsonl");
+    let check = |what: &str| {
+        let out = scimd_cmd(
+            &cfg,
+            &[
+                "export",
+                "--tenant",
+                "acme",
+                "--out",
+                file.to_str().unwrap(),
+            ],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{what}: {err}");
+        assert!(out.stdout.is_empty(), "{what}");
+        assert!(err.contains("exported 3 resources"), "{what}: {err}");
+        assert_eq!(std::fs::read(&file).unwrap(), piped.stdout, "{what}");
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{what}");
+        std::fs::remove_file(&file).unwrap();
+    };
+    check("through the daemon");
+    kill(p.child.id(), "-TERM");
+    assert!(p.child.wait().unwrap().success());
+    check("without it");
+    let out = scimd_cmd(
+        &cfg,
+        &[
+            "export",
+            "--tenant",
+            "nope",
+            "--out",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing was written to"));
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter(|n| n.starts_with("acme.jsonl"))
+        .collect();
+    assert_eq!(left, Vec::<String>::new());
+}
