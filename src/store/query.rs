@@ -2,6 +2,7 @@
 //! whether exactly, the order of a sort, and the window of matches a page keeps.
 
 use std::collections::BTreeSet;
+use std::ops::Bound;
 
 use super::parse_id;
 use super::record::{stamp_nanos, stamps_indexed};
@@ -494,6 +495,10 @@ pub(super) fn and_group_of_users(kind: Kind, f: &Filter) -> Option<&str> {
 pub(super) enum IndexRange {
     /// `userName sw`: the lower-cased prefix.
     NamePrefix(String),
+    /// `userName gt`, `ge`, `lt` or `le`: the folded names from and to. The index holds
+    /// folded names in byte order, the order such a comparison uses (`userName` is not
+    /// caseExact), so the stretch is exactly the matches.
+    Names(Bound<String>, Bound<String>),
     /// A comparison of `meta.lastModified`: the Unix nanoseconds from and to (inclusive).
     Modified(i64, i64),
 }
@@ -510,6 +515,27 @@ pub(super) fn index_range(kind: Kind, f: Option<&Filter>) -> Option<IndexRange> 
             && path.sub.is_none() =>
         {
             Some(IndexRange::NamePrefix(fold(v)))
+        }
+        Filter::Compare {
+            path,
+            op,
+            value: CompValue::Str(v),
+        } if kind == Kind::User
+            && path.urn.is_none()
+            && path.name == "userName"
+            && path.sub.is_none()
+            && matches!(
+                op,
+                CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le
+            ) =>
+        {
+            let v = fold(v);
+            Some(match op {
+                CompareOp::Gt => IndexRange::Names(Bound::Excluded(v), Bound::Unbounded),
+                CompareOp::Ge => IndexRange::Names(Bound::Included(v), Bound::Unbounded),
+                CompareOp::Lt => IndexRange::Names(Bound::Unbounded, Bound::Excluded(v)),
+                _ => IndexRange::Names(Bound::Unbounded, Bound::Included(v)),
+            })
         }
         f => modified_range(kind, f).map(|(lo, hi)| IndexRange::Modified(lo, hi)),
     }

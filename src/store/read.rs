@@ -330,6 +330,31 @@ impl ReadSide {
                     visit(v.value());
                 }
             }
+            IndexRange::Names(lo, hi) => {
+                use std::ops::Bound;
+                // The tenant's stretch of the index, narrowed by the bounds.
+                let from = match lo {
+                    Bound::Included(v) => Bound::Included((t, v.as_str())),
+                    Bound::Excluded(v) => Bound::Excluded((t, v.as_str())),
+                    Bound::Unbounded => Bound::Included((t, "")),
+                };
+                for e in self
+                    .usernames()?
+                    .range::<(&str, &str)>((from, Bound::Unbounded))?
+                {
+                    let (k, v) = e?;
+                    let (kt, name) = k.value();
+                    let past = match hi {
+                        Bound::Included(h) => name > h.as_str(),
+                        Bound::Excluded(h) => name >= h.as_str(),
+                        Bound::Unbounded => false,
+                    };
+                    if kt != t || past {
+                        break;
+                    }
+                    visit(v.value());
+                }
+            }
             IndexRange::Modified(lo, hi) => {
                 let range = (t, kind.code(), *lo, 0u128)..=(t, kind.code(), *hi, u128::MAX);
                 for e in self.modified()?.range(range)? {

@@ -2026,3 +2026,72 @@ fn scans_leave_turns_for_the_tenants_index_served_reads() {
         assert!(scan.is_ok(), "a scan's turn given back is taken");
     });
 }
+
+/// `userName gt/ge/lt/le` read the userName index: the same users a comparison of folded
+/// names picks (case and Unicode form aside), never another tenant's, every one counted.
+#[test]
+fn user_name_comparisons_are_index_ranges_with_the_filters_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = Fixture::open(&dir.path().join("s.redb"));
+    let names = [
+        "Alice",
+        "bob",
+        "BOBBY",
+        "carol",
+        "Émile",
+        "e\u{301}va",
+        "zed",
+        "b",
+    ];
+    let ids: Vec<u128> = names
+        .iter()
+        .map(|n| f.create(Kind::User, serde_json::json!({"userName": n}), None))
+        .collect();
+    // Another tenant's users sort among these and must not be counted.
+    f.actor.tenant = "u".into();
+    for n in ["aaa", "bz", "zzz"] {
+        f.create(Kind::User, serde_json::json!({"userName": n}), None);
+    }
+    f.actor.tenant = "t".into();
+    for (op, v) in [
+        ("gt", "b"),
+        ("ge", "B"),
+        ("lt", "CAROL"),
+        ("le", "carol"),
+        ("gt", "e"),
+        ("lt", "a"),
+        ("ge", "Émile"),
+    ] {
+        let filter = format!("userName {op} \"{v}\"");
+        let fv = crate::scim::fold::fold(v);
+        let mut want: Vec<String> = names
+            .iter()
+            .zip(&ids)
+            .filter(|(n, _)| {
+                let o = crate::scim::fold::fold(n).as_str().cmp(fv.as_str());
+                match op {
+                    "gt" => o.is_gt(),
+                    "ge" => o.is_ge(),
+                    "lt" => o.is_lt(),
+                    _ => o.is_le(),
+                }
+            })
+            .map(|(_, id)| format_id(*id))
+            .collect();
+        want.sort();
+        let q = ListQuery {
+            filter: Some(crate::scim::filter::parse_for(Kind::User, &filter).unwrap()),
+            count: 100,
+            start_index: 1,
+            ..ListQuery::default()
+        };
+        assert!(crate::store::query::index_range(Kind::User, q.filter.as_ref()).is_some());
+        let page = (f.rt)
+            .block_on(f.store.list("t".into(), Kind::User.into(), q))
+            .unwrap();
+        let mut got: Vec<String> = page.items.into_iter().map(|r| r.id).collect();
+        got.sort();
+        assert_eq!(got, want, "{filter}");
+        assert_eq!(page.total, want.len() as u64, "{filter}");
+    }
+}
