@@ -189,6 +189,11 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
             let mut items = Vec::new();
             let mut total = 0;
             let mut after = 0u128;
+            // One snapshot for every page: one count, and a scan's bookmarks serve them all.
+            let snapshot = match store.snapshot() {
+                Ok(s) => s,
+                Err(e) => return json!({"ok": false, "error": e.to_string()}),
+            };
             while (items.len() as u64) < limit {
                 let q = crate::store::ListQuery {
                     filter: filter.clone(),
@@ -197,7 +202,10 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
                     after: Some(after),
                     ..Default::default()
                 };
-                let page = match store.list(tenant.clone(), rt, q).await {
+                let page = match store
+                    .list_in(Some(snapshot.clone()), tenant.clone(), rt, q)
+                    .await
+                {
                     Ok(page) => page,
                     Err(e) => return json!({"ok": false, "error": e.to_string()}),
                 };
@@ -299,14 +307,20 @@ pub fn listen(
                             // export of a million users is never held in the daemon.
                             let mut sink = tokio::io::BufWriter::with_capacity(256 << 10, &mut w);
                             let res = export(&app.store, &cfg, &tenant, &mut sink).await;
-                            if sink.flush().await.is_err() {
+                            let flushed = tokio::time::timeout(EXPORT_STALL, sink.flush()).await;
+                            if !matches!(flushed, Ok(Ok(()))) {
                                 break;
                             }
                             let end = match res {
                                 Ok(n) => json!({"ok": true, "exported": n}),
-                                // The console went away: nobody to tell.
+                                // The console went away or stopped reading: closed.
                                 Err(ExportFailed::Output(_)) => break,
-                                Err(ExportFailed::Read(e)) => json!({"ok": false, "error": e}),
+                                Err(ExportFailed::Read(e)) => {
+                                    // On a line of its own: a group's line may have been
+                                    // cut part-way.
+                                    out.push('\n');
+                                    json!({"ok": false, "error": e})
+                                }
                             };
                             out.push_str(&end.to_string());
                         }
@@ -461,6 +475,9 @@ pub async fn converse(
     let mut lines = BufReader::with_capacity(256 << 10, r).lines();
     let mut got = Vec::new();
     while let Ok(Some(l)) = lines.next_line().await {
+        if l.is_empty() {
+            continue;
+        }
         // A resource (an export's line) is passed on unparsed: it can be a group of a
         // million members.
         if l.starts_with("{\"schemas\"") {
@@ -540,28 +557,30 @@ where
                 .await
                 .map_err(read)?;
             for r in &page.items {
+                // Read without its references: a user's groups are not exported (its
+                // groups' members say them), a group's members are streamed below.
                 let mut v = r.to_json("");
-                v.remove("groups");
-                v.remove("members");
                 // The version goes along: an import keeps it, so that an ETag never comes
                 // to mean another state.
-                if let Some(Value::Object(meta)) = v.get_mut("meta") {
-                    meta.remove("location");
+                let mut meta = v.shift_remove("meta").unwrap_or_default();
+                if let Value::Object(m) = &mut meta {
+                    m.shift_remove("location");
                 }
-                let line = Value::Object(v).to_string();
                 match kind {
                     Kind::User => {
-                        out.write_all(line.as_bytes()).await?;
-                        out.write_all(b"\n").await?;
+                        v.insert("meta".into(), meta);
+                        let line = Value::Object(v).to_string() + "\n";
+                        put(out, line.as_bytes()).await?;
                     }
                     Kind::Group => {
                         let members = store.member_batches(
                             tenant.to_string(),
                             crate::store::parse_id(&r.id).unwrap_or_default(),
-                            std::time::Duration::from_secs(60),
+                            EXPORT_STALL,
                             Some(snapshot.clone()),
                         );
-                        write_group(line, members, out).await?;
+                        let head = Value::Object(v).to_string();
+                        write_group(&head, members, &meta, out).await?;
                     }
                 }
                 n += 1;
@@ -589,37 +608,60 @@ impl From<std::io::Error> for ExportFailed {
     }
 }
 
-/// A group's line (`line`, without members) with its members added as they are read, in
-/// pieces of about 64 KiB.
+/// How long an export waits for its reader (the console) to take more: past it, the export
+/// stops rather than hold its snapshot (which keeps redb from reusing the pages later
+/// writes free) for as long as a paused console likes.
+const EXPORT_STALL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Write `bytes` to the export's reader, waiting at most `EXPORT_STALL` for it.
+async fn put<W>(out: &mut W, bytes: &[u8]) -> Result<(), ExportFailed>
+where
+    W: tokio::io::AsyncWrite + Unpin + Send,
+{
+    match tokio::time::timeout(EXPORT_STALL, out.write_all(bytes)).await {
+        Ok(written) => Ok(written?),
+        Err(_) => Err(ExportFailed::Output(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the export's reader took nothing for a minute",
+        ))),
+    }
+}
+
+/// A group's line: `head` (the group without members or meta, as a JSON object), its
+/// members as they are read, then `meta`; written in pieces of about 64 KiB. The same text
+/// as the group read whole gives (members before meta, each `value`, `display`, `type`).
 async fn write_group<W>(
-    line: String,
+    head: &str,
     mut members: tokio::sync::mpsc::Receiver<crate::store::MemberBatch>,
+    meta: &Value,
     out: &mut W,
 ) -> Result<(), ExportFailed>
 where
     W: tokio::io::AsyncWrite + Unpin + Send,
 {
     use crate::store::MemberBatch;
-    let Some(head) = line.strip_suffix('}') else {
+    let Some(head) = head.strip_suffix('}') else {
         return Err(ExportFailed::Read("a group could not be written".into()));
     };
-    let mut text = head.to_string();
+    let mut text = format!("{head},\"members\":[");
     let mut first = true;
     loop {
         match members.recv().await {
             Some(MemberBatch::Members(batch)) => {
                 for (id, kind, display) in batch {
-                    text.push_str(if first { ",\"members\":[" } else { "," });
-                    first = false;
-                    let mut m =
-                        json!({"value": crate::store::format_id(id), "type": kind.as_str()});
-                    if let Some(d) = display {
-                        m["display"] = Value::String(d);
+                    if !first {
+                        text.push(',');
                     }
+                    first = false;
+                    let id = crate::store::format_id(id);
+                    let m = match display {
+                        Some(d) => json!({"value": id, "display": d, "type": kind.as_str()}),
+                        None => json!({"value": id, "type": kind.as_str()}),
+                    };
                     text.push_str(&m.to_string());
                 }
                 if text.len() > 64 << 10 {
-                    out.write_all(text.as_bytes()).await?;
+                    put(out, text.as_bytes()).await?;
                     text.clear();
                 }
             }
@@ -636,8 +678,8 @@ where
             }
         }
     }
-    text.push_str(if first { "}\n" } else { "]}\n" });
-    Ok(out.write_all(text.as_bytes()).await?)
+    text.push_str(&format!("],\"meta\":{meta}}}\n"));
+    put(out, text.as_bytes()).await
 }
 
 /// Load exported lines into `tenant`, keeping ids: resources first, then group members, so

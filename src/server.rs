@@ -425,6 +425,11 @@ impl Server {
         if stale > 0 {
             tracing::warn!(dir = %dir.display(), count = stale, "removed backup copies left in the state directory by an interrupted `scimd backup` or `scimd restore`");
         }
+        // A restore killed between naming the database to keep and putting the backup in
+        // its place leaves that name on the live file: not a copy of the old state.
+        for alias in crate::store::remove_restore_aliases(&config.storage.db_path()) {
+            tracing::warn!(path = %alias.display(), "removed a second name of the database that an interrupted `scimd restore` left (it was the live database, not the old one)");
+        }
         // After everything that can refuse the start, so that a refused start reads nothing.
         if config.storage.warm_page_cache {
             crate::store::warm_page_cache(config.storage.db_path());

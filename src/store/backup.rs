@@ -624,6 +624,31 @@ fn put_in_place(tmp: &Path, copy: &std::fs::File, db: &Path) -> Result<Option<Pa
     Ok(kept)
 }
 
+/// Remove each `scimd.before-restore*` beside `db` that is another name of `db` itself (the
+/// same file): what a restore killed between `set_aside` and its rename leaves. Returns
+/// the names removed.
+pub fn remove_restore_aliases(db: &Path) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(live) = std::fs::metadata(db) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(super::backend::parent_dir(db)) else {
+        return Vec::new();
+    };
+    let kept = db.with_extension("before-restore");
+    let kept = kept.file_name().and_then(|n| n.to_str()).unwrap_or("-");
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(kept)))
+        .filter(|e| {
+            std::fs::symlink_metadata(e.path())
+                .is_ok_and(|m| m.dev() == live.dev() && m.ino() == live.ino())
+        })
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .map(|e| e.path())
+        .collect()
+}
+
 /// Give the database at `db` a second name to be kept under (`scimd.before-restore`, or
 /// `.1`, `.2`, ... beside an earlier one), if there is one. Returns that name.
 fn set_aside(db: &Path) -> Result<Option<PathBuf>, String> {
@@ -729,6 +754,11 @@ mod tests {
         let earlier = std::fs::read(dir.path().join("scimd.before-restore")).unwrap();
         assert_eq!(earlier, b"earlier");
         assert_eq!(super::set_aside(&dir.path().join("none.redb")), Ok(None));
+        // Killed here, the next start takes the second name off the live file, and keeps
+        // what an earlier restore kept.
+        assert_eq!(super::remove_restore_aliases(&db), vec![kept.clone()]);
+        assert!(!kept.exists() && db.exists());
+        assert!(dir.path().join("scimd.before-restore").exists());
     }
 
     #[test]

@@ -1120,6 +1120,9 @@ impl Store {
                 body: input.body,
                 created,
                 modified,
+                // As the file has it, not above a restore's floor: an import writes only
+                // ids the tenant does not hold, and the version names the state the file
+                // has, here as on the host it came from.
                 version: g.and_then(|g| g.version).filter(|v| *v > 0).unwrap_or(1),
             };
             w.put(t, kind, id, &rec, None)?;
