@@ -432,8 +432,19 @@ impl Store {
                 ids.iter().for_each(|&id| w.offer(id, ()));
                 return finish(r, t, kind, r.read_window(t, kind, w, start)?, q.with_refs);
             }
+            // A candidate id's record, offered to `visit` if it passes; false once `visit`
+            // says stop.
+            let candidate = |id: u128,
+                             visit: &mut dyn FnMut(u128, Skimmed) -> bool|
+             -> Result<bool, redb::Error> {
+                let rec = r.res()?.get((t, kind.code(), id))?;
+                Ok(match rec.and_then(|g| skim(g.value(), &wanted)) {
+                    Some(rec) if keep(id, &rec)? => visit(id, rec),
+                    _ => true,
+                })
+            };
             // The matches in id order from `from`, until `visit` says stop: the planned
-            // candidates that pass, or a scan.
+            // candidates that pass, a group's members that do, or a scan.
             let each = |from: u128,
                         visit: &mut dyn FnMut(u128, Skimmed) -> bool|
              -> Result<(), redb::Error> {
@@ -441,28 +452,14 @@ impl Store {
                     (None, Some(g)) => {
                         for e in r.members()?.range((t, g, from)..=(t, g, u128::MAX))? {
                             let (k, v) = e?;
-                            let id = k.value().2;
-                            if v.value() == Kind::User.code()
-                                && let Some(rec) = r
-                                    .res()?
-                                    .get((t, kind.code(), id))?
-                                    .and_then(|g| skim(g.value(), &wanted))
-                                && keep(id, &rec)?
-                                && !visit(id, rec)
-                            {
+                            if v.value() == Kind::User.code() && !candidate(k.value().2, visit)? {
                                 break;
                             }
                         }
                     }
                     (Some(ids), _) => {
                         for &id in ids.range(from..) {
-                            if let Some(rec) = r
-                                .res()?
-                                .get((t, kind.code(), id))?
-                                .and_then(|g| skim(g.value(), &wanted))
-                                && keep(id, &rec)?
-                                && !visit(id, rec)
-                            {
+                            if !candidate(id, visit)? {
                                 break;
                             }
                         }
