@@ -325,12 +325,39 @@ pub fn listen(
                             out.push_str(&end.to_string());
                         }
                         Some("import") => {
-                            let mut body = Vec::new();
-                            while let Ok(Some(l)) = lines.next_line().await {
-                                if l == END {
+                            // The lines go to a file in the state directory as they come (the
+                            // import reads them more than once), not into memory.
+                            let mut spool = match Spool::create(&cfg.storage.dir).await {
+                                Ok(s) => s,
+                                Err(e) => {
+                                    let e = format!("cannot keep the lines for the import: {e}");
+                                    out.push_str(&json!({"ok": false, "error": e}).to_string());
+                                    out.push('\n');
+                                    let _ = w.write_all(out.as_bytes()).await;
                                     break;
                                 }
-                                body.push(l);
+                            };
+                            let mut ended = false;
+                            let mut spooled = Ok(());
+                            while let Ok(Some(l)) = lines.next_line().await {
+                                if l == END {
+                                    ended = true;
+                                    break;
+                                }
+                                if spooled.is_ok() {
+                                    spooled = spool.push(&l).await;
+                                }
+                            }
+                            // A console killed while it sent its file: nothing to run.
+                            if !ended {
+                                break;
+                            }
+                            if let Err(e) = spooled.and(spool.finish().await) {
+                                let e = format!("cannot keep the lines for the import: {e}");
+                                out.push_str(&json!({"ok": false, "error": e}).to_string());
+                                out.push('\n');
+                                let _ = w.write_all(out.as_bytes()).await;
+                                break;
                             }
                             let Some(_writing) = ImportGuard::take(&importing, &tenant) else {
                                 let e = format!(
@@ -352,7 +379,7 @@ pub fn listen(
                                 let mut progress = move |done: u64, total: u64| {
                                     let _ = ptx.send(json!({"progress": [done, total]}));
                                 };
-                                import(&store, &cfg, &tenant, body, &mut progress).await
+                                import(&store, &cfg, &tenant, spool.path(), &mut progress).await
                             };
                             let forward = async {
                                 while let Some(p) = prx.recv().await {
@@ -450,28 +477,92 @@ impl Drop for ImportGuard {
 /// Marks the end of an import stream.
 const END: &str = "{\"end\":true}";
 
-/// Run `req` on the daemon, sending `body` lines after it (import); returns its final status
-/// line (nothing when it stopped before it). The lines before it go to `each` as they come
-/// (an export's), progress lines to `progress`. `None` when no daemon listens.
+/// The lines a console sends for an import, kept in a file of the state directory
+/// (owner-only; removed when dropped, and by the next start if the daemon died first).
+struct Spool {
+    path: PathBuf,
+    file: tokio::io::BufWriter<tokio::fs::File>,
+}
+
+impl Spool {
+    async fn create(dir: &Path) -> std::io::Result<Spool> {
+        let path = dir.join(format!(
+            "import-{}.spool",
+            crate::store::format_id(uuid::Uuid::now_v7().as_u128())
+        ));
+        let mut o = tokio::fs::OpenOptions::new();
+        o.write(true).create_new(true).mode(0o600);
+        let file = o.open(&path).await?;
+        Ok(Spool {
+            path,
+            file: tokio::io::BufWriter::with_capacity(256 << 10, file),
+        })
+    }
+
+    async fn push(&mut self, line: &str) -> std::io::Result<()> {
+        self.file.write_all(line.as_bytes()).await?;
+        self.file.write_all(b"\n").await
+    }
+
+    async fn finish(&mut self) -> std::io::Result<()> {
+        self.file.flush().await
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Run `req` on the daemon, sending the lines of the file `body` after it (an import's, a
+/// line at a time as they are read); returns its final status line (nothing when it
+/// stopped before it, or the file could not be read: then what went wrong). The lines before
+/// it go to `each` as they come (an export's), progress lines to `progress`. `None` when no
+/// daemon listens.
 pub async fn converse(
     path: &Path,
     req: &Value,
-    body: &[String],
+    body: Option<&Path>,
     progress: &mut dyn FnMut(u64, u64),
     each: &mut dyn FnMut(&str),
 ) -> Option<Vec<String>> {
     let stream = UnixStream::connect(path).await.ok()?;
-    let (r, mut w) = stream.into_split();
-    let mut out = format!("{req}\n");
-    if req["cmd"] == "import" {
-        for l in body {
-            out.push_str(l);
-            out.push('\n');
+    let (r, w) = stream.into_split();
+    let mut w = tokio::io::BufWriter::with_capacity(256 << 10, w);
+    w.write_all(format!("{req}\n").as_bytes()).await.ok()?;
+    if let Some(file) = body {
+        let mut lines = match tokio::fs::File::open(file).await {
+            Ok(f) => BufReader::with_capacity(256 << 10, f).lines(),
+            Err(e) => {
+                let said = format!("cannot read {}: {e}", file.display());
+                return Some(vec![json!({"ok": false, "error": said}).to_string()]);
+            }
+        };
+        loop {
+            match lines.next_line().await {
+                Ok(Some(l)) => {
+                    w.write_all(l.as_bytes()).await.ok()?;
+                    w.write_all(b"\n").await.ok()?;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    // Closing without the end mark: the daemon runs nothing.
+                    let said = format!("cannot read {}: {e}", file.display());
+                    return Some(vec![json!({"ok": false, "error": said}).to_string()]);
+                }
+            }
         }
-        out.push_str(END);
-        out.push('\n');
+        w.write_all(format!("{END}\n").as_bytes()).await.ok()?;
     }
-    w.write_all(out.as_bytes()).await.ok()?;
+    w.flush().await.ok()?;
+    // Held open until the answer is read: its end closing tells the daemon the console went
+    // away (an import then stops).
+    let _open = w;
     let mut lines = BufReader::with_capacity(256 << 10, r).lines();
     let mut got = Vec::new();
     while let Ok(Some(l)) = lines.next_line().await {
@@ -690,11 +781,16 @@ where
 /// nowhere. What can still stop an import part-way (a full disk, a kill, a seat limit) leaves
 /// the resources written so far, and running the same import again finishes it: a line
 /// whose id the tenant already holds, as the same kind of resource, is skipped.
+///
+/// The file is read four times (checked alone, checked against the tenant, resources
+/// written, members added), a line at a time: what is held between the passes is each
+/// line's id and name digest, so a file of a million users costs tens of MB, not the file
+/// several times over.
 pub async fn import(
     store: &Store,
     cfg: &Config,
     tenant: &str,
-    lines: Vec<String>,
+    from: &Path,
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<Imported, String> {
     if !cfg.tenants.contains_key(tenant) {
@@ -705,69 +801,40 @@ pub async fn import(
     // Unlike a POST, an extension's required attributes are not demanded: the records come
     // as another host stored them, as a PUT keeps a resource stored before the requirement.
     let actor = rt.actor(tenant, "import");
-    let mut memberships = Vec::new();
-    let mut parsed = Vec::new();
-    // id -> line, and folded userName / group displayName -> line, within the file.
+    // Pass 1: each line alone, and ids and names repeated within the file (id -> line, and
+    // a digest of the folded userName / group displayName -> line).
     let mut ids: HashMap<u128, usize> = HashMap::new();
-    let mut names: HashMap<(Kind, String), usize> = HashMap::new();
-    for (i, line) in lines
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let n = i + 1;
-        let v: Value =
-            serde_json::from_str(line).map_err(|e| format!("line {n}: not JSON: {e}"))?;
-        let is_group = v["schemas"]
-            .as_array()
-            .is_some_and(|s| s.iter().any(|x| x == crate::scim::schema::GROUP_SCHEMA));
-        let kind = if is_group { Kind::Group } else { Kind::User };
-        let id = v["id"]
-            .as_str()
-            .and_then(crate::store::parse_id)
-            .ok_or_else(|| format!("line {n}: no scimd id"))?;
-        let mut input = crate::scim::resource::normalize(rt.rt(Some(tenant), kind), &v)
-            .map_err(|e| format!("line {n}: {}", e.detail))?;
+    let mut names: HashMap<(Kind, [u8; 16]), usize> = HashMap::new();
+    let mut lines = ImportLines::open(from).await?;
+    while let Some((n, line)) = lines.next().await? {
+        let line = parse_line(&rt, tenant, n, &line)?;
+        let id = line.given.id;
         if let Some(first) = ids.insert(id, n) {
             return Err(format!(
                 "line {n}: id {} is also on line {first}",
                 crate::store::format_id(id)
             ));
         }
-        if let Some(name) = unique_name(kind, &input.body)
-            && let Some(first) = names.insert((kind, crate::scim::fold::fold(name)), n)
+        if let Some(name) = unique_name(line.kind, &line.input.body)
+            && let Some(first) = names.insert((line.kind, name_digest(name)), n)
         {
             return Err(format!(
                 "line {n}: {} \"{name}\" is also on line {first}",
-                name_attr(kind)
+                name_attr(line.kind)
             ));
         }
-        if let Some(m) = input.members.take().filter(|m| !m.is_empty()) {
-            memberships.push((id, m));
-        }
-        let meta = |k: &str| v["meta"][k].as_str().map(str::to_string);
-        let given = crate::store::Given {
-            id,
-            created: meta("created"),
-            modified: meta("lastModified"),
-            // `W/"8"`, as scimd writes it, or `W/"8.1f2e3d4c"` for a user in groups (the
-            // digest of its groups is not stored: `etag_of`).
-            version: meta("version").and_then(|s| {
-                let tag = s.trim_start_matches("W/").trim_matches('"');
-                tag.split('.').next()?.parse::<u64>().ok()
-            }),
-        };
-        parsed.push((n, kind, given, input));
     }
-    // Against the tenant: which lines are there already, and which would clash.
-    let mut todo = Vec::with_capacity(parsed.len());
-    let mut skipped = 0u64;
-    for (n, kind, given, input) in parsed {
+    drop(names);
+    // Pass 2: against the tenant: which lines are there already, which would clash, and
+    // members that are neither in the file nor in the tenant.
+    let mut skip: HashSet<u128> = HashSet::new();
+    let mut lines = ImportLines::open(from).await?;
+    while let Some((n, line)) = lines.next().await? {
+        let ParsedLine { kind, given, input } = parse_line(&rt, tenant, n, &line)?;
         let id = given.id;
         match held_as(store, tenant, id).await? {
             Some(k) if k == kind => {
-                skipped += 1;
-                continue;
+                skip.insert(id);
             }
             Some(k) => {
                 return Err(format!(
@@ -777,20 +844,18 @@ pub async fn import(
                     kind.as_str()
                 ));
             }
-            None => {}
+            None => {
+                if let Some(name) = unique_name(kind, &input.body)
+                    && let Some(other) = holder_of(store, &rt, tenant, kind, name).await?
+                {
+                    return Err(format!(
+                        "line {n}: {} \"{name}\" is taken in tenant {tenant} by {other}",
+                        name_attr(kind)
+                    ));
+                }
+            }
         }
-        if let Some(name) = unique_name(kind, &input.body)
-            && let Some(other) = holder_of(store, &rt, tenant, kind, name).await?
-        {
-            return Err(format!(
-                "line {n}: {} \"{name}\" is taken in tenant {tenant} by {other}",
-                name_attr(kind)
-            ));
-        }
-        todo.push((n, kind, given, input));
-    }
-    for (gid, members) in &memberships {
-        for m in members {
+        for m in input.members.iter().flatten() {
             let Some(mid) = m.get("value").and_then(Value::as_str) else {
                 continue;
             };
@@ -800,22 +865,37 @@ pub async fn import(
             };
             if !known {
                 return Err(format!(
-                    "line {}: member {mid} is neither in the file nor in tenant {tenant}",
-                    ids.get(gid).copied().unwrap_or(0)
+                    "line {n}: member {mid} is neither in the file nor in tenant {tenant}"
                 ));
             }
         }
     }
-    // Creates go out 256 at a time so the writer commits them in shared batches.
-    let total = todo.len() as u64;
+    // Pass 3: the resources, 256 at a time so the writer commits them in shared batches.
+    let total = (ids.len() - skip.len()) as u64;
+    drop(ids);
+    let skipped = skip.len() as u64;
     let mut n = 0;
-    let mut pending = todo.into_iter().peekable();
-    while pending.peek().is_some() {
+    let mut lines = ImportLines::open(from).await?;
+    let mut more = true;
+    while more {
         let mut window = Vec::new();
-        for (line, kind, given, input) in pending.by_ref().take(256) {
+        while window.len() < 256 {
+            let Some((at, line)) = lines.next().await? else {
+                more = false;
+                break;
+            };
+            let ParsedLine {
+                kind,
+                given,
+                mut input,
+            } = parse_line(&rt, tenant, at, &line)?;
+            if skip.contains(&given.id) {
+                continue;
+            }
+            input.members = None;
             let (store, actor, rt) = (store.clone(), actor.clone(), rt.rt(Some(tenant), kind));
             window.push((
-                line,
+                at,
                 tokio::spawn(async move { store.create_as(actor, rt, input, Some(given)).await }),
             ));
         }
@@ -848,34 +928,132 @@ pub async fn import(
         }
         progress(n, total);
     }
-    for (gid, members) in memberships {
-        let op = crate::scim::patch::Operation {
-            op: crate::scim::patch::OpKind::Add,
-            path: Some("members".into()),
-            value: Some(Value::Array(members)),
+    // Pass 4: the groups' members (of skipped lines too), a chunk at a time: a group of a
+    // million is a thousand writes that other tenants' writes go between, not one.
+    let mut lines = ImportLines::open(from).await?;
+    while let Some((at, line)) = lines.next().await? {
+        let ParsedLine { given, input, .. } = parse_line(&rt, tenant, at, &line)?;
+        let Some(members) = input.members.filter(|m| !m.is_empty()) else {
+            continue;
         };
-        store
-            .patch(
-                actor.clone(),
-                rt.rt(Some(tenant), Kind::Group),
-                crate::store::format_id(gid),
-                vec![op],
-                crate::store::Conditions::default(),
-            )
-            .await
-            .map_err(|e| {
-                format!(
-                    "members of group {}: {}\nthe resources are written; once the cause is \
-                     fixed, the same import adds the members",
-                    crate::store::format_id(gid),
-                    e
+        for chunk in members.chunks(IMPORT_MEMBERS_AT_ONCE) {
+            let op = crate::scim::patch::Operation {
+                op: crate::scim::patch::OpKind::Add,
+                path: Some("members".into()),
+                value: Some(Value::Array(chunk.to_vec())),
+            };
+            store
+                .patch(
+                    actor.clone(),
+                    rt.rt(Some(tenant), Kind::Group),
+                    crate::store::format_id(given.id),
+                    vec![op],
+                    crate::store::Conditions::default(),
                 )
-            })?;
+                .await
+                .map_err(|e| {
+                    format!(
+                        "members of group {}: {}\nthe resources are written; once the cause \
+                         is fixed, the same import adds the members",
+                        crate::store::format_id(given.id),
+                        e
+                    )
+                })?;
+        }
     }
     Ok(Imported {
         written: n,
         skipped,
     })
+}
+
+/// How many members of a group one write of an import adds.
+const IMPORT_MEMBERS_AT_ONCE: usize = 1000;
+
+/// An import's file, a line at a time, with its line numbers (blank lines skipped).
+struct ImportLines {
+    lines: tokio::io::Lines<BufReader<tokio::fs::File>>,
+    n: usize,
+    path: PathBuf,
+}
+
+impl ImportLines {
+    async fn open(path: &Path) -> Result<ImportLines, String> {
+        let f = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Ok(ImportLines {
+            lines: BufReader::with_capacity(256 << 10, f).lines(),
+            n: 0,
+            path: path.to_path_buf(),
+        })
+    }
+
+    async fn next(&mut self) -> Result<Option<(usize, String)>, String> {
+        loop {
+            self.n += 1;
+            match self.lines.next_line().await {
+                Ok(Some(l)) if l.trim().is_empty() => {}
+                Ok(Some(l)) => return Ok(Some((self.n, l))),
+                Ok(None) => return Ok(None),
+                Err(e) => {
+                    return Err(format!(
+                        "line {}: cannot read {}: {e}",
+                        self.n,
+                        self.path.display()
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// One line of an import, checked alone.
+struct ParsedLine {
+    kind: Kind,
+    given: crate::store::Given,
+    input: crate::scim::resource::Input,
+}
+
+fn parse_line(
+    rt: &crate::http::Runtime,
+    tenant: &str,
+    n: usize,
+    line: &str,
+) -> Result<ParsedLine, String> {
+    let v: Value = serde_json::from_str(line).map_err(|e| format!("line {n}: not JSON: {e}"))?;
+    let is_group = v["schemas"]
+        .as_array()
+        .is_some_and(|s| s.iter().any(|x| x == crate::scim::schema::GROUP_SCHEMA));
+    let kind = if is_group { Kind::Group } else { Kind::User };
+    let id = v["id"]
+        .as_str()
+        .and_then(crate::store::parse_id)
+        .ok_or_else(|| format!("line {n}: no scimd id"))?;
+    let input = crate::scim::resource::normalize(rt.rt(Some(tenant), kind), &v)
+        .map_err(|e| format!("line {n}: {}", e.detail))?;
+    let meta = |k: &str| v["meta"][k].as_str().map(str::to_string);
+    let given = crate::store::Given {
+        id,
+        created: meta("created"),
+        modified: meta("lastModified"),
+        // `W/"8"`, as scimd writes it, or `W/"8.1f2e3d4c"` for a user in groups (the
+        // digest of its groups is not stored: `etag_of`).
+        version: meta("version").and_then(|s| {
+            let tag = s.trim_start_matches("W/").trim_matches('"');
+            tag.split('.').next()?.parse::<u64>().ok()
+        }),
+    };
+    Ok(ParsedLine { kind, given, input })
+}
+
+/// A digest of a unique name as the tenant compares it (folded): what the first pass keeps
+/// of each, instead of the name.
+fn name_digest(name: &str) -> [u8; 16] {
+    let d = crate::auth::digest(&crate::scim::fold::fold(name));
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d[..16]);
+    out
 }
 
 /// What an import did: resources written, and lines skipped as already in the tenant.

@@ -281,7 +281,7 @@ pub(crate) fn stored_under(
         .build()
         .map_err(|e| e.to_string())?;
     let req = serde_json::json!({"cmd": "status"});
-    let lines = run_admin(&cfg, &rt, req, Vec::new(), &mut |_| {})?;
+    let lines = run_admin(&cfg, &rt, req, None, &mut |_| {})?;
     let a: serde_json::Value = lines
         .last()
         .and_then(|l| serde_json::from_str(l).ok())
@@ -451,7 +451,7 @@ pub(crate) fn run_admin(
     cfg: &Config,
     rt: &tokio::runtime::Runtime,
     req: serde_json::Value,
-    body: Vec<String>,
+    body: Option<&std::path::Path>,
     each: &mut dyn FnMut(&str),
 ) -> Result<Vec<String>, String> {
     // As in `admin`: a damaged page is an error, not a crash.
@@ -465,14 +465,14 @@ fn run_admin_on(
     cfg: &Config,
     rt: &tokio::runtime::Runtime,
     req: serde_json::Value,
-    body: Vec<String>,
+    body: Option<&std::path::Path>,
     each: &mut dyn FnMut(&str),
 ) -> Result<Vec<String>, String> {
     rt.block_on(async {
         if let Some(lines) = scimd::admin::converse(
             &scimd::admin::socket_path(cfg),
             &req,
-            &body,
+            body,
             &mut show_progress,
             each,
         )
@@ -506,7 +506,8 @@ fn run_admin_on(
                 }
             }
             Some("import") => {
-                match scimd::admin::import(&store, cfg, &tenant, body, &mut show_progress).await {
+                let from = body.unwrap_or(std::path::Path::new("/dev/null"));
+                match scimd::admin::import(&store, cfg, &tenant, from, &mut show_progress).await {
                     Ok(n) => {
                         serde_json::json!({"ok": true, "imported": n.written, "skipped": n.skipped})
                     }
@@ -615,7 +616,7 @@ pub(crate) fn backup(config: &std::path::Path, to: &std::path::Path) -> ExitCode
     let asked = rt.block_on(scimd::admin::converse(
         &scimd::admin::socket_path(&cfg),
         &serde_json::json!({"cmd": "backup"}),
-        &[],
+        None,
         &mut show_progress,
         &mut |_| {},
     ));
@@ -788,7 +789,7 @@ pub(crate) fn export(
             eprint!("\rexported {n}");
         }
     };
-    let result = run_admin(&cfg, &rt, req, Vec::new(), &mut each);
+    let result = run_admin(&cfg, &rt, req, None, &mut each);
     if let Err(e) = out.flush() {
         crate::output_failed(&e);
     }
@@ -822,19 +823,14 @@ pub(crate) fn import(config: &std::path::Path, tenant: &str, from: &std::path::P
         Ok(x) => x,
         Err(c) => return c,
     };
-    let body: Vec<String> = match std::fs::read_to_string(from) {
-        Ok(t) => t
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(str::to_string)
-            .collect(),
-        Err(e) => {
-            eprintln!("cannot read {}: {e}", from.display());
-            return ExitCode::FAILURE;
-        }
-    };
+    // Read a line at a time as it is sent (or imported here): never held whole. Opened
+    // first, so a file that cannot be read is said before anything else.
+    if let Err(e) = std::fs::File::open(from) {
+        eprintln!("cannot read {}: {e}", from.display());
+        return ExitCode::FAILURE;
+    }
     let req = serde_json::json!({"cmd": "import", "tenant": tenant});
-    match finish_admin(run_admin(&cfg, &rt, req, body, &mut |_| {})) {
+    match finish_admin(run_admin(&cfg, &rt, req, Some(from), &mut |_| {})) {
         Ok(end) => {
             match end["skipped"].as_u64().unwrap_or(0) {
                 0 => say!(

@@ -260,15 +260,21 @@ pub fn open_staged(dir: &Path, answer: &str) -> Result<(PathBuf, std::fs::File),
 }
 
 /// Remove the backup copies left in the state directory `dir` by a `scimd backup` that was
-/// killed, or whose server stopped, before it could move its copy away. Only for a server
-/// that has just opened the database: no backup can be under way then. Returns how many.
+/// killed, or whose server stopped, before it could move its copy away (and the lines of an
+/// import whose daemon stopped, `import-<id>.spool`). Only for a server that has just opened
+/// the database: no backup or import can be under way then. Returns how many.
 pub fn remove_staged_backups(dir: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
+    let spool = |n: &str| n.starts_with("import-") && n.ends_with(".spool");
     entries
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_str().is_some_and(is_staged_backup))
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| is_staged_backup(n) || spool(n))
+        })
         .filter(|e| std::fs::remove_file(e.path()).is_ok())
         .count()
 }
@@ -860,6 +866,28 @@ mod tests {
         ] {
             assert_eq!(super::is_staged_backup(name), ours, "{name}");
         }
+    }
+
+    #[test]
+    fn a_start_removes_staged_copies_and_import_spools_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            "backup-17.redb",
+            "import-01a242f9-a396-75f0-ae69-8b9eba74ab8f.spool",
+            "scimd.redb",
+            "import-notes.txt",
+            "my.spool",
+        ];
+        for n in names {
+            std::fs::write(dir.path().join(n), b"x").unwrap();
+        }
+        assert_eq!(super::remove_staged_backups(dir.path()), 2);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["import-notes.txt", "my.spool", "scimd.redb"]);
     }
 
     #[test]

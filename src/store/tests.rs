@@ -1452,14 +1452,17 @@ fn stalled_member_streams_hold_no_share_of_the_read_threads() {
         serde_json::json!({"displayName": "g", "members": members}),
         None,
     );
-    let stall = std::time::Duration::from_secs(2);
+    // Longer than the waits below: with streams that held their turns while stalled, the
+    // streams past the share would start, and the next one run, only once it had passed.
+    let stall = std::time::Duration::from_secs(6);
+    let ready = std::time::Duration::from_secs(4);
     f.rt.block_on(async {
         let mut streams: Vec<_> = (0..TENANT_READS * 2)
             .map(|_| f.store.member_batches("t".into(), g, stall, None))
             .collect();
         // Nobody reads: each producer fills its queue (4 batches of 4) and waits.
         let mut started = vec![false; streams.len()];
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let deadline = std::time::Instant::now() + ready;
         while started.iter().any(|s| !s) && std::time::Instant::now() < deadline {
             for (i, rx) in streams.iter_mut().enumerate() {
                 started[i] |= !started[i] && rx.try_recv().is_ok();
@@ -1473,7 +1476,7 @@ fn stalled_member_streams_hold_no_share_of_the_read_threads() {
         // The same tenant's next stream runs to its end meanwhile.
         let mut next = f.store.member_batches("t".into(), g, stall, None);
         let mut n = 0;
-        let whole = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        let whole = tokio::time::timeout(ready, async {
             while let Some(m) = next.recv().await {
                 match m {
                     MemberBatch::Members(b) => n += b.len(),
@@ -2016,13 +2019,17 @@ fn scans_leave_turns_for_the_tenants_index_served_reads() {
         for _ in 0..TENANT_SCANS {
             held.push(shared.read_turn("t", true).await);
         }
-        let wait = std::time::Duration::from_millis(200);
+        // Long enough to be sure of a wait, and of its absence on a loaded machine.
+        let (wait, ready) = (
+            std::time::Duration::from_millis(200),
+            std::time::Duration::from_secs(5),
+        );
         let scan = tokio::time::timeout(wait, shared.read_turn("t", true)).await;
         assert!(scan.is_err(), "a scan past the tenant's scan turns waits");
-        let read = tokio::time::timeout(wait, shared.read_turn("t", false)).await;
+        let read = tokio::time::timeout(ready, shared.read_turn("t", false)).await;
         assert!(read.is_ok(), "an index-served read does not");
         drop(held.pop());
-        let scan = tokio::time::timeout(wait, shared.read_turn("t", true)).await;
+        let scan = tokio::time::timeout(ready, shared.read_turn("t", true)).await;
         assert!(scan.is_ok(), "a scan's turn given back is taken");
     });
 }
