@@ -325,51 +325,63 @@ pub fn listen(
                             out.push_str(&end.to_string());
                         }
                         Some("import") => {
+                            // One import into a tenant at a time: a second is refused before
+                            // its lines are kept anywhere (read on to their end, unkept).
+                            let writing = ImportGuard::take(&importing, &tenant);
                             // The lines go to a file in the state directory as they come (the
-                            // import reads them more than once), not into memory.
-                            let mut spool = match Spool::create(&cfg.storage.dir).await {
-                                Ok(s) => s,
-                                Err(e) => {
-                                    let e = format!("cannot keep the lines for the import: {e}");
-                                    out.push_str(&json!({"ok": false, "error": e}).to_string());
-                                    out.push('\n');
-                                    let _ = w.write_all(out.as_bytes()).await;
-                                    break;
-                                }
+                            // import reads them more than once), not into memory; on the
+                            // first failure (no room left beside the database) the file is
+                            // removed at once and the rest is read unkept.
+                            let mut spool = match &writing {
+                                Some(_) => Some(Spool::create(&cfg.storage.dir).await),
+                                None => None,
                             };
                             let mut ended = false;
-                            let mut spooled = Ok(());
+                            let mut failed = None;
                             while let Ok(Some(l)) = lines.next_line().await {
                                 if l == END {
                                     ended = true;
                                     break;
                                 }
-                                if spooled.is_ok() {
-                                    spooled = spool.push(&l).await;
+                                if let Some(Ok(s)) = spool.as_mut()
+                                    && let Err(e) = s.push(&l).await
+                                {
+                                    failed = Some(e.to_string());
+                                    spool = None;
                                 }
                             }
                             // A console killed while it sent its file: nothing to run.
                             if !ended {
                                 break;
                             }
-                            if let Err(e) = spooled.and(spool.finish().await) {
-                                let e = format!("cannot keep the lines for the import: {e}");
-                                out.push_str(&json!({"ok": false, "error": e}).to_string());
-                                out.push('\n');
-                                let _ = w.write_all(out.as_bytes()).await;
-                                break;
-                            }
-                            let Some(_writing) = ImportGuard::take(&importing, &tenant) else {
-                                let e = format!(
+                            let refuse = |e: String| json!({"ok": false, "error": e}).to_string();
+                            let keep = |e: String| {
+                                refuse(format!("cannot keep the lines for the import: {e}"))
+                            };
+                            let spool = match (writing.is_some(), spool, failed) {
+                                (false, ..) => Err(refuse(format!(
                                     "an import into tenant {tenant} is already running; wait \
                                      until it ends (its console shows how far it is), then run \
                                      this one again: lines already in the tenant are skipped"
-                                );
-                                out.push_str(&json!({"ok": false, "error": e}).to_string());
-                                out.push('\n');
-                                let _ = w.write_all(out.as_bytes()).await;
-                                break;
+                                ))),
+                                (true, _, Some(e)) => Err(keep(e)),
+                                (true, Some(Err(e)), None) => Err(keep(e.to_string())),
+                                (true, Some(Ok(mut s)), None) => match s.finish().await {
+                                    Ok(()) => Ok(s),
+                                    Err(e) => Err(keep(e.to_string())),
+                                },
+                                (true, None, None) => Err(keep("no file was kept".into())),
                             };
+                            let spool = match spool {
+                                Ok(s) => s,
+                                Err(said) => {
+                                    out.push_str(&said);
+                                    out.push('\n');
+                                    let _ = w.write_all(out.as_bytes()).await;
+                                    break;
+                                }
+                            };
+                            let _writing = writing;
                             // Progress lines go out while the import runs, so the console
                             // can draw its bar.
                             let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel();
@@ -477,15 +489,23 @@ impl Drop for ImportGuard {
 /// Marks the end of an import stream.
 const END: &str = "{\"end\":true}";
 
-/// The lines a console sends for an import, kept in a file of the state directory
-/// (owner-only; removed when dropped, and by the next start if the daemon died first).
-struct Spool {
+/// The lines of an import's file, kept in a file of the state directory (owner-only;
+/// removed when dropped, and by the next start if the process died first): the import reads
+/// them four times, and the file given may be a pipe, or change meanwhile.
+pub struct Spool {
     path: PathBuf,
+    dir: PathBuf,
     file: tokio::io::BufWriter<tokio::fs::File>,
+    /// Bytes written, and when room was last looked at.
+    written: u64,
+    checked: u64,
 }
 
+/// The room a spool leaves on the disk of the database: the IdPs' writes go on meanwhile.
+const SPOOL_RESERVE: u64 = 64 << 20;
+
 impl Spool {
-    async fn create(dir: &Path) -> std::io::Result<Spool> {
+    pub async fn create(dir: &Path) -> std::io::Result<Spool> {
         let path = dir.join(format!(
             "import-{}.spool",
             crate::store::format_id(uuid::Uuid::now_v7().as_u128())
@@ -493,22 +513,61 @@ impl Spool {
         let mut o = tokio::fs::OpenOptions::new();
         o.write(true).create_new(true).mode(0o600);
         let file = o.open(&path).await?;
-        Ok(Spool {
+        let spool = Spool {
             path,
+            dir: dir.to_path_buf(),
             file: tokio::io::BufWriter::with_capacity(256 << 10, file),
-        })
+            written: 0,
+            checked: 0,
+        };
+        spool.room()?;
+        Ok(spool)
+    }
+
+    /// The lines of `from`, as they are read.
+    pub async fn fill_from<R>(&mut self, from: R) -> std::io::Result<()>
+    where
+        R: tokio::io::AsyncRead + Unpin,
+    {
+        let mut lines = BufReader::with_capacity(256 << 10, from).lines();
+        while let Some(l) = lines.next_line().await? {
+            self.push(&l).await?;
+        }
+        self.finish().await
     }
 
     async fn push(&mut self, line: &str) -> std::io::Result<()> {
         self.file.write_all(line.as_bytes()).await?;
-        self.file.write_all(b"\n").await
+        self.file.write_all(b"\n").await?;
+        self.written += line.len() as u64 + 1;
+        if self.written - self.checked >= 4 << 20 {
+            self.checked = self.written;
+            self.room()?;
+        }
+        Ok(())
     }
 
-    async fn finish(&mut self) -> std::io::Result<()> {
+    /// Refuses to go on once less than `SPOOL_RESERVE` is free.
+    fn room(&self) -> std::io::Result<()> {
+        let st = rustix::fs::statvfs(&self.dir)?;
+        let free = st.f_bavail.saturating_mul(st.f_frsize);
+        if free < SPOOL_RESERVE {
+            return Err(std::io::Error::other(format!(
+                "{} MB are free in {}, and an import keeps a copy of its file there while \
+                 leaving {} MB for the database; free some space",
+                free >> 20,
+                self.dir.display(),
+                SPOOL_RESERVE >> 20
+            )));
+        }
+        Ok(())
+    }
+
+    pub async fn finish(&mut self) -> std::io::Result<()> {
         self.file.flush().await
     }
 
-    fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         &self.path
     }
 }
@@ -519,47 +578,62 @@ impl Drop for Spool {
     }
 }
 
-/// Run `req` on the daemon, sending the lines of the file `body` after it (an import's, a
-/// line at a time as they are read); returns its final status line (nothing when it
-/// stopped before it, or the file could not be read: then what went wrong). The lines before
-/// it go to `each` as they come (an export's), progress lines to `progress`. `None` when no
-/// daemon listens.
+/// Run `req` on the daemon, sending the lines of `body` after it (an import's file, a line
+/// at a time as it is read, opened once: it may be a pipe); returns its final status line
+/// (nothing when it stopped before it). The lines before it go to `each` as they come (an
+/// export's), progress lines to `progress`. `None` when no daemon listens.
 pub async fn converse(
     path: &Path,
     req: &Value,
-    body: Option<&Path>,
+    body: &mut Option<tokio::fs::File>,
     progress: &mut dyn FnMut(u64, u64),
     each: &mut dyn FnMut(&str),
 ) -> Option<Vec<String>> {
     let stream = UnixStream::connect(path).await.ok()?;
+    // Taken only once a daemon listens: else the caller imports from it itself.
+    let body = body.take();
     let (r, w) = stream.into_split();
     let mut w = tokio::io::BufWriter::with_capacity(256 << 10, w);
-    w.write_all(format!("{req}\n").as_bytes()).await.ok()?;
-    if let Some(file) = body {
-        let mut lines = match tokio::fs::File::open(file).await {
-            Ok(f) => BufReader::with_capacity(256 << 10, f).lines(),
-            Err(e) => {
-                let said = format!("cannot read {}: {e}", file.display());
-                return Some(vec![json!({"ok": false, "error": said}).to_string()]);
-            }
-        };
-        loop {
-            match lines.next_line().await {
-                Ok(Some(l)) => {
-                    w.write_all(l.as_bytes()).await.ok()?;
-                    w.write_all(b"\n").await.ok()?;
+    // Past the connection, a failed write is no reason to think no daemon listens: what it
+    // answers is read (it may have refused the import), or that it answered nothing.
+    // A write that fails: the daemon closed (said below, from what it answered).
+    let gone = |_: std::io::Error| String::new();
+    let sent = async {
+        w.write_all(format!("{req}\n").as_bytes())
+            .await
+            .map_err(gone)?;
+        if let Some(file) = body {
+            let mut lines = BufReader::with_capacity(256 << 10, file).lines();
+            let mut n = 0usize;
+            while let Some(l) = lines
+                .next_line()
+                .await
+                .map_err(|e| format!("line {}: {e}", n + 1))?
+            {
+                n += 1;
+                // The daemon would take it for the end of the file.
+                if l == END {
+                    return Err(format!(
+                        "line {n} is the end mark of scimd's admin channel, not a resource"
+                    ));
                 }
-                Ok(None) => break,
-                Err(e) => {
-                    // Closing without the end mark: the daemon runs nothing.
-                    let said = format!("cannot read {}: {e}", file.display());
-                    return Some(vec![json!({"ok": false, "error": said}).to_string()]);
-                }
+                w.write_all(l.as_bytes()).await.map_err(gone)?;
+                w.write_all(b"\n").await.map_err(gone)?;
             }
+            w.write_all(format!("{END}\n").as_bytes())
+                .await
+                .map_err(gone)?;
         }
-        w.write_all(format!("{END}\n").as_bytes()).await.ok()?;
+        w.flush().await.map_err(gone)?;
+        Ok::<(), String>(())
     }
-    w.flush().await.ok()?;
+    .await;
+    if let Err(said) = sent {
+        // Closed before the end mark: the daemon runs nothing.
+        if !said.is_empty() {
+            return Some(vec![json!({"ok": false, "error": said}).to_string()]);
+        }
+    }
     // Held open until the answer is read: its end closing tells the daemon the console went
     // away (an import then stops).
     let _open = w;
@@ -828,6 +902,7 @@ pub async fn import(
     // Pass 2: against the tenant: which lines are there already, which would clash, and
     // members that are neither in the file nor in the tenant.
     let mut skip: HashSet<u128> = HashSet::new();
+    drop(lines); // one open reader at a time
     let mut lines = ImportLines::open(from).await?;
     while let Some((n, line)) = lines.next().await? {
         let ParsedLine { kind, given, input } = parse_line(&rt, tenant, n, &line)?;
@@ -875,6 +950,7 @@ pub async fn import(
     drop(ids);
     let skipped = skip.len() as u64;
     let mut n = 0;
+    drop(lines); // one open reader at a time
     let mut lines = ImportLines::open(from).await?;
     let mut more = true;
     while more {
@@ -928,8 +1004,10 @@ pub async fn import(
         }
         progress(n, total);
     }
+    drop(skip);
     // Pass 4: the groups' members (of skipped lines too), a chunk at a time: a group of a
     // million is a thousand writes that other tenants' writes go between, not one.
+    drop(lines); // one open reader at a time
     let mut lines = ImportLines::open(from).await?;
     while let Some((at, line)) = lines.next().await? {
         let ParsedLine { given, input, .. } = parse_line(&rt, tenant, at, &line)?;

@@ -425,6 +425,10 @@ impl Server {
         if stale > 0 {
             tracing::warn!(dir = %dir.display(), count = stale, "removed backup copies left in the state directory by an interrupted `scimd backup` or `scimd restore`");
         }
+        let spools = crate::store::remove_import_spools(dir);
+        if spools > 0 {
+            tracing::warn!(dir = %dir.display(), count = spools, "removed the copies of import files left in the state directory by an import that did not finish (running it again finishes the job)");
+        }
         // A restore killed between naming the database to keep and putting the backup in
         // its place leaves that name on the live file: not a copy of the old state.
         for alias in crate::store::remove_restore_aliases(&config.storage.db_path()) {

@@ -451,7 +451,7 @@ pub(crate) fn run_admin(
     cfg: &Config,
     rt: &tokio::runtime::Runtime,
     req: serde_json::Value,
-    body: Option<&std::path::Path>,
+    body: Option<std::fs::File>,
     each: &mut dyn FnMut(&str),
 ) -> Result<Vec<String>, String> {
     // As in `admin`: a damaged page is an error, not a crash.
@@ -465,14 +465,15 @@ fn run_admin_on(
     cfg: &Config,
     rt: &tokio::runtime::Runtime,
     req: serde_json::Value,
-    body: Option<&std::path::Path>,
+    body: Option<std::fs::File>,
     each: &mut dyn FnMut(&str),
 ) -> Result<Vec<String>, String> {
     rt.block_on(async {
+        let mut body = body.map(tokio::fs::File::from_std);
         if let Some(lines) = scimd::admin::converse(
             &scimd::admin::socket_path(cfg),
             &req,
-            body,
+            &mut body,
             &mut show_progress,
             each,
         )
@@ -506,8 +507,23 @@ fn run_admin_on(
                 }
             }
             Some("import") => {
-                let from = body.unwrap_or(std::path::Path::new("/dev/null"));
-                match scimd::admin::import(&store, cfg, &tenant, from, &mut show_progress).await {
+                // Read once into a copy in the state directory, as the daemon does: the file
+                // may be a pipe, or change while the import reads it four times.
+                let spooled = match body {
+                    Some(file) => match scimd::admin::Spool::create(&cfg.storage.dir).await {
+                        Ok(mut s) => s.fill_from(file).await.map(|()| s),
+                        Err(e) => Err(e),
+                    },
+                    None => Err(std::io::Error::other("no file")),
+                };
+                let imported = match spooled {
+                    Ok(s) => {
+                        scimd::admin::import(&store, cfg, &tenant, s.path(), &mut show_progress)
+                            .await
+                    }
+                    Err(e) => Err(format!("cannot keep the lines for the import: {e}")),
+                };
+                match imported {
                     Ok(n) => {
                         serde_json::json!({"ok": true, "imported": n.written, "skipped": n.skipped})
                     }
@@ -616,7 +632,7 @@ pub(crate) fn backup(config: &std::path::Path, to: &std::path::Path) -> ExitCode
     let asked = rt.block_on(scimd::admin::converse(
         &scimd::admin::socket_path(&cfg),
         &serde_json::json!({"cmd": "backup"}),
-        None,
+        &mut None,
         &mut show_progress,
         &mut |_| {},
     ));
@@ -823,14 +839,17 @@ pub(crate) fn import(config: &std::path::Path, tenant: &str, from: &std::path::P
         Ok(x) => x,
         Err(c) => return c,
     };
-    // Read a line at a time as it is sent (or imported here): never held whole. Opened
-    // first, so a file that cannot be read is said before anything else.
-    if let Err(e) = std::fs::File::open(from) {
-        eprintln!("cannot read {}: {e}", from.display());
-        return ExitCode::FAILURE;
-    }
+    // Opened once (it may be a pipe) and read a line at a time as it is sent, or copied
+    // here: never held whole.
+    let file = match std::fs::File::open(from) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("cannot read {}: {e}", from.display());
+            return ExitCode::FAILURE;
+        }
+    };
     let req = serde_json::json!({"cmd": "import", "tenant": tenant});
-    match finish_admin(run_admin(&cfg, &rt, req, Some(from), &mut |_| {})) {
+    match finish_admin(run_admin(&cfg, &rt, req, Some(file), &mut |_| {})) {
         Ok(end) => {
             match end["skipped"].as_u64().unwrap_or(0) {
                 0 => say!(

@@ -260,21 +260,25 @@ pub fn open_staged(dir: &Path, answer: &str) -> Result<(PathBuf, std::fs::File),
 }
 
 /// Remove the backup copies left in the state directory `dir` by a `scimd backup` that was
-/// killed, or whose server stopped, before it could move its copy away (and the lines of an
-/// import whose daemon stopped, `import-<id>.spool`). Only for a server that has just opened
-/// the database: no backup or import can be under way then. Returns how many.
+/// killed, or whose server stopped, before it could move its copy away. Only for a server
+/// that has just opened the database: no backup can be under way then. Returns how many.
 pub fn remove_staged_backups(dir: &Path) -> usize {
+    remove_in(dir, is_staged_backup)
+}
+
+/// Remove the copies of import files (`import-<id>.spool`) left in the state directory `dir`
+/// by an import whose process died. As `remove_staged_backups`. Returns how many.
+pub fn remove_import_spools(dir: &Path) -> usize {
+    remove_in(dir, |n| n.starts_with("import-") && n.ends_with(".spool"))
+}
+
+fn remove_in(dir: &Path, named: impl Fn(&str) -> bool) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
-    let spool = |n: &str| n.starts_with("import-") && n.ends_with(".spool");
     entries
         .filter_map(Result::ok)
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| is_staged_backup(n) || spool(n))
-        })
+        .filter(|e| e.file_name().to_str().is_some_and(&named))
         .filter(|e| std::fs::remove_file(e.path()).is_ok())
         .count()
 }
@@ -881,7 +885,8 @@ mod tests {
         for n in names {
             std::fs::write(dir.path().join(n), b"x").unwrap();
         }
-        assert_eq!(super::remove_staged_backups(dir.path()), 2);
+        assert_eq!(super::remove_staged_backups(dir.path()), 1);
+        assert_eq!(super::remove_import_spools(dir.path()), 1);
         let mut left: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())

@@ -39,7 +39,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use backend::{Fault, Faults};
 pub use backup::{
     AtomicFile, Restored, UNKNOWN_GAP, is_staged_backup, open_staged, owner_only_file,
-    remove_restore_aliases, remove_staged_backups, restore,
+    remove_import_spools, remove_restore_aliases, remove_staged_backups, restore,
 };
 pub use error::Error;
 pub use events::{Actor, Event, Retention};

@@ -2613,3 +2613,83 @@ async fn an_exported_line_is_the_resource_as_read_less_its_addresses() {
         "{text}"
     );
 }
+
+/// `import` reads its file once, so a pipe works as a file does, through the daemon and
+/// without it; the copy it keeps in the state directory is gone afterwards; a line is named
+/// by its number in the file, blank lines counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_reads_a_pipe_and_leaves_no_copy() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = okta_config(dir.path());
+    let user = |name: &str| {
+        serde_json::json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "id": uuid::Uuid::now_v7().to_string(), "userName": name})
+        .to_string()
+    };
+    let piped = |text: String| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_scimd"))
+            .args([
+                "import",
+                "--tenant",
+                "acme",
+                "--from",
+                "/dev/stdin",
+                "--config",
+            ])
+            .arg(&cfg)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let spools = || {
+        std::fs::read_dir(dir.path().join("state"))
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|n| n.ends_with(".spool"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    // Without a daemon (the state directory exists already once a server ran).
+    let p = Proc::start(&cfg);
+    drop(p);
+    let out = piped(format!("{}\n\n{}\n", user("a@x"), user("b@x")));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("imported 2 resources"), "{said}");
+    assert_eq!(spools(), 0);
+    // Through the daemon; a bad line is named by its line in the file.
+    let p = Proc::start(&cfg);
+    let out = piped(format!("{}\n\n{}\n", user("c@x"), user("d@x")));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = piped(format!("{}\n\n\nnot json\n", user("e@x")));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("line 4: not JSON"),
+        "{err}"
+    );
+    assert_eq!(spools(), 0);
+    let users = p.get_json("/scim/v2/Users?count=0", "tok").await;
+    assert_eq!(
+        users["totalResults"], 4,
+        "nothing of the refused file: {users}"
+    );
+}
