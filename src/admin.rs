@@ -580,14 +580,15 @@ impl Drop for Spool {
 
 /// Run `req` on the daemon, sending the lines of `body` after it (an import's file, a line
 /// at a time as it is read, opened once: it may be a pipe); returns its final status line
-/// (nothing when it stopped before it). The lines before it go to `each` as they come (an
-/// export's), progress lines to `progress`. `None` when no daemon listens.
+/// (nothing when it stopped before it). The resource lines before it go to `each` in pieces
+/// as they come (an export's; with whether the piece ends its line), progress lines to
+/// `progress`. `None` when no daemon listens.
 pub async fn converse(
     path: &Path,
     req: &Value,
     body: &mut Option<tokio::fs::File>,
     progress: &mut dyn FnMut(u64, u64),
-    each: &mut dyn FnMut(&str),
+    each: &mut dyn FnMut(&[u8], bool),
 ) -> Option<Vec<String>> {
     let stream = UnixStream::connect(path).await.ok()?;
     // Taken only once a daemon listens: else the caller imports from it itself.
@@ -637,16 +638,42 @@ pub async fn converse(
     // Held open until the answer is read: its end closing tells the daemon the console went
     // away (an import then stops).
     let _open = w;
-    let mut lines = BufReader::with_capacity(256 << 10, r).lines();
+    let mut from = BufReader::with_capacity(256 << 10, r);
     let mut got = Vec::new();
-    while let Ok(Some(l)) = lines.next_line().await {
-        if l.is_empty() {
+    // A resource (an export's line) is passed on unparsed and in pieces as it comes: a
+    // group of a million members is a line of 60 MB. Other lines are short and read whole.
+    const RESOURCE: &[u8] = b"{\"schemas\"";
+    let mut head: Vec<u8> = Vec::new();
+    let mut in_resource = false;
+    while let Ok(buf) = from.fill_buf().await {
+        if buf.is_empty() {
+            break;
+        }
+        let (part, ends) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], true),
+            None => (buf, false),
+        };
+        let used = part.len() + usize::from(ends);
+        if in_resource {
+            each(part, ends);
+            from.consume(used);
+            in_resource = !ends;
             continue;
         }
-        // A resource (an export's line) is passed on unparsed: it can be a group of a
-        // million members.
-        if l.starts_with("{\"schemas\"") {
-            each(&l);
+        head.extend_from_slice(part);
+        from.consume(used);
+        if head.starts_with(RESOURCE) {
+            each(&head, ends);
+            head.clear();
+            in_resource = !ends;
+            continue;
+        }
+        if !ends {
+            continue; // a line not yet whole (or a resource's start not yet seen whole)
+        }
+        let l = String::from_utf8_lossy(&head).into_owned();
+        head.clear();
+        if l.is_empty() {
             continue;
         }
         let v = serde_json::from_str::<Value>(&l).unwrap_or_default();

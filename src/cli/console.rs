@@ -281,7 +281,7 @@ pub(crate) fn stored_under(
         .build()
         .map_err(|e| e.to_string())?;
     let req = serde_json::json!({"cmd": "status"});
-    let lines = run_admin(&cfg, &rt, req, None, &mut |_| {})?;
+    let lines = run_admin(&cfg, &rt, req, None, &mut |_, _| {})?;
     let a: serde_json::Value = lines
         .last()
         .and_then(|l| serde_json::from_str(l).ok())
@@ -445,14 +445,15 @@ pub(crate) fn load_or_exit(
     Ok((cfg, rt))
 }
 
-/// The daemon's final answer line (none when it stopped before it), its other lines given
-/// to `each` as they come (an export's); or the same work done on the database directly.
+/// The daemon's final answer line (none when it stopped before it), the resource lines
+/// before it given to `each` in pieces as they come (an export's, with whether the piece
+/// ends its line); or the same work done on the database directly.
 pub(crate) fn run_admin(
     cfg: &Config,
     rt: &tokio::runtime::Runtime,
     req: serde_json::Value,
     body: Option<std::fs::File>,
-    each: &mut dyn FnMut(&str),
+    each: &mut dyn FnMut(&[u8], bool),
 ) -> Result<Vec<String>, String> {
     // As in `admin`: a damaged page is an error, not a crash.
     scimd::store::unless_damaged(std::panic::AssertUnwindSafe(|| {
@@ -466,7 +467,7 @@ fn run_admin_on(
     rt: &tokio::runtime::Runtime,
     req: serde_json::Value,
     body: Option<std::fs::File>,
-    each: &mut dyn FnMut(&str),
+    each: &mut dyn FnMut(&[u8], bool),
 ) -> Result<Vec<String>, String> {
     rt.block_on(async {
         let mut body = body.map(tokio::fs::File::from_std);
@@ -634,7 +635,7 @@ pub(crate) fn backup(config: &std::path::Path, to: &std::path::Path) -> ExitCode
         &serde_json::json!({"cmd": "backup"}),
         &mut None,
         &mut show_progress,
-        &mut |_| {},
+        &mut |_, _| {},
     ));
     let Some(lines) = asked else {
         return backup_stopped(&cfg, &rt, to);
@@ -796,9 +797,16 @@ pub(crate) fn export(
     use std::io::Write;
     let mut out = std::io::BufWriter::with_capacity(256 << 10, std::io::stdout());
     let mut n = 0u64;
-    let mut each = |l: &str| {
-        if let Err(e) = writeln!(out, "{l}") {
+    let mut each = |piece: &[u8], ends: bool| {
+        let written = out.write_all(piece).and_then(|()| match ends {
+            true => out.write_all(b"\n"),
+            false => Ok(()),
+        });
+        if let Err(e) = written {
             crate::output_failed(&e);
+        }
+        if !ends {
+            return;
         }
         n += 1;
         if n.is_multiple_of(1000) && std::io::stderr().is_terminal() {
@@ -849,7 +857,7 @@ pub(crate) fn import(config: &std::path::Path, tenant: &str, from: &std::path::P
         }
     };
     let req = serde_json::json!({"cmd": "import", "tenant": tenant});
-    match finish_admin(run_admin(&cfg, &rt, req, Some(file), &mut |_| {})) {
+    match finish_admin(run_admin(&cfg, &rt, req, Some(file), &mut |_, _| {})) {
         Ok(end) => {
             match end["skipped"].as_u64().unwrap_or(0) {
                 0 => say!(
