@@ -142,6 +142,11 @@ impl Tokens {
     pub fn withhold_path_tokens<'a>(&self, text: &'a str, path: &str) -> std::borrow::Cow<'a, str> {
         let mut out = std::borrow::Cow::Borrowed(text);
         for seg in path.split('/') {
+            // Only a segment the text quotes needs the digest that tells a token.
+            let decoded = percent_encoding::percent_decode_str(seg).decode_utf8_lossy();
+            if seg.is_empty() || !(text.contains(seg) || text.contains(decoded.as_ref())) {
+                continue;
+            }
             if let Some(decoded) = self.token_segment(seg) {
                 for form in [seg, decoded.as_str()] {
                     if out.contains(form) {
