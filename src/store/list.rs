@@ -228,7 +228,8 @@ impl Store {
             && !(q.with_refs && kind == Kind::Group);
         // The tenant's name for its share of the pool, only for a read that goes there.
         let inline = inline && snapshot.is_none();
-        let scan = may_scan(kind, &q);
+        // Asked only of a read that goes to the pool: a point lookup stays off it.
+        let scan = !inline && may_scan(kind, &q);
         let share = if inline {
             String::new()
         } else {
