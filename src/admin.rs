@@ -837,41 +837,45 @@ where
     };
     let mut text = format!("{head},\"members\":[");
     let mut first = true;
-    loop {
-        match members.recv().await {
-            Some(MemberBatch::Members(batch)) => {
-                for (id, kind, display) in batch {
-                    if !first {
-                        text.push(',');
+    let written = async {
+        loop {
+            match members.recv().await {
+                Some(MemberBatch::Members(batch)) => {
+                    for (id, kind, display) in batch {
+                        if !first {
+                            text.push(',');
+                        }
+                        first = false;
+                        let id = crate::store::format_id(id);
+                        let m = match display {
+                            Some(d) => json!({"value": id, "display": d, "type": kind.as_str()}),
+                            None => json!({"value": id, "type": kind.as_str()}),
+                        };
+                        text.push_str(&m.to_string());
                     }
-                    first = false;
-                    let id = crate::store::format_id(id);
-                    let m = match display {
-                        Some(d) => json!({"value": id, "display": d, "type": kind.as_str()}),
-                        None => json!({"value": id, "type": kind.as_str()}),
-                    };
-                    text.push_str(&m.to_string());
+                    if text.len() > 64 << 10 {
+                        put(out, text.as_bytes()).await?;
+                        text.clear();
+                    }
                 }
-                if text.len() > 64 << 10 {
-                    put(out, text.as_bytes()).await?;
-                    text.clear();
+                Some(MemberBatch::End) => break,
+                Some(MemberBatch::Head(_)) => {}
+                None => {
+                    let e = "a group's members could not be read; see the daemon's log";
+                    return Err(ExportFailed::Read(e.into()));
                 }
-            }
-            Some(MemberBatch::End) => {
-                // Until the reader has let go of the snapshot: a console command closes the
-                // database right after, and waits for every holder of it.
-                while members.recv().await.is_some() {}
-                break;
-            }
-            Some(MemberBatch::Head(_)) => {}
-            None => {
-                let e = "a group's members could not be read; see the daemon's log";
-                return Err(ExportFailed::Read(e.into()));
             }
         }
+        text.push_str(&format!("],\"meta\":{meta}}}\n"));
+        put(out, text.as_bytes()).await
     }
-    text.push_str(&format!("],\"meta\":{meta}}}\n"));
-    put(out, text.as_bytes()).await
+    .await;
+    // However it ended, until the reader has let go of the snapshot (closed, its next send
+    // fails): a console command closes the database right after, and waits for every
+    // holder of it, on the one thread that would poll the reader.
+    members.close();
+    while members.recv().await.is_some() {}
+    written
 }
 
 /// Load exported lines into `tenant`, keeping ids: resources first, then group members, so

@@ -498,10 +498,7 @@ fn run_admin_on(
                     Ok(n) => serde_json::json!({"ok": true, "exported": n}),
                     Err(ExportFailed::Read(e)) => serde_json::json!({"ok": false, "error": e}),
                     Err(ExportFailed::Output(e)) => {
-                        // Closed first: the next start then needs no repair. A group's
-                        // member reader cut short lets go of the store once this thread
-                        // polls it again: a moment for that first.
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        // Closed first: the next start then needs no repair.
                         store.close();
                         crate::output_failed(&e);
                     }
