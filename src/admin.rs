@@ -871,10 +871,14 @@ where
     }
     .await;
     // However it ended, until the reader has let go of the snapshot (closed, its next send
-    // fails): a console command closes the database right after, and waits for every
-    // holder of it, on the one thread that would poll the reader.
+    // fails, and it ends): a console command closes the database right after, and waits
+    // for every holder of it, on the one thread that would poll the reader. (A closed
+    // channel reads as ended once empty, before its sender is gone: hence the count.)
     members.close();
     while members.recv().await.is_some() {}
+    while members.sender_strong_count() > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
     written
 }
 

@@ -2693,3 +2693,74 @@ async fn import_reads_a_pipe_and_leaves_no_copy() {
         "nothing of the refused file: {users}"
     );
 }
+
+/// An export whose reader goes away in the middle of a group's line (the members are read
+/// by a task of their own) still leaves the database closed cleanly, at once.
+#[test]
+fn an_export_cut_inside_a_groups_members_closes_the_database_cleanly() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = okta_config(dir.path());
+    drop(Proc::start(&cfg));
+    // More members than the output's buffers and the member queue hold together: the
+    // reader is still at work when the writes start failing.
+    let ids: Vec<String> = (0..20_000)
+        .map(|_| uuid::Uuid::now_v7().to_string())
+        .collect();
+    let mut file = std::fs::File::create(dir.path().join("many.jsonl")).unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        let u = serde_json::json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "id": id, "userName": format!("u{i}@x")});
+        writeln!(file, "{u}").unwrap();
+    }
+    let members: Vec<_> = ids
+        .iter()
+        .map(|i| serde_json::json!({"value": i}))
+        .collect();
+    let g = serde_json::json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "id": uuid::Uuid::now_v7().to_string(), "displayName": "all", "members": members});
+    writeln!(file, "{g}").unwrap();
+    drop(file);
+    let path = dir.path().join("many.jsonl");
+    let out = scimd_cmd(
+        &cfg,
+        &[
+            "import",
+            "--tenant",
+            "acme",
+            "--from",
+            path.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scimd"))
+        .args(["export", "--tenant", "acme", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (mut seen, mut buf) = (Vec::new(), [0u8; 8192]);
+    // Read into the group's members, then stop reading.
+    while !String::from_utf8_lossy(&seen).contains("\"members\":[{") {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "the export ended before the group's members");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    drop(stdout);
+    let started = Instant::now();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(141));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let p = Proc::start(&cfg);
+    assert!(!p.log().contains("not closed cleanly"), "{}", p.log());
+}
