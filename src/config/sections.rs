@@ -34,7 +34,8 @@ pub struct ServerConfig {
     pub max_unread_mb: u64,
     /// Seconds a client may take to send request headers (and to finish a TLS handshake).
     pub header_timeout_secs: u64,
-    /// Seconds a whole request may take, body included.
+    /// Seconds a request may take to send its body and its client to take each part of an
+    /// answer; also how long a scan or sort of every record may read (400 `tooMany` past it).
     pub request_timeout_secs: u64,
     /// On SIGTERM, seconds open requests get to finish before connections are closed.
     pub shutdown_grace_secs: u64,

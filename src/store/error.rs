@@ -61,6 +61,16 @@ pub enum Error {
     /// A PUT body's id is not the URL's: ids never change.
     #[error("the body's id \"{given}\" differs from the id in the URL")]
     IdChanged { given: String },
+    /// A filter or sort no index serves read every record of the type until the request's
+    /// time was up (`server.request_timeout_secs`), or until its client had gone.
+    #[error(
+        "this filter or sort reads every {} one by one, and that took longer than a request \
+         may take; filter with `eq` on an indexed attribute (id, userName, externalId, \
+         emails.value, displayName, groups.value, members.value), on meta.lastModified, or \
+         with `and` beside one of these",
+        .kind.as_str()
+    )]
+    ScanCut { kind: Kind },
     /// Every seat of the plan is taken and its policy is to refuse another active user.
     #[error(
         "plan \"{plan}\" has {} taken; deactivate a user or raise the tenant's plan.seats",
@@ -111,6 +121,9 @@ impl From<Error> for ScimError {
                 (400, Some(ScimType::InvalidValue))
             }
             Error::IdChanged { .. } => (400, Some(ScimType::Mutability)),
+            // RFC 7644 §3.12: "more results than the service provider is willing to
+            // calculate or process".
+            Error::ScanCut { .. } => (400, Some(ScimType::TooMany)),
             Error::SeatsTaken { .. } => (403, None),
             Error::Unavailable | Error::DiskFull { .. } | Error::Damaged => (503, None),
         };

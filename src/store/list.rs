@@ -2,6 +2,7 @@
 //! query allows (counters, an index walk or range, planned ids, or a scan), with every match
 //! counted for totalResults.
 
+use super::budget::Budget;
 use super::query::*;
 use super::read::{ReadSide, Snapshot};
 use super::record::*;
@@ -34,12 +35,15 @@ impl ReadSide {
         let Some(scan) = self.scans.get(&key) else {
             let mut w = Window::new(skip, count, after);
             let mut scan = Scan::default();
-            matches(0, &mut |id| {
+            let whole = matches(0, &mut |id| {
                 w.offer(id, ());
                 scan.count(id);
                 true
             })?;
-            self.scans.put(key, scan);
+            // A scan cut short counted only part of the matches.
+            if whole {
+                self.scans.put(key, scan);
+            }
             return self.read_window(t, kind, w, start);
         };
         // The total is known: read from where the page starts until it is full.
@@ -444,23 +448,29 @@ impl Store {
                     _ => true,
                 })
             };
+            // Each record read below asks it first: these reads may visit every record.
+            let budget = Budget::new(q.deadline);
             // The matches in id order from `from`, until `visit` says stop: the planned
-            // candidates that pass, a group's members that do, or a scan.
+            // candidates that pass, a group's members that do, or a scan. False when the
+            // budget cut it short.
             let each = |from: u128,
                         visit: &mut dyn FnMut(u128, Skimmed) -> bool|
-             -> Result<(), redb::Error> {
+             -> Result<bool, redb::Error> {
                 match (&planned, members_of) {
                     (None, Some(g)) => {
                         for e in r.members()?.range((t, g, from)..=(t, g, u128::MAX))? {
                             let (k, v) = e?;
-                            if v.value() == Kind::User.code() && !candidate(k.value().2, visit)? {
+                            if v.value() != Kind::User.code() {
+                                continue;
+                            }
+                            if !budget.go_on() || !candidate(k.value().2, visit)? {
                                 break;
                             }
                         }
                     }
                     (Some(ids), _) => {
                         for &id in ids.range(from..) {
-                            if !candidate(id, visit)? {
+                            if !budget.go_on() || !candidate(id, visit)? {
                                 break;
                             }
                         }
@@ -468,6 +478,9 @@ impl Store {
                     (None, None) => {
                         let from = (t, kind.code(), from)..=(t, kind.code(), u128::MAX);
                         for e in r.res()?.range(from)? {
+                            if !budget.go_on() {
+                                break;
+                            }
                             let (k, v) = e?;
                             let id = k.value().2;
                             if let Some(rec) = skim(v.value(), &wanted)
@@ -479,8 +492,9 @@ impl Store {
                         }
                     }
                 }
-                Ok(())
+                Ok(!budget.cut())
             };
+            let cut = || Ok(Err(Error::ScanCut { kind }));
             let Some(s) = &q.sort else {
                 // Only the requested page is kept while every match is counted; the count
                 // and bookmarks serve the next pages of the same filter in this snapshot.
@@ -495,6 +509,9 @@ impl Store {
                 };
                 let page =
                     r.evaluated_page((t, kind, key), &matches, (skip, count, q.after), start)?;
+                if budget.cut() {
+                    return cut();
+                }
                 return finish(r, t, kind, page, q.with_refs);
             };
             // Sorted: only sort keys are held, and only about a page's worth (`select`);
@@ -521,7 +538,11 @@ impl Store {
                     }
                     true
                 })
+                .map(|_| ())
             })?;
+            if budget.cut() {
+                return cut();
+            }
             let ids: Vec<u128> = picked.page.iter().map(|x| x.id).collect();
             let mut page = r.read_page(t, kind, &ids, false, total, start)?;
             let more = picked.total > (skip + picked.page.len()) as u64;

@@ -8,6 +8,7 @@
 
 mod backend;
 mod backup;
+mod budget;
 mod error;
 mod events;
 mod layout;
@@ -427,17 +428,28 @@ impl Store {
     /// Open (or create) the database file, run migrations, and start the writer thread.
     /// Its storage backend has a fault switch (`faults()`), off unless a test flips it.
     pub fn open(path: &Path, cache_bytes: usize) -> Result<Store, StoreError> {
-        Store::open_with(path, cache_bytes, true)
+        Store::open_with(path, cache_bytes, true, Faults::default())
+    }
+
+    /// `open`, with a fault already set when the file is opened.
+    #[cfg(test)]
+    fn open_faulted(path: &Path, faults: Faults) -> Result<Store, StoreError> {
+        Store::open_with(path, 1 << 20, true, faults)
     }
 
     /// As `open`, but a file of an older layout is refused (`TooOld`) instead of converted:
     /// for console commands, which an admin may run between installing a new version and
     /// keeping a copy of the old file.
     pub fn open_unconverted(path: &Path, cache_bytes: usize) -> Result<Store, StoreError> {
-        Store::open_with(path, cache_bytes, false)
+        Store::open_with(path, cache_bytes, false, Faults::default())
     }
 
-    fn open_with(path: &Path, cache_bytes: usize, convert: bool) -> Result<Store, StoreError> {
+    fn open_with(
+        path: &Path,
+        cache_bytes: usize,
+        convert: bool,
+        faults: Faults,
+    ) -> Result<Store, StoreError> {
         let open_err = |source: redb::Error| {
             let path = path.display().to_string();
             match &source {
@@ -479,7 +491,7 @@ impl Store {
             files: done_tx.clone(),
             path: path.to_path_buf(),
             cache_bytes,
-            faults: Faults::default(),
+            faults,
             record_allocator: Default::default(),
             shares: Mutex::default(),
             no_room: Mutex::default(),

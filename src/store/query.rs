@@ -26,6 +26,10 @@ pub struct ListQuery {
     pub after: Option<u128>,
     /// Cursor paging of a sorted list: results after this one in the sort order.
     pub resume: Option<SortMark>,
+    /// When a read that visits every record (a scan or a sort) gives up: past it the
+    /// request is answered `ScanCut` (`Budget`). `None`: no limit but the requester's
+    /// waiting.
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// A place in a sorted list: the sort key of a resource (`None` when it has no value, which
@@ -572,8 +576,9 @@ fn modified_range(kind: Kind, f: &Filter) -> Option<(i64, i64)> {
 }
 
 /// Visits a filter's matches in id order from an id, until the visitor says stop.
+/// False when its budget cut it short (`Budget`): what it offered is not every match.
 pub(super) type Matches<'a> =
-    dyn Fn(u128, &mut dyn FnMut(u128) -> bool) -> Result<(), redb::Error> + 'a;
+    dyn Fn(u128, &mut dyn FnMut(u128) -> bool) -> Result<bool, redb::Error> + 'a;
 
 /// One page of matches, offered in id order, and the count of all of them: a filter that
 /// matches a million resources costs a page of memory, not a million records.

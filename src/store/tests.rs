@@ -551,6 +551,56 @@ fn scanned_filter_pages_reuse_their_count_only_within_a_snapshot() {
 }
 
 #[test]
+fn a_scan_past_its_deadline_is_refused_and_leaves_no_count_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::open(&dir.path().join("s.redb"));
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(f.create(
+            Kind::User,
+            serde_json::json!({"userName": format!("u{i}"), "title": "t"}),
+            None,
+        ));
+    }
+    let past = Some(std::time::Instant::now() - std::time::Duration::from_millis(1));
+    let query = |filter: &str, sort: bool, deadline| ListQuery {
+        filter: Some(crate::scim::filter::parse_for(Kind::User, filter).unwrap()),
+        sort: sort.then(|| SortSpec::parse(Kind::User, "title", None).unwrap()),
+        start_index: 1,
+        count: 2,
+        deadline,
+        ..ListQuery::default()
+    };
+    let list = |q| {
+        f.rt.block_on(f.store.list("t".into(), Kind::User.into(), q))
+    };
+    // A scan, a sort, and a conjunction whose plan's candidates are each read: all cut.
+    for (filter, sort) in [
+        ("title eq \"t\"", false),
+        ("title eq \"t\"", true),
+        ("userName sw \"u\" and title eq \"t\"", false),
+    ] {
+        match list(query(filter, sort, past)) {
+            Err(e @ Error::ScanCut { kind: Kind::User }) => {
+                let scim = crate::scim::error::ScimError::from(e);
+                assert_eq!(scim.status, 400);
+                assert_eq!(scim.scim_type, Some(crate::scim::error::ScimType::TooMany));
+            }
+            Err(e) => panic!("{filter} (sorted: {sort}): {e}"),
+            Ok(p) => panic!("{filter} (sorted: {sort}): answered {} matches", p.total),
+        }
+    }
+    // The cut scan remembered nothing in this snapshot: the same filter counts again.
+    let page = list(query("title eq \"t\"", false, None)).unwrap();
+    assert_eq!(page.total, 5);
+    assert_eq!(page.items.len(), 2);
+    // Index-served reads are not scans: a deadline does not stop them.
+    let page = list(query("userName eq \"u3\"", false, past)).unwrap();
+    assert_eq!(page.total, 1);
+    assert_eq!(parse_id(&page.items[0].id), Some(ids[3]));
+}
+
+#[test]
 fn deep_sorted_pages_are_slices_of_the_sorted_list() {
     let dir = tempfile::tempdir().unwrap();
     let f = Fixture::open(&dir.path().join("s.redb"));
@@ -1726,6 +1776,39 @@ fn an_existing_empty_file_is_refused_and_left_as_it_was() {
     std::fs::remove_file(&path).unwrap();
     Store::open(&path, 1 << 20).unwrap().close();
     assert!(std::fs::metadata(&path).unwrap().len() > 0);
+}
+
+#[test]
+fn a_first_start_on_a_full_disk_leaves_no_file_and_never_removes_an_existing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scimd.redb");
+    let full = backend::Faults::default();
+    full.set(Some(backend::Fault::DiskFull));
+    match Store::open_faulted(&path, full.clone()) {
+        Err(StoreError::Open { .. }) => {}
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a new database cannot be made on a full disk"),
+    }
+    // Left, the file would be refused by every later start as damaged or empty.
+    assert!(!path.exists(), "the file this start made is removed");
+    // The next start, with room again, makes the database.
+    let f = Fixture::open(&path);
+    let id = f.create(Kind::User, serde_json::json!({"userName": "kept"}), None);
+    f.store.close();
+    // A start that fails on a file it did not make leaves it alone.
+    let size = std::fs::metadata(&path).unwrap().len();
+    for fault in [backend::Fault::DiskFull, backend::Fault::WriteFails] {
+        full.set(Some(fault));
+        match Store::open_faulted(&path, full.clone()) {
+            Err(StoreError::Open { .. }) => {}
+            Err(e) => panic!("{fault:?}: wrong error: {e}"),
+            Ok(_) => panic!("{fault:?}: opened"),
+        }
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), size, "{fault:?}");
+    }
+    let f = Fixture::open(&path);
+    assert_eq!(f.find(Kind::User, "userName eq \"kept\""), [format_id(id)]);
+    f.store.close();
 }
 
 #[test]
