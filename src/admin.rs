@@ -74,6 +74,13 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
                 };
                 c["display_name"] = json!(t.display_name);
                 c["log_bodies"] = json!(t.log_bodies);
+                // Names and scopes only: who may provision is what an audit asks.
+                let tokens: Vec<Value> = t
+                    .tokens
+                    .iter()
+                    .map(|k| json!({"name": k.name, "scope": k.scope}))
+                    .collect();
+                c["tokens"] = json!(tokens);
                 tenants.insert(name.clone(), c);
             }
             // A tenant taken out of the file keeps its data, and gets it back if put back:
@@ -105,6 +112,8 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
             json!({"ok": true, "version": env!("CARGO_PKG_VERSION"), "commit": env!("SCIMD_COMMIT"),
                 "writes_refused": refusing,
                 "listen": cfg.server.listen, "pid": std::process::id(), "tenants": tenants,
+                "database": cfg.storage.db_path(),
+                "database_bytes": std::fs::metadata(cfg.storage.db_path()).map(|m| m.len()).ok(),
                 "unconfigured": unconfigured, "config_digest": cfg.file_digest,
                 "config_path": cfg.file_path})
         }
@@ -1142,7 +1151,12 @@ fn parse_line(
     let id = v["id"]
         .as_str()
         .and_then(crate::store::parse_id)
-        .ok_or_else(|| format!("line {n}: no scimd id"))?;
+        .ok_or_else(|| {
+            format!(
+                "line {n}: no \"id\" as scimd gives them (import reads the files `scimd export` \
+                 writes, where every resource has its id)"
+            )
+        })?;
     let input = crate::scim::resource::normalize(rt.rt(Some(tenant), kind), &v)
         .map_err(|e| format!("line {n}: {}", e.detail))?;
     let meta = |k: &str| v["meta"][k].as_str().map(str::to_string);

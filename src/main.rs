@@ -47,7 +47,8 @@ enum Command {
         #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
         config: PathBuf,
     },
-    /// Validate a configuration file and exit (non-zero when it has problems).
+    /// Validate a configuration file and exit: 0 when it loads, 2 when it has problems
+    /// (listed), as the unit's reload runs it.
     CheckConfig {
         /// Configuration file (TOML).
         #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
@@ -86,9 +87,12 @@ enum Command {
         #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
         config: PathBuf,
     },
-    /// Print the version and commit, whether the daemon runs (and where it listens), and
-    /// every tenant with its user and group counts, including tenants left in the database
-    /// but no longer in the config file. Works while the daemon runs.
+    /// Print the version and commit, whether the daemon runs (and where it listens), the
+    /// database, and every tenant with its user and group counts and its tokens' names and
+    /// scopes, including tenants left in the database but no longer in the config file.
+    /// Works while the daemon runs. Exits 0 when the daemon runs, 3 when it does not, 4
+    /// when it cannot tell (as an init script's status does); writes refused for a full
+    /// disk or a damaged file are printed, and `/healthz` answers 503 for them.
     Status {
         /// Configuration file (TOML).
         #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
@@ -118,7 +122,8 @@ enum Command {
         #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
         config: PathBuf,
     },
-    /// Write a tenant's users and groups as SCIM JSON Lines to standard output.
+    /// Write a tenant's users and groups as SCIM JSON Lines, to standard output or (--out)
+    /// to a file.
     Export {
         /// Tenant to export.
         #[arg(long)]
@@ -324,11 +329,12 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
                 say!(
-                    "{}: OK ({} tenant{}, listening on {})",
+                    "{}: OK ({} tenant{}, listening on {}, database {})",
                     config.display(),
                     cfg.tenants.len(),
                     if cfg.tenants.len() == 1 { "" } else { "s" },
-                    cfg.server.listen
+                    cfg.server.listen,
+                    cfg.storage.db_path().display()
                 );
                 for w in warnings {
                     eprintln!("warning: {w}");

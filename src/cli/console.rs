@@ -68,6 +68,14 @@ pub(crate) fn base_url(
 pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCode {
     let (cfg, rt) = match load_or_exit(config, true) {
         Ok(x) => x,
+        // Without the file nothing says where the daemon's socket or database is.
+        Err(_) if req["cmd"] == "status" => {
+            eprintln!(
+                "cannot tell whether scimd runs (exit 4, status unknown): the configuration \
+                 cannot be read"
+            );
+            return ExitCode::from(4);
+        }
         Err(c) => return c,
     };
     // Read on this thread (point reads): a page redb cannot parse panics, which becomes an
@@ -197,7 +205,8 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
                     if absent {
                         "the file's errors (above) may hide the storage.dir it runs with"
                     } else {
-                        "no daemon answered on the admin socket, and the database could not be read (above)"
+                        "no daemon answered on the admin socket, and the database could not be \
+                         read (above)"
                     }
                 );
                 return ExitCode::from(4);
@@ -351,10 +360,15 @@ fn open_store(cfg: &Config, create: bool) -> Result<scimd::store::Store, String>
     if let Err(e) = std::fs::metadata(&path)
         && e.kind() == std::io::ErrorKind::PermissionDenied
     {
+        // The admin socket is in the same directory: this user reached neither.
+        let who = match owner_name(&cfg.storage.dir).as_deref() {
+            Some("root") | None => "as root (`sudo scimd ...`)".to_string(),
+            Some(name) => format!("as root or as {name}, who owns it (`sudo -u {name} scimd ...`)"),
+        };
         return Err(format!(
-            "cannot read {}: permission denied; run this as the user scimd runs as \
-             (`sudo -u scimd scimd ...`) or as root",
-            path.display()
+            "permission denied on {} (storage.dir), where the database and the running \
+             daemon's admin socket are: run this {who}",
+            cfg.storage.dir.display()
         ));
     }
     if !create && !path.exists() {
@@ -379,6 +393,13 @@ fn open_store(cfg: &Config, create: bool) -> Result<scimd::store::Store, String>
         scimd::store::Store::open_unconverted(&path, 16 << 20)
     })
     .map_err(|e| e.to_string())
+}
+
+/// The name of the user owning `path` (its uid when /etc/passwd does not list it).
+fn owner_name(path: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata(path).ok()?.uid();
+    Some(super::access::name_of(uid).unwrap_or_else(|| uid.to_string()))
 }
 
 /// Make a missing state directory, owner-only, as the daemon would on its first start. Made
@@ -428,7 +449,17 @@ pub(crate) fn load_or_exit(
                 .iter()
                 .any(|p| p.starts_with("cannot read the file"))
             {
-                eprintln!("(give the configuration file with --config FILE)");
+                match std::fs::File::open(config).map_err(|e| e.kind()) {
+                    Err(std::io::ErrorKind::PermissionDenied) => eprintln!(
+                        "(this user may not read it: run the command as root, with sudo, as \
+                         the packaged file is readable by root and the scimd group only)"
+                    ),
+                    Err(std::io::ErrorKind::NotFound) => eprintln!(
+                        "(no file there: give the configuration file with --config FILE; \
+                         without it, /etc/scimd/scimd.toml is read)"
+                    ),
+                    _ => {}
+                }
             } else {
                 // The moment a reload was refused is when an admin asks: the daemon is not down.
                 eprintln!(
@@ -822,7 +853,10 @@ pub(crate) fn export(
                 eprintln!("cannot write the export to {}: {e}", to.display());
                 return ExitCode::FAILURE;
             }
-            eprintln!("exported {} resources of tenant {tenant}", end["exported"]);
+            eprintln!(
+                "exported {} of tenant {tenant}",
+                scimd::counted(end["exported"].as_u64().unwrap_or(0), "resource")
+            );
             ExitCode::SUCCESS
         }
         Err(c) => {
@@ -856,16 +890,13 @@ pub(crate) fn import(config: &std::path::Path, tenant: &str, from: &std::path::P
     let req = serde_json::json!({"cmd": "import", "tenant": tenant});
     match finish_admin(run_admin(&cfg, &rt, req, Some(file), &mut |_, _| {})) {
         Ok(end) => {
+            let imported = scimd::counted(end["imported"].as_u64().unwrap_or(0), "resource");
             match end["skipped"].as_u64().unwrap_or(0) {
-                0 => say!(
-                    "imported {} resources into tenant {tenant}",
-                    end["imported"]
-                ),
+                0 => say!("imported {imported} into tenant {tenant}"),
                 skipped => say!(
-                    "imported {} resources into tenant {tenant}; {skipped} were there already \
-                     (same ids) and were left as they are, but for group members from the file, \
-                     which were added",
-                    end["imported"]
+                    "imported {imported} into tenant {tenant}; {skipped} were there already \
+                     (same ids) and were left as they are, but for the file's group members, \
+                     added to those groups where missing"
                 ),
             }
             ExitCode::SUCCESS
@@ -1059,6 +1090,12 @@ pub(crate) fn print_answer(a: &serde_json::Value) {
         a["version"].as_str().unwrap_or_default(),
         a["commit"].as_str().unwrap_or_default(),
     );
+    if let Some(path) = a["database"].as_str() {
+        match a["database_bytes"].as_u64() {
+            Some(b) => say!("  database: {path} ({:.1} MiB)", b as f64 / 1048576.0),
+            None => say!("  database: {path}"),
+        }
+    }
     if let Some(why) = a["writes_refused"].as_str() {
         say!("  WRITES REFUSED (503 to every IdP): {why}");
     }
@@ -1074,10 +1111,23 @@ pub(crate) fn print_answer(a: &serde_json::Value) {
             ""
         };
         let n = |k: &str, noun| scimd::counted(t[k].as_u64().unwrap_or(0), noun);
+        let tokens: Vec<String> = t["tokens"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|k| {
+                format!(
+                    "{} ({})",
+                    k["name"].as_str().unwrap_or_default(),
+                    k["scope"].as_str().unwrap_or_default()
+                )
+            })
+            .collect();
         say!(
-            "  tenant {label}: {}, {}{logged}",
+            "  tenant {label}: {}, {}; tokens: {}{logged}",
             n("users", "user"),
-            n("groups", "group")
+            n("groups", "group"),
+            tokens.join(", ")
         );
     }
     for (name, t) in a["unconfigured"].as_object().into_iter().flatten() {

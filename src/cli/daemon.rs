@@ -124,6 +124,21 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
         return ExitCode::from(2);
     }
     init_logging(&cfg.log.level, &cfg.log.format);
+    // The package runs it as its own user; a build from source started by root on a
+    // network address serves every IdP with root's rights over the machine.
+    if super::access::running_as_root()
+        && cfg
+            .server
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| !a.ip().is_loopback())
+    {
+        tracing::warn!(
+            listen = %cfg.server.listen,
+            "serving a network address as root: run scimd as a user of its own (the Debian \
+             package does; see README, \"Running it\")"
+        );
+    }
     // Long reads run on the blocking pool. They are CPU work on pages the OS has cached, so
     // a few threads per core keep the cores busy; each thread more holds its own allocator
     // heap, and 64 of them under a burst of scans tripled the resident memory.

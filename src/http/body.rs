@@ -165,13 +165,14 @@ fn coding_besides<'a>(
         .find(|e| !e.eq_ignore_ascii_case(allowed))
 }
 
-/// `application/scim+json`, `application/json`, any other `+json` type, with any
-/// parameters. A missing Content-Type is let through: some clients omit it, and the body is
-/// checked as JSON anyway.
+/// `application/scim+json`, `application/json`, any other `+json` type, or `text/json`
+/// (older .NET and Java stacks label JSON so), with any parameters. A missing Content-Type
+/// is let through: some clients omit it, and the body is checked as JSON anyway.
 fn is_json(ct: &[u8]) -> bool {
     let ct = String::from_utf8_lossy(ct).to_ascii_lowercase();
     let essence = ct.split(';').next().unwrap_or("").trim();
     essence == "application/json"
+        || essence == "text/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
@@ -182,9 +183,12 @@ fn foreign_charset(ct: &[u8]) -> Option<String> {
     ct.split(';').skip(1).find_map(|p| {
         let (k, v) = p.split_once('=')?;
         let v = v.trim().trim_matches('"');
+        // US-ASCII is a subset of UTF-8: an ASCII body is a UTF-8 one, and any other byte
+        // is refused as not UTF-8 anyway.
         (k.trim().eq_ignore_ascii_case("charset")
-            && !v.eq_ignore_ascii_case("utf-8")
-            && !v.eq_ignore_ascii_case("utf8"))
+            && !["utf-8", "utf8", "us-ascii", "ascii"]
+                .iter()
+                .any(|c| v.eq_ignore_ascii_case(c)))
         .then(|| v.to_string())
     })
 }

@@ -110,10 +110,16 @@ pub(super) fn params_from_search(body: &Value) -> ScimResult<ListParams> {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Number(x)) => match (x.as_i64(), x.as_f64()) {
                 (Some(i), _) => Ok(Some(i)),
-                // Beyond i64, capped as in a query string (a whole 1e30 is a float in JSON).
-                (None, Some(f)) if f.fract() == 0.0 => {
-                    Ok(Some(if f < 0.0 { i64::MIN } else { i64::MAX }))
-                }
+                // A whole number written as a float (`2.0`: JSON libraries that hold every
+                // number as a double write them so) is that number; beyond i64, capped as in
+                // a query string (a whole 1e30 is a float in JSON).
+                (None, Some(f)) if f.fract() == 0.0 => Ok(Some(if f >= i64::MAX as f64 {
+                    i64::MAX
+                } else if f <= i64::MIN as f64 {
+                    i64::MIN
+                } else {
+                    f as i64
+                })),
                 _ => Err(ScimError::invalid_value(format!(
                     "\"{n}\" must be an integer"
                 ))),

@@ -406,7 +406,7 @@ fn storage_failed(e: &redb::Error) -> Error {
 
 /// Whether the file at `path` holds only zero bytes (as a first start on a full disk can
 /// leave it: its size set, nothing written). Only a file of up to 64 MiB is read for it.
-fn only_zeros(path: &Path) -> bool {
+pub(super) fn only_zeros(path: &Path) -> bool {
     use std::io::Read;
     let Ok(mut f) = std::fs::File::open(path) else {
         return false;

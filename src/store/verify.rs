@@ -91,6 +91,13 @@ pub fn check_file(path: &Path) -> Result<(), String> {
             path.display()
         ));
     }
+    // redb's word for it names no cause; a start says what happened and what to do.
+    if super::only_zeros(path) {
+        return Err(super::StoreError::Empty {
+            path: path.display().to_string(),
+        }
+        .to_string());
+    }
     check_opened(path, || {
         redb::Database::builder()
             .set_cache_size(16 << 20)

@@ -1158,7 +1158,12 @@ impl Store {
                 Ok(x) => x,
                 Err(e) => return Ok(Err(e)),
             };
-            if input.id.as_deref().is_some_and(|given| given != id) {
+            // The resource the URL named, however its id was spelled in either place.
+            if input
+                .id
+                .as_deref()
+                .is_some_and(|given| parse_id(given) != Some(nid))
+            {
                 return Ok(Err(Error::IdChanged {
                     given: input.id.clone().unwrap_or_default(),
                 }));

@@ -129,6 +129,19 @@ fn check_config_accepts_the_example_and_names_the_bad_key() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the file"));
+    // `status` without its file cannot tell: LSB's 4, for monitors, not 2.
+    let out = scimd()
+        .args(["status", "--config"])
+        .arg(dir.path().join("missing.toml"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("(no file there: give the configuration file with --config FILE"));
+    assert!(
+        err.contains("cannot tell whether scimd runs (exit 4"),
+        "{err}"
+    );
 }
 
 /// `dir/scimd.toml`: the example configuration, serving `cert` and `key`.
@@ -448,7 +461,10 @@ fn tenant_add_appends_the_tenant_below_all_comments_of_both_shipped_configs() {
             "{example}"
         );
         let ok = run_ok(&["check-config"], &path);
-        assert!(ok.contains(": OK ("), "{example}: {ok}");
+        assert!(
+            ok.contains(": OK (") && ok.contains(", database "),
+            "{example}: {ok}"
+        );
     }
 }
 

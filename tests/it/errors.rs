@@ -412,9 +412,18 @@ async fn lenient_where_the_rfcs_allow_it_and_short_where_input_is_long() {
     bom.push_str(&json!({"userName": "bom@x"}).to_string());
     let r = raw(&s, Method::POST, "/Users", &bom, "application/scim+json").await;
     assert_eq!(r.status, 201, "{}", r.body);
+    // US-ASCII is UTF-8's subset; `text/json` is JSON as older stacks label it.
+    for (i, ct) in ["application/scim+json; charset=us-ascii", "text/json"]
+        .iter()
+        .enumerate()
+    {
+        let body = json!({"userName": format!("ct{i}@x")}).to_string();
+        let r = raw(&s, Method::POST, "/Users", &body, ct).await;
+        assert_eq!(r.status, 201, "{ct}: {}", r.body);
+    }
     // A count too large for any integer is capped, not refused (RFC 7644 §3.4.2.4).
     let r = s.get("/Users?count=99999999999999999999").await;
-    assert_eq!((r.status, total(&r)), (200, 1));
+    assert_eq!((r.status, total(&r)), (200, 3));
     let r = s
         .post(
             "/Users/.search",
@@ -422,6 +431,25 @@ async fn lenient_where_the_rfcs_allow_it_and_short_where_input_is_long() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
+    // Whole numbers written as floats (JSON libraries that hold doubles) are those numbers.
+    for i in 0..3 {
+        s.post("/Users", json!({"userName": format!("f{i}@x")}))
+            .await;
+    }
+    let r = s
+        .post(
+            "/Users/.search",
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                   "startIndex": 2.0, "count": 2.0}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        (&r.body["startIndex"], &r.body["itemsPerPage"], total(&r)),
+        (&json!(2), &json!(2), 6),
+        "{}",
+        r.body
+    );
     // A 60 KB id is not echoed back whole.
     let r = s.get(&format!("/Users/{}", "x".repeat(60_000))).await;
     assert_error(&r, 404, None);

@@ -194,6 +194,7 @@ async fn extension_values_are_validated_stored_filtered_sorted_and_patched() {
         ("onboarded", json!("maybe")),
         ("start", json!("yesterday")),
         ("desk", json!({"floor": "third"})),
+        ("desk", json!({"floor": 3.5})),
     ] {
         let mut body = person("bad@x", 1.0, "B-9");
         body[EXT][field] = bad;
@@ -222,6 +223,18 @@ async fn extension_values_are_validated_stored_filtered_sorted_and_patched() {
         ))
         .await;
     assert_eq!(total(&r), 2);
+    // A number compared with a boolean matches nothing, whatever was meant: refused.
+    let r = s
+        .get(&format!("/Users?filter={EXT}:desk.floor eq true"))
+        .await;
+    assert_error(&r, 400, Some("invalidFilter"));
+    // A whole number written as a float (JSON libraries holding doubles) is that integer.
+    let mut body = person("float@x", 50.0, "B-7");
+    body[EXT]["desk"]["floor"] = json!(4.0);
+    let r = s.post("/Users", body).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body[EXT]["desk"]["floor"], json!(4));
+    s.delete(&format!("/Users/{}", r.id())).await;
     let r = s.get(&format!("/Users?sortBy={EXT}:weight")).await;
     let order: Vec<&str> = r.body["Resources"]
         .as_array()

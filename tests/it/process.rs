@@ -778,8 +778,15 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
     assert!(users.contains("b@x  active"), "{users}");
     let groups = run(&["groups", "list", "--tenant", "acme"]);
     assert_eq!(groups, "");
+    // Token names and scopes, never their digests; and where the data lives.
     assert!(
-        status.contains("tenant acme: 2 users, 0 groups"),
+        status.contains("tenant acme: 2 users, 0 groups; tokens: okta (provision)\n"),
+        "{status}"
+    );
+    assert!(!status.contains(&hex(&digest("tok"))), "{status}");
+    let db = dir.path().join("state").join("scimd.redb");
+    assert!(
+        status.contains(&format!("  database: {} (", db.display())),
         "{status}"
     );
     assert!(
@@ -1183,6 +1190,16 @@ async fn backup_during_writes_restore_and_verify() {
         );
     }
     assert!(!fresh.path().join("state").exists());
+    // An empty file where the database should be: verify explains it as a start does.
+    std::fs::create_dir(fresh.path().join("state")).unwrap();
+    std::fs::File::create(fresh.path().join("state/scimd.redb")).unwrap();
+    let out = scimd_cmd(&fresh_cfg, &["verify"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(1) && err.contains("exists but holds nothing"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(fresh.path().join("state")).unwrap();
     // A file whose errors may hide where the database is (a table header half-typed, so
     // storage.dir reads as the default): status cannot tell, and says so with LSB's 4
     // rather than "not running", on which a monitor would restart a running service.
@@ -2144,7 +2161,7 @@ returned = "never"
         .unwrap();
     let status = String::from_utf8_lossy(&out.stdout);
     assert!(
-        status.contains("tenant acme: 1 user, 0 groups; each request is logged with its body"),
+        status.contains("tenant acme: 1 user, 0 groups; tokens: okta (provision); each request is logged with its body"),
         "{status}"
     );
 }

@@ -320,6 +320,19 @@ async fn put_rules_unknown_id_missing_username_and_other_id() {
         )
         .await;
     assert_error(&r, 400, Some("mutability"));
+    // The resource's own id, spelled in capitals in the URL or in the body, is no change;
+    // an empty id is absent, as null is.
+    let upper = id.to_uppercase();
+    for (url, body_id) in [(&upper, json!(id)), (&id, json!(upper)), (&id, json!(""))] {
+        let r = s
+            .put(
+                &format!("/Users/{url}"),
+                json!({"id": body_id, "userName": "p@x"}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{url} {body_id}: {}", r.body);
+        assert_eq!(r.body["id"], id.as_str());
+    }
     // An unknown attribute is ignored (Microsoft's reference: "adreses" → 200).
     let r = s
         .put(

@@ -82,7 +82,14 @@ pub(super) fn lex(input: &str) -> ScimResult<Vec<(usize, Tok)>> {
                                 }
                                 s.push(char::from_u32(code).ok_or_else(bad)?);
                             }
-                            Some((_, other)) => s.push(other),
+                            Some((_, c @ ('"' | '\\' | '/'))) => s.push(c),
+                            // Not a JSON escape: the backslash is the value's own. An IdP
+                            // that escapes only quotes sends `"CORP\jdoe"` for CORP\jdoe,
+                            // and dropping the backslash found CORPjdoe, another user.
+                            Some((_, other)) => {
+                                s.push('\\');
+                                s.push(other);
+                            }
                             None => return Err(err(j, "unterminated string")),
                         },
                         other => s.push(other),
@@ -150,6 +157,18 @@ mod tests {
         assert!(
             matches!(parse("a gt -1.5e2").unwrap(), Filter::Compare { value: CompValue::Num(n, ref t), .. } if n == -150.0 && t == "-1.5e2")
         );
+        // A backslash before what JSON does not escape stays (a domain login unescaped).
+        for (text, want) in [
+            (r#"a eq "CORP\jdoe""#, r"CORP\jdoe"),
+            (r#"a eq "CORP\\jdoe""#, r"CORP\jdoe"),
+            (r#"a eq "a\/b\"c""#, "a/b\"c"),
+        ] {
+            let f = parse(text).unwrap();
+            assert!(
+                matches!(&f, Filter::Compare { value: CompValue::Str(v), .. } if v == want),
+                "{text}: {f:?}"
+            );
+        }
         let pair = parse("a eq \"\\ud83d\\ude00!\"").unwrap();
         assert!(
             matches!(&pair, Filter::Compare { value: CompValue::Str(v), .. } if v == "\u{1F600}!"),

@@ -169,6 +169,15 @@ fn resolve_filter(scope: Scope, f: &Filter) -> ScimResult<Filter> {
                     op.as_str()
                 )));
             }
+            // `level eq true` on a number would match nothing, whatever was meant.
+            if matches!(l.ty, AttrType::Integer | AttrType::Decimal)
+                && let CompValue::Bool(_) = &value
+            {
+                return Err(ScimError::invalid_filter(format!(
+                    "\"{}\" is a number; compare it with one, not {value}",
+                    l.name
+                )));
+            }
             // RFC 7644 §3.4.2.2: binary values have no order.
             if l.ty == AttrType::Binary && op.ordering() {
                 return Err(ScimError::invalid_filter(format!(

@@ -98,7 +98,8 @@ pub fn normalize(kind: impl Into<Rt>, raw: &Value) -> ScimResult<Input> {
             continue;
         }
         if key.eq_ignore_ascii_case("id") {
-            input.id = value.as_str().map(str::to_string);
+            // `""` is absent, as `null` is (a template's placeholder left unset).
+            input.id = value.as_str().filter(|s| !s.is_empty()).map(str::to_string);
             continue;
         }
         apply_key(kind, key, value, &mut input, SetMode::Replace)?;

@@ -143,6 +143,14 @@ pub fn normalize_simple(def: &AttrDef, value: &Value, label: &str) -> ScimResult
         (AttrType::Integer, Value::Number(n)) if n.is_i64() || n.is_u64() => {
             Ok(Some(value.clone()))
         }
+        // A whole number written as a float (`5.0`: JSON libraries that hold every number
+        // as a double write them so) is that integer.
+        (AttrType::Integer, Value::Number(n)) => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Some(Value::from(f as i64))),
+            _ => Err(ScimError::invalid_value(format!(
+                "attribute \"{label}\" must be an integer, got {n}, which is not a whole number"
+            ))),
+        },
         (AttrType::Integer, Value::String(s)) => s
             .trim()
             .parse::<i64>()
