@@ -924,11 +924,18 @@ pub async fn import(
     let mut ids: HashMap<u128, usize> = HashMap::new();
     let mut names: HashMap<(Kind, [u8; 16]), usize> = HashMap::new();
     let mut lines = ImportLines::open(from).await?;
+    let mut found = Problems::default();
     while let Some((n, line)) = lines.next().await? {
-        let line = parse_line(&rt, tenant, n, &line)?;
+        let line = match parse_line(&rt, tenant, n, &line) {
+            Ok(line) => line,
+            Err(e) => {
+                found.add(e);
+                continue;
+            }
+        };
         let id = line.given.id;
         if let Some(first) = ids.insert(id, n) {
-            return Err(format!(
+            found.add(format!(
                 "line {n}: id {} is also on line {first}",
                 crate::store::format_id(id)
             ));
@@ -936,12 +943,13 @@ pub async fn import(
         if let Some(name) = unique_name(line.kind, &line.input.body)
             && let Some(first) = names.insert((line.kind, name_digest(name)), n)
         {
-            return Err(format!(
+            found.add(format!(
                 "line {n}: {} \"{name}\" is also on line {first}",
                 name_attr(line.kind)
             ));
         }
     }
+    found.refuse()?;
     drop(names);
     // Pass 2: against the tenant: which lines are there already, which would clash, and
     // members that are neither in the file nor in the tenant.
@@ -956,7 +964,7 @@ pub async fn import(
                 skip.insert(id);
             }
             Some(k) => {
-                return Err(format!(
+                found.add(format!(
                     "line {n}: id {} is a {} in tenant {tenant}, not a {}",
                     crate::store::format_id(id),
                     k.as_str(),
@@ -967,7 +975,7 @@ pub async fn import(
                 if let Some(name) = unique_name(kind, &input.body)
                     && let Some(other) = holder_of(store, &rt, tenant, kind, name).await?
                 {
-                    return Err(format!(
+                    found.add(format!(
                         "line {n}: {} \"{name}\" is taken in tenant {tenant} by {other}",
                         name_attr(kind)
                     ));
@@ -983,12 +991,13 @@ pub async fn import(
                 None => false,
             };
             if !known {
-                return Err(format!(
+                found.add(format!(
                     "line {n}: member {mid} is neither in the file nor in tenant {tenant}"
                 ));
             }
         }
     }
+    found.refuse()?;
     // Pass 3: the resources, 256 at a time so the writer commits them in shared batches.
     let total = (ids.len() - skip.len()) as u64;
     drop(ids);
@@ -1087,6 +1096,37 @@ pub async fn import(
         written: n,
         skipped,
     })
+}
+
+/// What an import's checking passes found wrong: the whole file's problems in one run, as
+/// `check-config` gives a file's, not one a run. The first `SHOWN` are said.
+#[derive(Default)]
+struct Problems {
+    shown: Vec<String>,
+    more: usize,
+}
+
+impl Problems {
+    const SHOWN: usize = 20;
+
+    fn add(&mut self, problem: String) {
+        match self.shown.len() < Self::SHOWN {
+            true => self.shown.push(problem),
+            false => self.more += 1,
+        }
+    }
+
+    /// Nothing written: the problems, if any, refuse the import.
+    fn refuse(&mut self) -> Result<(), String> {
+        if self.shown.is_empty() {
+            return Ok(());
+        }
+        let mut all = std::mem::take(&mut self.shown).join("\n");
+        if self.more > 0 {
+            all.push_str(&format!("\n... and {} more", self.more));
+        }
+        Err(all)
+    }
 }
 
 /// How many members of a group one write of an import adds.

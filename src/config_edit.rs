@@ -405,6 +405,98 @@ fn tenant_table<'a>(
         .ok_or_else(|| EditError::Invalid(format!("no tenant \"{tenant}\" in {}", path.display())))
 }
 
+/// Take tenant `name`'s table, and the tables under it (`plan`, `extensions`), out of the
+/// file. Its data stays in the database until `scimd tenant purge`.
+pub fn remove_tenant(path: &Path, name: &str) -> Result<(), EditError> {
+    edit(path, |doc| {
+        let names = |doc: &DocumentMut| -> Vec<String> {
+            doc.get("tenants")
+                .and_then(Item::as_table_like)
+                .map(|t| t.iter().map(|(k, _)| k.to_string()).collect())
+                .unwrap_or_default()
+        };
+        let others: Vec<String> = names(doc).into_iter().filter(|n| n != name).collect();
+        let tenants = doc.get_mut("tenants").and_then(Item::as_table_like_mut);
+        let removed = match tenants.and_then(|t| t.remove(name)) {
+            Some(_) if others.is_empty() => {
+                return Err(EditError::Invalid(format!(
+                    "\"{name}\" is the only tenant in {}, and scimd serves at least one: add \
+                     the one to serve instead first (`scimd tenant add NAME`)",
+                    path.display()
+                )));
+            }
+            Some(Item::Table(t)) => t,
+            Some(_) => return Ok(()),
+            None => {
+                return Err(EditError::Invalid(format!(
+                    "no tenant \"{name}\" in {} (its tenants: {})",
+                    path.display(),
+                    others.join(", ")
+                )));
+            }
+        };
+        keep_comments(doc, &removed);
+        Ok(())
+    })
+}
+
+/// The comment lines above a removed table and its sub-tables stay where they were, above
+/// the table that now follows (or at the end): `tenant add` put the file's closing comments
+/// (commented-out options) above the table it appended, and an admin's notes are theirs.
+fn keep_comments(doc: &mut DocumentMut, removed: &Table) {
+    fn comments(t: &Table, out: &mut String) {
+        let prefix = t.decor().prefix().and_then(|p| p.as_str()).unwrap_or("");
+        if prefix.lines().any(|l| l.trim_start().starts_with('#')) {
+            out.push_str(prefix.trim_matches('\n'));
+            out.push('\n');
+        }
+        for (_, item) in t.iter() {
+            match item {
+                Item::Table(sub) => comments(sub, out),
+                Item::ArrayOfTables(a) => a.iter().for_each(|sub| comments(sub, out)),
+                _ => {}
+            }
+        }
+    }
+    fn each_table(t: &mut Table, f: &mut dyn FnMut(&mut Table)) {
+        f(t);
+        for (_, item) in t.iter_mut() {
+            match item {
+                Item::Table(sub) => each_table(sub, f),
+                Item::ArrayOfTables(a) => a.iter_mut().for_each(|sub| each_table(sub, f)),
+                _ => {}
+            }
+        }
+    }
+    let mut kept = String::new();
+    comments(removed, &mut kept);
+    if kept.is_empty() {
+        return;
+    }
+    let at = removed.position().unwrap_or(0);
+    let mut next = None;
+    each_table(doc.as_table_mut(), &mut |t| {
+        if let Some(p) = t.position().filter(|&p| p > at)
+            && next.is_none_or(|n| p < n)
+        {
+            next = Some(p);
+        }
+    });
+    match next {
+        Some(n) => each_table(doc.as_table_mut(), &mut |t| {
+            if t.position() == Some(n) {
+                let old = t.decor().prefix().and_then(|p| p.as_str()).unwrap_or("");
+                let prefix = format!("\n{kept}{}", old.trim_start_matches('\n'));
+                t.decor_mut().set_prefix(prefix);
+            }
+        }),
+        None => {
+            let old = doc.trailing().as_str().unwrap_or("").to_string();
+            doc.set_trailing(format!("{kept}{old}"));
+        }
+    }
+}
+
 /// Add a token to an existing tenant (rotation: add, switch the IdP, then remove the old).
 pub fn add_token(
     path: &Path,
@@ -522,8 +614,8 @@ fn token_out(
     if tokens.len() == 1 {
         return Err(EditError::Invalid(format!(
             "\"{token_name}\" is the last token of tenant \"{tenant}\", so it stays: add its \
-             replacement first (`scimd token --tenant {tenant} --name NEW`), or remove the whole \
-             [tenants.{tenant}] table from {} by hand to stop serving the tenant",
+             replacement first (`scimd token --tenant {tenant} --name NEW`), or take the \
+             tenant out of {} (`scimd tenant remove {tenant}`) to stop serving it",
             path.display()
         )));
     }
@@ -603,6 +695,59 @@ mod tests {
             err.contains("tenant \"acme\" already has a token named \"app\""),
             "{err}"
         );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn removes_a_tenant_with_its_tables_but_never_the_last() {
+        let (_dir, path, original) = copy_of("config.example.toml");
+        add_tenant(&path, "acme", "okta", None).unwrap();
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("\n[tenants.acme.plan]\nname = \"Business\"\n");
+        std::fs::write(&path, &text).unwrap();
+        let cfg = Config::load(&path).unwrap();
+        let others: Vec<&String> = cfg.tenants.keys().filter(|n| *n != "acme").collect();
+        assert!(!others.is_empty(), "the example has a tenant of its own");
+        remove_tenant(&path, "acme").unwrap();
+        let after = std::fs::read_to_string(&path).unwrap();
+        assert!(!after.contains("acme"), "{after}");
+        assert_eq!(after.trim_end(), original.trim_end());
+        let err = remove_tenant(&path, "acme").unwrap_err().to_string();
+        assert!(
+            err.contains("no tenant \"acme\"") && err.contains(others[0].as_str()),
+            "{err}"
+        );
+        // A tenant between two others: its comments stay above the one that follows.
+        add_tenant(&path, "acme", "okta", None).unwrap();
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text = text.replace("[tenants.acme]", "# acme: billed yearly\n[tenants.acme]");
+        std::fs::write(&path, &text).unwrap();
+        add_tenant(&path, "beta", "okta", None).unwrap();
+        remove_tenant(&path, "acme").unwrap();
+        let after = std::fs::read_to_string(&path).unwrap();
+        assert!(after.contains("# acme: billed yearly\n"), "{after}");
+        assert!(!after.contains("[tenants.acme]"), "{after}");
+        let (notes, beta) = (
+            after.find("# acme: billed yearly").unwrap(),
+            after.find("[tenants.beta]").unwrap(),
+        );
+        assert!(notes < beta, "{after}");
+        remove_tenant(&path, "beta").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .replace("# acme: billed yearly\n", "")
+                .trim_end(),
+            original.trim_end()
+        );
+        // The last tenant stays: a file without one is refused by every start.
+        for name in &others[..others.len() - 1] {
+            remove_tenant(&path, name).unwrap();
+        }
+        let last = others[others.len() - 1];
+        let before = std::fs::read_to_string(&path).unwrap();
+        let err = remove_tenant(&path, last).unwrap_err().to_string();
+        assert!(err.contains("is the only tenant"), "{err}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
     }
 
@@ -725,7 +870,11 @@ mod tests {
         for (tenant, name, want) in [
             ("acme", "old", "tenant \"acme\" has no token \"old\""),
             ("nosuch", "okta", "no tenant \"nosuch\""),
-            ("acme", "okta", "remove the whole [tenants.acme] table"),
+            (
+                "acme",
+                "okta",
+                "(`scimd tenant remove acme`) to stop serving it",
+            ),
         ] {
             let err = remove_token(&path, tenant, name).unwrap_err().to_string();
             assert!(err.contains(want), "{err}");

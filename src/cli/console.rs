@@ -226,8 +226,8 @@ pub(crate) fn purge(config: &std::path::Path, tenant: &str, yes: bool) -> ExitCo
     };
     if cfg.tenants.contains_key(tenant) {
         eprintln!(
-            "tenant {tenant} is in {}: delete its [tenants.{tenant}] table (and the tables \
-             under it), reload, then purge it",
+            "tenant {tenant} is in {}: take it out (`scimd tenant remove {tenant}`), reload, \
+             then purge it",
             config.display()
         );
         return ExitCode::from(2);

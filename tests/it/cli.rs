@@ -465,6 +465,31 @@ fn tenant_add_appends_the_tenant_below_all_comments_of_both_shipped_configs() {
             ok.contains(": OK (") && ok.contains(", database "),
             "{example}: {ok}"
         );
+        // The example's demo tenant goes once acme is there; the packaged file's only
+        // tenant stays.
+        let remove = |name: &str| {
+            scimd()
+                .args(["tenant", "remove", name, "--config"])
+                .arg(&path)
+                .output()
+                .unwrap()
+        };
+        if original.contains("[tenants.demo]") {
+            let out = remove("demo");
+            let said = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(said.contains("Removed tenant demo from"), "{said}");
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(!text.contains("[tenants.demo]") && text.contains("[tenants.acme]"));
+            assert!(run_ok(&["check-config"], &path).contains("OK (1 tenant,"));
+        }
+        let out = remove("acme");
+        assert_eq!(out.status.code(), Some(2), "{example}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("is the only tenant"));
     }
 }
 
@@ -860,4 +885,34 @@ fn the_demo_token_is_replaced_with_the_commands_its_refusal_names() {
     );
     assert!(!removed.contains("Before scimd can load"), "{removed}");
     assert!(run(&["check-config"], &path).status.success());
+}
+
+/// The manual pages: one per command, and the top page says what --help cannot (files,
+/// environment, exit codes), the same on standard output and in the package's directory.
+#[test]
+fn the_manual_names_files_environment_and_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = scimd()
+        .args(["man", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let top = std::fs::read_to_string(dir.path().join("scimd.1")).unwrap();
+    for section in [
+        ".SH FILES",
+        ".SH ENVIRONMENT",
+        ".SH EXIT STATUS",
+        ".SH SYNOPSIS",
+    ] {
+        assert!(top.contains(section), "{section} missing");
+    }
+    assert!(top.contains("SCIMD_SERVER__LISTEN") && top.contains("admin.sock"));
+    assert!(dir.path().join("scimd-status.1").exists());
+    let printed = scimd().arg("man").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&printed.stdout), top);
 }

@@ -1032,7 +1032,7 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
         (
             &["tenant", "purge", "other", "--yes"],
             2,
-            "delete its [tenants.other] table",
+            "take it out (`scimd tenant remove other`)",
         ),
     ] {
         let out = scimd_cmd(&cfg, args);
@@ -2697,10 +2697,16 @@ async fn import_reads_a_pipe_and_leaves_no_copy() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = piped(format!("{}\n\n\nnot json\n", user("e@x")));
+    // Every bad line is named in one run, not one a run.
+    let out = piped(format!(
+        "{}\n\n\nnot json\n{{\"userName\": \"f@x\"}}\n",
+        user("e@x")
+    ));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success() && err.contains("line 4: not JSON"),
+        !out.status.success()
+            && err.contains("line 4: not JSON")
+            && err.contains("line 5: no \"id\" as scimd gives them"),
         "{err}"
     );
     assert_eq!(spools(), 0);
