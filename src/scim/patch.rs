@@ -235,9 +235,17 @@ fn apply_one(
             matches!(path::parse(kind, raw_path), Ok(Parsed::Known(p))
                 if p.filter.is_none() && p.sub.is_none() && p.attr.def.unset.is_some())
         };
+        // A `remove` of a whole multi-valued attribute with a null value list removes
+        // nothing, as `[]` does: every member goes only when `value` is left out. A
+        // template that renders "no one" as null must not empty a group.
+        let listed = || {
+            matches!(path::parse(kind, raw_path), Ok(Parsed::Known(p))
+                if p.filter.is_none() && p.sub.is_none() && p.attr.def.multi_valued)
+        };
         return match op.op {
             OpKind::Add => Ok(()),
             OpKind::Replace if defaulted() => Ok(()),
+            OpKind::Remove if listed() => Ok(()),
             _ => {
                 let clear = Operation {
                     op: OpKind::Remove,
@@ -1469,6 +1477,37 @@ mod tests {
             vec![MemberOp::Clear, MemberOp::Add(vec![json!({"value": "d"})])]
         );
         assert_eq!(out.body["displayName"], json!("H"));
+        // A remove whose value list is null or empty removes no one; left out, every member.
+        for value in [json!(null), json!([])] {
+            let out = run(
+                Kind::Group,
+                json!({"displayName": "G"}),
+                json!([{"op": "remove", "path": "members", "value": value}]),
+            )
+            .unwrap();
+            assert!(
+                out.member_ops
+                    .iter()
+                    .all(|o| *o == MemberOp::Remove(vec![])),
+                "{value}: {:?}",
+                out.member_ops
+            );
+        }
+        // The same for another multi-valued attribute; a null `replace` still clears it.
+        let out = run(
+            Kind::User,
+            user(),
+            json!([{"op": "remove", "path": "emails", "value": null}]),
+        )
+        .unwrap();
+        assert_eq!(out.body["emails"], user()["emails"]);
+        let out = run(
+            Kind::User,
+            user(),
+            json!([{"op": "replace", "path": "emails", "value": null}]),
+        )
+        .unwrap();
+        assert!(out.body.get("emails").is_none());
     }
 
     #[test]

@@ -132,6 +132,20 @@ where
             (Kind::User, "groups", Some("display")) => users_in_named(rt, t, v)?,
             _ => None,
         },
+        // The indexes are ordered by value: a prefix is a range of them. (`userName sw` is
+        // above.) An email's index key is folded character by character, so the range holds
+        // every match and the filter, evaluated on each, picks them.
+        Filter::Compare {
+            path,
+            op: CompareOp::Sw,
+            value: CompValue::Str(v),
+        } if path.urn.is_none() => match (kind, path.name.as_str(), path.sub.as_deref()) {
+            (_, "externalId", None) => rt.prefixed(t, Some(kind), v, PLANNED_MAX)?,
+            (Kind::User, "emails", Some("value") | None) => {
+                rt.prefixed(t, None, &fold(v), PLANNED_MAX)?
+            }
+            _ => None,
+        },
         Filter::ValuePath { path, filter } if path.urn.is_none() => {
             match (kind, path.name.as_str(), element_value_eq(filter)) {
                 (Kind::User, "emails", Some(v)) => Some(rt.email(t, &fold(v))?),
@@ -422,6 +436,15 @@ pub(super) trait IndexReader {
     fn external_id(&self, t: &str, kind: Kind, x: &str) -> Result<BTreeSet<u128>, redb::Error>;
     fn display(&self, t: &str, kind: Kind, d: &str) -> Result<BTreeSet<u128>, redb::Error>;
     fn email(&self, t: &str, e: &str) -> Result<BTreeSet<u128>, redb::Error>;
+    /// Ids with an externalId (`Some(kind)`) or a folded email (`None`) starting with
+    /// `prefix`, each once however many of its values do, or `None` past `max`.
+    fn prefixed(
+        &self,
+        t: &str,
+        index: Option<Kind>,
+        prefix: &str,
+        max: usize,
+    ) -> Result<Option<BTreeSet<u128>>, redb::Error>;
     fn groups_of(&self, t: &str, member: &str) -> Result<BTreeSet<u128>, redb::Error>;
     /// The group's direct user members, or `None` when there are more than `max`.
     fn users_in(

@@ -250,6 +250,46 @@ impl IndexReader for ReadSide {
     fn email(&self, t: &str, e: &str) -> Result<BTreeSet<u128>, redb::Error> {
         collect_multi(self.emails()?.get((t, e))?)
     }
+    fn prefixed(
+        &self,
+        t: &str,
+        index: Option<Kind>,
+        prefix: &str,
+        max: usize,
+    ) -> Result<Option<BTreeSet<u128>>, redb::Error> {
+        let mut out = BTreeSet::new();
+        let mut add = |ids: redb::MultimapValue<'static, u128>| {
+            for id in ids {
+                out.insert(id?.value());
+                if out.len() > max {
+                    return Ok(false);
+                }
+            }
+            Ok::<_, redb::Error>(true)
+        };
+        match index {
+            Some(kind) => {
+                let c = kind.code();
+                for e in self.ext_ids()?.range((t, c, prefix)..)? {
+                    let (k, ids) = e?;
+                    let (kt, kc, x) = k.value();
+                    if kt != t || kc != c || !x.starts_with(prefix) || !add(ids)? {
+                        break;
+                    }
+                }
+            }
+            None => {
+                for e in self.emails()?.range((t, prefix)..)? {
+                    let (k, ids) = e?;
+                    let (kt, x) = k.value();
+                    if kt != t || !x.starts_with(prefix) || !add(ids)? {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok((out.len() <= max).then_some(out))
+    }
     fn groups_of(&self, t: &str, member: &str) -> Result<BTreeSet<u128>, redb::Error> {
         let Some(m) = parse_id(member) else {
             return Ok(BTreeSet::new());

@@ -2016,6 +2016,97 @@ fn writes_wait_for_the_first_scrub_and_none_is_taken_on_a_damaged_file() {
 /// with a group's members walks the member index, others scan, and a lone exact condition
 /// under a sort is evaluated, not taken as the whole tenant. The answers are the same.
 #[test]
+fn email_and_external_id_prefixes_read_their_index_with_a_scans_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::open(&dir.path().join("s.redb"));
+    // Two emails each (one shared prefix twice over), externalIds in two cases, and another
+    // tenant's users under the same values.
+    let mut users = Vec::new();
+    for i in 0..90usize {
+        let body = serde_json::json!({
+            "userName": format!("u{i}"),
+            "externalId": format!("{}{i:02}", if i % 2 == 0 { "Ext" } else { "ext" }),
+            "emails": [{"value": format!("Team{}.{i}@x", i % 3)}, {"value": format!("team{}.b{i}@y", i % 3)}],
+        });
+        users.push(f.create(Kind::User, body.clone(), None));
+    }
+    let other = Actor {
+        tenant: "t2".into(),
+        ..f.actor.clone()
+    };
+    for i in 0..5 {
+        let input = crate::scim::resource::normalize(
+            Kind::User,
+            &serde_json::json!({"userName": format!("o{i}"), "externalId": format!("Ext{i:02}"),
+                "emails": [{"value": format!("team0.{i}@x")}]}),
+        )
+        .unwrap();
+        f.rt.block_on(f.store.create(other.clone(), Kind::User.into(), input))
+            .unwrap();
+    }
+    let planned = |text: &str| {
+        let filter = crate::scim::filter::parse_for(Kind::User, text).unwrap();
+        f.store
+            .read_now(|r| Ok(Ok(super::query::plan(r, "t", Kind::User, &filter)?)))
+            .unwrap()
+    };
+    let want = |pick: &dyn Fn(usize) -> bool| -> Vec<String> {
+        (0..90)
+            .filter(|&i| pick(i))
+            .map(|i| format_id(users[i]))
+            .collect()
+    };
+    for (text, pick, in_plan) in [
+        // 30 users, each with two matching emails: counted once each.
+        (
+            r#"emails.value sw "TEAM1""#,
+            &(|i: usize| i % 3 == 1) as &dyn Fn(usize) -> bool,
+            Some(30),
+        ),
+        (r#"emails sw "team2.b""#, &|i: usize| i % 3 == 2, Some(30)),
+        // externalId is caseExact.
+        (
+            r#"externalId sw "Ext1""#,
+            &|i: usize| i.is_multiple_of(2) && (10..20).contains(&i),
+            Some(5),
+        ),
+        (r#"externalId sw "ext""#, &|i: usize| i % 2 == 1, Some(45)),
+        // Past the plan's bound (64 in tests): scanned, with the same answers.
+        (r#"emails.value sw "team""#, &|_: usize| true, None),
+        (r#"externalId sw "e""#, &|i: usize| i % 2 == 1, Some(45)),
+    ] {
+        assert_eq!(planned(text).map(|ids| ids.len()), in_plan, "{text}");
+        let mut found = f.find(Kind::User, text);
+        let mut all = Vec::new();
+        // `find` reads 10 a page: take every page.
+        let mut start = 1;
+        loop {
+            let q = ListQuery {
+                filter: Some(crate::scim::filter::parse_for(Kind::User, text).unwrap()),
+                count: 100,
+                start_index: start,
+                ..ListQuery::default()
+            };
+            let page =
+                f.rt.block_on(f.store.list("t".into(), Kind::User.into(), q))
+                    .unwrap();
+            all.extend(page.items.iter().map(|r| r.id.clone()));
+            if page.items.is_empty() || all.len() as u64 >= page.total {
+                assert_eq!(page.total as usize, all.len(), "{text}");
+                break;
+            }
+            start += 100;
+        }
+        all.sort();
+        found.sort();
+        let mut want = want(pick);
+        want.sort();
+        assert_eq!(all, want, "{text}");
+        assert!(found.iter().all(|id| want.contains(id)), "{text}");
+    }
+}
+
+#[test]
 fn conditions_matching_more_than_a_plan_holds_are_walked_or_scanned_with_the_same_answers() {
     let dir = tempfile::tempdir().unwrap();
     let f = Fixture::open(&dir.path().join("s.redb"));
