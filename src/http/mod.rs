@@ -829,7 +829,27 @@ fn refusal(e: &ScimError, allow: Option<&str>) -> Resp {
     r
 }
 
+/// 405 for a method HTTP defines that this endpoint does not take; 501 for one no
+/// endpoint could take (RFC 9110 §15.6.2: the server does not recognise it).
 pub fn method_not_allowed(method: &Method, allowed: &str) -> ScimError {
+    let known = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::CONNECT,
+    ];
+    if !known.contains(method) {
+        return ScimError::new(
+            501,
+            None,
+            format!("{method} is not an HTTP method scimd serves; it takes {ALLOWED_ANYWHERE}"),
+        );
+    }
     ScimError::new(
         405,
         None,

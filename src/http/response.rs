@@ -188,7 +188,7 @@ pub fn negotiated(mut r: Resp, accept: Option<&HeaderValue>) -> Resp {
 }
 
 /// Whether an Accept value asks for `application/json` (with a weight above 0) and does
-/// not name `application/scim+json`.
+/// not name `application/scim+json` (but with a weight of 0).
 fn prefers_plain_json(accept: &str) -> bool {
     let mut json = false;
     for range in accept.split(',') {
@@ -200,7 +200,8 @@ fn prefers_plain_json(accept: &str) -> bool {
                 .and_then(|q| q.trim().parse::<f32>().ok())
                 .is_some_and(|q| q <= 0.0)
         });
-        if media.eq_ignore_ascii_case(SCIM_JSON) {
+        // Named with a weight of 0, it is ruled out (RFC 9110 §12.4.2), not asked for.
+        if media.eq_ignore_ascii_case(SCIM_JSON) && !refused {
             return false;
         }
         json |= media.eq_ignore_ascii_case("application/json") && !refused;
@@ -238,6 +239,7 @@ mod tests {
             "application/json",
             "Application/JSON; charset=utf-8",
             "text/html, application/json;q=0.9",
+            "application/scim+json;q=0, application/json",
         ] {
             assert!(prefers_plain_json(yes), "{yes}");
         }

@@ -257,6 +257,9 @@ async fn wrong_method_unknown_endpoint_and_me() {
         .await;
     assert_error(&r, 405, None);
     assert_eq!(r.header("allow"), Some("GET, HEAD, PUT, PATCH, DELETE"));
+    // A method HTTP does not define is not implemented anywhere (RFC 9110 §15.6.2).
+    let foo = Method::from_bytes(b"FOO").unwrap();
+    assert_error(&s.call(foo, "/Users", Some(ACME), None).await, 501, None);
     assert_error(
         &s.call(
             Method::POST,
