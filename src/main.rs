@@ -1,53 +1,5 @@
 //! The `scimd` command line: its arguments, and which command runs (`cli/` holds them).
 
-/// The top manual page's sections that clap's definitions do not give (roff).
-const MAN_EXTRA: &str = r#".SH FILES
-.TP
-\fI/etc/scimd/scimd.toml\fR
-The configuration: listen address, TLS, storage, tenants and their token hashes (the
-default of \fB\-\-config\fR). Edits by \fBscimd tenant add\fR and \fBscimd token\fR take
-\fI.scimd.toml.lock\fR beside it.
-.TP
-\fI/var/lib/scimd/scimd.redb\fR
-Every tenant's users, groups, memberships and change feed (\fBstorage.dir\fR). Copy it
-only with \fBscimd backup\fR; put a copy back only with \fBscimd restore\fR.
-.TP
-\fI/var/lib/scimd/admin.sock\fR
-The running daemon's console socket (owner\-only): \fBstatus\fR, \fBbackup\fR,
-\fBexport\fR and the other commands ask the daemon through it.
-.TP
-\fI/var/lib/scimd/tls/\fR
-The self\-signed certificate and key, when \fBtls.self_signed\fR is set.
-.SH ENVIRONMENT
-.TP
-\fBSCIMD_\fR\fISECTION\fR\fB__\fR\fIKEY\fR
-Overrides a key of the configuration file, e.g. \fBSCIMD_SERVER__LISTEN=0.0.0.0:8443\fR.
-.TP
-\fBRUST_LOG\fR
-Overrides \fBlog.level\fR (a level, or tracing directives).
-.SH EXIT STATUS
-.TP
-0
-Done.
-.TP
-1
-The command failed (the message says why).
-.TP
-2
-A configuration or a request the command refuses: \fBcheck\-config\fR and \fBserve\fR
-with a file that has problems (listed), an edit that would break the file, a command
-missing its confirmation.
-.TP
-3
-\fBstatus\fR: the daemon is not running.
-.TP
-4
-\fBstatus\fR: whether it runs cannot be told (the configuration, or the database and
-the admin socket, unreadable by this user).
-.SH SEE ALSO
-README.md and docs/operations.md in the source, /usr/share/doc/scimd in the package.
-"#;
-
 /// `println!` for what a command prints to a person or a pipe: a reader that went away
 /// (`scimd users list | head`) ends the command quietly, and a failed write (`> /dev/full`)
 /// ends it with a message, instead of a panic and a claim of success.
@@ -490,19 +442,10 @@ fn main() -> ExitCode {
         } => list_cmd("Group", filter, list),
         Command::Man { dir } => {
             let cmd = <Cli as clap::CommandFactory>::command();
-            // The top page refers to scimd-serve(1) and the others: the package ships them.
-            // The top page also says what clap cannot: files, environment, exit codes.
-            let top = |cmd: clap::Command| -> std::io::Result<Vec<u8>> {
-                let mut page = Vec::new();
-                clap_mangen::Man::new(cmd).render(&mut page)?;
-                page.extend_from_slice(MAN_EXTRA.as_bytes());
-                Ok(page)
-            };
             let done = match dir {
-                Some(d) => clap_mangen::generate_to(cmd.clone(), &d)
-                    .and_then(|()| top(cmd))
-                    .and_then(|page| std::fs::write(d.join("scimd.1"), page)),
-                None => top(cmd).map(|page| say_with(|out| std::io::Write::write_all(out, &page))),
+                Some(d) => cli::man::write_pages(cmd, &d),
+                None => cli::man::top_page(cmd)
+                    .map(|page| say_with(|out| std::io::Write::write_all(out, &page))),
             };
             match done {
                 Ok(()) => ExitCode::SUCCESS,

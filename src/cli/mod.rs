@@ -4,6 +4,7 @@
 pub mod access;
 pub mod console;
 pub mod daemon;
+pub mod man;
 
 /// `text` with its control characters escaped (`\n`, `\u{1b}`): text from a file or from the
 /// daemon must not start a forged log line, nor drive an admin's terminal.

@@ -61,8 +61,8 @@ pub enum Error {
     /// A PUT body's id is not the URL's: ids never change.
     #[error("the body's id \"{given}\" differs from the id in the URL")]
     IdChanged { given: String },
-    /// A filter or sort no index serves read every record of the type until the request's
-    /// time was up (`server.request_timeout_secs`), or until its client had gone.
+    /// A filter or sort no index serves was reading the type's records one by one when the
+    /// request's time was up (`server.request_timeout_secs`).
     #[error(
         "this filter or sort reads every {} one by one, and that took longer than a request \
          may take; filter with `eq` on an indexed attribute (id, userName, externalId, \

@@ -188,7 +188,7 @@ fn catalogue(u1: &str, u2: &str, g1: &str) -> Vec<Case> {
         case("a group id on /Users", "DELETE", &format!("/Users/{g1}"), "", 404, None),
         case("a path below a resource", "GET", &format!("/Users/{u1}/extra"), "", 404, None),
         // --- protocol
-        case("unknown method", "BREW", "/Users", "", 405, None),
+        case("unknown method", "BREW", "/Users", "", 501, None),
         case("DELETE on the collection", "DELETE", "/Users", "", 405, None),
         Case { name: "PUT on the collection with a form body", request: request("PUT", "/Users", b"a=b", "").replace_ct("application/x-www-form-urlencoded"), status: 405, scim_type: None },
         Case { name: "two Host headers", request: request("GET", "/Users", b"", "Host: evil.example\r\n"), status: 400, scim_type: None },
