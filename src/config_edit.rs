@@ -443,6 +443,7 @@ pub fn remove_tenant(path: &Path, name: &str) -> Result<(), EditError> {
 /// The comment lines above a removed table and its sub-tables stay where they were, above
 /// the table that now follows (or at the end): `tenant add` put the file's closing comments
 /// (commented-out options) above the table it appended, and an admin's notes are theirs.
+/// (Comments between the removed table's own keys go with it.)
 fn keep_comments(doc: &mut DocumentMut, removed: &Table) {
     fn comments(t: &Table, out: &mut String) {
         let prefix = t.decor().prefix().and_then(|p| p.as_str()).unwrap_or("");
@@ -468,12 +469,15 @@ fn keep_comments(doc: &mut DocumentMut, removed: &Table) {
             }
         }
     }
+    // A tenant written as dotted keys has no place of its own in the file to keep them at.
+    let Some(at) = removed.position() else {
+        return;
+    };
     let mut kept = String::new();
     comments(removed, &mut kept);
     if kept.is_empty() {
         return;
     }
-    let at = removed.position().unwrap_or(0);
     let mut next = None;
     each_table(doc.as_table_mut(), &mut |t| {
         if let Some(p) = t.position().filter(|&p| p > at)

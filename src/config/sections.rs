@@ -35,7 +35,8 @@ pub struct ServerConfig {
     /// Seconds a client may take to send request headers (and to finish a TLS handshake).
     pub header_timeout_secs: u64,
     /// Seconds a request may take to send its body and its client to take each part of an
-    /// answer; also how long a scan or sort of every record may read (400 `tooMany` past it).
+    /// answer; also how long a scan or sort of every record may read (400 `tooMany` past it,
+    /// counted from when it starts reading).
     pub request_timeout_secs: u64,
     /// On SIGTERM, seconds open requests get to finish before connections are closed.
     pub shutdown_grace_secs: u64,

@@ -185,10 +185,9 @@ async fn page(
     p: ListParams,
     turn: &mut Option<Turn>,
 ) -> ScimResult<Resp> {
-    // A scan or sort of every record gives up when the request has taken as long as one
-    // may (400 tooMany), instead of holding its tenant's scan turn for minutes.
-    let deadline = std::time::Instant::now()
-        + std::time::Duration::from_secs(ctx.rt.config.server.request_timeout_secs);
+    // A scan or sort of every record gives up once it has read for as long as a request
+    // may take (400 tooMany), instead of holding its tenant's scan turn for minutes.
+    let scan_limit = std::time::Duration::from_secs(ctx.rt.config.server.request_timeout_secs);
     if p.cursor.is_some() && p.start_index.is_some() {
         return Err(both_cursor_and_start_index());
     }
@@ -298,7 +297,7 @@ async fn page(
             with_refs: true,
             after,
             resume: None,
-            deadline: Some(deadline),
+            scan_limit: Some(scan_limit),
         };
         if let Some(page) = app.store.list_stored(&ctx.principal.tenant, *kind, &q) {
             return Ok(stored_list(ctx, page?, start, scope));
@@ -345,7 +344,7 @@ async fn page(
             with_refs: with_refs && kind == Kind::User,
             after,
             resume,
-            deadline: Some(deadline),
+            scan_limit: Some(scan_limit),
         };
         let page = app
             .store

@@ -235,9 +235,9 @@ fn apply_one(
             matches!(path::parse(kind, raw_path), Ok(Parsed::Known(p))
                 if p.filter.is_none() && p.sub.is_none() && p.attr.def.unset.is_some())
         };
-        // A `remove` of a whole multi-valued attribute with a null value list removes
-        // nothing, as `[]` does: every member goes only when `value` is left out. A
-        // template that renders "no one" as null must not empty a group.
+        // A `remove` of a whole multi-valued attribute with a null value list is refused:
+        // read as absent it would empty a group a template meant to leave alone, and read
+        // as "no one" it would tell a client that meant everyone that it was done.
         let listed = || {
             matches!(path::parse(kind, raw_path), Ok(Parsed::Known(p))
                 if p.filter.is_none() && p.sub.is_none() && p.attr.def.multi_valued)
@@ -245,7 +245,10 @@ fn apply_one(
         return match op.op {
             OpKind::Add => Ok(()),
             OpKind::Replace if defaulted() => Ok(()),
-            OpKind::Remove if listed() => Ok(()),
+            OpKind::Remove if listed() => Err(ScimError::invalid_value(format!(
+                "a remove of \"{raw_path}\" with \"value\": null names nothing to remove: \
+                 list the values to remove, or leave \"value\" out to remove them all"
+            ))),
             _ => {
                 let clear = Operation {
                     op: OpKind::Remove,
@@ -1477,30 +1480,32 @@ mod tests {
             vec![MemberOp::Clear, MemberOp::Add(vec![json!({"value": "d"})])]
         );
         assert_eq!(out.body["displayName"], json!("H"));
-        // A remove whose value list is null or empty removes no one; left out, every member.
-        for value in [json!(null), json!([])] {
-            let out = run(
-                Kind::Group,
-                json!({"displayName": "G"}),
-                json!([{"op": "remove", "path": "members", "value": value}]),
-            )
-            .unwrap();
-            assert!(
-                out.member_ops
-                    .iter()
-                    .all(|o| *o == MemberOp::Remove(vec![])),
-                "{value}: {:?}",
-                out.member_ops
-            );
-        }
-        // The same for another multi-valued attribute; a null `replace` still clears it.
+        // A remove whose value list is empty removes no one; a null one is refused (left
+        // out, every member goes).
         let out = run(
-            Kind::User,
-            user(),
-            json!([{"op": "remove", "path": "emails", "value": null}]),
+            Kind::Group,
+            json!({"displayName": "G"}),
+            json!([{"op": "remove", "path": "members", "value": []}]),
         )
         .unwrap();
-        assert_eq!(out.body["emails"], user()["emails"]);
+        assert_eq!(out.member_ops, vec![MemberOp::Remove(vec![])]);
+        for (kind, body, path) in [
+            (Kind::Group, json!({"displayName": "G"}), "members"),
+            (Kind::User, user(), "emails"),
+        ] {
+            let e = run(
+                kind,
+                body,
+                json!([{"op": "remove", "path": path, "value": null}]),
+            )
+            .unwrap_err();
+            assert_eq!(
+                e.scim_type,
+                Some(crate::scim::error::ScimType::InvalidValue)
+            );
+            assert!(e.detail.contains("leave \"value\" out"), "{}", e.detail);
+        }
+        // A null `replace` still clears it.
         let out = run(
             Kind::User,
             user(),

@@ -1,4 +1,4 @@
-//! How long a scan may go on: until its request's deadline.
+//! How long a scan may go on: until its deadline, `ListQuery::scan_limit` after it began.
 //!
 //! A filter of a few hundred `or`ed conditions no index serves took a minute to scan a
 //! million users, holding one of its tenant's scan turns all the while, and went on after

@@ -449,7 +449,7 @@ impl Store {
                 })
             };
             // Each record read below asks it first: these reads may visit every record.
-            let budget = Budget::new(q.deadline);
+            let budget = Budget::new(q.scan_limit.map(|l| std::time::Instant::now() + l));
             // The matches in id order from `from`, until `visit` says stop: the planned
             // candidates that pass, a group's members that do, or a scan. False when the
             // budget cut it short.

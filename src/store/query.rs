@@ -26,10 +26,10 @@ pub struct ListQuery {
     pub after: Option<u128>,
     /// Cursor paging of a sorted list: results after this one in the sort order.
     pub resume: Option<SortMark>,
-    /// When a read that visits every record (a scan or a sort) gives up: past it the
-    /// request is answered `ScanCut` (`Budget`). `None`: no limit but the requester's
-    /// waiting.
-    pub deadline: Option<std::time::Instant>,
+    /// How long a read that visits every record (a scan or a sort) may read, counted from
+    /// when it starts reading (not while it waits for a turn): past it the request is
+    /// answered `ScanCut` (`Budget`). `None`: no limit.
+    pub scan_limit: Option<std::time::Duration>,
 }
 
 /// A place in a sorted list: the sort key of a resource (`None` when it has no value, which
@@ -133,8 +133,8 @@ where
             _ => None,
         },
         // The indexes are ordered by value: a prefix is a range of them. (`userName sw` is
-        // above.) An email's index key is folded character by character, so the range holds
-        // every match and the filter, evaluated on each, picks them.
+        // above.) The email index holds each address folded as the filter's evaluation folds
+        // both sides, so the range is the matches; the evaluation of each checks them.
         Filter::Compare {
             path,
             op: CompareOp::Sw,

@@ -551,7 +551,7 @@ fn scanned_filter_pages_reuse_their_count_only_within_a_snapshot() {
 }
 
 #[test]
-fn a_scan_past_its_deadline_is_refused_and_leaves_no_count_behind() {
+fn a_scan_past_its_limit_is_refused_and_leaves_no_count_behind() {
     let dir = tempfile::tempdir().unwrap();
     let f = Fixture::open(&dir.path().join("s.redb"));
     let mut ids = Vec::new();
@@ -562,13 +562,14 @@ fn a_scan_past_its_deadline_is_refused_and_leaves_no_count_behind() {
             None,
         ));
     }
-    let past = Some(std::time::Instant::now() - std::time::Duration::from_millis(1));
-    let query = |filter: &str, sort: bool, deadline| ListQuery {
+    // No time to read at all: a scan stops at its first record.
+    let past = Some(std::time::Duration::ZERO);
+    let query = |filter: &str, sort: bool, scan_limit| ListQuery {
         filter: Some(crate::scim::filter::parse_for(Kind::User, filter).unwrap()),
         sort: sort.then(|| SortSpec::parse(Kind::User, "title", None).unwrap()),
         start_index: 1,
         count: 2,
-        deadline,
+        scan_limit,
         ..ListQuery::default()
     };
     let list = |q| {
@@ -594,7 +595,7 @@ fn a_scan_past_its_deadline_is_refused_and_leaves_no_count_behind() {
     let page = list(query("title eq \"t\"", false, None)).unwrap();
     assert_eq!(page.total, 5);
     assert_eq!(page.items.len(), 2);
-    // Index-served reads are not scans: a deadline does not stop them.
+    // Index-served reads are not scans: a limit does not stop them.
     let page = list(query("userName eq \"u3\"", false, past)).unwrap();
     assert_eq!(page.total, 1);
     assert_eq!(parse_id(&page.items[0].id), Some(ids[3]));
@@ -2012,9 +2013,8 @@ fn writes_wait_for_the_first_scrub_and_none_is_taken_on_a_damaged_file() {
     assert!(refused > 10, "{refused} damaged files refused");
 }
 
-/// Past `PLANNED_MAX` (64 in unit tests) an index's ids are not collected: a conjunction
-/// with a group's members walks the member index, others scan, and a lone exact condition
-/// under a sort is evaluated, not taken as the whole tenant. The answers are the same.
+/// `emails.value sw` and `externalId sw` are planned from their index's range, each user
+/// once, within the tenant; past the plan's bound they scan, with the same answers.
 #[test]
 fn email_and_external_id_prefixes_read_their_index_with_a_scans_answers() {
     let dir = tempfile::tempdir().unwrap();
@@ -2037,8 +2037,10 @@ fn email_and_external_id_prefixes_read_their_index_with_a_scans_answers() {
     for i in 0..5 {
         let input = crate::scim::resource::normalize(
             Kind::User,
-            &serde_json::json!({"userName": format!("o{i}"), "externalId": format!("Ext{i:02}"),
-                "emails": [{"value": format!("team0.{i}@x")}]}),
+            // Values the queries below would match in this tenant, and that sort just
+            // after the matches in "t" (a walk that ran on would reach them).
+            &serde_json::json!({"userName": format!("o{i}"), "externalId": format!("ext9o{i}"),
+                "emails": [{"value": format!("team2.bo{i}@y")}]}),
         )
         .unwrap();
         f.rt.block_on(f.store.create(other.clone(), Kind::User.into(), input))
@@ -2106,6 +2108,9 @@ fn email_and_external_id_prefixes_read_their_index_with_a_scans_answers() {
     }
 }
 
+/// Past `PLANNED_MAX` (64 in unit tests) an index's ids are not collected: a conjunction
+/// with a group's members walks the member index, others scan, and a lone exact condition
+/// under a sort is evaluated, not taken as the whole tenant. The answers are the same.
 #[test]
 fn conditions_matching_more_than_a_plan_holds_are_walked_or_scanned_with_the_same_answers() {
     let dir = tempfile::tempdir().unwrap();

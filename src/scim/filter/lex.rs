@@ -66,6 +66,12 @@ pub(super) fn lex(input: &str) -> ScimResult<Vec<(usize, Tok)>> {
                             Some((_, 'r')) => s.push('\r'),
                             Some((_, 'b')) => s.push('\u{8}'),
                             Some((_, 'f')) => s.push('\u{c}'),
+                            // Not four hex digits after it: a backslash before a `u`
+                            // (`CORP\ursula`), as before any other letter JSON does not
+                            // escape.
+                            Some((_, 'u')) if hex4(&mut it.clone()).is_none() => {
+                                s.push_str("\\u");
+                            }
                             Some((_, 'u')) => {
                                 let bad = || err(j, "bad \\u escape in a string");
                                 let mut code = hex4(&mut it).ok_or_else(bad)?;
@@ -134,8 +140,10 @@ mod tests {
 
     #[test]
     fn strings_escapes_numbers_and_bare_words() {
-        // `\u` takes four hex digits, no sign.
-        assert!(parse("a eq \"\\u+041\"").is_err());
+        // `\u` takes four hex digits, no sign: else it is a backslash and a `u`.
+        assert!(
+            matches!(parse(r#"a eq "\u+041""#).unwrap(), Filter::Compare { value: CompValue::Str(v), .. } if v == r"\u+041")
+        );
         // A NUL, raw or escaped, is in no value.
         for nul in ["a eq \"x\0y\"", "a eq \"x\\u0000\""] {
             let e = parse(nul).unwrap_err();
@@ -162,6 +170,7 @@ mod tests {
             (r#"a eq "CORP\jdoe""#, r"CORP\jdoe"),
             (r#"a eq "CORP\\jdoe""#, r"CORP\jdoe"),
             (r#"a eq "a\/b\"c""#, "a/b\"c"),
+            (r#"a eq "CORP\ursula""#, r"CORP\ursula"),
         ] {
             let f = parse(text).unwrap();
             assert!(

@@ -102,6 +102,145 @@ pub(super) fn leaf(
     }
 }
 
+/// An attribute's name as a body's errors give it: `userName`, `emails.value`.
+fn label(scope: Scope, def: &AttrDef, leaf: &AttrDef) -> String {
+    match scope {
+        Scope::Element(parent) => format!("{}.{}", parent.name, def.name),
+        Scope::Resource(_) if std::ptr::eq(def, leaf) => def.name.to_string(),
+        Scope::Resource(_) => format!("{}.{}", def.name, leaf.name),
+    }
+}
+
+/// `v` with JSON's one-letter control escapes written back as backslash and letter.
+fn written_escapes(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() + 4);
+    for c in v.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One comparison, resolved and checked. Apart from `resolve_filter`, which recurses once
+/// per level of nesting: this arm's many temporaries would otherwise be in every level's
+/// frame (256 levels of `not (` overflowed a worker's stack in a debug build).
+fn resolve_compare(
+    scope: Scope,
+    path: &AttrPath,
+    op: &CompareOp,
+    value: &CompValue,
+) -> ScimResult<Filter> {
+    let rp = resolve_path(scope, path)?;
+    let (def, sub) =
+        lookup(scope, path).ok_or_else(|| ScimError::invalid_filter("unknown attribute"))?;
+    let Some(l) = leaf(def, sub) else {
+        return Err(ScimError::invalid_filter(format!(
+            "\"{}\" is a complex attribute; compare one of its sub-attributes",
+            def.name
+        )));
+    };
+    let value = match (l.ty, value) {
+        // IdPs send booleans as strings; read them as booleans.
+        (AttrType::Boolean, CompValue::Str(s)) if s.eq_ignore_ascii_case("true") => {
+            CompValue::Bool(true)
+        }
+        (AttrType::Boolean, CompValue::Str(s)) if s.eq_ignore_ascii_case("false") => {
+            CompValue::Bool(false)
+        }
+        // Unquoted values are read as text (Microsoft's reference collection sends
+        // `name.familyName eq Employee`), numbers among them: as a number,
+        // `externalId eq 0042` would find no one, and an IdP looking a user up before
+        // creating it would create a second one.
+        (
+            AttrType::String | AttrType::Reference | AttrType::Binary | AttrType::DateTime,
+            CompValue::Num(_, text),
+        ) => CompValue::Str(text.clone()),
+        (_, v) => v.clone(),
+    };
+    // A name never holds a control character: one in the value came from a
+    // backslash the client did not mean as JSON's escape (`"CORP\nancy"` from an
+    // IdP that escapes only quotes), so it is read back as the two characters sent.
+    let value = match value {
+        CompValue::Str(v)
+            if v.contains(['\n', '\t', '\r', '\u{8}', '\u{c}'])
+                && crate::scim::resource::refuses_controls(&label(scope, def, l)) =>
+        {
+            CompValue::Str(written_escapes(&v))
+        }
+        v => v,
+    };
+    if l.ty == AttrType::Boolean && (op.ordering() || op.substring()) {
+        return Err(ScimError::invalid_filter(format!(
+            "\"{}\" is a boolean; only eq and ne apply",
+            l.name
+        )));
+    }
+    // `active eq flase` would match nothing and read as "no one is deactivated".
+    if l.ty == AttrType::Boolean && matches!(value, CompValue::Str(_) | CompValue::Num(..)) {
+        return Err(ScimError::invalid_filter(format!(
+            "\"{}\" is a boolean; compare it with true or false, not {value}",
+            l.name
+        )));
+    }
+    // `externalId eq true` would match nothing, whatever the IdP meant.
+    if matches!(
+        l.ty,
+        AttrType::String | AttrType::Reference | AttrType::Binary | AttrType::DateTime
+    ) && let CompValue::Bool(_) = &value
+    {
+        return Err(ScimError::invalid_filter(format!(
+            "\"{}\" holds text; quote the value: {} {} \"{value}\"",
+            l.name,
+            path,
+            op.as_str()
+        )));
+    }
+    // `level eq true` on a number would match nothing, whatever was meant.
+    if matches!(l.ty, AttrType::Integer | AttrType::Decimal)
+        && let CompValue::Bool(_) = &value
+    {
+        return Err(ScimError::invalid_filter(format!(
+            "\"{}\" is a number; compare it with one, not {value}",
+            l.name
+        )));
+    }
+    // RFC 7644 §3.4.2.2: binary values have no order.
+    if l.ty == AttrType::Binary && op.ordering() {
+        return Err(ScimError::invalid_filter(format!(
+            "\"{}\" is binary (base64) and has no order; gt, ge, lt and le do not apply",
+            l.name
+        )));
+    }
+    // A date compared with something that is not one would quietly match nothing.
+    if l.ty == AttrType::DateTime
+        && !op.substring()
+        && let CompValue::Str(v) = &value
+        && parse_time(v).is_none()
+    {
+        return Err(ScimError::invalid_filter(format!(
+            "\"{v}\" is not a date-time; compare \"{}\" with one such as \"2024-05-01T12:00:00Z\"",
+            l.name
+        )));
+    }
+    if op.substring() && !matches!(value, CompValue::Str(_)) {
+        return Err(ScimError::invalid_filter(format!(
+            "{} needs a string value",
+            op.as_str()
+        )));
+    }
+    Ok(Filter::Compare {
+        path: rp,
+        op: *op,
+        value,
+    })
+}
+
 fn resolve_filter(scope: Scope, f: &Filter) -> ScimResult<Filter> {
     Ok(match f {
         Filter::And(a, b) => Filter::And(
@@ -114,100 +253,7 @@ fn resolve_filter(scope: Scope, f: &Filter) -> ScimResult<Filter> {
         ),
         Filter::Not(a) => Filter::Not(Box::new(resolve_filter(scope, a)?)),
         Filter::Present(p) => Filter::Present(resolve_path(scope, p)?),
-        Filter::Compare { path, op, value } => {
-            let rp = resolve_path(scope, path)?;
-            let (def, sub) = lookup(scope, path)
-                .ok_or_else(|| ScimError::invalid_filter("unknown attribute"))?;
-            let Some(l) = leaf(def, sub) else {
-                return Err(ScimError::invalid_filter(format!(
-                    "\"{}\" is a complex attribute; compare one of its sub-attributes",
-                    def.name
-                )));
-            };
-            let value = match (l.ty, value) {
-                // IdPs send booleans as strings; read them as booleans.
-                (AttrType::Boolean, CompValue::Str(s)) if s.eq_ignore_ascii_case("true") => {
-                    CompValue::Bool(true)
-                }
-                (AttrType::Boolean, CompValue::Str(s)) if s.eq_ignore_ascii_case("false") => {
-                    CompValue::Bool(false)
-                }
-                // Unquoted values are read as text (Microsoft's reference collection sends
-                // `name.familyName eq Employee`), numbers among them: as a number,
-                // `externalId eq 0042` would find no one, and an IdP looking a user up before
-                // creating it would create a second one.
-                (
-                    AttrType::String | AttrType::Reference | AttrType::Binary | AttrType::DateTime,
-                    CompValue::Num(_, text),
-                ) => CompValue::Str(text.clone()),
-                (_, v) => v.clone(),
-            };
-            if l.ty == AttrType::Boolean && (op.ordering() || op.substring()) {
-                return Err(ScimError::invalid_filter(format!(
-                    "\"{}\" is a boolean; only eq and ne apply",
-                    l.name
-                )));
-            }
-            // `active eq flase` would match nothing and read as "no one is deactivated".
-            if l.ty == AttrType::Boolean && matches!(value, CompValue::Str(_) | CompValue::Num(..))
-            {
-                return Err(ScimError::invalid_filter(format!(
-                    "\"{}\" is a boolean; compare it with true or false, not {value}",
-                    l.name
-                )));
-            }
-            // `externalId eq true` would match nothing, whatever the IdP meant.
-            if matches!(
-                l.ty,
-                AttrType::String | AttrType::Reference | AttrType::Binary | AttrType::DateTime
-            ) && let CompValue::Bool(_) = &value
-            {
-                return Err(ScimError::invalid_filter(format!(
-                    "\"{}\" holds text; quote the value: {} {} \"{value}\"",
-                    l.name,
-                    path,
-                    op.as_str()
-                )));
-            }
-            // `level eq true` on a number would match nothing, whatever was meant.
-            if matches!(l.ty, AttrType::Integer | AttrType::Decimal)
-                && let CompValue::Bool(_) = &value
-            {
-                return Err(ScimError::invalid_filter(format!(
-                    "\"{}\" is a number; compare it with one, not {value}",
-                    l.name
-                )));
-            }
-            // RFC 7644 §3.4.2.2: binary values have no order.
-            if l.ty == AttrType::Binary && op.ordering() {
-                return Err(ScimError::invalid_filter(format!(
-                    "\"{}\" is binary (base64) and has no order; gt, ge, lt and le do not apply",
-                    l.name
-                )));
-            }
-            // A date compared with something that is not one would quietly match nothing.
-            if l.ty == AttrType::DateTime
-                && !op.substring()
-                && let CompValue::Str(v) = &value
-                && parse_time(v).is_none()
-            {
-                return Err(ScimError::invalid_filter(format!(
-                    "\"{v}\" is not a date-time; compare \"{}\" with one such as \"2024-05-01T12:00:00Z\"",
-                    l.name
-                )));
-            }
-            if op.substring() && !matches!(value, CompValue::Str(_)) {
-                return Err(ScimError::invalid_filter(format!(
-                    "{} needs a string value",
-                    op.as_str()
-                )));
-            }
-            Filter::Compare {
-                path: rp,
-                op: *op,
-                value,
-            }
-        }
+        Filter::Compare { path, op, value } => resolve_compare(scope, path, op, value)?,
         Filter::ValuePath { path, filter } => {
             if path.sub.is_some() {
                 return Err(ScimError::invalid_filter(
@@ -382,6 +428,37 @@ mod tests {
         assert!(m("id eq \"2819c223\"") && !m("id eq \"2819C223\""));
         let f = parse_for(Kind::User, &format!("{USER_SCHEMA}:USERNAME eq \"x\"")).unwrap();
         assert_eq!(f.to_string(), "userName eq \"x\"");
+    }
+
+    #[test]
+    fn a_control_escape_in_a_name_is_the_backslash_the_idp_sent() {
+        let value = |kind: Kind, text: &str| match parse_for(kind, text).unwrap() {
+            Filter::Compare {
+                value: CompValue::Str(v),
+                ..
+            } => v,
+            Filter::ValuePath { filter, .. } => match *filter {
+                Filter::Compare {
+                    value: CompValue::Str(v),
+                    ..
+                } => v,
+                f => panic!("{f:?}"),
+            },
+            f => panic!("{f:?}"),
+        };
+        for (kind, text) in [
+            (Kind::User, r#"userName eq "CORP\nancy""#),
+            (Kind::User, r#"userName sw "CORP\tom""#),
+            (Kind::User, r#"emails.value eq "CORP\nancy""#),
+            (Kind::User, r#"emails[value eq "CORP\nancy"]"#),
+            (Kind::Group, r#"displayName eq "CORP\nancy""#),
+            (Kind::Group, r#"members[display eq "CORP\nancy"]"#),
+        ] {
+            let v = value(kind, text);
+            assert!(v.starts_with(r"CORP\"), "{text}: {v:?}");
+        }
+        // Other attributes may hold a line break: JSON's escape stands.
+        assert_eq!(value(Kind::User, r#"title eq "a\nb""#), "a\nb");
     }
 
     #[test]

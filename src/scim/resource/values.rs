@@ -146,7 +146,9 @@ pub fn normalize_simple(def: &AttrDef, value: &Value, label: &str) -> ScimResult
         // A whole number written as a float (`5.0`: JSON libraries that hold every number
         // as a double write them so) is that integer.
         (AttrType::Integer, Value::Number(n)) => match n.as_f64() {
-            Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Some(Value::from(f as i64))),
+            Some(f) if f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64 => {
+                Ok(Some(Value::from(f as i64)))
+            }
             _ => Err(ScimError::invalid_value(format!(
                 "attribute \"{label}\" must be an integer, got {n}, which is not a whole number"
             ))),
@@ -196,10 +198,7 @@ pub fn normalize_simple(def: &AttrDef, value: &Value, label: &str) -> ScimResult
         // directory: a line break or an escape sequence in one is a forgery waiting to be
         // printed, and no IdP sends one. (`addresses.formatted` may hold line breaks.)
         (AttrType::String, Value::String(s))
-            if matches!(
-                label,
-                "userName" | "displayName" | "emails.value" | "members.display"
-            ) && s.chars().any(char::is_control) =>
+            if refuses_controls(label) && s.chars().any(char::is_control) =>
         {
             Err(ScimError::invalid_value(format!(
                 "attribute \"{label}\" must not contain control characters (a line break, a \
@@ -247,6 +246,15 @@ fn is_base64(s: &str) -> bool {
         && body
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_'))
+}
+
+/// Whether attribute `label` (`emails.value` for a sub-attribute) refuses control
+/// characters: names and addresses every application shows, logs and compares.
+pub fn refuses_controls(label: &str) -> bool {
+    matches!(
+        label,
+        "userName" | "displayName" | "emails.value" | "members.display"
+    )
 }
 
 pub fn type_name(v: &Value) -> &'static str {
