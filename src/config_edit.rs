@@ -469,8 +469,17 @@ fn keep_comments(doc: &mut DocumentMut, removed: &Table) {
             }
         }
     }
-    // A tenant written as dotted keys has no place of its own in the file to keep them at.
-    let Some(at) = removed.position() else {
+    // Where the removed tables began: a tenant written as dotted keys has no header of its
+    // own, but its sub-tables (`[tenants.x.plan]`) do.
+    fn first(t: &Table) -> Option<usize> {
+        let subs = t.iter().filter_map(|(_, item)| match item {
+            Item::Table(sub) => first(sub),
+            Item::ArrayOfTables(a) => a.iter().filter_map(first).min(),
+            _ => None,
+        });
+        t.position().into_iter().chain(subs).min()
+    }
+    let Some(at) = first(removed) else {
         return;
     };
     let mut kept = String::new();
@@ -753,6 +762,38 @@ mod tests {
         let err = remove_tenant(&path, last).unwrap_err().to_string();
         assert!(err.contains("is the only tenant"), "{err}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn a_tenant_in_dotted_keys_leaves_the_comments_above_its_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scimd.toml");
+        let tok = |n: &str| format!("[{{ name = \"{n}\", sha256 = \"{}\" }}]", hex(&digest(n)));
+        std::fs::write(
+            &path,
+            format!(
+                "[tls]\nself_signed = true\n\n[tenants]\nbeta.tokens = {}\n\n# beta's plan, \
+                 agreed in May\n[tenants.beta.plan]\nname = \"Team\"\n\n[tenants.gamma]\ntokens = {}\n",
+                tok("b"),
+                tok("g")
+            ),
+        )
+        .unwrap();
+        assert!(Config::load(&path).unwrap().tenants.contains_key("beta"));
+        remove_tenant(&path, "beta").unwrap();
+        let after = std::fs::read_to_string(&path).unwrap();
+        let cfg = Config::load(&path).unwrap();
+        assert!(!cfg.tenants.contains_key("beta") && cfg.tenants.contains_key("gamma"));
+        let (note, gamma) = (
+            after
+                .find("# beta's plan, agreed in May")
+                .expect("the comment stays"),
+            after.find("[tenants.gamma]").unwrap(),
+        );
+        assert!(
+            note < gamma && after.find("[tls]").unwrap() < note,
+            "{after}"
+        );
     }
 
     #[test]

@@ -338,7 +338,8 @@ impl App {
         // A refusal of a request without a token (a scanner trying paths, a probe, a client
         // before its first challenge) is said once a minute per address: any client could
         // fill the journal.
-        let bare_refused = (400..500).contains(&status)
+        // (501: a method HTTP does not define, refused as a 4xx is.)
+        let bare_refused = ((400..500).contains(&status) || status == 501)
             && bare
             && !self.first_this_minute(&format!("bare refusal to {}", peer.ip()));
         if (read && status < 400) || status == 429 || bare_refused {

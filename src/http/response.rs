@@ -195,9 +195,10 @@ fn prefers_plain_json(accept: &str) -> bool {
         let mut parts = range.split(';');
         let media = parts.next().unwrap_or("").trim();
         let refused = parts.any(|p| {
-            p.trim()
-                .strip_prefix("q=")
-                .and_then(|q| q.trim().parse::<f32>().ok())
+            let p = p.trim();
+            p.get(..2)
+                .filter(|k| k.eq_ignore_ascii_case("q="))
+                .and_then(|_| p.get(2..)?.trim().parse::<f32>().ok())
                 .is_some_and(|q| q <= 0.0)
         });
         // Named with a weight of 0, it is ruled out (RFC 9110 §12.4.2), not asked for.
@@ -240,6 +241,7 @@ mod tests {
             "Application/JSON; charset=utf-8",
             "text/html, application/json;q=0.9",
             "application/scim+json;q=0, application/json",
+            "application/scim+json; Q=0, application/json",
         ] {
             assert!(prefers_plain_json(yes), "{yes}");
         }

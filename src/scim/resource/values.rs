@@ -115,6 +115,9 @@ pub fn normalize_single(def: &'static AttrDef, value: &Value) -> ScimResult<Opti
     })
 }
 
+/// 2^53: the largest magnitude below which a double holds every whole number exactly.
+const EXACT_IN_A_DOUBLE: f64 = 9_007_199_254_740_992.0;
+
 /// Normalise a simple (non-complex) value, naming `label` in errors.
 pub fn normalize_simple(def: &AttrDef, value: &Value, label: &str) -> ScimResult<Option<Value>> {
     let bad = |what: &str| {
@@ -145,10 +148,15 @@ pub fn normalize_simple(def: &AttrDef, value: &Value, label: &str) -> ScimResult
         }
         // A whole number written as a float (`5.0`: JSON libraries that hold every number
         // as a double write them so) is that integer.
+        // Only up to 2^53, where a double still holds every whole number exactly.
         (AttrType::Integer, Value::Number(n)) => match n.as_f64() {
-            Some(f) if f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64 => {
+            Some(f) if f.fract() == 0.0 && f.abs() <= EXACT_IN_A_DOUBLE => {
                 Ok(Some(Value::from(f as i64)))
             }
+            Some(f) if f.fract() == 0.0 => Err(ScimError::invalid_value(format!(
+                "attribute \"{label}\" must be an integer, got {n}: past 2^53 a number written \
+                 with a decimal point or exponent is not exact; send it without"
+            ))),
             _ => Err(ScimError::invalid_value(format!(
                 "attribute \"{label}\" must be an integer, got {n}, which is not a whole number"
             ))),
@@ -253,7 +261,7 @@ fn is_base64(s: &str) -> bool {
 pub fn refuses_controls(label: &str) -> bool {
     matches!(
         label,
-        "userName" | "displayName" | "emails.value" | "members.display"
+        "userName" | "displayName" | "emails.value" | "members.display" | "groups.display"
     )
 }
 
