@@ -603,7 +603,7 @@ impl Store {
                     let count = usize::try_from(q.count).unwrap_or(usize::MAX);
                     let mut w = Window::new(skip, count, q.after);
                     let ids = match &prefix {
-                        Some(p) => r.username_prefix(t, p, INLINE_PAGE as usize)?,
+                        Some(p) => r.prefixed(t, Prefixed::UserName, p, INLINE_PAGE as usize)?,
                         None => plan(r, t, kind, f)?,
                     };
                     let Some(ids) = ids else {

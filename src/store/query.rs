@@ -91,7 +91,7 @@ where
         return rt.modified_in(t, kind, (lo, hi), PLANNED_MAX);
     }
     if let Some(prefix) = user_name_prefix(kind, f) {
-        return rt.username_prefix(t, &prefix, PLANNED_MAX);
+        return rt.prefixed(t, Prefixed::UserName, &prefix, PLANNED_MAX);
     }
     Ok(match f {
         Filter::And(a, b) => {
@@ -140,9 +140,11 @@ where
             op: CompareOp::Sw,
             value: CompValue::Str(v),
         } if path.urn.is_none() => match (kind, path.name.as_str(), path.sub.as_deref()) {
-            (_, "externalId", None) => rt.prefixed(t, Some(kind), v, PLANNED_MAX)?,
+            (_, "externalId", None) => {
+                rt.prefixed(t, Prefixed::ExternalId(kind), v, PLANNED_MAX)?
+            }
             (Kind::User, "emails", Some("value") | None) => {
-                rt.prefixed(t, None, &fold(v), PLANNED_MAX)?
+                rt.prefixed(t, Prefixed::Email, &fold(v), PLANNED_MAX)?
             }
             _ => None,
         },
@@ -423,25 +425,28 @@ fn mentions_version(f: &Filter) -> bool {
 }
 
 /// Index look-ups shared by the read path.
+/// The indexes ordered by a text value, whose prefixes are ranges of them.
+#[derive(Clone, Copy)]
+pub(super) enum Prefixed {
+    /// Folded userNames, one user each.
+    UserName,
+    /// Folded email addresses; a user has several.
+    Email,
+    /// The kind's externalIds as given (caseExact).
+    ExternalId(Kind),
+}
+
 pub(super) trait IndexReader {
     fn username(&self, t: &str, u: &str) -> Result<Option<u128>, redb::Error>;
-    /// Ids whose userName starts with the folded prefix, or `None` when there are more than
-    /// `max`.
-    fn username_prefix(
-        &self,
-        t: &str,
-        prefix: &str,
-        max: usize,
-    ) -> Result<Option<BTreeSet<u128>>, redb::Error>;
     fn external_id(&self, t: &str, kind: Kind, x: &str) -> Result<BTreeSet<u128>, redb::Error>;
     fn display(&self, t: &str, kind: Kind, d: &str) -> Result<BTreeSet<u128>, redb::Error>;
     fn email(&self, t: &str, e: &str) -> Result<BTreeSet<u128>, redb::Error>;
-    /// Ids with an externalId (`Some(kind)`) or a folded email (`None`) starting with
-    /// `prefix`, each once however many of its values do, or `None` past `max`.
+    /// Ids whose value in `index` starts with `prefix` (folded for the folded indexes),
+    /// each once however many of its values do, or `None` when there are more than `max`.
     fn prefixed(
         &self,
         t: &str,
-        index: Option<Kind>,
+        index: Prefixed,
         prefix: &str,
         max: usize,
     ) -> Result<Option<BTreeSet<u128>>, redb::Error>;

@@ -221,26 +221,6 @@ impl IndexReader for ReadSide {
     fn username(&self, t: &str, u: &str) -> Result<Option<u128>, redb::Error> {
         Ok(self.usernames()?.get((t, u))?.map(|g| g.value()))
     }
-    fn username_prefix(
-        &self,
-        t: &str,
-        prefix: &str,
-        max: usize,
-    ) -> Result<Option<BTreeSet<u128>>, redb::Error> {
-        let mut out = BTreeSet::new();
-        for e in self.usernames()?.range((t, prefix)..)? {
-            let (k, v) = e?;
-            let (kt, name) = k.value();
-            if kt != t || !name.starts_with(prefix) {
-                break;
-            }
-            if out.len() == max {
-                return Ok(None);
-            }
-            out.insert(v.value());
-        }
-        Ok(Some(out))
-    }
     fn external_id(&self, t: &str, kind: Kind, x: &str) -> Result<BTreeSet<u128>, redb::Error> {
         collect_multi(self.ext_ids()?.get((t, kind.code(), x))?)
     }
@@ -253,36 +233,49 @@ impl IndexReader for ReadSide {
     fn prefixed(
         &self,
         t: &str,
-        index: Option<Kind>,
+        index: Prefixed,
         prefix: &str,
         max: usize,
     ) -> Result<Option<BTreeSet<u128>>, redb::Error> {
         let mut out = BTreeSet::new();
-        let mut add = |ids: redb::MultimapValue<'static, u128>| {
+        // False once past `max`.
+        let mut add = |id: u128| {
+            out.insert(id);
+            out.len() <= max
+        };
+        let mut add_all = |ids: redb::MultimapValue<'static, u128>| {
             for id in ids {
-                out.insert(id?.value());
-                if out.len() > max {
+                if !add(id?.value()) {
                     return Ok(false);
                 }
             }
             Ok::<_, redb::Error>(true)
         };
         match index {
-            Some(kind) => {
-                let c = kind.code();
-                for e in self.ext_ids()?.range((t, c, prefix)..)? {
-                    let (k, ids) = e?;
-                    let (kt, kc, x) = k.value();
-                    if kt != t || kc != c || !x.starts_with(prefix) || !add(ids)? {
+            Prefixed::UserName => {
+                for e in self.usernames()?.range((t, prefix)..)? {
+                    let (k, v) = e?;
+                    let (kt, name) = k.value();
+                    if kt != t || !name.starts_with(prefix) || !add(v.value()) {
                         break;
                     }
                 }
             }
-            None => {
+            Prefixed::Email => {
                 for e in self.emails()?.range((t, prefix)..)? {
                     let (k, ids) = e?;
                     let (kt, x) = k.value();
-                    if kt != t || !x.starts_with(prefix) || !add(ids)? {
+                    if kt != t || !x.starts_with(prefix) || !add_all(ids)? {
+                        break;
+                    }
+                }
+            }
+            Prefixed::ExternalId(kind) => {
+                let c = kind.code();
+                for e in self.ext_ids()?.range((t, c, prefix)..)? {
+                    let (k, ids) = e?;
+                    let (kt, kc, x) = k.value();
+                    if kt != t || kc != c || !x.starts_with(prefix) || !add_all(ids)? {
                         break;
                     }
                 }
