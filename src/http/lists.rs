@@ -112,14 +112,8 @@ pub(super) fn params_from_search(body: &Value) -> ScimResult<ListParams> {
                 (Some(i), _) => Ok(Some(i)),
                 // A whole number written as a float (`2.0`: JSON libraries that hold every
                 // number as a double write them so) is that number; beyond i64, capped as in
-                // a query string (a whole 1e30 is a float in JSON).
-                (None, Some(f)) if f.fract() == 0.0 => Ok(Some(if f >= i64::MAX as f64 {
-                    i64::MAX
-                } else if f <= i64::MIN as f64 {
-                    i64::MIN
-                } else {
-                    f as i64
-                })),
+                // a query string (a whole 1e30 is a float in JSON): `as` saturates.
+                (None, Some(f)) if f.fract() == 0.0 => Ok(Some(f as i64)),
                 _ => Err(ScimError::invalid_value(format!(
                     "\"{n}\" must be an integer"
                 ))),
