@@ -138,7 +138,7 @@ struct Shared {
     /// The snapshot reads share until the next commit (declared first: dropped before the
     /// database).
     snapshot: Mutex<SnapshotSlot>,
-    db: RwLock<Option<Arc<Database>>>,
+    db: RwLock<Option<Arc<Db>>>,
     /// Given to each file opened: `Store::close` waits until every one is closed.
     files: std::sync::mpsc::Sender<()>,
     path: PathBuf,
@@ -236,7 +236,7 @@ struct SnapshotSlot {
 }
 
 impl Shared {
-    fn current(&self) -> Option<Arc<Database>> {
+    fn current(&self) -> Option<Arc<Db>> {
         self.db.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -263,9 +263,7 @@ impl Shared {
     /// and the file locked against its reopening).
     fn share(&self, db: &Database, generation: u64, fresh: &Arc<read::ReadSide>) {
         let mut slot = self.snapshot_slot();
-        let current = self
-            .current()
-            .is_some_and(|d| std::ptr::eq(Arc::as_ptr(&d), db));
+        let current = self.current().is_some_and(|d| std::ptr::eq(&**d, db));
         if current && slot.generation == generation && slot.shared.is_none() {
             slot.shared = Some(fresh.clone());
         }
@@ -365,15 +363,38 @@ impl Shared {
 
     /// The database, reopening it if it was retired. Fails while the fault persists or a
     /// reader still holds the old handle; the next write or read retries.
-    fn reopen(&self) -> Result<Arc<Database>, redb::Error> {
+    fn reopen(&self) -> Result<Arc<Db>, redb::Error> {
         let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
         if let Some(db) = slot.as_ref() {
             return Ok(db.clone());
         }
-        let db = Arc::new(self.open_db()?);
+        let db = Arc::new(Db(Some(self.open_db()?)));
         tracing::warn!(path = %self.path.display(), "database reopened after a storage failure");
         *slot = Some(db.clone());
         Ok(db)
+    }
+}
+
+/// The open database, closed when its last holder lets go. redb's close records the
+/// free-space map, reading the file: on a damaged page it may panic there, on whichever
+/// thread held the last handle (a read, the writer, a console command closing). Caught: the
+/// file is damaged, and the next open or the scrub says so.
+struct Db(Option<Database>);
+
+impl std::ops::Deref for Db {
+    type Target = Database;
+    fn deref(&self) -> &Database {
+        self.0.as_ref().expect("taken only when dropped")
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Some(db) = self.0.take()
+            && let Err(what) = verify::caught(move || drop(db))
+        {
+            tracing::error!(%what, "the database could not be closed cleanly: a page read at the close is damaged");
+        }
     }
 }
 
@@ -539,7 +560,7 @@ impl Store {
         shared
             .version_floor
             .store(floor, std::sync::atomic::Ordering::Relaxed);
-        *shared.db.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(db));
+        *shared.db.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(Db(Some(db))));
         let shared = Arc::new(shared);
         let (tx, rx) = mpsc::channel(QUEUE);
         let ws = shared.clone();
@@ -596,7 +617,7 @@ impl Store {
 
     /// The open database for a read; when it is down, ask the writer to reopen it (so reads
     /// alone bring it back) and answer 503.
-    fn db(&self) -> Result<Arc<Database>, Error> {
+    fn db(&self) -> Result<Arc<Db>, Error> {
         self.shared.current().ok_or_else(|| {
             self.nudge();
             Error::Unavailable

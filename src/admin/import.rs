@@ -1,0 +1,416 @@
+//! `scimd import`: lines `scimd export` wrote, checked whole before anything is written.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use super::commands::no_tenant;
+use crate::config::Config;
+use crate::scim::schema::Kind;
+use crate::store::Store;
+
+/// Load exported lines into `tenant`, keeping ids: resources first, then group members, so
+/// members may refer to any imported resource.
+///
+/// Every line is checked before anything is written: its JSON, its attributes, ids and names
+/// repeated in the file, names taken in the tenant by another id, and members that point
+/// nowhere. What can still stop an import part-way (a full disk, a kill, a seat limit) leaves
+/// the resources written so far, and running the same import again finishes it: a line
+/// whose id the tenant already holds, as the same kind of resource, is skipped.
+///
+/// The file is read four times (checked alone, checked against the tenant, resources
+/// written, members added), a line at a time: what is held between the passes is each
+/// line's id and name digest, so a file of a million users costs tens of MB, not the file
+/// several times over.
+pub async fn import(
+    store: &Store,
+    cfg: &Config,
+    tenant: &str,
+    from: &Path,
+    progress: &mut (dyn FnMut(u64, u64) + Send),
+) -> Result<Imported, String> {
+    if !cfg.tenants.contains_key(tenant) {
+        return Err(no_tenant(cfg, tenant));
+    }
+    let rt = crate::http::Runtime::new(cfg.clone());
+    // The tenant's own change-feed retention, plan and create-only rules, as a request has.
+    // Unlike a POST, an extension's required attributes are not demanded: the records come
+    // as another host stored them, as a PUT keeps a resource stored before the requirement.
+    let actor = rt.actor(tenant, "import");
+    // Pass 1: each line alone, and ids and names repeated within the file (id -> line, and
+    // a digest of the folded userName / group displayName -> line).
+    let mut ids: HashMap<u128, usize> = HashMap::new();
+    let mut names: HashMap<(Kind, [u8; 16]), usize> = HashMap::new();
+    let mut lines = ImportLines::open(from).await?;
+    let mut found = Problems::default();
+    while let Some((n, line)) = lines.next().await? {
+        let line = match parse_line(&rt, tenant, n, &line) {
+            Ok(line) => line,
+            Err(e) => {
+                found.add(e);
+                continue;
+            }
+        };
+        let id = line.given.id;
+        if let Some(first) = ids.insert(id, n) {
+            found.add(format!(
+                "line {n}: id {} is also on line {first}",
+                crate::store::format_id(id)
+            ));
+        }
+        if let Some(name) = unique_name(line.kind, &line.input.body)
+            && let Some(first) = names.insert((line.kind, name_digest(name)), n)
+        {
+            found.add(format!(
+                "line {n}: {} \"{name}\" is also on line {first}",
+                name_attr(line.kind)
+            ));
+        }
+    }
+    found.refuse()?;
+    drop(names);
+    // Pass 2: against the tenant: which lines are there already, which would clash, and
+    // members that are neither in the file nor in the tenant.
+    let mut skip: HashSet<u128> = HashSet::new();
+    drop(lines); // one open reader at a time
+    let mut lines = ImportLines::open(from).await?;
+    while let Some((n, line)) = lines.next().await? {
+        let ParsedLine { kind, given, input } = parse_line(&rt, tenant, n, &line)?;
+        let id = given.id;
+        match held_as(store, tenant, id).await? {
+            Some(k) if k == kind => {
+                skip.insert(id);
+            }
+            Some(k) => {
+                found.add(format!(
+                    "line {n}: id {} is a {} in tenant {tenant}, not a {}",
+                    crate::store::format_id(id),
+                    k.as_str(),
+                    kind.as_str()
+                ));
+            }
+            None => {
+                if let Some(name) = unique_name(kind, &input.body)
+                    && let Some(other) = holder_of(store, &rt, tenant, kind, name).await?
+                {
+                    found.add(format!(
+                        "line {n}: {} \"{name}\" is taken in tenant {tenant} by {other}",
+                        name_attr(kind)
+                    ));
+                }
+            }
+        }
+        for m in input.members.iter().flatten() {
+            let Some(mid) = m.get("value").and_then(Value::as_str) else {
+                continue;
+            };
+            let known = match crate::store::parse_id(mid) {
+                Some(x) => ids.contains_key(&x) || held_as(store, tenant, x).await?.is_some(),
+                None => false,
+            };
+            if !known {
+                found.add(format!(
+                    "line {n}: member {mid} is neither in the file nor in tenant {tenant}"
+                ));
+            }
+        }
+    }
+    found.refuse()?;
+    // Pass 3: the resources, 256 at a time so the writer commits them in shared batches.
+    let total = (ids.len() - skip.len()) as u64;
+    drop(ids);
+    let skipped = skip.len() as u64;
+    let mut n = 0;
+    drop(lines); // one open reader at a time
+    let mut lines = ImportLines::open(from).await?;
+    let mut more = true;
+    while more {
+        let mut window = Vec::new();
+        while window.len() < 256 {
+            let Some((at, line)) = lines.next().await? else {
+                more = false;
+                break;
+            };
+            let ParsedLine {
+                kind,
+                given,
+                mut input,
+            } = parse_line(&rt, tenant, at, &line)?;
+            if skip.contains(&given.id) {
+                continue;
+            }
+            input.members = None;
+            let (store, actor, rt) = (store.clone(), actor.clone(), rt.rt(Some(tenant), kind));
+            window.push((
+                at,
+                tokio::spawn(async move { store.create_as(actor, rt, input, Some(given)).await }),
+            ));
+        }
+        // Every create of the window is waited for, so the count said below is what was
+        // written, the creates after a failed one included.
+        let (mut failed, mut refused) = (None, 0);
+        for (line, task) in window {
+            let why = match task.await {
+                Ok(Ok(_)) => {
+                    n += 1;
+                    continue;
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            refused += 1;
+            failed.get_or_insert((line, why));
+        }
+        if let Some((line, why)) = failed {
+            // One line: the console prints control characters escaped.
+            let more = match refused {
+                1 => String::new(),
+                r => format!(" (and {} more lines refused)", r - 1),
+            };
+            return Err(format!(
+                "line {line}: {why}{more}; the import stopped there, after writing {n} \
+                 resources (and finding {skipped} there already); once the cause is fixed, the \
+                 same import finishes the job: lines already in the tenant are skipped"
+            ));
+        }
+        progress(n, total);
+    }
+    drop(skip);
+    // Pass 4: the groups' members (of skipped lines too), a chunk at a time: a group of a
+    // million is a thousand writes that other tenants' writes go between, not one.
+    drop(lines); // one open reader at a time
+    let mut lines = ImportLines::open(from).await?;
+    while let Some((at, line)) = lines.next().await? {
+        let ParsedLine { given, input, .. } = parse_line(&rt, tenant, at, &line)?;
+        let Some(members) = input.members.filter(|m| !m.is_empty()) else {
+            continue;
+        };
+        for chunk in members.chunks(IMPORT_MEMBERS_AT_ONCE) {
+            let op = crate::scim::patch::Operation {
+                op: crate::scim::patch::OpKind::Add,
+                path: Some("members".into()),
+                value: Some(Value::Array(chunk.to_vec())),
+            };
+            store
+                .patch(
+                    actor.clone(),
+                    rt.rt(Some(tenant), Kind::Group),
+                    crate::store::format_id(given.id),
+                    vec![op],
+                    crate::store::Conditions::default(),
+                )
+                .await
+                .map_err(|e| {
+                    format!(
+                        "members of group {}: {}\nthe resources are written; once the cause \
+                         is fixed, the same import adds the members",
+                        crate::store::format_id(given.id),
+                        e
+                    )
+                })?;
+        }
+    }
+    Ok(Imported {
+        written: n,
+        skipped,
+    })
+}
+
+/// What an import's checking passes found wrong: the whole file's problems in one run, as
+/// `check-config` gives a file's, not one a run. The first `SHOWN` are said.
+#[derive(Default)]
+struct Problems {
+    shown: Vec<String>,
+    more: usize,
+}
+
+impl Problems {
+    const SHOWN: usize = 20;
+
+    fn add(&mut self, problem: String) {
+        match self.shown.len() < Self::SHOWN {
+            true => self.shown.push(problem),
+            false => self.more += 1,
+        }
+    }
+
+    /// Nothing written: the problems, if any, refuse the import.
+    fn refuse(&mut self) -> Result<(), String> {
+        if self.shown.is_empty() {
+            return Ok(());
+        }
+        let mut all = std::mem::take(&mut self.shown).join("\n");
+        if self.more > 0 {
+            all.push_str(&format!("\n... and {} more", self.more));
+        }
+        Err(all)
+    }
+}
+
+/// How many members of a group one write of an import adds.
+const IMPORT_MEMBERS_AT_ONCE: usize = 1000;
+
+/// An import's file, a line at a time, with its line numbers (blank lines skipped).
+struct ImportLines {
+    lines: tokio::io::Lines<BufReader<tokio::fs::File>>,
+    n: usize,
+    path: PathBuf,
+}
+
+impl ImportLines {
+    async fn open(path: &Path) -> Result<ImportLines, String> {
+        let f = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Ok(ImportLines {
+            lines: BufReader::with_capacity(256 << 10, f).lines(),
+            n: 0,
+            path: path.to_path_buf(),
+        })
+    }
+
+    async fn next(&mut self) -> Result<Option<(usize, String)>, String> {
+        loop {
+            self.n += 1;
+            match self.lines.next_line().await {
+                Ok(Some(l)) if l.trim().is_empty() => {}
+                Ok(Some(l)) => return Ok(Some((self.n, l))),
+                Ok(None) => return Ok(None),
+                Err(e) => {
+                    return Err(format!(
+                        "line {}: cannot read {}: {e}",
+                        self.n,
+                        self.path.display()
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// One line of an import, checked alone.
+struct ParsedLine {
+    kind: Kind,
+    given: crate::store::Given,
+    input: crate::scim::resource::Input,
+}
+
+fn parse_line(
+    rt: &crate::http::Runtime,
+    tenant: &str,
+    n: usize,
+    line: &str,
+) -> Result<ParsedLine, String> {
+    let v: Value = serde_json::from_str(line).map_err(|e| format!("line {n}: not JSON: {e}"))?;
+    let is_group = v["schemas"]
+        .as_array()
+        .is_some_and(|s| s.iter().any(|x| x == crate::scim::schema::GROUP_SCHEMA));
+    let kind = if is_group { Kind::Group } else { Kind::User };
+    let id = v["id"]
+        .as_str()
+        .and_then(crate::store::parse_id)
+        .ok_or_else(|| {
+            format!(
+                "line {n}: no \"id\" as scimd gives them (import reads the files `scimd export` \
+                 writes, where every resource has its id)"
+            )
+        })?;
+    let input = crate::scim::resource::normalize(rt.rt(Some(tenant), kind), &v)
+        .map_err(|e| format!("line {n}: {}", e.detail))?;
+    let meta = |k: &str| v["meta"][k].as_str().map(str::to_string);
+    let given = crate::store::Given {
+        id,
+        created: meta("created"),
+        modified: meta("lastModified"),
+        // `W/"8"`, as scimd writes it, or `W/"8.1f2e3d4c"` for a user in groups (the
+        // digest of its groups is not stored: `etag_of`).
+        version: meta("version").and_then(|s| {
+            let tag = s.trim_start_matches("W/").trim_matches('"');
+            tag.split('.').next()?.parse::<u64>().ok()
+        }),
+    };
+    Ok(ParsedLine { kind, given, input })
+}
+
+/// A digest of a unique name as the tenant compares it (folded): what the first pass keeps
+/// of each, instead of the name.
+fn name_digest(name: &str) -> [u8; 16] {
+    let d = crate::auth::digest(&crate::scim::fold::fold(name));
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d[..16]);
+    out
+}
+
+/// What an import did: resources written, and lines skipped as already in the tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Imported {
+    pub written: u64,
+    pub skipped: u64,
+}
+
+/// The attribute unique per tenant for `kind`, as an import checks it.
+fn name_attr(kind: Kind) -> &'static str {
+    match kind {
+        Kind::User => "userName",
+        Kind::Group => "displayName",
+    }
+}
+
+fn unique_name(kind: Kind, body: &crate::scim::resource::Body) -> Option<&str> {
+    body.get(name_attr(kind)).and_then(Value::as_str)
+}
+
+/// The kind of resource `id` is in `tenant`, if it is there.
+async fn held_as(store: &Store, tenant: &str, id: u128) -> Result<Option<Kind>, String> {
+    for kind in [Kind::User, Kind::Group] {
+        match store
+            .get(tenant.to_string(), kind, crate::store::format_id(id), false)
+            .await
+        {
+            Ok(_) => return Ok(Some(kind)),
+            Err(crate::store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(None)
+}
+
+/// The id of the resource of `kind` whose unique name is `name` (case-insensitively).
+async fn holder_of(
+    store: &Store,
+    rt: &crate::http::Runtime,
+    tenant: &str,
+    kind: Kind,
+    name: &str,
+) -> Result<Option<String>, String> {
+    let text = format!("{} eq {}", name_attr(kind), Value::String(name.to_string()));
+    let filter =
+        crate::scim::filter::parse_for(rt.rt(Some(tenant), kind), &text).map_err(|e| e.detail)?;
+    let q = crate::store::ListQuery {
+        filter: Some(filter),
+        count: 1,
+        ..Default::default()
+    };
+    let page = list(store, rt, tenant, kind, q).await?;
+    Ok(page.items.first().map(|r| r.id.clone()))
+}
+
+/// One page of `tenant`'s resources of `kind`, from the first (`start_index` 1).
+async fn list(
+    store: &Store,
+    rt: &crate::http::Runtime,
+    tenant: &str,
+    kind: Kind,
+    q: crate::store::ListQuery,
+) -> Result<crate::store::ListPage, String> {
+    let q = crate::store::ListQuery {
+        start_index: 1,
+        ..q
+    };
+    store
+        .list(tenant.to_string(), rt.rt(Some(tenant), kind), q)
+        .await
+        .map_err(|e| e.to_string())
+}
