@@ -326,12 +326,11 @@ fn main() -> ExitCode {
                 }
                 // The service would fail to start on these, so a script that runs this as
                 // root before a restart must not be told OK.
-                let blocked = service_user_problems(&cfg, &config);
+                let (user, blocked) = service_user_problems(&cfg, &config);
                 if !blocked.is_empty() {
                     eprintln!(
-                        "invalid configuration {} for the service user {}:",
+                        "invalid configuration {} for the service user {user}:",
                         config.display(),
-                        cli::access::SERVICE_USER
                     );
                     for p in blocked {
                         eprintln!("  - {p}");
@@ -607,21 +606,22 @@ fn output_failed(e: &std::io::Error) -> ! {
 }
 
 /// Run as root, check-config reads what the service user may not: say what that user cannot
-/// reach, as the service would fail on it at start. Only for a configuration that user
-/// serves: its storage.dir is that user's, or not made yet (a setup run as root, beside a
-/// packaged install, is not its concern).
-fn service_user_problems(cfg: &Config, file: &std::path::Path) -> Vec<String> {
-    use cli::access::{Account, SERVICE_USER, running_as_root};
+/// reach, as the service would fail on it at start. The service user is whoever owns
+/// storage.dir (a source install may name it otherwise than the package's `scimd`); for a
+/// storage.dir not made yet, the package's user if there is one. A storage.dir root owns is
+/// a setup run as root: nobody else's concern. Returns the user's name and the problems.
+fn service_user_problems(cfg: &Config, file: &std::path::Path) -> (String, Vec<String>) {
+    use cli::access::{Account, SERVICE_USER, name_of, running_as_root};
     use std::os::unix::fs::MetadataExt;
-    let Some(user) = running_as_root()
-        .then(|| Account::local(SERVICE_USER))
-        .flatten()
-    else {
-        return Vec::new();
+    let user = match std::fs::metadata(&cfg.storage.dir) {
+        _ if !running_as_root() => None,
+        Ok(m) if m.uid() == 0 => None,
+        Ok(m) => name_of(m.uid()).and_then(|n| Account::local(&n)),
+        Err(_) => Account::local(SERVICE_USER),
     };
-    if std::fs::metadata(&cfg.storage.dir).is_ok_and(|m| m.uid() != user.uid) {
-        return Vec::new();
-    }
+    let Some(user) = user else {
+        return (String::new(), Vec::new());
+    };
     let mut paths: Vec<(&str, &std::path::Path, u32)> = vec![("the configuration file", file, 4)];
     if !cfg.server.plain_http {
         paths.extend(cfg.tls.cert.as_deref().map(|p| ("tls.cert", p, 4)));
@@ -675,5 +675,5 @@ fn service_user_problems(cfg: &Config, file: &std::path::Path) -> Vec<String> {
             ));
         }
     }
-    out
+    (user.name, out)
 }

@@ -141,9 +141,11 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
             }
             // A reload keeps the address the daemon listens on; a new one waits for a restart,
             // which the reload's log says, and this says again. A port 0 (any) or a host
-            // name in the file cannot be compared, and is not.
+            // name in the file cannot be compared, and is not; nor a file that does not load
+            // (read leniently here, its listen may be the default, and a restart would fail).
             if req["cmd"] == "status"
                 && a["daemon"] == true
+                && Config::load(config).is_ok()
                 && let Some(bound) = a["listen"]
                     .as_str()
                     .and_then(|b| b.parse::<std::net::SocketAddr>().ok())

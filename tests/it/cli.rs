@@ -1,5 +1,6 @@
 //! The command line an admin uses: check-config, token, tenant add and the help texts.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -915,4 +916,48 @@ fn the_manual_names_files_environment_and_exit_codes() {
     assert!(dir.path().join("scimd-status.1").exists());
     let printed = scimd().arg("man").output().unwrap();
     assert_eq!(String::from_utf8_lossy(&printed.stdout), top);
+}
+
+/// Run as root, check-config reads the files as whoever owns storage.dir would: a database
+/// a root command left there with mode 0600 passes root's own reading, and would stop the
+/// service's start. Whatever that user's name is (here `nobody`, not the package's `scimd`).
+#[test]
+fn check_config_as_root_reads_as_the_owner_of_the_state_directory() {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if !root {
+        return; // only root can give the directory to another user
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = tenantless_config(dir.path());
+    run_ok(&["tenant", "add", "acme"], &path);
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let chown = |p: &Path| {
+        assert!(
+            Command::new("chown")
+                .arg("65534:65534")
+                .arg(p)
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    chown(&state);
+    assert!(run_ok(&["check-config"], &path).contains(": OK ("));
+    // Left by root, owner-only.
+    let db = state.join("scimd.redb");
+    std::fs::write(&db, b"").unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = run(&["check-config"], &path);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("for the service user nobody:"), "{err}");
+    assert!(err.contains(&db.display().to_string()), "{err}");
+    // Given to that user, it passes again.
+    chown(&db);
+    assert!(run_ok(&["check-config"], &path).contains(": OK ("));
 }

@@ -880,6 +880,9 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
             );
             if args[0] == "status" {
                 assert!(stdout.contains(": running, listening on"), "{stdout}");
+                // Read around its broken lines, the file's listen may be the default: not
+                // compared with where the daemon listens (a restart would fail anyway).
+                assert!(!stdout.contains("note: server.listen is"), "{stdout}");
             }
         }
         assert!(backup.exists());
