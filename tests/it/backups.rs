@@ -364,11 +364,7 @@ async fn a_backup_of_a_stopped_server_is_made_by_the_command_itself() {
     let dir = tempfile::tempdir().unwrap();
     let (cfg, _) = stopped_with_backup(dir.path()).await;
     let state = dir.path().join("state");
-    let root = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-    if root {
+    if crate::process::running_as_root() {
         // Another owner for the state directory, as the service user would be.
         let ok = std::process::Command::new("chown")
             .args(["-R", "65534"])

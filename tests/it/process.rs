@@ -48,6 +48,14 @@ fn token_line(name: &str, token: &str) -> String {
     )
 }
 
+/// Whether the tests run as root: only root can give a directory to another user.
+pub(crate) fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
 pub(crate) fn kill(pid: u32, sig: &str) {
     let ok = Command::new("kill")
         .args([sig, &pid.to_string()])
@@ -185,12 +193,8 @@ impl Proc {
 /// started by hand) is refused before it makes anything there the service could not use.
 #[test]
 fn root_does_not_serve_a_state_directory_another_user_owns() {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-    if !root {
-        return; // only root can give the directory to another user
+    if !running_as_root() {
+        return;
     }
     let dir = tempfile::tempdir().unwrap();
     let cfg = okta_config(dir.path());
