@@ -633,7 +633,7 @@ impl Server {
                 let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                     let app = app.clone();
                     let keep_alive = keep_alive.clone();
-                    let guard = counter.start();
+                    let mut guard = counter.start();
                     req.extensions_mut().insert(backlog.clone());
                     req.extensions_mut().insert(voucher.clone());
                     async move {
@@ -662,6 +662,7 @@ impl Server {
                             Ok(r) => r,
                             Err(what) => internal_error(&what, &id),
                         };
+                        guard.answered();
                         // A client that asked to be told before sending (`Expect:
                         // 100-continue`) and was never told to go on sends nothing more.
                         // After a 408 the client has had its time; waiting for the rest
@@ -776,6 +777,9 @@ impl Server {
                     }
                     in_flight::Ending::NoWindow(quiet) if first("no window") => {
                         tracing::warn!(%peer, secs = quiet.as_secs(), "closed a connection whose answers had not moved: the client gives no flow-control window (said once a minute per address)");
+                    }
+                    in_flight::Ending::Unanswered(quiet) if first("unanswered") => {
+                        tracing::warn!(%peer, secs = quiet.as_secs(), "closed a connection whose request had had no answer for that long (said once a minute per address)");
                     }
                     in_flight::Ending::Unread(quiet) if first("unread") => {
                         tracing::warn!(%peer, secs = quiet.as_secs(), "closed a connection whose client had read nothing of its answer (said once a minute per address)");

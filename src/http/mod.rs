@@ -711,6 +711,21 @@ fn port_fits(authority: &str) -> bool {
     }
 }
 
+/// Whether a Host header names the authority given: the same host in any case, and the same
+/// port once the scheme's default is filled in (`example.com` is `example.com:443` over
+/// https, RFC 9110 §4.2.2).
+fn same_authority(a: &http::uri::Authority, host: &[u8], scheme: Option<&str>) -> bool {
+    let Ok(h) = http::uri::Authority::try_from(host) else {
+        return false;
+    };
+    let default = match scheme {
+        Some(s) if s.eq_ignore_ascii_case("https") => Some(443),
+        Some(s) if s.eq_ignore_ascii_case("http") => Some(80),
+        _ => None,
+    };
+    a.host().eq_ignore_ascii_case(h.host()) && a.port_u16().or(default) == h.port_u16().or(default)
+}
+
 /// What makes a request unanswerable whatever it asks (RFC 9112 §3.2, RFC 6750 §3.1): a
 /// Host header that is not a host and port (it becomes `meta.location` and `Location`
 /// when `public_url` is unset, so `evil.example/phish?` would be echoed to clients), an
@@ -742,7 +757,7 @@ fn malformed<B>(req: &Request<B>) -> Option<ScimError> {
     // HTTP/2: a Host beside :authority must name the same (RFC 9113 §8.3.1).
     if let (Some(a), Some(h)) = (req.uri().authority(), host)
         && req.version() == http::Version::HTTP_2
-        && !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes())
+        && !same_authority(a, h.as_bytes(), req.uri().scheme_str())
     {
         return Some(ScimError::new(
             400,

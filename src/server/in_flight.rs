@@ -55,6 +55,10 @@ pub const SILENT_GRACE: Duration = Duration::from_millis(250);
 /// One connection's requests and progress (or, as a parent, all connections').
 pub struct InFlight {
     open: AtomicUsize,
+    /// Of the open requests, those whose answer is still being worked out (reading the
+    /// body, waiting for a turn, a scan): a connection quiet for them is not stalled by its
+    /// client. This connection's own count (not kept in the parent).
+    thinking: AtomicUsize,
     started: AtomicU64,
     /// Milliseconds since `epoch` at the last sign of progress: a request started or ended,
     /// or `EARNEST` bytes written.
@@ -127,6 +131,7 @@ impl InFlight {
             .map_or(0, |p| p.next_serial.fetch_add(1, Ordering::Relaxed));
         let f = InFlight {
             open: AtomicUsize::new(0),
+            thinking: AtomicUsize::new(0),
             started: AtomicU64::new(0),
             stirred: AtomicU64::new(0),
             asked: AtomicU64::new(0),
@@ -159,8 +164,12 @@ impl InFlight {
             f.started.fetch_add(1, Ordering::SeqCst);
             f.open.fetch_add(1, Ordering::SeqCst);
         }
+        self.thinking.fetch_add(1, Ordering::SeqCst);
         self.ask();
-        Guard(self.clone())
+        Guard {
+            flight: self.clone(),
+            thinking: true,
+        }
     }
 
     fn lineage(&self) -> impl Iterator<Item = &InFlight> {
@@ -227,6 +236,12 @@ impl InFlight {
     /// stalled, not idle.
     fn owes(&self) -> bool {
         self.open.load(Ordering::SeqCst) > 0 || self.blocked.load(Ordering::SeqCst) > 0
+    }
+
+    /// Every open request is still being answered: nothing is waiting on the client.
+    fn all_thinking(&self) -> bool {
+        let thinking = self.thinking.load(Ordering::SeqCst);
+        thinking > 0 && thinking >= self.open.load(Ordering::SeqCst)
     }
 
     /// `n` bytes counted as unsent are gone: written, or never to be.
@@ -404,12 +419,29 @@ impl Drop for InFlight {
     }
 }
 
-pub struct Guard(Arc<InFlight>);
+pub struct Guard {
+    flight: Arc<InFlight>,
+    /// Its answer is not ready yet.
+    thinking: bool,
+}
+
+impl Guard {
+    /// The request's answer is ready (its handler has returned): from now on a quiet
+    /// connection is one whose client takes nothing. Progress, too: what comes next (the
+    /// rest of a body drained, the answer written) has its own time from here.
+    pub fn answered(&mut self) {
+        if std::mem::take(&mut self.thinking) {
+            self.flight.thinking.fetch_sub(1, Ordering::SeqCst);
+            self.flight.stir();
+        }
+    }
+}
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        self.0.ask();
-        for f in self.0.lineage() {
+        self.answered();
+        self.flight.ask();
+        for f in self.flight.lineage() {
             if f.open.fetch_sub(1, Ordering::SeqCst) == 1 {
                 f.none_open.notify_waiters();
             }
@@ -431,7 +463,7 @@ impl<B: Body> Counted<B> {
     /// Counts a body of known size as unsent until its bytes are written.
     pub fn new(body: B, guard: Guard) -> Self {
         let owed = body.size_hint().exact().unwrap_or(0);
-        guard.0.owe(owed);
+        guard.flight.owe(owed);
         Counted {
             body,
             guard,
@@ -444,7 +476,9 @@ impl<B: Body> Counted<B> {
 /// What hyper never took (the client reset the stream, or went) will never be written.
 impl<B> Drop for Counted<B> {
     fn drop(&mut self) {
-        self.guard.0.unowe(self.owed.saturating_sub(self.taken));
+        self.guard
+            .flight
+            .unowe(self.owed.saturating_sub(self.taken));
     }
 }
 
@@ -667,7 +701,14 @@ where
                 let owes = flight.owes();
                 let quiet = flight.quiet_for();
                 let socket_full = flight.blocked.load(Ordering::SeqCst) > 0;
-                if owes && !socket_full && quiet >= limits.stalled {
+                // Requests still being answered (queued behind the tenant's scans, say)
+                // owe the client nothing yet: their handlers' own limits answer them (408,
+                // 503, 400 tooMany), and this only bounds a handler past those.
+                if owes && !socket_full && flight.all_thinking() {
+                    if quiet >= limits.unread {
+                        return Ending::Unanswered(quiet);
+                    }
+                } else if owes && !socket_full && quiet >= limits.stalled {
                     return Ending::NoWindow(quiet);
                 }
                 if socket_full && quiet >= limits.unread {
@@ -706,6 +747,8 @@ pub enum Ending {
     /// Cut after its answers had not moved for this long: the client (HTTP/2) gave no
     /// flow-control window.
     NoWindow(Duration),
+    /// Cut after its requests had been worked on this long without an answer.
+    Unanswered(Duration),
     /// Cut after its client had read nothing of its answer for this long.
     Unread(Duration),
 }
@@ -877,6 +920,26 @@ mod tests {
         b.owe(50);
         drop(b);
         assert_eq!(root.unsent(), 0);
+    }
+
+    /// A request still being answered is not its client's stall; once answered, a quiet
+    /// connection is.
+    #[test]
+    fn requests_being_answered_owe_the_client_nothing_yet() {
+        let f = InFlight::new().child();
+        assert!(!f.all_thinking());
+        let mut a = f.start();
+        let b = f.start();
+        assert!(f.all_thinking());
+        a.answered();
+        assert!(
+            !f.all_thinking(),
+            "an answer handed over waits on the client"
+        );
+        drop(a);
+        assert!(f.all_thinking());
+        drop(b);
+        assert!(!f.all_thinking() && !f.owes());
     }
 
     #[tokio::test(start_paused = true)]

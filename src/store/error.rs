@@ -66,11 +66,20 @@ pub enum Error {
     #[error(
         "this filter or sort reads every {} one by one, and that took longer than a request \
          may take; filter with `eq` on an indexed attribute (id, userName, externalId, \
-         emails.value, displayName, groups.value, members.value), on meta.lastModified, or \
-         with `and` beside one of these",
+         emails.value, displayName, groups.value, members.value), `sw` on userName, \
+         emails.value or externalId, a comparison of meta.lastModified, or `and` beside one \
+         of these",
         .kind.as_str()
     )]
     ScanCut { kind: Kind },
+    /// A read waited for one of its tenant's read turns as long as a request may take
+    /// (`server.request_timeout_secs`): they were all held by earlier slow reads.
+    #[error(
+        "this tenant's earlier requests hold every read thread it may use (filters or sorts \
+         no index serves, each for up to the request time limit), and this request waited \
+         its whole time for one; retry later, or filter with `eq` on an indexed attribute"
+    )]
+    Busy,
     /// Every seat of the plan is taken and its policy is to refuse another active user.
     #[error(
         "plan \"{plan}\" has {} taken; deactivate a user or raise the tenant's plan.seats",
@@ -125,7 +134,9 @@ impl From<Error> for ScimError {
             // calculate or process".
             Error::ScanCut { .. } => (400, Some(ScimType::TooMany)),
             Error::SeatsTaken { .. } => (403, None),
-            Error::Unavailable | Error::DiskFull { .. } | Error::Damaged => (503, None),
+            Error::Unavailable | Error::DiskFull { .. } | Error::Damaged | Error::Busy => {
+                (503, None)
+            }
         };
         ScimError::new(status, scim_type, e.to_string())
     }

@@ -234,6 +234,9 @@ impl Store {
         let inline = inline && snapshot.is_none();
         // Asked only of a read that goes to the pool: a point lookup stays off it.
         let scan = !inline && may_scan(kind, &q);
+        // Waiting for a turn is bounded as reading is: a request behind its tenant's scans
+        // is answered 503 once it has waited as long as one may read.
+        let wait = q.scan_limit;
         let share = if inline {
             String::new()
         } else {
@@ -564,10 +567,11 @@ impl Store {
             }
             Ok(Ok(page))
         };
+        let turns = super::Turns { scan, wait };
         match snapshot {
-            Some(s) => self.pooled_as(&share, scan, move |_| read(&s.0)).await,
+            Some(s) => self.pooled_as(&share, turns, move |_| read(&s.0)).await,
             None if inline => self.read_now_in(read),
-            None => self.read_in_as(&share, scan, read).await,
+            None => self.read_in_as(&share, turns, read).await,
         }
     }
 }

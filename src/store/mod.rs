@@ -190,6 +190,25 @@ const TENANT_READS: usize = READ_THREADS / 2;
 /// scans of a million users.
 const TENANT_SCANS: usize = TENANT_READS / 2;
 
+/// How a read takes its turn on the read threads.
+#[derive(Clone, Copy)]
+pub(super) struct Turns {
+    /// It may scan (see `TENANT_SCANS`).
+    pub scan: bool,
+    /// At most this long waited for, or the read is answered `Busy`: a request queued
+    /// behind its tenant's scans gets an answer, not a wait as long as the queue.
+    pub wait: Option<std::time::Duration>,
+}
+
+impl Turns {
+    pub fn plain() -> Turns {
+        Turns {
+            scan: false,
+            wait: None,
+        }
+    }
+}
+
 /// A turn on the read threads (`Shared::read_turn`), held until dropped.
 pub(super) struct Turn {
     _scan: Option<tokio::sync::OwnedSemaphorePermit>,
@@ -711,17 +730,17 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Arc<read::ReadSide>) -> R<T> + Send + 'static,
     {
-        self.read_in_as(tenant, false, f).await
+        self.read_in_as(tenant, Turns::plain(), f).await
     }
 
-    /// `read_in`, for a read that may scan when `scan` (see `TENANT_SCANS`).
-    async fn read_in_as<T, F>(&self, tenant: &str, scan: bool, f: F) -> Result<T, Error>
+    /// `read_in`, taking its turn as `turns` says.
+    async fn read_in_as<T, F>(&self, tenant: &str, turns: Turns, f: F) -> Result<T, Error>
     where
         T: Send + 'static,
         F: FnOnce(&Arc<read::ReadSide>) -> R<T> + Send + 'static,
     {
         let db = self.db()?;
-        self.pooled_as(tenant, scan, move |shared| f(&shared.snapshot(&db)?))
+        self.pooled_as(tenant, turns, move |shared| f(&shared.snapshot(&db)?))
             .await
     }
 
@@ -731,17 +750,23 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Shared) -> R<T> + Send + 'static,
     {
-        self.pooled_as(tenant, false, f).await
+        self.pooled_as(tenant, Turns::plain(), f).await
     }
 
-    /// `pooled`, for a read that may scan when `scan` (see `TENANT_SCANS`).
-    async fn pooled_as<T, F>(&self, tenant: &str, scan: bool, f: F) -> Result<T, Error>
+    /// `pooled`, taking its turn as `turns` says.
+    async fn pooled_as<T, F>(&self, tenant: &str, turns: Turns, f: F) -> Result<T, Error>
     where
         T: Send + 'static,
         F: FnOnce(&Shared) -> R<T> + Send + 'static,
     {
         let shared = self.shared.clone();
-        let turn = shared.read_turn(tenant, scan).await;
+        let turn = shared.read_turn(tenant, turns.scan);
+        let turn = match turns.wait {
+            Some(wait) => tokio::time::timeout(wait, turn)
+                .await
+                .map_err(|_| Error::Busy)?,
+            None => turn.await,
+        };
         // A panic is caught on its thread, so that what it said goes in the log under the
         // error id the client is given.
         let res = tokio::task::spawn_blocking(move || {

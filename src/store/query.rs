@@ -77,6 +77,11 @@ pub struct StoredPage {
 /// (Small in unit tests, so that they reach both sides of it.)
 const PLANNED_MAX: usize = if cfg!(test) { 64 } else { 100_000 };
 
+/// Index entries a plan's ranged reads (prefixes, time ranges, a group's members) may read
+/// in all: a filter `and`ing hundreds of broad prefixes would otherwise read `PLANNED_MAX`
+/// entries for each before the scan it comes to anyway, unbounded by the scan's time limit.
+const PLAN_READS: usize = 2 * (PLANNED_MAX + 1);
+
 /// Ids an index can produce for a filter, or `None` when only a scan can answer.
 pub(super) fn plan<RT>(
     rt: &RT,
@@ -87,11 +92,40 @@ pub(super) fn plan<RT>(
 where
     RT: IndexReader,
 {
+    let mut left = PLAN_READS;
+    planned(rt, t, kind, f, &mut left)
+}
+
+/// A ranged read of at most `PLANNED_MAX` ids within what is `left` of a plan's reads
+/// (`PLAN_READS`), which it spends: `None` once nothing is left.
+fn ranged(
+    left: &mut usize,
+    read: impl FnOnce(usize) -> Result<Option<BTreeSet<u128>>, redb::Error>,
+) -> Result<Option<BTreeSet<u128>>, redb::Error> {
+    let max = (*left).min(PLANNED_MAX);
+    if max == 0 {
+        return Ok(None);
+    }
+    let ids = read(max)?;
+    *left = left.saturating_sub(ids.as_ref().map_or(max + 1, BTreeSet::len));
+    Ok(ids)
+}
+
+fn planned<RT>(
+    rt: &RT,
+    t: &str,
+    kind: Kind,
+    f: &Filter,
+    left: &mut usize,
+) -> Result<Option<BTreeSet<u128>>, redb::Error>
+where
+    RT: IndexReader,
+{
     if let Some((lo, hi)) = modified_range(kind, f) {
-        return rt.modified_in(t, kind, (lo, hi), PLANNED_MAX);
+        return ranged(left, |max| rt.modified_in(t, kind, (lo, hi), max));
     }
     if let Some(prefix) = user_name_prefix(kind, f) {
-        return rt.prefixed(t, Prefixed::UserName, &prefix, PLANNED_MAX);
+        return ranged(left, |max| rt.prefixed(t, Prefixed::UserName, &prefix, max));
     }
     Ok(match f {
         Filter::And(a, b) => {
@@ -101,14 +135,14 @@ where
             } else {
                 (a, b)
             };
-            match plan(rt, t, kind, x)? {
+            match planned(rt, t, kind, x, left)? {
                 Some(ids) => Some(ids),
-                None => plan(rt, t, kind, y)?,
+                None => planned(rt, t, kind, y, left)?,
             }
         }
         // Each side within the bound, and their union too.
-        Filter::Or(a, b) => match plan(rt, t, kind, a)? {
-            Some(mut x) => match plan(rt, t, kind, b)? {
+        Filter::Or(a, b) => match planned(rt, t, kind, a, left)? {
+            Some(mut x) => match planned(rt, t, kind, b, left)? {
                 Some(y) if x.len() + y.len() <= PLANNED_MAX => {
                     x.extend(y);
                     Some(x)
@@ -128,8 +162,10 @@ where
             (_, "displayName", None) => Some(rt.display(t, kind, &fold(v))?),
             (Kind::User, "emails", Some("value") | None) => Some(rt.email(t, &fold(v))?),
             (Kind::Group, "members", Some("value") | None) => Some(rt.groups_of(t, v)?),
-            (Kind::User, "groups", Some("value") | None) => rt.users_in(t, v, PLANNED_MAX)?,
-            (Kind::User, "groups", Some("display")) => users_in_named(rt, t, v)?,
+            (Kind::User, "groups", Some("value") | None) => {
+                ranged(left, |max| rt.users_in(t, v, max))?
+            }
+            (Kind::User, "groups", Some("display")) => users_in_named(rt, t, v, left)?,
             _ => None,
         },
         // The indexes are ordered by value: a prefix is a range of them. (`userName sw` is
@@ -140,11 +176,11 @@ where
             op: CompareOp::Sw,
             value: CompValue::Str(v),
         } if path.urn.is_none() => match (kind, path.name.as_str(), path.sub.as_deref()) {
-            (_, "externalId", None) => {
-                rt.prefixed(t, Prefixed::ExternalId(kind), v, PLANNED_MAX)?
-            }
+            (_, "externalId", None) => ranged(left, |max| {
+                rt.prefixed(t, Prefixed::ExternalId(kind), v, max)
+            })?,
             (Kind::User, "emails", Some("value") | None) => {
-                rt.prefixed(t, Prefixed::Email, &fold(v), PLANNED_MAX)?
+                ranged(left, |max| rt.prefixed(t, Prefixed::Email, &fold(v), max))?
             }
             _ => None,
         },
@@ -152,9 +188,13 @@ where
             match (kind, path.name.as_str(), element_value_eq(filter)) {
                 (Kind::User, "emails", Some(v)) => Some(rt.email(t, &fold(v))?),
                 (Kind::Group, "members", Some(v)) => Some(rt.groups_of(t, v)?),
-                (Kind::User, "groups", Some(v)) => rt.users_in(t, v, PLANNED_MAX)?,
+                (Kind::User, "groups", Some(v)) => ranged(left, |max| rt.users_in(t, v, max))?,
+                (Kind::User, "emails", None) => match element_cmp(filter, "value", CompareOp::Sw) {
+                    Some(p) => ranged(left, |max| rt.prefixed(t, Prefixed::Email, &fold(p), max))?,
+                    None => None,
+                },
                 (Kind::User, "groups", None) => match element_eq(filter, "display") {
-                    Some(name) => users_in_named(rt, t, name)?,
+                    Some(name) => users_in_named(rt, t, name, left)?,
                     None => None,
                 },
                 _ => None,
@@ -171,11 +211,15 @@ fn users_in_named<RT: IndexReader + ?Sized>(
     rt: &RT,
     t: &str,
     name: &str,
+    left: &mut usize,
 ) -> Result<Option<BTreeSet<u128>>, redb::Error> {
     let mut users = BTreeSet::new();
     for g in rt.display(t, Kind::Group, &fold(name))? {
         let room = PLANNED_MAX.saturating_sub(users.len());
-        match rt.users_in(t, &super::format_id(g), room)? {
+        let members = ranged(left, |max| {
+            rt.users_in(t, &super::format_id(g), max.min(room))
+        })?;
+        match members {
             Some(more) if users.len() + more.len() <= PLANNED_MAX => users.extend(more),
             _ => return Ok(None),
         }
@@ -298,13 +342,19 @@ fn element_value_eq(f: &Filter) -> Option<&str> {
 
 /// `NAME eq "x"` somewhere in a conjunction inside a value path.
 fn element_eq<'f>(f: &'f Filter, name: &str) -> Option<&'f str> {
+    element_cmp(f, name, CompareOp::Eq)
+}
+
+/// The text an element filter (inside `[...]`) compares `name` with by `op`, alone or in an
+/// `and`: every match has it.
+fn element_cmp<'f>(f: &'f Filter, name: &str, op: CompareOp) -> Option<&'f str> {
     match f {
         Filter::Compare {
             path,
-            op: CompareOp::Eq,
+            op: o,
             value: CompValue::Str(v),
-        } if path.name == name => Some(v),
-        Filter::And(a, b) => element_eq(a, name).or_else(|| element_eq(b, name)),
+        } if path.name == name && *o == op => Some(v),
+        Filter::And(a, b) => element_cmp(a, name, op).or_else(|| element_cmp(b, name, op)),
         _ => None,
     }
 }
@@ -510,8 +560,30 @@ pub(super) fn may_scan(kind: Kind, q: &ListQuery) -> bool {
             !(index_exact(kind, f)
                 || is_point(kind, f)
                 || index_range(kind, Some(f)).is_some()
+                || index_prefix(kind, f)
                 || group_of_users(kind, Some(f)).is_some())
         })
+}
+
+/// `externalId sw` or `emails.value sw`: a range of an ordered index names the candidates
+/// (`plan`; a scan only past `PLANNED_MAX` of them).
+fn index_prefix(kind: Kind, f: &Filter) -> bool {
+    match f {
+        Filter::ValuePath { path, filter } if path.urn.is_none() => {
+            kind == Kind::User
+                && path.name == "emails"
+                && element_cmp(filter, "value", CompareOp::Sw).is_some()
+        }
+        Filter::Compare {
+            path,
+            op: CompareOp::Sw,
+            value: CompValue::Str(_),
+        } if path.urn.is_none() => matches!(
+            (kind, path.name.as_str(), path.sub.as_deref()),
+            (_, "externalId", None) | (Kind::User, "emails", Some("value") | None)
+        ),
+        _ => false,
+    }
 }
 
 /// The group of a `groups.value eq "g"` condition that a conjunction (`and`, at any depth of
@@ -650,6 +722,83 @@ impl<T> Window<T> {
 mod tests {
     use super::*;
 
+    /// Every index broad: each ranged read reads `max + 1` entries and gives up.
+    #[derive(Default)]
+    struct Broad {
+        read: std::cell::Cell<usize>,
+    }
+
+    impl IndexReader for Broad {
+        fn username(&self, _: &str, _: &str) -> Result<Option<u128>, redb::Error> {
+            Ok(None)
+        }
+        fn external_id(&self, _: &str, _: Kind, _: &str) -> Result<BTreeSet<u128>, redb::Error> {
+            Ok(BTreeSet::new())
+        }
+        fn display(&self, _: &str, _: Kind, _: &str) -> Result<BTreeSet<u128>, redb::Error> {
+            Ok(BTreeSet::new())
+        }
+        fn email(&self, _: &str, _: &str) -> Result<BTreeSet<u128>, redb::Error> {
+            Ok(BTreeSet::new())
+        }
+        fn prefixed(
+            &self,
+            _: &str,
+            _: Prefixed,
+            _: &str,
+            max: usize,
+        ) -> Result<Option<BTreeSet<u128>>, redb::Error> {
+            self.read.set(self.read.get() + max + 1);
+            Ok(None)
+        }
+        fn groups_of(&self, _: &str, _: &str) -> Result<BTreeSet<u128>, redb::Error> {
+            Ok(BTreeSet::new())
+        }
+        fn users_in(
+            &self,
+            _: &str,
+            _: &str,
+            max: usize,
+        ) -> Result<Option<BTreeSet<u128>>, redb::Error> {
+            self.read.set(self.read.get() + max + 1);
+            Ok(None)
+        }
+        fn modified_in(
+            &self,
+            _: &str,
+            _: Kind,
+            _: (i64, i64),
+            max: usize,
+        ) -> Result<Option<BTreeSet<u128>>, redb::Error> {
+            self.read.set(self.read.get() + max + 1);
+            Ok(None)
+        }
+    }
+
+    /// However many broad ranged terms a conjunction has, its plan reads `PLAN_READS`
+    /// entries at most before it settles for a scan.
+    #[test]
+    fn a_plan_reads_a_bounded_number_of_index_entries_in_all() {
+        for term in [
+            "externalId sw \"x\"",
+            "emails.value sw \"a\"",
+            "emails[value sw \"a\"]",
+            "userName sw \"u\"",
+            "meta.lastModified gt \"2000-01-01T00:00:00Z\"",
+            "groups.value eq \"01a24203-c2c8-7729-a039-0067083f04f6\"",
+        ] {
+            let f = vec![term; 50].join(" and ");
+            let f = filter::parse_for(Kind::User, &f).unwrap();
+            let rt = Broad::default();
+            assert_eq!(plan(&rt, "t", Kind::User, &f).unwrap(), None, "{term}");
+            assert!(
+                (PLANNED_MAX..=PLAN_READS).contains(&rt.read.get()),
+                "{term}: {} entries read",
+                rt.read.get()
+            );
+        }
+    }
+
     fn exact(kind: Kind, f: &str) -> bool {
         index_exact(kind, &filter::parse_for(kind, f).unwrap())
     }
@@ -671,6 +820,9 @@ mod tests {
             "externalId eq \"x\" and title co \"y\"",
             "groups.value eq \"01a24203-c2c8-7729-a039-0067083f04f6\"",
             "userName gt \"a\"",
+            "emails.value sw \"a\"",
+            "emails[value sw \"a\" and type eq \"work\"]",
+            "externalId sw \"x\"",
         ] {
             assert!(!scans(f), "{f}");
         }

@@ -2066,6 +2066,22 @@ fn email_and_external_id_prefixes_read_their_index_with_a_scans_answers() {
             Some(30),
         ),
         (r#"emails sw "team2.b""#, &|i: usize| i % 3 == 2, Some(30)),
+        // The element filter's prefix names the candidates; the rest of it picks.
+        (
+            r#"emails[value sw "TEAM1"]"#,
+            &|i: usize| i % 3 == 1,
+            Some(30),
+        ),
+        (
+            r#"emails[value sw "team1" and value ew "@y"]"#,
+            &|i: usize| i % 3 == 1,
+            Some(30),
+        ),
+        (
+            r#"emails[value sw "team1.1" and value ew "@x"]"#,
+            &|i: usize| i % 3 == 1 && (i == 1 || (10..20).contains(&i)),
+            Some(5),
+        ),
         // externalId is caseExact.
         (
             r#"externalId sw "Ext1""#,
@@ -2210,6 +2226,48 @@ fn scans_leave_turns_for_the_tenants_index_served_reads() {
         drop(held.pop());
         let scan = tokio::time::timeout(ready, shared.read_turn("t", true)).await;
         assert!(scan.is_ok(), "a scan's turn given back is taken");
+    });
+}
+
+/// A list that waits for one of its tenant's turns as long as it may read is answered
+/// `Busy` (503), not left queued behind the scans holding them; one that gets a turn in
+/// time is answered.
+#[test]
+fn a_list_queued_behind_its_tenants_scans_past_its_time_is_answered_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::open(&dir.path().join("s.redb"));
+    f.create(
+        Kind::User,
+        serde_json::json!({"userName": "u", "title": "t"}),
+        None,
+    );
+    let query = || ListQuery {
+        filter: Some(crate::scim::filter::parse_for(Kind::User, "title eq \"t\"").unwrap()),
+        start_index: 1,
+        count: 10,
+        scan_limit: Some(std::time::Duration::from_millis(200)),
+        ..ListQuery::default()
+    };
+    f.rt.block_on(async {
+        let shared = &f.store.shared;
+        let mut held = Vec::new();
+        for _ in 0..TENANT_SCANS {
+            held.push(shared.read_turn("t", true).await);
+        }
+        match f.store.list("t".into(), Kind::User.into(), query()).await {
+            Err(e @ Error::Busy) => {
+                let scim = crate::scim::error::ScimError::from(e);
+                assert_eq!(scim.status, 503);
+            }
+            Err(e) => panic!("{e}"),
+            Ok(p) => panic!(
+                "answered {} matches while every scan turn was held",
+                p.total
+            ),
+        }
+        drop(held.pop());
+        let page = f.store.list("t".into(), Kind::User.into(), query()).await;
+        assert_eq!(page.map(|p| p.total), Ok(1));
     });
 }
 

@@ -832,3 +832,38 @@ async fn a_streamed_page_of_users_holds_its_connections_turn_until_written() {
         .unwrap();
     assert_eq!(head.status(), 200);
 }
+
+/// HTTP/2: a Host header beside `:authority` must name the same host (RFC 9113 §8.3.1),
+/// which it does in another letter case, or with the scheme's default port spelled out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_host_header_naming_the_authority_with_its_default_port_is_the_same_host() {
+    let s = Srv::start().await;
+    let tls = wire::connect_h2(&s).await;
+    let (client, conn) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(conn);
+    let port = wire::port(&s);
+    for (authority, host, status) in [
+        (
+            format!("localhost:{port}"),
+            format!("LocalHost:{port}"),
+            200,
+        ),
+        ("localhost".to_string(), "localhost:443".to_string(), 200),
+        ("localhost:443".to_string(), "localhost".to_string(), 200),
+        (format!("localhost:{port}"), "localhost".to_string(), 400),
+        (
+            format!("localhost:{port}"),
+            format!("example.com:{port}"),
+            400,
+        ),
+    ] {
+        let req = http::Request::get(format!("https://{authority}/scim/v2/ServiceProviderConfig"))
+            .header("host", host.as_str())
+            .body(())
+            .unwrap();
+        let mut c = client.clone().ready().await.unwrap();
+        let (answer, _) = c.send_request(req, true).unwrap();
+        let head = answer.await.unwrap();
+        assert_eq!(head.status(), status, "{authority} / {host}");
+    }
+}
