@@ -134,7 +134,12 @@ fn edit<T>(
         .map(|e| e.problems.iter().map(|p| unindexed(p)).collect())
         .unwrap_or_default();
     let out = change(&mut doc)?;
-    save(path, &real, &file, &doc, &before)?;
+    // toml_edit writes new lines as `\n`: a file edited on Windows keeps its `\r\n`.
+    let mut written = doc.to_string();
+    if text.contains("\r\n") {
+        written = written.replace("\r\n", "\n").replace('\n', "\r\n");
+    }
+    save(path, &real, &file, &written, &before)?;
     // Dropping `_held` releases the lock, now that the new file is in place.
     Ok(out)
 }
@@ -197,13 +202,13 @@ fn create_temp(real: &Path) -> Result<(PathBuf, File), EditError> {
     }
 }
 
-/// Write `doc` next to `real` (the locked `file`), check it loads as a valid configuration,
-/// then rename it over `real` (a symlink at `path` keeps pointing at it).
+/// Write `text` next to `real` (the locked `file`), check it loads as a valid
+/// configuration, then rename it over `real` (a symlink at `path` keeps pointing at it).
 fn save(
     path: &Path,
     real: &Path,
     file: &File,
-    doc: &DocumentMut,
+    text: &str,
     before: &HashSet<String>,
 ) -> Result<(), EditError> {
     let p = path.display().to_string();
@@ -213,7 +218,7 @@ fn save(
     // An error writing the copy names the copy: that is the file the disk refused.
     let copy = |e| EditError::Write(tmp.display().to_string(), e);
     let replaced = (|| {
-        f.write_all(doc.to_string().as_bytes()).map_err(copy)?;
+        f.write_all(text.as_bytes()).map_err(copy)?;
         // The replacement keeps the original's mode and owner (root:scimd 0640 when packaged).
         if let Some(m) = meta {
             let _ = f.set_permissions(m.permissions());
@@ -709,6 +714,19 @@ mod tests {
             "{err}"
         );
         assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
+    }
+
+    /// A file written with `\r\n` line ends (on Windows) keeps them through an edit.
+    #[test]
+    fn an_edit_keeps_windows_line_ends() {
+        let (_dir, path, original) = copy_of("config.example.toml");
+        std::fs::write(&path, original.replace('\n', "\r\n")).unwrap();
+        add_tenant(&path, "acme", "okta", None).unwrap();
+        remove_tenant(&path, "acme").unwrap();
+        let after = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(after.matches('\n').count(), after.matches("\r\n").count());
+        assert_eq!(after.replace("\r\n", "\n").trim_end(), original.trim_end());
+        assert!(Config::load(&path).is_ok());
     }
 
     #[test]

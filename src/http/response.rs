@@ -191,6 +191,8 @@ pub fn negotiated(mut r: Resp, accept: Option<&HeaderValue>) -> Resp {
 /// not name `application/scim+json` (but with a weight of 0).
 fn prefers_plain_json(accept: &str) -> bool {
     let mut json = false;
+    // Whether application/scim+json was named, and then with a weight above 0.
+    let mut scim: Option<bool> = None;
     for range in accept.split(',') {
         let mut parts = range.split(';');
         let media = parts.next().unwrap_or("").trim();
@@ -201,13 +203,18 @@ fn prefers_plain_json(accept: &str) -> bool {
                 .and_then(|_| p.get(2..)?.trim().parse::<f32>().ok())
                 .is_some_and(|q| q <= 0.0)
         });
-        // Named with a weight of 0, it is ruled out (RFC 9110 §12.4.2), not asked for.
-        if media.eq_ignore_ascii_case(SCIM_JSON) && !refused {
-            return false;
+        // Named with a weight of 0, it is ruled out (RFC 9110 §12.4.2), not asked for;
+        // ruled out, the one other type there is to give is plain JSON, whatever else the
+        // client accepts (`*/*` included).
+        if media.eq_ignore_ascii_case(SCIM_JSON) {
+            scim = Some(scim.unwrap_or(false) || !refused);
         }
         json |= media.eq_ignore_ascii_case("application/json") && !refused;
     }
-    json
+    match scim {
+        Some(acceptable) => !acceptable,
+        None => json,
+    }
 }
 
 pub fn with_header(mut r: Resp, name: header::HeaderName, value: &str) -> Resp {
@@ -235,13 +242,17 @@ mod tests {
     }
 
     #[test]
-    fn plain_json_only_when_asked_for_and_scim_json_not() {
+    fn plain_json_only_when_asked_for_or_scim_json_ruled_out() {
         for yes in [
             "application/json",
             "Application/JSON; charset=utf-8",
             "text/html, application/json;q=0.9",
             "application/scim+json;q=0, application/json",
             "application/scim+json; Q=0, application/json",
+            // Ruled out, with or without another type accepted.
+            "application/scim+json;q=0",
+            "application/scim+json;q=0.0, */*",
+            "application/scim+json;q=0, application/*;q=0.5",
         ] {
             assert!(prefers_plain_json(yes), "{yes}");
         }

@@ -10,11 +10,12 @@ use serde_json::{Map, Value};
 
 use super::error::{ScimError, ScimResult};
 use super::filter::{self, CompValue, CompareOp, Filter};
+use super::fold::fold;
 use super::path::{self, Parsed, Path};
 use super::resource::{
     self, Body, Ignored, Input, SetMode, container, container_mut, drop_empty_extension,
 };
-use super::schema::{AttrRef, Kind, Mutability, PATCH_OP, Rt};
+use super::schema::{AttrDef, AttrRef, Kind, Mutability, PATCH_OP, Rt};
 
 pub const MAX_OPERATIONS: usize = 1000;
 
@@ -242,9 +243,23 @@ fn apply_one(
             matches!(path::parse(kind, raw_path), Ok(Parsed::Known(p))
                 if p.filter.is_none() && p.sub.is_none() && p.attr.def.multi_valued)
         };
+        // A read-only attribute is refused as such, whatever the value.
+        let read_only = || {
+            matches!(path::parse(kind, raw_path), Ok(Parsed::Known(p))
+                if p.attr.def.mutability == Mutability::ReadOnly)
+        };
+        // The id, as absent as in a PUT: nothing to change.
+        let names_id = || {
+            matches!(path::parse(kind, raw_path), Ok(Parsed::Known(p))
+                if p.attr.ext.is_none() && p.attr.def.name == "id")
+        };
         return match op.op {
             OpKind::Add => Ok(()),
-            OpKind::Replace if defaulted() => Ok(()),
+            OpKind::Replace if defaulted() || names_id() => Ok(()),
+            OpKind::Remove if read_only() => Err(ScimError::mutability(format!(
+                "\"{}\" is read-only: the server sets it",
+                raw_path.trim()
+            ))),
             OpKind::Remove if listed() => Err(ScimError::invalid_value(format!(
                 "a remove of \"{raw_path}\" with \"value\": null names nothing to remove: \
                  list the values to remove, or leave \"value\" out to remove them all"
@@ -376,9 +391,16 @@ fn apply_no_path(
     Ok(())
 }
 
+/// An `id` sent back in a PATCH is fine if it names the resource, however spelled (as a
+/// PUT's: any case, braces or not); blank or null is absent.
 fn check_id(id: &str, value: Option<&Value>) -> ScimResult<()> {
+    let same = |s: &str| {
+        s == id
+            || uuid::Uuid::try_parse(s.trim())
+                .is_ok_and(|u| uuid::Uuid::try_parse(id).is_ok_and(|i| i == u))
+    };
     match value {
-        Some(Value::String(s)) if s == id => Ok(()),
+        Some(Value::String(s)) if s.trim().is_empty() || same(s) => Ok(()),
         None | Some(Value::Null) => Ok(()),
         Some(_) => Err(ScimError::mutability(
             "\"id\" is assigned by the server and cannot be changed",
@@ -480,9 +502,9 @@ fn remove_plain(p: &Path, value: Option<&Value>, body: &mut Body) {
                 Value::Array(a) => a.clone(),
                 other => vec![other.clone()],
             };
-            let values: Vec<&Value> = listed.iter().map(|x| x.get("value").unwrap_or(x)).collect();
-            if let Some(Value::Array(list)) = c.get_mut(p.attr.def.name) {
-                list.retain(|el| !values.contains(&el.get("value").unwrap_or(el)));
+            let def = p.attr.def;
+            if let Some(Value::Array(list)) = c.get_mut(def.name) {
+                list.retain(|el| !listed.iter().any(|x| names_entry(def, x, el)));
                 if list.is_empty() {
                     c.remove(p.attr.def.name);
                 }
@@ -493,6 +515,42 @@ fn remove_plain(p: &Path, value: Option<&Value>, body: &mut Body) {
         }
     }
     drop_empty_extension(body, p.attr);
+}
+
+/// Whether `listed`, one entry of a remove's value list, names the stored `entry`: the same
+/// `value` (a bare one for a simple attribute), compared as the attribute compares it
+/// (`emails.value` in any case, `6.0` as the integer 6), and the same `type` when it gives
+/// one. An entry listed without a value names nothing.
+fn names_entry(def: &AttrDef, listed: &Value, entry: &Value) -> bool {
+    if def.sub_attributes.is_empty() {
+        return same_value(def, listed, entry);
+    }
+    let given = |name: &str| match listed {
+        Value::Object(m) => m
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v),
+        bare => (name == "value").then_some(bare),
+    };
+    let same = |name: &str, want: &Value| {
+        def.sub(name)
+            .is_some_and(|sd| entry.get(sd.name).is_some_and(|e| same_value(sd, want, e)))
+    };
+    given("value").is_some_and(|v| same("value", v))
+        && given("type").is_none_or(|t| t.is_null() || same("type", t))
+}
+
+/// A value as sent against one stored: read as the attribute reads values, then compared
+/// as its filters compare them.
+fn same_value(def: &AttrDef, sent: &Value, stored: &Value) -> bool {
+    let Ok(Some(sent)) = resource::normalize_simple(def, sent, def.name) else {
+        return false;
+    };
+    match (&sent, stored) {
+        (Value::String(a), Value::String(b)) if !def.case_exact => fold(a) == fold(b),
+        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (a, b) => a == b,
+    }
 }
 
 /// Operations on `attr[filter]`, `attr[filter].sub` and `attr.sub` (every value) of a
@@ -1336,6 +1394,106 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out.body["emails"], json!([{"value": "only@x"}]));
+    }
+
+    #[test]
+    fn a_value_list_removes_the_entries_it_names_as_their_attribute_compares() {
+        let emails = |ops: Value| {
+            let out = run(Kind::User, user(), ops).unwrap();
+            let list = out.body["emails"].as_array().cloned().unwrap_or_default();
+            list.iter()
+                .map(|e| e["value"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        let remove = |value: Value| json!([{"op": "remove", "path": "emails", "value": value}]);
+        // emails.value is not caseExact; a bare value is the entry's value.
+        assert_eq!(emails(remove(json!([{"value": "B@WORK"}]))), ["b@home"]);
+        assert_eq!(emails(remove(json!("b@Home"))), ["b@work"]);
+        // A type given must be the entry's too.
+        assert_eq!(
+            emails(remove(json!([{"value": "b@work", "type": "home"}]))),
+            ["b@work", "b@home"]
+        );
+        assert_eq!(
+            emails(remove(json!([{"value": "b@work", "type": "Work"}]))),
+            ["b@home"]
+        );
+        // Nothing named without a value.
+        for none in [
+            json!([{"type": "work"}]),
+            json!([{}]),
+            json!([null]),
+            json!([""]),
+        ] {
+            assert_eq!(emails(remove(none.clone())), ["b@work", "b@home"], "{none}");
+        }
+        // A group's roles are not caseExact either; a simple integer list reads 6.0 as 6.
+        let mut u = user();
+        u["roles"] = json!([{"value": "Admin"}, {"value": "dev"}]);
+        let out = run(
+            Kind::User,
+            u,
+            json!([{"op": "remove", "path": "roles", "value": [{"value": "admin"}]}]),
+        )
+        .unwrap();
+        assert_eq!(out.body["roles"], json!([{"value": "dev"}]));
+        let levels = AttrDef {
+            name: "levels",
+            ty: crate::scim::schema::AttrType::Integer,
+            multi_valued: true,
+            required: false,
+            case_exact: false,
+            mutability: Mutability::ReadWrite,
+            returned: crate::scim::schema::Returned::Default,
+            uniqueness: crate::scim::schema::Uniqueness::None,
+            canonical_values: &[],
+            reference_types: &[],
+            sub_attributes: &[],
+            description: "",
+            unset: None,
+        };
+        for (sent, gone) in [(json!(6.0), true), (json!(6), true), (json!(6.5), false)] {
+            assert_eq!(names_entry(&levels, &sent, &json!(6)), gone, "{sent}");
+        }
+    }
+
+    /// The resource's own id sent back, however spelled, or blank, changes nothing; another
+    /// is refused. A remove of read-only `groups` is refused as read-only, value or not.
+    #[test]
+    fn an_id_sent_back_and_read_only_removes() {
+        let id = "0190b7a4-7c4e-7000-8000-00000000002a";
+        let req = |ops: Value| parse_request(&json!({"schemas": [PATCH_OP], "Operations": ops}));
+        for same in [
+            json!(id),
+            json!(id.to_uppercase()),
+            json!(format!("{{{id}}}")),
+            json!(""),
+            json!(null),
+        ] {
+            for ops in [
+                json!([{"op": "replace", "path": "id", "value": same}]),
+                json!([{"op": "replace", "value": {"id": same, "title": "x"}}]),
+            ] {
+                let out = apply(Kind::User, id, &body(user()), &req(ops.clone()).unwrap());
+                assert!(out.is_ok(), "{ops}");
+            }
+        }
+        let other =
+            json!([{"op": "replace", "value": {"id": "0190b7a4-7c4e-7000-8000-00000000002b"}}]);
+        let e = apply(Kind::User, id, &body(user()), &req(other).unwrap()).unwrap_err();
+        assert_eq!(e.scim_type, Some(crate::scim::error::ScimType::Mutability));
+        for value in [None, Some(json!(null)), Some(json!([]))] {
+            let mut op = json!({"op": "remove", "path": "groups"});
+            if let Some(v) = value.clone() {
+                op["value"] = v;
+            }
+            let e = run(Kind::User, user(), json!([op])).unwrap_err();
+            assert_eq!(
+                e.scim_type,
+                Some(crate::scim::error::ScimType::Mutability),
+                "{value:?}"
+            );
+        }
     }
 
     #[test]

@@ -195,8 +195,13 @@ async fn extension_values_are_validated_stored_filtered_sorted_and_patched() {
         ("start", json!("yesterday")),
         ("desk", json!({"floor": "third"})),
         ("desk", json!({"floor": 3.5})),
-        // Past 2^53 a float may not be the integer written.
+        // Past 2^53 a float may not be the integer written, and an integer written
+        // exactly is read as its neighbour by doubles (I-JSON's range).
         ("desk", json!({"floor": 12345678901234567.0})),
+        ("desk", json!({"floor": 9007199254740993u64})),
+        ("desk", json!({"floor": -9007199254740993i64})),
+        ("desk", json!({"floor": "9007199254740993"})),
+        ("desk", json!({"floor": "4.5"})),
     ] {
         let mut body = person("bad@x", 1.0, "B-9");
         body[EXT][field] = bad;
@@ -225,11 +230,35 @@ async fn extension_values_are_validated_stored_filtered_sorted_and_patched() {
         ))
         .await;
     assert_eq!(total(&r), 2);
-    // A number compared with a boolean matches nothing, whatever was meant: refused.
+    // A number compared with a boolean or a word matches nothing, whatever was meant:
+    // refused. A number in quotes is that number.
+    for value in ["true", "%22third%22"] {
+        let r = s
+            .get(&format!("/Users?filter={EXT}:desk.floor eq {value}"))
+            .await;
+        assert_error(&r, 400, Some("invalidFilter"));
+    }
     let r = s
-        .get(&format!("/Users?filter={EXT}:desk.floor eq true"))
+        .get(&format!("/Users?filter={EXT}:desk.floor eq %223%22"))
         .await;
-    assert_error(&r, 400, Some("invalidFilter"));
+    assert_eq!(total(&r), 2);
+    // Whole numbers compare exactly: 2^53 is not 2^53 + 1, as doubles would have it.
+    let mut body = person("top@x", 51.0, "B-8");
+    body[EXT]["desk"]["floor"] = json!(9007199254740992u64);
+    let top = s.post("/Users", body).await;
+    assert_eq!(top.status, 201, "{}", top.body);
+    for (op, value, want) in [
+        ("eq", "9007199254740993", 0),
+        ("eq", "9007199254740992", 1),
+        ("lt", "9007199254740993", 3),
+        ("gt", "9007199254740991", 1),
+    ] {
+        let r = s
+            .get(&format!("/Users?filter={EXT}:desk.floor {op} {value}"))
+            .await;
+        assert_eq!(total(&r), want, "floor {op} {value}: {}", r.body);
+    }
+    s.delete(&format!("/Users/{}", top.id())).await;
     // A whole number written as a float (JSON libraries holding doubles) is that integer.
     let mut body = person("float@x", 50.0, "B-7");
     body[EXT]["desk"]["floor"] = json!(4.0);

@@ -125,6 +125,13 @@ fn folded(e: &str) -> Rc<str> {
     })
 }
 
+/// A JSON number written as a whole number (no point, no exponent), exactly.
+fn whole(n: &serde_json::Number) -> Option<i128> {
+    n.as_i64()
+        .map(i128::from)
+        .or_else(|| n.as_u64().map(i128::from))
+}
+
 fn compare_one(actual: &Value, def: &AttrDef, op: CompareOp, expected: &CompValue) -> bool {
     let ord = |o: Ordering| match op {
         CompareOp::Eq => o == Ordering::Equal,
@@ -154,9 +161,11 @@ fn compare_one(actual: &Value, def: &AttrDef, op: CompareOp, expected: &CompValu
                 text(&fold(a), &folded(e))
             }
         }
-        (Value::Number(a), CompValue::Num(e, _)) => {
-            a.as_f64().and_then(|a| a.partial_cmp(e)).is_some_and(ord)
-        }
+        // Whole numbers exactly: as doubles, 2^53 + 1 would equal 2^53.
+        (Value::Number(a), CompValue::Num(e, text)) => match (whole(a), text.parse::<i128>()) {
+            (Some(a), Ok(e)) => ord(a.cmp(&e)),
+            _ => a.as_f64().and_then(|a| a.partial_cmp(e)).is_some_and(ord),
+        },
         (Value::Number(a), CompValue::Str(e)) => match (a.as_f64(), e.parse::<f64>().ok()) {
             (Some(a), Some(e)) => a.partial_cmp(&e).is_some_and(ord),
             _ => false,

@@ -201,9 +201,14 @@ fn resolve_compare(
             op.as_str()
         )));
     }
-    // `level eq true` on a number would match nothing, whatever was meant.
+    // `level eq true` or `level eq "x"` on a number would match nothing, whatever was
+    // meant. (A number in quotes, `"4"`, is that number.)
     if matches!(l.ty, AttrType::Integer | AttrType::Decimal)
-        && let CompValue::Bool(_) = &value
+        && match &value {
+            CompValue::Bool(_) => true,
+            CompValue::Str(v) => v.trim().parse::<f64>().is_err(),
+            _ => false,
+        }
     {
         return Err(ScimError::invalid_filter(format!(
             "\"{}\" is a number; compare it with one, not {value}",

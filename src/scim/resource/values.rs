@@ -118,6 +118,15 @@ pub fn normalize_single(def: &'static AttrDef, value: &Value) -> ScimResult<Opti
 /// 2^53: the largest magnitude below which a double holds every whole number exactly.
 const EXACT_IN_A_DOUBLE: f64 = 9_007_199_254_740_992.0;
 
+/// An integer past what a double holds exactly.
+fn past_exact(label: &str, n: &serde_json::Number) -> ScimError {
+    ScimError::invalid_value(format!(
+        "attribute \"{label}\" must be an integer from -2^53 to 2^53 \
+         (9007199254740992), got {n}: past it, the doubles most JSON libraries hold numbers \
+         in cannot tell it from its neighbours"
+    ))
+}
+
 /// Normalise a simple (non-complex) value, naming `label` in errors.
 pub fn normalize_simple(def: &AttrDef, value: &Value, label: &str) -> ScimResult<Option<Value>> {
     let bad = |what: &str| {
@@ -143,8 +152,16 @@ pub fn normalize_simple(def: &AttrDef, value: &Value, label: &str) -> ScimResult
             "attribute \"{label}\" must be a boolean (true or false), got the string {s:?}"
         ))),
         (AttrType::Boolean, _) => Err(bad("a boolean")),
+        // Within ±2^53 (I-JSON, RFC 7493 §2.2): past it, the doubles most JSON libraries
+        // (and every JavaScript console) hold numbers in would round it to another.
         (AttrType::Integer, Value::Number(n)) if n.is_i64() || n.is_u64() => {
-            Ok(Some(value.clone()))
+            match n
+                .as_i64()
+                .filter(|i| i.unsigned_abs() <= EXACT_IN_A_DOUBLE as u64)
+            {
+                Some(_) => Ok(Some(value.clone())),
+                None => Err(past_exact(label, n)),
+            }
         }
         // A whole number written as a float (`5.0`: JSON libraries that hold every number
         // as a double write them so) is that integer.
@@ -153,19 +170,18 @@ pub fn normalize_simple(def: &AttrDef, value: &Value, label: &str) -> ScimResult
             Some(f) if f.fract() == 0.0 && f.abs() <= EXACT_IN_A_DOUBLE => {
                 Ok(Some(Value::from(f as i64)))
             }
-            Some(f) if f.fract() == 0.0 => Err(ScimError::invalid_value(format!(
-                "attribute \"{label}\" must be an integer, got {n}: past 2^53 a number written \
-                 with a decimal point or exponent is not exact; send it without"
-            ))),
+            Some(f) if f.fract() == 0.0 => Err(past_exact(label, n)),
             _ => Err(ScimError::invalid_value(format!(
                 "attribute \"{label}\" must be an integer, got {n}, which is not a whole number"
             ))),
         },
-        (AttrType::Integer, Value::String(s)) => s
-            .trim()
-            .parse::<i64>()
-            .map(|i| Some(Value::from(i)))
-            .map_err(|_| bad("an integer")),
+        (AttrType::Integer, Value::String(s)) => match s.trim().parse::<i64>() {
+            Ok(i) if i.unsigned_abs() <= EXACT_IN_A_DOUBLE as u64 => Ok(Some(Value::from(i))),
+            Ok(i) => Err(past_exact(label, &i.into())),
+            Err(_) => Err(ScimError::invalid_value(format!(
+                "attribute \"{label}\" must be an integer, got the string {s:?}, which is not one"
+            ))),
+        },
         (AttrType::Integer, _) => Err(bad("an integer")),
         (AttrType::Decimal, Value::Number(_)) => Ok(Some(value.clone())),
         (AttrType::Decimal, Value::String(s)) => s
