@@ -187,8 +187,9 @@ pub fn negotiated(mut r: Resp, accept: Option<&HeaderValue>) -> Resp {
     r
 }
 
-/// Whether an Accept value asks for `application/json` (with a weight above 0) and does
-/// not name `application/scim+json` (but with a weight of 0).
+/// Whether to answer `application/json`: the Accept value rules `application/scim+json`
+/// out (names it only with a weight of 0), or asks for `application/json` (with a weight
+/// above 0) and does not name `application/scim+json`.
 fn prefers_plain_json(accept: &str) -> bool {
     let mut json = false;
     // Whether application/scim+json was named, and then with a weight above 0.

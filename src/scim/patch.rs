@@ -517,14 +517,21 @@ fn remove_plain(p: &Path, value: Option<&Value>, body: &mut Body) {
     drop_empty_extension(body, p.attr);
 }
 
-/// Whether `listed`, one entry of a remove's value list, names the stored `entry`: the same
-/// `value` (a bare one for a simple attribute), compared as the attribute compares it
-/// (`emails.value` in any case, `6.0` as the integer 6), and the same `type` when it gives
-/// one. An entry listed without a value names nothing.
+/// Whether `listed`, one entry of a remove's value list, names the stored `entry`, each
+/// value compared as the attribute compares it (`emails.value` in any case, `6.0` as the
+/// integer 6): for an attribute with a `value` sub-attribute, the same `value` (a bare one
+/// is that), and the same `type` when it gives one; for one without (`addresses`), every
+/// sub-attribute it gives; for a simple one, the value (or its `value`). An entry naming no
+/// value names nothing.
 fn names_entry(def: &AttrDef, listed: &Value, entry: &Value) -> bool {
     if def.sub_attributes.is_empty() {
+        let listed = listed.get("value").unwrap_or(listed);
         return same_value(def, listed, entry);
     }
+    let same = |name: &str, want: &Value| {
+        def.sub(name)
+            .is_some_and(|sd| entry.get(sd.name).is_some_and(|e| same_value(sd, want, e)))
+    };
     let given = |name: &str| match listed {
         Value::Object(m) => m
             .iter()
@@ -532,12 +539,19 @@ fn names_entry(def: &AttrDef, listed: &Value, entry: &Value) -> bool {
             .map(|(_, v)| v),
         bare => (name == "value").then_some(bare),
     };
-    let same = |name: &str, want: &Value| {
-        def.sub(name)
-            .is_some_and(|sd| entry.get(sd.name).is_some_and(|e| same_value(sd, want, e)))
+    if def.sub("value").is_some() {
+        return given("value").is_some_and(|v| same("value", v))
+            && given("type").is_none_or(|t| t.is_null() || same("type", t));
+    }
+    // Known sub-attributes given with a value, all the entry's.
+    let Value::Object(m) = listed else {
+        return false;
     };
-    given("value").is_some_and(|v| same("value", v))
-        && given("type").is_none_or(|t| t.is_null() || same("type", t))
+    let mut named = m
+        .iter()
+        .filter(|(k, v)| def.sub(k).is_some() && !v.is_null())
+        .peekable();
+    named.peek().is_some() && named.all(|(k, v)| same(k, v))
 }
 
 /// A value as sent against one stored: read as the attribute reads values, then compared
@@ -1452,9 +1466,36 @@ mod tests {
             description: "",
             unset: None,
         };
-        for (sent, gone) in [(json!(6.0), true), (json!(6), true), (json!(6.5), false)] {
+        for (sent, gone) in [
+            (json!(6.0), true),
+            (json!(6), true),
+            (json!({"value": 6}), true),
+            (json!(6.5), false),
+        ] {
             assert_eq!(names_entry(&levels, &sent, &json!(6)), gone, "{sent}");
         }
+        // An attribute without a `value` (addresses): the sub-attributes given.
+        let mut u = user();
+        u["addresses"] = json!([
+            {"streetAddress": "1 Main St", "locality": "Springfield", "type": "work"},
+            {"streetAddress": "2 Elm St", "locality": "Shelbyville", "type": "home"}]);
+        let remove = |value: Value| {
+            let out = run(
+                Kind::User,
+                u.clone(),
+                json!([{"op": "remove", "path": "addresses", "value": value}]),
+            )
+            .unwrap();
+            out.body["addresses"].as_array().map_or(0, Vec::len)
+        };
+        assert_eq!(remove(json!([u["addresses"][0].clone()])), 1);
+        assert_eq!(remove(json!([{"locality": "SPRINGFIELD"}])), 1);
+        assert_eq!(
+            remove(json!([{"locality": "Springfield", "type": "home"}])),
+            2
+        );
+        assert_eq!(remove(json!([{}])), 2);
+        assert_eq!(remove(json!([{"unknown": "x"}])), 2);
     }
 
     /// The resource's own id sent back, however spelled, or blank, changes nothing; another

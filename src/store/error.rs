@@ -66,9 +66,9 @@ pub enum Error {
     #[error(
         "this filter or sort reads every {} one by one, and that took longer than a request \
          may take; filter with `eq` on an indexed attribute (id, userName, externalId, \
-         emails.value, displayName, groups.value, members.value), `sw` on userName, \
-         emails.value or externalId, a comparison of meta.lastModified, or `and` beside one \
-         of these",
+         emails.value, displayName, groups.value, members.value), `sw` with a prefix few \
+         share on userName, emails.value or externalId, a comparison of meta.lastModified, or \
+         `and` beside one of these",
         .kind.as_str()
     )]
     ScanCut { kind: Kind },
@@ -80,6 +80,10 @@ pub enum Error {
          its whole time for one; retry later, or filter with `eq` on an indexed attribute"
     )]
     Busy,
+    /// Internal to the store: a list read without a scan turn found it must scan (an index
+    /// range too broad to plan); `Store::list_in` takes it again with one. Never answered.
+    #[error("the database is unavailable; the request was not applied, retry later")]
+    ScanTurnNeeded,
     /// Every seat of the plan is taken and its policy is to refuse another active user.
     #[error(
         "plan \"{plan}\" has {} taken; deactivate a user or raise the tenant's plan.seats",
@@ -134,9 +138,11 @@ impl From<Error> for ScimError {
             // calculate or process".
             Error::ScanCut { .. } => (400, Some(ScimType::TooMany)),
             Error::SeatsTaken { .. } => (403, None),
-            Error::Unavailable | Error::DiskFull { .. } | Error::Damaged | Error::Busy => {
-                (503, None)
-            }
+            Error::Unavailable
+            | Error::DiskFull { .. }
+            | Error::Damaged
+            | Error::Busy
+            | Error::ScanTurnNeeded => (503, None),
         };
         ScimError::new(status, scim_type, e.to_string())
     }

@@ -222,6 +222,31 @@ impl Store {
         rt: Rt,
         q: ListQuery,
     ) -> Result<ListPage, Error> {
+        // Kept for a second try only where one can be needed: a filter an index range
+        // serves, read without a scan turn.
+        let again = (!may_scan(rt.kind, &q) && q.filter.is_some())
+            .then(|| (snapshot.clone(), tenant.clone(), q.clone()));
+        match self.list_taking(snapshot, tenant, rt, q, false).await {
+            // Its range was too broad to plan: it scans, under a scan turn as scans do.
+            Err(Error::ScanTurnNeeded) => match again {
+                Some((snapshot, tenant, q)) => {
+                    self.list_taking(snapshot, tenant, rt, q, true).await
+                }
+                None => Err(Error::ScanTurnNeeded),
+            },
+            answered => answered,
+        }
+    }
+
+    /// `list_in`, with a scan turn whatever the query (`scan_turn`), or only if it may scan.
+    async fn list_taking(
+        &self,
+        snapshot: Option<Snapshot>,
+        tenant: String,
+        rt: Rt,
+        q: ListQuery,
+        scan_turn: bool,
+    ) -> Result<ListPage, Error> {
         let kind = rt.kind;
         // Point lookups and short unfiltered pages (by cursor, or by startIndex at any depth:
         // the position counts find it) stay on the runtime thread; scans and sorts go to the
@@ -233,7 +258,7 @@ impl Store {
         // The tenant's name for its share of the pool, only for a read that goes there.
         let inline = inline && snapshot.is_none();
         // Asked only of a read that goes to the pool: a point lookup stays off it.
-        let scan = !inline && may_scan(kind, &q);
+        let scan = !inline && (scan_turn || may_scan(kind, &q));
         // Waiting for a turn is bounded as reading is: a request behind its tenant's scans
         // is answered 503 once it has waited as long as one may read.
         let wait = q.scan_limit;
@@ -414,6 +439,12 @@ impl Store {
                 (None, Some(f)) => and_group_of_users(kind, f).and_then(parse_id),
                 _ => None,
             };
+            // An index-served filter (a prefix) whose range held too many to plan would scan
+            // here without a scan turn, holding the tenant's turns its other index-served
+            // reads need: taken again, with one.
+            if planned.is_none() && members_of.is_none() && q.filter.is_some() && !scan {
+                return Ok(Err(Error::ScanTurnNeeded));
+            }
             // Each record is read for the attributes the filter and the sort look at only;
             // the page's records are read whole after.
             let mut wanted = Vec::new();

@@ -2241,6 +2241,14 @@ fn a_list_queued_behind_its_tenants_scans_past_its_time_is_answered_busy() {
         serde_json::json!({"userName": "u", "title": "t"}),
         None,
     );
+    // More than a plan holds in tests (64).
+    for i in 0..70 {
+        f.create(
+            Kind::User,
+            serde_json::json!({"userName": format!("x{i}"), "externalId": format!("e{i:02}")}),
+            None,
+        );
+    }
     let query = || ListQuery {
         filter: Some(crate::scim::filter::parse_for(Kind::User, "title eq \"t\"").unwrap()),
         start_index: 1,
@@ -2265,9 +2273,42 @@ fn a_list_queued_behind_its_tenants_scans_past_its_time_is_answered_busy() {
                 p.total
             ),
         }
+        // A prefix its index serves goes ahead of the scans; one too broad to plan scans,
+        // and waits for a scan turn as scans do.
+        let prefix = |p: &str| ListQuery {
+            filter: Some(
+                crate::scim::filter::parse_for(Kind::User, &format!("externalId sw \"{p}\""))
+                    .unwrap(),
+            ),
+            ..query()
+        };
+        let page = f
+            .store
+            .list("t".into(), Kind::User.into(), prefix("e7"))
+            .await;
+        assert_eq!(page.map(|p| p.total), Ok(0));
+        let page = f
+            .store
+            .list("t".into(), Kind::User.into(), prefix("e6"))
+            .await;
+        assert_eq!(page.map(|p| p.total), Ok(10));
+        let broad = f
+            .store
+            .list("t".into(), Kind::User.into(), prefix("e"))
+            .await;
+        assert!(
+            matches!(broad, Err(Error::Busy)),
+            "{:?}",
+            broad.map(|p| p.total)
+        );
         drop(held.pop());
         let page = f.store.list("t".into(), Kind::User.into(), query()).await;
         assert_eq!(page.map(|p| p.total), Ok(1));
+        let broad = f
+            .store
+            .list("t".into(), Kind::User.into(), prefix("e"))
+            .await;
+        assert_eq!(broad.map(|p| p.total), Ok(70));
     });
 }
 

@@ -125,6 +125,15 @@ fn folded(e: &str) -> Rc<str> {
     })
 }
 
+/// A stored number against a filter's (as written, quoted or not): whole numbers exactly, as
+/// doubles 2^53 + 1 would equal 2^53; others as doubles.
+fn compare_numbers(a: &serde_json::Number, e: &str) -> Option<std::cmp::Ordering> {
+    match (whole(a), e.parse::<i128>()) {
+        (Some(a), Ok(e)) => Some(a.cmp(&e)),
+        _ => a.as_f64()?.partial_cmp(&e.parse::<f64>().ok()?),
+    }
+}
+
 /// A JSON number written as a whole number (no point, no exponent), exactly.
 fn whole(n: &serde_json::Number) -> Option<i128> {
     n.as_i64()
@@ -161,15 +170,9 @@ fn compare_one(actual: &Value, def: &AttrDef, op: CompareOp, expected: &CompValu
                 text(&fold(a), &folded(e))
             }
         }
-        // Whole numbers exactly: as doubles, 2^53 + 1 would equal 2^53.
-        (Value::Number(a), CompValue::Num(e, text)) => match (whole(a), text.parse::<i128>()) {
-            (Some(a), Ok(e)) => ord(a.cmp(&e)),
-            _ => a.as_f64().and_then(|a| a.partial_cmp(e)).is_some_and(ord),
-        },
-        (Value::Number(a), CompValue::Str(e)) => match (a.as_f64(), e.parse::<f64>().ok()) {
-            (Some(a), Some(e)) => a.partial_cmp(&e).is_some_and(ord),
-            _ => false,
-        },
+        (Value::Number(a), CompValue::Num(_, text) | CompValue::Str(text)) => {
+            compare_numbers(a, text.trim()).is_some_and(ord)
+        }
         (Value::String(a), CompValue::Num(e, _)) => a
             .parse::<f64>()
             .ok()

@@ -206,7 +206,7 @@ fn resolve_compare(
     if matches!(l.ty, AttrType::Integer | AttrType::Decimal)
         && match &value {
             CompValue::Bool(_) => true,
-            CompValue::Str(v) => v.trim().parse::<f64>().is_err(),
+            CompValue::Str(v) => !v.trim().parse::<f64>().is_ok_and(f64::is_finite),
             _ => false,
         }
     {
