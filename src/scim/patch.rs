@@ -520,9 +520,9 @@ fn remove_plain(p: &Path, value: Option<&Value>, body: &mut Body) {
 /// Whether `listed`, one entry of a remove's value list, names the stored `entry`, each
 /// value compared as the attribute compares it (`emails.value` in any case, `6.0` as the
 /// integer 6): for an attribute with a `value` sub-attribute, the same `value` (a bare one
-/// is that), and the same `type` when it gives one; for one without (`addresses`), every
-/// sub-attribute it gives; for a simple one, the value (or its `value`). An entry naming no
-/// value names nothing.
+/// is that), and the same `type` when it gives one; for one without (`addresses`), the
+/// same entry, sub-attribute by sub-attribute; for a simple one, the value (or its
+/// `value`). An entry naming no value names nothing.
 fn names_entry(def: &AttrDef, listed: &Value, entry: &Value) -> bool {
     if def.sub_attributes.is_empty() {
         let listed = listed.get("value").unwrap_or(listed);
@@ -543,15 +543,21 @@ fn names_entry(def: &AttrDef, listed: &Value, entry: &Value) -> bool {
         return given("value").is_some_and(|v| same("value", v))
             && given("type").is_none_or(|t| t.is_null() || same("type", t));
     }
-    // Known sub-attributes given with a value, all the entry's.
-    let Value::Object(m) = listed else {
+    // The same entry: each sub-attribute it holds given alike (`primary` aside, which
+    // absence also says), and nothing else given.
+    let (Value::Object(m), Value::Object(held)) = (listed, entry) else {
         return false;
     };
-    let mut named = m
+    let named: Vec<(&String, &Value)> = m
         .iter()
         .filter(|(k, v)| def.sub(k).is_some() && !v.is_null())
-        .peekable();
-    named.peek().is_some() && named.all(|(k, v)| same(k, v))
+        .collect();
+    !named.is_empty()
+        && named.iter().all(|(k, v)| same(k, v))
+        && held
+            .keys()
+            .filter(|k| *k != "primary")
+            .all(|k| named.iter().any(|(n, _)| n.eq_ignore_ascii_case(k)))
 }
 
 /// A value as sent against one stored: read as the attribute reads values, then compared
@@ -1441,7 +1447,7 @@ mod tests {
         ] {
             assert_eq!(emails(remove(none.clone())), ["b@work", "b@home"], "{none}");
         }
-        // A group's roles are not caseExact either; a simple integer list reads 6.0 as 6.
+        // A user's roles are not caseExact either; a simple integer list reads 6.0 as 6.
         let mut u = user();
         u["roles"] = json!([{"value": "Admin"}, {"value": "dev"}]);
         let out = run(
@@ -1489,11 +1495,17 @@ mod tests {
             out.body["addresses"].as_array().map_or(0, Vec::len)
         };
         assert_eq!(remove(json!([u["addresses"][0].clone()])), 1);
-        assert_eq!(remove(json!([{"locality": "SPRINGFIELD"}])), 1);
+        let shouted =
+            json!([{"streetAddress": "1 MAIN ST", "locality": "springfield", "type": "Work"}]);
+        assert_eq!(remove(shouted), 1);
+        // Part of an entry is not the entry.
         assert_eq!(
-            remove(json!([{"locality": "Springfield", "type": "home"}])),
+            remove(json!([{"locality": "Springfield", "type": "work"}])),
             2
         );
+        let other =
+            json!([{"streetAddress": "1 Main St", "locality": "Springfield", "type": "home"}]);
+        assert_eq!(remove(other), 2);
         assert_eq!(remove(json!([{}])), 2);
         assert_eq!(remove(json!([{"unknown": "x"}])), 2);
     }

@@ -223,9 +223,10 @@ impl Store {
         q: ListQuery,
     ) -> Result<ListPage, Error> {
         // Kept for a second try only where one can be needed: a filter an index range
-        // serves, read without a scan turn.
-        let again = (!may_scan(rt.kind, &q) && q.filter.is_some())
-            .then(|| (snapshot.clone(), tenant.clone(), q.clone()));
+        // serves, read without a scan turn (not a point lookup, the common case).
+        let again = (!may_scan(rt.kind, &q)
+            && q.filter.as_ref().is_some_and(|f| !is_point(rt.kind, f)))
+        .then(|| (snapshot.clone(), tenant.clone(), q.clone()));
         match self.list_taking(snapshot, tenant, rt, q, false).await {
             // Its range was too broad to plan: it scans, under a scan turn as scans do.
             Err(Error::ScanTurnNeeded) => match again {
