@@ -524,24 +524,25 @@ fn remove_plain(p: &Path, value: Option<&Value>, body: &mut Body) {
 /// same entry, sub-attribute by sub-attribute; for a simple one, the value (or its
 /// `value`). An entry naming no value names nothing.
 fn names_entry(def: &AttrDef, listed: &Value, entry: &Value) -> bool {
-    if def.sub_attributes.is_empty() {
-        let listed = listed.get("value").unwrap_or(listed);
-        return same_value(def, listed, entry);
-    }
-    let same = |name: &str, want: &Value| {
-        def.sub(name)
-            .is_some_and(|sd| entry.get(sd.name).is_some_and(|e| same_value(sd, want, e)))
-    };
-    let given = |name: &str| match listed {
+    let field = |name: &str| match listed {
         Value::Object(m) => m
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v),
         bare => (name == "value").then_some(bare),
     };
+    if def.sub_attributes.is_empty() {
+        return field("value").is_some_and(|v| same_value(def, v, entry));
+    }
+    let same = |name: &str, want: &Value| {
+        def.sub(name)
+            .is_some_and(|sd| entry.get(sd.name).is_some_and(|e| same_value(sd, want, e)))
+    };
+    // Blank is absent, as in a write.
+    let given = |name: &str| field(name).filter(|v| !blank(v));
     if def.sub("value").is_some() {
         return given("value").is_some_and(|v| same("value", v))
-            && given("type").is_none_or(|t| t.is_null() || same("type", t));
+            && given("type").is_none_or(|t| same("type", t));
     }
     // The same entry: each sub-attribute it holds given alike (`primary` aside, which
     // absence also says), and nothing else given.
@@ -550,7 +551,7 @@ fn names_entry(def: &AttrDef, listed: &Value, entry: &Value) -> bool {
     };
     let named: Vec<(&String, &Value)> = m
         .iter()
-        .filter(|(k, v)| def.sub(k).is_some() && !v.is_null())
+        .filter(|(k, v)| def.sub(k).is_some() && !k.eq_ignore_ascii_case("primary") && !blank(v))
         .collect();
     !named.is_empty()
         && named.iter().all(|(k, v)| same(k, v))
@@ -558,6 +559,11 @@ fn names_entry(def: &AttrDef, listed: &Value, entry: &Value) -> bool {
             .keys()
             .filter(|k| *k != "primary")
             .all(|k| named.iter().any(|(n, _)| n.eq_ignore_ascii_case(k)))
+}
+
+/// Null, or a string of blanks: what a write reads as absent.
+fn blank(v: &Value) -> bool {
+    v.is_null() || v.as_str().is_some_and(|s| s.trim().is_empty())
 }
 
 /// A value as sent against one stored: read as the attribute reads values, then compared
@@ -1429,6 +1435,11 @@ mod tests {
         // emails.value is not caseExact; a bare value is the entry's value.
         assert_eq!(emails(remove(json!([{"value": "B@WORK"}]))), ["b@home"]);
         assert_eq!(emails(remove(json!("b@Home"))), ["b@work"]);
+        // A blank type is no type, as in a write.
+        assert_eq!(
+            emails(remove(json!([{"value": "b@work", "type": " "}]))),
+            ["b@home"]
+        );
         // A type given must be the entry's too.
         assert_eq!(
             emails(remove(json!([{"value": "b@work", "type": "home"}]))),
@@ -1476,6 +1487,7 @@ mod tests {
             (json!(6.0), true),
             (json!(6), true),
             (json!({"value": 6}), true),
+            (json!({"Value": 6}), true),
             (json!(6.5), false),
         ] {
             assert_eq!(names_entry(&levels, &sent, &json!(6)), gone, "{sent}");
@@ -1498,6 +1510,11 @@ mod tests {
         let shouted =
             json!([{"streetAddress": "1 MAIN ST", "locality": "springfield", "type": "Work"}]);
         assert_eq!(remove(shouted), 1);
+        // `primary` aside, and blanks are absent.
+        let mut flagged = u["addresses"][0].clone();
+        flagged["primary"] = json!(false);
+        flagged["country"] = json!("");
+        assert_eq!(remove(json!([flagged])), 1);
         // Part of an entry is not the entry.
         assert_eq!(
             remove(json!([{"locality": "Springfield", "type": "work"}])),

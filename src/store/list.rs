@@ -228,7 +228,8 @@ impl Store {
             && q.filter.as_ref().is_some_and(|f| !is_point(rt.kind, f)))
         .then(|| (snapshot.clone(), tenant.clone(), q.clone()));
         match self.list_taking(snapshot, tenant, rt, q, false).await {
-            // Its range was too broad to plan: it scans, under a scan turn as scans do.
+            // Too many to plan: it scans (or walks a group's members), under a scan turn as
+            // scans do, without planning again.
             Err(Error::ScanTurnNeeded) => match again {
                 Some((snapshot, tenant, q)) => {
                     self.list_taking(snapshot, tenant, rt, q, true).await
@@ -239,14 +240,15 @@ impl Store {
         }
     }
 
-    /// `list_in`, with a scan turn whatever the query (`scan_turn`), or only if it may scan.
+    /// `list_in`; `unplanned`: the plan is known to hold too many, so the read scans, and
+    /// takes a scan turn whatever the query.
     async fn list_taking(
         &self,
         snapshot: Option<Snapshot>,
         tenant: String,
         rt: Rt,
         q: ListQuery,
-        scan_turn: bool,
+        unplanned: bool,
     ) -> Result<ListPage, Error> {
         let kind = rt.kind;
         // Point lookups and short unfiltered pages (by cursor, or by startIndex at any depth:
@@ -259,7 +261,7 @@ impl Store {
         // The tenant's name for its share of the pool, only for a read that goes there.
         let inline = inline && snapshot.is_none();
         // Asked only of a read that goes to the pool: a point lookup stays off it.
-        let scan = !inline && (scan_turn || may_scan(kind, &q));
+        let scan = !inline && (unplanned || may_scan(kind, &q));
         // Waiting for a turn is bounded as reading is: a request behind its tenant's scans
         // is answered 503 once it has waited as long as one may read.
         let wait = q.scan_limit;
@@ -428,9 +430,15 @@ impl Store {
                 return finish(r, t, kind, page, q.with_refs);
             }
             let planned = match &q.filter {
-                Some(f) => plan(r, t, kind, f)?,
-                None => None,
+                Some(f) if !unplanned => plan(r, t, kind, f)?,
+                _ => None,
             };
+            // A filter an index serves whose plan held too many would scan here (or walk a
+            // group's members) without a scan turn, holding the tenant's turns its other
+            // index-served reads need: taken again, with one.
+            if planned.is_none() && q.filter.is_some() && !scan {
+                return Ok(Err(Error::ScanTurnNeeded));
+            }
             // Exact only when the index was read: past `PLANNED_MAX` the plan is a scan,
             // which must evaluate the filter.
             let exact =
@@ -440,12 +448,6 @@ impl Store {
                 (None, Some(f)) => and_group_of_users(kind, f).and_then(parse_id),
                 _ => None,
             };
-            // An index-served filter (a prefix) whose range held too many to plan would scan
-            // here without a scan turn, holding the tenant's turns its other index-served
-            // reads need: taken again, with one.
-            if planned.is_none() && members_of.is_none() && q.filter.is_some() && !scan {
-                return Ok(Err(Error::ScanTurnNeeded));
-            }
             // Each record is read for the attributes the filter and the sort look at only;
             // the page's records are read whole after.
             let mut wanted = Vec::new();

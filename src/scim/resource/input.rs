@@ -98,8 +98,14 @@ pub fn normalize(kind: impl Into<Rt>, raw: &Value) -> ScimResult<Input> {
             continue;
         }
         if key.eq_ignore_ascii_case("id") {
-            // `""` is absent, as `null` is (a template's placeholder left unset).
-            input.id = value.as_str().filter(|s| !s.is_empty()).map(str::to_string);
+            // Blank is absent, as `null` is (a template's placeholder left unset); a number
+            // or an object is no id, and differs from any (refused in a PUT).
+            input.id = match value {
+                Value::Null => None,
+                Value::String(s) if s.trim().is_empty() => None,
+                Value::String(s) => Some(s.trim().to_string()),
+                other => Some(other.to_string()),
+            };
             continue;
         }
         apply_key(kind, key, value, &mut input, SetMode::Replace)?;
@@ -442,6 +448,21 @@ mod tests {
             normalize(Kind::User, &raw).unwrap().ignored.schemas,
             vec!["urn:onelogin:template".to_string()]
         );
+    }
+
+    /// A body's id as a PUT compares it: blank is absent, spaces around it go, and a
+    /// number is no id (it differs from the resource's).
+    #[test]
+    fn an_id_is_read_as_a_put_compares_it() {
+        let id = |v: Value| {
+            normalize(Kind::User, &json!({"userName": "u", "id": v}))
+                .unwrap()
+                .id
+        };
+        assert_eq!(id(json!(null)), None);
+        assert_eq!(id(json!("   ")), None);
+        assert_eq!(id(json!(" abc ")), Some("abc".into()));
+        assert_eq!(id(json!(5)), Some("5".into()));
     }
 
     #[test]
