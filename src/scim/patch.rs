@@ -232,35 +232,29 @@ fn apply_one(
     // nothing changes nothing. A null for an attribute whose absence reads as a value
     // (`active`) says nothing either, as in a PUT: it never reactivates a user.
     if op.value.as_ref().is_some_and(Value::is_null) {
-        let defaulted = || {
-            matches!(path::parse(kind, raw_path), Ok(Parsed::Known(p))
-                if p.filter.is_none() && p.sub.is_none() && p.attr.def.unset.is_some())
+        let known = match path::parse(kind, raw_path) {
+            Ok(Parsed::Known(p)) => Some(p),
+            _ => None,
         };
+        let whole = known
+            .as_ref()
+            .filter(|p| p.filter.is_none() && p.sub.is_none());
+        let defaulted = whole.is_some_and(|p| p.attr.def.unset.is_some());
+        // The id, as absent as in a PUT: nothing to change.
+        let names_id = known
+            .as_ref()
+            .is_some_and(|p| p.attr.ext.is_none() && p.attr.def.name == "id");
         // A `remove` of a whole multi-valued attribute with a null value list is refused:
         // read as absent it would empty a group a template meant to leave alone, and read
-        // as "no one" it would tell a client that meant everyone that it was done.
-        let listed = || {
-            matches!(path::parse(kind, raw_path), Ok(Parsed::Known(p))
-                if p.filter.is_none() && p.sub.is_none() && p.attr.def.multi_valued)
-        };
-        // A read-only attribute is refused as such, whatever the value.
-        let read_only = || {
-            matches!(path::parse(kind, raw_path), Ok(Parsed::Known(p))
-                if p.attr.def.mutability == Mutability::ReadOnly)
-        };
-        // The id, as absent as in a PUT: nothing to change.
-        let names_id = || {
-            matches!(path::parse(kind, raw_path), Ok(Parsed::Known(p))
-                if p.attr.ext.is_none() && p.attr.def.name == "id")
-        };
+        // as "no one" it would tell a client that meant everyone that it was done. (A
+        // read-only one is refused as such, below.)
+        let listed = whole.is_some_and(|p| {
+            p.attr.def.multi_valued && p.attr.def.mutability != Mutability::ReadOnly
+        });
         return match op.op {
             OpKind::Add => Ok(()),
-            OpKind::Replace if defaulted() || names_id() => Ok(()),
-            OpKind::Remove if read_only() => Err(ScimError::mutability(format!(
-                "\"{}\" is read-only: the server sets it",
-                raw_path.trim()
-            ))),
-            OpKind::Remove if listed() => Err(ScimError::invalid_value(format!(
+            OpKind::Replace if defaulted || names_id => Ok(()),
+            OpKind::Remove if listed => Err(ScimError::invalid_value(format!(
                 "a remove of \"{raw_path}\" with \"value\": null names nothing to remove: \
                  list the values to remove, or leave \"value\" out to remove them all"
             ))),

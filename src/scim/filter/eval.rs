@@ -170,6 +170,12 @@ fn compare_one(actual: &Value, def: &AttrDef, op: CompareOp, expected: &CompValu
                 text(&fold(a), &folded(e))
             }
         }
+        // Below 2^53 a double holds both sides exactly: the literal read once, at parse.
+        (Value::Number(a), CompValue::Num(e, _))
+            if e.abs() < crate::scim::resource::EXACT_IN_A_DOUBLE =>
+        {
+            a.as_f64().and_then(|a| a.partial_cmp(e)).is_some_and(ord)
+        }
         (Value::Number(a), CompValue::Num(_, text) | CompValue::Str(text)) => {
             compare_numbers(a, text.trim()).is_some_and(ord)
         }

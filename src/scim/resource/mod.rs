@@ -24,8 +24,8 @@ pub use input::{Ignored, Input, SetMode, apply_key, normalize, note_unknown_subs
 pub use members::normalize_members;
 pub use multi_valued::{MAX_VALUES, check_count, demote_primary};
 pub use values::{
-    normalize_attr, normalize_attr_keeping_hollow, normalize_simple, normalize_single,
-    refuses_controls, type_name,
+    EXACT_IN_A_DOUBLE, normalize_attr, normalize_attr_keeping_hollow, normalize_simple,
+    normalize_single, refuses_controls, type_name,
 };
 
 /// Canonical resource body: core attributes at the top level, extension attributes in an

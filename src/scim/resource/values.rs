@@ -116,7 +116,7 @@ pub fn normalize_single(def: &'static AttrDef, value: &Value) -> ScimResult<Opti
 }
 
 /// 2^53: the largest magnitude below which a double holds every whole number exactly.
-const EXACT_IN_A_DOUBLE: f64 = 9_007_199_254_740_992.0;
+pub const EXACT_IN_A_DOUBLE: f64 = 9_007_199_254_740_992.0;
 
 /// An integer past what a double holds exactly.
 fn past_exact(label: &str, n: &serde_json::Number) -> ScimError {
