@@ -72,6 +72,10 @@ pub struct StoreMetrics {
     pub batch_size: Histogram,
     pub commit_seconds: Histogram,
     pub commit_failures: AtomicU64,
+    /// Scans stopped before their end at the request time limit, and because the request
+    /// they served had gone.
+    pub scans_past_deadline: AtomicU64,
+    pub scans_for_no_one: AtomicU64,
 }
 
 impl Default for StoreMetrics {
@@ -80,6 +84,8 @@ impl Default for StoreMetrics {
             batch_size: Histogram::new(BATCH),
             commit_seconds: Histogram::new(LATENCY),
             commit_failures: AtomicU64::new(0),
+            scans_past_deadline: AtomicU64::new(0),
+            scans_for_no_one: AtomicU64::new(0),
         }
     }
 }
@@ -244,6 +250,17 @@ impl StoreMetrics {
             out,
             "scimd_commit_failures_total {}",
             self.commit_failures.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP scimd_scans_stopped_total Reads that visit records one by one (a filter or sort no index serves), stopped before their end: at server.request_timeout_secs (answered 400 tooMany), or because their client had hung up.\n# TYPE scimd_scans_stopped_total counter\n");
+        let _ = writeln!(
+            out,
+            "scimd_scans_stopped_total{{reason=\"deadline\"}} {}",
+            self.scans_past_deadline.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "scimd_scans_stopped_total{{reason=\"client_gone\"}} {}",
+            self.scans_for_no_one.load(Ordering::Relaxed)
         );
     }
 }

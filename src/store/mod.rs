@@ -767,14 +767,39 @@ impl Store {
                 .map_err(|_| Error::Busy)?,
             None => turn.await,
         };
+        // Dropped with this future when the client goes away: the read's scans then stop
+        // at their next look at the clock instead of reading on for no one.
+        let watch = Arc::new(budget::Watch::default());
+        let _hangup = budget::Hangup(watch.clone());
+        let metrics = self.metrics.clone();
+        let tenant = tenant.to_string();
         // A panic is caught on its thread, so that what it said goes in the log under the
         // error id the client is given.
         let res = tokio::task::spawn_blocking(move || {
             let _turn = turn;
-            verify::caught(|| {
-                shared.faults.panic_if_set("a read");
-                f(&shared)
-            })
+            let res = watch.run(|| {
+                verify::caught(|| {
+                    shared.faults.panic_if_set("a read");
+                    f(&shared)
+                })
+            });
+            // Counted here, not where the answer is made: a request that is gone has no
+            // answer made for it.
+            match watch.stopped() {
+                Some(budget::Stop::Deadline) => {
+                    metrics
+                        .scans_past_deadline
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Some(budget::Stop::Gone) => {
+                    metrics
+                        .scans_for_no_one
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::info!(%tenant, "a scan stopped: its client went away");
+                }
+                None => {}
+            }
+            res
         })
         .await;
         match res {

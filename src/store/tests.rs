@@ -591,6 +591,9 @@ fn a_scan_past_its_limit_is_refused_and_leaves_no_count_behind() {
             Ok(p) => panic!("{filter} (sorted: {sort}): answered {} matches", p.total),
         }
     }
+    let counted = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(counted(&f.store.metrics.scans_past_deadline), 3);
+    assert_eq!(counted(&f.store.metrics.scans_for_no_one), 0);
     // The cut scan remembered nothing in this snapshot: the same filter counts again.
     let page = list(query("title eq \"t\"", false, None)).unwrap();
     assert_eq!(page.total, 5);

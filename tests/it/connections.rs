@@ -867,3 +867,89 @@ async fn an_http2_host_header_naming_the_authority_with_its_default_port_is_the_
         assert_eq!(head.status(), status, "{authority} / {host}");
     }
 }
+
+/// A client that hangs up (HTTP/1.1) or gives up on its stream (HTTP/2) while its filter
+/// reads every user stops that read: the pool thread and the tenant's scan turn are not
+/// held for no one until the request time limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_stops_when_its_client_goes_away() {
+    let s = Srv::start_with(|c| {
+        c.server.request_timeout_secs = 600;
+        c.server.metrics_token_sha256 = Some(scimd::auth::hex(&scimd::auth::digest("m")));
+    })
+    .await;
+    let mut loading = tokio::task::JoinSet::new();
+    for part in 0..16 {
+        let (client, url) = (s.client.clone(), format!("{}/Users", s.base()));
+        loading.spawn(async move {
+            for i in 0..250 {
+                let body = serde_json::json!({"userName": format!("u{part}-{i}@x"), "title": "t"});
+                let r = client
+                    .post(&url)
+                    .bearer_auth(ACME)
+                    .header("content-type", "application/scim+json")
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 201);
+            }
+        });
+    }
+    while let Some(done) = loading.join_next().await {
+        done.unwrap();
+    }
+    // No index serves it, and each user costs 250 comparisons; a new filter each time (a
+    // scan's count is kept for the next page of the same filter).
+    let filter = |salt: &str| {
+        (0..250)
+            .map(|i| format!("title eq \"{salt}-{i}\""))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    };
+    let scan = |client: &reqwest::Client, salt: &str| {
+        client
+            .get(format!(
+                "{}/Users?count=1&filter={}",
+                s.base(),
+                crate::harness::urlencode(&filter(salt))
+            ))
+            .bearer_auth(ACME)
+    };
+    let mut whole = Duration::MAX;
+    for salt in ["a", "b"] {
+        let started = std::time::Instant::now();
+        let r = scan(&s.client, salt).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        whole = whole.min(started.elapsed());
+    }
+    let stopped = async |reason: &str| {
+        let (status, text) = s.metrics("m").await;
+        assert_eq!(status, 200);
+        let line = format!("scimd_scans_stopped_total{{reason=\"{reason}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(line.as_str()))
+            .and_then(|n| n.parse::<u64>().ok())
+            .expect("the counter is shown")
+    };
+    assert_eq!(stopped("client_gone").await, 0);
+    for (n, client) in [s.http1_client(), s.client.clone()].iter().enumerate() {
+        let gone = scan(client, &format!("gone{n}"))
+            .timeout(whole / 5)
+            .send()
+            .await;
+        assert!(gone.is_err_and(|e| e.is_timeout()), "answered in time");
+        // The read that went on, had it not been stopped, ends with no scan counted as
+        // stopped; the wait is a bound only.
+        let mut counted = 0;
+        for _ in 0..600 {
+            counted = stopped("client_gone").await;
+            if counted == n as u64 + 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(counted, n as u64 + 1, "the scan for no one was not stopped");
+    }
+    assert_eq!(stopped("deadline").await, 0);
+}

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::harness::{Srv, assert_error, display_names, strings, total};
+use crate::harness::{Srv, assert_error, display_names, strings, total, urlencode};
 
 async fn ids(s: &Srv, query: &str) -> Vec<String> {
     let r = s.get(&format!("/Users?{query}")).await;
@@ -698,18 +698,6 @@ async fn a_filter_of_hundreds_of_terms_is_answered() {
             .await;
         assert_eq!(total(&r), 2, "{}", r.body);
     }
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// `userName sw` sorted by userName (a search box) walks the userName index's prefix range

@@ -313,6 +313,19 @@ impl Srv {
 }
 
 /// Assert an RFC 7644 error body with this status and scimType.
+/// `s` with every byte but letters and digits percent-escaped, for a query string.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 pub fn assert_error(r: &Res, status: u16, scim_type: Option<&str>) {
     assert_eq!(r.status, status, "body: {}", r.body);
     assert_eq!(
