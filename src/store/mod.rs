@@ -23,6 +23,7 @@ mod record;
 mod refold;
 mod scans;
 mod scrub;
+mod seats;
 mod select;
 mod skim;
 pub mod tables;

@@ -1,0 +1,333 @@
+//! The paid plan's seats inside a write: which seat a user becoming active gets, the
+//! counters a user's change moves, and the users the seat limit put on the free plan
+//! moved back to paid, earliest first, as seats come free.
+
+use redb::ReadableTable;
+
+use super::events::{self, Actor, NewEvent};
+use super::plan::{self, Mode, Seat};
+use super::write::W;
+use super::{R, format_id};
+use crate::scim::resource::Body;
+use crate::scim::schema::Kind;
+
+impl W<'_> {
+    /// Check phase for a user write: the seat a user becoming active gets, or the refusal.
+    /// `existing` is the user being reactivated; a refused create has no id to name.
+    pub(super) fn seat_check(
+        &mut self,
+        actor: &Actor,
+        existing: Option<u128>,
+        body: &Body,
+        (was_active, now_active): (bool, bool),
+    ) -> R<Option<Seat>> {
+        if was_active || !now_active {
+            return Ok(Ok(None));
+        }
+        match plan::seat_for_new_active(actor.plan.as_deref(), &self.counts, &actor.tenant)? {
+            Ok(Seat::Paid) => Ok(Ok(Some(Seat::Paid))),
+            // A trial takes nothing from people paid before it: an existing member's own
+            // account is seated on top of the limit (as seats lowered by a reload are), not
+            // refused or put on free while its person is paid anyway.
+            _ if self.holds_existing_seat(actor, existing, body)? => Ok(Ok(Some(Seat::Paid))),
+            // In testing mode the seats existing members' accounts hold are on top of the
+            // limit whichever came first, so the order users arrive in changes no one's plan.
+            _ if self.open_beside_existing(actor, 1)? > 0 => Ok(Ok(Some(Seat::Paid))),
+            Ok(seat) => Ok(Ok(Some(seat))),
+            Err(e) => {
+                // Refused writes change no resource, but the feed says a seat was refused.
+                self.emit_plan(actor, "plan.seat_rejected", existing, None)?;
+                Ok(Err(e))
+            }
+        }
+    }
+
+    /// Whether a user becoming active, in testing mode once it is counted, is the account
+    /// of an existing member that no other active account already holds the seat for.
+    fn holds_existing_seat(
+        &self,
+        actor: &Actor,
+        id: Option<u128>,
+        body: &Body,
+    ) -> Result<bool, redb::Error> {
+        let Some(rules) = actor.plan.as_deref() else {
+            return Ok(false);
+        };
+        let t = actor.tenant.as_str();
+        if rules.mode(plan::active(&self.counts, t)? + 1) != Mode::Testing {
+            return Ok(false);
+        }
+        for entry in plan::entries_matching(rules, body) {
+            let mut held = false;
+            for other in plan::matches_of(&self.usernames, &self.emails, t, entry)? {
+                if Some(other) != id
+                    && let Some(rec) = self.load(t, Kind::User, other)?
+                    && plan::is_active(&rec.body)
+                {
+                    held = true;
+                    break;
+                }
+            }
+            if !held {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Seats open beyond those existing members' accounts hold, in testing mode once
+    /// `joining` more users are counted active; 0 in enforced mode or without a limit (whose
+    /// seats the counters alone answer).
+    fn open_beside_existing(&self, actor: &Actor, joining: u64) -> Result<u64, redb::Error> {
+        let Some(rules) = actor.plan.as_deref() else {
+            return Ok(0);
+        };
+        let t = actor.tenant.as_str();
+        let Some(seats) = rules.seats else {
+            return Ok(0);
+        };
+        if rules.existing_members.is_empty()
+            || rules.mode(plan::active(&self.counts, t)? + joining) != Mode::Testing
+        {
+            return Ok(0);
+        }
+        let seated = plan::seated(&self.counts, t)?;
+        Ok(seats.saturating_sub(seated.saturating_sub(self.entry_seats(t, rules)?)))
+    }
+
+    /// The seated accounts that hold existing members' seats. An account matching two
+    /// entries is one person's, and holds one seat.
+    fn entry_seats(&self, t: &str, rules: &plan::PlanRules) -> Result<u64, redb::Error> {
+        let mut kept = std::collections::BTreeSet::new();
+        for entry in &rules.existing_members {
+            if let (Some(id), _) = self.holders(t, entry)? {
+                kept.insert(id);
+            }
+        }
+        Ok(kept.len() as u64)
+    }
+
+    /// Whether seated user `id` holds an existing member's seat (on top of the limit in
+    /// testing mode).
+    /// Only the entries `body` (the user's, as indexed now) matches are looked up: a user
+    /// PATCH matching none reads nothing more.
+    pub(super) fn holds_entry_seat(
+        &self,
+        actor: &Actor,
+        id: u128,
+        body: &Body,
+    ) -> Result<bool, redb::Error> {
+        let Some(rules) = actor.plan.as_deref().filter(|r| r.seats.is_some()) else {
+            return Ok(false);
+        };
+        for entry in plan::entries_matching(rules, body) {
+            if self.holders(&actor.tenant, entry)?.0 == Some(id) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// After a change that left user `id` no longer an existing member's account (its
+    /// userName or emails changed): in testing mode its seat was on top of the limit, and
+    /// the seat it may have held before went to the next user waiting. With no seat open now
+    /// it goes back to the free plan, in line by creation as any user there, instead of
+    /// keeping a seat past the limit ahead of users who were waiting.
+    /// `body`: the user's, as the change left it.
+    pub(super) fn back_in_line(
+        &mut self,
+        actor: &Actor,
+        id: u128,
+        body: &Body,
+    ) -> Result<(), redb::Error> {
+        let t = actor.tenant.as_str();
+        let Some(rules) = actor.plan.as_deref() else {
+            return Ok(());
+        };
+        let Some(seats) = rules.seats else {
+            return Ok(());
+        };
+        if rules.mode(plan::active(&self.counts, t)?) != Mode::Testing
+            || self.holds_entry_seat(actor, id, body)?
+            || self.overflow.get((t, id))?.is_some()
+            || plan::seated(&self.counts, t)?.saturating_sub(self.entry_seats(t, rules)?) <= seats
+        {
+            return Ok(());
+        }
+        self.overflow.insert((t, id), ())?;
+        plan::add(&mut self.counts, t, plan::OVERFLOW, 1)?;
+        self.emit_plan(actor, "plan.placed_on_free", Some(id), None)
+    }
+
+    /// The accounts matching existing-members `entry` that may hold its seat: the oldest
+    /// active one holding a seat, and the oldest active one the limit put on free.
+    fn holders(&self, t: &str, entry: &str) -> Result<(Option<u128>, Option<u128>), redb::Error> {
+        let mut waiting = None;
+        for id in plan::matches_of(&self.usernames, &self.emails, t, entry)? {
+            if !self
+                .load(t, Kind::User, id)?
+                .is_some_and(|rec| plan::is_active(&rec.body))
+            {
+                continue;
+            }
+            if self.overflow.get((t, id))?.is_none() {
+                return Ok((Some(id), waiting));
+            }
+            waiting = waiting.or(Some(id));
+        }
+        Ok((None, waiting))
+    }
+
+    fn emit_plan(
+        &mut self,
+        actor: &Actor,
+        kind: &'static str,
+        id: Option<u128>,
+        from_to: Option<(String, String)>,
+    ) -> Result<(), redb::Error> {
+        let new = NewEvent {
+            kind,
+            resource_id: id.map(format_id).unwrap_or_default(),
+            member_id: None,
+            member_type: None,
+            attributes: Vec::new(),
+            from_to,
+        };
+        events::append(&mut self.events, &mut self.seqs, actor, new)
+    }
+
+    /// Write phase: move the plan counters for a user going from `was` to `now` active
+    /// (`None`: the user does not exist on that side), and record a mode switch.
+    pub(super) fn plan_transition(
+        &mut self,
+        actor: &Actor,
+        id: u128,
+        was: Option<bool>,
+        now: Option<bool>,
+        seat: Option<Seat>,
+    ) -> Result<(), redb::Error> {
+        let t = actor.tenant.as_str();
+        let before = plan::active(&self.counts, t)?;
+        let was_active = was.unwrap_or(false);
+        let now_active = now.unwrap_or(false);
+        if was_active && !now_active {
+            plan::add(&mut self.counts, t, plan::ACTIVE, -1)?;
+            if self.overflow.remove((t, id))?.is_some() {
+                plan::add(&mut self.counts, t, plan::OVERFLOW, -1)?;
+            }
+        }
+        if !was_active && now_active {
+            plan::add(&mut self.counts, t, plan::ACTIVE, 1)?;
+            if seat == Some(Seat::Overflow) {
+                self.overflow.insert((t, id), ())?;
+                plan::add(&mut self.counts, t, plan::OVERFLOW, 1)?;
+                self.emit_plan(actor, "plan.placed_on_free", Some(id), None)?;
+            }
+        }
+        let Some(rules) = actor.plan.clone() else {
+            return Ok(());
+        };
+        let modes = (
+            rules.mode(before),
+            rules.mode(plan::active(&self.counts, t)?),
+        );
+        // A seat comes free when a seated user leaves, and without anyone leaving too: back
+        // in testing mode, or with a user now an existing member's account, existing
+        // members' seats are on top of the limit.
+        self.fill_free_seats(actor, modes.0 != modes.1)?;
+        self.mode_change(actor, modes.0, modes.1)
+    }
+
+    /// A seat that comes free (a seated user leaves, a reload raises `seats`) goes to a user
+    /// the seat limit put on the free plan, earliest created first, so that nobody who came
+    /// later takes it ahead of them.
+    /// `quiet`: a mode switch or a settings change, whose own event covers existing members'
+    /// accounts it moves to paid, brought it about.
+    pub(super) fn fill_free_seats(
+        &mut self,
+        actor: &Actor,
+        quiet: bool,
+    ) -> Result<(), redb::Error> {
+        let t = actor.tenant.as_str();
+        let Some(rules) = actor.plan.clone() else {
+            return Ok(());
+        };
+        if self.first_waiting(t)?.is_none() {
+            return Ok(());
+        }
+        self.seat_existing_members(actor, &rules, quiet)?;
+        let open = match rules.seats {
+            Some(seats) => seats.saturating_sub(plan::seated(&self.counts, t)?),
+            None => u64::MAX,
+        };
+        // Seats existing members' accounts hold are on top in testing mode.
+        let mut open = open.max(self.open_beside_existing(actor, 0)?);
+        while open > 0 {
+            let Some(id) = self.first_waiting(t)? else {
+                break;
+            };
+            self.overflow.remove((t, id))?;
+            plan::add(&mut self.counts, t, plan::OVERFLOW, -1)?;
+            self.emit_plan(actor, "plan.placed_on_paid", Some(id), None)?;
+            open -= 1;
+        }
+        Ok(())
+    }
+
+    /// The earliest created user the seat limit put on the free plan.
+    fn first_waiting(&self, t: &str) -> Result<Option<u128>, redb::Error> {
+        Ok(self
+            .overflow
+            .range((t, 0u128)..=(t, u128::MAX))?
+            .next()
+            .transpose()?
+            .map(|(k, _)| k.value().1))
+    }
+
+    /// In testing mode an existing member's account is paid on top of the seats and never
+    /// waits for one: the account that holds each entry's seat (an active seated one, else
+    /// the oldest active one on free, as the plan list picks it) leaves the free plan
+    /// without taking a seat from the users waiting there. Else the seat a user leaving
+    /// frees would go to it, already listed paid, instead of the user next in line, and the
+    /// account would be back on free when the plan is enforced again.
+    fn seat_existing_members(
+        &mut self,
+        actor: &Actor,
+        rules: &plan::PlanRules,
+        quiet: bool,
+    ) -> Result<(), redb::Error> {
+        let t = actor.tenant.as_str();
+        if rules.existing_members.is_empty()
+            || rules.mode(plan::active(&self.counts, t)?) != Mode::Testing
+        {
+            return Ok(());
+        }
+        for entry in &rules.existing_members {
+            // After a mode switch or a settings change, the plan list shows the account
+            // paid already and that change is the event; after a write that made it an
+            // existing member's account (or left it the one holding the entry's seat), it
+            // is told as any move to paid.
+            if let (None, Some(id)) = self.holders(t, entry)? {
+                self.overflow.remove((t, id))?;
+                plan::add(&mut self.counts, t, plan::OVERFLOW, -1)?;
+                if !quiet {
+                    self.emit_plan(actor, "plan.placed_on_paid", Some(id), None)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn mode_change(
+        &mut self,
+        actor: &Actor,
+        m0: Mode,
+        m1: Mode,
+    ) -> Result<(), redb::Error> {
+        if m0 == m1 {
+            return Ok(());
+        }
+        let names = (m0.name().to_string(), m1.name().to_string());
+        self.emit_plan(actor, "plan.changed", None, Some(names))
+    }
+}
