@@ -1,6 +1,7 @@
 //! The SCIM protocol core: schemas, filters, paths, PATCH, projection and validation.
 //! Pure functions over `serde_json::Value`; nothing here does I/O.
 
+pub mod datetime;
 pub mod error;
 pub mod filter;
 pub mod fold;

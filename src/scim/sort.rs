@@ -169,13 +169,10 @@ impl SortSpec {
     }
 }
 
-/// An RFC 3339 time as text that sorts in time order: in UTC, with nine fractional digits.
+/// A dateTime as text that sorts in time order: in UTC, with nine fractional digits.
 /// As sent, `…00.5Z` sorts after `…00.50001Z`, and offsets other than `Z` sort anywhere.
 pub fn time_order(s: &str) -> Option<String> {
-    use time::format_description::well_known::Rfc3339;
-    time::OffsetDateTime::parse(s, &Rfc3339)
-        .ok()
-        .map(fixed_width)
+    crate::scim::datetime::parse(s).map(fixed_width)
 }
 
 /// The sort key of a time given in Unix nanoseconds (as the lastModified index holds it).

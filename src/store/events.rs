@@ -263,9 +263,7 @@ fn first_kept(
 }
 
 fn parse_unix(s: &str) -> Option<u64> {
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .and_then(|t| u64::try_from(t.unix_timestamp()).ok())
+    crate::scim::datetime::parse(s).and_then(|t| u64::try_from(t.unix_timestamp()).ok())
 }
 
 #[cfg(test)]

@@ -103,7 +103,7 @@ fn format_micros(micros: i64) -> String {
 
 /// A time as the lastModified index holds it: Unix nanoseconds.
 pub(super) fn stamp_nanos(s: &str) -> Option<i64> {
-    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    let t = crate::scim::datetime::parse(s)?;
     i64::try_from(t.unix_timestamp_nanos()).ok()
 }
 

@@ -269,6 +269,35 @@ async fn extension_values_are_validated_stored_filtered_sorted_and_patched() {
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.body[EXT]["desk"]["floor"], json!(4));
     s.delete(&format!("/Users/{}", r.id())).await;
+    // A date and time without a zone is an xsd:dateTime (RFC 7643 §2.3.5): kept as sent,
+    // compared as UTC; a date alone is not one.
+    let mut body = person("local@x", 52.0, "B-6");
+    body[EXT]["start"] = json!("2024-03-01T10:00:00");
+    let r = s.post("/Users", body.clone()).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body[EXT]["start"], "2024-03-01T10:00:00");
+    for (op, value, want) in [
+        ("gt", "2024-03-01T09:30:00Z", 1),
+        ("eq", "2024-03-01T11:00:00%2B01:00", 1),
+        ("lt", "2024-03-01T10:00:00", 2),
+    ] {
+        let r = s
+            .get(&format!("/Users?filter={EXT}:start {op} %22{value}%22"))
+            .await;
+        assert_eq!(total(&r), want, "start {op} {value}: {}", r.body);
+    }
+    let r = s
+        .get(&format!("/Users?sortBy={EXT}:start&sortOrder=descending"))
+        .await;
+    assert_eq!(r.body["Resources"][0]["userName"], "local@x");
+    body[EXT]["start"] = json!("2024-03-01");
+    body["userName"] = json!("dateonly@x");
+    assert_error(&s.post("/Users", body).await, 400, Some("invalidValue"));
+    s.delete(&format!(
+        "/Users/{}",
+        r.body["Resources"][0]["id"].as_str().unwrap()
+    ))
+    .await;
     let r = s.get(&format!("/Users?sortBy={EXT}:weight")).await;
     let order: Vec<&str> = r.body["Resources"]
         .as_array()

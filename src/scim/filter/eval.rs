@@ -94,7 +94,7 @@ fn present(v: &Value) -> bool {
 }
 
 pub(super) fn parse_time(s: &str) -> Option<time::OffsetDateTime> {
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+    crate::scim::datetime::parse(s)
 }
 
 /// `fold(e)`, remembered for the filter values this thread compared with last. A filter is
@@ -473,6 +473,9 @@ mod tests {
             "one second earlier in another offset"
         );
         assert!(!m("meta.lastModified gt \"2011-08-01T11:29:50-07:00\""));
+        // Without a zone (xsd:dateTime allows it): UTC.
+        assert!(m("meta.lastModified eq \"2011-08-01T18:29:49.793\""));
+        assert!(!m("meta.lastModified gt \"2011-08-01T18:29:49.793\""));
         assert!(m("meta.created lt \"2015-10-10T14:38:21.8617979-07:00\""));
         assert!(
             m("meta.Created lt 2015-10-10T14:38:21.8617979-07:00"),

@@ -196,16 +196,16 @@ pub fn normalize_simple(def: &AttrDef, value: &Value, label: &str) -> ScimResult
             if s.is_empty() {
                 return Ok(None);
             }
-            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-                .map(|_| Some(value.clone()))
-                .map_err(|_| {
-                    ScimError::invalid_value(format!(
-                        "attribute \"{label}\" must be an RFC 3339 date-time such as \
-                         2024-05-01T12:00:00Z, got \"{s}\""
-                    ))
-                })
+            match crate::scim::datetime::parse(s) {
+                Some(_) => Ok(Some(value.clone())),
+                None => Err(ScimError::invalid_value(format!(
+                    "attribute \"{label}\" must be a date and a time (xsd:dateTime, RFC 7643 \
+                     §2.3.5) such as 2024-05-01T12:00:00Z (without a zone, UTC is meant), \
+                     got \"{s}\""
+                ))),
+            }
         }
-        (AttrType::DateTime, _) => Err(bad("an RFC 3339 date-time string")),
+        (AttrType::DateTime, _) => Err(bad("a date-time string")),
         (AttrType::Binary, Value::String(s)) if !is_base64(s) => {
             Err(ScimError::invalid_value(format!(
                 "attribute \"{label}\" must be base64 (RFC 7643 §2.3.6), as DER certificates are"
