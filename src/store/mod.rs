@@ -11,6 +11,7 @@ mod backup;
 mod budget;
 mod error;
 mod events;
+mod fresh;
 mod layout;
 mod list;
 pub mod plan;
@@ -550,8 +551,12 @@ impl Store {
             }
             open_err(e)
         };
-        // Owner-only, and owned by the state directory's owner when new: `Backend::open`.
+        if !existed {
+            fresh::make(path, &shared.faults).map_err(made_and_failed)?;
+        }
         let db = shared.open_db().map_err(made_and_failed)?;
+        // Held now: no other start is making a database beside it.
+        fresh::clear_leftovers(path);
         if !convert
             && let Some(found) = guarded(|| layout::stored_version(&db)).map_err(open_err)?
             && found < tables::SCHEMA_VERSION

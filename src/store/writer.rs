@@ -51,8 +51,32 @@ fn writer(shared: &Shared, rx: &mut mpsc::Receiver<Job>, metrics: &crate::metric
         }
     };
     let mut checkpoint_due = false;
+    let mut reopen_failed = false;
     loop {
         let next = match &idle {
+            // Down after a storage failure: opened again as soon as it can be, not only
+            // when a request comes, so that the first read after a quiet spell (a
+            // monitor's probe) is not the one that finds it closed.
+            Some(rt) if shared.current().is_none() => {
+                match rt.block_on(async { tokio::time::timeout(REOPEN_EVERY, rx.recv()).await }) {
+                    Ok(j) => j,
+                    Err(_) => {
+                        if last_reopen.is_none_or(|t| t.elapsed() >= REOPEN_EVERY) {
+                            last_reopen = Some(std::time::Instant::now());
+                            match shared.reopen() {
+                                Ok(_) => reopen_failed = false,
+                                // Said once a failure, not twice a second while it lasts.
+                                Err(e) if !reopen_failed => {
+                                    reopen_failed = true;
+                                    tracing::error!(error = %e, "the database cannot be reopened yet; retried every half second");
+                                }
+                                Err(_) => {}
+                            }
+                        }
+                        continue;
+                    }
+                }
+            }
             Some(rt) if checkpoint_due => {
                 // The timer must be made inside the runtime.
                 match rt.block_on(async { tokio::time::timeout(CHECKPOINT_IDLE, rx.recv()).await })
@@ -93,9 +117,15 @@ fn writer(shared: &Shared, rx: &mut mpsc::Receiver<Job>, metrics: &crate::metric
             None => {
                 last_reopen = Some(std::time::Instant::now());
                 match shared.reopen() {
-                    Ok(db) => db,
+                    Ok(db) => {
+                        reopen_failed = false;
+                        db
+                    }
                     Err(e) => {
-                        tracing::error!(error = %e, "the database cannot be reopened yet");
+                        if !reopen_failed {
+                            reopen_failed = true;
+                            tracing::error!(error = %e, "the database cannot be reopened yet; retried every half second");
+                        }
                         batch.clear();
                         continue;
                     }

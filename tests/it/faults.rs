@@ -236,6 +236,20 @@ async fn a_full_disk_refuses_writes_and_keeps_serving_reads() {
         "{}",
         refused.body
     );
+    // Opened again for reads without waiting for a request: after a quiet spell the first
+    // read, and a monitor's first probe, find it open (both found it closed, however late
+    // they came, when only a request reopened it).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let h = health(&s).await;
+    assert!(
+        h.body["database"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("disk full"),
+        "{}",
+        h.body
+    );
+    assert_eq!(s.get(&format!("/Users/{kept}")).await.status, 200);
     // The next writes are refused for the full disk, saying so, and the database is open:
     // reads answer between them.
     let mut read_ok = false;
