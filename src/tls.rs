@@ -28,6 +28,12 @@ pub enum TlsError {
     },
     #[error("tls.self_signed: cannot create a certificate in {dir}: {reason}")]
     SelfSigned { dir: PathBuf, reason: String },
+    #[error(
+        "tls.self_signed: cannot look for the certificate in {dir}: {reason}; the directory \
+         and its files must belong to the user running scimd (the package runs it as scimd: \
+         `chown -R scimd:scimd {dir}`)"
+    )]
+    Unreadable { dir: PathBuf, reason: String },
 }
 
 pub struct Loaded {
@@ -168,7 +174,15 @@ pub fn ensure_self_signed(
     let cert = tls_dir.join("cert.pem");
     let key = tls_dir.join("key.pem");
     let host = public_url.and_then(public_host);
-    if cert.exists() || key.exists() {
+    // A pair that may be there but cannot be seen (the directory another user's) is not
+    // one to make anew over: say what stops the reading.
+    let there = |p: &Path| {
+        p.try_exists().map_err(|e| TlsError::Unreadable {
+            dir: tls_dir.clone(),
+            reason: e.to_string(),
+        })
+    };
+    if there(&cert)? || there(&key)? {
         match load_pem(&cert, &key) {
             // A failed first start (full disk, I/O error, crash) can leave an empty, cut or
             // mismatched pair; the files are ours, so making a new pair is the fix.
@@ -609,6 +623,23 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(&key).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    /// A pair that cannot be looked for (here `tls` is a file; in the field, a directory
+    /// another user owns) is reported as such, not as a failure to make a new one.
+    #[test]
+    fn a_pair_that_cannot_be_looked_for_is_named_so() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tls"), b"not a directory").unwrap();
+        match ensure_self_signed(dir.path(), None) {
+            Err(e @ TlsError::Unreadable { .. }) => {
+                let said = e.to_string();
+                assert!(said.contains("cannot look for the certificate"), "{said}");
+                assert!(said.contains("chown -R scimd:scimd"), "{said}");
+            }
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("a certificate made where none can be looked for"),
         }
     }
 }

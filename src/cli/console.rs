@@ -381,7 +381,9 @@ fn open_store(cfg: &Config, create: bool) -> Result<scimd::store::Store, String>
             path.display()
         ));
     }
-    make_state_dir(cfg)?;
+    if make_state_dir(cfg)? {
+        tell_if_roots(cfg);
+    }
     // A database the daemon left by crashing is repaired by whichever opens it first; when
     // that is this command, the daemon's next start has nothing to say, so say it here.
     let stderr = tracing_subscriber::fmt()
@@ -404,18 +406,29 @@ fn owner_name(path: &std::path::Path) -> Option<String> {
     Some(super::access::name_of(uid).unwrap_or_else(|| uid.to_string()))
 }
 
-/// Make a missing state directory, owner-only, as the daemon would on its first start. Made
-/// by root it belongs to root, which the service user cannot write: say so.
-fn make_state_dir(cfg: &Config) -> Result<(), String> {
+/// Make a missing state directory, owner-only, as the daemon would on its first start;
+/// whether it was made.
+fn make_state_dir(cfg: &Config) -> Result<bool, String> {
     let dir = &cfg.storage.dir;
     if dir.is_dir() {
-        return Ok(());
+        return Ok(false);
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     #[cfg(unix)]
     {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    }
+    Ok(true)
+}
+
+/// A state directory just made by root belongs to root, which the service user cannot
+/// write: say so.
+fn tell_if_roots(cfg: &Config) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let dir = &cfg.storage.dir;
         if std::fs::metadata(dir).is_ok_and(|m| m.uid() == 0) {
             eprintln!(
                 "made {} (storage.dir), owned by root: give it to the service user \
@@ -424,7 +437,6 @@ fn make_state_dir(cfg: &Config) -> Result<(), String> {
             );
         }
     }
-    Ok(())
 }
 
 /// The configuration, or exit 2 with its problems. `lenient`, for a command that only reads
@@ -927,12 +939,25 @@ pub(crate) fn restore(config: &std::path::Path, from: &std::path::Path) -> ExitC
         // A refusal, as the purge's: nothing was tried.
         return ExitCode::from(2);
     }
-    if let Err(e) = make_state_dir(&cfg) {
-        eprintln!("{e}");
-        return ExitCode::FAILURE;
-    }
+    let made = match make_state_dir(&cfg) {
+        Ok(made) => made,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let types = scimd::http::Runtime::new(cfg.clone()).types;
-    match scimd::store::restore(from, &cfg.storage.db_path(), &types) {
+    let restored = scimd::store::restore(from, &cfg.storage.db_path(), &types);
+    // A restore that did nothing leaves no directory it made for it behind.
+    if made {
+        match restored {
+            Ok(_) => tell_if_roots(&cfg),
+            Err(_) => {
+                let _ = std::fs::remove_dir(&cfg.storage.dir);
+            }
+        }
+    }
+    match restored {
         Ok(done) => {
             say!(
                 "restored {} from {}",
@@ -982,6 +1007,11 @@ pub(crate) fn restore(config: &std::path::Path, from: &std::path::Path) -> ExitC
                 }
             }
             ExitCode::SUCCESS
+        }
+        // A refusal, as a running server's: nothing was tried.
+        Err(e @ scimd::store::NotRestored::InUse(_)) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
         }
         Err(e) => {
             eprintln!("{e}");

@@ -372,7 +372,7 @@ pub fn restore(
     from: &Path,
     db: &Path,
     types: &HashMap<String, (Rt, Rt)>,
-) -> Result<Restored, String> {
+) -> Result<Restored, NotRestored> {
     // Fails while a server holds the database. Opened read-only, so a damaged database (the
     // usual reason to restore) is neither refused nor changed here; held until the new file
     // is in place, so a server starting meanwhile finds it in use instead of writing to the
@@ -383,18 +383,18 @@ pub fn restore(
     if let Ok(m) = std::fs::symlink_metadata(db)
         && !m.is_file()
     {
-        return Err(format!(
+        return Err(NotRestored::Failed(format!(
             "{} is not a regular file (a link, a pipe or a device); move it away first",
             db.display()
-        ));
+        )));
     }
     if db.exists() {
         match unless_damaged(|| redb::Builder::new().open_read_only(db)) {
             Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
-                return Err(format!(
+                return Err(NotRestored::InUse(format!(
                     "cannot take {}: it is in use (is scimd running?)",
                     db.display()
-                ));
+                )));
             }
             Ok(Ok(handle)) => held = Some(handle),
             _ => {}
@@ -427,7 +427,24 @@ pub fn restore(
     if placed.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    placed
+    placed.map_err(NotRestored::Failed)
+}
+
+/// Why a restore left the database as it was.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NotRestored {
+    /// Another process (a running scimd) holds the database: a refusal, nothing tried.
+    InUse(String),
+    /// The backup or the copy of it failed a check, or could not be put in place.
+    Failed(String),
+}
+
+impl std::fmt::Display for NotRestored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotRestored::InUse(s) | NotRestored::Failed(s) => f.write_str(s),
+        }
+    }
 }
 
 /// What a restore did: where the replaced database was kept, and what scimd's verify found
@@ -804,7 +821,7 @@ mod tests {
         let from = dir.path().join("backup.redb");
         std::fs::write(&from, b"whatever").unwrap();
         let e = super::restore(&from, &db, &Default::default()).unwrap_err();
-        assert!(e.contains("not a regular file"), "{e}");
+        assert!(e.to_string().contains("not a regular file"), "{e}");
     }
 
     #[cfg(unix)]

@@ -41,7 +41,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use backend::{Fault, Faults};
 pub use backup::{
-    AtomicFile, Restored, UNKNOWN_GAP, is_staged_backup, open_staged, owner_only_file,
+    AtomicFile, NotRestored, Restored, UNKNOWN_GAP, is_staged_backup, open_staged, owner_only_file,
     remove_import_spools, remove_restore_aliases, remove_staged_backups, restore,
 };
 pub use error::Error;
@@ -68,12 +68,8 @@ pub enum StoreError {
          storage.dir, or a console command still running; stop it first"
     )]
     InUse { path: String },
-    #[error(
-        "cannot open the database {path}: permission denied; the user running scimd must own \
-         the state directory and its files (the package runs it as scimd: \
-         `chown -R scimd:scimd DIR`)"
-    )]
-    Denied { path: String },
+    #[error("cannot open the database {path}: permission denied; {fix}")]
+    Denied { path: String, fix: String },
     #[error("cannot open the database {path}: {source}")]
     Open {
         path: String,
@@ -446,6 +442,29 @@ fn storage_failed(e: &redb::Error) -> Error {
     Error::Unavailable
 }
 
+/// What to do about a database file the service may not open: its mode, when its owner
+/// lacks read or write (a `chmod` or a copy made read-only), else its owner.
+fn denied_fix(path: &Path) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(path)
+            && m.is_file()
+            && m.permissions().mode() & 0o600 != 0o600
+        {
+            return format!(
+                "its mode is {:04o}, which does not let its owner read and write it: \
+                 `chmod 0600 {}` (and make sure the user running scimd owns it)",
+                m.permissions().mode() & 0o7777,
+                path.display()
+            );
+        }
+    }
+    "the user running scimd must own the state directory and its files (the package runs \
+     it as scimd: `chown -R scimd:scimd DIR`)"
+        .to_string()
+}
+
 /// Whether the file at `path` holds only zero bytes (as a first start on a full disk can
 /// leave it: its size set, nothing written). Only a file of up to 64 MiB is read for it.
 pub(super) fn only_zeros(path: &Path) -> bool {
@@ -497,7 +516,8 @@ impl Store {
             match &source {
                 redb::Error::DatabaseAlreadyOpen => StoreError::InUse { path },
                 redb::Error::Io(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                    StoreError::Denied { path }
+                    let fix = denied_fix(Path::new(&path));
+                    StoreError::Denied { path, fix }
                 }
                 redb::Error::Corrupted(what) => StoreError::Damaged {
                     path,

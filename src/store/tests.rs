@@ -2383,3 +2383,21 @@ fn user_name_comparisons_are_index_ranges_with_the_filters_answers() {
         assert_eq!(page.total, want.len() as u64, "{filter}");
     }
 }
+
+/// A database file its owner may not write (`chmod 0400`, a copy made read-only) is
+/// refused with the `chmod` that fixes it, not a `chown` its owner already did.
+#[test]
+fn a_read_only_database_file_is_told_to_be_given_its_mode_back() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scimd.redb");
+    std::fs::write(&path, b"x").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+    let fix = super::denied_fix(&path);
+    assert!(
+        fix.contains("mode is 0400") && fix.contains(&format!("chmod 0600 {}", path.display())),
+        "{fix}"
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(super::denied_fix(&path).contains("chown -R scimd:scimd"));
+}

@@ -130,6 +130,10 @@ fn check_opened(
     unless_damaged(|| {
         let mut db = open().map_err(|e| match e {
             redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) => damaged(&e),
+            redb::DatabaseError::DatabaseAlreadyOpen => super::StoreError::InUse {
+                path: path.display().to_string(),
+            }
+            .to_string(),
             e => format!("cannot open {}: {e}", path.display()),
         })?;
         match db.check_integrity() {

@@ -106,6 +106,20 @@ async fn a_damaged_backup_is_refused_and_a_damaged_database_fails_verify_with_a_
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
+/// A restore refused into a storage.dir that did not exist leaves none behind (an empty
+/// root-owned one would have to be removed or given away by hand).
+#[test]
+fn a_refused_restore_makes_no_state_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = okta_config(dir.path());
+    let bad = dir.path().join("bad.redb");
+    std::fs::write(&bad, vec![7u8; 8192]).unwrap();
+    let out = scimd_cmd(&cfg, &["restore", "--from", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("owned by root"), "{}", stderr(&out));
+    assert!(!dir.path().join("state").exists());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_destination_that_cannot_be_written_is_refused_before_any_copy_is_made() {
     let dir = tempfile::tempdir().unwrap();

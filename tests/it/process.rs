@@ -1146,6 +1146,23 @@ async fn backup_during_writes_restore_and_verify() {
     let out = scimd_cmd(&cfg, &["restore", "--from", backup.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "a refusal");
     assert!(String::from_utf8_lossy(&out.stderr).contains("stop it first"));
+    // With its socket gone (deleted by hand), the daemon's hold on the file still refuses
+    // both, each saying so in its own words.
+    let sock = cfg.parent().unwrap().join("state/admin.sock");
+    let moved = sock.with_extension("moved");
+    std::fs::rename(&sock, &moved).unwrap();
+    let out = scimd_cmd(&cfg, &["restore", "--from", backup.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "a refusal: {err}");
+    assert!(err.contains("in use (is scimd running?)"), "{err}");
+    let out = scimd_cmd(&cfg, &["verify"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success());
+    assert!(
+        err.contains("is open in another process") && !err.contains("Cannot acquire lock"),
+        "{err}"
+    );
+    std::fs::rename(&moved, &sock).unwrap();
     kill(p.child.id(), "-TERM");
     assert!(p.child.wait().unwrap().success());
     // Restored twice: each restore keeps the database it replaced, under its own name.
