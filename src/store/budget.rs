@@ -18,7 +18,7 @@ const EVERY: u32 = 1024;
 
 /// Why a scan stopped before its end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Stop {
+pub(super) enum Stop {
     /// It read for as long as a request may take.
     Deadline,
     /// The request it served was dropped: its client hung up or reset the stream.

@@ -15,6 +15,9 @@ const MAX_BATCH: usize = 256;
 /// Least time between two attempts to reopen a failed database.
 const REOPEN_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// Longest wait between two reopenings tried while no request comes.
+const REOPEN_UNASKED_MAX: std::time::Duration = std::time::Duration::from_secs(8);
+
 /// How long the writer waits for more work before it records the allocator state.
 pub(super) const CHECKPOINT_IDLE: std::time::Duration = std::time::Duration::from_millis(200);
 
@@ -52,25 +55,33 @@ fn writer(shared: &Shared, rx: &mut mpsc::Receiver<Job>, metrics: &crate::metric
     };
     let mut checkpoint_due = false;
     let mut reopen_failed = false;
+    // Between two reopenings tried with no request asking: each checks the whole file (a
+    // second a GiB), so while they fail (a disk that stays broken) they come less often.
+    let mut unasked = REOPEN_EVERY;
     loop {
         let next = match &idle {
             // Down after a storage failure: opened again as soon as it can be, not only
             // when a request comes, so that the first read after a quiet spell (a
             // monitor's probe) is not the one that finds it closed.
             Some(rt) if shared.current().is_none() => {
-                match rt.block_on(async { tokio::time::timeout(REOPEN_EVERY, rx.recv()).await }) {
+                match rt.block_on(async { tokio::time::timeout(unasked, rx.recv()).await }) {
                     Ok(j) => j,
                     Err(_) => {
                         if last_reopen.is_none_or(|t| t.elapsed() >= REOPEN_EVERY) {
                             last_reopen = Some(std::time::Instant::now());
                             match shared.reopen() {
-                                Ok(_) => reopen_failed = false,
-                                // Said once a failure, not twice a second while it lasts.
-                                Err(e) if !reopen_failed => {
-                                    reopen_failed = true;
-                                    tracing::error!(error = %e, "the database cannot be reopened yet; retried every half second");
+                                Ok(_) => {
+                                    reopen_failed = false;
+                                    unasked = REOPEN_EVERY;
                                 }
-                                Err(_) => {}
+                                Err(e) => {
+                                    unasked = (unasked * 2).min(REOPEN_UNASKED_MAX);
+                                    // Said once a failure, not at every try while it lasts.
+                                    if !reopen_failed {
+                                        reopen_failed = true;
+                                        tracing::error!(error = %e, "the database cannot be reopened yet; retried until it opens");
+                                    }
+                                }
                             }
                         }
                         continue;
@@ -119,12 +130,13 @@ fn writer(shared: &Shared, rx: &mut mpsc::Receiver<Job>, metrics: &crate::metric
                 match shared.reopen() {
                     Ok(db) => {
                         reopen_failed = false;
+                        unasked = REOPEN_EVERY;
                         db
                     }
                     Err(e) => {
                         if !reopen_failed {
                             reopen_failed = true;
-                            tracing::error!(error = %e, "the database cannot be reopened yet; retried every half second");
+                            tracing::error!(error = %e, "the database cannot be reopened yet; retried until it opens");
                         }
                         batch.clear();
                         continue;
