@@ -381,7 +381,7 @@ fn open_store(cfg: &Config, create: bool) -> Result<scimd::store::Store, String>
             path.display()
         ));
     }
-    if make_state_dir(cfg)? {
+    if make_state_dir(cfg)?.is_some() {
         tell_if_roots(cfg);
     }
     // A database the daemon left by crashing is repaired by whichever opens it first; when
@@ -407,19 +407,24 @@ fn owner_name(path: &std::path::Path) -> Option<String> {
 }
 
 /// Make a missing state directory, owner-only, as the daemon would on its first start;
-/// whether it was made.
-fn make_state_dir(cfg: &Config) -> Result<bool, String> {
+/// the outermost directory made for it, if any.
+fn make_state_dir(cfg: &Config) -> Result<Option<std::path::PathBuf>, String> {
     let dir = &cfg.storage.dir;
     if dir.is_dir() {
-        return Ok(false);
+        return Ok(None);
     }
+    let outermost = dir
+        .ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+        .last()
+        .map(std::path::Path::to_path_buf);
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
     }
-    Ok(true)
+    Ok(outermost)
 }
 
 /// A state directory just made by root belongs to root, which the service user cannot
@@ -949,11 +954,15 @@ pub(crate) fn restore(config: &std::path::Path, from: &std::path::Path) -> ExitC
     let types = scimd::http::Runtime::new(cfg.clone()).types;
     let restored = scimd::store::restore(from, &cfg.storage.db_path(), &types);
     // A restore that did nothing leaves no directory it made for it behind.
-    if made {
+    if let Some(outermost) = made {
         match restored {
             Ok(_) => tell_if_roots(&cfg),
             Err(_) => {
-                let _ = std::fs::remove_dir(&cfg.storage.dir);
+                for d in cfg.storage.dir.ancestors() {
+                    if std::fs::remove_dir(d).is_err() || d == outermost {
+                        break;
+                    }
+                }
             }
         }
     }

@@ -164,8 +164,13 @@ impl App {
     {
         let accept = req.headers().get(http::header::ACCEPT).cloned();
         req.extensions_mut().insert(id.clone());
-        let resp = if req.method() == Method::GET {
-            let resp = self.answer(req, peer, Method::GET, &id.0).await;
+        // A search only reads: run in this future, as a GET is, so that a client that hangs
+        // up stops it (its scan watches for the future being dropped).
+        let reads = req.method() == Method::GET
+            || (req.method() == Method::POST && req.uri().path().ends_with("/.search"));
+        let resp = if reads {
+            let method = req.method().clone();
+            let resp = self.answer(req, peer, method, &id.0).await;
             response::negotiated(resp, accept.as_ref())
         } else if req.method() != Method::HEAD {
             // Anything that may write runs to its end, whether or not its answer can still be

@@ -15,9 +15,10 @@ pub fn parse(s: &str) -> Option<OffsetDateTime> {
 }
 
 /// A time without a zone, as UTC: only when naming UTC makes it RFC 3339, so a zone
-/// given and malformed stays refused.
+/// given and malformed stays refused; with its `T`, as xsd:dateTime has it (RFC 3339 lets
+/// a space stand for it, xsd does not).
 fn without_zone(s: &str) -> Option<OffsetDateTime> {
-    if s.ends_with(['Z', 'z']) {
+    if s.ends_with(['Z', 'z']) || !matches!(s.as_bytes().get(10), Some(b'T' | b't')) {
         return None;
     }
     OffsetDateTime::parse(&format!("{s}Z"), &Rfc3339).ok()
@@ -45,6 +46,7 @@ mod tests {
             "2024-05-01T12:00:00ZZ",
             "2024-13-01T12:00:00",
             "04-12-2018 00:00:00",
+            "2024-05-01 12:00:00",
             " 2024-05-01T12:00:00Z",
             "",
         ] {

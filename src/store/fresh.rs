@@ -3,10 +3,11 @@
 //! redb makes a new file in steps (its size, its header, its first commit): a start killed
 //! between them left, under the database's name, a file that was not yet a database, and
 //! every later start refused it as damaged, pointing at a backup a new install never has.
-//! So a new database is made under a name of this process's own, given its tables and
-//! closed, and only then linked to the database's name, which so never names half a file.
-//! A link, not a rename: it fails when the name exists, so of two starts on an empty
-//! directory the second finds the first's database, whose lock refuses it as usual.
+//! So a new database is made under a name of its own, given its tables and closed, and
+//! only then linked to the database's name, which so never names half a file. A link, not
+//! a rename: it fails when the name exists, so of two starts on an empty directory the
+//! second finds the first's database, whose lock refuses it as usual; and nothing ever
+//! removes the file at that name, which may be the other start's, serving.
 
 use std::path::{Path, PathBuf};
 
@@ -15,10 +16,11 @@ use redb::Database;
 use super::backend::{self, Backend, Faults};
 use super::{guarded, layout};
 
-/// Where this process makes a new database for `path`: `<name>.<pid>.new` beside it.
-fn staging(path: &Path, pid: u32) -> PathBuf {
+/// Where this start makes a new database for `path`: `<name>.<random hex>.new` beside it.
+/// Not named by the process id: two containers sharing a volume can both be pid 1.
+fn staging(path: &Path, tag: u128) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{pid}.new"));
+    name.push(format!(".{tag:032x}.new"));
     path.with_file_name(name)
 }
 
@@ -30,16 +32,16 @@ fn is_staging(path: &Path, name: &str) -> bool {
     name.strip_prefix(base)
         .and_then(|rest| rest.strip_prefix('.'))
         .and_then(|rest| rest.strip_suffix(".new"))
-        .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        .is_some_and(|tag| tag.len() == 32 && tag.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// Make a new database at `path`, which does not exist yet. Ok too when another start
-/// made it first.
+/// Make a new database at `path`, which did not exist. Ok too when another start made it
+/// meanwhile, however this one's attempt ended (that start clears staging files, this
+/// one's included, once it holds the database): the open that follows is then refused by
+/// that start's lock, or opens its database.
 pub(super) fn make(path: &Path, faults: &Faults) -> Result<(), redb::Error> {
     let io = |e: std::io::Error| redb::Error::from(redb::StorageError::from(e));
-    let new = staging(path, std::process::id());
-    // Left by an earlier process of this number (pids are reused): nobody's now.
-    let _ = std::fs::remove_file(&new);
+    let new = staging(path, uuid::Uuid::new_v4().as_u128());
     let made = (|| {
         // Owner-only, and owned by the directory's owner: `Backend::open`.
         let backend = Backend::open(&new, faults.clone()).map_err(io)?;
@@ -48,19 +50,16 @@ pub(super) fn make(path: &Path, faults: &Faults) -> Result<(), redb::Error> {
         drop(db);
         std::fs::File::open(&new)
             .and_then(|f| f.sync_all())
-            .map_err(io)
+            .map_err(io)?;
+        // Fails when the name exists: the other start's database stays.
+        std::fs::hard_link(&new, path).map_err(io)
     })();
-    let linked = made.and_then(|()| match std::fs::hard_link(&new, path) {
-        Ok(()) => Ok(()),
-        // Another start linked its own first, and may have cleared this one's away.
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::AlreadyExists) => Ok(()),
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound) && path.exists() => Ok(()),
-        Err(e) => Err(io(e)),
-    });
     let _ = std::fs::remove_file(&new);
-    linked?;
-    // The name, durable before anything is acknowledged into the file it names.
-    backend::sync_parent(path).map_err(io)
+    match made {
+        Ok(()) => backend::sync_parent(path).map_err(io),
+        Err(_) if path.exists() => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Remove databases left in the making beside `path` (a start killed part-way), once this
@@ -86,13 +85,18 @@ mod tests {
     #[test]
     fn staging_names_are_told_apart_from_everything_else() {
         let path = Path::new("/d/scimd.redb");
-        assert_eq!(staging(path, 42), Path::new("/d/scimd.redb.42.new"));
-        assert!(is_staging(path, "scimd.redb.42.new"));
+        let tag = "0000000000000000000000000000002a";
+        assert_eq!(
+            staging(path, 42),
+            Path::new(&format!("/d/scimd.redb.{tag}.new"))
+        );
+        assert!(is_staging(path, &format!("scimd.redb.{tag}.new")));
         for other in [
             "scimd.redb",
             "scimd.redb.new",
-            "scimd.redb.4x2.new",
-            "scimd.redb.42.partial",
+            "scimd.redb.42.new",
+            "scimd.redb.000000000000000000000000000000x2.new",
+            &format!("scimd.redb.{tag}.partial"),
             "backup-1.redb",
             "other.redb.42.new",
         ] {
@@ -105,22 +109,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("scimd.redb");
         // What a kill mid-way leaves: a staging file that is no database, of a dead start.
-        let left = staging(&path, 999_999_999);
+        let left = staging(&path, 7);
         std::fs::write(&left, vec![7u8; 73_728]).unwrap();
         make(&path, &Faults::default()).unwrap();
-        // The database is whole, and the staging file of this process gone.
+        // The database is whole, and this start's staging file gone.
         let db = Database::open(&path).unwrap();
         assert_eq!(
             layout::stored_version(&db).unwrap(),
             Some(super::super::tables::SCHEMA_VERSION)
         );
         drop(db);
-        assert!(!staging(&path, std::process::id()).exists());
+        let staged = |p: &Path| {
+            std::fs::read_dir(p)
+                .unwrap()
+                .filter(|e| is_staging(&path, e.as_ref().unwrap().file_name().to_str().unwrap()))
+                .count()
+        };
+        assert_eq!(staged(dir.path()), 1, "only the dead start's");
         clear_leftovers(&path);
         assert!(!left.exists(), "the dead start's file is cleared");
         // A second start that finds the name taken leaves the first's database alone.
         let before = std::fs::read(&path).unwrap();
         make(&path, &Faults::default()).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), before);
+        assert_eq!(staged(dir.path()), 0);
     }
 }

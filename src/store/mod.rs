@@ -562,19 +562,12 @@ impl Store {
             scrubbed: tokio::sync::watch::Sender::new(true),
             version_floor: Default::default(),
         };
-        // A file this start makes and cannot finish (a full disk) is removed: left, it
-        // would be refused by every later start as damaged.
-        let existed = std::fs::symlink_metadata(path).is_ok();
-        let made_and_failed = |e: redb::Error| {
-            if !existed && !matches!(e, redb::Error::DatabaseAlreadyOpen) {
-                let _ = std::fs::remove_file(path);
-            }
-            open_err(e)
-        };
-        if !existed {
-            fresh::make(path, &shared.faults).map_err(made_and_failed)?;
+        // Made whole under another name, or not at all (`fresh`): nothing here ever removes
+        // the file at `path`, which may be another start's, made meanwhile and serving.
+        if std::fs::symlink_metadata(path).is_err() {
+            fresh::make(path, &shared.faults).map_err(open_err)?;
         }
-        let db = shared.open_db().map_err(made_and_failed)?;
+        let db = shared.open_db().map_err(open_err)?;
         // Held now: no other start is making a database beside it.
         fresh::clear_leftovers(path);
         if !convert
@@ -587,13 +580,7 @@ impl Store {
                 supported: tables::SCHEMA_VERSION,
             });
         }
-        let found = match guarded(|| layout::init_schema(&db)) {
-            Ok(found) => found,
-            Err(e) => {
-                drop(db);
-                return Err(made_and_failed(e));
-            }
-        };
+        let found = guarded(|| layout::init_schema(&db)).map_err(open_err)?;
         if found > tables::SCHEMA_VERSION {
             return Err(StoreError::TooNew {
                 path: path.display().to_string(),

@@ -112,6 +112,10 @@ async fn a_damaged_backup_is_refused_and_a_damaged_database_fails_verify_with_a_
 fn a_refused_restore_makes_no_state_directory() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = okta_config(dir.path());
+    // storage.dir two levels below anything that exists.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let state = dir.path().join("state").display().to_string();
+    std::fs::write(&cfg, text.replace(&state, &format!("{state}/a/b"))).unwrap();
     let bad = dir.path().join("bad.redb");
     std::fs::write(&bad, vec![7u8; 8192]).unwrap();
     let out = scimd_cmd(&cfg, &["restore", "--from", bad.to_str().unwrap()]);

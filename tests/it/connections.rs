@@ -933,11 +933,34 @@ async fn a_scan_stops_when_its_client_goes_away() {
             .expect("the counter is shown")
     };
     assert_eq!(stopped("client_gone").await, 0);
-    for (n, client) in [s.http1_client(), s.client.clone()].iter().enumerate() {
-        let gone = scan(client, &format!("gone{n}"))
-            .timeout(whole / 5)
-            .send()
-            .await;
+    // The same filter as a search (POST, which a client may not leave running either).
+    let search = |client: &reqwest::Client, salt: &str| {
+        client
+            .post(format!("{}/Users/.search", s.base()))
+            .bearer_auth(ACME)
+            .header("content-type", "application/scim+json")
+            .body(
+                serde_json::json!({
+                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                    "filter": filter(salt),
+                    "count": 1
+                })
+                .to_string(),
+            )
+    };
+    let clients = [
+        (s.http1_client(), false),
+        (s.client.clone(), false),
+        (s.http1_client(), true),
+        (s.client.clone(), true),
+    ];
+    for (n, (client, post)) in clients.iter().enumerate() {
+        let salt = format!("gone{n}");
+        let request = match post {
+            false => scan(client, &salt),
+            true => search(client, &salt),
+        };
+        let gone = request.timeout(whole / 5).send().await;
         assert!(gone.is_err_and(|e| e.is_timeout()), "answered in time");
         // The read that went on, had it not been stopped, ends with no scan counted as
         // stopped; the wait is a bound only.
@@ -949,7 +972,11 @@ async fn a_scan_stops_when_its_client_goes_away() {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert_eq!(counted, n as u64 + 1, "the scan for no one was not stopped");
+        assert_eq!(
+            counted,
+            n as u64 + 1,
+            "the scan for no one was not stopped (a search: {post})"
+        );
     }
     assert_eq!(stopped("deadline").await, 0);
 }
