@@ -36,7 +36,6 @@ pub(super) fn writer_thread(
 
 fn writer(shared: &Shared, rx: &mut mpsc::Receiver<Job>, metrics: &crate::metrics::StoreMetrics) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut last_reopen: Option<std::time::Instant> = None;
     // redb's quick-repair record (the allocator state, saved so that a crash reopens without
     // walking the whole file) is rewritten whole by every commit that keeps it, a cost that
     // grows with the file: at a million users it is a quarter of a one-member PATCH. So
@@ -54,35 +53,20 @@ fn writer(shared: &Shared, rx: &mut mpsc::Receiver<Job>, metrics: &crate::metric
         }
     };
     let mut checkpoint_due = false;
-    let mut reopen_failed = false;
-    // Between two reopenings tried with no request asking: each checks the whole file (a
-    // second a GiB), so while they fail (a disk that stays broken) they come less often.
-    let mut unasked = REOPEN_EVERY;
+    let mut reopening = Reopening::default();
     loop {
         let next = match &idle {
             // Down after a storage failure: opened again as soon as it can be, not only
             // when a request comes, so that the first read after a quiet spell (a
             // monitor's probe) is not the one that finds it closed.
             Some(rt) if shared.current().is_none() => {
-                match rt.block_on(async { tokio::time::timeout(unasked, rx.recv()).await }) {
+                match rt
+                    .block_on(async { tokio::time::timeout(reopening.unasked, rx.recv()).await })
+                {
                     Ok(j) => j,
                     Err(_) => {
-                        if last_reopen.is_none_or(|t| t.elapsed() >= REOPEN_EVERY) {
-                            last_reopen = Some(std::time::Instant::now());
-                            match shared.reopen() {
-                                Ok(_) => {
-                                    reopen_failed = false;
-                                    unasked = REOPEN_EVERY;
-                                }
-                                Err(e) => {
-                                    unasked = (unasked * 2).min(REOPEN_UNASKED_MAX);
-                                    // Said once a failure, not at every try while it lasts.
-                                    if !reopen_failed {
-                                        reopen_failed = true;
-                                        tracing::error!(error = %e, "the database cannot be reopened yet; retried until it opens");
-                                    }
-                                }
-                            }
+                        if reopening.due() {
+                            reopening.try_now(shared);
                         }
                         continue;
                     }
@@ -121,28 +105,17 @@ fn writer(shared: &Shared, rx: &mut mpsc::Receiver<Job>, metrics: &crate::metric
         }
         let db = match shared.current() {
             Some(db) => db,
-            None if last_reopen.is_some_and(|t| t.elapsed() < REOPEN_EVERY) => {
+            None if !reopening.due() => {
                 batch.clear(); // each caller gets 503
                 continue;
             }
-            None => {
-                last_reopen = Some(std::time::Instant::now());
-                match shared.reopen() {
-                    Ok(db) => {
-                        reopen_failed = false;
-                        unasked = REOPEN_EVERY;
-                        db
-                    }
-                    Err(e) => {
-                        if !reopen_failed {
-                            reopen_failed = true;
-                            tracing::error!(error = %e, "the database cannot be reopened yet; retried until it opens");
-                        }
-                        batch.clear();
-                        continue;
-                    }
+            None => match reopening.try_now(shared) {
+                Some(db) => db,
+                None => {
+                    batch.clear();
+                    continue;
                 }
-            }
+            },
         };
         // Open again, for reads. While the disk still has no room, nothing is committed, not
         // even an empty batch: a commit that found none would close the database to reads
@@ -162,6 +135,52 @@ fn writer(shared: &Shared, rx: &mut mpsc::Receiver<Job>, metrics: &crate::metric
         }
     }
     tracing::debug!("writer stopped: all senders gone");
+}
+
+/// Reopening the database after a storage failure: at most every `REOPEN_EVERY` for
+/// requests, and by itself while none come.
+struct Reopening {
+    last: Option<std::time::Instant>,
+    failed: bool,
+    /// Between two tries with no request asking: each checks the whole file (a second a
+    /// GiB), so while they fail (a disk that stays broken) they come less often.
+    unasked: std::time::Duration,
+}
+
+impl Default for Reopening {
+    fn default() -> Self {
+        Reopening {
+            last: None,
+            failed: false,
+            unasked: REOPEN_EVERY,
+        }
+    }
+}
+
+impl Reopening {
+    fn due(&self) -> bool {
+        self.last.is_none_or(|t| t.elapsed() >= REOPEN_EVERY)
+    }
+
+    fn try_now(&mut self, shared: &Shared) -> Option<Arc<super::Db>> {
+        self.last = Some(std::time::Instant::now());
+        match shared.reopen() {
+            Ok(db) => {
+                self.failed = false;
+                self.unasked = REOPEN_EVERY;
+                Some(db)
+            }
+            Err(e) => {
+                self.unasked = (self.unasked * 2).min(REOPEN_UNASKED_MAX);
+                // Said once a failure, not at every try while it lasts.
+                if !self.failed {
+                    self.failed = true;
+                    tracing::error!(error = %e, "the database cannot be reopened yet; retried until it opens");
+                }
+                None
+            }
+        }
+    }
 }
 
 /// Runs one batch; false when storage failed (the database must be reopened).
