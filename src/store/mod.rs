@@ -6,6 +6,7 @@
 //! gets its own error, so it cannot spoil the other jobs of its batch. The batch commits once
 //! with `Durability::Immediate`, and nobody is answered before that commit returns.
 
+mod alike;
 mod backend;
 mod backup;
 mod budget;

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use redb::{ReadTransaction, ReadableTable};
 use serde_json::{Map, Value};
 
+use super::alike;
 use super::events::{Event, Retention};
 use super::plan;
 use super::query::*;
@@ -376,7 +377,9 @@ impl ReadSide {
                     .range::<(&str, &str)>((from, Bound::Unbounded))?
                 {
                     let (k, v) = e?;
-                    let (kt, name) = k.value();
+                    let (kt, key) = k.value();
+                    // A user keyed beside another's name (`alike`) is compared by that name.
+                    let name = alike::name_of(key);
                     let past = match hi {
                         Bound::Included(h) => name > h.as_str(),
                         Bound::Excluded(h) => name >= h.as_str(),
@@ -385,7 +388,9 @@ impl ReadSide {
                     if kt != t || past {
                         break;
                     }
-                    visit(v.value());
+                    if !matches!(lo, Bound::Excluded(l) if l == name) {
+                        visit(v.value());
+                    }
                 }
             }
             IndexRange::Modified(lo, hi) => {

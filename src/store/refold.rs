@@ -5,20 +5,20 @@
 
 use std::collections::BTreeSet;
 
-use redb::{ReadableMultimapTable, ReadableTable, Table};
+use redb::{MultimapTable, ReadableMultimapTable, ReadableTable, Table};
 use serde_json::Value;
 use unicode_normalization::UnicodeNormalization;
 
-use super::format_id;
 use super::record::{Keys, decode, keys, keys_folded};
 use super::tables::{DISPLAYNAME_ID, EMAIL_USERID, RESOURCES, USERNAME_USERID};
+use super::{alike, format_id};
 use crate::scim::fold::fold;
 use crate::scim::schema::Kind;
 
 /// Give `id` the unique userName key `key` unless another user holds it. Two users whose
-/// names now fold alike cannot share it: the holder keeps it, and the other stays readable,
-/// and writable under its name; each such pair is logged, and `verify` names it, until one
-/// is renamed. False when left out.
+/// names now fold alike cannot both have it: the holder keeps it, and the other is indexed
+/// beside it (`alike`), readable and writable under its name; each such pair is logged, and
+/// `verify` names it, until one is renamed. False when it is the other.
 fn claim(
     names: &mut Table<(&str, &str), u128>,
     t: &str,
@@ -35,6 +35,7 @@ fn claim(
                 "two userNames are now one name (they differ only in case or Unicode \
                  form); a lookup finds the holder only: rename one of the two users"
             );
+            alike::share(names, t, key, id)?;
             Ok(false)
         }
         Some(_) => Ok(true),
@@ -45,10 +46,38 @@ fn claim(
     }
 }
 
+/// Group displayNames are unique too, but their index holds a set of ids: two groups whose
+/// names now fold alike both answer a lookup by that name. Each such pair is logged, and
+/// `verify` names it, until one is renamed.
+fn warn_if_shared(
+    display: &MultimapTable<(&str, u8, &str), u128>,
+    t: &str,
+    code: u8,
+    name: &str,
+    id: u128,
+) -> Result<(), redb::Error> {
+    if code != Kind::Group.code() {
+        return Ok(());
+    }
+    for other in display.get((t, code, name))? {
+        let other = other?.value();
+        if other != id {
+            tracing::warn!(
+                tenant = %t,
+                group = %format_id(other),
+                other = %format_id(id),
+                "two group displayNames are now one name (they differ only in case or \
+                 Unicode form); a lookup finds both: rename one of the two groups"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Layout 4 → 6: every key was its name lowercased, which folds as the name does, so only
 /// keys outside ASCII can differ and those are re-keyed. Of two users that now fold alike,
 /// the one holding the key already (else the older) keeps it, and the other's old key
-/// goes, as no lookup folds to it any more. Returns (re-keyed, left out).
+/// goes, as no lookup folds to it any more. Returns (re-keyed, keyed beside a holder).
 pub(super) fn from_lowercase_keys(txn: &redb::WriteTransaction) -> Result<(u64, u64), redb::Error> {
     let (mut moved, mut clashed) = (0, 0);
     let mut names = txn.open_table(USERNAME_USERID)?;
@@ -102,6 +131,7 @@ pub(super) fn from_lowercase_keys(txn: &redb::WriteTransaction) -> Result<(u64, 
     for (t, code, old, id) in &stale {
         display.remove((t.as_str(), *code, old.as_str()), id)?;
         display.insert((t.as_str(), *code, fold(old).as_str()), id)?;
+        warn_if_shared(&display, t, *code, &fold(old), *id)?;
     }
     moved += stale.len() as u64;
     Ok((moved, clashed))
@@ -129,7 +159,7 @@ fn names(k: Keys) -> (Option<String>, BTreeSet<String>, Option<String>) {
 /// before) in full. The old keys all go first, then the new ones are claimed, so no key is
 /// refused for being one that is about to be freed. A user that layout 5 left out of the
 /// userName index, its name folding to another's, gets a freed key back in a second pass.
-/// Returns (re-keyed, left out).
+/// Returns (re-keyed, keyed beside a holder).
 pub(super) fn from_records(txn: &redb::WriteTransaction) -> Result<(u64, u64), redb::Error> {
     type Names = (Option<String>, BTreeSet<String>, Option<String>);
     let mut changed: Vec<(String, u8, u128, Names, Names)> = Vec::new();
@@ -191,6 +221,7 @@ pub(super) fn from_records(txn: &redb::WriteTransaction) -> Result<(u64, u64), r
             .filter(|_| old_display != new_display)
         {
             display.insert((t, *code, d), id)?;
+            warn_if_shared(&display, t, *code, d, *id)?;
         }
         moved += 1;
     }

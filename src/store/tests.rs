@@ -786,12 +786,20 @@ fn layout_3_files_get_true_plan_counters_and_older_backups_restore() {
     assert_clean(&store, &rt);
 }
 
-/// Layout 4 lowercased names, layout 6 folds them (`scim::fold`). Opening a layout-4 file
-/// re-keys the names outside ASCII. Of two users that layout 4 told apart and the fold makes
-/// one name, the holder of the folded key keeps it; the other is still found by id, written
-/// under its name and deleted without touching the holder's entry, and `verify` names them.
-#[test]
-fn layout_4_files_get_folded_names_and_a_clash_stays_writable() {
+/// A layout-4 file as layout 4 wrote it: names lowercased, not folded, and two users and two
+/// groups that layout 4 told apart and that fold alike (a final sigma). Opened, so converted.
+struct Layout4 {
+    _dir: tempfile::TempDir,
+    f: Fixture,
+    greek: u128,
+    cafe: u128,
+    /// The user holding the key both its name and `greek`'s fold to, made after `greek`.
+    clash: u128,
+    g: u128,
+    g2: u128,
+}
+
+fn layout_4_with_names_that_fold_alike() -> Layout4 {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
     let f = Fixture::open(&path);
@@ -800,13 +808,10 @@ fn layout_4_files_get_folded_names_and_a_clash_stays_writable() {
     let greek = user("ΟΔΥΣΣΕΑΣ@x", "ΟΔΟΣ@x");
     let cafe = user("cafe\u{301}@x", "c@x");
     let clash = user("placeholder@x", "p@x");
-    let g = f.create(
-        Kind::Group,
-        serde_json::json!({"displayName": "ΝΑΟΣ"}),
-        None,
-    );
-    // As layout 4 wrote them: lowercased, not folded. `clash` becomes a user that layout 4
-    // accepted beside `ΟΔΥΣΣΕΑΣ@x`, holding the key both now fold to.
+    let group = |name: &str| f.create(Kind::Group, serde_json::json!({"displayName": name}), None);
+    let (g, g2) = (group("ΝΑΟΣ"), group("placeholder"));
+    // `clash` becomes a user that layout 4 accepted beside `ΟΔΥΣΣΕΑΣ@x`, holding the key
+    // both now fold to; `g2` a group named `ναοσ` beside `ΝΑΟΣ`.
     let f = f.reopen_after(&path, |w| {
         use redb::ReadableTable;
         {
@@ -821,12 +826,17 @@ fn layout_4_files_get_folded_names_and_a_clash_stays_writable() {
             names.remove(("t", "placeholder@x")).unwrap().unwrap();
             names.insert(("t", "οδυσσεασ@x"), clash).unwrap();
             let mut res = w.open_table(tables::RESOURCES).unwrap();
-            let key = ("t", Kind::User.code(), clash);
-            let mut rec: serde_json::Value =
-                serde_json::from_slice(res.get(key).unwrap().unwrap().value()).unwrap();
-            rec["body"]["userName"] = "ΟΔΥΣΣΕΑσ@x".into();
-            res.insert(key, serde_json::to_vec(&rec).unwrap().as_slice())
-                .unwrap();
+            for (kind, id, attr, name) in [
+                (Kind::User, clash, "userName", "ΟΔΥΣΣΕΑσ@x"),
+                (Kind::Group, g2, "displayName", "ναοσ"),
+            ] {
+                let key = ("t", kind.code(), id);
+                let mut rec: serde_json::Value =
+                    serde_json::from_slice(res.get(key).unwrap().unwrap().value()).unwrap();
+                rec["body"][attr] = name.into();
+                res.insert(key, serde_json::to_vec(&rec).unwrap().as_slice())
+                    .unwrap();
+            }
             let mut emails = w.open_multimap_table(tables::EMAIL_USERID).unwrap();
             assert!(emails.remove(("t", "οδοσ@x"), greek).unwrap());
             emails.insert(("t", "οδος@x"), greek).unwrap();
@@ -834,31 +844,148 @@ fn layout_4_files_get_folded_names_and_a_clash_stays_writable() {
             let code = Kind::Group.code();
             assert!(display.remove(("t", code, "ναοσ"), g).unwrap());
             display.insert(("t", code, "ναος"), g).unwrap();
+            assert!(display.remove(("t", code, "placeholder"), g2).unwrap());
+            display.insert(("t", code, "ναοσ"), g2).unwrap();
         }
         set_layout(w, 4);
     });
+    Layout4 {
+        _dir: dir,
+        f,
+        greek,
+        cafe,
+        clash,
+        g,
+        g2,
+    }
+}
+
+/// The ids of the users `filter` (or none) finds, sorted by userName, every page of 1.
+fn by_user_name(f: &Fixture, filter: Option<&str>, descending: bool) -> Vec<u128> {
+    let order = if descending {
+        "descending"
+    } else {
+        "ascending"
+    };
+    let sort = SortSpec::parse(Kind::User, "userName", Some(order)).unwrap();
+    let (mut ids, mut resume) = (Vec::new(), None);
+    loop {
+        let q = ListQuery {
+            filter: filter.map(|x| crate::scim::filter::parse_for(Kind::User, x).unwrap()),
+            sort: Some(sort.clone()),
+            count: 1,
+            resume: resume.take(),
+            ..ListQuery::default()
+        };
+        let page =
+            f.rt.block_on(f.store.list("t".into(), Kind::User.into(), q))
+                .unwrap();
+        ids.extend(page.items.iter().map(|r| parse_id(&r.id).unwrap()));
+        assert!(ids.len() <= 10, "the walk ends");
+        match page.next_mark {
+            Some(m) => resume = Some(m),
+            None => return ids,
+        }
+    }
+}
+
+/// Layout 4 lowercased names, layout 6 folds them (`scim::fold`). Opening a layout-4 file
+/// re-keys the names outside ASCII. Of two users that layout 4 told apart and the fold makes
+/// one name, the holder of the folded key keeps it and a lookup finds it; the other is
+/// indexed beside it, so walks in name order list both, is written under its name and
+/// deleted without touching the holder's entry; `verify` names both pairs, users and groups.
+#[test]
+fn layout_4_files_get_folded_names_and_a_clash_stays_listed_and_writable() {
+    let Layout4 {
+        f,
+        greek,
+        cafe,
+        clash,
+        g,
+        g2,
+        ..
+    } = layout_4_with_names_that_fold_alike();
     let find = |kind: Kind, text: &str| f.find(kind, text);
-    let one = |id: u128| vec![format_id(id)];
-    assert_eq!(find(Kind::User, "userName eq \"CAFÉ@X\""), one(cafe));
-    assert_eq!(find(Kind::User, "emails.value eq \"οδος@x\""), one(greek));
-    assert_eq!(find(Kind::Group, "displayName eq \"ναος\""), one(g));
-    assert_eq!(find(Kind::User, "userName eq \"ΟΔΥΣΣΕΑΣ@X\""), one(clash));
+    let ids = |ids: &[u128]| ids.iter().map(|&i| format_id(i)).collect::<Vec<_>>();
+    assert_eq!(find(Kind::User, "userName eq \"CAFÉ@X\""), ids(&[cafe]));
+    assert_eq!(
+        find(Kind::User, "emails.value eq \"οδος@x\""),
+        ids(&[greek])
+    );
+    assert_eq!(
+        find(Kind::User, "userName eq \"ΟΔΥΣΣΕΑΣ@X\""),
+        ids(&[clash])
+    );
+    assert_eq!(find(Kind::Group, "displayName eq \"ναος\""), ids(&[g, g2]));
+    // In name order, as `totalResults` counts them: the holder, then the other.
+    assert_eq!(by_user_name(&f, None, false), [cafe, clash, greek]);
+    assert_eq!(by_user_name(&f, None, true), [greek, clash, cafe]);
+    let sw = Some("userName sw \"οδυσ\"");
+    assert_eq!(by_user_name(&f, sw, false), [clash, greek]);
+    assert_eq!(
+        find(Kind::User, "userName sw \"ΟΔΥΣ\""),
+        ids(&[greek, clash])
+    );
+    assert_eq!(
+        find(Kind::User, "userName ge \"οδυσσεασ@x\""),
+        ids(&[greek, clash])
+    );
+    assert_eq!(
+        find(Kind::User, "userName le \"οδυσσεασ@x\""),
+        ids(&[greek, cafe, clash])
+    );
+    assert_eq!(find(Kind::User, "userName gt \"οδυσσεασ@x\""), ids(&[]));
+    assert_eq!(find(Kind::User, "userName lt \"οδυσσεασ@x\""), ids(&[cafe]));
     let problems = f.rt.block_on(f.store.verify(HashMap::new())).unwrap();
+    let names_both = |p: &String, a: u128, b: u128| {
+        p.contains(&format_id(a)) && p.contains(&format_id(b)) && p.contains("rename one")
+    };
     assert!(
-        problems.len() == 1
-            && problems[0].contains(&format!("held by user {}", format_id(clash)))
-            && problems[0].contains("rename one"),
+        problems.len() == 2
+            && problems.iter().any(|p| names_both(p, clash, greek))
+            && problems.iter().any(|p| names_both(p, g, g2)),
         "{problems:?}"
     );
-    // The user left out of the index is still written under its own name.
+    // The user beside the holder is still written under its own name.
     f.patch_user(
         greek,
         serde_json::json!([{"op": "replace", "path": "active", "value": false}]),
     );
-    // Deleting it leaves the holder's entry; then the index is whole again.
+    // Deleting it leaves the holder's entry.
     f.delete_user(greek);
-    assert_eq!(find(Kind::User, "userName eq \"οδυσσεασ@x\""), one(clash));
+    assert_eq!(
+        find(Kind::User, "userName eq \"οδυσσεασ@x\""),
+        ids(&[clash])
+    );
+    assert_eq!(by_user_name(&f, None, false), [cafe, clash]);
+    // Renaming a group makes the index whole again.
+    f.replace_group(g2, serde_json::json!({"displayName": "Other"}));
     assert_clean(&f.store, &f.rt);
+}
+
+/// When the holder of a name two users share after an upgrade lets it go, the other takes
+/// it: a lookup finds it, and a new user cannot take the name from under it.
+#[test]
+fn the_user_beside_a_holder_takes_the_name_when_the_holder_goes() {
+    let Layout4 {
+        f, greek, clash, ..
+    } = layout_4_with_names_that_fold_alike();
+    let find = |text: &str| f.find(Kind::User, text);
+    f.delete_user(clash);
+    assert_eq!(find("userName eq \"ΟΔΥΣΣΕΑΣ@X\""), [format_id(greek)]);
+    let input = serde_json::json!({"userName": "οδυσσεασ@x"});
+    let input = crate::scim::resource::normalize(Kind::User, &input).unwrap();
+    let taken = (f.rt).block_on(
+        f.store
+            .create_as(f.actor.clone(), Kind::User.into(), input, None),
+    );
+    assert!(
+        matches!(taken, Err(Error::UserNameTaken { holder }) if holder == greek),
+        "{taken:?}"
+    );
+    let problems = f.rt.block_on(f.store.verify(HashMap::new())).unwrap();
+    assert_eq!(problems.len(), 1, "the groups' pair only: {problems:?}");
+    assert_eq!(by_user_name(&f, None, false).len(), 2);
 }
 
 /// Layout 5 folded `ß` to `ss`, ligatures to their letters and `ı` to `i`, joining names of

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use redb::{ReadableDatabase, ReadableMultimapTable, ReadableTable, ReadableTableMetadata};
 
+use super::alike;
 use super::plan;
 use super::ranks;
 use super::record::{Keys, decode, keys, stamp_nanos, stamps_indexed};
@@ -256,6 +257,8 @@ pub(super) fn check(
             rank_err.get_or_insert(e);
         }
     });
+    // Names an upgrade's fold joined: not damage, but an admin must rename one of each pair.
+    let mut clashes = Vec::new();
     for e in res.iter()? {
         let (k, v) = e?;
         let (t, code, id) = k.value();
@@ -287,16 +290,25 @@ pub(super) fn check(
         if let Some(u) = ks.username {
             let holder = usernames.get((t, u.as_str()))?.map(|g| g.value());
             let mut what = format!("{:?}", (t, &u, id));
+            let mut present = holder == Some(id);
             if let Some(other) = holder.filter(|&h| h != id) {
-                // Two names that an older layout told apart (layout 5 folds more): no
+                // Two names that an older layout told apart and the fold now joins: no
                 // repair can choose, an admin renames one.
-                what += &format!(
-                    ", held by user {}: the two userNames differ only in case or Unicode \
-                     form; rename one",
+                let beside = alike::key(&u, id);
+                present = usernames.get((t, beside.as_str()))?.map(|g| g.value()) == Some(id);
+                let clash = format!(
+                    "the userNames of users {} and {} differ only in case or Unicode form, \
+                     and a lookup by that name finds {} only: rename one",
+                    format_id(other),
+                    format_id(id),
                     format_id(other)
                 );
+                match present {
+                    true => clashes.push(format!("{t}: {clash}")),
+                    false => what += &format!(", held by user {}: {clash}", format_id(other)),
+                }
             }
-            expect(Index::UserName, holder == Some(id), what);
+            expect(Index::UserName, present, what);
         }
         if let Some(x) = ks.external_id {
             let present = holds(&ext_ids, (t, code, x.as_str()), id)?;
@@ -311,6 +323,20 @@ pub(super) fn check(
             expect(Index::Email, present, format!("{:?}", (t, m, id)));
         }
         if let Some(d) = ks.display {
+            if kind == Kind::Group {
+                for other in names.get((t, code, d.as_str()))? {
+                    let other = other?.value();
+                    // Each pair once, from its older group.
+                    if other > id {
+                        clashes.push(format!(
+                            "{t}: the displayNames of groups {} and {} differ only in case or \
+                             Unicode form, and a lookup by that name finds both: rename one",
+                            format_id(id),
+                            format_id(other)
+                        ));
+                    }
+                }
+            }
             let present = holds(&names, (t, code, d.as_str()), id)?;
             expect(
                 Index::DisplayName,
@@ -335,6 +361,7 @@ pub(super) fn check(
         }
     }
     runs.finish();
+    bad.append(&mut clashes);
     if let Some(e) = rank_err {
         return Err(e.into());
     }
@@ -377,7 +404,9 @@ pub(super) fn check(
                     let (k, v) = e?;
                     let ((t, u), id) = (k.value(), v.value());
                     let code = Kind::User.code();
-                    if keys_of(t, code, id)?.and_then(|k| k.username).as_deref() != Some(u) {
+                    let name = keys_of(t, code, id)?.and_then(|k| k.username);
+                    let beside = name.as_deref().map(|n| alike::key(n, id));
+                    if name.as_deref() != Some(u) && beside.as_deref() != Some(u) {
                         stale(format!("{:?}", (t, u, id)));
                     }
                 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use redb::{MultimapTable, ReadableMultimapTable, ReadableTable, Table, WriteTransaction};
 use serde_json::Value;
 
+use super::alike;
 use super::events::{self, Actor, NewEvent};
 use super::plan::{self, Mode};
 use super::ranks;
@@ -290,11 +291,8 @@ impl<'t> W<'t> {
             self.unique.insert((t, c, a.as_str(), v.as_str()), id)?;
         }
         if old.username != new.username {
-            // Only its own entry: after two names folded into one, the other user holds it.
-            if let Some(u) = &old.username
-                && self.usernames.get((t, u.as_str()))?.map(|g| g.value()) == Some(id)
-            {
-                self.usernames.remove((t, u.as_str()))?;
+            if let Some(u) = &old.username {
+                alike::release(&mut self.usernames, t, u, id)?;
             }
             if let Some(u) = &new.username {
                 self.usernames.insert((t, u.as_str()), id)?;
