@@ -251,7 +251,7 @@ impl StoreMetrics {
             "scimd_commit_failures_total {}",
             self.commit_failures.load(Ordering::Relaxed)
         );
-        out.push_str("# HELP scimd_scans_stopped_total Reads that visit records one by one (a filter or sort no index serves), stopped before their end: at server.request_timeout_secs (answered 400 tooMany), or because their client had hung up.\n# TYPE scimd_scans_stopped_total counter\n");
+        out.push_str("# HELP scimd_scans_stopped_total Reads that visit records one by one (a filter or sort no index serves), stopped before their end: at server.request_timeout_secs (answered 400 tooMany), or because no one waited for the answer any more (the client hung up, or the server closed the connection at shutdown or to make room).\n# TYPE scimd_scans_stopped_total counter\n");
         let _ = writeln!(
             out,
             "scimd_scans_stopped_total{{reason=\"deadline\"}} {}",

@@ -166,8 +166,12 @@ impl App {
         req.extensions_mut().insert(id.clone());
         // A search only reads: run in this future, as a GET is, so that a client that hangs
         // up stops it (its scan watches for the future being dropped).
+        // (Read as the router reads a path: `/Users/%2Esearch/` is a search too.)
         let reads = req.method() == Method::GET
-            || (req.method() == Method::POST && req.uri().path().ends_with("/.search"));
+            || (req.method() == Method::POST
+                && router::segments(req.uri().path())
+                    .last()
+                    .is_some_and(|s| s == ".search"));
         let resp = if reads {
             let method = req.method().clone();
             let resp = self.answer(req, peer, method, &id.0).await;

@@ -7,7 +7,9 @@
 //! only then linked to the database's name, which so never names half a file. A link, not
 //! a rename: it fails when the name exists, so of two starts on an empty directory the
 //! second finds the first's database, whose lock refuses it as usual; and nothing ever
-//! removes the file at that name, which may be the other start's, serving.
+//! removes the file at that name, which may be the other start's, serving. File systems
+//! without hard links (vfat, SMB shares, some FUSE mounts) get a rename that refuses to
+//! replace, which is as safe; one with neither gets the database made in place, as before.
 
 use std::path::{Path, PathBuf};
 
@@ -40,25 +42,99 @@ fn is_staging(path: &Path, name: &str) -> bool {
 /// one's included, once it holds the database): the open that follows is then refused by
 /// that start's lock, or opens its database.
 pub(super) fn make(path: &Path, faults: &Faults) -> Result<(), redb::Error> {
-    let io = |e: std::io::Error| redb::Error::from(redb::StorageError::from(e));
+    make_with(path, faults, &Naming::SYSTEM)
+}
+
+fn make_with(path: &Path, faults: &Faults, naming: &Naming) -> Result<(), redb::Error> {
     let new = staging(path, uuid::Uuid::new_v4().as_u128());
     let made = (|| {
-        // Owner-only, and owned by the directory's owner: `Backend::open`.
-        let backend = Backend::open(&new, faults.clone()).map_err(io)?;
-        let db = guarded(|| Ok(Database::builder().create_with_backend(backend)?))?;
-        guarded(|| layout::init_schema(&db))?;
-        drop(db);
+        create(&new, faults)?;
         std::fs::File::open(&new)
             .and_then(|f| f.sync_all())
             .map_err(io)?;
-        // Fails when the name exists: the other start's database stays.
-        std::fs::hard_link(&new, path).map_err(io)
+        naming.name(&new, path).map_err(io)
     })();
     let _ = std::fs::remove_file(&new);
+    let made = match made {
+        Ok(Named::Named) => {
+            // Said, not fatal, as in `Backend::open`: some file systems refuse to sync a
+            // directory, and the database is whole either way.
+            if let Err(e) = backend::sync_parent(path) {
+                tracing::warn!(path = %path.display(), error = %e, "the new database's directory could not be synced: a power cut soon could take the file");
+            }
+            Ok(())
+        }
+        Ok(Named::CannotHere) => {
+            tracing::warn!(path = %path.display(), "this file system has neither hard links nor a rename that refuses to replace: the new database is made in place, and a start stopped while making it leaves a file that is not one");
+            create(path, faults)
+        }
+        Err(e) => Err(e),
+    };
     match made {
-        Ok(()) => backend::sync_parent(path).map_err(io),
+        Ok(()) => Ok(()),
         Err(_) if path.exists() => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+fn io(e: std::io::Error) -> redb::Error {
+    redb::Error::from(redb::StorageError::from(e))
+}
+
+/// A database with its tables at `path`, closed.
+fn create(path: &Path, faults: &Faults) -> Result<(), redb::Error> {
+    // Owner-only, and owned by the directory's owner: `Backend::open`.
+    let backend = Backend::open(path, faults.clone()).map_err(io)?;
+    let db = guarded(|| Ok(Database::builder().create_with_backend(backend)?))?;
+    guarded(|| layout::init_schema(&db))?;
+    Ok(())
+}
+
+enum Named {
+    Named,
+    /// The file system can give a name only by replacing what it names.
+    CannotHere,
+}
+
+type Link = fn(&Path, &Path) -> std::io::Result<()>;
+
+/// How a staged file gets the database's name without replacing a file there: the two
+/// calls, so that a test can play a file system that lacks them.
+struct Naming {
+    link: Link,
+    rename_noreplace: Link,
+}
+
+impl Naming {
+    const SYSTEM: Naming = Naming {
+        link: |a, b| std::fs::hard_link(a, b),
+        rename_noreplace: |a, b| {
+            use rustix::fs::{CWD, RenameFlags, renameat_with};
+            Ok(renameat_with(CWD, a, CWD, b, RenameFlags::NOREPLACE)?)
+        },
+    };
+
+    /// Give `new` the name `path`; an error (AlreadyExists among them) when that name is
+    /// taken, since the other start's database must stay.
+    fn name(&self, new: &Path, path: &Path) -> std::io::Result<Named> {
+        match (self.link)(new, path) {
+            Ok(()) => return Ok(Named::Named),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(e),
+            // No hard links here (vfat says EPERM, others EOPNOTSUPP).
+            Err(_) => {}
+        }
+        match (self.rename_noreplace)(new, path) {
+            Ok(()) => Ok(Named::Named),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
+                ) =>
+            {
+                Ok(Named::CannotHere)
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -81,6 +157,7 @@ pub(super) fn clear_leftovers(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::tables::META;
 
     #[test]
     fn staging_names_are_told_apart_from_everything_else() {
@@ -133,5 +210,42 @@ mod tests {
         make(&path, &Faults::default()).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), before);
         assert_eq!(staged(dir.path()), 0);
+    }
+
+    /// A file system without hard links gets the rename that refuses to replace, and one
+    /// without that either a database made in place: each a whole database, and none
+    /// replaces one already there.
+    #[test]
+    fn a_file_system_without_hard_links_still_gets_a_whole_database() {
+        let no_links = Naming {
+            link: |_, _| Err(std::io::Error::from_raw_os_error(libc::EPERM)),
+            ..Naming::SYSTEM
+        };
+        let neither = Naming {
+            link: |_, _| Err(std::io::Error::from_raw_os_error(libc::EOPNOTSUPP)),
+            rename_noreplace: |_, _| Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
+        };
+        for naming in [no_links, neither] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("scimd.redb");
+            make_with(&path, &Faults::default(), &naming).unwrap();
+            let db = Database::open(&path).unwrap();
+            assert_eq!(
+                layout::stored_version(&db).unwrap(),
+                Some(super::super::tables::SCHEMA_VERSION)
+            );
+            // Something written, which a second start's attempt must leave.
+            let w = db.begin_write().unwrap();
+            w.open_table(META).unwrap().insert("written", 7).unwrap();
+            w.commit().unwrap();
+            drop(db);
+            let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+            assert_eq!(names.len(), 1, "no staging file left");
+            make_with(&path, &Faults::default(), &naming).unwrap();
+            let db = Database::open(&path).unwrap();
+            let r = redb::ReadableDatabase::begin_read(&db).unwrap();
+            let kept = r.open_table(META).unwrap().get("written").unwrap();
+            assert_eq!(kept.map(|g| g.value()), Some(7));
+        }
     }
 }

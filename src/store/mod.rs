@@ -101,7 +101,8 @@ pub enum StoreError {
     #[error(
         "the database {path} exists but holds nothing (0 bytes, or only zero bytes): it was \
          cut off (a failed copy, a restore gone wrong) or its very first start was killed or \
-         ran out of disk space; scimd will not read it as \
+         ran out of disk space (a version before December 2026, or a file system without \
+         hard links); scimd will not read it as \
          an empty directory, which would tell every IdP its users are gone. Restore a backup \
          (`scimd restore`), or, if this directory never held data, delete the file"
     )]
@@ -382,11 +383,17 @@ impl Shared {
     /// The database, reopening it if it was retired. Fails while the fault persists or a
     /// reader still holds the old handle; the next write or read retries.
     fn reopen(&self) -> Result<Arc<Db>, redb::Error> {
-        let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(db) = slot.as_ref() {
-            return Ok(db.clone());
+        if let Some(db) = self.current() {
+            return Ok(db);
         }
+        // Opened outside the lock: the repair can take a second a GiB, and meanwhile reads
+        // (`/healthz` among them) must be told at once that there is no database, not wait.
+        // Only the writer reopens, so no other open can race this one.
         let db = Arc::new(Db(Some(self.open_db()?)));
+        let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(other) = slot.as_ref() {
+            return Ok(other.clone());
+        }
         tracing::warn!(path = %self.path.display(), "database reopened after a storage failure");
         *slot = Some(db.clone());
         Ok(db)
@@ -466,8 +473,9 @@ fn denied_fix(path: &Path) -> String {
         .to_string()
 }
 
-/// Whether the file at `path` holds only zero bytes (as a first start on a full disk can
-/// leave it: its size set, nothing written). Only a file of up to 64 MiB is read for it.
+/// Whether the file at `path` holds only zero bytes (as a first start on a full disk left
+/// it before databases were made whole, `fresh`, and still can where they cannot be: its
+/// size set, nothing written). Only a file of up to 64 MiB is read for it.
 pub(super) fn only_zeros(path: &Path) -> bool {
     use std::io::Read;
     let Ok(mut f) = std::fs::File::open(path) else {
@@ -809,7 +817,7 @@ impl Store {
                     metrics
                         .scans_for_no_one
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::info!(%tenant, "a scan stopped: its client went away");
+                    tracing::info!(%tenant, "a scan stopped: no one waits for its answer (the client went away, or the server closed its connection)");
                 }
                 None => {}
             }

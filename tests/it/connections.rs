@@ -934,9 +934,10 @@ async fn a_scan_stops_when_its_client_goes_away() {
     };
     assert_eq!(stopped("client_gone").await, 0);
     // The same filter as a search (POST, which a client may not leave running either).
-    let search = |client: &reqwest::Client, salt: &str| {
+    // As the router reads a path: `%2Esearch/` is `.search`.
+    let search = |client: &reqwest::Client, salt: &str, path: &str| {
         client
-            .post(format!("{}/Users/.search", s.base()))
+            .post(format!("{}/Users/{path}", s.base()))
             .bearer_auth(ACME)
             .header("content-type", "application/scim+json")
             .body(
@@ -949,16 +950,17 @@ async fn a_scan_stops_when_its_client_goes_away() {
             )
     };
     let clients = [
-        (s.http1_client(), false),
-        (s.client.clone(), false),
-        (s.http1_client(), true),
-        (s.client.clone(), true),
+        (s.http1_client(), false, ""),
+        (s.client.clone(), false, ""),
+        (s.http1_client(), true, ".search"),
+        (s.client.clone(), true, ".search"),
+        (s.http1_client(), true, "%2Esearch/"),
     ];
-    for (n, (client, post)) in clients.iter().enumerate() {
+    for (n, (client, post, path)) in clients.iter().enumerate() {
         let salt = format!("gone{n}");
         let request = match post {
             false => scan(client, &salt),
-            true => search(client, &salt),
+            true => search(client, &salt, path),
         };
         let gone = request.timeout(whole / 5).send().await;
         assert!(gone.is_err_and(|e| e.is_timeout()), "answered in time");
@@ -975,7 +977,7 @@ async fn a_scan_stops_when_its_client_goes_away() {
         assert_eq!(
             counted,
             n as u64 + 1,
-            "the scan for no one was not stopped (a search: {post})"
+            "the scan for no one was not stopped (a search: {post} {path})"
         );
     }
     assert_eq!(stopped("deadline").await, 0);

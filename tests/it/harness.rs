@@ -312,7 +312,6 @@ impl Srv {
     }
 }
 
-/// Assert an RFC 7644 error body with this status and scimType.
 /// `s` with every byte but letters and digits percent-escaped, for a query string.
 pub fn urlencode(s: &str) -> String {
     s.bytes()
@@ -326,6 +325,7 @@ pub fn urlencode(s: &str) -> String {
         .collect()
 }
 
+/// Assert an RFC 7644 error body with this status and scimType.
 pub fn assert_error(r: &Res, status: u16, scim_type: Option<&str>) {
     assert_eq!(r.status, status, "body: {}", r.body);
     assert_eq!(
