@@ -405,7 +405,9 @@ fn main() -> ExitCode {
                         );
                         say!("Token (shown only now; scimd keeps only its hash):");
                         say!("  {tok}");
-                        say!("Load it with `systemctl reload scimd` (or SIGHUP).");
+                        say!(
+                            "Load it with `systemctl reload scimd` (or SIGHUP); a scimd not yet started reads it when it starts."
+                        );
                         say_still_refused(&config);
                         ExitCode::SUCCESS
                     }
@@ -518,7 +520,7 @@ fn main() -> ExitCode {
                     .map(|c| base_url(&c.server, &c.server.listen))
                     .unwrap_or_default();
                 say!(
-                    "Added tenant {name} to {}. Load it with `systemctl reload scimd` (or SIGHUP).",
+                    "Added tenant {name} to {}. Load it with `systemctl reload scimd` (or SIGHUP); a scimd not yet started reads it when it starts.",
                     config.display()
                 );
                 say!();

@@ -133,6 +133,42 @@ pub struct Reloaded {
 /// kernel caps it at `net.core.somaxconn`). The default of 128 overflows under a burst of
 /// new clients, and each client whose connection the kernel drops waits a second for its
 /// retry.
+/// Descriptors scimd holds besides its connections (database, listener, admin socket,
+/// certificates, log), with room to spare.
+const OWN_FILES: u64 = 64;
+
+/// Each connection holds a descriptor. The soft limit is raised to the hard one, as any
+/// server may; one still below `max_connections` is said at start, since connections past
+/// it fail to be accepted (the packaged unit sets 65536; a login shell's default is 1024).
+fn open_files_for(max_connections: usize) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    // `None` is no limit.
+    let below_hard = match (lim.current, lim.maximum) {
+        (Some(c), Some(m)) => c < m,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if below_hard {
+        lim.current = lim.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, lim) {
+            tracing::debug!(error = %e, "the open-file limit could not be raised to its hard limit");
+        }
+    }
+    let want = max_connections as u64 + OWN_FILES;
+    if let Some(have) = getrlimit(Resource::Nofile).current
+        && have < want
+    {
+        tracing::warn!(
+            open_files = have,
+            max_connections,
+            "the open-file limit leaves room for fewer connections than server.max_connections: \
+             connections past it fail to be accepted; raise it (`ulimit -n 65536` before \
+             starting, or LimitNOFILE= in the unit) or lower max_connections"
+        );
+    }
+}
+
 async fn listen(addr: &str, max_connections: usize) -> std::io::Result<TcpListener> {
     let backlog = u32::try_from(max_connections.max(1024)).unwrap_or(u32::MAX);
     let mut last = None;
@@ -372,6 +408,7 @@ impl Server {
         // The port first: a start refused for it (the commonest failure, a second scimd on
         // another directory) must not leave a new database and certificate behind. Nothing
         // is accepted before `serve`; a client meanwhile waits in the backlog.
+        open_files_for(config.server.max_connections);
         let listener = listen(&config.server.listen, config.server.max_connections)
             .await
             .map_err(|source| StartError::Bind {
@@ -537,6 +574,9 @@ impl Server {
         let (closing, closed) = tokio::sync::watch::channel(false);
         tokio::pin!(shutdown);
         let mut said_full: Option<std::time::Instant> = None;
+        // Accept failures (out of descriptors, most often) come every 50 ms while they last:
+        // said once a minute, with how many there were.
+        let (mut said_failed, mut failed): (Option<std::time::Instant>, u64) = (None, 0);
         'accepting: loop {
             // Take a connection slot before accepting: under overload the kernel backlog
             // queues new connections instead of our memory. When every slot is taken and a
@@ -588,7 +628,12 @@ impl Server {
             let (tcp, peer) = match accepted {
                 Ok(x) => x,
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
+                    failed += 1;
+                    if said_failed.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                        said_failed = Some(std::time::Instant::now());
+                        tracing::warn!(error = %e, failures = failed, "accept failed (said once a minute; `failures` counts them since the last time)");
+                        failed = 0;
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }

@@ -468,9 +468,11 @@ fn denied_fix(path: &Path) -> String {
             );
         }
     }
-    "the user running scimd must own the state directory and its files (the package runs \
-     it as scimd: `chown -R scimd:scimd DIR`)"
-        .to_string()
+    format!(
+        "the user running scimd must own the state directory and its files (the package runs \
+         it as scimd: `chown -R scimd:scimd {}`)",
+        backend::parent_dir(path).display()
+    )
 }
 
 /// Whether the file at `path` holds only zero bytes (as a first start on a full disk left

@@ -78,10 +78,16 @@ impl Proc {
     }
 
     pub(crate) fn start_with_env(config: &std::path::Path, env: &[(&str, &str)]) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_scimd"))
+        let mut scimd = Command::new(env!("CARGO_BIN_EXE_scimd"));
+        scimd.envs(env.iter().copied());
+        Proc::start_as(scimd, config)
+    }
+
+    /// `scimd serve` run by `command` (the binary itself, or a wrapper naming it).
+    fn start_as(mut command: Command, config: &std::path::Path) -> Proc {
+        let mut child = command
             .args(["serve", "--config"])
             .arg(config)
-            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -2315,6 +2321,45 @@ async fn a_refused_certificate_and_plain_http_are_logged_once() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(refused(), 2, "{}", p.log());
+}
+
+/// An open-file limit below `max_connections` is raised to its hard limit and said at start;
+/// connections past it fail to be accepted, which is said once a minute, not every 50 ms,
+/// and the server serves again once they go.
+#[tokio::test]
+async fn a_low_open_file_limit_is_raised_and_said_and_its_refusals_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut limited = Command::new("prlimit");
+    limited.args(["--nofile=60:100", "--", env!("CARGO_BIN_EXE_scimd")]);
+    let p = Proc::start_as(limited, &okta_config(dir.path()));
+    let said = p.log();
+    let warned: Vec<&str> = said
+        .lines()
+        .filter(|l| l.contains("open-file limit"))
+        .collect();
+    assert!(
+        warned.len() == 1 && warned[0].contains("open_files=100"),
+        "raised to the hard limit, and said:\n{said}"
+    );
+    // More connections than descriptors: those past the limit wait in the backlog while
+    // every accept fails.
+    let mut held = Vec::new();
+    for _ in 0..130 {
+        held.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", p.port))
+                .await
+                .unwrap(),
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !p.log().contains("accept failed") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let failed = p.log().matches("accept failed").count();
+    assert_eq!(failed, 1, "said once, not every 50 ms:\n{}", p.log());
+    drop(held);
+    assert!(p.until("/healthz", "tok", 200).await, "serves again");
 }
 
 /// At start the database file is read once in the background (so that after a reboot the
