@@ -610,8 +610,10 @@ fn output_failed(e: &std::io::Error) -> ! {
 /// Run as root, check-config reads what the service user may not: say what that user cannot
 /// reach, as the service would fail on it at start. The service user is whoever owns
 /// storage.dir (a source install may name it otherwise than the package's `scimd`); for a
-/// storage.dir not made yet, the package's user if there is one. A storage.dir root owns is
-/// a setup run as root: nobody else's concern. Returns the user's name and the problems.
+/// storage.dir not made yet, the package's user if there is one and the file is the
+/// package's (in that user's group, as the package installs it: another file is a setup of
+/// the admin's own, a test's say). A storage.dir root owns is a setup run as root: nobody
+/// else's concern. Returns the user's name and the problems.
 fn service_user_problems(cfg: &Config, file: &std::path::Path) -> (String, Vec<String>) {
     use cli::access::{Account, SERVICE_USER, name_of, running_as_root};
     use std::os::unix::fs::MetadataExt;
@@ -619,7 +621,9 @@ fn service_user_problems(cfg: &Config, file: &std::path::Path) -> (String, Vec<S
         _ if !running_as_root() => None,
         Ok(m) if m.uid() == 0 => None,
         Ok(m) => name_of(m.uid()).and_then(|n| Account::local(&n)),
-        Err(_) => Account::local(SERVICE_USER),
+        Err(_) => Account::local(SERVICE_USER).filter(|a| {
+            std::fs::metadata(file).is_ok_and(|m| m.gid() != 0 && a.gids.contains(&m.gid()))
+        }),
     };
     let Some(user) = user else {
         return (String::new(), Vec::new());
