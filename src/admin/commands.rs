@@ -175,7 +175,7 @@ async fn verify(store: &Store, cfg: &Config) -> Value {
     match store.verify(types).await {
         Ok(problems) => {
             json!({"ok": problems.is_empty(), "verify": true, "problems": problems,
-            "error": "the database has inconsistencies (listed above)"})
+            "error": "the database has problems (listed above)"})
         }
         Err(e) => {
             tracing::error!(error = %e, "verify failed");

@@ -626,11 +626,15 @@ pub(crate) fn finish_admin(
         );
         return Err(ExitCode::FAILURE);
     };
-    defang(&mut end);
     if end["ok"] != true {
-        eprintln!("{}", end["error"].as_str().unwrap_or("failed"));
+        // Line by line: a list of problems (an import's) keeps its line breaks, and no line
+        // can move an admin's terminal.
+        for line in end["error"].as_str().unwrap_or("failed").lines() {
+            eprintln!("{}", super::escape_controls(line));
+        }
         return Err(ExitCode::FAILURE);
     }
+    defang(&mut end);
     Ok(end)
 }
 
@@ -1008,7 +1012,8 @@ pub(crate) fn restore(config: &std::path::Path, from: &std::path::Path) -> ExitC
             if !done.warnings.is_empty() {
                 eprintln!(
                     "warning: under the current configuration, scimd verify finds {} \
-                     inconsistencies in the restored data (a setting changed since the backup?):",
+                     problems in the restored data (names an upgrade made one, or a setting \
+                     changed since the backup):",
                     done.warnings.len()
                 );
                 for w in done.warnings.iter().take(10) {

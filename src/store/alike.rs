@@ -5,8 +5,9 @@
 //! holder keeps the plain key, which `userName eq` and the uniqueness check read. Each other
 //! one is indexed under the key, a NUL and its id, so that walks of the index in name order
 //! (`sortBy=userName`, `sw`, `gt`, ...) still list it beside the holder and count it as
-//! `totalResults` does. When the holder lets the key go (renamed or deleted), the oldest of
-//! the others takes it: the name is never free to a new user while one still has it.
+//! `totalResults` does. No entry ever moves: a cursor's place in such a walk stays where it
+//! was. When the holder goes (renamed or deleted), a lookup of the name finds the oldest of
+//! the others, and a new user still cannot take the name.
 
 use redb::{ReadableTable, Table};
 
@@ -35,33 +36,45 @@ pub(super) fn share(names: &mut Names, t: &str, name: &str, id: u128) -> Result<
     Ok(())
 }
 
-/// User `id` no longer has the userName that folds to `name`: take out its entry, whichever
-/// kind it has; a holder's plain key passes to the oldest user sharing it.
+/// User `id` no longer has the userName that folds to `name`: take out its entry,
+/// whichever kind it has.
 pub(super) fn release(names: &mut Names, t: &str, name: &str, id: u128) -> Result<(), redb::Error> {
-    if names.get((t, name))?.map(|g| g.value()) != Some(id) {
+    if names.get((t, name))?.map(|g| g.value()) == Some(id) {
+        names.remove((t, name))?;
+    } else {
         names.remove((t, key(name, id).as_str()))?;
-        return Ok(());
-    }
-    names.remove((t, name))?;
-    let (lo, hi) = (format!("{name}\0"), format!("{name}\u{1}"));
-    let mut heir = None;
-    for e in names.range((t, lo.as_str())..(t, hi.as_str()))? {
-        let (k, v) = e?;
-        if name_of(k.value().1) == name {
-            heir = Some((k.value().1.to_string(), v.value()));
-            break;
-        }
-    }
-    if let Some((k, heir)) = heir {
-        names.remove((t, k.as_str()))?;
-        names.insert((t, name), heir)?;
-        tracing::info!(
-            tenant = %t,
-            user = %super::format_id(heir),
-            "a userName shared after an upgrade is now this user's alone: `userName eq` finds it"
-        );
     }
     Ok(())
+}
+
+/// The user a lookup of `name` finds: the plain key's holder, else the oldest user indexed
+/// beside a holder that has gone.
+pub(super) fn holder(
+    names: &impl ReadableTable<(&'static str, &'static str), u128>,
+    t: &str,
+    name: &str,
+) -> Result<Option<u128>, redb::Error> {
+    if let Some(g) = names.get((t, name))? {
+        return Ok(Some(g.value()));
+    }
+    first_beside(names, t, name, None)
+}
+
+/// The oldest user indexed beside `name`'s key, other than `but`.
+pub(super) fn first_beside(
+    names: &impl ReadableTable<(&'static str, &'static str), u128>,
+    t: &str,
+    name: &str,
+    but: Option<u128>,
+) -> Result<Option<u128>, redb::Error> {
+    let (lo, hi) = (format!("{name}\0"), format!("{name}\u{1}"));
+    for e in names.range((t, lo.as_str())..(t, hi.as_str()))? {
+        let (k, v) = e?;
+        if name_of(k.value().1) == name && Some(v.value()) != but {
+            return Ok(Some(v.value()));
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

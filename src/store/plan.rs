@@ -336,8 +336,8 @@ pub fn matches_of(
     member: &str,
 ) -> Result<BTreeSet<u128>, redb::Error> {
     let mut out = BTreeSet::new();
-    if let Some(g) = usernames.get((t, member))? {
-        out.insert(g.value());
+    if let Some(id) = super::alike::holder(usernames, t, member)? {
+        out.insert(id);
     }
     for v in emails.get((t, member))? {
         out.insert(v?.value());

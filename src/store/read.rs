@@ -220,7 +220,7 @@ impl IndexReader for ReadSide {
         Ok(Some(out))
     }
     fn username(&self, t: &str, u: &str) -> Result<Option<u128>, redb::Error> {
-        Ok(self.usernames()?.get((t, u))?.map(|g| g.value()))
+        alike::holder(self.usernames()?, t, u)
     }
     fn external_id(&self, t: &str, kind: Kind, x: &str) -> Result<BTreeSet<u128>, redb::Error> {
         collect_multi(self.ext_ids()?.get((t, kind.code(), x))?)

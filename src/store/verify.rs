@@ -288,14 +288,15 @@ pub(super) fn check(
             }
         };
         if let Some(u) = ks.username {
-            let holder = usernames.get((t, u.as_str()))?.map(|g| g.value());
+            let plain = usernames.get((t, u.as_str()))?.map(|g| g.value());
             let mut what = format!("{:?}", (t, &u, id));
-            let mut present = holder == Some(id);
-            if let Some(other) = holder.filter(|&h| h != id) {
-                // Two names that an older layout told apart and the fold now joins: no
-                // repair can choose, an admin renames one.
-                let beside = alike::key(&u, id);
-                present = usernames.get((t, beside.as_str()))?.map(|g| g.value()) == Some(id);
+            let beside = alike::key(&u, id);
+            let present = plain == Some(id)
+                || usernames.get((t, beside.as_str()))?.map(|g| g.value()) == Some(id);
+            // Two names that an older layout told apart and the fold now joins: no repair
+            // can choose, an admin renames one. Named once for each user a lookup misses.
+            let found = alike::holder(&usernames, t, &u)?;
+            if let Some(other) = found.filter(|&f| f != id) {
                 let clash = format!(
                     "the userNames of users {} and {} differ only in case or Unicode form, \
                      and a lookup by that name finds {} only: rename one",

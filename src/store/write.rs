@@ -242,7 +242,7 @@ impl<'t> W<'t> {
             before.is_some_and(|b| of(keys(rt, b)).as_ref() == Some(name))
         };
         if let Some(u) = &k.username
-            && let Some(other) = self.usernames.get((t, u.as_str()))?.map(|g| g.value())
+            && let Some(other) = alike::holder(&self.usernames, t, u)?
             && Some(other) != me
             && !had(u, |k| k.username)
         {

@@ -1550,6 +1550,19 @@ async fn export_then_import_into_an_empty_host_gives_the_same_resources() {
         assert!(!ok && text.contains(want), "{want}: {text}");
         assert_eq!(snapshot(&q).await, before, "{want}: nothing written");
     }
+    // Each problem on a line of its own.
+    let file = format!(
+        "{}\n{}\n{}\n",
+        fresh("new@x"),
+        fresh("NEW@x"),
+        fresh("New@x")
+    );
+    let (ok, text) = import(&file, "bad.jsonl");
+    let said: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("is also on line"))
+        .collect();
+    assert!(!ok && said.len() == 2 && !text.contains("\\n"), "{text}");
     kill(q.child.id(), "-TERM");
     assert!(q.child.wait().unwrap().success());
     // An export whose reader went away (`| head`) ends at its first line, and leaves the
