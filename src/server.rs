@@ -129,10 +129,6 @@ pub struct Reloaded {
     pub notes: Vec<String>,
 }
 
-/// Bind `addr` with a listen queue as deep as the connection limit (at least 1,024; the
-/// kernel caps it at `net.core.somaxconn`). The default of 128 overflows under a burst of
-/// new clients, and each client whose connection the kernel drops waits a second for its
-/// retry.
 /// Descriptors scimd holds besides its connections (database, listener, admin socket,
 /// certificates, log), with room to spare.
 const OWN_FILES: u64 = 64;
@@ -169,6 +165,10 @@ fn open_files_for(max_connections: usize) {
     }
 }
 
+/// Bind `addr` with a listen queue as deep as the connection limit (at least 1,024; the
+/// kernel caps it at `net.core.somaxconn`). The default of 128 overflows under a burst of
+/// new clients, and each client whose connection the kernel drops waits a second for its
+/// retry.
 async fn listen(addr: &str, max_connections: usize) -> std::io::Result<TcpListener> {
     let backlog = u32::try_from(max_connections.max(1024)).unwrap_or(u32::MAX);
     let mut last = None;

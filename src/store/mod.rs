@@ -104,7 +104,8 @@ pub enum StoreError {
          ran out of disk space (a version before December 2026, or a file system without \
          hard links); scimd will not read it as \
          an empty directory, which would tell every IdP its users are gone. Restore a backup \
-         (`scimd restore`), or, if this directory never held data, delete the file"
+         (`scimd restore`), or, if this directory never held data and no other scimd is \
+         starting on it, delete the file"
     )]
     Empty { path: String },
     /// redb found a page damaged as it opened the file, or panicked reading one.

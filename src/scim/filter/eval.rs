@@ -106,23 +106,51 @@ pub(super) fn parse_time(s: &str) -> Option<time::OffsetDateTime> {
 /// however many there are (with a count, a tenth value pushed out the first each time round).
 fn folded(e: &str) -> Rc<str> {
     const KEPT_BYTES: usize = 64 * 1024;
-    thread_local! {
-        static LAST: RefCell<Vec<(Box<str>, Rc<str>)>> = const { RefCell::new(Vec::new()) };
-    }
-    LAST.with_borrow_mut(|last| {
-        if let Some((_, f)) = last.iter().find(|(raw, _)| **raw == *e) {
+    FOLDS.with_borrow_mut(|last| {
+        if let Some(f) = last.map.get(e) {
             return f.clone();
         }
         let f: Rc<str> = Rc::from(fold(e));
-        let mut held: usize = last.iter().map(|(raw, _)| raw.len()).sum();
-        while !last.is_empty() && held + e.len() > KEPT_BYTES {
-            held -= last.remove(0).0.len();
+        if e.len() > KEPT_BYTES {
+            return f;
         }
-        if e.len() <= KEPT_BYTES {
-            last.push((Box::from(e), f.clone()));
+        // Looked up by hash: 64 KiB of short values is thousands of them, and a search
+        // through them on every comparison made each new filter's scan slower than the last.
+        while last.held + e.len() > KEPT_BYTES {
+            let Some(old) = last.order.pop_front() else {
+                break;
+            };
+            last.held -= old.len();
+            last.map.remove(&old);
         }
+        let raw: Rc<str> = Rc::from(e);
+        last.held += raw.len();
+        last.order.push_back(raw.clone());
+        last.map.insert(raw, f.clone());
         f
     })
+}
+
+thread_local! {
+    static FOLDS: RefCell<Folds> = RefCell::default();
+}
+
+/// Bytes of values `folded` keeps on this thread (each kept value once in each list).
+#[cfg(test)]
+fn kept_bytes() -> usize {
+    FOLDS.with_borrow(|f| {
+        assert_eq!(f.map.len(), f.order.len());
+        assert_eq!(f.held, f.order.iter().map(|v| v.len()).sum::<usize>());
+        f.held
+    })
+}
+
+/// The folds `folded` keeps: by value, and in the order they came (the oldest go first).
+#[derive(Default)]
+struct Folds {
+    map: std::collections::HashMap<Rc<str>, Rc<str>>,
+    order: std::collections::VecDeque<Rc<str>>,
+    held: usize,
 }
 
 /// A stored number against a filter's (as written, quoted or not): whole numbers exactly, as
@@ -364,6 +392,13 @@ mod tests {
         let long = "Σ".repeat(40_000);
         assert_eq!(&*folded(&long), fold(&long));
         assert_eq!(&*folded(&values[0]), fold(&values[0]));
+        // Past what is kept, the oldest go and what is kept stays within its bytes.
+        for i in 0..20_000 {
+            let v = format!("Ǆ{i}");
+            assert_eq!(&*folded(&v), fold(&v));
+        }
+        let held = kept_bytes();
+        assert!(held <= 64 * 1024 && held > 60 * 1024, "{held}");
         // A filter on many resources finds the same as before the memo.
         let f = parse_for(Kind::User, "title co \"ΣΊΣ\"").unwrap();
         assert!(matches(&f, Kind::User, &json!({"title": "ο σίσυφος"})));
