@@ -57,20 +57,10 @@ pub(super) fn holder(
     if let Some(g) = names.get((t, name))? {
         return Ok(Some(g.value()));
     }
-    first_beside(names, t, name, None)
-}
-
-/// The oldest user indexed beside `name`'s key, other than `but`.
-pub(super) fn first_beside(
-    names: &impl ReadableTable<(&'static str, &'static str), u128>,
-    t: &str,
-    name: &str,
-    but: Option<u128>,
-) -> Result<Option<u128>, redb::Error> {
     let (lo, hi) = (format!("{name}\0"), format!("{name}\u{1}"));
     for e in names.range((t, lo.as_str())..(t, hi.as_str()))? {
         let (k, v) = e?;
-        if name_of(k.value().1) == name && Some(v.value()) != but {
+        if name_of(k.value().1) == name {
             return Ok(Some(v.value()));
         }
     }

@@ -862,6 +862,16 @@ fn layout_4_with_names_that_fold_alike() -> Layout4 {
 
 /// The ids of the users `filter` (or none) finds, sorted by userName, every page of 1.
 fn by_user_name(f: &Fixture, filter: Option<&str>, descending: bool) -> Vec<u128> {
+    walk_by_user_name(f, filter, descending, |_| {})
+}
+
+/// `by_user_name`, calling `between` with the ids so far after each page.
+fn walk_by_user_name(
+    f: &Fixture,
+    filter: Option<&str>,
+    descending: bool,
+    mut between: impl FnMut(&[u128]),
+) -> Vec<u128> {
     let order = if descending {
         "descending"
     } else {
@@ -881,6 +891,7 @@ fn by_user_name(f: &Fixture, filter: Option<&str>, descending: bool) -> Vec<u128
             f.rt.block_on(f.store.list("t".into(), Kind::User.into(), q))
                 .unwrap();
         ids.extend(page.items.iter().map(|r| parse_id(&r.id).unwrap()));
+        between(&ids);
         assert!(ids.len() <= 10, "the walk ends");
         match page.next_mark {
             Some(m) => resume = Some(m),
@@ -977,27 +988,11 @@ fn the_user_beside_a_holder_takes_the_name_when_the_holder_goes() {
     } = layout_4_with_names_that_fold_alike();
     let find = |text: &str| f.find(Kind::User, text);
     // A walk one user a page, the holder deleted once its page is out.
-    let sort = SortSpec::parse(Kind::User, "userName", None).unwrap();
-    let (mut walked, mut resume) = (Vec::new(), None);
-    loop {
-        let q = ListQuery {
-            sort: Some(sort.clone()),
-            count: 1,
-            resume: resume.take(),
-            ..ListQuery::default()
-        };
-        let page =
-            f.rt.block_on(f.store.list("t".into(), Kind::User.into(), q))
-                .unwrap();
-        walked.extend(page.items.iter().map(|r| parse_id(&r.id).unwrap()));
-        if walked.last() == Some(&clash) {
+    let walked = walk_by_user_name(&f, None, false, |ids| {
+        if ids.last() == Some(&clash) {
             f.delete_user(clash);
         }
-        match page.next_mark {
-            Some(m) if walked.len() < 10 => resume = Some(m),
-            _ => break,
-        }
-    }
+    });
     assert_eq!(walked, [cafe, clash, greek]);
     assert_eq!(find("userName eq \"ΟΔΥΣΣΕΑΣ@X\""), [format_id(greek)]);
     let input = serde_json::json!({"userName": "οδυσσεασ@x"});
