@@ -236,6 +236,17 @@ pub(super) fn check(
             .and_then(|g| decode(g.value()))
             .map(|rec| keys(rt_of(t, kind), &rec.body)))
     };
+    // A resource named as its `attr` reads (quoted, control characters escaped), for the
+    // pairs of names an upgrade joined: the admin renames one by what it is called.
+    let named = |t: &str, code: u8, id: u128, attr: &str| -> Result<String, redb::Error> {
+        let rec = res.get((t, code, id))?.and_then(|g| decode(g.value()));
+        let name = rec.and_then(|r| r.body.get(attr)?.as_str().map(str::to_string));
+        Ok(format!(
+            "{} ({:?})",
+            format_id(id),
+            name.unwrap_or_default()
+        ))
+    };
     // Pass 1: every resource, its index entries, counters and position counts.
     let mut want = [0u64; 6];
     let mut missed = [false; 6];
@@ -297,11 +308,12 @@ pub(super) fn check(
             // can choose, an admin renames one. Named once for each user a lookup misses.
             let found = alike::holder(&usernames, t, &u)?;
             if let Some(other) = found.filter(|&f| f != id) {
+                let user = Kind::User.code();
                 let clash = format!(
                     "the userNames of users {} and {} differ only in case or Unicode form, \
                      and a lookup by that name finds {} only: rename one",
-                    format_id(other),
-                    format_id(id),
+                    named(t, user, other, "userName")?,
+                    named(t, user, id, "userName")?,
                     format_id(other)
                 );
                 match present {
@@ -332,8 +344,8 @@ pub(super) fn check(
                         clashes.push(format!(
                             "{t}: the displayNames of groups {} and {} differ only in case or \
                              Unicode form, and a lookup by that name finds both: rename one",
-                            format_id(id),
-                            format_id(other)
+                            named(t, code, id, "displayName")?,
+                            named(t, code, other, "displayName")?
                         ));
                     }
                 }
