@@ -299,13 +299,11 @@ fn make_self_signed(tls_dir: &Path, host: Option<&ServerName<'_>>) -> Result<(),
     write_private(&key_new, signing_key.serialize_pem().as_bytes()).map_err(io)?;
     write_synced(&cert_new, cert.pem().as_bytes(), 0o644).map_err(io)?;
     for (from, to) in [(&key_new, "key.pem"), (&cert_new, "cert.pem")] {
-        std::fs::rename(from, tls_dir.join(to)).map_err(io)?;
-        // The rename itself is durable only once the directory is. Said, not fatal, as for
-        // the database: some file systems refuse to sync a directory, and a certificate lost
-        // to a power cut is made again at the next start.
-        if let Err(e) = std::fs::File::open(tls_dir).and_then(|d| d.sync_all()) {
-            tracing::warn!(dir = %tls_dir.display(), error = %e, "the certificate's directory could not be synced: a power cut soon could take the new certificate");
-        }
+        let to = tls_dir.join(to);
+        std::fs::rename(from, &to).map_err(io)?;
+        // The rename itself is durable only once the directory is (a pair lost to a power
+        // cut is made again at the next start).
+        crate::store::sync_parent_or_say(&to, "the new certificate");
     }
     Ok(())
 }

@@ -120,11 +120,8 @@ impl Backend {
         let _ = owner_only(&file, path);
         // A file just made has a name only once its directory is on disk: without this, a
         // power cut could take the new database, and every write acknowledged into it.
-        // Said, not fatal: some file systems refuse to sync a directory.
-        if file.metadata()?.len() == 0
-            && let Err(e) = sync_parent(path)
-        {
-            tracing::warn!(path = %path.display(), error = %e, "the new database's directory could not be synced: a power cut soon could take the file");
+        if file.metadata()?.len() == 0 {
+            sync_parent_or_say(path, "the new database");
         }
         Backend::from_file(file, faults)
     }
@@ -153,6 +150,14 @@ impl Backend {
 /// power loss (a file's own fsync does not write its directory entry).
 pub(crate) fn sync_parent(path: &Path) -> io::Result<()> {
     File::open(parent_dir(path))?.sync_all()
+}
+
+/// `sync_parent` for a name just made, said rather than failed: some file systems refuse
+/// to sync a directory, and what was made is whole either way.
+pub(crate) fn sync_parent_or_say(path: &Path, what: &str) {
+    if let Err(e) = sync_parent(path) {
+        tracing::warn!(path = %path.display(), error = %e, "the directory of {what} could not be synced: a power cut soon could take the file");
+    }
 }
 
 /// Bytes an unprivileged writer may still use on the file system holding `dir`.

@@ -57,11 +57,7 @@ fn make_with(path: &Path, faults: &Faults, naming: &Naming) -> Result<(), redb::
     let _ = std::fs::remove_file(&new);
     let made = match made {
         Ok(Named::Named) => {
-            // Said, not fatal, as in `Backend::open`: some file systems refuse to sync a
-            // directory, and the database is whole either way.
-            if let Err(e) = backend::sync_parent(path) {
-                tracing::warn!(path = %path.display(), error = %e, "the new database's directory could not be synced: a power cut soon could take the file");
-            }
+            backend::sync_parent_or_say(path, "the new database");
             Ok(())
         }
         Ok(Named::CannotHere) => {

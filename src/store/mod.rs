@@ -40,6 +40,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use redb::{Database, ReadableDatabase};
 use tokio::sync::{mpsc, oneshot};
 
+pub(crate) use backend::sync_parent_or_say;
 pub use backend::{Fault, Faults};
 pub use backup::{
     AtomicFile, NotRestored, Restored, UNKNOWN_GAP, is_staged_backup, open_staged, owner_only_file,

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::resolve::{Scope, is_schemas, leaf, lookup};
 use super::{AttrPath, CompValue, CompareOp, Filter};
+use crate::scim::datetime;
 use crate::scim::fold::fold;
 use crate::scim::schema::{AttrDef, AttrType, Rt};
 
@@ -91,10 +92,6 @@ fn present(v: &Value) -> bool {
         Value::Object(o) => !o.is_empty(),
         _ => true,
     }
-}
-
-pub(super) fn parse_time(s: &str) -> Option<time::OffsetDateTime> {
-    crate::scim::datetime::parse(s)
 }
 
 /// `fold(e)`, remembered for the filter values this thread compared with last. A filter is
@@ -182,7 +179,7 @@ fn compare_one(actual: &Value, def: &AttrDef, op: CompareOp, expected: &CompValu
     match (actual, expected) {
         (Value::String(a), CompValue::Str(e)) => {
             if def.ty == AttrType::DateTime
-                && let (Some(x), Some(y)) = (parse_time(a), parse_time(e))
+                && let (Some(x), Some(y)) = (datetime::parse(a), datetime::parse(e))
             {
                 return ord(x.cmp(&y));
             }

@@ -1,6 +1,5 @@
 //! Resolution against the schema: names checked, and put in their canonical case.
 
-use super::eval::parse_time;
 use super::parse::{parse, parse_with};
 use super::{AttrPath, CompValue, CompareOp, Filter, Limits};
 use crate::scim::error::{ScimError, ScimResult};
@@ -226,7 +225,7 @@ fn resolve_compare(
     if l.ty == AttrType::DateTime
         && !op.substring()
         && let CompValue::Str(v) = &value
-        && parse_time(v).is_none()
+        && crate::scim::datetime::parse(v).is_none()
     {
         return Err(ScimError::invalid_filter(format!(
             "\"{v}\" is not a date-time; compare \"{}\" with one such as \"2024-05-01T12:00:00Z\"",
