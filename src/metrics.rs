@@ -94,11 +94,17 @@ impl Default for StoreMetrics {
 /// request allocates nothing once its series exists.
 type RequestKey = (&'static str, &'static str, u16);
 
+#[derive(Debug, Default)]
+struct Requests {
+    counts: BTreeMap<RequestKey, BTreeMap<String, u64>>,
+    latency: BTreeMap<&'static str, Histogram>,
+}
+
 /// HTTP-side metrics.
 #[derive(Debug, Default)]
 pub struct HttpMetrics {
-    requests: Mutex<BTreeMap<RequestKey, BTreeMap<String, u64>>>,
-    latency: Mutex<BTreeMap<&'static str, Histogram>>,
+    /// Counts and latencies under one lock: every request takes it, from both cores.
+    requests: Mutex<Requests>,
     pub auth_failures: AtomicU64,
     pub handshake_failures: HandshakeFailures,
     /// Connections without a valid token closed to give a newcomer their slot.
@@ -166,19 +172,15 @@ impl HttpMetrics {
             "HEAD" => "HEAD",
             _ => "OTHER",
         };
-        let by_tenant = r.entry((endpoint, method, status)).or_default();
+        let by_tenant = r.counts.entry((endpoint, method, status)).or_default();
         match by_tenant.get_mut(tenant) {
             Some(n) => *n += 1,
             None => {
                 by_tenant.insert(tenant.to_string(), 1);
             }
         }
-        drop(r);
-        let mut l = match self.latency.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        l.entry(endpoint)
+        r.latency
+            .entry(endpoint)
             .or_insert_with(|| Histogram::new(LATENCY))
             .observe(seconds);
     }
@@ -190,7 +192,7 @@ impl HttpMetrics {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        for ((e, m, s), by_tenant) in r.iter() {
+        for ((e, m, s), by_tenant) in r.counts.iter() {
             for (t, n) in by_tenant {
                 let _ = writeln!(
                     out,
@@ -201,16 +203,11 @@ impl HttpMetrics {
                 );
             }
         }
-        drop(r);
         out.push_str(
             "# HELP scimd_request_duration_seconds Request latency by endpoint template.\n",
         );
         out.push_str("# TYPE scimd_request_duration_seconds histogram\n");
-        let l = match self.latency.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        for (e, h) in l.iter() {
+        for (e, h) in r.latency.iter() {
             h.render(
                 out,
                 "scimd_request_duration_seconds",

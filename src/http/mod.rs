@@ -643,15 +643,20 @@ impl App {
         let host = req
             .uri()
             .authority()
-            .map(|a| a.as_str().to_string())
+            .map(|a| a.as_str())
             .or_else(|| {
                 req.headers()
                     .get(header::HOST)
                     .and_then(|h| h.to_str().ok())
-                    .map(str::to_string)
             })
-            .unwrap_or_else(|| rt.config.server.listen.clone());
-        format!("{}://{host}{}", self.scheme, route.prefix)
+            .unwrap_or(&rt.config.server.listen);
+        // Built in one allocation: every request makes one.
+        let mut url =
+            String::with_capacity(self.scheme.len() + 3 + host.len() + route.prefix.len());
+        for part in [self.scheme, "://", host, &route.prefix] {
+            url.push_str(part);
+        }
+        url
     }
 }
 

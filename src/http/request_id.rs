@@ -41,7 +41,12 @@ fn fresh() -> String {
     static KEYS: OnceLock<RandomState> = OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("{:016x}", KEYS.get_or_init(RandomState::new).hash_one(n))
+    let h = KEYS.get_or_init(RandomState::new).hash_one(n);
+    // As `{:016x}` writes it, without core::fmt on every request.
+    (0..16)
+        .rev()
+        .map(|i| char::from(b"0123456789abcdef"[(h >> (i * 4)) as usize & 0xf]))
+        .collect()
 }
 
 #[cfg(test)]

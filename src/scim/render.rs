@@ -180,7 +180,8 @@ impl Stored {
             }
         }
         if let Some(refs) = self.refs {
-            out.extend_from_slice(format!(",\"{}\":", refs_name(kind)).as_bytes());
+            put(&mut out, ",", refs_name(kind));
+            out.push(b':');
             serde_json::to_writer(&mut out, &ref_list(kind, refs, base)).ok()?;
         }
         put(&mut out, ",\"meta\":{\"resourceType\":", kind.as_str());
@@ -188,11 +189,14 @@ impl Stored {
         out.extend_from_slice(v.created.get().as_bytes());
         out.extend_from_slice(b",\"lastModified\":");
         out.extend_from_slice(v.modified.get().as_bytes());
-        put(
-            &mut out,
-            ",\"location\":",
-            &format!("{base}/{}/{}", kind.endpoint(), self.id),
-        );
+        out.extend_from_slice(b",\"location\":");
+        let _ = serde_json::to_writer(&mut out, base);
+        // The closing quote makes way for the rest of the URL (an endpoint and an id: nothing
+        // to escape).
+        out.truncate(out.len() - 1);
+        for part in ["/", kind.endpoint(), "/", &self.id, "\""] {
+            out.extend_from_slice(part.as_bytes());
+        }
         put(&mut out, ",\"version\":", &etag);
         out.extend_from_slice(b"}}");
         Some((out, etag))
@@ -220,11 +224,27 @@ pub struct Resource {
 /// `refs` is the user's groups as read (`None`: not read; only for resources whose version
 /// is not shown or compared).
 pub fn etag_of(kind: Kind, version: u64, refs: Option<&[Value]>) -> String {
-    match refs {
-        Some(groups) if kind == Kind::User && !groups.is_empty() => {
-            format!("W/\"{version}.{:08x}\"", digest(groups))
-        }
-        _ => format!("W/\"{version}\""),
+    // Written piece by piece: `format!` here was a visible share of a GET by id.
+    let mut tag = String::with_capacity(32);
+    tag.push_str("W/\"");
+    tag.push_str(itoa::Buffer::new().format(version));
+    if let Some(groups) = refs
+        && kind == Kind::User
+        && !groups.is_empty()
+    {
+        tag.push('.');
+        push_hex8(&mut tag, digest(groups));
+    }
+    tag.push('"');
+    tag
+}
+
+/// `d` as eight lower-case hex digits, as `{:08x}` writes it.
+fn push_hex8(out: &mut String, d: u32) {
+    for shift in (0..8).rev() {
+        out.push(char::from(
+            b"0123456789abcdef"[(d >> (shift * 4)) as usize & 0xf],
+        ));
     }
 }
 
@@ -339,6 +359,12 @@ mod tests {
         let joined = tag(Kind::User, Some(&one));
         assert!(joined.starts_with("W/\"4.") && joined.len() == "W/\"4.".len() + 9);
         assert_eq!(joined, tag(Kind::User, Some(&one)), "stable");
+        // As earlier builds wrote it, zero-padded hex included: a tag a client holds stays
+        // valid across an upgrade.
+        assert_eq!(joined, format!("W/\"4.{:08x}\"", digest(&one)));
+        let mut padded = String::new();
+        push_hex8(&mut padded, 0x00ab_c0de);
+        assert_eq!(padded, "00abc0de");
         // A rename, another group, or another group's id: another tag.
         let others = [
             vec![g("a1", "Sales EMEA")],
