@@ -634,16 +634,21 @@ fn stored_list(
         })
         .collect();
     let mut out = Vec::with_capacity(items.iter().map(Vec::len).sum::<usize>() + 200);
-    out.extend_from_slice(
-        format!(
-            "{{\"schemas\":[\"{LIST_RESPONSE}\"],\"totalResults\":{},\"itemsPerPage\":{}",
-            page.total,
-            items.len()
-        )
-        .as_bytes(),
-    );
+    // Numbers by itoa, not core::fmt: an `eq` lookup is mostly this page of one.
+    let mut n = itoa::Buffer::new();
+    for part in [
+        "{\"schemas\":[\"",
+        LIST_RESPONSE,
+        "\"],\"totalResults\":",
+        n.format(page.total),
+    ] {
+        out.extend_from_slice(part.as_bytes());
+    }
+    out.extend_from_slice(b",\"itemsPerPage\":");
+    out.extend_from_slice(n.format(items.len()).as_bytes());
     if cursor.is_none() {
-        out.extend_from_slice(format!(",\"startIndex\":{start}").as_bytes());
+        out.extend_from_slice(b",\"startIndex\":");
+        out.extend_from_slice(n.format(start).as_bytes());
     }
     out.extend_from_slice(b",\"Resources\":[");
     for (i, item) in items.iter().enumerate() {

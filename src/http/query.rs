@@ -56,7 +56,11 @@ impl Query {
 }
 
 fn decode(s: &str) -> ScimResult<String> {
-    let spaced = s.replace('+', " ");
+    // Copied only when there is a `+` to turn into a space.
+    let spaced = match s.contains('+') {
+        true => std::borrow::Cow::Owned(s.replace('+', " ")),
+        false => std::borrow::Cow::Borrowed(s),
+    };
     percent_encoding::percent_decode_str(&spaced)
         .decode_utf8()
         .map(|c| c.into_owned())
