@@ -181,6 +181,14 @@ pub(super) fn init_schema(db: &redb::Database) -> Result<u64, redb::Error> {
                     "layout 6: re-keyed names that layout 5 folded with a longer case mapping (ß, ı, ligatures)"
                 );
             }
+            if v < 7 {
+                let (keyed, beside) = refold::index_left_out(&txn)?;
+                tracing::info!(
+                    keyed,
+                    beside,
+                    "layout 7: indexed the users earlier upgrades left out of the userName index"
+                );
+            }
             meta.insert("schema_version", SCHEMA_VERSION)?;
         }
         found.unwrap_or(SCHEMA_VERSION)

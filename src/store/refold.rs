@@ -250,3 +250,41 @@ pub(super) fn from_records(txn: &redb::WriteTransaction) -> Result<(u64, u64), r
     }
     Ok((moved, clashed))
 }
+
+/// Layout 7: every user the userName index names neither as a key's holder nor beside one
+/// (`alike`) gets its entry. Earlier upgrades left some out: layout 5 left out one of two
+/// users whose names it folded alike, and its step to layout 6 re-keyed only the names
+/// whose key changed, so such a user stayed out when its name still clashed, or when it was
+/// outside ASCII and its key was freed; and builds before `alike` left the other of a new
+/// pair out. A user left out is missing from walks in name order and, worse, a lookup of
+/// its name misses it and a new user may take the name. Returns (given the key, beside a
+/// holder).
+pub(super) fn index_left_out(txn: &redb::WriteTransaction) -> Result<(u64, u64), redb::Error> {
+    let mut usernames = txn.open_table(USERNAME_USERID)?;
+    let (mut keyed, mut beside) = (0, 0);
+    for e in txn.open_table(RESOURCES)?.iter()? {
+        let (k, v) = e?;
+        let (t, code, id) = k.value();
+        if code != Kind::User.code() {
+            continue;
+        }
+        let Some(mut rec) = super::skim::skim(v.value(), &["userName"]) else {
+            continue;
+        };
+        let Some(Value::String(name)) = rec.body.remove("userName") else {
+            continue;
+        };
+        let key = fold(&name);
+        if usernames.get((t, key.as_str()))?.map(|g| g.value()) == Some(id)
+            || usernames.get((t, alike::key(&key, id).as_str()))?.is_some()
+        {
+            continue;
+        }
+        if claim(&mut usernames, t, &key, id)? {
+            keyed += 1;
+        } else {
+            beside += 1;
+        }
+    }
+    Ok((keyed, beside))
+}

@@ -47,8 +47,9 @@ pub const MEMBERID_GROUPID: TableDefinition<(&str, u128, u128), ()> =
 /// Layout 2 added `RANKS`, layout 3 `MODIFIED_ID`; layout 4 recounted the plan counters and
 /// took groups out of `MODIFIED_ID`, which files of earlier builds lacked or held; layout 5
 /// folds names where earlier layouts lowercased them; layout 6 folds them without the case
-/// mappings that change a name's length (`scim::fold`).
-pub const SCHEMA_VERSION: u64 = 6;
+/// mappings that change a name's length (`scim::fold`); layout 7 indexes the users earlier
+/// upgrades left out of the userName index (`refold::index_left_out`).
+pub const SCHEMA_VERSION: u64 = 7;
 
 /// (tenant, kind, meta.lastModified in Unix nanoseconds, id) → (), for users: a filter on
 /// lastModified (Okta's incremental import asks `meta.lastModified gt "…"`) reads a range of

@@ -7,6 +7,8 @@ use crate::scim::schema::Kind;
 use redb::{Database, TableDefinition};
 use std::collections::HashMap;
 
+mod agree;
+
 #[test]
 fn records_its_layout_version_and_refuses_a_newer_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -980,6 +982,122 @@ fn layout_4_files_get_folded_names_and_a_clash_stays_listed_and_writable() {
     // Renaming a group makes the index whole again.
     f.replace_group(g2, serde_json::json!({"displayName": "Other"}));
     assert_clean(&f.store, &f.rt);
+}
+
+/// A POST of a user named `name`: the error when it is refused.
+fn create_refused(f: &Fixture, name: &str) -> Option<Error> {
+    let input =
+        crate::scim::resource::normalize(Kind::User, &serde_json::json!({"userName": name}));
+    f.rt.block_on(
+        f.store
+            .create_as(f.actor.clone(), Kind::User.into(), input.unwrap(), None),
+    )
+    .err()
+}
+
+/// Layout 5 left one of two users whose names it folded alike out of the userName index,
+/// and its step to layout 6 re-keyed only names whose key changed. Opening such a file
+/// indexes the one left out (layout 7): beside the holder when the names still fold alike
+/// (a composed and a decomposed `é`), as the holder when its key was freed (`ſtrasse`, left
+/// out for `straße`, which now folds apart). Before, walks in name order missed it and a
+/// new user could take its name.
+#[test]
+fn users_earlier_upgrades_left_out_of_the_name_index_are_indexed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let f = Fixture::open(&path);
+    let composed = f.user_with_email("café@x", "a@x");
+    let decomposed = f.user_with_email("zzz@x", "b@x");
+    let sharp = f.user_with_email("straße@x", "c@x");
+    let long_s = f.user_with_email("ſtrasse@x", "d@x");
+    let f = f.reopen_after(&path, |w| {
+        use redb::ReadableTable;
+        let mut names = w.open_table(tables::USERNAME_USERID).unwrap();
+        // As layout 5 left them: `decomposed` renamed to fold as `composed` and out of the
+        // index; `straße` holding the key `strasse` and `ſtrasse` out of the index.
+        assert_eq!(
+            names.remove(("t", "zzz@x")).unwrap().unwrap().value(),
+            decomposed
+        );
+        let mut res = w.open_table(tables::RESOURCES).unwrap();
+        let key = ("t", Kind::User.code(), decomposed);
+        let mut rec: serde_json::Value =
+            serde_json::from_slice(res.get(key).unwrap().unwrap().value()).unwrap();
+        rec["body"]["userName"] = "CAFE\u{301}@x".into();
+        res.insert(key, serde_json::to_vec(&rec).unwrap().as_slice())
+            .unwrap();
+        assert_eq!(
+            names.remove(("t", "straße@x")).unwrap().unwrap().value(),
+            sharp
+        );
+        assert_eq!(
+            names.remove(("t", "strasse@x")).unwrap().unwrap().value(),
+            long_s
+        );
+        names.insert(("t", "strasse@x"), sharp).unwrap();
+        drop((names, res));
+        set_layout(w, 5);
+    });
+    let find = |text: &str| f.find(Kind::User, text);
+    let ids = |ids: &[u128]| ids.iter().map(|&i| format_id(i)).collect::<Vec<_>>();
+    // Both é users are listed, the holder first, and counted as they are listed.
+    assert_eq!(find("userName eq \"CAFÉ@X\""), ids(&[composed]));
+    assert_eq!(
+        by_user_name(&f, Some("userName sw \"caf\""), false),
+        [composed, decomposed]
+    );
+    let all = by_user_name(&f, None, false);
+    assert_eq!(all.len(), 4, "{all:?}");
+    // `ſtrasse` has its name again: found, and not to be taken.
+    assert_eq!(find("userName eq \"STRASSE@x\""), ids(&[long_s]));
+    assert_eq!(find("userName eq \"STRAẞE@X\""), ids(&[sharp]));
+    assert!(
+        matches!(create_refused(&f, "STRASSE@x"), Some(Error::UserNameTaken { holder }) if holder == long_s)
+    );
+    // What is left is the pair to rename, not a user missing from the index.
+    let problems = f.rt.block_on(f.store.verify(HashMap::new())).unwrap();
+    assert!(
+        problems.len() == 1
+            && problems[0].contains(&format_id(composed))
+            && problems[0].contains(&format_id(decomposed))
+            && problems[0].contains("rename one"),
+        "{problems:?}"
+    );
+}
+
+/// A layout-6 file made by a build before `alike` lacks the entry beside the holder for the
+/// other user of a pair; opening it (layout 7) adds it, and leaves alone the users already
+/// indexed.
+#[test]
+fn a_layout_6_file_gets_the_entry_its_build_left_out_beside_a_holder() {
+    let Layout4 {
+        _dir,
+        f,
+        greek,
+        clash,
+        cafe,
+        ..
+    } = layout_4_with_names_that_fold_alike();
+    let path = _dir.path().join("s.redb");
+    let f = f.reopen_after(&path, |w| {
+        let mut names = w.open_table(tables::USERNAME_USERID).unwrap();
+        let beside = alike::key("οδυσσεασ@x", greek);
+        assert_eq!(
+            names
+                .remove(("t", beside.as_str()))
+                .unwrap()
+                .unwrap()
+                .value(),
+            greek
+        );
+        drop(names);
+        set_layout(w, 6);
+    });
+    assert_eq!(by_user_name(&f, None, false), [cafe, clash, greek]);
+    assert_eq!(
+        f.find(Kind::User, "userName eq \"ΟΔΥΣΣΕΑΣ@X\""),
+        [format_id(clash)]
+    );
 }
 
 /// When the holder of a name two users share after an upgrade lets it go, the other takes
