@@ -117,25 +117,66 @@ struct Seen {
     externals: Vec<String>,
     ids: Vec<String>,
     times: Vec<String>,
-    groups: Vec<String>,
+    /// Ids of the other kind: groups for a user's filters, users for a group's.
+    others: Vec<String>,
 }
 
 fn quoted(s: impl AsRef<str>) -> String {
     serde_json::to_string(s.as_ref()).unwrap()
 }
 
-/// One comparison on an attribute a user may have.
-fn term(s: &Seen, r: &mut Rng) -> String {
+/// A comparison operator, those that order strings now and then.
+fn op(r: &mut Rng) -> &'static str {
     const ORDER: [&str; 6] = ["eq", "sw", "gt", "ge", "lt", "le"];
     const TEXT: [&str; 5] = ["eq", "ne", "co", "sw", "ew"];
-    let op = |r: &mut Rng| {
-        if r.chance(3) {
-            *r.pick(&ORDER)
-        } else {
-            *r.pick(&TEXT)
-        }
+    if r.chance(3) {
+        *r.pick(&ORDER)
+    } else {
+        *r.pick(&TEXT)
+    }
+}
+
+/// `id` or `meta.created`/`meta.lastModified` compared with a value some resource has.
+fn id_or_time(s: &Seen, r: &mut Rng) -> String {
+    if r.chance(3) {
+        return format!("id eq {}", quoted(r.pick(&s.ids)));
+    }
+    let which = if r.chance(2) {
+        "lastModified"
+    } else {
+        "created"
     };
-    match r.below(14) {
+    let cmp = *r.pick(&["gt", "ge", "lt", "le", "eq"]);
+    format!("meta.{which} {cmp} {}", quoted(r.pick(&s.times)))
+}
+
+/// One comparison on an attribute a group may have.
+fn group_term(s: &Seen, r: &mut Rng) -> String {
+    match r.below(8) {
+        0..=2 => format!("displayName {} {}", op(r), quoted(piece(&s.names, r))),
+        3 => match r.below(3) {
+            0 => "externalId pr".to_string(),
+            _ => format!("externalId {} {}", op(r), quoted(piece(&s.externals, r))),
+        },
+        4 | 5 => {
+            let m = quoted(r.pick(&s.others));
+            match r.below(4) {
+                0 => format!("members.value eq {m}"),
+                1 => format!("members[value eq {m}]"),
+                2 => "members pr".to_string(),
+                _ => format!(
+                    "members[value eq {m} or value eq {}]",
+                    quoted(r.pick(&s.others))
+                ),
+            }
+        }
+        _ => id_or_time(s, r),
+    }
+}
+
+/// One comparison on an attribute a user may have.
+fn user_term(s: &Seen, r: &mut Rng) -> String {
+    match r.below(13) {
         0..=3 => {
             let v = piece(&s.names, r);
             format!("userName {} {}", op(r), quoted(&v))
@@ -171,7 +212,7 @@ fn term(s: &Seen, r: &mut Rng) -> String {
         9 => format!("displayName {} {}", op(r), quoted(piece(&STEMS, r))),
         10 => format!("name.familyName {} {}", op(r), quoted(piece(&FAMILIES, r))),
         11 => {
-            let g = r.pick(&s.groups).clone();
+            let g = r.pick(&s.others).clone();
             match r.below(4) {
                 0 => format!("groups.value eq {}", quoted(&g)),
                 1 => format!("groups[value eq {}]", quoted(&g)),
@@ -182,136 +223,98 @@ fn term(s: &Seen, r: &mut Rng) -> String {
                 ),
             }
         }
-        12 => format!("id eq {}", quoted(r.pick(&s.ids))),
-        _ => {
-            let which = if r.chance(2) {
-                "lastModified"
-            } else {
-                "created"
-            };
-            let cmp = *r.pick(&["gt", "ge", "lt", "le", "eq"]);
-            format!("meta.{which} {cmp} {}", quoted(r.pick(&s.times)))
-        }
+        _ => id_or_time(s, r),
     }
 }
 
-/// A filter of up to `depth` levels of `and`, `or` and `not`.
-fn filter_text(s: &Seen, r: &mut Rng, depth: usize) -> String {
+/// Makes one comparison.
+type Term = fn(&Seen, &mut Rng) -> String;
+
+/// A filter of up to `depth` levels of `and`, `or` and `not` over `term`s.
+fn filter_text(s: &Seen, r: &mut Rng, depth: usize, term: Term) -> String {
     if depth == 0 || r.chance(3) {
         return term(s, r);
     }
+    let inner = |r: &mut Rng| filter_text(s, r, depth - 1, term);
     match r.below(5) {
-        0 => format!("not ({})", filter_text(s, r, depth - 1)),
-        1 | 2 => format!(
-            "({}) and ({})",
-            filter_text(s, r, depth - 1),
-            filter_text(s, r, depth - 1)
-        ),
+        0 => format!("not ({})", inner(r)),
+        1 | 2 => format!("({}) and ({})", inner(r), inner(r)),
         3 => format!("{} and {}", term(s, r), term(s, r)),
-        _ => format!(
-            "({}) or ({})",
-            filter_text(s, r, depth - 1),
-            filter_text(s, r, depth - 1)
-        ),
+        _ => format!("({}) or ({})", inner(r), inner(r)),
     }
 }
 
-#[test]
-fn random_filters_find_what_evaluating_them_on_every_user_finds() {
-    let dir = tempfile::tempdir().unwrap();
-    let f = Fixture::open(&dir.path().join("s.redb"));
-    // Another seed explores other filters: AGREE_SEED=12345 cargo test --lib random_filters
-    let seed = std::env::var("AGREE_SEED")
+/// The seed: another one explores other filters (`AGREE_SEED=12345 cargo test --lib agree`).
+fn seed() -> u64 {
+    std::env::var("AGREE_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5c1d_0001_u64);
-    let mut r = Rng(seed);
-    let mut ids: Vec<u128> = (0..240)
-        .map(|i| {
-            let body = user(i, &mut r);
-            f.create(Kind::User, body, None)
-        })
-        .collect();
-    // Renames and deletions leave index entries to clean up; a stale one would show here.
-    for k in 0..20 {
-        let id = ids[k * 11];
-        let name = format!("renamed{}{k}", r.pick(&STEMS));
-        f.patch_user(
-            id,
-            json!([{"op": "replace", "path": "userName", "value": name}]),
-        );
-        f.patch_user(id, json!([{"op": "remove", "path": "emails"}]));
-    }
-    for k in 0..10 {
-        let id = ids.remove(k * 13 + 5);
-        f.delete_user(id);
-    }
-    let group = |name: &str, members: &[u128]| {
-        let members: Vec<Value> = members
-            .iter()
-            .map(|m| json!({"value": format_id(*m)}))
-            .collect();
-        format_id(f.create(
-            Kind::Group,
-            json!({"displayName": name, "members": members}),
-            None,
-        ))
-    };
-    let groups = vec![
-        group("Sales", &ids[..40]),
-        group("Ops", &ids[30..150]),
-        group("Émigrés", &ids[200..203]),
-    ];
-    // Every user as a GET gives it, groups and meta included: what the filter means.
-    let everyone: Vec<(u128, Value)> = ids
-        .iter()
+        .unwrap_or(0x5c1d_0001_u64)
+}
+
+/// Every resource of `kind` in `ids` as a GET gives it, references and meta included: what
+/// a filter means.
+fn as_read(f: &Fixture, kind: Kind, ids: &[u128]) -> Vec<(u128, Value)> {
+    ids.iter()
         .map(|id| {
             let res =
-                f.rt.block_on(f.store.get("t".into(), Kind::User, format_id(*id), true))
-                    .unwrap();
-            (*id, Value::Object(res.into_json("https://h/scim/v2")))
+                f.rt.block_on(f.store.get("t".into(), kind, format_id(*id), true));
+            (
+                *id,
+                Value::Object(res.unwrap().into_json("https://h/scim/v2")),
+            )
         })
-        .collect();
-    let text_of = |v: &Value, key: &str| v[key].as_str().map(str::to_string);
-    let seen = Seen {
-        names: everyone
-            .iter()
-            .filter_map(|(_, u)| text_of(u, "userName"))
-            .collect(),
-        emails: everyone
-            .iter()
-            .flat_map(|(_, u)| u["emails"].as_array().cloned().unwrap_or_default())
-            .filter_map(|e| text_of(&e, "value"))
-            .collect(),
-        externals: everyone
-            .iter()
-            .filter_map(|(_, u)| text_of(u, "externalId"))
-            .collect(),
-        ids: everyone.iter().map(|(id, _)| format_id(*id)).collect(),
-        times: everyone
-            .iter()
-            .flat_map(|(_, u)| {
-                [
-                    text_of(&u["meta"], "created"),
-                    text_of(&u["meta"], "lastModified"),
-                ]
-            })
-            .flatten()
-            .collect(),
-        groups,
+        .collect()
+}
+
+/// What `everyone` holds for the filters to compare with; `names` is the attribute `name`.
+fn seen(everyone: &[(u128, Value)], name: &str, others: Vec<String>) -> Seen {
+    let text = |v: &Value, key: &str| v[key].as_str().map(str::to_string);
+    let all = |pick: &dyn Fn(&Value) -> Vec<String>| -> Vec<String> {
+        everyone.iter().flat_map(|(_, v)| pick(v)).collect()
     };
+    Seen {
+        names: all(&|v| text(v, name).into_iter().collect()),
+        emails: all(&|v| {
+            let list = v["emails"].as_array().cloned().unwrap_or_default();
+            list.iter().filter_map(|e| text(e, "value")).collect()
+        }),
+        externals: all(&|v| text(v, "externalId").into_iter().collect()),
+        ids: everyone.iter().map(|(id, _)| format_id(*id)).collect(),
+        times: all(&|v| {
+            let meta = &v["meta"];
+            [text(meta, "created"), text(meta, "lastModified")]
+                .into_iter()
+                .flatten()
+                .collect()
+        }),
+        others,
+    }
+}
+
+/// `rounds` random filters over `term`s, each answered by the store in one page, by the
+/// stored-text path where it answers, in cursor pages of 7, and sorted by `sort_by`; each
+/// answer compared with evaluating the filter on `everyone`.
+fn agree(
+    f: &Fixture,
+    kind: Kind,
+    everyone: &[(u128, Value)],
+    s: &Seen,
+    (term, sort_by): (Term, &str),
+    r: &mut Rng,
+    rounds: usize,
+) {
     let list = |filter: &filter::Filter, count: u64, after: Option<u128>, sort: bool| {
         let q = ListQuery {
             filter: Some(filter.clone()),
-            sort: sort
-                .then(|| crate::scim::sort::SortSpec::parse(Kind::User, "userName", None).unwrap()),
+            sort: sort.then(|| crate::scim::sort::SortSpec::parse(kind, sort_by, None).unwrap()),
             count,
             start_index: 1,
             after,
             with_refs: true,
             ..ListQuery::default()
         };
-        f.rt.block_on(f.store.list("t".into(), Kind::User.into(), q.clone()))
+        f.rt.block_on(f.store.list("t".into(), kind.into(), q.clone()))
             .map(|page| {
                 let ids: Vec<u128> = page
                     .items
@@ -322,24 +325,29 @@ fn random_filters_find_what_evaluating_them_on_every_user_finds() {
             })
     };
     let (mut checked, mut matched) = (0, 0);
-    for round in 0..600 {
-        let text = filter_text(&seen, &mut r, 3);
-        let Ok(parsed) = filter::parse_for(Kind::User, &text) else {
+    for round in 0..rounds {
+        let text = filter_text(s, r, 3, term);
+        let Ok(parsed) = filter::parse_for(kind, &text) else {
             continue;
         };
         let mut want: Vec<u128> = everyone
             .iter()
-            .filter(|(_, u)| filter::matches(&parsed, Kind::User, u))
+            .filter(|(_, v)| filter::matches(&parsed, kind, v))
             .map(|(id, _)| *id)
             .collect();
         want.sort_unstable();
-        let why = format!("round {round} (seed {seed:#x}): {text}");
+        let why = format!(
+            "{} round {round} (seed {:#x}): {text}",
+            kind.as_str(),
+            seed()
+        );
+        let n = want.len() as u64;
         // One page holding everything.
         let (total, mut got, _, q) = list(&parsed, 1000, None, false).expect(&why);
         got.sort_unstable();
-        assert_eq!((total, &got), (want.len() as u64, &want), "{why}");
+        assert_eq!((total, &got), (n, &want), "{why}");
         // The stored-text path, where it answers.
-        if let Some(page) = f.store.list_stored("t", Kind::User, &q) {
+        if let Some(page) = f.store.list_stored("t", kind, &q) {
             let page = page.expect(&why);
             let mut stored: Vec<u128> = page
                 .items
@@ -347,18 +355,14 @@ fn random_filters_find_what_evaluating_them_on_every_user_finds() {
                 .map(|s| parse_id(&s.id).unwrap())
                 .collect();
             stored.sort_unstable();
-            assert_eq!(
-                (page.total, &stored),
-                (want.len() as u64, &want),
-                "stored: {why}"
-            );
+            assert_eq!((page.total, &stored), (n, &want), "stored: {why}");
         }
         // Cursor pages of 7: every match once, in id order.
         let mut walked = Vec::new();
         let mut after = Some(0);
         while let Some(a) = after {
             let (total, page, next, _) = list(&parsed, 7, Some(a), false).expect(&why);
-            assert_eq!(total, want.len() as u64, "cursor total: {why}");
+            assert_eq!(total, n, "cursor total: {why}");
             walked.extend(page);
             after = next;
             assert!(
@@ -367,24 +371,104 @@ fn random_filters_find_what_evaluating_them_on_every_user_finds() {
             );
         }
         assert_eq!(walked, want, "cursor: {why}");
-        // Sorted by userName: the same set.
+        // Sorted: the same set.
         if round % 4 == 0 {
             let (total, mut sorted, _, _) = list(&parsed, 1000, None, true).expect(&why);
             sorted.sort_unstable();
-            assert_eq!(
-                (total, &sorted),
-                (want.len() as u64, &want),
-                "sorted: {why}"
-            );
+            assert_eq!((total, &sorted), (n, &want), "sorted: {why}");
         }
         checked += 1;
         matched += usize::from(!want.is_empty());
     }
     // The generator must make filters that parse and that match something, or this test
     // proves little.
-    assert!(checked > 500, "only {checked} of 600 filters parsed");
+    assert!(
+        checked > rounds * 5 / 6,
+        "only {checked} of {rounds} filters parsed"
+    );
     assert!(
         matched > checked / 3,
-        "only {matched} of {checked} filters matched anyone"
+        "only {matched} of {checked} filters matched anything"
+    );
+}
+
+/// Users with renames and deletions behind them (each leaves index entries to clean up; a
+/// stale one would show), and three groups; the users' filters, then the groups'.
+#[test]
+fn random_filters_find_what_evaluating_them_on_every_resource_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::open(&dir.path().join("s.redb"));
+    let mut r = Rng(seed());
+    let mut users: Vec<u128> = (0..240)
+        .map(|i| {
+            let body = user(i, &mut r);
+            f.create(Kind::User, body, None)
+        })
+        .collect();
+    for k in 0..20 {
+        let id = users[k * 11];
+        let name = format!("renamed{}{k}", r.pick(&STEMS));
+        let rename = json!([{"op": "replace", "path": "userName", "value": name}]);
+        f.patch_user(id, rename);
+        f.patch_user(id, json!([{"op": "remove", "path": "emails"}]));
+    }
+    for k in 0..10 {
+        f.delete_user(users.remove(k * 13 + 5));
+    }
+    let mut groups = Vec::new();
+    for i in 0..40 {
+        let from = r.below(users.len());
+        let to = (from + r.below(60)).min(users.len());
+        let members: Vec<Value> = users[from..to]
+            .iter()
+            .map(|m| json!({"value": format_id(*m)}))
+            .collect();
+        let mut body =
+            json!({"displayName": format!("{} {i}", r.pick(&STEMS)), "members": members});
+        if r.chance(2) {
+            body["externalId"] = json!(format!("{}{i}", if r.chance(2) { "G" } else { "g" }));
+        }
+        groups.push(f.create(Kind::Group, body, None));
+    }
+    // Renamed, emptied and deleted groups leave entries behind as well.
+    for k in 0..5 {
+        f.replace_group(
+            groups[k * 3],
+            json!({"displayName": format!("Renamed {k}")}),
+        );
+    }
+    for k in 0..3 {
+        let id = groups.remove(k * 5 + 1);
+        f.rt.block_on(f.store.delete(
+            f.actor.clone(),
+            Kind::Group.into(),
+            format_id(id),
+            Conditions::default(),
+        ))
+        .unwrap();
+    }
+    let everyone = as_read(&f, Kind::User, &users);
+    let every_group = as_read(&f, Kind::Group, &groups);
+    let group_ids = groups.iter().map(|g| format_id(*g)).collect();
+    let user_ids = users.iter().map(|u| format_id(*u)).collect();
+    let s = seen(&everyone, "userName", group_ids);
+    agree(
+        &f,
+        Kind::User,
+        &everyone,
+        &s,
+        (user_term, "userName"),
+        &mut r,
+        500,
+    );
+    let s = seen(&every_group, "displayName", user_ids);
+    agree(
+        &f,
+        Kind::Group,
+        &every_group,
+        &s,
+        (group_term, "displayName"),
+        &mut r,
+        300,
     );
 }
