@@ -130,9 +130,9 @@ fn op(r: &mut Rng) -> &'static str {
     const ORDER: [&str; 6] = ["eq", "sw", "gt", "ge", "lt", "le"];
     const TEXT: [&str; 5] = ["eq", "ne", "co", "sw", "ew"];
     if r.chance(3) {
-        *r.pick(&ORDER)
+        r.pick::<&str>(&ORDER)
     } else {
-        *r.pick(&TEXT)
+        r.pick::<&str>(&TEXT)
     }
 }
 
