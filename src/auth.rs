@@ -52,7 +52,8 @@ pub struct Principal {
 /// digest with each stored one in turn cost every request about 50 ns a token).
 #[derive(Debug, Default)]
 pub struct Tokens {
-    known: std::collections::HashMap<Stored, Principal>,
+    /// Shared: every request takes its principal from here.
+    known: std::collections::HashMap<Stored, std::sync::Arc<Principal>>,
 }
 
 /// A stored digest, equal to another only by a constant-time comparison. The map's hasher
@@ -98,7 +99,7 @@ impl Tokens {
                         token_name: tok.name.clone(),
                         scope: tok.scope,
                     };
-                    known.insert(Stored(d), p);
+                    known.insert(Stored(d), std::sync::Arc::new(p));
                 }
             }
         }
@@ -111,7 +112,7 @@ impl Tokens {
         &self,
         header: Option<&str>,
         url_tenant: Option<&str>,
-    ) -> Option<Principal> {
+    ) -> Option<std::sync::Arc<Principal>> {
         let p = self.known.get(&Stored(digest(bearer(header?)?)))?;
         match url_tenant {
             Some(t) if t != p.tenant => None,
@@ -226,7 +227,7 @@ mod tests {
         let t = Tokens::from_config(&c);
         for (tenant, tok) in &names {
             let p = t.authenticate(Some(&format!("Bearer {tok}")), Some(tenant));
-            assert_eq!(p.map(|p| p.tenant), Some(tenant.clone()));
+            assert_eq!(p.map(|p| p.tenant.clone()), Some(tenant.clone()));
         }
         assert!(t.authenticate(Some("Bearer tok-500"), None).is_none());
     }

@@ -32,7 +32,7 @@ pub(super) fn why_refused(rt: &Runtime, auth: Option<&str>, url_tenant: Option<&
     let shown =
         url_tenant.map(|t| super::response::clip(&rt.tokens.withhold_in_path(t), 64).into_owned());
     let url_tenant = url_tenant.zip(shown.as_deref());
-    let owner = rt.tokens.authenticate(auth, None).map(|p| p.tenant);
+    let owner = rt.tokens.authenticate(auth, None).map(|p| p.tenant.clone());
     match (url_tenant, owner) {
         (Some((name, t)), _) if !rt.config.tenants.contains_key(name) => {
             // Debug-quoted: the name comes from the URL, and a line break in it would forge

@@ -64,7 +64,7 @@ pub struct App {
 
 /// Everything a handler needs about one request.
 pub struct Ctx {
-    pub principal: Principal,
+    pub principal: Arc<Principal>,
     /// SCIM base URL as the client knows it, e.g. `https://host:8443/scim/v2`.
     pub base: String,
     pub rt: Arc<Runtime>,
@@ -338,7 +338,7 @@ impl App {
                         }))
                         .as_deref(),
                     latency_ms = started.elapsed().as_micros() as f64 / 1000.0,
-                    tenant = who.as_ref().map(|p: &Principal| p.tenant.as_str()).unwrap_or("-"),
+                    tenant = who.as_ref().map(|p| p.tenant.as_str()).unwrap_or("-"),
                     token_name = who.as_ref().map(|p| p.token_name.as_str()).unwrap_or("-"),
                     request_id = id,
                     "request"
@@ -365,7 +365,7 @@ impl App {
         req: Request<B>,
         route: Option<Route>,
         peer: SocketAddr,
-    ) -> ScimResult<(Resp, Option<Principal>)>
+    ) -> ScimResult<(Resp, Option<Arc<Principal>>)>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -398,7 +398,7 @@ impl App {
             let auth = auth.as_deref();
             let tenant = match (&route.tenant, auth) {
                 (Some(t), Some(_)) => match rt.tokens.authenticate(auth, Some(t)) {
-                    Some(p) => Some(p.tenant),
+                    Some(p) => Some(p.tenant.clone()),
                     None => {
                         let why = || why_refused(&rt, auth, Some(t));
                         return Ok((self.refused(peer, auth, true, why), None));
@@ -408,7 +408,7 @@ impl App {
                 // No token: the standard schemas. A wrong one is refused (and counted), or
                 // discovery would tell a guesser which tokens are valid.
                 (None, _) => match rt.tokens.authenticate(auth, None) {
-                    Some(p) => Some(p.tenant),
+                    Some(p) => Some(p.tenant.clone()),
                     None if auth.and_then(crate::auth::bearer).is_some() => {
                         let why = || why_refused(&rt, auth, None);
                         return Ok((self.refused(peer, auth, false, why), None));
@@ -482,7 +482,7 @@ impl App {
         base: String,
         query: query::Query,
         method: &Method,
-        principal: &Principal,
+        principal: &Arc<Principal>,
     ) -> ScimResult<Resp>
     where
         B: Body<Data = Bytes> + Send + 'static,

@@ -176,24 +176,33 @@ impl InFlight {
         std::iter::successors(Some(self), |f| f.parent.as_deref())
     }
 
+    /// Milliseconds since `epoch`.
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
     /// Mark progress here and in the parent.
     fn stir(&self) {
-        let now = self.epoch.elapsed().as_millis() as u64;
+        self.stir_at(self.now());
+    }
+
+    fn stir_at(&self, now: u64) {
         for f in self.lineage() {
             f.stirred.store(now, Ordering::Relaxed);
         }
     }
 
-    /// Mark a request started or ended (which is progress too).
+    /// Mark a request started or ended (which is progress too). One look at the clock for
+    /// both marks: this runs twice a request.
     fn ask(&self) {
-        self.stir();
-        self.in_use();
+        let now = self.now();
+        self.stir_at(now);
+        self.asked.store(now, Ordering::Relaxed);
     }
 
     /// Mark the connection in use now (see `asked`).
     fn in_use(&self) {
-        self.asked
-            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.asked.store(self.now(), Ordering::Relaxed);
     }
 
     fn wrote(&self, n: usize) {
@@ -274,13 +283,13 @@ impl InFlight {
     }
 
     fn quiet_for(&self) -> Duration {
-        let now = self.epoch.elapsed().as_millis() as u64;
+        let now = self.now();
         Duration::from_millis(now.saturating_sub(self.stirred.load(Ordering::Relaxed)))
     }
 
     /// How long since a request last started or ended.
     fn unasked_for(&self) -> Duration {
-        let now = self.epoch.elapsed().as_millis() as u64;
+        let now = self.now();
         Duration::from_millis(now.saturating_sub(self.asked.load(Ordering::Relaxed)))
     }
 
@@ -342,7 +351,7 @@ impl InFlight {
     /// `SILENT_GRACE` is closed: holding slots with silent connections, however fast they
     /// come back, must not keep an IdP out.
     pub fn evict_a_stranger(&self) -> bool {
-        let now = self.epoch.elapsed().as_millis() as u64;
+        let now = self.now();
         let grace = STRANGER_GRACE.as_millis() as u64;
         let silent_grace = SILENT_GRACE.as_millis() as u64;
         for c in self.connections() {
