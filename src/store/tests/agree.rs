@@ -1,6 +1,6 @@
 //! Randomly made filters, each answered by the store (index plans, the stored-text fast
-//! path, cursor pages) and by evaluating it on every user as a GET returns it: the answers
-//! must agree. The planner has many shortcuts (exact points, prefixes, ranges, group
+//! path, cursor pages, sorted pages) and by evaluating it on every user or group as a GET
+//! returns it: the answers must agree. The planner has many shortcuts (exact points, prefixes, ranges, group
 //! members, `and`s of them); this looks for one that gives a different set than the
 //! filter's meaning.
 
@@ -398,7 +398,8 @@ fn agree(
 fn random_filters_find_what_evaluating_them_on_every_resource_finds() {
     let dir = tempfile::tempdir().unwrap();
     let f = Fixture::open(&dir.path().join("s.redb"));
-    let mut r = Rng(seed());
+    // xorshift never leaves 0.
+    let mut r = Rng(seed().max(1));
     let mut users: Vec<u128> = (0..240)
         .map(|i| {
             let body = user(i, &mut r);
