@@ -25,7 +25,9 @@ fn claim(
     key: &str,
     id: u128,
 ) -> Result<bool, redb::Error> {
-    let holder = names.get((t, key))?.map(|g| g.value());
+    // The user a lookup of the name finds, which may be one beside a holder that has gone:
+    // a user joining them must not become the answer in its place.
+    let holder = alike::holder(names, t, key)?;
     match holder {
         Some(other) if other != id => {
             tracing::warn!(
@@ -35,6 +37,13 @@ fn claim(
                 "two userNames are now one name (they differ only in case or Unicode \
                  form); a lookup finds the holder only: rename one of the two users"
             );
+            // With the holder gone, a lookup finds the oldest user beside it. One joining
+            // them that is older still would take that place, so the user found is given
+            // the name's own key: a conversion runs before anyone walks the index.
+            if id < other && names.get((t, key))?.is_none() {
+                names.remove((t, alike::key(key, other).as_str()))?;
+                names.insert((t, key), other)?;
+            }
             alike::share(names, t, key, id)?;
             Ok(false)
         }

@@ -1065,6 +1065,68 @@ fn users_earlier_upgrades_left_out_of_the_name_index_are_indexed() {
     );
 }
 
+/// A layout-6 file where the holder of a name has gone, so a lookup finds the user beside
+/// it, and a third user of that name was left out: the conversion puts the third beside
+/// them, and the lookup still finds the same user, whether the third is younger or older.
+#[test]
+fn a_user_indexed_by_layout_7_does_not_take_the_lookup_from_the_one_it_found() {
+    for third_first in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let f = Fixture::open(&path);
+        let (found, third) = if third_first {
+            let third = f.user_with_email("zzz@x", "c@x");
+            (f.user_with_email("Strasse@x", "b@x"), third)
+        } else {
+            let found = f.user_with_email("Strasse@x", "b@x");
+            (found, f.user_with_email("zzz@x", "c@x"))
+        };
+        assert_eq!(third < found, third_first);
+        let f = f.reopen_after(&path, |w| {
+            use redb::ReadableTable;
+            let mut names = w.open_table(tables::USERNAME_USERID).unwrap();
+            let plain = names.remove(("t", "strasse@x")).unwrap().unwrap();
+            assert_eq!(plain.value(), found);
+            drop(plain);
+            names
+                .insert(("t", alike::key("strasse@x", found).as_str()), found)
+                .unwrap();
+            assert_eq!(
+                names.remove(("t", "zzz@x")).unwrap().unwrap().value(),
+                third
+            );
+            let mut res = w.open_table(tables::RESOURCES).unwrap();
+            let key = ("t", Kind::User.code(), third);
+            let mut rec: serde_json::Value =
+                serde_json::from_slice(res.get(key).unwrap().unwrap().value()).unwrap();
+            rec["body"]["userName"] = "ſtrasse@x".into();
+            res.insert(key, serde_json::to_vec(&rec).unwrap().as_slice())
+                .unwrap();
+            assert_eq!(
+                alike::holder(&names, "t", "strasse@x").unwrap(),
+                Some(found)
+            );
+            drop((names, res));
+            set_layout(w, 6);
+        });
+        let walked = by_user_name(&f, None, false);
+        assert_eq!(walked.len(), 2, "{walked:?}");
+        assert_eq!(
+            f.find(Kind::User, "userName eq \"STRASSE@x\""),
+            [format_id(found)],
+            "the third made first: {third_first}"
+        );
+        assert!(
+            matches!(create_refused(&f, "strasse@X"), Some(Error::UserNameTaken { holder }) if holder == found)
+        );
+        let problems = f.rt.block_on(f.store.verify(HashMap::new())).unwrap();
+        assert!(
+            problems.len() == 1 && problems[0].contains(&format_id(third)),
+            "{problems:?}"
+        );
+    }
+}
+
 /// A layout-6 file made by a build before `alike` lacks the entry beside the holder for the
 /// other user of a pair; opening it (layout 7) adds it, and leaves alone the users already
 /// indexed.
