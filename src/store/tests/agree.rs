@@ -150,9 +150,36 @@ fn id_or_time(s: &Seen, r: &mut Rng) -> String {
     format!("meta.{which} {cmp} {}", quoted(r.pick(&s.times)))
 }
 
+/// A comparison an index answers: a value the resources hold (`of`, for each attribute),
+/// whole or cut to a prefix, in its case or another, mostly with `sw`. These are where the
+/// planner folds, cuts and ranges, so they are made more often than chance would.
+fn indexed_term(of: &[(&str, &[String])], r: &mut Rng) -> String {
+    let (attr, values) = r.pick(of);
+    let value = r.pick(values).clone();
+    let chars: Vec<char> = value.chars().collect();
+    let cut: String = chars[..1 + r.below(chars.len().max(1))].iter().collect();
+    let (op, v) = match r.below(6) {
+        0 => ("eq", value),
+        1 => (*r.pick(&["gt", "ge", "lt", "le"]), cut),
+        _ => ("sw", cut),
+    };
+    let v = match r.below(3) {
+        0 => v.to_uppercase(),
+        1 => v.to_lowercase(),
+        _ => v,
+    };
+    // A value path (`emails[value`) is closed after its value.
+    let close = if attr.contains('[') { "]" } else { "" };
+    format!("{attr} {op} {}{close}", quoted(v))
+}
+
 /// One comparison on an attribute a group may have.
 fn group_term(s: &Seen, r: &mut Rng) -> String {
-    match r.below(8) {
+    match r.below(10) {
+        8 | 9 => indexed_term(
+            &[("displayName", &s.names), ("externalId", &s.externals)],
+            r,
+        ),
         0..=2 => format!("displayName {} {}", op(r), quoted(piece(&s.names, r))),
         3 => match r.below(3) {
             0 => "externalId pr".to_string(),
@@ -176,7 +203,16 @@ fn group_term(s: &Seen, r: &mut Rng) -> String {
 
 /// One comparison on an attribute a user may have.
 fn user_term(s: &Seen, r: &mut Rng) -> String {
-    match r.below(13) {
+    match r.below(17) {
+        13..=16 => indexed_term(
+            &[
+                ("userName", &s.names),
+                ("emails.value", &s.emails),
+                ("emails[value", &s.emails),
+                ("externalId", &s.externals),
+            ],
+            r,
+        ),
         0..=3 => {
             let v = piece(&s.names, r);
             format!("userName {} {}", op(r), quoted(&v))
@@ -250,6 +286,8 @@ fn seed() -> u64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x5c1d_0001_u64)
+        // xorshift never leaves 0.
+        .max(1)
 }
 
 /// Every resource of `kind` in `ids` as a GET gives it, references and meta included: what
@@ -398,8 +436,7 @@ fn agree(
 fn random_filters_find_what_evaluating_them_on_every_resource_finds() {
     let dir = tempfile::tempdir().unwrap();
     let f = Fixture::open(&dir.path().join("s.redb"));
-    // xorshift never leaves 0.
-    let mut r = Rng(seed().max(1));
+    let mut r = Rng(seed());
     let mut users: Vec<u128> = (0..240)
         .map(|i| {
             let body = user(i, &mut r);
