@@ -6,8 +6,9 @@
 //! one is indexed under the key, a NUL and its id, so that walks of the index in name order
 //! (`sortBy=userName`, `sw`, `gt`, ...) still list it beside the holder and count it as
 //! `totalResults` does. No entry moves while scimd serves: a cursor's place in such a walk
-//! stays where it was (a conversion at start may move one, `refold::claim`). When the holder goes (renamed or deleted), a lookup of the name finds the oldest of
-//! the others, and a new user still cannot take the name.
+//! stays where it was (a conversion at start may move one, `refold::claim`). When the
+//! holder goes (renamed or deleted), a lookup of the name finds the oldest of the others,
+//! and a new user still cannot take the name.
 
 use redb::{ReadableTable, Table};
 

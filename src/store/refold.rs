@@ -265,9 +265,9 @@ pub(super) fn from_records(txn: &redb::WriteTransaction) -> Result<(u64, u64), r
 /// users whose names it folded alike, and its step to layout 6 re-keyed only the names
 /// whose key changed, so such a user stayed out when its name still clashed, or when it was
 /// outside ASCII and its key was freed; and builds before `alike` left the other of a new
-/// pair out. A user left out is missing from walks in name order and, worse, a lookup of
-/// its name misses it and a new user may take the name. Returns (given the key, beside a
-/// holder).
+/// pair out. A user left out is missing from walks in name order; when its key was freed,
+/// a lookup of its name misses it too, and a new user may take the name. Returns (given the
+/// key, beside a holder).
 pub(super) fn index_left_out(txn: &redb::WriteTransaction) -> Result<(u64, u64), redb::Error> {
     let mut usernames = txn.open_table(USERNAME_USERID)?;
     let (mut keyed, mut beside) = (0, 0);
