@@ -23,8 +23,14 @@ pub fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// Lower-case hex, two digits a byte (as `{:02x}` writes each).
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    bytes
+        .iter()
+        .flat_map(|b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]])
+        .map(char::from)
+        .collect()
 }
 
 pub fn unhex(s: &str) -> Option<[u8; 32]> {
@@ -175,6 +181,17 @@ const WITHHELD_TOKEN: &str = "(a token, withheld)";
 mod tests {
     use super::*;
     use crate::config::{TenantConfig, TokenConfig};
+
+    #[test]
+    fn hex_is_two_lower_case_digits_a_byte() {
+        assert_eq!(hex(&[0x00, 0xab, 0x0f, 0xf0, 0xff]), "00ab0ff0ff");
+        let d = digest("s3cret");
+        assert_eq!(
+            hex(&d),
+            d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        assert_eq!(unhex(&hex(&d)), Some(d));
+    }
 
     fn cfg(tokens: &[(&str, &str, &str)]) -> Config {
         let mut c = Config::default();

@@ -42,11 +42,7 @@ fn fresh() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let h = KEYS.get_or_init(RandomState::new).hash_one(n);
-    // As `{:016x}` writes it, without core::fmt on every request.
-    (0..16)
-        .rev()
-        .map(|i| char::from(b"0123456789abcdef"[(h >> (i * 4)) as usize & 0xf]))
-        .collect()
+    crate::auth::hex(&h.to_be_bytes())
 }
 
 #[cfg(test)]

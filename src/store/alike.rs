@@ -48,6 +48,20 @@ pub(super) fn release(names: &mut Names, t: &str, name: &str, id: u128) -> Resul
     Ok(())
 }
 
+/// Whether user `id`, whose userName folds to `name`, has its entry: the plain key, or one
+/// beside the holder.
+pub(super) fn indexed(
+    names: &impl ReadableTable<(&'static str, &'static str), u128>,
+    t: &str,
+    name: &str,
+    id: u128,
+) -> Result<bool, redb::Error> {
+    let has = |k: &str| -> Result<bool, redb::Error> {
+        Ok(names.get((t, k))?.map(|g| g.value()) == Some(id))
+    };
+    Ok(has(name)? || has(&key(name, id))?)
+}
+
 /// The user a lookup of `name` finds: the plain key's holder, else the oldest user indexed
 /// beside a holder that has gone.
 pub(super) fn holder(

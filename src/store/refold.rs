@@ -284,9 +284,7 @@ pub(super) fn index_left_out(txn: &redb::WriteTransaction) -> Result<(u64, u64),
             continue;
         };
         let key = fold(&name);
-        if usernames.get((t, key.as_str()))?.map(|g| g.value()) == Some(id)
-            || usernames.get((t, alike::key(&key, id).as_str()))?.is_some()
-        {
+        if alike::indexed(&usernames, t, &key, id)? {
             continue;
         }
         if claim(&mut usernames, t, &key, id)? {

@@ -299,11 +299,8 @@ pub(super) fn check(
             }
         };
         if let Some(u) = ks.username {
-            let plain = usernames.get((t, u.as_str()))?.map(|g| g.value());
             let mut what = format!("{:?}", (t, &u, id));
-            let beside = alike::key(&u, id);
-            let present = plain == Some(id)
-                || usernames.get((t, beside.as_str()))?.map(|g| g.value()) == Some(id);
+            let present = alike::indexed(&usernames, t, &u, id)?;
             // Two names that an older layout told apart and the fold now joins: no repair
             // can choose, an admin renames one. Named once for each user a lookup misses.
             let found = alike::holder(&usernames, t, &u)?;
