@@ -208,7 +208,9 @@ async fn page(
             p.sort_order.as_deref(),
         )
     });
-    let mut start = p.start_index.unwrap_or(1).max(1) as u64;
+    // Echoed in `startIndex`: kept within 2^53 (I-JSON, RFC 7493 §2.2), which a client
+    // holding numbers as doubles reads exactly; any index that far is past the last page.
+    let mut start = p.start_index.unwrap_or(1).clamp(1, 1 << 53) as u64;
     let (after, mark) = match (&p.cursor, &scope) {
         (Some(c), Some(s)) if by_mark => {
             start = 1;

@@ -1073,41 +1073,45 @@ mod tests {
     }
 
     #[test]
-    fn an_added_entry_of_a_type_already_there_replaces_it_whole() {
+    fn an_added_entry_of_a_type_already_there_is_appended() {
         let mut u = user();
-        u["emails"][0]["display"] = json!("Old Display");
-        u["addresses"] = json!([{"type": "work", "streetAddress": "1 Old St",
-            "locality": "Paris", "postalCode": "75001"}]);
+        u["addresses"] = json!([{"type": "work", "locality": "Paris"}]);
         let out = run(
             Kind::User,
             u.clone(),
             json!([
                 {"op": "add", "path": "addresses", "value": [{"type": "work", "locality": "Lyon"}]},
-                {"op": "add", "path": "emails", "value": [{"type": "work", "value": "new@work"}]}]),
+                {"op": "add", "path": "emails", "value": [{"type": "work", "value": "new@work"}]},
+                {"op": "add", "path": "phoneNumbers", "value": [{"type": "work", "value": "222"}]}]),
         )
         .unwrap();
-        // Not merged field by field: no address that never existed, no old display on the
-        // new email. The work email stays the primary one, as nothing said otherwise.
+        // RFC 7644 §3.5.2.1: a new value is added; the one there is kept, and stays primary.
         assert_eq!(
             out.body["addresses"],
-            json!([{"type": "work", "locality": "Lyon"}])
+            json!([{"type": "work", "locality": "Paris"}, {"type": "work", "locality": "Lyon"}])
         );
         assert_eq!(
             out.body["emails"],
-            json!([{"value": "new@work", "type": "work", "primary": true},
-                   {"value": "b@home", "type": "home"}])
+            json!([{"value": "b@work", "type": "work", "primary": true},
+                   {"value": "b@home", "type": "home"}, {"value": "new@work", "type": "work"}])
         );
-        // The same without a path; and `primary: false` stated is taken.
+        assert_eq!(
+            out.body["phoneNumbers"],
+            json!([{"value": "222", "type": "work"}])
+        );
+        // The same without a path; an added `primary: true` takes over.
         let out = run(
             Kind::User,
             u.clone(),
             json!([{"op": "add", "value": {"emails": [
-                {"type": "work", "value": "new@work", "primary": false}]}}]),
+                {"type": "work", "value": "new@work", "primary": true}]}}]),
         )
         .unwrap();
         assert_eq!(
-            out.body["emails"][0],
-            json!({"value": "new@work", "type": "work", "primary": false})
+            out.body["emails"],
+            json!([{"value": "b@work", "type": "work", "primary": false},
+                   {"value": "b@home", "type": "home"},
+                   {"value": "new@work", "type": "work", "primary": true}])
         );
     }
 

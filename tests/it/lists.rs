@@ -62,6 +62,15 @@ async fn pages_are_one_based_stable_and_disjoint() {
     assert_eq!(total(&r), 7);
     let r = s.get("/Users?startIndex=100").await;
     assert_eq!((total(&r), r.body["itemsPerPage"].as_u64()), (7, Some(0)));
+    // An index past what a double holds exactly is echoed as 2^53, which every JSON client
+    // reads as written; the page is empty either way.
+    for big in ["9007199254740993", "99999999999999999999"] {
+        let r = s.get(&format!("/Users?startIndex={big}")).await;
+        assert_eq!(r.status, 200, "{big}");
+        assert_eq!(r.body["startIndex"], json!(9007199254740992u64), "{big}");
+        assert_eq!(r.body["Resources"], json!([]), "{big}");
+        assert_eq!(total(&r), 7);
+    }
     assert_error(&s.get("/Users?count=ten").await, 400, Some("invalidValue"));
 }
 

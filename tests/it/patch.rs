@@ -43,6 +43,39 @@ async fn user_patch_returns_200_with_the_change() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_add_to_a_multi_valued_attribute_appends_beside_an_entry_of_its_type() {
+    // RFC 7644 §3.5.2.1 (idp-notes §6.7): a second work email is added, not put in the
+    // first one's place, and the first stays primary; both are found by a lookup.
+    let s = Srv::start().await;
+    let id = s.user("bj@x").await;
+    let r = s
+        .patch(
+            &format!("/Users/{id}"),
+            json!([
+        {"op": "add", "path": "emails", "value": [{"value": "second@x", "type": "work"}]},
+        {"op": "add", "value": {"phoneNumbers": [{"value": "111", "type": "work"}]}},
+        {"op": "add", "value": {"phoneNumbers": [{"value": "222", "type": "work"}]}}]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let emails = r.body["emails"].as_array().unwrap();
+    assert_eq!(emails.len(), 2, "{}", r.body);
+    assert_eq!(emails[0]["primary"], true);
+    assert_eq!(emails[1], json!({"value": "second@x", "type": "work"}));
+    assert_eq!(
+        r.body["phoneNumbers"],
+        json!([{"value": "111", "type": "work"}, {"value": "222", "type": "work"}])
+    );
+    assert_eq!(s.get(&format!("/Users/{id}")).await.body, r.body);
+    for email in [emails[0]["value"].as_str().unwrap(), "second@x"] {
+        let f = s
+            .get(&format!("/Users?filter=emails.value%20eq%20%22{email}%22"))
+            .await;
+        assert_eq!(f.body["totalResults"], 1, "{email}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_operation_leaves_the_resource_untouched() {
     let s = Srv::start().await;
     let id = s.user("atomic@x").await;

@@ -5,9 +5,7 @@ use serde_json::{Map, Value};
 
 use super::checks::{check_required, drop_dangling_references, is_reference};
 use super::members::normalize_members;
-use super::multi_valued::{
-    add_values, check_count, demote_primary, fix_primary, one_per_type, type_is_a_slot,
-};
+use super::multi_valued::{add_values, check_count, demote_primary, fix_primary};
 use super::values::{normalize_attr, normalize_simple};
 use super::{Body, container_mut, drop_empty_extension};
 use crate::scim::error::{ScimError, ScimResult};
@@ -295,13 +293,6 @@ pub fn apply_key(
         None => {
             note_unknown_subs(attr.def, key, value, &mut input.ignored);
             let v = normalize_attr(attr.def, value)?;
-            // An added entry takes the place of the one of its type already there where the
-            // type names a slot (a work email), so what one `add` holds must name each such type once;
-            // a POST, PUT or `replace` stores repeats as sent (Microsoft's reference tests
-            // send two work emails).
-            if let (Some(Value::Array(items)), SetMode::Add) = (&v, mode) {
-                one_per_type(attr.def, items)?;
-            }
             // Sub-attributes a complex value gives as null or "": a replace unassigns them
             // and leaves the others (RFC 7644 §3.5.2.3); an add of nothing changes nothing.
             let cleared: Vec<&str> = match value {
@@ -344,7 +335,7 @@ pub fn apply_key(
                         {
                             demote_primary(list.iter_mut());
                         }
-                        add_values(list, new, type_is_a_slot(attr.def));
+                        add_values(list, new);
                         check_count(attr.def, list.len())?;
                         fix_primary(list);
                     }

@@ -1,61 +1,13 @@
 //! The values of a multi-valued attribute: each entry once, at most `MAX_VALUES` of them,
-//! at most one primary, and a PATCH `add` merged into them by type.
+//! at most one primary, and a PATCH `add` appended to them.
 
+use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::scim::error::{ScimError, ScimResult};
 use crate::scim::schema::AttrDef;
-
-/// A multi-valued entry's `type`, folded for comparing.
-fn entry_type(entry: &Value) -> Option<String> {
-    entry.get("type")?.as_str().map(str::to_lowercase)
-}
-
-/// Whether an entry's `type` names a slot the person has one of (a work email, a home
-/// address: Entra's rule that a type appears once, idp-notes §3.3), so that an added entry
-/// of a type already there updates it. For roles, entitlements and certificates the type is
-/// a category many values share (Entra sends every app role as
-/// `WindowsAzureActiveDirectoryRole`): an added one is appended (RFC 7644 §3.5.2.1).
-pub(super) fn type_is_a_slot(def: &AttrDef) -> bool {
-    ["emails", "phoneNumbers", "ims", "photos", "addresses"]
-        .iter()
-        .any(|n| def.name.eq_ignore_ascii_case(n))
-}
-
-/// A type appears at most once among the values one PATCH `add` holds where it names a
-/// slot: each updates the entry of its type already there, so two would overwrite each
-/// other.
-pub(super) fn one_per_type(def: &AttrDef, items: &[Value]) -> ScimResult<()> {
-    if !type_is_a_slot(def) {
-        return Ok(());
-    }
-    match repeated_types(items).first() {
-        Some(t) => Err(ScimError::invalid_value(format!(
-            "\"{}\" would add two entries of type \"{t}\"; an added entry updates the one of its type, so each type may appear once",
-            def.name
-        ))),
-        None => Ok(()),
-    }
-}
-
-/// The types that more than one entry of `items` has.
-fn repeated_types(items: &[Value]) -> Vec<String> {
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut twice = Vec::new();
-    for t in items.iter().filter_map(entry_type) {
-        if seen.contains(&t) {
-            if !twice.contains(&t) {
-                twice.push(t);
-            }
-        } else {
-            seen.insert(t);
-        }
-    }
-    twice
-}
 
 /// Whether a multi-valued entry holds anything besides the words about it (`type`,
 /// `primary`, `display`).
@@ -121,50 +73,16 @@ fn sameness_key(v: &Value) -> String {
     }
 }
 
-/// A PATCH `add` of `new` to `list`. Where the type names a slot (`type_is_a_slot`; `new`
-/// then holds one entry per type), an entry of a type already there takes that entry's
-/// place: adding a second work email would make `emails[type eq "work"]` ambiguous. Others
-/// are appended unless equal but for `primary` to one there. Both are found by key, so a
-/// thousand values added to a thousand cost no million comparisons.
-pub(super) fn add_values(list: &mut Vec<Value>, new: Vec<Value>, by_slot: bool) {
-    let mut by_type: HashMap<String, usize> = HashMap::new();
+/// A PATCH `add` of `new` to `list`: each entry is appended (RFC 7644 §3.5.2.1), a second
+/// work email beside the first included, unless equal but for `primary` to one there. Found
+/// by key, so a thousand values added to a thousand cost no million comparisons.
+pub(super) fn add_values(list: &mut Vec<Value>, new: Vec<Value>) {
     let mut by_key: HashMap<String, usize> = HashMap::new();
     for (i, e) in list.iter().enumerate() {
-        if let Some(t) = entry_type(e).filter(|_| by_slot) {
-            by_type.entry(t).or_insert(i);
-        }
         by_key.entry(sameness_key(e)).or_insert(i);
     }
     for item in new {
-        // A value already there (the second of two work emails, sent again) is that value,
-        // not an update of the first entry of its type.
-        let same_type = entry_type(&item)
-            .filter(|_| by_slot && !by_key.contains_key(&sameness_key(&item)))
-            .and_then(|t| by_type.get(&t).copied());
-        match (same_type.and_then(|i| list.get_mut(i)), item) {
-            (Some(Value::Object(old)), Value::Object(m)) => take_slot(old, m),
-            (_, item) => {
-                let t = entry_type(&item).filter(|_| by_slot);
-                if push_once(list, &mut by_key, item)
-                    && let Some(t) = t
-                {
-                    by_type.insert(t, list.len() - 1);
-                }
-            }
-        }
-    }
-}
-
-/// `new`, added with the type of the entry `old`, in its place. It replaces `old` whole: a
-/// new work address merged with the old one would be an address that never existed, and
-/// a new email would keep the old one's `display`. Only `primary` stays unless `new`
-/// says, as the slot is still the one the person uses first. (An added entry holding only
-/// its type, `primary` or `display` never gets here: it adds nothing, `carries_data`.)
-fn take_slot(old: &mut Map<String, Value>, new: Map<String, Value>) {
-    let primary = old.remove("primary");
-    *old = new;
-    if let Some(p) = primary {
-        old.entry("primary").or_insert(p);
+        push_once(list, &mut by_key, item);
     }
 }
 
@@ -255,45 +173,35 @@ mod tests {
     }
 
     #[test]
-    fn a_type_repeats_as_sent_but_not_within_one_add() {
+    fn an_added_entry_of_a_type_already_there_is_appended() {
         // Microsoft's reference tests POST two work emails: both are kept.
         let two = json!({"userName": "a", "emails": [
             {"value": "a@x", "type": "work", "primary": true}, {"value": "b@x", "type": "Work"}]});
         let got = normalize(Kind::User, &two).unwrap();
         assert_eq!(got.body["emails"], two["emails"]);
-        // One add naming a type twice would overwrite its own first entry.
-        let mut input = got;
-        let e = apply_key(
-            Kind::User,
-            "emails",
-            &two["emails"],
-            &mut input,
-            SetMode::Add,
-        )
-        .unwrap_err();
-        assert!(e.detail.contains("type \"work\""), "{}", e.detail);
-        // Untyped entries, and one of each type, are fine.
-        let ok = json!({"userName": "a", "emails": [{"value": "a@x"}, {"value": "b@x"},
-            {"value": "c@x", "type": "work"}, {"value": "d@x", "type": "home"}]});
-        assert_eq!(
-            normalize(Kind::User, &ok).unwrap().body["emails"]
-                .as_array()
-                .unwrap()
-                .len(),
-            4
-        );
-        // Adding a work email to a user with one updates it instead of adding a second.
+        // An add is appended (RFC 7644 §3.5.2.1, idp-notes §6.7), whatever its type: the
+        // work email there keeps its value and stays primary, and one add may name a type
+        // twice.
         let mut input = normalize(
             Kind::User,
             &json!({"userName": "a", "emails": [{"value": "a@x", "type": "work", "primary": true}]}),
         )
         .unwrap();
-        let add = json!([{"value": "new@x", "type": "WORK"}, {"value": "h@x", "type": "home"}]);
+        let add = json!([{"value": "new@x", "type": "WORK"}, {"value": "h@x", "type": "home"},
+            {"value": "w3@x", "type": "work"}]);
         apply_key(Kind::User, "emails", &add, &mut input, SetMode::Add).unwrap();
         assert_eq!(
             input.body["emails"],
-            json!([{"value": "new@x", "type": "WORK", "primary": true}, {"value": "h@x", "type": "home"}])
+            json!([{"value": "a@x", "type": "work", "primary": true}, {"value": "new@x", "type": "WORK"},
+                {"value": "h@x", "type": "home"}, {"value": "w3@x", "type": "work"}])
         );
+        // The same entry again adds nothing; with `primary` it takes over as primary.
+        let again = json!([{"value": "new@x", "type": "WORK", "primary": true}]);
+        apply_key(Kind::User, "emails", &again, &mut input, SetMode::Add).unwrap();
+        let emails = input.body["emails"].as_array().unwrap();
+        assert_eq!(emails.len(), 4);
+        assert_eq!(emails[0]["primary"], json!(false));
+        assert_eq!(emails[1]["primary"], json!(true));
     }
 
     #[test]
