@@ -504,7 +504,8 @@ fn keep_comments(doc: &mut DocumentMut, removed: &Table) {
         Some(n) => each_table(doc.as_table_mut(), &mut |t| {
             if t.position() == Some(n) {
                 let old = t.decor().prefix().and_then(|p| p.as_str()).unwrap_or("");
-                let prefix = format!("\n{kept}{}", old.trim_start_matches('\n'));
+                // A blank line after them: they were about the table removed, not this one.
+                let prefix = format!("\n{kept}\n{}", old.trim_start_matches('\n'));
                 t.decor_mut().set_prefix(prefix);
             }
         }),

@@ -487,6 +487,18 @@ fn tenant_add_appends_the_tenant_below_all_comments_of_both_shipped_configs() {
             let text = std::fs::read_to_string(&path).unwrap();
             assert!(!text.contains("[tenants.demo]") && text.contains("[tenants.acme]"));
             assert!(run_ok(&["check-config"], &path).contains("OK (1 tenant,"));
+            // The notes on what a tenant may hold stay, above acme, and name no demo: the
+            // demo's own comment went with its table.
+            let notes = text
+                .find("# One table per tenant.")
+                .expect("the notes stay");
+            let acme = text.find("[tenants.acme]").unwrap();
+            assert!(notes < acme && text[..acme].ends_with("\n\n"), "{text}");
+            assert!(
+                text[notes..acme].contains("# [tenants.NAME.plan]"),
+                "{text}"
+            );
+            assert!(!text[notes..].contains("demo"), "{text}");
         }
         let out = remove("acme");
         assert_eq!(out.status.code(), Some(2), "{example}");
