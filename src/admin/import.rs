@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::commands::no_tenant;
@@ -21,9 +22,9 @@ use crate::store::Store;
 /// whose id the tenant already holds, as the same kind of resource, is skipped.
 ///
 /// The file is read four times (checked alone, checked against the tenant, resources
-/// written, members added), a line at a time: what is held between the passes is each
-/// line's id and name digest, so a file of a million users costs tens of MB, not the file
-/// several times over.
+/// written, members added), a line at a time and a group's members a thousand at a time:
+/// what is held between the passes is each line's id and name digest, about a hundred
+/// bytes a line, not the file several times over.
 pub async fn import(
     store: &Store,
     cfg: &Config,
@@ -77,7 +78,12 @@ pub async fn import(
     drop(lines); // one open reader at a time
     let mut lines = ImportLines::open(from).await?;
     while let Some((n, line)) = lines.next().await? {
-        let ParsedLine { kind, given, input } = parse_line(&rt, tenant, n, &line)?;
+        let ParsedLine {
+            kind,
+            given,
+            input,
+            members,
+        } = parse_line(&rt, tenant, n, &line)?;
         let id = given.id;
         match held_as(store, tenant, id).await? {
             Some(k) if k == kind => {
@@ -102,18 +108,20 @@ pub async fn import(
                 }
             }
         }
-        for m in input.members.iter().flatten() {
-            let Some(mid) = m.get("value").and_then(Value::as_str) else {
-                continue;
-            };
-            let known = match crate::store::parse_id(mid) {
-                Some(x) => ids.contains_key(&x) || held_as(store, tenant, x).await?.is_some(),
-                None => false,
-            };
-            if !known {
-                found.add(format!(
-                    "line {n}: member {mid} is neither in the file nor in tenant {tenant}"
-                ));
+        for chunk in Members::of(members) {
+            for m in chunk.map_err(|e| format!("line {n}: {e}"))? {
+                let Some(mid) = m.get("value").and_then(Value::as_str) else {
+                    continue;
+                };
+                let known = match crate::store::parse_id(mid) {
+                    Some(x) => ids.contains_key(&x) || held_as(store, tenant, x).await?.is_some(),
+                    None => false,
+                };
+                if !known {
+                    found.add(format!(
+                        "line {n}: member {mid} is neither in the file nor in tenant {tenant}"
+                    ));
+                }
             }
         }
     }
@@ -134,14 +142,11 @@ pub async fn import(
                 break;
             };
             let ParsedLine {
-                kind,
-                given,
-                mut input,
+                kind, given, input, ..
             } = parse_line(&rt, tenant, at, &line)?;
             if skip.contains(&given.id) {
                 continue;
             }
-            input.members = None;
             let (store, actor, rt) = (store.clone(), actor.clone(), rt.rt(Some(tenant), kind));
             window.push((
                 at,
@@ -183,15 +188,16 @@ pub async fn import(
     drop(lines); // one open reader at a time
     let mut lines = ImportLines::open(from).await?;
     while let Some((at, line)) = lines.next().await? {
-        let ParsedLine { given, input, .. } = parse_line(&rt, tenant, at, &line)?;
-        let Some(members) = input.members.filter(|m| !m.is_empty()) else {
-            continue;
-        };
-        for chunk in members.chunks(IMPORT_MEMBERS_AT_ONCE) {
+        let ParsedLine { given, members, .. } = parse_line(&rt, tenant, at, &line)?;
+        for chunk in Members::of(members) {
+            let chunk = chunk.map_err(|e| format!("line {at}: {e}"))?;
+            if chunk.is_empty() {
+                continue;
+            }
             let op = crate::scim::patch::Operation {
                 op: crate::scim::patch::OpKind::Add,
                 path: Some("members".into()),
-                value: Some(Value::Array(chunk.to_vec())),
+                value: Some(Value::Array(chunk)),
             };
             store
                 .patch(
@@ -290,20 +296,26 @@ impl ImportLines {
     }
 }
 
-/// One line of an import, checked alone.
-struct ParsedLine {
+/// One line of an import, checked alone. A group's `members` stay the line's text, read a
+/// chunk at a time (`Members`): parsed whole, a group of a million members is a tree of a
+/// million objects, a GB or more, where its line is 60 MB.
+struct ParsedLine<'a> {
     kind: Kind,
     given: crate::store::Given,
+    /// Everything but the members (`input.members` is `None`).
     input: crate::scim::resource::Input,
+    members: Option<&'a RawValue>,
 }
 
-fn parse_line(
+fn parse_line<'a>(
     rt: &crate::http::Runtime,
     tenant: &str,
     n: usize,
-    line: &str,
-) -> Result<ParsedLine, String> {
-    let v: Value = serde_json::from_str(line).map_err(|e| format!("line {n}: not JSON: {e}"))?;
+    line: &'a str,
+) -> Result<ParsedLine<'a>, String> {
+    let Split { rest, members } =
+        serde_json::from_str(line).map_err(|e| format!("line {n}: not JSON: {e}"))?;
+    let v = Value::Object(rest);
     let is_group = v["schemas"]
         .as_array()
         .is_some_and(|s| s.iter().any(|x| x == crate::scim::schema::GROUP_SCHEMA));
@@ -331,7 +343,98 @@ fn parse_line(
             tag.split('.').next()?.parse::<u64>().ok()
         }),
     };
-    Ok(ParsedLine { kind, given, input })
+    // Each member checked as a write checks it, before anything is written.
+    for chunk in Members::of(members) {
+        chunk.map_err(|e| format!("line {n}: {e}"))?;
+    }
+    Ok(ParsedLine {
+        kind,
+        given,
+        input,
+        members,
+    })
+}
+
+/// A line's object with its `members` (any letter case) kept as text.
+struct Split<'a> {
+    rest: serde_json::Map<String, Value>,
+    members: Option<&'a RawValue>,
+}
+
+impl<'de> serde::Deserialize<'de> for Split<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Split<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object, one resource")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Split<'de>, A::Error> {
+                let mut rest = serde_json::Map::new();
+                let mut members = None;
+                while let Some(k) = m.next_key::<String>()? {
+                    if k.eq_ignore_ascii_case("members") {
+                        members = Some(m.next_value::<&RawValue>()?);
+                    } else {
+                        rest.insert(k, m.next_value()?);
+                    }
+                }
+                Ok(Split { rest, members })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A group's members from its line's text, `IMPORT_MEMBERS_AT_ONCE` at a time, each chunk
+/// checked as a write checks members (`normalize_members`).
+struct Members<'a> {
+    items: Option<crate::scim::json::ArrayItems<'a>>,
+    /// Members not written as an array (`null`, one object): read in one go.
+    whole: Option<&'a str>,
+}
+
+impl<'a> Members<'a> {
+    fn of(raw: Option<&'a RawValue>) -> Members<'a> {
+        let text = raw.map(RawValue::get);
+        match text.and_then(crate::scim::json::ArrayItems::new) {
+            Some(items) => Members {
+                items: Some(items),
+                whole: None,
+            },
+            None => Members {
+                items: None,
+                whole: text,
+            },
+        }
+    }
+}
+
+impl Iterator for Members<'_> {
+    type Item = Result<Vec<Value>, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let raw: Result<Value, serde_json::Error> = match (&mut self.items, self.whole.take()) {
+            (_, Some(text)) => serde_json::from_str(text),
+            (Some(items), None) => items
+                .by_ref()
+                .take(IMPORT_MEMBERS_AT_ONCE)
+                .map(serde_json::from_str)
+                .collect::<Result<Vec<Value>, _>>()
+                .map(Value::Array),
+            (None, None) => return None,
+        };
+        match raw {
+            Ok(Value::Array(a)) if a.is_empty() => None,
+            Ok(v) => {
+                Some(crate::scim::resource::normalize_members(&v).map_err(|e| e.detail.to_string()))
+            }
+            Err(e) => Some(Err(format!("members: not JSON: {e}"))),
+        }
+    }
 }
 
 /// A digest of a unique name as the tenant compares it (folded): what the first pass keeps

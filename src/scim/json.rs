@@ -92,6 +92,69 @@ impl<'de> Visitor<'de> for Strict {
     }
 }
 
+/// The elements of a JSON array as text, one at a time, from the text of a JSON value
+/// serde_json has already checked: a reader takes a huge array (a group's million members)
+/// a few elements at a time instead of as one tree.
+pub struct ArrayItems<'a> {
+    text: &'a str,
+    at: usize,
+    done: bool,
+}
+
+impl<'a> ArrayItems<'a> {
+    /// `None` when `text` is not an array.
+    pub fn new(text: &'a str) -> Option<ArrayItems<'a>> {
+        let rest = text.trim_start().strip_prefix('[')?;
+        Some(ArrayItems {
+            text,
+            at: text.len() - rest.len(),
+            done: false,
+        })
+    }
+}
+
+impl<'a> Iterator for ArrayItems<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if self.done {
+            return None;
+        }
+        let start = self.at;
+        // Brackets and commas count only outside strings, and a quote escaped inside one
+        // does not end it.
+        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+        for (i, &c) in self.text.as_bytes().iter().enumerate().skip(start) {
+            if in_string {
+                match c {
+                    _ if escaped => escaped = false,
+                    b'\\' => escaped = true,
+                    b'"' => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match c {
+                b'"' => in_string = true,
+                b'[' | b'{' => depth += 1,
+                b']' | b'}' if depth > 0 => depth -= 1,
+                b']' => {
+                    self.done = true;
+                    let item = self.text[start..i].trim();
+                    return (!item.is_empty()).then_some(item);
+                }
+                b',' if depth == 0 => {
+                    self.at = i + 1;
+                    return Some(self.text[start..i].trim());
+                }
+                _ => {}
+            }
+        }
+        self.done = true;
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +182,32 @@ mod tests {
         assert!(parse(b"{} {}").is_err());
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         assert!(parse(deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn array_items_are_the_elements_as_written() {
+        let text = r#" [ {"value": "a,b", "display": "x]\\\"}{"}, [1, [2]] ,"c\\\\", null,{} ] "#;
+        let items: Vec<&str> = ArrayItems::new(text).unwrap().collect();
+        assert_eq!(
+            items,
+            [
+                r#"{"value": "a,b", "display": "x]\\\"}{"}"#,
+                "[1, [2]]",
+                r#""c\\\\""#,
+                "null",
+                "{}"
+            ]
+        );
+        // Each is the JSON value serde_json reads in the whole.
+        let whole: Value = serde_json::from_str(text).unwrap();
+        let each: Vec<Value> = items
+            .iter()
+            .map(|i| serde_json::from_str(i).unwrap())
+            .collect();
+        assert_eq!(Value::Array(each), whole);
+        assert_eq!(ArrayItems::new("[]").unwrap().count(), 0);
+        assert_eq!(ArrayItems::new(" [ ] ").unwrap().count(), 0);
+        assert!(ArrayItems::new(r#"{"value": "a"}"#).is_none());
+        assert!(ArrayItems::new("null").is_none());
     }
 }

@@ -1563,6 +1563,58 @@ async fn export_then_import_into_an_empty_host_gives_the_same_resources() {
         .filter(|l| l.contains("is also on line"))
         .collect();
     assert!(!ok && said.len() == 2 && !text.contains("\\n"), "{text}");
+    // A member that is no member (a third chunk's, past 2,000 of them) refuses the file,
+    // naming its line, before anything is written.
+    let many: Vec<String> = (0..2500).map(|i| fresh(&format!("member{i}@x"))).collect();
+    let ids: Vec<serde_json::Value> = many
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].clone())
+        .collect();
+    let group = |members: serde_json::Value| {
+        serde_json::json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "id": uuid::Uuid::now_v7().to_string(), "displayName": "Everyone",
+            "members": members})
+        .to_string()
+    };
+    let mut members: Vec<serde_json::Value> = ids
+        .iter()
+        .map(|id| serde_json::json!({"value": id, "display": "a, [b] \"c\""}))
+        .collect();
+    members[2200] = serde_json::json!({"value": ids[2200], "type": "Robot"});
+    let file = format!("{}\n{}\n", many.join("\n"), group(members.clone().into()));
+    let (ok, text) = import(&file, "bad.jsonl");
+    assert!(
+        !ok && text.contains("line 2501: member type must be"),
+        "{text}"
+    );
+    assert_eq!(snapshot(&q).await, before, "nothing written");
+    // Fixed, the group gets every member, a thousand to a write (its members are read from
+    // its line a chunk at a time).
+    members[2200] = serde_json::json!({"value": ids[2200]});
+    let file = format!("{}\n{}\n", many.join("\n"), group(members.into()));
+    let (ok, text) = import(&file, "many.jsonl");
+    assert!(ok && text.contains("imported 2501 "), "{text}");
+    let got: serde_json::Value = q
+        .client
+        .get(format!(
+            "https://localhost:{}/scim/v2/Groups?filter=displayName%20eq%20%22Everyone%22",
+            q.port
+        ))
+        .bearer_auth("tok")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let g = &got["Resources"][0];
+    let held = g["members"].as_array().unwrap();
+    assert_eq!(held.len(), 2500);
+    assert!(
+        held.iter()
+            .any(|m| m["value"] == ids[2499] && m["display"] == "a, [b] \"c\""),
+        "{g}"
+    );
     kill(q.child.id(), "-TERM");
     assert!(q.child.wait().unwrap().success());
     // An export whose reader went away (`| head`) ends at its first line, and leaves the
