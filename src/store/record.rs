@@ -179,6 +179,40 @@ pub(super) fn keys_folded(rt: impl Into<Rt>, body: &Body, fold: fn(&str) -> Stri
     k
 }
 
+/// Every unique-index entry the tenant's own extension values in `body` could have made,
+/// whatever is declared now. An extension taken out of the configuration, or an attribute
+/// no longer unique, leaves the entries made while it was: a write that drops or changes
+/// such a value takes them out (those naming the resource), or the value would stay taken.
+pub(super) fn unique_candidates(kind: Kind, body: &Body) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for (urn, v) in body.iter() {
+        let Some(inner) = v
+            .as_object()
+            .filter(|_| urn.starts_with("urn:") && kind.extension(urn).is_none())
+        else {
+            continue;
+        };
+        for (name, v) in inner {
+            let attr = format!("{urn}:{name}");
+            match v {
+                // As `keys_folded` writes a value: as sent, or lowercased.
+                Value::String(s) => {
+                    out.insert((attr.clone(), s.to_lowercase()));
+                    out.insert((attr, s.clone()));
+                }
+                Value::Number(n) => {
+                    out.insert((attr, n.to_string()));
+                }
+                Value::Bool(b) => {
+                    out.insert((attr, b.to_string()));
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

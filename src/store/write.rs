@@ -141,6 +141,7 @@ impl<'t> W<'t> {
         };
         self.put(t, kind, id, &rec, Some(&old.modified))?;
         self.index(t, kind, id, &old_keys, &new_keys)?;
+        self.unindex_leftovers(t, kind, id, &old.body, &new_keys)?;
         Ok(rec)
     }
 
@@ -319,6 +320,28 @@ impl<'t> W<'t> {
         }
         for e in new.emails.difference(&old.emails) {
             self.emails.insert((t, e.as_str()), id)?;
+        }
+        Ok(())
+    }
+
+    /// Take out the unique-index entries naming `id` that its extension values before
+    /// (`old`) could have made under earlier declarations and that `new` does not hold
+    /// (`unique_candidates`): `index` knows only what is declared now.
+    fn unindex_leftovers(
+        &mut self,
+        t: &str,
+        kind: Kind,
+        id: u128,
+        old: &Body,
+        new: &Keys,
+    ) -> Result<(), redb::Error> {
+        let c = kind.code();
+        for (a, v) in unique_candidates(kind, old).difference(&new.unique) {
+            let key = (t, c, a.as_str(), v.as_str());
+            let holder = self.unique.get(key)?.map(|g| g.value());
+            if holder == Some(id) {
+                self.unique.remove(key)?;
+            }
         }
         Ok(())
     }
@@ -1034,6 +1057,7 @@ impl Store {
             };
             w.remove_record(t, kind, nid, &old.modified)?;
             w.index(t, kind, nid, &keys(rt, &old.body), &Keys::default())?;
+            w.unindex_leftovers(t, kind, nid, &old.body, &Keys::default())?;
             w.bump_count(t, kind, nid, false)?;
             w.unlink_all(&actor, nid)?;
             let ev = if kind == Kind::User {

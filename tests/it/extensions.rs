@@ -737,3 +737,62 @@ async fn an_extension_urn_that_extends_the_enterprise_urn_holds_its_values() {
     let r = s.get(&format!("/Users?filter={filter}")).await;
     assert_eq!(total(&r), 1, "{}", r.body);
 }
+
+/// A unique value a resource stops holding frees it, even when the write or deletion came
+/// while its extension was out of the configuration or its attribute not unique: the
+/// entries made before are taken out, or the value would stay taken, by a 409 naming a
+/// user that no longer holds it (or no longer exists).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unique_value_is_freed_by_writes_made_while_it_was_not_declared_unique() {
+    let s = srv().await;
+    let id = |r: &crate::harness::Res| r.body["id"].as_str().unwrap().to_string();
+    let a = id(&s.post("/Users", person("a@x", 1.0, "B-1")).await);
+    let b = id(&s.post("/Users", person("b@x", 1.0, "B-2")).await);
+    let declared = s.config.tenants["acme"].extensions.clone();
+    let declare = |exts: Vec<ExtensionConfig>| {
+        let mut cfg = s.config.clone();
+        cfg.tenants.get_mut("acme").unwrap().extensions = exts;
+        cfg
+    };
+    s.reloader().apply(declare(Vec::new())).await.unwrap();
+    let r = s
+        .put(&format!("/Users/{a}"), json!({"userName": "a@x"}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(s.delete(&format!("/Users/{b}")).await.status, 204);
+    s.reloader().apply(declare(declared.clone())).await.unwrap();
+    // Both values are free, and held by their new holders.
+    let c = s.post("/Users", person("c@x", 1.0, "b-1")).await;
+    assert_eq!(c.status, 201, "{}", c.body);
+    let d = s.post("/Users", person("d@x", 1.0, "B-2")).await;
+    assert_eq!(d.status, 201, "{}", d.body);
+    let r = s.post("/Users", person("e@x", 1.0, "B-1")).await;
+    assert_error(&r, 409, Some("uniqueness"));
+    assert!(
+        r.body["detail"].as_str().unwrap().contains(&id(&c)),
+        "{}",
+        r.body
+    );
+    let socket = scimd::admin::socket_path(&s.config);
+    let answer = scimd::admin::ask(&socket, &json!({"cmd": "verify"}))
+        .await
+        .expect("the daemon answers");
+    assert_eq!(answer["ok"], true, "{answer}");
+    // The same while the attribute is declared but not unique: c's change frees B-1.
+    let mut not_unique = declared.clone();
+    for a in not_unique[0].attributes.iter_mut() {
+        a.uniqueness = "none".into();
+    }
+    s.reloader().apply(declare(not_unique)).await.unwrap();
+    let path = format!("/Users/{}", id(&c));
+    let r = s
+        .patch(
+            &path,
+            json!([{"op": "replace", "path": format!("{EXT}:badge"), "value": "B-9"}]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    s.reloader().apply(declare(declared)).await.unwrap();
+    let r = s.post("/Users", person("f@x", 1.0, "B-1")).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+}
