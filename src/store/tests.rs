@@ -2731,3 +2731,63 @@ fn a_read_only_database_file_is_told_to_be_given_its_mode_back() {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert!(super::denied_fix(&path).contains("chown -R scimd:scimd"));
 }
+
+/// An entry an earlier build left in the unique-value index (the value went while its
+/// extension was out of the configuration, or with a deleted user) refuses nothing: the
+/// write it would have refused, with a 409 naming a user that no longer held the value or
+/// no longer existed, takes it over. One its holder still has refuses as before.
+#[test]
+fn a_unique_entry_whose_resource_no_longer_holds_the_value_refuses_nothing() {
+    const EXT: &str = "urn:ietf:params:scim:schemas:extension:t:2.0:User";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let f = Fixture::open(&path);
+    let mut cfg = crate::config::Config::default();
+    let mut tenant = crate::config::TenantConfig::default();
+    tenant.extensions = vec![
+        serde_json::from_value(serde_json::json!({"urn": EXT, "name": "T",
+            "attributes": [{"name": "code", "uniqueness": "server"}]}))
+        .unwrap(),
+    ];
+    cfg.tenants.insert("t".into(), tenant);
+    let urt = crate::http::Runtime::new(cfg).rt(Some("t"), Kind::User);
+    let create = |f: &Fixture, name: &str, code: &str| {
+        let body = serde_json::json!({"userName": name, EXT: {"code": code}});
+        let input = crate::scim::resource::normalize(urt, &body).unwrap();
+        f.rt.block_on(f.store.create_as(f.actor.clone(), urt, input, None))
+            .map(|r| parse_id(&r.id).unwrap())
+    };
+    let kept = create(&f, "kept@x", "K1").unwrap();
+    let dropped = create(&f, "dropped@x", "D1").unwrap();
+    let f = f.reopen_after(&path, |w| {
+        // As an earlier build left them: `dropped` rewritten without its value (a PUT while
+        // the extension was out) and a user deleted with its entry kept.
+        let mut res = w.open_table(tables::RESOURCES).unwrap();
+        let key = ("t", Kind::User.code(), dropped);
+        let mut rec: serde_json::Value = serde_json::from_slice(
+            redb::ReadableTable::get(&res, key)
+                .unwrap()
+                .unwrap()
+                .value(),
+        )
+        .unwrap();
+        rec["body"].as_object_mut().unwrap().remove(EXT);
+        res.insert(key, serde_json::to_vec(&rec).unwrap().as_slice())
+            .unwrap();
+        let mut unique = w.open_table(tables::UNIQUE_ID).unwrap();
+        let attr = format!("{EXT}:code");
+        unique
+            .insert(("t", Kind::User.code(), attr.as_str(), "g1"), new_id())
+            .unwrap();
+    });
+    let taken = |r: Result<u128, Error>| match r {
+        Err(Error::ValueTaken { holder, .. }) => Some(holder),
+        _ => None,
+    };
+    assert_eq!(taken(create(&f, "again@x", "k1")), Some(kept));
+    let d = create(&f, "d@x", "D1").expect("a value its holder dropped is free");
+    let g = create(&f, "g@x", "G1").expect("a value of a deleted user is free");
+    // Taken over: the index names the new holders.
+    assert_eq!(taken(create(&f, "d2@x", "d1")), Some(d));
+    assert_eq!(taken(create(&f, "g2@x", "g1")), Some(g));
+}

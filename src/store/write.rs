@@ -255,6 +255,7 @@ impl<'t> W<'t> {
                 .get((t, kind.code(), attr.as_str(), v.as_str()))?
                 .map(|g| g.value())
                 && Some(other) != me
+                && self.still_holds(t, kind, other, attr, v)?
             {
                 return Ok(Err(Error::ValueTaken {
                     attribute: attr.clone(),
@@ -274,6 +275,23 @@ impl<'t> W<'t> {
             }
         }
         Ok(Ok(()))
+    }
+
+    /// Whether resource `id` still holds the unique value `(attr, v)` its index entry names.
+    /// Earlier builds left entries behind when a value went while its extension was out of
+    /// the configuration (`unindex_leftovers`): such an entry refuses nothing, and the
+    /// write it would have refused takes it over.
+    fn still_holds(
+        &self,
+        t: &str,
+        kind: Kind,
+        id: u128,
+        attr: &str,
+        v: &str,
+    ) -> Result<bool, redb::Error> {
+        Ok(self.load(t, kind, id)?.is_some_and(|r| {
+            unique_candidates(kind, &r.body).contains(&(attr.to_string(), v.to_string()))
+        }))
     }
 
     pub(super) fn index(
