@@ -2743,12 +2743,14 @@ fn a_unique_entry_whose_resource_no_longer_holds_the_value_refuses_nothing() {
     let path = dir.path().join("s.redb");
     let f = Fixture::open(&path);
     let mut cfg = crate::config::Config::default();
-    let mut tenant = crate::config::TenantConfig::default();
-    tenant.extensions = vec![
-        serde_json::from_value(serde_json::json!({"urn": EXT, "name": "T",
-            "attributes": [{"name": "code", "uniqueness": "server"}]}))
-        .unwrap(),
-    ];
+    let tenant = crate::config::TenantConfig {
+        extensions: vec![
+            serde_json::from_value(serde_json::json!({"urn": EXT, "name": "T",
+                "attributes": [{"name": "code", "uniqueness": "server"}]}))
+            .unwrap(),
+        ],
+        ..Default::default()
+    };
     cfg.tenants.insert("t".into(), tenant);
     let urt = crate::http::Runtime::new(cfg).rt(Some("t"), Kind::User);
     let create = |f: &Fixture, name: &str, code: &str| {
