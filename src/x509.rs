@@ -92,11 +92,17 @@ pub fn warning(der: &[u8], now: OffsetDateTime) -> Option<String> {
         ));
     }
     let left = (not_after - now).whole_days();
+    // Whole days left, as a person counts them ("in 9 days" with 9 days and 23 hours to
+    // go); under one day, said so rather than "in 0 days".
+    let when = match left {
+        0 => "within a day".to_string(),
+        1 => "in 1 day".to_string(),
+        n => format!("in {n} days"),
+    };
     (left < WARN_DAYS).then(|| {
         format!(
-            "the certificate expires on {}, in {left} day{}: renew it, or IdPs will refuse to connect",
-            day(not_after),
-            if left == 1 { "" } else { "s" }
+            "the certificate expires on {}, {when}: renew it, or IdPs will refuse to connect",
+            day(not_after)
         )
     })
 }
@@ -192,6 +198,8 @@ mod tests {
         );
         let w = warning(&der, at(2020, 1, 20, 0, 0, 0)).unwrap();
         assert!(w.contains("in 12 days"), "{w}");
+        let w = warning(&der, at(2020, 1, 31, 12, 0, 0)).unwrap();
+        assert!(w.contains("00:00 UTC, within a day:"), "{w}");
         assert_eq!(warning(&der, at(2020, 1, 10, 0, 0, 0)), None);
     }
 
