@@ -108,7 +108,7 @@ pub async fn import(
                 }
             }
         }
-        for chunk in Members::of(members) {
+        for chunk in Members::of(&members) {
             for m in chunk.map_err(|e| format!("line {n}: {e}"))? {
                 let Some(mid) = m.get("value").and_then(Value::as_str) else {
                     continue;
@@ -189,7 +189,7 @@ pub async fn import(
     let mut lines = ImportLines::open(from).await?;
     while let Some((at, line)) = lines.next().await? {
         let ParsedLine { given, members, .. } = parse_line(&rt, tenant, at, &line)?;
-        for chunk in Members::of(members) {
+        for chunk in Members::of(&members) {
             let chunk = chunk.map_err(|e| format!("line {at}: {e}"))?;
             if chunk.is_empty() {
                 continue;
@@ -304,7 +304,15 @@ struct ParsedLine<'a> {
     given: crate::store::Given,
     /// Everything but the members (`input.members` is `None`).
     input: crate::scim::resource::Input,
-    members: Option<&'a RawValue>,
+    members: MemberSource<'a>,
+}
+
+/// A group's members as its line gives them.
+enum MemberSource<'a> {
+    /// Under `members`: the line's text, read a chunk at a time.
+    Text(&'a RawValue),
+    /// Under their URN-qualified name, read and checked with the rest of the line.
+    Read(Vec<Value>),
 }
 
 fn parse_line<'a>(
@@ -313,13 +321,23 @@ fn parse_line<'a>(
     n: usize,
     line: &'a str,
 ) -> Result<ParsedLine<'a>, String> {
-    let Split { rest, members } =
+    let Split { mut rest, members } =
         serde_json::from_str(line).map_err(|e| format!("line {n}: not JSON: {e}"))?;
-    let v = Value::Object(rest);
-    let is_group = v["schemas"]
-        .as_array()
+    let is_group = rest
+        .get("schemas")
+        .and_then(Value::as_array)
         .is_some_and(|s| s.iter().any(|x| x == crate::scim::schema::GROUP_SCHEMA));
     let kind = if is_group { Kind::Group } else { Kind::User };
+    // A user has no members: the key goes back for the check to ignore, as any unknown one.
+    let members = match members {
+        Some(raw) if kind == Kind::User => {
+            let v = serde_json::from_str(raw.get()).map_err(|e| format!("line {n}: {e}"))?;
+            rest.insert("members".into(), v);
+            None
+        }
+        m => m,
+    };
+    let v = Value::Object(rest);
     let id = v["id"]
         .as_str()
         .and_then(crate::store::parse_id)
@@ -329,8 +347,14 @@ fn parse_line<'a>(
                  writes, where every resource has its id)"
             )
         })?;
-    let input = crate::scim::resource::normalize(rt.rt(Some(tenant), kind), &v)
+    let mut input = crate::scim::resource::normalize(rt.rt(Some(tenant), kind), &v)
         .map_err(|e| format!("line {n}: {}", e.detail))?;
+    // Members under their URN-qualified name were read with the rest.
+    let members = match (input.members.take(), members) {
+        (Some(read), _) => MemberSource::Read(read),
+        (None, Some(raw)) => MemberSource::Text(raw),
+        (None, None) => MemberSource::Read(Vec::new()),
+    };
     let meta = |k: &str| v["meta"][k].as_str().map(str::to_string);
     let given = crate::store::Given {
         id,
@@ -344,7 +368,7 @@ fn parse_line<'a>(
         }),
     };
     // Each member checked as a write checks it, before anything is written.
-    for chunk in Members::of(members) {
+    for chunk in Members::of(&members) {
         chunk.map_err(|e| format!("line {n}: {e}"))?;
     }
     Ok(ParsedLine {
@@ -389,26 +413,23 @@ impl<'de> serde::Deserialize<'de> for Split<'de> {
     }
 }
 
-/// A group's members from its line's text, `IMPORT_MEMBERS_AT_ONCE` at a time, each chunk
-/// checked as a write checks members (`normalize_members`).
-struct Members<'a> {
-    items: Option<crate::scim::json::ArrayItems<'a>>,
+/// A group's members, `IMPORT_MEMBERS_AT_ONCE` at a time, each chunk of text checked as a
+/// write checks members (`normalize_members`).
+enum Members<'a> {
+    Items(crate::scim::json::ArrayItems<'a>),
     /// Members not written as an array (`null`, one object): read in one go.
-    whole: Option<&'a str>,
+    Whole(Option<&'a str>),
+    Read(std::slice::Chunks<'a, Value>),
 }
 
 impl<'a> Members<'a> {
-    fn of(raw: Option<&'a RawValue>) -> Members<'a> {
-        let text = raw.map(RawValue::get);
-        match text.and_then(crate::scim::json::ArrayItems::new) {
-            Some(items) => Members {
-                items: Some(items),
-                whole: None,
+    fn of(source: &'a MemberSource<'_>) -> Members<'a> {
+        match source {
+            MemberSource::Text(raw) => match crate::scim::json::ArrayItems::new(raw.get()) {
+                Some(items) => Members::Items(items),
+                None => Members::Whole(Some(raw.get())),
             },
-            None => Members {
-                items: None,
-                whole: text,
-            },
+            MemberSource::Read(list) => Members::Read(list.chunks(IMPORT_MEMBERS_AT_ONCE)),
         }
     }
 }
@@ -417,15 +438,15 @@ impl Iterator for Members<'_> {
     type Item = Result<Vec<Value>, String>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let raw: Result<Value, serde_json::Error> = match (&mut self.items, self.whole.take()) {
-            (_, Some(text)) => serde_json::from_str(text),
-            (Some(items), None) => items
+        let raw: Result<Value, serde_json::Error> = match self {
+            Members::Read(chunks) => return chunks.next().map(|c| Ok(c.to_vec())),
+            Members::Whole(text) => serde_json::from_str(text.take()?),
+            Members::Items(items) => items
                 .by_ref()
                 .take(IMPORT_MEMBERS_AT_ONCE)
                 .map(serde_json::from_str)
                 .collect::<Result<Vec<Value>, _>>()
                 .map(Value::Array),
-            (None, None) => return None,
         };
         match raw {
             Ok(Value::Array(a)) if a.is_empty() => None,
@@ -516,4 +537,102 @@ async fn list(
         .list(tenant.to_string(), rt.rt(Some(tenant), kind), q)
         .await
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use crate::config::{Config, TenantConfig};
+    use crate::store::Store;
+
+    const U: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+    const G: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+
+    fn id(i: u32) -> String {
+        format!("01900000-0000-7000-8000-{i:012x}")
+    }
+
+    fn user(i: u32, extra: Value) -> String {
+        let mut v = json!({"schemas": [U], "id": id(i), "userName": format!("u{i}@x")});
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        v.to_string()
+    }
+
+    /// The import's result, and the group's member ids as exported after it.
+    async fn import(lines: &[String]) -> (Result<u64, String>, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb"), 1 << 20).unwrap();
+        let mut cfg = Config::default();
+        cfg.tenants.insert("t".into(), TenantConfig::default());
+        let path = dir.path().join("in.jsonl");
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let r = super::import(&store, &cfg, "t", &path, &mut |_, _| {}).await;
+        let mut out = Vec::new();
+        crate::admin::export(&store, &cfg, "t", &mut out)
+            .await
+            .ok()
+            .unwrap();
+        let members = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["schemas"][0] == G)
+            .flat_map(|g| g["members"].as_array().cloned().unwrap_or_default())
+            .map(|m| m["value"].as_str().unwrap().to_string())
+            .collect();
+        (r.map(|i| i.written), members)
+    }
+
+    /// However a line gives a group's members, the group gets them, its line coming before
+    /// theirs; a user's line naming members is a user (the key is ignored, as before).
+    #[tokio::test]
+    async fn members_in_every_form_a_line_gives_them() {
+        let group = |members: Value| {
+            json!({"schemas": [G], "id": id(100), "displayName": "G"})
+                .as_object()
+                .unwrap()
+                .clone()
+                .into_iter()
+                .chain(members.as_object().unwrap().clone())
+                .collect::<serde_json::Map<String, Value>>()
+        };
+        let one = vec![id(1)];
+        let cases = [
+            (json!({"members": [{"value": id(1)}]}), one.clone()),
+            (json!({"Members": [{"value": id(1)}]}), one.clone()),
+            (
+                json!({(format!("{G}:members")): [{"value": id(1)}]}),
+                one.clone(),
+            ),
+            (json!({G: {"members": [{"value": id(1)}]}}), one.clone()),
+            (json!({"members": {"value": id(1)}}), one.clone()),
+            (json!({"members": null}), vec![]),
+            (json!({"members": []}), vec![]),
+            (
+                json!({"members": [{"value": id(1), "display": "é,]\"}"}, {"value": id(2)}]}),
+                vec![id(1), id(2)],
+            ),
+        ];
+        for (members, want) in cases {
+            let g = Value::Object(group(members.clone())).to_string();
+            let (r, got) = import(&[g, user(1, json!({})), user(2, json!({}))]).await;
+            assert_eq!(r, Ok(3), "{members}");
+            assert_eq!(got, want, "{members}");
+        }
+        for members in [json!([{"value": id(1)}]), json!("junk")] {
+            let (r, got) =
+                import(&[user(1, json!({})), user(3, json!({"members": members}))]).await;
+            assert_eq!(r, Ok(2), "{members}");
+            assert!(got.is_empty());
+        }
+        // A member that is no member is named with its line, and nothing is written.
+        let g = Value::Object(group(
+            json!({"members": [{"value": id(1), "type": "Robot"}]}),
+        ));
+        let (r, _) = import(&[user(1, json!({})), g.to_string()]).await;
+        assert!(r.unwrap_err().starts_with("line 2: member type must be"));
+    }
 }

@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::cursor::CursorScope;
-use super::lists::{both_cursor_and_start_index, int_param};
+use super::lists::{both_cursor_and_start_index, int_param, start_index};
 use super::response::{self, Resp};
 use super::{App, Ctx};
 use crate::scim::error::{ScimError, ScimResult};
@@ -158,9 +158,7 @@ pub(super) async fn plan_members(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
         return Err(both_cursor_and_start_index());
     }
     let max = ctx.rt.config.server.max_results;
-    let start = int_param("startIndex", ctx.query.get("startIndex"))?
-        .unwrap_or(1)
-        .max(1) as u64;
+    let start = start_index(int_param("startIndex", ctx.query.get("startIndex"))?);
     let count = int_param("count", ctx.query.get("count"))?
         .map(|c| c.max(0) as u64)
         .unwrap_or(max)

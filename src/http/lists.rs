@@ -53,6 +53,13 @@ pub(super) fn int_param(name: &str, v: Option<&str>) -> ScimResult<Option<i64>> 
     }
 }
 
+/// A 1-based `startIndex` as a page starts from and echoes it: below 1 read as 1, and kept
+/// within 2^53 (I-JSON, RFC 7493 §2.2), which a client holding numbers as doubles reads
+/// exactly; any index that far is past the last page.
+pub(super) fn start_index(asked: Option<i64>) -> u64 {
+    asked.unwrap_or(1).clamp(1, 1 << 53) as u64
+}
+
 pub(super) fn params_from_query(ctx: &Ctx) -> ScimResult<ListParams> {
     let q = &ctx.query;
     Ok(ListParams {
@@ -208,9 +215,7 @@ async fn page(
             p.sort_order.as_deref(),
         )
     });
-    // Echoed in `startIndex`: kept within 2^53 (I-JSON, RFC 7493 §2.2), which a client
-    // holding numbers as doubles reads exactly; any index that far is past the last page.
-    let mut start = p.start_index.unwrap_or(1).clamp(1, 1 << 53) as u64;
+    let mut start = start_index(p.start_index);
     let (after, mark) = match (&p.cursor, &scope) {
         (Some(c), Some(s)) if by_mark => {
             start = 1;

@@ -141,7 +141,7 @@ impl<'t> W<'t> {
         };
         self.put(t, kind, id, &rec, Some(&old.modified))?;
         self.index(t, kind, id, &old_keys, &new_keys)?;
-        self.unindex_leftovers(t, kind, id, &old.body, &new_keys)?;
+        self.unindex_leftovers(t, kind, id, &old.body, Some(&rec.body))?;
         Ok(rec)
     }
 
@@ -242,6 +242,11 @@ impl<'t> W<'t> {
         let had = |name: &String, of: fn(Keys) -> Option<String>| {
             before.is_some_and(|b| of(keys(rt, b)).as_ref() == Some(name))
         };
+        // Likewise a unique value it already held beside another resource (both given it
+        // while the attribute was not unique): its other changes are not refused for it.
+        let had_value = |a: &String, v: &String| {
+            before.is_some_and(|b| keys(rt, b).unique.contains(&(a.clone(), v.clone())))
+        };
         if let Some(u) = &k.username
             && let Some(other) = alike::holder(&self.usernames, t, u)?
             && Some(other) != me
@@ -256,6 +261,7 @@ impl<'t> W<'t> {
                 .map(|g| g.value())
                 && Some(other) != me
                 && self.still_holds(t, kind, other, attr, v)?
+                && !had_value(attr, v)
             {
                 return Ok(Err(Error::ValueTaken {
                     attribute: attr.clone(),
@@ -309,6 +315,19 @@ impl<'t> W<'t> {
         for (a, v) in new.unique.difference(&old.unique) {
             self.unique.insert((t, c, a.as_str(), v.as_str()), id)?;
         }
+        // A value kept from before gets its entry if it has none (written while its
+        // attribute was not unique), or one whose holder no longer holds the value.
+        for (a, v) in new.unique.intersection(&old.unique) {
+            let key = (t, c, a.as_str(), v.as_str());
+            let holder = self.unique.get(key)?.map(|g| g.value());
+            let free = match holder {
+                None => true,
+                Some(h) => h != id && !self.still_holds(t, kind, h, a, v)?,
+            };
+            if free {
+                self.unique.insert(key, id)?;
+            }
+        }
         if old.username != new.username {
             if let Some(u) = &old.username {
                 alike::release(&mut self.usernames, t, u, id)?;
@@ -342,19 +361,26 @@ impl<'t> W<'t> {
         Ok(())
     }
 
-    /// Take out the unique-index entries naming `id` that its extension values before
-    /// (`old`) could have made under earlier declarations and that `new` does not hold
-    /// (`unique_candidates`): `index` knows only what is declared now.
+    /// Take out the unique-index entries naming `id` for values its body before (`old`)
+    /// held and its body after (`new`, `None` once deleted) holds no more, whatever is
+    /// declared now (`unique_candidates`): `index` sees only what is declared now, and an
+    /// extension taken out of the configuration, or an attribute no longer unique, leaves
+    /// the entries made while it was. Values still held keep their entries.
     fn unindex_leftovers(
         &mut self,
         t: &str,
         kind: Kind,
         id: u128,
         old: &Body,
-        new: &Keys,
+        new: Option<&Body>,
     ) -> Result<(), redb::Error> {
         let c = kind.code();
-        for (a, v) in unique_candidates(kind, old).difference(&new.unique) {
+        let before = unique_candidates(kind, old);
+        if before.is_empty() {
+            return Ok(());
+        }
+        let after = new.map(|b| unique_candidates(kind, b)).unwrap_or_default();
+        for (a, v) in before.difference(&after) {
             let key = (t, c, a.as_str(), v.as_str());
             let holder = self.unique.get(key)?.map(|g| g.value());
             if holder == Some(id) {
@@ -1075,7 +1101,7 @@ impl Store {
             };
             w.remove_record(t, kind, nid, &old.modified)?;
             w.index(t, kind, nid, &keys(rt, &old.body), &Keys::default())?;
-            w.unindex_leftovers(t, kind, nid, &old.body, &Keys::default())?;
+            w.unindex_leftovers(t, kind, nid, &old.body, None)?;
             w.bump_count(t, kind, nid, false)?;
             w.unlink_all(&actor, nid)?;
             let ev = if kind == Kind::User {

@@ -796,3 +796,75 @@ async fn a_unique_value_is_freed_by_writes_made_while_it_was_not_declared_unique
     let r = s.post("/Users", person("f@x", 1.0, "B-1")).await;
     assert_eq!(r.status, 201, "{}", r.body);
 }
+
+/// A unique value a resource keeps stays held: through writes while its extension is out
+/// of the configuration or its attribute not unique, and once unique again the next write
+/// of a value changed meanwhile holds it. A value two resources were given while it was not
+/// unique refuses neither's other changes, and refuses a third.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unique_value_kept_through_writes_while_not_declared_unique_stays_held() {
+    let s = srv().await;
+    let id = |r: &crate::harness::Res| r.body["id"].as_str().unwrap().to_string();
+    let a = id(&s.post("/Users", person("a@x", 1.0, "B-1")).await);
+    let declared = s.config.tenants["acme"].extensions.clone();
+    let declare = |exts: Vec<ExtensionConfig>| {
+        let mut cfg = s.config.clone();
+        cfg.tenants.get_mut("acme").unwrap().extensions = exts;
+        cfg
+    };
+    let mut not_unique = declared.clone();
+    for x in not_unique[0].attributes.iter_mut() {
+        x.uniqueness = "none".into();
+    }
+    let path = format!("/Users/{a}");
+    let set = |p: &str, v: Value| json!([{"op": "replace", "path": p, "value": v}]);
+    let refused_for = |r: &crate::harness::Res, holder: &str| {
+        assert_error(r, 409, Some("uniqueness"));
+        assert!(
+            r.body["detail"].as_str().unwrap().contains(holder),
+            "{}",
+            r.body
+        );
+    };
+    let verify = || async {
+        let socket = scimd::admin::socket_path(&s.config);
+        let answer = scimd::admin::ask(&socket, &json!({"cmd": "verify"}))
+            .await
+            .expect("the daemon answers");
+        assert_eq!(answer["ok"], true, "{answer}");
+    };
+    // A deactivation while the extension is out keeps B-1 held.
+    s.reloader().apply(declare(Vec::new())).await.unwrap();
+    let r = s.patch(&path, set("active", json!(false))).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    s.reloader().apply(declare(declared.clone())).await.unwrap();
+    assert_eq!(s.get(&path).await.body[EXT]["badge"], "B-1");
+    refused_for(&s.post("/Users", person("b@x", 1.0, "b-1")).await, &a);
+    verify().await;
+    // So does another change while the attribute is not unique.
+    s.reloader()
+        .apply(declare(not_unique.clone()))
+        .await
+        .unwrap();
+    let r = s.patch(&path, set("displayName", json!("A"))).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    s.reloader().apply(declare(declared.clone())).await.unwrap();
+    refused_for(&s.post("/Users", person("b@x", 1.0, "B-1")).await, &a);
+    // A value changed meanwhile, given to a second user too, is held by the next write of
+    // the first; the second's other changes are still accepted.
+    s.reloader().apply(declare(not_unique)).await.unwrap();
+    let r = s
+        .patch(&path, set(&format!("{EXT}:badge"), json!("B-9")))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let c = id(&s.post("/Users", person("c@x", 1.0, "B-9")).await);
+    s.reloader().apply(declare(declared)).await.unwrap();
+    let r = s.patch(&path, set("displayName", json!("A2"))).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = s
+        .patch(&format!("/Users/{c}"), set("active", json!(false)))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    refused_for(&s.post("/Users", person("d@x", 1.0, "B-9")).await, &a);
+    assert!(s.post("/Users", person("d@x", 1.0, "B-1")).await.status == 201);
+}

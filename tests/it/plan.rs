@@ -165,6 +165,10 @@ async fn threshold_boundary_both_ways_and_existing_members() {
         (total_of(&page), page["members"].as_array().unwrap().len()),
         (5, 2)
     );
+    // An index past 2^53 is echoed as 2^53, as on SCIM lists: an empty page.
+    let page = members(&s, "?startIndex=99999999999999999999").await;
+    assert_eq!(page["startIndex"], json!(9007199254740992u64));
+    assert_eq!(page["members"], json!([]));
 }
 
 /// An existing member is one person and one seat in testing mode, however many accounts
