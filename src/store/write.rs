@@ -310,7 +310,12 @@ impl<'t> W<'t> {
     ) -> Result<(), redb::Error> {
         let c = kind.code();
         for (a, v) in old.unique.difference(&new.unique) {
-            self.unique.remove((t, c, a.as_str(), v.as_str()))?;
+            // Only its own: a copy of a value another resource holds (both given it while
+            // the attribute was not unique) leaves that one's entry.
+            let key = (t, c, a.as_str(), v.as_str());
+            if self.unique.get(key)?.map(|g| g.value()) == Some(id) {
+                self.unique.remove(key)?;
+            }
         }
         for (a, v) in new.unique.difference(&old.unique) {
             self.unique.insert((t, c, a.as_str(), v.as_str()), id)?;

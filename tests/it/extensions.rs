@@ -866,5 +866,17 @@ async fn a_unique_value_kept_through_writes_while_not_declared_unique_stays_held
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     refused_for(&s.post("/Users", person("d@x", 1.0, "B-9")).await, &a);
+    // The copy changed or deleted leaves the value with its holder.
+    let r = s
+        .patch(
+            &format!("/Users/{c}"),
+            set(&format!("{EXT}:badge"), json!("B-10")),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    refused_for(&s.post("/Users", person("d@x", 1.0, "B-9")).await, &a);
+    assert_eq!(s.delete(&format!("/Users/{c}")).await.status, 204);
+    refused_for(&s.post("/Users", person("d@x", 1.0, "B-9")).await, &a);
+    verify().await;
     assert!(s.post("/Users", person("d@x", 1.0, "B-1")).await.status == 201);
 }
