@@ -322,7 +322,10 @@ fn parse_line<'a>(
     line: &'a str,
 ) -> Result<ParsedLine<'a>, String> {
     let Split { mut rest, members } =
-        serde_json::from_str(line).map_err(|e| format!("line {n}: not JSON: {e}"))?;
+        serde_json::from_str(line).map_err(|e| match e.is_data() {
+            true => format!("line {n}: not a JSON object, one resource a line: {e}"),
+            false => format!("line {n}: not JSON: {e}"),
+        })?;
     let is_group = rest
         .get("schemas")
         .and_then(Value::as_array)
@@ -628,6 +631,9 @@ mod tests {
             assert_eq!(r, Ok(2), "{members}");
             assert!(got.is_empty());
         }
+        // A line that is JSON but no object is named so.
+        let (r, _) = import(&[user(1, json!({})), "[1]".to_string()]).await;
+        assert!(r.unwrap_err().starts_with("line 2: not a JSON object"));
         // A member that is no member is named with its line, and nothing is written.
         let g = Value::Object(group(
             json!({"members": [{"value": id(1), "type": "Robot"}]}),

@@ -1,7 +1,8 @@
 //! Reading request bodies strictly. serde_json keeps the last of two equal keys; SCIM names
 //! are case-insensitive, so `userName` and `USERNAME` in one object are the same attribute
 //! too. Either way the client's intent is ambiguous, and silently picking one could store
-//! the value it did not mean: refuse such a body instead.
+//! the value it did not mean: refuse such a body instead. `ArrayItems` splits checked
+//! JSON text of an array into its elements, for arrays too large to hold as one tree.
 
 use std::collections::HashSet;
 use std::fmt;
