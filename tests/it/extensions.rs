@@ -738,6 +738,13 @@ async fn an_extension_urn_that_extends_the_enterprise_urn_holds_its_values() {
     assert_eq!(total(&r), 1, "{}", r.body);
 }
 
+/// The server's configuration with acme's extensions replaced by `exts`, for a reload.
+fn declaring(s: &Srv, exts: Vec<ExtensionConfig>) -> scimd::config::Config {
+    let mut cfg = s.config.clone();
+    cfg.tenants.get_mut("acme").unwrap().extensions = exts;
+    cfg
+}
+
 /// A unique value a resource stops holding frees it, even when the write or deletion came
 /// while its extension was out of the configuration or its attribute not unique: the
 /// entries made before are taken out, or the value would stay taken, by a 409 naming a
@@ -749,11 +756,7 @@ async fn a_unique_value_is_freed_by_writes_made_while_it_was_not_declared_unique
     let a = id(&s.post("/Users", person("a@x", 1.0, "B-1")).await);
     let b = id(&s.post("/Users", person("b@x", 1.0, "B-2")).await);
     let declared = s.config.tenants["acme"].extensions.clone();
-    let declare = |exts: Vec<ExtensionConfig>| {
-        let mut cfg = s.config.clone();
-        cfg.tenants.get_mut("acme").unwrap().extensions = exts;
-        cfg
-    };
+    let declare = |exts| declaring(&s, exts);
     s.reloader().apply(declare(Vec::new())).await.unwrap();
     let r = s
         .put(&format!("/Users/{a}"), json!({"userName": "a@x"}))
@@ -807,11 +810,7 @@ async fn a_unique_value_kept_through_writes_while_not_declared_unique_stays_held
     let id = |r: &crate::harness::Res| r.body["id"].as_str().unwrap().to_string();
     let a = id(&s.post("/Users", person("a@x", 1.0, "B-1")).await);
     let declared = s.config.tenants["acme"].extensions.clone();
-    let declare = |exts: Vec<ExtensionConfig>| {
-        let mut cfg = s.config.clone();
-        cfg.tenants.get_mut("acme").unwrap().extensions = exts;
-        cfg
-    };
+    let declare = |exts| declaring(&s, exts);
     let mut not_unique = declared.clone();
     for x in not_unique[0].attributes.iter_mut() {
         x.uniqueness = "none".into();
