@@ -1596,15 +1596,11 @@ async fn export_then_import_into_an_empty_host_gives_the_same_resources() {
     let (ok, text) = import(&file, "many.jsonl");
     assert!(ok && text.contains("imported 2501 "), "{text}");
     let got: serde_json::Value = q
-        .client
-        .get(format!(
-            "https://localhost:{}/scim/v2/Groups?filter=displayName%20eq%20%22Everyone%22",
-            q.port
-        ))
-        .bearer_auth("tok")
-        .send()
+        .get(
+            "/scim/v2/Groups?filter=displayName%20eq%20%22Everyone%22",
+            "tok",
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
