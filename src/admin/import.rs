@@ -44,6 +44,8 @@ pub async fn import(
     // a digest of the folded userName / group displayName -> line).
     let mut ids: HashMap<u128, usize> = HashMap::new();
     let mut names: HashMap<(Kind, [u8; 16]), usize> = HashMap::new();
+    // And a digest of each unique custom attribute's (kind, attribute, value) -> line.
+    let mut values: HashMap<[u8; 16], usize> = HashMap::new();
     let mut lines = ImportLines::open(from).await?;
     let mut found = Problems::default();
     while let Some((n, line)) = lines.next().await? {
@@ -69,9 +71,19 @@ pub async fn import(
                 name_attr(line.kind)
             ));
         }
+        let kind_rt = rt.rt(Some(tenant), line.kind);
+        for (attr, v) in crate::store::unique_values(kind_rt, &line.input.body) {
+            let key = format!("{}\0{attr}\0{v}", line.kind.as_str());
+            if let Some(first) = values.insert(name_digest_raw(&key), n) {
+                found.add(format!(
+                    "line {n}: {attr} \"{v}\" is also on line {first}, and it is unique"
+                ));
+            }
+        }
     }
     found.refuse()?;
     drop(names);
+    drop(values);
     // Pass 2: against the tenant: which lines are there already, which would clash, and
     // members that are neither in the file nor in the tenant.
     let mut skip: HashSet<u128> = HashSet::new();
@@ -464,7 +476,12 @@ impl Iterator for Members<'_> {
 /// A digest of a unique name as the tenant compares it (folded): what the first pass keeps
 /// of each, instead of the name.
 fn name_digest(name: &str) -> [u8; 16] {
-    let d = crate::auth::digest(&crate::scim::fold::fold(name));
+    name_digest_raw(&crate::scim::fold::fold(name))
+}
+
+/// The first 16 bytes of `text`'s SHA-256.
+fn name_digest_raw(text: &str) -> [u8; 16] {
+    let d = crate::auth::digest(text);
     let mut out = [0u8; 16];
     out.copy_from_slice(&d[..16]);
     out
@@ -566,10 +583,17 @@ mod tests {
 
     /// The import's result, and the group's member ids as exported after it.
     async fn import(lines: &[String]) -> (Result<u64, String>, Vec<String>) {
+        import_to(TenantConfig::default(), lines).await
+    }
+
+    async fn import_to(
+        tenant: TenantConfig,
+        lines: &[String],
+    ) -> (Result<u64, String>, Vec<String>) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.redb"), 1 << 20).unwrap();
         let mut cfg = Config::default();
-        cfg.tenants.insert("t".into(), TenantConfig::default());
+        cfg.tenants.insert("t".into(), tenant);
         let path = dir.path().join("in.jsonl");
         std::fs::write(&path, lines.join("\n") + "\n").unwrap();
         let r = super::import(&store, &cfg, "t", &path, &mut |_, _| {}).await;
@@ -640,5 +664,30 @@ mod tests {
         ));
         let (r, _) = import(&[user(1, json!({})), g.to_string()]).await;
         assert!(r.unwrap_err().starts_with("line 2: member type must be"));
+    }
+
+    /// A unique custom attribute's value twice in the file (letter case aside, as it is
+    /// compared) refuses the file before anything is written, naming both lines.
+    #[tokio::test]
+    async fn a_unique_value_twice_in_the_file_refuses_it() {
+        const EXT: &str = "urn:ietf:params:scim:schemas:extension:t:2.0:User";
+        let tenant = TenantConfig {
+            extensions: vec![
+                serde_json::from_value(json!({"urn": EXT, "name": "T",
+                    "attributes": [{"name": "code", "uniqueness": "server"}]}))
+                .unwrap(),
+            ],
+            ..Default::default()
+        };
+        let code = |v: &str| json!({"schemas": [U, EXT], EXT: {"code": v}});
+        let lines = [user(1, code("V")), user(2, json!({})), user(3, code("v"))];
+        let (r, _) = import_to(tenant.clone(), &lines).await;
+        let e = r.unwrap_err();
+        assert!(
+            e.starts_with(&format!("line 3: {EXT}:code \"v\" is also on line 1")),
+            "{e}"
+        );
+        let lines = [user(1, code("V")), user(3, code("W"))];
+        assert_eq!(import_to(tenant, &lines).await.0, Ok(2));
     }
 }

@@ -51,6 +51,7 @@ pub use events::{Actor, Event, Retention};
 pub use plan_list::{PlanCursor, PlanEntry, PlanFrom, PlanPage, PlanSummary};
 pub use query::{ListPage, ListQuery, PAGE_REFS, SortMark, SortSpec, StoredPage};
 pub use read::{Conditions, Feed, MemberBatch, Snapshot};
+pub use record::unique_values;
 pub use verify::{check_file, unless_damaged};
 pub use warm::spawn as warm_page_cache;
 pub use write::{Given, PlanApplied};

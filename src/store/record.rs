@@ -179,6 +179,12 @@ pub(super) fn keys_folded(rt: impl Into<Rt>, body: &Body, fold: fn(&str) -> Stri
     k
 }
 
+/// The (attribute, value) pairs of `body` the tenant's unique attributes hold, as a write
+/// indexes them: what an import checks its file for twice.
+pub fn unique_values(rt: Rt, body: &Body) -> BTreeSet<(String, String)> {
+    keys(rt, body).unique
+}
+
 /// Every unique-index entry the tenant's own extension values in `body` could have made,
 /// whatever is declared now. An extension taken out of the configuration, or an attribute
 /// no longer unique, leaves the entries made while it was: a write that drops or changes

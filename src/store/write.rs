@@ -140,7 +140,7 @@ impl<'t> W<'t> {
             version: self.next_version(old.version),
         };
         self.put(t, kind, id, &rec, Some(&old.modified))?;
-        self.index(t, kind, id, &old_keys, &new_keys)?;
+        self.index(t, rt, id, &old_keys, &new_keys)?;
         self.unindex_leftovers(t, kind, id, &old.body, Some(&rec.body))?;
         Ok(rec)
     }
@@ -260,7 +260,7 @@ impl<'t> W<'t> {
                 .get((t, kind.code(), attr.as_str(), v.as_str()))?
                 .map(|g| g.value())
                 && Some(other) != me
-                && self.still_holds(t, kind, other, attr, v)?
+                && self.still_holds(t, rt, other, attr, v)?
                 && !had_value(attr, v)
             {
                 return Ok(Err(Error::ValueTaken {
@@ -283,31 +283,35 @@ impl<'t> W<'t> {
         Ok(Ok(()))
     }
 
-    /// Whether resource `id` still holds the unique value `(attr, v)` its index entry names.
-    /// Earlier builds left entries behind when a value went while its extension was out of
-    /// the configuration (`unindex_leftovers`): such an entry refuses nothing, and the
-    /// write it would have refused takes it over.
+    /// Whether resource `id` still holds the unique value `(attr, v)` its index entry names,
+    /// as declared now (`case_exact` included). Earlier builds left entries behind when a
+    /// value went while its extension was out of the configuration (`unindex_leftovers`),
+    /// and an entry made before `case_exact` changed names a value written another way:
+    /// such an entry refuses nothing, and the write it would have refused takes it over.
     fn still_holds(
         &self,
         t: &str,
-        kind: Kind,
+        rt: Rt,
         id: u128,
         attr: &str,
         v: &str,
     ) -> Result<bool, redb::Error> {
-        Ok(self.load(t, kind, id)?.is_some_and(|r| {
-            unique_candidates(kind, &r.body).contains(&(attr.to_string(), v.to_string()))
+        Ok(self.load(t, rt.kind, id)?.is_some_and(|r| {
+            keys(rt, &r.body)
+                .unique
+                .contains(&(attr.to_string(), v.to_string()))
         }))
     }
 
     pub(super) fn index(
         &mut self,
         t: &str,
-        kind: Kind,
+        rt: Rt,
         id: u128,
         old: &Keys,
         new: &Keys,
     ) -> Result<(), redb::Error> {
+        let kind = rt.kind;
         let c = kind.code();
         for (a, v) in old.unique.difference(&new.unique) {
             // Only its own: a copy of a value another resource holds (both given it while
@@ -327,7 +331,7 @@ impl<'t> W<'t> {
             let holder = self.unique.get(key)?.map(|g| g.value());
             let free = match holder {
                 None => true,
-                Some(h) => h != id && !self.still_holds(t, kind, h, a, v)?,
+                Some(h) => h != id && !self.still_holds(t, rt, h, a, v)?,
             };
             if free {
                 self.unique.insert(key, id)?;
@@ -896,7 +900,7 @@ impl Store {
                 version: g.and_then(|g| g.version).filter(|v| *v > 0).unwrap_or(1),
             };
             w.put(t, kind, id, &rec, None)?;
-            w.index(t, kind, id, &Keys::default(), &k)?;
+            w.index(t, rt, id, &Keys::default(), &k)?;
             w.bump_count(t, kind, id, true)?;
             let ev = if kind == Kind::User {
                 "user.created"
@@ -1105,7 +1109,7 @@ impl Store {
                 Err(e) => return Ok(Err(e)),
             };
             w.remove_record(t, kind, nid, &old.modified)?;
-            w.index(t, kind, nid, &keys(rt, &old.body), &Keys::default())?;
+            w.index(t, rt, nid, &keys(rt, &old.body), &Keys::default())?;
             w.unindex_leftovers(t, kind, nid, &old.body, None)?;
             w.bump_count(t, kind, nid, false)?;
             w.unlink_all(&actor, nid)?;

@@ -879,3 +879,34 @@ async fn a_unique_value_kept_through_writes_while_not_declared_unique_stays_held
     verify().await;
     assert!(s.post("/Users", person("d@x", 1.0, "B-1")).await.status == 201);
 }
+
+/// An attribute made `case_exact`: the entry made before for the value lowercased refuses
+/// no one (the holder's value is written otherwise), and the holder's next write holds its
+/// value as written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unique_attribute_made_case_exact_refuses_only_the_value_as_written() {
+    let s = srv().await;
+    let a = s.post("/Users", person("a@x", 1.0, "ABC")).await;
+    let a = a.body["id"].as_str().unwrap().to_string();
+    let mut exact = s.config.tenants["acme"].extensions.clone();
+    for x in exact[0].attributes.iter_mut().filter(|x| x.name == "badge") {
+        x.case_exact = true;
+    }
+    s.reloader().apply(declaring(&s, exact)).await.unwrap();
+    let r = s
+        .patch(
+            &format!("/Users/{a}"),
+            json!([{"op": "replace", "path": "displayName", "value": "A"}]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = s.post("/Users", person("b@x", 1.0, "abc")).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = s.post("/Users", person("c@x", 1.0, "ABC")).await;
+    assert_error(&r, 409, Some("uniqueness"));
+    assert!(
+        r.body["detail"].as_str().unwrap().contains(&a),
+        "{}",
+        r.body
+    );
+}
