@@ -12,10 +12,23 @@ use redb::{ReadableDatabase, ReadableMultimapTable, ReadableTable, ReadableTable
 use super::alike;
 use super::plan;
 use super::ranks;
-use super::record::{Keys, decode, keys, stamp_nanos, stamps_indexed};
+use super::record::{Keys, decode, keys, stamp_nanos, stamps_indexed, unique_candidates};
 use super::tables::*;
 use super::{Store, format_id};
 use crate::scim::schema::{Kind, Rt};
+
+/// Whether `rt` declares `attr` ("urn:…:name") with `uniqueness = "server"`.
+fn declared_unique(rt: Rt, attr: &str) -> bool {
+    rt.extensions().iter().any(|ext| {
+        attr.strip_prefix(ext.id)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .is_some_and(|name| {
+                ext.attributes.iter().any(|d| {
+                    d.name == name && d.uniqueness == crate::scim::schema::Uniqueness::Server
+                })
+            })
+    })
+}
 
 fn kind_of(code: u8) -> Option<Kind> {
     [Kind::User, Kind::Group]
@@ -461,7 +474,18 @@ pub(super) fn check(
                     let (k, v) = e?;
                     let ((t, code, a, val), id) = (k.value(), v.value());
                     let pair = (a.to_string(), val.to_string());
-                    if !keys_of(t, code, id)?.is_some_and(|k| k.unique.contains(&pair)) {
+                    let ok = match (kind_of(code), keys_of(t, code, id)?) {
+                        (_, Some(k)) if k.unique.contains(&pair) => true,
+                        // Kept for an attribute not declared unique now (its extension
+                        // taken out of the configuration, or its uniqueness), for when it
+                        // is again: no mismatch while the resource still holds the value.
+                        (Some(kind), Some(_)) if !declared_unique(rt_of(t, kind), a) => res
+                            .get((t, code, id))?
+                            .and_then(|g| decode(g.value()))
+                            .is_some_and(|r| unique_candidates(kind, &r.body).contains(&pair)),
+                        _ => false,
+                    };
+                    if !ok {
                         stale(format!("{:?}", (t, code, a, val, id)));
                     }
                 }

@@ -280,10 +280,12 @@ async fn a_setting_changed_since_the_backup_warns_but_does_not_block_the_restore
         )
         .unwrap();
     };
-    with("server");
+    with("none");
     let mut p = Proc::start(&cfg);
-    let body = format!("{{\"userName\":\"u@x\",\"{ext}\":{{\"badge\":\"b1\"}}}}");
-    assert_eq!(p.post("/scim/v2/Users", "tok", body).await, 201);
+    for user in ["u@x", "v@x"] {
+        let body = format!("{{\"userName\":\"{user}\",\"{ext}\":{{\"badge\":\"b1\"}}}}");
+        assert_eq!(p.post("/scim/v2/Users", "tok", body).await, 201);
+    }
     let backup = dir.path().join("b.redb");
     // The database itself is no place for its backup.
     let db = dir.path().join("state/scimd.redb");
@@ -297,8 +299,8 @@ async fn a_setting_changed_since_the_backup_warns_but_does_not_block_the_restore
     assert!(out.status.success(), "{}", stderr(&out));
     kill(p.child.id(), "-TERM");
     assert!(p.child.wait().unwrap().success());
-    // No longer unique: the backup's index of badges is more than the setting needs.
-    with("none");
+    // Unique since: the backup's two users share a badge its index never held.
+    with("server");
     let out = scimd_cmd(&cfg, &["restore", "--from", backup.to_str().unwrap()]);
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");

@@ -758,6 +758,13 @@ async fn a_unique_value_is_freed_by_writes_made_while_it_was_not_declared_unique
     let declared = s.config.tenants["acme"].extensions.clone();
     let declare = |exts| declaring(&s, exts);
     s.reloader().apply(declare(Vec::new())).await.unwrap();
+    // The entries kept for the extension taken out are no mismatch while their users
+    // hold the values.
+    let socket = scimd::admin::socket_path(&s.config);
+    let answer = scimd::admin::ask(&socket, &json!({"cmd": "verify"}))
+        .await
+        .expect("the daemon answers");
+    assert_eq!(answer["ok"], true, "{answer}");
     let r = s
         .put(&format!("/Users/{a}"), json!({"userName": "a@x"}))
         .await;
@@ -840,11 +847,13 @@ async fn a_unique_value_kept_through_writes_while_not_declared_unique_stays_held
     assert_eq!(s.get(&path).await.body[EXT]["badge"], "B-1");
     refused_for(&s.post("/Users", person("b@x", 1.0, "b-1")).await, &a);
     verify().await;
-    // So does another change while the attribute is not unique.
+    // So does another change while the attribute is not unique (its entry is no
+    // mismatch then either).
     s.reloader()
         .apply(declare(not_unique.clone()))
         .await
         .unwrap();
+    verify().await;
     let r = s.patch(&path, set("displayName", json!("A"))).await;
     assert_eq!(r.status, 200, "{}", r.body);
     s.reloader().apply(declare(declared.clone())).await.unwrap();
