@@ -141,7 +141,7 @@ impl<'t> W<'t> {
         };
         self.put(t, kind, id, &rec, Some(&old.modified))?;
         self.index(t, rt, id, &old_keys, &new_keys)?;
-        self.unindex_leftovers(t, kind, id, &old.body, Some(&rec.body))?;
+        self.unindex_unique(t, kind, id, &old.body, Some(&rec.body))?;
         Ok(rec)
     }
 
@@ -285,7 +285,7 @@ impl<'t> W<'t> {
 
     /// Whether resource `id` still holds the unique value `(attr, v)` its index entry names,
     /// as declared now (`case_exact` included). Earlier builds left entries behind when a
-    /// value went while its extension was out of the configuration (`unindex_leftovers`),
+    /// value went while its extension was out of the configuration (`unindex_unique`),
     /// and an entry made before `case_exact` changed names a value written another way:
     /// such an entry refuses nothing, and the write it would have refused takes it over.
     fn still_holds(
@@ -313,14 +313,8 @@ impl<'t> W<'t> {
     ) -> Result<(), redb::Error> {
         let kind = rt.kind;
         let c = kind.code();
-        for (a, v) in old.unique.difference(&new.unique) {
-            // Only its own: a copy of a value another resource holds (both given it while
-            // the attribute was not unique) leaves that one's entry.
-            let key = (t, c, a.as_str(), v.as_str());
-            if self.unique.get(key)?.map(|g| g.value()) == Some(id) {
-                self.unique.remove(key)?;
-            }
-        }
+        // Unique values it no longer holds are taken out by `unindex_unique`, which sees
+        // every value the body has, declared or not.
         for (a, v) in new.unique.difference(&old.unique) {
             self.unique.insert((t, c, a.as_str(), v.as_str()), id)?;
         }
@@ -372,10 +366,11 @@ impl<'t> W<'t> {
 
     /// Take out the unique-index entries naming `id` for values its body before (`old`)
     /// held and its body after (`new`, `None` once deleted) holds no more, whatever is
-    /// declared now (`unique_candidates`): `index` sees only what is declared now, and an
-    /// extension taken out of the configuration, or an attribute no longer unique, leaves
-    /// the entries made while it was. Values still held keep their entries.
-    fn unindex_leftovers(
+    /// declared now (`unique_candidates`): an extension taken out of the configuration, or
+    /// an attribute no longer unique, leaves the entries made while it was. Only entries
+    /// naming `id` go: a copy of a value another resource holds (both given it while the
+    /// attribute was not unique) leaves that one's entry. Values still held keep theirs.
+    fn unindex_unique(
         &mut self,
         t: &str,
         kind: Kind,
@@ -1110,7 +1105,7 @@ impl Store {
             };
             w.remove_record(t, kind, nid, &old.modified)?;
             w.index(t, rt, nid, &keys(rt, &old.body), &Keys::default())?;
-            w.unindex_leftovers(t, kind, nid, &old.body, None)?;
+            w.unindex_unique(t, kind, nid, &old.body, None)?;
             w.bump_count(t, kind, nid, false)?;
             w.unlink_all(&actor, nid)?;
             let ev = if kind == Kind::User {

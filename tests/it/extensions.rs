@@ -738,6 +738,15 @@ async fn an_extension_urn_that_extends_the_enterprise_urn_holds_its_values() {
     assert_eq!(total(&r), 1, "{}", r.body);
 }
 
+/// `scimd verify`, asked of the running daemon, finds no mismatch.
+async fn verify_clean(s: &Srv) {
+    let socket = scimd::admin::socket_path(&s.config);
+    let answer = scimd::admin::ask(&socket, &json!({"cmd": "verify"}))
+        .await
+        .expect("the daemon answers");
+    assert_eq!(answer["ok"], true, "{answer}");
+}
+
 /// The server's configuration with acme's extensions replaced by `exts`, for a reload.
 fn declaring(s: &Srv, exts: Vec<ExtensionConfig>) -> scimd::config::Config {
     let mut cfg = s.config.clone();
@@ -760,11 +769,7 @@ async fn a_unique_value_is_freed_by_writes_made_while_it_was_not_declared_unique
     s.reloader().apply(declare(Vec::new())).await.unwrap();
     // The entries kept for the extension taken out are no mismatch while their users
     // hold the values.
-    let socket = scimd::admin::socket_path(&s.config);
-    let answer = scimd::admin::ask(&socket, &json!({"cmd": "verify"}))
-        .await
-        .expect("the daemon answers");
-    assert_eq!(answer["ok"], true, "{answer}");
+    verify_clean(&s).await;
     let r = s
         .put(&format!("/Users/{a}"), json!({"userName": "a@x"}))
         .await;
@@ -783,11 +788,7 @@ async fn a_unique_value_is_freed_by_writes_made_while_it_was_not_declared_unique
         "{}",
         r.body
     );
-    let socket = scimd::admin::socket_path(&s.config);
-    let answer = scimd::admin::ask(&socket, &json!({"cmd": "verify"}))
-        .await
-        .expect("the daemon answers");
-    assert_eq!(answer["ok"], true, "{answer}");
+    verify_clean(&s).await;
     // The same while the attribute is declared but not unique: c's change frees B-1.
     let mut not_unique = declared.clone();
     for a in not_unique[0].attributes.iter_mut() {
@@ -832,13 +833,6 @@ async fn a_unique_value_kept_through_writes_while_not_declared_unique_stays_held
             r.body
         );
     };
-    let verify = || async {
-        let socket = scimd::admin::socket_path(&s.config);
-        let answer = scimd::admin::ask(&socket, &json!({"cmd": "verify"}))
-            .await
-            .expect("the daemon answers");
-        assert_eq!(answer["ok"], true, "{answer}");
-    };
     // A deactivation while the extension is out keeps B-1 held.
     s.reloader().apply(declare(Vec::new())).await.unwrap();
     let r = s.patch(&path, set("active", json!(false))).await;
@@ -846,14 +840,14 @@ async fn a_unique_value_kept_through_writes_while_not_declared_unique_stays_held
     s.reloader().apply(declare(declared.clone())).await.unwrap();
     assert_eq!(s.get(&path).await.body[EXT]["badge"], "B-1");
     refused_for(&s.post("/Users", person("b@x", 1.0, "b-1")).await, &a);
-    verify().await;
+    verify_clean(&s).await;
     // So does another change while the attribute is not unique (its entry is no
     // mismatch then either).
     s.reloader()
         .apply(declare(not_unique.clone()))
         .await
         .unwrap();
-    verify().await;
+    verify_clean(&s).await;
     let r = s.patch(&path, set("displayName", json!("A"))).await;
     assert_eq!(r.status, 200, "{}", r.body);
     s.reloader().apply(declare(declared.clone())).await.unwrap();
@@ -885,7 +879,7 @@ async fn a_unique_value_kept_through_writes_while_not_declared_unique_stays_held
     refused_for(&s.post("/Users", person("d@x", 1.0, "B-9")).await, &a);
     assert_eq!(s.delete(&format!("/Users/{c}")).await.status, 204);
     refused_for(&s.post("/Users", person("d@x", 1.0, "B-9")).await, &a);
-    verify().await;
+    verify_clean(&s).await;
     assert!(s.post("/Users", person("d@x", 1.0, "B-1")).await.status == 201);
 }
 
