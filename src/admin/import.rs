@@ -9,6 +9,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::commands::no_tenant;
 use crate::config::Config;
+use crate::scim::json::{Fields, Key};
 use crate::scim::schema::Kind;
 use crate::store::Store;
 
@@ -333,11 +334,10 @@ fn parse_line<'a>(
     n: usize,
     line: &'a str,
 ) -> Result<ParsedLine<'a>, String> {
-    let Split { mut rest, members } =
-        serde_json::from_str(line).map_err(|e| match e.is_data() {
-            true => format!("line {n}: not a JSON object, one resource a line: {e}"),
-            false => format!("line {n}: not JSON: {e}"),
-        })?;
+    let Split { mut rest, members } = Split::of(line).map_err(|e| match e.is_data() {
+        true => format!("line {n}: not a JSON object, one resource a line: {e}"),
+        false => format!("line {n}: not JSON: {e}"),
+    })?;
     let is_group = rest
         .get("schemas")
         .and_then(Value::as_array)
@@ -400,31 +400,18 @@ struct Split<'a> {
     members: Option<&'a RawValue>,
 }
 
-impl<'de> serde::Deserialize<'de> for Split<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Split<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object, one resource")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut m: A,
-            ) -> Result<Split<'de>, A::Error> {
-                let mut rest = serde_json::Map::new();
-                let mut members = None;
-                while let Some(k) = m.next_key::<String>()? {
-                    if k.eq_ignore_ascii_case("members") {
-                        members = Some(m.next_value::<&RawValue>()?);
-                    } else {
-                        rest.insert(k, m.next_value()?);
-                    }
-                }
-                Ok(Split { rest, members })
+impl<'a> Split<'a> {
+    fn of(line: &'a str) -> Result<Split<'a>, serde_json::Error> {
+        let Fields(fields) = serde_json::from_str(line)?;
+        let (mut rest, mut members) = (serde_json::Map::new(), None);
+        for (Key(k), raw) in fields {
+            if k.eq_ignore_ascii_case("members") {
+                members = Some(raw);
+            } else {
+                rest.insert(k.into_owned(), serde_json::from_str(raw.get())?);
             }
         }
-        d.deserialize_map(V)
+        Ok(Split { rest, members })
     }
 }
 
