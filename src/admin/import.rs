@@ -16,9 +16,9 @@ use crate::store::Store;
 /// Load exported lines into `tenant`, keeping ids: resources first, then group members, so
 /// members may refer to any imported resource.
 ///
-/// Every line is checked before anything is written: its JSON, its attributes, ids and names
-/// repeated in the file, names taken in the tenant by another id, and members that point
-/// nowhere. What can still stop an import part-way (a full disk, a kill, a seat limit) leaves
+/// Every line is checked before anything is written: its JSON, its attributes, ids, names
+/// and unique custom values repeated in the file or taken in the tenant by another id, and
+/// members that point nowhere. What can still stop an import part-way (a full disk, a kill, a seat limit) leaves
 /// the resources written so far, and running the same import again finishes it: a line
 /// whose id the tenant already holds, as the same kind of resource, is skipped.
 ///
@@ -117,6 +117,16 @@ pub async fn import(
                     found.add(format!(
                         "line {n}: {} \"{name}\" is taken in tenant {tenant} by {other}",
                         name_attr(kind)
+                    ));
+                }
+                let held = store
+                    .unique_holders(tenant, rt.rt(Some(tenant), kind), &input.body)
+                    .map_err(|e| e.to_string())?;
+                for (attr, v, other) in held {
+                    found.add(format!(
+                        "line {n}: {attr} \"{v}\" is taken in tenant {tenant} by {}, and it \
+                         is unique",
+                        crate::store::format_id(other)
                     ));
                 }
             }
@@ -577,27 +587,49 @@ mod tests {
         tenant: TenantConfig,
         lines: &[String],
     ) -> (Result<u64, String>, Vec<String>) {
+        let (r, exported) = import_after(tenant, &[], lines).await;
+        let members = exported
+            .iter()
+            .filter(|v| v["schemas"][0] == G)
+            .flat_map(|g| g["members"].as_array().cloned().unwrap_or_default())
+            .map(|m| m["value"].as_str().unwrap().to_string())
+            .collect();
+        (r, members)
+    }
+
+    /// `lines` imported into a tenant where `before` were imported first: the result, and
+    /// the tenant's lines as exported after it.
+    async fn import_after(
+        tenant: TenantConfig,
+        before: &[String],
+        lines: &[String],
+    ) -> (Result<u64, String>, Vec<Value>) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.redb"), 1 << 20).unwrap();
         let mut cfg = Config::default();
         cfg.tenants.insert("t".into(), tenant);
-        let path = dir.path().join("in.jsonl");
-        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-        let r = super::import(&store, &cfg, "t", &path, &mut |_, _| {}).await;
+        let mut r = Ok(0);
+        for (i, lines) in [before, lines].into_iter().enumerate() {
+            if lines.is_empty() {
+                continue;
+            }
+            let path = dir.path().join(format!("in{i}.jsonl"));
+            std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+            r = super::import(&store, &cfg, "t", &path, &mut |_, _| {})
+                .await
+                .map(|i| i.written);
+        }
         let mut out = Vec::new();
         crate::admin::export(&store, &cfg, "t", &mut out)
             .await
             .ok()
             .unwrap();
-        let members = String::from_utf8(out)
+        let exported = String::from_utf8(out)
             .unwrap()
             .lines()
             .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|v| v["schemas"][0] == G)
-            .flat_map(|g| g["members"].as_array().cloned().unwrap_or_default())
-            .map(|m| m["value"].as_str().unwrap().to_string())
             .collect();
-        (r.map(|i| i.written), members)
+        (r, exported)
     }
 
     /// However a line gives a group's members, the group gets them, its line coming before
@@ -653,20 +685,29 @@ mod tests {
         assert!(r.unwrap_err().starts_with("line 2: member type must be"));
     }
 
-    /// A unique custom attribute's value twice in the file (letter case aside, as it is
-    /// compared) refuses the file before anything is written, naming both lines.
-    #[tokio::test]
-    async fn a_unique_value_twice_in_the_file_refuses_it() {
-        const EXT: &str = "urn:ietf:params:scim:schemas:extension:t:2.0:User";
-        let tenant = TenantConfig {
+    const EXT: &str = "urn:ietf:params:scim:schemas:extension:t:2.0:User";
+
+    /// A tenant whose users have a unique custom attribute `code`.
+    fn with_unique_code() -> TenantConfig {
+        TenantConfig {
             extensions: vec![
                 serde_json::from_value(json!({"urn": EXT, "name": "T",
                     "attributes": [{"name": "code", "uniqueness": "server"}]}))
                 .unwrap(),
             ],
             ..Default::default()
-        };
-        let code = |v: &str| json!({"schemas": [U, EXT], EXT: {"code": v}});
+        }
+    }
+
+    fn code(v: &str) -> Value {
+        json!({"schemas": [U, EXT], EXT: {"code": v}})
+    }
+
+    /// A unique custom attribute's value twice in the file (letter case aside, as it is
+    /// compared) refuses the file before anything is written, naming both lines.
+    #[tokio::test]
+    async fn a_unique_value_twice_in_the_file_refuses_it() {
+        let tenant = with_unique_code();
         let lines = [user(1, code("V")), user(2, json!({})), user(3, code("v"))];
         let (r, _) = import_to(tenant.clone(), &lines).await;
         let e = r.unwrap_err();
@@ -676,5 +717,27 @@ mod tests {
         );
         let lines = [user(1, code("V")), user(3, code("W"))];
         assert_eq!(import_to(tenant, &lines).await.0, Ok(2));
+    }
+
+    /// A unique custom value that a resource already in the tenant holds refuses the file
+    /// before anything is written, as a taken userName does; a line skipped as already
+    /// there keeps its own value without being refused for it.
+    #[tokio::test]
+    async fn a_unique_value_held_in_the_tenant_refuses_the_file() {
+        let before = [user(1, code("V"))];
+        let lines = [user(2, json!({})), user(3, code("v"))];
+        let (r, exported) = import_after(with_unique_code(), &before, &lines).await;
+        let e = r.unwrap_err();
+        assert!(
+            e.starts_with(&format!(
+                "line 2: {EXT}:code \"v\" is taken in tenant t by {}, and it is unique",
+                id(1)
+            )),
+            "{e}"
+        );
+        assert_eq!(exported.len(), 1, "nothing written: {exported:?}");
+        let lines = [user(1, code("V")), user(2, json!({})), user(3, code("W"))];
+        let (r, exported) = import_after(with_unique_code(), &before, &lines).await;
+        assert_eq!((r, exported.len()), (Ok(2), 3));
     }
 }

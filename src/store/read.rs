@@ -777,6 +777,45 @@ impl Store {
 }
 
 impl Store {
+    /// Which of `body`'s unique custom values (`unique_values`, as compared) another
+    /// resource in `tenant` holds now, and who: what an import looks up before it writes, as a write would refuse
+    /// them (an index entry whose resource no longer holds the value refuses nothing).
+    pub fn unique_holders(
+        &self,
+        tenant: &str,
+        rt: crate::scim::schema::Rt,
+        body: &crate::scim::resource::Body,
+    ) -> Result<Vec<(String, String, u128)>, Error> {
+        let wanted = unique_values(rt, body);
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.read_now(move |r| {
+            let (t, c) = (tenant, rt.kind.code());
+            let unique = r.txn().open_table(UNIQUE_ID)?;
+            let mut out = Vec::new();
+            for (attr, v) in wanted {
+                let Some(holder) = unique.get((t, c, attr.as_str(), v.as_str()))? else {
+                    continue;
+                };
+                let holder = holder.value();
+                let holds = r
+                    .res()?
+                    .get((t, c, holder))?
+                    .and_then(|g| decode(g.value()))
+                    .is_some_and(|rec| {
+                        keys(rt, &rec.body)
+                            .unique
+                            .contains(&(attr.clone(), v.clone()))
+                    });
+                if holds {
+                    out.push((attr, v, holder));
+                }
+            }
+            Ok(Ok(out))
+        })
+    }
+
     /// The groups of the first of `users` to fit in `budget` references (at least one
     /// user), read in `snapshot`, the one their list page was read in (`ListPage::refs_from`).
     pub async fn groups_of_users(
