@@ -206,27 +206,43 @@ impl Projection {
         let kind: Rt = kind.into();
         // RFC 7643 §7: `always` attributes come back whatever `attributes` or
         // `excludedAttributes` say (RFC 7644 §3.9); put back after the projection.
-        let mut always: Vec<(&'static str, &'static str, Value)> = Vec::new();
+        // So do `always` sub-attributes, in the values of their attribute the answer keeps
+        // (or in all of them, when the attribute itself was left out).
+        let mut always: Vec<(&'static str, &'static AttrDef, Value)> = Vec::new();
         if self.include.is_some() || !self.exclude.is_empty() || !self.exclude_ext.is_empty() {
             for ext in kind.extensions() {
-                for def in ext
-                    .attributes
-                    .iter()
-                    .filter(|d| d.returned == Returned::Always)
-                {
+                for def in ext.attributes.iter().filter(|d| {
+                    d.returned == Returned::Always
+                        || d.sub_attributes
+                            .iter()
+                            .any(|s| s.returned == Returned::Always)
+                }) {
                     if let Some(v) = resource.get(ext.id).and_then(|m| m.get(def.name)) {
-                        always.push((ext.id, def.name, v.clone()));
+                        always.push((ext.id, def, v.clone()));
                     }
                 }
             }
         }
         self.project(kind, resource);
-        for (urn, name, v) in always {
+        for (urn, def, v) in always {
             let holder = resource
                 .entry(urn.to_string())
                 .or_insert_with(|| Value::Object(Map::new()));
-            if let Value::Object(m) = holder {
-                m.insert(name.to_string(), v);
+            let Value::Object(m) = holder else { continue };
+            if def.returned == Returned::Always {
+                m.insert(def.name.to_string(), v);
+                continue;
+            }
+            match m.get_mut(def.name) {
+                Some(kept) => put_back_always(def, &v, kept),
+                None => {
+                    let mut kept = match &v {
+                        Value::Array(_) => Value::Array(Vec::new()),
+                        _ => Value::Object(Map::new()),
+                    };
+                    put_back_always(def, &v, &mut kept);
+                    m.insert(def.name.to_string(), kept);
+                }
             }
         }
         self.hide_unasked(kind, resource);
@@ -397,6 +413,17 @@ impl Projection {
                         _ => {}
                     }
                 }
+                // A value left with nothing shown goes, or an empty `{}` would tell that
+                // something hidden is there.
+                let bare = |v: &Value| v.as_object().is_some_and(|o| o.is_empty());
+                if let Some(Value::Array(a)) = m.get_mut(def.name) {
+                    a.retain(|el| !bare(el));
+                }
+                if m.get(def.name)
+                    .is_some_and(|v| bare(v) || v.as_array().is_some_and(|a| a.is_empty()))
+                {
+                    m.remove(def.name);
+                }
             }
         }
         resource.retain(|k, v| !v.as_object().is_some_and(|m| m.is_empty()) || k == "meta");
@@ -415,6 +442,45 @@ impl Projection {
                 })
             });
         }
+    }
+}
+
+/// Put `def`'s `always` sub-attributes from its stored value `full` back into `kept`, what
+/// the projection left of it. A multi-valued attribute's kept values are those of `full`
+/// in order, each a part of one (a value filter may have left some out): each takes them
+/// from the first stored value it is a part of. An empty `kept` takes every stored value's.
+fn put_back_always(def: &AttrDef, full: &Value, kept: &mut Value) {
+    let subs = || {
+        def.sub_attributes
+            .iter()
+            .filter(|s| s.returned == Returned::Always)
+    };
+    let fill = |from: &Map<String, Value>, to: &mut Map<String, Value>| {
+        for sub in subs() {
+            if let Some(v) = from.get(sub.name) {
+                to.insert(sub.name.to_string(), v.clone());
+            }
+        }
+    };
+    match (full, kept) {
+        (Value::Object(from), Value::Object(to)) => fill(from, to),
+        (Value::Array(from), Value::Array(to)) if to.is_empty() => {
+            for el in from.iter().filter_map(Value::as_object) {
+                let mut only = Map::new();
+                fill(el, &mut only);
+                to.push(Value::Object(only));
+            }
+        }
+        (Value::Array(from), Value::Array(to)) => {
+            let mut from = from.iter().filter_map(Value::as_object);
+            for el in to.iter_mut().filter_map(Value::as_object_mut) {
+                let part_of = |f: &&Map<String, Value>| el.iter().all(|(k, v)| f.get(k) == Some(v));
+                if let Some(f) = from.find(part_of) {
+                    fill(f, el);
+                }
+            }
+        }
+        _ => {}
     }
 }
 

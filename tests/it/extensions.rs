@@ -502,6 +502,102 @@ async fn never_and_request_attributes_stay_out_of_answers_unless_asked() {
         ),
         1
     );
+    // A user holding only never-returned values of the extension, whose answers do not list
+    // it, is not found by `schemas eq` either: that would tell who has such a value.
+    let r = s
+        .post(
+            "/Users",
+            json!({"userName": "pin-only@x", EXT: {"pin": "9", "card": {"number": "4"}}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(
+        r.body["schemas"],
+        json!(["urn:ietf:params:scim:schemas:core:2.0:User"])
+    );
+    let listed = s
+        .get(&format!("/Users?filter=schemas%20eq%20%22{EXT}%22"))
+        .await;
+    assert_eq!(total(&listed), 1, "{}", listed.body);
+    assert_eq!(listed.body["Resources"][0]["id"], json!(id));
+}
+
+/// RFC 7643 §7, RFC 7644 §3.4.2.5: a sub-attribute declared `returned = "always"` comes
+/// back whatever `attributes` or `excludedAttributes` say, in each value of its attribute
+/// the answer keeps, or in every value when the attribute itself was left out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_sub_attributes_survive_every_projection() {
+    let s = Srv::start_with(|c| {
+        let (mut kid, mut secret, mut id) = (
+            attr("kid", "string"),
+            attr("secret", "string"),
+            attr("id", "string"),
+        );
+        kid.returned = "always".into();
+        secret.returned = "never".into();
+        id.returned = "always".into();
+        let mut keys = attr("keys", "complex");
+        keys.multi_valued = true;
+        keys.sub_attributes = vec![kid, attr("label", "string"), secret];
+        let mut profile = attr("profile", "complex");
+        profile.sub_attributes = vec![id, attr("bio", "string")];
+        c.tenants.get_mut("acme").unwrap().extensions = vec![ExtensionConfig {
+            urn: EXT.into(),
+            name: "AcmeUser".into(),
+            description: String::new(),
+            resource: "User".into(),
+            attributes: vec![keys, profile, attr("badge", "string")],
+        }];
+    })
+    .await;
+    let r = s
+        .post(
+            "/Users",
+            json!({"userName": "keys@x", EXT: {"badge": "b",
+                "keys": [{"kid": "k1", "label": "L1", "secret": "s1"},
+                    {"kid": "k2", "label": "L2", "secret": "s2"}, {"label": "L3"}],
+                "profile": {"id": "p1", "bio": "hello"}}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let kids = json!([{"kid": "k1"}, {"kid": "k2"}]);
+    for (q, keys, profile) in [
+        (
+            "attributes=userName".to_string(),
+            kids.clone(),
+            json!({"id": "p1"}),
+        ),
+        (
+            format!("excludedAttributes={EXT}"),
+            kids.clone(),
+            json!({"id": "p1"}),
+        ),
+        (
+            format!("excludedAttributes={EXT}:keys,{EXT}:profile.id,{EXT}:keys.kid"),
+            kids.clone(),
+            json!({"id": "p1", "bio": "hello"}),
+        ),
+        (
+            format!("attributes={EXT}:keys.label,{EXT}:profile.bio"),
+            json!([{"kid": "k1", "label": "L1"}, {"kid": "k2", "label": "L2"}, {"label": "L3"}]),
+            json!({"id": "p1", "bio": "hello"}),
+        ),
+        (
+            format!("attributes={EXT}:keys[label eq \"L2\"]"),
+            json!([{"kid": "k2", "label": "L2"}]),
+            json!({"id": "p1"}),
+        ),
+    ] {
+        let got = s.get(&format!("/Users/{id}?{q}")).await;
+        assert_eq!(got.status, 200, "{q}: {}", got.body);
+        assert_eq!(
+            (&got.body[EXT]["keys"], &got.body[EXT]["profile"]),
+            (&keys, &profile),
+            "{q}"
+        );
+        assert!(!got.body.to_string().contains("\"s1\""), "{q}");
+    }
 }
 
 /// The characteristics a tenant declares hold on every write and read: `immutable` is set

@@ -10,22 +10,26 @@ use super::resolve::{Scope, is_schemas, leaf, lookup};
 use super::{AttrPath, CompValue, CompareOp, Filter};
 use crate::scim::datetime;
 use crate::scim::fold::fold;
+use crate::scim::projection::Projection;
 use crate::scim::schema::{AttrDef, AttrType, Rt};
 
-/// A resource's `schemas` as its answers show them: the core schema and each extension it
-/// holds a value of.
+/// A resource's `schemas` as its answers show them: the core schema and each extension
+/// that keeps a value once the `returned` rules are applied, so that an extension holding
+/// only `never` values, which its answers leave out, is not told by a filter either.
 fn schemas_of(kind: Rt, obj: &Value) -> Value {
     let mut list = vec![Value::String(kind.kind.schema().id.to_string())];
-    for ext in kind.ext {
-        if obj
-            .get(ext.id)
-            .and_then(Value::as_object)
-            .is_some_and(|m| !m.is_empty())
-        {
-            list.push(Value::String(ext.id.to_string()));
-        }
-    }
-    Value::Array(list)
+    list.extend(
+        kind.ext
+            .iter()
+            .filter(|ext| obj.get(ext.id).is_some())
+            .map(|ext| Value::String(ext.id.to_string())),
+    );
+    let Some(mut shown) = obj.as_object().cloned() else {
+        return Value::Array(list);
+    };
+    shown.insert("schemas".into(), Value::Array(list));
+    Projection::default().apply(kind, &mut shown);
+    shown.remove("schemas").unwrap_or_default()
 }
 
 /// The leaf values at `p` in `obj`, each with the definition it compares as.
