@@ -41,7 +41,9 @@ fn resource_type(kind: Rt, base: &str) -> Value {
     let ext: Vec<Value> = kind
         .extensions()
         .iter()
-        .map(|s| json!({"schema": s.id, "required": false}))
+        // RFC 7643 §6: required when a resource must carry it, as one with a required
+        // attribute must (on create).
+        .map(|s| json!({"schema": s.id, "required": s.attributes.iter().any(|a| a.required)}))
         .collect();
     let mut v = json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],

@@ -168,7 +168,9 @@ impl AttrDef {
                 Mutability::Immutable => "immutable",
                 Mutability::WriteOnly => "writeOnly",
             },
+            // RFC 7643 §7: a writeOnly attribute is never returned, whatever else it says.
             "returned": match self.returned {
+                _ if self.mutability == Mutability::WriteOnly => "never",
                 Returned::Always => "always",
                 Returned::Never => "never",
                 Returned::Default => "default",

@@ -34,6 +34,9 @@ async fn srv() -> Srv {
         skills.multi_valued = true;
         let mut desk = attr("desk", "complex");
         desk.sub_attributes = vec![attr("building", "string"), attr("floor", "integer")];
+        // writeOnly, with `returned` left at its default: never returned all the same.
+        let mut ssn = attr("ssn", "string");
+        ssn.mutability = "writeOnly".into();
         c.tenants.get_mut("acme").unwrap().extensions = vec![
             ExtensionConfig {
                 urn: EXT.into(),
@@ -47,6 +50,7 @@ async fn srv() -> Srv {
                     attr("start", "dateTime"),
                     skills,
                     desk,
+                    ssn,
                 ],
             },
             ExtensionConfig {
@@ -125,6 +129,17 @@ async fn declared_extensions_are_discoverable_for_their_tenant_only() {
         .unwrap()
         .clone();
     assert_eq!(desk["subAttributes"][1]["type"], "integer");
+    let ssn = ext["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "ssn")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&ssn["mutability"], &ssn["returned"]),
+        (&json!("writeOnly"), &json!("never"))
+    );
     assert_eq!(
         s.get(&format!("/Schemas/{EXT}")).await.body["name"],
         "AcmeUser",
@@ -723,7 +738,20 @@ async fn immutable_always_late_required_and_removed_extensions() {
         a.required = true;
     }
     cfg.tenants.get_mut("acme").unwrap().extensions = vec![ext(now_required)];
+    let required = |body: &Value| {
+        body["schemaExtensions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["schema"] == EXT)
+            .map(|e| e["required"].clone())
+    };
+    let rt = s.get("/ResourceTypes/User").await;
+    assert_eq!(required(&rt.body), Some(json!(false)), "{}", rt.body);
     s.reloader().apply(cfg).await.unwrap();
+    // RFC 7643 §6: a User must now carry the extension, and discovery says so.
+    let rt = s.get("/ResourceTypes/User").await;
+    assert_eq!(required(&rt.body), Some(json!(true)), "{}", rt.body);
     let r = s
         .patch(&path, patch("replace", "active", json!(false)))
         .await;
