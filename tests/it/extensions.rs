@@ -253,6 +253,13 @@ async fn extension_values_are_validated_stored_filtered_sorted_and_patched() {
             .await;
         assert_error(&r, 400, Some("invalidFilter"));
     }
+    // Nor do co, sw and ew, which are for text, even given a number in quotes.
+    for op in ["co", "sw", "ew"] {
+        let r = s
+            .get(&format!("/Users?filter={EXT}:desk.floor {op} %223%22"))
+            .await;
+        assert_error(&r, 400, Some("invalidFilter"));
+    }
     for quoted in ["%223%22", "%22%203%22"] {
         let r = s
             .get(&format!("/Users?filter={EXT}:desk.floor eq {quoted}"))
@@ -291,10 +298,15 @@ async fn extension_values_are_validated_stored_filtered_sorted_and_patched() {
     let r = s.post("/Users", body.clone()).await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.body[EXT]["start"], "2024-03-01T10:00:00");
+    // co, sw and ew read a date as the text written, a whole date-time included.
     for (op, value, want) in [
         ("gt", "2024-03-01T09:30:00Z", 1),
         ("eq", "2024-03-01T11:00:00%2B01:00", 1),
         ("lt", "2024-03-01T10:00:00", 2),
+        ("sw", "2024-03-01T10:00:00", 1),
+        ("sw", "2024-03-01T09:00:00Z", 2),
+        ("ew", "T10:00:00", 1),
+        ("co", "03-01", 3),
     ] {
         let r = s
             .get(&format!("/Users?filter={EXT}:start {op} %22{value}%22"))

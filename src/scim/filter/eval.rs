@@ -182,7 +182,9 @@ fn compare_one(actual: &Value, def: &AttrDef, op: CompareOp, expected: &CompValu
     };
     match (actual, expected) {
         (Value::String(a), CompValue::Str(e)) => {
+            // Instants for eq and the orderings; co, sw and ew look at the text as written.
             if def.ty == AttrType::DateTime
+                && !op.substring()
                 && let (Some(x), Some(y)) = (datetime::parse(a), datetime::parse(e))
             {
                 return ord(x.cmp(&y));
@@ -525,6 +527,10 @@ mod tests {
             assert!(bad(f).detail.contains("not a date-time"), "{f}");
         }
         assert!(!m("meta.created eq null") && m("meta.created sw \"2011-08\""));
+        // co, sw and ew read the text as written, a whole date-time too.
+        assert!(m("meta.created sw \"2011-08-01T18:29:49.793Z\""));
+        assert!(m("meta.created sw \"2011-08-01T18:29:49\""));
+        assert!(!m("meta.created sw \"2011-08-01T11:29:49-07:00\""));
     }
 
     #[test]

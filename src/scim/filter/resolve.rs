@@ -214,6 +214,14 @@ fn resolve_compare(
             l.name
         )));
     }
+    // `level co "1"` would match nothing: the substring operators are for text.
+    if matches!(l.ty, AttrType::Integer | AttrType::Decimal) && op.substring() {
+        return Err(ScimError::invalid_filter(format!(
+            "\"{}\" is a number; {} applies to text only (use eq, ne, gt, ge, lt or le)",
+            l.name,
+            op.as_str()
+        )));
+    }
     // RFC 7644 §3.4.2.2: binary values have no order.
     if l.ty == AttrType::Binary && op.ordering() {
         return Err(ScimError::invalid_filter(format!(
