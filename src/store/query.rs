@@ -520,12 +520,16 @@ pub(super) trait IndexReader {
 
 /// The group of a `groups.value eq "g"` or `groups[value eq "g"]` filter on users, whose
 /// matches are exactly the group's direct user members (`groups.value` is caseExact false,
-/// and an id in any case parses to the same member).
+/// and an id in any case parses to the same member). Only an id written as scimd writes
+/// them: another spelling `parse_id` takes (no dashes, braces, `urn:uuid:`) is another
+/// string, which the filter, evaluated, matches nowhere.
 pub(super) fn group_of_users(kind: Kind, f: Option<&Filter>) -> Option<&str> {
     if kind != Kind::User {
         return None;
     }
-    match f? {
+    let as_written =
+        |v: &str| parse_id(v).is_some_and(|id| super::format_id(id).eq_ignore_ascii_case(v));
+    let v = match f? {
         Filter::Compare {
             path,
             op: CompareOp::Eq,
@@ -547,7 +551,8 @@ pub(super) fn group_of_users(kind: Kind, f: Option<&Filter>) -> Option<&str> {
             }
         }
         _ => None,
-    }
+    }?;
+    as_written(v).then_some(v.as_str())
 }
 
 /// Whether a list may read every record of its kind, or of a group of a million: a sort,

@@ -432,6 +432,15 @@ async fn users_of_a_group_come_from_its_member_index_as_evaluation_would_give() 
             "groups.value eq \"nope\"".to_string(),
             "groups.value eq \"nope\" and id pr".to_string(),
         ),
+        // Another spelling of the same id is another string, whichever path serves it.
+        (
+            format!("groups.value eq \"{}\"", g.replace('-', "")),
+            format!("groups.value eq \"{}\" and id pr", g.replace('-', "")),
+        ),
+        (
+            format!("groups[value eq \"urn:uuid:{g}\"]"),
+            format!("groups[value eq \"urn:uuid:{g}\"] and id pr"),
+        ),
         // By the group's name, through the displayName index, against a scan (the `or`
         // side no index answers).
         (
