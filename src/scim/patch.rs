@@ -98,9 +98,6 @@ pub fn parse_request_with(raw: &Value, max_ops: usize) -> ScimResult<Vec<Operati
             ));
         }
     };
-    if ops.is_empty() {
-        return Err(ScimError::invalid_syntax("\"Operations\" is empty"));
-    }
     if ops.len() > max_ops {
         return Err(ScimError::new(
             400,
@@ -683,6 +680,11 @@ fn filtered(
                         entry.insert(k.clone(), v.clone());
                     }
                 }
+                // Made primary by its filter (`[type eq "work" and primary eq true]`), it
+                // takes over as one sent with `primary: true` does.
+                if entry.get("primary") == Some(&Value::Bool(true)) {
+                    resource::demote_primary(list.iter_mut());
+                }
                 list.push(Value::Object(entry));
             }
             for &i in &hits {
@@ -1192,6 +1194,22 @@ mod tests {
         assert_eq!(
             again.body["emails"],
             json!([{"type": "work", "value": "y@work"}])
+        );
+    }
+
+    #[test]
+    fn an_entry_a_filter_makes_primary_takes_over_from_the_primary_one() {
+        let out = run(
+            Kind::User,
+            json!({"userName": "u", "emails": [{"value": "old@x", "type": "home", "primary": true}]}),
+            json!([{"op": "add", "path": "emails[type eq \"work\" and primary eq true].value",
+                "value": "new@x"}]),
+        )
+        .unwrap();
+        assert_eq!(
+            out.body["emails"],
+            json!([{"value": "old@x", "type": "home", "primary": false},
+                {"type": "work", "primary": true, "value": "new@x"}])
         );
     }
 

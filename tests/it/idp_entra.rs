@@ -445,6 +445,50 @@ async fn entra_reference_collection() {
 /// App roles (`AppRoleAssignmentsComplex`) all have the type WindowsAzureActiveDirectoryRole:
 /// a role added beside one is a second role, several may come in one add, and a role's
 /// removal leaves the others.
+/// Microsoft's SCIM Validator sends a PATCH with no operations and expects success (public
+/// reports: scimmyjs/scimmy#59, #90; AzureAD/SCIMReferenceCode#112). RFC 7644 §3.5.2 asks
+/// for one or more, but an empty list can only mean "change nothing": the resource is
+/// answered as it is, its version unmoved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_without_operations_changes_nothing() {
+    let s = Srv::start().await;
+    let u = entra(
+        &s,
+        Method::POST,
+        "/Users",
+        Some(json!({"schemas": [USER], "userName": "empty-ops@x", "active": true})),
+    )
+    .await;
+    assert_eq!(u.status, 201, "{}", u.body);
+    let id = u.body["id"].as_str().unwrap().to_string();
+    let r = entra_patch(&s, &format!("/Users/{id}"), json!([])).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["meta"]["version"], u.body["meta"]["version"]);
+    assert_eq!(r.body["userName"], "empty-ops@x");
+    let g = entra(
+        &s,
+        Method::POST,
+        "/Groups",
+        Some(
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": "Empty ops", "members": [{"value": id}]}),
+        ),
+    )
+    .await;
+    assert_eq!(g.status, 201, "{}", g.body);
+    let gid = g.body["id"].as_str().unwrap();
+    let r = entra_patch(&s, &format!("/Groups/{gid}"), json!([])).await;
+    assert!(
+        r.status == 204 || r.status == 200,
+        "{}: {}",
+        r.status,
+        r.body
+    );
+    let after = entra(&s, Method::GET, &format!("/Groups/{gid}"), None).await;
+    assert_eq!(after.body["meta"]["version"], g.body["meta"]["version"]);
+    assert_eq!(after.body["members"].as_array().map(Vec::len), Some(1));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entra_app_roles_of_one_type_add_up() {
     let s = Srv::start().await;

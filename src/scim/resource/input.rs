@@ -335,7 +335,7 @@ pub fn apply_key(
                         {
                             demote_primary(list.iter_mut());
                         }
-                        add_values(list, new);
+                        add_values(attr.def, list, new);
                         check_count(attr.def, list.len())?;
                         fix_primary(list);
                     }

@@ -7,6 +7,7 @@ use std::collections::hash_map::Entry;
 use serde_json::Value;
 
 use crate::scim::error::{ScimError, ScimResult};
+use crate::scim::fold::fold;
 use crate::scim::schema::AttrDef;
 
 /// Whether a multi-valued entry holds anything besides the words about it (`type`,
@@ -37,11 +38,12 @@ pub fn check_count(def: &AttrDef, n: usize) -> ScimResult<()> {
 /// entry equal to it but for `primary`; that entry then becomes primary if `item` was. True
 /// when appended.
 pub(super) fn push_once(
+    def: &AttrDef,
     list: &mut Vec<Value>,
     seen: &mut HashMap<String, usize>,
     item: Value,
 ) -> bool {
-    match seen.entry(sameness_key(&item)) {
+    match seen.entry(sameness_key(def, &item)) {
         Entry::Occupied(e) => {
             if item.get("primary") == Some(&Value::Bool(true))
                 && let Some(Value::Object(m)) = list.get_mut(*e.get())
@@ -58,31 +60,40 @@ pub(super) fn push_once(
     }
 }
 
-/// What two entries equal but for `primary` share: their other members, in name order. Such
-/// entries are kept once (Entra's `Replace emails[type eq "work"].value` on two work entries
-/// would otherwise leave two identical ones).
-fn sameness_key(v: &Value) -> String {
+/// What two entries equal but for `primary` share: their other members, in name order, the
+/// text of those not `caseExact` folded as filters compare it. Such entries are kept once
+/// (Entra's `Replace emails[type eq "work"].value` on two work entries would otherwise leave
+/// two identical ones; `a@x.com` added beside `A@X.COM` is a value already there, RFC 7644
+/// §3.5.2.1).
+fn sameness_key(def: &AttrDef, v: &Value) -> String {
+    let as_compared = |exact: bool, v: &Value| match v {
+        Value::String(s) if !exact => Value::String(fold(s)),
+        other => other.clone(),
+    };
     match v {
         Value::Object(m) => {
-            let mut parts: Vec<(&String, &Value)> =
-                m.iter().filter(|(k, _)| k.as_str() != "primary").collect();
+            let mut parts: Vec<(&String, Value)> = m
+                .iter()
+                .filter(|(k, _)| k.as_str() != "primary")
+                .map(|(k, v)| (k, as_compared(def.sub(k).is_none_or(|s| s.case_exact), v)))
+                .collect();
             parts.sort_by(|a, b| a.0.cmp(b.0));
             serde_json::to_string(&parts).unwrap_or_default()
         }
-        other => other.to_string(),
+        other => as_compared(def.case_exact, other).to_string(),
     }
 }
 
 /// A PATCH `add` of `new` to `list`: each entry is appended (RFC 7644 §3.5.2.1), a second
 /// work email beside the first included, unless equal but for `primary` to one there. Found
 /// by key, so a thousand values added to a thousand cost no million comparisons.
-pub(super) fn add_values(list: &mut Vec<Value>, new: Vec<Value>) {
+pub(super) fn add_values(def: &AttrDef, list: &mut Vec<Value>, new: Vec<Value>) {
     let mut by_key: HashMap<String, usize> = HashMap::new();
     for (i, e) in list.iter().enumerate() {
-        by_key.entry(sameness_key(e)).or_insert(i);
+        by_key.entry(sameness_key(def, e)).or_insert(i);
     }
     for item in new {
-        push_once(list, &mut by_key, item);
+        push_once(def, list, &mut by_key, item);
     }
 }
 
@@ -202,6 +213,19 @@ mod tests {
         assert_eq!(emails.len(), 4);
         assert_eq!(emails[0]["primary"], json!(false));
         assert_eq!(emails[1]["primary"], json!(true));
+        // Nor does it in other letters: an email's value and type compare without case
+        // (caseExact false), as in filters; the entry there keeps its spelling.
+        let again = json!([{"value": "NEW@X", "type": "work"}]);
+        apply_key(Kind::User, "emails", &again, &mut input, SetMode::Add).unwrap();
+        assert_eq!(input.body["emails"].as_array().unwrap().len(), 4);
+        assert_eq!(input.body["emails"][1]["value"], json!("new@x"));
+        let twice = json!({"userName": "a", "emails": [
+            {"value": "a@x.com", "type": "work"}, {"value": "A@X.COM", "type": "work"}]});
+        let got = normalize(Kind::User, &twice).unwrap();
+        assert_eq!(
+            got.body["emails"],
+            json!([{"value": "a@x.com", "type": "work"}])
+        );
     }
 
     #[test]

@@ -47,7 +47,7 @@ fn normalize_attr_with(
                 // A template's unset parameter leaves `{"value":"","type":"work"}`: an entry
                 // that only describes a value it does not have is no entry at all.
                 if keep_hollow || !def.is_complex() || carries_data(&v) {
-                    push_once(&mut out, &mut seen, v);
+                    push_once(def, &mut out, &mut seen, v);
                 }
             }
         }
