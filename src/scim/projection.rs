@@ -377,11 +377,20 @@ impl Projection {
                             .any(|s| s.ext == Some(ext.id) && s.name == name && s.sub == sub)
                     })
             };
+            // A `request` attribute is asked for by its name or one of its sub-attributes'
+            // (`profile.bio`); a `request` sub-attribute by its name or its parent's, as
+            // the extension's URN asks for all of them.
+            let named_within = |name: &str| {
+                self.include.as_ref().is_some_and(|inc| {
+                    inc.iter()
+                        .any(|s| s.ext == Some(ext.id) && s.name == name && s.sub.is_some())
+                })
+            };
             let hide = |def: &AttrDef, parent: Option<&str>| match def.returned {
                 Returned::Never => true,
                 Returned::Request => !match parent {
-                    None => named(def.name, None),
-                    Some(p) => named(p, Some(def.name)),
+                    None => named(def.name, None) || named_within(def.name),
+                    Some(p) => named(p, Some(def.name)) || named(p, None),
                 },
                 _ => false,
             };

@@ -428,12 +428,15 @@ async fn never_and_request_attributes_stay_out_of_answers_unless_asked() {
         value.returned = "never".into();
         let mut secret = attr("secret", "complex");
         secret.sub_attributes = vec![value];
+        let mut extra = attr("extra", "complex");
+        extra.returned = "request".into();
+        extra.sub_attributes = vec![attr("bio", "string"), attr("motto", "string")];
         c.tenants.get_mut("acme").unwrap().extensions = vec![ExtensionConfig {
             urn: EXT.into(),
             name: "AcmeUser".into(),
             description: String::new(),
             resource: "User".into(),
-            attributes: vec![pin, note, attr("badge", "string"), card, secret],
+            attributes: vec![pin, note, attr("badge", "string"), card, secret, extra],
         }];
     })
     .await;
@@ -441,7 +444,7 @@ async fn never_and_request_attributes_stay_out_of_answers_unless_asked() {
         .post(
             "/Users",
             json!({"userName": "hid@x", "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", EXT],
-                EXT: {"pin": "1234", "note": "n", "badge": "b",
+                EXT: {"pin": "1234", "note": "n", "badge": "b", "extra": {"bio": "hi", "motto": "m"},
                     "card": {"number": "4111", "expiry": "12/30", "label": "work"}}}),
         )
         .await;
@@ -498,6 +501,18 @@ async fn never_and_request_attributes_stay_out_of_answers_unless_asked() {
         .get(&format!("/Users/{id}?attributes={EXT}:card.expiry"))
         .await;
     assert_eq!(card.body[EXT]["card"], json!({"expiry": "12/30"}));
+    // Naming the parent asks for its request sub-attributes; naming a sub-attribute of a
+    // request attribute asks for that attribute.
+    let card = s.get(&format!("/Users/{id}?attributes={EXT}:card")).await;
+    assert_eq!(
+        card.body[EXT]["card"],
+        json!({"expiry": "12/30", "label": "work"})
+    );
+    assert!(got.body[EXT].get("extra").is_none());
+    let extra = s
+        .get(&format!("/Users/{id}?attributes={EXT}:extra.bio"))
+        .await;
+    assert_eq!(extra.body[EXT]["extra"], json!({"bio": "hi"}));
     let whole = s.get(&format!("/Users/{id}?attributes={EXT}")).await;
     assert_eq!(whole.body[EXT].get("note"), Some(&json!("n")));
     assert!(whole.body[EXT].get("pin").is_none());
