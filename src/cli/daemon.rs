@@ -38,8 +38,13 @@ pub(crate) fn init_logging(level: &str, format: &str) {
         let level = scimd::config::log_directives(level);
         tracing_subscriber::EnvFilter::new(format!("{QUIET},{level}"))
     });
+    // A log line that cannot be written (the reader of standard error gone: a log pipe
+    // restarted) is dropped: reporting it with `eprintln!` panics on the same broken
+    // stream, and the panic's own log line then aborts the process, so any client whose
+    // request was logged could stop the server.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .log_internal_errors(false)
         .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();

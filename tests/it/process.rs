@@ -84,7 +84,13 @@ impl Proc {
     }
 
     /// `scimd serve` run by `command` (the binary itself, or a wrapper naming it).
-    fn start_as(mut command: Command, config: &std::path::Path) -> Proc {
+    fn start_as(command: Command, config: &std::path::Path) -> Proc {
+        Proc::start_reading(command, config, true)
+    }
+
+    /// `start_as`, whose standard error is read on (`keep_reading`) or, once the address is
+    /// known, closed: a log pipe whose reader went away.
+    fn start_reading(mut command: Command, config: &std::path::Path, keep_reading: bool) -> Proc {
         let mut child = command
             .args(["serve", "--config"])
             .arg(config)
@@ -103,6 +109,9 @@ impl Proc {
                     .and_then(|l| l.split(" listening on ").nth(1))
                 {
                     let _ = tx.send(addr.trim().to_string());
+                    if !keep_reading {
+                        return;
+                    }
                 }
                 // With `log.format = "json"` the address is a field of the start event.
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
@@ -193,6 +202,21 @@ impl Proc {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// The reader of the log going away (a log pipe restarted) must not stop the server: the
+/// next log line, which any client's request makes, once aborted the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_reader_going_away_does_not_stop_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let scimd = Command::new(env!("CARGO_BIN_EXE_scimd"));
+    let mut p = Proc::start_reading(scimd, &okta_config(dir.path()), false);
+    for _ in 0..20 {
+        assert_eq!(p.status("/scim/v2/Users", "wrong-token").await, 401);
+        assert_eq!(p.post("/scim/v2/Users", "tok", "{".into()).await, 400);
+    }
+    assert_eq!(p.status("/healthz", "tok").await, 200);
+    assert!(p.child.try_wait().unwrap().is_none(), "scimd exited");
 }
 
 /// Root starting scimd on a state directory the service user owns (a packaged install
