@@ -42,12 +42,29 @@ pub struct Loaded {
     pub fingerprint: String,
 }
 
+/// A PEM file's fault in words: the library shows a marker it did not find as a list of
+/// byte values (`[67, 69, 82, ...]` for CERTIFICATE).
+fn pem_reason(e: &rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error;
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    match e {
+        Error::MissingSectionEnd { end_marker } => format!(
+            "the file ends inside its {} block (no -----END line: cut short?)",
+            text(end_marker)
+        ),
+        Error::IllegalSectionStart { line } => {
+            format!("a -----BEGIN line cannot be read: {}", text(line))
+        }
+        e => e.to_string(),
+    }
+}
+
 pub fn load_pem(cert: &Path, key: &Path) -> Result<Loaded, TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| TlsError::Cert {
             path: cert.into(),
-            reason: e.to_string(),
+            reason: pem_reason(&e),
         })?;
     if chain.is_empty() {
         return Err(TlsError::Cert {
@@ -65,7 +82,7 @@ pub fn load_pem(cert: &Path, key: &Path) -> Result<Loaded, TlsError> {
     }
     let pk = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
         path: key.into(),
-        reason: e.to_string(),
+        reason: pem_reason(&e),
     })?;
     let provider = aws_lc_rs::default_provider();
     let fingerprint = fingerprint(&chain[0]);
@@ -518,6 +535,23 @@ mod tests {
         assert!(
             e.starts_with("tls.cert: cannot read certificates from")
                 && e.contains("cannot be parsed"),
+            "{e}"
+        );
+    }
+
+    /// A file cut short (a copy interrupted) is said so in words.
+    #[test]
+    fn a_certificate_file_cut_short_is_said_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = ensure_self_signed(dir.path(), None).unwrap();
+        let text = std::fs::read_to_string(&cert).unwrap();
+        let cut = dir.path().join("cut.pem");
+        std::fs::write(&cut, &text[..text.len() / 2]).unwrap();
+        let e = load_pem(&cut, &key).err().expect("refused").to_string();
+        assert!(
+            e.ends_with(
+                "the file ends inside its CERTIFICATE block (no -----END line: cut short?)"
+            ),
             "{e}"
         );
     }

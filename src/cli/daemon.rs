@@ -11,6 +11,15 @@ use scimd::server::Server;
 
 use super::console::base_url;
 
+/// `eprintln!` that never panics: a server whose standard error lost its reader (a log pipe
+/// restarted) goes on serving rather than die on a line no one would read.
+macro_rules! tell {
+    ($($t:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 /// Directives that go before the admin's (which may still raise them). rustls warns on every
 /// connection whose client sends an IP address as SNI (what a Base URL like
 /// https://10.0.0.5:8443/... makes clients do) or asks to renegotiate, and h2 on every
@@ -106,7 +115,7 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
     let cfg = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("{e}");
+            tell!("{e}");
             return ExitCode::from(2);
         }
     };
@@ -118,7 +127,7 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
         && m.uid() != 0
     {
         let owner = super::access::name_of(m.uid()).unwrap_or_else(|| m.uid().to_string());
-        eprintln!(
+        tell!(
             "scimd: not serving as root: storage.dir {} belongs to {owner}, the user scimd runs \
              as (files root made there, such as the self-signed certificate, the service could \
              not use). Start the service (`systemctl start scimd`), or run it as that user: \
@@ -154,7 +163,7 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
+            tell!("cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -176,7 +185,7 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
             Err(e) => {
                 tracing::error!("cannot start: {e}");
                 if cfg.log.format != "json" {
-                    eprintln!("scimd: cannot start: {e}");
+                    tell!("scimd: cannot start: {e}");
                 }
                 return ExitCode::FAILURE;
             }
@@ -189,7 +198,7 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
         ) else {
-            eprintln!("scimd: cannot install signal handlers");
+            tell!("scimd: cannot install signal handlers");
             return ExitCode::FAILURE;
         };
         let addr = server.local_addr().map(|a| a.to_string()).unwrap_or_default();
@@ -202,11 +211,11 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
             if json {
                 tracing::info!("{}", line.trim());
             } else {
-                eprintln!("{line}");
+                tell!("{line}");
             }
         };
         if !json {
-            eprintln!("scimd {} (commit {}) listening on {addr}", env!("CARGO_PKG_VERSION"), env!("SCIMD_COMMIT"));
+            tell!("scimd {} (commit {}) listening on {addr}", env!("CARGO_PKG_VERSION"), env!("SCIMD_COMMIT"));
         }
         banner(format!("  SCIM Base URL: {base}/scim/v2  (or {base}/tenants/NAME/scim/v2)"));
         if let Some(n) = note {
