@@ -252,6 +252,9 @@ impl Reloader {
             }
             _ => None,
         };
+        if let (Some(resolver), Some(l)) = (&self.certs, &loaded) {
+            resolver.check_replacement(&l.key)?;
+        }
         if let (Some(resolver), Some(l)) = (&self.certs, loaded) {
             notes.push(format!("serving certificate {}", l.fingerprint));
             warnings.extend(
@@ -373,6 +376,7 @@ impl Reloader {
         let cfg = self.app.runtime().config.clone();
         let (cert, key) = cert_paths(&cfg).map_err(|e| e.to_string())?;
         let l = tls::load_pem(&cert, &key).map_err(|e| e.to_string())?;
+        resolver.check_replacement(&l.key)?;
         resolver.set(l.key);
         self.app.forget_said();
         Ok(l.fingerprint)

@@ -372,6 +372,26 @@ impl CertResolver {
         self.said.clear();
     }
 
+    /// Refuse to replace a certificate that can be served with one that cannot (expired,
+    /// or not yet valid): a renewal gone wrong would otherwise cut off every IdP while the
+    /// one in use had months to run. At start, or when the one in use cannot be served
+    /// either, the new one is taken with a warning.
+    pub fn check_replacement(&self, new: &CertifiedKey) -> Result<(), String> {
+        let now = time::OffsetDateTime::now_utc();
+        let unusable = |k: &CertifiedKey| {
+            k.cert
+                .first()
+                .and_then(|c| crate::x509::outside_dates(c.as_ref(), now))
+        };
+        match unusable(new) {
+            Some(why) if unusable(&self.get()).is_none() => Err(format!(
+                "{why}; the certificate in use can still be served and stays until files \
+                 that can be are in place"
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// `Loaded::warnings` for the certificate being served.
     pub fn warnings(&self, public_url: Option<&str>) -> Vec<String> {
         warnings(&self.get(), public_url)
@@ -626,6 +646,37 @@ mod tests {
         std::fs::write(dir.path().join("tls/cert.pem"), &earlier).unwrap();
         std::fs::write(dir.path().join("tls/key.pem"), k.serialize_pem()).unwrap();
         assert_eq!(loaded(dir.path(), None).1, earlier.into_bytes());
+    }
+
+    /// A renewal that brings an expired or not yet valid certificate does not replace one
+    /// that can be served; when the one in use cannot be served either, it does.
+    #[test]
+    fn a_certificate_that_cannot_be_served_replaces_only_one_that_cannot_either() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let pair = |from: i64, to: i64| {
+            let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+            params.not_before = now + time::Duration::days(from);
+            params.not_after = now + time::Duration::days(to);
+            let k = rcgen::KeyPair::generate().unwrap();
+            let (c, kp) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+            std::fs::write(&c, params.self_signed(&k).unwrap().pem()).unwrap();
+            std::fs::write(&kp, k.serialize_pem()).unwrap();
+            load_pem(&c, &kp).unwrap().key
+        };
+        let (valid, expired, early) = (pair(-10, 90), pair(-100, -1), pair(5, 100));
+        let resolver = CertResolver::new(valid.clone());
+        let e = resolver.check_replacement(&expired).unwrap_err();
+        assert!(e.starts_with("the new certificate expired on"), "{e}");
+        let e = resolver.check_replacement(&early).unwrap_err();
+        assert!(
+            e.starts_with("the new certificate is not valid before"),
+            "{e}"
+        );
+        assert_eq!(resolver.check_replacement(&pair(-1, 400)), Ok(()));
+        let resolver = CertResolver::new(expired.clone());
+        assert_eq!(resolver.check_replacement(&early), Ok(()));
+        assert_eq!(resolver.check_replacement(&valid), Ok(()));
     }
 
     #[test]

@@ -66,19 +66,34 @@ pub fn chain_warning(leaf: &[u8], len: usize) -> Option<String> {
     })
 }
 
+fn day(t: OffsetDateTime) -> String {
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute()
+    )
+}
+
+/// Why a certificate cannot be served at `now` (expired, or not yet valid), if it cannot.
+pub fn outside_dates(der: &[u8], now: OffsetDateTime) -> Option<String> {
+    let (not_before, not_after) = validity(der)?;
+    if now >= not_after {
+        return Some(format!("the new certificate expired on {}", day(not_after)));
+    }
+    (now < not_before).then(|| {
+        format!(
+            "the new certificate is not valid before {} (is the clock right?)",
+            day(not_before)
+        )
+    })
+}
+
 /// What an admin must hear about a certificate's dates at `now`, if anything.
 pub fn warning(der: &[u8], now: OffsetDateTime) -> Option<String> {
     let (not_before, not_after) = validity(der)?;
-    let day = |t: OffsetDateTime| {
-        format!(
-            "{:04}-{:02}-{:02} {:02}:{:02} UTC",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute()
-        )
-    };
     if now >= not_after {
         return Some(format!(
             "the certificate expired on {}: IdPs refuse to connect until it is renewed",
