@@ -76,10 +76,11 @@ fn cert_paths(config: &Config) -> Result<(std::path::PathBuf, std::path::PathBuf
 }
 
 /// Apply each tenant's plan settings against those last applied (`Store::plan_applied`),
-/// as `who` in the change feed; what changed, for the log.
-async fn apply_plans(app: &App, who: &str) -> Vec<String> {
+/// as `who` in the change feed: what changed, for the log, and the tenants whose settings
+/// could not be recorded (a full disk), each said.
+async fn apply_plans(app: &App, who: &str) -> (Vec<String>, Vec<String>) {
     let now = app.runtime();
-    let mut notes = Vec::new();
+    let (mut notes, mut failed) = (Vec::new(), Vec::new());
     for t in now.config.tenants.keys() {
         match app.store.plan_applied(now.actor(t, who)).await {
             Ok(a) => {
@@ -97,13 +98,43 @@ async fn apply_plans(app: &App, who: &str) -> Vec<String> {
                     ));
                 }
             }
-            Err(e) => notes.push(format!(
-                "tenant {t}: the plan's new settings could not be applied and recorded in \
-                 the change feed: {e}"
+            Err(e) => failed.push(format!(
+                "tenant {t}: the plan's new settings are in force but could not be recorded \
+                 in the change feed ({e}); tried again every {} s until they are",
+                PLAN_RETRY.as_secs()
             )),
         }
     }
-    notes
+    (notes, failed)
+}
+
+/// How often plan settings that could not be recorded are tried again.
+const PLAN_RETRY: Duration = Duration::from_secs(5);
+
+/// Apply the plans as `apply_plans` does, and when some could not be recorded, go on trying
+/// in the background until they are: an application following the change feed must hear
+/// of the settings in force, and nothing else would write them once the disk has room.
+async fn apply_plans_until_recorded(
+    app: &Arc<App>,
+    who: &'static str,
+) -> (Vec<String>, Vec<String>) {
+    let (notes, failed) = apply_plans(app, who).await;
+    if !failed.is_empty() {
+        let app = app.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PLAN_RETRY).await;
+                let (notes, failed) = apply_plans(&app, who).await;
+                for n in notes {
+                    tracing::info!("plan settings recorded after all: {n}");
+                }
+                if failed.is_empty() {
+                    break;
+                }
+            }
+        });
+    }
+    (notes, failed)
 }
 
 /// The change feed's writer of what a reload changes.
@@ -364,7 +395,9 @@ impl Reloader {
         // settings changed, so that an application reads the plan list again. A new
         // threshold can switch the mode, and new seats can seat users waiting on the free
         // plan: the feed says those too, after the settings that caused them.
-        notes.extend(apply_plans(&self.app, RELOAD_ACTOR).await);
+        let (applied, failed) = apply_plans_until_recorded(&self.app, RELOAD_ACTOR).await;
+        notes.extend(applied);
+        warnings.extend(failed);
         Ok(Reloaded { warnings, notes })
     }
 
@@ -485,8 +518,12 @@ impl Server {
         }
         let app = Arc::new(App::new(store, config.clone()));
         // Plan settings edited while scimd was stopped take effect now, as a reload's would.
-        for note in apply_plans(&app, START_ACTOR).await {
+        let (applied, failed) = apply_plans_until_recorded(&app, START_ACTOR).await;
+        for note in applied {
             tracing::info!("at start: {note}");
+        }
+        for w in failed {
+            tracing::warn!("at start: {w}");
         }
         let sock = crate::admin::socket_path(&config);
         let bound = listener.local_addr().map_err(|source| StartError::Bind {

@@ -806,6 +806,63 @@ async fn a_reload_that_changes_plan_settings_is_in_the_feed() {
     );
 }
 
+/// Settings a reload put in force while the disk was full, when the feed could not be
+/// written, are recorded once it can be, without another reload: an application following
+/// the feed must hear of them. The reload says they were not recorded yet, as a warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_settings_a_full_disk_kept_out_of_the_feed_are_recorded_once_it_has_room() {
+    let s = plan_srv(3, None, SeatLimitPolicy::Reject).await;
+    s.user("before@x").await;
+    let mut more = s.config.clone();
+    more.tenants
+        .get_mut("acme")
+        .unwrap()
+        .plan
+        .as_mut()
+        .unwrap()
+        .name = "Business Plus".into();
+    s.faults.set(Some(scimd::store::Fault::DiskFull));
+    let r = s.reloader().apply(more).await.unwrap();
+    assert!(
+        r.warnings.iter().any(|w| w.starts_with(
+            "tenant acme: the plan's new settings are in force but could not be recorded"
+        )),
+        "{r:?}"
+    );
+    s.faults.set(None);
+    let named = |events: &[Value]| {
+        events
+            .iter()
+            .filter(|e| e["type"] == "plan.settings_changed" && e["attributes"] == json!(["name"]))
+            .count()
+    };
+    // The database reopens after the failed write: the feed may answer 503 meanwhile.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r = s
+            .call(
+                Method::GET,
+                "/tenants/acme/events?limit=1000",
+                Some(ACME),
+                None,
+            )
+            .await;
+        if r.status == 200 && named(r.body["events"].as_array().unwrap()) > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never recorded: {}",
+            r.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Once, however many tries it took.
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    assert_eq!(named(&plan_events(&s).await), 1);
+    assert_eq!(summary(&s).await["plan"], "Business Plus");
+}
+
 /// A seat that comes free goes to the user the limit put on the free plan first, not to the
 /// next user created; so do seats a reload adds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
