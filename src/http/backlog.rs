@@ -29,18 +29,19 @@ use crate::scim::error::{ScimError, ScimResult};
 /// connections together.
 pub trait Unsent: Send + Sync {
     fn unsent(&self) -> u64;
-    /// All connections of the tenant whose token this one carried (this one's own before).
-    fn unsent_of_tenant(&self) -> u64;
+    /// All connections that carried the token this one carried (one token of one tenant;
+    /// this one's own before it carried any).
+    fn unsent_of_reader(&self) -> u64;
     fn unsent_everywhere(&self) -> u64;
 }
 
 /// All connections together may leave this many times a connection's limit unread before
 /// connections' next pages wait: many connections each reading a page slowly (or not at
 /// all) would otherwise hold a page each, `max_connections` of them. Then only the
-/// connections of tenants whose clients hold more than one connection's limit wait: one
-/// tenant's clients reading nothing (its application's read token on many HTTP/2 streams)
-/// must not hold every other tenant's lookups until they are dropped. The memory past the
-/// bound is then at most about a connection's limit a tenant.
+/// connections of tokens whose clients hold more than one connection's limit wait: one
+/// client reading nothing (an application's read token on many HTTP/2 streams) must not
+/// hold other tenants' lookups, nor its own tenant's IdP's, until they are dropped. The
+/// memory past the bound is then at most about a connection's limit a token.
 pub const EVERYWHERE: u64 = 16;
 
 /// One connection's backlog, carried in each of its requests' extensions by the server.
@@ -101,8 +102,8 @@ pub struct Turn {
 /// How often a connection over its limit looks again: only such connections ever wait.
 const RECHECK: Duration = Duration::from_millis(10);
 
-/// How often a waiting page sums its tenant's unread answers again.
-const TENANT_RECHECK: Duration = Duration::from_millis(100);
+/// How often a waiting page sums its token's unread answers again.
+const READER_RECHECK: Duration = Duration::from_millis(100);
 
 impl Backlog {
     pub fn new(unsent: Arc<dyn Unsent>, max_body_bytes: usize) -> Backlog {
@@ -150,20 +151,20 @@ impl Backlog {
             .ok()
             .and_then(Result::ok)
             .ok_or_else(|| self.unread(limit))?;
-        // The tenant's sum walks every connection: asked at most every `TENANT_RECHECK`
+        // The token's sum walks every connection: asked at most every `READER_RECHECK`
         // while this page waits, not at every look.
-        let mut tenant_over: Option<(Instant, bool)> = None;
-        let mut tenant_over_now = || match tenant_over {
-            Some((at, over)) if at.elapsed() < TENANT_RECHECK => over,
+        let mut reader_over: Option<(Instant, bool)> = None;
+        let mut reader_over_now = || match reader_over {
+            Some((at, over)) if at.elapsed() < READER_RECHECK => over,
             _ => {
-                let over = self.unsent.unsent_of_tenant() > limit;
-                tenant_over = Some((Instant::now(), over));
+                let over = self.unsent.unsent_of_reader() > limit;
+                reader_over = Some((Instant::now(), over));
                 over
             }
         };
         while self.unsent.unsent() > limit
             || (self.unsent.unsent_everywhere() > limit.saturating_mul(EVERYWHERE)
-                && tenant_over_now())
+                && reader_over_now())
         {
             if Instant::now() + RECHECK > deadline {
                 return Err(self.unread(limit));
@@ -214,7 +215,7 @@ mod tests {
         fn unsent(&self) -> u64 {
             self.0.load(Ordering::Relaxed)
         }
-        fn unsent_of_tenant(&self) -> u64 {
+        fn unsent_of_reader(&self) -> u64 {
             let others = self.2.load(Ordering::Relaxed);
             self.unsent_everywhere()
                 .saturating_sub(others)

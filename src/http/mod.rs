@@ -396,9 +396,9 @@ impl App {
             // show only to that tenant's token, and another tenant's token is refused.
             let auth = auth::authorization(req.headers());
             let auth = auth.as_deref();
-            let tenant = match (&route.tenant, auth) {
+            let principal = match (&route.tenant, auth) {
                 (Some(t), Some(_)) => match rt.tokens.authenticate(auth, Some(t)) {
-                    Some(p) => Some(p.tenant.clone()),
+                    Some(p) => Some(p),
                     None => {
                         let why = || why_refused(&rt, auth, Some(t));
                         return Ok((self.refused(peer, auth, true, why), None));
@@ -408,7 +408,7 @@ impl App {
                 // No token: the standard schemas. A wrong one is refused (and counted), or
                 // discovery would tell a guesser which tokens are valid.
                 (None, _) => match rt.tokens.authenticate(auth, None) {
-                    Some(p) => Some(p.tenant.clone()),
+                    Some(p) => Some(p),
                     None if auth.and_then(crate::auth::bearer).is_some() => {
                         let why = || why_refused(&rt, auth, None);
                         return Ok((self.refused(peer, auth, false, why), None));
@@ -416,9 +416,10 @@ impl App {
                     None => None,
                 },
             };
-            if let Some(t) = &tenant {
-                vouch::vouch_for(&req, t);
+            if let Some(p) = &principal {
+                vouch::vouch_for(&req, p);
             }
+            let tenant = principal.map(|p| p.tenant.clone());
             // Parsed once the token has been judged: a refused one is told so first.
             let query = query::Query::parse(req.uri().query())?;
             if method != Method::GET {
@@ -455,7 +456,7 @@ impl App {
             let why = || why_refused(&rt, auth, route.tenant.as_deref());
             return Ok((self.refused(peer, auth, route.tenant.is_some(), why), None));
         };
-        vouch::vouch_for(&req, &principal.tenant);
+        vouch::vouch_for(&req, &principal);
         // From here on a refusal is logged and counted under the tenant and token it came with.
         let served = async {
             let query = query::Query::parse(req.uri().query())?;

@@ -11,17 +11,17 @@ use std::sync::Arc;
 
 /// A connection as a request on it may speak of it to the server.
 pub trait Vouch: Send + Sync {
-    /// A request on this connection carried a valid token of `tenant`.
-    fn vouch(&self, tenant: &str);
+    /// A request on this connection carried `tenant`'s valid token named `token`.
+    fn vouch(&self, tenant: &str, token: &str);
 }
 
 /// The connection a request came on, carried in its extensions by the server.
 #[derive(Clone)]
 pub struct Voucher(pub Arc<dyn Vouch>);
 
-/// `req` carried a valid token of `tenant`: say so for its connection.
-pub fn vouch_for<B>(req: &http::Request<B>, tenant: &str) {
+/// `req` carried `who`'s valid token: say so for its connection.
+pub fn vouch_for<B>(req: &http::Request<B>, who: &crate::auth::Principal) {
     if let Some(conn) = req.extensions().get::<Voucher>() {
-        conn.0.vouch(tenant);
+        conn.0.vouch(&who.tenant, &who.token_name);
     }
 }

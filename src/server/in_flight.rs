@@ -82,8 +82,11 @@ pub struct InFlight {
     vouched: AtomicBool,
     /// The tenant whose token it carried, counted in the parent's `vouched_by`.
     vouched_for: Mutex<Option<String>>,
-    /// The tenant whose token it carried first, safe or not (see `Unsent::unsent_of_tenant`).
+    /// The tenant whose token it carried first, safe or not.
     tenant: OnceLock<String>,
+    /// That tenant and the token's name: whose answers its unread ones are
+    /// (`Unsent::unsent_of_reader`).
+    reader: OnceLock<(String, String)>,
     /// For a parent: how many connections each tenant's tokens vouched for, and how many
     /// one tenant may have vouched for at once (0: no bound).
     vouched_by: Mutex<HashMap<String, usize>>,
@@ -144,6 +147,7 @@ impl InFlight {
             vouched: AtomicBool::new(false),
             vouched_for: Mutex::new(None),
             tenant: OnceLock::new(),
+            reader: OnceLock::new(),
             vouched_by: Mutex::new(HashMap::new()),
             vouch_cap: AtomicUsize::new(0),
             spoke: AtomicBool::new(false),
@@ -373,13 +377,14 @@ impl InFlight {
 impl crate::http::vouch::Vouch for InFlight {
     /// Vouched for by `tenant`'s token, unless that tenant already has its parent's cap of
     /// vouched connections: then it stays a stranger, closed when a newcomer needs its slot.
-    fn vouch(&self, tenant: &str) {
+    fn vouch(&self, tenant: &str, token: &str) {
         if self.vouched.load(Ordering::Relaxed) {
             return;
         }
-        // Its answers count as its tenant's, whether or not it is made safe.
+        // Its answers count as its token's, whether or not it is made safe.
         if self.tenant.get().is_none() {
             let _ = self.tenant.set(tenant.to_string());
+            let _ = self.reader.set((tenant.to_string(), token.to_string()));
         }
         let mut mine = self.vouched_for.lock().unwrap_or_else(|e| e.into_inner());
         if mine.is_some() {
@@ -528,12 +533,12 @@ impl crate::http::backlog::Unsent for InFlight {
     /// Summed over the parent's connections when asked, rather than kept as a running
     /// count beside each connection's: asked only while the server is over its bound, and a
     /// sum has no race with the writes that take bytes off.
-    fn unsent_of_tenant(&self) -> u64 {
-        let (Some(mine), Some(p)) = (self.tenant.get(), &self.parent) else {
+    fn unsent_of_reader(&self) -> u64 {
+        let (Some(mine), Some(p)) = (self.reader.get(), &self.parent) else {
             return self.unsent();
         };
         p.connections()
-            .filter(|c| c.tenant.get() == Some(mine))
+            .filter(|c| c.reader.get() == Some(mine))
             .map(|c| c.unsent.load(Ordering::Relaxed))
             .sum()
     }
@@ -861,7 +866,7 @@ mod tests {
         let conns: Vec<_> = (0..4).map(|_| all.child()).collect();
         for c in &conns {
             c.spoke();
-            c.vouch("acme");
+            c.vouch("acme", "okta");
         }
         let vouched = |cs: &[Arc<InFlight>]| {
             cs.iter()
@@ -872,7 +877,7 @@ mod tests {
         assert_eq!(vouched(&conns), 2);
         // Another tenant's are not counted against acme's.
         let other = all.child();
-        other.vouch("globex");
+        other.vouch("globex", "entra");
         assert!(other.vouched.load(Ordering::SeqCst));
         std::thread::sleep(STRANGER_GRACE + Duration::from_millis(50));
         assert!(all.evict_a_stranger());
@@ -880,37 +885,42 @@ mod tests {
         // One of acme's safe ones gone: the next that shows acme's token is safe again.
         let mut conns = conns;
         conns.remove(0);
-        conns[2].vouch("acme");
+        conns[2].vouch("acme", "okta");
         assert!(conns[2].vouched.load(Ordering::SeqCst));
     }
 
     #[test]
-    fn unsent_bytes_count_for_the_tenant_whose_token_the_connection_carried() {
+    fn unsent_bytes_count_for_the_token_the_connection_carried() {
         use crate::http::backlog::Unsent;
         use crate::http::vouch::Vouch;
         let root = InFlight::new();
         root.cap_vouched_per_tenant(1);
         let (a, b, c, d) = (root.child(), root.child(), root.child(), root.child());
-        // Owed before any token: the tenant's once the token comes.
+        let e = root.child();
+        // Owed before any token: the token's once it comes.
         a.owe(5);
-        a.vouch("acme");
-        // Past acme's cap of safe connections, b's bytes still count as acme's.
-        b.vouch("acme");
-        c.vouch("globex");
+        a.vouch("acme", "app");
+        // Past acme's cap of safe connections, b's bytes still count as acme's app's.
+        b.vouch("acme", "app");
+        c.vouch("globex", "app");
+        // Acme's IdP, with its own token, is not held back by what its app leaves unread.
+        e.vouch("acme", "okta");
         a.owe(1000);
         b.owe(200);
         c.owe(50);
         d.owe(10);
-        assert_eq!(a.unsent_of_tenant(), 1205);
-        assert_eq!(b.unsent_of_tenant(), 1205);
-        assert_eq!(c.unsent_of_tenant(), 50);
-        assert_eq!(d.unsent_of_tenant(), 10);
+        e.owe(7);
+        assert_eq!(a.unsent_of_reader(), 1205);
+        assert_eq!(b.unsent_of_reader(), 1205);
+        assert_eq!(c.unsent_of_reader(), 50);
+        assert_eq!(d.unsent_of_reader(), 10);
+        assert_eq!(e.unsent_of_reader(), 7);
         a.wrote(305);
-        assert_eq!(b.unsent_of_tenant(), 900);
+        assert_eq!(b.unsent_of_reader(), 900);
         drop(b);
-        assert_eq!(a.unsent_of_tenant(), 700);
+        assert_eq!(a.unsent_of_reader(), 700);
         a.wrote(5000);
-        assert_eq!((a.unsent_of_tenant(), root.unsent()), (0, 60));
+        assert_eq!((a.unsent_of_reader(), root.unsent()), (0, 67));
     }
 
     #[tokio::test]
@@ -975,7 +985,7 @@ mod tests {
         let old = all.child();
         let new = all.child();
         drop(gone);
-        ours.vouch("t");
+        ours.vouch("t", "idp");
         for c in [&ours, &old, &new] {
             c.spoke();
         }
