@@ -423,6 +423,11 @@ impl Reloader {
         certs.warnings(self.app.runtime().config.server.public_url.as_deref())
     }
 
+    /// Why the IdPs' writes are refused now, if they are (`Store::writes_refused`).
+    pub fn writes_refused(&self) -> Option<crate::store::Refused> {
+        self.app.store.writes_refused()
+    }
+
     /// How often to look for renewed certificate files (0: never).
     pub fn watch_secs(&self) -> u64 {
         self.app.runtime().config.tls.watch_secs

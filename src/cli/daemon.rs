@@ -282,6 +282,10 @@ pub(crate) async fn watch_signals_and_certs(
     // A certificate that ends while the daemon runs is warned of daily, not only at start.
     let day = std::time::Duration::from_secs(24 * 60 * 60);
     let mut daily = tokio::time::interval_at(tokio::time::Instant::now() + day, day);
+    // `systemctl status` says so while writes are refused (a full disk, a damaged file), as
+    // `/healthz` does: the journal's one line about it may have scrolled away.
+    let mut status = "serving".to_string();
+    let mut look = tokio::time::interval(STATUS_EVERY);
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -305,7 +309,7 @@ pub(crate) async fn watch_signals_and_certs(
                             tracing::info!("reload: {n}");
                         }
                         tracing::info!("configuration reloaded");
-                        notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("serving")]);
+                        notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
                     }
                     Err(e) => {
                         tracing::error!("reload refused, the previous configuration stays in force: {e}");
@@ -341,11 +345,35 @@ pub(crate) async fn watch_signals_and_certs(
                     stamp = now;
                 }
             }
+            _ = look.tick() => {
+                let now = status_of(&reloader);
+                if now != status {
+                    status = now;
+                    notify(&[sd_notify::NotifyState::Status(&status)]);
+                }
+            }
             _ = daily.tick() => {
                 for w in reloader.cert_warnings() {
                     tracing::warn!("tls: {w}");
                 }
             }
+        }
+    }
+}
+
+/// How often the systemd STATUS is brought up to date with refused writes.
+const STATUS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The STATUS line for systemd: serving, or why writes are refused.
+fn status_of(reloader: &scimd::server::Reloader) -> String {
+    use scimd::store::Refused;
+    match reloader.writes_refused() {
+        None => "serving".into(),
+        Some(Refused::DiskFull { .. }) => {
+            "serving reads; writes refused: the disk holding the database is full".into()
+        }
+        Some(Refused::Damaged(_)) => {
+            "serving reads; writes refused: the database file is damaged (see the log)".into()
         }
     }
 }

@@ -2329,6 +2329,101 @@ fn tells_the_service_manager_when_it_is_ready_and_when_it_stops() {
     assert!(seen.contains("STATUS=serving"), "{seen}");
 }
 
+/// While writes are refused for a full disk, the STATUS systemd shows says so, and says
+/// "serving" again once space is freed. A real full disk: a small tmpfs (root only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_status_says_while_writes_are_refused_for_a_full_disk() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let mounted = running_as_root()
+        && Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+            .arg(&small)
+            .status()
+            .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("SKIPPED: mounting a small tmpfs needs root");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(small.clone());
+    let cfg = small.join("scimd.toml");
+    let text = config_text(&small, &token_line("okta", "tok"));
+    std::fs::write(&cfg, text).unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let mut scimd = Command::new(env!("CARGO_BIN_EXE_scimd"));
+    scimd.env("NOTIFY_SOCKET", &socket_path);
+    let p = Proc::start_as(scimd, &cfg);
+    let mut seen = String::new();
+    // Fill the disk, then write until a write is refused for it.
+    let filler = small.join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=1M", "count=64"])
+        .arg(format!("of={}", filler.display()))
+        .stderr(Stdio::null())
+        .status();
+    let body = |i: usize| {
+        format!(
+            "{{\"schemas\":[\"urn:ietf:params:scim:schemas:core:2.0:User\"],\"userName\":\"u{i}@x\",\"title\":\"{}\"}}",
+            "t".repeat(4000)
+        )
+    };
+    let mut refused = false;
+    for i in 0..5000 {
+        if p.post("/scim/v2/Users", "tok", body(i)).await == 503 {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "the disk never filled");
+    let now = status_until(
+        &socket,
+        &mut seen,
+        "serving reads; writes refused: the disk holding the database is full",
+    )
+    .await;
+    assert_eq!(now.first().map(String::as_str), Some("serving"));
+    std::fs::remove_file(&filler).unwrap();
+    assert_eq!(p.post("/scim/v2/Users", "tok", body(9999)).await, 201);
+    let now = status_until(&socket, &mut seen, "serving").await;
+    assert_eq!(now.last().map(String::as_str), Some("serving"));
+}
+
+/// The STATUS lines sent to `socket` so far (collected in `seen`), once the last is `want`.
+async fn status_until(
+    socket: &std::os::unix::net::UnixDatagram,
+    seen: &mut String,
+    want: &str,
+) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = socket.recv(&mut buf) {
+            seen.push_str(std::str::from_utf8(&buf[..n]).unwrap());
+            seen.push('\n');
+        }
+        let now: Vec<String> = seen
+            .lines()
+            .filter_map(|l| l.strip_prefix("STATUS="))
+            .map(str::to_string)
+            .collect();
+        if now.last().is_some_and(|s| s == want) {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "no STATUS {want}: {now:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_public_url_host_gets_a_new_self_signed_certificate_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();
