@@ -119,6 +119,16 @@ impl Projection {
         p
     }
 
+    /// Every extension asked for, and nothing else: what `schemas` lists of a resource for
+    /// a client that asks for all it may see (`never` values stay hidden).
+    pub fn every_extension(kind: impl Into<Rt>) -> Projection {
+        Projection {
+            include: Some(Vec::new()),
+            include_ext: kind.into().extensions().iter().map(|e| e.id).collect(),
+            ..Projection::default()
+        }
+    }
+
     /// This projection for the answer to a write whose body is `body` (a resource, or a
     /// PATCH request): the extension attributes it sets are shown even when their
     /// `returned` is `request` (RFC 7643 §7).
@@ -206,43 +216,27 @@ impl Projection {
         let kind: Rt = kind.into();
         // RFC 7643 §7: `always` attributes come back whatever `attributes` or
         // `excludedAttributes` say (RFC 7644 §3.9); put back after the projection.
-        // So do `always` sub-attributes, in the values of their attribute the answer keeps
-        // (or in all of them, when the attribute itself was left out).
-        let mut always: Vec<(&'static str, &'static AttrDef, Value)> = Vec::new();
+        let mut always: Vec<(&'static str, &'static str, Value)> = Vec::new();
         if self.include.is_some() || !self.exclude.is_empty() || !self.exclude_ext.is_empty() {
             for ext in kind.extensions() {
-                for def in ext.attributes.iter().filter(|d| {
-                    d.returned == Returned::Always
-                        || d.sub_attributes
-                            .iter()
-                            .any(|s| s.returned == Returned::Always)
-                }) {
+                for def in ext
+                    .attributes
+                    .iter()
+                    .filter(|d| d.returned == Returned::Always)
+                {
                     if let Some(v) = resource.get(ext.id).and_then(|m| m.get(def.name)) {
-                        always.push((ext.id, def, v.clone()));
+                        always.push((ext.id, def.name, v.clone()));
                     }
                 }
             }
         }
         self.project(kind, resource);
-        for (urn, def, v) in always {
+        for (urn, name, v) in always {
             let holder = resource
                 .entry(urn.to_string())
                 .or_insert_with(|| Value::Object(Map::new()));
-            let Value::Object(m) = holder else { continue };
-            if def.returned == Returned::Always {
-                m.insert(def.name.to_string(), v);
-                continue;
-            }
-            match m.get_mut(def.name) {
-                Some(kept) => put_back_always(def, &v, kept),
-                None => {
-                    let mut kept = match &v {
-                        Value::Array(_) => Value::Array(Vec::new()),
-                        _ => Value::Object(Map::new()),
-                    };
-                    put_back_always(def, &v, &mut kept);
-                    m.insert(def.name.to_string(), kept);
-                }
+            if let Value::Object(m) = holder {
+                m.insert(name.to_string(), v);
             }
         }
         self.hide_unasked(kind, resource);
@@ -292,7 +286,7 @@ impl Projection {
                         return true;
                     }
                     if let Value::Object(m) = v {
-                        m.retain(|ek, ev| keep_sub(inc, Some(ext.id), ek, ev));
+                        m.retain(|ek, ev| keep_sub(inc, Some(ext.id), ext.attr(ek), ek, ev));
                         return !m.is_empty();
                     }
                     return false;
@@ -306,7 +300,7 @@ impl Projection {
                 {
                     continue;
                 }
-                if !narrow(resource.get_mut(s.name), inc, None, s.name) {
+                if !narrow(resource.get_mut(s.name), inc, None, None, s.name) {
                     resource.remove(s.name);
                 }
             }
@@ -315,11 +309,27 @@ impl Projection {
             if s.ext.is_none() && s.name == "id" {
                 continue;
             }
+            // An `always` sub-attribute stays however it is excluded: its attribute named
+            // whole keeps just them, in every value.
+            let def = s
+                .ext
+                .and_then(|u| kind.extension(u))
+                .and_then(|e| e.attr(s.name));
+            let always = def.map(always_subs).unwrap_or_default();
+            if s.sub.is_some_and(|sub| always.contains(&sub)) {
+                continue;
+            }
             let target = match s.ext {
                 None => Some(&mut *resource),
                 Some(u) => resource.get_mut(u).and_then(Value::as_object_mut),
             };
             let Some(t) = target else { continue };
+            if s.sub.is_none() && s.filter.is_none() && !always.is_empty() {
+                if !narrow(t.get_mut(s.name), &[], s.ext, def, s.name) {
+                    t.remove(s.name);
+                }
+                continue;
+            }
             if let Some((def, f)) = &s.filter {
                 if let Some(Value::Array(list)) = t.get_mut(s.name) {
                     let hit = |el: &Value| filter::matches_element(f, def, el);
@@ -354,8 +364,21 @@ impl Projection {
                 },
             }
         }
-        for ext in &self.exclude_ext {
-            resource.remove(*ext);
+        for urn in &self.exclude_ext {
+            // Its `always` attributes are put back by `apply`; its attributes' `always`
+            // sub-attributes stay here.
+            let Some(Value::Object(m)) = resource.get_mut(*urn) else {
+                continue;
+            };
+            let ext = kind.extension(urn);
+            m.retain(|k, v| {
+                let def = ext.and_then(|e| e.attr(k));
+                def.is_some_and(|d| !always_subs(d).is_empty())
+                    && narrow(Some(v), &[], Some(urn), def, k)
+            });
+            if m.is_empty() {
+                resource.remove(*urn);
+            }
         }
     }
 
@@ -454,45 +477,6 @@ impl Projection {
     }
 }
 
-/// Put `def`'s `always` sub-attributes from its stored value `full` back into `kept`, what
-/// the projection left of it. A multi-valued attribute's kept values are those of `full`
-/// in order, each a part of one (a value filter may have left some out): each takes them
-/// from the first stored value it is a part of. An empty `kept` takes every stored value's.
-fn put_back_always(def: &AttrDef, full: &Value, kept: &mut Value) {
-    let subs = || {
-        def.sub_attributes
-            .iter()
-            .filter(|s| s.returned == Returned::Always)
-    };
-    let fill = |from: &Map<String, Value>, to: &mut Map<String, Value>| {
-        for sub in subs() {
-            if let Some(v) = from.get(sub.name) {
-                to.insert(sub.name.to_string(), v.clone());
-            }
-        }
-    };
-    match (full, kept) {
-        (Value::Object(from), Value::Object(to)) => fill(from, to),
-        (Value::Array(from), Value::Array(to)) if to.is_empty() => {
-            for el in from.iter().filter_map(Value::as_object) {
-                let mut only = Map::new();
-                fill(el, &mut only);
-                to.push(Value::Object(only));
-            }
-        }
-        (Value::Array(from), Value::Array(to)) => {
-            let mut from = from.iter().filter_map(Value::as_object);
-            for el in to.iter_mut().filter_map(Value::as_object_mut) {
-                let part_of = |f: &&Map<String, Value>| el.iter().all(|(k, v)| f.get(k) == Some(v));
-                if let Some(f) = from.find(part_of) {
-                    fill(f, el);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
 /// Keep only what a tenant's own extension `ext` declares of its stored object: an
 /// attribute (or sub-attribute) the tenant has taken out of its declaration stays stored
 /// but unshown, like a whole extension taken out, and its `never` values with it. (The
@@ -520,29 +504,53 @@ pub fn keep_declared(ext: &SchemaDef, obj: &mut Map<String, Value>) {
     });
 }
 
-fn keep_sub(inc: &[Sel], ext: Option<&'static str>, key: &str, v: &mut Value) -> bool {
+fn keep_sub(
+    inc: &[Sel],
+    ext: Option<&'static str>,
+    def: Option<&'static AttrDef>,
+    key: &str,
+    v: &mut Value,
+) -> bool {
     let sels: Vec<&Sel> = inc
         .iter()
         .filter(|s| s.ext == ext && s.name == key)
         .collect();
-    if sels.is_empty() {
+    // Not named: only its `always` sub-attributes, if it has any.
+    if sels.is_empty() && def.is_none_or(|d| always_subs(d).is_empty()) {
         return false;
     }
     if sels.iter().any(|s| s.sub.is_none()) {
         return true;
     }
-    narrow(Some(v), inc, ext, key)
+    narrow(Some(v), inc, ext, def, key)
 }
 
-/// Keep only the selected sub-attributes of a complex (or multi-valued complex) value. A
-/// value left with none of them is dropped (`members.display` of members stored without
-/// one is not `[{}, {}]`); false when nothing is left of a value that had some.
-fn narrow(v: Option<&mut Value>, inc: &[Sel], ext: Option<&'static str>, name: &str) -> bool {
-    let subs: Vec<&str> = inc
+/// The sub-attributes of `def` returned whatever `attributes` or `excludedAttributes` say.
+fn always_subs(def: &AttrDef) -> Vec<&'static str> {
+    def.sub_attributes
+        .iter()
+        .filter(|s| s.returned == Returned::Always)
+        .map(|s| s.name)
+        .collect()
+}
+
+/// Keep only the selected sub-attributes of a complex (or multi-valued complex) value, and
+/// those of `def` returned always. A value left with none of them is dropped
+/// (`members.display` of members stored without one is not `[{}, {}]`); false when nothing
+/// is left of a value that had some.
+fn narrow(
+    v: Option<&mut Value>,
+    inc: &[Sel],
+    ext: Option<&'static str>,
+    def: Option<&'static AttrDef>,
+    name: &str,
+) -> bool {
+    let mut subs: Vec<&str> = inc
         .iter()
         .filter(|s| s.ext == ext && s.name == name)
         .filter_map(|s| s.sub)
         .collect();
+    subs.extend(def.map(always_subs).unwrap_or_default());
     let keep = |m: &mut Map<String, Value>| m.retain(|k, _| subs.contains(&k.as_str()));
     match v {
         Some(Value::Object(m)) => {

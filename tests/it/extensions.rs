@@ -557,16 +557,31 @@ async fn never_and_request_attributes_stay_out_of_answers_unless_asked() {
         r.body["schemas"],
         json!(["urn:ietf:params:scim:schemas:core:2.0:User"])
     );
-    let listed = s
-        .get(&format!("/Users?filter=schemas%20eq%20%22{EXT}%22"))
+    // One holding only a `request` value is found: asked for, its answers list it.
+    let r = s
+        .post(
+            "/Users",
+            json!({"userName": "note-only@x", EXT: {"note": "x"}}),
+        )
         .await;
-    assert_eq!(total(&listed), 1, "{}", listed.body);
-    assert_eq!(listed.body["Resources"][0]["id"], json!(id));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let listed = s
+        .get(&format!(
+            "/Users?filter=schemas%20eq%20%22{EXT}%22&attributes=userName"
+        ))
+        .await;
+    let names: Vec<&str> = listed.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["userName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["hid@x", "note-only@x"], "{}", listed.body);
 }
 
 /// RFC 7643 §7, RFC 7644 §3.4.2.5: a sub-attribute declared `returned = "always"` comes
-/// back whatever `attributes` or `excludedAttributes` say, in each value of its attribute
-/// the answer keeps, or in every value when the attribute itself was left out.
+/// back whatever `attributes` or `excludedAttributes` say of it or its attribute, in every
+/// value; a value filter still chooses which values come back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn always_sub_attributes_survive_every_projection() {
     let s = Srv::start_with(|c| {
@@ -597,13 +612,14 @@ async fn always_sub_attributes_survive_every_projection() {
             "/Users",
             json!({"userName": "keys@x", EXT: {"badge": "b",
                 "keys": [{"kid": "k1", "label": "L1", "secret": "s1"},
-                    {"kid": "k2", "label": "L2", "secret": "s2"}, {"label": "L3"}],
+                    {"kid": "k2", "label": "L2", "secret": "s2"}, {"label": "L3"},
+                    {"kid": "k4", "label": "L1"}],
                 "profile": {"id": "p1", "bio": "hello"}}}),
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let id = r.body["id"].as_str().unwrap().to_string();
-    let kids = json!([{"kid": "k1"}, {"kid": "k2"}]);
+    let kids = json!([{"kid": "k1"}, {"kid": "k2"}, {"kid": "k4"}]);
     for (q, keys, profile) in [
         (
             "attributes=userName".to_string(),
@@ -622,12 +638,34 @@ async fn always_sub_attributes_survive_every_projection() {
         ),
         (
             format!("attributes={EXT}:keys.label,{EXT}:profile.bio"),
-            json!([{"kid": "k1", "label": "L1"}, {"kid": "k2", "label": "L2"}, {"label": "L3"}]),
+            json!([{"kid": "k1", "label": "L1"}, {"kid": "k2", "label": "L2"}, {"label": "L3"},
+                {"kid": "k4", "label": "L1"}]),
             json!({"id": "p1", "bio": "hello"}),
         ),
         (
             format!("attributes={EXT}:keys[label eq \"L2\"]"),
             json!([{"kid": "k2", "label": "L2"}]),
+            json!({"id": "p1"}),
+        ),
+        // A value filter chooses the values; each keeps its own `always` sub-attribute.
+        (
+            format!("attributes={EXT}:keys[kid eq \"k4\"].label"),
+            json!([{"kid": "k4", "label": "L1"}]),
+            json!({"id": "p1"}),
+        ),
+        (
+            format!("attributes={EXT}:keys[label eq \"L1\"].label"),
+            json!([{"kid": "k1", "label": "L1"}, {"kid": "k4", "label": "L1"}]),
+            json!({"id": "p1"}),
+        ),
+        (
+            format!("excludedAttributes={EXT}:keys[label eq \"L1\"]"),
+            json!([{"kid": "k2", "label": "L2"}, {"label": "L3"}]),
+            json!({"id": "p1", "bio": "hello"}),
+        ),
+        (
+            format!("attributes={EXT}:keys[label eq \"none\"]"),
+            Value::Null,
             json!({"id": "p1"}),
         ),
     ] {

@@ -14,21 +14,19 @@ use crate::scim::projection::Projection;
 use crate::scim::schema::{AttrDef, AttrType, Rt};
 
 /// A resource's `schemas` as its answers show them: the core schema and each extension
-/// that keeps a value once the `returned` rules are applied, so that an extension holding
-/// only `never` values, which its answers leave out, is not told by a filter either.
+/// holding a value its answers may show (asked for, if `returned = "request"`): one holding
+/// only `never` values, which no answer shows, is not told by a filter either.
 fn schemas_of(kind: Rt, obj: &Value) -> Value {
-    let mut list = vec![Value::String(kind.kind.schema().id.to_string())];
-    list.extend(
-        kind.ext
-            .iter()
-            .filter(|ext| obj.get(ext.id).is_some())
-            .map(|ext| Value::String(ext.id.to_string())),
-    );
-    let Some(mut shown) = obj.as_object().cloned() else {
-        return Value::Array(list);
-    };
+    let core = Value::String(kind.kind.schema().id.to_string());
+    let mut shown: serde_json::Map<String, Value> = kind
+        .ext
+        .iter()
+        .filter_map(|ext| Some((ext.id.to_string(), obj.get(ext.id)?.clone())))
+        .collect();
+    let mut list = vec![core];
+    list.extend(shown.keys().cloned().map(Value::String));
     shown.insert("schemas".into(), Value::Array(list));
-    Projection::default().apply(kind, &mut shown);
+    Projection::every_extension(kind).apply(kind, &mut shown);
     shown.remove("schemas").unwrap_or_default()
 }
 
