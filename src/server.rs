@@ -118,8 +118,11 @@ async fn apply_plans_until_recorded(
     app: &Arc<App>,
     who: &'static str,
 ) -> (Vec<String>, Vec<String>) {
+    use std::sync::atomic::Ordering;
     let (notes, failed) = apply_plans(app, who).await;
-    if !failed.is_empty() {
+    // One task at a time: it applies the settings in force when it tries, a later
+    // reload's included.
+    if !failed.is_empty() && !app.plans_pending.swap(true, Ordering::SeqCst) {
         let app = app.clone();
         tokio::spawn(async move {
             loop {
@@ -129,6 +132,7 @@ async fn apply_plans_until_recorded(
                     tracing::info!("plan settings recorded after all: {n}");
                 }
                 if failed.is_empty() {
+                    app.plans_pending.store(false, Ordering::SeqCst);
                     break;
                 }
             }
@@ -283,10 +287,16 @@ impl Reloader {
             }
             _ => None,
         };
-        if let (Some(resolver), Some(l)) = (&self.certs, &loaded) {
-            resolver.check_replacement(&l.key)?;
+        // Files holding a certificate that cannot be served leave the one in use, and the
+        // rest of the reload (a token revoked, say) still applies.
+        let kept = match (&self.certs, &loaded) {
+            (Some(resolver), Some(l)) => resolver.check_replacement(&l.key).err(),
+            _ => None,
+        };
+        if let Some(e) = &kept {
+            warnings.push(format!("tls: {e}"));
         }
-        if let (Some(resolver), Some(l)) = (&self.certs, loaded) {
+        if let (Some(resolver), Some(l), None) = (&self.certs, loaded, kept) {
             notes.push(format!("serving certificate {}", l.fingerprint));
             warnings.extend(
                 l.warnings(new.server.public_url.as_deref())
@@ -402,7 +412,7 @@ impl Reloader {
     }
 
     /// Reload only the certificate (files renewed on disk); returns its fingerprint.
-    pub fn reload_cert(&self) -> Result<String, String> {
+    pub fn reload_cert(&self) -> Result<String, tls::NotUsed> {
         let Some(resolver) = &self.certs else {
             return Ok("plain HTTP: no certificate".into());
         };

@@ -36,6 +36,29 @@ pub enum TlsError {
     Unreadable { dir: PathBuf, reason: String },
 }
 
+/// Why certificate files were not put in use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotUsed {
+    pub reason: String,
+    /// They hold a certificate that becomes valid later: worth trying again until it is.
+    pub not_yet_valid: bool,
+}
+
+impl std::fmt::Display for NotUsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl From<String> for NotUsed {
+    fn from(reason: String) -> NotUsed {
+        NotUsed {
+            reason,
+            not_yet_valid: false,
+        }
+    }
+}
+
 pub struct Loaded {
     pub key: Arc<CertifiedKey>,
     /// SHA-256 of the leaf certificate, colon-separated hex, for admins to pin or compare.
@@ -376,7 +399,7 @@ impl CertResolver {
     /// or not yet valid): a renewal gone wrong would otherwise cut off every IdP while the
     /// one in use had months to run. At start, or when the one in use cannot be served
     /// either, the new one is taken with a warning.
-    pub fn check_replacement(&self, new: &CertifiedKey) -> Result<(), String> {
+    pub fn check_replacement(&self, new: &CertifiedKey) -> Result<(), NotUsed> {
         let now = time::OffsetDateTime::now_utc();
         let unusable = |k: &CertifiedKey| {
             k.cert
@@ -384,10 +407,13 @@ impl CertResolver {
                 .and_then(|c| crate::x509::outside_dates(c.as_ref(), now))
         };
         match unusable(new) {
-            Some(why) if unusable(&self.get()).is_none() => Err(format!(
-                "{why}; the certificate in use can still be served and stays until files \
-                 that can be are in place"
-            )),
+            Some((why, later)) if unusable(&self.get()).is_none() => Err(NotUsed {
+                reason: format!(
+                    "the new certificate {why}; the certificate in use can still be served \
+                     and stays until files that can be are in place"
+                ),
+                not_yet_valid: later,
+            }),
             _ => Ok(()),
         }
     }
@@ -667,12 +693,18 @@ mod tests {
         let (valid, expired, early) = (pair(-10, 90), pair(-100, -1), pair(5, 100));
         let resolver = CertResolver::new(valid.clone());
         let e = resolver.check_replacement(&expired).unwrap_err();
-        assert!(e.starts_with("the new certificate expired on"), "{e}");
-        let e = resolver.check_replacement(&early).unwrap_err();
         assert!(
-            e.starts_with("the new certificate is not valid before"),
+            e.reason.starts_with("the new certificate expired on"),
             "{e}"
         );
+        assert!(!e.not_yet_valid);
+        let e = resolver.check_replacement(&early).unwrap_err();
+        assert!(
+            e.reason
+                .starts_with("the new certificate is not valid before"),
+            "{e}"
+        );
+        assert!(e.not_yet_valid, "worth trying again once valid");
         assert_eq!(resolver.check_replacement(&pair(-1, 400)), Ok(()));
         let resolver = CertResolver::new(expired.clone());
         assert_eq!(resolver.check_replacement(&early), Ok(()));

@@ -77,16 +77,20 @@ fn day(t: OffsetDateTime) -> String {
     )
 }
 
-/// Why a certificate cannot be served at `now` (expired, or not yet valid), if it cannot.
-pub fn outside_dates(der: &[u8], now: OffsetDateTime) -> Option<String> {
+/// Why a certificate cannot be served at `now`, if it cannot: `expired on …`, or `is not
+/// valid before …` with true (it will be).
+pub fn outside_dates(der: &[u8], now: OffsetDateTime) -> Option<(String, bool)> {
     let (not_before, not_after) = validity(der)?;
     if now >= not_after {
-        return Some(format!("the new certificate expired on {}", day(not_after)));
+        return Some((format!("expired on {}", day(not_after)), false));
     }
     (now < not_before).then(|| {
-        format!(
-            "the new certificate is not valid before {} (is the clock right?)",
-            day(not_before)
+        (
+            format!(
+                "is not valid before {} (is the clock right?)",
+                day(not_before)
+            ),
+            true,
         )
     })
 }

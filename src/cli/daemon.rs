@@ -277,6 +277,8 @@ pub(crate) async fn watch_signals_and_certs(
     // Files that changed but did not load, tried once more before that is an error: a
     // renewal writes the certificate and the key one after the other.
     let mut unready = None;
+    // Files holding a certificate not valid yet, already said.
+    let mut waiting = None;
     let mut every = reloader.watch_secs();
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(every.max(1)));
     // A certificate that ends while the daemon runs is warned of daily, not only at start.
@@ -334,6 +336,14 @@ pub(crate) async fn watch_signals_and_certs(
                             for w in reloader.cert_warnings() {
                                 tracing::warn!("tls: {w}");
                             }
+                        }
+                        // Looked at again at every look, said once: in use once it is valid.
+                        Err(e) if e.not_yet_valid => {
+                            if waiting != now {
+                                tracing::error!("certificate files changed but hold a certificate not valid yet; keeping the old certificate, and taking the new one once it is valid: {e}");
+                                waiting = now;
+                            }
+                            continue;
                         }
                         Err(e) if !second_try => {
                             tracing::info!("certificate files changed but do not load yet (a renewal still writing them?); trying again in {every} s: {e}");

@@ -60,6 +60,9 @@ pub struct App {
     bodies: backlog::Room,
     /// And each tenant's connections together, made at its first body.
     tenant_bodies: Mutex<HashMap<String, backlog::Room>>,
+    /// A task is trying again to record plan settings the change feed could not take (a
+    /// full disk): one at a time, however many reloads failed to.
+    pub plans_pending: std::sync::atomic::AtomicBool,
 }
 
 /// Everything a handler needs about one request.
@@ -111,6 +114,7 @@ impl App {
             said_each_minute: limit::Limiter::default(),
             said_ignored: limit::Limiter::default(),
             bodies: backlog::body_room(backlog::BODIES_EVERYWHERE, config.server.max_body_bytes),
+            plans_pending: std::sync::atomic::AtomicBool::new(false),
             tenant_bodies: Mutex::new(HashMap::new()),
             runtime: RwLock::new(Arc::new(Runtime::new(config))),
             scheme,

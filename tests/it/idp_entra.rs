@@ -442,9 +442,6 @@ async fn entra_reference_collection() {
     assert_eq!(r.body["itemsPerPage"], 2);
 }
 
-/// App roles (`AppRoleAssignmentsComplex`) all have the type WindowsAzureActiveDirectoryRole:
-/// a role added beside one is a second role, several may come in one add, and a role's
-/// removal leaves the others.
 /// Microsoft's SCIM Validator sends a PATCH with no operations and expects success (public
 /// reports: scimmyjs/scimmy#59, #90; AzureAD/SCIMReferenceCode#112). RFC 7644 §3.5.2 asks
 /// for one or more, but an empty list can only mean "change nothing": the resource is
@@ -489,6 +486,9 @@ async fn a_patch_without_operations_changes_nothing() {
     assert_eq!(after.body["members"].as_array().map(Vec::len), Some(1));
 }
 
+/// App roles (`AppRoleAssignmentsComplex`) all have the type WindowsAzureActiveDirectoryRole:
+/// a role added beside one is a second role, several may come in one add, and a role's
+/// removal leaves the others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entra_app_roles_of_one_type_add_up() {
     let s = Srv::start().await;

@@ -1343,10 +1343,20 @@ async fn an_import_stops_when_its_console_goes_away_and_runs_one_at_a_time() {
         assert!(Instant::now() < deadline, "{}", p.log());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // Creates already handed to the writer finish; then nothing more is written.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let stopped = count().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Creates already handed to the writer finish (on a loaded machine that took more
+    // than 300 ms); then nothing more is written. An import that went on would reach N.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut stopped = count().await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = count().await;
+        if now == stopped {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still writing: {now}");
+        stopped = now;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(count().await, stopped);
     assert!(stopped < N, "{stopped}");
     // Run again, it finishes the job.

@@ -41,6 +41,66 @@ async fn serves_a_pem_certificate_and_key_from_files() {
     assert!(!s.dir.path().join("state/tls/cert.pem").exists());
 }
 
+/// Renewed files holding an expired certificate do not replace one that can be served, on
+/// a reload either; the rest of the reload (a token taken out) still applies, and the
+/// reload warns of the certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_a_servable_certificate_over_an_expired_one_and_applies_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = |from: i64, to: i64| {
+        let now = time::OffsetDateTime::now_utc();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+        params.not_before = now + time::Duration::days(from);
+        params.not_after = now + time::Duration::days(to);
+        let k = rcgen::KeyPair::generate().unwrap();
+        (params.self_signed(&k).unwrap().pem(), k.serialize_pem())
+    };
+    let (cert, key) = (dir.path().join("fullchain.pem"), dir.path().join("key.pem"));
+    let (good, good_key) = pair(-1, 90);
+    std::fs::write(&cert, &good).unwrap();
+    scimd::tls::write_private(&key, good_key.as_bytes()).unwrap();
+    let mut cfg = test_config(dir.path());
+    cfg.tls.self_signed = false;
+    cfg.tls.cert = Some(cert.clone());
+    cfg.tls.key = Some(key.clone());
+    let s = Srv::start_config(dir, cfg).await;
+    let (expired, expired_key) = pair(-100, -1);
+    std::fs::write(&cert, &expired).unwrap();
+    scimd::tls::write_private(&key, expired_key.as_bytes()).unwrap();
+    let mut without_globex = s.config.clone();
+    without_globex.tenants.remove("globex");
+    let r = s.reloader().apply(without_globex).await.unwrap();
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.starts_with("tls: the new certificate expired on")),
+        "{r:?}"
+    );
+    assert!(
+        r.notes.contains(&"tenant globex removed".to_string()),
+        "{r:?}"
+    );
+    // Still served: a client trusting only the good certificate connects.
+    let client = reqwest::Client::builder()
+        .tls_certs_only([Certificate::from_pem(good.as_bytes()).unwrap()])
+        .no_proxy()
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!("{}/Users", s.base()))
+        .bearer_auth(ACME)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        s.call(Method::GET, "/Users", Some(crate::harness::GLOBEX), None)
+            .await
+            .status,
+        401
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn negotiates_h2_and_accepts_tls12_and_http1() {
     let s = Srv::start().await;
