@@ -799,16 +799,8 @@ impl Store {
                     continue;
                 };
                 let holder = holder.value();
-                let holds = r
-                    .res()?
-                    .get((t, c, holder))?
-                    .and_then(|g| decode(g.value()))
-                    .is_some_and(|rec| {
-                        keys(rt, &rec.body)
-                            .unique
-                            .contains(&(attr.clone(), v.clone()))
-                    });
-                if holds {
+                let rec = r.res()?.get((t, c, holder))?.and_then(|g| decode(g.value()));
+                if holds_unique(rec, rt, &attr, &v) {
                     out.push((attr, v, holder));
                 }
             }

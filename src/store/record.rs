@@ -185,6 +185,17 @@ pub fn unique_values(rt: Rt, body: &Body) -> BTreeSet<(String, String)> {
     keys(rt, body).unique
 }
 
+/// Whether `rec`, the resource a unique-index entry names, still holds the entry's value
+/// `(attr, v)` as `rt` declares its attributes now (`case_exact` included): an entry whose
+/// resource no longer does refuses nothing.
+pub(super) fn holds_unique(rec: Option<Record>, rt: Rt, attr: &str, v: &str) -> bool {
+    rec.is_some_and(|r| {
+        keys(rt, &r.body)
+            .unique
+            .contains(&(attr.to_string(), v.to_string()))
+    })
+}
+
 /// Every unique-index entry the tenant's own extension values in `body` could have made,
 /// whatever is declared now. An extension taken out of the configuration, or an attribute
 /// no longer unique, leaves the entries made while it was: a write that drops or changes

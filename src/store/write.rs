@@ -296,11 +296,7 @@ impl<'t> W<'t> {
         attr: &str,
         v: &str,
     ) -> Result<bool, redb::Error> {
-        Ok(self.load(t, rt.kind, id)?.is_some_and(|r| {
-            keys(rt, &r.body)
-                .unique
-                .contains(&(attr.to_string(), v.to_string()))
-        }))
+        Ok(holds_unique(self.load(t, rt.kind, id)?, rt, attr, v))
     }
 
     pub(super) fn index(
