@@ -96,6 +96,34 @@ impl Config {
                 }
             }
         }
+        // Kept from refusal: files with them load today. /Schemas shows them as written.
+        for (name, t) in &self.tenants {
+            for (e, ext) in t.extensions.iter().enumerate() {
+                let mut attrs: Vec<(String, &super::AttributeConfig)> = Vec::new();
+                for (i, a) in ext.attributes.iter().enumerate() {
+                    let key = format!("tenants.{name}.extensions[{e}].attributes[{i}]");
+                    for (j, sub) in a.sub_attributes.iter().enumerate() {
+                        attrs.push((format!("{key}.sub_attributes[{j}]"), sub));
+                    }
+                    attrs.push((key, a));
+                }
+                for (key, a) in attrs {
+                    if a.ty == "reference" && a.reference_types.is_empty() {
+                        w.push(format!(
+                            "{key}.reference_types: a reference attribute should say what it \
+                             refers to (RFC 7643 §7), such as [\"external\"] or [\"uri\"]"
+                        ));
+                    }
+                    if a.ty != "reference" && !a.reference_types.is_empty() {
+                        w.push(format!(
+                            "{key}.reference_types: only a reference attribute refers to \
+                             anything; this one is a {}",
+                            a.ty
+                        ));
+                    }
+                }
+            }
+        }
         for name in self
             .tenants
             .iter()
@@ -246,6 +274,31 @@ mod tests {
             .collect();
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(w[0].starts_with("tenants.acme_corp:"), "{w:?}");
+    }
+
+    #[test]
+    fn reference_types_out_of_place_or_missing_are_warned_of() {
+        let mut c = Config::default();
+        let ext: crate::config::ExtensionConfig = serde_json::from_value(serde_json::json!({
+            "urn": "urn:ietf:params:scim:schemas:extension:acme:2.0:User", "name": "A",
+            "attributes": [
+                {"name": "site", "type": "reference"},
+                {"name": "code", "type": "string", "reference_types": ["User"]},
+                {"name": "home", "type": "reference", "reference_types": ["external"]}]}))
+        .unwrap();
+        let mut t = TenantConfig::default();
+        t.extensions.push(ext);
+        c.tenants.insert("acme".into(), t);
+        let w: Vec<String> = c
+            .warnings()
+            .into_iter()
+            .filter(|w| w.contains("reference_types"))
+            .collect();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].starts_with("tenants.acme.extensions[0].attributes[0].reference_types: a reference attribute should say"));
+        assert!(w[1].starts_with(
+            "tenants.acme.extensions[0].attributes[1].reference_types: only a reference attribute"
+        ));
     }
 
     #[test]

@@ -799,7 +799,10 @@ impl Store {
                     continue;
                 };
                 let holder = holder.value();
-                let rec = r.res()?.get((t, c, holder))?.and_then(|g| decode(g.value()));
+                let rec = r
+                    .res()?
+                    .get((t, c, holder))?
+                    .and_then(|g| decode(g.value()));
                 if holds_unique(rec, rt, &attr, &v) {
                     out.push((attr, v, holder));
                 }
