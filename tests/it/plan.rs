@@ -49,16 +49,19 @@ async fn members(s: &Srv, query: &str) -> Value {
     r.body
 }
 
+/// The tenant's change feed, its first thousand events, as answered.
+async fn feed(s: &Srv) -> crate::harness::Res {
+    s.call(
+        Method::GET,
+        "/tenants/acme/events?limit=1000",
+        Some(ACME),
+        None,
+    )
+    .await
+}
+
 async fn all_events(s: &Srv) -> Vec<Value> {
-    let r = s
-        .call(
-            Method::GET,
-            "/tenants/acme/events?limit=1000",
-            Some(ACME),
-            None,
-        )
-        .await;
-    r.body["events"].as_array().unwrap().clone()
+    feed(s).await.body["events"].as_array().unwrap().clone()
 }
 
 async fn plan_events(s: &Srv) -> Vec<Value> {
@@ -839,14 +842,7 @@ async fn plan_settings_a_full_disk_kept_out_of_the_feed_are_recorded_once_it_has
     // The database reopens after the failed write: the feed may answer 503 meanwhile.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let r = s
-            .call(
-                Method::GET,
-                "/tenants/acme/events?limit=1000",
-                Some(ACME),
-                None,
-            )
-            .await;
+        let r = feed(&s).await;
         if r.status == 200 && named(r.body["events"].as_array().unwrap()) > 0 {
             break;
         }
