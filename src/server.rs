@@ -162,6 +162,9 @@ pub struct Reloader {
 pub struct Reloaded {
     pub warnings: Vec<String>,
     pub notes: Vec<String>,
+    /// The certificate files hold one not valid yet, and the one in use was kept: the
+    /// watcher goes on looking at them.
+    pub cert_not_yet_valid: bool,
 }
 
 /// Descriptors scimd holds besides its connections (database, listener, admin socket,
@@ -296,7 +299,7 @@ impl Reloader {
         if let Some(e) = &kept {
             warnings.push(format!("tls: {e}"));
         }
-        if let (Some(resolver), Some(l), None) = (&self.certs, loaded, kept) {
+        if let (Some(resolver), Some(l), None) = (&self.certs, loaded, &kept) {
             notes.push(format!("serving certificate {}", l.fingerprint));
             warnings.extend(
                 l.warnings(new.server.public_url.as_deref())
@@ -408,7 +411,12 @@ impl Reloader {
         let (applied, failed) = apply_plans_until_recorded(&self.app, RELOAD_ACTOR).await;
         notes.extend(applied);
         warnings.extend(failed);
-        Ok(Reloaded { warnings, notes })
+        let cert_not_yet_valid = kept.as_ref().is_some_and(|e| e.not_yet_valid);
+        Ok(Reloaded {
+            warnings,
+            notes,
+            cert_not_yet_valid,
+        })
     }
 
     /// Reload only the certificate (files renewed on disk); returns its fingerprint.

@@ -301,8 +301,11 @@ pub(crate) async fn watch_signals_and_certs(
                         e.problems.join("; ")
                     ))),
                 };
+                // Files holding a certificate not valid yet stay looked at, said once.
+                let mut not_yet_valid = false;
                 match applied {
                     Ok(r) => {
+                        not_yet_valid = r.cert_not_yet_valid;
                         // What check-config warns about is a warning here too, as at start.
                         for w in r.warnings {
                             tracing::warn!("reload: {w}");
@@ -318,7 +321,10 @@ pub(crate) async fn watch_signals_and_certs(
                         notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("reload failed; previous configuration in force")]);
                     }
                 }
-                stamp = reloader.cert_stamp();
+                match not_yet_valid {
+                    true => waiting = reloader.cert_stamp(),
+                    false => stamp = reloader.cert_stamp(),
+                }
                 // A reload may start, stop or change the look for renewed files.
                 if reloader.watch_secs() != every {
                     every = reloader.watch_secs();

@@ -80,6 +80,7 @@ async fn a_reload_keeps_a_servable_certificate_over_an_expired_one_and_applies_t
         r.notes.contains(&"tenant globex removed".to_string()),
         "{r:?}"
     );
+    assert!(!r.cert_not_yet_valid, "an expired one never will be");
     // Still served: a client trusting only the good certificate connects.
     let client = reqwest::Client::builder()
         .tls_certs_only([Certificate::from_pem(good.as_bytes()).unwrap()])
@@ -98,6 +99,18 @@ async fn a_reload_keeps_a_servable_certificate_over_an_expired_one_and_applies_t
             .await
             .status,
         401
+    );
+    // One not valid yet: kept out too, and the watcher is told to go on looking at it.
+    let (early, early_key) = pair(2, 90);
+    std::fs::write(&cert, &early).unwrap();
+    scimd::tls::write_private(&key, early_key.as_bytes()).unwrap();
+    let r = s.reloader().apply(s.config.clone()).await.unwrap();
+    assert!(r.cert_not_yet_valid, "{r:?}");
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.starts_with("tls: the new certificate is not valid before")),
+        "{r:?}"
     );
 }
 
