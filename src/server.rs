@@ -133,7 +133,15 @@ async fn apply_plans_until_recorded(
                 }
                 if failed.is_empty() {
                     app.plans_pending.store(false, Ordering::SeqCst);
-                    break;
+                    // A reload whose settings failed while this try ran found a task going
+                    // and started none: one more try, with the settings in force now.
+                    let (notes, failed) = apply_plans(&app, who).await;
+                    for n in notes {
+                        tracing::info!("plan settings recorded after all: {n}");
+                    }
+                    if failed.is_empty() || app.plans_pending.swap(true, Ordering::SeqCst) {
+                        break;
+                    }
                 }
             }
         });

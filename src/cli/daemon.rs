@@ -301,7 +301,9 @@ pub(crate) async fn watch_signals_and_certs(
                         e.problems.join("; ")
                     ))),
                 };
-                // Files holding a certificate not valid yet stay looked at, said once.
+                // Files holding a certificate not valid yet stay looked at, said once; so
+                // do renewed files a refused reload did not take.
+                let mut looked_at = true;
                 let mut not_yet_valid = false;
                 match applied {
                     Ok(r) => {
@@ -317,13 +319,15 @@ pub(crate) async fn watch_signals_and_certs(
                         notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
                     }
                     Err(e) => {
+                        looked_at = false;
                         tracing::error!("reload refused, the previous configuration stays in force: {e}");
                         notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("reload failed; previous configuration in force")]);
                     }
                 }
-                match not_yet_valid {
-                    true => waiting = reloader.cert_stamp(),
-                    false => stamp = reloader.cert_stamp(),
+                match (looked_at, not_yet_valid) {
+                    (false, _) => {}
+                    (true, true) => waiting = reloader.cert_stamp(),
+                    (true, false) => stamp = reloader.cert_stamp(),
                 }
                 // A reload may start, stop or change the look for renewed files.
                 if reloader.watch_secs() != every {

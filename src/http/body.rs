@@ -120,9 +120,12 @@ impl App {
                 {
                     return Err(too_large());
                 }
-                return Err(ScimError::invalid_syntax(
-                    "the request body could not be read",
-                ));
+                // The connection broke off, or was closed at the end of a shutdown's grace:
+                // the log line says which, and that the client got no answer if so.
+                return Err(ScimError::invalid_syntax(format!(
+                    "the request body could not be read (the connection ended before it was \
+                     whole?): {e}"
+                )));
             }
             Ok(Ok(c)) => c.to_bytes(),
         };

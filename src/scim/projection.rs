@@ -262,13 +262,20 @@ impl Projection {
                     Some(u) => resource.get_mut(u).and_then(Value::as_object_mut),
                 };
                 let Some(holder) = holder else { continue };
+                // Values the filters leave out keep their `always` sub-attributes.
+                let always = s
+                    .ext
+                    .and_then(|u| kind.extension(u))
+                    .and_then(|e| e.attr(s.name))
+                    .map(always_subs)
+                    .unwrap_or_default();
                 if let Some(Value::Array(list)) = holder.get_mut(s.name) {
-                    list.retain(|el| {
+                    list.retain_mut(|el| {
                         inc.iter().filter(same).any(|o| {
                             o.filter
                                 .as_ref()
                                 .is_some_and(|(def, f)| filter::matches_element(f, def, el))
-                        })
+                        }) || only(&always, el)
                     });
                     if list.is_empty() {
                         holder.remove(s.name);
@@ -334,7 +341,7 @@ impl Projection {
                 if let Some(Value::Array(list)) = t.get_mut(s.name) {
                     let hit = |el: &Value| filter::matches_element(f, def, el);
                     match s.sub {
-                        None => list.retain(|el| !hit(el)),
+                        None => list.retain_mut(|el| !hit(el) || only(&always, el)),
                         Some(sub) => list.iter_mut().filter(|el| hit(el)).for_each(|el| {
                             if let Value::Object(m) = el {
                                 m.remove(sub);
@@ -523,6 +530,17 @@ fn keep_sub(
         return true;
     }
     narrow(Some(v), inc, ext, def, key)
+}
+
+/// Keep only the sub-attributes `subs` of the complex value `el`; false when none is left.
+fn only(subs: &[&str], el: &mut Value) -> bool {
+    match el {
+        Value::Object(m) => {
+            m.retain(|k, _| subs.contains(&k.as_str()));
+            !m.is_empty()
+        }
+        _ => false,
+    }
 }
 
 /// The sub-attributes of `def` returned whatever `attributes` or `excludedAttributes` say.

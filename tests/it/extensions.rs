@@ -580,8 +580,8 @@ async fn never_and_request_attributes_stay_out_of_answers_unless_asked() {
 }
 
 /// RFC 7643 §7, RFC 7644 §3.4.2.5: a sub-attribute declared `returned = "always"` comes
-/// back whatever `attributes` or `excludedAttributes` say of it or its attribute, in every
-/// value; a value filter still chooses which values come back.
+/// back in every value whatever `attributes` or `excludedAttributes` say, in any order; a
+/// value filter chooses which values come back whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn always_sub_attributes_survive_every_projection() {
     let s = Srv::start_with(|c| {
@@ -642,30 +642,47 @@ async fn always_sub_attributes_survive_every_projection() {
                 {"kid": "k4", "label": "L1"}]),
             json!({"id": "p1", "bio": "hello"}),
         ),
+        // A value filter chooses which values come back whole; the others keep their
+        // `always` sub-attribute, each its own.
         (
             format!("attributes={EXT}:keys[label eq \"L2\"]"),
-            json!([{"kid": "k2", "label": "L2"}]),
+            json!([{"kid": "k1"}, {"kid": "k2", "label": "L2"}, {"kid": "k4"}]),
             json!({"id": "p1"}),
         ),
-        // A value filter chooses the values; each keeps its own `always` sub-attribute.
         (
             format!("attributes={EXT}:keys[kid eq \"k4\"].label"),
-            json!([{"kid": "k4", "label": "L1"}]),
+            json!([{"kid": "k1"}, {"kid": "k2"}, {"kid": "k4", "label": "L1"}]),
             json!({"id": "p1"}),
         ),
         (
             format!("attributes={EXT}:keys[label eq \"L1\"].label"),
-            json!([{"kid": "k1", "label": "L1"}, {"kid": "k4", "label": "L1"}]),
+            json!([{"kid": "k1", "label": "L1"}, {"kid": "k2"}, {"kid": "k4", "label": "L1"}]),
+            json!({"id": "p1"}),
+        ),
+        (
+            format!("attributes={EXT}:keys[label eq \"none\"]"),
+            kids.clone(),
             json!({"id": "p1"}),
         ),
         (
             format!("excludedAttributes={EXT}:keys[label eq \"L1\"]"),
-            json!([{"kid": "k2", "label": "L2"}, {"label": "L3"}]),
+            json!([{"kid": "k1"}, {"kid": "k2", "label": "L2"}, {"label": "L3"}, {"kid": "k4"}]),
+            json!({"id": "p1", "bio": "hello"}),
+        ),
+        // In any order, with the attribute or the extension excluded too.
+        (
+            format!("excludedAttributes={EXT}:keys[label eq \"L1\"],{EXT}:keys"),
+            kids.clone(),
             json!({"id": "p1", "bio": "hello"}),
         ),
         (
-            format!("attributes={EXT}:keys[label eq \"none\"]"),
-            Value::Null,
+            format!("excludedAttributes={EXT}:keys,{EXT}:keys[label eq \"L1\"]"),
+            kids.clone(),
+            json!({"id": "p1", "bio": "hello"}),
+        ),
+        (
+            format!("excludedAttributes={EXT}:keys[label eq \"L1\"],{EXT}"),
+            kids.clone(),
             json!({"id": "p1"}),
         ),
     ] {
