@@ -131,8 +131,9 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
             "scimd: not serving as root: storage.dir {} belongs to {owner}, the user scimd runs \
              as (files root made there, such as the self-signed certificate, the service could \
              not use). Start the service (`systemctl start scimd`), or run it as that user: \
-             `runuser -u {owner} -- scimd serve --config {}`",
+             `setpriv --reuid={owner} --regid={} --init-groups scimd serve --config {}`",
             cfg.storage.dir.display(),
+            m.gid(),
             path.display()
         );
         return ExitCode::from(2);

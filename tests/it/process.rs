@@ -246,7 +246,7 @@ fn root_does_not_serve_a_state_directory_another_user_owns() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("not serving as root") && err.contains("runuser -u"),
+        err.contains("not serving as root") && err.contains("setpriv --reuid="),
         "{err}"
     );
     assert_eq!(std::fs::read_dir(&state).unwrap().count(), 0, "made files");
