@@ -246,6 +246,8 @@ pub(crate) fn purge(config: &std::path::Path, tenant: &str, yes: bool) -> ExitCo
     }
     if !yes {
         let held = match stored {
+            // Perhaps only its change feed: --yes says whether anything was there.
+            Ok((0, 0, _)) => " (no users or groups; perhaps its change feed)".to_string(),
             Ok((u, g, _)) => format!(
                 " ({} and {})",
                 scimd::counted(u, "user"),

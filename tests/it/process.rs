@@ -1085,6 +1085,14 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
     assert!(!status.contains("tenant acme"), "{status}");
     run(&["verify"]);
     // Again, or a name never used (a typo): nothing to purge, which is not a purge done.
+    // Asked first, it says there are no users or groups.
+    let out = scimd_cmd(&cfg, &["tenant", "purge", "acmee"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(2)
+            && err.contains("(no users or groups; perhaps its change feed)"),
+        "{err}"
+    );
     for name in ["acme", "acmee"] {
         let out = scimd_cmd(&cfg, &["tenant", "purge", name, "--yes"]);
         let err = String::from_utf8_lossy(&out.stderr);
