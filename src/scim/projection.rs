@@ -348,6 +348,7 @@ impl Projection {
                             }
                         }),
                     }
+                    list.retain(|el| !bare(el));
                     if list.is_empty() {
                         t.remove(s.name);
                     }
@@ -358,17 +359,29 @@ impl Projection {
                 None => {
                     t.remove(s.name);
                 }
-                Some(sub) => match t.get_mut(s.name) {
-                    Some(Value::Object(m)) => {
-                        m.remove(sub);
-                    }
-                    Some(Value::Array(a)) => a.iter_mut().for_each(|el| {
-                        if let Value::Object(m) = el {
+                Some(sub) => {
+                    match t.get_mut(s.name) {
+                        Some(Value::Object(m)) => {
                             m.remove(sub);
                         }
-                    }),
-                    _ => {}
-                },
+                        Some(Value::Array(a)) => {
+                            a.iter_mut().for_each(|el| {
+                                if let Value::Object(m) = el {
+                                    m.remove(sub);
+                                }
+                            });
+                            a.retain(|el| !bare(el));
+                        }
+                        _ => {}
+                    }
+                    // A value left with none of its sub-attributes is none (not `{}`, nor
+                    // `[{}]`), as when `attributes` narrows it.
+                    if t.get(s.name)
+                        .is_some_and(|v| bare(v) || v.as_array().is_some_and(Vec::is_empty))
+                    {
+                        t.remove(s.name);
+                    }
+                }
             }
         }
         for urn in &self.exclude_ext {
@@ -454,7 +467,6 @@ impl Projection {
                 }
                 // A value left with nothing shown goes, or an empty `{}` would tell that
                 // something hidden is there.
-                let bare = |v: &Value| v.as_object().is_some_and(|o| o.is_empty());
                 if let Some(Value::Array(a)) = m.get_mut(def.name) {
                     a.retain(|el| !bare(el));
                 }
@@ -530,6 +542,11 @@ fn keep_sub(
         return true;
     }
     narrow(Some(v), inc, ext, def, key)
+}
+
+/// An object with nothing in it: a complex value left with none of its sub-attributes.
+fn bare(v: &Value) -> bool {
+    v.as_object().is_some_and(Map::is_empty)
 }
 
 /// Keep only the sub-attributes `subs` of the complex value `el`; false when none is left.
@@ -873,6 +890,25 @@ mod tests {
         assert!(!Projection::parse(Kind::Group, None, Some("members")).wants("members"));
         assert!(Projection::parse(Kind::Group, None, None).wants("members"));
         assert!(!Projection::parse(Kind::Group, Some("displayName"), None).wants("members"));
+    }
+
+    /// Excluding a value's only sub-attribute leaves no `{}` behind (found by the fuzzer: the
+    /// answer changed when projected again).
+    #[test]
+    fn excluding_every_sub_attribute_of_a_value_leaves_none() {
+        for (excluded, field) in [
+            ("emails.value,emails.type", "emails"),
+            ("name.givenName,name.familyName", "name"),
+            ("emails[type eq \"work\"].value,emails.type", "emails"),
+        ] {
+            let p = Projection::parse(Kind::User, None, Some(excluded));
+            let mut once = res();
+            p.apply(Kind::User, &mut once);
+            assert!(!once.contains_key(field), "{excluded}: {once:?}");
+            let mut twice = once.clone();
+            p.apply(Kind::User, &mut twice);
+            assert_eq!(twice, once, "{excluded}");
+        }
     }
 
     #[test]
