@@ -901,13 +901,15 @@ mod tests {
             ("name.givenName,name.familyName", "name"),
             ("emails[type eq \"work\"].value,emails.type", "emails"),
         ] {
-            let p = Projection::parse(Kind::User, None, Some(excluded));
-            let mut once = res();
-            p.apply(Kind::User, &mut once);
-            assert!(!once.contains_key(field), "{excluded}: {once:?}");
-            let mut twice = once.clone();
-            p.apply(Kind::User, &mut twice);
-            assert_eq!(twice, once, "{excluded}");
+            for asked in [None, Some(field)] {
+                let p = Projection::parse(Kind::User, asked, Some(excluded));
+                let mut once = res();
+                p.apply(Kind::User, &mut once);
+                assert!(!once.contains_key(field), "{excluded}: {once:?}");
+                let mut twice = once.clone();
+                p.apply(Kind::User, &mut twice);
+                assert_eq!(twice, once, "{excluded}");
+            }
         }
     }
 
