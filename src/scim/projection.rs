@@ -348,11 +348,8 @@ impl Projection {
                             }
                         }),
                     }
-                    list.retain(|el| !bare(el));
-                    if list.is_empty() {
-                        t.remove(s.name);
-                    }
                 }
+                drop_bare(t, s.name);
                 continue;
             }
             match s.sub {
@@ -364,23 +361,14 @@ impl Projection {
                         Some(Value::Object(m)) => {
                             m.remove(sub);
                         }
-                        Some(Value::Array(a)) => {
-                            a.iter_mut().for_each(|el| {
-                                if let Value::Object(m) = el {
-                                    m.remove(sub);
-                                }
-                            });
-                            a.retain(|el| !bare(el));
-                        }
+                        Some(Value::Array(a)) => a.iter_mut().for_each(|el| {
+                            if let Value::Object(m) = el {
+                                m.remove(sub);
+                            }
+                        }),
                         _ => {}
                     }
-                    // A value left with none of its sub-attributes is none (not `{}`, nor
-                    // `[{}]`), as when `attributes` narrows it.
-                    if t.get(s.name)
-                        .is_some_and(|v| bare(v) || v.as_array().is_some_and(Vec::is_empty))
-                    {
-                        t.remove(s.name);
-                    }
+                    drop_bare(t, s.name);
                 }
             }
         }
@@ -467,14 +455,7 @@ impl Projection {
                 }
                 // A value left with nothing shown goes, or an empty `{}` would tell that
                 // something hidden is there.
-                if let Some(Value::Array(a)) = m.get_mut(def.name) {
-                    a.retain(|el| !bare(el));
-                }
-                if m.get(def.name)
-                    .is_some_and(|v| bare(v) || v.as_array().is_some_and(|a| a.is_empty()))
-                {
-                    m.remove(def.name);
-                }
+                drop_bare(m, def.name);
             }
         }
         resource.retain(|k, v| !v.as_object().is_some_and(|m| m.is_empty()) || k == "meta");
@@ -547,6 +528,20 @@ fn keep_sub(
 /// An object with nothing in it: a complex value left with none of its sub-attributes.
 fn bare(v: &Value) -> bool {
     v.as_object().is_some_and(Map::is_empty)
+}
+
+/// Take out the values of `name` in `holder` left with nothing in them, and `name` itself
+/// when none is left: not `{}` or `[{}]`, as when `attributes` narrows a value.
+fn drop_bare(holder: &mut Map<String, Value>, name: &str) {
+    if let Some(Value::Array(a)) = holder.get_mut(name) {
+        a.retain(|el| !bare(el));
+    }
+    if holder
+        .get(name)
+        .is_some_and(|v| bare(v) || v.as_array().is_some_and(Vec::is_empty))
+    {
+        holder.remove(name);
+    }
 }
 
 /// Keep only the sub-attributes `subs` of the complex value `el`; false when none is left.
