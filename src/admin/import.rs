@@ -18,9 +18,10 @@ use crate::store::Store;
 ///
 /// Every line is checked before anything is written: its JSON, its attributes, ids, names
 /// and unique custom values repeated in the file or taken in the tenant by another id, and
-/// members that point nowhere. What can still stop an import part-way (a full disk, a kill, a seat limit) leaves
-/// the resources written so far, and running the same import again finishes it: a line
-/// whose id the tenant already holds, as the same kind of resource, is skipped.
+/// members that point nowhere. What can still stop an import part-way (a full disk, a
+/// kill, a seat limit) leaves the resources written so far, and running the same import
+/// again finishes it: a line whose id the tenant already holds, as the same kind of
+/// resource, is skipped.
 ///
 /// The file is read four times (checked alone, checked against the tenant, resources
 /// written, members added), a line at a time and a group's members a thousand at a time:
