@@ -82,10 +82,8 @@ pub struct InFlight {
     vouched: AtomicBool,
     /// The tenant whose token it carried, counted in the parent's `vouched_by`.
     vouched_for: Mutex<Option<String>>,
-    /// The tenant whose token it carried first, safe or not.
-    tenant: OnceLock<String>,
-    /// That tenant and the token's name: whose answers its unread ones are
-    /// (`Unsent::unsent_of_reader`).
+    /// The tenant and the name of the token it carried first, safe or not: whose answers
+    /// its unread ones are (`Unsent::unsent_of_reader`).
     reader: OnceLock<(String, String)>,
     /// For a parent: how many connections each tenant's tokens vouched for, and how many
     /// one tenant may have vouched for at once (0: no bound).
@@ -146,7 +144,6 @@ impl InFlight {
             none_open: Notify::new(),
             vouched: AtomicBool::new(false),
             vouched_for: Mutex::new(None),
-            tenant: OnceLock::new(),
             reader: OnceLock::new(),
             vouched_by: Mutex::new(HashMap::new()),
             vouch_cap: AtomicUsize::new(0),
@@ -382,8 +379,7 @@ impl crate::http::vouch::Vouch for InFlight {
             return;
         }
         // Its answers count as its token's, whether or not it is made safe.
-        if self.tenant.get().is_none() {
-            let _ = self.tenant.set(tenant.to_string());
+        if self.reader.get().is_none() {
             let _ = self.reader.set((tenant.to_string(), token.to_string()));
         }
         let mut mine = self.vouched_for.lock().unwrap_or_else(|e| e.into_inner());
@@ -693,7 +689,7 @@ where
                 // be a write already on its way to the database, whose answer the client
                 // should get. It is told to close (GOAWAY, or close after the answer) and
                 // given a moment; one that showed no token goes at once.
-                if flight.tenant.get().is_none() {
+                if flight.reader.get().is_none() {
                     tracing::debug!(%peer, "closing a connection that has shown no valid token: every connection slot is taken and a client is waiting");
                     return Ending::Done;
                 }
