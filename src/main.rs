@@ -318,7 +318,7 @@ fn main() -> ExitCode {
                         // Expired is a warning, not a refusal: refusing would also stop the
                         // service for the application and for `/healthz`.
                         Ok(l) => warnings.extend(
-                            l.warnings(cfg.server.public_url.as_deref())
+                            l.warnings(cfg.server.public_url.as_deref(), true)
                                 .into_iter()
                                 .map(|w| format!("tls.cert {}: {w}", cert.display())),
                         ),

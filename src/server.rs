@@ -310,7 +310,7 @@ impl Reloader {
         if let (Some(resolver), Some(l), None) = (&self.certs, loaded, &kept) {
             notes.push(format!("serving certificate {}", l.fingerprint));
             warnings.extend(
-                l.warnings(new.server.public_url.as_deref())
+                l.warnings(new.server.public_url.as_deref(), new.tls.cert.is_some())
                     .into_iter()
                     .map(|w| format!("tls: {w}")),
             );
@@ -446,7 +446,11 @@ impl Reloader {
         let Some(certs) = &self.certs else {
             return Vec::new();
         };
-        certs.warnings(self.app.runtime().config.server.public_url.as_deref())
+        let config = &self.app.runtime().config;
+        certs.warnings(
+            config.server.public_url.as_deref(),
+            config.tls.cert.is_some(),
+        )
     }
 
     /// Why the IdPs' writes are refused now, if they are (`Store::writes_refused`).

@@ -155,22 +155,25 @@ impl Loaded {
         name_warning(&self.key, public_url)
     }
 
-    /// Everything an admin must hear about the certificate: its dates, its names, and a
-    /// chain without its intermediates.
-    pub fn warnings(&self, public_url: Option<&str>) -> Vec<String> {
-        warnings(&self.key, public_url)
+    /// Everything an admin must hear about the certificate: its dates, its names, a chain
+    /// without its intermediates, and, for the admin's own files (`tls.cert`), being
+    /// self-signed.
+    pub fn warnings(&self, public_url: Option<&str>, own_files: bool) -> Vec<String> {
+        warnings(&self.key, public_url, own_files)
     }
 }
 
-fn warnings(key: &CertifiedKey, public_url: Option<&str>) -> Vec<String> {
-    let chain = key
-        .end_entity_cert()
-        .ok()
-        .and_then(|leaf| crate::x509::chain_warning(leaf.as_ref(), key.cert.len()));
+fn warnings(key: &CertifiedKey, public_url: Option<&str>, own_files: bool) -> Vec<String> {
+    let leaf = key.end_entity_cert().ok();
+    let chain = leaf.and_then(|l| crate::x509::chain_warning(l.as_ref(), key.cert.len()));
+    let own = leaf
+        .filter(|_| own_files)
+        .and_then(|l| crate::x509::self_signed_warning(l.as_ref()));
     date_warning(key)
         .into_iter()
         .chain(name_warning(key, public_url))
         .chain(chain)
+        .chain(own)
         .collect()
 }
 
@@ -419,8 +422,8 @@ impl CertResolver {
     }
 
     /// `Loaded::warnings` for the certificate being served.
-    pub fn warnings(&self, public_url: Option<&str>) -> Vec<String> {
-        warnings(&self.get(), public_url)
+    pub fn warnings(&self, public_url: Option<&str>, own_files: bool) -> Vec<String> {
+        warnings(&self.get(), public_url, own_files)
     }
 
     /// Whether to say that a client asked for `host`, which `key` does not name: once an

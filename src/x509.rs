@@ -66,6 +66,20 @@ pub fn chain_warning(leaf: &[u8], len: usize) -> Option<String> {
     })
 }
 
+/// What an admin must hear about a certificate of their own (`tls.cert`) that names itself as
+/// its issuer: cloud IdPs trust only public CAs, so they refuse it, while curl given it with
+/// `--cacert` connects and makes the setup look right. (The generated one of `tls.self_signed`
+/// is not warned of: the admin asked for it.)
+pub fn self_signed_warning(leaf: &[u8]) -> Option<String> {
+    (self_issued(leaf) == Some(true)).then(|| {
+        "the certificate is self-signed (it names itself as its issuer): only clients told to \
+         trust this very certificate connect (curl --cacert, the host of an on-premises \
+         provisioning agent); Okta, Entra ID's cloud service, OneLogin and JumpCloud refuse it. \
+         Use a certificate from a public CA for them"
+            .to_string()
+    })
+}
+
 fn day(t: OffsetDateTime) -> String {
     format!(
         "{:04}-{:02}-{:02} {:02}:{:02} UTC",
@@ -223,11 +237,16 @@ mod tests {
     }
 
     #[test]
-    fn a_ca_signed_certificate_alone_is_warned_of_and_a_self_signed_one_is_not() {
+    fn a_ca_signed_certificate_alone_and_a_self_signed_one_are_each_warned_of_for_what_they_lack() {
         let (a, b) = (at(2020, 1, 1, 0, 0, 0), at(2030, 1, 1, 0, 0, 0));
         let own = cert(a, b);
         assert_eq!(self_issued(&own), Some(true));
         assert_eq!(chain_warning(&own, 1), None);
+        let w = self_signed_warning(&own).unwrap_or_default();
+        assert!(
+            w.contains("is self-signed") && w.contains("public CA"),
+            "{w}"
+        );
         let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.distinguished_name
             .push(rcgen::DnType::CommonName, "Corp Issuing CA");
@@ -246,6 +265,8 @@ mod tests {
         assert!(w.contains("if an intermediate CA issued it"), "{w}");
         // With its intermediate after it, nothing to say.
         assert_eq!(chain_warning(&leaf, 2), None);
+        assert_eq!(self_signed_warning(&leaf), None);
+        assert_eq!(self_signed_warning(b""), None);
         assert_eq!(chain_warning(b"", 1), None);
     }
 

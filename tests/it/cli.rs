@@ -215,9 +215,10 @@ fn check_config_warns_of_an_expired_certificate() {
 }
 
 /// A CA's certificate without its intermediate is what IdPs refuse most (`UnknownCA`), and a
-/// browser does not show it: check-config says so, and not of the full chain.
+/// browser does not show it: check-config says so, and not of the full chain. A self-signed
+/// certificate of the admin's own is refused by cloud IdPs too: said, and of it alone.
 #[test]
-fn check_config_warns_of_a_certificate_without_its_intermediate() {
+fn check_config_warns_of_a_certificate_without_its_intermediate_or_self_signed() {
     let dir = tempfile::tempdir().unwrap();
     let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.distinguished_name
@@ -233,21 +234,30 @@ fn check_config_warns_of_a_certificate_without_its_intermediate() {
         .unwrap();
     let key_path = dir.path().join("key.pem");
     std::fs::write(&key_path, key.serialize_pem()).unwrap();
-    for (name, pem, warned) in [
-        ("leaf.pem", leaf.pem(), true),
-        ("fullchain.pem", leaf.pem() + &ca_cert.pem(), false),
+    let own = rcgen::CertificateParams::new(vec!["localhost".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    for (name, pem, alone, self_signed) in [
+        ("leaf.pem", leaf.pem(), true, false),
+        ("fullchain.pem", leaf.pem() + &ca_cert.pem(), false, false),
+        ("own.pem", own.pem(), false, true),
     ] {
         let cert = dir.path().join(name);
         std::fs::write(&cert, pem).unwrap();
         let out = check_config(&example_serving(dir.path(), &cert, &key_path));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{err}");
+        let warned =
+            |what: &str| err.contains(&format!("warning: tls.cert {}: {what}", cert.display()));
         assert_eq!(
-            err.contains(&format!(
-                "warning: tls.cert {}: the certificate file holds the server's certificate alone",
-                cert.display()
-            )),
-            warned,
+            warned("the certificate file holds the server's certificate alone"),
+            alone,
+            "{name}: {err}"
+        );
+        assert_eq!(
+            warned("the certificate is self-signed"),
+            self_signed,
             "{name}: {err}"
         );
     }
