@@ -453,6 +453,11 @@ impl Reloader {
         )
     }
 
+    /// The room on the database's disk (`Store::room`).
+    pub fn room(&self) -> Option<crate::store::Room> {
+        self.app.store.room()
+    }
+
     /// Why the IdPs' writes are refused now, if they are (`Store::writes_refused`).
     pub fn writes_refused(&self) -> Option<crate::store::Refused> {
         self.app.store.writes_refused()

@@ -117,6 +117,7 @@ async fn status(store: &Store, cfg: &Config) -> Value {
         "listen": cfg.server.listen, "pid": std::process::id(), "tenants": tenants,
         "database": cfg.storage.db_path(),
         "database_bytes": std::fs::metadata(cfg.storage.db_path()).map(|m| m.len()).ok(),
+        "disk_free": store.disk_free(), "low_on_room": store.low_on_room().is_some(),
         "unconfigured": unconfigured, "config_digest": cfg.file_digest,
         "config_path": cfg.file_path})
 }

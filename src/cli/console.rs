@@ -1139,13 +1139,22 @@ pub(crate) fn print_answer(a: &serde_json::Value) {
         a["commit"].as_str().unwrap_or_default(),
     );
     if let Some(path) = a["database"].as_str() {
+        let free = a["disk_free"]
+            .as_u64()
+            .map(|f| format!("; {} free on its disk", mib(f)))
+            .unwrap_or_default();
         match a["database_bytes"].as_u64() {
-            Some(b) => say!("  database: {path} ({:.1} MiB)", b as f64 / 1048576.0),
+            Some(b) => say!("  database: {path} ({}{free})", mib(b)),
             None => say!("  database: {path}"),
         }
     }
     if let Some(why) = a["writes_refused"].as_str() {
         say!("  WRITES REFUSED (503 to every IdP): {why}");
+    } else if a["low_on_room"] == true {
+        say!(
+            "  LOW ON DISK SPACE: writes will be refused (503) once the disk holding the \
+             database fills; free space there"
+        );
     }
     for (name, t) in a["tenants"].as_object().into_iter().flatten() {
         let label = match t["display_name"].as_str() {
@@ -1259,6 +1268,11 @@ pub(crate) fn token(name: &str, scope: Scope, hash_stdin: bool) -> ExitCode {
     say!("For /metrics, put this line under [server] instead:");
     say!("  metrics_token_sha256 = \"{hash}\"");
     ExitCode::SUCCESS
+}
+
+/// Bytes as the console shows a size: MiB with one decimal.
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / 1048576.0)
 }
 
 #[cfg(test)]

@@ -289,6 +289,8 @@ pub(crate) async fn watch_signals_and_certs(
     // `/healthz` does: the journal's one line about it may have scrolled away.
     let mut status = "serving".to_string();
     let mut look = tokio::time::interval(STATUS_EVERY);
+    // When little room on the database's disk was last said: again hourly while it lasts.
+    let mut low_said: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -372,6 +374,24 @@ pub(crate) async fn watch_signals_and_certs(
                     status = now;
                     notify(&[sd_notify::NotifyState::Status(&status)]);
                 }
+                match reloader.room() {
+                    Some(r) if r.low() && low_said.is_none_or(|t| t.elapsed() >= LOW_ROOM_EVERY) => {
+                        tracing::warn!(
+                            "the disk holding the database has {:.1} MiB free (the file is {:.1} MiB): writes will be refused (503) once it fills; free space there, or move storage.dir to a larger disk",
+                            r.free as f64 / 1048576.0,
+                            r.file as f64 / 1048576.0
+                        );
+                        low_said = Some(std::time::Instant::now());
+                    }
+                    Some(r) if r.ample() && low_said.is_some() => {
+                        low_said = None;
+                        tracing::info!(
+                            "the disk holding the database has room again ({:.1} MiB free)",
+                            r.free as f64 / 1048576.0
+                        );
+                    }
+                    _ => {}
+                }
             }
             _ = daily.tick() => {
                 for w in reloader.cert_warnings() {
@@ -382,8 +402,12 @@ pub(crate) async fn watch_signals_and_certs(
     }
 }
 
-/// How often the systemd STATUS is brought up to date with refused writes.
+/// How often the systemd STATUS is brought up to date with refused writes (and the room on
+/// the database's disk looked at).
 const STATUS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How often little room on the database's disk is said again while it lasts.
+const LOW_ROOM_EVERY: std::time::Duration = std::time::Duration::from_secs(60 * 60);
 
 /// The STATUS line for systemd: serving, or why writes are refused.
 fn status_of(reloader: &scimd::server::Reloader) -> String {

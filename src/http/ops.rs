@@ -37,6 +37,11 @@ impl App {
             "scimd_database_bytes {}\n",
             self.store.file_size()
         ));
+        // A monitor sees the disk filling before writes are refused for it.
+        if let Some(free) = self.store.disk_free() {
+            out.push_str("# HELP scimd_database_disk_free_bytes Bytes free to scimd on the disk holding the database.\n# TYPE scimd_database_disk_free_bytes gauge\n");
+            out.push_str(&format!("scimd_database_disk_free_bytes {free}\n"));
+        }
         // As /healthz says it, for a monitor that scrapes rather than probes.
         out.push_str("# HELP scimd_writes_refused Whether the IdPs' writes are refused (503), by reason: the database file found damaged, or its disk full.\n# TYPE scimd_writes_refused gauge\n");
         let refused = self.store.writes_refused();

@@ -167,6 +167,35 @@ struct Shared {
     version_floor: std::sync::atomic::AtomicU64,
 }
 
+/// Free space on the database's disk and the file's size, in bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Room {
+    pub free: u64,
+    pub file: u64,
+    /// Less than this free is little enough to warn of.
+    little: u64,
+}
+
+impl Room {
+    fn new(free: u64, file: u64) -> Room {
+        Room {
+            free,
+            file,
+            little: LOW_ROOM.max(file / 10),
+        }
+    }
+
+    pub fn low(&self) -> bool {
+        self.free < self.little
+    }
+
+    /// Enough more than little that a warning given is taken back: free space hovering at
+    /// the line must not warn and take it back every few seconds.
+    pub fn ample(&self) -> bool {
+        self.free >= self.little + self.little / 4
+    }
+}
+
 /// Why writes are refused before they reach the database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refused {
@@ -178,6 +207,11 @@ pub enum Refused {
 
 /// How much more than at the failed write must be free before writes are tried again.
 const ROOM: u64 = 4 << 20;
+
+/// Below this much free space on the database's disk the admin is warned (and below a tenth
+/// of the file, for a large one): a burst of creates, an import or a backup beside the file
+/// can take that much before writes are refused for a full disk.
+pub const LOW_ROOM: u64 = 256 << 20;
 
 /// Threads the daemon gives reads that may take long (scans, pages, member streams).
 pub const READ_THREADS: usize = 8;
@@ -908,6 +942,23 @@ impl Store {
         std::fs::metadata(&self.shared.path)
             .map(|m| m.len())
             .unwrap_or(0)
+    }
+
+    /// Bytes free to scimd on the disk holding the database (0 while the fault switch plays
+    /// a full disk); `None` when the system cannot tell.
+    pub fn disk_free(&self) -> Option<u64> {
+        self.shared.faults.free_bytes(&self.shared.path)
+    }
+
+    /// The room on the database's disk, against what is little (`LOW_ROOM`, or a tenth of
+    /// the file if more); `None` when the system cannot tell.
+    pub fn room(&self) -> Option<Room> {
+        Some(Room::new(self.disk_free()?, self.file_size()))
+    }
+
+    /// The bytes free on the database's disk when they are few enough to warn of.
+    pub fn low_on_room(&self) -> Option<u64> {
+        self.room().filter(Room::low).map(|r| r.free)
     }
 
     /// Why the IdPs' writes are refused now, if they are: what `/healthz`, `/metrics` and

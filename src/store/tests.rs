@@ -2793,3 +2793,25 @@ fn a_unique_entry_whose_resource_no_longer_holds_the_value_refuses_nothing() {
     assert_eq!(taken(create(&f, "d2@x", "d1")), Some(d));
     assert_eq!(taken(create(&f, "g2@x", "g1")), Some(g));
 }
+
+#[test]
+fn little_room_is_warned_of_and_taken_back_only_with_a_margin() {
+    let mib = 1 << 20;
+    // A small file: little is LOW_ROOM.
+    assert!(Room::new(LOW_ROOM - 1, 10 * mib).low());
+    assert!(!Room::new(LOW_ROOM, 10 * mib).low());
+    // Hovering just above the line is neither low nor ample: no warning taken back yet.
+    assert!(!Room::new(LOW_ROOM + mib, 10 * mib).ample());
+    assert!(Room::new(LOW_ROOM + LOW_ROOM / 4, 10 * mib).ample());
+    // A large file: a tenth of it.
+    let file = 10 * LOW_ROOM;
+    assert!(Room::new(file / 10 - 1, file).low());
+    assert!(!Room::new(file / 10, file).low());
+    // The store's own: what the system says, and 0 for a full disk.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.redb"), 1 << 20).unwrap();
+    let room = store.room().unwrap();
+    assert!(room.free > 0 && room.file > 0, "{room:?}");
+    store.shared.faults.set(Some(Fault::DiskFull));
+    assert_eq!(store.low_on_room(), Some(0));
+}

@@ -79,6 +79,21 @@ async fn healthz_needs_no_token_and_metrics_need_theirs() {
         assert!(text.contains(needle), "{needle} not in:\n{text}");
     }
     assert!(!text.contains("acme-okta-token"));
+    // The room on the database's disk, for a monitor to see it fill before writes are refused.
+    let free: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("scimd_database_disk_free_bytes "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no free bytes in:\n{text}"));
+    assert!(free > 0, "{text}");
+    // A disk with no room left (the fault switch plays one) shows as 0.
+    s.faults.set(Some(scimd::store::Fault::DiskFull));
+    let (_, full) = s.metrics("metrics-token").await;
+    s.faults.set(None);
+    assert!(
+        full.contains("scimd_database_disk_free_bytes 0\n"),
+        "{full}"
+    );
     // Every metric says what it is (Prometheus shows HELP beside the graph).
     for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
         let name = line.split(' ').nth(2).unwrap();

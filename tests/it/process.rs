@@ -821,7 +821,8 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
     assert!(!status.contains(&hex(&digest("tok"))), "{status}");
     let db = dir.path().join("state").join("scimd.redb");
     assert!(
-        status.contains(&format!("  database: {} (", db.display())),
+        status.contains(&format!("  database: {} (", db.display()))
+            && status.contains(" free on its disk)\n"),
         "{status}"
     );
     assert!(
@@ -2395,6 +2396,20 @@ async fn the_service_status_says_while_writes_are_refused_for_a_full_disk() {
             "t".repeat(4000)
         )
     };
+    // 16 MiB is little room: said in the log and by `scimd status` before writes fail.
+    let warned = "the disk holding the database has ";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !p.log().contains(warned) {
+        assert!(
+            Instant::now() < deadline,
+            "no warning of little room: {}",
+            p.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = scimd_cmd(&cfg, &["status"]);
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(status.contains("  LOW ON DISK SPACE: "), "{status}");
     let mut refused = false;
     for i in 0..5000 {
         if p.post("/scim/v2/Users", "tok", body(i)).await == 503 {
