@@ -123,13 +123,14 @@ fn log_ignored(app: &App, ctx: &Ctx, kind: Kind, ignored: &Ignored) {
         return;
     }
     // The names are the client's: escaped (a line break or an escape sequence would forge
-    // log lines), each cut short, and the list too.
+    // log lines), each cut short in its middle (an extension's URN alone is 59 characters:
+    // the attribute's name is at the end), and the list too.
     let shown = |names: &mut dyn Iterator<Item = &String>| {
         let list = names
-            .map(|n| response::clip(n, 64).escape_debug().to_string())
+            .map(|n| response::clip_middle(n, 160).escape_debug().to_string())
             .collect::<Vec<_>>()
             .join(",");
-        response::clip(&list, 512).into_owned()
+        response::clip(&list, 1024).into_owned()
     };
     // An undeclared extension's URN, both in `schemas` and as the key of its object, is
     // named once, as a schema.

@@ -120,6 +120,19 @@ pub fn clip(s: &str, chars: usize) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// `s` whole if it has at most `chars` characters, else its first and last `chars / 2`
+/// around an ellipsis: the end of a client's URN-qualified name (the attribute) tells more
+/// than its long, shared beginning.
+pub fn clip_middle(s: &str, chars: usize) -> std::borrow::Cow<'_, str> {
+    let n = s.chars().count();
+    if n <= chars {
+        return s.into();
+    }
+    let head: String = s.chars().take(chars / 2).collect();
+    let tail: String = s.chars().skip(n - chars / 2).collect();
+    format!("{head}…{tail}").into()
+}
+
 /// The one place a `ScimError` becomes an HTTP response.
 pub fn error(e: &ScimError) -> Resp {
     error_with(e, &[])
@@ -229,6 +242,21 @@ pub fn with_header(mut r: Resp, name: header::HeaderName, value: &str) -> Resp {
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
+
+    #[test]
+    fn names_cut_in_the_middle_keep_their_ends() {
+        assert_eq!(clip_middle("short", 160), "short");
+        let name = format!("urn:{}:costCentreCode", "x".repeat(200));
+        let cut = clip_middle(&name, 160);
+        assert_eq!(cut.chars().count(), 161);
+        assert!(
+            cut.starts_with("urn:xx") && cut.ends_with(":costCentreCode"),
+            "{cut}"
+        );
+        assert!(cut.contains('…'), "{cut}");
+        // Characters, not bytes.
+        assert_eq!(clip_middle("ééééé", 2), "é…é");
+    }
 
     #[tokio::test]
     async fn a_whole_body_goes_to_hyper_in_parts_of_its_full_length() {

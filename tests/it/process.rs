@@ -364,9 +364,11 @@ async fn ignored_names_cannot_forge_or_flood_log_lines() {
     let cfg = okta_config(dir.path());
     let p = Proc::start(&cfg);
     let forged = "2026-12-03T00:00:00Z ERROR forged";
+    let typo = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumbr";
     let body = serde_json::json!({
         "userName": "u0@x",
         format!("evil\n{forged}\u{1b}[31m"): 1,
+        typo: "42",
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", format!("urn:x\n{forged}")],
     });
     assert_eq!(p.post("/scim/v2/Users", "tok", body.to_string()).await, 201);
@@ -388,6 +390,8 @@ async fn ignored_names_cannot_forge_or_flood_log_lines() {
     assert!(!log.lines().any(|l| l.starts_with(forged)), "{log}");
     assert!(!log.contains('\u{1b}'), "{log}");
     assert!(log.contains("evil\\n2026-12-03"), "{log}");
+    // A misspelt extension attribute is named to its last letter, not cut after the URN.
+    assert!(log.contains(typo), "{log}");
     assert_eq!(warned(&log), 20, "{log}");
 }
 
