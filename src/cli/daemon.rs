@@ -116,7 +116,14 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             tell!("{e}");
-            return ExitCode::from(2);
+            // Exit 2 stops systemd restarting (RestartPreventExitStatus=2); certificate files
+            // not there yet are a reason to try again in 5 s instead, as files that do not
+            // load are (exit 1).
+            let later = e
+                .parsed
+                .as_ref()
+                .is_some_and(|c| c.only_cert_files_missing());
+            return ExitCode::from(if later { 1 } else { 2 });
         }
     };
     // Root serving a state directory another user owns (a packaged install started by hand)

@@ -8,6 +8,30 @@ use super::{Config, bad_log_level};
 
 impl Config {
     /// Semantic checks; every problem names its key.
+    /// Why `tls.cert` or `tls.key` cannot be read, and whether one is missing (not there at
+    /// all, as while a renewal replaces it) rather than unreadable.
+    fn tls_file_problems(&self) -> (Vec<String>, bool) {
+        let (mut p, mut missing) = (Vec::new(), false);
+        let files = [("tls.cert", &self.tls.cert), ("tls.key", &self.tls.key)];
+        for (key, path) in files {
+            if let Some(path) = path
+                && let Err(e) = std::fs::File::open(path)
+            {
+                missing |= e.kind() == std::io::ErrorKind::NotFound;
+                p.push(format!("{key}: cannot read {}: {e}", path.display()));
+            }
+        }
+        (p, missing)
+    }
+
+    /// Whether the only problems are certificate or key files not there (yet): a renewal
+    /// may be half-way through replacing them, or they may come a moment after boot, so a
+    /// start refused for them is one to try again.
+    pub fn only_cert_files_missing(&self) -> bool {
+        let (files, missing) = self.tls_file_problems();
+        missing && self.problems().len() == files.len()
+    }
+
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
         match self.server.listen.parse::<SocketAddr>() {
@@ -111,13 +135,7 @@ impl Config {
                     "tls.self_signed: set either tls.cert and tls.key, or tls.self_signed = true, not both"
                         .into(),
                 ),
-                (Some(c), Some(k), false) => {
-                    for (key, path) in [("tls.cert", c), ("tls.key", k)] {
-                        if let Err(e) = std::fs::File::open(path) {
-                            p.push(format!("{key}: cannot read {}: {e}", path.display()));
-                        }
-                    }
-                }
+                (Some(_), Some(_), false) => p.extend(self.tls_file_problems().0),
                 (None, None, true) => {}
                 (None, None, false) => p.push(
                     "tls: no certificate configured; set tls.cert and tls.key to PEM files, or \

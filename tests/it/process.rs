@@ -274,8 +274,9 @@ async fn a_second_server_on_the_same_directory_changes_nothing_of_the_first() {
     assert_eq!(p.status("/scim/v2/Users", "tok").await, 200);
 }
 
-/// A start refused for its certificate leaves no new database: the next start, with the
-/// certificate fixed, still warns that it made an empty one.
+/// A start refused for its certificate leaves no new database, and exits 1 for systemd to
+/// try again; the next start, with the certificate fixed, still warns that it made an empty
+/// one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_refused_for_its_certificate_leaves_no_database() {
     let dir = tempfile::tempdir().unwrap();
@@ -293,8 +294,27 @@ async fn a_start_refused_for_its_certificate_leaves_no_database() {
     std::fs::write(&cfg, text).unwrap();
     let out = scimd_cmd(&cfg, &["serve"]);
     let err = String::from_utf8_lossy(&out.stderr);
+    // Exit 1, not 2: the unit tries again 5 s later (a renewal may be half-way).
     assert!(
-        !out.status.success() && err.contains("does not match"),
+        out.status.code() == Some(1) && err.contains("does not match"),
+        "{err}"
+    );
+    assert!(!dir.path().join("state/scimd.redb").exists(), "{err}");
+    // A certificate file not there at all (a renewal that deletes, then writes) is tried
+    // again too; with another problem in the file as well, it is not.
+    std::fs::rename(&cert, dir.path().join("away.pem")).unwrap();
+    let out = scimd_cmd(&cfg, &["serve"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(1) && err.contains("tls.cert: cannot read"),
+        "{err}"
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("[log]", "[log]\nformat = \"xml\"")).unwrap();
+    let out = scimd_cmd(&cfg, &["serve"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(2) && err.contains("tls.cert: cannot read"),
         "{err}"
     );
     assert!(!dir.path().join("state/scimd.redb").exists(), "{err}");
