@@ -61,8 +61,14 @@ use writer::writer_thread;
 /// inner one the request being refused.
 type R<T> = Result<Result<T, Error>, redb::Error>;
 
-/// Queued jobs before senders wait: back-pressure instead of unbounded memory.
+/// Queued jobs before senders wait: back-pressure instead of unbounded memory. The writer
+/// holds at most as many again, taken from the queue to be run in turn by tenant.
 const QUEUE: usize = 1024;
+
+/// How many writes one tenant may have queued or running at once: another tenant's writes
+/// always find room in the queue (one tenant's flood would otherwise fill it, and every
+/// other tenant's write would wait behind it).
+const TENANT_WRITES: usize = QUEUE / 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -136,6 +142,13 @@ pub enum StoreError {
 type Responder = Box<dyn FnOnce(Result<(), Error>) + Send>;
 type Job = Box<dyn FnOnce(&mut write::W<'_>) -> Result<Responder, redb::Error> + Send>;
 
+/// A job and the tenant it writes for (empty for the store's own: checkpoints, nudges): the
+/// writer takes jobs in turn by tenant.
+struct Queued {
+    tenant: Box<str>,
+    job: Job,
+}
+
 /// The open database, or none while it is being reopened after a storage failure.
 struct Shared {
     /// The snapshot reads share until the next commit (declared first: dropped before the
@@ -149,7 +162,8 @@ struct Shared {
     faults: Faults,
     /// Set by a job of the running batch: commit this batch with the allocator record.
     record_allocator: std::sync::atomic::AtomicBool,
-    /// Each tenant's share of the read threads (see `TENANT_READS`).
+    /// Each tenant's share of the read threads (see `TENANT_READS`) and of the write queue
+    /// (`TENANT_WRITES`).
     shares: Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
     /// The bytes free when a write last failed for want of disk space, until a commit
     /// succeeds. Writes are refused while no more is free: each one let through would fail
@@ -256,19 +270,10 @@ impl Shared {
     /// A turn on the read threads for `tenant`, waiting while it holds its share; for a
     /// read that may scan (`scan`), also while its scans hold theirs.
     async fn read_turn(&self, tenant: &str, scan: bool) -> Turn {
-        let share = |key: &str, permits: usize| {
-            let mut shares = self.shares.lock().unwrap_or_else(|p| p.into_inner());
-            match shares.get(key) {
-                Some(s) => s.clone(),
-                None => shares
-                    .entry(key.to_string())
-                    .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(permits)))
-                    .clone(),
-            }
-        };
         let scans = match scan {
             // A tenant's name has no NUL: no tenant's share is named so.
-            true => share(&format!("{tenant}\0scans"), TENANT_SCANS)
+            true => self
+                .turns(&format!("{tenant}\0scans"), TENANT_SCANS)
                 .acquire_owned()
                 .await
                 .ok(),
@@ -276,7 +281,19 @@ impl Shared {
         };
         Turn {
             _scan: scans,
-            _read: share(tenant, TENANT_READS).acquire_owned().await.ok(),
+            _read: self.turns(tenant, TENANT_READS).acquire_owned().await.ok(),
+        }
+    }
+
+    /// The turns named `key` (a tenant's reads, scans or writes), `permits` of them.
+    fn turns(&self, key: &str, permits: usize) -> Arc<tokio::sync::Semaphore> {
+        let mut shares = self.shares.lock().unwrap_or_else(|p| p.into_inner());
+        match shares.get(key) {
+            Some(s) => s.clone(),
+            None => shares
+                .entry(key.to_string())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(permits)))
+                .clone(),
         }
     }
 }
@@ -463,7 +480,7 @@ impl Drop for Db {
 #[derive(Clone)]
 pub struct Store {
     shared: Arc<Shared>,
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Queued>,
     pub metrics: Arc<crate::metrics::StoreMetrics>,
     /// Disconnected once the writer has stopped and let go of the database (`close`).
     writer_done: Arc<Mutex<Option<std::sync::mpsc::Receiver<()>>>>,
@@ -707,11 +724,15 @@ impl Store {
     /// An empty job: the writer reopens the database before running any batch.
     fn nudge(&self) {
         let job: Job = Box::new(|_| Ok(Box::new(|_| {})));
-        let _ = self.jobs.try_send(job);
+        let _ = self.jobs.try_send(Queued {
+            tenant: "".into(),
+            job,
+        });
     }
 
-    /// Run `f` in the shared write transaction and answer once its batch is durable.
-    async fn write<T, F>(&self, f: F) -> Result<T, Error>
+    /// Run `f`, a write for `tenant`, in the shared write transaction and answer once its
+    /// batch is durable.
+    async fn write<T, F>(&self, tenant: String, f: F) -> Result<T, Error>
     where
         T: Send + 'static,
         F: FnOnce(&mut write::W<'_>) -> R<T> + Send + 'static,
@@ -724,12 +745,19 @@ impl Store {
         if self.shared.is_damaged() {
             return Err(Error::Damaged);
         }
-        self.enqueue(f).await
+        // Held until answered: see `TENANT_WRITES`.
+        let _turn = self
+            .shared
+            .turns(&format!("{tenant}\0writes"), TENANT_WRITES)
+            .acquire_owned()
+            .await
+            .ok();
+        self.enqueue(tenant.into(), f).await
     }
 
     /// `write`, even on a file the scrub found damaged: for the checkpoint, which carries
     /// nothing of an IdP's.
-    async fn enqueue<T, F>(&self, f: F) -> Result<T, Error>
+    async fn enqueue<T, F>(&self, tenant: Box<str>, f: F) -> Result<T, Error>
     where
         T: Send + 'static,
         F: FnOnce(&mut write::W<'_>) -> R<T> + Send + 'static,
@@ -756,7 +784,11 @@ impl Store {
                 answer.send(committed.and(result))
             }))
         });
-        self.jobs.send(job).await.map_err(|_| Error::Unavailable)?;
+        let queued = Queued { tenant, job };
+        self.jobs
+            .send(queued)
+            .await
+            .map_err(|_| Error::Unavailable)?;
         // A dropped responder means the batch was abandoned: nothing of it was committed.
         rx.await
             .unwrap_or_else(|_| Err(self.shared.told_after_failure()))
@@ -766,7 +798,7 @@ impl Store {
     /// crash, needs no full repair (called at shutdown; the idle checkpoint does the same).
     pub async fn checkpoint(&self) -> Result<(), Error> {
         let shared = self.shared.clone();
-        self.enqueue(move |_| {
+        self.enqueue("".into(), move |_| {
             shared
                 .record_allocator
                 .store(true, std::sync::atomic::Ordering::Relaxed);

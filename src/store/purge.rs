@@ -118,7 +118,9 @@ impl Store {
         let mut total = 0;
         loop {
             let t = tenant.clone();
-            let n = self.write(move |w| w.purge_tenant(&t, chunk)).await?;
+            let n = self
+                .write(tenant.clone(), move |w| w.purge_tenant(&t, chunk))
+                .await?;
             total += n;
             if n < chunk as u64 {
                 return Ok(total);

@@ -99,7 +99,7 @@ fn putter<'s>(store: &'s Store, table: &'static str) -> impl Fn(u64) + 's {
     let rt = runtime();
     let table: TableDefinition<u64, u64> = TableDefinition::new(table);
     move |k| {
-        rt.block_on(store.write(move |w| {
+        rt.block_on(store.write("t".into(), move |w| {
             w.txn.open_table(table)?.insert(k, k)?;
             Ok(Ok(()))
         }))
@@ -2814,4 +2814,66 @@ fn little_room_is_warned_of_and_taken_back_only_with_a_margin() {
     assert!(room.free > 0 && room.file > 0, "{room:?}");
     store.shared.faults.set(Some(Fault::DiskFull));
     assert_eq!(store.low_on_room(), Some(0));
+}
+
+/// One tenant's many writes delay another's by a turn, not by all of them: the writer takes
+/// jobs in turn by tenant, ends a batch after `BATCH_TIME`, and one tenant holds at most
+/// `TENANT_WRITES` places in the queue.
+#[test]
+fn a_tenants_write_waits_for_a_turn_not_for_another_tenants_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.redb"), 1 << 20).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let held = Arc::new(Mutex::new(held));
+    let slow = |i: u64| {
+        let (store, done, held) = (store.clone(), done.clone(), held.clone());
+        rt.spawn(async move {
+            store
+                .write("flood".into(), move |w| {
+                    // The first holds the writer until every other write is queued.
+                    if i == 0 {
+                        let _ = held.lock().unwrap().recv();
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                    let t: TableDefinition<u64, u64> = TableDefinition::new("flood");
+                    w.txn.open_table(t)?.insert(i, i)?;
+                    Ok(Ok(()))
+                })
+                .await
+                .unwrap();
+            done.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        })
+    };
+    let flood: Vec<_> = (0..300).map(slow).collect();
+    // Queued while the first is held (a real wait: nothing to observe the queue by).
+    rt.block_on(async { tokio::time::sleep(std::time::Duration::from_millis(300)).await });
+    let other = {
+        let (store, done) = (store.clone(), done.clone());
+        rt.spawn(async move {
+            store
+                .write("other".into(), |w| {
+                    let t: TableDefinition<u64, u64> = TableDefinition::new("other");
+                    w.txn.open_table(t)?.insert(1, 1)?;
+                    Ok(Ok(()))
+                })
+                .await
+                .unwrap();
+            done.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        })
+    };
+    rt.block_on(async { tokio::time::sleep(std::time::Duration::from_millis(100)).await });
+    release.send(()).unwrap();
+    let place = rt.block_on(other).unwrap();
+    for f in flood {
+        rt.block_on(f).unwrap();
+    }
+    // In first-come order it was answered after the flood's 300 (or the 256 of a batch).
+    assert!(place < 40, "answered after {place} of the flood's writes");
+    assert_eq!(done.load(std::sync::atomic::Ordering::SeqCst), 301);
 }

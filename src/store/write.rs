@@ -849,7 +849,7 @@ impl Store {
         input: Input,
         given: Option<Given>,
     ) -> Result<Resource, Error> {
-        self.write(move |w| {
+        self.write(actor.tenant.clone(), move |w| {
             let kind = rt.kind;
             let t = actor.tenant.as_str();
             let k = keys(rt, &input.body);
@@ -916,7 +916,7 @@ impl Store {
         input: Input,
         cond: Conditions,
     ) -> Result<Resource, Error> {
-        self.write(move |w| {
+        self.write(actor.tenant.clone(), move |w| {
             let kind = rt.kind;
             let t = actor.tenant.as_str();
             let (nid, old) = match w.existing(t, kind, &id, &cond)? {
@@ -968,7 +968,7 @@ impl Store {
         ops: Vec<Operation>,
         cond: Conditions,
     ) -> Result<(Resource, Ignored), Error> {
-        self.write(move |w| {
+        self.write(actor.tenant.clone(), move |w| {
             let kind = rt.kind;
             let t = actor.tenant.as_str();
             let (nid, old) = match w.existing(t, kind, &id, &cond)? {
@@ -1004,7 +1004,7 @@ impl Store {
         tenant: String,
         retention: events::Retention,
     ) -> Result<u64, Error> {
-        self.write(move |w| {
+        self.write(tenant.clone(), move |w| {
             let t = tenant.as_str();
             let last = w.seqs.get(t)?.map(|g| g.value()).unwrap_or(0);
             Ok(Ok(events::trim_all(&mut w.events, t, last, retention)?))
@@ -1033,7 +1033,7 @@ impl Store {
         if same {
             return Ok(PlanApplied::default());
         }
-        self.write(move |w| {
+        self.write(actor.tenant.clone(), move |w| {
             let t = actor.tenant.as_str();
             let was = {
                 let mut meta = w.txn.open_table(META)?;
@@ -1092,7 +1092,7 @@ impl Store {
         id: String,
         cond: Conditions,
     ) -> Result<(), Error> {
-        self.write(move |w| {
+        self.write(actor.tenant.clone(), move |w| {
             let kind = rt.kind;
             let t = actor.tenant.as_str();
             let (nid, old) = match w.existing(t, kind, &id, &cond)? {

@@ -1,16 +1,24 @@
 //! The writer thread: batches queued write jobs and commits each batch once (group commit),
-//! reopening the database after a storage failure and recording the allocator state when idle.
+//! taking jobs in turn by tenant, reopening the database after a storage failure and
+//! recording the allocator state when idle.
 
+use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use redb::Database;
 use tokio::sync::mpsc;
 
-use super::{Job, Responder, Shared, storage_failed, write};
+use super::{Job, QUEUE, Queued, Responder, Shared, storage_failed, write};
 
 /// Most jobs committed together; bounds the latency one commit adds to its first request.
 const MAX_BATCH: usize = 256;
+
+/// A batch takes no more jobs once it has run this long: its answers wait for its commit,
+/// and a few slow jobs of one tenant (a filter over a large group's members) would
+/// otherwise hold another tenant's cheap write for as long as all of them take.
+const BATCH_TIME: Duration = Duration::from_millis(20);
 
 /// Least time between two attempts to reopen a failed database.
 const REOPEN_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
@@ -26,16 +34,86 @@ pub(super) const CHECKPOINT_IDLE: std::time::Duration = std::time::Duration::fro
 /// callers get 503).
 pub(super) fn writer_thread(
     shared: Arc<Shared>,
-    mut rx: mpsc::Receiver<Job>,
+    mut rx: mpsc::Receiver<Queued>,
     metrics: Arc<crate::metrics::StoreMetrics>,
 ) {
-    while catch_unwind(AssertUnwindSafe(|| writer(&shared, &mut rx, &metrics))).is_err() {
+    let mut waiting = Waiting::default();
+    while catch_unwind(AssertUnwindSafe(|| {
+        writer(&shared, &mut rx, &mut waiting, &metrics)
+    }))
+    .is_err()
+    {
+        // The jobs taken but not run are dropped: each caller gets 503.
+        waiting = Waiting::default();
         tracing::error!("the writer panicked; it starts again");
     }
 }
 
-fn writer(shared: &Shared, rx: &mut mpsc::Receiver<Job>, metrics: &crate::metrics::StoreMetrics) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+/// The jobs taken from the queue and not run yet, by tenant, with the tenants in the order
+/// they are served: one job of each in turn, so that a tenant sending many slow writes
+/// delays another's by one job, not by all of its own.
+#[derive(Default)]
+struct Waiting {
+    /// The tenants with jobs waiting, the next to be served first.
+    turns: VecDeque<Box<str>>,
+    jobs: HashMap<Box<str>, VecDeque<Job>>,
+    len: usize,
+}
+
+impl Waiting {
+    fn push(&mut self, q: Queued) {
+        // A tenant's entry goes when its last job does: one there has jobs, and its turn.
+        match self.jobs.get_mut(&q.tenant) {
+            Some(jobs) => jobs.push_back(q.job),
+            None => {
+                self.jobs.insert(q.tenant.clone(), VecDeque::from([q.job]));
+                self.turns.push_back(q.tenant);
+            }
+        }
+        self.len += 1;
+    }
+
+    /// The next tenant's next job.
+    fn next(&mut self) -> Option<Job> {
+        let tenant = self.turns.pop_front()?;
+        let jobs = self.jobs.get_mut(&tenant)?;
+        let job = jobs.pop_front();
+        if jobs.is_empty() {
+            self.jobs.remove(&tenant);
+        } else {
+            self.turns.push_back(tenant);
+        }
+        self.len -= usize::from(job.is_some());
+        job
+    }
+
+    /// Takes what the queue holds, up to `QUEUE` waiting: the queue stays the bound on
+    /// memory, and senders wait when both are full.
+    fn fill(&mut self, rx: &mut mpsc::Receiver<Queued>) {
+        while self.len < QUEUE {
+            match rx.try_recv() {
+                Ok(q) => self.push(q),
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Dropped, each caller answered 503.
+    fn clear(&mut self) {
+        *self = Waiting::default();
+    }
+}
+
+fn writer(
+    shared: &Shared,
+    rx: &mut mpsc::Receiver<Queued>,
+    waiting: &mut Waiting,
+    metrics: &crate::metrics::StoreMetrics,
+) {
     // redb's quick-repair record (the allocator state, saved so that a crash reopens without
     // walking the whole file) is rewritten whole by every commit that keeps it, a cost that
     // grows with the file: at a million users it is a quarter of a one-member PATCH. So
@@ -55,7 +133,10 @@ fn writer(shared: &Shared, rx: &mut mpsc::Receiver<Job>, metrics: &crate::metric
     let mut checkpoint_due = false;
     let mut reopening = Reopening::default();
     loop {
+        waiting.fill(rx);
         let next = match &idle {
+            // Jobs already waiting: none to wait for.
+            _ if !waiting.is_empty() => None,
             // Down after a storage failure: opened again as soon as it can be, not only
             // when a request comes, so that the first read after a quiet spell (a
             // monitor's probe) is not the one that finds it closed.
@@ -63,7 +144,8 @@ fn writer(shared: &Shared, rx: &mut mpsc::Receiver<Job>, metrics: &crate::metric
                 match rt
                     .block_on(async { tokio::time::timeout(reopening.unasked, rx.recv()).await })
                 {
-                    Ok(j) => j,
+                    Ok(Some(q)) => Some(q),
+                    Ok(None) => break,
                     Err(_) => {
                         if reopening.due() {
                             reopening.try_now(shared);
@@ -76,7 +158,8 @@ fn writer(shared: &Shared, rx: &mut mpsc::Receiver<Job>, metrics: &crate::metric
                 // The timer must be made inside the runtime.
                 match rt.block_on(async { tokio::time::timeout(CHECKPOINT_IDLE, rx.recv()).await })
                 {
-                    Ok(j) => j,
+                    Ok(Some(q)) => Some(q),
+                    Ok(None) => break,
                     Err(_) => {
                         checkpoint_due = false;
                         // An empty batch committed with the record. Not while writes wait
@@ -85,7 +168,7 @@ fn writer(shared: &Shared, rx: &mut mpsc::Receiver<Job>, metrics: &crate::metric
                         // each such round closed the database to reads for its repair.
                         if shared.short_of_room().is_none()
                             && let Some(db) = shared.current()
-                            && !run_batch(shared, &db, &mut batch, metrics, true)
+                            && !run_batch(shared, &db, rx, waiting, metrics, true)
                         {
                             shared.retire();
                         }
@@ -93,26 +176,25 @@ fn writer(shared: &Shared, rx: &mut mpsc::Receiver<Job>, metrics: &crate::metric
                     }
                 }
             }
-            _ => rx.blocking_recv(),
+            _ => match rx.blocking_recv() {
+                Some(q) => Some(q),
+                None => break,
+            },
         };
-        let Some(first) = next else { break };
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
-            }
+        if let Some(q) = next {
+            waiting.push(q);
+            waiting.fill(rx);
         }
         let db = match shared.current() {
             Some(db) => db,
             None if !reopening.due() => {
-                batch.clear(); // each caller gets 503
+                waiting.clear(); // each caller gets 503
                 continue;
             }
             None => match reopening.try_now(shared) {
                 Some(db) => db,
                 None => {
-                    batch.clear();
+                    waiting.clear();
                     continue;
                 }
             },
@@ -122,11 +204,10 @@ fn writer(shared: &Shared, rx: &mut mpsc::Receiver<Job>, metrics: &crate::metric
         // again. The batch's callers (writes queued before the gate closed, reads' nudges)
         // are told the disk is full.
         if shared.short_of_room().is_some() {
-            batch.clear();
+            waiting.clear();
             continue;
         }
-        metrics.batch_size.observe(batch.len() as f64);
-        let storage_ok = run_batch(shared, &db, &mut batch, metrics, idle.is_none());
+        let storage_ok = run_batch(shared, &db, rx, waiting, metrics, idle.is_none());
         drop(db);
         if storage_ok {
             checkpoint_due = true;
@@ -183,11 +264,14 @@ impl Reopening {
     }
 }
 
-/// Runs one batch; false when storage failed (the database must be reopened).
+/// Runs one batch of the waiting jobs, in turn by tenant, taking more from the queue as it
+/// goes, up to `MAX_BATCH` jobs or `BATCH_TIME`; false when storage failed (the database
+/// must be reopened). With none waiting, an empty batch commits.
 fn run_batch(
     shared: &Shared,
     db: &Database,
-    batch: &mut Vec<Job>,
+    rx: &mut mpsc::Receiver<Queued>,
+    waiting: &mut Waiting,
     metrics: &crate::metrics::StoreMetrics,
     quick_repair: bool,
 ) -> bool {
@@ -207,7 +291,7 @@ fn run_batch(
         Err(e) => {
             failure();
             failed_for(&e.into());
-            batch.clear(); // dropping the jobs drops their senders: each caller gets 503
+            waiting.clear(); // dropping the jobs drops their senders: each caller gets 503
             return false;
         }
     };
@@ -223,17 +307,19 @@ fn run_batch(
         Err(e) => {
             failure();
             failed_for(&e);
-            batch.clear();
+            waiting.clear();
             return false;
         }
     };
-    let mut responders: Vec<Responder> = Vec::with_capacity(batch.len());
+    let mut responders: Vec<Responder> = Vec::new();
     let mut storage_ok = true;
     let mut failed = false;
-    for job in batch.drain(..) {
-        if failed {
-            continue; // dropped: its caller gets 503
-        }
+    let started = Instant::now();
+    while responders.len() < MAX_BATCH && (responders.is_empty() || started.elapsed() < BATCH_TIME)
+    {
+        // Writes that came meanwhile take their turn in this batch.
+        waiting.fill(rx);
+        let Some(job) = waiting.next() else { break };
         match catch_unwind(AssertUnwindSafe(|| job(&mut w))) {
             Ok(Ok(r)) => responders.push(r),
             Ok(Err(e)) => {
@@ -246,7 +332,13 @@ fn run_batch(
                 failed = true;
             }
         }
+        if failed {
+            // The jobs still waiting run in a batch of their own, or are answered 503 if
+            // the database cannot be opened again.
+            break;
+        }
     }
+    metrics.batch_size.observe(responders.len() as f64);
     // The tables close before the transaction ends.
     drop(w);
     if failed {
