@@ -129,6 +129,17 @@ impl App {
             }
             Ok(Ok(c)) => c.to_bytes(),
         };
+        // HTTP/2: hyper ends a body the client reset (RST_STREAM NO_ERROR or CANCEL) as if
+        // it were whole. One short of its Content-Length was given up on (RFC 9113 §8.1.1:
+        // malformed), and must not be carried out.
+        if let Some(len) = declared
+            && bytes.len() as u64 != len
+        {
+            return Err(ScimError::invalid_syntax(format!(
+                "the request body ended after {} of the {len} bytes its Content-Length gives                  (the client cancelled it?)",
+                bytes.len()
+            )));
+        }
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ScimError::invalid_syntax(
                 "the request body is empty; a JSON object was expected",
