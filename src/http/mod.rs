@@ -551,6 +551,7 @@ impl App {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         };
+        let authorization = header_str(header::AUTHORIZATION);
         let if_match = header_str(header::IF_MATCH);
         let if_none_match = header_str(header::IF_NONE_MATCH);
         let backlog = req.extensions().get::<backlog::Backlog>().cloned();
@@ -586,10 +587,26 @@ impl App {
             let body = if matches!(*method, Method::POST | Method::PUT | Method::PATCH)
                 && !matches!(route.endpoint, Endpoint::Bulk | Endpoint::Me)
             {
-                Some(
-                    self.read_body(req, &rt, backlog.as_ref(), &principal.tenant)
-                        .await?,
-                )
+                let body = self
+                    .read_body(req, &rt, backlog.as_ref(), &principal.tenant)
+                    .await?;
+                // A reload while the body came in may have revoked the token (one that
+                // leaked): a write begun before must not be carried out after.
+                let now = self.runtime();
+                if !Arc::ptr_eq(&now, &rt)
+                    && now
+                        .tokens
+                        .authenticate(authorization.as_deref(), route.tenant.as_deref())
+                        .is_none_or(|p| *p != **principal)
+                {
+                    return Err(ScimError::new(
+                        401,
+                        None,
+                        "the bearer token is not valid: a reload revoked or changed it while \
+                         the request body was arriving",
+                    ));
+                }
+                Some(body)
             } else {
                 None
             };

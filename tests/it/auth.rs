@@ -352,3 +352,60 @@ async fn a_hash_in_capitals_is_the_same_token() {
     assert!(!notes.iter().any(|n| n.contains("token okta")), "{notes:?}");
     assert_eq!(s.get("/Users").await.status, 200);
 }
+
+/// A write begun with a token that a reload then revokes (one that leaked) is refused once
+/// its body is whole, not carried out after the reload said the token was gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_while_its_body_arrives_writes_nothing() {
+    use crate::harness::wire;
+    use tokio::io::AsyncWriteExt;
+    let s = Srv::start().await;
+    let body = br#"{"userName":"late@x"}"#;
+    let head = format!(
+        "POST /scim/v2/Users HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ACME}\r\n\
+         Content-Type: application/scim+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut conn = wire::connect(&s).await;
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&body[..5]).await.unwrap();
+    conn.flush().await.unwrap();
+    // Authenticated by now (the head is read at once; nothing tells when).
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut cfg = s.config.clone();
+    let rotated = "rotated-token-0123456789";
+    cfg.tenants.get_mut("acme").unwrap().tokens[0].sha256 =
+        scimd::auth::hex(&scimd::auth::digest(rotated));
+    s.reloader().apply(cfg).await.unwrap();
+    let a = wire::send_on(conn, &body[5..]).await;
+    assert_eq!(a.status, 401, "{}", a.body);
+    assert!(
+        a.body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("a reload revoked or changed it")),
+        "{}",
+        a.body
+    );
+    let r = s
+        .call(
+            Method::GET,
+            "/Users?filter=userName%20eq%20%22late@x%22",
+            Some(rotated),
+            None,
+        )
+        .await;
+    assert_eq!(total(&r), 0, "{}", r.body);
+    // A body that arrives whole after a reload that kept the token is served.
+    let a = wire::send(
+        &s,
+        format!(
+            "POST /scim/v2/Users HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {rotated}\r\n\
+             Content-Type: application/scim+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+            body.len(),
+            std::str::from_utf8(body).unwrap()
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+}
