@@ -93,7 +93,12 @@ pub fn empty(status: u16) -> Resp {
 /// A refusal's detail as the client got it, for the request's log line: an admin without
 /// the IdP's console sees why, not only the status.
 #[derive(Debug, Clone)]
-pub struct Detail(pub String);
+pub struct Detail {
+    text: String,
+    /// The status it came with: refusals of the request as a whole (a read-only token's
+    /// write, an endpoint not served) quote nothing of a body, whatever words they use.
+    status: u16,
+}
 
 /// Longest detail a log line carries; a client's long input does not make long lines.
 const DETAIL_LOGGED: usize = 300;
@@ -106,8 +111,9 @@ impl Detail {
     /// `withhold` takes out what else must not be logged (a token quoted from the path)
     /// before the cut, so that no part of it is left.
     pub fn for_log(&self, withhold: impl FnOnce(&str) -> String) -> Option<String> {
-        (!crate::scim::redact::names_a_secret(&self.0))
-            .then(|| clip(&withhold(&self.0), DETAIL_LOGGED).into_owned())
+        let whole_request = matches!(self.status, 403 | 405 | 501);
+        (whole_request || !crate::scim::redact::names_a_secret(&self.text))
+            .then(|| clip(&withhold(&self.text), DETAIL_LOGGED).into_owned())
     }
 }
 
@@ -150,7 +156,10 @@ pub fn error_with(e: &ScimError, extra: &[(&str, Value)]) -> Resp {
     if let Some(t) = e.scim_type {
         r.extensions_mut().insert(t);
     }
-    r.extensions_mut().insert(Detail(e.detail.clone()));
+    r.extensions_mut().insert(Detail {
+        text: e.detail.clone(),
+        status: e.status,
+    });
     if e.status == 401 {
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -333,6 +342,21 @@ mod logged_detail {
             let e = ScimError::invalid_value(secret);
             let d = error(&e).extensions().get::<Detail>().cloned().unwrap();
             assert!(d.for_log(str::to_string).is_none(), "{secret}");
+        }
+        // A refusal of the whole request quotes no body: said, though it names tokens.
+        for (status, text) in [
+            (
+                403,
+                "the token \"app\" has scope read; writes need a token with scope provision",
+            ),
+            (
+                501,
+                "/Me is not supported: tokens belong to provisioning clients, not to users",
+            ),
+        ] {
+            let d = error(&ScimError::new(status, None, text));
+            let d = d.extensions().get::<Detail>().cloned().unwrap();
+            assert_eq!(d.for_log(str::to_string).as_deref(), Some(text));
         }
     }
 }
