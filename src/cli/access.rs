@@ -14,6 +14,9 @@ pub(crate) struct Account {
     pub name: String,
     pub uid: u32,
     pub gids: Vec<u32>,
+    /// Its primary group as a command takes it: the name, or the number if it has none
+    /// (`nobody`'s is `nogroup`: `chown nobody:nobody` would fail).
+    pub group: String,
 }
 
 impl Account {
@@ -32,8 +35,15 @@ impl Account {
             .into_iter()
             .skip(2);
         let uid = fields.next()?.parse().ok()?;
-        let mut gids: Vec<u32> = vec![fields.next()?.parse().ok()?];
+        let primary: u32 = fields.next()?.parse().ok()?;
+        let mut gids: Vec<u32> = vec![primary];
+        let mut group_name = primary.to_string();
         for f in group.lines().map(|l| l.split(':').collect::<Vec<_>>()) {
+            if let [g, _, gid, ..] = f[..]
+                && gid.parse() == Ok(primary)
+            {
+                group_name = g.to_string();
+            }
             if let [_, _, gid, members, ..] = f[..]
                 && members.split(',').any(|m| m == name)
                 && let Ok(gid) = gid.parse()
@@ -45,6 +55,7 @@ impl Account {
             name: name.to_string(),
             uid,
             gids,
+            group: group_name,
         })
     }
 
@@ -78,12 +89,13 @@ impl Account {
                 (!self.may(m.uid(), m.gid(), m.mode(), 1)).then(|| {
                     format!(
                         "the user {0} cannot enter the directory {1} (owner uid {2}, group gid \
-                         {3}, mode {4:04o}): `chgrp {0} {1} && chmod g+x {1}`",
+                         {3}, mode {4:04o}): `chgrp {5} {1} && chmod g+x {1}`",
                         self.name,
                         d.display(),
                         m.uid(),
                         m.gid(),
-                        m.mode() & 0o7777
+                        m.mode() & 0o7777,
+                        self.group
                     )
                 })
             })
@@ -100,15 +112,15 @@ impl Account {
             let (what, fix) = match want {
                 4 => (
                     "read",
-                    format!("chgrp {0} {1} && chmod g+r {1}", self.name, path.display()),
+                    format!("chgrp {0} {1} && chmod g+r {1}", self.group, path.display()),
                 ),
                 _ if m.is_dir() => (
                     "read and write",
-                    format!("chown -R {0}:{0} {1}", self.name, path.display()),
+                    format!("chown -R {}:{} {}", self.name, self.group, path.display()),
                 ),
                 _ => (
                     "read and write",
-                    format!("chown {0}:{0} {1}", self.name, path.display()),
+                    format!("chown {}:{} {}", self.name, self.group, path.display()),
                 ),
             };
             format!(
@@ -192,15 +204,26 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    const PASSWD: &str =
-        "root:x:0:0:root:/root:/bin/bash\nscimd:x:998:997::/var/lib/scimd:/usr/sbin/nologin\n";
-    const GROUP: &str = "root:x:0:\nscimd:x:997:\nssl-cert:x:110:scimd,postgres\n";
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n\
+        scimd:x:998:997::/var/lib/scimd:/usr/sbin/nologin\n\
+        svc:x:1001:4242::/srv:/usr/sbin/nologin\n";
+    const GROUP: &str = "root:x:0:\nscimd:x:997:\nssl-cert:x:110:scimd,postgres\n\
+        nogroup:x:65534:\n";
 
     #[test]
     fn the_account_has_its_primary_and_supplementary_groups() {
         let a = Account::from_files("scimd", PASSWD, GROUP).unwrap();
         assert_eq!((a.uid, a.gids.clone()), (998, vec![997, 110]));
+        assert_eq!(a.group, "scimd");
         assert!(Account::from_files("nobody", PASSWD, GROUP).is_none());
+        // A primary group named otherwise, or not named at all, as a command takes it.
+        let passwd = format!("{PASSWD}nobody:x:65534:65534::/:/usr/sbin/nologin\n");
+        let a = Account::from_files("nobody", &passwd, GROUP).unwrap();
+        assert_eq!(a.group, "nogroup");
+        assert_eq!(
+            Account::from_files("svc", PASSWD, GROUP).unwrap().group,
+            "4242"
+        );
     }
 
     #[test]
@@ -232,6 +255,7 @@ mod tests {
             name: "svc".into(),
             uid: u32::MAX - 1,
             gids: vec![u32::MAX - 1],
+            group: "svcgroup".into(),
         };
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
         let why = other.cannot(&key, 4).join("\n");
@@ -239,6 +263,9 @@ mod tests {
             why.contains("cannot read") && why.contains("mode 0600"),
             "{why}"
         );
+        assert!(why.contains("`chgrp svcgroup "), "{why}");
+        let why = other.cannot(&key, 6).join("\n");
+        assert!(why.contains("`chown svc:svcgroup "), "{why}");
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
         std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o700)).unwrap();
         let why = other.cannot(&key, 4).join("\n");
