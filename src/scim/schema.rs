@@ -490,8 +490,14 @@ const MEMBER_SUBS: &[AttrDef] = &[
         "The URI of the member resource.",
     )
     .mutability(Immutable),
-    // Immutable (RFC 7643 §2.4): the client gives it with the member, as Okta does.
-    AttrDef::s("display", "A human-readable name of the member.").mutability(Immutable),
+    // Immutable (RFC 7643 §2.4): the client gives it with the member, as Okta does; giving
+    // the member again replaces the member's entry, and the description says so.
+    AttrDef::s(
+        "display",
+        "A human-readable name of the member, kept as sent. Given with the member; adding \
+         the member again with another display, or a PUT or replace of members, replaces it.",
+    )
+    .mutability(Immutable),
     AttrDef::s("type", "The type of the member.")
         .canonical(&["User", "Group"])
         .mutability(Immutable),
