@@ -61,13 +61,13 @@ use writer::writer_thread;
 /// inner one the request being refused.
 type R<T> = Result<Result<T, Error>, redb::Error>;
 
-/// Queued jobs before senders wait: back-pressure instead of unbounded memory. The writer
-/// holds at most as many again, taken from the queue to be run in turn by tenant.
+/// Queued jobs before senders wait: back-pressure instead of unbounded memory.
 const QUEUE: usize = 1024;
 
 /// How many writes one tenant may have queued or running at once: another tenant's writes
 /// always find room in the queue (one tenant's flood would otherwise fill it, and every
-/// other tenant's write would wait behind it).
+/// other tenant's write would wait behind it). The writer takes every queued write into its
+/// turns at once, so this, times the tenants, bounds what waits.
 const TENANT_WRITES: usize = QUEUE / 4;
 
 #[derive(Debug, thiserror::Error)]
@@ -145,7 +145,7 @@ type Job = Box<dyn FnOnce(&mut write::W<'_>) -> Result<Responder, redb::Error> +
 /// A job and the tenant it writes for (empty for the store's own: checkpoints, nudges): the
 /// writer takes jobs in turn by tenant.
 struct Queued {
-    tenant: Box<str>,
+    tenant: Arc<str>,
     job: Job,
 }
 
@@ -757,7 +757,7 @@ impl Store {
 
     /// `write`, even on a file the scrub found damaged: for the checkpoint, which carries
     /// nothing of an IdP's.
-    async fn enqueue<T, F>(&self, tenant: Box<str>, f: F) -> Result<T, Error>
+    async fn enqueue<T, F>(&self, tenant: Arc<str>, f: F) -> Result<T, Error>
     where
         T: Send + 'static,
         F: FnOnce(&mut write::W<'_>) -> R<T> + Send + 'static,

@@ -10,14 +10,15 @@ use std::time::{Duration, Instant};
 use redb::Database;
 use tokio::sync::mpsc;
 
-use super::{Job, QUEUE, Queued, Responder, Shared, storage_failed, write};
+use super::{Job, Queued, Responder, Shared, storage_failed, write};
 
 /// Most jobs committed together; bounds the latency one commit adds to its first request.
 const MAX_BATCH: usize = 256;
 
-/// A batch takes no more jobs once it has run this long: its answers wait for its commit,
-/// and a few slow jobs of one tenant (a filter over a large group's members) would
-/// otherwise hold another tenant's cheap write for as long as all of them take.
+/// A batch holding (or with waiting) jobs of more than one tenant takes no more once it has
+/// run this long: its answers wait for its commit, and a few slow jobs of one tenant (a
+/// filter over a large group's members) would otherwise hold another tenant's cheap write
+/// for as long as all of them take. One tenant alone fills batches up to `MAX_BATCH`.
 const BATCH_TIME: Duration = Duration::from_millis(20);
 
 /// Least time between two attempts to reopen a failed database.
@@ -50,18 +51,32 @@ pub(super) fn writer_thread(
 }
 
 /// The jobs taken from the queue and not run yet, by tenant, with the tenants in the order
-/// they are served: one job of each in turn, so that a tenant sending many slow writes
-/// delays another's by one job, not by all of its own.
+/// they are served: each tenant in turn runs jobs for up to `TURN` of working time (at least
+/// one), so a tenant sending many slow writes delays another's by about one of them, and a
+/// tenant sending many cheap ones (an IdP creating users in parallel) gets them all in one
+/// turn. The store's own jobs (tenant "": the checkpoint at shutdown, a nudge to reopen) run
+/// when no tenant's wait, after the writes queued before them.
 #[derive(Default)]
 struct Waiting {
-    /// The tenants with jobs waiting, the next to be served first.
-    turns: VecDeque<Box<str>>,
-    jobs: HashMap<Box<str>, VecDeque<Job>>,
-    len: usize,
+    /// The tenants with jobs waiting; the first is the one whose turn it is.
+    turns: VecDeque<Arc<str>>,
+    jobs: HashMap<Arc<str>, VecDeque<Job>>,
+    own: VecDeque<Job>,
+    /// Working time the first tenant has had in this turn.
+    spent: Duration,
+    /// The last job taken was its tenant's last: the next `spend` starts a new turn.
+    turn_over: bool,
 }
+
+/// Working time one tenant's turn may take while others wait.
+const TURN: Duration = Duration::from_millis(5);
 
 impl Waiting {
     fn push(&mut self, q: Queued) {
+        if q.tenant.is_empty() {
+            self.own.push_back(q.job);
+            return;
+        }
         // A tenant's entry goes when its last job does: one there has jobs, and its turn.
         match self.jobs.get_mut(&q.tenant) {
             Some(jobs) => jobs.push_back(q.job),
@@ -70,36 +85,56 @@ impl Waiting {
                 self.turns.push_back(q.tenant);
             }
         }
-        self.len += 1;
     }
 
-    /// The next tenant's next job.
-    fn next(&mut self) -> Option<Job> {
-        let tenant = self.turns.pop_front()?;
-        let jobs = self.jobs.get_mut(&tenant)?;
+    /// The next job, and the tenant it writes for ("" for the store's own).
+    fn next(&mut self) -> Option<(Arc<str>, Job)> {
+        if self.spent >= TURN && self.turns.len() > 1 {
+            self.turns.rotate_left(1);
+            self.spent = Duration::ZERO;
+        }
+        let Some(tenant) = self.turns.front().cloned() else {
+            return self.own.pop_front().map(|j| (Arc::from(""), j));
+        };
+        let jobs = self.jobs.entry(tenant.clone()).or_default();
         let job = jobs.pop_front();
         if jobs.is_empty() {
             self.jobs.remove(&tenant);
-        } else {
-            self.turns.push_back(tenant);
+            self.turns.pop_front();
+            self.turn_over = true;
         }
-        self.len -= usize::from(job.is_some());
-        job
+        match job {
+            Some(job) => Some((tenant, job)),
+            // Not reached (a tenant in `turns` has jobs); were it, the next tenant's.
+            None => self.next(),
+        }
     }
 
-    /// Takes what the queue holds, up to `QUEUE` waiting: the queue stays the bound on
-    /// memory, and senders wait when both are full.
+    /// Working time the job last taken had.
+    fn spend(&mut self, d: Duration) {
+        if std::mem::take(&mut self.turn_over) {
+            self.spent = Duration::ZERO;
+        } else {
+            self.spent += d;
+        }
+    }
+
+    /// Whether jobs of another than `tenant` wait.
+    fn others_than(&self, tenant: &str) -> bool {
+        !self.own.is_empty() || self.turns.iter().any(|t| &**t != tenant)
+    }
+
+    /// Takes everything the queue holds: each tenant has at most `TENANT_WRITES` there or
+    /// here, so this is bounded, and a tenant's write never waits in the queue behind
+    /// other tenants' floods.
     fn fill(&mut self, rx: &mut mpsc::Receiver<Queued>) {
-        while self.len < QUEUE {
-            match rx.try_recv() {
-                Ok(q) => self.push(q),
-                Err(_) => break,
-            }
+        while let Ok(q) = rx.try_recv() {
+            self.push(q);
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.len == 0
+        self.turns.is_empty() && self.own.is_empty()
     }
 
     /// Dropped, each caller answered 503.
@@ -295,9 +330,10 @@ fn run_batch(
             return false;
         }
     };
-    // Two-phase: the pages are flushed before the header that names them is written, so when
-    // that first fsync fails the previous commit stays in force and a write answered 503 is
-    // never found later. Group commit shares both fsyncs across the batch.
+    // Two-phase: the pages are flushed before the header that names them is written, so a
+    // crash never leaves a header naming pages not on disk. (A write answered 503 for a
+    // failed fsync may still be found later: README, Durability.) Group commit shares both
+    // fsyncs across the batch.
     txn.set_two_phase_commit(true);
     let floor = shared
         .version_floor
@@ -315,12 +351,29 @@ fn run_batch(
     let mut storage_ok = true;
     let mut failed = false;
     let started = Instant::now();
-    while responders.len() < MAX_BATCH && (responders.is_empty() || started.elapsed() < BATCH_TIME)
-    {
+    // The tenant of the batch's jobs while they are all one's.
+    let mut alone: Option<Arc<str>> = None;
+    let mut mixed = false;
+    while responders.len() < MAX_BATCH {
         // Writes that came meanwhile take their turn in this batch.
         waiting.fill(rx);
-        let Some(job) = waiting.next() else { break };
-        match catch_unwind(AssertUnwindSafe(|| job(&mut w))) {
+        if let Some(t) = &alone
+            && started.elapsed() >= BATCH_TIME
+            && (mixed || waiting.others_than(t))
+        {
+            break;
+        }
+        let Some((tenant, job)) = waiting.next() else {
+            break;
+        };
+        match &alone {
+            None => alone = Some(tenant),
+            Some(t) => mixed |= *t != tenant,
+        }
+        let ran = Instant::now();
+        let outcome = catch_unwind(AssertUnwindSafe(|| job(&mut w)));
+        waiting.spend(ran.elapsed());
+        match outcome {
             Ok(Ok(r)) => responders.push(r),
             Ok(Err(e)) => {
                 failed_for(&e);
@@ -338,7 +391,10 @@ fn run_batch(
             break;
         }
     }
-    metrics.batch_size.observe(responders.len() as f64);
+    // An idle checkpoint's empty batch is not a batch of writes.
+    if !responders.is_empty() {
+        metrics.batch_size.observe(responders.len() as f64);
+    }
     // The tables close before the transaction ends.
     drop(w);
     if failed {
@@ -379,5 +435,67 @@ fn run_batch(
                 .for_each(|r| r(Err(shared.told_after_failure())));
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queued(tenant: &str) -> Queued {
+        Queued {
+            tenant: tenant.into(),
+            job: Box::new(|_| Ok(Box::new(|_| {}))),
+        }
+    }
+
+    /// The tenants in the order `next` gives their jobs, each job taking `cost(tenant)`.
+    fn order(w: &mut Waiting, cost: impl Fn(&str) -> Duration) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some((t, _)) = w.next() {
+            w.spend(cost(&t));
+            out.push(t.to_string());
+        }
+        out
+    }
+
+    #[test]
+    fn cheap_writes_share_a_turn_slow_ones_take_one_each_and_the_stores_own_go_last() {
+        let mut w = Waiting::default();
+        w.push(queued(""));
+        for _ in 0..3 {
+            w.push(queued("slow"));
+        }
+        for _ in 0..4 {
+            w.push(queued("cheap"));
+        }
+        let cost = |t: &str| match t {
+            "slow" => TURN * 2,
+            _ => TURN / 10,
+        };
+        assert_eq!(
+            order(&mut w, cost),
+            [
+                "slow", "cheap", "cheap", "cheap", "cheap", "slow", "slow", ""
+            ]
+        );
+        assert!(w.is_empty());
+        // Alone, a tenant keeps its turn whatever its jobs cost.
+        for _ in 0..3 {
+            w.push(queued("slow"));
+        }
+        assert_eq!(order(&mut w, cost), ["slow", "slow", "slow"]);
+        // A turn ends with its tenant's last job: the next tenant's starts afresh.
+        w.push(queued("a"));
+        w.push(queued("b"));
+        w.push(queued("b"));
+        w.push(queued("b"));
+        let cost = |t: &str| if t == "a" { TURN * 3 } else { TURN / 2 };
+        assert_eq!(order(&mut w, cost), ["a", "b", "b", "b"]);
+        assert!(!w.others_than("x") && w.is_empty());
+        w.push(queued("x"));
+        assert!(!w.others_than("x") && w.others_than("y"));
+        w.push(queued(""));
+        assert!(w.others_than("x"));
     }
 }
