@@ -7,7 +7,6 @@ use super::extension::check_attribute;
 use super::{Config, bad_log_level};
 
 impl Config {
-    /// Semantic checks; every problem names its key.
     /// Why `tls.cert` or `tls.key` cannot be read, and whether one is missing (not there at
     /// all, as while a renewal replaces it) rather than unreadable.
     fn tls_file_problems(&self) -> (Vec<String>, bool) {
@@ -28,10 +27,15 @@ impl Config {
     /// may be half-way through replacing them, or they may come a moment after boot, so a
     /// start refused for them is one to try again.
     pub fn only_cert_files_missing(&self) -> bool {
+        let serving_files = !self.server.plain_http
+            && !self.tls.self_signed
+            && self.tls.cert.is_some()
+            && self.tls.key.is_some();
         let (files, missing) = self.tls_file_problems();
-        missing && self.problems().len() == files.len()
+        serving_files && missing && self.problems() == files
     }
 
+    /// Semantic checks; every problem names its key.
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
         match self.server.listen.parse::<SocketAddr>() {

@@ -136,7 +136,8 @@ impl App {
             && bytes.len() as u64 != len
         {
             return Err(ScimError::invalid_syntax(format!(
-                "the request body ended after {} of the {len} bytes its Content-Length gives                  (the client cancelled it?)",
+                "the request body ended after {} of the {len} bytes its Content-Length gives \
+                 (the client cancelled it?)",
                 bytes.len()
             )));
         }

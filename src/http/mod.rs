@@ -551,7 +551,8 @@ impl App {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         };
-        let authorization = header_str(header::AUTHORIZATION);
+        // As the token was read at first (`auth::authorization`), for the check after the body.
+        let authorization = auth::authorization(headers).map(|a| a.into_owned());
         let if_match = header_str(header::IF_MATCH);
         let if_none_match = header_str(header::IF_NONE_MATCH);
         let backlog = req.extensions().get::<backlog::Backlog>().cloned();
