@@ -94,6 +94,8 @@ impl Waiting {
             self.spent = Duration::ZERO;
         }
         let Some(tenant) = self.turns.front().cloned() else {
+            // No tenant's turn runs: the next tenant to come starts one afresh.
+            self.turn_over = true;
             return self.own.pop_front().map(|j| (Arc::from(""), j));
         };
         let jobs = self.jobs.entry(tenant.clone()).or_default();
