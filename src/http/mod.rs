@@ -551,8 +551,6 @@ impl App {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         };
-        // As the token was read at first (`auth::authorization`), for the check after the body.
-        let authorization = auth::authorization(headers).map(|a| a.into_owned());
         let if_match = header_str(header::IF_MATCH);
         let if_none_match = header_str(header::IF_NONE_MATCH);
         let backlog = req.extensions().get::<backlog::Backlog>().cloned();
@@ -588,6 +586,9 @@ impl App {
             let body = if matches!(*method, Method::POST | Method::PUT | Method::PATCH)
                 && !matches!(route.endpoint, Endpoint::Bulk | Endpoint::Me)
             {
+                // As the token was read at first, for the check after the body (only
+                // requests with a body: reads, the most, need no copy).
+                let authorization = auth::authorization(req.headers()).map(|a| a.into_owned());
                 let body = self
                     .read_body(req, &rt, backlog.as_ref(), &principal.tenant)
                     .await?;

@@ -570,12 +570,7 @@ async fn never_and_request_attributes_stay_out_of_answers_unless_asked() {
             "/Users?filter=schemas%20eq%20%22{EXT}%22&attributes=userName"
         ))
         .await;
-    let names: Vec<&str> = listed.body["Resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["userName"].as_str().unwrap())
-        .collect();
+    let names = crate::harness::strings(&listed.body["Resources"], "userName");
     assert_eq!(names, ["hid@x", "note-only@x"], "{}", listed.body);
 }
 

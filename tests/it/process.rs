@@ -1752,16 +1752,22 @@ pub(crate) fn dated_cert(
     from: i64,
     to: i64,
 ) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = dated_pem(from, to);
+    let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+    scimd::tls::write_private(&k, key.as_bytes()).unwrap();
+    std::fs::write(&c, cert).unwrap();
+    (c, k)
+}
+
+/// A self-signed certificate for localhost valid from `from` to `to` days from now, and
+/// its key, as PEM.
+pub(crate) fn dated_pem(from: i64, to: i64) -> (String, String) {
     let now = time::OffsetDateTime::now_utc();
     let mut p = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
     p.not_before = now + time::Duration::days(from);
     p.not_after = now + time::Duration::days(to);
     let key = rcgen::KeyPair::generate().unwrap();
-    let cert = p.self_signed(&key).unwrap();
-    let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
-    scimd::tls::write_private(&k, key.serialize_pem().as_bytes()).unwrap();
-    std::fs::write(&c, cert.pem()).unwrap();
-    (c, k)
+    (p.self_signed(&key).unwrap().pem(), key.serialize_pem())
 }
 
 /// IdPs refuse an expired certificate with nothing in scimd's log to say why: the daemon

@@ -47,14 +47,7 @@ async fn serves_a_pem_certificate_and_key_from_files() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_keeps_a_servable_certificate_over_an_expired_one_and_applies_the_rest() {
     let dir = tempfile::tempdir().unwrap();
-    let pair = |from: i64, to: i64| {
-        let now = time::OffsetDateTime::now_utc();
-        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
-        params.not_before = now + time::Duration::days(from);
-        params.not_after = now + time::Duration::days(to);
-        let k = rcgen::KeyPair::generate().unwrap();
-        (params.self_signed(&k).unwrap().pem(), k.serialize_pem())
-    };
+    let pair = crate::process::dated_pem;
     let (cert, key) = (dir.path().join("fullchain.pem"), dir.path().join("key.pem"));
     let (good, good_key) = pair(-1, 90);
     std::fs::write(&cert, &good).unwrap();
@@ -82,18 +75,8 @@ async fn a_reload_keeps_a_servable_certificate_over_an_expired_one_and_applies_t
     );
     assert!(!r.cert_not_yet_valid, "an expired one never will be");
     // Still served: a client trusting only the good certificate connects.
-    let client = reqwest::Client::builder()
-        .tls_certs_only([Certificate::from_pem(good.as_bytes()).unwrap()])
-        .no_proxy()
-        .build()
-        .unwrap();
-    let r = client
-        .get(format!("{}/Users", s.base()))
-        .bearer_auth(ACME)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let client = trusting(good.as_bytes(), reqwest::Client::builder());
+    assert_eq!(users(&s, &client).await.status(), 200);
     assert_eq!(
         s.call(Method::GET, "/Users", Some(crate::harness::GLOBEX), None)
             .await
@@ -126,19 +109,13 @@ async fn negotiates_h2_and_accepts_tls12_and_http1() {
         .unwrap();
     assert_eq!(r.version(), reqwest::Version::HTTP_2, "ALPN should pick h2");
     let pem = std::fs::read(s.dir.path().join("state/tls/cert.pem")).unwrap();
-    let c12 = reqwest::Client::builder()
-        .tls_certs_only([Certificate::from_pem(&pem).unwrap()])
-        .max_tls_version(reqwest::tls::Version::TLS_1_2)
-        .http1_only()
-        .no_proxy()
-        .build()
-        .unwrap();
-    let r = c12
-        .get(format!("{}/Users", s.base()))
-        .bearer_auth(ACME)
-        .send()
-        .await
-        .unwrap();
+    let c12 = trusting(
+        &pem,
+        reqwest::Client::builder()
+            .max_tls_version(reqwest::tls::Version::TLS_1_2)
+            .http1_only(),
+    );
+    let r = users(&s, &c12).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.version(), reqwest::Version::HTTP_11);
 }
@@ -331,4 +308,23 @@ async fn a_port_in_use_is_named_with_what_to_do() {
     );
     // Refused before anything was made: no database or certificate is left behind.
     assert!(!dir.path().join("state").exists());
+}
+
+/// `builder`'s client, trusting only the certificate `pem`.
+fn trusting(pem: &[u8], builder: reqwest::ClientBuilder) -> reqwest::Client {
+    builder
+        .tls_certs_only([Certificate::from_pem(pem).unwrap()])
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+/// `GET /Users` with acme's token through `client`.
+async fn users(s: &Srv, client: &reqwest::Client) -> reqwest::Response {
+    client
+        .get(format!("{}/Users", s.base()))
+        .bearer_auth(ACME)
+        .send()
+        .await
+        .unwrap()
 }
