@@ -998,8 +998,8 @@ pub(crate) fn restore(config: &std::path::Path, from: &std::path::Path) -> ExitC
                     .collect();
                 say!(
                     "the change feeds go on past every number given out ({}): an application \
-                     reading /tenants/NAME/events gets 410 once, reads the users and groups \
-                     again, and continues from the next_after the 410 gives",
+                     reading /tenants/NAME/events gets 410 once, reads the users, groups and \
+                     plan list again, and continues from the next_after the 410 gives",
                     ends.join(", ")
                 );
                 if !done.feeds.known {

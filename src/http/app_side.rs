@@ -25,7 +25,8 @@ pub(super) async fn events(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
     // limit; 0 is meant (the feed's ends without events).
     if limit < 0 {
         return Err(ScimError::invalid_value(
-            "limit must be from 0 to 1000 (0 answers only last_seq and oldest_seq)",
+            "limit must be 0 or more (0 answers only last_seq and oldest_seq; more than 1000 is \
+             read as 1000)",
         ));
     }
     let limit = limit.min(1000) as usize;
@@ -49,7 +50,7 @@ pub(super) async fn events(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
         return Ok(gone(
             format!(
                 "after={said} is past the newest event ({}): the change feed was reset (a \
-                 database from elsewhere?); read the users and groups again, then continue \
+                 database from elsewhere?); read the users, groups and plan list again, then continue \
                  from after={}",
                 feed.last, feed.last
             ),
@@ -61,7 +62,7 @@ pub(super) async fn events(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
             format!(
                 "events {} to {} are not kept (retention: events_max_count, \
                  events_max_age_days; or the database was restored from a backup, or the \
-                 tenant purged); read the users and groups again, then continue from \
+                 tenant purged); read the users, groups and plan list again, then continue from \
                  after={}",
                 after + 1,
                 feed.oldest - 1,

@@ -302,6 +302,36 @@ pub fn user_status(mode: Mode, active: bool, overflow: bool, keeps_seat: bool) -
     }
 }
 
+impl Status {
+    /// The status's name in the change feed and the plan list.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Paid => "paid",
+            Status::Free => "free",
+            Status::Deactivated => "deactivated",
+        }
+    }
+}
+
+/// A stored user's (active, placed on free by the seat limit).
+pub type SeatState = (bool, bool);
+
+/// Which of the users matching one existing member holds that person's one seat in testing
+/// mode: an active seated user (paid anyway), else an active one the seat limit put on
+/// free, else a deactivated one; the oldest of equals. The others have the status they
+/// would have without the entry: a person re-created in the IdP, the old account
+/// deactivated beside the new, is one seat, not two.
+pub fn keeper(states: impl IntoIterator<Item = (u128, SeatState)>) -> Option<(u128, SeatState)> {
+    let rank = |state: SeatState| match state {
+        (true, false) => 0u8,
+        (true, true) => 1,
+        (false, _) => 2,
+    };
+    states
+        .into_iter()
+        .min_by_key(|&(id, state)| (rank(state), id))
+}
+
 /// Status of an existing member that no provisioned user matches.
 pub fn unmatched_status(mode: Mode) -> Status {
     match mode {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use super::plan::{self, Mode};
+use super::plan::{self, Mode, SeatState};
 use super::read::ReadSide;
 use super::record::decode;
 use super::{Error, Store, format_id};
@@ -62,9 +62,6 @@ pub struct PlanPage {
     /// By cursor: where the next page starts, while the list may go on.
     pub next: Option<PlanCursor>,
 }
-
-/// A stored user's (active, placed on free by the seat limit).
-type SeatState = (bool, bool);
 
 /// What the plan list of one read is worked out from.
 struct PlanCtx {
@@ -216,32 +213,20 @@ impl ReadSide {
         Ok(c)
     }
 
-    /// Which of the users matching one existing member holds that person's one seat in
-    /// testing mode: an active seated user (paid anyway), else an active one the seat limit
-    /// put on free, else a deactivated one; the oldest of equals. The others have the status
-    /// they would have without the entry: a person re-created in the IdP, the old account
-    /// deactivated beside the new, is one seat, not two.
-    /// Returns it with its state.
+    /// The user among `ids` holding their existing member's one seat (`plan::keeper`), with
+    /// its state.
     fn keeper(
         &self,
         t: &str,
         ids: &BTreeSet<u128>,
     ) -> Result<Option<(u128, SeatState)>, redb::Error> {
-        let mut best: Option<(u8, u128, SeatState)> = None;
+        let mut states = Vec::with_capacity(ids.len());
         for &id in ids {
-            let Some(state) = self.seat_state(t, id)? else {
-                continue;
-            };
-            let rank = match state {
-                (true, false) => 0,
-                (true, true) => 1,
-                (false, _) => 2,
-            };
-            if best.is_none_or(|b| (rank, id) < (b.0, b.1)) {
-                best = Some((rank, id, state));
+            if let Some(state) = self.seat_state(t, id)? {
+                states.push((id, state));
             }
         }
-        Ok(best.map(|b| (b.1, b.2)))
+        Ok(plan::keeper(states))
     }
 
     /// A stored user's state; `None` when it is gone or does not decode.

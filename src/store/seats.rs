@@ -11,6 +11,12 @@ use super::{R, format_id};
 use crate::scim::resource::Body;
 use crate::scim::schema::Kind;
 
+/// The other accounts of the existing-members entries a user write touches, with their plan
+/// status before it (`W::entry_mates`).
+pub(super) struct Mates {
+    before: Vec<(u128, plan::Status)>,
+}
+
 impl W<'_> {
     /// Check phase for a user write: the seat a user becoming active gets, or the refusal.
     /// `existing` is the user being reactivated; a refused create has no id to name.
@@ -178,6 +184,105 @@ impl W<'_> {
         Ok((None, waiting))
     }
 
+    /// Before a user write (the user `me`, its bodies before and after): in testing mode,
+    /// the plan status of every other account matching an existing-members entry either body
+    /// matches. The entry's one seat passes between its accounts (the active one holds it,
+    /// else the oldest), so `me`'s change can move theirs; `tell_mates` names them after.
+    pub(super) fn entry_mates(
+        &mut self,
+        actor: &Actor,
+        me: u128,
+        bodies: &[&Body],
+    ) -> Result<Option<Mates>, redb::Error> {
+        self.plan_told = None;
+        let Some(rules) = actor.plan.as_deref() else {
+            return Ok(None);
+        };
+        let t = actor.tenant.as_str();
+        let mut entries: Vec<&str> = bodies
+            .iter()
+            .flat_map(|b| plan::entries_matching(rules, b))
+            .collect();
+        if entries.is_empty() || rules.mode(plan::active(&self.counts, t)?) != Mode::Testing {
+            return Ok(None);
+        }
+        entries.sort_unstable();
+        entries.dedup();
+        let mut ids = std::collections::BTreeSet::new();
+        for entry in entries {
+            ids.extend(plan::matches_of(&self.usernames, &self.emails, t, entry)?);
+        }
+        ids.remove(&me);
+        let mut before = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(status) = self.testing_status(actor, id)? {
+                before.push((id, status));
+            }
+        }
+        self.plan_told = Some(Vec::new());
+        Ok(Some(Mates { before }))
+    }
+
+    /// After the write `entry_mates` looked before: an event for each of those accounts
+    /// whose status the write moved and no other event of it named. (A mode switch is
+    /// `plan.changed`, after which the application reads the list again.)
+    pub(super) fn tell_mates(&mut self, actor: &Actor, mates: Mates) -> Result<(), redb::Error> {
+        let told = self.plan_told.take().unwrap_or_default();
+        let Some(rules) = actor.plan.as_deref() else {
+            return Ok(());
+        };
+        if rules.mode(plan::active(&self.counts, &actor.tenant)?) != Mode::Testing {
+            return Ok(());
+        }
+        for (id, was) in mates.before {
+            if told.contains(&id) {
+                continue;
+            }
+            if let Some(now) = self.testing_status(actor, id)?
+                && now != was
+            {
+                let from_to = (was.name().to_string(), now.name().to_string());
+                self.emit_plan(actor, "plan.status_changed", Some(id), Some(from_to))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// User `id`'s status on the plan list in testing mode, as the write stands now.
+    fn testing_status(&self, actor: &Actor, id: u128) -> Result<Option<plan::Status>, redb::Error> {
+        let t = actor.tenant.as_str();
+        let (Some(rules), Some(rec)) = (actor.plan.as_deref(), self.load(t, Kind::User, id)?)
+        else {
+            return Ok(None);
+        };
+        let mut kept = false;
+        for entry in plan::entries_matching(rules, &rec.body) {
+            let mut states = Vec::new();
+            for other in plan::matches_of(&self.usernames, &self.emails, t, entry)? {
+                if let Some(state) = self.seat_state(t, other)? {
+                    states.push((other, state));
+                }
+            }
+            kept |= plan::keeper(states).is_some_and(|k| k.0 == id);
+        }
+        let overflow = self.overflow.get((t, id))?.is_some();
+        Ok(Some(plan::user_status(
+            Mode::Testing,
+            plan::is_active(&rec.body),
+            overflow,
+            kept,
+        )))
+    }
+
+    /// A stored user's state; `None` when it is gone.
+    fn seat_state(&self, t: &str, id: u128) -> Result<Option<plan::SeatState>, redb::Error> {
+        let Some(rec) = self.load(t, Kind::User, id)? else {
+            return Ok(None);
+        };
+        let overflow = self.overflow.get((t, id))?.is_some();
+        Ok(Some((plan::is_active(&rec.body), overflow)))
+    }
+
     fn emit_plan(
         &mut self,
         actor: &Actor,
@@ -185,6 +290,9 @@ impl W<'_> {
         id: Option<u128>,
         from_to: Option<(String, String)>,
     ) -> Result<(), redb::Error> {
+        if let (Some(told), Some(id)) = (self.plan_told.as_mut(), id) {
+            told.push(id);
+        }
         let new = NewEvent {
             kind,
             resource_id: id.map(format_id).unwrap_or_default(),

@@ -52,6 +52,9 @@ pub(super) struct W<'t> {
     pub(super) txn: &'t WriteTransaction,
     /// The file's version floor (`layout::VERSION_FLOOR`).
     version_floor: u64,
+    /// While a user write watches the other accounts of its existing-members entries
+    /// (`seats::Mates`): the users its plan events named.
+    pub(super) plan_told: Option<Vec<u128>>,
 }
 
 impl<'t> W<'t> {
@@ -77,6 +80,7 @@ impl<'t> W<'t> {
             modified: txn.open_table(MODIFIED_ID)?,
             txn,
             version_floor,
+            plan_told: None,
         })
     }
 
@@ -173,6 +177,10 @@ impl<'t> W<'t> {
         let activity = (plan::is_active(&old.body), plan::is_active(&body));
         let held =
             is_user && activity == (true, true) && self.holds_entry_seat(actor, id, &old.body)?;
+        let mates = match is_user {
+            true => self.entry_mates(actor, id, &[&old.body, &body])?,
+            false => None,
+        };
         let seat =
             match self.seat_check(actor, Some(id), &body, (activity.0, activity.1 && is_user))? {
                 Ok(s) => s,
@@ -187,6 +195,9 @@ impl<'t> W<'t> {
             self.plan_transition(actor, id, Some(activity.0), Some(activity.1), seat)?;
             if held {
                 self.back_in_line(actor, id, &rec.body)?;
+            }
+            if let Some(mates) = mates {
+                self.tell_mates(actor, mates)?;
             }
         }
         Ok(Ok(rec))
@@ -871,6 +882,10 @@ impl Store {
                 None => Vec::new(),
             };
             let active = kind == Kind::User && plan::is_active(&input.body);
+            let mates = match kind {
+                Kind::User => w.entry_mates(&actor, id, &[&input.body])?,
+                _ => None,
+            };
             let seat = match w.seat_check(&actor, None, &input.body, (false, active))? {
                 Ok(s) => s,
                 Err(e) => return Ok(Err(e)),
@@ -903,6 +918,9 @@ impl Store {
                 w.plan_transition(&actor, id, None, Some(active), seat)?;
             }
             apply_members(w, &actor, id, &changes)?;
+            if let Some(mates) = mates {
+                w.tell_mates(&actor, mates)?;
+            }
             Ok(Ok(w.with_refs(t, kind, id, rec)?))
         })
         .await
@@ -1099,6 +1117,10 @@ impl Store {
                 Ok(x) => x,
                 Err(e) => return Ok(Err(e)),
             };
+            let mates = match kind {
+                Kind::User => w.entry_mates(&actor, nid, &[&old.body])?,
+                _ => None,
+            };
             w.remove_record(t, kind, nid, &old.modified)?;
             w.index(t, rt, nid, &keys(rt, &old.body), &Keys::default())?;
             w.unindex_unique(t, kind, nid, &old.body, None)?;
@@ -1114,6 +1136,9 @@ impl Store {
             // theirs: the feed tells the cause first.
             if kind == Kind::User {
                 w.plan_transition(&actor, nid, Some(plan::is_active(&old.body)), None, None)?;
+            }
+            if let Some(mates) = mates {
+                w.tell_mates(&actor, mates)?;
             }
             Ok(Ok(()))
         })

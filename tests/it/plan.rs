@@ -1207,3 +1207,71 @@ async fn an_account_no_longer_an_existing_members_goes_back_in_line() {
     assert_eq!(s.patch(&format!("/Users/{w1}"), off).await.status, 200);
     assert_eq!(free_ids(&s).await, [w2, w3]);
 }
+
+/// The entry's one seat passes between the accounts matching it (the active one holds it,
+/// else the oldest): one account's change moves another's status, and the feed names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seat_passing_between_an_entrys_accounts_is_in_the_feed() {
+    let s = plan_srv(5, None, SeatLimitPolicy::Reject).await;
+    let status = |id: String| {
+        let s = &s;
+        async move {
+            let all = members(s, "").await;
+            let me = all["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["id"] == id);
+            me.unwrap()["status"].as_str().unwrap().to_string()
+        }
+    };
+    let email =
+        |value: &str| json!([{"op": "replace", "path": "emails", "value": [{"value": value}]}]);
+    let vet = json!({"userName": "vet-old", "emails": [{"value": "veteran@example.com"}]});
+    let old = s.post("/Users", vet).await.id();
+    let off = json!([{"op": "replace", "path": "active", "value": false}]);
+    assert_eq!(s.patch(&format!("/Users/{old}"), off).await.status, 200);
+    assert_eq!(status(old.clone()).await, "paid", "a trial keeps the seat");
+    let skip = plan_events(&s).await.len();
+
+    // A new active account takes the person's seat: the old one is deactivated.
+    let vet = json!({"userName": "vet-new", "emails": [{"value": "Veteran@example.com"}]});
+    let new = s.post("/Users", vet).await.id();
+    assert_eq!(status(old.clone()).await, "deactivated");
+    // The new one stops matching: the seat is the old one's again; and back.
+    let at = format!("/Users/{new}");
+    assert_eq!(s.patch(&at, email("new@example.com")).await.status, 200);
+    assert_eq!(status(old.clone()).await, "paid");
+    assert_eq!(s.patch(&at, email("veteran@example.com")).await.status, 200);
+    assert_eq!(status(old.clone()).await, "deactivated");
+    // Deleted: the seat goes back to the old one.
+    assert_eq!(s.delete(&at).await.status, 204);
+    assert_eq!(status(old.clone()).await, "paid");
+
+    let said: Vec<Value> = plan_events(&s).await.into_iter().skip(skip).collect();
+    let moves: Vec<(&str, &str, &str, &str)> = said
+        .iter()
+        .map(|e| {
+            let f = |k: &str| e[k].as_str().unwrap_or("-");
+            (f("type"), f("resource_id"), f("from"), f("to"))
+        })
+        .collect();
+    let moved = |from, to| ("plan.status_changed", old.as_str(), from, to);
+    assert_eq!(
+        moves,
+        [
+            moved("paid", "deactivated"),
+            moved("deactivated", "paid"),
+            moved("paid", "deactivated"),
+            moved("deactivated", "paid"),
+        ]
+    );
+    // Each after the event of the change that caused it.
+    let all = all_events(&s).await;
+    let at_seq = |e: &Value| all.iter().position(|x| x["seq"] == e["seq"]).unwrap();
+    let cause = &all[at_seq(&said[0]) - 1];
+    assert_eq!(
+        (cause["type"].as_str(), cause["resource_id"].as_str()),
+        (Some("user.created"), Some(new.as_str()))
+    );
+}
