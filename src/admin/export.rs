@@ -8,6 +8,10 @@ use crate::config::Config;
 use crate::scim::schema::Kind;
 use crate::store::Store;
 
+/// The key in a user's `meta` that says the seat limit had put it on the free plan: an
+/// import places it there again (scimd's own, as `meta` is the server's).
+pub const PLACED_ON_FREE: &str = "placedOnFree";
+
 /// One resource per line, written to `out` as it is read: all users, then all groups with
 /// their members, all read in one snapshot (a user created meanwhile and added to a group
 /// would otherwise be a member the file does not hold). A group's members are read in
@@ -47,6 +51,19 @@ where
                 )
                 .await
                 .map_err(read)?;
+            let on_free = match kind {
+                Kind::User => {
+                    let ids = page
+                        .items
+                        .iter()
+                        .filter_map(|r| crate::store::parse_id(&r.id));
+                    store
+                        .on_free(tenant.to_string(), ids.collect(), snapshot.clone())
+                        .await
+                        .map_err(read)?
+                }
+                Kind::Group => Vec::new(),
+            };
             for r in &page.items {
                 // Read without its references: a user's groups are not exported (its
                 // groups' members say them), a group's members are streamed below.
@@ -59,6 +76,11 @@ where
                 }
                 match kind {
                     Kind::User => {
+                        if let Value::Object(m) = &mut meta
+                            && crate::store::parse_id(&r.id).is_some_and(|id| on_free.contains(&id))
+                        {
+                            m.insert(PLACED_ON_FREE.into(), Value::Bool(true));
+                        }
                         v.insert("meta".into(), meta);
                         let line = Value::Object(v).to_string() + "\n";
                         put(out, line.as_bytes()).await?;

@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::commands::no_tenant;
+use super::export::PLACED_ON_FREE;
 use crate::config::Config;
 use crate::scim::json::{Fields, Key};
 use crate::scim::schema::Kind;
@@ -150,6 +151,13 @@ pub async fn import(
         }
     }
     found.refuse()?;
+    // The feed's readers (of the host the file came from, or of this tenant before) hold
+    // numbers that do not lead to what the tenant holds after: each gets 410 and reads it
+    // all again.
+    store
+        .restart_feed(tenant.to_string())
+        .await
+        .map_err(|e| format!("restarting the change feed: {e}"))?;
     // Pass 3: the resources, 256 at a time so the writer commits them in shared batches.
     let total = (ids.len() - skip.len()) as u64;
     drop(ids);
@@ -242,6 +250,12 @@ pub async fn import(
                 })?;
         }
     }
+    // Each user is placed as the file says; seats this host's plan has beyond those go to
+    // the users waiting, as seats coming free do.
+    store
+        .fill_seats(actor)
+        .await
+        .map_err(|e| format!("seating users waiting on the free plan: {e}"))?;
     Ok(Imported {
         written: n,
         skipped,
@@ -392,6 +406,7 @@ fn parse_line<'a>(
             let tag = s.trim_start_matches("W/").trim_matches('"');
             tag.split('.').next()?.parse::<u64>().ok()
         }),
+        on_free: v["meta"][PLACED_ON_FREE] == Value::Bool(true),
     };
     // Each member checked as a write checks it, before anything is written.
     for chunk in Members::of(&members) {
@@ -631,6 +646,94 @@ mod tests {
             .map(|l| serde_json::from_str::<Value>(l).unwrap())
             .collect();
         (r, exported)
+    }
+
+    /// A tenant moved to another host keeps who is paid and who waits on free (as seats came
+    /// free there, not as creation order would seat them), and its feed's readers are sent
+    /// to read it all again rather than on through numbers the new host gave other changes.
+    #[tokio::test]
+    async fn a_host_move_keeps_the_plan_and_restarts_the_feed() {
+        use crate::config::{PlanConfig, SeatLimitPolicy};
+        use crate::scim::patch::{OpKind, Operation};
+        use crate::store::plan::Status;
+        let tenant = TenantConfig {
+            plan: Some(PlanConfig {
+                name: "P".into(),
+                test_threshold: 1,
+                seats: Some(2),
+                on_seat_limit: SeatLimitPolicy::Free,
+                existing_members: Vec::new(),
+            }),
+            ..TenantConfig::default()
+        };
+        let mut cfg = Config::default();
+        cfg.tenants.insert("t".into(), tenant);
+        let rt = crate::http::Runtime::new(cfg.clone());
+        let (urt, actor) = (
+            rt.rt(Some("t"), crate::scim::schema::Kind::User),
+            rt.actor("t", "idp"),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let old = Store::open(&dir.path().join("old.redb"), 1 << 20).unwrap();
+        let mut ids = Vec::new();
+        for name in ["a", "b", "c"] {
+            let input = crate::scim::resource::normalize(urt, &json!({"userName": name})).unwrap();
+            ids.push(old.create(actor.clone(), urt, input).await.unwrap().id);
+        }
+        // c waits; b leaves and c takes its seat; b comes back and waits.
+        for active in [false, true] {
+            let op = Operation {
+                op: OpKind::Replace,
+                path: Some("active".into()),
+                value: Some(Value::Bool(active)),
+            };
+            let cond = crate::store::Conditions::default();
+            old.patch(actor.clone(), urt, ids[1].clone(), vec![op], cond)
+                .await
+                .unwrap();
+        }
+        let rules = actor.plan.clone().unwrap();
+        let on = |store: &Store, status| {
+            let (store, rules) = (store.clone(), rules.clone());
+            async move {
+                let from = crate::store::PlanFrom::Index(1);
+                let page = store.plan_members("t".into(), rules, Some(status), from, 10);
+                let names = page.await.unwrap().entries.into_iter().map(|e| e.user_name);
+                names.collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            (on(&old, Status::Paid).await, on(&old, Status::Free).await),
+            (vec!["a".to_string(), "c".into()], vec!["b".to_string()])
+        );
+        let retention = actor.retention;
+        let read_up_to = old
+            .events("t".into(), 0, 1000, retention)
+            .await
+            .unwrap()
+            .last;
+
+        let mut file = Vec::new();
+        crate::admin::export(&old, &cfg, "t", &mut file)
+            .await
+            .ok()
+            .unwrap();
+        let path = dir.path().join("t.jsonl");
+        std::fs::write(&path, file).unwrap();
+        let new = Store::open(&dir.path().join("new.redb"), 1 << 20).unwrap();
+        let done = super::import(&new, &cfg, "t", &path, &mut |_, _| {})
+            .await
+            .unwrap();
+        assert_eq!(done.written, 3);
+        assert_eq!(on(&new, Status::Paid).await, ["a", "c"]);
+        assert_eq!(on(&new, Status::Free).await, ["b"]);
+        // The old host's reader is past every event the new feed keeps: 410, not a feed
+        // that goes on from its number with other changes.
+        let feed = new
+            .events("t".into(), read_up_to, 1000, retention)
+            .await
+            .unwrap();
+        assert!(read_up_to + 1 < feed.oldest, "{read_up_to} {}", feed.oldest);
     }
 
     /// However a line gives a group's members, the group gets them, its line coming before

@@ -837,6 +837,28 @@ impl Store {
         .await
     }
 
+    /// Which of `users` the seat limit has put on the free plan, read in `snapshot` (an
+    /// export's, so that the file says where each user stood).
+    pub async fn on_free(
+        &self,
+        tenant: String,
+        users: Vec<u128>,
+        snapshot: Snapshot,
+    ) -> Result<Vec<u128>, Error> {
+        let t = tenant.clone();
+        self.pooled(&tenant, move |_| {
+            let table = snapshot.0.overflow()?;
+            let mut out = Vec::new();
+            for id in users {
+                if table.get((t.as_str(), id))?.is_some() {
+                    out.push(id);
+                }
+            }
+            Ok(Ok(out))
+        })
+        .await
+    }
+
     /// A group's members in id order, in batches, from one read snapshot on the blocking
     /// pool (within the tenant's share of it), then `MemberBatch::End`. The producer waits
     /// while the consumer is behind, so memory stays bounded, but at most `stall` for each

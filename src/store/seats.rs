@@ -305,7 +305,8 @@ impl W<'_> {
     }
 
     /// Write phase: move the plan counters for a user going from `was` to `now` active
-    /// (`None`: the user does not exist on that side), and record a mode switch.
+    /// (`None`: the user does not exist on that side), and record a mode switch. `fill`:
+    /// give seats that came free to the users waiting.
     pub(super) fn plan_transition(
         &mut self,
         actor: &Actor,
@@ -313,6 +314,7 @@ impl W<'_> {
         was: Option<bool>,
         now: Option<bool>,
         seat: Option<Seat>,
+        fill: bool,
     ) -> Result<(), redb::Error> {
         let t = actor.tenant.as_str();
         let before = plan::active(&self.counts, t)?;
@@ -342,7 +344,9 @@ impl W<'_> {
         // A seat comes free when a seated user leaves, and without anyone leaving too: back
         // in testing mode, or with a user now an existing member's account, existing
         // members' seats are on top of the limit.
-        self.fill_free_seats(actor, modes.0 != modes.1)?;
+        if fill {
+            self.fill_free_seats(actor, modes.0 != modes.1)?;
+        }
         self.mode_change(actor, modes.0, modes.1)
     }
 

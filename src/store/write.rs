@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::alike;
 use super::events::{self, Actor, NewEvent};
-use super::plan::{self, Mode};
+use super::plan::{self, Mode, Seat};
 use super::ranks;
 use super::read::{Conditions, MEMBER_BATCH, member_json, not_found, precondition, read_refs};
 use super::record::*;
@@ -192,7 +192,7 @@ impl<'t> W<'t> {
         }
         let rec = self.update(actor, rt, id, old, body, members)?;
         if is_user {
-            self.plan_transition(actor, id, Some(activity.0), Some(activity.1), seat)?;
+            self.plan_transition(actor, id, Some(activity.0), Some(activity.1), seat, true)?;
             if held {
                 self.back_in_line(actor, id, &rec.body)?;
             }
@@ -845,6 +845,8 @@ pub struct Given {
     pub created: Option<String>,
     pub modified: Option<String>,
     pub version: Option<u64>,
+    /// A user the seat limit had put on the free plan there.
+    pub on_free: bool,
 }
 
 impl Store {
@@ -886,9 +888,20 @@ impl Store {
                 Kind::User => w.entry_mates(&actor, id, &[&input.body])?,
                 _ => None,
             };
-            let seat = match w.seat_check(&actor, None, &input.body, (false, active))? {
-                Ok(s) => s,
-                Err(e) => return Ok(Err(e)),
+            let seat = match &given {
+                // As the host the file came from placed it: an import takes no one off paid
+                // and seats no one that host had waiting (a seat check in the file's order
+                // would decide them all again by creation, not as seats came free there).
+                Some(g) if active => Some(if g.on_free {
+                    Seat::Overflow
+                } else {
+                    Seat::Paid
+                }),
+                Some(_) => None,
+                None => match w.seat_check(&actor, None, &input.body, (false, active))? {
+                    Ok(s) => s,
+                    Err(e) => return Ok(Err(e)),
+                },
             };
             let attrs = events::changed_attributes(&Body::new(), &input.body);
             let g = given.as_ref();
@@ -915,7 +928,10 @@ impl Store {
             };
             w.emit(&actor, ev, id, None, attrs)?;
             if kind == Kind::User {
-                w.plan_transition(&actor, id, None, Some(active), seat)?;
+                // An import's seats are filled once it is done (`Store::fill_seats`), not
+                // after each line, which would seat the users the file has waiting.
+                let fill = given.is_none();
+                w.plan_transition(&actor, id, None, Some(active), seat, fill)?;
             }
             apply_members(w, &actor, id, &changes)?;
             if let Some(mates) = mates {
@@ -1030,6 +1046,37 @@ impl Store {
         .await
     }
 
+    /// Restart a tenant's change feed past every number any database can have given it,
+    /// with no event kept before: what an import does, as the events a reader holds (from
+    /// the host the file came from, or of this tenant before the import) do not lead to what
+    /// the tenant holds after it. Every reader gets 410 once and reads the directory again.
+    /// The clock in microseconds is past any feed's numbers (no feed gives out a million
+    /// a second), those another restart gave out from the clock included. Returns the new
+    /// last number.
+    pub async fn restart_feed(&self, tenant: String) -> Result<u64, Error> {
+        self.write(tenant.clone(), move |w| {
+            let t = tenant.as_str();
+            let last = w.seqs.get(t)?.map(|g| g.value()).unwrap_or(0);
+            w.seqs.insert(t, last.max(events::now_micros()))?;
+            let next = events::skip_one(&mut w.seqs, t)?;
+            w.events
+                .retain_in((t, 0u64)..=(t, u64::MAX), |_, _| false)?;
+            Ok(Ok(next))
+        })
+        .await
+    }
+
+    /// Give the seats open in a tenant to the users waiting on the free plan, earliest
+    /// first, as a seat coming free does: after an import, which places each user as the
+    /// file says, on a host whose plan may have more seats.
+    pub async fn fill_seats(&self, actor: Actor) -> Result<(), Error> {
+        self.write(actor.tenant.clone(), move |w| {
+            w.fill_free_seats(&actor, false)?;
+            Ok(Ok(()))
+        })
+        .await
+    }
+
     /// Bring a tenant's plan in line with the settings it has now (the actor's), against
     /// those last applied, which the database keeps: at every start and reload, so that a
     /// file edited while scimd was stopped takes effect as a reload's edit does. The feed
@@ -1135,7 +1182,8 @@ impl Store {
             // After the deletion's own event, as a create's or update's plan change follows
             // theirs: the feed tells the cause first.
             if kind == Kind::User {
-                w.plan_transition(&actor, nid, Some(plan::is_active(&old.body)), None, None)?;
+                let was = Some(plan::is_active(&old.body));
+                w.plan_transition(&actor, nid, was, None, None, true)?;
             }
             if let Some(mates) = mates {
                 w.tell_mates(&actor, mates)?;
