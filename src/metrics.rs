@@ -112,8 +112,9 @@ pub struct HttpMetrics {
 }
 
 /// The reasons a TLS handshake fails, as `server::handshake` tells them apart.
-pub const HANDSHAKE_REASONS: [&str; 6] = [
+pub const HANDSHAKE_REASONS: [&str; 7] = [
     "certificate_refused",
+    "closed_after_certificate",
     "not_tls",
     "incompatible",
     "timeout",
@@ -123,7 +124,7 @@ pub const HANDSHAKE_REASONS: [&str; 6] = [
 
 /// Failed TLS handshakes by reason.
 #[derive(Debug, Default)]
-pub struct HandshakeFailures([AtomicU64; 6]);
+pub struct HandshakeFailures([AtomicU64; 7]);
 
 impl HandshakeFailures {
     pub fn add(&self, reason: &str) {

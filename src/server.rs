@@ -641,7 +641,9 @@ impl Server {
         builder
             .http2()
             .timer(TokioTimer::new())
-            .max_concurrent_streams(64)
+            // RFC 9113 §6.5.2 recommends no fewer than 100; some clients (Java's HttpClient)
+            // fail requests past the limit rather than wait.
+            .max_concurrent_streams(100)
             .max_header_list_size(64 * 1024)
             .keep_alive_interval(Some(Duration::from_secs(30)))
             .keep_alive_timeout(Duration::from_secs(20));
@@ -854,13 +856,18 @@ impl Server {
                         // room for a newcomer like any other stranger.
                         // Until its first bytes, a connection may be closed for a newcomer at
                         // once (`evict_a_stranger`).
+                        let certificate_sent = Arc::new(std::sync::atomic::AtomicBool::new(false));
                         let handshake = tokio::time::timeout(header_timeout, async {
                             // `peek`, not `readable`, which wakes early on a new socket.
                             let mut first = [0u8; 1];
                             if matches!(tcp.peek(&mut first).await, Ok(n) if n > 0) {
                                 flight.spoke();
                             }
-                            tls::HANDSHAKE_PEER.scope(peer, acc.accept(tcp)).await
+                            let h = tls::Handshaking {
+                                peer,
+                                certificate_sent: certificate_sent.clone(),
+                            };
+                            tls::HANDSHAKE.scope(h, acc.accept(tcp)).await
                         });
                         let tls = match tokio::select! {
                             r = handshake => r,
@@ -872,7 +879,11 @@ impl Server {
                             Ok(Ok(s)) => s,
                             failed => {
                                 let (failure, error) = match failed {
-                                    Ok(Err(e)) => (Failure::of(&e), Some(e)),
+                                    Ok(Err(e)) => {
+                                        let sent = certificate_sent
+                                            .load(std::sync::atomic::Ordering::Relaxed);
+                                        (Failure::of(&e).after(sent), Some(e))
+                                    }
                                     _ => (Failure::TimedOut, None),
                                 };
                                 said.metrics.handshake_failures.add(failure.label());

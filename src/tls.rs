@@ -444,10 +444,19 @@ impl CertResolver {
     }
 }
 
+/// The handshake running in a connection's task, as the certificate resolver sees it.
+pub struct Handshaking {
+    /// The client, for the resolver's warning: rustls' ClientHello does not carry the
+    /// address, and the admin needs it to tell which IdP was refused.
+    pub peer: std::net::SocketAddr,
+    /// Set once a certificate was chosen for the client, which then has it in the server's
+    /// next flight: a client that closes after that without an alert has most likely
+    /// refused it (Java's HttpClient says nothing).
+    pub certificate_sent: Arc<std::sync::atomic::AtomicBool>,
+}
+
 tokio::task_local! {
-    /// The client whose handshake is running, for the resolver's warning: rustls' ClientHello
-    /// does not carry the address, and the admin needs it to tell which IdP was refused.
-    pub static HANDSHAKE_PEER: std::net::SocketAddr;
+    pub static HANDSHAKE: Handshaking;
 }
 
 impl rustls::server::ResolvesServerCert for CertResolver {
@@ -461,8 +470,8 @@ impl rustls::server::ResolvesServerCert for CertResolver {
             && self.unnamed(&key, host)
         {
             // Absent only outside a connection's handshake (tests calling the resolver).
-            let peer = HANDSHAKE_PEER
-                .try_with(|p| *p)
+            let peer = HANDSHAKE
+                .try_with(|h| h.peer)
                 .ok()
                 .map(tracing::field::display);
             tracing::warn!(
@@ -473,6 +482,10 @@ impl rustls::server::ResolvesServerCert for CertResolver {
                  certificate names) (said once an hour per name, and 20 times an hour at most)"
             );
         }
+        let _ = HANDSHAKE.try_with(|h| {
+            h.certificate_sent
+                .store(true, std::sync::atomic::Ordering::Relaxed)
+        });
         Some(key)
     }
 }

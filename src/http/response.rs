@@ -85,7 +85,10 @@ pub fn json_bytes(status: u16, bytes: Vec<u8>) -> Resp {
 }
 
 pub fn empty(status: u16) -> Resp {
-    let mut r = Response::new(Body::full(Bytes::new()));
+    // Ended before it starts: hyper's HTTP/2 side would give a body of 0 bytes a
+    // `content-length: 0`, which a 204 must not carry (RFC 9110 §8.6), nor a 304 unlike
+    // the 200's.
+    let mut r = Response::new(Body::Full(None));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::NO_CONTENT);
     r
 }

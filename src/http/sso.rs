@@ -62,7 +62,7 @@ where
         return r;
     }
     if req.method() == Method::POST {
-        // Drained, never kept: anyone may post here without a token, and 64 streams on each
+        // Drained, never kept: anyone may post here without a token, and 100 streams on each
         // of many connections, each holding its form, would hold the server's memory.
         let timeout = std::time::Duration::from_secs(rt.config.server.request_timeout_secs);
         if !super::unread::drain(Box::pin(req.into_body()), MAX_FORM as u64, timeout).await {
@@ -148,7 +148,7 @@ mod tests {
         }
     }
 
-    /// Anyone may post here: a form kept until its end, on 64 streams of many connections,
+    /// Anyone may post here: a form kept until its end, on 100 streams of many connections,
     /// would hold the server's memory. Each part is let go before the next is read.
     #[tokio::test]
     async fn a_posted_form_is_dropped_as_it_arrives() {

@@ -12,6 +12,10 @@ use crate::metrics::HANDSHAKE_REASONS;
 pub enum Failure {
     /// The client refused the served certificate: it sent a certificate alert.
     Distrusted(AlertDescription),
+    /// The client closed the connection once it had the certificate, without an alert:
+    /// how Java's HttpClient refuses one it does not trust (and curl one that lacks the
+    /// host name).
+    SilentlyClosed,
     /// The first bytes were not a TLS record: plain HTTP, most likely.
     NotTls,
     /// The client offered no protocol version, cipher suite or key exchange scimd accepts.
@@ -47,6 +51,15 @@ impl Failure {
         }
     }
 
+    /// The failure, knowing whether the client was sent a certificate before it: a close
+    /// after one is most likely a silent refusal, before one a probe that only connects.
+    pub fn after(self, certificate_sent: bool) -> Failure {
+        match self {
+            Failure::Closed if certificate_sent => Failure::SilentlyClosed,
+            f => f,
+        }
+    }
+
     /// Whether this failure is worth a line above DEBUG: the kinds an admin can act on, once
     /// an hour per client address and reason (an `UnknownCA` fixed, a `BadCertificate` is
     /// news), and at most `LINES_PER_HOUR` times an hour for each kind, so that scanners from many
@@ -60,7 +73,10 @@ impl Failure {
     ) -> bool {
         let actionable = matches!(
             self,
-            Failure::Distrusted(_) | Failure::NotTls | Failure::Incompatible(_)
+            Failure::Distrusted(_)
+                | Failure::SilentlyClosed
+                | Failure::NotTls
+                | Failure::Incompatible(_)
         );
         actionable
             && within_this_hour(&[
@@ -71,9 +87,18 @@ impl Failure {
 
     /// The metric label, one of `metrics::HANDSHAKE_REASONS`.
     pub fn label(&self) -> &'static str {
-        let [distrusted, not_tls, incompatible, timeout, closed, other] = HANDSHAKE_REASONS;
+        let [
+            distrusted,
+            silent,
+            not_tls,
+            incompatible,
+            timeout,
+            closed,
+            other,
+        ] = HANDSHAKE_REASONS;
         match self {
             Failure::Distrusted(_) => distrusted,
+            Failure::SilentlyClosed => silent,
             Failure::NotTls => not_tls,
             Failure::Incompatible(_) => incompatible,
             Failure::TimedOut => timeout,
@@ -100,6 +125,10 @@ impl Failure {
                 %peer,
                 alert = ?alert,
                 "a client refused the server's certificate in the TLS handshake: an IdP must trust the chain (a CA it knows, with the intermediates in the tls.cert file) and find the Base URL's host name in it (said once an hour per address, and 20 times an hour at most)"
+            ),
+            Failure::SilentlyClosed => tracing::info!(
+                %peer,
+                "a client closed the connection once it had the server's certificate, without saying why: Java's HttpClient does so when it does not trust the certificate (and curl when it lacks the host name): an IdP must trust the chain (a CA it knows, with the intermediates in the tls.cert file) and find the Base URL's host name in it (said once an hour per address, and 20 times an hour at most)"
             ),
             Failure::NotTls => tracing::info!(
                 %peer,
@@ -177,7 +206,13 @@ mod tests {
             let gone = Failure::of(&std::io::Error::from(kind));
             assert_eq!(gone, Failure::Closed);
             assert_eq!(gone.label(), "closed");
+            // Once the client had the certificate, closing is how some refuse it.
+            let silent = Failure::of(&std::io::Error::from(kind)).after(true);
+            assert_eq!(silent, Failure::SilentlyClosed);
+            assert_eq!(silent.label(), "closed_after_certificate");
+            assert_eq!(gone.clone().after(false), Failure::Closed);
         }
+        assert_eq!(Failure::NotTls.after(true), Failure::NotTls);
         let odd = std::io::Error::other("something else");
         assert_eq!(Failure::of(&odd), Failure::Other);
     }

@@ -18,6 +18,20 @@ async fn if_none_match_gives_304_and_if_match_guards_writes() {
         .await;
     assert_eq!(r.status, 304);
     assert_eq!(r.header("etag"), Some(v1.as_str()));
+    // Over HTTP/2 as over HTTP/1.1, no `content-length: 0`: not the 200's length.
+    let h2 = s
+        .client
+        .get(format!("{}{p}", s.base()))
+        .bearer_auth(ACME)
+        .header("If-None-Match", &v1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (h2.version(), h2.status().as_u16()),
+        (reqwest::Version::HTTP_2, 304)
+    );
+    assert_eq!(h2.headers().get("content-length"), None);
     // HEAD too, with no Content-Length: a 304's may only give the length of the 200's
     // content (RFC 9110 §8.6), which HEAD does not build here.
     let r = s

@@ -2574,6 +2574,18 @@ async fn a_refused_certificate_and_plain_http_are_logged_once() {
         .collect();
     assert_eq!(plain.len(), 1, "{log}");
     assert!(plain[0].contains("https://"), "{}", plain[0]);
+    // Java's HttpClient refuses a certificate by closing, without an alert.
+    crate::tls::silently_refusing_handshake(p.port).await;
+    let silent = "without saying why: Java's HttpClient";
+    while !p.log().contains(silent) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = p.log();
+    let line = log.lines().find(|l| l.contains(silent)).expect(&log);
+    assert!(
+        line.contains("INFO") && line.contains("127.0.0.1"),
+        "{line}"
+    );
     // A reload is the admin trying a fix: the next refusal is said again.
     p.reload().await;
     crate::tls::distrusting_handshake(p.port).await;

@@ -136,6 +136,29 @@ pub(crate) async fn distrusting_handshake(port: u16) -> std::io::Error {
         .expect_err("no root trusts the server's certificate")
 }
 
+/// A client that, like Java's HttpClient refusing a certificate, closes the connection once
+/// it has the server's first flight, sending no alert.
+pub(crate) async fn silently_refusing_handshake(port: u16) {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    tcp.write_all(&hello).await.unwrap();
+    let mut flight = [0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut flight))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(n > 0 && flight[0] == 22, "a handshake record came back");
+}
+
 /// An admin's "why does my IdP not connect": the failed handshakes are counted by reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_handshakes_are_counted_by_reason() {
@@ -151,9 +174,22 @@ async fn failed_handshakes_are_counted_by_reason() {
     }
     exchange_on(port, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
     exchange_on(port, &legacy_client_hello(1)).await;
-    let (_, text) = s.metrics(token).await;
+    silently_refusing_handshake(port).await;
+    // A probe that only connects is not a refusal.
+    drop(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+    // Counted once the server sees the close, after the client has gone on.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let (_, text) = s.metrics(token).await;
+        let silent = "{reason=\"closed_after_certificate\"} 1\n";
+        if text.contains(silent) || std::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     for (reason, n) in [
         ("certificate_refused", 2),
+        ("closed_after_certificate", 1),
         ("not_tls", 1),
         ("incompatible", 1),
         ("timeout", 0),
