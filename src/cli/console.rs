@@ -118,6 +118,7 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
                 );
             } else if req["cmd"] == "status"
                 && a["daemon"] == true
+                && a["config_digest"].is_string()
                 && a["config_digest"].as_str() != Some(cfg.file_digest.as_str())
                 && Config::load(config).is_err()
             {
@@ -129,6 +130,7 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
                 );
             } else if req["cmd"] == "status"
                 && a["daemon"] == true
+                && a["config_digest"].is_string()
                 && a["config_digest"].as_str() != Some(cfg.file_digest.as_str())
             {
                 say!(
@@ -200,6 +202,16 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
                 let absent = matches!(std::fs::metadata(cfg.storage.db_path()),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound);
                 if absent && Config::load(config).is_ok() {
+                    return ExitCode::from(3);
+                }
+                // A file of another layout was opened to tell: no daemon holds it (one
+                // running would have converted it, or refused to start).
+                use scimd::store::StoreError::{TooNew, TooOld};
+                let path = cfg.storage.db_path();
+                if let Err(TooOld { .. } | TooNew { .. }) =
+                    scimd::store::Store::open_unconverted(&path, 1 << 20)
+                {
+                    eprintln!("scimd is not running (exit 3)");
                     return ExitCode::from(3);
                 }
                 eprintln!(
@@ -1138,6 +1150,17 @@ pub(crate) fn print_answer(a: &serde_json::Value) {
         a["version"].as_str().unwrap_or_default(),
         a["commit"].as_str().unwrap_or_default(),
     );
+    // Between a package upgrade and the restart, the old daemon answers the new command,
+    // and tells less than this version prints.
+    if a["daemon"] == true && a["commit"].as_str() != Some(env!("SCIMD_COMMIT")) {
+        say!(
+            "  note: this command is scimd {} (commit {}), another build than the daemon's: a \
+             restart runs it (`systemctl restart scimd`); until then what the daemon does not \
+             report is shown as not reported",
+            env!("CARGO_PKG_VERSION"),
+            env!("SCIMD_COMMIT")
+        );
+    }
     if let Some(path) = a["database"].as_str() {
         let free = a["disk_free"]
             .as_u64()
@@ -1180,11 +1203,14 @@ pub(crate) fn print_answer(a: &serde_json::Value) {
                 )
             })
             .collect();
+        let tokens = match t["tokens"].is_array() {
+            true => tokens.join(", "),
+            false => "(not reported)".to_string(),
+        };
         say!(
-            "  tenant {label}: {}, {}; tokens: {}{logged}",
+            "  tenant {label}: {}, {}; tokens: {tokens}{logged}",
             n("users", "user"),
             n("groups", "group"),
-            tokens.join(", ")
         );
     }
     for (name, t) in a["unconfigured"].as_object().into_iter().flatten() {

@@ -2784,6 +2784,62 @@ fn a_console_command_says_it_repaired_a_crashed_database() {
     assert_eq!((out.status.code(), again.status.code()), (Some(3), Some(3)));
 }
 
+/// After an upgrade whose restart did not happen (or was refused), `status` finds the file
+/// in an older layout: no daemon holds it, so it is not running (3), not "cannot tell" (4).
+#[test]
+fn status_on_a_file_of_an_older_layout_says_not_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = okta_config(dir.path());
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let path = state.join("scimd.redb");
+    drop(scimd::store::Store::open(&path, 1 << 20).unwrap());
+    let db = released(&path);
+    let w = db.begin_write().unwrap();
+    w.open_table(redb::TableDefinition::<&str, u64>::new("meta"))
+        .unwrap()
+        .insert("schema_version", 3)
+        .unwrap();
+    w.commit().unwrap();
+    drop(db);
+    let out = scimd_cmd(&cfg, &["status"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("layout version 3, older"), "{err}");
+    assert_eq!(out.status.code(), Some(3), "{err}");
+}
+
+/// Between a package upgrade and the restart, the old daemon answers the new `status`: what
+/// it does not report is said to be not reported, not shown as empty or changed.
+#[test]
+fn status_answered_by_an_older_daemon_says_what_it_did_not_report() {
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = okta_config(dir.path());
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(state.join("admin.sock")).unwrap();
+    let old = std::thread::spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        let mut asked = String::new();
+        std::io::BufReader::new(&s).read_line(&mut asked).unwrap();
+        let answer = serde_json::json!({"ok": true, "version": "0.0.9", "commit": "0ld0ld0",
+            "pid": 1, "listen": "127.0.0.1:1", "tenants": {"acme": {"users": 2, "groups": 1}}});
+        (&s).write_all(format!("{answer}\n").as_bytes()).unwrap();
+        asked
+    });
+    let out = scimd_cmd(&cfg, &["status"]);
+    assert!(old.join().unwrap().contains("status"));
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("commit 0ld0ld0"), "{said}");
+    assert!(said.contains("another build than the daemon's"), "{said}");
+    assert!(said.contains("tokens: (not reported)"), "{said}");
+    assert!(
+        !said.contains("has changed since the daemon read it"),
+        "{said}"
+    );
+}
+
 /// `users list` reads page by page past the store's page of 1,000, in id order, to its
 /// `--limit`, and refuses a limit past 10,000 (the whole tenant is `export`'s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
