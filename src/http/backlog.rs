@@ -33,6 +33,27 @@ pub trait Unsent: Send + Sync {
     /// this one's own before it carried any).
     fn unsent_of_reader(&self) -> u64;
     fn unsent_everywhere(&self) -> u64;
+    /// Count `n` more bytes as unsent (memory an answer holds before hyper takes it).
+    fn owe(&self, n: u64);
+    /// `n` bytes counted as unsent are gone.
+    fn unowe(&self, n: u64);
+}
+
+/// What a streamed answer (a group's members) may hold at once before its client reads
+/// it: the store's batches read ahead and the rendered ones waiting for hyper. Counted as
+/// unsent while the stream runs, so that a client opening many such streams and reading
+/// none waits for room (or gets 503) like one asking for many pages.
+pub const STREAM_AHEAD: u64 = 1 << 20;
+
+/// Room a streamed answer holds (`STREAM_AHEAD`) until it ends.
+pub struct Streaming {
+    unsent: Arc<dyn Unsent>,
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        self.unsent.unowe(STREAM_AHEAD);
+    }
 }
 
 /// All connections together may leave this many times a connection's limit unread before
@@ -176,6 +197,16 @@ impl Backlog {
         })
     }
 
+    /// Wait, as a page does (`turn`), for room for a streamed answer, and hold it.
+    pub async fn stream_room(&self, limit: u64, wait: Duration) -> ScimResult<Streaming> {
+        let turn = self.turn(limit, wait).await?;
+        self.unsent.owe(STREAM_AHEAD);
+        drop(turn);
+        Ok(Streaming {
+            unsent: self.unsent.clone(),
+        })
+    }
+
     fn unread(&self, limit: u64) -> ScimError {
         let mine = self.unsent.unsent();
         let detail = if mine > limit {
@@ -223,6 +254,12 @@ mod tests {
         }
         fn unsent_everywhere(&self) -> u64 {
             self.1.load(Ordering::Relaxed).max(self.unsent())
+        }
+        fn owe(&self, n: u64) {
+            self.0.fetch_add(n, Ordering::Relaxed);
+        }
+        fn unowe(&self, n: u64) {
+            self.0.fetch_sub(n, Ordering::Relaxed);
         }
     }
 

@@ -255,7 +255,13 @@ async fn get_group_streamed(
     proj: &Projection,
     read: bool,
 ) -> ScimResult<Resp> {
-    let stall = std::time::Duration::from_secs(ctx.rt.config.server.request_timeout_secs);
+    let server = &ctx.rt.config.server;
+    let stall = std::time::Duration::from_secs(server.request_timeout_secs);
+    // Room for what the stream reads ahead of its client, before it reads anything.
+    let room = match &ctx.backlog {
+        Some(b) => Some(b.stream_room(server.max_unread_mb << 20, stall).await?),
+        None => None,
+    };
     let (r, mut batches) = app
         .store
         .group_with_member_batches(ctx.principal.tenant.clone(), id, stall)
@@ -268,11 +274,12 @@ async fn get_group_streamed(
     let mut head = serde_json::to_string(&Value::Object(head)).unwrap_or_default();
     head.pop(); // the closing brace: members follow
     head.push_str(",\"members\":[");
-    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(2);
     let base = ctx.base.clone();
     let narrowed = proj.narrows("members").then(|| proj.clone());
     let rt = ctx.rt(Kind::Group);
     tokio::spawn(async move {
+        let _room = room; // until the stream ends
         let narrowed = narrowed.as_ref().map(|p| (p, rt));
         if tx.send(head.into()).await.is_err()
             || !send_members(&tx, &mut batches, &base, narrowed).await

@@ -467,18 +467,24 @@ pub struct Counted<B> {
     /// Bytes counted as unsent when the answer came, and how many hyper has taken since.
     owed: u64,
     taken: u64,
+    /// Of unknown size (a stream): each part is counted as unsent when hyper takes it.
+    streamed: bool,
 }
 
 impl<B: Body> Counted<B> {
-    /// Counts a body of known size as unsent until its bytes are written.
+    /// Counts a body of known size as unsent until its bytes are written, and a stream's
+    /// parts once hyper has them (an HTTP/2 stream's window lets it take a megabyte its
+    /// client has not read).
     pub fn new(body: B, guard: Guard) -> Self {
-        let owed = body.size_hint().exact().unwrap_or(0);
+        let size = body.size_hint().exact();
+        let owed = size.unwrap_or(0);
         guard.flight.owe(owed);
         Counted {
             body,
             guard,
             owed,
             taken: 0,
+            streamed: size.is_none(),
         }
     }
 }
@@ -507,7 +513,12 @@ where
         if let Poll::Ready(Some(Ok(f))) = &polled
             && let Some(d) = f.data_ref()
         {
-            self.taken += bytes::Buf::remaining(d) as u64;
+            let n = bytes::Buf::remaining(d) as u64;
+            if self.streamed {
+                self.guard.flight.owe(n);
+                self.owed += n;
+            }
+            self.taken += n;
         }
         polled
     }
@@ -543,6 +554,14 @@ impl crate::http::backlog::Unsent for InFlight {
         self.lineage()
             .last()
             .map_or(0, |root| root.unsent.load(Ordering::Relaxed))
+    }
+
+    fn owe(&self, n: u64) {
+        InFlight::owe(self, n);
+    }
+
+    fn unowe(&self, n: u64) {
+        InFlight::unowe(self, n);
     }
 }
 

@@ -676,6 +676,68 @@ async fn more_pages_are_refused(
     client
 }
 
+/// Streamed groups count against the same bound as pages: what a stream reads ahead of a
+/// client that reads nothing is held for it, so a connection opening many such streams
+/// waits for room, and gets 503, instead of holding a megabyte or two for each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_groups_a_client_does_not_read_wait_for_room() {
+    let s = Srv::start_with(|c| {
+        c.server.max_unread_mb = 1;
+        c.server.request_timeout_secs = 3;
+    })
+    .await;
+    // More than fit in what a stream hands on at once (hyper takes the head, two batches of
+    // 1,024 wait for it), so that the stream waits on its client rather than ending.
+    let mut members = Vec::new();
+    for i in 0..1100 {
+        let r = s
+            .post("/Users", serde_json::json!({"userName": format!("m{i}")}))
+            .await;
+        members.push(serde_json::json!({ "value": r.id() }));
+    }
+    let r = s
+        .post(
+            "/Groups",
+            serde_json::json!({"displayName": "g", "members": members}),
+        )
+        .await;
+    let gid = r.id();
+    let tls = wire::connect_h2(&s).await;
+    let (client, conn) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, bytes::Bytes>(tls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut answers = Vec::new();
+    let mut client = client;
+    for _ in 0..4 {
+        client = client.ready().await.unwrap();
+        let req = http::Request::get(format!(
+            "https://localhost:{}/scim/v2/Groups/{gid}",
+            wire::port(&s)
+        ))
+        .header("authorization", format!("Bearer {ACME}"))
+        .body(())
+        .unwrap();
+        answers.push(client.send_request(req, true).unwrap().0);
+    }
+    let mut statuses = Vec::new();
+    let mut kept = Vec::new();
+    for answer in answers {
+        let head = tokio::time::timeout(Duration::from_secs(10), answer)
+            .await
+            .expect("an answer within the request timeout")
+            .unwrap();
+        statuses.push(head.status().as_u16());
+        kept.push(head); // unread, not dropped: dropping would cancel the stream
+    }
+    // Each stream holds a megabyte of room: the connection's 1 MiB takes two (the second
+    // starts before the first is over it), the rest wait and are refused.
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 200, 503, 503]);
+}
+
 /// A client that reads gets every page it asked for on one connection, however many streams.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reading_client_gets_every_page_on_one_connection() {
