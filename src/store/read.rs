@@ -905,7 +905,7 @@ impl Store {
         head: bool,
         snapshot: Option<Snapshot>,
     ) -> tokio::sync::mpsc::Receiver<MemberBatch> {
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
         let db = self.db();
         let shared = self.shared.clone();
         tokio::spawn(async move {
