@@ -138,3 +138,37 @@ pub async fn ask(path: &Path, req: &Value) -> Option<Value> {
     let line = lines.next_line().await.ok()??;
     serde_json::from_str(&line).ok()
 }
+
+/// What asking the daemon within a time found.
+pub enum Asked {
+    Answered(Value),
+    /// No daemon listens on the socket.
+    NoDaemon,
+    /// One took the request (or the kernel queued it for one) and said nothing in time:
+    /// stopped (SIGSTOP, a debugger), or out of file descriptors.
+    Silent,
+}
+
+/// `ask`, giving up after `within`: a monitor's `status` must answer, not hang with the
+/// daemon.
+pub async fn ask_within(path: &Path, req: &Value, within: std::time::Duration) -> Asked {
+    let Ok(stream) = tokio::time::timeout(within, UnixStream::connect(path)).await else {
+        return Asked::Silent;
+    };
+    let Ok(stream) = stream else {
+        return Asked::NoDaemon;
+    };
+    match tokio::time::timeout(within, async {
+        let (r, mut w) = stream.into_split();
+        w.write_all(format!("{req}\n").as_bytes()).await.ok()?;
+        let line = BufReader::new(r).lines().next_line().await.ok()??;
+        serde_json::from_str::<Value>(&line).ok()
+    })
+    .await
+    {
+        Ok(Some(v)) => Asked::Answered(v),
+        // Closed without an answer: gone meanwhile.
+        Ok(None) => Asked::NoDaemon,
+        Err(_) => Asked::Silent,
+    }
+}

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use crate::config::Config;
 
-pub use client::{ask, converse};
+pub use client::{Asked, ask, ask_within, converse};
 pub use commands::answer;
 pub use export::{ExportFailed, export};
 pub use import::{Imported, import};

@@ -33,13 +33,20 @@ pub fn listen(
     // one's lines half-written, and refuse them as names taken by other ids.
     let importing = Importing::default();
     Ok(tokio::spawn(async move {
+        // Failures said once a minute, with how many there were: out of descriptors they
+        // come every second while it lasts.
+        let (mut said, mut failed): (Option<std::time::Instant>, u64) = (None, 0);
         loop {
             let stream = match listener.accept().await {
                 Ok((stream, _)) => stream,
                 Err(e) => {
                     // Out of file descriptors, say: retried after a pause, not in a spin
                     // that takes a core from the requests.
-                    tracing::warn!(error = %e, "the admin socket cannot accept a connection; retrying in a second");
+                    failed += 1;
+                    if said.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(60)) {
+                        tracing::warn!(error = %e, failures = failed, "the admin socket cannot accept a connection (console commands wait meanwhile); retrying every second (said once a minute)");
+                        (said, failed) = (Some(std::time::Instant::now()), 0);
+                    }
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                     continue;
                 }

@@ -5,6 +5,7 @@
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 
+use scimd::admin::Asked;
 use scimd::config::{Config, Scope};
 
 use crate::ListArgs;
@@ -65,6 +66,9 @@ pub(crate) fn base_url(
 
 /// Ask the running daemon over its admin socket, or read the database directly when no
 /// daemon runs.
+/// How long `status` waits for a daemon that took its request to answer.
+const STATUS_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCode {
     let (cfg, rt) = match load_or_exit(config, true) {
         Ok(x) => x,
@@ -78,11 +82,36 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
         }
         Err(c) => return c,
     };
+    let sock = scimd::admin::socket_path(&cfg);
+    // `status` is what monitors and init scripts run: it answers in bounded time.
+    let asked = rt.block_on(async {
+        match req["cmd"] == "status" {
+            true => scimd::admin::ask_within(&sock, &req, STATUS_WAIT).await,
+            false => match scimd::admin::ask(&sock, &req).await {
+                Some(a) => Asked::Answered(a),
+                None => Asked::NoDaemon,
+            },
+        }
+    });
+    let answered = match asked {
+        Asked::Answered(a) => Some(a),
+        Asked::NoDaemon => None,
+        Asked::Silent => {
+            eprintln!(
+                "cannot tell whether scimd runs (exit 4, status unknown): a daemon took the \
+                 request on its admin socket ({}) but did not answer within {} s: stopped \
+                 (SIGSTOP, a debugger) or out of file descriptors (its journal says so)",
+                sock.display(),
+                STATUS_WAIT.as_secs()
+            );
+            return ExitCode::from(4);
+        }
+    };
     // Read on this thread (point reads): a page redb cannot parse panics, which becomes an
     // error naming the damage instead of a crash.
     let answer = scimd::store::unless_damaged(|| {
         rt.block_on(async {
-            if let Some(mut a) = scimd::admin::ask(&scimd::admin::socket_path(&cfg), &req).await {
+            if let Some(mut a) = answered {
                 defang(&mut a);
                 a["daemon"] = true.into();
                 return Ok(a);

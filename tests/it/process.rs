@@ -2808,6 +2808,28 @@ fn status_on_a_file_of_an_older_layout_says_not_running() {
     assert_eq!(out.status.code(), Some(3), "{err}");
 }
 
+/// A daemon that takes `status`'s request and never answers (stopped with SIGSTOP, or out
+/// of descriptors) makes it say it cannot tell (4) after a while, not hang a monitor.
+#[test]
+fn status_gives_up_on_a_daemon_that_does_not_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = okta_config(dir.path());
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    // Bound and never accepted: the kernel queues the connection, as for a stopped daemon.
+    let _silent = std::os::unix::net::UnixListener::bind(state.join("admin.sock")).unwrap();
+    let started = Instant::now();
+    let out = scimd_cmd(&cfg, &["status"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("did not answer within 15 s"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 /// Between a package upgrade and the restart, the old daemon answers the new `status`: what
 /// it does not report is said to be not reported, not shown as empty or changed.
 #[test]
