@@ -240,6 +240,11 @@ pub fn ensure_self_signed(
                      server.public_url; making a new one (an IdP that trusted the old \
                      certificate must be given the new one)"
                 ),
+                _ if not_yet_valid(&l.key) => tracing::warn!(
+                    "the generated self-signed certificate is not valid yet (made while the \
+                     clock was ahead?); making a new one (an IdP that trusted the old \
+                     certificate must be given the new one)"
+                ),
                 _ if ends_soon(&l.key) => tracing::warn!(
                     "the generated self-signed certificate ends within {RENEW_DAYS} days; \
                      making a new one (an IdP that trusted the old certificate must be given \
@@ -270,6 +275,15 @@ fn ends_soon(key: &CertifiedKey) -> bool {
         .ok()
         .and_then(|c| crate::x509::validity(c))
         .is_none_or(|(_, not_after)| not_after - now < time::Duration::days(RENEW_DAYS))
+}
+
+/// Whether the certificate's validity starts after now: clients refuse it until then.
+fn not_yet_valid(key: &CertifiedKey) -> bool {
+    let now = time::OffsetDateTime::now_utc();
+    key.end_entity_cert()
+        .ok()
+        .and_then(|c| crate::x509::validity(c))
+        .is_some_and(|(not_before, _)| not_before > now)
 }
 
 /// The host of `public_url` as a TLS server name (a DNS name or an IP address).
@@ -681,6 +695,17 @@ mod tests {
         let (l, renewed) = loaded(dir.path(), None);
         assert_ne!(renewed, old.into_bytes());
         assert!(!ends_soon(&l.key));
+        // One made while the clock was a year ahead: clients refuse it until then.
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+        params.not_before = now + time::Duration::days(364);
+        params.not_after = now + time::Duration::days(729);
+        let k = rcgen::KeyPair::generate().unwrap();
+        let ahead = params.self_signed(&k).unwrap().pem();
+        std::fs::write(dir.path().join("tls/cert.pem"), &ahead).unwrap();
+        std::fs::write(dir.path().join("tls/key.pem"), k.serialize_pem()).unwrap();
+        let (l, renewed) = loaded(dir.path(), None);
+        assert_ne!(renewed, ahead.into_bytes());
+        assert!(!not_yet_valid(&l.key));
         // One made by an earlier version (rcgen's default: valid until 4096) is kept.
         let params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
         let k = rcgen::KeyPair::generate().unwrap();
