@@ -712,6 +712,16 @@ impl Server {
                 Ok(x) => x,
                 Err(e) => {
                     failed += 1;
+                    // Out of descriptors below `max_connections`: the slots are not all
+                    // taken, so no stranger was closed for the newcomer. Close one now (a
+                    // connection that has shown no valid token, and had its time to) so that
+                    // the next try finds a descriptor, as a full set of slots would.
+                    let out_of_fds = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                    if out_of_fds && in_flight.evict_a_stranger() {
+                        app.metrics
+                            .closed_for_room
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     if said_failed.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
                         said_failed = Some(std::time::Instant::now());
                         tracing::warn!(error = %e, failures = failed, "accept failed (said once a minute; `failures` counts them since the last time)");

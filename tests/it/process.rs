@@ -2631,6 +2631,10 @@ async fn a_low_open_file_limit_is_raised_and_said_and_its_refusals_said_once() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let failed = p.log().matches("accept failed").count();
     assert_eq!(failed, 1, "said once, not every 50 ms:\n{}", p.log());
+    // Out of descriptors, connections that have shown no token are closed for a newcomer,
+    // as when every slot is taken: it is served now, not once they time out.
+    let served = tokio::time::timeout(Duration::from_secs(5), p.status("/healthz", "tok")).await;
+    assert_eq!(served.ok(), Some(200), "{}", p.log());
     drop(held);
     assert!(p.until("/healthz", "tok", 200).await, "serves again");
 }
