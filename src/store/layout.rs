@@ -99,6 +99,30 @@ pub(super) fn version_floor(db: &impl redb::ReadableDatabase) -> Result<u64, red
     }
 }
 
+/// The latest time a user was changed at, in Unix nanoseconds as the index keeps it (0:
+/// none), from each
+/// tenant's end of the lastModified index: a few reads, at start.
+pub(super) fn newest_change(db: &impl redb::ReadableDatabase) -> Result<i64, redb::Error> {
+    let txn = db.begin_read()?;
+    let (seqs, modified) = match (txn.open_table(EVENT_SEQ), txn.open_table(MODIFIED_ID)) {
+        (Ok(s), Ok(m)) => (s, m),
+        _ => return Ok(0),
+    };
+    let user = Kind::User.code();
+    let mut newest = 0;
+    for e in seqs.iter()? {
+        let (t, _) = e?;
+        let t = t.value();
+        if let Some(last) = modified
+            .range((t, user, i64::MIN, 0u128)..=(t, user, i64::MAX, u128::MAX))?
+            .next_back()
+        {
+            newest = newest.max(last?.0.value().2);
+        }
+    }
+    Ok(newest)
+}
+
 /// The layout version the file records, without changing it (`None`: a new file).
 pub(super) fn stored_version(db: &redb::Database) -> Result<Option<u64>, redb::Error> {
     let txn = redb::ReadableDatabase::begin_read(db)?;

@@ -654,6 +654,10 @@ impl Store {
             });
         }
         let floor = guarded(|| layout::version_floor(&db)).map_err(open_err)?;
+        // Times handed out go on past the stored ones after a restart too: lastModified
+        // must not go back for clients that sync by it.
+        let newest = guarded(|| layout::newest_change(&db)).map_err(open_err)?;
+        record::hold_clock_past(newest.div_euclid(1000));
         shared
             .version_floor
             .store(floor, std::sync::atomic::Ordering::Relaxed);
@@ -1023,7 +1027,12 @@ impl Store {
 
 /// The UUIDv7 of a new resource: ordered by creation, so listing by key is stable.
 pub fn new_id() -> u128 {
-    uuid::Uuid::now_v7().as_u128()
+    // From the clock ids are stamped with (see `record::id_micros`), with uuid's counter
+    // keeping those made within a millisecond in order.
+    static IDS: std::sync::Mutex<uuid::ContextV7> = std::sync::Mutex::new(uuid::ContextV7::new());
+    let micros = u64::try_from(record::id_micros()).unwrap_or(0);
+    let (secs, nanos) = (micros / 1_000_000, (micros % 1_000_000) as u32 * 1000);
+    uuid::Uuid::new_v7(uuid::Timestamp::from_unix(&IDS, secs, nanos)).as_u128()
 }
 
 pub fn format_id(id: u128) -> String {

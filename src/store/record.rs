@@ -50,7 +50,12 @@ impl Clock {
                 .0
                 .compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed)
             {
-                Ok(_) => return next,
+                Ok(_) => {
+                    if next - clock > AHEAD_SAID {
+                        held_ahead(next, clock);
+                    }
+                    return next;
+                }
                 Err(seen) => last = seen,
             }
         }
@@ -58,6 +63,40 @@ impl Clock {
 }
 
 static CLOCK: Clock = Clock(AtomicI64::new(0));
+
+/// How far ahead of the clock handed-out times may be held before it is said (µs).
+const AHEAD_SAID: i64 = 60_000_000;
+
+/// When `held_ahead` last spoke (Unix seconds).
+static AHEAD_SAID_AT: AtomicI64 = AtomicI64::new(0);
+
+/// Times are held ahead of a clock set back from a time it had run ahead to (booted before
+/// NTP, set by hand): said once an hour, as it lasts until the clock catches up.
+fn held_ahead(held: i64, clock: i64) {
+    let now = clock.div_euclid(1_000_000);
+    let said = AHEAD_SAID_AT.load(Ordering::Relaxed);
+    if now.abs_diff(said) >= 3600
+        && AHEAD_SAID_AT
+            .compare_exchange(said, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            held = %format_micros(held),
+            "the clock is behind times already given to changes (it ran ahead, and was set back): created and lastModified are held past them, as clients that sync by lastModified must not see it go back, until the clock passes them; ids sort after them too (said once an hour)"
+        );
+    }
+}
+
+/// Hand out times past `micros` from now on (the latest stored, at start).
+pub(super) fn hold_clock_past(micros: i64) {
+    CLOCK.0.fetch_max(micros, Ordering::Relaxed);
+}
+
+/// The time a new id carries: the clock's, or past every time handed out when the clock is
+/// behind them, so that ids sort as the changes' times do (lists are in creation order).
+pub(super) fn id_micros() -> i64 {
+    clock_micros().max(CLOCK.0.load(Ordering::Relaxed))
+}
 
 fn clock_micros() -> i64 {
     i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000).unwrap_or(0)

@@ -2812,6 +2812,70 @@ fn status_on_a_file_of_an_older_layout_says_not_running() {
     assert_eq!(out.status.code(), Some(3), "{err}");
 }
 
+/// Changes stored with times ahead of the clock (made while it ran ahead, since set back):
+/// after a restart, new changes' times and ids still come after them, so that lastModified
+/// never goes back for clients syncing by it and lists stay in creation order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn times_and_ids_go_on_past_changes_stored_ahead_of_the_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = okta_config(dir.path());
+    // A user changed a day ahead of now, with an id of that time too.
+    let ahead = time::OffsetDateTime::now_utc() + time::Duration::days(1);
+    let stamp = ahead
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let millis = (ahead.unix_timestamp_nanos() / 1_000_000) as u64;
+    let id = format!(
+        "{:08x}-{:04x}-7000-8000-000000000001",
+        millis >> 16,
+        millis & 0xffff
+    );
+    let line = serde_json::json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "id": id, "userName": "early@x", "meta": {"created": stamp, "lastModified": stamp}});
+    let file = dir.path().join("ahead.jsonl");
+    std::fs::write(&file, format!("{line}\n")).unwrap();
+    let out = scimd_cmd(
+        &cfg,
+        &[
+            "import",
+            "--tenant",
+            "acme",
+            "--from",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = Proc::start(&cfg);
+    assert_eq!(
+        p.post("/scim/v2/Users", "tok", r#"{"userName":"late@x"}"#.into())
+            .await,
+        201
+    );
+    let list = p.get_json("/scim/v2/Users", "tok").await;
+    let users = list["Resources"].as_array().unwrap();
+    let names: Vec<&str> = users
+        .iter()
+        .map(|u| u["userName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["early@x", "late@x"], "creation order");
+    let when = |i: usize| {
+        users[i]["meta"]["lastModified"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(when(1) > when(0), "{} after {}", when(1), when(0));
+    let log = p.log();
+    assert!(
+        log.contains("the clock is behind times already given to changes"),
+        "{log}"
+    );
+}
+
 /// A daemon that takes `status`'s request and never answers (stopped with SIGSTOP, or out
 /// of descriptors) makes it say it cannot tell (4) after a while, not hang a monitor.
 #[test]
