@@ -2812,6 +2812,25 @@ fn status_on_a_file_of_an_older_layout_says_not_running() {
     assert_eq!(out.status.code(), Some(3), "{err}");
 }
 
+/// `scimd import` of `file` into acme, which must succeed.
+fn imported(cfg: &std::path::Path, file: &std::path::Path) {
+    let out = scimd_cmd(
+        cfg,
+        &[
+            "import",
+            "--tenant",
+            "acme",
+            "--from",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Changes stored with times ahead of the clock (made while it ran ahead, since set back):
 /// after a restart, new changes' times and ids still come after them, so that lastModified
 /// never goes back for clients syncing by it and lists stay in creation order.
@@ -2834,21 +2853,7 @@ async fn times_and_ids_go_on_past_changes_stored_ahead_of_the_clock() {
         "id": id, "userName": "early@x", "meta": {"created": stamp, "lastModified": stamp}});
     let file = dir.path().join("ahead.jsonl");
     std::fs::write(&file, format!("{line}\n")).unwrap();
-    let out = scimd_cmd(
-        &cfg,
-        &[
-            "import",
-            "--tenant",
-            "acme",
-            "--from",
-            file.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    imported(&cfg, &file);
     let p = Proc::start(&cfg);
     assert_eq!(
         p.post("/scim/v2/Users", "tok", r#"{"userName":"late@x"}"#.into())
@@ -3233,21 +3238,7 @@ fn an_export_cut_inside_a_groups_members_closes_the_database_cleanly() {
     writeln!(file, "{g}").unwrap();
     drop(file);
     let path = dir.path().join("many.jsonl");
-    let out = scimd_cmd(
-        &cfg,
-        &[
-            "import",
-            "--tenant",
-            "acme",
-            "--from",
-            path.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    imported(&cfg, &path);
     let mut child = Command::new(env!("CARGO_BIN_EXE_scimd"))
         .args(["export", "--tenant", "acme", "--config"])
         .arg(&cfg)

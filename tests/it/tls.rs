@@ -120,17 +120,21 @@ async fn tls_1_2_and_1_3_work_with_forward_secret_aead_suites() {
     }
 }
 
-/// A TLS handshake by a client that trusts no certificate, as an IdP does a self-signed one:
-/// the error it met.
-pub(crate) async fn distrusting_handshake(port: u16) -> std::io::Error {
+/// A client configuration that trusts no certificate.
+fn trusting_no_one() -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+    rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
+        .with_no_client_auth()
+}
+
+/// A TLS handshake by a client that trusts no certificate, as an IdP does a self-signed one:
+/// the error it met.
+pub(crate) async fn distrusting_handshake(port: u16) -> std::io::Error {
     let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    TlsConnector::from(Arc::new(cfg))
+    TlsConnector::from(Arc::new(trusting_no_one()))
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .expect_err("no root trusts the server's certificate")
@@ -139,14 +143,8 @@ pub(crate) async fn distrusting_handshake(port: u16) -> std::io::Error {
 /// A client that, like Java's HttpClient refusing a certificate, closes the connection once
 /// it has the server's first flight, sending no alert.
 pub(crate) async fn silently_refusing_handshake(port: u16) {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
     let name = ServerName::try_from("localhost").unwrap();
-    let mut conn = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(trusting_no_one()), name).unwrap();
     let mut hello = Vec::new();
     conn.write_tls(&mut hello).unwrap();
     let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
