@@ -51,7 +51,7 @@ where
                 )
                 .await
                 .map_err(read)?;
-            let on_free = match kind {
+            let on_free: std::collections::HashSet<u128> = match kind {
                 Kind::User => {
                     let ids = page
                         .items
@@ -61,8 +61,10 @@ where
                         .on_free(tenant.to_string(), ids.collect(), snapshot.clone())
                         .await
                         .map_err(read)?
+                        .into_iter()
+                        .collect()
                 }
-                Kind::Group => Vec::new(),
+                Kind::Group => Default::default(),
             };
             for r in &page.items {
                 // Read without its references: a user's groups are not exported (its

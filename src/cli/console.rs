@@ -64,11 +64,11 @@ pub(crate) fn base_url(
     }
 }
 
-/// Ask the running daemon over its admin socket, or read the database directly when no
-/// daemon runs.
 /// How long `status` waits for a daemon that took its request to answer.
 const STATUS_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
+/// Ask the running daemon over its admin socket, or read the database directly when no
+/// daemon runs.
 pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCode {
     let (cfg, rt) = match load_or_exit(config, true) {
         Ok(x) => x,

@@ -50,8 +50,8 @@ pub(super) async fn events(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
         return Ok(gone(
             format!(
                 "after={said} is past the newest event ({}): the change feed was reset (a \
-                 database from elsewhere?); read the users, groups and plan list again, then continue \
-                 from after={}",
+                 database from elsewhere?); read the users, groups and plan list again, then \
+                 continue from after={}",
                 feed.last, feed.last
             ),
             &feed,
@@ -62,8 +62,8 @@ pub(super) async fn events(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
             format!(
                 "events {} to {} are not kept (retention: events_max_count, \
                  events_max_age_days; or the database was restored from a backup, or the \
-                 tenant purged); read the users, groups and plan list again, then continue from \
-                 after={}",
+                 tenant purged); read the users, groups and plan list again, then continue \
+                 from after={}",
                 after + 1,
                 feed.oldest - 1,
                 feed.last

@@ -99,9 +99,8 @@ pub(super) fn version_floor(db: &impl redb::ReadableDatabase) -> Result<u64, red
     }
 }
 
-/// The latest time a user was changed at, in Unix nanoseconds as the index keeps it (0:
-/// none), from each
-/// tenant's end of the lastModified index: a few reads, at start.
+/// The latest time a user was changed at, in Unix nanoseconds as the index keeps them (0:
+/// none), from each tenant's end of the lastModified index: a few reads, at start.
 pub(super) fn newest_change(db: &impl redb::ReadableDatabase) -> Result<i64, redb::Error> {
     let txn = db.begin_read()?;
     let (seqs, modified) = match (txn.open_table(EVENT_SEQ), txn.open_table(MODIFIED_ID)) {
