@@ -1166,10 +1166,14 @@ pub(crate) fn print_answer(a: &serde_json::Value) {
     }
     let running = if a["daemon"] == true {
         // The pid is what a reload without systemd needs (`kill -HUP PID`).
+        // An older daemon may not report these.
+        let pid = match a["pid"].as_u64() {
+            Some(p) => format!(" (pid {p})"),
+            None => String::new(),
+        };
         format!(
-            "running, listening on {} (pid {})",
-            a["listen"].as_str().unwrap_or_default(),
-            a["pid"]
+            "running, listening on {}{pid}",
+            a["listen"].as_str().unwrap_or("(not reported)"),
         )
     } else {
         "not running (read from the database file)".to_string()
@@ -1177,7 +1181,7 @@ pub(crate) fn print_answer(a: &serde_json::Value) {
     say!(
         "scimd {} (commit {}): {running}",
         a["version"].as_str().unwrap_or_default(),
-        a["commit"].as_str().unwrap_or_default(),
+        a["commit"].as_str().unwrap_or("not reported"),
     );
     // Between a package upgrade and the restart, the old daemon answers the new command,
     // and tells less than this version prints.

@@ -61,8 +61,8 @@ pub(super) async fn events(app: &App, ctx: &Ctx) -> ScimResult<Resp> {
         return Ok(gone(
             format!(
                 "events {} to {} are not kept (retention: events_max_count, \
-                 events_max_age_days; or the database was restored from a backup, or the \
-                 tenant purged); read the users, groups and plan list again, then continue \
+                 events_max_age_days; or the database was restored from a backup, the tenant \
+                 imported from another host, or purged); read the users, groups and plan list again, then continue \
                  from after={}",
                 after + 1,
                 feed.oldest - 1,

@@ -2917,8 +2917,9 @@ fn status_answered_by_an_older_daemon_says_what_it_did_not_report() {
         let (s, _) = listener.accept().unwrap();
         let mut asked = String::new();
         std::io::BufReader::new(&s).read_line(&mut asked).unwrap();
+        // As the oldest daemons answer: no pid, nor tokens, nor the configuration's digest.
         let answer = serde_json::json!({"ok": true, "version": "0.0.9", "commit": "0ld0ld0",
-            "pid": 1, "listen": "127.0.0.1:1", "tenants": {"acme": {"users": 2, "groups": 1}}});
+            "listen": "127.0.0.1:1", "tenants": {"acme": {"users": 2, "groups": 1}}});
         (&s).write_all(format!("{answer}\n").as_bytes()).unwrap();
         asked
     });
@@ -2929,6 +2930,10 @@ fn status_answered_by_an_older_daemon_says_what_it_did_not_report() {
     assert!(said.contains("commit 0ld0ld0"), "{said}");
     assert!(said.contains("another build than the daemon's"), "{said}");
     assert!(said.contains("tokens: (not reported)"), "{said}");
+    assert!(
+        said.contains("listening on 127.0.0.1:1\n") && !said.contains("null"),
+        "{said}"
+    );
     assert!(
         !said.contains("has changed since the daemon read it"),
         "{said}"
