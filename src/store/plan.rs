@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::Error;
 use crate::scim::resource::Body;
+use crate::scim::schema::Kind;
 
 /// Counter keys in `COUNTS` beside the resource kinds' codes.
 pub const ACTIVE: u8 = 101;
@@ -316,20 +317,51 @@ impl Status {
 /// A stored user's (active, placed on free by the seat limit).
 pub type SeatState = (bool, bool);
 
-/// Which of the users matching one existing member holds that person's one seat in testing
-/// mode: an active seated user (paid anyway), else an active one the seat limit put on
-/// free, else a deactivated one; the oldest of equals. The others have the status they
-/// would have without the entry: a person re-created in the IdP, the old account
-/// deactivated beside the new, is one seat, not two.
-pub fn keeper(states: impl IntoIterator<Item = (u128, SeatState)>) -> Option<(u128, SeatState)> {
+/// Which of `ids`, the users matching one existing member, holds that person's one seat in
+/// testing mode, with its state: an active seated user (paid anyway), else an active one
+/// the seat limit put on free, else a deactivated one; the oldest of equals. The others
+/// have the status they would have without the entry: a person re-created in the IdP, the
+/// old account deactivated beside the new, is one seat, not two. (The plan list and the
+/// writes that move a seat between accounts both read it here.)
+pub fn keeper(
+    res: &impl ReadableTable<(&'static str, u8, u128), &'static [u8]>,
+    overflow: &impl ReadableTable<(&'static str, u128), ()>,
+    t: &str,
+    ids: impl IntoIterator<Item = u128>,
+) -> Result<Option<(u128, SeatState)>, redb::Error> {
     let rank = |state: SeatState| match state {
         (true, false) => 0u8,
         (true, true) => 1,
         (false, _) => 2,
     };
-    states
-        .into_iter()
-        .min_by_key(|&(id, state)| (rank(state), id))
+    let mut best: Option<(u128, SeatState)> = None;
+    for id in ids {
+        if let Some(state) = seat_state(res, overflow, t, id)?
+            && best.is_none_or(|(b, s)| (rank(state), id) < (rank(s), b))
+        {
+            best = Some((id, state));
+        }
+    }
+    Ok(best)
+}
+
+/// A stored user's state; `None` when it is gone or does not decode.
+pub fn seat_state(
+    res: &impl ReadableTable<(&'static str, u8, u128), &'static [u8]>,
+    overflow: &impl ReadableTable<(&'static str, u128), ()>,
+    t: &str,
+    id: u128,
+) -> Result<Option<SeatState>, redb::Error> {
+    let Some(rec) = res
+        .get((t, Kind::User.code(), id))?
+        .and_then(|g| super::record::decode(g.value()))
+    else {
+        return Ok(None);
+    };
+    Ok(Some((
+        is_active(&rec.body),
+        overflow.get((t, id))?.is_some(),
+    )))
 }
 
 /// Status of an existing member that no provisioned user matches.

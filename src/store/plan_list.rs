@@ -204,41 +204,14 @@ impl ReadSide {
                 c.unmatched.push(m.clone());
             }
             if mode == Mode::Testing
-                && let Some((keeper, state)) = self.keeper(t, &ids)?
+                && let Some((keeper, state)) =
+                    plan::keeper(self.res()?, self.overflow()?, t, ids.iter().copied())?
             {
                 c.kept.insert(keeper, state);
             }
             c.matched.extend(ids);
         }
         Ok(c)
-    }
-
-    /// The user among `ids` holding their existing member's one seat (`plan::keeper`), with
-    /// its state.
-    fn keeper(
-        &self,
-        t: &str,
-        ids: &BTreeSet<u128>,
-    ) -> Result<Option<(u128, SeatState)>, redb::Error> {
-        let mut states = Vec::with_capacity(ids.len());
-        for &id in ids {
-            if let Some(state) = self.seat_state(t, id)? {
-                states.push((id, state));
-            }
-        }
-        Ok(plan::keeper(states))
-    }
-
-    /// A stored user's state; `None` when it is gone or does not decode.
-    fn seat_state(&self, t: &str, id: u128) -> Result<Option<SeatState>, redb::Error> {
-        let Some(rec) = self
-            .res()?
-            .get((t, Kind::User.code(), id))?
-            .and_then(|g| decode(g.value()))
-        else {
-            return Ok(None);
-        };
-        Ok(Some((plan::is_active(&rec.body), self.overflowed(t, id)?)))
     }
 
     fn overflowed(&self, t: &str, id: u128) -> Result<bool, redb::Error> {

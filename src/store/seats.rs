@@ -257,13 +257,8 @@ impl W<'_> {
         };
         let mut kept = false;
         for entry in plan::entries_matching(rules, &rec.body) {
-            let mut states = Vec::new();
-            for other in plan::matches_of(&self.usernames, &self.emails, t, entry)? {
-                if let Some(state) = self.seat_state(t, other)? {
-                    states.push((other, state));
-                }
-            }
-            kept |= plan::keeper(states).is_some_and(|k| k.0 == id);
+            let ids = plan::matches_of(&self.usernames, &self.emails, t, entry)?;
+            kept |= plan::keeper(&self.res, &self.overflow, t, ids)?.is_some_and(|k| k.0 == id);
         }
         let overflow = self.overflow.get((t, id))?.is_some();
         Ok(Some(plan::user_status(
@@ -272,15 +267,6 @@ impl W<'_> {
             overflow,
             kept,
         )))
-    }
-
-    /// A stored user's state; `None` when it is gone.
-    fn seat_state(&self, t: &str, id: u128) -> Result<Option<plan::SeatState>, redb::Error> {
-        let Some(rec) = self.load(t, Kind::User, id)? else {
-            return Ok(None);
-        };
-        let overflow = self.overflow.get((t, id))?.is_some();
-        Ok(Some((plan::is_active(&rec.body), overflow)))
     }
 
     fn emit_plan(
