@@ -131,11 +131,14 @@ pub async fn converse(
 
 /// Ask the running daemon; `None` when no daemon listens on the socket.
 pub async fn ask(path: &Path, req: &Value) -> Option<Value> {
-    let stream = UnixStream::connect(path).await.ok()?;
+    exchange(UnixStream::connect(path).await.ok()?, req).await
+}
+
+/// One request and its one-line answer (`None`: closed, or not an answer).
+async fn exchange(stream: UnixStream, req: &Value) -> Option<Value> {
     let (r, mut w) = stream.into_split();
     w.write_all(format!("{req}\n").as_bytes()).await.ok()?;
-    let mut lines = BufReader::new(r).lines();
-    let line = lines.next_line().await.ok()??;
+    let line = BufReader::new(r).lines().next_line().await.ok()??;
     serde_json::from_str(&line).ok()
 }
 
@@ -158,14 +161,7 @@ pub async fn ask_within(path: &Path, req: &Value, within: std::time::Duration) -
     let Ok(stream) = stream else {
         return Asked::NoDaemon;
     };
-    match tokio::time::timeout(within, async {
-        let (r, mut w) = stream.into_split();
-        w.write_all(format!("{req}\n").as_bytes()).await.ok()?;
-        let line = BufReader::new(r).lines().next_line().await.ok()??;
-        serde_json::from_str::<Value>(&line).ok()
-    })
-    .await
-    {
+    match tokio::time::timeout(within, exchange(stream, req)).await {
         Ok(Some(v)) => Asked::Answered(v),
         // Closed without an answer: gone meanwhile.
         Ok(None) => Asked::NoDaemon,

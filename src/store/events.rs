@@ -217,11 +217,6 @@ pub fn kept(
     Ok(Some((first, keep)))
 }
 
-/// Microseconds since the Unix epoch, now.
-pub fn now_micros() -> u64 {
-    u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000).unwrap_or(0)
-}
-
 /// Seconds since the Unix epoch, now.
 pub fn now_unix() -> u64 {
     u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0)

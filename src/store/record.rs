@@ -98,7 +98,8 @@ pub(super) fn id_micros() -> i64 {
     clock_micros().max(CLOCK.0.load(Ordering::Relaxed))
 }
 
-fn clock_micros() -> i64 {
+/// The clock, in Unix microseconds.
+pub(super) fn clock_micros() -> i64 {
     i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000).unwrap_or(0)
 }
 

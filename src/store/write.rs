@@ -1057,7 +1057,8 @@ impl Store {
         self.write(tenant.clone(), move |w| {
             let t = tenant.as_str();
             let last = w.seqs.get(t)?.map(|g| g.value()).unwrap_or(0);
-            w.seqs.insert(t, last.max(events::now_micros()))?;
+            let clock = u64::try_from(clock_micros()).unwrap_or(0);
+            w.seqs.insert(t, last.max(clock))?;
             let next = events::skip_one(&mut w.seqs, t)?;
             w.events
                 .retain_in((t, 0u64)..=(t, u64::MAX), |_, _| false)?;

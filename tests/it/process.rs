@@ -2754,18 +2754,30 @@ async fn a_host_the_certificate_does_not_name_is_warned_of() {
     assert_eq!(p.log().matches(said).count(), 1, "{}", p.log());
 }
 
+/// An Okta tenant's configuration with its state directory made, and no daemon: the
+/// directory (kept while it is held), the configuration and `storage.dir`.
+fn stopped() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = okta_config(dir.path());
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    (dir, cfg, state)
+}
+
+/// A database scimd made at `path`, opened with redb once scimd has let go of it.
+fn made_and_released(path: &std::path::Path) -> redb::Database {
+    drop(scimd::store::Store::open(path, 1 << 20).unwrap());
+    released(path)
+}
+
 /// A console command that is first to open a database the daemon left by crashing repairs
 /// it, and says so: the daemon's next start finds nothing to repair and logs nothing, so
 /// the admin would otherwise never learn of the crash.
 #[test]
 fn a_console_command_says_it_repaired_a_crashed_database() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = okta_config(dir.path());
-    let state = dir.path().join("state");
-    std::fs::create_dir_all(&state).unwrap();
+    let (dir, cfg, state) = stopped();
     let path = state.join("scimd.redb");
-    drop(scimd::store::Store::open(&path, 1 << 20).unwrap());
-    let db = released(&path);
+    let db = made_and_released(&path);
     // A commit, and the file as it is while still open: what a kill leaves.
     let w = db.begin_write().unwrap();
     w.open_table(redb::TableDefinition::<u64, u64>::new("crash_probe"))
@@ -2792,13 +2804,9 @@ fn a_console_command_says_it_repaired_a_crashed_database() {
 /// in an older layout: no daemon holds it, so it is not running (3), not "cannot tell" (4).
 #[test]
 fn status_on_a_file_of_an_older_layout_says_not_running() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = okta_config(dir.path());
-    let state = dir.path().join("state");
-    std::fs::create_dir_all(&state).unwrap();
+    let (_dir, cfg, state) = stopped();
     let path = state.join("scimd.redb");
-    drop(scimd::store::Store::open(&path, 1 << 20).unwrap());
-    let db = released(&path);
+    let db = made_and_released(&path);
     let w = db.begin_write().unwrap();
     w.open_table(redb::TableDefinition::<&str, u64>::new("meta"))
         .unwrap()
@@ -2885,10 +2893,7 @@ async fn times_and_ids_go_on_past_changes_stored_ahead_of_the_clock() {
 /// of descriptors) makes it say it cannot tell (4) after a while, not hang a monitor.
 #[test]
 fn status_gives_up_on_a_daemon_that_does_not_answer() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = okta_config(dir.path());
-    let state = dir.path().join("state");
-    std::fs::create_dir_all(&state).unwrap();
+    let (_dir, cfg, state) = stopped();
     // Bound and never accepted: the kernel queues the connection, as for a stopped daemon.
     let _silent = std::os::unix::net::UnixListener::bind(state.join("admin.sock")).unwrap();
     let started = Instant::now();
@@ -2908,10 +2913,7 @@ fn status_gives_up_on_a_daemon_that_does_not_answer() {
 #[test]
 fn status_answered_by_an_older_daemon_says_what_it_did_not_report() {
     use std::io::{BufRead, Write};
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = okta_config(dir.path());
-    let state = dir.path().join("state");
-    std::fs::create_dir_all(&state).unwrap();
+    let (_dir, cfg, state) = stopped();
     let listener = std::os::unix::net::UnixListener::bind(state.join("admin.sock")).unwrap();
     let old = std::thread::spawn(move || {
         let (s, _) = listener.accept().unwrap();
