@@ -684,35 +684,33 @@ mod tests {
             pem,
             "kept while far from its end"
         );
-        // A pair of ours that ends in 10 days, as a year-old one would.
-        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
-        params.not_before = now - time::Duration::days(355);
-        params.not_after = now + time::Duration::days(10);
-        let k = rcgen::KeyPair::generate().unwrap();
-        let old = params.self_signed(&k).unwrap().pem();
-        std::fs::write(dir.path().join("tls/cert.pem"), &old).unwrap();
-        std::fs::write(dir.path().join("tls/key.pem"), k.serialize_pem()).unwrap();
+        // A pair of ours in the files, valid over `days` from now (rcgen's default: until
+        // 4096); its certificate's text.
+        let ours = |days: Option<(i64, i64)>| {
+            let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+            if let Some((from, to)) = days {
+                params.not_before = now + time::Duration::days(from);
+                params.not_after = now + time::Duration::days(to);
+            }
+            let k = rcgen::KeyPair::generate().unwrap();
+            let pem = params.self_signed(&k).unwrap().pem();
+            std::fs::write(dir.path().join("tls/cert.pem"), &pem).unwrap();
+            std::fs::write(dir.path().join("tls/key.pem"), k.serialize_pem()).unwrap();
+            pem.into_bytes()
+        };
+        // One that ends in 10 days, as a year-old one would.
+        let old = ours(Some((-355, 10)));
         let (l, renewed) = loaded(dir.path(), None);
-        assert_ne!(renewed, old.into_bytes());
+        assert_ne!(renewed, old);
         assert!(!ends_soon(&l.key));
         // One made while the clock was a year ahead: clients refuse it until then.
-        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
-        params.not_before = now + time::Duration::days(364);
-        params.not_after = now + time::Duration::days(729);
-        let k = rcgen::KeyPair::generate().unwrap();
-        let ahead = params.self_signed(&k).unwrap().pem();
-        std::fs::write(dir.path().join("tls/cert.pem"), &ahead).unwrap();
-        std::fs::write(dir.path().join("tls/key.pem"), k.serialize_pem()).unwrap();
+        let ahead = ours(Some((364, 729)));
         let (l, renewed) = loaded(dir.path(), None);
-        assert_ne!(renewed, ahead.into_bytes());
+        assert_ne!(renewed, ahead);
         assert!(!not_yet_valid(&l.key));
-        // One made by an earlier version (rcgen's default: valid until 4096) is kept.
-        let params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
-        let k = rcgen::KeyPair::generate().unwrap();
-        let earlier = params.self_signed(&k).unwrap().pem();
-        std::fs::write(dir.path().join("tls/cert.pem"), &earlier).unwrap();
-        std::fs::write(dir.path().join("tls/key.pem"), k.serialize_pem()).unwrap();
-        assert_eq!(loaded(dir.path(), None).1, earlier.into_bytes());
+        // One made by an earlier version (valid until 4096) is kept.
+        let earlier = ours(None);
+        assert_eq!(loaded(dir.path(), None).1, earlier);
     }
 
     /// A renewal that brings an expired or not yet valid certificate does not replace one
