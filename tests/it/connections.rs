@@ -617,6 +617,18 @@ fn list_request(s: &Srv) -> http::Request<()> {
     .unwrap()
 }
 
+/// An HTTP/2 connection whose client gives no flow-control window: it reads nothing.
+async fn unreading_h2(s: &Srv) -> h2::client::SendRequest<bytes::Bytes> {
+    let tls = wire::connect_h2(s).await;
+    let (client, conn) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, bytes::Bytes>(tls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
 /// An HTTP/2 connection that gives no flow-control window, and the head of its first
 /// page's answer (200), whose body cannot come.
 async fn first_page_unread(
@@ -625,14 +637,7 @@ async fn first_page_unread(
     h2::client::SendRequest<bytes::Bytes>,
     http::Response<h2::RecvStream>,
 ) {
-    let tls = wire::connect_h2(s).await;
-    let (client, conn) = h2::client::Builder::new()
-        .initial_window_size(0)
-        .handshake::<_, bytes::Bytes>(tls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut client = client.ready().await.unwrap();
+    let mut client = unreading_h2(s).await.ready().await.unwrap();
     let (first, _) = client.send_request(list_request(s), true).unwrap();
     let head = first.await.unwrap();
     assert_eq!(head.status(), 200);
@@ -702,15 +707,8 @@ async fn streamed_groups_a_client_does_not_read_wait_for_room() {
         )
         .await;
     let gid = r.id();
-    let tls = wire::connect_h2(&s).await;
-    let (client, conn) = h2::client::Builder::new()
-        .initial_window_size(0)
-        .handshake::<_, bytes::Bytes>(tls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut client = unreading_h2(&s).await;
     let mut answers = Vec::new();
-    let mut client = client;
     for _ in 0..4 {
         client = client.ready().await.unwrap();
         let req = http::Request::get(format!(
