@@ -83,9 +83,12 @@ impl PartialEq for Stored {
 impl Eq for Stored {}
 
 /// The token of an `Authorization: Bearer <token>` value (scheme in any case), if any.
+/// Only spaces and tabs are trimmed (RFC 9110's whitespace): a token with any other byte
+/// beside it, such as a no-break space, is not the token (README, Hardening).
 pub fn bearer(header: &str) -> Option<&str> {
-    let (scheme, token) = header.trim().split_once(' ')?;
-    let token = token.trim();
+    let ows = [' ', '\t'];
+    let (scheme, token) = header.trim_matches(ows).split_once(' ')?;
+    let token = token.trim_matches(ows);
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 

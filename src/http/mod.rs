@@ -545,11 +545,15 @@ impl App {
             }
         }
         let headers = req.headers();
+        // Every field line, joined as RFC 9110 §5.3 allows, and bytes outside ASCII kept
+        // (replaced) rather than the header dropped: a precondition that cannot be read is
+        // one that names no version, never one that was not sent.
         let header_str = |n: header::HeaderName| {
-            headers
-                .get(n)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
+            let mut lines = headers.get_all(n).iter();
+            let first = String::from_utf8_lossy(lines.next()?.as_bytes()).into_owned();
+            Some(lines.fold(first, |all, v| {
+                all + ", " + &String::from_utf8_lossy(v.as_bytes())
+            }))
         };
         let if_match = header_str(header::IF_MATCH);
         let if_none_match = header_str(header::IF_NONE_MATCH);

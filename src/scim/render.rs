@@ -220,13 +220,17 @@ fn digest(groups: &[Value]) -> u32 {
 
 /// Whether an `If-Match` or `If-None-Match` value names `etag`: `*` alone, or one of its
 /// comma-separated tags, compared weakly (RFC 9110 §8.8.3.2, §13.1). A `*` inside a list is
-/// not the grammar's `*` and names nothing.
+/// not the grammar's `*` and names nothing. Only spaces and tabs are trimmed: a tag with
+/// any other byte beside it names nothing.
 pub fn names_etag(header: &str, etag: &str) -> bool {
     let bare = etag.trim_start_matches("W/");
-    header.trim() == "*"
+    fn ows(s: &str) -> &str {
+        s.trim_matches([' ', '\t'])
+    }
+    ows(header) == "*"
         || header
             .split(',')
-            .map(str::trim)
+            .map(ows)
             .any(|tag| tag.trim_start_matches("W/") == bare)
 }
 

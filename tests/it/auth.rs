@@ -222,6 +222,17 @@ async fn a_non_ascii_authorization_header_is_a_refused_token() {
         r.extend_from_slice(b"\r\n");
         r
     };
+    // The right token with a no-break space or an ideographic space beside it is not the
+    // token; spaces and tabs are only the header's own whitespace.
+    for odd in [
+        format!("Bearer {ACME}\u{a0}"),
+        format!("Bearer \u{3000}{ACME}"),
+        format!("\u{a0}Bearer {ACME}"),
+    ] {
+        assert_eq!(with_authorization(&s, &odd).await.status, 401, "{odd:?}");
+    }
+    let spaced = format!(" Bearer  {ACME}\t");
+    assert_eq!(with_authorization(&s, &spaced).await.status, 200);
     let first = wire::send(&s, &one(true)).await;
     assert_eq!(first.status, 401, "{}", first.head);
     assert_eq!(first.body["detail"], "the bearer token is not valid");
@@ -327,7 +338,6 @@ async fn bad_host_and_two_authorization_headers_are_400() {
     assert_eq!(ask("/healthz", String::new()).await.0, 200);
 }
 
-/// `GET /Users` with Basic credentials instead of a bearer token.
 /// `GET /Users` with this Authorization header.
 async fn with_authorization(s: &Srv, value: &str) -> crate::harness::Res {
     s.call_with(

@@ -373,3 +373,43 @@ async fn a_group_patch_asking_for_members_is_judged_once() {
         .await;
     assert_eq!(r.status, 412, "{}", r.body);
 }
+
+/// A precondition that cannot be read names no version: it must refuse the write, never
+/// vanish as if it had not been sent (a lost update). Every `If-Match` line counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_if_match_outside_ascii_refuses_and_every_line_counts() {
+    let s = Srv::start().await;
+    let id = s.user("odd-etag@x").await;
+    let p = format!("/Users/{id}");
+    let now = s.get(&p).await.header("etag").unwrap().to_string();
+    let patch = json!({"Operations": [{"op": "replace", "path": "title", "value": "lost"}]});
+    // Bytes outside ASCII, and the current tag with a no-break space beside it.
+    let odd = ["W/\"é\"".to_string(), format!("{now}\u{a0}")];
+    for tag in &odd {
+        for m in [Method::PATCH, Method::PUT, Method::DELETE] {
+            let body = match m {
+                Method::PATCH => Some(patch.clone()),
+                Method::PUT => Some(json!({"userName": "odd-etag@x", "title": "lost"})),
+                _ => None,
+            };
+            let r = s
+                .call_with(m.clone(), &p, Some(ACME), body, &[("If-Match", tag)])
+                .await;
+            assert_error(&r, 412, None);
+        }
+    }
+    let r = s.get(&p).await;
+    assert_eq!((r.status, &r.body["title"]), (200, &json!(null)));
+    assert_eq!(r.header("etag"), Some(now.as_str()));
+    // Two field lines are one list (RFC 9110 §5.3): the second naming the version passes.
+    let r = s
+        .call_with(
+            Method::PATCH,
+            &p,
+            Some(ACME),
+            Some(patch),
+            &[("If-Match", "W/\"999\""), ("If-Match", &now)],
+        )
+        .await;
+    assert_eq!((r.status, &r.body["title"]), (200, &json!("lost")));
+}

@@ -78,6 +78,10 @@ pub struct Input {
     /// (`active`): a PUT keeps their stored value instead.
     pub keep: Vec<String>,
     pub ignored: Ignored,
+    /// In a POST or PUT body, each attribute written so far (its full path, and the key that
+    /// named it): one named twice, as `userName` and under its URN, or as `name` and
+    /// `name.givenName`, is refused. In a PATCH each key is its own path, applied in order.
+    pub(crate) given: Option<Vec<(String, String)>>,
 }
 
 /// Normalise a POST/PUT body.
@@ -89,7 +93,10 @@ pub fn normalize(kind: impl Into<Rt>, raw: &Value) -> ScimResult<Input> {
             kind.as_str()
         )));
     };
-    let mut input = Input::default();
+    let mut input = Input {
+        given: Some(Vec::new()),
+        ..Input::default()
+    };
     for (key, value) in obj {
         if key.eq_ignore_ascii_case("schemas") {
             check_schemas(kind, value, &mut input.ignored)?;
@@ -213,6 +220,32 @@ pub fn apply_key(
         }
         return Ok(());
     };
+    if let Some(given) = &mut input.given
+        && attr.def.mutability != Mutability::ReadOnly
+    {
+        let path = format!("{}:{}", attr.ext.unwrap_or(kind.schema().id), attr.def.name);
+        let path = match sub {
+            Some(s) => format!("{path}.{}", s.to_ascii_lowercase()),
+            None => path,
+        };
+        let overlaps = |other: &str| {
+            let (short, long) = if other.len() <= path.len() {
+                (other, path.as_str())
+            } else {
+                (path.as_str(), other)
+            };
+            long.strip_prefix(short)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+        };
+        if let Some((_, first)) = given.iter().find(|(p, _)| overlaps(p)) {
+            return Err(ScimError::invalid_syntax(format!(
+                "the body gives \"{}\" twice, as \"{first}\" and as \"{key}\": either \
+                 reading could store what the client did not mean, so give it once",
+                attr.def.name
+            )));
+        }
+        given.push((path, key.to_string()));
+    }
     if kind == Kind::Group && attr.def.name == "members" && attr.ext.is_none() {
         if sub.is_some() {
             input.ignored.attr(key);
@@ -525,6 +558,35 @@ mod tests {
         assert_eq!(
             (ig.attributes.len(), ig.schemas.len()),
             (IGNORED_MAX, IGNORED_MAX)
+        );
+    }
+
+    #[test]
+    fn an_attribute_named_twice_in_a_body_is_refused() {
+        let core = USER_SCHEMA;
+        for raw in [
+            json!({"userName": "a", (format!("{core}:userName")): "b"}),
+            json!({"userName": "a", (core): {"userName": "b"}}),
+            json!({"userName": "a", "name": {"givenName": "B"}, "name.givenName": "A"}),
+            json!({"userName": "a", "name.givenName": "A", "name": {"familyName": "F"}}),
+            json!({"userName": "a", (format!("{ENTERPRISE_SCHEMA}:employeeNumber")): "7",
+                (ENTERPRISE_SCHEMA): {"employeeNumber": "8"}}),
+        ] {
+            let e = normalize(Kind::User, &raw).unwrap_err();
+            assert_eq!(
+                e.scim_type.map(|t| t.as_str()),
+                Some("invalidSyntax"),
+                "{raw}"
+            );
+            assert!(e.detail.contains("twice"), "{}", e.detail);
+        }
+        // Different sub-attributes, and readOnly echoes, are not the same attribute twice.
+        let raw = json!({"userName": "a", "name.givenName": "G", "name.familyName": "F",
+            "id": "x", "meta": {}, "groups": [], (format!("{core}:groups")): []});
+        let got = normalize(Kind::User, &raw).unwrap();
+        assert_eq!(
+            got.body["name"],
+            json!({"givenName": "G", "familyName": "F"})
         );
     }
 
