@@ -336,13 +336,43 @@ impl Reloader {
                 _ => notes.push(format!("tenant {t} added")),
             }
         }
-        for t in old
-            .config
-            .tenants
-            .keys()
-            .filter(|t| !new.tenants.contains_key(*t))
-        {
-            notes.push(format!("tenant {t} removed"));
+        for (t, was) in (old.config.tenants.iter()).filter(|(t, _)| !new.tenants.contains_key(*t)) {
+            let held = |kind| self.app.store.count(t.clone(), kind);
+            let (u, g) = match (held(Kind::User).await, held(Kind::Group).await) {
+                (Ok(u), Ok(g)) if u + g > 0 => (u, g),
+                _ => {
+                    notes.push(format!("tenant {t} removed"));
+                    continue;
+                }
+            };
+            let data = format!(
+                "{} and {}",
+                crate::counted(u, "user"),
+                crate::counted(g, "group")
+            );
+            // A table renamed in the file keeps its tokens: its IdP goes on, into a tenant
+            // with nothing in it, and creates every user again under new ids.
+            let secret = |k: &crate::config::TokenConfig| k.sha256.to_ascii_lowercase();
+            let renamed = new.tenants.iter().find(|(n, c)| {
+                !old.config.tenants.contains_key(*n)
+                    && c.tokens
+                        .iter()
+                        .any(|k| was.tokens.iter().any(|w| secret(w) == secret(k)))
+            });
+            warnings.push(match renamed {
+                Some((n, _)) => format!(
+                    "tenant {t} removed, and tenant {n} added with its token: a tenant renamed \
+                     in the file does not take its data along. Its IdP now provisions into {n}, \
+                     which starts empty, and creates every user again under new ids, while the \
+                     {data} stay under {t}, served to no one. To keep them, name the table {t} \
+                     again and reload"
+                ),
+                None => format!(
+                    "tenant {t} removed: its {data} stay in the database, served to no one \
+                     (put the table back and reload to serve them again, or delete them with \
+                     `scimd tenant purge {t} --yes`)"
+                ),
+            });
         }
         // Token rotations, by name (never the digest), for the audit trail.
         for (t, was) in &old.config.tenants {

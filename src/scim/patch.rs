@@ -185,16 +185,23 @@ pub fn apply(kind: impl Into<Rt>, id: &str, body: &Body, ops: &[Operation]) -> S
     drop_hollow(&pending.hollow, &mut input.body)?;
     // RFC 7644 §3.5.2.2: removing a required attribute is a mutability error, whichever
     // operation left it unassigned (a remove, a null or an empty string).
-    if let Some(def) = kind
-        .schema()
-        .attributes
-        .iter()
-        .find(|d| d.required && body.contains_key(d.name) && !input.body.contains_key(d.name))
-    {
-        return Err(ScimError::mutability(format!(
-            "\"{}\" is required: a PATCH may change it but not remove it",
-            def.name
-        )));
+    let has = |b: &Body, urn: Option<&str>, name: &str| match urn {
+        None => b.contains_key(name),
+        Some(urn) => b
+            .get(urn)
+            .and_then(Value::as_object)
+            .is_some_and(|m| m.contains_key(name)),
+    };
+    let required = (kind.schema().attributes.iter().map(|d| (None, d))).chain(
+        (kind.extensions().iter()).flat_map(|e| e.attributes.iter().map(|d| (Some(e.id), d))),
+    );
+    for (urn, def) in required.filter(|(_, d)| d.required) {
+        if has(body, urn, def.name) && !has(&input.body, urn, def.name) {
+            let name = urn.map_or(def.name.to_string(), |u| format!("{u}:{}", def.name));
+            return Err(ScimError::mutability(format!(
+                "\"{name}\" is required: a PATCH may change it but not remove it"
+            )));
+        }
     }
     resource::drop_dangling_references(kind, &mut input.body);
     resource::check_immutable(kind, body, &mut input.body, false)?;
@@ -213,6 +220,13 @@ fn mode(op: OpKind) -> SetMode {
     } else {
         SetMode::Replace
     }
+}
+
+fn read_only(raw_path: &str) -> ScimError {
+    ScimError::mutability(format!(
+        "\"{}\" is read-only: the server sets it",
+        raw_path.trim()
+    ))
 }
 
 fn apply_one(
@@ -249,7 +263,15 @@ fn apply_one(
             p.attr.def.multi_valued && p.attr.def.mutability != Mutability::ReadOnly
         });
         return match op.op {
-            OpKind::Add => Ok(()),
+            // Adding nothing changes nothing, but the path must still be one that could be
+            // written: a malformed one, or `meta`, is refused as with any other value.
+            OpKind::Add if kind.extension(raw_path.trim()).is_some() => Ok(()),
+            OpKind::Add => match path::parse(kind, raw_path)? {
+                Parsed::Known(p) if p.attr.def.mutability == Mutability::ReadOnly && !names_id => {
+                    Err(read_only(raw_path))
+                }
+                _ => Ok(()),
+            },
             OpKind::Replace if defaulted || names_id => Ok(()),
             OpKind::Remove if listed => Err(ScimError::invalid_value(format!(
                 "a remove of \"{raw_path}\" with \"value\": null names nothing to remove: \
@@ -303,10 +325,7 @@ fn apply_one(
     // instead, as IdPs send them back unchanged. (The manager's displayName is kept as
     // sent: OneLogin fills it from its own directory, where the manager's id points.)
     if p.attr.def.mutability == Mutability::ReadOnly {
-        return Err(ScimError::mutability(format!(
-            "\"{}\" is read-only: the server sets it",
-            raw_path.trim()
-        )));
+        return Err(read_only(raw_path));
     }
     // A sub-attribute of a multi-valued attribute with no filter names that sub-attribute
     // in every value, as a remove takes it from every value.
@@ -462,6 +481,11 @@ fn value_eq_ids(f: &Filter) -> Option<Vec<String>> {
 fn remove_plain(p: &Path, value: Option<&Value>, body: &mut Body) {
     let c = container_mut(body, p.attr);
     match (p.sub, value) {
+        // A manager without its `value` is no manager: what else it holds described the one
+        // removed, and must not stay to describe the next (a later `manager.value`).
+        (Some(sd), _) if sd.name == "value" && resource::is_reference(p.attr.def) => {
+            c.remove(p.attr.def.name);
+        }
         (Some(sd), _) => {
             if let Some(Value::Object(m)) = c.get_mut(p.attr.def.name) {
                 m.remove(sd.name);
@@ -987,6 +1011,22 @@ mod tests {
         }
         let e = run(Kind::User, user(), json!([{"op": "remove", "path": "id"}])).unwrap_err();
         assert_eq!(e.scim_type, Some(crate::scim::error::ScimType::Mutability));
+        // Adding null changes nothing, yet its path is judged as any other add's is.
+        use crate::scim::error::ScimType::{InvalidPath, Mutability};
+        for (path, ty) in [
+            ("emails[type eq", InvalidPath),
+            ("name..givenName", InvalidPath),
+            ("meta", Mutability),
+            ("groups", Mutability),
+        ] {
+            let op = json!([{"op": "add", "path": path, "value": null}]);
+            let e = run(Kind::User, user(), op).unwrap_err();
+            assert_eq!(e.scim_type, Some(ty), "{path}: {}", e.detail);
+        }
+        for path in ["id", "nickName", ENTERPRISE_SCHEMA, "urn:x:unknown:attr"] {
+            let op = json!([{"op": "add", "path": path, "value": null}]);
+            assert!(run(Kind::User, user(), op).is_ok(), "{path}");
+        }
     }
 
     #[test]
@@ -1327,11 +1367,22 @@ mod tests {
         // ... and a manager left without an id, however it came about, is none.
         let out = run(
             Kind::User,
-            b,
+            b.clone(),
             json!([{"op": "remove", "path": format!("{path}.value")}]),
         )
         .unwrap();
         assert!(!out.body.contains_key(ENTERPRISE_SCHEMA));
+        // Nor does what described the old one pass to a manager set later in the request.
+        let new = json!({"manager": {"value": "B"}});
+        for clear in [
+            json!({"op": "remove", "path": format!("{path}.value")}),
+            json!({"op": "replace", "path": format!("{path}.value"), "value": ""}),
+            json!({"op": "replace", "value": {(format!("{path}.value")): null}}),
+        ] {
+            let set = json!({"op": "add", "path": format!("{path}.value"), "value": "B"});
+            let out = run(Kind::User, b.clone(), json!([clear, set])).unwrap();
+            assert_eq!(out.body[ENTERPRISE_SCHEMA], new, "{clear}");
+        }
         let put = resource::normalize(
             Kind::User,
             &json!({"userName": "u", (ENTERPRISE_SCHEMA): {"manager": {"displayName": "Bob"}}}),

@@ -1314,6 +1314,101 @@ fn a_members_display_goes_with_its_membership() {
     );
 }
 
+/// Operations apply in order (RFC 7644 §3.5.2): a member filter removes members an earlier
+/// operation of the request added, not those it removed, and judges a re-added member by
+/// the display the request gave it.
+#[test]
+fn member_filters_see_what_earlier_operations_of_the_request_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::open(&dir.path().join("s.redb"));
+    let u = f.users(3);
+    let id = |i: usize| format_id(u[i]);
+    let member = |i: usize, d: &str| serde_json::json!({"value": id(i), "display": d});
+    let run = |stored: Vec<serde_json::Value>, ops: serde_json::Value| -> Vec<String> {
+        let g = f.create(
+            Kind::Group,
+            serde_json::json!({"displayName": format!("G{}", uuid::Uuid::now_v7()),
+                "members": stored}),
+            None,
+        );
+        f.patch(Kind::Group, g, ops);
+        let r =
+            f.rt.block_on(f.store.get("t".into(), Kind::Group, format_id(g), true));
+        (r.unwrap().refs.unwrap().iter())
+            .map(|m| {
+                let shown = m["display"].as_str().unwrap_or("-");
+                let i = (0..3).find(|&i| m["value"] == id(i)).unwrap();
+                format!("{i}:{shown}")
+            })
+            .collect()
+    };
+    let add = |list: Vec<serde_json::Value>| serde_json::json!({"op": "add", "path": "members", "value": list});
+    let remove =
+        |filter: String| serde_json::json!({"op": "remove", "path": format!("members[{filter}]")});
+    assert_eq!(
+        run(
+            vec![],
+            serde_json::json!([
+                add(vec![member(0, "alice"), member(1, "bob")]),
+                remove("display co \"ali\"".into())
+            ])
+        ),
+        ["1:bob"]
+    );
+    let prefix = &id(0)[..30];
+    assert_eq!(
+        run(
+            vec![],
+            serde_json::json!([
+                add(vec![member(0, "a")]),
+                remove(format!("value sw \"{prefix}\""))
+            ])
+        ),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        run(
+            vec![member(0, "a")],
+            serde_json::json!([
+                add(vec![member(1, "b")]),
+                remove(format!("value ne \"{}\"", id(0)))
+            ])
+        ),
+        ["0:a"]
+    );
+    assert_eq!(
+        run(
+            vec![member(0, "a")],
+            serde_json::json!([{"op": "remove", "path": "members"},
+            add(vec![member(2, "c")]), remove("type eq \"User\"".into())])
+        ),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        run(
+            vec![member(1, "alice")],
+            serde_json::json!([
+                remove(format!("value eq \"{}\"", id(1))),
+                add(vec![member(1, "alice2")]),
+                remove("display eq \"alice\"".into())
+            ])
+        ),
+        ["1:alice2"]
+    );
+    // A stored member re-added without a display keeps its own, and the filter sees it.
+    assert_eq!(
+        run(
+            vec![member(0, "keep"), member(1, "go")],
+            serde_json::json!([
+                add(vec![serde_json::json!({"value": id(0)})]),
+                remove("display eq \"keep\"".into())
+            ])
+        ),
+        ["1:go"]
+    );
+    assert_clean(&f.store, &f.rt);
+}
+
 /// Member filters other than `value eq` read every member, on the writer all tenants share:
 /// one request's may read at most `MEMBER_FILTER_READS` members in all, and a request past
 /// that is refused whole (400 tooMany) without a change.

@@ -599,12 +599,29 @@ const MEMBER_FILTER_READS: usize = 100_000;
 
 /// Check phase for member operations: every added member must exist in the tenant, and a
 /// group cannot contain itself. Reads only.
+///
+/// Operations apply in order (RFC 7644 §3.5.2), so a member filter sees the membership the
+/// earlier ones left: `seen` holds each member they touched (present with its kind code and
+/// display, or gone), and `cleared` says the stored members are all gone. Kept only when a
+/// filter comes later; removals by value need no view of the others.
 fn plan_members(w: &W, t: &str, g: u128, ops: &[MemberOp]) -> R<Vec<Change>> {
     let mut out = Vec::new();
     let mut reads = 0usize;
-    for op in ops {
+    let filtered = |k: usize| {
+        ops[k + 1..]
+            .iter()
+            .any(|o| matches!(o, MemberOp::RemoveWhere(_)))
+    };
+    let mut seen: BTreeMap<u128, Option<(u8, Option<String>)>> = BTreeMap::new();
+    let mut cleared = false;
+    for (k, op) in ops.iter().enumerate() {
+        let before = out.len();
         match op {
-            MemberOp::Clear => out.push(Change::Clear),
+            MemberOp::Clear => {
+                out.push(Change::Clear);
+                seen.clear();
+                cleared = true;
+            }
             MemberOp::Add(list) => {
                 for m in list {
                     let raw = m["value"].as_str().unwrap_or_default();
@@ -636,8 +653,23 @@ fn plan_members(w: &W, t: &str, g: u128, ops: &[MemberOp]) -> R<Vec<Change>> {
             }
             MemberOp::RemoveWhere(f) => {
                 let def = Kind::Group.schema().attr("members");
+                let matched = |m: u128, code: u8, display: Option<String>| {
+                    let el = member_json(m, code, display);
+                    def.is_some_and(|d| filter::matches_element(f, d, &el))
+                };
+                // Members this request added or changed, as it left them.
+                for (&m, now) in &seen {
+                    if let Some((code, display)) = now
+                        && matched(m, *code, display.clone())
+                    {
+                        out.push(Change::Remove(m));
+                    }
+                }
                 let mut from = 0u128;
                 loop {
+                    if cleared {
+                        break;
+                    }
                     let batch = w.member_batch(t, g, from)?;
                     let Some(&(last, _)) = batch.last() else {
                         break;
@@ -656,15 +688,39 @@ fn plan_members(w: &W, t: &str, g: u128, ops: &[MemberOp]) -> R<Vec<Change>> {
                         ))));
                     }
                     for (m, code) in batch {
+                        if seen.contains_key(&m) {
+                            continue;
+                        }
                         let display = w.displays.get((t, g, m))?.map(|d| d.value().to_string());
-                        let el = member_json(m, code, display);
-                        if def.is_some_and(|d| filter::matches_element(f, d, &el)) {
+                        if matched(m, code, display) {
                             out.push(Change::Remove(m));
                         }
                     }
                     match last.checked_add(1) {
                         Some(next) => from = next,
                         None => break,
+                    }
+                }
+            }
+        }
+        if filtered(k) {
+            for c in &out[before..] {
+                match c {
+                    Change::Clear => {}
+                    Change::Remove(m) => {
+                        seen.insert(*m, None);
+                    }
+                    // Added without a display, a member keeps the one it shows now.
+                    Change::Add(m, kind, display) => {
+                        let display = match (display, seen.get(m)) {
+                            (Some(d), _) => Some(d.clone()),
+                            (None, Some(now)) => now.as_ref().and_then(|n| n.1.clone()),
+                            (None, None) if cleared => None,
+                            (None, None) => {
+                                w.displays.get((t, g, *m))?.map(|d| d.value().to_string())
+                            }
+                        };
+                        seen.insert(*m, Some((kind.code(), display)));
                     }
                 }
             }

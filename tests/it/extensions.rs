@@ -849,11 +849,15 @@ async fn immutable_always_late_required_and_removed_extensions() {
     let cc = format!("{EXT}:costCenter");
     let r = s.patch(&path, patch("add", &cc, json!("CC1"))).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_error(
-        &s.patch(&path, patch("remove", &cc, Value::Null)).await,
-        400,
-        Some("invalidValue"),
-    );
+    // Taking a required value away is a mutability error (RFC 7644 §3.5.2.2), as for
+    // userName, by a remove or a replace with null.
+    for op in ["remove", "replace"] {
+        assert_error(
+            &s.patch(&path, patch(op, &cc, Value::Null)).await,
+            400,
+            Some("mutability"),
+        );
+    }
 
     // An attribute taken out of a kept extension: its value stays unshown, a `never` one
     // included (it would otherwise become an attribute with no `returned` rule).

@@ -134,6 +134,49 @@ async fn metrics_are_off_without_a_token() {
     assert_eq!(r.status(), 404);
 }
 
+/// A tenant renamed in the file does not take its data along: its IdP goes on with the same
+/// token into an empty tenant. The reload warns of it by name, and of a tenant removed with
+/// data left; one removed empty is only a note.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_warns_of_a_renamed_tenant_and_of_data_left_behind() {
+    let s = Srv::start().await;
+    s.user("kept@x").await;
+    let mut cfg = s.config.clone();
+    let acme = cfg.tenants.remove("acme").unwrap();
+    cfg.tenants.insert("acme-corp".into(), acme);
+    let r = s.reloader().apply(cfg.clone()).await.unwrap();
+    let said = r.warnings.join("\n");
+    assert!(
+        said.contains("tenant acme removed, and tenant acme-corp added with its token")
+            && said.contains("the 1 user and 0 groups stay under acme")
+            && said.contains("name the table acme again"),
+        "{r:?}"
+    );
+    // Named back, it serves its data again; then taken out without a rename: the data left
+    // is named, and how to serve or delete it.
+    s.reloader().apply(s.config.clone()).await.unwrap();
+    assert_eq!(crate::harness::total(&s.get("/Users").await), 1);
+    let mut keep = s.config.clone();
+    keep.tenants.remove("acme");
+    let r = s.reloader().apply(keep).await.unwrap();
+    let said = r.warnings.join("\n");
+    assert!(
+        said.contains("tenant acme removed: its 1 user and 0 groups stay in the database")
+            && said.contains("scimd tenant purge acme --yes"),
+        "{r:?}"
+    );
+    // globex holds nothing: a note, not a warning.
+    let mut none = s.config.clone();
+    none.tenants.remove("acme");
+    none.tenants.remove("globex");
+    let r = s.reloader().apply(none).await.unwrap();
+    assert!(
+        r.notes.contains(&"tenant globex removed".to_string()),
+        "{r:?}"
+    );
+    assert!(!r.warnings.iter().any(|w| w.contains("globex")), "{r:?}");
+}
+
 /// What a reload cannot apply stays as it runs until a restart, for everything that reads
 /// it: a new `storage.dir` must not make and serve a new self-signed certificate, which
 /// every IdP that trusts the served one would refuse.

@@ -9,7 +9,7 @@ use crate::scim::error::{ScimError, ScimResult};
 use crate::scim::schema::{AttrDef, AttrRef, Mutability, Rt};
 
 /// A single complex attribute with a `value` (the manager) refers to another resource.
-pub(super) fn is_reference(def: &AttrDef) -> bool {
+pub fn is_reference(def: &AttrDef) -> bool {
     def.is_complex() && !def.multi_valued && def.sub("value").is_some()
 }
 

@@ -115,6 +115,7 @@ pub fn normalize(kind: impl Into<Rt>, raw: &Value) -> ScimResult<Input> {
         }
         apply_key(kind, key, value, &mut input, SetMode::Replace)?;
     }
+    input.given = None; // the body is read: later keys applied to it are paths
     drop_dangling_references(kind, &mut input.body);
     check_required(kind, &input.body)?;
     // A PUT that leaves `active` out (or null) says nothing about it: read as its default it
@@ -299,6 +300,13 @@ pub fn apply_key(
             // Adding nothing to a sub-attribute (`name.givenName: ""`, a template's unset
             // parameter) changes nothing, as for a whole attribute below.
             if v.is_none() && mode == SetMode::Add {
+                return Ok(());
+            }
+            // A manager whose `value` is cleared is no manager (as for the whole attribute
+            // below): nothing of it may stay to describe the next one.
+            if v.is_none() && sd.name == "value" && is_reference(attr.def) {
+                container.remove(attr.def.name);
+                drop_empty_extension(&mut input.body, attr);
                 return Ok(());
             }
             let entry = container

@@ -18,6 +18,7 @@ use super::schema::AttrRef;
 
 pub use checks::{
     check_immutable, check_required, check_required_extensions, drop_dangling_references,
+    is_reference,
 };
 pub use compare::{keep_from_old, reads_the_same};
 pub use input::{Ignored, Input, SetMode, apply_key, normalize, note_unknown_subs};
