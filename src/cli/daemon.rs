@@ -20,6 +20,65 @@ macro_rules! tell {
     }};
 }
 
+/// `tell!` for a failure: on the journal each line says it is an error (`<3>`), so that
+/// `journalctl -p err` and alerts on priority see why the service did not start.
+macro_rules! fail {
+    ($($t:tt)*) => {{
+        use std::io::Write;
+        let text = format!($($t)*);
+        let mark = if on_journal() { "<3>" } else { "" };
+        let mut err = std::io::stderr().lock();
+        for line in text.lines() {
+            let _ = writeln!(err, "{mark}{line}");
+        }
+    }};
+}
+
+/// Whether standard error is the journal's stream: systemd names that stream's device and
+/// inode in JOURNAL_STREAM (and a child that inherited the variable may have another
+/// standard error). Lines there start with their syslog priority, `<4>` for a warning,
+/// which journald reads and strips (SyslogLevelPrefix=, on by default): without it every
+/// line is stored at the default priority, info, and `journalctl -p warning` shows nothing.
+pub(crate) fn on_journal() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        let named = std::env::var("JOURNAL_STREAM").ok();
+        let Some((dev, ino)) = named.as_deref().and_then(|v| v.split_once(':')) else {
+            return false;
+        };
+        rustix::fs::fstat(std::io::stderr()).is_ok_and(|st| {
+            dev.parse::<u64>().ok() == Some(st.st_dev as u64)
+                && ino.parse::<u64>().ok() == Some(st.st_ino as u64)
+        })
+    })
+}
+
+/// Each event as `inner` writes it, after its syslog priority (`on_journal`).
+struct Prioritised<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for Prioritised<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut w: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let priority = match *event.metadata().level() {
+            tracing::Level::ERROR => 3,
+            tracing::Level::WARN => 4,
+            tracing::Level::INFO => 6,
+            _ => 7,
+        };
+        write!(w, "<{priority}>")?;
+        self.0.format_event(ctx, w, event)
+    }
+}
+
 /// Directives that go before the admin's (which may still raise them). rustls warns on every
 /// connection whose client sends an IP address as SNI (what a Base URL like
 /// https://10.0.0.5:8443/... makes clients do) or asks to renegotiate, and h2 on every
@@ -55,11 +114,21 @@ pub(crate) fn init_logging(level: &str, format: &str) {
         .with_env_filter(filter)
         .log_internal_errors(false)
         .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        // journald adds its own timestamps and shows escape codes as text: plain lines there.
-        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    let format_json = tracing_subscriber::fmt::format().json();
+    match (format == "json", on_journal()) {
+        (true, false) => builder.json().init(),
+        (true, true) => builder
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(Prioritised(format_json))
+            .init(),
+        (false, false) => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        // journald adds its own timestamps and shows escape codes as text: plain lines.
+        (false, true) => builder
+            .with_ansi(false)
+            .event_format(Prioritised(
+                tracing_subscriber::fmt::format().without_time(),
+            ))
+            .init(),
     }
     // A panic (a bug, or redb on a damaged page) is a log line like any other: the default
     // report is bare text on standard error, which breaks a stream of JSON lines.
@@ -115,7 +184,7 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
     let cfg = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
-            tell!("{e}");
+            fail!("{e}");
             // Exit 2 stops systemd restarting (RestartPreventExitStatus=2); certificate files
             // not there yet are a reason to try again in 5 s instead, as files that do not
             // load are (exit 1).
@@ -134,7 +203,7 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
         && m.uid() != 0
     {
         let owner = super::access::name_of(m.uid()).unwrap_or_else(|| m.uid().to_string());
-        tell!(
+        fail!(
             "scimd: not serving as root: storage.dir {} belongs to {owner}, the user scimd runs \
              as (files root made there, such as the self-signed certificate, the service could \
              not use). Start the service (`systemctl start scimd`), or run it as that user: \
@@ -171,7 +240,7 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            tell!("cannot start the async runtime: {e}");
+            fail!("cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -193,7 +262,7 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
             Err(e) => {
                 tracing::error!("cannot start: {e}");
                 if cfg.log.format != "json" {
-                    tell!("scimd: cannot start: {e}");
+                    fail!("scimd: cannot start: {e}");
                 }
                 return ExitCode::FAILURE;
             }
@@ -206,7 +275,7 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
         ) else {
-            tell!("scimd: cannot install signal handlers");
+            fail!("scimd: cannot install signal handlers");
             return ExitCode::FAILURE;
         };
         let addr = server.local_addr().map(|a| a.to_string()).unwrap_or_default();

@@ -656,6 +656,65 @@ fn the_start_names_its_database_and_warns_when_it_is_new() {
     );
 }
 
+/// Under systemd standard error is the journal's stream, named by JOURNAL_STREAM: each line
+/// then starts with its syslog priority, which journald reads (else every line is stored as
+/// info, and `journalctl -p warning` shows nothing), and carries no timestamp of its own.
+/// A variable naming another stream (inherited by a child) changes nothing.
+#[test]
+fn lines_to_the_journal_carry_their_priority() {
+    use std::os::unix::fs::MetadataExt;
+    let serve = |cfg: &std::path::Path, journal: bool, until: &str| {
+        let log = cfg.with_extension("log");
+        let file = std::fs::File::create(&log).unwrap();
+        let m = file.metadata().unwrap();
+        let stream = match journal {
+            true => format!("{}:{}", m.dev(), m.ino()),
+            false => format!("{}:{}", m.dev(), m.ino() + 1),
+        };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_scimd"))
+            .args(["serve", "--config"])
+            .arg(cfg)
+            .env("JOURNAL_STREAM", stream)
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let text = || std::fs::read_to_string(&log).unwrap();
+        while !text().contains(until) && child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "{}", text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        kill(child.id(), "-TERM");
+        child.wait().unwrap();
+        text()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let on = serve(&okta_config(dir.path()), true, "  Database: ");
+    let warned = on
+        .lines()
+        .find(|l| l.contains("storage.dir names the wrong directory"));
+    assert!(warned.is_some_and(|l| l.starts_with("<4> WARN ")), "{on}");
+    // No timestamp of its own: the level comes first.
+    assert!(on.lines().any(|l| l.starts_with("<6> INFO ")), "{on}");
+    let other = tempfile::tempdir().unwrap();
+    let off = serve(&okta_config(other.path()), false, "  Database: ");
+    assert!(off.lines().all(|l| !l.starts_with('<')), "{off}");
+    assert!(
+        off.lines()
+            .any(|l| l.contains(" WARN ") && l.starts_with("20")),
+        "{off}"
+    );
+    // A file that does not load stops the start: each line of why is an error.
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(&broken, "[server\nlisten = 1\n").unwrap();
+    let failed = serve(&broken, true, "\n");
+    assert!(
+        !failed.is_empty() && failed.lines().all(|l| l.starts_with("<3>")),
+        "{failed}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_tokens_keeps_connections_and_refuses_broken_configs() {
     let dir = tempfile::tempdir().unwrap();
