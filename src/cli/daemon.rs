@@ -46,10 +46,8 @@ pub(crate) fn on_journal() -> bool {
         let Some((dev, ino)) = named.as_deref().and_then(|v| v.split_once(':')) else {
             return false;
         };
-        rustix::fs::fstat(std::io::stderr()).is_ok_and(|st| {
-            dev.parse::<u64>().ok() == Some(st.st_dev as u64)
-                && ino.parse::<u64>().ok() == Some(st.st_ino as u64)
-        })
+        rustix::fs::fstat(std::io::stderr())
+            .is_ok_and(|st| (dev, ino) == (&st.st_dev.to_string(), &st.st_ino.to_string()))
     })
 }
 

@@ -98,6 +98,14 @@ fn is_jwt(token: &str) -> bool {
 }
 
 impl App {
+    /// `name` if the running configuration has such a tenant, else "-": what a log line
+    /// or a metric's label may take from a URL (a client must not grow the series count).
+    pub(super) fn configured_tenant(&self, name: Option<&str>) -> String {
+        name.filter(|t| self.runtime().config.tenants.contains_key(*t))
+            .unwrap_or("-")
+            .to_string()
+    }
+
     /// The answer to a request whose token was missing or refused: 401 with the reason, or
     /// 429 once this address has sent too many refused Authorization headers. Only those are
     /// charged, per source address, wherever they are sent (SCIM, discovery, metrics): a
@@ -111,13 +119,14 @@ impl App {
         &self,
         peer: SocketAddr,
         auth: Option<&str>,
-        tenant_named: bool,
+        url_tenant: Option<&str>,
         why: impl FnOnce() -> String,
     ) -> Resp {
         // Counted here, throttled or not: a brute force must show in the count.
         self.metrics
             .auth_failures
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tenant_named = url_tenant.is_some();
         let token = auth.and_then(crate::auth::bearer);
         let sent = token.is_some();
         let detail = match auth {
@@ -160,7 +169,10 @@ impl App {
         // or of bare requests (never throttled), must not double the log.
         if auth.is_some() {
             let why = if sent { why() } else { detail.to_string() };
-            tracing::info!(target: "scimd::request", %peer, "authentication refused: {why}");
+            // The tenant the URL names, when it is one: IdPs provision from shared cloud
+            // addresses, so the peer alone cannot tell whose IdP holds an old token.
+            let tenant = self.configured_tenant(url_tenant);
+            tracing::info!(target: "scimd::request", %peer, tenant, "authentication refused: {why}");
         }
         let resp = response::error(&ScimError::new(401, None, detail));
         // RFC 6750 §3.1: a token that was sent and refused is `invalid_token`; a request

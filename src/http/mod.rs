@@ -266,11 +266,7 @@ impl App {
                 .chars()
                 .take(64)
                 .collect();
-            let label = tenant
-                .as_deref()
-                .filter(|t| rt.config.tenants.contains_key(*t))
-                .unwrap_or("-")
-                .to_string();
+            let label = self.configured_tenant(tenant.as_deref());
             let resp = sso::handle(req, tenant, &rt).await;
             let status = resp.status().as_u16();
             self.metrics.record(
@@ -302,17 +298,22 @@ impl App {
         // stays out of the log as it does in `unknown_path`. (A clone of the parsed URI
         // shares its bytes: no copy on every request for the few that fail.)
         let uri = req.uri().clone();
+        let url_tenant = route.as_ref().and_then(|r| r.tenant.clone());
         let (resp, who) = match self.dispatch(req, route, peer).await {
             Ok((r, who)) => (r, who),
             Err(e) => (refusal(&e, allow), None),
         };
         let status = resp.status().as_u16();
-        let tenant = who.as_ref().map(|p| p.tenant.as_str()).unwrap_or("-");
+        // Refused before a token named it, a request is the tenant's its URL names.
+        let tenant = match &who {
+            Some(p) => p.tenant.clone(),
+            None => self.configured_tenant(url_tenant.as_deref()),
+        };
         self.metrics.record(
             template,
             method_label(&method),
             status,
-            tenant,
+            &tenant,
             started.elapsed().as_secs_f64(),
         );
         // Every change and every refusal at info; reads that succeed at debug. An IdP's sync
@@ -342,7 +343,7 @@ impl App {
                         }))
                         .as_deref(),
                     latency_ms = started.elapsed().as_micros() as f64 / 1000.0,
-                    tenant = who.as_ref().map(|p| p.tenant.as_str()).unwrap_or("-"),
+                    tenant = tenant.as_str(),
                     token_name = who.as_ref().map(|p| p.token_name.as_str()).unwrap_or("-"),
                     request_id = id,
                     "request"
@@ -405,7 +406,7 @@ impl App {
                     Some(p) => Some(p),
                     None => {
                         let why = || why_refused(&rt, auth, Some(t));
-                        return Ok((self.refused(peer, auth, true, why), None));
+                        return Ok((self.refused(peer, auth, Some(t), why), None));
                     }
                 },
                 (Some(_), None) => None,
@@ -415,7 +416,7 @@ impl App {
                     Some(p) => Some(p),
                     None if auth.and_then(crate::auth::bearer).is_some() => {
                         let why = || why_refused(&rt, auth, None);
-                        return Ok((self.refused(peer, auth, false, why), None));
+                        return Ok((self.refused(peer, auth, None, why), None));
                     }
                     None => None,
                 },
@@ -458,7 +459,7 @@ impl App {
         let auth = auth.as_deref();
         let Some(principal) = rt.tokens.authenticate(auth, route.tenant.as_deref()) else {
             let why = || why_refused(&rt, auth, route.tenant.as_deref());
-            return Ok((self.refused(peer, auth, route.tenant.is_some(), why), None));
+            return Ok((self.refused(peer, auth, route.tenant.as_deref(), why), None));
         };
         vouch::vouch_for(&req, &principal);
         // From here on a refusal is logged and counted under the tenant and token it came with.

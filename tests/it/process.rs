@@ -446,6 +446,32 @@ async fn a_rust_log_that_is_no_level_is_passed_over_and_refusals_say_why() {
         log.contains("authentication refused: the token matches no configured token"),
         "{log}"
     );
+    // Refused on a tenant's URL, both lines name the tenant (IdPs share cloud addresses);
+    // a name the configuration does not have is not taken into a field.
+    for (tenant, named) in [("acme", "acme"), ("nosuch", "-")] {
+        let path = format!("/tenants/{tenant}/scim/v2/Users");
+        assert_eq!(p.status(&path, "old-token").await, 401);
+        let refused = format!("tenant=\"{named}\"");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let lines = || -> Vec<String> {
+            let log = p.log();
+            let mine = log.lines().filter(|l| l.contains(&refused));
+            mine.map(str::to_string).collect()
+        };
+        while lines().len() < 2 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let lines = lines();
+        assert!(
+            lines.iter().any(|l| l.contains("authentication refused"))
+                && lines.iter().any(|l| l.contains("status=401")),
+            "{tenant}: {}",
+            p.log()
+        );
+        if named == "-" {
+            assert!(!p.log().contains("tenant=\"nosuch\""), "{}", p.log());
+        }
+    }
     // A raw `"` in a URL: hyper answers a bare 400 itself, and the log says so once a
     // minute per address (no handler saw the request to log it).
     let cert = cfg.parent().unwrap().join("state/tls/cert.pem");
