@@ -109,6 +109,9 @@ pub struct HttpMetrics {
     pub handshake_failures: HandshakeFailures,
     /// Connections without a valid token closed to give a newcomer their slot.
     pub closed_for_room: AtomicU64,
+    /// When the served certificate ends, in seconds since 1970 (0: none, plain HTTP): an
+    /// alert on it fires before IdPs start refusing the connection.
+    pub certificate_not_after: std::sync::atomic::AtomicI64,
 }
 
 /// The reasons a TLS handshake fails, as `server::handshake` tells them apart.
@@ -231,6 +234,11 @@ impl HttpMetrics {
             "scimd_connections_closed_for_room_total {}",
             self.closed_for_room.load(Ordering::Relaxed)
         );
+        let ends = self.certificate_not_after.load(Ordering::Relaxed);
+        if ends != 0 {
+            out.push_str("# HELP scimd_tls_certificate_expiry_timestamp_seconds When the served certificate ends (notAfter), in seconds since 1970.\n# TYPE scimd_tls_certificate_expiry_timestamp_seconds gauge\n");
+            let _ = writeln!(out, "scimd_tls_certificate_expiry_timestamp_seconds {ends}");
+        }
     }
 }
 

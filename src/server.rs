@@ -315,6 +315,7 @@ impl Reloader {
                     .map(|w| format!("tls: {w}")),
             );
             resolver.set(l.key);
+            self.app.served_certificate(resolver);
         }
         let old = self.app.runtime();
         for t in new
@@ -467,6 +468,7 @@ impl Reloader {
         let l = tls::load_pem(&cert, &key).map_err(|e| e.to_string())?;
         resolver.check_replacement(&l.key)?;
         resolver.set(l.key);
+        self.app.served_certificate(resolver);
         self.app.forget_said();
         Ok(l.fingerprint)
     }
@@ -488,8 +490,10 @@ impl Reloader {
         self.app.store.room()
     }
 
-    /// Why the IdPs' writes are refused now, if they are (`Store::writes_refused`).
+    /// Why the IdPs' writes are refused now, if they are (`Store::writes_refused`), after
+    /// looking whether space was freed on a full disk (`Store::look_for_room`).
     pub fn writes_refused(&self) -> Option<crate::store::Refused> {
+        self.app.store.look_for_room();
         self.app.store.writes_refused()
     }
 
@@ -587,6 +591,9 @@ impl Server {
             store.spawn_scrub(Duration::from_secs(hours * 3600));
         }
         let app = Arc::new(App::new(store, config.clone()));
+        if let Some(resolver) = &certs {
+            app.served_certificate(resolver);
+        }
         // Plan settings edited while scimd was stopped take effect now, as a reload's would.
         let (applied, failed) = apply_plans_until_recorded(&app, START_ACTOR).await;
         for note in applied {

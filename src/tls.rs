@@ -196,6 +196,39 @@ fn name_warning(key: &CertifiedKey, public_url: Option<&str>) -> Option<String> 
     })
 }
 
+/// What `scimd status` says of the certificate files a restart would serve (the daemon may
+/// serve one it loaded before they changed): their end, anything wrong with their dates, or
+/// why they do not load. `None` when there is nothing to read (self-signed, not made yet)
+/// or the key cannot be read by whoever asks (it is the service user's).
+pub fn files_status(cert: &Path, key: &Path, now: time::OffsetDateTime) -> Option<String> {
+    let unreadable = |p: &Path| {
+        std::fs::File::open(p).is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
+    };
+    if !cert.exists() || unreadable(cert) || unreadable(key) {
+        return None;
+    }
+    let loaded = match load_pem(cert, key) {
+        Ok(l) => l,
+        Err(e) => {
+            return Some(format!(
+                "CERTIFICATE FILES DO NOT LOAD: {e}. A running daemon keeps serving the \
+                 certificate it loaded, but a restart would fail: fix them first"
+            ));
+        }
+    };
+    let leaf = loaded.key.end_entity_cert().ok()?;
+    let (_, not_after) = crate::x509::validity(leaf.as_ref())?;
+    Some(match crate::x509::warning(leaf.as_ref(), now) {
+        Some(w) => format!("CERTIFICATE: {w} ({})", cert.display()),
+        None => format!(
+            "certificate: {}, valid until {} ({} days left)",
+            cert.display(),
+            crate::x509::day(not_after),
+            (not_after - now).whole_days()
+        ),
+    })
+}
+
 pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
     Sha256::digest(cert.as_ref())
         .iter()
@@ -433,6 +466,13 @@ impl CertResolver {
             }),
             _ => Ok(()),
         }
+    }
+
+    /// When the served certificate ends, in seconds since 1970.
+    pub fn not_after(&self) -> Option<i64> {
+        let key = self.get();
+        let leaf = key.end_entity_cert().ok()?;
+        crate::x509::validity(leaf.as_ref()).map(|(_, end)| end.unix_timestamp())
     }
 
     /// `Loaded::warnings` for the certificate being served.

@@ -80,7 +80,7 @@ pub fn self_signed_warning(leaf: &[u8]) -> Option<String> {
     })
 }
 
-fn day(t: OffsetDateTime) -> String {
+pub fn day(t: OffsetDateTime) -> String {
     format!(
         "{:04}-{:02}-{:02} {:02}:{:02} UTC",
         t.year(),
@@ -109,18 +109,27 @@ pub fn outside_dates(der: &[u8], now: OffsetDateTime) -> Option<(String, bool)> 
     })
 }
 
+const EXPIRED: &str = "the certificate expired on";
+const NOT_YET: &str = "the certificate is not valid before";
+
+/// Whether a `warning` says no IdP can connect now (an outage, an error in the log), rather
+/// than that one soon will not.
+pub fn stops_clients(warning: &str) -> bool {
+    warning.starts_with(EXPIRED) || warning.starts_with(NOT_YET)
+}
+
 /// What an admin must hear about a certificate's dates at `now`, if anything.
 pub fn warning(der: &[u8], now: OffsetDateTime) -> Option<String> {
     let (not_before, not_after) = validity(der)?;
     if now >= not_after {
         return Some(format!(
-            "the certificate expired on {}: IdPs refuse to connect until it is renewed",
+            "{EXPIRED} {}: IdPs refuse to connect until it is renewed",
             day(not_after)
         ));
     }
     if now < not_before {
         return Some(format!(
-            "the certificate is not valid before {}: IdPs refuse it until then (is the clock right?)",
+            "{NOT_YET} {}: IdPs refuse it until then (is the clock right?)",
             day(not_before)
         ));
     }

@@ -132,7 +132,18 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
     })
     .and_then(|a| a);
     match answer {
-        Ok(a) if a["ok"] == true => {
+        Ok(mut a) if a["ok"] == true => {
+            if req["cmd"] == "status" && !cfg.server.plain_http {
+                let (cert, key) = match (&cfg.tls.cert, &cfg.tls.key) {
+                    (Some(c), Some(k)) => (c.clone(), k.clone()),
+                    _ => {
+                        let dir = cfg.storage.dir.join("tls");
+                        (dir.join("cert.pem"), dir.join("key.pem"))
+                    }
+                };
+                let now = time::OffsetDateTime::now_utc();
+                a["certificate"] = scimd::tls::files_status(&cert, &key, now).into();
+            }
             print_answer(&a);
             // A token or tenant added to the file works only after a reload: an admin whose
             // new token is refused learns it here.
@@ -1203,6 +1214,9 @@ pub(crate) fn print_answer(a: &serde_json::Value) {
             Some(b) => say!("  database: {path} ({}{free})", mib(b)),
             None => say!("  database: {path}"),
         }
+    }
+    if let Some(line) = a["certificate"].as_str() {
+        say!("  {line}");
     }
     if let Some(why) = a["writes_refused"].as_str() {
         say!("  WRITES REFUSED (503 to every IdP): {why}");

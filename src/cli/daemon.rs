@@ -312,7 +312,7 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
         ));
         let reloader = server.reloader();
         for w in reloader.cert_warnings() {
-            tracing::warn!("tls: {w}");
+            say_tls("tls", &w);
         }
         // Ready only now: the database is open and the listener bound.
         notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("serving")]);
@@ -387,7 +387,7 @@ pub(crate) async fn watch_signals_and_certs(
                         not_yet_valid = r.cert_not_yet_valid;
                         // What check-config warns about is a warning here too, as at start.
                         for w in r.warnings {
-                            tracing::warn!("reload: {w}");
+                            say_tls("reload", &w);
                         }
                         for n in r.notes {
                             tracing::info!("reload: {n}");
@@ -421,7 +421,7 @@ pub(crate) async fn watch_signals_and_certs(
                         Ok(fp) => {
                             tracing::info!(fingerprint = %fp, "certificate files changed: new certificate in use");
                             for w in reloader.cert_warnings() {
-                                tracing::warn!("tls: {w}");
+                                say_tls("tls", &w);
                             }
                         }
                         // Looked at again at every look, said once: in use once it is valid.
@@ -469,10 +469,21 @@ pub(crate) async fn watch_signals_and_certs(
             }
             _ = daily.tick() => {
                 for w in reloader.cert_warnings() {
-                    tracing::warn!("tls: {w}");
+                    say_tls("tls", &w);
                 }
             }
         }
+    }
+}
+
+/// A warning about the served certificate (or any reload warning, `what` its source): an
+/// error when no IdP can connect now (expired, not valid yet), a warning otherwise.
+fn say_tls(what: &str, w: &str) {
+    let certificate = w.strip_prefix("tls: ").unwrap_or(w);
+    if scimd::x509::stops_clients(certificate) {
+        tracing::error!("{what}: {w}");
+    } else {
+        tracing::warn!("{what}: {w}");
     }
 }
 

@@ -11,6 +11,12 @@ use crate::scim::schema::Kind;
 use crate::store::Refused;
 
 impl App {
+    /// Note the end of the certificate `resolver` now serves, for `/metrics`.
+    pub fn served_certificate(&self, resolver: &crate::tls::CertResolver) {
+        let ends = resolver.not_after().unwrap_or(0);
+        (self.metrics.certificate_not_after).store(ends, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// `GET /metrics`: Prometheus text, for the holder of `server.metrics_token_sha256`.
     pub(super) async fn metrics_page(&self, headers: &http::HeaderMap, peer: SocketAddr) -> Resp {
         let rt = self.runtime();

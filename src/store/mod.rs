@@ -379,7 +379,17 @@ impl Shared {
     fn room_again(&self) {
         let mut slot = self.no_room.lock().unwrap_or_else(|p| p.into_inner());
         if slot.take().is_some() {
-            tracing::warn!(path = %self.path.display(), "writes go through again: space was freed on the database's disk");
+            tracing::info!(path = %self.path.display(), "writes go through again: space was freed on the database's disk");
+        }
+    }
+
+    /// Writes refused for a full disk are let through once enough space is free: said as
+    /// soon as that is seen (by `Store::look_for_room`), not at the next write, which may
+    /// be minutes away.
+    fn room_freed(&self) {
+        let was = *self.no_room.lock().unwrap_or_else(|p| p.into_inner());
+        if was.is_some() && self.short_of_room().is_none() {
+            self.room_again();
         }
     }
 
@@ -999,6 +1009,11 @@ impl Store {
 
     /// Why the IdPs' writes are refused now, if they are: what `/healthz`, `/metrics` and
     /// `scimd status` say.
+    /// Look whether space was freed on a full disk (the daemon does every few seconds).
+    pub fn look_for_room(&self) {
+        self.shared.room_freed();
+    }
+
     pub fn writes_refused(&self) -> Option<Refused> {
         let damaged = self
             .shared

@@ -86,6 +86,17 @@ async fn healthz_needs_no_token_and_metrics_need_theirs() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no free bytes in:\n{text}"));
     assert!(free > 0, "{text}");
+    // When the served certificate ends: the test's self-signed one, a year from now.
+    let ends: i64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("scimd_tls_certificate_expiry_timestamp_seconds "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no certificate end in:\n{text}"));
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    assert!(
+        (300..=400).contains(&((ends - now) / 86_400)),
+        "{ends} {now}"
+    );
     // A disk with no room left (the fault switch plays one) shows as 0.
     s.faults.set(Some(scimd::store::Fault::DiskFull));
     let (_, full) = s.metrics("metrics-token").await;

@@ -1883,16 +1883,38 @@ async fn a_certificate_near_or_past_its_end_is_warned_of() {
         }
     };
     wait_for("tls: the certificate expired on ");
+    // No IdP can connect: an error, and `scimd status` says so too.
+    let expired = p.log();
+    let line = expired
+        .lines()
+        .find(|l| l.contains("tls: the certificate expired on "));
+    assert!(line.is_some_and(|l| l.contains("ERROR")), "{expired}");
+    let status = |want: &str| {
+        let out = scimd_cmd(&cfg, &["status"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(text.contains(want), "no {want:?} in:\n{text}");
+        assert!(out.status.success(), "{text}");
+    };
+    status("  CERTIFICATE: the certificate expired on ");
     // Renewed, but by something that issued it for five days only.
     dated_cert(&tls, -1, 5);
     kill(p.child.id(), "-HUP");
     wait_for("configuration reloaded");
+    let renewed = p.log();
+    let line = renewed
+        .lines()
+        .find(|l| l.contains("reload: tls: the certificate expires on "));
     assert!(
-        p.log().contains("reload: tls: the certificate expires on ")
-            && p.log().contains(", in 4 days: renew it"),
-        "{}",
-        p.log()
+        line.is_some_and(|l| l.contains(" WARN ") && l.contains(", in 4 days: renew it")),
+        "{renewed}"
     );
+    status("  CERTIFICATE: the certificate expires on ");
+    // Files that no longer load: the daemon serves what it has, a restart would fail.
+    std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\nMIIB").unwrap();
+    status("  CERTIFICATE FILES DO NOT LOAD: tls.cert: ");
+    // A year's certificate: its end, without alarm.
+    dated_cert(&tls, -1, 365);
+    status(", valid until ");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2552,9 +2574,16 @@ async fn the_service_status_says_while_writes_are_refused_for_a_full_disk() {
     .await;
     assert_eq!(now.first().map(String::as_str), Some("serving"));
     std::fs::remove_file(&filler).unwrap();
-    assert_eq!(p.post("/scim/v2/Users", "tok", body(9999)).await, 201);
+    // Said once the room is seen, before any write comes to find out.
+    let freed = "writes go through again";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !p.log().contains(freed) {
+        assert!(Instant::now() < deadline, "no {freed:?}: {}", p.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let now = status_until(&socket, &mut seen, "serving").await;
     assert_eq!(now.last().map(String::as_str), Some("serving"));
+    assert_eq!(p.post("/scim/v2/Users", "tok", body(9999)).await, 201);
 }
 
 /// The STATUS lines sent to `socket` so far (collected in `seen`), once the last is `want`.
