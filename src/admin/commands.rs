@@ -155,9 +155,14 @@ async fn backup(store: &Store, cfg: &Config) -> Value {
     let stamp = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
     let to = cfg.storage.dir.join(format!("backup-{stamp}.redb"));
     match store.backup(to.clone()).await {
-        Ok(rows) => json!({"ok": true, "backup": to, "rows": rows}),
+        Ok(rows) => {
+            // For the audit trail: who copied the directory out, and when, is asked later.
+            tracing::info!(rows, copy = %to.display(), "backup made for `scimd backup` at the console (the command moves the copy where it was asked)");
+            json!({"ok": true, "backup": to, "rows": rows})
+        }
         Err(e) => {
             let e = e.to_string();
+            tracing::warn!(error = %e, "backup for `scimd backup` at the console failed");
             // ENOSPC: the copy is made in storage.dir first, whatever --to says.
             let room = if e.contains("(os error 28)") {
                 "; a backup first writes a whole copy (about the size of scimd.redb) \

@@ -118,10 +118,12 @@ impl App {
     pub(super) fn refused(
         &self,
         peer: SocketAddr,
-        auth: Option<&str>,
+        headers: &http::HeaderMap,
         url_tenant: Option<&str>,
         why: impl FnOnce() -> String,
     ) -> Resp {
+        let auth = authorization(headers);
+        let auth = auth.as_deref();
         // Counted here, throttled or not: a brute force must show in the count.
         self.metrics
             .auth_failures
@@ -172,7 +174,10 @@ impl App {
             // The tenant the URL names, when it is one: IdPs provision from shared cloud
             // addresses, so the peer alone cannot tell whose IdP holds an old token.
             let tenant = self.configured_tenant(url_tenant);
-            tracing::info!(target: "scimd::request", %peer, tenant, "authentication refused: {why}");
+            // And the client's own name (Okta, Entra and OneLogin each send theirs).
+            let user_agent = (headers.get(http::header::USER_AGENT))
+                .map(|v| response::clip(&String::from_utf8_lossy(v.as_bytes()), 100).to_string());
+            tracing::info!(target: "scimd::request", %peer, tenant, user_agent, "authentication refused: {why}");
         }
         let resp = response::error(&ScimError::new(401, None, detail));
         // RFC 6750 §3.1: a token that was sent and refused is `invalid_token`; a request

@@ -154,10 +154,16 @@ impl App {
             let utf16 = bytes.starts_with(b"\xFF\xFE")
                 || bytes.starts_with(b"\xFE\xFF")
                 || bytes.iter().take(4).any(|&b| b == 0);
+            // UTF-32 puts three NULs beside each ASCII character: two of them side by side
+            // at its start (big-endian, or after a little-endian mark) or after its first.
+            let utf32 = bytes.starts_with(b"\xFF\xFE\0\0")
+                || bytes.starts_with(b"\0\0")
+                || bytes.get(1..3) == Some(b"\0\0");
             if utf16 {
-                ScimError::invalid_syntax(
-                    "the request body is UTF-16; JSON must be sent as UTF-8 (RFC 8259 §8.1)",
-                )
+                let name = if utf32 { "UTF-32" } else { "UTF-16" };
+                ScimError::invalid_syntax(format!(
+                    "the request body is {name}; JSON must be sent as UTF-8 (RFC 8259 §8.1)"
+                ))
             } else {
                 ScimError::invalid_syntax(format!("the request body is not valid JSON: {e}"))
             }

@@ -241,7 +241,10 @@ async fn page(
     // the other in either order (the root lists Users, then Groups); one no type has is
     // refused.
     let sorts = match p.sort_by.as_deref().filter(|s| !s.trim().is_empty()) {
-        None => vec![None; kinds.len()],
+        None => {
+            crate::scim::sort::descending(p.sort_order.as_deref())?;
+            vec![None; kinds.len()]
+        }
         Some(s) => {
             let mut refused = None;
             let sorts: Vec<_> = kinds

@@ -406,7 +406,7 @@ impl App {
                     Some(p) => Some(p),
                     None => {
                         let why = || why_refused(&rt, auth, Some(t));
-                        return Ok((self.refused(peer, auth, Some(t), why), None));
+                        return Ok((self.refused(peer, req.headers(), Some(t), why), None));
                     }
                 },
                 (Some(_), None) => None,
@@ -416,7 +416,7 @@ impl App {
                     Some(p) => Some(p),
                     None if auth.and_then(crate::auth::bearer).is_some() => {
                         let why = || why_refused(&rt, auth, None);
-                        return Ok((self.refused(peer, auth, None, why), None));
+                        return Ok((self.refused(peer, req.headers(), None, why), None));
                     }
                     None => None,
                 },
@@ -459,7 +459,10 @@ impl App {
         let auth = auth.as_deref();
         let Some(principal) = rt.tokens.authenticate(auth, route.tenant.as_deref()) else {
             let why = || why_refused(&rt, auth, route.tenant.as_deref());
-            return Ok((self.refused(peer, auth, route.tenant.as_deref(), why), None));
+            return Ok((
+                self.refused(peer, req.headers(), route.tenant.as_deref(), why),
+                None,
+            ));
         };
         vouch::vouch_for(&req, &principal);
         // From here on a refusal is logged and counted under the tenant and token it came with.

@@ -33,7 +33,7 @@ impl App {
         });
         if !ok {
             let why = || "not the metrics token (server.metrics_token_sha256)".to_string();
-            return self.refused(peer, auth, None, why);
+            return self.refused(peer, headers, None, why);
         }
         let mut out = String::new();
         self.metrics.render(&mut out);

@@ -95,16 +95,7 @@ impl SortSpec {
                 "sortBy: \"{sort_by}\" is never returned, so it cannot be sorted by"
             )));
         }
-        let descending = match sort_order.map(|s| s.trim().to_ascii_lowercase()) {
-            None => false,
-            Some(o) if o.is_empty() || o == "ascending" => false,
-            Some(o) if o == "descending" => true,
-            Some(o) => {
-                return Err(ScimError::invalid_value(format!(
-                    "sortOrder must be \"ascending\" or \"descending\", got \"{o}\""
-                )));
-            }
-        };
+        let descending = descending(sort_order)?;
         Ok(SortSpec {
             attr,
             sub,
@@ -206,6 +197,19 @@ pub fn utc_text(t: time::OffsetDateTime, digits: u32) -> String {
         t.nanosecond() / 10u32.pow(9 - digits),
         w = digits as usize
     )
+}
+
+/// Whether `sortOrder` asks for descending order; anything but the two words is refused,
+/// with `sortBy` or without it (a typo must not pass unnoticed until a `sortBy` is added).
+pub fn descending(sort_order: Option<&str>) -> ScimResult<bool> {
+    match sort_order.map(|s| s.trim().to_ascii_lowercase()) {
+        None => Ok(false),
+        Some(o) if o.is_empty() || o == "ascending" => Ok(false),
+        Some(o) if o == "descending" => Ok(true),
+        Some(o) => Err(ScimError::invalid_value(format!(
+            "sortOrder must be \"ascending\" or \"descending\", got \"{o}\""
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -62,6 +62,14 @@ async fn malformed_bodies_are_invalid_syntax() {
     assert_error(&r, 400, Some("invalidSyntax"));
     let detail = r.body["detail"].as_str().unwrap_or_default();
     assert!(detail.contains("UTF-16"), "{detail}");
+    // And UTF-32 as UTF-32.
+    let utf32: String = "{\"userName\":\"u\"}"
+        .chars()
+        .flat_map(|c| [c, '\u{0}', '\u{0}', '\u{0}'])
+        .collect();
+    let r = raw(&s, Method::POST, "/Users", &utf32, "application/scim+json").await;
+    let detail = r.body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("is UTF-32;"), "{detail}");
     assert_eq!(total(&s.get("/Users").await), 0);
 }
 

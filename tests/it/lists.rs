@@ -192,11 +192,16 @@ async fn sorts_by_attribute_both_ways() {
         400,
         Some("invalidValue"),
     );
-    assert_error(
-        &s.get("/Users?sortBy=userName&sortOrder=sideways").await,
-        400,
-        Some("invalidValue"),
-    );
+    // With or without sortBy: a typo is told, not ignored.
+    for q in [
+        "/Users?sortBy=userName&sortOrder=sideways",
+        "/Users?sortOrder=up",
+    ] {
+        assert_error(&s.get(q).await, 400, Some("invalidValue"));
+    }
+    let r = s.post("/Users/.search", json!({"sortOrder": "up"})).await;
+    assert_error(&r, 400, Some("invalidValue"));
+    assert_eq!(s.get("/Users?sortOrder=Descending").await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

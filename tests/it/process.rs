@@ -449,8 +449,13 @@ async fn a_rust_log_that_is_no_level_is_passed_over_and_refusals_say_why() {
     // Refused on a tenant's URL, both lines name the tenant (IdPs share cloud addresses);
     // a name the configuration does not have is not taken into a field.
     for (tenant, named) in [("acme", "acme"), ("nosuch", "-")] {
-        let path = format!("/tenants/{tenant}/scim/v2/Users");
-        assert_eq!(p.status(&path, "old-token").await, 401);
+        let url = format!(
+            "https://localhost:{}/tenants/{tenant}/scim/v2/Users",
+            p.port
+        );
+        let sent = p.client.get(&url).bearer_auth("old-token");
+        let sent = sent.header("User-Agent", "Okta SCIM Client 1.0.0");
+        assert_eq!(sent.send().await.unwrap().status(), 401);
         let refused = format!("tenant=\"{named}\"");
         let deadline = Instant::now() + Duration::from_secs(10);
         let lines = || -> Vec<String> {
@@ -462,8 +467,9 @@ async fn a_rust_log_that_is_no_level_is_passed_over_and_refusals_say_why() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let lines = lines();
+        let refusal = lines.iter().rfind(|l| l.contains("authentication refused"));
         assert!(
-            lines.iter().any(|l| l.contains("authentication refused"))
+            refusal.is_some_and(|l| l.contains("user_agent=\"Okta SCIM Client 1.0.0\""))
                 && lines.iter().any(|l| l.contains("status=401")),
             "{tenant}: {}",
             p.log()
@@ -1289,6 +1295,12 @@ async fn backup_during_writes_restore_and_verify() {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&backup).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "a backup holds the whole directory");
+    }
+    // The daemon's journal keeps a line of it, for an audit.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !p.log().contains("backup made for `scimd backup`") {
+        assert!(Instant::now() < deadline, "{}", p.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     writer.await.unwrap();
     let out = scimd_cmd(&cfg, &["verify"]);

@@ -32,7 +32,8 @@ fn hex4(it: &mut impl Iterator<Item = (usize, char)>) -> Option<u32> {
 
 pub(super) fn lex(input: &str) -> ScimResult<Vec<(usize, Tok)>> {
     let mut out = Vec::new();
-    let mut it = input.char_indices().peekable();
+    // Positions count characters, as a person (or a client's string index) does, not bytes.
+    let mut it = input.chars().enumerate().peekable();
     while let Some(&(i, c)) = it.peek() {
         match c {
             c if c.is_whitespace() => {

@@ -9,6 +9,8 @@ struct Parser {
     pos: usize,
     end: usize,
     max_depth: usize,
+    /// Inside a value filter (`emails[...]`), where the grammar has no other value filter.
+    in_value: bool,
 }
 
 impl Parser {
@@ -110,6 +112,14 @@ impl Parser {
         let path = parse_path(&word)
             .ok_or_else(|| err(start, format!("\"{word}\" is not an attribute path")))?;
         if self.peek() == Some(&Tok::LBracket) {
+            if self.in_value {
+                return Err(err(
+                    self.at(),
+                    "a value filter cannot hold another value filter (RFC 7644 §3.4.2.2); \
+                     name the sub-attributes directly, as in emails[type eq \"work\" and \
+                     value co \"x\"]",
+                ));
+            }
             if path.sub.is_some() {
                 return Err(err(
                     self.at(),
@@ -117,7 +127,10 @@ impl Parser {
                 ));
             }
             self.pos += 1;
-            let inner = self.or(depth + 1)?;
+            self.in_value = true;
+            let inner = self.or(depth + 1);
+            self.in_value = false;
+            let inner = inner?;
             if self.peek() != Some(&Tok::RBracket) {
                 return Err(err(self.at(), "expected ']' to close the value filter"));
             }
@@ -280,7 +293,8 @@ pub fn parse_with(input: &str, limits: Limits) -> ScimResult<Filter> {
     let mut p = Parser {
         toks,
         pos: 0,
-        end: input.len(),
+        end: input.chars().count(),
+        in_value: false,
         max_depth: limits.max_depth,
     };
     let f = p.or(0)?;
@@ -428,5 +442,19 @@ mod tests {
         );
         let long = format!("a eq \"{}\"", "x".repeat(MAX_FILTER_LEN));
         assert!(parse(&long).unwrap_err().detail.contains("limit"));
+    }
+
+    #[test]
+    fn errors_say_where_in_characters_and_what() {
+        // Ten two-byte letters: "zz" is at character 25, byte 35.
+        let e = parse("userName eq \"éééééééééé\" zz").unwrap_err();
+        assert!(e.detail.contains("at position 25:"), "{}", e.detail);
+        let e = parse("emails[type eq \"work\" and emails[type eq \"x\"]]").unwrap_err();
+        assert!(
+            e.detail.contains("cannot hold another value filter"),
+            "{}",
+            e.detail
+        );
+        assert!(parse("emails[type eq \"work\"] and addresses[type eq \"home\"]").is_ok());
     }
 }
