@@ -305,9 +305,9 @@ impl App {
         };
         let status = resp.status().as_u16();
         // Refused before a token named it, a request is the tenant's its URL names.
-        let tenant = match &who {
-            Some(p) => p.tenant.clone(),
-            None => self.configured_tenant(url_tenant.as_deref()),
+        let tenant: std::borrow::Cow<str> = match &who {
+            Some(p) => p.tenant.as_str().into(),
+            None => self.configured_tenant(url_tenant.as_deref()).into(),
         };
         self.metrics.record(
             template,
@@ -343,7 +343,7 @@ impl App {
                         }))
                         .as_deref(),
                     latency_ms = started.elapsed().as_micros() as f64 / 1000.0,
-                    tenant = tenant.as_str(),
+                    tenant = &*tenant,
                     token_name = who.as_ref().map(|p| p.token_name.as_str()).unwrap_or("-"),
                     request_id = id,
                     "request"
