@@ -363,10 +363,11 @@ impl Reloader {
             warnings.push(match renamed {
                 Some((n, _)) => format!(
                     "tenant {t} removed, and tenant {n} added with its token: a tenant renamed \
-                     in the file does not take its data along. Its IdP now provisions into {n}, \
-                     which starts empty, and creates every user again under new ids, while the \
-                     {data} stay under {t}, served to no one. To keep them, name the table {t} \
-                     again and reload"
+                     in the file does not take its data along. An IdP on the plain /scim/v2 \
+                     URL now provisions into {n}, which starts empty, and creates every user \
+                     again under new ids (one on /tenants/{t}/scim/v2 is refused, 401), while \
+                     the {data} stay under {t}, served to no one. To keep them, name the table \
+                     {t} again and reload"
                 ),
                 None => format!(
                     "tenant {t} removed: its {data} stay in the database, served to no one \

@@ -196,11 +196,26 @@ fn name_warning(key: &CertifiedKey, public_url: Option<&str>) -> Option<String> 
     })
 }
 
+/// Where the self-signed certificate and its key are kept under the state directory `dir`.
+pub fn self_signed_paths(dir: &Path) -> (PathBuf, PathBuf) {
+    let tls_dir = dir.join("tls");
+    (tls_dir.join("cert.pem"), tls_dir.join("key.pem"))
+}
+
 /// What `scimd status` says of the certificate files a restart would serve (the daemon may
 /// serve one it loaded before they changed): their end, anything wrong with their dates, or
 /// why they do not load. `None` when there is nothing to read (self-signed, not made yet)
 /// or the key cannot be read by whoever asks (it is the service user's).
-pub fn files_status(cert: &Path, key: &Path, now: time::OffsetDateTime) -> Option<String> {
+/// `own`: the admin's files (`tls.cert`); else the self-signed pair, which a start makes
+/// anew when it cannot be served or is near its end.
+pub fn files_status(
+    cert: &Path,
+    key: &Path,
+    own: bool,
+    now: time::OffsetDateTime,
+) -> Option<String> {
+    let remade = "a restart makes a new self-signed certificate (give it to the clients that \
+                  trusted this one)";
     let unreadable = |p: &Path| {
         std::fs::File::open(p).is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
     };
@@ -209,16 +224,18 @@ pub fn files_status(cert: &Path, key: &Path, now: time::OffsetDateTime) -> Optio
     }
     let loaded = match load_pem(cert, key) {
         Ok(l) => l,
+        Err(e) if !own => return Some(format!("CERTIFICATE FILES DO NOT LOAD: {e}; {remade}")),
         Err(e) => {
             return Some(format!(
                 "CERTIFICATE FILES DO NOT LOAD: {e}. A running daemon keeps serving the \
-                 certificate it loaded, but a restart would fail: fix them first"
+                 certificate it loaded, but the next start would fail: fix them first"
             ));
         }
     };
     let leaf = loaded.key.end_entity_cert().ok()?;
     let (_, not_after) = crate::x509::validity(leaf.as_ref())?;
     Some(match crate::x509::warning(leaf.as_ref(), now) {
+        Some(w) if !own => format!("CERTIFICATE: {w} ({}); {remade}", cert.display()),
         Some(w) => format!("CERTIFICATE: {w} ({})", cert.display()),
         None => format!(
             "certificate: {}, valid until {} ({} days left)",
@@ -247,8 +264,7 @@ pub fn ensure_self_signed(
     public_url: Option<&str>,
 ) -> Result<(PathBuf, PathBuf), TlsError> {
     let tls_dir = dir.join("tls");
-    let cert = tls_dir.join("cert.pem");
-    let key = tls_dir.join("key.pem");
+    let (cert, key) = self_signed_paths(dir);
     let host = public_url.and_then(public_host);
     // A pair that may be there but cannot be seen (the directory another user's) is not
     // one to make anew over: say what stops the reading.
@@ -751,6 +767,45 @@ mod tests {
         // One made by an earlier version (valid until 4096) is kept.
         let earlier = ours(None);
         assert_eq!(loaded(dir.path(), None).1, earlier);
+    }
+
+    /// `scimd status` on the admin's files and on the self-signed pair: a restart fails on
+    /// the admin's broken files, and makes a new self-signed pair.
+    #[test]
+    fn the_status_of_certificate_files_says_what_a_restart_would_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let (c, k) = self_signed_paths(dir.path());
+        std::fs::create_dir_all(c.parent().unwrap()).unwrap();
+        let write = |to: i64| {
+            let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+            params.not_before = now - time::Duration::days(10);
+            params.not_after = now + time::Duration::days(to);
+            let key = rcgen::KeyPair::generate().unwrap();
+            std::fs::write(&c, params.self_signed(&key).unwrap().pem()).unwrap();
+            std::fs::write(&k, key.serialize_pem()).unwrap();
+        };
+        let status = |own| files_status(&c, &k, own, now).unwrap();
+        write(90);
+        let fine = status(true);
+        assert!(
+            fine.starts_with("certificate: ") && fine.contains(" days left)"),
+            "{fine}"
+        );
+        write(-1);
+        assert!(status(true).starts_with("CERTIFICATE: the certificate expired on"));
+        assert!(status(false).ends_with("a restart makes a new self-signed certificate (give it to the clients that trusted this one)"));
+        std::fs::write(&c, "-----BEGIN CERTIFICATE-----\nMIIB").unwrap();
+        assert!(status(true).contains("the next start would fail"));
+        let own = status(false);
+        assert!(
+            own.starts_with("CERTIFICATE FILES DO NOT LOAD")
+                && own.contains("a restart makes a new"),
+            "{own}"
+        );
+        // Nothing to say before the first start made the pair.
+        std::fs::remove_file(&c).unwrap();
+        assert_eq!(files_status(&c, &k, false, now), None);
     }
 
     /// A renewal that brings an expired or not yet valid certificate does not replace one

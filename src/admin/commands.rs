@@ -157,7 +157,10 @@ async fn backup(store: &Store, cfg: &Config) -> Value {
     match store.backup(to.clone()).await {
         Ok(rows) => {
             // For the audit trail: who copied the directory out, and when, is asked later.
-            tracing::info!(rows, copy = %to.display(), "backup made for `scimd backup` at the console (the command moves the copy where it was asked)");
+            tracing::info!(
+                rows,
+                "backup made for `scimd backup` at the console (a copy of the whole database, which the command moves to the path it was given)"
+            );
             json!({"ok": true, "backup": to, "rows": rows})
         }
         Err(e) => {

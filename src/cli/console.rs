@@ -134,15 +134,12 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
     match answer {
         Ok(mut a) if a["ok"] == true => {
             if req["cmd"] == "status" && !cfg.server.plain_http {
-                let (cert, key) = match (&cfg.tls.cert, &cfg.tls.key) {
-                    (Some(c), Some(k)) => (c.clone(), k.clone()),
-                    _ => {
-                        let dir = cfg.storage.dir.join("tls");
-                        (dir.join("cert.pem"), dir.join("key.pem"))
-                    }
+                let ((cert, key), own) = match (&cfg.tls.cert, &cfg.tls.key) {
+                    (Some(c), Some(k)) => ((c.clone(), k.clone()), true),
+                    _ => (scimd::tls::self_signed_paths(&cfg.storage.dir), false),
                 };
                 let now = time::OffsetDateTime::now_utc();
-                a["certificate"] = scimd::tls::files_status(&cert, &key, now).into();
+                a["certificate"] = scimd::tls::files_status(&cert, &key, own, now).into();
             }
             print_answer(&a);
             // A token or tenant added to the file works only after a reload: an admin whose

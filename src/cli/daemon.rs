@@ -72,8 +72,14 @@ where
             tracing::Level::INFO => 6,
             _ => 7,
         };
-        write!(w, "<{priority}>")?;
-        self.0.format_event(ctx, w, event)
+        // Every line of it: journald reads each line as an entry of its own.
+        let mut text = String::new();
+        let inner = tracing_subscriber::fmt::format::Writer::new(&mut text);
+        self.0.format_event(ctx, inner, event)?;
+        for line in text.split_inclusive('\n') {
+            write!(w, "<{priority}>{line}")?;
+        }
+        Ok(())
     }
 }
 
@@ -259,7 +265,8 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!("cannot start: {e}");
-                if cfg.log.format != "json" {
+                // A terminal reads it plainly; the journal already has the error line.
+                if cfg.log.format != "json" && !on_journal() {
                     fail!("scimd: cannot start: {e}");
                 }
                 return ExitCode::FAILURE;
@@ -525,6 +532,49 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
+
+    /// Each line of an event reaches journald with the event's priority.
+    #[test]
+    fn every_line_of_an_event_carries_its_priority() {
+        let out = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let sink = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || Sink(sink.clone()))
+            .with_ansi(false)
+            .event_format(Prioritised(
+                tracing_subscriber::fmt::format().without_time(),
+            ))
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!("first\nsecond");
+            tracing::warn!("careful");
+            tracing::info!("fine");
+        });
+        let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(
+            lines[0].starts_with("<3>ERROR ") && lines[0].ends_with("first"),
+            "{text}"
+        );
+        assert_eq!(lines[1], "<3>second");
+        assert!(
+            lines[2].starts_with("<4> WARN ") && lines[3].starts_with("<6> INFO "),
+            "{text}"
+        );
+    }
+
+    struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
 
     #[test]
     fn start_up_keeps_asking_for_time_until_it_is_done() {

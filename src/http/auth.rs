@@ -1,6 +1,7 @@
 //! Refusing a request for its token: the answer the client gets, the per-address throttle
 //! on refused tokens, and the reason the log gets (never the token).
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -100,10 +101,11 @@ fn is_jwt(token: &str) -> bool {
 impl App {
     /// `name` if the running configuration has such a tenant, else "-": what a log line
     /// or a metric's label may take from a URL (a client must not grow the series count).
-    pub(super) fn configured_tenant(&self, name: Option<&str>) -> String {
-        name.filter(|t| self.runtime().config.tenants.contains_key(*t))
-            .unwrap_or("-")
-            .to_string()
+    pub(super) fn configured_tenant(&self, name: Option<&str>) -> Cow<'static, str> {
+        match name.filter(|t| self.runtime().config.tenants.contains_key(*t)) {
+            Some(t) => t.to_string().into(),
+            None => "-".into(),
+        }
     }
 
     /// The answer to a request whose token was missing or refused: 401 with the reason, or
@@ -177,7 +179,7 @@ impl App {
             // And the client's own name (Okta, Entra and OneLogin each send theirs).
             let user_agent = (headers.get(http::header::USER_AGENT))
                 .map(|v| response::clip(&String::from_utf8_lossy(v.as_bytes()), 100).to_string());
-            tracing::info!(target: "scimd::request", %peer, tenant, user_agent, "authentication refused: {why}");
+            tracing::info!(target: "scimd::request", %peer, tenant = &*tenant, user_agent, "authentication refused: {why}");
         }
         let resp = response::error(&ScimError::new(401, None, detail));
         // RFC 6750 §3.1: a token that was sent and refused is `invalid_token`; a request

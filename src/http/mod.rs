@@ -298,7 +298,6 @@ impl App {
         // stays out of the log as it does in `unknown_path`. (A clone of the parsed URI
         // shares its bytes: no copy on every request for the few that fail.)
         let uri = req.uri().clone();
-        let url_tenant = route.as_ref().and_then(|r| r.tenant.clone());
         let (resp, who) = match self.dispatch(req, route, peer).await {
             Ok((r, who)) => (r, who),
             Err(e) => (refusal(&e, allow), None),
@@ -307,7 +306,10 @@ impl App {
         // Refused before a token named it, a request is the tenant's its URL names.
         let tenant: std::borrow::Cow<str> = match &who {
             Some(p) => p.tenant.as_str().into(),
-            None => self.configured_tenant(url_tenant.as_deref()).into(),
+            None => {
+                let named = router::route(uri.path()).and_then(|r| r.tenant);
+                self.configured_tenant(named.as_deref())
+            }
         };
         self.metrics.record(
             template,
@@ -552,8 +554,15 @@ impl App {
         // Every field line, joined as RFC 9110 §5.3 allows, and bytes outside ASCII kept
         // (replaced) rather than the header dropped: a precondition that cannot be read is
         // one that names no version, never one that was not sent.
+        // A line that is `*` alone (a client or proxy that sent the field twice) keeps
+        // its meaning, "any version", rather than become a list naming none.
         let header_str = |n: header::HeaderName| {
-            let mut lines = headers.get_all(n).iter();
+            let lines = headers.get_all(&n);
+            let star = |v: &http::HeaderValue| v.as_bytes().trim_ascii() == b"*";
+            if lines.iter().any(star) {
+                return Some("*".to_string());
+            }
+            let mut lines = lines.iter();
             let first = String::from_utf8_lossy(lines.next()?.as_bytes()).into_owned();
             Some(lines.fold(first, |all, v| {
                 all + ", " + &String::from_utf8_lossy(v.as_bytes())

@@ -185,13 +185,7 @@ pub fn apply(kind: impl Into<Rt>, id: &str, body: &Body, ops: &[Operation]) -> S
     drop_hollow(&pending.hollow, &mut input.body)?;
     // RFC 7644 §3.5.2.2: removing a required attribute is a mutability error, whichever
     // operation left it unassigned (a remove, a null or an empty string).
-    let has = |b: &Body, urn: Option<&str>, name: &str| match urn {
-        None => b.contains_key(name),
-        Some(urn) => b
-            .get(urn)
-            .and_then(Value::as_object)
-            .is_some_and(|m| m.contains_key(name)),
-    };
+    let has = resource::holds;
     let required = (kind.schema().attributes.iter().map(|d| (None, d))).chain(
         (kind.extensions().iter()).flat_map(|e| e.attributes.iter().map(|d| (Some(e.id), d))),
     );

@@ -1007,13 +1007,13 @@ impl Store {
         self.room().filter(Room::low).map(|r| r.free)
     }
 
-    /// Why the IdPs' writes are refused now, if they are: what `/healthz`, `/metrics` and
-    /// `scimd status` say.
     /// Look whether space was freed on a full disk (the daemon does every few seconds).
     pub fn look_for_room(&self) {
         self.shared.room_freed();
     }
 
+    /// Why the IdPs' writes are refused now, if they are: what `/healthz`, `/metrics` and
+    /// `scimd status` say.
     pub fn writes_refused(&self) -> Option<Refused> {
         let damaged = self
             .shared

@@ -1449,6 +1449,29 @@ fn member_filters_that_read_every_member_are_bounded_per_request() {
     assert_eq!(e.status, 400);
     assert_eq!(e.scim_type, Some(crate::scim::error::ScimType::TooMany));
     assert!(e.detail.contains("members[value eq"), "{}", e.detail);
+    // Members the request itself added count as read too: an empty group given 101
+    // members and then 999 filters is past the bound (100,899 reads), whole.
+    let empty = f.create(Kind::Group, serde_json::json!({"displayName": "E"}), None);
+    let mut ops = vec![serde_json::json!({"op": "add", "path": "members", "value": members})];
+    ops.extend(
+        (0..999).map(|_| serde_json::json!({"op": "remove", "path": "members[display co \"zz\"]"})),
+    );
+    let ops = crate::scim::patch::parse_request(&serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": ops}))
+    .unwrap();
+    let r = f.rt.block_on(f.store.patch(
+        f.actor.clone(),
+        Kind::Group.into(),
+        format_id(empty),
+        ops,
+        Conditions::default(),
+    ));
+    let e = crate::scim::error::ScimError::from(r.unwrap_err());
+    assert_eq!(e.scim_type, Some(crate::scim::error::ScimType::TooMany));
+    let kept =
+        f.rt.block_on(f.store.get("t".into(), Kind::Group, format_id(empty), true));
+    assert_eq!(kept.unwrap().refs.map(|r| r.len()), Some(0));
     // And a filter that matches removes, as before.
     f.patch(
         Kind::Group,

@@ -607,11 +607,9 @@ const MEMBER_FILTER_READS: usize = 100_000;
 fn plan_members(w: &W, t: &str, g: u128, ops: &[MemberOp]) -> R<Vec<Change>> {
     let mut out = Vec::new();
     let mut reads = 0usize;
-    let filtered = |k: usize| {
-        ops[k + 1..]
-            .iter()
-            .any(|o| matches!(o, MemberOp::RemoveWhere(_)))
-    };
+    let last_filter = ops
+        .iter()
+        .rposition(|o| matches!(o, MemberOp::RemoveWhere(_)));
     let mut seen: BTreeMap<u128, Option<(u8, Option<String>)>> = BTreeMap::new();
     let mut cleared = false;
     for (k, op) in ops.iter().enumerate() {
@@ -657,7 +655,12 @@ fn plan_members(w: &W, t: &str, g: u128, ops: &[MemberOp]) -> R<Vec<Change>> {
                     let el = member_json(m, code, display);
                     def.is_some_and(|d| filter::matches_element(f, d, &el))
                 };
-                // Members this request added or changed, as it left them.
+                // Members this request added or changed, as it left them: read as stored
+                // members are, within the same bound.
+                reads += seen.len();
+                if reads > MEMBER_FILTER_READS {
+                    return Ok(Err(too_many_member_reads()));
+                }
                 for (&m, now) in &seen {
                     if let Some((code, display)) = now
                         && matched(m, *code, display.clone())
@@ -676,16 +679,7 @@ fn plan_members(w: &W, t: &str, g: u128, ops: &[MemberOp]) -> R<Vec<Change>> {
                     };
                     reads += batch.len();
                     if reads > MEMBER_FILTER_READS {
-                        return Ok(Err(Error::Protocol(ScimError::new(
-                            400,
-                            Some(ScimType::TooMany),
-                            format!(
-                                "member filters other than `value eq` read every member of the \
-                                 group, and this request's would read more than \
-                                 {MEMBER_FILTER_READS}; remove members by value \
-                                 (members[value eq \"ID\"]) instead"
-                            ),
-                        ))));
+                        return Ok(Err(too_many_member_reads()));
                     }
                     for (m, code) in batch {
                         if seen.contains_key(&m) {
@@ -703,7 +697,7 @@ fn plan_members(w: &W, t: &str, g: u128, ops: &[MemberOp]) -> R<Vec<Change>> {
                 }
             }
         }
-        if filtered(k) {
+        if last_filter.is_some_and(|last| k < last) {
             for c in &out[before..] {
                 match c {
                     Change::Clear => {}
@@ -727,6 +721,18 @@ fn plan_members(w: &W, t: &str, g: u128, ops: &[MemberOp]) -> R<Vec<Change>> {
         }
     }
     Ok(Ok(out))
+}
+
+fn too_many_member_reads() -> Error {
+    Error::Protocol(ScimError::new(
+        400,
+        Some(ScimType::TooMany),
+        format!(
+            "member filters other than `value eq` read every member of the group, and this \
+             request's would read more than {MEMBER_FILTER_READS}; remove members by value \
+             (members[value eq \"ID\"]) instead"
+        ),
+    ))
 }
 
 fn no_member(raw: &str) -> Error {

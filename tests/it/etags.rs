@@ -412,4 +412,14 @@ async fn an_if_match_outside_ascii_refuses_and_every_line_counts() {
         )
         .await;
     assert_eq!((r.status, &r.body["title"]), (200, &json!("lost")));
+    // `*` sent twice is still `*`: any version for If-Match, none for If-None-Match.
+    let twice = [("If-Match", "*"), ("If-Match", "*")];
+    let r = s.call_with(Method::GET, &p, Some(ACME), None, &twice).await;
+    assert_eq!(r.status, 200);
+    let twice = [("If-None-Match", "*"), ("If-None-Match", "*")];
+    let body = json!({"userName": "odd-etag@x"});
+    let r = s
+        .call_with(Method::PUT, &p, Some(ACME), Some(body), &twice)
+        .await;
+    assert_error(&r, 412, None);
 }

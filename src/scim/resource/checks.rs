@@ -147,6 +147,16 @@ pub fn check_immutable(
     Ok(())
 }
 
+/// Whether `body` holds `name`: a core attribute (`urn` None), or one of extension `urn`.
+pub fn holds(body: &Body, urn: Option<&str>, name: &str) -> bool {
+    match urn {
+        None => body.contains_key(name),
+        Some(urn) => {
+            (body.get(urn).and_then(Value::as_object)).is_some_and(|m| m.contains_key(name))
+        }
+    }
+}
+
 /// An extension's required attributes must be present after a write, unless the resource
 /// (`before`, for a PUT or PATCH) was stored without one: a tenant may make an attribute
 /// required long after its users were provisioned, and the IdP must still be able to
@@ -157,11 +167,7 @@ pub fn check_required_extensions(
     before: Option<&Body>,
 ) -> ScimResult<()> {
     let kind: Rt = kind.into();
-    let has = |b: &Body, urn: &str, name: &str| {
-        b.get(urn)
-            .and_then(Value::as_object)
-            .is_some_and(|m| m.contains_key(name))
-    };
+    let has = |b: &Body, urn: &str, name: &str| holds(b, Some(urn), name);
     for ext in kind.extensions() {
         for def in ext.attributes.iter().filter(|d| d.required) {
             if !has(body, ext.id, def.name) && before.is_none_or(|b| has(b, ext.id, def.name)) {

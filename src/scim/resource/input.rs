@@ -81,7 +81,15 @@ pub struct Input {
     /// In a POST or PUT body, each attribute written so far (its full path, and the key that
     /// named it): one named twice, as `userName` and under its URN, or as `name` and
     /// `name.givenName`, is refused. In a PATCH each key is its own path, applied in order.
-    pub(crate) given: Option<Vec<(String, String)>>,
+    pub(crate) given: Option<std::collections::HashMap<String, Given>>,
+}
+
+/// How a body named one attribute (by its full path): whole, by the key that did, or its
+/// sub-attributes one by one, each with its key.
+#[derive(Debug, Default)]
+pub(crate) struct Given {
+    whole: Option<String>,
+    subs: Vec<(&'static str, String)>,
 }
 
 /// Normalise a POST/PUT body.
@@ -94,7 +102,7 @@ pub fn normalize(kind: impl Into<Rt>, raw: &Value) -> ScimResult<Input> {
         )));
     };
     let mut input = Input {
-        given: Some(Vec::new()),
+        given: Some(std::collections::HashMap::new()),
         ..Input::default()
     };
     for (key, value) in obj {
@@ -221,31 +229,36 @@ pub fn apply_key(
         }
         return Ok(());
     };
+    // Attributes the server never stores (read-only echoes, a password) cannot be stored
+    // two ways, nor can a sub-attribute the schema does not have (it is ignored below).
+    let single = attr.def.is_complex() && !attr.def.multi_valued;
+    let named_sub = sub.map(|s| attr.def.sub(s).filter(|_| single).map(|d| d.name));
     if let Some(given) = &mut input.given
-        && attr.def.mutability != Mutability::ReadOnly
+        && !matches!(
+            attr.def.mutability,
+            Mutability::ReadOnly | Mutability::WriteOnly
+        )
+        && named_sub != Some(None)
     {
         let path = format!("{}:{}", attr.ext.unwrap_or(kind.schema().id), attr.def.name);
-        let path = match sub {
-            Some(s) => format!("{path}.{}", s.to_ascii_lowercase()),
-            None => path,
+        let seen = given.entry(path).or_default();
+        let first = match named_sub.flatten() {
+            None => seen.whole.as_ref().or(seen.subs.first().map(|s| &s.1)),
+            Some(sub) => {
+                (seen.whole.as_ref()).or(seen.subs.iter().find(|s| s.0 == sub).map(|s| &s.1))
+            }
         };
-        let overlaps = |other: &str| {
-            let (short, long) = if other.len() <= path.len() {
-                (other, path.as_str())
-            } else {
-                (path.as_str(), other)
-            };
-            long.strip_prefix(short)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
-        };
-        if let Some((_, first)) = given.iter().find(|(p, _)| overlaps(p)) {
+        if let Some(first) = first {
             return Err(ScimError::invalid_syntax(format!(
                 "the body gives \"{}\" twice, as \"{first}\" and as \"{key}\": either \
                  reading could store what the client did not mean, so give it once",
                 attr.def.name
             )));
         }
-        given.push((path, key.to_string()));
+        match named_sub.flatten() {
+            None => seen.whole = Some(key.to_string()),
+            Some(sub) => seen.subs.push((sub, key.to_string())),
+        }
     }
     if kind == Kind::Group && attr.def.name == "members" && attr.ext.is_none() {
         if sub.is_some() {
@@ -588,9 +601,13 @@ mod tests {
             );
             assert!(e.detail.contains("twice"), "{}", e.detail);
         }
-        // Different sub-attributes, and readOnly echoes, are not the same attribute twice.
+        // Different sub-attributes, readOnly echoes, a password (never stored) and dotted
+        // keys that are ignored (unknown sub-attributes, those of a multi-valued attribute)
+        // are not one attribute twice.
         let raw = json!({"userName": "a", "name.givenName": "G", "name.familyName": "F",
-            "id": "x", "meta": {}, "groups": [], (format!("{core}:groups")): []});
+            "id": "x", "meta": {}, "groups": [], (format!("{core}:groups")): [],
+            "password": "p", (format!("{core}:password")): "p", "name.x1": 1, "name.x2": 2,
+            "emails": [{"value": "a@x"}], "emails.value": "b@x"});
         let got = normalize(Kind::User, &raw).unwrap();
         assert_eq!(
             got.body["name"],

@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use super::schema::AttrRef;
 
 pub use checks::{
-    check_immutable, check_required, check_required_extensions, drop_dangling_references,
+    check_immutable, check_required, check_required_extensions, drop_dangling_references, holds,
     is_reference,
 };
 pub use compare::{keep_from_old, reads_the_same};
