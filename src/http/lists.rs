@@ -303,9 +303,13 @@ async fn page(
             resume: None,
             scan_limit: Some(scan_limit),
         };
-        if let Some(page) = app.store.list_stored(&ctx.principal.tenant, *kind, &q) {
-            return Ok(stored_list(ctx, page?, start, scope));
+        if let Some(page) = app.store.list_stored(&ctx.principal.tenant, *kind, &q)
+            && let Some(resp) = stored_list(ctx, page?, start, scope)
+        {
+            return Ok(resp);
         }
+        // Else a record on the page could not be read so: the ordinary way decodes it,
+        // and answers why not.
     }
     let mut total = 0u64;
     let mut resources = Vec::new();
@@ -627,22 +631,22 @@ fn streamed_list(
     resp
 }
 
-/// A list response written from stored text; the same document `list` builds. A record that
-/// cannot be read is left out, as the decoding path leaves it out.
+/// A list response written from stored text; the same document `list` builds. `None` when a
+/// record cannot be read so.
 fn stored_list(
     ctx: &Ctx,
     page: crate::store::StoredPage,
     start: u64,
     cursor: Option<CursorScope>,
-) -> Resp {
-    let items: Vec<Vec<u8>> = page
+) -> Option<Resp> {
+    let items = page
         .items
         .into_iter()
-        .filter_map(|s| {
+        .map(|s| {
             let rt = ctx.rt(s.kind);
             s.default_json(&ctx.base, rt).map(|(body, _)| body)
         })
-        .collect();
+        .collect::<Option<Vec<Vec<u8>>>>()?;
     let mut out = Vec::with_capacity(items.iter().map(Vec::len).sum::<usize>() + 200);
     // Numbers by itoa, not core::fmt: an `eq` lookup is mostly this page of one.
     let mut n = itoa::Buffer::new();
@@ -672,7 +676,7 @@ fn stored_list(
         out.extend_from_slice(format!(",\"nextCursor\":\"{}\"", scope.encode(n)).as_bytes());
     }
     out.push(b'}');
-    response::json_bytes(200, out)
+    Some(response::json_bytes(200, out))
 }
 
 fn filter_limits(ctx: &Ctx) -> filter::Limits {

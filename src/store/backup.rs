@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{
     Database, Key, MultimapTableDefinition, ReadTransaction, ReadableDatabase,
-    ReadableMultimapTable, ReadableTable, TableDefinition, Value, WriteTransaction,
+    ReadableMultimapTable, ReadableTable, TableDefinition, TableHandle, Value, WriteTransaction,
 };
 
 use super::tables::*;
@@ -20,12 +20,31 @@ fn copy<K: Key + 'static, V: Value + 'static>(
     w: &WriteTransaction,
     def: TableDefinition<K, V>,
 ) -> Result<u64, redb::Error> {
+    copy_checking(r, w, def, |_| Ok(()))
+}
+
+/// `copy`, each value read passed to `check` (the scrub's): a value that fails it is damage,
+/// redb's error for it, and nothing is copied; a backup must not quietly take the place of
+/// good ones with a record no read can decode.
+fn copy_checking<K: Key + 'static, V: Value + 'static>(
+    r: &ReadTransaction,
+    w: &WriteTransaction,
+    def: TableDefinition<K, V>,
+    check: fn(&[u8]) -> Result<(), String>,
+) -> Result<u64, redb::Error> {
     let src = r.open_table(def)?;
     let mut dst = w.open_table(def)?;
     let mut n = 0;
     for e in src.iter()? {
         let (k, v) = e?;
-        dst.insert(k.value(), v.value())?;
+        let value = v.value();
+        if let Err(what) = check(V::as_bytes(&value).as_ref()) {
+            return Err(redb::Error::Corrupted(format!(
+                "{what}, in table {}",
+                def.name()
+            )));
+        }
+        dst.insert(k.value(), value)?;
         n += 1;
     }
     Ok(n)
@@ -123,7 +142,7 @@ fn copy_checked(r: &ReadTransaction, tmp: &Path) -> Result<u64, StoreError> {
     let rows = (|| -> Result<u64, redb::Error> {
         let mut n = 0;
         n += copy(r, &w, META)?;
-        n += copy(r, &w, RESOURCES)?;
+        n += copy_checking(r, &w, RESOURCES, super::scrub::record)?;
         n += copy(r, &w, COUNTS)?;
         n += copy(r, &w, USERNAME_USERID)?;
         n += copy_multi(r, &w, EXTERNALID_ID)?;
@@ -132,7 +151,7 @@ fn copy_checked(r: &ReadTransaction, tmp: &Path) -> Result<u64, StoreError> {
         n += copy(r, &w, GROUPID_MEMBERID)?;
         n += copy(r, &w, MEMBERID_GROUPID)?;
         n += copy(r, &w, MEMBER_DISPLAY)?;
-        n += copy(r, &w, EVENTS)?;
+        n += copy_checking(r, &w, EVENTS, super::scrub::event)?;
         n += copy(r, &w, EVENT_SEQ)?;
         n += copy(r, &w, OVERFLOW_USERID)?;
         n += copy(r, &w, UNIQUE_ID)?;
@@ -140,7 +159,10 @@ fn copy_checked(r: &ReadTransaction, tmp: &Path) -> Result<u64, StoreError> {
         n += copy(r, &w, MODIFIED_ID)?;
         Ok(n)
     })()
-    .map_err(fail)?;
+    .map_err(|e| match e {
+        redb::Error::Corrupted(what) => StoreError::CopyDamaged { what },
+        e => fail(e),
+    })?;
     w.commit().map_err(|e| fail(e.into()))?;
     // A pass over pages just written (mostly still in memory): a copy that reads back
     // damaged is refused now rather than found at the restore that needs it.
@@ -155,6 +177,12 @@ fn copy_checked(r: &ReadTransaction, tmp: &Path) -> Result<u64, StoreError> {
 impl Store {
     /// Write a consistent snapshot of the database to `to` while writes continue.
     pub async fn backup(&self, to: std::path::PathBuf) -> Result<u64, String> {
+        // A copy of a file known damaged would take the place of a good backup.
+        if let Some(what) = self.damage_found() {
+            return Err(format!(
+                "the database is damaged; nothing was copied: {what}"
+            ));
+        }
         self.room_for_copy(&to)?;
         let db = self.db().map_err(|e| e.to_string())?;
         let copied = tokio::task::spawn_blocking(move || {
@@ -612,11 +640,39 @@ fn check_copy(
         }
         feeds = restart_feeds(&candidate, given_out).map_err(|e| e.to_string())?;
         raise_version_floor(&candidate, replaced_floor).map_err(|e| e.to_string())?;
+        let r = candidate.begin_read().map_err(|e| e.to_string())?;
+        values_parse(&r, RESOURCES, super::scrub::record)?;
+        values_parse(&r, EVENTS, super::scrub::event)?;
+        drop(r);
         check(&candidate, types).map_err(|e| e.to_string())
     })
     .and_then(|r| r)
     .map_err(refuse)?;
     Ok((copy, problems, converted_from, feeds))
+}
+
+/// Whether every value of `def` passes `check` (the scrub's): a backup holding a record no
+/// read can decode is damaged, and is not put in place of the database.
+fn values_parse<K: Key + 'static, V: Value + 'static>(
+    r: &ReadTransaction,
+    def: TableDefinition<K, V>,
+    check: fn(&[u8]) -> Result<(), String>,
+) -> Result<(), String> {
+    let t = match r.open_table(def) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(e.to_string()),
+    };
+    for e in t.iter().map_err(|e| e.to_string())? {
+        let (_, v) = e.map_err(|e| e.to_string())?;
+        check(V::as_bytes(&v.value()).as_ref()).map_err(|what| {
+            format!(
+                "the database file is damaged: {what}, in table {}",
+                def.name()
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Rename the checked copy `tmp` (open as `copy`) to `db`, keeping the database it replaces.

@@ -95,7 +95,7 @@ impl ReadSide {
         t: &str,
         kind: Kind,
         q: &ListQuery,
-        mut take: impl FnMut(u128, &[u8]) -> Option<T>,
+        mut take: impl FnMut(u128, &[u8]) -> Result<T, redb::Error>,
     ) -> Result<Found<T>, redb::Error> {
         let total = self
             .counts()?
@@ -116,9 +116,7 @@ impl ReadSide {
                         break;
                     }
                     let id = k.value().2;
-                    if let Some(x) = take(id, v.value()) {
-                        items.push((id, x));
-                    }
+                    items.push((id, take(id, v.value())?));
                 }
             }
         } else if count > 0 {
@@ -130,9 +128,7 @@ impl ReadSide {
             for e in self.res()?.range(range)?.skip(rest).take(count) {
                 let (k, v) = e?;
                 let id = k.value().2;
-                if let Some(x) = take(id, v.value()) {
-                    items.push((id, x));
-                }
+                items.push((id, take(id, v.value())?));
             }
         }
         Ok((total, items, next))
@@ -186,7 +182,8 @@ impl ReadSide {
             if let Some(rec) = self
                 .res()?
                 .get((t, kind.code(), id))?
-                .and_then(|g| decode(g.value()))
+                .map(|g| decoded(g.value()))
+                .transpose()?
             {
                 items.push(rec.into_resource(kind, id));
             }
@@ -278,7 +275,7 @@ impl Store {
             // Fast path: no filter, no sort → the count table and one ordered range read.
             if q.filter.is_none() && q.sort.is_none() {
                 let (total, items, next) = r.plain_page(t, kind, &q, |id, v| {
-                    decode(v).map(|rec| rec.into_resource(kind, id))
+                    decoded(v).map(|rec| rec.into_resource(kind, id))
                 })?;
                 let items = items.into_iter().map(|(_, x)| x).collect();
                 return finish(
@@ -635,7 +632,7 @@ impl Store {
         let read = self.read_now(|r| {
             let t = tenant;
             let (total, found, next) = match &q.filter {
-                None => r.plain_page(t, kind, q, |_, v| Some(v.to_vec()))?,
+                None => r.plain_page(t, kind, q, |_, v| Ok(v.to_vec()))?,
                 Some(f) => {
                     let skip = usize::try_from(q.start_index.max(1) - 1).unwrap_or(usize::MAX);
                     let count = usize::try_from(q.count).unwrap_or(usize::MAX);

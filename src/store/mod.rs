@@ -951,11 +951,19 @@ impl Store {
     }
 
     fn settle<T>(&self, r: R<T>) -> Result<T, Error> {
-        r.unwrap_or_else(|e| {
-            if matches!(e, redb::Error::PreviousIo) {
-                self.nudge();
+        r.unwrap_or_else(|e| match e {
+            // A record that does not decode, or a page redb finds corrupted: as a read that
+            // panicked on a damaged page, this read's 500 and a check of the file at once.
+            redb::Error::Corrupted(what) => {
+                self.suspect_damage();
+                Err(internal(&format!("a read met damage: {what}")))
             }
-            Err(storage_failed(&e))
+            e => {
+                if matches!(e, redb::Error::PreviousIo) {
+                    self.nudge();
+                }
+                Err(storage_failed(&e))
+            }
         })
     }
 }
@@ -1007,6 +1015,12 @@ impl Store {
         self.room().filter(Room::low).map(|r| r.free)
     }
 
+    /// What the scrub found damaged, if it has.
+    fn damage_found(&self) -> Option<String> {
+        let damaged = self.shared.damaged.lock();
+        damaged.unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Look whether space was freed on a full disk (the daemon does every few seconds).
     pub fn look_for_room(&self) {
         self.shared.room_freed();
@@ -1015,13 +1029,8 @@ impl Store {
     /// Why the IdPs' writes are refused now, if they are: what `/healthz`, `/metrics` and
     /// `scimd status` say.
     pub fn writes_refused(&self) -> Option<Refused> {
-        let damaged = self
-            .shared
-            .damaged
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        match &*damaged {
-            Some(what) => Some(Refused::Damaged(what.clone())),
+        match self.damage_found() {
+            Some(what) => Some(Refused::Damaged(what)),
             None => self
                 .shared
                 .short_of_room()

@@ -705,9 +705,9 @@ impl Store {
         with_refs: bool,
     ) -> Result<Resource, Error> {
         self.get_as(tenant, kind, id, with_refs, move |bytes, nid, refs| {
-            let mut res = decode(bytes)?.into_resource(kind, nid);
+            let mut res = decoded(bytes)?.into_resource(kind, nid);
             res.refs = refs;
-            Some(res)
+            Ok(res)
         })
         .await
     }
@@ -721,7 +721,7 @@ impl Store {
         with_refs: bool,
     ) -> Result<Stored, Error> {
         self.get_as(tenant, kind, id, with_refs, move |bytes, nid, refs| {
-            Some(Stored {
+            Ok(Stored {
                 kind,
                 id: format_id(nid),
                 record: bytes.to_vec(),
@@ -741,7 +741,7 @@ impl Store {
     ) -> Result<T, Error>
     where
         T: Send + 'static,
-        F: FnOnce(&[u8], u128, Option<Vec<Value>>) -> Option<T> + Send + 'static,
+        F: FnOnce(&[u8], u128, Option<Vec<Value>>) -> Result<T, redb::Error> + Send + 'static,
     {
         // A group's members can be millions: that read goes to the pool, within the
         // tenant's share (named only then: this is every GET by id).
@@ -763,10 +763,7 @@ impl Store {
                 true => Some(r.refs(t, kind, nid)?),
                 false => None,
             };
-            match make(rec.value(), nid, refs) {
-                Some(res) => Ok(Ok(res)),
-                None => Ok(Err(not_found(kind, &id))),
-            }
+            Ok(Ok(make(rec.value(), nid, refs)?))
         };
         if pooled {
             self.read(&share, read).await

@@ -165,6 +165,22 @@ pub(super) fn decode(bytes: &[u8]) -> Option<Record> {
     serde_json::from_slice(bytes).ok()
 }
 
+/// Why a stored record does not decode: its bytes were changed from outside (a failing
+/// disk, a stray write), as nothing scimd writes fails to decode.
+pub(super) fn undecodable(bytes: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Record>(bytes)
+        .err()
+        .map(|e| format!("a stored record does not parse ({e})"))
+}
+
+/// `decode` for a read that found the record under its key: one that does not decode is
+/// damage, redb's error for it, not a resource that is gone.
+pub(super) fn decoded(bytes: &[u8]) -> Result<Record, redb::Error> {
+    serde_json::from_slice(bytes).map_err(|_| {
+        redb::Error::Corrupted(undecodable(bytes).unwrap_or_else(|| "a stored record".into()))
+    })
+}
+
 /// The index entries a resource body produces.
 #[derive(Debug, Default, PartialEq)]
 pub(super) struct Keys {

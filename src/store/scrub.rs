@@ -96,9 +96,9 @@ impl Store {
         pass.await.map_err(|e| e.to_string())?
     }
 
-    /// A read panicked, as redb does on some damaged pages (or a bug did): a pass now, in
-    /// the background and at full speed, settles which it was, and refuses writes if the
-    /// file is damaged. One at a time, however many reads panic meanwhile.
+    /// A read panicked, as redb does on some damaged pages (or a bug did), or met a record
+    /// that does not parse: a pass now, in the background and at full speed, settles which
+    /// it was, and refuses writes if the file is damaged. One at a time, however many reads panic meanwhile.
     pub(super) fn suspect_damage(&self) {
         use std::sync::atomic::Ordering;
         if self.shared.suspected.swap(true, Ordering::SeqCst) {
@@ -108,11 +108,11 @@ impl Store {
         let started = std::thread::Builder::new()
             .name("scimd-scrub-now".into())
             .spawn(move || {
-                tracing::warn!("a read of the database panicked: reading every entry back to see whether the file is damaged");
+                tracing::warn!("a read of the database panicked or met a record that does not parse: reading every entry back to see whether the file is damaged");
                 match pass(&shared, 0) {
                     Err(Stop::Damaged(what)) => found(&shared, &what),
                     Err(Stop::Later(_)) => {}
-                    Ok(entries) => tracing::info!(entries, "scrub: no damage found; the panic above was not caused by the file"),
+                    Ok(entries) => tracing::info!(entries, "scrub: no damage found; the failed read above was not caused by the file"),
                 }
                 if let Some(s) = shared.upgrade() {
                     s.suspected.store(false, Ordering::SeqCst);
@@ -203,7 +203,7 @@ pub(super) fn pass(shared: &Weak<Shared>, rest: u32) -> Result<u64, Stop> {
         read: &mut n,
     };
     walker.table(META, none)?;
-    walker.table(RESOURCES, json)?;
+    walker.table(RESOURCES, record)?;
     walker.table(COUNTS, none)?;
     walker.table(USERNAME_USERID, none)?;
     walker.multimap(EXTERNALID_ID)?;
@@ -214,7 +214,7 @@ pub(super) fn pass(shared: &Weak<Shared>, rest: u32) -> Result<u64, Stop> {
     walker.table(MEMBERID_GROUPID, none)?;
     walker.table(MODIFIED_ID, none)?;
     walker.table(RANKS, none)?;
-    walker.table(EVENTS, json)?;
+    walker.table(EVENTS, event)?;
     walker.table(EVENT_SEQ, none)?;
     walker.table(OVERFLOW_USERID, none)?;
     walker.table(UNIQUE_ID, none)?;
@@ -226,11 +226,21 @@ fn none(_: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// Records and events are JSON: damaged bytes inside one rarely still parse.
-fn json(bytes: &[u8]) -> Result<(), String> {
-    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+/// A record is decoded as reads decode it: stepping over its JSON would pass damaged bytes
+/// inside a string (no longer UTF-8), which every read of it then fails on.
+pub(super) fn record(bytes: &[u8]) -> Result<(), String> {
+    super::record::undecodable(bytes).map_or(Ok(()), Err)
+}
+
+/// An event is JSON, UTF-8 throughout (stepping over a string does not check that). Not
+/// decoded as the feed decodes it: events written by earlier builds may lack a field it
+/// reads, and the feed passes over those.
+pub(super) fn event(bytes: &[u8]) -> Result<(), String> {
+    std::str::from_utf8(bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|s| serde_json::from_str::<serde::de::IgnoredAny>(s).map_err(|e| e.to_string()))
         .map(|_| ())
-        .map_err(|e| format!("a stored record does not parse ({e})"))
+        .map_err(|e| format!("a stored event does not parse ({e})"))
 }
 
 /// A table not made yet (no resource of its kind so far) reads as empty.

@@ -2329,6 +2329,62 @@ fn three_hundred_users(path: &Path) {
     store.close();
 }
 
+/// A record that does not decode, written through redb (its page checksums sound): what
+/// a backup made before the copy checked records holds. The scrub calls it damage, a copy
+/// refuses it, and a restore refuses a backup holding it.
+#[test]
+fn a_record_that_does_not_decode_is_damage_to_the_scrub_a_copy_and_a_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let f = Fixture::open(&path);
+    let ann = f.create(Kind::User, serde_json::json!({"userName": "ann@x"}), None);
+    let f = f.reopen_after(&path, |w| {
+        let mut res = w.open_table(tables::RESOURCES).unwrap();
+        let key = ("t", Kind::User.code(), ann);
+        let mut rec = redb::ReadableTable::get(&res, key)
+            .unwrap()
+            .unwrap()
+            .value()
+            .to_vec();
+        let at = rec.windows(3).position(|w| w == b"ann").unwrap();
+        rec[at..at + 3].copy_from_slice(&[0xde, 0xad, 0xbe]);
+        res.insert(key, rec.as_slice()).unwrap();
+    });
+    match scrub::pass(&Arc::downgrade(&f.store.shared), 0) {
+        Err(scrub::Stop::Damaged(what)) => {
+            assert!(what.contains("a stored record does not parse"), "{what}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let out = dir.path().join("out.redb");
+    let db = f.store.shared.current().unwrap();
+    match backup::copy_all(&db.begin_read().unwrap(), &out) {
+        Err(e @ StoreError::CopyDamaged { .. }) => {
+            let e = e.to_string();
+            assert!(
+                e.contains("nothing was copied") && e.contains("does not parse"),
+                "{e}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!out.exists() && !out.with_extension("partial").exists());
+    drop(db);
+    let Fixture { store, .. } = f;
+    store.close();
+    let target = dir.path().join("target.redb");
+    let types = std::collections::HashMap::new();
+    match backup::restore(&path, &target, &types) {
+        Err(backup::NotRestored::Failed(e)) => assert!(
+            e.contains("the backup file is damaged: a stored record does not parse"),
+            "{e}"
+        ),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("restored"),
+    }
+    assert!(!target.exists());
+}
+
 #[test]
 fn damage_is_found_by_the_scrub_or_else_by_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
