@@ -226,7 +226,7 @@ fn none(_: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// A record is decoded as reads decode it: stepping over its JSON would pass damaged bytes
+/// A record is checked as reads decode it: stepping over its JSON would pass damaged bytes
 /// inside a string (no longer UTF-8), which every read of it then fails on.
 pub(super) fn record(bytes: &[u8]) -> Result<(), String> {
     super::record::undecodable(bytes).map_or(Ok(()), Err)
