@@ -477,11 +477,12 @@ fn main() -> ExitCode {
                      serving it: its tokens are refused from then on.",
                     config.display()
                 );
+                let c = config_arg(&config);
                 say!(
                     "Its users and groups stay in the database: `scimd tenant add {name} \
-                     --keep-data` serves them again; after the reload, `scimd tenant purge \
-                     {name}` removes them for good (`scimd export --tenant {name}` first keeps \
-                     a copy)."
+                     --keep-data{c}` serves them again; after the reload, `scimd tenant purge \
+                     {name} --yes{c}` removes them for good (`scimd export --tenant {name}{c}` \
+                     first keeps a copy)."
                 );
                 say_still_refused(&config);
                 ExitCode::SUCCESS
@@ -528,11 +529,13 @@ fn main() -> ExitCode {
                 // A Base URL built from a public_url check-config refuses is not one to paste.
                 if problems.iter().any(|p| p.starts_with("server.public_url")) {
                     say!(
-                        "  Base URL:     (none yet: fix server.public_url, listed below, then run `scimd check-config`)"
+                        "  Base URL:     (none yet: fix server.public_url, listed below; it is then \
+                         that URL followed by /tenants/{name}/scim/v2)"
                     );
                 } else if base.is_empty() {
                     say!(
-                        "  Base URL:     (none yet: fix the file's problems, listed below, then run `scimd check-config`)"
+                        "  Base URL:     (none yet: fix the file's problems, listed below; it is then \
+                         server.public_url followed by /tenants/{name}/scim/v2)"
                     );
                 } else {
                     say!("  Base URL:     {base}/tenants/{name}/scim/v2");
@@ -682,4 +685,14 @@ fn service_user_problems(cfg: &Config, file: &std::path::Path) -> (String, Vec<S
         }
     }
     (user.name, out)
+}
+
+/// ` --config FILE` for a command suggested to the admin, when `config` is not the default
+/// file: pasted as printed, the command then reads the same file.
+fn config_arg(config: &std::path::Path) -> String {
+    if config == std::path::Path::new("/etc/scimd/scimd.toml") {
+        String::new()
+    } else {
+        format!(" --config {}", config.display())
+    }
 }

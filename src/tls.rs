@@ -100,7 +100,13 @@ pub fn load_pem(cert: &Path, key: &Path) -> Result<Loaded, TlsError> {
     if let Err(e) = ParsedCertificate::try_from(&chain[0]) {
         return Err(TlsError::Cert {
             path: cert.into(),
-            reason: format!("the first certificate cannot be parsed: {e}"),
+            // rustls words it for a peer's certificate ("invalid peer certificate: ..."):
+            // here it is the server's own file.
+            reason: format!(
+                "the first certificate in the file cannot be parsed ({})",
+                e.to_string()
+                    .trim_start_matches("invalid peer certificate: ")
+            ),
         });
     }
     let pk = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
@@ -666,7 +672,8 @@ mod tests {
         let e = load_pem(&cert, &key).err().expect("refused").to_string();
         assert!(
             e.starts_with("tls.cert: cannot read certificates from")
-                && e.contains("cannot be parsed"),
+                && e.contains("the first certificate in the file cannot be parsed (")
+                && !e.contains("peer"),
             "{e}"
         );
     }

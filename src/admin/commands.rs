@@ -106,10 +106,11 @@ async fn status(store: &Store, cfg: &Config) -> Value {
     // Why IdPs' writes are refused, as `/healthz` says it.
     let refusing = store.writes_refused().map(|r| match r {
         crate::store::Refused::Damaged(what) => what,
-        crate::store::Refused::DiskFull { free } => format!(
+        crate::store::Refused::DiskFull { free, needed } => format!(
             "the disk holding the database is full ({:.1} MiB free): writes are refused \
-             until space is freed on it",
-            free as f64 / 1048576.0
+             until {:.1} MiB are free on it",
+            free as f64 / 1048576.0,
+            needed as f64 / 1048576.0
         ),
     });
     json!({"ok": true, "version": env!("CARGO_PKG_VERSION"), "commit": env!("SCIMD_COMMIT"),

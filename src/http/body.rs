@@ -72,7 +72,10 @@ impl App {
             ScimError::new(
                 413,
                 None,
-                format!("the request body is larger than the server's limit of {max} bytes"),
+                format!(
+                    "the request body is larger than the server's limit of {max} bytes \
+                     (server.max_body_bytes in its configuration)"
+                ),
             )
         };
         let declared = req

@@ -105,9 +105,11 @@ impl App {
                                              found); reads served"
                 .to_string(),
             (false, _) => "cannot be read".to_string(),
-            (true, Some(Refused::DiskFull { free })) => format!(
-                "disk full ({:.1} MiB free): writes refused until space is freed; reads served",
-                free as f64 / 1048576.0
+            (true, Some(Refused::DiskFull { free, needed })) => format!(
+                "disk full ({:.1} MiB free): writes refused until {:.1} MiB are free; reads \
+                 served",
+                free as f64 / 1048576.0,
+                needed as f64 / 1048576.0
             ),
             (true, None) => "ok".to_string(),
         };

@@ -98,10 +98,11 @@ pub enum Error {
     /// are refused before they reach the database, which stays open for reads.
     #[error(
         "the disk holding the database is full ({:.1} MiB free): nothing of the request was \
-         written; writes resume once space is freed on it",
-        *.free as f64 / 1048576.0
+         written; writes resume once {:.1} MiB are free on it",
+        *.free as f64 / 1048576.0,
+        *.needed as f64 / 1048576.0
     )]
-    DiskFull { free: u64 },
+    DiskFull { free: u64, needed: u64 },
     /// The scrub found the database file damaged: writes are refused until an admin restores
     /// a backup, since redb would refuse the file at its next repair and take them with it.
     #[error(
@@ -270,11 +271,14 @@ mod tests {
                 "the database is unavailable; the request was not applied, retry later".into(),
             ),
             (
-                Error::DiskFull { free: 3 << 20 },
+                Error::DiskFull {
+                    free: 3 << 20,
+                    needed: 7 << 20,
+                },
                 503,
                 None,
                 "the disk holding the database is full (3.0 MiB free): nothing of the request \
-                 was written; writes resume once space is freed on it"
+                 was written; writes resume once 7.0 MiB are free on it"
                     .into(),
             ),
             (

@@ -215,8 +215,9 @@ impl Room {
 pub enum Refused {
     /// The scrub found the file damaged; what it found (for the log and the console).
     Damaged(String),
-    /// A write failed for want of disk space and no more is free since: the bytes free.
-    DiskFull { free: u64 },
+    /// A write failed for want of disk space and not enough is free since: the bytes free,
+    /// and how many must be free for writes to be tried again.
+    DiskFull { free: u64, needed: u64 },
 }
 
 /// How much more than at the failed write must be free before writes are tried again.
@@ -362,7 +363,7 @@ impl Shared {
                 .unwrap_or_else(|p| p.into_inner())
                 .replace(free);
             if was.is_none() {
-                tracing::error!(path = %self.path.display(), free_bytes = free, "the disk holding the database is full: writes are refused until space is freed on it; reads go on");
+                tracing::error!(path = %self.path.display(), free_bytes = free, needed_bytes = free.saturating_add(ROOM), "the disk holding the database is full: writes are refused until 4 MiB more than now are free on it; reads go on");
             }
         }
     }
@@ -397,16 +398,20 @@ impl Shared {
     /// that was why.
     fn told_after_failure(&self) -> Error {
         self.short_of_room()
-            .map_or(Error::Unavailable, |free| Error::DiskFull { free })
+            .map_or(Error::Unavailable, |(free, needed)| Error::DiskFull {
+                free,
+                needed,
+            })
     }
 
-    /// The bytes free while a write failed for want of space and no more is free since:
-    /// writes are refused meanwhile. `None` otherwise, and when the free space cannot be
-    /// read (the write is let through to find out).
-    fn short_of_room(&self) -> Option<u64> {
+    /// The bytes free while a write failed for want of space and not `ROOM` more are free
+    /// since, and how many must be: writes are refused meanwhile. `None` otherwise, and when
+    /// the free space cannot be read (the write is let through to find out).
+    fn short_of_room(&self) -> Option<(u64, u64)> {
         let at = (*self.no_room.lock().unwrap_or_else(|p| p.into_inner()))?;
         let free = self.faults.free_bytes(&self.path)?;
-        (free < at.saturating_add(ROOM)).then_some(free)
+        let needed = at.saturating_add(ROOM);
+        (free < needed).then_some((free, needed))
     }
 
     /// After an I/O error redb refuses all further work (`PreviousIo`) until the file is
@@ -776,8 +781,8 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut write::W<'_>) -> R<T> + Send + 'static,
     {
-        if let Some(free) = self.shared.short_of_room() {
-            return Err(Error::DiskFull { free });
+        if let Some((free, needed)) = self.shared.short_of_room() {
+            return Err(Error::DiskFull { free, needed });
         }
         let (tx, rx) = oneshot::channel();
         let shared = self.shared.clone();
@@ -1034,7 +1039,7 @@ impl Store {
             None => self
                 .shared
                 .short_of_room()
-                .map(|free| Refused::DiskFull { free }),
+                .map(|(free, needed)| Refused::DiskFull { free, needed }),
         }
     }
 

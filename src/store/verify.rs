@@ -148,6 +148,13 @@ fn check_opened(
                 path: path.display().to_string(),
             }
             .to_string(),
+            // redb's word for a header not its own (its first page overwritten), as a
+            // start says it.
+            redb::DatabaseError::Storage(redb::StorageError::Io(io))
+                if io.kind() == std::io::ErrorKind::InvalidData =>
+            {
+                damaged(&io)
+            }
             e => format!("cannot open {}: {e}", path.display()),
         })?;
         match db.check_integrity() {

@@ -178,6 +178,17 @@ async fn a_record_that_does_not_decode_is_damage_to_reads_the_scrub_backups_and_
     assert!(out.status.success(), "{}", stderr(&out));
     let out = scimd_cmd(&cfg, &["verify"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // Its first bytes overwritten, the file is damaged to verify too, as to a start.
+    let mut bytes = std::fs::read(&db).unwrap();
+    bytes[..8].fill(0x55);
+    std::fs::write(&db, &bytes).unwrap();
+    let out = scimd_cmd(&cfg, &["verify"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the database file is damaged") && err.contains("scimd restore --from"),
+        "{err}"
+    );
 }
 
 /// A restore refused into a storage.dir that did not exist leaves none behind (an empty

@@ -494,6 +494,13 @@ fn tenant_add_appends_the_tenant_below_all_comments_of_both_shipped_configs() {
                 String::from_utf8_lossy(&out.stderr)
             );
             assert!(said.contains("Removed tenant demo from"), "{said}");
+            // The commands it suggests run as printed: on this file, purging for real.
+            let c = format!(" --config {}", path.display());
+            assert!(
+                said.contains(&format!("`scimd tenant purge demo --yes{c}`"))
+                    && said.contains(&format!("`scimd tenant add demo --keep-data{c}`")),
+                "{said}"
+            );
             let text = std::fs::read_to_string(&path).unwrap();
             assert!(!text.contains("[tenants.demo]") && text.contains("[tenants.acme]"));
             assert!(run_ok(&["check-config"], &path).contains("OK (1 tenant,"));

@@ -153,7 +153,17 @@ async fn a_client_asking_for_application_json_gets_it_labelled_so() {
 async fn bodies_over_the_limit_are_413() {
     let s = Srv::start_with(|c| c.server.max_body_bytes = 4096).await;
     let big = json!({"userName": "big", "displayName": "x".repeat(10_000)});
-    assert_error(&s.post("/Users", big).await, 413, None);
+    let r = s.post("/Users", big).await;
+    assert_error(&r, 413, None);
+    // It names the setting to raise.
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("limit of 4096 bytes (server.max_body_bytes"),
+        "{}",
+        r.body
+    );
     // Without Content-Length (chunked), the limit holds too.
     let stream = chunks(
         &("{\"userName\":\"big2\",\"displayName\":\"".to_string() + &"y".repeat(10_000) + "\"}"),

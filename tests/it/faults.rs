@@ -241,14 +241,25 @@ async fn a_full_disk_refuses_writes_and_keeps_serving_reads() {
     // they came, when only a request reopened it).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let h = health(&s).await;
-    assert!(
-        h.body["database"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("disk full"),
-        "{}",
-        h.body
+    // Both say how much room the writes wait for, and that is more than is free.
+    let database = h.body["database"].as_str().unwrap_or_default();
+    let mib = |text: &str, before: &str| -> f64 {
+        let head = &text[..text.find(before).expect(before)];
+        head.rsplit(' ')
+            .next()
+            .unwrap()
+            .trim_start_matches('(')
+            .parse()
+            .unwrap()
+    };
+    assert!(database.starts_with("disk full"), "{}", h.body);
+    let (free, needed) = (
+        mib(database, " MiB free"),
+        mib(database, " MiB are free; reads served"),
     );
+    assert!(needed >= free + 3.9, "{database}");
+    let detail = refused.body["detail"].as_str().unwrap();
+    assert!(detail.contains("MiB are free on it"), "{detail}");
     assert_eq!(s.get(&format!("/Users/{kept}")).await.status, 200);
     // The next writes are refused for the full disk, saying so, and the database is open:
     // reads answer between them.
