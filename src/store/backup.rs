@@ -641,8 +641,8 @@ fn check_copy(
         feeds = restart_feeds(&candidate, given_out).map_err(|e| e.to_string())?;
         raise_version_floor(&candidate, replaced_floor).map_err(|e| e.to_string())?;
         let r = candidate.begin_read().map_err(|e| e.to_string())?;
+        // (Its events are gone already: a restore starts the feeds again.)
         values_parse(&r, RESOURCES, super::scrub::record)?;
-        values_parse(&r, EVENTS, super::scrub::event)?;
         drop(r);
         check(&candidate, types).map_err(|e| e.to_string())
     })

@@ -89,7 +89,7 @@ impl ReadSide {
     /// (with their ids) from one ordered range read, from the cursor or from the position
     /// the counts find, so the last page costs about what the first does; and with a cursor,
     /// the id to continue after when more follow. `take` makes a page item of a stored
-    /// record, or leaves out one it cannot read.
+    /// record (its error, for one that does not decode, is the page's).
     pub(super) fn plain_page<T>(
         &self,
         t: &str,

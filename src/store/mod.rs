@@ -122,7 +122,8 @@ pub enum StoreError {
         verify::NEXT
     )]
     Damaged { path: String, what: String },
-    /// redb panicked reading the database for a copy, as on a damaged page.
+    /// A copy met damage: redb panicked or found a page corrupted, or a record or event
+    /// does not parse.
     #[error(
         "the database is damaged (or scimd hit a bug reading it); nothing was copied{} (the \
          reader said: {what})",

@@ -942,6 +942,11 @@ impl Store {
                 let (found, batch, last) = match read {
                     Ok(Ok(read)) => read,
                     Ok(Err(e)) => {
+                        // The group's record does not decode, or redb found a page
+                        // corrupted: the file is checked at once, as for any read.
+                        if matches!(e, redb::Error::Corrupted(_)) {
+                            super::scrub::suspect(&shared);
+                        }
                         tracing::error!(error = %e, "reading group members failed");
                         break false;
                     }
@@ -998,7 +1003,8 @@ fn member_batch(
         true => s
             .res()?
             .get((t, Kind::Group.code(), g))?
-            .and_then(|rec| decode(rec.value()))
+            .map(|rec| decoded(rec.value()))
+            .transpose()?
             .map(|rec| Box::new(rec.into_resource(Kind::Group, g))),
         false => None,
     };

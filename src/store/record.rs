@@ -189,9 +189,8 @@ pub(super) fn undecodable(bytes: &[u8]) -> Option<String> {
 /// `decode` for a read that found the record under its key: one that does not decode is
 /// damage, redb's error for it, not a resource that is gone.
 pub(super) fn decoded(bytes: &[u8]) -> Result<Record, redb::Error> {
-    serde_json::from_slice(bytes).map_err(|_| {
-        redb::Error::Corrupted(undecodable(bytes).unwrap_or_else(|| "a stored record".into()))
-    })
+    serde_json::from_slice(bytes)
+        .map_err(|e| redb::Error::Corrupted(format!("a stored record does not parse ({e})")))
 }
 
 /// The index entries a resource body produces.
@@ -203,6 +202,10 @@ pub(super) struct Keys {
     pub(super) display: Option<String>,
     /// ("urn:...:attr", value) of declared extension attributes with `uniqueness: server`.
     pub(super) unique: BTreeSet<(String, String)>,
+    /// The other spelling of each whole number among `unique` ("5.0" for "5", and back): a
+    /// number is one value however it was written, and entries keep the spelling their
+    /// holder was stored with, so a write looks both up.
+    pub(super) other_spellings: BTreeSet<(String, String)>,
 }
 
 pub(super) fn keys(rt: impl Into<Rt>, body: &Body) -> Keys {
@@ -234,7 +237,13 @@ pub(super) fn keys_folded(rt: impl Into<Rt>, body: &Body, fold: fn(&str) -> Stri
                 // Lowercased, not folded: the name migrations cannot tell which stored
                 // values came from attributes that are not caseExact.
                 Some(Value::String(s)) => s.to_lowercase(),
-                Some(Value::Number(n)) => n.to_string(),
+                Some(Value::Number(n)) => {
+                    if let Some(other) = other_spelling(n) {
+                        k.other_spellings
+                            .insert((format!("{}:{}", ext.id, def.name), other));
+                    }
+                    n.to_string()
+                }
                 Some(Value::Bool(b)) => b.to_string(),
                 _ => continue,
             };
@@ -246,6 +255,20 @@ pub(super) fn keys_folded(rt: impl Into<Rt>, body: &Body, fold: fn(&str) -> Stri
         k.emails.extend(resource::email_values(body).map(fold));
     }
     k
+}
+
+/// `5.0` for the whole number `5` and `5` for `5.0`, as JSON writes them; none for a number
+/// with a fraction, or past 2^53, where a double no longer holds every whole number.
+fn other_spelling(n: &serde_json::Number) -> Option<String> {
+    const EXACT: u64 = 1 << 53;
+    if let Some(i) = n.as_i64() {
+        return (i.unsigned_abs() <= EXACT).then(|| format!("{i}.0"));
+    }
+    if n.as_u64().is_some() {
+        return None; // past i64, so past 2^53
+    }
+    let f = n.as_f64()?;
+    (f.fract() == 0.0 && f.abs() <= EXACT as f64).then(|| format!("{}", f as i64))
 }
 
 /// The (attribute, value) pairs of `body` the tenant's unique attributes hold, as a write

@@ -96,16 +96,22 @@ impl Store {
         pass.await.map_err(|e| e.to_string())?
     }
 
-    /// A read panicked, as redb does on some damaged pages (or a bug did), or met a record
-    /// that does not parse: a pass now, in the background and at full speed, settles which
-    /// it was, and refuses writes if the file is damaged. One at a time, however many reads panic meanwhile.
+    /// `suspect`, for this store.
     pub(super) fn suspect_damage(&self) {
-        use std::sync::atomic::Ordering;
-        if self.shared.suspected.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let shared = Arc::downgrade(&self.shared);
-        let started = std::thread::Builder::new()
+        suspect(&self.shared);
+    }
+}
+
+/// A read panicked, as redb does on some damaged pages (or a bug did), or met a record that
+/// does not parse: a pass now, in the background and at full speed, settles which it was,
+/// and refuses writes if the file is damaged. One at a time, however many reads fail so.
+pub(super) fn suspect(store: &Arc<Shared>) {
+    use std::sync::atomic::Ordering;
+    if store.suspected.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let shared = Arc::downgrade(store);
+    let started = std::thread::Builder::new()
             .name("scimd-scrub-now".into())
             .spawn(move || {
                 tracing::warn!("a read of the database panicked or met a record that does not parse: reading every entry back to see whether the file is damaged");
@@ -118,9 +124,8 @@ impl Store {
                     s.suspected.store(false, Ordering::SeqCst);
                 }
             });
-        if started.is_err() {
-            self.shared.suspected.store(false, Ordering::SeqCst);
-        }
+    if started.is_err() {
+        store.suspected.store(false, Ordering::SeqCst);
     }
 }
 

@@ -2350,6 +2350,20 @@ fn a_record_that_does_not_decode_is_damage_to_the_scrub_a_copy_and_a_restore() {
         rec[at..at + 3].copy_from_slice(&[0xde, 0xad, 0xbe]);
         res.insert(key, rec.as_slice()).unwrap();
     });
+    // A read that meets it is an error, not a user gone, and has the file checked at once:
+    // writes are refused as soon as that pass has found it.
+    let got =
+        f.rt.block_on(f.store.get("t".into(), Kind::User, format_id(ann), false));
+    assert!(matches!(got, Err(Error::Internal { .. })), "{got:?}");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while f.store.writes_refused().is_none() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        matches!(f.store.writes_refused(), Some(Refused::Damaged(ref w)) if w.contains("does not parse")),
+        "{:?}",
+        f.store.writes_refused()
+    );
     match scrub::pass(&Arc::downgrade(&f.store.shared), 0) {
         Err(scrub::Stop::Damaged(what)) => {
             assert!(what.contains("a stored record does not parse"), "{what}")

@@ -256,7 +256,11 @@ impl<'t> W<'t> {
         // Likewise a unique value it already held beside another resource (both given it
         // while the attribute was not unique): its other changes are not refused for it.
         let had_value = |a: &String, v: &String| {
-            before.is_some_and(|b| keys(rt, b).unique.contains(&(a.clone(), v.clone())))
+            let pair = (a.clone(), v.clone());
+            before.is_some_and(|b| {
+                let k = keys(rt, b);
+                k.unique.contains(&pair) || k.other_spellings.contains(&pair)
+            })
         };
         if let Some(u) = &k.username
             && let Some(other) = alike::holder(&self.usernames, t, u)?
@@ -265,7 +269,7 @@ impl<'t> W<'t> {
         {
             return Ok(Err(Error::UserNameTaken { holder: other }));
         }
-        for (attr, v) in &k.unique {
+        for (attr, v) in k.unique.iter().chain(&k.other_spellings) {
             if let Some(other) = self
                 .unique
                 .get((t, kind.code(), attr.as_str(), v.as_str()))?

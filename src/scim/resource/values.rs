@@ -183,12 +183,7 @@ pub fn normalize_simple(def: &AttrDef, value: &Value, label: &str) -> ScimResult
             ))),
         },
         (AttrType::Integer, _) => Err(bad("an integer")),
-        // Held as a double, as `5.0` for `5`: one value is one spelling, so a unique
-        // decimal's index entry and a filter (which compares numbers) agree on it.
-        (AttrType::Decimal, Value::Number(n)) => Ok(n
-            .as_f64()
-            .and_then(serde_json::Number::from_f64)
-            .map(Value::Number)),
+        (AttrType::Decimal, Value::Number(_)) => Ok(Some(value.clone())),
         (AttrType::Decimal, Value::String(s)) => s
             .trim()
             .parse::<f64>()
