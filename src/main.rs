@@ -690,9 +690,29 @@ fn service_user_problems(cfg: &Config, file: &std::path::Path) -> (String, Vec<S
 /// ` --config FILE` for a command suggested to the admin, when `config` is not the default
 /// file: pasted as printed, the command then reads the same file.
 fn config_arg(config: &std::path::Path) -> String {
+    let path = config.display().to_string();
     if config == std::path::Path::new("/etc/scimd/scimd.toml") {
         String::new()
+    } else if path.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"') {
+        // Quoted for the shell, a quote inside as '\''.
+        format!(" --config '{}'", path.replace('\'', "'\\''"))
     } else {
-        format!(" --config {}", config.display())
+        format!(" --config {path}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::config_arg;
+    use std::path::Path;
+
+    #[test]
+    fn a_suggested_config_path_pastes_as_printed() {
+        assert_eq!(config_arg(Path::new("/etc/scimd/scimd.toml")), "");
+        assert_eq!(config_arg(Path::new("./s.toml")), " --config ./s.toml");
+        assert_eq!(
+            config_arg(Path::new("/srv/my scimd/it's.toml")),
+            " --config '/srv/my scimd/it'\\''s.toml'"
+        );
     }
 }
