@@ -112,18 +112,18 @@ pub(super) fn suspect(store: &Arc<Shared>) {
     }
     let shared = Arc::downgrade(store);
     let started = std::thread::Builder::new()
-            .name("scimd-scrub-now".into())
-            .spawn(move || {
-                tracing::warn!("a read of the database panicked or met a record that does not parse: reading every entry back to see whether the file is damaged");
-                match pass(&shared, 0) {
-                    Err(Stop::Damaged(what)) => found(&shared, &what),
-                    Err(Stop::Later(_)) => {}
-                    Ok(entries) => tracing::info!(entries, "scrub: no damage found; the failed read above was not caused by the file"),
-                }
-                if let Some(s) = shared.upgrade() {
-                    s.suspected.store(false, Ordering::SeqCst);
-                }
-            });
+        .name("scimd-scrub-now".into())
+        .spawn(move || {
+            tracing::warn!("a read of the database panicked or met a record that does not parse: reading every entry back to see whether the file is damaged");
+            match pass(&shared, 0) {
+                Err(Stop::Damaged(what)) => found(&shared, &what),
+                Err(Stop::Later(_)) => {}
+                Ok(entries) => tracing::info!(entries, "scrub: no damage found; the failed read above was not caused by the file"),
+            }
+            if let Some(s) = shared.upgrade() {
+                s.suspected.store(false, Ordering::SeqCst);
+            }
+        });
     if started.is_err() {
         store.suspected.store(false, Ordering::SeqCst);
     }
