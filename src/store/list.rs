@@ -8,7 +8,7 @@ use super::read::{ReadSide, Snapshot};
 use super::record::*;
 use super::scans::Scan;
 use super::select;
-use super::skim::{Skimmed, skim};
+use super::skim::{Skimmed, skimmed};
 use super::tables::*;
 use super::{Error, R, Store, format_id, parse_id, plan, ranks};
 use crate::scim::filter::Filter;
@@ -476,11 +476,11 @@ impl Store {
             let candidate = |id: u128,
                              visit: &mut dyn FnMut(u128, Skimmed) -> bool|
              -> Result<bool, redb::Error> {
-                let rec = r.res()?.get((t, kind.code(), id))?;
-                Ok(match rec.and_then(|g| skim(g.value(), &wanted)) {
-                    Some(rec) if keep(id, &rec)? => visit(id, rec),
-                    _ => true,
-                })
+                let Some(g) = r.res()?.get((t, kind.code(), id))? else {
+                    return Ok(true);
+                };
+                let rec = skimmed(g.value(), &wanted)?;
+                Ok(!keep(id, &rec)? || visit(id, rec))
             };
             // Each record read below asks it first: these reads may visit every record.
             let budget = Budget::new(q.scan_limit.map(|l| std::time::Instant::now() + l));
@@ -517,10 +517,8 @@ impl Store {
                             }
                             let (k, v) = e?;
                             let id = k.value().2;
-                            if let Some(rec) = skim(v.value(), &wanted)
-                                && keep(id, &rec)?
-                                && !visit(id, rec)
-                            {
+                            let rec = skimmed(v.value(), &wanted)?;
+                            if keep(id, &rec)? && !visit(id, rec) {
                                 break;
                             }
                         }

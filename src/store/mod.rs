@@ -503,7 +503,7 @@ pub struct Store {
 }
 
 /// Log `what` under a fresh error id and answer 500 naming only that id.
-fn internal(what: &str) -> Error {
+pub(super) fn internal(what: &str) -> Error {
     let error_id = uuid::Uuid::new_v4().simple().to_string();
     tracing::error!(%error_id, "{what}");
     Error::Internal { error_id }

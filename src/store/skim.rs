@@ -28,6 +28,17 @@ pub(super) fn skim(bytes: &[u8], wanted: &[&str]) -> Option<Skimmed> {
     Some(out)
 }
 
+/// `skim` for a scan: a record that does not decode is damage, redb's error for it (a 500
+/// and a check of the file, as for any read), not a record that fails the filter.
+pub(super) fn skimmed(bytes: &[u8], wanted: &[&str]) -> Result<Skimmed, redb::Error> {
+    skim(bytes, wanted).ok_or_else(|| {
+        redb::Error::Corrupted(
+            super::record::undecodable(bytes)
+                .unwrap_or_else(|| "a stored record does not parse".into()),
+        )
+    })
+}
+
 const FIELDS: &[&str] = &["body", "created", "modified", "version"];
 
 /// A map key, matched against a list without keeping a copy of it.

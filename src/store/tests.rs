@@ -2400,6 +2400,73 @@ fn a_record_that_does_not_decode_is_damage_to_the_scrub_a_copy_and_a_restore() {
 }
 
 #[test]
+fn a_write_to_a_record_that_does_not_decode_is_an_error_and_has_the_file_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let f = Fixture::open(&path);
+    let ann = f.create(Kind::User, serde_json::json!({"userName": "ann@x"}), None);
+    let f = f.reopen_after(&path, |w| {
+        let mut res = w.open_table(tables::RESOURCES).unwrap();
+        let key = ("t", Kind::User.code(), ann);
+        let mut rec = redb::ReadableTable::get(&res, key)
+            .unwrap()
+            .unwrap()
+            .value()
+            .to_vec();
+        let at = rec.windows(3).position(|w| w == b"ann").unwrap();
+        rec[at..at + 3].copy_from_slice(&[0xde, 0xad, 0xbe]);
+        res.insert(key, rec.as_slice()).unwrap();
+    });
+    // Not 404: an IdP told the user is gone would create it again, and its POST would meet
+    // the name still held.
+    let ops = crate::scim::patch::parse_request(&serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "title", "value": "x"}]}))
+    .unwrap();
+    let got = f.rt.block_on(f.store.patch(
+        f.actor.clone(),
+        Kind::User.into(),
+        format_id(ann),
+        ops,
+        Conditions::default(),
+    ));
+    assert!(matches!(got, Err(Error::Internal { .. })), "{got:?}");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while f.store.writes_refused().is_none() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        matches!(f.store.writes_refused(), Some(Refused::Damaged(ref w)) if w.contains("does not parse")),
+        "{:?}",
+        f.store.writes_refused()
+    );
+    let got = f.rt.block_on(f.store.delete(
+        f.actor.clone(),
+        Kind::User.into(),
+        format_id(ann),
+        Conditions::default(),
+    ));
+    assert!(matches!(got, Err(Error::Damaged)), "{got:?}");
+    // Nor does a scan that reads the damaged value pass over it as a user the filter does
+    // not match: a scan of every record, and one of an index's candidates.
+    for text in ["userName co \"x\"", "userName sw \"a\" and title pr"] {
+        let q = ListQuery {
+            filter: Some(crate::scim::filter::parse_for(Kind::User, text).unwrap()),
+            count: 10,
+            start_index: 1,
+            ..ListQuery::default()
+        };
+        let got =
+            f.rt.block_on(f.store.list("t".into(), Kind::User.into(), q));
+        assert!(
+            matches!(got, Err(Error::Internal { .. })),
+            "{text}: {:?}",
+            got.map(|p| p.items.len())
+        );
+    }
+}
+
+#[test]
 fn damage_is_found_by_the_scrub_or_else_by_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");

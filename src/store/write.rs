@@ -55,6 +55,9 @@ pub(super) struct W<'t> {
     /// While a user write watches the other accounts of its existing-members entries
     /// (`seats::Mates`): the users its plan events named.
     pub(super) plan_told: Option<Vec<u128>>,
+    /// A write of the batch met a record that does not decode (`existing`): the writer has
+    /// the file checked once the batch is done.
+    pub(super) met_damage: std::cell::Cell<bool>,
 }
 
 impl<'t> W<'t> {
@@ -81,6 +84,7 @@ impl<'t> W<'t> {
             txn,
             version_floor,
             plan_told: None,
+            met_damage: std::cell::Cell::new(false),
         })
     }
 
@@ -214,8 +218,17 @@ impl<'t> W<'t> {
         let Some(nid) = parse_id(id) else {
             return Ok(Err(not_found(kind, id)));
         };
-        let Some(old) = self.load(t, kind, nid)? else {
-            return Ok(Err(not_found(kind, id)));
+        let old = match self.res.get((t, kind.code(), nid))? {
+            None => return Ok(Err(not_found(kind, id))),
+            // Damage, not a resource gone: this write's 500 (as a read's), while the
+            // batch's other writes go on; answering 404 would have the IdP create it anew.
+            Some(g) => match decoded(g.value()) {
+                Ok(rec) => rec,
+                Err(e) => {
+                    self.met_damage.set(true);
+                    return Ok(Err(super::internal(&format!("a write met damage: {e}"))));
+                }
+            },
         };
         if cond.if_match.is_some() || cond.if_none_match.is_some() {
             // A user's ETag covers its groups (`etag_of`): read them only when compared.

@@ -154,7 +154,7 @@ impl Waiting {
 }
 
 fn writer(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     rx: &mut mpsc::Receiver<Queued>,
     waiting: &mut Waiting,
     metrics: &crate::metrics::StoreMetrics,
@@ -313,7 +313,7 @@ impl Reopening {
 /// jobs or `BATCH_TIME`; false when storage failed (the database must be reopened). With
 /// none waiting, an empty batch commits.
 fn run_batch(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     db: &Database,
     rx: &mut mpsc::Receiver<Queued>,
     waiting: &mut Waiting,
@@ -406,6 +406,9 @@ fn run_batch(
             // the database cannot be opened again.
             break;
         }
+    }
+    if w.met_damage.get() {
+        super::scrub::suspect(shared);
     }
     // An idle checkpoint's empty batch is not a batch of writes.
     if !responders.is_empty() {
