@@ -571,6 +571,25 @@ fn raise_version_floor(db: &Database, replaced_floor: u64) -> Result<(), redb::E
 }
 
 /// Copy `from` to `tmp` and check the copy; the error says what is wrong with `from`.
+/// Why `file` is no database at all, for a file that does not begin as every redb file
+/// does (the wrong file given, most likely an export): told as such instead of as a damaged
+/// backup. A file that begins so, or with zeros (a page a failing disk wiped), is judged by
+/// redb's checks.
+fn not_a_database(file: &std::fs::File) -> Option<&'static str> {
+    use std::os::unix::fs::FileExt;
+    let mut head = [0u8; 4];
+    let read = file.read_at(&mut head, 0).unwrap_or(0);
+    match &head[..read] {
+        b"redb" | [0, 0, 0, 0] => None,
+        [] => Some("the file is empty"),
+        [b'{', ..] => Some(
+            "it is JSON: a file written by `scimd export` is loaded with `scimd import`, a \
+             backup is written by `scimd backup`",
+        ),
+        _ => Some("it is not a database file (a backup is written by `scimd backup`)"),
+    }
+}
+
 fn check_copy(
     from: &Path,
     tmp: &Path,
@@ -604,6 +623,12 @@ fn check_copy(
     // Both checks read the copy through its handle: by name, the service user, who owns the
     // directory, could swap in a link to another file for root to open read and write.
     let handle = || copy.try_clone().map_err(|e| e.to_string());
+    if let Some(why) = not_a_database(&copy) {
+        return Err(format!(
+            "{} cannot be restored (the database was left as it was): not a scimd backup: {why}",
+            from.display()
+        ));
+    }
     check_open_file(tmp, handle()?).map_err(refuse)?;
     let mut converted_from = None;
     let mut feeds = FeedRestart::default();
@@ -878,6 +903,39 @@ mod tests {
         std::fs::write(&from, b"whatever").unwrap();
         let e = super::restore(&from, &db, &Default::default()).unwrap_err();
         assert!(e.to_string().contains("not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn a_file_that_is_no_database_is_not_called_a_damaged_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("scimd.redb");
+        let from = dir.path().join("given");
+        let export = "{\"schemas\":[\"urn:ietf:params:scim:schemas:core:2.0:User\"]}\n";
+        for (bytes, says) in [
+            (
+                export.as_bytes(),
+                "it is JSON: a file written by `scimd export` is loaded with `scimd import`",
+            ),
+            (b"".as_slice(), "the file is empty"),
+            (b"PK\x03\x04 a zip".as_slice(), "it is not a database file"),
+        ] {
+            std::fs::write(&from, bytes).unwrap();
+            let e = super::restore(&from, &db, &Default::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(
+                    "cannot be restored (the database was left as it was): not a scimd backup"
+                ) && e.contains(says)
+                    && !e.contains("damaged"),
+                "{e}"
+            );
+            assert!(!db.exists() && !db.with_extension("restoring").exists());
+        }
+        // Wiped by a failing disk, it is a damaged backup still, as redb finds.
+        std::fs::write(&from, [0u8; 8192]).unwrap();
+        let e = super::restore(&from, &db, &Default::default()).unwrap_err();
+        assert!(!e.to_string().contains("not a scimd backup"), "{e}");
     }
 
     #[cfg(unix)]
