@@ -106,12 +106,13 @@ async fn status(store: &Store, cfg: &Config) -> Value {
     // Why IdPs' writes are refused, as `/healthz` says it.
     let refusing = store.writes_refused().map(|r| match r {
         crate::store::Refused::Damaged(what) => what,
-        crate::store::Refused::DiskFull { free, needed } => format!(
-            "the disk holding the database is full ({:.1} MiB free): writes are refused \
-             until {:.1} MiB are free on it",
-            free as f64 / 1048576.0,
-            needed as f64 / 1048576.0
-        ),
+        crate::store::Refused::DiskFull { free, needed } => {
+            let (free, needed) = crate::store::disk_full_mib(free, needed);
+            format!(
+                "the disk holding the database is full ({free:.1} MiB free): writes are \
+                 refused until {needed:.1} MiB are free on it"
+            )
+        }
     });
     json!({"ok": true, "version": env!("CARGO_PKG_VERSION"), "commit": env!("SCIMD_COMMIT"),
         "writes_refused": refusing,

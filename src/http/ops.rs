@@ -105,12 +105,13 @@ impl App {
                                              found); reads served"
                 .to_string(),
             (false, _) => "cannot be read".to_string(),
-            (true, Some(Refused::DiskFull { free, needed })) => format!(
-                "disk full ({:.1} MiB free): writes refused until {:.1} MiB are free; reads \
-                 served",
-                free as f64 / 1048576.0,
-                needed as f64 / 1048576.0
-            ),
+            (true, Some(Refused::DiskFull { free, needed })) => {
+                let (free, needed) = crate::store::disk_full_mib(free, needed);
+                format!(
+                    "disk full ({free:.1} MiB free): writes refused until {needed:.1} MiB are \
+                     free; reads served"
+                )
+            }
             (true, None) => "ok".to_string(),
         };
         let body = serde_json::json!({

@@ -99,8 +99,8 @@ pub enum Error {
     #[error(
         "the disk holding the database is full ({:.1} MiB free): nothing of the request was \
          written; writes resume once {:.1} MiB are free on it",
-        *.free as f64 / 1048576.0,
-        *.needed as f64 / 1048576.0
+        super::disk_full_mib(*.free, *.needed).0,
+        super::disk_full_mib(*.free, *.needed).1
     )]
     DiskFull { free: u64, needed: u64 },
     /// The scrub found the database file damaged: writes are refused until an admin restores
@@ -311,5 +311,20 @@ mod tests {
             assert_eq!(s, ScimError::new(status, scim_type, detail));
             assert_eq!(said, s.detail, "the message is the detail answered");
         }
+    }
+
+    #[test]
+    fn a_full_disk_never_reads_as_having_the_room_it_waits_for() {
+        // 40 KiB short of the mark: rounded alike, both would read 7.0.
+        let e = Error::DiskFull {
+            free: (7 << 20) - (40 << 10),
+            needed: 7 << 20,
+        };
+        assert!(e.to_string().contains("(6.9 MiB free)"), "{e}");
+        assert!(e.to_string().contains("once 7.0 MiB are free"), "{e}");
+        assert_eq!(
+            super::super::disk_full_mib((7 << 20) + 1, (11 << 20) + 1),
+            (7.0, 11.1)
+        );
     }
 }

@@ -224,6 +224,14 @@ pub enum Refused {
 /// How much more than at the failed write must be free before writes are tried again.
 const ROOM: u64 = 4 << 20;
 
+/// A full disk's free space and the mark writes wait for, in MiB to a tenth, the one rounded
+/// down and the other up: rounded alike, "(7.0 MiB free) … until 7.0 MiB are free" could be
+/// said of 6.96 against 7.0.
+pub fn disk_full_mib(free: u64, needed: u64) -> (f64, f64) {
+    let tenths = |b: u64| b as f64 / 1048576.0 * 10.0;
+    (tenths(free).floor() / 10.0, tenths(needed).ceil() / 10.0)
+}
+
 /// Below this much free space on the database's disk the admin is warned (and below a tenth
 /// of the file, for a large one): a burst of creates, an import or a backup beside the file
 /// can take that much before writes are refused for a full disk.
