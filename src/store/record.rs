@@ -238,7 +238,7 @@ pub(super) fn keys_folded(rt: impl Into<Rt>, body: &Body, fold: fn(&str) -> Stri
                 // values came from attributes that are not caseExact.
                 Some(Value::String(s)) => s.to_lowercase(),
                 Some(Value::Number(n)) => {
-                    if let Some(other) = other_spelling(n) {
+                    for other in other_spellings(n) {
                         k.other_spellings
                             .insert((format!("{}:{}", ext.id, def.name), other));
                     }
@@ -258,7 +258,20 @@ pub(super) fn keys_folded(rt: impl Into<Rt>, body: &Body, fold: fn(&str) -> Stri
 }
 
 /// `5.0` for the whole number `5` and `5` for `5.0`, as JSON writes them; none for a number
-/// with a fraction, or past 2^53, where a double no longer holds every whole number.
+/// with a fraction, or past 2^53, where a double no longer holds every whole number. Zero
+/// has three (`0`, `0.0`, and `-0.0`, as JSON's `-0` reads): each has the other two.
+fn other_spellings(n: &serde_json::Number) -> Vec<String> {
+    if n.as_f64() == Some(0.0) {
+        let own = n.to_string();
+        return ["0", "0.0", "-0.0"]
+            .into_iter()
+            .filter(|z| *z != own)
+            .map(String::from)
+            .collect();
+    }
+    other_spelling(n).into_iter().collect()
+}
+
 fn other_spelling(n: &serde_json::Number) -> Option<String> {
     const EXACT: u64 = 1 << 53;
     if let Some(i) = n.as_i64() {
