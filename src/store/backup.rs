@@ -216,17 +216,15 @@ impl Store {
         if free >= needed {
             return Ok(());
         }
-        let mib = |b: u64| b as f64 / f64::from(1 << 20);
+        let (free, needed) = super::disk_full_mib(free, needed);
         Err(format!(
             "not enough room for the copy: it is written in {}, on the database's own disk, \
-             and may need {:.1} MiB there (the size of {} and the {:.0} MiB kept free \
-             for live writes), but {:.1} MiB are free; nothing was written, and the server's \
-             writes were not disturbed: free space there first",
+             and may need {needed:.1} MiB there (the size of {} and the {} MiB kept free \
+             for live writes), but {free:.1} MiB are free; nothing was written, and the \
+             server's writes were not disturbed: free space there first",
             parent_dir(to).display(),
-            mib(needed),
             live.display(),
-            mib(super::ROOM),
-            mib(free),
+            super::ROOM >> 20,
         ))
     }
 }
@@ -570,7 +568,6 @@ fn raise_version_floor(db: &Database, replaced_floor: u64) -> Result<(), redb::E
     Ok(())
 }
 
-/// Copy `from` to `tmp` and check the copy; the error says what is wrong with `from`.
 /// Why `file` is no database at all, for a file that does not begin as every redb file
 /// does (the wrong file given, most likely an export): told as such instead of as a damaged
 /// backup. A file that begins so, or with zeros (a page a failing disk wiped), is judged by
@@ -578,7 +575,8 @@ fn raise_version_floor(db: &Database, replaced_floor: u64) -> Result<(), redb::E
 fn not_a_database(file: &std::fs::File) -> Option<&'static str> {
     use std::os::unix::fs::FileExt;
     let mut head = [0u8; 4];
-    let read = file.read_at(&mut head, 0).unwrap_or(0);
+    // Unread, it is left to redb's checks, whose error says more than a guess would.
+    let read = file.read_at(&mut head, 0).ok()?;
     match &head[..read] {
         b"redb" | [0, 0, 0, 0] => None,
         [] => Some("the file is empty"),
@@ -590,6 +588,7 @@ fn not_a_database(file: &std::fs::File) -> Option<&'static str> {
     }
 }
 
+/// Copy `from` to `tmp` and check the copy; the error says what is wrong with `from`.
 fn check_copy(
     from: &Path,
     tmp: &Path,

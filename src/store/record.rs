@@ -202,9 +202,9 @@ pub(super) struct Keys {
     pub(super) display: Option<String>,
     /// ("urn:...:attr", value) of declared extension attributes with `uniqueness: server`.
     pub(super) unique: BTreeSet<(String, String)>,
-    /// The other spelling of each whole number among `unique` ("5.0" for "5", and back): a
-    /// number is one value however it was written, and entries keep the spelling their
-    /// holder was stored with, so a write looks both up.
+    /// The other spellings of each whole number among `unique` ("5.0" for "5", and back;
+    /// zero has two): a number is one value however it was written, and entries keep the
+    /// spelling their holder was stored with, so a write looks them all up.
     pub(super) other_spellings: BTreeSet<(String, String)>,
 }
 
@@ -272,6 +272,7 @@ fn other_spellings(n: &serde_json::Number) -> Vec<String> {
     other_spelling(n).into_iter().collect()
 }
 
+/// The other spelling of a whole number other than zero.
 fn other_spelling(n: &serde_json::Number) -> Option<String> {
     const EXACT: u64 = 1 << 53;
     if let Some(i) = n.as_i64() {

@@ -114,7 +114,7 @@ pub(super) fn suspect(store: &Arc<Shared>) {
     let started = std::thread::Builder::new()
         .name("scimd-scrub-now".into())
         .spawn(move || {
-            tracing::warn!("a read of the database panicked or met a record that does not parse: reading every entry back to see whether the file is damaged");
+            tracing::warn!("a read or write of the database panicked or met a record that does not parse: reading every entry back to see whether the file is damaged");
             match pass(&shared, 0) {
                 Err(Stop::Damaged(what)) => found(&shared, &what),
                 Err(Stop::Later(_)) => {}

@@ -226,7 +226,8 @@ impl<'t> W<'t> {
                 Ok(rec) => rec,
                 Err(e) => {
                     self.met_damage.set(true);
-                    return Ok(Err(super::internal(&format!("a write met damage: {e}"))));
+                    let what = format!("a write of {} {id} met damage: {e}", kind.as_str());
+                    return Ok(Err(super::internal(&what)));
                 }
             },
         };

@@ -1179,7 +1179,8 @@ async fn a_unique_decimal_is_one_value_however_it_is_written() {
     assert_eq!(r.status, 200, "{}", r.body);
     let r = s.post("/Users", weighing("f@x", "B-6", json!(7.0))).await;
     assert_error(&r, 409, Some("uniqueness"));
-    // Zero has a third spelling, `-0` (read as -0.0): held so, 0 and 0.0 are refused.
+    // Zero has a third spelling, `-0` (read as -0.0): held so, 0 and 0.0 are refused, and
+    // held as 0.0, -0.0 is.
     let g = s.post("/Users", weighing("g@x", "B-7", json!(-0.0))).await;
     assert_eq!(g.status, 201, "{}", g.body);
     for (i, w) in [json!(0), json!(0.0), json!(-0.0)].into_iter().enumerate() {
@@ -1188,5 +1189,13 @@ async fn a_unique_decimal_is_one_value_however_it_is_written() {
             .await;
         assert_error(&r, 409, Some("uniqueness"));
     }
+    let gid = g.body["id"].as_str().unwrap();
+    assert_eq!(s.delete(&format!("/Users/{gid}")).await.status, 204);
+    let g = s.post("/Users", weighing("g2@x", "B-9", json!(0.0))).await;
+    assert_eq!(g.status, 201, "{}", g.body);
+    let r = s
+        .post("/Users", weighing("h3@x", "B-10", json!(-0.0)))
+        .await;
+    assert_error(&r, 409, Some("uniqueness"));
     verify_clean(&s).await;
 }
