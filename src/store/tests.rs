@@ -3049,6 +3049,59 @@ fn a_unique_entry_whose_resource_no_longer_holds_the_value_refuses_nothing() {
     assert_eq!(taken(create(&f, "g2@x", "g1")), Some(g));
 }
 
+/// A holder whose record does not decode keeps its unique value: the value is not handed to
+/// another resource for damage the scrub (started by that write) reports.
+#[test]
+fn a_unique_value_whose_holder_does_not_decode_stays_taken() {
+    const EXT: &str = "urn:ietf:params:scim:schemas:extension:t:2.0:User";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let f = Fixture::open(&path);
+    let mut cfg = crate::config::Config::default();
+    let tenant = crate::config::TenantConfig {
+        extensions: vec![
+            serde_json::from_value(serde_json::json!({"urn": EXT, "name": "T",
+                "attributes": [{"name": "code", "uniqueness": "server"}]}))
+            .unwrap(),
+        ],
+        ..Default::default()
+    };
+    cfg.tenants.insert("t".into(), tenant);
+    let urt = crate::http::Runtime::new(cfg).rt(Some("t"), Kind::User);
+    let create = |f: &Fixture, name: &str, code: &str| {
+        let body = serde_json::json!({"userName": name, EXT: {"code": code}});
+        let input = crate::scim::resource::normalize(urt, &body).unwrap();
+        f.rt.block_on(f.store.create_as(f.actor.clone(), urt, input, None))
+            .map(|r| parse_id(&r.id).unwrap())
+    };
+    let broken = create(&f, "broken@x", "B1").unwrap();
+    let f = f.reopen_after(&path, |w| {
+        let mut res = w.open_table(tables::RESOURCES).unwrap();
+        let key = ("t", Kind::User.code(), broken);
+        let mut rec = redb::ReadableTable::get(&res, key)
+            .unwrap()
+            .unwrap()
+            .value()
+            .to_vec();
+        let at = rec.windows(6).position(|w| w == b"broken").unwrap();
+        rec[at..at + 3].copy_from_slice(&[0xde, 0xad, 0xbe]);
+        res.insert(key, rec.as_slice()).unwrap();
+    });
+    match create(&f, "other@x", "B1") {
+        Err(Error::ValueTaken { holder, .. }) => assert_eq!(holder, broken),
+        other => panic!("{other:?}"),
+    }
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while f.store.writes_refused().is_none() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        matches!(f.store.writes_refused(), Some(Refused::Damaged(_))),
+        "{:?}",
+        f.store.writes_refused()
+    );
+}
+
 #[test]
 fn little_room_is_warned_of_and_taken_back_only_with_a_margin() {
     let mib = 1 << 20;

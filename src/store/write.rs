@@ -55,8 +55,8 @@ pub(super) struct W<'t> {
     /// While a user write watches the other accounts of its existing-members entries
     /// (`seats::Mates`): the users its plan events named.
     pub(super) plan_told: Option<Vec<u128>>,
-    /// A write of the batch met a record that does not decode (`existing`): the writer has
-    /// the file checked once the batch is done.
+    /// A write of the batch met a record that does not decode (`existing`, `load`): the
+    /// writer has the file checked once the batch is done.
     pub(super) met_damage: std::cell::Cell<bool>,
 }
 
@@ -244,16 +244,23 @@ impl<'t> W<'t> {
         Ok(Ok((nid, old)))
     }
 
+    /// The record of `id`, or none. One that does not decode is none here too (a member or
+    /// a seat holder it names is passed over as gone), and has the file checked after the
+    /// batch; the resource a write targets is read by `existing`, which refuses the write.
     pub(super) fn load(
         &self,
         t: &str,
         kind: Kind,
         id: u128,
     ) -> Result<Option<Record>, redb::Error> {
-        Ok(self
-            .res
-            .get((t, kind.code(), id))?
-            .and_then(|g| decode(g.value())))
+        let Some(g) = self.res.get((t, kind.code(), id))? else {
+            return Ok(None);
+        };
+        let rec = decode(g.value());
+        if rec.is_none() {
+            self.met_damage.set(true);
+        }
+        Ok(rec)
     }
 
     /// 409 when another resource holds this userName or group displayName. The detail names
@@ -325,7 +332,18 @@ impl<'t> W<'t> {
         attr: &str,
         v: &str,
     ) -> Result<bool, redb::Error> {
-        Ok(holds_unique(self.load(t, rt.kind, id)?, rt, attr, v))
+        let Some(g) = self.res.get((t, rt.kind.code(), id))? else {
+            return Ok(false);
+        };
+        match decode(g.value()) {
+            Some(rec) => Ok(holds_unique(Some(rec), rt, attr, v)),
+            // A holder whose record does not decode keeps its value: given to another, the
+            // entry would be taken from it for damage the scrub is about to report.
+            None => {
+                self.met_damage.set(true);
+                Ok(true)
+            }
+        }
     }
 
     pub(super) fn index(
