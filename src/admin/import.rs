@@ -75,9 +75,16 @@ pub async fn import(
             ));
         }
         let kind_rt = rt.rt(Some(tenant), line.kind);
-        for (attr, v) in crate::store::unique_values(kind_rt, &line.input.body) {
-            let key = format!("{}\0{attr}\0{v}", line.kind.as_str());
-            if let Some(first) = values.insert(name_digest_raw(&key), n) {
+        for (attr, v, spellings) in crate::store::unique_values(kind_rt, &line.input.body) {
+            // Under each spelling, so that `5` on one line and `5.0` on another meet.
+            let mut first = None;
+            for sp in spellings {
+                let key = format!("{}\0{attr}\0{sp}", line.kind.as_str());
+                if let Some(f) = values.insert(name_digest_raw(&key), n) {
+                    first.get_or_insert(f);
+                }
+            }
+            if let Some(first) = first {
                 found.add(format!(
                     "line {n}: {attr} \"{v}\" is also on line {first}, and it is unique"
                 ));
@@ -843,5 +850,37 @@ mod tests {
         let lines = [user(1, code("V")), user(2, json!({})), user(3, code("W"))];
         let (r, exported) = import_after(with_unique_code(), &before, &lines).await;
         assert_eq!((r, exported.len()), (Ok(2), 3));
+    }
+
+    /// A unique number is one value however it is written, in the file and against the
+    /// tenant, as a write compares it: found before anything is written, not by a 409
+    /// halfway through.
+    #[tokio::test]
+    async fn a_unique_number_is_found_twice_under_either_spelling() {
+        let tenant = || TenantConfig {
+            extensions: vec![
+                serde_json::from_value(json!({"urn": EXT, "name": "T",
+                    "attributes": [{"name": "n", "type": "decimal", "uniqueness": "server"}]}))
+                .unwrap(),
+            ],
+            ..Default::default()
+        };
+        let n = |v: Value| json!({"schemas": [U, EXT], EXT: {"n": v}});
+        for (a, b) in [(json!(5), json!(5.0)), (json!(0), json!(-0.0))] {
+            let lines = [user(1, n(a.clone())), user(2, n(b.clone()))];
+            let (r, _) = import_to(tenant(), &lines).await;
+            let e = r.unwrap_err();
+            assert!(
+                e.starts_with("line 2: ") && e.contains("is also on line 1"),
+                "{e}"
+            );
+            let (r, exported) = import_after(tenant(), &[user(1, n(a))], &[user(2, n(b))]).await;
+            let e = r.unwrap_err();
+            assert!(
+                e.contains(&format!("is taken in tenant t by {}", id(1))),
+                "{e}"
+            );
+            assert_eq!(exported.len(), 1, "nothing written: {exported:?}");
+        }
     }
 }

@@ -791,17 +791,21 @@ impl Store {
             let (t, c) = (tenant, rt.kind.code());
             let unique = r.txn().open_table(UNIQUE_ID)?;
             let mut out = Vec::new();
-            for (attr, v) in wanted {
-                let Some(holder) = unique.get((t, c, attr.as_str(), v.as_str()))? else {
-                    continue;
-                };
-                let holder = holder.value();
-                let rec = r
-                    .res()?
-                    .get((t, c, holder))?
-                    .and_then(|g| decode(g.value()));
-                if holds_unique(rec, rt, &attr, &v) {
-                    out.push((attr, v, holder));
+            for (attr, v, spellings) in wanted {
+                // The entry keeps its holder's spelling: looked up under each.
+                for sp in spellings {
+                    let Some(holder) = unique.get((t, c, attr.as_str(), sp.as_str()))? else {
+                        continue;
+                    };
+                    let holder = holder.value();
+                    let rec = r
+                        .res()?
+                        .get((t, c, holder))?
+                        .and_then(|g| decode(g.value()));
+                    if holds_unique(rec, rt, &attr, &sp) {
+                        out.push((attr, v, holder));
+                        break;
+                    }
                 }
             }
             Ok(Ok(out))

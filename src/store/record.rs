@@ -286,9 +286,20 @@ fn other_spelling(n: &serde_json::Number) -> Option<String> {
 }
 
 /// The (attribute, value) pairs of `body` the tenant's unique attributes hold, as a write
-/// indexes them: what an import checks its file for twice.
-pub fn unique_values(rt: Rt, body: &Body) -> BTreeSet<(String, String)> {
-    keys(rt, body).unique
+/// indexes them, each with every spelling a write looks it up under (its own first; `5` and
+/// `5.0` for a whole number): what an import checks its file and the tenant for.
+pub fn unique_values(rt: Rt, body: &Body) -> Vec<(String, String, Vec<String>)> {
+    let k = keys(rt, body);
+    k.unique
+        .into_iter()
+        .map(|(attr, v)| {
+            let others = k.other_spellings.iter().filter(|(a, _)| *a == attr);
+            let spellings = std::iter::once(v.clone())
+                .chain(others.map(|(_, o)| o.clone()))
+                .collect();
+            (attr, v, spellings)
+        })
+        .collect()
 }
 
 /// Whether `rec`, the resource a unique-index entry names, still holds the entry's value
