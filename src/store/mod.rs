@@ -15,6 +15,7 @@ mod events;
 mod fresh;
 mod layout;
 mod list;
+mod overlay;
 pub mod plan;
 mod plan_list;
 mod purge;

@@ -2601,6 +2601,54 @@ fn writes_wait_for_the_first_scrub_and_none_is_taken_on_a_damaged_file() {
     assert!(refused > 10, "{refused} damaged files refused");
 }
 
+/// Bytes changed inside a value, still UTF-8 and JSON (a letter of a name), read as sound
+/// entries: only the pages' checksums tell, which the first pass of the scrub checks before
+/// any write is taken (redb would find them at its next repair, after a crash, and refuse
+/// the file with every write acknowledged since).
+#[test]
+fn bytes_changed_inside_a_value_are_found_by_the_checksums_before_any_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    three_hundred_users(&path);
+    let Fixture { rt, actor, .. } = Fixture::open(&dir.path().join("other.redb"));
+    let write = |store: &Store, name: &str| {
+        let body = serde_json::json!({"userName": name});
+        let input = crate::scim::resource::normalize(Kind::User, &body).unwrap();
+        rt.block_on(store.create_as(actor.clone(), Kind::User.into(), input, None))
+            .map(|_| ())
+    };
+    // A sound file passes the check.
+    let store = Store::open(&path, 0).unwrap();
+    store.spawn_scrub(std::time::Duration::from_secs(3600));
+    assert_eq!(write(&store, "sound@x"), Ok(()));
+    assert!(store.writes_refused().is_none());
+    store.close();
+    // Every copy of the name, the live one among them.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at: Vec<usize> = (0..bytes.len() - 7)
+        .filter(|&i| &bytes[i..i + 7] == b"user7@x")
+        .collect();
+    assert!(!at.is_empty());
+    at.iter().for_each(|&i| bytes[i + 3] = b'z');
+    std::fs::write(&path, &bytes).unwrap();
+    let store = Store::open(&path, 0).unwrap();
+    assert!(
+        scrub::pass(&Arc::downgrade(&store.shared), 0).is_ok(),
+        "reading the entries finds nothing"
+    );
+    store.spawn_scrub(std::time::Duration::from_secs(3600));
+    assert_eq!(write(&store, "late@x"), Err(Error::Damaged));
+    match store.writes_refused() {
+        Some(Refused::Damaged(what)) => assert!(
+            what.contains("checking the checksums of its pages")
+                && what.contains("scimd restore --from FILE"),
+            "{what}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    store.close();
+}
+
 /// `emails.value sw` and `externalId sw` are planned from their index's range, each user
 /// once, within the tenant; past the plan's bound they scan, with the same answers.
 #[test]

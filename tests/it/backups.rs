@@ -107,8 +107,8 @@ async fn a_damaged_backup_is_refused_and_a_damaged_database_fails_verify_with_a_
 }
 
 /// Bytes changed inside a stored user's name while scimd was stopped (no longer UTF-8, yet
-/// still JSON to a reader that steps over strings): the scrub at start finds them (writes
-/// refused, `/healthz` 503), a read that meets the record is a 500 rather than a user gone,
+/// still JSON to a reader that steps over strings): the scrub at start finds them (by the
+/// page's checksum; writes refused, `/healthz` 503), a read that meets the record is a 500 rather than a user gone,
 /// a backup refuses to copy it (daemon running or not), and a backup holding it is not
 /// restored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,8 +139,8 @@ async fn a_record_that_does_not_decode_is_damage_to_reads_the_scrub_backups_and_
     assert_eq!(p.post("/scim/v2/Users", "tok", body).await, 503);
     let log = p.log();
     assert!(
-        log.contains("the database file is damaged (found reading table")
-            && log.contains("a stored record does not parse"),
+        log.contains("the database file is damaged (found checking the checksums of its pages")
+            && log.contains("a read met damage: a stored record does not parse"),
         "{log}"
     );
     let copy = dir.path().join("copy.redb");
@@ -188,6 +188,35 @@ async fn a_record_that_does_not_decode_is_damage_to_reads_the_scrub_backups_and_
     assert!(
         err.contains("the database file is damaged") && err.contains("scimd restore --from"),
         "{err}"
+    );
+}
+
+/// A letter of a stored name changed while scimd was stopped: still UTF-8 and JSON, so only
+/// the page's checksum tells. Found at start before any write is taken: the next crash
+/// would have redb refuse the whole file, with every write acknowledged since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_letter_changed_inside_a_name_is_found_at_start_by_the_checksums() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, _backup) = stopped_with_backup(dir.path()).await;
+    let db = dir.path().join("state/scimd.redb");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let needle = br#""userName":"user5@example.com""#;
+    let found: Vec<usize> = (0..bytes.len() - needle.len())
+        .filter(|&i| &bytes[i..i + needle.len()] == needle)
+        .collect();
+    assert!(!found.is_empty(), "the record is in the file");
+    for at in found {
+        bytes[at + 13] = b'X'; // "uXer5@example.com"
+    }
+    std::fs::write(&db, &bytes).unwrap();
+    let p = Proc::start(&cfg);
+    assert!(p.until("/healthz", "tok", 503).await, "{}", p.log());
+    let body = "{\"userName\":\"late@example.com\"}".to_string();
+    assert_eq!(p.post("/scim/v2/Users", "tok", body).await, 503);
+    let log = p.log();
+    assert!(
+        log.contains("the database file is damaged (found checking the checksums of its pages"),
+        "{log}"
     );
 }
 
