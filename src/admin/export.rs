@@ -183,7 +183,7 @@ where
                 }
                 Some(MemberBatch::End) => break,
                 Some(MemberBatch::Head(_)) => {}
-                None => {
+                Some(MemberBatch::Failed(_)) | None => {
                     let e = "a group's members could not be read; see the daemon's log";
                     return Err(ExportFailed::Read(e.into()));
                 }

@@ -454,7 +454,7 @@ pub(super) async fn send_members(
             Some(MemberBatch::End) => return true,
             // Only ever first, and taken by whoever asked for it.
             Some(MemberBatch::Head(_)) => continue,
-            None => return false,
+            Some(MemberBatch::Failed(_)) | None => return false,
         };
         let mut chunk = String::with_capacity(batch.len() * 120);
         let mut push = |fragment: &str| {

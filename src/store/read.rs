@@ -893,6 +893,7 @@ impl Store {
         match rx.recv().await {
             Some(MemberBatch::Head(Some(r))) => Ok((*r, rx)),
             Some(MemberBatch::Head(None)) => Err(not_found(Kind::Group, id)),
+            Some(MemberBatch::Failed(e)) => Err(e),
             // The producer logged why.
             _ => Err(Error::Unavailable),
         }
@@ -947,9 +948,15 @@ impl Store {
                     Ok(Ok(read)) => read,
                     Ok(Err(e)) => {
                         // The group's record does not decode, or redb found a page
-                        // corrupted: the file is checked at once, as for any read.
+                        // corrupted: the file is checked at once, and a request not yet
+                        // answered gets the 500 any read meeting damage gets.
                         if matches!(e, redb::Error::Corrupted(_)) {
                             super::scrub::suspect(&shared);
+                            if with_head {
+                                let what = format!("a read met damage: {e}");
+                                send(MemberBatch::Failed(super::internal(&what))).await;
+                                break false;
+                            }
                         }
                         tracing::error!(error = %e, "reading group members failed");
                         break false;
@@ -1044,6 +1051,9 @@ pub enum MemberBatch {
     Members(Vec<(u128, Kind, Option<String>)>),
     /// Every member was sent.
     End,
+    /// The group could not be read (its record does not parse): its request's error, sent
+    /// in place of `Head`.
+    Failed(Error),
 }
 
 #[cfg(test)]

@@ -1983,7 +1983,9 @@ fn stalled_member_streams_hold_no_share_of_the_read_threads() {
                 match m {
                     MemberBatch::Members(b) => n += b.len(),
                     MemberBatch::End => return true,
-                    MemberBatch::Head(_) => panic!("member_batches sends no head"),
+                    MemberBatch::Head(_) | MemberBatch::Failed(_) => {
+                        panic!("member_batches sends no head")
+                    }
                 }
             }
             false
@@ -1999,7 +2001,9 @@ fn stalled_member_streams_hold_no_share_of_the_read_threads() {
                 match m {
                     MemberBatch::Members(b) => n += b.len(),
                     MemberBatch::End => ended = true,
-                    MemberBatch::Head(_) => panic!("member_batches sends no head"),
+                    MemberBatch::Head(_) | MemberBatch::Failed(_) => {
+                        panic!("member_batches sends no head")
+                    }
                 }
             }
             assert!(!ended && n < 60, "a stalled stream is cut short: {n}");
@@ -2464,6 +2468,45 @@ fn a_write_to_a_record_that_does_not_decode_is_an_error_and_has_the_file_checked
             got.map(|p| p.items.len())
         );
     }
+}
+
+#[test]
+fn a_group_whose_record_does_not_decode_is_a_500_with_or_without_its_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let f = Fixture::open(&path);
+    let ann = f.create(Kind::User, serde_json::json!({"userName": "ann@x"}), None);
+    let g = f.create(
+        Kind::Group,
+        serde_json::json!({"displayName": "Sales", "members": [{"value": format_id(ann)}]}),
+        None,
+    );
+    let f = f.reopen_after(&path, |w| {
+        let mut res = w.open_table(tables::RESOURCES).unwrap();
+        let key = ("t", Kind::Group.code(), g);
+        let mut rec = redb::ReadableTable::get(&res, key)
+            .unwrap()
+            .unwrap()
+            .value()
+            .to_vec();
+        let at = rec.windows(5).position(|w| w == b"Sales").unwrap();
+        rec[at..at + 3].copy_from_slice(&[0xde, 0xad, 0xbe]);
+        res.insert(key, rec.as_slice()).unwrap();
+    });
+    let stall = std::time::Duration::from_secs(5);
+    let streamed = f.rt.block_on(f.store.group_with_member_batches(
+        "t".into(),
+        &format_id(g),
+        stall,
+    ));
+    assert!(
+        matches!(streamed, Err(Error::Internal { .. })),
+        "{:?}",
+        streamed.map(|(r, _)| r.id)
+    );
+    let head =
+        f.rt.block_on(f.store.get("t".into(), Kind::Group, format_id(g), false));
+    assert!(matches!(head, Err(Error::Internal { .. })), "{head:?}");
 }
 
 #[test]
