@@ -175,6 +175,8 @@ struct Shared {
     damaged: Mutex<Option<String>>,
     /// A pass started because a read panicked is running (`suspect_damage`).
     suspected: std::sync::atomic::AtomicBool,
+    /// When the last such pass found no damage (`scrub::SUSPECT_AGAIN_AFTER`).
+    cleared: Mutex<Option<std::time::Instant>>,
     /// False from the daemon's start until its first scrub has read the file through:
     /// writes wait for it, so that none is acknowledged on a file found damaged just after.
     scrubbed: tokio::sync::watch::Sender<bool>,
@@ -649,6 +651,7 @@ impl Store {
             no_room: Mutex::default(),
             damaged: Mutex::default(),
             suspected: Default::default(),
+            cleared: Mutex::new(None),
             scrubbed: tokio::sync::watch::Sender::new(true),
             version_floor: Default::default(),
         };

@@ -41,6 +41,10 @@ const REST: u32 = 3;
 /// shorter `every`).
 const RETRY: Duration = Duration::from_secs(60);
 
+/// After a pass a failed read started found no damage, failed reads start none for this
+/// long.
+const SUSPECT_AGAIN_AFTER: Duration = Duration::from_secs(60);
+
 /// The longest writes wait for the first pass. It takes about 4 s at a million users with
 /// the file cached (1.7 s of it the checksums); from a cold, slow disk (random reads, a file
 /// too large to read ahead) it could take many minutes, and the IdPs' writes are not held
@@ -111,6 +115,14 @@ impl Store {
 /// and refuses writes if the file is damaged. One at a time, however many reads fail so.
 pub(super) fn suspect(store: &Arc<Shared>) {
     use std::sync::atomic::Ordering;
+    // Nothing more to learn once damage is found, or soon after a pass found none: the same
+    // read failing on every request (a bug, or a record only a full decode refuses) would
+    // otherwise have the whole file read at full speed over and over.
+    if held(&store.damaged).is_some()
+        || held(&store.cleared).is_some_and(|t| t.elapsed() < SUSPECT_AGAIN_AFTER)
+    {
+        return;
+    }
     if store.suspected.swap(true, Ordering::SeqCst) {
         return;
     }
@@ -122,7 +134,12 @@ pub(super) fn suspect(store: &Arc<Shared>) {
             match pass(&shared, 0) {
                 Err(Stop::Damaged(what)) => found(&shared, &what),
                 Err(Stop::Later(_)) => {}
-                Ok(entries) => tracing::info!(entries, "scrub: no damage found; the failed read above was not caused by the file"),
+                Ok(entries) => {
+                    tracing::info!(entries, "scrub: no damage found; the failed read above was not caused by the file");
+                    if let Some(s) = shared.upgrade() {
+                        *held(&s.cleared) = Some(Instant::now());
+                    }
+                }
             }
             if let Some(s) = shared.upgrade() {
                 s.suspected.store(false, Ordering::SeqCst);
@@ -131,6 +148,10 @@ pub(super) fn suspect(store: &Arc<Shared>) {
     if started.is_err() {
         store.suspected.store(false, Ordering::SeqCst);
     }
+}
+
+fn held<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Record damage: writes are refused from now on.

@@ -2509,6 +2509,40 @@ fn a_group_whose_record_does_not_decode_is_a_500_with_or_without_its_members() {
     assert!(matches!(head, Err(Error::Internal { .. })), "{head:?}");
 }
 
+/// A failed read has the file read back at once, but not again and again: not for a while
+/// after such a pass found nothing, nor once damage is found.
+#[test]
+fn failed_reads_do_not_have_the_file_read_back_over_and_over() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    three_hundred_users(&path);
+    let store = Store::open(&path, 0).unwrap();
+    store.suspect_damage();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.shared.cleared.lock().unwrap().is_none() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(
+        store.shared.cleared.lock().unwrap().is_some(),
+        "the first pass ran"
+    );
+    while store.shared.suspected.load(Ordering::SeqCst) && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    store.suspect_damage();
+    assert!(
+        !store.shared.suspected.load(Ordering::SeqCst),
+        "none again so soon"
+    );
+    // Nor once damage is found, however long ago a pass found none.
+    *store.shared.cleared.lock().unwrap() = None;
+    *store.shared.damaged.lock().unwrap() = Some("found".into());
+    store.suspect_damage();
+    assert!(!store.shared.suspected.load(Ordering::SeqCst));
+    store.close();
+}
+
 #[test]
 fn damage_is_found_by_the_scrub_or_else_by_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
