@@ -134,7 +134,10 @@ pub(super) fn stored_version(db: &redb::Database) -> Result<Option<u64>, redb::E
 
 /// Create tables on first open and record the layout version; returns the version found.
 pub(super) fn init_schema(db: &redb::Database) -> Result<u64, redb::Error> {
-    let txn = db.begin_write()?;
+    let mut txn = db.begin_write()?;
+    // Two-phase, as every commit of the writer: after a one-phase commit redb's checksum
+    // check falls back to the slot before it without a word when the newest does not verify.
+    txn.set_two_phase_commit(true);
     let found = {
         let mut meta = txn.open_table(META)?;
         let found = meta.get("schema_version")?.map(|v| v.value());

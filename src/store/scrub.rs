@@ -274,11 +274,10 @@ pub(super) fn checksums(shared: &Weak<Shared>) -> Result<(), Stop> {
         Ok(Err(e @ redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)))) => {
             Err(damaged(&e))
         }
-        // Already worded, advice included.
-        Err(what) => Err(Stop::Damaged(what.replacen(
-            "damaged",
-            "damaged (found checking the checksums of its pages)",
-            1,
+        // redb reports damage found so as `Corrupted`: a panic on this path, which no
+        // request shares, says more of redb than of the file, whose entries are read next.
+        Err(what) => Err(Stop::Later(format!(
+            "the check of the file's checksums panicked: {what}"
         ))),
         Ok(Err(e)) => Err(Stop::Later(format!(
             "the check of the file's checksums could not run: {e}"
