@@ -2336,24 +2336,63 @@ fn three_hundred_users(path: &Path) {
 /// A record that does not decode, written through redb (its page checksums sound): what
 /// a backup made before the copy checked records holds. The scrub calls it damage, a copy
 /// refuses it, and a restore refuses a backup holding it.
+/// `f` reopened with the stored record of `id` spoiled where `text` first appears in it:
+/// three bytes that are no longer UTF-8, inside a string, the JSON around them intact.
+fn spoil_record(f: Fixture, path: &Path, kind: Kind, id: u128, text: &str) -> Fixture {
+    f.reopen_after(path, |w| {
+        let mut res = w.open_table(tables::RESOURCES).unwrap();
+        let key = ("t", kind.code(), id);
+        let mut rec = redb::ReadableTable::get(&res, key)
+            .unwrap()
+            .unwrap()
+            .value()
+            .to_vec();
+        let at = rec
+            .windows(text.len())
+            .position(|w| w == text.as_bytes())
+            .unwrap();
+        rec[at..at + 3].copy_from_slice(&[0xde, 0xad, 0xbe]);
+        res.insert(key, rec.as_slice()).unwrap();
+    })
+}
+
+/// A tenant "t" whose users have a unique extension attribute `code`, and a create of a
+/// user with one (its id).
+const UNIQUE_EXT: &str = "urn:ietf:params:scim:schemas:extension:t:2.0:User";
+
+fn unique_code_users() -> crate::scim::schema::Rt {
+    let mut cfg = crate::config::Config::default();
+    let tenant = crate::config::TenantConfig {
+        extensions: vec![
+            serde_json::from_value(serde_json::json!({"urn": UNIQUE_EXT, "name": "T",
+                "attributes": [{"name": "code", "uniqueness": "server"}]}))
+            .unwrap(),
+        ],
+        ..Default::default()
+    };
+    cfg.tenants.insert("t".into(), tenant);
+    crate::http::Runtime::new(cfg).rt(Some("t"), Kind::User)
+}
+
+fn create_coded(
+    f: &Fixture,
+    urt: crate::scim::schema::Rt,
+    name: &str,
+    code: &str,
+) -> Result<u128, Error> {
+    let body = serde_json::json!({"userName": name, UNIQUE_EXT: {"code": code}});
+    let input = crate::scim::resource::normalize(urt, &body).unwrap();
+    f.rt.block_on(f.store.create_as(f.actor.clone(), urt, input, None))
+        .map(|r| parse_id(&r.id).unwrap())
+}
+
 #[test]
 fn a_record_that_does_not_decode_is_damage_to_the_scrub_a_copy_and_a_restore() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
     let f = Fixture::open(&path);
     let ann = f.create(Kind::User, serde_json::json!({"userName": "ann@x"}), None);
-    let f = f.reopen_after(&path, |w| {
-        let mut res = w.open_table(tables::RESOURCES).unwrap();
-        let key = ("t", Kind::User.code(), ann);
-        let mut rec = redb::ReadableTable::get(&res, key)
-            .unwrap()
-            .unwrap()
-            .value()
-            .to_vec();
-        let at = rec.windows(3).position(|w| w == b"ann").unwrap();
-        rec[at..at + 3].copy_from_slice(&[0xde, 0xad, 0xbe]);
-        res.insert(key, rec.as_slice()).unwrap();
-    });
+    let f = spoil_record(f, &path, Kind::User, ann, "ann");
     // A read that meets it is an error, not a user gone, and has the file checked at once:
     // writes are refused as soon as that pass has found it.
     let got =
@@ -2409,18 +2448,7 @@ fn a_write_to_a_record_that_does_not_decode_is_an_error_and_has_the_file_checked
     let path = dir.path().join("s.redb");
     let f = Fixture::open(&path);
     let ann = f.create(Kind::User, serde_json::json!({"userName": "ann@x"}), None);
-    let f = f.reopen_after(&path, |w| {
-        let mut res = w.open_table(tables::RESOURCES).unwrap();
-        let key = ("t", Kind::User.code(), ann);
-        let mut rec = redb::ReadableTable::get(&res, key)
-            .unwrap()
-            .unwrap()
-            .value()
-            .to_vec();
-        let at = rec.windows(3).position(|w| w == b"ann").unwrap();
-        rec[at..at + 3].copy_from_slice(&[0xde, 0xad, 0xbe]);
-        res.insert(key, rec.as_slice()).unwrap();
-    });
+    let f = spoil_record(f, &path, Kind::User, ann, "ann");
     // Not 404: an IdP told the user is gone would create it again, and its POST would meet
     // the name still held.
     let ops = crate::scim::patch::parse_request(&serde_json::json!({
@@ -2481,18 +2509,7 @@ fn a_group_whose_record_does_not_decode_is_a_500_with_or_without_its_members() {
         serde_json::json!({"displayName": "Sales", "members": [{"value": format_id(ann)}]}),
         None,
     );
-    let f = f.reopen_after(&path, |w| {
-        let mut res = w.open_table(tables::RESOURCES).unwrap();
-        let key = ("t", Kind::Group.code(), g);
-        let mut rec = redb::ReadableTable::get(&res, key)
-            .unwrap()
-            .unwrap()
-            .value()
-            .to_vec();
-        let at = rec.windows(5).position(|w| w == b"Sales").unwrap();
-        rec[at..at + 3].copy_from_slice(&[0xde, 0xad, 0xbe]);
-        res.insert(key, rec.as_slice()).unwrap();
-    });
+    let f = spoil_record(f, &path, Kind::Group, g, "Sales");
     let stall = std::time::Duration::from_secs(5);
     let streamed = f.rt.block_on(f.store.group_with_member_batches(
         "t".into(),
@@ -3118,27 +3135,12 @@ fn a_read_only_database_file_is_told_to_be_given_its_mode_back() {
 /// no longer existed, takes it over. One its holder still has refuses as before.
 #[test]
 fn a_unique_entry_whose_resource_no_longer_holds_the_value_refuses_nothing() {
-    const EXT: &str = "urn:ietf:params:scim:schemas:extension:t:2.0:User";
+    const EXT: &str = UNIQUE_EXT;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
     let f = Fixture::open(&path);
-    let mut cfg = crate::config::Config::default();
-    let tenant = crate::config::TenantConfig {
-        extensions: vec![
-            serde_json::from_value(serde_json::json!({"urn": EXT, "name": "T",
-                "attributes": [{"name": "code", "uniqueness": "server"}]}))
-            .unwrap(),
-        ],
-        ..Default::default()
-    };
-    cfg.tenants.insert("t".into(), tenant);
-    let urt = crate::http::Runtime::new(cfg).rt(Some("t"), Kind::User);
-    let create = |f: &Fixture, name: &str, code: &str| {
-        let body = serde_json::json!({"userName": name, EXT: {"code": code}});
-        let input = crate::scim::resource::normalize(urt, &body).unwrap();
-        f.rt.block_on(f.store.create_as(f.actor.clone(), urt, input, None))
-            .map(|r| parse_id(&r.id).unwrap())
-    };
+    let urt = unique_code_users();
+    let create = |f: &Fixture, name: &str, code: &str| create_coded(f, urt, name, code);
     let kept = create(&f, "kept@x", "K1").unwrap();
     let dropped = create(&f, "dropped@x", "D1").unwrap();
     let f = f.reopen_after(&path, |w| {
@@ -3178,40 +3180,13 @@ fn a_unique_entry_whose_resource_no_longer_holds_the_value_refuses_nothing() {
 /// another resource for damage the scrub (started by that write) reports.
 #[test]
 fn a_unique_value_whose_holder_does_not_decode_stays_taken() {
-    const EXT: &str = "urn:ietf:params:scim:schemas:extension:t:2.0:User";
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
     let f = Fixture::open(&path);
-    let mut cfg = crate::config::Config::default();
-    let tenant = crate::config::TenantConfig {
-        extensions: vec![
-            serde_json::from_value(serde_json::json!({"urn": EXT, "name": "T",
-                "attributes": [{"name": "code", "uniqueness": "server"}]}))
-            .unwrap(),
-        ],
-        ..Default::default()
-    };
-    cfg.tenants.insert("t".into(), tenant);
-    let urt = crate::http::Runtime::new(cfg).rt(Some("t"), Kind::User);
-    let create = |f: &Fixture, name: &str, code: &str| {
-        let body = serde_json::json!({"userName": name, EXT: {"code": code}});
-        let input = crate::scim::resource::normalize(urt, &body).unwrap();
-        f.rt.block_on(f.store.create_as(f.actor.clone(), urt, input, None))
-            .map(|r| parse_id(&r.id).unwrap())
-    };
+    let urt = unique_code_users();
+    let create = |f: &Fixture, name: &str, code: &str| create_coded(f, urt, name, code);
     let broken = create(&f, "broken@x", "B1").unwrap();
-    let f = f.reopen_after(&path, |w| {
-        let mut res = w.open_table(tables::RESOURCES).unwrap();
-        let key = ("t", Kind::User.code(), broken);
-        let mut rec = redb::ReadableTable::get(&res, key)
-            .unwrap()
-            .unwrap()
-            .value()
-            .to_vec();
-        let at = rec.windows(6).position(|w| w == b"broken").unwrap();
-        rec[at..at + 3].copy_from_slice(&[0xde, 0xad, 0xbe]);
-        res.insert(key, rec.as_slice()).unwrap();
-    });
+    let f = spoil_record(f, &path, Kind::User, broken, "broken");
     match create(&f, "other@x", "B1") {
         Err(Error::ValueTaken { holder, .. }) => assert_eq!(holder, broken),
         other => panic!("{other:?}"),

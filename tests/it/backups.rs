@@ -116,18 +116,9 @@ async fn a_record_that_does_not_decode_is_damage_to_reads_the_scrub_backups_and_
     let dir = tempfile::tempdir().unwrap();
     let (cfg, backup) = stopped_with_backup(dir.path()).await;
     let db = dir.path().join("state/scimd.redb");
-    let mut bytes = std::fs::read(&db).unwrap();
-    // The record, not an index entry: only the record holds the attribute's name. Every
-    // copy of its page (those of earlier commits are left in free space).
-    let needle = br#""userName":"user5@example.com""#;
-    let found: Vec<usize> = (0..bytes.len() - needle.len())
-        .filter(|&i| &bytes[i..i + needle.len()] == needle)
-        .collect();
-    assert!(!found.is_empty(), "the record is in the file");
-    for at in found {
-        bytes[at + 12..at + 16].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
-    }
-    std::fs::write(&db, &bytes).unwrap();
+    let bytes = change_user5(&db, |name| {
+        name[..4].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef])
+    });
 
     let mut p = Proc::start(&cfg);
     assert!(p.until("/healthz", "tok", 503).await, "{}", p.log());
@@ -199,16 +190,7 @@ async fn a_letter_changed_inside_a_name_is_found_at_start_by_the_checksums() {
     let dir = tempfile::tempdir().unwrap();
     let (cfg, _backup) = stopped_with_backup(dir.path()).await;
     let db = dir.path().join("state/scimd.redb");
-    let mut bytes = std::fs::read(&db).unwrap();
-    let needle = br#""userName":"user5@example.com""#;
-    let found: Vec<usize> = (0..bytes.len() - needle.len())
-        .filter(|&i| &bytes[i..i + needle.len()] == needle)
-        .collect();
-    assert!(!found.is_empty(), "the record is in the file");
-    for at in found {
-        bytes[at + 13] = b'X'; // "uXer5@example.com"
-    }
-    std::fs::write(&db, &bytes).unwrap();
+    change_user5(&db, |name| name[1] = b'X'); // "uXer5@example.com"
     let p = Proc::start(&cfg);
     assert!(p.until("/healthz", "tok", 503).await, "{}", p.log());
     let body = "{\"userName\":\"late@example.com\"}".to_string();
@@ -598,4 +580,22 @@ async fn an_etag_from_before_a_restore_never_matches_a_later_state() {
     // Later changes go on from the new version as before.
     let next = patch(&p, &id, "again", Some(&etag(&after))).await.unwrap();
     assert_eq!(next.status(), 200);
+}
+
+/// Change the name in user5's stored record (`user5@example.com`, given to `change`) in the
+/// stopped server's file `db`, in the record rather than an index entry (only the record holds
+/// the attribute's name), and in every copy of its page (those of earlier commits are left in
+/// free space). The file's bytes as written.
+fn change_user5(db: &std::path::Path, change: impl Fn(&mut [u8])) -> Vec<u8> {
+    let mut bytes = std::fs::read(db).unwrap();
+    let needle = br#""userName":"user5@example.com""#;
+    let found: Vec<usize> = (0..bytes.len() - needle.len())
+        .filter(|&i| &bytes[i..i + needle.len()] == needle)
+        .collect();
+    assert!(!found.is_empty(), "the record is in the file");
+    for at in found {
+        change(&mut bytes[at + 12..at + needle.len() - 1]);
+    }
+    std::fs::write(db, &bytes).unwrap();
+    bytes
 }
