@@ -2336,6 +2336,19 @@ fn three_hundred_users(path: &Path) {
 /// A record that does not decode, written through redb (its page checksums sound): what
 /// a backup made before the copy checked records holds. The scrub calls it damage, a copy
 /// refuses it, and a restore refuses a backup holding it.
+/// What the store records as damage, waited for (up to 10 s) while the pass a read or
+/// write started runs; fails the test if nothing is recorded.
+fn damage_recorded(store: &Store) -> String {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match store.writes_refused() {
+            Some(Refused::Damaged(what)) => return what,
+            other if std::time::Instant::now() >= until => panic!("no damage recorded: {other:?}"),
+            _ => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+}
+
 /// `f` reopened with the stored record of `id` spoiled where `text` first appears in it:
 /// three bytes that are no longer UTF-8, inside a string, the JSON around them intact.
 fn spoil_record(f: Fixture, path: &Path, kind: Kind, id: u128, text: &str) -> Fixture {
@@ -2398,15 +2411,8 @@ fn a_record_that_does_not_decode_is_damage_to_the_scrub_a_copy_and_a_restore() {
     let got =
         f.rt.block_on(f.store.get("t".into(), Kind::User, format_id(ann), false));
     assert!(matches!(got, Err(Error::Internal { .. })), "{got:?}");
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while f.store.writes_refused().is_none() && std::time::Instant::now() < until {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(
-        matches!(f.store.writes_refused(), Some(Refused::Damaged(ref w)) if w.contains("does not parse")),
-        "{:?}",
-        f.store.writes_refused()
-    );
+    let what = damage_recorded(&f.store);
+    assert!(what.contains("does not parse"), "{what}");
     match scrub::pass(&Arc::downgrade(&f.store.shared), 0) {
         Err(scrub::Stop::Damaged(what)) => {
             assert!(what.contains("a stored record does not parse"), "{what}")
@@ -2463,15 +2469,8 @@ fn a_write_to_a_record_that_does_not_decode_is_an_error_and_has_the_file_checked
         Conditions::default(),
     ));
     assert!(matches!(got, Err(Error::Internal { .. })), "{got:?}");
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while f.store.writes_refused().is_none() && std::time::Instant::now() < until {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(
-        matches!(f.store.writes_refused(), Some(Refused::Damaged(ref w)) if w.contains("does not parse")),
-        "{:?}",
-        f.store.writes_refused()
-    );
+    let what = damage_recorded(&f.store);
+    assert!(what.contains("does not parse"), "{what}");
     let got = f.rt.block_on(f.store.delete(
         f.actor.clone(),
         Kind::User.into(),
@@ -2693,31 +2692,10 @@ fn writes_wait_for_the_first_scrub_and_none_is_taken_on_a_damaged_file() {
         }
     }
     assert!(refused > 10, "{refused} damaged files refused");
-}
-
-/// Bytes changed inside a value, still UTF-8 and JSON (a letter of a name), read as sound
-/// entries: only the pages' checksums tell, which the first pass of the scrub checks before
-/// any write is taken (redb would find them at its next repair, after a crash, and refuse
-/// the file with every write acknowledged since).
-#[test]
-fn bytes_changed_inside_a_value_are_found_by_the_checksums_before_any_write() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.redb");
-    three_hundred_users(&path);
-    let Fixture { rt, actor, .. } = Fixture::open(&dir.path().join("other.redb"));
-    let write = |store: &Store, name: &str| {
-        let body = serde_json::json!({"userName": name});
-        let input = crate::scim::resource::normalize(Kind::User, &body).unwrap();
-        rt.block_on(store.create_as(actor.clone(), Kind::User.into(), input, None))
-            .map(|_| ())
-    };
-    // A sound file passes the check.
-    let store = Store::open(&path, 0).unwrap();
-    store.spawn_scrub(std::time::Duration::from_secs(3600));
-    assert_eq!(write(&store, "sound@x"), Ok(()));
-    assert!(store.writes_refused().is_none());
-    store.close();
-    // Every copy of the name, the live one among them.
+    // Bytes changed inside a value, still UTF-8 and JSON (a letter of a name), read as sound
+    // entries: only the pages' checksums tell, which the first pass checks too (redb would
+    // find them at its next repair, after a crash, and refuse the file with every write
+    // acknowledged since). Every copy of the name is changed, the live one among them.
     let mut bytes = std::fs::read(&path).unwrap();
     let at: Vec<usize> = (0..bytes.len() - 7)
         .filter(|&i| &bytes[i..i + 7] == b"user7@x")
@@ -3191,15 +3169,7 @@ fn a_unique_value_whose_holder_does_not_decode_stays_taken() {
         Err(Error::ValueTaken { holder, .. }) => assert_eq!(holder, broken),
         other => panic!("{other:?}"),
     }
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while f.store.writes_refused().is_none() && std::time::Instant::now() < until {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(
-        matches!(f.store.writes_refused(), Some(Refused::Damaged(_))),
-        "{:?}",
-        f.store.writes_refused()
-    );
+    damage_recorded(&f.store);
 }
 
 #[test]
