@@ -224,6 +224,12 @@ pub enum Refused {
     DiskFull { free: u64, needed: u64 },
 }
 
+/// `m` locked, poisoned or not: the store's locks guard plain values that a panic elsewhere
+/// leaves whole.
+pub(super) fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// How much more than at the failed write must be free before writes are tried again.
 const ROOM: u64 = 4 << 20;
 
@@ -300,7 +306,7 @@ impl Shared {
 
     /// The turns named `key` (a tenant's reads, scans or writes), `permits` of them.
     fn turns(&self, key: &str, permits: usize) -> Arc<tokio::sync::Semaphore> {
-        let mut shares = self.shares.lock().unwrap_or_else(|p| p.into_inner());
+        let mut shares = locked(&self.shares);
         match shares.get(key) {
             Some(s) => s.clone(),
             None => shares
@@ -327,7 +333,7 @@ impl Shared {
     }
 
     fn snapshot_slot(&self) -> std::sync::MutexGuard<'_, SnapshotSlot> {
-        self.snapshot.lock().unwrap_or_else(|p| p.into_inner())
+        locked(&self.snapshot)
     }
 
     /// The latest committed snapshot.
@@ -369,11 +375,7 @@ impl Shared {
     fn failed(&self, e: &redb::Error) {
         if backend::no_space(e) {
             let free = self.faults.free_bytes(&self.path).unwrap_or(0);
-            let was = self
-                .no_room
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .replace(free);
+            let was = locked(&self.no_room).replace(free);
             if was.is_none() {
                 tracing::error!(path = %self.path.display(), free_bytes = free, needed_bytes = free.saturating_add(ROOM), "the disk holding the database is full: writes are refused until 4 MiB more than now are free on it; reads go on");
             }
@@ -382,15 +384,12 @@ impl Shared {
 
     /// Whether the scrub has found the file damaged.
     fn is_damaged(&self) -> bool {
-        self.damaged
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some()
+        locked(&self.damaged).is_some()
     }
 
     /// A commit went through: there was room after all.
     fn room_again(&self) {
-        let mut slot = self.no_room.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = locked(&self.no_room);
         if slot.take().is_some() {
             tracing::info!(path = %self.path.display(), "writes go through again: space was freed on the database's disk");
         }
@@ -400,7 +399,7 @@ impl Shared {
     /// soon as that is seen (by `Store::look_for_room`), not at the next write, which may
     /// be minutes away.
     fn room_freed(&self) {
-        let was = *self.no_room.lock().unwrap_or_else(|p| p.into_inner());
+        let was = *locked(&self.no_room);
         if was.is_some() && self.short_of_room().is_none() {
             self.room_again();
         }
@@ -420,7 +419,7 @@ impl Shared {
     /// since, and how many must be: writes are refused meanwhile. `None` otherwise, and when
     /// the free space cannot be read (the write is let through to find out).
     fn short_of_room(&self) -> Option<(u64, u64)> {
-        let at = (*self.no_room.lock().unwrap_or_else(|p| p.into_inner()))?;
+        let at = (*locked(&self.no_room))?;
         let free = self.faults.free_bytes(&self.path)?;
         let needed = at.saturating_add(ROOM);
         (free < needed).then_some((free, needed))
@@ -722,7 +721,7 @@ impl Store {
         } = self;
         drop(jobs);
         drop(shared);
-        let done = writer_done.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let done = locked(&writer_done).take();
         if let Some(done) = done {
             let _ = done.recv_timeout(std::time::Duration::from_secs(10));
         }
@@ -733,10 +732,7 @@ impl Store {
     /// sync), for a process that drops every clone of this store itself and then waits for
     /// the file to be closed cleanly (taken once; `close` then no longer waits).
     pub fn closed_signal(&self) -> Option<std::sync::mpsc::Receiver<()>> {
-        self.writer_done
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
+        locked(&self.writer_done).take()
     }
 
     /// The fault switch of this store's backend.
@@ -1035,8 +1031,7 @@ impl Store {
 
     /// What the scrub found damaged, if it has.
     fn damage_found(&self) -> Option<String> {
-        let damaged = self.shared.damaged.lock();
-        damaged.unwrap_or_else(|p| p.into_inner()).clone()
+        locked(&self.shared.damaged).clone()
     }
 
     /// Look whether space was freed on a full disk (the daemon does every few seconds).

@@ -71,17 +71,13 @@ impl Overlay {
     }
 }
 
-fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl StorageBackend for Overlay {
     fn len(&self) -> io::Result<u64> {
-        Ok(lock(&self.state).len)
+        Ok(super::locked(&self.state).len)
     }
 
     fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
-        let s = lock(&self.state);
+        let s = super::locked(&self.state);
         if offset + out.len() as u64 > s.len {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -104,7 +100,7 @@ impl StorageBackend for Overlay {
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
-        let mut s = lock(&self.state);
+        let mut s = super::locked(&self.state);
         if len < s.len {
             // Grown again later, the bytes past the cut must read as zeros.
             let first_gone = len.div_ceil(BLOCK);
@@ -125,7 +121,7 @@ impl StorageBackend for Overlay {
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        let mut s = lock(&self.state);
+        let mut s = super::locked(&self.state);
         let mut done = 0;
         while done < data.len() {
             let at = offset + done as u64;

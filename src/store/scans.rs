@@ -73,12 +73,12 @@ pub(super) struct ScanMemo(Mutex<Vec<(String, Arc<Scan>)>>);
 
 impl ScanMemo {
     pub(super) fn get(&self, key: &str) -> Option<Arc<Scan>> {
-        let memo = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let memo = super::locked(&self.0);
         memo.iter().find(|(k, _)| k == key).map(|(_, s)| s.clone())
     }
 
     pub(super) fn put(&self, key: String, scan: Scan) {
-        let mut memo = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut memo = super::locked(&self.0);
         if memo.iter().any(|(k, _)| *k == key) {
             return; // a concurrent reader counted it too
         }

@@ -118,8 +118,8 @@ pub(super) fn suspect(store: &Arc<Shared>) {
     // Nothing more to learn once damage is found, or soon after a pass found none: the same
     // read failing on every request (a bug, or a record only a full decode refuses) would
     // otherwise have the whole file read at full speed over and over.
-    if held(&store.damaged).is_some()
-        || held(&store.cleared).is_some_and(|t| t.elapsed() < SUSPECT_AGAIN_AFTER)
+    if super::locked(&store.damaged).is_some()
+        || super::locked(&store.cleared).is_some_and(|t| t.elapsed() < SUSPECT_AGAIN_AFTER)
     {
         return;
     }
@@ -137,7 +137,7 @@ pub(super) fn suspect(store: &Arc<Shared>) {
                 Ok(entries) => {
                     tracing::info!(entries, "scrub: no damage found; the failed read above was not caused by the file");
                     if let Some(s) = shared.upgrade() {
-                        *held(&s.cleared) = Some(Instant::now());
+                        *super::locked(&s.cleared) = Some(Instant::now());
                     }
                 }
             }
@@ -150,17 +150,10 @@ pub(super) fn suspect(store: &Arc<Shared>) {
     }
 }
 
-fn held<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// Record damage: writes are refused from now on.
 fn found(shared: &Weak<Shared>, what: &str) {
     let Some(s) = shared.upgrade() else { return };
-    let first = s
-        .damaged
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+    let first = super::locked(&s.damaged)
         .replace(what.to_string())
         .is_none();
     if first {

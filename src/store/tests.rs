@@ -333,19 +333,33 @@ impl Fixture {
 
     /// PATCH resource `id` of `kind` with the operations `ops` (a JSON list).
     fn patch(&self, kind: Kind, id: u128, ops: serde_json::Value) {
+        self.try_patch(kind, id, ops).unwrap();
+    }
+
+    /// PATCH resource `id` of `kind` with the operations `ops` (a JSON list): the answer.
+    fn try_patch(
+        &self,
+        kind: Kind,
+        id: u128,
+        ops: serde_json::Value,
+    ) -> Result<
+        (
+            crate::scim::render::Resource,
+            crate::scim::resource::Ignored,
+        ),
+        Error,
+    > {
         let ops = crate::scim::patch::parse_request(&serde_json::json!({
             "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
             "Operations": ops}))
         .unwrap();
-        self.rt
-            .block_on(self.store.patch(
-                self.actor.clone(),
-                kind.into(),
-                format_id(id),
-                ops,
-                Conditions::default(),
-            ))
-            .unwrap();
+        self.rt.block_on(self.store.patch(
+            self.actor.clone(),
+            kind.into(),
+            format_id(id),
+            ops,
+            Conditions::default(),
+        ))
     }
 
     fn delete_user(&self, id: u128) {
@@ -1430,17 +1444,7 @@ fn member_filters_that_read_every_member_are_bounded_per_request() {
         let ops: Vec<serde_json::Value> = (0..n)
             .map(|_| serde_json::json!({"op": "remove", "path": "members[display co \"zz\"]"}))
             .collect();
-        let ops = crate::scim::patch::parse_request(&serde_json::json!({
-            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-            "Operations": ops}))
-        .unwrap();
-        f.rt.block_on(f.store.patch(
-            f.actor.clone(),
-            Kind::Group.into(),
-            format_id(g),
-            ops,
-            Conditions::default(),
-        ))
+        f.try_patch(Kind::Group, g, serde_json::Value::Array(ops))
     };
     // 990 filters × 101 members: within the bound; they match no one.
     assert!(patch(990).is_ok());
@@ -1456,17 +1460,7 @@ fn member_filters_that_read_every_member_are_bounded_per_request() {
     ops.extend(
         (0..999).map(|_| serde_json::json!({"op": "remove", "path": "members[display co \"zz\"]"})),
     );
-    let ops = crate::scim::patch::parse_request(&serde_json::json!({
-        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-        "Operations": ops}))
-    .unwrap();
-    let r = f.rt.block_on(f.store.patch(
-        f.actor.clone(),
-        Kind::Group.into(),
-        format_id(empty),
-        ops,
-        Conditions::default(),
-    ));
+    let r = f.try_patch(Kind::Group, empty, serde_json::Value::Array(ops));
     let e = crate::scim::error::ScimError::from(r.unwrap_err());
     assert_eq!(e.scim_type, Some(crate::scim::error::ScimType::TooMany));
     let kept =
@@ -2457,17 +2451,11 @@ fn a_write_to_a_record_that_does_not_decode_is_an_error_and_has_the_file_checked
     let f = spoil_record(f, &path, Kind::User, ann, "ann");
     // Not 404: an IdP told the user is gone would create it again, and its POST would meet
     // the name still held.
-    let ops = crate::scim::patch::parse_request(&serde_json::json!({
-        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-        "Operations": [{"op": "replace", "path": "title", "value": "x"}]}))
-    .unwrap();
-    let got = f.rt.block_on(f.store.patch(
-        f.actor.clone(),
-        Kind::User.into(),
-        format_id(ann),
-        ops,
-        Conditions::default(),
-    ));
+    let got = f.try_patch(
+        Kind::User,
+        ann,
+        serde_json::json!([{"op": "replace", "path": "title", "value": "x"}]),
+    );
     assert!(matches!(got, Err(Error::Internal { .. })), "{got:?}");
     let what = damage_recorded(&f.store);
     assert!(what.contains("does not parse"), "{what}");

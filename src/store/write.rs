@@ -218,18 +218,15 @@ impl<'t> W<'t> {
         let Some(nid) = parse_id(id) else {
             return Ok(Err(not_found(kind, id)));
         };
-        let old = match self.res.get((t, kind.code(), nid))? {
+        let old = match self.stored(t, kind, nid)? {
             None => return Ok(Err(not_found(kind, id))),
+            Some(Ok(rec)) => rec,
             // Damage, not a resource gone: this write's 500 (as a read's), while the
             // batch's other writes go on; answering 404 would have the IdP create it anew.
-            Some(g) => match decoded(g.value()) {
-                Ok(rec) => rec,
-                Err(e) => {
-                    self.met_damage.set(true);
-                    let what = format!("a write of {} {id} met damage: {e}", kind.as_str());
-                    return Ok(Err(super::internal(&what)));
-                }
-            },
+            Some(Err(e)) => {
+                let what = format!("a write of {} {id} met damage: {e}", kind.as_str());
+                return Ok(Err(super::internal(&what)));
+            }
         };
         if cond.if_match.is_some() || cond.if_none_match.is_some() {
             // A user's ETag covers its groups (`etag_of`): read them only when compared.
@@ -244,23 +241,34 @@ impl<'t> W<'t> {
         Ok(Ok((nid, old)))
     }
 
-    /// The record of `id`, or none. One that does not decode is none here too (a member or
-    /// a seat holder it names is passed over as gone), and has the file checked after the
-    /// batch; the resource a write targets is read by `existing`, which refuses the write.
+    /// The record of `id`: none, or what it decodes to. One that does not decode has the
+    /// file checked after the batch (`met_damage`).
+    fn stored(
+        &self,
+        t: &str,
+        kind: Kind,
+        id: u128,
+    ) -> Result<Option<Result<Record, redb::Error>>, redb::Error> {
+        let Some(g) = self.res.get((t, kind.code(), id))? else {
+            return Ok(None);
+        };
+        let rec = decoded(g.value());
+        if rec.is_err() {
+            self.met_damage.set(true);
+        }
+        Ok(Some(rec))
+    }
+
+    /// The record of `id`, or none; one that does not decode is none here too (a member or
+    /// a seat holder it names is passed over as gone). The resource a write targets is read
+    /// by `existing`, which refuses the write instead.
     pub(super) fn load(
         &self,
         t: &str,
         kind: Kind,
         id: u128,
     ) -> Result<Option<Record>, redb::Error> {
-        let Some(g) = self.res.get((t, kind.code(), id))? else {
-            return Ok(None);
-        };
-        let rec = decode(g.value());
-        if rec.is_none() {
-            self.met_damage.set(true);
-        }
-        Ok(rec)
+        Ok(self.stored(t, kind, id)?.and_then(Result::ok))
     }
 
     /// 409 when another resource holds this userName or group displayName. The detail names
@@ -332,18 +340,13 @@ impl<'t> W<'t> {
         attr: &str,
         v: &str,
     ) -> Result<bool, redb::Error> {
-        let Some(g) = self.res.get((t, rt.kind.code(), id))? else {
-            return Ok(false);
-        };
-        match decode(g.value()) {
-            Some(rec) => Ok(holds_unique(Some(rec), rt, attr, v)),
+        Ok(match self.stored(t, rt.kind, id)? {
+            None => false,
+            Some(Ok(rec)) => holds_unique(Some(rec), rt, attr, v),
             // A holder whose record does not decode keeps its value: given to another, the
             // entry would be taken from it for damage the scrub is about to report.
-            None => {
-                self.met_damage.set(true);
-                Ok(true)
-            }
-        }
+            Some(Err(_)) => true,
+        })
     }
 
     pub(super) fn index(
