@@ -257,32 +257,29 @@ pub(super) fn keys_folded(rt: impl Into<Rt>, body: &Body, fold: fn(&str) -> Stri
     k
 }
 
-/// `5.0` for the whole number `5` and `5` for `5.0`, as JSON writes them; none for a number
-/// with a fraction, or past 2^53, where a double no longer holds every whole number. Zero
-/// has three (`0`, `0.0`, and `-0.0`, as JSON's `-0` reads): each has the other two.
+/// The other spellings of a whole number as JSON writes them: `5.0` for `5` and `5` for
+/// `5.0`; zero has three (`0`, `0.0`, and `-0.0`, as JSON's `-0` reads), each the other two.
+/// None for a number with a fraction, or past 2^53, where a double no longer holds every
+/// whole number.
 fn other_spellings(n: &serde_json::Number) -> Vec<String> {
-    if n.as_f64() == Some(0.0) {
-        let own = n.to_string();
-        return ["0", "0.0", "-0.0"]
-            .into_iter()
-            .filter(|z| *z != own)
-            .map(String::from)
-            .collect();
-    }
-    other_spelling(n).into_iter().collect()
-}
-
-/// The other spelling of a whole number other than zero.
-fn other_spelling(n: &serde_json::Number) -> Option<String> {
     const EXACT: u64 = 1 << 53;
-    if let Some(i) = n.as_i64() {
-        return (i.unsigned_abs() <= EXACT).then(|| format!("{i}.0"));
-    }
-    if n.as_u64().is_some() {
-        return None; // past i64, so past 2^53
-    }
-    let f = n.as_f64()?;
-    (f.fract() == 0.0 && f.abs() <= EXACT as f64).then(|| format!("{}", f as i64))
+    let whole = match (n.as_i64(), n.as_u64()) {
+        (Some(i), _) => Some(i).filter(|i| i.unsigned_abs() <= EXACT),
+        (None, Some(_)) => None, // past i64, so past 2^53
+        (None, None) => n
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() <= EXACT as f64)
+            .map(|f| f as i64),
+    };
+    let Some(i) = whole else {
+        return Vec::new();
+    };
+    let own = n.to_string();
+    [format!("{i}"), format!("{i}.0")]
+        .into_iter()
+        .chain((i == 0).then(|| "-0.0".to_string()))
+        .filter(|s| *s != own)
+        .collect()
 }
 
 /// The (attribute, value) pairs of `body` the tenant's unique attributes hold, as a write
