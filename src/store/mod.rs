@@ -183,6 +183,8 @@ struct Shared {
     /// The file's version floor (`layout::VERSION_FLOOR`), read at open: only a restore,
     /// which runs with no server, sets it.
     version_floor: std::sync::atomic::AtomicU64,
+    /// Shared with each `Db`, whose close writes the file.
+    file_writes: Arc<scrub::FileWrites>,
 }
 
 /// Free space on the database's disk and the file's size, in bytes.
@@ -441,6 +443,7 @@ impl Shared {
         // A full repair walks the whole file: say so, or a slow start looks like a hang.
         let path = self.path.display().to_string();
         let last_tenth = std::sync::atomic::AtomicU32::new(u32::MAX);
+        let _writing = self.file_writes.writing();
         guarded(move || {
             Ok(Database::builder()
                 .set_cache_size(self.cache_bytes)
@@ -469,7 +472,7 @@ impl Shared {
         // Opened outside the lock: the repair can take a second a GiB, and meanwhile reads
         // (`/healthz` among them) must be told at once that there is no database, not wait.
         // Only the writer reopens, so no other open can race this one.
-        let db = Arc::new(Db(Some(self.open_db()?)));
+        let db = Arc::new(Db(Some(self.open_db()?), self.file_writes.clone()));
         let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
         if let Some(other) = slot.as_ref() {
             return Ok(other.clone());
@@ -484,7 +487,7 @@ impl Shared {
 /// free-space map, reading the file: on a damaged page it may panic there, on whichever
 /// thread held the last handle (a read, the writer, a console command closing). Caught: the
 /// file is damaged, and the next open or the scrub says so.
-struct Db(Option<Database>);
+struct Db(Option<Database>, Arc<scrub::FileWrites>);
 
 impl std::ops::Deref for Db {
     type Target = Database;
@@ -495,6 +498,7 @@ impl std::ops::Deref for Db {
 
 impl Drop for Db {
     fn drop(&mut self) {
+        let _writing = self.1.writing();
         if let Some(db) = self.0.take()
             && let Err(what) = verify::caught(move || drop(db))
         {
@@ -653,6 +657,7 @@ impl Store {
             cleared: Mutex::new(None),
             scrubbed: tokio::sync::watch::Sender::new(true),
             version_floor: Default::default(),
+            file_writes: Default::default(),
         };
         // Made whole under another name, or not at all (`fresh`): nothing here ever removes
         // the file at `path`, which may be another start's, made meanwhile and serving.
@@ -688,7 +693,8 @@ impl Store {
         shared
             .version_floor
             .store(floor, std::sync::atomic::Ordering::Relaxed);
-        *shared.db.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(Db(Some(db))));
+        *shared.db.write().unwrap_or_else(|p| p.into_inner()) =
+            Some(Arc::new(Db(Some(db), shared.file_writes.clone())));
         let shared = Arc::new(shared);
         let (tx, rx) = mpsc::channel(QUEUE);
         let ws = shared.clone();

@@ -8,8 +8,8 @@
 //! `/healthz` to 503, so that IdPs stop being told writes succeeded and the admin hears of
 //! it while the last backup is still recent. Bytes changed inside a value that still reads
 //! (a letter of a name) only the checksums tell: the first pass checks them too
-//! (`checksums`), while writes wait for it; later passes cannot, as commits change the file
-//! under such a check.
+//! (`checksums`), while writes wait for it; after later passes they are checked in a quiet
+//! moment, as a commit during such a check makes it say nothing.
 //!
 //! A pass is a walk in key order through short read transactions, resting between them: a
 //! long snapshot would keep the writer from reusing the pages later commits free (the file
@@ -18,6 +18,8 @@
 //! asked for (`scimd verify`, a read that panicked) run at full speed.
 
 use std::ops::Bound;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -44,6 +46,14 @@ const RETRY: Duration = Duration::from_secs(60);
 /// After a pass a failed read started found no damage, failed reads start none for this
 /// long.
 const SUSPECT_AGAIN_AFTER: Duration = Duration::from_secs(60);
+
+/// How long the scrub sleeps at a time: it ends this soon after the store, and after later
+/// passes checks the pages' checksums only after a nap that saw no write.
+const NAP: Duration = Duration::from_secs(5);
+
+/// Checks of the pages' checksums after one pass, each cut short by a write, before the
+/// next pass is waited for: each reads the whole file (about 2 s a GiB cached).
+const CHECK_TRIES: u32 = 48;
 
 /// The longest writes wait for the first pass. It takes about 4 s at a million users with
 /// the file cached (1.7 s of it the checksums); from a cold, slow disk (random reads, a file
@@ -164,29 +174,33 @@ fn found(shared: &Weak<Shared>, what: &str) {
 }
 
 fn run(shared: &Weak<Shared>, every: Duration) {
-    let mut rest = 0;
+    let mut first = true;
     loop {
         let t0 = Instant::now();
-        // The first pass checks redb's checksums too, while writes wait for it.
-        let outcome = match rest {
-            0 => match checksums(shared) {
+        // The first pass checks redb's checksums too, while writes wait for it; later ones
+        // leave them to a quiet moment before the next (`wait`).
+        let mut unchecked = !first;
+        let outcome = if first {
+            match checksums(shared) {
                 Err(Stop::Later(why)) => {
-                    tracing::warn!(reason = %why, "scrub: the check of the pages' checksums did not finish; the entries are still read back");
-                    pass(shared, rest)
+                    tracing::warn!(reason = %why, "scrub: the check of the pages' checksums did not finish; the entries are still read back, and the checksums checked again once no write has come for a while");
+                    unchecked = true;
+                    pass(shared, 0)
                 }
-                checked => checked.and_then(|()| pass(shared, rest)),
-            },
-            _ => pass(shared, rest),
+                checked => checked.and_then(|()| pass(shared, 0)),
+            }
+        } else {
+            pass(shared, REST)
         };
         // Damage is recorded before the writes waiting on the first pass are let go.
         if let Err(Stop::Damaged(what)) = &outcome {
             found(shared, what);
         }
-        if rest == 0 {
+        if first {
             if let Some(s) = shared.upgrade() {
                 s.scrubbed.send_replace(true);
             }
-            rest = REST;
+            first = false;
         }
         let next = match outcome {
             Ok(entries) => {
@@ -207,56 +221,72 @@ fn run(shared: &Weak<Shared>, every: Duration) {
                 every.min(RETRY)
             }
         };
-        // In short naps, so that the thread ends soon after the store.
-        let until = Instant::now() + next;
-        while let Some(left) = until.checked_duration_since(Instant::now()) {
-            if shared.strong_count() == 0 {
-                return;
-            }
-            std::thread::sleep(left.min(Duration::from_secs(5)));
+        if !wait(shared, next, unchecked) {
+            return;
         }
     }
+}
+
+/// Wait `long` in short naps, so that the thread ends soon after the store; false once it
+/// has, or once damage is found. Meanwhile, if `unchecked`, the pages' checksums are checked
+/// after a nap that saw no write (IdPs write in bursts). A check that a write overtakes says
+/// nothing and is tried again after the next quiet nap, at most `CHECK_TRIES` times.
+fn wait(shared: &Weak<Shared>, long: Duration, mut unchecked: bool) -> bool {
+    let until = Instant::now() + long;
+    let nap = NAP.min(long / 4).max(Duration::from_millis(10));
+    let (mut tries, mut last) = (0, None);
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        let Some(now) = shared.upgrade().map(|s| s.file_writes.quiet()) else {
+            return false;
+        };
+        if unchecked && now.is_some() && now == last {
+            tries += 1;
+            match checksums(shared) {
+                Ok(()) => unchecked = false,
+                Err(Stop::Damaged(what)) => {
+                    found(shared, &what);
+                    return false;
+                }
+                Err(Stop::Later(why)) if tries >= CHECK_TRIES => {
+                    tracing::warn!(tries, reason = %why, "scrub: the pages' checksums could not be checked, writes changed the file during every try; tried again after the next pass");
+                    unchecked = false;
+                }
+                Err(Stop::Later(why)) => {
+                    tracing::debug!(reason = %why, "scrub: the check of the pages' checksums is tried again after the next quiet moment")
+                }
+            }
+        }
+        last = now;
+        std::thread::sleep(left.min(nap));
+    }
+    true
 }
 
 /// redb's check of every page's checksum, through a second handle on the file whose writes
 /// stay in memory (`overlay`): reading entries finds damage that breaks a page or a record,
 /// not bytes changed inside a value that still reads (a letter of a name), which only the
 /// checksums tell, and which redb would find at its next repair, after a crash, refusing the
-/// whole file and every write acknowledged since. Run while writes wait for the first pass:
-/// a commit during the check could reuse pages it reads, so a check that saw one says
-/// nothing.
+/// whole file and every write acknowledged since. The check reads the trees of the commit
+/// the file's header names as it opens; the live handle rewrites none of their pages before
+/// a later commit frees them, so a check that no write of the live handle overlapped holds,
+/// and one that any did says nothing (run beside commits, most such checks call a sound
+/// file damaged).
 pub(super) fn checksums(shared: &Weak<Shared>) -> Result<(), Stop> {
-    let gone = || Stop::Later("the store is closed".into());
-    let generation = |s: &Shared| s.snapshot_slot().generation;
-    let (path, before) = {
-        let s = shared.upgrade().ok_or_else(gone)?;
-        (s.path.clone(), generation(&s))
+    let overtaken =
+        || Stop::Later("a write changed the file during the check of its checksums".into());
+    let (path, mark) = {
+        let s = shared
+            .upgrade()
+            .ok_or_else(|| Stop::Later("the store is closed".into()))?;
+        (s.path.clone(), s.file_writes.quiet().ok_or_else(overtaken)?)
     };
     let t0 = Instant::now();
-    let backend = std::fs::File::open(&path)
-        .and_then(super::overlay::Overlay::new)
-        .map_err(|e| Stop::Later(format!("cannot read {}: {e}", path.display())))?;
-    let opened = unless_damaged(|| {
-        // Not redb's own cache's worth: every page is read once.
-        redb::Database::builder()
-            .set_cache_size(4 << 20)
-            .set_check_integrity_on_open(true)
-            .create_with_backend(backend)
-            .map(drop)
-    });
-    if shared.upgrade().is_none_or(|s| generation(&s) != before) {
-        return Err(Stop::Later(
-            "a write changed the file during the check of its checksums".into(),
-        ));
+    let checked = check_pages(&path);
+    if shared.upgrade().is_none_or(|s| !s.file_writes.still(mark)) {
+        return Err(overtaken());
     }
-    let damaged = |what: &dyn std::fmt::Display| {
-        Stop::Damaged(format!(
-            "the database file is damaged (found checking the checksums of its pages): \
-             {what}{NEXT}"
-        ))
-    };
-    match opened {
-        Ok(Ok(())) => {
+    match checked? {
+        Ok(()) => {
             let secs = (t0.elapsed().as_secs_f64() * 10.0).round() / 10.0;
             tracing::info!(
                 secs,
@@ -264,17 +294,75 @@ pub(super) fn checksums(shared: &Weak<Shared>) -> Result<(), Stop> {
             );
             Ok(())
         }
-        Ok(Err(e @ redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)))) => {
-            Err(damaged(&e))
+        Err(e @ redb::DatabaseError::Storage(redb::StorageError::Corrupted(_))) => {
+            Err(Stop::Damaged(format!(
+                "the database file is damaged (found checking the checksums of its pages): \
+                 {e}{NEXT}"
+            )))
         }
-        // redb reports damage found so as `Corrupted`: a panic on this path, which no
-        // request shares, says more of redb than of the file, whose entries are read next.
-        Err(what) => Err(Stop::Later(format!(
-            "the check of the file's checksums panicked: {what}"
-        ))),
-        Ok(Err(e)) => Err(Stop::Later(format!(
+        Err(e) => Err(Stop::Later(format!(
             "the check of the file's checksums could not run: {e}"
         ))),
+    }
+}
+
+/// redb's check of the file at `path` as it is now: redb's verdict, or why there is none.
+pub(super) fn check_pages(path: &Path) -> Result<Result<(), redb::DatabaseError>, Stop> {
+    let backend = std::fs::File::open(path)
+        .and_then(super::overlay::Overlay::new)
+        .map_err(|e| Stop::Later(format!("cannot read {}: {e}", path.display())))?;
+    unless_damaged(|| {
+        // Not redb's own cache's worth: every page is read once.
+        redb::Database::builder()
+            .set_cache_size(4 << 20)
+            .set_check_integrity_on_open(true)
+            .create_with_backend(backend)
+            .map(drop)
+    })
+    // redb reports damage found so as `Corrupted`: a panic on this path, which no request
+    // shares, says more of redb than of the file, whose entries are read next.
+    .map_err(|what| {
+        Stop::Later(format!(
+            "the check of the file's checksums panicked: {what}"
+        ))
+    })
+}
+
+/// The live handle's writes to the file: commits, the repair of a reopen, the close of a
+/// retired handle. Counted as they begin and end so that the check of the checksums, which
+/// reads the file beside that handle, knows whether one overlapped it: a write can reuse a
+/// page the check reads or rewrite the header as the check reads it. (The commit counter
+/// that reads go by is bumped after a commit returns, and not by a close at all.)
+#[derive(Default)]
+pub(super) struct FileWrites {
+    begun: AtomicU64,
+    ended: AtomicU64,
+}
+
+impl FileWrites {
+    /// Held while the live handle writes the file.
+    pub(super) fn writing(&self) -> Writing<'_> {
+        self.begun.fetch_add(1, Ordering::SeqCst);
+        Writing(self)
+    }
+
+    /// A mark to compare with after reading the file, or none while a write is under way.
+    fn quiet(&self) -> Option<u64> {
+        let begun = self.begun.load(Ordering::SeqCst);
+        (self.ended.load(Ordering::SeqCst) == begun).then_some(begun)
+    }
+
+    /// No write has begun since `mark` was taken.
+    fn still(&self, mark: u64) -> bool {
+        self.begun.load(Ordering::SeqCst) == mark
+    }
+}
+
+pub(super) struct Writing<'a>(&'a FileWrites);
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0.ended.fetch_add(1, Ordering::SeqCst);
     }
 }
 

@@ -3245,3 +3245,82 @@ fn a_tenants_writes_wait_for_a_turn_not_for_other_tenants_queues() {
     );
     assert_eq!(done.load(std::sync::atomic::Ordering::SeqCst), 1220);
 }
+
+/// redb's check of the checksums reads the file beside the live handle, whose commits
+/// rewrite its header and reuse the pages of older commits: run beside a stream of writes
+/// with pauses, the bare check calls a sound file damaged again and again, the scrub's never
+/// (it drops a check any write overlapped), and still gets checks through between writes.
+#[test]
+fn a_check_of_the_checksums_beside_commits_never_calls_a_sound_file_damaged() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    three_hundred_users(&path);
+    let f = Fixture::open(&path);
+    let stop = AtomicBool::new(false);
+    let (mut bare_damaged, mut sound, mut called_damaged) = (0, 0, None);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0.. {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let id = f.user_with_email(&format!("w{i}"), &format!("w{i}@x"));
+                if i % 3 == 0 {
+                    f.delete_user(id);
+                }
+                // Pauses of 0 to 20 ms, so that some checks fall between writes.
+                std::thread::sleep(std::time::Duration::from_micros(i * 7919 % 20000));
+            }
+        });
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < std::time::Duration::from_secs(4) {
+            if let Ok(Err(_)) = scrub::check_pages(&path) {
+                bare_damaged += 1;
+            }
+            match scrub::checksums(&Arc::downgrade(&f.store.shared)) {
+                Err(scrub::Stop::Damaged(what)) => {
+                    called_damaged = Some(what);
+                    break;
+                }
+                Ok(()) => sound += 1,
+                Err(scrub::Stop::Later(_)) => {}
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+    });
+    assert_eq!(called_damaged, None, "a sound file called damaged");
+    assert!(bare_damaged > 0, "no bare check overlapped a write");
+    assert!(sound > 0, "no check fell between writes");
+}
+
+/// Bytes changed inside a value while scimd runs are found by a later pass's check of the
+/// checksums, made in a quiet moment (the entries still read back as sound).
+#[test]
+fn damage_done_while_running_is_found_by_a_later_check_of_the_checksums() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    three_hundred_users(&path);
+    let f = Fixture::open(&path);
+    f.store.spawn_scrub(std::time::Duration::from_secs(1));
+    // The first pass is through once a write is taken.
+    f.user_with_email("sound", "sound@x");
+    assert_eq!(f.store.writes_refused(), None);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at: Vec<usize> = (0..bytes.len() - 7)
+        .filter(|&i| &bytes[i..i + 7] == b"user7@x")
+        .collect();
+    assert!(!at.is_empty());
+    at.iter().for_each(|&i| bytes[i + 3] = b'z');
+    // In place, as a failing disk would: the live handle keeps the file open.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, &bytes))
+        .unwrap();
+    let what = damage_recorded(&f.store);
+    assert!(
+        what.contains("checking the checksums of its pages"),
+        "{what}"
+    );
+}

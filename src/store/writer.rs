@@ -435,7 +435,9 @@ fn run_batch(
                 .swap(false, std::sync::atomic::Ordering::Relaxed),
     );
     let started = std::time::Instant::now();
+    let writing = shared.file_writes.writing();
     let committed = txn.commit();
+    drop(writing);
     metrics
         .commit_seconds
         .observe(started.elapsed().as_secs_f64());
