@@ -2327,6 +2327,16 @@ fn three_hundred_users(path: &Path) {
     store.close();
 }
 
+/// Every copy of `user7@x` (`three_hundred_users`) in a file's `bytes` changed to
+/// `usez7@x`: still UTF-8 and JSON, found only by the pages' checksums.
+fn a_letter_changed(bytes: &mut [u8]) {
+    let at: Vec<usize> = (0..bytes.len() - 7)
+        .filter(|&i| &bytes[i..i + 7] == b"user7@x")
+        .collect();
+    assert!(!at.is_empty());
+    at.iter().for_each(|&i| bytes[i + 3] = b'z');
+}
+
 /// A record that does not decode, written through redb (its page checksums sound): what
 /// a backup made before the copy checked records holds. The scrub calls it damage, a copy
 /// refuses it, and a restore refuses a backup holding it.
@@ -2685,11 +2695,7 @@ fn writes_wait_for_the_first_scrub_and_none_is_taken_on_a_damaged_file() {
     // find them at its next repair, after a crash, and refuse the file with every write
     // acknowledged since). Every copy of the name is changed, the live one among them.
     let mut bytes = std::fs::read(&path).unwrap();
-    let at: Vec<usize> = (0..bytes.len() - 7)
-        .filter(|&i| &bytes[i..i + 7] == b"user7@x")
-        .collect();
-    assert!(!at.is_empty());
-    at.iter().for_each(|&i| bytes[i + 3] = b'z');
+    a_letter_changed(&mut bytes);
     std::fs::write(&path, &bytes).unwrap();
     let store = Store::open(&path, 0).unwrap();
     assert!(
@@ -3307,11 +3313,7 @@ fn damage_done_while_running_is_found_by_a_later_check_of_the_checksums() {
     f.user_with_email("sound", "sound@x");
     assert_eq!(f.store.writes_refused(), None);
     let mut bytes = std::fs::read(&path).unwrap();
-    let at: Vec<usize> = (0..bytes.len() - 7)
-        .filter(|&i| &bytes[i..i + 7] == b"user7@x")
-        .collect();
-    assert!(!at.is_empty());
-    at.iter().for_each(|&i| bytes[i + 3] = b'z');
+    a_letter_changed(&mut bytes);
     // In place, as a failing disk would: the live handle keeps the file open.
     std::fs::OpenOptions::new()
         .write(true)
