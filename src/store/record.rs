@@ -169,15 +169,39 @@ pub(super) fn decode(bytes: &[u8]) -> Option<Record> {
 /// disk, a stray write), as nothing scimd writes fails to decode. Checked at a skim's cost
 /// (the scrub's pass at start, which writes wait for, reads a million of them): the text
 /// UTF-8 throughout (stepping over a string does not look), JSON, and a record's fields with
-/// their types; the body's values are any JSON, as decoding takes them.
+/// their types; the body an object whose values are any JSON, as decoding takes them.
 pub(super) fn undecodable(bytes: &[u8]) -> Option<String> {
     #[derive(Deserialize)]
     #[allow(dead_code)]
     struct Shape {
-        body: serde::de::IgnoredAny,
+        body: AnyObject,
         created: String,
         modified: String,
         version: u64,
+    }
+    /// A JSON object, its members stepped over.
+    struct AnyObject;
+    impl<'de> Deserialize<'de> for AnyObject {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Members;
+            impl<'de> serde::de::Visitor<'de> for Members {
+                type Value = AnyObject;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<AnyObject, A::Error> {
+                    while map
+                        .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                        .is_some()
+                    {}
+                    Ok(AnyObject)
+                }
+            }
+            d.deserialize_map(Members)
+        }
     }
     std::str::from_utf8(bytes)
         .map_err(|e| e.to_string())
@@ -347,6 +371,27 @@ pub(super) fn unique_candidates(kind: Kind, body: &Body) -> BTreeSet<(String, St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The scrub's skim refuses what a read's decode refuses, and takes what it takes.
+    #[test]
+    fn a_skim_of_a_record_agrees_with_its_decode() {
+        let times = r#""created":"2025-12-04T14:55:41.000042Z","modified":"2025-12-04T14:55:41.000042Z","version":3"#;
+        for (body, sound) in [
+            (
+                r#"{"userName":"a","emails":[{"value":"a@x"}],"active":true}"#,
+                true,
+            ),
+            ("{}", true),
+            (r#"["userName","a"]"#, false),
+            (r#""a""#, false),
+            ("null", false),
+            ("7", false),
+        ] {
+            let record = format!(r#"{{"body":{body},{times}}}"#);
+            assert_eq!(decode(record.as_bytes()).is_some(), sound, "{record}");
+            assert_eq!(undecodable(record.as_bytes()).is_none(), sound, "{record}");
+        }
+    }
 
     #[test]
     fn times_have_six_fractional_digits_and_always_advance() {
