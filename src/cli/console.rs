@@ -1123,13 +1123,18 @@ pub(crate) fn print_answer(a: &serde_json::Value) {
     }
     if a["verify"] == true {
         say!("verify: no mismatches");
-        // The running daemon's scrub reads pages redb keeps in memory from there: damage to
-        // the file under them shows only to a check with scimd stopped.
+        // The running daemon checks the pages' checksums only when no write overtakes it.
         if a["daemon"] == true {
-            eprintln!(
-                "(checked by the running daemon, which reads some pages from its memory; \
-                 with scimd stopped, `scimd verify` also checks every page of the file on disk)"
-            );
+            match a["pages_unchecked"].as_str() {
+                None => eprintln!(
+                    "(checked by the running daemon, the checksum of every page of the file \
+                     on disk included)"
+                ),
+                Some(why) => eprintln!(
+                    "(checked by the running daemon, but not the checksums of the file's pages: \
+                     {why}; run it again when the IdPs are quiet, or with scimd stopped)"
+                ),
+            }
         }
         return;
     }

@@ -55,6 +55,9 @@ const NAP: Duration = Duration::from_secs(5);
 /// next pass is waited for: each reads the whole file (about 2 s a GiB cached).
 const CHECK_TRIES: u32 = 48;
 
+/// How long `scimd verify` tries to check the pages' checksums while writes overtake it.
+const VERIFY_TRIES_FOR: Duration = Duration::from_secs(20);
+
 /// The longest writes wait for the first pass. It takes about 4 s at a million users with
 /// the file cached (1.7 s of it the checksums); from a cold, slow disk (random reads, a file
 /// too large to read ahead) it could take many minutes, and the IdPs' writes are not held
@@ -112,6 +115,29 @@ impl Store {
             }
         });
         pass.await.map_err(|e| e.to_string())?
+    }
+
+    /// redb's check of every page's checksum now, beside the writes (`scimd verify` asks),
+    /// tried again while writes overtake it, for `VERIFY_TRIES_FOR` at most: `None` once
+    /// done, or why it could not be. Damage found is recorded as the scrub records it, and
+    /// is the error.
+    pub async fn check_pages(&self) -> Result<Option<String>, String> {
+        let shared = Arc::downgrade(&self.shared);
+        let checked = tokio::task::spawn_blocking(move || {
+            let until = Instant::now() + VERIFY_TRIES_FOR;
+            loop {
+                match checksums(&shared) {
+                    Ok(()) => return Ok(None),
+                    Err(Stop::Damaged(what)) => {
+                        found(&shared, &what);
+                        return Err(what);
+                    }
+                    Err(Stop::Later(why)) if Instant::now() >= until => return Ok(Some(why)),
+                    Err(Stop::Later(_)) => std::thread::sleep(Duration::from_millis(100)),
+                }
+            }
+        });
+        checked.await.map_err(|e| e.to_string())?
     }
 
     /// `suspect`, for this store.

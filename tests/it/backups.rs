@@ -202,6 +202,36 @@ async fn a_letter_changed_inside_a_name_is_found_at_start_by_the_checksums() {
     );
 }
 
+/// The same, done to the file while scimd runs: `scimd verify` has the daemon check the
+/// pages' checksums (its entries still read back as sound), says what it found, and writes
+/// are refused from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_letter_changed_while_scimd_runs_is_found_by_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, _backup) = stopped_with_backup(dir.path()).await;
+    let p = Proc::start(&cfg);
+    assert!(p.until("/healthz", "tok", 200).await, "{}", p.log());
+    let out = scimd_cmd(&cfg, &["verify"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the checksum of every page of the file on disk included"),
+        "{}",
+        stderr(&out)
+    );
+    change_user5(&dir.path().join("state/scimd.redb"), |name| name[1] = b'X');
+    let out = scimd_cmd(&cfg, &["verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("the database file is damaged (found checking the checksums of its pages"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(p.status("/healthz", "tok").await, 503);
+    let body = "{\"userName\":\"late@example.com\"}".to_string();
+    assert_eq!(p.post("/scim/v2/Users", "tok", body).await, 503);
+}
+
 /// A restore refused into a storage.dir that did not exist leaves none behind (an empty
 /// root-owned one would have to be removed or given away by hand).
 #[test]
@@ -596,6 +626,11 @@ fn change_user5(db: &std::path::Path, change: impl Fn(&mut [u8])) -> Vec<u8> {
     for at in found {
         change(&mut bytes[at + 12..at + needle.len() - 1]);
     }
-    std::fs::write(db, &bytes).unwrap();
+    // In place, not truncated and written again: a running scimd may be reading the file.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(db)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, &bytes))
+        .unwrap();
     bytes
 }

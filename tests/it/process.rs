@@ -1306,9 +1306,9 @@ async fn backup_during_writes_restore_and_verify() {
     let out = scimd_cmd(&cfg, &["verify"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "live verify: {err}");
-    // What a check through the daemon cannot see, and how to see it.
+    // The pages' checksums too, the writes being over.
     assert!(
-        err.contains("with scimd stopped, `scimd verify` also checks every page"),
+        err.contains("the checksum of every page of the file on disk included"),
         "{err}"
     );
     // Restore refuses while the daemon runs.
