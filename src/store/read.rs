@@ -939,29 +939,40 @@ impl Store {
             let done = loop {
                 let turn = shared.read_turn(&tenant, false).await;
                 let (s, t) = (snap.clone(), tenant.clone());
+                let faults = shared.faults.clone();
                 let read = tokio::task::spawn_blocking(move || {
                     let _turn = turn;
-                    member_batch(&s, &t, group, from, with_head)
+                    super::verify::caught(|| {
+                        faults.panic_if_set("a read");
+                        member_batch(&s, &t, group, from, with_head)
+                    })
                 })
                 .await;
-                let (found, batch, last) = match read {
-                    Ok(Ok(read)) => read,
-                    Ok(Err(e)) => {
-                        // The group's record does not decode, or redb found a page
-                        // corrupted: the file is checked at once, and a request not yet
-                        // answered gets the 500 any read meeting damage gets.
-                        if matches!(e, redb::Error::Corrupted(_)) {
-                            super::scrub::suspect(&shared);
-                            if with_head {
-                                let what = format!("a read met damage: {e}");
-                                send(MemberBatch::Failed(super::internal(&what))).await;
-                                break false;
-                            }
-                        }
+                // The group's record does not decode, or redb found a page corrupted or
+                // panicked on one: the file is checked at once, and a request not yet
+                // answered gets the 500 any read meeting damage gets.
+                let damage = match read {
+                    Ok(Ok(Ok(read))) => Ok(read),
+                    Ok(Ok(Err(redb::Error::Corrupted(what)))) => {
+                        Err(format!("a read met damage: {what}"))
+                    }
+                    Ok(Ok(Err(e))) => {
                         tracing::error!(error = %e, "reading group members failed");
                         break false;
                     }
-                    Err(_) => break false, // a panic, logged where it happened
+                    Ok(Err(said)) => Err(format!("a read panicked: {said}")),
+                    Err(_) => break false, // not run: the runtime is shutting down
+                };
+                let (found, batch, last) = match damage {
+                    Ok(read) => read,
+                    Err(what) => {
+                        super::scrub::suspect(&shared);
+                        let failed = super::internal(&what);
+                        if with_head {
+                            send(MemberBatch::Failed(failed)).await;
+                        }
+                        break false;
+                    }
                 };
                 if with_head {
                     with_head = false;

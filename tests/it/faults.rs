@@ -153,6 +153,8 @@ async fn a_panic_costs_its_request_a_500_and_nothing_else() {
         within("get", s.get(&format!("/Users/{alice}"))).await,
         // A scan: read on the blocking pool rather than in the request's task.
         within("scan", s.get("/Users?filter=title%20pr")).await,
+        // A group with its members: streamed from the blocking pool.
+        within("group", s.get(&format!("/Groups/{group}"))).await,
         within("create", s.post("/Users", bob_body)).await,
         within(
             "patch",
