@@ -1,13 +1,13 @@
-//! The database file as a second redb handle sees it for the checksum check at start: read
-//! from the file, written to memory only, never locked.
+//! The database file as a second redb handle sees it for the scrub's check of the pages'
+//! checksums: read from the file, written to memory only, never locked.
 //!
 //! redb verifies its page checksums only when it opens a file with an integrity check (or
 //! repairs one after a crash), and that open writes (a repair, a commit of the allocator
 //! state) and needs the file to itself. The live store holds the file, and a check of the
 //! file in place would block the start for as long as reading all of it takes. Opened
 //! through this backend instead, a second handle runs redb's own check beside the live one,
-//! while writes wait for the scrub at start (no commit changes the file under it), and what
-//! the check writes never reaches the disk.
+//! and what the check writes never reaches the disk. Whether the live handle wrote the file
+//! meanwhile is the caller's to tell (`scrub::FileWrites`); told to stop, reads fail at once.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -20,10 +20,18 @@ use redb::StorageBackend;
 /// The unit the written bytes are kept in.
 const BLOCK: u64 = 4096;
 
-#[derive(Debug)]
 pub(super) struct Overlay {
     file: File,
     state: Mutex<State>,
+    /// Asked before each read: false once the check can say nothing any more (a write
+    /// overtook it, the store closed), so that it stops reading the file at once.
+    go_on: Box<dyn Fn() -> bool + Send + Sync>,
+}
+
+impl std::fmt::Debug for Overlay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Overlay").field("file", &self.file).finish()
+    }
 }
 
 #[derive(Debug)]
@@ -58,7 +66,10 @@ impl State {
 }
 
 impl Overlay {
-    pub(super) fn new(file: File) -> io::Result<Overlay> {
+    pub(super) fn new(
+        file: File,
+        go_on: impl Fn() -> bool + Send + Sync + 'static,
+    ) -> io::Result<Overlay> {
         let len = file.metadata()?.len();
         Ok(Overlay {
             file,
@@ -67,6 +78,7 @@ impl Overlay {
                 file_bytes: len,
                 written: HashMap::new(),
             }),
+            go_on: Box::new(go_on),
         })
     }
 }
@@ -77,6 +89,9 @@ impl StorageBackend for Overlay {
     }
 
     fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        if !(self.go_on)() {
+            return Err(io::Error::other("the check was called off"));
+        }
         let s = super::locked(&self.state);
         if offset + out.len() as u64 > s.len {
             return Err(io::Error::new(
@@ -147,7 +162,12 @@ mod tests {
         let path = dir.path().join("f");
         let original: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &original).unwrap();
-        let o = Overlay::new(File::open(&path).unwrap()).unwrap();
+        let go_on = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let told = go_on.clone();
+        let o = Overlay::new(File::open(&path).unwrap(), move || {
+            told.load(std::sync::atomic::Ordering::SeqCst)
+        })
+        .unwrap();
         o.write(4090, &[7u8; 20]).unwrap();
         let mut out = vec![0u8; 40];
         o.read(4080, &mut out).unwrap();
@@ -163,6 +183,9 @@ mod tests {
         o.read(5000, &mut tail).unwrap();
         assert!(tail.iter().all(|b| *b == 0));
         assert!(o.read(8990, &mut [0u8; 20]).is_err(), "past the end");
+        // Called off: no read goes on.
+        go_on.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert!(o.read(0, &mut [0u8; 20]).is_err(), "called off");
         assert_eq!(
             std::fs::read(&path).unwrap(),
             original,

@@ -274,7 +274,7 @@ fn wait(shared: &Weak<Shared>, long: Duration, mut unchecked: bool) -> bool {
                     return false;
                 }
                 Err(Stop::Later(why)) if tries >= CHECK_TRIES => {
-                    tracing::warn!(tries, reason = %why, "scrub: the pages' checksums could not be checked, writes changed the file during every try; tried again after the next pass");
+                    tracing::warn!(tries, last_reason = %why, "scrub: the pages' checksums could not be checked in as many tries; tried again after the next pass");
                     unchecked = false;
                 }
                 Err(Stop::Later(why)) => {
@@ -295,20 +295,24 @@ fn wait(shared: &Weak<Shared>, long: Duration, mut unchecked: bool) -> bool {
 /// whole file and every write acknowledged since. The check reads the trees of the commit
 /// the file's header names as it opens; the live handle rewrites none of their pages before
 /// a later commit frees them, so a check that no write of the live handle overlapped holds,
-/// and one that any did says nothing (run beside commits, most such checks call a sound
-/// file damaged).
+/// and one that any did says nothing (run beside commits, such checks often call a sound
+/// file damaged). It stops reading as soon as a write begins or the store closes.
 pub(super) fn checksums(shared: &Weak<Shared>) -> Result<(), Stop> {
+    let closed = || Stop::Later("the store is closed".into());
     let overtaken =
         || Stop::Later("a write changed the file during the check of its checksums".into());
-    let (path, mark) = {
-        let s = shared
-            .upgrade()
-            .ok_or_else(|| Stop::Later("the store is closed".into()))?;
-        (s.path.clone(), s.file_writes.quiet().ok_or_else(overtaken)?)
+    let (path, writes, mark) = {
+        let s = shared.upgrade().ok_or_else(closed)?;
+        let mark = s.file_writes.quiet().ok_or_else(overtaken)?;
+        (s.path.clone(), s.file_writes.clone(), mark)
     };
     let t0 = Instant::now();
-    let checked = check_pages(&path);
-    if shared.upgrade().is_none_or(|s| !s.file_writes.still(mark)) {
+    let (store, still) = (shared.clone(), writes.clone());
+    let checked = check_pages(&path, move || store.strong_count() > 0 && still.still(mark));
+    if shared.strong_count() == 0 {
+        return Err(closed());
+    }
+    if !writes.still(mark) {
         return Err(overtaken());
     }
     match checked? {
@@ -333,9 +337,13 @@ pub(super) fn checksums(shared: &Weak<Shared>) -> Result<(), Stop> {
 }
 
 /// redb's check of the file at `path` as it is now: redb's verdict, or why there is none.
-pub(super) fn check_pages(path: &Path) -> Result<Result<(), redb::DatabaseError>, Stop> {
+/// Reading stops, the check failing, once `go_on` says so.
+pub(super) fn check_pages(
+    path: &Path,
+    go_on: impl Fn() -> bool + Send + Sync + 'static,
+) -> Result<Result<(), redb::DatabaseError>, Stop> {
     let backend = std::fs::File::open(path)
-        .and_then(super::overlay::Overlay::new)
+        .and_then(|file| super::overlay::Overlay::new(file, go_on))
         .map_err(|e| Stop::Later(format!("cannot read {}: {e}", path.display())))?;
     unless_damaged(|| {
         // Not redb's own cache's worth: every page is read once.
