@@ -72,7 +72,10 @@ impl<'a> Displays<'a> {
     }
 }
 
-/// The computed reference list: a group's members, or a user's groups.
+/// The computed reference list: a group's members, or a user's groups. A group whose record
+/// does not parse is handed to `damaged`: a read's error, or, for a write, noted and listed
+/// without its name (an error there would fail the other writes of its batch).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn read_refs<M, O, N, D>(
     res: &N,
     members: &M,
@@ -81,6 +84,7 @@ pub(super) fn read_refs<M, O, N, D>(
     t: &str,
     kind: Kind,
     id: u128,
+    damaged: impl Fn(redb::Error) -> Result<(), redb::Error>,
 ) -> Result<Vec<Value>, redb::Error>
 where
     M: ReadableTable<(&'static str, u128, u128), u8>,
@@ -105,12 +109,15 @@ where
                 entry.insert("value".into(), Value::String(format_id(g)));
                 // Only the name is wanted: skimming steps over the rest of the group's
                 // record instead of building it, once per group on every user read.
-                if let Some(mut rec) = res
-                    .get((t, Kind::Group.code(), g))?
-                    .and_then(|r| super::skim::skim(r.value(), &["displayName"]))
-                    && let Some(d) = rec.body.remove("displayName")
-                {
-                    entry.insert("display".into(), d);
+                if let Some(r) = res.get((t, Kind::Group.code(), g))? {
+                    match super::skim::skimmed(r.value(), &["displayName"]) {
+                        Ok(mut rec) => {
+                            if let Some(d) = rec.body.remove("displayName") {
+                                entry.insert("display".into(), d);
+                            }
+                        }
+                        Err(e) => damaged(e)?,
+                    }
                 }
                 entry.insert("type".into(), Value::String("direct".into()));
                 out.push(Value::Object(entry));
@@ -516,6 +523,7 @@ impl ReadSide {
             t,
             kind,
             id,
+            Err,
         )
     }
 

@@ -2521,6 +2521,10 @@ fn a_group_whose_record_does_not_decode_is_a_500_with_or_without_its_members() {
     let head =
         f.rt.block_on(f.store.get("t".into(), Kind::Group, format_id(g), false));
     assert!(matches!(head, Err(Error::Internal { .. })), "{head:?}");
+    // So is a read of a member, whose groups name it: not the user with a group unnamed.
+    let member =
+        f.rt.block_on(f.store.get("t".into(), Kind::User, format_id(ann), true));
+    assert!(matches!(member, Err(Error::Internal { .. })), "{member:?}");
 }
 
 /// A failed read has the file read back at once, but not again and again: not for a while

@@ -593,6 +593,10 @@ impl<'t> W<'t> {
             t,
             kind,
             id,
+            |_| {
+                self.met_damage.set(true);
+                Ok(())
+            },
         )
     }
 
