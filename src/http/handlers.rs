@@ -117,11 +117,14 @@ fn resource_response(status: u16, ctx: &Ctx, r: Resource, proj: &Projection) -> 
 }
 
 /// Names only, never values: an admin fixes the IdP mapping from this line. At WARN once an
-/// hour for the same names (a full sync sends them with every user), at DEBUG between.
+/// hour for the same names (a full sync sends them with every user), at DEBUG between. A URN
+/// in `schemas` with nothing under it drops nothing and has no mapping to fix (Entra sends
+/// its ADSCIM URN with every group): DEBUG only.
 fn log_ignored(app: &App, ctx: &Ctx, kind: Kind, ignored: &Ignored) {
     if ignored.is_empty() {
         return;
     }
+    let drops_values = !ignored.attributes.is_empty();
     // The names are the client's: escaped (a line break or an escape sequence would forge
     // log lines), each cut short in its middle (an extension's URN alone is 59 characters:
     // the attribute's name is at the end), and the list too.
@@ -169,7 +172,7 @@ fn log_ignored(app: &App, ctx: &Ctx, kind: Kind, ignored: &Ignored) {
     // Once an hour for each set of names, and at most twenty sets a tenant in an hour: a
     // client inventing new names with every request does not fill the journal.
     let tenant_budget = format!("{}\0ignored names", ctx.principal.tenant);
-    if app.within_this_hour(&[(&what, 1), (&tenant_budget, 20)]) {
+    if drops_values && app.within_this_hour(&[(&what, 1), (&tenant_budget, 20)]) {
         say!(warn, " (said once an hour for the same names)");
     } else {
         say!(debug, "");

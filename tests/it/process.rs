@@ -2165,6 +2165,14 @@ async fn json_logs_carry_one_object_per_request_without_the_token() {
     assert!(ok["timestamp"].is_string(), "{ok}");
     assert!(requests.iter().any(|v| v["fields"]["status"] == 401));
 
+    // An IdP's own URN in `schemas` with nothing under it drops nothing: not warned of.
+    let body = r#"{"userName": "a@example.com", "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User",
+        "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/User"]}"#;
+    assert_eq!(
+        p.post("/scim/v2/Users", "sekrit-json-token", body.into())
+            .await,
+        201
+    );
     // Attributes the server does not have: their names, as a string `jq` can split, at WARN
     // once an hour for the same names, as a full sync sends them with every user.
     for (user, extra) in [("b", "shoeSize"), ("c", "shoeSize"), ("d", "hatSize")] {
