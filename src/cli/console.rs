@@ -802,6 +802,7 @@ fn backup_stopped(cfg: &Config, rt: &tokio::runtime::Runtime, to: &std::path::Pa
     let made = rt.block_on(store.backup(staging.clone()));
     store.close();
     let placed = made.and_then(|rows| {
+        scimd::store::compact_copy(&staging)?;
         std::fs::rename(&staging, to).map_err(|e| e.to_string())?;
         // Said written only once its name is on disk too.
         let dir = match to.parent() {
@@ -849,6 +850,7 @@ async fn copy_unless_stopped(
             }
             std::io::Write::write_all(out.file(), &buf[..n]).map_err(|e| e.to_string())?;
         }
+        scimd::store::compact_copy(out.partial_path())?;
         out.finish()
     });
     let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
