@@ -802,7 +802,7 @@ fn backup_stopped(cfg: &Config, rt: &tokio::runtime::Runtime, to: &std::path::Pa
     let made = rt.block_on(store.backup(staging.clone()));
     store.close();
     let placed = made.and_then(|rows| {
-        scimd::store::compact_copy(&staging)?;
+        not_compacted(scimd::store::compact_copy(&staging)?);
         std::fs::rename(&staging, to).map_err(|e| e.to_string())?;
         // Said written only once its name is on disk too.
         let dir = match to.parent() {
@@ -824,6 +824,15 @@ fn backup_stopped(cfg: &Config, rt: &tokio::runtime::Runtime, to: &std::path::Pa
             eprintln!("cannot write the backup to {}: {e}", to.display());
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Say why a backup was kept as written, uncompacted: complete and checked, only larger.
+fn not_compacted(why: Option<String>) {
+    if let Some(why) = why {
+        eprintln!(
+            "note: the backup was not compacted ({why}); it is complete and checked, only larger than it could be"
+        );
     }
 }
 
@@ -850,7 +859,7 @@ async fn copy_unless_stopped(
             }
             std::io::Write::write_all(out.file(), &buf[..n]).map_err(|e| e.to_string())?;
         }
-        scimd::store::compact_copy(out.partial_path())?;
+        not_compacted(scimd::store::compact_copy(out.partial_path())?);
         out.finish()
     });
     let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
