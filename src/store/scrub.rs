@@ -308,7 +308,7 @@ pub(super) fn checksums(shared: &Weak<Shared>) -> Result<(), Stop> {
     };
     let t0 = Instant::now();
     let (store, still) = (shared.clone(), writes.clone());
-    let checked = check_pages(&path, move || store.strong_count() > 0 && still.still(mark));
+    let checked = redb_verdict(&path, move || store.strong_count() > 0 && still.still(mark));
     if shared.strong_count() == 0 {
         return Err(closed());
     }
@@ -338,7 +338,7 @@ pub(super) fn checksums(shared: &Weak<Shared>) -> Result<(), Stop> {
 
 /// redb's check of the file at `path` as it is now: redb's verdict, or why there is none.
 /// Reading stops, the check failing, once `go_on` says so.
-pub(super) fn check_pages(
+pub(super) fn redb_verdict(
     path: &Path,
     go_on: impl Fn() -> bool + Send + Sync + 'static,
 ) -> Result<Result<(), redb::DatabaseError>, Stop> {

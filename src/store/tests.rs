@@ -3307,7 +3307,7 @@ fn a_check_of_the_checksums_beside_commits_never_calls_a_sound_file_damaged() {
         });
         let t0 = std::time::Instant::now();
         while t0.elapsed() < std::time::Duration::from_secs(4) {
-            if let Ok(Err(_)) = scrub::check_pages(&path, || true) {
+            if let Ok(Err(_)) = scrub::redb_verdict(&path, || true) {
                 bare_damaged += 1;
             }
             match scrub::checksums(&Arc::downgrade(&f.store.shared)) {
