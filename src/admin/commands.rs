@@ -57,7 +57,7 @@ pub async fn answer(store: &Store, cfg: &Config, req: &Value) -> Value {
         Some("status") => status(store, cfg).await,
         Some("plan") => plan(store, cfg, req).await,
         Some("backup") => backup(store, cfg).await,
-        Some("verify") => verify(store, cfg, req).await,
+        Some("verify") => verify(store, cfg).await,
         Some("list") => list(store, cfg, req).await,
         Some("purge") => purge(store, cfg, req).await,
         _ => {
@@ -181,16 +181,12 @@ async fn backup(store: &Store, cfg: &Config) -> Value {
 }
 
 /// Every index and count checked against the records.
-async fn verify(store: &Store, cfg: &Config, req: &Value) -> Value {
+async fn verify(store: &Store, cfg: &Config) -> Value {
     let types = crate::http::Runtime::new(cfg.clone()).types;
-    // First, as the checks read values and trust the pages under them (unless the console,
-    // with scimd stopped, has just had redb check the whole file).
-    let unchecked = match req["pages_checked"] == true {
-        true => None,
-        false => match store.check_pages().await {
-            Ok(unchecked) => unchecked,
-            Err(e) => return json!({"ok": false, "error": format!("verify failed: {e}")}),
-        },
+    // First, as the checks read values and trust the pages under them.
+    let unchecked = match store.check_pages().await {
+        Ok(unchecked) => unchecked,
+        Err(e) => return json!({"ok": false, "error": format!("verify failed: {e}")}),
     };
     match store.verify(types).await {
         Ok(problems) => {
