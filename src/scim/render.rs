@@ -109,10 +109,9 @@ impl Stored {
         }
         let etag = etag_of(kind, v.version, self.refs.as_deref());
         let mut out = Vec::with_capacity(self.record.len() + 512);
-        // Strings are escaped straight into the output (writing to a Vec cannot fail).
         let put = |out: &mut Vec<u8>, raw: &str, s: &str| {
             out.extend_from_slice(raw.as_bytes());
-            let _ = serde_json::to_writer(&mut *out, s);
+            json_string(out, s);
         };
         put(&mut out, "{\"schemas\":[", kind.schema().id);
         for (k, text) in &shown {
@@ -143,7 +142,7 @@ impl Stored {
         out.extend_from_slice(b",\"lastModified\":");
         out.extend_from_slice(v.modified.get().as_bytes());
         out.extend_from_slice(b",\"location\":");
-        let _ = serde_json::to_writer(&mut out, base);
+        json_string(&mut out, base);
         // The closing quote makes way for the rest of the URL (an endpoint and an id: nothing
         // to escape).
         out.truncate(out.len() - 1);
@@ -153,6 +152,23 @@ impl Stored {
         put(&mut out, ",\"version\":", &etag);
         out.extend_from_slice(b"}}");
         Some((out, etag))
+    }
+}
+
+/// `s` as a JSON string at the end of `out`. Names, ids and ETags need no escape: those are
+/// copied between quotes (serde_json's escaping, a table lookup a byte, was 3% of a GET by id).
+fn json_string(out: &mut Vec<u8>, s: &str) {
+    // Folded without stopping early, so that the compiler can check many bytes at a time.
+    let plain = s
+        .bytes()
+        .fold(true, |ok, b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'));
+    if plain {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
     }
 }
 
@@ -289,6 +305,34 @@ impl Resource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_copied_unescaped_are_what_serde_json_writes() {
+        for s in [
+            "",
+            "userName",
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User",
+            "W/\"3\"",
+            "back\\slash",
+            "tab\there",
+            "nul\u{0}",
+            "\u{1f}",
+            "del\u{7f}",
+            "Zoë 😀",
+        ] {
+            let mut out = b"x".to_vec();
+            json_string(&mut out, s);
+            assert_eq!(
+                out,
+                [
+                    b"x".as_slice(),
+                    serde_json::to_string(s).unwrap().as_bytes()
+                ]
+                .concat(),
+                "{s:?}"
+            );
+        }
+    }
 
     #[test]
     fn etag_lists_match_weakly_and_by_star() {

@@ -72,24 +72,20 @@ impl<'a> Displays<'a> {
     }
 }
 
-/// The computed reference list: a group's members, or a user's groups. A group whose record
-/// does not parse is handed to `damaged`: a read's error, or, for a write, noted and listed
-/// without its name (an error there would fail the other writes of its batch).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn read_refs<M, O, N, D>(
-    res: &N,
+/// The computed reference list: a group's members, or a user's groups, each group named by
+/// `group_name` (`named_group`, perhaps remembered).
+pub(super) fn read_refs<M, O, D>(
     members: &M,
     member_of: &O,
     displays: &D,
     t: &str,
     kind: Kind,
     id: u128,
-    damaged: impl Fn(redb::Error) -> Result<(), redb::Error>,
+    mut group_name: impl FnMut(u128) -> Result<Option<Value>, redb::Error>,
 ) -> Result<Vec<Value>, redb::Error>
 where
     M: ReadableTable<(&'static str, u128, u128), u8>,
     O: ReadableTable<(&'static str, u128, u128), ()>,
-    N: ReadableTable<(&'static str, u8, u128), &'static [u8]>,
     D: ReadableTable<(&'static str, u128, u128), &'static str>,
 {
     let mut out = Vec::new();
@@ -107,17 +103,8 @@ where
                 let g = e?.0.value().2;
                 let mut entry = Map::new();
                 entry.insert("value".into(), Value::String(format_id(g)));
-                // Only the name is wanted: skimming steps over the rest of the group's
-                // record instead of building it, once per group on every user read.
-                if let Some(r) = res.get((t, Kind::Group.code(), g))? {
-                    match super::skim::skimmed(r.value(), &["displayName"]) {
-                        Ok(mut rec) => {
-                            if let Some(d) = rec.body.remove("displayName") {
-                                entry.insert("display".into(), d);
-                            }
-                        }
-                        Err(e) => damaged(e)?,
-                    }
+                if let Some(d) = group_name(g)? {
+                    entry.insert("display".into(), d);
                 }
                 entry.insert("type".into(), Value::String("direct".into()));
                 out.push(Value::Object(entry));
@@ -125,6 +112,29 @@ where
         }
     }
     Ok(out)
+}
+
+/// Group `g`'s `displayName`, for a member's `groups`. A group whose record does not parse
+/// is handed to `damaged`: a read's error, or, for a write, noted and listed without its
+/// name (an error there would fail the other writes of its batch).
+pub(super) fn named_group<N>(
+    res: &N,
+    t: &str,
+    g: u128,
+    damaged: impl FnOnce(redb::Error) -> Result<(), redb::Error>,
+) -> Result<Option<Value>, redb::Error>
+where
+    N: ReadableTable<(&'static str, u8, u128), &'static [u8]>,
+{
+    let Some(r) = res.get((t, Kind::Group.code(), g))? else {
+        return Ok(None);
+    };
+    // Only the name is wanted: skimming steps over the rest of the group's record instead
+    // of building it.
+    match super::skim::skimmed(r.value(), &["displayName"]) {
+        Ok(mut rec) => Ok(rec.body.remove("displayName")),
+        Err(e) => damaged(e).map(|()| None),
+    }
 }
 
 pub(super) fn not_found(kind: Kind, id: &str) -> Error {
@@ -193,6 +203,44 @@ pub(super) struct ReadSide {
     pub(super) overflow: std::sync::OnceLock<redb::ReadOnlyTable<(&'static str, u128), ()>>,
     pub(super) modified: std::sync::OnceLock<ModifiedTable>,
     pub(super) scans: ScanMemo,
+    group_names: GroupNames,
+}
+
+/// Group names read under one snapshot, for users' `groups`: the members of a group would
+/// otherwise each read and parse its record again (a twentieth of a user's read). Bounded:
+/// past `GroupNames::MOST` groups, names are read as before.
+#[derive(Default)]
+struct GroupNames(std::sync::Mutex<Vec<GroupName>>);
+
+/// A tenant, a group id and its name.
+type GroupName = (Box<str>, u128, Option<Value>);
+
+impl GroupNames {
+    const MOST: usize = 256;
+
+    fn get_or_read(
+        &self,
+        t: &str,
+        g: u128,
+        read: impl FnOnce() -> Result<Option<Value>, redb::Error>,
+    ) -> Result<Option<Value>, redb::Error> {
+        let known = |names: &[GroupName]| {
+            names
+                .iter()
+                .find(|(nt, ng, _)| *ng == g && **nt == *t)
+                .map(|(_, _, name)| name.clone())
+        };
+        if let Some(name) = known(&self.0.lock().unwrap_or_else(|p| p.into_inner())) {
+            return Ok(name);
+        }
+        // Read without the lock held; an error (a damaged record) is not remembered.
+        let name = read()?;
+        let mut names = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if names.len() < Self::MOST && known(&names).is_none() {
+            names.push((t.into(), g, name.clone()));
+        }
+        Ok(name)
+    }
 }
 
 type ModifiedTable = redb::ReadOnlyTable<(&'static str, u8, i64, u128), ()>;
@@ -341,6 +389,7 @@ impl ReadSide {
             overflow: std::sync::OnceLock::new(),
             modified: std::sync::OnceLock::new(),
             scans: ScanMemo::default(),
+            group_names: GroupNames::default(),
         }
     }
 
@@ -515,15 +564,18 @@ impl ReadSide {
     }
 
     pub(super) fn refs(&self, t: &str, kind: Kind, id: u128) -> Result<Vec<Value>, redb::Error> {
+        let res = self.res()?;
         read_refs(
-            self.res()?,
             self.members()?,
             self.member_of()?,
             self.displays()?,
             t,
             kind,
             id,
-            Err,
+            |g| {
+                self.group_names
+                    .get_or_read(t, g, || named_group(res, t, g, Err))
+            },
         )
     }
 

@@ -2526,6 +2526,58 @@ fn a_group_whose_record_does_not_decode_is_a_500_with_or_without_its_members() {
     let member =
         f.rt.block_on(f.store.get("t".into(), Kind::User, format_id(ann), true));
     assert!(matches!(member, Err(Error::Internal { .. })), "{member:?}");
+    // Every time: a name that could not be read is not remembered as none.
+    let again =
+        f.rt.block_on(f.store.get("t".into(), Kind::User, format_id(ann), true));
+    assert!(matches!(again, Err(Error::Internal { .. })), "{again:?}");
+}
+
+/// A user's groups are named as the latest commit left them, though reads between commits
+/// remember the names they read.
+#[test]
+fn a_users_groups_are_named_as_the_latest_commit_left_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::open(&dir.path().join("s.redb"));
+    let ann = f.create(Kind::User, serde_json::json!({"userName": "ann@x"}), None);
+    let bob = f.create(Kind::User, serde_json::json!({"userName": "bob@x"}), None);
+    let members = serde_json::json!([{"value": format_id(ann)}, {"value": format_id(bob)}]);
+    let sales = f.create(
+        Kind::Group,
+        serde_json::json!({"displayName": "Sales", "members": members}),
+        None,
+    );
+    let ops = f.create(
+        Kind::Group,
+        serde_json::json!({"displayName": "Ops", "members": [{"value": format_id(ann)}]}),
+        None,
+    );
+    let names = |id: u128| {
+        let r =
+            f.rt.block_on(f.store.get("t".into(), Kind::User, format_id(id), true));
+        let mut names: Vec<String> = r
+            .unwrap()
+            .refs
+            .unwrap()
+            .iter()
+            .map(|g| g["display"].as_str().unwrap_or("unnamed").to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(ann), ["Ops", "Sales"]);
+    assert_eq!(names(bob), ["Sales"]);
+    assert_eq!(names(ann), ["Ops", "Sales"]);
+    f.replace_group(
+        sales,
+        serde_json::json!({"displayName": "Marketing", "members": members}),
+    );
+    assert_eq!(names(bob), ["Marketing"]);
+    assert_eq!(names(ann), ["Marketing", "Ops"]);
+    f.replace_group(
+        ops,
+        serde_json::json!({"displayName": "Ops", "members": []}),
+    );
+    assert_eq!(names(ann), ["Marketing"]);
 }
 
 /// A failed read has the file read back at once, but not again and again: not for a while

@@ -10,7 +10,9 @@ use super::alike;
 use super::events::{self, Actor, NewEvent};
 use super::plan::{self, Mode, Seat};
 use super::ranks;
-use super::read::{Conditions, MEMBER_BATCH, member_json, not_found, precondition, read_refs};
+use super::read::{
+    Conditions, MEMBER_BATCH, member_json, named_group, not_found, precondition, read_refs,
+};
 use super::record::*;
 use super::tables::*;
 use super::{Error, R, Store, format_id, new_id, parse_id};
@@ -586,16 +588,17 @@ impl<'t> W<'t> {
     /// The resource's members or groups as this transaction sees them.
     fn refs(&self, t: &str, kind: Kind, id: u128) -> Result<Vec<Value>, redb::Error> {
         read_refs(
-            &self.res,
             &self.members,
             &self.member_of,
             &self.displays,
             t,
             kind,
             id,
-            |_| {
-                self.met_damage.set(true);
-                Ok(())
+            |g| {
+                named_group(&self.res, t, g, |_| {
+                    self.met_damage.set(true);
+                    Ok(())
+                })
             },
         )
     }
