@@ -15,7 +15,7 @@ use super::path::{self, Parsed, Path};
 use super::resource::{
     self, Body, Ignored, Input, SetMode, container, container_mut, drop_empty_extension,
 };
-use super::schema::{AttrDef, AttrRef, Kind, Mutability, PATCH_OP, Rt};
+use super::schema::{AttrDef, AttrRef, Kind, Mutability, PATCH_OP, Rt, split_urn};
 
 pub const MAX_OPERATIONS: usize = 1000;
 
@@ -337,7 +337,14 @@ fn apply_one(
     match op.op {
         OpKind::Add | OpKind::Replace => {
             let value = op.value.as_ref().unwrap_or(&Value::Null);
-            resource::apply_key(kind, raw_path.trim(), value, input, mode(op.op))
+            let raw = raw_path.trim();
+            // An extension's attribute named without its URN is set under it: a body's key
+            // counts only there.
+            let key = match p.attr.ext {
+                Some(urn) if split_urn(kind, raw).0.is_none() => format!("{urn}:{raw}").into(),
+                _ => std::borrow::Cow::Borrowed(raw),
+            };
+            resource::apply_key(kind, &key, value, input, mode(op.op))
         }
         OpKind::Remove => {
             remove_plain(&p, op.value.as_ref(), &mut input.body);

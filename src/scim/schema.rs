@@ -637,8 +637,22 @@ pub struct AttrRef {
 }
 
 /// Resolve a top-level attribute name, optionally URN-qualified (`urn:...:User:userName` or
-/// `urn:...:enterprise:2.0:User:department`), to its canonical definition.
+/// `urn:...:enterprise:2.0:User:department`), to its canonical definition. An extension's
+/// attribute named without its URN is found too, when one extension alone declares it: this
+/// is for a name a client gives on its own (a PATCH path, a filter, `sortBy`, `attributes`).
 pub fn resolve(kind: impl Into<Rt>, urn: Option<&str>, name: &str) -> Option<AttrRef> {
+    let kind: Rt = kind.into();
+    resolve_as_written(kind, urn, name).or_else(|| match urn {
+        None => unqualified(kind, name),
+        Some(_) => None,
+    })
+}
+
+/// `resolve` for a key of a resource body, where an extension's attributes are found under
+/// its URN only: Entra sends `"manager": null` and `"department": null` at the top level
+/// beside the extension's object that holds the values, and read as the extension's they
+/// would clear or contradict them.
+pub fn resolve_as_written(kind: impl Into<Rt>, urn: Option<&str>, name: &str) -> Option<AttrRef> {
     let kind: Rt = kind.into();
     match urn {
         None => find(COMMON_ATTRS, name)
@@ -655,6 +669,20 @@ pub fn resolve(kind: impl Into<Rt>, urn: Option<&str>, name: &str) -> Option<Att
             })
         }
     }
+}
+
+/// An extension's attribute named without its URN, which no core attribute has: clients
+/// SHOULD qualify extension attributes (RFC 7644 §3.10), and some don't (Entra's older
+/// `"path":"manager"`). `None` when two of the resource type's extensions declare it.
+fn unqualified(kind: Rt, name: &str) -> Option<AttrRef> {
+    let mut found = kind.extensions().iter().filter_map(|ext| {
+        ext.attr(name).map(|def| AttrRef {
+            ext: Some(ext.id),
+            def,
+        })
+    });
+    let only = found.next()?;
+    found.next().is_none().then_some(only)
 }
 
 /// Split `urn:...:Schema:attr.sub` into (urn, rest). The URN is the longest prefix naming a

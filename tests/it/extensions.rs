@@ -1199,3 +1199,92 @@ async fn a_unique_decimal_is_one_value_however_it_is_written() {
     assert_error(&r, 409, Some("uniqueness"));
     verify_clean(&s).await;
 }
+
+/// An extension's attribute named without its URN (clients SHOULD qualify it, RFC 7644
+/// §3.10; Entra's older form does not) is that extension's in a PATCH path, a filter,
+/// `sortBy` and `attributes`, when one extension alone declares it; a body's top-level keys
+/// still count only under their URN (Entra sends `"department": null` there beside the
+/// extension's object).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extension_attribute_named_without_its_urn_is_that_extensions() {
+    const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    let s = Srv::start_with(|c| {
+        // `costCenter` is the enterprise extension's too: named alone, it is neither's.
+        c.tenants.get_mut("acme").unwrap().extensions = vec![ExtensionConfig {
+            urn: EXT.into(),
+            name: "AcmeUser".into(),
+            description: String::new(),
+            resource: "User".into(),
+            attributes: vec![attr("badge", "string"), attr("costCenter", "string")],
+        }];
+    })
+    .await;
+    let ann = s
+        .post(
+            "/Users",
+            json!({"userName": "ann@x", ENT: {"department": "Ops", "costCenter": "C1"}}),
+        )
+        .await
+        .id();
+    s.post(
+        "/Users",
+        json!({"userName": "bob@x", ENT: {"department": "Admin"}}),
+    )
+    .await
+    .id();
+    let p = format!("/Users/{ann}");
+    let r = s
+        .patch(
+            &p,
+            json!([{"op": "replace", "path": "department", "value": "Eng"},
+                   {"op": "add", "path": "badge", "value": "B-1"},
+                   {"op": "replace", "path": "costCenter", "value": "C2"}]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body[ENT]["department"], "Eng");
+    assert_eq!(r.body[EXT]["badge"], "B-1");
+    assert_eq!(r.body[ENT]["costCenter"], "C1", "ambiguous: ignored");
+    assert_eq!(r.body[EXT].get("costCenter"), None);
+    // A filter and sortBy.
+    let r = s.get("/Users?filter=department%20eq%20%22eng%22").await;
+    assert_eq!((r.status, total(&r)), (200, 1), "{}", r.body);
+    assert_eq!(r.body["Resources"][0]["id"], ann.as_str());
+    let r = s.get("/Users?sortBy=department&attributes=userName").await;
+    let names: Vec<&str> = r.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["userName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["bob@x", "ann@x"], "Admin before Eng");
+    assert_error(
+        &s.get("/Users?filter=costCenter%20eq%20%22C1%22").await,
+        400,
+        Some("invalidFilter"),
+    );
+    // `attributes`: the extension's object with only that attribute.
+    let r = s.get(&format!("{p}?attributes=department")).await;
+    assert_eq!(r.body[ENT], json!({"department": "Eng"}), "{}", r.body);
+    assert_eq!(r.body.get("userName"), None);
+    // Entra's older manager form: the attribute named alone, its value in a list of one.
+    let boss = s.post("/Users", json!({"userName": "boss@x"})).await.id();
+    let r = s
+        .patch(
+            &p,
+            json!([{"op": "add", "path": "manager",
+                    "value": [{"$ref": format!("../Users/{boss}"), "value": boss}]}]),
+        )
+        .await;
+    assert_eq!(r.body[ENT]["manager"]["value"], boss.as_str(), "{}", r.body);
+    // A body's top-level key is not the extension's: the stored value stays.
+    let r = s
+        .put(
+            &p,
+            json!({"userName": "ann@x", "department": "Sales",
+                   ENT: {"department": "Eng", "manager": null}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body[ENT], json!({"department": "Eng"}));
+}

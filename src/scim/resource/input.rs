@@ -10,7 +10,8 @@ use super::values::{normalize_attr, normalize_simple};
 use super::{Body, container_mut, drop_empty_extension};
 use crate::scim::error::{ScimError, ScimResult};
 use crate::scim::schema::{
-    AttrDef, AttrType, GROUP_SCHEMA, Kind, Mutability, Rt, USER_SCHEMA, resolve, split_urn,
+    AttrDef, AttrType, GROUP_SCHEMA, Kind, Mutability, Rt, USER_SCHEMA, resolve_as_written,
+    split_urn,
 };
 
 /// What normalisation dropped, so the caller can log it per tenant.
@@ -221,7 +222,7 @@ pub fn apply_key(
         Some((n, s)) => (n, Some(s)),
         None => (rest, None),
     };
-    let Some(attr) = resolve(kind, urn, name) else {
+    let Some(attr) = resolve_as_written(kind, urn, name) else {
         // A null or "" for an unknown name (Entra's top-level `"manager": null`, a
         // template's unset field) drops nothing, so it is not worth a warning.
         if !says_nothing(value) {

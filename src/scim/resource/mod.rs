@@ -110,6 +110,22 @@ mod tests {
                 e.detail
             );
         }
+        // A singular complex attribute in a list of one is that one (Entra's older manager
+        // form); in a list of two it is refused.
+        let ent = crate::scim::schema::ENTERPRISE_SCHEMA;
+        let one =
+            json!({"userName": "a", (ent): {"manager": [{"$ref": "../Users/m", "value": "m"}]}});
+        assert_eq!(
+            normalize(Kind::User, &one).unwrap().body[ent]["manager"]["value"],
+            "m"
+        );
+        let two = json!({"userName": "a", (ent): {"manager": [{"value": "m"}, {"value": "n"}]}});
+        let e = normalize(Kind::User, &two).unwrap_err();
+        assert!(
+            e.detail.contains("must be a complex object"),
+            "{}",
+            e.detail
+        );
         // A number or boolean where a string belongs: refused, saying what to send.
         let e = normalize(Kind::User, &json!({"userName": 5})).unwrap_err();
         assert!(

@@ -81,6 +81,10 @@ pub fn normalize_single(def: &'static AttrDef, value: &Value) -> ScimResult<Opti
                 )])))
             });
         }
+        // The manager in a list of one (Entra's older form, idp-notes §3.6): that one.
+        Value::Array(one) if !def.multi_valued && one.len() == 1 && one[0].is_object() => {
+            return normalize_single(def, &one[0]);
+        }
         // A template's unset parameter (`""`, or blanks as OneLogin's `" "`): absent, as the
         // manager's blank id is.
         Value::String(s) if s.trim().is_empty() => return Ok(None),
