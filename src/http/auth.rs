@@ -139,6 +139,10 @@ impl App {
             Some(_) if token.is_some_and(said_bearer_twice) => {
                 "the Authorization header says Bearer twice; give the IdP the token alone, without \"Bearer\""
             }
+            // What an admin sees in the IdP's connection test: the cause, not the tenant.
+            Some(_) if token.is_some_and(is_jwt) => {
+                "the bearer token is a JWT the IdP made itself, not a scimd token: paste the token `scimd tenant add` or `scimd token` printed into the IdP's token field (Entra: Secret Token)"
+            }
             Some(_) if sent && tenant_named => {
                 "the bearer token is not valid for this tenant; check both the token and the tenant name in the URL (the NAME in /tenants/NAME/)"
             }

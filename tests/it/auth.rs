@@ -419,3 +419,19 @@ async fn a_token_revoked_while_its_body_arrives_writes_nothing() {
     .await;
     assert_eq!(a.status, 201, "{}", a.body);
 }
+
+/// Entra's own JWT (its Secret Token left blank): the 401 says so, with a tenant in the URL
+/// or without, since the answer is what the admin sees in Entra's connection test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idps_own_jwt_is_named_in_the_answer() {
+    let s = Srv::start().await;
+    let jwt = "Bearer eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiI4YWRmOGUifQ.c2lnbmF0dXJl";
+    for path in ["/scim/v2/Users", "/tenants/acme/scim/v2/Users"] {
+        let r = s
+            .call_with(Method::GET, path, None, None, &[("Authorization", jwt)])
+            .await;
+        assert_eq!(r.status, 401, "{path}");
+        let detail = r.body["detail"].as_str().unwrap();
+        assert!(detail.contains("a JWT the IdP made itself"), "{detail}");
+    }
+}
