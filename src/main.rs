@@ -298,6 +298,21 @@ fn say_problems(problems: &[String]) {
     }
 }
 
+/// A change to the configuration file that could not be made, with what to do when the file
+/// could not be read (no `--config`, or no sudo).
+fn edit_message(e: &scimd::config_edit::EditError, config: &std::path::Path) -> String {
+    match cli::console::unreadable_config_hint(config) {
+        Some(hint) if matches!(e, scimd::config_edit::EditError::Read(..)) => {
+            format!("{e}\n{hint}")
+        }
+        _ => e.to_string(),
+    }
+}
+
+fn edit_failed(e: &scimd::config_edit::EditError, config: &std::path::Path) {
+    eprintln!("{}", edit_message(e, config));
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -352,6 +367,13 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("{e}");
+                if e.problems
+                    .iter()
+                    .any(|p| p.starts_with("cannot read the file"))
+                    && let Some(hint) = cli::console::unreadable_config_hint(&config)
+                {
+                    eprintln!("{hint}");
+                }
                 ExitCode::from(2)
             }
         },
@@ -376,7 +398,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("{e}");
+                edit_failed(&e, &config);
                 ExitCode::from(2)
             }
         },
@@ -412,7 +434,7 @@ fn main() -> ExitCode {
                         ExitCode::SUCCESS
                     }
                     Err(e) => {
-                        eprintln!("{e}");
+                        edit_failed(&e, &config);
                         ExitCode::from(2)
                     }
                 },
@@ -488,7 +510,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("{e}");
+                edit_failed(&e, &config);
                 ExitCode::from(2)
             }
         },
@@ -503,7 +525,7 @@ fn main() -> ExitCode {
                 },
         } => match refuse_leftover(&config, &name, keep_data).and_then(|()| {
             scimd::config_edit::add_tenant(&config, &name, &token_name, display_name.as_deref())
-                .map_err(|e| e.to_string())
+                .map_err(|e| edit_message(&e, &config))
         }) {
             Ok(tok) => {
                 // The file may still lack a certificate; the URL is known regardless. What

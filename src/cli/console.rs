@@ -519,16 +519,8 @@ pub(crate) fn load_or_exit(
                 .iter()
                 .any(|p| p.starts_with("cannot read the file"))
             {
-                match std::fs::File::open(config).map_err(|e| e.kind()) {
-                    Err(std::io::ErrorKind::PermissionDenied) => eprintln!(
-                        "(this user may not read it: run the command as root, with sudo, as \
-                         the packaged file is readable by root and the scimd group only)"
-                    ),
-                    Err(std::io::ErrorKind::NotFound) => eprintln!(
-                        "(no file there: give the configuration file with --config FILE; \
-                         without it, /etc/scimd/scimd.toml is read)"
-                    ),
-                    _ => {}
+                if let Some(hint) = unreadable_config_hint(config) {
+                    eprintln!("{hint}");
                 }
             } else {
                 // The moment a reload was refused is when an admin asks: the daemon is not down.
@@ -1359,6 +1351,22 @@ pub(crate) fn token(name: &str, scope: Scope, hash_stdin: bool) -> ExitCode {
 /// Bytes as the console shows a size: MiB with one decimal.
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / 1048576.0)
+}
+
+/// Why the configuration file at `config` cannot be read, said as what to do about it: a
+/// console command run without `--config`, or without sudo, is the usual cause.
+pub(crate) fn unreadable_config_hint(config: &std::path::Path) -> Option<&'static str> {
+    match std::fs::File::open(config).map_err(|e| e.kind()) {
+        Err(std::io::ErrorKind::PermissionDenied) => Some(
+            "(this user may not read it: run the command as root, with sudo, as the packaged \
+             file is readable by root and the scimd group only)",
+        ),
+        Err(std::io::ErrorKind::NotFound) => Some(
+            "(no file there: give the configuration file with --config FILE; without it, \
+             /etc/scimd/scimd.toml is read)",
+        ),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

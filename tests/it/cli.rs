@@ -143,6 +143,28 @@ fn check_config_accepts_the_example_and_names_the_bad_key() {
         err.contains("cannot tell whether scimd runs (exit 4"),
         "{err}"
     );
+    // So do the commands that check or edit the file.
+    let missing = dir.path().join("missing.toml");
+    let missing = missing.to_str().unwrap();
+    for args in [
+        vec!["check-config", "--config", missing],
+        vec!["tenant", "add", "acme", "--config", missing],
+        vec!["tenant", "remove", "acme", "--config", missing],
+        vec![
+            "token", "--tenant", "acme", "--name", "x", "--config", missing,
+        ],
+        vec![
+            "token", "remove", "--tenant", "acme", "--name", "x", "--config", missing,
+        ],
+    ] {
+        let out = scimd().args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("(no file there: give the configuration file with --config FILE"),
+            "{args:?}: {err}"
+        );
+    }
 }
 
 /// `dir/scimd.toml`: the example configuration, serving `cert` and `key`.
