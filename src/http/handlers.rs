@@ -276,7 +276,6 @@ async fn get_group_streamed(
     let head = render(ctx, r, proj);
     let mut head = serde_json::to_string(&Value::Object(head)).unwrap_or_default();
     head.pop(); // the closing brace: members follow
-    head.push_str(",\"members\":[");
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(2);
     let base = ctx.base.clone();
     let narrowed = proj.narrows("members").then(|| proj.clone());
@@ -284,12 +283,7 @@ async fn get_group_streamed(
     tokio::spawn(async move {
         let _room = room; // until the stream ends
         let narrowed = narrowed.as_ref().map(|p| (p, rt));
-        if tx.send(head.into()).await.is_err()
-            || !send_members(&tx, &mut batches, &base, narrowed).await
-        {
-            return;
-        }
-        let _ = tx.send(bytes::Bytes::from_static(b"]}")).await;
+        send_members(&tx, &mut batches, &base, narrowed, head).await;
     });
     let mut resp = http::Response::new(response::Body::Stream(rx));
     resp.headers_mut().insert(

@@ -437,27 +437,45 @@ async fn page(
     Ok(response::json(200, &body))
 }
 
-/// Write a group's members, batch by batch, as the elements of a JSON array (the caller
-/// writes the brackets), projected member by member when a projection narrows them. False
-/// when the client has gone or the stream was cut short: the caller then leaves the answer
-/// unfinished (invalid JSON), so that no client takes part of a list for all of it.
+/// Write a group: `head` (its JSON without the closing brace), then its members, batch by
+/// batch, as `"members"`, projected member by member when a projection narrows them, then
+/// the closing brace. Narrowed, the list is written only once a member keeps something (as
+/// a user's narrowed `emails` are left out when no entry has the sub-attribute); else it is
+/// written from the start, `[]` for a group without members. False when the client has gone
+/// or the stream was cut short: the answer is then left unfinished (invalid JSON), so that
+/// no client takes part of a list for all of it.
 pub(super) async fn send_members(
     tx: &tokio::sync::mpsc::Sender<bytes::Bytes>,
     batches: &mut tokio::sync::mpsc::Receiver<MemberBatch>,
     base: &str,
     narrowed: Option<(&Projection, crate::scim::schema::Rt)>,
+    head: String,
 ) -> bool {
+    const OPEN: &str = ",\"members\":[";
+    // The head, until the list is opened.
+    let mut held = Some(head);
+    if narrowed.is_none() {
+        let mut text = held.take().unwrap_or_default();
+        text.push_str(OPEN);
+        if tx.send(text.into()).await.is_err() {
+            return false;
+        }
+    }
     let mut first = true;
     loop {
         let batch = match batches.recv().await {
             Some(MemberBatch::Members(b)) => b,
-            Some(MemberBatch::End) => return true,
+            Some(MemberBatch::End) => break,
             // Only ever first, and taken by whoever asked for it.
             Some(MemberBatch::Head(_)) => continue,
             Some(MemberBatch::Failed(_)) | None => return false,
         };
         let mut chunk = String::with_capacity(batch.len() * 120);
         let mut push = |fragment: &str| {
+            if let Some(head) = held.take() {
+                chunk.push_str(&head);
+                chunk.push_str(OPEN);
+            }
             if !first {
                 chunk.push(',');
             }
@@ -483,10 +501,19 @@ pub(super) async fn send_members(
                 }
             }
         }
-        if tx.send(chunk.into()).await.is_err() {
+        if !chunk.is_empty() && tx.send(chunk.into()).await.is_err() {
             return false;
         }
     }
+    let close = match held {
+        // No member kept anything: the group without `members`.
+        Some(mut head) => {
+            head.push('}');
+            bytes::Bytes::from(head)
+        }
+        None => bytes::Bytes::from_static(b"]}"),
+    };
+    tx.send(close).await.is_ok()
 }
 
 /// A resource on a list page whose references are read as the page is written, each with
@@ -608,16 +635,10 @@ fn streamed_list(
                 continue;
             };
             text.pop(); // the closing brace: members follow
-            text.push_str(",\"members\":[");
-            if tx.send(text.into()).await.is_err() {
-                return;
-            }
             let gid = gid.unwrap_or_default();
             let mut batches = store.member_batches(tenant.clone(), gid, stall, snapshot);
             let narrowed = narrowed.as_ref().map(|p| (p, group_rt));
-            if !send_members(&tx, &mut batches, &base, narrowed).await
-                || tx.send(bytes::Bytes::from_static(b"]}")).await.is_err()
-            {
+            if !send_members(&tx, &mut batches, &base, narrowed, text).await {
                 return;
             }
         }

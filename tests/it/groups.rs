@@ -331,6 +331,45 @@ async fn group_lists_carry_every_member_as_a_single_get_does() {
         "{}",
         r.body
     );
+    // A projection that keeps nothing of any member leaves `members` out, as a user's
+    // narrowed `emails` is, in a GET and on a list page; a group without members still
+    // lists none by default.
+    assert_eq!(want[1]["members"], json!([]), "{}", want[1]);
+    let r = s
+        .get(&format!("/Groups/{big}?attributes=members.display"))
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.get("members").is_none(), "{}", r.body);
+    assert_eq!(r.body["id"], big.as_str());
+    let r = s
+        .get("/Groups?attributes=members.display&filter=displayName eq \"Big\"")
+        .await;
+    let found = &r.body["Resources"][0];
+    assert!(
+        found.get("members").is_none() && found["id"] == big.as_str(),
+        "{}",
+        r.body
+    );
+    let r = s
+        .patch(
+            &format!("/Groups/{nested}"),
+            json!([{"op": "add", "path": "members", "value": [{"value": refs[1], "display": "One"}]}]),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    for path in [
+        format!("/Groups/{nested}?attributes=members.display"),
+        "/Groups?attributes=members.display&filter=displayName eq \"Nested\"".to_string(),
+    ] {
+        let r = s.get(&path).await;
+        let g = r.body.get("Resources").map_or(&r.body, |l| &l[0]);
+        assert_eq!(
+            g["members"],
+            json!([{"display": "One"}]),
+            "{path}: {}",
+            r.body
+        );
+    }
     let r = s
         .get("/Groups/01890000-0000-7000-8000-000000000000?attributes=members")
         .await;
