@@ -1172,5 +1172,27 @@ mod tests {
                 serde_json::to_string(&Value::Object(want)).unwrap()
             );
         }
+        // A record whose text is not UTF-8 (a byte changed on disk) is not rendered.
+        let rec = Record {
+            body: serde_json::from_value(serde_json::json!({"userName": "b", "title": "é"}))
+                .unwrap(),
+            created: "2026-11-30T10:00:00Z".into(),
+            modified: "2026-11-30T10:00:00Z".into(),
+            version: 1,
+        };
+        let mut bytes = encode(&rec);
+        let at = bytes.iter().position(|&b| b == 0xc3).unwrap();
+        bytes[at] = 0xff;
+        let stored = Stored {
+            kind: Kind::User,
+            id: format_id(42),
+            record: bytes,
+            refs: None,
+        };
+        assert!(
+            stored
+                .default_json("https://x", Kind::User.into())
+                .is_none()
+        );
     }
 }
