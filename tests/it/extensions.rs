@@ -1287,4 +1287,9 @@ async fn an_extension_attribute_named_without_its_urn_is_that_extensions() {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body[ENT], json!({"department": "Eng"}));
+    let r = s
+        .patch(&p, json!([{"op": "remove", "path": "department"}]))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body.get(ENT), None, "{}", r.body);
 }
