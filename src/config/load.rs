@@ -358,6 +358,22 @@ fn item_at<'a>(item: &'a mut toml_edit::Item, path: &[&String]) -> Option<&'a mu
     }
 }
 
+/// The tables of the file that take `key`: `[server]`, `[tls]`, `[storage]`, `[log]`,
+/// `[tenants.NAME]`.
+fn tables_with_key(key: &str) -> Vec<String> {
+    let has = |v: serde_json::Result<serde_json::Value>| v.is_ok_and(|v| v.get(key).is_some());
+    let config = serde_json::to_value(Config::default()).unwrap_or_default();
+    let mut homes: Vec<String> = ENV_SECTIONS
+        .iter()
+        .filter(|s| config.get(**s).is_some_and(|t| t.get(key).is_some()))
+        .map(|s| format!("[{s}]"))
+        .collect();
+    if has(serde_json::to_value(super::TenantConfig::default())) {
+        homes.push("[tenants.NAME]".into());
+    }
+    homes
+}
+
 /// The sections `SCIMD_` environment variables may set (tenants come from the file only).
 pub(super) const ENV_SECTIONS: [&str; 4] = ["server", "tls", "storage", "log"];
 
@@ -406,6 +422,12 @@ fn figment_problems(err: figment::Error, reread: bool) -> Vec<String> {
                     // SCIMD_LOG_LEVEL for SCIMD_LOG__LEVEL: the one underscore is the level,
                     // and the unknown key is a section's name run into its key. Inside a
                     // section (`server.max_result`) the underscore is the key's own.
+                    let homes = tables_with_key(found);
+                    let here = match e.path.as_slice() {
+                        [t, _] if t == "tenants" => "[tenants.NAME]".to_string(),
+                        [section] => format!("[{section}]"),
+                        _ => String::new(),
+                    };
                     let hint = if from_env
                         && e.path.len() == 1
                         && found.contains('_')
@@ -414,6 +436,13 @@ fn figment_problems(err: figment::Error, reread: bool) -> Vec<String> {
                         format!(
                             "; nested keys take a double underscore, as in SCIMD_{}",
                             found.to_ascii_uppercase().replacen('_', "__", 1)
+                        )
+                    } else if !from_env && !homes.is_empty() && !homes.contains(&here) {
+                        // An option uncommented where the example's notes sit lands in the
+                        // table above them.
+                        format!(
+                            "; \"{found}\" is a key of {}: move it there",
+                            homes.join(" or ")
                         )
                     } else {
                         String::new()
@@ -534,7 +563,8 @@ mod tests {
     fn every_unknown_key_and_the_problems_past_them_are_named_at_once() {
         Jail::expect_with(|jail| {
             let text = GOOD
-                .replace("[tls]", "[tls]\nself_sgned = 1")
+                .replace("[tls]", "[tls]\nself_sgned = 1\nlisten = \"0.0.0.0:8443\"")
+                .replace("[storage]", "[log]\nrate_limit = 2\n[storage]")
                 .replace(
                     "listen = \"127.0.0.1:0\"",
                     "listen = \"127.0.0.1:0\"\nlistn = 1",
@@ -546,7 +576,7 @@ mod tests {
                 .replace("9f86", "sha256:9f86")
                 + "[tenants.beta]\ntoken = []\n";
             jail.create_file("bad.toml", &text)?;
-            let err = Config::load(Path::new("bad.toml")).expect_err("five problems");
+            let err = Config::load(Path::new("bad.toml")).expect_err("seven problems");
             let all = err.problems.join("\n");
             for needle in [
                 "tls.self_sgned: unknown key",
@@ -555,6 +585,9 @@ mod tests {
                 "tenants.acme.tokens[0].nme: unknown key",
                 "tenants.beta.token: unknown key",
                 "(drop the \"sha256:\" in front)",
+                "log.rate_limit: unknown key \"rate_limit\"; expected one of level, format; \"rate_limit\" is a key of [tenants.NAME]: move it there",
+                "tls.listen: unknown key \"listen\"; expected one of",
+                "\"listen\" is a key of [server]: move it there",
             ] {
                 assert!(all.contains(needle), "{needle} not in:\n{all}");
             }
