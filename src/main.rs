@@ -367,11 +367,7 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("{e}");
-                if e.problems
-                    .iter()
-                    .any(|p| p.starts_with("cannot read the file"))
-                    && let Some(hint) = cli::console::unreadable_config_hint(&config)
-                {
+                if let Some(hint) = cli::console::unreadable(&e, &config) {
                     eprintln!("{hint}");
                 }
                 ExitCode::from(2)

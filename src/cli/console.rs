@@ -515,10 +515,7 @@ pub(crate) fn load_or_exit(
         }
         Err(e) => {
             eprintln!("{e}");
-            if e.problems
-                .iter()
-                .any(|p| p.starts_with("cannot read the file"))
-            {
+            if e.problems.iter().any(|p| p.starts_with(UNREADABLE)) {
                 if let Some(hint) = unreadable_config_hint(config) {
                     eprintln!("{hint}");
                 }
@@ -1351,6 +1348,22 @@ pub(crate) fn token(name: &str, scope: Scope, hash_stdin: bool) -> ExitCode {
 /// Bytes as the console shows a size: MiB with one decimal.
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / 1048576.0)
+}
+
+/// How `Config::load` says the file could not be read.
+const UNREADABLE: &str = "cannot read the file";
+
+/// For a configuration that could not be loaded because its file could not be read, what
+/// to do about it (`unreadable_config_hint`).
+pub(crate) fn unreadable(
+    e: &scimd::config::ConfigError,
+    config: &std::path::Path,
+) -> Option<&'static str> {
+    e.problems
+        .iter()
+        .any(|p| p.starts_with(UNREADABLE))
+        .then(|| unreadable_config_hint(config))
+        .flatten()
 }
 
 /// Why the configuration file at `config` cannot be read, said as what to do about it: a

@@ -4,7 +4,7 @@ use reqwest::Method;
 use scimd::config::{AttributeConfig, ExtensionConfig};
 use serde_json::{Value, json};
 
-use crate::harness::{ACME, GLOBEX, Srv, assert_error, total};
+use crate::harness::{ACME, GLOBEX, Srv, assert_error, strings, total};
 
 const EXT: &str = "urn:ietf:params:scim:schemas:extension:acme:2.0:User";
 const GEXT: &str = "urn:ietf:params:scim:schemas:extension:acme:2.0:Group";
@@ -1251,13 +1251,11 @@ async fn an_extension_attribute_named_without_its_urn_is_that_extensions() {
     assert_eq!((r.status, total(&r)), (200, 1), "{}", r.body);
     assert_eq!(r.body["Resources"][0]["id"], ann.as_str());
     let r = s.get("/Users?sortBy=department&attributes=userName").await;
-    let names: Vec<&str> = r.body["Resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["userName"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["bob@x", "ann@x"], "Admin before Eng");
+    assert_eq!(
+        strings(&r.body["Resources"], "userName"),
+        ["bob@x", "ann@x"],
+        "Admin before Eng"
+    );
     assert_error(
         &s.get("/Users?filter=costCenter%20eq%20%22C1%22").await,
         400,
