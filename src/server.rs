@@ -23,6 +23,7 @@ use crate::store::{Store, StoreError};
 use crate::tls::{self, TlsError};
 
 mod handshake;
+mod header_timer;
 mod in_flight;
 use handshake::Failure;
 use in_flight::{Counted, InFlight, Timeouts, Watched};
@@ -673,7 +674,7 @@ impl Server {
             // One buffer per response: with vectored writes rustls seals the head and the
             // body as two TLS records, each with its own encryption pass.
             .writev(false)
-            .timer(TokioTimer::new())
+            .timer(header_timer::HeaderTimer)
             .header_read_timeout(header_timeout)
             .max_buf_size(64 * 1024);
         builder

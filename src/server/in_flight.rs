@@ -689,6 +689,8 @@ where
     let mut wound: Option<Instant> = None;
     // When it was told to make room, if it carried a token (see `EVICTED_GRACE`).
     let mut evicted_at: Option<Instant> = None;
+    // Each tick also polls `conn`: hyper's HTTP/1 header timeout (`HeaderTimer`) is only
+    // noticed when it is polled.
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -974,6 +976,54 @@ mod tests {
         assert!(f.all_thinking());
         drop(b);
         assert!(!f.all_thinking() && !f.owes());
+    }
+
+    /// hyper's header timeout runs on `HeaderTimer`, whose deadlines nothing wakes: the tick
+    /// here must poll the connection, or a head begun and never finished would hold the
+    /// connection for as long as the idle rule allows (here, an hour).
+    #[tokio::test(start_paused = true)]
+    async fn a_head_never_finished_ends_the_connection_within_a_tick_of_the_header_timeout() {
+        use tokio::io::AsyncWriteExt;
+        let (mut client, server) = tokio::io::duplex(4096);
+        let svc = hyper::service::service_fn(|_req| async {
+            Ok::<_, std::convert::Infallible>(hyper::Response::new(String::new()))
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(super::super::header_timer::HeaderTimer)
+            .header_read_timeout(Duration::from_secs(3))
+            .serve_connection(hyper_util::rt::TokioIo::new(server), svc);
+        client
+            .write_all(b"GET /scim/v2/Users HTTP/1.1\r\nHost: a\r\n")
+            .await
+            .unwrap();
+        let hour = Duration::from_secs(3600);
+        let limits = Timeouts {
+            idle: hour,
+            stalled: hour,
+            unread: hour,
+        };
+        let (_stop, stopping) = watch::channel(false);
+        let (_close, closed) = watch::channel(false);
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let started = Instant::now();
+        let ended = tokio::time::timeout(
+            Duration::from_secs(60),
+            drive(
+                conn,
+                InFlight::new().child(),
+                limits,
+                peer,
+                stopping,
+                closed,
+            ),
+        )
+        .await;
+        assert!(ended.is_ok(), "the unfinished head held the connection");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_secs(3) && took <= Duration::from_secs(4),
+            "ended after {took:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -100,6 +100,30 @@ async fn closed_within<S: tokio::io::AsyncRead + Unpin>(conn: &mut S, secs: u64)
     .is_ok()
 }
 
+/// A request head begun and never finished is cut once the header timeout has passed (hyper's
+/// timeout, checked on the connection's one-second tick), not only later by the idle rule and
+/// the wind-down after it.
+#[tokio::test]
+async fn a_head_never_finished_is_cut_at_the_header_timeout() {
+    let s = Srv::start_with(|c| c.server.header_timeout_secs = 2).await;
+    let mut conn = wire::connect(&s).await;
+    let started = std::time::Instant::now();
+    conn.write_all(b"GET /scim/v2/Users HTTP/1.1\r\nHost: localhost\r\nAccept: ")
+        .await
+        .unwrap();
+    conn.flush().await.unwrap();
+    assert!(
+        closed_within(&mut conn, 20).await,
+        "the connection stayed open"
+    );
+    let took = started.elapsed();
+    // The timeout, and at most one tick after it; the idle rule alone takes two seconds more.
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_millis(3800),
+        "closed after {took:?}"
+    );
+}
+
 /// A connection that finishes the TLS handshake and sends nothing, or an HTTP/2 connection
 /// that opens no stream, is closed after the header timeout: idle connections must not hold
 /// the connection slots.
