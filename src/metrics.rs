@@ -3,12 +3,14 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// A fixed-bucket histogram (upper bounds), safe to update from any thread.
 #[derive(Debug)]
 pub struct Histogram {
     bounds: &'static [f64],
+    /// Observations in each bucket alone (at most its bound, above the one before): one
+    /// counter to add to per observation; the cumulative counts are summed on render.
     buckets: Vec<AtomicU64>,
     count: AtomicU64,
     /// Sum in micro-units (µs for seconds, or the raw value ×1e6).
@@ -26,24 +28,31 @@ impl Histogram {
     }
 
     pub fn observe(&self, v: f64) {
-        for (i, b) in self.bounds.iter().enumerate() {
-            if v <= *b {
-                self.buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
         self.sum_micro
             .fetch_add((v * 1e6) as u64, Ordering::Relaxed);
     }
 
+    /// Add `other`'s observations (same bounds) to this one's.
+    fn absorb(&self, other: &Histogram) {
+        for (mine, theirs) in self.buckets.iter().zip(&other.buckets) {
+            mine.fetch_add(theirs.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        self.count
+            .fetch_add(other.count.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.sum_micro
+            .fetch_add(other.sum_micro.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
+        let mut below = 0;
         for (i, b) in self.bounds.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {}",
-                self.buckets[i].load(Ordering::Relaxed)
-            );
+            below += self.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {below}");
         }
         let n = self.count.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {n}");
@@ -100,11 +109,25 @@ struct Requests {
     latency: BTreeMap<&'static str, Histogram>,
 }
 
+/// How many `Requests` a server keeps, each thread counting into one of them: a single lock
+/// taken by every request from every core cost more in the moving of its cache line between
+/// cores than the counting.
+const STRIPES: usize = 8;
+
+/// The stripe this thread counts into.
+fn stripe() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static MINE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+    }
+    MINE.with(|m| *m)
+}
+
 /// HTTP-side metrics.
 #[derive(Debug, Default)]
 pub struct HttpMetrics {
-    /// Counts and latencies under one lock: every request takes it, from both cores.
-    requests: Mutex<Requests>,
+    /// Counts and latencies, summed over the stripes on render.
+    requests: [Mutex<Requests>; STRIPES],
     pub auth_failures: AtomicU64,
     pub handshake_failures: HandshakeFailures,
     /// Connections without a valid token closed to give a newcomer their slot.
@@ -154,7 +177,32 @@ fn escape(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
+fn locked(m: &Mutex<Requests>) -> std::sync::MutexGuard<'_, Requests> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl HttpMetrics {
+    /// Every stripe's counts and latencies added up.
+    fn summed(&self) -> Requests {
+        let mut all = Requests::default();
+        for stripe in &self.requests {
+            let r = locked(stripe);
+            for (key, by_tenant) in &r.counts {
+                let sum = all.counts.entry(*key).or_default();
+                for (t, n) in by_tenant {
+                    *sum.entry(t.clone()).or_default() += n;
+                }
+            }
+            for (e, h) in &r.latency {
+                all.latency
+                    .entry(e)
+                    .or_insert_with(|| Histogram::new(LATENCY))
+                    .absorb(h);
+            }
+        }
+        all
+    }
+
     pub fn record(
         &self,
         endpoint: &'static str,
@@ -163,10 +211,7 @@ impl HttpMetrics {
         tenant: &str,
         seconds: f64,
     ) {
-        let mut r = match self.requests.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut r = locked(&self.requests[stripe()]);
         let method = match method {
             "GET" => "GET",
             "POST" => "POST",
@@ -192,10 +237,7 @@ impl HttpMetrics {
     pub fn render(&self, out: &mut String) {
         out.push_str("# HELP scimd_requests_total Requests by endpoint template, method, status and tenant.\n");
         out.push_str("# TYPE scimd_requests_total counter\n");
-        let r = match self.requests.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let r = self.summed();
         for ((e, m, s), by_tenant) in r.counts.iter() {
             for (t, n) in by_tenant {
                 let _ = writeln!(
@@ -288,6 +330,49 @@ mod tests {
         assert!(s.contains("x_bucket{a=\"b\",le=\"+Inf\"} 3"));
         assert!(s.contains("x_count{a=\"b\"} 3"));
         assert!(s.contains("x_sum{a=\"b\"} 55.5"));
+    }
+
+    /// Each thread counts into its own stripe; a scrape sees the sum of all of them.
+    #[test]
+    fn requests_counted_on_many_threads_are_summed_on_render() {
+        let m = std::sync::Arc::new(HttpMetrics::default());
+        let threads: Vec<_> = (0..12)
+            .map(|i| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..100 {
+                        m.record("/Users/{id}", "GET", 200, "acme", 0.002);
+                    }
+                    m.record(
+                        "/Users",
+                        "POST",
+                        201,
+                        if i % 2 == 0 { "acme" } else { "b" },
+                        7.0,
+                    );
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let mut out = String::new();
+        m.render(&mut out);
+        for line in [
+            "scimd_requests_total{endpoint=\"/Users/{id}\",method=\"GET\",status=\"200\",tenant=\"acme\"} 1200\n",
+            "scimd_requests_total{endpoint=\"/Users\",method=\"POST\",status=\"201\",tenant=\"acme\"} 6\n",
+            "scimd_requests_total{endpoint=\"/Users\",method=\"POST\",status=\"201\",tenant=\"b\"} 6\n",
+            "scimd_request_duration_seconds_bucket{endpoint=\"/Users/{id}\",le=\"0.001\"} 0\n",
+            "scimd_request_duration_seconds_bucket{endpoint=\"/Users/{id}\",le=\"0.0025\"} 1200\n",
+            "scimd_request_duration_seconds_bucket{endpoint=\"/Users/{id}\",le=\"5\"} 1200\n",
+            "scimd_request_duration_seconds_count{endpoint=\"/Users/{id}\"} 1200\n",
+            // Above every bound: in +Inf only.
+            "scimd_request_duration_seconds_bucket{endpoint=\"/Users\",le=\"5\"} 0\n",
+            "scimd_request_duration_seconds_bucket{endpoint=\"/Users\",le=\"+Inf\"} 12\n",
+            "scimd_request_duration_seconds_sum{endpoint=\"/Users\"} 84\n",
+        ] {
+            assert!(out.contains(line), "{line} not in:\n{out}");
+        }
     }
 
     #[test]
