@@ -4,6 +4,7 @@
 //! gets it back when it is a short token; any other is replaced, so nothing a client sends
 //! reaches the log unchecked.
 
+use std::cell::Cell;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,10 +38,19 @@ fn usable(v: &str) -> bool {
 /// 16 hex digits: a count hashed with keys drawn at start (SipHash), cheaper than random
 /// bits for every request. A bare count would tell anyone polling `/healthz` how many
 /// requests every tenant makes; these differ between runs and say nothing of the count.
+/// Each thread counts on its own (its number in the top 16 bits), so that no counter is
+/// shared by every request on every core.
 fn fresh() -> String {
     static KEYS: OnceLock<RandomState> = OnceLock::new();
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    static THREADS: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static NEXT: Cell<u64> = Cell::new(THREADS.fetch_add(1, Ordering::Relaxed) << 48);
+    }
+    let n = NEXT.with(|c| {
+        let n = c.get();
+        c.set(n + 1);
+        n
+    });
     let h = KEYS.get_or_init(RandomState::new).hash_one(n);
     crate::auth::hex(&h.to_be_bytes())
 }
@@ -80,6 +90,13 @@ mod tests {
         let ids: Vec<String> = (0..10_000).map(|_| fresh()).collect();
         let distinct: std::collections::HashSet<&String> = ids.iter().collect();
         assert_eq!(distinct.len(), ids.len());
+        // Nor do other threads' ids repeat these or each other's.
+        let others: Vec<String> = (0..4)
+            .map(|_| std::thread::spawn(|| (0..2_500).map(|_| fresh()).collect::<Vec<_>>()))
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        let everyone: std::collections::HashSet<&String> = ids.iter().chain(&others).collect();
+        assert_eq!(everyone.len(), ids.len() + others.len());
         let shared_prefix = ids.windows(2).filter(|w| w[0][..6] == w[1][..6]).count();
         assert!(
             shared_prefix < 10,
