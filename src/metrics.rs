@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::stripes::{self, Padded, STRIPES};
 
 /// A fixed-bucket histogram (upper bounds), safe to update from any thread.
 #[derive(Debug)]
@@ -109,25 +111,11 @@ struct Requests {
     latency: BTreeMap<&'static str, Histogram>,
 }
 
-/// How many `Requests` a server keeps, each thread counting into one of them: a single lock
-/// taken by every request from every core cost more in the moving of its cache line between
-/// cores than the counting.
-const STRIPES: usize = 8;
-
-/// The stripe this thread counts into.
-fn stripe() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static MINE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
-    }
-    MINE.with(|m| *m)
-}
-
 /// HTTP-side metrics.
 #[derive(Debug, Default)]
 pub struct HttpMetrics {
-    /// Counts and latencies, summed over the stripes on render.
-    requests: [Mutex<Requests>; STRIPES],
+    /// Counts and latencies, one set a thread (`stripes`), summed on render.
+    requests: [Padded<Mutex<Requests>>; STRIPES],
     pub auth_failures: AtomicU64,
     pub handshake_failures: HandshakeFailures,
     /// Connections without a valid token closed to give a newcomer their slot.
@@ -186,7 +174,7 @@ impl HttpMetrics {
     fn summed(&self) -> Requests {
         let mut all = Requests::default();
         for stripe in &self.requests {
-            let r = locked(stripe);
+            let r = locked(&stripe.0);
             for (key, by_tenant) in &r.counts {
                 let sum = all.counts.entry(*key).or_default();
                 for (t, n) in by_tenant {
@@ -211,7 +199,7 @@ impl HttpMetrics {
         tenant: &str,
         seconds: f64,
     ) {
-        let mut r = locked(&self.requests[stripe()]);
+        let mut r = locked(&self.requests[stripes::mine()].0);
         let method = match method {
             "GET" => "GET",
             "POST" => "POST",
