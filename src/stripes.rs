@@ -1,6 +1,6 @@
 //! Counters that every request on every core adds to, split in stripes: each thread writes
-//! its own and readers sum them. One counter written from both cores moves its cache line
-//! between them on each write, which cost more than the counting.
+//! its own and readers sum them. One counter (or lock) written from both cores moves its
+//! cache line between them on each write, which cost more than the counting.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -27,8 +27,6 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::stripes::{self, Padded, STRIPES};
-
 use hyper::body::{Body, Frame, SizeHint};
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -56,7 +54,7 @@ pub const SILENT_GRACE: Duration = Duration::from_millis(250);
 
 /// One connection's requests and progress (or, as a parent, all connections').
 pub struct InFlight {
-    open: AtomicU64,
+    open: AtomicUsize,
     /// Of the open requests, those whose answer is still being worked out (reading the
     /// body, waiting for a turn, a scan): a connection quiet for them is not stalled by its
     /// client. This connection's own count (not kept in the parent).
@@ -103,21 +101,6 @@ pub struct InFlight {
     /// For a parent: its connections, by age.
     children: Mutex<BTreeMap<u64, Weak<InFlight>>>,
     next_serial: AtomicU64,
-    /// For a parent (one without a parent itself): its connections' open and started
-    /// requests and unsent bytes, in stripes (`stripes`), added to its own fields by readers.
-    totals: Option<Box<[Padded<Totals>; STRIPES]>>,
-    /// A parent's `settled` waits: its connections' guards tell it when none is open.
-    settling: AtomicBool,
-}
-
-/// A parent's share of its connections' counts written by one thread. Counts wrap: a
-/// request may start on one thread and end on another, leaving one stripe below zero; only
-/// the sum means anything.
-#[derive(Default)]
-struct Totals {
-    open: AtomicU64,
-    started: AtomicU64,
-    unsent: AtomicU64,
 }
 
 impl InFlight {
@@ -148,7 +131,7 @@ impl InFlight {
             .as_ref()
             .map_or(0, |p| p.next_serial.fetch_add(1, Ordering::Relaxed));
         let f = InFlight {
-            open: AtomicU64::new(0),
+            open: AtomicUsize::new(0),
             thinking: AtomicUsize::new(0),
             started: AtomicU64::new(0),
             stirred: AtomicU64::new(0),
@@ -157,6 +140,7 @@ impl InFlight {
             unsent: AtomicU64::new(0),
             blocked: AtomicUsize::new(0),
             epoch,
+            parent,
             none_open: Notify::new(),
             vouched: AtomicBool::new(false),
             vouched_for: Mutex::new(None),
@@ -170,9 +154,6 @@ impl InFlight {
             born: epoch.elapsed().as_millis() as u64,
             children: Mutex::new(BTreeMap::new()),
             next_serial: AtomicU64::new(0),
-            totals: parent.is_none().then(Box::default),
-            settling: AtomicBool::new(false),
-            parent,
         };
         f.ask();
         f
@@ -180,11 +161,9 @@ impl InFlight {
 
     /// Count a request as open until the returned guard is dropped.
     pub fn start(self: &Arc<Self>) -> Guard {
-        self.started.fetch_add(1, Ordering::SeqCst);
-        self.open.fetch_add(1, Ordering::SeqCst);
-        if let Some(t) = self.parent_totals() {
-            t.started.fetch_add(1, Ordering::SeqCst);
-            t.open.fetch_add(1, Ordering::SeqCst);
+        for f in self.lineage() {
+            f.started.fetch_add(1, Ordering::SeqCst);
+            f.open.fetch_add(1, Ordering::SeqCst);
         }
         self.thinking.fetch_add(1, Ordering::SeqCst);
         self.ask();
@@ -196,35 +175,6 @@ impl InFlight {
 
     fn lineage(&self) -> impl Iterator<Item = &InFlight> {
         std::iter::successors(Some(self), |f| f.parent.as_deref())
-    }
-
-    /// This thread's stripe of the parent's counts.
-    fn parent_totals(&self) -> Option<&Totals> {
-        let p = self.parent.as_deref()?;
-        Some(&p.totals.as_ref()?[stripes::mine()].0)
-    }
-
-    /// One of this one's own counts plus, for a parent, its connections' (0 if that sum is
-    /// below zero for a moment: a stripe read before an addition and another after the
-    /// matching subtraction).
-    fn total(&self, own: &AtomicU64, of: impl Fn(&Totals) -> &AtomicU64) -> u64 {
-        let theirs = self
-            .totals
-            .iter()
-            .flat_map(|t| t.iter())
-            .fold(0u64, |sum, t| {
-                sum.wrapping_add(of(&t.0).load(Ordering::SeqCst))
-            });
-        let sum = own.load(Ordering::SeqCst).wrapping_add(theirs);
-        if sum > u64::MAX / 2 { 0 } else { sum }
-    }
-
-    fn open_now(&self) -> u64 {
-        self.total(&self.open, |t| &t.open)
-    }
-
-    fn started_now(&self) -> u64 {
-        self.total(&self.started, |t| &t.started)
     }
 
     /// Milliseconds since `epoch`.
@@ -300,13 +250,13 @@ impl InFlight {
     /// Requests open, or an answer waiting for the client to read: what is quiet now is
     /// stalled, not idle.
     fn owes(&self) -> bool {
-        self.open_now() > 0 || self.blocked.load(Ordering::SeqCst) > 0
+        self.open.load(Ordering::SeqCst) > 0 || self.blocked.load(Ordering::SeqCst) > 0
     }
 
     /// Every open request is still being answered: nothing is waiting on the client.
     fn all_thinking(&self) -> bool {
         let thinking = self.thinking.load(Ordering::SeqCst);
-        thinking > 0 && thinking as u64 >= self.open.load(Ordering::SeqCst)
+        thinking > 0 && thinking >= self.open.load(Ordering::SeqCst)
     }
 
     /// `n` bytes counted as unsent are gone: written, or never to be.
@@ -320,9 +270,9 @@ impl InFlight {
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
                     Some(u.saturating_sub(n))
                 })
-            && let Some(t) = self.parent_totals()
+            && let Some(p) = &self.parent
         {
-            t.unsent.fetch_sub(was.min(n), Ordering::Relaxed);
+            p.unsent.fetch_sub(was.min(n), Ordering::Relaxed);
         }
     }
 
@@ -331,8 +281,8 @@ impl InFlight {
         if n > 0 {
             // The parent first: a write that takes the bytes off this connection finds them
             // in the parent already, so the total never runs below zero.
-            if let Some(t) = self.parent_totals() {
-                t.unsent.fetch_add(n, Ordering::Relaxed);
+            if let Some(p) = &self.parent {
+                p.unsent.fetch_add(n, Ordering::Relaxed);
             }
             self.unsent.fetch_add(n, Ordering::Relaxed);
         }
@@ -353,17 +303,18 @@ impl InFlight {
     /// earnest or waited to be for `settle`: long enough for a request a client sent before
     /// it saw the server's GOAWAY to arrive, and never while an answer is still going out.
     pub async fn settled(&self, settle: Duration) {
-        // Before any count is read: a guard dropped after this sees it and sums the counts.
-        self.settling.store(true, Ordering::SeqCst);
         loop {
             let none_open = self.none_open.notified();
             tokio::pin!(none_open);
             // Registered before the count is read, so the last guard's drop is not missed.
             none_open.as_mut().enable();
-            let started = self.started_now();
-            if self.open_now() == 0 {
+            let started = self.started.load(Ordering::SeqCst);
+            if self.open.load(Ordering::SeqCst) == 0 {
                 tokio::time::sleep(settle).await;
-                if !self.owes() && self.started_now() == started && self.quiet_for() >= settle {
+                if !self.owes()
+                    && self.started.load(Ordering::SeqCst) == started
+                    && self.quiet_for() >= settle
+                {
                     return;
                 }
             } else {
@@ -459,10 +410,8 @@ impl crate::http::vouch::Vouch for InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         if let Some(p) = &self.parent {
-            let unsent = *self.unsent.get_mut();
-            if let Some(t) = self.parent_totals() {
-                t.unsent.fetch_sub(unsent, Ordering::Relaxed);
-            }
+            p.unsent
+                .fetch_sub(*self.unsent.get_mut(), Ordering::Relaxed);
             let tenant = self
                 .vouched_for
                 .get_mut()
@@ -507,15 +456,9 @@ impl Drop for Guard {
     fn drop(&mut self) {
         self.answered();
         self.flight.ask();
-        let f = &self.flight;
-        if f.open.fetch_sub(1, Ordering::SeqCst) == 1 {
-            f.none_open.notify_waiters();
-        }
-        if let (Some(t), Some(p)) = (f.parent_totals(), &f.parent) {
-            t.open.fetch_sub(1, Ordering::SeqCst);
-            // Only a waiting parent needs the sum (see `settled`).
-            if p.settling.load(Ordering::SeqCst) && p.open_now() == 0 {
-                p.none_open.notify_waiters();
+        for f in self.flight.lineage() {
+            if f.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+                f.none_open.notify_waiters();
             }
         }
     }
@@ -596,7 +539,7 @@ where
 
 impl crate::http::backlog::Unsent for InFlight {
     fn unsent(&self) -> u64 {
-        self.total(&self.unsent, |t| &t.unsent)
+        self.unsent.load(Ordering::Relaxed)
     }
 
     /// Summed over the parent's connections when asked, rather than kept as a running
@@ -613,7 +556,9 @@ impl crate::http::backlog::Unsent for InFlight {
     }
 
     fn unsent_everywhere(&self) -> u64 {
-        self.lineage().last().map_or(0, |root| root.unsent())
+        self.lineage()
+            .last()
+            .map_or(0, |root| root.unsent.load(Ordering::Relaxed))
     }
 
     fn owe(&self, n: u64) {
@@ -1099,53 +1044,6 @@ mod tests {
         drop(g);
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(waiter.is_finished());
-    }
-
-    /// A parent keeps its connections' counts in one stripe a thread: a request started on
-    /// one thread and ended on another, and bytes owed on one and written on another, still
-    /// add up, and the last guard, dropped anywhere, wakes the parent's waiter at once.
-    #[tokio::test(start_paused = true)]
-    async fn a_parents_counts_add_up_across_threads_and_its_last_guard_wakes_it() {
-        use crate::http::backlog::Unsent;
-        let root = InFlight::new();
-        let (a, b) = (root.child(), root.child());
-        let elsewhere = |f: Box<dyn FnOnce() + Send>| std::thread::spawn(f).join().unwrap();
-        let g1 = a.start();
-        let g2 = {
-            let b = b.clone();
-            std::thread::scope(|s| s.spawn(|| b.start()).join().unwrap())
-        };
-        a.owe(1000);
-        assert_eq!(
-            (root.open_now(), root.started_now(), root.unsent()),
-            (2, 2, 1000)
-        );
-        elsewhere(Box::new({
-            let a = a.clone();
-            move || a.wrote(400)
-        }));
-        elsewhere(Box::new(move || drop(g1)));
-        assert_eq!(
-            (root.open_now(), root.started_now(), root.unsent()),
-            (1, 2, 600)
-        );
-        let waiter = tokio::spawn({
-            let root = root.clone();
-            async move { root.settled(Duration::from_millis(10)).await }
-        });
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        assert!(!waiter.is_finished());
-        elsewhere(Box::new(move || drop(g2)));
-        assert_eq!(root.open_now(), 0);
-        // A connection gone takes its unsent bytes out of the parent's, from any thread.
-        drop(a);
-        assert_eq!(root.unsent(), 0);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(
-            waiter.is_finished(),
-            "the last guard did not wake the waiter"
-        );
-        drop(b);
     }
 
     #[test]
