@@ -264,10 +264,12 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
         let server = match bound {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!("cannot start: {e}");
-                // A terminal reads it plainly; the journal already has the error line.
-                if cfg.log.format != "json" && !on_journal() {
+                // Said once: plainly to a terminal (a log line's time and colours add
+                // nothing there), as a log line anywhere else (the journal, a file, JSON).
+                if std::io::stderr().is_terminal() && cfg.log.format != "json" {
                     fail!("scimd: cannot start: {e}");
+                } else {
+                    tracing::error!("cannot start: {e}");
                 }
                 return ExitCode::FAILURE;
             }

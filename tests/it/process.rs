@@ -333,6 +333,45 @@ async fn a_start_refused_for_its_certificate_leaves_no_database() {
     assert!(p.log().contains("new, empty database"), "{}", p.log());
 }
 
+/// A start that fails says why once: as a log line when standard error is a pipe or a file
+/// (the journal, a redirect), plainly on a terminal (here `script`'s pseudo-terminal).
+#[test]
+fn a_start_that_fails_says_why_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let cfg = okta_config(dir.path());
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"{}\"", holder.local_addr().unwrap()),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let out = scimd_cmd(&cfg, &["serve"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("cannot start").count(), 1, "{err}");
+    assert!(
+        err.contains("ERROR") && err.contains("another process holds the port"),
+        "{err}"
+    );
+    // `script` (util-linux) runs it on a terminal and copies what it wrote to standard output.
+    let line = format!(
+        "{} serve --config {}",
+        env!("CARGO_BIN_EXE_scimd"),
+        cfg.display()
+    );
+    let out = Command::new("script")
+        .args(["-q", "-e", "-c", &line, "/dev/null"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert_eq!(shown.matches("cannot start").count(), 1, "{shown}");
+    assert!(
+        shown.contains("scimd: cannot start: server.listen") && !shown.contains("ERROR"),
+        "{shown}"
+    );
+}
+
 /// A client that hangs up as soon as its write is sent (an IdP's timeout) gets no answer,
 /// but every change that was made is in the log, under its request id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
