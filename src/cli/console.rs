@@ -515,7 +515,7 @@ pub(crate) fn load_or_exit(
         }
         Err(e) => {
             eprintln!("{e}");
-            if e.problems.iter().any(|p| p.starts_with(UNREADABLE)) {
+            if file_unreadable(&e) {
                 if let Some(hint) = unreadable_config_hint(config) {
                     eprintln!("{hint}");
                 }
@@ -1350,8 +1350,13 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / 1048576.0)
 }
 
-/// How `Config::load` says the file could not be read.
-const UNREADABLE: &str = "cannot read the file";
+/// Whether the configuration failed to load because its file could not be read (as
+/// `Config::load` says it).
+fn file_unreadable(e: &scimd::config::ConfigError) -> bool {
+    e.problems
+        .iter()
+        .any(|p| p.starts_with("cannot read the file"))
+}
 
 /// For a configuration that could not be loaded because its file could not be read, what
 /// to do about it (`unreadable_config_hint`).
@@ -1359,9 +1364,7 @@ pub(crate) fn unreadable(
     e: &scimd::config::ConfigError,
     config: &std::path::Path,
 ) -> Option<&'static str> {
-    e.problems
-        .iter()
-        .any(|p| p.starts_with(UNREADABLE))
+    file_unreadable(e)
         .then(|| unreadable_config_hint(config))
         .flatten()
 }
