@@ -10,7 +10,6 @@ pub mod metrics;
 pub mod scim;
 pub mod server;
 pub mod store;
-mod stripes;
 pub mod tls;
 pub mod x509;
 
