@@ -51,9 +51,30 @@ pub(super) fn segments(path: &str) -> Vec<std::borrow::Cow<'_, str>> {
 }
 
 pub fn route(path: &str) -> Option<Route> {
+    // Most paths hold no escape and few segments: those are routed from an array on the
+    // stack, without the two lists every request otherwise allocated.
+    if !path.contains('%') {
+        let mut plain = [""; 8];
+        let mut n = 0;
+        for s in path.split('/').filter(|s| !s.is_empty()) {
+            if n == plain.len() {
+                n = usize::MAX;
+                break;
+            }
+            plain[n] = s;
+            n += 1;
+        }
+        if n != usize::MAX {
+            return route_segments(&plain[..n]);
+        }
+    }
     let decoded = segments(path);
     let segs: Vec<&str> = decoded.iter().map(|s| s.as_ref()).collect();
-    let app_endpoint = match segs.as_slice() {
+    route_segments(&segs)
+}
+
+fn route_segments(segs: &[&str]) -> Option<Route> {
+    let app_endpoint = match segs {
         ["tenants", t, "events"] => Some((t, Endpoint::Events)),
         ["tenants", t, "plan"] => Some((t, Endpoint::Plan)),
         ["tenants", t, "plan", "members"] => Some((t, Endpoint::PlanMembers)),
@@ -70,7 +91,7 @@ pub fn route(path: &str) -> Option<Route> {
     // The base path in any case (an admin may type `/SCIM/v2` into the IdP); `meta.location`
     // and the other URLs scimd writes keep the documented spelling.
     let is = |s: &str, name: &str| s.eq_ignore_ascii_case(name);
-    let (tenant, rest) = match segs.as_slice() {
+    let (tenant, rest) = match segs {
         [s, v, rest @ ..] if is(s, "scim") && is(v, "v2") => (None, rest),
         [ts, t, s, v, rest @ ..] if is(ts, "tenants") && is(s, "scim") && is(v, "v2") => {
             (Some(tenant_of(t)), rest)
@@ -184,5 +205,14 @@ mod tests {
             (Some("acme"), "/tenants/acme/scim/v2")
         );
         assert!(route("/scim/v3/Users").is_none());
+        // More segments than the stack holds are routed as any others.
+        assert_eq!(
+            route("/scim/v2/Users/a/b/c/d/e/f/g").unwrap().endpoint,
+            Endpoint::Unknown
+        );
+        assert_eq!(
+            route("/scim/v2/Me/a/b/c/d/e/f/g").unwrap().endpoint,
+            Endpoint::Me
+        );
     }
 }
