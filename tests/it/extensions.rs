@@ -1291,3 +1291,65 @@ async fn an_extension_attribute_named_without_its_urn_is_that_extensions() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body.get(ENT), None, "{}", r.body);
 }
+
+/// Okta updates a user by GET, change, PUT (idp-notes §2.4). Attributes returned only on
+/// request, or never, were not in what it read: its PUT leaves them out, and keeps them,
+/// in a complex attribute too. One the PUT names as null is cleared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_keeps_what_its_client_could_not_see() {
+    let declare = |c: &mut scimd::config::Config, hidden: &str| {
+        let mut pin = attr("pin", "string");
+        pin.returned = hidden.into();
+        let mut note = attr("note", "string");
+        note.returned = "request".into();
+        let mut number = attr("number", "string");
+        number.returned = hidden.into();
+        let mut expiry = attr("expiry", "string");
+        expiry.returned = "request".into();
+        let mut card = attr("card", "complex");
+        card.sub_attributes = vec![number, expiry, attr("label", "string")];
+        c.tenants.get_mut("acme").unwrap().extensions = vec![ExtensionConfig {
+            urn: EXT.into(),
+            name: "AcmeUser".into(),
+            description: String::new(),
+            resource: "User".into(),
+            attributes: vec![pin, note, attr("badge", "string"), card],
+        }];
+    };
+    let s = Srv::start_with(|c| declare(c, "never")).await;
+    let r = s
+        .post(
+            "/Users",
+            json!({"userName": "okta@x", EXT: {"pin": "1234", "note": "n", "badge": "b",
+                "card": {"number": "4111", "expiry": "12/30", "label": "work"}}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.id();
+    let mut read = s.get(&format!("/Users/{id}")).await.body;
+    assert_eq!(read[EXT], json!({"badge": "b", "card": {"label": "work"}}));
+    read[EXT]["badge"] = json!("b2");
+    let put = s.put(&format!("/Users/{id}"), read.clone()).await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    let asked = format!("/Users/{id}?attributes={EXT}:note,{EXT}:card,{EXT}:badge");
+    assert_eq!(
+        s.get(&asked).await.body[EXT],
+        json!({"note": "n", "badge": "b2", "card": {"expiry": "12/30", "label": "work"}})
+    );
+    // Named as null, it is the client's to clear.
+    read[EXT]["note"] = Value::Null;
+    assert_eq!(s.put(&format!("/Users/{id}"), read).await.status, 200);
+    assert_eq!(
+        s.get(&asked).await.body[EXT],
+        json!({"badge": "b2", "card": {"expiry": "12/30", "label": "work"}})
+    );
+    // The `never` values were kept too: shown once the configuration returns them.
+    let dir = s.stop().await;
+    let mut cfg = crate::harness::test_config(dir.path());
+    declare(&mut cfg, "default");
+    let s = Srv::start_config(dir, cfg).await;
+    assert_eq!(
+        s.get(&format!("/Users/{id}")).await.body[EXT],
+        json!({"pin": "1234", "badge": "b2", "card": {"number": "4111", "label": "work"}})
+    );
+}

@@ -10,8 +10,8 @@ use super::values::{normalize_attr, normalize_simple};
 use super::{Body, container_mut, drop_empty_extension};
 use crate::scim::error::{ScimError, ScimResult};
 use crate::scim::schema::{
-    AttrDef, AttrType, GROUP_SCHEMA, Kind, Mutability, Rt, USER_SCHEMA, resolve_as_written,
-    split_urn,
+    AttrDef, AttrType, GROUP_SCHEMA, Kind, Mutability, Returned, Rt, USER_SCHEMA,
+    resolve_as_written, split_urn,
 };
 
 /// What normalisation dropped, so the caller can log it per tenant.
@@ -124,6 +124,7 @@ pub fn normalize(kind: impl Into<Rt>, raw: &Value) -> ScimResult<Input> {
         }
         apply_key(kind, key, value, &mut input, SetMode::Replace)?;
     }
+    keep_unseen(kind, &mut input);
     input.given = None; // the body is read: later keys applied to it are paths
     drop_dangling_references(kind, &mut input.body);
     check_required(kind, &input.body)?;
@@ -135,6 +136,55 @@ pub fn normalize(kind: impl Into<Rt>, raw: &Value) -> ScimResult<Input> {
         }
     }
     Ok(input)
+}
+
+/// An attribute returned only on request, or never, was not in the GET a client read before
+/// its PUT (Okta's GET, change, PUT): a PUT that leaves it out keeps it rather than clearing
+/// a value the client never saw. One the body names, even as null, is the client's to set.
+/// So for such a sub-attribute of a single-valued complex one the body gives: left out of
+/// it, it is kept (the attribute left out whole is cleared whole, hidden parts and all).
+fn keep_unseen(kind: Rt, input: &mut Input) {
+    let Some(given) = &input.given else {
+        return;
+    };
+    let hidden = |d: &AttrDef| {
+        matches!(d.returned, Returned::Never | Returned::Request)
+            && !matches!(d.mutability, Mutability::ReadOnly | Mutability::WriteOnly)
+    };
+    let core = kind.schema().attributes.iter().map(|d| (None, d));
+    let ext = kind
+        .extensions()
+        .iter()
+        .flat_map(|e| e.attributes.iter().map(move |d| (Some(e.id), d)));
+    let mut keep = Vec::new();
+    for (urn, def) in core.chain(ext) {
+        let path = match urn {
+            Some(urn) => format!("{urn}:{}", def.name),
+            None => def.name.to_string(),
+        };
+        if hidden(def) {
+            if !given.contains_key(&format!("{}:{}", urn.unwrap_or(kind.schema().id), def.name)) {
+                keep.push(path);
+            }
+            continue;
+        }
+        if !def.is_complex() || def.multi_valued {
+            continue;
+        }
+        let container = match urn {
+            Some(urn) => input.body.get(urn).and_then(Value::as_object),
+            None => Some(&input.body),
+        };
+        let Some(Value::Object(value)) = container.and_then(|c| c.get(def.name)) else {
+            continue;
+        };
+        for sub in def.sub_attributes.iter().filter(|d| hidden(d)) {
+            if !value.contains_key(sub.name) {
+                keep.push(format!("{path}.{}", sub.name));
+            }
+        }
+    }
+    input.keep.extend(keep);
 }
 
 /// Unknown schema URNs are noted and ignored (IdP templates carry their own), but a body that
