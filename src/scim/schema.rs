@@ -687,7 +687,9 @@ fn unqualified(kind: Rt, name: &str) -> Option<AttrRef> {
 
 /// Split `urn:...:Schema:attr.sub` into (urn, rest). The URN is the longest prefix naming a
 /// schema known for `kind`; an unknown URN-looking prefix is returned as such so callers can
-/// report it.
+/// report it. A known URN followed by a dot (`…:2.0:User.department`) is read as by a colon:
+/// Entra wrote extension paths so before 2018 (idp-notes §3.4), and read otherwise the
+/// path names no attribute and the write would be dropped.
 pub fn split_urn(kind: impl Into<Rt>, path: &str) -> (Option<&str>, &str) {
     let kind: Rt = kind.into();
     if !path
@@ -706,7 +708,7 @@ pub fn split_urn(kind: impl Into<Rt>, path: &str) -> (Option<&str>, &str) {
             && path
                 .get(..id.len())
                 .is_some_and(|p| p.eq_ignore_ascii_case(id))
-            && path.as_bytes()[id.len()] == b':'
+            && matches!(path.as_bytes()[id.len()], b':' | b'.')
         {
             Some((&path[..id.len()], &path[id.len() + 1..]))
         } else if path.eq_ignore_ascii_case(id) {
@@ -768,6 +770,27 @@ mod tests {
         assert_eq!(
             split_urn(Kind::User, &core),
             (Some(USER_SCHEMA), "userName")
+        );
+        // A known URN's dot is its colon; an unknown one's is part of its name.
+        for (dotted, want) in [
+            (format!("{ENTERPRISE_SCHEMA}.department"), "department"),
+            (
+                format!("{ENTERPRISE_SCHEMA}.manager.value"),
+                "manager.value",
+            ),
+        ] {
+            assert_eq!(
+                split_urn(Kind::User, &dotted),
+                (Some(ENTERPRISE_SCHEMA), want)
+            );
+        }
+        assert_eq!(
+            split_urn(Kind::User, &format!("{USER_SCHEMA}.title")),
+            (Some(USER_SCHEMA), "title")
+        );
+        assert_eq!(
+            split_urn(Kind::User, "urn:x:y:Foo.bar:baz"),
+            (Some("urn:x:y:Foo.bar"), "baz")
         );
     }
 

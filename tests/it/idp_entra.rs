@@ -528,3 +528,49 @@ async fn entra_app_roles_of_one_type_add_up() {
     assert_eq!(got.body["roles"], json!([role("Admin"), role("Writer")]));
     s.stop().await;
 }
+
+/// Before 2018 Entra wrote extension paths with a dot after the URN (idp-notes §3.4):
+/// `…:2.0:User.department`. Read as a URN it does not know, the write would be answered 200
+/// and dropped, and Entra would send it again every cycle; it is the colon form's write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_old_dot_form_of_an_extension_path_is_its_colon_form() {
+    let s = Srv::start().await;
+    let u = entra(
+        &s,
+        Method::POST,
+        "/Users",
+        Some(json!({"schemas": [USER], "userName": "dotted@x"})),
+    )
+    .await;
+    assert_eq!(u.status, 201, "{}", u.body);
+    let id = u.body["id"].as_str().unwrap().to_string();
+    let r = entra_patch(
+        &s,
+        &format!("/Users/{id}"),
+        json!([
+            {"op": "Replace", "path": format!("{ENT}.department"), "value": "Sales"},
+            {"op": "Add", "path": format!("{USER}.title"), "value": "Lead"},
+            {"op": "Replace", "value": {format!("{ENT}.costCenter"): "CC-7"}}
+        ]),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let got = entra(&s, Method::GET, &format!("/Users/{id}"), None)
+        .await
+        .body;
+    assert_eq!(got[ENT]["department"], "Sales", "{got}");
+    assert_eq!(got[ENT]["costCenter"], "CC-7", "{got}");
+    assert_eq!(got["title"], "Lead", "{got}");
+    let found = entra(
+        &s,
+        Method::GET,
+        &format!(
+            "/Users?filter={}",
+            crate::harness::urlencode(&format!("{ENT}.department eq \"Sales\""))
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(found.status, 200, "{}", found.body);
+    assert_eq!(total(&found), 1, "{}", found.body);
+}

@@ -3,7 +3,9 @@
 use super::parse::{parse, parse_with};
 use super::{AttrPath, CompValue, CompareOp, Filter, Limits};
 use crate::scim::error::{ScimError, ScimResult};
-use crate::scim::schema::{AttrDef, AttrType, Returned, Rt, SCHEMAS_ATTR, from_the_url, resolve};
+use crate::scim::schema::{
+    AttrDef, AttrType, Returned, Rt, SCHEMAS_ATTR, from_the_url, resolve, split_urn,
+};
 
 /// What a path's names are resolved against.
 #[derive(Clone, Copy)]
@@ -35,6 +37,22 @@ pub(super) fn lookup(
 }
 
 fn resolve_path(scope: Scope, p: &AttrPath) -> ScimResult<AttrPath> {
+    // `…:2.0:User.department`, the dot form Entra once wrote: parsed without the schemas
+    // as the URN `…:2.0`, the name `User` and its sub-attribute. A URN the resource knows,
+    // followed by an attribute, is what it means (as `split_urn` reads it in a PATCH).
+    if let (Scope::Resource(kind), Some(urn), Some(sub)) = (scope, &p.urn, &p.sub) {
+        let whole = format!("{urn}:{}", p.name);
+        if let (Some(known), "") = split_urn(kind, &whole) {
+            let dotted = AttrPath {
+                urn: Some(known.to_string()),
+                name: sub.clone(),
+                sub: None,
+            };
+            if lookup(scope, &dotted).is_some() {
+                return resolve_path(scope, &dotted);
+            }
+        }
+    }
     let unknown = || {
         let full = match (&p.urn, &p.sub) {
             (Some(u), Some(s)) => format!("{u}:{}.{s}", p.name),
@@ -137,7 +155,7 @@ fn resolve_compare(
 ) -> ScimResult<Filter> {
     let rp = resolve_path(scope, path)?;
     let (def, sub) =
-        lookup(scope, path).ok_or_else(|| ScimError::invalid_filter("unknown attribute"))?;
+        lookup(scope, &rp).ok_or_else(|| ScimError::invalid_filter("unknown attribute"))?;
     let Some(l) = leaf(def, sub) else {
         return Err(ScimError::invalid_filter(format!(
             "\"{}\" is a complex attribute; compare one of its sub-attributes",
@@ -273,8 +291,8 @@ fn resolve_filter(scope: Scope, f: &Filter) -> ScimResult<Filter> {
                 ));
             }
             let rp = resolve_path(scope, path)?;
-            let (def, _) = lookup(scope, path)
-                .ok_or_else(|| ScimError::invalid_filter("unknown attribute"))?;
+            let (def, _) =
+                lookup(scope, &rp).ok_or_else(|| ScimError::invalid_filter("unknown attribute"))?;
             if !def.is_complex() {
                 return Err(ScimError::invalid_filter(format!(
                     "\"{}\" has no sub-attributes to filter on",
@@ -420,6 +438,34 @@ mod tests {
             "userName pr and not (password sw \"a\")",
         ] {
             let e = parse_for(Kind::User, f).unwrap_err();
+            assert_eq!(e.scim_type, Some(ScimType::InvalidFilter), "{f}");
+        }
+    }
+
+    #[test]
+    fn a_known_urn_with_a_dot_is_read_as_with_a_colon() {
+        for (dotted, colon) in [
+            (
+                format!("{ENTERPRISE_SCHEMA}.department eq \"x\""),
+                format!("{ENTERPRISE_SCHEMA}:department eq \"x\""),
+            ),
+            (
+                format!("{USER_SCHEMA}.userName pr"),
+                "userName pr".to_string(),
+            ),
+        ] {
+            assert_eq!(
+                parse_for(Kind::User, &dotted).unwrap(),
+                parse_for(Kind::User, &colon).unwrap(),
+                "{dotted}"
+            );
+        }
+        // Not a URN the resource knows, nor an attribute of one it does.
+        for f in [
+            "urn:x:y:User.department eq \"x\"".to_string(),
+            format!("{ENTERPRISE_SCHEMA}.nothing eq \"x\""),
+        ] {
+            let e = parse_for(Kind::User, &f).unwrap_err();
             assert_eq!(e.scim_type, Some(ScimType::InvalidFilter), "{f}");
         }
     }
