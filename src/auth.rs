@@ -87,7 +87,7 @@ impl Eq for Stored {}
 /// beside it, such as a no-break space, is not the token (README, Hardening).
 pub fn bearer(header: &str) -> Option<&str> {
     let ows = [' ', '\t'];
-    let (scheme, token) = header.trim_matches(ows).split_once(' ')?;
+    let (scheme, token) = header.trim_matches(ows).split_once(ows)?;
     let token = token.trim_matches(ows);
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
@@ -218,6 +218,10 @@ mod tests {
         let p = t.authenticate(Some("Bearer tok-a"), None).unwrap();
         assert_eq!((p.tenant.as_str(), p.token_name.as_str()), ("a", "okta"));
         assert!(t.authenticate(Some("bearer tok-b"), Some("b")).is_some());
+        // RFC 9110's whitespace between scheme and token: a tab too.
+        assert!(t.authenticate(Some("Bearer\ttok-a"), None).is_some());
+        assert!(t.authenticate(Some("Bearer \t tok-a\t"), None).is_some());
+        assert!(t.authenticate(Some("Bearertok-a"), None).is_none());
         assert!(t.authenticate(Some("Bearer tok-b"), Some("a")).is_none());
         assert!(t.authenticate(Some("Bearer nope"), None).is_none());
         assert!(t.authenticate(Some("Basic dG9rLWE="), None).is_none());

@@ -79,10 +79,9 @@ pub fn parse_request_with(raw: &Value, max_ops: usize) -> ScimResult<Vec<Operati
             .map(|(_, v)| v)
     };
     if let Some(schemas) = field("schemas") {
-        let ok = schemas.as_array().is_some_and(|a| {
-            a.iter()
-                .any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(PATCH_OP)))
-        });
+        let is_op = |s: &Value| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(PATCH_OP));
+        // The URN alone, not in a list, is taken as a POST's or PUT's `schemas` is.
+        let ok = is_op(schemas) || schemas.as_array().is_some_and(|a| a.iter().any(is_op));
         if !ok {
             return Err(ScimError::invalid_syntax(format!(
                 "a PATCH body's \"schemas\" must contain \"{PATCH_OP}\""
@@ -822,6 +821,32 @@ mod tests {
             "emails": [{"value": "b@work", "type": "work", "primary": true},
                        {"value": "b@home", "type": "home"}],
             "name": {"givenName": "Barbara", "familyName": "Jensen"}})
+    }
+
+    #[test]
+    fn a_patch_body_names_the_patch_schema_in_a_list_or_alone() {
+        let op = json!([{"op": "replace", "path": "title", "value": "t"}]);
+        for schemas in [
+            json!([PATCH_OP]),
+            json!(PATCH_OP),
+            json!([crate::scim::schema::USER_SCHEMA, PATCH_OP]),
+        ] {
+            let ops = parse_request(&json!({"schemas": schemas, "Operations": op}));
+            assert_eq!(ops.map(|o| o.len()).ok(), Some(1), "{schemas}");
+        }
+        for schemas in [
+            json!([]),
+            json!(crate::scim::schema::USER_SCHEMA),
+            json!([crate::scim::schema::USER_SCHEMA]),
+            json!(7),
+        ] {
+            let e = parse_request(&json!({"schemas": schemas, "Operations": op})).unwrap_err();
+            assert_eq!(
+                e.scim_type,
+                Some(crate::scim::error::ScimType::InvalidSyntax),
+                "{schemas}"
+            );
+        }
     }
 
     #[test]
