@@ -26,11 +26,12 @@ pub fn digest(token: &str) -> [u8; 32] {
 /// Lower-case hex, two digits a byte (as `{:02x}` writes each).
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    bytes
-        .iter()
-        .flat_map(|b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]])
-        .map(char::from)
-        .collect()
+    // Bytes into one allocation, not chars pushed one by one: every request id is made here.
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.extend_from_slice(&[DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]]);
+    }
+    String::from_utf8(out).unwrap_or_default()
 }
 
 pub fn unhex(s: &str) -> Option<[u8; 32]> {
