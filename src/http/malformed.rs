@@ -5,19 +5,10 @@ use http::{Request, header};
 
 use crate::scim::error::ScimError;
 
-/// Whether an authority's port, if it names one, is a port (http's `Authority` takes any
-/// digits, and `Host: localhost:99999` would be echoed into `Location`).
-fn port_fits(authority: &str) -> bool {
-    match authority.rsplit_once(':') {
-        Some((_, port)) if !authority.ends_with(']') => {
-            port.is_empty() || port.parse::<u16>().is_ok()
-        }
-        _ => true,
-    }
-}
-
 /// Whether `v` is `host[:port]` (RFC 3986 §3.2.2, §3.2.3): a bracketed IP literal, or a name
-/// of unreserved characters, sub-delims and %-escapes; a port of digits that fits in 16 bits.
+/// of unreserved characters, sub-delims and %-escapes; a port of digits that fits in 16 bits
+/// (http's `Authority` takes any digits, and `Host: localhost:99999` would be echoed into
+/// `Location`).
 /// Checked here byte by byte rather than by http's `Authority`, which copies the header to
 /// parse it (most of this check's cost, on every request).
 fn is_host_port(v: &[u8]) -> bool {
@@ -123,7 +114,7 @@ pub(super) fn why<B>(req: &Request<B>) -> Option<ScimError> {
         if a.as_str().contains('@') {
             return Some(ScimError::new(400, None, "the request target names a user"));
         }
-        if a.host().is_empty() || !port_fits(a.as_str()) {
+        if !is_host_port(a.as_str().as_bytes()) {
             return Some(ScimError::new(
                 400,
                 None,

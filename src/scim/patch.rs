@@ -825,27 +825,25 @@ mod tests {
 
     #[test]
     fn a_patch_body_names_the_patch_schema_in_a_list_or_alone() {
+        use crate::scim::error::ScimType;
+        use crate::scim::schema::USER_SCHEMA;
         let op = json!([{"op": "replace", "path": "title", "value": "t"}]);
         for schemas in [
             json!([PATCH_OP]),
             json!(PATCH_OP),
-            json!([crate::scim::schema::USER_SCHEMA, PATCH_OP]),
+            json!([USER_SCHEMA, PATCH_OP]),
         ] {
             let ops = parse_request(&json!({"schemas": schemas, "Operations": op}));
             assert_eq!(ops.map(|o| o.len()).ok(), Some(1), "{schemas}");
         }
         for schemas in [
             json!([]),
-            json!(crate::scim::schema::USER_SCHEMA),
-            json!([crate::scim::schema::USER_SCHEMA]),
+            json!(USER_SCHEMA),
+            json!([USER_SCHEMA]),
             json!(7),
         ] {
             let e = parse_request(&json!({"schemas": schemas, "Operations": op})).unwrap_err();
-            assert_eq!(
-                e.scim_type,
-                Some(crate::scim::error::ScimType::InvalidSyntax),
-                "{schemas}"
-            );
+            assert_eq!(e.scim_type, Some(ScimType::InvalidSyntax), "{schemas}");
         }
     }
 
