@@ -429,6 +429,23 @@ impl Reloader {
                 }
             }
         }
+        // `/metrics` is turned on or off by its token alone: said, as a tenant's tokens are.
+        let metrics = |c: &crate::config::Config| {
+            c.server
+                .metrics_token_sha256
+                .as_deref()
+                .map(str::to_ascii_lowercase)
+        };
+        match (metrics(&old.config), metrics(&new)) {
+            (None, Some(_)) => {
+                notes.push("/metrics turned on (server.metrics_token_sha256)".into())
+            }
+            (Some(_), None) => notes.push("/metrics turned off".into()),
+            (Some(a), Some(b)) if a != b => {
+                notes.push("/metrics token replaced (the old one is refused)".into())
+            }
+            _ => {}
+        }
         // What the old retention no longer kept, readers were told is gone (410): taken out
         // before a retention raised by this reload could serve it again.
         let next = crate::http::Runtime::new(new.clone());

@@ -124,12 +124,12 @@ impl Config {
                                 })
                             };
                             let c = settle(c);
-                            let lost = |p: &String| {
-                                blanked_lines && p.contains(": the tenant has no token;")
-                            };
-                            problems.extend(
-                                c.problems().into_iter().filter(|p| !touched(p) && !lost(p)),
-                            );
+                            // Past a syntax error, what the copy lacks may be what the
+                            // blanked lines held (`oops = [` on the first line takes the
+                            // whole file): "no tenant", "no certificate" would mislead.
+                            if !blanked_lines {
+                                problems.extend(c.problems().into_iter().filter(|p| !touched(p)));
+                            }
                             salvaged = Some(Box::new(c));
                             break;
                         }
@@ -760,6 +760,23 @@ mod tests {
                 err.contains("tenants.acme.plan: missing field `name`"),
                 "{err}"
             );
+            Ok(())
+        });
+    }
+
+    /// A syntax error is named alone: what the lines it took with them held is not also
+    /// said to be missing.
+    #[test]
+    fn a_syntax_error_is_not_followed_by_what_its_lines_held() {
+        Jail::expect_with(|jail| {
+            jail.create_file("top.toml", &format!("oops = [\n{GOOD}"))?;
+            let said = Config::load(Path::new("top.toml"))
+                .expect_err("a syntax error")
+                .to_string();
+            assert!(said.contains("TOML parse error at line"), "{said}");
+            for not in ["no tenant", "no certificate", "no token", "missing field"] {
+                assert!(!said.contains(not), "{not}: {said}");
+            }
             Ok(())
         });
     }

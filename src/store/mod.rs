@@ -552,10 +552,18 @@ fn denied_fix(path: &Path) -> String {
             );
         }
     }
+    // This process's ids: right whoever runs it (a start by hand as another user), where the
+    // package's `scimd` is right only for the package's unit.
+    let dir = backend::parent_dir(path);
+    let (uid, gid) = (
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    );
     format!(
-        "the user running scimd must own the state directory and its files (the package runs \
-         it as scimd: `chown -R scimd:scimd {}`)",
-        backend::parent_dir(path).display()
+        "the user running scimd must own the state directory and its files: for this one \
+         (uid {uid}), `chown -R {uid}:{gid} {dir}`; the package runs scimd as scimd: `chown -R \
+         scimd:scimd {dir}`",
+        dir = dir.display()
     )
 }
 

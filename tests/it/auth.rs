@@ -350,6 +350,42 @@ async fn with_authorization(s: &Srv, value: &str) -> crate::harness::Res {
     .await
 }
 
+/// A reload that turns `/metrics` on, replaces its token or turns it off says so, as it says
+/// a tenant's token was added or removed; one that changes only the hash's case says nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_says_what_it_did_to_metrics() {
+    use scimd::auth::{digest, hex};
+    let s = Srv::start().await;
+    let with = |token: Option<&str>| {
+        let mut cfg = s.config.clone();
+        cfg.server.metrics_token_sha256 = token.map(|t| hex(&digest(t)));
+        cfg
+    };
+    let said = |notes: Vec<String>| -> Vec<String> {
+        notes
+            .into_iter()
+            .filter(|n| n.contains("/metrics"))
+            .collect()
+    };
+    let on = s.reloader().apply(with(Some("m-1"))).await.unwrap().notes;
+    assert_eq!(
+        said(on),
+        ["/metrics turned on (server.metrics_token_sha256)"]
+    );
+    assert_eq!(s.metrics("m-1").await.0, 200);
+    let mut upper = with(Some("m-1"));
+    upper.server.metrics_token_sha256 = upper.server.metrics_token_sha256.map(|h| h.to_uppercase());
+    assert!(said(s.reloader().apply(upper).await.unwrap().notes).is_empty());
+    let replaced = s.reloader().apply(with(Some("m-2"))).await.unwrap().notes;
+    assert_eq!(
+        said(replaced),
+        ["/metrics token replaced (the old one is refused)"]
+    );
+    assert_eq!(s.metrics("m-1").await.0, 401);
+    let off = s.reloader().apply(with(None)).await.unwrap().notes;
+    assert_eq!(said(off), ["/metrics turned off"]);
+}
+
 /// A token's hash pasted in capitals is the same secret: it still authenticates, and a
 /// reload that changes only its case does not say the token was replaced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
