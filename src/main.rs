@@ -499,8 +499,8 @@ fn main() -> ExitCode {
                 say!(
                     "Its users and groups stay in the database: `scimd tenant add {name} \
                      --keep-data{c}` serves them again; after the reload, `scimd tenant purge \
-                     {name} --yes{c}` removes them for good (`scimd export --tenant {name}{c}` \
-                     first keeps a copy)."
+                     {name} --yes{c}` removes them for good (`scimd export --tenant {name}{c} \
+                     --out {name}.jsonl` first keeps a copy)."
                 );
                 say_still_refused(&config);
                 ExitCode::SUCCESS

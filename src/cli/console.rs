@@ -391,11 +391,12 @@ pub(crate) fn refuse_leftover(
             "the database still holds {} and {} under the name \
              {tenant}, from an earlier tenant; a tenant added under this name would be served \
              them. For a new customer, choose another name, or take them out first: \
-             `scimd export --tenant {tenant}` if they are wanted, then \
-             `scimd tenant purge {tenant} --yes`. For the same customer back, run this again \
+             `scimd export --tenant {tenant}{c} --out {tenant}.jsonl` if they are wanted, then \
+             `scimd tenant purge {tenant} --yes{c}`. For the same customer back, run this again \
              with --keep-data.",
             scimd::counted(users, "user"),
-            scimd::counted(groups, "group")
+            scimd::counted(groups, "group"),
+            c = crate::config_arg(config),
         )),
         Err(e) => Err(format!(
             "cannot tell whether the database holds data under the name {tenant} ({e}); run \

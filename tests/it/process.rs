@@ -1210,7 +1210,12 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
         out.status.code() == Some(2)
             && err.contains("still holds 2 users and 1 group under the name acme")
             && err.contains("--keep-data")
-            && err.contains("scimd tenant purge acme --yes"),
+            // The commands it suggests name this file, as they would be run.
+            && err.contains(&format!("`scimd tenant purge acme --yes --config {}`", cfg.display()))
+            && err.contains(&format!(
+                "`scimd export --tenant acme --config {} --out acme.jsonl`",
+                cfg.display()
+            )),
         "{err}"
     );
     assert!(
