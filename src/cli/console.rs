@@ -716,6 +716,9 @@ pub(crate) fn backup(config: &std::path::Path, to: &std::path::Path) -> ExitCode
         );
         return ExitCode::FAILURE;
     }
+    // An earlier backup under this name is replaced, as `cp` would; said, so that a rotation
+    // script's mistake shows.
+    let replacing = to.exists();
     // Tried before the daemon makes its copy, so a destination that cannot be written fails
     // now; dropped at once, so nothing sits there while that copy is made.
     if let Err(e) = scimd::store::AtomicFile::create(to) {
@@ -730,7 +733,7 @@ pub(crate) fn backup(config: &std::path::Path, to: &std::path::Path) -> ExitCode
         &mut |_, _| {},
     ));
     let Some(lines) = asked else {
-        return backup_stopped(&cfg, &rt, to);
+        return backup_stopped(&cfg, &rt, to, replacing);
     };
     let end = match finish_admin(Ok(lines)) {
         Ok(e) => e,
@@ -765,15 +768,29 @@ pub(crate) fn backup(config: &std::path::Path, to: &std::path::Path) -> ExitCode
         eprintln!("cannot write the backup to {}: {e}", to.display());
         return ExitCode::FAILURE;
     }
-    say!("backup written to {} ({} rows)", to.display(), end["rows"]);
+    say_written(to, &end["rows"].to_string(), replacing);
     ExitCode::SUCCESS
+}
+
+fn say_written(to: &std::path::Path, rows: &str, replacing: bool) {
+    let replaced = if replacing {
+        "; it replaced the file that was there"
+    } else {
+        ""
+    };
+    say!("backup written to {} ({rows} rows){replaced}", to.display());
 }
 
 /// `scimd backup` with no server running: this command opens the database and writes the
 /// copy itself, beside the destination and renamed over it once checked. (Through the state
 /// directory, as a server's copy goes, a copy made by root would be refused there as not the
 /// service user's.)
-fn backup_stopped(cfg: &Config, rt: &tokio::runtime::Runtime, to: &std::path::Path) -> ExitCode {
+fn backup_stopped(
+    cfg: &Config,
+    rt: &tokio::runtime::Runtime,
+    to: &std::path::Path,
+    replacing: bool,
+) -> ExitCode {
     let store = match open_store(cfg, false) {
         Ok(s) => s,
         Err(e) => {
@@ -803,7 +820,7 @@ fn backup_stopped(cfg: &Config, rt: &tokio::runtime::Runtime, to: &std::path::Pa
     });
     match placed {
         Ok(rows) => {
-            say!("backup written to {} ({rows} rows)", to.display());
+            say_written(to, &rows.to_string(), replacing);
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -29,10 +29,24 @@ async fn stopped_with_backup(dir: &Path) -> (PathBuf, PathBuf) {
         assert_eq!(p.post("/scim/v2/Users", "tok", body).await, 201);
     }
     let backup = dir.join("backup.redb");
-    let out = scimd_cmd(&cfg, &["backup", "--to", backup.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    // A backup over an earlier one under the same name says it replaced it, from the
+    // running server and from a stopped one.
+    let said = |replaced: bool| {
+        let out = scimd_cmd(&cfg, &["backup", "--to", backup.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(said.contains("backup written to"), "{said}");
+        assert_eq!(
+            said.contains("it replaced the file that was there"),
+            replaced,
+            "{said}"
+        );
+    };
+    said(false);
+    said(true);
     kill(p.child.id(), "-TERM");
     assert!(p.child.wait().unwrap().success());
+    said(true);
     (cfg, backup)
 }
 
