@@ -1337,7 +1337,16 @@ pub(crate) fn token(name: &str, scope: Scope, hash_stdin: bool) -> ExitCode {
             );
             return ExitCode::from(2);
         }
-        say!("{}", scimd::auth::hex(&scimd::auth::digest(s.trim())));
+        let hash = scimd::auth::hex(&scimd::auth::digest(s.trim()));
+        // Published in config.example.toml: anyone who has read it holds this token.
+        if hash == scimd::config::EXAMPLE_TOKEN_SHA256 {
+            eprintln!(
+                "that is the demo token config.example.toml publishes, which anyone who has \
+                 read it can send; use your own, or let `scimd token` make one"
+            );
+            return ExitCode::from(2);
+        }
+        say!("{hash}");
         return ExitCode::SUCCESS;
     }
     let tok = match scimd::auth::generate_token() {

@@ -10,7 +10,7 @@ mod tenant;
 mod warnings;
 
 pub use extension::{AttributeConfig, ExtensionConfig};
-pub use problems::valid_tenant_name;
+pub use problems::{EXAMPLE_TOKEN_SHA256, valid_tenant_name};
 pub use sections::{
     LogConfig, ServerConfig, StorageConfig, TlsConfig, bad_log_level, log_directives,
 };

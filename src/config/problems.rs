@@ -368,7 +368,7 @@ impl Config {
 }
 
 /// SHA-256 of the demo token config.example.toml publishes.
-pub(super) const EXAMPLE_TOKEN_SHA256: &str =
+pub const EXAMPLE_TOKEN_SHA256: &str =
     "b5d56f2eacf505c2639b22468f3a8b1bcaf7d619cadbab47dc6ce515fc4c3612";
 
 /// What keeps `url` from being the start of every URL scimd gives out, if anything.

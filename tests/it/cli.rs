@@ -356,6 +356,11 @@ fn token_prints_a_token_and_the_matching_config_line() {
         ),
         ("has space inside the token\n", "spaces"),
         ("aaaaaaaaaaaaaaaaaaaaaaaa\n", "only 1 different character,"),
+        // The example's own, which anyone who has read it can send.
+        (
+            "demo-token-change-me\n",
+            "the demo token config.example.toml publishes",
+        ),
     ] {
         let out = hash_stdin(own);
         assert_eq!(out.status.code(), Some(2), "{own}");
