@@ -496,12 +496,17 @@ fn main() -> ExitCode {
                     config.display()
                 );
                 let c = config_arg(&config);
-                say!(
-                    "Its users and groups stay in the database: `scimd tenant add {name} \
-                     --keep-data{c}` serves them again; after the reload, `scimd tenant purge \
-                     {name} --yes{c}` removes them for good (`scimd export --tenant {name}{c} \
-                     --out {name}.jsonl` first keeps a copy)."
-                );
+                // Said only where there is something to keep or purge: a file never run, or a
+                // tenant that never got a user, leaves nothing behind.
+                match cli::console::stored_under(&config, &name) {
+                    Ok((0, 0, _)) => say!("The database holds no users or groups under {name}."),
+                    _ => say!(
+                        "Its users and groups stay in the database: `scimd tenant add {name} \
+                         --keep-data{c}` serves them again; after the reload, `scimd tenant \
+                         purge {name} --yes{c}` removes them for good (`scimd export --tenant \
+                         {name}{c} --out {name}.jsonl` first keeps a copy)."
+                    ),
+                }
                 say_still_refused(&config);
                 ExitCode::SUCCESS
             }

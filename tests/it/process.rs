@@ -48,6 +48,49 @@ fn token_line(name: &str, token: &str) -> String {
     )
 }
 
+/// `tenant remove` offers to keep or purge a tenant's data only where the database holds
+/// some: the commands it prints name this file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_remove_speaks_of_data_only_where_there_is_some() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = okta_config(dir.path());
+    let beta = "tok-beta-0123456789";
+    let more = format!(
+        "\n[tenants.beta]\ntokens = [{}]\n\n[tenants.gamma]\ntokens = [{}]\n",
+        token_line("b", beta),
+        token_line("g", "tok-gamma-0123456789")
+    );
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap() + &more).unwrap();
+    let mut p = Proc::start(&cfg);
+    let body = "{\"userName\":\"b@x\"}".to_string();
+    assert_eq!(p.post("/scim/v2/Users", beta, body).await, 201);
+    kill(p.child.id(), "-TERM");
+    assert!(p.child.wait().unwrap().success());
+    let said = |name: &str| {
+        let out = scimd_cmd(&cfg, &["tenant", "remove", name]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let c = format!(" --config {}", cfg.display());
+    let kept = said("beta");
+    assert!(
+        kept.contains("Its users and groups stay in the database")
+            && kept.contains(&format!("`scimd tenant purge beta --yes{c}`"))
+            && kept.contains(&format!("`scimd tenant add beta --keep-data{c}`")),
+        "{kept}"
+    );
+    let none = said("gamma");
+    assert!(
+        none.contains("The database holds no users or groups under gamma.")
+            && !none.contains("purge"),
+        "{none}"
+    );
+}
+
 /// Whether the tests run as root: only root can give a directory to another user.
 pub(crate) fn running_as_root() -> bool {
     Command::new("id")
