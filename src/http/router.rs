@@ -55,16 +55,14 @@ pub fn route(path: &str) -> Option<Route> {
     // stack, without the two lists every request otherwise allocated.
     if !path.contains('%') {
         let mut plain = [""; 8];
-        let mut n = 0;
-        for s in path.split('/').filter(|s| !s.is_empty()) {
-            if n == plain.len() {
-                n = usize::MAX;
-                break;
-            }
-            plain[n] = s;
-            n += 1;
-        }
-        if n != usize::MAX {
+        let mut parts = path.split('/').filter(|s| !s.is_empty());
+        // `zip` asks `plain` first: a ninth segment is left in `parts`, not dropped.
+        let n = plain
+            .iter_mut()
+            .zip(&mut parts)
+            .map(|(slot, s)| *slot = s)
+            .count();
+        if parts.next().is_none() {
             return route_segments(&plain[..n]);
         }
     }
@@ -205,7 +203,21 @@ mod tests {
             (Some("acme"), "/tenants/acme/scim/v2")
         );
         assert!(route("/scim/v3/Users").is_none());
-        // More segments than the stack holds are routed as any others.
+        // As many segments as the stack holds, one more, and many more: routed alike.
+        for path in [
+            "/tenants/t/scim/v2/Users/a/b/c",
+            "/tenants/t/scim/v2/Users/a/b/c/d",
+        ] {
+            let r = route(path).unwrap();
+            assert_eq!(
+                (r.tenant.as_deref(), r.endpoint),
+                (Some("t"), Endpoint::Unknown)
+            );
+        }
+        assert_eq!(
+            route("/tenants/t/scim/v2/Me/a/b/c").unwrap().endpoint,
+            Endpoint::Me
+        );
         assert_eq!(
             route("/scim/v2/Users/a/b/c/d/e/f/g").unwrap().endpoint,
             Endpoint::Unknown

@@ -157,14 +157,16 @@ fn keep_unseen(kind: Rt, input: &mut Input) {
         .iter()
         .flat_map(|e| e.attributes.iter().map(move |d| (Some(e.id), d)));
     let mut keep = Vec::new();
+    // Paths as `keep_from_old` takes them, made only for what is kept (every create passes
+    // here too).
+    let path = |urn: Option<&str>, name: &str| match urn {
+        Some(urn) => format!("{urn}:{name}"),
+        None => name.to_string(),
+    };
     for (urn, def) in core.chain(ext) {
-        let path = match urn {
-            Some(urn) => format!("{urn}:{}", def.name),
-            None => def.name.to_string(),
-        };
         if hidden(def) {
             if !given.contains_key(&format!("{}:{}", urn.unwrap_or(kind.schema().id), def.name)) {
-                keep.push(path);
+                keep.push(path(urn, def.name));
             }
             continue;
         }
@@ -180,7 +182,7 @@ fn keep_unseen(kind: Rt, input: &mut Input) {
         };
         for sub in def.sub_attributes.iter().filter(|d| hidden(d)) {
             if !value.contains_key(sub.name) {
-                keep.push(format!("{path}.{}", sub.name));
+                keep.push(format!("{}.{}", path(urn, def.name), sub.name));
             }
         }
     }
