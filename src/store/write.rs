@@ -155,9 +155,9 @@ impl<'t> W<'t> {
         Ok(rec)
     }
 
-    /// The rest of a PUT or PATCH once the new body is known: check the member changes and
-    /// the plan's seats (reads only), then write members, body, indexes, events and plan
-    /// counters.
+    /// The rest of a PUT or PATCH once the new body is known: check uniqueness, the member
+    /// changes and the plan's seats (reads only), then write members, body, indexes, events
+    /// and plan counters.
     fn commit_change(
         &mut self,
         actor: &Actor,
@@ -168,17 +168,22 @@ impl<'t> W<'t> {
         member_ops: &[MemberOp],
     ) -> R<Record> {
         let t = actor.tenant.as_str();
-        let changes = match plan_members(self, t, id, member_ops)? {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
         let is_user = rt.kind == Kind::User;
-        // Create-only values are put back before anything is judged on the new body: the
-        // plan must count what is stored.
+        // Create-only values are put back before anything is judged on the new body: a
+        // value sent for one is ignored, so it must not be refused as another's (which
+        // would refuse the rest of the change with it), and the plan must count what is
+        // stored.
         let undone = if is_user {
             resource::keep_from_old(rt, &old.body, &mut body, &actor.create_only)
         } else {
             Vec::new()
+        };
+        if let Err(e) = self.check_unique(t, rt, &keys(rt, &body), Some((id, &old.body)))? {
+            return Ok(Err(e));
+        }
+        let changes = match plan_members(self, t, id, member_ops)? {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
         };
         let activity = (plan::is_active(&old.body), plan::is_active(&body));
         let held =
@@ -1075,9 +1080,6 @@ impl Store {
                     given: input.id.clone().unwrap_or_default(),
                 }));
             }
-            if let Err(e) = w.check_unique(t, rt, &keys(rt, &input.body), Some((nid, &old.body)))? {
-                return Ok(Err(e));
-            }
             let ops = match &input.members {
                 Some(list) => vec![MemberOp::Clear, MemberOp::Add(list.clone())],
                 // A PUT of a group without `members` empties it (PUT replaces the resource).
@@ -1121,9 +1123,6 @@ impl Store {
                 Ok(o) => o,
                 Err(e) => return Ok(Err(Error::Protocol(e))),
             };
-            if let Err(e) = w.check_unique(t, rt, &keys(rt, &out.body), Some((nid, &old.body)))? {
-                return Ok(Err(e));
-            }
             let rec = match w.commit_change(&actor, rt, nid, old, out.body, &out.member_ops)? {
                 Ok(r) => r,
                 Err(e) => return Ok(Err(e)),

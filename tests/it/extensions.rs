@@ -27,6 +27,11 @@ fn attr(name: &str, ty: &str) -> AttributeConfig {
 }
 
 async fn srv() -> Srv {
+    srv_with(|_| {}).await
+}
+
+/// `srv()`'s extensions, then `more` of the test's own.
+async fn srv_with(more: impl FnOnce(&mut scimd::config::Config)) -> Srv {
     Srv::start_with(|c| {
         let mut badge = attr("badge", "string");
         badge.uniqueness = "server".into();
@@ -61,6 +66,7 @@ async fn srv() -> Srv {
                 attributes: vec![attr("costCode", "string")],
             },
         ];
+        more(c);
     })
     .await
 }
@@ -944,6 +950,60 @@ async fn an_extension_urn_that_extends_the_enterprise_urn_holds_its_values() {
 }
 
 /// `scimd verify`, asked of the running daemon, finds no mismatch.
+/// A create-only value is ignored in a change, even when what was sent is another user's
+/// unique value: that is not a reason to refuse the rest of the change (here a deactivation,
+/// which an IdP that sends its whole mapping would otherwise never get through).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_only_unique_value_does_not_refuse_the_rest_of_a_change() {
+    let s = srv_with(|c| {
+        c.tenants.get_mut("acme").unwrap().create_only = vec![format!("{EXT}:badge")];
+    })
+    .await;
+    let holder = s.post("/Users", person("co-c@x", 60.0, "K1")).await;
+    assert_eq!(holder.status, 201);
+    let r = s.post("/Users", person("co-d@x", 61.0, "K2")).await;
+    assert_eq!(r.status, 201);
+    let p = format!("/Users/{}", r.id());
+    let mut whole = person("co-d@x", 61.0, "K1");
+    whole["active"] = json!(false);
+    let r = s.put(&p, whole).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        (r.body["active"].as_bool(), r.body[EXT]["badge"].as_str()),
+        (Some(false), Some("K2"))
+    );
+    let r = s
+        .patch(
+            &p,
+            json!([{"op": "replace", "path": format!("{EXT}:badge"), "value": "K1"},
+                {"op": "replace", "path": "active", "value": true}]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        (r.body["active"].as_bool(), r.body[EXT]["badge"].as_str()),
+        (Some(true), Some("K2"))
+    );
+    // The value stays its holder's alone.
+    let r = s
+        .get(&format!("/Users?filter={EXT}:badge%20eq%20%22K1%22"))
+        .await;
+    assert_eq!(total(&r), 1);
+    assert_eq!(r.body["Resources"][0]["id"], holder.body["id"]);
+    // Where the attribute is not create-only, the same PUT is still refused.
+    let plain = srv().await;
+    plain.post("/Users", person("co-c@x", 60.0, "K1")).await;
+    let id = plain
+        .post("/Users", person("co-d@x", 61.0, "K2"))
+        .await
+        .id();
+    let r = plain
+        .put(&format!("/Users/{id}"), person("co-d@x", 61.0, "K1"))
+        .await;
+    assert_error(&r, 409, Some("uniqueness"));
+    verify_clean(&s).await;
+}
+
 async fn verify_clean(s: &Srv) {
     let socket = scimd::admin::socket_path(&s.config);
     let answer = scimd::admin::ask(&socket, &json!({"cmd": "verify"}))
