@@ -407,6 +407,7 @@ impl App {
                 (Some(t), Some(_)) => match rt.tokens.authenticate(auth, Some(t)) {
                     Some(p) => Some(p),
                     None => {
+                        vouch::disown(&req);
                         let why = || why_refused(&rt, auth, Some(t));
                         return Ok((self.refused(peer, req.headers(), Some(t), why), None));
                     }
@@ -417,6 +418,7 @@ impl App {
                 (None, _) => match rt.tokens.authenticate(auth, None) {
                     Some(p) => Some(p),
                     None if auth.and_then(crate::auth::bearer).is_some() => {
+                        vouch::disown(&req);
                         let why = || why_refused(&rt, auth, None);
                         return Ok((self.refused(peer, req.headers(), None, why), None));
                     }
@@ -460,6 +462,7 @@ impl App {
         let auth = auth::authorization(req.headers());
         let auth = auth.as_deref();
         let Some(principal) = rt.tokens.authenticate(auth, route.tenant.as_deref()) else {
+            vouch::disown(&req);
             let why = || why_refused(&rt, auth, route.tenant.as_deref());
             return Ok((
                 self.refused(peer, req.headers(), route.tenant.as_deref(), why),

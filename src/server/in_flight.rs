@@ -78,7 +78,7 @@ pub struct InFlight {
     epoch: Instant,
     parent: Option<Arc<InFlight>>,
     none_open: Notify,
-    /// A request on this connection carried a valid token.
+    /// A request on this connection carried a valid token, and none was refused since.
     vouched: AtomicBool,
     /// The tenant whose token it carried, counted in the parent's `vouched_by`.
     vouched_for: Mutex<Option<String>>,
@@ -403,6 +403,27 @@ impl crate::http::vouch::Vouch for InFlight {
         *mine = Some(tenant.to_string());
         self.vouched.store(true, Ordering::SeqCst);
     }
+
+    fn disown(&self) {
+        let mut mine = self.vouched_for.lock().unwrap_or_else(|e| e.into_inner());
+        self.vouched.store(false, Ordering::SeqCst);
+        if let (Some(t), Some(p)) = (mine.take(), &self.parent) {
+            p.unvouch(&t);
+        }
+    }
+}
+
+impl InFlight {
+    /// One fewer connection is safe on `tenant`'s tokens.
+    fn unvouch(&self, tenant: &str) {
+        let mut by = self.vouched_by.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = by.get_mut(tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                by.remove(tenant);
+            }
+        }
+    }
 }
 
 /// A connection gone with answers unsent no longer holds them, nor its place among the
@@ -418,13 +439,7 @@ impl Drop for InFlight {
                 .unwrap_or_else(|e| e.into_inner())
                 .take();
             if let Some(t) = tenant {
-                let mut by = p.vouched_by.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(n) = by.get_mut(&t) {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        by.remove(&t);
-                    }
-                }
+                p.unvouch(&t);
             }
             p.children
                 .lock()
@@ -909,6 +924,35 @@ mod tests {
         conns.remove(0);
         conns[2].vouch("acme", "okta");
         assert!(conns[2].vouched.load(Ordering::SeqCst));
+    }
+
+    /// A connection whose token is refused (revoked by a reload, say) is a stranger again:
+    /// closed for a newcomer, and no longer counted in its tenant's share.
+    #[test]
+    fn a_connection_refused_for_its_token_is_a_stranger_again() {
+        use crate::http::vouch::Vouch;
+        let all = InFlight::new();
+        all.cap_vouched_per_tenant(2);
+        let conns: Vec<_> = (0..3).map(|_| all.child()).collect();
+        for c in &conns {
+            c.spoke();
+            c.vouch("acme", "okta");
+        }
+        assert!(!conns[2].vouched.load(Ordering::SeqCst), "past the share");
+        conns[0].disown();
+        assert!(!conns[0].vouched.load(Ordering::SeqCst));
+        // Its place in acme's share is free for another of acme's connections.
+        conns[2].vouch("acme", "okta");
+        assert!(conns[2].vouched.load(Ordering::SeqCst));
+        std::thread::sleep(STRANGER_GRACE + Duration::from_millis(50));
+        assert!(all.evict_a_stranger());
+        assert!(conns[0].evicted.load(Ordering::SeqCst));
+        assert!(!all.evict_a_stranger(), "the other two are safe");
+        // Refused again, it gives back no place it no longer holds.
+        conns[0].disown();
+        assert_eq!(all.vouched_by.lock().unwrap().get("acme"), Some(&2));
+        conns[1].disown();
+        assert_eq!(all.vouched_by.lock().unwrap().get("acme"), Some(&1));
     }
 
     #[test]

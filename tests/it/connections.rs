@@ -196,6 +196,20 @@ async fn vouch_as(
     path: &str,
     token: &str,
 ) {
+    let whole = ask_as(conn, path, token).await;
+    assert!(
+        whole.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&whole)
+    );
+}
+
+/// The whole answer to a GET of `path` with `token` on a kept-alive connection.
+async fn ask_as(
+    conn: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    path: &str,
+    token: &str,
+) -> Vec<u8> {
     conn.write_all(
         format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\r\n")
             .as_bytes(),
@@ -205,7 +219,7 @@ async fn vouch_as(
     // The whole answer, so that the next request's starts clean.
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
-    let whole = loop {
+    loop {
         let n = conn.read(&mut buf).await.unwrap();
         assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
         got.extend_from_slice(&buf[..n]);
@@ -221,12 +235,7 @@ async fn vouch_as(
         if got.len() >= end + 4 + length {
             break got;
         }
-    };
-    assert!(
-        whole.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&whole)
-    );
+    }
 }
 
 /// With every connection slot taken, a newcomer gets the slot of the oldest connection that
@@ -297,6 +306,50 @@ async fn strangers_make_room_when_every_slot_is_taken() {
         .await
         .expect("the newcomer never got the freed slot");
     assert_eq!(answer.status, 200, "{}", answer.head);
+}
+
+/// A connection made safe by a token that a reload then revoked is a stranger again once a
+/// request on it is refused: whoever holds a leaked token cannot keep the slots it took with
+/// it, and keep the IdP with the new token out, after the admin rotates it.
+#[tokio::test]
+async fn a_revoked_token_no_longer_keeps_its_connections_safe() {
+    let s = Srv::start_with(|c| {
+        c.tenants.retain(|name, _| name == "acme");
+        c.server.max_connections = 3;
+        c.server.header_timeout_secs = 300;
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut c = wire::connect(&s).await;
+        vouch(&mut c).await;
+        held.push(c);
+    }
+    let mut cfg = s.config.clone();
+    let rotated = "rotated-token-0123456789";
+    cfg.tenants.get_mut("acme").unwrap().tokens[0].sha256 =
+        scimd::auth::hex(&scimd::auth::digest(rotated));
+    s.reloader().apply(cfg).await.unwrap();
+    for c in &mut held {
+        let answer = ask_as(c, "/scim/v2/Users?count=1", ACME).await;
+        assert!(
+            answer.starts_with(b"HTTP/1.1 401"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let request = format!(
+        "GET /scim/v2/Users?count=1 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {rotated}\r\nConnection: close\r\n\r\n"
+    );
+    let answer = tokio::time::timeout(Duration::from_secs(10), wire::send(&s, request.as_bytes()))
+        .await
+        .expect("the IdP with the new token was kept out");
+    assert_eq!(answer.status, 200, "{}", answer.head);
+    assert!(
+        closed_within(&mut held[0], 5).await,
+        "the oldest of the revoked token's connections stayed"
+    );
 }
 
 /// With several tenants, one tenant's tokens (its application's read token, say) make at
