@@ -4,8 +4,9 @@
 //! one: a TLS handshake, or a request that earns a 401, holds a slot until a timeout ends it.
 //! When every slot is taken, the server makes room by closing a connection that has never
 //! carried a valid token, so strangers cannot keep an IdP out. Only a connection that showed
-//! a token, and has had none refused since (a reload may revoke it), is safe from that, and with several tenants only up to half the slots for one
-//! tenant's tokens (see `server::in_flight`), so one tenant cannot keep the others out.
+//! a token, and has had none refused since (a reload may revoke it), is safe from that, and
+//! with several tenants only up to half the slots for one tenant's tokens (see
+//! `server::in_flight`), so one tenant cannot keep the others out.
 
 use std::sync::Arc;
 
