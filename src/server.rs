@@ -299,8 +299,10 @@ impl Reloader {
             }
             _ => None,
         };
-        // Files holding a certificate that cannot be served leave the one in use, and the
-        // rest of the reload (a token revoked, say) still applies.
+        // Files that cannot be read refuse the reload above, as `check-config` (which the
+        // unit's reload runs first) refuses them. A certificate that reads but cannot be
+        // served (expired, not yet valid) leaves the one in use, and the rest of the reload
+        // (a token revoked, say) still applies.
         let kept = match (&self.certs, &loaded) {
             (Some(resolver), Some(l)) => resolver.check_replacement(&l.key).err(),
             _ => None,
@@ -414,7 +416,7 @@ impl Reloader {
                 if let Some(w) = was
                     .tokens
                     .iter()
-                    .find(|w| (&w.name, &w.sha256) == (&k.name, &k.sha256))
+                    .find(|w| w.name == k.name && w.sha256.eq_ignore_ascii_case(&k.sha256))
                     && w.scope != k.scope
                 {
                     let scope = if k.scope == crate::config::Scope::Read {

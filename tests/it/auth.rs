@@ -394,9 +394,31 @@ async fn a_hash_in_capitals_is_the_same_token() {
     let mut cfg = s.config.clone();
     let tok = &mut cfg.tenants.get_mut("acme").unwrap().tokens[0];
     tok.sha256 = tok.sha256.to_ascii_uppercase();
-    let notes = s.reloader().apply(cfg).await.unwrap().notes;
+    let notes = s.reloader().apply(cfg.clone()).await.unwrap().notes;
     assert!(!notes.iter().any(|n| n.contains("token okta")), "{notes:?}");
     assert_eq!(s.get("/Users").await.status, 200);
+    // Nor does a change of case hide a change of scope, either way.
+    let mut lower = cfg.clone();
+    let tok = &mut lower.tenants.get_mut("acme").unwrap().tokens[0];
+    tok.sha256 = tok.sha256.to_ascii_lowercase();
+    tok.scope = scimd::config::Scope::Read;
+    let notes = s.reloader().apply(lower).await.unwrap().notes;
+    assert_eq!(
+        notes
+            .iter()
+            .filter(|n| n.contains("token okta"))
+            .collect::<Vec<_>>(),
+        ["tenant acme: token okta now has scope read"]
+    );
+    assert_eq!(
+        s.post("/Users", json!({"userName": "r@x"})).await.status,
+        403
+    );
+    let notes = s.reloader().apply(cfg).await.unwrap().notes;
+    assert!(
+        notes.contains(&"tenant acme: token okta now has scope provision".to_string()),
+        "{notes:?}"
+    );
 }
 
 /// A write begun with a token that a reload then revokes (one that leaked) is refused once
