@@ -116,11 +116,15 @@ impl Config {
                     {
                         Ok(c) => {
                             // What the copy lacks is named above already ("the tenant has
-                            // no token" after its one token was taken out for its type).
+                            // no token" after its one token was taken out for its type), and
+                            // so is what a section says of a key taken out of it ("tls: no
+                            // certificate" once `self_signed = "yes"` was).
                             let touched = |p: &String| {
                                 dropped.iter().chain(&emptied).any(|t: &String| {
                                     let key = p.split(": ").next().unwrap_or("");
-                                    key == t || key.starts_with(&format!("{t}."))
+                                    key == t
+                                        || key.starts_with(&format!("{t}."))
+                                        || t.starts_with(&format!("{key}."))
                                 })
                             };
                             let c = settle(c);
@@ -854,6 +858,25 @@ mod tests {
             assert!(!all.contains("missing"), "{all}");
             // Nor as the tenant having no token, which only the reading made so.
             assert!(!all.contains("no token"), "{all}");
+            Ok(())
+        });
+    }
+
+    /// A section's problem that a key taken out of it for its type made is not named:
+    /// `self_signed = "yes"` is one mistake, not also "no certificate configured".
+    #[test]
+    fn a_key_of_the_wrong_type_is_not_also_missing_from_its_section() {
+        Jail::expect_with(|jail| {
+            let text = GOOD.replace("self_signed = true", "self_signed = \"yes\"");
+            assert_ne!(text, GOOD);
+            jail.create_file("yes.toml", &text)?;
+            let err = Config::load(Path::new("yes.toml")).expect_err("refused");
+            assert_eq!(err.problems.len(), 1, "{:?}", err.problems);
+            assert!(
+                err.problems[0].starts_with("tls.self_signed: invalid type: found a string"),
+                "{:?}",
+                err.problems
+            );
             Ok(())
         });
     }
