@@ -76,7 +76,10 @@ impl Config {
         let canonical = std::fs::canonicalize(&file).unwrap_or(file);
         let settle = |mut cfg: Config| {
             cfg.file_path = canonical.clone();
-            cfg.storage.dir = absolutize(&base, &cfg.storage.dir);
+            // An empty one stays so, to be named (`problems`), not read as this directory.
+            if !cfg.storage.dir.as_os_str().is_empty() {
+                cfg.storage.dir = absolutize(&base, &cfg.storage.dir);
+            }
             cfg.tls.cert = cfg.tls.cert.as_deref().map(|p| absolutize(&base, p));
             cfg.tls.key = cfg.tls.key.as_deref().map(|p| absolutize(&base, p));
             cfg
@@ -858,6 +861,27 @@ mod tests {
             assert!(!all.contains("missing"), "{all}");
             // Nor as the tenant having no token, which only the reading made so.
             assert!(!all.contains("no token"), "{all}");
+            Ok(())
+        });
+    }
+
+    /// An empty `storage.dir` is named, not read as the config file's own directory; a
+    /// relative one is read from there.
+    #[test]
+    fn an_empty_storage_dir_is_named_and_a_relative_one_placed() {
+        Jail::expect_with(|jail| {
+            jail.create_file("empty.toml", &GOOD.replace("dir = \"data\"", "dir = \"\""))?;
+            let err = Config::load(Path::new("empty.toml")).expect_err("refused");
+            assert!(
+                err.problems
+                    .iter()
+                    .any(|p| p.starts_with("storage.dir: empty")),
+                "{:?}",
+                err.problems
+            );
+            jail.create_file("good.toml", GOOD)?;
+            let c = Config::load(Path::new("good.toml")).expect("good");
+            assert!(c.storage.dir.is_absolute() && c.storage.dir.ends_with("data"));
             Ok(())
         });
     }

@@ -124,6 +124,32 @@ impl Config {
         if self.server.max_connections == 0 {
             p.push("server.max_connections: must be at least 1".into());
         }
+        if self.storage.dir.as_os_str().is_empty() {
+            p.push(
+                "storage.dir: empty; name the directory that holds the database, such as \
+                 /var/lib/scimd"
+                    .into(),
+            );
+        }
+        // `~` is the shell's: a file read by scimd keeps it as a directory's name, made
+        // under the config file's directory.
+        for (key, path) in [
+            ("storage.dir", Some(&self.storage.dir)),
+            ("tls.cert", self.tls.cert.as_ref()),
+            ("tls.key", self.tls.key.as_ref()),
+        ] {
+            let tilde = path.is_some_and(|f| {
+                f.components()
+                    .any(|c| c.as_os_str().to_string_lossy().starts_with('~'))
+            });
+            if tilde {
+                p.push(format!(
+                    "{key}: {} holds a `~`, which scimd does not expand (a shell does); write \
+                     the whole path, such as /var/lib/scimd",
+                    path.map(|f| f.display().to_string()).unwrap_or_default()
+                ));
+            }
+        }
         if self.storage.cache_mb == 0 {
             p.push("storage.cache_mb: must be at least 1 (MiB; 16 unless set)".into());
         }
@@ -581,6 +607,29 @@ mod tests {
         ] {
             assert!(p.contains(needle), "{needle} not in {p}");
         }
+    }
+
+    /// A `~` is the shell's, and an empty directory names none: both are refused, where
+    /// they made a directory named `~` or put the database beside the config file.
+    #[test]
+    fn a_tilde_or_an_empty_path_is_refused() {
+        let mut c: Config = toml_cfg(GOOD);
+        c.storage.dir = "/etc/scimd/~/scimd-data".into();
+        c.tls.self_signed = false;
+        c.tls.cert = Some("~admin/cert.pem".into());
+        c.tls.key = Some("/etc/scimd/key.pem".into());
+        let p = c.problems().join("\n");
+        for needle in [
+            "storage.dir: /etc/scimd/~/scimd-data holds a `~`, which scimd does not expand",
+            "tls.cert: ~admin/cert.pem holds a `~`",
+        ] {
+            assert!(p.contains(needle), "{needle} not in {p}");
+        }
+        assert!(!p.contains("tls.key: /etc"), "{p}");
+        c.storage.dir = "".into();
+        let p = c.problems().join("\n");
+        assert!(p.contains("storage.dir: empty; name the directory"), "{p}");
+        assert!(!toml_cfg(GOOD).problems().join("\n").contains("~"));
     }
 
     #[test]
