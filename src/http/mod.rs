@@ -414,10 +414,12 @@ impl App {
                 },
                 (Some(_), None) => None,
                 // No token: the standard schemas. A wrong one is refused (and counted), or
-                // discovery would tell a guesser which tokens are valid.
+                // discovery would tell a guesser which tokens are valid; so are other
+                // credentials (Basic), as under a tenant's URL: an IdP set up with them
+                // must not pass its connection test here and fail at its first user.
                 (None, _) => match rt.tokens.authenticate(auth, None) {
                     Some(p) => Some(p),
-                    None if auth.and_then(crate::auth::bearer).is_some() => {
+                    None if auth.is_some() => {
                         vouch::disown(&req);
                         let why = || why_refused(&rt, auth, None);
                         return Ok((self.refused(peer, req.headers(), None, why), None));

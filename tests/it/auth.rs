@@ -39,9 +39,31 @@ async fn missing_or_wrong_token_is_401_with_challenge_and_scim_body() {
             "{token:?}: {challenge}"
         );
     }
-    // Basic credentials are not a bearer token.
+    // Basic credentials are not a bearer token, on discovery either (under either URL).
     let r = with_authorization(&s, "Basic YWNtZTpva3Rh").await;
     assert_error(&r, 401, None);
+    for path in [
+        "/scim/v2/ServiceProviderConfig",
+        "/tenants/acme/scim/v2/ServiceProviderConfig",
+    ] {
+        let r = s
+            .call_with(
+                Method::GET,
+                path,
+                None,
+                None,
+                &[("Authorization", "Basic YWNtZTpva3Rh")],
+            )
+            .await;
+        assert_error(&r, 401, None);
+        assert!(
+            r.body["detail"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("only bearer tokens are accepted")),
+            "{path}: {}",
+            r.body
+        );
+    }
     // The scheme name is case-insensitive (RFC 7235).
     let r = with_authorization(&s, &format!("bearer {ACME}")).await;
     assert_eq!(r.status, 200);
