@@ -396,6 +396,24 @@ fn parse_line<'a>(
         })?;
     let mut input = crate::scim::resource::normalize(rt.rt(Some(tenant), kind), &v)
         .map_err(|e| format!("line {n}: {}", e.detail))?;
+    // An extension this host's tenant does not declare (its table left behind when the
+    // tenant's was copied) would be dropped as a write drops it: refused instead, as an
+    // import is to carry everything over.
+    let mut undeclared: Vec<&str> = input.ignored.schemas.iter().map(String::as_str).collect();
+    for a in &input.ignored.attributes {
+        let urn = a.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:"));
+        if urn && !undeclared.iter().any(|u| a.starts_with(u)) {
+            undeclared.push(a);
+        }
+    }
+    if !undeclared.is_empty() {
+        return Err(format!(
+            "line {n}: {} not declared for tenant {tenant} in this configuration, and its values \
+             would be lost: declare it as the exporting host did ([[tenants.{tenant}.extensions]]) \
+             and import again",
+            undeclared.join(", ")
+        ));
+    }
     // Members under their URN-qualified name were read with the rest.
     let members = match (input.members.take(), members) {
         (Some(read), _) => MemberSource::Read(read),
@@ -653,6 +671,28 @@ mod tests {
             .map(|l| serde_json::from_str::<Value>(l).unwrap())
             .collect();
         (r, exported)
+    }
+
+    /// Values of an extension this tenant does not declare are not dropped: the import is
+    /// refused, naming the line and the URN, and writes nothing.
+    #[tokio::test]
+    async fn an_undeclared_extension_refuses_the_import() {
+        const EXT: &str = "urn:ietf:params:scim:schemas:extension:acme:2.0:User";
+        let lines = [
+            user(1, json!({})),
+            user(2, json!({"schemas": [U, EXT], EXT: {"costCenter": "42"}})),
+        ];
+        let (r, exported) = import_after(TenantConfig::default(), &[], &lines).await;
+        let e = r.expect_err("refused");
+        assert!(
+            e.starts_with(&format!("line 2: {EXT} not declared for tenant t")),
+            "{e}"
+        );
+        assert!(exported.is_empty(), "{exported:?}");
+        // Named as a key alone, without `schemas`, it is refused all the same.
+        let bare = [user(3, json!({EXT: {"costCenter": "42"}}))];
+        let (r, _) = import_after(TenantConfig::default(), &[], &bare).await;
+        assert!(r.expect_err("refused").starts_with("line 1: urn:"));
     }
 
     /// A tenant moved to another host keeps who is paid and who waits on free (as seats came
