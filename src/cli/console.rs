@@ -573,6 +573,17 @@ fn run_admin_on(
         {
             return Ok(lines);
         }
+        // What an import would make, to be taken away again if it is refused: the next
+        // start's "new, empty database" warning guards against a wrong storage.dir.
+        let made = (req["cmd"] == "import" && !cfg.storage.db_path().exists()).then(|| {
+            let first_made = cfg
+                .storage
+                .dir
+                .ancestors()
+                .take_while(|a| !a.exists())
+                .count();
+            (cfg.storage.db_path(), first_made)
+        });
         let store = open_store(cfg, req["cmd"] == "import")?;
         let tenant = req["tenant"].as_str().unwrap_or_default().to_string();
         let mut out = Vec::new();
@@ -623,6 +634,17 @@ fn run_admin_on(
         };
         // Closed before anything is printed: printing may end the process (a closed pipe).
         store.close();
+        if let Some((db, dirs)) = made
+            && end["ok"] == false
+        {
+            let _ = std::fs::remove_file(&db);
+            // The directories it made, innermost first, each only if empty.
+            for d in cfg.storage.dir.ancestors().take(dirs) {
+                if std::fs::remove_dir(d).is_err() {
+                    break;
+                }
+            }
+        }
         out.push(end.to_string());
         Ok(out)
     })

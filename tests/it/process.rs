@@ -321,7 +321,7 @@ async fn a_second_server_on_the_same_directory_changes_nothing_of_the_first() {
 /// try again; the next start, with the certificate fixed, still warns that it made an empty
 /// one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_start_refused_for_its_certificate_leaves_no_database() {
+async fn a_start_refused_for_its_certificate_or_a_refused_import_leaves_no_database() {
     let dir = tempfile::tempdir().unwrap();
     let one = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
@@ -371,6 +371,28 @@ async fn a_start_refused_for_its_certificate_leaves_no_database() {
     assert!(!dir.path().join("state/scimd.redb").exists(), "{err}");
     // Fixed (here: the self-signed certificate the client trusts).
     std::fs::write(&cfg, good).unwrap();
+    // A refused import leaves no database behind either, nor the directory it made for it.
+    let state = dir.path().join("state");
+    let had_state = state.exists();
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{garbage\n").unwrap();
+    let out = scimd_cmd(
+        &cfg,
+        &[
+            "import",
+            "--tenant",
+            "acme",
+            "--from",
+            bad.to_str().unwrap(),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(1) && err.contains("line 1: not JSON"),
+        "{err}"
+    );
+    assert!(!state.join("scimd.redb").exists(), "{err}");
+    assert_eq!(state.exists(), had_state, "{err}");
     let p = Proc::start(&cfg);
     assert_eq!(p.status("/scim/v2/Users", "tok").await, 200);
     assert!(p.log().contains("new, empty database"), "{}", p.log());
