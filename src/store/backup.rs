@@ -655,8 +655,22 @@ fn check_copy(
     };
     // Made afresh: a link left under this name (the state directory belongs to the service
     // user, and this may run as root) is removed, never followed.
+    let unread = |why: String| {
+        format!(
+            "{} cannot be restored (the database was left as it was): {why}",
+            from.display()
+        )
+    };
     let copied = std::fs::File::open(from)
-        .map_err(|e| format!("cannot read {}: {e}", from.display()))
+        .map_err(|e| unread(format!("cannot read it: {e}")))
+        .and_then(|src| match src.metadata() {
+            // Opened, a directory fails only at its first read, which would be told as the
+            // copy's failure.
+            Ok(m) if m.is_dir() => Err(unread(
+                "it is a directory; give the file `scimd backup` wrote".into(),
+            )),
+            _ => Ok(src),
+        })
         .and_then(|mut src| {
             let mut dst = owner_only_file(tmp)
                 .map_err(|e| format!("cannot copy to {}: {e}", tmp.display()))?;

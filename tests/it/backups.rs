@@ -112,6 +112,25 @@ async fn a_damaged_backup_is_refused_and_a_damaged_database_fails_verify_with_a_
         );
         std::fs::write(&db, &before).unwrap();
     }
+    // A directory given for the file, or a file not there, is named as such.
+    for (from, why) in [
+        (dir.path().to_path_buf(), "it is a directory"),
+        (
+            dir.path().join("nosuch.redb"),
+            "cannot read it: No such file",
+        ),
+    ] {
+        let out = scimd_cmd(&cfg, &["restore", "--from", from.to_str().unwrap()]);
+        let err = stderr(&out);
+        assert!(
+            out.status.code() == Some(1)
+                && err.contains("cannot be restored (the database was left as it was)")
+                && err.contains(why),
+            "{err}"
+        );
+        assert!(std::fs::read(&db).unwrap() == before);
+        assert!(!state.join("scimd.restoring").exists());
+    }
     // The intact backup still restores, and over a damaged database too.
     std::fs::write(&db, damaged(&db, "user3@example.com", |p| p.fill(0))).unwrap();
     let out = scimd_cmd(&cfg, &["restore", "--from", backup.to_str().unwrap()]);
