@@ -82,7 +82,16 @@ enum Command {
     /// Print a tenant's paid-plan summary (works while the daemon runs).
     Plan {
         /// Tenant whose [tenants.NAME.plan] to summarise.
-        tenant: String,
+        #[arg(required_unless_present = "tenant_flag", value_name = "TENANT")]
+        tenant: Option<String>,
+        /// The same, as `export`, `import` and `users list` take it.
+        #[arg(
+            long = "tenant",
+            id = "tenant_flag",
+            conflicts_with = "tenant",
+            value_name = "TENANT"
+        )]
+        tenant_flag: Option<String>,
         /// Configuration file (TOML).
         #[arg(long, short, default_value = "/etc/scimd/scimd.toml")]
         config: PathBuf,
@@ -437,9 +446,13 @@ fn main() -> ExitCode {
                 None => token(&name, parsed, hash_stdin),
             }
         }
-        Command::Plan { tenant, config } => admin(
+        Command::Plan {
+            tenant,
+            tenant_flag,
+            config,
+        } => admin(
             &config,
-            serde_json::json!({"cmd": "plan", "tenant": tenant}),
+            serde_json::json!({"cmd": "plan", "tenant": tenant.or(tenant_flag)}),
         ),
         Command::Status { config } => admin(&config, serde_json::json!({"cmd": "status"})),
         Command::Backup { to, config } => backup(&config, &to),

@@ -1014,6 +1014,8 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
             && plan.contains("seats:       unlimited\n"),
         "{plan}"
     );
+    // The tenant may be named as the other commands name it, too.
+    assert_eq!(run(&["plan", "--tenant", "acme"]), plan);
     let status = run(&["status"]);
     // A mistyped tenant is named as such, with the names there are.
     for args in [
