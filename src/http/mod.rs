@@ -531,20 +531,21 @@ impl App {
             && let Some(rate) = t.rate_limit
         {
             let burst = t.rate_burst.map(f64::from).unwrap_or(rate.ceil()).max(1.0);
-            if let Err(wait) = self
-                .limiter
-                .check(&principal.tenant, rate, burst, Instant::now())
-            {
+            // A bucket for each token: the application polling its feed with its read token
+            // must not use up the IdP's pace, nor a long IdP sync lock the application out.
+            let key = format!("{}\0{}", principal.tenant, principal.token_name);
+            if let Err(wait) = self.limiter.check(&key, rate, burst, Instant::now()) {
                 let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-                if self.first_this_minute(&format!("tenant {}", principal.tenant)) {
-                    tracing::warn!(tenant = %principal.tenant, "over its rate_limit; answering 429 (said once a minute)");
+                if self.first_this_minute(&format!("tenant {key}")) {
+                    tracing::warn!(tenant = %principal.tenant, token = %principal.token_name, "over its rate_limit; answering 429 (said once a minute)");
                 }
                 let e = ScimError::new(
                     429,
                     None,
                     format!(
-                        "tenant {} is over its rate limit of {rate} requests per second; retry after {secs} s",
-                        principal.tenant
+                        "tenant {}'s token \"{}\" is over its rate limit of {rate} requests per \
+                         second; retry after {secs} s",
+                        principal.tenant, principal.token_name
                     ),
                 );
                 let resp = response::with_header(

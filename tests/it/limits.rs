@@ -1,5 +1,5 @@
-//! Limits: per-tenant rate limits (429 with Retry-After, other tenants unaffected), and the
-//! configurable filter and PATCH limits.
+//! Limits: per-token rate limits (429 with Retry-After, other tokens and tenants unaffected),
+//! and the configurable filter and PATCH limits.
 
 use reqwest::Method;
 use serde_json::json;
@@ -12,6 +12,11 @@ async fn a_tenant_over_its_rate_gets_429_with_retry_after() {
         let acme = c.tenants.get_mut("acme").unwrap();
         acme.rate_limit = Some(0.2);
         acme.rate_burst = Some(2);
+        acme.tokens.push(scimd::config::TokenConfig {
+            name: "app".into(),
+            sha256: scimd::auth::hex(&scimd::auth::digest("acme-app-read-token")),
+            scope: scimd::config::Scope::Read,
+        });
     })
     .await;
     assert_eq!(s.get("/Users").await.status, 200);
@@ -20,6 +25,20 @@ async fn a_tenant_over_its_rate_gets_429_with_retry_after() {
     assert_error(&r, 429, None);
     let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=5).contains(&wait), "Retry-After {wait}");
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("tenant acme's token \"okta\" is over its rate limit")),
+        "{}",
+        r.body
+    );
+    // Each token has its own pace: the application's read token is not held up by the
+    // IdP's, nor the IdP's by the application's.
+    const READER: &str = "acme-app-read-token";
+    let reader = || s.call(Method::GET, "/Users", Some(READER), None);
+    assert_eq!(reader().await.status, 200);
+    assert_eq!(reader().await.status, 200);
+    assert_error(&reader().await, 429, None);
     // globex has no limit.
     for _ in 0..5 {
         assert_eq!(
