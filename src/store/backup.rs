@@ -653,14 +653,14 @@ fn check_copy(
             from.display()
         )
     };
-    // Made afresh: a link left under this name (the state directory belongs to the service
-    // user, and this may run as root) is removed, never followed.
     let unread = |why: String| {
         format!(
             "{} cannot be restored (the database was left as it was): {why}",
             from.display()
         )
     };
+    // Made afresh: a link left under this name (the state directory belongs to the service
+    // user, and this may run as root) is removed, never followed.
     let copied = std::fs::File::open(from)
         .map_err(|e| unread(format!("cannot read it: {e}")))
         .and_then(|src| match src.metadata() {
