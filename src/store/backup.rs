@@ -642,21 +642,18 @@ fn check_copy(
     given_out: Option<&BTreeMap<String, u64>>,
     replaced_floor: u64,
 ) -> Result<(std::fs::File, Vec<String>, Option<u64>, FeedRestart), String> {
-    let refuse = |why: String| {
-        // What is damaged here is the backup, not the database: the advice for a damaged
-        // database (restore a backup over it) would mislead.
-        let why = why
-            .replace("the database file is damaged", "the backup file is damaged")
-            .replace(super::verify::NEXT, "; restore another backup");
+    let unread = |why: String| {
         format!(
             "{} cannot be restored (the database was left as it was): {why}",
             from.display()
         )
     };
-    let unread = |why: String| {
-        format!(
-            "{} cannot be restored (the database was left as it was): {why}",
-            from.display()
+    let refuse = |why: String| {
+        // What is damaged here is the backup, not the database: the advice for a damaged
+        // database (restore a backup over it) would mislead.
+        unread(
+            why.replace("the database file is damaged", "the backup file is damaged")
+                .replace(super::verify::NEXT, "; restore another backup"),
         )
     };
     // Made afresh: a link left under this name (the state directory belongs to the service
@@ -683,10 +680,7 @@ fn check_copy(
     // directory, could swap in a link to another file for root to open read and write.
     let handle = || copy.try_clone().map_err(|e| e.to_string());
     if let Some(why) = not_a_database(&copy) {
-        return Err(format!(
-            "{} cannot be restored (the database was left as it was): not a scimd backup: {why}",
-            from.display()
-        ));
+        return Err(unread(format!("not a scimd backup: {why}")));
     }
     check_open_file(tmp, handle()?).map_err(refuse)?;
     let mut converted_from = None;
