@@ -100,11 +100,20 @@ pub fn copy_all(r: &ReadTransaction, to: &Path) -> Result<u64, StoreError> {
     // redb panics on some damaged pages: caught, so that the partial copy is still removed.
     let copied = super::verify::caught(|| copy_checked(r, &tmp))
         .unwrap_or_else(|what| Err(StoreError::CopyDamaged { what }));
-    let made = copied.and_then(|rows| {
+    let made = copied.and_then(|(rows, written)| {
         let io = |e| StoreError::Io {
             path: to.display().to_string(),
             source: e,
         };
+        // The name must still be the file written: in a directory another user may write,
+        // it could have been swapped for a link since, which would then pass for the copy.
+        if std::fs::symlink_metadata(&tmp).map(|m| identity(&m)).ok() != Some(written) {
+            return Err(io(std::io::Error::other(format!(
+                "{} was replaced while the copy was written into it; nothing was put at {}",
+                tmp.display(),
+                to.display()
+            ))));
+        }
         std::fs::rename(&tmp, to).map_err(io)?;
         // The name too must be on disk before the copy is called made.
         super::backend::sync_parent(to).map_err(io)?;
@@ -132,10 +141,20 @@ const COMPACTIONS: usize = 4;
 /// that cannot be compacted (a file system without locks, say) is kept as it is, and why is
 /// the answer; only a copy that fails the check once compacted is an error.
 pub fn compact_copy(path: &Path) -> Result<Option<String>, String> {
+    // Never through a link: this runs as root, in a directory another user may write.
+    let file = no_link(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     unless_damaged(|| {
-        let mut db = match Database::builder().set_cache_size(1 << 20).open(path) {
+        let opened = super::backend::Backend::from_file(file, Default::default())
+            .map_err(|e| e.to_string())
+            .and_then(|b| {
+                Database::builder()
+                    .set_cache_size(1 << 20)
+                    .create_with_backend(b)
+                    .map_err(|e| e.to_string())
+            });
+        let mut db = match opened {
             Ok(db) => db,
-            Err(e) => return Ok(Some(e.to_string())),
+            Err(e) => return Ok(Some(e)),
         };
         let mut not_done = None;
         for _ in 0..COMPACTIONS {
@@ -164,21 +183,44 @@ fn copy_peak(live: u64) -> u64 {
     live.saturating_add(live.min(8 << 30))
 }
 
-fn copy_checked(r: &ReadTransaction, tmp: &Path) -> Result<u64, StoreError> {
+/// A file's device and inode: what its name must still lead to.
+fn identity(m: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.dev(), m.ino())
+}
+
+/// `path` opened to read and write, refused if it is a symbolic link.
+fn no_link(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// The rows copied, and the copy's identity (`identity`).
+fn copy_checked(r: &ReadTransaction, tmp: &Path) -> Result<(u64, (u64, u64)), StoreError> {
     let fail = |source: redb::Error| StoreError::Open {
         path: tmp.display().to_string(),
         source,
     };
-    // Owner-only from its first byte: the copy holds the whole directory.
-    owner_only_file(tmp).map_err(|e| StoreError::Io {
+    let io = |e| StoreError::Io {
         path: tmp.display().to_string(),
         source: e,
-    })?;
+    };
+    // Owner-only from its first byte: the copy holds the whole directory. Written through
+    // this handle, never reopened by name: the name could be swapped for a link meanwhile
+    // (a backup made by root into a directory another user may write), and the copy then
+    // made wherever it points.
+    let file = owner_only_file(tmp).map_err(io)?;
+    let written = identity(&file.metadata().map_err(io)?);
+    let backend = super::backend::Backend::from_file(file, Default::default()).map_err(io)?;
     // redb's default cache is a gigabyte: the copy's pages would stay in the daemon's
     // memory long after it is written (a 57 MB file added 55 MB of RSS).
     let mut db = Database::builder()
         .set_cache_size(COPY_CACHE_BYTES)
-        .create(tmp)
+        .create_with_backend(backend)
         .map_err(|e| fail(e.into()))?;
     let mut w = db.begin_write().map_err(|e| fail(e.into()))?;
     // Two-phase, as the live file: damage to the newest commit then reads as damage, where
@@ -216,7 +258,7 @@ fn copy_checked(r: &ReadTransaction, tmp: &Path) -> Result<u64, StoreError> {
             "the new copy failed redb's integrity check".into(),
         )));
     }
-    Ok(rows)
+    Ok((rows, written))
 }
 
 impl Store {

@@ -3451,6 +3451,13 @@ fn a_backup_is_not_larger_than_the_database() {
     assert!(matches!(backup::compact_copy(&out), Ok(Some(_))));
     drop(held);
     assert_eq!(std::fs::metadata(&out).unwrap().len(), uncompacted);
+    // A link is never followed (root compacts in a directory another user may write):
+    // refused, and the file it points to left as it was.
+    let link = dir.path().join("link.redb");
+    std::os::unix::fs::symlink(&out, &link).unwrap();
+    let e = backup::compact_copy(&link).expect_err("a link");
+    assert!(e.starts_with("cannot open"), "{e}");
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), uncompacted);
     assert_eq!(backup::compact_copy(&out), Ok(None));
     let (live, copy) = (
         std::fs::metadata(&path).unwrap().len(),
