@@ -117,13 +117,16 @@ impl App {
     /// `why` says, for the log only, why a token that was sent was refused; it is worked out
     /// only when logged, never for a throttled request. The client learns no more than the
     /// detail below.
+    /// Its connection is a stranger again (`vouch::disown`): a token it showed before may
+    /// have been revoked since.
     pub(super) fn refused(
         &self,
         peer: SocketAddr,
-        headers: &http::HeaderMap,
+        (headers, extensions): (&http::HeaderMap, &http::Extensions),
         url_tenant: Option<&str>,
         why: impl FnOnce() -> String,
     ) -> Resp {
+        super::vouch::disown(extensions);
         let auth = authorization(headers);
         let auth = auth.as_deref();
         // Counted here, throttled or not: a brute force must show in the count.

@@ -254,7 +254,9 @@ impl App {
                     Some("GET, HEAD"),
                 );
             }
-            return self.metrics_page(req.headers(), peer).await;
+            return self
+                .metrics_page((req.headers(), req.extensions()), peer)
+                .await;
         }
         if let Some(tenant) = sso::match_path(req.uri().path()) {
             // From the URL: at most 64 characters of it in the log, and in the metrics only
@@ -407,9 +409,11 @@ impl App {
                 (Some(t), Some(_)) => match rt.tokens.authenticate(auth, Some(t)) {
                     Some(p) => Some(p),
                     None => {
-                        vouch::disown(&req);
                         let why = || why_refused(&rt, auth, Some(t));
-                        return Ok((self.refused(peer, req.headers(), Some(t), why), None));
+                        return Ok((
+                            self.refused(peer, (req.headers(), req.extensions()), Some(t), why),
+                            None,
+                        ));
                     }
                 },
                 (Some(_), None) => None,
@@ -420,9 +424,11 @@ impl App {
                 (None, _) => match rt.tokens.authenticate(auth, None) {
                     Some(p) => Some(p),
                     None if auth.is_some() => {
-                        vouch::disown(&req);
                         let why = || why_refused(&rt, auth, None);
-                        return Ok((self.refused(peer, req.headers(), None, why), None));
+                        return Ok((
+                            self.refused(peer, (req.headers(), req.extensions()), None, why),
+                            None,
+                        ));
                     }
                     None => None,
                 },
@@ -464,10 +470,14 @@ impl App {
         let auth = auth::authorization(req.headers());
         let auth = auth.as_deref();
         let Some(principal) = rt.tokens.authenticate(auth, route.tenant.as_deref()) else {
-            vouch::disown(&req);
             let why = || why_refused(&rt, auth, route.tenant.as_deref());
             return Ok((
-                self.refused(peer, req.headers(), route.tenant.as_deref(), why),
+                self.refused(
+                    peer,
+                    (req.headers(), req.extensions()),
+                    route.tenant.as_deref(),
+                    why,
+                ),
                 None,
             ));
         };

@@ -18,7 +18,11 @@ impl App {
     }
 
     /// `GET /metrics`: Prometheus text, for the holder of `server.metrics_token_sha256`.
-    pub(super) async fn metrics_page(&self, headers: &http::HeaderMap, peer: SocketAddr) -> Resp {
+    pub(super) async fn metrics_page(
+        &self,
+        (headers, extensions): (&http::HeaderMap, &http::Extensions),
+        peer: SocketAddr,
+    ) -> Resp {
         let rt = self.runtime();
         let Some(want) = rt.config.server.metrics_token_sha256.clone() else {
             return response::error(&ScimError::not_found(
@@ -33,7 +37,7 @@ impl App {
         });
         if !ok {
             let why = || "not the metrics token (server.metrics_token_sha256)".to_string();
-            return self.refused(peer, headers, None, why);
+            return self.refused(peer, (headers, extensions), None, why);
         }
         let mut out = String::new();
         self.metrics.render(&mut out);

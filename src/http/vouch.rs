@@ -24,9 +24,10 @@ pub trait Vouch: Send + Sync {
 #[derive(Clone)]
 pub struct Voucher(pub Arc<dyn Vouch>);
 
-/// `req` was refused for its token: its connection is a stranger again.
-pub fn disown<B>(req: &http::Request<B>) {
-    if let Some(conn) = req.extensions().get::<Voucher>() {
+/// A request with these extensions was refused for its token: its connection is a
+/// stranger again.
+pub fn disown(extensions: &http::Extensions) {
+    if let Some(conn) = extensions.get::<Voucher>() {
         conn.0.disown();
     }
 }
