@@ -122,7 +122,7 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
             if req["cmd"] == "verify" && path.exists() {
                 scimd::store::check_file(&path)?;
             }
-            let store = open_store(&cfg, false)?;
+            let (store, _) = open_store(&cfg, false)?;
             let mut a = scimd::admin::answer(&store, &cfg, &req).await;
             // Closed before anything is printed: printing may end the process (a closed pipe).
             store.close();
@@ -408,7 +408,11 @@ pub(crate) fn refuse_leftover(
 /// The database, read directly while the daemon is stopped. Only a command that writes
 /// (`create`: import) makes it when it is missing; one that reads says so instead, since a
 /// wrong `storage.dir` would otherwise give an empty database and a clean bill of health.
-fn open_store(cfg: &Config, create: bool) -> Result<scimd::store::Store, String> {
+/// Also the outermost directory it made for the database, if any (`make_state_dir`).
+fn open_store(
+    cfg: &Config,
+    create: bool,
+) -> Result<(scimd::store::Store, Option<std::path::PathBuf>), String> {
     let path = cfg.storage.db_path();
     // `exists()` is false when the directory cannot be entered, too: say which.
     if let Err(e) = std::fs::metadata(&path)
@@ -433,7 +437,8 @@ fn open_store(cfg: &Config, create: bool) -> Result<scimd::store::Store, String>
             path.display()
         ));
     }
-    if make_state_dir(cfg)?.is_some() {
+    let made = make_state_dir(cfg)?;
+    if made.is_some() {
         tell_if_roots(cfg);
     }
     // A database the daemon left by crashing is repaired by whichever opens it first; when
@@ -448,7 +453,18 @@ fn open_store(cfg: &Config, create: bool) -> Result<scimd::store::Store, String>
     tracing::subscriber::with_default(stderr, || {
         scimd::store::Store::open_unconverted(&path, 16 << 20)
     })
+    .map(|store| (store, made))
     .map_err(|e| e.to_string())
+}
+
+/// Take away what `make_state_dir` made, from the state directory out to `outermost`, each
+/// only if empty: a command that did nothing leaves no directory it made for it behind.
+fn unmake_state_dir(cfg: &Config, outermost: &std::path::Path) {
+    for d in cfg.storage.dir.ancestors() {
+        if std::fs::remove_dir(d).is_err() || d == outermost {
+            break;
+        }
+    }
 }
 
 /// The name of the user owning `path` (its uid when /etc/passwd does not list it).
@@ -575,16 +591,8 @@ fn run_admin_on(
         }
         // What an import would make, to be taken away again if it is refused: the next
         // start's "new, empty database" warning guards against a wrong storage.dir.
-        let made = (req["cmd"] == "import" && !cfg.storage.db_path().exists()).then(|| {
-            let first_made = cfg
-                .storage
-                .dir
-                .ancestors()
-                .take_while(|a| !a.exists())
-                .count();
-            (cfg.storage.db_path(), first_made)
-        });
-        let store = open_store(cfg, req["cmd"] == "import")?;
+        let new_db = req["cmd"] == "import" && !cfg.storage.db_path().exists();
+        let (store, made_dir) = open_store(cfg, req["cmd"] == "import")?;
         let tenant = req["tenant"].as_str().unwrap_or_default().to_string();
         let mut out = Vec::new();
         let end = match req["cmd"].as_str() {
@@ -634,15 +642,10 @@ fn run_admin_on(
         };
         // Closed before anything is printed: printing may end the process (a closed pipe).
         store.close();
-        if let Some((db, dirs)) = made
-            && end["ok"] == false
-        {
-            let _ = std::fs::remove_file(&db);
-            // The directories it made, innermost first, each only if empty.
-            for d in cfg.storage.dir.ancestors().take(dirs) {
-                if std::fs::remove_dir(d).is_err() {
-                    break;
-                }
+        if new_db && end["ok"] == false {
+            let _ = std::fs::remove_file(cfg.storage.db_path());
+            if let Some(outermost) = made_dir {
+                unmake_state_dir(cfg, &outermost);
             }
         }
         out.push(end.to_string());
@@ -814,7 +817,7 @@ fn backup_stopped(
     replacing: bool,
 ) -> ExitCode {
     let store = match open_store(cfg, false) {
-        Ok(s) => s,
+        Ok((s, _)) => s,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;
@@ -1048,17 +1051,10 @@ pub(crate) fn restore(config: &std::path::Path, from: &std::path::Path) -> ExitC
     };
     let types = scimd::http::Runtime::new(cfg.clone()).types;
     let restored = scimd::store::restore(from, &cfg.storage.db_path(), &types);
-    // A restore that did nothing leaves no directory it made for it behind.
     if let Some(outermost) = made {
         match restored {
             Ok(_) => tell_if_roots(&cfg),
-            Err(_) => {
-                for d in cfg.storage.dir.ancestors() {
-                    if std::fs::remove_dir(d).is_err() || d == outermost {
-                        break;
-                    }
-                }
-            }
+            Err(_) => unmake_state_dir(&cfg, &outermost),
         }
     }
     match restored {
