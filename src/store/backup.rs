@@ -831,7 +831,6 @@ fn put_in_place(tmp: &Path, copy: &std::fs::File, db: &Path) -> Result<Option<Pa
 /// same file): what a restore killed between `set_aside` and its rename leaves. Returns
 /// the names removed.
 pub fn remove_restore_aliases(db: &Path) -> Vec<PathBuf> {
-    use std::os::unix::fs::MetadataExt;
     let Ok(live) = std::fs::metadata(db) else {
         return Vec::new();
     };
@@ -845,7 +844,7 @@ pub fn remove_restore_aliases(db: &Path) -> Vec<PathBuf> {
         .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(kept)))
         .filter(|e| {
             std::fs::symlink_metadata(e.path())
-                .is_ok_and(|m| m.dev() == live.dev() && m.ino() == live.ino())
+                .is_ok_and(|m| identity(&m) == identity(&live))
         })
         .filter(|e| std::fs::remove_file(e.path()).is_ok())
         .map(|e| e.path())
