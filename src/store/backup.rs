@@ -843,8 +843,7 @@ pub fn remove_restore_aliases(db: &Path) -> Vec<PathBuf> {
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(kept)))
         .filter(|e| {
-            std::fs::symlink_metadata(e.path())
-                .is_ok_and(|m| identity(&m) == identity(&live))
+            std::fs::symlink_metadata(e.path()).is_ok_and(|m| identity(&m) == identity(&live))
         })
         .filter(|e| std::fs::remove_file(e.path()).is_ok())
         .map(|e| e.path())
