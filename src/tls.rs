@@ -82,6 +82,20 @@ fn pem_reason(e: &rustls::pki_types::pem::Error) -> String {
     }
 }
 
+/// For a file in DER, which scimd does not read, the openssl command that writes it as PEM
+/// (a certificate exported from Windows is often DER). DER starts with an ASN.1 SEQUENCE.
+fn der_hint(path: &Path, openssl: &str) -> String {
+    let mut head = [0u8; 2];
+    let der = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok_and(|()| head[0] == 0x30 && (0x80..=0x84).contains(&head[1]));
+    if der {
+        format!(" (the file looks like DER; scimd reads PEM: openssl {openssl})")
+    } else {
+        String::new()
+    }
+}
+
 pub fn load_pem(cert: &Path, key: &Path) -> Result<Loaded, TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
@@ -92,7 +106,10 @@ pub fn load_pem(cert: &Path, key: &Path) -> Result<Loaded, TlsError> {
     if chain.is_empty() {
         return Err(TlsError::Cert {
             path: cert.into(),
-            reason: "no CERTIFICATE block found".into(),
+            reason: format!(
+                "no CERTIFICATE block found{}",
+                der_hint(cert, "x509 -inform der -in FILE -out cert.pem")
+            ),
         });
     }
     // A PEM block whose content is not a certificate would otherwise be reported as a key
@@ -111,7 +128,11 @@ pub fn load_pem(cert: &Path, key: &Path) -> Result<Loaded, TlsError> {
     }
     let pk = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
         path: key.into(),
-        reason: pem_reason(&e),
+        reason: format!(
+            "{}{}",
+            pem_reason(&e),
+            der_hint(key, "pkey -inform der -in FILE -out key.pem")
+        ),
     })?;
     let provider = aws_lc_rs::default_provider();
     let fingerprint = fingerprint(&chain[0]);
@@ -657,6 +678,43 @@ mod tests {
         assert_ne!(pem, ip_pem, "the new host is not in the old certificate");
         assert!(names(&l.key, &host("2001:db8::5")));
         assert_eq!(loaded(dir.path(), Some("https://[2001:db8::5]")).1, ip_pem);
+    }
+
+    /// A certificate or key in DER is told how to become PEM; a PEM file without a
+    /// certificate is not said to be DER.
+    #[test]
+    fn a_der_file_is_told_how_to_become_pem() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = ensure_self_signed(dir.path(), None).unwrap();
+        let cert_der = dir.path().join("cert.der");
+        let key_der = dir.path().join("key.der");
+        std::fs::write(&cert_der, CertificateDer::from_pem_file(&cert).unwrap()).unwrap();
+        let k = PrivateKeyDer::from_pem_file(&key).unwrap();
+        std::fs::write(&key_der, k.secret_der()).unwrap();
+        let e = load_pem(&cert_der, &key)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            e.contains(
+                "no CERTIFICATE block found (the file looks like DER; scimd reads PEM: \
+                 openssl x509 -inform der"
+            ),
+            "{e}"
+        );
+        let e = load_pem(&cert, &key_der)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            e.starts_with("tls.key:") && e.contains("openssl pkey -inform der"),
+            "{e}"
+        );
+        let e = load_pem(&key, &key).err().expect("refused").to_string();
+        assert!(
+            e.contains("no CERTIFICATE block found") && !e.contains("DER"),
+            "{e}"
+        );
     }
 
     #[test]

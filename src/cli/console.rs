@@ -503,9 +503,11 @@ fn tell_if_roots(cfg: &Config) {
         use std::os::unix::fs::MetadataExt;
         let dir = &cfg.storage.dir;
         if std::fs::metadata(dir).is_ok_and(|m| m.uid() == 0) {
+            // -R: the database file made inside it is root's too.
             eprintln!(
-                "made {} (storage.dir), owned by root: give it to the service user \
-                 (chown scimd:scimd) before starting scimd",
+                "made {} (storage.dir), owned by root: give it and what is in it to the \
+                 service user (chown -R scimd:scimd {}) before starting scimd",
+                dir.display(),
                 dir.display()
             );
         }

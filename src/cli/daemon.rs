@@ -189,6 +189,10 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             fail!("{e}");
+            // `serve` without --config is the first thing a build from source runs.
+            if let Some(hint) = super::console::unreadable(&e, &path) {
+                fail!("{hint}");
+            }
             // Exit 2 stops systemd restarting (RestartPreventExitStatus=2); certificate files
             // not there yet are a reason to try again in 5 s instead, as files that do not
             // load are (exit 1).

@@ -89,10 +89,16 @@ impl Config {
                 self.log.format
             ));
         }
-        if let Some(h) = &self.server.metrics_token_sha256
-            && (h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+        if let Some(bad) = self
+            .server
+            .metrics_token_sha256
+            .as_deref()
+            .and_then(bad_hash)
         {
-            p.push("server.metrics_token_sha256: expected 64 hex characters (`scimd token --name metrics` prints one)".into());
+            p.push(format!(
+                "server.metrics_token_sha256: {bad}; `scimd token --name metrics` prints a \
+                 token and its hash"
+            ));
         }
         if self.server.max_results == 0 {
             p.push("server.max_results: must be at least 1".into());
@@ -336,30 +342,9 @@ impl Config {
                     ));
                 }
                 let h = &tok.sha256;
-                if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    // The token itself pasted in place of its hash (never echoed).
-                    let hex = |t: &str| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit());
-                    let pasted = if h.starts_with("scimd_") {
-                        " (this looks like a token: the file takes its SHA-256, which \
-                         `scimd token` prints beside it)"
-                    } else if h
-                        .get(..7)
-                        .is_some_and(|p| p.eq_ignore_ascii_case("sha256:"))
-                        && hex(&h[7..])
-                    {
-                        " (drop the \"sha256:\" in front)"
-                    } else if h.trim() != h && hex(h.trim()) {
-                        " (drop the spaces around it)"
-                    } else {
-                        ""
-                    };
-                    // Never echoed: it may be a secret pasted in the wrong place.
-                    let got = match h.len() {
-                        64 => "64, not all of them hex: 0-9 and a-f".to_string(),
-                        n => n.to_string(),
-                    };
+                if let Some(bad) = bad_hash(h) {
                     p.push(format!(
-                        "{key}.sha256: expected 64 hex characters (got {got}){pasted}; generate a token and its hash with `scimd token`"
+                        "{key}.sha256: {bad}; generate a token and its hash with `scimd token`"
                     ));
                 } else if !hashes.insert(h.to_ascii_lowercase()) {
                     p.push(format!(
@@ -448,6 +433,37 @@ pub fn valid_tenant_name(n: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
+/// What is wrong with a token's hash as the file gives it, said without echoing it (it may
+/// be a secret pasted in the wrong place), or None when it is 64 hex characters.
+fn bad_hash(h: &str) -> Option<String> {
+    let hex = |t: &str| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit());
+    if hex(h) {
+        return None;
+    }
+    let pasted = if h.starts_with("scimd_") {
+        " (this looks like a token: the file takes its SHA-256; `scimd token --hash-stdin` \
+         prints it for a token you have)"
+    } else if h
+        .get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("sha256:"))
+        && hex(&h[7..])
+    {
+        " (drop the \"sha256:\" in front)"
+    } else if h.trim() != h && hex(h.trim()) {
+        " (drop the spaces around it)"
+    } else if h.len() == 44 && h.ends_with('=') {
+        " (this looks like base64: the file takes the hash as hex, which `scimd token` and \
+         `sha256sum` print)"
+    } else {
+        ""
+    };
+    let got = match h.len() {
+        64 => "64, not all of them hex: 0-9 and a-f".to_string(),
+        n => n.to_string(),
+    };
+    Some(format!("expected 64 hex characters (got {got}){pasted}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -497,6 +513,23 @@ mod tests {
         );
         assert!(!odd.contains("aaaaaaaa"), "{odd}");
         assert_eq!(said(&"AB".repeat(32)), "");
+        // The hash as base64 (`openssl dgst -binary | base64`) is named as such.
+        let b64 = said("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
+        assert!(b64.contains("(got 44) (this looks like base64"), "{b64}");
+        assert!(!b64.contains("47DEQ"), "{b64}");
+        // A pasted token is pointed at the command that hashes one already held.
+        assert!(said("scimd_abc").contains("`scimd token --hash-stdin`"));
+        // The metrics token's hash is told of the same way.
+        let mut c = toml_cfg(GOOD);
+        c.server.metrics_token_sha256 = Some("sha256:".to_string() + &"ab".repeat(32));
+        let all = c.problems().join("\n");
+        assert!(
+            all.contains(
+                "server.metrics_token_sha256: expected 64 hex characters (got 71) (drop the \
+                 \"sha256:\" in front)"
+            ),
+            "{all}"
+        );
     }
 
     #[test]

@@ -156,6 +156,8 @@ fn check_config_accepts_the_example_and_names_the_bad_key() {
         vec![
             "token", "remove", "--tenant", "acme", "--name", "x", "--config", missing,
         ],
+        // The first command a build from source runs.
+        vec!["serve", "--config", missing],
     ] {
         let out = scimd().args(&args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
