@@ -105,7 +105,7 @@ async fn status(store: &Store, cfg: &Config) -> Value {
     }
     // Why IdPs' writes are refused, as `/healthz` says it.
     let refusing = store.writes_refused().map(|r| match r {
-        crate::store::Refused::Damaged(what) => what,
+        crate::store::Refused::Damaged(what) | crate::store::Refused::FileGone(what) => what,
         crate::store::Refused::DiskFull { free, needed } => {
             let (free, needed) = crate::store::disk_full_mib(free, needed);
             format!(

@@ -518,6 +518,11 @@ fn status_of(reloader: &scimd::server::Reloader) -> String {
         Some(Refused::Damaged(_)) => {
             "serving reads; writes refused: the database file is damaged (see the log)".into()
         }
+        Some(Refused::FileGone(_)) => {
+            "serving reads; writes refused: the database file was removed or replaced (see the \
+             log)"
+                .into()
+        }
     }
 }
 

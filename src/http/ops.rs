@@ -53,10 +53,11 @@ impl App {
             out.push_str(&format!("scimd_database_disk_free_bytes {free}\n"));
         }
         // As /healthz says it, for a monitor that scrapes rather than probes.
-        out.push_str("# HELP scimd_writes_refused Whether the IdPs' writes are refused (503), by reason: the database file found damaged, or its disk full.\n# TYPE scimd_writes_refused gauge\n");
+        out.push_str("# HELP scimd_writes_refused Whether the IdPs' writes are refused (503), by reason: the database file found damaged, removed or replaced while running (file_gone), or its disk full.\n# TYPE scimd_writes_refused gauge\n");
         let refused = self.store.writes_refused();
         for (reason, on) in [
             ("damaged", matches!(refused, Some(Refused::Damaged(_)))),
+            ("file_gone", matches!(refused, Some(Refused::FileGone(_)))),
             (
                 "disk_full",
                 matches!(refused, Some(Refused::DiskFull { .. })),
@@ -107,6 +108,10 @@ impl App {
             (_, Some(Refused::Damaged(_))) => "damaged: writes refused until a backup is \
                                              restored (the server log says what the scrub \
                                              found); reads served"
+                .to_string(),
+            (_, Some(Refused::FileGone(_))) => "file removed or replaced while running: writes \
+                                               refused until it is put back (the server log \
+                                               says how); reads served while the file is open"
                 .to_string(),
             (false, _) => "cannot be read".to_string(),
             (true, Some(Refused::DiskFull { free, needed })) => {

@@ -90,14 +90,24 @@ fn enospc() -> io::Error {
 pub struct Backend {
     inner: FileBackend,
     faults: Faults,
+    /// The file's device and inode (`identity`), read from the handle.
+    identity: Option<(u64, u64)>,
     /// Held while the file is open (see `signalling`).
     _open: Option<std::sync::mpsc::Sender<()>>,
 }
 
+/// A file's device and inode: which file a name leads to, whatever its contents.
+pub(crate) fn identity(m: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.dev(), m.ino())
+}
+
 impl Backend {
-    pub fn open(path: &Path, faults: Faults) -> io::Result<Backend> {
+    /// The file at `path`, made (empty) if `create` and there is none. A reopen does not
+    /// create: a file gone from under a running scimd must not come back empty.
+    pub fn open(path: &Path, faults: Faults, create: bool) -> io::Result<Backend> {
         let mut o = OpenOptions::new();
-        o.read(true).write(true).create(true).truncate(false);
+        o.read(true).write(true).create(create).truncate(false);
         // Console commands run as root open this file in a directory the service user owns:
         // a link planted as `scimd.redb` must not make root create or change another file.
         #[cfg(unix)]
@@ -129,12 +139,19 @@ impl Backend {
     /// A backend on a file already open (read and write), so that what is checked is that
     /// file, whatever its name points to by then.
     pub fn from_file(file: File, faults: Faults) -> io::Result<Backend> {
+        let identity = file.metadata().ok().map(|m| identity(&m));
         let inner = FileBackend::new(file).map_err(|e| io::Error::other(e.to_string()))?;
         Ok(Backend {
             inner,
             faults,
+            identity,
             _open: None,
         })
+    }
+
+    /// The device and inode of the file this backend has open.
+    pub fn identity(&self) -> Option<(u64, u64)> {
+        self.identity
     }
 
     /// This backend, holding `open` until it is dropped: a receiver of that channel

@@ -10,6 +10,7 @@ use redb::{
     ReadableMultimapTable, ReadableTable, TableDefinition, TableHandle, Value, WriteTransaction,
 };
 
+use super::backend::identity;
 use super::tables::*;
 use super::verify::{check, check_open_file, unless_damaged};
 use super::{Store, StoreError};
@@ -184,11 +185,6 @@ fn copy_peak(live: u64) -> u64 {
 }
 
 /// A file's device and inode: what its name must still lead to.
-fn identity(m: &std::fs::Metadata) -> (u64, u64) {
-    use std::os::unix::fs::MetadataExt;
-    (m.dev(), m.ino())
-}
-
 /// `path` opened to read and write, refused if it is a symbolic link.
 fn no_link(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;

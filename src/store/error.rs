@@ -110,6 +110,14 @@ pub enum Error {
          backup (the server log says what was found); nothing of the request was written"
     )]
     Damaged,
+    /// The database's name no longer leads to the file scimd has open (removed, moved or
+    /// replaced while it ran): a write committed now would be lost at the next start.
+    #[error(
+        "the database file was removed or replaced while scimd ran: writes are refused until \
+         an administrator puts it back (the server log says how); nothing of the request was \
+         written"
+    )]
+    FileGone,
     /// Something that should not happen did (a panic); logged under `error_id`, and only
     /// that id is answered, in the protocol core's words (one text for every 500).
     #[error("{}", ScimError::internal(.error_id).detail)]
@@ -142,6 +150,7 @@ impl From<Error> for ScimError {
             Error::Unavailable
             | Error::DiskFull { .. }
             | Error::Damaged
+            | Error::FileGone
             | Error::Busy
             | Error::ScanTurnNeeded => (503, None),
         };

@@ -80,7 +80,7 @@ fn io(e: std::io::Error) -> redb::Error {
 /// A database with its tables at `path`, closed.
 fn create(path: &Path, faults: &Faults) -> Result<(), redb::Error> {
     // Owner-only, and owned by the directory's owner: `Backend::open`.
-    let backend = Backend::open(path, faults.clone()).map_err(io)?;
+    let backend = Backend::open(path, faults.clone(), true).map_err(io)?;
     let db = guarded(|| Ok(Database::builder().create_with_backend(backend)?))?;
     guarded(|| layout::init_schema(&db))?;
     Ok(())

@@ -173,6 +173,11 @@ struct Shared {
     no_room: Mutex<Option<u64>>,
     /// What the scrub found damaged, once it has: writes are refused from then on.
     damaged: Mutex<Option<String>>,
+    /// The device and inode of the file first opened at `path` (`backend::identity`).
+    identity: std::sync::OnceLock<(u64, u64)>,
+    /// What became of that file, while `path` no longer leads to it (`look_at_file`):
+    /// writes are refused meanwhile.
+    gone: Mutex<Option<String>>,
     /// A pass started because a read panicked is running (`suspect_damage`).
     suspected: std::sync::atomic::AtomicBool,
     /// When the last such pass found no damage (`scrub::SUSPECT_AGAIN_AFTER`).
@@ -221,6 +226,8 @@ impl Room {
 pub enum Refused {
     /// The scrub found the file damaged; what it found (for the log and the console).
     Damaged(String),
+    /// The database's name no longer leads to the file scimd has open: what became of it.
+    FileGone(String),
     /// A write failed for want of disk space and not enough is free since: the bytes free,
     /// and how many must be free for writes to be tried again.
     DiskFull { free: u64, needed: u64 },
@@ -389,6 +396,50 @@ impl Shared {
         locked(&self.damaged).is_some()
     }
 
+    /// Whether `path` still leads to the file scimd opened, noting (and logging) what became
+    /// of it when it does not. A file removed or replaced while scimd runs keeps serving from
+    /// the handle, but a write committed to it is lost at the next start, which opens what
+    /// the name leads to then: so no write is acknowledged meanwhile. Looked at before each
+    /// commit (a `stat`, beside the commit's fsyncs) and by the daemon every few seconds.
+    fn look_at_file(&self) -> bool {
+        let Some(opened) = self.identity.get() else {
+            return true;
+        };
+        use std::io::ErrorKind;
+        let now = match std::fs::symlink_metadata(&self.path) {
+            Ok(m) => Some(backend::identity(&m)),
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => None,
+            // Cannot tell (an I/O error, a directory made unreadable): not called gone for it.
+            Err(_) => return true,
+        };
+        let mut gone = locked(&self.gone);
+        if now == Some(*opened) {
+            if gone.take().is_some() {
+                tracing::info!(path = %self.path.display(), "the database file is back at its name: writes go through again");
+            }
+            return true;
+        }
+        let what = format!(
+            "the database file {} was {} while scimd ran",
+            self.path.display(),
+            match now {
+                None => "removed (or its directory)",
+                Some(_) => "replaced by another file",
+            }
+        );
+        if gone.as_ref() != Some(&what) {
+            tracing::error!(
+                "{what}: writes are refused (503), since the next start would open what is \
+                 there now and lose every write made since; reads go on from the file scimd \
+                 holds open. Put that file back at its name (`mv` it back, if it was moved), or \
+                 save what scimd holds with `scimd backup --to FILE` and, with scimd stopped, \
+                 put it back with `scimd restore --from FILE`"
+            );
+            *gone = Some(what);
+        }
+        false
+    }
+
     /// A commit went through: there was room after all.
     fn room_again(&self) {
         let mut slot = locked(&self.no_room);
@@ -437,9 +488,21 @@ impl Shared {
     }
 
     fn open_db(&self) -> Result<Database, redb::Error> {
-        let backend = backend::Backend::open(&self.path, self.faults.clone())
-            .map_err(|e| redb::Error::from(redb::StorageError::from(e)))?
+        let io = |e| redb::Error::from(redb::StorageError::from(e));
+        // Not created: the first open finds the file `fresh::make` made, and a reopen must
+        // not start an empty database where the file was removed.
+        let backend = backend::Backend::open(&self.path, self.faults.clone(), false)
+            .map_err(io)?
             .signalling(self.files.clone());
+        if let Some(now) = backend.identity()
+            && *self.identity.get_or_init(|| now) != now
+        {
+            self.look_at_file();
+            return Err(io(std::io::Error::other(format!(
+                "{} is not the file scimd opened at start: it was replaced while scimd ran",
+                self.path.display()
+            ))));
+        }
         // A full repair walks the whole file: say so, or a slow start looks like a hang.
         let path = self.path.display().to_string();
         let last_tenth = std::sync::atomic::AtomicU32::new(u32::MAX);
@@ -472,7 +535,11 @@ impl Shared {
         // Opened outside the lock: the repair can take a second a GiB, and meanwhile reads
         // (`/healthz` among them) must be told at once that there is no database, not wait.
         // Only the writer reopens, so no other open can race this one.
-        let db = Arc::new(Db(Some(self.open_db()?), self.file_writes.clone()));
+        let opened = self.open_db().inspect_err(|_| {
+            // A file removed meanwhile is said as such (`/healthz`), not only as failing.
+            self.look_at_file();
+        })?;
+        let db = Arc::new(Db(Some(opened), self.file_writes.clone()));
         let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
         if let Some(other) = slot.as_ref() {
             return Ok(other.clone());
@@ -661,6 +728,8 @@ impl Store {
             shares: Mutex::default(),
             no_room: Mutex::default(),
             damaged: Mutex::default(),
+            identity: Default::default(),
+            gone: Mutex::default(),
             suspected: Default::default(),
             cleared: Mutex::new(None),
             scrubbed: tokio::sync::watch::Sender::new(true),
@@ -786,6 +855,10 @@ impl Store {
         }
         if self.shared.is_damaged() {
             return Err(Error::Damaged);
+        }
+        // Looked at again only while refused: the file may have been put back.
+        if locked(&self.shared.gone).is_some() && !self.shared.look_at_file() {
+            return Err(Error::FileGone);
         }
         // Held until answered: see `TENANT_WRITES`.
         let _turn = self
@@ -1056,8 +1129,12 @@ impl Store {
     /// Why the IdPs' writes are refused now, if they are: what `/healthz`, `/metrics` and
     /// `scimd status` say.
     pub fn writes_refused(&self) -> Option<Refused> {
-        match self.damage_found() {
-            Some(what) => Some(Refused::Damaged(what)),
+        if let Some(what) = self.damage_found() {
+            return Some(Refused::Damaged(what));
+        }
+        self.shared.look_at_file();
+        match locked(&self.shared.gone).clone() {
+            Some(what) => Some(Refused::FileGone(what)),
             None => self
                 .shared
                 .short_of_room()

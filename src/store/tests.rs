@@ -805,6 +805,8 @@ fn layout_3_files_get_true_plan_counters_and_older_backups_restore() {
 /// A layout-4 file as layout 4 wrote it: names lowercased, not folded, and two users and two
 /// groups that layout 4 told apart and that fold alike (a final sigma). Opened, so converted.
 struct Layout4 {
+    /// Bound by name where the struct is taken apart: `..` would drop it, and remove the
+    /// database file from under `f` (whose writes are then refused).
     _dir: tempfile::TempDir,
     f: Fixture,
     greek: u128,
@@ -924,6 +926,7 @@ fn walk_by_user_name(
 #[test]
 fn layout_4_files_get_folded_names_and_a_clash_stays_listed_and_writable() {
     let Layout4 {
+        _dir,
         f,
         greek,
         cafe,
@@ -1175,6 +1178,7 @@ fn a_layout_6_file_gets_the_entry_its_build_left_out_beside_a_holder() {
 #[test]
 fn the_user_beside_a_holder_takes_the_name_when_the_holder_goes() {
     let Layout4 {
+        _dir,
         f,
         greek,
         clash,
@@ -3472,4 +3476,57 @@ fn a_backup_is_not_larger_than_the_database() {
         copy <= live + live / 100,
         "the copy {copy} bytes, the database {live}"
     );
+}
+
+/// The database file moved away, replaced by a copy or removed while the store runs: reads
+/// go on from the open file; no write is acknowledged (one would be lost at the next start,
+/// which opens what the name leads to); putting the file back lets writes through again;
+/// and a reopen after a storage failure never makes a new, empty database at the name.
+#[test]
+fn a_database_file_taken_from_under_the_store_refuses_writes_and_is_never_made_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let aside = dir.path().join("aside.redb");
+    let f = Fixture::open(&path);
+    let kept = f.user_with_email("kept", "kept@x");
+    let create = |name: &str| {
+        let body = serde_json::json!({"userName": name});
+        let input = crate::scim::resource::normalize(Kind::User, &body).unwrap();
+        let made = f
+            .store
+            .create_as(f.actor.clone(), Kind::User.into(), input, None);
+        f.rt.block_on(made).map(|r| r.id)
+    };
+    let found = |name: &str| f.find(Kind::User, &format!("userName eq \"{name}\""));
+    let refused = || match f.store.writes_refused() {
+        Some(Refused::FileGone(what)) => what,
+        other => panic!("{other:?}"),
+    };
+    std::fs::rename(&path, &aside).unwrap();
+    assert_eq!(create("lost"), Err(Error::FileGone));
+    assert_eq!(create("lost"), Err(Error::FileGone), "refused again");
+    assert!(refused().contains("was removed (or its directory) while scimd ran"));
+    assert_eq!(found("kept"), [format_id(kept)], "reads go on");
+    // Put back: the same file, so writes go through, and the refused one was not written.
+    std::fs::rename(&aside, &path).unwrap();
+    let back = create("back").unwrap();
+    assert_eq!(f.store.writes_refused(), None);
+    assert_eq!(found("back"), [back]);
+    assert!(found("lost").is_empty());
+    // A copy in its place is another file, which the open one's commits would miss.
+    std::fs::copy(&path, &aside).unwrap();
+    std::fs::rename(&aside, &path).unwrap();
+    assert_eq!(create("copied"), Err(Error::FileGone));
+    assert!(refused().contains("was replaced by another file"));
+    // A storage failure with the file removed: each reopen tried fails, and makes nothing.
+    std::fs::remove_file(&path).unwrap();
+    f.store.shared.retire();
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < std::time::Duration::from_secs(3) {
+        assert!(f.rt.block_on(f.store.check()).is_err(), "reopened");
+        assert!(!path.exists(), "a new database was made at the name");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(refused().contains("was removed"));
+    assert_eq!(create("after"), Err(Error::FileGone));
 }

@@ -427,6 +427,17 @@ fn run_batch(
         }
         return storage_ok;
     }
+    // A commit to a file no name leads to any more would be lost at the next start.
+    if !shared.look_at_file() {
+        if let Err(e) = txn.abort() {
+            storage_failed(&e.into());
+            return false;
+        }
+        for r in responders {
+            r(Err(super::Error::FileGone));
+        }
+        return true;
+    }
     // Read after the jobs ran: a checkpoint job in this batch asks for the record.
     txn.set_quick_repair(
         quick_repair

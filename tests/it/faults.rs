@@ -462,3 +462,37 @@ async fn damage_found_while_serving_refuses_writes_and_keeps_reads() {
     assert_eq!(r.status, 201, "{}", r.body);
     s.stop().await;
 }
+
+/// The database file moved away while the server runs (an admin's slip, a clean-up script):
+/// writes answer 503 saying so and nothing of them is written, `/healthz` says why, reads go
+/// on from the open file, and the file put back lets writes through again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_file_moved_away_refuses_writes_until_it_is_back() {
+    let s = Srv::start().await;
+    let kept = s.user("kept@x.example").await;
+    let db = s.config.storage.db_path();
+    let aside = s.dir.path().join("aside.redb");
+    std::fs::rename(&db, &aside).unwrap();
+    let r = within("create", s.post("/Users", new_user("lost@x.example"))).await;
+    assert_error(&r, 503, None);
+    let detail = r.body["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("was removed or replaced while scimd ran")
+            && detail.contains("nothing of the request was written"),
+        "{detail}"
+    );
+    let h = health(&s).await;
+    assert_eq!(h.status, 503, "{}", h.body);
+    let said = h.body["database"].as_str().unwrap_or_default();
+    assert!(said.starts_with("file removed or replaced"), "{}", h.body);
+    assert_eq!(s.get(&format!("/Users/{kept}")).await.status, 200);
+    assert!(!db.exists(), "nothing made at the name");
+    std::fs::rename(&aside, &db).unwrap();
+    assert_eq!(health(&s).await.status, 200);
+    let r = within("create", s.post("/Users", new_user("back@x.example"))).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = s
+        .get("/Users?filter=userName%20eq%20%22lost@x.example%22")
+        .await;
+    assert_eq!(total(&r), 0, "the refused create was not written");
+}
