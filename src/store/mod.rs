@@ -432,8 +432,10 @@ impl Shared {
                 "{what}: writes are refused (503), since the next start would open what is \
                  there now and lose every write made since; reads go on from the file scimd \
                  holds open. Put that file back at its name (`mv` it back, if it was moved), or \
-                 save what scimd holds with `scimd backup --to FILE` and, with scimd stopped, \
-                 put it back with `scimd restore --from FILE`"
+                 save what scimd holds with `scimd backup --to FILE` (if storage.dir went too, \
+                 and its admin.sock with it, copy the file scimd holds: `ls -l /proc/PID/fd` \
+                 lists it as deleted, `cp /proc/PID/fd/N FILE`) and, with scimd stopped, put it \
+                 back with `scimd restore --from FILE`"
             );
             *gone = Some(what);
         }
