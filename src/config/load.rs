@@ -58,6 +58,8 @@ impl Config {
                 )]));
             }
         }
+        #[cfg(test)]
+        let _env = super::test_env::reading();
         let with_env = |fig: Figment| {
             fig.merge(
                 // Only the sections that may be overridden: tenants stay file-only, and
@@ -538,7 +540,7 @@ mod tests {
 
     #[test]
     fn loads_and_env_overrides_server_keys() {
-        Jail::expect_with(|jail| {
+        crate::config::test_env::jail(|jail| {
             jail.create_file("scimd.toml", GOOD)?;
             jail.set_env("SCIMD_SERVER__MAX_RESULTS", "50");
             jail.set_env("SCIMD_UNRELATED", "x");
@@ -933,7 +935,7 @@ mod tests {
 
     #[test]
     fn an_unknown_key_lists_the_known_ones_and_the_env_spelling() {
-        figment::Jail::expect_with(|jail| {
+        crate::config::test_env::jail(|jail| {
             jail.create_file("c.toml", GOOD)?;
             jail.set_env("SCIMD_SERVER_LISTEN", "1");
             let err = Config::load(Path::new("c.toml")).unwrap_err().to_string();

@@ -52,6 +52,38 @@ pub struct ConfigError {
     pub salvaged: Option<Box<Config>>,
 }
 
+/// Tests that set `SCIMD_` variables change them for the whole test process: every read of
+/// the environment by the configuration waits until such a test is done, so that a test
+/// running beside it does not load its settings.
+#[cfg(test)]
+pub(crate) mod test_env {
+    use std::cell::Cell;
+    use std::sync::{RwLock, RwLockReadGuard};
+
+    static ENV: RwLock<()> = RwLock::new(());
+    thread_local!(static SETTING: Cell<bool> = const { Cell::new(false) });
+
+    /// Held while the configuration reads the environment (not by the test setting it).
+    pub(crate) fn reading() -> Option<RwLockReadGuard<'static, ()>> {
+        (!SETTING.get()).then(|| ENV.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// `figment::Jail::expect_with`, alone: no configuration is read elsewhere meanwhile.
+    /// Taken inside the jail, after figment's own lock, as every other jail takes it; the
+    /// jail puts the variables back as it ends, just after (a window of microseconds, where
+    /// it was the whole test's).
+    #[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
+    pub(crate) fn jail(f: impl FnOnce(&mut figment::Jail) -> figment::error::Result<()>) {
+        figment::Jail::expect_with(|jail| {
+            let _alone = ENV.write().unwrap_or_else(|p| p.into_inner());
+            SETTING.set(true);
+            let done = f(jail);
+            SETTING.set(false);
+            done
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -174,6 +174,8 @@ impl Config {
                 }
             }
         }
+        #[cfg(test)]
+        let _env = super::test_env::reading();
         w.extend(ignored_env(
             std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()),
         ));
