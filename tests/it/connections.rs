@@ -866,8 +866,16 @@ async fn a_client_that_never_reads_its_answer_is_dropped() {
     // About 6 MB: more than the kernel's buffers (4 MiB for sending at most) can take.
     big_users(&s, 600).await;
     let mut conn = list_on_a_narrow_socket(&s).await;
-    // Read nothing for longer than the limit (10 s), then everything there is.
-    tokio::time::sleep(Duration::from_secs(13)).await;
+    // Read nothing for longer than the limit (10 s, looked at each second) from when the
+    // answer fills the socket (building the page takes a while in a test build on a loaded
+    // machine; the handshake's session tickets are far less), then everything there is.
+    let t0 = std::time::Instant::now();
+    let mut pending = vec![0u8; 64 * 1024];
+    while conn.get_ref().0.peek(&mut pending).await.unwrap() < 8 * 1024 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no answer began");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(15)).await;
     let got = wire::read_all(&mut conn, Duration::from_secs(10)).await;
     assert!(got.starts_with(b"HTTP/1.1 200"));
     assert!(

@@ -240,8 +240,9 @@ async fn a_full_disk_refuses_writes_and_keeps_serving_reads() {
     );
     // Opened again for reads without waiting for a request: after a quiet spell the first
     // read, and a monitor's first probe, find it open (both found it closed, however late
-    // they came, when only a request reopened it).
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // they came, when only a request reopened it). Half a second after the failure, and
+    // a repair: a few seconds leave room for a loaded machine.
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let h = health(&s).await;
     // Both say how much room the writes wait for, and that is more than is free.
     let database = h.body["database"].as_str().unwrap_or_default();
@@ -373,8 +374,9 @@ async fn damage_found_while_serving_refuses_writes_and_keeps_reads() {
     let file = s.config.storage.db_path();
     let size = std::fs::metadata(&file).unwrap().len();
     assert!(size > 2 << 20, "{size} bytes");
-    // Past the writer's idle checkpoint: nothing else reads the disk meanwhile.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Past the writer's idle checkpoint (200 ms idle, then an fsync'd commit: seconds on a
+    // loaded disk): nothing else reads the disk meanwhile.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     // What is read below once the damage is found is read now, so that it comes from the
     // cache then: a page read while the fault is on is cached as it came, changed, and the
     // scrub stops at the first one.

@@ -234,6 +234,16 @@ impl Proc {
         self.log.lock().unwrap().clone()
     }
 
+    /// The log once it holds `line` (read by another thread, so a line logged just before
+    /// an answer may not be in yet), or as it is after 30 s.
+    pub(crate) async fn log_with(&self, line: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.log().contains(line) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.log()
+    }
+
     /// SIGHUP, and wait (bounded) until the daemon logs one more finished reload.
     pub(crate) async fn reload(&self) {
         let done = || self.log().matches("configuration reloaded").count();
@@ -395,7 +405,8 @@ async fn a_start_refused_for_its_certificate_or_a_refused_import_leaves_no_datab
     assert_eq!(state.exists(), had_state, "{err}");
     let p = Proc::start(&cfg);
     assert_eq!(p.status("/scim/v2/Users", "tok").await, 200);
-    assert!(p.log().contains("new, empty database"), "{}", p.log());
+    let log = p.log_with("new, empty database").await;
+    assert!(log.contains("new, empty database"), "{log}");
 }
 
 /// A start that fails says why once: as a log line when standard error is a pipe or a file
@@ -646,11 +657,18 @@ async fn a_rust_log_that_is_no_level_is_passed_over_and_refusals_say_why() {
     }
     assert_eq!(lines(&p.log()), before, "{}", p.log());
     // A flood of wrong tokens: past the throttle, 429s, said once, not once a request.
-    let mut throttled = 0;
+    // 100 at once, then one a second: how many get through depends on how long the flood
+    // took, which a loaded machine stretches.
+    let (mut throttled, flood) = (0, Instant::now());
     for _ in 0..150 {
         throttled += usize::from(p.status("/scim/v2/Users", "wrong").await == 429);
     }
-    assert!(throttled >= 40, "{throttled}");
+    let refilled = flood.elapsed().as_secs() as usize + 2;
+    assert!(
+        throttled > 0 && 150 - throttled <= 100 + refilled,
+        "{throttled} of 150 throttled in {:?}",
+        flood.elapsed()
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     let warned = |log: &str| log.matches("answering 429 to this address").count();
     while warned(&p.log()) == 0 && Instant::now() < deadline {
@@ -714,8 +732,9 @@ async fn a_panic_reading_a_damaged_page_is_logged_as_json_and_stops_writes() {
         let v: serde_json::Value = r.json().await.unwrap();
         ids.push(v["id"].as_str().unwrap().to_string());
     }
-    // Past the writer's idle checkpoint, then every page but the header's turned to noise.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Past the writer's idle checkpoint (200 ms idle, then an fsync'd commit: seconds on a
+    // loaded disk), then every page but the header's turned to noise.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let file = dir.path().join("state/scimd.redb");
     let len = std::fs::metadata(&file).unwrap().len();
     assert!(len > 2 << 20, "{len} bytes: more than the cache holds");
@@ -1600,18 +1619,17 @@ async fn an_import_stops_when_its_console_goes_away_and_runs_one_at_a_time() {
     }
     // Creates already handed to the writer finish (on a loaded machine that took more
     // than 300 ms); then nothing more is written. An import that went on would reach N.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut stopped = count().await;
-    loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    // Stopped: the same count four times a second apart (a commit can take a while).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut stopped, mut same) = (count().await, 0);
+    while same < 4 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
         let now = count().await;
-        if now == stopped {
-            break;
-        }
+        same = if now == stopped { same + 1 } else { 0 };
         assert!(Instant::now() < deadline, "still writing: {now}");
         stopped = now;
     }
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(count().await, stopped);
     assert!(stopped < N, "{stopped}");
     // Run again, it finishes the job.
@@ -2215,7 +2233,7 @@ async fn import_through_the_daemon_draws_a_progress_bar_on_a_terminal() {
     let total = p.get_json("/scim/v2/Users?count=0", "tok").await;
     assert_eq!(total["totalResults"], 600);
     // The journal has it too, with counts and no values.
-    let log = p.log();
+    let log = p.log_with("import finished").await;
     assert!(
         log.contains("import finished") && log.contains("written=600"),
         "{log}"
@@ -2238,7 +2256,7 @@ async fn json_logs_carry_one_object_per_request_without_the_token() {
         201
     );
     // The request line is logged after the answer is sent; give it a moment.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let requests = loop {
         let log = p.log();
         let found: Vec<serde_json::Value> = log
@@ -2307,7 +2325,7 @@ async fn json_logs_carry_one_object_per_request_without_the_token() {
             .await,
         201
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let said = |log: String| -> Vec<serde_json::Value> {
         log.lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -2341,7 +2359,7 @@ async fn json_logs_carry_one_object_per_request_without_the_token() {
         409
     );
     assert_eq!(p.status("/scim/v2/Nope", "sekrit-json-token").await, 404);
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let lines = loop {
         let lines: Vec<serde_json::Value> = p
             .log()
@@ -2377,7 +2395,7 @@ async fn json_logs_carry_one_object_per_request_without_the_token() {
             .await,
         404
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !p.log().contains("/scim/v2/(a token, withheld)/Users") && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -2422,7 +2440,7 @@ async fn json_logs_carry_one_object_per_request_without_the_token() {
     let r = p.get("/scim/v2/Users/nope", "sekrit-json-token").await;
     assert_eq!(r.status(), 404);
     let rid = r.headers()["x-request-id"].to_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let line = loop {
         let found = p
             .log()
@@ -2524,7 +2542,7 @@ returned = "never"
             .filter(|v| v["target"] == "scimd::capture")
             .collect()
     };
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while captured(&p.log()).len() < 6 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -2828,6 +2846,7 @@ async fn a_refused_certificate_and_plain_http_are_logged_once() {
     // Java's HttpClient refuses a certificate by closing, without an alert.
     crate::tls::silently_refusing_handshake(p.port).await;
     let silent = "without saying why: Java's HttpClient";
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !p.log().contains(silent) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -2841,6 +2860,7 @@ async fn a_refused_certificate_and_plain_http_are_logged_once() {
     p.reload().await;
     crate::tls::distrusting_handshake(p.port).await;
     let refused = || p.log().matches("refused the server's certificate").count();
+    let deadline = Instant::now() + Duration::from_secs(30);
     while refused() < 2 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -3139,7 +3159,9 @@ async fn times_and_ids_go_on_past_changes_stored_ahead_of_the_clock() {
             .to_string()
     };
     assert!(when(1) > when(0), "{} after {}", when(1), when(0));
-    let log = p.log();
+    let log = p
+        .log_with("the clock is behind times already given to changes")
+        .await;
     assert!(
         log.contains("the clock is behind times already given to changes"),
         "{log}"
@@ -3522,8 +3544,9 @@ fn an_export_cut_inside_a_groups_members_closes_the_database_cleanly() {
     let started = Instant::now();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(141));
+    // Its close syncs the file: seconds on a loaded disk, not a hang.
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(20),
         "{:?}",
         started.elapsed()
     );
