@@ -3310,13 +3310,14 @@ fn a_tenants_writes_wait_for_a_turn_not_for_other_tenants_queues() {
         .flat_map(|f| (0..200).map(move |i| (f, i)))
         .map(|(f, i)| write(format!("flood{f}"), i, true))
         .collect();
-    // Queued while the first is held (a real wait: nothing to observe the queue by).
-    rt.block_on(async { tokio::time::sleep(std::time::Duration::from_millis(500)).await });
+    // Queued while the first is held (a real wait: nothing to observe the queue by; long
+    // enough for a loaded machine).
+    rt.block_on(async { tokio::time::sleep(std::time::Duration::from_secs(2)).await });
     // Another tenant's IdP creating 20 users at once.
     let other: Vec<_> = (1000..1020)
         .map(|i| write("other".into(), i, false))
         .collect();
-    rt.block_on(async { tokio::time::sleep(std::time::Duration::from_millis(200)).await });
+    rt.block_on(async { tokio::time::sleep(std::time::Duration::from_secs(1)).await });
     release.send(()).unwrap();
     let places: Vec<usize> = other.into_iter().map(|t| rt.block_on(t).unwrap()).collect();
     for f in flood {

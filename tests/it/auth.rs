@@ -451,17 +451,30 @@ async fn a_token_revoked_while_its_body_arrives_writes_nothing() {
     use tokio::io::AsyncWriteExt;
     let s = Srv::start().await;
     let body = br#"{"userName":"late@x"}"#;
+    // `Expect: 100-continue`: the interim answer comes once the handler, past the token's
+    // check, asks for the body.
     let head = format!(
         "POST /scim/v2/Users HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ACME}\r\n\
-         Content-Type: application/scim+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+         Content-Type: application/scim+json\r\nContent-Length: {}\r\nConnection: close\r\n\
+         Expect: 100-continue\r\n\r\n",
         body.len()
     );
     let mut conn = wire::connect(&s).await;
     conn.write_all(head.as_bytes()).await.unwrap();
+    conn.flush().await.unwrap();
+    let mut interim = Vec::new();
+    while !interim.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            tokio::io::AsyncReadExt::read_exact(&mut conn, &mut byte),
+        );
+        read.await.expect("an interim answer").unwrap();
+        interim.push(byte[0]);
+    }
+    assert!(interim.starts_with(b"HTTP/1.1 100"), "{interim:?}");
     conn.write_all(&body[..5]).await.unwrap();
     conn.flush().await.unwrap();
-    // Authenticated by now (the head is read at once; nothing tells when).
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let mut cfg = s.config.clone();
     let rotated = "rotated-token-0123456789";
     cfg.tenants.get_mut("acme").unwrap().tokens[0].sha256 =
