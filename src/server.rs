@@ -1019,8 +1019,17 @@ impl Server {
         let _ = closing.send(true);
         // Batches commit without redb's allocator record; writing it now makes the next
         // start quick even if the machine goes down before the process has fully exited.
-        if let Err(e) = app.store.checkpoint().await {
-            tracing::warn!(error = %e, "no checkpoint at shutdown; the next start repairs the file");
+        match app.store.checkpoint().await {
+            Ok(_) => {}
+            // Said at ERROR when it went; the next start opens whatever is there now.
+            Err(crate::store::Error::FileGone) => {
+                tracing::warn!(
+                    "no checkpoint at shutdown: the database file was removed or replaced while scimd ran"
+                )
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no checkpoint at shutdown; the next start repairs the file")
+            }
         }
     }
 }

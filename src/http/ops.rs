@@ -109,10 +109,15 @@ impl App {
                                              restored (the server log says what the scrub \
                                              found); reads served"
                 .to_string(),
-            (_, Some(Refused::FileGone(_))) => "file removed or replaced while running: writes \
-                                               refused until it is put back (the server log \
-                                               says how); reads served while the file is open"
-                .to_string(),
+            (readable, Some(Refused::FileGone(_))) => format!(
+                "file removed or replaced while running: writes refused until it is put back \
+                 (the server log says how); {}",
+                if readable {
+                    "reads served from the file still open"
+                } else {
+                    "cannot be read"
+                }
+            ),
             (false, _) => "cannot be read".to_string(),
             (true, Some(Refused::DiskFull { free, needed })) => {
                 let (free, needed) = crate::store::disk_full_mib(free, needed);

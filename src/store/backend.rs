@@ -90,8 +90,6 @@ fn enospc() -> io::Error {
 pub struct Backend {
     inner: FileBackend,
     faults: Faults,
-    /// The file's device and inode (`identity`), read from the handle.
-    identity: Option<(u64, u64)>,
     /// Held while the file is open (see `signalling`).
     _open: Option<std::sync::mpsc::Sender<()>>,
 }
@@ -139,19 +137,12 @@ impl Backend {
     /// A backend on a file already open (read and write), so that what is checked is that
     /// file, whatever its name points to by then.
     pub fn from_file(file: File, faults: Faults) -> io::Result<Backend> {
-        let identity = file.metadata().ok().map(|m| identity(&m));
         let inner = FileBackend::new(file).map_err(|e| io::Error::other(e.to_string()))?;
         Ok(Backend {
             inner,
             faults,
-            identity,
             _open: None,
         })
-    }
-
-    /// The device and inode of the file this backend has open.
-    pub fn identity(&self) -> Option<(u64, u64)> {
-        self.identity
     }
 
     /// This backend, holding `open` until it is dropped: a receiver of that channel

@@ -184,7 +184,6 @@ fn copy_peak(live: u64) -> u64 {
     live.saturating_add(live.min(8 << 30))
 }
 
-/// A file's device and inode: what its name must still lead to.
 /// `path` opened to read and write, refused if it is a symbolic link.
 fn no_link(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;

@@ -111,11 +111,12 @@ pub enum Error {
     )]
     Damaged,
     /// The database's name no longer leads to the file scimd has open (removed, moved or
-    /// replaced while it ran): a write committed now would be lost at the next start.
+    /// replaced while it ran): a write committed now would be lost at the next start. (One
+    /// whose commit the removal overtook is in the open file only: kept if the same file is
+    /// put back, as a write answered 503 for a failed fsync may be.)
     #[error(
         "the database file was removed or replaced while scimd ran: writes are refused until \
-         an administrator puts it back (the server log says how); nothing of the request was \
-         written"
+         an administrator puts it back (the server log says how); retry the request then"
     )]
     FileGone,
     /// Something that should not happen did (a panic); logged under `error_id`, and only
@@ -297,6 +298,15 @@ mod tests {
                 "the database file is damaged: writes are refused until an administrator \
                  restores a backup (the server log says what was found); nothing of the request \
                  was written"
+                    .into(),
+            ),
+            (
+                Error::FileGone,
+                503,
+                None,
+                "the database file was removed or replaced while scimd ran: writes are refused \
+                 until an administrator puts it back (the server log says how); retry the \
+                 request then"
                     .into(),
             ),
             (

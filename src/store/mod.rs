@@ -405,14 +405,13 @@ impl Shared {
         let Some(opened) = self.identity.get() else {
             return true;
         };
-        use std::io::ErrorKind;
-        let now = match std::fs::symlink_metadata(&self.path) {
-            Ok(m) => Some(backend::identity(&m)),
-            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => None,
-            // Cannot tell (an I/O error, a directory made unreadable): not called gone for it.
-            Err(_) => return true,
-        };
+        // Looked at under the lock, so that an older look cannot undo a newer one.
         let mut gone = locked(&self.gone);
+        let now = match self.identity_now() {
+            Ok(now) => now,
+            // Cannot tell (an I/O error, a directory made unreadable): not called gone.
+            Err(_) => Some(*opened),
+        };
         if now == Some(*opened) {
             if gone.take().is_some() {
                 tracing::info!(path = %self.path.display(), "the database file is back at its name: writes go through again");
@@ -431,15 +430,28 @@ impl Shared {
             tracing::error!(
                 "{what}: writes are refused (503), since the next start would open what is \
                  there now and lose every write made since; reads go on from the file scimd \
-                 holds open. Put that file back at its name (`mv` it back, if it was moved), or \
-                 save what scimd holds with `scimd backup --to FILE` (if storage.dir went too, \
-                 and its admin.sock with it, copy the file scimd holds: `ls -l /proc/PID/fd` \
-                 lists it as deleted, `cp /proc/PID/fd/N FILE`) and, with scimd stopped, put it \
-                 back with `scimd restore --from FILE`"
+                 holds open. A file renamed within its file system can be renamed back; a copy, \
+                 or a file moved to another file system and back, is another file: save what \
+                 scimd holds with `scimd backup --to FILE` (if storage.dir went too, and its \
+                 admin.sock with it, copy the file scimd holds: `ls -l /proc/PID/fd` lists it \
+                 as deleted, `cp /proc/PID/fd/N FILE`) and, with scimd stopped, put it back with \
+                 `scimd restore --from FILE`"
             );
             *gone = Some(what);
         }
         false
+    }
+
+    /// The device and inode `path` leads to now; `None` when nothing is there.
+    fn identity_now(&self) -> std::io::Result<Option<(u64, u64)>> {
+        use std::io::ErrorKind;
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(m) => Ok(Some(backend::identity(&m))),
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// A commit went through: there was room after all.
@@ -491,19 +503,36 @@ impl Shared {
 
     fn open_db(&self) -> Result<Database, redb::Error> {
         let io = |e| redb::Error::from(redb::StorageError::from(e));
+        // The name's identity, as every later look reads it (`look_at_file`): a handle's
+        // fstat and a path's stat need not agree on every file system (overlayfs has
+        // differed), so the two are never compared. A reopen is refused before anything
+        // touches another file at the name (its mode, redb's lock on it).
+        let replaced = |now: Option<(u64, u64)>| match (now, self.identity.get()) {
+            (Some(now), Some(first)) => now != *first,
+            (Some(now), None) => {
+                let _ = self.identity.set(now);
+                false
+            }
+            // Nothing there (or no telling): the open itself says so.
+            (None, _) => false,
+        };
+        let refused = || {
+            self.look_at_file();
+            io(std::io::Error::other(format!(
+                "{} is not the file scimd opened at start: it was replaced while scimd ran",
+                self.path.display()
+            )))
+        };
+        if self.identity.get().is_some() && replaced(self.identity_now().ok().flatten()) {
+            return Err(refused());
+        }
         // Not created: the first open finds the file `fresh::make` made, and a reopen must
         // not start an empty database where the file was removed.
         let backend = backend::Backend::open(&self.path, self.faults.clone(), false)
             .map_err(io)?
             .signalling(self.files.clone());
-        if let Some(now) = backend.identity()
-            && *self.identity.get_or_init(|| now) != now
-        {
-            self.look_at_file();
-            return Err(io(std::io::Error::other(format!(
-                "{} is not the file scimd opened at start: it was replaced while scimd ran",
-                self.path.display()
-            ))));
+        if replaced(self.identity_now().ok().flatten()) {
+            return Err(refused());
         }
         // A full repair walks the whole file: say so, or a slow start looks like a hang.
         let path = self.path.display().to_string();

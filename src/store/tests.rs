@@ -3529,9 +3529,23 @@ fn a_database_file_taken_from_under_the_store_refuses_writes_and_is_never_made_a
     assert!(found("lost").is_empty());
     // A copy in its place is another file, which the open one's commits would miss.
     std::fs::copy(&path, &aside).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&aside, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::rename(&aside, &path).unwrap();
     assert_eq!(create("copied"), Err(Error::FileGone));
     assert!(refused().contains("was replaced by another file"));
+    // A storage failure then: the reopen refuses the copy before touching it (its mode).
+    f.store.shared.retire();
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < std::time::Duration::from_secs(2) {
+        assert!(
+            f.rt.block_on(f.store.check()).is_err(),
+            "reopened another file"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o644);
     // A storage failure with the file removed: each reopen tried fails, and makes nothing.
     std::fs::remove_file(&path).unwrap();
     f.store.shared.retire();

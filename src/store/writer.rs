@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use redb::Database;
 use tokio::sync::mpsc;
 
-use super::{Job, Queued, Responder, Shared, storage_failed, write};
+use super::{Error, Job, Queued, Responder, Shared, storage_failed, write};
 
 /// Most jobs committed together; bounds the latency one commit adds to its first request.
 const MAX_BATCH: usize = 256;
@@ -434,7 +434,7 @@ fn run_batch(
             return false;
         }
         for r in responders {
-            r(Err(super::Error::FileGone));
+            r(Err(Error::FileGone));
         }
         return true;
     }
@@ -453,6 +453,13 @@ fn run_batch(
         .commit_seconds
         .observe(started.elapsed().as_secs_f64());
     match committed {
+        // The name went during the commit's fsyncs: what it wrote is in a file the next
+        // start will not open, so it is not acknowledged (as a failed fsync is not).
+        Ok(()) if !shared.look_at_file() => {
+            shared.committed();
+            responders.into_iter().for_each(|r| r(Err(Error::FileGone)));
+            true
+        }
         Ok(()) => {
             shared.committed();
             shared.room_again();

@@ -2879,8 +2879,9 @@ async fn a_low_open_file_limit_is_raised_and_said_and_its_refusals_said_once() {
     // newcomer served below was served by closing one of them, however slow the machine.
     let cfg = okta_config(dir.path());
     let text = std::fs::read_to_string(&cfg).unwrap();
-    let text = text.replace("[server]\n", "[server]\nheader_timeout_secs = 600\n");
-    std::fs::write(&cfg, text).unwrap();
+    let held = text.replace("[server]\n", "[server]\nheader_timeout_secs = 600\n");
+    assert_ne!(held, text);
+    std::fs::write(&cfg, held).unwrap();
     let p = Proc::start_as(limited, &cfg);
     let said = p.log();
     let warned: Vec<&str> = said
