@@ -399,8 +399,8 @@ impl Shared {
     /// Whether `path` still leads to the file scimd opened, noting (and logging) what became
     /// of it when it does not. A file removed or replaced while scimd runs keeps serving from
     /// the handle, but a write committed to it is lost at the next start, which opens what
-    /// the name leads to then: so no write is acknowledged meanwhile. Looked at before each
-    /// commit (a `stat`, beside the commit's fsyncs) and by the daemon every few seconds.
+    /// the name leads to then: so no write is acknowledged meanwhile. Looked at before and
+    /// after each commit (a `stat`, beside its fsyncs) and by the daemon every few seconds.
     fn look_at_file(&self) -> bool {
         let Some(opened) = self.identity.get() else {
             return true;
