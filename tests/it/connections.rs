@@ -403,20 +403,26 @@ async fn a_stranger_just_connected_is_not_closed_for_a_newcomer() {
     .await;
     let mut ours = wire::connect(&s).await;
     vouch(&mut ours).await;
+    let young_at = std::time::Instant::now();
     let mut young = wire::connect(&s).await;
     let request = format!(
         "GET /scim/v2/Users?count=1 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ACME}\r\nConnection: close\r\n\r\n"
     );
     let waiting = wire::send(&s, request.as_bytes());
     tokio::pin!(waiting);
-    let early = tokio::time::timeout(Duration::from_millis(400), &mut waiting).await;
-    assert!(
-        early.is_err(),
-        "the newcomer was answered in the young stranger's slot at once"
-    );
-    let answer = tokio::time::timeout(Duration::from_secs(10), waiting)
-        .await
-        .expect("the newcomer never got the stranger's slot once it was a second old");
+    let answer = match tokio::time::timeout(Duration::from_millis(400), &mut waiting).await {
+        // Only if the stranger had come of age meanwhile (slow handshakes on a loaded machine).
+        Ok(answer) => {
+            assert!(
+                young_at.elapsed() >= Duration::from_secs(1),
+                "the newcomer was answered in the young stranger's slot at once"
+            );
+            answer
+        }
+        Err(_) => tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("the newcomer never got the stranger's slot once it was a second old"),
+    };
     assert_eq!(answer.status, 200, "{}", answer.head);
     assert!(closed_within(&mut young, 5).await, "the stranger stayed");
     vouch(&mut ours).await;
@@ -932,7 +938,8 @@ async fn a_connection_receives_at_most_eight_largest_bodies_at_once() {
             .unwrap();
         begun.push((answer, body));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Room taken by all eight by now (nothing shows it; seconds for a loaded machine).
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let whole = br#"{"filter": "userName pr"}"#;
     let mut c = client.clone().ready().await.unwrap();
     let (ninth, mut body) = c.send_request(search(Some(whole.len())), false).unwrap();

@@ -92,6 +92,7 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_write() {
         seed
     };
     for round in 0..kills {
+        let created_before = acked.lock().unwrap().created.len();
         let (mut child, port, client) = start(&cfg, &state);
         let base = format!("https://localhost:{port}/scim/v2");
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -139,6 +140,16 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_write() {
                     }
                 }
             }));
+        }
+        // Killed a random while after this round's first acknowledged create: on a loaded
+        // machine the first requests can take longer than the random while alone.
+        let waited = std::time::Instant::now();
+        while acked.lock().unwrap().created.len() <= created_before {
+            assert!(
+                waited.elapsed() < Duration::from_secs(30),
+                "no create in round {round}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         tokio::time::sleep(Duration::from_millis(40 + rand() % 300)).await;
         child.0.kill().unwrap(); // SIGKILL
