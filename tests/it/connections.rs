@@ -172,9 +172,10 @@ async fn connections_that_send_no_request_are_closed() {
     );
     pinging.abort();
 
-    // A connection in use is not closed for it.
+    // A connection in use is not closed for it: in use for longer than the limit, with
+    // pauses well short of it (a loaded machine stretches them).
     let mut live = wire::connect(&s).await;
-    for _ in 0..3 {
+    for _ in 0..8 {
         live.write_all(
             format!(
                 "GET /scim/v2/Users?count=1 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ACME}\r\n\r\n"
@@ -186,7 +187,7 @@ async fn connections_that_send_no_request_are_closed() {
         let mut buf = [0u8; 4096];
         let n = live.read(&mut buf).await.unwrap();
         assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
 
@@ -968,14 +969,16 @@ async fn a_connection_receives_at_most_eight_largest_bodies_at_once() {
 /// connection's next page is built at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_answer_no_longer_counts_as_unread() {
-    let s = paged_past_a_mib(3).await;
+    // Were it still counted, the next page would wait the whole request timeout (30 s)
+    // for room, then get 503; 20 s is "at once" for a loaded machine.
+    let s = paged_past_a_mib(30).await;
     let (mut client, head) = first_page_unread(&s).await;
     // Dropping the unread answer resets the stream.
     drop(head);
     tokio::time::sleep(Duration::from_millis(300)).await;
     client = client.ready().await.unwrap();
     let (second, _) = client.send_request(list_request(&s), true).unwrap();
-    let head = tokio::time::timeout(Duration::from_secs(2), second)
+    let head = tokio::time::timeout(Duration::from_secs(20), second)
         .await
         .expect("the next page was built at once")
         .unwrap();
@@ -1140,13 +1143,22 @@ async fn a_scan_stops_when_its_client_goes_away() {
         (s.http1_client(), true, "%2Esearch/"),
     ];
     for (n, (client, post, path)) in clients.iter().enumerate() {
-        let salt = format!("gone{n}");
-        let request = match post {
-            false => scan(client, &salt),
-            true => search(client, &salt, path),
-        };
-        let gone = request.timeout(whole / 5).send().await;
-        assert!(gone.is_err_and(|e| e.is_timeout()), "answered in time");
+        // Connected first: the time limit below is the scan's, not a handshake's.
+        let warm = client.get(format!("{}/Users?count=0", s.base()));
+        assert_eq!(warm.bearer_auth(ACME).send().await.unwrap().status(), 200);
+        // Given up halfway through; tried again (a new filter) should the machine have sped
+        // up enough for the whole scan to be answered in that time.
+        for tries in 1.. {
+            let salt = format!("gone{n}-{tries}");
+            let request = match post {
+                false => scan(client, &salt),
+                true => search(client, &salt, path),
+            };
+            match request.timeout(whole / 2).send().await {
+                Err(e) if e.is_timeout() => break,
+                answered => assert!(tries < 5, "answered in time: {answered:?}"),
+            }
+        }
         // The read that went on, had it not been stopped, ends with no scan counted as
         // stopped; the wait is a bound only.
         let mut counted = 0;
