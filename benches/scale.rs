@@ -160,6 +160,8 @@ impl Target {
             Req::Get(p) => ("GET", p, None),
             Req::Post(p, b) => ("POST", p, Some(b.to_string())),
             Req::Patch(p, b) => ("PATCH", p, Some(b.to_string())),
+            Req::Put(p, b) => ("PUT", p, Some(b.to_string())),
+            Req::Delete(p) => ("DELETE", p, None),
         };
         let mut out = format!(
             "{method} {}{path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\n",
@@ -186,8 +188,9 @@ struct Conn {
 
 impl Conn {
     /// Send one request and read its whole response (fixed length or chunked, never kept
-    /// whole in memory); returns the status.
-    async fn exchange(&mut self, req: &[u8]) -> std::io::Result<u16> {
+    /// whole in memory); returns the status and the `Location` header's last segment (a
+    /// created resource's id).
+    async fn exchange(&mut self, req: &[u8]) -> std::io::Result<(u16, Option<String>)> {
         use tokio::io::AsyncWriteExt;
         self.tls.write_all(req).await?;
         let head_end = loop {
@@ -196,7 +199,20 @@ impl Conn {
             }
             self.fill().await?;
         };
-        let head = String::from_utf8_lossy(&self.buf[..head_end]).to_ascii_lowercase();
+        let raw = String::from_utf8_lossy(&self.buf[..head_end]);
+        // Ids are case-sensitive: the header's name is matched in lowercase, its value kept.
+        let created = raw.lines().find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("location").then(|| {
+                value
+                    .trim()
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+        });
+        let head = raw.to_ascii_lowercase();
         let status: u16 = head.get(9..12).and_then(|x| x.parse().ok()).unwrap_or(0);
         let length = head
             .lines()
@@ -225,7 +241,7 @@ impl Conn {
             },
             None => {}
         }
-        Ok(status)
+        Ok((status, created))
     }
 
     async fn fill(&mut self) -> std::io::Result<()> {
@@ -455,6 +471,8 @@ enum Req {
     Get(String),
     Post(String, Value),
     Patch(String, Value),
+    Put(String, Value),
+    Delete(String),
 }
 
 struct Outcome {
@@ -464,6 +482,8 @@ struct Outcome {
     lat_us: Vec<u32>,
     /// The server's CPU time while the scenario ran.
     cpu_secs: f64,
+    /// The ids of the resources the scenario created (from each 201's `Location`).
+    created: Vec<String>,
 }
 
 /// Run `make(i)` requests from `clients` tasks until `secs` pass (or `limit` requests).
@@ -488,6 +508,7 @@ where
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0;
+            let mut created = Vec::new();
             let mut conn = None;
             while Instant::now() < deadline {
                 let i = counter.fetch_add(1, Ordering::Relaxed);
@@ -504,7 +525,8 @@ where
                     None => None,
                 };
                 match status {
-                    Some(s) if (200..300).contains(&s) => {}
+                    Some((201, Some(id))) => created.push(id),
+                    Some((s, _)) if (200..300).contains(&s) => {}
                     Some(_) => errors += 1,
                     None => {
                         errors += 1;
@@ -513,15 +535,17 @@ where
                 }
                 lat.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
             }
-            (lat, errors)
+            (lat, errors, created)
         }));
     }
     let mut lat_us = Vec::new();
     let mut errors = 0;
+    let mut created = Vec::new();
     for t in tasks {
-        if let Ok((l, e)) = t.await {
+        if let Ok((l, e, c)) = t.await {
             lat_us.extend(l);
             errors += e;
+            created.extend(c);
         }
     }
     lat_us.sort_unstable();
@@ -531,6 +555,7 @@ where
         secs: start.elapsed().as_secs_f64(),
         lat_us,
         cpu_secs: cpu_secs(target.pid) - cpu_before,
+        created,
     }
 }
 
@@ -679,6 +704,8 @@ async fn bench(a: Args) {
     // Ids in creation order, read back by paging; each page's cursor is kept with the number
     // of ids before it, to reach any later point from the nearest one.
     let mut ids: Vec<String> = Vec::with_capacity(a.users);
+    // Each id's number in its userName (`user{number}@bench.example`), for replacing it whole.
+    let mut numbers: Vec<usize> = Vec::with_capacity(a.users);
     let mut starts: Vec<(usize, String)> = Vec::new();
     let mut cursor = String::new();
     loop {
@@ -686,7 +713,7 @@ async fn bench(a: Args) {
         let r: Value = s
             .client
             .get(format!(
-                "{base}/Users?cursor={cursor}&count=1000&attributes=id"
+                "{base}/Users?cursor={cursor}&count=1000&attributes=userName"
             ))
             .bearer_auth(TOKEN)
             .send()
@@ -696,10 +723,15 @@ async fn bench(a: Args) {
             .await
             .expect("json");
         let page = r["Resources"].as_array().cloned().unwrap_or_default();
-        ids.extend(
-            page.iter()
-                .filter_map(|u| u["id"].as_str().map(str::to_string)),
-        );
+        for u in &page {
+            let number = u["userName"]
+                .as_str()
+                .and_then(|n| n.strip_prefix("user")?.split_once('@')?.0.parse().ok());
+            if let (Some(id), Some(number)) = (u["id"].as_str(), number) {
+                ids.push(id.to_string());
+                numbers.push(number);
+            }
+        }
         match r["nextCursor"].as_str() {
             Some(c) => cursor = c.to_string(),
             None => break,
@@ -727,8 +759,12 @@ async fn bench(a: Args) {
     };
     let secs = a.seconds;
     let c = a.clients;
-    // Numbers no earlier run used, for the users created by the last scenario.
-    let fresh = 10_000_000 * (1 + n / 1_000);
+    // Numbers no earlier run used (from the clock's seconds, a million apart), for the users
+    // the POST scenario creates: a run stopped before it deleted them leaves no name taken.
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as usize);
+    let fresh = 10_000_000_000 + (clock % 1_000_000) * 1_000_000;
     // GET by id and the baseline take turns, three rounds: the VM's speed drifts by 10% from
     // one scenario to the next, and a single pair run back to back puts that drift into the
     // share. The rows show the round whose share is the median.
@@ -891,12 +927,62 @@ async fn bench(a: Args) {
     })
     .await;
     report(&format!("GET group with {held} members"), &o, rss_mib(pid));
+    // What an IdP sends besides lookups and creates: its import's first page, a profile
+    // replaced whole (the same userName), a deactivation and reactivation, a delete.
+    let o = run(&s.target, c, secs, None, |_| {
+        Req::Get("/Users?startIndex=1&count=100".into())
+    })
+    .await;
+    report("GET /Users first page of 100", &o, rss_mib(pid));
+    let (i2, numbers) = (ids.clone(), Arc::new(numbers));
+    let o = run(&s.target, c, secs, None, move |i| {
+        let k = (i * 7919) % n;
+        let mut body = user(numbers[k]);
+        body["title"] = json!(format!("Title {i}"));
+        Req::Put(format!("/Users/{}", i2[k]), body)
+    })
+    .await;
+    report("PUT /Users/{id} (same userName)", &o, rss_mib(pid));
+    let i2 = ids.clone();
+    let o = run(&s.target, c, secs, None, move |i| {
+        // Each user is deactivated, then made active again by the next request for it.
+        let id = &i2[((i / 2) * 7919) % n];
+        Req::Patch(
+            format!("/Users/{id}"),
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "value": {"active": i % 2 == 1}}]}),
+        )
+    })
+    .await;
+    report(
+        "PATCH /Users/{id} active false, then true",
+        &o,
+        rss_mib(pid),
+    );
     let o = run(&s.target, c, secs, None, move |i| {
         Req::Post("/Users".into(), user(fresh + i))
     })
     .await;
     report(
         &format!("POST /Users ({} clients, at {} users)", c, n),
+        &o,
+        rss_mib(pid),
+    );
+    // Every 201 names its resource in `Location` (RFC 7644 §3.1).
+    let unnamed = o.count - o.errors - o.created.len();
+    if unnamed > 0 {
+        eprintln!("scimd-bench: {unnamed} creates answered without a Location");
+        ERRORS.fetch_add(unnamed, Ordering::Relaxed);
+    }
+    // The users just created are deleted again: a kept directory keeps its size run to run.
+    let made = Arc::new(o.created);
+    let count = made.len();
+    let o = run(&s.target, c, 24 * 3600, Some(count), move |i| {
+        Req::Delete(format!("/Users/{}", made[i]))
+    })
+    .await;
+    report(
+        &format!("DELETE /Users/{{id}} ({count} just created)"),
         &o,
         rss_mib(pid),
     );
