@@ -116,14 +116,14 @@ impl<'t> W<'t> {
     }
 
     /// Write an updated body (if anything changed) and its events; returns the record now
-    /// stored.
+    /// stored. `index_keys` are the old body's and the new one's.
     fn update(
         &mut self,
         actor: &Actor,
         rt: Rt,
         id: u128,
-        old: Record,
-        body: Body,
+        (old, body): (Record, Body),
+        (old_keys, new_keys): (Keys, Keys),
         members: MembersDone,
     ) -> Result<Record, redb::Error> {
         let kind = rt.kind;
@@ -142,7 +142,6 @@ impl<'t> W<'t> {
             let ev = events::update_kind(kind, &old.body, &body);
             self.emit(actor, ev, id, None, attrs)?;
         }
-        let (old_keys, new_keys) = (keys(rt, &old.body), keys(rt, &body));
         let rec = Record {
             body,
             modified: after(&old.modified),
@@ -178,7 +177,8 @@ impl<'t> W<'t> {
         } else {
             Vec::new()
         };
-        if let Err(e) = self.check_unique(t, rt, &keys(rt, &body), Some((id, &old.body)))? {
+        let index_keys = (keys(rt, &old.body), keys(rt, &body));
+        if let Err(e) = self.check_unique(t, rt, &index_keys.1, Some((id, &index_keys.0)))? {
             return Ok(Err(e));
         }
         let changes = match plan_members(self, t, id, member_ops)? {
@@ -201,7 +201,7 @@ impl<'t> W<'t> {
         if !undone.is_empty() {
             self.emit(actor, "user.create_only_ignored", id, None, undone)?;
         }
-        let rec = self.update(actor, rt, id, old, body, members)?;
+        let rec = self.update(actor, rt, id, (old, body), index_keys, members)?;
         if is_user {
             self.plan_transition(actor, id, Some(activity.0), Some(activity.1), seat, true)?;
             if held {
@@ -280,39 +280,33 @@ impl<'t> W<'t> {
 
     /// 409 when another resource holds this userName or group displayName. The detail names
     /// the holder's id so an IdP retrying a timed-out create can link to it. `me` is the
-    /// resource written and its body before: a name it already had is never refused, so that
-    /// two users whose names a newer fold made one (layout 5) can both still be written.
-    /// (Its keys are worked out only then, never on the usual path.)
-    fn check_unique(&self, t: &str, rt: Rt, k: &Keys, me: Option<(u128, &Body)>) -> R<()> {
+    /// resource written and its keys before: a name it already had is never refused, so that
+    /// two users whose names a newer fold made one (layout 5) can both still be written, and
+    /// is not looked up (at a million users, a page read a PUT or PATCH saves).
+    fn check_unique(&self, t: &str, rt: Rt, k: &Keys, me: Option<(u128, &Keys)>) -> R<()> {
         let kind = rt.kind;
         let (me, before) = (me.map(|m| m.0), me.map(|m| m.1));
-        let had = |name: &String, of: fn(Keys) -> Option<String>| {
-            before.is_some_and(|b| of(keys(rt, b)).as_ref() == Some(name))
-        };
         // Likewise a unique value it already held beside another resource (both given it
         // while the attribute was not unique): its other changes are not refused for it.
-        let had_value = |a: &String, v: &String| {
-            let pair = (a.clone(), v.clone());
-            before.is_some_and(|b| {
-                let k = keys(rt, b);
-                k.unique.contains(&pair) || k.other_spellings.contains(&pair)
-            })
+        let had_value = |pair: &(String, String)| {
+            before.is_some_and(|b| b.unique.contains(pair) || b.other_spellings.contains(pair))
         };
         if let Some(u) = &k.username
+            && before.is_none_or(|b| b.username.as_ref() != Some(u))
             && let Some(other) = alike::holder(&self.usernames, t, u)?
             && Some(other) != me
-            && !had(u, |k| k.username)
         {
             return Ok(Err(Error::UserNameTaken { holder: other }));
         }
-        for (attr, v) in k.unique.iter().chain(&k.other_spellings) {
-            if let Some(other) = self
-                .unique
-                .get((t, kind.code(), attr.as_str(), v.as_str()))?
-                .map(|g| g.value())
+        for pair in k.unique.iter().chain(&k.other_spellings) {
+            let (attr, v) = pair;
+            if !had_value(pair)
+                && let Some(other) = self
+                    .unique
+                    .get((t, kind.code(), attr.as_str(), v.as_str()))?
+                    .map(|g| g.value())
                 && Some(other) != me
                 && self.still_holds(t, rt, other, attr, v)?
-                && !had_value(attr, v)
             {
                 return Ok(Err(Error::ValueTaken {
                     attribute: attr.clone(),
@@ -323,10 +317,11 @@ impl<'t> W<'t> {
         }
         if kind == Kind::Group
             && let Some(d) = &k.display
+            && before.is_none_or(|b| b.display.as_ref() != Some(d))
         {
             for other in self.names.get((t, kind.code(), d.as_str()))? {
                 let other = other?.value();
-                if Some(other) != me && !had(d, |k| k.display) {
+                if Some(other) != me {
                     return Ok(Err(Error::GroupNameTaken { holder: other }));
                 }
             }
