@@ -98,6 +98,43 @@ fn is_jwt(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.=".contains(&b))
 }
 
+/// Why a token was refused, for the request's log line (never for the client).
+#[derive(Clone)]
+pub(super) struct Refusal {
+    pub(super) why: String,
+    pub(super) user_agent: Option<String>,
+    /// Logged at info (else at debug): a flood of wrong tokens must not fill the journal.
+    pub(super) said: bool,
+}
+
+impl Refusal {
+    /// The request's one line: why, and where (the tenant the URL names, when it is one:
+    /// IdPs provision from shared cloud addresses, so the peer alone cannot tell whose IdP
+    /// holds an old token).
+    pub(super) fn log(
+        &self,
+        peer: SocketAddr,
+        (method, path, status): (&http::Method, &str, u16),
+        tenant: &str,
+        (started, id): (Instant, &str),
+    ) {
+        let latency_ms = started.elapsed().as_micros() as f64 / 1000.0;
+        let user_agent = self.user_agent.as_deref();
+        macro_rules! line {
+            ($level:expr) => {
+                tracing::event!(target: "scimd::request", $level, %peer, method = %method,
+                    path, status, latency_ms, tenant, user_agent, request_id = id,
+                    "authentication refused: {}", self.why)
+            };
+        }
+        if self.said {
+            line!(tracing::Level::INFO);
+        } else {
+            line!(tracing::Level::DEBUG);
+        }
+    }
+}
+
 impl App {
     /// `name` if the running configuration has such a tenant, else "-": what a log line
     /// or a metric's label may take from a URL (a client must not grow the series count).
@@ -176,19 +213,30 @@ impl App {
                 &secs.to_string(),
             );
         }
-        // Past the throttle only, and only when something was sent: a flood of wrong tokens,
-        // or of bare requests (never throttled), must not double the log.
+        let mut resp = response::error(&ScimError::new(401, None, detail));
+        // Past the throttle only, and only when something was sent: the request's line says
+        // why (a request without the header has its detail). The first ten a minute from an
+        // address at info, the rest at debug: the throttle lets one a second through.
         if auth.is_some() {
             let why = if sent { why() } else { detail.to_string() };
-            // The tenant the URL names, when it is one: IdPs provision from shared cloud
-            // addresses, so the peer alone cannot tell whose IdP holds an old token.
-            let tenant = self.configured_tenant(url_tenant);
             // And the client's own name (Okta, Entra and OneLogin each send theirs).
             let user_agent = (headers.get(http::header::USER_AGENT))
                 .map(|v| response::clip(&String::from_utf8_lossy(v.as_bytes()), 100).to_string());
-            tracing::info!(target: "scimd::request", %peer, tenant = &*tenant, user_agent, "authentication refused: {why}");
+            let said = self
+                .said_each_minute
+                .check(
+                    &format!("refusals to {source}"),
+                    10.0 / 60.0,
+                    10.0,
+                    Instant::now(),
+                )
+                .is_ok();
+            resp.extensions_mut().insert(Refusal {
+                why,
+                user_agent,
+                said,
+            });
         }
-        let resp = response::error(&ScimError::new(401, None, detail));
         // RFC 6750 §3.1: a token that was sent and refused is `invalid_token`; a request
         // without one keeps the plain challenge every 401 carries.
         if !sent {

@@ -243,8 +243,19 @@ impl App {
             return response::with_header(resp, http::header::ALLOW, ALLOWED_ANYWHERE);
         }
         if let Some(e) = malformed::why(&req) {
-            tracing::info!(target: "scimd::request", %peer, method = %method, status = 400,
-                detail = e.detail, request_id = id, "request refused");
+            // Refused before any token is looked at: once a minute per address at info, as
+            // other refusals of requests without a token (anyone could fill the journal).
+            macro_rules! refused_line {
+                ($level:expr) => {
+                    tracing::event!(target: "scimd::request", $level, %peer, method = %method,
+                        status = 400, detail = e.detail, request_id = id, "request refused")
+                };
+            }
+            if self.first_this_minute(&format!("malformed from {}", peer.ip())) {
+                refused_line!(tracing::Level::INFO);
+            } else {
+                refused_line!(tracing::Level::DEBUG);
+            }
             return response::error(&e);
         }
         if req.uri().path() == "/metrics" {
@@ -254,9 +265,14 @@ impl App {
                     Some("GET, HEAD"),
                 );
             }
-            return self
+            let resp = self
                 .metrics_page((req.headers(), req.extensions()), peer)
                 .await;
+            if let Some(r) = resp.extensions().get::<auth::Refusal>() {
+                let at = (&method, "/metrics", resp.status().as_u16());
+                r.log(peer, at, "-", (started, id));
+            }
+            return resp;
         }
         if let Some(tenant) = sso::match_path(req.uri().path()) {
             // From the URL: at most 64 characters of it in the log, and in the metrics only
@@ -278,9 +294,24 @@ impl App {
                 &label,
                 started.elapsed().as_secs_f64(),
             );
-            tracing::info!(target: "scimd::request", %peer, method = %method, path = "/sso/login_redirect",
-                status, latency_ms = started.elapsed().as_micros() as f64 / 1000.0,
-                tenant = %named, request_id = id, "request");
+            // Anyone may ask (end users' browsers, without a token): a redirect is a read,
+            // logged at debug, and a refusal is said once a minute per address. The name is
+            // recorded as text, escaped: a line break in the URL must not forge a line.
+            let said =
+                status >= 400 && self.first_this_minute(&format!("sso refusal to {}", peer.ip()));
+            macro_rules! sso_line {
+                ($level:expr) => {
+                    tracing::event!(target: "scimd::request", $level, %peer, method = %method,
+                        path = "/sso/login_redirect", status,
+                        latency_ms = started.elapsed().as_micros() as f64 / 1000.0,
+                        tenant = named.as_str(), request_id = id, "request")
+                };
+            }
+            if said {
+                sso_line!(tracing::Level::INFO);
+            } else {
+                sso_line!(tracing::Level::DEBUG);
+            }
             return resp;
         }
         let route = router::route(req.uri().path());
@@ -358,10 +389,16 @@ impl App {
         // before its first challenge) is said once a minute per address: any client could
         // fill the journal.
         // (501: a method HTTP does not define, refused as a 4xx is.)
+        // Per tenant too: IdPs provision from shared cloud addresses, and one tenant's
+        // missing token must not hide another's.
         let bare_refused = ((400..500).contains(&status) || status == 501)
             && bare
-            && !self.first_this_minute(&format!("bare refusal to {}", peer.ip()));
-        if (read && status < 400) || status == 429 || bare_refused {
+            && !self.first_this_minute(&format!("bare refusal to {} for {tenant}", peer.ip()));
+        // A refused token's line says why, in place of the request line.
+        if let Some(r) = resp.extensions().get::<auth::Refusal>() {
+            let path = unknown_path.as_deref().unwrap_or(template);
+            r.log(peer, (&method, path, status), &tenant, (started, id));
+        } else if (read && status < 400) || status == 429 || bare_refused {
             request_line!(tracing::Level::DEBUG);
         } else {
             request_line!(tracing::Level::INFO);

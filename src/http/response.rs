@@ -114,7 +114,9 @@ impl Detail {
     /// `withhold` takes out what else must not be logged (a token quoted from the path)
     /// before the cut, so that no part of it is left.
     pub fn for_log(&self, withhold: impl FnOnce(&str) -> String) -> Option<String> {
-        let whole_request = matches!(self.status, 403 | 405 | 501);
+        // (A 401's detail is scimd's own text about the Authorization header, never the
+        // token: it names "token" without quoting one.)
+        let whole_request = matches!(self.status, 401 | 403 | 405 | 501);
         (whole_request || !crate::scim::redact::names_a_secret(&self.text))
             .then(|| clip(&withhold(&self.text), DETAIL_LOGGED).into_owned())
     }

@@ -524,8 +524,17 @@ async fn ignored_names_cannot_forge_or_flood_log_lines() {
             .filter(|l| l.contains("WARN") && l.contains("ignored unknown attributes"))
             .count()
     };
+    // The login redirect's tenant comes from the URL, before any token: escaped too.
+    let sso = format!(
+        "https://localhost:{}/tenants/x%0A{}%1b%5b31m/sso/login_redirect",
+        p.port,
+        forged.replace(' ', "%20")
+    );
+    assert_eq!(p.client.get(&sso).send().await.unwrap().status(), 404);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while warned(&p.log()) < 20 && Instant::now() < deadline {
+    while (warned(&p.log()) < 20 || !p.log().contains("/sso/login_redirect"))
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -540,6 +549,7 @@ async fn ignored_names_cannot_forge_or_flood_log_lines() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rust_log_that_is_no_level_is_passed_over_and_refusals_say_why() {
+    let began = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let cfg = okta_config(dir.path());
     let p = Proc::start_with_env(&cfg, &[("RUST_LOG", "verbose")]);
@@ -561,8 +571,9 @@ async fn a_rust_log_that_is_no_level_is_passed_over_and_refusals_say_why() {
         log.contains("authentication refused: the token matches no configured token"),
         "{log}"
     );
-    // Refused on a tenant's URL, both lines name the tenant (IdPs share cloud addresses);
-    // a name the configuration does not have is not taken into a field.
+    // Refused on a tenant's URL, the one line names the tenant (IdPs share cloud
+    // addresses), the client and the request; a name the configuration does not have is not
+    // taken into a field.
     for (tenant, named) in [("acme", "acme"), ("nosuch", "-")] {
         let url = format!(
             "https://localhost:{}/tenants/{tenant}/scim/v2/Users",
@@ -575,20 +586,25 @@ async fn a_rust_log_that_is_no_level_is_passed_over_and_refusals_say_why() {
         let deadline = Instant::now() + Duration::from_secs(10);
         let lines = || -> Vec<String> {
             let log = p.log();
-            let mine = log.lines().filter(|l| l.contains(&refused));
+            let mine = log
+                .lines()
+                .filter(|l| l.contains(&refused) && l.contains("Okta"));
             mine.map(str::to_string).collect()
         };
-        while lines().len() < 2 && Instant::now() < deadline {
+        while lines().is_empty() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let lines = lines();
-        let refusal = lines.iter().rfind(|l| l.contains("authentication refused"));
-        assert!(
-            refusal.is_some_and(|l| l.contains("user_agent=\"Okta SCIM Client 1.0.0\""))
-                && lines.iter().any(|l| l.contains("status=401")),
-            "{tenant}: {}",
-            p.log()
-        );
+        assert_eq!(lines.len(), 1, "{tenant}: {}", p.log());
+        for part in [
+            "authentication refused",
+            "user_agent=\"Okta SCIM Client 1.0.0\"",
+            "status=401",
+            "path=\"/Users\"",
+            "request_id=",
+        ] {
+            assert!(lines[0].contains(part), "{tenant}: {part}: {}", p.log());
+        }
         if named == "-" {
             assert!(!p.log().contains("tenant=\"nosuch\""), "{}", p.log());
         }
@@ -635,6 +651,10 @@ async fn a_rust_log_that_is_no_level_is_passed_over_and_refusals_say_why() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(said(&p.log()), header.is_some(), "{why}: {}", p.log());
+        // Without one, the request's line says what was missing.
+        if header.is_none() {
+            assert!(p.log().contains(&format!("detail=\"{why}")), "{}", p.log());
+        }
     }
     // Requests without a token (scanners, probes) get a request line once a minute per
     // address: the one above had it, these 20 do not. A write's line marks the end.
@@ -677,6 +697,11 @@ async fn a_rust_log_that_is_no_level_is_passed_over_and_refusals_say_why() {
     let log = p.log();
     assert_eq!(warned(&log), 1, "{log}");
     assert!(!log.contains("status=429"), "{log}");
+    // Nor does the one refusal a second the throttle lets through give a line each: ten a
+    // minute from an address at info, and the refill since the test began.
+    let refusals = log.matches("authentication refused").count();
+    let refill = began.elapsed().as_secs() as usize / 6 + 1;
+    assert!(refusals <= 10 + refill, "{refusals} lines: {log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2267,7 +2292,10 @@ async fn json_logs_carry_one_object_per_request_without_the_token() {
             .lines()
             .filter(|l| l.starts_with('{'))
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
-            .filter(|v: &serde_json::Value| v["fields"]["message"] == "request")
+            .filter(|v: &serde_json::Value| {
+                let message = v["fields"]["message"].as_str().unwrap_or_default();
+                message == "request" || message.starts_with("authentication refused: ")
+            })
             .collect();
         if found.len() >= 2 || Instant::now() > deadline {
             assert!(
@@ -2302,7 +2330,16 @@ async fn json_logs_carry_one_object_per_request_without_the_token() {
         "{latency}"
     );
     assert!(ok["timestamp"].is_string(), "{ok}");
-    assert!(requests.iter().any(|v| v["fields"]["status"] == 401));
+    // The refusal's one line says why, with the request's fields.
+    let refused = requests
+        .iter()
+        .find(|v| v["fields"]["status"] == 401)
+        .expect("a 401 line");
+    assert_eq!(
+        refused["fields"]["message"],
+        "authentication refused: the token matches no configured token (a new one not yet reloaded, or a removed or mistyped one)"
+    );
+    assert_eq!(refused["fields"]["path"], "/Users", "{refused}");
 
     // An IdP's own URN in `schemas` with nothing under it drops nothing: not warned of.
     let body = r#"{"userName": "a@example.com", "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User",
