@@ -81,9 +81,24 @@ fn cert_paths(config: &Config) -> Result<(std::path::PathBuf, std::path::PathBuf
 /// could not be recorded (a full disk), each said.
 async fn apply_plans(app: &App, who: &str) -> (Vec<String>, Vec<String>) {
     let now = app.runtime();
-    let (mut notes, mut failed) = (Vec::new(), Vec::new());
+    // All at once: the tenants new to the database each need a commit, which the writer
+    // then shares among them (5,000 new tenants took 14 s to start one commit at a time).
+    let mut each = tokio::task::JoinSet::new();
     for t in now.config.tenants.keys() {
-        match app.store.plan_applied(now.actor(t, who)).await {
+        let (store, actor, t) = (app.store.clone(), now.actor(t, who), t.clone());
+        each.spawn(async move { (t, store.plan_applied(actor).await) });
+    }
+    let mut outcomes = std::collections::BTreeMap::new();
+    while let Some(done) = each.join_next().await {
+        match done {
+            Ok((t, outcome)) => outcomes.insert(t, outcome),
+            // A panic there panics here, as it did when each was awaited in turn.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+    }
+    let (mut notes, mut failed) = (Vec::new(), Vec::new());
+    for (t, outcome) in outcomes {
+        match outcome {
             Ok(a) => {
                 if !a.changed.is_empty() {
                     notes.push(format!(
