@@ -436,13 +436,25 @@ pub fn remove_tenant(path: &Path, name: &str) -> Result<(), EditError> {
                 return Err(EditError::Invalid(format!(
                     "no tenant \"{name}\" in {} (its tenants: {})",
                     path.display(),
-                    others.join(", ")
+                    a_few(&others)
                 )));
             }
         };
         keep_comments(doc, &removed);
         Ok(())
     })
+}
+
+/// Up to ten of `names`, and how many more: a typo's message among hundreds of tenants
+/// stays one readable line.
+pub fn a_few(names: &[impl AsRef<str>]) -> String {
+    const SHOWN: usize = 10;
+    let shown: Vec<&str> = names.iter().take(SHOWN).map(AsRef::as_ref).collect();
+    match names.len() {
+        0 => "none".to_string(),
+        n if n > SHOWN => format!("{}, and {} more", shown.join(", "), n - SHOWN),
+        _ => shown.join(", "),
+    }
 }
 
 /// The comment lines above a removed table and its sub-tables stay where they were, above
@@ -656,6 +668,16 @@ fn token_out(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_list_of_names_is_cut_to_ten_and_a_count() {
+        assert_eq!(a_few(&[] as &[&str]), "none");
+        assert_eq!(a_few(&["a", "b"]), "a, b");
+        let many: Vec<String> = (0..500).map(|i| format!("t{i:03}")).collect();
+        let ten: Vec<&str> = many[..10].iter().map(String::as_str).collect();
+        assert_eq!(a_few(&many), format!("{}, and 490 more", ten.join(", ")));
+        assert_eq!(a_few(&many[..10]), ten.join(", "));
+    }
 
     fn copy_of(example: &str) -> (tempfile::TempDir, PathBuf, String) {
         let dir = tempfile::tempdir().unwrap();

@@ -19,11 +19,7 @@ pub(super) fn no_tenant(cfg: &Config, tenant: &str) -> String {
         "no tenant {tenant} in the configuration (configured: {}); one just added to the file \
          is there once the daemon reloads it (`systemctl reload scimd`), and one taken out of \
          the file keeps its data, read again once its [tenants.{tenant}] table is back",
-        if names.is_empty() {
-            "none".to_string()
-        } else {
-            names.join(", ")
-        }
+        crate::config_edit::a_few(&names)
     )
 }
 
