@@ -1,6 +1,6 @@
 //! The semantic checks: what is refused, each problem named by its key.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
 use super::extension::check_attribute;
@@ -189,7 +189,8 @@ impl Config {
                     .into(),
             );
         }
-        let mut hashes = HashSet::new();
+        // Each hash and the token it was first seen as, to name both of a pair.
+        let mut hashes: HashMap<String, String> = HashMap::new();
         // Reachable by others: not only a loopback listener, an address for IdPs given, or
         // plain HTTP (what a proxy on this host forwards to a loopback listener).
         let exposed = self.server.public_url.is_some()
@@ -346,11 +347,15 @@ impl Config {
                     p.push(format!(
                         "{key}.sha256: {bad}; generate a token and its hash with `scimd token`"
                     ));
-                } else if !hashes.insert(h.to_ascii_lowercase()) {
+                } else if let Some(first) = hashes.get(&h.to_ascii_lowercase()) {
                     p.push(format!(
-                        "{key}.sha256: the same token is configured more than once; each token must belong to one tenant"
+                        "{key}.sha256: the same token as {first}; each token must belong to one \
+                         tenant (give one of them a new token with `scimd token`)"
                     ));
-                } else if exposed && h.eq_ignore_ascii_case(EXAMPLE_TOKEN_SHA256) {
+                } else if hashes.insert(h.to_ascii_lowercase(), key.clone()).is_none()
+                    && exposed
+                    && h.eq_ignore_ascii_case(EXAMPLE_TOKEN_SHA256)
+                {
                     p.push(format!(
                         "{key}.sha256: this is the demo token of config.example.toml, which \
                          anyone can read, so it is accepted only while server.listen is a \
@@ -366,13 +371,13 @@ impl Config {
         }
         // The metrics token is handed to monitoring, which must not be able to provision.
         if let Some(h) = &self.server.metrics_token_sha256
-            && hashes.contains(&h.to_ascii_lowercase())
+            && let Some(first) = hashes.get(&h.to_ascii_lowercase())
         {
-            p.push(
-                "server.metrics_token_sha256: is a tenant's token, which monitoring would then \
-                 hold; give metrics a token of its own (`scimd token --name metrics`)"
-                    .into(),
-            );
+            p.push(format!(
+                "server.metrics_token_sha256: the same token as {first}, a tenant's token, \
+                 which monitoring would then hold; give metrics a token of its own \
+                 (`scimd token --name metrics`)"
+            ));
         }
         p
     }
@@ -482,7 +487,7 @@ mod tests {
         let all = c.problems().join("\n");
         for needle in [
             "tenants.acme.tokens[0].name: must not hold control characters",
-            "server.metrics_token_sha256: is a tenant's token",
+            "server.metrics_token_sha256: the same token as tenants.acme.tokens[0], a tenant's",
         ] {
             assert!(all.contains(needle), "{needle} not in:\n{all}");
         }
@@ -490,6 +495,21 @@ mod tests {
         c.tenants.get_mut("acme").unwrap().tokens[0].name = "Okta prod (2026)".into();
         c.server.metrics_token_sha256 = Some("ab".repeat(32));
         assert_eq!(c.problems(), Vec::<String>::new());
+    }
+
+    /// A token given to two tenants is refused where it is seen again, naming where it was
+    /// first: among hundreds of tenants the admin need not search for the other.
+    #[test]
+    fn a_token_configured_twice_names_both_places() {
+        let mut c = toml_cfg(GOOD);
+        let mut other = c.tenants["acme"].clone();
+        other.tokens[0].name = "copied".into();
+        other.tokens[0].sha256 = other.tokens[0].sha256.to_ascii_uppercase();
+        c.tenants.insert("zeta".into(), other);
+        let all = c.problems().join("\n");
+        let said = "tenants.zeta.tokens[0].sha256: the same token as tenants.acme.tokens[0]; \
+                    each token must belong to one tenant";
+        assert!(all.contains(said), "{all}");
     }
 
     /// A hash of the wrong length says how long it is; one of the right length with a
