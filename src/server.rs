@@ -124,6 +124,26 @@ async fn apply_plans(app: &App, who: &str) -> (Vec<String>, Vec<String>) {
     (notes, failed)
 }
 
+/// What a tenant back in the configuration serves: the data kept under its name, which may
+/// be another customer's.
+fn served(t: &str, users: u64, groups: u64) -> String {
+    format!(
+        "served the {} and {} the database kept under its name from an earlier tenant (if \
+         this is another customer: take the table out, reload, and `scimd tenant purge {t} \
+         --yes`)",
+        crate::counted(users, "user"),
+        crate::counted(groups, "group")
+    )
+}
+
+/// The start's warning for a tenant whose table came back while scimd was stopped.
+async fn back_with_data(app: &App, t: &str) -> String {
+    let held = |kind| app.store.count(t.to_string(), kind);
+    let (u, g) = (held(Kind::User).await, held(Kind::Group).await);
+    let said = format!("tenant {t} is back in the configuration since scimd last ran, and");
+    format!("{said} {}", served(t, u.unwrap_or(0), g.unwrap_or(0)))
+}
+
 /// How often plan settings that could not be recorded are tried again.
 const PLAN_RETRY: Duration = Duration::from_secs(5);
 
@@ -345,13 +365,9 @@ impl Reloader {
             // `tenant add` refuses without --keep-data; a hand edit is not asked).
             let held = |kind| self.app.store.count(t.clone(), kind);
             match (held(Kind::User).await, held(Kind::Group).await) {
-                (Ok(u), Ok(g)) if u + g > 0 => warnings.push(format!(
-                    "tenant {t} added, and served the {} and {} the database \
-                     kept under its name from an earlier tenant (if this is another customer: \
-                     take the table out, reload, and `scimd tenant purge {t} --yes`)",
-                    crate::counted(u, "user"),
-                    crate::counted(g, "group")
-                )),
+                (Ok(u), Ok(g)) if u + g > 0 => {
+                    warnings.push(format!("tenant {t} added, and {}", served(t, u, g)))
+                }
                 _ => notes.push(format!("tenant {t} added")),
             }
         }
@@ -486,6 +502,13 @@ impl Reloader {
         let (applied, failed) = apply_plans_until_recorded(&self.app, RELOAD_ACTOR).await;
         notes.extend(applied);
         warnings.extend(failed);
+        // Noted for the next start (a tenant added back here was warned of above).
+        let configured = self.app.runtime().config.tenants.keys().cloned().collect();
+        if let Err(e) = self.app.store.tenants_back(configured).await {
+            warnings.push(format!(
+                "the tenants taken out of the configuration could not be noted: {e}"
+            ));
+        }
         let cert_not_yet_valid = kept.as_ref().is_some_and(|e| e.not_yet_valid);
         Ok(Reloaded {
             warnings,
@@ -637,6 +660,22 @@ impl Server {
         }
         for w in failed {
             tracing::warn!("at start: {w}");
+        }
+        // A reload warns of a tenant added with data under its name; a table put back while
+        // scimd was stopped is noticed here, against what the last run noted.
+        match app
+            .store
+            .tenants_back(config.tenants.keys().cloned().collect())
+            .await
+        {
+            Ok(back) => {
+                for t in back {
+                    tracing::warn!("at start: {}", back_with_data(&app, &t).await);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "at start: could not note the tenants taken out of the configuration")
+            }
         }
         let sock = crate::admin::socket_path(&config);
         let bound = listener.local_addr().map_err(|source| StartError::Bind {

@@ -10,6 +10,7 @@ mod alike;
 mod backend;
 mod backup;
 mod budget;
+mod departed;
 mod error;
 mod events;
 mod fresh;

@@ -48,6 +48,38 @@ fn token_line(name: &str, token: &str) -> String {
     )
 }
 
+/// A tenant's table taken out and put back while scimd is stopped: the start between notes
+/// the tenant gone, and the start after warns that its kept data is served again (it may
+/// be another customer's name); a start with nothing changed says nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_put_back_while_stopped_is_warned_of_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = okta_config(dir.path());
+    let without = std::fs::read_to_string(&cfg).unwrap();
+    let beta = "tok-beta-0123456789";
+    let with = format!(
+        "{without}\n[tenants.beta]\ntokens = [{}]\n",
+        token_line("b", beta)
+    );
+    let back = "tenant beta is back in the configuration since scimd last ran, and served \
+                the 1 user and 0 groups";
+    let run_once = |text: &str| {
+        std::fs::write(&cfg, text).unwrap();
+        let p = Proc::start(&cfg);
+        (p.log(), p)
+    };
+    let (_, mut p) = run_once(&with);
+    let body = r#"{"userName":"kept@x"}"#.to_string();
+    assert_eq!(p.post("/tenants/beta/scim/v2/Users", beta, body).await, 201);
+    for (text, warned) in [(&without, false), (&with, true), (&with, false)] {
+        kill(p.child.id(), "-TERM");
+        assert!(p.child.wait().unwrap().success());
+        let (log, next) = run_once(text);
+        assert_eq!(log.contains(back), warned, "{log}");
+        p = next;
+    }
+}
+
 /// `tenant remove` offers to keep or purge a tenant's data only where the database holds
 /// some: the commands it prints name this file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
