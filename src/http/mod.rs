@@ -327,6 +327,16 @@ impl App {
             response::clip(&path, 100).escape_debug().to_string()
         });
         let bare = !req.headers().contains_key(http::header::AUTHORIZATION);
+        let read = matches!(method, Method::GET | Method::HEAD) || template.ends_with(".search");
+        // A write's line names the resource it changed (who deactivated whom): its id from
+        // the URL, escaped and cut (client text; a token pasted there withheld).
+        let mut changed = match (read, route.as_ref().map(|r| &r.endpoint)) {
+            (false, Some(Endpoint::Resource(_, id))) => {
+                let id = self.runtime().tokens.withhold_in_path(id);
+                Some(response::clip(&id, 64).escape_debug().to_string())
+            }
+            _ => None,
+        };
         // An error's detail may quote the path or an id from it: a token pasted there
         // stays out of the log as it does in `unknown_path`. (A clone of the parsed URI
         // shares its bytes: no copy on every request for the few that fail.)
@@ -336,6 +346,12 @@ impl App {
             Err(e) => (refusal(&e, allow), None),
         };
         let status = resp.status().as_u16();
+        // A create names what it made.
+        if status == 201 && changed.is_none() {
+            let location = resp.headers().get(http::header::LOCATION);
+            let made = location.and_then(|l| l.to_str().ok()?.rsplit('/').next());
+            changed = made.map(str::to_string);
+        }
         // Refused before a token named it, a request is the tenant's its URL names.
         let tenant: std::borrow::Cow<str> = match &who {
             Some(p) => p.tenant.as_str().into(),
@@ -355,7 +371,6 @@ impl App {
         // cycle is mostly lookups, thousands a second: at info they would cost ~15% of the
         // read rate and run into journald's rate limit, which then drops the lines that
         // matter (writes, errors) along with them. A 429 is said once a minute instead.
-        let read = matches!(method, Method::GET | Method::HEAD) || template.ends_with(".search");
         macro_rules! request_line {
             ($level:expr) => {
                 tracing::event!(
@@ -365,6 +380,7 @@ impl App {
                     method = %method,
                     path = template,
                     unknown_path = unknown_path.as_deref(),
+                    resource_id = changed.as_deref(),
                     status,
                     scim_type = resp
                         .extensions()

@@ -2354,6 +2354,28 @@ async fn json_logs_carry_one_object_per_request_without_the_token() {
     assert_eq!(ok["fields"]["path"], "/Users", "the path template");
     assert_eq!(ok["fields"]["tenant"], "acme");
     assert_eq!(ok["fields"]["token_name"], "okta");
+    // A write names what it changed: here the id the create made, as the user has it.
+    let made = ok["fields"]["resource_id"]
+        .as_str()
+        .expect("the created id");
+    let found = p.get(
+        "/scim/v2/Users?filter=userName%20eq%20%22ann@example.com%22",
+        "sekrit-json-token",
+    );
+    let found: serde_json::Value = found.await.json().await.unwrap();
+    assert_eq!(found["Resources"][0]["id"], made, "{ok}");
+    // And a change names the id from its URL.
+    let url = format!("https://localhost:{}/scim/v2/Users/{made}", p.port);
+    let off = r#"{"Operations":[{"op":"replace","path":"active","value":false}]}"#;
+    let sent = p.client.patch(&url).bearer_auth("sekrit-json-token");
+    let sent = sent
+        .header("Content-Type", "application/scim+json")
+        .body(off);
+    assert_eq!(sent.send().await.unwrap().status(), 200);
+    let log = p.log_with("\"method\":\"PATCH\"").await;
+    let line = log.lines().find(|l| l.contains("\"method\":\"PATCH\""));
+    let named = format!("\"resource_id\":\"{made}\"");
+    assert!(line.is_some_and(|l| l.contains(&named)), "{log}");
     assert!(ok["fields"]["latency_ms"].as_f64().is_some(), "{ok}");
     // Microsecond resolution, not float noise like 1.5380770000000001.
     let latency = ok["fields"]["latency_ms"].to_string();
