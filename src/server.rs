@@ -124,6 +124,18 @@ async fn apply_plans(app: &App, who: &str) -> (Vec<String>, Vec<String>) {
     (notes, failed)
 }
 
+/// What to look for in a request hyper could not read, from its error's words.
+fn unreadable_hint(why: &str) -> &'static str {
+    if why.contains("too large") {
+        "its URL and headers are longer than the server reads"
+    } else if why.contains("header") {
+        "a header holds a byte HTTP does not allow (a control character, a line break in a \
+         value) or has no colon"
+    } else {
+        "a space, \" < > or another such character in a URL must be percent-encoded"
+    }
+}
+
 /// What a tenant back in the configuration serves: the data kept under its name, which may
 /// be another customer's.
 fn served(t: &str, users: u64, groups: u64) -> String {
@@ -1032,7 +1044,8 @@ impl Server {
                     |what: &str| said.first_this_minute(&format!("{what} from {}", peer.ip()));
                 match ending {
                     in_flight::Ending::Unreadable(why) if first("unreadable") => {
-                        tracing::info!(%peer, error = %why, "answered a request that is not valid HTTP/1.1 with a bare 400 (431 for a head too large), no SCIM body: a space, \" < > or another such character in a URL must be percent-encoded (said once a minute per address)");
+                        let hint = unreadable_hint(&why);
+                        tracing::info!(%peer, error = %why, "answered a request that is not valid HTTP/1.1 with a bare 400 (431 for a head too large), no SCIM body: {hint} (said once a minute per address)");
                     }
                     in_flight::Ending::NoWindow(quiet) if first("no window") => {
                         tracing::warn!(%peer, secs = quiet.as_secs(), "closed a connection whose answers had not moved: the client gives no flow-control window (said once a minute per address)");
@@ -1140,6 +1153,18 @@ fn internal_error(what: &str, id: &RequestId) -> crate::http::response::Resp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// hyper's words for what it could not read lead to the part of the request at fault: a
+    /// bad header was blamed on the URL.
+    #[test]
+    fn an_unreadable_request_is_pointed_at_the_part_at_fault() {
+        let header = unreadable_hint("invalid HTTP header parsed");
+        assert!(header.starts_with("a header holds"), "{header}");
+        let head = unreadable_hint("message head is too large");
+        assert!(head.contains("longer than the server reads"), "{head}");
+        let uri = unreadable_hint("invalid URI");
+        assert!(uri.contains("must be percent-encoded"), "{uri}");
+    }
 
     /// A handler that panics is answered 500 with its request's id, like any other answer,
     /// and the same id is what its log line carries.
