@@ -160,8 +160,8 @@ fn log_ignored(app: &App, ctx: &Ctx, kind: Kind, ignored: &Ignored) {
     macro_rules! say {
         ($level:ident, $note:literal) => {
             tracing::$level!(
-                tenant = %ctx.principal.tenant,
-                token = %ctx.principal.token_name,
+                tenant = ctx.principal.tenant.as_str(),
+                token_name = ctx.principal.token_name.as_str(),
                 resource = kind.as_str(),
                 %attributes,
                 %schemas,

@@ -600,7 +600,13 @@ impl App {
             if let Err(wait) = self.limiter.check(&key, rate, burst, Instant::now()) {
                 let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
                 if self.first_this_minute(&format!("tenant {key}")) {
-                    tracing::warn!(tenant = %principal.tenant, token = %principal.token_name, "over its rate_limit; answering 429 (said once a minute)");
+                    tracing::warn!(
+                        tenant = principal.tenant.as_str(),
+                        token_name = principal.token_name.as_str(),
+                        rate_limit = rate,
+                        rate_burst = burst,
+                        "over its rate_limit; answering 429 (said once a minute)"
+                    );
                 }
                 let e = ScimError::new(
                     429,

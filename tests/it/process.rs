@@ -2446,6 +2446,12 @@ async fn json_logs_carry_one_object_per_request_without_the_token() {
         "{said:?}"
     );
     assert!(said.iter().all(|v| v["level"] == "WARN"), "{said:?}");
+    // Named by the fields the request lines use.
+    assert!(
+        said.iter()
+            .all(|v| v["fields"]["token_name"] == "okta" && v["fields"]["tenant"] == "acme"),
+        "{said:?}"
+    );
 
     // A refusal's line names its scimType, and a path no endpoint has is shown as sent.
     let body = r#"{"userName": "b@example.com"}"#.to_string();
