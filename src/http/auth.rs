@@ -77,7 +77,7 @@ pub(super) fn authorization(h: &http::HeaderMap) -> Option<std::borrow::Cow<'_, 
 /// Whose refused tokens are counted together: an IPv4 address, or an IPv6 address's /64
 /// network, as one host usually holds a whole /64 and could otherwise step past the
 /// throttle by changing its address.
-fn throttle_key(ip: std::net::IpAddr) -> String {
+pub(super) fn throttle_key(ip: std::net::IpAddr) -> String {
     let std::net::IpAddr::V6(v6) = ip else {
         return ip.to_string();
     };
@@ -120,18 +120,9 @@ impl Refusal {
     ) {
         let latency_ms = started.elapsed().as_micros() as f64 / 1000.0;
         let user_agent = self.user_agent.as_deref();
-        macro_rules! line {
-            ($level:expr) => {
-                tracing::event!(target: "scimd::request", $level, %peer, method = %method,
-                    path, status, latency_ms, tenant, user_agent, request_id = id,
-                    "authentication refused: {}", self.why)
-            };
-        }
-        if self.said {
-            line!(tracing::Level::INFO);
-        } else {
-            line!(tracing::Level::DEBUG);
-        }
+        info_or_debug!(self.said, target: "scimd::request", %peer, method = %method,
+            path, status, latency_ms, tenant, user_agent, request_id = id,
+            "authentication refused: {}", self.why);
     }
 }
 
@@ -222,15 +213,7 @@ impl App {
             // And the client's own name (Okta, Entra and OneLogin each send theirs).
             let user_agent = (headers.get(http::header::USER_AGENT))
                 .map(|v| response::clip(&String::from_utf8_lossy(v.as_bytes()), 100).to_string());
-            let said = self
-                .said_each_minute
-                .check(
-                    &format!("refusals to {source}"),
-                    10.0 / 60.0,
-                    10.0,
-                    Instant::now(),
-                )
-                .is_ok();
+            let said = self.few_this_minute(&format!("refusals to {source}"));
             resp.extensions_mut().insert(Refusal {
                 why,
                 user_agent,

@@ -1,6 +1,18 @@
 //! HTTP: routing, authentication, body limits, request parsing, and rendering of responses
 //! and errors. Knows the SCIM core and the store's API, never redb's tables.
 
+/// A log line at info when `loud` (the first of a flood, say), else at debug: tracing takes
+/// a level only as a constant.
+macro_rules! info_or_debug {
+    ($loud:expr, $($event:tt)+) => {
+        if $loud {
+            tracing::info!($($event)+)
+        } else {
+            tracing::debug!($($event)+)
+        }
+    };
+}
+
 mod app_side;
 mod auth;
 pub mod backlog;
@@ -245,17 +257,10 @@ impl App {
         if let Some(e) = malformed::why(&req) {
             // Refused before any token is looked at: once a minute per address at info, as
             // other refusals of requests without a token (anyone could fill the journal).
-            macro_rules! refused_line {
-                ($level:expr) => {
-                    tracing::event!(target: "scimd::request", $level, %peer, method = %method,
-                        status = 400, detail = e.detail, request_id = id, "request refused")
-                };
-            }
-            if self.first_this_minute(&format!("malformed from {}", peer.ip())) {
-                refused_line!(tracing::Level::INFO);
-            } else {
-                refused_line!(tracing::Level::DEBUG);
-            }
+            let source = auth::throttle_key(peer.ip());
+            let loud = self.first_this_minute(&format!("malformed from {source}"));
+            info_or_debug!(loud, target: "scimd::request", %peer, method = %method, status = 400,
+                detail = e.detail, request_id = id, "request refused");
             return response::error(&e);
         }
         if req.uri().path() == "/metrics" {
@@ -297,21 +302,12 @@ impl App {
             // Anyone may ask (end users' browsers, without a token): a redirect is a read,
             // logged at debug, and a refusal is said once a minute per address. The name is
             // recorded as text, escaped: a line break in the URL must not forge a line.
-            let said =
-                status >= 400 && self.first_this_minute(&format!("sso refusal to {}", peer.ip()));
-            macro_rules! sso_line {
-                ($level:expr) => {
-                    tracing::event!(target: "scimd::request", $level, %peer, method = %method,
-                        path = "/sso/login_redirect", status,
-                        latency_ms = started.elapsed().as_micros() as f64 / 1000.0,
-                        tenant = named.as_str(), request_id = id, "request")
-                };
-            }
-            if said {
-                sso_line!(tracing::Level::INFO);
-            } else {
-                sso_line!(tracing::Level::DEBUG);
-            }
+            let source = auth::throttle_key(peer.ip());
+            let loud = status >= 400 && self.first_this_minute(&format!("sso refusal to {source}"));
+            info_or_debug!(loud, target: "scimd::request", %peer, method = %method,
+                path = "/sso/login_redirect", status,
+                latency_ms = started.elapsed().as_micros() as f64 / 1000.0,
+                tenant = named.as_str(), request_id = id, "request");
             return resp;
         }
         let route = router::route(req.uri().path());
@@ -372,10 +368,10 @@ impl App {
         // read rate and run into journald's rate limit, which then drops the lines that
         // matter (writes, errors) along with them. A 429 is said once a minute instead.
         macro_rules! request_line {
-            ($level:expr) => {
-                tracing::event!(
+            ($loud:expr) => {
+                info_or_debug!(
+                    $loud,
                     target: "scimd::request",
-                    $level,
                     %peer,
                     method = %method,
                     path = template,
@@ -407,17 +403,18 @@ impl App {
         // (501: a method HTTP does not define, refused as a 4xx is.)
         // Per tenant too: IdPs provision from shared cloud addresses, and one tenant's
         // missing token must not hide another's.
+        // Yet ten a minute at most from an address, whatever the tenants its URLs name.
+        let source = auth::throttle_key(peer.ip());
         let bare_refused = ((400..500).contains(&status) || status == 501)
             && bare
-            && !self.first_this_minute(&format!("bare refusal to {} for {tenant}", peer.ip()));
+            && !(self.first_this_minute(&format!("bare refusal to {source} for {tenant}"))
+                && self.few_this_minute(&format!("bare refusals to {source}")));
         // A refused token's line says why, in place of the request line.
         if let Some(r) = resp.extensions().get::<auth::Refusal>() {
             let path = unknown_path.as_deref().unwrap_or(template);
             r.log(peer, (&method, path, status), &tenant, (started, id));
-        } else if (read && status < 400) || status == 429 || bare_refused {
-            request_line!(tracing::Level::DEBUG);
         } else {
-            request_line!(tracing::Level::INFO);
+            request_line!(!((read && status < 400) || status == 429 || bare_refused));
         }
         resp
     }
@@ -749,6 +746,14 @@ impl App {
     pub(crate) fn first_this_minute(&self, whom: &str) -> bool {
         self.said_each_minute
             .check(whom, 1.0 / 60.0, 1.0, Instant::now())
+            .is_ok()
+    }
+
+    /// Whether `whom` has been said fewer than ten times in the last minute (a burst of ten,
+    /// refilled at ten a minute): for what a flood from one address repeats.
+    pub(crate) fn few_this_minute(&self, whom: &str) -> bool {
+        self.said_each_minute
+            .check(whom, 10.0 / 60.0, 10.0, Instant::now())
             .is_ok()
     }
 
