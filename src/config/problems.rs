@@ -1,5 +1,6 @@
 //! The semantic checks: what is refused, each problem named by its key.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
@@ -343,19 +344,27 @@ impl Config {
                     ));
                 }
                 let h = &tok.sha256;
+                // Where a valid hash was first seen: `None` the first time.
+                let first = match bad_hash(h) {
+                    Some(_) => None,
+                    None => match hashes.entry(h.to_ascii_lowercase()) {
+                        Entry::Occupied(e) => Some(e.get().clone()),
+                        Entry::Vacant(e) => {
+                            e.insert(key.clone());
+                            None
+                        }
+                    },
+                };
                 if let Some(bad) = bad_hash(h) {
                     p.push(format!(
                         "{key}.sha256: {bad}; generate a token and its hash with `scimd token`"
                     ));
-                } else if let Some(first) = hashes.get(&h.to_ascii_lowercase()) {
+                } else if let Some(first) = &first {
                     p.push(format!(
                         "{key}.sha256: the same token as {first}; each token must belong to one \
                          tenant (give one of them a new token with `scimd token`)"
                     ));
-                } else if hashes.insert(h.to_ascii_lowercase(), key.clone()).is_none()
-                    && exposed
-                    && h.eq_ignore_ascii_case(EXAMPLE_TOKEN_SHA256)
-                {
+                } else if exposed && h.eq_ignore_ascii_case(EXAMPLE_TOKEN_SHA256) {
                     p.push(format!(
                         "{key}.sha256: this is the demo token of config.example.toml, which \
                          anyone can read, so it is accepted only while server.listen is a \
@@ -505,11 +514,17 @@ mod tests {
         let mut other = c.tenants["acme"].clone();
         other.tokens[0].name = "copied".into();
         other.tokens[0].sha256 = other.tokens[0].sha256.to_ascii_uppercase();
-        c.tenants.insert("zeta".into(), other);
+        c.tenants.insert("zeta".into(), other.clone());
+        c.tenants.insert("zz".into(), other);
         let all = c.problems().join("\n");
-        let said = "tenants.zeta.tokens[0].sha256: the same token as tenants.acme.tokens[0]; \
-                    each token must belong to one tenant";
-        assert!(all.contains(said), "{all}");
+        // A third copy names the first too.
+        for copy in ["zeta", "zz"] {
+            let said = format!(
+                "tenants.{copy}.tokens[0].sha256: the same token as tenants.acme.tokens[0]; \
+                 each token must belong to one tenant"
+            );
+            assert!(all.contains(&said), "{all}");
+        }
     }
 
     /// A hash of the wrong length says how long it is; one of the right length with a
