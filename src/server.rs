@@ -149,30 +149,34 @@ fn unreadable_hint(why: &str) -> &'static str {
     }
 }
 
-/// What a tenant back in the configuration serves: the data kept under its name, which may
-/// be another customer's.
-fn served(t: &str, users: u64, groups: u64) -> String {
+/// What a tenant back in the configuration serves: the data kept under its name (its user
+/// and group counts, when read), which may be another customer's.
+fn served(t: &str, held: Option<(u64, u64)>) -> String {
+    let what = match held {
+        Some((u, g)) => format!(
+            "the {} and {}",
+            crate::counted(u, "user"),
+            crate::counted(g, "group")
+        ),
+        None => "what".to_string(),
+    };
     format!(
-        "served the {} and {} the database kept under its name from an earlier tenant (if \
-         this is another customer: take the table out, reload, and `scimd tenant purge {t} \
-         --yes`)",
-        crate::counted(users, "user"),
-        crate::counted(groups, "group")
+        "served {what} the database kept under its name from an earlier tenant (if this is \
+         another customer: take the table out, reload, and `scimd tenant purge {t} --yes`)"
     )
 }
 
 /// The start's warning for a tenant whose table came back while scimd was stopped.
 async fn back_with_data(app: &App, t: &str) -> String {
     let held = |kind| app.store.count(t.to_string(), kind);
-    let said = format!("tenant {t} is back in the configuration since scimd last ran, and");
-    match (held(Kind::User).await, held(Kind::Group).await) {
-        (Ok(u), Ok(g)) => format!("{said} {}", served(t, u, g)),
-        // Counts not read: the warning stands without them.
-        _ => format!(
-            "{said} served what the database kept under its name (if this is another \
-                      customer: take the table out, reload, and `scimd tenant purge {t} --yes`)"
-        ),
-    }
+    let counts = held(Kind::User)
+        .await
+        .ok()
+        .zip(held(Kind::Group).await.ok());
+    format!(
+        "tenant {t} is back in the configuration since scimd last ran, and {}",
+        served(t, counts)
+    )
 }
 
 /// How often plan settings that could not be recorded are tried again.
@@ -397,7 +401,7 @@ impl Reloader {
             let held = |kind| self.app.store.count(t.clone(), kind);
             match (held(Kind::User).await, held(Kind::Group).await) {
                 (Ok(u), Ok(g)) if u + g > 0 => {
-                    warnings.push(format!("tenant {t} added, and {}", served(t, u, g)))
+                    warnings.push(format!("tenant {t} added, and {}", served(t, Some((u, g)))))
                 }
                 _ => notes.push(format!("tenant {t} added")),
             }

@@ -116,7 +116,7 @@ impl<'t> W<'t> {
     }
 
     /// Write an updated body (if anything changed) and its events; returns the record now
-    /// stored. `index_keys` are the old body's and the new one's.
+    /// stored, given the old body's index keys and the new one's.
     fn update(
         &mut self,
         actor: &Actor,
