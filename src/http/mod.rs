@@ -273,9 +273,16 @@ impl App {
             let resp = self
                 .metrics_page((req.headers(), req.extensions()), peer)
                 .await;
+            let status = resp.status().as_u16();
             if let Some(r) = resp.extensions().get::<auth::Refusal>() {
-                let at = (&method, "/metrics", resp.status().as_u16());
-                r.log(peer, at, "-", (started, id));
+                r.log(peer, (&method, "/metrics", status), "-", (started, id));
+            } else if status >= 400 {
+                // Without a token, or with metrics off: once a minute per address, as other
+                // refusals of requests without a token.
+                let source = auth::throttle_key(peer.ip());
+                let loud = self.first_this_minute(&format!("metrics refusal to {source}"));
+                info_or_debug!(loud, target: "scimd::request", %peer, method = %method,
+                    path = "/metrics", status, request_id = id, "request");
             }
             return resp;
         }
@@ -325,11 +332,12 @@ impl App {
         let bare = !req.headers().contains_key(http::header::AUTHORIZATION);
         let read = matches!(method, Method::GET | Method::HEAD) || template.ends_with(".search");
         // A write's line names the resource it changed (who deactivated whom): its id from
-        // the URL, escaped and cut (client text; a token pasted there withheld).
+        // the URL, cut (client text, recorded as text and so escaped as every such field is;
+        // a token pasted there withheld).
         let mut changed = match (read, route.as_ref().map(|r| &r.endpoint)) {
             (false, Some(Endpoint::Resource(_, id))) => {
                 let id = self.runtime().tokens.withhold_in_path(id);
-                Some(response::clip(&id, 64).escape_debug().to_string())
+                Some(response::clip(&id, 64).into_owned())
             }
             _ => None,
         };

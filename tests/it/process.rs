@@ -734,6 +734,14 @@ async fn a_rust_log_that_is_no_level_is_passed_over_and_refusals_say_why() {
     let refusals = log.matches("authentication refused").count();
     let refill = began.elapsed().as_secs() as usize / 6 + 1;
     assert!(refusals <= 10 + refill, "{refusals} lines: {log}");
+    // /metrics asked without a token (here off: 404) has its line too, once a minute.
+    for _ in 0..3 {
+        let url = format!("https://localhost:{}/metrics", p.port);
+        assert_eq!(p.client.get(&url).send().await.unwrap().status(), 404);
+    }
+    let line = "path=\"/metrics\" status=404";
+    let log = p.log_with(line).await;
+    assert_eq!(log.matches(line).count(), 1, "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
