@@ -1063,8 +1063,7 @@ impl Server {
                         in_flight::drive(conn, flight, timeouts, peer, stopping, closed).await
                     }
                 };
-                let first =
-                    |what: &str| said.first_this_minute(&format!("{what} from {}", peer.ip()));
+                let first = |what: &str| said.first_from_this_minute(what, peer.ip());
                 match ending {
                     in_flight::Ending::Unreadable(why) if first("unreadable") => {
                         let hint = unreadable_hint(&why);

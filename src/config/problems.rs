@@ -345,7 +345,8 @@ impl Config {
                 }
                 let h = &tok.sha256;
                 // Where a valid hash was first seen: `None` the first time.
-                let first = match bad_hash(h) {
+                let bad = bad_hash(h);
+                let first = match bad {
                     Some(_) => None,
                     None => match hashes.entry(h.to_ascii_lowercase()) {
                         Entry::Occupied(e) => Some(e.get().clone()),
@@ -355,7 +356,7 @@ impl Config {
                         }
                     },
                 };
-                if let Some(bad) = bad_hash(h) {
+                if let Some(bad) = bad {
                     p.push(format!(
                         "{key}.sha256: {bad}; generate a token and its hash with `scimd token`"
                     ));

@@ -104,7 +104,7 @@ pub(super) struct Refusal {
     pub(super) why: String,
     pub(super) user_agent: Option<String>,
     /// Logged at info (else at debug): a flood of wrong tokens must not fill the journal.
-    pub(super) said: bool,
+    pub(super) loud: bool,
 }
 
 impl Refusal {
@@ -120,7 +120,7 @@ impl Refusal {
     ) {
         let latency_ms = started.elapsed().as_micros() as f64 / 1000.0;
         let user_agent = self.user_agent.as_deref();
-        info_or_debug!(self.said, target: "scimd::request", %peer, method = %method,
+        info_or_debug!(self.loud, target: "scimd::request", %peer, method = %method,
             path, status, latency_ms, tenant, user_agent, request_id = id,
             "authentication refused: {}", self.why);
     }
@@ -213,11 +213,11 @@ impl App {
             // And the client's own name (Okta, Entra and OneLogin each send theirs).
             let user_agent = (headers.get(http::header::USER_AGENT))
                 .map(|v| response::clip(&String::from_utf8_lossy(v.as_bytes()), 100).to_string());
-            let said = self.few_this_minute(&format!("refusals to {source}"));
+            let loud = self.few_this_minute(&format!("refusals from {source}"));
             resp.extensions_mut().insert(Refusal {
                 why,
                 user_agent,
-                said,
+                loud,
             });
         }
         // RFC 6750 §3.1: a token that was sent and refused is `invalid_token`; a request

@@ -257,8 +257,7 @@ impl App {
         if let Some(e) = malformed::why(&req) {
             // Refused before any token is looked at: once a minute per address at info, as
             // other refusals of requests without a token (anyone could fill the journal).
-            let source = auth::throttle_key(peer.ip());
-            let loud = self.first_this_minute(&format!("malformed from {source}"));
+            let loud = self.first_from_this_minute("malformed", peer.ip());
             info_or_debug!(loud, target: "scimd::request", %peer, method = %method, status = 400,
                 detail = e.detail, request_id = id, "request refused");
             return response::error(&e);
@@ -279,8 +278,7 @@ impl App {
             } else if status >= 400 {
                 // Without a token, or with metrics off: once a minute per address, as other
                 // refusals of requests without a token.
-                let source = auth::throttle_key(peer.ip());
-                let loud = self.first_this_minute(&format!("metrics refusal to {source}"));
+                let loud = self.first_from_this_minute("metrics refusal", peer.ip());
                 info_or_debug!(loud, target: "scimd::request", %peer, method = %method,
                     path = "/metrics", status, request_id = id, "request");
             }
@@ -309,8 +307,7 @@ impl App {
             // Anyone may ask (end users' browsers, without a token): a redirect is a read,
             // logged at debug, and a refusal is said once a minute per address. The name is
             // recorded as text, escaped: a line break in the URL must not forge a line.
-            let source = auth::throttle_key(peer.ip());
-            let loud = status >= 400 && self.first_this_minute(&format!("sso refusal to {source}"));
+            let loud = status >= 400 && self.first_from_this_minute("sso refusal", peer.ip());
             info_or_debug!(loud, target: "scimd::request", %peer, method = %method,
                 path = "/sso/login_redirect", status,
                 latency_ms = started.elapsed().as_micros() as f64 / 1000.0,
@@ -375,54 +372,51 @@ impl App {
         // cycle is mostly lookups, thousands a second: at info they would cost ~15% of the
         // read rate and run into journald's rate limit, which then drops the lines that
         // matter (writes, errors) along with them. A 429 is said once a minute instead.
-        macro_rules! request_line {
-            ($loud:expr) => {
-                info_or_debug!(
-                    $loud,
-                    target: "scimd::request",
-                    %peer,
-                    method = %method,
-                    path = template,
-                    unknown_path = unknown_path.as_deref(),
-                    resource_id = changed.as_deref(),
-                    status,
-                    scim_type = resp
-                        .extensions()
-                        .get::<crate::scim::error::ScimType>()
-                        .map(|t| t.as_str()),
-                    detail = resp
-                        .extensions()
-                        .get::<response::Detail>()
-                        .and_then(|d| d.for_log(|text| {
-                            self.runtime().tokens.withhold_path_tokens(text, uri.path()).into_owned()
-                        }))
-                        .as_deref(),
-                    latency_ms = started.elapsed().as_micros() as f64 / 1000.0,
-                    tenant = &*tenant,
-                    token_name = who.as_ref().map(|p| p.token_name.as_str()).unwrap_or("-"),
-                    request_id = id,
-                    "request"
-                )
-            };
-        }
         // A refusal of a request without a token (a scanner trying paths, a probe, a client
-        // before its first challenge) is said once a minute per address: any client could
-        // fill the journal.
-        // (501: a method HTTP does not define, refused as a 4xx is.)
-        // Per tenant too: IdPs provision from shared cloud addresses, and one tenant's
-        // missing token must not hide another's.
-        // Yet ten a minute at most from an address, whatever the tenants its URLs name.
-        let source = auth::throttle_key(peer.ip());
+        // before its first challenge; 501 is a method HTTP does not define) is said once a
+        // minute per address and tenant, since IdPs provision from shared cloud addresses
+        // and one tenant's missing token must not hide another's; ten a minute at most
+        // from an address, as any client could fill the journal. (The keys are formatted
+        // only for such a refusal, never on the usual path.)
         let bare_refused = ((400..500).contains(&status) || status == 501)
             && bare
-            && !(self.first_this_minute(&format!("bare refusal to {source} for {tenant}"))
-                && self.few_this_minute(&format!("bare refusals to {source}")));
+            && !(self.first_from_this_minute(&format!("bare refusal for {tenant}"), peer.ip())
+                && self.few_this_minute(&format!(
+                    "bare refusals from {}",
+                    auth::throttle_key(peer.ip())
+                )));
         // A refused token's line says why, in place of the request line.
         if let Some(r) = resp.extensions().get::<auth::Refusal>() {
             let path = unknown_path.as_deref().unwrap_or(template);
             r.log(peer, (&method, path, status), &tenant, (started, id));
         } else {
-            request_line!(!((read && status < 400) || status == 429 || bare_refused));
+            let loud = !((read && status < 400) || status == 429 || bare_refused);
+            info_or_debug!(
+                loud,
+                target: "scimd::request",
+                %peer,
+                method = %method,
+                path = template,
+                unknown_path = unknown_path.as_deref(),
+                resource_id = changed.as_deref(),
+                status,
+                scim_type = resp
+                    .extensions()
+                    .get::<crate::scim::error::ScimType>()
+                    .map(|t| t.as_str()),
+                detail = resp
+                    .extensions()
+                    .get::<response::Detail>()
+                    .and_then(|d| d.for_log(|text| {
+                        self.runtime().tokens.withhold_path_tokens(text, uri.path()).into_owned()
+                    }))
+                    .as_deref(),
+                latency_ms = started.elapsed().as_micros() as f64 / 1000.0,
+                tenant = &*tenant,
+                token_name = who.as_ref().map(|p| p.token_name.as_str()).unwrap_or("-"),
+                request_id = id,
+                "request"
+            );
         }
         resp
     }
@@ -755,6 +749,13 @@ impl App {
         self.said_each_minute
             .check(whom, 1.0 / 60.0, 1.0, Instant::now())
             .is_ok()
+    }
+
+    /// `first_this_minute` for `what` from `ip`'s address, as the token throttle counts it
+    /// (an IPv6 /64 is one): a client must not step past a once-a-minute line by changing
+    /// its address within its network.
+    pub(crate) fn first_from_this_minute(&self, what: &str, ip: std::net::IpAddr) -> bool {
+        self.first_this_minute(&format!("{what} from {}", auth::throttle_key(ip)))
     }
 
     /// Whether `whom` has been said fewer than ten times in the last minute (a burst of ten,

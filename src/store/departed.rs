@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use redb::{ReadableTable, Table};
 
-use super::read::ReadSide;
+use super::read::{ReadSide, tenants_with_data};
 use super::tables::{COUNTS, META};
 use super::{Error, Store};
 
@@ -22,20 +22,6 @@ fn marked(meta: &impl ReadableTable<&'static str, u64>) -> Result<BTreeSet<Strin
         let (k, _) = e?;
         if let Some(t) = k.value().strip_prefix("departed/") {
             names.insert(t.to_string());
-        }
-    }
-    Ok(names)
-}
-
-/// The tenants with users or groups.
-fn stored(
-    counts: &impl ReadableTable<(&'static str, u8), u64>,
-) -> Result<BTreeSet<String>, redb::Error> {
-    let mut names = BTreeSet::new();
-    for e in counts.iter()? {
-        let (k, v) = e?;
-        if v.value() > 0 {
-            names.insert(k.value().0.to_string());
         }
     }
     Ok(names)
@@ -86,7 +72,8 @@ impl Store {
         let look = |r: &ReadSide| -> Result<_, redb::Error> {
             let meta = r.txn().open_table(META)?;
             let counts = r.txn().open_table(COUNTS)?;
-            Ok(changes(&configured, &stored(&counts)?, &marked(&meta)?))
+            let stored = tenants_with_data(&counts)?.into_iter().collect();
+            Ok(changes(&configured, &stored, &marked(&meta)?))
         };
         let (mark, unmark, _) = self.read_now(|r| Ok(Ok(look(r)?)))?;
         if mark.is_empty() && unmark.is_empty() {
@@ -94,7 +81,8 @@ impl Store {
         }
         self.write(String::new(), move |w| {
             // Looked at again inside the write: what the read saw may have changed.
-            let (stored, mut meta) = (stored(&w.counts)?, w.txn.open_table(META)?);
+            let stored = tenants_with_data(&w.counts)?.into_iter().collect();
+            let mut meta = w.txn.open_table(META)?;
             let (mark, unmark, back) = changes(&configured, &stored, &marked(&meta)?);
             apply(&mut meta, &mark, &unmark)?;
             Ok(Ok(back))

@@ -704,16 +704,7 @@ impl Store {
     pub async fn stored_tenants(&self) -> Result<Vec<String>, Error> {
         // For the console and metrics, whose share is the empty tenant name's.
         self.read("", move |r: &ReadSide| {
-            let c = r.txn().open_table(COUNTS)?;
-            let mut names: Vec<String> = Vec::new();
-            for e in c.iter()? {
-                let (k, v) = e?;
-                let t = k.value().0;
-                if v.value() > 0 && names.last().is_none_or(|l| l != t) {
-                    names.push(t.to_string());
-                }
-            }
-            Ok(Ok(names))
+            Ok(Ok(tenants_with_data(&r.txn().open_table(COUNTS)?)?))
         })
         .await
     }
@@ -1125,6 +1116,21 @@ pub enum MemberBatch {
     /// The group could not be read (its record does not parse): its request's error, sent
     /// in place of `Head`.
     Failed(Error),
+}
+
+/// Every tenant with users or groups, in name order, from the per-kind counts.
+pub(super) fn tenants_with_data(
+    counts: &impl ReadableTable<(&'static str, u8), u64>,
+) -> Result<Vec<String>, redb::Error> {
+    let mut names: Vec<String> = Vec::new();
+    for e in counts.iter()? {
+        let (k, v) = e?;
+        let t = k.value().0;
+        if v.value() > 0 && names.last().is_none_or(|l| l != t) {
+            names.push(t.to_string());
+        }
+    }
+    Ok(names)
 }
 
 #[cfg(test)]
