@@ -895,8 +895,8 @@ mod tests {
         assert!(f.unasked_for() >= Duration::from_secs(5));
     }
 
-    #[test]
-    fn one_tenant_has_at_most_its_share_of_connections_safe_from_closing() {
+    #[tokio::test(start_paused = true)]
+    async fn one_tenant_has_at_most_its_share_of_connections_safe_from_closing() {
         use crate::http::vouch::Vouch;
         let all = InFlight::new();
         all.cap_vouched_per_tenant(2);
@@ -916,7 +916,7 @@ mod tests {
         let other = all.child();
         other.vouch("globex", "entra");
         assert!(other.vouched.load(Ordering::SeqCst));
-        std::thread::sleep(STRANGER_GRACE + Duration::from_millis(50));
+        tokio::time::advance(STRANGER_GRACE + Duration::from_millis(50)).await;
         assert!(all.evict_a_stranger());
         assert!(conns[2].evicted.load(Ordering::SeqCst));
         // One of acme's safe ones gone: the next that shows acme's token is safe again.
@@ -928,8 +928,8 @@ mod tests {
 
     /// A connection whose token is refused (revoked by a reload, say) is a stranger again:
     /// closed for a newcomer, and no longer counted in its tenant's share.
-    #[test]
-    fn a_connection_refused_for_its_token_is_a_stranger_again() {
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_refused_for_its_token_is_a_stranger_again() {
         use crate::http::vouch::Vouch;
         let all = InFlight::new();
         all.cap_vouched_per_tenant(2);
@@ -944,7 +944,7 @@ mod tests {
         // Its place in acme's share is free for another of acme's connections.
         conns[2].vouch("acme", "okta");
         assert!(conns[2].vouched.load(Ordering::SeqCst));
-        std::thread::sleep(STRANGER_GRACE + Duration::from_millis(50));
+        tokio::time::advance(STRANGER_GRACE + Duration::from_millis(50)).await;
         assert!(all.evict_a_stranger());
         assert!(conns[0].evicted.load(Ordering::SeqCst));
         assert!(!all.evict_a_stranger(), "the other two are safe");
@@ -1090,8 +1090,10 @@ mod tests {
         assert!(waiter.is_finished());
     }
 
-    #[test]
-    fn the_oldest_stranger_is_evicted_and_a_vouched_connection_never() {
+    // Paused time, here and in the two share tests: a loaded machine's stall between two
+    // lines must not age a connection past a grace period.
+    #[tokio::test(start_paused = true)]
+    async fn the_oldest_stranger_is_evicted_and_a_vouched_connection_never() {
         use crate::http::vouch::Vouch;
         let all = InFlight::new();
         let gone = all.child();
@@ -1111,10 +1113,10 @@ mod tests {
         // One that has said nothing is not, once a client would have spoken.
         let silent = all.child();
         assert!(!all.evict_a_stranger(), "a connection just accepted");
-        std::thread::sleep(SILENT_GRACE + Duration::from_millis(50));
+        tokio::time::advance(SILENT_GRACE + Duration::from_millis(50)).await;
         assert!(all.evict_a_stranger());
         assert!(silent.evicted.load(Ordering::SeqCst));
-        std::thread::sleep(STRANGER_GRACE + Duration::from_millis(50));
+        tokio::time::advance(STRANGER_GRACE + Duration::from_millis(50)).await;
         let young = all.child();
         young.spoke();
         assert!(all.evict_a_stranger());

@@ -1967,8 +1967,9 @@ fn stalled_member_streams_hold_no_share_of_the_read_threads() {
     );
     // Longer than the waits below: with streams that held their turns while stalled, the
     // streams past the share would start, and the next one run, only once it had passed.
-    let stall = std::time::Duration::from_secs(6);
-    let ready = std::time::Duration::from_secs(4);
+    // The margin between the two is for a loaded machine.
+    let stall = std::time::Duration::from_secs(10);
+    let ready = std::time::Duration::from_secs(7);
     f.rt.block_on(async {
         let mut streams: Vec<_> = (0..TENANT_READS * 2)
             .map(|_| f.store.member_batches("t".into(), g, stall, None))

@@ -826,9 +826,14 @@ async fn streamed_groups_a_client_does_not_read_wait_for_room() {
     // the second starts before hyper has taken any of the first, and the rest wait. (A
     // stream its client does not read ends after the request timeout, giving its room to a
     // waiting one, which races with that one's 503: so what is looked at is who is
-    // answered before then.)
+    // answered well before then: the first, and any answered within half a second of it.)
     let answers: Vec<_> = answers.into_iter().map(tokio::spawn).collect();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !answers.iter().any(|a| a.is_finished()) {
+        assert!(tokio::time::Instant::now() < deadline, "no stream answered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let (done, waiting): (Vec<_>, Vec<_>) = answers.into_iter().partition(|a| a.is_finished());
     assert!(
         (1..=2).contains(&done.len()) && waiting.len() >= 2,
