@@ -3328,10 +3328,12 @@ fn a_tenants_writes_wait_for_a_turn_not_for_other_tenants_queues() {
         rt.block_on(f).unwrap();
     }
     // In first-come order they were answered after the floods' 1,200 (at least the 1,024
-    // the queue holds); with one job of each tenant in turn, after about 120.
+    // the queue holds); in turns, after a few dozen. The bound leaves room for a loaded
+    // machine, where the writes waiting for room in the queue may be woken a batch or
+    // more late, and stays far from first-come order.
     let last = places.iter().max().copied().unwrap_or_default();
     assert!(
-        last < 60,
+        last < 300,
         "answered after {last} of the floods' writes: {places:?}"
     );
     assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), 1220);
