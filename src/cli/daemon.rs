@@ -275,7 +275,13 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
                 } else {
                     tracing::error!("cannot start: {e}");
                 }
-                return ExitCode::FAILURE;
+                // A file of a newer scimd: starting again would only refuse it again (exit 2
+                // stops systemd's restarts).
+                use scimd::{server::StartError, store::StoreError};
+                return match e {
+                    StartError::Store(StoreError::TooNew { .. }) => ExitCode::from(2),
+                    _ => ExitCode::FAILURE,
+                };
             }
         };
         // Signal handlers go in before anyone is told we listen, so an early SIGHUP or

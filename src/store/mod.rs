@@ -89,7 +89,9 @@ pub enum StoreError {
     },
     #[error(
         "the database {path} has layout version {found}, newer than this scimd understands \
-         ({supported}); upgrade scimd"
+         ({supported}): a newer scimd wrote it. Install that version again; or, to go back to \
+         this one, restore a backup made before the upgrade with this version's `scimd \
+         restore`"
     )]
     TooNew {
         path: String,
@@ -776,24 +778,29 @@ impl Store {
         let db = shared.open_db().map_err(open_err)?;
         // Held now: no other start is making a database beside it.
         fresh::clear_leftovers(path);
-        if !convert
-            && let Some(found) = guarded(|| layout::stored_version(&db)).map_err(open_err)?
-            && found < tables::SCHEMA_VERSION
-        {
-            return Err(StoreError::TooOld {
-                path: path.display().to_string(),
-                found,
-                supported: tables::SCHEMA_VERSION,
-            });
+        // Both refusals before anything is written: a newer layout may have dropped or
+        // retyped tables this build would otherwise create or trip over.
+        let supported = tables::SCHEMA_VERSION;
+        match guarded(|| layout::stored_version(&db)).map_err(open_err)? {
+            Some(found) if found > supported => {
+                let path = path.display().to_string();
+                return Err(StoreError::TooNew {
+                    path,
+                    found,
+                    supported,
+                });
+            }
+            Some(found) if !convert && found < supported => {
+                let path = path.display().to_string();
+                return Err(StoreError::TooOld {
+                    path,
+                    found,
+                    supported,
+                });
+            }
+            _ => {}
         }
-        let found = guarded(|| layout::init_schema(&db)).map_err(open_err)?;
-        if found > tables::SCHEMA_VERSION {
-            return Err(StoreError::TooNew {
-                path: path.display().to_string(),
-                found,
-                supported: tables::SCHEMA_VERSION,
-            });
-        }
+        guarded(|| layout::init_schema(&db)).map_err(open_err)?;
         let floor = guarded(|| layout::version_floor(&db)).map_err(open_err)?;
         // Times handed out go on past the stored ones after a restart too: lastModified
         // must not go back for clients that sync by it.

@@ -25,14 +25,39 @@ fn records_its_layout_version_and_refuses_a_newer_one() {
             tables::SCHEMA_VERSION
         );
     }
+    // A newer layout that dropped one table and retyped another: refused as newer, before
+    // this build writes anything (it would create the one and trip over the other).
     let w = db.begin_write().unwrap();
     set_layout(&w, 99);
+    assert!(w.delete_table(tables::RANKS).unwrap());
+    assert!(w.delete_table(tables::COUNTS).unwrap());
+    let retyped: TableDefinition<&str, &str> = TableDefinition::new("tenant_kind_count");
+    w.open_table(retyped).unwrap().insert("a", "b").unwrap();
     w.commit().unwrap();
     drop(db);
-    match Store::open(&path, 1 << 20) {
-        Err(StoreError::TooNew { found: 99, .. }) => {}
-        Err(e) => panic!("wrong error: {e}"),
-        Ok(_) => panic!("a newer layout must be refused"),
+    for _ in 0..2 {
+        match Store::open(&path, 1 << 20) {
+            Err(StoreError::TooNew { found: 99, .. }) => {}
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("a newer layout must be refused"),
+        }
+    }
+    {
+        use redb::{ReadableDatabase, ReadableTableMetadata, TableHandle};
+        let db = raw(&path);
+        let r = db.begin_read().unwrap();
+        assert!(
+            r.list_tables()
+                .unwrap()
+                .all(|t| t.name() != "tenant_kind_level_prefix_count"),
+            "a refused open created a table"
+        );
+        assert_eq!(r.open_table(retyped).unwrap().len().unwrap(), 1);
+        drop(r);
+        // Back to this layout's tables for what follows (the open below makes the others).
+        let w = db.begin_write().unwrap();
+        assert!(w.delete_table(retyped).unwrap());
+        w.commit().unwrap();
     }
     // An older layout: a console command's open refuses it and leaves it as it was; the
     // daemon's converts it.

@@ -3207,6 +3207,34 @@ fn status_on_a_file_of_an_older_layout_says_not_running() {
     assert_eq!(out.status.code(), Some(3), "{err}");
 }
 
+/// A file a newer scimd wrote (after a downgrade): the daemon refuses it with exit 2, so that
+/// systemd does not start it again and again (`RestartPreventExitStatus=2`), and says how
+/// to go back.
+#[test]
+fn serve_on_a_file_of_a_newer_layout_exits_2_and_says_how_to_go_back() {
+    let (_dir, cfg, state) = stopped();
+    let path = state.join("scimd.redb");
+    let db = made_and_released(&path);
+    let w = db.begin_write().unwrap();
+    w.open_table(redb::TableDefinition::<&str, u64>::new("meta"))
+        .unwrap()
+        .insert("schema_version", 99)
+        .unwrap();
+    w.commit().unwrap();
+    drop(db);
+    let out = Command::new(env!("CARGO_BIN_EXE_scimd"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("layout version 99, newer") && err.contains("restore a backup"),
+        "{err}"
+    );
+    assert_eq!(out.status.code(), Some(2), "{err}");
+}
+
 /// `scimd import` of `file` into acme, which must succeed.
 fn imported(cfg: &std::path::Path, file: &std::path::Path) {
     let out = scimd_cmd(
