@@ -3151,6 +3151,19 @@ fn stopped() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     (dir, cfg, state)
 }
 
+/// A stopped server's configuration whose database records layout `version`.
+fn stopped_at_layout(version: u64) -> (tempfile::TempDir, std::path::PathBuf) {
+    let (dir, cfg, state) = stopped();
+    let db = made_and_released(&state.join("scimd.redb"));
+    let w = db.begin_write().unwrap();
+    w.open_table(redb::TableDefinition::<&str, u64>::new("meta"))
+        .unwrap()
+        .insert("schema_version", version)
+        .unwrap();
+    w.commit().unwrap();
+    (dir, cfg)
+}
+
 /// A database scimd made at `path`, opened with redb once scimd has let go of it.
 fn made_and_released(path: &std::path::Path) -> redb::Database {
     drop(scimd::store::Store::open(path, 1 << 20).unwrap());
@@ -3191,16 +3204,7 @@ fn a_console_command_says_it_repaired_a_crashed_database() {
 /// in an older layout: no daemon holds it, so it is not running (3), not "cannot tell" (4).
 #[test]
 fn status_on_a_file_of_an_older_layout_says_not_running() {
-    let (_dir, cfg, state) = stopped();
-    let path = state.join("scimd.redb");
-    let db = made_and_released(&path);
-    let w = db.begin_write().unwrap();
-    w.open_table(redb::TableDefinition::<&str, u64>::new("meta"))
-        .unwrap()
-        .insert("schema_version", 3)
-        .unwrap();
-    w.commit().unwrap();
-    drop(db);
+    let (_dir, cfg) = stopped_at_layout(3);
     let out = scimd_cmd(&cfg, &["status"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("layout version 3, older"), "{err}");
@@ -3212,16 +3216,7 @@ fn status_on_a_file_of_an_older_layout_says_not_running() {
 /// to go back.
 #[test]
 fn serve_on_a_file_of_a_newer_layout_exits_2_and_says_how_to_go_back() {
-    let (_dir, cfg, state) = stopped();
-    let path = state.join("scimd.redb");
-    let db = made_and_released(&path);
-    let w = db.begin_write().unwrap();
-    w.open_table(redb::TableDefinition::<&str, u64>::new("meta"))
-        .unwrap()
-        .insert("schema_version", 99)
-        .unwrap();
-    w.commit().unwrap();
-    drop(db);
+    let (_dir, cfg) = stopped_at_layout(99);
     let out = Command::new(env!("CARGO_BIN_EXE_scimd"))
         .args(["serve", "--config"])
         .arg(&cfg)
