@@ -3217,11 +3217,7 @@ fn status_on_a_file_of_an_older_layout_says_not_running() {
 #[test]
 fn serve_on_a_file_of_a_newer_layout_exits_2_and_says_how_to_go_back() {
     let (_dir, cfg) = stopped_at_layout(99);
-    let out = Command::new(env!("CARGO_BIN_EXE_scimd"))
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = scimd_cmd(&cfg, &["serve"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("layout version 99, newer") && err.contains("restore a backup"),
