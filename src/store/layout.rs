@@ -134,6 +134,7 @@ pub(super) fn stored_version(db: &redb::Database) -> Result<Option<u64>, redb::E
 
 /// Create tables on first open and record the layout version; returns the version found.
 pub(super) fn init_schema(db: &redb::Database) -> Result<u64, redb::Error> {
+    let started = std::time::Instant::now();
     let mut txn = db.begin_write()?;
     // Two-phase, as every commit of the writer: after a one-phase commit redb's checksum
     // check falls back to the slot before it without a word when the newest does not verify.
@@ -220,5 +221,14 @@ pub(super) fn init_schema(db: &redb::Database) -> Result<u64, redb::Error> {
         found.unwrap_or(SCHEMA_VERSION)
     };
     txn.commit()?;
+    if found < SCHEMA_VERSION {
+        // The end of a conversion, and what it means for a way back.
+        tracing::info!(
+            from = found,
+            to = SCHEMA_VERSION,
+            secs = format_args!("{:.1}", started.elapsed().as_secs_f64()),
+            "converted the database layout; an older scimd can no longer open this file (to go back, restore the backup taken before the upgrade with the older version)"
+        );
+    }
     Ok(found)
 }

@@ -3226,6 +3226,35 @@ fn serve_on_a_file_of_a_newer_layout_exits_2_and_says_how_to_go_back() {
     assert_eq!(out.status.code(), Some(2), "{err}");
 }
 
+/// The start that converts an older layout says when it is done, how long it took, and that
+/// there is no way back but the backup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversion_says_it_finished_and_what_it_means_for_going_back() {
+    let (_dir, cfg) = stopped_at_layout(6);
+    let p = Proc::start(&cfg);
+    let log = p.log_with("converted the database layout").await;
+    let line = log
+        .lines()
+        .find(|l| l.contains("converted the database layout"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        line.contains("from=6")
+            && line.contains(&format!("to={}", scimd::store::tables::SCHEMA_VERSION))
+            && line.contains("secs=")
+            && line.contains("an older scimd can no longer open this file"),
+        "{line}"
+    );
+    // Said once: the next start has nothing to convert.
+    drop(p);
+    let p = Proc::start(&cfg);
+    assert_eq!(p.status("/healthz", "").await, 200);
+    assert!(
+        !p.log().contains("converted the database layout"),
+        "{}",
+        p.log()
+    );
+}
+
 /// `scimd import` of `file` into acme, which must succeed.
 fn imported(cfg: &std::path::Path, file: &std::path::Path) {
     let out = scimd_cmd(
