@@ -3217,7 +3217,23 @@ fn status_on_a_file_of_an_older_layout_says_not_running() {
 #[test]
 fn serve_on_a_file_of_a_newer_layout_exits_2_and_says_how_to_go_back() {
     let (_dir, cfg) = stopped_at_layout(99);
-    let out = scimd_cmd(&cfg, &["serve"]);
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_scimd"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Bounded: a serve that took the file would listen until killed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while serve.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = serve.kill();
+            panic!("serve started on a file of a newer layout");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = serve.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("layout version 99, newer") && err.contains("restore a backup"),
