@@ -28,10 +28,21 @@ use scimd::config::{Config, Scope};
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// With the database layout this build reads: what an admin compares before going back to an
+/// older package (a file converted to a newer layout is refused by an older scimd).
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (commit {}, database layout {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("SCIMD_COMMIT"),
+        scimd::store::tables::SCHEMA_VERSION
+    )
+});
+
 #[derive(Parser)]
 #[command(
     name = "scimd",
-    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("SCIMD_COMMIT"), ")"),
+    version = VERSION.as_str(),
     about = "SCIM 2.0 provisioning endpoint for Okta, Entra ID, OneLogin and JumpCloud"
 )]
 struct Cli {

@@ -51,6 +51,22 @@ fn after(text: &str, prefix: &str) -> String {
 }
 
 #[test]
+fn the_version_names_the_commit_and_the_database_layout_it_reads() {
+    let out = scimd().arg("--version").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let want = format!("scimd {} (commit ", env!("CARGO_PKG_VERSION"));
+    let layout = format!(
+        ", database layout {})",
+        scimd::store::tables::SCHEMA_VERSION
+    );
+    assert!(
+        text.starts_with(&want) && text.trim_end().ends_with(&layout),
+        "{text}"
+    );
+}
+
+#[test]
 fn output_that_cannot_be_written_ends_the_command_without_a_panic() {
     // A full disk: a message and status 1.
     let full = std::fs::OpenOptions::new()
