@@ -346,15 +346,13 @@ impl Config {
                 let h = &tok.sha256;
                 // Where a valid hash was first seen: `None` the first time.
                 let bad = bad_hash(h);
-                let first = match bad {
-                    Some(_) => None,
-                    None => match hashes.entry(h.to_ascii_lowercase()) {
-                        Entry::Occupied(e) => Some(e.get().clone()),
-                        Entry::Vacant(e) => {
-                            e.insert(key.clone());
-                            None
-                        }
-                    },
+                let first = match (&bad, hashes.entry(h.to_ascii_lowercase())) {
+                    (Some(_), _) => None,
+                    (None, Entry::Occupied(e)) => Some(e.get().clone()),
+                    (None, Entry::Vacant(e)) => {
+                        e.insert(key.clone());
+                        None
+                    }
                 };
                 if let Some(bad) = bad {
                     p.push(format!(
