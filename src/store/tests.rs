@@ -3318,13 +3318,16 @@ fn a_tenants_writes_wait_for_a_turn_not_for_other_tenants_queues() {
     let ran = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (release, held) = std::sync::mpsc::channel::<()>();
     let held = Arc::new(Mutex::new(held));
+    let (holding, hold_started) = std::sync::mpsc::channel::<()>();
     let write = |tenant: String, i: u64, slow: bool| {
-        let (store, ran, held) = (store.clone(), ran.clone(), held.clone());
+        let (store, ran, held, holding) =
+            (store.clone(), ran.clone(), held.clone(), holding.clone());
         rt.spawn(async move {
             store
                 .write(tenant.clone(), move |w| {
                     // The first holds the writer until every other write is queued.
                     if i == 0 && tenant == "flood0" {
+                        let _ = holding.send(());
                         let _ = held.lock().unwrap().recv();
                     }
                     if slow {
@@ -3338,11 +3341,20 @@ fn a_tenants_writes_wait_for_a_turn_not_for_other_tenants_queues() {
                 .unwrap()
         })
     };
+    // The holding write runs before any other is queued. Spawned among the rest, it could
+    // be polled after the queue had filled, and the writer, held by nothing, would run the
+    // floods before the other tenant's writes came (CI saw that once).
+    let mut flood = vec![write("flood0".into(), 0, true)];
+    hold_started
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the holding write runs");
     // Six tenants flooding, more than the queue holds: past `TENANT_WRITES` each waits.
-    let flood: Vec<_> = (0..6)
-        .flat_map(|f| (0..200).map(move |i| (f, i)))
-        .map(|(f, i)| write(format!("flood{f}"), i, true))
-        .collect();
+    flood.extend(
+        (0..6)
+            .flat_map(|f| (0..200).map(move |i| (f, i)))
+            .filter(|&(f, i)| (f, i) != (0, 0))
+            .map(|(f, i)| write(format!("flood{f}"), i, true)),
+    );
     // Queued while the first is held (a real wait: nothing to observe the queue by; long
     // enough for a loaded machine).
     rt.block_on(async { tokio::time::sleep(std::time::Duration::from_secs(2)).await });
