@@ -79,6 +79,14 @@ impl Stored {
     /// this way (it is not JSON: decoding would fail too); the ETag is returned beside it.
     /// Values of an extension the tenant (`rt`) no longer declares stay stored but unshown.
     pub fn default_json(self, base: &str, rt: Rt) -> Option<(Vec<u8>, String)> {
+        let mut out = Vec::with_capacity(self.record.len() + 512);
+        let etag = self.write_default_json(&mut out, base, rt)?;
+        Some((out, etag))
+    }
+
+    /// `default_json` written at the end of `out` (a list page's items go straight into
+    /// its answer); the ETag is returned. On `None`, `out` may hold part of the resource.
+    pub fn write_default_json(self, out: &mut Vec<u8>, base: &str, rt: Rt) -> Option<String> {
         // Checked as UTF-8 once, whole: parsed from bytes, each value kept as raw text was
         // checked on its own, a fifth of the parse.
         let text = std::str::from_utf8(&self.record).ok()?;
@@ -111,50 +119,49 @@ impl Stored {
             }
         }
         let etag = etag_of(kind, v.version, self.refs.as_deref());
-        let mut out = Vec::with_capacity(self.record.len() + 512);
         let put = |out: &mut Vec<u8>, raw: &str, s: &str| {
             out.extend_from_slice(raw.as_bytes());
             json_string(out, s);
         };
-        put(&mut out, "{\"schemas\":[", kind.schema().id);
+        put(out, "{\"schemas\":[", kind.schema().id);
         for (k, text) in &shown {
             if k.starts_with("urn:") && text.starts_with('{') {
-                put(&mut out, ",", k);
+                put(out, ",", k);
             }
         }
-        put(&mut out, "],\"id\":", &self.id);
+        put(out, "],\"id\":", &self.id);
         for (k, text) in &shown {
-            put(&mut out, ",", k);
+            put(out, ",", k);
             out.push(b':');
             out.extend_from_slice(text.as_bytes());
         }
         for (name, value) in kind.schema().unset_values() {
             if !v.body.0.iter().any(|(Key(k), _)| k == name) {
-                put(&mut out, ",", name);
+                put(out, ",", name);
                 out.extend_from_slice(if value { b":true" } else { b":false" });
             }
         }
         if let Some(refs) = self.refs {
-            put(&mut out, ",", refs_name(kind));
+            put(out, ",", refs_name(kind));
             out.push(b':');
-            serde_json::to_writer(&mut out, &ref_list(kind, refs, base)).ok()?;
+            serde_json::to_writer(&mut *out, &ref_list(kind, refs, base)).ok()?;
         }
-        put(&mut out, ",\"meta\":{\"resourceType\":", kind.as_str());
+        put(out, ",\"meta\":{\"resourceType\":", kind.as_str());
         out.extend_from_slice(b",\"created\":");
         out.extend_from_slice(v.created.get().as_bytes());
         out.extend_from_slice(b",\"lastModified\":");
         out.extend_from_slice(v.modified.get().as_bytes());
         out.extend_from_slice(b",\"location\":");
-        json_string(&mut out, base);
+        json_string(out, base);
         // The closing quote makes way for the rest of the URL (an endpoint and an id: nothing
         // to escape).
         out.truncate(out.len() - 1);
         for part in ["/", kind.endpoint(), "/", &self.id, "\""] {
             out.extend_from_slice(part.as_bytes());
         }
-        put(&mut out, ",\"version\":", &etag);
+        put(out, ",\"version\":", &etag);
         out.extend_from_slice(b"}}");
-        Some((out, etag))
+        Some(etag)
     }
 }
 
