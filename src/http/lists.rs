@@ -303,7 +303,15 @@ async fn page(
             resume: None,
             scan_limit: Some(scan_limit),
         };
-        if let Some(page) = app.store.list_stored(&ctx.principal.tenant, *kind, &q)
+        let stored = match app.store.list_stored(&ctx.principal.tenant, *kind, &q) {
+            Some(page) => Some(page),
+            None => {
+                app.store
+                    .list_stored_pooled(&ctx.principal.tenant, *kind, &q)
+                    .await
+            }
+        };
+        if let Some(page) = stored
             && let Some(resp) = stored_list(ctx, page?, start, scope)
         {
             return Ok(resp);

@@ -607,9 +607,9 @@ impl Store {
 
 impl Store {
     /// A page as stored text, or `None` when the query needs more than reading it (the
-    /// caller lists the ordinary way): an exact point filter's matches, the lookup IdPs make
-    /// before every create, or a short unfiltered page, the pages of an import. It skips
-    /// decoding records only to print them again.
+    /// caller lists the ordinary way, or with `list_stored_pooled`): an exact point
+    /// filter's matches, the lookup IdPs make before every create, or a short unfiltered
+    /// page, the pages of an import. It skips decoding records only to print them again.
     pub fn list_stored(
         &self,
         tenant: &str,
@@ -627,57 +627,86 @@ impl Store {
         {
             return None;
         }
-        let read = self.read_now(|r| {
-            let t = tenant;
-            let (total, found, next) = match &q.filter {
-                None => r.plain_page(t, kind, q, |_, v| Ok(v.to_vec()))?,
-                Some(f) => {
-                    let skip = usize::try_from(q.start_index.max(1) - 1).unwrap_or(usize::MAX);
-                    let count = usize::try_from(q.count).unwrap_or(usize::MAX);
-                    let mut w = Window::new(skip, count, q.after);
-                    let ids = match &prefix {
-                        Some(p) => r.prefixed(t, Prefixed::UserName, p, INLINE_PAGE as usize)?,
-                        None => plan(r, t, kind, f)?,
-                    };
-                    let Some(ids) = ids else {
-                        return Ok(Ok(None));
-                    };
-                    for id in ids {
-                        if let Some(g) = r.res()?.get((t, kind.code(), id))? {
-                            w.offer(id, g.value().to_vec());
-                        }
-                    }
-                    let next = match w.more {
-                        true => w.items.last().map(|(id, _)| *id),
-                        false => None,
-                    };
-                    (w.total, w.items, next)
-                }
-            };
-            let mut items = Vec::with_capacity(found.len());
-            let mut read = 0;
-            for (id, record) in found {
-                let refs = match q.with_refs {
-                    true => Some(r.refs(t, kind, id)?),
-                    false => None,
-                };
-                read += refs.as_ref().map_or(0, Vec::len);
-                // Users in hundreds of groups each: the ordinary way writes them a part at
-                // a time.
-                if read > PAGE_REFS {
-                    return Ok(Ok(None));
-                }
-                items.push(Stored {
-                    kind,
-                    id: format_id(id),
-                    record,
-                    refs,
-                });
-            }
-            Ok(Ok(Some(StoredPage { total, next, items })))
-        });
-        read.transpose()
+        self.read_now(|r| stored_page(r, tenant, kind, q, prefix.as_deref()))
+            .transpose()
     }
+
+    /// `list_stored` for an unfiltered page too long for the runtime thread (a client
+    /// asking for `maxResults` at a time), read on the pool. Decoded, each resource of a
+    /// page of a thousand would be held as a tree of values, ten times its text.
+    pub async fn list_stored_pooled(
+        &self,
+        tenant: &str,
+        kind: Kind,
+        q: &ListQuery,
+    ) -> Option<Result<StoredPage, Error>> {
+        if q.filter.is_some() || q.sort.is_some() || (q.with_refs && kind == Kind::Group) {
+            return None;
+        }
+        let (t, q) = (tenant.to_string(), q.clone());
+        let turns = super::Turns {
+            scan: false,
+            wait: q.scan_limit,
+        };
+        self.read_in_as(tenant, turns, move |r| stored_page(r, &t, kind, &q, None))
+            .await
+            .transpose()
+    }
+}
+
+/// The page `list_stored` reads: `None` when a record of it needs the ordinary way.
+fn stored_page(
+    r: &ReadSide,
+    t: &str,
+    kind: Kind,
+    q: &ListQuery,
+    prefix: Option<&str>,
+) -> R<Option<StoredPage>> {
+    let (total, found, next) = match &q.filter {
+        None => r.plain_page(t, kind, q, |_, v| Ok(v.to_vec()))?,
+        Some(f) => {
+            let skip = usize::try_from(q.start_index.max(1) - 1).unwrap_or(usize::MAX);
+            let count = usize::try_from(q.count).unwrap_or(usize::MAX);
+            let mut w = Window::new(skip, count, q.after);
+            let ids = match prefix {
+                Some(p) => r.prefixed(t, Prefixed::UserName, p, INLINE_PAGE as usize)?,
+                None => plan(r, t, kind, f)?,
+            };
+            let Some(ids) = ids else {
+                return Ok(Ok(None));
+            };
+            for id in ids {
+                if let Some(g) = r.res()?.get((t, kind.code(), id))? {
+                    w.offer(id, g.value().to_vec());
+                }
+            }
+            let next = match w.more {
+                true => w.items.last().map(|(id, _)| *id),
+                false => None,
+            };
+            (w.total, w.items, next)
+        }
+    };
+    let mut items = Vec::with_capacity(found.len());
+    let mut read = 0;
+    for (id, record) in found {
+        let refs = match q.with_refs {
+            true => Some(r.refs(t, kind, id)?),
+            false => None,
+        };
+        read += refs.as_ref().map_or(0, Vec::len);
+        // Users in hundreds of groups each: the ordinary way writes them a part at a time.
+        if read > PAGE_REFS {
+            return Ok(Ok(None));
+        }
+        items.push(Stored {
+            kind,
+            id: format_id(id),
+            record,
+            refs,
+        });
+    }
+    Ok(Ok(Some(StoredPage { total, next, items })))
 }
 
 /// Read each listed resource's members or groups when they will be returned.

@@ -3605,3 +3605,57 @@ fn a_database_file_taken_from_under_the_store_refuses_writes_and_is_never_made_a
     assert!(refused().contains("was removed"));
     assert_eq!(create("after"), Err(Error::FileGone));
 }
+
+/// A page of all users longer than is read on the runtime thread comes as stored text from
+/// the pool: every record and its groups, as the decoded page has them, in the same order
+/// and with the same next cursor. A filtered or sorted one is not read so.
+#[test]
+fn a_long_plain_page_is_read_as_stored_text_on_the_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    three_hundred_users(&path);
+    let f = Fixture::open(&path);
+    for (start_index, count, after) in [(1, 1000, None), (41, 250, None), (1, 250, Some(0))] {
+        let q = ListQuery {
+            start_index,
+            count,
+            after,
+            with_refs: true,
+            ..ListQuery::default()
+        };
+        assert!(count > super::query::INLINE_PAGE);
+        assert!(f.store.list_stored("t", Kind::User, &q).is_none());
+        let stored =
+            f.rt.block_on(f.store.list_stored_pooled("t", Kind::User, &q))
+                .expect("read as stored text")
+                .unwrap();
+        let decoded =
+            f.rt.block_on(f.store.list("t".into(), Kind::User.into(), q.clone()))
+                .unwrap();
+        assert_eq!((stored.total, stored.next), (300, decoded.next), "{q:?}");
+        assert_eq!(stored.items.len(), decoded.items.len());
+        assert!(stored.items.len() >= 250, "{}", stored.items.len());
+        for (s, d) in stored.items.iter().zip(&decoded.items) {
+            assert_eq!(s.id, d.id);
+            assert_eq!(s.refs, d.refs);
+            let text: serde_json::Value = serde_json::from_slice(&s.record).unwrap();
+            assert_eq!(text["body"]["userName"], d.body["userName"]);
+        }
+    }
+    let sorted = ListQuery {
+        count: 1000,
+        sort: Some(crate::scim::sort::SortSpec::parse(Kind::User, "userName", None).unwrap()),
+        ..ListQuery::default()
+    };
+    let filtered = ListQuery {
+        count: 1000,
+        filter: Some(crate::scim::filter::parse_for(Kind::User, "userName pr").unwrap()),
+        ..ListQuery::default()
+    };
+    for q in [sorted, filtered] {
+        assert!(
+            f.rt.block_on(f.store.list_stored_pooled("t", Kind::User, &q))
+                .is_none()
+        );
+    }
+}

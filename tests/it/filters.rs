@@ -564,9 +564,9 @@ async fn exact_lookups_answer_what_evaluated_filters_answer() {
     assert_eq!(s.get(&format!("/Users/{id}")).await.body, *d);
 }
 
-/// A short page of all users is answered from the stored text; a filter every user matches,
-/// or a projection that leaves nothing out, is answered by decoding. Every page, cursor and
-/// membership must agree.
+/// A page of all users is answered from the stored text (a long one read on the pool); a
+/// filter every user matches, or a projection that leaves nothing out, is answered by
+/// decoding. Every page, cursor and membership must agree.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_pages_answer_what_decoded_pages_answer() {
     let s = Srv::start().await;
@@ -590,6 +590,13 @@ async fn plain_pages_answer_what_decoded_pages_answer() {
     }
     s.group("Ops", &[&users[1], &users[4]]).await;
     s.group("Dev", &[&users[4]]).await;
+    // Past the 200 a page reads on the runtime thread, with one of them in a group.
+    for i in 0..200 {
+        let id = s.user(&format!("bulk-{i}@x.io")).await;
+        if i == 150 {
+            s.group("Late", &[&id]).await;
+        }
+    }
     let second = &users[1];
     let pages = [
         String::new(),
@@ -598,9 +605,11 @@ async fn plain_pages_answer_what_decoded_pages_answer() {
         "startIndex=5".into(),
         "startIndex=3&count=2".into(),
         "startIndex=99".into(),
+        "startIndex=3&count=300".into(),
         "cursor=".into(),
         "count=0&cursor=".into(),
         "count=4&cursor=".into(),
+        "count=201&cursor=".into(),
     ];
     for page in &pages {
         let plain = s.get(&format!("/Users?{page}")).await;
@@ -629,7 +638,10 @@ async fn plain_pages_answer_what_decoded_pages_answer() {
     assert_eq!(d["groups"][0]["display"], "Ops");
     assert_eq!(d["name"]["givenName"], "P\u{e9} 1");
     assert_eq!(s.get(&format!("/Users/{second}")).await.body, *d);
-    assert_eq!(total(&s.get("/Users?count=1").await), 6);
+    assert_eq!(total(&s.get("/Users?count=1").await), 206);
+    let all = s.get("/Users").await;
+    assert_eq!(all.body["itemsPerPage"], 206);
+    assert_eq!(all.body["Resources"][156]["groups"][0]["display"], "Late");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
