@@ -627,7 +627,7 @@ impl Store {
         {
             return None;
         }
-        self.read_now(|r| stored_page(r, tenant, kind, q, prefix.as_deref()))
+        self.read_now(|r| stored_page(r, tenant, kind, q, prefix.as_deref(), PAGE_REFS))
             .transpose()
     }
 
@@ -648,19 +648,26 @@ impl Store {
             scan: false,
             wait: q.scan_limit,
         };
-        self.read_in_as(tenant, turns, move |r| stored_page(r, &t, kind, &q, None))
-            .await
-            .transpose()
+        // Held as text, a page's references may be more than a decoded page's before its
+        // users' groups are written as it goes: the decoded page itself holds more.
+        let refs = 2 * PAGE_REFS;
+        self.read_in_as(tenant, turns, move |r| {
+            stored_page(r, &t, kind, &q, None, refs)
+        })
+        .await
+        .transpose()
     }
 }
 
-/// The page `list_stored` reads: `None` when a record of it needs the ordinary way.
+/// The page `list_stored` reads: `None` when a record of it needs the ordinary way, or its
+/// resources hold more than `max_refs` references in all.
 fn stored_page(
     r: &ReadSide,
     t: &str,
     kind: Kind,
     q: &ListQuery,
     prefix: Option<&str>,
+    max_refs: usize,
 ) -> R<Option<StoredPage>> {
     let (total, found, next) = match &q.filter {
         None => r.plain_page(t, kind, q, |_, v| Ok(v.to_vec()))?,
@@ -696,7 +703,7 @@ fn stored_page(
         };
         read += refs.as_ref().map_or(0, Vec::len);
         // Users in hundreds of groups each: the ordinary way writes them a part at a time.
-        if read > PAGE_REFS {
+        if read > max_refs {
             return Ok(Ok(None));
         }
         items.push(Stored {

@@ -3658,4 +3658,44 @@ fn a_long_plain_page_is_read_as_stored_text_on_the_pool() {
                 .is_none()
         );
     }
+    // Each user in 35 groups: 250 of them (8,750 references) are still read as text, all
+    // 300 (10,500, past twice `PAGE_REFS`) the ordinary way, which writes them as it goes.
+    let members: Vec<_> = (f.rt)
+        .block_on(f.store.list(
+            "t".into(),
+            Kind::User.into(),
+            ListQuery {
+                count: 1000,
+                ..ListQuery::default()
+            },
+        ))
+        .unwrap()
+        .items
+        .iter()
+        .map(|u| serde_json::json!({"value": u.id}))
+        .collect();
+    for g in 0..34 {
+        let body = serde_json::json!({"displayName": format!("G{g}"), "members": members});
+        f.create(Kind::Group, body, None);
+    }
+    let page = |count| ListQuery {
+        count,
+        with_refs: true,
+        ..ListQuery::default()
+    };
+    assert_eq!(2 * super::query::PAGE_REFS, 10_000);
+    let some =
+        f.rt.block_on(f.store.list_stored_pooled("t", Kind::User, &page(250)));
+    let refs: usize = some
+        .unwrap()
+        .unwrap()
+        .items
+        .iter()
+        .map(|s| s.refs.as_ref().unwrap().len())
+        .sum();
+    assert_eq!(refs, 250 * 35);
+    assert!(
+        f.rt.block_on(f.store.list_stored_pooled("t", Kind::User, &page(1000)))
+            .is_none()
+    );
 }
