@@ -648,8 +648,8 @@ impl Store {
             scan: false,
             wait: q.scan_limit,
         };
-        // Held as text, a page's references may be more than a decoded page's before its
-        // users' groups are written as it goes: the decoded page itself holds more.
+        // Twice what a decoded page holds before it writes the rest as it goes: the decoded
+        // page's own value trees take more memory than these references as text.
         let refs = 2 * PAGE_REFS;
         self.read_in_as(tenant, turns, move |r| {
             stored_page(r, &t, kind, &q, None, refs)
