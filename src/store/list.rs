@@ -648,11 +648,8 @@ impl Store {
             scan: false,
             wait: q.scan_limit,
         };
-        // Twice what a decoded page holds before it writes the rest as it goes: the decoded
-        // page's own value trees take more memory than these references as text.
-        let refs = 2 * PAGE_REFS;
         self.read_in_as(tenant, turns, move |r| {
-            stored_page(r, &t, kind, &q, None, refs)
+            stored_page(r, &t, kind, &q, None, STORED_PAGE_REFS)
         })
         .await
         .transpose()

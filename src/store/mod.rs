@@ -51,7 +51,7 @@ pub use backup::{
 pub use error::Error;
 pub use events::{Actor, Event, Retention};
 pub use plan_list::{PlanCursor, PlanEntry, PlanFrom, PlanPage, PlanSummary};
-pub use query::{ListPage, ListQuery, PAGE_REFS, SortMark, SortSpec, StoredPage};
+pub use query::{ListPage, ListQuery, PAGE_REFS, STORED_PAGE_REFS, SortMark, SortSpec, StoredPage};
 pub use read::{Conditions, Feed, MemberBatch, Snapshot};
 pub use record::unique_values;
 pub use verify::{check_file, unless_damaged};

@@ -63,6 +63,11 @@ pub struct ListPage {
 /// then at a time: a few MB held as JSON values.
 pub const PAGE_REFS: usize = 5_000;
 
+/// Most group references a long page read as stored text keeps before it gives way to the
+/// decoded route: twice `PAGE_REFS`, as the decoded page's own value trees take more memory
+/// than these references as text.
+pub const STORED_PAGE_REFS: usize = 2 * PAGE_REFS;
+
 /// A page of resources as stored text (see `Stored`).
 pub struct StoredPage {
     pub total: u64,

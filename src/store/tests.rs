@@ -3659,7 +3659,7 @@ fn a_long_plain_page_is_read_as_stored_text_on_the_pool() {
         );
     }
     // Each user in 35 groups: 250 of them (8,750 references) are still read as text, all
-    // 300 (10,500, past twice `PAGE_REFS`) the ordinary way, which writes them as it goes.
+    // 300 (10,500, past `STORED_PAGE_REFS`) the ordinary way, which writes them as it goes.
     let members: Vec<_> = (f.rt)
         .block_on(f.store.list(
             "t".into(),
@@ -3683,7 +3683,7 @@ fn a_long_plain_page_is_read_as_stored_text_on_the_pool() {
         with_refs: true,
         ..ListQuery::default()
     };
-    assert_eq!(2 * super::query::PAGE_REFS, 10_000);
+    assert_eq!(super::query::STORED_PAGE_REFS, 10_000);
     let some =
         f.rt.block_on(f.store.list_stored_pooled("t", Kind::User, &page(250)));
     let refs: usize = some
