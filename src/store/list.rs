@@ -640,7 +640,13 @@ impl Store {
         kind: Kind,
         q: &ListQuery,
     ) -> Option<Result<StoredPage, Error>> {
-        if q.filter.is_some() || q.sort.is_some() || (q.with_refs && kind == Kind::Group) {
+        // A short page is `list_stored`'s: one it gave up on (too many references, a record
+        // it cannot print) is not read a second time here.
+        if q.count <= INLINE_PAGE
+            || q.filter.is_some()
+            || q.sort.is_some()
+            || (q.with_refs && kind == Kind::Group)
+        {
             return None;
         }
         let (t, q) = (tenant.to_string(), q.clone());
