@@ -2,7 +2,7 @@
 //! with filters, sorting, projection, and `startIndex` or cursor paging.
 
 use http::header;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::backlog::Turn;
 use super::cursor::{CursorScope, Mark};
@@ -285,20 +285,19 @@ async fn page(
         )?;
         plans.push((kind, f, sort, proj));
     }
-    // One type's list with no projection: its stored documents go out as they are, when
-    // the store can read them so (`list_stored`). (Not at the root, even when only one type
-    // can match: its cursors are marks.)
-    if let ([_], [(kind, f, None, _)]) = (kinds, plans.as_slice())
-        && p.attributes.is_none()
-        && p.excluded.is_none()
-        && !ctx.rt(*kind).hides_attributes()
-    {
+    // One type's unsorted list: its stored documents go out as they are when the store can
+    // read them so (`list_stored`), or each decoded in turn for a projection, so that a
+    // page is never held decoded whole. (Not at the root, even when only one type can
+    // match: its cursors are marks.)
+    if let ([_], [(kind, f, None, proj)]) = (kinds, plans.as_slice()) {
+        let plain =
+            p.attributes.is_none() && p.excluded.is_none() && !ctx.rt(*kind).hides_attributes();
         let q = ListQuery {
             filter: f.clone(),
             sort: None,
             start_index: start,
             count,
-            with_refs: true,
+            with_refs: wants_refs(*kind, proj),
             after,
             resume: None,
             scan_limit: Some(scan_limit),
@@ -312,7 +311,7 @@ async fn page(
             }
         };
         if let Some(page) = stored
-            && let Some(resp) = stored_list(ctx, page?, start, scope)
+            && let Some(resp) = stored_list(ctx, page?, start, scope, (!plain).then_some(proj))
         {
             return Ok(resp);
         }
@@ -333,11 +332,7 @@ async fn page(
     let mut remaining = count;
     let rank = |k: Kind| kinds.iter().position(|x| *x == k);
     for (kind, f, sort, proj) in plans {
-        // A user's groups are read for its `meta.version` too (`etag_of`).
-        let with_refs = match kind {
-            Kind::Group => proj.wants("members"),
-            Kind::User => proj.wants("groups") || proj.wants("meta"),
-        };
+        let with_refs = wants_refs(kind, &proj);
         // A walk by mark: types before the mark's are only counted, the mark's resumes after
         // it, and later ones start at their first.
         let place = mark.as_ref().map(|m| rank(kind).cmp(&rank(m.kind)));
@@ -402,10 +397,11 @@ async fn page(
                 // One page of users at most: its projection and snapshot, once.
                 users_later.get_or_insert_with(|| (proj.clone(), snapshot.clone()));
                 later.push(Later::Groups(resources.len(), Box::new(r)));
-                resources.push(Value::Null); // written when its groups are read
+                resources.push(String::new()); // written when its groups are read
                 continue;
             }
-            resources.push(Value::Object(render(ctx, r, &proj)));
+            // Held as text, smaller than the values, until the page is written.
+            resources.push(serde_json::to_string(&render(ctx, r, &proj)).unwrap_or_default());
         }
     }
     let cursor_mode = scope.is_some();
@@ -428,21 +424,63 @@ async fn page(
             turn,
         ));
     }
-    let mut body = json!({
-        "schemas": [LIST_RESPONSE],
-        "totalResults": total,
-        "itemsPerPage": resources.len(),
-        "startIndex": start,
-        "Resources": resources,
-    });
-    if cursor_mode {
-        let o = body.as_object_mut().expect("object literal");
-        o.remove("startIndex");
-        if let Some(n) = next {
-            o.insert("nextCursor".into(), Value::String(n));
+    let room = resources.iter().map(|r| r.len() + 1).sum::<usize>();
+    let mut out = Vec::with_capacity(room + 200);
+    list_head(
+        &mut out,
+        total,
+        resources.len(),
+        (!cursor_mode).then_some(start),
+    );
+    for (i, item) in resources.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
         }
+        out.extend_from_slice(item.as_bytes());
     }
-    Ok(response::json(200, &body))
+    list_tail(&mut out, next.as_deref());
+    Ok(response::json_bytes(200, out))
+}
+
+/// Whether a page reads its resources' members or groups: when they are shown, and a
+/// user's for its `meta.version` too (`etag_of`).
+fn wants_refs(kind: Kind, proj: &Projection) -> bool {
+    match kind {
+        Kind::Group => proj.wants("members"),
+        Kind::User => proj.wants("groups") || proj.wants("meta"),
+    }
+}
+
+/// A list response's opening, up to its first resource; `start` is left out with a cursor.
+fn list_head(out: &mut Vec<u8>, total: u64, shown: usize, start: Option<u64>) {
+    // Numbers by itoa, not core::fmt: an `eq` lookup is mostly a page of one.
+    let mut n = itoa::Buffer::new();
+    for part in [
+        "{\"schemas\":[\"",
+        LIST_RESPONSE,
+        "\"],\"totalResults\":",
+        n.format(total),
+    ] {
+        out.extend_from_slice(part.as_bytes());
+    }
+    out.extend_from_slice(b",\"itemsPerPage\":");
+    out.extend_from_slice(n.format(shown).as_bytes());
+    if let Some(start) = start {
+        out.extend_from_slice(b",\"startIndex\":");
+        out.extend_from_slice(n.format(start).as_bytes());
+    }
+    out.extend_from_slice(b",\"Resources\":[");
+}
+
+/// A list response's closing, after its last resource.
+fn list_tail(out: &mut Vec<u8>, next_cursor: Option<&str>) {
+    out.push(b']');
+    if let Some(n) = next_cursor {
+        out.extend_from_slice(b",\"nextCursor\":");
+        // Writing to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, n);
+    }
+    out.push(b'}');
 }
 
 /// Write a group: `head` (its JSON without the closing brace), then its members, batch by
@@ -555,23 +593,19 @@ fn streamed_list(
     app: &App,
     ctx: &Ctx,
     (total, start, cursor_mode, next): (u64, u64, bool, Option<String>),
-    resources: Vec<Value>,
+    resources: Vec<String>,
     (later, users_later): (Vec<Later>, Option<UsersLater>),
     turn: Option<Turn>,
 ) -> Resp {
-    let mut head = format!(
-        "{{\"schemas\":[\"{LIST_RESPONSE}\"],\"totalResults\":{total},\"itemsPerPage\":{}",
-        resources.len()
+    let mut head = Vec::new();
+    list_head(
+        &mut head,
+        total,
+        resources.len(),
+        (!cursor_mode).then_some(start),
     );
-    if !cursor_mode {
-        head.push_str(&format!(",\"startIndex\":{start}"));
-    }
-    head.push_str(",\"Resources\":[");
-    let mut tail = String::from("]");
-    if let Some(n) = next {
-        tail.push_str(&format!(",\"nextCursor\":\"{n}\""));
-    }
-    tail.push('}');
+    let mut tail = Vec::new();
+    list_tail(&mut tail, next.as_deref());
     let stall = std::time::Duration::from_secs(ctx.rt.config.server.request_timeout_secs);
     let (store, tenant, base) = (
         app.store.clone(),
@@ -589,14 +623,6 @@ fn streamed_list(
         .collect();
     let mut read = std::collections::VecDeque::new();
     let mut later = later.into_iter().peekable();
-    // Held as text until sent, smaller than the values.
-    let resources: Vec<String> = resources
-        .into_iter()
-        .map(|v| match v {
-            Value::Null => String::new(),
-            v => serde_json::to_string(&v).unwrap_or_default(),
-        })
-        .collect();
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
     tokio::spawn(async move {
         let _turn = turn;
@@ -667,10 +693,10 @@ fn stored_list(
     page: crate::store::StoredPage,
     start: u64,
     cursor: Option<CursorScope>,
+    projection: Option<&Projection>,
 ) -> Option<Resp> {
     // Each item is written straight into the answer, and its record dropped once written:
     // a page of a thousand is held once, not as records, items and answer at the same time.
-    let shown = page.items.len();
     let room = page
         .items
         .iter()
@@ -678,35 +704,30 @@ fn stored_list(
         .sum::<usize>()
         + 200;
     let mut out = Vec::with_capacity(room);
-    // Numbers by itoa, not core::fmt: an `eq` lookup is mostly this page of one.
-    let mut n = itoa::Buffer::new();
-    for part in [
-        "{\"schemas\":[\"",
-        LIST_RESPONSE,
-        "\"],\"totalResults\":",
-        n.format(page.total),
-    ] {
-        out.extend_from_slice(part.as_bytes());
-    }
-    out.extend_from_slice(b",\"itemsPerPage\":");
-    out.extend_from_slice(n.format(shown).as_bytes());
-    if cursor.is_none() {
-        out.extend_from_slice(b",\"startIndex\":");
-        out.extend_from_slice(n.format(start).as_bytes());
-    }
-    out.extend_from_slice(b",\"Resources\":[");
+    list_head(
+        &mut out,
+        page.total,
+        page.items.len(),
+        cursor.is_none().then_some(start),
+    );
     for (i, item) in page.items.into_iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        let rt = ctx.rt(item.kind);
-        item.write_default_json(&mut out, &ctx.base, rt)?;
+        match projection {
+            None => {
+                let rt = ctx.rt(item.kind);
+                item.write_default_json(&mut out, &ctx.base, rt)?;
+            }
+            // One resource decoded at a time, not the page.
+            Some(proj) => {
+                let m = render(ctx, item.into_resource()?, proj);
+                serde_json::to_writer(&mut out, &m).ok()?;
+            }
+        }
     }
-    out.push(b']');
-    if let (Some(scope), Some(n)) = (cursor, page.next) {
-        out.extend_from_slice(format!(",\"nextCursor\":\"{}\"", scope.encode(n)).as_bytes());
-    }
-    out.push(b'}');
+    let next = cursor.zip(page.next).map(|(scope, n)| scope.encode(n));
+    list_tail(&mut out, next.as_deref());
     Some(response::json_bytes(200, out))
 }
 

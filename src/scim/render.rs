@@ -51,7 +51,8 @@ fn ref_list(kind: Kind, refs: Vec<Value>, base: &str) -> Value {
     Value::Array(list)
 }
 
-/// A resource as stored (its record's JSON text), for rendering without a projection.
+/// A resource as stored (its record's JSON text): written as it is, or decoded for a
+/// projection one resource at a time.
 #[derive(Debug)]
 pub struct Stored {
     pub kind: Kind,
@@ -72,7 +73,31 @@ struct StoredView<'a> {
     version: u64,
 }
 
+/// The stored record's layout, owned: a resource to render through a projection.
+#[derive(serde::Deserialize)]
+struct StoredRecord {
+    body: Body,
+    created: String,
+    modified: String,
+    version: u64,
+}
+
 impl Stored {
+    /// The resource the record holds, decoded, for a projection to narrow (`None`: it is
+    /// not a record; decoding would fail the ordinary way too, which answers why).
+    pub fn into_resource(self) -> Option<Resource> {
+        let r: StoredRecord = serde_json::from_slice(&self.record).ok()?;
+        Some(Resource {
+            kind: self.kind,
+            id: self.id,
+            body: r.body,
+            created: r.created,
+            modified: r.modified,
+            version: r.version,
+            refs: self.refs,
+        })
+    }
+
     /// The same JSON `Resource::into_json` gives with the default projection, written from
     /// the stored text: a GET by id is mostly this, and parsing the record into a tree only
     /// to print it again was a fifth of its cost. `None` when the record cannot be read

@@ -1161,16 +1161,20 @@ mod tests {
             let refs = (i == 0).then(|| {
                 vec![serde_json::json!({"value": format_id(9), "display": "Ops \"1\"", "type": "direct"})]
             });
-            let stored = Stored {
+            let stored = || Stored {
                 kind: Kind::User,
                 id: format_id(42),
                 record: bytes.clone(),
                 refs: refs.clone(),
             };
-            let (text, etag) = stored.default_json(base, Kind::User.into()).unwrap();
+            let (text, etag) = stored().default_json(base, Kind::User.into()).unwrap();
             let mut res = decode(&bytes).unwrap().into_resource(Kind::User, 42);
-            res.refs = refs;
+            res.refs = refs.clone();
             assert_eq!(etag, res.etag());
+            // Decoded for a projection, it is the resource the store decodes.
+            let own = stored().into_resource().unwrap();
+            assert_eq!(own.etag(), etag);
+            assert_eq!(own.to_json(base), res.to_json(base));
             let mut want = res.into_json(base);
             crate::scim::projection::Projection::default().apply(Kind::User, &mut want);
             assert_eq!(
@@ -1189,16 +1193,17 @@ mod tests {
         let mut bytes = encode(&rec);
         let at = bytes.iter().position(|&b| b == 0xc3).unwrap();
         bytes[at] = 0xff;
-        let stored = Stored {
+        let stored = || Stored {
             kind: Kind::User,
             id: format_id(42),
-            record: bytes,
+            record: bytes.clone(),
             refs: None,
         };
         assert!(
-            stored
+            stored()
                 .default_json("https://x", Kind::User.into())
                 .is_none()
         );
+        assert!(stored().into_resource().is_none());
     }
 }

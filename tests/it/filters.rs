@@ -564,9 +564,10 @@ async fn exact_lookups_answer_what_evaluated_filters_answer() {
     assert_eq!(s.get(&format!("/Users/{id}")).await.body, *d);
 }
 
-/// A page of all users is answered from the stored text (a long one read on the pool); a
-/// filter every user matches, or a projection that leaves nothing out, is answered by
-/// decoding. Every page, cursor and membership must agree.
+/// A page of all users is answered from the stored text (a long one read on the pool), and
+/// with a projection from the stored text decoded one resource at a time; a filter every
+/// user matches is answered by decoding the page. Every page, projection, cursor and
+/// membership must agree.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_pages_answer_what_decoded_pages_answer() {
     let s = Srv::start().await;
@@ -611,22 +612,65 @@ async fn plain_pages_answer_what_decoded_pages_answer() {
         "count=4&cursor=".into(),
         "count=201&cursor=".into(),
     ];
+    // A cursor names its filter, so only whether there is a next page can agree.
+    let same = |mut a: serde_json::Value, mut b: serde_json::Value, what: &str| {
+        for body in [&mut a, &mut b] {
+            if let Some(c) = body.get_mut("nextCursor") {
+                *c = json!("next");
+            }
+        }
+        assert_eq!(a, b, "{what}");
+    };
+    let projections = [
+        "excludedAttributes=password",
+        "attributes=userName",
+        "excludedAttributes=groups",
+        "attributes=groups.display,meta.version,name.givenName",
+        "excludedAttributes=name,emails,meta",
+        &format!("attributes={ent}:employeeNumber"),
+    ];
     for page in &pages {
         let plain = s.get(&format!("/Users?{page}")).await;
         assert_eq!(plain.status, 200, "{page}: {}", plain.body);
-        for decoded in [
-            format!("/Users?filter=id%20pr&{page}"),
-            format!("/Users?excludedAttributes=password&{page}"),
-        ] {
-            let (mut a, mut b) = (plain.body.clone(), s.get(&decoded).await.body);
-            // A cursor names its filter, so only whether there is a next page can agree.
-            for body in [&mut a, &mut b] {
-                if let Some(c) = body.get_mut("nextCursor") {
-                    *c = json!("next");
-                }
-            }
-            assert_eq!(a, b, "{decoded}");
+        let decoded = format!("/Users?filter=id%20pr&{page}");
+        same(plain.body.clone(), s.get(&decoded).await.body, &decoded);
+        for proj in projections {
+            let stored = s.get(&format!("/Users?{proj}&{page}")).await;
+            assert_eq!(stored.status, 200, "{proj}&{page}: {}", stored.body);
+            let decoded = format!("/Users?filter=id%20pr&{proj}&{page}");
+            same(stored.body, s.get(&decoded).await.body, &decoded);
         }
+    }
+    // What the projections keep, checked once against the decoded route's own answer.
+    let r = s.get("/Users?attributes=userName&count=2").await;
+    assert_eq!(
+        r.body["Resources"][1],
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "id": second, "userName": "P1@x.io"})
+    );
+    let r = s.get("/Users?excludedAttributes=groups&count=2").await;
+    let d = &r.body["Resources"][1];
+    assert!(d.get("groups").is_none(), "{d}");
+    assert_eq!(d[ent]["employeeNumber"], "1");
+    assert!(d["meta"]["version"].is_string(), "{d}");
+    // Groups without their members, listed and looked up by name, as Entra asks.
+    let ops = "displayName%20eq%20%22Ops%22";
+    for (q, decoded) in [
+        ("", "filter=id%20pr"),
+        ("count=1&cursor=", "filter=id%20pr&count=1&cursor="),
+        (
+            &format!("filter={ops}"),
+            &format!("filter={ops}%20and%20id%20pr"),
+        ),
+    ] {
+        let stored = s
+            .get(&format!("/Groups?excludedAttributes=members&{q}"))
+            .await;
+        assert_eq!(stored.status, 200, "{q}: {}", stored.body);
+        let first = &stored.body["Resources"][0];
+        assert_eq!(first["displayName"], "Ops", "{q}");
+        assert!(first.get("members").is_none(), "{q}");
+        let decoded = format!("/Groups?excludedAttributes=members&{decoded}");
+        same(stored.body, s.get(&decoded).await.body, &decoded);
     }
     // The second page by cursor continues after the first, as a decoded one does.
     let first = s.get("/Users?count=1&cursor=").await;
