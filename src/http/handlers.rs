@@ -195,6 +195,20 @@ async fn get(app: &App, ctx: &Ctx, kind: Kind, id: &str) -> ScimResult<Resp> {
         if proj.wants("members") {
             return get_group_streamed(app, ctx, id, &proj, true).await;
         }
+        // How IdPs read a group (`excludedAttributes=members`): its stored text as it is.
+        if proj.only_leaves_out("members") && !ctx.rt(kind).hides_attributes() {
+            let s = app
+                .store
+                .get_stored(tenant.clone(), kind, id.to_string(), false)
+                .await?;
+            if let Some((body, etag)) = s.default_json(&ctx.base, ctx.rt(kind)) {
+                if let Some(resp) = read_conditions(ctx, &etag)? {
+                    return Ok(resp);
+                }
+                let resp = response::json_bytes(200, body);
+                return Ok(response::with_header(resp, header::ETAG, &etag));
+            }
+        }
         let r = app.store.get(tenant, kind, id.to_string(), false).await?;
         if let Some(resp) = read_conditions(ctx, &r.etag())? {
             return Ok(resp);

@@ -290,8 +290,10 @@ async fn page(
     // page is never held decoded whole. (Not at the root, even when only one type can
     // match: its cursors are marks.)
     if let ([_], [(kind, f, None, proj)]) = (kinds, plans.as_slice()) {
-        let plain =
-            p.attributes.is_none() && p.excluded.is_none() && !ctx.rt(*kind).hides_attributes();
+        // `excludedAttributes=members` too: a group is then its stored text, no members read.
+        let plain = p.attributes.is_none()
+            && (p.excluded.is_none() || (*kind == Kind::Group && proj.only_leaves_out("members")))
+            && !ctx.rt(*kind).hides_attributes();
         let q = ListQuery {
             filter: f.clone(),
             sort: None,

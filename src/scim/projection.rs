@@ -197,6 +197,18 @@ impl Projection {
         }
     }
 
+    /// Whether the projection does nothing but leave out the whole core attribute `name`
+    /// (`excludedAttributes=members`, how IdPs read a group): the resource is then its
+    /// default form without it, and can be written from its stored text.
+    pub fn only_leaves_out(&self, name: &str) -> bool {
+        self.include.is_none()
+            && self.include_ext.is_empty()
+            && self.exclude_ext.is_empty()
+            && self.sent.is_empty()
+            && matches!(self.exclude.as_slice(),
+                [s] if s.ext.is_none() && s.name == name && s.sub.is_none() && s.filter.is_none())
+    }
+
     /// Whether the output keeps only some sub-attributes of the core attribute `name`
     /// (`attributes=members.value`, `excludedAttributes=members.display`), so that its
     /// values cannot be written out as they are.
@@ -885,6 +897,23 @@ mod tests {
         assert!(!Projection::parse(Kind::Group, None, Some("members")).wants("members"));
         assert!(Projection::parse(Kind::Group, None, None).wants("members"));
         assert!(!Projection::parse(Kind::Group, Some("displayName"), None).wants("members"));
+    }
+
+    #[test]
+    fn only_leaving_out_members_is_told_apart() {
+        let p = |a, e| Projection::parse(Kind::Group, a, e).only_leaves_out("members");
+        assert!(p(None, Some("members")));
+        assert!(p(None, Some("Members")));
+        for (a, e) in [
+            (None, None),
+            (None, Some("displayName")),
+            (None, Some("members,displayName")),
+            (None, Some("members.display")),
+            (None, Some("members[type eq \"User\"]")),
+            (Some("displayName"), Some("members")),
+        ] {
+            assert!(!p(a, e), "{a:?} {e:?}");
+        }
     }
 
     /// Excluding a value's only sub-attribute leaves no `{}` behind (found by the fuzzer: the

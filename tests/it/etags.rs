@@ -423,3 +423,46 @@ async fn an_if_match_outside_ascii_refuses_and_every_line_counts() {
         .await;
     assert_error(&r, 412, None);
 }
+
+/// A group read as IdPs read it (`excludedAttributes=members`) is written from its stored
+/// text: the same document, ETag and conditions as the decoded answer of a projection that
+/// leaves out more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_without_its_members_answers_as_the_decoded_one() {
+    let s = Srv::start().await;
+    let (a, b) = (s.user("a@x").await, s.user("b@x").await);
+    let r = s
+        .post(
+            "/Groups",
+            json!({"displayName": "Ops \"1\" é", "externalId": "ext-1",
+                "members": [{"value": a}, {"value": b}]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let p = format!("/Groups/{}", r.id());
+    let stored = s.get(&format!("{p}?excludedAttributes=members")).await;
+    let decoded = s.get(&format!("{p}?excludedAttributes=members,id")).await;
+    assert_eq!(stored.status, 200, "{}", stored.body);
+    assert_eq!(stored.body, decoded.body);
+    assert!(stored.body.get("members").is_none());
+    assert_eq!(stored.body["displayName"], "Ops \"1\" é");
+    let tag = stored.header("etag").unwrap().to_string();
+    assert_eq!(decoded.header("etag"), Some(tag.as_str()));
+    assert_eq!(stored.body["meta"]["version"], tag.as_str());
+    for q in ["excludedAttributes=members", "excludedAttributes=members,id"] {
+        let path = format!("{p}?{q}");
+        let get = |h: &'static str, v: String| {
+            let (s, path) = (&s, &path);
+            async move { s.call_with(Method::GET, path, Some(ACME), None, &[(h, &v)]).await }
+        };
+        let r = get("If-None-Match", tag.clone()).await;
+        assert_eq!((r.status, r.header("etag")), (304, Some(tag.as_str())), "{q}");
+        assert_eq!(get("If-None-Match", "W/\"99\"".into()).await.status, 200, "{q}");
+        let r = get("If-Match", "W/\"99\"".into()).await;
+        assert_error(&r, 412, None);
+    }
+    let gone = s
+        .get("/Groups/00000000-0000-0000-0000-000000000001?excludedAttributes=members")
+        .await;
+    assert_error(&gone, 404, None);
+}
