@@ -19,8 +19,11 @@ use crate::scim::filter::{self, Filter};
 use crate::scim::render::{Resource, Stored, etag_of};
 use crate::scim::schema::Kind;
 
-/// Members read at a time from a group's member list, when it is streamed or searched.
-pub(super) const MEMBER_BATCH: usize = if cfg!(test) { 4 } else { 1024 };
+/// Members read at a time from a group's member list, when it is streamed or searched. A
+/// stream holds a few batches read ahead and a few written (about 60 and 170 bytes a
+/// member): at 1,024, 64 clients reading a million-member group at once held 118 MiB RSS,
+/// at 256, 71 MiB, for 1% more instructions a read.
+pub(super) const MEMBER_BATCH: usize = if cfg!(test) { 4 } else { 256 };
 
 pub(super) fn member_json(id: u128, code: u8, display: Option<String>) -> Value {
     let ty = Kind::of_member_code(code).as_str();
