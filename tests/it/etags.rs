@@ -449,15 +449,29 @@ async fn a_group_without_its_members_answers_as_the_decoded_one() {
     let tag = stored.header("etag").unwrap().to_string();
     assert_eq!(decoded.header("etag"), Some(tag.as_str()));
     assert_eq!(stored.body["meta"]["version"], tag.as_str());
-    for q in ["excludedAttributes=members", "excludedAttributes=members,id"] {
+    for q in [
+        "excludedAttributes=members",
+        "excludedAttributes=members,id",
+    ] {
         let path = format!("{p}?{q}");
         let get = |h: &'static str, v: String| {
             let (s, path) = (&s, &path);
-            async move { s.call_with(Method::GET, path, Some(ACME), None, &[(h, &v)]).await }
+            async move {
+                s.call_with(Method::GET, path, Some(ACME), None, &[(h, &v)])
+                    .await
+            }
         };
         let r = get("If-None-Match", tag.clone()).await;
-        assert_eq!((r.status, r.header("etag")), (304, Some(tag.as_str())), "{q}");
-        assert_eq!(get("If-None-Match", "W/\"99\"".into()).await.status, 200, "{q}");
+        assert_eq!(
+            (r.status, r.header("etag")),
+            (304, Some(tag.as_str())),
+            "{q}"
+        );
+        assert_eq!(
+            get("If-None-Match", "W/\"99\"".into()).await.status,
+            200,
+            "{q}"
+        );
         let r = get("If-Match", "W/\"99\"".into()).await;
         assert_error(&r, 412, None);
     }
