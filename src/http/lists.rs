@@ -723,7 +723,7 @@ fn stored_list(
             }
             // One resource decoded at a time, not the page.
             Some(proj) => {
-                let m = render(ctx, item.into_resource()?, proj);
+                let m = render(ctx, item.into_resource(|k| proj.may_keep(k))?, proj);
                 serde_json::to_writer(&mut out, &m).ok()?;
             }
         }

@@ -209,6 +209,17 @@ impl Projection {
                 [s] if s.ext.is_none() && s.name == name && s.sub.is_none() && s.filter.is_none())
     }
 
+    /// Whether a resource's top-level attribute `key` (as stored: canonical names and
+    /// extension URNs) can be in the output; the rest need not be decoded. Extensions are
+    /// always kept: their objects are few and `schemas` is made from them.
+    pub fn may_keep(&self, key: &str) -> bool {
+        key.starts_with("urn:")
+            || self
+                .include
+                .as_ref()
+                .is_none_or(|inc| inc.iter().any(|s| s.ext.is_none() && s.name == key))
+    }
+
     /// Whether the output keeps only some sub-attributes of the core attribute `name`
     /// (`attributes=members.value`, `excludedAttributes=members.display`), so that its
     /// values cannot be written out as they are.
@@ -897,6 +908,29 @@ mod tests {
         assert!(!Projection::parse(Kind::Group, None, Some("members")).wants("members"));
         assert!(Projection::parse(Kind::Group, None, None).wants("members"));
         assert!(!Projection::parse(Kind::Group, Some("displayName"), None).wants("members"));
+    }
+
+    #[test]
+    fn only_what_attributes_may_keep_is_decoded() {
+        let ent = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+        let keeps = |a: Option<&str>, e: Option<&str>| {
+            let p = Projection::parse(Kind::User, a, e);
+            ["userName", "name", "emails", "active", ent]
+                .into_iter()
+                .filter(|k| p.may_keep(k))
+                .collect::<Vec<_>>()
+        };
+        let all = vec!["userName", "name", "emails", "active", ent];
+        assert_eq!(keeps(None, None), all);
+        assert_eq!(keeps(None, Some("userName,name")), all);
+        assert_eq!(keeps(Some("userName"), None), ["userName", ent]);
+        assert_eq!(keeps(Some("USERNAME"), None), ["userName", ent]);
+        assert_eq!(
+            keeps(Some("name.givenName,emails[type eq \"work\"]"), None),
+            ["name", "emails", ent]
+        );
+        assert_eq!(keeps(Some(&format!("{ent}:department")), None), [ent]);
+        assert_eq!(keeps(Some("meta"), Some("userName")), [ent]);
     }
 
     #[test]

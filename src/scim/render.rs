@@ -73,27 +73,27 @@ struct StoredView<'a> {
     version: u64,
 }
 
-/// The stored record's layout, owned: a resource to render through a projection.
-#[derive(serde::Deserialize)]
-struct StoredRecord {
-    body: Body,
-    created: String,
-    modified: String,
-    version: u64,
-}
-
 impl Stored {
-    /// The resource the record holds, decoded, for a projection to narrow (`None`: it is
-    /// not a record; decoding would fail the ordinary way too, which answers why).
-    pub fn into_resource(self) -> Option<Resource> {
-        let r: StoredRecord = serde_json::from_slice(&self.record).ok()?;
+    /// The resource the record holds, for a projection to narrow, with only the attributes
+    /// `keep` names decoded (`attributes=userName` decodes one value of each record, not
+    /// all). `None`: it is not a record; decoding would fail the ordinary way too, which
+    /// answers why.
+    pub fn into_resource(self, keep: impl Fn(&str) -> bool) -> Option<Resource> {
+        let text = std::str::from_utf8(&self.record).ok()?;
+        let v: StoredView = serde_json::from_str(text).ok()?;
+        let mut body = Body::with_capacity(v.body.0.len());
+        for (Key(k), raw) in v.body.0 {
+            if keep(&k) {
+                body.insert(k.into_owned(), serde_json::from_str(raw.get()).ok()?);
+            }
+        }
         Some(Resource {
             kind: self.kind,
             id: self.id,
-            body: r.body,
-            created: r.created,
-            modified: r.modified,
-            version: r.version,
+            body,
+            created: serde_json::from_str(v.created.get()).ok()?,
+            modified: serde_json::from_str(v.modified.get()).ok()?,
+            version: v.version,
             refs: self.refs,
         })
     }

@@ -1175,9 +1175,17 @@ mod tests {
             res.refs = refs.clone();
             assert_eq!(etag, res.etag());
             // Decoded for a projection, it is the resource the store decodes.
-            let own = stored().into_resource().unwrap();
+            let own = stored().into_resource(|_| true).unwrap();
             assert_eq!(own.etag(), etag);
             assert_eq!(own.to_json(base), res.to_json(base));
+            // Decoded in part, it holds only what was asked for, and the same times.
+            let part = stored().into_resource(|k| k == "userName").unwrap();
+            assert_eq!(part.body.keys().collect::<Vec<_>>(), ["userName"]);
+            assert_eq!(part.body["userName"], res.body["userName"]);
+            assert_eq!(
+                (&part.created, &part.modified, part.version, part.etag()),
+                (&res.created, &res.modified, res.version, etag.clone())
+            );
             let mut want = res.into_json(base);
             crate::scim::projection::Projection::default().apply(Kind::User, &mut want);
             assert_eq!(
@@ -1207,6 +1215,6 @@ mod tests {
                 .default_json("https://x", Kind::User.into())
                 .is_none()
         );
-        assert!(stored().into_resource().is_none());
+        assert!(stored().into_resource(|_| true).is_none());
     }
 }
