@@ -485,6 +485,9 @@ fn list_tail(out: &mut Vec<u8>, next_cursor: Option<&str>) {
     out.push(b'}');
 }
 
+/// Members written into one part of a streamed member list (about 170 bytes each).
+const SEND_PART: usize = if cfg!(test) { 3 } else { 256 };
+
 /// Write a group: `head` (its JSON without the closing brace), then its members, batch by
 /// batch, as `"members"`, projected member by member when a projection narrows them, then
 /// the closing brace. Narrowed, the list is written only once a member keeps something (as
@@ -518,39 +521,49 @@ pub(super) async fn send_members(
             Some(MemberBatch::Head(_)) => continue,
             Some(MemberBatch::Failed(_)) | None => return false,
         };
-        let mut chunk = String::with_capacity(batch.len() * 120);
-        let mut push = |fragment: &str| {
-            if let Some(head) = held.take() {
-                chunk.push_str(&head);
-                chunk.push_str(OPEN);
+        // Sent a part at a time: what waits for the connection is a few parts, not a few
+        // of the store's batches (memory a stream holds), while the store still reads
+        // large batches (each costs a turn and a thread's wakeup).
+        let mut batch = batch.into_iter();
+        loop {
+            let part: Vec<_> = batch.by_ref().take(SEND_PART).collect();
+            if part.is_empty() {
+                break;
             }
-            if !first {
-                chunk.push(',');
-            }
-            first = false;
-            chunk.push_str(fragment);
-        };
-        let fragments = batch.into_iter().map(|(m, kind, display)| {
-            let id = crate::store::format_id(m);
-            crate::scim::render::member_fragment(base, &id, kind, display.as_deref())
-        });
-        match narrowed {
-            None => fragments.for_each(|f| push(&f)),
-            Some((proj, rt)) => {
-                let members: Vec<Value> = fragments
-                    .filter_map(|f| serde_json::from_str(&f).ok())
-                    .collect();
-                let mut m = Map::new();
-                m.insert("members".into(), Value::Array(members));
-                proj.apply(rt, &mut m);
-                if let Some(Value::Array(a)) = m.remove("members") {
-                    a.iter()
-                        .for_each(|v| push(&serde_json::to_string(v).unwrap_or_default()));
+            let mut chunk = String::with_capacity(part.len() * 170);
+            let mut push = |fragment: &str| {
+                if let Some(head) = held.take() {
+                    chunk.push_str(&head);
+                    chunk.push_str(OPEN);
+                }
+                if !first {
+                    chunk.push(',');
+                }
+                first = false;
+                chunk.push_str(fragment);
+            };
+            let fragments = part.into_iter().map(|(m, kind, display)| {
+                let id = crate::store::format_id(m);
+                crate::scim::render::member_fragment(base, &id, kind, display.as_deref())
+            });
+            match narrowed {
+                None => fragments.for_each(|f| push(&f)),
+                Some((proj, rt)) => {
+                    let members: Vec<Value> = fragments
+                        .filter_map(|f| serde_json::from_str(&f).ok())
+                        .collect();
+                    let mut m = Map::new();
+                    m.insert("members".into(), Value::Array(members));
+                    proj.apply(rt, &mut m);
+                    if let Some(Value::Array(a)) = m.remove("members") {
+                        a.iter()
+                            .for_each(|v| push(&serde_json::to_string(v).unwrap_or_default()));
+                    }
                 }
             }
-        }
-        if !chunk.is_empty() && tx.send(chunk.into()).await.is_err() {
-            return false;
+            if !chunk.is_empty() && tx.send(chunk.into()).await.is_err() {
+                return false;
+            }
         }
     }
     let close = match held {
