@@ -194,47 +194,36 @@ async fn create(app: &App, ctx: &Ctx, kind: Kind, body: Value) -> ScimResult<Res
 async fn get(app: &App, ctx: &Ctx, kind: Kind, id: &str) -> ScimResult<Resp> {
     let tenant = ctx.principal.tenant.clone();
     let proj = projection(ctx, kind)?;
-    if kind == Kind::Group {
-        if proj.wants("members") {
-            return get_group_streamed(app, ctx, id, &proj, true).await;
-        }
-        // How IdPs read a group (`excludedAttributes=members`): its stored text as it is.
-        if proj.only_leaves_out("members") && !ctx.rt(kind).hides_attributes() {
-            let s = app
-                .store
-                .get_stored(tenant.clone(), kind, id.to_string(), false)
-                .await?;
-            if let Some((body, etag)) = s.default_json(&ctx.base, ctx.rt(kind)) {
-                if let Some(resp) = read_conditions(ctx, &etag)? {
-                    return Ok(resp);
-                }
-                let resp = response::json_bytes(200, body);
-                return Ok(response::with_header(resp, header::ETAG, &etag));
-            }
-        }
-        let r = app.store.get(tenant, kind, id.to_string(), false).await?;
-        if let Some(resp) = read_conditions(ctx, &r.etag())? {
-            return Ok(resp);
-        }
-        return Ok(resource_response(200, ctx, r, &proj));
+    if kind == Kind::Group && proj.wants("members") {
+        return get_group_streamed(app, ctx, id, &proj, true).await;
     }
-    if !ctx.query.has_any(&["attributes", "excludedAttributes"])
-        && ctx.if_none_match.is_none()
-        && ctx.if_match.is_none()
-        && !ctx.rt(kind).hides_attributes()
-    {
+    // Its stored text as it is, when the answer is the resource's default form: a user's
+    // with its groups, a group's without its members (how IdPs read a group).
+    let as_stored = !ctx.rt(kind).hides_attributes()
+        && match kind {
+            Kind::User => !ctx.query.has_any(&["attributes", "excludedAttributes"]),
+            Kind::Group => proj.only_leaves_out("members"),
+        };
+    let with_refs = kind == Kind::User;
+    if as_stored {
         let s = app
             .store
-            .get_stored(tenant.clone(), kind, id.to_string(), true)
+            .get_stored(tenant.clone(), kind, id.to_string(), with_refs)
             .await?;
         if let Some((body, etag)) = s.default_json(&ctx.base, ctx.rt(kind)) {
+            if let Some(resp) = read_conditions(ctx, &etag)? {
+                return Ok(resp);
+            }
             let resp = response::json_bytes(200, body);
             return Ok(response::with_header(resp, header::ETAG, &etag));
         }
     }
-    // The groups are read whether or not they are shown: the ETag header covers them
+    // A user's groups are read whether or not they are shown: the ETag header covers them
     // (`etag_of`), and one user has one ETag whatever the projection.
-    let r = app.store.get(tenant, kind, id.to_string(), true).await?;
+    let r = app
+        .store
+        .get(tenant, kind, id.to_string(), with_refs)
+        .await?;
     if let Some(resp) = read_conditions(ctx, &r.etag())? {
         return Ok(resp);
     }
