@@ -524,13 +524,10 @@ pub(super) async fn send_members(
         // Sent a part at a time: what waits for the connection is a few parts, not a few
         // of the store's batches (memory a stream holds), while the store still reads
         // large batches (each costs a turn and a thread's wakeup).
-        let mut batch = batch.into_iter();
-        loop {
-            let part: Vec<_> = batch.by_ref().take(SEND_PART).collect();
-            if part.is_empty() {
-                break;
-            }
-            let mut chunk = String::with_capacity(part.len() * 170);
+        let mut batch = batch.into_iter().peekable();
+        while batch.peek().is_some() {
+            let part = batch.by_ref().take(SEND_PART);
+            let mut chunk = String::with_capacity(SEND_PART * 170);
             let mut push = |fragment: &str| {
                 if let Some(head) = held.take() {
                     chunk.push_str(&head);
