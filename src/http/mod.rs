@@ -579,13 +579,19 @@ impl App {
                 Method::POST | Method::PUT | Method::PATCH | Method::DELETE
             )
         {
-            return Err(ScimError::new(
+            let e = ScimError::new(
                 403,
                 None,
                 format!(
                     "the token \"{}\" has scope read; writes need a token with scope provision",
                     principal.token_name
                 ),
+            );
+            // RFC 6750 §3.1: the token is valid, but not for this.
+            return Ok(response::with_header(
+                response::error(&e),
+                header::WWW_AUTHENTICATE,
+                "Bearer realm=\"scimd\", error=\"insufficient_scope\"",
             ));
         }
         let tenant = rt.config.tenants.get(&principal.tenant);

@@ -184,15 +184,15 @@ impl AttrDef {
         ) {
             o.insert("caseExact".into(), Value::Bool(self.case_exact));
         }
-        if self.ty != AttrType::Complex {
-            o.insert(
-                "uniqueness".into(),
-                json!(match self.uniqueness {
-                    Uniqueness::None => "none",
-                    Uniqueness::Server => "server",
-                }),
-            );
-        }
+        // Complex attributes too, as RFC 7643 §8.7.1 lists them (`name`, `emails`: "none"):
+        // validators compare against that listing.
+        o.insert(
+            "uniqueness".into(),
+            json!(match self.uniqueness {
+                Uniqueness::None => "none",
+                Uniqueness::Server => "server",
+            }),
+        );
         if !self.canonical_values.is_empty() {
             o.insert("canonicalValues".into(), json!(self.canonical_values));
         }
@@ -802,6 +802,13 @@ mod tests {
         assert_eq!(un["required"], true);
         assert_eq!(un["caseExact"], false);
         assert_eq!(un["uniqueness"], "server");
+        // Complex attributes carry it too, as in RFC 7643 §8.7.1.
+        let attrs = j["attributes"].as_array().unwrap();
+        for name in ["name", "emails", "groups"] {
+            let a = attrs.iter().find(|a| a["name"] == name).unwrap();
+            assert_eq!(a["type"], "complex", "{name}");
+            assert_eq!(a["uniqueness"], "none", "{name}");
+        }
     }
 
     #[test]

@@ -78,6 +78,13 @@ async fn read_scope_reads_and_is_refused_every_write() {
             r.body["detail"].as_str().unwrap().contains("scope read"),
             "{m} {path}"
         );
+        // RFC 6750 §3.1: a valid token that may not do this, so a client does not retry
+        // with the same one as if it had been refused.
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Bearer realm=\"scimd\", error=\"insufficient_scope\""),
+            "{m} {path}"
+        );
     }
     assert_eq!(total(&s.get("/Users").await), 1);
     assert_eq!(

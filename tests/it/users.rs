@@ -202,6 +202,91 @@ async fn username_ignores_case_and_unicode_form_beyond_ascii() {
     }
 }
 
+/// A name an IdP looks up before it writes is at most 1,024 characters: the longest, in
+/// three-byte characters, is still found by a filter in the URL (9 KB encoded) and in a
+/// `.search` body; a longer one is refused on every write and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_longest_lookup_name_is_found_and_a_longer_one_is_refused() {
+    let s = Srv::start().await;
+    let enc = |f: &str| {
+        percent_encoding::utf8_percent_encode(f, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let longest = format!("{}@x", "漢".repeat(1022));
+    let r = s
+        .post(
+            "/Users",
+            json!({"userName": longest, "externalId": longest}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    for attr in ["userName", "externalId"] {
+        let f = format!("{attr} eq \"{longest}\"");
+        let r = s.get(&format!("/Users?filter={}", enc(&f))).await;
+        assert_eq!(r.body["totalResults"], 1, "{attr}: {}", r.body);
+        assert_eq!(r.body["Resources"][0]["id"], id.as_str());
+        let r = s.post("/Users/.search", json!({"filter": f})).await;
+        assert_eq!(r.body["totalResults"], 1, "{attr}: {}", r.body);
+    }
+    let group = "é".repeat(1024);
+    assert_eq!(
+        s.post("/Groups", json!({"displayName": group}))
+            .await
+            .status,
+        201
+    );
+    let f = format!("displayName eq \"{group}\"");
+    let r = s.get(&format!("/Groups?filter={}", enc(&f))).await;
+    assert_eq!(r.body["totalResults"], 1, "{}", r.body);
+
+    let over = "a".repeat(1025);
+    assert_error(
+        &s.post("/Users", json!({"userName": over})).await,
+        400,
+        Some("invalidValue"),
+    );
+    assert_error(
+        &s.post("/Groups", json!({"displayName": over})).await,
+        400,
+        Some("invalidValue"),
+    );
+    let path = format!("/Users/{id}");
+    for r in [
+        s.patch(
+            &path,
+            json!([{"op": "replace", "path": "userName", "value": over}]),
+        )
+        .await,
+        s.patch(
+            &path,
+            json!([{"op": "replace", "value": {"externalId": over}}]),
+        )
+        .await,
+        s.patch(
+            &path,
+            json!([{"op": "add", "path": "emails", "value": [{"value": over}]}]),
+        )
+        .await,
+        s.put(&path, json!({"userName": over})).await,
+    ] {
+        assert_error(&r, 400, Some("invalidValue"));
+        assert!(
+            r.body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("1025 characters"),
+            "{}",
+            r.body
+        );
+    }
+    let r = s.get(&path).await;
+    assert_eq!(r.body["userName"], longest.as_str());
+    assert_eq!(r.body["externalId"], longest.as_str());
+    assert!(r.body.get("emails").is_none(), "{}", r.body);
+    // A user untouched by the refusals: the same version as created.
+    assert_eq!(r.body["meta"]["created"], r.body["meta"]["lastModified"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_replaces_clears_omitted_attributes_and_ignores_okta_extras() {
     let s = Srv::start().await;

@@ -302,9 +302,18 @@ pub fn apply_key(
             }
         };
         if let Some(first) = first {
+            // The same spelling twice is a key inside the schema URN's object and the
+            // URN-qualified key beside it (JSON's duplicate keys are refused earlier).
+            let (first, key) = match key.rsplit_once(':') {
+                Some((urn, name)) if first == key => (
+                    format!("\"{name}\" inside the \"{urn}\" object"),
+                    format!("\"{key}\""),
+                ),
+                _ => (format!("\"{first}\""), format!("\"{key}\"")),
+            };
             return Err(ScimError::invalid_syntax(format!(
-                "the body gives \"{}\" twice, as \"{first}\" and as \"{key}\": either \
-                 reading could store what the client did not mean, so give it once",
+                "the body gives \"{}\" twice, as {first} and as {key}: either reading could \
+                 store what the client did not mean, so give it once",
                 attr.def.name
             )));
         }
@@ -653,6 +662,24 @@ mod tests {
                 "{raw}"
             );
             assert!(e.detail.contains("twice"), "{}", e.detail);
+        }
+        // One spelling, once inside the extension's object and once qualified beside it:
+        // the detail tells the two apart, in either order.
+        for raw in [
+            json!({(ENTERPRISE_SCHEMA): {"department": "a"},
+                (format!("{ENTERPRISE_SCHEMA}:department")): "b", "userName": "a"}),
+            json!({(format!("{ENTERPRISE_SCHEMA}:department")): "b",
+                (ENTERPRISE_SCHEMA): {"department": "a"}, "userName": "a"}),
+        ] {
+            let e = normalize(Kind::User, &raw).unwrap_err();
+            assert_eq!(
+                e.detail,
+                format!(
+                    "the body gives \"department\" twice, as \"department\" inside the \
+                     \"{ENTERPRISE_SCHEMA}\" object and as \"{ENTERPRISE_SCHEMA}:department\": \
+                     either reading could store what the client did not mean, so give it once"
+                )
+            );
         }
         // Different sub-attributes, readOnly echoes, a password (never stored) and dotted
         // keys that are ignored (unknown sub-attributes, those of a multi-valued attribute)

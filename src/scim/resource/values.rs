@@ -245,6 +245,17 @@ pub fn normalize_simple(def: &AttrDef, value: &Value, label: &str) -> ScimResult
                 u32::from(c)
             )))
         }
+        (AttrType::String, Value::String(s))
+            if s.len() > MAX_KEY_CHARS
+                && is_lookup_key(label)
+                && s.chars().count() > MAX_KEY_CHARS =>
+        {
+            Err(ScimError::invalid_value(format!(
+                "attribute \"{label}\" is {} characters long; at most {MAX_KEY_CHARS} are \
+                 accepted, so that a filter can still find it",
+                s.chars().count()
+            )))
+        }
         (AttrType::String | AttrType::Reference | AttrType::Binary, Value::String(s)) => {
             // An empty string from an IdP template means "not set".
             Ok(if s.is_empty() {
@@ -274,6 +285,19 @@ fn is_base64(s: &str) -> bool {
         && body
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_'))
+}
+
+/// Longest value, in characters, of an attribute IdPs find resources by before they write
+/// (`userName eq`, `displayName eq`, `externalId eq`, `emails[value eq]`). A longer one could
+/// be stored but never looked up: its filter would pass `server.max_filter_length`'s default
+/// of 8,192 bytes (1,024 characters of four bytes, escaped, stay under it).
+pub const MAX_KEY_CHARS: usize = 1024;
+
+fn is_lookup_key(label: &str) -> bool {
+    matches!(
+        label,
+        "userName" | "displayName" | "externalId" | "emails.value"
+    )
 }
 
 /// Whether attribute `label` (`emails.value` for a sub-attribute) refuses control
@@ -357,6 +381,52 @@ mod tests {
         }
         let named = json!({"userName": "a", "displayName": "x\u{200F}y"});
         assert!(normalize(Kind::User, &named).is_ok());
+    }
+
+    #[test]
+    fn a_lookup_key_past_the_longest_a_filter_finds_is_refused() {
+        use super::MAX_KEY_CHARS;
+        // Characters, not bytes: 1,024 of three bytes each pass.
+        let most = "é".repeat(MAX_KEY_CHARS);
+        let over = "a".repeat(MAX_KEY_CHARS + 1);
+        let user = |k: &str, v: &str| {
+            let mut b = json!({"userName": "u"});
+            b[k] = json!(v);
+            normalize(Kind::User, &b)
+        };
+        for key in ["userName", "externalId", "displayName"] {
+            assert_eq!(user(key, &most).unwrap().body[key], json!(most), "{key}");
+            let e = user(key, &over).unwrap_err();
+            assert_eq!(e.scim_type, Some(ScimType::InvalidValue), "{key}");
+            assert_eq!(
+                e.detail,
+                format!(
+                    "attribute \"{key}\" is 1025 characters long; at most 1024 are accepted, \
+                     so that a filter can still find it"
+                )
+            );
+        }
+        let email = |v: &str| {
+            normalize(
+                Kind::User,
+                &json!({"userName": "u", "emails": [{"value": v}]}),
+            )
+        };
+        assert!(email(&most).is_ok());
+        assert!(
+            email(&over)
+                .unwrap_err()
+                .detail
+                .contains("\"emails.value\"")
+        );
+        let group = |v: &str| normalize(Kind::Group, &json!({"displayName": v}));
+        assert!(group(&most).is_ok());
+        assert_eq!(
+            group(&over).unwrap_err().scim_type,
+            Some(ScimType::InvalidValue)
+        );
+        // Attributes nobody looks up by are not held to it.
+        assert!(user("title", &over).is_ok());
     }
 
     #[test]
