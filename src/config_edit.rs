@@ -679,11 +679,24 @@ mod tests {
         assert_eq!(a_few(&many[..10]), ten.join(", "));
     }
 
+    /// A copy of a shipped config in a temporary directory, its absolute paths moved into
+    /// that directory: on a machine where the package is installed, a test must neither
+    /// find the installed certificate nor open the installed database.
     fn copy_of(example: &str) -> (tempfile::TempDir, PathBuf, String) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("scimd.toml");
-        let original =
-            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(example)).unwrap();
+        let here = dir.path().display();
+        let original = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(example))
+            .unwrap()
+            .replace("\"/etc/scimd/", &format!("\"{here}/"))
+            .replace("\"/var/lib/scimd\"", &format!("\"{here}/state\""));
+        assert!(
+            original
+                .lines()
+                .filter(|l| !l.trim_start().starts_with('#'))
+                .all(|l| !l.contains("\"/etc/") && !l.contains("\"/var/")),
+            "{example} names another absolute path"
+        );
         std::fs::write(&path, &original).unwrap();
         (dir, path, original)
     }

@@ -487,6 +487,9 @@ async fn tenant_add_prints_values_that_work_against_the_server() {
 
 /// A copy of a shipped config in a temp dir; the packaged one evaluates with a self-signed
 /// certificate, so `check-config` can pass without certificate files.
+/// A shipped config in a temporary directory, with a self-signed certificate and its
+/// database there too: on a machine where the package is installed, the commands under
+/// test must not open (nor write a certificate into) the installed `/var/lib/scimd`.
 fn shipped(example: &str) -> (tempfile::TempDir, std::path::PathBuf, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("scimd.toml");
@@ -495,7 +498,17 @@ fn shipped(example: &str) -> (tempfile::TempDir, std::path::PathBuf, String) {
         .replace(
             "cert = \"/etc/scimd/tls/fullchain.pem\"\nkey = \"/etc/scimd/tls/key.pem\"",
             "self_signed = true",
+        )
+        .replace(
+            "dir = \"/var/lib/scimd\"",
+            &format!("dir = \"{}/state\"", dir.path().display()),
         );
+    assert!(
+        text.lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .all(|l| !l.contains("\"/etc/") && !l.contains("\"/var/")),
+        "{example} names another absolute path"
+    );
     std::fs::write(&path, &text).unwrap();
     (dir, path, text)
 }
