@@ -187,10 +187,20 @@ fn lexical(path: &Path) -> std::path::PathBuf {
 
 /// The name of the local account with `uid`, from `/etc/passwd`.
 pub(crate) fn name_of(uid: u32) -> Option<String> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|l| {
+    named_in("/etc/passwd", uid)
+}
+
+/// The group `gid` is, by name, as `/etc/group` gives it.
+pub(crate) fn group_name_of(gid: u32) -> Option<String> {
+    named_in("/etc/group", gid)
+}
+
+/// The name of the entry with `id` in its third field, in `/etc/passwd` or `/etc/group`.
+fn named_in(file: &str, id: u32) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
-        (f.len() >= 3 && f[2].parse() == Ok(uid)).then(|| f[0].to_string())
+        (f.len() >= 3 && f[2].parse() == Ok(id)).then(|| f[0].to_string())
     })
 }
 

@@ -192,11 +192,15 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
                 && (wanted.ip() != bound.ip()
                     || (wanted.port() != 0 && wanted.port() != bound.port()))
             {
+                // The value may come from this command's environment, not the file.
+                let from = match std::env::var_os("SCIMD_SERVER__LISTEN") {
+                    Some(_) => "SCIMD_SERVER__LISTEN in this command's environment".to_string(),
+                    None => config.display().to_string(),
+                };
                 say!(
-                    "  note: server.listen is {wanted} in {}, but the daemon listens on {bound}: \
-                     a restart applies it (`systemctl restart scimd`), unless \
-                     SCIMD_SERVER__LISTEN in the daemon's environment sets the address",
-                    config.display()
+                    "  note: server.listen is {wanted} in {from}, but the daemon listens on \
+                     {bound}: a restart applies it (`systemctl restart scimd`), unless \
+                     SCIMD_SERVER__LISTEN in the daemon's environment sets the address"
                 );
             }
             // As init scripts' `status` does (LSB): 3 when the daemon is not running.

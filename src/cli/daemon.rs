@@ -211,13 +211,13 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
         && m.uid() != 0
     {
         let owner = super::access::name_of(m.uid()).unwrap_or_else(|| m.uid().to_string());
+        let group = super::access::group_name_of(m.gid()).unwrap_or_else(|| m.gid().to_string());
         fail!(
             "scimd: not serving as root: storage.dir {} belongs to {owner}, the user scimd runs \
              as (files root made there, such as the self-signed certificate, the service could \
              not use). Start the service (`systemctl start scimd`), or run it as that user: \
-             `setpriv --reuid={owner} --regid={} --init-groups scimd serve --config {}`",
+             `setpriv --reuid={owner} --regid={group} --init-groups scimd serve --config {}`",
             cfg.storage.dir.display(),
-            m.gid(),
             path.display()
         );
         return ExitCode::from(2);

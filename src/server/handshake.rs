@@ -124,20 +124,20 @@ impl Failure {
             Failure::Distrusted(alert) => tracing::warn!(
                 %peer,
                 alert = ?alert,
-                "a client refused the server's certificate in the TLS handshake: an IdP must trust the chain (a CA it knows, with the intermediates in the tls.cert file) and find the Base URL's host name in it (said once an hour per address, and 20 times an hour at most)"
+                "a client refused the server's certificate in the TLS handshake: an IdP must trust the chain (a CA it knows, with the intermediates in the tls.cert file) and find the Base URL's host name in it (said once an hour per address and reason, and 20 times an hour at most)"
             ),
             Failure::SilentlyClosed => tracing::info!(
                 %peer,
-                "a client closed the connection once it had the server's certificate, without saying why: Java's HttpClient does so when it does not trust the certificate (and curl when it lacks the host name): an IdP must trust the chain (a CA it knows, with the intermediates in the tls.cert file) and find the Base URL's host name in it (said once an hour per address, and 20 times an hour at most)"
+                "a client closed the connection once it had the server's certificate, without saying why: Java's HttpClient does so when it does not trust the certificate (and curl when it lacks the host name): an IdP must trust the chain (a CA it knows, with the intermediates in the tls.cert file) and find the Base URL's host name in it (said once an hour per address and reason, and 20 times an hour at most)"
             ),
             Failure::NotTls => tracing::info!(
                 %peer,
-                "a client sent something other than TLS, likely plain HTTP, to this HTTPS port: the Base URL must start with https:// (said once an hour per address, and 20 times an hour at most)"
+                "a client sent something other than TLS, likely plain HTTP, to this HTTPS port: the Base URL must start with https:// (said once an hour per address and reason, and 20 times an hour at most)"
             ),
             _ => tracing::warn!(
                 %peer,
                 failure = ?self,
-                "a client offered no TLS version or cipher suite scimd accepts (TLS 1.2 or 1.3, ECDHE with AES-GCM or ChaCha20-Poly1305) (said once an hour per address, and 20 times an hour at most)"
+                "a client offered no TLS version or cipher suite scimd accepts (TLS 1.2 or 1.3, ECDHE with AES-GCM or ChaCha20-Poly1305) (said once an hour per address and reason, and 20 times an hour at most)"
             ),
         }
     }

@@ -317,7 +317,7 @@ fn root_does_not_serve_a_state_directory_another_user_owns() {
     std::fs::create_dir(&state).unwrap();
     assert!(
         Command::new("chown")
-            .arg("65534")
+            .arg("65534:65534")
             .arg(&state)
             .status()
             .unwrap()
@@ -330,8 +330,23 @@ fn root_does_not_serve_a_state_directory_another_user_owns() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
+    // The command to paste names the owner and its group as the system knows them, as
+    // the README writes it (`--reuid=scimd --regid=scimd`).
+    let name = |file: &str| {
+        std::fs::read_to_string(file)
+            .unwrap()
+            .lines()
+            .find(|l| l.split(':').nth(2) == Some("65534"))
+            .map_or("65534".to_string(), |l| {
+                l.split(':').next().unwrap().to_string()
+            })
+    };
+    let (user, group) = (name("/etc/passwd"), name("/etc/group"));
     assert!(
-        err.contains("not serving as root") && err.contains("setpriv --reuid="),
+        err.contains("not serving as root")
+            && err.contains(&format!(
+                "setpriv --reuid={user} --regid={group} --init-groups"
+            )),
         "{err}"
     );
     assert_eq!(std::fs::read_dir(&state).unwrap().count(), 0, "made files");
@@ -1203,6 +1218,21 @@ async fn plan_and_status_at_the_console_while_running_and_stopped() {
         moved.contains("note: server.listen is 127.0.0.1:9 in")
             && moved.contains(&format!("but the daemon listens on 127.0.0.1:{}", p.port)),
         "{moved}"
+    );
+    // Set by this command's environment, the address is not said to be the file's.
+    let out = Command::new(env!("CARGO_BIN_EXE_scimd"))
+        .args(["status", "--config"])
+        .arg(&cfg)
+        .env("SCIMD_SERVER__LISTEN", "127.0.0.1:7")
+        .output()
+        .unwrap();
+    let env_set = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        env_set.contains(
+            "note: server.listen is 127.0.0.1:7 in SCIMD_SERVER__LISTEN in this command's \
+             environment, but the daemon listens on"
+        ),
+        "{env_set}"
     );
     // A half-edited file (a stray line, a certificate not yet in place) stops neither
     // monitoring nor a backup: they find the database and warn of the problems.
