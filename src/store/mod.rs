@@ -193,6 +193,8 @@ struct Shared {
     version_floor: std::sync::atomic::AtomicU64,
     /// Shared with each `Db`, whose close writes the file.
     file_writes: Arc<scrub::FileWrites>,
+    /// The plan rules writes follow, as last applied (`plan::InForce`).
+    plans_in_force: plan::InForce,
 }
 
 /// Free space on the database's disk and the file's size, in bytes.
@@ -769,6 +771,7 @@ impl Store {
             scrubbed: tokio::sync::watch::Sender::new(true),
             version_floor: Default::default(),
             file_writes: Default::default(),
+            plans_in_force: Default::default(),
         };
         // Made whole under another name, or not at all (`fresh`): nothing here ever removes
         // the file at `path`, which may be another start's, made meanwhile and serving.

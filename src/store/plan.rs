@@ -206,6 +206,50 @@ impl Applied {
     }
 }
 
+/// The plan rules each tenant's writes follow: those its last committed `plan_applied`
+/// recorded, not those the request behind a write started with. A write begun before a
+/// reload and committed after it would otherwise judge the mode by the old threshold once
+/// the feed had said the new one was in force (a switch the feed never undid, or one told
+/// twice). A tenant with none recorded since the start follows the request's.
+#[derive(Debug, Default)]
+pub(super) struct InForce(std::sync::Mutex<std::collections::HashMap<String, Rules>>);
+
+/// A tenant's plan rules: `None` without a plan table.
+pub(super) type Rules = Option<std::sync::Arc<PlanRules>>;
+
+impl InForce {
+    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Rules>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(super) fn get(&self, tenant: &str) -> Option<Rules> {
+        self.map().get(tenant).cloned()
+    }
+
+    /// `rules`, found equal to those recorded, for a tenant with none yet: a committed
+    /// change, which may have come since they were compared, is not overwritten.
+    pub(super) fn first(&self, tenant: &str, rules: Rules) {
+        self.map().entry(tenant.to_string()).or_insert(rules);
+    }
+
+    /// What a committed batch applied (`Changes`): `None` forgets the tenant (a purge).
+    pub(super) fn commit(&self, changes: Changes) {
+        let mut map = self.map();
+        for (t, rules) in changes {
+            match rules {
+                Some(r) => map.insert(t, r),
+                None => map.remove(&t),
+            };
+        }
+    }
+}
+
+/// The rules a batch's jobs applied, in force for its later jobs and, once it commits, for
+/// every later write (`InForce::commit`).
+pub(super) type Changes = std::collections::HashMap<String, Option<Rules>>;
+
 pub fn is_active(body: &Body) -> bool {
     body.get("active") != Some(&Value::Bool(false))
 }

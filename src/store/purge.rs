@@ -101,6 +101,7 @@ impl W<'_> {
                 super::events::skip_one(&mut self.seqs, tenant)?;
             }
             super::plan::Applied::forget(&mut self.txn.open_table(super::tables::META)?, tenant)?;
+            self.plans_applied.insert(tenant.to_string(), None);
         }
         Ok(Ok((limit - left) as u64))
     }

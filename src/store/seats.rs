@@ -30,7 +30,8 @@ impl W<'_> {
         if was_active || !now_active {
             return Ok(Ok(None));
         }
-        match plan::seat_for_new_active(actor.plan.as_deref(), &self.counts, &actor.tenant)? {
+        let rules = self.rules(actor);
+        match plan::seat_for_new_active(rules.as_deref(), &self.counts, &actor.tenant)? {
             Ok(Seat::Paid) => Ok(Ok(Some(Seat::Paid))),
             // A trial takes nothing from people paid before it: an existing member's own
             // account is seated on top of the limit (as seats lowered by a reload are), not
@@ -56,7 +57,8 @@ impl W<'_> {
         id: Option<u128>,
         body: &Body,
     ) -> Result<bool, redb::Error> {
-        let Some(rules) = actor.plan.as_deref() else {
+        let rules = self.rules(actor);
+        let Some(rules) = rules.as_deref() else {
             return Ok(false);
         };
         let t = actor.tenant.as_str();
@@ -85,7 +87,8 @@ impl W<'_> {
     /// `joining` more users are counted active; 0 in enforced mode or without a limit (whose
     /// seats the counters alone answer).
     fn open_beside_existing(&self, actor: &Actor, joining: u64) -> Result<u64, redb::Error> {
-        let Some(rules) = actor.plan.as_deref() else {
+        let rules = self.rules(actor);
+        let Some(rules) = rules.as_deref() else {
             return Ok(0);
         };
         let t = actor.tenant.as_str();
@@ -123,7 +126,8 @@ impl W<'_> {
         id: u128,
         body: &Body,
     ) -> Result<bool, redb::Error> {
-        let Some(rules) = actor.plan.as_deref().filter(|r| r.seats.is_some()) else {
+        let rules = self.rules(actor);
+        let Some(rules) = rules.as_deref().filter(|r| r.seats.is_some()) else {
             return Ok(false);
         };
         for entry in plan::entries_matching(rules, body) {
@@ -147,7 +151,8 @@ impl W<'_> {
         body: &Body,
     ) -> Result<(), redb::Error> {
         let t = actor.tenant.as_str();
-        let Some(rules) = actor.plan.as_deref() else {
+        let rules = self.rules(actor);
+        let Some(rules) = rules.as_deref() else {
             return Ok(());
         };
         let Some(seats) = rules.seats else {
@@ -195,7 +200,8 @@ impl W<'_> {
         bodies: &[&Body],
     ) -> Result<Option<Mates>, redb::Error> {
         self.plan_told = None;
-        let Some(rules) = actor.plan.as_deref() else {
+        let rules = self.rules(actor);
+        let Some(rules) = rules.as_deref() else {
             return Ok(None);
         };
         let t = actor.tenant.as_str();
@@ -228,7 +234,8 @@ impl W<'_> {
     /// `plan.changed`, after which the application reads the list again.)
     pub(super) fn tell_mates(&mut self, actor: &Actor, mates: Mates) -> Result<(), redb::Error> {
         let told = self.plan_told.take().unwrap_or_default();
-        let Some(rules) = actor.plan.as_deref() else {
+        let rules = self.rules(actor);
+        let Some(rules) = rules.as_deref() else {
             return Ok(());
         };
         if rules.mode(plan::active(&self.counts, &actor.tenant)?) != Mode::Testing {
@@ -251,8 +258,8 @@ impl W<'_> {
     /// User `id`'s status on the plan list in testing mode, as the write stands now.
     fn testing_status(&self, actor: &Actor, id: u128) -> Result<Option<plan::Status>, redb::Error> {
         let t = actor.tenant.as_str();
-        let (Some(rules), Some(rec)) = (actor.plan.as_deref(), self.load(t, Kind::User, id)?)
-        else {
+        let rules = self.rules(actor);
+        let (Some(rules), Some(rec)) = (rules.as_deref(), self.load(t, Kind::User, id)?) else {
             return Ok(None);
         };
         let mut kept = false;
@@ -320,7 +327,7 @@ impl W<'_> {
                 self.emit_plan(actor, "plan.placed_on_free", Some(id), None)?;
             }
         }
-        let Some(rules) = actor.plan.clone() else {
+        let Some(rules) = self.rules(actor) else {
             return Ok(());
         };
         let modes = (
@@ -347,7 +354,7 @@ impl W<'_> {
         quiet: bool,
     ) -> Result<(), redb::Error> {
         let t = actor.tenant.as_str();
-        let Some(rules) = actor.plan.clone() else {
+        let Some(rules) = self.rules(actor) else {
             return Ok(());
         };
         if self.first_waiting(t)?.is_none() {

@@ -3704,3 +3704,87 @@ fn a_long_plain_page_is_read_as_stored_text_on_the_pool() {
             .is_none()
     );
 }
+
+/// A write whose request began before a reload moved `test_threshold`, committed after the
+/// reload's settings, follows the settings the reload applied: the feed's mode switches stay
+/// one chain, each from the mode the one before left. (Its own rules, the old threshold,
+/// would see no switch here, and the feed would stay "enforced" with 3 of 3 active.)
+#[test]
+fn a_write_begun_before_a_reload_follows_the_plan_it_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = Fixture::open(&dir.path().join("s.redb"));
+    let rules = |test_threshold| {
+        Some(Arc::new(plan::PlanRules {
+            name: "p".into(),
+            test_threshold,
+            seats: None,
+            on_seat_limit: plan::SeatPolicy::Reject,
+            existing_members: Vec::new(),
+            existing_shown: Default::default(),
+        }))
+    };
+    f.actor.plan = rules(10);
+    f.rt.block_on(f.store.plan_applied(f.actor.clone()))
+        .unwrap();
+    let ids = f.users(5);
+    let mut reload = f.actor.clone();
+    reload.plan = rules(3);
+    reload.token = "(configuration reload)".into();
+    let applied = f.rt.block_on(f.store.plan_applied(reload)).unwrap();
+    assert_eq!(
+        applied.modes,
+        Some((plan::Mode::Testing, plan::Mode::Enforced))
+    );
+    // `f.actor` still carries threshold 10, as requests begun before the reload do.
+    for id in &ids[..2] {
+        f.patch(
+            Kind::User,
+            *id,
+            serde_json::json!([{"op": "replace", "path": "active", "value": false}]),
+        );
+    }
+    let feed =
+        f.rt.block_on(f.store.events("t".into(), 0, 1000, Retention::default()))
+            .unwrap();
+    let switches: Vec<(String, String, String)> = feed
+        .events
+        .into_iter()
+        .filter(|e| e.kind == "plan.changed")
+        .map(|e| (e.token, e.from.unwrap(), e.to.unwrap()))
+        .collect();
+    let s = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+    assert_eq!(
+        switches,
+        [
+            s("(configuration reload)", "testing", "enforced"),
+            s(&f.actor.token, "enforced", "testing"),
+        ]
+    );
+    // Settings found equal to those recorded at a start (no commit) are followed the same
+    // way: a 4th active user is past threshold 3, though not past the request's 10.
+    let path = dir.path().join("s.redb");
+    f.store.close();
+    let mut f = Fixture::open(&path);
+    f.actor.plan = rules(10);
+    let mut start = f.actor.clone();
+    start.plan = rules(3);
+    let applied = f.rt.block_on(f.store.plan_applied(start)).unwrap();
+    assert!(applied.changed.is_empty(), "{:?}", applied.changed);
+    f.patch(
+        Kind::User,
+        ids[0],
+        serde_json::json!([{"op": "replace", "path": "active", "value": true}]),
+    );
+    let feed =
+        f.rt.block_on(f.store.events("t".into(), 0, 1000, Retention::default()))
+            .unwrap();
+    let switches: Vec<(Option<String>, Option<String>)> = (feed.events.into_iter())
+        .filter(|e| e.kind == "plan.changed")
+        .map(|e| (e.from, e.to))
+        .collect();
+    assert_eq!(switches.len(), 3, "{switches:?}");
+    assert_eq!(
+        switches[2],
+        (Some("testing".into()), Some("enforced".into()))
+    );
+}

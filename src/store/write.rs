@@ -60,12 +60,16 @@ pub(super) struct W<'t> {
     /// A write of the batch met a record that does not decode (`existing`, `load`): the
     /// writer has the file checked once the batch is done.
     pub(super) met_damage: std::cell::Cell<bool>,
+    /// The plan rules writes follow (`plan::InForce`), and those this batch applied.
+    in_force: &'t plan::InForce,
+    pub(super) plans_applied: plan::Changes,
 }
 
 impl<'t> W<'t> {
     pub(super) fn open(
         txn: &'t WriteTransaction,
         version_floor: u64,
+        in_force: &'t plan::InForce,
     ) -> Result<W<'t>, redb::Error> {
         Ok(W {
             res: txn.open_table(RESOURCES)?,
@@ -87,7 +91,22 @@ impl<'t> W<'t> {
             version_floor,
             plan_told: None,
             met_damage: std::cell::Cell::new(false),
+            in_force,
+            plans_applied: plan::Changes::new(),
         })
+    }
+
+    /// The plan rules a write of `actor`'s tenant follows: those last applied (by this
+    /// batch, else by a committed one), else the request's own.
+    pub(super) fn rules(&self, actor: &Actor) -> plan::Rules {
+        match self.plans_applied.get(&actor.tenant) {
+            Some(Some(rules)) => rules.clone(),
+            Some(None) => actor.plan.clone(),
+            None => self
+                .in_force
+                .get(&actor.tenant)
+                .unwrap_or_else(|| actor.plan.clone()),
+        }
     }
 
     /// The version a resource at `version` takes when it changes: one more, and above the
@@ -1199,10 +1218,17 @@ impl Store {
             ))
         })?;
         if same {
+            self.shared
+                .plans_in_force
+                .first(&actor.tenant, actor.plan.clone());
             return Ok(PlanApplied::default());
         }
         self.write(actor.tenant.clone(), move |w| {
             let t = actor.tenant.as_str();
+            // From here on this batch's writes, and once it commits every write, follow
+            // these rules, whatever rules their requests started with.
+            w.plans_applied
+                .insert(t.to_string(), Some(actor.plan.clone()));
             let was = {
                 let mut meta = w.txn.open_table(META)?;
                 let was = plan::Applied::read(&meta, t)?;

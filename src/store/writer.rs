@@ -348,7 +348,7 @@ fn run_batch(
     let floor = shared
         .version_floor
         .load(std::sync::atomic::Ordering::Relaxed);
-    let mut w = match write::W::open(&txn, floor) {
+    let mut w = match write::W::open(&txn, floor, &shared.plans_in_force) {
         Ok(w) => w,
         Err(e) => {
             failure();
@@ -415,6 +415,7 @@ fn run_batch(
         metrics.batch_size.observe(responders.len() as f64);
     }
     // The tables close before the transaction ends.
+    let plans_applied = std::mem::take(&mut w.plans_applied);
     drop(w);
     if failed {
         failure();
@@ -463,6 +464,8 @@ fn run_batch(
         Ok(()) => {
             shared.committed();
             shared.room_again();
+            // Before the answers: a write queued after a reload's answer follows its rules.
+            shared.plans_in_force.commit(plans_applied);
             responders.into_iter().for_each(|r| r(Ok(())));
             true
         }
