@@ -92,6 +92,47 @@ pub struct Backend {
     faults: Faults,
     /// Held while the file is open (see `signalling`).
     _open: Option<std::sync::mpsc::Sender<()>>,
+    head: Arc<Head>,
+}
+
+/// Bytes at the start of the file that redb's header holds: the commit slots naming the
+/// root of everything, rewritten by every commit.
+const HEAD_LEN: usize = 320;
+
+/// The file's header as this process last wrote it. Another file copied over the open one
+/// (`cp` rewrites the same inode, so its identity does not change) puts other bytes there:
+/// a commit into it would mix this database's pages into another's.
+#[derive(Debug)]
+pub(crate) struct Head {
+    /// The open file (a second descriptor), read past redb's cache and the fault switch.
+    file: File,
+    /// `None` until this process writes the header (redb does so as it opens the file).
+    written: std::sync::Mutex<Option<[u8; HEAD_LEN]>>,
+}
+
+impl Head {
+    fn written(&self) -> std::sync::MutexGuard<'_, Option<[u8; HEAD_LEN]>> {
+        self.written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn on_disk(&self) -> io::Result<[u8; HEAD_LEN]> {
+        use std::os::unix::fs::FileExt;
+        let mut now = [0; HEAD_LEN];
+        self.file.read_exact_at(&mut now, 0)?;
+        Ok(now)
+    }
+
+    /// False when the header is not what this process last wrote there. A read that fails
+    /// tells nothing, and is not called a change.
+    pub(crate) fn intact(&self) -> bool {
+        let written = self.written();
+        match (*written, self.on_disk()) {
+            (Some(w), Ok(now)) => w == now,
+            _ => true,
+        }
+    }
 }
 
 /// A file's device and inode: which file a name leads to, whatever its contents.
@@ -137,12 +178,22 @@ impl Backend {
     /// A backend on a file already open (read and write), so that what is checked is that
     /// file, whatever its name points to by then.
     pub fn from_file(file: File, faults: Faults) -> io::Result<Backend> {
+        let head = Arc::new(Head {
+            file: file.try_clone()?,
+            written: std::sync::Mutex::new(None),
+        });
         let inner = FileBackend::new(file).map_err(|e| io::Error::other(e.to_string()))?;
         Ok(Backend {
             inner,
             faults,
             _open: None,
+            head,
         })
+    }
+
+    /// What looks at the file's header (`Head::intact`) while redb has the backend.
+    pub(crate) fn head(&self) -> Arc<Head> {
+        self.head.clone()
     }
 
     /// This backend, holding `open` until it is dropped: a receiver of that channel
@@ -244,6 +295,14 @@ impl StorageBackend for Backend {
         match self.faults.get() {
             Some(Fault::WriteFails) => Err(eio()),
             Some(Fault::DiskFull) => Err(enospc()),
+            // The header, read back under the lock `Head::intact` takes: a look while it is
+            // being written would see it half old.
+            _ if offset < HEAD_LEN as u64 => {
+                let mut written = self.head.written();
+                self.inner.write(offset, data)?;
+                *written = self.head.on_disk().ok();
+                Ok(())
+            }
             _ => self.inner.write(offset, data),
         }
     }

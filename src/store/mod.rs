@@ -181,6 +181,8 @@ struct Shared {
     /// What became of that file, while `path` no longer leads to it (`look_at_file`):
     /// writes are refused meanwhile.
     gone: Mutex<Option<String>>,
+    /// The header of the file the open database writes (`backend::Head`).
+    head: Mutex<Option<Arc<backend::Head>>>,
     /// A pass started because a read panicked is running (`suspect_damage`).
     suspected: std::sync::atomic::AtomicBool,
     /// When the last such pass found no damage (`scrub::SUSPECT_AGAIN_AFTER`).
@@ -417,7 +419,12 @@ impl Shared {
             // Cannot tell (an I/O error, a directory made unreadable): not called gone.
             Err(_) => Some(*opened),
         };
-        if now == Some(*opened) {
+        // The same file, with other contents: another copied over it in place.
+        let overwritten = now == Some(*opened)
+            && locked(&self.head)
+                .as_ref()
+                .is_some_and(|head| !head.intact());
+        if now == Some(*opened) && !overwritten {
             if gone.take().is_some() {
                 tracing::info!(path = %self.path.display(), "the database file is back at its name: writes go through again");
             }
@@ -428,9 +435,22 @@ impl Shared {
             self.path.display(),
             match now {
                 None => "removed (or its directory)",
+                Some(_) if overwritten =>
+                    "overwritten in place by another file (a copy put over it)",
                 Some(_) => "replaced by another file",
             }
         );
+        if overwritten && gone.as_ref() != Some(&what) {
+            tracing::error!(
+                "{what}: writes are refused (503). What scimd wrote there is gone from the disk, \
+                 and the file now holds another's header: a commit would mix the two. Stop \
+                 scimd and put a backup back with `scimd restore --from FILE` (writes since \
+                 that backup are lost); next time, restore with scimd stopped, never by \
+                 copying over the live file"
+            );
+            *gone = Some(what);
+            return false;
+        }
         if gone.as_ref() != Some(&what) {
             tracing::error!(
                 "{what}: writes are refused (503), since the next start would open what is \
@@ -539,6 +559,7 @@ impl Shared {
         if replaced(self.identity_now().ok().flatten()) {
             return Err(refused());
         }
+        *locked(&self.head) = Some(backend.head());
         // A full repair walks the whole file: say so, or a slow start looks like a hang.
         let path = self.path.display().to_string();
         let last_tenth = std::sync::atomic::AtomicU32::new(u32::MAX);
@@ -766,6 +787,7 @@ impl Store {
             damaged: Mutex::default(),
             identity: Default::default(),
             gone: Mutex::default(),
+            head: Mutex::default(),
             suspected: Default::default(),
             cleared: Mutex::new(None),
             scrubbed: tokio::sync::watch::Sender::new(true),

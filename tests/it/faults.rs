@@ -465,6 +465,45 @@ async fn damage_found_while_serving_refuses_writes_and_keeps_reads() {
     s.stop().await;
 }
 
+/// Another database copied over the open file in place (`cp` keeps the inode, so the name
+/// still leads to the file scimd opened): the header is not the one scimd last wrote, so
+/// writes are refused before any commit mixes the two files, and stay refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_put_over_the_open_database_file_refuses_writes() {
+    let s = Srv::start().await;
+    s.user("first@x.example").await;
+    let db = s.config.storage.db_path();
+    let earlier = std::fs::read(&db).unwrap();
+    s.user("second@x.example").await;
+    let inode = |p: &std::path::Path| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(p).unwrap().ino()
+    };
+    let before = inode(&db);
+    std::fs::write(&db, &earlier).unwrap();
+    assert_eq!(inode(&db), before, "written in place, as cp does");
+    for name in ["lost@x.example", "lost2@x.example"] {
+        let r = within("create", s.post("/Users", new_user(name))).await;
+        assert_error(&r, 503, None);
+        let detail = r.body["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains("was removed or replaced while scimd ran"),
+            "{detail}"
+        );
+    }
+    let h = health(&s).await;
+    assert_eq!(h.status, 503, "{}", h.body);
+    assert!(
+        h.body["database"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("file removed or replaced"),
+        "{}",
+        h.body
+    );
+    s.stop().await;
+}
+
 /// The database file moved away while the server runs (an admin's slip, a clean-up script):
 /// writes answer 503 saying so and nothing of them is written, `/healthz` says why, reads go
 /// on from the open file, and the file put back lets writes through again.
