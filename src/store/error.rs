@@ -119,6 +119,14 @@ pub enum Error {
          an administrator puts it back (the server log says how); retry the request then"
     )]
     FileGone,
+    /// `FileGone`, found by the look after this request's commit: the change went into the
+    /// file scimd holds open, which may come back.
+    #[error(
+        "the database file was removed or replaced as this request was committed: the change \
+         is in the file scimd holds open, and there again if that same file is put back; \
+         writes are refused until an administrator puts it back (the server log says how)"
+    )]
+    FileGoneAtCommit,
     /// Something that should not happen did (a panic); logged under `error_id`, and only
     /// that id is answered, in the protocol core's words (one text for every 500).
     #[error("{}", ScimError::internal(.error_id).detail)]
@@ -152,6 +160,7 @@ impl From<Error> for ScimError {
             | Error::DiskFull { .. }
             | Error::Damaged
             | Error::FileGone
+            | Error::FileGoneAtCommit
             | Error::Busy
             | Error::ScanTurnNeeded => (503, None),
         };
@@ -307,6 +316,16 @@ mod tests {
                 "the database file was removed or replaced while scimd ran: writes are refused \
                  until an administrator puts it back (the server log says how); retry the \
                  request then"
+                    .into(),
+            ),
+            (
+                Error::FileGoneAtCommit,
+                503,
+                None,
+                "the database file was removed or replaced as this request was committed: the \
+                 change is in the file scimd holds open, and there again if that same file is \
+                 put back; writes are refused until an administrator puts it back (the server \
+                 log says how)"
                     .into(),
             ),
             (

@@ -458,7 +458,9 @@ fn run_batch(
         // start will not open, so it is not acknowledged (as a failed fsync is not).
         Ok(()) if !shared.look_at_file() => {
             shared.committed();
-            responders.into_iter().for_each(|r| r(Err(Error::FileGone)));
+            responders
+                .into_iter()
+                .for_each(|r| r(Err(Error::FileGoneAtCommit)));
             true
         }
         Ok(()) => {
