@@ -458,6 +458,8 @@ fn run_batch(
         // start will not open, so it is not acknowledged (as a failed fsync is not).
         Ok(()) if !shared.look_at_file() => {
             shared.committed();
+            // Committed all the same, in the file scimd goes on with if its name comes back.
+            shared.plans_in_force.commit(plans_applied);
             responders
                 .into_iter()
                 .for_each(|r| r(Err(Error::FileGoneAtCommit)));
