@@ -486,8 +486,7 @@ async fn tenant_add_prints_values_that_work_against_the_server() {
 }
 
 /// A copy of a shipped config in a temp dir; the packaged one evaluates with a self-signed
-/// certificate, so `check-config` can pass without certificate files.
-/// A shipped config in a temporary directory, with a self-signed certificate and its
+/// certificate (so `check-config` can pass without certificate files) and keeps its
 /// database there too: on a machine where the package is installed, the commands under
 /// test must not open (nor write a certificate into) the installed `/var/lib/scimd`.
 fn shipped(example: &str) -> (tempfile::TempDir, std::path::PathBuf, String) {
