@@ -295,12 +295,16 @@ impl StorageBackend for Backend {
         match self.faults.get() {
             Some(Fault::WriteFails) => Err(eio()),
             Some(Fault::DiskFull) => Err(enospc()),
-            // The header, read back under the lock `Head::intact` takes: a look while it is
-            // being written would see it half old.
+            // The header, kept under the lock `Head::intact` takes (a look while it is being
+            // written would see it half old): the bytes written when they cover it (redb
+            // writes it whole), else read back.
             _ if offset < HEAD_LEN as u64 => {
                 let mut written = self.head.written();
                 self.inner.write(offset, data)?;
-                *written = self.head.on_disk().ok();
+                *written = match data.get(..HEAD_LEN) {
+                    Some(whole) if offset == 0 => whole.try_into().ok(),
+                    _ => self.head.on_disk().ok(),
+                };
                 Ok(())
             }
             _ => self.inner.write(offset, data),
@@ -334,5 +338,36 @@ impl StorageBackend for Backend {
 
     fn query_lock_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<bool, BackendError> {
         self.inner.query_lock_range(s, e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The header is known from what this process wrote, whole or in part, and a file
+    /// written over it in place (same inode, as `cp` does) is told apart.
+    #[test]
+    fn a_header_written_over_from_outside_is_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.redb");
+        let b = Backend::open(&path, Faults::default(), true).unwrap();
+        let head = b.head();
+        assert!(head.intact(), "nothing written yet: nothing to compare");
+        b.write(0, &[7; 4096]).unwrap();
+        assert!(head.intact());
+        // Written in part: read back, and the rest kept.
+        b.write(100, &[9; 8]).unwrap();
+        assert!(head.intact());
+        assert_eq!(head.written().unwrap()[100..108], [9; 8]);
+        assert_eq!(head.written().unwrap()[99], 7);
+        // Past the header: not looked at.
+        b.write(4096, &[1; 16]).unwrap();
+        assert!(head.intact());
+        std::fs::write(&path, [8u8; 4096]).unwrap();
+        assert!(!head.intact(), "another file's bytes at the start");
+        // Its own next header write is what it knows from then on.
+        b.write(0, &[8; HEAD_LEN]).unwrap();
+        assert!(head.intact());
     }
 }
