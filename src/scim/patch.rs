@@ -181,7 +181,7 @@ pub fn apply(kind: impl Into<Rt>, id: &str, body: &Body, ops: &[Operation]) -> S
             ..e
         })?;
     }
-    drop_hollow(&pending.hollow, &mut input.body)?;
+    drop_hollow(&pending.hollow, body, &mut input.body)?;
     // RFC 7644 §3.5.2.2: removing a required attribute is a mutability error, whichever
     // operation left it unassigned (a remove, a null or an empty string).
     let has = resource::holds;
@@ -744,13 +744,15 @@ fn filtered(
 }
 
 /// Normalise again the attributes where an operation created an entry from its filter: one
-/// that no later operation gave a value is no entry at all, as in a POST.
-fn drop_hollow(hollow: &[AttrRef], body: &mut Body) -> ScimResult<()> {
+/// that no later operation gave a value is no entry at all, as in a POST, and takes over
+/// `primary` from none (`before` is the resource the operations started from).
+fn drop_hollow(hollow: &[AttrRef], before: &Body, body: &mut Body) -> ScimResult<()> {
     for &attr in hollow {
         let c = container_mut(body, attr);
         let Some(now) = c.get(attr.def.name) else {
             continue;
         };
+        let took_primary = resource::holds_hollow_primary(now);
         match resource::normalize_attr(attr.def, now)? {
             Some(v) => {
                 c.insert(attr.def.name.to_string(), v);
@@ -758,6 +760,10 @@ fn drop_hollow(hollow: &[AttrRef], body: &mut Body) -> ScimResult<()> {
             None => {
                 c.remove(attr.def.name);
             }
+        }
+        if took_primary {
+            let was = container(before, attr).and_then(|c| c.get(attr.def.name));
+            resource::give_back_primary(was, c.get_mut(attr.def.name));
         }
         drop_empty_extension(body, attr);
     }
@@ -1313,6 +1319,31 @@ mod tests {
         assert_eq!(
             out.body["emails"],
             json!([{"value": "b@work", "type": "work", "primary": true}])
+        );
+    }
+
+    #[test]
+    fn an_entry_made_primary_but_never_filled_takes_primary_from_none() {
+        let one = || json!({"userName": "u", "emails": [{"value": "p@x", "type": "work", "primary": true}]});
+        let out = run(
+            Kind::User,
+            one(),
+            json!([{"op": "add", "path": "emails[type eq \"home\"].primary", "value": true}]),
+        )
+        .unwrap();
+        assert_eq!(out.body["emails"], one()["emails"]);
+        // Filled by a later operation, it keeps the takeover.
+        let out = run(
+            Kind::User,
+            one(),
+            json!([{"op": "add", "path": "emails[type eq \"home\"].primary", "value": true},
+                   {"op": "add", "path": "emails[type eq \"home\"].value", "value": "h@x"}]),
+        )
+        .unwrap();
+        assert_eq!(
+            out.body["emails"],
+            json!([{"value": "p@x", "type": "work", "primary": false},
+                   {"type": "home", "primary": true, "value": "h@x"}])
         );
     }
 

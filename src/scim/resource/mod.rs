@@ -23,7 +23,9 @@ pub use checks::{
 pub use compare::{keep_from_old, reads_the_same};
 pub use input::{Ignored, Input, SetMode, apply_key, normalize, note_unknown_subs};
 pub use members::normalize_members;
-pub use multi_valued::{MAX_VALUES, check_count, demote_primary};
+pub use multi_valued::{
+    MAX_VALUES, check_count, demote_primary, give_back_primary, holds_hollow_primary,
+};
 pub use values::{
     EXACT_IN_A_DOUBLE, normalize_attr, normalize_attr_keeping_hollow, normalize_simple,
     normalize_single, refuses_controls, type_name,

@@ -105,6 +105,46 @@ pub fn demote_primary<'a>(others: impl Iterator<Item = &'a mut Value>) {
     }
 }
 
+/// Whether `list` holds an entry made primary that carries no value: one a PATCH's filter
+/// created (`emails[type eq "home"].primary`) and no later operation filled, which the
+/// final normalisation drops.
+pub fn holds_hollow_primary(list: &Value) -> bool {
+    list.as_array().is_some_and(|l| {
+        l.iter()
+            .any(|e| e.get("primary") == Some(&Value::Bool(true)) && !carries_data(e))
+    })
+}
+
+/// Once such an entry is dropped, the entry it took `primary` from (the one primary in
+/// `before`) is primary again, unless another one now is: a takeover by no value must not
+/// leave the user without a primary email.
+pub fn give_back_primary(before: Option<&Value>, after: Option<&mut Value>) {
+    let is_primary = |e: &Value| e.get("primary") == Some(&Value::Bool(true));
+    let Some(after) = after.and_then(Value::as_array_mut) else {
+        return;
+    };
+    if after.iter().any(is_primary) {
+        return;
+    }
+    let without_primary = |e: &Value| {
+        let mut e = e.clone();
+        if let Value::Object(m) = &mut e {
+            m.remove("primary");
+        }
+        e
+    };
+    let Some(was) = before
+        .and_then(Value::as_array)
+        .and_then(|l| l.iter().find(|e| is_primary(e)))
+    else {
+        return;
+    };
+    let was = without_primary(was);
+    if let Some(e) = after.iter_mut().find(|e| without_primary(e) == was) {
+        e["primary"] = Value::Bool(true);
+    }
+}
+
 /// At most one entry may carry `primary: true` (RFC 7643 §2.4): keep the first.
 pub(super) fn fix_primary(list: &mut [Value]) {
     let mut seen = false;
