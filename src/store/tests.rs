@@ -239,6 +239,29 @@ fn an_idle_writer_records_the_allocator_state_so_a_crash_reopens_without_full_re
     );
 }
 
+#[test]
+fn a_start_with_no_write_after_it_records_the_allocator_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    // An existing file, closed cleanly, as a restart finds it.
+    let rt = runtime();
+    let store = Store::open(&path, 1 << 20).unwrap();
+    rt.block_on(store.checkpoint()).unwrap();
+    drop(store);
+    drop(raw(&path));
+    let _store = Store::open(&path, 1 << 20).unwrap();
+    let t0 = std::time::Instant::now();
+    let mut n = 0;
+    while copy_needs_full_repair(&path, n) {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "a quiet spell after a start leaves the file needing a full repair"
+        );
+        std::thread::sleep(CHECKPOINT_IDLE);
+        n += 1;
+    }
+}
+
 /// Make the file at `path` look as layout `version` left it: without `added`, the table
 /// the next layout added.
 fn rewind_layout<K: redb::Key + 'static, V: redb::Value + 'static>(

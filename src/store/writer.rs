@@ -175,7 +175,10 @@ fn writer(
             None
         }
     };
-    let mut checkpoint_due = false;
+    // Due at start too: opening the file marks it unclean until a commit records the
+    // allocator state, so a crash in a quiet spell after a start would otherwise cost the
+    // next start a check of every page.
+    let mut checkpoint_due = true;
     let mut reopening = Reopening::default();
     loop {
         waiting.fill(rx);
