@@ -243,6 +243,17 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
                 let absent = matches!(std::fs::metadata(cfg.storage.db_path()),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound);
                 if absent && Config::load(config).is_ok() {
+                    // Unless something answers at server.listen: a daemon started before
+                    // storage.dir was changed keeps the directory it started with.
+                    if let Some(addr) = listened_at(&cfg.server.listen) {
+                        eprintln!(
+                            "cannot tell whether scimd runs (exit 4, status unknown): \
+                             something accepts connections on {addr} (server.listen), perhaps \
+                             a scimd started before storage.dir was changed, which keeps the \
+                             directory it started with until it is restarted"
+                        );
+                        return ExitCode::from(4);
+                    }
                     return ExitCode::from(3);
                 }
                 // A file of another layout was opened to tell: no daemon holds it (one
@@ -269,6 +280,24 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
             ExitCode::FAILURE
         }
     }
+}
+
+/// The address `listen` names, when something accepts a TCP connection there (a wildcard
+/// address is tried on loopback). Port 0 names no address to try.
+fn listened_at(listen: &str) -> Option<std::net::SocketAddr> {
+    let mut addr: std::net::SocketAddr = listen.parse().ok()?;
+    if addr.port() == 0 {
+        return None;
+    }
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(500))
+        .ok()
+        .map(|_| addr)
 }
 
 /// `scimd tenant purge`: a tenant taken out of the file keeps its data (to be served again

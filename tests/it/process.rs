@@ -3230,6 +3230,36 @@ fn a_console_command_says_it_repaired_a_crashed_database() {
     assert_eq!((out.status.code(), again.status.code()), (Some(3), Some(3)));
 }
 
+/// `storage.dir` edited while a daemon runs: no database in the new directory, but the
+/// address is held, so `status` cannot tell (4) rather than "not running" (3), which a
+/// monitor would act on.
+#[test]
+fn status_with_no_database_but_the_address_held_cannot_tell() {
+    let (dir, cfg, _state) = stopped();
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = holder.local_addr().unwrap();
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("127.0.0.1:0", &addr.to_string())
+        .replace(
+            &dir.path().join("state").display().to_string(),
+            &dir.path().join("moved").display().to_string(),
+        );
+    std::fs::write(&cfg, text).unwrap();
+    let out = scimd_cmd(&cfg, &["status"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("no database at") && err.contains(&format!("connections on {addr}")),
+        "{err}"
+    );
+    // Nothing there: not running.
+    drop(holder);
+    let out = scimd_cmd(&cfg, &["status"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+}
+
 /// After an upgrade whose restart did not happen (or was refused), `status` finds the file
 /// in an older layout: no daemon holds it, so it is not running (3), not "cannot tell" (4).
 #[test]
