@@ -87,15 +87,21 @@ impl Account {
             .filter_map(|d| {
                 let m = std::fs::metadata(d).ok()?;
                 (!self.may(m.uid(), m.gid(), m.mode(), 1)).then(|| {
+                    // Its owner is judged by the owner's bits alone: a group bit gives it
+                    // nothing.
+                    let fix = if m.uid() == self.uid {
+                        format!("chmod u+x {}", d.display())
+                    } else {
+                        format!("chgrp {0} {1} && chmod g+x {1}", self.group, d.display())
+                    };
                     format!(
                         "the user {0} cannot enter the directory {1} (owner uid {2}, group gid \
-                         {3}, mode {4:04o}): `chgrp {5} {1} && chmod g+x {1}`",
+                         {3}, mode {4:04o}): `{fix}`",
                         self.name,
                         d.display(),
                         m.uid(),
                         m.gid(),
                         m.mode() & 0o7777,
-                        self.group
                     )
                 })
             })
@@ -109,7 +115,13 @@ impl Account {
         let path = real.as_path();
         let m = std::fs::metadata(path).ok()?;
         (!self.may(m.uid(), m.gid(), m.mode(), want)).then(|| {
+            let owns = m.uid() == self.uid;
             let (what, fix) = match want {
+                4 if owns => ("read", format!("chmod u+r {}", path.display())),
+                _ if owns && m.is_dir() => {
+                    ("read and write", format!("chmod u+rwx {}", path.display()))
+                }
+                _ if owns => ("read and write", format!("chmod u+rw {}", path.display())),
                 4 => (
                     "read",
                     format!("chgrp {0} {1} && chmod g+r {1}", self.group, path.display()),
@@ -276,6 +288,29 @@ mod tests {
         assert!(why.contains("`chgrp svcgroup "), "{why}");
         let why = other.cannot(&key, 6).join("\n");
         assert!(why.contains("`chown svc:svcgroup "), "{why}");
+        // Its own file, shut by the owner's bits: a group bit would not help.
+        // (Root passes every check: as root, the file is given to another uid.)
+        let mut uid = std::fs::metadata(&key).unwrap().uid();
+        if uid == 0 {
+            uid = u32::MAX - 2;
+            std::os::unix::fs::chown(&key, Some(uid), None).unwrap();
+        }
+        let owner = Account { uid, ..other };
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o040)).unwrap();
+        let why = owner.cannot(&key, 4).join("\n");
+        assert!(
+            why.contains("`chmod u+r ") && !why.contains("chgrp"),
+            "{why}"
+        );
+        let why = owner.cannot(&key, 6).join("\n");
+        assert!(
+            why.contains("`chmod u+rw ") && !why.contains("chown"),
+            "{why}"
+        );
+        let other = Account {
+            uid: u32::MAX - 1,
+            ..owner
+        };
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
         std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o700)).unwrap();
         let why = other.cannot(&key, 4).join("\n");
