@@ -492,6 +492,13 @@ fn figment_problems(err: figment::Error, reread: bool) -> Vec<String> {
                 }
                 _ => kind,
             };
+            let kind = match super::problems::least_of(&key) {
+                Some(n) => kind.replace(
+                    "a whole number, 0 or more",
+                    &format!("a whole number, {n} or more"),
+                ),
+                None => kind,
+            };
             if key.is_empty() {
                 format!("{kind}{source}")
             } else {
@@ -847,12 +854,13 @@ mod tests {
                 .replace(
                     "name = \"okta\", sha256 = \"9f86",
                     "name = \"okta\", sha256 = 7, x = \"",
-                ) + "[tenants.beta]\ntokens = 5\n";
+                ) + "[tenants.beta]\ntokens = 5\nevents_max_count = -5\n";
             jail.create_file("bad.toml", &text)?;
             let err = Config::load(Path::new("bad.toml")).expect_err("five problems");
             let all = err.problems.join("\n");
             for needle in [
-                "server.max_results: invalid type: found a string, expected a whole number, 0 or more",
+                "server.max_results: invalid type: found a string, expected a whole number, 1 or more",
+                "tenants.beta.events_max_count: invalid value: found the number -5, expected a whole number, 1 or more",
                 "server.max_filter_depth: invalid type",
                 "tls.watch_secs: invalid value: found the number -3, expected a whole number, 0 or more",
                 "tenants.acme.tokens[0].sha256: invalid type",
@@ -923,7 +931,7 @@ mod tests {
             let all = err.problems.join("\n");
             for needle in [
                 "the parser gives no reason; look there for a stray character",
-                "server.max_results: invalid type: found the number 5.5, expected a whole number, 0 or more",
+                "server.max_results: invalid type: found the number 5.5, expected a whole number, 1 or more",
                 "tenants.acme.display_name: invalid type: found the number 5, expected a string",
             ] {
                 assert!(all.contains(needle), "{needle} not in:\n{all}");

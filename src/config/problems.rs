@@ -7,6 +7,32 @@ use std::net::SocketAddr;
 use super::extension::check_attribute;
 use super::{Config, bad_log_level};
 
+/// The least value a whole-number key takes when it is more than 0, for the message on a
+/// value of the wrong type or sign (`seats = -1`), which would otherwise say "0 or more"
+/// of a key that refuses 0. The checks below say the same of a value below it.
+pub(super) fn least_of(key: &str) -> Option<u64> {
+    let tenant_key = key
+        .strip_prefix("tenants.")
+        .and_then(|k| k.split_once('.'))
+        .map(|(_, k)| k);
+    match (key, tenant_key) {
+        ("server.max_body_bytes", _) => Some(1024),
+        ("server.max_filter_length", _) => Some(64),
+        (
+            "server.max_results"
+            | "server.max_unread_mb"
+            | "server.header_timeout_secs"
+            | "server.request_timeout_secs"
+            | "server.max_connections"
+            | "server.max_patch_operations"
+            | "storage.cache_mb",
+            _,
+        )
+        | (_, Some("events_max_count" | "events_max_age_days" | "plan.seats")) => Some(1),
+        _ => None,
+    }
+}
+
 impl Config {
     /// Why `tls.cert` or `tls.key` cannot be read, and whether one is missing (not there at
     /// all, as while a renewal replaces it) rather than unreadable.
