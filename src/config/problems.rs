@@ -164,6 +164,15 @@ impl Config {
                     .into(),
             );
         }
+        // A file where the directory belongs: the start would fail making it, and exit as
+        // for a passing fault.
+        if std::fs::metadata(&self.storage.dir).is_ok_and(|m| !m.is_dir()) {
+            p.push(format!(
+                "storage.dir: {} is a file, not a directory; name the directory that holds \
+                 the database (scimd makes it if it is not there), such as /var/lib/scimd",
+                self.storage.dir.display()
+            ));
+        }
         // `~` is the shell's: a file read by scimd keeps it as a directory's name, made
         // under the config file's directory.
         for (key, path) in [
@@ -680,6 +689,29 @@ mod tests {
             assert!(p.contains(needle), "{needle} not in {p}");
         }
         assert!(!p.contains("server.login_redirect_url"), "{p}");
+    }
+
+    #[test]
+    fn a_file_named_as_storage_dir_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("afile");
+        std::fs::write(&file, "").unwrap();
+        let mut c: Config = toml_cfg(GOOD);
+        c.storage.dir = file;
+        let p = c.problems().join("\n");
+        assert!(
+            p.contains("storage.dir: ") && p.contains("afile is a file, not a directory"),
+            "{p}"
+        );
+        // A directory, or none yet (made at the start), is fine.
+        for ok in [dir.path().to_path_buf(), dir.path().join("later")] {
+            c.storage.dir = ok;
+            assert!(
+                !c.problems().join("\n").contains("storage.dir"),
+                "{:?}",
+                c.problems()
+            );
+        }
     }
 
     #[test]
