@@ -372,12 +372,24 @@ fn main() -> ExitCode {
                     }
                     return ExitCode::from(2);
                 }
+                // Port 0 is any free port, a new one at each start: fine for a test, not for
+                // a Base URL an IdP keeps.
+                let any_port = cfg
+                    .server
+                    .listen
+                    .parse::<std::net::SocketAddr>()
+                    .is_ok_and(|a| a.port() == 0);
                 say!(
-                    "{}: OK ({} tenant{}, listening on {}, database {})",
+                    "{}: OK ({} tenant{}, listening on {}{}, database {})",
                     config.display(),
                     cfg.tenants.len(),
                     if cfg.tenants.len() == 1 { "" } else { "s" },
                     cfg.server.listen,
+                    if any_port {
+                        ": port 0, any free port, another at each start"
+                    } else {
+                        ""
+                    },
                     cfg.storage.db_path().display()
                 );
                 for w in warnings {

@@ -539,7 +539,8 @@ fn tell_if_roots(cfg: &Config) {
             // -R: the database file made inside it is root's too.
             eprintln!(
                 "made {} (storage.dir), owned by root: give it and what is in it to the \
-                 service user (chown -R scimd:scimd {}) before starting scimd",
+                 user that runs scimd (the package's is scimd: `chown -R scimd:scimd {}`) \
+                 before starting scimd",
                 dir.display(),
                 dir.display()
             );

@@ -671,6 +671,19 @@ fn tenant_add_base_url_uses_public_url_or_the_host_name_never_0_0_0_0() {
     );
 }
 
+/// `listen` on port 0 is any free port, another at each start: check-config says so.
+#[test]
+fn check_config_says_what_port_0_means() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = tenantless_config(dir.path());
+    run_ok(&["tenant", "add", "acme"], &path);
+    let ok = run_ok(&["check-config"], &path);
+    assert!(
+        ok.contains("listening on 127.0.0.1:0: port 0, any free port, another at each start"),
+        "{ok}"
+    );
+}
+
 /// A Base URL pasted as `public_url` is read as its address: the Base URL printed is not
 /// doubled, and check-config says what it did.
 #[test]
@@ -692,7 +705,7 @@ fn a_base_url_pasted_as_public_url_is_not_doubled() {
         String::from_utf8_lossy(&out.stderr),
     );
     assert!(
-        out.status.success() && stdout.contains(": OK ("),
+        out.status.success() && stdout.contains(": OK (") && !stdout.contains("port 0"),
         "{stdout}{stderr}"
     );
     assert!(

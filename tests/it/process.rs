@@ -1656,7 +1656,7 @@ async fn backup_during_writes_restore_and_verify() {
         // Root made the directory and the database in it: both are to be given away.
         if args[0] == "restore" && running_as_root() {
             let state = fresh.path().join("state");
-            let chown = format!("(chown -R scimd:scimd {})", state.display());
+            let chown = format!("`chown -R scimd:scimd {}`", state.display());
             assert!(err.contains(&chown), "{err}");
         }
     }
