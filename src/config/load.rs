@@ -476,8 +476,17 @@ fn figment_problems(err: figment::Error, reread: bool) -> Vec<String> {
                         .trim_start()
                         .starts_with('|')
                 })
-                .collect::<Vec<_>>()
-                .join(" ");
+                .collect::<Vec<_>>();
+            // The position, then the reason: "… line 2, column 26: invalid basic string".
+            let why = kind.get(1..).unwrap_or_default().join(" ");
+            let kind = match kind.first() {
+                Some(at)
+                    if at.starts_with("TOML parse error at line") && !why.trim().is_empty() =>
+                {
+                    format!("{}: {}", at.trim_end(), why.trim())
+                }
+                _ => kind.join(" "),
+            };
             // toml gives some errors (a stray carriage return) no reason at all.
             let kind = match kind.trim().split_once(", column ") {
                 Some((at, col))
@@ -765,6 +774,11 @@ mod tests {
                 .expect_err("a syntax error")
                 .to_string();
             assert!(err.contains("TOML parse error at line"), "{err}");
+            // Its position, then its reason.
+            assert!(
+                err.contains("TOML parse error at line 12, column 12: invalid basic string"),
+                "{err}"
+            );
             assert!(!err.contains("missing field"), "{err}");
             // A key really missing is still named.
             let text = format!("{GOOD}\n[tenants.acme.plan]\ntest_threshold = 3\n");
