@@ -78,6 +78,9 @@ pub struct Backlog {
 /// connections together, and the server.
 pub const BODIES_PER_CONNECTION: usize = 8;
 pub const BODIES_PER_TENANT: usize = BODIES_EVERYWHERE / 2;
+/// And one tenant's read tokens together: an application's read token sending `.search`
+/// bodies slowly must leave room for its own tenant's IdP, as for other tenants.
+pub const BODIES_PER_READER: usize = BODIES_PER_TENANT / 2;
 pub const BODIES_EVERYWHERE: usize = 64;
 
 /// Room for request bodies, a permit a byte.
@@ -136,11 +139,13 @@ impl Backlog {
     }
 
     /// Wait for room for a body of `bytes` (at most the largest allowed) in this
-    /// connection's share (`conn`), its tenant's (`tenant`; none when it is the only one)
-    /// and the server's (`everywhere`).
+    /// connection's share (`conn`), those it is part of (`shared`, innermost first: its
+    /// tenant's read tokens', its tenant's) and the server's (`everywhere`). Every caller
+    /// takes them in this order, so none waits on a room another holds while waiting on one
+    /// it holds.
     pub async fn body_room(
         conn: Option<&Backlog>,
-        tenant: Option<&Room>,
+        shared: &[&Room],
         everywhere: &Room,
         bytes: usize,
     ) -> BodyRoom {
@@ -148,7 +153,7 @@ impl Backlog {
         for room in conn
             .map(|b| &b.bodies)
             .into_iter()
-            .chain(tenant)
+            .chain(shared.iter().copied())
             .chain([everywhere])
         {
             // Never more than the whole room: a reload may have raised `max_body_bytes`
@@ -310,11 +315,8 @@ mod tests {
         let room = |c: Backlog, n| {
             let (server, tenant) = (server.clone(), tenant.clone());
             async move {
-                tokio::time::timeout(
-                    wait,
-                    Backlog::body_room(Some(&c), Some(&tenant), &server, n),
-                )
-                .await
+                tokio::time::timeout(wait, Backlog::body_room(Some(&c), &[&tenant], &server, n))
+                    .await
             }
         };
         // A connection's share is eight largest bodies...
@@ -349,7 +351,7 @@ mod tests {
             async move {
                 tokio::time::timeout(
                     wait,
-                    Backlog::body_room(Some(&c), Some(&tenant), &server, 1000),
+                    Backlog::body_room(Some(&c), &[&tenant], &server, 1000),
                 )
                 .await
             }

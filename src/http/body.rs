@@ -18,7 +18,7 @@ impl App {
         req: Request<B>,
         rt: &Runtime,
         conn: Option<&backlog::Backlog>,
-        tenant: &str,
+        who: &crate::auth::Principal,
     ) -> ScimResult<Value>
     where
         B: Body<Data = Bytes> + Send + 'static,
@@ -90,14 +90,11 @@ impl App {
         let deadline = tokio::time::Instant::now() + timeout;
         // Room for the body before any of it is read; without a length, for the largest.
         let reserve = declared.map_or(max, |len| len as usize);
+        let shared = self.tenant_bodies(rt, who);
+        let shared: Vec<&backlog::Room> = shared.iter().collect();
         let Ok(_room) = tokio::time::timeout_at(
             deadline,
-            backlog::Backlog::body_room(
-                conn,
-                self.tenant_bodies(rt, tenant).as_ref(),
-                &self.bodies,
-                reserve,
-            ),
+            backlog::Backlog::body_room(conn, &shared, &self.bodies, reserve),
         )
         .await
         else {

@@ -70,8 +70,9 @@ pub struct App {
     scheme: &'static str,
     /// Room for request bodies being received, all connections together (see `backlog`).
     bodies: backlog::Room,
-    /// And each tenant's connections together, made at its first body.
-    tenant_bodies: Mutex<HashMap<String, backlog::Room>>,
+    /// And each tenant's connections together, and its read tokens' (`true`), each made at
+    /// its first body.
+    tenant_bodies: Mutex<HashMap<(String, bool), backlog::Room>>,
     /// A task is trying again to record plan settings the change feed could not take (a
     /// full disk): one at a time, however many reloads failed to.
     pub plans_pending: std::sync::atomic::AtomicBool,
@@ -133,22 +134,30 @@ impl App {
         }
     }
 
-    /// Room for `tenant`'s request bodies (see `backlog`), sized as the server's was; none
-    /// while it is the only tenant, which has no other to leave room for.
-    fn tenant_bodies(&self, rt: &Runtime, tenant: &str) -> Option<backlog::Room> {
-        if rt.config.tenants.len() < 2 {
-            return None;
-        }
+    /// The rooms `who`'s request bodies share below the server's (see `backlog`), sized as
+    /// the server's was, innermost first: its tenant's read tokens' when it is one, then its
+    /// tenant's unless that is the only tenant, which has no other to leave room for.
+    fn tenant_bodies(&self, rt: &Runtime, who: &Principal) -> Vec<backlog::Room> {
+        let reader = who.scope == crate::config::Scope::Read;
+        let several = rt.config.tenants.len() >= 2;
+        let wanted = [
+            (true, backlog::BODIES_PER_READER),
+            (false, backlog::BODIES_PER_TENANT),
+        ]
+        .into_iter()
+        .filter(|&(readers, _)| if readers { reader } else { several });
         let mut rooms = match self.tenant_bodies.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        if let Some(room) = rooms.get(tenant) {
-            return Some(room.clone());
-        }
-        let room = backlog::body_room(backlog::BODIES_PER_TENANT, self.bodies.largest());
-        rooms.insert(tenant.to_string(), room.clone());
-        Some(room)
+        wanted
+            .map(|(readers, n)| {
+                rooms
+                    .entry((who.tenant.clone(), readers))
+                    .or_insert_with(|| backlog::body_room(n, self.bodies.largest()))
+                    .clone()
+            })
+            .collect()
     }
 
     /// Swap in a new configuration; requests already running keep the one they started with.
@@ -687,7 +696,7 @@ impl App {
                 // requests with a body: reads, the most, need no copy).
                 let authorization = auth::authorization(req.headers()).map(|a| a.into_owned());
                 let body = self
-                    .read_body(req, &rt, backlog.as_ref(), &principal.tenant)
+                    .read_body(req, &rt, backlog.as_ref(), principal)
                     .await?;
                 // A reload while the body came in may have revoked the token (one that
                 // leaked): a write begun before must not be carried out after.

@@ -971,6 +971,70 @@ async fn a_connection_receives_at_most_eight_largest_bodies_at_once() {
     assert_eq!(head.status(), 200);
 }
 
+/// A tenant's read tokens receive at most half its bodies at once: an application sending
+/// `.search` bodies slowly leaves room for its own IdP's writes (which waited for the read
+/// token's bodies to time out when both shared only the tenant's room).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_token_sending_bodies_slowly_leaves_room_for_its_own_idp() {
+    const READER: &str = "acme-app-read-token";
+    let s = Srv::start_with(|c| {
+        c.server.max_body_bytes = 64 * 1024;
+        c.tenants
+            .get_mut("acme")
+            .unwrap()
+            .tokens
+            .push(scimd::config::TokenConfig {
+                name: "app".into(),
+                sha256: scimd::auth::hex(&scimd::auth::digest(READER)),
+                scope: scimd::config::Scope::Read,
+            });
+    })
+    .await;
+    let search = || {
+        http::Request::post(format!(
+            "https://localhost:{}/scim/v2/Users/.search",
+            wire::port(&s)
+        ))
+        .header("authorization", format!("Bearer {READER}"))
+        .header("content-type", "application/scim+json")
+        .body(())
+        .unwrap()
+    };
+    // As many bodies as the tenant's whole room, each of unknown length (room for the
+    // largest), eight a connection: begun and left unfinished.
+    let mut begun = Vec::new();
+    for _ in 0..4 {
+        let tls = wire::connect_h2(&s).await;
+        let (client, conn) = h2::client::handshake(tls).await.unwrap();
+        tokio::spawn(conn);
+        for _ in 0..8 {
+            let mut c = client.clone().ready().await.unwrap();
+            let (answer, mut body) = c.send_request(search(), false).unwrap();
+            body.send_data(bytes::Bytes::from_static(b"{\"filter\": \"userName"), false)
+                .unwrap();
+            begun.push((answer, body));
+        }
+    }
+    // Room taken by those that found it (nothing shows it; seconds for a loaded machine).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idp = s.call(
+        reqwest::Method::POST,
+        "/scim/v2/Users",
+        Some(ACME),
+        Some(serde_json::json!({"userName": "while-the-app-searches"})),
+    );
+    // Well before the read token's bodies time out (30 s).
+    let created = tokio::time::timeout(Duration::from_secs(15), idp)
+        .await
+        .expect("the IdP's write waited for the read token's bodies");
+    assert_eq!(created.status, 201, "{}", created.body);
+    for (answer, mut body) in begun {
+        body.send_data(bytes::Bytes::from_static(b" pr\"}"), true)
+            .unwrap();
+        assert_eq!(answer.await.unwrap().status(), 200);
+    }
+}
+
 /// An answer the client cancels before taking it no longer counts as unread: the
 /// connection's next page is built at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
