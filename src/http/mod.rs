@@ -688,10 +688,13 @@ impl App {
             {
                 return Err(method_not_allowed(method, allowed(&route.endpoint)));
             }
-            // /Bulk and /Me answer 501 whatever is sent: no body is judged first.
+            // /Bulk and /Me answer 501 whatever is sent, and a path that names nothing 404:
+            // no body is judged first.
             let body = if matches!(*method, Method::POST | Method::PUT | Method::PATCH)
-                && !matches!(route.endpoint, Endpoint::Bulk | Endpoint::Me)
-            {
+                && !matches!(
+                    route.endpoint,
+                    Endpoint::Bulk | Endpoint::Me | Endpoint::Unknown
+                ) {
                 // As the token was read at first, for the check after the body (only
                 // requests with a body: reads, the most, need no copy).
                 let authorization = auth::authorization(req.headers()).map(|a| a.into_owned());

@@ -291,6 +291,12 @@ async fn wrong_method_unknown_endpoint_and_me() {
     );
     assert_error(&s.get("/Widgets").await, 404, None);
     assert_error(&s.get("/Users/a/b").await, 404, None);
+    // A path that names nothing is 404 whatever body comes with it: not 400 for a body
+    // that is not JSON, which would send an admin with a wrong Base URL the wrong way.
+    for (path, body) in [("/Widgets", "xx"), ("/Users/a/b", "{")] {
+        let r = raw(&s, Method::POST, path, body, "application/scim+json").await;
+        assert_error(&r, 404, None);
+    }
     // A Base URL ending in /Users: the IdP's lookups ask for /Users/Users?filter=….
     let r = s
         .get("/Users/Users?filter=userName%20eq%20%22m%40x%22")
