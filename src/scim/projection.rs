@@ -610,7 +610,9 @@ fn narrow(
             keep(m);
             !m.is_empty()
         }
-        Some(Value::Array(a)) if !a.is_empty() => {
+        // An empty list keeps nothing either: left out as one whose values kept nothing
+        // (a user in no group, `attributes=groups.display`).
+        Some(Value::Array(a)) => {
             a.iter_mut().for_each(|el| {
                 if let Value::Object(m) = el {
                     keep(m)
@@ -816,6 +818,13 @@ mod tests {
         g.insert("members".into(), json!([{"value": "a"}]));
         p.apply(Kind::Group, &mut g);
         assert_eq!(Value::Object(g), json!({"schemas": ["s"], "id": "1"}));
+        // An empty list alike (a user in no group).
+        let mut u = json!({"schemas": ["s"], "id": "1", "userName": "u", "groups": []})
+            .as_object()
+            .unwrap()
+            .clone();
+        Projection::parse(Kind::User, Some("groups.display"), None).apply(Kind::User, &mut u);
+        assert_eq!(Value::Object(u), json!({"schemas": ["s"], "id": "1"}));
     }
 
     #[test]
