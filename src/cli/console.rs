@@ -119,8 +119,13 @@ pub(crate) fn admin(config: &std::path::Path, req: serde_json::Value) -> ExitCod
             let path = cfg.storage.db_path();
             // redb's check of every page first: the file is not in use, and scimd's checks
             // read values and trust the pages under them.
-            if req["cmd"] == "verify" && path.exists() {
-                scimd::store::check_file(&path)?;
+            if req["cmd"] == "verify" && path.exists() && scimd::store::check_file(&path)? {
+                // As a start would have said it: after this, none will.
+                eprintln!(
+                    "warning: the database was not closed cleanly (a crash, a power loss or a \
+                     storage failure mid-write): every page was checked and its free-space \
+                     map rebuilt"
+                );
             }
             let (store, _) = open_store(&cfg, false)?;
             let mut a = scimd::admin::answer(&store, &cfg, &req).await;

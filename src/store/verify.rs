@@ -97,7 +97,11 @@ pub(crate) fn caught<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 /// checksum and the tree structure, which scimd's checks (reading values) take on trust.
 /// A file left by a crash is repaired as it opens, as the server would; damage found after
 /// that is an error, even when redb could repair it (it rolls back to an older commit).
-pub fn check_file(path: &Path) -> Result<(), String> {
+///
+/// `Ok(true)`: the file had not been closed cleanly (a crash), and opening it checked every
+/// page and rebuilt its free-space map, which the caller says: the daemon's next start has
+/// nothing left to repair, and so nothing to tell.
+pub fn check_file(path: &Path) -> Result<bool, String> {
     // redb may write as it checks: never through a link planted in the service's directory.
     if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
         return Err(format!(
@@ -112,11 +116,15 @@ pub fn check_file(path: &Path) -> Result<(), String> {
         }
         .to_string());
     }
-    check_opened(path, || {
+    let repaired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = repaired.clone();
+    check_opened(path, move || {
         redb::Database::builder()
             .set_cache_size(16 << 20)
+            .set_repair_callback(move |_| flag.store(true, std::sync::atomic::Ordering::Relaxed))
             .open(path)
-    })
+    })?;
+    Ok(repaired.load(std::sync::atomic::Ordering::Relaxed))
 }
 
 /// `check_file` for a file already open (read and write): the check reads that file, not

@@ -3218,16 +3218,23 @@ fn a_console_command_says_it_repaired_a_crashed_database() {
     let crashed = dir.path().join("crashed.redb");
     std::fs::copy(&path, &crashed).unwrap();
     drop(db);
-    std::fs::rename(&crashed, &path).unwrap();
-    let out = scimd_cmd(&cfg, &["status"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not closed cleanly"), "{err}");
-    // Repaired once: the next command has nothing to say.
-    let again = scimd_cmd(&cfg, &["status"]);
-    let err = String::from_utf8_lossy(&again.stderr);
-    assert!(!err.contains("not closed cleanly"), "{err}");
-    // Both read the file (exit 3: no daemon runs).
-    assert_eq!((out.status.code(), again.status.code()), (Some(3), Some(3)));
+    // `verify` too, which checks every page before it opens the file as the others do.
+    for first in ["status", "verify"] {
+        std::fs::copy(&crashed, &path).unwrap();
+        let out = scimd_cmd(&cfg, &[first]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("not closed cleanly"), "{first}: {err}");
+        // Repaired once: the next command has nothing to say.
+        let again = scimd_cmd(&cfg, &["status"]);
+        let err = String::from_utf8_lossy(&again.stderr);
+        assert!(!err.contains("not closed cleanly"), "{err}");
+        // Both read the file (exit 3: no daemon runs; verify: no mismatches).
+        let code = if first == "status" { 3 } else { 0 };
+        assert_eq!(
+            (out.status.code(), again.status.code()),
+            (Some(code), Some(3))
+        );
+    }
 }
 
 /// `storage.dir` edited while a daemon runs: no database in the new directory, but the
