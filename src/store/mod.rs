@@ -986,6 +986,22 @@ impl Store {
         .await
     }
 
+    /// The daemon's checkpoint at start: opening the file marks it unclean until a commit
+    /// records the allocator state, and the idle checkpoint follows only a write, so a crash
+    /// in a quiet spell after a start would cost the next start a check of every page. Made
+    /// once the first scrub pass lets writes through, as they wait for it, and not on damage
+    /// it found: a commit during the pass would cut short its check of the pages' checksums.
+    pub async fn checkpoint_at_start(&self) -> Result<(), Error> {
+        if !*self.shared.scrubbed.borrow() {
+            let mut first_pass = self.shared.scrubbed.subscribe();
+            let _ = first_pass.wait_for(|done| *done).await;
+        }
+        if self.shared.is_damaged() {
+            return Err(Error::Damaged);
+        }
+        self.checkpoint().await
+    }
+
     /// Run `f` in a read snapshot on the blocking pool, within `tenant`'s share of it: for
     /// reads that may visit many records (scans, pages, member lists).
     async fn read<T, F>(&self, tenant: &str, f: F) -> Result<T, Error>

@@ -249,7 +249,10 @@ fn a_start_with_no_write_after_it_records_the_allocator_state() {
     rt.block_on(store.checkpoint()).unwrap();
     drop(store);
     drop(raw(&path));
-    let _store = Store::open(&path, 1 << 20).unwrap();
+    let store = Store::open(&path, 1 << 20).unwrap();
+    // As the daemon does: the checkpoint waits for the scrub's first pass.
+    store.spawn_scrub(std::time::Duration::from_secs(3600));
+    rt.block_on(store.checkpoint_at_start()).unwrap();
     let t0 = std::time::Instant::now();
     let mut n = 0;
     while copy_needs_full_repair(&path, n) {

@@ -175,11 +175,7 @@ fn writer(
             None
         }
     };
-    // Due at start too, and at once: opening the file marks it unclean until a commit
-    // records the allocator state, so a crash in a quiet spell after a start would otherwise
-    // cost the next start a check of every page. After a batch, it waits for an idle spell.
-    let mut checkpoint_due = true;
-    let mut idle_for = std::time::Duration::ZERO;
+    let mut checkpoint_due = false;
     let mut reopening = Reopening::default();
     loop {
         waiting.fill(rx);
@@ -205,12 +201,12 @@ fn writer(
             }
             Some(rt) if checkpoint_due => {
                 // The timer must be made inside the runtime.
-                match rt.block_on(async { tokio::time::timeout(idle_for, rx.recv()).await }) {
+                match rt.block_on(async { tokio::time::timeout(CHECKPOINT_IDLE, rx.recv()).await })
+                {
                     Ok(Some(q)) => Some(q),
                     Ok(None) => break,
                     Err(_) => {
                         checkpoint_due = false;
-                        idle_for = CHECKPOINT_IDLE;
                         // An empty batch committed with the record. Not while writes wait
                         // for room: one that fitted in the file's free pages would reopen
                         // the gate, the next write needing the file to grow would fail, and
@@ -260,7 +256,6 @@ fn writer(
         drop(db);
         if storage_ok {
             checkpoint_due = true;
-            idle_for = CHECKPOINT_IDLE;
         } else {
             shared.retire();
         }

@@ -3267,6 +3267,50 @@ fn status_with_no_database_but_the_address_held_cannot_tell() {
     assert_eq!(out.status.code(), Some(3), "{err}");
 }
 
+/// A daemon killed in a quiet spell after its start, before any request: the file it leaves
+/// opens without redb's check of every page (the start records the allocator state once the
+/// scrub's first pass is done). A copy of the file taken while it runs is what a kill leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_with_no_request_leaves_a_file_a_crash_needs_no_repair_of() {
+    let (_dir, cfg, state) = stopped();
+    let path = state.join("scimd.redb");
+    // A first start notes the tenants it serves (a write); stopped cleanly, the next start
+    // has nothing to write.
+    let mut p = Proc::start(&cfg);
+    assert_eq!(p.status("/healthz", "").await, 200);
+    kill(p.child.id(), "-TERM");
+    assert!(p.child.wait().unwrap().success());
+    let p = Proc::start(&cfg);
+    assert_eq!(p.status("/healthz", "").await, 200);
+    let needs_repair = |n: u32| {
+        let copy = state.join(format!("copy{n}.redb"));
+        std::fs::copy(&path, &copy).unwrap();
+        let repaired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = repaired.clone();
+        drop(
+            redb::Database::builder()
+                .set_repair_callback(move |_| flag.store(true, std::sync::atomic::Ordering::SeqCst))
+                .create(&copy)
+                .unwrap(),
+        );
+        std::fs::remove_file(&copy).unwrap();
+        repaired.load(std::sync::atomic::Ordering::SeqCst)
+    };
+    // The checkpoint is an fsync'd commit: seconds on a loaded disk; the wait is a bound.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut n = 0;
+    while needs_repair(n) {
+        assert!(
+            Instant::now() < deadline,
+            "the file still needs a full repair: {}",
+            p.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        n += 1;
+    }
+    drop(p);
+}
+
 /// After an upgrade whose restart did not happen (or was refused), `status` finds the file
 /// in an older layout: no daemon holds it, so it is not running (3), not "cannot tell" (4).
 #[test]
