@@ -684,14 +684,12 @@ impl Server {
             let hours = config.storage.scrub_hours.min(u64::MAX / 3600);
             store.spawn_scrub(Duration::from_secs(hours * 3600));
         }
-        {
-            let store = store.clone();
-            tokio::spawn(async move {
-                if let Err(e) = store.checkpoint_at_start().await {
-                    tracing::debug!(error = %e, "no checkpoint at start");
-                }
-            });
-        }
+        let checkpoint = store.checkpoint_at_start();
+        tokio::spawn(async move {
+            if let Err(e) = checkpoint.await {
+                tracing::debug!(error = %e, "no checkpoint at start");
+            }
+        });
         let app = Arc::new(App::new(store, config.clone()));
         if let Some(resolver) = &certs {
             app.served_certificate(resolver);

@@ -991,15 +991,29 @@ impl Store {
     /// in a quiet spell after a start would cost the next start a check of every page. Made
     /// once the first scrub pass lets writes through, as they wait for it, and not on damage
     /// it found: a commit during the pass would cut short its check of the pages' checksums.
-    pub async fn checkpoint_at_start(&self) -> Result<(), Error> {
-        if !*self.shared.scrubbed.borrow() {
-            let mut first_pass = self.shared.scrubbed.subscribe();
+    /// Holds the store only weakly while it waits: a stop meanwhile is not held up by it.
+    pub fn checkpoint_at_start(
+        &self,
+    ) -> impl std::future::Future<Output = Result<(), Error>> + Send + 'static {
+        let mut first_pass = self.shared.scrubbed.subscribe();
+        let (shared, jobs) = (Arc::downgrade(&self.shared), self.jobs.downgrade());
+        let (metrics, writer_done) = (self.metrics.clone(), self.writer_done.clone());
+        async move {
             let _ = first_pass.wait_for(|done| *done).await;
+            let (Some(shared), Some(jobs)) = (shared.upgrade(), jobs.upgrade()) else {
+                return Err(Error::Unavailable);
+            };
+            if shared.is_damaged() {
+                return Err(Error::Damaged);
+            }
+            let store = Store {
+                shared,
+                jobs,
+                metrics,
+                writer_done,
+            };
+            store.checkpoint().await
         }
-        if self.shared.is_damaged() {
-            return Err(Error::Damaged);
-        }
-        self.checkpoint().await
     }
 
     /// Run `f` in a read snapshot on the blocking pool, within `tenant`'s share of it: for
