@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use super::extension::check_attribute;
 use super::{Config, bad_log_level};
 
-/// The least value a whole-number key takes when it is more than 0, for the message on a
-/// value of the wrong type or sign (`seats = -1`), which would otherwise say "0 or more"
-/// of a key that refuses 0. The checks below say the same of a value below it.
+/// The least value a whole-number key takes when it is more than 0: what the checks below
+/// refuse a value under (`below_least`), and what the message on a value of the wrong type
+/// or sign (`seats = -1`) names, which would otherwise say "0 or more".
 pub(super) fn least_of(key: &str) -> Option<u64> {
     let tenant_key = key
         .strip_prefix("tenants.")
@@ -31,6 +31,13 @@ pub(super) fn least_of(key: &str) -> Option<u64> {
         | (_, Some("events_max_count" | "events_max_age_days" | "plan.seats")) => Some(1),
         _ => None,
     }
+}
+
+/// `key: must be at least N` and `note` when `value` is under its least (`least_of`).
+fn below_least(key: &str, value: impl TryInto<u64>, note: &str) -> Option<String> {
+    let least = least_of(key)?;
+    let value = value.try_into().unwrap_or(u64::MAX);
+    (value < least).then(|| format!("{key}: must be at least {least}{note}"))
 }
 
 impl Config {
@@ -127,36 +134,33 @@ impl Config {
                  token and its hash"
             ));
         }
-        if self.server.max_results == 0 {
-            p.push("server.max_results: must be at least 1".into());
-        }
-        if self.server.max_unread_mb == 0 {
-            p.push("server.max_unread_mb: must be at least 1 (MiB)".into());
-        }
+        let server = &self.server;
+        p.extend(below_least("server.max_results", server.max_results, ""));
+        p.extend(below_least(
+            "server.max_unread_mb",
+            server.max_unread_mb,
+            " (MiB)",
+        ));
         for (key, secs) in [
-            (
-                "server.header_timeout_secs",
-                self.server.header_timeout_secs,
-            ),
-            (
-                "server.request_timeout_secs",
-                self.server.request_timeout_secs,
-            ),
+            ("server.header_timeout_secs", server.header_timeout_secs),
+            ("server.request_timeout_secs", server.request_timeout_secs),
         ] {
-            if secs == 0 {
-                p.push(format!("{key}: must be at least 1 (seconds)"));
-            }
+            p.extend(below_least(key, secs, " (seconds)"));
         }
-        if self.server.max_filter_length < 64 {
-            p.push("server.max_filter_length: must be at least 64".into());
-        }
+        p.extend(below_least(
+            "server.max_filter_length",
+            server.max_filter_length,
+            "",
+        ));
         if !(1..=256).contains(&self.server.max_filter_depth) {
             p.push("server.max_filter_depth: must be between 1 and 256".into());
         }
         // No connection would ever be taken: a server that starts and answers nothing.
-        if self.server.max_connections == 0 {
-            p.push("server.max_connections: must be at least 1".into());
-        }
+        p.extend(below_least(
+            "server.max_connections",
+            server.max_connections,
+            "",
+        ));
         if self.storage.dir.as_os_str().is_empty() {
             p.push(
                 "storage.dir: empty; name the directory that holds the database, such as \
@@ -192,15 +196,21 @@ impl Config {
                 ));
             }
         }
-        if self.storage.cache_mb == 0 {
-            p.push("storage.cache_mb: must be at least 1 (MiB; 16 unless set)".into());
-        }
-        if self.server.max_patch_operations == 0 {
-            p.push("server.max_patch_operations: must be at least 1".into());
-        }
-        if self.server.max_body_bytes < 1024 {
-            p.push("server.max_body_bytes: must be at least 1024".into());
-        }
+        p.extend(below_least(
+            "storage.cache_mb",
+            self.storage.cache_mb,
+            " (MiB; 16 unless set)",
+        ));
+        p.extend(below_least(
+            "server.max_patch_operations",
+            server.max_patch_operations,
+            "",
+        ));
+        p.extend(below_least(
+            "server.max_body_bytes",
+            server.max_body_bytes,
+            "",
+        ));
         if !self.server.plain_http {
             match (&self.tls.cert, &self.tls.key, self.tls.self_signed) {
                 (Some(_), Some(_), true) => p.push(
@@ -278,10 +288,9 @@ impl Config {
                 ("events_max_count", t.events_max_count),
                 ("events_max_age_days", t.events_max_age_days),
             ] {
-                if v == Some(0) {
-                    p.push(format!(
-                        "tenants.{name}.{k}: must be at least 1 (remove it for the default)"
-                    ));
+                if let Some(v) = v {
+                    let key = format!("tenants.{name}.{k}");
+                    p.extend(below_least(&key, v, " (remove it for the default)"));
                 }
             }
             // The tenant's own extensions are paths too.
@@ -349,8 +358,9 @@ impl Config {
                 if plan.name.trim().is_empty() {
                     p.push(format!("tenants.{name}.plan.name: must not be empty"));
                 }
-                if plan.seats == Some(0) {
-                    p.push(format!("tenants.{name}.plan.seats: must be at least 1 (remove it for unlimited seats)"));
+                if let Some(seats) = plan.seats {
+                    let key = format!("tenants.{name}.plan.seats");
+                    p.extend(below_least(&key, seats, " (remove it for unlimited seats)"));
                 }
                 for (i, m) in plan.existing_members.iter().enumerate() {
                     if m.trim().is_empty() {
@@ -678,12 +688,20 @@ mod tests {
         let t = c.tenants.get_mut("acme").unwrap();
         t.events_max_count = Some(0);
         t.events_max_age_days = Some(0);
+        t.plan = Some(crate::config::PlanConfig {
+            name: "P".into(),
+            test_threshold: 10,
+            seats: Some(0),
+            on_seat_limit: Default::default(),
+            existing_members: Vec::new(),
+        });
         t.login_redirect_url = Some("https://app.example/anmeldung-für-alle".into());
         c.server.login_redirect_url = Some("http://intranet.example/login".into());
         let p = c.problems().join("\n");
         for needle in [
             "tenants.acme.events_max_count: must be at least 1",
             "tenants.acme.events_max_age_days: must be at least 1",
+            "tenants.acme.plan.seats: must be at least 1 (remove it for unlimited seats)",
             "tenants.acme.login_redirect_url: \"https://app.example/anmeldung-für-alle\" has characters outside ASCII",
         ] {
             assert!(p.contains(needle), "{needle} not in {p}");
@@ -722,6 +740,11 @@ mod tests {
         c.server.request_timeout_secs = 0;
         c.server.max_connections = 0;
         c.storage.cache_mb = 0;
+        c.server.header_timeout_secs = 0;
+        c.server.max_patch_operations = 0;
+        // Those whose least is more than 1, just under it.
+        c.server.max_body_bytes = 1023;
+        c.server.max_filter_length = 63;
         let p = c.problems().join("\n");
         for needle in [
             "server.max_connections: must be at least 1",
@@ -729,9 +752,21 @@ mod tests {
             "server.max_results: must be at least 1",
             "server.max_unread_mb: must be at least 1 (MiB)",
             "server.request_timeout_secs: must be at least 1",
+            "server.header_timeout_secs: must be at least 1 (seconds)",
+            "server.max_patch_operations: must be at least 1",
+            "server.max_body_bytes: must be at least 1024",
+            "server.max_filter_length: must be at least 64",
         ] {
             assert!(p.contains(needle), "{needle} not in {p}");
         }
+        // At its least, each passes.
+        c.server.max_body_bytes = 1024;
+        c.server.max_filter_length = 64;
+        let p = c.problems().join("\n");
+        assert!(
+            !p.contains("max_body_bytes") && !p.contains("max_filter_length"),
+            "{p}"
+        );
     }
 
     /// A `~` is the shell's, and an empty directory names none: both are refused, where
