@@ -140,6 +140,10 @@ impl App {
     fn tenant_bodies(&self, rt: &Runtime, who: &Principal) -> Vec<backlog::Room> {
         let reader = who.scope == crate::config::Scope::Read;
         let several = rt.config.tenants.len() >= 2;
+        // The IdP of the only tenant: no lock on its every write.
+        if !reader && !several {
+            return Vec::new();
+        }
         let wanted = [
             (true, backlog::BODIES_PER_READER),
             (false, backlog::BODIES_PER_TENANT),
