@@ -96,6 +96,43 @@ fn der_hint(path: &Path, openssl: &str) -> String {
     }
 }
 
+/// The text of a small PEM file, for the hints below (empty when it cannot be read).
+fn pem_text(path: &Path) -> String {
+    std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+/// A key under a passphrase, in either PEM form openssl writes: scimd starts unattended,
+/// so nobody can type one.
+fn under_passphrase(text: &str) -> bool {
+    text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        || text.contains("Proc-Type: 4,ENCRYPTED")
+}
+
+const UNDER_PASSPHRASE: &str = "the key is under a passphrase, which scimd cannot be given: \
+    write it without one, readable by the user that runs scimd alone \
+    (openssl pkey -in FILE -out key.pem)";
+
+/// For a PEM file holding the other file's content, that `tls.cert` and `tls.key` look
+/// swapped.
+fn swapped_hint(text: &str, for_key: bool) -> &'static str {
+    let holds = |label: &str| text.contains(&format!("-----BEGIN {label}-----"));
+    let holds_key = ["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"]
+        .iter()
+        .any(|k| holds(k));
+    match (for_key, holds_key, holds("CERTIFICATE")) {
+        (true, false, true) => {
+            " (the file holds a certificate, not a key: are tls.cert and tls.key swapped?)"
+        }
+        (false, true, false) => {
+            " (the file holds a private key, not a certificate: are tls.cert and tls.key \
+             swapped?)"
+        }
+        _ => "",
+    }
+}
+
 pub fn load_pem(cert: &Path, key: &Path) -> Result<Loaded, TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
@@ -107,8 +144,9 @@ pub fn load_pem(cert: &Path, key: &Path) -> Result<Loaded, TlsError> {
         return Err(TlsError::Cert {
             path: cert.into(),
             reason: format!(
-                "no CERTIFICATE block found{}",
-                der_hint(cert, "x509 -inform der -in FILE -out cert.pem")
+                "no CERTIFICATE block found{}{}",
+                der_hint(cert, "x509 -inform der -in FILE -out cert.pem"),
+                swapped_hint(&pem_text(cert), false)
             ),
         });
     }
@@ -126,13 +164,28 @@ pub fn load_pem(cert: &Path, key: &Path) -> Result<Loaded, TlsError> {
             ),
         });
     }
-    let pk = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
-        path: key.into(),
-        reason: format!(
-            "{}{}",
-            pem_reason(&e),
-            der_hint(key, "pkey -inform der -in FILE -out key.pem")
-        ),
+    let pk = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        let text = pem_text(key);
+        let reason = if under_passphrase(&text) {
+            UNDER_PASSPHRASE.into()
+        } else {
+            format!(
+                "{}{}{}",
+                match e {
+                    // The library's words ("no items found") name no block.
+                    rustls::pki_types::pem::Error::NoItemsFound => {
+                        "no PRIVATE KEY block found".into()
+                    }
+                    e => pem_reason(&e),
+                },
+                der_hint(key, "pkey -inform der -in FILE -out key.pem"),
+                swapped_hint(&text, true)
+            )
+        };
+        TlsError::Key {
+            path: key.into(),
+            reason,
+        }
     })?;
     let provider = aws_lc_rs::default_provider();
     let fingerprint = fingerprint(&chain[0]);
@@ -143,10 +196,14 @@ pub fn load_pem(cert: &Path, key: &Path) -> Result<Loaded, TlsError> {
         .load_private_key(pk)
         .map_err(|e| TlsError::Key {
             path: key.into(),
-            reason: format!(
-                "{e}: the key cannot be used (RSA of 2048 bits or more, ECDSA P-256 or \
-                 P-384, or Ed25519 can)"
-            ),
+            reason: if under_passphrase(&pem_text(key)) {
+                UNDER_PASSPHRASE.into()
+            } else {
+                format!(
+                    "{e}: the key cannot be used (RSA of 2048 bits or more, ECDSA P-256 or \
+                     P-384, or Ed25519 can)"
+                )
+            },
         })?;
     let ck = CertifiedKey::new(chain, signer);
     match ck.keys_match() {
@@ -713,6 +770,58 @@ mod tests {
         let e = load_pem(&key, &key).err().expect("refused").to_string();
         assert!(
             e.contains("no CERTIFICATE block found") && !e.contains("DER"),
+            "{e}"
+        );
+    }
+
+    /// A key under a passphrase (either PEM form openssl writes) is said to be so, with
+    /// the command that writes it without one; files given the other's place are said to
+    /// look swapped.
+    #[test]
+    fn a_key_under_a_passphrase_and_swapped_files_are_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = ensure_self_signed(dir.path(), None).unwrap();
+        let pkcs8 = dir.path().join("pkcs8.pem");
+        std::fs::write(
+            &pkcs8,
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let traditional = dir.path().join("traditional.pem");
+        std::fs::write(
+            &traditional,
+            "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC,00\n\n\
+             AAAA\n-----END RSA PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        for k in [&pkcs8, &traditional] {
+            let e = load_pem(&cert, k).err().expect("refused").to_string();
+            assert!(
+                e.starts_with("tls.key:")
+                    && e.ends_with(
+                        "the key is under a passphrase, which scimd cannot be given: write it \
+                         without one, readable by the user that runs scimd alone (openssl \
+                         pkey -in FILE -out key.pem)"
+                    ),
+                "{e}"
+            );
+        }
+        let e = load_pem(&key, &cert).err().expect("refused").to_string();
+        assert!(
+            e.starts_with("tls.cert:")
+                && e.ends_with(
+                    "no CERTIFICATE block found (the file holds a private key, not a \
+                     certificate: are tls.cert and tls.key swapped?)"
+                ),
+            "{e}"
+        );
+        let e = load_pem(&cert, &cert).err().expect("refused").to_string();
+        assert!(
+            e.starts_with("tls.key:")
+                && e.ends_with(
+                    "no PRIVATE KEY block found (the file holds a certificate, not a key: are \
+                     tls.cert and tls.key swapped?)"
+                ),
             "{e}"
         );
     }
