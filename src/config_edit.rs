@@ -15,18 +15,28 @@ use crate::config::{Config, Scope, valid_tenant_name};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EditError {
-    #[error("cannot read {0}: {1}")]
+    #[error("cannot read {0}: {1}{hint}", hint = as_root(.1))]
     Read(String, std::io::Error),
     #[error("{0} is not valid TOML: {1}")]
     Parse(String, toml_edit::TomlError),
     #[error("{0}")]
     Invalid(String),
-    #[error("cannot lock {0} against other edits: {1}")]
+    #[error("cannot lock {0} against other edits: {1}{hint}", hint = as_root(.1))]
     Lock(String, std::io::Error),
-    #[error("cannot write {0}: {1}")]
+    #[error("cannot write {0}: {1}{hint}", hint = as_root(.1))]
     Write(String, std::io::Error),
     #[error("cannot make a token: {0}")]
     Random(String),
+}
+
+/// What to do when an edit may not read or write beside the file: an edit run without sudo
+/// is the usual cause (the packaged directory is root's).
+fn as_root(e: &std::io::Error) -> &'static str {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        " (this user may not: run the command as root, with sudo)"
+    } else {
+        ""
+    }
 }
 
 fn token_entry(name: &str, hash: &str, scope: Scope) -> InlineTable {

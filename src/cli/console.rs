@@ -415,6 +415,10 @@ pub(crate) fn refuse_leftover(
     if !config.exists() {
         return Ok(());
     }
+    // Without sudo, --keep-data would not help: the edit cannot read the file either.
+    if let Some(hint) = unreadable_config_hint(config) {
+        return Err(format!("cannot read {} {hint}", config.display()));
+    }
     // A tenant still in the file: its data is its own, and the edit refuses the name with
     // the way to give it another token.
     let configured = Config::load(config)

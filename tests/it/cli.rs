@@ -1017,6 +1017,55 @@ fn the_manual_names_files_environment_and_exit_codes() {
     assert_eq!(String::from_utf8_lossy(&printed.stdout), top);
 }
 
+/// An edit run without sudo, on a file or directory only root may read or write, says to
+/// use sudo; it does not send the admin to --keep-data, which cannot help.
+#[test]
+fn an_edit_run_without_sudo_says_to_use_it() {
+    if !crate::process::running_as_root() {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = tenantless_config(dir.path());
+    run_ok(&["tenant", "add", "acme"], &path);
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let as_nobody = |args: &[&str]| {
+        let out = scimd()
+            .args(args)
+            .arg("--config")
+            .arg(&path)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // The file root's alone.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    for args in [
+        &["tenant", "add", "zed"][..],
+        &["tenant", "add", "zed", "--keep-data"],
+    ] {
+        let (code, err) = as_nobody(args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("run the command as root, with sudo") && !err.contains("--keep-data"),
+            "{args:?}: {err}"
+        );
+    }
+    // The file readable, its directory root's: the lock beside it cannot be made.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, err) = as_nobody(&["token", "--tenant", "acme"]);
+    assert_ne!(code, Some(0), "{err}");
+    assert!(
+        err.contains("cannot lock") && err.contains("run the command as root, with sudo"),
+        "{err}"
+    );
+}
+
 /// Run as root, check-config reads the files as whoever owns storage.dir would: a database
 /// a root command left there with mode 0600 passes root's own reading, and would stop the
 /// service's start. Whatever that user's name is (here `nobody`, not the package's `scimd`).
