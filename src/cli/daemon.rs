@@ -275,11 +275,19 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
                 } else {
                     tracing::error!("cannot start: {e}");
                 }
-                // A file of a newer scimd: starting again would only refuse it again (exit 2
-                // stops systemd's restarts).
+                // A file of a newer scimd, or a database or state directory the service
+                // user may not use: starting again would only refuse it again (exit 2 stops
+                // systemd's restarts), until an admin acts.
                 use scimd::{server::StartError, store::StoreError};
                 return match e {
-                    StartError::Store(StoreError::TooNew { .. }) => ExitCode::from(2),
+                    StartError::Store(StoreError::TooNew { .. } | StoreError::Denied { .. }) => {
+                        ExitCode::from(2)
+                    }
+                    StartError::StateDir { source, .. }
+                        if source.kind() == std::io::ErrorKind::PermissionDenied =>
+                    {
+                        ExitCode::from(2)
+                    }
                     _ => ExitCode::FAILURE,
                 };
             }

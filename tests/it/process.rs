@@ -352,6 +352,45 @@ fn root_does_not_serve_a_state_directory_another_user_owns() {
     assert_eq!(std::fs::read_dir(&state).unwrap().count(), 0, "made files");
 }
 
+/// A database the service user may not open (root made it, owner-only) exits 2 with the
+/// command that gives it back: starting again, as systemd would on exit 1, cannot help.
+#[test]
+fn a_database_the_service_user_may_not_open_exits_2_with_the_fix() {
+    if !running_as_root() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = okta_config(dir.path());
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let db = state.join("scimd.redb");
+    std::fs::write(&db, b"root's").unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(
+        Command::new("chown")
+            .arg("65534:65534")
+            .arg(&state)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_scimd"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("chown -R"), "{err}");
+    assert_eq!(std::fs::read(&db).unwrap(), b"root's");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_server_on_the_same_directory_changes_nothing_of_the_first() {
     let dir = tempfile::tempdir().unwrap();
