@@ -1080,17 +1080,7 @@ fn check_config_as_root_reads_as_the_owner_of_the_state_directory() {
     let state = dir.path().join("state");
     std::fs::create_dir(&state).unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let chown = |p: &Path| {
-        assert!(
-            Command::new("chown")
-                .arg("65534:65534")
-                .arg(p)
-                .status()
-                .unwrap()
-                .success()
-        )
-    };
-    chown(&state);
+    crate::process::give_to_nobody(&state);
     assert!(run_ok(&["check-config"], &path).contains(": OK ("));
     // Left by root, owner-only.
     let db = state.join("scimd.redb");
@@ -1102,6 +1092,6 @@ fn check_config_as_root_reads_as_the_owner_of_the_state_directory() {
     assert!(err.contains("for the service user nobody:"), "{err}");
     assert!(err.contains(&db.display().to_string()), "{err}");
     // Given to that user, it passes again.
-    chown(&db);
+    crate::process::give_to_nobody(&db);
     assert!(run_ok(&["check-config"], &path).contains(": OK ("));
 }

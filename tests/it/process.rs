@@ -124,6 +124,18 @@ async fn tenant_remove_speaks_of_data_only_where_there_is_some() {
 }
 
 /// Whether the tests run as root: only root can give a directory to another user.
+/// Gives `path` to uid and gid 65534 (nobody), the stand-in for a service user of its own.
+pub(crate) fn give_to_nobody(path: &std::path::Path) {
+    assert!(
+        Command::new("chown")
+            .arg("65534:65534")
+            .arg(path)
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
 pub(crate) fn running_as_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -315,14 +327,7 @@ fn root_does_not_serve_a_state_directory_another_user_owns() {
     let cfg = okta_config(dir.path());
     let state = dir.path().join("state");
     std::fs::create_dir(&state).unwrap();
-    assert!(
-        Command::new("chown")
-            .arg("65534:65534")
-            .arg(&state)
-            .status()
-            .unwrap()
-            .success()
-    );
+    give_to_nobody(&state);
     let out = Command::new(env!("CARGO_BIN_EXE_scimd"))
         .args(["serve", "--config"])
         .arg(&cfg)
@@ -370,14 +375,7 @@ fn a_database_the_service_user_may_not_open_exits_2_with_the_fix() {
     let db = state.join("scimd.redb");
     std::fs::write(&db, b"root's").unwrap();
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).unwrap();
-    assert!(
-        Command::new("chown")
-            .arg("65534:65534")
-            .arg(&state)
-            .status()
-            .unwrap()
-            .success()
-    );
+    give_to_nobody(&state);
     let out = Command::new(env!("CARGO_BIN_EXE_scimd"))
         .args(["serve", "--config"])
         .arg(&cfg)
