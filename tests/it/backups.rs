@@ -367,7 +367,7 @@ async fn a_backup_killed_while_it_copies_leaves_nothing_in_the_state_directory()
         assert_eq!(p.post("/scim/v2/Users", "tok", body).await, 201);
     }
     let to = dir.path().join("b.redb");
-    let out = std::process::Command::new("bash")
+    let out = crate::process::runner_env_removed(&mut std::process::Command::new("bash"))
         .arg("-c")
         .arg(format!(
             "ulimit -f 1; exec {} backup --to {} --config {}",

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::process::{Proc, kill};
 
 fn scimd() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_scimd"))
+    crate::process::scimd_bin()
 }
 
 /// `scimd ARGS --config FILE`, which must succeed; its standard output.
@@ -1029,6 +1029,9 @@ fn an_edit_run_without_sudo_says_to_use_it() {
     let path = tenantless_config(dir.path());
     run_ok(&["tenant", "add", "acme"], &path);
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    if !crate::process::nobody_reaches(dir.path()) {
+        return;
+    }
     let as_nobody = |args: &[&str]| {
         let out = scimd()
             .args(args)

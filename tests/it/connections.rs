@@ -1218,6 +1218,9 @@ async fn a_scan_stops_when_its_client_goes_away() {
                 .to_string(),
             )
     };
+    // Halfway through a scan, as last timed: shortened whenever a scan is answered in it
+    // (the machine sped up since, say as a neighbour's load went).
+    let mut limit = whole / 2;
     let clients = [
         (s.http1_client(), false, ""),
         (s.client.clone(), false, ""),
@@ -1242,9 +1245,13 @@ async fn a_scan_stops_when_its_client_goes_away() {
                     false => scan(client, &salt),
                     true => search(client, &salt, path),
                 };
-                match request.timeout(whole / 2).send().await {
+                let started = std::time::Instant::now();
+                match request.timeout(limit).send().await {
                     Err(e) if e.is_timeout() => break,
-                    answered => assert!(tries < 8, "answered in time: {answered:?}"),
+                    answered => {
+                        limit = limit.min(started.elapsed()) / 2;
+                        assert!(tries < 20, "answered in time: {answered:?}");
+                    }
                 }
             }
             // The read that went on, had it not been stopped, ends with no scan counted as

@@ -4,7 +4,7 @@
 //! `CRASH_KILLS` sets the number of kills (default 8, kept short for CI).
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,7 @@ impl Drop for Killed {
 
 fn start(cfg: &std::path::Path, state: &std::path::Path) -> (Killed, u16, reqwest::Client) {
     use std::io::{BufRead, BufReader};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_scimd"))
+    let mut child = crate::process::scimd_bin()
         .args(["serve", "--config"])
         .arg(cfg)
         .stderr(Stdio::piped())
@@ -158,7 +158,7 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_write() {
         for t in tasks {
             let _ = t.await;
         }
-        let out = Command::new(env!("CARGO_BIN_EXE_scimd"))
+        let out = crate::process::scimd_bin()
             .args(["verify", "--config"])
             .arg(&cfg)
             .output()

@@ -1037,7 +1037,7 @@ async fn a_database_without_the_plan_record_is_brought_in_line_at_its_first_star
     let dir = s.stop().await;
     // The writer lets go of the file once its last sender is dropped.
     let path = dir.path().join("state/scimd.redb");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let db = loop {
         match redb::Database::create(&path) {
             Ok(db) => break db,
