@@ -207,6 +207,7 @@ impl<'t> W<'t> {
         let activity = (plan::is_active(&old.body), plan::is_active(&body));
         let held =
             is_user && activity == (true, true) && self.holds_entry_seat(actor, id, &old.body)?;
+        let took = held && self.takes_entry_from_another(actor, id, &body)?;
         let mates = match is_user {
             true => self.entry_mates(actor, id, &[&old.body, &body])?,
             false => None,
@@ -224,7 +225,7 @@ impl<'t> W<'t> {
         if is_user {
             self.plan_transition(actor, id, Some(activity.0), Some(activity.1), seat, true)?;
             if held {
-                self.back_in_line(actor, id, &rec.body)?;
+                self.back_in_line(actor, id, &rec.body, took)?;
             }
             if let Some(mates) = mates {
                 self.tell_mates(actor, mates)?;

@@ -1208,6 +1208,55 @@ async fn an_account_no_longer_an_existing_members_goes_back_in_line() {
     assert_eq!(free_ids(&s).await, [w2, w3]);
 }
 
+/// An entry's account that moves to another entry, whose seat an account already holds,
+/// does not take that seat over (by being the older): it goes back in line. Taking it over
+/// left the other account in an ordinary seat, one more than the limit has (paid 4 with 1
+/// seat, 2 entries and 3 active users).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entrys_account_moving_to_an_entry_already_held_goes_back_in_line() {
+    let s = Srv::start_with(|c| {
+        c.tenants.get_mut("acme").unwrap().plan = Some(PlanConfig {
+            name: "Business".into(),
+            test_threshold: 4,
+            seats: Some(1),
+            on_seat_limit: SeatLimitPolicy::Free,
+            existing_members: vec!["m1@x".into(), "m2@x".into()],
+        });
+    })
+    .await;
+    let a = s
+        .post(
+            "/Users",
+            json!({"userName": "a@x", "emails": [{"value": "m1@x"}]}),
+        )
+        .await
+        .id();
+    let m2 = s.user("m2@x").await;
+    let u3 = s.user("u3@x").await;
+    assert!(free_ids(&s).await.is_empty());
+    let skip = plan_events(&s).await.len();
+    let moved = json!([{"op": "replace", "path": "emails", "value": [{"value": "m2@x"}]}]);
+    assert_eq!(s.patch(&format!("/Users/{a}"), moved).await.status, 200);
+    assert_eq!(free_ids(&s).await, std::slice::from_ref(&a));
+    // m1's entry (no account now), m2's account and the one seat.
+    assert_eq!(counts(&summary(&s).await), ("testing".into(), 3, 1, 0));
+    let said: Vec<(String, Value)> = plan_said(&s, skip)
+        .await
+        .into_iter()
+        .map(|e| (e.0, e.1))
+        .collect();
+    assert_eq!(said, [("plan.placed_on_free".to_string(), json!(a))]);
+    // The seat stays u3's, and m2's account stays paid.
+    let paid = members(&s, "?status=paid").await;
+    let ids: Vec<&str> = paid["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert_eq!(ids, [m2.as_str(), u3.as_str()]);
+}
+
 /// The entry's one seat passes between the accounts matching it (the active one holds it,
 /// else the oldest): one account's change moves another's status, and the feed names it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
