@@ -117,7 +117,7 @@ impl W<'_> {
     }
 
     /// Whether seated user `id` holds an existing member's seat (on top of the limit in
-    /// testing mode).
+    /// testing mode), other than those of the entries in `besides`.
     /// Only the entries `body` (the user's, as indexed now) matches are looked up: a user
     /// PATCH matching none reads nothing more.
     pub(super) fn holds_entry_seat(
@@ -125,38 +125,15 @@ impl W<'_> {
         actor: &Actor,
         id: u128,
         body: &Body,
+        besides: &[String],
     ) -> Result<bool, redb::Error> {
         let rules = self.rules(actor);
         let Some(rules) = rules.as_deref().filter(|r| r.seats.is_some()) else {
             return Ok(false);
         };
         for entry in plan::entries_matching(rules, body) {
-            if self.holders(&actor.tenant, entry)?.0 == Some(id) {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
-    /// Whether user `id`'s new `body` matches an existing-members entry whose seat another
-    /// active account holds before the write: taking it over (by being older) would leave
-    /// that account in an ordinary seat, one more than the limit has, so the change that
-    /// came last does not count as holding it (`back_in_line`). Read before the write.
-    pub(super) fn takes_entry_from_another(
-        &self,
-        actor: &Actor,
-        id: u128,
-        body: &Body,
-    ) -> Result<bool, redb::Error> {
-        let rules = self.rules(actor);
-        let Some(rules) = rules.as_deref().filter(|r| r.seats.is_some()) else {
-            return Ok(false);
-        };
-        for entry in plan::entries_matching(rules, body) {
-            if self
-                .holders(&actor.tenant, entry)?
-                .0
-                .is_some_and(|holder| holder != id)
+            if !besides.iter().any(|b| b == entry)
+                && self.holders(&actor.tenant, entry)?.0 == Some(id)
             {
                 return Ok(true);
             }
@@ -164,19 +141,46 @@ impl W<'_> {
         Ok(false)
     }
 
+    /// The existing-members entries user `id`'s new `body` matches whose seat another active
+    /// account holds before the write: taking one over (by being older) would leave that
+    /// account in an ordinary seat, one more than the limit has, so the change that came
+    /// last does not count as holding it (`back_in_line`). Read before the write.
+    pub(super) fn entries_held_by_others(
+        &self,
+        actor: &Actor,
+        id: u128,
+        body: &Body,
+    ) -> Result<Vec<String>, redb::Error> {
+        let rules = self.rules(actor);
+        let Some(rules) = rules.as_deref().filter(|r| r.seats.is_some()) else {
+            return Ok(Vec::new());
+        };
+        let mut held = Vec::new();
+        for entry in plan::entries_matching(rules, body) {
+            if self
+                .holders(&actor.tenant, entry)?
+                .0
+                .is_some_and(|holder| holder != id)
+            {
+                held.push(entry.to_string());
+            }
+        }
+        Ok(held)
+    }
+
     /// After a change that left user `id` no longer an existing member's account (its
-    /// userName or emails changed), or the account of one whose seat another account held
-    /// (`took`, from `takes_entry_from_another`): in testing mode its seat was on top of the
-    /// limit, and the seat it may have held before went to the next user waiting. With no
-    /// seat open now it goes back to the free plan, in line by creation as any user there,
-    /// instead of keeping a seat past the limit ahead of users who were waiting.
+    /// userName or emails changed), or the account only of ones whose seat another account
+    /// held (`taken`, from `entries_held_by_others`): in testing mode its seat was on top of
+    /// the limit, and the seat it may have held before went to the next user waiting. With
+    /// no seat open now it goes back to the free plan, in line by creation as any user
+    /// there, instead of keeping a seat past the limit ahead of users who were waiting.
     /// `body`: the user's, as the change left it.
     pub(super) fn back_in_line(
         &mut self,
         actor: &Actor,
         id: u128,
         body: &Body,
-        took: bool,
+        taken: &[String],
     ) -> Result<(), redb::Error> {
         let t = actor.tenant.as_str();
         let rules = self.rules(actor);
@@ -187,7 +191,7 @@ impl W<'_> {
             return Ok(());
         };
         if rules.mode(plan::active(&self.counts, t)?) != Mode::Testing
-            || (!took && self.holds_entry_seat(actor, id, body)?)
+            || self.holds_entry_seat(actor, id, body, taken)?
             || self.overflow.get((t, id))?.is_some()
             || plan::seated(&self.counts, t)?.saturating_sub(self.entry_seats(t, rules)?) <= seats
         {

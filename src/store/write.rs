@@ -205,9 +205,13 @@ impl<'t> W<'t> {
             Err(e) => return Ok(Err(e)),
         };
         let activity = (plan::is_active(&old.body), plan::is_active(&body));
-        let held =
-            is_user && activity == (true, true) && self.holds_entry_seat(actor, id, &old.body)?;
-        let took = held && self.takes_entry_from_another(actor, id, &body)?;
+        let held = is_user
+            && activity == (true, true)
+            && self.holds_entry_seat(actor, id, &old.body, &[])?;
+        let taken = match held {
+            true => self.entries_held_by_others(actor, id, &body)?,
+            false => Vec::new(),
+        };
         let mates = match is_user {
             true => self.entry_mates(actor, id, &[&old.body, &body])?,
             false => None,
@@ -225,7 +229,7 @@ impl<'t> W<'t> {
         if is_user {
             self.plan_transition(actor, id, Some(activity.0), Some(activity.1), seat, true)?;
             if held {
-                self.back_in_line(actor, id, &rec.body, took)?;
+                self.back_in_line(actor, id, &rec.body, &taken)?;
             }
             if let Some(mates) = mates {
                 self.tell_mates(actor, mates)?;

@@ -1236,7 +1236,17 @@ async fn an_entrys_account_moving_to_an_entry_already_held_goes_back_in_line() {
     let u3 = s.user("u3@x").await;
     assert!(free_ids(&s).await.is_empty());
     let skip = plan_events(&s).await.len();
-    let moved = json!([{"op": "replace", "path": "emails", "value": [{"value": "m2@x"}]}]);
+    let emails = |values: &[&str]| {
+        let values: Vec<Value> = values.iter().map(|v| json!({"value": v})).collect();
+        json!([{"op": "replace", "path": "emails", "value": values}])
+    };
+    // Matching m2's entry beside its own, it still holds m1's seat: nobody moves.
+    for both in [&["m1@x", "m2@x"][..], &["m1@x"]] {
+        assert_eq!(s.patch(&format!("/Users/{a}"), emails(both)).await.status, 200);
+        assert!(free_ids(&s).await.is_empty(), "{both:?}");
+        assert_eq!(counts(&summary(&s).await), ("testing".into(), 3, 0, 0));
+    }
+    let moved = emails(&["m2@x"]);
     assert_eq!(s.patch(&format!("/Users/{a}"), moved).await.status, 200);
     assert_eq!(free_ids(&s).await, std::slice::from_ref(&a));
     // m1's entry (no account now), m2's account and the one seat.
