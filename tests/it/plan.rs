@@ -1242,7 +1242,10 @@ async fn an_entrys_account_moving_to_an_entry_already_held_goes_back_in_line() {
     };
     // Matching m2's entry beside its own, it still holds m1's seat: nobody moves.
     for both in [&["m1@x", "m2@x"][..], &["m1@x"]] {
-        assert_eq!(s.patch(&format!("/Users/{a}"), emails(both)).await.status, 200);
+        assert_eq!(
+            s.patch(&format!("/Users/{a}"), emails(both)).await.status,
+            200
+        );
         assert!(free_ids(&s).await.is_empty(), "{both:?}");
         assert_eq!(counts(&summary(&s).await), ("testing".into(), 3, 0, 0));
     }
