@@ -401,10 +401,11 @@ fn root_does_not_serve_a_state_directory_another_user_owns() {
     assert_eq!(std::fs::read_dir(&state).unwrap().count(), 0, "made files");
 }
 
-/// A database the service user may not open (root made it, owner-only) exits 2 with the
-/// command that gives it back: starting again, as systemd would on exit 1, cannot help.
+/// A database or self-signed certificate directory the service user may not open (root
+/// made it, owner-only) exits 2 with the command that gives it back: starting again, as
+/// systemd would on exit 1, cannot help.
 #[test]
-fn a_database_the_service_user_may_not_open_exits_2_with_the_fix() {
+fn what_the_service_user_may_not_open_exits_2_with_the_fix() {
     if !running_as_root() {
         return;
     }
@@ -434,6 +435,24 @@ fn a_database_the_service_user_may_not_open_exits_2_with_the_fix() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("chown -R"), "{err}");
     assert_eq!(std::fs::read(&db).unwrap(), b"root's");
+    // So does a self-signed certificate's directory root made owner-only.
+    std::fs::remove_file(&db).unwrap();
+    let tls = state.join("tls");
+    std::fs::create_dir(&tls).unwrap();
+    std::fs::set_permissions(&tls, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = scimd_bin()
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cannot look for the certificate") && err.contains("chown -R"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
