@@ -117,7 +117,7 @@ impl W<'_> {
     }
 
     /// Whether seated user `id` holds an existing member's seat (on top of the limit in
-    /// testing mode), other than those of the entries in `besides`.
+    /// testing mode).
     /// Only the entries `body` (the user's, as indexed now) matches are looked up: a user
     /// PATCH matching none reads nothing more.
     pub(super) fn holds_entry_seat(
@@ -125,76 +125,59 @@ impl W<'_> {
         actor: &Actor,
         id: u128,
         body: &Body,
-        besides: &[String],
     ) -> Result<bool, redb::Error> {
         let rules = self.rules(actor);
         let Some(rules) = rules.as_deref().filter(|r| r.seats.is_some()) else {
             return Ok(false);
         };
         for entry in plan::entries_matching(rules, body) {
-            if !besides.iter().any(|b| b == entry)
-                && self.holders(&actor.tenant, entry)?.0 == Some(id)
-            {
+            if self.holders(&actor.tenant, entry)?.0 == Some(id) {
                 return Ok(true);
             }
         }
         Ok(false)
     }
 
-    /// The existing-members entries user `id`'s new `body` matches whose seat another active
-    /// account holds before the write: taking one over (by being older) would leave that
-    /// account in an ordinary seat, one more than the limit has, so the change that came
-    /// last does not count as holding it (`back_in_line`). Read before the write.
-    pub(super) fn entries_held_by_others(
-        &self,
-        actor: &Actor,
-        id: u128,
-        body: &Body,
-    ) -> Result<Vec<String>, redb::Error> {
+    /// In testing mode, how many people are paid past the entries and the seats: the seated
+    /// users, and each entry no seated account holds (paid in testing mode), beyond
+    /// `existing_members` and `seats` together. Reloads that lower `seats` may leave some;
+    /// a user's own change may not add to them (`back_in_line`).
+    pub(super) fn paid_past_limit(&self, actor: &Actor) -> Result<u64, redb::Error> {
+        let t = actor.tenant.as_str();
         let rules = self.rules(actor);
-        let Some(rules) = rules.as_deref().filter(|r| r.seats.is_some()) else {
-            return Ok(Vec::new());
+        let Some((rules, seats)) = rules.as_deref().and_then(|r| Some((r, r.seats?))) else {
+            return Ok(0);
         };
-        let mut held = Vec::new();
-        for entry in plan::entries_matching(rules, body) {
-            if self
-                .holders(&actor.tenant, entry)?
-                .0
-                .is_some_and(|holder| holder != id)
-            {
-                held.push(entry.to_string());
+        if rules.mode(plan::active(&self.counts, t)?) != Mode::Testing {
+            return Ok(0);
+        }
+        let mut held = 0;
+        for entry in &rules.existing_members {
+            if self.holders(t, entry)?.0.is_some() {
+                held += 1;
             }
         }
-        Ok(held)
+        Ok(plan::seated(&self.counts, t)?
+            .saturating_sub(held)
+            .saturating_sub(seats))
     }
 
-    /// After a change that left user `id` no longer an existing member's account (its
-    /// userName or emails changed), or the account only of ones whose seat another account
-    /// held (`taken`, from `entries_held_by_others`): in testing mode its seat was on top of
-    /// the limit, and the seat it may have held before went to the next user waiting. With
-    /// no seat open now it goes back to the free plan, in line by creation as any user
-    /// there, instead of keeping a seat past the limit ahead of users who were waiting.
-    /// `body`: the user's, as the change left it.
+    /// After a change of an existing member's account (its userName or emails): in testing
+    /// mode its seat was on top of the limit, and the seat it may have held before went to
+    /// the next user waiting. When the change leaves more people paid past the entries and
+    /// seats than before (`past`, from `paid_past_limit`): it matches no entry any more, or
+    /// only one whose seat another account held, which that account then took into an
+    /// ordinary seat by being the younger. It goes back to the free plan then, in line by
+    /// creation as any user there, instead of keeping a seat past the limit ahead of users
+    /// who were waiting.
     pub(super) fn back_in_line(
         &mut self,
         actor: &Actor,
         id: u128,
-        body: &Body,
-        taken: &[String],
+        past: u64,
     ) -> Result<(), redb::Error> {
         let t = actor.tenant.as_str();
-        let rules = self.rules(actor);
-        let Some(rules) = rules.as_deref() else {
-            return Ok(());
-        };
-        let Some(seats) = rules.seats else {
-            return Ok(());
-        };
-        if rules.mode(plan::active(&self.counts, t)?) != Mode::Testing
-            || self.holds_entry_seat(actor, id, body, taken)?
-            || self.overflow.get((t, id))?.is_some()
-            || plan::seated(&self.counts, t)?.saturating_sub(self.entry_seats(t, rules)?) <= seats
-        {
+        if self.overflow.get((t, id))?.is_some() || self.paid_past_limit(actor)? <= past {
             return Ok(());
         }
         self.overflow.insert((t, id), ())?;

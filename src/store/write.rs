@@ -205,12 +205,11 @@ impl<'t> W<'t> {
             Err(e) => return Ok(Err(e)),
         };
         let activity = (plan::is_active(&old.body), plan::is_active(&body));
-        let held = is_user
-            && activity == (true, true)
-            && self.holds_entry_seat(actor, id, &old.body, &[])?;
-        let taken = match held {
-            true => self.entries_held_by_others(actor, id, &body)?,
-            false => Vec::new(),
+        let held =
+            is_user && activity == (true, true) && self.holds_entry_seat(actor, id, &old.body)?;
+        let past = match held {
+            true => self.paid_past_limit(actor)?,
+            false => 0,
         };
         let mates = match is_user {
             true => self.entry_mates(actor, id, &[&old.body, &body])?,
@@ -229,7 +228,7 @@ impl<'t> W<'t> {
         if is_user {
             self.plan_transition(actor, id, Some(activity.0), Some(activity.1), seat, true)?;
             if held {
-                self.back_in_line(actor, id, &rec.body, &taken)?;
+                self.back_in_line(actor, id, past)?;
             }
             if let Some(mates) = mates {
                 self.tell_mates(actor, mates)?;

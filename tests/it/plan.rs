@@ -1210,65 +1210,121 @@ async fn an_account_no_longer_an_existing_members_goes_back_in_line() {
 }
 
 /// An entry's account that moves to another entry, whose seat an account already holds,
-/// does not take that seat over (by being the older): it goes back in line. Taking it over
-/// left the other account in an ordinary seat, one more than the limit has (paid 4 with 1
-/// seat, 2 entries and 3 active users).
+/// goes back in line rather than take it over (by being the older) and push that account
+/// into an ordinary seat: paid 4 with 1 seat, 2 entries and 3 active users. So it does
+/// when it matched both entries on the way (and held both by being the older); while it
+/// matches its own, nobody moves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entrys_account_moving_to_an_entry_already_held_goes_back_in_line() {
+    let emails = |values: &[&str]| {
+        let values: Vec<Value> = values.iter().map(|v| json!({"value": v})).collect();
+        json!([{"op": "replace", "path": "emails", "value": values}])
+    };
+    for on_the_way in [
+        &[][..],
+        &[&["m1@x", "m2@x"][..], &["m1@x"], &["m1@x", "m2@x"]],
+    ] {
+        let s = Srv::start_with(|c| {
+            c.tenants.get_mut("acme").unwrap().plan = Some(PlanConfig {
+                name: "Business".into(),
+                test_threshold: 4,
+                seats: Some(1),
+                on_seat_limit: SeatLimitPolicy::Free,
+                existing_members: vec!["m1@x".into(), "m2@x".into()],
+            });
+        })
+        .await;
+        let a = s
+            .post(
+                "/Users",
+                json!({"userName": "a@x", "emails": [{"value": "m1@x"}]}),
+            )
+            .await
+            .id();
+        let m2 = s.user("m2@x").await;
+        let u3 = s.user("u3@x").await;
+        assert!(free_ids(&s).await.is_empty());
+        let skip = plan_events(&s).await.len();
+        for step in on_the_way {
+            let at = format!("/Users/{a}");
+            assert_eq!(s.patch(&at, emails(step)).await.status, 200);
+            assert!(free_ids(&s).await.is_empty(), "{step:?}");
+            assert_eq!(counts(&summary(&s).await), ("testing".into(), 3, 0, 0));
+        }
+        let moved = emails(&["m2@x"]);
+        assert_eq!(s.patch(&format!("/Users/{a}"), moved).await.status, 200);
+        assert_eq!(
+            free_ids(&s).await,
+            std::slice::from_ref(&a),
+            "{on_the_way:?}"
+        );
+        // m1's entry (no account now), m2's account and the one seat.
+        assert_eq!(counts(&summary(&s).await), ("testing".into(), 3, 1, 0));
+        let said: Vec<(String, Value)> = plan_said(&s, skip)
+            .await
+            .into_iter()
+            .map(|e| (e.0, e.1))
+            .collect();
+        assert_eq!(said, [("plan.placed_on_free".to_string(), json!(a))]);
+        // The seat stays u3's, and m2's account stays paid.
+        let paid = members(&s, "?status=paid").await;
+        let ids: Vec<&str> = paid["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["id"].as_str())
+            .collect();
+        assert_eq!(ids, [m2.as_str(), u3.as_str()]);
+    }
+}
+
+/// Seats lowered by a reload leave people paid past the limit, and an account's own change
+/// that adds none to them moves nobody: a seated user that matched an entry for a while
+/// (holding it by being the older) and then no longer does keeps its seat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_leaving_an_entry_it_held_by_age_keeps_a_seat_lowered_seats_left_it() {
     let s = Srv::start_with(|c| {
         c.tenants.get_mut("acme").unwrap().plan = Some(PlanConfig {
             name: "Business".into(),
-            test_threshold: 4,
+            test_threshold: 10,
             seats: Some(1),
             on_seat_limit: SeatLimitPolicy::Free,
-            existing_members: vec!["m1@x".into(), "m2@x".into()],
+            existing_members: vec!["m3@x".into()],
         });
     })
     .await;
-    let a = s
-        .post(
-            "/Users",
-            json!({"userName": "a@x", "emails": [{"value": "m1@x"}]}),
-        )
-        .await
-        .id();
-    let m2 = s.user("m2@x").await;
-    let u3 = s.user("u3@x").await;
-    assert!(free_ids(&s).await.is_empty());
+    let a = s.user("a@x").await;
+    s.user("m3@x").await;
+    let b = s.user("b@x").await;
+    assert_eq!(free_ids(&s).await, std::slice::from_ref(&b));
+    let seats = |n: u64| {
+        let mut c = s.config.clone();
+        c.tenants
+            .get_mut("acme")
+            .unwrap()
+            .plan
+            .as_mut()
+            .unwrap()
+            .seats = Some(n);
+        c
+    };
+    s.reloader().apply(seats(2)).await.unwrap();
+    let c = s.user("c@x").await;
+    s.reloader().apply(seats(1)).await.unwrap();
+    assert_eq!(free_ids(&s).await, std::slice::from_ref(&c));
     let skip = plan_events(&s).await.len();
     let emails = |values: &[&str]| {
         let values: Vec<Value> = values.iter().map(|v| json!({"value": v})).collect();
         json!([{"op": "replace", "path": "emails", "value": values}])
     };
-    // Matching m2's entry beside its own, it still holds m1's seat: nobody moves.
-    for both in [&["m1@x", "m2@x"][..], &["m1@x"]] {
+    for step in [&["m3@x"][..], &[]] {
         assert_eq!(
-            s.patch(&format!("/Users/{a}"), emails(both)).await.status,
+            s.patch(&format!("/Users/{a}"), emails(step)).await.status,
             200
         );
-        assert!(free_ids(&s).await.is_empty(), "{both:?}");
-        assert_eq!(counts(&summary(&s).await), ("testing".into(), 3, 0, 0));
+        assert_eq!(free_ids(&s).await, std::slice::from_ref(&c), "{step:?}");
     }
-    let moved = emails(&["m2@x"]);
-    assert_eq!(s.patch(&format!("/Users/{a}"), moved).await.status, 200);
-    assert_eq!(free_ids(&s).await, std::slice::from_ref(&a));
-    // m1's entry (no account now), m2's account and the one seat.
-    assert_eq!(counts(&summary(&s).await), ("testing".into(), 3, 1, 0));
-    let said: Vec<(String, Value)> = plan_said(&s, skip)
-        .await
-        .into_iter()
-        .map(|e| (e.0, e.1))
-        .collect();
-    assert_eq!(said, [("plan.placed_on_free".to_string(), json!(a))]);
-    // The seat stays u3's, and m2's account stays paid.
-    let paid = members(&s, "?status=paid").await;
-    let ids: Vec<&str> = paid["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|m| m["id"].as_str())
-        .collect();
-    assert_eq!(ids, [m2.as_str(), u3.as_str()]);
+    assert!(plan_said(&s, skip).await.is_empty());
 }
 
 /// The entry's one seat passes between the accounts matching it (the active one holds it,
