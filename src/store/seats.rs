@@ -138,46 +138,58 @@ impl W<'_> {
         Ok(false)
     }
 
-    /// In testing mode, how many people are paid past the entries and the seats: the seated
-    /// users, and each entry no seated account holds (paid in testing mode), beyond
-    /// `existing_members` and `seats` together. Reloads that lower `seats` may leave some;
-    /// a user's own change may not add to them (`back_in_line`).
-    pub(super) fn paid_past_limit(&self, actor: &Actor) -> Result<u64, redb::Error> {
+    /// In testing mode, how far the paid are past the limits, as `back_in_line` compares
+    /// them before and after an entry's account changes: the people paid (the seated users,
+    /// and each entry no seated account holds) past the entries and `seats` together; and
+    /// the ordinary seated users (those holding no entry) past `seats`. Reloads that lower
+    /// `seats` may leave some of either.
+    pub(super) fn paid_past_limits(&self, actor: &Actor) -> Result<(u64, u64), redb::Error> {
         let t = actor.tenant.as_str();
         let rules = self.rules(actor);
         let Some((rules, seats)) = rules.as_deref().and_then(|r| Some((r, r.seats?))) else {
-            return Ok(0);
+            return Ok((0, 0));
         };
         if rules.mode(plan::active(&self.counts, t)?) != Mode::Testing {
-            return Ok(0);
+            return Ok((0, 0));
         }
-        let mut held = 0;
+        let (mut held, mut holders) = (0, std::collections::BTreeSet::new());
         for entry in &rules.existing_members {
-            if self.holders(t, entry)?.0.is_some() {
+            if let (Some(id), _) = self.holders(t, entry)? {
                 held += 1;
+                holders.insert(id);
             }
         }
-        Ok(plan::seated(&self.counts, t)?
-            .saturating_sub(held)
-            .saturating_sub(seats))
+        let seated = plan::seated(&self.counts, t)?;
+        Ok((
+            seated.saturating_sub(held).saturating_sub(seats),
+            seated
+                .saturating_sub(holders.len() as u64)
+                .saturating_sub(seats),
+        ))
     }
 
-    /// After a change of an existing member's account (its userName or emails): in testing
-    /// mode its seat was on top of the limit, and the seat it may have held before went to
-    /// the next user waiting. When the change leaves more people paid past the entries and
-    /// seats than before (`past`, from `paid_past_limit`): it matches no entry any more, or
-    /// only one whose seat another account held, which that account then took into an
-    /// ordinary seat by being the younger. It goes back to the free plan then, in line by
-    /// creation as any user there, instead of keeping a seat past the limit ahead of users
-    /// who were waiting.
+    /// After a change of an existing member's account (its userName or emails), `past` being
+    /// `paid_past_limits` before it: in testing mode its seat was on top of the limit, and
+    /// the seat it may have held before went to the next user waiting. It goes back to the
+    /// free plan, in line by creation as any user there, when the change leaves more people
+    /// paid past the entries and seats together (it moved to an entry another account held,
+    /// took that over by being the older, and that account needs an ordinary seat now), or,
+    /// holding no entry any more, more ordinary seated users past `seats`: instead of keeping
+    /// a seat past the limit ahead of users who were waiting. `body`: the user's, as the
+    /// change left it.
     pub(super) fn back_in_line(
         &mut self,
         actor: &Actor,
         id: u128,
-        past: u64,
+        body: &Body,
+        past: (u64, u64),
     ) -> Result<(), redb::Error> {
         let t = actor.tenant.as_str();
-        if self.overflow.get((t, id))?.is_some() || self.paid_past_limit(actor)? <= past {
+        if self.overflow.get((t, id))?.is_some() {
+            return Ok(());
+        }
+        let now = self.paid_past_limits(actor)?;
+        if now.0 <= past.0 && (now.1 <= past.1 || self.holds_entry_seat(actor, id, body)?) {
             return Ok(());
         }
         self.overflow.insert((t, id), ())?;

@@ -208,8 +208,8 @@ impl<'t> W<'t> {
         let held =
             is_user && activity == (true, true) && self.holds_entry_seat(actor, id, &old.body)?;
         let past = match held {
-            true => self.paid_past_limit(actor)?,
-            false => 0,
+            true => self.paid_past_limits(actor)?,
+            false => (0, 0),
         };
         let mates = match is_user {
             true => self.entry_mates(actor, id, &[&old.body, &body])?,
@@ -228,7 +228,7 @@ impl<'t> W<'t> {
         if is_user {
             self.plan_transition(actor, id, Some(activity.0), Some(activity.1), seat, true)?;
             if held {
-                self.back_in_line(actor, id, past)?;
+                self.back_in_line(actor, id, &rec.body, past)?;
             }
             if let Some(mates) = mates {
                 self.tell_mates(actor, mates)?;

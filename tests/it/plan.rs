@@ -1278,6 +1278,33 @@ async fn an_entrys_account_moving_to_an_entry_already_held_goes_back_in_line() {
     }
 }
 
+/// An entry's account that moves to an entry an older account already holds (beside one of
+/// its own) holds no entry any more: with the one seat taken, it goes back in line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entrys_account_moving_to_an_entry_an_older_account_holds_goes_back_in_line() {
+    let s = Srv::start_with(|c| {
+        c.tenants.get_mut("acme").unwrap().plan = Some(PlanConfig {
+            name: "Business".into(),
+            test_threshold: 5,
+            seats: Some(1),
+            on_seat_limit: SeatLimitPolicy::Free,
+            existing_members: vec!["m1@x".into(), "m2@x".into(), "m3@x".into()],
+        });
+    })
+    .await;
+    let older = json!({"userName": "m2@x", "emails": [{"value": "m3@x"}]});
+    s.post("/Users", older).await.id();
+    let a = json!({"userName": "a@x", "emails": [{"value": "m1@x"}]});
+    let a = s.post("/Users", a).await.id();
+    s.user("u3@x").await;
+    assert!(free_ids(&s).await.is_empty());
+    let moved = json!([{"op": "replace", "path": "emails", "value": [{"value": "m3@x"}]}]);
+    assert_eq!(s.patch(&format!("/Users/{a}"), moved).await.status, 200);
+    assert_eq!(free_ids(&s).await, std::slice::from_ref(&a));
+    // m1's entry (no account now), the older account (m2 and m3) and the one seat.
+    assert_eq!(counts(&summary(&s).await), ("testing".into(), 3, 1, 0));
+}
+
 /// Seats lowered by a reload leave people paid past the limit, and an account's own change
 /// that adds none to them moves nobody: a seated user that matched an entry for a while
 /// (holding it by being the older) and then no longer does keeps its seat.
