@@ -7,13 +7,30 @@ use serde_json::{Value, json};
 use crate::harness::{ACME, Srv, assert_error, total};
 
 async fn plan_srv(threshold: u64, seats: Option<u64>, policy: SeatLimitPolicy) -> Srv {
+    plan_srv_of(
+        threshold,
+        seats,
+        policy,
+        &["Veteran@Example.com", "founder"],
+    )
+    .await
+}
+
+/// A server whose tenant acme has the plan "Business" with these settings.
+async fn plan_srv_of(
+    threshold: u64,
+    seats: Option<u64>,
+    policy: SeatLimitPolicy,
+    existing_members: &[&str],
+) -> Srv {
+    let existing_members: Vec<String> = existing_members.iter().map(|m| m.to_string()).collect();
     Srv::start_with(move |c| {
         c.tenants.get_mut("acme").unwrap().plan = Some(PlanConfig {
             name: "Business".into(),
             test_threshold: threshold,
             seats,
             on_seat_limit: policy,
-            existing_members: vec!["Veteran@Example.com".into(), "founder".into()],
+            existing_members,
         });
     })
     .await
@@ -1091,16 +1108,7 @@ async fn a_database_without_the_plan_record_is_brought_in_line_at_its_first_star
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn existing_members_accounts_never_wait_for_a_seat_in_testing_mode() {
     // Enforced from the first user, one seat: h and w wait on free.
-    let s = Srv::start_with(|c| {
-        c.tenants.get_mut("acme").unwrap().plan = Some(PlanConfig {
-            name: "Business".into(),
-            test_threshold: 1,
-            seats: Some(1),
-            on_seat_limit: SeatLimitPolicy::Free,
-            existing_members: vec![],
-        });
-    })
-    .await;
+    let s = plan_srv_of(1, Some(1), SeatLimitPolicy::Free, &[]).await;
     let a = s.user("a@x").await;
     let h = s.user("hr@x").await;
     let w = s.user("w@x").await;
@@ -1152,16 +1160,7 @@ async fn existing_members_accounts_never_wait_for_a_seat_in_testing_mode() {
 /// seat past the limit ahead of users who were waiting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_account_no_longer_an_existing_members_goes_back_in_line() {
-    let s = Srv::start_with(|c| {
-        c.tenants.get_mut("acme").unwrap().plan = Some(PlanConfig {
-            name: "Business".into(),
-            test_threshold: 10,
-            seats: Some(1),
-            on_seat_limit: SeatLimitPolicy::Free,
-            existing_members: vec!["boss@x".into()],
-        });
-    })
-    .await;
+    let s = plan_srv_of(10, Some(1), SeatLimitPolicy::Free, &["boss@x"]).await;
     let seated = s.user("seated@x").await;
     let w1 = s.user("w1@x").await;
     let w2 = s.user("w2@x").await;
@@ -1224,16 +1223,7 @@ async fn an_entrys_account_moving_to_an_entry_already_held_goes_back_in_line() {
         &[][..],
         &[&["m1@x", "m2@x"][..], &["m1@x"], &["m1@x", "m2@x"]],
     ] {
-        let s = Srv::start_with(|c| {
-            c.tenants.get_mut("acme").unwrap().plan = Some(PlanConfig {
-                name: "Business".into(),
-                test_threshold: 4,
-                seats: Some(1),
-                on_seat_limit: SeatLimitPolicy::Free,
-                existing_members: vec!["m1@x".into(), "m2@x".into()],
-            });
-        })
-        .await;
+        let s = plan_srv_of(4, Some(1), SeatLimitPolicy::Free, &["m1@x", "m2@x"]).await;
         let a = s
             .post(
                 "/Users",
@@ -1282,16 +1272,7 @@ async fn an_entrys_account_moving_to_an_entry_already_held_goes_back_in_line() {
 /// its own) holds no entry any more: with the one seat taken, it goes back in line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entrys_account_moving_to_an_entry_an_older_account_holds_goes_back_in_line() {
-    let s = Srv::start_with(|c| {
-        c.tenants.get_mut("acme").unwrap().plan = Some(PlanConfig {
-            name: "Business".into(),
-            test_threshold: 5,
-            seats: Some(1),
-            on_seat_limit: SeatLimitPolicy::Free,
-            existing_members: vec!["m1@x".into(), "m2@x".into(), "m3@x".into()],
-        });
-    })
-    .await;
+    let s = plan_srv_of(5, Some(1), SeatLimitPolicy::Free, &["m1@x", "m2@x", "m3@x"]).await;
     let older = json!({"userName": "m2@x", "emails": [{"value": "m3@x"}]});
     s.post("/Users", older).await.id();
     let a = json!({"userName": "a@x", "emails": [{"value": "m1@x"}]});
@@ -1310,31 +1291,12 @@ async fn an_entrys_account_moving_to_an_entry_an_older_account_holds_goes_back_i
 /// (holding it by being the older) and then no longer does keeps its seat.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_account_leaving_an_entry_it_held_by_age_keeps_a_seat_lowered_seats_left_it() {
-    let s = Srv::start_with(|c| {
-        c.tenants.get_mut("acme").unwrap().plan = Some(PlanConfig {
-            name: "Business".into(),
-            test_threshold: 10,
-            seats: Some(1),
-            on_seat_limit: SeatLimitPolicy::Free,
-            existing_members: vec!["m3@x".into()],
-        });
-    })
-    .await;
+    let s = plan_srv_of(10, Some(1), SeatLimitPolicy::Free, &["m3@x"]).await;
     let a = s.user("a@x").await;
     s.user("m3@x").await;
     let b = s.user("b@x").await;
     assert_eq!(free_ids(&s).await, std::slice::from_ref(&b));
-    let seats = |n: u64| {
-        let mut c = s.config.clone();
-        c.tenants
-            .get_mut("acme")
-            .unwrap()
-            .plan
-            .as_mut()
-            .unwrap()
-            .seats = Some(n);
-        c
-    };
+    let seats = |n: u64| plan_edited(&s.config, |p| p.seats = Some(n));
     s.reloader().apply(seats(2)).await.unwrap();
     let c = s.user("c@x").await;
     s.reloader().apply(seats(1)).await.unwrap();

@@ -424,15 +424,19 @@ fn what_the_service_user_may_not_open_exits_2_with_the_fix() {
     if !nobody_reaches(&state) {
         return;
     }
-    let out = scimd_bin()
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let serve_as_nobody = || {
+        let out = scimd_bin()
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        err
+    };
+    let err = serve_as_nobody();
     assert!(err.contains("chown -R"), "{err}");
     assert_eq!(std::fs::read(&db).unwrap(), b"root's");
     // So does a self-signed certificate's directory root made owner-only.
@@ -440,15 +444,7 @@ fn what_the_service_user_may_not_open_exits_2_with_the_fix() {
     let tls = state.join("tls");
     std::fs::create_dir(&tls).unwrap();
     std::fs::set_permissions(&tls, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let out = scimd_bin()
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = serve_as_nobody();
     assert!(
         err.contains("cannot look for the certificate") && err.contains("chown -R"),
         "{err}"
