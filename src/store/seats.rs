@@ -101,19 +101,21 @@ impl W<'_> {
             return Ok(0);
         }
         let seated = plan::seated(&self.counts, t)?;
-        Ok(seats.saturating_sub(seated.saturating_sub(self.entry_seats(t, rules)?)))
+        let (_, holders) = self.entries_held(t, rules)?;
+        Ok(seats.saturating_sub(seated.saturating_sub(holders)))
     }
 
-    /// The seated accounts that hold existing members' seats. An account matching two
-    /// entries is one person's, and holds one seat.
-    fn entry_seats(&self, t: &str, rules: &plan::PlanRules) -> Result<u64, redb::Error> {
-        let mut kept = std::collections::BTreeSet::new();
+    /// The existing members' entries a seated account holds, and those accounts: an account
+    /// matching two entries is one person's, and holds one seat.
+    fn entries_held(&self, t: &str, rules: &plan::PlanRules) -> Result<(u64, u64), redb::Error> {
+        let (mut held, mut holders) = (0, std::collections::BTreeSet::new());
         for entry in &rules.existing_members {
             if let (Some(id), _) = self.holders(t, entry)? {
-                kept.insert(id);
+                held += 1;
+                holders.insert(id);
             }
         }
-        Ok(kept.len() as u64)
+        Ok((held, holders.len() as u64))
     }
 
     /// Whether seated user `id` holds an existing member's seat (on top of the limit in
@@ -152,19 +154,11 @@ impl W<'_> {
         if rules.mode(plan::active(&self.counts, t)?) != Mode::Testing {
             return Ok((0, 0));
         }
-        let (mut held, mut holders) = (0, std::collections::BTreeSet::new());
-        for entry in &rules.existing_members {
-            if let (Some(id), _) = self.holders(t, entry)? {
-                held += 1;
-                holders.insert(id);
-            }
-        }
+        let (held, holders) = self.entries_held(t, rules)?;
         let seated = plan::seated(&self.counts, t)?;
         Ok((
             seated.saturating_sub(held).saturating_sub(seats),
-            seated
-                .saturating_sub(holders.len() as u64)
-                .saturating_sub(seats),
+            seated.saturating_sub(holders).saturating_sub(seats),
         ))
     }
 
