@@ -81,7 +81,7 @@ pub const BODIES_PER_TENANT: usize = BODIES_EVERYWHERE / 2;
 /// And one tenant's read tokens together: an application's read token sending `.search`
 /// bodies slowly must leave room for its own tenant's IdP, as for other tenants.
 pub const BODIES_PER_READER: usize = BODIES_PER_TENANT / 2;
-pub const BODIES_EVERYWHERE: usize = 64;
+pub const BODIES_EVERYWHERE: usize = 16;
 
 /// Room for request bodies, a permit a byte.
 #[derive(Clone)]
@@ -111,9 +111,23 @@ impl Room {
     }
 }
 
-/// Room a body being received holds, until it has been parsed.
+/// Room a body holds: while it is received, for what it declared (the largest allowed
+/// without a length), then for what it was, until its request is answered. What a write
+/// holds meanwhile (the parsed body, the resource the store works from, the answer) grows
+/// with its body: bounded so, many large writes at once wait for room instead of each
+/// holding several copies of its body while they queue for the writer.
 pub struct BodyRoom {
-    _held: Vec<OwnedSemaphorePermit>,
+    held: Vec<OwnedSemaphorePermit>,
+}
+
+impl BodyRoom {
+    /// Keep room for `bytes` only, the body's size once it is whole.
+    pub fn shrink_to(&mut self, bytes: usize) {
+        for p in &mut self.held {
+            let extra = p.num_permits().saturating_sub(bytes.max(1));
+            drop(p.split(extra));
+        }
+    }
 }
 
 /// The right to build a page on this connection: the server drops it once it has counted
@@ -164,7 +178,7 @@ impl Backlog {
                 held.push(p);
             }
         }
-        BodyRoom { _held: held }
+        BodyRoom { held }
     }
 
     /// Wait until this connection may build a page: no other page of it is being built, at
@@ -333,6 +347,38 @@ mod tests {
         // A body larger than a room (`max_body_bytes` raised by a reload) takes all of it.
         drop(held);
         assert!(room(a.clone(), 1_000_000).await.is_ok());
+    }
+
+    /// A body received keeps room for its own size only: bodies that declared no length
+    /// (room for the largest) must not hold that much while their requests are carried out.
+    #[tokio::test(start_paused = true)]
+    async fn a_body_once_whole_keeps_room_for_its_size_only() {
+        let c = Backlog::new(Arc::new(Fake::new(0, 0)), 1000);
+        let server = body_room(BODIES_EVERYWHERE, 1000);
+        let room = |n| {
+            let (c, server) = (c.clone(), server.clone());
+            async move {
+                tokio::time::timeout(
+                    Duration::from_secs(1),
+                    Backlog::body_room(Some(&c), &[], &server, n),
+                )
+                .await
+            }
+        };
+        let mut held = Vec::new();
+        for _ in 0..BODIES_PER_CONNECTION {
+            held.push(room(1000).await.unwrap());
+        }
+        assert!(room(1000).await.is_err());
+        for h in &mut held {
+            h.shrink_to(10);
+        }
+        // 80 bytes held of the connection's 8,000: seven more of the largest fit, not eight.
+        for _ in 0..BODIES_PER_CONNECTION - 1 {
+            held.push(room(1000).await.unwrap());
+        }
+        assert!(room(1000).await.is_err());
+        assert!(room(920).await.is_ok());
     }
 
     #[tokio::test(start_paused = true)]

@@ -19,7 +19,7 @@ impl App {
         rt: &Runtime,
         conn: Option<&backlog::Backlog>,
         who: &crate::auth::Principal,
-    ) -> ScimResult<Value>
+    ) -> ScimResult<(Value, backlog::BodyRoom)>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -92,7 +92,7 @@ impl App {
         let reserve = declared.map_or(max, |len| len as usize);
         let shared = self.tenant_bodies(rt, who);
         let shared: Vec<&backlog::Room> = shared.iter().collect();
-        let Ok(_room) = tokio::time::timeout_at(
+        let Ok(mut room) = tokio::time::timeout_at(
             deadline,
             backlog::Backlog::body_room(conn, &shared, &self.bodies, reserve),
         )
@@ -146,9 +146,10 @@ impl App {
                 "the request body is empty; a JSON object was expected",
             ));
         }
+        room.shrink_to(bytes.len());
         // RFC 8259 §8.1: a byte order mark may be ignored; some Windows tools write one.
         let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
-        crate::scim::json::parse(bytes).map_err(|e| {
+        let value = crate::scim::json::parse(bytes).map_err(|e| {
             // UTF-16 (a BOM, or the NUL beside each ASCII character) is what PowerShell's
             // Out-File and .NET's Encoding.Unicode write: name it, not the position.
             let utf16 = bytes.starts_with(b"\xFF\xFE")
@@ -167,7 +168,8 @@ impl App {
             } else {
                 ScimError::invalid_syntax(format!("the request body is not valid JSON: {e}"))
             }
-        })
+        })?;
+        Ok((value, room))
     }
 }
 

@@ -694,7 +694,8 @@ impl App {
             }
             // /Bulk and /Me answer 501 whatever is sent, and a path that names nothing 404:
             // no body is judged first.
-            let body = if matches!(*method, Method::POST | Method::PUT | Method::PATCH)
+            // The body's room is held until the request is answered (see `BodyRoom`).
+            let (body, _room) = if matches!(*method, Method::POST | Method::PUT | Method::PATCH)
                 && !matches!(
                     route.endpoint,
                     Endpoint::Bulk | Endpoint::Me | Endpoint::Unknown
@@ -702,7 +703,7 @@ impl App {
                 // As the token was read at first, for the check after the body (only
                 // requests with a body: reads, the most, need no copy).
                 let authorization = auth::authorization(req.headers()).map(|a| a.into_owned());
-                let body = self
+                let (body, room) = self
                     .read_body(req, &rt, backlog.as_ref(), principal)
                     .await?;
                 // A reload while the body came in may have revoked the token (one that
@@ -721,9 +722,9 @@ impl App {
                          the request body was arriving",
                     ));
                 }
-                Some(body)
+                (Some(body), Some(room))
             } else {
-                None
+                (None, None)
             };
             if captured.is_some() {
                 logged_body = (body.as_ref().zip(captured.as_ref()))
