@@ -388,17 +388,10 @@ impl Shared {
     }
 
     /// Note a storage failure: one for want of disk space closes the gate of `short_of_room`.
-    /// The lowest free space seen while writes fail is the mark: one failure is noted twice
-    /// (by its job, then by the writer after the answer went out), and space freed between
-    /// the two must not raise the mark above what the disk now has, refusing writes until
-    /// 4 MiB more than that are freed.
     fn failed(&self, e: &redb::Error) {
         if backend::no_space(e) {
             let free = self.faults.free_bytes(&self.path).unwrap_or(0);
-            let mut slot = locked(&self.no_room);
-            let was = *slot;
-            *slot = Some(was.map_or(free, |at| at.min(free)));
-            drop(slot);
+            let was = locked(&self.no_room).replace(free);
             if was.is_none() {
                 tracing::error!(path = %self.path.display(), free_bytes = free, needed_bytes = free.saturating_add(ROOM), "the disk holding the database is full: writes are refused until 4 MiB more than now are free on it; reads go on");
             }

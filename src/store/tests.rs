@@ -2335,30 +2335,6 @@ fn a_first_start_on_a_full_disk_leaves_no_file_and_never_removes_an_existing_one
     f.store.close();
 }
 
-/// A write failing on a full disk is noted by its job and again by the writer, after the
-/// answer went out: room freed between the two (an admin, or a test, quick to act) must
-/// not leave writes refused until 4 MiB more than the now ample space are free.
-#[test]
-fn room_freed_between_the_two_notes_of_one_failure_lets_writes_through() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("s.redb"), 1 << 20).unwrap();
-    let enospc = || redb::Error::Io(std::io::Error::from_raw_os_error(libc::ENOSPC));
-    store.shared.faults.set(Some(Fault::DiskFull));
-    store.shared.failed(&enospc());
-    assert!(matches!(
-        store.writes_refused(),
-        Some(Refused::DiskFull { free: 0, .. })
-    ));
-    store.shared.faults.set(None);
-    store.shared.failed(&enospc());
-    assert!(
-        store.writes_refused().is_none(),
-        "{:?}",
-        store.writes_refused()
-    );
-    store.close();
-}
-
 #[test]
 fn a_backup_without_room_beside_the_database_is_refused_before_it_writes() {
     let dir = tempfile::tempdir().unwrap();

@@ -392,7 +392,10 @@ fn run_batch(
         match outcome {
             Ok(Ok(r)) => responders.push(r),
             Ok(Err(e)) => {
-                failed_for(&e);
+                // Noted by the job itself, before its answer (`Store::enqueue`). Noted again
+                // here, after the answer, it would take the free space as the mark then:
+                // room freed in between would refuse writes until 4 MiB more than that.
+                storage_failed(&e);
                 storage_ok = false;
                 failed = true;
             }
