@@ -16,6 +16,12 @@ async fn plan_srv(threshold: u64, seats: Option<u64>, policy: SeatLimitPolicy) -
     .await
 }
 
+/// A user PATCH replacing all of its emails with `values`.
+fn emails(values: &[&str]) -> Value {
+    let values: Vec<Value> = values.iter().map(|v| json!({"value": v})).collect();
+    json!([{"op": "replace", "path": "emails", "value": values}])
+}
+
 /// A server whose tenant acme has the plan "Business" with these settings.
 async fn plan_srv_of(
     threshold: u64,
@@ -645,17 +651,12 @@ async fn plan_list_pages_by_index_and_cursor_agree_with_the_summary() {
 /// pages moves no other entry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cursor_walk_over_existing_members_survives_matches_between_pages() {
-    let s = Srv::start_with(|c| {
-        c.tenants.get_mut("acme").unwrap().plan = Some(PlanConfig {
-            name: "Business".into(),
-            test_threshold: 0,
-            seats: None,
-            on_seat_limit: SeatLimitPolicy::Reject,
-            existing_members: ["em1@x", "em2@x", "em3@x", "em4@x"]
-                .map(Into::into)
-                .to_vec(),
-        });
-    })
+    let s = plan_srv_of(
+        0,
+        None,
+        SeatLimitPolicy::Reject,
+        &["em1@x", "em2@x", "em3@x", "em4@x"],
+    )
     .await;
     // Past the threshold of 0: existing members no user matches are free.
     s.user("other@x").await;
@@ -1215,10 +1216,6 @@ async fn an_account_no_longer_an_existing_members_goes_back_in_line() {
 /// matches its own, nobody moves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entrys_account_moving_to_an_entry_already_held_goes_back_in_line() {
-    let emails = |values: &[&str]| {
-        let values: Vec<Value> = values.iter().map(|v| json!({"value": v})).collect();
-        json!([{"op": "replace", "path": "emails", "value": values}])
-    };
     for on_the_way in [
         &[][..],
         &[&["m1@x", "m2@x"][..], &["m1@x"], &["m1@x", "m2@x"]],
@@ -1279,7 +1276,7 @@ async fn an_entrys_account_moving_to_an_entry_an_older_account_holds_goes_back_i
     let a = s.post("/Users", a).await.id();
     s.user("u3@x").await;
     assert!(free_ids(&s).await.is_empty());
-    let moved = json!([{"op": "replace", "path": "emails", "value": [{"value": "m3@x"}]}]);
+    let moved = emails(&["m3@x"]);
     assert_eq!(s.patch(&format!("/Users/{a}"), moved).await.status, 200);
     assert_eq!(free_ids(&s).await, std::slice::from_ref(&a));
     // m1's entry (no account now), the older account (m2 and m3) and the one seat.
@@ -1302,10 +1299,6 @@ async fn an_account_leaving_an_entry_it_held_by_age_keeps_a_seat_lowered_seats_l
     s.reloader().apply(seats(1)).await.unwrap();
     assert_eq!(free_ids(&s).await, std::slice::from_ref(&c));
     let skip = plan_events(&s).await.len();
-    let emails = |values: &[&str]| {
-        let values: Vec<Value> = values.iter().map(|v| json!({"value": v})).collect();
-        json!([{"op": "replace", "path": "emails", "value": values}])
-    };
     for step in [&["m3@x"][..], &[]] {
         assert_eq!(
             s.patch(&format!("/Users/{a}"), emails(step)).await.status,
@@ -1333,8 +1326,7 @@ async fn a_seat_passing_between_an_entrys_accounts_is_in_the_feed() {
             me.unwrap()["status"].as_str().unwrap().to_string()
         }
     };
-    let email =
-        |value: &str| json!([{"op": "replace", "path": "emails", "value": [{"value": value}]}]);
+    let email = |value: &str| emails(&[value]);
     let vet = json!({"userName": "vet-old", "emails": [{"value": "veteran@example.com"}]});
     let old = s.post("/Users", vet).await.id();
     let off = json!([{"op": "replace", "path": "active", "value": false}]);

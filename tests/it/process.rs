@@ -123,7 +123,6 @@ async fn tenant_remove_speaks_of_data_only_where_there_is_some() {
     );
 }
 
-/// Whether the tests run as root: only root can give a directory to another user.
 /// The scimd binary as a command, without what the test runner's environment might hand
 /// it: `RUST_LOG` overrides `log.level` (the tests read info lines), and a `SCIMD_` variable
 /// or systemd's sockets would change what it does.
@@ -180,6 +179,7 @@ pub(crate) fn nobody_reaches(dir: &std::path::Path) -> bool {
     ok
 }
 
+/// Whether the tests run as root: only root can give a directory to another user.
 pub(crate) fn running_as_root() -> bool {
     Command::new("id")
         .arg("-u")
