@@ -124,8 +124,11 @@ impl BodyRoom {
     /// Keep room for `bytes` only, the body's size once it is whole.
     pub fn shrink_to(&mut self, bytes: usize) {
         for p in &mut self.held {
+            // Nothing to give back for a body that declared its length (most do).
             let extra = p.num_permits().saturating_sub(bytes.max(1));
-            drop(p.split(extra));
+            if extra > 0 {
+                drop(p.split(extra));
+            }
         }
     }
 }
