@@ -56,14 +56,14 @@ impl Drop for Streaming {
     }
 }
 
-/// All connections together may leave this many times a connection's limit unread before
-/// connections' next pages wait: many connections each reading a page slowly (or not at
-/// all) would otherwise hold a page each, `max_connections` of them. Then only the
-/// connections of tokens whose clients hold more than one connection's limit wait: one
-/// client reading nothing (an application's read token on many HTTP/2 streams) must not
-/// hold other tenants' lookups, nor its own tenant's IdP's, until they are dropped. The
-/// memory past the bound is then at most about a connection's limit a token.
-pub const EVERYWHERE: u64 = 16;
+/// All connections together may leave this many times a connection's limit unread (64 MiB
+/// at the default) before any page is refused: many connections each reading a page slowly
+/// (or not at all) would otherwise hold a page each, `max_connections` of them. Then only
+/// pages asked for with tokens whose clients hold more than one connection's limit are
+/// refused: one client reading nothing (an application's read token on many HTTP/2 streams)
+/// must not hold other tenants' lookups, nor its own tenant's IdP's, until they are
+/// dropped. The memory past the bound is then at most about a connection's limit a token.
+pub const EVERYWHERE: u64 = 4;
 
 /// One connection's backlog, carried in each of its requests' extensions by the server.
 #[derive(Clone)]
@@ -184,9 +184,12 @@ impl Backlog {
         BodyRoom { held }
     }
 
-    /// Wait until this connection may build a page: no other page of it is being built, at
-    /// most `limit` bytes of its answers are unread, and at most `EVERYWHERE` times that of
-    /// all connections' answers. 503 after `wait`.
+    /// Wait until this connection may build a page: no other page of it is being built and
+    /// at most `limit` bytes of its answers are unread; 503 after `wait`. 503 at once while
+    /// all connections' answers unread are past `EVERYWHERE` times `limit` and this token's
+    /// clients leave more than `limit` unread: such a client has many connections, each of
+    /// whose waiting requests would hold memory (about 15 KiB each; see docs/performance.md,
+    /// session 62) until they time out.
     pub async fn turn(&self, limit: u64, wait: Duration) -> ScimResult<Turn> {
         let deadline = Instant::now() + wait;
         let permit = tokio::time::timeout_at(deadline, self.turn.clone().acquire_owned())
@@ -205,10 +208,15 @@ impl Backlog {
                 over
             }
         };
-        while self.unsent.unsent() > limit
-            || (self.unsent.unsent_everywhere() > limit.saturating_mul(EVERYWHERE)
-                && reader_over_now())
-        {
+        loop {
+            if self.unsent.unsent_everywhere() > limit.saturating_mul(EVERYWHERE)
+                && reader_over_now()
+            {
+                return Err(self.unread(limit));
+            }
+            if self.unsent.unsent() <= limit {
+                break;
+            }
             if Instant::now() + RECHECK > deadline {
                 return Err(self.unread(limit));
             }
@@ -298,7 +306,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(!waiting.is_finished());
         // ...and, once the first is counted, for its bytes to be read.
-        fake.0.store(500, Ordering::Relaxed);
+        fake.0.store(300, Ordering::Relaxed);
         drop(first);
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(!waiting.is_finished());
@@ -417,10 +425,13 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn pages_wait_while_all_connections_together_hold_too_much() {
+    async fn pages_are_refused_at_once_while_all_connections_together_hold_too_much() {
         let fake = Arc::new(Fake::new(0, EVERYWHERE * 100 + 1));
         let b = Backlog::new(fake.clone(), 1024);
-        let e = b.turn(100, Duration::from_secs(1)).await.err().unwrap();
+        let asked = Instant::now();
+        let e = b.turn(100, Duration::from_secs(60)).await.err().unwrap();
+        // Not after the wait: a request waiting for room holds memory all the while.
+        assert_eq!(asked.elapsed(), Duration::ZERO);
         assert_eq!(e.status, 503);
         assert!(e.detail.contains("the server holds"), "{}", e.detail);
         fake.1.store(EVERYWHERE * 100, Ordering::Relaxed);

@@ -160,7 +160,9 @@ pub(super) async fn list(
         }
         None => None,
     };
-    let mut resp = page(app, ctx, kinds, p, &mut turn).await?;
+    // Boxed once the turn is had: a request waiting for it holds this function's state only,
+    // not the page's (5 KiB more).
+    let mut resp = Box::pin(page(app, ctx, kinds, p, &mut turn)).await?;
     if let Some(t) = turn {
         resp.extensions_mut().insert(t);
     }

@@ -591,6 +591,59 @@ async fn an_http2_client_that_stops_reading_is_cut_off() {
         .ok();
 }
 
+/// HTTP/2 rapid reset (CVE-2023-44487): a client that opens streams and resets each before
+/// the server takes it up, which would have the server start work for every one, is sent
+/// GOAWAY with ENHANCE_YOUR_CALM; other clients are served meanwhile. Raw frames, written
+/// at once as an attack sends them (an h2 client goes on writing, and could fail on a
+/// broken pipe before it reads the GOAWAY).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_resetting_every_stream_at_once_is_sent_away() {
+    let s = Srv::start().await;
+    let frame = |kind: u8, flags: u8, stream: u32, payload: &[u8]| {
+        let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        f.extend([kind, flags]);
+        f.extend(stream.to_be_bytes());
+        f.extend(payload);
+        f
+    };
+    // HPACK: `:method GET` and `:scheme https` from the static table, the others as
+    // literals without indexing under a static-table name (none is 127 bytes or longer).
+    let literal = |name: &[u8], value: &str| {
+        let mut f = name.to_vec();
+        f.push(value.len() as u8);
+        f.extend(value.as_bytes());
+        f
+    };
+    let mut head = vec![0x82, 0x87];
+    head.extend(literal(&[0x04], "/scim/v2/Users"));
+    head.extend(literal(&[0x01], "localhost"));
+    head.extend(literal(&[0x0f, 0x08], &format!("Bearer {ACME}")));
+    let mut attack = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    attack.extend(frame(4, 0, 0, &[]));
+    for i in 0..60u32 {
+        let stream = 2 * i + 1;
+        attack.extend(frame(1, 0x5, stream, &head)); // HEADERS, END_STREAM | END_HEADERS
+        attack.extend(frame(3, 0, stream, &8u32.to_be_bytes())); // RST_STREAM, CANCEL
+    }
+    let mut conn = wire::connect_h2(&s).await;
+    conn.write_all(&attack).await.unwrap();
+    let said = wire::read_all(&mut conn, Duration::from_secs(20)).await;
+    let mut goaway = None;
+    let mut rest = &said[..];
+    while rest.len() >= 9 {
+        let len = u32::from_be_bytes([0, rest[0], rest[1], rest[2]]) as usize;
+        let Some(payload) = rest.get(9..9 + len) else {
+            break;
+        };
+        if rest[3] == 7 {
+            goaway = Some(u32::from_be_bytes(payload[4..8].try_into().unwrap()));
+        }
+        rest = &rest[9 + len..];
+    }
+    assert_eq!(goaway, Some(0xb), "GOAWAY ENHANCE_YOUR_CALM expected");
+    assert_eq!(s.get("/Users").await.status, 200);
+}
+
 /// An HTTP/1.1 connection with a 16 KiB receive buffer that has asked for a page of up to
 /// 1000 users and read nothing yet.
 async fn list_on_a_narrow_socket(
