@@ -56,14 +56,16 @@ impl Drop for Streaming {
     }
 }
 
-/// All connections together may leave this many times a connection's limit unread (64 MiB
+/// All connections together may leave this many times a connection's limit unread (256 MiB
 /// at the default) before any page is refused: many connections each reading a page slowly
 /// (or not at all) would otherwise hold a page each, `max_connections` of them. Then only
 /// pages asked for with tokens whose clients hold more than one connection's limit are
 /// refused: one client reading nothing (an application's read token on many HTTP/2 streams)
 /// must not hold other tenants' lookups, nor its own tenant's IdP's, until they are
 /// dropped. The memory past the bound is then at most about a connection's limit a token.
-pub const EVERYWHERE: u64 = 4;
+/// Not lower: each group streamed counts the megabyte it may read ahead (`STREAM_AHEAD`),
+/// and a benchmark's 64 clients of one token reading large groups at once count 64 MiB.
+pub const EVERYWHERE: u64 = 16;
 
 /// One connection's backlog, carried in each of its requests' extensions by the server.
 #[derive(Clone)]
