@@ -797,10 +797,10 @@ impl Server {
             // RFC 9113 §6.5.2 recommends no fewer than 100; some clients (Java's HttpClient)
             // fail requests past the limit rather than wait.
             .max_concurrent_streams(100)
-            // Rapid reset (CVE-2023-44487): a client that resets streams before they are
-            // taken up is sent GOAWAY once 20 such wait, and one after the server had to
-            // reset 1,024 of its streams. h2's defaults today, set here so that an update
-            // cannot take them away.
+            // Rapid reset (CVE-2023-44487): a client is sent GOAWAY once 20 streams it reset
+            // before they were taken up wait, or once the server has had to reset 1,024 of
+            // its streams. h2's defaults today, set here so that an update cannot take them
+            // away.
             .max_pending_accept_reset_streams(20)
             .max_local_error_reset_streams(1024)
             .max_header_list_size(64 * 1024)

@@ -189,9 +189,8 @@ impl Backlog {
     /// Wait until this connection may build a page: no other page of it is being built and
     /// at most `limit` bytes of its answers are unread; 503 after `wait`. 503 at once while
     /// all connections' answers unread are past `EVERYWHERE` times `limit` and this token's
-    /// clients leave more than `limit` unread: such a client has many connections, each of
-    /// whose waiting requests would hold memory (about 15 KiB each; see docs/performance.md,
-    /// session 62) until they time out.
+    /// clients leave more than `limit` unread: each request of theirs waiting would hold its
+    /// futures (several KiB; docs/performance.md, session 62) until it timed out.
     pub async fn turn(&self, limit: u64, wait: Duration) -> ScimResult<Turn> {
         let deadline = Instant::now() + wait;
         let permit = tokio::time::timeout_at(deadline, self.turn.clone().acquire_owned())
@@ -308,7 +307,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(!waiting.is_finished());
         // ...and, once the first is counted, for its bytes to be read.
-        fake.0.store(300, Ordering::Relaxed);
+        fake.0.store(500, Ordering::Relaxed);
         drop(first);
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(!waiting.is_finished());
