@@ -786,9 +786,6 @@ pub(crate) fn backup(config: &std::path::Path, to: &std::path::Path) -> ExitCode
         );
         return ExitCode::FAILURE;
     }
-    // An earlier backup under this name is replaced, as `cp` would; said, so that a rotation
-    // script's mistake shows.
-    let replacing = to.exists();
     // Tried before the daemon makes its copy, so a destination that cannot be written fails
     // now; dropped at once, so nothing sits there while that copy is made.
     if let Err(e) = scimd::store::AtomicFile::create(to) {
@@ -803,7 +800,7 @@ pub(crate) fn backup(config: &std::path::Path, to: &std::path::Path) -> ExitCode
         &mut |_, _| {},
     ));
     let Some(lines) = asked else {
-        return backup_stopped(&cfg, &rt, to, replacing);
+        return backup_stopped(&cfg, &rt, to);
     };
     let end = match finish_admin(Ok(lines)) {
         Ok(e) => e,
@@ -833,17 +830,22 @@ pub(crate) fn backup(config: &std::path::Path, to: &std::path::Path) -> ExitCode
             return ExitCode::FAILURE;
         }
     };
-    let copied = rt.block_on(copy_unless_stopped(from, out));
-    if let Err(e) = copied {
-        eprintln!("cannot write the backup to {}: {e}", to.display());
-        return ExitCode::FAILURE;
+    match rt.block_on(copy_unless_stopped(from, out)) {
+        Ok(replaced) => {
+            say_written(to, &end["rows"].to_string(), replaced);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cannot write the backup to {}: {e}", to.display());
+            ExitCode::FAILURE
+        }
     }
-    say_written(to, &end["rows"].to_string(), replacing);
-    ExitCode::SUCCESS
 }
 
-fn say_written(to: &std::path::Path, rows: &str, replacing: bool) {
-    let replaced = if replacing {
+/// An earlier backup under this name is replaced, as `cp` would; said, so that a rotation
+/// script's mistake shows.
+fn say_written(to: &std::path::Path, rows: &str, replaced: bool) {
+    let replaced = if replaced {
         "; it replaced the file that was there"
     } else {
         ""
@@ -855,12 +857,7 @@ fn say_written(to: &std::path::Path, rows: &str, replacing: bool) {
 /// copy itself, beside the destination and renamed over it once checked. (Through the state
 /// directory, as a server's copy goes, a copy made by root would be refused there as not the
 /// service user's.)
-fn backup_stopped(
-    cfg: &Config,
-    rt: &tokio::runtime::Runtime,
-    to: &std::path::Path,
-    replacing: bool,
-) -> ExitCode {
+fn backup_stopped(cfg: &Config, rt: &tokio::runtime::Runtime, to: &std::path::Path) -> ExitCode {
     let store = match open_store(cfg, false) {
         Ok((s, _)) => s,
         Err(e) => {
@@ -877,7 +874,7 @@ fn backup_stopped(
     store.close();
     let placed = made.and_then(|rows| {
         not_compacted(scimd::store::compact_copy(&staging)?);
-        std::fs::rename(&staging, to).map_err(|e| e.to_string())?;
+        let replaced = scimd::store::rename_over(&staging, to).map_err(|e| e.to_string())?;
         // Said written only once its name is on disk too.
         let dir = match to.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
@@ -886,11 +883,11 @@ fn backup_stopped(
         std::fs::File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| format!("written, but its directory cannot be synced: {e}"))?;
-        Ok(rows)
+        Ok((rows, replaced))
     });
     match placed {
-        Ok(rows) => {
-            say_written(to, &rows.to_string(), replacing);
+        Ok((rows, replaced)) => {
+            say_written(to, &rows.to_string(), replaced);
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -910,13 +907,13 @@ fn not_compacted(why: Option<String>) {
     }
 }
 
-/// Copy the server's (already unlinked) copy `from` into `out` and put it in place.
-/// Interrupted (Ctrl-C, SIGTERM, SIGHUP), the copy stops and `out`'s temporary file is
-/// removed before the command exits.
+/// Copy the server's (already unlinked) copy `from` into `out` and put it in place; true when
+/// it replaced a file. Interrupted (Ctrl-C, SIGTERM, SIGHUP), the copy stops and `out`'s
+/// temporary file is removed before the command exits.
 async fn copy_unless_stopped(
     mut from: std::fs::File,
     mut out: scimd::store::AtomicFile,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     use std::sync::atomic::{AtomicBool, Ordering};
     use tokio::signal::unix::{SignalKind, signal};
     let stop = std::sync::Arc::new(AtomicBool::new(false));

@@ -451,16 +451,34 @@ impl AtomicFile {
     }
 
     /// Flush the file to disk and rename it to its final name, flushing the directory too
-    /// so that the rename survives a power loss.
-    pub fn finish(mut self) -> Result<(), String> {
+    /// so that the rename survives a power loss. True when it replaced a file of that name.
+    pub fn finish(mut self) -> Result<bool, String> {
         let to = self.to.display().to_string();
         self.file
             .sync_all()
             .map_err(|e| format!("cannot write {}: {e}", self.tmp.display()))?;
-        std::fs::rename(&self.tmp, &self.to).map_err(|e| format!("cannot rename to {to}: {e}"))?;
+        let replaced =
+            rename_over(&self.tmp, &self.to).map_err(|e| format!("cannot rename to {to}: {e}"))?;
         self.done = true;
         super::backend::sync_parent(&self.to)
-            .map_err(|e| format!("{to} was written, but its directory cannot be synced: {e}"))
+            .map_err(|e| format!("{to} was written, but its directory cannot be synced: {e}"))?;
+        Ok(replaced)
+    }
+}
+
+/// Rename `from` to `to`, replacing what is there; true when it replaced something. Told
+/// by the rename itself, not by a look before it: two backups to one name at once each say
+/// truly whether theirs replaced the other's.
+pub fn rename_over(from: &Path, to: &Path) -> std::io::Result<bool> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(false),
+        Err(rustix::io::Errno::EXIST) => std::fs::rename(from, to).map(|()| true),
+        // A file system without the flag (EINVAL): a look, then the rename.
+        Err(_) => {
+            let there = std::fs::symlink_metadata(to).is_ok();
+            std::fs::rename(from, to).map(|()| there)
+        }
     }
 }
 
@@ -893,7 +911,7 @@ mod tests {
         assert!(!tmp.exists());
         let mut f = AtomicFile::create(&to).unwrap();
         f.file().write_all(b"all of it").unwrap();
-        f.finish().unwrap();
+        assert!(f.finish().unwrap(), "last week's backup was replaced");
         assert_eq!(std::fs::read(&to).unwrap(), b"all of it");
         assert!(!tmp.exists());
         #[cfg(unix)]
@@ -902,6 +920,24 @@ mod tests {
             let mode = std::fs::metadata(&to).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    /// Whether a file was replaced is told by the rename: a file put there after a look, by
+    /// another backup to the same name, is replaced and said so.
+    #[test]
+    fn a_rename_says_whether_it_replaced_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, to) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("to"),
+        );
+        std::fs::write(&a, b"first").unwrap();
+        std::fs::write(&b, b"second").unwrap();
+        assert!(!super::rename_over(&a, &to).unwrap());
+        assert!(super::rename_over(&b, &to).unwrap());
+        assert_eq!(std::fs::read(&to).unwrap(), b"second");
+        assert!(!a.exists() && !b.exists());
     }
 
     #[cfg(unix)]

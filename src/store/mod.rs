@@ -46,7 +46,8 @@ pub(crate) use backend::sync_parent_or_say;
 pub use backend::{Fault, Faults};
 pub use backup::{
     AtomicFile, NotRestored, Restored, UNKNOWN_GAP, compact_copy, is_staged_backup, open_staged,
-    owner_only_file, remove_import_spools, remove_restore_aliases, remove_staged_backups, restore,
+    owner_only_file, remove_import_spools, remove_restore_aliases, remove_staged_backups,
+    rename_over, restore,
 };
 pub use error::Error;
 pub use events::{Actor, Event, Retention};
