@@ -16,9 +16,7 @@ async fn a_stop_answers_open_requests_and_does_not_wait_for_idle_connections() {
 
     // An HTTP/2 connection that says hello and then never reads again.
     let mut idle = wire::connect_h2(&s).await;
-    idle.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
-        .await
-        .unwrap();
+    idle.write_all(H2_HELLO).await.unwrap();
     let mut first = [0u8; 9];
     idle.read_exact(&mut first).await.unwrap();
     assert_eq!(first[3], 4, "the server's first frame is its SETTINGS");
@@ -75,7 +73,9 @@ async fn a_stop_answers_open_requests_and_does_not_wait_for_idle_connections() {
     again.stop().await;
 }
 
-/// Whether the server closes `conn` within `secs` (reading and discarding what it sends).
+/// An HTTP/2 client's preface and its (empty) SETTINGS frame.
+const H2_HELLO: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+
 /// Sends `request` and returns the first read of the answer, lower-cased: its head, for
 /// an answer that fits one read.
 async fn first_read<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
@@ -91,6 +91,7 @@ async fn first_read<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase()
 }
 
+/// Whether the server closes `conn` within `secs` (reading and discarding what it sends).
 async fn closed_within<S: tokio::io::AsyncRead + Unpin>(conn: &mut S, secs: u64) -> bool {
     tokio::time::timeout(Duration::from_secs(secs), async {
         let mut buf = [0u8; 4096];
@@ -145,9 +146,7 @@ async fn connections_that_send_no_request_are_closed() {
     );
 
     let mut idle = wire::connect_h2(&s).await;
-    idle.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
-        .await
-        .unwrap();
+    idle.write_all(H2_HELLO).await.unwrap();
     assert!(
         closed_within(&mut idle, 20).await,
         "an idle HTTP/2 connection stayed open"
@@ -156,9 +155,7 @@ async fn connections_that_send_no_request_are_closed() {
     // Nor does a stream of PINGs keep it: their acknowledgements are no answer.
     let idle = wire::connect_h2(&s).await;
     let (mut rx, mut tx) = tokio::io::split(idle);
-    tx.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
-        .await
-        .unwrap();
+    tx.write_all(H2_HELLO).await.unwrap();
     let pinging = tokio::spawn(async move {
         let ping = b"\0\0\x08\x06\0\0\0\0\0pingping";
         // 1,000 a second: 17 KB of acknowledgements a second.
@@ -618,8 +615,7 @@ async fn an_http2_client_resetting_every_stream_at_once_is_sent_away() {
     head.extend(literal(&[0x04], "/scim/v2/Users"));
     head.extend(literal(&[0x01], "localhost"));
     head.extend(literal(&[0x0f, 0x08], &format!("Bearer {ACME}")));
-    let mut attack = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    attack.extend(frame(4, 0, 0, &[]));
+    let mut attack = H2_HELLO.to_vec();
     for i in 0..60u32 {
         let stream = 2 * i + 1;
         attack.extend(frame(1, 0x5, stream, &head)); // HEADERS, END_STREAM | END_HEADERS
