@@ -22,6 +22,7 @@ use crate::scim::schema::Kind;
 use crate::store::{Store, StoreError};
 use crate::tls::{self, TlsError};
 
+mod chatter;
 mod handshake;
 mod header_timer;
 mod in_flight;
@@ -1075,6 +1076,11 @@ impl Server {
                         in_flight::drive(conn, flight, timeouts, peer, stopping, closed).await
                     }
                 };
+                if matches!(ending, in_flight::Ending::Hushed) {
+                    said.metrics
+                        .closed_for_chatter
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 let first = |what: &str| said.first_from_this_minute(what, peer.ip());
                 match ending {
                     in_flight::Ending::Unreadable(why) if first("unreadable") => {
@@ -1086,6 +1092,9 @@ impl Server {
                     }
                     in_flight::Ending::Unanswered(quiet) if first("unanswered") => {
                         tracing::warn!(%peer, secs = quiet.as_secs(), "closed a connection whose request had had no answer for that long (said once a minute per address)");
+                    }
+                    in_flight::Ending::Hushed if first("chatter") => {
+                        tracing::warn!(%peer, "closed an HTTP/2 connection sending control frames (PING, SETTINGS, WINDOW_UPDATE, PRIORITY, RST_STREAM, tiny DATA) beyond what its requests account for (said once a minute per address)");
                     }
                     in_flight::Ending::Unread(quiet) if first("unread") => {
                         tracing::warn!(%peer, secs = quiet.as_secs(), "closed a connection whose client had read nothing of its answer (said once a minute per address)");

@@ -34,6 +34,8 @@ use tokio::sync::{Notify, watch};
 // tokio's clock, so that the tests can move it.
 use tokio::time::Instant;
 
+use super::chatter::{Chatter, Verdict};
+
 /// Bytes written that count as an answer moving (a PING acknowledgement is 17).
 const EARNEST: u64 = 4096;
 
@@ -94,6 +96,9 @@ pub struct InFlight {
     /// Told to close to make room for a newcomer.
     evicted: AtomicBool,
     evict: Notify,
+    /// Its client sent HTTP/2 control frames past its budget (`chatter`).
+    hushed: AtomicBool,
+    hush: Notify,
     /// This connection's place in its parent's `children`, oldest first.
     serial: u64,
     /// Milliseconds since `epoch` when it was accepted.
@@ -150,6 +155,8 @@ impl InFlight {
             spoke: AtomicBool::new(false),
             evicted: AtomicBool::new(false),
             evict: Notify::new(),
+            hushed: AtomicBool::new(false),
+            hush: Notify::new(),
             serial,
             born: epoch.elapsed().as_millis() as u64,
             children: Mutex::new(BTreeMap::new()),
@@ -328,6 +335,18 @@ impl InFlight {
     /// Resolves once this connection is told to make room (see `evict_a_stranger`).
     pub async fn evicted(&self) {
         self.evict.notified().await
+    }
+
+    /// Its client sent control frames past its budget: the connection is told to close.
+    fn hush(&self) {
+        if !self.hushed.swap(true, Ordering::SeqCst) {
+            self.hush.notify_one();
+        }
+    }
+
+    /// Whether it was ever told to close for its control frames.
+    pub fn hushed(&self) -> bool {
+        self.hushed.load(Ordering::SeqCst)
     }
 
     /// The client has sent its first bytes.
@@ -585,22 +604,35 @@ impl crate::http::backlog::Unsent for InFlight {
     }
 }
 
-/// A connection's socket, counting what goes out as progress.
+/// A connection's socket, counting what goes out as progress, and HTTP/2 frames both ways
+/// (`chatter`).
 pub struct Watched<IO> {
     io: IO,
     flight: Arc<InFlight>,
+    chatter: Chatter,
+    cut: bool,
 }
 
 impl<IO> Watched<IO> {
     pub fn new(io: IO, flight: Arc<InFlight>) -> Self {
-        Watched { io, flight }
+        Watched {
+            io,
+            flight,
+            chatter: Chatter::new(Instant::now()),
+            cut: false,
+        }
     }
 
-    fn note(&self, polled: &Poll<io::Result<usize>>) {
+    fn note(
+        &mut self,
+        polled: &Poll<io::Result<usize>>,
+        written: impl FnOnce(&mut Chatter, usize),
+    ) {
         match polled {
             Poll::Ready(Ok(n)) => {
                 self.flight.blocked(false);
                 self.flight.wrote(*n);
+                written(&mut self.chatter, *n);
             }
             Poll::Pending => self.flight.blocked(true),
             Poll::Ready(Err(_)) => {}
@@ -620,8 +652,31 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        let this = &mut *self;
+        if this.cut {
+            return Poll::Ready(Err(chatter_cut()));
+        }
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        if polled.is_ready() {
+            match this.chatter.read(&buf.filled()[before..], Instant::now) {
+                Verdict::Fine => {}
+                Verdict::TooMuch => this.flight.hush(),
+                Verdict::Cut => {
+                    this.cut = true;
+                    return Poll::Ready(Err(chatter_cut()));
+                }
+            }
+        }
+        polled
     }
+}
+
+fn chatter_cut() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "HTTP/2 control frames far past the connection's budget",
+    )
 }
 
 impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
@@ -631,7 +686,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.io).poll_write(cx, buf);
-        self.note(&polled);
+        self.note(&polled, |c, n| c.wrote(&buf[..n]));
         polled
     }
 
@@ -641,7 +696,16 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        self.note(&polled);
+        self.note(&polled, |c, mut n| {
+            for b in bufs {
+                let part = &b[..n.min(b.len())];
+                c.wrote(part);
+                n -= part.len();
+                if n == 0 {
+                    break;
+                }
+            }
+        });
         polled
     }
 
@@ -703,6 +767,26 @@ where
     C: GracefulConnection,
     C::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let ending = serve_until_over(conn, &flight, limits, peer, &mut stopping, &mut closed).await;
+    if flight.hushed() {
+        Ending::Hushed
+    } else {
+        ending
+    }
+}
+
+async fn serve_until_over<C>(
+    conn: C,
+    flight: &InFlight,
+    limits: Timeouts,
+    peer: std::net::SocketAddr,
+    stopping: &mut watch::Receiver<bool>,
+    closed: &mut watch::Receiver<bool>,
+) -> Ending
+where
+    C: GracefulConnection,
+    C::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     tokio::pin!(conn);
     let mut winding_down = false;
     // When the close began.
@@ -742,6 +826,13 @@ where
             }
             _ = tokio::time::sleep_until(evicted_at.unwrap_or_else(Instant::now) + EVICTED_GRACE), if evicted_at.is_some() => {
                 return Ending::Done;
+            }
+            // Sent GOAWAY with its open requests answered; if the frames go on, `Watched`
+            // cuts the connection.
+            _ = flight.hush.notified(), if !winding_down => {
+                conn.as_mut().graceful_shutdown();
+                winding_down = true;
+                wound = Some(Instant::now());
             }
             _ = stopping.wait_for(|s| *s), if !winding_down => {
                 conn.as_mut().graceful_shutdown();
@@ -802,6 +893,9 @@ pub enum Ending {
     Unanswered(Duration),
     /// Cut after its client had read nothing of its answer for this long.
     Unread(Duration),
+    /// Told to close (and cut if it went on) for sending HTTP/2 control frames past its
+    /// budget (`chatter`).
+    Hushed,
 }
 
 /// Whether a connection's error is hyper refusing to parse a request (its head), somewhere

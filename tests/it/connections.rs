@@ -640,6 +640,119 @@ async fn an_http2_client_resetting_every_stream_at_once_is_sent_away() {
     assert_eq!(s.get("/Users").await.status, 200);
 }
 
+/// The frames `said` holds, as (type, flags, payload).
+fn frames_in(said: &[u8]) -> Vec<(u8, u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    let mut rest = said;
+    while rest.len() >= 9 {
+        let len = u32::from_be_bytes([0, rest[0], rest[1], rest[2]]) as usize;
+        let Some(payload) = rest.get(9..9 + len) else {
+            break;
+        };
+        frames.push((rest[3], rest[4], payload.to_vec()));
+        rest = &rest[9 + len..];
+    }
+    frames
+}
+
+/// Sends `n` PINGs on a new HTTP/2 connection at once, reading the answers: what the server
+/// said, if it closed the connection (or reset it) within 10 s.
+async fn pings_then_close(s: &Srv, n: usize) -> Option<Vec<u8>> {
+    let ping = b"\0\0\x08\x06\0\0\0\0\0pingpong";
+    let mut conn = wire::connect_h2(s).await;
+    conn.write_all(H2_HELLO).await.unwrap();
+    let (mut reader, mut writer) = tokio::io::split(conn);
+    // The socket's buffers take the whole flood; a reset may cut the writing short.
+    tokio::spawn(async move { writer.write_all(&ping.repeat(n)).await });
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let mut said = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = reader.read(&mut buf).await
+            && n > 0
+        {
+            said.extend_from_slice(&buf[..n]);
+        }
+        said
+    })
+    .await
+    .ok()
+}
+
+/// A client flooding PINGs (or SETTINGS, WINDOW_UPDATEs...) with no request, reading the
+/// acknowledgements, costs the server a frame's work each and needs no token. A little past
+/// its budget, it is sent GOAWAY and the connection closes; far past it, the connection is
+/// cut; both well before the (30 s) idle timeout would end them. Other clients are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_flooding_control_frames_is_sent_away_and_cut() {
+    let s = Srv::start_with(|c| {
+        c.server.header_timeout_secs = 30;
+        c.server.metrics_token_sha256 = Some(scimd::auth::hex(&scimd::auth::digest("m")));
+    })
+    .await;
+    let acks = |said: &[u8]| {
+        frames_in(said)
+            .iter()
+            .filter(|(t, f, _)| *t == 6 && *f == 1)
+            .count()
+    };
+    let said = pings_then_close(&s, 1_200)
+        .await
+        .expect("closed within 10 s of going past its budget");
+    assert_eq!(acks(&said), 1_200, "every PING sent is answered");
+    assert!(
+        frames_in(&said).iter().any(|(t, _, _)| *t == 7),
+        "told to close with GOAWAY"
+    );
+    let said = pings_then_close(&s, 20_000)
+        .await
+        .expect("cut within 10 s of a flood");
+    let answered = acks(&said);
+    assert!(
+        (1_000..10_000).contains(&answered),
+        "the PINGs within the budget are answered, and the flood is not: {answered}"
+    );
+    assert_eq!(s.get("/Users").await.status, 200);
+    let (_, text) = s.metrics("m").await;
+    assert!(
+        text.contains("\nscimd_connections_closed_for_chatter_total 2\n"),
+        "{text}"
+    );
+}
+
+/// A client that makes many requests on one connection, pinging after each and giving
+/// flow-control window for every DATA frame, is not taken for a flood: its frames are
+/// accounted for by its requests and the server's answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_http2_client_pinging_after_every_request_is_not_sent_away() {
+    let s = Srv::start().await;
+    big_users(&s, 20).await;
+    let tls = wire::connect_h2(&s).await;
+    let (client, mut conn) = h2::client::handshake(tls).await.unwrap();
+    let mut pings = conn.ping_pong().unwrap();
+    let driven = tokio::spawn(conn);
+    for i in 0..1_500 {
+        let mut c = client.clone().ready().await.unwrap();
+        let req = http::Request::get(format!(
+            "https://localhost:{}/scim/v2/Users?count=5&startIndex={}",
+            wire::port(&s),
+            i % 20 + 1
+        ))
+        .header("authorization", format!("Bearer {ACME}"))
+        .body(())
+        .unwrap();
+        let (answer, _) = c.send_request(req, true).unwrap();
+        let head = answer.await.unwrap();
+        assert_eq!(head.status(), 200, "request {i}");
+        let mut body = head.into_body();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.unwrap();
+            let _ = body.flow_control().release_capacity(chunk.len());
+        }
+        pings.ping(h2::Ping::opaque()).await.unwrap();
+    }
+    assert!(!driven.is_finished(), "the connection is still open");
+}
+
 /// An HTTP/1.1 connection with a 16 KiB receive buffer that has asked for a page of up to
 /// 1000 users and read nothing yet.
 async fn list_on_a_narrow_socket(
