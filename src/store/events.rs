@@ -88,6 +88,19 @@ pub fn changed_attributes(old: &Body, new: &Body) -> Vec<String> {
     out
 }
 
+/// As `changed_attributes`, for an update of a `kind`: an attribute that reads as a value
+/// while unset (a user's `active`) has not changed when an IdP sends that value for it.
+pub fn updated_attributes(kind: Kind, old: &Body, new: &Body) -> Vec<String> {
+    let mut attrs = changed_attributes(old, new);
+    for (name, unset) in kind.schema().unset_values() {
+        let reads = |b: &Body| b.get(name).cloned().unwrap_or(Value::Bool(unset));
+        if reads(old) == reads(new) {
+            attrs.retain(|a| a != name);
+        }
+    }
+    attrs
+}
+
 /// The event type of an update: deactivation and reactivation are told apart for users.
 pub fn update_kind(kind: Kind, old: &Body, new: &Body) -> &'static str {
     if kind == Kind::Group {
@@ -269,6 +282,26 @@ fn parse_unix(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn active_sent_as_true_for_a_user_without_it_is_no_change() {
+        let body = |v: Value| v.as_object().unwrap().clone();
+        let unset = body(serde_json::json!({"userName": "a", "title": "x"}));
+        let on = body(serde_json::json!({"userName": "a", "title": "y", "active": true}));
+        let off = body(serde_json::json!({"userName": "a", "title": "x", "active": false}));
+        assert_eq!(updated_attributes(Kind::User, &unset, &on), ["title"]);
+        assert_eq!(updated_attributes(Kind::User, &on, &unset), ["title"]);
+        assert_eq!(updated_attributes(Kind::User, &unset, &off), ["active"]);
+        assert_eq!(
+            updated_attributes(Kind::User, &on, &off),
+            ["active", "title"]
+        );
+        // Creates list what was sent.
+        assert_eq!(
+            changed_attributes(&Body::new(), &on),
+            ["active", "title", "userName"]
+        );
+    }
 
     fn at(seq: u64, unix: u64) -> Vec<u8> {
         let time = time::OffsetDateTime::from_unix_timestamp(unix as i64)

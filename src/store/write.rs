@@ -152,7 +152,7 @@ impl<'t> W<'t> {
             return Ok(old);
         }
         let t = actor.tenant.as_str();
-        let mut attrs = events::changed_attributes(&old.body, &body);
+        let mut attrs = events::updated_attributes(kind, &old.body, &body);
         // One event for the request: a member's new display is named beside the rest.
         if members.relabeled {
             attrs.push("members.display".to_string());

@@ -195,6 +195,45 @@ async fn a_mixed_sequence_is_recorded_in_order_without_personal_data() {
     assert_eq!(r.status, 401);
 }
 
+/// A user created without `active` is active: an IdP that later sends `active: true` beside
+/// a real change (Entra's multi-operation PATCH, Okta's PUT) changed only the rest.
+#[tokio::test]
+async fn active_sent_as_true_for_a_user_created_without_it_is_not_named_as_changed() {
+    let s = Srv::start().await;
+    let u = s
+        .post("/Users", json!({"userName": "quiet@acme.example"}))
+        .await
+        .id();
+    s.patch(
+        &format!("/Users/{u}"),
+        json!([{"op": "replace", "value": {"active": true, "title": "A"}}]),
+    )
+    .await;
+    let put = json!({"userName": "quiet@acme.example", "title": "B", "active": true});
+    assert_eq!(s.put(&format!("/Users/{u}"), put).await.status, 200);
+    s.patch(
+        &format!("/Users/{u}"),
+        json!([{"op": "replace", "path": "active", "value": false}]),
+    )
+    .await;
+    let events = feed(&s, ACME, "acme", "").await["events"].clone();
+    let got: Vec<(&str, &Value)> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip(1)
+        .map(|e| (e["type"].as_str().unwrap(), &e["attributes"]))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("user.updated", &json!(["title"])),
+            ("user.updated", &json!(["title"])),
+            ("user.deactivated", &json!(["active"])),
+        ]
+    );
+}
+
 /// A reload that keeps fewer events takes effect on the next read, before any write has
 /// trimmed the feed: a quiet tenant's feed follows its retention too.
 #[tokio::test]
