@@ -275,12 +275,17 @@ pub(crate) fn serve(path: PathBuf) -> ExitCode {
                 } else {
                     tracing::error!("cannot start: {e}");
                 }
-                // A file of a newer scimd, or a database or state directory the service
-                // user may not use: starting again would only refuse it again (exit 2 stops
-                // systemd's restarts), until an admin acts.
+                // A file of a newer scimd, an empty or damaged one, or a database or state
+                // directory the service user may not use: starting again would only refuse
+                // it again (exit 2 stops systemd's restarts), until an admin acts.
                 use scimd::{server::StartError, store::StoreError, tls::TlsError};
                 return match e {
-                    StartError::Store(StoreError::TooNew { .. } | StoreError::Denied { .. })
+                    StartError::Store(
+                        StoreError::TooNew { .. }
+                        | StoreError::Denied { .. }
+                        | StoreError::Empty { .. }
+                        | StoreError::Damaged { .. },
+                    )
                     | StartError::Tls(TlsError::Unreadable { .. }) => ExitCode::from(2),
                     StartError::StateDir { source, .. }
                         if source.kind() == std::io::ErrorKind::PermissionDenied =>

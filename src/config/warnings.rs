@@ -5,6 +5,10 @@ use std::collections::HashMap;
 use super::Config;
 use super::sections::scim_base_in;
 
+/// The longest stop grace that leaves the packaged unit's `TimeoutStopSec=60` 15 s for
+/// closing the database.
+const MAX_SAFE_GRACE_SECS: u64 = 45;
+
 impl Config {
     /// What is allowed but unwise, for `check-config` and the log at start and reload.
     pub fn warnings(&self) -> Vec<String> {
@@ -37,6 +41,18 @@ impl Config {
                  before connecting one (an on-premises agent may be given this one)"
                     .to_string(),
             );
+        }
+        // The packaged unit gives a stop 60 s (TimeoutStopSec) and closing the database
+        // takes up to 10 s after the grace: past 45 s systemd may kill scimd mid-close,
+        // and the next start repairs the file.
+        if self.server.shutdown_grace_secs > MAX_SAFE_GRACE_SECS {
+            w.push(format!(
+                "server.shutdown_grace_secs: {} s leaves less than 15 s of the packaged \
+                 unit's TimeoutStopSec=60 for closing the database, and systemd kills \
+                 scimd when that runs out; keep it at {MAX_SAFE_GRACE_SECS} or less, or \
+                 raise TimeoutStopSec as much (`systemctl edit scimd`)",
+                self.server.shutdown_grace_secs
+            ));
         }
         // idp-notes §9: Okta refuses a Base URL whose host name has an underscore.
         if let Some(host) = self
@@ -301,6 +317,19 @@ mod tests {
         assert!(w[1].starts_with(
             "tenants.acme.extensions[0].attributes[1].reference_types: only a reference attribute"
         ));
+    }
+
+    #[test]
+    fn a_stop_grace_systemd_would_cut_short_is_a_warning() {
+        let mut c = Config::default();
+        c.server.shutdown_grace_secs = 45;
+        assert!(c.warnings().is_empty());
+        c.server.shutdown_grace_secs = 46;
+        let w = c.warnings();
+        assert!(
+            w.len() == 1 && w[0].starts_with("server.shutdown_grace_secs: 46 s leaves"),
+            "{w:?}"
+        );
     }
 
     #[test]

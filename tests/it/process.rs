@@ -401,6 +401,33 @@ fn root_does_not_serve_a_state_directory_another_user_owns() {
     assert_eq!(std::fs::read_dir(&state).unwrap().count(), 0, "made files");
 }
 
+/// An empty database file, or one that is not a database at all, is refused with exit 2:
+/// systemd starting it again (as on exit 1) would only refuse it again.
+#[test]
+fn an_empty_or_damaged_database_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = okta_config(dir.path());
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    for (content, says) in [
+        (&b""[..], "exists but holds nothing"),
+        (&[0x5a; 64 * 1024][..], "cannot open the database"),
+    ] {
+        std::fs::write(state.join("scimd.redb"), content).unwrap();
+        let out = scimd_bin()
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.code() == Some(2) && err.contains(says),
+            "{says}: {:?} {err}",
+            out.status
+        );
+    }
+}
+
 /// A database or self-signed certificate directory the service user may not open (root
 /// made it, owner-only) exits 2 with the command that gives it back: starting again, as
 /// systemd would on exit 1, cannot help.
