@@ -137,7 +137,8 @@ pub struct HttpMetrics {
     pub handshake_failures: HandshakeFailures,
     /// Connections without a valid token closed to give a newcomer their slot.
     pub closed_for_room: AtomicU64,
-    /// HTTP/2 connections told to close for control frames past their budget.
+    /// HTTP/2 connections sent away for floods: control frames past their budget, or
+    /// streams reset faster than allowed.
     pub closed_for_chatter: AtomicU64,
     /// When the served certificate ends, in seconds since 1970 (0: none, plain HTTP): an
     /// alert on it fires before IdPs start refusing the connection.
@@ -283,7 +284,7 @@ impl HttpMetrics {
             "scimd_connections_closed_for_room_total {}",
             self.closed_for_room.load(Ordering::Relaxed)
         );
-        out.push_str("# HELP scimd_connections_closed_for_chatter_total HTTP/2 connections told to close (and cut if they went on) for sending PING, SETTINGS, WINDOW_UPDATE and other frames past what their requests account for.\n# TYPE scimd_connections_closed_for_chatter_total counter\n");
+        out.push_str("# HELP scimd_connections_closed_for_chatter_total HTTP/2 connections sent away for floods: PING, SETTINGS, WINDOW_UPDATE and other frames past what their requests account for, or streams reset faster than allowed (rapid reset).\n# TYPE scimd_connections_closed_for_chatter_total counter\n");
         let _ = writeln!(
             out,
             "scimd_connections_closed_for_chatter_total {}",

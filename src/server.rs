@@ -1076,7 +1076,10 @@ impl Server {
                         in_flight::drive(conn, flight, timeouts, peer, stopping, closed).await
                     }
                 };
-                if matches!(ending, in_flight::Ending::Hushed) {
+                if matches!(
+                    ending,
+                    in_flight::Ending::Hushed | in_flight::Ending::Calmed
+                ) {
                     said.metrics
                         .closed_for_chatter
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -1095,6 +1098,9 @@ impl Server {
                     }
                     in_flight::Ending::Hushed if first("chatter") => {
                         tracing::warn!(%peer, "closed an HTTP/2 connection sending control frames (PING, SETTINGS, WINDOW_UPDATE, PRIORITY, RST_STREAM, tiny DATA) beyond what its requests account for (said once a minute per address)");
+                    }
+                    in_flight::Ending::Calmed if first("calm") => {
+                        tracing::warn!(%peer, "sent an HTTP/2 client GOAWAY ENHANCE_YOUR_CALM: it reset streams as soon as it opened them (rapid reset, CVE-2023-44487), or had the server reset too many (said once a minute per address)");
                     }
                     in_flight::Ending::Unread(quiet) if first("unread") => {
                         tracing::warn!(%peer, secs = quiet.as_secs(), "closed a connection whose client had read nothing of its answer (said once a minute per address)");

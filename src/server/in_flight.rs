@@ -805,6 +805,9 @@ where
                 if unreadable(&*e) {
                     return Ending::Unreadable(e.to_string());
                 }
+                if calmed(&*e) {
+                    return Ending::Calmed;
+                }
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
                 return Ending::Done;
             }
@@ -896,6 +899,18 @@ pub enum Ending {
     /// Told to close (and cut if it went on) for sending HTTP/2 control frames past its
     /// budget (`chatter`).
     Hushed,
+    /// Sent GOAWAY `ENHANCE_YOUR_CALM` by h2: streams reset faster than allowed.
+    Calmed,
+}
+
+/// Whether a connection ended with h2 sending its client GOAWAY `ENHANCE_YOUR_CALM`
+/// (rapid reset, or too many streams the server had to reset).
+fn calmed(e: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(e), |e| e.source()).any(|e| {
+        e.downcast_ref::<h2::Error>().is_some_and(|h| {
+            h.is_go_away() && h.is_library() && h.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM)
+        })
+    })
 }
 
 /// Whether a connection's error is hyper refusing to parse a request (its head), somewhere

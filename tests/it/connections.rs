@@ -595,7 +595,10 @@ async fn an_http2_client_that_stops_reading_is_cut_off() {
 /// broken pipe before it reads the GOAWAY).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_client_resetting_every_stream_at_once_is_sent_away() {
-    let s = Srv::start().await;
+    let s = Srv::start_with(|c| {
+        c.server.metrics_token_sha256 = Some(scimd::auth::hex(&scimd::auth::digest("m")));
+    })
+    .await;
     let frame = |kind: u8, flags: u8, stream: u32, payload: &[u8]| {
         let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
         f.extend([kind, flags]);
@@ -638,6 +641,11 @@ async fn an_http2_client_resetting_every_stream_at_once_is_sent_away() {
     }
     assert_eq!(goaway, Some(0xb), "GOAWAY ENHANCE_YOUR_CALM expected");
     assert_eq!(s.get("/Users").await.status, 200);
+    let (_, text) = s.metrics("m").await;
+    assert!(
+        text.contains("\nscimd_connections_closed_for_chatter_total 1\n"),
+        "{text}"
+    );
 }
 
 /// The frames `said` holds, as (type, flags, payload).
