@@ -627,18 +627,11 @@ async fn an_http2_client_resetting_every_stream_at_once_is_sent_away() {
     let mut conn = wire::connect_h2(&s).await;
     conn.write_all(&attack).await.unwrap();
     let said = wire::read_all(&mut conn, Duration::from_secs(20)).await;
-    let mut goaway = None;
-    let mut rest = &said[..];
-    while rest.len() >= 9 {
-        let len = u32::from_be_bytes([0, rest[0], rest[1], rest[2]]) as usize;
-        let Some(payload) = rest.get(9..9 + len) else {
-            break;
-        };
-        if rest[3] == 7 {
-            goaway = Some(u32::from_be_bytes(payload[4..8].try_into().unwrap()));
-        }
-        rest = &rest[9 + len..];
-    }
+    let goaway = frames_in(&said)
+        .into_iter()
+        .filter(|(kind, _, _)| *kind == 7)
+        .map(|(_, _, payload)| u32::from_be_bytes(payload[4..8].try_into().unwrap()))
+        .next_back();
     assert_eq!(goaway, Some(0xb), "GOAWAY ENHANCE_YOUR_CALM expected");
     assert_eq!(s.get("/Users").await.status, 200);
     let (_, text) = s.metrics("m").await;

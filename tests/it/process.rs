@@ -414,11 +414,7 @@ fn an_empty_or_damaged_database_exits_2() {
         (&[0x5a; 64 * 1024][..], "cannot open the database"),
     ] {
         std::fs::write(state.join("scimd.redb"), content).unwrap();
-        let out = scimd_bin()
-            .args(["serve", "--config"])
-            .arg(&cfg)
-            .output()
-            .unwrap();
+        let out = scimd_cmd(&cfg, &["serve"]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
             out.status.code() == Some(2) && err.contains(says),
