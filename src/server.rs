@@ -1097,7 +1097,7 @@ impl Server {
                         tracing::warn!(%peer, secs = quiet.as_secs(), "closed a connection whose request had had no answer for that long (said once a minute per address)");
                     }
                     in_flight::Ending::Hushed if first("chatter") => {
-                        tracing::warn!(%peer, "closed an HTTP/2 connection sending control frames (PING, SETTINGS, WINDOW_UPDATE, PRIORITY, RST_STREAM, tiny DATA) beyond what its requests account for (said once a minute per address)");
+                        tracing::warn!(%peer, "closed an HTTP/2 connection sending control frames (PING, SETTINGS, WINDOW_UPDATE, PRIORITY, RST_STREAM) beyond what its requests account for (said once a minute per address)");
                     }
                     in_flight::Ending::Calmed if first("calm") => {
                         tracing::warn!(%peer, "sent an HTTP/2 client GOAWAY ENHANCE_YOUR_CALM: it reset streams as soon as it opened them (rapid reset, CVE-2023-44487), or had the server reset too many (said once a minute per address)");

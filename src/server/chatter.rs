@@ -1,5 +1,5 @@
 //! HTTP/2 frames that ask the server for work but for no answer a request would get
-//! (PING, SETTINGS, WINDOW_UPDATE, PRIORITY, RST_STREAM, tiny DATA), counted per connection.
+//! (PING, SETTINGS, WINDOW_UPDATE, PRIORITY, RST_STREAM), counted per connection.
 //!
 //! A client can send such frames as fast as it can write them, with no token, and each costs
 //! the server a frame's work (a PING also its acknowledgement): a few connections doing it
@@ -8,6 +8,10 @@
 //! full, refills slowly with time, and is paid into by the work the client gives a reason
 //! for (a request opened; the acknowledgements that frames the server sends call for).
 //! A connection that spends past it is told to close; one that goes on is cut.
+//!
+//! DATA frames are h2's to bound (a budget of small frames buffered faster than they are
+//! read, and a lifetime limit on empty ones): a client streaming a body in small pieces,
+//! read as they come, is no flood, and counting its frames here cut such uploads mid-body.
 //!
 //! The count walks the plaintext both ways, frame heads only: the payloads are skipped.
 
@@ -25,10 +29,6 @@ const REFILL: Duration = Duration::from_millis(100);
 /// Paid in for each request the client opens: the RST_STREAM, PRIORITY and
 /// WINDOW_UPDATE frames a stream may bring, several times over.
 const PER_REQUEST: i64 = 8;
-
-/// DATA frames with less payload than this count as chatter: a body sent a byte a frame
-/// costs a frame's work per byte.
-const SMALL_DATA: usize = 1024;
 
 /// The client's preface (RFC 9113 §3.4); a connection that starts otherwise is HTTP/1.
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -84,9 +84,8 @@ impl Chatter {
         let (mut spent, mut paid) = (0i64, 0i64);
         self.inbound.walk(bytes, |h| match h.kind {
             HEADERS => paid += PER_REQUEST,
-            // Its length counts the payload of the HEADERS it continues.
-            CONTINUATION => {}
-            DATA if h.len >= SMALL_DATA => {}
+            // Bodies, and the rest of the HEADERS a CONTINUATION continues.
+            DATA | CONTINUATION => {}
             _ => spent += 1,
         });
         if spent == 0 && paid == 0 {
@@ -141,9 +140,8 @@ const CONTINUATION: u8 = 9;
 /// The ACK flag of SETTINGS and PING.
 const ACK: u8 = 0x1;
 
-/// A frame's head: its payload's length, type and flags.
+/// What matters of a frame's head: its type and flags.
 struct Head {
-    len: usize,
     kind: u8,
     flags: u8,
 }
@@ -178,7 +176,6 @@ impl Frames {
                 let len = usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
                 self.skip = len;
                 each(Head {
-                    len,
                     kind: h[3],
                     flags: h[4],
                 });
@@ -219,13 +216,9 @@ mod tests {
             let mut f = Frames::default();
             let mut seen = Vec::new();
             for chunk in stream.chunks(piece) {
-                f.walk(chunk, |h| seen.push((h.kind, h.len)));
+                f.walk(chunk, |h| seen.push(h.kind));
             }
-            assert_eq!(
-                seen,
-                [(HEADERS, 30), (DATA, 70_000), (PING, 8), (0xfe, 0)],
-                "pieces of {piece}"
-            );
+            assert_eq!(seen, [HEADERS, DATA, PING, 0xfe], "pieces of {piece}");
         }
     }
 
@@ -240,26 +233,21 @@ mod tests {
     }
 
     #[test]
-    fn every_kind_of_chatter_counts_and_requests_and_big_bodies_do_not() {
+    fn every_kind_of_chatter_counts_and_requests_and_bodies_do_not() {
         let t = Instant::now();
         for kind in [2u8, 3, SETTINGS, PING, 7, 8, 0x20] {
             let mut c = h2(t);
             let flood: Vec<u8> = (0..=ROOM).flat_map(|_| frame(kind, 0, 4)).collect();
             assert_eq!(c.read(&flood, || t), Verdict::TooMuch, "type {kind}");
         }
+        // A body streamed in small pieces, and requests with their CONTINUATIONs.
         let mut c = h2(t);
-        let tiny: Vec<u8> = (0..=ROOM).flat_map(|_| frame(DATA, 0, 1)).collect();
-        assert_eq!(
-            c.read(&tiny, || t),
-            Verdict::TooMuch,
-            "one-byte DATA frames"
-        );
-        let mut c = h2(t);
+        let tiny: Vec<u8> = (0..10 * ROOM).flat_map(|_| frame(DATA, 0, 20)).collect();
+        assert_eq!(c.read(&tiny, || t), Verdict::Fine, "small DATA frames");
         let mut work = Vec::new();
         for _ in 0..=ROOM {
             work.extend(frame(HEADERS, 0x4, 40));
             work.extend(frame(CONTINUATION, 0x4, 10));
-            work.extend(frame(DATA, 0x1, SMALL_DATA));
         }
         assert_eq!(c.read(&work, || t), Verdict::Fine);
     }
