@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 /// The budget's size, in frames: the burst a connection may send before its spending counts.
 /// A real client sends a few a request, and a PING every few seconds at most.
-pub const ROOM: i64 = 1_000;
+const ROOM: i64 = 1_000;
 
 /// One frame's worth of budget comes back this often.
 const REFILL: Duration = Duration::from_millis(100);
