@@ -665,18 +665,8 @@ async fn pings_then_close(s: &Srv, n: usize) -> Option<Vec<u8>> {
     let (mut reader, mut writer) = tokio::io::split(conn);
     // The socket's buffers take the whole flood; a reset may cut the writing short.
     tokio::spawn(async move { writer.write_all(&ping.repeat(n)).await });
-    tokio::time::timeout(Duration::from_secs(10), async {
-        let mut said = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        while let Ok(n) = reader.read(&mut buf).await
-            && n > 0
-        {
-            said.extend_from_slice(&buf[..n]);
-        }
-        said
-    })
-    .await
-    .ok()
+    let (said, closed) = wire::read_to_close(&mut reader, Duration::from_secs(10)).await;
+    closed.then_some(said)
 }
 
 /// A client flooding PINGs (or SETTINGS, WINDOW_UPDATEs...) with no request, reading the

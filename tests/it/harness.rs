@@ -454,8 +454,17 @@ pub mod wire {
 
     /// Everything the server sends until it closes, or until `wait` passes.
     pub async fn read_all(conn: &mut TlsStream<TcpStream>, wait: Duration) -> Vec<u8> {
+        read_to_close(conn, wait).await.0
+    }
+
+    /// Everything the server sends until it closes (or resets), or until `wait` passes; and
+    /// whether it closed.
+    pub async fn read_to_close<R: tokio::io::AsyncRead + Unpin>(
+        conn: &mut R,
+        wait: Duration,
+    ) -> (Vec<u8>, bool) {
         let mut out = Vec::new();
-        let _ = tokio::time::timeout(wait, async {
+        let closed = tokio::time::timeout(wait, async {
             let mut buf = [0u8; 8192];
             loop {
                 match conn.read(&mut buf).await {
@@ -464,8 +473,9 @@ pub mod wire {
                 }
             }
         })
-        .await;
-        out
+        .await
+        .is_ok();
+        (out, closed)
     }
 
     pub fn parse(raw: &[u8]) -> Answer {
