@@ -23,9 +23,11 @@ use crate::store::{Store, StoreError};
 use crate::tls::{self, TlsError};
 
 mod chatter;
+mod frames;
 mod handshake;
 mod header_timer;
 mod in_flight;
+mod streams;
 use handshake::Failure;
 use in_flight::{Counted, InFlight, Timeouts, Watched};
 

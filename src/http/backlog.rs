@@ -33,10 +33,11 @@ pub trait Unsent: Send + Sync {
     /// this one's own before it carried any).
     fn unsent_of_reader(&self) -> u64;
     fn unsent_everywhere(&self) -> u64;
-    /// Count `n` more bytes as unsent (memory an answer holds before hyper takes it).
-    fn owe(&self, n: u64);
-    /// `n` bytes counted as unsent are gone.
-    fn unowe(&self, n: u64);
+    /// Hold `n` more bytes as unsent: memory an answer keeps before hyper takes any of it
+    /// (room a stream reads ahead into), counted until `release`d.
+    fn hold(&self, n: u64);
+    /// `n` bytes held are gone.
+    fn release(&self, n: u64);
 }
 
 /// What a streamed answer (a group's members) may hold at once before its client reads
@@ -52,7 +53,7 @@ pub struct Streaming {
 
 impl Drop for Streaming {
     fn drop(&mut self) {
-        self.unsent.unowe(STREAM_AHEAD);
+        self.unsent.release(STREAM_AHEAD);
     }
 }
 
@@ -231,7 +232,7 @@ impl Backlog {
     /// Wait, as a page does (`turn`), for room for a streamed answer, and hold it.
     pub async fn stream_room(&self, limit: u64, wait: Duration) -> ScimResult<Streaming> {
         let turn = self.turn(limit, wait).await?;
-        self.unsent.owe(STREAM_AHEAD);
+        self.unsent.hold(STREAM_AHEAD);
         drop(turn);
         Ok(Streaming {
             unsent: self.unsent.clone(),
@@ -286,10 +287,10 @@ mod tests {
         fn unsent_everywhere(&self) -> u64 {
             self.1.load(Ordering::Relaxed).max(self.unsent())
         }
-        fn owe(&self, n: u64) {
+        fn hold(&self, n: u64) {
             self.0.fetch_add(n, Ordering::Relaxed);
         }
-        fn unowe(&self, n: u64) {
+        fn release(&self, n: u64) {
             self.0.fetch_sub(n, Ordering::Relaxed);
         }
     }

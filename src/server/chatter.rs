@@ -13,11 +13,13 @@
 //! read, and a lifetime limit on empty ones): a client streaming a body in small pieces,
 //! read as they come, is no flood, and counting its frames here cut such uploads mid-body.
 //!
-//! The count walks the plaintext both ways, frame heads only: the payloads are skipped.
+//! The count reads the frame heads both ways (`frames`).
 
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use super::frames::{ACK, CONTINUATION, DATA, HEADERS, Head, PING, SETTINGS};
 
 /// The budget's size, in frames: the burst a connection may send before its spending counts.
 /// A real client sends a few a request, and a PING every few seconds at most.
@@ -29,9 +31,6 @@ const REFILL: Duration = Duration::from_millis(100);
 /// Paid in for each request the client opens: the RST_STREAM, PRIORITY and
 /// WINDOW_UPDATE frames a stream may bring, several times over.
 const PER_REQUEST: i64 = 8;
-
-/// The client's preface (RFC 9113 §3.4); a connection that starts otherwise is HTTP/1.
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// What a connection's reads amount to.
 #[derive(Debug, PartialEq, Eq)]
@@ -45,49 +44,41 @@ pub enum Verdict {
 
 /// One connection's count.
 pub struct Chatter {
-    /// How much of the preface has been seen; `PREFACE.len()` once it is HTTP/2.
-    preface: usize,
-    http1: bool,
-    inbound: Frames,
-    outbound: Frames,
     balance: i64,
     /// When the balance was last refilled.
     refilled: Instant,
+    /// What the client's frames heard since the last verdict spent and paid in.
+    spent: i64,
+    paid: i64,
 }
 
 impl Chatter {
     pub fn new(now: Instant) -> Chatter {
         Chatter {
-            preface: 0,
-            http1: false,
-            inbound: Frames::default(),
-            outbound: Frames::default(),
             balance: ROOM,
             refilled: now,
+            spent: 0,
+            paid: 0,
         }
     }
 
-    /// Bytes the client sent (`now` is asked only if they hold frames that count).
-    pub fn read(&mut self, mut bytes: &[u8], now: impl FnOnce() -> Instant) -> Verdict {
-        if self.http1 {
-            return Verdict::Fine;
-        }
-        if self.preface < PREFACE.len() {
-            let n = bytes.len().min(PREFACE.len() - self.preface);
-            if bytes[..n] != PREFACE[self.preface..self.preface + n] {
-                self.http1 = true;
-                return Verdict::Fine;
-            }
-            self.preface += n;
-            bytes = &bytes[n..];
-        }
-        let (mut spent, mut paid) = (0i64, 0i64);
-        self.inbound.walk(bytes, |h| match h.kind {
-            HEADERS => paid += PER_REQUEST,
+    /// A frame the client sent; counted at the next `verdict`.
+    pub fn heard(&mut self, h: &Head) {
+        match h.kind {
+            HEADERS => self.paid += PER_REQUEST,
             // Bodies, and the rest of the HEADERS a CONTINUATION continues.
             DATA | CONTINUATION => {}
-            _ => spent += 1,
-        });
+            _ => self.spent += 1,
+        }
+    }
+
+    /// What the frames heard since the last verdict amount to (`now` is asked only if
+    /// there were any that count).
+    pub fn verdict(&mut self, now: impl FnOnce() -> Instant) -> Verdict {
+        let (spent, paid) = (
+            std::mem::take(&mut self.spent),
+            std::mem::take(&mut self.paid),
+        );
         if spent == 0 && paid == 0 {
             return Verdict::Fine;
         }
@@ -102,23 +93,15 @@ impl Chatter {
         }
     }
 
-    /// Bytes the server wrote: each DATA frame may earn the client a WINDOW_UPDATE for the
+    /// A frame the server wrote: each DATA frame may earn the client a WINDOW_UPDATE for the
     /// stream and one for the connection, each PING and SETTINGS its acknowledgement.
-    pub fn wrote(&mut self, bytes: &[u8]) {
-        // hyper writes only once it has read the preface whole: before it, or on HTTP/1,
-        // there are no frames to walk.
-        if self.http1 || self.preface < PREFACE.len() {
-            return;
-        }
-        let mut paid = 0i64;
-        self.outbound.walk(bytes, |h| match h.kind {
-            DATA => paid += 2,
-            PING | SETTINGS if h.flags & ACK == 0 => paid += 1,
-            _ => {}
-        });
-        if paid > 0 {
-            self.balance = (self.balance + paid).min(ROOM);
-        }
+    pub fn sent(&mut self, h: &Head) {
+        let paid = match h.kind {
+            DATA => 2,
+            PING | SETTINGS if h.flags & ACK == 0 => 1,
+            _ => return,
+        };
+        self.balance = (self.balance + paid).min(ROOM);
     }
 
     fn refill(&mut self, now: Instant) {
@@ -132,94 +115,47 @@ impl Chatter {
     }
 }
 
-const DATA: u8 = 0;
-const HEADERS: u8 = 1;
-const SETTINGS: u8 = 4;
-const PING: u8 = 6;
-const CONTINUATION: u8 = 9;
-/// The ACK flag of SETTINGS and PING.
-const ACK: u8 = 0x1;
-
-/// What matters of a frame's head: its type and flags.
-struct Head {
-    kind: u8,
-    flags: u8,
-}
-
-/// A position in a stream of frames, which arrives in pieces of any size.
-#[derive(Default)]
-struct Frames {
-    head: [u8; 9],
-    /// Bytes of the next head gathered so far.
-    have: usize,
-    /// Bytes of the current payload still to pass over.
-    skip: usize,
-}
-
-impl Frames {
-    /// Walks `bytes`, calling `each` with each head as it completes.
-    fn walk(&mut self, mut bytes: &[u8], mut each: impl FnMut(Head)) {
-        while !bytes.is_empty() {
-            if self.skip > 0 {
-                let n = self.skip.min(bytes.len());
-                self.skip -= n;
-                bytes = &bytes[n..];
-                continue;
-            }
-            let n = (9 - self.have).min(bytes.len());
-            self.head[self.have..self.have + n].copy_from_slice(&bytes[..n]);
-            self.have += n;
-            bytes = &bytes[n..];
-            if self.have == 9 {
-                self.have = 0;
-                let h = &self.head;
-                let len = usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
-                self.skip = len;
-                each(Head {
-                    kind: h[3],
-                    flags: h[4],
-                });
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use crate::server::frames::{Framing, PREFACE, frame_on};
+
     fn frame(kind: u8, flags: u8, payload_len: usize) -> Vec<u8> {
-        let mut f = (payload_len as u32).to_be_bytes()[1..].to_vec();
-        f.extend([kind, flags, 0, 0, 0, 1]);
-        f.resize(9 + payload_len, 0x5a);
-        f
+        frame_on(1, kind, flags, payload_len)
     }
 
     fn pings(n: usize) -> Vec<u8> {
         (0..n).flat_map(|_| frame(PING, 0, 8)).collect()
     }
 
-    /// A connection past its preface at `t`.
-    fn h2(t: Instant) -> Chatter {
-        let mut c = Chatter::new(t);
-        assert_eq!(c.read(PREFACE, || t), Verdict::Fine);
-        c
+    /// A connection's frames counted as `Watched` counts them.
+    struct Conn {
+        framing: Framing,
+        chatter: Chatter,
     }
 
-    #[test]
-    fn frames_are_found_however_the_bytes_are_split() {
-        let mut stream = frame(HEADERS, 0x4, 30);
-        stream.extend(frame(DATA, 0x1, 70_000));
-        stream.extend(frame(PING, 0, 8));
-        stream.extend(frame(0xfe, 0, 0));
-        for piece in [1, 2, 8, 9, 10, 4096] {
-            let mut f = Frames::default();
-            let mut seen = Vec::new();
-            for chunk in stream.chunks(piece) {
-                f.walk(chunk, |h| seen.push(h.kind));
-            }
-            assert_eq!(seen, [HEADERS, DATA, PING, 0xfe], "pieces of {piece}");
+    impl Conn {
+        fn read(&mut self, bytes: &[u8], now: impl FnOnce() -> Instant) -> Verdict {
+            let c = &mut self.chatter;
+            self.framing.read(bytes, |h| c.heard(&h));
+            c.verdict(now)
         }
+
+        fn wrote(&mut self, bytes: &[u8]) {
+            let c = &mut self.chatter;
+            self.framing.wrote(bytes, |h| c.sent(&h));
+        }
+    }
+
+    /// A connection past its preface at `t`.
+    fn h2(t: Instant) -> Conn {
+        let mut c = Conn {
+            framing: Framing::default(),
+            chatter: Chatter::new(t),
+        };
+        assert_eq!(c.read(PREFACE, || t), Verdict::Fine);
+        c
     }
 
     #[test]
@@ -293,22 +229,5 @@ mod tests {
         let later = t + Duration::from_secs(86_400);
         assert_eq!(c.read(&pings(ROOM as usize), || later), Verdict::Fine);
         assert_eq!(c.read(&pings(1), || later), Verdict::TooMuch);
-    }
-
-    #[test]
-    fn http1_is_not_counted() {
-        let t = Instant::now();
-        let mut c = Chatter::new(t);
-        // A request line starting like the preface.
-        assert_eq!(c.read(b"PRI /x HTTP/1.1\r\n", || t), Verdict::Fine);
-        let chatter_shaped = pings(3 * ROOM as usize);
-        assert_eq!(c.read(&chatter_shaped, || t), Verdict::Fine);
-        c.wrote(&chatter_shaped);
-        // The preface split across reads is still the preface.
-        let mut c = Chatter::new(t);
-        for b in PREFACE {
-            assert_eq!(c.read(&[*b], || t), Verdict::Fine);
-        }
-        assert_eq!(c.read(&pings(ROOM as usize + 1), || t), Verdict::TooMuch);
     }
 }

@@ -35,6 +35,8 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use super::chatter::{Chatter, Verdict};
+use super::frames::Framing;
+use super::streams::Streams;
 
 /// Bytes written that count as an answer moving (a PING acknowledgement is 17).
 const EARNEST: u64 = 4096;
@@ -74,6 +76,9 @@ pub struct InFlight {
     /// Bytes of whole answers handed to hyper and not yet written to the socket (for a
     /// parent, all its connections').
     unsent: AtomicU64,
+    /// Of `unsent`, what answers hold that hyper has not taken yet (`hold`): this
+    /// connection's own count.
+    held: AtomicU64,
     /// Connections whose last write or flush found the socket full (for a connection, 0 or
     /// 1): there is more to send, and the client has not taken what went before.
     blocked: AtomicUsize,
@@ -143,6 +148,7 @@ impl InFlight {
             asked: AtomicU64::new(0),
             unmarked: AtomicU64::new(0),
             unsent: AtomicU64::new(0),
+            held: AtomicU64::new(0),
             blocked: AtomicUsize::new(0),
             epoch,
             parent,
@@ -221,7 +227,8 @@ impl InFlight {
     fn wrote(&self, n: usize) {
         // An answer handed to hyper whole is still going out (its request has ended, and
         // over HTTP/2 a client's window paces it): the connection is in use. Bytes that
-        // never go out (a stream reset after hyper took them) are paid off by any writes.
+        // never go out (a stream reset after hyper took them) are paid off by any writes,
+        // and dropped once no stream is left open (`streams_ended`).
         if self.unsent.load(Ordering::Relaxed) > 0 {
             self.in_use();
         }
@@ -280,6 +287,46 @@ impl InFlight {
             && let Some(p) = &self.parent
         {
             p.unsent.fetch_sub(was.min(n), Ordering::Relaxed);
+        }
+    }
+
+    /// `n` bytes an answer keeps before hyper takes them count as unsent.
+    fn hold(&self, n: u64) {
+        // Held first: `streams_ended` never drops below what is held, so it keeps these.
+        self.held.fetch_add(n, Ordering::Relaxed);
+        self.owe(n);
+    }
+
+    /// `n` bytes held are gone without hyper taking them.
+    fn release(&self, n: u64) {
+        self.unowe(n);
+        self.handed(n);
+    }
+
+    /// Hyper has taken `n` bytes held: still unsent, no longer held.
+    fn handed(&self, n: u64) {
+        if n > 0 {
+            let _ = self
+                .held
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| {
+                    Some(h.saturating_sub(n))
+                });
+        }
+    }
+
+    /// Every HTTP/2 stream has ended (`streams`): nothing hyper took is still to be written,
+    /// so what was counted for streams the client reset, which h2 dropped, is gone. What
+    /// answers still hold (a reset stream's body not dropped yet) stays until released.
+    fn streams_ended(&self) {
+        let held = self.held.load(Ordering::Relaxed);
+        if let Ok(was) = self
+            .unsent
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+                (u > held).then_some(held)
+            })
+            && let Some(p) = &self.parent
+        {
+            p.unsent.fetch_sub(was - held, Ordering::Relaxed);
         }
     }
 
@@ -503,7 +550,7 @@ impl Drop for Guard {
 pub struct Counted<B> {
     body: B,
     guard: Guard,
-    /// Bytes counted as unsent when the answer came, and how many hyper has taken since.
+    /// Bytes held as unsent when the answer came, and how many hyper has taken since.
     owed: u64,
     taken: u64,
     /// Of unknown size (a stream): each part is counted as unsent when hyper takes it.
@@ -517,7 +564,7 @@ impl<B: Body> Counted<B> {
     pub fn new(body: B, guard: Guard) -> Self {
         let size = body.size_hint().exact();
         let owed = size.unwrap_or(0);
-        guard.flight.owe(owed);
+        guard.flight.hold(owed);
         Counted {
             body,
             guard,
@@ -533,7 +580,7 @@ impl<B> Drop for Counted<B> {
     fn drop(&mut self) {
         self.guard
             .flight
-            .unowe(self.owed.saturating_sub(self.taken));
+            .release(self.owed.saturating_sub(self.taken));
     }
 }
 
@@ -556,6 +603,10 @@ where
             if self.streamed {
                 self.guard.flight.owe(n);
                 self.owed += n;
+            } else {
+                self.guard
+                    .flight
+                    .handed(n.min(self.owed.saturating_sub(self.taken)));
             }
             self.taken += n;
         }
@@ -595,21 +646,24 @@ impl crate::http::backlog::Unsent for InFlight {
             .map_or(0, |root| root.unsent.load(Ordering::Relaxed))
     }
 
-    fn owe(&self, n: u64) {
-        InFlight::owe(self, n);
+    fn hold(&self, n: u64) {
+        InFlight::hold(self, n);
     }
 
-    fn unowe(&self, n: u64) {
-        InFlight::unowe(self, n);
+    fn release(&self, n: u64) {
+        InFlight::release(self, n);
     }
 }
 
-/// A connection's socket, counting what goes out as progress, and HTTP/2 frames both ways
-/// (`chatter`).
+/// A connection's socket, counting what goes out as progress, and reading HTTP/2 frame
+/// heads both ways: for the client's control frames (`chatter`) and for when no stream is
+/// left open (`streams`).
 pub struct Watched<IO> {
     io: IO,
     flight: Arc<InFlight>,
+    framing: Framing,
     chatter: Chatter,
+    streams: Streams,
     cut: bool,
 }
 
@@ -618,24 +672,39 @@ impl<IO> Watched<IO> {
         Watched {
             io,
             flight,
+            framing: Framing::default(),
             chatter: Chatter::new(Instant::now()),
+            streams: Streams::default(),
             cut: false,
         }
     }
 
-    fn note(
-        &mut self,
-        polled: &Poll<io::Result<usize>>,
-        written: impl FnOnce(&mut Chatter, usize),
-    ) {
+    /// Whether a write or flush went through; `Some(n)` when `n` bytes were written.
+    fn note_write(&mut self, polled: &Poll<io::Result<usize>>) -> Option<usize> {
         match polled {
             Poll::Ready(Ok(n)) => {
                 self.flight.blocked(false);
                 self.flight.wrote(*n);
-                written(&mut self.chatter, *n);
+                Some(*n)
             }
-            Poll::Pending => self.flight.blocked(true),
-            Poll::Ready(Err(_)) => {}
+            Poll::Pending => {
+                self.flight.blocked(true);
+                None
+            }
+            Poll::Ready(Err(_)) => None,
+        }
+    }
+
+    /// Frame heads in bytes the server wrote.
+    fn walk_written(&mut self, bytes: &[u8]) {
+        let (chatter, streams) = (&mut self.chatter, &mut self.streams);
+        let mut ended = false;
+        self.framing.wrote(bytes, |h| {
+            chatter.sent(&h);
+            ended |= streams.sent(&h);
+        });
+        if ended {
+            self.flight.streams_ended();
         }
     }
 }
@@ -659,7 +728,16 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.io).poll_read(cx, buf);
         if polled.is_ready() {
-            match this.chatter.read(&buf.filled()[before..], Instant::now) {
+            let (chatter, streams) = (&mut this.chatter, &mut this.streams);
+            let mut ended = false;
+            this.framing.read(&buf.filled()[before..], |h| {
+                chatter.heard(&h);
+                ended |= streams.heard(&h);
+            });
+            if ended {
+                this.flight.streams_ended();
+            }
+            match chatter.verdict(Instant::now) {
                 Verdict::Fine => {}
                 Verdict::TooMuch => this.flight.hush(),
                 Verdict::Cut => {
@@ -686,7 +764,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.io).poll_write(cx, buf);
-        self.note(&polled, |c, n| c.wrote(&buf[..n]));
+        if let Some(n) = self.note_write(&polled) {
+            self.walk_written(&buf[..n]);
+        }
         polled
     }
 
@@ -696,16 +776,16 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        self.note(&polled, |c, mut n| {
+        if let Some(mut n) = self.note_write(&polled) {
             for b in bufs {
                 let part = &b[..n.min(b.len())];
-                c.wrote(part);
+                self.walk_written(part);
                 n -= part.len();
                 if n == 0 {
                     break;
                 }
             }
-        });
+        }
         polled
     }
 
@@ -1114,6 +1194,31 @@ mod tests {
         b.owe(50);
         drop(b);
         assert_eq!(root.unsent(), 0);
+    }
+
+    /// Once no stream is open, what hyper took and never wrote is gone; what answers still
+    /// hold, not taken yet, stays until they let it go.
+    #[tokio::test]
+    async fn streams_ended_drops_what_hyper_took_and_keeps_what_is_held() {
+        use crate::http::backlog::Unsent;
+        let root = InFlight::new();
+        let (a, b) = (root.child(), root.child());
+        // A body of 1,000 bytes not taken yet, a stream's 300 taken, another connection's.
+        a.hold(1000);
+        a.owe(300);
+        b.owe(50);
+        a.streams_ended();
+        assert_eq!((a.unsent(), root.unsent()), (1000, 1050));
+        // Hyper takes 600 of the body, writes 100, and the stream is reset.
+        a.handed(600);
+        a.wrote(100);
+        assert_eq!(a.unsent(), 900);
+        a.streams_ended();
+        assert_eq!((a.unsent(), root.unsent()), (400, 450));
+        // The reset body is dropped with its 400 untaken; nothing more to drop after.
+        a.release(400);
+        a.streams_ended();
+        assert_eq!((a.unsent(), root.unsent()), (0, 50));
     }
 
     /// A request still being answered is not its client's stall; once answered, a quiet

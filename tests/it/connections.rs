@@ -1428,3 +1428,76 @@ async fn a_scan_stops_when_its_client_goes_away() {
     }
     assert_eq!(stopped("deadline").await, 0);
 }
+
+/// An HTTP/2 client that cancels a streamed group part-way, again and again on one
+/// connection, does not leave what hyper had taken for the cancelled streams counted as
+/// unread: its next answers are not kept waiting for room it never used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_group_streams_leave_nothing_counted_as_unread() {
+    let s = Srv::start_with(|c| {
+        c.server.max_unread_mb = 1;
+        c.server.request_timeout_secs = 3;
+    })
+    .await;
+    let mut members = Vec::new();
+    for i in 0..1100 {
+        let r = s
+            .post("/Users", serde_json::json!({"userName": format!("m{i}")}))
+            .await;
+        members.push(serde_json::json!({ "value": r.id() }));
+    }
+    let gid = s
+        .post(
+            "/Groups",
+            serde_json::json!({"displayName": "g", "members": members}),
+        )
+        .await
+        .id();
+    let tls = wire::connect_h2(&s).await;
+    let (client, conn) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(conn);
+    let group = || {
+        http::Request::get(format!(
+            "https://localhost:{}/scim/v2/Groups/{gid}",
+            wire::port(&s)
+        ))
+        .header("authorization", format!("Bearer {ACME}"))
+        .body(())
+        .unwrap()
+    };
+    // Each cancel left tens of kilobytes counted before: 1 MiB ran out within 40.
+    for i in 0..80 {
+        let mut c = client.clone().ready().await.unwrap();
+        let (answer, _) = c.send_request(group(), true).unwrap();
+        let head = tokio::time::timeout(Duration::from_secs(10), answer)
+            .await
+            .expect("an answer within the request timeout")
+            .unwrap();
+        assert_eq!(head.status(), 200, "cancel {i}");
+        let mut body = head.into_body();
+        let mut got = 0;
+        while got < 20_000 {
+            let chunk = body.data().await.expect("more of the group").unwrap();
+            let _ = body.flow_control().release_capacity(chunk.len());
+            got += chunk.len();
+        }
+        // Dropping the body resets the stream (CANCEL).
+        drop(body);
+    }
+    let mut c = client.clone().ready().await.unwrap();
+    let (answer, _) = c.send_request(group(), true).unwrap();
+    let head = tokio::time::timeout(Duration::from_secs(10), answer)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    let mut body = head.into_body();
+    let mut got = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        got.extend_from_slice(&chunk);
+    }
+    let v: serde_json::Value = serde_json::from_slice(&got).unwrap();
+    assert_eq!(v["members"].as_array().map(Vec::len), Some(1100));
+}
