@@ -85,7 +85,7 @@ impl Eq for Stored {}
 
 /// The token of an `Authorization: Bearer <token>` value (scheme in any case), if any.
 /// Only spaces and tabs are trimmed (RFC 9110's whitespace): a token with any other byte
-/// beside it, such as a no-break space, is not the token (README, Hardening).
+/// beside it, such as a no-break space, is not the token (docs/hardening.md).
 pub fn bearer(header: &str) -> Option<&str> {
     let ows = [' ', '\t'];
     let (scheme, token) = header.trim_matches(ows).split_once(ows)?;

@@ -95,6 +95,7 @@ fn debian_package_has_binary_unit_config_template_and_scripts() {
         // Laid out as in the repository, so README's links work where it is installed.
         "./usr/share/doc/scimd/docs/operations.md",
         "./usr/share/doc/scimd/docs/performance.md",
+        "./usr/share/doc/scimd/docs/hardening.md",
         "./usr/share/doc/scimd/docs/idp/README.md",
         "./usr/share/doc/scimd/docs/idp/okta.md",
         "./usr/share/doc/scimd/docs/idp/entra.md",
