@@ -679,7 +679,7 @@ impl<IO> Watched<IO> {
         }
     }
 
-    /// Whether a write or flush went through; `Some(n)` when `n` bytes were written.
+    /// A write's outcome counted; `Some(n)` when `n` bytes were written.
     fn note_write(&mut self, polled: &Poll<io::Result<usize>>) -> Option<usize> {
         match polled {
             Poll::Ready(Ok(n)) => {
@@ -693,6 +693,20 @@ impl<IO> Watched<IO> {
             }
             Poll::Ready(Err(_)) => None,
         }
+    }
+
+    /// Frame heads in bytes the client sent; what its control frames amount to.
+    fn walk_read(&mut self, bytes: &[u8]) -> Verdict {
+        let (chatter, streams) = (&mut self.chatter, &mut self.streams);
+        let mut ended = false;
+        self.framing.read(bytes, |h| {
+            chatter.heard(&h);
+            ended |= streams.heard(&h);
+        });
+        if ended {
+            self.flight.streams_ended();
+        }
+        self.chatter.verdict(Instant::now)
     }
 
     /// Frame heads in bytes the server wrote.
@@ -728,16 +742,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.io).poll_read(cx, buf);
         if polled.is_ready() {
-            let (chatter, streams) = (&mut this.chatter, &mut this.streams);
-            let mut ended = false;
-            this.framing.read(&buf.filled()[before..], |h| {
-                chatter.heard(&h);
-                ended |= streams.heard(&h);
-            });
-            if ended {
-                this.flight.streams_ended();
-            }
-            match chatter.verdict(Instant::now) {
+            match this.walk_read(&buf.filled()[before..]) {
                 Verdict::Fine => {}
                 Verdict::TooMuch => this.flight.hush(),
                 Verdict::Cut => {
