@@ -318,15 +318,26 @@ impl InFlight {
     /// so what was counted for streams the client reset, which h2 dropped, is gone. What
     /// answers still hold (a reset stream's body not dropped yet) stays until released.
     fn streams_ended(&self) {
-        let held = self.held.load(Ordering::Relaxed);
-        if let Ok(was) = self
-            .unsent
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
-                (u > held).then_some(held)
-            })
-            && let Some(p) = &self.parent
-        {
-            p.unsent.fetch_sub(was - held, Ordering::Relaxed);
+        let mut u = self.unsent.load(Ordering::Relaxed);
+        loop {
+            // Read after `unsent`, and again on each retry: a `hold` (held first, then
+            // unsent) between the two reads is then counted twice rather than lost.
+            let held = self.held.load(Ordering::Relaxed);
+            if u <= held {
+                return;
+            }
+            match self
+                .unsent
+                .compare_exchange_weak(u, held, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    if let Some(p) = &self.parent {
+                        p.unsent.fetch_sub(u - held, Ordering::Relaxed);
+                    }
+                    return;
+                }
+                Err(now) => u = now,
+            }
         }
     }
 
