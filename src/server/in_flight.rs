@@ -318,7 +318,7 @@ impl InFlight {
     /// so what was counted for streams the client reset, which h2 dropped, is gone. What
     /// answers still hold (a reset stream's body not dropped yet) stays until released.
     fn streams_ended(&self) {
-        let mut u = self.unsent.load(Ordering::Relaxed);
+        let mut u = self.unsent.load(Ordering::Acquire);
         loop {
             // Read after `unsent`, and again on each retry: a `hold` (held first, then
             // unsent) between the two reads is then counted twice rather than lost.
@@ -328,7 +328,7 @@ impl InFlight {
             }
             match self
                 .unsent
-                .compare_exchange_weak(u, held, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange_weak(u, held, Ordering::Relaxed, Ordering::Acquire)
             {
                 Ok(_) => {
                     if let Some(p) = &self.parent {
@@ -349,7 +349,8 @@ impl InFlight {
             if let Some(p) = &self.parent {
                 p.unsent.fetch_add(n, Ordering::Relaxed);
             }
-            self.unsent.fetch_add(n, Ordering::Relaxed);
+            // Release: `streams_ended`, seeing these bytes, sees what `hold` held before.
+            self.unsent.fetch_add(n, Ordering::Release);
         }
     }
 
