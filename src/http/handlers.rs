@@ -291,7 +291,7 @@ async fn get_group_streamed(
         let narrowed = narrowed.as_ref().map(|p| (p, rt));
         send_members(&tx, &mut batches, &base, narrowed, head).await;
     });
-    let mut resp = http::Response::new(response::Body::Stream(rx));
+    let mut resp = http::Response::new(response::Body::stream(rx));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         http::HeaderValue::from_static(response::SCIM_JSON),

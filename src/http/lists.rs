@@ -692,7 +692,7 @@ fn streamed_list(
         }
         let _ = tx.send(tail.into()).await;
     });
-    let mut resp = http::Response::new(response::Body::Stream(rx));
+    let mut resp = http::Response::new(response::Body::stream(rx));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         http::HeaderValue::from_static(response::SCIM_JSON),

@@ -20,19 +20,40 @@ pub type Resp = Response<Body>;
 #[derive(Debug)]
 pub enum Body {
     Full(Option<Bytes>),
-    Stream(mpsc::Receiver<Bytes>),
+    Stream {
+        rx: mpsc::Receiver<Bytes>,
+        /// What is left of the last chunk received, past the parts handed on.
+        rest: Option<Bytes>,
+    },
 }
 
 impl Body {
     pub fn full(b: impl Into<Bytes>) -> Body {
         Body::Full(Some(b.into()))
     }
+
+    pub fn stream(rx: mpsc::Receiver<Bytes>) -> Body {
+        Body::Stream { rx, rest: None }
+    }
 }
 
-/// The most of a whole body handed to hyper at once. hyper asks for the next part only when
-/// it has room to send it, so the rest stays here, counted, until the client takes what went
+/// The most of a body handed to hyper at once. hyper asks for the next part only when it
+/// has room to send it, so the rest stays here, counted, until the client takes what went
 /// before; an HTTP/2 stream the client resets leaves the rest never sent, and known so.
-const PART: usize = 64 * 1024;
+/// What h2 drops with such a stream is at most about a part, so parts are small: one
+/// frame's worth.
+pub const PART: usize = 16 * 1024;
+
+/// `all`'s first part; the rest, if any, is left in `rest`.
+fn part_of(mut all: Bytes, rest: &mut Option<Bytes>) -> Bytes {
+    if all.len() > PART {
+        let part = all.split_to(PART);
+        *rest = Some(all);
+        part
+    } else {
+        all
+    }
+}
 
 impl HttpBody for Body {
     type Data = Bytes;
@@ -43,16 +64,14 @@ impl HttpBody for Body {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match &mut *self {
-            Body::Full(b) => Poll::Ready(b.take().map(|mut all| {
-                if all.len() > PART {
-                    let part = all.split_to(PART);
-                    *b = Some(all);
-                    Ok(Frame::data(part))
-                } else {
-                    Ok(Frame::data(all))
+            Body::Full(b) => Poll::Ready(b.take().map(|all| Ok(Frame::data(part_of(all, b))))),
+            Body::Stream { rx, rest } => {
+                if let Some(left) = rest.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(part_of(left, rest)))));
                 }
-            })),
-            Body::Stream(rx) => rx.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b)))),
+                rx.poll_recv(cx)
+                    .map(|c| c.map(|all| Ok(Frame::data(part_of(all, rest)))))
+            }
         }
     }
 
@@ -64,7 +83,7 @@ impl HttpBody for Body {
         match self {
             Body::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Body::Full(None) => SizeHint::with_exact(0),
-            Body::Stream(_) => SizeHint::default(),
+            Body::Stream { .. } => SizeHint::default(),
         }
     }
 }
@@ -282,6 +301,22 @@ mod tests {
         }
         assert_eq!(parts, [PART, PART, 100]);
         assert!(b.is_end_stream());
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_hands_each_chunk_on_in_parts() {
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(Bytes::from(vec![1u8; PART + 1])).await.unwrap();
+        tx.send(Bytes::from(vec![2u8; 10])).await.unwrap();
+        tx.send(Bytes::from(vec![3u8; 2 * PART])).await.unwrap();
+        drop(tx);
+        let mut b = Body::stream(rx);
+        let mut parts = Vec::new();
+        while let Some(f) = b.frame().await {
+            let d = f.unwrap().into_data().unwrap();
+            parts.push((d[0], d.len()));
+        }
+        assert_eq!(parts, [(1, PART), (1, 1), (2, 10), (3, PART), (3, PART)]);
     }
 
     #[test]

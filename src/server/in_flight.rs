@@ -318,6 +318,12 @@ impl InFlight {
     /// so what was counted for streams the client reset, which h2 dropped, is gone. What
     /// answers still hold (a reset stream's body not dropped yet) stays until released.
     fn streams_ended(&self) {
+        self.forget(u64::MAX);
+    }
+
+    /// Up to `n` bytes hyper took are gone unwritten (h2 dropped them with their stream),
+    /// never counting below what answers hold.
+    fn forget(&self, n: u64) {
         let mut u = self.unsent.load(Ordering::Acquire);
         loop {
             // Read after `unsent`, and again on each retry: a `hold` (held first, then
@@ -326,13 +332,16 @@ impl InFlight {
             if u <= held {
                 return;
             }
-            match self
-                .unsent
-                .compare_exchange_weak(u, held, Ordering::Relaxed, Ordering::Acquire)
-            {
+            let gone = (u - held).min(n);
+            match self.unsent.compare_exchange_weak(
+                u,
+                u - gone,
+                Ordering::Relaxed,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => {
                     if let Some(p) = &self.parent {
-                        p.unsent.fetch_sub(u - held, Ordering::Relaxed);
+                        p.unsent.fetch_sub(gone, Ordering::Relaxed);
                     }
                     return;
                 }
@@ -567,6 +576,9 @@ pub struct Counted<B> {
     taken: u64,
     /// Of unknown size (a stream): each part is counted as unsent when hyper takes it.
     streamed: bool,
+    /// The size of the last part hyper took, and whether it has taken the end.
+    last: u64,
+    ended: bool,
 }
 
 impl<B: Body> Counted<B> {
@@ -583,16 +595,25 @@ impl<B: Body> Counted<B> {
             owed,
             taken: 0,
             streamed: size.is_none(),
+            last: 0,
+            ended: false,
         }
     }
 }
 
 /// What hyper never took (the client reset the stream, or went) will never be written.
+/// Nor, most likely, will the last part it took when it lets go of a body before its end:
+/// hyper takes a part only once the stream has room to send it, so what h2 held for the
+/// stream, and dropped with it, is about a part. Forgotten rather than left counted for
+/// the rest of the connection, but never below what other answers hold: a client
+/// cancelling streams cannot hide an answer it leaves unread.
 impl<B> Drop for Counted<B> {
     fn drop(&mut self) {
-        self.guard
-            .flight
-            .release(self.owed.saturating_sub(self.taken));
+        let flight = &self.guard.flight;
+        flight.release(self.owed.saturating_sub(self.taken));
+        if !self.ended {
+            flight.forget(self.last);
+        }
     }
 }
 
@@ -608,6 +629,9 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if let Poll::Ready(None) = &polled {
+            self.ended = true;
+        }
         if let Poll::Ready(Some(Ok(f))) = &polled
             && let Some(d) = f.data_ref()
         {
@@ -621,6 +645,9 @@ where
                     .handed(n.min(self.owed.saturating_sub(self.taken)));
             }
             self.taken += n;
+            self.last = n;
+            // A whole body says it is at its end once its last part is taken.
+            self.ended = self.body.is_end_stream();
         }
         polled
     }
@@ -1238,6 +1265,56 @@ mod tests {
         assert_eq!((a.unsent(), root.unsent()), (0, 50));
     }
 
+    /// A body hyper lets go of before its end (its stream reset) takes with it what it never
+    /// handed over, and the last part hyper took (h2 dropped it unwritten), but never what
+    /// other answers hold; one taken to its end leaves its unwritten bytes counted.
+    #[tokio::test]
+    async fn a_body_let_go_before_its_end_forgets_its_last_part() {
+        use crate::http::backlog::Unsent;
+        use crate::http::response::{Body as Answer, PART};
+        use http_body_util::BodyExt;
+        let part = PART as u64;
+        let flight = InFlight::new().child();
+        // Another answer's 10 bytes, not taken yet.
+        flight.hold(10);
+        // A whole body of three parts: hyper takes two, writes one, and lets go.
+        let mut whole = Counted::new(Answer::full(vec![1u8; 2 * PART + 5]), flight.start());
+        assert_eq!(flight.unsent(), 10 + 2 * part + 5);
+        for _ in 0..2 {
+            whole.frame().await.unwrap().unwrap();
+        }
+        flight.wrote(PART);
+        drop(whole);
+        assert_eq!(flight.unsent(), 10);
+        // A stream: hyper takes 3 parts of a chunk, writes none, and lets go. The part
+        // before the last stays counted (a connection-wide count cannot tell it was dropped).
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tx.send(bytes::Bytes::from(vec![2u8; 4 * PART]))
+            .await
+            .unwrap();
+        let mut stream = Counted::new(Answer::stream(rx), flight.start());
+        for _ in 0..3 {
+            stream.frame().await.unwrap().unwrap();
+        }
+        assert_eq!(flight.unsent(), 10 + 3 * part);
+        drop(stream);
+        assert_eq!(flight.unsent(), 10 + 2 * part);
+        // Never below what is held: the last part taken was written already.
+        flight.wrote(2 * PART);
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tx.send(bytes::Bytes::from(vec![3u8; 100])).await.unwrap();
+        let mut stream = Counted::new(Answer::stream(rx), flight.start());
+        stream.frame().await.unwrap().unwrap();
+        flight.wrote(100);
+        drop(stream);
+        assert_eq!(flight.unsent(), 10);
+        // Taken to its end: what is not written yet stays counted.
+        let mut whole = Counted::new(Answer::full(vec![4u8; 50]), flight.start());
+        whole.frame().await.unwrap().unwrap();
+        drop(whole);
+        assert_eq!(flight.unsent(), 60);
+        drop(tx);
+    }
     /// A request still being answered is not its client's stall; once answered, a quiet
     /// connection is.
     #[test]
