@@ -899,6 +899,23 @@ async fn first_page_unread(
     (client, head)
 }
 
+/// A group of `n` new users (`m0`, `m1`, ...); its id.
+async fn group_of(s: &Srv, n: usize) -> String {
+    let mut members = Vec::new();
+    for i in 0..n {
+        let r = s
+            .post("/Users", serde_json::json!({"userName": format!("m{i}")}))
+            .await;
+        members.push(serde_json::json!({ "value": r.id() }));
+    }
+    s.post(
+        "/Groups",
+        serde_json::json!({"displayName": "g", "members": members}),
+    )
+    .await
+    .id()
+}
+
 /// An HTTP/2 client that opens many list streams and reads none holds one page, not one per
 /// stream: the connection's next page waits for the client to read, and gets 503 when it
 /// never does.
@@ -948,20 +965,7 @@ async fn streamed_groups_a_client_does_not_read_wait_for_room() {
     .await;
     // More than fit in what a stream hands on at once (hyper takes the head, two batches of
     // 1,024 wait for it), so that the stream waits on its client rather than ending.
-    let mut members = Vec::new();
-    for i in 0..1100 {
-        let r = s
-            .post("/Users", serde_json::json!({"userName": format!("m{i}")}))
-            .await;
-        members.push(serde_json::json!({ "value": r.id() }));
-    }
-    let r = s
-        .post(
-            "/Groups",
-            serde_json::json!({"displayName": "g", "members": members}),
-        )
-        .await;
-    let gid = r.id();
+    let gid = group_of(&s, 1100).await;
     let mut client = unreading_h2(&s).await;
     let mut answers = Vec::new();
     for _ in 0..4 {
@@ -1456,20 +1460,7 @@ async fn cancel_group_streams(beside_an_open_one: bool) {
         c.server.request_timeout_secs = 60;
     })
     .await;
-    let mut members = Vec::new();
-    for i in 0..1100 {
-        let r = s
-            .post("/Users", serde_json::json!({"userName": format!("m{i}")}))
-            .await;
-        members.push(serde_json::json!({ "value": r.id() }));
-    }
-    let gid = s
-        .post(
-            "/Groups",
-            serde_json::json!({"displayName": "g", "members": members}),
-        )
-        .await
-        .id();
+    let gid = group_of(&s, 1100).await;
     let tls = wire::connect_h2(&s).await;
     let (client, conn) = h2::client::handshake(tls).await.unwrap();
     tokio::spawn(conn);
