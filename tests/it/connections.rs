@@ -899,6 +899,17 @@ async fn first_page_unread(
     (client, head)
 }
 
+/// An HTTP/2 answer's whole body, read as it comes (its window given back as read).
+async fn read_body(mut body: h2::RecvStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        got.extend_from_slice(&chunk);
+    }
+    got
+}
+
 /// A group of `n` new users (`m0`, `m1`, ...); its id.
 async fn group_of(s: &Srv, n: usize) -> String {
     let mut members = Vec::new();
@@ -1027,15 +1038,7 @@ async fn a_reading_client_gets_every_page_on_one_connection() {
         let (answer, _) = c.send_request(list_request(&s), true).unwrap();
         streams.push(tokio::spawn(async move {
             let head = answer.await.unwrap();
-            let status = head.status();
-            let mut body = head.into_body();
-            let mut got = Vec::new();
-            while let Some(chunk) = body.data().await {
-                let chunk = chunk.unwrap();
-                let _ = body.flow_control().release_capacity(chunk.len());
-                got.extend_from_slice(&chunk);
-            }
-            (status, got)
+            (head.status(), read_body(head.into_body()).await)
         }));
     }
     for st in streams {
@@ -1512,13 +1515,7 @@ async fn cancel_group_streams(beside_an_open_one: bool) {
         .unwrap()
         .unwrap();
     assert_eq!(head.status(), 200);
-    let mut body = head.into_body();
-    let mut got = Vec::new();
-    while let Some(chunk) = body.data().await {
-        let chunk = chunk.unwrap();
-        let _ = body.flow_control().release_capacity(chunk.len());
-        got.extend_from_slice(&chunk);
-    }
+    let got = read_body(head.into_body()).await;
     let v: serde_json::Value = serde_json::from_slice(&got).unwrap();
     assert_eq!(v["members"].as_array().map(Vec::len), Some(1100));
     if let Some((answer, _body)) = open {
