@@ -22,7 +22,8 @@ impl Config {
             if std::fs::metadata(k).is_ok_and(|m| m.permissions().mode() & 0o004 != 0) {
                 w.push(format!(
                     "tls.key: {} is readable by every user; unless its directory keeps them \
-                     out, run `chmod o-r {0}` (mode 0640 with the service's group, `scimd` for the package, is what it needs)",
+                     out, run `chmod o-r {0}` (mode 0640 with the service's group, `scimd` for \
+                     the package, is what it needs)",
                     k.display()
                 ));
             }

@@ -228,7 +228,8 @@ impl InFlight {
         // An answer handed to hyper whole is still going out (its request has ended, and
         // over HTTP/2 a client's window paces it): the connection is in use. Bytes that
         // never go out (a stream reset after hyper took them) are paid off by any writes,
-        // and dropped once no stream is left open (`streams_ended`).
+        // forgotten when hyper lets go of a body early (`forget`), and dropped once no
+        // stream is left open (`streams_ended`).
         if self.unsent.load(Ordering::Relaxed) > 0 {
             self.in_use();
         }
@@ -629,13 +630,15 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
-        if let Poll::Ready(None) = &polled {
-            self.ended = true;
-        }
-        if let Poll::Ready(Some(Ok(f))) = &polled
-            && let Some(d) = f.data_ref()
-        {
-            let n = bytes::Buf::remaining(d) as u64;
+        let n = match &polled {
+            Poll::Ready(None) => {
+                self.ended = true;
+                None
+            }
+            Poll::Ready(Some(Ok(f))) => f.data_ref().map(|d| bytes::Buf::remaining(d) as u64),
+            _ => None,
+        };
+        if let Some(n) = n {
             if self.streamed {
                 self.guard.flight.owe(n);
                 self.owed += n;
